@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "mqtt/protocol/packet.hpp"
+#include "mqtt/result.hpp"
+
+namespace mqtt::protocol {
+
+// Decoding. `version` is the one negotiated on the connection; CONNECT carries its own
+// and ignores it. Every rule the specifications call malformed or a protocol error is
+// checked here and reported as a distinct mqtt::errc; to_reason_code() gives the code to
+// send back. Nothing here throws on peer input.
+
+// One packet from its first byte and its body (the Remaining Length bytes after the
+// fixed header), as a framer yields them.
+result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> body,
+                      protocol_version version);
+
+// One packet from its complete bytes, fixed header included; extra bytes are an error.
+result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_version version);
+
+// The version a CONNECT asks for, read from its variable header, so a server can answer
+// an unsupported one in the right dialect before decoding the rest.
+result<protocol_version> peek_connect_version(std::span<const std::uint8_t> body);
+
+// Encoding: the exact size first, then one write pass. encoded_size() also checks that
+// the packet can be encoded for `version` (string lengths, property placement, values);
+// encode_into() then writes exactly that many bytes and cannot fail.
+result<std::size_t> encoded_size(const packet& p, protocol_version version);
+void encode_into(const packet& p, protocol_version version, std::span<std::uint8_t> out);
+
+// Convenience: size, then write into a new vector or the end of an existing one.
+result<std::vector<std::uint8_t>> encode(const packet& p, protocol_version version);
+std::error_code encode_append(const packet& p, protocol_version version,
+                              std::vector<std::uint8_t>& out);
+
+// Variable Byte Integer helpers (§1.5.5), also used by framing.
+constexpr std::size_t variable_int_size(std::uint32_t v) noexcept {
+    return v < 128u ? 1 : v < 16'384u ? 2 : v < 2'097'152u ? 3 : 4;
+}
+
+}  // namespace mqtt::protocol

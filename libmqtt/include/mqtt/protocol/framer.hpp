@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include "mqtt/protocol/types.hpp"
+#include "mqtt/result.hpp"
+
+namespace mqtt::protocol {
+
+// One whole packet as bytes: the first byte of the fixed header and the body. The body
+// points into the framer's buffer and stays valid until the framer is next fed.
+struct frame {
+    std::uint8_t first_byte = 0;
+    std::span<const std::uint8_t> body;
+
+    packet_type type() const noexcept { return static_cast<packet_type>(first_byte >> 4); }
+    std::uint8_t flags() const noexcept { return first_byte & 0x0F; }
+    std::size_t size() const noexcept;  // whole packet, fixed header included
+};
+
+// Incremental framing: bytes go in in any chunking, whole packets come out. The
+// Remaining Length is rejected past 4 bytes, and a packet larger than the maximum is
+// rejected as soon as its fixed header is seen, before its body is buffered. After an
+// error the framer stays failed: the connection is to be closed.
+class framer {
+public:
+    explicit framer(std::uint32_t max_packet_size = protocol::max_packet_size) noexcept
+        : max_packet_size_(max_packet_size) {}
+
+    void set_max_packet_size(std::uint32_t n) noexcept { max_packet_size_ = n; }
+    std::uint32_t max_packet_size() const noexcept { return max_packet_size_; }
+
+    // Zero-copy input: read into prepare(n), then commit what was read.
+    std::span<std::uint8_t> prepare(std::size_t n);
+    void commit(std::size_t n);
+    // Copying input.
+    void feed(std::span<const std::uint8_t> bytes);
+
+    // The next whole packet; std::nullopt when more bytes are needed.
+    result<std::optional<frame>> next();
+
+    std::size_t buffered() const noexcept { return end_ - begin_; }
+    std::error_code error() const noexcept { return error_; }
+
+private:
+    void check_pending_header() noexcept;
+    void fail(std::error_code ec) noexcept;
+    void compact();
+
+    std::vector<std::uint8_t> buf_;
+    std::size_t begin_ = 0;  // first unconsumed byte
+    std::size_t end_ = 0;    // one past the last committed byte
+    std::uint32_t max_packet_size_;
+    std::error_code error_;
+};
+
+}  // namespace mqtt::protocol

@@ -1,0 +1,120 @@
+#include "mqtt/protocol/framer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "mqtt/error.hpp"
+#include "mqtt/protocol/codec.hpp"
+
+namespace mqtt::protocol {
+namespace {
+
+// The fixed header at p: its length and the Remaining Length, or 0 if not all there yet.
+struct header_scan {
+    std::size_t header_size = 0;  // 0: incomplete
+    std::uint32_t remaining = 0;
+    std::error_code ec;
+};
+
+header_scan scan_header(const std::uint8_t* p, std::size_t n) noexcept {
+    header_scan h;
+    std::uint32_t value = 0;
+    for (std::size_t i = 1; i < n && i <= 4; ++i) {
+        const std::uint8_t b = p[i];
+        value |= std::uint32_t{b & 0x7Fu} << (7 * (i - 1));
+        if ((b & 0x80) == 0) {
+            if (b == 0 && i > 1) h.ec = errc::non_minimal_variable_int;  // MQTT-1.5.5-1
+            h.header_size = i + 1;
+            h.remaining = value;
+            return h;
+        }
+    }
+    if (n > 4 && (p[4] & 0x80)) h.ec = errc::remaining_length_too_long;  // §2.2.3
+    return h;
+}
+
+}  // namespace
+
+std::size_t frame::size() const noexcept {
+    return 1 + variable_int_size(static_cast<std::uint32_t>(body.size())) + body.size();
+}
+
+std::span<std::uint8_t> framer::prepare(std::size_t n) {
+    compact();
+    if (buf_.size() < end_ + n) buf_.resize(end_ + n);
+    return {buf_.data() + end_, n};
+}
+
+void framer::commit(std::size_t n) {
+    if (error_) return;
+    end_ = std::min(end_ + n, buf_.size());
+    check_pending_header();
+}
+
+void framer::feed(std::span<const std::uint8_t> bytes) {
+    if (error_ || bytes.empty()) return;
+    auto room = prepare(bytes.size());
+    std::memcpy(room.data(), bytes.data(), bytes.size());
+    commit(bytes.size());
+}
+
+result<std::optional<frame>> framer::next() {
+    // Whole packets before a bad one are still handed out; then the error.
+    if (error_ && begin_ == end_) return error_;
+    const auto h = scan_header(buf_.data() + begin_, buffered());
+    if (h.ec) {
+        fail(h.ec);
+        return error_;
+    }
+    if (h.header_size == 0) return std::optional<frame>{};
+    if (h.header_size + h.remaining > max_packet_size_) {
+        fail(errc::packet_too_large);
+        return error_;
+    }
+    if (buffered() < h.header_size + h.remaining) {
+        if (error_) return error_;
+        return std::optional<frame>{};
+    }
+    frame f;
+    f.first_byte = buf_[begin_];
+    f.body = {buf_.data() + begin_ + h.header_size, h.remaining};
+    begin_ += h.header_size + h.remaining;
+    return std::optional<frame>{f};
+}
+
+void framer::fail(std::error_code ec) noexcept {
+    if (!error_) error_ = ec;
+    end_ = begin_;
+}
+
+// Rejects an oversized packet as soon as its header is in, and drops what was buffered,
+// so a peer cannot make us hold a body we will refuse anyway.
+void framer::check_pending_header() noexcept {
+    if (error_) return;
+    std::size_t at = begin_;
+    while (at < end_) {
+        const auto h = scan_header(buf_.data() + at, end_ - at);
+        if (h.ec || (h.header_size && h.header_size + h.remaining > max_packet_size_)) {
+            error_ = h.ec ? h.ec : make_error_code(errc::packet_too_large);
+            end_ = at;  // keep the whole packets before it, drop the rest
+            return;
+        }
+        if (h.header_size == 0 || end_ - at < h.header_size + h.remaining) return;
+        at += h.header_size + h.remaining;
+    }
+}
+
+void framer::compact() {
+    if (begin_ == 0) return;
+    if (begin_ == end_) {
+        begin_ = end_ = 0;
+        // Give back the memory of one large packet once it has been handled.
+        if (buf_.capacity() > (std::size_t{1} << 20)) std::vector<std::uint8_t>().swap(buf_);
+        return;
+    }
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+}
+
+}  // namespace mqtt::protocol
