@@ -1,0 +1,157 @@
+#include <doctest/doctest.h>
+
+#include <ostream>
+
+#include <vector>
+
+#include "mqtt/error.hpp"
+#include "mqtt/protocol/framer.hpp"
+
+using namespace mqtt::protocol;
+using bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+// Feeds `in` one byte at a time and collects every frame as (first byte, body).
+std::vector<std::pair<std::uint8_t, bytes>> frames_bytewise(framer& f, const bytes& in,
+                                                            std::error_code& ec) {
+    std::vector<std::pair<std::uint8_t, bytes>> out;
+    for (auto b : in) {
+        f.feed(std::span(&b, 1));
+        for (;;) {
+            auto r = f.next();
+            if (!r) {
+                ec = r.error();
+                return out;
+            }
+            if (!*r) break;
+            out.emplace_back((*r)->first_byte, bytes((*r)->body.begin(), (*r)->body.end()));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("framer: whole packets out of one-byte chunks") {
+    const bytes in{0xC0, 0x00,                          // PINGREQ
+                   0x30, 0x05, 0x00, 0x01, 'a', 'h', 'i',  // PUBLISH a "hi"
+                   0xE0, 0x00};                         // DISCONNECT
+    framer f;
+    std::error_code ec;
+    auto frames = frames_bytewise(f, in, ec);
+    REQUIRE(!ec);
+    REQUIRE(frames.size() == 3);
+    CHECK(frames[0].first == 0xC0);
+    CHECK(frames[0].second.empty());
+    CHECK(frames[1].first == 0x30);
+    CHECK(frames[1].second == bytes{0x00, 0x01, 'a', 'h', 'i'});
+    CHECK(frames[2].first == 0xE0);
+    CHECK(f.buffered() == 0);
+}
+
+TEST_CASE("framer: remaining length boundaries (§1.5.5)") {
+    SUBCASE("127 in one byte, 128 in two") {
+        bytes p{0x30, 0x7F};
+        p.resize(2 + 127, 'x');
+        bytes q{0x30, 0x80, 0x01};
+        q.resize(3 + 128, 'y');
+        framer f;
+        f.feed(p);
+        f.feed(q);
+        auto a = f.next();
+        REQUIRE((a && *a));
+        CHECK((*a)->body.size() == 127);
+        CHECK((*a)->size() == 129);
+        auto b = f.next();
+        REQUIRE((b && *b));
+        CHECK((*b)->body.size() == 128);
+        CHECK((*b)->size() == 131);
+    }
+    SUBCASE("a fifth length byte is malformed") {
+        framer f;
+        f.feed(bytes{0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01});
+        auto r = f.next();
+        REQUIRE(!r);
+        CHECK(r.error() == mqtt::errc::remaining_length_too_long);
+        // The framer stays failed.
+        f.feed(bytes{0xC0, 0x00});
+        CHECK(!f.next());
+    }
+    SUBCASE("the error is seen as soon as the fifth byte arrives") {
+        framer f;
+        std::error_code ec;
+        frames_bytewise(f, bytes{0x30, 0x80, 0x80, 0x80, 0x80}, ec);
+        CHECK(ec == mqtt::errc::remaining_length_too_long);
+    }
+    SUBCASE("non-minimal encoding is malformed (MQTT-1.5.5-1)") {
+        framer f;
+        f.feed(bytes{0xC0, 0x80, 0x00});
+        auto r = f.next();
+        REQUIRE(!r);
+        CHECK(r.error() == mqtt::errc::non_minimal_variable_int);
+    }
+    SUBCASE("the largest length is accepted in the header") {
+        framer f(max_packet_size);
+        f.feed(bytes{0x30, 0xFF, 0xFF, 0xFF, 0x7F});
+        auto r = f.next();
+        REQUIRE(r);
+        CHECK(!*r);  // incomplete, not an error
+    }
+}
+
+TEST_CASE("framer: maximum packet size is enforced before the body is buffered") {
+    framer f(100);
+    // Header announcing 1,000 bytes: rejected at once, before any body byte is held.
+    f.feed(bytes{0x30, 0xE8, 0x07});
+    CHECK(f.error() == mqtt::errc::packet_too_large);
+    CHECK(f.buffered() == 0);
+    bytes body(1000, 'x');
+    f.feed(body);
+    CHECK(f.buffered() == 0);
+    auto r = f.next();
+    REQUIRE(!r);
+    CHECK(r.error() == mqtt::errc::packet_too_large);
+}
+
+TEST_CASE("framer: the limit counts the whole packet, fixed header included") {
+    framer f(10);
+    bytes ok{0x30, 0x08, 0, 1, 'a', 1, 2, 3, 4, 5};  // 10 bytes
+    f.feed(ok);
+    auto r = f.next();
+    REQUIRE((r && *r));
+    bytes too_big{0x30, 0x09, 0, 1, 'a', 1, 2, 3, 4, 5, 6};  // 11 bytes
+    f.feed(too_big);
+    auto e = f.next();
+    REQUIRE(!e);
+    CHECK(e.error() == mqtt::errc::packet_too_large);
+}
+
+TEST_CASE("framer: whole packets before a bad one are still delivered") {
+    framer f(50);
+    f.feed(bytes{0xC0, 0x00, 0xD0, 0x00, 0x30, 0xFF, 0x01});
+    auto a = f.next();
+    REQUIRE((a && *a));
+    CHECK((*a)->first_byte == 0xC0);
+    auto b = f.next();
+    REQUIRE((b && *b));
+    CHECK((*b)->first_byte == 0xD0);
+    auto c = f.next();
+    REQUIRE(!c);
+    CHECK(c.error() == mqtt::errc::packet_too_large);
+}
+
+TEST_CASE("framer: zero-copy prepare/commit") {
+    framer f;
+    const bytes pkt{0x30, 0x03, 0x00, 0x01, 't'};
+    auto room = f.prepare(64);
+    REQUIRE(room.size() == 64);
+    std::copy(pkt.begin(), pkt.end(), room.begin());
+    f.commit(pkt.size());
+    auto r = f.next();
+    REQUIRE((r && *r));
+    CHECK((*r)->body.size() == 3);
+    auto none = f.next();
+    REQUIRE(none);
+    CHECK(!*none);
+}
