@@ -10,9 +10,7 @@ namespace {
 
 using detail::reader;
 
-bool has_wildcard(std::string_view topic) noexcept {
-    return topic.find_first_of("+#") != std::string_view::npos;
-}
+using detail::has_wildcard;
 
 bool read_packet_id(reader& r, std::uint16_t& id) {
     if (!r.u16(id)) return false;
@@ -54,8 +52,7 @@ bool read_will_topic(reader& r, std::string& topic) {
     return !has_wildcard(topic) || r.fail(errc::topic_name_has_wildcard);
 }
 
-result<packet> decode_connect(reader& r) {
-    connect_packet p;
+std::error_code decode_connect(reader& r, connect_packet& p) {
     std::uint8_t flags;
     if (!read_protocol(r, p.version) || !r.u8(flags) || !r.u16(p.keep_alive)) return r.error();
     const bool v5 = is_v5(p.version);
@@ -82,11 +79,10 @@ result<packet> decode_connect(reader& r) {
     if (has_user && !r.utf8(p.username.emplace())) return r.error();
     if (has_password && !r.binary(p.password.emplace())) return r.error();
     if (!r.expect_end()) return r.error();
-    return packet{std::move(p)};
+    return {};
 }
 
-result<packet> decode_connack(reader& r, protocol_version v) {
-    connack_packet p;
+std::error_code decode_connack(reader& r, protocol_version v, connack_packet& p) {
     std::uint8_t flags, code;
     if (!r.u8(flags) || !r.u8(code)) return r.error();
     if (flags & 0xFE) return errc::invalid_connack_flags;
@@ -102,11 +98,11 @@ result<packet> decode_connack(reader& r, protocol_version v) {
     // A refused connection has no session (MQTT-3.2.2-4 in 3.1.1, MQTT-3.2.2-6 in 5.0).
     if (p.session_present && p.code != reason_code::success) return errc::invalid_connack_flags;
     if (!r.expect_end()) return r.error();
-    return packet{std::move(p)};
+    return {};
 }
 
-result<packet> decode_publish(reader& r, std::uint8_t flags, protocol_version v) {
-    publish_packet p;
+std::error_code decode_publish(reader& r, std::uint8_t flags, protocol_version v,
+                               publish_packet& p) {
     p.dup = flags & 0x08;
     p.retain = flags & 0x01;
     const auto q = static_cast<std::uint8_t>((flags >> 1) & 0x03);
@@ -125,14 +121,13 @@ result<packet> decode_publish(reader& r, std::uint8_t flags, protocol_version v)
     r.rest(p.payload);
     if (p.props.payload_format_indicator == 1 && validate_utf8(p.payload))
         return errc::payload_format_invalid;
-    return packet{std::move(p)};
+    return {};
 }
 
 // PUBACK, PUBREC, PUBREL, PUBCOMP (§3.4 to §3.7): in 5.0 the reason code and the
 // properties may be left out when they are Success and empty.
 template <class Ack>
-result<packet> decode_ack(reader& r, packet_type type, protocol_version v) {
-    Ack p;
+std::error_code decode_ack(reader& r, packet_type type, protocol_version v, Ack& p) {
     if (!read_packet_id(r, p.packet_id)) return r.error();
     if (is_v5(v) && !r.at_end()) {
         if (!read_reason(r, type, p.code)) return r.error();
@@ -140,7 +135,7 @@ result<packet> decode_ack(reader& r, packet_type type, protocol_version v) {
             return r.error();
     }
     if (!r.expect_end()) return r.error();
-    return packet{std::move(p)};
+    return {};
 }
 
 bool read_subscription_options(reader& r, protocol_version v, subscription& s) {
@@ -162,8 +157,7 @@ bool read_subscription_options(reader& r, protocol_version v, subscription& s) {
     return true;
 }
 
-result<packet> decode_subscribe(reader& r, protocol_version v) {
-    subscribe_packet p;
+std::error_code decode_subscribe(reader& r, protocol_version v, subscribe_packet& p) {
     if (!read_packet_id(r, p.packet_id)) return r.error();
     if (is_v5(v) && !detail::read_properties(r, property_context::subscribe, p.props))
         return r.error();
@@ -173,7 +167,7 @@ result<packet> decode_subscribe(reader& r, protocol_version v) {
         p.subscriptions.push_back(std::move(s));
     }
     if (p.subscriptions.empty()) return errc::empty_subscription_list;  // MQTT-3.8.3-3
-    return packet{std::move(p)};
+    return {};
 }
 
 bool is_v3_suback_code(reason_code c) noexcept {
@@ -182,13 +176,12 @@ bool is_v3_suback_code(reason_code c) noexcept {
 }
 
 template <class Ack>
-result<packet> decode_sub_ack(reader& r, packet_type type, protocol_version v) {
-    Ack p;
+std::error_code decode_sub_ack(reader& r, packet_type type, protocol_version v, Ack& p) {
     if (!read_packet_id(r, p.packet_id)) return r.error();
     if (is_v5(v) && !detail::read_properties(r, context_of(type), p.props)) return r.error();
     if (!is_v5(v) && type == packet_type::unsuback) {  // no payload before 5.0
         if (!r.expect_end()) return r.error();
-        return packet{std::move(p)};
+        return {};
     }
     while (!r.at_end()) {
         reason_code c;
@@ -203,11 +196,10 @@ result<packet> decode_sub_ack(reader& r, packet_type type, protocol_version v) {
         p.codes.push_back(c);
     }
     if (p.codes.empty()) return errc::empty_subscription_list;
-    return packet{std::move(p)};
+    return {};
 }
 
-result<packet> decode_unsubscribe(reader& r, protocol_version v) {
-    unsubscribe_packet p;
+std::error_code decode_unsubscribe(reader& r, protocol_version v, unsubscribe_packet& p) {
     if (!read_packet_id(r, p.packet_id)) return r.error();
     if (is_v5(v) && !detail::read_properties(r, property_context::unsubscribe, p.props))
         return r.error();
@@ -215,26 +207,51 @@ result<packet> decode_unsubscribe(reader& r, protocol_version v) {
         if (!r.utf8(p.filters.emplace_back())) return r.error();
     }
     if (p.filters.empty()) return errc::empty_subscription_list;  // MQTT-3.10.3-2
-    return packet{std::move(p)};
+    return {};
 }
 
 // DISCONNECT and AUTH (5.0): reason code and properties may be left out.
 template <class P>
-result<packet> decode_reason_only(reader& r, packet_type type, protocol_version v) {
-    P p;
+std::error_code decode_reason_only(reader& r, packet_type type, protocol_version v, P& p) {
     if (is_v5(v) && !r.at_end()) {
         if (!read_reason(r, type, p.code)) return r.error();
         if (!r.at_end() && !detail::read_properties(r, context_of(type), p.props))
             return r.error();
     }
     if (!r.expect_end()) return r.error();
-    return packet{std::move(p)};
+    return {};
 }
 
-template <class P>
-result<packet> decode_empty(reader& r) {
-    if (!r.expect_end()) return r.error();
-    return packet{P{}};
+std::error_code decode_empty(reader& r) {
+    r.expect_end();
+    return r.error();
+}
+
+// The alternative T of `out`, reset to its defaults. When `out` already holds a T its
+// strings keep their capacity, so a connection that decodes into one packet object
+// reuses the memory of the last one.
+template <class T>
+void reset(T& p) {
+    p = T{};
+}
+
+// PUBLISH is the hot path: clear field by field instead of building a new struct.
+void reset(publish_packet& p) {
+    p.topic.clear();
+    p.payload.clear();
+    p.qos_level = qos::at_most_once;
+    p.retain = p.dup = false;
+    p.packet_id = 0;
+    p.props.clear();
+}
+
+template <class T>
+T& reset_as(packet& out) {
+    if (auto* p = std::get_if<T>(&out)) {
+        reset(*p);
+        return *p;
+    }
+    return out.emplace<T>();
 }
 
 // The fixed flags every type but PUBLISH must carry (MQTT-2.2.2-1, MQTT-2.2.2-2).
@@ -247,8 +264,8 @@ constexpr std::uint8_t required_flags(packet_type t) noexcept {
 
 }  // namespace
 
-result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> body,
-                      protocol_version v) {
+std::error_code decode_into(std::uint8_t first_byte, std::span<const std::uint8_t> body,
+                            protocol_version v, packet& out) {
     const auto type = static_cast<packet_type>(first_byte >> 4);
     const auto flags = static_cast<std::uint8_t>(first_byte & 0x0F);
     if (first_byte >> 4 == 0 || (type == packet_type::auth && !is_v5(v)))
@@ -257,23 +274,34 @@ result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> bod
         return errc::invalid_fixed_header_flags;
     reader r(body);
     switch (type) {
-        case packet_type::connect: return decode_connect(r);
-        case packet_type::connack: return decode_connack(r, v);
-        case packet_type::publish: return decode_publish(r, flags, v);
-        case packet_type::puback: return decode_ack<puback_packet>(r, type, v);
-        case packet_type::pubrec: return decode_ack<pubrec_packet>(r, type, v);
-        case packet_type::pubrel: return decode_ack<pubrel_packet>(r, type, v);
-        case packet_type::pubcomp: return decode_ack<pubcomp_packet>(r, type, v);
-        case packet_type::subscribe: return decode_subscribe(r, v);
-        case packet_type::suback: return decode_sub_ack<suback_packet>(r, type, v);
-        case packet_type::unsubscribe: return decode_unsubscribe(r, v);
-        case packet_type::unsuback: return decode_sub_ack<unsuback_packet>(r, type, v);
-        case packet_type::pingreq: return decode_empty<pingreq_packet>(r);
-        case packet_type::pingresp: return decode_empty<pingresp_packet>(r);
-        case packet_type::disconnect: return decode_reason_only<disconnect_packet>(r, type, v);
-        case packet_type::auth: return decode_reason_only<auth_packet>(r, type, v);
+        case packet_type::connect: return decode_connect(r, reset_as<connect_packet>(out));
+        case packet_type::connack: return decode_connack(r, v, reset_as<connack_packet>(out));
+        case packet_type::publish:
+            return decode_publish(r, flags, v, reset_as<publish_packet>(out));
+        case packet_type::puback: return decode_ack(r, type, v, reset_as<puback_packet>(out));
+        case packet_type::pubrec: return decode_ack(r, type, v, reset_as<pubrec_packet>(out));
+        case packet_type::pubrel: return decode_ack(r, type, v, reset_as<pubrel_packet>(out));
+        case packet_type::pubcomp: return decode_ack(r, type, v, reset_as<pubcomp_packet>(out));
+        case packet_type::subscribe: return decode_subscribe(r, v, reset_as<subscribe_packet>(out));
+        case packet_type::suback: return decode_sub_ack(r, type, v, reset_as<suback_packet>(out));
+        case packet_type::unsubscribe:
+            return decode_unsubscribe(r, v, reset_as<unsubscribe_packet>(out));
+        case packet_type::unsuback:
+            return decode_sub_ack(r, type, v, reset_as<unsuback_packet>(out));
+        case packet_type::pingreq: reset_as<pingreq_packet>(out); return decode_empty(r);
+        case packet_type::pingresp: reset_as<pingresp_packet>(out); return decode_empty(r);
+        case packet_type::disconnect:
+            return decode_reason_only(r, type, v, reset_as<disconnect_packet>(out));
+        case packet_type::auth: return decode_reason_only(r, type, v, reset_as<auth_packet>(out));
     }
     return errc::reserved_packet_type;
+}
+
+result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> body,
+                      protocol_version v) {
+    result<packet> out{packet{}};
+    if (auto ec = decode_into(first_byte, body, v, *out)) return ec;
+    return out;
 }
 
 result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_version v) {

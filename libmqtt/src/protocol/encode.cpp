@@ -42,9 +42,7 @@ struct sizer {
     }
 };
 
-bool has_wildcard(std::string_view s) noexcept {
-    return s.find_first_of("+#") != std::string_view::npos;
-}
+using detail::has_wildcard;
 
 std::string_view protocol_name(protocol_version v) noexcept {
     return v == protocol_version::v3_1 ? "MQIsdp" : "MQTT";

@@ -143,7 +143,7 @@ std::error_code check_value(property_id id, std::uint32_t v) noexcept {
 std::error_code check_string_value(property_id id, std::string_view s) noexcept {
     // A Response Topic is a Topic Name: no wildcards (MQTT-3.3.2-14).
     if (id == property_id::response_topic &&
-        (s.empty() || s.find_first_of("+#") != std::string_view::npos))
+        (s.empty() || detail::has_wildcard(s)))
         return errc::invalid_property_value;
     return {};
 }
@@ -256,6 +256,15 @@ bool properties::empty() const noexcept {
         (void)sizeof(F);
     });
     return !any;
+}
+
+void properties::clear() noexcept {
+    for_each_field(*this, [](property_id, auto& f) {
+        if constexpr (requires { f.reset(); })
+            f.reset();
+        else
+            f.clear();
+    });
 }
 
 namespace detail {

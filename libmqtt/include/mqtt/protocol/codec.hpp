@@ -20,6 +20,12 @@ namespace mqtt::protocol {
 result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> body,
                       protocol_version version);
 
+// The same into an existing packet object, reusing its memory when it already holds a
+// packet of the same type: the allocation-free path for a connection's read loop. On
+// error `out` holds a partly decoded packet and must not be used.
+std::error_code decode_into(std::uint8_t first_byte, std::span<const std::uint8_t> body,
+                            protocol_version version, packet& out);
+
 // One packet from its complete bytes, fixed header included; extra bytes are an error.
 result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_version version);
 

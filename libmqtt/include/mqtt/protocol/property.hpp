@@ -124,6 +124,8 @@ struct properties {
     std::optional<std::uint8_t> shared_subscription_available;
 
     bool empty() const noexcept;
+    // Back to no properties, keeping the vectors' memory.
+    void clear() noexcept;
     bool operator==(const properties&) const = default;
 };
 
