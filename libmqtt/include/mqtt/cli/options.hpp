@@ -1,0 +1,114 @@
+#pragma once
+
+// Command-line options shared by the Tern executables. Each tool's main() builds a CLI::App,
+// calls the add_* functions for the groups it needs, then mqtt::cli::run(). The option
+// structs are plain data that the engines take as they are; defining them once here keeps
+// flags, defaults and help texts identical in every tool (and in the man pages and
+// completions, which tests/tools/ checks against --help).
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mqtt/protocol/types.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace mqtt::cli {
+
+// Exit status of every Tern executable.
+enum class exit_status : int {
+    ok = 0,               // success; --help and --version too
+    failure = 1,          // a runtime failure: connection refused, I/O error, ...
+    usage = 2,            // bad command line: unknown flag, bad value, missing argument
+    not_implemented = 3,  // the request is valid but this build cannot carry it out
+};
+
+enum class output_format { text, json };
+
+// -h -p -L -i -I -u -P -k -V -c -x: the mosquitto_pub/mosquitto_sub-compatible connection flags.
+struct connection_options {
+    std::string host = "localhost";
+    std::uint16_t port = 0;  // 0: the default for the transport (1883, or 8883 with TLS)
+    std::string url;         // -L as given; parse_url() splits it, finalize() applies it
+    std::string client_id;   // empty: id_prefix + process id, or a broker-assigned id (MQTT 5.0)
+    std::string id_prefix;
+    std::string username;
+    std::string password;
+    std::uint16_t keepalive = 60;  // seconds; 0 disables keep-alive
+    protocol::protocol_version version = protocol::protocol_version::v5;
+    bool clean_session = true;         // -c clears it
+    std::uint32_t session_expiry = 0;  // seconds (MQTT 5.0 Session Expiry Interval)
+    bool tls = false;                  // set by an mqtts:// URL or by any TLS option
+    std::string url_topic;             // the topic part of -L, empty without -L
+};
+
+struct tls_options {
+    std::string cafile;
+    std::string capath;
+    std::string cert;
+    std::string key;
+    bool insecure = false;                // skip the server host name check
+    std::string tls_version = "tlsv1.2";  // the lowest version accepted: tlsv1.2 or tlsv1.3
+
+    bool requested() const { return !cafile.empty() || !capath.empty() || !cert.empty(); }
+};
+
+// The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS).
+struct url_parts {
+    bool tls = false;
+    std::string host;
+    std::uint16_t port = 0;  // 0 when the URL names none
+    std::string username;
+    std::string password;
+    std::string topic;
+};
+
+// Splits an MQTT URL; std::nullopt for another scheme, an empty host or a bad port.
+std::optional<url_parts> parse_url(std::string_view url);
+// parse_url() for the value of `option`; throws CLI::ValidationError when it fails.
+url_parts require_url(std::string_view option, std::string_view url);
+
+// Sets up the help flag (--help only: -h is the host), --version printing
+// "<tool> <mqtt::version_string>", one-line error messages and the exit status footer.
+// `examples` is printed above the exit status section of --help.
+void init_app(CLI::App& app, std::string_view tool, std::string_view examples);
+
+void add_connection_options(CLI::App& app, connection_options& opts);
+void add_tls_options(CLI::App& app, tls_options& opts);
+// -q/--qos 0|1|2.
+void add_qos_option(CLI::App& app, protocol::qos& target, std::string_view what);
+// --format text|json and its shorthand --json, for what the tool prints on stdout.
+void add_output_format(CLI::App& app, output_format& format);
+// --log-format text|json, for the log lines of the long-running tools.
+void add_log_format(CLI::App& app, output_format& format);
+// A repeatable verbosity flag (e.g. "-v,--verbose" or "-d,--debug") and --quiet, which
+// resets verbosity to -1 (errors only).
+void add_verbosity(CLI::App& app, int& level, std::string_view flag);
+
+// Applies -L (host, port, credentials, topic, TLS) and TLS options to the connection and checks
+// the combinations a single option cannot: -x needs MQTT 5.0, -c needs -i before MQTT 5.0.
+// Throws CLI::ValidationError, which run() reports as a usage error.
+void finalize(connection_options& conn, const tls_options& tls);
+
+// The port to connect to: the explicit one, or 1883 / 8883 with TLS.
+std::uint16_t effective_port(const connection_options& conn);
+
+// Parses the command line, then calls `body` and returns its status. CLI11 errors (from
+// parsing or thrown by body) print one message and return exit_status::usage; --help and
+// --version return ok; any other exception prints "<tool>: error: ..." and returns failure.
+int run(CLI::App& app, int argc, const char* const* argv, const std::function<exit_status()>& body);
+
+// Prints "<tool>: <what> is not implemented in this build yet" on stderr and returns
+// exit_status::not_implemented.
+exit_status not_implemented(std::string_view tool, std::string_view what);
+
+// The text of the "Exit status" section that every --help ends with.
+std::string exit_status_help();
+
+}  // namespace mqtt::cli

@@ -1,0 +1,95 @@
+// tern-pub: publish a message, a file or lines of standard input to one topic.
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "mqtt/cli/options.hpp"
+
+namespace {
+
+struct pub_options {
+    mqtt::cli::connection_options connection;
+    mqtt::cli::tls_options tls;
+    mqtt::cli::output_format format = mqtt::cli::output_format::text;
+    int verbosity = 0;
+    std::string topic;
+    std::string message;
+    std::string file;
+    bool stdin_line = false;  // one message per line of standard input
+    bool stdin_file = false;  // all of standard input as one message
+    bool null_message = false;
+    mqtt::protocol::qos qos = mqtt::protocol::qos::at_most_once;
+    bool retain = false;
+    unsigned repeat = 1;
+    double repeat_delay = 0;  // seconds
+};
+
+constexpr const char* examples =
+    "  tern-pub -t sensors/temp -m 21.5\n"
+    "  tern-pub -h broker.example -p 1884 -q 1 -r -t status -m online\n"
+    "  tern-pub -L mqtt://alice:secret@localhost/sensors/temp -m 21.5\n"
+    "  tail -f app.log | tern-pub -t logs/app -l\n";
+
+void add_publish_options(CLI::App& app, pub_options& o) {
+    app.add_option("-t,--topic", o.topic, "Topic to publish to (or give it in --url)")
+        ->type_name("TOPIC");
+    mqtt::cli::add_qos_option(app, o.qos, "Quality of service of the message");
+    app.add_flag("-r,--retain", o.retain,
+                 "Ask the broker to retain the message for new subscribers");
+    app.add_option("--repeat", o.repeat, "Publish the message COUNT times (default: 1)")
+        ->type_name("COUNT")
+        ->check(CLI::PositiveNumber.description(""));
+    app.add_option("--repeat-delay", o.repeat_delay,
+                   "Seconds to wait between repeated messages (default: 0)")
+        ->type_name("SECONDS")
+        ->check(CLI::NonNegativeNumber.description(""));
+
+    // The payload sources exclude one another; main() requires one of them.
+    const char* group = "Message (exactly one)";
+    const std::vector<CLI::Option*> sources{
+        app.add_option("-m,--message", o.message, "Payload given on the command line")
+            ->type_name("TEXT"),
+        app.add_option("-f,--file", o.file, "Send the content of FILE as one message")
+            ->type_name("FILE")
+            ->check(CLI::ExistingFile.description("")),
+        app.add_flag("-l,--stdin-line", o.stdin_line,
+                     "Send each line of standard input as a separate message"),
+        app.add_flag("-s,--stdin-file", o.stdin_file, "Send all of standard input as one message"),
+        app.add_flag("-n,--null-message", o.null_message, "Send a zero-length message"),
+    };
+    for (auto* a : sources) {
+        a->group(group);
+        for (auto* b : sources)
+            if (a != b) a->excludes(b);
+    }
+}
+
+// Counted on the command line rather than read from the struct: -m "" is a payload too.
+bool has_payload_source(const CLI::App& app) {
+    for (const char* name : {"-m", "-f", "-l", "-s", "-n"})
+        if (app.count(name) > 0) return true;
+    return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "Publish MQTT messages to a broker: one message, a file, or lines of standard "
+        "input. The flags follow mosquitto_pub's."};
+    pub_options opts;
+    mqtt::cli::init_app(app, "tern-pub", examples);
+    mqtt::cli::add_connection_options(app, opts.connection);
+    mqtt::cli::add_tls_options(app, opts.tls);
+    mqtt::cli::add_output_format(app, opts.format);
+    mqtt::cli::add_verbosity(app, opts.verbosity, "-d,--debug");
+    add_publish_options(app, opts);
+    return mqtt::cli::run(app, argc, argv, [&] {
+        mqtt::cli::finalize(opts.connection, opts.tls);
+        if (opts.topic.empty()) opts.topic = opts.connection.url_topic;
+        if (opts.topic.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
+        if (!has_payload_source(app)) throw CLI::RequiredError("One of -m, -f, -l, -s or -n");
+        return mqtt::cli::not_implemented("tern-pub", "publishing");
+    });
+}
