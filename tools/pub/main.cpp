@@ -46,7 +46,7 @@ void add_publish_options(CLI::App& app, pub_options& o) {
         ->check(CLI::NonNegativeNumber.description(""));
 
     // The payload sources exclude one another; main() requires one of them.
-    const char* group = "Message (exactly one)";
+    const char* group = "Message";
     const std::vector<CLI::Option*> sources{
         app.add_option("-m,--message", o.message, "Payload given on the command line")
             ->type_name("TEXT"),
