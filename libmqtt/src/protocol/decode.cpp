@@ -12,6 +12,17 @@ using detail::reader;
 
 using detail::has_wildcard;
 
+// Payload Format Indicator 1 asks for well-formed UTF-8 (RFC 3629), which U+0000 is: only
+// UTF-8 Encoded Strings exclude it (MQTT-1.5.4-2). So check the pieces between the NULs.
+bool is_utf8_payload(std::string_view s) noexcept {
+    for (;;) {
+        const auto nul = s.find('\0');
+        if (validate_utf8(s.substr(0, nul))) return false;
+        if (nul == std::string_view::npos) return true;
+        s.remove_prefix(nul + 1);
+    }
+}
+
 bool read_packet_id(reader& r, std::uint16_t& id) {
     if (!r.u16(id)) return false;
     return id != 0 || r.fail(errc::zero_packet_identifier);  // MQTT-2.3.1-1
@@ -72,7 +83,7 @@ std::error_code decode_connect(reader& r, connect_packet& p) {
         w.retain = will_retain;
         if (v5 && !detail::read_properties(r, property_context::will, w.props)) return r.error();
         if (!read_will_topic(r, w.topic) || !r.binary(w.payload)) return r.error();
-        if (w.props.payload_format_indicator == 1 && validate_utf8(w.payload))
+        if (w.props.payload_format_indicator == 1 && !is_utf8_payload(w.payload))
             return errc::payload_format_invalid;
         p.will = std::move(w);
     }
@@ -119,7 +130,7 @@ std::error_code decode_publish(reader& r, std::uint8_t flags, protocol_version v
         if (!p.props.topic_alias) return errc::topic_name_and_alias_missing;
     }
     r.rest(p.payload);
-    if (p.props.payload_format_indicator == 1 && validate_utf8(p.payload))
+    if (p.props.payload_format_indicator == 1 && !is_utf8_payload(p.payload))
         return errc::payload_format_invalid;
     return {};
 }
