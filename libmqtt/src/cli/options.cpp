@@ -64,16 +64,20 @@ const std::map<std::string, protocol::protocol_version>& version_names() {
     return names;
 }
 
-// An option taking one word of `names` (case-insensitive) and storing its value in `target`.
+// An option taking one word of `names` (lower-case keys; the argument is matched in any case)
+// and storing its value in `target`.
 template <class T>
 CLI::Option* add_choice(CLI::App& app, const std::string& name,
                         const std::map<std::string, T>& names, T& target, const std::string& what) {
     std::vector<std::string> words;
     for (const auto& entry : names) words.push_back(entry.first);
-    // IsMember rewrites the argument to the word it matched, so names.at() cannot throw.
     return app
         .add_option_function<std::string>(
-            name, [&names, &target](const std::string& word) { target = names.at(word); }, what)
+            name,
+            [&names, &target](const std::string& word) {
+                target = names.at(CLI::detail::to_lower(word));  // IsMember checked it
+            },
+            what)
         ->check(CLI::IsMember(words, CLI::ignore_case).description(""));
 }
 
