@@ -221,12 +221,15 @@ std::error_code decode_unsubscribe(reader& r, protocol_version v, unsubscribe_pa
     return {};
 }
 
-// DISCONNECT and AUTH (5.0): reason code and properties may be left out.
+// DISCONNECT and AUTH (5.0): reason code and properties may be left out. DISCONNECT may
+// also stop right after its Reason Code (§3.14.2.2.1); AUTH may not: only the Success form
+// without properties is shortened, and then to nothing (§3.15.2.1).
 template <class P>
 std::error_code decode_reason_only(reader& r, packet_type type, protocol_version v, P& p) {
     if (is_v5(v) && !r.at_end()) {
         if (!read_reason(r, type, p.code)) return r.error();
-        if (!r.at_end() && !detail::read_properties(r, context_of(type), p.props))
+        if ((!r.at_end() || type == packet_type::auth) &&
+            !detail::read_properties(r, context_of(type), p.props))
             return r.error();
     }
     if (!r.expect_end()) return r.error();

@@ -149,6 +149,8 @@ void size_of_reason_only(sizer& s, plan& pl, const P& p, packet_type type, proto
     if (!is_allowed_in(p.code, type)) s.fail(errc::invalid_reason_code);
     pl.omit_props = p.props.empty();
     pl.omit_reason = pl.omit_props && p.code == reason_code::success;
+    // AUTH has no form with a Reason Code and no Property Length (§3.15.2.1).
+    if (type == packet_type::auth) pl.omit_props = pl.omit_reason;
     if (!pl.omit_reason) s.n += 1;
     if (!pl.omit_props) pl.props = s.props(p.props, context_of(type));
 }
