@@ -2,9 +2,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <iostream>
 #include <string>
 
 #include "mqtt/cli/options.hpp"
+#include "mqtt/net/server.hpp"
+#include "mqtt/version.hpp"
 
 namespace {
 
@@ -33,6 +36,31 @@ void add_broker_options(CLI::App& app, broker_options& o) {
     mqtt::cli::add_log_format(app, o.log_format);
 }
 
+// Listens on 127.0.0.1 and ::1; the first line on stderr names what was bound, so scripts
+// started with -p 0 can read the port.
+mqtt::cli::exit_status run_broker(const broker_options& o) {
+    if (!o.config_file.empty()) {
+        return mqtt::cli::not_implemented("tern-broker", "the configuration file (-c)");
+    }
+    mqtt::net::server_options so;
+    so.listeners = {{"127.0.0.1", o.port}, {"::1", o.port}};
+    so.handle_signals = true;
+    so.verbosity = o.verbosity;
+    so.log = [](int, std::string_view line) { std::cerr << "tern-broker: " << line << std::endl; };
+    auto server = mqtt::net::server::create(std::move(so));
+    if (!server) {
+        std::cerr << "tern-broker: error: cannot listen on port " << o.port << ": "
+                  << server.error().message() << '\n';
+        return mqtt::cli::exit_status::failure;
+    }
+    std::string bound;
+    for (const auto& a : (*server)->local_addresses()) bound += (bound.empty() ? "" : ", ") + a;
+    std::cerr << "tern-broker " << mqtt::version_string << " listening on " << bound << std::endl;
+    for (const auto& w : (*server)->warnings()) std::cerr << "tern-broker: " << w << std::endl;
+    (*server)->run();
+    return mqtt::cli::exit_status::ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,6 +70,5 @@ int main(int argc, char** argv) {
     broker_options opts;
     mqtt::cli::init_app(app, "tern-broker", examples);
     add_broker_options(app, opts);
-    return mqtt::cli::run(app, argc, argv,
-                          [&] { return mqtt::cli::not_implemented("tern-broker", "the broker"); });
+    return mqtt::cli::run(app, argc, argv, [&] { return run_broker(opts); });
 }

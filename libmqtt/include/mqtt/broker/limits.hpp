@@ -1,0 +1,61 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace mqtt::broker {
+
+using clock = std::chrono::steady_clock;
+
+// Every bound the broker puts on what one peer can make it hold. Defaults suit a
+// development broker on a laptop; all of them apply to 3.1, 3.1.1 and 5.0 alike.
+struct limits {
+    // Largest packet accepted (the framer refuses bigger ones as soon as their fixed
+    // header is in) and announced to 5.0 clients as Maximum Packet Size.
+    std::uint32_t max_packet_size = 1u << 20;
+    // Receive Maximum announced to 5.0 clients; also the most inbound QoS 2 messages
+    // awaiting PUBREL a 3.1/3.1.1 client may have open.
+    std::uint16_t receive_maximum = 100;
+    // Most outbound QoS 1/2 messages awaiting acknowledgement per connection (lowered to
+    // the client's Receive Maximum in 5.0).
+    std::uint16_t max_inflight = 100;
+    // Bytes waiting to be written to one connection past which QoS 0 messages are dropped,
+    // QoS 1/2 messages wait in the queue below, and the connection's own input is paused.
+    std::size_t max_outbound_bytes = 4u << 20;
+    // Messages waiting for an inflight slot or for the outbound bytes to drain; past
+    // either bound new messages for that connection are dropped and counted.
+    std::size_t max_queued_messages = 1000;
+    std::size_t max_queued_bytes = 16u << 20;
+    // Retained messages kept (topics, and payload + topic bytes); a new topic past either
+    // bound is not retained (counted).
+    std::size_t max_retained_messages = 100'000;
+    std::size_t max_retained_bytes = 256u << 20;
+    // Subscriptions one connection may hold; more are refused in SUBACK.
+    std::size_t max_subscriptions = 10'000;
+    // Time a new connection has to send its CONNECT.
+    std::chrono::milliseconds connect_timeout{10'000};
+    // Open connections, connected or not; more are closed at accept (counted).
+    std::size_t max_connections = 10'000;
+};
+
+// Counters of everything the broker dropped or refused, for logs and tests.
+struct stats {
+    std::uint64_t connections_accepted = 0;
+    std::uint64_t connections_refused = 0;  // over max_connections
+    std::uint64_t connects_accepted = 0;
+    std::uint64_t connects_rejected = 0;  // CONNACK with a failure code
+    std::uint64_t protocol_errors = 0;    // closed for a malformed packet or protocol error
+    std::uint64_t keep_alive_timeouts = 0;
+    std::uint64_t takeovers = 0;
+    std::uint64_t messages_received = 0;  // PUBLISH from clients (duplicates excluded)
+    std::uint64_t messages_sent = 0;      // PUBLISH written to client buffers
+    std::uint64_t wills_published = 0;
+    std::uint64_t dropped_qos0_slow = 0;    // QoS 0 dropped: outbound bytes over the limit
+    std::uint64_t dropped_queue_full = 0;   // QoS 1/2 dropped: queue over its bounds
+    std::uint64_t dropped_too_large = 0;    // over the client's Maximum Packet Size
+    std::uint64_t dropped_retain_full = 0;  // not retained: retained store bounds reached
+    std::uint64_t dropped_sys_publish = 0;  // clients may not publish to $SYS
+};
+
+}  // namespace mqtt::broker

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mqtt/broker/limits.hpp"
+#include "mqtt/protocol/packet.hpp"
+
+namespace mqtt::broker {
+
+// One published application message, immutable once made and shared by every delivery
+// (std::shared_ptr<const message>): the payload is held once however many subscribers
+// receive it. Per-delivery fields (QoS, packet id, RETAIN, DUP) are written when the
+// PUBLISH is serialized into a connection's output buffer.
+struct message {
+    std::string topic;
+    std::string payload;
+    protocol::qos qos_level = protocol::qos::at_most_once;  // as published
+    bool retain = false;                                    // as published
+    // The 5.0 Properties block (Property Length included), encoded once, Topic Alias and
+    // Subscription Identifiers removed. {0x00} when there are none.
+    std::vector<std::uint8_t> props_v5;
+    std::optional<std::uint32_t> message_expiry_interval;  // seconds, as received
+    clock::time_point received{};
+};
+
+using message_ptr = std::shared_ptr<const message>;
+
+// Takes the fields of a received PUBLISH (moved, not copied). The properties must be
+// valid for PUBLISH (the codec checked them on the way in).
+message_ptr make_message(protocol::publish_packet&& p, clock::time_point now);
+// The Will of a CONNECT as a message (Will Delay Interval dropped: sessions end on close).
+message_ptr make_message(protocol::will_message&& w, clock::time_point now);
+// A copy with a new Message Expiry Interval (retained messages delivered later, §3.3.2.3.3).
+message_ptr with_expiry(const message& m, std::uint32_t seconds_left);
+
+// The exact size of the PUBLISH for this delivery; QoS 0 has no packet identifier.
+std::size_t publish_size(const message& m, protocol::protocol_version v, protocol::qos q);
+
+// Appends the PUBLISH for one delivery to `out`, one pass, no intermediate buffer.
+void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol::protocol_version v,
+                    protocol::qos q, std::uint16_t packet_id, bool retain, bool dup = false);
+
+}  // namespace mqtt::broker

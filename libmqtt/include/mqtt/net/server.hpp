@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/limits.hpp"
+#include "mqtt/result.hpp"
+
+namespace mqtt::net {
+
+struct listen_address {
+    std::string host;        // a numeric IPv4 or IPv6 address: "127.0.0.1", "::1", "0.0.0.0"
+    std::uint16_t port = 0;  // 0: a free port, the same one for every listener with port 0
+};
+
+struct server_options {
+    std::vector<listen_address> listeners{{"127.0.0.1", 1883}, {"::1", 1883}};
+    broker::limits limits;
+    // Stop on SIGINT and SIGTERM (5.0 clients get DISCONNECT 0x8B).
+    bool handle_signals = false;
+    broker::log_function log;  // may be empty
+    int verbosity = 0;
+};
+
+// The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
+// event loop (one thread) in this slice. The header stays free of Asio so a front end that
+// only starts a server compiles in a blink. Not copyable; create() binds, run() serves.
+class server {
+  public:
+    // Binds every listener. A listener that cannot be bound fails the whole call, except
+    // an IPv6 one on a host without IPv6, which is skipped and reported in warnings().
+    static result<std::unique_ptr<server>> create(server_options opts);
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    // "127.0.0.1:40123", "[::1]:40123": what is actually bound, in listener order.
+    std::vector<std::string> local_addresses() const;
+    std::uint16_t port() const;  // the first listener's port
+    const std::vector<std::string>& warnings() const;
+
+    // Serves until stop() (or a signal, with handle_signals) and every connection is closed.
+    void run();
+    // Thread-safe, idempotent: closes the listeners and every connection.
+    void stop();
+
+    // Counters; read them after run() returned (or from the run() thread).
+    const broker::stats& stats() const;
+
+    struct impl;
+
+  private:
+    explicit server(std::unique_ptr<impl> i);
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace mqtt::net

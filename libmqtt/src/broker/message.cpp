@@ -1,0 +1,114 @@
+#include "mqtt/broker/message.hpp"
+
+#include <cstring>
+#include <utility>
+
+#include "mqtt/protocol/codec.hpp"
+
+namespace mqtt::broker {
+namespace {
+
+using protocol::protocol_version;
+using protocol::qos;
+
+// The Properties block of a PUBLISH carrying `props`, taken from the codec's own encoding
+// of a PUBLISH with a one-byte topic and no payload, so the property rules live in one
+// place (the codec).
+std::vector<std::uint8_t> encode_props(protocol::properties&& props) {
+    props.topic_alias.reset();               // meaningful on one connection only
+    props.subscription_identifiers.clear();  // set per subscriber (not supported yet)
+    if (props.empty()) return {0x00};
+    protocol::publish_packet carrier;
+    carrier.topic = "t";
+    carrier.props = std::move(props);
+    auto bytes = protocol::encode(protocol::packet{std::move(carrier)}, protocol_version::v5);
+    if (!bytes) return {0x00};  // cannot happen for properties the decoder accepted
+    const auto& b = *bytes;
+    std::size_t header = 2;
+    while (header < b.size() && (b[header - 1] & 0x80)) ++header;
+    const std::size_t start = header + 3;  // topic length (2) + "t"
+    return {b.begin() + static_cast<std::ptrdiff_t>(start), b.end()};
+}
+
+std::size_t remaining_length(const message& m, protocol_version v, qos q) {
+    return 2 + m.topic.size() + (q != qos::at_most_once ? 2 : 0) +
+           (protocol::is_v5(v) ? m.props_v5.size() : 0) + m.payload.size();
+}
+
+void put(std::vector<std::uint8_t>& out, std::size_t& at, const void* p, std::size_t n) {
+    if (n != 0) std::memcpy(out.data() + at, p, n);
+    at += n;
+}
+
+}  // namespace
+
+message_ptr make_message(protocol::publish_packet&& p, clock::time_point now) {
+    auto m = std::make_shared<message>();
+    m->topic = std::move(p.topic);
+    m->payload = std::move(p.payload);
+    m->qos_level = p.qos_level;
+    m->retain = p.retain;
+    m->message_expiry_interval = p.props.message_expiry_interval;
+    m->props_v5 = encode_props(std::move(p.props));
+    m->received = now;
+    return m;
+}
+
+message_ptr make_message(protocol::will_message&& w, clock::time_point now) {
+    protocol::publish_packet p;
+    p.topic = std::move(w.topic);
+    p.payload = std::move(w.payload);
+    p.qos_level = w.qos_level;
+    p.retain = w.retain;
+    // Will Properties are a subset of PUBLISH properties plus the Will Delay Interval.
+    p.props = std::move(w.props);
+    p.props.will_delay_interval.reset();
+    return make_message(std::move(p), now);
+}
+
+message_ptr with_expiry(const message& m, std::uint32_t seconds_left) {
+    // Decode the properties back, change the one field, encode again: a rare path
+    // (retained messages with an expiry), so clarity wins over speed.
+    auto copy = std::make_shared<message>(m);
+    copy->message_expiry_interval = seconds_left;
+    std::vector<std::uint8_t> body{0x00, 0x01, 't'};
+    body.insert(body.end(), m.props_v5.begin(), m.props_v5.end());
+    auto decoded = protocol::decode(0x30, body, protocol_version::v5);
+    if (!decoded) return copy;
+    auto& pub = std::get<protocol::publish_packet>(*decoded);
+    pub.props.message_expiry_interval = seconds_left;
+    copy->props_v5 = encode_props(std::move(pub.props));
+    return copy;
+}
+
+std::size_t publish_size(const message& m, protocol_version v, qos q) {
+    const std::size_t rem = remaining_length(m, v, q);
+    return 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem;
+}
+
+void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol_version v, qos q,
+                    std::uint16_t packet_id, bool retain, bool dup) {
+    const std::size_t rem = remaining_length(m, v, q);
+    std::size_t at = out.size();
+    out.resize(at + 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem);
+    const bool with_id = q != qos::at_most_once;
+    out[at++] = static_cast<std::uint8_t>(0x30 | (dup && with_id ? 0x08 : 0) |
+                                          (static_cast<unsigned>(q) << 1) | (retain ? 1 : 0));
+    auto r = static_cast<std::uint32_t>(rem);
+    do {
+        std::uint8_t b = r & 0x7F;
+        r >>= 7;
+        out[at++] = r ? static_cast<std::uint8_t>(b | 0x80) : b;
+    } while (r != 0);
+    out[at++] = static_cast<std::uint8_t>(m.topic.size() >> 8);
+    out[at++] = static_cast<std::uint8_t>(m.topic.size() & 0xFF);
+    put(out, at, m.topic.data(), m.topic.size());
+    if (with_id) {
+        out[at++] = static_cast<std::uint8_t>(packet_id >> 8);
+        out[at++] = static_cast<std::uint8_t>(packet_id & 0xFF);
+    }
+    if (protocol::is_v5(v)) put(out, at, m.props_v5.data(), m.props_v5.size());
+    put(out, at, m.payload.data(), m.payload.size());
+}
+
+}  // namespace mqtt::broker

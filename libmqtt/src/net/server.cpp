@@ -1,0 +1,214 @@
+#include "mqtt/net/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <csignal>
+#include <exception>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "connection.hpp"
+
+namespace mqtt::net {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+std::string to_string(const tcp::endpoint& ep) {
+    const auto addr = ep.address().to_string();
+    const auto port = std::to_string(ep.port());
+    return ep.address().is_v6() ? "[" + addr + "]:" + port : addr + ":" + port;
+}
+
+bool is_missing_ipv6(const boost::system::error_code& ec) {
+    return ec == asio::error::address_family_not_supported ||
+           ec == boost::system::errc::address_not_available;
+}
+
+}  // namespace
+
+struct server::impl {
+    explicit impl(server_options o)
+        : opts(std::move(o)), engine(opts.limits, opts.log, opts.verbosity), io(1) {}
+
+    server_options opts;
+    broker::engine engine;  // before io: connections still in io refer to it when destroyed
+    asio::io_context io;
+    std::vector<tcp::acceptor> acceptors;
+    std::optional<asio::signal_set> signals;
+    std::vector<std::string> warnings;
+    bool stopping = false;
+
+    boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
+    boost::system::error_code bind_all();
+    asio::awaitable<void> accept_loop(tcp::acceptor& a);
+    void start_connection(tcp::socket socket);
+    void stop_now();
+};
+
+boost::system::error_code server::impl::bind(const tcp::endpoint& ep, tcp::acceptor& a) {
+    boost::system::error_code ec;
+    a.open(ep.protocol(), ec);
+    if (ec) return ec;
+    a.set_option(asio::socket_base::reuse_address(true), ec);
+    if (ep.address().is_v6()) a.set_option(asio::ip::v6_only(true), ec);
+    a.bind(ep, ec);
+    if (ec) return ec;
+    a.listen(asio::socket_base::max_listen_connections, ec);
+    return ec;
+}
+
+// Port 0 means one free port shared by every such listener, so "127.0.0.1 and ::1 on port
+// 0" ends up on one port; if the second family has it taken, start over with another.
+boost::system::error_code server::impl::bind_all() {
+    boost::system::error_code ec;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+        acceptors.clear();
+        warnings.clear();
+        std::uint16_t picked = 0;
+        bool retry = false;
+        for (const auto& l : opts.listeners) {
+            const auto addr = asio::ip::make_address(l.host, ec);
+            if (ec) return ec;
+            const std::uint16_t port = l.port != 0 ? l.port : picked;
+            tcp::acceptor a{io};
+            ec = bind(tcp::endpoint{addr, port}, a);
+            if (ec && addr.is_v6() && is_missing_ipv6(ec) && opts.listeners.size() > 1) {
+                warnings.push_back("IPv6 listener " + l.host + " skipped: " + ec.message());
+                ec.clear();
+                continue;
+            }
+            if (ec == boost::system::errc::address_in_use && l.port == 0 && picked != 0) {
+                retry = true;
+                break;
+            }
+            if (ec) return ec;
+            if (l.port == 0 && picked == 0) picked = a.local_endpoint().port();
+            acceptors.push_back(std::move(a));
+        }
+        if (retry) continue;
+        if (acceptors.empty()) {
+            return boost::system::errc::make_error_code(boost::system::errc::address_not_available);
+        }
+        return ec;
+    }
+    return boost::system::errc::make_error_code(boost::system::errc::address_in_use);
+}
+
+asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& a) {
+    for (;;) {
+        auto [ec, socket] = co_await a.async_accept(nothrow);
+        if (stopping || ec == asio::error::operation_aborted) co_return;
+        if (ec) {
+            // Out of file descriptors and the like: log, breathe, go on.
+            engine.log(0, "accept failed: " + ec.message());
+            asio::steady_timer pause{io, std::chrono::milliseconds{100}};
+            co_await pause.async_wait(nothrow);
+            continue;
+        }
+        start_connection(std::move(socket));
+    }
+}
+
+void server::impl::start_connection(tcp::socket socket) {
+    ++engine.stats().connections_accepted;
+    if (engine.session_count() >= opts.limits.max_connections) {
+        ++engine.stats().connections_refused;
+        engine.log(1, "connection refused: max_connections reached");
+        return;  // the socket closes here
+    }
+    boost::system::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    const auto remote = socket.remote_endpoint(ec);
+    std::string peer = ec ? std::string{"?"} : to_string(remote);
+    auto c = std::make_shared<detail::connection>(std::move(socket), engine, std::move(peer));
+    asio::co_spawn(io, detail::connection::serve(std::move(c)), [this](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            engine.log(0, std::string{"connection ended by an exception: "} + ex.what());
+        }
+    });
+}
+
+void server::impl::stop_now() {
+    if (stopping) return;
+    stopping = true;
+    boost::system::error_code ec;
+    for (auto& a : acceptors) a.close(ec);
+    if (signals) signals->cancel(ec);
+    engine.log(
+        1, "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
+    engine.shutdown();
+}
+
+// ---- server -----------------------------------------------------------------------------
+
+server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+server::~server() = default;
+
+result<std::unique_ptr<server>> server::create(server_options opts) {
+    auto i = std::make_unique<impl>(std::move(opts));
+    if (const auto ec = i->bind_all()) return std::error_code{ec};
+    return std::unique_ptr<server>{new server{std::move(i)}};
+}
+
+std::vector<std::string> server::local_addresses() const {
+    std::vector<std::string> out;
+    for (const auto& a : impl_->acceptors) {
+        boost::system::error_code ec;
+        const auto ep = a.local_endpoint(ec);
+        if (!ec) out.push_back(to_string(ep));
+    }
+    return out;
+}
+
+std::uint16_t server::port() const {
+    boost::system::error_code ec;
+    if (impl_->acceptors.empty()) return 0;
+    const auto ep = impl_->acceptors.front().local_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+const std::vector<std::string>& server::warnings() const {
+    return impl_->warnings;
+}
+
+void server::run() {
+    auto& s = *impl_;
+    for (auto& a : s.acceptors) {
+        asio::co_spawn(s.io, s.accept_loop(a), asio::detached);
+    }
+    if (s.opts.handle_signals) {
+        s.signals.emplace(s.io, SIGINT, SIGTERM);
+        s.signals->async_wait([&s](const boost::system::error_code& ec, int sig) {
+            if (ec) return;
+            s.engine.log(0, std::string{"caught "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+            s.stop_now();
+        });
+    }
+    s.io.run();
+}
+
+void server::stop() {
+    asio::post(impl_->io, [i = impl_.get()] { i->stop_now(); });
+}
+
+const broker::stats& server::stats() const {
+    return impl_->engine.stats();
+}
+
+}  // namespace mqtt::net

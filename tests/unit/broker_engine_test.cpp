@@ -1,0 +1,354 @@
+// The broker session state machine, driven by packets and a hand-set clock (no sockets):
+// CONNECT / CONNACK, takeover, keep-alive, wills, protocol errors, shutdown.
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "broker_test_client.hpp"
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/error.hpp"
+
+using namespace tern_test;
+using mqtt::broker::engine;
+using mqtt::broker::session_state;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A CONNECT body by hand: protocol name, level, flags, keep alive 60, client id "c".
+bytes raw_connect(std::string_view name, std::uint8_t level, std::uint8_t flags = 0x02) {
+    bytes body{0x00, static_cast<std::uint8_t>(name.size())};
+    body.insert(body.end(), name.begin(), name.end());
+    body.insert(body.end(), {level, flags, 0x00, 0x3C});
+    if (level == 5) body.push_back(0x00);  // empty properties
+    body.insert(body.end(), {0x00, 0x01, 'c'});
+    bytes out{0x10, static_cast<std::uint8_t>(body.size())};
+    out.insert(out.end(), body.begin(), body.end());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("broker: CONNECT is answered with CONNACK for 3.1, 3.1.1 and 5.0") {
+    auto now = test_epoch();
+    engine e;
+    SUBCASE("3.1.1") {
+        test_client c{e, protocol_version::v3_1_1, now};
+        c.connect("a");
+        CHECK(c.session().state() == session_state::connected);
+        CHECK(e.find("a") == &c.session());
+    }
+    SUBCASE("3.1") {
+        test_client c{e, protocol_version::v3_1, now};
+        c.connect("a31");
+        CHECK(c.session().version() == protocol_version::v3_1);
+    }
+    SUBCASE("5.0 announces what the broker supports") {
+        test_client c{e, protocol_version::v5, now};
+        const auto ack = c.connect("a5");
+        CHECK(ack.props.receive_maximum == e.config().receive_maximum);
+        CHECK(ack.props.maximum_packet_size == e.config().max_packet_size);
+        CHECK(ack.props.subscription_identifier_available == 0);
+        CHECK(ack.props.shared_subscription_available == 0);
+        CHECK_FALSE(ack.props.topic_alias_maximum.has_value());
+        CHECK_FALSE(ack.props.assigned_client_identifier.has_value());
+    }
+    CHECK(e.stats().connects_accepted == 1);
+}
+
+TEST_CASE("broker: empty client id") {
+    auto now = test_epoch();
+    engine e;
+    SUBCASE("5.0: the broker assigns one and says which") {
+        test_client c{e, protocol_version::v5, now};
+        const auto ack = c.connect("");
+        REQUIRE(ack.props.assigned_client_identifier.has_value());
+        CHECK(!ack.props.assigned_client_identifier->empty());
+        CHECK(e.find(*ack.props.assigned_client_identifier) == &c.session());
+    }
+    SUBCASE("3.1.1 with clean session: accepted") {
+        test_client c{e, protocol_version::v3_1_1, now};
+        c.connect("");
+        CHECK(!c.session().client_id().empty());
+    }
+    SUBCASE("3.1.1 without clean session: identifier rejected (0x02)") {
+        test_client c{e, protocol_version::v3_1_1, now};
+        connect_packet p;
+        p.version = protocol_version::v3_1_1;
+        p.clean_start = false;
+        c.send(p);
+        CHECK(c.received_bytes() == bytes{0x20, 0x02, 0x00, 0x02});
+        CHECK(c.session().closing());
+        CHECK(e.stats().connects_rejected == 1);
+    }
+    SUBCASE("3.1: identifier rejected") {
+        test_client c{e, protocol_version::v3_1, now};
+        connect_packet p;
+        p.version = protocol_version::v3_1;
+        c.send(p);
+        CHECK(c.received_bytes() == bytes{0x20, 0x02, 0x00, 0x02});
+        CHECK(c.session().closing());
+    }
+}
+
+TEST_CASE("broker: unsupported protocol level is refused in the client's dialect") {
+    auto now = test_epoch();
+    engine e;
+    test_client c{e, protocol_version::v3_1_1, now};
+    SUBCASE("MQTT level 3 or 6: 3.1.1 CONNACK 0x01, 5.0 CONNACK 0x84") {
+        c.send_raw(raw_connect("MQTT", 3));
+        CHECK(c.received_bytes() == bytes{0x20, 0x02, 0x00, 0x01});
+    }
+    SUBCASE("level 6: 5.0 CONNACK 0x84") {
+        c.send_raw(raw_connect("MQTT", 6));
+        const auto out = c.received_bytes();
+        REQUIRE(out.size() >= 4);
+        CHECK(out[0] == 0x20);
+        CHECK(out[3] == 0x84);
+    }
+    SUBCASE("a bad protocol name: closed without an answer") {
+        c.send_raw(raw_connect("MQTX", 4));
+        CHECK(c.received_bytes().empty());
+    }
+    CHECK(c.session().closing());
+}
+
+TEST_CASE("broker: the first packet must be CONNECT, and only the first") {
+    auto now = test_epoch();
+    engine e;
+    SUBCASE("PINGREQ first: closed, nothing sent") {
+        test_client c{e, protocol_version::v3_1_1, now};
+        c.send(pingreq_packet{});
+        CHECK(c.received().empty());
+        CHECK(c.session().closing());
+    }
+    SUBCASE("second CONNECT, 5.0: DISCONNECT 0x82") {
+        test_client c{e, protocol_version::v5, now};
+        c.connect("x");
+        connect_packet again;
+        again.client_id = "x";
+        c.send(again);
+        const auto in = c.received();
+        REQUIRE(in.size() == 1);
+        CHECK(as<disconnect_packet>(in[0]).code == reason_code::protocol_error);
+        CHECK(c.session().closing());
+        CHECK(e.find("x") == nullptr);
+    }
+    SUBCASE("second CONNECT, 3.1.1: just closed") {
+        test_client c{e, protocol_version::v3_1_1, now};
+        c.connect("x");
+        connect_packet again;
+        again.version = protocol_version::v3_1_1;
+        again.client_id = "x";
+        c.send(again);
+        CHECK(c.received().empty());
+        CHECK(c.session().closing());
+    }
+    CHECK(e.stats().protocol_errors == 1);
+}
+
+TEST_CASE("broker: malformed CONNECT") {
+    auto now = test_epoch();
+    engine e;
+    // Reserved flag bit 0 set (MQTT-3.1.2-3).
+    SUBCASE("5.0: CONNACK with the reason code") {
+        test_client c{e, protocol_version::v5, now};
+        c.send_raw(raw_connect("MQTT", 5, 0x03));
+        const auto out = c.received_bytes();
+        REQUIRE(out.size() >= 4);
+        CHECK(out[3] == 0x81);
+    }
+    SUBCASE("3.1.1: closed") {
+        test_client c{e, protocol_version::v3_1_1, now};
+        c.send_raw(raw_connect("MQTT", 4, 0x03));
+        CHECK(c.received_bytes().empty());
+        CHECK(c.session().closing());
+    }
+}
+
+TEST_CASE("broker: takeover closes the older connection with the same client id") {
+    auto now = test_epoch();
+    engine e;
+    SUBCASE("5.0: DISCONNECT 0x8E to the old one, its will goes out") {
+        test_client sub{e, protocol_version::v5, now};
+        sub.connect("watcher");
+        sub.subscribe("will/t", qos::at_most_once);
+        test_client old{e, protocol_version::v5, now};
+        old.connect("dup", 60, will_message{"will/t", "gone", qos::at_most_once, false, {}});
+        test_client fresh{e, protocol_version::v5, now};
+        fresh.connect("dup");
+        const auto in = old.received();
+        REQUIRE(in.size() == 1);
+        CHECK(as<disconnect_packet>(in[0]).code == reason_code::session_taken_over);
+        CHECK(old.session().closing());
+        CHECK(old.wakes() > 0);  // its driver hears about it
+        CHECK(e.find("dup") == &fresh.session());
+        CHECK(e.stats().takeovers == 1);
+        const auto w = sub.received();
+        REQUIRE(w.size() == 1);
+        CHECK(as<publish_packet>(w[0]).payload == "gone");
+        // The old connection going away later does not unregister the new one.
+        old.drop();
+        CHECK(e.find("dup") == &fresh.session());
+    }
+    SUBCASE("3.1.1: the old one is closed") {
+        test_client old{e, protocol_version::v3_1_1, now};
+        old.connect("dup");
+        old.subscribe("t", qos::at_most_once);
+        test_client fresh{e, protocol_version::v3_1_1, now};
+        fresh.connect("dup");
+        CHECK(old.received().empty());
+        CHECK(old.session().closing());
+        CHECK(e.subscription_count() == 0);  // clean session: nothing carried over
+    }
+}
+
+TEST_CASE("broker: keep-alive closes at 1.5 times the interval") {
+    auto now = test_epoch();
+    engine e;
+    test_client watcher{e, protocol_version::v3_1_1, now};
+    watcher.connect("w", 0);
+    watcher.subscribe("will/#", qos::at_most_once);
+    test_client c{e, protocol_version::v5, now};
+    c.connect("k", 10, will_message{"will/k", "timeout", qos::at_most_once, false, {}});
+    CHECK(c.session().deadline() == now + 15s);
+    now += 14s;
+    c.send(pingreq_packet{});
+    CHECK(std::holds_alternative<pingresp_packet>(c.received().at(0)));
+    CHECK(c.session().deadline() == now + 15s);  // activity moves it
+    now += 14s;
+    c.session().on_timer(now);  // early wake-up: nothing happens
+    CHECK_FALSE(c.session().closing());
+    now += 1s;
+    c.session().on_timer(now);
+    CHECK(c.session().closing());
+    const auto in = c.received();
+    REQUIRE(in.size() == 1);
+    CHECK(as<disconnect_packet>(in[0]).code == reason_code::keep_alive_timeout);
+    CHECK(e.stats().keep_alive_timeouts == 1);
+    const auto w = watcher.received();
+    REQUIRE(w.size() == 1);
+    CHECK(as<publish_packet>(w[0]).topic == "will/k");
+    // Keep alive 0: no deadline.
+    CHECK(watcher.session().deadline() == clock::time_point::max());
+}
+
+TEST_CASE("broker: a connection that never sends CONNECT is closed") {
+    auto now = test_epoch();
+    engine e;
+    test_client c{e, protocol_version::v3_1_1, now};
+    CHECK(c.session().deadline() == now + e.config().connect_timeout);
+    now += e.config().connect_timeout;
+    c.session().on_timer(now);
+    CHECK(c.session().closing());
+}
+
+TEST_CASE("broker: the will goes out on abnormal close only") {
+    auto now = test_epoch();
+    engine e;
+    test_client watcher{e, protocol_version::v5, now};
+    watcher.connect("w");
+    watcher.subscribe("will/#", qos::exactly_once);
+    test_client c{e, protocol_version::v5, now};
+    c.connect("c", 60, will_message{"will/c", "bye", qos::at_least_once, false, {}});
+
+    SUBCASE("connection lost") {
+        c.session().on_transport_closed();
+        const auto in = watcher.received();
+        REQUIRE(in.size() == 1);
+        CHECK(as<publish_packet>(in[0]).payload == "bye");
+        CHECK(as<publish_packet>(in[0]).qos_level == qos::at_least_once);
+        CHECK(e.stats().wills_published == 1);
+    }
+    SUBCASE("connection object destroyed without a close: no will, but unregistered") {
+        c.drop();
+        CHECK(e.find("c") == nullptr);
+    }
+    SUBCASE("protocol error") {
+        c.send(connack_packet{});  // server-to-client only
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::protocol_error);
+        CHECK(watcher.received().size() == 1);
+    }
+    SUBCASE("normal DISCONNECT: no will") {
+        c.send(disconnect_packet{});
+        CHECK(c.session().closing());
+        c.session().on_transport_closed();
+        CHECK(watcher.received().empty());
+    }
+    SUBCASE("5.0 DISCONNECT 0x04: will sent") {
+        disconnect_packet d;
+        d.code = reason_code::disconnect_with_will_message;
+        c.send(d);
+        CHECK(watcher.received().size() == 1);
+    }
+    SUBCASE("retained will is stored") {
+        test_client r{e, protocol_version::v3_1_1, now};
+        r.connect("r", 60, will_message{"will/r", "kept", qos::at_most_once, true, {}});
+        r.session().on_transport_closed();
+        CHECK(e.retained().size() == 1);
+    }
+}
+
+TEST_CASE("broker: protocol errors after CONNECT") {
+    auto now = test_epoch();
+    engine e;
+    test_client c{e, protocol_version::v5, now};
+    c.connect("p");
+    SUBCASE("malformed packet: DISCONNECT 0x81") {
+        c.send_raw(bytes{0x30, 0x02, 0x00, 0x05});  // topic length past the end
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::malformed_packet);
+    }
+    SUBCASE("packet too large from the framer: DISCONNECT 0x95") {
+        c.session().on_framing_error(mqtt::make_error_code(mqtt::errc::packet_too_large));
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::packet_too_large);
+    }
+    SUBCASE("topic alias without a Topic Alias Maximum: DISCONNECT 0x94") {
+        publish_packet p;
+        p.topic = "t";
+        p.props.topic_alias = 1;
+        c.send(p);
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::topic_alias_invalid);
+    }
+    SUBCASE("subscription identifier: DISCONNECT 0xA1") {
+        subscribe_packet s;
+        s.packet_id = 1;
+        s.subscriptions.push_back({"t", {}});
+        s.props.subscription_identifiers.push_back(7);
+        c.send(s);
+        CHECK(as<disconnect_packet>(c.received().at(0)).code ==
+              reason_code::subscription_identifiers_not_supported);
+    }
+    CHECK(c.session().closing());
+    CHECK(e.find("p") == nullptr);
+    // After closing, further input is ignored.
+    c.send(pingreq_packet{});
+    CHECK(c.received().empty());
+}
+
+TEST_CASE("broker: 3.1.1 protocol errors close without a packet") {
+    auto now = test_epoch();
+    engine e;
+    test_client c{e, protocol_version::v3_1_1, now};
+    c.connect("p");
+    c.send_raw(bytes{0x32, 0x03, 0x00, 0x01, 't'});  // QoS 1 without a packet id
+    CHECK(c.received().empty());
+    CHECK(c.session().closing());
+}
+
+TEST_CASE("broker: shutdown sends DISCONNECT 0x8B to 5.0 clients") {
+    auto now = test_epoch();
+    engine e;
+    test_client c5{e, protocol_version::v5, now};
+    c5.connect("a");
+    test_client c3{e, protocol_version::v3_1_1, now};
+    c3.connect("b", 60, will_message{"w", "x", qos::at_most_once, true, {}});
+    test_client waiting{e, protocol_version::v5, now};
+    e.shutdown();
+    CHECK(as<disconnect_packet>(c5.received().at(0)).code == reason_code::server_shutting_down);
+    CHECK(c3.received().empty());
+    CHECK(c3.session().closing());
+    CHECK(waiting.session().closing());
+    CHECK(e.retained().size() == 0);  // no wills on shutdown
+    CHECK(e.connected_count() == 0);
+}
