@@ -29,6 +29,11 @@ for tool in "$@"; do
     done
     [ -x "$bin/$tool" ] || { fail "$tool: $bin/$tool is missing"; continue; }
 
+    # The completions must at least parse (zsh and fish only where they are installed).
+    bash -n "$bash_c" 2>/dev/null || fail "$tool: bash cannot parse $bash_c"
+    if command -v zsh > /dev/null; then zsh -n "$zsh_c" 2>/dev/null || fail "$tool: zsh cannot parse $zsh_c"; fi
+    if command -v fish > /dev/null; then fish -n "$fish_c" 2>/dev/null || fail "$tool: fish cannot parse $fish_c"; fi
+
     options=$(help_options "$bin/$tool")
     longs=$(grep -- '^--' <<< "$options")
     [ -n "$longs" ] || { fail "$tool: no options found in --help"; continue; }
