@@ -136,7 +136,10 @@ inline void fill(json& j, const protocol::publish_packet& p) {
 }
 
 template <class Ack>
-    requires requires(const Ack& a) { a.code; a.packet_id; }
+requires requires(const Ack& a) {
+    a.code;
+    a.packet_id;
+}
 inline void fill(json& j, const Ack& p) {
     j["packet_id"] = p.packet_id;
     j["reason_code"] = std::string(protocol::to_string(p.code));
@@ -179,8 +182,7 @@ inline void fill(json&, const protocol::pingreq_packet&) {}
 inline void fill(json&, const protocol::pingresp_packet&) {}
 
 template <class P>
-    requires std::is_same_v<P, protocol::disconnect_packet> ||
-             std::is_same_v<P, protocol::auth_packet>
+requires std::is_same_v<P, protocol::disconnect_packet> || std::is_same_v<P, protocol::auth_packet>
 inline void fill(json& j, const P& p) {
     j["reason_code"] = std::string(protocol::to_string(p.code));
     j["properties"] = to_json(p.props);

@@ -35,8 +35,8 @@
 
 namespace {
 
-using nlohmann::json;
 using mqtt::protocol::protocol_version;
+using nlohmann::json;
 
 struct vector_file {
     std::string stem;
@@ -92,10 +92,14 @@ std::string hex_of(const std::vector<std::uint8_t>& b) {
 }
 
 bool parse_version(const std::string& s, protocol_version& v) {
-    if (s == "3.1") v = protocol_version::v3_1;
-    else if (s == "3.1.1") v = protocol_version::v3_1_1;
-    else if (s == "5.0") v = protocol_version::v5;
-    else return false;
+    if (s == "3.1")
+        v = protocol_version::v3_1;
+    else if (s == "3.1.1")
+        v = protocol_version::v3_1_1;
+    else if (s == "5.0")
+        v = protocol_version::v5;
+    else
+        return false;
     return true;
 }
 
@@ -170,18 +174,19 @@ void check_framed(const std::vector<std::uint8_t>& bytes, protocol_version versi
     }
     const bool one_frame = bodies.size() == 1 && fr.buffered() == 0;
     if (!one_frame) {
-        if (must_frame) FAIL("framer yielded " << bodies.size() << " frames, "
-                                               << fr.buffered() << " bytes left over");
+        if (must_frame)
+            FAIL("framer yielded " << bodies.size() << " frames, " << fr.buffered()
+                                   << " bytes left over");
         return;
     }
     const auto ec = mqtt::protocol::decode_into(first_bytes[0], bodies[0], version, reused);
     if (decoded) {
         REQUIRE_MESSAGE(!ec, "decode_into failed: " << error_name(ec));
-        CHECK_MESSAGE(reused == *decoded, "decode_into gave "
-                                              << mqtt::test::to_json(reused).dump());
+        CHECK_MESSAGE(reused == *decoded,
+                      "decode_into gave " << mqtt::test::to_json(reused).dump());
     } else {
-        CHECK_MESSAGE(ec == decoded.error(), "decode_into gave "
-                                                 << (ec ? error_name(ec) : "no error"));
+        CHECK_MESSAGE(ec == decoded.error(),
+                      "decode_into gave " << (ec ? error_name(ec) : "no error"));
     }
 }
 
@@ -189,7 +194,8 @@ void run_vector(const json& v) {
     for (const auto& [k, _] : v.items())
         if (!known_keys.count(k)) FAIL("unknown key \"" << k << "\" in vector " << v.dump());
     REQUIRE_MESSAGE(v.contains("name"), "vector without name");
-    REQUIRE_MESSAGE(v.contains("spec"), "vector without spec: tag it with the requirement it checks");
+    REQUIRE_MESSAGE(v.contains("spec"),
+                    "vector without spec: tag it with the requirement it checks");
     REQUIRE_MESSAGE(v.contains("hex"), "vector without hex");
     REQUIRE_MESSAGE(v.contains("version"), "vector without version");
     const bool has_error = v.contains("error"), has_expect = v.contains("expect");
@@ -201,8 +207,7 @@ void run_vector(const json& v) {
     REQUIRE_MESSAGE(parse_version(v.at("version").get<std::string>(), version),
                     "unknown version " << v.at("version"));
     std::vector<std::uint8_t> bytes;
-    REQUIRE_MESSAGE(parse_hex(v.at("hex").get<std::string>(), bytes),
-                    "bad hex: " << v.at("hex"));
+    REQUIRE_MESSAGE(parse_hex(v.at("hex").get<std::string>(), bytes), "bad hex: " << v.at("hex"));
 
     auto decoded = mqtt::protocol::decode_packet(bytes, version);
 
@@ -237,8 +242,7 @@ void run_vector(const json& v) {
             FAIL_CHECK("re-encoding failed: " << error_name(encoded.error()));
         } else {
             CHECK_MESSAGE(hex_of(*encoded) == hex_of(bytes),
-                          "re-encoded as " << hex_of(*encoded) << ", vector is "
-                                           << hex_of(bytes));
+                          "re-encoded as " << hex_of(*encoded) << ", vector is " << hex_of(bytes));
         }
     }
 
@@ -293,12 +297,13 @@ TEST_CASE("hex packet vectors from the specifications") {
     for (const auto& f : files) {
         for (const auto& v : f.vectors.at("vectors")) {
             const std::string name = f.stem + ": " + v.value("name", "<unnamed>") + " [" +
-                                     v.value("spec", "<no spec>") + "] " +
-                                     v.value("version", "?");
+                                     v.value("spec", "<no spec>") + "] " + v.value("version", "?");
             // Doctest tells SUBCASEs apart by name: a duplicate would silently not run.
             const bool unique = seen.insert(name).second;
             if (first_pass) CHECK_MESSAGE(unique, "duplicate vector name: " << name);
-            SUBCASE(name.c_str()) { run_vector(v); }
+            SUBCASE(name.c_str()) {
+                run_vector(v);
+            }
         }
     }
     first_pass = false;
