@@ -42,6 +42,9 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     if (!o.config_file.empty()) {
         return mqtt::cli::not_implemented("tern-broker", "the configuration file (-c)");
     }
+    if (o.log_format == mqtt::cli::output_format::json) {
+        return mqtt::cli::not_implemented("tern-broker", "--log-format json");
+    }
     mqtt::net::server_options so;
     so.listeners = {{"127.0.0.1", o.port}, {"::1", o.port}};
     so.handle_signals = true;
