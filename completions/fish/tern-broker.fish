@@ -2,7 +2,7 @@
 complete -c tern-broker -f
 complete -c tern-broker -l help -d 'Print this help and exit'
 complete -c tern-broker -l version -d 'Print "tern-broker <version>" and exit'
-complete -c tern-broker -s p -l port -x -d 'TCP port to listen on, on 127.0.0.1 unless the configuration file sets listeners'
+complete -c tern-broker -s p -l port -x -d 'TCP port to listen on, on 127.0.0.1 and'
 complete -c tern-broker -s c -l config -r -F -d 'Read the configuration from FILE'
 complete -c tern-broker -s v -l verbose -d 'Print more detail'
 complete -c tern-broker -l quiet -d 'Print errors only'

@@ -19,14 +19,14 @@ struct broker_options {
 };
 
 constexpr const char* examples =
-    "  tern-broker                      listen on 127.0.0.1:1883\n"
+    "  tern-broker                      listen on port 1883 of 127.0.0.1 and ::1\n"
     "  tern-broker -p 0 -v              pick a free port, log every connection\n"
-    "  tern-broker -c tern.conf --log-format json\n";
+    "  tern-broker -p 1884 --quiet      another port, log errors only\n";
 
 void add_broker_options(CLI::App& app, broker_options& o) {
     app.add_option("-p,--port", o.port,
-                   "TCP port to listen on, on 127.0.0.1 unless the configuration file sets "
-                   "listeners (default: 1883; 0 picks a free port and logs it)")
+                   "TCP port to listen on, on 127.0.0.1 and ::1 (default: 1883; 0 picks a free "
+                   "port, which the first log line names)")
         ->type_name("PORT")
         ->check(CLI::Range(0, 65535).description(""));
     app.add_option("-c,--config", o.config_file, "Read the configuration from FILE")
