@@ -9,10 +9,7 @@ namespace {
 
 struct bench_options {
     std::string scenario;
-    mqtt::cli::connection_options connection;
-    mqtt::cli::tls_options tls;
-    mqtt::cli::output_format format = mqtt::cli::output_format::text;
-    int verbosity = 0;
+    mqtt::cli::client_options client;
     unsigned clients = 10;
     unsigned messages = 1000;  // per publisher
     unsigned size = 64;        // payload bytes
@@ -58,16 +55,13 @@ int main(int argc, char** argv) {
     bench_options opts;
     mqtt::cli::init_app(app, "tern-bench", examples);
     add_bench_options(app, opts);
-    mqtt::cli::add_connection_options(app, opts.connection);
-    mqtt::cli::add_tls_options(app, opts.tls);
-    mqtt::cli::add_output_format(app, opts.format);
-    mqtt::cli::add_verbosity(app, opts.verbosity, "-v,--verbose");
+    mqtt::cli::add_client_options(app, opts.client, "-v,--verbose");
     return mqtt::cli::run(app, argc, argv, [&] {
         // Checked here rather than with required(): CLI11 reports a missing option before an
         // unknown one, which would hide the typo that caused it.
         if (opts.scenario.empty())
             throw CLI::RequiredError("A scenario (pubsub, fanout, fanin or connect)");
-        mqtt::cli::finalize(opts.connection, opts.tls);
+        mqtt::cli::finalize(opts.client);
         return mqtt::cli::not_implemented("tern-bench", "benchmarking");
     });
 }

@@ -9,10 +9,7 @@
 namespace {
 
 struct pub_options {
-    mqtt::cli::connection_options connection;
-    mqtt::cli::tls_options tls;
-    mqtt::cli::output_format format = mqtt::cli::output_format::text;
-    int verbosity = 0;
+    mqtt::cli::client_options client;
     std::string topic;
     std::string message;
     std::string file;
@@ -80,14 +77,11 @@ int main(int argc, char** argv) {
         "input. The flags follow mosquitto_pub's."};
     pub_options opts;
     mqtt::cli::init_app(app, "tern-pub", examples);
-    mqtt::cli::add_connection_options(app, opts.connection);
-    mqtt::cli::add_tls_options(app, opts.tls);
-    mqtt::cli::add_output_format(app, opts.format);
-    mqtt::cli::add_verbosity(app, opts.verbosity, "-d,--debug");
+    mqtt::cli::add_client_options(app, opts.client, "-d,--debug");
     add_publish_options(app, opts);
     return mqtt::cli::run(app, argc, argv, [&] {
-        mqtt::cli::finalize(opts.connection, opts.tls);
-        if (opts.topic.empty()) opts.topic = opts.connection.url_topic;
+        mqtt::cli::finalize(opts.client);
+        if (opts.topic.empty()) opts.topic = opts.client.connection.url_topic;
         if (opts.topic.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
         if (!has_payload_source(app)) throw CLI::RequiredError("One of -m, -f, -l, -s or -n");
         return mqtt::cli::not_implemented("tern-pub", "publishing");

@@ -9,10 +9,7 @@
 namespace {
 
 struct sub_options {
-    mqtt::cli::connection_options connection;
-    mqtt::cli::tls_options tls;
-    mqtt::cli::output_format format = mqtt::cli::output_format::text;
-    int verbosity = 0;
+    mqtt::cli::client_options client;
     std::vector<std::string> topics;
     std::vector<std::string> filter_out;
     mqtt::protocol::qos qos = mqtt::protocol::qos::at_most_once;
@@ -67,14 +64,12 @@ int main(int argc, char** argv) {
         "or JSON lines. The flags follow mosquitto_sub's."};
     sub_options opts;
     mqtt::cli::init_app(app, "tern-sub", examples);
-    mqtt::cli::add_connection_options(app, opts.connection);
-    mqtt::cli::add_tls_options(app, opts.tls);
-    mqtt::cli::add_output_format(app, opts.format);
-    mqtt::cli::add_verbosity(app, opts.verbosity, "-d,--debug");
+    mqtt::cli::add_client_options(app, opts.client, "-d,--debug");
     add_subscribe_options(app, opts);
     return mqtt::cli::run(app, argc, argv, [&] {
-        mqtt::cli::finalize(opts.connection, opts.tls);
-        if (!opts.connection.url_topic.empty()) opts.topics.push_back(opts.connection.url_topic);
+        mqtt::cli::finalize(opts.client);
+        if (!opts.client.connection.url_topic.empty())
+            opts.topics.push_back(opts.client.connection.url_topic);
         if (opts.topics.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
         return mqtt::cli::not_implemented("tern-sub", "subscribing");
     });

@@ -305,6 +305,13 @@ void add_verbosity(CLI::App& app, int& level, std::string_view flag) {
         ->group(output_group);
 }
 
+void add_client_options(CLI::App& app, client_options& opts, std::string_view verbosity_flag) {
+    add_connection_options(app, opts.connection);
+    add_tls_options(app, opts.tls);
+    add_output_format(app, opts.format);
+    add_verbosity(app, opts.verbosity, verbosity_flag);
+}
+
 void finalize(connection_options& conn, const tls_options& tls) {
     using protocol::protocol_version;
     if (!conn.url.empty()) {

@@ -59,6 +59,14 @@ struct tls_options {
     bool requested() const { return !cafile.empty() || !capath.empty() || !cert.empty(); }
 };
 
+// What the client tools (tern-pub, tern-sub, tern-bench) share.
+struct client_options {
+    connection_options connection;
+    tls_options tls;
+    output_format format = output_format::text;
+    int verbosity = 0;
+};
+
 // The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS).
 struct url_parts {
     bool tls = false;
@@ -91,10 +99,17 @@ void add_log_format(CLI::App& app, output_format& format);
 // resets verbosity to -1 (errors only).
 void add_verbosity(CLI::App& app, int& level, std::string_view flag);
 
+// The connection, TLS, output format and verbosity groups at once; `verbosity_flag` as for
+// add_verbosity().
+void add_client_options(CLI::App& app, client_options& opts, std::string_view verbosity_flag);
+
 // Applies -L (host, port, credentials, topic, TLS) and TLS options to the connection and checks
 // the combinations a single option cannot: -x needs MQTT 5.0, -c needs -i before MQTT 5.0.
 // Throws CLI::ValidationError, which run() reports as a usage error.
 void finalize(connection_options& conn, const tls_options& tls);
+inline void finalize(client_options& opts) {
+    finalize(opts.connection, opts.tls);
+}
 
 // The port to connect to: the explicit one, or 1883 / 8883 with TLS.
 std::uint16_t effective_port(const connection_options& conn);
