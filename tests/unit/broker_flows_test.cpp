@@ -37,7 +37,7 @@ TEST_CASE("broker: delivered QoS is min(published, granted), with the acknowledg
                 if (published == 0) CHECK(acks.empty());
                 if (published == 1) CHECK(as<puback_packet>(acks.at(0)).packet_id == 7);
                 if (published == 2) CHECK(as<pubrec_packet>(acks.at(0)).packet_id == 7);
-                const auto& got = only_publish(sub.received());
+                const auto got = only_publish(sub.received());
                 CHECK(static_cast<int>(got.qos_level) == std::min(granted, published));
                 CHECK(got.payload == "m");
                 CHECK_FALSE(got.retain);
