@@ -65,6 +65,9 @@ struct gen {
         if (maybe(id::server_keep_alive)) p.server_keep_alive = static_cast<std::uint16_t>(num(0, 65535));
         if (maybe(id::authentication_method)) p.authentication_method = text(8);
         if (maybe(id::authentication_data)) p.authentication_data = bytes(8);
+        // Authentication Data needs its method; so does any AUTH but the empty one.
+        if ((p.authentication_data || ctx == property_context::auth) && !p.authentication_method)
+            p.authentication_method = text(8);
         if (maybe(id::request_problem_information)) p.request_problem_information = static_cast<std::uint8_t>(num(0, 1));
         if (maybe(id::will_delay_interval)) p.will_delay_interval = num(0, 1000);
         if (maybe(id::request_response_information)) p.request_response_information = static_cast<std::uint8_t>(num(0, 1));

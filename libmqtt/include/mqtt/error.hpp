@@ -46,6 +46,7 @@ enum class errc {
     duplicate_property,
     invalid_property_value,  // e.g. Receive Maximum 0, a boolean that is not 0 or 1
     invalid_reason_code,     // a reason code this packet type may not carry
+    missing_authentication_method,  // AUTH, or Authentication Data, without a method
     payload_format_invalid,  // Payload Format Indicator 1 with a payload that is not UTF-8
     // encoding
     string_too_long,  // a string or binary field over 65,535 bytes

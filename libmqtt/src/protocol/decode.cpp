@@ -76,6 +76,8 @@ std::error_code decode_connect(reader& r, connect_packet& p) {
     if (will_qos == 3) return errc::invalid_qos;
     if (!v5 && has_password && !has_user) return errc::password_without_username;  // 3.1.2-22
     if (v5 && !detail::read_properties(r, property_context::connect, p.props)) return r.error();
+    if (p.props.authentication_data && !p.props.authentication_method)  // §3.1.2.11.10
+        return errc::missing_authentication_method;
     if (!r.utf8(p.client_id)) return r.error();
     if (has_will) {
         will_message w;
@@ -102,6 +104,8 @@ std::error_code decode_connack(reader& r, protocol_version v, connack_packet& p)
         p.code = static_cast<reason_code>(code);
         if (!is_allowed_in(p.code, packet_type::connack)) return errc::invalid_reason_code;
         if (!detail::read_properties(r, property_context::connack, p.props)) return r.error();
+        if (p.props.authentication_data && !p.props.authentication_method)  // §3.2.2.3.18
+            return errc::missing_authentication_method;
     } else {
         if (code > 5) return errc::invalid_reason_code;
         p.code = to_reason_code(static_cast<connect_return_code>(code));
@@ -231,6 +235,9 @@ std::error_code decode_reason_only(reader& r, packet_type type, protocol_version
         if ((!r.at_end() || type == packet_type::auth) &&
             !detail::read_properties(r, context_of(type), p.props))
             return r.error();
+        // An AUTH that is not the empty Success form names its method (§3.15.2.2.2).
+        if (type == packet_type::auth && !p.props.authentication_method)
+            return errc::missing_authentication_method;
     }
     if (!r.expect_end()) return r.error();
     return {};

@@ -53,6 +53,8 @@ void size_of(sizer& s, plan& pl, const connect_packet& p, protocol_version) {
     s.string(protocol_name(p.version));
     s.n += 1 + 1 + 2;  // level, flags, keep alive
     if (v5) pl.props = s.props(p.props, property_context::connect);
+    if (v5 && p.props.authentication_data && !p.props.authentication_method)
+        s.fail(errc::missing_authentication_method);
     s.string(p.client_id);
     if (p.will) {
         if (v5) pl.will_props = s.props(p.will->props, property_context::will);
@@ -74,6 +76,8 @@ void size_of(sizer& s, plan& pl, const connack_packet& p, protocol_version v) {
     if (is_v5(v)) {
         if (!is_allowed_in(p.code, packet_type::connack)) s.fail(errc::invalid_reason_code);
         pl.props = s.props(p.props, property_context::connack);
+        if (p.props.authentication_data && !p.props.authentication_method)
+            s.fail(errc::missing_authentication_method);
     }
 }
 
@@ -149,8 +153,13 @@ void size_of_reason_only(sizer& s, plan& pl, const P& p, packet_type type, proto
     if (!is_allowed_in(p.code, type)) s.fail(errc::invalid_reason_code);
     pl.omit_props = p.props.empty();
     pl.omit_reason = pl.omit_props && p.code == reason_code::success;
-    // AUTH has no form with a Reason Code and no Property Length (§3.15.2.1).
-    if (type == packet_type::auth) pl.omit_props = pl.omit_reason;
+    // AUTH has no form with a Reason Code and no Property Length (§3.15.2.1), and names
+    // its method unless it is the empty Success form (§3.15.2.2.2).
+    if (type == packet_type::auth) {
+        pl.omit_props = pl.omit_reason;
+        if (!pl.omit_reason && !p.props.authentication_method)
+            s.fail(errc::missing_authentication_method);
+    }
     if (!pl.omit_reason) s.n += 1;
     if (!pl.omit_props) pl.props = s.props(p.props, context_of(type));
 }

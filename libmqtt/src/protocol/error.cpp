@@ -41,6 +41,7 @@ const char* describe(errc e) noexcept {
         case errc::duplicate_property: return "property included more than once";
         case errc::invalid_property_value: return "invalid property value";
         case errc::invalid_reason_code: return "reason code not allowed in this packet";
+        case errc::missing_authentication_method: return "authentication without a method";
         case errc::payload_format_invalid: return "payload is not UTF-8 as its format says";
         case errc::string_too_long: return "string longer than 65535 bytes";
     }
@@ -89,6 +90,7 @@ std::string_view to_string(errc e) noexcept {
         case errc::duplicate_property: return "duplicate_property";
         case errc::invalid_property_value: return "invalid_property_value";
         case errc::invalid_reason_code: return "invalid_reason_code";
+        case errc::missing_authentication_method: return "missing_authentication_method";
         case errc::payload_format_invalid: return "payload_format_invalid";
         case errc::string_too_long: return "string_too_long";
     }
@@ -122,6 +124,7 @@ reason_code to_reason_code(std::error_code ec) noexcept {
         case errc::duplicate_property:
         case errc::invalid_property_value:
         case errc::invalid_reason_code:
+        case errc::missing_authentication_method:
         case errc::unexpected_packet_type: return reason_code::protocol_error;
         default: return reason_code::malformed_packet;
     }

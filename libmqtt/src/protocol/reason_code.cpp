@@ -47,8 +47,9 @@ constexpr code_info codes[] = {
     {reason_code::server_busy, "server_busy", in({pt::connack, pt::disconnect})},
     {reason_code::banned, "banned", in({pt::connack})},
     {reason_code::server_shutting_down, "server_shutting_down", in({pt::disconnect})},
-    {reason_code::bad_authentication_method, "bad_authentication_method",
-     in({pt::connack, pt::disconnect})},
+    // Table 2-6 also lists DISCONNECT, but the DISCONNECT table (§3.14.2.1), which
+    // MQTT-3.14.2-1 makes normative, does not.
+    {reason_code::bad_authentication_method, "bad_authentication_method", in({pt::connack})},
     {reason_code::keep_alive_timeout, "keep_alive_timeout", in({pt::disconnect})},
     {reason_code::session_taken_over, "session_taken_over", in({pt::disconnect})},
     {reason_code::topic_filter_invalid, "topic_filter_invalid",
