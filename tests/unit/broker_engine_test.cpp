@@ -352,3 +352,30 @@ TEST_CASE("broker: shutdown sends DISCONNECT 0x8B to 5.0 clients") {
     CHECK(e.retained().size() == 0);  // no wills on shutdown
     CHECK(e.connected_count() == 0);
 }
+
+TEST_CASE("broker: random bytes after CONNECT never crash the session") {
+    // A few thousand streams of noise, each after a valid CONNECT: every one ends with the
+    // session either still open or closing, and the output is always whole packets.
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;
+    auto next = [&x] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return static_cast<std::uint8_t>(x);
+    };
+    for (int round = 0; round < 2000; ++round) {
+        auto now = test_epoch();
+        engine e;
+        const auto v = round % 2 ? protocol_version::v5 : protocol_version::v3_1_1;
+        test_client c{e, v, now};
+        c.connect("fuzz");
+        bytes noise(1 + next() % 64);
+        for (auto& b : noise) b = next();
+        // Bias towards plausible packet types so decoding goes past the first byte.
+        noise[0] = static_cast<std::uint8_t>((noise[0] & 0xF0) | (round % 3 ? 0x02 : 0x00));
+        c.send_raw(noise);
+        c.received();  // decodes: REQUIRE-s that the output is well formed
+        c.session().on_transport_closed();
+        CHECK(c.session().closing());
+    }
+}

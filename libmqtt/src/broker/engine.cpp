@@ -38,8 +38,8 @@ void engine::attach(session& s) {
     by_id_[s.client_id()] = &s;
 }
 
-void engine::detach(session& s, const std::vector<std::string>& filters) {
-    for (const auto& f : filters) subscriptions_.erase(f, &s);
+void engine::detach(session& s) {
+    for (const auto& f : s.filters()) subscriptions_.erase(f, &s);
     const auto it = by_id_.find(s.client_id());
     if (it != by_id_.end() && it->second == &s) by_id_.erase(it);
 }
@@ -109,18 +109,22 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
                            clock::time_point now) {
     std::vector<std::string> expired;
     retained_.match(filter, [&](const message_ptr& m) {
+        // Stop once the subscriber drops what it is given: a flood of re-subscriptions to
+        // `#` must not cost a walk of every retained message each.
+        if (!s.can_take(granted)) return false;
         message_ptr out = m;
         if (m->message_expiry_interval) {
             const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - m->received);
             const auto left = static_cast<long long>(*m->message_expiry_interval) - age.count();
             if (left <= 0) {  // expired: drop it (§3.3.2.3.3)
                 expired.push_back(m->topic);
-                return;
+                return true;
             }
             out = with_expiry(*m, static_cast<std::uint32_t>(left));
         }
         // Sent because of a new subscription: RETAIN set (MQTT-3.3.1-8 / 3.1.1 MQTT-3.3.1-8).
         s.deliver(out, std::min(m->qos_level, granted), true);
+        return true;
     });
     for (const auto& t : expired) retained_.erase(t);
 }

@@ -10,6 +10,7 @@
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/errors.hpp"
+#include "mqtt/protocol/topic.hpp"
 
 namespace mqtt::broker {
 namespace {
@@ -36,7 +37,7 @@ session::session(engine& e, clock::time_point now, std::string peer)
 }
 
 session::~session() {
-    if (attached_) engine_.detach(*this, filters_);
+    if (attached_) engine_.detach(*this);
     engine_.remove(*this);
 }
 
@@ -310,16 +311,20 @@ void session::close(reason_code rc, std::string_view why, bool send_disconnect, 
         send(d);
     }
     if (attached_) {
-        engine_.detach(*this, filters_);
+        engine_.detach(*this);
         attached_ = false;
     }
     filters_.clear();
     queue_.clear();
     queued_bytes_ = 0;
     message_ptr will = std::move(will_);
+    if (will && protocol::is_system_topic(will->topic)) {  // $SYS is the broker's
+        ++engine_.stats().dropped_sys_publish;
+        will.reset();
+    }
     if (was_connected && publish_will && will) {
         ++engine_.stats().wills_published;
-        engine_.publish(this, will);  // after detach: we are no longer a subscriber
+        engine_.publish(nullptr, will);  // after detach: we are no longer a subscriber
     }
     if (engine_.logging(1) && was_connected) {
         engine_.log(1, "client " + client_id_ + " closed: " + close_reason_);

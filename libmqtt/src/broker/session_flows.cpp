@@ -139,6 +139,13 @@ void session::deliver(const message_ptr& m, qos q, bool retain) {
     wake();
 }
 
+bool session::can_take(qos q) const noexcept {
+    if (state_ != session_state::connected) return false;
+    const auto& cfg = engine_.config();
+    if (q == qos::at_most_once) return out_.size() <= cfg.max_outbound_bytes;
+    return queue_.size() < cfg.max_queued_messages && queued_bytes_ < cfg.max_queued_bytes;
+}
+
 bool session::can_send_qos12() const noexcept {
     return inflight_.size() < inflight_cap_ && out_.size() <= engine_.config().max_outbound_bytes;
 }
@@ -218,12 +225,12 @@ reason_code session::subscribe_one(const protocol::subscription& s, bool& send_r
         if (shared.is_malformed()) return reason_code::topic_filter_invalid;
         if (shared.is_shared()) return reason_code::shared_subscriptions_not_supported;
     }
-    const bool known = std::find(filters_.begin(), filters_.end(), s.filter) != filters_.end();
+    const bool known = filters_.contains(s.filter);
     if (!known && filters_.size() >= engine_.config().max_subscriptions) {
         return v5 ? reason_code::quota_exceeded : reason_code::unspecified_error;
     }
     const bool added = engine_.subscribe(*this, s.filter, s.options);
-    if (added) filters_.push_back(s.filter);
+    if (added) filters_.insert(s.filter);
     using protocol::retain_handling;
     send_retained = s.options.retain == retain_handling::send_on_subscribe ||
                     (s.options.retain == retain_handling::send_if_new_subscription && added);
@@ -240,8 +247,7 @@ void session::on_unsubscribe(const protocol::unsubscribe_packet& p) {
             rc = reason_code::topic_filter_invalid;
         } else if (engine_.unsubscribe(*this, filter)) {
             rc = reason_code::success;
-            const auto it = std::find(filters_.begin(), filters_.end(), filter);
-            if (it != filters_.end()) filters_.erase(it);
+            filters_.erase(filter);
         }
         if (v5) ack.codes.push_back(rc);  // 3.1.1 UNSUBACK has no payload
     }

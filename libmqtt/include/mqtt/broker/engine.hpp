@@ -47,7 +47,7 @@ class engine {
     // is closed first (takeover, 5.0 reason 0x8E).
     void attach(session& s);
     // Removes the session's subscriptions and its client id registration.
-    void detach(session& s, const std::vector<std::string>& filters);
+    void detach(session& s);
     // A client id for a client that sent none, unique among the connected ones.
     std::string assign_client_id();
     session* find(std::string_view client_id) const;

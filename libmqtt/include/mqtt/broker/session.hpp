@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_set>
 #include <vector>
 
 #include "mqtt/broker/limits.hpp"
@@ -69,6 +70,8 @@ class session {
     // One delivery at QoS q (already min(published, granted)); retain is the RETAIN flag
     // to send.
     void deliver(const message_ptr& m, protocol::qos q, bool retain);
+    // Whether a delivery at QoS q would be taken now rather than dropped for a bound.
+    bool can_take(protocol::qos q) const noexcept;
     // Server-initiated close: DISCONNECT with rc to a 5.0 client, then close.
     void close_by_server(protocol::reason_code rc);
 
@@ -77,7 +80,7 @@ class session {
     const std::string& client_id() const noexcept { return client_id_; }
     const std::string& peer() const noexcept { return peer_; }
     protocol::protocol_version version() const noexcept { return version_; }
-    const std::vector<std::string>& filters() const noexcept { return filters_; }
+    const std::unordered_set<std::string>& filters() const noexcept { return filters_; }
     std::size_t inflight() const noexcept { return inflight_.size(); }
     std::size_t queued() const noexcept { return queue_.size(); }
     // Why the session closed ("keep_alive_timeout", "invalid_qos", ...); empty while open.
@@ -142,10 +145,10 @@ class session {
     std::uint16_t inflight_cap_ = 0;
     std::uint16_t next_id_ = 1;
     message_ptr will_;
-    std::vector<std::string> filters_;    // this connection's subscriptions
-    std::vector<std::uint16_t> qos2_in_;  // sorted: inbound QoS 2 ids awaiting PUBREL
-    std::vector<outbound> inflight_;      // outbound QoS 1/2 awaiting acknowledgement
-    std::deque<queued_delivery> queue_;   // waiting for a slot or for output to drain
+    std::unordered_set<std::string> filters_;  // this connection's subscriptions
+    std::vector<std::uint16_t> qos2_in_;       // sorted: inbound QoS 2 ids awaiting PUBREL
+    std::vector<outbound> inflight_;           // outbound QoS 1/2 awaiting acknowledgement
+    std::deque<queued_delivery> queue_;        // waiting for a slot or for output to drain
     std::size_t queued_bytes_ = 0;
     std::vector<std::uint8_t> out_;  // bytes not yet handed to the transport
 };
