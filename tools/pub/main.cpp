@@ -74,7 +74,8 @@ bool has_payload_source(const CLI::App& app) {
 int main(int argc, char** argv) {
     CLI::App app{
         "Publish MQTT messages to a broker: one message, a file, or lines of standard "
-        "input. The flags follow mosquitto_pub's."};
+        "input. The payload comes from exactly one of -m, -f, -l, -s or -n. The flags follow "
+        "mosquitto_pub's."};
     pub_options opts;
     mqtt::cli::init_app(app, "tern-pub", examples);
     mqtt::cli::add_client_options(app, opts.client, "-d,--debug");
