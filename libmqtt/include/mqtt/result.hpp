@@ -14,6 +14,10 @@ class [[nodiscard]] result {
 public:
     result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
     result(std::error_code ec) : v_(std::in_place_index<1>, ec) {}
+    // Builds the value in place, saving a move of a large T.
+    template <class... Args>
+    explicit result(std::in_place_t, Args&&... args)
+        : v_(std::in_place_index<0>, std::forward<Args>(args)...) {}
     template <class E>
         requires std::is_error_code_enum_v<E>
     result(E e) : v_(std::in_place_index<1>, make_error_code(e)) {}

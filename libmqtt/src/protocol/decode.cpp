@@ -318,11 +318,31 @@ std::error_code decode_into(std::uint8_t first_byte, std::span<const std::uint8_
     return errc::reserved_packet_type;
 }
 
+namespace {
+
+// A result holding an empty packet of the type the first byte names, built in place: a
+// packet is large, and building the default alternative first and then replacing it
+// costs a fifth of a small PUBLISH's decode.
+result<packet> empty_packet(std::uint8_t first_byte) {
+    auto make = []<class T>(std::in_place_type_t<T> t) { return result<packet>(std::in_place, t); };
+    switch (static_cast<packet_type>(first_byte >> 4)) {
+        case packet_type::publish: return make(std::in_place_type<publish_packet>);
+        case packet_type::puback: return make(std::in_place_type<puback_packet>);
+        case packet_type::pubrec: return make(std::in_place_type<pubrec_packet>);
+        case packet_type::pubrel: return make(std::in_place_type<pubrel_packet>);
+        case packet_type::pubcomp: return make(std::in_place_type<pubcomp_packet>);
+        case packet_type::pingreq: return make(std::in_place_type<pingreq_packet>);
+        default: return make(std::in_place_type<connect_packet>);
+    }
+}
+
+}  // namespace
+
 result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> body,
                       protocol_version v) {
-    result<packet> out{packet{}};
-    if (auto ec = decode_into(first_byte, body, v, *out)) return ec;
-    return out;
+    result<packet> out = empty_packet(first_byte);
+    if (auto ec = decode_into(first_byte, body, v, *out)) out = result<packet>(ec);
+    return out;  // one named return value: no move of the packet
 }
 
 result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_version v) {
