@@ -12,6 +12,7 @@ enum class errc {
     // framing
     remaining_length_too_long = 1,  // more than 4 bytes of Remaining Length (§2.2.3)
     non_minimal_variable_int,       // a Variable Byte Integer not in its shortest form
+    variable_int_too_long,          // any other Variable Byte Integer past 4 bytes
     packet_too_large,               // larger than the maximum packet size in force
     reserved_packet_type,           // type 0, or 15 (AUTH) before MQTT 5.0
     invalid_fixed_header_flags,     // flag bits other than the ones the type defines

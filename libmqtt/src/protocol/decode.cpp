@@ -349,7 +349,7 @@ result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_versi
     reader r(bytes);
     std::uint8_t first;
     std::uint32_t length;
-    if (!r.u8(first) || !r.varint(length)) return r.error();
+    if (!r.u8(first) || !r.varint(length, errc::remaining_length_too_long)) return r.error();
     if (r.remaining() < length) return errc::truncated_packet;
     if (r.remaining() > length) return errc::trailing_bytes;
     return decode(first, bytes.subspan(bytes.size() - length), v);

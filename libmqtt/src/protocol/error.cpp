@@ -11,6 +11,7 @@ const char* describe(errc e) noexcept {
     switch (e) {
         case errc::remaining_length_too_long: return "remaining length longer than 4 bytes";
         case errc::non_minimal_variable_int: return "variable byte integer not in shortest form";
+        case errc::variable_int_too_long: return "variable byte integer longer than 4 bytes";
         case errc::packet_too_large: return "packet too large";
         case errc::reserved_packet_type: return "reserved packet type";
         case errc::invalid_fixed_header_flags: return "invalid fixed header flags";
@@ -60,6 +61,7 @@ std::string_view to_string(errc e) noexcept {
     switch (e) {
         case errc::remaining_length_too_long: return "remaining_length_too_long";
         case errc::non_minimal_variable_int: return "non_minimal_variable_int";
+        case errc::variable_int_too_long: return "variable_int_too_long";
         case errc::packet_too_large: return "packet_too_large";
         case errc::reserved_packet_type: return "reserved_packet_type";
         case errc::invalid_fixed_header_flags: return "invalid_fixed_header_flags";

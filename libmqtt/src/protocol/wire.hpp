@@ -58,7 +58,7 @@ public:
         return true;
     }
     // Variable Byte Integer: at most 4 bytes, shortest form only (MQTT-1.5.5-1).
-    bool varint(std::uint32_t& v) noexcept {
+    bool varint(std::uint32_t& v, errc too_long = errc::variable_int_too_long) noexcept {
         std::uint32_t value = 0;
         for (int i = 0; i < 4; ++i) {
             std::uint8_t b;
@@ -70,7 +70,7 @@ public:
                 return true;
             }
         }
-        return fail(errc::remaining_length_too_long);
+        return fail(too_long);
     }
     // Binary Data: two-byte length, then that many bytes.
     bool binary(std::string& out) {
