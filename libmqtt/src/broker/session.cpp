@@ -83,7 +83,7 @@ void session::on_timer(clock::time_point now) {
         return;
     }
     ++engine_.stats().keep_alive_timeouts;
-    close(reason_code::keep_alive_timeout, "keep_alive_timeout", true, true);  // MQTT-3.1.2-22
+    close(reason_code::keep_alive_timeout, "keep_alive_timeout", true, true);  // MQTT-3.1.2-24
 }
 
 void session::on_written() {
