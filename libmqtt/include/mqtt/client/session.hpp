@@ -1,0 +1,153 @@
+#pragma once
+
+// The client side of an MQTT connection as a sans-I/O state machine: frames and time go in,
+// bytes to send, events and one timer deadline come out. No sockets, no clock, no Asio; the
+// driver (net_client.cpp) or a test moves the bytes and passes the time.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include "mqtt/client/error.hpp"
+#include "mqtt/protocol/framer.hpp"
+#include "mqtt/protocol/packet.hpp"
+#include "mqtt/result.hpp"
+
+namespace mqtt::client {
+
+using clock = std::chrono::steady_clock;
+
+struct session_config {
+    protocol::connect_packet connect;  // the version to speak is connect.version
+    std::chrono::milliseconds connect_timeout{10'000};
+};
+
+// ---- events (what the application learns) ----------------------------------------------
+
+struct connected_event {
+    protocol::connack_packet connack;
+};
+// A message from the broker, delivered once (QoS 2: once per packet identifier exchange).
+struct message_event {
+    protocol::publish_packet message;
+};
+// An outbound QoS 1 or 2 message is done: acknowledged (code < 0x80) or refused by the
+// broker (code >= 0x80, MQTT 5.0).
+struct publish_done_event {
+    std::uint16_t packet_id = 0;
+    protocol::reason_code code = protocol::reason_code::success;
+};
+struct suback_event {
+    std::uint16_t packet_id = 0;
+    std::vector<protocol::reason_code> codes;
+};
+struct unsuback_event {
+    std::uint16_t packet_id = 0;
+    std::vector<protocol::reason_code> codes;  // MQTT 5.0 only
+};
+// The end. `error` is empty after disconnect(); `reason` is what the broker said (CONNACK or
+// DISCONNECT code) or what we sent in our DISCONNECT.
+struct closed_event {
+    std::error_code error;
+    protocol::reason_code reason = protocol::reason_code::success;
+    std::string reason_string;  // MQTT 5.0 Reason String from the broker, if any
+};
+
+using event = std::variant<connected_event, message_event, publish_done_event, suback_event,
+                           unsuback_event, closed_event>;
+
+enum class session_state : std::uint8_t { idle, connecting, connected, closed };
+
+// The driver's loop: start(), then on_frame() for every frame, on_timer() at deadline(),
+// on_transport_closed() at EOF; after each call, send take_output() and handle
+// take_events(). Once closed(), flush the output (a last DISCONNECT) and close the socket.
+class session {
+  public:
+    explicit session(session_config cfg);
+
+    void start(clock::time_point now);  // queues CONNECT
+    void on_frame(const protocol::frame& f, clock::time_point now);
+    void on_framing_error(std::error_code ec);
+    void on_timer(clock::time_point now);
+    void on_transport_closed(std::error_code ec);
+
+    // Queue a PUBLISH; the packet id is assigned here (0 for QoS 0). Past the broker's
+    // Receive Maximum the message waits in order and goes out when an ack frees a slot.
+    result<std::uint16_t> publish(protocol::publish_packet p, clock::time_point now);
+    result<std::uint16_t> subscribe(std::vector<protocol::subscription> subs,
+                                    protocol::properties props, clock::time_point now);
+    result<std::uint16_t> unsubscribe(std::vector<std::string> filters, clock::time_point now);
+    // Sends DISCONNECT (when connected) and closes with no error.
+    void disconnect(protocol::reason_code rc = protocol::reason_code::success);
+
+    bool has_output() const noexcept { return !output_.empty(); }
+    // Swaps the queued bytes into `into` (whose old content is dropped).
+    void take_output(std::vector<std::uint8_t>& into);
+    bool has_events() const noexcept { return !events_.empty(); }
+    std::vector<event> take_events();
+
+    clock::time_point deadline() const noexcept;
+    session_state state() const noexcept { return state_; }
+    bool closed() const noexcept { return state_ == session_state::closed; }
+    protocol::protocol_version version() const noexcept { return version_; }
+    const protocol::connack_packet& connack() const noexcept { return connack_; }
+    // Outbound QoS 1/2 messages and (un)subscriptions not yet acknowledged, queued included.
+    std::size_t unacknowledged() const noexcept { return outbound_.size(); }
+    // Once closed(): what the closed_event said.
+    const closed_event& close_info() const noexcept { return close_info_; }
+
+  private:
+    enum class pending : std::uint8_t { puback, pubrec, pubcomp, suback, unsuback };
+
+    void send(const protocol::packet& p);
+    void fail(std::error_code ec, protocol::reason_code rc);
+    void close(std::error_code ec, protocol::reason_code rc, std::string reason_string = {});
+    result<std::uint16_t> allocate_id();
+    void release_slot();
+    std::uint16_t send_quota() const noexcept;
+
+    void on_connack(protocol::connack_packet& p, clock::time_point now);
+    void on_publish(protocol::publish_packet& p);
+    void on_puback(const protocol::puback_packet& p);
+    void on_pubrec(const protocol::pubrec_packet& p);
+    void on_pubrel(const protocol::pubrel_packet& p);
+    void on_pubcomp(const protocol::pubcomp_packet& p);
+    void on_suback(protocol::suback_packet& p);
+    void on_unsuback(protocol::unsuback_packet& p);
+    void on_disconnect(const protocol::disconnect_packet& p);
+
+    session_config cfg_;
+    protocol::protocol_version version_;
+    session_state state_ = session_state::idle;
+    protocol::connack_packet connack_;
+    protocol::packet in_;  // decode_into target, reused
+    std::vector<std::uint8_t> output_;
+    std::vector<event> events_;
+    closed_event close_info_;
+
+    std::unordered_map<std::uint16_t, pending> outbound_;
+    std::deque<protocol::publish_packet> waiting_;  // past the Receive Maximum
+    std::uint16_t in_flight_publishes_ = 0;
+    std::unordered_set<std::uint16_t> inbound_qos2_;  // PUBREC sent, PUBREL not yet seen
+    std::uint16_t next_id_ = 1;
+
+    // Limits from CONNACK (MQTT 5.0); the defaults are the specification's.
+    std::uint16_t receive_maximum_ = 65535;
+    std::uint32_t maximum_packet_size_ = protocol::max_packet_size;
+    protocol::qos maximum_qos_ = protocol::qos::exactly_once;
+    bool retain_available_ = true;
+
+    std::chrono::seconds keep_alive_{0};
+    clock::time_point connect_deadline_ = clock::time_point::max();
+    clock::time_point last_sent_{};
+    clock::time_point ping_sent_{};
+    bool ping_outstanding_ = false;
+};
+
+}  // namespace mqtt::client

@@ -1,0 +1,48 @@
+#pragma once
+
+// How a received message is printed: text, or one JSON object per line (NDJSON). Every
+// field name of the JSON lines is defined here and nowhere else.
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "mqtt/protocol/packet.hpp"
+
+namespace mqtt::format {
+
+namespace json_field {
+inline constexpr std::string_view topic = "topic";
+inline constexpr std::string_view payload = "payload";                // valid UTF-8 payloads
+inline constexpr std::string_view payload_base64 = "payload_base64";  // any other payload
+inline constexpr std::string_view qos = "qos";
+inline constexpr std::string_view retain = "retain";
+inline constexpr std::string_view dup = "dup";
+inline constexpr std::string_view mid = "mid";  // packet identifier, QoS 1 and 2 only
+inline constexpr std::string_view received_at = "received_at";
+inline constexpr std::string_view properties = "properties";  // MQTT 5.0 only
+}  // namespace json_field
+
+// Well-formed UTF-8 (RFC 3629); U+0000 is allowed, since JSON can carry it as \u0000.
+bool is_utf8_text(std::string_view bytes) noexcept;
+
+// RFC 4648 base64 with padding.
+std::string base64_encode(std::string_view bytes);
+
+// A JSON string literal, quotes included, for UTF-8 text.
+void append_json_string(std::string& out, std::string_view utf8);
+
+// "2026-11-22T06:08:19.123456Z": UTC, microseconds.
+std::string iso8601_utc(std::chrono::system_clock::time_point t);
+
+// One JSON object, no newline: topic, payload or payload_base64, qos, retain, dup, mid (QoS
+// 1/2), received_at, and properties (an object, MQTT 5.0 only; user properties as an array of
+// [key, value] pairs, since keys may repeat).
+void append_message_json(std::string& out, const protocol::publish_packet& msg,
+                         protocol::protocol_version version,
+                         std::chrono::system_clock::time_point received_at);
+
+// The payload as raw bytes, after "<topic> " when with_topic (mosquitto_sub -v), no newline.
+void append_message_text(std::string& out, const protocol::publish_packet& msg, bool with_topic);
+
+}  // namespace mqtt::format

@@ -1,0 +1,352 @@
+#include "mqtt/client/session.hpp"
+
+#include <utility>
+
+#include "mqtt/protocol/codec.hpp"
+#include "mqtt/protocol/errors.hpp"
+#include "mqtt/protocol/topic.hpp"
+
+namespace mqtt::client {
+
+using protocol::protocol_version;
+using protocol::qos;
+using protocol::reason_code;
+
+session::session(session_config cfg) : cfg_(std::move(cfg)), version_(cfg_.connect.version) {
+    keep_alive_ = std::chrono::seconds{cfg_.connect.keep_alive};
+}
+
+void session::start(clock::time_point now) {
+    if (state_ != session_state::idle) return;
+    state_ = session_state::connecting;
+    connect_deadline_ = now + cfg_.connect_timeout;
+    last_sent_ = now;
+    send(cfg_.connect);
+}
+
+// ---- output -----------------------------------------------------------------------------
+
+void session::send(const protocol::packet& p) {
+    // Packets we build are valid by construction (publish() checked its input), so an
+    // encoding error here is a bug in this file, not the peer's doing.
+    if (auto ec = protocol::encode_append(p, version_, output_))
+        fail(ec, reason_code::implementation_specific_error);
+}
+
+void session::take_output(std::vector<std::uint8_t>& into) {
+    into.clear();
+    into.swap(output_);
+}
+
+std::vector<event> session::take_events() {
+    std::vector<event> out;
+    out.swap(events_);
+    return out;
+}
+
+void session::close(std::error_code ec, reason_code rc, std::string reason_string) {
+    if (state_ == session_state::closed) return;
+    state_ = session_state::closed;
+    waiting_.clear();
+    close_info_ = closed_event{ec, rc, std::move(reason_string)};
+    events_.push_back(close_info_);
+}
+
+// A protocol error on our side of the judgement: tell a 5.0 broker why, then close.
+void session::fail(std::error_code ec, reason_code rc) {
+    if (state_ == session_state::closed) return;
+    if (protocol::is_v5(version_) && state_ == session_state::connected) {
+        protocol::disconnect_packet d;
+        d.code = rc;
+        (void)protocol::encode_append(d, version_, output_);  // cannot fail for this packet
+    }
+    close(ec, rc);
+}
+
+void session::disconnect(reason_code rc) {
+    if (state_ == session_state::closed) return;
+    if (state_ == session_state::connected) {
+        protocol::disconnect_packet d;
+        d.code = protocol::is_v5(version_) ? rc : reason_code::success;
+        send(d);
+    }
+    close({}, rc);
+}
+
+// ---- time -------------------------------------------------------------------------------
+
+clock::time_point session::deadline() const noexcept {
+    switch (state_) {
+        case session_state::connecting:
+            return connect_deadline_;
+        case session_state::connected:
+            if (keep_alive_.count() == 0) return clock::time_point::max();
+            return ping_outstanding_ ? ping_sent_ + keep_alive_ : last_sent_ + keep_alive_;
+        default:
+            return clock::time_point::max();
+    }
+}
+
+void session::on_timer(clock::time_point now) {
+    if (now < deadline()) return;
+    if (state_ == session_state::connecting) {
+        close(errc::connect_timeout, reason_code::success);
+    } else if (state_ == session_state::connected) {
+        if (ping_outstanding_) {
+            fail(errc::keep_alive_timeout, reason_code::keep_alive_timeout);
+            return;
+        }
+        ping_outstanding_ = true;
+        ping_sent_ = now;
+        last_sent_ = now;
+        send(protocol::pingreq_packet{});
+    }
+}
+
+void session::on_transport_closed(std::error_code ec) {
+    close(ec ? ec : make_error_code(errc::connection_closed), reason_code::success);
+}
+
+void session::on_framing_error(std::error_code ec) {
+    fail(ec, protocol::to_reason_code(ec));
+}
+
+// ---- requests ---------------------------------------------------------------------------
+
+result<std::uint16_t> session::allocate_id() {
+    if (outbound_.size() >= 65535) return errc::no_packet_id_available;
+    while (next_id_ == 0 || outbound_.contains(next_id_)) ++next_id_;
+    return next_id_++;
+}
+
+std::uint16_t session::send_quota() const noexcept {
+    return in_flight_publishes_ < receive_maximum_
+               ? static_cast<std::uint16_t>(receive_maximum_ - in_flight_publishes_)
+               : 0;
+}
+
+result<std::uint16_t> session::publish(protocol::publish_packet p, clock::time_point now) {
+    if (state_ != session_state::connected) return errc::not_connected;
+    if (!protocol::is_valid_topic_name(p.topic)) return errc::invalid_topic_name;
+    if (p.qos_level > maximum_qos_) return errc::qos_not_supported;
+    if (p.retain && !retain_available_) return errc::retain_not_supported;
+    p.dup = false;
+    p.packet_id = 0;
+    if (p.qos_level != qos::at_most_once) {
+        auto id = allocate_id();
+        if (!id) return id.error();
+        p.packet_id = *id;
+    }
+    auto size = protocol::encoded_size(p, version_);
+    if (!size) return size.error();
+    if (*size > maximum_packet_size_) return errc::packet_too_large;
+    if (p.qos_level == qos::at_most_once) {
+        last_sent_ = now;
+        send(p);
+        return std::uint16_t{0};
+    }
+    const auto id = p.packet_id;
+    outbound_.emplace(id, p.qos_level == qos::at_least_once ? pending::puback : pending::pubrec);
+    if (send_quota() == 0 || !waiting_.empty()) {
+        waiting_.push_back(std::move(p));
+    } else {
+        ++in_flight_publishes_;
+        last_sent_ = now;
+        send(p);
+    }
+    return id;
+}
+
+// An acknowledged publish frees a Receive Maximum slot: the oldest waiting message takes it.
+void session::release_slot() {
+    if (in_flight_publishes_ > 0) --in_flight_publishes_;
+    while (!waiting_.empty() && send_quota() > 0 && state_ == session_state::connected) {
+        ++in_flight_publishes_;
+        send(waiting_.front());
+        waiting_.pop_front();
+    }
+}
+
+result<std::uint16_t> session::subscribe(std::vector<protocol::subscription> subs,
+                                         protocol::properties props, clock::time_point now) {
+    if (state_ != session_state::connected) return errc::not_connected;
+    for (const auto& s : subs)
+        if (!protocol::is_valid_topic_filter(s.filter)) return errc::invalid_topic_filter;
+    auto id = allocate_id();
+    if (!id) return id.error();
+    protocol::subscribe_packet p{*id, std::move(subs), std::move(props)};
+    auto size = protocol::encoded_size(p, version_);
+    if (!size) return size.error();
+    outbound_.emplace(*id, pending::suback);
+    last_sent_ = now;
+    send(p);
+    return *id;
+}
+
+result<std::uint16_t> session::unsubscribe(std::vector<std::string> filters,
+                                           clock::time_point now) {
+    if (state_ != session_state::connected) return errc::not_connected;
+    for (const auto& f : filters)
+        if (!protocol::is_valid_topic_filter(f)) return errc::invalid_topic_filter;
+    auto id = allocate_id();
+    if (!id) return id.error();
+    protocol::unsubscribe_packet p{*id, std::move(filters), {}};
+    auto size = protocol::encoded_size(p, version_);
+    if (!size) return size.error();
+    outbound_.emplace(*id, pending::unsuback);
+    last_sent_ = now;
+    send(p);
+    return *id;
+}
+
+// ---- input ------------------------------------------------------------------------------
+
+void session::on_frame(const protocol::frame& f, clock::time_point now) {
+    if (state_ == session_state::closed || state_ == session_state::idle) return;
+    if (auto ec = protocol::decode_into(f.first_byte, f.body, version_, in_)) {
+        fail(ec, protocol::to_reason_code(ec));
+        return;
+    }
+    const bool connecting = state_ == session_state::connecting;
+    if (connecting != std::holds_alternative<protocol::connack_packet>(in_)) {
+        fail(errc::protocol_violation, reason_code::protocol_error);
+        return;
+    }
+    using namespace protocol;
+    std::visit(
+        [&](auto& p) {
+            using T = std::decay_t<decltype(p)>;
+            if constexpr (std::is_same_v<T, connack_packet>)
+                on_connack(p, now);
+            else if constexpr (std::is_same_v<T, publish_packet>)
+                on_publish(p);
+            else if constexpr (std::is_same_v<T, puback_packet>)
+                on_puback(p);
+            else if constexpr (std::is_same_v<T, pubrec_packet>)
+                on_pubrec(p);
+            else if constexpr (std::is_same_v<T, pubrel_packet>)
+                on_pubrel(p);
+            else if constexpr (std::is_same_v<T, pubcomp_packet>)
+                on_pubcomp(p);
+            else if constexpr (std::is_same_v<T, suback_packet>)
+                on_suback(p);
+            else if constexpr (std::is_same_v<T, unsuback_packet>)
+                on_unsuback(p);
+            else if constexpr (std::is_same_v<T, pingresp_packet>)
+                ping_outstanding_ = false;
+            else if constexpr (std::is_same_v<T, disconnect_packet>)
+                on_disconnect(p);
+            else
+                fail(errc::protocol_violation, reason_code::protocol_error);
+        },
+        in_);
+}
+
+void session::on_connack(protocol::connack_packet& p, clock::time_point now) {
+    if (protocol::is_error(p.code)) {
+        auto why = p.props.reason_string.value_or(std::string{});
+        connack_ = std::move(p);
+        close(errc::connection_refused, connack_.code, std::move(why));
+        return;
+    }
+    connack_ = std::move(p);
+    const auto& props = connack_.props;
+    if (props.receive_maximum) receive_maximum_ = *props.receive_maximum;
+    if (props.maximum_packet_size) maximum_packet_size_ = *props.maximum_packet_size;
+    if (props.maximum_qos) maximum_qos_ = static_cast<qos>(*props.maximum_qos);
+    if (props.retain_available) retain_available_ = *props.retain_available != 0;
+    if (props.server_keep_alive) keep_alive_ = std::chrono::seconds{*props.server_keep_alive};
+    state_ = session_state::connected;
+    last_sent_ = now;
+    events_.push_back(connected_event{connack_});
+}
+
+void session::on_publish(protocol::publish_packet& p) {
+    // We announce no Topic Alias Maximum, so the broker may not use aliases (§3.3.2.3.4).
+    if (p.props.topic_alias || p.topic.empty()) {
+        fail(errc::protocol_violation, reason_code::topic_alias_invalid);
+        return;
+    }
+    const auto id = p.packet_id;
+    switch (p.qos_level) {
+        case qos::at_most_once:
+            events_.push_back(message_event{std::move(p)});
+            break;
+        case qos::at_least_once:
+            events_.push_back(message_event{std::move(p)});
+            send(protocol::puback_packet{id, reason_code::success, {}});
+            break;
+        case qos::exactly_once:
+            // Exactly once: a PUBLISH whose id is still awaiting PUBREL is a resend.
+            if (inbound_qos2_.insert(id).second) events_.push_back(message_event{std::move(p)});
+            send(protocol::pubrec_packet{id, reason_code::success, {}});
+            break;
+    }
+}
+
+void session::on_puback(const protocol::puback_packet& p) {
+    auto it = outbound_.find(p.packet_id);
+    if (it == outbound_.end() || it->second != pending::puback) return;  // stale: ignore
+    outbound_.erase(it);
+    events_.push_back(publish_done_event{p.packet_id, p.code});
+    release_slot();
+}
+
+void session::on_pubrec(const protocol::pubrec_packet& p) {
+    auto it = outbound_.find(p.packet_id);
+    if (it == outbound_.end() || it->second == pending::puback || it->second == pending::suback ||
+        it->second == pending::unsuback) {
+        // Not ours to release: answer so the broker can drop its state (§4.3.3).
+        protocol::pubrel_packet rel{p.packet_id, reason_code::packet_identifier_not_found, {}};
+        send(rel);
+        return;
+    }
+    if (protocol::is_error(p.code)) {  // refused (5.0): the exchange ends here
+        outbound_.erase(it);
+        events_.push_back(publish_done_event{p.packet_id, p.code});
+        release_slot();
+        return;
+    }
+    it->second = pending::pubcomp;
+    send(protocol::pubrel_packet{p.packet_id, reason_code::success, {}});
+}
+
+void session::on_pubrel(const protocol::pubrel_packet& p) {
+    const bool known = inbound_qos2_.erase(p.packet_id) > 0;
+    send(protocol::pubcomp_packet{
+        p.packet_id, known ? reason_code::success : reason_code::packet_identifier_not_found, {}});
+}
+
+void session::on_pubcomp(const protocol::pubcomp_packet& p) {
+    auto it = outbound_.find(p.packet_id);
+    if (it == outbound_.end() || it->second != pending::pubcomp) return;
+    outbound_.erase(it);
+    events_.push_back(publish_done_event{p.packet_id, p.code});
+    release_slot();
+}
+
+void session::on_suback(protocol::suback_packet& p) {
+    auto it = outbound_.find(p.packet_id);
+    if (it == outbound_.end() || it->second != pending::suback) {
+        fail(errc::protocol_violation, reason_code::protocol_error);
+        return;
+    }
+    outbound_.erase(it);
+    events_.push_back(suback_event{p.packet_id, std::move(p.codes)});
+}
+
+void session::on_unsuback(protocol::unsuback_packet& p) {
+    auto it = outbound_.find(p.packet_id);
+    if (it == outbound_.end() || it->second != pending::unsuback) {
+        fail(errc::protocol_violation, reason_code::protocol_error);
+        return;
+    }
+    outbound_.erase(it);
+    events_.push_back(unsuback_event{p.packet_id, std::move(p.codes)});
+}
+
+void session::on_disconnect(const protocol::disconnect_packet& p) {
+    close(errc::disconnected_by_server, p.code, p.props.reason_string.value_or(std::string{}));
+}
+
+}  // namespace mqtt::client
