@@ -201,6 +201,16 @@ void server::run() {
         });
     }
     s.io.run();
+    if (s.engine.logging(1)) {
+        const auto& st = s.engine.stats();
+        s.engine.log(1, "stopped: " + std::to_string(st.connections_accepted) + " connections, " +
+                            std::to_string(st.messages_received) + " messages in, " +
+                            std::to_string(st.messages_sent) + " out, " +
+                            std::to_string(st.protocol_errors) + " protocol errors, dropped " +
+                            std::to_string(st.dropped_qos0_slow) + " QoS 0 (slow), " +
+                            std::to_string(st.dropped_queue_full) + " (queue full), " +
+                            std::to_string(st.dropped_too_large) + " (too large)");
+    }
 }
 
 void server::stop() {
