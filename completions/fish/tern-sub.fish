@@ -6,7 +6,7 @@ complete -c tern-sub -s t -l topic -x -d 'Topic filter to subscribe to, wildcard
 complete -c tern-sub -s T -l filter-out -x -d 'Do not print messages whose topic matches FILTER'
 complete -c tern-sub -s q -l qos -x -a '0 1 2' -d 'Maximum quality of service to subscribe with'
 complete -c tern-sub -s C -l count -x -d 'Disconnect and exit after COUNT messages'
-complete -c tern-sub -s W -l timeout -x -d 'Disconnect and exit after SECONDS, with status 1 if -C was not reached'
+complete -c tern-sub -s W -l timeout -x -d 'Disconnect and exit with status 27 once SECONDS have passed since the start, unless -C or -E ended it first'
 complete -c tern-sub -s v -l verbose -d 'Print the topic before each payload'
 complete -c tern-sub -s R -l no-stale -d 'Do not print retained messages that were stored before we subscribed'
 complete -c tern-sub -l retained-only -d 'Print only retained messages, and exit at the first one that is not'

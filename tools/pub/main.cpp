@@ -1,10 +1,13 @@
 // tern-pub: publish a message, a file or lines of standard input to one topic.
 
 #include <CLI/CLI.hpp>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "mqtt/cli/options.hpp"
+#include "mqtt/client/cli_config.hpp"
+#include "mqtt/client/pub.hpp"
 
 namespace {
 
@@ -69,6 +72,27 @@ bool has_payload_source(const CLI::App& app) {
     return false;
 }
 
+mqtt::client::pub_request to_request(const pub_options& o) {
+    using mqtt::client::payload_source;
+    mqtt::client::pub_request r;
+    r.connection = mqtt::client::to_connection_config(o.client, "tern-pub-");
+    r.connection.handle_signals = true;
+    r.topic = o.topic;
+    r.qos = o.qos;
+    r.retain = o.retain;
+    r.source = !o.file.empty()  ? payload_source::file
+               : o.stdin_line   ? payload_source::stdin_lines
+               : o.stdin_file   ? payload_source::stdin_all
+               : o.null_message ? payload_source::empty
+                                : payload_source::message;
+    r.message = o.message;
+    r.file = o.file;
+    r.repeat = o.repeat;
+    r.repeat_delay = o.repeat_delay;
+    r.verbosity = o.client.verbosity;
+    return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,6 +109,10 @@ int main(int argc, char** argv) {
         if (opts.topic.empty()) opts.topic = opts.client.connection.url_topic;
         if (opts.topic.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
         if (!has_payload_source(app)) throw CLI::RequiredError("One of -m, -f, -l, -s or -n");
-        return mqtt::cli::not_implemented("tern-pub", "publishing");
+        if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-pub", "TLS");
+        if (opts.client.format == mqtt::cli::output_format::json)
+            return mqtt::cli::not_implemented("tern-pub", "--format json");
+        return static_cast<mqtt::cli::exit_status>(
+            mqtt::client::run_pub(to_request(opts), std::cerr));
     });
 }

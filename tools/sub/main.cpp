@@ -1,10 +1,13 @@
 // tern-sub: subscribe to topic filters and print the messages that arrive.
 
 #include <CLI/CLI.hpp>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "mqtt/cli/options.hpp"
+#include "mqtt/client/cli_config.hpp"
+#include "mqtt/client/sub.hpp"
 
 namespace {
 
@@ -26,7 +29,8 @@ constexpr const char* examples =
     "  tern-sub -t 'sensors/#'\n"
     "  tern-sub -v -t 'sensors/+/temp' -t alerts -q 1\n"
     "  tern-sub --json -C 10 -t 'sensors/#' -T sensors/debug\n"
-    "  tern-sub -L mqtts://alice:secret@broker.example/sensors/temp --cafile ca.pem\n";
+    "  tern-sub --json -t 'sensors/#' | jq -r .payload\n"
+    "  tern-sub -W 10 -C 1 -t status/ready\n";
 
 void add_subscribe_options(CLI::App& app, sub_options& o) {
     app.add_option("-t,--topic", o.topics,
@@ -42,8 +46,8 @@ void add_subscribe_options(CLI::App& app, sub_options& o) {
                    "Disconnect and exit after COUNT messages (default: 0, never)")
         ->type_name("COUNT");
     app.add_option("-W,--timeout", o.timeout,
-                   "Disconnect and exit after SECONDS, with status 1 if -C was not reached "
-                   "(default: 0, never)")
+                   "Disconnect and exit with status 27 once SECONDS have passed since the start, "
+                   "unless -C or -E ended it first (default: 0, never)")
         ->type_name("SECONDS");
     app.add_flag("-v,--verbose", o.print_topic,
                  "Print the topic before each payload (text format)");
@@ -54,6 +58,24 @@ void add_subscribe_options(CLI::App& app, sub_options& o) {
     app.add_flag("-N,--no-eol", o.no_eol, "Do not print a newline after each payload");
     app.add_flag("-E,--exit-after-subscribe", o.exit_after_subscribe,
                  "Exit once the broker acknowledged the subscriptions (to create a session)");
+}
+
+mqtt::client::sub_request to_request(const sub_options& o) {
+    mqtt::client::sub_request r;
+    r.connection = mqtt::client::to_connection_config(o.client, "tern-sub-");
+    r.connection.handle_signals = true;
+    r.topics = o.topics;
+    r.filter_out = o.filter_out;
+    r.qos = o.qos;
+    r.json = o.client.format == mqtt::cli::output_format::json;
+    r.print_topic = o.print_topic;
+    r.no_eol = o.no_eol;
+    r.skip_retained = o.no_stale;
+    r.exit_after_subscribe = o.exit_after_subscribe;
+    r.count = o.count;
+    r.timeout = o.timeout;
+    r.verbosity = o.client.verbosity;
+    return r;
 }
 
 }  // namespace
@@ -71,6 +93,10 @@ int main(int argc, char** argv) {
         if (!opts.client.connection.url_topic.empty())
             opts.topics.push_back(opts.client.connection.url_topic);
         if (opts.topics.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
-        return mqtt::cli::not_implemented("tern-sub", "subscribing");
+        if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-sub", "TLS");
+        if (opts.retained_only) return mqtt::cli::not_implemented("tern-sub", "--retained-only");
+        std::ios::sync_with_stdio(false);
+        return static_cast<mqtt::cli::exit_status>(
+            mqtt::client::run_sub(to_request(opts), std::cout, std::cerr));
     });
 }

@@ -1,0 +1,77 @@
+#pragma once
+
+// One client connection over TCP: the Asio coroutine driver of a client::session, behind a
+// blocking facade for programs that do one thing at a time (tern-pub, tern-sub). Requests
+// queue work and return at once; run_until() serves the socket and the timers until the
+// caller's condition holds. The header stays free of Asio; net_client.cpp holds it all.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "mqtt/client/session.hpp"
+
+namespace mqtt::client {
+
+struct connection_config {
+    std::string host = "localhost";
+    std::uint16_t port = 1883;
+    session_config session;
+    // SIGINT and SIGTERM end run_until() and set interrupted(), so the program can say
+    // goodbye (DISCONNECT) instead of dying mid-write.
+    bool handle_signals = false;
+    // How long disconnect() waits for the last bytes to be written.
+    std::chrono::milliseconds close_grace{3'000};
+};
+
+class connection {
+  public:
+    explicit connection(connection_config cfg);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    // Resolves the host, connects over TCP (within the session's connect timeout), sends
+    // CONNECT and waits for CONNACK. Errors: a system error (refused, unreachable, name not
+    // found), errc::connect_timeout, errc::connection_refused (see session().connack()),
+    // std::errc::interrupted on a signal, or whatever closed the session.
+    std::error_code connect();
+
+    result<std::uint16_t> publish(protocol::publish_packet p);
+    result<std::uint16_t> subscribe(std::vector<protocol::subscription> subs,
+                                    protocol::properties props = {});
+
+    // Serves I/O until done() holds, the session closed, a signal arrived, or the deadline
+    // passed; returns done(). Events queue up in the session meanwhile: take_events().
+    bool run_until(const std::function<bool()>& done,
+                   clock::time_point deadline = clock::time_point::max());
+    // Runs what is ready (completed reads and writes, expired timers) without waiting.
+    void poll();
+    std::vector<event> take_events() { return session_.take_events(); }
+
+    // Sends DISCONNECT (if connected), waits up to close_grace for every queued byte to be
+    // written, and closes the socket. True when everything was written.
+    bool disconnect(protocol::reason_code rc = protocol::reason_code::success);
+
+    bool interrupted() const noexcept;
+    const session& state() const noexcept { return session_; }
+    // Whether bytes are still queued in the session or being written to the socket.
+    bool output_pending() const noexcept;
+
+    struct impl;
+
+  private:
+    session session_;
+    std::unique_ptr<impl> impl_;
+};
+
+// One line for stderr about why a connection ended or could not start: the error, and the
+// broker's reason code (with its 3.1.1 return code or 5.0 Reason String) when it gave one.
+std::string describe_failure(const session& s, std::error_code ec, protocol::reason_code reason,
+                             const std::string& reason_string);
+
+}  // namespace mqtt::client

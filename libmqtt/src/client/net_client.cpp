@@ -1,0 +1,231 @@
+// The Asio side of mqtt::client::connection: three coroutines (read, write, timer) move
+// bytes and time between a TCP socket and the session; every protocol decision is the
+// session's. This is the client's only translation unit that includes Asio.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <csignal>
+#include <optional>
+#include <utility>
+
+#include "mqtt/client/connection.hpp"
+
+namespace mqtt::client {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t read_chunk = 64 * 1024;
+
+}  // namespace
+
+struct connection::impl {
+    impl(connection_config c, session& s)
+        : cfg(std::move(c)), s(s), socket(io), wake(io, clock::time_point::max()), timer(io) {}
+
+    connection_config cfg;
+    session& s;
+    asio::io_context io{1};  // declared before the I/O objects, destroyed after them
+    tcp::socket socket;
+    asio::steady_timer wake;   // never expires: the writer sleeps on it, changed() cancels it
+    asio::steady_timer timer;  // the session's deadline
+    clock::time_point armed = clock::time_point::max();
+    std::optional<asio::signal_set> signals;
+    protocol::framer framer;
+    std::vector<std::uint8_t> writing;
+    bool interrupted = false;
+    bool writer_busy = false;
+    bool socket_open = false;
+
+    // After any call into the session: wake the writer, re-arm the timer if it moved.
+    void changed() {
+        wake.cancel();
+        if (s.deadline() != armed) timer.cancel();
+    }
+
+    void close_socket() {
+        boost::system::error_code ec;
+        socket.close(ec);
+        timer.cancel();
+        wake.cancel();
+        socket_open = false;
+    }
+
+    asio::awaitable<void> read_loop();
+    asio::awaitable<void> write_loop();
+    asio::awaitable<void> timer_loop();
+    boost::system::error_code tcp_connect();
+};
+
+asio::awaitable<void> connection::impl::read_loop() {
+    while (!s.closed()) {
+        const auto room = framer.prepare(read_chunk);
+        auto [ec, n] =
+            co_await socket.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        if (ec) {
+            const bool eof = ec == asio::error::eof;
+            s.on_transport_closed(eof ? std::error_code{} : std::error_code(ec));
+            changed();
+            co_return;
+        }
+        framer.commit(n);
+        const auto now = clock::now();
+        while (!s.closed()) {
+            auto next = framer.next();
+            if (!next) {
+                s.on_framing_error(next.error());
+                break;
+            }
+            if (!*next) break;
+            s.on_frame(**next, now);
+        }
+        changed();
+    }
+}
+
+asio::awaitable<void> connection::impl::write_loop() {
+    for (;;) {
+        if (s.has_output()) {
+            s.take_output(writing);
+            writer_busy = true;
+            auto [ec, n] = co_await asio::async_write(socket, asio::buffer(writing), nothrow);
+            writer_busy = false;
+            if (ec) {
+                s.on_transport_closed(std::error_code(ec));
+                changed();
+                break;
+            }
+            continue;
+        }
+        if (s.closed() || !socket_open) break;
+        auto [ec] = co_await wake.async_wait(nothrow);
+        (void)ec;  // cancelled: there is something to look at
+    }
+    // Everything the session wanted said is said: close, which also ends the reader.
+    if (s.closed()) close_socket();
+}
+
+asio::awaitable<void> connection::impl::timer_loop() {
+    while (!s.closed() && socket_open) {
+        armed = s.deadline();
+        timer.expires_at(armed);
+        auto [ec] = co_await timer.async_wait(nothrow);
+        (void)ec;  // fired, or cancelled because the deadline moved: on_timer() checks
+        s.on_timer(clock::now());
+        changed();
+    }
+}
+
+boost::system::error_code connection::impl::tcp_connect() {
+    tcp::resolver resolver(io);
+    boost::system::error_code ec;
+    auto endpoints = resolver.resolve(cfg.host, std::to_string(cfg.port), ec);
+    if (ec) return ec;
+    bool finished = false;
+    asio::async_connect(socket, endpoints, [&](boost::system::error_code e, const tcp::endpoint&) {
+        ec = e;
+        finished = true;
+    });
+    const auto deadline = clock::now() + cfg.session.connect_timeout;
+    while (!finished && !interrupted && clock::now() < deadline) io.run_one_until(deadline);
+    if (!finished) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        while (!finished) io.run_one();  // the handler runs with operation_aborted
+        return interrupted ? asio::error::interrupted : asio::error::timed_out;
+    }
+    if (!ec) socket.set_option(tcp::no_delay(true), ec);
+    return ec;
+}
+
+connection::connection(connection_config cfg)
+    : session_(cfg.session), impl_(std::make_unique<impl>(std::move(cfg), session_)) {
+    if (impl_->cfg.handle_signals) {
+        impl_->signals.emplace(impl_->io, SIGINT, SIGTERM);
+        impl_->signals->async_wait([i = impl_.get()](boost::system::error_code ec, int) {
+            if (!ec) i->interrupted = true;
+        });
+    }
+}
+
+connection::~connection() = default;
+
+bool connection::interrupted() const noexcept {
+    return impl_->interrupted;
+}
+
+bool connection::output_pending() const noexcept {
+    return session_.has_output() || impl_->writer_busy;
+}
+
+std::error_code connection::connect() {
+    auto& i = *impl_;
+    if (auto ec = i.tcp_connect()) return std::error_code(ec);
+    i.socket_open = true;
+    session_.start(clock::now());
+    asio::co_spawn(i.io, i.read_loop(), asio::detached);
+    asio::co_spawn(i.io, i.write_loop(), asio::detached);
+    asio::co_spawn(i.io, i.timer_loop(), asio::detached);
+    run_until([&] { return session_.state() != session_state::connecting; });
+    if (session_.state() == session_state::connected) return {};
+    if (i.interrupted && !session_.closed()) return std::make_error_code(std::errc::interrupted);
+    return session_.close_info().error;
+}
+
+result<std::uint16_t> connection::publish(protocol::publish_packet p) {
+    auto r = session_.publish(std::move(p), clock::now());
+    impl_->changed();
+    return r;
+}
+
+result<std::uint16_t> connection::subscribe(std::vector<protocol::subscription> subs,
+                                            protocol::properties props) {
+    auto r = session_.subscribe(std::move(subs), std::move(props), clock::now());
+    impl_->changed();
+    return r;
+}
+
+bool connection::run_until(const std::function<bool()>& done, clock::time_point deadline) {
+    auto& io = impl_->io;
+    for (;;) {
+        if (done()) return true;
+        if (impl_->interrupted || session_.closed() || clock::now() >= deadline) return false;
+        if (io.stopped()) io.restart();
+        if (io.run_one_until(deadline) == 0 && io.stopped() && clock::now() < deadline)
+            return done();  // nothing left to wait for
+    }
+}
+
+void connection::poll() {
+    if (impl_->io.stopped()) impl_->io.restart();
+    impl_->io.poll();
+}
+
+bool connection::disconnect(protocol::reason_code rc) {
+    auto& i = *impl_;
+    if (!i.socket_open) return !output_pending();
+    session_.disconnect(rc);
+    i.changed();
+    const auto deadline = clock::now() + i.cfg.close_grace;
+    auto& io = i.io;
+    while (i.socket_open && clock::now() < deadline) {
+        if (io.stopped()) io.restart();
+        if (io.run_one_until(deadline) == 0 && io.stopped()) break;
+    }
+    const bool flushed = !output_pending();
+    if (i.socket_open) i.close_socket();
+    io.restart();
+    io.poll();  // let the coroutines see the closed socket and finish
+    return flushed;
+}
+
+}  // namespace mqtt::client
