@@ -204,13 +204,14 @@ def check_payload_sources(port):
 
 
 def check_many_lines(port, count, label):
-    for q in ("1", "2"):
+    for v, q in (("5", "1"), ("5", "2"), ("311", "1"), ("311", "2")):
         many = [f"m{i}" for i in range(count)]
         sub = tern_sub(port, ["-t", f"many/{q}", "-q", q, "-C", str(count)])
-        pub = tern_pub(port, ["-t", f"many/{q}", "-q", q, "-l"],
+        pub = tern_pub(port, ["-V", v, "-t", f"many/{q}", "-q", q, "-l"],
                        stdin=("\n".join(many) + "\n").encode())
         code, out, _ = finish(sub, 60)
-        check(f"{label}: -l {count} lines at QoS {q}, all acknowledged, all delivered in order",
+        check(f"{label}: -V {v} -l {count} lines at QoS {q}, all acknowledged, all delivered "
+              "in order",
               pub.returncode == 0 and code == 0 and out.decode().splitlines() == many,
               f"{pub.returncode} {pub.stderr!r} {code} {len(out.splitlines())} lines")
 
@@ -259,6 +260,18 @@ def check_retained_and_exits(port):
           b"cannot connect" in sub.stderr, f"{sub.returncode} {sub.stderr!r}")
     pub = subprocess.run([PUB, "-m", "no topic"], capture_output=True, timeout=20)
     check("usage error: exit 2", pub.returncode == 2, f"{pub.returncode}")
+
+
+def check_broker_going_away():
+    """A broker that stops: tern-sub says why (5.0: its DISCONNECT reason) and exits 1."""
+    broker, port = start_tern_broker()
+    subs = {v: tern_sub(port, ["-V", v, "-t", "away/#"]) for v in ("5", "311")}
+    stop(broker)
+    for v, want in (("5", "server_shutting_down (0x8B)"),
+                    ("311", "the broker closed the connection")):
+        code, _, err = finish(subs[v], 10)
+        check(f"-V {v}: broker stops -> exit 1, '{want}'", code == 1 and want in err,
+              f"{code} {err!r}")
 
 
 # ---- interop with Mosquitto --------------------------------------------------------------
@@ -419,6 +432,7 @@ def main():
             # flight (broker::limits); 1000 stays within that whatever the timing.
             check_many_lines(port, 1000, "tern-broker")
             check_retained_and_exits(port)
+            check_broker_going_away()
         else:
             for tool in (MOSQUITTO, shutil.which("mosquitto_sub"), shutil.which("mosquitto_pub")):
                 if not tool or not os.path.exists(tool):

@@ -254,6 +254,22 @@ TEST_CASE("client session: the broker's Receive Maximum holds back further publi
     CHECK(only<publish_packet>(h.sent()).payload == "b");
 }
 
+TEST_CASE("client session: before 5.0, at most max_inflight_v3 messages are in flight") {
+    harness h(protocol_version::v3_1_1);
+    h.connect();
+    std::vector<std::uint16_t> ids;
+    for (int i = 0; i < 25; ++i) {
+        auto id = h.s->publish(msg("t", std::to_string(i), qos::exactly_once), h.now);
+        REQUIRE(id.has_value());
+        ids.push_back(*id);
+    }
+    CHECK(h.sent().size() == 20);
+    h.feed(pubrec_packet{ids[0], reason_code::success, {}});
+    CHECK(only<pubrel_packet>(h.sent()).packet_id == ids[0]);  // still in flight
+    h.feed(pubcomp_packet{ids[0], reason_code::success, {}});
+    CHECK(only<publish_packet>(h.sent()).payload == "20");  // its slot goes to the next
+}
+
 TEST_CASE("client session: the broker's Maximum QoS and Retain Available are respected") {
     harness h(protocol_version::v5);
     connack_packet ack;

@@ -46,10 +46,12 @@ struct connection::impl {
     bool writer_busy = false;
     bool socket_open = false;
 
-    // After any call into the session: wake the writer, re-arm the timer if it moved.
+    // After any call into the session: wake the writer; re-arm the timer only when the
+    // deadline moved earlier (a later one is found when the armed one fires), so a busy
+    // connection does not re-arm it per message.
     void changed() {
         wake.cancel();
-        if (s.deadline() != armed) timer.cancel();
+        if (s.deadline() < armed || s.closed()) timer.cancel();
     }
 
     void close_socket() {

@@ -30,6 +30,8 @@ std::string describe_failure(const session& s, std::error_code ec, protocol::rea
     } else if (ec == errc::disconnected_by_server) {
         out = "the broker sent DISCONNECT: " + std::string(protocol::to_string(reason)) + " (" +
               hex(reason) + ")";
+    } else if (s.state() != session_state::idle && ec.category() != client_category()) {
+        out = "connection lost: " + ec.message();  // an I/O error after TCP connected
     } else {
         out = ec.message();
     }

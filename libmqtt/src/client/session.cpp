@@ -14,6 +14,8 @@ using protocol::reason_code;
 
 session::session(session_config cfg) : cfg_(std::move(cfg)), version_(cfg_.connect.version) {
     keep_alive_ = std::chrono::seconds{cfg_.connect.keep_alive};
+    if (!protocol::is_v5(version_) && cfg_.max_inflight_v3 > 0)
+        receive_maximum_ = cfg_.max_inflight_v3;
 }
 
 void session::start(clock::time_point now) {

@@ -26,6 +26,10 @@ using clock = std::chrono::steady_clock;
 struct session_config {
     protocol::connect_packet connect;  // the version to speak is connect.version
     std::chrono::milliseconds connect_timeout{10'000};
+    // Outbound QoS 1/2 messages in flight at once before MQTT 5.0, where the broker cannot
+    // announce a Receive Maximum: Mosquitto closes a 3.1.1 connection with more than its
+    // max_inflight_messages (20) QoS 2 messages open. In 5.0 the broker's value applies.
+    std::uint16_t max_inflight_v3 = 20;
 };
 
 // ---- events (what the application learns) ----------------------------------------------
