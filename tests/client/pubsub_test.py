@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -88,7 +89,9 @@ def start_mosquitto(extra=""):
     conf = os.path.join(WORK, f"mosquitto-{port}.conf")
     with open(conf, "w") as f:
         f.write(f"listener {port} 127.0.0.1\n{extra}\n")
-    p = spawn([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(WORK, f"mosquitto-{port}.log"), "w+")
+    p = spawn([MOSQUITTO, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    p.log_file = log
     if not wait_port(port):
         sys.exit("FAIL: mosquitto did not start")
     return p, port
@@ -242,6 +245,26 @@ def check_retained_and_exits(port):
     code, out, err = finish(sub, 5)
     check("SIGTERM ends tern-sub cleanly with status 0", code == 0, f"{code} {err!r}")
 
+    # tern-pub -l on an idle pipe keeps the connection served, and a signal ends it (status 1:
+    # not everything it was asked to send was sent).
+    sub = tern_sub(port, ["-t", "idle/l", "-C", "1"])
+    pub = spawn([PUB, "-h", "127.0.0.1", "-p", str(port), "-t", "idle/l", "-q", "1", "-l",
+                 "-k", "1"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    pub.stdin.write(b"first\n")
+    pub.stdin.flush()
+    code, out, _ = finish(sub)
+    time.sleep(2.5)  # > 1.5 x keep-alive: only PINGREQs keep it connected
+    alive = pub.poll() is None
+    pub.send_signal(signal.SIGINT)
+    try:
+        pcode = pub.wait(5)
+    except subprocess.TimeoutExpired:
+        pcode = None
+    perr = pub.stderr.read()
+    check("-l: a line goes out at once, the idle connection stays up, SIGINT exits 1",
+          code == 0 and out == b"first\n" and alive and pcode == 1 and b"interrupted" in perr,
+          f"{code} {out!r} alive={alive} {pcode} {perr!r}")
+
     sub = tern_sub(port, ["-t", "filt/#", "-T", "filt/skip/#", "-N", "-C", "1"])
     tern_pub(port, ["-t", "filt/skip/x", "-m", "no"])
     tern_pub(port, ["-t", "filt/ok", "-m", "yes"])
@@ -260,6 +283,12 @@ def check_retained_and_exits(port):
           b"cannot connect" in sub.stderr, f"{sub.returncode} {sub.stderr!r}")
     pub = subprocess.run([PUB, "-m", "no topic"], capture_output=True, timeout=20)
     check("usage error: exit 2", pub.returncode == 2, f"{pub.returncode}")
+    # Checked before connecting (the port is closed, so a connection attempt would exit 1).
+    pub = tern_pub(dead, ["-t", "a/#", "-m", "x"])
+    sub = subprocess.run([SUB, "-p", str(dead), "-t", "a/#/b"], capture_output=True, timeout=20)
+    check("invalid topic name / filter: usage error, exit 2, before connecting",
+          pub.returncode == 2 and b"a/#" in pub.stderr and sub.returncode == 2,
+          f"{pub.returncode} {pub.stderr!r} {sub.returncode} {sub.stderr!r}")
 
 
 def check_broker_going_away():
@@ -422,6 +451,22 @@ def check_mosquitto(port):
     stop(locked)
 
 
+def check_connect_fields(broker, port):
+    """-I, -k, -V and -c as Mosquitto logs them: 'as ID (pV, cC, kK)', where Mosquitto numbers
+    3.1.1 as p2 and 5.0 as p5."""
+    pub = tern_pub(port, ["-I", "tpfx-", "-k", "17", "-V", "311", "-t", "x", "-m", "y"])
+    sub = finish(tern_sub(port, ["-i", "tern-fixed", "-c", "-V", "5", "-x", "5", "-k", "0",
+                                 "-t", "x", "-E"], ready=False))
+    time.sleep(0.2)
+    broker.log_file.seek(0)
+    log = broker.log_file.read()
+    check("-I prefix + pid, -k 17, -V 311 in CONNECT (Mosquitto's log)",
+          pub.returncode == 0 and re.search(r" as tpfx-[0-9]+ \(p2, c1, k17", log) is not None,
+          log[-600:])
+    check("-i, -c, -V 5, -k 0 in CONNECT (Mosquitto's log)",
+          sub[0] == 0 and " as tern-fixed (p5, c0, k0" in log, log[-600:])
+
+
 def main():
     try:
         if MODE == "tern-broker":
@@ -441,6 +486,7 @@ def main():
             # No queue limit: the publisher may run ahead of the subscriber.
             broker, port = start_mosquitto("allow_anonymous true\nmax_queued_messages 0")
             check_mosquitto(port)
+            check_connect_fields(broker, port)
             check_many_lines(port, 3000, "mosquitto")
     finally:
         for p in PROCS:

@@ -8,6 +8,8 @@
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
 #include "mqtt/client/pub.hpp"
+#include "mqtt/protocol/topic.hpp"
+#include "mqtt/protocol/utf8.hpp"
 
 namespace {
 
@@ -109,6 +111,9 @@ int main(int argc, char** argv) {
         if (opts.topic.empty()) opts.topic = opts.client.connection.url_topic;
         if (opts.topic.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
         if (!has_payload_source(app)) throw CLI::RequiredError("One of -m, -f, -l, -s or -n");
+        if (mqtt::protocol::validate_utf8(opts.topic) ||
+            !mqtt::protocol::is_valid_topic_name(opts.topic))
+            throw CLI::ValidationError("--topic", "not a valid topic name: " + opts.topic);
         if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-pub", "TLS");
         if (opts.client.format == mqtt::cli::output_format::json)
             return mqtt::cli::not_implemented("tern-pub", "--format json");

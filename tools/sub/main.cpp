@@ -8,6 +8,8 @@
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
 #include "mqtt/client/sub.hpp"
+#include "mqtt/protocol/topic.hpp"
+#include "mqtt/protocol/utf8.hpp"
 
 namespace {
 
@@ -93,6 +95,10 @@ int main(int argc, char** argv) {
         if (!opts.client.connection.url_topic.empty())
             opts.topics.push_back(opts.client.connection.url_topic);
         if (opts.topics.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
+        for (const auto* list : {&opts.topics, &opts.filter_out})
+            for (const auto& f : *list)
+                if (mqtt::protocol::validate_utf8(f) || !mqtt::protocol::is_valid_topic_filter(f))
+                    throw CLI::ValidationError("--topic", "not a valid topic filter: " + f);
         if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-sub", "TLS");
         if (opts.retained_only) return mqtt::cli::not_implemented("tern-sub", "--retained-only");
         std::ios::sync_with_stdio(false);
