@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import pwd
+import select
 import re
 import shutil
 import signal
@@ -158,6 +159,20 @@ def check_qos_matrix(port, versions):
                 ok, out = False, f"{e}: {out!r}"
             check(f"tern-pub -> tern-sub {name}", ok,
                   f"pub={pub.returncode} {pub.stderr!r} sub={code} {err!r} out={out!r}")
+
+
+def check_streaming(port):
+    """--json lines reach a pipe one by one while tern-sub runs (| jq streams)."""
+    sub = tern_sub(port, ["-t", "stream/t", "--json"])
+    got = []
+    for i in range(2):
+        tern_pub(port, ["-t", "stream/t", "-m", f"s{i}"])
+        ready, _, _ = select.select([sub.stdout], [], [], 5)
+        got.append(json.loads(sub.stdout.readline())["payload"] if ready else None)
+    running = sub.poll() is None
+    stop(sub, signal.SIGINT)
+    check("--json: each line is flushed to the pipe at once (tern-sub still running)",
+          got == ["s0", "s1"] and running and sub.returncode == 0, f"{got} {sub.returncode}")
 
 
 def check_payload_sources(port):
@@ -472,6 +487,7 @@ def main():
         if MODE == "tern-broker":
             broker, port = start_tern_broker()
             check_qos_matrix(port, ["5", "311", "31"])
+            check_streaming(port)
             check_payload_sources(port)
             # tern-broker drops QoS 1/2 messages for a subscriber past 1000 queued + 100 in
             # flight (broker::limits); 1000 stays within that whatever the timing.
