@@ -365,7 +365,7 @@ TEST_CASE("client session: keep-alive sends PINGREQ and gives up without PINGRES
     }
 }
 
-TEST_CASE("client session: 5.0 Server Keep Alive replaces ours; 0 disables the timer") {
+TEST_CASE("client session: 5.0 Server Keep Alive replaces ours, keep-alive 0 disables the timer") {
     harness h(protocol_version::v5, 60);
     connack_packet ack;
     ack.props.server_keep_alive = 5;
