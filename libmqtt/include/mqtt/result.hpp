@@ -34,6 +34,9 @@ public:
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
 
+    // Replaces the value with an error in place (no temporary result to move from).
+    void set_error(std::error_code ec) noexcept { v_.template emplace<1>(ec); }
+
     std::error_code error() const noexcept {
         return has_value() ? std::error_code{} : std::get<1>(v_);
     }

@@ -341,7 +341,7 @@ result<packet> empty_packet(std::uint8_t first_byte) {
 result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> body,
                       protocol_version v) {
     result<packet> out = empty_packet(first_byte);
-    if (auto ec = decode_into(first_byte, body, v, *out)) out = result<packet>(ec);
+    if (auto ec = decode_into(first_byte, body, v, *out)) out.set_error(ec);
     return out;  // one named return value: no move of the packet
 }
 

@@ -37,6 +37,21 @@ struct limits {
     std::chrono::milliseconds connect_timeout{10'000};
     // Open connections, connected or not; more are closed at accept (counted).
     std::size_t max_connections = 10'000;
+
+    // ---- session and delivery policy (mosquitto.conf options of the same names)
+    // How long a disconnected 3.1/3.1.1 session with Clean Session 0 is kept; 0: for ever.
+    std::chrono::seconds persistent_client_expiration{0};
+    // Largest Keep Alive accepted; a 5.0 client asking for more (or for 0) is given this
+    // value as Server Keep Alive. 0: no limit.
+    std::uint16_t max_keepalive = 0;
+    // Whether retained messages are kept (5.0 clients are told Retain Available).
+    bool retain_available = true;
+    // Topic Alias Maximum announced to 5.0 clients (0: clients may not use aliases).
+    std::uint16_t max_topic_alias = 10;
+    // Whether QoS 0 messages are queued for offline persistent sessions.
+    bool queue_qos0_messages = false;
+    // Deliver at the subscription's granted QoS even when the message was published lower.
+    bool upgrade_outgoing_qos = false;
 };
 
 // Counters of everything the broker dropped or refused, for logs and tests.
