@@ -1,0 +1,30 @@
+#pragma once
+
+// The payload every bench publisher sends: who sent it, which message it is and when it was
+// (meant to be) sent, padded to the requested size. Receivers turn it into end-to-end
+// latency and per-publisher loss, duplicate and ordering counts. Little endian, 28 bytes:
+//   magic "TBN1" | run id u32 | publisher u32 | sequence u64 | send time u64 (steady ns)
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mqtt::bench {
+
+struct payload_header {
+    std::uint32_t run_id = 0;  // tells this run's messages from another bench's
+    std::uint32_t publisher = 0;
+    std::uint64_t sequence = 0;
+    std::uint64_t sent_ns = 0;  // steady clock, nanoseconds since its epoch
+};
+
+constexpr std::size_t payload_header_size = 28;
+
+// Writes the header into the first bytes of `out` and pads it with 'x' to `size` bytes
+// (at least payload_header_size). Reuses out's storage.
+void encode_payload(const payload_header& h, std::size_t size, std::string& out);
+// std::nullopt for anything shorter than a header or without the magic.
+std::optional<payload_header> decode_payload(std::string_view bytes) noexcept;
+
+}  // namespace mqtt::bench
