@@ -1,0 +1,55 @@
+#pragma once
+
+// What a tern-bench run does: the scenario, the broker, the clients and the load. Plain data,
+// filled by the front end from the command line; scenario_defaults() supplies what the
+// scenario implies and the user did not set.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "mqtt/protocol/packet.hpp"
+
+namespace mqtt::bench {
+
+enum class scenario : std::uint8_t { pub, sub, fanin, fanout, pairs, conn };
+
+std::string_view to_string(scenario s) noexcept;
+bool parse_scenario(std::string_view name, scenario& out) noexcept;
+
+struct bench_config {
+    bench::scenario scenario = scenario::pairs;
+    std::string host = "localhost";
+    std::uint16_t port = 1883;
+    protocol::connect_packet connect;  // version, keep-alive, credentials; client_id is a prefix
+    std::string client_id_prefix = "tern-bench-";
+
+    unsigned publishers = 0;  // 0: the scenario's default
+    unsigned subscribers = 0;
+    unsigned clients = 0;  // pairs (publisher/subscriber pairs) and conn (connections)
+    std::string topic;     // may contain %i (publisher index); empty: the scenario's
+    std::string filter;    // may contain %i (subscriber index); empty: the scenario's
+    protocol::qos qos = protocol::qos::at_most_once;
+    std::size_t size = 64;    // payload bytes, at least the 28-byte header
+    std::uint64_t count = 0;  // messages per publisher (sub: per subscriber)
+    double duration = 0;      // seconds of publishing instead of a count
+    double warmup = 0;        // seconds at the start left out of the figures
+    unsigned inflight = 64;   // unacknowledged QoS 1/2 messages per publisher
+    double rate = 0;          // total messages per second; 0: closed loop
+    double connect_rate = 0;  // new connections per second; 0: all at once
+    double hold = 1;          // conn: seconds to hold the connections open
+    double drain = 5;         // seconds to wait for stragglers after publishing
+    double time_limit = 0;    // hard wall-clock cap; 0: derived
+    std::chrono::milliseconds connect_timeout{10'000};
+    bool progress = false;  // a live line on stderr (a terminal)
+};
+
+// Fills publishers, subscribers, topic, filter, count and time_limit from the scenario where
+// they are unset. Returns an error message for a combination that cannot run, else empty.
+std::string apply_scenario_defaults(bench_config& c);
+
+// "%i" replaced by the index.
+std::string expand_template(std::string_view pattern, unsigned index);
+
+}  // namespace mqtt::bench

@@ -1,0 +1,142 @@
+// The end of a run: every connection's counters added up into run_results, the live progress
+// line, and run(), which owns the io_context.
+
+#include <sys/resource.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <cstdio>
+
+#include "driver.hpp"
+#include "mqtt/bench/runner.hpp"
+
+namespace mqtt::bench::detail {
+namespace {
+
+double since(clock::time_point from, clock::time_point to) {
+    if (from == clock::time_point{} || to <= from) return 0;
+    return std::chrono::duration<double>(to - from).count();
+}
+
+double cpu_seconds(const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+void run_state::print_progress(clock::time_point now) {
+    if (!progress_ || now - last_progress_ < std::chrono::seconds(1)) return;
+    last_progress_ = now;
+    std::uint64_t connected = 0, published = 0, acked = 0, received = 0;
+    for (const auto& c : clients_) {
+        connected += c->connected;
+        published += c->next_seq;
+        acked += c->acked;
+        received += c->unique;
+    }
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "\r%7.1fs  connected %llu/%zu  published %llu  acked %llu  received %llu   ",
+                  since(t0_, now), static_cast<unsigned long long>(connected), clients_.size(),
+                  static_cast<unsigned long long>(published),
+                  static_cast<unsigned long long>(acked),
+                  static_cast<unsigned long long>(received));
+    *progress_ << line << std::flush;
+}
+
+// One subscriber's view of one of this run's publishers, added to that publisher's line.
+static void add_view(publisher_result& p, const sequence_tracker* t) {
+    p.expected += p.published;
+    if (!t) {
+        p.lost += p.published;
+        return;
+    }
+    p.received += std::min(t->unique(), p.published);
+    p.lost += t->lost(p.published);
+    p.duplicates += t->duplicates();
+    p.out_of_order += t->out_of_order();
+}
+
+void run_state::collect(run_results& r) const {
+    for (const auto& c : clients_) {
+        r.connect_attempted += c->attempted;
+        r.connect_succeeded += c->connected;
+        r.received += c->received;
+        r.foreign += c->foreign;
+    }
+    r.connect_failed = r.connect_attempted - r.connect_succeeded;
+    for (auto* p : publishers_) {
+        publisher_result pr;
+        pr.index = p->index;
+        pr.published = p->next_seq;
+        pr.acked = p->acked;
+        r.refused += p->refused;
+        r.per_publisher.push_back(pr);
+    }
+    for (auto* s : subscribers_) {
+        if (cfg_.scenario == scenario::sub) {
+            // Publishers elsewhere: what was sent is unknown, the gaps are the loss.
+            for (const auto& [key, t] : s->seen) {
+                r.unique += t.unique();
+                r.expected += t.end();
+                r.lost += t.lost(t.end());
+                r.duplicates += t.duplicates();
+                r.out_of_order += t.out_of_order();
+            }
+            continue;
+        }
+        for (auto i : s->sources) {
+            const auto it = s->seen.find((std::uint64_t{run_id_} << 32) | i);
+            add_view(r.per_publisher[i], it == s->seen.end() ? nullptr : &it->second);
+        }
+    }
+    for (const auto& p : r.per_publisher) {
+        r.published += p.published;
+        r.acked += p.acked;
+        if (cfg_.scenario == scenario::sub) continue;
+        r.expected += p.expected;
+        r.unique += p.received;
+        r.lost += p.lost;
+        r.duplicates += p.duplicates;
+        r.out_of_order += p.out_of_order;
+    }
+    const auto window = std::max(t_warm_, t_start_);
+    r.publish_seconds = since(window, last_publish_);
+    r.ack_seconds = since(window, last_ack_);
+    r.receive_seconds =
+        cfg_.scenario == scenario::sub
+            ? since(first_receive_ + std::chrono::nanoseconds(warm_ns_), last_receive_)
+            : since(window, last_receive_);
+    r.wall_seconds = since(t0_, clock::now());
+    rusage ru{};
+    if (::getrusage(RUSAGE_SELF, &ru) == 0) {
+        r.cpu_user_seconds = cpu_seconds(ru.ru_utime);
+        r.cpu_system_seconds = cpu_seconds(ru.ru_stime);
+    }
+}
+
+run_results run_state::finish() {
+    if (progress_ && last_progress_ != clock::time_point{}) *progress_ << "\n" << std::flush;
+    collect(r_);
+    return std::move(r_);
+}
+
+}  // namespace mqtt::bench::detail
+
+namespace mqtt::bench {
+
+run_results run(const bench_config& config, std::ostream* progress) {
+    const auto clients = std::size_t{config.publishers} + config.subscribers + config.clients;
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < clients + 64) {
+        // Many connections need many descriptors; the hard limit needs no privilege.
+        lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, clients + 64);
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+    }
+    detail::run_state state(config, progress);
+    boost::asio::co_spawn(state.io, state.orchestrate(), boost::asio::detached);
+    state.io.run();
+    return state.finish();
+}
+
+}  // namespace mqtt::bench

@@ -1,0 +1,126 @@
+#include "mqtt/bench/config.hpp"
+
+#include <array>
+#include <utility>
+
+#include "mqtt/bench/payload.hpp"
+
+namespace mqtt::bench {
+namespace {
+
+constexpr std::array<std::pair<scenario, std::string_view>, 6> names{{
+    {scenario::pub, "pub"},
+    {scenario::sub, "sub"},
+    {scenario::fanin, "fanin"},
+    {scenario::fanout, "fanout"},
+    {scenario::pairs, "pairs"},
+    {scenario::conn, "conn"},
+}};
+
+struct shape {
+    unsigned publishers;
+    unsigned subscribers;
+    const char* topic;
+    const char* filter;
+};
+
+shape default_shape(scenario s) {
+    switch (s) {
+        case scenario::pub:
+            return {1, 0, "tern-bench/pub/%i", ""};
+        case scenario::sub:
+            return {0, 1, "", "tern-bench/#"};
+        case scenario::fanin:
+            return {4, 1, "tern-bench/fanin/%i", "tern-bench/fanin/#"};
+        case scenario::fanout:
+            return {1, 10, "tern-bench/fanout", "tern-bench/fanout"};
+        case scenario::pairs:
+            return {10, 10, "tern-bench/pairs/%i", "tern-bench/pairs/%i"};
+        case scenario::conn:
+            return {0, 0, "", ""};
+    }
+    return {0, 0, "", ""};
+}
+
+}  // namespace
+
+std::string_view to_string(scenario s) noexcept {
+    for (const auto& [value, name] : names)
+        if (value == s) return name;
+    return "?";
+}
+
+bool parse_scenario(std::string_view name, scenario& out) noexcept {
+    for (const auto& [value, n] : names)
+        if (n == name) {
+            out = value;
+            return true;
+        }
+    return false;
+}
+
+std::string expand_template(std::string_view pattern, unsigned index) {
+    std::string out;
+    out.reserve(pattern.size() + 8);
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] == '%' && i + 1 < pattern.size() && pattern[i + 1] == 'i') {
+            out += std::to_string(index);
+            ++i;
+        } else {
+            out += pattern[i];
+        }
+    }
+    return out;
+}
+
+std::string apply_scenario_defaults(bench_config& c) {
+    const auto s = default_shape(c.scenario);
+    const auto name = std::string(to_string(c.scenario));
+    switch (c.scenario) {
+        case scenario::pairs:
+            if (c.publishers || c.subscribers)
+                return "pairs takes --clients, not --publishers/--subscribers";
+            if (!c.clients) c.clients = s.publishers;
+            c.publishers = c.subscribers = c.clients;
+            break;
+        case scenario::conn:
+            if (c.publishers || c.subscribers)
+                return "conn takes --clients, not --publishers/--subscribers";
+            if (!c.clients) c.clients = 100;
+            break;
+        case scenario::pub:
+            if (c.subscribers) return "pub has no subscribers (see fanin, fanout, pairs)";
+            if (c.clients) return "pub takes --publishers, not --clients";
+            if (!c.publishers) c.publishers = s.publishers;
+            break;
+        case scenario::sub:
+            if (c.publishers)
+                return "sub has no publishers of its own: run tern-bench pub beside it";
+            if (c.clients) return "sub takes --subscribers, not --clients";
+            if (!c.subscribers) c.subscribers = s.subscribers;
+            if (!c.count && c.duration <= 0) return "sub needs --count or --duration";
+            break;
+        case scenario::fanin:
+        case scenario::fanout:
+            if (c.clients) return name + " takes --publishers and --subscribers, not --clients";
+            if (!c.publishers) c.publishers = s.publishers;
+            if (!c.subscribers) c.subscribers = s.subscribers;
+            break;
+    }
+    if (c.topic.empty()) c.topic = s.topic;
+    if (c.filter.empty()) c.filter = s.filter;
+    if (c.scenario != scenario::conn && c.scenario != scenario::sub && !c.count && c.duration <= 0)
+        c.count = 10'000;
+    if (c.publishers && c.size < payload_header_size)
+        return "--size must be at least " + std::to_string(payload_header_size) +
+               " (the bench header: run id, publisher, sequence, send time)";
+    if (c.warmup > 0 && c.duration > 0 && c.warmup >= c.duration)
+        return "--warmup must be shorter than --duration";
+    if (c.time_limit <= 0) {
+        const double run = c.scenario == scenario::conn ? c.hold : c.duration;
+        c.time_limit = run > 0 ? run + c.drain + 120 : 300;
+    }
+    return {};
+}
+
+}  // namespace mqtt::bench

@@ -1,0 +1,303 @@
+// The bench's connection driver: per connection a reader, a writer and a timer coroutine move
+// bytes and time between a TCP socket and a client::session, like the client's own driver,
+// but many connections share one io_context and the session's events are handled as they
+// come (counted, timed) instead of queued for a caller. A publisher coroutine feeds each
+// publishing session within its in-flight window.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "driver.hpp"
+#include "mqtt/bench/payload.hpp"
+
+namespace mqtt::bench::detail {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+// Small reads: thousands of mostly idle connections must not each hold 64 KiB.
+constexpr std::size_t read_chunk = 16 * 1024;
+// PUBLISH packets queued per turn before the publisher lets reads and writes run.
+constexpr unsigned batch = 64;
+
+}  // namespace
+
+std::uint64_t to_ns(clock::time_point t) noexcept {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
+    return ns.count() < 0 ? 0 : static_cast<std::uint64_t>(ns.count());
+}
+
+bench_client::bench_client(asio::io_context& io, role r, unsigned i, client::session_config cfg)
+    : kind(r),
+      index(i),
+      s(std::move(cfg)),
+      socket(io),
+      wake_writer(io, clock::time_point::max()),
+      timer(io),
+      wake(io) {}
+
+void run_state::error(std::string message) {
+    // Thousands of connections failing the same way say it once each; keep the report short.
+    if (r_.errors.size() < 20) r_.errors.push_back(std::move(message));
+}
+
+void run_state::close_socket(bench_client& c) {
+    boost::system::error_code ec;
+    c.socket.close(ec);
+    c.open = false;
+    c.timer.cancel();
+    c.wake_writer.cancel();
+    c.wake.cancel();
+}
+
+// After every call into the session: hand its events out, wake the writer, and re-arm the
+// timer only when the deadline moved earlier.
+void run_state::changed(bench_client& c) {
+    if (c.s.has_events()) {
+        const auto now = clock::now();
+        for (auto& e : c.s.take_events()) dispatch(c, e, now);
+    }
+    c.wake_writer.cancel();
+    if (c.s.deadline() < c.armed || c.s.closed()) c.timer.cancel();
+}
+
+void run_state::dispatch(bench_client& c, client::event& e, clock::time_point now) {
+    if (auto* m = std::get_if<client::message_event>(&e)) {
+        on_message(c, m->message, now);
+    } else if (auto* a = std::get_if<client::publish_done_event>(&e)) {
+        on_ack(c, *a, now);
+    } else if (std::holds_alternative<client::connected_event>(e)) {
+        c.connected = true;
+        r_.connect_latency.record(to_ns(now) - to_ns(c.connect_start));
+        last_connack_ = now;
+    } else if (auto* sa = std::get_if<client::suback_event>(&e)) {
+        bool ok = true;
+        for (auto code : sa->codes) ok = ok && !protocol::is_error(code);
+        if (ok) {
+            c.subscribed = true;
+        } else {
+            c.failed = true;
+            error("subscriber " + std::to_string(c.index) +
+                  ": the broker refused the subscription to " + c.filter);
+        }
+    } else if (auto* cl = std::get_if<client::closed_event>(&e)) {
+        on_closed(c, *cl);
+    }
+}
+
+void run_state::on_closed(bench_client& c, const client::closed_event& e) {
+    c.wake.cancel();
+    if (c.done) return;  // our own DISCONNECT
+    c.failed = true;
+    std::string what = e.error ? e.error.message() : "closed";
+    if (e.reason != protocol::reason_code::success)
+        what += " (reason: " + std::string(protocol::to_string(e.reason)) + ")";
+    if (!e.reason_string.empty()) what += ": " + e.reason_string;
+    const char* name = c.kind == role::publisher    ? "publisher "
+                       : c.kind == role::subscriber ? "subscriber "
+                                                    : "connection ";
+    error(name + std::to_string(c.index) + (c.connected ? ": connection lost: " : ": ") + what);
+}
+
+void run_state::on_message(bench_client& c, const protocol::publish_packet& m,
+                           clock::time_point now) {
+    const auto h = decode_payload(m.payload);
+    // In-process scenarios only count their own run; `sub` counts any bench publisher.
+    if (!h || (cfg_.scenario != scenario::sub &&
+               (h->run_id != run_id_ || h->publisher >= publishers_.size()))) {
+        ++c.foreign;
+        return;
+    }
+    ++c.received;
+    auto& t = c.seen[(std::uint64_t{h->run_id} << 32) | h->publisher];
+    const auto arrival = t.record(h->sequence);
+    if (arrival == sequence_tracker::arrival::duplicate ||
+        arrival == sequence_tracker::arrival::invalid)
+        return;
+    ++c.unique;
+    if (first_receive_ == clock::time_point{}) first_receive_ = now;
+    last_receive_ = now;
+    const auto now_ns = to_ns(now);
+    const auto warm = cfg_.scenario == scenario::sub ? to_ns(first_receive_) + warm_ns_ : warm_ns_;
+    if (h->sent_ns >= warm) {
+        r_.latency.record(now_ns > h->sent_ns ? now_ns - h->sent_ns : 0);
+        ++r_.measured_received;
+    }
+}
+
+void run_state::on_ack(bench_client& c, const client::publish_done_event& e,
+                       clock::time_point now) {
+    const auto it = c.unacked.find(e.packet_id);
+    if (it == c.unacked.end()) return;
+    if (protocol::is_error(e.code)) {
+        ++c.refused;
+        error("publisher " + std::to_string(c.index) +
+              ": the broker refused a message: " + std::string(protocol::to_string(e.code)));
+    } else {
+        ++c.acked;
+        last_ack_ = now;
+        if (it->second.measured) {
+            const auto now_ns = to_ns(now);
+            r_.ack_latency.record(now_ns > it->second.stamp_ns ? now_ns - it->second.stamp_ns : 0);
+            ++r_.measured_acked;
+        }
+    }
+    c.unacked.erase(it);
+    c.wake.cancel();
+}
+
+asio::awaitable<void> run_state::connect_client(bench_client& c) {
+    c.attempted = true;
+    c.connect_start = clock::now();
+    auto [ec, ep] = co_await asio::async_connect(c.socket, endpoints_, nothrow);
+    (void)ep;
+    if (ec || c.done) {
+        if (!c.done) {
+            c.failed = true;
+            error("connect to " + cfg_.host + ":" + std::to_string(cfg_.port) + ": " +
+                  ec.message());
+        }
+        co_return;
+    }
+    c.socket.set_option(tcp::no_delay(true), ec);
+    c.open = true;
+    c.s.start(clock::now());
+    asio::co_spawn(io, read_loop(c), asio::detached);
+    asio::co_spawn(io, write_loop(c), asio::detached);
+    asio::co_spawn(io, timer_loop(c), asio::detached);
+    changed(c);
+}
+
+asio::awaitable<void> run_state::read_loop(bench_client& c) {
+    while (!c.s.closed() && c.open) {
+        const auto room = c.framer.prepare(read_chunk);
+        auto [ec, n] =
+            co_await c.socket.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        if (ec) {
+            if (!c.s.closed())
+                c.s.on_transport_closed(ec == asio::error::eof ? std::error_code{}
+                                                               : std::error_code(ec));
+            changed(c);
+            co_return;
+        }
+        c.framer.commit(n);
+        const auto now = clock::now();
+        while (!c.s.closed()) {
+            auto next = c.framer.next();
+            if (!next) {
+                c.s.on_framing_error(next.error());
+                break;
+            }
+            if (!*next) break;
+            c.s.on_frame(**next, now);
+            // Events are handled per frame so a delivery is timed when it is read, not
+            // after a whole 16 KiB of them.
+            if (c.s.has_events())
+                for (auto& e : c.s.take_events()) dispatch(c, e, now);
+        }
+        changed(c);
+    }
+}
+
+asio::awaitable<void> run_state::write_loop(bench_client& c) {
+    for (;;) {
+        if (c.s.has_output() && c.open) {
+            c.s.take_output(c.writing);
+            c.writer_busy = true;
+            auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(c.writing), nothrow);
+            (void)n;
+            c.writer_busy = false;
+            c.wake.cancel();  // a publisher held back by queued bytes may go on
+            if (ec) {
+                if (!c.s.closed()) c.s.on_transport_closed(std::error_code(ec));
+                changed(c);
+                break;
+            }
+            continue;
+        }
+        if (c.s.closed() || !c.open) break;
+        auto [ec] = co_await c.wake_writer.async_wait(nothrow);
+        (void)ec;
+    }
+    // Everything the session wanted said (a last DISCONNECT) is said.
+    if (c.s.closed()) close_socket(c);
+}
+
+asio::awaitable<void> run_state::timer_loop(bench_client& c) {
+    while (!c.s.closed() && c.open) {
+        c.armed = c.s.deadline();
+        c.timer.expires_at(c.armed);
+        auto [ec] = co_await c.timer.async_wait(nothrow);
+        (void)ec;
+        if (c.s.closed() || !c.open) break;
+        c.s.on_timer(clock::now());
+        changed(c);
+    }
+}
+
+bool run_state::window_open(const bench_client& c) const {
+    // One batch may queue while the previous one is being written, no more: QoS 0 has no
+    // acknowledgements to pace it, and memory must stay bounded when the broker is slower.
+    if (c.writer_busy && c.s.has_output()) return false;
+    return cfg_.qos == protocol::qos::at_most_once || c.unacked.size() < cfg_.inflight;
+}
+
+void run_state::publish_one(bench_client& c, clock::time_point now, std::string& payload) {
+    const auto k = c.next_seq;
+    const auto stamp = to_ns(c.limiter.stamp(k, now));
+    encode_payload({run_id_, c.index, k, stamp}, cfg_.size, payload);
+    protocol::publish_packet p;
+    p.topic = c.topic;
+    p.payload = payload;
+    p.qos_level = cfg_.qos;
+    auto id = c.s.publish(std::move(p), now);
+    if (!id) {
+        c.failed = true;
+        error("publisher " + std::to_string(c.index) + ": " + id.error().message());
+        return;
+    }
+    ++c.next_seq;
+    last_publish_ = now;
+    const bool measured = stamp >= warm_ns_;
+    if (measured) ++r_.measured_published;
+    if (cfg_.qos != protocol::qos::at_most_once) c.unacked[*id] = {stamp, measured};
+}
+
+asio::awaitable<void> run_state::publish_loop(bench_client& c) {
+    const auto end = cfg_.duration > 0
+                         ? t_start_ + std::chrono::duration_cast<clock::duration>(
+                                          std::chrono::duration<double>(cfg_.duration))
+                         : clock::time_point::max();
+    const auto more = [&] { return cfg_.count == 0 || c.next_seq < cfg_.count; };
+    std::string payload;
+    c.publishing = true;
+    while (!c.done && !c.failed && !c.s.closed() && !stop_publishing_ && more()) {
+        auto now = clock::now();
+        if (now >= end) break;
+        const bool due = !c.limiter.open_loop() || c.limiter.due(c.next_seq, now);
+        if (!due || !window_open(c)) {
+            // Woken by an ack or a finished write; the timeout covers the schedule and end.
+            auto until = std::min(end, now + std::chrono::milliseconds(100));
+            if (!due) until = std::min(until, c.limiter.intended(c.next_seq));
+            c.wake.expires_at(until);
+            auto [ec] = co_await c.wake.async_wait(nothrow);
+            (void)ec;
+            continue;
+        }
+        for (unsigned n = 0; n < batch && more() && window_open(c) && !c.failed; ++n) {
+            now = clock::now();
+            if (c.limiter.open_loop() && !c.limiter.due(c.next_seq, now)) break;
+            publish_one(c, now, payload);
+        }
+        changed(c);
+        // Let reads (acks, deliveries) and writes run between batches.
+        co_await asio::post(io, asio::use_awaitable);
+    }
+    c.publishing = false;
+}
+
+}  // namespace mqtt::bench::detail

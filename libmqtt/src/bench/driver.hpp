@@ -1,0 +1,140 @@
+#pragma once
+
+// Internal to the bench: one bench connection (socket, session, timers) and the state of a
+// run that all connections share. Everything runs on one io_context thread, so nothing here
+// is locked; coroutines wake each other by cancelling never-expiring timers.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mqtt/bench/config.hpp"
+#include "mqtt/bench/rate.hpp"
+#include "mqtt/bench/results.hpp"
+#include "mqtt/bench/sequence.hpp"
+#include "mqtt/client/session.hpp"
+#include "mqtt/protocol/framer.hpp"
+
+namespace mqtt::bench::detail {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+enum class role : std::uint8_t { publisher, subscriber, idle };
+
+struct pending_ack {
+    std::uint64_t stamp_ns = 0;
+    bool measured = false;
+};
+
+struct bench_client {
+    bench_client(asio::io_context& io, role r, unsigned index, client::session_config cfg);
+
+    role kind;
+    unsigned index;  // among the clients of its role
+    client::session s;
+    tcp::socket socket;
+    asio::steady_timer wake_writer;  // never expires: cancelled when there is output
+    asio::steady_timer timer;        // the session's deadline
+    asio::steady_timer wake;         // the publisher's pause: window full, or not due yet
+    protocol::framer framer;
+    std::vector<std::uint8_t> writing;
+    clock::time_point armed = clock::time_point::max();
+    clock::time_point connect_start{};
+    bool writer_busy = false;
+    bool open = false;       // socket connected and not yet closed by us
+    bool attempted = false;  // connect started
+    bool connected = false;  // CONNACK accepted
+    bool failed = false;     // could not connect, or lost the connection
+    bool done = false;       // being shut down by the run: no more errors from it
+
+    // Publisher.
+    std::string topic;
+    rate_limiter limiter{0, clock::time_point{}};
+    std::uint64_t next_seq = 0;
+    std::uint64_t acked = 0;
+    std::uint64_t refused = 0;
+    std::unordered_map<std::uint16_t, pending_ack> unacked;
+    bool publishing = false;
+
+    // Subscriber.
+    std::string filter;
+    bool subscribed = false;
+    std::vector<unsigned> sources;  // indexes of this run's publishers whose topic matches
+    std::unordered_map<std::uint64_t, sequence_tracker> seen;  // by run id << 32 | publisher
+    std::uint64_t received = 0;                                // bench payloads, duplicates too
+    std::uint64_t unique = 0;
+    std::uint64_t foreign = 0;
+};
+
+class run_state {
+  public:
+    run_state(const bench_config& cfg, std::ostream* progress);
+    run_results finish();
+    asio::io_context io{1};
+
+    asio::awaitable<void> orchestrate();
+
+  private:
+    // Connection driver (driver.cpp).
+    asio::awaitable<void> connect_client(bench_client& c);
+    asio::awaitable<void> read_loop(bench_client& c);
+    asio::awaitable<void> write_loop(bench_client& c);
+    asio::awaitable<void> timer_loop(bench_client& c);
+    asio::awaitable<void> publish_loop(bench_client& c);
+    void changed(bench_client& c);
+    void dispatch(bench_client& c, client::event& e, clock::time_point now);
+    void on_message(bench_client& c, const protocol::publish_packet& m, clock::time_point now);
+    void on_ack(bench_client& c, const client::publish_done_event& e, clock::time_point now);
+    void on_closed(bench_client& c, const client::closed_event& e);
+    bool window_open(const bench_client& c) const;
+    void publish_one(bench_client& c, clock::time_point now, std::string& payload);
+    void close_socket(bench_client& c);
+    void error(std::string message);
+
+    // Phases (runner.cpp).
+    asio::awaitable<void> sleep_until(clock::time_point t);
+    template <class Pred>
+    asio::awaitable<bool> wait_for(Pred done, clock::time_point deadline);
+    asio::awaitable<bool> connect_all();
+    asio::awaitable<bool> subscribe_all();
+    asio::awaitable<void> publish_all();
+    asio::awaitable<void> shutdown_all();
+    void make_clients();
+    bool publishers_finished() const;
+    bool deliveries_complete() const;
+    void print_progress(clock::time_point now);
+    void collect(run_results& r) const;
+
+    bench_config cfg_;
+    std::ostream* progress_;
+    std::uint32_t run_id_;
+    tcp::resolver::results_type endpoints_;
+    std::vector<std::unique_ptr<bench_client>> clients_;  // subscribers first, then publishers
+    std::vector<bench_client*> publishers_;
+    std::vector<bench_client*> subscribers_;
+    run_results r_;
+    clock::time_point t0_{};         // run start
+    clock::time_point hard_stop_{};  // t0 + time_limit
+    clock::time_point t_start_{};    // publishing (sub: receiving) starts
+    clock::time_point t_warm_{};     // warm-up ends
+    std::uint64_t warm_ns_ = 0;      // t_warm_ as a payload stamp
+    clock::time_point last_publish_{};
+    clock::time_point last_ack_{};
+    clock::time_point first_receive_{};
+    clock::time_point last_receive_{};
+    clock::time_point last_progress_{};
+    clock::time_point last_connack_{};
+    bool stop_publishing_ = false;
+};
+
+std::uint64_t to_ns(clock::time_point t) noexcept;
+
+}  // namespace mqtt::bench::detail

@@ -1,0 +1,248 @@
+#include "mqtt/bench/report.hpp"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "mqtt/version.hpp"
+
+namespace mqtt::bench {
+namespace {
+
+double per_second(std::uint64_t n, double seconds) {
+    return seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
+}
+
+double loss_percent(const run_results& r) {
+    return r.expected ? 100.0 * static_cast<double>(r.lost) / static_cast<double>(r.expected) : 0.0;
+}
+
+bool has_subscribers(const run_results& r) {
+    return r.config.subscribers > 0;
+}
+
+std::string format_double(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+std::string format_ns(std::uint64_t ns) {
+    char buf[64];
+    if (ns < 10'000)
+        std::snprintf(buf, sizeof buf, "%llu ns", static_cast<unsigned long long>(ns));
+    else if (ns < 10'000'000)
+        std::snprintf(buf, sizeof buf, "%.1f us", static_cast<double>(ns) / 1e3);
+    else
+        std::snprintf(buf, sizeof buf, "%.2f ms", static_cast<double>(ns) / 1e6);
+    return buf;
+}
+
+nlohmann::json parameters_json(const bench_config& c) {
+    return {{"host", c.host},
+            {"port", c.port},
+            {"protocol_version", std::string(protocol::to_string(c.connect.version))},
+            {"qos", static_cast<int>(c.qos)},
+            {"publishers", c.publishers},
+            {"subscribers", c.subscribers},
+            {"clients", c.clients},
+            {"topic", c.topic},
+            {"filter", c.filter},
+            {"size", c.size},
+            {"count", c.count},
+            {"duration_s", c.duration},
+            {"warmup_s", c.warmup},
+            {"inflight", c.inflight},
+            {"rate", c.rate},
+            {"connect_rate", c.connect_rate},
+            {"hold_s", c.hold},
+            {"drain_s", c.drain},
+            {"time_limit_s", c.time_limit},
+            {"keep_alive_s", c.connect.keep_alive}};
+}
+
+}  // namespace
+
+double headline_rate(const run_results& r) {
+    if (r.config.scenario == scenario::conn)
+        return per_second(r.connect_succeeded, r.connect_seconds);
+    if (has_subscribers(r)) return per_second(r.measured_received, r.receive_seconds);
+    if (r.config.qos != protocol::qos::at_most_once)
+        return per_second(r.measured_acked, r.ack_seconds);
+    return per_second(r.measured_published, r.publish_seconds);
+}
+
+const histogram& headline_latency(const run_results& r) {
+    if (r.config.scenario == scenario::conn) return r.connect_latency;
+    if (has_subscribers(r)) return r.latency;
+    return r.ack_latency;
+}
+
+std::vector<violation> check(const run_results& r, const thresholds& t) {
+    std::vector<violation> out;
+    const auto rate = headline_rate(r);
+    if (t.min_rate && rate < *t.min_rate)
+        out.push_back({"min-rate", "rate " + format_double(rate) + "/s is below --min-rate " +
+                                       format_double(*t.min_rate)});
+    if (t.max_p99_ms) {
+        const auto& h = headline_latency(r);
+        const double p99 = static_cast<double>(h.percentile(99)) / 1e6;
+        if (h.count() == 0)
+            out.push_back({"max-p99", "no latency was measured to check --max-p99 against"});
+        else if (p99 > *t.max_p99_ms)
+            out.push_back({"max-p99", "p99 latency " + format_double(p99) +
+                                          " ms is above --max-p99 " +
+                                          format_double(*t.max_p99_ms)});
+    }
+    const auto loss = loss_percent(r);
+    if (t.max_loss_percent && loss > *t.max_loss_percent)
+        out.push_back({"max-loss", "loss " + format_double(loss) + "% is above --max-loss " +
+                                       format_double(*t.max_loss_percent)});
+    if (r.config.qos != protocol::qos::at_most_once && r.lost > 0)
+        out.push_back({"qos-loss", std::to_string(r.lost) + " of " + std::to_string(r.expected) +
+                                       " deliveries lost at QoS " +
+                                       std::to_string(static_cast<int>(r.config.qos))});
+    if (r.config.qos == protocol::qos::exactly_once && r.duplicates > 0)
+        out.push_back(
+            {"qos-duplicates", std::to_string(r.duplicates) + " duplicate deliveries at QoS 2"});
+    return out;
+}
+
+nlohmann::json to_json(const run_results& r, const thresholds& t,
+                       const std::vector<violation>& failed) {
+    const auto size = static_cast<double>(r.config.size);
+    const auto pub_rate = per_second(r.measured_published, r.publish_seconds);
+    const auto ack_rate = per_second(r.measured_acked, r.ack_seconds);
+    const auto recv_rate = per_second(r.measured_received, r.receive_seconds);
+    const auto wall = r.wall_seconds;
+    nlohmann::json limits = nlohmann::json::object();
+    if (t.min_rate) limits["min_rate"] = *t.min_rate;
+    if (t.max_p99_ms) limits["max_p99_ms"] = *t.max_p99_ms;
+    if (t.max_loss_percent) limits["max_loss_percent"] = *t.max_loss_percent;
+    auto violations = nlohmann::json::array();
+    for (const auto& v : failed) violations.push_back({{"name", v.name}, {"message", v.message}});
+    auto publishers = nlohmann::json::array();
+    for (const auto& p : r.per_publisher)
+        publishers.push_back({{"index", p.index},
+                              {"published", p.published},
+                              {"acked", p.acked},
+                              {"expected", p.expected},
+                              {"received", p.received},
+                              {"lost", p.lost},
+                              {"duplicates", p.duplicates},
+                              {"out_of_order", p.out_of_order}});
+    const bool ok = r.errors.empty() && !r.timed_out;
+    return {
+        {"schema", schema_version},
+        {"tool", "tern-bench"},
+        {"version", version_string},
+        {"scenario", std::string(to_string(r.config.scenario))},
+        {"status", !ok              ? "error"
+                   : failed.empty() ? "ok"
+                                    : "threshold"},
+        {"parameters", parameters_json(r.config)},
+        {"seconds",
+         {{"wall", wall},
+          {"connect", r.connect_seconds},
+          {"publish", r.publish_seconds},
+          {"ack", r.ack_seconds},
+          {"receive", r.receive_seconds}}},
+        {"connections",
+         {{"attempted", r.connect_attempted},
+          {"succeeded", r.connect_succeeded},
+          {"failed", r.connect_failed},
+          {"per_second", per_second(r.connect_succeeded, r.connect_seconds)},
+          {"latency_ns", percentiles_json(r.connect_latency)}}},
+        {"messages",
+         {{"published", r.published},
+          {"acked", r.acked},
+          {"refused", r.refused},
+          {"expected", r.expected},
+          {"received", r.received},
+          {"unique", r.unique},
+          {"lost", r.lost},
+          {"loss_percent", loss_percent(r)},
+          {"duplicates", r.duplicates},
+          {"out_of_order", r.out_of_order},
+          {"foreign", r.foreign},
+          {"measured_published", r.measured_published},
+          {"measured_acked", r.measured_acked},
+          {"measured_received", r.measured_received}}},
+        {"rates",
+         {{"headline", headline_rate(r)},
+          {"published_msg_s", pub_rate},
+          {"published_bytes_s", pub_rate * size},
+          {"acked_msg_s", ack_rate},
+          {"acked_bytes_s", ack_rate * size},
+          {"received_msg_s", recv_rate},
+          {"received_bytes_s", recv_rate * size}}},
+        {"latency_ns", percentiles_json(r.latency)},
+        {"ack_latency_ns", percentiles_json(r.ack_latency)},
+        {"histograms",
+         {{"latency", r.latency.to_json()},
+          {"ack_latency", r.ack_latency.to_json()},
+          {"connect_latency", r.connect_latency.to_json()}}},
+        {"per_publisher", std::move(publishers)},
+        {"cpu",
+         {{"user_s", r.cpu_user_seconds},
+          {"system_s", r.cpu_system_seconds},
+          {"utilization", wall > 0 ? (r.cpu_user_seconds + r.cpu_system_seconds) / wall : 0.0}}},
+        {"thresholds", {{"limits", std::move(limits)}, {"violations", std::move(violations)}}},
+        {"timed_out", r.timed_out},
+        {"errors", r.errors},
+    };
+}
+
+void print_summary(std::ostream& out, const run_results& r, const std::vector<violation>& failed) {
+    const auto& c = r.config;
+    char line[256];
+    out << "tern-bench " << to_string(c.scenario) << ": " << c.host << ":" << c.port << ", MQTT "
+        << protocol::to_string(c.connect.version) << ", QoS " << static_cast<int>(c.qos) << ", "
+        << c.publishers << " publisher(s), " << c.subscribers << " subscriber(s)";
+    if (c.scenario == scenario::conn) out << ", " << c.clients << " connection(s)";
+    out << ", " << c.size << "-byte payloads\n";
+    std::snprintf(line, sizeof line,
+                  "  connections  %llu/%llu in %.3f s (%.0f/s)  connect p50 %s  p99 %s  max %s\n",
+                  static_cast<unsigned long long>(r.connect_succeeded),
+                  static_cast<unsigned long long>(r.connect_attempted), r.connect_seconds,
+                  per_second(r.connect_succeeded, r.connect_seconds),
+                  format_ns(r.connect_latency.percentile(50)).c_str(),
+                  format_ns(r.connect_latency.percentile(99)).c_str(),
+                  format_ns(r.connect_latency.max()).c_str());
+    out << line;
+    if (c.scenario != scenario::conn) {
+        std::snprintf(
+            line, sizeof line,
+            "  messages     published %llu  acked %llu  received %llu  lost %llu "
+            "(%.4g%%)  duplicates %llu  out of order %llu\n",
+            static_cast<unsigned long long>(r.published), static_cast<unsigned long long>(r.acked),
+            static_cast<unsigned long long>(r.unique), static_cast<unsigned long long>(r.lost),
+            loss_percent(r), static_cast<unsigned long long>(r.duplicates),
+            static_cast<unsigned long long>(r.out_of_order));
+        out << line;
+        std::snprintf(
+            line, sizeof line,
+            "  rates        published %.0f/s  acked %.0f/s  received %.0f/s  "
+            "(%.2f MB/s received)\n",
+            per_second(r.measured_published, r.publish_seconds),
+            per_second(r.measured_acked, r.ack_seconds),
+            per_second(r.measured_received, r.receive_seconds),
+            per_second(r.measured_received, r.receive_seconds) * static_cast<double>(c.size) / 1e6);
+        out << line;
+        for (const auto* h : {&r.latency, &r.ack_latency}) {
+            if (h->count() == 0) continue;
+            out << (h == &r.latency ? "  end to end " : "  pub to ack ") << " p50 "
+                << format_ns(h->percentile(50)) << "  p90 " << format_ns(h->percentile(90))
+                << "  p99 " << format_ns(h->percentile(99)) << "  p99.9 "
+                << format_ns(h->percentile(99.9)) << "  p99.99 " << format_ns(h->percentile(99.99))
+                << "  max " << format_ns(h->max()) << "\n";
+        }
+    }
+    std::snprintf(line, sizeof line, "  bench cpu    %.2f s user + %.2f s system in %.2f s wall\n",
+                  r.cpu_user_seconds, r.cpu_system_seconds, r.wall_seconds);
+    out << line;
+    if (r.timed_out) out << "  TIMED OUT: the run hit --time-limit\n";
+    for (const auto& e : r.errors) out << "  error: " << e << "\n";
+    for (const auto& v : failed) out << "  FAILED " << v.name << ": " << v.message << "\n";
+}
+
+}  // namespace mqtt::bench

@@ -1,0 +1,228 @@
+// The phases of a bench run on one io_context: resolve, connect (paced), subscribe, publish,
+// drain, disconnect; then the counters of every connection are added up into run_results.
+// Waiting is polling the shared state every few milliseconds: cheap next to the traffic,
+// and it keeps every phase bounded by its own deadline and the run's hard time limit.
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+#include <random>
+
+#include "driver.hpp"
+#include "mqtt/bench/runner.hpp"
+#include "mqtt/protocol/topic.hpp"
+
+namespace mqtt::bench::detail {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto poll_step = std::chrono::milliseconds(10);
+
+double since(clock::time_point from, clock::time_point to) {
+    if (from == clock::time_point{} || to <= from) return 0;
+    return std::chrono::duration<double>(to - from).count();
+}
+
+clock::duration seconds(double s) {
+    return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
+
+run_state::run_state(const bench_config& cfg, std::ostream* progress)
+    : cfg_(cfg), progress_(progress), run_id_(std::random_device{}()) {
+    r_.config = cfg;
+}
+
+asio::awaitable<void> run_state::sleep_until(clock::time_point t) {
+    asio::steady_timer timer(io, t);
+    auto [ec] = co_await timer.async_wait(nothrow);
+    (void)ec;
+}
+
+template <class Pred>
+asio::awaitable<bool> run_state::wait_for(Pred done, clock::time_point deadline) {
+    for (;;) {
+        if (done()) co_return true;
+        const auto now = clock::now();
+        print_progress(now);
+        if (now >= hard_stop_) r_.timed_out = true;
+        if (now >= deadline || now >= hard_stop_) co_return false;
+        // Not std::min({...}): GCC 12 cannot put an initializer_list in a coroutine frame.
+        const auto until = std::min(std::min(deadline, hard_stop_), now + poll_step);
+        co_await sleep_until(until);
+    }
+}
+
+void run_state::make_clients() {
+    client::session_config sc;
+    sc.connect = cfg_.connect;
+    sc.connect_timeout = cfg_.connect_timeout;
+    char run_hex[9];
+    std::snprintf(run_hex, sizeof run_hex, "%08x", run_id_);
+    const auto add = [&](role r, unsigned index) -> bench_client& {
+        // Short enough for MQTT 3.1's 23 characters with the default prefix.
+        sc.connect.client_id =
+            cfg_.client_id_prefix + run_hex + "-" + std::to_string(clients_.size());
+        clients_.push_back(std::make_unique<bench_client>(io, r, index, sc));
+        return *clients_.back();
+    };
+    if (cfg_.scenario == scenario::conn) {
+        for (unsigned i = 0; i < cfg_.clients; ++i) add(role::idle, i);
+        return;
+    }
+    for (unsigned j = 0; j < cfg_.subscribers; ++j) {
+        auto& c = add(role::subscriber, j);
+        c.filter = expand_template(cfg_.filter, j);
+        subscribers_.push_back(&c);
+    }
+    for (unsigned i = 0; i < cfg_.publishers; ++i) {
+        auto& c = add(role::publisher, i);
+        c.topic = expand_template(cfg_.topic, i);
+        publishers_.push_back(&c);
+    }
+    for (auto* s : subscribers_)
+        for (auto* p : publishers_)
+            if (protocol::topic_matches(s->filter, p->topic)) s->sources.push_back(p->index);
+}
+
+asio::awaitable<bool> run_state::connect_all() {
+    const auto start = clock::now();
+    for (std::size_t i = 0; i < clients_.size(); ++i) {
+        if (cfg_.connect_rate > 0)
+            co_await sleep_until(std::min(hard_stop_, start + seconds(i / cfg_.connect_rate)));
+        if (clock::now() >= hard_stop_) break;
+        print_progress(clock::now());
+        asio::co_spawn(io, connect_client(*clients_[i]), asio::detached);
+    }
+    const auto settled = [&] {
+        return std::all_of(clients_.begin(), clients_.end(),
+                           [](const auto& c) { return c->connected || c->failed; });
+    };
+    co_await wait_for(settled, clock::now() + cfg_.connect_timeout);
+    r_.connect_seconds = since(start, std::max(last_connack_, start));
+    bool all = true;
+    for (auto& c : clients_) {
+        if (c->connected) continue;
+        all = false;
+        if (!c->failed && c->attempted) error("connect: no CONNACK within the connect timeout");
+        c->failed = true;
+    }
+    co_return all;
+}
+
+asio::awaitable<bool> run_state::subscribe_all() {
+    for (auto* c : subscribers_) {
+        protocol::subscription sub{c->filter, {}};
+        sub.options.max_qos = cfg_.qos;
+        auto id = c->s.subscribe({std::move(sub)}, {}, clock::now());
+        if (!id) {
+            error("subscribe " + c->filter + ": " + id.error().message());
+            c->failed = true;
+        }
+        changed(*c);
+    }
+    const auto settled = [&] {
+        return std::all_of(subscribers_.begin(), subscribers_.end(),
+                           [](auto* c) { return c->subscribed || c->failed; });
+    };
+    co_await wait_for(settled, clock::now() + cfg_.connect_timeout);
+    bool all = true;
+    for (auto* c : subscribers_) all = all && c->subscribed && !c->failed;
+    if (!all && r_.errors.empty()) error("subscribe: no SUBACK within the connect timeout");
+    co_return all;
+}
+
+bool run_state::publishers_finished() const {
+    return std::none_of(publishers_.begin(), publishers_.end(),
+                        [](auto* c) { return c->publishing; });
+}
+
+bool run_state::deliveries_complete() const {
+    const bool acked = cfg_.qos == protocol::qos::at_most_once ||
+                       std::all_of(publishers_.begin(), publishers_.end(),
+                                   [](auto* c) { return c->failed || c->unacked.empty(); });
+    if (!acked) return false;
+    for (auto* s : subscribers_) {
+        if (s->failed) continue;
+        std::uint64_t expected = 0;
+        for (auto i : s->sources) expected += publishers_[i]->next_seq;
+        if (s->unique < expected) return false;
+    }
+    return true;
+}
+
+asio::awaitable<void> run_state::publish_all() {
+    t_start_ = clock::now();
+    t_warm_ = t_start_ + seconds(cfg_.warmup);
+    if (cfg_.scenario == scenario::sub) {
+        // Nothing to pace: count deliveries until the count or the duration is reached.
+        warm_ns_ = static_cast<std::uint64_t>(cfg_.warmup * 1e9);
+        const auto end = cfg_.duration > 0 ? t_start_ + seconds(cfg_.duration) : hard_stop_;
+        co_await wait_for(
+            [&] {
+                return cfg_.count > 0 &&
+                       std::all_of(subscribers_.begin(), subscribers_.end(),
+                                   [&](auto* c) { return c->failed || c->unique >= cfg_.count; });
+            },
+            end);
+        co_return;
+    }
+    warm_ns_ = to_ns(t_warm_);
+    for (auto* p : publishers_) {
+        p->limiter = share_of(cfg_.rate, p->index, cfg_.publishers, t_start_);
+        p->publishing = true;
+        asio::co_spawn(io, publish_loop(*p), asio::detached);
+    }
+    co_await wait_for([&] { return publishers_finished(); }, hard_stop_);
+    stop_publishing_ = true;
+    co_await wait_for([&] { return deliveries_complete(); }, clock::now() + seconds(cfg_.drain));
+}
+
+asio::awaitable<void> run_state::shutdown_all() {
+    for (auto& c : clients_) {
+        c->done = true;
+        c->wake.cancel();
+        if (c->open && !c->s.closed()) {
+            c->s.disconnect();
+            changed(*c);
+        } else if (!c->open) {
+            close_socket(*c);  // aborts a connect still under way
+        }
+    }
+    // The writers send DISCONNECT and close; a broker that stopped reading gets 2 s.
+    co_await wait_for(
+        [&] {
+            return std::none_of(clients_.begin(), clients_.end(), [](auto& c) { return c->open; });
+        },
+        clock::now() + std::chrono::seconds(2));
+    for (auto& c : clients_) close_socket(*c);
+}
+
+asio::awaitable<void> run_state::orchestrate() {
+    t0_ = clock::now();
+    hard_stop_ = t0_ + seconds(cfg_.time_limit);
+    tcp::resolver resolver(io);
+    auto [ec, endpoints] =
+        co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), nothrow);
+    if (ec) {
+        error("resolve " + cfg_.host + ": " + ec.message());
+        co_return;
+    }
+    endpoints_ = std::move(endpoints);
+    make_clients();
+    const bool connected = co_await connect_all();
+    if (cfg_.scenario == scenario::conn) {
+        const auto hold_end = clock::now() + seconds(cfg_.hold);
+        co_await wait_for([] { return false; }, hold_end);
+    } else if (connected) {
+        const bool subscribed = co_await subscribe_all();
+        if (subscribed) co_await publish_all();
+    }
+    co_await shutdown_all();
+}
+
+}  // namespace mqtt::bench::detail
