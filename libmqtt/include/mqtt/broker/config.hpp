@@ -1,0 +1,133 @@
+#pragma once
+
+// tern-broker's configuration file, in Mosquitto's mosquitto.conf syntax so that users can
+// bring their files. The parser is pure: text in, a config or one "FILE:LINE: what is
+// wrong" error out; files named by include_dir come through a config_source, so tests give
+// it a map of strings and the broker gives it the file system. man/tern.conf.5 documents
+// every option that supported_options() lists.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mqtt/broker/limits.hpp"
+
+namespace mqtt::broker {
+
+// Where a setting was read: "FILE:LINE", or empty for a built-in default.
+struct config_origin {
+    std::string file;
+    int line = 0;
+    std::string to_string() const;
+};
+
+enum class socket_domain { any, ipv4, ipv6 };
+
+struct listener_config {
+    std::uint16_t port = 1883;  // 0: a free port (a Tern extension; the first log line names it)
+    // As written: a numeric IPv4 or IPv6 address, or "localhost" (127.0.0.1 and ::1); empty:
+    // every address of the domain (0.0.0.0 and ::).
+    std::string bind;
+    socket_domain domain = socket_domain::any;
+    std::optional<std::size_t> max_connections;  // nullopt: no bound of its own (-1)
+    // Only with per_listener_settings true; otherwise the global allow_anonymous applies.
+    std::optional<bool> allow_anonymous;
+    config_origin origin;  // the listener (or port / bind_address) line; empty: local-only
+};
+
+// 127.0.0.1 and ::1 on port 1883.
+inline listener_config local_only_listener() {
+    listener_config l;
+    l.bind = "localhost";
+    return l;
+}
+
+// The numeric addresses a listener binds, in order ("localhost" is 127.0.0.1 and ::1).
+std::vector<std::string> bind_addresses(const listener_config& l);
+
+struct log_config {
+    // From log_type: -1 none, 0 error and warning, 1 notice, information, subscribe and
+    // unsubscribe, 2 debug or all. nullopt when no log_type line was given (tern-broker then
+    // logs at its default level, or at the -v / --quiet level).
+    std::optional<int> verbosity;
+    std::vector<std::string> types;  // as given, in order
+    std::string dest = "stderr";     // stderr, stdout or none
+    bool connection_messages = true;
+    bool timestamp = false;  // text lines start with an ISO 8601 UTC time
+    bool json = false;       // --log-format json (command line only)
+};
+
+struct config {
+    // Without listener, port or bind_address lines: the local-only listener (127.0.0.1 and
+    // ::1 on port 1883, anonymous clients allowed), as Mosquitto 2 does.
+    std::vector<listener_config> listeners{local_only_listener()};
+    bool local_only = true;
+    bool per_listener_settings = false;
+    bool allow_anonymous = true;
+    broker::limits limits;
+    std::chrono::seconds sys_interval{10};
+    log_config log;
+    std::vector<std::string> files;     // every file read, the main one first
+    std::vector<std::string> warnings;  // "FILE:LINE: ..." for settings with no effect yet
+};
+
+struct config_error {
+    std::string file;
+    int line = 0;  // 0: about the file as a whole
+    std::string message;
+    bool unsupported = false;       // an option Mosquitto has that Tern does not implement yet
+    std::string to_string() const;  // "FILE:LINE: message" (or "FILE: message")
+};
+
+// Either a config or the first error found.
+struct config_result {
+    std::optional<config> value;
+    config_error error;
+    explicit operator bool() const noexcept { return value.has_value(); }
+};
+
+// What the parser may read besides the text it is given: include_dir's directories and
+// files. A function returns nullopt and sets `why` when it cannot.
+struct config_source {
+    // Names (not paths) of the regular files of a directory.
+    std::function<std::optional<std::vector<std::string>>(const std::string& dir, std::string& why)>
+        list_dir;
+    std::function<std::optional<std::string>(const std::string& path, std::string& why)> read_file;
+};
+
+// The real file system.
+config_source filesystem_source();
+
+// Parses `text` as the main configuration file `file_name`. Without a source, include_dir
+// is an error.
+config_result parse_config(std::string_view text, std::string_view file_name,
+                           const config_source& source = {});
+// Reads and parses the file `path` (and its include_dir files) from the file system.
+config_result load_config_file(const std::string& path);
+
+// The Mosquitto include_dir order: case-sensitive, each upper-case letter right before its
+// lower-case one ("00.conf 01.conf A.conf a.conf B.conf b.conf").
+bool include_order_less(std::string_view a, std::string_view b);
+
+// "1h", "2d", "1w", "1m" (30 days), "1y" (365 days); nullopt when malformed or too large.
+std::optional<std::chrono::seconds> parse_duration(std::string_view text);
+
+// The options Tern accepts, and those Mosquitto has that Tern refuses as "not supported yet"
+// (a trailing '*' means a prefix, e.g. "bridge_*"). Sorted.
+std::vector<std::string_view> supported_options();
+std::vector<std::string_view> unsupported_options();
+
+// The listeners tern-broker opens: the config's, or with none the local-only pair on
+// `cli_port` (default 1883). With listeners in the file a -p port is ignored, as Mosquitto 2
+// does; the return value then says so (empty otherwise).
+std::string apply_command_line_port(config& c, std::optional<std::uint16_t> cli_port);
+
+// The effective configuration as one JSON object (tern-broker --print-config).
+std::string to_json(const config& c);
+
+}  // namespace mqtt::broker

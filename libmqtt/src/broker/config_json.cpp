@@ -1,0 +1,120 @@
+// tern-broker --print-config: the effective configuration as JSON. Options appear under their
+// mosquitto.conf names with values that the file would accept back (0 where Mosquitto says
+// "0: no maximum"); the bounds no option sets yet are under "fixed_limits".
+
+#include <limits>
+
+#include "json_writer.hpp"
+#include "mqtt/broker/config.hpp"
+
+namespace mqtt::broker {
+namespace {
+
+constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
+constexpr std::uint32_t largest_mqtt_packet = 1 + 4 + 268'435'455;
+
+std::uint64_t or_zero(std::size_t v) {
+    return v == unlimited ? 0 : v;
+}
+
+std::string_view to_string(socket_domain d) {
+    switch (d) {
+        case socket_domain::ipv4:
+            return "ipv4";
+        case socket_domain::ipv6:
+            return "ipv6";
+        case socket_domain::any:
+            break;
+    }
+    return "any";
+}
+
+std::string string_array(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (const auto& s : items) {
+        if (out.size() > 1) out += ',';
+        detail::append_json_string(out, s);
+    }
+    return out + "]";
+}
+
+std::string listener_json(const config& c, const listener_config& l) {
+    std::string out;
+    detail::json_object o{out};
+    o.number("port", l.port);
+    o.string("bind", l.bind);
+    o.raw("addresses", string_array(bind_addresses(l)));
+    o.string("socket_domain", to_string(l.domain));
+    if (l.max_connections) {
+        o.number("max_connections", *l.max_connections);
+    } else {
+        o.null("max_connections");
+    }
+    o.boolean("allow_anonymous", l.allow_anonymous.value_or(c.allow_anonymous));
+    o.string("origin", l.origin.to_string());
+    o.close();
+    return out;
+}
+
+std::string limits_json(const limits& l) {
+    std::string out;
+    detail::json_object o{out};
+    o.number("receive_maximum", l.receive_maximum);
+    o.number("max_outbound_bytes", l.max_outbound_bytes);
+    o.number("max_retained_messages", l.max_retained_messages);
+    o.number("max_retained_bytes", l.max_retained_bytes);
+    o.number("max_subscriptions", l.max_subscriptions);
+    o.number("connect_timeout_ms", static_cast<std::uint64_t>(l.connect_timeout.count()));
+    o.number("max_connections", l.max_connections);
+    o.close();
+    return out;
+}
+
+}  // namespace
+
+std::string to_json(const config& c) {
+    std::string out;
+    detail::json_object o{out};
+    o.raw("files", string_array(c.files));
+    std::string listeners = "[";
+    for (const auto& l : c.listeners) {
+        if (listeners.size() > 1) listeners += ',';
+        listeners += listener_json(c, l);
+    }
+    o.raw("listeners", listeners + "]");
+    o.boolean("local_only", c.local_only);
+    o.boolean("per_listener_settings", c.per_listener_settings);
+    o.boolean("allow_anonymous", c.allow_anonymous);
+    const auto& l = c.limits;
+    o.number("max_inflight_messages", l.max_inflight);
+    o.number("max_queued_messages", or_zero(l.max_queued_messages));
+    o.number("max_queued_bytes", or_zero(l.max_queued_bytes));
+    o.number("max_packet_size", l.max_packet_size == largest_mqtt_packet ? 0 : l.max_packet_size);
+    o.number("max_keepalive", l.max_keepalive);
+    o.number("max_topic_alias", l.max_topic_alias);
+    o.boolean("retain_available", l.retain_available);
+    o.boolean("queue_qos0_messages", l.queue_qos0_messages);
+    o.boolean("upgrade_outgoing_qos", l.upgrade_outgoing_qos);
+    // Seconds; 0: sessions are kept until the client comes back (no expiration).
+    o.number("persistent_client_expiration",
+             static_cast<std::uint64_t>(l.persistent_client_expiration.count()));
+    o.number("sys_interval", static_cast<std::uint64_t>(c.sys_interval.count()));
+    o.raw("log_type", string_array(c.log.types));
+    if (c.log.verbosity) {
+        o.key("log_verbosity");
+        out += std::to_string(*c.log.verbosity);
+    } else {
+        o.null("log_verbosity");
+    }
+    o.string("log_dest", c.log.dest);
+    o.string("log_format", c.log.json ? "json" : "text");
+    o.boolean("connection_messages", c.log.connection_messages);
+    o.boolean("log_timestamp", c.log.timestamp);
+    o.raw("fixed_limits", limits_json(l));
+    o.raw("warnings", string_array(c.warnings));
+    o.close();
+    out += '\n';
+    return out;
+}
+
+}  // namespace mqtt::broker

@@ -1,0 +1,543 @@
+// The options of tern-broker's configuration file: one row per option, with how its value
+// is checked and where it goes. Names and meanings follow mosquitto.conf(5); where Tern
+// implements only one value of an option (persistence false, protocol mqtt, ...), that
+// value is accepted and any other is "not supported yet".
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "config_parser.hpp"
+
+namespace mqtt::broker::detail {
+namespace {
+
+// The largest MQTT packet: fixed header byte, 4-byte Remaining Length, 268435455 bytes.
+constexpr std::uint64_t largest_mqtt_packet = 1 + 4 + 268'435'455;
+constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
+
+std::string quoted(std::string_view s) {
+    return "'" + std::string{s} + "'";
+}
+
+// A decimal number without sign, spaces or suffix, within [min, max].
+std::optional<std::uint64_t> parse_number(parse_state& st, std::string_view option,
+                                          std::string_view text, std::uint64_t min,
+                                          std::uint64_t max) {
+    std::uint64_t v = 0;
+    const auto* end = text.data() + text.size();
+    const auto [p, ec] = std::from_chars(text.data(), end, v);
+    if (text.empty() || text.front() == '+' || ec == std::errc::invalid_argument || p != end) {
+        st.fail(std::string{option} + ": " + quoted(text) + " is not a whole number");
+        return std::nullopt;
+    }
+    if (ec == std::errc::result_out_of_range || v < min || v > max) {
+        st.fail(std::string{option} + ": " + std::string{text} + " is out of range (" +
+                std::to_string(min) + " to " + std::to_string(max) + ")");
+        return std::nullopt;
+    }
+    return v;
+}
+
+std::optional<bool> parse_bool(parse_state& st, std::string_view option, std::string_view text) {
+    if (text == "true") return true;
+    if (text == "false") return false;
+    st.fail(std::string{option} + ": expected true or false, not " + quoted(text));
+    return std::nullopt;
+}
+
+// Options of which Tern implements one value only: that value is accepted (it describes
+// what Tern does), any other valid value is not supported yet.
+bool only_value(parse_state& st, std::string_view option, std::string_view value,
+                std::string_view supported, std::initializer_list<std::string_view> others) {
+    if (value == supported) return true;
+    if (std::find(others.begin(), others.end(), value) != others.end()) {
+        return st.fail(std::string{option} + " " + std::string{value} +
+                           " is not supported yet (Tern supports " + std::string{option} + " " +
+                           std::string{supported} + " only)",
+                       true);
+    }
+    return st.fail(std::string{option} + ": invalid value " + quoted(value));
+}
+
+// ---- listeners
+
+bool is_numeric_ipv4(std::string_view s) {
+    int parts = 0;
+    std::size_t i = 0;
+    while (i <= s.size()) {
+        const auto dot = std::min(s.find('.', i), s.size());
+        const auto part = s.substr(i, dot - i);
+        unsigned v = 0;
+        const auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+        if (part.empty() || part.size() > 3 || ec != std::errc{} ||
+            p != part.data() + part.size() || v > 255) {
+            return false;
+        }
+        ++parts;
+        i = dot + 1;
+    }
+    return parts == 4;
+}
+
+bool is_numeric_ipv6(std::string_view s) {
+    if (s.size() < 2 || s.size() > 45) return false;
+    int groups = 0;
+    bool gap = false;
+    std::size_t i = 0;
+    if (s.substr(0, 2) == "::") {
+        gap = true;
+        i = 2;
+    }
+    while (i < s.size()) {
+        const auto colon = std::min(s.find(':', i), s.size());
+        const auto group = s.substr(i, colon - i);
+        if (group.find('.') != std::string_view::npos) {  // ::ffff:192.0.2.1
+            if (colon != s.size() || !is_numeric_ipv4(group)) return false;
+            groups += 2;
+            break;
+        }
+        if (group.empty() || group.size() > 4) return false;
+        for (char c : group) {
+            if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+        }
+        ++groups;
+        if (colon == s.size()) break;
+        if (s.substr(colon, 2) == "::") {
+            if (gap) return false;
+            gap = true;
+            i = colon + 2;
+        } else {
+            i = colon + 1;
+            if (i == s.size()) return false;  // a trailing single ':'
+        }
+    }
+    return gap ? groups < 8 : groups == 8;
+}
+
+bool check_bind_address(parse_state& st, std::string_view option, std::string_view host) {
+    if (host == "localhost" || is_numeric_ipv4(host) || is_numeric_ipv6(host)) return true;
+    if (!host.empty() && host.front() == '/') {
+        return st.fail(std::string{option} + ": unix sockets are not supported yet", true);
+    }
+    return st.fail(std::string{option} + ": " + quoted(host) +
+                       " is not a numeric IPv4 or IPv6 address or localhost (host names are "
+                       "not supported yet)",
+                   true);
+}
+
+bool same_listener(const listener_config& a, std::uint16_t port, std::string_view bind) {
+    return a.port == port && a.bind == bind;
+}
+
+bool on_listener(parse_state& st, const option_args& a) {
+    const auto port = parse_number(st, "listener", a.words[0], 0, 65535);
+    if (!port) return false;
+    const std::string_view bind = a.words.size() > 1 ? a.words[1] : std::string_view{};
+    if (!bind.empty() && !check_bind_address(st, "listener", bind)) return false;
+    for (const auto& l : st.listeners) {
+        if (same_listener(l, static_cast<std::uint16_t>(*port), bind)) {
+            return st.fail("listener " + std::string{a.words[0]} +
+                           (bind.empty() ? "" : " " + std::string{bind}) +
+                           " is already defined at " + l.origin.to_string());
+        }
+    }
+    listener_config l;
+    l.port = static_cast<std::uint16_t>(*port);
+    l.bind = std::string{bind};
+    l.origin = st.here();
+    st.listeners.push_back(std::move(l));
+    return true;
+}
+
+bool on_port(parse_state& st, const option_args& a) {
+    const auto port = parse_number(st, "port", a.words[0], 0, 65535);
+    if (!port) return false;
+    st.default_listener.port = static_cast<std::uint16_t>(*port);
+    if (!st.default_explicit) st.default_listener.origin = st.here();
+    st.default_explicit = true;
+    return true;
+}
+
+bool on_bind_address(parse_state& st, const option_args& a) {
+    if (!check_bind_address(st, "bind_address", a.words[0])) return false;
+    st.default_listener.bind = std::string{a.words[0]};
+    if (!st.default_explicit) st.default_listener.origin = st.here();
+    st.default_explicit = true;
+    return true;
+}
+
+bool on_max_connections(parse_state& st, const option_args& a) {
+    if (a.words[0] == "-1") {
+        st.current_listener().max_connections.reset();
+        return true;
+    }
+    const auto v = parse_number(st, "max_connections", a.words[0], 0, 1'000'000'000);
+    if (!v) return false;
+    st.current_listener().max_connections = static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_socket_domain(parse_state& st, const option_args& a) {
+    if (a.words[0] == "ipv4") {
+        st.current_listener().domain = socket_domain::ipv4;
+    } else if (a.words[0] == "ipv6") {
+        st.current_listener().domain = socket_domain::ipv6;
+    } else {
+        return st.fail("socket_domain: expected ipv4 or ipv6, not " + quoted(a.words[0]));
+    }
+    return true;
+}
+
+bool on_protocol(parse_state& st, const option_args& a) {
+    return only_value(st, "protocol", a.words[0], "mqtt", {"websockets"});
+}
+
+bool on_max_qos(parse_state& st, const option_args& a) {
+    return only_value(st, "max_qos", a.words[0], "2", {"0", "1"});
+}
+
+// Mosquitto sets it per listener; Tern has one value for every listener.
+bool on_max_topic_alias(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_topic_alias", a.words[0], 0, 65535);
+    if (!v) return false;
+    if (st.max_topic_alias_origin && st.cfg.limits.max_topic_alias != *v) {
+        return st.fail("max_topic_alias " + std::to_string(*v) + " differs from " +
+                           std::to_string(st.cfg.limits.max_topic_alias) + " set at " +
+                           st.max_topic_alias_origin->to_string() +
+                           ": a different value per listener is not supported yet",
+                       true);
+    }
+    if (!st.max_topic_alias_origin) st.max_topic_alias_origin = st.here();
+    st.cfg.limits.max_topic_alias = static_cast<std::uint16_t>(*v);
+    return true;
+}
+
+// ---- security
+
+bool on_allow_anonymous(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "allow_anonymous", a.words[0]);
+    if (!v) return false;
+    if (!*v) {
+        return st.fail(
+            "allow_anonymous false is not supported yet (Tern has no authentication: every "
+            "client is anonymous)",
+            true);
+    }
+    if (st.cfg.per_listener_settings) {
+        st.current_listener().allow_anonymous = true;
+    } else {
+        st.cfg.allow_anonymous = true;
+    }
+    if (!st.allow_anonymous_origin) st.allow_anonymous_origin = st.here();
+    return true;
+}
+
+bool on_per_listener_settings(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "per_listener_settings", a.words[0]);
+    if (!v) return false;
+    if (*v != st.cfg.per_listener_settings &&
+        (!st.listeners.empty() || st.allow_anonymous_origin)) {
+        return st.fail(
+            "per_listener_settings must come before every listener and allow_anonymous line");
+    }
+    st.cfg.per_listener_settings = *v;
+    return true;
+}
+
+bool on_allow_zero_length_clientid(parse_state& st, const option_args& a) {
+    return only_value(st, "allow_zero_length_clientid", a.words[0], "true", {"false"});
+}
+
+bool on_use_username_as_clientid(parse_state& st, const option_args& a) {
+    return only_value(st, "use_username_as_clientid", a.words[0], "false", {"true"});
+}
+
+// ---- limits
+
+bool on_max_inflight_messages(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_inflight_messages", a.words[0], 0, 65535);
+    if (!v) return false;
+    // 0: no maximum, which is 65535 at most (the packet identifiers there are).
+    st.cfg.limits.max_inflight = static_cast<std::uint16_t>(*v == 0 ? 65535 : *v);
+    return true;
+}
+
+bool on_max_queued_messages(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_queued_messages", a.words[0], 0, 1'000'000'000);
+    if (!v) return false;
+    st.cfg.limits.max_queued_messages = *v == 0 ? unlimited : static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_max_queued_bytes(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_queued_bytes", a.words[0], 0, 1ull << 40);
+    if (!v) return false;
+    st.cfg.limits.max_queued_bytes = *v == 0 ? unlimited : static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_max_packet_size(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_packet_size", a.words[0], 0, largest_mqtt_packet);
+    if (!v) return false;
+    if (*v != 0 && *v < 20) {
+        return st.fail("max_packet_size: below 20 bytes is forbidden (0 means no limit)");
+    }
+    st.cfg.limits.max_packet_size = static_cast<std::uint32_t>(*v == 0 ? largest_mqtt_packet : *v);
+    return true;
+}
+
+bool on_message_size_limit(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "message_size_limit", a.words[0], 0, 268'435'455);
+    if (!v) return false;
+    if (*v != 0) {
+        return st.fail("message_size_limit other than 0 is not supported yet (use max_packet_size)",
+                       true);
+    }
+    return true;
+}
+
+bool on_max_inflight_bytes(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_inflight_bytes", a.words[0], 0, 1ull << 40);
+    if (!v) return false;
+    if (*v != 0) return st.fail("max_inflight_bytes other than 0 is not supported yet", true);
+    return true;
+}
+
+bool on_max_keepalive(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_keepalive", a.words[0], 0, 65535);
+    if (!v) return false;
+    st.cfg.limits.max_keepalive = static_cast<std::uint16_t>(*v);
+    return true;
+}
+
+bool on_retain_available(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "retain_available", a.words[0]);
+    if (v) st.cfg.limits.retain_available = *v;
+    return v.has_value();
+}
+
+bool on_queue_qos0_messages(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "queue_qos0_messages", a.words[0]);
+    if (v) st.cfg.limits.queue_qos0_messages = *v;
+    return v.has_value();
+}
+
+bool on_upgrade_outgoing_qos(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "upgrade_outgoing_qos", a.words[0]);
+    if (v) st.cfg.limits.upgrade_outgoing_qos = *v;
+    return v.has_value();
+}
+
+bool on_persistent_client_expiration(parse_state& st, const option_args& a) {
+    const auto d = parse_duration(a.words[0]);
+    if (!d || d->count() == 0) {
+        return st.fail("persistent_client_expiration: " + quoted(a.words[0]) +
+                       " is not a duration: a whole number from 1 followed by h, d, w, m or y "
+                       "(hours, days, weeks, months of 30 days, years of 365 days), at most "
+                       "4294967295 seconds");
+    }
+    st.cfg.limits.persistent_client_expiration = *d;
+    return true;
+}
+
+bool on_sys_interval(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "sys_interval", a.words[0], 0, 4'294'967'295u);
+    if (!v) return false;
+    st.cfg.sys_interval = std::chrono::seconds{*v};
+    if (*v != 0) {
+        st.cfg.warnings.push_back(st.here().to_string() +
+                                  ": sys_interval has no effect yet: $SYS topics are not "
+                                  "published yet");
+    }
+    return true;
+}
+
+bool on_persistence(parse_state& st, const option_args& a) {
+    return only_value(st, "persistence", a.words[0], "false", {"true"});
+}
+
+bool on_set_tcp_nodelay(parse_state& st, const option_args& a) {
+    // Tern always sets TCP_NODELAY: MQTT acknowledgements are small and latency-bound.
+    return only_value(st, "set_tcp_nodelay", a.words[0], "true", {"false"});
+}
+
+// ---- logging
+
+bool on_log_type(parse_state& st, const option_args& a) {
+    static constexpr std::pair<std::string_view, int> levels[] = {
+        {"none", -1},     {"error", 0},       {"warning", 0},    {"notice", 1}, {"information", 1},
+        {"subscribe", 1}, {"unsubscribe", 1}, {"websockets", 1}, {"debug", 2},  {"all", 2},
+    };
+    const auto* it = std::find_if(std::begin(levels), std::end(levels),
+                                  [&](const auto& l) { return l.first == a.words[0]; });
+    if (it == std::end(levels)) {
+        return st.fail("log_type: unknown type " + quoted(a.words[0]) +
+                       " (debug, error, warning, notice, information, subscribe, unsubscribe, "
+                       "websockets, none, all)");
+    }
+    auto& log = st.cfg.log;
+    log.verbosity = std::max(log.verbosity.value_or(-1), it->second);
+    log.types.emplace_back(a.words[0]);
+    return true;
+}
+
+bool on_log_dest(parse_state& st, const option_args& a) {
+    const auto dest = a.words[0];
+    if (dest == "file" || dest == "syslog" || dest == "topic" || dest == "dlt") {
+        return st.fail("log_dest " + std::string{dest} + " is not supported yet", true);
+    }
+    if (dest != "stderr" && dest != "stdout" && dest != "none") {
+        return st.fail("log_dest: unknown destination " + quoted(dest));
+    }
+    if (a.words.size() > 1) return st.fail("unexpected " + quoted(a.words[1]) + " after log_dest");
+    if (st.log_dest_origin && st.cfg.log.dest != dest) {
+        return st.fail("log_dest " + std::string{dest} + ": a second destination (" +
+                           st.cfg.log.dest + " is set at " + st.log_dest_origin->to_string() +
+                           ") is not supported yet",
+                       true);
+    }
+    if (!st.log_dest_origin) st.log_dest_origin = st.here();
+    st.cfg.log.dest = std::string{dest};
+    return true;
+}
+
+bool on_connection_messages(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "connection_messages", a.words[0]);
+    if (v) st.cfg.log.connection_messages = *v;
+    return v.has_value();
+}
+
+bool on_log_timestamp(parse_state& st, const option_args& a) {
+    const auto v = parse_bool(st, "log_timestamp", a.words[0]);
+    if (v) st.cfg.log.timestamp = *v;
+    return v.has_value();
+}
+
+// ---- files
+
+bool on_include_dir(parse_state& st, const option_args& a) {
+    if (!st.in_main_file) return st.fail("include_dir is only allowed in the main file");
+    return include_directory(st, std::string{a.rest});
+}
+
+using S = option_scope;
+
+}  // namespace
+
+// Sorted by name; supported_options() and the man page check rely on this list.
+const std::vector<option_spec>& option_table() {
+    static const std::vector<option_spec> table = {
+        {"allow_anonymous", S::security, 1, 1, false, on_allow_anonymous},
+        {"allow_zero_length_clientid", S::security, 1, 1, false, on_allow_zero_length_clientid},
+        {"bind_address", S::global, 1, 1, false, on_bind_address},
+        {"connection_messages", S::global, 1, 1, false, on_connection_messages},
+        {"include_dir", S::global, 1, 64, true, on_include_dir},
+        {"listener", S::global, 1, 2, true, on_listener},
+        {"log_dest", S::global, 1, 2, true, on_log_dest},
+        {"log_timestamp", S::global, 1, 1, false, on_log_timestamp},
+        {"log_type", S::global, 1, 1, true, on_log_type},
+        {"max_connections", S::listener, 1, 1, false, on_max_connections},
+        {"max_inflight_bytes", S::global, 1, 1, false, on_max_inflight_bytes},
+        {"max_inflight_messages", S::global, 1, 1, false, on_max_inflight_messages},
+        {"max_keepalive", S::global, 1, 1, false, on_max_keepalive},
+        {"max_packet_size", S::global, 1, 1, false, on_max_packet_size},
+        {"max_qos", S::listener, 1, 1, false, on_max_qos},
+        {"max_queued_bytes", S::global, 1, 1, false, on_max_queued_bytes},
+        {"max_queued_messages", S::global, 1, 1, false, on_max_queued_messages},
+        {"max_topic_alias", S::listener, 1, 1, false, on_max_topic_alias},
+        {"message_size_limit", S::global, 1, 1, false, on_message_size_limit},
+        {"per_listener_settings", S::global, 1, 1, false, on_per_listener_settings},
+        {"persistence", S::global, 1, 1, false, on_persistence},
+        {"persistent_client_expiration", S::global, 1, 1, false, on_persistent_client_expiration},
+        {"port", S::global, 1, 1, false, on_port},
+        {"protocol", S::listener, 1, 1, false, on_protocol},
+        {"queue_qos0_messages", S::global, 1, 1, false, on_queue_qos0_messages},
+        {"retain_available", S::global, 1, 1, false, on_retain_available},
+        {"set_tcp_nodelay", S::global, 1, 1, false, on_set_tcp_nodelay},
+        {"socket_domain", S::listener, 1, 1, false, on_socket_domain},
+        {"sys_interval", S::global, 1, 1, false, on_sys_interval},
+        {"upgrade_outgoing_qos", S::global, 1, 1, false, on_upgrade_outgoing_qos},
+        {"use_username_as_clientid", S::listener, 1, 1, false, on_use_username_as_clientid},
+    };
+    return table;
+}
+
+// Mosquitto options (mosquitto.conf(5), 2.0) that Tern does not implement yet. Sorted.
+const std::vector<std::string_view>& unsupported_option_names() {
+    static const std::vector<std::string_view> names = {
+        "acl_file",
+        "address",
+        "addresses",
+        "allow_duplicate_messages",
+        "auth_opt_*",
+        "auth_plugin",
+        "auth_plugin_deny_special_chars",
+        "auto_id_prefix",
+        "autosave_interval",
+        "autosave_on_changes",
+        "bind_interface",
+        "bridge_*",
+        "cafile",
+        "capath",
+        "certfile",
+        "check_retain_source",
+        "ciphers",
+        "ciphers_tls1.3",
+        "cleansession",
+        "clientid",
+        "clientid_prefixes",
+        "connection",
+        "crlfile",
+        "dhparamfile",
+        "global_plugin",
+        "http_dir",
+        "idle_timeout",
+        "keepalive_interval",
+        "keyfile",
+        "local_cleansession",
+        "local_clientid",
+        "local_password",
+        "local_username",
+        "log_facility",
+        "log_timestamp_format",
+        "memory_limit",
+        "mount_point",
+        "notification_topic",
+        "notifications",
+        "notifications_local_only",
+        "password_file",
+        "persistence_file",
+        "persistence_location",
+        "pid_file",
+        "plugin",
+        "plugin_opt_*",
+        "psk_file",
+        "psk_hint",
+        "remote_clientid",
+        "remote_password",
+        "remote_username",
+        "require_certificate",
+        "restart_timeout",
+        "round_robin",
+        "start_type",
+        "threshold",
+        "tls_engine",
+        "tls_engine_kpass_sha1",
+        "tls_keyform",
+        "tls_version",
+        "topic",
+        "try_private",
+        "use_identity_as_username",
+        "use_subject_as_username",
+        "user",
+        "websockets_headers_size",
+        "websockets_log_level",
+    };
+    return names;
+}
+
+}  // namespace mqtt::broker::detail

@@ -1,0 +1,68 @@
+#pragma once
+
+// The configuration parser's private state and its option table (config_options.cpp), shared
+// with the line driver (config.cpp).
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mqtt/broker/config.hpp"
+
+namespace mqtt::broker::detail {
+
+struct parse_state {
+    config cfg;
+    std::string file;  // the file being read
+    int line = 0;
+    bool in_main_file = true;
+    // Listener options before the first `listener` line go to the default listener (the
+    // one of `port` and `bind_address`, or the local-only one).
+    listener_config default_listener;
+    bool default_explicit = false;                           // port or bind_address given
+    std::vector<listener_config> listeners;                  // from `listener` lines
+    std::map<std::string, config_origin, std::less<>> seen;  // scope/option -> first line
+    std::optional<config_origin> allow_anonymous_origin;
+    std::optional<config_origin> max_topic_alias_origin;
+    std::optional<config_origin> log_dest_origin;
+    const config_source* source = nullptr;
+    std::optional<config_error> error;
+
+    listener_config& current_listener() {
+        return listeners.empty() ? default_listener : listeners.back();
+    }
+    config_origin here() const { return {file, line}; }
+    // Records the error (the first one wins) and returns false, for `return fail(...)`.
+    bool fail(std::string message, bool unsupported = false);
+};
+
+// The words of a line after the option name, and the rest of the line as written (for
+// values that may hold spaces, such as include_dir's directory).
+struct option_args {
+    std::vector<std::string_view> words;
+    std::string_view rest;
+};
+
+enum class option_scope {
+    global,    // one value for the broker
+    listener,  // the current listener block (the default listener before the first one)
+    security,  // per listener with per_listener_settings true, global otherwise
+};
+
+struct option_spec {
+    std::string_view name;
+    option_scope scope;
+    int min_words;
+    int max_words;
+    bool repeatable;  // may appear again in the same scope (checked by the handler if needed)
+    bool (*handle)(parse_state&, const option_args&);
+};
+
+const std::vector<option_spec>& option_table();
+// Reads the .conf files of `dir` in include order, as if they stood at the current line.
+bool include_directory(parse_state& st, const std::string& dir);
+const std::vector<std::string_view>& unsupported_option_names();
+
+}  // namespace mqtt::broker::detail
