@@ -26,7 +26,8 @@ bytes raw_connect(std::string_view name, std::uint8_t level, std::uint8_t flags 
     for (char ch : name) body.push_back(static_cast<std::uint8_t>(ch));
     for (std::uint8_t b : {level, flags, std::uint8_t{0x00}, std::uint8_t{0x3C}}) body.push_back(b);
     if (level == 5) body.push_back(0x00);  // empty properties
-    for (std::uint8_t b : {std::uint8_t{0x00}, std::uint8_t{0x01}, std::uint8_t{'c'}}) body.push_back(b);
+    for (std::uint8_t b : {std::uint8_t{0x00}, std::uint8_t{0x01}, std::uint8_t{'c'}})
+        body.push_back(b);
     bytes out;
     out.reserve(body.size() + 2);
     out.push_back(0x10);
@@ -261,7 +262,7 @@ TEST_CASE("broker: the will goes out on abnormal close only") {
     c.connect("c", 60, will_message{"will/c", "bye", qos::at_least_once, false, {}});
 
     SUBCASE("connection lost") {
-        c.session().on_transport_closed();
+        c.session().on_transport_closed(now);
         const auto in = watcher.received();
         REQUIRE(in.size() == 1);
         CHECK(as<publish_packet>(in[0]).payload == "bye");
@@ -280,7 +281,7 @@ TEST_CASE("broker: the will goes out on abnormal close only") {
     SUBCASE("normal DISCONNECT: no will") {
         c.send(disconnect_packet{});
         CHECK(c.session().closing());
-        c.session().on_transport_closed();
+        c.session().on_transport_closed(now);
         CHECK(watcher.received().empty());
     }
     SUBCASE("5.0 DISCONNECT 0x04: will sent") {
@@ -292,7 +293,7 @@ TEST_CASE("broker: the will goes out on abnormal close only") {
     SUBCASE("retained will is stored") {
         test_client r{e, protocol_version::v3_1_1, now};
         r.connect("r", 60, will_message{"will/r", "kept", qos::at_most_once, true, {}});
-        r.session().on_transport_closed();
+        r.session().on_transport_closed(now);
         CHECK(e.retained().size() == 1);
     }
 }
@@ -382,7 +383,7 @@ TEST_CASE("broker: random bytes after CONNECT never crash the session") {
         noise[0] = static_cast<std::uint8_t>((noise[0] & 0xF0) | (round % 3 ? 0x02 : 0x00));
         c.send_raw(noise);
         c.received();  // decodes: REQUIRE-s that the output is well formed
-        c.session().on_transport_closed();
+        c.session().on_transport_closed(now);
         CHECK(c.session().closing());
     }
 }

@@ -206,7 +206,7 @@ TEST_CASE("broker: UNSUBSCRIBE") {
     CHECK(ack.packet_id == 9);
     CHECK(ack.codes == std::vector{reason_code::success, reason_code::no_subscription_existed,
                                    reason_code::topic_filter_invalid});
-    CHECK(c.session().filters().empty());
+    CHECK(c.session().subscription_count() == 0);
     c.publish("a/b", "x");
     CHECK(c.received().empty());
 }
@@ -379,7 +379,11 @@ TEST_CASE("broker: one message object is shared by every delivery") {
     for (auto& s : subs) {
         const auto id = as<publish_packet>(s->received().at(0)).packet_id;
         s->send(puback_packet{id, reason_code::success, {}});
-        CHECK(only_publish(s->received()).payload == "2");
+        const auto second = only_publish(s->received());
+        CHECK(second.payload == "2");
+        s->send(puback_packet{second.packet_id, reason_code::success, {}});
     }
-    CHECK(m.use_count() == 1);  // serialized into the output buffers, then released
+    // In flight, the session keeps the message to resend it with DUP after a reconnect;
+    // acknowledged, it is released.
+    CHECK(m.use_count() == 1);
 }

@@ -31,13 +31,22 @@ struct counting_observer final : mqtt::broker::session_observer {
 class test_client {
   public:
     test_client(mqtt::broker::engine& e, protocol_version v, clock::time_point& now)
-        : version_(v), now_(now), session_(std::make_unique<mqtt::broker::session>(e, now)) {
+        : engine_(e),
+          version_(v),
+          now_(now),
+          session_(std::make_unique<mqtt::broker::session>(e, now)) {
         session_->set_observer(&observer_);
     }
 
     mqtt::broker::session& session() { return *session_; }
     int wakes() const { return observer_.wakes; }
     void drop() { session_.reset(); }  // the connection object goes away
+    // The network connection is lost (no DISCONNECT), then a new one starts, not connected.
+    void lose_connection() { session_->on_transport_closed(now_); }
+    void new_connection() {
+        session_ = std::make_unique<mqtt::broker::session>(engine_, now_);
+        session_->set_observer(&observer_);
+    }
 
     // Encodes with the client's version and hands the frame to the session.
     void send(const packet& p) {
@@ -82,7 +91,7 @@ class test_client {
         return out;
     }
 
-    // CONNECT and expect CONNACK 0x00.
+    // CONNECT and expect CONNACK 0x00 with Session Present 0.
     connack_packet connect(std::string id, std::uint16_t keep_alive = 60,
                            std::optional<will_message> will = std::nullopt) {
         connect_packet c;
@@ -90,15 +99,34 @@ class test_client {
         c.client_id = std::move(id);
         c.keep_alive = keep_alive;
         c.will = std::move(will);
+        const auto ack = connect_with(std::move(c));
+        CHECK(ack.code == reason_code::success);
+        CHECK_FALSE(ack.session_present);
+        return ack;
+    }
+    // CONNECT as given; the CONNACK, first of what came back (the rest: rest_after_connack()).
+    connack_packet connect_with(connect_packet c) {
+        c.version = version_;
         send(c);
         auto in = received();
-        REQUIRE(in.size() == 1);
+        REQUIRE(!in.empty());
         const auto* ack = std::get_if<connack_packet>(&in[0]);
         REQUIRE(ack != nullptr);
-        CHECK(ack->code == reason_code::success);
-        CHECK_FALSE(ack->session_present);
+        pending_.assign(in.begin() + 1, in.end());
         return *ack;
     }
+    // A persistent session: 3.1.1 Clean Session 0, or 5.0 Clean Start 0 with the expiry.
+    connack_packet connect_persistent(std::string id, bool clean = false,
+                                      std::uint32_t expiry = 0xFFFFFFFF) {
+        connect_packet c;
+        c.client_id = std::move(id);
+        c.clean_start = clean;
+        if (is_v5(version_)) c.props.session_expiry_interval = expiry;
+        auto ack = connect_with(std::move(c));
+        REQUIRE(ack.code == reason_code::success);
+        return ack;
+    }
+    std::vector<packet> rest_after_connack() { return std::move(pending_); }
 
     std::vector<reason_code> subscribe(std::string filter, qos q, std::uint16_t id = 1) {
         subscribe_packet s;
@@ -130,6 +158,7 @@ class test_client {
     protocol_version version() const { return version_; }
 
   private:
+    mqtt::broker::engine& engine_;
     protocol_version version_;
     clock::time_point& now_;
     counting_observer observer_;

@@ -197,7 +197,8 @@ void prepare(const CLI::App& app, bench_options& o) {
 }
 
 mqtt::cli::exit_status run_bench(bench_options& o) {
-    const auto results = mqtt::bench::run(o.run, o.run.progress ? &std::cerr : nullptr);
+    const auto results = mqtt::bench::run(o.run, o.run.progress ? &std::cerr : nullptr,
+                                          o.client.verbosity > 0 ? &std::cerr : nullptr);
     const auto failed = mqtt::bench::check(results, o.limits);
     if (o.client.format == mqtt::cli::output_format::json)
         std::cout << mqtt::bench::to_json(results, o.limits, failed).dump() << std::endl;

@@ -24,6 +24,13 @@ double cpu_seconds(const timeval& tv) {
 
 }  // namespace
 
+void run_state::log(const std::string& line) {
+    if (!log_) return;
+    // Start on a fresh line when the progress line is showing.
+    if (progress_ && last_progress_ != clock::time_point{}) *log_ << "\n";
+    *log_ << "tern-bench: " << line << std::endl;
+}
+
 void run_state::print_progress(clock::time_point now) {
     if (!progress_ || now - last_progress_ < std::chrono::seconds(1)) return;
     last_progress_ = now;
@@ -125,7 +132,7 @@ run_results run_state::finish() {
 
 namespace mqtt::bench {
 
-run_results run(const bench_config& config, std::ostream* progress) {
+run_results run(const bench_config& config, std::ostream* progress, std::ostream* log) {
     const auto clients = std::size_t{config.publishers} + config.subscribers + config.clients;
     rlimit lim{};
     if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < clients + 64) {
@@ -133,7 +140,7 @@ run_results run(const bench_config& config, std::ostream* progress) {
         lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, clients + 64);
         ::setrlimit(RLIMIT_NOFILE, &lim);
     }
-    detail::run_state state(config, progress);
+    detail::run_state state(config, progress, log);
     boost::asio::co_spawn(state.io, state.orchestrate(), boost::asio::detached);
     state.io.run();
     return state.finish();

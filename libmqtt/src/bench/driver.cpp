@@ -119,10 +119,14 @@ void run_state::on_message(bench_client& c, const protocol::publish_packet& m,
         arrival == sequence_tracker::arrival::invalid)
         return;
     ++c.unique;
-    if (first_receive_ == clock::time_point{}) first_receive_ = now;
+    if (first_receive_ == clock::time_point{}) {
+        first_receive_ = now;
+        first_stamp_ns_ = h->sent_ns;
+    }
     last_receive_ = now;
     const auto now_ns = to_ns(now);
-    const auto warm = cfg_.scenario == scenario::sub ? to_ns(first_receive_) + warm_ns_ : warm_ns_;
+    // sub: the warm-up counts from the first message's send time, the only start it knows.
+    const auto warm = cfg_.scenario == scenario::sub ? first_stamp_ns_ + warm_ns_ : warm_ns_;
     if (h->sent_ns >= warm) {
         r_.latency.record(now_ns > h->sent_ns ? now_ns - h->sent_ns : 0);
         ++r_.measured_received;

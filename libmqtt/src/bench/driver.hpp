@@ -76,7 +76,7 @@ struct bench_client {
 
 class run_state {
   public:
-    run_state(const bench_config& cfg, std::ostream* progress);
+    run_state(const bench_config& cfg, std::ostream* progress, std::ostream* log);
     run_results finish();
     asio::io_context io{1};
 
@@ -111,21 +111,24 @@ class run_state {
     bool publishers_finished() const;
     bool deliveries_complete() const;
     void print_progress(clock::time_point now);
+    void log(const std::string& line);
     void collect(run_results& r) const;
 
     bench_config cfg_;
     std::ostream* progress_;
+    std::ostream* log_;
     std::uint32_t run_id_;
     tcp::resolver::results_type endpoints_;
     std::vector<std::unique_ptr<bench_client>> clients_;  // subscribers first, then publishers
     std::vector<bench_client*> publishers_;
     std::vector<bench_client*> subscribers_;
     run_results r_;
-    clock::time_point t0_{};         // run start
-    clock::time_point hard_stop_{};  // t0 + time_limit
-    clock::time_point t_start_{};    // publishing (sub: receiving) starts
-    clock::time_point t_warm_{};     // warm-up ends
-    std::uint64_t warm_ns_ = 0;      // t_warm_ as a payload stamp
+    clock::time_point t0_{};            // run start
+    clock::time_point hard_stop_{};     // t0 + time_limit
+    clock::time_point t_start_{};       // publishing (sub: receiving) starts
+    clock::time_point t_warm_{};        // warm-up ends
+    std::uint64_t warm_ns_ = 0;         // t_warm_ as a payload stamp (sub: the warm-up length)
+    std::uint64_t first_stamp_ns_ = 0;  // sub: the send stamp of the first delivery
     clock::time_point last_publish_{};
     clock::time_point last_ack_{};
     clock::time_point first_receive_{};

@@ -32,8 +32,8 @@ clock::duration seconds(double s) {
 
 }  // namespace
 
-run_state::run_state(const bench_config& cfg, std::ostream* progress)
-    : cfg_(cfg), progress_(progress), run_id_(std::random_device{}()) {
+run_state::run_state(const bench_config& cfg, std::ostream* progress, std::ostream* log)
+    : cfg_(cfg), progress_(progress), log_(log), run_id_(std::random_device{}()) {
     r_.config = cfg;
 }
 
@@ -103,6 +103,9 @@ asio::awaitable<bool> run_state::connect_all() {
                            [](const auto& c) { return c->connected || c->failed; });
     };
     co_await wait_for(settled, clock::now() + cfg_.connect_timeout);
+    std::size_t up = 0;
+    for (auto& c : clients_) up += c->connected;
+    log("connected " + std::to_string(up) + "/" + std::to_string(clients_.size()));
     r_.connect_seconds = since(start, std::max(last_connack_, start));
     bool all = true;
     for (auto& c : clients_) {
@@ -133,6 +136,7 @@ asio::awaitable<bool> run_state::subscribe_all() {
     bool all = true;
     for (auto* c : subscribers_) all = all && c->subscribed && !c->failed;
     if (!all && r_.errors.empty()) error("subscribe: no SUBACK within the connect timeout");
+    if (all) log("subscribed " + std::to_string(subscribers_.size()));
     co_return all;
 }
 
@@ -177,8 +181,10 @@ asio::awaitable<void> run_state::publish_all() {
         p->publishing = true;
         asio::co_spawn(io, publish_loop(*p), asio::detached);
     }
+    log("publishing");
     co_await wait_for([&] { return publishers_finished(); }, hard_stop_);
     stop_publishing_ = true;
+    log("draining");
     co_await wait_for([&] { return deliveries_complete(); }, clock::now() + seconds(cfg_.drain));
 }
 

@@ -66,9 +66,11 @@ message_ptr make_message(protocol::will_message&& w, clock::time_point now) {
     return make_message(std::move(p), now);
 }
 
-message_ptr with_expiry(const message& m, std::uint32_t seconds_left) {
-    // Decode the properties back, change the one field, encode again: a rare path
-    // (retained messages with an expiry), so clarity wins over speed.
+namespace {
+
+// A copy with a new Message Expiry Interval: decode the properties back, change the one
+// field, encode again. A rare path (messages with an expiry that waited), so clarity wins.
+std::shared_ptr<message> expiry_copy(const message& m, std::uint32_t seconds_left) {
     auto copy = std::make_shared<message>(m);
     copy->message_expiry_interval = seconds_left;
     std::vector<std::uint8_t> body{0x00, 0x01, 't'};
@@ -78,6 +80,24 @@ message_ptr with_expiry(const message& m, std::uint32_t seconds_left) {
     auto& pub = std::get<protocol::publish_packet>(*decoded);
     pub.props.message_expiry_interval = seconds_left;
     copy->props_v5 = encode_props(std::move(pub.props));
+    return copy;
+}
+
+}  // namespace
+
+message_ptr with_expiry(const message& m, std::uint32_t seconds_left) {
+    return expiry_copy(m, seconds_left);
+}
+
+message_ptr aged(const message_ptr& m, clock::time_point now) {
+    if (!m->message_expiry_interval) return m;
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(now - m->received);
+    if (waited.count() <= 0) return m;
+    const auto left = static_cast<long long>(*m->message_expiry_interval) - waited.count();
+    if (left <= 0) return nullptr;
+    // The copy counts its remaining interval from now, so ageing it again is right.
+    auto copy = expiry_copy(*m, static_cast<std::uint32_t>(left));
+    copy->received = now;
     return copy;
 }
 

@@ -32,12 +32,13 @@ reason_code allowed_or_unspecified(reason_code rc, protocol::packet_type t) noex
 }  // namespace
 
 session::session(engine& e, clock::time_point now, std::string peer)
-    : engine_(e), peer_(std::move(peer)), created_(now), last_rx_(now) {
+    : engine_(e), peer_(std::move(peer)), created_(now), last_rx_(now), now_(now) {
     engine_.add(*this);
 }
 
 session::~session() {
-    if (attached_) engine_.detach(*this);
+    // Gone without a close (the transport always closes first): keep the session, no Will.
+    if (ds_ != nullptr) engine_.detach(*std::exchange(ds_, nullptr), false, now_);
     engine_.remove(*this);
 }
 
@@ -46,6 +47,7 @@ session::~session() {
 void session::on_frame(const protocol::frame& f, clock::time_point now) {
     if (state_ == session_state::closing) return;
     last_rx_ = now;
+    now_ = now;
     if (state_ == session_state::awaiting_connect) {
         handle_connect(f, now);
         return;
@@ -69,14 +71,16 @@ void session::on_framing_error(std::error_code ec) {
     protocol_violation(ec);
 }
 
-void session::on_transport_closed() {
+void session::on_transport_closed(clock::time_point now) {
     if (state_ == session_state::closing) return;
+    now_ = std::max(now_, now);
     // Closed without DISCONNECT: the Will is published (MQTT-3.1.2-8).
     close(reason_code::unspecified_error, "connection lost", false, true);
 }
 
 void session::on_timer(clock::time_point now) {
     if (state_ == session_state::closing || now < deadline()) return;
+    now_ = std::max(now_, now);
     if (state_ == session_state::awaiting_connect) {
         ++engine_.stats().protocol_errors;
         close(reason_code::maximum_connect_time, "no CONNECT in time", false, false);
@@ -172,44 +176,83 @@ void session::refuse_connect(reason_code rc, std::string_view why) {
     close(rc, why, false, false);
 }
 
-void session::accept_connect(protocol::connect_packet&& c, clock::time_point now) {
+// Refusals that depend on what the CONNECT asks for; false when it was refused.
+bool session::check_connect(const protocol::connect_packet& c) {
     const bool v5 = protocol::is_v5(version_);
+    const auto& cfg = engine_.config();
     if (v5 && c.props.authentication_method) {
         refuse_connect(reason_code::bad_authentication_method, "enhanced auth not supported");
-        return;
+        return false;
     }
-    bool assigned = false;
-    if (c.client_id.empty()) {
-        // 5.0 assigns one (MQTT-3.1.3-6); 3.1.1 only with Clean Session (MQTT-3.1.3-8);
-        // 3.1 requires an id of 1 to 23 characters.
-        if (!v5 && (!c.clean_start || version_ == protocol_version::v3_1)) {
-            refuse_connect(reason_code::client_identifier_not_valid, "empty client id");
-            return;
-        }
-        c.client_id = engine_.assign_client_id();
-        assigned = v5;
+    // An empty id: 5.0 assigns one (MQTT-3.1.3-6); 3.1.1 only with Clean Session
+    // (MQTT-3.1.3-8); 3.1 requires an id of 1 to 23 characters.
+    if (c.client_id.empty() && !v5 && (!c.clean_start || version_ == protocol_version::v3_1)) {
+        refuse_connect(reason_code::client_identifier_not_valid, "empty client id");
+        return false;
     }
+    // 3.1/3.1.1 have no Server Keep Alive: a Keep Alive over max_keepalive (or 0, no limit
+    // at all) is refused with "identifier rejected", as Mosquitto 2 does.
+    if (!v5 && cfg.max_keepalive != 0 && (c.keep_alive == 0 || c.keep_alive > cfg.max_keepalive)) {
+        refuse_connect(reason_code::client_identifier_not_valid, "keep alive over max_keepalive");
+        return false;
+    }
+    // A 5.0 Will with RETAIN while retained messages are off: 0x9A (MQTT-3.2.2-12/13 area).
+    if (v5 && !cfg.retain_available && c.will && c.will->retain) {
+        refuse_connect(reason_code::retain_not_supported, "will retain not supported");
+        return false;
+    }
+    return true;
+}
+
+// Seconds the session is kept after the connection closes.
+std::uint32_t session::expiry_for(const protocol::connect_packet& c) const noexcept {
+    if (protocol::is_v5(version_)) return c.props.session_expiry_interval.value_or(0);
+    if (c.clean_start) return 0;  // 3.1.1 Clean Session 1: ends with the connection
+    const auto kept = engine_.config().persistent_client_expiration.count();
+    if (kept <= 0) return session_never_expires;
+    return static_cast<std::uint32_t>(
+        std::min<long long>(kept, static_cast<long long>(session_never_expires) - 1));
+}
+
+void session::accept_connect(protocol::connect_packet&& c, clock::time_point now) {
+    if (!check_connect(c)) return;
+    const bool v5 = protocol::is_v5(version_);
+    const auto& cfg = engine_.config();
+    const bool assigned = c.client_id.empty() && v5;
+    if (c.client_id.empty()) c.client_id = engine_.assign_client_id();
     client_id_ = std::move(c.client_id);
     keep_alive_ = c.keep_alive;
-    if (c.will) will_ = make_message(std::move(*c.will), now);
-    const auto& cfg = engine_.config();
+    // 5.0: a Keep Alive over max_keepalive (or 0) is replaced by Server Keep Alive.
+    const bool server_keep_alive =
+        v5 && cfg.max_keepalive != 0 && (keep_alive_ == 0 || keep_alive_ > cfg.max_keepalive);
+    if (server_keep_alive) keep_alive_ = cfg.max_keepalive;
     inflight_cap_ = cfg.max_inflight;
     if (v5) {
         inflight_cap_ = std::min(inflight_cap_, c.props.receive_maximum.value_or(65535));
         client_max_packet_ = c.props.maximum_packet_size.value_or(0);
-        session_expiry_ = c.props.session_expiry_interval.value_or(0);
     }
     state_ = session_state::connected;
     last_rx_ = now;
-    engine_.attach(*this);  // closes an older connection with this id
-    attached_ = true;
+    // Closes an older connection with this id; discards or resumes the session.
+    const auto attached = engine_.attach(*this, client_id_, c.clean_start, now);
+    ds_ = attached.state;
+    ds_->expiry_interval = expiry_for(c);
+    ds_->will.reset();
+    ds_->will_delay = 0;
+    if (c.will) {
+        if (v5) ds_->will_delay = c.will->props.will_delay_interval.value_or(0);
+        if (!cfg.retain_available) c.will->retain = false;  // 3.1.1: the flag is ignored
+        ds_->will = make_message(std::move(*c.will), now);
+    }
 
-    protocol::connack_packet ack;  // session_present stays 0: sessions are clean
+    protocol::connack_packet ack;
+    // Clean Start discarded any session, so this is 0 then (MQTT-3.2.2-1..3, 5.0 §3.2.2.1.1).
+    ack.session_present = attached.present;
     if (v5) {
         auto& p = ack.props;
         if (assigned) p.assigned_client_identifier = client_id_;
-        // We keep nothing after the connection closes; say so (§3.2.2.3.2).
-        if (session_expiry_ != 0) p.session_expiry_interval = 0;
+        if (server_keep_alive) p.server_keep_alive = keep_alive_;
+        if (!cfg.retain_available) p.retain_available = 0;
         p.receive_maximum = cfg.receive_maximum;
         p.maximum_packet_size = cfg.max_packet_size;
         p.subscription_identifier_available = 0;
@@ -221,8 +264,10 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
     if (engine_.logging(1)) {
         engine_.log(1, "client " + client_id_ + " connected from " + peer_ + " (" +
                            std::string{to_string(version_)} + ", keep alive " +
-                           std::to_string(keep_alive_) + "s)");
+                           std::to_string(keep_alive_) + "s" +
+                           (attached.present ? ", session resumed)" : ")"));
     }
+    if (attached.present) resume();
 }
 
 // ---- dispatch ---------------------------------------------------------------------------
@@ -268,11 +313,13 @@ void session::handle_packet(protocol::packet&& p, clock::time_point now) {
 }
 
 void session::on_disconnect(const protocol::disconnect_packet& p) {
-    // Session Expiry may not go from 0 to non-zero at DISCONNECT (MQTT-3.14.2-2).
-    if (protocol::is_v5(version_) && session_expiry_ == 0 &&
-        p.props.session_expiry_interval.value_or(0) != 0) {
-        protocol_violation(reason_code::protocol_error, "session expiry set at DISCONNECT");
-        return;
+    if (protocol::is_v5(version_) && p.props.session_expiry_interval) {
+        // Session Expiry may not go from 0 to non-zero at DISCONNECT (MQTT-3.14.2-2).
+        if (ds_->expiry_interval == 0 && *p.props.session_expiry_interval != 0) {
+            protocol_violation(reason_code::protocol_error, "session expiry set at DISCONNECT");
+            return;
+        }
+        ds_->expiry_interval = *p.props.session_expiry_interval;  // §3.14.2.2.2
     }
     // A normal DISCONNECT discards the Will (MQTT-3.1.2-10) unless 5.0 asks for it (0x04).
     const bool with_will = p.code == reason_code::disconnect_with_will_message;
@@ -292,9 +339,15 @@ void session::protocol_violation(reason_code rc, std::string_view why) {
     close(allowed_or_unspecified(rc, protocol::packet_type::disconnect), why, true, true);
 }
 
+void session::close_by_server(reason_code rc, clock::time_point now) {
+    now_ = std::max(now_, now);
+    close_by_server(rc);
+}
+
 void session::close_by_server(reason_code rc) {
     if (state_ == session_state::closing) return;
-    // On takeover a 5.0 session ends (nothing is kept), which releases its Will (§3.1.3.2.2).
+    // A 5.0 connection taken over releases its Will (§3.1.4, after its Will Delay, which a
+    // resuming takeover cancels: MQTT-3.1.3-9). 3.1.1 takeover sends no Will.
     const bool will = rc == reason_code::session_taken_over && protocol::is_v5(version_);
     close(rc, to_string(rc), true, will);
     wake();
@@ -310,25 +363,11 @@ void session::close(reason_code rc, std::string_view why, bool send_disconnect, 
         d.code = rc;
         send(d);
     }
-    if (attached_) {
-        engine_.detach(*this);
-        attached_ = false;
-    }
-    filters_.clear();
-    queue_.clear();
-    queued_bytes_ = 0;
-    message_ptr will = std::move(will_);
-    if (will && protocol::is_system_topic(will->topic)) {  // $SYS is the broker's
-        ++engine_.stats().dropped_sys_publish;
-        will.reset();
-    }
-    if (was_connected && publish_will && will) {
-        ++engine_.stats().wills_published;
-        engine_.publish(nullptr, will);  // after detach: we are no longer a subscriber
-    }
     if (engine_.logging(1) && was_connected) {
         engine_.log(1, "client " + client_id_ + " closed: " + close_reason_);
     }
+    // Last: the engine may end the session and publish the Will, or keep it offline.
+    if (ds_ != nullptr) engine_.detach(*std::exchange(ds_, nullptr), publish_will, now_);
 }
 
 }  // namespace mqtt::broker

@@ -57,7 +57,7 @@ asio::awaitable<bool> connection::wait_signal() {
 asio::awaitable<void> connection::input_side() {
     using namespace asio::experimental::awaitable_operators;
     co_await (read_loop() || watchdog() || wait_closing());
-    session_.on_transport_closed();  // nothing if the session closed itself
+    session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
     wake();                          // the writer flushes what is left and finishes
 }
 
@@ -143,7 +143,7 @@ asio::awaitable<void> connection::write_loop() {
         session_.take_output(writing_);
         auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), nothrow);
         if (ec) {
-            session_.on_transport_closed();
+            session_.on_transport_closed(broker::clock::now());
             wake();
             co_return;
         }

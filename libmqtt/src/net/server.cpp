@@ -42,18 +42,21 @@ bool is_missing_ipv6(const boost::system::error_code& ec) {
 struct server::impl {
     explicit impl(server_options o)
         : opts(std::move(o)), engine(opts.limits, opts.log, opts.verbosity), io(1) {}
+    ~impl() { engine.set_expiry_hook({}); }  // connections destroyed with io must not call it
 
     server_options opts;
     broker::engine engine;  // before io: connections still in io refer to it when destroyed
     asio::io_context io;
     std::vector<tcp::acceptor> acceptors;
     std::optional<asio::signal_set> signals;
+    asio::steady_timer expiry{io};  // the engine's next session expiry / delayed Will
     std::vector<std::string> warnings;
     bool stopping = false;
 
     boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
     boost::system::error_code bind_all();
     asio::awaitable<void> accept_loop(tcp::acceptor& a);
+    asio::awaitable<void> expiry_loop();
     void start_connection(tcp::socket socket);
     void stop_now();
 };
@@ -122,6 +125,17 @@ asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& a) {
     }
 }
 
+// Runs engine.on_timer() at engine.next_expiry(); the engine's hook cancels the wait when
+// that deadline moves earlier, and the loop arms the timer again.
+asio::awaitable<void> server::impl::expiry_loop() {
+    while (!stopping) {
+        expiry.expires_at(engine.next_expiry());
+        co_await expiry.async_wait(nothrow);
+        if (stopping) co_return;
+        engine.on_timer(broker::clock::now());
+    }
+}
+
 void server::impl::start_connection(tcp::socket socket) {
     ++engine.stats().connections_accepted;
     if (engine.session_count() >= opts.limits.max_connections) {
@@ -150,6 +164,7 @@ void server::impl::stop_now() {
     boost::system::error_code ec;
     for (auto& a : acceptors) a.close(ec);
     if (signals) signals->cancel(ec);
+    expiry.cancel();
     engine.log(
         1, "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
@@ -192,6 +207,8 @@ void server::run() {
     for (auto& a : s.acceptors) {
         asio::co_spawn(s.io, s.accept_loop(a), asio::detached);
     }
+    s.engine.set_expiry_hook([&s] { s.expiry.cancel(); });
+    asio::co_spawn(s.io, s.expiry_loop(), asio::detached);
     if (s.opts.handle_signals) {
         s.signals.emplace(s.io, SIGINT, SIGTERM);
         s.signals->async_wait([&s](const boost::system::error_code& ec, int sig) {

@@ -14,7 +14,8 @@
 namespace mqtt::bench {
 
 // `config` must have been through apply_scenario_defaults(). `progress`, when not null,
-// gets a live status line about once a second (the front end passes stderr on a terminal).
-run_results run(const bench_config& config, std::ostream* progress);
+// gets a live status line about once a second (the front end passes stderr on a terminal);
+// `log`, when not null, a line per phase (connected, subscribed, publishing, draining).
+run_results run(const bench_config& config, std::ostream* progress, std::ostream* log = nullptr);
 
 }  // namespace mqtt::bench

@@ -3,13 +3,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "mqtt/broker/durable_session.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
 #include "mqtt/broker/retained_store.hpp"
@@ -24,8 +27,9 @@ class session;
 // connections, 2 is every packet decision worth a line.
 using log_function = std::function<void(int verbosity, std::string_view line)>;
 
-// The broker's shared state, passed explicitly to every session: the sessions, the client
-// id registry, the subscription index, the retained messages, routing and the counters.
+// The broker's shared state, passed explicitly to every connection: the connections, the
+// MQTT sessions by client id (which outlive connections), the subscription index, the
+// retained messages, routing and the counters.
 // No I/O and no clock of its own (times come in as arguments). Not thread-safe: with one
 // event loop it lives on that loop; spreading connections over several loops later means
 // handing deliveries to each session's loop through its session_observer.
@@ -40,30 +44,53 @@ class engine {
     broker::stats& stats() noexcept { return stats_; }
     const broker::stats& stats() const noexcept { return stats_; }
 
-    // ---- sessions (called by session itself)
-    void add(session& s);     // every session, from construction
+    // ---- connections (called by session itself)
+    void add(session& s);     // every connection, from construction
     void remove(session& s);  // on destruction
-    // Registers a connected session under its client id; an existing one with the same id
-    // is closed first (takeover, 5.0 reason 0x8E).
-    void attach(session& s);
-    // Removes the session's subscriptions and its client id registration.
-    void detach(session& s);
-    // A client id for a client that sent none, unique among the connected ones.
+    std::size_t session_count() const noexcept { return connections_.size(); }
+
+    // ---- MQTT sessions (durable_session), keyed by client id
+    struct attach_result {
+        durable_session* state;
+        bool present;  // an existing session was resumed (CONNACK Session Present)
+    };
+    // A connection's CONNECT was accepted. A connection already attached to `client_id` is
+    // closed first (takeover, 5.0 reason 0x8E). With clean_start the existing session is
+    // discarded; otherwise it is resumed and its pending Will cancelled (MQTT-3.1.3-9).
+    attach_result attach(session& s, const std::string& client_id, bool clean_start,
+                         clock::time_point now);
+    // The connection attached to `ds` closed. A session with Session Expiry 0 ends now;
+    // another one stays, offline, until it expires. The Will (if publish_will) goes out now,
+    // after its delay, or when the session ends, whichever is first.
+    void detach(durable_session& ds, bool publish_will, clock::time_point now);
+    // A client id for a client that sent none, unique among the stored sessions.
     std::string assign_client_id();
+    // The connection attached to `client_id`, if any.
     session* find(std::string_view client_id) const;
-    std::size_t session_count() const noexcept { return sessions_.size(); }
-    std::size_t connected_count() const noexcept { return by_id_.size(); }
+    // The stored session of `client_id`, connected or not.
+    const durable_session* find_session(std::string_view client_id) const;
+    std::size_t connected_count() const noexcept { return connected_; }
+    std::size_t stored_session_count() const noexcept { return by_id_.size(); }
+
+    // ---- time: offline sessions expire and delayed Wills fall due at deadlines
+    // The earliest one; clock::time_point::max() when there is none.
+    clock::time_point next_expiry() const noexcept;
+    // Acts on every deadline at or before `now`. Call at (or after) next_expiry().
+    void on_timer(clock::time_point now);
+    // Called when next_expiry() moves earlier, so the timer driving on_timer() is re-armed.
+    void set_expiry_hook(std::function<void()> hook) { expiry_hook_ = std::move(hook); }
 
     // ---- subscriptions
     // True when new, false when it replaced the session's subscription to that filter.
-    bool subscribe(session& s, std::string_view filter, const protocol::subscription_options& o);
-    bool unsubscribe(session& s, std::string_view filter);
+    bool subscribe(durable_session& s, std::string_view filter,
+                   const protocol::subscription_options& o);
+    bool unsubscribe(durable_session& s, std::string_view filter);
     std::size_t subscription_count() const noexcept { return subscriptions_.size(); }
 
     // ---- messages
     // Stores or clears the retained message, then delivers to every matching subscription
     // (once per session, at the highest granted QoS). Returns the sessions reached.
-    std::size_t publish(const session* from, const message_ptr& m);
+    std::size_t publish(const durable_session* from, const message_ptr& m);
     // Delivers the retained messages matching `filter` to one new subscription.
     void send_retained(session& s, std::string_view filter, protocol::qos granted,
                        clock::time_point now);
@@ -82,18 +109,28 @@ class engine {
         protocol::subscription_options options;
     };
     struct target {
-        session* s;
+        durable_session* s;
         protocol::qos q;
         bool retain_as_published;
     };
-    using trie = protocol::subscription_trie<session*, sub_entry>;
+    using trie = protocol::subscription_trie<durable_session*, sub_entry>;
+
+    void deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q, bool retain);
+    void end_session(durable_session& s);
+    void publish_will(durable_session& s);
+    void schedule(durable_session& s);
+    void unschedule(durable_session& s);
 
     limits limits_;
     broker::stats stats_;
     log_function log_;
     int verbosity_;
-    std::unordered_set<session*> sessions_;
-    std::unordered_map<std::string, session*> by_id_;
+    std::unordered_set<session*> connections_;
+    std::unordered_map<std::string, std::unique_ptr<durable_session>> by_id_;
+    std::size_t connected_ = 0;
+    // (deadline, session) of every offline session with a pending Will or an expiry.
+    std::set<std::pair<clock::time_point, durable_session*>> deadlines_;
+    std::function<void()> expiry_hook_;
     trie subscriptions_;
     retained_store retained_;
     std::vector<target> targets_;  // scratch for publish(), reused to avoid allocating

@@ -66,11 +66,15 @@ struct stats {
     std::uint64_t messages_received = 0;  // PUBLISH from clients (duplicates excluded)
     std::uint64_t messages_sent = 0;      // PUBLISH written to client buffers
     std::uint64_t wills_published = 0;
-    std::uint64_t dropped_qos0_slow = 0;    // QoS 0 dropped: outbound bytes over the limit
-    std::uint64_t dropped_queue_full = 0;   // QoS 1/2 dropped: queue over its bounds
-    std::uint64_t dropped_too_large = 0;    // over the client's Maximum Packet Size
-    std::uint64_t dropped_retain_full = 0;  // not retained: retained store bounds reached
-    std::uint64_t dropped_sys_publish = 0;  // clients may not publish to $SYS
+    std::uint64_t dropped_qos0_slow = 0;     // QoS 0 dropped: outbound bytes over the limit
+    std::uint64_t dropped_queue_full = 0;    // dropped: the session's queue over its bounds
+    std::uint64_t dropped_too_large = 0;     // over the client's Maximum Packet Size
+    std::uint64_t dropped_retain_full = 0;   // not retained: retained store bounds reached
+    std::uint64_t dropped_sys_publish = 0;   // clients may not publish to $SYS
+    std::uint64_t dropped_qos0_offline = 0;  // QoS 0 for an offline session (not queued)
+    std::uint64_t dropped_expired = 0;       // Message Expiry Interval passed while queued
+    std::uint64_t sessions_resumed = 0;      // CONNECT found the session (Session Present 1)
+    std::uint64_t sessions_expired = 0;      // offline sessions removed at their expiry
 };
 
 }  // namespace mqtt::broker

@@ -33,10 +33,14 @@ using message_ptr = std::shared_ptr<const message>;
 // Takes the fields of a received PUBLISH (moved, not copied). The properties must be
 // valid for PUBLISH (the codec checked them on the way in).
 message_ptr make_message(protocol::publish_packet&& p, clock::time_point now);
-// The Will of a CONNECT as a message (Will Delay Interval dropped: sessions end on close).
+// The Will of a CONNECT as a message (the Will Delay Interval is kept by the session).
 message_ptr make_message(protocol::will_message&& w, clock::time_point now);
 // A copy with a new Message Expiry Interval (retained messages delivered later, §3.3.2.3.3).
 message_ptr with_expiry(const message& m, std::uint32_t seconds_left);
+// A message that waited (queued, retained) as it goes out at `now`: nullptr once its
+// Message Expiry Interval has passed, else with the interval reduced by the time it
+// waited (MQTT 5.0 §3.3.2.3.3); `m` itself when it has no interval or waited under 1 s.
+message_ptr aged(const message_ptr& m, clock::time_point now);
 
 // The exact size of the PUBLISH for this delivery; QoS 0 has no packet identifier.
 std::size_t publish_size(const message& m, protocol::protocol_version v, protocol::qos q);

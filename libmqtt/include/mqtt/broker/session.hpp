@@ -2,13 +2,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unordered_set>
 #include <vector>
 
+#include "mqtt/broker/durable_session.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
 #include "mqtt/protocol/framer.hpp"
@@ -38,8 +37,10 @@ enum class session_state : std::uint8_t {
 // come in, bytes to write and a "close after flushing" decision come out. The transport
 // calls the on_* functions, then looks at has_output(), closing() and deadline().
 //
-// Sessions are clean in this slice: state lives as long as the connection (see
-// docs/broker.md). Not thread-safe; used on the engine's executor only.
+// What must outlive the connection (subscriptions, in-flight and queued messages, inbound
+// QoS 2 ids, Will, expiry) is in the durable_session the engine attaches this connection to
+// on CONNECT; this object keeps only the connection: output buffer, keep-alive, protocol
+// version, observer. Not thread-safe; used on the engine's executor only.
 class session {
   public:
     session(engine& e, clock::time_point now, std::string peer = {});
@@ -52,9 +53,10 @@ class session {
     // ---- input from the transport
     void on_frame(const protocol::frame& f, clock::time_point now);
     void on_framing_error(std::error_code ec);  // the framer failed: close
-    void on_transport_closed();                 // EOF or I/O error from the peer's side
-    void on_timer(clock::time_point now);       // call at (or after) deadline()
-    void on_written();                          // a batch was written: send what waited
+    // EOF or I/O error from the peer's side.
+    void on_transport_closed(clock::time_point now);
+    void on_timer(clock::time_point now);  // call at (or after) deadline()
+    void on_written();                     // a batch was written: send what waited
 
     // ---- output to the transport
     bool has_output() const noexcept { return !out_.empty(); }
@@ -74,32 +76,27 @@ class session {
     bool can_take(protocol::qos q) const noexcept;
     // Server-initiated close: DISCONNECT with rc to a 5.0 client, then close.
     void close_by_server(protocol::reason_code rc);
+    void close_by_server(protocol::reason_code rc, clock::time_point now);
 
     // ---- inspection (tests, logs)
     session_state state() const noexcept { return state_; }
     const std::string& client_id() const noexcept { return client_id_; }
     const std::string& peer() const noexcept { return peer_; }
     protocol::protocol_version version() const noexcept { return version_; }
-    const std::unordered_set<std::string>& filters() const noexcept { return filters_; }
-    std::size_t inflight() const noexcept { return inflight_.size(); }
-    std::size_t queued() const noexcept { return queue_.size(); }
+    // The MQTT session attached while connected; nullptr before CONNECT and once closing.
+    const durable_session* durable() const noexcept { return ds_; }
+    std::size_t subscription_count() const noexcept { return ds_ ? ds_->subscriptions.size() : 0; }
+    std::size_t inflight() const noexcept { return ds_ ? ds_->inflight.size() : 0; }
+    std::size_t queued() const noexcept { return ds_ ? ds_->queue.size() : 0; }
     // Why the session closed ("keep_alive_timeout", "invalid_qos", ...); empty while open.
     std::string_view close_reason() const noexcept { return close_reason_; }
 
   private:
-    enum class stage : std::uint8_t { puback, pubrec, pubcomp };  // what we wait for
-    struct outbound {
-        std::uint16_t id;
-        stage waiting;
-    };
-    struct queued_delivery {
-        message_ptr msg;
-        protocol::qos q;
-        bool retain;
-    };
-
     void handle_connect(const protocol::frame& f, clock::time_point now);
     void accept_connect(protocol::connect_packet&& c, clock::time_point now);
+    bool check_connect(const protocol::connect_packet& c);
+    std::uint32_t expiry_for(const protocol::connect_packet& c) const noexcept;
+    void resume();
     void refuse_connect(protocol::reason_code rc, std::string_view why);
     void handle_packet(protocol::packet&& p, clock::time_point now);
     void on_publish(protocol::publish_packet&& p, clock::time_point now);
@@ -115,8 +112,8 @@ class session {
     void send(const protocol::packet& p);
     void send_in(const protocol::packet& p, protocol::protocol_version v);
     bool can_send_qos12() const noexcept;
+    bool too_large(const message& m, protocol::qos q) const noexcept;
     void send_qos12(const message_ptr& m, protocol::qos q, bool retain);
-    void enqueue(const message_ptr& m, protocol::qos q, bool retain);
     void pump();
     std::uint16_t next_packet_id() noexcept;
 
@@ -136,20 +133,13 @@ class session {
     std::string client_id_;
     std::string peer_;
     std::string close_reason_;
-    bool attached_ = false;  // registered under client_id_ in the engine
+    durable_session* ds_ = nullptr;  // attached (by the engine) while connected
     clock::time_point created_;
     clock::time_point last_rx_;
+    clock::time_point now_;  // the latest time given to us, for calls that bring none
     std::uint16_t keep_alive_ = 0;
-    std::uint32_t session_expiry_ = 0;     // 5.0 CONNECT value (we keep nothing after close)
     std::uint32_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size of the client; 0: none
     std::uint16_t inflight_cap_ = 0;
-    std::uint16_t next_id_ = 1;
-    message_ptr will_;
-    std::unordered_set<std::string> filters_;  // this connection's subscriptions
-    std::vector<std::uint16_t> qos2_in_;       // sorted: inbound QoS 2 ids awaiting PUBREL
-    std::vector<outbound> inflight_;           // outbound QoS 1/2 awaiting acknowledgement
-    std::deque<queued_delivery> queue_;        // waiting for a slot or for output to drain
-    std::size_t queued_bytes_ = 0;
     std::vector<std::uint8_t> out_;  // bytes not yet handed to the transport
 };
 

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mqtt/broker/limits.hpp"
+#include "mqtt/broker/message.hpp"
+#include "mqtt/protocol/packet.hpp"
+
+namespace mqtt::broker {
+
+class session;
+
+// Session Expiry Interval meaning "never" (MQTT 5.0 §3.1.2.11.2); also used for 3.1.1
+// sessions with Clean Session 0 when persistent_client_expiration is 0.
+inline constexpr std::uint32_t session_never_expires = 0xFFFFFFFF;
+
+// What an outbound QoS 1/2 delivery waits for.
+enum class outbound_stage : std::uint8_t { puback, pubrec, pubcomp };
+
+// An outbound QoS 1/2 message sent and not yet acknowledged. The message is kept so it
+// can be sent again with DUP=1 when the session resumes (MQTT-4.4.0-1).
+struct outbound_delivery {
+    message_ptr msg;
+    std::uint16_t id = 0;
+    protocol::qos q = protocol::qos::at_least_once;
+    bool retain = false;
+    outbound_stage waiting = outbound_stage::puback;
+};
+
+// A delivery waiting for an in-flight slot, for the output to drain, or for the client
+// to come back.
+struct queued_delivery {
+    message_ptr msg;
+    protocol::qos q = protocol::qos::at_most_once;
+    bool retain = false;
+};
+
+// The MQTT session: the state that outlives one network connection (MQTT 5.0 §4.1,
+// 3.1.1 §4.1). Owned by the engine, keyed by client id; a connection (`session`) attaches
+// to it on CONNECT and detaches on close. Plain data apart from `connection`, so that it
+// can be written to disk later: messages are values, times are steady-clock points that a
+// serializer would turn into remaining seconds.
+struct durable_session {
+    std::string client_id;
+    // Filter -> options; the same entries are in the engine's subscription trie.
+    std::unordered_map<std::string, protocol::subscription_options> subscriptions;
+    // Outbound QoS 1/2 awaiting acknowledgement, in the order first sent.
+    std::vector<outbound_delivery> inflight;
+    // Messages not sent yet: waiting for a slot or for the client to reconnect.
+    std::deque<queued_delivery> queue;
+    std::size_t queued_bytes = 0;
+    // Inbound QoS 2 packet ids whose PUBREL has not come yet (sorted): a resent PUBLISH with
+    // one of these ids is acknowledged but not routed again, also after a reconnect.
+    std::vector<std::uint16_t> qos2_in;
+    std::uint16_t next_packet_id = 1;
+    // Seconds the session is kept after its connection closes; 0 ends it at the close.
+    std::uint32_t expiry_interval = 0;
+    // The Will of the current (or last) connection and its Will Delay Interval (5.0).
+    message_ptr will;
+    std::uint32_t will_delay = 0;
+
+    // ---- while no connection is attached
+    clock::time_point will_at = clock::time_point::max();     // pending Will due
+    clock::time_point expires_at = clock::time_point::max();  // session removed
+    clock::time_point timer_key = clock::time_point::max();   // engine bookkeeping
+
+    session* connection = nullptr;  // the attached connection (not state to persist)
+};
+
+// The bytes a queued message is charged against max_queued_bytes.
+inline std::size_t queue_cost(const message& m) noexcept {
+    return m.topic.size() + m.payload.size();
+}
+
+// Appends to the session's queue unless max_queued_messages / max_queued_bytes would be
+// passed; false when it was dropped (the caller counts it).
+bool enqueue(durable_session& s, const limits& l, queued_delivery d);
+
+}  // namespace mqtt::broker

@@ -1,0 +1,158 @@
+// The MQTT sessions of the engine: attaching connections to them (clean start, resume,
+// takeover), keeping them while offline, their expiry and delayed Wills.
+
+#include <cstdio>
+#include <utility>
+
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/session.hpp"
+#include "mqtt/protocol/topic.hpp"
+
+namespace mqtt::broker {
+
+void engine::add(session& s) {
+    connections_.insert(&s);
+}
+
+void engine::remove(session& s) {
+    connections_.erase(&s);
+}
+
+engine::attach_result engine::attach(session& s, const std::string& client_id, bool clean_start,
+                                     clock::time_point now) {
+    auto it = by_id_.find(client_id);
+    if (it != by_id_.end() && it->second->connection != nullptr && it->second->connection != &s) {
+        ++stats_.takeovers;
+        // Detaches it, which may end its session (Session Expiry 0): look again after.
+        it->second->connection->close_by_server(protocol::reason_code::session_taken_over, now);
+        it = by_id_.find(client_id);
+    }
+    if (it != by_id_.end() && clean_start) {  // MQTT-3.1.2-4 / 5.0 MQTT-3.1.2-4
+        end_session(*it->second);
+        it = by_id_.end();
+    }
+    bool present = false;
+    if (it == by_id_.end()) {
+        auto ds = std::make_unique<durable_session>();
+        ds->client_id = client_id;
+        it = by_id_.emplace(client_id, std::move(ds)).first;
+    } else {
+        present = true;
+        ++stats_.sessions_resumed;
+        durable_session& ds = *it->second;
+        unschedule(ds);
+        // Back before the Will Delay passed: the Will is not sent (MQTT-3.1.3-9).
+        ds.will.reset();
+        ds.will_at = clock::time_point::max();
+        ds.expires_at = clock::time_point::max();
+    }
+    it->second->connection = &s;
+    ++connected_;
+    return {it->second.get(), present};
+}
+
+void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
+    if (ds.connection != nullptr) --connected_;
+    ds.connection = nullptr;
+    if (!publish) ds.will.reset();
+    if (ds.expiry_interval == 0) {  // ends with the connection; end_session sends the Will
+        end_session(ds);
+        return;
+    }
+    if (ds.will) {
+        if (ds.will_delay == 0) {
+            publish_will(ds);
+        } else {
+            ds.will_at = now + std::chrono::seconds{ds.will_delay};
+        }
+    }
+    if (ds.expiry_interval != session_never_expires) {
+        ds.expires_at = now + std::chrono::seconds{ds.expiry_interval};
+    }
+    schedule(ds);
+}
+
+void engine::end_session(durable_session& ds) {
+    unschedule(ds);
+    // Unsubscribe first: a session does not receive its own Will.
+    for (const auto& [filter, options] : ds.subscriptions) subscriptions_.erase(filter, &ds);
+    ds.subscriptions.clear();
+    if (ds.will) publish_will(ds);
+    const std::string id = std::move(ds.client_id);
+    by_id_.erase(id);  // destroys ds
+}
+
+void engine::publish_will(durable_session& ds) {
+    message_ptr will = std::move(ds.will);
+    ds.will_at = clock::time_point::max();
+    if (protocol::is_system_topic(will->topic)) {  // $SYS is the broker's
+        ++stats_.dropped_sys_publish;
+        return;
+    }
+    ++stats_.wills_published;
+    publish(nullptr, will);
+}
+
+std::string engine::assign_client_id() {
+    for (;;) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "tern-%016llx",
+                      static_cast<unsigned long long>(id_random_()));
+        std::string id{buf};
+        if (!by_id_.contains(id)) return id;
+    }
+}
+
+session* engine::find(std::string_view client_id) const {
+    const auto it = by_id_.find(std::string{client_id});
+    return it == by_id_.end() ? nullptr : it->second->connection;
+}
+
+const durable_session* engine::find_session(std::string_view client_id) const {
+    const auto it = by_id_.find(std::string{client_id});
+    return it == by_id_.end() ? nullptr : it->second.get();
+}
+
+// ---- deadlines ----------------------------------------------------------------------------
+
+clock::time_point engine::next_expiry() const noexcept {
+    return deadlines_.empty() ? clock::time_point::max() : deadlines_.begin()->first;
+}
+
+void engine::schedule(durable_session& ds) {
+    unschedule(ds);
+    ds.timer_key = std::min(ds.will_at, ds.expires_at);
+    if (ds.timer_key == clock::time_point::max()) return;
+    const bool earlier = ds.timer_key < next_expiry();
+    deadlines_.emplace(ds.timer_key, &ds);
+    if (earlier && expiry_hook_) expiry_hook_();
+}
+
+void engine::unschedule(durable_session& ds) {
+    if (ds.timer_key == clock::time_point::max()) return;
+    deadlines_.erase({ds.timer_key, &ds});
+    ds.timer_key = clock::time_point::max();
+}
+
+void engine::on_timer(clock::time_point now) {
+    // Bounded: every pass removes one entry, and a rescheduled one is later than now.
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        durable_session& ds = *deadlines_.begin()->second;
+        unschedule(ds);
+        if (ds.will && ds.will_at <= now) publish_will(ds);  // Will Delay passed
+        if (ds.expires_at <= now) {
+            ++stats_.sessions_expired;
+            if (logging(1)) log(1, "session " + ds.client_id + " expired");
+            end_session(ds);  // publishes a Will still pending (the session ends first)
+            continue;
+        }
+        schedule(ds);
+    }
+}
+
+void engine::shutdown() {
+    std::vector<session*> all(connections_.begin(), connections_.end());
+    for (session* s : all) s->close_by_server(protocol::reason_code::server_shutting_down);
+}
+
+}  // namespace mqtt::broker

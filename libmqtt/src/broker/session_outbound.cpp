@@ -1,0 +1,169 @@
+// Outbound deliveries of a session: packet ids, the in-flight window, the bounded queue,
+// the QoS 1/2 acknowledgements from the client, and the resend when a session resumes.
+
+#include <algorithm>
+#include <utility>
+
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/session.hpp"
+
+namespace mqtt::broker {
+namespace {
+
+using protocol::qos;
+using protocol::reason_code;
+
+}  // namespace
+
+// ---- acknowledgements from the client -----------------------------------------------------
+
+void session::on_puback(std::uint16_t id) {
+    auto& inflight = ds_->inflight;
+    const auto it = std::find_if(inflight.begin(), inflight.end(), [&](const outbound_delivery& o) {
+        return o.id == id && o.waiting == outbound_stage::puback;
+    });
+    if (it == inflight.end()) return;  // unknown id: nothing to release
+    inflight.erase(it);
+    pump();
+}
+
+void session::on_pubrec(const protocol::pubrec_packet& p) {
+    auto& inflight = ds_->inflight;
+    const auto it = std::find_if(inflight.begin(), inflight.end(), [&](const outbound_delivery& o) {
+        return o.id == p.packet_id && o.waiting != outbound_stage::puback;
+    });
+    if (it == inflight.end()) {
+        send(protocol::pubrel_packet{p.packet_id, reason_code::packet_identifier_not_found, {}});
+        return;
+    }
+    if (protocol::is_error(p.code)) {  // the receiver refused it: the exchange ends here
+        inflight.erase(it);
+        pump();
+        return;
+    }
+    it->waiting = outbound_stage::pubcomp;
+    it->msg.reset();  // from here on only the id matters (a resend is a PUBREL)
+    send(protocol::pubrel_packet{p.packet_id, reason_code::success, {}});
+}
+
+void session::on_pubcomp(std::uint16_t id) {
+    auto& inflight = ds_->inflight;
+    const auto it = std::find_if(inflight.begin(), inflight.end(), [&](const outbound_delivery& o) {
+        return o.id == id && o.waiting == outbound_stage::pubcomp;
+    });
+    if (it == inflight.end()) return;
+    inflight.erase(it);
+    pump();
+}
+
+// ---- deliveries ---------------------------------------------------------------------------
+
+bool session::too_large(const message& m, qos q) const noexcept {
+    // Never send more than the client accepts (5.0 §3.1.2.11.4): dropped instead.
+    const std::size_t size = publish_size(m, version_, q);
+    return (client_max_packet_ != 0 && size > client_max_packet_) ||
+           size > protocol::max_packet_size;
+}
+
+void session::deliver(const message_ptr& m, qos q, bool retain) {
+    if (state_ != session_state::connected) return;
+    if (too_large(*m, q)) {
+        ++engine_.stats().dropped_too_large;
+        return;
+    }
+    if (q == qos::at_most_once) {
+        if (out_.size() > engine_.config().max_outbound_bytes) {
+            ++engine_.stats().dropped_qos0_slow;
+            return;
+        }
+        append_publish(out_, *m, version_, q, 0, retain);
+        ++engine_.stats().messages_sent;
+    } else if (ds_->queue.empty() && can_send_qos12()) {
+        send_qos12(m, q, retain);
+    } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain})) {
+        ++engine_.stats().dropped_queue_full;
+    }
+    wake();
+}
+
+bool session::can_take(qos q) const noexcept {
+    if (state_ != session_state::connected) return false;
+    const auto& cfg = engine_.config();
+    if (q == qos::at_most_once) return out_.size() <= cfg.max_outbound_bytes;
+    return ds_->queue.size() < cfg.max_queued_messages && ds_->queued_bytes < cfg.max_queued_bytes;
+}
+
+bool session::can_send_qos12() const noexcept {
+    return ds_->inflight.size() < inflight_cap_ &&
+           out_.size() <= engine_.config().max_outbound_bytes;
+}
+
+void session::send_qos12(const message_ptr& m, qos q, bool retain) {
+    const std::uint16_t id = next_packet_id();
+    const auto stage = q == qos::at_least_once ? outbound_stage::puback : outbound_stage::pubrec;
+    ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage});
+    append_publish(out_, *m, version_, q, id, retain);
+    ++engine_.stats().messages_sent;
+}
+
+void session::pump() {
+    if (state_ != session_state::connected) return;
+    auto& queue = ds_->queue;
+    // A QoS 0 entry (queued while offline) needs no slot, but waits its turn for order.
+    while (!queue.empty() && can_send_qos12()) {
+        queued_delivery d = std::move(queue.front());
+        queue.pop_front();
+        ds_->queued_bytes -= queue_cost(*d.msg);
+        message_ptr m = aged(d.msg, now_);
+        if (!m) {  // its Message Expiry Interval passed while it waited (§3.3.2.3.3)
+            ++engine_.stats().dropped_expired;
+            continue;
+        }
+        if (too_large(*m, d.q)) {
+            ++engine_.stats().dropped_too_large;
+            continue;
+        }
+        if (d.q == qos::at_most_once) {
+            append_publish(out_, *m, version_, d.q, 0, d.retain);
+            ++engine_.stats().messages_sent;
+        } else {
+            send_qos12(m, d.q, d.retain);
+        }
+    }
+}
+
+// The session was resumed: what the client has not acknowledged goes again first, in the
+// order first sent (MQTT-4.4.0-1, 5.0 §4.4): PUBLISH with DUP=1 and the original packet
+// id (MQTT-3.3.1-1), or PUBREL for a QoS 2 message the client already acknowledged with
+// PUBREC. Then the messages queued while it was away.
+void session::resume() {
+    auto& inflight = ds_->inflight;
+    for (const auto& o : inflight) {
+        if (o.waiting == outbound_stage::pubcomp) {
+            send(protocol::pubrel_packet{o.id, reason_code::success, {}});
+        } else if (!too_large(*o.msg, o.q)) {
+            append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true);
+            ++engine_.stats().messages_sent;
+        }
+    }
+    // One the (new) client cannot take at all is given up rather than kept forever.
+    const auto dropped = std::erase_if(inflight, [&](const outbound_delivery& o) {
+        return o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q);
+    });
+    engine_.stats().dropped_too_large += dropped;
+    pump();
+}
+
+std::uint16_t session::next_packet_id() noexcept {
+    // The inflight window is far below 65,535, so a free id is always near.
+    auto& next = ds_->next_packet_id;
+    for (;;) {
+        const std::uint16_t id = next;
+        next = next == 0xFFFF ? 1 : static_cast<std::uint16_t>(next + 1);
+        const bool used = std::any_of(ds_->inflight.begin(), ds_->inflight.end(),
+                                      [&](const outbound_delivery& o) { return o.id == id; });
+        if (!used) return id;
+    }
+}
+
+}  // namespace mqtt::broker

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""tern-bench end to end, on 127.0.0.1 and free ports, every wait bounded.
+
+    bench_test.py BIN_DIR tern-broker   short scenarios against tern-broker
+    bench_test.py BIN_DIR mosquitto     the same against Mosquitto
+
+Each run's --json output is checked against the tern-bench/1 schema (docs/bench.md) and
+against what the scenario must have done (counts, zero loss where the QoS promises it);
+thresholds that cannot be met must exit 4, runtime failures 1, usage errors 2.
+Exit 0 when every check passed, 1 when one failed, 77 (skipped) when mosquitto is missing.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = sys.argv[1]
+MODE = sys.argv[2]
+BENCH = os.path.join(BIN, "tern-bench")
+MOSQUITTO = "/usr/sbin/mosquitto"
+WORK = tempfile.mkdtemp(prefix="tern-bench-test-")
+PROCS = []
+FAILURES = []
+EXIT_THRESHOLD = 4
+
+
+def check(name, ok, detail=""):
+    print(("PASS: " if ok else "FAIL: ") + name + ("" if ok else f"\n    {detail}"), flush=True)
+    if not ok:
+        FAILURES.append(name)
+    return ok
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, seconds=10):
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_broker():
+    if MODE == "mosquitto":
+        if not os.path.exists(MOSQUITTO):
+            print("SKIP: no mosquitto")
+            sys.exit(77)
+        port = free_port()
+        conf = os.path.join(WORK, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        log = open(os.path.join(WORK, "mosquitto.log"), "w")
+        p = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+        PROCS.append(p)
+        if not wait_port(port):
+            sys.exit("FAIL: mosquitto did not start")
+        return port
+    log = open(os.path.join(WORK, "broker.log"), "w+")
+    p = subprocess.Popen([os.path.join(BIN, "tern-broker"), "-p", "0"], stderr=log)
+    PROCS.append(p)
+    end = time.time() + 10
+    while time.time() < end:
+        log.seek(0)
+        line = log.readline()
+        if "listening on 127.0.0.1:" in line:
+            return int(line.split("127.0.0.1:")[1].split(",")[0].split()[0])
+        time.sleep(0.05)
+    sys.exit("FAIL: tern-broker did not report its port")
+
+
+def bench(port, args, timeout=120):
+    """Runs tern-bench with --json; returns (exit status, parsed JSON or None, stderr)."""
+    cmd = [BENCH] + args[:1] + ["-h", "127.0.0.1", "-p", str(port), "--json"] + args[1:]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, None, "timed out: " + " ".join(cmd)
+    try:
+        doc = json.loads(p.stdout)
+    except ValueError:
+        doc = None
+    return p.returncode, doc, p.stderr
+
+
+PERCENTILE_KEYS = ["count", "min", "mean", "p50", "p90", "p99", "p99_9", "p99_99", "max"]
+
+
+def schema_errors(d):
+    """What in `d` does not follow the tern-bench/1 schema of docs/bench.md."""
+    errors = []
+
+    def need(obj, key, types, where):
+        if not isinstance(obj, dict) or key not in obj:
+            errors.append(f"{where}.{key} missing")
+            return None
+        if not isinstance(obj[key], types) or isinstance(obj[key], bool) != (types is bool):
+            errors.append(f"{where}.{key} has type {type(obj[key]).__name__}")
+            return None
+        return obj[key]
+
+    num = (int, float)
+    if need(d, "schema", str, "") != "tern-bench/1":
+        errors.append("schema is not tern-bench/1")
+    for key in ("tool", "version", "scenario", "status"):
+        need(d, key, str, "")
+    if d.get("status") not in ("ok", "threshold", "error"):
+        errors.append(f"status {d.get('status')!r}")
+    params = need(d, "parameters", dict, "") or {}
+    for key in ("host", "protocol_version", "topic", "filter"):
+        need(params, key, str, "parameters")
+    for key in ("port", "qos", "publishers", "subscribers", "clients", "size", "count",
+                "inflight", "keep_alive_s"):
+        need(params, key, int, "parameters")
+    for key in ("duration_s", "warmup_s", "rate", "connect_rate", "hold_s", "drain_s",
+                "time_limit_s"):
+        need(params, key, num, "parameters")
+    seconds = need(d, "seconds", dict, "") or {}
+    for key in ("wall", "connect", "publish", "ack", "receive"):
+        need(seconds, key, num, "seconds")
+    conns = need(d, "connections", dict, "") or {}
+    for key in ("attempted", "succeeded", "failed"):
+        need(conns, key, int, "connections")
+    need(conns, "per_second", num, "connections")
+    msgs = need(d, "messages", dict, "") or {}
+    for key in ("published", "acked", "refused", "expected", "received", "unique", "lost",
+                "duplicates", "out_of_order", "foreign", "measured_published", "measured_acked",
+                "measured_received"):
+        need(msgs, key, int, "messages")
+    need(msgs, "loss_percent", num, "messages")
+    rates = need(d, "rates", dict, "") or {}
+    for key in ("headline", "published_msg_s", "published_bytes_s", "acked_msg_s",
+                "acked_bytes_s", "received_msg_s", "received_bytes_s"):
+        need(rates, key, num, "rates")
+    for name in ("latency_ns", "ack_latency_ns"):
+        pct = need(d, name, dict, "") or {}
+        for key in PERCENTILE_KEYS:
+            need(pct, key, num, name)
+        values = [pct.get(k, 0) for k in ("min", "p50", "p90", "p99", "p99_9", "p99_99", "max")]
+        if values != sorted(values):
+            errors.append(f"{name} percentiles are not monotonic: {values}")
+    need(conns, "latency_ns", dict, "connections")
+    hists = need(d, "histograms", dict, "") or {}
+    for name in ("latency", "ack_latency", "connect_latency"):
+        h = need(hists, name, dict, "histograms") or {}
+        buckets = need(h, "buckets", list, f"histograms.{name}") or []
+        if sum(b[1] for b in buckets) != h.get("count"):
+            errors.append(f"histograms.{name}: bucket counts do not add up to count")
+        if [b[0] for b in buckets] != sorted(b[0] for b in buckets):
+            errors.append(f"histograms.{name}: buckets not in order")
+    if (d.get("latency_ns") or {}).get("count") != (hists.get("latency") or {}).get("count"):
+        errors.append("latency_ns.count differs from the histogram's")
+    for p in need(d, "per_publisher", list, "") or []:
+        for key in ("index", "published", "acked", "expected", "received", "lost", "duplicates",
+                    "out_of_order"):
+            need(p, key, int, "per_publisher[]")
+    cpu = need(d, "cpu", dict, "") or {}
+    for key in ("user_s", "system_s", "utilization"):
+        need(cpu, key, num, "cpu")
+    th = need(d, "thresholds", dict, "") or {}
+    need(th, "limits", dict, "thresholds")
+    need(th, "violations", list, "thresholds")
+    need(d, "timed_out", bool, "")
+    need(d, "errors", list, "")
+    return errors
+
+
+def run_ok(port, name, args, expect):
+    """A scenario that must succeed: exit 0, valid JSON and the expected counts."""
+    code, d, err = bench(port, args)
+    if not check(f"{name}: exit 0", code == 0, f"exit {code}, stderr: {err.strip()[:500]}"):
+        return None
+    if not check(f"{name}: JSON output", d is not None):
+        return None
+    errors = schema_errors(d)
+    check(f"{name}: schema tern-bench/1", not errors, "; ".join(errors[:10]))
+    m = d["messages"]
+    for key, want in expect.items():
+        got = m.get(key) if key in m else d["connections"].get(key)
+        check(f"{name}: {key} == {want}", got == want, f"got {got}: {json.dumps(m)}")
+    check(f"{name}: status ok, no errors", d["status"] == "ok" and not d["errors"],
+          f"{d['status']} {d['errors']}")
+    return d
+
+
+def scenarios(port):
+    # Publishers only: every message acknowledged, publish-to-ack latency recorded.
+    d = run_ok(port, "pub q1", ["pub", "-q", "1", "--publishers", "2", "--count", "2000"],
+               {"published": 4000, "acked": 4000})
+    if d:
+        check("pub q1: ack latency per message", d["ack_latency_ns"]["count"] == 4000)
+        check("pub q1: headline rate is the ack rate",
+              d["rates"]["headline"] == d["rates"]["acked_msg_s"] > 0)
+        check("pub q1: bench CPU time reported",
+              d["cpu"]["user_s"] + d["cpu"]["system_s"] > 0, json.dumps(d["cpu"]))
+    # QoS 1 and 2 runs are paced so that no broker queue overflows even on a loaded machine:
+# loss would fail the run.
+    d = run_ok(port, "fanin q1", ["fanin", "-q", "1", "--publishers", "3", "--count", "1000",
+                                  "--rate", "6000"],
+               {"published": 3000, "expected": 3000, "unique": 3000, "lost": 0,
+                "duplicates": 0})
+    if d:
+        check("fanin q1: end-to-end latency per delivery", d["latency_ns"]["count"] == 3000)
+        check("fanin q1: per-publisher lines",
+              [p["received"] for p in d["per_publisher"]] == [1000, 1000, 1000],
+              json.dumps(d["per_publisher"]))
+        # 1000 messages per publisher at 2000/s each: about half a second of publishing.
+        check("fanin q1: --rate paces the run", 0.4 < d["seconds"]["publish"] < 5,
+              str(d["seconds"]))
+    d = run_ok(port, "fanout q1", ["fanout", "-q", "1", "--subscribers", "4", "--count", "1000",
+                                   "--rate", "4000"],
+               {"published": 1000, "expected": 4000, "unique": 4000, "lost": 0})
+    run_ok(port, "pairs q2 3.1.1", ["pairs", "-q", "2", "-V", "311", "--clients", "3",
+                                    "--count", "1000", "--rate", "6000"],
+           {"published": 3000, "expected": 3000, "unique": 3000, "lost": 0, "duplicates": 0})
+    d = run_ok(port, "pairs q0", ["pairs", "--clients", "2", "--count", "1000", "--size", "200"],
+               {"published": 2000, "expected": 2000})
+    if d:
+        check("pairs q0: bytes/s is msg/s x size",
+              abs(d["rates"]["received_bytes_s"] - 200 * d["rates"]["received_msg_s"]) < 1e-3 *
+              d["rates"]["received_bytes_s"] + 1)
+    run_ok(port, "conn", ["conn", "--clients", "50", "--hold", "0.2", "--connect-rate", "500"],
+           {"attempted": 50, "succeeded": 50, "failed": 0})
+    # Warm-up: messages stamped in the first 0.3 s are left out of the latency figures.
+    d = run_ok(port, "pub warmup", ["pub", "-q", "1", "--rate", "2000", "--duration", "0.8",
+                                    "--warmup", "0.3"], {})
+    if d:
+        m = d["messages"]
+        check("pub warmup: measured < published",
+              0 < m["measured_acked"] < m["published"], json.dumps(m))
+        check("pub warmup: latency only of measured messages",
+              d["ack_latency_ns"]["count"] == m["measured_acked"])
+
+
+def sub_scenario(port):
+    """tern-bench sub in one process counts what tern-bench pub in another sends."""
+    err_file = open(os.path.join(WORK, "sub.err"), "w+")
+    sub = subprocess.Popen([BENCH, "sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                            "--subscribers", "2", "--count", "1500", "--json", "-v",
+                            "--time-limit", "50",
+                            "--filter", "tern-bench/pub/#"],
+                           stdout=subprocess.PIPE, stderr=err_file, text=True)
+    PROCS.append(sub)
+    end, seen = time.time() + 20, ""
+    while time.time() < end and "subscribed" not in seen and sub.poll() is None:
+        err_file.seek(0)
+        seen = err_file.read()
+        time.sleep(0.05)
+    check("sub: subscribed", "subscribed" in seen, seen)
+    # Paced: a broker drops QoS 1 messages past a subscriber's queue limit (1000 by default
+    # in both brokers), which a loaded machine could otherwise reach.
+    code, _, err = bench(port, ["pub", "-q", "1", "--count", "1500", "--rate", "5000"])
+    check("sub: the publisher ran", code == 0, err)
+    try:
+        out, _ = sub.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        out, _ = sub.communicate()
+    err_file.seek(0)
+    check("sub: exit 0", sub.returncode == 0, f"exit {sub.returncode}: {err_file.read()[-2000:]}")
+    try:
+        d = json.loads(out)
+    except ValueError:
+        check("sub: JSON output", False, out[:300])
+        return
+    errors = schema_errors(d)
+    check("sub: schema tern-bench/1", not errors, "; ".join(errors[:10]))
+    m = d["messages"]
+    check("sub: both subscribers got all 1500", m["unique"] == 3000 and m["lost"] == 0,
+          json.dumps(m))
+    check("sub: latency from another process's stamps", d["latency_ns"]["count"] == 3000)
+
+
+def failures(port):
+    # An impossible rate: the run works, the threshold fails with status 4 and says which.
+    code, d, err = bench(port, ["pub", "--count", "500", "--min-rate", "1e12"])
+    check("--min-rate 1e12 exits 4", code == EXIT_THRESHOLD, f"exit {code}: {err}")
+    check("--min-rate 1e12 names the threshold", "min-rate" in err, err)
+    if d:
+        check("--min-rate: status threshold",
+              d["status"] == "threshold" and d["thresholds"]["violations"][0]["name"] == "min-rate",
+              json.dumps(d["thresholds"]))
+        check("--min-rate: limits echoed", d["thresholds"]["limits"].get("min_rate") == 1e12)
+    code, d, err = bench(port, ["pairs", "--clients", "1", "--count", "500", "--max-p99", "0"])
+    check("--max-p99 0 exits 4", code == EXIT_THRESHOLD and "max-p99" in err, f"{code}: {err}")
+    code, d, err = bench(port, ["pairs", "--clients", "1", "--count", "500", "--max-p99",
+                                "60000", "--min-rate", "1", "--max-loss", "100"])
+    check("thresholds that hold exit 0", code == 0, f"{code}: {err}")
+    # Nothing listening: a runtime error, status 1, reported in the JSON too.
+    dead = free_port()
+    code, d, err = bench(dead, ["pub", "--count", "10"])
+    check("refused connection exits 1", code == 1, f"{code}: {err}")
+    check("refused connection: status error", d is not None and d["status"] == "error" and
+          d["errors"], json.dumps(d)[:300] if d else "no JSON")
+    for args in (["pub", "--size", "10"], ["fanin", "--clients", "2"], ["sub"],
+                 ["pub", "--count", "5", "--duration", "1"], ["nonsense"],
+                 ["pub", "-t", "a/+/b"]):
+        p = subprocess.run([BENCH] + args, capture_output=True, text=True, timeout=20)
+        check("usage error exits 2: " + " ".join(args), p.returncode == 2,
+              f"{p.returncode}: {p.stderr}")
+
+
+def main():
+    port = start_broker()
+    try:
+        scenarios(port)
+        sub_scenario(port)
+        failures(port)
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    print(f"{len(FAILURES)} failure(s)" + (": " + ", ".join(FAILURES) if FAILURES else ""))
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
