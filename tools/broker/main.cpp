@@ -1,65 +1,288 @@
 // tern-broker: the MQTT broker.
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "mqtt/broker/config.hpp"
+#include "mqtt/broker/log_event.hpp"
 #include "mqtt/cli/options.hpp"
 #include "mqtt/net/server.hpp"
 #include "mqtt/version.hpp"
 
 namespace {
 
+using mqtt::broker::config;
+using mqtt::broker::log_event;
+using mqtt::broker::log_level;
+namespace log_kind = mqtt::broker::log_kind;
+
 struct broker_options {
     std::uint16_t port = 1883;  // 0: pick a free port
+    bool port_given = false;
     std::string config_file;
     int verbosity = 0;
+    bool verbosity_given = false;
     mqtt::cli::output_format log_format = mqtt::cli::output_format::text;
+    bool print_config = false;
 };
 
 constexpr const char* examples =
-    "  tern-broker                      listen on port 1883 of 127.0.0.1 and ::1\n"
-    "  tern-broker -p 0 -v              pick a free port, log every connection\n"
-    "  tern-broker -p 1884 --quiet      another port, log errors only\n";
+    "  tern-broker                          listen on port 1883 of 127.0.0.1 and ::1\n"
+    "  tern-broker -p 0 -v                  pick a free port, log every connection\n"
+    "  tern-broker -p 1884 --quiet          another port, log errors only\n"
+    "  tern-broker -c tern.conf             listeners and limits from a mosquitto.conf-style file\n"
+    "  tern-broker -c tern.conf --print-config    check a file, print the result as JSON\n"
+    "  tern-broker -v --log-format json     one JSON object per log line\n";
 
 void add_broker_options(CLI::App& app, broker_options& o) {
     app.add_option("-p,--port", o.port,
                    "TCP port to listen on, on 127.0.0.1 and ::1 (default: 1883; 0 picks a free "
-                   "port, which the first log line names)")
+                   "port, which the first log line names); ignored when the configuration file "
+                   "defines listeners")
         ->type_name("PORT")
         ->check(CLI::Range(0, 65535).description(""));
-    app.add_option("-c,--config", o.config_file, "Read the configuration from FILE")
+    app.add_option("-c,--config", o.config_file,
+                   "Read the configuration from FILE, in mosquitto.conf syntax (see tern.conf(5)); "
+                   "an invalid or unsupported line exits with status 2 naming FILE:LINE")
         ->type_name("FILE")
         ->check(CLI::ExistingFile.description(""));
+    app.add_flag("--print-config", o.print_config,
+                 "Print the effective configuration as JSON on standard output and exit");
     mqtt::cli::add_verbosity(app, o.verbosity, "-v,--verbose");
     mqtt::cli::add_log_format(app, o.log_format);
 }
 
-// Listens on 127.0.0.1 and ::1; the first line on stderr names what was bound, so scripts
-// started with -p 0 can read the port.
+// Every log record of the process goes through here: filtered by level and by
+// connection_messages, formatted by the one log formatter, written to the log destination.
+class log_sink {
+  public:
+    void configure(const config& c, int verbosity, bool json) {
+        verbosity_ = verbosity;
+        connection_messages_ = c.log.connection_messages;
+        style_.json = json;
+        style_.timestamp = c.log.timestamp;
+        out_ = c.log.dest == "stdout" ? stdout : c.log.dest == "none" ? nullptr : stderr;
+    }
+    int verbosity() const { return verbosity_; }
+
+    void operator()(const log_event& e) const {
+        // Errors show even with --quiet (verbosity -1); the rest up to the chosen level.
+        if (e.verbosity > verbosity_ && e.level != log_level::error) return;
+        const bool connection = e.event == log_kind::connect || e.event == log_kind::disconnect;
+        if (connection && !connection_messages_) return;
+        write(e);
+    }
+    void write(const log_event& e) const {
+        if (!out_) return;
+        const auto line =
+            mqtt::broker::format_log_line(e, style_, std::chrono::system_clock::now());
+        std::fwrite(line.data(), 1, line.size(), out_);
+        std::fflush(out_);
+    }
+    void say(log_level level, std::string_view kind, std::string_view msg) const {
+        log_event e;
+        e.verbosity = level == log_level::info || level == log_level::debug ? 1 : 0;
+        e.level = level;
+        e.event = kind;
+        e.msg = msg;
+        (*this)(e);
+    }
+
+  private:
+    int verbosity_ = 0;
+    bool connection_messages_ = true;
+    mqtt::broker::log_style style_;
+    std::FILE* out_ = stderr;
+};
+
+// -v / --quiet win over log_type, as Mosquitto's -v does.
+int effective_verbosity(const broker_options& o, const config& c) {
+    if (o.verbosity_given) return o.verbosity;
+    return c.log.verbosity.value_or(0);
+}
+
+std::optional<config> load(const broker_options& o, const log_sink& sink) {
+    if (o.config_file.empty()) return config{};
+    auto r = mqtt::broker::load_config_file(o.config_file);
+    if (!r) {
+        sink.say(log_level::error, log_kind::error, r.error.to_string());
+        return std::nullopt;
+    }
+    return std::move(*r.value);
+}
+
+std::vector<mqtt::net::listen_address> listen_addresses(const config& c) {
+    std::vector<mqtt::net::listen_address> out;
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+        const auto& l = c.listeners[i];
+        for (const auto& host : mqtt::broker::bind_addresses(l)) {
+            out.push_back({host, l.port, i, l.max_connections});
+        }
+    }
+    return out;
+}
+
+// ---- SIGHUP
+
+bool same_listeners(const config& a, const config& b) {
+    if (a.listeners.size() != b.listeners.size()) return false;
+    for (std::size_t i = 0; i < a.listeners.size(); ++i) {
+        if (bind_addresses(a.listeners[i]) != bind_addresses(b.listeners[i]) ||
+            a.listeners[i].port != b.listeners[i].port) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The options a reload cannot apply to a running broker, by name, when they changed.
+std::vector<std::string> needs_restart(const config& a, const config& b) {
+    std::vector<std::string> out;
+    const auto& x = a.limits;
+    const auto& y = b.limits;
+    const auto check = [&](bool same, const char* name) {
+        if (!same) out.emplace_back(name);
+    };
+    check(same_listeners(a, b), "listener/port/bind_address/socket_domain");
+    check(x.max_inflight == y.max_inflight, "max_inflight_messages");
+    check(x.max_queued_messages == y.max_queued_messages, "max_queued_messages");
+    check(x.max_queued_bytes == y.max_queued_bytes, "max_queued_bytes");
+    check(x.max_packet_size == y.max_packet_size, "max_packet_size");
+    check(x.max_keepalive == y.max_keepalive, "max_keepalive");
+    check(x.retain_available == y.retain_available, "retain_available");
+    check(x.max_topic_alias == y.max_topic_alias, "max_topic_alias");
+    check(x.queue_qos0_messages == y.queue_qos0_messages, "queue_qos0_messages");
+    check(x.upgrade_outgoing_qos == y.upgrade_outgoing_qos, "upgrade_outgoing_qos");
+    check(x.persistent_client_expiration == y.persistent_client_expiration,
+          "persistent_client_expiration");
+    check(a.sys_interval == b.sys_interval, "sys_interval");
+    check(a.log.dest == b.log.dest, "log_dest");
+    return out;
+}
+
+struct running {
+    const broker_options& opts;
+    log_sink& sink;
+    config current;
+    int engine_verbosity = 1;  // the most detail the engine was started with
+    mqtt::net::server* server = nullptr;
+};
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+    return out;
+}
+
+// Applies what can change under a running broker (logging, max_connections) and names the
+// rest; a file with an error changes nothing.
+void reload(running& r) {
+    if (r.opts.config_file.empty()) {
+        r.sink.say(log_level::notice, log_kind::reload,
+                   "SIGHUP: no configuration file (-c), nothing to reload");
+        return;
+    }
+    auto loaded = mqtt::broker::load_config_file(r.opts.config_file);
+    if (!loaded) {
+        r.sink.say(log_level::error, log_kind::reload,
+                   "reload failed, keeping the running configuration: " + loaded.error.to_string());
+        return;
+    }
+    config next = std::move(*loaded.value);
+    mqtt::broker::apply_command_line_port(
+        next, r.opts.port_given ? std::optional{r.opts.port} : std::nullopt);
+    auto restart = needs_restart(r.current, next);
+    std::vector<std::string> applied;
+    int verbosity = effective_verbosity(r.opts, next);
+    if (verbosity > r.engine_verbosity) {
+        restart.emplace_back("log_type (more detail than at start)");
+        verbosity = r.engine_verbosity;
+    }
+    if (verbosity != r.sink.verbosity() || next.log.types != r.current.log.types) {
+        applied.emplace_back("log_type");
+    }
+    if (next.log.connection_messages != r.current.log.connection_messages) {
+        applied.emplace_back("connection_messages");
+    }
+    if (next.log.timestamp != r.current.log.timestamp) applied.emplace_back("log_timestamp");
+    if (same_listeners(r.current, next)) {
+        for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+            const auto max = next.listeners[i].max_connections;
+            if (max == r.current.listeners[i].max_connections) continue;
+            r.server->set_max_connections(i, max);
+            applied.push_back("max_connections of " + next.listeners[i].origin.to_string());
+        }
+    }
+    next.log.dest = r.current.log.dest;  // not reloaded
+    r.sink.configure(next, verbosity, r.opts.log_format == mqtt::cli::output_format::json);
+    std::string msg = "reloaded " + r.opts.config_file + ": ";
+    msg += applied.empty() ? "nothing to apply" : "applied " + join(applied);
+    if (!restart.empty()) msg += "; changed but needing a restart: " + join(restart);
+    r.sink.say(restart.empty() ? log_level::notice : log_level::warning, log_kind::reload, msg);
+    // What was not applied stays as it runs, so the next reload compares with that.
+    const auto kept_limits = r.current.limits;
+    const auto kept_sys = r.current.sys_interval;
+    auto kept_listeners = r.current.listeners;
+    if (same_listeners(r.current, next)) kept_listeners = next.listeners;
+    r.current = std::move(next);
+    r.current.limits = kept_limits;
+    r.current.sys_interval = kept_sys;
+    r.current.listeners = std::move(kept_listeners);
+}
+
+// ---- start
+
 mqtt::cli::exit_status run_broker(const broker_options& o) {
-    if (!o.config_file.empty()) {
-        return mqtt::cli::not_implemented("tern-broker", "the configuration file (-c)");
+    const bool json = o.log_format == mqtt::cli::output_format::json;
+    log_sink sink;
+    sink.configure(config{}, o.verbosity_given ? o.verbosity : 0, json);
+    auto cfg = load(o, sink);
+    if (!cfg) return mqtt::cli::exit_status::usage;
+    const auto port_note = mqtt::broker::apply_command_line_port(
+        *cfg, o.port_given ? std::optional{o.port} : std::nullopt);
+    const int verbosity = effective_verbosity(o, *cfg);
+    if (o.print_config) {
+        cfg->log.verbosity = verbosity;
+        cfg->log.json = json;
+        if (!port_note.empty()) cfg->warnings.push_back(port_note);
+        std::cout << mqtt::broker::to_json(*cfg) << std::flush;
+        return mqtt::cli::exit_status::ok;
     }
-    if (o.log_format == mqtt::cli::output_format::json) {
-        return mqtt::cli::not_implemented("tern-broker", "--log-format json");
-    }
+    sink.configure(*cfg, verbosity, json);
+    running state{o, sink, *cfg, std::max(verbosity, 1), nullptr};
     mqtt::net::server_options so;
-    so.listeners = {{"127.0.0.1", o.port}, {"::1", o.port}};
+    so.listeners = listen_addresses(*cfg);
+    so.limits = cfg->limits;
     so.handle_signals = true;
-    so.verbosity = o.verbosity;
-    so.log = [](int, std::string_view line) { std::cerr << "tern-broker: " << line << std::endl; };
-    auto server = mqtt::net::server::create(std::move(so));
+    // Connection lines are always produced, so a reload can turn them on.
+    so.verbosity = state.engine_verbosity;
+    so.events = [&sink](const log_event& e) { sink(e); };
+    so.on_reload = [&state] { reload(state); };
+    std::string failed;
+    auto server = mqtt::net::server::create(std::move(so), &failed);
     if (!server) {
-        std::cerr << "tern-broker: error: cannot listen on port " << o.port << ": "
-                  << server.error().message() << '\n';
+        sink.say(log_level::error, log_kind::error,
+                 "cannot listen on " + failed + ": " + server.error().message());
         return mqtt::cli::exit_status::failure;
     }
+    state.server = server->get();
     std::string bound;
     for (const auto& a : (*server)->local_addresses()) bound += (bound.empty() ? "" : ", ") + a;
-    std::cerr << "tern-broker " << mqtt::version_string << " listening on " << bound << std::endl;
-    for (const auto& w : (*server)->warnings()) std::cerr << "tern-broker: " << w << std::endl;
+    log_event start;
+    start.verbosity = -1;  // even with --quiet: scripts read the port from it
+    start.event = log_kind::start;
+    const auto msg = "listening on " + bound + " (Tern " + std::string{mqtt::version_string} + ")";
+    start.msg = msg;
+    sink(start);
+    for (const auto& w : (*server)->warnings()) sink.say(log_level::warning, log_kind::warning, w);
+    for (const auto& w : cfg->warnings) sink.say(log_level::warning, log_kind::warning, w);
+    if (!port_note.empty()) sink.say(log_level::warning, log_kind::warning, port_note);
     (*server)->run();
     return mqtt::cli::exit_status::ok;
 }
@@ -68,10 +291,14 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
 
 int main(int argc, char** argv) {
     CLI::App app{
-        "The Tern MQTT broker: MQTT 3.1, 3.1.1 and 5.0 clients on one port. Logs go "
-        "to standard error."};
+        "The Tern MQTT broker: MQTT 3.1, 3.1.1 and 5.0 clients over TCP, on several IPv4 and IPv6 "
+        "listeners. Logs go to standard error; SIGHUP reloads the configuration file."};
     broker_options opts;
     mqtt::cli::init_app(app, "tern-broker", examples);
     add_broker_options(app, opts);
-    return mqtt::cli::run(app, argc, argv, [&] { return run_broker(opts); });
+    return mqtt::cli::run(app, argc, argv, [&] {
+        opts.port_given = app.count("--port") > 0;
+        opts.verbosity_given = app.count("--verbose") + app.count("--quiet") > 0;
+        return run_broker(opts);
+    });
 }

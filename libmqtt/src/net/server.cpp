@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <exception>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -37,29 +38,64 @@ bool is_missing_ipv6(const boost::system::error_code& ec) {
            ec == boost::system::errc::address_not_available;
 }
 
+// With structured events, the engine's text lines are classified into events; otherwise
+// they go to the text log function as they are.
+broker::log_function engine_log(const server_options& o) {
+    if (!o.events) return o.log;
+    return [events = o.events](int verbosity, std::string_view line) {
+        events(broker::classify_log_line(verbosity, line));
+    };
+}
+
 }  // namespace
 
 struct server::impl {
     explicit impl(server_options o)
-        : opts(std::move(o)), engine(opts.limits, opts.log, opts.verbosity), io(1) {}
+        : opts(std::move(o)), engine(opts.limits, engine_log(opts), opts.verbosity), io(1) {}
     ~impl() { engine.set_expiry_hook({}); }  // connections destroyed with io must not call it
 
     server_options opts;
     broker::engine engine;  // before io: connections still in io refer to it when destroyed
     asio::io_context io;
     std::vector<tcp::acceptor> acceptors;
+    std::vector<std::size_t> acceptor_groups;  // listen_address::group of each acceptor
+    struct group_state {
+        std::optional<std::size_t> max_connections;
+        std::size_t open = 0;
+    };
+    std::map<std::size_t, group_state> groups;
     std::optional<asio::signal_set> signals;
+    std::optional<asio::signal_set> reload_signal;
     asio::steady_timer expiry{io};  // the engine's next session expiry / delayed Will
     std::vector<std::string> warnings;
     bool stopping = false;
 
     boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
     boost::system::error_code bind_all();
-    asio::awaitable<void> accept_loop(tcp::acceptor& a);
+    asio::awaitable<void> accept_loop(tcp::acceptor& a, std::size_t group);
     asio::awaitable<void> expiry_loop();
-    void start_connection(tcp::socket socket);
+    void start_connection(tcp::socket socket, std::size_t group);
+    void wait_reload();
     void stop_now();
+    // A record of the server's own (not the engine's).
+    void note(int verbosity, broker::log_level level, std::string_view kind, std::string_view msg);
+    std::string failed_address;  // set when bind_all() fails
 };
+
+void server::impl::note(int verbosity, broker::log_level level, std::string_view kind,
+                        std::string_view msg) {
+    if (!opts.events) {
+        engine.log(verbosity, msg);
+        return;
+    }
+    if (!engine.logging(verbosity)) return;
+    broker::log_event e;
+    e.verbosity = verbosity;
+    e.level = level;
+    e.event = kind;
+    e.msg = msg;
+    opts.events(e);
+}
 
 boost::system::error_code server::impl::bind(const tcp::endpoint& ep, tcp::acceptor& a) {
     boost::system::error_code ec;
@@ -73,18 +109,24 @@ boost::system::error_code server::impl::bind(const tcp::endpoint& ep, tcp::accep
     return ec;
 }
 
-// Port 0 means one free port shared by every such listener, so "127.0.0.1 and ::1 on port
-// 0" ends up on one port; if the second family has it taken, start over with another.
+// Port 0 means one free port shared by every address of a group, so "127.0.0.1 and ::1 on
+// port 0" ends up on one port; if the second family has it taken, start over with another.
 boost::system::error_code server::impl::bind_all() {
     boost::system::error_code ec;
+    for (const auto& l : opts.listeners) {
+        groups.try_emplace(l.group, group_state{l.max_connections, 0});
+    }
     for (int attempt = 0; attempt < 20; ++attempt) {
         acceptors.clear();
+        acceptor_groups.clear();
         warnings.clear();
-        std::uint16_t picked = 0;
+        std::map<std::size_t, std::uint16_t> picked_by_group;
         bool retry = false;
         for (const auto& l : opts.listeners) {
+            failed_address = l.host + " port " + std::to_string(l.port);
             const auto addr = asio::ip::make_address(l.host, ec);
             if (ec) return ec;
+            std::uint16_t& picked = picked_by_group[l.group];
             const std::uint16_t port = l.port != 0 ? l.port : picked;
             tcp::acceptor a{io};
             ec = bind(tcp::endpoint{addr, port}, a);
@@ -100,6 +142,7 @@ boost::system::error_code server::impl::bind_all() {
             if (ec) return ec;
             if (l.port == 0 && picked == 0) picked = a.local_endpoint().port();
             acceptors.push_back(std::move(a));
+            acceptor_groups.push_back(l.group);
         }
         if (retry) continue;
         if (acceptors.empty()) {
@@ -110,18 +153,19 @@ boost::system::error_code server::impl::bind_all() {
     return boost::system::errc::make_error_code(boost::system::errc::address_in_use);
 }
 
-asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& a) {
+asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& a, std::size_t group) {
     for (;;) {
         auto [ec, socket] = co_await a.async_accept(nothrow);
         if (stopping || ec == asio::error::operation_aborted) co_return;
         if (ec) {
             // Out of file descriptors and the like: log, breathe, go on.
-            engine.log(0, "accept failed: " + ec.message());
+            note(0, broker::log_level::error, broker::log_kind::error,
+                 "accept failed: " + ec.message());
             asio::steady_timer pause{io, std::chrono::milliseconds{100}};
             co_await pause.async_wait(nothrow);
             continue;
         }
-        start_connection(std::move(socket));
+        start_connection(std::move(socket), group);
     }
 }
 
@@ -136,26 +180,39 @@ asio::awaitable<void> server::impl::expiry_loop() {
     }
 }
 
-void server::impl::start_connection(tcp::socket socket) {
+void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     ++engine.stats().connections_accepted;
-    if (engine.session_count() >= opts.limits.max_connections) {
+    auto& g = groups[group];
+    const bool over_group = g.max_connections && g.open >= *g.max_connections;
+    if (over_group || engine.session_count() >= opts.limits.max_connections) {
         ++engine.stats().connections_refused;
-        engine.log(1, "connection refused: max_connections reached");
+        if (engine.logging(1)) {
+            boost::system::error_code ignored;
+            const auto local = socket.local_endpoint(ignored);
+            note(1, broker::log_level::warning, broker::log_kind::refused,
+                 "connection refused on " + to_string(local) + ": max_connections (" +
+                     std::to_string(over_group ? *g.max_connections : opts.limits.max_connections) +
+                     ") reached");
+        }
         return;  // the socket closes here
     }
+    ++g.open;
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
     auto c = std::make_shared<detail::connection>(std::move(socket), engine, std::move(peer));
-    asio::co_spawn(io, detail::connection::serve(std::move(c)), [this](std::exception_ptr e) {
-        if (!e) return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            engine.log(0, std::string{"connection ended by an exception: "} + ex.what());
-        }
-    });
+    asio::co_spawn(io, detail::connection::serve(std::move(c)),
+                   [this, group](std::exception_ptr e) {
+                       --groups[group].open;
+                       if (!e) return;
+                       try {
+                           std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                           note(0, broker::log_level::error, broker::log_kind::error,
+                                std::string{"connection ended by an exception: "} + ex.what());
+                       }
+                   });
 }
 
 void server::impl::stop_now() {
@@ -164,9 +221,10 @@ void server::impl::stop_now() {
     boost::system::error_code ec;
     for (auto& a : acceptors) a.close(ec);
     if (signals) signals->cancel(ec);
+    if (reload_signal) reload_signal->cancel(ec);
     expiry.cancel();
-    engine.log(
-        1, "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
+    note(1, broker::log_level::info, broker::log_kind::stop,
+         "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
 }
 
@@ -175,9 +233,20 @@ void server::impl::stop_now() {
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 server::~server() = default;
 
-result<std::unique_ptr<server>> server::create(server_options opts) {
+void server::impl::wait_reload() {
+    reload_signal->async_wait([this](const boost::system::error_code& ec, int) {
+        if (ec || stopping) return;
+        opts.on_reload();
+        wait_reload();
+    });
+}
+
+result<std::unique_ptr<server>> server::create(server_options opts, std::string* failed) {
     auto i = std::make_unique<impl>(std::move(opts));
-    if (const auto ec = i->bind_all()) return std::error_code{ec};
+    if (const auto ec = i->bind_all()) {
+        if (failed) *failed = i->failed_address;
+        return std::error_code{ec};
+    }
     return std::unique_ptr<server>{new server{std::move(i)}};
 }
 
@@ -204,8 +273,8 @@ const std::vector<std::string>& server::warnings() const {
 
 void server::run() {
     auto& s = *impl_;
-    for (auto& a : s.acceptors) {
-        asio::co_spawn(s.io, s.accept_loop(a), asio::detached);
+    for (std::size_t k = 0; k < s.acceptors.size(); ++k) {
+        asio::co_spawn(s.io, s.accept_loop(s.acceptors[k], s.acceptor_groups[k]), asio::detached);
     }
     s.engine.set_expiry_hook([&s] { s.expiry.cancel(); });
     asio::co_spawn(s.io, s.expiry_loop(), asio::detached);
@@ -213,21 +282,31 @@ void server::run() {
         s.signals.emplace(s.io, SIGINT, SIGTERM);
         s.signals->async_wait([&s](const boost::system::error_code& ec, int sig) {
             if (ec) return;
-            s.engine.log(0, std::string{"caught "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+            s.note(0, broker::log_level::notice, broker::log_kind::signal,
+                   std::string{"caught "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
             s.stop_now();
         });
+        if (s.opts.on_reload) {
+            s.reload_signal.emplace(s.io, SIGHUP);
+            s.wait_reload();
+        }
     }
     s.io.run();
     if (s.engine.logging(1)) {
         const auto& st = s.engine.stats();
-        s.engine.log(1, "stopped: " + std::to_string(st.connections_accepted) + " connections, " +
-                            std::to_string(st.messages_received) + " messages in, " +
-                            std::to_string(st.messages_sent) + " out, " +
-                            std::to_string(st.protocol_errors) + " protocol errors, dropped " +
-                            std::to_string(st.dropped_qos0_slow) + " QoS 0 (slow), " +
-                            std::to_string(st.dropped_queue_full) + " (queue full), " +
-                            std::to_string(st.dropped_too_large) + " (too large)");
+        s.note(1, broker::log_level::info, broker::log_kind::stats,
+               "stopped: " + std::to_string(st.connections_accepted) + " connections, " +
+                   std::to_string(st.messages_received) + " messages in, " +
+                   std::to_string(st.messages_sent) + " out, " +
+                   std::to_string(st.protocol_errors) + " protocol errors, dropped " +
+                   std::to_string(st.dropped_qos0_slow) + " QoS 0 (slow), " +
+                   std::to_string(st.dropped_queue_full) + " (queue full), " +
+                   std::to_string(st.dropped_too_large) + " (too large)");
     }
+}
+
+void server::set_max_connections(std::size_t group, std::optional<std::size_t> max) {
+    impl_->groups[group].max_connections = max;
 }
 
 void server::stop() {

@@ -1,19 +1,27 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/limits.hpp"
+#include "mqtt/broker/log_event.hpp"
 #include "mqtt/result.hpp"
 
 namespace mqtt::net {
 
 struct listen_address {
     std::string host;        // a numeric IPv4 or IPv6 address: "127.0.0.1", "::1", "0.0.0.0"
-    std::uint16_t port = 0;  // 0: a free port, the same one for every listener with port 0
+    std::uint16_t port = 0;  // 0: a free port, the same one for every address of the group
+    // Addresses with the same group are one listener of the configuration file ("listener
+    // 1883" is 0.0.0.0 and ::): they share a free port and the max_connections bound.
+    std::size_t group = 0;
+    std::optional<std::size_t> max_connections{};  // per group, from its first address
 };
 
 struct server_options {
@@ -22,7 +30,12 @@ struct server_options {
     // Stop on SIGINT and SIGTERM (5.0 clients get DISCONNECT 0x8B).
     bool handle_signals = false;
     broker::log_function log;  // may be empty
+    // When set, every log record goes here as a structured event instead of to `log`
+    // (the engine's text lines are classified by broker::classify_log_line).
+    broker::event_function events;
     int verbosity = 0;
+    // With handle_signals: called on SIGHUP, on the run() thread.
+    std::function<void()> on_reload;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
@@ -32,7 +45,9 @@ class server {
   public:
     // Binds every listener. A listener that cannot be bound fails the whole call, except
     // an IPv6 one on a host without IPv6, which is skipped and reported in warnings().
-    static result<std::unique_ptr<server>> create(server_options opts);
+    // On failure, `failed` (when given) names the address that could not be bound.
+    static result<std::unique_ptr<server>> create(server_options opts,
+                                                  std::string* failed = nullptr);
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -46,6 +61,10 @@ class server {
     void run();
     // Thread-safe, idempotent: closes the listeners and every connection.
     void stop();
+
+    // Changes the max_connections bound of a listener group; from the run() thread only
+    // (on_reload). Connections already open stay.
+    void set_max_connections(std::size_t group, std::optional<std::size_t> max);
 
     // Counters; read them after run() returned (or from the run() thread).
     const broker::stats& stats() const;
