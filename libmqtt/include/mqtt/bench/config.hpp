@@ -23,7 +23,7 @@ struct bench_config {
     std::string host = "localhost";
     std::uint16_t port = 1883;
     protocol::connect_packet connect;  // version, keep-alive, credentials; client_id is a prefix
-    std::string client_id_prefix = "tern-bench-";
+    std::string client_id_prefix = "tb-";  // + run id (8 hex) + "-" + n: within 3.1's 23
 
     unsigned publishers = 0;  // 0: the scenario's default
     unsigned subscribers = 0;

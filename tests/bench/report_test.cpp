@@ -1,0 +1,150 @@
+// Scenario defaults, the threshold verdicts and the JSON report, on hand-made results.
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "mqtt/bench/config.hpp"
+#include "mqtt/bench/report.hpp"
+
+using namespace mqtt::bench;
+
+TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
+    bench_config c;
+    c.scenario = scenario::fanin;
+    CHECK(apply_scenario_defaults(c).empty());
+    CHECK(c.publishers == 4);
+    CHECK(c.subscribers == 1);
+    CHECK(c.count == 10'000);
+    CHECK(c.topic == "tern-bench/fanin/%i");
+    CHECK(c.time_limit == 300);
+
+    bench_config pairs;
+    pairs.scenario = scenario::pairs;
+    pairs.clients = 3;
+    pairs.duration = 10;
+    CHECK(apply_scenario_defaults(pairs).empty());
+    CHECK(pairs.publishers == 3);
+    CHECK(pairs.subscribers == 3);
+    CHECK(pairs.count == 0);
+    CHECK(pairs.time_limit == 10 + 5 + 120);
+
+    bench_config bad;
+    bad.scenario = scenario::pub;
+    bad.subscribers = 2;
+    CHECK_FALSE(apply_scenario_defaults(bad).empty());
+    bench_config sub;
+    sub.scenario = scenario::sub;
+    CHECK(apply_scenario_defaults(sub).find("--count or --duration") != std::string::npos);
+    bench_config tiny;
+    tiny.scenario = scenario::pub;
+    tiny.size = 27;
+    CHECK(apply_scenario_defaults(tiny).find("--size") != std::string::npos);
+
+    CHECK(expand_template("a/%i/b/%i%", 12) == "a/12/b/12%");
+    scenario s{};
+    CHECK(parse_scenario("conn", s));
+    CHECK(s == scenario::conn);
+    CHECK_FALSE(parse_scenario("pubsub", s));
+}
+
+namespace {
+
+run_results fanin_results() {
+    run_results r;
+    r.config.scenario = scenario::fanin;
+    r.config.publishers = 2;
+    r.config.subscribers = 1;
+    r.config.qos = mqtt::protocol::qos::at_least_once;
+    r.expected = 1000;
+    r.unique = 1000;
+    r.measured_received = 1000;
+    r.receive_seconds = 0.5;                                               // 2000/s
+    for (std::uint64_t v = 1; v <= 1000; ++v) r.latency.record(v * 1000);  // p99 = 0.99 ms
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("bench thresholds: each limit fails on its own figure") {
+    auto r = fanin_results();
+    CHECK(headline_rate(r) == doctest::Approx(2000));
+    CHECK(check(r, {}).empty());
+
+    thresholds t;
+    t.min_rate = 2001;
+    auto v = check(r, t);
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].name == "min-rate");
+    t.min_rate = 1999;
+    CHECK(check(r, t).empty());
+
+    t.max_p99_ms = 0.98;
+    v = check(r, t);
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].name == "max-p99");
+    t.max_p99_ms = 0.991;  // the p99 is reported as 990207 ns, its bucket's highest value
+    CHECK(check(r, t).empty());
+
+    r.lost = 10;  // 1 %
+    t.max_loss_percent = 2;
+    v = check(r, t);
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].name == "qos-loss");  // QoS 1 promises none, whatever --max-loss says
+    r.config.qos = mqtt::protocol::qos::at_most_once;
+    CHECK(check(r, t).empty());
+    t.max_loss_percent = 0.5;
+    v = check(r, t);
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].name == "max-loss");
+
+    r.config.qos = mqtt::protocol::qos::exactly_once;
+    r.lost = 0;
+    r.duplicates = 1;
+    v = check(r, {});
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].name == "qos-duplicates");
+}
+
+TEST_CASE("bench thresholds: pub and conn use their own rate and latency") {
+    run_results pub;
+    pub.config.scenario = scenario::pub;
+    pub.config.publishers = 1;
+    pub.config.qos = mqtt::protocol::qos::at_least_once;
+    pub.measured_acked = 300;
+    pub.ack_seconds = 3;
+    pub.ack_latency.record(5'000'000);
+    CHECK(headline_rate(pub) == doctest::Approx(100));
+    CHECK(&headline_latency(pub) == &pub.ack_latency);
+    thresholds t;
+    t.max_p99_ms = 4;
+    CHECK(check(pub, t).size() == 1);
+
+    run_results conn;
+    conn.config.scenario = scenario::conn;
+    conn.connect_succeeded = 50;
+    conn.connect_seconds = 0.5;
+    CHECK(headline_rate(conn) == doctest::Approx(100));
+    // Nothing measured: a latency limit cannot pass.
+    CHECK(check(conn, t).size() == 1);
+}
+
+TEST_CASE("bench report: JSON carries the schema, status and the histogram") {
+    auto r = fanin_results();
+    thresholds t;
+    t.min_rate = 1e12;
+    const auto failed = check(r, t);
+    const auto j = to_json(r, t, failed);
+    CHECK(j["schema"] == "tern-bench/1");
+    CHECK(j["status"] == "threshold");
+    CHECK(j["thresholds"]["violations"][0]["name"] == "min-rate");
+    CHECK(j["thresholds"]["limits"]["min_rate"] == 1e12);
+    CHECK(j["latency_ns"]["p99"] == 990'207);  // 990000 ns, 512-ns bucket
+    CHECK(j["rates"]["received_bytes_s"] == doctest::Approx(2000.0 * 64));
+    auto h = histogram::from_json(j["histograms"]["latency"]);
+    REQUIRE(h);
+    CHECK(h->count() == 1000);
+    r.errors.push_back("publisher 0: connection lost");
+    CHECK(to_json(r, t, failed)["status"] == "error");
+    CHECK(to_json(fanin_results(), {}, {})["status"] == "ok");
+}
