@@ -297,6 +297,9 @@ TEST_CASE("config: listener errors") {
     CHECK(e.message == "listener 1883 ::1 is already defined at t.conf:2");
     CHECK(parse_error("listener 1883\nsocket_domain ipv5").message ==
           "socket_domain: expected ipv4 or ipv6, not 'ipv5'");
+    e = parse_error("allow_anonymous true\nlistener 1883 ::1\nsocket_domain ipv4\n");
+    CHECK(e.line == 2);
+    CHECK(e.message == "this listener has no address left: its socket_domain excludes ::1");
     CHECK(parse_error("listener 1883\nmax_connections -2").message ==
           "max_connections: '-2' is not a whole number");
     // Numeric addresses of every form are fine.

@@ -212,6 +212,14 @@ bool finish(parse_state& st) {
             }
         }
     }
+    for (const auto& l : all) {
+        if (bind_addresses(l).empty()) {
+            st.file = l.origin.file;
+            st.line = l.origin.line;
+            return st.fail("this listener has no address left: its socket_domain excludes " +
+                           l.bind);
+        }
+    }
     // Mosquitto 2 refuses anonymous clients once listeners are configured, unless told
     // otherwise; Tern cannot authenticate anyone yet, so such a listener would refuse all.
     if (!cfg.per_listener_settings && !st.allow_anonymous_origin) cfg.allow_anonymous = false;
