@@ -234,3 +234,34 @@ TEST_CASE("run() maps outcomes onto the documented exit status") {
     auto late_usage = run(app, {}, []() -> exit_status { throw CLI::RequiredError("--topic"); });
     CHECK(late_usage.status == 2);
 }
+
+TEST_CASE("will options and -D keep each occurrence's words together") {
+    CLI::App app;
+    mqtt::cli::will_options will;
+    std::vector<std::vector<std::string>> props;
+    mqtt::cli::add_will_options(app, will);
+    mqtt::cli::add_property_option(app, props, "connect or publish");
+    parse(app,
+          {"-D", "publish", "user-property", "k", "v", "-D", "connect", "receive-maximum", "5",
+           "--will-topic", "w/t", "--will-payload", "bye", "--will-qos", "1", "--will-retain"});
+    REQUIRE(props.size() == 2);
+    CHECK(props[0] == std::vector<std::string>{"publish", "user-property", "k", "v"});
+    CHECK(props[1] == std::vector<std::string>{"connect", "receive-maximum", "5"});
+    CHECK(will.topic == "w/t");
+    CHECK(will.payload == "bye");
+    CHECK(will.qos == qos::at_least_once);
+    CHECK(will.retain);
+
+    CLI::App app2;
+    mqtt::cli::will_options will2;
+    mqtt::cli::add_will_options(app2, will2);
+    CHECK_THROWS_AS(parse(app2, {"--will-payload", "x"}), CLI::RequiresError);
+    CLI::App app3;
+    std::vector<std::vector<std::string>> props3;
+    mqtt::cli::add_property_option(app3, props3, "publish");
+    // Too few words reach the tool, whose parser (format::add_property_arg) says what -D takes.
+    parse(app3, {"-D", "publish", "content-type", "-D", "publish", "content-type", "a"});
+    REQUIRE(props3.size() == 2);
+    CHECK(props3[0].size() == 2);
+    CHECK(props3[1].size() == 3);
+}

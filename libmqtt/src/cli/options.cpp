@@ -305,6 +305,41 @@ void add_verbosity(CLI::App& app, int& level, std::string_view flag) {
         ->group(output_group);
 }
 
+void add_will_options(CLI::App& app, will_options& opts) {
+    constexpr const char* will_group = "Will";
+    auto* topic = app.add_option("--will-topic", opts.topic,
+                                 "Topic of the will: the message the broker publishes for this "
+                                 "client when its connection ends without DISCONNECT")
+                      ->type_name("TOPIC")
+                      ->group(will_group);
+    app.add_option("--will-payload", opts.payload, "Payload of the will (default: empty)")
+        ->type_name("TEXT")
+        ->needs(topic)
+        ->group(will_group);
+    using enum protocol::qos;
+    static const std::map<std::string, protocol::qos> names{
+        {"0", at_most_once}, {"1", at_least_once}, {"2", exactly_once}};
+    add_choice(app, "--will-qos", names, opts.qos, "Quality of service of the will: 0, 1 or 2")
+        ->type_name("QOS")
+        ->needs(topic)
+        ->group(will_group);
+    app.add_flag("--will-retain", opts.retain, "Ask the broker to retain the will")
+        ->needs(topic)
+        ->group(will_group);
+}
+
+void add_property_option(CLI::App& app, std::vector<std::vector<std::string>>& words,
+                         std::string_view packets) {
+    app.add_option("-D,--property", words,
+                   "MQTT 5.0 property of a packet, with Mosquitto's names: PACKET is one of " +
+                       std::string(packets) +
+                       "; e.g. -D publish message-expiry-interval 60, -D publish user-property "
+                       "KEY VALUE, -D connect session-expiry-interval 3600; repeat for more")
+        ->type_name("PACKET PROPERTY VALUE")
+        ->expected(3, 4)
+        ->group(connection_group);
+}
+
 void add_client_options(CLI::App& app, client_options& opts, std::string_view verbosity_flag) {
     add_connection_options(app, opts.connection);
     add_tls_options(app, opts.tls);

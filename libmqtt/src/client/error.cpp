@@ -33,6 +33,8 @@ const char* describe(errc e) noexcept {
             return "the broker does not support retained messages";
         case errc::packet_too_large:
             return "packet larger than the broker's maximum packet size";
+        case errc::topic_alias_invalid:
+            return "topic alias 0 or above the broker's topic alias maximum";
     }
     return "unknown client error";
 }

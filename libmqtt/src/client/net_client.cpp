@@ -45,6 +45,7 @@ struct connection::impl {
     bool interrupted = false;
     bool writer_busy = false;
     bool socket_open = false;
+    int loops = 0;  // coroutines still running: a reconnect waits for all three to end
 
     // After any call into the session: wake the writer; re-arm the timer only when the
     // deadline moved earlier (a later one is found when the armed one fires), so a busy
@@ -66,7 +67,28 @@ struct connection::impl {
     asio::awaitable<void> write_loop();
     asio::awaitable<void> timer_loop();
     boost::system::error_code tcp_connect();
+    void spawn_loops();
+    void wait_for_loops();
 };
+
+void connection::impl::spawn_loops() {
+    loops += 3;
+    const auto done = [this](std::exception_ptr) { --loops; };
+    asio::co_spawn(io, read_loop(), done);
+    asio::co_spawn(io, write_loop(), done);
+    asio::co_spawn(io, timer_loop(), done);
+}
+
+// The loops end once the socket is closed and the timers cancelled; run until they have.
+void connection::impl::wait_for_loops() {
+    if (socket_open) close_socket();
+    timer.cancel();
+    wake.cancel();
+    for (int i = 0; loops > 0 && i < 10'000; ++i) {
+        if (io.stopped()) io.restart();
+        io.run_one_for(std::chrono::milliseconds{100});
+    }
+}
 
 asio::awaitable<void> connection::impl::read_loop() {
     while (!s.closed()) {
@@ -174,13 +196,41 @@ std::error_code connection::connect() {
     if (auto ec = i.tcp_connect()) return std::error_code(ec);
     i.socket_open = true;
     session_.start(clock::now());
-    asio::co_spawn(i.io, i.read_loop(), asio::detached);
-    asio::co_spawn(i.io, i.write_loop(), asio::detached);
-    asio::co_spawn(i.io, i.timer_loop(), asio::detached);
+    i.spawn_loops();
     run_until([&] { return session_.state() != session_state::connecting; });
     if (session_.state() == session_state::connected) return {};
     if (i.interrupted && !session_.closed()) return std::make_error_code(std::errc::interrupted);
     return session_.close_info().error;
+}
+
+std::error_code connection::reconnect() {
+    auto& i = *impl_;
+    i.wait_for_loops();
+    if (i.interrupted) return std::make_error_code(std::errc::interrupted);
+    i.framer = protocol::framer{};
+    if (auto ec = i.tcp_connect()) return std::error_code(ec);
+    i.socket_open = true;
+    session_.reconnect(clock::now());
+    i.spawn_loops();
+    run_until([&] { return session_.state() != session_state::connecting; });
+    if (session_.state() == session_state::connected) return {};
+    if (i.interrupted && !session_.closed()) return std::make_error_code(std::errc::interrupted);
+    return session_.close_info().error;
+}
+
+void connection::sleep_until(clock::time_point until) {
+    auto& io = impl_->io;
+    while (!impl_->interrupted && clock::now() < until) {
+        if (io.stopped()) io.restart();
+        io.run_one_until(until);
+    }
+}
+
+result<std::uint16_t> connection::unsubscribe(std::vector<std::string> filters,
+                                              protocol::properties props) {
+    auto r = session_.unsubscribe(std::move(filters), std::move(props), clock::now());
+    impl_->changed();
+    return r;
 }
 
 result<std::uint16_t> connection::publish(protocol::publish_packet p) {
@@ -213,9 +263,13 @@ void connection::poll() {
 }
 
 bool connection::disconnect(protocol::reason_code rc) {
+    return disconnect(rc, {});
+}
+
+bool connection::disconnect(protocol::reason_code rc, protocol::properties props) {
     auto& i = *impl_;
     if (!i.socket_open) return !output_pending();
-    session_.disconnect(rc);
+    session_.disconnect(rc, std::move(props));
     i.changed();
     const auto deadline = clock::now() + i.cfg.close_grace;
     auto& io = i.io;

@@ -6,8 +6,13 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
+#include <random>
+
+#include "mqtt/client/backoff.hpp"
+#include "mqtt/format/message_json_in.hpp"
 
 namespace mqtt::client {
 namespace {
@@ -41,26 +46,38 @@ std::optional<std::string> read_all(int fd) {
 
 class publisher {
   public:
-    publisher(connection& c, const pub_request& r, std::ostream& err)
-        : conn_(c), req_(r), err_(err) {}
+    publisher(connection& c, const pub_request& r, std::ostream& err, const std::string& tool)
+        : conn_(c), req_(r), err_(err), tool_(tool), random_(std::random_device{}()) {}
 
     // False once something failed; error() says what.
-    bool publish(std::string payload);
-    bool publish_lines(int fd);
+    bool publish(protocol::publish_packet p);
+    bool publish_payload(std::string payload);
+    // Calls `line` for each line of `fd` (without its '\n'; a last line without '\n' too).
+    bool read_lines(int fd, const std::function<bool(std::string&&)>& line);
+    bool publish_json_line(std::string&& line);
     bool pause(double seconds);
     // Waits for every acknowledgement and the last write, then disconnects.
     bool finish();
-    const std::string& error() const { return error_; }
+    // The connection's failure, else the input's (--json-in: a bad line).
+    const std::string& error() const { return error_.empty() ? input_error_ : error_; }
 
   private:
     void handle_events();
     bool healthy();
+    bool restore();
+    void pace();
 
     connection& conn_;
     const pub_request& req_;
     std::ostream& err_;
+    const std::string& tool_;
+    std::minstd_rand random_;
     std::string error_;
+    std::string input_error_;  // the input stopped here; what was read before still goes out
+    std::string lost_;         // why the connection ended, while --reconnect brings it back
     std::size_t published_ = 0;
+    std::size_t line_number_ = 0;
+    clock::time_point first_{};
 };
 
 void publisher::handle_events() {
@@ -74,9 +91,14 @@ void publisher::handle_events() {
                 err_ << "acknowledged message " << done->packet_id << "\n";
             }
         } else if (auto* closed = std::get_if<closed_event>(&e)) {
-            if (error_.empty() && closed->error)
-                error_ = describe_failure(conn_.state(), closed->error, closed->reason,
-                                          closed->reason_string);
+            if (!closed->error) continue;
+            auto why = describe_failure(conn_.state(), closed->error, closed->reason,
+                                        closed->reason_string);
+            // A refusal is the broker's answer, not an accident: reconnecting would repeat it.
+            if (req_.reconnect && closed->error != errc::connection_refused)
+                lost_ = std::move(why);
+            else if (error_.empty())
+                error_ = std::move(why);
         }
     }
 }
@@ -84,17 +106,73 @@ void publisher::handle_events() {
 bool publisher::healthy() {
     handle_events();
     if (error_.empty() && conn_.interrupted()) error_ = "interrupted by a signal";
-    if (error_.empty() && conn_.state().closed()) error_ = "the connection closed";
+    if (error_.empty() && conn_.state().closed()) {
+        if (req_.reconnect && !lost_.empty()) return restore();
+        error_ = "the connection closed";
+    }
     return error_.empty();
 }
 
-bool publisher::publish(std::string payload) {
+// --reconnect: back off, connect again, until it works, the broker refuses or a signal.
+bool publisher::restore() {
+    backoff delays;
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    if (req_.verbosity >= 0) err_ << tool_ << ": " << lost_ << "; reconnecting" << std::endl;
+    for (;;) {
+        conn_.sleep_until(clock::now() + delays.next(uniform(random_)));
+        if (conn_.interrupted()) {
+            error_ = "interrupted by a signal while reconnecting (" + lost_ + ")";
+            return false;
+        }
+        const auto ec = conn_.reconnect();
+        if (!ec) break;
+        const auto& info = conn_.state().close_info();
+        const auto why = describe_failure(conn_.state(), ec, info.reason, info.reason_string);
+        if (ec == errc::connection_refused || conn_.interrupted()) {
+            error_ = "reconnecting: " + why;
+            return false;
+        }
+        if (req_.verbosity > 0)
+            err_ << tool_ << ": reconnect attempt " << delays.attempts() << ": " << why << "\n";
+    }
+    lost_.clear();
+    if (req_.verbosity >= 0)
+        err_ << tool_ << ": reconnected"
+             << (conn_.state().connack().session_present ? " (session resumed)" : "") << ", "
+             << conn_.state().unacknowledged() << " message(s) unacknowledged" << std::endl;
+    handle_events();
+    return error_.empty();
+}
+
+// --rate: message n goes out no earlier than n / rate seconds after the first.
+void publisher::pace() {
+    if (req_.rate <= 0) return;
+    const auto now = clock::now();
+    if (published_ == 0) first_ = now;
+    const auto due = first_ + std::chrono::duration_cast<clock::duration>(
+                                  std::chrono::duration<double>(published_ / req_.rate));
+    if (due > now) conn_.run_until([] { return false; }, due);
+}
+
+bool publisher::publish_payload(std::string payload) {
     protocol::publish_packet p;
     p.topic = req_.topic;
     p.payload = std::move(payload);
     p.qos_level = req_.qos;
     p.retain = req_.retain;
-    auto id = conn_.publish(std::move(p));
+    p.props = req_.props;
+    return publish(std::move(p));
+}
+
+bool publisher::publish(protocol::publish_packet p) {
+    pace();
+    if (!healthy()) return false;
+    // A copy only when a lost connection may make us try again.
+    auto id = req_.reconnect ? conn_.publish(p) : conn_.publish(std::move(p));
+    if (!id && id.error() == errc::not_connected && req_.reconnect) {
+        if (!healthy()) return false;  // reconnects
+        id = conn_.publish(std::move(p));
+    }
     if (!id) {
         if (error_.empty()) error_ = "cannot publish: " + id.error().message();
         return false;
@@ -102,7 +180,7 @@ bool publisher::publish(std::string payload) {
     ++published_;
     // Keep the unacknowledged messages and the unwritten bytes bounded; in between, messages
     // accumulate and go out in one write.
-    if (conn_.state().unacknowledged() >= window || published_ % 256 == 0)
+    if (conn_.state().unacknowledged() >= window || published_ % 256 == 0 || req_.rate > 0)
         // Until the first acknowledgement, not many: sending again at once carries the TCP
         // ACK that a broker without TCP_NODELAY (Mosquitto) waits for before it sends more
         // PUBACKs; waiting for half the window stalled on the 40 ms delayed ACK each time.
@@ -111,9 +189,21 @@ bool publisher::publish(std::string payload) {
     return healthy();
 }
 
-// One message per line of `fd` (without its '\n'); a last line without '\n' counts too. The
-// network is served while the input is idle, so keep-alive and acknowledgements go on.
-bool publisher::publish_lines(int fd) {
+bool publisher::publish_json_line(std::string&& line) {
+    ++line_number_;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) return true;  // blank: skipped
+    auto r = format::parse_message_json(line, {req_.topic, req_.qos, req_.retain});
+    if (!r.error.empty()) {
+        input_error_ = "standard input line " + std::to_string(line_number_) + ": " + r.error;
+        return false;
+    }
+    // -D publish properties apply where the line does not set its own.
+    if (r.message.props.empty()) r.message.props = req_.props;
+    return publish(std::move(r.message));
+}
+
+// The network is served while the input is idle, so keep-alive and acknowledgements go on.
+bool publisher::read_lines(int fd, const std::function<bool(std::string&&)>& line) {
     std::string pending;
     char chunk[64 * 1024];
     for (;;) {
@@ -127,14 +217,14 @@ bool publisher::publish_lines(int fd) {
         const auto n = ::read(fd, chunk, sizeof chunk);
         if (n < 0) {
             if (errno == EINTR) continue;
-            error_ = std::string("cannot read standard input: ") + std::strerror(errno);
+            input_error_ = std::string("cannot read standard input: ") + std::strerror(errno);
             return false;
         }
-        if (n == 0) return pending.empty() || publish(std::move(pending));
+        if (n == 0) return pending.empty() || line(std::move(pending));
         std::string_view data(chunk, static_cast<std::size_t>(n));
         for (auto nl = data.find('\n'); nl != std::string_view::npos; nl = data.find('\n')) {
             pending.append(data.substr(0, nl));
-            if (!publish(std::move(pending))) return false;
+            if (!line(std::move(pending))) return false;
             pending.clear();
             data.remove_prefix(nl + 1);
         }
@@ -150,14 +240,20 @@ bool publisher::pause(double seconds) {
 }
 
 bool publisher::finish() {
-    if (error_.empty())
-        conn_.run_until([&] {
-            handle_events();
-            return !error_.empty() ||
-                   (conn_.state().unacknowledged() == 0 && !conn_.output_pending());
-        });
+    const auto all_done = [&] {
+        handle_events();
+        return !error_.empty() || !lost_.empty() ||
+               (conn_.state().unacknowledged() == 0 && !conn_.output_pending());
+    };
+    // Each round either ends with everything acknowledged, or with a lost connection that
+    // healthy() restores (or turns into the error).
+    for (int round = 0; round < 1'000'000 && error_.empty(); ++round) {
+        conn_.run_until(all_done);
+        if (!healthy()) break;
+        if (conn_.state().unacknowledged() == 0 && !conn_.output_pending()) break;
+    }
     const bool ok = healthy();
-    const bool flushed = conn_.disconnect();
+    const bool flushed = conn_.disconnect(protocol::reason_code::success, req_.disconnect_props);
     if (ok && !flushed) error_ = "could not finish writing to the broker";
     return error_.empty();
 }
@@ -182,21 +278,28 @@ int run_pub(const pub_request& req, std::ostream& err, const std::string& tool) 
         payload = std::move(*data);
     }
 
-    connection conn(req.connection);
+    auto cfg = req.connection;
+    if (req.reconnect) cfg.session.keep_unacknowledged = true;
+    connection conn(cfg);
     if (auto ec = conn.connect()) {
         const auto& info = conn.state().close_info();
         return fail("cannot connect to " + req.connection.host + ":" +
                     std::to_string(req.connection.port) + ": " +
                     describe_failure(conn.state(), ec, info.reason, info.reason_string));
     }
-    publisher pub(conn, req, err);
+    publisher pub(conn, req, err, tool);
     bool ok = true;
     if (req.source == payload_source::stdin_lines) {
-        ok = pub.publish_lines(req.input_fd);
+        ok = pub.read_lines(
+            req.input_fd, [&](std::string&& line) { return pub.publish_payload(std::move(line)); });
+    } else if (req.source == payload_source::json_lines) {
+        ok = pub.read_lines(req.input_fd, [&](std::string&& line) {
+            return pub.publish_json_line(std::move(line));
+        });
     } else {
         for (unsigned i = 0; ok && i < req.repeat; ++i) {
             if (i > 0 && req.repeat_delay > 0) ok = pub.pause(req.repeat_delay);
-            if (ok) ok = pub.publish(payload);
+            if (ok) ok = pub.publish_payload(payload);
         }
     }
     ok = pub.finish() && ok;

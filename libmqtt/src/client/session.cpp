@@ -49,7 +49,7 @@ std::vector<event> session::take_events() {
 void session::close(std::error_code ec, reason_code rc, std::string reason_string) {
     if (state_ == session_state::closed) return;
     state_ = session_state::closed;
-    waiting_.clear();
+    if (!cfg_.keep_unacknowledged) waiting_.clear();
     close_info_ = closed_event{ec, rc, std::move(reason_string)};
     events_.push_back(close_info_);
 }
@@ -66,13 +66,46 @@ void session::fail(std::error_code ec, reason_code rc) {
 }
 
 void session::disconnect(reason_code rc) {
+    disconnect(rc, {});
+}
+
+void session::disconnect(reason_code rc, protocol::properties props) {
     if (state_ == session_state::closed) return;
     if (state_ == session_state::connected) {
         protocol::disconnect_packet d;
         d.code = protocol::is_v5(version_) ? rc : reason_code::success;
+        if (protocol::is_v5(version_)) d.props = std::move(props);
         send(d);
     }
     close({}, rc);
+}
+
+void session::reconnect(clock::time_point now) {
+    if (state_ != session_state::closed) return;
+    // What belonged to the old connection: limits, keep-alive, unsent bytes, the CONNACK.
+    output_.clear();
+    connack_ = {};
+    close_info_ = {};
+    receive_maximum_ = protocol::is_v5(version_) || cfg_.max_inflight_v3 == 0
+                           ? std::uint16_t{65535}
+                           : cfg_.max_inflight_v3;
+    maximum_packet_size_ = protocol::max_packet_size;
+    maximum_qos_ = qos::exactly_once;
+    retain_available_ = true;
+    topic_alias_maximum_ = 0;
+    keep_alive_ = std::chrono::seconds{cfg_.connect.keep_alive};
+    ping_outstanding_ = false;
+    inbound_aliases_.clear();
+    for (auto it = outbound_.begin(); it != outbound_.end();) {
+        const bool subscription = it->second == pending::suback || it->second == pending::unsuback;
+        it = subscription ? outbound_.erase(it) : std::next(it);
+    }
+    // Before 5.0 an empty client id needs clean session (§3.1.3.1): nothing to resume then.
+    if (protocol::is_v5(version_) || !cfg_.connect.client_id.empty())
+        cfg_.connect.clean_start = false;
+    reconnecting_ = true;
+    state_ = session_state::idle;
+    start(now);
 }
 
 // ---- time -------------------------------------------------------------------------------
@@ -132,6 +165,8 @@ result<std::uint16_t> session::publish(protocol::publish_packet p, clock::time_p
     if (!protocol::is_valid_topic_name(p.topic)) return errc::invalid_topic_name;
     if (p.qos_level > maximum_qos_) return errc::qos_not_supported;
     if (p.retain && !retain_available_) return errc::retain_not_supported;
+    if (p.props.topic_alias && *p.props.topic_alias > topic_alias_maximum_)
+        return errc::topic_alias_invalid;
     p.dup = false;
     p.packet_id = 0;
     if (p.qos_level != qos::at_most_once) {
@@ -155,6 +190,7 @@ result<std::uint16_t> session::publish(protocol::publish_packet p, clock::time_p
         ++in_flight_publishes_;
         last_sent_ = now;
         send(p);
+        if (cfg_.keep_unacknowledged) sent_.push_back(std::move(p));
     }
     return id;
 }
@@ -165,6 +201,57 @@ void session::release_slot() {
     while (!waiting_.empty() && send_quota() > 0 && state_ == session_state::connected) {
         ++in_flight_publishes_;
         send(waiting_.front());
+        if (cfg_.keep_unacknowledged) sent_.push_back(std::move(waiting_.front()));
+        waiting_.pop_front();
+    }
+}
+
+// Acknowledgements come nearly in order, so the message is almost always at the front.
+void session::forget_sent(std::uint16_t id) {
+    if (sent_.empty()) return;
+    if (sent_.front().packet_id == id) {
+        sent_.pop_front();
+        return;
+    }
+    for (auto it = sent_.begin(); it != sent_.end(); ++it) {
+        if (it->packet_id == id) {
+            sent_.erase(it);
+            return;
+        }
+    }
+}
+
+void session::resend_after_reconnect(clock::time_point now) {
+    const bool kept = connack_.session_present;
+    if (!kept) inbound_qos2_.clear();
+    std::deque<protocol::publish_packet> again;
+    again.swap(sent_);
+    in_flight_publishes_ = 0;
+    for (auto& p : again) {
+        auto it = outbound_.find(p.packet_id);
+        if (it == outbound_.end()) continue;
+        if (it->second == pending::pubcomp) {
+            if (kept) {
+                ++in_flight_publishes_;
+                send(protocol::pubrel_packet{p.packet_id, reason_code::success, {}});
+                sent_.push_back(std::move(p));
+            } else {  // PUBREC had arrived: the broker took the message before it restarted
+                outbound_.erase(it);
+                events_.push_back(publish_done_event{p.packet_id, reason_code::success});
+            }
+            continue;
+        }
+        p.dup = kept;
+        ++in_flight_publishes_;
+        send(p);
+        sent_.push_back(std::move(p));
+    }
+    last_sent_ = now;
+    // Messages that waited past the old Receive Maximum take the slots that are left.
+    while (!waiting_.empty() && send_quota() > 0) {
+        ++in_flight_publishes_;
+        send(waiting_.front());
+        if (cfg_.keep_unacknowledged) sent_.push_back(std::move(waiting_.front()));
         waiting_.pop_front();
     }
 }
@@ -187,12 +274,17 @@ result<std::uint16_t> session::subscribe(std::vector<protocol::subscription> sub
 
 result<std::uint16_t> session::unsubscribe(std::vector<std::string> filters,
                                            clock::time_point now) {
+    return unsubscribe(std::move(filters), {}, now);
+}
+
+result<std::uint16_t> session::unsubscribe(std::vector<std::string> filters,
+                                           protocol::properties props, clock::time_point now) {
     if (state_ != session_state::connected) return errc::not_connected;
     for (const auto& f : filters)
         if (!protocol::is_valid_topic_filter(f)) return errc::invalid_topic_filter;
     auto id = allocate_id();
     if (!id) return id.error();
-    protocol::unsubscribe_packet p{*id, std::move(filters), {}};
+    protocol::unsubscribe_packet p{*id, std::move(filters), std::move(props)};
     auto size = protocol::encoded_size(p, version_);
     if (!size) return size.error();
     outbound_.emplace(*id, pending::unsuback);
@@ -258,16 +350,39 @@ void session::on_connack(protocol::connack_packet& p, clock::time_point now) {
     if (props.maximum_qos) maximum_qos_ = static_cast<qos>(*props.maximum_qos);
     if (props.retain_available) retain_available_ = *props.retain_available != 0;
     if (props.server_keep_alive) keep_alive_ = std::chrono::seconds{*props.server_keep_alive};
+    if (props.topic_alias_maximum) topic_alias_maximum_ = *props.topic_alias_maximum;
+    // A reconnect must name the session it resumes: the id the broker gave us, if it did.
+    if (props.assigned_client_identifier && cfg_.connect.client_id.empty())
+        cfg_.connect.client_id = *props.assigned_client_identifier;
     state_ = session_state::connected;
     last_sent_ = now;
+    if (connack_.session_present) resumed_ = true;
     events_.push_back(connected_event{connack_});
+    if (reconnecting_) {
+        reconnecting_ = false;
+        resend_after_reconnect(now);
+    }
 }
 
 void session::on_publish(protocol::publish_packet& p) {
-    // We announce no Topic Alias Maximum, so the broker may not use aliases (§3.3.2.3.4).
+    // Aliases only up to the Topic Alias Maximum we announced (none by default, §3.3.2.3.4).
     if (p.props.topic_alias || p.topic.empty()) {
-        fail(errc::protocol_violation, reason_code::topic_alias_invalid);
-        return;
+        const auto allowed = cfg_.connect.props.topic_alias_maximum.value_or(0);
+        const auto alias = p.props.topic_alias.value_or(0);
+        if (alias == 0 || alias > allowed || !protocol::is_v5(version_)) {
+            fail(errc::protocol_violation, reason_code::topic_alias_invalid);
+            return;
+        }
+        if (inbound_aliases_.size() <= alias) inbound_aliases_.resize(alias + 1u);
+        if (p.topic.empty()) {
+            if (inbound_aliases_[alias].empty()) {
+                fail(errc::protocol_violation, reason_code::protocol_error);
+                return;
+            }
+            p.topic = inbound_aliases_[alias];
+        } else {
+            inbound_aliases_[alias] = p.topic;
+        }
     }
     const auto id = p.packet_id;
     switch (p.qos_level) {
@@ -290,6 +405,7 @@ void session::on_puback(const protocol::puback_packet& p) {
     auto it = outbound_.find(p.packet_id);
     if (it == outbound_.end() || it->second != pending::puback) return;  // stale: ignore
     outbound_.erase(it);
+    forget_sent(p.packet_id);
     events_.push_back(publish_done_event{p.packet_id, p.code});
     release_slot();
 }
@@ -305,6 +421,7 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
     }
     if (protocol::is_error(p.code)) {  // refused (5.0): the exchange ends here
         outbound_.erase(it);
+        forget_sent(p.packet_id);
         events_.push_back(publish_done_event{p.packet_id, p.code});
         release_slot();
         return;
@@ -323,6 +440,7 @@ void session::on_pubcomp(const protocol::pubcomp_packet& p) {
     auto it = outbound_.find(p.packet_id);
     if (it == outbound_.end() || it->second != pending::pubcomp) return;
     outbound_.erase(it);
+    forget_sent(p.packet_id);
     events_.push_back(publish_done_event{p.packet_id, p.code});
     release_slot();
 }

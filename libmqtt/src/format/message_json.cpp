@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "mqtt/protocol/property.hpp"
@@ -211,6 +212,39 @@ void append_message_json(std::string& out, const protocol::publish_packet& msg,
         append_properties(out, msg.props);
     }
     out += '}';
+}
+
+void append_message_json(std::string& out, const protocol::publish_packet& msg,
+                         protocol::protocol_version version,
+                         std::chrono::system_clock::time_point received_at,
+                         const json_options& options) {
+    if (!options.payload_as_json && !options.pretty) {
+        append_message_json(out, msg, version, received_at);
+        return;
+    }
+    // The slow path (a parse per message) is for people and for JSON payloads; the default
+    // output above does not pay for it.
+    std::string line;
+    append_message_json(line, msg, version, received_at);
+    auto obj = nlohmann::ordered_json::parse(line, nullptr, false);
+    if (obj.is_discarded()) {  // cannot happen: we wrote it
+        out += line;
+        return;
+    }
+    if (options.payload_as_json) {
+        auto value = nlohmann::ordered_json::parse(msg.payload, nullptr, false);
+        if (!value.is_discarded() && !msg.payload.empty()) {
+            nlohmann::ordered_json reordered;
+            for (auto& [key, v] : obj.items()) {
+                if (key == json_field::payload || key == json_field::payload_base64)
+                    reordered[std::string(payload_json_field)] = value;
+                else
+                    reordered[key] = std::move(v);
+            }
+            obj = std::move(reordered);
+        }
+    }
+    out += obj.dump(options.pretty ? 2 : -1);
 }
 
 void append_message_text(std::string& out, const protocol::publish_packet& msg, bool with_topic) {

@@ -67,6 +67,15 @@ struct client_options {
     int verbosity = 0;
 };
 
+// --will-topic --will-payload --will-qos --will-retain: the message the broker publishes for
+// us when the connection ends without DISCONNECT.
+struct will_options {
+    std::string topic;  // empty: no will
+    std::string payload;
+    protocol::qos qos = protocol::qos::at_most_once;
+    bool retain = false;
+};
+
 // The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS).
 struct url_parts {
     bool tls = false;
@@ -98,6 +107,14 @@ void add_log_format(CLI::App& app, output_format& format);
 // A repeatable verbosity flag (e.g. "-v,--verbose" or "-d,--debug") and --quiet, which
 // resets verbosity to -1 (errors only).
 void add_verbosity(CLI::App& app, int& level, std::string_view flag);
+
+// --will-topic, --will-payload, --will-qos, --will-retain (the last three need --will-topic).
+void add_will_options(CLI::App& app, will_options& opts);
+// -D,--property PACKET PROPERTY VALUE (Mosquitto's syntax; user-property takes a key and a
+// value): each occurrence is one entry of `words`, checked later by the tool, which knows the
+// packets it sends (`packets`, for the help text, e.g. "connect, publish, disconnect, will").
+void add_property_option(CLI::App& app, std::vector<std::vector<std::string>>& words,
+                         std::string_view packets);
 
 // The connection, TLS, output format and verbosity groups at once; `verbosity_flag` as for
 // add_verbosity().

@@ -44,6 +44,8 @@ class connection {
     result<std::uint16_t> publish(protocol::publish_packet p);
     result<std::uint16_t> subscribe(std::vector<protocol::subscription> subs,
                                     protocol::properties props = {});
+    result<std::uint16_t> unsubscribe(std::vector<std::string> filters,
+                                      protocol::properties props = {});
 
     // Serves I/O until done() holds, the session closed, a signal arrived, or the deadline
     // passed; returns done(). Events queue up in the session meanwhile: take_events().
@@ -56,6 +58,15 @@ class connection {
     // Sends DISCONNECT (if connected), waits up to close_grace for every queued byte to be
     // written, and closes the socket. True when everything was written.
     bool disconnect(protocol::reason_code rc = protocol::reason_code::success);
+    // The same with DISCONNECT properties (MQTT 5.0).
+    bool disconnect(protocol::reason_code rc, protocol::properties props);
+
+    // Once the session closed (a lost connection): a new TCP connection, then the session's
+    // reconnect() (clean start off, unacknowledged messages sent again at CONNACK); returns
+    // as connect() does. Back-off between attempts is the caller's (see backoff.hpp).
+    std::error_code reconnect();
+    // Serves the connection and the signals until `until` or a signal (for back-off waits).
+    void sleep_until(clock::time_point until);
 
     bool interrupted() const noexcept;
     const session& state() const noexcept { return session_; }

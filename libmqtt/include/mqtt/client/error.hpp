@@ -21,6 +21,7 @@ enum class errc {
     qos_not_supported,     // above the broker's Maximum QoS
     retain_not_supported,  // the broker said Retain Available 0
     packet_too_large,      // above the broker's Maximum Packet Size
+    topic_alias_invalid,   // 0 or above the broker's Topic Alias Maximum
 };
 
 const std::error_category& client_category() noexcept;

@@ -30,6 +30,9 @@ struct session_config {
     // announce a Receive Maximum: Mosquitto closes a 3.1.1 connection with more than its
     // max_inflight_messages (20) QoS 2 messages open. In 5.0 the broker's value applies.
     std::uint16_t max_inflight_v3 = 20;
+    // Keep a copy of every unacknowledged QoS 1/2 PUBLISH, and the queue past the Receive
+    // Maximum, across the end of a connection, so that reconnect() can send them again.
+    bool keep_unacknowledged = false;
 };
 
 // ---- events (what the application learns) ----------------------------------------------
@@ -87,8 +90,22 @@ class session {
     result<std::uint16_t> subscribe(std::vector<protocol::subscription> subs,
                                     protocol::properties props, clock::time_point now);
     result<std::uint16_t> unsubscribe(std::vector<std::string> filters, clock::time_point now);
+    result<std::uint16_t> unsubscribe(std::vector<std::string> filters, protocol::properties props,
+                                      clock::time_point now);
     // Sends DISCONNECT (when connected) and closes with no error.
     void disconnect(protocol::reason_code rc = protocol::reason_code::success);
+    // The same with DISCONNECT properties (MQTT 5.0; ignored before).
+    void disconnect(protocol::reason_code rc, protocol::properties props);
+
+    // After closed(): start over on a new transport with the session state kept: CONNECT
+    // again with clean start off. At CONNACK, unacknowledged QoS 1/2 messages (with
+    // keep_unacknowledged) go out again: as DUP resends (PUBREL where PUBREC had arrived) when
+    // the broker kept the session, as new messages when it did not (a message whose PUBREC
+    // had arrived is then reported done: the broker had taken it). Pending (un)subscriptions
+    // are forgotten; inbound QoS 2 state survives only a kept session.
+    void reconnect(clock::time_point now);
+    // CONNACKs with the session present flag set since start() (0 or 1 before a reconnect).
+    bool resumed() const noexcept { return resumed_; }
 
     bool has_output() const noexcept { return !output_.empty(); }
     // Swaps the queued bytes into `into` (whose old content is dropped).
@@ -125,6 +142,8 @@ class session {
     void on_suback(protocol::suback_packet& p);
     void on_unsuback(protocol::unsuback_packet& p);
     void on_disconnect(const protocol::disconnect_packet& p);
+    void resend_after_reconnect(clock::time_point now);
+    void forget_sent(std::uint16_t id);
 
     session_config cfg_;
     protocol::protocol_version version_;
@@ -137,6 +156,11 @@ class session {
 
     std::unordered_map<std::uint16_t, pending> outbound_;
     std::deque<protocol::publish_packet> waiting_;  // past the Receive Maximum
+    std::deque<protocol::publish_packet> sent_;     // with keep_unacknowledged, in send order
+    bool reconnecting_ = false;
+    bool resumed_ = false;
+    std::vector<std::string> inbound_aliases_;  // Topic Alias -> topic, when we allow them
+    std::uint16_t topic_alias_maximum_ = 0;     // the broker's, for what we send
     std::uint16_t in_flight_publishes_ = 0;
     std::unordered_set<std::uint16_t> inbound_qos2_;  // PUBREC sent, PUBREL not yet seen
     std::uint16_t next_id_ = 1;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mqtt/client/connection.hpp"
+#include "mqtt/format/message_json.hpp"
 
 namespace mqtt::client {
 
@@ -24,6 +25,15 @@ struct sub_request {
     unsigned count = 0;                 // -C; 0: no limit
     unsigned timeout = 0;               // -W seconds; 0: none
     int verbosity = 0;  // > 0: "subscribed ..." on stderr once the broker acknowledged
+    std::vector<std::string> unsubscribe;    // -U: sent after SUBSCRIBE; alone: exit at UNSUBACK
+    bool retained_only = false;              // print retained messages, end at the first other
+    bool remove_retained = false;            // clear each retained message received
+    protocol::subscription_options options;  // --no-local, --retain-as-published, ...
+    protocol::properties subscribe_props;    // -D subscribe, --subscription-id
+    protocol::properties unsubscribe_props;  // -D unsubscribe
+    protocol::properties disconnect_props;   // -D disconnect
+    format::json_options json_options;       // --pretty, --payload-format json
+    bool reconnect = false;  // a lost connection: back off, reconnect, resubscribe if needed
 };
 
 // Exit status of run_sub() when -W ran out (mosquitto_sub's value).

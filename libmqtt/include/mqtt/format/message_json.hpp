@@ -42,6 +42,23 @@ void append_message_json(std::string& out, const protocol::publish_packet& msg,
                          protocol::protocol_version version,
                          std::chrono::system_clock::time_point received_at);
 
+// How tern-sub shapes its JSON lines beyond the fixed schema.
+struct json_options {
+    // A payload that is a JSON text goes in "payload_json" as a value (re-serialised on one
+    // line) instead of "payload"; other payloads are written as usual.
+    bool payload_as_json = false;
+    // Indented over several lines, for people (not NDJSON any more).
+    bool pretty = false;
+};
+
+inline constexpr std::string_view payload_json_field = "payload_json";
+
+// append_message_json() with json_options.
+void append_message_json(std::string& out, const protocol::publish_packet& msg,
+                         protocol::protocol_version version,
+                         std::chrono::system_clock::time_point received_at,
+                         const json_options& options);
+
 // The payload as raw bytes, after "<topic> " when with_topic (mosquitto_sub -v), no newline.
 void append_message_text(std::string& out, const protocol::publish_packet& msg, bool with_topic);
 

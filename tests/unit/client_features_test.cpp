@@ -1,0 +1,300 @@
+// The client's newer parts without sockets: session resume after a lost connection (resends,
+// DUP, PUBREL), topic aliases, DISCONNECT properties, the back-off, -D property parsing and
+// the --json-in line format.
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mqtt/client/backoff.hpp"
+#include "mqtt/client/session.hpp"
+#include "mqtt/format/message_json.hpp"
+#include "mqtt/format/message_json_in.hpp"
+#include "mqtt/format/properties_in.hpp"
+#include "mqtt/protocol/codec.hpp"
+#include "mqtt/protocol/framer.hpp"
+
+namespace {
+
+using namespace mqtt::protocol;
+namespace client = mqtt::client;
+namespace format = mqtt::format;
+using client::clock;
+using namespace std::chrono_literals;
+
+struct peer {
+    explicit peer(bool keep = true, protocol_version v = protocol_version::v5) : version(v) {
+        client::session_config cfg;
+        cfg.connect.version = v;
+        cfg.connect.client_id = "c";
+        cfg.keep_unacknowledged = keep;
+        cfg.connect.props.topic_alias_maximum = 4;
+        s = std::make_unique<client::session>(cfg);
+    }
+    void feed(const packet& p) {
+        auto b = encode(p, version);
+        REQUIRE(b.has_value());
+        framer f;
+        f.feed(*b);
+        auto fr = f.next();
+        REQUIRE(fr.has_value());
+        REQUIRE(fr->has_value());
+        s->on_frame(**fr, now);
+    }
+    std::vector<packet> sent() {
+        std::vector<std::uint8_t> bytes;
+        s->take_output(bytes);
+        framer f;
+        f.feed(bytes);
+        std::vector<packet> out;
+        for (;;) {
+            auto fr = f.next();
+            REQUIRE(fr.has_value());
+            if (!*fr) break;
+            auto p = decode((*fr)->first_byte, (*fr)->body, version);
+            REQUIRE(p.has_value());
+            out.push_back(std::move(*p));
+        }
+        return out;
+    }
+    publish_packet msg(const std::string& payload, qos q) {
+        publish_packet p;
+        p.topic = "t";
+        p.payload = payload;
+        p.qos_level = q;
+        return p;
+    }
+    protocol_version version;
+    clock::time_point now = clock::time_point{} + 1000s;
+    std::unique_ptr<client::session> s;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "client session: reconnect resends unacknowledged messages with DUP, PUBREL after PUBREC") {
+    peer p;
+    p.s->start(p.now);
+    (void)p.sent();
+    p.feed(connack_packet{});
+    (void)p.s->take_events();
+    auto a = p.s->publish(p.msg("a", qos::at_least_once), p.now);  // will be lost
+    auto b = p.s->publish(p.msg("b", qos::exactly_once), p.now);   // PUBREC arrives
+    auto c = p.s->publish(p.msg("c", qos::at_least_once), p.now);  // acknowledged
+    REQUIRE((a && b && c));
+    (void)p.sent();
+    p.feed(pubrec_packet{*b, reason_code::success, {}});
+    p.feed(puback_packet{*c, reason_code::success, {}});
+    (void)p.sent();
+    p.s->on_transport_closed({});
+    CHECK(p.s->closed());
+    CHECK(p.s->unacknowledged() == 2);
+    (void)p.s->take_events();
+
+    p.s->reconnect(p.now);
+    auto out = p.sent();
+    REQUIRE(out.size() == 1);
+    auto* conn = std::get_if<connect_packet>(&out[0]);
+    REQUIRE(conn);
+    CHECK_FALSE(conn->clean_start);
+
+    SUBCASE("the broker kept the session: PUBLISH a with DUP, PUBREL b, in the original order") {
+        connack_packet ack;
+        ack.session_present = true;
+        p.feed(ack);
+        out = p.sent();
+        REQUIRE(out.size() == 2);
+        auto* pa = std::get_if<publish_packet>(&out[0]);
+        REQUIRE(pa);
+        CHECK(pa->payload == "a");
+        CHECK(pa->dup);
+        CHECK(pa->packet_id == *a);
+        auto* rel = std::get_if<pubrel_packet>(&out[1]);
+        REQUIRE(rel);
+        CHECK(rel->packet_id == *b);
+        CHECK(p.s->resumed());
+        p.feed(puback_packet{*a, reason_code::success, {}});
+        p.feed(pubcomp_packet{*b, reason_code::success, {}});
+        CHECK(p.s->unacknowledged() == 0);
+    }
+    SUBCASE("the broker lost it: a again as a new message; b (PUBREC seen) is done") {
+        p.feed(connack_packet{});
+        out = p.sent();
+        REQUIRE(out.size() == 1);
+        auto* pa = std::get_if<publish_packet>(&out[0]);
+        REQUIRE(pa);
+        CHECK(pa->payload == "a");
+        CHECK_FALSE(pa->dup);
+        CHECK(p.s->unacknowledged() == 1);
+        bool b_done = false;
+        for (auto& e : p.s->take_events())
+            if (auto* d = std::get_if<client::publish_done_event>(&e)) b_done = d->packet_id == *b;
+        CHECK(b_done);
+    }
+}
+
+TEST_CASE("client session: without keep_unacknowledged nothing is resent after reconnect") {
+    peer p(false);
+    p.s->start(p.now);
+    (void)p.sent();
+    p.feed(connack_packet{});
+    REQUIRE(p.s->publish(p.msg("a", qos::at_least_once), p.now));
+    (void)p.sent();
+    p.s->on_transport_closed({});
+    p.s->reconnect(p.now);
+    (void)p.sent();
+    connack_packet ack;
+    ack.session_present = true;
+    p.feed(ack);
+    CHECK(p.sent().empty());
+}
+
+TEST_CASE("client session: topic aliases both ways and DISCONNECT properties") {
+    peer p;
+    p.s->start(p.now);
+    (void)p.sent();
+    connack_packet ack;
+    ack.props.topic_alias_maximum = 2;
+    p.feed(ack);
+    (void)p.s->take_events();
+    auto m = p.msg("x", qos::at_most_once);
+    m.props.topic_alias = 3;
+    CHECK(p.s->publish(m, p.now).error() == client::errc::topic_alias_invalid);
+    m.props.topic_alias = 2;
+    CHECK(p.s->publish(m, p.now));
+    (void)p.sent();
+
+    // Inbound: we announced 4; the broker sets alias 1, then uses it with an empty topic.
+    publish_packet in;
+    in.topic = "long/topic";
+    in.payload = "1";
+    in.props.topic_alias = 1;
+    p.feed(in);
+    in.topic.clear();
+    in.payload = "2";
+    p.feed(in);
+    std::vector<std::string> topics;
+    for (auto& e : p.s->take_events())
+        if (auto* me = std::get_if<client::message_event>(&e)) topics.push_back(me->message.topic);
+    CHECK(topics == std::vector<std::string>{"long/topic", "long/topic"});
+    in.props.topic_alias = 5;  // above what we announced
+    p.feed(in);
+    CHECK(p.s->closed());
+    auto out = p.sent();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<disconnect_packet>(out[0]).code == reason_code::topic_alias_invalid);
+
+    peer q;
+    q.s->start(q.now);
+    (void)q.sent();
+    q.feed(connack_packet{});
+    properties props;
+    props.user_properties.emplace_back("why", "done");
+    q.s->disconnect(reason_code::success, props);
+    out = q.sent();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<disconnect_packet>(out[0]).props.user_properties == props.user_properties);
+}
+
+TEST_CASE("backoff: doubling ceiling, equal jitter, cap, reset") {
+    client::backoff b(100ms, 1000ms);
+    CHECK(b.next(0.0) == 50ms);
+    CHECK(b.next(0.999) >= 199ms);
+    CHECK(b.next(0.0) == 200ms);
+    CHECK(b.next(0.0) == 400ms);
+    CHECK(b.next(1.0) == 1000ms);
+    CHECK(b.next(0.0) == 500ms);  // capped
+    b.reset();
+    CHECK(b.next(0.0) == 50ms);
+}
+
+TEST_CASE("-D properties: names, packets, ranges, user properties") {
+    format::property_set set;
+    using V = std::vector<std::string>;
+    CHECK_FALSE(format::add_property_arg(set, V{"publish", "message-expiry-interval", "60"}));
+    CHECK(set.publish.message_expiry_interval == 60u);
+    CHECK_FALSE(format::add_property_arg(set, V{"publish", "user-property", "k", "v"}));
+    CHECK_FALSE(format::add_property_arg(set, V{"publish", "user_property", "k", "w"}));
+    CHECK(set.publish.user_properties.size() == 2);
+    CHECK_FALSE(format::add_property_arg(set, V{"connect", "receive-maximum", "10"}));
+    CHECK_FALSE(format::add_property_arg(set, V{"will", "will-delay-interval", "5"}));
+    CHECK_FALSE(format::add_property_arg(set, V{"subscribe", "subscription-identifier", "9"}));
+    CHECK(set.subscribe.subscription_identifiers == std::vector<std::uint32_t>{9});
+    CHECK_FALSE(format::add_property_arg(set, V{"publish", "correlation-data", "\xff"}));
+
+    CHECK(format::add_property_arg(set, V{"publish", "message-expiry-interval", "61"}));  // twice
+    CHECK(format::add_property_arg(set, V{"connect", "receive-maximum", "0"}));
+    CHECK(format::add_property_arg(set, V{"connect", "topic-alias-maximum", "65536"}));
+    CHECK(format::add_property_arg(set, V{"publish", "payload-format-indicator", "2"}));
+    CHECK(format::add_property_arg(set, V{"publish", "subscription-identifier", "1"}));
+    CHECK(format::add_property_arg(set, V{"subscribe", "subscription-identifier", "268435456"}));
+    CHECK(format::add_property_arg(set, V{"will", "topic-alias", "1"}));
+    CHECK(format::add_property_arg(set, V{"unsubscribe", "reason-string", "x"}));
+    CHECK(format::add_property_arg(set, V{"publish", "content-type", "\xff"}));
+    CHECK(format::add_property_arg(set, V{"publish", "response-topic", "a/#"}));
+    CHECK(format::add_property_arg(set, V{"publish", "user-property", "k"}));
+    CHECK(format::add_property_arg(set, V{"publish", "content-type"}));
+    CHECK(format::add_property_arg(set, V{"auth", "reason-string", "x"}));
+    auto auth = format::add_property_arg(set, V{"connect", "authentication-method", "x"});
+    REQUIRE(auth);
+    CHECK(auth->not_implemented);
+}
+
+TEST_CASE("--json-in lines: fields, defaults, tern-sub's own output, errors") {
+    format::json_in_defaults d{"default/t", qos::at_least_once, true};
+    auto r = format::parse_message_json(R"({"payload":"x"})", d);
+    REQUIRE(r.error.empty());
+    CHECK(r.message.topic == "default/t");
+    CHECK(r.message.qos_level == qos::at_least_once);
+    CHECK(r.message.retain);
+
+    r = format::parse_message_json(
+        R"({"topic":"a","payload_base64":"AP8=","qos":2,"retain":false,"properties":)"
+        R"({"user_property":[["k","v"],["k","w"]],"correlation_data":{"base64":"/w=="},)"
+        R"("message_expiry_interval":9,"payload_format_indicator":0}})",
+        {});
+    REQUIRE(r.error.empty());
+    CHECK(r.message.payload == std::string("\x00\xff", 2));
+    CHECK(r.message.qos_level == qos::exactly_once);
+    CHECK(r.message.props.user_properties.size() == 2);
+    CHECK(r.message.props.correlation_data == std::string("\xff"));
+    CHECK(r.message.props.message_expiry_interval == 9u);
+
+    // What tern-sub --json prints goes back in.
+    publish_packet m;
+    m.topic = "round/trip";
+    m.payload = std::string("\x01\xfe", 2);
+    m.qos_level = qos::at_least_once;
+    m.packet_id = 5;
+    m.props.subscription_identifiers = {4};
+    m.props.content_type = "bin";
+    std::string line;
+    format::append_message_json(line, m, protocol_version::v5, std::chrono::system_clock::now());
+    r = format::parse_message_json(line, {});
+    REQUIRE(r.error.empty());
+    CHECK(r.message.topic == m.topic);
+    CHECK(r.message.payload == m.payload);
+    CHECK(r.message.props.content_type == "bin");
+    CHECK(r.message.props.subscription_identifiers.empty());
+
+    for (const char* bad :
+         {"", "[]", "{", R"({"topic":"a"})", R"({"payload":"x"})", R"({"topic":1,"payload":"x"})",
+          R"({"topic":"a/+","payload":"x"})", R"({"topic":"a","payload":"x","qos":-1})",
+          R"({"topic":"a","payload":"x","retain":1})", R"({"topic":"a","payload":"x","x":1})",
+          R"({"topic":"a","payload_base64":"A"})",
+          R"({"topic":"a","payload":"x","payload_base64":""})",
+          R"({"topic":"a","payload":"x","properties":{"content_type":5}})",
+          R"({"topic":"a","payload":"x","properties":{"user_property":[["k"]]}})",
+          R"({"topic":"a","payload":"x","properties":{"session_expiry_interval":5}})"}) {
+        CAPTURE(std::string(bad));
+        CHECK_FALSE(format::parse_message_json(bad, {}).error.empty());
+    }
+    CHECK(format::base64_decode("") == std::string{});
+    CHECK(format::base64_decode("YQ==") == std::string("a"));
+    CHECK(format::base64_decode("YWI=") == std::string("ab"));
+    CHECK_FALSE(format::base64_decode("Y=Q="));
+    CHECK_FALSE(format::base64_decode("YQ==YQ=="));
+}
