@@ -203,3 +203,33 @@ TEST_CASE("broker: stop() sends DISCONNECT 0x8B to 5.0 clients and returns") {
     CHECK(c3.closed_by_server());
     s.stop();  // joins: run() returned
 }
+
+TEST_CASE("broker: the server's timer publishes a delayed Will and expires the session") {
+    running_server s;
+    raw_client watcher{s.port(), protocol_version::v5};
+    watcher.connect("watcher");
+    watcher.subscribe("will/late", qos::at_least_once);
+    {
+        raw_client victim{s.port(), protocol_version::v5};
+        connect_packet c;
+        c.client_id = "victim";
+        c.clean_start = false;
+        c.props.session_expiry_interval = 2;
+        will_message w{"will/late", "after a second", qos::at_most_once, false, {}};
+        w.props.will_delay_interval = 1;
+        c.will = w;
+        CHECK(victim.connect_with(c).code == reason_code::success);
+    }  // the socket closes without DISCONNECT
+    const auto lost = std::chrono::steady_clock::now();
+    CHECK_FALSE(watcher.receive(500ms).has_value());  // not at once: the delay holds it
+    const auto will = watcher.expect<publish_packet>(5s);
+    CHECK(will.payload == "after a second");
+    CHECK(std::chrono::steady_clock::now() - lost >= 900ms);
+    // Session Expiry 2 s: gone after it, so a resume finds nothing.
+    std::this_thread::sleep_for(2500ms);
+    raw_client back{s.port(), protocol_version::v5};
+    connect_packet again;
+    again.client_id = "victim";
+    again.clean_start = false;
+    CHECK_FALSE(back.connect_with(again).session_present);
+}
