@@ -518,3 +518,39 @@ TEST_CASE("session: queued messages expire (5.0 Message Expiry Interval)") {
     CHECK(as<publish_packet>(in[0]).props.message_expiry_interval == 6u);  // what is left
     CHECK(e.stats().dropped_expired == 1);
 }
+
+TEST_CASE("session: max_offline_sessions bounds the sessions kept without a connection") {
+    for (const auto v : both) {
+        CAPTURE(v);
+        auto now = test_epoch();
+        limits l;
+        l.max_offline_sessions = 2;
+        engine e{l};
+        for (const char* id : {"a", "b"}) {
+            test_client c{e, v, now};
+            c.connect_persistent(id);
+            c.lose_connection();
+        }
+        CHECK(e.offline_session_count() == 2);
+        test_client third{e, v, now};
+        connect_packet p;
+        p.client_id = "c";
+        p.clean_start = false;
+        if (is_v5(v)) p.props.session_expiry_interval = 60;
+        p.version = v;
+        third.send(p);
+        if (is_v5(v)) {
+            const auto ack = third.received();
+            CHECK(as<connack_packet>(ack.at(0)).code == reason_code::quota_exceeded);
+        } else {
+            CHECK(third.received_bytes() == bytes{0x20, 0x02, 0x00, 0x03});
+        }
+        CHECK(e.stats().sessions_refused == 1);
+        CHECK(e.find_session("c") == nullptr);
+        // A clean session and a resume still work.
+        test_client clean{e, v, now};
+        clean.connect("d");
+        test_client back{e, v, now};
+        CHECK(back.connect_persistent("a").session_present);
+    }
+}

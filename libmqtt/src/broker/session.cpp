@@ -231,6 +231,14 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
         inflight_cap_ = std::min(inflight_cap_, c.props.receive_maximum.value_or(65535));
         client_max_packet_ = c.props.maximum_packet_size.value_or(0);
     }
+    const bool creates = c.clean_start || engine_.find_session(client_id_) == nullptr;
+    if (creates && expiry_for(c) != 0 &&
+        engine_.offline_session_count() >= cfg.max_offline_sessions) {
+        ++engine_.stats().sessions_refused;
+        refuse_connect(v5 ? reason_code::quota_exceeded : reason_code::server_unavailable,
+                       "max_offline_sessions reached");
+        return;
+    }
     state_ = session_state::connected;
     last_rx_ = now;
     // Closes an older connection with this id; discards or resumes the session.

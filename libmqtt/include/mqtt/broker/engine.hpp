@@ -71,6 +71,7 @@ class engine {
     const durable_session* find_session(std::string_view client_id) const;
     std::size_t connected_count() const noexcept { return connected_; }
     std::size_t stored_session_count() const noexcept { return by_id_.size(); }
+    std::size_t offline_session_count() const noexcept { return by_id_.size() - connected_; }
 
     // ---- time: offline sessions expire and delayed Wills fall due at deadlines
     // The earliest one; clock::time_point::max() when there is none.

@@ -48,6 +48,10 @@ struct limits {
     bool retain_available = true;
     // Topic Alias Maximum announced to 5.0 clients (0: clients may not use aliases).
     std::uint16_t max_topic_alias = 10;
+    // Sessions kept without a connection; past it a CONNECT that would create a new
+    // persistent session is refused (5.0 0x97, 3.1.1 0x03), so client ids invented by a
+    // peer cannot grow memory without bound. Clean sessions and resumes are not affected.
+    std::size_t max_offline_sessions = 100'000;
     // Whether QoS 0 messages are queued for offline persistent sessions.
     bool queue_qos0_messages = false;
     // Deliver at the subscription's granted QoS even when the message was published lower.
@@ -75,6 +79,7 @@ struct stats {
     std::uint64_t dropped_expired = 0;       // Message Expiry Interval passed while queued
     std::uint64_t sessions_resumed = 0;      // CONNECT found the session (Session Present 1)
     std::uint64_t sessions_expired = 0;      // offline sessions removed at their expiry
+    std::uint64_t sessions_refused = 0;      // new persistent session over max_offline_sessions
 };
 
 }  // namespace mqtt::broker
