@@ -65,6 +65,8 @@ static void add_view(publisher_result& p, const sequence_tracker* t) {
 }
 
 void run_state::collect(run_results& r) const {
+    for (const auto& [text, times] : errors_)
+        r.errors.push_back(times > 1 ? text + " (" + std::to_string(times) + " times)" : text);
     for (const auto& c : clients_) {
         r.connect_attempted += c->attempted;
         r.connect_succeeded += c->connected;

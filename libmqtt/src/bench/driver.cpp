@@ -41,8 +41,13 @@ bench_client::bench_client(asio::io_context& io, role r, unsigned i, client::ses
       wake(io) {}
 
 void run_state::error(std::string message) {
-    // Thousands of connections failing the same way say it once each; keep the report short.
-    if (r_.errors.size() < 20) r_.errors.push_back(std::move(message));
+    // Thousands of connections failing the same way make one line with a count.
+    for (auto& [text, times] : errors_)
+        if (text == message) {
+            ++times;
+            return;
+        }
+    if (errors_.size() < 20) errors_.emplace_back(std::move(message), 1);
 }
 
 void run_state::close_socket(bench_client& c) {

@@ -13,6 +13,7 @@
 #include <ostream>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "mqtt/bench/config.hpp"
@@ -123,8 +124,9 @@ class run_state {
     std::vector<bench_client*> publishers_;
     std::vector<bench_client*> subscribers_;
     run_results r_;
-    clock::time_point t0_{};            // run start
-    clock::time_point hard_stop_{};     // t0 + time_limit
+    std::vector<std::pair<std::string, std::uint64_t>> errors_;  // distinct, with counts
+    clock::time_point t0_{};                                     // run start
+    clock::time_point hard_stop_{};                              // t0 + time_limit
     clock::time_point t_start_{};       // publishing (sub: receiving) starts
     clock::time_point t_warm_{};        // warm-up ends
     std::uint64_t warm_ns_ = 0;         // t_warm_ as a payload stamp (sub: the warm-up length)

@@ -135,7 +135,7 @@ asio::awaitable<bool> run_state::subscribe_all() {
     co_await wait_for(settled, clock::now() + cfg_.connect_timeout);
     bool all = true;
     for (auto* c : subscribers_) all = all && c->subscribed && !c->failed;
-    if (!all && r_.errors.empty()) error("subscribe: no SUBACK within the connect timeout");
+    if (!all && errors_.empty()) error("subscribe: no SUBACK within the connect timeout");
     if (all) log("subscribed " + std::to_string(subscribers_.size()));
     co_return all;
 }
