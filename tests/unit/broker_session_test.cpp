@@ -554,3 +554,37 @@ TEST_CASE("session: max_offline_sessions bounds the sessions kept without a conn
         CHECK(back.connect_persistent("a").session_present);
     }
 }
+
+TEST_CASE("session: a resumed 5.0 client with a lower Receive Maximum gets the resend in turn") {
+    auto now = test_epoch();
+    engine e;
+    test_client sub{e, protocol_version::v5, now};
+    sub.connect_persistent("sub");
+    sub.subscribe("t", qos::at_least_once);
+    test_client pub{e, protocol_version::v5, now};
+    pub.connect("pub");
+    for (const char* m : {"1", "2", "3"}) pub.publish("t", m, qos::at_least_once);
+    CHECK(sub.received().size() == 3);  // none acknowledged
+    sub.lose_connection();
+    pub.publish("t", "4", qos::at_least_once);  // queued while away
+
+    sub.new_connection();
+    connect_packet c;
+    c.client_id = "sub";
+    c.clean_start = false;
+    c.props.session_expiry_interval = 60;
+    c.props.receive_maximum = 1;  // MQTT-3.3.4-9: at most one unacknowledged PUBLISH
+    CHECK(sub.connect_with(c).session_present);
+    std::vector<std::string> got;
+    auto in = sub.rest_after_connack();
+    for (int round = 0; round < 10 && !in.empty(); ++round) {
+        REQUIRE(in.size() == 1);
+        const auto& p = as<publish_packet>(in[0]);
+        got.push_back(p.payload);
+        CHECK(p.dup == (p.payload != "4"));
+        sub.send(puback_packet{p.packet_id, reason_code::success, {}});
+        in = sub.received();
+    }
+    CHECK(got == std::vector<std::string>{"1", "2", "3", "4"});
+    CHECK(sub.session().inflight() == 0);
+}

@@ -23,6 +23,7 @@ void session::on_puback(std::uint16_t id) {
         return o.id == id && o.waiting == outbound_stage::puback;
     });
     if (it == inflight.end()) return;  // unknown id: nothing to release
+    settle(*it);
     inflight.erase(it);
     pump();
 }
@@ -36,6 +37,7 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
         send(protocol::pubrel_packet{p.packet_id, reason_code::packet_identifier_not_found, {}});
         return;
     }
+    settle(*it);
     if (protocol::is_error(p.code)) {  // the receiver refused it: the exchange ends here
         inflight.erase(it);
         pump();
@@ -52,8 +54,17 @@ void session::on_pubcomp(std::uint16_t id) {
         return o.id == id && o.waiting == outbound_stage::pubcomp;
     });
     if (it == inflight.end()) return;
+    settle(*it);
     inflight.erase(it);
     pump();
+}
+
+// An acknowledgement for a message still waiting to be resent (the client got it on its
+// previous connection): it no longer needs sending again.
+void session::settle(outbound_delivery& o) noexcept {
+    if (!o.resend_pending) return;
+    o.resend_pending = false;
+    --resend_pending_;
 }
 
 // ---- deliveries ---------------------------------------------------------------------------
@@ -108,6 +119,8 @@ void session::send_qos12(const message_ptr& m, qos q, bool retain) {
 
 void session::pump() {
     if (state_ != session_state::connected) return;
+    if (resend_pending_ != 0) resend();
+    if (resend_pending_ != 0) return;  // the resend goes first (MQTT-4.4.0-1)
     auto& queue = ds_->queue;
     // A QoS 0 entry (queued while offline) needs no slot, but waits its turn for order.
     while (!queue.empty() && can_send_qos12()) {
@@ -138,20 +151,33 @@ void session::pump() {
 // PUBREC. Then the messages queued while it was away.
 void session::resume() {
     auto& inflight = ds_->inflight;
-    for (const auto& o : inflight) {
-        if (o.waiting == outbound_stage::pubcomp) {
-            send(protocol::pubrel_packet{o.id, reason_code::success, {}});
-        } else if (!too_large(*o.msg, o.q)) {
-            append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true);
-            ++engine_.stats().messages_sent;
-        }
-    }
     // One the (new) client cannot take at all is given up rather than kept forever.
     const auto dropped = std::erase_if(inflight, [&](const outbound_delivery& o) {
         return o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q);
     });
     engine_.stats().dropped_too_large += dropped;
+    for (auto& o : inflight) o.resend_pending = true;
+    resend_pending_ = inflight.size();
     pump();
+}
+
+// Sends the pending resends in order while this connection's window has room: a client
+// that lowered its Receive Maximum gets the rest as it acknowledges.
+void session::resend() {
+    std::size_t open = ds_->inflight.size() - resend_pending_;  // sent on this connection
+    for (auto& o : ds_->inflight) {
+        if (resend_pending_ == 0 || open >= inflight_cap_) break;
+        if (!o.resend_pending) continue;
+        o.resend_pending = false;
+        --resend_pending_;
+        ++open;
+        if (o.waiting == outbound_stage::pubcomp) {
+            send(protocol::pubrel_packet{o.id, reason_code::success, {}});
+        } else {
+            append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true);
+            ++engine_.stats().messages_sent;
+        }
+    }
 }
 
 std::uint16_t session::next_packet_id() noexcept {

@@ -30,6 +30,9 @@ struct outbound_delivery {
     protocol::qos q = protocol::qos::at_least_once;
     bool retain = false;
     outbound_stage waiting = outbound_stage::puback;
+    // Not yet sent again on the current connection since the session resumed: it waits
+    // for the client's Receive Maximum to allow it (5.0 §4.9). Not state to persist.
+    bool resend_pending = false;
 };
 
 // A delivery waiting for an in-flight slot, for the output to drain, or for the client

@@ -97,6 +97,8 @@ class session {
     bool check_connect(const protocol::connect_packet& c);
     std::uint32_t expiry_for(const protocol::connect_packet& c) const noexcept;
     void resume();
+    void resend();
+    void settle(outbound_delivery& o) noexcept;
     void refuse_connect(protocol::reason_code rc, std::string_view why);
     void handle_packet(protocol::packet&& p, clock::time_point now);
     void on_publish(protocol::publish_packet&& p, clock::time_point now);
@@ -140,7 +142,8 @@ class session {
     std::uint16_t keep_alive_ = 0;
     std::uint32_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size of the client; 0: none
     std::uint16_t inflight_cap_ = 0;
-    std::vector<std::uint8_t> out_;  // bytes not yet handed to the transport
+    std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
+    std::vector<std::uint8_t> out_;   // bytes not yet handed to the transport
 };
 
 }  // namespace mqtt::broker
