@@ -318,6 +318,56 @@ def check_sub_options(port):
               f"{code} {out!r}")
 
 
+def check_format_string(port):
+    # (no %E: the broker may count the expiry interval down across a second boundary)
+    fmt = ("[%%|%A|%C|%D|%F|%l|%m|%P|%p|%q|%R|%r|%t|%x|%X|%10t|%-10t|%.3t|%5.2t|%05l|%-5m|"
+           "%5F|%05F|%8C|%.2C|@@]\\t\\\\")
+    expected = ("[%||text/json|cd|1|7|1|k:v k2:v2|{\"a\":1}|1|r/t|0|fmt/abc|"
+                "7b2261223a317d|7B2261223A317D|   fmt/abc|fmt/abc   |fmt|   fm|00007|1    |"
+                "    1|00001|text/json|te|@]\t\\\n")
+    sub = tern_sub(port, ["-t", "fmt/#", "-q", "1", "-C", "1", "-F", fmt])
+    ms = None
+    if MOSQ:
+        ms = spawn(["mosquitto_sub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(port), "-q",
+                    "1", "-t", "fmt/#", "-C", "1", "-F", fmt], stdout=subprocess.PIPE)
+        time.sleep(0.5)
+    pub = tern_pub(port, ["-t", "fmt/abc", "-q", "1", "-m", '{"a":1}',
+                          "-D", "publish", "user-property", "k", "v",
+                          "-D", "publish", "user-property", "k2", "v2",
+                          "-D", "publish", "content-type", "text/json",
+                          "-D", "publish", "correlation-data", "cd",
+                          "-D", "publish", "message-expiry-interval", "60",
+                          "-D", "publish", "payload-format-indicator", "1",
+                          "-D", "publish", "response-topic", "r/t"])
+    code, out, err = finish(sub)
+    check("-F with Mosquitto's sequences, flags, width and precision",
+          pub.returncode == 0 and code == 0 and out.decode() == expected,
+          f"{out!r} != {expected!r} {err!r}")
+    if ms:
+        try:
+            mout, _ = ms.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            ms.kill()
+            mout, _ = ms.communicate()
+        check("-F: byte for byte what mosquitto_sub -F prints for the same message",
+              mout.decode() == expected, f"{mout!r} != {expected!r}")
+
+    sub = tern_sub(port, ["-t", "fmtj/#", "-C", "1", "-F", "%J"])
+    tern_pub(port, ["-t", "fmtj/a", "-m", "not json"])
+    tern_pub(port, ["-t", "fmtj/a", "-m", '{"v": [1]}'])
+    code, out, err = finish(sub)
+    objs = json_lines(out) if code == 0 else []
+    check("-F %J: a JSON payload as a value (an error line for one that is not)",
+          len(objs) == 1 and objs[0]["payload"] == {"v": [1]} and objs[0]["topic"] == "fmtj/a"
+          and "not valid JSON" in err, f"{out!r} {err!r}")
+    bad = subprocess.run([SUB, "-p", str(port), "-t", "x", "-F", "%Z"], capture_output=True,
+                         timeout=20)
+    bad2 = subprocess.run([SUB, "-p", str(port), "-t", "x", "-F", "%t", "--json"],
+                          capture_output=True, timeout=20)
+    check("-F with an unknown sequence or with --json: usage error",
+          bad.returncode == 2 and b"%Z" in bad.stderr and bad2.returncode == 2, f"{bad.stderr!r}")
+
+
 # ---- lost connections, --reconnect -------------------------------------------------------
 
 def check_lost_without_reconnect():
@@ -448,6 +498,7 @@ def main():
         check_properties(port)
         check_json_in(port)
         check_sub_options(port)
+        check_format_string(port)
         check_lost_without_reconnect()
         if MOSQ:
             check_reconnect()

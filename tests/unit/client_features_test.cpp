@@ -11,6 +11,7 @@
 
 #include "mqtt/client/backoff.hpp"
 #include "mqtt/client/session.hpp"
+#include "mqtt/format/format_string.hpp"
 #include "mqtt/format/message_json.hpp"
 #include "mqtt/format/message_json_in.hpp"
 #include "mqtt/format/properties_in.hpp"
@@ -297,4 +298,36 @@ TEST_CASE("--json-in lines: fields, defaults, tern-sub's own output, errors") {
     CHECK(format::base64_decode("YWI=") == std::string("ab"));
     CHECK_FALSE(format::base64_decode("Y=Q="));
     CHECK_FALSE(format::base64_decode("YQ==YQ=="));
+}
+
+
+TEST_CASE("-F format strings: sequences, flags, width, precision, escapes, checks") {
+    publish_packet m;
+    m.topic = "a/b";
+    m.payload = std::string("h\x00\xff", 3);
+    m.qos_level = qos::at_least_once;
+    m.packet_id = 42;
+    m.retain = true;
+    m.props.user_properties = {{"k", "v"}, {"k", "w"}};
+    m.props.subscription_identifiers = {3, 9};
+    const auto t = std::chrono::system_clock::time_point{} + 1'700'000'000s + 123456789ns;
+    std::string out;
+    REQUIRE(format::append_formatted(out, "%t %l %q %r %m %x %X %P %S %C.%U", m, t));
+    CHECK(out == "a/b 3 1 1 42 6800ff 6800FF k:v k:w 3,9 .1700000000.123456789");
+    out.clear();
+    REQUIRE(format::append_formatted(out, "[%6t|%-6t|%.1t|%04l|%-3q]\\n\\t\\0@@", m, t));
+    CHECK(out == std::string("[   a/b|a/b   |a|0003|1]\n\t\0@", 28));
+    out.clear();
+    CHECK_FALSE(format::append_formatted(out, "%J", m, t));  // not a JSON payload
+    m.payload = "[1]";
+    REQUIRE(format::append_formatted(out, "%J", m, t));
+    CHECK(out.find(R"("payload":[1])") != std::string::npos);
+    CHECK(out.find(R"("mid":42)") != std::string::npos);
+
+    CHECK(format::check_format_string("%t %p @Y \\n").empty());
+    CHECK_FALSE(format::check_format_string("%").empty());
+    CHECK_FALSE(format::check_format_string("%-5").empty());
+    CHECK_FALSE(format::check_format_string("%Z").empty());
+    CHECK_FALSE(format::check_format_string("@").empty());
+    CHECK_FALSE(format::check_format_string("\\q").empty());
 }

@@ -10,6 +10,7 @@
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
 #include "mqtt/client/sub.hpp"
+#include "mqtt/format/format_string.hpp"
 #include "mqtt/protocol/topic.hpp"
 #include "mqtt/protocol/utf8.hpp"
 
@@ -39,6 +40,7 @@ struct sub_options {
     mqtt::cli::will_options will;
     std::vector<std::vector<std::string>> property_args;  // -D
     mqtt::format::property_set props;
+    std::string format;  // -F
 };
 
 constexpr const char* examples =
@@ -96,6 +98,12 @@ void add_subscribe_options(CLI::App& app, sub_options& o) {
                    "each matching message (same as -D subscribe subscription-identifier N)")
         ->type_name("N")
         ->check(CLI::Range(1, 268435455).description(""));
+    app.add_option("-F,--format-string", o.format,
+                   "Print each message with Mosquitto's format string: %t topic, %p payload, %x "
+                   "hex payload, %l length, %q QoS, %r retain, %m packet id, %I %U times, %j %J "
+                   "JSON, %A %C %D %E %F %P %R %S MQTT 5.0 properties, @ strftime, \\n \\t "
+                   "escapes; flags, width and precision as in mosquitto_sub")
+        ->type_name("FORMAT");
     app.add_flag("--pretty", o.pretty, "With --json: indent each object over several lines");
     app.add_option("--payload-format", o.payload_format,
                    "With --json: text (default) or json, which puts a payload that is JSON in "
@@ -134,6 +142,12 @@ std::optional<mqtt::cli::exit_status> check_extras(sub_options& o,
     if ((o.pretty || o.payload_format != "text") &&
         o.client.format != mqtt::cli::output_format::json)
         err = mqtt::client::option_error{"--pretty", "--pretty and --payload-format need --json"};
+    if (!err && !o.format.empty()) {
+        if (auto why = mqtt::format::check_format_string(o.format); !why.empty())
+            err = mqtt::client::option_error{"--format-string", why};
+        else if (o.client.format == mqtt::cli::output_format::json)
+            err = mqtt::client::option_error{"--format-string", "not with --json"};
+    }
     if (!err) return std::nullopt;
     if (err->not_implemented) return mqtt::cli::not_implemented("tern-sub", err->message);
     throw CLI::ValidationError(err->option, err->message);
@@ -168,6 +182,7 @@ mqtt::client::sub_request to_request(const sub_options& o) {
     r.json_options.pretty = o.pretty;
     r.json_options.payload_as_json = o.payload_format == "json";
     r.reconnect = o.reconnect;
+    r.format = o.format;
     return r;
 }
 

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "mqtt/client/backoff.hpp"
+#include "mqtt/format/format_string.hpp"
 #include "mqtt/format/message_json.hpp"
 #include "mqtt/protocol/topic.hpp"
 
@@ -154,7 +155,14 @@ void subscriber::on_message(const protocol::publish_packet& m) {
     for (const auto& f : req_.filter_out)
         if (protocol::topic_matches(f, m.topic)) return;
     line_.clear();
-    if (req_.json) {
+    if (!req_.format.empty()) {
+        if (!format::append_formatted(line_, req_.format, m, std::chrono::system_clock::now())) {
+            err_ << tool_ << ": error: message payload is not valid JSON on topic " << m.topic
+                 << "\n";
+            return;
+        }
+        if (!req_.no_eol) line_ += '\n';
+    } else if (req_.json) {
         format::append_message_json(line_, m, conn_.state().version(),
                                     std::chrono::system_clock::now(), req_.json_options);
         line_ += '\n';

@@ -34,6 +34,7 @@ struct sub_request {
     protocol::properties disconnect_props;   // -D disconnect
     format::json_options json_options;       // --pretty, --payload-format json
     bool reconnect = false;  // a lost connection: back off, reconnect, resubscribe if needed
+    std::string format;      // -F: Mosquitto's format string (mqtt/format/format_string.hpp)
 };
 
 // Exit status of run_sub() when -W ran out (mosquitto_sub's value).
