@@ -225,8 +225,14 @@ def scenarios(port):
     run_ok(port, "pairs q2 3.1.1", ["pairs", "-q", "2", "-V", "311", "--clients", "3",
                                     "--count", "1000", "--rate", "6000"],
            {"published": 3000, "expected": 3000, "unique": 3000, "lost": 0, "duplicates": 0})
-    d = run_ok(port, "pairs q0", ["pairs", "--clients", "2", "--count", "1000", "--size", "200"],
+    hgrm = os.path.join(WORK, "pairs.hgrm")
+    d = run_ok(port, "pairs q0", ["pairs", "--clients", "2", "--count", "1000", "--size", "200",
+                                  "--histogram", hgrm],
                {"published": 2000, "expected": 2000})
+    if d:
+        text = open(hgrm).read() if os.path.exists(hgrm) else ""
+        check("--histogram writes the distribution",
+              "Percentile" in text and "Total count    =         2000]" in text, text[-300:])
     if d:
         check("pairs q0: bytes/s is msg/s x size",
               abs(d["rates"]["received_bytes_s"] - 200 * d["rates"]["received_msg_s"]) < 1e-3 *

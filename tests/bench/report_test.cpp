@@ -2,7 +2,12 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "mqtt/bench/config.hpp"
 #include "mqtt/bench/report.hpp"
@@ -147,4 +152,41 @@ TEST_CASE("bench report: JSON carries the schema, status and the histogram") {
     r.errors.push_back("publisher 0: connection lost");
     CHECK(to_json(r, t, failed)["status"] == "error");
     CHECK(to_json(fanin_results(), {}, {})["status"] == "ok");
+}
+
+TEST_CASE("bench report: percentile distribution in HdrHistogram's text layout") {
+    histogram h;
+    for (std::uint64_t v = 1; v <= 1000; ++v) h.record(v * 1000);  // 1 us .. 1 ms
+    std::ostringstream out;
+    write_percentile_distribution(out, h);
+    const auto text = out.str();
+    std::istringstream in(text);
+    std::string line;
+    std::getline(in, line);
+    CHECK(line.find("Percentile") != std::string::npos);
+    std::getline(in, line);                       // blank
+    std::vector<std::pair<double, double>> rows;  // value ms, percentile
+    while (std::getline(in, line) && line.rfind("#[", 0) != 0) {
+        std::istringstream fields(line);
+        double value = 0, percentile = 0;
+        fields >> value >> percentile;
+        rows.emplace_back(value, percentile);
+    }
+    REQUIRE(rows.size() > 10);
+    CHECK(rows.front().first == doctest::Approx(0.001));  // min
+    CHECK(rows.front().second == 0.0);
+    CHECK(rows.back().first == doctest::Approx(1.0));  // max
+    CHECK(rows.back().second == 1.0);
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+        CHECK(rows[i].first >= rows[i - 1].first);
+        CHECK(rows[i].second > rows[i - 1].second);
+    }
+    // 50 % sits at the 500th value, 0.5 ms; the tail steps get finer: 0.75, 0.775, ...
+    const auto half =
+        std::find_if(rows.begin(), rows.end(), [](auto& r) { return r.second == 0.5; });
+    REQUIRE(half != rows.end());
+    CHECK(half->first == doctest::Approx(0.5).epsilon(0.002));
+    CHECK(text.find("#[Max     =        1.000, Total count    =         1000]") !=
+          std::string::npos);
+    CHECK(h.stddev() == doctest::Approx(288'675).epsilon(0.01));  // uniform 1..1000 us
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -27,6 +28,7 @@ struct bench_options {
     mqtt::bench::thresholds limits;
     double min_rate = 0, max_p99 = 0, max_loss = 0;
     bool progress = false;
+    std::string histogram_file;
 };
 
 constexpr const char* examples =
@@ -152,6 +154,11 @@ void add_threshold_options(CLI::App& app, bench_options& o) {
         ->type_name("PERCENT")
         ->check(CLI::Range(0.0, 100.0).description(""))
         ->group(group);
+    app.add_option("--histogram", o.histogram_file,
+                   "Write the full percentile distribution of the latency --max-p99 checks to "
+                   "FILE, in HdrHistogram's text layout (milliseconds)")
+        ->type_name("FILE")
+        ->group("Output");
     app.add_flag("--progress", o.progress,
                  "Show the live progress line on stderr even when it "
                  "is not a terminal")
@@ -204,6 +211,14 @@ mqtt::cli::exit_status run_bench(bench_options& o) {
         std::cout << mqtt::bench::to_json(results, o.limits, failed).dump() << std::endl;
     else
         mqtt::bench::print_summary(std::cout, results, failed);
+    if (!o.histogram_file.empty()) {
+        std::ofstream out(o.histogram_file);
+        mqtt::bench::write_percentile_distribution(out, mqtt::bench::headline_latency(results));
+        if (!out.flush()) {
+            std::cerr << "tern-bench: error: cannot write " << o.histogram_file << "\n";
+            return mqtt::cli::exit_status::failure;
+        }
+    }
     for (const auto& e : results.errors) std::cerr << "tern-bench: error: " << e << "\n";
     if (results.timed_out) std::cerr << "tern-bench: error: the run hit --time-limit\n";
     for (const auto& v : failed) std::cerr << "tern-bench: " << v.name << ": " << v.message << "\n";

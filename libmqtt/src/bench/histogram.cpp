@@ -80,6 +80,19 @@ double histogram::mean() const noexcept {
     return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0.0;
 }
 
+double histogram::stddev() const noexcept {
+    if (count_ == 0) return 0.0;
+    const double m = mean();
+    double sum = 0;
+    for (std::size_t i = 0; i < counts_.size(); ++i) {
+        if (!counts_[i]) continue;
+        const double mid =
+            (static_cast<double>(lowest_of(i)) + static_cast<double>(highest_of(i))) / 2;
+        sum += (mid - m) * (mid - m) * static_cast<double>(counts_[i]);
+    }
+    return std::sqrt(sum / static_cast<double>(count_));
+}
+
 std::uint64_t histogram::percentile(double p) const noexcept {
     if (count_ == 0) return 0;
     p = std::clamp(p, 0.0, 100.0);

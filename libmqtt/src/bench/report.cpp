@@ -1,5 +1,7 @@
 #include "mqtt/bench/report.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -243,6 +245,48 @@ void print_summary(std::ostream& out, const run_results& r, const std::vector<vi
     if (r.timed_out) out << "  TIMED OUT: the run hit --time-limit\n";
     for (const auto& e : r.errors) out << "  error: " << e << "\n";
     for (const auto& v : failed) out << "  FAILED " << v.name << ": " << v.message << "\n";
+}
+
+void write_percentile_distribution(std::ostream& out, const histogram& h) {
+    char line[160];
+    const auto row = [&](double percentile) {
+        const auto value = h.percentile(percentile * 100);
+        // The count at or below the value: what HdrHistogram prints as TotalCount.
+        const auto count = static_cast<unsigned long long>(
+            std::ceil(percentile * static_cast<double>(h.count()) - 1e-9));
+        const double inverse = percentile < 1 ? 1 / (1 - percentile) : 0;
+        if (percentile < 1)
+            std::snprintf(line, sizeof line, "%12.3f %14.12f %10llu %14.2f\n",
+                          static_cast<double>(value) / 1e6, percentile, std::max(count, 1ull),
+                          inverse);
+        else
+            std::snprintf(line, sizeof line, "%12.3f %14.12f %10llu\n",
+                          static_cast<double>(h.max()) / 1e6, 1.0,
+                          static_cast<unsigned long long>(h.count()));
+        out << line;
+    };
+    out << "       Value     Percentile TotalCount 1/(1-Percentile)\n\n";
+    if (h.count() > 0) {
+        // Five steps per halving: 0, 10, .. 40, 50, 55, .. 70, 75, 77.5, .. until one sample
+        // is what is left of the distance to 100 %.
+        for (int half = 0; half < 40; ++half) {
+            const double lo = 1 - std::ldexp(1.0, -half);
+            const double step = std::ldexp(1.0, -half - 1) / 5;
+            if ((1 - lo) * static_cast<double>(h.count()) < 1) break;
+            for (int k = 0; k < 5; ++k) row(lo + k * step);
+        }
+        row(1);
+    }
+    std::snprintf(line, sizeof line, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n",
+                  h.mean() / 1e6, h.stddev() / 1e6);
+    out << line;
+    std::snprintf(line, sizeof line, "#[Max     = %12.3f, Total count    = %12llu]\n",
+                  static_cast<double>(h.max()) / 1e6, static_cast<unsigned long long>(h.count()));
+    out << line;
+    std::snprintf(line, sizeof line, "#[Buckets = %12zu, SubBuckets     = %12llu]\n",
+                  histogram::bucket_count(),
+                  static_cast<unsigned long long>(1ull << histogram::sub_bucket_bits));
+    out << line;
 }
 
 }  // namespace mqtt::bench

@@ -35,6 +35,8 @@ class histogram {
     std::uint64_t min() const noexcept { return count_ ? min_ : 0; }
     std::uint64_t max() const noexcept { return max_; }
     double mean() const noexcept;
+    // From the buckets (each sample taken at its bucket's middle), as HdrHistogram does.
+    double stddev() const noexcept;
     // The nearest-rank percentile (0 < p <= 100): the value of the ceil(p/100*count)-th
     // smallest sample, reported as the highest value its bucket holds, clamped to
     // [min(), max()]. Exact for values below 2^11. 0 for an empty histogram.

@@ -40,4 +40,9 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
                        const std::vector<violation>& failed);
 void print_summary(std::ostream& out, const run_results& r, const std::vector<violation>& failed);
 
+// The full percentile distribution of `h` in HdrHistogram's text (.hgrm) layout, values in
+// milliseconds, five percentile steps per halving of the distance to 100 %, so that the
+// usual HdrHistogram plotting tools read it: the file --histogram writes.
+void write_percentile_distribution(std::ostream& out, const histogram& h);
+
 }  // namespace mqtt::bench
