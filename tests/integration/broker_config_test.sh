@@ -186,6 +186,13 @@ fi
 if start_broker "$work/p0.log" -p 0; then
     [[ -n $port4 && $port4 == "$port6" ]] && pass "-p 0 without -c: 127.0.0.1 and ::1 on one free port" ||
         fail "-p 0 without -c: $(head -n1 "$work/p0.log")"
+    kill -HUP "$broker_pid"
+    if wait_for "$work/p0.log" "SIGHUP: no configuration file \(-c\), nothing to reload" 50 &&
+        timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t x -m y -i after-hup; then
+        pass "SIGHUP without -c: logged, still serving"
+    else
+        fail "SIGHUP without -c"; sed 's/^/    /' "$work/p0.log"
+    fi
     stop_broker
 fi
 if start_broker "$work/pc.log" -c "$work/two.conf" -p 1; then
