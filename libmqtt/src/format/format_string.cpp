@@ -90,7 +90,7 @@ long nanoseconds_of(std::chrono::system_clock::time_point t) {
 bool append_mosquitto_json(std::string& out, const protocol::publish_packet& m,
                            std::chrono::system_clock::time_point t, bool raw_payload) {
     const auto tm = local(t);
-    char frac[16];
+    char frac[32];  // room for any long, which GCC cannot rule out
     std::snprintf(frac, sizeof frac, ".%06ldZ", nanoseconds_of(t) / 1000);
     std::string line = "{\"tst\":\"" + strftime_of("%Y-%m-%dT%H:%M:%S", tm) + frac +
                        strftime_of("%z", tm) + "\",\"topic\":";
@@ -263,7 +263,7 @@ bool append_formatted(std::string& out, std::string_view fmt, const protocol::pu
             if (d == '@') {
                 out += '@';
             } else if (d == 'N') {
-                char buf[16];
+                char buf[32];
                 std::snprintf(buf, sizeof buf, "%09ld", nanoseconds_of(received_at));
                 out += buf;
             } else {
