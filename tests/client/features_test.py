@@ -370,6 +370,21 @@ def check_format_string(port):
 
 # ---- lost connections, --reconnect -------------------------------------------------------
 
+def check_json_error():
+    dead = base.free_port()
+    sub = subprocess.run([SUB, "-h", "127.0.0.1", "-p", str(dead), "-t", "x", "--json"],
+                         capture_output=True, timeout=20)
+    lines = sub.stderr.decode().splitlines()
+    try:
+        obj = json.loads(lines[1])
+    except (IndexError, ValueError):
+        obj = {}
+    check("tern-sub --json: an error is one line, then a JSON error object on stderr",
+          sub.returncode == 1 and len(lines) == 2 and lines[0].startswith("tern-sub: error:")
+          and obj.get("exit_status") == 1 and "cannot connect" in obj.get("error", ""),
+          f"{sub.returncode} {sub.stderr!r}")
+
+
 def check_lost_without_reconnect():
     broker, port = (base.start_mosquitto("allow_anonymous true") if MOSQ
                     else base.start_tern_broker())
@@ -499,6 +514,7 @@ def main():
         check_json_in(port)
         check_sub_options(port)
         check_format_string(port)
+        check_json_error()
         check_lost_without_reconnect()
         if MOSQ:
             check_reconnect()

@@ -180,6 +180,11 @@ void subscriber::on_message(const protocol::publish_packet& m) {
 int run_sub(const sub_request& req, std::ostream& out, std::ostream& err, const std::string& tool) {
     const auto fail = [&](const std::string& what) {
         err << tool << ": error: " << what << "\n";
+        if (req.json) {  // for programs that read stderr as JSON lines too
+            std::string obj;
+            format::append_error_json(obj, what, 1);
+            err << obj << "\n";
+        }
         return 1;
     };
     const auto deadline = req.timeout > 0 ? clock::now() + std::chrono::seconds{req.timeout}

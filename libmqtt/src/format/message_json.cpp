@@ -247,6 +247,12 @@ void append_message_json(std::string& out, const protocol::publish_packet& msg,
     out += obj.dump(options.pretty ? 2 : -1);
 }
 
+void append_error_json(std::string& out, std::string_view message, int exit_status) {
+    out += "{\"error\":";
+    append_json_string(out, message);
+    out += ",\"exit_status\":" + std::to_string(exit_status) + "}";
+}
+
 void append_message_text(std::string& out, const protocol::publish_packet& msg, bool with_topic) {
     if (with_topic) {
         out += msg.topic;

@@ -42,7 +42,7 @@ inline constexpr int sub_timeout_status = 27;
 
 // 0 after -C messages, a signal (SIGINT/SIGTERM) or a clean end; 27 when -W ran out; 1 with
 // a line "<tool>: error: ..." on `err` when the connection failed or a subscription was
-// refused.
+// refused (with `json`, followed by {"error":"...","exit_status":1} on a line of its own).
 int run_sub(const sub_request& req, std::ostream& out, std::ostream& err,
             const std::string& tool = "tern-sub");
 

@@ -53,6 +53,10 @@ struct json_options {
 
 inline constexpr std::string_view payload_json_field = "payload_json";
 
+// The error object tern-sub --json writes on stderr after its error line:
+// {"error":"<the message>","exit_status":1}, no newline.
+void append_error_json(std::string& out, std::string_view message, int exit_status);
+
 // append_message_json() with json_options.
 void append_message_json(std::string& out, const protocol::publish_packet& msg,
                          protocol::protocol_version version,
