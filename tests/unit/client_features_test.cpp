@@ -151,6 +151,7 @@ TEST_CASE("client session: without keep_unacknowledged nothing is resent after r
     ack.session_present = true;
     p.feed(ack);
     CHECK(p.sent().empty());
+    CHECK(p.s->unacknowledged() == 0);
 }
 
 TEST_CASE("client session: topic aliases both ways and DISCONNECT properties") {
@@ -299,7 +300,6 @@ TEST_CASE("--json-in lines: fields, defaults, tern-sub's own output, errors") {
     CHECK_FALSE(format::base64_decode("Y=Q="));
     CHECK_FALSE(format::base64_decode("YQ==YQ=="));
 }
-
 
 TEST_CASE("-F format strings: sequences, flags, width, precision, escapes, checks") {
     publish_packet m;

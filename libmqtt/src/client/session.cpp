@@ -96,10 +96,13 @@ void session::reconnect(clock::time_point now) {
     keep_alive_ = std::chrono::seconds{cfg_.connect.keep_alive};
     ping_outstanding_ = false;
     inbound_aliases_.clear();
+    // Without copies, unacknowledged messages cannot go again: forget them, or they would
+    // count as unacknowledged for ever.
     for (auto it = outbound_.begin(); it != outbound_.end();) {
         const bool subscription = it->second == pending::suback || it->second == pending::unsuback;
-        it = subscription ? outbound_.erase(it) : std::next(it);
+        it = subscription || !cfg_.keep_unacknowledged ? outbound_.erase(it) : std::next(it);
     }
+    if (!cfg_.keep_unacknowledged) in_flight_publishes_ = 0;
     // Before 5.0 an empty client id needs clean session (§3.1.3.1): nothing to resume then.
     if (protocol::is_v5(version_) || !cfg_.connect.client_id.empty())
         cfg_.connect.clean_start = false;

@@ -102,7 +102,8 @@ class session {
     // keep_unacknowledged) go out again: as DUP resends (PUBREL where PUBREC had arrived) when
     // the broker kept the session, as new messages when it did not (a message whose PUBREC
     // had arrived is then reported done: the broker had taken it). Pending (un)subscriptions
-    // are forgotten; inbound QoS 2 state survives only a kept session.
+    // are forgotten (so are unacknowledged messages without keep_unacknowledged); inbound QoS
+    // 2 state survives only a kept session.
     void reconnect(clock::time_point now);
     // CONNACKs with the session present flag set since start() (0 or 1 before a reconnect).
     bool resumed() const noexcept { return resumed_; }
