@@ -392,6 +392,7 @@ def check_lost_without_reconnect():
                 stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     pub.stdin.write(b"one\n")
     pub.stdin.flush()
+    waiting = tern_sub(port, ["-t", "lost/#", "--reconnect", "-W", "3"])
     time.sleep(0.5)
     broker.kill()
     broker.wait()
@@ -405,6 +406,9 @@ def check_lost_without_reconnect():
     check("tern-pub -l without --reconnect: the broker dies -> exit 1 at once, one clear line",
           code == 1 and took < 3 and (b"connection lost" in err or b"closed" in err),
           f"{code} {took:.2f}s {err!r}")
+    code, _, serr = finish(waiting, 15)
+    check("tern-sub --reconnect -W 3: the broker stays away -> retries, then exit 27 at -W",
+          code == 27 and "reconnecting" in serr, f"{code} {serr!r}")
 
 
 def start_persistent_mosquitto(port, store):

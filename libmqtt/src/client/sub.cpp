@@ -1,5 +1,6 @@
 #include "mqtt/client/sub.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include "mqtt/client/backoff.hpp"
@@ -20,8 +21,10 @@ class subscriber {
     bool request();
     // Handles what arrived; false when the program is over (done() or error() says why).
     bool handle_events();
-    // --reconnect after a lost connection; false with error() set when it gave up.
-    bool restore();
+    // --reconnect after a lost connection, until `deadline` (-W); false when it gave up
+    // (error() says why), ran out of time (timed_out()) or a signal arrived.
+    bool restore(clock::time_point deadline);
+    bool timed_out() const { return timed_out_; }
     bool lost() const { return !lost_.empty(); }
     bool done() const { return done_; }
     const std::string& error() const { return error_; }
@@ -41,6 +44,7 @@ class subscriber {
     std::string lost_;
     unsigned received_ = 0;
     bool done_ = false;
+    bool timed_out_ = false;
 };
 
 bool subscriber::request() {
@@ -93,13 +97,17 @@ bool subscriber::handle_events() {
     return !done_ && error_.empty() && lost_.empty();
 }
 
-bool subscriber::restore() {
+bool subscriber::restore(clock::time_point deadline) {
     backoff delays;
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     if (req_.verbosity >= 0) err_ << tool_ << ": " << lost_ << "; reconnecting" << std::endl;
     for (;;) {
-        conn_.sleep_until(clock::now() + delays.next(uniform(random_)));
+        conn_.sleep_until(std::min(clock::now() + delays.next(uniform(random_)), deadline));
         if (conn_.interrupted()) return false;
+        if (clock::now() >= deadline) {
+            timed_out_ = true;
+            return false;
+        }
         const auto ec = conn_.reconnect();
         if (!ec) break;
         const auto& info = conn_.state().close_info();
@@ -205,7 +213,10 @@ int run_sub(const sub_request& req, std::ostream& out, std::ostream& err, const 
     for (;;) {
         if (!sub.handle_events()) {
             if (!sub.lost()) break;
-            if (!sub.restore()) break;
+            if (!sub.restore(deadline)) {
+                if (sub.timed_out()) return sub_timeout_status;
+                break;
+            }
             continue;
         }
         conn.run_until([&] { return conn.state().has_events(); }, deadline);
