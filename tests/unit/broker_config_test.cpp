@@ -163,8 +163,9 @@ TEST_CASE("config: limits map onto broker::limits") {
         "max_inflight_messages 5\nmax_queued_messages 7\nmax_queued_bytes 4096\n"
         "max_packet_size 2048\nmax_keepalive 120\nretain_available false\nmax_topic_alias 3\n"
         "queue_qos0_messages true\nupgrade_outgoing_qos true\npersistent_client_expiration 2d\n"
-        "sys_interval 0\n");
+        "sys_interval 0\nmax_offline_sessions 5\n");
     const auto& l = c.limits;
+    CHECK(l.max_offline_sessions == 5);
     CHECK(l.max_inflight == 5);
     CHECK(l.max_queued_messages == 7);
     CHECK(l.max_queued_bytes == 4096);
@@ -188,8 +189,10 @@ TEST_CASE("config: limits map onto broker::limits") {
 
 TEST_CASE("config: 0 means no maximum where Mosquitto says so") {
     const auto c = parse_ok(
-        "max_inflight_messages 0\nmax_queued_messages 0\nmax_queued_bytes 0\nmax_packet_size 0\n");
+        "max_inflight_messages 0\nmax_queued_messages 0\nmax_queued_bytes 0\nmax_packet_size 0\n"
+        "max_offline_sessions 0\n");
     CHECK(c.limits.max_inflight == 65535);
+    CHECK(c.limits.max_offline_sessions == unlimited);
     CHECK(c.limits.max_queued_messages == unlimited);
     CHECK(c.limits.max_queued_bytes == unlimited);
     CHECK(c.limits.max_packet_size == 268'435'460u);

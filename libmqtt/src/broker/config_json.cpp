@@ -89,6 +89,7 @@ std::string to_json(const config& c) {
     o.number("max_inflight_messages", l.max_inflight);
     o.number("max_queued_messages", or_zero(l.max_queued_messages));
     o.number("max_queued_bytes", or_zero(l.max_queued_bytes));
+    o.number("max_offline_sessions", or_zero(l.max_offline_sessions));
     o.number("max_packet_size", l.max_packet_size == largest_mqtt_packet ? 0 : l.max_packet_size);
     o.number("max_keepalive", l.max_keepalive);
     o.number("max_topic_alias", l.max_topic_alias);

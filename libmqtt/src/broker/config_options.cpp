@@ -273,6 +273,14 @@ bool on_max_queued_messages(parse_state& st, const option_args& a) {
     return true;
 }
 
+// A Tern option (Mosquitto has no bound on stored sessions): 0 means no maximum.
+bool on_max_offline_sessions(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_offline_sessions", a.words[0], 0, 1'000'000'000);
+    if (!v) return false;
+    st.cfg.limits.max_offline_sessions = *v == 0 ? unlimited : static_cast<std::size_t>(*v);
+    return true;
+}
+
 bool on_max_queued_bytes(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "max_queued_bytes", a.words[0], 0, 1ull << 40);
     if (!v) return false;
@@ -444,6 +452,7 @@ const std::vector<option_spec>& option_table() {
         {"max_inflight_bytes", S::global, 1, 1, false, on_max_inflight_bytes},
         {"max_inflight_messages", S::global, 1, 1, false, on_max_inflight_messages},
         {"max_keepalive", S::global, 1, 1, false, on_max_keepalive},
+        {"max_offline_sessions", S::global, 1, 1, false, on_max_offline_sessions},
         {"max_packet_size", S::global, 1, 1, false, on_max_packet_size},
         {"max_qos", S::listener, 1, 1, false, on_max_qos},
         {"max_queued_bytes", S::global, 1, 1, false, on_max_queued_bytes},
