@@ -406,11 +406,12 @@ TEST_CASE("config: logging options") {
     CHECK(c.log.timestamp);
 }
 
-TEST_CASE("config: sys_interval is kept with a warning while $SYS is not published") {
+TEST_CASE("config: sys_interval sets the $SYS period without a warning; 0 disables") {
     const auto c = parse_ok("\nsys_interval 30\n");
     CHECK(c.sys_interval == 30s);
-    REQUIRE(c.warnings.size() == 1);
-    CHECK(c.warnings[0].find("t.conf:2: sys_interval has no effect yet") == 0);
+    CHECK(c.warnings.empty());
+    CHECK(parse_ok("sys_interval 0").sys_interval == 0s);
+    CHECK(parse_ok("").sys_interval == 10s);
 }
 
 TEST_CASE("config: include_dir reads the .conf files in Mosquitto's order") {

@@ -259,6 +259,7 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     mqtt::net::server_options so;
     so.listeners = listen_addresses(*cfg);
     so.limits = cfg->limits;
+    so.sys_interval = cfg->sys_interval;
     so.handle_signals = true;
     // Connection lines are always produced, so a reload can turn them on.
     so.verbosity = state.engine_verbosity;

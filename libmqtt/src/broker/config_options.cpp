@@ -356,11 +356,6 @@ bool on_sys_interval(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "sys_interval", a.words[0], 0, 4'294'967'295u);
     if (!v) return false;
     st.cfg.sys_interval = std::chrono::seconds{*v};
-    if (*v != 0) {
-        st.cfg.warnings.push_back(st.here().to_string() +
-                                  ": sys_interval has no effect yet: $SYS topics are not "
-                                  "published yet");
-    }
     return true;
 }
 

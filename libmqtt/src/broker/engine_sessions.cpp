@@ -1,6 +1,7 @@
 // The MQTT sessions of the engine: attaching connections to them (clean start, resume,
 // takeover), keeping them while offline, their expiry and delayed Wills.
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -48,6 +49,7 @@ engine::attach_result engine::attach(session& s, const std::string& client_id, b
     }
     it->second->connection = &s;
     ++connected_;
+    stats_.connected_maximum = std::max<std::uint64_t>(stats_.connected_maximum, connected_);
     return {it->second.get(), present};
 }
 

@@ -19,6 +19,8 @@
 #include <utility>
 
 #include "connection.hpp"
+#include "mqtt/broker/sys_topics.hpp"
+#include "mqtt/version.hpp"
 
 namespace mqtt::net {
 namespace {
@@ -67,6 +69,9 @@ struct server::impl {
     std::optional<asio::signal_set> signals;
     std::optional<asio::signal_set> reload_signal;
     asio::steady_timer expiry{io};  // the engine's next session expiry / delayed Will
+    broker::sys_topics sys{engine, opts.sys_interval, broker::clock::now(),
+                           std::string{"tern-broker "} + version_string};
+    asio::steady_timer sys_timer{io};  // sys.next_due()
     std::vector<std::string> warnings;
     bool stopping = false;
 
@@ -74,6 +79,7 @@ struct server::impl {
     boost::system::error_code bind_all();
     asio::awaitable<void> accept_loop(tcp::acceptor& a, std::size_t group);
     asio::awaitable<void> expiry_loop();
+    asio::awaitable<void> sys_loop();
     void start_connection(tcp::socket socket, std::size_t group);
     void wait_reload();
     void stop_now();
@@ -180,6 +186,16 @@ asio::awaitable<void> server::impl::expiry_loop() {
     }
 }
 
+// Publishes the $SYS topics at sys.next_due() (never when sys_interval is 0).
+asio::awaitable<void> server::impl::sys_loop() {
+    while (!stopping && sys.enabled()) {
+        sys_timer.expires_at(sys.next_due());
+        co_await sys_timer.async_wait(nothrow);
+        if (stopping) co_return;
+        sys.on_timer(broker::clock::now());
+    }
+}
+
 void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     ++engine.stats().connections_accepted;
     auto& g = groups[group];
@@ -223,6 +239,7 @@ void server::impl::stop_now() {
     if (signals) signals->cancel(ec);
     if (reload_signal) reload_signal->cancel(ec);
     expiry.cancel();
+    sys_timer.cancel();
     note(1, broker::log_level::info, broker::log_kind::stop,
          "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
@@ -278,6 +295,7 @@ void server::run() {
     }
     s.engine.set_expiry_hook([&s] { s.expiry.cancel(); });
     asio::co_spawn(s.io, s.expiry_loop(), asio::detached);
+    if (s.sys.enabled()) asio::co_spawn(s.io, s.sys_loop(), asio::detached);
     if (s.opts.handle_signals) {
         s.signals.emplace(s.io, SIGINT, SIGTERM);
         s.signals->async_wait([&s](const boost::system::error_code& ec, int sig) {

@@ -80,6 +80,7 @@ struct stats {
     std::uint64_t sessions_resumed = 0;      // CONNECT found the session (Session Present 1)
     std::uint64_t sessions_expired = 0;      // offline sessions removed at their expiry
     std::uint64_t sessions_refused = 0;      // new persistent session over max_offline_sessions
+    std::uint64_t connected_maximum = 0;     // most clients connected at once ($SYS)
 };
 
 }  // namespace mqtt::broker

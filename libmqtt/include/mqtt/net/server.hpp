@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -34,6 +35,8 @@ struct server_options {
     // (the engine's text lines are classified by broker::classify_log_line).
     broker::event_function events;
     int verbosity = 0;
+    // Seconds between updates of the $SYS/broker/... topics (broker::sys_topics); 0: none.
+    std::chrono::seconds sys_interval{0};
     // With handle_signals: called on SIGHUP, on the run() thread.
     std::function<void()> on_reload;
 };
