@@ -62,7 +62,7 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         const auto q = limits_.upgrade_outgoing_qos ? t.q : std::min(m->qos_level, t.q);
         const bool retain = t.retain_as_published && m->retain;
         if (t.s->connection != nullptr) {
-            t.s->connection->deliver(m, q, retain);
+            t.s->connection->deliver(m, q, retain, from ? from->connection : nullptr);
         } else {
             deliver_offline(*t.s, m, q, retain);
         }

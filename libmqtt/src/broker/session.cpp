@@ -37,6 +37,8 @@ session::session(engine& e, clock::time_point now, std::string peer)
 }
 
 session::~session() {
+    release_throttled();
+    stop_waiting();
     // Gone without a close (the transport always closes first): keep the session, no Will.
     if (ds_ != nullptr) engine_.detach(*std::exchange(ds_, nullptr), false, now_);
     engine_.remove(*this);
@@ -86,6 +88,12 @@ void session::on_timer(clock::time_point now) {
         close(reason_code::maximum_connect_time, "no CONNECT in time", false, false);
         return;
     }
+    if (!waiting_on_.empty()) {
+        // We stopped reading this publisher ourselves (back-pressure): its silence is ours,
+        // not a dead client. Its keep-alive starts again from now.
+        last_rx_ = now;
+        return;
+    }
     ++engine_.stats().keep_alive_timeouts;
     close(reason_code::keep_alive_timeout, "keep_alive_timeout", true, true);  // MQTT-3.1.2-24
 }
@@ -104,7 +112,7 @@ void session::take_output(std::vector<std::uint8_t>& into) {
 }
 
 bool session::input_paused() const noexcept {
-    return out_.size() > engine_.config().max_outbound_bytes;
+    return !waiting_on_.empty() || out_.size() > engine_.config().max_outbound_bytes;
 }
 
 clock::time_point session::deadline() const noexcept {
@@ -366,6 +374,9 @@ void session::close(reason_code rc, std::string_view why, bool send_disconnect, 
     const bool was_connected = state_ == session_state::connected;
     state_ = session_state::closing;
     close_reason_.assign(why);
+    // Whatever this connection was waiting for or holding up ends with it.
+    release_throttled();
+    stop_waiting();
     if (send_disconnect && was_connected && protocol::is_v5(version_)) {
         protocol::disconnect_packet d;
         d.code = rc;

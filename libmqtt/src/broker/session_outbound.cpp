@@ -76,7 +76,7 @@ bool session::too_large(const message& m, qos q) const noexcept {
            size > protocol::max_packet_size;
 }
 
-void session::deliver(const message_ptr& m, qos q, bool retain) {
+void session::deliver(const message_ptr& m, qos q, bool retain, session* from) {
     if (state_ != session_state::connected) return;
     if (too_large(*m, q)) {
         ++engine_.stats().dropped_too_large;
@@ -89,10 +89,14 @@ void session::deliver(const message_ptr& m, qos q, bool retain) {
         }
         append_publish(out_, *m, version_, q, 0, retain);
         ++engine_.stats().messages_sent;
-    } else if (ds_->queue.empty() && can_send_qos12()) {
-        send_qos12(m, q, retain);
-    } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain})) {
-        ++engine_.stats().dropped_queue_full;
+    } else {
+        if (ds_->queue.empty() && can_send_qos12()) {
+            send_qos12(m, q, retain);
+        } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain})) {
+            ++engine_.stats().dropped_queue_full;  // the hard bound, a safety net
+        }
+        // Back-pressure instead of loss: the publisher stops being read until we drain.
+        if (from != nullptr && congested()) throttle(*from);
     }
     wake();
 }
@@ -120,7 +124,11 @@ void session::send_qos12(const message_ptr& m, qos q, bool retain) {
 void session::pump() {
     if (state_ != session_state::connected) return;
     if (resend_pending_ != 0) resend();
-    if (resend_pending_ != 0) return;  // the resend goes first (MQTT-4.4.0-1)
+    if (resend_pending_ == 0) send_queued();  // the resend goes first (MQTT-4.4.0-1)
+    if (!throttled_.empty() && drained()) release_throttled();
+}
+
+void session::send_queued() {
     auto& queue = ds_->queue;
     // A QoS 0 entry (queued while offline) needs no slot, but waits its turn for order.
     while (!queue.empty() && can_send_qos12()) {
@@ -178,6 +186,51 @@ void session::resend() {
             ++engine_.stats().messages_sent;
         }
     }
+}
+
+// ---- back-pressure between clients --------------------------------------------------------
+// A subscriber is congested above half of its queue bounds and drained at a quarter of
+// them: the gap keeps a publisher from being paused and woken for every message.
+
+bool session::congested() const noexcept {
+    const auto& cfg = engine_.config();
+    return ds_ != nullptr && (ds_->queue.size() > cfg.max_queued_messages / 2 ||
+                              ds_->queued_bytes > cfg.max_queued_bytes / 2);
+}
+
+bool session::drained() const noexcept {
+    const auto& cfg = engine_.config();
+    return ds_ == nullptr || (ds_->queue.size() <= cfg.max_queued_messages / 4 &&
+                              ds_->queued_bytes <= cfg.max_queued_bytes / 4);
+}
+
+void session::throttle(session& publisher) {
+    if (&publisher == this || publisher.state_ != session_state::connected) return;
+    // A session that holds others paused is never paused itself: it must go on reading
+    // the acknowledgements that drain it, so waits cannot form a cycle (no deadlock).
+    if (!publisher.throttled_.empty()) return;
+    if (std::find(throttled_.begin(), throttled_.end(), &publisher) != throttled_.end()) return;
+    // Amortised: the vectors keep their capacity, nothing is allocated per message.
+    throttled_.push_back(&publisher);
+    publisher.waiting_on_.push_back(this);
+    if (engine_.logging(2)) {
+        engine_.log(2, "client " + publisher.client_id_ + " paused: " + client_id_ + " congested");
+    }
+}
+
+// Wakes every publisher that waits for nothing else any more.
+void session::release_throttled() {
+    for (session* p : throttled_) {
+        std::erase(p->waiting_on_, this);
+        if (p->waiting_on_.empty()) p->wake();
+    }
+    throttled_.clear();
+}
+
+// This publisher goes away: the subscribers it waited for forget it.
+void session::stop_waiting() {
+    for (session* s : waiting_on_) std::erase(s->throttled_, this);
+    waiting_on_.clear();
 }
 
 std::uint16_t session::next_packet_id() noexcept {

@@ -69,6 +69,10 @@ asio::awaitable<void> connection::read_loop() {
             if (!woken) co_return;
         }
         if (session_.closing()) co_return;
+        // Whole packets left in the framer when the input was paused go first.
+        process_input();
+        if (session_.closing()) co_return;
+        if (session_.input_paused()) continue;
         const auto room = framer_.prepare(read_chunk);
         auto [ec, n] =
             co_await socket_.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
@@ -92,7 +96,9 @@ void connection::process_input() {
         }
         if (!*next) break;
         session_.on_frame(**next, now);
-        if (session_.closing()) break;
+        // Paused (back-pressure): the packets after this one wait in the framer, so a
+        // throttled publisher adds at most one message to a congested subscriber's queue.
+        if (session_.closing() || session_.input_paused()) break;
     }
     if (session_.has_output() || session_.closing()) wake();
     // Deadlines usually move later (activity), which the watchdog finds when it wakes; an

@@ -63,15 +63,19 @@ class session {
     // Moves the pending bytes into `into` (cleared first); the buffers swap capacity.
     void take_output(std::vector<std::uint8_t>& into);
     bool closing() const noexcept { return state_ == session_state::closing; }
-    // Over the outbound byte limit: the transport stops reading until output drains.
+    // The transport stops reading while this is true: the connection's own output is over
+    // max_outbound_bytes, or (back-pressure) a QoS 1/2 message it published reached an
+    // online subscriber whose queue is over the high-water mark, until that subscriber's
+    // queue drains below the low-water mark or it closes. wake() is called when it ends.
     bool input_paused() const noexcept;
     // When on_timer() must run next: connect timeout or 1.5 x Keep Alive.
     clock::time_point deadline() const noexcept;
 
     // ---- from the engine
     // One delivery at QoS q (already min(published, granted)); retain is the RETAIN flag
-    // to send.
-    void deliver(const message_ptr& m, protocol::qos q, bool retain);
+    // to send. `from` is the publishing connection (nullptr for Wills and retained
+    // messages): it is throttled when a QoS 1/2 delivery finds this subscriber congested.
+    void deliver(const message_ptr& m, protocol::qos q, bool retain, session* from = nullptr);
     // Whether a delivery at QoS q would be taken now rather than dropped for a bound.
     bool can_take(protocol::qos q) const noexcept;
     // Server-initiated close: DISCONNECT with rc to a 5.0 client, then close.
@@ -88,6 +92,10 @@ class session {
     std::size_t subscription_count() const noexcept { return ds_ ? ds_->subscriptions.size() : 0; }
     std::size_t inflight() const noexcept { return ds_ ? ds_->inflight.size() : 0; }
     std::size_t queued() const noexcept { return ds_ ? ds_->queue.size() : 0; }
+    // Back-pressure: congested subscribers this publisher waits for, and publishers this
+    // subscriber holds paused.
+    std::size_t throttled_by() const noexcept { return waiting_on_.size(); }
+    std::size_t throttling() const noexcept { return throttled_.size(); }
     // Why the session closed ("keep_alive_timeout", "invalid_qos", ...); empty while open.
     std::string_view close_reason() const noexcept { return close_reason_; }
 
@@ -117,7 +125,13 @@ class session {
     bool too_large(const message& m, protocol::qos q) const noexcept;
     void send_qos12(const message_ptr& m, protocol::qos q, bool retain);
     void pump();
+    void send_queued();
     std::uint16_t next_packet_id() noexcept;
+    bool congested() const noexcept;
+    bool drained() const noexcept;
+    void throttle(session& publisher);
+    void release_throttled();
+    void stop_waiting();
 
     // Closes for a malformed packet or a protocol error: DISCONNECT rc to a 5.0 client.
     void protocol_violation(protocol::reason_code rc, std::string_view why);
@@ -144,6 +158,10 @@ class session {
     std::uint16_t inflight_cap_ = 0;
     std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
     std::vector<std::uint8_t> out_;   // bytes not yet handed to the transport
+    // Back-pressure links, kept symmetric (a few entries: publishers x congested
+    // subscribers): publishers this subscriber paused, subscribers this publisher waits for.
+    std::vector<session*> throttled_;
+    std::vector<session*> waiting_on_;
 };
 
 }  // namespace mqtt::broker
