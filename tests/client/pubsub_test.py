@@ -433,7 +433,8 @@ def check_mosquitto(port):
     check("-k 1: PINGREQ keeps an idle tern-sub connected until -W 4 (status 27)",
           code == 27 and time.time() - start >= 3.9, f"{code} {err!r}")
 
-    # A broker that refuses: the CONNACK reason, exit 1; -u/-P and -L credentials accepted.
+    # A broker that refuses: the CONNACK reason, and its code as the exit status (as
+    # mosquitto_pub does); -u/-P and -L credentials accepted.
     passwd = os.path.join(WORK, "passwd")
     subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "alice", "secret"], check=True,
                    capture_output=True, timeout=20)
@@ -446,14 +447,21 @@ def check_mosquitto(port):
         except KeyError:
             pass
     locked, lport = start_mosquitto(f"allow_anonymous false\npassword_file {passwd}")
-    for v, want in (("5", b"not_authorized (0x87)"), ("311", b"return code 5")):
+    for v, want, status in (("5", b"not_authorized (0x87)", 0x87), ("311", b"return code 5", 5)):
         pub = tern_pub(lport, ["-V", v, "-t", "x", "-m", "y"])
-        check(f"CONNACK refusal -V {v}: exit 1 and the reason",
-              pub.returncode == 1 and want in pub.stderr, f"{pub.returncode} {pub.stderr!r}")
+        check(f"CONNACK refusal -V {v}: exit {status} and the reason",
+              pub.returncode == status and want in pub.stderr, f"{pub.returncode} {pub.stderr!r}")
+        sub = subprocess.run([SUB, "-p", str(lport), "-V", v, "-t", "x", "--json"],
+                             capture_output=True, timeout=20)
+        last = sub.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        check(f"tern-sub CONNACK refusal -V {v}: exit {status}, JSON error with that status",
+              sub.returncode == status and want in sub.stderr and
+              last and json.loads(last[0]).get("exit_status") == status,
+              f"{sub.returncode} {sub.stderr!r}")
     pub = tern_pub(lport, ["-u", "alice", "-P", "wrong", "-t", "x", "-m", "y"])
-    check("wrong password: exit 1, the broker's refusal (Mosquitto says not_authorized)",
-          pub.returncode == 1 and b"refused the connection: not_authorized" in pub.stderr,
-          f"{pub.stderr!r}")
+    check("wrong password: exit 135, the broker's refusal (Mosquitto says not_authorized)",
+          pub.returncode == 135 and b"refused the connection: not_authorized" in pub.stderr,
+          f"{pub.returncode} {pub.stderr!r}")
     ms = mosquitto_sub(lport, ["-u", "alice", "-P", "secret", "-t", "auth/t", "-C", "2"])
     pub = tern_pub(lport, ["-u", "alice", "-P", "secret", "-i", "tern-test-id", "-t", "auth/t",
                            "-m", "a"])

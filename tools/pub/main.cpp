@@ -8,6 +8,7 @@
 
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
+#include "mqtt/client/connection.hpp"
 #include "mqtt/client/pub.hpp"
 #include "mqtt/protocol/topic.hpp"
 #include "mqtt/protocol/utf8.hpp"
@@ -154,6 +155,8 @@ int main(int argc, char** argv) {
         "follow mosquitto_pub's."};
     pub_options opts;
     mqtt::cli::init_app(app, "tern-pub", examples);
+    app.footer(std::string("Examples:\n") + examples + "\n" + mqtt::cli::exit_status_help() +
+               mqtt::client::connack_exit_status_help());
     mqtt::cli::add_client_options(app, opts.client, "-d,--debug");
     mqtt::cli::add_property_option(app, opts.property_args, "connect, publish, disconnect or will");
     mqtt::cli::add_will_options(app, opts.will);

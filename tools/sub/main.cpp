@@ -9,6 +9,7 @@
 
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
+#include "mqtt/client/connection.hpp"
 #include "mqtt/client/sub.hpp"
 #include "mqtt/format/format_string.hpp"
 #include "mqtt/protocol/topic.hpp"
@@ -194,6 +195,8 @@ int main(int argc, char** argv) {
         "or JSON lines. The flags follow mosquitto_sub's."};
     sub_options opts;
     mqtt::cli::init_app(app, "tern-sub", examples);
+    app.footer(std::string("Examples:\n") + examples + "\n" + mqtt::cli::exit_status_help() +
+               "  27  -W: the time ran out\n" + mqtt::client::connack_exit_status_help());
     mqtt::cli::add_client_options(app, opts.client, "-d,--debug");
     mqtt::cli::add_property_option(app, opts.property_args,
                                    "connect, subscribe, unsubscribe, disconnect or will");

@@ -283,9 +283,10 @@ int run_pub(const pub_request& req, std::ostream& err, const std::string& tool) 
     connection conn(cfg);
     if (auto ec = conn.connect()) {
         const auto& info = conn.state().close_info();
-        return fail("cannot connect to " + req.connection.host + ":" +
-                    std::to_string(req.connection.port) + ": " +
-                    describe_failure(conn.state(), ec, info.reason, info.reason_string));
+        fail("cannot connect to " + req.connection.host + ":" +
+             std::to_string(req.connection.port) + ": " +
+             describe_failure(conn.state(), ec, info.reason, info.reason_string));
+        return connect_failure_status(conn.state(), ec, info.reason);
     }
     publisher pub(conn, req, err, tool);
     bool ok = true;

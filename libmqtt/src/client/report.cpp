@@ -39,4 +39,19 @@ std::string describe_failure(const session& s, std::error_code ec, protocol::rea
     return out;
 }
 
+int connect_failure_status(const session& s, std::error_code ec, protocol::reason_code reason) {
+    if (ec != errc::connection_refused) return 1;
+    if (protocol::is_v5(s.version())) return static_cast<int>(reason);
+    return static_cast<int>(protocol::to_connect_return_code(reason));
+}
+
+std::string connack_exit_status_help() {
+    return "  1-5  the broker refused the connection (MQTT 3.1/3.1.1): its CONNACK return "
+           "code (1 protocol version, 2 client id, 3 server unavailable, 4 user name or "
+           "password, 5 not authorized); stderr names it, as 1, 2 and 3 also have the meanings "
+           "above\n"
+           "  128-162  the broker refused the connection (MQTT 5.0): its CONNACK reason code "
+           "(e.g. 134 bad user name or password, 135 not authorized)\n";
+}
+
 }  // namespace mqtt::client

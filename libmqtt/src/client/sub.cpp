@@ -186,14 +186,14 @@ void subscriber::on_message(const protocol::publish_packet& m) {
 }  // namespace
 
 int run_sub(const sub_request& req, std::ostream& out, std::ostream& err, const std::string& tool) {
-    const auto fail = [&](const std::string& what) {
+    const auto fail = [&](const std::string& what, int status = 1) {
         err << tool << ": error: " << what << "\n";
         if (req.json) {  // for programs that read stderr as JSON lines too
             std::string obj;
-            format::append_error_json(obj, what, 1);
+            format::append_error_json(obj, what, status);
             err << obj << "\n";
         }
-        return 1;
+        return status;
     };
     const auto deadline = req.timeout > 0 ? clock::now() + std::chrono::seconds{req.timeout}
                                           : clock::time_point::max();
@@ -202,8 +202,9 @@ int run_sub(const sub_request& req, std::ostream& out, std::ostream& err, const 
         if (conn.interrupted()) return 0;
         const auto& info = conn.state().close_info();
         return fail("cannot connect to " + req.connection.host + ":" +
-                    std::to_string(req.connection.port) + ": " +
-                    describe_failure(conn.state(), ec, info.reason, info.reason_string));
+                        std::to_string(req.connection.port) + ": " +
+                        describe_failure(conn.state(), ec, info.reason, info.reason_string),
+                    connect_failure_status(conn.state(), ec, info.reason));
     }
     subscriber sub(conn, req, out, err, tool);
     if (!sub.request()) {

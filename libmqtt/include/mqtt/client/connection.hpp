@@ -85,4 +85,12 @@ class connection {
 std::string describe_failure(const session& s, std::error_code ec, protocol::reason_code reason,
                              const std::string& reason_string);
 
+// The exit status for a connection that could not start: the broker's CONNACK code when it
+// refused (1 to 5 in MQTT 3.1/3.1.1, 0x80 to 0xA2 in 5.0, as mosquitto_pub and mosquitto_sub
+// do), 1 for anything else.
+int connect_failure_status(const session& s, std::error_code ec, protocol::reason_code reason);
+
+// The CONNACK part of the exit status table, for the --help of tern-pub and tern-sub.
+std::string connack_exit_status_help();
+
 }  // namespace mqtt::client
