@@ -63,11 +63,11 @@ if start_broker "$work/sys.conf" "$work/sys.log"; then
     else
         pass "sys_interval 1: no warning"
     fi
-    # 18 topics at once, then at least the uptime and the subscriber itself in the counts.
-    timeout 20 mosquitto_sub -p "$port" -t '$SYS/broker/#' -v -C 24 -W 10 -i sys-watch \
+    # 26 topics at once, then at least the uptime, the byte counters and the subscriber itself.
+    timeout 20 mosquitto_sub -p "$port" -t '$SYS/broker/#' -v -C 36 -W 10 -i sys-watch \
         >"$work/sys.out" 2>&1
     status=$?
-    [[ $status -eq 0 ]] && pass "24 \$SYS messages within 10 s" ||
+    [[ $status -eq 0 ]] && pass "36 \$SYS messages within 10 s" ||
         { fail "mosquitto_sub exit $status"; sed 's/^/    /' "$work/sys.out"; }
     check() {  # check REGEX WHAT
         grep -qE -- "$1" "$work/sys.out" && pass "$2" ||
@@ -82,6 +82,9 @@ if start_broker "$work/sys.conf" "$work/sys.log"; then
     check '^\$SYS/broker/messages/received [0-9]+$' "messages/received"
     check '^\$SYS/broker/messages/sent [0-9]+$' "messages/sent"
     check '^\$SYS/broker/publish/messages/dropped [0-9]+$' "publish/messages/dropped"
+    check '^\$SYS/broker/bytes/received [1-9][0-9]*$' "bytes/received counts the clients' packets"
+    check '^\$SYS/broker/bytes/sent [1-9][0-9]*$' "bytes/sent counts what went to clients"
+    check '^\$SYS/broker/load/bytes/received/1min [0-9]+\.[0-9]{2}$' "load/bytes/received/1min"
     check '^\$SYS/broker/subscriptions/count [0-9]+$' "subscriptions/count"
     check '^\$SYS/broker/retained messages/count [0-9]+$' "retained messages/count"
     check '^\$SYS/broker/load/messages/received/1min [0-9]+\.[0-9]{2}$' "load/messages/received/1min"

@@ -53,12 +53,16 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
     put_if("clients/expired", number(st.sessions_expired));
     put_if("messages/received", number(st.messages_received));
     put_if("messages/sent", number(st.messages_sent));
+    put_if("bytes/received", number(st.bytes_received));
+    put_if("bytes/sent", number(st.bytes_sent));
     put_if("publish/messages/dropped",
            number(st.dropped_qos0_slow + st.dropped_queue_full + st.dropped_too_large +
                   st.dropped_qos0_offline + st.dropped_expired));
     put_if("subscriptions/count", number(engine_.subscription_count()));
     publish_loads("messages/received", received_, n, now);
     publish_loads("messages/sent", sent_, n, now);
+    publish_loads("bytes/received", bytes_received_, n, now);
+    publish_loads("bytes/sent", bytes_sent_, n, now);
     // Last, so it counts the $SYS topics too, this one included the first time.
     const bool counted = last_payload_.count("retained messages/count") != 0;
     const bool adds_one = !counted && engine_.config().retain_available;
@@ -76,6 +80,8 @@ void sys_topics::update_loads(clock::time_point now) {
         last_update_ = now;
         received_.last = st.messages_received;
         sent_.last = st.messages_sent;
+        bytes_received_.last = st.bytes_received;
+        bytes_sent_.last = st.bytes_sent;
         return;
     }
     const double dt = std::chrono::duration<double>(now - last_update_).count();
@@ -83,6 +89,8 @@ void sys_topics::update_loads(clock::time_point now) {
     last_update_ = now;
     decay(received_, st.messages_received, dt);
     decay(sent_, st.messages_sent, dt);
+    decay(bytes_received_, st.bytes_received, dt);
+    decay(bytes_sent_, st.bytes_sent, dt);
 }
 
 void sys_topics::decay(rate& r, std::uint64_t count, double seconds) {

@@ -25,6 +25,7 @@ connection::connection(asio::ip::tcp::socket socket, broker::engine& engine, std
     : socket_(std::move(socket)),
       framer_(engine.config().max_packet_size),
       session_(engine, broker::clock::now(), std::move(peer)),
+      stats_(engine.stats()),
       signal_(socket_.get_executor(), asio::steady_timer::time_point::max()),
       keep_alive_(socket_.get_executor()),
       grace_(socket_.get_executor()) {
@@ -81,6 +82,7 @@ asio::awaitable<void> connection::read_loop() {
             co_return;
         }
         framer_.commit(n);
+        stats_.bytes_received += n;
         process_input();
         if (session_.closing()) co_return;
     }
@@ -153,6 +155,7 @@ asio::awaitable<void> connection::write_loop() {
             wake();
             co_return;
         }
+        stats_.bytes_sent += n;
         session_.on_written();  // may queue more (messages waiting for the buffer to drain)
         wake();                 // a paused reader may go on
     }

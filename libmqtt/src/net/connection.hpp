@@ -51,6 +51,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     asio::ip::tcp::socket socket_;
     protocol::framer framer_;
     broker::session session_;
+    broker::stats& stats_;  // the engine's counters: bytes read and written
     // Never expires: waiters sleep on it and signal_.cancel() wakes them all to re-check.
     asio::steady_timer signal_;
     asio::steady_timer keep_alive_;

@@ -81,6 +81,8 @@ struct stats {
     std::uint64_t sessions_expired = 0;      // offline sessions removed at their expiry
     std::uint64_t sessions_refused = 0;      // new persistent session over max_offline_sessions
     std::uint64_t connected_maximum = 0;     // most clients connected at once ($SYS)
+    std::uint64_t bytes_received = 0;        // read from client sockets (the net layer counts)
+    std::uint64_t bytes_sent = 0;            // written to client sockets
 };
 
 }  // namespace mqtt::broker

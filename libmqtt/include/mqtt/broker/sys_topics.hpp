@@ -32,7 +32,8 @@ class sys_topics {
     // (past `now`, so a stalled loop does not publish a burst). Returns the topics published.
     std::size_t on_timer(clock::time_point now);
 
-    // Per-minute message rates decayed over 1, 5 and 15 minutes (load/messages/...).
+    // Per-minute message rates decayed over 1, 5 and 15 minutes (load/messages/...; the
+    // same for load/bytes/...).
     struct load {
         double m1 = 0, m5 = 0, m15 = 0;
     };
@@ -57,7 +58,7 @@ class sys_topics {
     std::string version_;
     clock::time_point last_update_{};
     bool updated_ = false;  // last_update_ is set
-    rate received_, sent_;
+    rate received_, sent_, bytes_received_, bytes_sent_;
     std::unordered_map<std::string, std::string> last_payload_;
 };
 
