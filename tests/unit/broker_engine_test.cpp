@@ -59,7 +59,7 @@ TEST_CASE("broker: CONNECT is answered with CONNACK for 3.1, 3.1.1 and 5.0") {
         CHECK(ack.props.maximum_packet_size == e.config().max_packet_size);
         CHECK(ack.props.subscription_identifier_available == 0);
         CHECK(ack.props.shared_subscription_available == 0);
-        CHECK_FALSE(ack.props.topic_alias_maximum.has_value());
+        CHECK(ack.props.topic_alias_maximum == e.config().max_topic_alias);
         CHECK_FALSE(ack.props.assigned_client_identifier.has_value());
     }
     CHECK(e.stats().connects_accepted == 1);
@@ -311,12 +311,18 @@ TEST_CASE("broker: protocol errors after CONNECT") {
         c.session().on_framing_error(mqtt::make_error_code(mqtt::errc::packet_too_large));
         CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::packet_too_large);
     }
-    SUBCASE("topic alias without a Topic Alias Maximum: DISCONNECT 0x94") {
+    SUBCASE("topic alias above the Topic Alias Maximum: DISCONNECT 0x94 (MQTT-3.3.2-9)") {
         publish_packet p;
         p.topic = "t";
-        p.props.topic_alias = 1;
+        p.props.topic_alias = static_cast<std::uint16_t>(e.config().max_topic_alias + 1);
         c.send(p);
         CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::topic_alias_invalid);
+    }
+    SUBCASE("empty topic with an alias never set: DISCONNECT 0x82") {
+        publish_packet p;
+        p.props.topic_alias = 3;
+        c.send(p);
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::protocol_error);
     }
     SUBCASE("subscription identifier: DISCONNECT 0xA1") {
         subscribe_packet s;
@@ -385,5 +391,54 @@ TEST_CASE("broker: random bytes after CONNECT never crash the session") {
         c.received();  // decodes: REQUIRE-s that the output is well formed
         c.session().on_transport_closed(now);
         CHECK(c.session().closing());
+    }
+}
+
+TEST_CASE("broker: topic aliases from a 5.0 client (3.3.2.3.4)") {
+    auto now = test_epoch();
+    SUBCASE("set, used, replaced; never forwarded to subscribers") {
+        engine e;
+        test_client sub{e, protocol_version::v5, now};
+        sub.connect("sub");
+        sub.subscribe("a/#", qos::at_most_once);
+        test_client pub{e, protocol_version::v5, now};
+        CHECK(pub.connect("pub").props.topic_alias_maximum == e.config().max_topic_alias);
+        // Exact bytes: PUBLISH QoS 0, topic "a/x", properties: Topic Alias (0x23) 2.
+        pub.send_raw(bytes{0x30, 0x0A, 0x00, 0x03, 'a', '/', 'x', 0x03, 0x23, 0x00, 0x02, '1'});
+        // Empty topic, alias 2: the topic the alias was set to.
+        pub.send_raw(bytes{0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x02, '2'});
+        // Alias 2 set again to another topic, then used.
+        pub.send_raw(bytes{0x30, 0x0A, 0x00, 0x03, 'a', '/', 'y', 0x03, 0x23, 0x00, 0x02, '3'});
+        pub.send_raw(bytes{0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x02, '4'});
+        CHECK_FALSE(pub.session().closing());
+        const auto got = sub.received();
+        REQUIRE(got.size() == 4);
+        const char* topics[] = {"a/x", "a/x", "a/y", "a/y"};
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            const auto& m = as<publish_packet>(got[i]);
+            CHECK(m.topic == topics[i]);
+            CHECK(m.payload == std::string(1, static_cast<char>('1' + i)));
+            CHECK_FALSE(m.props.topic_alias.has_value());  // per connection: not forwarded
+        }
+    }
+    SUBCASE("max_topic_alias 0: none announced, any alias is refused") {
+        mqtt::broker::limits l;
+        l.max_topic_alias = 0;
+        engine e{l};
+        test_client pub{e, protocol_version::v5, now};
+        CHECK_FALSE(pub.connect("pub").props.topic_alias_maximum.has_value());
+        pub.send_raw(bytes{0x30, 0x0A, 0x00, 0x03, 'a', '/', 'x', 0x03, 0x23, 0x00, 0x01, '1'});
+        CHECK(as<disconnect_packet>(pub.received().at(0)).code == reason_code::topic_alias_invalid);
+    }
+    SUBCASE("aliases belong to the connection: a new one starts with none") {
+        engine e;
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        pub.send_raw(bytes{0x30, 0x0A, 0x00, 0x03, 'a', '/', 'x', 0x03, 0x23, 0x00, 0x01, '1'});
+        pub.lose_connection();
+        pub.new_connection();
+        pub.connect("pub");
+        pub.send_raw(bytes{0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, '2'});
+        CHECK(as<disconnect_packet>(pub.received().at(0)).code == reason_code::protocol_error);
     }
 }

@@ -24,11 +24,7 @@ reason_code granted_code(qos q) noexcept {
 
 void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
-    // We announce no Topic Alias Maximum, so any alias is out of range (§3.3.2.3.4).
-    if (v5 && p.props.topic_alias) {
-        protocol_violation(reason_code::topic_alias_invalid, "topic alias not allowed");
-        return;
-    }
+    if (v5 && p.props.topic_alias && !resolve_topic_alias(p)) return;
     if (p.retain && !engine_.config().retain_available) {
         // Retain Available 0 was announced: a retained PUBLISH is an error in 5.0
         // (MQTT-3.3.1-16 area, §3.2.2.3.5); 3.1.1 has no way to say so, the flag is ignored.
@@ -74,6 +70,29 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         }
         send(protocol::pubrec_packet{id, rc, {}});
     }
+}
+
+// Topic aliases from the client (5.0 §3.3.2.3.4): per connection, up to the Topic Alias
+// Maximum we announced. A PUBLISH with a topic and an alias sets the mapping; one with an
+// empty topic uses it. The alias is this connection's business: it is removed before routing.
+bool session::resolve_topic_alias(protocol::publish_packet& p) {
+    const std::uint16_t alias = *p.props.topic_alias;  // 0 is refused by the decoder
+    if (alias > engine_.config().max_topic_alias) {    // MQTT-3.3.2-9
+        protocol_violation(reason_code::topic_alias_invalid, "topic alias out of range");
+        return false;
+    }
+    if (aliases_in_.size() < alias) aliases_in_.resize(alias);
+    auto& topic = aliases_in_[alias - 1];
+    if (!p.topic.empty()) {
+        topic = p.topic;
+    } else if (topic.empty()) {  // no mapping yet: a Protocol Error (§3.3.4)
+        protocol_violation(reason_code::protocol_error, "unknown topic alias");
+        return false;
+    } else {
+        p.topic = topic;
+    }
+    p.props.topic_alias.reset();
+    return true;
 }
 
 void session::on_pubrel(std::uint16_t id) {

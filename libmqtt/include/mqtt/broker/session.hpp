@@ -110,6 +110,7 @@ class session {
     void refuse_connect(protocol::reason_code rc, std::string_view why);
     void handle_packet(protocol::packet&& p, clock::time_point now);
     void on_publish(protocol::publish_packet&& p, clock::time_point now);
+    bool resolve_topic_alias(protocol::publish_packet& p);  // false: closed for an error
     void on_puback(std::uint16_t id);
     void on_pubrec(const protocol::pubrec_packet& p);
     void on_pubrel(std::uint16_t id);
@@ -155,6 +156,7 @@ class session {
     clock::time_point now_;  // the latest time given to us, for calls that bring none
     std::uint16_t keep_alive_ = 0;
     std::uint32_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size of the client; 0: none
+    std::vector<std::string> aliases_in_;  // the client's topic aliases: [alias - 1] -> topic
     std::uint16_t inflight_cap_ = 0;
     std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
     std::vector<std::uint8_t> out_;   // bytes not yet handed to the transport
