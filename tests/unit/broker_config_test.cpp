@@ -574,7 +574,7 @@ TEST_CASE("log: text and JSON lines") {
           "\"client_id\":\"c\\\"1\\n\",\"reason\":\"gone\",\"msg\":\"client c closed: gone\"}\n");
     // Bytes that are not UTF-8 still make valid JSON.
     e.client_id = "\xff\x01";
-    CHECK(format_log_line(e, {true, false}, t).find("\"client_id\":\"\\ufffd\\u0001\"") !=
+    CHECK(format_log_line(e, {true, false}, t).find("\"client_id\":\"\xEF\xBF\xBD\\u0001\"") !=
           std::string::npos);
     log_event err;
     err.level = log_level::error;

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "json_writer.hpp"
+#include "mqtt/format/json_string.hpp"
 #include "mqtt/broker/config.hpp"
 
 namespace mqtt::broker {
@@ -33,7 +34,7 @@ std::string string_array(const std::vector<std::string>& items) {
     std::string out = "[";
     for (const auto& s : items) {
         if (out.size() > 1) out += ',';
-        detail::append_json_string(out, s);
+        format::append_json_text(out, s);
     }
     return out + "]";
 }

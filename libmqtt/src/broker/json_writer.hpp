@@ -1,7 +1,7 @@
 #pragma once
 
-// A minimal JSON writer for the broker's app-layer output (--print-config, JSON log lines),
-// which must not pull a JSON library into the broker library.
+// A minimal JSON object writer for the broker's app-layer output (--print-config, JSON log
+// lines), which must not pull a JSON library into the broker library.
 
 #include <cstdint>
 #include <string>
@@ -9,9 +9,8 @@
 
 namespace mqtt::broker::detail {
 
-// A JSON string literal, quotes included. Bytes that are not valid UTF-8 are written as
-// U+FFFD so the line stays valid JSON whatever a client id holds.
-void append_json_string(std::string& out, std::string_view text);
+// Strings go through format::append_json_text (mqtt/format/json_string.hpp): bytes that are
+// not valid UTF-8 become U+FFFD, so a line stays valid JSON whatever a client id holds.
 
 // Writes `"key":` after a comma when the object already has members.
 class json_object {

@@ -4,93 +4,25 @@
 #include <ctime>
 
 #include "json_writer.hpp"
+#include "mqtt/format/json_string.hpp"
 
 namespace mqtt::broker {
 
 namespace detail {
 
-namespace {
-
-// The length of the UTF-8 sequence at s[i], or 0 when it is not a valid one.
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-    const auto c0 = b(0);
-    std::size_t n = c0 < 0x80           ? 1
-                    : (c0 >> 5) == 0x6  ? 2
-                    : (c0 >> 4) == 0xE  ? 3
-                    : (c0 >> 3) == 0x1E ? 4
-                                        : 0;
-    if (n == 0 || i + n > s.size()) return 0;
-    for (std::size_t k = 1; k < n; ++k) {
-        if ((b(k) & 0xC0) != 0x80) return 0;
-    }
-    if (n == 2 && c0 < 0xC2) return 0;                   // overlong
-    if (n == 3 && c0 == 0xE0 && b(1) < 0xA0) return 0;   // overlong
-    if (n == 3 && c0 == 0xED && b(1) >= 0xA0) return 0;  // surrogates
-    if (n == 4 && (c0 > 0xF4 || (c0 == 0xF0 && b(1) < 0x90) || (c0 == 0xF4 && b(1) >= 0x90))) {
-        return 0;
-    }
-    return n;
-}
-
-}  // namespace
-
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (std::size_t i = 0; i < text.size();) {
-        const char c = text[i];
-        const auto n = utf8_length(text, i);
-        if (n == 0) {
-            out += "\\ufffd";
-            ++i;
-            continue;
-        }
-        if (n > 1) {
-            out.append(text.substr(i, n));
-            i += n;
-            continue;
-        }
-        ++i;
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-                    out += buf;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    out += '"';
-}
+using format::append_json_text;
 
 json_object& json_object::key(std::string_view k) {
     if (!first_) out_ += ',';
     first_ = false;
-    append_json_string(out_, k);
+    append_json_text(out_, k);
     out_ += ':';
     return *this;
 }
 
 json_object& json_object::string(std::string_view k, std::string_view v) {
     key(k);
-    append_json_string(out_, v);
+    append_json_text(out_, v);
     return *this;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "mqtt/format/json_string.hpp"
 #include "mqtt/protocol/packet.hpp"
 
 namespace mqtt::format {
@@ -28,9 +29,6 @@ bool is_utf8_text(std::string_view bytes) noexcept;
 
 // RFC 4648 base64 with padding.
 std::string base64_encode(std::string_view bytes);
-
-// A JSON string literal, quotes included, for UTF-8 text.
-void append_json_string(std::string& out, std::string_view utf8);
 
 // "2026-11-22T06:08:19.123456Z": UTC, microseconds.
 std::string iso8601_utc(std::chrono::system_clock::time_point t);
