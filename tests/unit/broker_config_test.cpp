@@ -101,7 +101,7 @@ TEST_CASE("config: errors name the file and the line") {
 TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported yet'") {
     for (std::string_view opt :
          {"password_file /etc/p", "acl_file /etc/a", "certfile /c.pem", "keyfile /k.pem",
-          "cafile /ca.pem", "persistence_location /var/lib", "connection bridge1",
+          "cafile /ca.pem", "autosave_on_changes true", "connection bridge1",
           "address 10.0.0.1:1883", "bridge_protocol_version mqttv311", "auth_plugin /x.so",
           "auth_opt_db x", "plugin_opt_x y", "user mosquitto", "pid_file /run/m.pid",
           "mount_point a/", "log_timestamp_format %H", "require_certificate true",
@@ -115,10 +115,9 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
     }
     // Values Tern does not implement of options it accepts.
     for (std::string_view opt :
-         {"protocol websockets", "persistence true", "allow_anonymous false", "max_qos 1",
-          "message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
-          "allow_zero_length_clientid false", "set_tcp_nodelay false", "max_inflight_bytes 10",
-          "use_username_as_clientid true"}) {
+         {"protocol websockets", "allow_anonymous false", "max_qos 1", "message_size_limit 1000",
+          "log_dest file /var/log/m.log", "log_dest syslog", "allow_zero_length_clientid false",
+          "set_tcp_nodelay false", "max_inflight_bytes 10", "use_username_as_clientid true"}) {
         CAPTURE(opt);
         const auto e = parse_error(std::string{opt} + "\n");
         CHECK(e.line == 1);
@@ -133,6 +132,36 @@ TEST_CASE("config: the values Tern implements of partly supported options are ac
         "allow_zero_length_clientid true\nset_tcp_nodelay true\nmax_inflight_bytes 0\n"
         "use_username_as_clientid false\n");
     CHECK(c.local_only);
+}
+
+TEST_CASE("config: persistence options (Mosquitto's, and persistence_sync)") {
+    const auto d = parse_ok("max_keepalive 30\n");
+    CHECK_FALSE(d.persistence.enabled);
+    CHECK(d.persistence.file == "tern.db");
+    CHECK(d.persistence.sync == sync_policy::batch);
+    CHECK(d.persistence.autosave_interval == std::chrono::seconds{1800});
+    const auto c = parse_ok(
+        "persistence true\npersistence_location /var/lib/tern/\npersistence_file b.db\n"
+        "persistence_sync always\nautosave_interval 60\n");
+    CHECK(c.persistence.enabled);
+    CHECK(c.persistence.location == "/var/lib/tern/");
+    CHECK(c.persistence.file == "b.db");
+    CHECK(c.persistence.sync == sync_policy::always);
+    CHECK(c.persistence.autosave_interval == std::chrono::seconds{60});
+    CHECK(parse_ok("persistence_sync periodic\n").persistence.sync == sync_policy::periodic);
+    const auto json = to_json(c);
+    CHECK(json.find("\"persistence\":true") != std::string::npos);
+    CHECK(json.find("\"persistence_sync\":\"always\"") != std::string::npos);
+    CHECK(json.find("\"persistence_location\":\"/var/lib/tern/\"") != std::string::npos);
+    CHECK(parse_error("persistence yes\n").to_string() ==
+          "t.conf:1: persistence: expected true or false, not 'yes'");
+    CHECK(parse_error("max_keepalive 3\npersistence_sync sometimes\n").to_string() ==
+          "t.conf:2: persistence_sync: expected always, batch or periodic, not 'sometimes'");
+    CHECK(parse_error("persistence_file a/b.db\n").message ==
+          "persistence_file: 'a/b.db' is not a file name (the directory is "
+          "persistence_location)");
+    CHECK(parse_error("autosave_interval 0\n").message ==
+          "autosave_interval: 0 is out of range (1 to 31536000)");
 }
 
 TEST_CASE("config: syntax errors") {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "mqtt/broker/log_event.hpp"
 #include "mqtt/cli/options.hpp"
 #include "mqtt/net/server.hpp"
+#include "mqtt/store/store_file.hpp"
 #include "mqtt/version.hpp"
 
 namespace {
@@ -30,6 +32,7 @@ struct broker_options {
     bool verbosity_given = false;
     mqtt::cli::output_format log_format = mqtt::cli::output_format::text;
     bool print_config = false;
+    std::string check_store;
 };
 
 constexpr const char* examples =
@@ -54,6 +57,12 @@ void add_broker_options(CLI::App& app, broker_options& o) {
         ->check(CLI::ExistingFile.description(""));
     app.add_flag("--print-config", o.print_config,
                  "Print the effective configuration as JSON on standard output and exit");
+    app.add_option("--check-store", o.check_store,
+                   "Verify the persistence store in DIR (its file tern.db, or persistence_file "
+                   "of -c FILE), or the store file PATH, print a JSON report on standard output "
+                   "and exit: 0 intact or missing, 1 damaged (the broker would cut or skip the "
+                   "damage and start), 2 unreadable")
+        ->type_name("DIR");
     mqtt::cli::add_verbosity(app, o.verbosity, "-v,--verbose");
     mqtt::cli::add_log_format(app, o.log_format);
 }
@@ -162,6 +171,11 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     check(x.persistent_client_expiration == y.persistent_client_expiration,
           "persistent_client_expiration");
     check(a.sys_interval == b.sys_interval, "sys_interval");
+    const auto& p = a.persistence;
+    const auto& q = b.persistence;
+    check(p.enabled == q.enabled && p.location == q.location && p.file == q.file &&
+              p.sync == q.sync && p.autosave_interval == q.autosave_interval,
+          "persistence options");
     check(a.log.dest == b.log.dest, "log_dest");
     return out;
 }
@@ -238,12 +252,30 @@ void reload(running& r) {
 
 // ---- start
 
+// --check-store: the report of store::load_file as one JSON line.
+mqtt::cli::exit_status check_store(const broker_options& o, const config& c, const log_sink& sink) {
+    std::error_code ec;
+    std::string path = o.check_store;
+    if (std::filesystem::is_directory(path, ec)) {
+        path = (std::filesystem::path{path} / c.persistence.file).string();
+    }
+    auto loaded = mqtt::store::load_file(path);
+    if (!loaded) {
+        sink.say(log_level::error, log_kind::error,
+                 "cannot read the store " + path + ": " + loaded.error().message());
+        return mqtt::cli::exit_status::usage;
+    }
+    std::cout << mqtt::store::report_json(path, *loaded) << '\n' << std::flush;
+    return loaded->report.clean() ? mqtt::cli::exit_status::ok : mqtt::cli::exit_status::failure;
+}
+
 mqtt::cli::exit_status run_broker(const broker_options& o) {
     const bool json = o.log_format == mqtt::cli::output_format::json;
     log_sink sink;
     sink.configure(config{}, o.verbosity_given ? o.verbosity : 0, json);
     auto cfg = load(o, sink);
     if (!cfg) return mqtt::cli::exit_status::usage;
+    if (!o.check_store.empty()) return check_store(o, *cfg, sink);
     const auto port_note = mqtt::broker::apply_command_line_port(
         *cfg, o.port_given ? std::optional{o.port} : std::nullopt);
     const int verbosity = effective_verbosity(o, *cfg);
@@ -265,11 +297,14 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     so.verbosity = state.engine_verbosity;
     so.events = [&sink](const log_event& e) { sink(e); };
     so.on_reload = [&state] { reload(state); };
+    so.persistence = cfg->persistence;
     std::string failed;
     auto server = mqtt::net::server::create(std::move(so), &failed);
     if (!server) {
+        const bool store = failed.starts_with("store ");
         sink.say(log_level::error, log_kind::error,
-                 "cannot listen on " + failed + ": " + server.error().message());
+                 (store ? "cannot write the " : "cannot listen on ") + failed + ": " +
+                     server.error().message());
         return mqtt::cli::exit_status::failure;
     }
     state.server = server->get();

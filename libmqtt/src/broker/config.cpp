@@ -394,3 +394,19 @@ std::string apply_command_line_port(config& c, std::optional<std::uint16_t> cli_
 }
 
 }  // namespace mqtt::broker
+
+namespace mqtt::broker {
+
+std::string_view to_string(sync_policy p) noexcept {
+    switch (p) {
+        case sync_policy::always:
+            return "always";
+        case sync_policy::batch:
+            return "batch";
+        case sync_policy::periodic:
+            break;
+    }
+    return "periodic";
+}
+
+}  // namespace mqtt::broker

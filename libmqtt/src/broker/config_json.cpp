@@ -101,6 +101,12 @@ std::string to_json(const config& c) {
     o.number("persistent_client_expiration",
              static_cast<std::uint64_t>(l.persistent_client_expiration.count()));
     o.number("sys_interval", static_cast<std::uint64_t>(c.sys_interval.count()));
+    o.boolean("persistence", c.persistence.enabled);
+    o.string("persistence_location", c.persistence.location);
+    o.string("persistence_file", c.persistence.file);
+    o.string("persistence_sync", to_string(c.persistence.sync));
+    o.number("autosave_interval",
+             static_cast<std::uint64_t>(c.persistence.autosave_interval.count()));
     o.raw("log_type", string_array(c.log.types));
     if (c.log.verbosity) {
         o.key("log_verbosity");

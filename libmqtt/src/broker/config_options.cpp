@@ -359,8 +359,51 @@ bool on_sys_interval(parse_state& st, const option_args& a) {
     return true;
 }
 
+// ---- persistence
+
 bool on_persistence(parse_state& st, const option_args& a) {
-    return only_value(st, "persistence", a.words[0], "false", {"true"});
+    const auto v = parse_bool(st, "persistence", a.words[0]);
+    if (v) st.cfg.persistence.enabled = *v;
+    return v.has_value();
+}
+
+bool on_persistence_location(parse_state& st, const option_args& a) {
+    st.cfg.persistence.location = std::string{a.words[0]};
+    return true;
+}
+
+bool on_persistence_file(parse_state& st, const option_args& a) {
+    const auto name = a.words[0];
+    if (name.find('/') != std::string_view::npos || name == "." || name == "..") {
+        return st.fail("persistence_file: " + quoted(name) +
+                       " is not a file name (the directory is persistence_location)");
+    }
+    st.cfg.persistence.file = std::string{name};
+    return true;
+}
+
+bool on_persistence_sync(parse_state& st, const option_args& a) {
+    const auto v = a.words[0];
+    auto& p = st.cfg.persistence.sync;
+    if (v == "always") {
+        p = sync_policy::always;
+    } else if (v == "batch") {
+        p = sync_policy::batch;
+    } else if (v == "periodic") {
+        p = sync_policy::periodic;
+    } else {
+        return st.fail("persistence_sync: expected always, batch or periodic, not " + quoted(v));
+    }
+    return true;
+}
+
+bool on_autosave_interval(parse_state& st, const option_args& a) {
+    // Mosquitto: seconds between saves. Tern: seconds between syncs with persistence_sync
+    // periodic; 0 is not allowed (Mosquitto's 0 means "never save on a timer").
+    const auto v = parse_number(st, "autosave_interval", a.words[0], 1, 86'400u * 365);
+    if (!v) return false;
+    st.cfg.persistence.autosave_interval = std::chrono::seconds{*v};
+    return true;
 }
 
 bool on_set_tcp_nodelay(parse_state& st, const option_args& a) {
@@ -436,6 +479,7 @@ const std::vector<option_spec>& option_table() {
     static const std::vector<option_spec> table = {
         {"allow_anonymous", S::security, 1, 1, false, on_allow_anonymous},
         {"allow_zero_length_clientid", S::security, 1, 1, false, on_allow_zero_length_clientid},
+        {"autosave_interval", S::global, 1, 1, false, on_autosave_interval},
         {"bind_address", S::global, 1, 1, false, on_bind_address},
         {"connection_messages", S::global, 1, 1, false, on_connection_messages},
         {"include_dir", S::global, 1, 64, true, on_include_dir},
@@ -456,6 +500,9 @@ const std::vector<option_spec>& option_table() {
         {"message_size_limit", S::global, 1, 1, false, on_message_size_limit},
         {"per_listener_settings", S::global, 1, 1, false, on_per_listener_settings},
         {"persistence", S::global, 1, 1, false, on_persistence},
+        {"persistence_file", S::global, 1, 1, false, on_persistence_file},
+        {"persistence_location", S::global, 1, 1, false, on_persistence_location},
+        {"persistence_sync", S::global, 1, 1, false, on_persistence_sync},
         {"persistent_client_expiration", S::global, 1, 1, false, on_persistent_client_expiration},
         {"port", S::global, 1, 1, false, on_port},
         {"protocol", S::listener, 1, 1, false, on_protocol},
@@ -481,7 +528,6 @@ const std::vector<std::string_view>& unsupported_option_names() {
         "auth_plugin",
         "auth_plugin_deny_special_chars",
         "auto_id_prefix",
-        "autosave_interval",
         "autosave_on_changes",
         "bind_interface",
         "bridge_*",
@@ -514,8 +560,6 @@ const std::vector<std::string_view>& unsupported_option_names() {
         "notifications",
         "notifications_local_only",
         "password_file",
-        "persistence_file",
-        "persistence_location",
         "pid_file",
         "plugin",
         "plugin_opt_*",

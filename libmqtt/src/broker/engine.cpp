@@ -21,11 +21,12 @@ engine::~engine() = default;
 bool engine::subscribe(durable_session& s, std::string_view filter,
                        const protocol::subscription_options& o) {
     s.subscriptions.insert_or_assign(std::string{filter}, o);
+    if (store_) store_->subscribed(s, filter, o);
     return subscriptions_.insert_or_assign(filter, &s, sub_entry{o});
 }
 
 bool engine::unsubscribe(durable_session& s, std::string_view filter) {
-    s.subscriptions.erase(std::string{filter});
+    if (s.subscriptions.erase(std::string{filter}) != 0 && store_) store_->unsubscribed(s, filter);
     return subscriptions_.erase(filter, &s);
 }
 
@@ -33,7 +34,14 @@ bool engine::unsubscribe(durable_session& s, std::string_view filter) {
 
 std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
     if (m->retain && limits_.retain_available) {
-        if (retained_.set(m) == retained_store::outcome::full) ++stats_.dropped_retain_full;
+        const auto outcome = retained_.set(m);
+        if (outcome == retained_store::outcome::full) ++stats_.dropped_retain_full;
+        if (store_ && (outcome == retained_store::outcome::stored ||
+                       outcome == retained_store::outcome::replaced)) {
+            store_->retained_set(m);
+        } else if (store_ && outcome == retained_store::outcome::cleared) {
+            store_->retained_cleared(m->topic);
+        }
     }
     // A will published while routing (cannot happen today) must not clobber the scratch.
     std::vector<target> nested;
@@ -79,7 +87,11 @@ void engine::deliver_offline(durable_session& s, const message_ptr& m, protocol:
         ++stats_.dropped_qos0_offline;
         return;
     }
-    if (!enqueue(s, limits_, queued_delivery{m, q, retain})) ++stats_.dropped_queue_full;
+    if (!enqueue(s, limits_, queued_delivery{m, q, retain})) {
+        ++stats_.dropped_queue_full;
+    } else if (store_) {
+        store_->queued(s, s.queue.back());
+    }
 }
 
 void engine::send_retained(session& s, std::string_view filter, protocol::qos granted,
@@ -99,7 +111,14 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
         s.deliver(out, q, true);
         return true;
     });
-    for (const auto& t : expired) retained_.erase(t);
+    for (const auto& t : expired) {
+        retained_.erase(t);
+        if (store_) store_->retained_cleared(t);
+    }
+}
+
+void engine::restore_retained(const message_ptr& m) {
+    if (retained_.set(m) == retained_store::outcome::full) ++stats_.dropped_retain_full;
 }
 
 }  // namespace mqtt::broker

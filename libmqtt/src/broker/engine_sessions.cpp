@@ -72,10 +72,23 @@ void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
         ds.expires_at = now + std::chrono::seconds{ds.expiry_interval};
     }
     schedule(ds);
+    if (store_) store_->session_offline(ds);
+}
+
+void engine::restore_session(std::unique_ptr<durable_session> s) {
+    durable_session& ds = *s;
+    ds.connection = nullptr;
+    for (const auto& [filter, options] : ds.subscriptions) {
+        subscriptions_.insert_or_assign(filter, &ds, sub_entry{options});
+    }
+    const std::string id = ds.client_id;
+    by_id_.insert_or_assign(id, std::move(s));
+    schedule(ds);
 }
 
 void engine::end_session(durable_session& ds) {
     unschedule(ds);
+    if (store_) store_->session_ended(ds);
     // Unsubscribe first: a session does not receive its own Will.
     for (const auto& [filter, options] : ds.subscriptions) subscriptions_.erase(filter, &ds);
     ds.subscriptions.clear();
@@ -141,7 +154,8 @@ void engine::on_timer(clock::time_point now) {
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
         durable_session& ds = *deadlines_.begin()->second;
         unschedule(ds);
-        if (ds.will && ds.will_at <= now) publish_will(ds);  // Will Delay passed
+        const bool will_due = ds.will && ds.will_at <= now;
+        if (will_due) publish_will(ds);  // Will Delay passed
         if (ds.expires_at <= now) {
             ++stats_.sessions_expired;
             if (logging(1)) log(1, "session " + ds.client_id + " expired");
@@ -149,6 +163,7 @@ void engine::on_timer(clock::time_point now) {
             continue;
         }
         schedule(ds);
+        if (will_due && store_) store_->session_offline(ds);  // without its Will now
     }
 }
 

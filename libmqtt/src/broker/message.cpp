@@ -73,6 +73,7 @@ namespace {
 std::shared_ptr<message> expiry_copy(const message& m, std::uint32_t seconds_left) {
     auto copy = std::make_shared<message>(m);
     copy->message_expiry_interval = seconds_left;
+    copy->store_id = 0;  // another value: the store writes it as a message of its own
     std::vector<std::uint8_t> body{0x00, 0x01, 't'};
     body.insert(body.end(), m.props_v5.begin(), m.props_v5.end());
     auto decoded = protocol::decode(0x30, body, protocol_version::v5);

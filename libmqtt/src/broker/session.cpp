@@ -260,6 +260,7 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
         if (!cfg.retain_available) c.will->retain = false;  // 3.1.1: the flag is ignored
         ds_->will = make_message(std::move(*c.will), now);
     }
+    if (auto* store = engine_.store()) store->session_online(*ds_);
 
     protocol::connack_packet ack;
     // Clean Start discarded any session, so this is 0 then (MQTT-3.2.2-1..3, 5.0 §3.2.2.1.1).

@@ -67,6 +67,7 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         // A failure code ends the exchange: no PUBREL will follow (MQTT-4.3.3).
         if (!protocol::is_error(rc)) {
             qos2_in.insert(std::lower_bound(qos2_in.begin(), qos2_in.end(), id), id);
+            if (auto* store = engine_.store()) store->qos2_received(*ds_, id);
         }
         send(protocol::pubrec_packet{id, rc, {}});
     }
@@ -100,6 +101,7 @@ void session::on_pubrel(std::uint16_t id) {
     const auto it = std::lower_bound(qos2_in.begin(), qos2_in.end(), id);
     if (it != qos2_in.end() && *it == id) {
         qos2_in.erase(it);
+        if (auto* store = engine_.store()) store->qos2_released(*ds_, id);
         send(protocol::pubcomp_packet{id, reason_code::success, {}});
         return;
     }

@@ -25,6 +25,7 @@ void session::on_puback(std::uint16_t id) {
     if (it == inflight.end()) return;  // unknown id: nothing to release
     settle(*it);
     inflight.erase(it);
+    if (auto* store = engine_.store()) store->inflight_removed(*ds_, id);
     pump();
 }
 
@@ -40,11 +41,13 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
     settle(*it);
     if (protocol::is_error(p.code)) {  // the receiver refused it: the exchange ends here
         inflight.erase(it);
+        if (auto* store = engine_.store()) store->inflight_removed(*ds_, p.packet_id);
         pump();
         return;
     }
     it->waiting = outbound_stage::pubcomp;
     it->msg.reset();  // from here on only the id matters (a resend is a PUBREL)
+    if (auto* store = engine_.store()) store->inflight_released(*ds_, p.packet_id);
     send(protocol::pubrel_packet{p.packet_id, reason_code::success, {}});
 }
 
@@ -56,6 +59,7 @@ void session::on_pubcomp(std::uint16_t id) {
     if (it == inflight.end()) return;
     settle(*it);
     inflight.erase(it);
+    if (auto* store = engine_.store()) store->inflight_removed(*ds_, id);
     pump();
 }
 
@@ -94,6 +98,8 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from) {
             send_qos12(m, q, retain);
         } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain})) {
             ++engine_.stats().dropped_queue_full;  // the hard bound, a safety net
+        } else if (auto* store = engine_.store()) {
+            store->queued(*ds_, ds_->queue.back());
         }
         // Back-pressure instead of loss: the publisher stops being read until we drain.
         if (from != nullptr && congested()) throttle(*from);
@@ -117,6 +123,7 @@ void session::send_qos12(const message_ptr& m, qos q, bool retain) {
     const std::uint16_t id = next_packet_id();
     const auto stage = q == qos::at_least_once ? outbound_stage::puback : outbound_stage::pubrec;
     ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage});
+    if (auto* store = engine_.store()) store->inflight_added(*ds_, ds_->inflight.back());
     append_publish(out_, *m, version_, q, id, retain);
     ++engine_.stats().messages_sent;
 }
@@ -130,6 +137,7 @@ void session::pump() {
 
 void session::send_queued() {
     auto& queue = ds_->queue;
+    auto* const store = engine_.store();
     // A QoS 0 entry (queued while offline) needs no slot, but waits its turn for order.
     while (!queue.empty() && can_send_qos12()) {
         queued_delivery d = std::move(queue.front());
@@ -138,18 +146,16 @@ void session::send_queued() {
         message_ptr m = aged(d.msg, now_);
         if (!m) {  // its Message Expiry Interval passed while it waited (§3.3.2.3.3)
             ++engine_.stats().dropped_expired;
-            continue;
-        }
-        if (too_large(*m, d.q)) {
+        } else if (too_large(*m, d.q)) {
             ++engine_.stats().dropped_too_large;
-            continue;
-        }
-        if (d.q == qos::at_most_once) {
+        } else if (d.q == qos::at_most_once) {
             append_publish(out_, *m, version_, d.q, 0, d.retain);
             ++engine_.stats().messages_sent;
         } else {
             send_qos12(m, d.q, d.retain);
         }
+        // After the in-flight record, so that the store keeps the message it shares.
+        if (store) store->dequeued(*ds_);
     }
 }
 
@@ -161,7 +167,9 @@ void session::resume() {
     auto& inflight = ds_->inflight;
     // One the (new) client cannot take at all is given up rather than kept forever.
     const auto dropped = std::erase_if(inflight, [&](const outbound_delivery& o) {
-        return o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q);
+        const bool drop = o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q);
+        if (drop && engine_.store()) engine_.store()->inflight_removed(*ds_, o.id);
+        return drop;
     });
     engine_.stats().dropped_too_large += dropped;
     for (auto& o : inflight) o.resend_pending = true;

@@ -21,18 +21,21 @@ constexpr auto close_grace_period = std::chrono::seconds{3};
 
 }  // namespace
 
-connection::connection(asio::ip::tcp::socket socket, broker::engine& engine, std::string peer)
+connection::connection(asio::ip::tcp::socket socket, broker::engine& engine, std::string peer,
+                       store_driver* store)
     : socket_(std::move(socket)),
       framer_(engine.config().max_packet_size),
       session_(engine, broker::clock::now(), std::move(peer)),
       stats_(engine.stats()),
       signal_(socket_.get_executor(), asio::steady_timer::time_point::max()),
       keep_alive_(socket_.get_executor()),
-      grace_(socket_.get_executor()) {
+      grace_(socket_.get_executor()),
+      store_(store != nullptr && store->holds_output() ? store : nullptr) {
     session_.set_observer(this);
 }
 
 connection::~connection() {
+    if (store_ != nullptr) store_->forget(*this);
     session_.set_observer(nullptr);
 }
 
@@ -98,6 +101,7 @@ void connection::process_input() {
         }
         if (!*next) break;
         session_.on_frame(**next, now);
+        if (store_ != nullptr) store_->after_packet();  // always: synced before the ack
         // Paused (back-pressure): the packets after this one wait in the framer, so a
         // throttled publisher adds at most one message to a congested subscriber's queue.
         if (session_.closing() || session_.input_paused()) break;
@@ -141,14 +145,12 @@ asio::awaitable<void> connection::output_side() {
 
 asio::awaitable<void> connection::write_loop() {
     for (;;) {
-        if (!session_.has_output()) {
-            if (session_.closing()) break;
+        if (!next_batch()) {
+            if (session_.closing() && !session_.has_output() && staged_.empty()) break;
             const bool woken = co_await wait_signal();
             if (!woken) co_return;
             continue;
         }
-        // Everything queued since the last write goes out as one batch.
-        session_.take_output(writing_);
         auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), nothrow);
         if (ec) {
             session_.on_transport_closed(broker::clock::now());
@@ -161,6 +163,41 @@ asio::awaitable<void> connection::write_loop() {
     }
     boost::system::error_code ec;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+}
+
+bool connection::next_batch() {
+    if (store_ == nullptr) {
+        if (!session_.has_output()) return false;
+        // Everything queued since the last write goes out as one batch.
+        session_.take_output(writing_);
+        return true;
+    }
+    if (!staged_.empty()) {
+        if (!released_) return false;
+        std::swap(writing_, staged_);
+        staged_.clear();
+        return true;
+    }
+    if (!session_.has_output()) return false;
+    if (store_->all_synced()) {  // every record this output depends on is on disk
+        session_.take_output(writing_);
+        return true;
+    }
+    store_->hold(*this);  // staged at the next flush, released after its sync
+    return false;
+}
+
+void connection::stage() {
+    if (!session_.has_output()) return;
+    std::vector<std::uint8_t> more;
+    session_.take_output(more);
+    staged_.insert(staged_.end(), more.begin(), more.end());
+    released_ = false;
+}
+
+void connection::release() {
+    released_ = true;
+    wake();
 }
 
 asio::awaitable<void> connection::close_grace() {

@@ -14,6 +14,7 @@
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "store_driver.hpp"
 
 namespace mqtt::net::detail {
 
@@ -23,10 +24,14 @@ namespace asio = boost::asio;
 //   input:  read_loop || watchdog || wait_closing   (reading ends when any of them ends)
 //   output: write_loop || close_grace               (flush, bounded by a grace period)
 // Every bit of protocol logic is in the session; this file only moves bytes and time.
+// With a store that holds output (persistence_sync always / batch), bytes the session
+// produced while records were not yet on disk are written only after the store's flush.
 class connection final : public std::enable_shared_from_this<connection>,
-                         private broker::session_observer {
+                         private broker::session_observer,
+                         private held_output {
   public:
-    connection(asio::ip::tcp::socket socket, broker::engine& engine, std::string peer);
+    connection(asio::ip::tcp::socket socket, broker::engine& engine, std::string peer,
+               store_driver* store = nullptr);
     ~connection();
 
     // Runs the connection to its end; `self` keeps it alive meanwhile.
@@ -35,7 +40,11 @@ class connection final : public std::enable_shared_from_this<connection>,
     const broker::session& session() const noexcept { return session_; }
 
   private:
-    void wake() override;  // session_observer: output appended, or closing
+    void wake() override;     // session_observer: output appended, or closing
+    void stage() override;    // held_output: the store's flush covers the output so far
+    void release() override;  // held_output: it is on disk
+    // Moves what may be written now into writing_; false when nothing may.
+    bool next_batch();
 
     asio::awaitable<void> input_side();
     asio::awaitable<void> read_loop();
@@ -58,6 +67,9 @@ class connection final : public std::enable_shared_from_this<connection>,
     broker::clock::time_point armed_deadline_ = broker::clock::time_point::max();
     asio::steady_timer grace_;
     std::vector<std::uint8_t> writing_;  // the batch being written; swaps with the session's
+    store_driver* store_ = nullptr;      // set when output waits for the store's syncs
+    std::vector<std::uint8_t> staged_;   // output covered by a flush, written once it is synced
+    bool released_ = true;               // staged_ may be written
 };
 
 }  // namespace mqtt::net::detail

@@ -21,6 +21,7 @@
 #include "connection.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"
+#include "store_driver.hpp"
 
 namespace mqtt::net {
 namespace {
@@ -74,6 +75,8 @@ struct server::impl {
     asio::steady_timer sys_timer{io};  // sys.next_due()
     std::vector<std::string> warnings;
     bool stopping = false;
+    // Last: destroyed first, while the engine and io it refers to are still there.
+    std::optional<detail::store_driver> store;
 
     boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
     boost::system::error_code bind_all();
@@ -217,7 +220,8 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
-    auto c = std::make_shared<detail::connection>(std::move(socket), engine, std::move(peer));
+    auto c = std::make_shared<detail::connection>(std::move(socket), engine, std::move(peer),
+                                                  store ? &*store : nullptr);
     asio::co_spawn(io, detail::connection::serve(std::move(c)),
                    [this, group](std::exception_ptr e) {
                        --groups[group].open;
@@ -240,6 +244,7 @@ void server::impl::stop_now() {
     if (reload_signal) reload_signal->cancel(ec);
     expiry.cancel();
     sys_timer.cancel();
+    if (store) store->cancel_timer();
     note(1, broker::log_level::info, broker::log_kind::stop,
          "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
@@ -263,6 +268,19 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
     if (const auto ec = i->bind_all()) {
         if (failed) *failed = i->failed_address;
         return std::error_code{ec};
+    }
+    if (i->opts.persistence.enabled) {
+        auto* raw = i.get();
+        i->store.emplace(
+            i->io, i->engine, i->opts.persistence,
+            [raw](int verbosity, bool error, std::string_view msg) {
+                raw->note(verbosity, error ? broker::log_level::error : broker::log_level::info,
+                          error ? broker::log_kind::error : broker::log_kind::log, msg);
+            });
+        if (const auto ec = i->store->open()) {
+            if (failed) *failed = "store " + i->store->path();
+            return ec;
+        }
     }
     return std::unique_ptr<server>{new server{std::move(i)}};
 }
@@ -309,7 +327,9 @@ void server::run() {
             s.wait_reload();
         }
     }
+    if (s.store) s.store->start();
     s.io.run();
+    if (s.store) s.store->close();
     if (s.engine.logging(1)) {
         const auto& st = s.engine.stats();
         s.note(1, broker::log_level::info, broker::log_kind::stats,

@@ -62,6 +62,25 @@ struct log_config {
     bool json = false;       // --log-format json (command line only)
 };
 
+// When the store's records reach the disk (persistence_sync, a Tern option).
+enum class sync_policy {
+    always,    // fdatasync after every packet that changed durable state, before its ack
+    batch,     // one fdatasync per event-loop turn (group commit), before the acks
+    periodic,  // written at once, fdatasync every autosave_interval; acks are not held
+};
+std::string_view to_string(sync_policy p) noexcept;
+
+// Mosquitto's persistence, persistence_location, persistence_file and autosave_interval,
+// and Tern's persistence_sync (docs/persistence.md).
+struct persistence_config {
+    bool enabled = false;
+    std::string location;  // directory of the store; empty: the current directory
+    std::string file = "tern.db";
+    sync_policy sync = sync_policy::batch;
+    // periodic: seconds between syncs. Mosquitto's default of 30 minutes.
+    std::chrono::seconds autosave_interval{1800};
+};
+
 struct config {
     // Without listener, port or bind_address lines: the local-only listener (127.0.0.1 and
     // ::1 on port 1883, anonymous clients allowed), as Mosquitto 2 does.
@@ -71,6 +90,7 @@ struct config {
     bool allow_anonymous = true;
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
+    persistence_config persistence;
     log_config log;
     std::vector<std::string> files;     // every file read, the main one first
     std::vector<std::string> warnings;  // "FILE:LINE: ..." for settings with no effect yet

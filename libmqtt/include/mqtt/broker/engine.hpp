@@ -16,6 +16,7 @@
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
 #include "mqtt/broker/retained_store.hpp"
+#include "mqtt/broker/store_hooks.hpp"
 #include "mqtt/protocol/packet.hpp"
 #include "mqtt/protocol/subscription_trie.hpp"
 
@@ -100,6 +101,15 @@ class engine {
     // Closes every session (5.0 clients get DISCONNECT 0x8B).
     void shutdown();
 
+    // ---- persistence: the store hears about every durable change (nullptr: none)
+    void set_store(store_hooks* s) noexcept { store_ = s; }
+    store_hooks* store() const noexcept { return store_; }
+    // State read back from a store at start, before any connection: an offline session
+    // (its subscriptions are indexed, its expiry and Will scheduled) and a retained message.
+    // The store is not told about these.
+    void restore_session(std::unique_ptr<durable_session> s);
+    void restore_retained(const message_ptr& m);
+
     bool logging(int verbosity) const noexcept { return log_ && verbosity <= verbosity_; }
     void log(int verbosity, std::string_view line) const {
         if (logging(verbosity)) log_(verbosity, line);
@@ -137,6 +147,7 @@ class engine {
     std::vector<target> targets_;  // scratch for publish(), reused to avoid allocating
     bool routing_ = false;
     std::mt19937_64 id_random_;
+    store_hooks* store_ = nullptr;
 };
 
 }  // namespace mqtt::broker

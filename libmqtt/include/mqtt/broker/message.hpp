@@ -26,6 +26,9 @@ struct message {
     std::vector<std::uint8_t> props_v5;
     std::optional<std::uint32_t> message_expiry_interval;  // seconds, as received
     clock::time_point received{};
+    // The id of this message's record in the store, 0 while it has none. Set by the store
+    // (which lives on the engine's thread), not part of the message's value.
+    mutable std::uint64_t store_id = 0;
 };
 
 using message_ptr = std::shared_ptr<const message>;

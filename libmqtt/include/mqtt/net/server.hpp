@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mqtt/broker/config.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/log_event.hpp"
@@ -39,6 +40,8 @@ struct server_options {
     std::chrono::seconds sys_interval{0};
     // With handle_signals: called on SIGHUP, on the run() thread.
     std::function<void()> on_reload;
+    // The store on disk (docs/persistence.md); enabled = false keeps everything in memory.
+    broker::persistence_config persistence;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
@@ -48,7 +51,8 @@ class server {
   public:
     // Binds every listener. A listener that cannot be bound fails the whole call, except
     // an IPv6 one on a host without IPv6, which is skipped and reported in warnings().
-    // On failure, `failed` (when given) names the address that could not be bound.
+    // On failure, `failed` (when given) names the address that could not be bound, or is
+    // "store PATH" when the persistence store cannot be written.
     static result<std::unique_ptr<server>> create(server_options opts,
                                                   std::string* failed = nullptr);
     ~server();

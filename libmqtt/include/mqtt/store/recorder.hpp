@@ -1,0 +1,83 @@
+#pragma once
+
+// The engine's store_hooks turned into records: each change is applied to a mirror state
+// (what the store file describes once everything is written) and appended, encoded, to a
+// pending buffer. No I/O: the transport driver takes the pending bytes, writes and syncs
+// them, then releases the acknowledgements they cover.
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/store_hooks.hpp"
+#include "mqtt/store/state.hpp"
+
+namespace mqtt::store {
+
+// Steady-clock points as Unix milliseconds and back, for one moment of both clocks.
+struct clock_pair {
+    broker::clock::time_point steady;
+    std::int64_t wall_ms = 0;
+    static clock_pair now();
+    std::int64_t to_wall(broker::clock::time_point t) const noexcept;  // max() -> -1
+    broker::clock::time_point to_steady(std::int64_t ms) const noexcept;
+};
+
+class recorder final : public broker::store_hooks {
+  public:
+    // `mirror` is the state the store file holds now (what was recovered, already written).
+    explicit recorder(state mirror);
+
+    // Where the times of records come from (tests give a hand-driven one).
+    void set_clock(std::function<clock_pair()> f) { clock_ = std::move(f); }
+    // Called when the pending buffer goes from empty to not empty.
+    void set_pending_hook(std::function<void()> f) { on_pending_ = std::move(f); }
+
+    bool has_pending() const noexcept { return !pending_.empty(); }
+    // Moves the pending bytes into `into` (cleared first).
+    void take_pending(std::vector<std::uint8_t>& into);
+    // Bytes of records produced since the start; grows monotonically.
+    std::uint64_t appended() const noexcept { return appended_; }
+    const state& mirror() const noexcept { return mirror_; }
+    // The records that rebuild the mirror state (for compaction).
+    std::vector<std::uint8_t> snapshot_bytes() const;
+
+    // broker::store_hooks
+    void session_online(const broker::durable_session& s) override;
+    void session_offline(const broker::durable_session& s) override;
+    void session_ended(const broker::durable_session& s) override;
+    void subscribed(const broker::durable_session& s, std::string_view filter,
+                    const protocol::subscription_options& o) override;
+    void unsubscribed(const broker::durable_session& s, std::string_view filter) override;
+    void queued(const broker::durable_session& s, const broker::queued_delivery& d) override;
+    void dequeued(const broker::durable_session& s) override;
+    void inflight_added(const broker::durable_session& s,
+                        const broker::outbound_delivery& o) override;
+    void inflight_released(const broker::durable_session& s, std::uint16_t id) override;
+    void inflight_removed(const broker::durable_session& s, std::uint16_t id) override;
+    void qos2_received(const broker::durable_session& s, std::uint16_t id) override;
+    void qos2_released(const broker::durable_session& s, std::uint16_t id) override;
+    void retained_set(const broker::message_ptr& m) override;
+    void retained_cleared(std::string_view topic) override;
+
+  private:
+    bool stored(const broker::durable_session& s) const;
+    std::uint64_t message_id(const broker::message_ptr& m);
+    void emit(record r);
+
+    state mirror_;
+    std::vector<std::uint8_t> pending_;
+    std::uint64_t appended_ = 0;
+    std::uint64_t next_id_ = 1;
+    std::function<void()> on_pending_;
+    std::function<clock_pair()> clock_ = clock_pair::now;
+};
+
+// Puts a recovered state into an empty engine: retained messages, and every session offline
+// (a session that was connected when the broker stopped is treated as disconnected at
+// `now`, without its Will). The messages of `st` are replaced by copies whose receive time
+// is on the steady clock, shared by the engine and the state.
+void restore(broker::engine& e, state& st, const clock_pair& now);
+
+}  // namespace mqtt::store

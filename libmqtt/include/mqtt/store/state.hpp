@@ -1,0 +1,90 @@
+#pragma once
+
+// The live state a store describes: what replaying its records gives. The broker rebuilds
+// its engine from it on start; the recorder keeps one up to date as it writes records, so
+// that compaction is "write snapshot() to a new file". Plain data, no I/O.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mqtt/store/record.hpp"
+
+namespace mqtt::store {
+
+struct stored_message {
+    broker::message_ptr msg;
+    std::int64_t received_ms = 0;
+    std::size_t refs = 0;  // retained, queue, in-flight and Will references
+};
+
+struct queued_ref {
+    std::uint64_t msg_id = 0;
+    protocol::qos q = protocol::qos::at_most_once;
+    bool retain = false;
+};
+
+struct inflight_ref {
+    std::uint16_t packet_id = 0;
+    std::uint64_t msg_id = 0;  // 0 at stage pubcomp
+    protocol::qos q = protocol::qos::at_least_once;
+    bool retain = false;
+    stage waiting = stage::puback;
+};
+
+struct stored_session {
+    std::uint32_t expiry_interval = 0;
+    std::map<std::string, protocol::subscription_options> subscriptions;
+    std::deque<queued_ref> queue;
+    std::vector<inflight_ref> inflight;  // in the order first sent
+    std::vector<std::uint16_t> qos2_in;  // sorted
+    // Set by session_offline, cleared by session (the client came back).
+    bool offline = false;
+    std::int64_t expires_ms = -1;
+    std::uint64_t will_msg_id = 0;
+    std::int64_t will_ms = -1;
+};
+
+class state {
+  public:
+    // Applies one record. False when it does not fit the state (a reference to an unknown
+    // message or session, an id in use): such a record is ignored and counted, the state
+    // stays consistent.
+    bool apply(const record& r);
+    // Records that rebuild this state from nothing, header first; messages nobody refers to
+    // are left out.
+    std::vector<record> snapshot(std::int64_t now_ms) const;
+    // Drops messages nobody refers to (after replaying a file).
+    void prune();
+
+    const std::map<std::uint64_t, stored_message>& messages() const noexcept { return messages_; }
+    const std::map<std::string, std::uint64_t>& retained() const noexcept { return retained_; }
+    const std::map<std::string, stored_session>& sessions() const noexcept { return sessions_; }
+    std::uint64_t max_message_id() const noexcept { return max_id_; }
+    std::size_t queued_count() const noexcept;
+    std::size_t inflight_count() const noexcept;
+    std::size_t rejected() const noexcept { return rejected_; }
+    // Replaces the value of a held message (restore: the same message with its receive time
+    // on the steady clock and its store id set).
+    void replace_message(std::uint64_t id, broker::message_ptr m);
+    // Whether a message record with this id is held.
+    bool has_message(std::uint64_t id) const noexcept { return messages_.contains(id); }
+
+  private:
+    bool add_ref(std::uint64_t id);
+    void drop_ref(std::uint64_t id);
+    void end_session(std::map<std::string, stored_session>::iterator it);
+    stored_session* find(const std::string& client_id);
+
+    struct applier;
+    std::map<std::uint64_t, stored_message> messages_;
+    std::map<std::string, std::uint64_t> retained_;  // topic -> message id
+    std::map<std::string, stored_session> sessions_;
+    std::uint64_t max_id_ = 0;
+    std::size_t rejected_ = 0;
+};
+
+}  // namespace mqtt::store

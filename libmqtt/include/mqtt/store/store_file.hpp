@@ -1,0 +1,70 @@
+#pragma once
+
+// The store on disk: one file of framed records (record.hpp), a snapshot of the live state
+// followed by the records appended since. Compaction writes a new snapshot to NAME.new,
+// syncs it, renames it over NAME and syncs the directory, so a crash at any point leaves
+// either the old file or the new one. A thin POSIX layer; the logic is in record/state.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "mqtt/result.hpp"
+#include "mqtt/store/state.hpp"
+
+namespace mqtt::store {
+
+// What reading a store found.
+struct load_report {
+    bool existed = false;  // the file was there
+    std::uint64_t file_bytes = 0;
+    std::size_t records = 0;   // valid records read
+    std::size_t rejected = 0;  // valid records that did not fit the state (ignored)
+    std::vector<damage> damaged;
+    bool clean() const noexcept { return damaged.empty() && rejected == 0; }
+};
+
+struct loaded {
+    state st;
+    load_report report;
+};
+
+// Replays the records of a file's bytes. Pure.
+loaded load_bytes(std::span<const std::uint8_t> bytes);
+// Reads and replays the file at `path`; a missing file is an empty store.
+result<loaded> load_file(const std::string& path);
+
+// The store report as JSON (tern-broker --check-store): one object, no newline.
+std::string report_json(const std::string& path, const loaded& l);
+
+class store_file {
+  public:
+    store_file() = default;
+    store_file(store_file&& o) noexcept;
+    store_file& operator=(store_file&& o) noexcept;
+    ~store_file();
+
+    // Writes `snapshot` as the new content of dir/name (atomically, synced) and opens it
+    // for appending.
+    static result<store_file> create(const std::string& dir, const std::string& name,
+                                     std::span<const std::uint8_t> snapshot);
+    // Replaces the content with `snapshot` the same way (compaction).
+    std::error_code rewrite(std::span<const std::uint8_t> snapshot);
+    std::error_code append(std::span<const std::uint8_t> bytes);
+    std::error_code sync();  // fdatasync
+    std::uint64_t size() const noexcept { return size_; }
+    // The size right after the last rewrite.
+    std::uint64_t snapshot_size() const noexcept { return snapshot_size_; }
+    const std::string& path() const noexcept { return path_; }
+
+  private:
+    int fd_ = -1;
+    std::string dir_;
+    std::string path_;
+    std::uint64_t size_ = 0;
+    std::uint64_t snapshot_size_ = 0;
+};
+
+}  // namespace mqtt::store

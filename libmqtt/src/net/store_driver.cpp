@@ -1,0 +1,173 @@
+#include "store_driver.hpp"
+
+#include <boost/asio/post.hpp>
+#include <cstdio>
+#include <utility>
+
+namespace mqtt::net::detail {
+namespace {
+
+// Compaction once the file is this much larger than its last snapshot: the appended
+// records are then mostly about messages long delivered.
+constexpr std::uint64_t compaction_slack = 64u << 20;
+
+std::string join(const std::string& dir, const std::string& name) {
+    if (dir.empty()) return name;
+    return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+}  // namespace
+
+store_driver::store_driver(asio::io_context& io, broker::engine& e, broker::persistence_config cfg,
+                           note_function note)
+    : io_(io),
+      engine_(e),
+      cfg_(std::move(cfg)),
+      note_(std::move(note)),
+      path_(join(cfg_.location, cfg_.file)),
+      autosave_(io) {}
+
+store_driver::~store_driver() {
+    engine_.set_store(nullptr);
+}
+
+std::error_code store_driver::open() {
+    auto loaded = store::load_file(path_);
+    if (!loaded) return loaded.error();
+    auto& l = *loaded;
+    const auto& r = l.report;
+    for (const auto& d : r.damaged) {
+        const bool tail = d.kind == store::damage_kind::torn_tail;
+        note_(0, true,
+              "store " + path_ + ": " + (tail ? "cut off " : "skipped ") +
+                  std::to_string(d.length) + " bytes at offset " + std::to_string(d.offset) +
+                  (tail ? " (incomplete or corrupt record at the end)"
+                        : " (corrupt records; reading went on at the next valid one)"));
+    }
+    if (r.rejected != 0) {
+        note_(0, true,
+              "store " + path_ + ": ignored " + std::to_string(r.rejected) +
+                  " records that referred to data the store does not have");
+    }
+    if (!r.clean()) {
+        // Keep the damaged file for inspection; the compacted one replaces it.
+        const std::string kept = path_ + ".damaged";
+        if (std::rename(path_.c_str(), kept.c_str()) == 0) {
+            note_(0, true, "store " + path_ + ": the damaged file is kept as " + kept);
+        }
+    }
+    const auto now = store::clock_pair::now();
+    store::restore(engine_, l.st, now);
+    if (r.existed) {
+        note_(1, false,
+              "store " + path_ + ": " + std::to_string(r.records) + " records, " +
+                  std::to_string(l.st.sessions().size()) + " sessions, " +
+                  std::to_string(l.st.retained().size()) + " retained, " +
+                  std::to_string(l.st.queued_count()) + " queued messages restored");
+    }
+    recorder_.emplace(std::move(l.st));
+    auto file = store::store_file::create(cfg_.location, cfg_.file, recorder_->snapshot_bytes());
+    if (!file) {
+        recorder_.reset();
+        return file.error();
+    }
+    file_ = std::move(*file);
+    recorder_->set_pending_hook([this] { schedule(); });
+    engine_.set_store(&*recorder_);
+    return {};
+}
+
+void store_driver::start() {
+    if (cfg_.sync == broker::sync_policy::periodic) periodic_sync();
+}
+
+void store_driver::periodic_sync() {
+    autosave_.expires_after(cfg_.autosave_interval);
+    autosave_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;
+        if (unsynced_) {
+            const auto err = file_.sync();
+            report(err, "sync");
+            if (!err) unsynced_ = false;
+        }
+        periodic_sync();
+    });
+}
+
+void store_driver::close() {
+    autosave_.cancel();
+    if (!recorder_) return;
+    flush();
+    // A compacted file makes the next start quick.
+    report(file_.rewrite(recorder_->snapshot_bytes()), "compaction");
+    engine_.set_store(nullptr);
+}
+
+void store_driver::hold(held_output& h) {
+    for (auto* x : held_) {
+        if (x == &h) return;
+    }
+    held_.push_back(&h);
+    schedule();
+}
+
+void store_driver::forget(held_output& h) {
+    std::erase(held_, &h);
+}
+
+void store_driver::schedule() {
+    if (posted_) return;
+    posted_ = true;
+    asio::post(io_, [this] { flush(); });
+}
+
+void store_driver::after_packet() {
+    if (cfg_.sync == broker::sync_policy::always && recorder_ && recorder_->has_pending()) flush();
+}
+
+void store_driver::flush() {
+    posted_ = false;
+    if (!recorder_) return;
+    // Whatever the held connections have to write now depends on records appended so far
+    // at most: take it before syncing, release it after.
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto* h : held) h->stage();
+    if (recorder_->has_pending()) {
+        const auto target = recorder_->appended();
+        recorder_->take_pending(buffer_);
+        std::error_code ec;
+        if (file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
+            ec = file_.rewrite(recorder_->snapshot_bytes());  // synced, includes buffer_
+            report(ec, "compaction");
+            if (ec) ec = file_.append(buffer_);
+        } else {
+            ec = file_.append(buffer_);
+        }
+        if (!ec) {
+            if (cfg_.sync == broker::sync_policy::periodic) {
+                unsynced_ = true;
+            } else {
+                ec = file_.sync();
+            }
+        }
+        report(ec, "write");
+        // On failure the output is released anyway: holding it for ever would stall every
+        // client. The error is in the log; what was not written is lost on a crash.
+        synced_ = target;
+    }
+    for (auto* h : held) h->release();
+}
+
+void store_driver::report(std::error_code ec, std::string_view what) {
+    if (!ec) {
+        if (failing_) note_(0, true, "store " + path_ + ": writing works again");
+        failing_ = false;
+        return;
+    }
+    if (failing_) return;
+    failing_ = true;
+    note_(0, true, "store " + path_ + ": " + std::string{what} + " failed: " + ec.message());
+}
+
+}  // namespace mqtt::net::detail

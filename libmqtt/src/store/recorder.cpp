@@ -1,0 +1,227 @@
+#include "mqtt/store/recorder.hpp"
+
+#include <chrono>
+#include <memory>
+#include <utility>
+
+#include "mqtt/protocol/topic.hpp"
+
+namespace mqtt::store {
+namespace {
+
+using broker::clock;
+
+stage to_stage(broker::outbound_stage s) noexcept {
+    switch (s) {
+        case broker::outbound_stage::puback:
+            return stage::puback;
+        case broker::outbound_stage::pubrec:
+            return stage::pubrec;
+        case broker::outbound_stage::pubcomp:
+            break;
+    }
+    return stage::pubcomp;
+}
+
+broker::outbound_stage from_stage(stage s) noexcept {
+    switch (s) {
+        case stage::puback:
+            return broker::outbound_stage::puback;
+        case stage::pubrec:
+            return broker::outbound_stage::pubrec;
+        case stage::pubcomp:
+            break;
+    }
+    return broker::outbound_stage::pubcomp;
+}
+
+}  // namespace
+
+// ---- clocks -----------------------------------------------------------------------------
+
+clock_pair clock_pair::now() {
+    const auto wall = std::chrono::system_clock::now().time_since_epoch();
+    return {clock::now(), std::chrono::duration_cast<std::chrono::milliseconds>(wall).count()};
+}
+
+std::int64_t clock_pair::to_wall(clock::time_point t) const noexcept {
+    if (t == clock::time_point::max()) return -1;
+    return wall_ms + std::chrono::duration_cast<std::chrono::milliseconds>(t - steady).count();
+}
+
+clock::time_point clock_pair::to_steady(std::int64_t ms) const noexcept {
+    if (ms < 0) return clock::time_point::max();
+    return steady + std::chrono::milliseconds{ms - wall_ms};
+}
+
+// ---- recorder ---------------------------------------------------------------------------
+
+recorder::recorder(state mirror)
+    : mirror_(std::move(mirror)), next_id_(mirror_.max_message_id() + 1) {}
+
+void recorder::take_pending(std::vector<std::uint8_t>& into) {
+    into.clear();
+    std::swap(into, pending_);
+}
+
+std::vector<std::uint8_t> recorder::snapshot_bytes() const {
+    std::vector<std::uint8_t> out;
+    for (const auto& r : mirror_.snapshot(clock_().wall_ms)) append_record(out, r);
+    return out;
+}
+
+void recorder::emit(record r) {
+    mirror_.apply(r);
+    const bool was_empty = pending_.empty();
+    const std::size_t before = pending_.size();
+    append_record(pending_, r);
+    appended_ += pending_.size() - before;
+    if (was_empty && on_pending_) on_pending_();
+}
+
+bool recorder::stored(const broker::durable_session& s) const {
+    return mirror_.sessions().contains(s.client_id);
+}
+
+// The id of m's message record, writing the record first when the store does not hold it.
+std::uint64_t recorder::message_id(const broker::message_ptr& m) {
+    if (m->store_id != 0 && mirror_.has_message(m->store_id)) return m->store_id;
+    m->store_id = next_id_++;
+    emit(message_record{m->store_id, clock_().to_wall(m->received), m});
+    return m->store_id;
+}
+
+void recorder::session_online(const broker::durable_session& s) {
+    if (s.expiry_interval != 0) {
+        emit(session_record{s.client_id, s.expiry_interval});
+    } else if (stored(s)) {
+        // Resumed without a Session Expiry Interval: it ends with this connection, so the
+        // store forgets it now.
+        emit(session_end_record{s.client_id});
+    }
+}
+
+void recorder::session_offline(const broker::durable_session& s) {
+    if (!stored(s)) return;
+    const auto now = clock_();
+    std::uint64_t will = 0;
+    if (s.will && s.will_at != clock::time_point::max()) will = message_id(s.will);
+    emit(session_offline_record{s.client_id, s.expiry_interval, now.to_wall(s.expires_at), will,
+                                will != 0 ? now.to_wall(s.will_at) : -1});
+}
+
+void recorder::session_ended(const broker::durable_session& s) {
+    if (stored(s)) emit(session_end_record{s.client_id});
+}
+
+void recorder::subscribed(const broker::durable_session& s, std::string_view filter,
+                          const protocol::subscription_options& o) {
+    if (stored(s)) emit(subscribe_record{s.client_id, std::string{filter}, o});
+}
+
+void recorder::unsubscribed(const broker::durable_session& s, std::string_view filter) {
+    if (stored(s)) emit(unsubscribe_record{s.client_id, std::string{filter}});
+}
+
+void recorder::queued(const broker::durable_session& s, const broker::queued_delivery& d) {
+    if (!stored(s)) return;
+    const auto id = message_id(d.msg);
+    emit(queue_push_record{s.client_id, id, d.q, d.retain});
+}
+
+void recorder::dequeued(const broker::durable_session& s) {
+    if (!stored(s)) return;
+    const auto& st = mirror_.sessions().at(s.client_id);
+    if (!st.queue.empty()) emit(queue_pop_record{s.client_id});
+}
+
+void recorder::inflight_added(const broker::durable_session& s,
+                              const broker::outbound_delivery& o) {
+    if (!stored(s)) return;
+    const auto id = o.msg ? message_id(o.msg) : 0;
+    emit(inflight_add_record{s.client_id, o.id, id, o.q, o.retain, to_stage(o.waiting)});
+}
+
+void recorder::inflight_released(const broker::durable_session& s, std::uint16_t id) {
+    if (stored(s)) emit(inflight_stage_record{s.client_id, id, stage::pubcomp});
+}
+
+void recorder::inflight_removed(const broker::durable_session& s, std::uint16_t id) {
+    if (stored(s)) emit(inflight_remove_record{s.client_id, id});
+}
+
+void recorder::qos2_received(const broker::durable_session& s, std::uint16_t id) {
+    if (stored(s)) emit(qos2_in_add_record{s.client_id, id});
+}
+
+void recorder::qos2_released(const broker::durable_session& s, std::uint16_t id) {
+    if (stored(s)) emit(qos2_in_remove_record{s.client_id, id});
+}
+
+void recorder::retained_set(const broker::message_ptr& m) {
+    // $SYS topics are the broker's own, published again after a start: not kept.
+    if (protocol::is_system_topic(m->topic)) return;
+    emit(retained_set_record{message_id(m)});
+}
+
+void recorder::retained_cleared(std::string_view topic) {
+    if (mirror_.retained().contains(std::string{topic})) {
+        emit(retained_clear_record{std::string{topic}});
+    }
+}
+
+// ---- restore ----------------------------------------------------------------------------
+
+void restore(broker::engine& e, state& st, const clock_pair& now) {
+    // The messages with their receive time on this run's steady clock.
+    std::vector<std::pair<std::uint64_t, broker::message_ptr>> fixed;
+    for (const auto& [id, m] : st.messages()) {
+        auto copy = std::make_shared<broker::message>(*m.msg);
+        copy->received = now.to_steady(m.received_ms);
+        copy->store_id = id;
+        fixed.emplace_back(id, std::move(copy));
+    }
+    for (auto& [id, m] : fixed) st.replace_message(id, std::move(m));
+    const auto& messages = st.messages();
+    const auto msg = [&](std::uint64_t id) -> broker::message_ptr {
+        const auto it = messages.find(id);
+        return it == messages.end() ? nullptr : it->second.msg;
+    };
+    for (const auto& [topic, id] : st.retained()) {
+        if (auto m = msg(id)) e.restore_retained(m);
+    }
+    for (const auto& [client_id, s] : st.sessions()) {
+        auto ds = std::make_unique<broker::durable_session>();
+        ds->client_id = client_id;
+        ds->expiry_interval = s.expiry_interval;
+        ds->subscriptions.insert(s.subscriptions.begin(), s.subscriptions.end());
+        for (const auto& o : s.inflight) {
+            broker::outbound_delivery d;
+            d.msg = msg(o.msg_id);
+            if (!d.msg && o.waiting != stage::pubcomp) continue;
+            d.id = o.packet_id;
+            d.q = o.q;
+            d.retain = o.retain;
+            d.waiting = from_stage(o.waiting);
+            ds->inflight.push_back(std::move(d));
+        }
+        for (const auto& q : s.queue) {
+            auto m = msg(q.msg_id);
+            if (!m) continue;
+            ds->queued_bytes += broker::queue_cost(*m);
+            ds->queue.push_back({std::move(m), q.q, q.retain});
+        }
+        ds->qos2_in = s.qos2_in;
+        if (s.offline) {
+            ds->expires_at = now.to_steady(s.expires_ms);
+            if (s.will_msg_id != 0 && (ds->will = msg(s.will_msg_id))) {
+                ds->will_at = now.to_steady(s.will_ms);
+            }
+        } else if (s.expiry_interval != broker::session_never_expires) {
+            ds->expires_at = now.steady + std::chrono::seconds{s.expiry_interval};
+        }
+        e.restore_session(std::move(ds));
+    }
+}
+
+}  // namespace mqtt::store

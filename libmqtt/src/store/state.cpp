@@ -1,0 +1,225 @@
+#include "mqtt/store/state.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace mqtt::store {
+
+bool state::add_ref(std::uint64_t id) {
+    const auto it = messages_.find(id);
+    if (it == messages_.end()) return false;
+    ++it->second.refs;
+    return true;
+}
+
+void state::drop_ref(std::uint64_t id) {
+    const auto it = messages_.find(id);
+    if (it == messages_.end()) return;
+    if (it->second.refs > 0) --it->second.refs;
+    if (it->second.refs == 0) messages_.erase(it);
+}
+
+stored_session* state::find(const std::string& client_id) {
+    const auto it = sessions_.find(client_id);
+    return it == sessions_.end() ? nullptr : &it->second;
+}
+
+void state::end_session(std::map<std::string, stored_session>::iterator it) {
+    auto& s = it->second;
+    for (const auto& q : s.queue) drop_ref(q.msg_id);
+    for (const auto& o : s.inflight) {
+        if (o.msg_id != 0) drop_ref(o.msg_id);
+    }
+    if (s.will_msg_id != 0) drop_ref(s.will_msg_id);
+    sessions_.erase(it);
+}
+
+struct state::applier {
+    state& st;
+
+    bool operator()(const header_record& h) const { return h.format == format_version; }
+    bool operator()(const message_record& m) const {
+        if (m.id == 0 || !m.msg) return false;
+        auto& e = st.messages_[m.id];
+        e.msg = m.msg;
+        e.received_ms = m.received_ms;
+        st.max_id_ = std::max(st.max_id_, m.id);
+        return true;
+    }
+    bool operator()(const retained_set_record& r) const {
+        const auto it = st.messages_.find(r.msg_id);
+        if (it == st.messages_.end()) return false;
+        const std::string& topic = it->second.msg->topic;
+        ++it->second.refs;
+        auto [pos, inserted] = st.retained_.try_emplace(topic, r.msg_id);
+        if (!inserted) {
+            const auto old = std::exchange(pos->second, r.msg_id);
+            st.drop_ref(old);
+        }
+        return true;
+    }
+    bool operator()(const retained_clear_record& r) const {
+        const auto it = st.retained_.find(r.topic);
+        if (it == st.retained_.end()) return true;  // clearing nothing is fine
+        const auto id = it->second;
+        st.retained_.erase(it);
+        st.drop_ref(id);
+        return true;
+    }
+    bool operator()(const session_record& r) const {
+        auto& s = st.sessions_[r.client_id];
+        s.expiry_interval = r.expiry_interval;
+        s.offline = false;
+        s.expires_ms = -1;
+        if (s.will_msg_id != 0) st.drop_ref(std::exchange(s.will_msg_id, 0));
+        s.will_ms = -1;
+        return true;
+    }
+    bool operator()(const session_end_record& r) const {
+        const auto it = st.sessions_.find(r.client_id);
+        if (it == st.sessions_.end()) return false;
+        st.end_session(it);
+        return true;
+    }
+    bool operator()(const subscribe_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        s->subscriptions.insert_or_assign(r.filter, r.options);
+        return true;
+    }
+    bool operator()(const unsubscribe_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        s->subscriptions.erase(r.filter);
+        return true;
+    }
+    bool operator()(const queue_push_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr || !st.add_ref(r.msg_id)) return false;
+        s->queue.push_back({r.msg_id, r.q, r.retain});
+        return true;
+    }
+    bool operator()(const queue_pop_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr || s->queue.empty()) return false;
+        st.drop_ref(s->queue.front().msg_id);
+        s->queue.pop_front();
+        return true;
+    }
+    bool operator()(const inflight_add_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr || r.packet_id == 0) return false;
+        const bool used =
+            std::any_of(s->inflight.begin(), s->inflight.end(),
+                        [&](const inflight_ref& o) { return o.packet_id == r.packet_id; });
+        if (used) return false;
+        if (r.waiting == stage::pubcomp ? r.msg_id != 0 : !st.add_ref(r.msg_id)) return false;
+        s->inflight.push_back({r.packet_id, r.msg_id, r.q, r.retain, r.waiting});
+        return true;
+    }
+    std::vector<inflight_ref>::iterator find_inflight(stored_session& s, std::uint16_t id) const {
+        return std::find_if(s.inflight.begin(), s.inflight.end(),
+                            [&](const inflight_ref& o) { return o.packet_id == id; });
+    }
+    bool operator()(const inflight_stage_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        const auto it = find_inflight(*s, r.packet_id);
+        if (it == s->inflight.end() || r.waiting != stage::pubcomp) return false;
+        it->waiting = stage::pubcomp;
+        if (it->msg_id != 0) st.drop_ref(std::exchange(it->msg_id, 0));
+        return true;
+    }
+    bool operator()(const inflight_remove_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        const auto it = find_inflight(*s, r.packet_id);
+        if (it == s->inflight.end()) return false;
+        if (it->msg_id != 0) st.drop_ref(it->msg_id);
+        s->inflight.erase(it);
+        return true;
+    }
+    bool operator()(const qos2_in_add_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        auto& v = s->qos2_in;
+        const auto it = std::lower_bound(v.begin(), v.end(), r.packet_id);
+        if (it == v.end() || *it != r.packet_id) v.insert(it, r.packet_id);
+        return true;
+    }
+    bool operator()(const qos2_in_remove_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        std::erase(s->qos2_in, r.packet_id);
+        return true;
+    }
+    bool operator()(const session_offline_record& r) const {
+        auto* s = st.find(r.client_id);
+        if (s == nullptr) return false;
+        if (r.will_msg_id != 0 && !st.add_ref(r.will_msg_id)) return false;
+        if (s->will_msg_id != 0) st.drop_ref(s->will_msg_id);
+        s->expiry_interval = r.expiry_interval;
+        s->offline = true;
+        s->expires_ms = r.expires_ms;
+        s->will_msg_id = r.will_msg_id;
+        s->will_ms = r.will_ms;
+        return true;
+    }
+};
+
+bool state::apply(const record& r) {
+    const bool ok = std::visit(applier{*this}, r);
+    if (!ok) ++rejected_;
+    return ok;
+}
+
+void state::replace_message(std::uint64_t id, broker::message_ptr m) {
+    const auto it = messages_.find(id);
+    if (it != messages_.end()) it->second.msg = std::move(m);
+}
+
+void state::prune() {
+    std::erase_if(messages_, [](const auto& kv) { return kv.second.refs == 0; });
+}
+
+std::size_t state::queued_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [id, s] : sessions_) n += s.queue.size();
+    return n;
+}
+
+std::size_t state::inflight_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [id, s] : sessions_) n += s.inflight.size();
+    return n;
+}
+
+std::vector<record> state::snapshot(std::int64_t now_ms) const {
+    std::vector<record> out;
+    out.push_back(header_record{format_version, now_ms});
+    for (const auto& [id, m] : messages_) {
+        if (m.refs != 0) out.push_back(message_record{id, m.received_ms, m.msg});
+    }
+    for (const auto& [topic, id] : retained_) out.push_back(retained_set_record{id});
+    for (const auto& [client_id, s] : sessions_) {
+        out.push_back(session_record{client_id, s.expiry_interval});
+        for (const auto& [filter, o] : s.subscriptions) {
+            out.push_back(subscribe_record{client_id, filter, o});
+        }
+        for (const auto id : s.qos2_in) out.push_back(qos2_in_add_record{client_id, id});
+        for (const auto& o : s.inflight) {
+            out.push_back(
+                inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain, o.waiting});
+        }
+        for (const auto& q : s.queue) {
+            out.push_back(queue_push_record{client_id, q.msg_id, q.q, q.retain});
+        }
+        if (s.offline) {
+            out.push_back(session_offline_record{client_id, s.expiry_interval, s.expires_ms,
+                                                 s.will_msg_id, s.will_ms});
+        }
+    }
+    return out;
+}
+
+}  // namespace mqtt::store

@@ -1,0 +1,194 @@
+#include "mqtt/store/store_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <utility>
+
+#include "mqtt/format/json_string.hpp"
+
+namespace mqtt::store {
+namespace {
+
+std::error_code last_error() {
+    return {errno, std::generic_category()};
+}
+
+std::error_code write_all(int fd, std::span<const std::uint8_t> bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_error();
+        }
+        bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+std::error_code sync_dir(const std::string& dir) {
+    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return last_error();
+    const int rc = ::fsync(fd);
+    const auto ec = rc == 0 ? std::error_code{} : last_error();
+    ::close(fd);
+    return ec;
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+    if (dir.empty()) return name;
+    return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+// Writes `bytes` to path.new, syncs it, renames it to path, syncs the directory; returns the
+// file opened for appending at its end.
+result<int> replace_file(const std::string& dir, const std::string& path,
+                         std::span<const std::uint8_t> bytes) {
+    const std::string tmp = path + ".new";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return last_error();
+    std::error_code ec = write_all(fd, bytes);
+    if (!ec && ::fsync(fd) != 0) ec = last_error();
+    if (!ec && ::rename(tmp.c_str(), path.c_str()) != 0) ec = last_error();
+    if (!ec) ec = sync_dir(dir);
+    if (ec) {
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return ec;
+    }
+    return fd;  // O_WRONLY at the end of what was written: appends go after it
+}
+
+}  // namespace
+
+loaded load_bytes(std::span<const std::uint8_t> bytes) {
+    loaded l;
+    l.report.existed = true;
+    l.report.file_bytes = bytes.size();
+    l.report.damaged = scan(bytes, [&](std::uint64_t, record r) {
+        ++l.report.records;
+        l.st.apply(r);
+    });
+    l.st.prune();
+    l.report.rejected = l.st.rejected();
+    return l;
+}
+
+result<loaded> load_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return loaded{};
+        return last_error();
+    }
+    std::vector<std::uint8_t> bytes;
+    std::uint8_t buf[1 << 16];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            const auto ec = last_error();
+            ::close(fd);
+            return ec;
+        }
+        if (n == 0) break;
+        bytes.insert(bytes.end(), buf, buf + n);
+    }
+    ::close(fd);
+    return load_bytes(bytes);
+}
+
+std::string report_json(const std::string& path, const loaded& l) {
+    const auto& r = l.report;
+    std::string out = "{\"file\":";
+    format::append_json_text(out, path);
+    out += ",\"exists\":" + std::string{r.existed ? "true" : "false"};
+    out += ",\"bytes\":" + std::to_string(r.file_bytes);
+    out += ",\"records\":" + std::to_string(r.records);
+    out += ",\"rejected_records\":" + std::to_string(r.rejected);
+    out += ",\"sessions\":" + std::to_string(l.st.sessions().size());
+    std::size_t subs = 0;
+    for (const auto& [id, s] : l.st.sessions()) subs += s.subscriptions.size();
+    out += ",\"subscriptions\":" + std::to_string(subs);
+    out += ",\"retained\":" + std::to_string(l.st.retained().size());
+    out += ",\"queued\":" + std::to_string(l.st.queued_count());
+    out += ",\"inflight\":" + std::to_string(l.st.inflight_count());
+    out += ",\"messages\":" + std::to_string(l.st.messages().size());
+    out += ",\"damage\":[";
+    for (std::size_t i = 0; i < r.damaged.size(); ++i) {
+        const auto& d = r.damaged[i];
+        if (i != 0) out += ',';
+        out += "{\"offset\":" + std::to_string(d.offset) +
+               ",\"length\":" + std::to_string(d.length) + ",\"kind\":\"" +
+               std::string{to_string(d.kind)} + "\"}";
+    }
+    out += "],\"clean\":" + std::string{r.clean() ? "true" : "false"} + "}";
+    return out;
+}
+
+// ---- store_file -------------------------------------------------------------------------
+
+store_file::store_file(store_file&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)),
+      dir_(std::move(o.dir_)),
+      path_(std::move(o.path_)),
+      size_(o.size_),
+      snapshot_size_(o.snapshot_size_) {}
+
+store_file& store_file::operator=(store_file&& o) noexcept {
+    if (this != &o) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = std::exchange(o.fd_, -1);
+        dir_ = std::move(o.dir_);
+        path_ = std::move(o.path_);
+        size_ = o.size_;
+        snapshot_size_ = o.snapshot_size_;
+    }
+    return *this;
+}
+
+store_file::~store_file() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+result<store_file> store_file::create(const std::string& dir, const std::string& name,
+                                      std::span<const std::uint8_t> snapshot) {
+    store_file f;
+    f.dir_ = dir;
+    f.path_ = join(dir, name);
+    if (const auto ec = f.rewrite(snapshot)) return ec;
+    return f;
+}
+
+std::error_code store_file::rewrite(std::span<const std::uint8_t> snapshot) {
+    auto fd = replace_file(dir_, path_, snapshot);
+    if (!fd) return fd.error();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = *fd;
+    size_ = snapshot.size();
+    snapshot_size_ = snapshot.size();
+    return {};
+}
+
+std::error_code store_file::append(std::span<const std::uint8_t> bytes) {
+    if (fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
+    const auto ec = write_all(fd_, bytes);
+    if (ec) {
+        // A partial write leaves a torn record: cut it off so later appends stay readable.
+        if (::ftruncate(fd_, static_cast<off_t>(size_)) == 0) {
+            ::lseek(fd_, static_cast<off_t>(size_), SEEK_SET);
+        }
+        return ec;
+    }
+    size_ += bytes.size();
+    return {};
+}
+
+std::error_code store_file::sync() {
+    if (fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
+    return ::fdatasync(fd_) == 0 ? std::error_code{} : last_error();
+}
+
+}  // namespace mqtt::store

@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""tern-broker persistence against paho-mqtt and raw MQTT bytes.
+
+Each case starts tern-broker on port 0 with a store in a temporary directory, stops it
+(SIGTERM) or kills it (SIGKILL), starts it again on the same store and checks what clients
+get: retained messages, a persistent session's queued QoS 1 messages, every message whose
+PUBACK a publisher saw with persistence_sync always, no duplicate of a QoS 2 message
+between PUBREC and PUBREL, a damaged store that still lets the broker start, and
+--check-store's JSON report and exit status.
+
+usage: broker_persistence_test.py path/to/tern-broker
+exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+try:
+    import paho.mqtt.client as mqtt
+except ImportError:
+    print("SKIP: paho-mqtt is not installed")
+    sys.exit(77)
+
+BROKER = sys.argv[1]
+failures = []
+
+
+def check(cond, what):
+    print(("PASS: " if cond else "FAIL: ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+class Broker:
+    def __init__(self, store, sync="batch", extra=""):
+        self.store = store
+        self.conf = os.path.join(store, "tern.conf")
+        with open(self.conf, "w") as f:
+            f.write("listener 0 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                    f"persistence_location {store}\npersistence_sync {sync}\n{extra}")
+        self.proc = None
+        self.log = ""
+
+    def start(self):
+        self.logfile = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([BROKER, "-c", self.conf, "-v"], stderr=self.logfile)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            self.logfile.seek(0)
+            text = self.logfile.read()
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
+            if m:
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.logfile.seek(0)
+        raise RuntimeError("broker did not start:\n" + self.logfile.read())
+
+    def text(self):
+        self.logfile.seek(0)
+        return self.logfile.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log = self.text()
+
+
+class Sub:
+    """A paho subscriber with a persistent session."""
+
+    def __init__(self, port, cid, topic, qos=1):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.c = mqtt.Client(client_id=cid, clean_session=False)
+        self.c.on_message = self.on_message
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
+        self.c.on_connect = lambda c, u, flags, rc: c.subscribe(topic, qos)
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        check(self.subscribed.wait(5), f"{cid} subscribed to {topic}")
+
+    def on_message(self, c, u, m):
+        with self.lock:
+            self.messages.append((m.topic, m.payload.decode(), m.retain))
+
+    def wait_count(self, n, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.messages) >= n:
+                    break
+            time.sleep(0.02)
+        time.sleep(0.2)  # and nothing more after
+        with self.lock:
+            return list(self.messages)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def publish_qos1(port, topic, payloads, retain=False):
+    """Publishes and waits for every PUBACK."""
+    c = mqtt.Client(client_id="", clean_session=True)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish(topic, p, qos=1, retain=retain) for p in payloads]
+    for i in infos:
+        i.wait_for_publish(5)
+    acked = all(i.is_published() for i in infos)
+    c.disconnect()
+    c.loop_stop()
+    return acked
+
+
+def restart_cycle(sig, label):
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start()
+        s = Sub(b.port, "keeper", "q/#")
+        s.close()
+        time.sleep(0.1)
+        ok = publish_qos1(b.port, "r/kept", ["retained"], retain=True)
+        ok = publish_qos1(b.port, "q/a", [f"m{i}" for i in range(50)]) and ok
+        check(ok, f"{label}: every publish acknowledged")
+        b.stop(sig)
+        b.start()
+        s = Sub(b.port, "keeper", "q/#")
+        got = s.wait_count(50)
+        s.close()
+        check([p for (_, p, _) in got] == [f"m{i}" for i in range(50)],
+              f"{label}: the persistent session got its 50 queued QoS 1 messages in order "
+              f"(got {len(got)})")
+        r = Sub(b.port, "reader", "r/#", 0)
+        got = r.wait_count(1)
+        r.close()
+        check(got == [("r/kept", "retained", True)], f"{label}: the retained message is there")
+        b.stop()
+
+
+def acked_survive_kill_always():
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, "always").start()
+        s = Sub(b.port, "keeper", "a/#")
+        s.close()
+        time.sleep(0.1)
+        acked = []
+        lock = threading.Lock()
+        c = mqtt.Client(client_id="fast", clean_session=True)
+        c.max_inflight_messages_set(50)
+
+        def on_publish(cl, u, mid):
+            with lock:
+                acked.append(mid)
+
+        c.on_publish = on_publish
+        c.connect("127.0.0.1", b.port)
+        c.loop_start()
+        mids = {}
+        for i in range(2000):
+            info = c.publish("a/x", f"n{i}", qos=1)
+            mids[info.mid] = f"n{i}"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with lock:
+                if len(acked) >= 300:
+                    break
+            time.sleep(0.001)
+        b.stop(signal.SIGKILL)  # in the middle of the stream
+        time.sleep(0.1)
+        c.loop_stop()
+        with lock:
+            seen = [mids[m] for m in acked if m in mids]
+        check(len(seen) >= 300, f"always: the publisher saw {len(seen)} PUBACKs before the kill")
+        b.start()
+        s = Sub(b.port, "keeper", "a/#")
+        got = s.wait_count(len(seen), 20)
+        s.close()
+        payloads = set(p for (_, p, _) in got)
+        missing = [p for p in seen if p not in payloads]
+        check(not missing, f"always: every acknowledged message is there after kill -9 "
+                           f"({len(seen)} acknowledged, {len(got)} received, "
+                           f"{len(missing)} missing)")
+        b.stop()
+
+
+# ---- raw MQTT 3.1.1 for the QoS 2 case: the test decides when PUBREL goes.
+
+def connect_raw(port, cid):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    payload = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x00]) + struct.pack("!H", 60)
+    payload += struct.pack("!H", len(cid)) + cid.encode()
+    s.sendall(bytes([0x10, len(payload)]) + payload)
+    ack = recv_packet(s)
+    return s, ack
+
+
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        if not chunk:
+            raise EOFError
+        b += chunk
+    return b
+
+
+def recv_packet(s):
+    first = recv_exact(s, 1)[0]
+    mult, length = 1, 0
+    while True:
+        d = recv_exact(s, 1)[0]
+        length += (d & 0x7F) * mult
+        mult *= 128
+        if not d & 0x80:
+            break
+    return first, recv_exact(s, length)
+
+
+def publish_qos2_raw(s, topic, payload, pid, dup=False):
+    body = struct.pack("!H", len(topic)) + topic.encode() + struct.pack("!H", pid) + payload
+    s.sendall(bytes([0x34 | (0x08 if dup else 0), len(body)]) + body)
+
+
+def qos2_no_duplicate():
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start()
+        s = Sub(b.port, "once", "x/#", 2)
+        s.close()
+        time.sleep(0.1)
+        p, ack = connect_raw(b.port, "p2")
+        check(ack == (0x20, bytes([0, 0])), "qos2: publisher connected (clean session 0)")
+        publish_qos2_raw(p, "x/1", b"exactly", 5)
+        check(recv_packet(p) == (0x50, struct.pack("!H", 5)), "qos2: PUBREC for packet 5")
+        b.stop(signal.SIGKILL)  # between PUBREC and PUBREL
+        p.close()
+        b.start()
+        p, ack = connect_raw(b.port, "p2")
+        check(ack == (0x20, bytes([1, 0])), "qos2: publisher session present after the restart")
+        publish_qos2_raw(p, "x/1", b"exactly", 5, dup=True)  # the client resends (DUP)
+        check(recv_packet(p) == (0x50, struct.pack("!H", 5)), "qos2: PUBREC again")
+        p.sendall(bytes([0x62, 2]) + struct.pack("!H", 5))
+        check(recv_packet(p) == (0x70, struct.pack("!H", 5)), "qos2: PUBCOMP")
+        p.close()
+        s = Sub(b.port, "once", "x/#", 2)
+        got = s.wait_count(2, 3)
+        s.close()
+        check([x[1] for x in got] == ["exactly"], f"qos2: delivered once, not twice ({got})")
+        b.stop()
+
+
+def damaged_store():
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start()
+        s = Sub(b.port, "keeper", "d/#")
+        s.close()
+        time.sleep(0.1)
+        publish_qos1(b.port, "d/x", [f"v{i}" for i in range(20)])
+        b.stop(signal.SIGKILL)
+        path = os.path.join(store, "tern.db")
+        r = subprocess.run([BROKER, "--check-store", store], capture_output=True, text=True)
+        report = json.loads(r.stdout)
+        check(r.returncode == 0 and report["clean"] and report["queued"] == 20 and
+              report["sessions"] == 1, f"check-store: intact store, exit 0 ({r.stdout.strip()})")
+        data = bytearray(open(path, "rb").read())
+        # A byte flipped in the middle (inside a record) and the last record torn.
+        data[len(data) // 2] ^= 0xFF
+        del data[-5:]
+        open(path, "wb").write(bytes(data))
+        r = subprocess.run([BROKER, "--check-store", path], capture_output=True, text=True)
+        report = json.loads(r.stdout)
+        kinds = sorted(d["kind"] for d in report["damage"])
+        check(r.returncode == 1 and kinds == ["corrupt", "torn_tail"],
+              f"check-store: damage found, exit 1 ({r.stdout.strip()})")
+        b.start()
+        log = b.text()
+        check("cut off" in log and "skipped" in log, "damaged store: the broker started and "
+              "reported what it cut off and skipped")
+        s = Sub(b.port, "keeper", "d/#")
+        got = s.wait_count(18, 5)
+        s.close()
+        check(16 <= len(got) <= 19, f"damaged store: the undamaged messages are delivered "
+                                     f"({len(got)} of 20)")
+        b.stop()
+        r = subprocess.run([BROKER, "--check-store", store], capture_output=True, text=True)
+        check(r.returncode == 0, "check-store: the store written after recovery is intact")
+        check(os.path.exists(path + ".damaged"), "the damaged file is kept as tern.db.damaged")
+    with tempfile.TemporaryDirectory() as empty:
+        r = subprocess.run([BROKER, "--check-store", empty], capture_output=True, text=True)
+        check(r.returncode == 0 and json.loads(r.stdout)["exists"] is False,
+              "check-store: no store yet is exit 0, exists false")
+
+
+def main():
+    restart_cycle(signal.SIGTERM, "graceful restart")
+    restart_cycle(signal.SIGKILL, "kill -9")
+    acked_survive_kill_always()
+    qos2_no_duplicate()
+    damaged_store()
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
