@@ -4,7 +4,7 @@
 Each case starts tern-broker on port 0 with a store in a temporary directory, stops it
 (SIGTERM) or kills it (SIGKILL), starts it again on the same store and checks what clients
 get: retained messages, a persistent session's queued QoS 1 messages, every message whose
-PUBACK a publisher saw with persistence_sync always, no duplicate of a QoS 2 message
+PUBACK a publisher saw with persistence_sync always and batch, no duplicate of a QoS 2 message
 between PUBREC and PUBREL, a damaged store that still lets the broker start, and
 --check-store's JSON report and exit status.
 
@@ -154,9 +154,9 @@ def restart_cycle(sig, label):
         b.stop()
 
 
-def acked_survive_kill_always():
+def acked_survive_kill(sync):
     with tempfile.TemporaryDirectory() as store:
-        b = Broker(store, "always").start()
+        b = Broker(store, sync).start()
         s = Sub(b.port, "keeper", "a/#")
         s.close()
         time.sleep(0.1)
@@ -187,14 +187,14 @@ def acked_survive_kill_always():
         c.loop_stop()
         with lock:
             seen = [mids[m] for m in acked if m in mids]
-        check(len(seen) >= 300, f"always: the publisher saw {len(seen)} PUBACKs before the kill")
+        check(len(seen) >= 300, f"{sync}: the publisher saw {len(seen)} PUBACKs before the kill")
         b.start()
         s = Sub(b.port, "keeper", "a/#")
         got = s.wait_count(len(seen), 20)
         s.close()
         payloads = set(p for (_, p, _) in got)
         missing = [p for p in seen if p not in payloads]
-        check(not missing, f"always: every acknowledged message is there after kill -9 "
+        check(not missing, f"{sync}: every acknowledged message is there after kill -9 "
                            f"({len(seen)} acknowledged, {len(got)} received, "
                            f"{len(missing)} missing)")
         b.stop()
@@ -310,7 +310,8 @@ def damaged_store():
 def main():
     restart_cycle(signal.SIGTERM, "graceful restart")
     restart_cycle(signal.SIGKILL, "kill -9")
-    acked_survive_kill_always()
+    acked_survive_kill("always")
+    acked_survive_kill("batch")
     qos2_no_duplicate()
     damaged_store()
     if failures:

@@ -25,10 +25,32 @@ store_driver::store_driver(asio::io_context& io, broker::engine& e, broker::pers
       cfg_(std::move(cfg)),
       note_(std::move(note)),
       path_(join(cfg_.location, cfg_.file)),
-      autosave_(io) {}
+      autosave_(io),
+      flush_timer_(io) {}
 
 store_driver::~store_driver() {
+    if (thread_.joinable()) {
+        {
+            std::lock_guard lock{mutex_};
+            stop_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();
+    }
     engine_.set_store(nullptr);
+}
+
+void store_driver::sync_thread() {
+    std::unique_lock lock{mutex_};
+    for (;;) {
+        cv_.wait(lock, [this] { return ready_ || stop_; });
+        if (!ready_) return;  // stop_, and no job left
+        ready_ = false;
+        lock.unlock();
+        run_job();
+        asio::post(io_, [this] { complete(); });
+        lock.lock();
+    }
 }
 
 std::error_code store_driver::open() {
@@ -74,6 +96,7 @@ std::error_code store_driver::open() {
     file_ = std::move(*file);
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
+    if (cfg_.sync == broker::sync_policy::batch) thread_ = std::thread{[this] { sync_thread(); }};
     return {};
 }
 
@@ -96,7 +119,17 @@ void store_driver::periodic_sync() {
 
 void store_driver::close() {
     autosave_.cancel();
+    flush_timer_.cancel();
     if (!recorder_) return;
+    if (thread_.joinable()) {
+        {
+            std::lock_guard lock{mutex_};
+            stop_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();  // finishes the job in progress
+    }
+    if (busy_) complete();  // its posted completion will not run: the loop has stopped
     flush();
     // A compacted file makes the next start quick.
     report(file_.rewrite(recorder_->snapshot_bytes()), "compaction");
@@ -113,12 +146,19 @@ void store_driver::hold(held_output& h) {
 
 void store_driver::forget(held_output& h) {
     std::erase(held_, &h);
+    std::erase(syncing_held_, &h);
 }
 
 void store_driver::schedule() {
     if (posted_) return;
     posted_ = true;
-    asio::post(io_, [this] { flush(); });
+    // A timer due now fires after the reactor's next poll, so every connection whose bytes
+    // have arrived by then is read first: one sync for all of them (a plain post would run
+    // before the reactor looks at the sockets again).
+    flush_timer_.expires_at(asio::steady_timer::time_point::min());
+    flush_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) flush();
+    });
 }
 
 void store_driver::after_packet() {
@@ -128,35 +168,67 @@ void store_driver::after_packet() {
 void store_driver::flush() {
     posted_ = false;
     if (!recorder_) return;
+    if (busy_) {
+        again_ = true;  // what comes now forms the next group
+        return;
+    }
     // Whatever the held connections have to write now depends on records appended so far
     // at most: take it before syncing, release it after.
-    auto held = std::move(held_);
+    syncing_held_ = std::move(held_);
     held_.clear();
-    for (auto* h : held) h->stage();
+    for (auto* h : syncing_held_) h->stage();
+    job_.target = recorder_->appended();
+    job_.bytes.clear();
+    job_.snapshot.clear();
+    job_.sync = cfg_.sync != broker::sync_policy::periodic;
     if (recorder_->has_pending()) {
-        const auto target = recorder_->appended();
-        recorder_->take_pending(buffer_);
-        std::error_code ec;
+        recorder_->take_pending(job_.bytes);
         if (file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
-            ec = file_.rewrite(recorder_->snapshot_bytes());  // synced, includes buffer_
-            report(ec, "compaction");
-            if (ec) ec = file_.append(buffer_);
-        } else {
-            ec = file_.append(buffer_);
+            job_.snapshot = recorder_->snapshot_bytes();  // includes job_.bytes
         }
-        if (!ec) {
-            if (cfg_.sync == broker::sync_policy::periodic) {
-                unsynced_ = true;
-            } else {
-                ec = file_.sync();
-            }
-        }
-        report(ec, "write");
-        // On failure the output is released anyway: holding it for ever would stall every
-        // client. The error is in the log; what was not written is lost on a crash.
-        synced_ = target;
     }
+    if (thread_.joinable() && !job_.bytes.empty()) {
+        busy_ = true;
+        work_.emplace(io_.get_executor());  // run() does not return before the completion
+        {
+            std::lock_guard lock{mutex_};
+            ready_ = true;
+        }
+        cv_.notify_one();
+        return;
+    }
+    run_job();
+    busy_ = true;
+    complete();
+}
+
+void store_driver::run_job() {
+    auto& j = job_;
+    j.ec.clear();
+    j.what = "write";
+    if (j.bytes.empty()) return;
+    if (!j.snapshot.empty()) {
+        j.ec = file_.rewrite(j.snapshot);  // synced
+        if (!j.ec) return;
+        j.what = "compaction";
+    }
+    j.ec = file_.append(j.bytes);
+    if (!j.ec && j.sync) j.ec = file_.sync();
+}
+
+void store_driver::complete() {
+    if (!busy_) return;
+    busy_ = false;
+    work_.reset();
+    report(job_.ec, job_.what);
+    if (!job_.sync && !job_.bytes.empty()) unsynced_ = true;
+    // On failure the output is released anyway: holding it for ever would stall every
+    // client. The error is in the log; what was not written is lost on a crash.
+    synced_ = job_.target;
+    auto held = std::move(syncing_held_);
+    syncing_held_.clear();
     for (auto* h : held) h->release();
+    if (std::exchange(again_, false)) flush();
 }
 
 void store_driver::report(std::error_code ec, std::string_view what) {

@@ -11,13 +11,17 @@
 // synced asks to be held: at the flush its output is staged (it covers everything appended
 // so far), then the records are synced, then it is woken to write what was staged.
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "mqtt/broker/config.hpp"
@@ -73,9 +77,21 @@ class store_driver {
     const std::string& path() const noexcept { return path_; }
 
   private:
+    // One write (and sync): on the sync thread with batch, on the loop otherwise.
+    struct job {
+        std::vector<std::uint8_t> bytes;     // records to append
+        std::vector<std::uint8_t> snapshot;  // not empty: compaction, written instead
+        bool sync = true;
+        std::uint64_t target = 0;  // recorder bytes covered
+        std::error_code ec;
+        std::string_view what = "write";
+    };
     void schedule();
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);
+    void run_job();   // file I/O only: the one thing the sync thread does
+    void complete();  // on the loop: the job is done, release what it covered
+    void sync_thread();
 
     asio::io_context& io_;
     broker::engine& engine_;
@@ -84,13 +100,26 @@ class store_driver {
     std::string path_;
     std::optional<store::recorder> recorder_;
     store::store_file file_;
-    std::vector<std::uint8_t> buffer_;
-    std::vector<held_output*> held_;
-    std::uint64_t synced_ = 0;  // recorder bytes on disk (or written, for periodic)
+    std::vector<held_output*> held_;          // wait for the next job
+    std::vector<held_output*> syncing_held_;  // staged, wait for the job in progress
+    std::uint64_t synced_ = 0;                // recorder bytes on disk (or written, for periodic)
     bool posted_ = false;
+    bool busy_ = false;   // a job is on the sync thread
+    bool again_ = false;  // a flush came while busy: flush when it completes
+    job job_;
+    // batch: fdatasync runs here, so the loop goes on reading (and the next group forms)
+    // while the disk syncs. The loop hands over job_ and touches neither it nor file_ until
+    // the completion is posted back.
+    std::thread thread_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool ready_ = false;
+    bool stop_ = false;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     bool unsynced_ = false;  // periodic: written, not yet synced
     bool failing_ = false;   // the last write or sync failed (logged once until it works)
     asio::steady_timer autosave_;
+    asio::steady_timer flush_timer_;  // group commit: fires after the next reactor poll
 };
 
 }  // namespace mqtt::net::detail
