@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -130,8 +131,10 @@ std::vector<mqtt::net::listen_address> listen_addresses(const config& c) {
     std::vector<mqtt::net::listen_address> out;
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         const auto& l = c.listeners[i];
+        std::shared_ptr<const mqtt::net::tls_server_settings> tls;
+        if (l.tls_enabled()) tls = std::make_shared<mqtt::net::tls_server_settings>(l.tls);
         for (const auto& host : mqtt::broker::bind_addresses(l)) {
-            out.push_back({host, l.port, i, l.max_connections});
+            out.push_back({host, l.port, i, l.max_connections, tls});
         }
     }
     return out;
@@ -143,7 +146,8 @@ bool same_listeners(const config& a, const config& b) {
     if (a.listeners.size() != b.listeners.size()) return false;
     for (std::size_t i = 0; i < a.listeners.size(); ++i) {
         if (bind_addresses(a.listeners[i]) != bind_addresses(b.listeners[i]) ||
-            a.listeners[i].port != b.listeners[i].port) {
+            a.listeners[i].port != b.listeners[i].port ||
+            a.listeners[i].tls_enabled() != b.listeners[i].tls_enabled()) {
             return false;
         }
     }
@@ -158,7 +162,7 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     const auto check = [&](bool same, const char* name) {
         if (!same) out.emplace_back(name);
     };
-    check(same_listeners(a, b), "listener/port/bind_address/socket_domain");
+    check(same_listeners(a, b), "listener/port/bind_address/socket_domain/TLS on or off");
     check(x.max_inflight == y.max_inflight, "max_inflight_messages");
     check(x.max_queued_messages == y.max_queued_messages, "max_queued_messages");
     check(x.max_queued_bytes == y.max_queued_bytes, "max_queued_bytes");
@@ -226,6 +230,19 @@ void reload(running& r) {
     }
     if (next.log.timestamp != r.current.log.timestamp) applied.emplace_back("log_timestamp");
     if (same_listeners(r.current, next)) {
+        // Certificates, keys, CAs and CRLs are read again: renewed files take effect for new
+        // connections; open ones keep theirs. A file that fails keeps the running settings.
+        for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+            if (!next.listeners[i].tls_enabled()) continue;
+            const auto error = r.server->set_tls(i, next.listeners[i].tls);
+            if (error.empty()) {
+                applied.push_back("TLS of " + next.listeners[i].origin.to_string());
+            } else {
+                restart.push_back("TLS of " + next.listeners[i].origin.to_string() + " (" + error +
+                                  ")");
+                next.listeners[i].tls = r.current.listeners[i].tls;
+            }
+        }
         for (std::size_t i = 0; i < next.listeners.size(); ++i) {
             const auto max = next.listeners[i].max_connections;
             if (max == r.current.listeners[i].max_connections) continue;
@@ -279,6 +296,15 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     const auto port_note = mqtt::broker::apply_command_line_port(
         *cfg, o.port_given ? std::optional{o.port} : std::nullopt);
     const int verbosity = effective_verbosity(o, *cfg);
+    // Certificate and key files are read now, so a missing one stops the start (or
+    // --print-config) with its FILE:LINE rather than a listener that refuses everyone.
+    for (const auto& l : cfg->listeners) {
+        if (!l.tls_enabled()) continue;
+        if (const auto error = mqtt::net::check_tls_settings(l.tls); !error.empty()) {
+            sink.say(log_level::error, log_kind::error, error);
+            return mqtt::cli::exit_status::usage;
+        }
+    }
     if (o.print_config) {
         cfg->log.verbosity = verbosity;
         cfg->log.json = json;

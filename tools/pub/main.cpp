@@ -173,7 +173,6 @@ int main(int argc, char** argv) {
         if (!opts.topic.empty() && (mqtt::protocol::validate_utf8(opts.topic) ||
                                     !mqtt::protocol::is_valid_topic_name(opts.topic)))
             throw CLI::ValidationError("--topic", "not a valid topic name: " + opts.topic);
-        if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-pub", "TLS");
         if (opts.client.format == mqtt::cli::output_format::json)
             return mqtt::cli::not_implemented("tern-pub", "--format json");
         // A reconnecting client needs a name to resume its session under.

@@ -212,7 +212,6 @@ int main(int argc, char** argv) {
             for (const auto& f : *list)
                 if (mqtt::protocol::validate_utf8(f) || !mqtt::protocol::is_valid_topic_filter(f))
                     throw CLI::ValidationError("--topic", "not a valid topic filter: " + f);
-        if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-sub", "TLS");
         std::ios::sync_with_stdio(false);
         // A reconnecting client needs a name to resume its session under.
         auto& conn = opts.client.connection;

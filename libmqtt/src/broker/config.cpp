@@ -197,9 +197,24 @@ bool finish(parse_state& st) {
         auto l = st.default_listener;
         l.bind = "localhost";
         l.origin = {};
+        if (!detail::check_listener_tls(st, l)) return false;
         cfg.listeners = {l};
         cfg.allow_anonymous = true;
         return true;
+    }
+    // TLS options before the first listener belong to the default listener (port and
+    // bind_address); without one they would silently apply to nothing.
+    if (!st.default_explicit && !st.default_listener.tls_lines.empty()) {
+        const auto& [name, at] = st.default_listener.tls_lines.front();
+        st.file = at.file;
+        st.line = at.line;
+        return st.fail(name +
+                       " comes before the first listener line, where it would set the "
+                       "default listener (port/bind_address), which this file does not "
+                       "define; move it into a listener block");
+    }
+    for (const auto& l : all) {
+        if (!detail::check_listener_tls(st, l)) return false;
     }
     if (st.default_explicit && !st.listeners.empty()) {
         for (const auto& l : st.listeners) {

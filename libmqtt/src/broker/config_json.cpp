@@ -5,8 +5,8 @@
 #include <limits>
 
 #include "json_writer.hpp"
-#include "mqtt/format/json_string.hpp"
 #include "mqtt/broker/config.hpp"
+#include "mqtt/format/json_string.hpp"
 
 namespace mqtt::broker {
 namespace {
@@ -39,6 +39,40 @@ std::string string_array(const std::vector<std::string>& items) {
     return out + "]";
 }
 
+std::string_view to_string(net::tls_server_settings::username_source u) {
+    switch (u) {
+        case net::tls_server_settings::username_source::identity:
+            return "identity";
+        case net::tls_server_settings::username_source::subject:
+            return "subject";
+        case net::tls_server_settings::username_source::none:
+            break;
+    }
+    return "none";
+}
+
+// The TLS options of a listener under their mosquitto.conf names ("" for not set).
+std::string tls_json(const net::tls_server_settings& t) {
+    std::string out;
+    detail::json_object o{out};
+    o.string("certfile", t.certfile);
+    o.string("keyfile", t.keyfile);
+    o.string("cafile", t.cafile);
+    o.string("capath", t.capath);
+    o.string("crlfile", t.crlfile);
+    o.boolean("require_certificate", t.require_certificate);
+    o.boolean("use_identity_as_username",
+              t.username_from == net::tls_server_settings::username_source::identity);
+    o.boolean("use_subject_as_username",
+              t.username_from == net::tls_server_settings::username_source::subject);
+    o.string("username_from_certificate", to_string(t.username_from));
+    o.string("tls_version", net::to_string(t.min_version));
+    o.string("ciphers", t.ciphers);
+    o.string("ciphers_tls1.3", t.ciphers_tls1_3);
+    o.close();
+    return out;
+}
+
 std::string listener_json(const config& c, const listener_config& l) {
     std::string out;
     detail::json_object o{out};
@@ -53,6 +87,11 @@ std::string listener_json(const config& c, const listener_config& l) {
     }
     o.boolean("allow_anonymous", l.allow_anonymous.value_or(c.allow_anonymous));
     o.string("origin", l.origin.to_string());
+    if (l.tls_enabled()) {
+        o.raw("tls", tls_json(l.tls));
+    } else {
+        o.null("tls");
+    }
     o.close();
     return out;
 }

@@ -61,6 +61,22 @@ struct option_spec {
 };
 
 const std::vector<option_spec>& option_table();
+
+// The TLS options of a listener block (config_tls.cpp).
+bool on_certfile(parse_state& st, const option_args& a);
+bool on_keyfile(parse_state& st, const option_args& a);
+bool on_cafile(parse_state& st, const option_args& a);
+bool on_capath(parse_state& st, const option_args& a);
+bool on_crlfile(parse_state& st, const option_args& a);
+bool on_require_certificate(parse_state& st, const option_args& a);
+bool on_use_identity_as_username(parse_state& st, const option_args& a);
+bool on_use_subject_as_username(parse_state& st, const option_args& a);
+bool on_tls_version(parse_state& st, const option_args& a);
+bool on_ciphers(parse_state& st, const option_args& a);
+bool on_ciphers_tls1_3(parse_state& st, const option_args& a);
+// The checks of one listener's TLS options once its block is complete; false and the error
+// (at the offending line) when they do not fit together.
+bool check_listener_tls(parse_state& st, const listener_config& l);
 // Reads the .conf files of `dir` in include order, as if they stood at the current line.
 bool include_directory(parse_state& st, const std::string& dir);
 const std::vector<std::string_view>& unsupported_option_names();

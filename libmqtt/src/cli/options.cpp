@@ -240,7 +240,9 @@ void add_connection_options(CLI::App& app, connection_options& opts) {
 }
 
 void add_tls_options(CLI::App& app, tls_options& opts) {
-    app.add_option("--cafile", opts.cafile, "PEM file of trusted CA certificates; turns TLS on")
+    app.add_option("--cafile", opts.cafile,
+                   "PEM file of trusted CA certificates; turns TLS on (without --cafile and "
+                   "--capath, TLS trusts the system's CA certificates)")
         ->type_name("FILE")
         ->check(CLI::ExistingFile.description(""))
         ->group(tls_group);
@@ -261,7 +263,8 @@ void add_tls_options(CLI::App& app, tls_options& opts) {
     cert->needs(key);
     key->needs(cert);
     app.add_flag("--insecure", opts.insecure,
-                 "Do not check that the server certificate names the host (testing only)")
+                 "Do not check that the server certificate names the host (-h or the URL's "
+                 "host, which is also sent as SNI); the chain is still checked (testing only)")
         ->group(tls_group);
     app.add_option("--tls-version", opts.tls_version,
                    "Lowest TLS version to accept: tlsv1.2 (default) or tlsv1.3")
@@ -399,7 +402,8 @@ exit_status not_implemented(std::string_view tool, std::string_view what) {
 std::string exit_status_help() {
     return "Exit status:\n"
            "  0  success (also after --help and --version)\n"
-           "  1  runtime failure: connection refused or lost, I/O or protocol error\n"
+           "  1  runtime failure: connection refused or lost, TLS failure (\"certificate "
+           "verify failed: REASON\"), I/O or protocol error\n"
            "  2  usage error: unknown option, bad value or missing argument\n"
            "  3  not implemented: the request is valid but this build cannot carry it out\n";
 }

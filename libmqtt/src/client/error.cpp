@@ -35,6 +35,8 @@ const char* describe(errc e) noexcept {
             return "packet larger than the broker's maximum packet size";
         case errc::topic_alias_invalid:
             return "topic alias 0 or above the broker's topic alias maximum";
+        case errc::tls_failed:
+            return "TLS failed";
     }
     return "unknown client error";
 }

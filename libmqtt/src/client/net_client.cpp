@@ -1,6 +1,6 @@
 // The Asio side of mqtt::client::connection: three coroutines (read, write, timer) move
-// bytes and time between a TCP socket and the session; every protocol decision is the
-// session's. This is the client's only translation unit that includes Asio.
+// bytes and time between a transport (TCP or TLS) and the session; every protocol decision
+// is the session's. This is the client's only translation unit that includes Asio.
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "mqtt/client/connection.hpp"
+#include "net/transport/tls.hpp"
+#include "net/transport/transport.hpp"
 
 namespace mqtt::client {
 namespace {
@@ -30,12 +32,14 @@ constexpr std::size_t read_chunk = 64 * 1024;
 
 struct connection::impl {
     impl(connection_config c, session& s)
-        : cfg(std::move(c)), s(s), socket(io), wake(io, clock::time_point::max()), timer(io) {}
+        : cfg(std::move(c)), s(s), wake(io, clock::time_point::max()), timer(io) {}
 
     connection_config cfg;
     session& s;
     asio::io_context io{1};  // declared before the I/O objects, destroyed after them
-    tcp::socket socket;
+    std::unique_ptr<net::transport> transport;  // set by tcp_connect()
+    net::tls_context_ptr tls;                   // built at the first connect, kept
+    std::string transport_error;
     asio::steady_timer wake;   // never expires: the writer sleeps on it, changed() cancels it
     asio::steady_timer timer;  // the session's deadline
     clock::time_point armed = clock::time_point::max();
@@ -56,8 +60,7 @@ struct connection::impl {
     }
 
     void close_socket() {
-        boost::system::error_code ec;
-        socket.close(ec);
+        if (transport) transport->close();
         timer.cancel();
         wake.cancel();
         socket_open = false;
@@ -66,7 +69,10 @@ struct connection::impl {
     asio::awaitable<void> read_loop();
     asio::awaitable<void> write_loop();
     asio::awaitable<void> timer_loop();
-    boost::system::error_code tcp_connect();
+    std::error_code tcp_connect();
+    std::error_code tls_handshake(clock::time_point deadline);
+    asio::awaitable<void> run_handshake(std::chrono::milliseconds timeout, bool& finished,
+                                        boost::system::error_code& ec);
     void spawn_loops();
     void wait_for_loops();
 };
@@ -93,10 +99,17 @@ void connection::impl::wait_for_loops() {
 asio::awaitable<void> connection::impl::read_loop() {
     while (!s.closed()) {
         const auto room = framer.prepare(read_chunk);
-        auto [ec, n] =
-            co_await socket.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        auto [ec, n] = co_await transport->read_some(asio::buffer(room.data(), room.size()));
         if (ec) {
             const bool eof = ec == asio::error::eof;
+            // TLS 1.3: a broker that refuses our certificate says so after the handshake.
+            if (const auto tls_error = net::describe_tls_error(ec);
+                !tls_error.empty() && s.state() == session_state::connecting) {
+                transport_error = "the broker refused the TLS connection: " + tls_error;
+                s.on_transport_closed(errc::tls_failed);
+                changed();
+                co_return;
+            }
             s.on_transport_closed(eof ? std::error_code{} : std::error_code(ec));
             changed();
             co_return;
@@ -121,7 +134,7 @@ asio::awaitable<void> connection::impl::write_loop() {
         if (s.has_output()) {
             s.take_output(writing);
             writer_busy = true;
-            auto [ec, n] = co_await asio::async_write(socket, asio::buffer(writing), nothrow);
+            auto [ec, n] = co_await transport->write(asio::buffer(writing));
             writer_busy = false;
             if (ec) {
                 s.on_transport_closed(std::error_code(ec));
@@ -149,11 +162,14 @@ asio::awaitable<void> connection::impl::timer_loop() {
     }
 }
 
-boost::system::error_code connection::impl::tcp_connect() {
+std::error_code connection::impl::tcp_connect() {
+    transport.reset();
+    transport_error.clear();
+    tcp::socket socket(io);
     tcp::resolver resolver(io);
     boost::system::error_code ec;
     auto endpoints = resolver.resolve(cfg.host, std::to_string(cfg.port), ec);
-    if (ec) return ec;
+    if (ec) return std::error_code(ec);
     bool finished = false;
     asio::async_connect(socket, endpoints, [&](boost::system::error_code e, const tcp::endpoint&) {
         ec = e;
@@ -165,10 +181,55 @@ boost::system::error_code connection::impl::tcp_connect() {
         boost::system::error_code ignored;
         socket.close(ignored);
         while (!finished) io.run_one();  // the handler runs with operation_aborted
-        return interrupted ? asio::error::interrupted : asio::error::timed_out;
+        return std::error_code(boost::system::error_code(interrupted ? asio::error::interrupted
+                                                                     : asio::error::timed_out));
     }
     if (!ec) socket.set_option(tcp::no_delay(true), ec);
-    return ec;
+    if (ec) return std::error_code(ec);
+    if (!cfg.tls) {
+        transport = net::make_tcp_transport(std::move(socket));
+        return {};
+    }
+    if (!tls) {
+        tls = net::make_client_context(*cfg.tls, transport_error);
+        if (!tls) return errc::tls_failed;
+    }
+    const auto& name = cfg.tls->server_name.empty() ? cfg.host : cfg.tls->server_name;
+    transport = net::make_tls_client_transport(std::move(socket), tls, name, cfg.tls->insecure);
+    return tls_handshake(deadline);
+}
+
+asio::awaitable<void> connection::impl::run_handshake(std::chrono::milliseconds timeout,
+                                                      bool& finished,
+                                                      boost::system::error_code& ec) {
+    auto e = co_await transport->handshake(timeout, transport_error);
+    ec = e;
+    finished = true;
+}
+
+// The TLS handshake within what is left of the connect timeout.
+std::error_code connection::impl::tls_handshake(clock::time_point deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    bool finished = false;
+    boost::system::error_code ec;
+    asio::co_spawn(io, run_handshake(std::max(left, std::chrono::milliseconds{1}), finished, ec),
+                   asio::detached);
+    while (!finished && !interrupted) {
+        if (io.stopped()) io.restart();
+        io.run_one();
+    }
+    if (!finished) {
+        transport->close();
+        while (!finished) io.run_one();
+        return std::error_code(boost::system::error_code(asio::error::interrupted));
+    }
+    if (ec == asio::error::timed_out) return errc::connect_timeout;
+    if (ec) {
+        transport_error = "TLS handshake failed: " + transport_error;
+        return errc::tls_failed;
+    }
+    return {};
 }
 
 connection::connection(connection_config cfg)
@@ -187,13 +248,17 @@ bool connection::interrupted() const noexcept {
     return impl_->interrupted;
 }
 
+const std::string& connection::transport_error() const noexcept {
+    return impl_->transport_error;
+}
+
 bool connection::output_pending() const noexcept {
     return session_.has_output() || impl_->writer_busy;
 }
 
 std::error_code connection::connect() {
     auto& i = *impl_;
-    if (auto ec = i.tcp_connect()) return std::error_code(ec);
+    if (auto ec = i.tcp_connect()) return ec;
     i.socket_open = true;
     session_.start(clock::now());
     i.spawn_loops();
@@ -208,7 +273,7 @@ std::error_code connection::reconnect() {
     i.wait_for_loops();
     if (i.interrupted) return std::make_error_code(std::errc::interrupted);
     i.framer = protocol::framer{};
-    if (auto ec = i.tcp_connect()) return std::error_code(ec);
+    if (auto ec = i.tcp_connect()) return ec;
     i.socket_open = true;
     session_.reconnect(clock::now());
     i.spawn_loops();

@@ -126,8 +126,7 @@ bool publisher::restore() {
         }
         const auto ec = conn_.reconnect();
         if (!ec) break;
-        const auto& info = conn_.state().close_info();
-        const auto why = describe_failure(conn_.state(), ec, info.reason, info.reason_string);
+        const auto why = describe_failure(conn_, ec);
         if (ec == errc::connection_refused || conn_.interrupted()) {
             error_ = "reconnecting: " + why;
             return false;
@@ -285,7 +284,7 @@ int run_pub(const pub_request& req, std::ostream& err, const std::string& tool) 
         const auto& info = conn.state().close_info();
         fail("cannot connect to " + req.connection.host + ":" +
              std::to_string(req.connection.port) + ": " +
-             describe_failure(conn.state(), ec, info.reason, info.reason_string));
+             describe_failure(conn, ec));
         return connect_failure_status(conn.state(), ec, info.reason);
     }
     publisher pub(conn, req, err, tool);

@@ -39,6 +39,12 @@ std::string describe_failure(const session& s, std::error_code ec, protocol::rea
     return out;
 }
 
+std::string describe_failure(const connection& c, std::error_code ec) {
+    if (ec == errc::tls_failed) return c.transport_error();
+    const auto& info = c.state().close_info();
+    return describe_failure(c.state(), ec, info.reason, info.reason_string);
+}
+
 int connect_failure_status(const session& s, std::error_code ec, protocol::reason_code reason) {
     if (ec != errc::connection_refused) return 1;
     if (protocol::is_v5(s.version())) return static_cast<int>(reason);

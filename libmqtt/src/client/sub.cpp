@@ -110,8 +110,7 @@ bool subscriber::restore(clock::time_point deadline) {
         }
         const auto ec = conn_.reconnect();
         if (!ec) break;
-        const auto& info = conn_.state().close_info();
-        const auto why = describe_failure(conn_.state(), ec, info.reason, info.reason_string);
+        const auto why = describe_failure(conn_, ec);
         if (conn_.interrupted()) return false;
         if (ec == errc::connection_refused) {
             error_ = "reconnecting: " + why;
@@ -203,7 +202,7 @@ int run_sub(const sub_request& req, std::ostream& out, std::ostream& err, const 
         const auto& info = conn.state().close_info();
         return fail("cannot connect to " + req.connection.host + ":" +
                         std::to_string(req.connection.port) + ": " +
-                        describe_failure(conn.state(), ec, info.reason, info.reason_string),
+                        describe_failure(conn, ec),
                     connect_failure_status(conn.state(), ec, info.reason));
     }
     subscriber sub(conn, req, out, err, tool);

@@ -4,7 +4,6 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <chrono>
 #include <utility>
 
@@ -21,15 +20,15 @@ constexpr auto close_grace_period = std::chrono::seconds{3};
 
 }  // namespace
 
-connection::connection(asio::ip::tcp::socket socket, broker::engine& engine, std::string peer,
+connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
                        store_driver* store)
-    : socket_(std::move(socket)),
+    : transport_(std::move(t)),
       framer_(engine.config().max_packet_size),
       session_(engine, broker::clock::now(), std::move(peer)),
       stats_(engine.stats()),
-      signal_(socket_.get_executor(), asio::steady_timer::time_point::max()),
-      keep_alive_(socket_.get_executor()),
-      grace_(socket_.get_executor()),
+      signal_(transport_->socket().get_executor(), asio::steady_timer::time_point::max()),
+      keep_alive_(transport_->socket().get_executor()),
+      grace_(transport_->socket().get_executor()),
       store_(store != nullptr && store->holds_output() ? store : nullptr) {
     session_.set_observer(this);
 }
@@ -42,8 +41,7 @@ connection::~connection() {
 asio::awaitable<void> connection::serve(std::shared_ptr<connection> self) {
     using namespace asio::experimental::awaitable_operators;
     co_await (self->input_side() && self->output_side());
-    boost::system::error_code ec;
-    self->socket_.close(ec);
+    self->transport_->close();
 }
 
 void connection::wake() {
@@ -62,7 +60,7 @@ asio::awaitable<void> connection::input_side() {
     using namespace asio::experimental::awaitable_operators;
     co_await (read_loop() || watchdog() || wait_closing());
     session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
-    wake();                          // the writer flushes what is left and finishes
+    wake();  // the writer flushes what is left and finishes
 }
 
 asio::awaitable<void> connection::read_loop() {
@@ -78,8 +76,7 @@ asio::awaitable<void> connection::read_loop() {
         if (session_.closing()) co_return;
         if (session_.input_paused()) continue;
         const auto room = framer_.prepare(read_chunk);
-        auto [ec, n] =
-            co_await socket_.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        auto [ec, n] = co_await transport_->read_some(asio::buffer(room.data(), room.size()));
         if (ec) {
             // EOF or I/O error: the will goes out (input_side calls on_transport_closed).
             co_return;
@@ -151,7 +148,7 @@ asio::awaitable<void> connection::write_loop() {
             if (!woken) co_return;
             continue;
         }
-        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), nothrow);
+        auto [ec, n] = co_await transport_->write(asio::buffer(writing_));
         if (ec) {
             session_.on_transport_closed(broker::clock::now());
             wake();
@@ -161,8 +158,7 @@ asio::awaitable<void> connection::write_loop() {
         session_.on_written();  // may queue more (messages waiting for the buffer to drain)
         wake();                 // a paused reader may go on
     }
-    boost::system::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    co_await transport_->shutdown();
 }
 
 bool connection::next_batch() {

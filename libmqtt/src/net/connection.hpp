@@ -1,7 +1,7 @@
 #pragma once
 
-// The per-connection driver: moves bytes between a TCP socket and a broker::session with
-// Asio C++20 coroutines. Private to mqtt_net (it includes Asio).
+// The per-connection driver: moves bytes between a transport (TCP, TLS) and a
+// broker::session with Asio C++20 coroutines. Private to mqtt_net (it includes Asio).
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -14,6 +14,7 @@
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "net/transport/transport.hpp"
 #include "store_driver.hpp"
 
 namespace mqtt::net::detail {
@@ -30,7 +31,8 @@ class connection final : public std::enable_shared_from_this<connection>,
                          private broker::session_observer,
                          private held_output {
   public:
-    connection(asio::ip::tcp::socket socket, broker::engine& engine, std::string peer,
+    // `t` has done its opening exchange (the TLS handshake) already.
+    connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
                store_driver* store = nullptr);
     ~connection();
 
@@ -57,7 +59,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     asio::awaitable<bool> wait_signal();
     void process_input();
 
-    asio::ip::tcp::socket socket_;
+    std::unique_ptr<transport> transport_;
     protocol::framer framer_;
     broker::session session_;
     broker::stats& stats_;  // the engine's counters: bytes read and written

@@ -15,12 +15,14 @@
 #include <exception>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
 #include "connection.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"
+#include "net/transport/tls.hpp"
 #include "store_driver.hpp"
 
 namespace mqtt::net {
@@ -65,6 +67,7 @@ struct server::impl {
     struct group_state {
         std::optional<std::size_t> max_connections;
         std::size_t open = 0;
+        tls_context_ptr tls;  // nullptr: plain TCP
     };
     std::map<std::size_t, group_state> groups;
     std::optional<asio::signal_set> signals;
@@ -84,6 +87,10 @@ struct server::impl {
     asio::awaitable<void> expiry_loop();
     asio::awaitable<void> sys_loop();
     void start_connection(tcp::socket socket, std::size_t group);
+    asio::awaitable<void> handshake_and_serve(std::unique_ptr<transport> t, std::string peer,
+                                              std::string local);
+    std::string load_tls();            // a context per TLS group; the first error
+    std::set<transport*> handshaking;  // closed by stop_now()
     void wait_reload();
     void stop_now();
     // A record of the server's own (not the engine's).
@@ -123,7 +130,7 @@ boost::system::error_code server::impl::bind(const tcp::endpoint& ep, tcp::accep
 boost::system::error_code server::impl::bind_all() {
     boost::system::error_code ec;
     for (const auto& l : opts.listeners) {
-        groups.try_emplace(l.group, group_state{l.max_connections, 0});
+        groups.try_emplace(l.group, group_state{l.max_connections, 0, nullptr});
     }
     for (int attempt = 0; attempt < 20; ++attempt) {
         acceptors.clear();
@@ -220,19 +227,59 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
-    auto c = std::make_shared<detail::connection>(std::move(socket), engine, std::move(peer),
+    auto done = [this, group](std::exception_ptr e) {
+        --groups[group].open;
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            note(0, broker::log_level::error, broker::log_kind::error,
+                 std::string{"connection ended by an exception: "} + ex.what());
+        }
+    };
+    if (g.tls) {
+        const auto local = socket.local_endpoint(ec);
+        auto t = make_tls_server_transport(std::move(socket), g.tls);
+        asio::co_spawn(io, handshake_and_serve(std::move(t), std::move(peer), to_string(local)),
+                       std::move(done));
+        return;
+    }
+    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), engine,
+                                                  std::move(peer), store ? &*store : nullptr);
+    asio::co_spawn(io, detail::connection::serve(std::move(c)), std::move(done));
+}
+
+// The TLS handshake within its deadline, then the MQTT connection; a failed handshake is
+// logged with its reason (wrong CA, expired certificate, a plaintext client, ...).
+asio::awaitable<void> server::impl::handshake_and_serve(std::unique_ptr<transport> t,
+                                                        std::string peer, std::string local) {
+    std::string why;
+    handshaking.insert(t.get());
+    const auto ec = co_await t->handshake(opts.tls_handshake_timeout, why);
+    handshaking.erase(t.get());
+    if (stopping) co_return;
+    if (ec) {
+        ++engine.stats().connections_refused;
+        note(0, broker::log_level::notice, broker::log_kind::refused,
+             "TLS connection from " + peer + " on " + local + " refused: " + why);
+        t->close();
+        co_return;
+    }
+    auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer),
                                                   store ? &*store : nullptr);
-    asio::co_spawn(io, detail::connection::serve(std::move(c)),
-                   [this, group](std::exception_ptr e) {
-                       --groups[group].open;
-                       if (!e) return;
-                       try {
-                           std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                           note(0, broker::log_level::error, broker::log_kind::error,
-                                std::string{"connection ended by an exception: "} + ex.what());
-                       }
-                   });
+    co_await detail::connection::serve(std::move(c));
+}
+
+std::string server::impl::load_tls() {
+    for (const auto& l : opts.listeners) {
+        if (!l.tls) continue;
+        auto& g = groups[l.group];
+        if (g.tls) continue;
+        std::string error;
+        g.tls = make_server_context(*l.tls, error);
+        if (!g.tls) return error;
+    }
+    return {};
 }
 
 void server::impl::stop_now() {
@@ -240,6 +287,7 @@ void server::impl::stop_now() {
     stopping = true;
     boost::system::error_code ec;
     for (auto& a : acceptors) a.close(ec);
+    for (auto* t : handshaking) t->close();
     if (signals) signals->cancel(ec);
     if (reload_signal) reload_signal->cancel(ec);
     expiry.cancel();
@@ -265,6 +313,13 @@ void server::impl::wait_reload() {
 
 result<std::unique_ptr<server>> server::create(server_options opts, std::string* failed) {
     auto i = std::make_unique<impl>(std::move(opts));
+    for (const auto& l : i->opts.listeners) {
+        i->groups.try_emplace(l.group, impl::group_state{l.max_connections, 0, nullptr});
+    }
+    if (auto error = i->load_tls(); !error.empty()) {
+        if (failed) *failed = std::move(error);
+        return std::make_error_code(std::errc::invalid_argument);
+    }
     if (const auto ec = i->bind_all()) {
         if (failed) *failed = i->failed_address;
         return std::error_code{ec};
@@ -345,6 +400,19 @@ void server::run() {
 
 void server::set_max_connections(std::size_t group, std::optional<std::size_t> max) {
     impl_->groups[group].max_connections = max;
+}
+
+std::string server::set_tls(std::size_t group, const tls_server_settings& s) {
+    std::string error;
+    auto ctx = make_server_context(s, error);
+    if (ctx) impl_->groups[group].tls = std::move(ctx);
+    return error;
+}
+
+std::string check_tls_settings(const tls_server_settings& s) {
+    std::string error;
+    (void)make_server_context(s, error);
+    return error;
 }
 
 void server::stop() {

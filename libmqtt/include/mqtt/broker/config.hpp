@@ -13,9 +13,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mqtt/broker/limits.hpp"
+#include "mqtt/net/tls.hpp"
 
 namespace mqtt::broker {
 
@@ -38,6 +40,11 @@ struct listener_config {
     // Only with per_listener_settings true; otherwise the global allow_anonymous applies.
     std::optional<bool> allow_anonymous;
     config_origin origin;  // the listener (or port / bind_address) line; empty: local-only
+    // certfile, keyfile, cafile, ... of this listener block; TLS is on with certfile and
+    // keyfile. tls_lines names the line of each TLS option given, for errors.
+    net::tls_server_settings tls;
+    std::vector<std::pair<std::string, config_origin>> tls_lines;
+    bool tls_enabled() const noexcept { return !tls.certfile.empty() && !tls.keyfile.empty(); }
 };
 
 // 127.0.0.1 and ::1 on port 1883.

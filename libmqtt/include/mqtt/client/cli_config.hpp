@@ -30,6 +30,19 @@ inline std::string client_id_for(const cli::connection_options& c,
     return {};
 }
 
+// --cafile --capath --cert --key --insecure --tls-version; without --cafile and --capath
+// the system trust store.
+inline net::tls_client_settings to_tls_settings(const cli::tls_options& t) {
+    net::tls_client_settings s;
+    s.cafile = t.cafile;
+    s.capath = t.capath;
+    s.certfile = t.cert;
+    s.keyfile = t.key;
+    s.insecure = t.insecure;
+    s.min_version = net::parse_tls_version(t.tls_version).value_or(net::tls_version::tls1_2);
+    return s;
+}
+
 inline connection_config to_connection_config(const cli::client_options& o,
                                               const std::string& fallback_prefix) {
     const auto& c = o.connection;
@@ -45,6 +58,7 @@ inline connection_config to_connection_config(const cli::client_options& o,
     if (!c.password.empty()) p.password = c.password;
     if (protocol::is_v5(c.version) && c.session_expiry > 0)
         p.props.session_expiry_interval = c.session_expiry;
+    if (c.tls) cfg.tls = to_tls_settings(o.tls);
     return cfg;
 }
 

@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
 
 #include "mqtt/client/session.hpp"
+#include "mqtt/net/tls.hpp"
 
 namespace mqtt::client {
 
@@ -21,6 +23,9 @@ struct connection_config {
     std::string host = "localhost";
     std::uint16_t port = 1883;
     session_config session;
+    // Set: TLS towards the broker (mqtts://, --cafile, ...); the certificate must name
+    // `host` unless tls->insecure.
+    std::optional<net::tls_client_settings> tls;
     // SIGINT and SIGTERM end run_until() and set interrupted(), so the program can say
     // goodbye (DISCONNECT) instead of dying mid-write.
     bool handle_signals = false;
@@ -35,9 +40,10 @@ class connection {
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    // Resolves the host, connects over TCP (within the session's connect timeout), sends
-    // CONNECT and waits for CONNACK. Errors: a system error (refused, unreachable, name not
-    // found), errc::connect_timeout, errc::connection_refused (see session().connack()),
+    // Resolves the host, connects over TCP and, with TLS, shakes hands (all within the
+    // session's connect timeout), sends CONNECT and waits for CONNACK. Errors: a system error
+    // (refused, unreachable, name not found), errc::tls_failed (see transport_error()),
+    // errc::connect_timeout, errc::connection_refused (see session().connack()),
     // std::errc::interrupted on a signal, or whatever closed the session.
     std::error_code connect();
 
@@ -69,6 +75,9 @@ class connection {
     void sleep_until(clock::time_point until);
 
     bool interrupted() const noexcept;
+    // Why the last connect() or reconnect() failed with errc::tls_failed, in words
+    // ("certificate verify failed: certificate has expired").
+    const std::string& transport_error() const noexcept;
     const session& state() const noexcept { return session_; }
     // Whether bytes are still queued in the session or being written to the socket.
     bool output_pending() const noexcept;
@@ -84,6 +93,10 @@ class connection {
 // broker's reason code (with its 3.1.1 return code or 5.0 Reason String) when it gave one.
 std::string describe_failure(const session& s, std::error_code ec, protocol::reason_code reason,
                              const std::string& reason_string);
+
+// The same for a connect() or reconnect() that failed with `ec`: the session's close
+// information, or the transport's error for errc::tls_failed.
+std::string describe_failure(const connection& c, std::error_code ec);
 
 // The exit status for a connection that could not start: the broker's CONNACK code when it
 // refused (1 to 5 in MQTT 3.1/3.1.1, 0x80 to 0xA2 in 5.0, as mosquitto_pub and mosquitto_sub

@@ -22,6 +22,7 @@ enum class errc {
     retain_not_supported,  // the broker said Retain Available 0
     packet_too_large,      // above the broker's Maximum Packet Size
     topic_alias_invalid,   // 0 or above the broker's Topic Alias Maximum
+    tls_failed,            // TLS set-up or handshake: see connection::transport_error()
 };
 
 const std::error_category& client_category() noexcept;

@@ -13,6 +13,7 @@
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/log_event.hpp"
+#include "mqtt/net/tls.hpp"
 #include "mqtt/result.hpp"
 
 namespace mqtt::net {
@@ -24,7 +25,14 @@ struct listen_address {
     // 1883" is 0.0.0.0 and ::): they share a free port and the max_connections bound.
     std::size_t group = 0;
     std::optional<std::size_t> max_connections{};  // per group, from its first address
+    // Set: the group speaks TLS with these settings (per group, from its first address).
+    std::shared_ptr<const tls_server_settings> tls{};
 };
+
+// Loads the certificates and keys of `s` as a listener would; empty when they are usable,
+// otherwise what is wrong ("FILE:LINE: certfile /x.pem: cannot read: No such file or
+// directory"), for a front end to report before it starts serving.
+std::string check_tls_settings(const tls_server_settings& s);
 
 struct server_options {
     std::vector<listen_address> listeners{{"127.0.0.1", 1883}, {"::1", 1883}};
@@ -36,6 +44,8 @@ struct server_options {
     // (the engine's text lines are classified by broker::classify_log_line).
     broker::event_function events;
     int verbosity = 0;
+    // How long a TLS client has for its handshake after the TCP accept.
+    std::chrono::milliseconds tls_handshake_timeout{10'000};
     // Seconds between updates of the $SYS/broker/... topics (broker::sys_topics); 0: none.
     std::chrono::seconds sys_interval{0};
     // With handle_signals: called on SIGHUP, on the run() thread.
@@ -72,6 +82,11 @@ class server {
     // Changes the max_connections bound of a listener group; from the run() thread only
     // (on_reload). Connections already open stay.
     void set_max_connections(std::size_t group, std::optional<std::size_t> max);
+
+    // New TLS settings for a listener group (SIGHUP: renewed certificates); from the run()
+    // thread only. Connections already open keep theirs. Empty on success, otherwise what
+    // is wrong, and the group keeps its current settings.
+    std::string set_tls(std::size_t group, const tls_server_settings& s);
 
     // Counters; read them after run() returned (or from the run() thread).
     const broker::stats& stats() const;

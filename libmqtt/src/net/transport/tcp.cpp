@@ -1,0 +1,50 @@
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <utility>
+
+#include "net/transport/transport.hpp"
+
+namespace mqtt::net {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+class tcp_transport final : public transport {
+  public:
+    explicit tcp_transport(asio::ip::tcp::socket s) : socket_(std::move(s)) {}
+
+    asio::awaitable<boost::system::error_code> handshake(std::chrono::milliseconds,
+                                                         std::string&) override {
+        co_return boost::system::error_code{};
+    }
+    // Not coroutines: the socket's own awaitable is handed back as it is.
+    asio::awaitable<io_result> read_some(asio::mutable_buffer b) override {
+        return socket_.async_read_some(b, nothrow);
+    }
+    asio::awaitable<io_result> write(asio::const_buffer b) override {
+        return asio::async_write(socket_, b, nothrow);
+    }
+    asio::awaitable<void> shutdown() override {
+        boost::system::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        co_return;
+    }
+    void close() override {
+        boost::system::error_code ec;
+        socket_.close(ec);
+    }
+    asio::ip::tcp::socket& socket() override { return socket_; }
+    const char* name() const noexcept override { return "tcp"; }
+
+  private:
+    asio::ip::tcp::socket socket_;
+};
+
+}  // namespace
+
+std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
+    return std::make_unique<tcp_transport>(std::move(socket));
+}
+
+}  // namespace mqtt::net

@@ -1,0 +1,54 @@
+#pragma once
+
+// The byte stream under an MQTT connection: plain TCP or TLS today, WebSocket later. The
+// drivers (the broker's net/connection.cpp, the client's net_client.cpp) see only this
+// interface. read_some() and write() return the awaitable of the underlying stream's
+// operation itself (no coroutine frame of their own), so plain TCP costs one virtual call
+// per read or write more than a bare socket.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/system/error_code.hpp>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+
+namespace mqtt::net {
+
+namespace asio = boost::asio;
+
+using io_result = std::tuple<boost::system::error_code, std::size_t>;
+
+class transport {
+  public:
+    virtual ~transport() = default;
+
+    // The opening exchange before MQTT bytes flow (the TLS handshake), bounded by
+    // `timeout`; plain TCP has none. On failure `why` says what went wrong in words a
+    // log reader can act on ("certificate verify failed: certificate has expired").
+    virtual asio::awaitable<boost::system::error_code> handshake(std::chrono::milliseconds timeout,
+                                                                 std::string& why) = 0;
+    virtual asio::awaitable<io_result> read_some(asio::mutable_buffer b) = 0;
+    virtual asio::awaitable<io_result> write(asio::const_buffer b) = 0;
+    // No more bytes from us (TCP: FIN; TLS: close_notify, then FIN). Best effort.
+    virtual asio::awaitable<void> shutdown() = 0;
+    // Closes at once; pending operations complete with operation_aborted.
+    virtual void close() = 0;
+
+    virtual asio::ip::tcp::socket& socket() = 0;
+    // "tcp" or "tls", for logs.
+    virtual const char* name() const noexcept = 0;
+    // TLS with a verified client certificate: its subject's commonName, or the whole
+    // subject; nullopt otherwise.
+    virtual std::optional<std::string> peer_common_name() const { return std::nullopt; }
+    virtual std::optional<std::string> peer_subject() const { return std::nullopt; }
+};
+
+// Plain TCP over a connected (or to be connected) socket.
+std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket);
+
+}  // namespace mqtt::net
