@@ -57,8 +57,9 @@ TEST_CASE("broker: CONNECT is answered with CONNACK for 3.1, 3.1.1 and 5.0") {
         const auto ack = c.connect("a5");
         CHECK(ack.props.receive_maximum == e.config().receive_maximum);
         CHECK(ack.props.maximum_packet_size == e.config().max_packet_size);
-        CHECK(ack.props.subscription_identifier_available == 0);
-        CHECK(ack.props.shared_subscription_available == 0);
+        // Subscription identifiers and shared subscriptions are available: absent means 1.
+        CHECK_FALSE(ack.props.subscription_identifier_available.has_value());
+        CHECK_FALSE(ack.props.shared_subscription_available.has_value());
         CHECK(ack.props.topic_alias_maximum == e.config().max_topic_alias);
         CHECK_FALSE(ack.props.assigned_client_identifier.has_value());
     }
@@ -324,14 +325,21 @@ TEST_CASE("broker: protocol errors after CONNECT") {
         c.send(p);
         CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::protocol_error);
     }
-    SUBCASE("subscription identifier: DISCONNECT 0xA1") {
+    SUBCASE("two subscription identifiers in one SUBSCRIBE: DISCONNECT 0x82") {
+        // Packet id 1, Property Length 4 (0B 07, 0B 08), filter "t", options 0.
+        c.send_raw(bytes{0x82, 0x0B, 0x00, 0x01, 0x04, 0x0B, 0x07, 0x0B, 0x08, 0x00, 0x01, 0x74,
+                         0x00});
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::protocol_error);
+    }
+    SUBCASE("No Local on a shared subscription: DISCONNECT 0x82 (MQTT-3.8.3-4)") {
         subscribe_packet s;
         s.packet_id = 1;
-        s.subscriptions.push_back({"t", {}});
-        s.props.subscription_identifiers.push_back(7);
+        subscription_options o;
+        o.no_local = true;
+        s.subscriptions.push_back({"$share/g/t", o});
         c.send(s);
-        CHECK(as<disconnect_packet>(c.received().at(0)).code ==
-              reason_code::subscription_identifiers_not_supported);
+        CHECK(as<disconnect_packet>(c.received().at(0)).code == reason_code::protocol_error);
+        CHECK(e.subscription_count() == 0);
     }
     CHECK(c.session().closing());
     CHECK(e.find("p") == nullptr);

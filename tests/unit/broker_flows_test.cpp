@@ -176,20 +176,23 @@ TEST_CASE("broker: SUBSCRIBE refuses bad filters per filter") {
                           reason_code::unspecified_error});
         CHECK(e.subscription_count() == 1);
     }
-    SUBCASE("5.0: 0x8F, and 0x9E for shared subscriptions") {
+    SUBCASE("5.0: 0x8F, also for a malformed shared subscription") {
         test_client c{e, protocol_version::v5, now};
         c.connect("c");
         subscribe_packet s;
         s.packet_id = 3;
-        s.subscriptions = {{"a/#/b", {}}, {"$share/g/t", {}}, {"$share/g", {}}, {"ok", {}}};
+        s.subscriptions = {{"a/#/b", {}},     {"$share/g/t", {}}, {"$share/g", {}},
+                           {"$share/g+/t", {}}, {"$share//t", {}},  {"ok", {}}};
         c.send(s);
         CHECK(as<suback_packet>(c.received().at(0)).codes ==
-              std::vector{reason_code::topic_filter_invalid,
-                          reason_code::shared_subscriptions_not_supported,
+              std::vector{reason_code::topic_filter_invalid, reason_code::success,
+                          reason_code::topic_filter_invalid, reason_code::topic_filter_invalid,
                           reason_code::topic_filter_invalid, reason_code::success});
-        CHECK(e.subscription_count() == 1);
+        CHECK(e.subscription_count() == 2);
+        CHECK(e.share_group_count() == 1);
     }
     CHECK(e.subscription_count() == 0);  // gone with the connection
+    CHECK(e.share_group_count() == 0);
 }
 
 TEST_CASE("broker: UNSUBSCRIBE") {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "mqtt/broker/session.hpp"
+#include "mqtt/protocol/topic.hpp"
 
 namespace mqtt::broker {
 
@@ -19,15 +20,59 @@ engine::~engine() = default;
 // ---- subscriptions ----------------------------------------------------------------------
 
 bool engine::subscribe(durable_session& s, std::string_view filter,
-                       const protocol::subscription_options& o) {
-    s.subscriptions.insert_or_assign(std::string{filter}, o);
-    if (store_) store_->subscribed(s, filter, o);
-    return subscriptions_.insert_or_assign(filter, &s, sub_entry{o});
+                       const protocol::subscription_options& o, std::uint32_t id) {
+    const sub_entry e{o, id};
+    s.subscriptions.insert_or_assign(std::string{filter}, e);
+    if (store_) store_->subscribed(s, filter, e.options);
+    const auto shared = protocol::parse_shared(filter);
+    if (shared.is_shared()) return join_group(s, filter, shared.filter, e);
+    return subscriptions_.insert_or_assign(filter, &s, e);
 }
 
 bool engine::unsubscribe(durable_session& s, std::string_view filter) {
-    if (s.subscriptions.erase(std::string{filter}) != 0 && store_) store_->unsubscribed(s, filter);
+    if (s.subscriptions.erase(std::string{filter}) == 0) return false;
+    if (store_) store_->unsubscribed(s, filter);
+    const auto shared = protocol::parse_shared(filter);
+    if (shared.is_shared()) return leave_group(s, filter, shared.filter);
     return subscriptions_.erase(filter, &s);
+}
+
+bool engine::join_group(durable_session& s, std::string_view filter, std::string_view inner,
+                        const sub_entry& e) {
+    auto it = groups_.find(std::string{filter});
+    if (it == groups_.end()) {
+        it = groups_.emplace(std::string{filter}, std::make_unique<share_group>()).first;
+        shared_.insert_or_assign(inner, it->second.get(), no_value{});
+    }
+    auto& members = it->second->members;
+    const auto m = std::find_if(members.begin(), members.end(),
+                                [&](const share_group::member& x) { return x.s == &s; });
+    if (m != members.end()) {
+        m->e = e;
+        return false;
+    }
+    members.push_back({&s, e});
+    ++shared_members_;
+    return true;
+}
+
+bool engine::leave_group(durable_session& s, std::string_view filter, std::string_view inner) {
+    const auto it = groups_.find(std::string{filter});
+    if (it == groups_.end()) return false;
+    share_group& g = *it->second;
+    const auto m = std::find_if(g.members.begin(), g.members.end(),
+                                [&](const share_group::member& x) { return x.s == &s; });
+    if (m == g.members.end()) return false;
+    const auto index = static_cast<std::size_t>(m - g.members.begin());
+    g.members.erase(m);
+    --shared_members_;
+    if (g.next > index) --g.next;  // the same member stays next in turn
+    if (g.next >= g.members.size()) g.next = 0;
+    if (g.members.empty()) {
+        shared_.erase(inner, &g);
+        groups_.erase(it);
+    }
+    return true;
 }
 
 // ---- messages ---------------------------------------------------------------------------
@@ -52,42 +97,94 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
     subscriptions_.match(
         m->topic, [&](std::string_view, durable_session* const& s, const sub_entry& e) {
             if (e.options.no_local && s == from) return;  // MQTT-3.8.3-3
-            targets.push_back(target{s, e.options.max_qos, e.options.retain_as_published});
+            targets.push_back(
+                target{s, e.options.max_qos, e.options.retain_as_published, e.id});
         });
-    // Overlapping subscriptions of one session: one delivery at the highest granted QoS.
+    // Overlapping subscriptions of one session: one delivery at the highest granted QoS,
+    // carrying the Subscription Identifiers of all of them (MQTT-3.3.4-3, MQTT-3.3.4-5).
     std::sort(targets.begin(), targets.end(),
               [](const target& a, const target& b) { return a.s < b.s; });
     std::size_t reached = 0;
     for (std::size_t i = 0; i < targets.size();) {
         target t = targets[i];
+        subscription_ids ids;
+        if (t.id != 0) ids.push_back(t.id);
         for (++i; i < targets.size() && targets[i].s == t.s; ++i) {
             t.q = std::max(t.q, targets[i].q);
             t.retain_as_published = t.retain_as_published || targets[i].retain_as_published;
+            if (targets[i].id != 0) ids.push_back(targets[i].id);
         }
-        // Delivered QoS is the lower of published and granted (MQTT-3.8.4-8 in 5.0), or
-        // the granted one with upgrade_outgoing_qos (a Mosquitto option beyond the spec);
-        // RETAIN is kept only with Retain As Published (MQTT-3.3.1-12 / 3.1.1 MQTT-3.3.1-9).
-        const auto q = limits_.upgrade_outgoing_qos ? t.q : std::min(m->qos_level, t.q);
-        const bool retain = t.retain_as_published && m->retain;
-        if (t.s->connection != nullptr) {
-            t.s->connection->deliver(m, q, retain, from ? from->connection : nullptr);
-        } else {
-            deliver_offline(*t.s, m, q, retain);
-        }
+        deliver(t, m, from, std::move(ids));
         ++reached;
     }
+    if (!groups_.empty()) route_shared(from, m, reached);
     if (outer) routing_ = false;
     return reached;
 }
 
+// Each share group whose filter matches gets the message once, for one of its members
+// (MQTT 5.0 §4.8.2), in turn: the next connected member that can take it now, else the
+// next connected one, else (all offline) the next one, whose session queues it. A session
+// with a shared and an ordinary subscription may receive the message once for each.
+void engine::route_shared(const durable_session* from, const message_ptr& m,
+                          std::size_t& reached) {
+    std::vector<share_group*> nested;
+    auto& groups = matched_groups_.empty() ? matched_groups_ : nested;
+    groups.clear();
+    shared_.match(m->topic, [&](std::string_view, share_group* const& g, const no_value&) {
+        groups.push_back(g);
+    });
+    for (share_group* g : groups) {
+        const std::size_t n = g->members.size();
+        std::size_t pick = n;
+        std::size_t online = n;
+        for (std::size_t k = 0; k < n && pick == n; ++k) {
+            const std::size_t i = (g->next + k) % n;
+            const auto& member = g->members[i];
+            session* c = member.s->connection;
+            if (c == nullptr) continue;
+            if (online == n) online = i;
+            const auto q = limits_.upgrade_outgoing_qos
+                               ? member.e.options.max_qos
+                               : std::min(m->qos_level, member.e.options.max_qos);
+            if (c->can_take(q)) pick = i;
+        }
+        if (pick == n) pick = online != n ? online : g->next % n;
+        g->next = (pick + 1) % n;
+        const auto& member = g->members[pick];
+        subscription_ids ids;
+        if (member.e.id != 0) ids.push_back(member.e.id);
+        deliver(target{member.s, member.e.options.max_qos,
+                       member.e.options.retain_as_published, member.e.id},
+                m, from, std::move(ids));
+        ++reached;
+    }
+    groups.clear();
+}
+
+void engine::deliver(const target& t, const message_ptr& m, const durable_session* from,
+                     subscription_ids ids) {
+    // Delivered QoS is the lower of published and granted (MQTT-3.8.4-8 in 5.0), or the
+    // granted one with upgrade_outgoing_qos (a Mosquitto option beyond the spec); RETAIN is
+    // kept only with Retain As Published (MQTT-3.3.1-12 / 3.1.1 MQTT-3.3.1-9).
+    const auto q = limits_.upgrade_outgoing_qos ? t.q : std::min(m->qos_level, t.q);
+    const bool retain = t.retain_as_published && m->retain;
+    if (t.s->connection != nullptr) {
+        t.s->connection->deliver(m, q, retain, from ? from->connection : nullptr,
+                                 std::move(ids));
+    } else {
+        deliver_offline(*t.s, m, q, retain, std::move(ids));
+    }
+}
+
 void engine::deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q,
-                             bool retain) {
+                             bool retain, subscription_ids ids) {
     // QoS 0 is queued for an offline session only when configured (queue_qos0_messages).
     if (q == protocol::qos::at_most_once && !limits_.queue_qos0_messages) {
         ++stats_.dropped_qos0_offline;
         return;
     }
-    if (!enqueue(s, limits_, queued_delivery{m, q, retain})) {
+    if (!enqueue(s, limits_, queued_delivery{m, q, retain, std::move(ids)})) {
         ++stats_.dropped_queue_full;
     } else if (store_) {
         store_->queued(s, s.queue.back());
@@ -95,7 +192,7 @@ void engine::deliver_offline(durable_session& s, const message_ptr& m, protocol:
 }
 
 void engine::send_retained(session& s, std::string_view filter, protocol::qos granted,
-                           clock::time_point now) {
+                           clock::time_point now, std::uint32_t id) {
     std::vector<std::string> expired;
     retained_.match(filter, [&](const message_ptr& m) {
         const auto q = limits_.upgrade_outgoing_qos ? granted : std::min(m->qos_level, granted);
@@ -108,7 +205,7 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
             return true;
         }
         // Sent because of a new subscription: RETAIN set (MQTT-3.3.1-8 / 3.1.1 MQTT-3.3.1-8).
-        s.deliver(out, q, true);
+        s.deliver(out, q, true, nullptr, id != 0 ? subscription_ids{id} : subscription_ids{});
         return true;
     });
     for (const auto& t : expired) {

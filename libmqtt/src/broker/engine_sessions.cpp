@@ -78,8 +78,13 @@ void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
 void engine::restore_session(std::unique_ptr<durable_session> s) {
     durable_session& ds = *s;
     ds.connection = nullptr;
-    for (const auto& [filter, options] : ds.subscriptions) {
-        subscriptions_.insert_or_assign(filter, &ds, sub_entry{options});
+    for (const auto& [filter, e] : ds.subscriptions) {
+        const auto shared = protocol::parse_shared(filter);
+        if (shared.is_shared()) {
+            join_group(ds, filter, shared.filter, e);
+        } else {
+            subscriptions_.insert_or_assign(filter, &ds, e);
+        }
     }
     const std::string id = ds.client_id;
     by_id_.insert_or_assign(id, std::move(s));
@@ -90,7 +95,14 @@ void engine::end_session(durable_session& ds) {
     unschedule(ds);
     if (store_) store_->session_ended(ds);
     // Unsubscribe first: a session does not receive its own Will.
-    for (const auto& [filter, options] : ds.subscriptions) subscriptions_.erase(filter, &ds);
+    for (const auto& [filter, e] : ds.subscriptions) {
+        const auto shared = protocol::parse_shared(filter);
+        if (shared.is_shared()) {
+            leave_group(ds, filter, shared.filter);
+        } else {
+            subscriptions_.erase(filter, &ds);
+        }
+    }
     ds.subscriptions.clear();
     if (ds.will) publish_will(ds);
     const std::string id = std::move(ds.client_id);

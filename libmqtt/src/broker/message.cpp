@@ -16,7 +16,7 @@ using protocol::qos;
 // place (the codec).
 std::vector<std::uint8_t> encode_props(protocol::properties&& props) {
     props.topic_alias.reset();               // meaningful on one connection only
-    props.subscription_identifiers.clear();  // set per subscriber (not supported yet)
+    props.subscription_identifiers.clear();  // set per subscriber at delivery
     if (props.empty()) return {0x00};
     protocol::publish_packet carrier;
     carrier.topic = "t";
@@ -30,9 +30,45 @@ std::vector<std::uint8_t> encode_props(protocol::properties&& props) {
     return {b.begin() + static_cast<std::ptrdiff_t>(start), b.end()};
 }
 
-std::size_t remaining_length(const message& m, protocol_version v, qos q) {
+// The Subscription Identifier properties (0x0B, Variable Byte Integer each) of a delivery.
+std::size_t ids_size(std::span<const std::uint32_t> ids) noexcept {
+    std::size_t n = 0;
+    for (const auto id : ids) n += 1 + protocol::variable_int_size(id);
+    return n;
+}
+
+// The Property Length at the front of props_v5 (a Variable Byte Integer) and its size.
+std::pair<std::uint32_t, std::size_t> property_length(const std::vector<std::uint8_t>& props) {
+    std::uint32_t value = 0;
+    std::size_t i = 0;
+    for (unsigned shift = 0; i < props.size() && i < 4; shift += 7) {
+        const std::uint8_t b = props[i++];
+        value |= static_cast<std::uint32_t>(b & 0x7F) << shift;
+        if ((b & 0x80) == 0) break;
+    }
+    return {value, i};
+}
+
+// The size of the 5.0 Properties block of one delivery, Property Length included.
+std::size_t props_size(const message& m, std::span<const std::uint32_t> ids) {
+    if (ids.empty()) return m.props_v5.size();
+    const auto [length, header] = property_length(m.props_v5);
+    const auto total = static_cast<std::uint32_t>(length + ids_size(ids));
+    return protocol::variable_int_size(total) + total;
+}
+
+std::size_t remaining_length(const message& m, protocol_version v, qos q,
+                             std::span<const std::uint32_t> ids) {
     return 2 + m.topic.size() + (q != qos::at_most_once ? 2 : 0) +
-           (protocol::is_v5(v) ? m.props_v5.size() : 0) + m.payload.size();
+           (protocol::is_v5(v) ? props_size(m, ids) : 0) + m.payload.size();
+}
+
+void put_varint(std::vector<std::uint8_t>& out, std::size_t& at, std::uint32_t r) {
+    do {
+        std::uint8_t b = r & 0x7F;
+        r >>= 7;
+        out[at++] = r ? static_cast<std::uint8_t>(b | 0x80) : b;
+    } while (r != 0);
 }
 
 void put(std::vector<std::uint8_t>& out, std::size_t& at, const void* p, std::size_t n) {
@@ -102,25 +138,22 @@ message_ptr aged(const message_ptr& m, clock::time_point now) {
     return copy;
 }
 
-std::size_t publish_size(const message& m, protocol_version v, qos q) {
-    const std::size_t rem = remaining_length(m, v, q);
+std::size_t publish_size(const message& m, protocol_version v, qos q,
+                         std::span<const std::uint32_t> ids) {
+    const std::size_t rem = remaining_length(m, v, q, ids);
     return 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem;
 }
 
 void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol_version v, qos q,
-                    std::uint16_t packet_id, bool retain, bool dup) {
-    const std::size_t rem = remaining_length(m, v, q);
+                    std::uint16_t packet_id, bool retain, bool dup,
+                    std::span<const std::uint32_t> ids) {
+    const std::size_t rem = remaining_length(m, v, q, ids);
     std::size_t at = out.size();
     out.resize(at + 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem);
     const bool with_id = q != qos::at_most_once;
     out[at++] = static_cast<std::uint8_t>(0x30 | (dup && with_id ? 0x08 : 0) |
                                           (static_cast<unsigned>(q) << 1) | (retain ? 1 : 0));
-    auto r = static_cast<std::uint32_t>(rem);
-    do {
-        std::uint8_t b = r & 0x7F;
-        r >>= 7;
-        out[at++] = r ? static_cast<std::uint8_t>(b | 0x80) : b;
-    } while (r != 0);
+    put_varint(out, at, static_cast<std::uint32_t>(rem));
     out[at++] = static_cast<std::uint8_t>(m.topic.size() >> 8);
     out[at++] = static_cast<std::uint8_t>(m.topic.size() & 0xFF);
     put(out, at, m.topic.data(), m.topic.size());
@@ -128,7 +161,18 @@ void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol_v
         out[at++] = static_cast<std::uint8_t>(packet_id >> 8);
         out[at++] = static_cast<std::uint8_t>(packet_id & 0xFF);
     }
-    if (protocol::is_v5(v)) put(out, at, m.props_v5.data(), m.props_v5.size());
+    if (protocol::is_v5(v) && ids.empty()) {
+        put(out, at, m.props_v5.data(), m.props_v5.size());
+    } else if (protocol::is_v5(v)) {
+        // The identifiers first, then the message's own properties (order is free, §2.2.2.2).
+        const auto [length, header] = property_length(m.props_v5);
+        put_varint(out, at, static_cast<std::uint32_t>(length + ids_size(ids)));
+        for (const auto id : ids) {
+            out[at++] = 0x0B;
+            put_varint(out, at, id);
+        }
+        put(out, at, m.props_v5.data() + header, m.props_v5.size() - header);
+    }
     put(out, at, m.payload.data(), m.payload.size());
 }
 

@@ -272,8 +272,6 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
         if (!cfg.retain_available) p.retain_available = 0;
         p.receive_maximum = cfg.receive_maximum;
         p.maximum_packet_size = cfg.max_packet_size;
-        p.subscription_identifier_available = 0;
-        p.shared_subscription_available = 0;
         // Absent (0) when aliases are off: the client may not use any (MQTT-3.2.2-17).
         if (cfg.max_topic_alias != 0) p.topic_alias_maximum = cfg.max_topic_alias;
     }

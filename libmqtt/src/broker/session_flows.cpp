@@ -112,11 +112,23 @@ void session::on_pubrel(std::uint16_t id) {
 
 void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
-    // We announce Subscription Identifier Available = 0 (§3.2.2.3.12).
-    if (v5 && !p.props.subscription_identifiers.empty()) {
-        protocol_violation(reason_code::subscription_identifiers_not_supported,
-                           "subscription identifiers not supported");
-        return;
+    std::uint32_t sub_id = 0;
+    if (v5) {
+        const auto& ids = p.props.subscription_identifiers;
+        // One Subscription Identifier at most in a SUBSCRIBE (§3.8.2.1.2); 0 is refused by
+        // the decoder.
+        if (ids.size() > 1) {
+            protocol_violation(reason_code::protocol_error, "two subscription identifiers");
+            return;
+        }
+        if (!ids.empty()) sub_id = ids.front();
+        // No Local on a Shared Subscription is a Protocol Error (MQTT-3.8.3-4).
+        for (const auto& s : p.subscriptions) {
+            if (s.options.no_local && protocol::parse_shared(s.filter).is_shared()) {
+                protocol_violation(reason_code::protocol_error, "no local on a shared subscription");
+                return;
+            }
+        }
     }
     protocol::suback_packet ack;
     ack.packet_id = p.packet_id;
@@ -124,34 +136,34 @@ void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now
     std::vector<std::size_t> retained_for;  // indexes of filters whose retained go out
     for (std::size_t i = 0; i < p.subscriptions.size(); ++i) {
         bool send_retained = false;
-        ack.codes.push_back(subscribe_one(p.subscriptions[i], send_retained));
+        ack.codes.push_back(subscribe_one(p.subscriptions[i], sub_id, send_retained));
         if (send_retained) retained_for.push_back(i);
     }
     send(ack);  // SUBACK first, then the retained messages (MQTT-3.3.1-6)
     for (const std::size_t i : retained_for) {
         const auto& s = p.subscriptions[i];
-        engine_.send_retained(*this, s.filter, s.options.max_qos, now);
+        engine_.send_retained(*this, s.filter, s.options.max_qos, now, sub_id);
     }
 }
 
-reason_code session::subscribe_one(const protocol::subscription& s, bool& send_retained) {
+reason_code session::subscribe_one(const protocol::subscription& s, std::uint32_t id,
+                                   bool& send_retained) {
     const bool v5 = protocol::is_v5(version_);
-    if (!protocol::is_valid_topic_filter(s.filter)) {
-        return v5 ? reason_code::topic_filter_invalid : reason_code::unspecified_error;
-    }
-    if (v5) {
-        const auto shared = protocol::parse_shared(s.filter);
-        if (shared.is_malformed()) return reason_code::topic_filter_invalid;
-        if (shared.is_shared()) return reason_code::shared_subscriptions_not_supported;
-    }
+    const auto invalid = v5 ? reason_code::topic_filter_invalid : reason_code::unspecified_error;
+    // `$share/<name>/<filter>` is a shared subscription for 3.1.1 clients too, as brokers
+    // commonly offer; any other filter whose first level is `$share` is refused.
+    const auto shared = protocol::parse_shared(s.filter);
+    if (shared.is_malformed() || !protocol::is_valid_topic_filter(s.filter)) return invalid;
     const bool known = ds_->subscriptions.contains(s.filter);
     if (!known && ds_->subscriptions.size() >= engine_.config().max_subscriptions) {
         return v5 ? reason_code::quota_exceeded : reason_code::unspecified_error;
     }
-    const bool added = engine_.subscribe(*ds_, s.filter, s.options);
+    const bool added = engine_.subscribe(*ds_, s.filter, s.options, id);
     using protocol::retain_handling;
-    send_retained = s.options.retain == retain_handling::send_on_subscribe ||
-                    (s.options.retain == retain_handling::send_if_new_subscription && added);
+    // No retained messages for a shared subscription (MQTT 5.0 §4.8.2).
+    send_retained = !shared.is_shared() &&
+                    (s.options.retain == retain_handling::send_on_subscribe ||
+                     (s.options.retain == retain_handling::send_if_new_subscription && added));
     return granted_code(s.options.max_qos);
 }
 

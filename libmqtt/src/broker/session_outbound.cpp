@@ -73,16 +73,19 @@ void session::settle(outbound_delivery& o) noexcept {
 
 // ---- deliveries ---------------------------------------------------------------------------
 
-bool session::too_large(const message& m, qos q) const noexcept {
+bool session::too_large(const message& m, qos q,
+                        std::span<const std::uint32_t> ids) const noexcept {
     // Never send more than the client accepts (5.0 §3.1.2.11.4): dropped instead.
-    const std::size_t size = publish_size(m, version_, q);
+    const std::size_t size = publish_size(m, version_, q, ids);
     return (client_max_packet_ != 0 && size > client_max_packet_) ||
            size > protocol::max_packet_size;
 }
 
-void session::deliver(const message_ptr& m, qos q, bool retain, session* from) {
+void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
+                      subscription_ids ids) {
     if (state_ != session_state::connected) return;
-    if (too_large(*m, q)) {
+    if (!protocol::is_v5(version_)) ids.clear();
+    if (too_large(*m, q, ids)) {
         ++engine_.stats().dropped_too_large;
         return;
     }
@@ -91,12 +94,12 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from) {
             ++engine_.stats().dropped_qos0_slow;
             return;
         }
-        append_publish(out_, *m, version_, q, 0, retain);
+        append_publish(out_, *m, version_, q, 0, retain, false, ids);
         ++engine_.stats().messages_sent;
     } else {
         if (ds_->queue.empty() && can_send_qos12()) {
-            send_qos12(m, q, retain);
-        } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain})) {
+            send_qos12(m, q, retain, std::move(ids));
+        } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain, std::move(ids)})) {
             ++engine_.stats().dropped_queue_full;  // the hard bound, a safety net
         } else if (auto* store = engine_.store()) {
             store->queued(*ds_, ds_->queue.back());
@@ -119,12 +122,12 @@ bool session::can_send_qos12() const noexcept {
            out_.size() <= engine_.config().max_outbound_bytes;
 }
 
-void session::send_qos12(const message_ptr& m, qos q, bool retain) {
+void session::send_qos12(const message_ptr& m, qos q, bool retain, subscription_ids ids) {
     const std::uint16_t id = next_packet_id();
     const auto stage = q == qos::at_least_once ? outbound_stage::puback : outbound_stage::pubrec;
-    ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage});
+    append_publish(out_, *m, version_, q, id, retain, false, ids);
+    ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage, std::move(ids)});
     if (auto* store = engine_.store()) store->inflight_added(*ds_, ds_->inflight.back());
-    append_publish(out_, *m, version_, q, id, retain);
     ++engine_.stats().messages_sent;
 }
 
@@ -143,16 +146,17 @@ void session::send_queued() {
         queued_delivery d = std::move(queue.front());
         queue.pop_front();
         ds_->queued_bytes -= queue_cost(*d.msg);
+        if (!protocol::is_v5(version_)) d.ids.clear();  // queued for a 5.0 connection
         message_ptr m = aged(d.msg, now_);
         if (!m) {  // its Message Expiry Interval passed while it waited (§3.3.2.3.3)
             ++engine_.stats().dropped_expired;
-        } else if (too_large(*m, d.q)) {
+        } else if (too_large(*m, d.q, d.ids)) {
             ++engine_.stats().dropped_too_large;
         } else if (d.q == qos::at_most_once) {
-            append_publish(out_, *m, version_, d.q, 0, d.retain);
+            append_publish(out_, *m, version_, d.q, 0, d.retain, false, d.ids);
             ++engine_.stats().messages_sent;
         } else {
-            send_qos12(m, d.q, d.retain);
+            send_qos12(m, d.q, d.retain, std::move(d.ids));
         }
         // After the in-flight record, so that the store keeps the message it shares.
         if (store) store->dequeued(*ds_);
@@ -167,10 +171,13 @@ void session::resume() {
     auto& inflight = ds_->inflight;
     // One the (new) client cannot take at all is given up rather than kept forever.
     const auto dropped = std::erase_if(inflight, [&](const outbound_delivery& o) {
-        const bool drop = o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q);
+        const bool drop = o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q, o.ids);
         if (drop && engine_.store()) engine_.store()->inflight_removed(*ds_, o.id);
         return drop;
     });
+    if (!protocol::is_v5(version_)) {
+        for (auto& o : inflight) o.ids.clear();  // resumed by a 3.1.1 connection
+    }
     engine_.stats().dropped_too_large += dropped;
     for (auto& o : inflight) o.resend_pending = true;
     resend_pending_ = inflight.size();
@@ -190,7 +197,7 @@ void session::resend() {
         if (o.waiting == outbound_stage::pubcomp) {
             send(protocol::pubrel_packet{o.id, reason_code::success, {}});
         } else {
-            append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true);
+            append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true, o.ids);
             ++engine_.stats().messages_sent;
         }
     }

@@ -194,7 +194,10 @@ void restore(broker::engine& e, state& st, const clock_pair& now) {
         auto ds = std::make_unique<broker::durable_session>();
         ds->client_id = client_id;
         ds->expiry_interval = s.expiry_interval;
-        ds->subscriptions.insert(s.subscriptions.begin(), s.subscriptions.end());
+        // Subscription Identifiers are not in the store yet: restored subscriptions have none.
+        for (const auto& [filter, options] : s.subscriptions) {
+            ds->subscriptions.emplace(filter, broker::subscription_entry{options, 0});
+        }
         for (const auto& o : s.inflight) {
             broker::outbound_delivery d;
             d.msg = msg(o.msg_id);
@@ -209,7 +212,7 @@ void restore(broker::engine& e, state& st, const clock_pair& now) {
             auto m = msg(q.msg_id);
             if (!m) continue;
             ds->queued_bytes += broker::queue_cost(*m);
-            ds->queue.push_back({std::move(m), q.q, q.retain});
+            ds->queue.push_back({std::move(m), q.q, q.retain, {}});
         }
         ds->qos2_in = s.qos2_in;
         if (s.offline) {

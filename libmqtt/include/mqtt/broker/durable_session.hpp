@@ -30,6 +30,7 @@ struct outbound_delivery {
     protocol::qos q = protocol::qos::at_least_once;
     bool retain = false;
     outbound_stage waiting = outbound_stage::puback;
+    subscription_ids ids;  // sent again with the message on a resend
     // Not yet sent again on the current connection since the session resumed: it waits
     // for the client's Receive Maximum to allow it (5.0 §4.9). Not state to persist.
     bool resend_pending = false;
@@ -41,6 +42,14 @@ struct queued_delivery {
     message_ptr msg;
     protocol::qos q = protocol::qos::at_most_once;
     bool retain = false;
+    subscription_ids ids;
+};
+
+// A subscription as its session holds it: the options and the 5.0 Subscription Identifier
+// (0 when the SUBSCRIBE carried none). The filter is the map key, `$share/...` included.
+struct subscription_entry {
+    protocol::subscription_options options;
+    std::uint32_t id = 0;
 };
 
 // The MQTT session: the state that outlives one network connection (MQTT 5.0 §4.1,
@@ -51,7 +60,7 @@ struct queued_delivery {
 struct durable_session {
     std::string client_id;
     // Filter -> options; the same entries are in the engine's subscription trie.
-    std::unordered_map<std::string, protocol::subscription_options> subscriptions;
+    std::unordered_map<std::string, subscription_entry> subscriptions;
     // Outbound QoS 1/2 awaiting acknowledgement, in the order first sent.
     std::vector<outbound_delivery> inflight;
     // Messages not sent yet: waiting for a slot or for the client to reconnect.

@@ -84,18 +84,26 @@ class engine {
 
     // ---- subscriptions
     // True when new, false when it replaced the session's subscription to that filter.
+    // A valid `$share/<name>/<filter>` joins the share group <name> on <filter> (5.0 §4.8.2):
+    // each matching message goes to one member of the group, in turn. `id` is the 5.0
+    // Subscription Identifier (0: none).
     bool subscribe(durable_session& s, std::string_view filter,
-                   const protocol::subscription_options& o);
+                   const protocol::subscription_options& o, std::uint32_t id = 0);
     bool unsubscribe(durable_session& s, std::string_view filter);
-    std::size_t subscription_count() const noexcept { return subscriptions_.size(); }
+    // Every subscription of every session, shared ones included.
+    std::size_t subscription_count() const noexcept {
+        return subscriptions_.size() + shared_members_;
+    }
+    std::size_t share_group_count() const noexcept { return groups_.size(); }
 
     // ---- messages
     // Stores or clears the retained message, then delivers to every matching subscription
     // (once per session, at the highest granted QoS). Returns the sessions reached.
     std::size_t publish(const durable_session* from, const message_ptr& m);
     // Delivers the retained messages matching `filter` to one new subscription.
+    // They carry the subscription's Subscription Identifier `id` (0: none).
     void send_retained(session& s, std::string_view filter, protocol::qos granted,
-                       clock::time_point now);
+                       clock::time_point now, std::uint32_t id = 0);
     const retained_store& retained() const noexcept { return retained_; }
 
     // Closes every session (5.0 clients get DISCONNECT 0x8B).
@@ -116,17 +124,34 @@ class engine {
     }
 
   private:
-    struct sub_entry {
-        protocol::subscription_options options;
-    };
+    using sub_entry = subscription_entry;
     struct target {
         durable_session* s;
         protocol::qos q;
         bool retain_as_published;
+        std::uint32_t id;  // Subscription Identifier, 0 for none
     };
     using trie = protocol::subscription_trie<durable_session*, sub_entry>;
+    // A share group: the sessions subscribed to `$share/<name>/<filter>`, served in turn.
+    struct share_group {
+        struct member {
+            durable_session* s;
+            sub_entry e;
+        };
+        std::vector<member> members;  // in the order they joined
+        std::size_t next = 0;         // the member to try first for the next message
+    };
+    struct no_value {};
+    using group_trie = protocol::subscription_trie<share_group*, no_value>;
 
-    void deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q, bool retain);
+    void deliver(const target& t, const message_ptr& m, const durable_session* from,
+                 subscription_ids ids);
+    void deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q, bool retain,
+                         subscription_ids ids);
+    void route_shared(const durable_session* from, const message_ptr& m, std::size_t& reached);
+    bool join_group(durable_session& s, std::string_view filter, std::string_view inner,
+                    const sub_entry& e);
+    bool leave_group(durable_session& s, std::string_view filter, std::string_view inner);
     void end_session(durable_session& s);
     void publish_will(durable_session& s);
     void schedule(durable_session& s);
@@ -143,6 +168,11 @@ class engine {
     std::set<std::pair<clock::time_point, durable_session*>> deadlines_;
     std::function<void()> expiry_hook_;
     trie subscriptions_;
+    // Share groups by their full `$share/<name>/<filter>`, and indexed by <filter>.
+    std::unordered_map<std::string, std::unique_ptr<share_group>> groups_;
+    group_trie shared_;
+    std::size_t shared_members_ = 0;
+    std::vector<share_group*> matched_groups_;  // scratch for publish()
     retained_store retained_;
     std::vector<target> targets_;  // scratch for publish(), reused to avoid allocating
     bool routing_ = false;

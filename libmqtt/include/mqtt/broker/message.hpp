@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,11 @@ struct message {
 
 using message_ptr = std::shared_ptr<const message>;
 
+// The Subscription Identifiers one delivery carries (5.0 §3.3.4): those of every matching
+// subscription of the receiving session that has one. Usually none or one, so an empty
+// vector (no allocation) is the common case.
+using subscription_ids = std::vector<std::uint32_t>;
+
 // Takes the fields of a received PUBLISH (moved, not copied). The properties must be
 // valid for PUBLISH (the codec checked them on the way in).
 message_ptr make_message(protocol::publish_packet&& p, clock::time_point now);
@@ -45,11 +51,14 @@ message_ptr with_expiry(const message& m, std::uint32_t seconds_left);
 // waited (MQTT 5.0 §3.3.2.3.3); `m` itself when it has no interval or waited under 1 s.
 message_ptr aged(const message_ptr& m, clock::time_point now);
 
-// The exact size of the PUBLISH for this delivery; QoS 0 has no packet identifier.
-std::size_t publish_size(const message& m, protocol::protocol_version v, protocol::qos q);
+// The exact size of the PUBLISH for this delivery; QoS 0 has no packet identifier. `ids`
+// are added to the 5.0 Properties as Subscription Identifier properties (ignored for 3.1.1).
+std::size_t publish_size(const message& m, protocol::protocol_version v, protocol::qos q,
+                         std::span<const std::uint32_t> ids = {});
 
 // Appends the PUBLISH for one delivery to `out`, one pass, no intermediate buffer.
 void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol::protocol_version v,
-                    protocol::qos q, std::uint16_t packet_id, bool retain, bool dup = false);
+                    protocol::qos q, std::uint16_t packet_id, bool retain, bool dup = false,
+                    std::span<const std::uint32_t> ids = {});
 
 }  // namespace mqtt::broker

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -75,7 +76,9 @@ class session {
     // One delivery at QoS q (already min(published, granted)); retain is the RETAIN flag
     // to send. `from` is the publishing connection (nullptr for Wills and retained
     // messages): it is throttled when a QoS 1/2 delivery finds this subscriber congested.
-    void deliver(const message_ptr& m, protocol::qos q, bool retain, session* from = nullptr);
+    // `ids` are the Subscription Identifiers the PUBLISH carries (5.0).
+    void deliver(const message_ptr& m, protocol::qos q, bool retain, session* from = nullptr,
+                 subscription_ids ids = {});
     // Whether a delivery at QoS q would be taken now rather than dropped for a bound.
     bool can_take(protocol::qos q) const noexcept;
     // Server-initiated close: DISCONNECT with rc to a 5.0 client, then close.
@@ -116,15 +119,17 @@ class session {
     void on_pubrel(std::uint16_t id);
     void on_pubcomp(std::uint16_t id);
     void on_subscribe(protocol::subscribe_packet&& p, clock::time_point now);
-    protocol::reason_code subscribe_one(const protocol::subscription& s, bool& send_retained);
+    protocol::reason_code subscribe_one(const protocol::subscription& s, std::uint32_t id,
+                                        bool& send_retained);
     void on_unsubscribe(const protocol::unsubscribe_packet& p);
     void on_disconnect(const protocol::disconnect_packet& p);
 
     void send(const protocol::packet& p);
     void send_in(const protocol::packet& p, protocol::protocol_version v);
     bool can_send_qos12() const noexcept;
-    bool too_large(const message& m, protocol::qos q) const noexcept;
-    void send_qos12(const message_ptr& m, protocol::qos q, bool retain);
+    bool too_large(const message& m, protocol::qos q,
+                   std::span<const std::uint32_t> ids = {}) const noexcept;
+    void send_qos12(const message_ptr& m, protocol::qos q, bool retain, subscription_ids ids);
     void pump();
     void send_queued();
     std::uint16_t next_packet_id() noexcept;

@@ -1,0 +1,117 @@
+"""Shared pieces of the Python tests: free loopback ports, tern-broker and Mosquitto
+started on them (and stopped), and PASS/FAIL bookkeeping. Every wait is bounded.
+
+Import it from a test with:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+    import harness
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+TIMEOUT = 10.0
+HOST = "127.0.0.1"
+
+
+class Checks:
+    """Prints PASS/FAIL lines and remembers the failures."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, cond, what):
+        print(("PASS: " if cond else "FAIL: ") + what, flush=True)
+        if not cond:
+            self.failures.append(what)
+        return cond
+
+    def exit_status(self):
+        for f in self.failures:
+            print("failed: " + f)
+        return 1 if self.failures else 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=TIMEOUT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Broker:
+    """A broker process on a loopback port; stop() ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, name, proc, port, log_path):
+        self.name, self.proc, self.port, self.log_path = name, proc, port, log_path
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_tern_broker(binary, work, args=()):
+    """tern-broker -p 0: the port is read from its first log line."""
+    log_path = os.path.join(work, "tern-broker-%d.log" % time.time_ns())
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([binary, "-p", "0", *args], stdout=subprocess.DEVNULL, stderr=log)
+    end = time.monotonic() + TIMEOUT
+    while time.monotonic() < end:
+        log.seek(0)
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.readline())
+        if m:
+            return Broker("tern-broker", proc, int(m.group(1)), log_path)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("tern-broker did not report its port")
+
+
+def mosquitto_binary():
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
+                                         if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
+def start_mosquitto(work, extra=""):
+    """Mosquitto on a free loopback port with `extra` config lines (anonymous allowed)."""
+    binary = mosquitto_binary()
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed")
+    port = free_port()
+    conf = os.path.join(work, "mosquitto-%d.conf" % port)
+    with open(conf, "w") as f:
+        f.write("listener %d %s\nallow_anonymous true\n%s\n" % (port, HOST, extra))
+    log_path = os.path.join(work, "mosquitto-%d.log" % port)
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([binary, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    if not wait_port(port):
+        proc.kill()
+        raise RuntimeError("mosquitto did not start")
+    return Broker("mosquitto", proc, port, log_path)
