@@ -151,6 +151,16 @@ def restart_cycle(sig, label):
         got = r.wait_count(1)
         r.close()
         check(got == [("r/kept", "retained", True)], f"{label}: the retained message is there")
+        # A second round on the store the restarted broker appends to.
+        ok = publish_qos1(b.port, "q/b", [f"n{i}" for i in range(10)])
+        b.stop(sig)
+        b.start()
+        s = Sub(b.port, "keeper", "q/#")
+        got = s.wait_count(10)
+        s.close()
+        check(ok and [p for (_, p, _) in got] == [f"n{i}" for i in range(10)],
+              f"{label}: after a second restart the session got the 10 messages published "
+              f"after the first ({len(got)})")
         b.stop()
 
 

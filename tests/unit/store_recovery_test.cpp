@@ -115,6 +115,29 @@ TEST_CASE("store recovery: retained, sessions, subscriptions and queued messages
     }
 }
 
+TEST_CASE("store recovery: messages loaded with the run's clock are shared, not copied") {
+    auto now = test_epoch();
+    run r1{now, {}};
+    test_client pub{r1.e, protocol_version::v5, now};
+    pub.connect("pub");
+    pub.publish("r", "kept", qos::at_least_once, true);
+    r1.flush();
+    const clock_pair times{now + 5s, 1'700'000'000'000 + run::ms(now + 5s)};
+    auto l = mqtt::store::load_bytes(r1.log, &times);
+    REQUIRE(l.st.messages().size() == 1);
+    const auto& [id, stored] = *l.st.messages().begin();
+    CHECK(stored.msg->store_id == id);
+    CHECK(stored.msg->received == now);  // the time it was received, on the new clock
+    run r2{now, {}};
+    mqtt::store::restore(r2.e, l.st, times);
+    const mqtt::broker::message* in_engine = nullptr;
+    r2.e.retained().match("r", [&](const mqtt::broker::message_ptr& m) {
+        in_engine = m.get();
+        return true;
+    });
+    CHECK(in_engine == l.st.messages().begin()->second.msg.get());
+}
+
 TEST_CASE("store recovery: outbound in-flight messages are resent with DUP after a restart") {
     auto now = test_epoch();
     run r1{now, {}};

@@ -54,7 +54,8 @@ void store_driver::sync_thread() {
 }
 
 std::error_code store_driver::open() {
-    auto loaded = store::load_file(path_);
+    const auto now = store::clock_pair::now();
+    auto loaded = store::load_file(path_, &now);
     if (!loaded) return loaded.error();
     auto& l = *loaded;
     const auto& r = l.report;
@@ -78,7 +79,6 @@ std::error_code store_driver::open() {
             note_(0, true, "store " + path_ + ": the damaged file is kept as " + kept);
         }
     }
-    const auto now = store::clock_pair::now();
     store::restore(engine_, l.st, now);
     if (r.existed) {
         note_(1, false,
@@ -88,7 +88,12 @@ std::error_code store_driver::open() {
                   std::to_string(l.st.queued_count()) + " queued messages restored");
     }
     recorder_.emplace(std::move(l.st));
-    auto file = store::store_file::create(cfg_.location, cfg_.file, recorder_->snapshot_bytes());
+    // An intact file is appended to as it is; a damaged or missing one is written anew from
+    // what was recovered (which also cuts the damage off).
+    auto file =
+        r.existed && r.clean() && r.records != 0
+            ? store::store_file::open_append(cfg_.location, cfg_.file)
+            : store::store_file::create(cfg_.location, cfg_.file, recorder_->snapshot_bytes());
     if (!file) {
         recorder_.reset();
         return file.error();

@@ -176,6 +176,7 @@ void restore(broker::engine& e, state& st, const clock_pair& now) {
     // The messages with their receive time on this run's steady clock.
     std::vector<std::pair<std::uint64_t, broker::message_ptr>> fixed;
     for (const auto& [id, m] : st.messages()) {
+        if (m.msg->store_id == id) continue;  // load_bytes() with times did it
         auto copy = std::make_shared<broker::message>(*m.msg);
         copy->received = now.to_steady(m.received_ms);
         copy->store_id = id;

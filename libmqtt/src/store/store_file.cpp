@@ -64,12 +64,19 @@ result<int> replace_file(const std::string& dir, const std::string& path,
 
 }  // namespace
 
-loaded load_bytes(std::span<const std::uint8_t> bytes) {
+loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) {
     loaded l;
     l.report.existed = true;
     l.report.file_bytes = bytes.size();
     l.report.damaged = scan(bytes, [&](std::uint64_t, record r) {
         ++l.report.records;
+        if (auto* m = std::get_if<message_record>(&r); m != nullptr && times != nullptr) {
+            // Decoded just now and owned by this record alone: set the fields that belong
+            // to this run before anything shares it.
+            auto msg = std::const_pointer_cast<broker::message>(m->msg);
+            msg->received = times->to_steady(m->received_ms);
+            msg->store_id = m->id;
+        }
         l.st.apply(r);
     });
     l.st.prune();
@@ -77,13 +84,16 @@ loaded load_bytes(std::span<const std::uint8_t> bytes) {
     return l;
 }
 
-result<loaded> load_file(const std::string& path) {
+result<loaded> load_file(const std::string& path, const clock_pair* times) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return loaded{};
         return last_error();
     }
     std::vector<std::uint8_t> bytes;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0)
+        bytes.reserve(static_cast<std::size_t>(st.st_size));
     std::uint8_t buf[1 << 16];
     for (;;) {
         const ssize_t n = ::read(fd, buf, sizeof buf);
@@ -97,7 +107,7 @@ result<loaded> load_file(const std::string& path) {
         bytes.insert(bytes.end(), buf, buf + n);
     }
     ::close(fd);
-    return load_bytes(bytes);
+    return load_bytes(bytes, times);
 }
 
 std::string report_json(const std::string& path, const loaded& l) {
@@ -159,6 +169,19 @@ result<store_file> store_file::create(const std::string& dir, const std::string&
     f.dir_ = dir;
     f.path_ = join(dir, name);
     if (const auto ec = f.rewrite(snapshot)) return ec;
+    return f;
+}
+
+result<store_file> store_file::open_append(const std::string& dir, const std::string& name) {
+    store_file f;
+    f.dir_ = dir;
+    f.path_ = join(dir, name);
+    f.fd_ = ::open(f.path_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (f.fd_ < 0) return last_error();
+    const off_t end = ::lseek(f.fd_, 0, SEEK_END);
+    if (end < 0) return last_error();
+    f.size_ = static_cast<std::uint64_t>(end);
+    f.snapshot_size_ = f.size_;  // compaction once it has doubled (plus the slack)
     return f;
 }
 

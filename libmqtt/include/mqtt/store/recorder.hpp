@@ -15,15 +15,6 @@
 
 namespace mqtt::store {
 
-// Steady-clock points as Unix milliseconds and back, for one moment of both clocks.
-struct clock_pair {
-    broker::clock::time_point steady;
-    std::int64_t wall_ms = 0;
-    static clock_pair now();
-    std::int64_t to_wall(broker::clock::time_point t) const noexcept;  // max() -> -1
-    broker::clock::time_point to_steady(std::int64_t ms) const noexcept;
-};
-
 class recorder final : public broker::store_hooks {
   public:
     // `mirror` is the state the store file holds now (what was recovered, already written).

@@ -15,6 +15,15 @@
 
 namespace mqtt::store {
 
+// Steady-clock points as Unix milliseconds and back, for one moment of both clocks.
+struct clock_pair {
+    broker::clock::time_point steady;
+    std::int64_t wall_ms = 0;
+    static clock_pair now();  // reads both clocks (recorder.cpp)
+    std::int64_t to_wall(broker::clock::time_point t) const noexcept;  // max() -> -1
+    broker::clock::time_point to_steady(std::int64_t ms) const noexcept;
+};
+
 struct stored_message {
     broker::message_ptr msg;
     std::int64_t received_ms = 0;

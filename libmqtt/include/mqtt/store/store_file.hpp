@@ -31,10 +31,12 @@ struct loaded {
     load_report report;
 };
 
-// Replays the records of a file's bytes. Pure.
-loaded load_bytes(std::span<const std::uint8_t> bytes);
+// Replays the records of a file's bytes. Pure. With `times`, each message gets its receive
+// time on that steady clock and its store id, ready to be shared with an engine (restore()
+// then uses it as it is instead of copying it).
+loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times = nullptr);
 // Reads and replays the file at `path`; a missing file is an empty store.
-result<loaded> load_file(const std::string& path);
+result<loaded> load_file(const std::string& path, const clock_pair* times = nullptr);
 
 // The store report as JSON (tern-broker --check-store): one object, no newline.
 std::string report_json(const std::string& path, const loaded& l);
@@ -50,6 +52,8 @@ class store_file {
     // for appending.
     static result<store_file> create(const std::string& dir, const std::string& name,
                                      std::span<const std::uint8_t> snapshot);
+    // Opens the intact store dir/name for appending after its last record.
+    static result<store_file> open_append(const std::string& dir, const std::string& name);
     // Replaces the content with `snapshot` the same way (compaction).
     std::error_code rewrite(std::span<const std::uint8_t> snapshot);
     std::error_code append(std::span<const std::uint8_t> bytes);
