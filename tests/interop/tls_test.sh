@@ -2,19 +2,20 @@
 # TLS with real peers, certificates made fresh by tls_certs.sh (openssl):
 #  - mosquitto_pub/mosquitto_sub with --cafile, and with client certificates, against
 #    tern-broker (require_certificate, crlfile);
-#  - tern-pub/tern-sub against tern-broker and against Mosquitto (the mosquitto binary on a
+#  - tern-pub/tern-sub (and tern-bench) against tern-broker and tern-pub/tern-sub against Mosquitto (the mosquitto binary on a
 #    free loopback port with its own TLS listeners), with -L mqtts:// too;
 #  - refused, each with its reason on stderr or in the broker log: a wrong CA, an expired
 #    certificate, a wrong host name, a plaintext client on a TLS port, no client certificate,
 #    a revoked one, one from another CA; --insecure accepts the wrong host name.
 #
-# usage: tls_test.sh tern-broker tern-pub tern-sub
+# usage: tls_test.sh tern-broker tern-pub tern-sub [tern-bench]
 # exit:  0 all passed, 1 a check failed, 77 openssl or the mosquitto tools missing (skipped)
 
 set -u
 broker_bin=${1:?usage: $0 tern-broker tern-pub tern-sub}
 pub_bin=${2:?}
 sub_bin=${3:?}
+bench_bin=${4:-}  # optional: tern-bench
 here=$(cd "$(dirname "$0")" && pwd)
 for tool in openssl mosquitto_sub mosquitto_pub; do
     command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
@@ -163,6 +164,17 @@ expect "plaintext client on a TLS port refused and logged" refused "$st" "$work/
     "refused: not a TLS handshake (first byte 0x10): a plaintext MQTT client on a TLS port"
 grep -q "refused: tlsv1 alert unknown ca" "$work/broker.log" &&
     pass "broker log: unknown ca" || fail "broker log: no 'unknown ca'"
+
+# tern-bench over TLS: every message of every pair, and the expired certificate refused.
+if [[ -n $bench_bin ]]; then
+    timeout 60 "$bench_bin" pairs --cafile "$c/ca.crt" -h localhost -p "$tls_port" --clients 3 \
+        --count 300 -q 1 >"$work/b1.out" 2>&1
+    expect "tern-bench pairs over TLS, nothing lost" 0 $? "$work/b1.out" "received 900 .*lost 0"
+    timeout 60 "$bench_bin" pub --cafile "$c/ca.crt" -L "mqtts://127.0.0.2:$expired_port" \
+        --count 10 >"$work/b2.out" 2>&1
+    expect "tern-bench: expired certificate refused" 1 $? "$work/b2.out" \
+        "TLS handshake with 127.0.0.2:$expired_port failed: certificate verify failed: certificate has expired"
+fi
 
 # ---- configuration errors name FILE:LINE; --print-config shows the TLS options
 printf 'allow_anonymous true\nlistener 0 127.0.0.1\ncertfile %s\nkeyfile %s/missing.key\n' \

@@ -185,6 +185,18 @@ void prepare(const CLI::App& app, bench_options& o) {
     const auto& c = o.client.connection;
     r.host = c.host;
     r.port = mqtt::cli::effective_port(c);
+    if (c.tls) {
+        const auto& t = o.client.tls;
+        mqtt::net::tls_client_settings tls;
+        tls.cafile = t.cafile;
+        tls.capath = t.capath;
+        tls.certfile = t.cert;
+        tls.keyfile = t.key;
+        tls.insecure = t.insecure;
+        tls.min_version =
+            mqtt::net::parse_tls_version(t.tls_version).value_or(mqtt::net::tls_version::tls1_2);
+        r.tls = std::move(tls);
+    }
     r.connect.version = c.version;
     r.connect.clean_start = c.clean_session;
     r.connect.keep_alive = c.keepalive;
@@ -247,7 +259,6 @@ int main(int argc, char** argv) {
         if (opts.scenario.empty())
             throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs or conn)");
         prepare(app, opts);
-        if (opts.client.connection.tls) return mqtt::cli::not_implemented("tern-bench", "TLS");
         return run_bench(opts);
     });
 }

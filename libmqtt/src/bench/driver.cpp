@@ -1,6 +1,6 @@
 // The bench's connection driver: per connection a reader, a writer and a timer coroutine move
-// bytes and time between a TCP socket and a client::session, like the client's own driver,
-// but many connections share one io_context and the session's events are handled as they
+// bytes and time between a transport (TCP or TLS) and a client::session, like the client's own
+// driver, but many connections share one io_context and the session's events are handled as they
 // come (counted, timed) instead of queued for a caller. A publisher coroutine feeds each
 // publishing session within its in-flight window.
 
@@ -53,6 +53,7 @@ void run_state::error(std::string message) {
 void run_state::close_socket(bench_client& c) {
     boost::system::error_code ec;
     c.socket.close(ec);
+    if (c.transport) c.transport->close();
     c.open = false;
     c.timer.cancel();
     c.wake_writer.cancel();
@@ -173,6 +174,26 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
         co_return;
     }
     c.socket.set_option(tcp::no_delay(true), ec);
+    if (tls_) {
+        c.transport = net::make_tls_client_transport(std::move(c.socket), tls_, cfg_.host,
+                                                     cfg_.tls->insecure);
+        std::string why;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            c.connect_start + std::chrono::seconds{10} - clock::now());
+        const auto hec =
+            co_await c.transport->handshake(std::max(left, std::chrono::milliseconds{1}), why);
+        if (hec || c.done) {
+            if (!c.done) {
+                c.failed = true;
+                error("TLS handshake with " + cfg_.host + ":" + std::to_string(cfg_.port) +
+                      " failed: " + why);
+            }
+            c.transport->close();
+            co_return;
+        }
+    } else {
+        c.transport = net::make_tcp_transport(std::move(c.socket));
+    }
     c.open = true;
     c.s.start(clock::now());
     asio::co_spawn(io, read_loop(c), asio::detached);
@@ -184,8 +205,7 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
 asio::awaitable<void> run_state::read_loop(bench_client& c) {
     while (!c.s.closed() && c.open) {
         const auto room = c.framer.prepare(read_chunk);
-        auto [ec, n] =
-            co_await c.socket.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        auto [ec, n] = co_await c.transport->read_some(asio::buffer(room.data(), room.size()));
         if (ec) {
             if (!c.s.closed())
                 c.s.on_transport_closed(ec == asio::error::eof ? std::error_code{}
@@ -217,7 +237,7 @@ asio::awaitable<void> run_state::write_loop(bench_client& c) {
         if (c.s.has_output() && c.open) {
             c.s.take_output(c.writing);
             c.writer_busy = true;
-            auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(c.writing), nothrow);
+            auto [ec, n] = co_await c.transport->write(asio::buffer(c.writing));
             (void)n;
             c.writer_busy = false;
             c.wake.cancel();  // a publisher held back by queued bytes may go on

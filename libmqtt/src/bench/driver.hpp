@@ -22,6 +22,8 @@
 #include "mqtt/bench/sequence.hpp"
 #include "mqtt/client/session.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "net/transport/tls.hpp"
+#include "net/transport/transport.hpp"
 
 namespace mqtt::bench::detail {
 
@@ -41,10 +43,11 @@ struct bench_client {
     role kind;
     unsigned index;  // among the clients of its role
     client::session s;
-    tcp::socket socket;
-    asio::steady_timer wake_writer;  // never expires: cancelled when there is output
-    asio::steady_timer timer;        // the session's deadline
-    asio::steady_timer wake;         // the publisher's pause: window full, or not due yet
+    tcp::socket socket;                         // while connecting
+    std::unique_ptr<net::transport> transport;  // once connected: TCP or TLS over `socket`
+    asio::steady_timer wake_writer;             // never expires: cancelled when there is output
+    asio::steady_timer timer;                   // the session's deadline
+    asio::steady_timer wake;  // the publisher's pause: window full, or not due yet
     protocol::framer framer;
     std::vector<std::uint8_t> writing;
     clock::time_point armed = clock::time_point::max();
@@ -120,6 +123,7 @@ class run_state {
     std::ostream* log_;
     std::uint32_t run_id_;
     tcp::resolver::results_type endpoints_;
+    net::tls_context_ptr tls_;  // with cfg_.tls: built once before connecting
     std::vector<std::unique_ptr<bench_client>> clients_;  // subscribers first, then publishers
     std::vector<bench_client*> publishers_;
     std::vector<bench_client*> subscribers_;

@@ -219,6 +219,14 @@ asio::awaitable<void> run_state::orchestrate() {
         co_return;
     }
     endpoints_ = std::move(endpoints);
+    if (cfg_.tls) {
+        std::string why;
+        tls_ = net::make_client_context(*cfg_.tls, why);
+        if (!tls_) {
+            error("TLS: " + why);
+            co_return;
+        }
+    }
     make_clients();
     const bool connected = co_await connect_all();
     if (cfg_.scenario == scenario::conn) {

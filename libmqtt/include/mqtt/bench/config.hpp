@@ -6,9 +6,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "mqtt/net/tls.hpp"
 #include "mqtt/protocol/packet.hpp"
 
 namespace mqtt::bench {
@@ -22,6 +24,8 @@ struct bench_config {
     bench::scenario scenario = scenario::pairs;
     std::string host = "localhost";
     std::uint16_t port = 1883;
+    // Set: every connection speaks TLS with these settings (one OpenSSL context for all).
+    std::optional<net::tls_client_settings> tls;
     protocol::connect_packet connect;  // version, keep-alive, credentials; client_id is a prefix
     std::string client_id_prefix = "tb-";  // + run id (8 hex) + "-" + n: within 3.1's 23
 
