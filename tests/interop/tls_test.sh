@@ -62,11 +62,13 @@ wait_for() {
     return 1
 }
 
-# ---- tern-broker: four TLS listeners and a plain one on free ports
+# ---- tern-broker: four TLS listeners on free ports (the first one's certificate is renewed
+# on SIGHUP below)
+cp "$c/server.crt" "$work/live.crt"
 cat >"$work/tern.conf" <<CONF
 allow_anonymous true
 listener 0 127.0.0.1
-certfile $c/server.crt
+certfile $work/live.crt
 keyfile $c/server.key
 listener 0 127.0.0.2
 certfile $c/expired.crt
@@ -175,6 +177,24 @@ if [[ -n $bench_bin ]]; then
     expect "tern-bench: expired certificate refused" 1 $? "$work/b2.out" \
         "TLS handshake with 127.0.0.2:$expired_port failed: certificate verify failed: certificate has expired"
 fi
+
+# SIGHUP: the certificate file is read again; new connections get the new certificate, an
+# open connection stays.
+out=$work/h1.out
+timeout 20 "$sub_bin" --cafile "$c/ca.crt" -h 127.0.0.1 -p "$tls_port" -t tls/h1 -C 1 -W 15 \
+    >"$out" 2>&1 &
+sub=$!
+sleep 0.5
+cp "$c/wronghost.crt" "$work/live.crt"
+kill -HUP "${pids[0]}"
+wait_for "$work/broker.log" "applied TLS of" || fail "SIGHUP: no 'applied TLS of' in the log"
+timeout 10 "$pub_bin" --cafile "$c/ca.crt" -h 127.0.0.1 -p "$tls_port" -t tls/h1 -m x 2>"$work/h2.out"
+expect "after SIGHUP new connections get the renewed certificate" 1 $? "$work/h2.out" \
+    "certificate verify failed: IP address mismatch"
+timeout 10 "$pub_bin" --insecure --cafile "$c/ca.crt" -h 127.0.0.1 -p "$tls_port" -t tls/h1 \
+    -m kept -q 1 2>"$work/h3.out"
+wait "$sub"
+expect "after SIGHUP the open TLS connection is kept" 0 $? "$out" "^kept$"
 
 # ---- configuration errors name FILE:LINE; --print-config shows the TLS options
 printf 'allow_anonymous true\nlistener 0 127.0.0.1\ncertfile %s\nkeyfile %s/missing.key\n' \
