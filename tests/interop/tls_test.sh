@@ -195,6 +195,15 @@ timeout 10 "$pub_bin" --insecure --cafile "$c/ca.crt" -h 127.0.0.1 -p "$tls_port
     -m kept -q 1 2>"$work/h3.out"
 wait "$sub"
 expect "after SIGHUP the open TLS connection is kept" 0 $? "$out" "^kept$"
+# A certificate file that cannot be read on SIGHUP: logged, the running one stays in use.
+rm "$work/live.crt"
+kill -HUP "${pids[0]}"
+wait_for "$work/broker.log" "not reloaded, the running files stay" ||
+    fail "SIGHUP with a missing certfile: not logged"
+timeout 10 "$pub_bin" --insecure --cafile "$c/ca.crt" -h 127.0.0.1 -p "$tls_port" -t tls/h4 -m x \
+    2>"$work/h4.out"
+expect "after a failed reload the listener keeps serving TLS" 0 $? "$work/h4.out" ""
+cp "$c/server.crt" "$work/live.crt"
 
 # ---- configuration errors name FILE:LINE; --print-config shows the TLS options
 printf 'allow_anonymous true\nlistener 0 127.0.0.1\ncertfile %s\nkeyfile %s/missing.key\n' \

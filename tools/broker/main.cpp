@@ -217,6 +217,7 @@ void reload(running& r) {
         next, r.opts.port_given ? std::optional{r.opts.port} : std::nullopt);
     auto restart = needs_restart(r.current, next);
     std::vector<std::string> applied;
+    std::vector<std::string> tls_failed;
     int verbosity = effective_verbosity(r.opts, next);
     if (verbosity > r.engine_verbosity) {
         restart.emplace_back("log_type (more detail than at start)");
@@ -238,8 +239,8 @@ void reload(running& r) {
             if (error.empty()) {
                 applied.push_back("TLS of " + next.listeners[i].origin.to_string());
             } else {
-                restart.push_back("TLS of " + next.listeners[i].origin.to_string() + " (" + error +
-                                  ")");
+                tls_failed.push_back("TLS of " + next.listeners[i].origin.to_string() +
+                                     " not reloaded, the running files stay (" + error + ")");
                 next.listeners[i].tls = r.current.listeners[i].tls;
             }
         }
@@ -255,7 +256,9 @@ void reload(running& r) {
     std::string msg = "reloaded " + r.opts.config_file + ": ";
     msg += applied.empty() ? "nothing to apply" : "applied " + join(applied);
     if (!restart.empty()) msg += "; changed but needing a restart: " + join(restart);
-    r.sink.say(restart.empty() ? log_level::notice : log_level::warning, log_kind::reload, msg);
+    if (!tls_failed.empty()) msg += "; " + join(tls_failed);
+    const bool clean = restart.empty() && tls_failed.empty();
+    r.sink.say(clean ? log_level::notice : log_level::warning, log_kind::reload, msg);
     // What was not applied stays as it runs, so the next reload compares with that.
     const auto kept_limits = r.current.limits;
     const auto kept_sys = r.current.sys_interval;
