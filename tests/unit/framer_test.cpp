@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <ostream>
 
 #include <vector>
@@ -154,4 +155,46 @@ TEST_CASE("framer: zero-copy prepare/commit") {
     auto none = f.next();
     REQUIRE(none);
     CHECK(!*none);
+}
+
+TEST_CASE("framer: release() frees an empty buffer only, and reading goes on after it") {
+    framer f;
+    // A PUBLISH (topic "a", payload "xyz") split in two reads.
+    const bytes pub{0x30, 0x06, 0x00, 0x01, 'a', 'x', 'y', 'z'};
+    auto room = f.prepare(16 * 1024);
+    std::copy(pub.begin(), pub.begin() + 5, room.begin());
+    f.commit(5);
+    CHECK_FALSE(f.next().value().has_value());
+    f.release();  // a partial packet is buffered: kept
+    CHECK(f.buffered() == 5);
+    room = f.prepare(16 * 1024);
+    std::copy(pub.begin() + 5, pub.end(), room.begin());
+    f.commit(3);
+    auto whole = f.next().value();
+    REQUIRE(whole.has_value());
+    CHECK(bytes(whole->body.begin(), whole->body.end()) == bytes(pub.begin() + 2, pub.end()));
+    f.release();  // nothing buffered: freed
+    CHECK(f.buffered() == 0);
+    f.feed(bytes{0xC0, 0x00});  // PINGREQ after the release
+    auto ping = f.next().value();
+    REQUIRE(ping.has_value());
+    CHECK(ping->type() == packet_type::pingreq);
+}
+
+TEST_CASE("framer: a packet larger than one read grows the buffer and keeps its bytes") {
+    framer f;
+    bytes pub{0x30, 0xC3, 0xBB, 0x01, 0x00, 0x01, 't'};  // Remaining Length 24,003
+    for (int i = 0; i < 24'000; ++i) pub.push_back(static_cast<std::uint8_t>(i * 7));
+    std::size_t at = 0;
+    while (at < pub.size()) {
+        auto room = f.prepare(1000);
+        const std::size_t n = std::min<std::size_t>(room.size(), pub.size() - at);
+        std::copy(pub.begin() + static_cast<std::ptrdiff_t>(at),
+                  pub.begin() + static_cast<std::ptrdiff_t>(at + n), room.begin());
+        f.commit(n);
+        at += n;
+    }
+    auto whole = f.next().value();
+    REQUIRE(whole.has_value());
+    CHECK(bytes(whole->body.begin(), whole->body.end()) == bytes(pub.begin() + 4, pub.end()));
 }

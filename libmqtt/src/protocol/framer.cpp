@@ -41,13 +41,20 @@ std::size_t frame::size() const noexcept {
 
 std::span<std::uint8_t> framer::prepare(std::size_t n) {
     compact();
-    if (buf_.size() < end_ + n) buf_.resize(end_ + n);
-    return {buf_.data() + end_, n};
+    if (size_ < end_ + n) {
+        // Grows geometrically; the new bytes are left uninitialised (they are read into).
+        const std::size_t size = std::max(end_ + n, size_ + size_ / 2);
+        std::unique_ptr<std::uint8_t[]> bigger(new std::uint8_t[size]);
+        if (end_ != 0) std::memcpy(bigger.get(), buf_.get(), end_);
+        buf_ = std::move(bigger);
+        size_ = size;
+    }
+    return {buf_.get() + end_, n};
 }
 
 void framer::commit(std::size_t n) {
     if (error_) return;
-    end_ = std::min(end_ + n, buf_.size());
+    end_ = std::min(end_ + n, size_);
     check_pending_header();
 }
 
@@ -61,7 +68,7 @@ void framer::feed(std::span<const std::uint8_t> bytes) {
 result<std::optional<frame>> framer::next() {
     // Whole packets before a bad one are still handed out; then the error.
     if (error_ && begin_ == end_) return error_;
-    const auto h = scan_header(buf_.data() + begin_, buffered());
+    const auto h = scan_header(buf_.get() + begin_, buffered());
     if (h.ec) {
         fail(h.ec);
         return error_;
@@ -77,7 +84,7 @@ result<std::optional<frame>> framer::next() {
     }
     frame f;
     f.first_byte = buf_[begin_];
-    f.body = {buf_.data() + begin_ + h.header_size, h.remaining};
+    f.body = {buf_.get() + begin_ + h.header_size, h.remaining};
     begin_ += h.header_size + h.remaining;
     return std::optional<frame>{f};
 }
@@ -93,7 +100,7 @@ void framer::check_pending_header() noexcept {
     if (error_) return;
     std::size_t at = begin_;
     while (at < end_) {
-        const auto h = scan_header(buf_.data() + at, end_ - at);
+        const auto h = scan_header(buf_.get() + at, end_ - at);
         if (h.ec || (h.header_size && h.header_size + h.remaining > max_packet_size_)) {
             error_ = h.ec ? h.ec : make_error_code(errc::packet_too_large);
             end_ = at;  // keep the whole packets before it, drop the rest
@@ -104,15 +111,22 @@ void framer::check_pending_header() noexcept {
     }
 }
 
+void framer::release() noexcept {
+    if (begin_ != end_) return;
+    begin_ = end_ = 0;
+    buf_.reset();
+    size_ = 0;
+}
+
 void framer::compact() {
     if (begin_ == 0) return;
     if (begin_ == end_) {
         begin_ = end_ = 0;
         // Give back the memory of one large packet once it has been handled.
-        if (buf_.capacity() > (std::size_t{1} << 20)) std::vector<std::uint8_t>().swap(buf_);
+        if (size_ > (std::size_t{1} << 20)) release();
         return;
     }
-    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
 }

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <system_error>
@@ -45,6 +46,9 @@ public:
     result<std::optional<frame>> next();
 
     std::size_t buffered() const noexcept { return end_ - begin_; }
+    // Frees the buffer when nothing is buffered (an idle connection); prepare() allocates
+    // again.
+    void release() noexcept;
     std::error_code error() const noexcept { return error_; }
 
 private:
@@ -52,7 +56,10 @@ private:
     void fail(std::error_code ec) noexcept;
     void compact();
 
-    std::vector<std::uint8_t> buf_;
+    // Allocated without zero-filling: pages are touched only as bytes are read into them,
+    // so an idle connection's buffer costs the memory of what it received, not its size.
+    std::unique_ptr<std::uint8_t[]> buf_;
+    std::size_t size_ = 0;   // allocated bytes
     std::size_t begin_ = 0;  // first unconsumed byte
     std::size_t end_ = 0;    // one past the last committed byte
     std::uint32_t max_packet_size_;
