@@ -209,8 +209,12 @@ asio::awaitable<void> server::impl::sys_loop() {
 void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     ++engine.stats().connections_accepted;
     auto& g = groups[group];
+    // A listener with a max_connections of its own is held to it alone; the others share
+    // the broker's default bound (limits::max_connections).
     const bool over_group = g.max_connections && g.open >= *g.max_connections;
-    if (over_group || engine.session_count() >= opts.limits.max_connections) {
+    const bool over_default =
+        !g.max_connections && engine.session_count() >= opts.limits.max_connections;
+    if (over_group || over_default) {
         ++engine.stats().connections_refused;
         if (engine.logging(1)) {
             boost::system::error_code ignored;
