@@ -100,8 +100,7 @@ TEST_CASE("config: errors name the file and the line") {
 
 TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported yet'") {
     for (std::string_view opt :
-         {"password_file /etc/p", "acl_file /etc/a", "psk_file /p", "dhparamfile /d.pem",
-          "autosave_on_changes true", "connection bridge1",
+         {"psk_file /p", "dhparamfile /d.pem", "autosave_on_changes true", "connection bridge1",
           "address 10.0.0.1:1883", "bridge_protocol_version mqttv311", "auth_plugin /x.so",
           "auth_opt_db x", "plugin_opt_x y", "user mosquitto", "pid_file /run/m.pid",
           "mount_point a/", "log_timestamp_format %H", "tls_engine x", "topic # both 0"}) {
@@ -114,7 +113,7 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
     }
     // Values Tern does not implement of options it accepts.
     for (std::string_view opt :
-         {"protocol websockets", "allow_anonymous false", "max_qos 1", "message_size_limit 1000",
+         {"protocol websockets", "max_qos 1", "message_size_limit 1000",
           "log_dest file /var/log/m.log", "log_dest syslog", "allow_zero_length_clientid false",
           "set_tcp_nodelay false", "max_inflight_bytes 10", "use_username_as_clientid true"}) {
         CAPTURE(opt);
@@ -339,14 +338,44 @@ TEST_CASE("config: listener errors") {
         "listener 4 2001:db8:0:0:0:0:0:1\nlistener 5 ::ffff:192.0.2.1\n");
 }
 
-TEST_CASE("config: listeners need allow_anonymous true, as Mosquitto 2 refuses anonymous clients") {
-    auto e = parse_error("# listeners\nlistener 1883\n");
-    CHECK(e.line == 2);
-    CHECK(e.message.find("add 'allow_anonymous true'") != std::string::npos);
+TEST_CASE("config: allow_anonymous is false once listeners are configured, as in Mosquitto 2") {
+    auto c = parse_ok("# listeners\nlistener 1883\n");
+    CHECK_FALSE(c.allow_anonymous);
+    // Without a password_file every client would be refused: a warning names the listener.
+    REQUIRE(c.warnings.size() == 1);
+    CHECK(c.warnings[0].find("t.conf:2: allow_anonymous is false and there is no password_file") ==
+          0);
+    c = parse_ok("listener 1883\npassword_file /etc/tern/passwd\n");
+    CHECK_FALSE(c.allow_anonymous);
+    CHECK(c.warnings.empty());
+    CHECK(c.password_file == "/etc/tern/passwd");
+    CHECK(c.password_file_origin.to_string() == "t.conf:2");
     // allow_anonymous may come after the listener.
     CHECK(parse_ok("listener 1883\nallow_anonymous true\n").allow_anonymous);
     // port alone is a listener too.
-    CHECK(parse_error("port 1884\n").line == 1);
+    CHECK_FALSE(parse_ok("port 1884\n").allow_anonymous);
+    // The local-only mode lets anonymous clients in unless told otherwise.
+    CHECK(parse_ok("").allow_anonymous);
+    CHECK(parse_ok("password_file p\n").allow_anonymous);
+    CHECK_FALSE(parse_ok("allow_anonymous false\npassword_file p\n").allow_anonymous);
+}
+
+TEST_CASE("config: password_file and acl_file") {
+    const auto c = parse_ok("acl_file /etc/tern/my acl\npassword_file pw\n");
+    CHECK(c.acl_file == "/etc/tern/my acl");  // the rest of the line, spaces included
+    CHECK(c.acl_file_origin.line == 1);
+    CHECK(c.password_file == "pw");
+    CHECK(parse_error("password_file a\npassword_file b\n").message ==
+          "'password_file' is already set at t.conf:1");
+    CHECK(parse_error("acl_file\n").message == "'acl_file' needs a value");
+    const auto e = parse_error("per_listener_settings true\nlistener 1883\nacl_file a\n");
+    CHECK(e.line == 3);
+    CHECK(e.unsupported);
+    CHECK(parse_error("acl_file a\nper_listener_settings true\n").line == 2);
+    const auto json = to_json(c);
+    CHECK(json.find("\"acl_file\":\"/etc/tern/my acl\"") != std::string::npos);
+    CHECK(json.find("\"password_file\":\"pw\"") != std::string::npos);
+    CHECK(to_json(parse_ok("")).find("\"acl_file\":null") != std::string::npos);
 }
 
 TEST_CASE("config: port and bind_address make the default listener") {
@@ -390,17 +419,20 @@ TEST_CASE("config: per_listener_settings") {
         "listener 1884\nallow_anonymous true\n");
     CHECK(c.per_listener_settings);
     CHECK(c.listeners.at(1).allow_anonymous == true);
-    // Each listener needs its own allow_anonymous then.
+    // Each listener has its own allow_anonymous then (false when not set); different
+    // values on different listeners are not supported yet.
     auto e = parse_error(
         "per_listener_settings true\nlistener 1883\nallow_anonymous true\n"
         "listener 1884\n");
     CHECK(e.line == 4);
+    CHECK(e.unsupported);
     // Without it, allow_anonymous is global, so once is enough (and twice is a duplicate).
     parse_ok("listener 1883\nallow_anonymous true\nlistener 1884\n");
     CHECK(parse_error("listener 1883\nallow_anonymous true\nlistener 1884\nallow_anonymous true\n")
               .line == 4);
     CHECK(parse_error("listener 1883\nper_listener_settings true\n").message ==
-          "per_listener_settings must come before every listener and allow_anonymous line");
+          "per_listener_settings must come before every listener, allow_anonymous, "
+          "password_file and acl_file line");
 }
 
 TEST_CASE("config: max_topic_alias is one value for every listener") {

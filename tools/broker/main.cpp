@@ -13,6 +13,7 @@
 
 #include "mqtt/broker/config.hpp"
 #include "mqtt/broker/log_event.hpp"
+#include "mqtt/broker/security.hpp"
 #include "mqtt/cli/options.hpp"
 #include "mqtt/net/server.hpp"
 #include "mqtt/store/store_file.hpp"
@@ -198,8 +199,17 @@ std::string join(const std::vector<std::string>& items) {
     return out;
 }
 
-// Applies what can change under a running broker (logging, max_connections) and names the
-// rest; a file with an error changes nothing.
+// password_file and acl_file, read again; nullptr (after logging why) when one is bad.
+std::shared_ptr<const mqtt::broker::security_policy> load_security(const config& c,
+                                                                   const log_sink& sink) {
+    auto sec = mqtt::broker::load_security(c);
+    for (const auto& w : sec.warnings) sink.say(log_level::warning, log_kind::warning, w);
+    if (!sec.value) sink.say(log_level::error, log_kind::error, sec.error);
+    return sec.value;
+}
+
+// Applies what can change under a running broker (logging, max_connections, passwords,
+// ACL, allow_anonymous) and names the rest; a file with an error changes nothing.
 void reload(running& r) {
     if (r.opts.config_file.empty()) {
         r.sink.say(log_level::notice, log_kind::reload,
@@ -213,6 +223,12 @@ void reload(running& r) {
         return;
     }
     config next = std::move(*loaded.value);
+    auto security = load_security(next, r.sink);
+    if (!security) {
+        r.sink.say(log_level::error, log_kind::reload,
+                   "reload failed, keeping the running configuration");
+        return;
+    }
     mqtt::broker::apply_command_line_port(
         next, r.opts.port_given ? std::optional{r.opts.port} : std::nullopt);
     auto restart = needs_restart(r.current, next);
@@ -230,6 +246,10 @@ void reload(running& r) {
         applied.emplace_back("connection_messages");
     }
     if (next.log.timestamp != r.current.log.timestamp) applied.emplace_back("log_timestamp");
+    r.server->set_security(std::move(security));
+    if (!next.password_file.empty()) applied.emplace_back("password_file");
+    if (!next.acl_file.empty()) applied.emplace_back("acl_file");
+    if (next.allow_anonymous != r.current.allow_anonymous) applied.emplace_back("allow_anonymous");
     if (same_listeners(r.current, next)) {
         // Certificates, keys, CAs and CRLs are read again: renewed files take effect for new
         // connections; open ones keep theirs. A file that fails keeps the running settings.
@@ -308,6 +328,8 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
             return mqtt::cli::exit_status::usage;
         }
     }
+    auto security = load_security(*cfg, sink);
+    if (!security) return mqtt::cli::exit_status::usage;
     if (o.print_config) {
         cfg->log.verbosity = verbosity;
         cfg->log.json = json;
@@ -321,6 +343,7 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     so.listeners = listen_addresses(*cfg);
     so.limits = cfg->limits;
     so.sys_interval = cfg->sys_interval;
+    so.security = std::move(security);
     so.handle_signals = true;
     // Connection lines are always produced, so a reload can turn them on.
     so.verbosity = state.engine_verbosity;

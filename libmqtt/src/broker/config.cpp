@@ -185,6 +185,18 @@ bool same_listener_address(const listener_config& a, const listener_config& b) {
     return a.port == b.port && a.bind == b.bind;
 }
 
+bool finish_security(parse_state& st) {
+    auto& cfg = st.cfg;
+    if (!cfg.allow_anonymous && cfg.password_file.empty()) {
+        const auto where = st.allow_anonymous_origin ? st.allow_anonymous_origin->to_string()
+                                                     : cfg.listeners.front().origin.to_string();
+        cfg.warnings.push_back(where +
+                               ": allow_anonymous is false and there is no password_file: "
+                               "every client will be refused (as in Mosquitto 2)");
+    }
+    return true;
+}
+
 // Checks that need the whole configuration, then moves the listeners into the config.
 bool finish(parse_state& st) {
     auto& cfg = st.cfg;
@@ -199,8 +211,10 @@ bool finish(parse_state& st) {
         l.origin = {};
         if (!detail::check_listener_tls(st, l)) return false;
         cfg.listeners = {l};
-        cfg.allow_anonymous = true;
-        return true;
+        // Anonymous clients are welcome in the local-only mode unless the file says not.
+        if (!st.allow_anonymous_origin) cfg.allow_anonymous = true;
+        if (cfg.per_listener_settings) cfg.allow_anonymous = l.allow_anonymous.value_or(true);
+        return finish_security(st);
     }
     // TLS options before the first listener belong to the default listener (port and
     // bind_address); without one they would silently apply to nothing.
@@ -236,23 +250,25 @@ bool finish(parse_state& st) {
         }
     }
     // Mosquitto 2 refuses anonymous clients once listeners are configured, unless told
-    // otherwise; Tern cannot authenticate anyone yet, so such a listener would refuse all.
+    // otherwise.
     if (!cfg.per_listener_settings && !st.allow_anonymous_origin) cfg.allow_anonymous = false;
-    for (const auto& l : all) {
-        const bool anonymous =
-            cfg.per_listener_settings ? l.allow_anonymous.value_or(false) : cfg.allow_anonymous;
-        if (!anonymous) {
-            st.file = l.origin.file;
-            st.line = l.origin.line;
-            return st.fail(
-                "this listener would refuse every client: allow_anonymous is false by default "
-                "once listeners are configured (as in Mosquitto 2) and Tern has no "
-                "authentication yet; add 'allow_anonymous true'");
+    if (cfg.per_listener_settings) {
+        // One value for the broker (the engine has one policy): they must agree.
+        const bool first = all.front().allow_anonymous.value_or(false);
+        for (const auto& l : all) {
+            if (l.allow_anonymous.value_or(false) != first) {
+                st.file = l.origin.file;
+                st.line = l.origin.line;
+                return st.fail(
+                    "allow_anonymous differing between listeners is not supported yet (with "
+                    "per_listener_settings true every listener needs the same value)",
+                    true);
+            }
         }
+        cfg.allow_anonymous = first;
     }
-    cfg.allow_anonymous = true;
     cfg.listeners = std::move(all);
-    return true;
+    return finish_security(st);
 }
 
 }  // namespace

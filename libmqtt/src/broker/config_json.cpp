@@ -105,6 +105,7 @@ std::string limits_json(const limits& l) {
     o.number("max_retained_bytes", l.max_retained_bytes);
     o.number("max_subscriptions", l.max_subscriptions);
     o.number("connect_timeout_ms", static_cast<std::uint64_t>(l.connect_timeout.count()));
+    o.number("auth_failure_delay_ms", static_cast<std::uint64_t>(l.auth_failure_delay.count()));
     o.number("max_connections", l.max_connections);
     o.close();
     return out;
@@ -125,6 +126,16 @@ std::string to_json(const config& c) {
     o.boolean("local_only", c.local_only);
     o.boolean("per_listener_settings", c.per_listener_settings);
     o.boolean("allow_anonymous", c.allow_anonymous);
+    if (c.password_file.empty()) {
+        o.null("password_file");
+    } else {
+        o.string("password_file", c.password_file);
+    }
+    if (c.acl_file.empty()) {
+        o.null("acl_file");
+    } else {
+        o.string("acl_file", c.acl_file);
+    }
     const auto& l = c.limits;
     o.number("max_inflight_messages", l.max_inflight);
     o.number("max_queued_messages", or_zero(l.max_queued_messages));

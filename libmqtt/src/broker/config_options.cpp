@@ -221,28 +221,47 @@ bool on_max_topic_alias(parse_state& st, const option_args& a) {
 bool on_allow_anonymous(parse_state& st, const option_args& a) {
     const auto v = parse_bool(st, "allow_anonymous", a.words[0]);
     if (!v) return false;
-    if (!*v) {
-        return st.fail(
-            "allow_anonymous false is not supported yet (Tern has no authentication: every "
-            "client is anonymous)",
-            true);
-    }
     if (st.cfg.per_listener_settings) {
-        st.current_listener().allow_anonymous = true;
+        st.current_listener().allow_anonymous = *v;
     } else {
-        st.cfg.allow_anonymous = true;
+        st.cfg.allow_anonymous = *v;
     }
     if (!st.allow_anonymous_origin) st.allow_anonymous_origin = st.here();
     return true;
+}
+
+// password_file and acl_file: one of each for the whole broker. Per listener (with
+// per_listener_settings true) is not supported yet.
+bool security_file(parse_state& st, std::string_view option, const option_args& a,
+                   std::string& path, config_origin& origin) {
+    if (st.cfg.per_listener_settings) {
+        return st.fail(std::string{option} +
+                           " with per_listener_settings true is not supported yet (one file "
+                           "for every listener only)",
+                       true);
+    }
+    path = std::string{a.rest};
+    origin = st.here();
+    return true;
+}
+
+bool on_password_file(parse_state& st, const option_args& a) {
+    return security_file(st, "password_file", a, st.cfg.password_file, st.cfg.password_file_origin);
+}
+
+bool on_acl_file(parse_state& st, const option_args& a) {
+    return security_file(st, "acl_file", a, st.cfg.acl_file, st.cfg.acl_file_origin);
 }
 
 bool on_per_listener_settings(parse_state& st, const option_args& a) {
     const auto v = parse_bool(st, "per_listener_settings", a.words[0]);
     if (!v) return false;
     if (*v != st.cfg.per_listener_settings &&
-        (!st.listeners.empty() || st.allow_anonymous_origin)) {
+        (!st.listeners.empty() || st.allow_anonymous_origin || !st.cfg.password_file.empty() ||
+         !st.cfg.acl_file.empty())) {
         return st.fail(
-            "per_listener_settings must come before every listener and allow_anonymous line");
+            "per_listener_settings must come before every listener, allow_anonymous, "
+            "password_file and acl_file line");
     }
     st.cfg.per_listener_settings = *v;
     return true;
@@ -477,6 +496,7 @@ using S = option_scope;
 // Sorted by name; supported_options() and the man page check rely on this list.
 const std::vector<option_spec>& option_table() {
     static const std::vector<option_spec> table = {
+        {"acl_file", S::security, 1, 64, false, on_acl_file},
         {"allow_anonymous", S::security, 1, 1, false, on_allow_anonymous},
         {"allow_zero_length_clientid", S::security, 1, 1, false, on_allow_zero_length_clientid},
         {"autosave_interval", S::global, 1, 1, false, on_autosave_interval},
@@ -505,6 +525,7 @@ const std::vector<option_spec>& option_table() {
         {"max_queued_messages", S::global, 1, 1, false, on_max_queued_messages},
         {"max_topic_alias", S::listener, 1, 1, false, on_max_topic_alias},
         {"message_size_limit", S::global, 1, 1, false, on_message_size_limit},
+        {"password_file", S::security, 1, 64, false, on_password_file},
         {"per_listener_settings", S::global, 1, 1, false, on_per_listener_settings},
         {"persistence", S::global, 1, 1, false, on_persistence},
         {"persistence_file", S::global, 1, 1, false, on_persistence_file},
@@ -531,7 +552,6 @@ const std::vector<option_spec>& option_table() {
 // Mosquitto options (mosquitto.conf(5), 2.0) that Tern does not implement yet. Sorted.
 const std::vector<std::string_view>& unsupported_option_names() {
     static const std::vector<std::string_view> names = {
-        "acl_file",
         "address",
         "addresses",
         "allow_duplicate_messages",
@@ -563,7 +583,6 @@ const std::vector<std::string_view>& unsupported_option_names() {
         "notification_topic",
         "notifications",
         "notifications_local_only",
-        "password_file",
         "pid_file",
         "plugin",
         "plugin_opt_*",

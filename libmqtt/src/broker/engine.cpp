@@ -13,6 +13,7 @@ engine::engine(limits l, log_function log, int verbosity)
       log_(std::move(log)),
       verbosity_(verbosity),
       retained_(l.max_retained_messages, l.max_retained_bytes),
+      security_(std::make_shared<const security_policy>()),
       id_random_(std::random_device{}()) {}
 
 engine::~engine() = default;
@@ -75,6 +76,26 @@ bool engine::leave_group(durable_session& s, std::string_view filter, std::strin
     return true;
 }
 
+// ---- security ---------------------------------------------------------------------------
+
+void engine::set_security(std::shared_ptr<const security_policy> p) {
+    security_ = p ? std::move(p) : std::make_shared<const security_policy>();
+    acl_ = security_->acl.get();
+    for (auto& [id, ds] : by_id_) {
+        ds->acl_block = acl_ ? acl_->block_of(ds->username ? &*ds->username : nullptr) : -1;
+    }
+}
+
+void engine::identify(durable_session& ds, std::optional<std::string> username) {
+    ds.username = std::move(username);
+    ds.acl_block = acl_ ? acl_->block_of(ds.username ? &*ds.username : nullptr) : -1;
+}
+
+bool engine::acl_check(const durable_session& ds, acl_access a, std::string_view topic) {
+    const acl_client c{ds.username ? &*ds.username : nullptr, ds.client_id, ds.acl_block};
+    return acl_->allows(c, a, topic, acl_scratch_);
+}
+
 // ---- messages ---------------------------------------------------------------------------
 
 std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
@@ -97,8 +118,7 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
     subscriptions_.match(
         m->topic, [&](std::string_view, durable_session* const& s, const sub_entry& e) {
             if (e.options.no_local && s == from) return;  // MQTT-3.8.3-3
-            targets.push_back(
-                target{s, e.options.max_qos, e.options.retain_as_published, e.id});
+            targets.push_back(target{s, e.options.max_qos, e.options.retain_as_published, e.id});
         });
     // Overlapping subscriptions of one session: one delivery at the highest granted QoS,
     // carrying the Subscription Identifiers of all of them (MQTT-3.3.4-3, MQTT-3.3.4-5).
@@ -114,6 +134,7 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
             t.retain_as_published = t.retain_as_published || targets[i].retain_as_published;
             if (targets[i].id != 0) ids.push_back(targets[i].id);
         }
+        if (!may_receive(*t.s, m->topic)) continue;  // ACL read, on every delivery
         deliver(t, m, from, std::move(ids));
         ++reached;
     }
@@ -126,8 +147,7 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
 // (MQTT 5.0 §4.8.2), in turn: the next connected member that can take it now, else the
 // next connected one, else (all offline) the next one, whose session queues it. A session
 // with a shared and an ordinary subscription may receive the message once for each.
-void engine::route_shared(const durable_session* from, const message_ptr& m,
-                          std::size_t& reached) {
+void engine::route_shared(const durable_session* from, const message_ptr& m, std::size_t& reached) {
     std::vector<share_group*> nested;
     auto& groups = matched_groups_.empty() ? matched_groups_ : nested;
     groups.clear();
@@ -152,10 +172,13 @@ void engine::route_shared(const durable_session* from, const message_ptr& m,
         if (pick == n) pick = online != n ? online : g->next % n;
         g->next = (pick + 1) % n;
         const auto& member = g->members[pick];
+        // ACL read: a member that may not read it does not get it, and neither does another
+        // one (as in Mosquitto, the group's turn is spent).
+        if (!may_receive(*member.s, m->topic)) continue;
         subscription_ids ids;
         if (member.e.id != 0) ids.push_back(member.e.id);
-        deliver(target{member.s, member.e.options.max_qos,
-                       member.e.options.retain_as_published, member.e.id},
+        deliver(target{member.s, member.e.options.max_qos, member.e.options.retain_as_published,
+                       member.e.id},
                 m, from, std::move(ids));
         ++reached;
     }
@@ -170,15 +193,14 @@ void engine::deliver(const target& t, const message_ptr& m, const durable_sessio
     const auto q = limits_.upgrade_outgoing_qos ? t.q : std::min(m->qos_level, t.q);
     const bool retain = t.retain_as_published && m->retain;
     if (t.s->connection != nullptr) {
-        t.s->connection->deliver(m, q, retain, from ? from->connection : nullptr,
-                                 std::move(ids));
+        t.s->connection->deliver(m, q, retain, from ? from->connection : nullptr, std::move(ids));
     } else {
         deliver_offline(*t.s, m, q, retain, std::move(ids));
     }
 }
 
-void engine::deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q,
-                             bool retain, subscription_ids ids) {
+void engine::deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q, bool retain,
+                             subscription_ids ids) {
     // QoS 0 is queued for an offline session only when configured (queue_qos0_messages).
     if (q == protocol::qos::at_most_once && !limits_.queue_qos0_messages) {
         ++stats_.dropped_qos0_offline;
@@ -199,6 +221,7 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
         // Stop once the subscriber drops what it is given: a flood of re-subscriptions to
         // `#` must not cost a walk of every retained message each.
         if (!s.can_take(q)) return false;
+        if (s.durable() != nullptr && !may_receive(*s.durable(), m->topic)) return true;
         message_ptr out = aged(m, now);
         if (!out) {  // expired: drop it (§3.3.2.3.3)
             expired.push_back(m->topic);

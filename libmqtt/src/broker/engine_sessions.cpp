@@ -116,6 +116,11 @@ void engine::publish_will(durable_session& ds) {
         ++stats_.dropped_sys_publish;
         return;
     }
+    if (!may_publish(ds, will->topic)) {  // the Will is a publish of its client (ACL write)
+        ++stats_.dropped_acl;
+        if (logging(1)) log(1, "will of " + ds.client_id + " to " + will->topic + " denied by acl");
+        return;
+    }
     ++stats_.wills_published;
     publish(nullptr, will);
 }

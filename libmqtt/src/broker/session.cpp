@@ -54,6 +54,11 @@ void session::on_frame(const protocol::frame& f, clock::time_point now) {
         handle_connect(f, now);
         return;
     }
+    if (state_ == session_state::authenticating) {
+        // The driver holds input while a password is checked (input_paused()).
+        close(reason_code::protocol_error, "packet while authenticating", false, false);
+        return;
+    }
     auto decoded = protocol::decode(f.first_byte, f.body, version_);
     if (!decoded) {
         protocol_violation(decoded.error());
@@ -64,7 +69,7 @@ void session::on_frame(const protocol::frame& f, clock::time_point now) {
 
 void session::on_framing_error(std::error_code ec) {
     if (state_ == session_state::closing) return;
-    if (state_ == session_state::awaiting_connect) {
+    if (state_ == session_state::awaiting_connect || state_ == session_state::authenticating) {
         ++engine_.stats().protocol_errors;
         close(reason_code::malformed_packet, to_string(static_cast<errc>(ec.value())), false,
               false);
@@ -86,6 +91,14 @@ void session::on_timer(clock::time_point now) {
     if (state_ == session_state::awaiting_connect) {
         ++engine_.stats().protocol_errors;
         close(reason_code::maximum_connect_time, "no CONNECT in time", false, false);
+        return;
+    }
+    if (state_ == session_state::authenticating) {
+        if (refuse_at_ <= now) {
+            refuse_auth("bad user name or password");
+        } else {
+            close(reason_code::maximum_connect_time, "password check took too long", false, false);
+        }
         return;
     }
     if (!waiting_on_.empty()) {
@@ -112,12 +125,16 @@ void session::take_output(std::vector<std::uint8_t>& into) {
 }
 
 bool session::input_paused() const noexcept {
+    if (state_ == session_state::authenticating) return true;
     return !waiting_on_.empty() || out_.size() > engine_.config().max_outbound_bytes;
 }
 
 clock::time_point session::deadline() const noexcept {
     switch (state_) {
         case session_state::awaiting_connect:
+            return created_ + engine_.config().connect_timeout;
+        case session_state::authenticating:
+            if (refuse_at_ != clock::time_point::max()) return refuse_at_;
             return created_ + engine_.config().connect_timeout;
         case session_state::connected:
             if (keep_alive_ == 0) return clock::time_point::max();
@@ -224,6 +241,74 @@ std::uint32_t session::expiry_for(const protocol::connect_packet& c) const noexc
 
 void session::accept_connect(protocol::connect_packet&& c, clock::time_point now) {
     if (!check_connect(c)) return;
+    authenticate(std::move(c), now);
+}
+
+// allow_anonymous and password_file as in Mosquitto 2: a client without a user name, or
+// with one while there is no password_file, is let in only with allow_anonymous; a user
+// name with a password_file needs its password. Every refusal is CONNACK 5 (3.1/3.1.1) or
+// 0x87 Not authorized (5.0), the codes Mosquitto sends.
+void session::authenticate(protocol::connect_packet&& c, clock::time_point now) {
+    const auto& sec = engine_.security();
+    if (!c.username || !sec.passwords) {
+        if (sec.allow_anonymous) {
+            complete_connect(std::move(c), now);
+            return;
+        }
+        client_id_ = c.client_id;
+        refuse_auth(c.username ? "user name given but no password_file, allow_anonymous false"
+                               : "anonymous, allow_anonymous false");
+        return;
+    }
+    state_ = session_state::authenticating;
+    if (c.password) {
+        auth_request_ = auth_request{sec.passwords, *c.username, *c.password};
+        pending_connect_ = std::move(c);
+        return;
+    }
+    pending_connect_ = std::move(c);
+    on_auth_result(false, now);  // a user name without a password: wrong, after the delay
+}
+
+std::optional<auth_request> session::take_auth_request() {
+    return std::exchange(auth_request_, std::nullopt);
+}
+
+void session::on_auth_result(bool ok, clock::time_point now) {
+    if (state_ != session_state::authenticating || !pending_connect_ ||
+        refuse_at_ != clock::time_point::max()) {
+        return;
+    }
+    now_ = std::max(now_, now);
+    auth_request_.reset();
+    if (ok) {
+        auto c = std::move(*pending_connect_);
+        pending_connect_.reset();
+        complete_connect(std::move(c), now);
+        wake();
+        return;
+    }
+    client_id_ = pending_connect_->client_id;
+    refuse_at_ = now + engine_.config().auth_failure_delay;
+    if (refuse_at_ <= now) on_timer(now);
+}
+
+void session::refuse_auth(std::string_view why) {
+    ++engine_.stats().auth_failures;
+    std::string user = "(none)";
+    if (pending_connect_ && pending_connect_->username) {
+        user = "'" + *pending_connect_->username + "'";
+    }
+    pending_connect_.reset();
+    if (engine_.logging(0)) {
+        engine_.log(0, "client " + client_id_ + " refused from " + peer_ + ": not authorised (" +
+                           std::string{why} + (user == "(none)" ? "" : ", user " + user) + ")");
+    }
+    refuse_connect(reason_code::not_authorized, "not authorised");
+    wake();
+}
+
+void session::complete_connect(protocol::connect_packet&& c, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
     const auto& cfg = engine_.config();
     const bool assigned = c.client_id.empty() && v5;
@@ -252,6 +337,7 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
     // Closes an older connection with this id; discards or resumes the session.
     const auto attached = engine_.attach(*this, client_id_, c.clean_start, now);
     ds_ = attached.state;
+    engine_.identify(*ds_, std::move(c.username));
     ds_->expiry_interval = expiry_for(c);
     ds_->will.reset();
     ds_->will_delay = 0;

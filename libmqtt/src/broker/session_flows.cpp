@@ -55,6 +55,13 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         // $SYS belongs to the broker; clients do not publish there.
         ++engine_.stats().dropped_sys_publish;
         rc = reason_code::not_authorized;
+    } else if (!engine_.may_publish(*ds_, p.topic)) {
+        // acl_file: acknowledged (0x87 in 5.0, success before) and dropped, as Mosquitto does.
+        ++engine_.stats().dropped_acl;
+        rc = reason_code::not_authorized;
+        if (engine_.logging(1)) {
+            engine_.log(1, "client " + client_id_ + " denied publish to " + p.topic + " by acl");
+        }
     } else {
         ++engine_.stats().messages_received;
         const auto reached = engine_.publish(ds_, make_message(std::move(p), now));

@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -21,10 +22,11 @@ constexpr auto close_grace_period = std::chrono::seconds{3};
 }  // namespace
 
 connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-                       store_driver* store)
+                       auth_worker& auth, store_driver* store)
     : transport_(std::move(t)),
       framer_(engine.config().max_packet_size),
       session_(engine, broker::clock::now(), std::move(peer)),
+      auth_(auth),
       stats_(engine.stats()),
       signal_(transport_->socket().get_executor(), asio::steady_timer::time_point::max()),
       keep_alive_(transport_->socket().get_executor()),
@@ -103,10 +105,28 @@ void connection::process_input() {
         // throttled publisher adds at most one message to a congested subscriber's queue.
         if (session_.closing() || session_.input_paused()) break;
     }
+    submit_auth();
     if (session_.has_output() || session_.closing()) wake();
     // Deadlines usually move later (activity), which the watchdog finds when it wakes; an
     // earlier one (the keep-alive replacing the connect timeout) needs it woken now.
     if (session_.deadline() < armed_deadline_) keep_alive_.cancel();
+}
+
+void connection::submit_auth() {
+    auto request = session_.take_auth_request();
+    if (!request) return;
+    auth_.submit(std::move(*request),
+                 [weak = weak_from_this(), ex = transport_->socket().get_executor()](bool ok) {
+                     asio::post(ex, [weak, ok] {
+                         if (auto self = weak.lock()) self->on_auth_result(ok);
+                     });
+                 });
+}
+
+void connection::on_auth_result(bool ok) {
+    session_.on_auth_result(ok, broker::clock::now());
+    wake();  // the CONNACK to write, the held input to read
+    if (session_.deadline() < armed_deadline_) keep_alive_.cancel();  // the refusal's time
 }
 
 asio::awaitable<void> connection::watchdog() {

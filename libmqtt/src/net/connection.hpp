@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "auth_worker.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/framer.hpp"
@@ -33,7 +34,7 @@ class connection final : public std::enable_shared_from_this<connection>,
   public:
     // `t` has done its opening exchange (the TLS handshake) already.
     connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-               store_driver* store = nullptr);
+               auth_worker& auth, store_driver* store = nullptr);
     ~connection();
 
     // Runs the connection to its end; `self` keeps it alive meanwhile.
@@ -58,10 +59,13 @@ class connection final : public std::enable_shared_from_this<connection>,
     // Waits for the next wake(); false when this coroutine was cancelled instead.
     asio::awaitable<bool> wait_signal();
     void process_input();
+    void submit_auth();            // hands a password check to the worker
+    void on_auth_result(bool ok);  // back on the loop
 
     std::unique_ptr<transport> transport_;
     protocol::framer framer_;
     broker::session session_;
+    auth_worker& auth_;
     broker::stats& stats_;  // the engine's counters: bytes read and written
     // Never expires: waiters sleep on it and signal_.cancel() wakes them all to re-check.
     asio::steady_timer signal_;

@@ -19,6 +19,7 @@
 #include <string>
 #include <utility>
 
+#include "auth_worker.hpp"
 #include "connection.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"
@@ -56,12 +57,16 @@ broker::log_function engine_log(const server_options& o) {
 
 struct server::impl {
     explicit impl(server_options o)
-        : opts(std::move(o)), engine(opts.limits, engine_log(opts), opts.verbosity), io(1) {}
+        : opts(std::move(o)), engine(opts.limits, engine_log(opts), opts.verbosity), io(1) {
+        engine.set_security(opts.security);
+    }
     ~impl() { engine.set_expiry_hook({}); }  // connections destroyed with io must not call it
 
     server_options opts;
     broker::engine engine;  // before io: connections still in io refer to it when destroyed
     asio::io_context io;
+    // After io: destroyed (joined) first, so it never posts to a destroyed io_context.
+    detail::auth_worker auth;
     std::vector<tcp::acceptor> acceptors;
     std::vector<std::size_t> acceptor_groups;  // listen_address::group of each acceptor
     struct group_state {
@@ -249,7 +254,7 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         return;
     }
     auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), engine,
-                                                  std::move(peer), store ? &*store : nullptr);
+                                                  std::move(peer), auth, store ? &*store : nullptr);
     asio::co_spawn(io, detail::connection::serve(std::move(c)), std::move(done));
 }
 
@@ -269,7 +274,7 @@ asio::awaitable<void> server::impl::handshake_and_serve(std::unique_ptr<transpor
         t->close();
         co_return;
     }
-    auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer),
+    auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer), auth,
                                                   store ? &*store : nullptr);
     co_await detail::connection::serve(std::move(c));
 }
@@ -400,6 +405,10 @@ void server::run() {
                    std::to_string(st.dropped_queue_full) + " (queue full), " +
                    std::to_string(st.dropped_too_large) + " (too large)");
     }
+}
+
+void server::set_security(std::shared_ptr<const broker::security_policy> p) {
+    impl_->engine.set_security(std::move(p));
 }
 
 void server::set_max_connections(std::size_t group, std::optional<std::size_t> max) {

@@ -94,7 +94,15 @@ struct config {
     std::vector<listener_config> listeners{local_only_listener()};
     bool local_only = true;
     bool per_listener_settings = false;
+    // Mosquitto 2: true in the local-only mode, false by default once listeners are
+    // configured. With per_listener_settings every listener must have the same value.
     bool allow_anonymous = true;
+    // Paths as written (relative ones from the working directory, as Mosquitto reads them);
+    // empty when not set. Read by load_security() at start and on SIGHUP.
+    std::string password_file;
+    std::string acl_file;
+    config_origin password_file_origin;
+    config_origin acl_file_origin;
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
     persistence_config persistence;

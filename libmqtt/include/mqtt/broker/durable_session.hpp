@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -75,6 +76,10 @@ struct durable_session {
     // The Will of the current (or last) connection and its Will Delay Interval (5.0).
     message_ptr will;
     std::uint32_t will_delay = 0;
+    // The user name of the last CONNECT (nullopt: none) and its block in the ACL file
+    // (-1: none), for the read checks of deliveries made while offline and for the Will.
+    std::optional<std::string> username;
+    int acl_block = -1;
 
     // ---- while no connection is attached
     clock::time_point will_at = clock::time_point::max();     // pending Will due

@@ -17,6 +17,7 @@
 #include "mqtt/broker/message.hpp"
 #include "mqtt/broker/retained_store.hpp"
 #include "mqtt/broker/store_hooks.hpp"
+#include "mqtt/broker/security.hpp"
 #include "mqtt/protocol/packet.hpp"
 #include "mqtt/protocol/subscription_trie.hpp"
 
@@ -73,6 +74,21 @@ class engine {
     std::size_t connected_count() const noexcept { return connected_; }
     std::size_t stored_session_count() const noexcept { return by_id_.size(); }
     std::size_t offline_session_count() const noexcept { return by_id_.size() - connected_; }
+
+    // ---- security: allow_anonymous, password_file, acl_file
+    // Replaces the policy (SIGHUP): the ACL blocks of every stored session are looked up
+    // again, so the new rules apply to connected clients at once.
+    void set_security(std::shared_ptr<const security_policy> p);
+    const security_policy& security() const noexcept { return *security_; }
+    // Records the user name a client connected with, for its ACL checks.
+    void identify(durable_session& ds, std::optional<std::string> username);
+    // ACL checks; always true without an acl_file (one pointer test, nothing allocated).
+    bool may_publish(const durable_session& ds, std::string_view topic) {
+        return acl_ == nullptr || acl_check(ds, acl_access::write, topic);
+    }
+    bool may_receive(const durable_session& ds, std::string_view topic) {
+        return acl_ == nullptr || acl_check(ds, acl_access::read, topic);
+    }
 
     // ---- time: offline sessions expire and delayed Wills fall due at deadlines
     // The earliest one; clock::time_point::max() when there is none.
@@ -156,6 +172,7 @@ class engine {
     void publish_will(durable_session& s);
     void schedule(durable_session& s);
     void unschedule(durable_session& s);
+    bool acl_check(const durable_session& ds, acl_access a, std::string_view topic);
 
     limits limits_;
     broker::stats stats_;
@@ -176,6 +193,9 @@ class engine {
     retained_store retained_;
     std::vector<target> targets_;  // scratch for publish(), reused to avoid allocating
     bool routing_ = false;
+    std::shared_ptr<const security_policy> security_;
+    const acl_file* acl_ = nullptr;  // security_->acl, cached for the routing path
+    std::string acl_scratch_;        // expanded ACL patterns, reused
     std::mt19937_64 id_random_;
     store_hooks* store_ = nullptr;
 };

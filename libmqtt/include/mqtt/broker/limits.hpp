@@ -35,6 +35,9 @@ struct limits {
     std::size_t max_subscriptions = 10'000;
     // Time a new connection has to send its CONNECT.
     std::chrono::milliseconds connect_timeout{10'000};
+    // How long a CONNECT refused for its user name or password waits before its CONNACK:
+    // slows down password guessing without holding anything but that connection.
+    std::chrono::milliseconds auth_failure_delay{1'000};
     // Open connections, connected or not; more are closed at accept (counted).
     std::size_t max_connections = 10'000;
 
@@ -75,6 +78,8 @@ struct stats {
     std::uint64_t dropped_too_large = 0;     // over the client's Maximum Packet Size
     std::uint64_t dropped_retain_full = 0;   // not retained: retained store bounds reached
     std::uint64_t dropped_sys_publish = 0;   // clients may not publish to $SYS
+    std::uint64_t dropped_acl = 0;           // publishes and Wills the acl_file denied
+    std::uint64_t auth_failures = 0;         // CONNECT refused: anonymous, user or password
     std::uint64_t dropped_qos0_offline = 0;  // QoS 0 for an offline session (not queued)
     std::uint64_t dropped_expired = 0;       // Message Expiry Interval passed while queued
     std::uint64_t sessions_resumed = 0;      // CONNECT found the session (Session Present 1)

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 #include "mqtt/broker/durable_session.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
+#include "mqtt/broker/security.hpp"
 #include "mqtt/protocol/framer.hpp"
 #include "mqtt/protocol/packet.hpp"
 
@@ -30,6 +32,7 @@ class session_observer {
 
 enum class session_state : std::uint8_t {
     awaiting_connect,  // the first packet must be CONNECT
+    authenticating,    // CONNECT received, its password being checked; input is held
     connected,         // CONNACK 0x00 sent
     closing,           // no more input; flush the output, then close the connection
 };
@@ -58,6 +61,16 @@ class session {
     void on_transport_closed(clock::time_point now);
     void on_timer(clock::time_point now);  // call at (or after) deadline()
     void on_written();                     // a batch was written: send what waited
+    // The answer to take_auth_request(): whether the password is right. A refusal is sent
+    // auth_failure_delay later (deadline()/on_timer()), to slow down guessing.
+    void on_auth_result(bool ok, clock::time_point now);
+
+    // ---- requests to the transport
+    // A CONNECT with a user name while a password_file is set: the password must be
+    // checked, which is slow on purpose ($7$), so it is not done here. The driver takes the
+    // request once, runs auth_request::passwords->check() on a worker thread and calls
+    // on_auth_result() back on this session's executor. Input is paused meanwhile.
+    std::optional<auth_request> take_auth_request();
 
     // ---- output to the transport
     bool has_output() const noexcept { return !out_.empty(); }
@@ -105,6 +118,9 @@ class session {
   private:
     void handle_connect(const protocol::frame& f, clock::time_point now);
     void accept_connect(protocol::connect_packet&& c, clock::time_point now);
+    void authenticate(protocol::connect_packet&& c, clock::time_point now);
+    void complete_connect(protocol::connect_packet&& c, clock::time_point now);
+    void refuse_auth(std::string_view why);
     bool check_connect(const protocol::connect_packet& c);
     std::uint32_t expiry_for(const protocol::connect_packet& c) const noexcept;
     void resume();
@@ -165,6 +181,11 @@ class session {
     std::uint16_t inflight_cap_ = 0;
     std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
     std::vector<std::uint8_t> out_;   // bytes not yet handed to the transport
+    // While authenticating: the CONNECT waiting for its answer, the request not yet taken
+    // by the driver, and when a refusal goes out (max: no answer yet).
+    std::optional<protocol::connect_packet> pending_connect_;
+    std::optional<auth_request> auth_request_;
+    clock::time_point refuse_at_ = clock::time_point::max();
     // Back-pressure links, kept symmetric (a few entries: publishers x congested
     // subscribers): publishers this subscriber paused, subscribers this publisher waits for.
     std::vector<session*> throttled_;

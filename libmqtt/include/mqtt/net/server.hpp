@@ -48,6 +48,8 @@ struct server_options {
     std::chrono::milliseconds tls_handshake_timeout{10'000};
     // Seconds between updates of the $SYS/broker/... topics (broker::sys_topics); 0: none.
     std::chrono::seconds sys_interval{0};
+    // allow_anonymous, password_file, acl_file; nullptr: anonymous clients, no checks.
+    std::shared_ptr<const broker::security_policy> security;
     // With handle_signals: called on SIGHUP, on the run() thread.
     std::function<void()> on_reload;
     // The store on disk (docs/persistence.md); enabled = false keeps everything in memory.
@@ -87,6 +89,10 @@ class server {
     // thread only. Connections already open keep theirs. Empty on success, otherwise what
     // is wrong, and the group keeps its current settings.
     std::string set_tls(std::size_t group, const tls_server_settings& s);
+
+    // Replaces allow_anonymous, the passwords and the ACL (SIGHUP); from the run() thread
+    // only. The ACL applies to connected clients at once; passwords to the next CONNECT.
+    void set_security(std::shared_ptr<const broker::security_policy> p);
 
     // Counters; read them after run() returned (or from the run() thread).
     const broker::stats& stats() const;

@@ -1,0 +1,74 @@
+#pragma once
+
+// Mosquitto's acl_file, read and matched as Mosquitto 2.0 does:
+//   user NAME                       the `topic` lines after it are NAME's
+//   topic [read|write|readwrite|deny] TOPIC   (readwrite when the access is left out)
+//   pattern [read|write|readwrite|deny] TOPIC  for every client, %c = client id, %u = user
+// `topic` lines before the first `user` line are for anonymous clients (no user name).
+// A check walks the client's own `topic` rules, then the patterns: a matching `deny` rule
+// refuses, a matching rule with the access asked for allows, and nothing matching refuses.
+// Within each list the deny rules are looked at first. With patterns present, a user name
+// or client id holding '+' or '#' is refused once the client's own rules did not allow.
+// Subscriptions are not limited by the file (Mosquitto 2.0's default check lets every
+// SUBSCRIBE through); what a subscriber may receive is checked on every delivery (read).
+//
+// The rules are parsed once (the "compiled" form below) and immutable afterwards; checking
+// allocates nothing except, for pattern rules, the growth of a caller-owned scratch string.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mqtt::broker {
+
+enum class acl_access : std::uint8_t { read = 1, write = 2 };
+
+struct acl_rule {
+    std::string topic;         // a topic filter; for patterns, with %c / %u still in it
+    std::uint8_t access = 0;   // read | write bits; 0 for deny
+    bool substitutes = false;  // a pattern holding %c or %u
+    bool needs_user = false;   // a pattern holding %u: skipped for anonymous clients
+};
+
+struct acl_user_rules {
+    std::optional<std::string> user;  // nullopt: the anonymous block
+    std::vector<acl_rule> rules;      // deny rules first, then the others in file order
+};
+
+// Who is asking: the block of the user (acl_file::block_of) is looked up once per
+// connection, not per check.
+struct acl_client {
+    const std::string* username = nullptr;  // nullptr: anonymous
+    std::string_view client_id;
+    int block = -1;  // index into the user blocks; -1: none
+};
+
+struct acl_parse_result;
+
+class acl_file {
+  public:
+    static acl_parse_result parse(std::string_view text, std::string_view file);
+
+    // The block holding `username`'s rules (the anonymous block for nullptr); -1: none.
+    int block_of(const std::string* username) const;
+    // Whether `c` may read (receive) or write (publish) `topic`. `scratch` holds the
+    // expanded patterns; pass the same string every time so it stops growing.
+    bool allows(const acl_client& c, acl_access a, std::string_view topic,
+                std::string& scratch) const;
+
+    const std::vector<acl_user_rules>& users() const noexcept { return users_; }
+    const std::vector<acl_rule>& patterns() const noexcept { return patterns_; }
+
+  private:
+    std::vector<acl_user_rules> users_;
+    std::vector<acl_rule> patterns_;  // deny patterns first
+};
+
+struct acl_parse_result {
+    std::optional<acl_file> value;
+    std::string error;  // "FILE:LINE: message"
+};
+
+}  // namespace mqtt::broker

@@ -1,0 +1,40 @@
+#pragma once
+
+// Who may connect and what they may do: allow_anonymous, the password file and the ACL
+// file, as one immutable snapshot that the engine holds and a SIGHUP replaces whole.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mqtt/broker/acl_file.hpp"
+#include "mqtt/broker/password_file.hpp"
+
+namespace mqtt::broker {
+
+struct config;
+
+struct security_policy {
+    bool allow_anonymous = true;
+    std::shared_ptr<const password_file> passwords;  // nullptr: no password_file
+    std::shared_ptr<const acl_file> acl;             // nullptr: no acl_file (all allowed)
+};
+
+// A CONNECT with a user name and a password_file: the password is checked off the event
+// loop (session::take_auth_request), and the answer comes back by session::on_auth_result.
+struct auth_request {
+    std::shared_ptr<const password_file> passwords;
+    std::string username;
+    std::string password;
+};
+
+struct security_result {
+    std::shared_ptr<const security_policy> value;  // nullptr on error
+    std::string error;                             // "FILE:LINE: ..." or "FILE: ..."
+    std::vector<std::string> warnings;             // password file lines skipped
+};
+
+// Reads the config's password_file and acl_file from the file system.
+security_result load_security(const config& c);
+
+}  // namespace mqtt::broker

@@ -1,0 +1,341 @@
+// Authentication and ACLs in the broker engine, driven by packets and a hand-set clock: the
+// exact CONNACK, SUBACK, PUBACK and PUBREC codes Mosquitto 2 sends, the password check asked
+// of the driver (take_auth_request / on_auth_result), the refusal delay, and ACL checks on
+// publish, delivery, retained messages and Wills.
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+
+#include "broker_test_client.hpp"
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/security.hpp"
+
+using namespace tern_test;
+using mqtt::broker::acl_file;
+using mqtt::broker::engine;
+using mqtt::broker::password_file;
+using mqtt::broker::security_policy;
+using mqtt::broker::session_state;
+using namespace std::chrono_literals;
+
+namespace {
+
+// alice / secret and bob / hunter2, written by mosquitto_passwd 2.0.11 (-c -b).
+constexpr std::string_view passwords =
+    "alice:$7$101$aYimq97iKyOmUASV$Bwkpowd42EWikslw+IcK08PGwcu8Kx6VPkuJKtY2QZrnEnP+eLkeTEKCCSGG"
+    "a5bvLIB3LjOt1RfJCkwraYDp/g==\n"
+    "bob:$7$101$XKeFYdiZrnL7IbI+$yfUeB2jZBK0/w7pIbp6yOKHB0dcdchZJEgHupJ07pcMRq25TatrVN0FwupitIzc"
+    "TBIqnWyGL7vNxDJjaOUGIfQ==\n";
+
+std::shared_ptr<const security_policy> policy(bool anonymous, bool with_passwords,
+                                              std::string_view acl = {}) {
+    auto p = std::make_shared<security_policy>();
+    p->allow_anonymous = anonymous;
+    if (with_passwords) {
+        p->passwords = std::make_shared<const password_file>(password_file::parse(passwords, "pw"));
+    }
+    if (!acl.empty()) {
+        auto parsed = acl_file::parse(acl, "acl");
+        REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
+        p->acl = std::make_shared<const acl_file>(std::move(*parsed.value));
+    }
+    return p;
+}
+
+connect_packet connect_as(protocol_version v, std::string id, std::optional<std::string> user,
+                          std::optional<std::string> password = std::nullopt) {
+    connect_packet c;
+    c.version = v;
+    c.client_id = std::move(id);
+    c.username = std::move(user);
+    c.password = std::move(password);
+    return c;
+}
+
+// What a driver does: take the request, check it (here on this thread), answer.
+void answer_auth(test_client& c, clock::time_point now) {
+    auto r = c.session().take_auth_request();
+    REQUIRE(r.has_value());
+    CHECK_FALSE(c.session().take_auth_request().has_value());  // handed out once
+    c.session().on_auth_result(r->passwords->check(r->username, r->password), now);
+}
+
+// A client with a user name and its password, past the check, CONNACK 0 expected.
+void login(test_client& c, std::string id, std::string user, std::string password,
+           clock::time_point now) {
+    connect_packet p = connect_as(c.version(), std::move(id), std::move(user), std::move(password));
+    c.send(p);
+    answer_auth(c, now);
+    auto in = c.received();
+    REQUIRE(!in.empty());
+    CHECK(as<connack_packet>(in[0]).code == reason_code::success);
+}
+
+}  // namespace
+
+TEST_CASE("auth: anonymous clients with allow_anonymous false get CONNACK 5 / 0x87") {
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        CAPTURE(to_string(v));
+        engine e;
+        e.set_security(policy(false, true));
+        auto now = test_epoch();
+        test_client c{e, v, now};
+        connect_packet p = connect_as(v, "anon", std::nullopt);
+        c.send(p);
+        // Refused at once: there is no password to guess.
+        const auto out = c.received_bytes();
+        if (v == protocol_version::v5) {
+            CHECK(out == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+        } else {
+            CHECK(out == bytes{0x20, 0x02, 0x00, 0x05});
+        }
+        CHECK(c.session().closing());
+        CHECK(e.stats().auth_failures == 1);
+        CHECK(e.find_session("anon") == nullptr);
+    }
+}
+
+TEST_CASE("auth: allow_anonymous true lets anonymous clients in, a password_file or not") {
+    engine e;
+    e.set_security(policy(true, true));
+    auto now = test_epoch();
+    test_client c{e, protocol_version::v3_1_1, now};
+    c.connect("anon");
+    CHECK(c.session().state() == session_state::connected);
+}
+
+TEST_CASE("auth: the right password, checked off the session by the driver") {
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        CAPTURE(to_string(v));
+        engine e;
+        e.set_security(policy(false, true));
+        auto now = test_epoch();
+        test_client c{e, v, now};
+        connect_packet p = connect_as(v, "a1", "alice", "secret");
+        c.send(p);
+        CHECK(c.session().state() == session_state::authenticating);
+        CHECK(c.session().input_paused());  // later packets wait in the driver
+        CHECK_FALSE(c.session().has_output());
+        auto r = c.session().take_auth_request();
+        REQUIRE(r.has_value());
+        CHECK(r->username == "alice");
+        CHECK(r->password == "secret");
+        c.session().on_auth_result(r->passwords->check(r->username, r->password), now);
+        auto in = c.received();
+        REQUIRE(in.size() == 1);
+        CHECK(as<connack_packet>(in[0]).code == reason_code::success);
+        CHECK(c.session().state() == session_state::connected);
+        CHECK_FALSE(c.session().input_paused());
+        REQUIRE(e.find_session("a1") != nullptr);
+        CHECK(e.find_session("a1")->username == "alice");
+    }
+}
+
+TEST_CASE("auth: a wrong password is refused with CONNACK 5 / 0x87 after the delay") {
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        CAPTURE(to_string(v));
+        engine e;
+        e.set_security(policy(true, true));  // anonymous allowed: a bad password still fails
+        auto now = test_epoch();
+        test_client c{e, v, now};
+        connect_packet p = connect_as(v, "a1", "alice", "Secret");
+        c.send(p);
+        answer_auth(c, now);
+        // Nothing yet: the refusal waits auth_failure_delay (1 s).
+        CHECK_FALSE(c.session().has_output());
+        CHECK_FALSE(c.session().closing());
+        CHECK(c.session().deadline() == now + 1s);
+        c.session().on_timer(now + 999ms);
+        CHECK_FALSE(c.session().has_output());
+        c.session().on_timer(now + 1s);
+        const auto out = c.received_bytes();
+        if (v == protocol_version::v5) {
+            CHECK(out == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+        } else {
+            CHECK(out == bytes{0x20, 0x02, 0x00, 0x05});
+        }
+        CHECK(c.session().closing());
+        CHECK(e.stats().auth_failures == 1);
+        CHECK(e.stats().connects_rejected == 1);
+        CHECK(e.find_session("a1") == nullptr);
+    }
+}
+
+TEST_CASE("auth: unknown users and a user name without a password are refused") {
+    engine e;
+    e.set_security(policy(true, true));
+    auto now = test_epoch();
+    test_client unknown{e, protocol_version::v5, now};
+    unknown.send(connect_as(protocol_version::v5, "m1", "mallory", "secret"));
+    answer_auth(unknown, now);
+    unknown.session().on_timer(now + 1s);
+    CHECK(unknown.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+
+    test_client no_password{e, protocol_version::v5, now};
+    no_password.send(connect_as(protocol_version::v5, "a1", "alice"));
+    CHECK_FALSE(no_password.session().take_auth_request().has_value());  // nothing to check
+    CHECK(no_password.session().state() == session_state::authenticating);
+    no_password.session().on_timer(now + 1s);
+    CHECK(no_password.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+}
+
+TEST_CASE("auth: a user name without a password_file follows allow_anonymous (Mosquitto 2)") {
+    auto now = test_epoch();
+    {
+        engine e;
+        e.set_security(policy(true, false));
+        test_client c{e, protocol_version::v3_1_1, now};
+        const auto ack =
+            c.connect_with(connect_as(protocol_version::v3_1_1, "c", "anyone", "anything"));
+        CHECK(ack.code == reason_code::success);
+    }
+    {
+        engine e;
+        e.set_security(policy(false, false));
+        test_client c{e, protocol_version::v3_1_1, now};
+        c.send(connect_as(protocol_version::v3_1_1, "c", "anyone", "anything"));
+        CHECK(c.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
+    }
+}
+
+TEST_CASE("auth: a password check that never answers ends at the connect timeout") {
+    engine e;
+    e.set_security(policy(false, true));
+    auto now = test_epoch();
+    test_client c{e, protocol_version::v5, now};
+    c.send(connect_as(protocol_version::v5, "a1", "alice", "secret"));
+    REQUIRE(c.session().take_auth_request().has_value());
+    CHECK(c.session().deadline() == now + 10s);
+    c.session().on_timer(now + 10s);
+    CHECK(c.session().closing());
+    CHECK_FALSE(c.session().has_output());
+    // A late answer changes nothing.
+    c.session().on_auth_result(true, now + 11s);
+    CHECK_FALSE(c.session().has_output());
+}
+
+namespace {
+
+constexpr std::string_view acl_rules =
+    "topic read public/#\n"
+    "user alice\n"
+    "topic readwrite alice/#\n"
+    "topic write public/#\n"
+    "topic readwrite will/alice\n"
+    "topic read clients/#\n"
+    "user bob\n"
+    "topic read alice/#\n"
+    "pattern readwrite clients/%c/#\n";
+
+}  // namespace
+
+TEST_CASE("acl: a denied PUBLISH is acknowledged with 0x87 in 5.0, success before, and dropped") {
+    engine e;
+    e.set_security(policy(false, true, acl_rules));
+    auto now = test_epoch();
+    test_client alice{e, protocol_version::v5, now};
+    login(alice, "a1", "alice", "secret", now);
+    test_client bob5{e, protocol_version::v5, now};
+    login(bob5, "b5", "bob", "hunter2", now);
+    test_client bob3{e, protocol_version::v3_1_1, now};
+    login(bob3, "b3", "bob", "hunter2", now);
+    // SUBSCRIBE is granted whatever the ACL says, as Mosquitto 2.0 grants it.
+    CHECK(alice.subscribe("#", qos::exactly_once) == std::vector{reason_code::granted_qos_2});
+
+    bob5.publish("alice/x", "no", qos::at_least_once, false, 7);
+    CHECK(bob5.received_bytes() == bytes{0x40, 0x03, 0x00, 0x07, 0x87});
+    bob5.publish("alice/x", "no", qos::exactly_once, false, 8);
+    CHECK(bob5.received_bytes() == bytes{0x50, 0x03, 0x00, 0x08, 0x87});
+    bob3.publish("alice/x", "no", qos::at_least_once, false, 9);
+    CHECK(bob3.received_bytes() == bytes{0x40, 0x02, 0x00, 0x09});
+    bob3.publish("alice/x", "no", qos::exactly_once, false, 10);
+    CHECK(bob3.received_bytes() == bytes{0x50, 0x02, 0x00, 0x0A});  // PUBREC, then PUBREL works
+    bob3.send(pubrel_packet{10, reason_code::success, {}});
+    CHECK(bob3.received_bytes() == bytes{0x70, 0x02, 0x00, 0x0A});
+    CHECK(alice.received().empty());  // none of them was routed
+    CHECK(e.stats().dropped_acl == 4);
+
+    // Allowed: the pattern for bob's own client id.
+    bob5.publish("clients/b5/state", "yes", qos::at_least_once, false, 11);
+    CHECK(bob5.received_bytes() == bytes{0x40, 0x02, 0x00, 0x0B});
+    const auto got = alice.received();
+    REQUIRE(got.size() == 1);
+    CHECK(as<publish_packet>(got[0]).topic == "clients/b5/state");
+}
+
+TEST_CASE("acl: every delivery is checked against the subscriber's read rules") {
+    engine e;
+    e.set_security(policy(true, true, acl_rules));
+    auto now = test_epoch();
+    test_client alice{e, protocol_version::v3_1_1, now};
+    login(alice, "a1", "alice", "secret", now);
+    test_client bob{e, protocol_version::v3_1_1, now};
+    login(bob, "b1", "bob", "hunter2", now);
+    test_client anon{e, protocol_version::v3_1_1, now};
+    anon.connect("n1");
+    // 3.1.1 SUBACK grants them all (Mosquitto 2.0 does not refuse by acl_file).
+    CHECK(bob.subscribe("#", qos::at_most_once) == std::vector{reason_code::success});
+    CHECK(anon.subscribe("#", qos::at_most_once) == std::vector{reason_code::success});
+    alice.publish("alice/news", "1");
+    alice.publish("public/news", "2");
+    auto b = bob.received();
+    REQUIRE(b.size() == 1);  // bob reads alice/#, not public/#
+    CHECK(as<publish_packet>(b[0]).topic == "alice/news");
+    auto n = anon.received();
+    REQUIRE(n.size() == 1);  // anonymous clients read public/#
+    CHECK(as<publish_packet>(n[0]).topic == "public/news");
+
+    // Retained messages sent on subscribe are checked too.
+    alice.publish("alice/kept", "r", qos::at_most_once, true);
+    alice.publish("public/kept", "r", qos::at_most_once, true);
+    (void)bob.received();
+    (void)anon.received();
+    test_client anon2{e, protocol_version::v3_1_1, now};
+    anon2.connect("n2");
+    CHECK(anon2.subscribe("+/kept", qos::at_most_once) == std::vector{reason_code::success});
+    const auto retained = anon2.after_suback();
+    REQUIRE(retained.size() == 1);
+    CHECK(as<publish_packet>(retained[0]).topic == "public/kept");
+
+    // A new ACL (SIGHUP) applies to connected clients at once.
+    e.set_security(
+        policy(true, true, "user alice\ntopic write #\nuser bob\ntopic read public/#\n"));
+    alice.publish("alice/news", "3");
+    alice.publish("public/news", "4");
+    b = bob.received();
+    REQUIRE(b.size() == 1);
+    CHECK(as<publish_packet>(b[0]).topic == "public/news");
+}
+
+TEST_CASE("acl: a Will its client may not write is not published") {
+    engine e;
+    e.set_security(policy(true, true, acl_rules));
+    auto now = test_epoch();
+    test_client watcher{e, protocol_version::v3_1_1, now};
+    login(watcher, "w", "alice", "secret", now);
+    CHECK(watcher.subscribe("will/#", qos::at_most_once) == std::vector{reason_code::success});
+    for (const char* topic : {"will/alice", "will/other"}) {
+        CAPTURE(topic);
+        test_client c{e, protocol_version::v3_1_1, now};
+        connect_packet p =
+            connect_as(protocol_version::v3_1_1, std::string{"wc-"} + topic, "alice", "secret");
+        will_message w;
+        w.topic = topic;
+        w.payload = "gone";
+        p.will = w;
+        c.send(p);
+        answer_auth(c, now);
+        CHECK(as<connack_packet>(c.received().at(0)).code == reason_code::success);
+        c.lose_connection();
+        const auto got = watcher.received();
+        if (std::string_view{topic} == "will/alice") {
+            REQUIRE(got.size() == 1);
+            CHECK(as<publish_packet>(got[0]).topic == "will/alice");
+        } else {
+            CHECK(got.empty());
+        }
+    }
+    CHECK(e.stats().dropped_acl == 1);
+}
