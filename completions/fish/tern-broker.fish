@@ -9,3 +9,9 @@ complete -c tern-broker -l check-store -x -d 'Verify the persistence store in DI
 complete -c tern-broker -s v -l verbose -d 'Print more detail'
 complete -c tern-broker -l quiet -d 'Print errors only'
 complete -c tern-broker -l log-format -x -a 'text json' -d 'Log line format'
+complete -c tern-broker -n '__fish_use_subcommand' -a passwd -d 'Set or delete a user\'s password in a password_file'
+complete -c tern-broker -n '__fish_seen_subcommand_from passwd' -l help -d 'Print this help and exit'
+complete -c tern-broker -n '__fish_seen_subcommand_from passwd' -s c -l create -d 'Create FILE with USER as its only user'
+complete -c tern-broker -n '__fish_seen_subcommand_from passwd' -s D -l delete -d 'Delete USER\'s line instead of setting a password'
+complete -c tern-broker -n '__fish_seen_subcommand_from passwd' -l stdin -d 'Read the password from one line of standard input instead of asking twice on the terminal without echo'
+complete -c tern-broker -n '__fish_seen_subcommand_from passwd' -F

@@ -4,6 +4,7 @@
 # codes Mosquitto 2 sends (5 / 0x87) after the refusal delay and are logged; packets sent
 # right behind CONNECT wait for the password check and are answered in order; SIGHUP reads
 # the password file again; an acl_file with an error stops start-up naming FILE:LINE.
+# `tern-broker passwd` writes a file that Mosquitto itself accepts (when mosquitto is there).
 #
 # usage: broker_auth_test.sh path/to/tern-broker
 # exit:  0 all passed, 1 a check failed, 77 mosquitto_passwd/clients or python3 missing
@@ -157,6 +158,104 @@ if timeout 10 "$broker_bin" -c "$work/good.conf" --print-config >"$work/pc.json"
     pass "--print-config: password_file, acl_file, allow_anonymous false"
 else
     fail "--print-config"; cat "$work/pc.json"
+fi
+
+# ---- tern-broker passwd
+tb() { "$broker_bin" passwd "$@"; }
+printf 'secret\n' | tb -c --stdin "$work/tpw" alice &&
+    printf 'hunter 2\n' | tb --stdin "$work/tpw" bob &&
+    printf 'old\n' | tb --stdin "$work/tpw" dave
+rc=$?
+mode=$(stat -c %a "$work/tpw")
+if [[ $rc -eq 0 && $mode == 600 ]] && grep -qE '^alice:\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==$' "$work/tpw"; then
+    pass "passwd -c / update: \$7\$101 lines, a new file is mode 600"
+else
+    fail "passwd: rc $rc, mode $mode"; cat "$work/tpw"
+fi
+chmod 644 "$work/tpw"  # Mosquitto may drop root for its own user before reading it
+printf 'new\n' | tb --stdin "$work/tpw" dave
+[[ $(stat -c %a "$work/tpw") == 644 && $(grep -c '^dave:' "$work/tpw") == 1 ]] &&
+    pass "passwd: a changed password replaces the line, the file keeps its mode" ||
+    fail "passwd update: mode $(stat -c %a "$work/tpw")"
+tb "$work/tpw" carol </dev/null 2>"$work/tty.err"
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "not a terminal" "$work/tty.err" && pass "passwd without a terminal or --stdin: exit 1" ||
+    fail "passwd without terminal: exit $rc"
+tb -D "$work/tpw" nobody 2>/dev/null
+[[ $? -eq 1 ]] && pass "passwd -D of an unknown user: exit 1" || fail "passwd -D unknown"
+tb --stdin "$work/tpw" 'a:b' </dev/null 2>/dev/null
+[[ $? -eq 2 ]] && pass "passwd: a user name with ':' is a usage error" || fail "passwd a:b"
+# On a terminal: asked twice, not echoed; a mismatch changes nothing.
+if python3 - "$broker_bin" "$work/tpw" <<'EOF'; then pass "passwd on a terminal: two prompts, no echo, a mismatch refused"; else fail "passwd on a terminal"; fi
+import os, pty, select, sys, time
+def read_some(fd, deadline):
+    ready, _, _ = select.select([fd], [], [], max(0, deadline - time.time()))
+    if not ready: return b""
+    try:
+        return os.read(fd, 100)
+    except OSError:  # the child is gone
+        return b""
+def run(answers):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.argv[1], [sys.argv[1], "passwd", sys.argv[2], "tty-user"])
+    seen, deadline = b"", time.time() + 10
+    for a in answers:
+        while not seen.endswith(b"assword: ") and time.time() < deadline:
+            seen += read_some(fd, deadline)
+        os.write(fd, a + b"\n")
+    while time.time() < deadline:
+        chunk = read_some(fd, deadline)
+        if not chunk: break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen
+code, seen = run([b"tty-secret", b"tty-secret"])
+assert code == 0 and b"tty-secret" not in seen and seen.count(b"assword: ") == 2, (code, seen)
+assert any(l.startswith("tty-user:$7$101$") for l in open(sys.argv[2])), "no line"
+before = open(sys.argv[2]).read()
+code, seen = run([b"one", b"two"])
+assert code == 1 and b"do not match" in seen and open(sys.argv[2]).read() == before, (code, seen)
+EOF
+mosquitto_passwd -b "$work/tpw" erin 'from mosquitto'
+printf 'x\n' | tb --stdin "$work/tpw" gone && tb -D "$work/tpw" gone && ! grep -q '^gone:' "$work/tpw" &&
+    pass "passwd -D removes the line" || fail "passwd -D"
+
+# Both brokers take the file: tern-broker, and Mosquitto itself.
+printf 'listener 0 127.0.0.1\npassword_file %s\n' "$work/tpw" >"$work/t2.conf"
+"$broker_bin" -c "$work/t2.conf" 2>"$work/t2.log" &
+broker_pid=$!
+if wait_for "$work/t2.log" 'listening on'; then
+    port=$(head -n1 "$work/t2.log" | sed -nE 's/.*127\.0\.0\.1:([0-9]+).*/\1/p')
+    pub 311 -u alice -P secret && pub 5 -u bob -P 'hunter 2' && pub 311 -u dave -P new &&
+        pub 311 -u erin -P 'from mosquitto' && ! pub 311 -u dave -P old &&
+        pass "tern-broker takes the file tern-broker passwd and mosquitto_passwd wrote" ||
+        fail "tern-broker with the tern-broker passwd file"
+fi
+kill -TERM "$broker_pid"
+wait "$broker_pid"
+broker_pid=
+if command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]]; then
+    mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # user root: started as root, Mosquitto would switch to its own user, who cannot read
+    # the private temporary directory (ignored when not root).
+    printf 'user root\nlistener %s 127.0.0.1\npassword_file %s\nallow_anonymous false\n' "$mport" "$work/tpw" >"$work/m.conf"
+    "$mosquitto_bin" -c "$work/m.conf" 2>"$work/m.log" &
+    broker_pid=$!
+    port=$mport
+    ok=0
+    for _ in $(seq 50); do pub 311 -u alice -P secret && { ok=1; break; }; sleep 0.1; done
+    if [[ $ok -eq 1 ]] && pub 5 -u bob -P 'hunter 2' && pub 311 -u dave -P new && ! pub 311 -u alice -P wrong; then
+        pass "Mosquitto takes the file tern-broker passwd wrote (right passwords in, a wrong one out)"
+    else
+        fail "Mosquitto with the tern-broker passwd file"; cat "$work/m.log"
+    fi
+    kill -TERM "$broker_pid"
+    wait "$broker_pid"
+    broker_pid=
+else
+    echo "SKIP: mosquitto (the broker) not installed: the file is not checked against it"
 fi
 
 echo "$failures failure(s)"

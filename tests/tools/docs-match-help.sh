@@ -12,9 +12,18 @@ shift 2
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# Option names from the left column of --help ("  -t,--topic TOPIC   ..."), one per line.
+# Option names from the left column of --help ("  -t,--topic TOPIC   ..."), one per line,
+# with those of each subcommand listed under "Subcommands:" (from TOOL SUBCOMMAND --help).
+option_names() { awk '/^  +-/ { n = split($1, names, ","); for (i = 1; i <= n; i++) print names[i] }'; }
 help_options() {
-    "$1" --help | awk '/^  +-/ { n = split($1, names, ","); for (i = 1; i <= n; i++) print names[i] }' | sort -u
+    local text sub
+    text=$("$1" --help)
+    {
+        option_names <<< "$text"
+        for sub in $(awk '/^Subcommands:/ { on = 1; next } /^[^ ]/ { on = 0 } on && /^  [a-z]/ { print $1 }' <<< "$text"); do
+            "$1" "$sub" --help | option_names
+        done
+    } | sort -u
 }
 # Long options a document names, from a text where they are written --name.
 long_options_in() { grep -oE -- '--[a-z][a-z0-9-]*' | sort -u; }

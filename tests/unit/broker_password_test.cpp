@@ -103,3 +103,23 @@ TEST_CASE("password_file: base64") {
     CHECK_FALSE(base64_decode("TW=u").has_value());
     CHECK_FALSE(base64_decode("T!Fu").has_value());
 }
+
+TEST_CASE("password_file: set_password_line replaces, appends and removes one user's line") {
+    const std::string text = "# users\nalice:$7$old\nbob:$7$b\n";
+    bool found = false;
+    CHECK(set_password_line(text, "alice", "$7$new", &found) ==
+          "# users\nalice:$7$new\nbob:$7$b\n");
+    CHECK(found);
+    CHECK(set_password_line(text, "carol", "$7$c", &found) == text + "carol:$7$c\n");
+    CHECK_FALSE(found);
+    CHECK(set_password_line(text, "alice", "", &found) == "# users\nbob:$7$b\n");
+    CHECK(found);
+    CHECK(set_password_line(text, "dave", "", &found) == text);
+    CHECK_FALSE(found);
+    CHECK(set_password_line("", "a", "$7$x") == "a:$7$x\n");
+    CHECK(set_password_line("x:1", "a", "$7$x") == "x:1\na:$7$x\n");  // a last line without \n
+    CHECK(valid_password_user("alice"));
+    CHECK_FALSE(valid_password_user(""));
+    CHECK_FALSE(valid_password_user("a:b"));
+    CHECK_FALSE(valid_password_user(" a"));
+}

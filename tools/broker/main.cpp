@@ -18,6 +18,7 @@
 #include "mqtt/net/server.hpp"
 #include "mqtt/store/store_file.hpp"
 #include "mqtt/version.hpp"
+#include "passwd.hpp"
 
 namespace {
 
@@ -43,7 +44,8 @@ constexpr const char* examples =
     "  tern-broker -p 1884 --quiet          another port, log errors only\n"
     "  tern-broker -c tern.conf             listeners and limits from a mosquitto.conf-style file\n"
     "  tern-broker -c tern.conf --print-config    check a file, print the result as JSON\n"
-    "  tern-broker -v --log-format json     one JSON object per log line\n";
+    "  tern-broker -v --log-format json     one JSON object per log line\n"
+    "  tern-broker passwd -c pw alice       a password_file with user alice (see passwd --help)\n";
 
 void add_broker_options(CLI::App& app, broker_options& o) {
     app.add_option("-p,--port", o.port,
@@ -384,7 +386,11 @@ int main(int argc, char** argv) {
     broker_options opts;
     mqtt::cli::init_app(app, "tern-broker", examples);
     add_broker_options(app, opts);
+    tern_broker::passwd_options passwd;
+    auto* passwd_cmd = tern_broker::add_passwd_command(app, passwd);
     return mqtt::cli::run(app, argc, argv, [&] {
+        if (*passwd_cmd)
+            return static_cast<mqtt::cli::exit_status>(tern_broker::run_passwd(passwd));
         opts.port_given = app.count("--port") > 0;
         opts.verbosity_given = app.count("--verbose") + app.count("--quiet") > 0;
         return run_broker(opts);

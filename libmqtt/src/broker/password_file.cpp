@@ -168,6 +168,47 @@ std::optional<std::string> make_password_hash(std::string_view password, std::ui
            "$" + base64_encode(d.data(), d.size());
 }
 
+bool valid_password_user(std::string_view user) {
+    return !user.empty() && user.find_first_of(":\r\n") == std::string_view::npos &&
+           trim(user) == user;
+}
+
+std::string set_password_line(std::string_view text, std::string_view user, std::string_view hash,
+                              bool* found) {
+    std::string out;
+    out.reserve(text.size() + user.size() + hash.size() + 2);
+    bool seen = false;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto nl = std::min(text.find('\n', pos), text.size());
+        const auto line = text.substr(pos, nl - pos);
+        pos = nl + 1;
+        const auto colon = line.find(':');
+        const bool mine = !line.empty() && line.front() != '#' && colon != std::string_view::npos &&
+                          trim(line.substr(0, colon)) == user;
+        if (!mine) {
+            out.append(line);
+            out += '\n';
+            continue;
+        }
+        if (!seen && !hash.empty()) {  // replaced where it was; a duplicate line goes
+            out.append(user);
+            out += ':';
+            out.append(hash);
+            out += '\n';
+        }
+        seen = true;
+    }
+    if (!seen && !hash.empty()) {
+        out.append(user);
+        out += ':';
+        out.append(hash);
+        out += '\n';
+    }
+    if (found) *found = seen;
+    return out;
+}
+
 password_file password_file::parse(std::string_view text, std::string_view file,
                                    std::vector<std::string>* warnings) {
     password_file out;

@@ -60,6 +60,14 @@ bool verify_password(const password_entry& e, std::string_view password);
 std::optional<std::string> make_password_hash(
     std::string_view password, std::uint32_t iterations = default_password_iterations);
 
+// The text of a password file with `user`'s line set to "USER:HASH" (replaced in place, or
+// appended) or, when `hash` is empty, removed. Every other line (comments, other users) is
+// kept as it is. `found` (when given) tells whether the user had a line.
+std::string set_password_line(std::string_view text, std::string_view user, std::string_view hash,
+                              bool* found = nullptr);
+// Whether `user` can be written to a password file: not empty, no ':', no line break.
+bool valid_password_user(std::string_view user);
+
 // Base64 (RFC 4648, with padding), as in the hash fields.
 std::string base64_encode(const std::uint8_t* data, std::size_t size);
 std::optional<std::vector<std::uint8_t>> base64_decode(std::string_view text);
