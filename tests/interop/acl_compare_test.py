@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""The same password_file and acl_file in Mosquitto and in tern-broker: a table of users,
+client ids and topics gets the same answers from both.
+
+For each row a client (MQTT 5.0, its user name and password, its client id) subscribes to the
+row's topic (SUBACK code), publishes to it at QoS 1 (PUBACK code: 0x00 allowed, 0x87 denied)
+and then waits for a message that a client allowed to write everything publishes there
+(delivered or not: the read check). A second table connects clients with a Will and drops
+them: is the Will published (the write check on Wills)? Both brokers run on free loopback ports with their own
+configuration files; the password file is written by `tern-broker passwd`, the ACL file by hand.
+
+usage: acl_compare_test.py path/to/tern-broker
+exit:  0 same answers, 1 a difference or a failure, 77 Mosquitto not installed (skipped)
+"""
+
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ACL = """\
+# anonymous clients
+topic read public/#
+topic readwrite anon/+
+
+user alice
+topic readwrite alice/#
+topic deny alice/secret
+topic write shared/in
+topic read $SYS/#
+
+user bob
+topic read alice/#
+topic readwrite bob/#
+
+user writer
+topic write #
+
+user spy
+topic read #
+
+user alice
+topic read extra/alice
+
+pattern readwrite clients/%c/#
+pattern read users/%u/inbox
+pattern deny clients/%c/locked
+"""
+
+USERS = {"alice": "alice-pw", "bob": "bob pw", "carol": "carol-pw", "ev+il": "evil-pw",
+         "writer": "writer-pw", "spy": "spy-pw"}
+
+# (user or None, client id, topic)
+ROWS = [
+    (None, "anon1", "public/news"),
+    (None, "anon2", "anon/x"),
+    (None, "anon3", "anon/x/y"),
+    (None, "anon4", "clients/anon4/state"),
+    (None, "anon5", "clients/anon4/state"),
+    (None, "anon6", "users/x/inbox"),
+    (None, "anon7", "alice/data"),
+    (None, "x/y", "clients/x/y/z"),
+    ("alice", "a1", "alice/data"),
+    ("alice", "a2", "alice/secret"),
+    ("alice", "a3", "alice/secret/deep"),
+    ("alice", "a4", "shared/in"),
+    ("alice", "a5", "public/news"),
+    ("alice", "a6", "clients/a6/x"),
+    ("alice", "a7", "clients/zz/x"),
+    ("alice", "a8", "clients/a8/locked"),
+    ("alice", "a9", "users/alice/inbox"),
+    ("alice", "a10", "extra/alice"),
+    ("alice", "a11", "$SYS/broker/test"),
+    ("bob", "b1", "alice/data"),
+    ("bob", "b2", "bob/x"),
+    ("bob", "b3", "users/bob/inbox"),
+    ("bob", "b4", "users/alice/inbox"),
+    ("bob", "b#5", "alice/data"),
+    ("bob", "b#6", "users/bob/inbox"),
+    ("bob", "b+7", "bob/y"),
+    ("carol", "c1", "public/news"),
+    ("carol", "c2", "clients/c2/a"),
+    ("carol", "c3", "users/carol/inbox"),
+    ("ev+il", "e1", "clients/e1/x"),
+    ("ev+il", "e2", "users/evil/inbox"),
+]
+
+
+# Wills: (user, client id, will topic): published when the connection drops, or not.
+WILLS = [
+    ("alice", "w1", "alice/gone"),
+    ("alice", "w2", "alice/secret"),
+    ("alice", "w3", "public/gone"),
+    ("bob", "w4", "bob/gone"),
+    (None, "w5", "anon/gone"),
+    (None, "w6", "public/gone"),
+    ("carol", "w7", "clients/w7/gone"),
+]
+
+
+# ---- a small MQTT 5.0 client over a raw socket: exact reason codes, nothing hidden
+
+def utf8(s):
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        d, n = n % 128, n // 128
+        out.append(d | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def packet(first, body):
+    return bytes([first]) + varint(len(body)) + body
+
+
+class Client:
+    def __init__(self, port, client_id, user=None, password=None, will=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.publishes = []  # (topic, payload)
+        self.acks = {}  # packet id -> reason code
+        flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if password is not None else 0)
+        flags |= 0x0C if will else 0  # a QoS 1 Will, so every PUBLISH here has a packet id
+        body = utf8("MQTT") + bytes([5, flags, 0, 60, 0]) + utf8(client_id)
+        if will:
+            body += b"\x00" + utf8(will[0]) + utf8(will[1])
+        if user is not None:
+            body += utf8(user)
+        if password is not None:
+            body += utf8(password)
+        self.sock.sendall(packet(0x10, body))
+        kind, data = self.read_packet(5)
+        assert kind == 0x20, f"no CONNACK for {client_id}: {kind}"
+        self.connack = data[1]
+
+    def read_packet(self, timeout):
+        deadline = time.time() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                mult, length, i = 1, 0, 1
+                while i < len(self.buf):
+                    length += (self.buf[i] & 0x7F) * mult
+                    mult *= 128
+                    if not self.buf[i] & 0x80:
+                        break
+                    i += 1
+                if i < len(self.buf) and len(self.buf) >= i + 1 + length:
+                    first, data = self.buf[0], self.buf[i + 1:i + 1 + length]
+                    self.buf = self.buf[i + 1 + length:]
+                    return first & 0xF0, data
+            left = deadline - time.time()
+            if left <= 0:
+                return None, None
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if not ready:
+                return None, None
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None, None
+            self.buf += chunk
+
+    def pump(self, timeout):
+        """Reads what arrives for `timeout` seconds: PUBLISH is kept (and acknowledged)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            kind, data = self.read_packet(deadline - time.time())
+            if kind is None:
+                return
+            self.handle(kind, data)
+
+    def handle(self, kind, data):
+        if kind == 0x30:
+            n = int.from_bytes(data[:2], "big")
+            topic = data[2:2 + n].decode()
+            rest = data[2 + n:]
+            # QoS 1 deliveries carry a packet id; the subscriptions here are QoS 1.
+            pid = rest[:2]
+            plen, i, mult = 0, 2, 1
+            while True:
+                plen += (rest[i] & 0x7F) * mult
+                mult *= 128
+                if not rest[i] & 0x80:
+                    break
+                i += 1
+            payload = rest[i + 1 + plen:]
+            self.publishes.append((topic, payload.decode()))
+            self.sock.sendall(packet(0x40, pid))
+        elif kind in (0x40, 0x90):  # PUBACK, SUBACK: packet id, then the reason code
+            pid = int.from_bytes(data[:2], "big")
+            if kind == 0x40:
+                self.acks[pid] = data[2] if len(data) > 2 else 0
+            else:
+                plen = data[2]
+                self.acks[pid] = data[3 + plen]
+
+    def wait_ack(self, pid, timeout=5):
+        deadline = time.time() + timeout
+        while pid not in self.acks and time.time() < deadline:
+            kind, data = self.read_packet(deadline - time.time())
+            if kind is None:
+                break
+            self.handle(kind, data)
+        return self.acks.get(pid)
+
+    def subscribe(self, pid, topic_filter):
+        body = pid.to_bytes(2, "big") + b"\x00" + utf8(topic_filter) + b"\x01"
+        self.sock.sendall(packet(0x82, body))
+        return self.wait_ack(pid)
+
+    def publish(self, pid, topic, payload):
+        body = utf8(topic) + pid.to_bytes(2, "big") + b"\x00" + payload.encode()
+        self.sock.sendall(packet(0x32, body))
+        return self.wait_ack(pid)
+
+    def drop(self):
+        """Closes the socket without DISCONNECT: the Will is due."""
+        self.sock.close()
+
+    def close(self):
+        try:
+            self.sock.sendall(b"\xe0\x00")
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---- the brokers
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def run_table(port):
+    """The answers of one broker: {row: (suback, puback, delivered)}."""
+    spy = Client(port, "spy-client", "spy", USERS["spy"])
+    writer = Client(port, "writer-client", "writer", USERS["writer"])
+    assert spy.connack == 0 and writer.connack == 0, (spy.connack, writer.connack)
+    assert spy.subscribe(1, "#") == 1
+    clients, answers = [], {}
+    for k, (user, cid, topic) in enumerate(ROWS):
+        c = Client(port, cid, user, USERS[user] if user else None)
+        assert c.connack == 0, f"{cid}: CONNACK {c.connack}"
+        suback = c.subscribe(1, topic)
+        puback = c.publish(2, topic, f"own-{k}")
+        clients.append(c)
+        answers[k] = [suback, puback]
+    # Every row's topic gets one message from the writer; the spy sees them all go by, so
+    # once it has, every delivery was made.
+    expected = set()
+    for k, (_, _, topic) in enumerate(ROWS):
+        if topic.startswith("$"):
+            continue  # nobody writes $SYS: the writer's PUBACK would be 0x87
+        code = writer.publish(100 + k, topic, f"w-{k}")
+        assert code in (0, 0x10), f"writer to {topic}: {code}"
+        expected.add(f"w-{k}")
+    deadline = time.time() + 10
+    while time.time() < deadline and not expected <= {p for _, p in spy.publishes}:
+        spy.pump(0.1)
+    assert expected <= {p for _, p in spy.publishes}, "the spy did not see every message"
+    for k, c in enumerate(clients):
+        c.pump(0.3 if k == 0 else 0.02)
+        answers[k].append(any(p == f"w-{k}" for _, p in c.publishes))
+    for k, (user, cid, topic) in enumerate(WILLS):
+        c = Client(port, cid, user, USERS[user] if user else None, will=(topic, f"will-{k}"))
+        assert c.connack == 0, f"{cid}: CONNACK {c.connack}"
+        c.drop()
+    # A message after the Wills, from the same broker loop, marks when they would have come.
+    writer.publish(99, "zz/end", "end")
+    deadline = time.time() + 10
+    while time.time() < deadline and "end" not in {p for _, p in spy.publishes}:
+        spy.pump(0.1)
+    spy.pump(0.3)
+    for k in range(len(WILLS)):
+        answers[("will", k)] = any(p == f"will-{k}" for _, p in spy.publishes)
+    for c in clients + [spy, writer]:
+        c.close()
+    return answers
+
+
+def main():
+    tern = sys.argv[1] if len(sys.argv) > 1 else "build/bin/tern-broker"
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if not mosquitto:
+        print("SKIP: mosquitto (the broker) is not installed")
+        return 77
+    work = tempfile.mkdtemp(prefix="tern-acl-")
+    procs = []
+    try:
+        pw = os.path.join(work, "passwd")
+        acl = os.path.join(work, "acl")
+        for i, (user, password) in enumerate(USERS.items()):
+            args = [tern, "passwd", "--stdin"] + (["-c"] if i == 0 else []) + [pw, user]
+            subprocess.run(args, input=password + "\n", text=True, check=True)
+        with open(acl, "w") as f:
+            f.write(ACL)
+        mport, tport = free_port(), free_port()
+        with open(os.path.join(work, "mosquitto.conf"), "w") as f:
+            # user root: as root, Mosquitto would switch to its own user, who cannot read the
+            # private temporary directory (the line is ignored when not root).
+            f.write(f"user root\nlistener {mport} 127.0.0.1\npassword_file {pw}\n"
+                    f"acl_file {acl}\nallow_anonymous true\n")
+        with open(os.path.join(work, "tern.conf"), "w") as f:
+            f.write(f"listener {tport} 127.0.0.1\npassword_file {pw}\nacl_file {acl}\n"
+                    "allow_anonymous true\n")
+        mlog = open(os.path.join(work, "mosquitto.log"), "w")
+        tlog = open(os.path.join(work, "tern.log"), "w")
+        procs.append(subprocess.Popen([mosquitto, "-c", os.path.join(work, "mosquitto.conf")],
+                                      stdout=mlog, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([tern, "-c", os.path.join(work, "tern.conf")],
+                                      stdout=tlog, stderr=subprocess.STDOUT))
+        if not wait_port(mport, procs[0]) or not wait_port(tport, procs[1]):
+            print("FAIL: a broker did not start")
+            for name in ("mosquitto.log", "tern.log"):
+                print(open(os.path.join(work, name)).read())
+            return 1
+        theirs = run_table(mport)
+        ours = run_table(tport)
+        diffs = 0
+        print(f"{'user':8} {'client id':10} {'topic':22} {'SUBACK':>14} {'PUBACK':>14} {'delivered':>16}")
+        for k, (user, cid, topic) in enumerate(ROWS):
+            m, t = theirs[k], ours[k]
+            mark = "" if m == t else "   <-- differs"
+            diffs += m != t
+            cell = lambda i: f"{m[i]}/{t[i]}" if not isinstance(m[i], bool) else f"{str(m[i])[0]}/{str(t[i])[0]}"
+            print(f"{user or '-':8} {cid:10} {topic:22} {cell(0):>14} {cell(1):>14} {cell(2):>16}{mark}")
+        print(f"\n{'user':8} {'client id':10} {'will topic':22} {'published':>10}")
+        for k, (user, cid, topic) in enumerate(WILLS):
+            m, t = theirs[("will", k)], ours[("will", k)]
+            diffs += m != t
+            print(f"{user or '-':8} {cid:10} {topic:22} {str(m)[0] + '/' + str(t)[0]:>10}"
+                  + ("" if m == t else "   <-- differs"))
+        print("(each cell: Mosquitto/tern-broker)")
+        # The table must mean something: both kinds of answer occur.
+        pubs = {theirs[k][1] for k in range(len(ROWS))}
+        reads = {theirs[k][2] for k in range(len(ROWS))}
+        wills = {theirs[("will", k)] for k in range(len(WILLS))}
+        if pubs != {0, 0x87} or reads != {True, False} or wills != {True, False}:
+            print(f"FAIL: the table does not exercise both answers: {pubs} {reads} {wills}")
+            return 1
+        print(f"{len(ROWS) + len(WILLS) - diffs} rows agree, {diffs} differ")
+        return 0 if diffs == 0 else 1
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
