@@ -226,7 +226,11 @@ void session::forget_sent(std::uint16_t id) {
 
 void session::resend_after_reconnect(clock::time_point now) {
     const bool kept = connack_.session_present;
-    if (!kept) inbound_qos2_.clear();
+    if (!kept) {
+        inbound_qos2_.clear();
+        held_.clear();  // the broker forgot them: nothing to acknowledge any more
+        held_ids_.clear();
+    }
     std::deque<protocol::publish_packet> again;
     again.swap(sent_);
     in_flight_publishes_ = 0;
@@ -388,6 +392,16 @@ void session::on_publish(protocol::publish_packet& p) {
         }
     }
     const auto id = p.packet_id;
+    if (cfg_.manual_ack && p.qos_level != qos::at_most_once) {
+        if (held_ids_.contains(id)) return;  // a resend of a message not yet acknowledged
+        if (p.qos_level == qos::exactly_once && !inbound_qos2_.insert(id).second) {
+            send(protocol::pubrec_packet{id, reason_code::success, {}});  // acknowledged before
+            return;
+        }
+        const auto token = hold(id, p.qos_level);
+        events_.push_back(message_event{std::move(p), token});
+        return;
+    }
     switch (p.qos_level) {
         case qos::at_most_once:
             events_.push_back(message_event{std::move(p)});
@@ -402,6 +416,29 @@ void session::on_publish(protocol::publish_packet& p) {
             send(protocol::pubrec_packet{id, reason_code::success, {}});
             break;
     }
+}
+
+std::uint64_t session::hold(std::uint16_t id, qos q) {
+    const auto token = next_token_++;
+    held_.emplace(token, held_message{id, q});
+    held_ids_.emplace(id, token);
+    return token;
+}
+
+bool session::acknowledge(std::uint64_t token, reason_code rc) {
+    auto it = held_.find(token);
+    if (it == held_.end()) return false;
+    const auto [id, q] = it->second;
+    held_.erase(it);
+    held_ids_.erase(id);
+    if (!protocol::is_v5(version_)) rc = reason_code::success;
+    if (q == qos::exactly_once && protocol::is_error(rc)) inbound_qos2_.erase(id);
+    if (state_ != session_state::connected) return true;  // see the header
+    if (q == qos::at_least_once)
+        send(protocol::puback_packet{id, rc, {}});
+    else
+        send(protocol::pubrec_packet{id, rc, {}});
+    return true;
 }
 
 void session::on_puback(const protocol::puback_packet& p) {

@@ -33,6 +33,10 @@ struct session_config {
     // Keep a copy of every unacknowledged QoS 1/2 PUBLISH, and the queue past the Receive
     // Maximum, across the end of a connection, so that reconnect() can send them again.
     bool keep_unacknowledged = false;
+    // Inbound QoS 1/2 messages are acknowledged (PUBACK, PUBREC) only when the application
+    // calls acknowledge() with the message's ack_token, e.g. once a bridge's destination has
+    // taken the message. Until then a resend with the same packet id is not delivered again.
+    bool manual_ack = false;
 };
 
 // ---- events (what the application learns) ----------------------------------------------
@@ -43,6 +47,8 @@ struct connected_event {
 // A message from the broker, delivered once (QoS 2: once per packet identifier exchange).
 struct message_event {
     protocol::publish_packet message;
+    // With manual_ack, for QoS 1 and 2: pass to acknowledge() (0 otherwise).
+    std::uint64_t ack_token = 0;
 };
 // An outbound QoS 1 or 2 message is done: acknowledged (code < 0x80) or refused by the
 // broker (code >= 0x80, MQTT 5.0).
@@ -92,6 +98,14 @@ class session {
     result<std::uint16_t> unsubscribe(std::vector<std::string> filters, clock::time_point now);
     result<std::uint16_t> unsubscribe(std::vector<std::string> filters, protocol::properties props,
                                       clock::time_point now);
+    // With manual_ack: acknowledge the inbound message delivered with `token` (PUBACK for
+    // QoS 1, PUBREC for QoS 2, with `rc` in MQTT 5.0). False when the token is unknown: the
+    // message was acknowledged already, or belonged to a session the broker did not keep.
+    // While disconnected a QoS 2 acknowledgement waits for the broker's resend (answered
+    // with PUBREC, not delivered again); a QoS 1 message is then delivered again.
+    bool acknowledge(std::uint64_t token, protocol::reason_code rc = protocol::reason_code::success);
+    // Inbound messages delivered but not yet acknowledge()d.
+    std::size_t held() const noexcept { return held_.size(); }
     // Sends DISCONNECT (when connected) and closes with no error.
     void disconnect(protocol::reason_code rc = protocol::reason_code::success);
     // The same with DISCONNECT properties (MQTT 5.0; ignored before).
@@ -165,6 +179,14 @@ class session {
     std::uint16_t in_flight_publishes_ = 0;
     std::unordered_set<std::uint16_t> inbound_qos2_;  // PUBREC sent, PUBREL not yet seen
     std::uint16_t next_id_ = 1;
+    struct held_message {
+        std::uint16_t packet_id;
+        protocol::qos qos_level;
+    };
+    std::unordered_map<std::uint64_t, held_message> held_;  // manual_ack: token -> message
+    std::unordered_map<std::uint16_t, std::uint64_t> held_ids_;  // packet id -> token
+    std::uint64_t next_token_ = 1;
+    std::uint64_t hold(std::uint16_t id, protocol::qos q);
 
     // Limits from CONNACK (MQTT 5.0); the defaults are the specification's.
     std::uint16_t receive_maximum_ = 65535;

@@ -1,0 +1,196 @@
+// The client session's manual acknowledgement (session_config::manual_ack), which the bridge
+// uses to hold a source's PUBACK/PUBREC until the destination has the message.
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mqtt/client/session.hpp"
+#include "mqtt/protocol/codec.hpp"
+#include "mqtt/protocol/framer.hpp"
+
+namespace {
+
+using namespace mqtt::protocol;
+namespace client = mqtt::client;
+using client::clock;
+using namespace std::chrono_literals;
+
+struct held_peer {
+    explicit held_peer(protocol_version v) : version(v) {
+        client::session_config cfg;
+        cfg.connect.version = v;
+        cfg.connect.client_id = "bridge";
+        cfg.manual_ack = true;
+        s = std::make_unique<client::session>(cfg);
+        s->start(now);
+        (void)sent();
+        feed(connack_packet{});
+        REQUIRE(s->state() == client::session_state::connected);
+        (void)s->take_events();
+    }
+    void feed(const packet& p) {
+        auto b = encode(p, version);
+        REQUIRE(b.has_value());
+        framer f;
+        f.feed(*b);
+        auto fr = f.next();
+        REQUIRE(fr.has_value());
+        REQUIRE(fr->has_value());
+        s->on_frame(**fr, now);
+    }
+    std::vector<packet> sent() {
+        std::vector<std::uint8_t> bytes;
+        s->take_output(bytes);
+        framer f;
+        f.feed(bytes);
+        std::vector<packet> out;
+        for (;;) {
+            auto fr = f.next();
+            REQUIRE(fr.has_value());
+            if (!*fr) break;
+            auto p = decode((*fr)->first_byte, (*fr)->body, version);
+            REQUIRE(p.has_value());
+            out.push_back(std::move(*p));
+        }
+        return out;
+    }
+    // The one message event, or a failed check.
+    client::message_event message() {
+        auto ev = s->take_events();
+        REQUIRE(ev.size() == 1);
+        REQUIRE(std::holds_alternative<client::message_event>(ev[0]));
+        return std::get<client::message_event>(ev[0]);
+    }
+    void reconnect(bool session_present) {
+        s->on_transport_closed({});
+        (void)s->take_events();
+        s->reconnect(now);
+        (void)sent();
+        connack_packet ack;
+        ack.session_present = session_present;
+        feed(ack);
+        (void)s->take_events();
+    }
+    protocol_version version;
+    clock::time_point now = clock::time_point{} + 1000s;
+    std::unique_ptr<client::session> s;
+};
+
+publish_packet msg(std::string payload, qos q, std::uint16_t id, bool dup = false) {
+    publish_packet p;
+    p.topic = "t";
+    p.payload = std::move(payload);
+    p.qos_level = q;
+    p.packet_id = id;
+    p.dup = dup;
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("client session manual_ack: QoS 1 PUBACK waits for acknowledge()") {
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        CAPTURE(v);
+        held_peer h(v);
+        h.feed(msg("zero", qos::at_most_once, 0));
+        CHECK(h.message().ack_token == 0);  // QoS 0: nothing to hold
+        h.feed(msg("one", qos::at_least_once, 7));
+        const auto m = h.message();
+        CHECK(m.message.payload == "one");
+        CHECK(m.ack_token != 0);
+        CHECK(h.sent().empty());
+        CHECK(h.s->held() == 1);
+        // A resend before the acknowledgement is not a second delivery.
+        h.feed(msg("one", qos::at_least_once, 7, true));
+        CHECK(h.s->take_events().empty());
+        CHECK(h.sent().empty());
+        CHECK(h.s->acknowledge(m.ack_token));
+        auto out = h.sent();
+        REQUIRE(out.size() == 1);
+        CHECK(std::get<puback_packet>(out[0]).packet_id == 7);
+        CHECK_FALSE(h.s->acknowledge(m.ack_token));  // once only
+        CHECK(h.sent().empty());
+        CHECK(h.s->held() == 0);
+    }
+}
+
+TEST_CASE("client session manual_ack: QoS 2 PUBREC waits, then exactly once") {
+    held_peer h(protocol_version::v5);
+    h.feed(msg("two", qos::exactly_once, 9));
+    const auto m = h.message();
+    CHECK(h.sent().empty());
+    h.feed(msg("two", qos::exactly_once, 9, true));
+    CHECK(h.s->take_events().empty());
+    CHECK(h.sent().empty());
+    // Acknowledged out of order with a second message: each gets its own PUBREC.
+    h.feed(msg("three", qos::exactly_once, 10));
+    const auto m2 = h.message();
+    CHECK(h.s->acknowledge(m2.ack_token));
+    CHECK(std::get<pubrec_packet>(h.sent().at(0)).packet_id == 10);
+    CHECK(h.s->acknowledge(m.ack_token));
+    CHECK(std::get<pubrec_packet>(h.sent().at(0)).packet_id == 9);
+    // Acknowledged now: a late resend gets PUBREC again and no delivery.
+    h.feed(msg("two", qos::exactly_once, 9, true));
+    CHECK(h.s->take_events().empty());
+    CHECK(std::get<pubrec_packet>(h.sent().at(0)).packet_id == 9);
+    h.feed(pubrel_packet{9, reason_code::success, {}});
+    CHECK(std::get<pubcomp_packet>(h.sent().at(0)).code == reason_code::success);
+}
+
+TEST_CASE("client session manual_ack: 5.0 refusal code, held messages across reconnects") {
+    SUBCASE("a refusal ends the QoS 2 exchange") {
+        held_peer h(protocol_version::v5);
+        h.feed(msg("x", qos::exactly_once, 3));
+        const auto m = h.message();
+        CHECK(h.s->acknowledge(m.ack_token, reason_code::quota_exceeded));
+        CHECK(std::get<pubrec_packet>(h.sent().at(0)).code == reason_code::quota_exceeded);
+        h.feed(msg("y", qos::exactly_once, 3));  // the id is free again: a new message
+        CHECK(h.message().message.payload == "y");
+    }
+    SUBCASE("kept session: the broker's resend is not delivered twice, the ack goes later") {
+        held_peer h(protocol_version::v3_1_1);
+        h.feed(msg("one", qos::at_least_once, 5));
+        const auto m = h.message();
+        h.reconnect(true);
+        h.feed(msg("one", qos::at_least_once, 5, true));
+        CHECK(h.s->take_events().empty());
+        CHECK(h.s->acknowledge(m.ack_token));
+        CHECK(std::get<puback_packet>(h.sent().at(0)).packet_id == 5);
+    }
+    SUBCASE("session not kept: old tokens are void, the same id is a new message") {
+        held_peer h(protocol_version::v5);
+        h.feed(msg("old", qos::exactly_once, 5));
+        const auto m = h.message();
+        h.reconnect(false);
+        CHECK(h.s->held() == 0);
+        h.feed(msg("new", qos::exactly_once, 5));
+        const auto n = h.message();
+        CHECK(n.message.payload == "new");
+        CHECK_FALSE(h.s->acknowledge(m.ack_token));  // must not acknowledge "new"
+        CHECK(h.sent().empty());
+        CHECK(h.s->acknowledge(n.ack_token));
+        CHECK(std::get<pubrec_packet>(h.sent().at(0)).packet_id == 5);
+    }
+    SUBCASE("acknowledged while disconnected: QoS 2 resend answered, not delivered") {
+        held_peer h(protocol_version::v5);
+        h.feed(msg("q2", qos::exactly_once, 8));
+        const auto m = h.message();
+        h.s->on_transport_closed({});
+        (void)h.s->take_events();
+        CHECK(h.s->acknowledge(m.ack_token));
+        CHECK(h.sent().empty());
+        h.s->reconnect(h.now);
+        (void)h.sent();
+        connack_packet ack;
+        ack.session_present = true;
+        h.feed(ack);
+        (void)h.s->take_events();
+        h.feed(msg("q2", qos::exactly_once, 8, true));
+        CHECK(h.s->take_events().empty());
+        CHECK(std::get<pubrec_packet>(h.sent().at(0)).packet_id == 8);
+    }
+}
