@@ -1,68 +1,240 @@
-// tern-bridge: relay messages between two brokers.
+// tern-bridge: relay messages between two brokers by topic rules.
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "mqtt/bridge/config.hpp"
+#include "mqtt/bridge/runner.hpp"
 #include "mqtt/cli/options.hpp"
 
 namespace {
 
+namespace bridge = mqtt::bridge;
+using mqtt::protocol::protocol_version;
+
 struct bridge_options {
     std::string config_file;
     std::string local_url = "mqtt://localhost:1883";
-    std::string remote_url;
+    std::vector<std::string> remote_urls;
     std::vector<std::string> topics;  // "PATTERN [in|out|both] [QOS] [LOCAL_PREFIX REMOTE_PREFIX]"
-    mqtt::cli::tls_options tls;       // for the remote broker
+    std::string name = "bridge";
+    std::string remote_id;
+    std::string local_id;
+    std::string remote_username, remote_password, local_username, local_password;
+    protocol_version version = protocol_version::v3_1_1;
+    std::uint16_t keepalive = 60;
+    bool clean_session = false;
+    std::string restart_timeout = "5:30";
+    bool round_robin = false;
+    bool no_try_private = false;
+    bool notifications = false;
+    std::string notification_topic;
+    double stats_interval = 5;
+    mqtt::cli::tls_options tls;  // for the remote broker
     int verbosity = 0;
-    mqtt::cli::output_format log_format = mqtt::cli::output_format::text;
+    mqtt::cli::output_format format = mqtt::cli::output_format::text;
 };
 
 constexpr const char* examples =
-    "  tern-bridge --remote mqtt://cloud.example -t 'sensors/# out 1'\n"
-    "  tern-bridge --remote mqtts://cloud.example --cafile ca.pem -t 'cmd/# in 1 site1/ '\n"
-    "  tern-bridge -c bridge.conf -v\n";
+    "  tern-bridge --remote mqtt://central:1883 --topic 'sensors/# out 1 site1/ \"\"'\n"
+    "  tern-bridge --local mqtt://127.0.0.1:1883 --remote mqtt://a:1883 --remote mqtt://b:1883 \\\n"
+    "      -t 'cmd/# in 2' -t 'state/# both 1 \"\" site1/' -V 5 --json\n"
+    "  tern-bridge -c bridges.conf -v\n";
 
 void add_bridge_options(CLI::App& app, bridge_options& o) {
     auto* config =
-        app.add_option("-c,--config", o.config_file, "Read the bridge definition from FILE")
+        app.add_option("-c,--config", o.config_file,
+                       "Read the bridges from FILE in Mosquitto's bridge syntax (connection, "
+                       "address, topic, remote_clientid, ...); the flags below then do not apply "
+                       "except --local, the local broker of every bridge without local_address")
             ->type_name("FILE")
             ->check(CLI::ExistingFile.description(""));
     app.add_option("--local", o.local_url,
-                   "Local broker as mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT] "
+                   "Local broker as mqtt://[USER[:PASSWORD]@]HOST[:PORT] "
                    "(default: mqtt://localhost:1883)")
         ->type_name("URL");
-    app.add_option("--remote", o.remote_url,
-                   "Remote broker as mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT]; required "
-                   "without --config")
+    app.add_option("--remote", o.remote_urls,
+                   "Remote broker as mqtt://[USER[:PASSWORD]@]HOST[:PORT]; repeat for fail-over "
+                   "addresses (credentials from the first); required without --config")
         ->type_name("URL")
         ->excludes(config);
     app.add_option("-t,--topic", o.topics,
-                   "Topic to relay, as 'PATTERN [in|out|both] [QOS] [LOCAL_PREFIX "
-                   "REMOTE_PREFIX]' (default direction: out, QoS 0); repeat for more")
-        ->type_name("SPEC")
-        ->allow_extra_args(false);
+                   "Topic rule 'PATTERN [in|out|both [QOS [LOCAL_PREFIX REMOTE_PREFIX]]]' as "
+                   "Mosquitto's topic option (\"\" for empty; default direction: out, QoS 0); "
+                   "repeat for more")
+        ->type_name("RULE")
+        ->allow_extra_args(false)
+        ->excludes(config);
+    const auto flag_only = [&](CLI::Option* opt) { return opt->excludes(config); };
+    flag_only(app.add_option("--name", o.name,
+                             "Bridge name, in events and the default client ids (default: bridge)")
+                  ->type_name("NAME"));
+    flag_only(app.add_option("--remote-id", o.remote_id,
+                             "Client id at the remote broker (default: HOSTNAME.NAME)")
+                  ->type_name("ID"));
+    flag_only(app.add_option("--local-id", o.local_id,
+                             "Client id at the local broker (default: local.REMOTE_ID)")
+                  ->type_name("ID"));
+    flag_only(app.add_option("--remote-username", o.remote_username, "User name at the remote broker")
+                  ->type_name("USER"));
+    flag_only(app.add_option("--remote-password", o.remote_password, "Password at the remote broker")
+                  ->type_name("PASSWORD"));
+    flag_only(app.add_option("--local-username", o.local_username, "User name at the local broker")
+                  ->type_name("USER"));
+    flag_only(app.add_option("--local-password", o.local_password, "Password at the local broker")
+                  ->type_name("PASSWORD"));
+    static const std::map<std::string, protocol_version> versions{
+        {"31", protocol_version::v3_1}, {"311", protocol_version::v3_1_1}, {"5", protocol_version::v5}};
+    flag_only(app.add_option_function<std::string>(
+                     "-V,--protocol-version",
+                     [&o](const std::string& v) { o.version = versions.at(v); },
+                     "MQTT version towards both brokers: 31, 311 (default) or 5")
+                  ->type_name("VERSION")
+                  ->check(CLI::IsMember({"31", "311", "5"}).description("")));
+    flag_only(app.add_option("-k,--keepalive", o.keepalive,
+                             "Keep-alive in seconds, both sides (default: 60)")
+                  ->type_name("SECONDS")
+                  ->check(CLI::Range(5, 65535).description("")));
+    flag_only(app.add_flag("--clean-session", o.clean_session,
+                           "Start clean sessions (default: persistent, so the brokers keep what "
+                           "arrives for the bridge while it is away)"));
+    flag_only(app.add_option("--restart-timeout", o.restart_timeout,
+                             "Reconnect back-off in seconds as BASE[:MAX], jittered and doubling "
+                             "from BASE up to MAX (default: 5:30)")
+                  ->type_name("BASE[:MAX]"));
+    flag_only(app.add_flag("--round-robin", o.round_robin,
+                           "Treat the --remote addresses as equals (default: the first is the "
+                           "main one, returned to after a fail-over)"));
+    flag_only(app.add_flag("--no-try-private", o.no_try_private,
+                           "Do not announce a bridge with protocol level 0x83/0x84 (MQTT 3.1 and "
+                           "3.1.1)"));
+    flag_only(app.add_flag("--notifications", o.notifications,
+                           "Publish 1 (retained) to the state topic while the remote broker is "
+                           "connected, 0 after (a will at the remote broker)"));
+    flag_only(app.add_option("--notification-topic", o.notification_topic,
+                             "State topic (default: $SYS/broker/connection/REMOTE_ID/state)")
+                  ->type_name("TOPIC"));
+    app.add_option("--stats-interval", o.stats_interval,
+                   "Seconds between statistics events (default: 5)")
+        ->type_name("SECONDS")
+        ->check(CLI::Range(0.05, 86400.0).description(""));
     mqtt::cli::add_tls_options(app, o.tls);
+    mqtt::cli::add_output_format(app, o.format);
     mqtt::cli::add_verbosity(app, o.verbosity, "-v,--verbose");
-    mqtt::cli::add_log_format(app, o.log_format);
+}
+
+std::string hostname() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+    return buf;
+}
+
+bridge::address url_address(const mqtt::cli::url_parts& u) {
+    return {u.host, u.port != 0 ? u.port : std::uint16_t{1883}};
+}
+
+std::chrono::milliseconds seconds_ms(double s) {
+    return std::chrono::milliseconds{static_cast<long long>(std::llround(s * 1000))};
+}
+
+void parse_restart(const std::string& text, bridge::bridge_config& b) {
+    const auto colon = text.find(':');
+    try {
+        std::size_t used = 0;
+        const double base = std::stod(text.substr(0, colon), &used);
+        double max = base;
+        if (colon != std::string::npos) max = std::stod(text.substr(colon + 1));
+        if (!(base > 0) || !(max >= base) || max > 86400) throw std::invalid_argument(text);
+        b.restart_base = seconds_ms(base);
+        b.restart_max = seconds_ms(max);
+    } catch (const std::exception&) {
+        throw CLI::ValidationError("--restart-timeout",
+                                   "expected BASE[:MAX] seconds with 0 < BASE <= MAX: " + text);
+    }
+}
+
+bridge::bridge_config from_flags(const bridge_options& o, const mqtt::cli::url_parts& local) {
+    bridge::bridge_config b;
+    b.name = o.name;
+    for (const auto& url : o.remote_urls) {
+        auto u = mqtt::cli::require_url("--remote", url);
+        if (u.tls) throw CLI::ValidationError("--remote", "mqtts:// is not available yet: " + url);
+        b.remote.addresses.push_back(url_address(u));
+        if (&url == &o.remote_urls.front()) {
+            if (!u.username.empty()) b.remote.username = u.username;
+            if (!u.password.empty()) b.remote.password = u.password;
+        }
+    }
+    b.local.addresses.push_back(url_address(local));
+    if (!local.username.empty()) b.local.username = local.username;
+    if (!local.password.empty()) b.local.password = local.password;
+    if (!o.remote_username.empty()) b.remote.username = o.remote_username;
+    if (!o.remote_password.empty()) b.remote.password = o.remote_password;
+    if (!o.local_username.empty()) b.local.username = o.local_username;
+    if (!o.local_password.empty()) b.local.password = o.local_password;
+    for (const auto& t : o.topics) {
+        auto r = bridge::parse_rule(t);
+        if (!r.rule) throw CLI::ValidationError("--topic", "'" + t + "': " + r.error);
+        b.topics.push_back(std::move(*r.rule));
+    }
+    b.remote.client_id = o.remote_id.empty() ? hostname() + "." + o.name : o.remote_id;
+    b.local.client_id = o.local_id.empty() ? "local." + b.remote.client_id : o.local_id;
+    b.version = o.version;
+    b.keepalive = o.keepalive;
+    b.clean_session = o.clean_session;
+    parse_restart(o.restart_timeout, b);
+    b.round_robin = o.round_robin;
+    b.try_private = !o.no_try_private;
+    b.notifications = o.notifications;
+    b.notification_topic = o.notification_topic;
+    return b;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{
-        "Relay messages between a local and a remote MQTT broker, in either direction, "
-        "with optional topic prefixes."};
+        "Relay messages between a local and a remote MQTT broker by topic rules, in either "
+        "direction, with topic prefixes; a QoS 1 or 2 message is acknowledged to the broker it "
+        "came from only once the other broker has it."};
     bridge_options opts;
     mqtt::cli::init_app(app, "tern-bridge", examples);
     add_bridge_options(app, opts);
     return mqtt::cli::run(app, argc, argv, [&] {
-        if (opts.config_file.empty()) {
-            if (opts.remote_url.empty()) throw CLI::RequiredError("--remote (or --config)");
+        const auto local = mqtt::cli::require_url("--local", opts.local_url);
+        if (local.tls) throw CLI::ValidationError("--local", "mqtts:// is not available yet");
+        if (opts.tls.requested() || opts.tls.insecure)
+            return mqtt::cli::not_implemented("tern-bridge", "TLS");
+        std::vector<bridge::bridge_config> bridges;
+        if (!opts.config_file.empty()) {
+            std::ifstream in(opts.config_file, std::ios::binary);
+            std::stringstream text;
+            text << in.rdbuf();
+            if (!in) throw CLI::ValidationError("--config", "cannot read " + opts.config_file);
+            auto r = bridge::parse_config(text.str(), opts.config_file, hostname(),
+                                          url_address(local));
+            if (r.error) {
+                std::cerr << "tern-bridge: " << r.error->to_string() << '\n';
+                return mqtt::cli::exit_status::usage;
+            }
+            bridges = std::move(r.bridges);
+        } else {
+            if (opts.remote_urls.empty()) throw CLI::RequiredError("--remote (or --config)");
             if (opts.topics.empty()) throw CLI::RequiredError("--topic (or --config)");
-            mqtt::cli::require_url("--remote", opts.remote_url);
+            bridges.push_back(from_flags(opts, local));
         }
-        mqtt::cli::require_url("--local", opts.local_url);
-        return mqtt::cli::not_implemented("tern-bridge", "bridging");
+        bridge::run_options ro;
+        ro.json = opts.format == mqtt::cli::output_format::json;
+        ro.verbosity = opts.verbosity;
+        ro.stats_interval = seconds_ms(opts.stats_interval);
+        bridge::run(std::move(bridges), ro, std::cout, std::cerr);
+        return mqtt::cli::exit_status::ok;
     });
 }

@@ -202,7 +202,8 @@ std::size_t total_size(const plan& pl) noexcept {
 void write_body(writer& w, const plan& pl, const connect_packet& p, protocol_version) {
     const bool v5 = is_v5(p.version);
     w.string(protocol_name(p.version));
-    w.u8(static_cast<std::uint8_t>(p.version));
+    const auto level = static_cast<std::uint8_t>(p.version);
+    w.u8(p.bridge && !v5 ? static_cast<std::uint8_t>(level | 0x80) : level);
     std::uint8_t flags = p.clean_start ? 0x02 : 0x00;
     if (p.will) {
         flags |= 0x04 | static_cast<std::uint8_t>(static_cast<unsigned>(p.will->qos_level) << 3);

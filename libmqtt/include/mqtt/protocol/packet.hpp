@@ -35,6 +35,10 @@ struct connect_packet {
     std::optional<std::string> password;
     std::optional<will_message> will;
     properties props;
+    // MQTT 3.1/3.1.1 only: set the top bit of the protocol level (0x83, 0x84), by which
+    // Mosquitto's bridges announce themselves to a broker (its try_private option). Ignored
+    // for 5.0; not decoded (a broker without the extension refuses the level).
+    bool bridge = false;
     bool operator==(const connect_packet&) const = default;
 };
 

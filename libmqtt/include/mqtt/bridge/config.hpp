@@ -1,0 +1,78 @@
+#pragma once
+
+// What one bridge is: two brokers, the topic rules between them, and how to connect. Filled
+// from tern-bridge's flags or from a file in Mosquitto's bridge syntax (parse_config), which
+// may hold several bridges, each starting at a `connection` line.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mqtt/bridge/topic_map.hpp"
+#include "mqtt/protocol/types.hpp"
+
+namespace mqtt::bridge {
+
+struct address {
+    std::string host;
+    std::uint16_t port = 1883;
+    bool operator==(const address&) const = default;
+};
+
+// One side's credentials and identity.
+struct side_config {
+    std::vector<address> addresses;  // tried in order (see round_robin)
+    std::string client_id;
+    std::optional<std::string> username;
+    std::optional<std::string> password;
+};
+
+struct bridge_config {
+    std::string name;  // `connection NAME`
+    side_config local;
+    side_config remote;
+    std::vector<topic_rule> topics;
+    protocol::protocol_version version = protocol::protocol_version::v3_1_1;
+    std::uint16_t keepalive = 60;  // seconds, both sides
+    bool clean_session = false;    // towards the remote broker (Mosquitto's cleansession)
+    // Reconnect back-off: jittered exponential from `restart_base` up to `restart_max`.
+    std::chrono::milliseconds restart_base{5'000};
+    std::chrono::milliseconds restart_max{30'000};
+    bool round_robin = false;  // false: the first remote address is the main one
+    bool try_private = true;   // announce a bridge (protocol level | 0x80) before MQTT 5.0
+    bool notifications = true;
+    std::string notification_topic;  // empty: $SYS/broker/connection/<remote id>/state
+    bool notifications_local_only = false;
+
+    // The notification topic in effect.
+    std::string state_topic() const;
+};
+
+struct config_error {
+    std::string file;
+    std::size_t line = 0;  // 0: the file as a whole
+    std::string message;
+    // "FILE:LINE: message".
+    std::string to_string() const;
+};
+
+struct config_result {
+    std::vector<bridge_config> bridges;
+    std::optional<config_error> error;
+};
+
+// Parses a bridge file's text. `file` names it in errors; `hostname` makes the default
+// remote client id "<hostname>.<connection>" as Mosquitto does; `local` is the local broker
+// used when a bridge names none (Tern's `local_address` option). `#` starts a comment line;
+// options outside a `connection` block, unknown options, bad values, a bridge without an
+// address or a topic, and two bridges with one name are errors.
+config_result parse_config(std::string_view text, std::string_view file, std::string_view hostname,
+                           const address& local);
+
+// "host", "host:port", "[v6]:port" into an address; std::nullopt when malformed.
+std::optional<address> parse_address(std::string_view text, std::uint16_t default_port = 1883);
+
+}  // namespace mqtt::bridge

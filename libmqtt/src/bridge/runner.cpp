@@ -1,0 +1,361 @@
+// The Asio side of tern-bridge. Per bridge two endpoints (local, remote); per endpoint a
+// connect loop with back-off and fail-over, and while connected a reader, a writer and a
+// timer coroutine around a client::session, as in the client and bench drivers. All on one
+// io_context thread: nothing is locked; coroutines wake each other by cancelling timers.
+// Forwarding decisions are in forwarder.cpp.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <csignal>
+
+#include "runtime.hpp"
+
+namespace mqtt::bridge::detail {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t read_chunk = 64 * 1024;
+
+}  // namespace
+
+endpoint::endpoint(asio::io_context& io, bridge_runtime& b, bool remote_side)
+    : owner(b),
+      remote(remote_side),
+      socket(io),
+      wake_writer(io, clock::time_point::max()),
+      timer(io),
+      wake_reader(io, clock::time_point::max()),
+      loops_done(io, clock::time_point::max()),
+      pause(io),
+      probe_timer(io),
+      retry(b.cfg.restart_base, b.cfg.restart_max) {
+    use_private = b.cfg.try_private && !protocol::is_v5(b.cfg.version);
+    make_session();
+}
+
+const side_config& endpoint::side() const {
+    return remote ? owner.cfg.remote : owner.cfg.local;
+}
+
+void endpoint::make_session() {
+    const auto& c = owner.cfg;
+    client::session_config sc;
+    sc.connect.version = c.version;
+    sc.connect.client_id = side().client_id;
+    sc.connect.username = side().username;
+    sc.connect.password = side().password;
+    sc.connect.keep_alive = c.keepalive;
+    sc.connect.clean_start = c.clean_session;
+    if (protocol::is_v5(c.version) && !c.clean_session)
+        sc.connect.props.session_expiry_interval = 86'400;  // a day without the bridge
+    sc.connect.bridge = use_private;
+    if (remote && c.notifications) {
+        protocol::will_message w;
+        w.topic = c.state_topic();
+        w.payload = "0";
+        w.retain = true;
+        w.qos_level = protocol::qos::at_least_once;
+        sc.connect.will = std::move(w);
+    }
+    sc.connect_timeout = owner.opts.connect_timeout;
+    sc.keep_unacknowledged = true;
+    sc.manual_ack = true;
+    s.emplace(std::move(sc));
+}
+
+void endpoint::close_socket() {
+    boost::system::error_code ec;
+    socket.close(ec);
+    open = false;
+    timer.cancel();
+    wake_writer.cancel();
+    wake_reader.cancel();
+}
+
+// After every call into the session: hand its events to the bridge, wake the writer,
+// re-arm the timer when the deadline moved earlier.
+void endpoint::changed() {
+    if (s->has_events()) {
+        auto events = s->take_events();
+        for (auto& e : events) owner.on_event(*this, e);
+    }
+    wake_writer.cancel();
+    if (s->deadline() < armed || s->closed()) timer.cancel();
+}
+
+asio::awaitable<void> endpoint::read_loop() {
+    while (!s->closed() && open) {
+        if (paused) {
+            auto [ec] = co_await wake_reader.async_wait(nothrow);
+            (void)ec;
+            continue;
+        }
+        const auto room = framer.prepare(read_chunk);
+        auto [ec, n] =
+            co_await socket.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        if (ec) {
+            if (!s->closed())
+                s->on_transport_closed(ec == asio::error::eof ? std::error_code{}
+                                                              : std::error_code(ec));
+            changed();
+            break;
+        }
+        framer.commit(n);
+        const auto now = clock::now();
+        while (!s->closed()) {
+            auto next = framer.next();
+            if (!next) {
+                s->on_framing_error(next.error());
+                break;
+            }
+            if (!*next) break;
+            s->on_frame(**next, now);
+            changed();
+        }
+        changed();
+    }
+}
+
+asio::awaitable<void> endpoint::write_loop() {
+    for (;;) {
+        if (s->has_output() && open) {
+            s->take_output(writing);
+            auto [ec, n] = co_await asio::async_write(socket, asio::buffer(writing), nothrow);
+            (void)n;
+            if (ec) {
+                if (!s->closed()) s->on_transport_closed(std::error_code(ec));
+                changed();
+                break;
+            }
+            continue;
+        }
+        if (s->closed() || !open) break;
+        auto [ec] = co_await wake_writer.async_wait(nothrow);
+        (void)ec;
+    }
+    if (s->closed()) close_socket();
+}
+
+asio::awaitable<void> endpoint::timer_loop() {
+    while (!s->closed() && open) {
+        armed = s->deadline();
+        timer.expires_at(armed);
+        auto [ec] = co_await timer.async_wait(nothrow);
+        (void)ec;
+        if (s->closed() || !open) break;
+        s->on_timer(clock::now());
+        changed();
+    }
+}
+
+asio::awaitable<boost::system::error_code> endpoint::tcp_connect(const address& a,
+                                                                  tcp::socket& socket) {
+    auto& io = owner.io;
+    tcp::resolver resolver(io);
+    auto [ec, results] = co_await resolver.async_resolve(a.host, std::to_string(a.port), nothrow);
+    if (ec) co_return ec;
+    asio::steady_timer guard(io);
+    guard.expires_after(owner.opts.connect_timeout);
+    bool timed_out = false;
+    guard.async_wait([&socket, &timed_out](boost::system::error_code e) {
+        if (e) return;
+        timed_out = true;
+        boost::system::error_code ignored;
+        socket.close(ignored);
+    });
+    auto [cec, ep] = co_await asio::async_connect(socket, results, nothrow);
+    (void)ep;
+    guard.cancel();
+    if (timed_out) co_return asio::error::timed_out;
+    if (!cec) socket.set_option(tcp::no_delay(true), cec);
+    co_return cec;
+}
+
+// Serves one TCP connection until the session closes and the three loops have ended.
+asio::awaitable<void> endpoint::serve() {
+    open = true;
+    framer = protocol::framer{};
+    if (s->state() == client::session_state::idle)
+        s->start(clock::now());
+    else
+        s->reconnect(clock::now());
+    loops = 3;
+    const auto done = [this](std::exception_ptr) {
+        if (--loops == 0) loops_done.cancel();
+    };
+    asio::co_spawn(owner.io, read_loop(), done);
+    asio::co_spawn(owner.io, write_loop(), done);
+    asio::co_spawn(owner.io, timer_loop(), done);
+    changed();
+    if (remote && !owner.cfg.round_robin && index != 0)
+        asio::co_spawn(owner.io, return_to_main(generation), asio::detached);
+    while (loops > 0) {
+        loops_done.expires_at(clock::time_point::max());
+        auto [ec] = co_await loops_done.async_wait(nothrow);
+        (void)ec;
+    }
+    if (open) close_socket();
+    ++generation;
+    probe_timer.cancel();
+}
+
+// Connected to a secondary address: every restart_max, try the main one; once it answers,
+// say goodbye here, and the connect loop starts again from the main address.
+asio::awaitable<void> endpoint::return_to_main(unsigned gen) {
+    const auto& main_address = side().addresses.front();
+    while (gen == generation && !owner.stopping) {
+        probe_timer.expires_after(owner.cfg.restart_max);
+        auto [ec] = co_await probe_timer.async_wait(nothrow);
+        (void)ec;
+        if (gen != generation || owner.stopping || !connected) co_return;
+        tcp::socket probe(owner.io);
+        auto pec = co_await tcp_connect(main_address, probe);
+        boost::system::error_code ignored;
+        probe.close(ignored);
+        if (pec || gen != generation || owner.stopping || !connected) continue;
+        owner.on_main_back(*this);
+        s->disconnect();
+        changed();
+        co_return;
+    }
+}
+
+asio::awaitable<void> endpoint::run() {
+    const auto& addrs = side().addresses;
+    while (!owner.stopping) {
+        const auto& a = addrs[index % addrs.size()];
+        peer = a.host + ":" + std::to_string(a.port);
+        auto ec = co_await tcp_connect(a, socket);
+        if (owner.stopping) break;
+        bool was_connected = false;
+        if (ec) {
+            owner.on_connect_failed(*this, ec.message());
+        } else {
+            co_await serve();
+            was_connected = ever_connected_this_time;
+            ever_connected_this_time = false;
+            if (renew_session) {  // now that no loop uses the old one
+                renew_session = false;
+                make_session();
+                if (!owner.stopping) continue;  // at once, without the bridge flag
+            }
+        }
+        if (owner.stopping) break;
+        if (was_connected) {
+            // Without round_robin the first address is the main one: back to it first.
+            if (!owner.cfg.round_robin) index = 0;
+        } else if (addrs.size() > 1) {
+            index = (index + 1) % addrs.size();  // fail-over
+        }
+        const auto wait = retry.next(owner.random());
+        pause.expires_after(wait);
+        auto [pec] = co_await pause.async_wait(nothrow);
+        (void)pec;
+    }
+}
+
+void endpoint::stop() {
+    pause.cancel();
+    probe_timer.cancel();
+    if (open && s->state() == client::session_state::connected) {
+        s->disconnect();
+        changed();
+    } else {
+        close_socket();  // also cancels a connect in progress
+    }
+}
+
+// ---- the run ----------------------------------------------------------------------------
+
+bridge_runtime::bridge_runtime(asio::io_context& i, bridge_config c, const run_options& o,
+                               output& sink, std::mt19937_64& rng)
+    : io(i),
+      cfg(std::move(c)),
+      opts(o),
+      out(sink),
+      rng_(rng),
+      map_(cfg.topics),
+      local(i, *this, false),
+      remote(i, *this, true) {}
+
+double bridge_runtime::random() {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+void bridge_runtime::start() {
+    asio::co_spawn(io, local.run(), asio::detached);
+    asio::co_spawn(io, remote.run(), asio::detached);
+}
+
+void bridge_runtime::stop() {
+    stopping = true;
+    if (cfg.notifications && remote.connected) {
+        // A clean DISCONNECT sends no will: say it ourselves.
+        publish_state(false);
+    }
+    local.stop();
+    remote.stop();
+}
+
+}  // namespace mqtt::bridge::detail
+
+namespace mqtt::bridge {
+
+using detail::clock;
+
+int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
+        std::ostream& log) {
+    namespace asio = boost::asio;
+    asio::io_context io{1};
+    detail::output sink(out, log, opts.json, opts.verbosity);
+    std::mt19937_64 rng{std::random_device{}()};
+    std::vector<std::unique_ptr<detail::bridge_runtime>> runs;
+    for (auto& b : bridges)
+        runs.push_back(std::make_unique<detail::bridge_runtime>(io, std::move(b), opts, sink, rng));
+    for (auto& r : runs) r->start();
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    asio::steady_timer stats(io);
+    asio::steady_timer grace(io);
+    bool stopping = false;
+    clock::time_point deadline{};
+    // After a signal: stop once every connection said goodbye, or after three seconds.
+    std::function<void()> check = [&] {
+        bool all = true;
+        for (auto& r : runs) all = all && r->closed();
+        if (all || clock::now() >= deadline) {
+            io.stop();
+            return;
+        }
+        grace.expires_after(std::chrono::milliseconds{20});
+        grace.async_wait([&](boost::system::error_code e) {
+            if (!e) check();
+        });
+    };
+    signals.async_wait([&](boost::system::error_code ec, int) {
+        if (ec) return;
+        stopping = true;
+        stats.cancel();
+        for (auto& r : runs) r->stop();
+        deadline = clock::now() + std::chrono::seconds{3};
+        check();
+    });
+    std::function<void()> tick = [&] {
+        stats.expires_after(opts.stats_interval);
+        stats.async_wait([&](boost::system::error_code ec) {
+            if (ec || stopping) return;
+            for (auto& r : runs) r->report_stats();
+            tick();
+        });
+    };
+    tick();
+    io.run();
+    return 0;
+}
+
+}  // namespace mqtt::bridge

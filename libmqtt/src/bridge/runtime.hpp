@@ -1,0 +1,175 @@
+#pragma once
+
+// Internal to the bridge runner: one endpoint (a connection to one broker) and one running
+// bridge (two endpoints, the topic map, the counters). Everything runs on one io_context
+// thread, so nothing here is locked.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mqtt/bridge/config.hpp"
+#include "mqtt/bridge/echo_filter.hpp"
+#include "mqtt/bridge/runner.hpp"
+#include "mqtt/bridge/topic_map.hpp"
+#include "mqtt/client/backoff.hpp"
+#include "mqtt/client/session.hpp"
+#include "mqtt/protocol/framer.hpp"
+
+namespace mqtt::bridge::detail {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using client::clock;
+
+class bridge_runtime;
+struct endpoint;
+
+// Events for people (text on the log stream) or programs (JSON lines on stdout).
+class output {
+  public:
+    output(std::ostream& out, std::ostream& log, bool json, int verbosity)
+        : out_(out), log_(log), json_(json), verbosity_(verbosity) {}
+
+    struct field {
+        std::string_view name;
+        std::string text;     // used when !is_number
+        std::uint64_t number = 0;
+        bool is_number = false;
+        bool is_bool = false;
+    };
+    static field str(std::string_view n, std::string v) { return {n, std::move(v), 0, false, false}; }
+    static field num(std::string_view n, std::uint64_t v) { return {n, {}, v, true, false}; }
+    static field boolean(std::string_view n, bool v) { return {n, {}, v ? 1u : 0u, false, true}; }
+
+    // `level`: the verbosity from which the text form is printed (JSON always is).
+    void event(std::string_view name, const std::vector<field>& fields, int level = 0);
+
+  private:
+    std::ostream& out_;
+    std::ostream& log_;
+    bool json_;
+    int verbosity_;
+};
+
+// A message received from one side, waiting for the other side to be connected.
+struct pending_message {
+    protocol::publish_packet message;
+    std::uint64_t token = 0;  // the source session's ack token (0: nothing to acknowledge)
+};
+
+struct endpoint {
+    endpoint(asio::io_context& io, bridge_runtime& b, bool remote_side);
+
+    bridge_runtime& owner;
+    bool remote;  // which side of the bridge
+    std::optional<client::session> s;
+    tcp::socket socket;
+    asio::steady_timer wake_writer;  // never expires: cancelled when there is output
+    asio::steady_timer timer;        // the session's deadline
+    asio::steady_timer wake_reader;  // never expires: cancelled to resume a paused reader
+    asio::steady_timer loops_done;   // never expires: cancelled when the three loops ended
+    asio::steady_timer pause;        // the back-off between attempts
+    asio::steady_timer probe_timer;  // on a secondary address: when to try the main one
+    unsigned generation = 0;         // connections served, so a probe knows its own
+    protocol::framer framer;
+    std::vector<std::uint8_t> writing;
+    clock::time_point armed = clock::time_point::max();
+    client::backoff retry;
+    std::size_t index = 0;  // into side().addresses
+    std::string peer;       // "host:port" of the current or last attempt
+    int loops = 0;
+    unsigned failures_in_row = 0;  // connection attempts since the last CONNACK
+    bool open = false;
+    bool connected = false;
+    bool ever_connected = false;
+    bool ever_connected_this_time = false;
+    bool use_private = false;  // set by the runtime from try_private
+    bool paused = false;       // not reading: the other side has too much waiting
+    bool renew_session = false;  // a new session (without the bridge flag) before the next try
+
+    // Messages published to this side: our packet id -> the source's ack token.
+    std::unordered_map<std::uint16_t, std::uint64_t> awaiting;
+    // Messages for this side while it is down, in arrival order.
+    std::deque<pending_message> queue;
+    // What we published to this broker, to recognise it when it comes back (before 5.0).
+    echo_filter echoes{65536, std::chrono::seconds{10}};
+
+    const side_config& side() const;
+    void make_session();
+    void changed();
+    void close_socket();
+    void stop();
+    asio::awaitable<void> run();
+    asio::awaitable<void> serve();
+    asio::awaitable<boost::system::error_code> tcp_connect(const address& a, tcp::socket& socket);
+    asio::awaitable<void> return_to_main(unsigned gen);
+    asio::awaitable<void> read_loop();
+    asio::awaitable<void> write_loop();
+    asio::awaitable<void> timer_loop();
+};
+
+struct counters {
+    std::uint64_t forwarded_out = 0;  // local -> remote, handed over (acknowledged at QoS > 0)
+    std::uint64_t forwarded_in = 0;   // remote -> local
+    std::uint64_t dropped_loop = 0;   // our own messages coming back
+    std::uint64_t dropped_no_route = 0;
+    std::uint64_t dropped_refused = 0;  // the destination refused or could not take it
+    std::uint64_t dropped_offline = 0;  // QoS 0 while the destination was down
+};
+
+class bridge_runtime {
+  public:
+    bridge_runtime(asio::io_context& io, bridge_config cfg, const run_options& opts, output& out,
+                   std::mt19937_64& rng);
+
+    void start();
+    void stop();
+    bool closed() const { return !local.open && !remote.open; }
+    void report_stats();
+
+    // From the endpoints.
+    void on_event(endpoint& e, client::event& ev);
+    void on_connect_failed(endpoint& e, const std::string& why);
+    void on_main_back(endpoint& e);
+    double random();
+
+    // Declared before the endpoints, which read them while they are built.
+    asio::io_context& io;
+    const bridge_config cfg;
+    const run_options& opts;
+    output& out;
+    bool stopping = false;
+
+  private:
+    std::mt19937_64& rng_;
+    topic_map map_;
+    counters n_;
+
+  public:
+    endpoint local;
+    endpoint remote;
+
+  private:
+    endpoint& other(endpoint& e) { return e.remote ? local : remote; }
+    void on_connected(endpoint& e, const client::connected_event& c);
+    void on_closed(endpoint& e, const client::closed_event& c);
+    void on_message(endpoint& from, client::message_event& m);
+    void on_done(endpoint& to, const client::publish_done_event& d);
+    void send(endpoint& to, pending_message m);
+    void acknowledge(endpoint& from, std::uint64_t token);
+    void update_pause(endpoint& to);
+    void publish_state(bool up);
+    std::vector<output::field> base_fields(const endpoint& e) const;
+};
+
+}  // namespace mqtt::bridge::detail
