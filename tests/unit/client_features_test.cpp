@@ -17,6 +17,7 @@
 #include "mqtt/format/properties_in.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "client_test_wire.hpp"
 
 namespace {
 
@@ -35,32 +36,8 @@ struct peer {
         cfg.connect.props.topic_alias_maximum = 4;
         s = std::make_unique<client::session>(cfg);
     }
-    void feed(const packet& p) {
-        auto b = encode(p, version);
-        REQUIRE(b.has_value());
-        framer f;
-        f.feed(*b);
-        auto fr = f.next();
-        REQUIRE(fr.has_value());
-        REQUIRE(fr->has_value());
-        s->on_frame(**fr, now);
-    }
-    std::vector<packet> sent() {
-        std::vector<std::uint8_t> bytes;
-        s->take_output(bytes);
-        framer f;
-        f.feed(bytes);
-        std::vector<packet> out;
-        for (;;) {
-            auto fr = f.next();
-            REQUIRE(fr.has_value());
-            if (!*fr) break;
-            auto p = decode((*fr)->first_byte, (*fr)->body, version);
-            REQUIRE(p.has_value());
-            out.push_back(std::move(*p));
-        }
-        return out;
-    }
+    void feed(const packet& p) { tern_test::feed_packet(*s, p, version, now); }
+    std::vector<packet> sent() { return tern_test::take_sent(*s, version); }
     publish_packet msg(const std::string& payload, qos q) {
         publish_packet p;
         p.topic = "t";

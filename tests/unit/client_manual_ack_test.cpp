@@ -11,6 +11,7 @@
 #include "mqtt/client/session.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "client_test_wire.hpp"
 
 namespace {
 
@@ -32,32 +33,8 @@ struct held_peer {
         REQUIRE(s->state() == client::session_state::connected);
         (void)s->take_events();
     }
-    void feed(const packet& p) {
-        auto b = encode(p, version);
-        REQUIRE(b.has_value());
-        framer f;
-        f.feed(*b);
-        auto fr = f.next();
-        REQUIRE(fr.has_value());
-        REQUIRE(fr->has_value());
-        s->on_frame(**fr, now);
-    }
-    std::vector<packet> sent() {
-        std::vector<std::uint8_t> bytes;
-        s->take_output(bytes);
-        framer f;
-        f.feed(bytes);
-        std::vector<packet> out;
-        for (;;) {
-            auto fr = f.next();
-            REQUIRE(fr.has_value());
-            if (!*fr) break;
-            auto p = decode((*fr)->first_byte, (*fr)->body, version);
-            REQUIRE(p.has_value());
-            out.push_back(std::move(*p));
-        }
-        return out;
-    }
+    void feed(const packet& p) { tern_test::feed_packet(*s, p, version, now); }
+    std::vector<packet> sent() { return tern_test::take_sent(*s, version); }
     // The one message event, or a failed check.
     client::message_event message() {
         auto ev = s->take_events();

@@ -12,6 +12,7 @@
 #include "mqtt/format/message_json.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "client_test_wire.hpp"
 
 namespace {
 
@@ -31,35 +32,10 @@ struct harness {
         version = v;
     }
 
-    void feed(const packet& p) {
-        auto b = encode(p, version);
-        REQUIRE(b.has_value());
-        framer f;
-        f.feed(*b);
-        auto fr = f.next();
-        REQUIRE(fr.has_value());
-        REQUIRE(fr->has_value());
-        s->on_frame(**fr, now);
-    }
+    void feed(const packet& p) { tern_test::feed_packet(*s, p, version, now); }
 
     // Everything the session sent since the last call, decoded.
-    std::vector<packet> sent() {
-        std::vector<std::uint8_t> bytes;
-        s->take_output(bytes);
-        framer f;
-        f.feed(bytes);
-        std::vector<packet> out;
-        for (;;) {
-            auto fr = f.next();
-            REQUIRE(fr.has_value());
-            if (!*fr) break;
-            // CONNECT carries its own version; everything else is decoded in ours.
-            auto p = decode((*fr)->first_byte, (*fr)->body, version);
-            REQUIRE(p.has_value());
-            out.push_back(std::move(*p));
-        }
-        return out;
-    }
+    std::vector<packet> sent() { return tern_test::take_sent(*s, version); }
 
     std::vector<client::event> events() { return s->take_events(); }
 
