@@ -41,11 +41,11 @@ std::vector<record> sample_records() {
         session_record{"c1", 3600},
         subscribe_record{"c1", "a/#", {qos::at_least_once, false, false, {}}},
         message_record{1, 1'700'000'000'100, make_msg("a/b", "one")},
-        queue_push_record{"c1", 1, qos::at_least_once, false},
+        queue_push_record{"c1", 1, qos::at_least_once, false, {}},
         message_record{2, 1'700'000'000'200, make_msg("a/r", "kept", qos::at_most_once, true)},
         retained_set_record{2},
         message_record{3, 1'700'000'000'300, make_msg("a/b", "two")},
-        queue_push_record{"c1", 3, qos::at_least_once, false},
+        queue_push_record{"c1", 3, qos::at_least_once, false, {}},
     };
 }
 
@@ -87,16 +87,16 @@ TEST_CASE("store: exact bytes of framed records") {
                              0xBF, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10};
         CHECK(encode_record(session_record{"c1", 3600}) == expected);
     }
-    SUBCASE("subscribe: options byte as in 5.0 SUBSCRIBE") {
-        const bytes expected{0x54, 0x72, 0x01, 0x06, 0x00, 0x00, 0x00, 0x0E, 0x43,
-                             0xEE, 0x4F, 0x87, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31,
-                             0x00, 0x00, 0x00, 0x03, 0x61, 0x2F, 0x2B, 0x2D};
+    SUBCASE("subscribe: options byte as in 5.0 SUBSCRIBE, Subscription Identifier 7") {
+        const bytes expected{0x54, 0x72, 0x01, 0x06, 0x00, 0x00, 0x00, 0x12, 0x07, 0x37,
+                             0xD1, 0x09, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00,
+                             0x00, 0x03, 0x61, 0x2F, 0x2B, 0x2D, 0x00, 0x00, 0x00, 0x07};
         mqtt::protocol::subscription_options o;
         o.max_qos = qos::at_least_once;
         o.no_local = true;
         o.retain_as_published = true;
         o.retain = mqtt::protocol::retain_handling::do_not_send;
-        CHECK(encode_record(subscribe_record{"c1", "a/+", o}) == expected);
+        CHECK(encode_record(subscribe_record{"c1", "a/+", o, 7}) == expected);
     }
     SUBCASE("message with properties and an expiry") {
         const bytes expected{0x54, 0x72, 0x01, 0x01, 0x00, 0x00, 0x00, 0x2C, 0xAB, 0x59, 0xEB, 0xEB,
@@ -127,11 +127,11 @@ TEST_CASE("store: every record type decodes to itself") {
         retained_clear_record{"x/y"},
         session_record{"id", 0xFFFFFFFF},
         session_end_record{"id"},
-        subscribe_record{"id", "#", o},
+        subscribe_record{"id", "#", o, 268'435'455},
         unsubscribe_record{"id", "#"},
-        queue_push_record{"id", 9, qos::exactly_once, true},
+        queue_push_record{"id", 9, qos::exactly_once, true, {1, 268'435'455}},
         queue_pop_record{"id"},
-        inflight_add_record{"id", 65535, 9, qos::exactly_once, true, stage::pubrec},
+        inflight_add_record{"id", 65535, 9, qos::exactly_once, true, stage::pubrec, {42}},
         inflight_stage_record{"id", 65535, stage::pubcomp},
         inflight_remove_record{"id", 65535},
         qos2_in_add_record{"id", 3},
@@ -156,8 +156,18 @@ TEST_CASE("store: payloads that do not parse are refused") {
     // Truncated string.
     CHECK_FALSE(decode_payload(1, 5, bytes{0, 0, 0, 9, 'c'}));
     // QoS 3, retain 2 in a queue record.
-    CHECK_FALSE(decode_payload(1, 8, bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0}));
-    CHECK_FALSE(decode_payload(1, 8, bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2}));
+    const bytes head{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};  // empty client id, message 1
+    const auto queue_push = [&](bytes tail) {
+        bytes b = head;
+        b.insert(b.end(), tail.begin(), tail.end());
+        return decode_payload(1, 8, b);
+    };
+    CHECK(queue_push({1, 1, 0, 0, 0, 0}));
+    CHECK_FALSE(queue_push({3, 0, 0, 0, 0, 0}));
+    CHECK_FALSE(queue_push({1, 2, 0, 0, 0, 0}));
+    // A Subscription Identifier of 0, and a count larger than the bytes that follow.
+    CHECK_FALSE(queue_push({1, 1, 0, 0, 0, 1, 0, 0, 0, 0}));
+    CHECK_FALSE(queue_push({1, 1, 0xFF, 0xFF, 0xFF, 0xFF}));
     // Unknown type and unknown version.
     CHECK_FALSE(decode_payload(1, 99, bytes{}));
     CHECK_FALSE(decode_payload(2, 4, bytes{0, 0, 0, 0, 0, 0, 0, 0}));
@@ -246,7 +256,7 @@ TEST_CASE("store: a corrupt record in the middle is skipped and reading goes on"
 TEST_CASE("store: compaction gives the same state as the log it replaces") {
     auto rs = sample_records();
     // Changes after the first records: delivered, removed, re-subscribed, QoS 2 state.
-    rs.push_back(inflight_add_record{"c1", 10, 1, qos::at_least_once, false, stage::puback});
+    rs.push_back(inflight_add_record{"c1", 10, 1, qos::at_least_once, false, stage::puback, {}});
     rs.push_back(queue_pop_record{"c1"});
     rs.push_back(qos2_in_add_record{"c1", 77});
     rs.push_back(qos2_in_add_record{"c1", 5});

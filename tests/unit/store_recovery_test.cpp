@@ -115,6 +115,42 @@ TEST_CASE("store recovery: retained, sessions, subscriptions and queued messages
     }
 }
 
+TEST_CASE("store recovery: Subscription Identifiers of subscriptions and queued messages") {
+    auto now = test_epoch();
+    run r1{now, {}};
+    test_client sub{r1.e, protocol_version::v5, now};
+    sub.connect_persistent("sub", false, 600);
+    subscribe_packet sp;
+    sp.packet_id = 1;
+    sp.subscriptions.push_back({"t", {qos::at_least_once}});
+    sp.props.subscription_identifiers.push_back(77);
+    sub.send(sp);
+    (void)sub.received();
+    sub.send(disconnect_packet{});
+    test_client pub{r1.e, protocol_version::v5, now};
+    pub.connect("pub");
+    pub.publish("t", "queued", qos::at_least_once);
+    r1.flush();
+    auto st = replay(r1.log);
+    CHECK(st.sessions().at("sub").subscriptions.at("t").id == 77);
+    run r2{now, {}};
+    mqtt::store::restore(r2.e, st, clock_pair{now, 1'700'000'000'000 + run::ms(now)});
+    test_client again{r2.e, protocol_version::v5, now};
+    CHECK(again.connect_persistent("sub", false, 600).session_present);
+    auto in = again.rest_after_connack();
+    REQUIRE(in.size() == 1);
+    CHECK(as<publish_packet>(in[0]).props.subscription_identifiers ==
+          std::vector<std::uint32_t>{77});
+    // The restored subscription still carries its identifier for new messages.
+    test_client pub2{r2.e, protocol_version::v5, now};
+    pub2.connect("pub2");
+    pub2.publish("t", "live", qos::at_least_once);
+    in = again.received();
+    REQUIRE(in.size() == 1);
+    CHECK(as<publish_packet>(in[0]).props.subscription_identifiers ==
+          std::vector<std::uint32_t>{77});
+}
+
 TEST_CASE("store recovery: messages loaded with the run's clock are shared, not copied") {
     auto now = test_epoch();
     run r1{now, {}};

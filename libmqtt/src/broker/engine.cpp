@@ -24,7 +24,7 @@ bool engine::subscribe(durable_session& s, std::string_view filter,
                        const protocol::subscription_options& o, std::uint32_t id) {
     const sub_entry e{o, id};
     s.subscriptions.insert_or_assign(std::string{filter}, e);
-    if (store_) store_->subscribed(s, filter, e.options);
+    if (store_) store_->subscribed(s, filter, e);
     const auto shared = protocol::parse_shared(filter);
     if (shared.is_shared()) return join_group(s, filter, shared.filter, e);
     return subscriptions_.insert_or_assign(filter, &s, e);

@@ -45,6 +45,10 @@ class writer {
         out_.insert(out_.end(), b, b + n);
     }
     void str(std::string_view s) { bytes(s.data(), s.size()); }
+    void ids(const std::vector<std::uint32_t>& v) {
+        u32(static_cast<std::uint32_t>(v.size()));
+        for (const auto id : v) u32(id);
+    }
 
   private:
     std::vector<std::uint8_t>& out_;
@@ -100,6 +104,16 @@ class reader {
         const auto v = u8();
         if (v > 1) ok_ = false;
         return v == 1;
+    }
+    std::vector<std::uint32_t> ids() {
+        const std::uint32_t n = u32();
+        if (!need(std::size_t{n} * 4)) return {};
+        std::vector<std::uint32_t> v(n);
+        for (auto& id : v) {
+            id = u32();
+            if (id == 0 || id > 268'435'455) ok_ = false;  // Variable Byte Integer range
+        }
+        return v;
     }
     stage waiting() {
         const auto v = u8();
@@ -183,6 +197,7 @@ struct payload_writer {
         w.str(r.client_id);
         w.str(r.filter);
         w.u8(options_byte(r.options));
+        w.u32(r.subscription_id);
     }
     void operator()(const unsubscribe_record& r) {
         w.str(r.client_id);
@@ -193,6 +208,7 @@ struct payload_writer {
         w.u64(r.msg_id);
         w.u8(static_cast<std::uint8_t>(r.q));
         w.u8(r.retain ? 1 : 0);
+        w.ids(r.subscription_ids);
     }
     void operator()(const queue_pop_record& r) { w.str(r.client_id); }
     void operator()(const inflight_add_record& r) {
@@ -202,6 +218,7 @@ struct payload_writer {
         w.u8(static_cast<std::uint8_t>(r.q));
         w.u8(r.retain ? 1 : 0);
         w.u8(static_cast<std::uint8_t>(r.waiting));
+        w.ids(r.subscription_ids);
     }
     void operator()(const inflight_stage_record& r) {
         w.str(r.client_id);
@@ -276,6 +293,8 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             const auto o = options_from(r.u8());
             if (!o) return std::nullopt;
             s.options = *o;
+            s.subscription_id = r.u32();
+            if (s.subscription_id > 268'435'455) return std::nullopt;
             return record{std::move(s)};
         }
         case record_type::unsubscribe: {
@@ -290,6 +309,7 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             q.msg_id = r.u64();
             q.q = r.qos();
             q.retain = r.flag();
+            q.subscription_ids = r.ids();
             return record{std::move(q)};
         }
         case record_type::queue_pop:
@@ -302,6 +322,7 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             a.q = r.qos();
             a.retain = r.flag();
             a.waiting = r.waiting();
+            a.subscription_ids = r.ids();
             return record{std::move(a)};
         }
         case record_type::inflight_stage: {

@@ -115,8 +115,8 @@ void recorder::session_ended(const broker::durable_session& s) {
 }
 
 void recorder::subscribed(const broker::durable_session& s, std::string_view filter,
-                          const protocol::subscription_options& o) {
-    if (stored(s)) emit(subscribe_record{s.client_id, std::string{filter}, o});
+                          const broker::subscription_entry& e) {
+    if (stored(s)) emit(subscribe_record{s.client_id, std::string{filter}, e.options, e.id});
 }
 
 void recorder::unsubscribed(const broker::durable_session& s, std::string_view filter) {
@@ -126,7 +126,7 @@ void recorder::unsubscribed(const broker::durable_session& s, std::string_view f
 void recorder::queued(const broker::durable_session& s, const broker::queued_delivery& d) {
     if (!stored(s)) return;
     const auto id = message_id(d.msg);
-    emit(queue_push_record{s.client_id, id, d.q, d.retain});
+    emit(queue_push_record{s.client_id, id, d.q, d.retain, d.ids});
 }
 
 void recorder::dequeued(const broker::durable_session& s) {
@@ -139,7 +139,7 @@ void recorder::inflight_added(const broker::durable_session& s,
                               const broker::outbound_delivery& o) {
     if (!stored(s)) return;
     const auto id = o.msg ? message_id(o.msg) : 0;
-    emit(inflight_add_record{s.client_id, o.id, id, o.q, o.retain, to_stage(o.waiting)});
+    emit(inflight_add_record{s.client_id, o.id, id, o.q, o.retain, to_stage(o.waiting), o.ids});
 }
 
 void recorder::inflight_released(const broker::durable_session& s, std::uint16_t id) {
@@ -195,9 +195,8 @@ void restore(broker::engine& e, state& st, const clock_pair& now) {
         auto ds = std::make_unique<broker::durable_session>();
         ds->client_id = client_id;
         ds->expiry_interval = s.expiry_interval;
-        // Subscription Identifiers are not in the store yet: restored subscriptions have none.
-        for (const auto& [filter, options] : s.subscriptions) {
-            ds->subscriptions.emplace(filter, broker::subscription_entry{options, 0});
+        for (const auto& [filter, sub] : s.subscriptions) {
+            ds->subscriptions.emplace(filter, broker::subscription_entry{sub.options, sub.id});
         }
         for (const auto& o : s.inflight) {
             broker::outbound_delivery d;
@@ -207,13 +206,14 @@ void restore(broker::engine& e, state& st, const clock_pair& now) {
             d.q = o.q;
             d.retain = o.retain;
             d.waiting = from_stage(o.waiting);
+            d.ids = o.subscription_ids;
             ds->inflight.push_back(std::move(d));
         }
         for (const auto& q : s.queue) {
             auto m = msg(q.msg_id);
             if (!m) continue;
             ds->queued_bytes += broker::queue_cost(*m);
-            ds->queue.push_back({std::move(m), q.q, q.retain, {}});
+            ds->queue.push_back({std::move(m), q.q, q.retain, q.subscription_ids});
         }
         ds->qos2_in = s.qos2_in;
         if (s.offline) {

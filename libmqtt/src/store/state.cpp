@@ -84,7 +84,8 @@ struct state::applier {
     bool operator()(const subscribe_record& r) const {
         auto* s = st.find(r.client_id);
         if (s == nullptr) return false;
-        s->subscriptions.insert_or_assign(r.filter, r.options);
+        s->subscriptions.insert_or_assign(r.filter,
+                                          stored_subscription{r.options, r.subscription_id});
         return true;
     }
     bool operator()(const unsubscribe_record& r) const {
@@ -96,7 +97,7 @@ struct state::applier {
     bool operator()(const queue_push_record& r) const {
         auto* s = st.find(r.client_id);
         if (s == nullptr || !st.add_ref(r.msg_id)) return false;
-        s->queue.push_back({r.msg_id, r.q, r.retain});
+        s->queue.push_back({r.msg_id, r.q, r.retain, r.subscription_ids});
         return true;
     }
     bool operator()(const queue_pop_record& r) const {
@@ -114,7 +115,8 @@ struct state::applier {
                         [&](const inflight_ref& o) { return o.packet_id == r.packet_id; });
         if (used) return false;
         if (r.waiting == stage::pubcomp ? r.msg_id != 0 : !st.add_ref(r.msg_id)) return false;
-        s->inflight.push_back({r.packet_id, r.msg_id, r.q, r.retain, r.waiting});
+        s->inflight.push_back(
+            {r.packet_id, r.msg_id, r.q, r.retain, r.waiting, r.subscription_ids});
         return true;
     }
     std::vector<inflight_ref>::iterator find_inflight(stored_session& s, std::uint16_t id) const {
@@ -203,16 +205,17 @@ std::vector<record> state::snapshot(std::int64_t now_ms) const {
     for (const auto& [topic, id] : retained_) out.push_back(retained_set_record{id});
     for (const auto& [client_id, s] : sessions_) {
         out.push_back(session_record{client_id, s.expiry_interval});
-        for (const auto& [filter, o] : s.subscriptions) {
-            out.push_back(subscribe_record{client_id, filter, o});
+        for (const auto& [filter, sub] : s.subscriptions) {
+            out.push_back(subscribe_record{client_id, filter, sub.options, sub.id});
         }
         for (const auto id : s.qos2_in) out.push_back(qos2_in_add_record{client_id, id});
         for (const auto& o : s.inflight) {
-            out.push_back(
-                inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain, o.waiting});
+            out.push_back(inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain,
+                                              o.waiting, o.subscription_ids});
         }
         for (const auto& q : s.queue) {
-            out.push_back(queue_push_record{client_id, q.msg_id, q.q, q.retain});
+            out.push_back(
+                queue_push_record{client_id, q.msg_id, q.q, q.retain, q.subscription_ids});
         }
         if (s.offline) {
             out.push_back(session_offline_record{client_id, s.expiry_interval, s.expires_ms,

@@ -24,7 +24,7 @@ class store_hooks {
     // The session is about to be destroyed (expired, Clean Start, Session Expiry 0).
     virtual void session_ended(const durable_session& s) = 0;
     virtual void subscribed(const durable_session& s, std::string_view filter,
-                            const protocol::subscription_options& o) = 0;
+                            const subscription_entry& e) = 0;
     virtual void unsubscribed(const durable_session& s, std::string_view filter) = 0;
     // Appended to s.queue / the front of s.queue left it.
     virtual void queued(const durable_session& s, const queued_delivery& d) = 0;

@@ -15,7 +15,8 @@
 //   8      4    CRC-32C (Castagnoli) of bytes 2..7 and the payload, big endian
 //   12     n    payload
 //
-// Integers in payloads are big endian; a string is a 4-byte length then its bytes.
+// Integers in payloads are big endian; a string is a 4-byte length then its bytes; a list of
+// Subscription Identifiers is a 4-byte count then 4 bytes each.
 
 #include <cstddef>
 #include <cstdint>
@@ -100,6 +101,7 @@ struct subscribe_record {
     std::string client_id;
     std::string filter;
     protocol::subscription_options options;
+    std::uint32_t subscription_id = 0;  // 5.0 Subscription Identifier, 0: none
     bool operator==(const subscribe_record&) const = default;
 };
 struct unsubscribe_record {
@@ -113,6 +115,7 @@ struct queue_push_record {
     std::uint64_t msg_id = 0;
     protocol::qos q = protocol::qos::at_most_once;
     bool retain = false;
+    std::vector<std::uint32_t> subscription_ids;  // carried by this delivery
     bool operator==(const queue_push_record&) const = default;
 };
 // The front of the session's queue left it (sent, expired or dropped).
@@ -128,6 +131,7 @@ struct inflight_add_record {
     protocol::qos q = protocol::qos::at_least_once;
     bool retain = false;
     stage waiting = stage::puback;
+    std::vector<std::uint32_t> subscription_ids;
     bool operator==(const inflight_add_record&) const = default;
 };
 // PUBREC came: only PUBREL / PUBCOMP are left, the message is no longer needed.

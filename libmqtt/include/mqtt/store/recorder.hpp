@@ -39,7 +39,7 @@ class recorder final : public broker::store_hooks {
     void session_offline(const broker::durable_session& s) override;
     void session_ended(const broker::durable_session& s) override;
     void subscribed(const broker::durable_session& s, std::string_view filter,
-                    const protocol::subscription_options& o) override;
+                    const broker::subscription_entry& e) override;
     void unsubscribed(const broker::durable_session& s, std::string_view filter) override;
     void queued(const broker::durable_session& s, const broker::queued_delivery& d) override;
     void dequeued(const broker::durable_session& s) override;

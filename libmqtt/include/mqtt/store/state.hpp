@@ -34,6 +34,7 @@ struct queued_ref {
     std::uint64_t msg_id = 0;
     protocol::qos q = protocol::qos::at_most_once;
     bool retain = false;
+    std::vector<std::uint32_t> subscription_ids;
 };
 
 struct inflight_ref {
@@ -42,11 +43,17 @@ struct inflight_ref {
     protocol::qos q = protocol::qos::at_least_once;
     bool retain = false;
     stage waiting = stage::puback;
+    std::vector<std::uint32_t> subscription_ids;
+};
+
+struct stored_subscription {
+    protocol::subscription_options options;
+    std::uint32_t id = 0;  // Subscription Identifier, 0: none
 };
 
 struct stored_session {
     std::uint32_t expiry_interval = 0;
-    std::map<std::string, protocol::subscription_options> subscriptions;
+    std::map<std::string, stored_subscription> subscriptions;
     std::deque<queued_ref> queue;
     std::vector<inflight_ref> inflight;  // in the order first sent
     std::vector<std::uint16_t> qos2_in;  // sorted
