@@ -98,6 +98,18 @@ TEST_CASE("store: exact bytes of framed records") {
         o.retain = mqtt::protocol::retain_handling::do_not_send;
         CHECK(encode_record(subscribe_record{"c1", "a/+", o, 7}) == expected);
     }
+    SUBCASE("subscribe written before Subscription Identifiers were stored: identifier 0") {
+        const bytes old{0x54, 0x72, 0x01, 0x06, 0x00, 0x00, 0x00, 0x0E, 0x43, 0xEE, 0x4F, 0x87, 0x00,
+                        0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x00, 0x03, 0x61, 0x2F, 0x2B, 0x2D};
+        std::size_t size = 0;
+        const auto back = detail::record_at(old, 0, size);
+        REQUIRE(back.has_value());
+        CHECK(size == old.size());
+        const auto& sub = std::get<subscribe_record>(*back);
+        CHECK(sub.filter == "a/+");
+        CHECK(sub.options.no_local);
+        CHECK(sub.subscription_id == 0);
+    }
     SUBCASE("message with properties and an expiry") {
         const bytes expected{0x54, 0x72, 0x01, 0x01, 0x00, 0x00, 0x00, 0x2C, 0xAB, 0x59, 0xEB, 0xEB,
                              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00,

@@ -61,6 +61,8 @@ class reader {
     explicit reader(std::span<const std::uint8_t> in) : in_(in) {}
     bool ok() const noexcept { return ok_; }
     bool done() const noexcept { return ok_ && at_ == in_.size(); }
+    // A field added to a record type later: absent in records written before it.
+    bool more() const noexcept { return ok_ && at_ < in_.size(); }
     std::uint8_t u8() {
         if (!need(1)) return 0;
         return in_[at_++];
@@ -293,7 +295,7 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             const auto o = options_from(r.u8());
             if (!o) return std::nullopt;
             s.options = *o;
-            s.subscription_id = r.u32();
+            if (r.more()) s.subscription_id = r.u32();
             if (s.subscription_id > 268'435'455) return std::nullopt;
             return record{std::move(s)};
         }
@@ -309,7 +311,7 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             q.msg_id = r.u64();
             q.q = r.qos();
             q.retain = r.flag();
-            q.subscription_ids = r.ids();
+            if (r.more()) q.subscription_ids = r.ids();
             return record{std::move(q)};
         }
         case record_type::queue_pop:
@@ -322,7 +324,7 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             a.q = r.qos();
             a.retain = r.flag();
             a.waiting = r.waiting();
-            a.subscription_ids = r.ids();
+            if (r.more()) a.subscription_ids = r.ids();
             return record{std::move(a)};
         }
         case record_type::inflight_stage: {
