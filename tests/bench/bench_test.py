@@ -318,12 +318,90 @@ def failures(port):
               f"{p.returncode}: {p.stderr}")
 
 
+def run_to_file(port, name, args):
+    """Starts a --json run writing to WORK/name.json; returns the process."""
+    out = open(os.path.join(WORK, name + ".json"), "w")
+    p = subprocess.Popen([BENCH] + args[:1] + ["-h", "127.0.0.1", "-p", str(port), "--json"] +
+                         args[1:], stdout=out, stderr=subprocess.DEVNULL)
+    PROCS.append(p)
+    return p
+
+
+def merge_and_baseline(port):
+    """Two runs at once (as from two machines) merged; a baseline that holds and one that not."""
+    files = [os.path.join(WORK, n + ".json") for n in ("m1", "m2")]
+    procs = [run_to_file(port, n, ["pairs", "-q", "1", "--clients", "2", "--count", "800",
+                                   "--rate", "4000", "-t", f"tern-bench/{n}/%i"])
+             for n in ("m1", "m2")]
+    codes = [p.wait(120) for p in procs]
+    if not check("merge: both runs exit 0", codes == [0, 0], str(codes)):
+        return
+    runs = [json.load(open(f)) for f in files]
+    p = subprocess.run([BENCH, "merge", "--json"] + files, capture_output=True, text=True,
+                       timeout=30)
+    check("merge: exit 0", p.returncode == 0, f"{p.returncode}: {p.stderr}")
+    try:
+        m = json.loads(p.stdout)
+    except ValueError:
+        check("merge: JSON output", False, p.stdout[:300])
+        return
+    errors = schema_errors(m)
+    check("merge: schema tern-bench/1", not errors, "; ".join(errors[:10]))
+    check("merge: runs and files", m.get("merged") == {"runs": 2, "files": files},
+          json.dumps(m.get("merged")))
+    check("merge: deliveries add up", m["messages"]["unique"] == 3200 ==
+          sum(r["messages"]["unique"] for r in runs), json.dumps(m["messages"]))
+    check("merge: latency histogram counts add up", m["latency_ns"]["count"] == 3200)
+    check("merge: rates add up", abs(m["rates"]["headline"] -
+                                     sum(r["rates"]["headline"] for r in runs)) < 1e-6 *
+          m["rates"]["headline"] + 1e-9)
+    lo = min(r["latency_ns"]["p50"] for r in runs)
+    hi = max(r["latency_ns"]["p50"] for r in runs)
+    check("merge: the merged p50 lies between the runs' p50s", lo <= m["latency_ns"]["p50"] <= hi,
+          f"{lo} {m['latency_ns']['p50']} {hi}")
+    check("merge: publishers of both runs", len(m["per_publisher"]) == 4)
+    p = subprocess.run([BENCH, "merge"] + files, capture_output=True, text=True, timeout=30)
+    check("merge: text summary", p.returncode == 0 and "merge of 2 pairs runs" in p.stdout,
+          p.stdout + p.stderr)
+    p = subprocess.run([BENCH, "merge", "--min-rate", "1e12"] + files, capture_output=True,
+                       text=True, timeout=30)
+    check("merge: a threshold on the merged rate exits 4",
+          p.returncode == EXIT_THRESHOLD and "min-rate" in p.stderr, f"{p.returncode}: {p.stderr}")
+
+    # Baselines: the run itself within a generous allowance; a doctored one 100x faster.
+    base = files[0]
+    args = ["pairs", "-q", "1", "--clients", "2", "--count", "800", "--rate", "4000"]
+    # Latency on a loaded machine varies a hundredfold between runs: an allowance that holds.
+    code, d, err = bench(port, args + ["--baseline", base, "--max-regression", "1e6"])
+    check("--baseline within --max-regression exits 0", code == 0, f"{code}: {err}")
+    if d:
+        check("--baseline: limits echoed", d["thresholds"]["limits"].get("baseline", {})
+              .get("file") == base, json.dumps(d["thresholds"]))
+    fast = dict(runs[0])
+    fast["rates"] = dict(fast["rates"], headline=runs[0]["rates"]["headline"] * 100)
+    fast_file = os.path.join(WORK, "fast.json")
+    json.dump(fast, open(fast_file, "w"))
+    code, d, err = bench(port, args + ["--baseline", fast_file])
+    check("--baseline 100x faster exits 4 naming regression-rate",
+          code == EXIT_THRESHOLD and "regression-rate" in err, f"{code}: {err}")
+    for bad in (["pub", "--count", "5", "--baseline", base],
+                ["pairs", "--count", "5", "--max-regression", "5"],
+                ["pairs", "--count", "5", "--baseline", os.path.join(WORK, "missing.json")],
+                ["merge", base, os.path.join(WORK, "missing.json")],
+                ["merge"],
+                ["pairs", base]):
+        p = subprocess.run([BENCH] + bad, capture_output=True, text=True, timeout=20)
+        check("usage error exits 2: " + " ".join(os.path.basename(a) for a in bad),
+              p.returncode == 2, f"{p.returncode}: {p.stderr}")
+
+
 def main():
     port = start_broker()
     try:
         scenarios(port)
         sub_scenario(port)
         failures(port)
+        merge_and_baseline(port)
     finally:
         for p in PROCS:
             if p.poll() is None:

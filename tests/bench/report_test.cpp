@@ -47,6 +47,23 @@ TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
     CHECK(apply_scenario_defaults(tiny).find("--size") != std::string::npos);
 
     CHECK(expand_template("a/%i/b/%i%", 12) == "a/12/b/12%");
+
+    // A --topic without --filter: the subscribers follow it.
+    bench_config own;
+    own.scenario = scenario::fanin;
+    own.topic = "site/x%i/t";
+    CHECK(apply_scenario_defaults(own).empty());
+    CHECK(own.filter == "site/+/t");
+    bench_config own_pairs;
+    own_pairs.scenario = scenario::pairs;
+    own_pairs.topic = "m1/%i";
+    CHECK(apply_scenario_defaults(own_pairs).empty());
+    CHECK(own_pairs.filter == "m1/%i");
+    bench_config own_fanout;
+    own_fanout.scenario = scenario::fanout;
+    own_fanout.topic = "news";
+    CHECK(apply_scenario_defaults(own_fanout).empty());
+    CHECK(own_fanout.filter == "news");
     scenario s{};
     CHECK(parse_scenario("conn", s));
     CHECK(s == scenario::conn);

@@ -7,9 +7,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "mqtt/bench/config.hpp"
+#include "mqtt/bench/merge.hpp"
 #include "mqtt/bench/report.hpp"
 #include "mqtt/bench/runner.hpp"
 #include "mqtt/cli/options.hpp"
@@ -23,10 +26,12 @@ constexpr int exit_threshold = 4;
 
 struct bench_options {
     std::string scenario;
+    std::vector<std::string> files;  // merge
     mqtt::cli::client_options client;
     mqtt::bench::bench_config run;
     mqtt::bench::thresholds limits;
-    double min_rate = 0, max_p99 = 0, max_loss = 0;
+    double min_rate = 0, max_p99 = 0, max_loss = 0, max_regression = 10;
+    std::string baseline_file;
     bool progress = false;
     std::string histogram_file;
 };
@@ -37,7 +42,9 @@ constexpr const char* examples =
     "  tern-bench fanin -h 127.0.0.1 --publishers 4 -q 1 --count 100000 --json\n"
     "  tern-bench fanout --subscribers 100 -q 1 --size 256 --rate 5000 --duration 30\n"
     "  tern-bench pub -q 1 --min-rate 10000 --max-p99 5   exit 4 when slower\n"
-    "  tern-bench conn --clients 1000 --connect-rate 500\n";
+    "  tern-bench conn --clients 1000 --connect-rate 500\n"
+    "  tern-bench pairs -q 1 --json --baseline main.json --max-regression 15\n"
+    "  tern-bench merge --json a.json b.json > all.json   runs of two machines as one\n";
 
 void add_load_options(CLI::App& app, bench_options& o) {
     auto& r = o.run;
@@ -45,9 +52,13 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "What to run (required): pub (publishers only, publish-to-ack latency), sub "
                    "(subscribers only, for publishers elsewhere), fanin (many publishers, one "
                    "subscriber), fanout (one publisher, many subscribers), pairs (publisher/"
-                   "subscriber pairs), conn (open connections, hold them, close them)")
+                   "subscriber pairs), conn (open connections, hold them, close them); merge "
+                   "FILE... adds up the --json reports of runs made at the same time on several "
+                   "machines")
         ->type_name("SCENARIO")
-        ->check(CLI::IsMember({"pub", "sub", "fanin", "fanout", "pairs", "conn"}).description(""));
+        ->check(CLI::IsMember({"pub", "sub", "fanin", "fanout", "pairs", "conn", "merge"})
+                    .description(""));
+    app.add_option("files", o.files, "merge: the --json reports to merge")->type_name("FILE");
     const char* load = "Load";
     app.add_option("--publishers", r.publishers,
                    "Publishing connections (default: pub 1, fanin 4, fanout 1)")
@@ -154,6 +165,18 @@ void add_threshold_options(CLI::App& app, bench_options& o) {
         ->type_name("PERCENT")
         ->check(CLI::Range(0.0, 100.0).description(""))
         ->group(group);
+    auto* baseline = app.add_option("--baseline", o.baseline_file,
+                                    "Compare with FILE, the --json report of an earlier run of the "
+                                    "same scenario and QoS: fail when the rate is lower or the p99 "
+                                    "latency higher by more than --max-regression")
+                         ->type_name("FILE")
+                         ->group(group);
+    app.add_option("--max-regression", o.max_regression,
+                   "Percent by which --baseline may be worse (default: 10)")
+        ->type_name("PERCENT")
+        ->check(CLI::NonNegativeNumber.description(""))
+        ->needs(baseline)
+        ->group(group);
     app.add_option("--histogram", o.histogram_file,
                    "Write the full percentile distribution of the latency --max-p99 checks to "
                    "FILE, in HdrHistogram's text layout (milliseconds)")
@@ -176,11 +199,38 @@ void check_template(const std::string& option, const std::string& pattern, bool 
             "not a valid topic " + std::string(filter ? "filter" : "name") + ": " + pattern);
 }
 
+// A --json report from FILE; usage errors throw, naming `option`.
+nlohmann::json read_report(const std::string& option, const std::string& file) {
+    std::ifstream in(file);
+    if (!in) throw CLI::ValidationError(option, "cannot read " + file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!nlohmann::json::accept(text.str()))
+        throw CLI::ValidationError(option, file + " is not JSON");
+    return nlohmann::json::parse(text.str());
+}
+
+void set_thresholds(const CLI::App& app, bench_options& o) {
+    if (app.count("--min-rate")) o.limits.min_rate = o.min_rate;
+    if (app.count("--max-p99")) o.limits.max_p99_ms = o.max_p99;
+    if (app.count("--max-loss")) o.limits.max_loss_percent = o.max_loss;
+    if (o.baseline_file.empty()) return;
+    std::string why;
+    mqtt::bench::baseline b;
+    b.file = o.baseline_file;
+    b.figures = mqtt::bench::headline_of(read_report("--baseline", b.file), why);
+    if (!why.empty()) throw CLI::ValidationError("--baseline", b.file + ": " + why);
+    b.max_regression_percent = o.max_regression;
+    o.limits.baseline = std::move(b);
+}
+
 // From the command line to the run's configuration; usage errors throw.
 void prepare(const CLI::App& app, bench_options& o) {
     auto& r = o.run;
     if (!mqtt::bench::parse_scenario(o.scenario, r.scenario))
         throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs or conn)");
+    if (!o.files.empty())
+        throw CLI::ValidationError("FILE", "only merge takes files: " + o.files.front());
     mqtt::cli::finalize(o.client);
     const auto& c = o.client.connection;
     r.host = c.host;
@@ -209,10 +259,55 @@ void prepare(const CLI::App& app, bench_options& o) {
         throw CLI::ValidationError(o.scenario, why);
     if (r.publishers) check_template("--topic", r.topic, false);
     if (r.subscribers) check_template("--filter", r.filter, true);
-    if (app.count("--min-rate")) o.limits.min_rate = o.min_rate;
-    if (app.count("--max-p99")) o.limits.max_p99_ms = o.max_p99;
-    if (app.count("--max-loss")) o.limits.max_loss_percent = o.max_loss;
+    set_thresholds(app, o);
+    if (o.limits.baseline)
+        if (const auto why = mqtt::bench::baseline_mismatch(*o.limits.baseline, r.scenario, r.qos);
+            !why.empty())
+            throw CLI::ValidationError("--baseline", why);
     r.progress = o.progress || ::isatty(STDERR_FILENO);
+}
+
+bool write_histogram(const bench_options& o, const mqtt::bench::histogram& h) {
+    if (o.histogram_file.empty()) return true;
+    std::ofstream out(o.histogram_file);
+    mqtt::bench::write_percentile_distribution(out, h);
+    if (out.flush()) return true;
+    std::cerr << "tern-bench: error: cannot write " << o.histogram_file << "\n";
+    return false;
+}
+
+mqtt::cli::exit_status verdict(bool errors, const std::vector<mqtt::bench::violation>& failed) {
+    for (const auto& v : failed) std::cerr << "tern-bench: " << v.name << ": " << v.message << "\n";
+    if (errors) return mqtt::cli::exit_status::failure;
+    if (!failed.empty()) return static_cast<mqtt::cli::exit_status>(exit_threshold);
+    return mqtt::cli::exit_status::ok;
+}
+
+// merge FILE...: usage errors (a file that cannot be read, is not a report or does not go
+// with the others) throw; the merged run's errors exit 1 and its thresholds 4, as for a run.
+mqtt::cli::exit_status run_merge(const CLI::App& app, bench_options& o) {
+    if (o.files.empty()) throw CLI::RequiredError("merge: the FILEs to merge");
+    std::vector<mqtt::bench::named_report> inputs;
+    for (const auto& f : o.files) inputs.push_back({f, read_report("FILE", f)});
+    std::string why;
+    auto merged = mqtt::bench::merge_reports(inputs, why);
+    if (!why.empty()) throw CLI::ValidationError("FILE", why);
+    set_thresholds(app, o);
+    const auto figures = mqtt::bench::headline_of(merged, why);
+    if (o.limits.baseline)
+        if (const auto bad = mqtt::bench::baseline_mismatch(*o.limits.baseline, figures.scenario,
+                                                             figures.qos);
+            !bad.empty())
+            throw CLI::ValidationError("--baseline", bad);
+    const auto failed = mqtt::bench::check(figures, o.limits);
+    mqtt::bench::set_verdict(merged, o.limits, failed);
+    if (o.client.format == mqtt::cli::output_format::json)
+        std::cout << merged.dump() << std::endl;
+    else
+        mqtt::bench::print_merged_summary(std::cout, merged, failed);
+    if (!write_histogram(o, figures.latency)) return mqtt::cli::exit_status::failure;
+    for (const auto& e : merged["errors"]) std::cerr << "tern-bench: error: " << e.get<std::string>() << "\n";
+    return verdict(merged["status"] == "error", failed);
 }
 
 mqtt::cli::exit_status run_bench(bench_options& o) {
@@ -223,20 +318,11 @@ mqtt::cli::exit_status run_bench(bench_options& o) {
         std::cout << mqtt::bench::to_json(results, o.limits, failed).dump() << std::endl;
     else
         mqtt::bench::print_summary(std::cout, results, failed);
-    if (!o.histogram_file.empty()) {
-        std::ofstream out(o.histogram_file);
-        mqtt::bench::write_percentile_distribution(out, mqtt::bench::headline_latency(results));
-        if (!out.flush()) {
-            std::cerr << "tern-bench: error: cannot write " << o.histogram_file << "\n";
-            return mqtt::cli::exit_status::failure;
-        }
-    }
+    if (!write_histogram(o, mqtt::bench::headline_latency(results)))
+        return mqtt::cli::exit_status::failure;
     for (const auto& e : results.errors) std::cerr << "tern-bench: error: " << e << "\n";
     if (results.timed_out) std::cerr << "tern-bench: error: the run hit --time-limit\n";
-    for (const auto& v : failed) std::cerr << "tern-bench: " << v.name << ": " << v.message << "\n";
-    if (!results.errors.empty() || results.timed_out) return mqtt::cli::exit_status::failure;
-    if (!failed.empty()) return static_cast<mqtt::cli::exit_status>(exit_threshold);
-    return mqtt::cli::exit_status::ok;
+    return verdict(!results.errors.empty() || results.timed_out, failed);
 }
 
 }  // namespace
@@ -248,8 +334,8 @@ int main(int argc, char** argv) {
     bench_options opts;
     mqtt::cli::init_app(app, "tern-bench", examples);
     app.footer(std::string("Examples:\n") + examples + "\n" + mqtt::cli::exit_status_help() +
-               "  4  a threshold was missed (--min-rate, --max-p99, --max-loss), or messages "
-               "were lost at QoS 1 or 2 or duplicated at QoS 2\n");
+               "  4  a threshold was missed (--min-rate, --max-p99, --max-loss, --baseline), or "
+               "messages were lost at QoS 1 or 2 or duplicated at QoS 2\n");
     add_load_options(app, opts);
     mqtt::cli::add_client_options(app, opts.client, "-v,--verbose");
     add_threshold_options(app, opts);
@@ -258,6 +344,7 @@ int main(int argc, char** argv) {
         // unknown one, which would hide the typo that caused it.
         if (opts.scenario.empty())
             throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs or conn)");
+        if (opts.scenario == "merge") return run_merge(app, opts);
         prepare(app, opts);
         return run_bench(opts);
     });

@@ -42,6 +42,24 @@ shape default_shape(scenario s) {
     return {0, 0, "", ""};
 }
 
+// The filter that matches a --topic template given without --filter: pairs subscriber i
+// takes publisher i's topic; elsewhere a level holding %i becomes '+', so one filter matches
+// every publisher.
+std::string filter_for(std::string_view topic, scenario s) {
+    if (s == scenario::pairs) return std::string(topic);
+    std::string out;
+    std::size_t start = 0;
+    while (true) {
+        const auto end = topic.find('/', start);
+        const auto level = topic.substr(start, end == std::string_view::npos ? end : end - start);
+        out += level.find("%i") != std::string_view::npos ? std::string_view("+") : level;
+        if (end == std::string_view::npos) break;
+        out += '/';
+        start = end + 1;
+    }
+    return out;
+}
+
 }  // namespace
 
 std::string_view to_string(scenario s) noexcept {
@@ -107,8 +125,8 @@ std::string apply_scenario_defaults(bench_config& c) {
             if (!c.subscribers) c.subscribers = s.subscribers;
             break;
     }
+    if (c.filter.empty()) c.filter = c.topic.empty() ? s.filter : filter_for(c.topic, c.scenario);
     if (c.topic.empty()) c.topic = s.topic;
-    if (c.filter.empty()) c.filter = s.filter;
     if (c.scenario != scenario::conn && c.scenario != scenario::sub && !c.count && c.duration <= 0)
         c.count = 10'000;
     if (c.publishers && c.size < payload_header_size)

@@ -79,34 +79,144 @@ const histogram& headline_latency(const run_results& r) {
     return r.ack_latency;
 }
 
-std::vector<violation> check(const run_results& r, const thresholds& t) {
+headline_figures headline_of(const run_results& r) {
+    headline_figures h;
+    h.scenario = r.config.scenario;
+    h.qos = r.config.qos;
+    h.rate = headline_rate(r);
+    h.latency = headline_latency(r);
+    h.expected = r.expected;
+    h.lost = r.lost;
+    h.duplicates = r.duplicates;
+    return h;
+}
+
+headline_figures headline_of(const nlohmann::json& report, std::string& why) {
+    headline_figures h;
+    why.clear();
+    const auto fail = [&](std::string what) {
+        why = std::move(what);
+        return headline_figures{};
+    };
+    if (!report.is_object() || report.value("schema", "") != schema_version)
+        return fail(std::string("not a ") + schema_version + " report");
+    try {
+        if (!parse_scenario(report.at("scenario").get<std::string>(), h.scenario))
+            return fail("unknown scenario " + report.at("scenario").dump());
+        const auto q = report.at("parameters").at("qos").get<int>();
+        if (q < 0 || q > 2) return fail("parameters.qos is not 0, 1 or 2");
+        h.qos = static_cast<protocol::qos>(q);
+        h.rate = report.at("rates").at("headline").get<double>();
+        const char* which = h.scenario == scenario::conn ? "connect_latency"
+                            : report.at("parameters").at("subscribers").get<unsigned>() > 0
+                                ? "latency"
+                                : "ack_latency";
+        auto latency = histogram::from_json(report.at("histograms").at(which));
+        if (!latency) return fail(std::string("histograms.") + which + " is not a histogram");
+        h.latency = std::move(*latency);
+        const auto& m = report.at("messages");
+        h.expected = m.at("expected").get<std::uint64_t>();
+        h.lost = m.at("lost").get<std::uint64_t>();
+        h.duplicates = m.at("duplicates").get<std::uint64_t>();
+    } catch (const nlohmann::json::exception& e) {
+        return fail(std::string("a field is missing or has the wrong type (") + e.what() + ")");
+    }
+    return h;
+}
+
+std::string baseline_mismatch(const baseline& b, bench::scenario s, protocol::qos q) {
+    if (b.figures.scenario == s && b.figures.qos == q) return {};
+    return b.file + " is a " + std::string(to_string(b.figures.scenario)) + " run at QoS " +
+           std::to_string(static_cast<int>(b.figures.qos)) + ", this is " +
+           std::string(to_string(s)) + " at QoS " + std::to_string(static_cast<int>(q));
+}
+
+namespace {
+
+void check_baseline(const headline_figures& h, const baseline& b, std::vector<violation>& out) {
+    const double allowed = b.max_regression_percent;
+    const auto& base = b.figures;
+    if (base.rate > 0) {
+        const double change = 100.0 * (h.rate - base.rate) / base.rate;
+        if (-change > allowed)
+            out.push_back({"regression-rate",
+                           "rate " + format_double(h.rate) + "/s is " + format_double(-change) +
+                               "% below the baseline's " + format_double(base.rate) + "/s (" +
+                               b.file + ", --max-regression " + format_double(allowed) + ")"});
+    }
+    if (base.latency.count() > 0 && h.latency.count() > 0) {
+        const auto was = static_cast<double>(base.latency.percentile(99));
+        const auto now = static_cast<double>(h.latency.percentile(99));
+        const double change = was > 0 ? 100.0 * (now - was) / was : 0.0;
+        if (change > allowed)
+            out.push_back({"regression-p99", "p99 latency " + format_double(now / 1e6) +
+                                                 " ms is " + format_double(change) +
+                                                 "% above the baseline's " +
+                                                 format_double(was / 1e6) + " ms (" + b.file +
+                                                 ", --max-regression " + format_double(allowed) +
+                                                 ")"});
+    }
+}
+
+double loss_percent(const headline_figures& h) {
+    return h.expected ? 100.0 * static_cast<double>(h.lost) / static_cast<double>(h.expected)
+                      : 0.0;
+}
+
+}  // namespace
+
+std::vector<violation> check(const headline_figures& h, const thresholds& t) {
     std::vector<violation> out;
-    const auto rate = headline_rate(r);
-    if (t.min_rate && rate < *t.min_rate)
-        out.push_back({"min-rate", "rate " + format_double(rate) + "/s is below --min-rate " +
+    if (t.min_rate && h.rate < *t.min_rate)
+        out.push_back({"min-rate", "rate " + format_double(h.rate) + "/s is below --min-rate " +
                                        format_double(*t.min_rate)});
     if (t.max_p99_ms) {
-        const auto& h = headline_latency(r);
-        const double p99 = static_cast<double>(h.percentile(99)) / 1e6;
-        if (h.count() == 0)
+        const double p99 = static_cast<double>(h.latency.percentile(99)) / 1e6;
+        if (h.latency.count() == 0)
             out.push_back({"max-p99", "no latency was measured to check --max-p99 against"});
         else if (p99 > *t.max_p99_ms)
             out.push_back({"max-p99", "p99 latency " + format_double(p99) +
                                           " ms is above --max-p99 " +
                                           format_double(*t.max_p99_ms)});
     }
-    const auto loss = loss_percent(r);
+    const auto loss = loss_percent(h);
     if (t.max_loss_percent && loss > *t.max_loss_percent)
         out.push_back({"max-loss", "loss " + format_double(loss) + "% is above --max-loss " +
                                        format_double(*t.max_loss_percent)});
-    if (r.config.qos != protocol::qos::at_most_once && r.lost > 0)
-        out.push_back({"qos-loss", std::to_string(r.lost) + " of " + std::to_string(r.expected) +
+    if (h.qos != protocol::qos::at_most_once && h.lost > 0)
+        out.push_back({"qos-loss", std::to_string(h.lost) + " of " + std::to_string(h.expected) +
                                        " deliveries lost at QoS " +
-                                       std::to_string(static_cast<int>(r.config.qos))});
-    if (r.config.qos == protocol::qos::exactly_once && r.duplicates > 0)
+                                       std::to_string(static_cast<int>(h.qos))});
+    if (h.qos == protocol::qos::exactly_once && h.duplicates > 0)
         out.push_back(
-            {"qos-duplicates", std::to_string(r.duplicates) + " duplicate deliveries at QoS 2"});
+            {"qos-duplicates", std::to_string(h.duplicates) + " duplicate deliveries at QoS 2"});
+    if (t.baseline) check_baseline(h, *t.baseline, out);
     return out;
+}
+
+std::vector<violation> check(const run_results& r, const thresholds& t) {
+    return check(headline_of(r), t);
+}
+
+void set_verdict(nlohmann::json& report, const thresholds& t,
+                 const std::vector<violation>& failed) {
+    nlohmann::json limits = nlohmann::json::object();
+    if (t.min_rate) limits["min_rate"] = *t.min_rate;
+    if (t.max_p99_ms) limits["max_p99_ms"] = *t.max_p99_ms;
+    if (t.max_loss_percent) limits["max_loss_percent"] = *t.max_loss_percent;
+    if (t.baseline) {
+        const auto& b = *t.baseline;
+        limits["baseline"] = {{"file", b.file},
+                              {"headline_rate", b.figures.rate},
+                              {"p99_ns", b.figures.latency.percentile(99)}};
+        limits["max_regression_percent"] = b.max_regression_percent;
+    }
+    auto violations = nlohmann::json::array();
+    for (const auto& v : failed) violations.push_back({{"name", v.name}, {"message", v.message}});
+    const bool ok = report.value("errors", nlohmann::json::array()).empty() &&
+                    !report.value("timed_out", false);
+    report["status"] = !ok ? "error" : failed.empty() ? "ok" : "threshold";
+    report["thresholds"] = {{"limits", std::move(limits)}, {"violations", std::move(violations)}};
 }
 
 nlohmann::json to_json(const run_results& r, const thresholds& t,
@@ -116,12 +226,6 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
     const auto ack_rate = per_second(r.measured_acked, r.ack_seconds);
     const auto recv_rate = per_second(r.measured_received, r.receive_seconds);
     const auto wall = r.wall_seconds;
-    nlohmann::json limits = nlohmann::json::object();
-    if (t.min_rate) limits["min_rate"] = *t.min_rate;
-    if (t.max_p99_ms) limits["max_p99_ms"] = *t.max_p99_ms;
-    if (t.max_loss_percent) limits["max_loss_percent"] = *t.max_loss_percent;
-    auto violations = nlohmann::json::array();
-    for (const auto& v : failed) violations.push_back({{"name", v.name}, {"message", v.message}});
     auto publishers = nlohmann::json::array();
     for (const auto& p : r.per_publisher)
         publishers.push_back({{"index", p.index},
@@ -132,15 +236,11 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
                               {"lost", p.lost},
                               {"duplicates", p.duplicates},
                               {"out_of_order", p.out_of_order}});
-    const bool ok = r.errors.empty() && !r.timed_out;
-    return {
+    nlohmann::json report = {
         {"schema", schema_version},
         {"tool", "tern-bench"},
         {"version", version_string},
         {"scenario", std::string(to_string(r.config.scenario))},
-        {"status", !ok              ? "error"
-                   : failed.empty() ? "ok"
-                                    : "threshold"},
         {"parameters", parameters_json(r.config)},
         {"seconds",
          {{"wall", wall},
@@ -188,10 +288,11 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
          {{"user_s", r.cpu_user_seconds},
           {"system_s", r.cpu_system_seconds},
           {"utilization", wall > 0 ? (r.cpu_user_seconds + r.cpu_system_seconds) / wall : 0.0}}},
-        {"thresholds", {{"limits", std::move(limits)}, {"violations", std::move(violations)}}},
         {"timed_out", r.timed_out},
         {"errors", r.errors},
     };
+    set_verdict(report, t, failed);
+    return report;
 }
 
 void print_summary(std::ostream& out, const run_results& r, const std::vector<violation>& failed) {
@@ -244,6 +345,48 @@ void print_summary(std::ostream& out, const run_results& r, const std::vector<vi
     out << line;
     if (r.timed_out) out << "  TIMED OUT: the run hit --time-limit\n";
     for (const auto& e : r.errors) out << "  error: " << e << "\n";
+    for (const auto& v : failed) out << "  FAILED " << v.name << ": " << v.message << "\n";
+}
+
+void print_merged_summary(std::ostream& out, const nlohmann::json& m,
+                          const std::vector<violation>& failed) {
+    const auto& p = m.at("parameters");
+    const auto& msgs = m.at("messages");
+    const auto& rates = m.at("rates");
+    const auto& c = m.at("connections");
+    const auto u = [](const nlohmann::json& v) { return v.get<unsigned long long>(); };
+    char line[256];
+    out << "tern-bench merge of " << m.at("merged").at("runs").get<std::size_t>() << " "
+        << m.at("scenario").get<std::string>() << " runs: MQTT "
+        << p.at("protocol_version").get<std::string>() << ", QoS " << p.at("qos").get<int>()
+        << ", " << u(p.at("publishers")) << " publisher(s), " << u(p.at("subscribers"))
+        << " subscriber(s), " << u(p.at("size")) << "-byte payloads\n";
+    std::snprintf(line, sizeof line, "  connections  %llu/%llu (%.0f/s in total)\n",
+                  u(c.at("succeeded")), u(c.at("attempted")), c.at("per_second").get<double>());
+    out << line;
+    std::snprintf(line, sizeof line,
+                  "  messages     published %llu  acked %llu  received %llu  lost %llu "
+                  "(%.4g%%)  duplicates %llu  out of order %llu\n",
+                  u(msgs.at("published")), u(msgs.at("acked")), u(msgs.at("unique")),
+                  u(msgs.at("lost")), msgs.at("loss_percent").get<double>(),
+                  u(msgs.at("duplicates")), u(msgs.at("out_of_order")));
+    out << line;
+    std::snprintf(line, sizeof line,
+                  "  rates        published %.0f/s  acked %.0f/s  received %.0f/s  "
+                  "(sums of the runs' rates)\n",
+                  rates.at("published_msg_s").get<double>(), rates.at("acked_msg_s").get<double>(),
+                  rates.at("received_msg_s").get<double>());
+    out << line;
+    for (const char* name : {"latency", "ack_latency"}) {
+        const auto h = histogram::from_json(m.at("histograms").at(name));
+        if (!h || h->count() == 0) continue;
+        out << (std::string(name) == "latency" ? "  end to end " : "  pub to ack ") << " p50 "
+            << format_ns(h->percentile(50)) << "  p90 " << format_ns(h->percentile(90)) << "  p99 "
+            << format_ns(h->percentile(99)) << "  p99.9 " << format_ns(h->percentile(99.9))
+            << "  p99.99 " << format_ns(h->percentile(99.99)) << "  max " << format_ns(h->max())
+            << "\n";
+    }
+    for (const auto& e : m.at("errors")) out << "  error: " << e.get<std::string>() << "\n";
     for (const auto& v : failed) out << "  FAILED " << v.name << ": " << v.message << "\n";
 }
 
