@@ -306,6 +306,72 @@ def check_retained_and_exits(port):
           f"{pub.returncode} {pub.stderr!r} {sub.returncode} {sub.stderr!r}")
 
 
+def check_pub_json(port, label):
+    """tern-pub --json: a line per message handed over, checked with jq as a script would."""
+    for v, q in (("5", "0"), ("5", "1"), ("5", "2"), ("311", "1"), ("311", "2")):
+        lines = "one\ntwo\n\nfour\n"
+        pub = tern_pub(port, ["-V", v, "-t", f"pj/{q}", "-q", q, "-l", "--json"],
+                       stdin=lines.encode())
+        out = pub.stdout.decode()
+        # jq -e fails unless every line is an object of the documented shape.
+        shape = ('(.seq|type) == "number" and .topic == "pj/' + q + '" and .qos == ' + q +
+                 ' and .retain == false and (.bytes|type) == "number" and .reason_code < 128'
+                 ' and (.reason|type) == "string" and ((.mid != null) == (.qos > 0))')
+        jq = subprocess.run(["jq", "-e", "-s", f"length == 4 and all({shape}) and "
+                             "(map(.seq) == [1,2,3,4]) and (map(.bytes) == [3,3,0,4])"],
+                            input=pub.stdout, capture_output=True, timeout=20)
+        check(f"{label}: tern-pub -V {v} -q {q} --json: one line per message, jq-valid",
+              pub.returncode == 0 and jq.returncode == 0,
+              f"{pub.returncode} {pub.stderr!r} {out!r} jq {jq.returncode} {jq.stderr!r}")
+        if q != "0" and pub.returncode == 0:
+            mids = [json.loads(x)["mid"] for x in out.splitlines()]
+            check(f"{label}: -V {v} -q {q} --json: distinct packet ids",
+                  len(set(mids)) == 4 and all(0 < m < 65536 for m in mids), str(mids))
+    dead = free_port()
+    pub = tern_pub(dead, ["-t", "x", "-m", "y", "--json"])
+    err_lines = pub.stderr.decode().splitlines()
+    obj = json.loads(err_lines[-1]) if err_lines and err_lines[-1].startswith("{") else {}
+    check(f"{label}: tern-pub --json, no broker: exit 1, error line then a JSON error object",
+          pub.returncode == 1 and pub.stdout == b"" and obj.get("exit_status") == 1 and
+          "cannot connect" in obj.get("error", "") and "error:" in err_lines[0],
+          f"{pub.returncode} {pub.stderr!r}")
+
+
+def check_first_connection_retry(start):
+    """tern-pub -l --reconnect started before its broker: retried until the broker is up."""
+    port = free_port()
+    line = os.path.join(WORK, "early.txt")
+    with open(line, "wb") as f:
+        f.write(b"before the broker\n")
+    pub = spawn([PUB, "-h", "127.0.0.1", "-p", str(port), "-t", "early", "-q", "1", "-l",
+                 "--reconnect", "--json"], stdin=open(line, "rb"), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    broker = start(port)
+    try:
+        out, err = pub.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pub.kill()
+        out, err = pub.communicate()
+    lines = out.decode().splitlines()
+    check("tern-pub --reconnect: the first connection is retried until the broker listens",
+          pub.returncode == 0 and b"retrying" in err and len(lines) == 1 and
+          json.loads(lines[0])["reason_code"] < 128, f"{pub.returncode} {out!r} {err!r}")
+    stop(broker)
+    # Without --reconnect an unreachable broker still ends it at once.
+    t0 = time.time()
+    p = tern_pub(free_port(), ["-t", "x", "-l", "-q", "1"], stdin=b"x\n")
+    check("without --reconnect an unreachable broker exits 1 at once",
+          p.returncode == 1 and time.time() - t0 < 5, f"{p.returncode} {p.stderr!r}")
+
+
+def start_tern_broker_on(port):
+    log = open(os.path.join(WORK, f"broker-{port}.log"), "w+")
+    p = spawn([os.path.join(BIN, "tern-broker"), "-p", str(port)], stderr=log)
+    wait_port(port)
+    return p
+
+
 def check_broker_going_away():
     """A broker that stops: tern-sub says why (5.0: its DISCONNECT reason) and exits 1."""
     broker, port = start_tern_broker()
@@ -501,6 +567,8 @@ def main():
             # flight (broker::limits); 1000 stays within that whatever the timing.
             check_many_lines(port, 1000, "tern-broker")
             check_retained_and_exits(port)
+            check_pub_json(port, "tern-broker")
+            check_first_connection_retry(start_tern_broker_on)
             check_broker_going_away()
         else:
             for tool in (MOSQUITTO, shutil.which("mosquitto_sub"), shutil.which("mosquitto_pub")):
@@ -510,6 +578,7 @@ def main():
             # No queue limit: the publisher may run ahead of the subscriber.
             broker, port = start_mosquitto("allow_anonymous true\nmax_queued_messages 0")
             check_mosquitto(port)
+            check_pub_json(port, "mosquitto")
             check_connect_fields(broker, port)
             check_many_lines(port, 3000, "mosquitto")
     finally:

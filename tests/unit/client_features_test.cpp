@@ -308,3 +308,20 @@ TEST_CASE("-F format strings: sequences, flags, width, precision, escapes, check
     CHECK_FALSE(format::check_format_string("@").empty());
     CHECK_FALSE(format::check_format_string("\\q").empty());
 }
+
+TEST_CASE("tern-pub --json lines: exact fields, mid only at QoS 1 and 2, the reason in words") {
+    using mqtt::format::append_publish_result_json;
+    using mqtt::protocol::qos;
+    using mqtt::protocol::reason_code;
+    std::string out;
+    append_publish_result_json(out, {1, "a/\"b\"", qos::at_most_once, true, 0, 5,
+                                     reason_code::success});
+    CHECK(out ==
+          R"({"seq":1,"topic":"a/\"b\"","qos":0,"retain":true,"bytes":5,"reason_code":0,)"
+          R"("reason":"success"})");
+    out.clear();
+    append_publish_result_json(out, {42, "t", qos::at_least_once, false, 65535, 0,
+                                     reason_code::not_authorized});
+    CHECK(out == R"({"seq":42,"topic":"t","qos":1,"retain":false,"mid":65535,"bytes":0,)"
+                 R"("reason_code":135,"reason":"not_authorized"})");
+}

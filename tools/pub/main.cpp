@@ -41,6 +41,7 @@ constexpr const char* examples =
     "  tern-pub -L mqtt://alice:secret@localhost/sensors/temp -m 21.5\n"
     "  tail -f app.log | tern-pub -t logs/app -l\n"
     "  tail -f app.log | tern-pub -t logs/app -l -q 1 --reconnect\n"
+    "  tern-pub -t a/b -l -q 1 --json < lines | jq -c 'select(.reason_code >= 128)'\n"
     "  tern-pub -t cmd -m go -D publish user-property origin cli -D publish "
     "message-expiry-interval 60\n"
     "  echo '{\"topic\":\"a/b\",\"payload\":\"hi\",\"qos\":1}' | tern-pub --json-in\n"
@@ -67,8 +68,9 @@ void add_publish_options(CLI::App& app, pub_options& o) {
     app.add_flag("--reconnect", o.reconnect,
                  "On a lost connection, back off (jittered, from 0.25 s doubling up to 30 s), "
                  "reconnect, resume the session and resend unacknowledged QoS 1/2 messages; "
-                 "without it a lost connection exits 1. Works with the line modes only "
-                 "(stdin-line, json-in)");
+                 "a first connection the broker does not answer (not up yet) is retried the "
+                 "same way. Without it a lost connection exits 1. Works with the line modes "
+                 "only (stdin-line, json-in)");
 
     // The payload sources exclude one another; main() requires one of them.
     const char* group = "Message";
@@ -141,6 +143,7 @@ mqtt::client::pub_request to_request(const pub_options& o) {
     r.verbosity = o.client.verbosity;
     r.rate = o.rate;
     r.reconnect = o.reconnect;
+    r.json = o.client.format == mqtt::cli::output_format::json;
     r.props = o.props.publish;
     r.disconnect_props = o.props.disconnect;
     return r;
@@ -173,8 +176,6 @@ int main(int argc, char** argv) {
         if (!opts.topic.empty() && (mqtt::protocol::validate_utf8(opts.topic) ||
                                     !mqtt::protocol::is_valid_topic_name(opts.topic)))
             throw CLI::ValidationError("--topic", "not a valid topic name: " + opts.topic);
-        if (opts.client.format == mqtt::cli::output_format::json)
-            return mqtt::cli::not_implemented("tern-pub", "--format json");
         // A reconnecting client needs a name to resume its session under.
         auto& conn = opts.client.connection;
         if (opts.reconnect && conn.client_id.empty() && conn.id_prefix.empty())
@@ -183,6 +184,6 @@ int main(int argc, char** argv) {
         if (auto status = check_extras(opts, request)) return *status;
         request.props = opts.props.publish;
         request.disconnect_props = opts.props.disconnect;
-        return static_cast<mqtt::cli::exit_status>(mqtt::client::run_pub(request, std::cerr));
+        return static_cast<mqtt::cli::exit_status>(mqtt::client::run_pub(request, std::cout, std::cerr));
     });
 }

@@ -10,8 +10,10 @@
 #include <iterator>
 #include <optional>
 #include <random>
+#include <unordered_map>
 
 #include "mqtt/client/backoff.hpp"
+#include "mqtt/format/message_json.hpp"
 #include "mqtt/format/message_json_in.hpp"
 
 namespace mqtt::client {
@@ -46,8 +48,9 @@ std::optional<std::string> read_all(int fd) {
 
 class publisher {
   public:
-    publisher(connection& c, const pub_request& r, std::ostream& err, const std::string& tool)
-        : conn_(c), req_(r), err_(err), tool_(tool), random_(std::random_device{}()) {}
+    publisher(connection& c, const pub_request& r, std::ostream& out, std::ostream& err,
+              const std::string& tool)
+        : conn_(c), req_(r), out_(out), err_(err), tool_(tool), random_(std::random_device{}()) {}
 
     // False once something failed; error() says what.
     bool publish(protocol::publish_packet p);
@@ -62,6 +65,15 @@ class publisher {
     const std::string& error() const { return error_.empty() ? input_error_ : error_; }
 
   private:
+    // --json: what is reported of a message once it is handed over.
+    struct sent {
+        std::uint64_t seq;
+        std::string topic;
+        protocol::qos qos;
+        bool retain;
+        std::size_t bytes;
+    };
+    void report(const sent& m, std::uint16_t mid, protocol::reason_code code);
     void handle_events();
     bool healthy();
     bool restore();
@@ -69,6 +81,7 @@ class publisher {
 
     connection& conn_;
     const pub_request& req_;
+    std::ostream& out_;
     std::ostream& err_;
     const std::string& tool_;
     std::minstd_rand random_;
@@ -78,11 +91,28 @@ class publisher {
     std::size_t published_ = 0;
     std::size_t line_number_ = 0;
     clock::time_point first_{};
+    std::unordered_map<std::uint16_t, sent> unacknowledged_;  // --json, by packet id
+    std::string line_;
 };
+
+void publisher::report(const sent& m, std::uint16_t mid, protocol::reason_code code) {
+    line_.clear();
+    format::append_publish_result_json(line_,
+                                       {m.seq, m.topic, m.qos, m.retain, mid, m.bytes, code});
+    line_ += '\n';
+    out_.write(line_.data(), static_cast<std::streamsize>(line_.size()));
+    out_.flush();  // one line per message through a pipe
+}
 
 void publisher::handle_events() {
     for (auto& e : conn_.take_events()) {
         if (auto* done = std::get_if<publish_done_event>(&e)) {
+            if (req_.json)
+                if (const auto it = unacknowledged_.find(done->packet_id);
+                    it != unacknowledged_.end()) {
+                    report(it->second, done->packet_id, done->code);
+                    unacknowledged_.erase(it);
+                }
             if (protocol::is_error(done->code)) {
                 if (error_.empty())
                     error_ = "the broker refused message " + std::to_string(done->packet_id) +
@@ -166,6 +196,8 @@ bool publisher::publish_payload(std::string payload) {
 bool publisher::publish(protocol::publish_packet p) {
     pace();
     if (!healthy()) return false;
+    std::optional<sent> record;
+    if (req_.json) record = sent{published_ + 1, p.topic, p.qos_level, p.retain, p.payload.size()};
     // A copy only when a lost connection may make us try again.
     auto id = req_.reconnect ? conn_.publish(p) : conn_.publish(std::move(p));
     if (!id && id.error() == errc::not_connected && req_.reconnect) {
@@ -177,6 +209,12 @@ bool publisher::publish(protocol::publish_packet p) {
         return false;
     }
     ++published_;
+    if (record) {
+        if (record->qos == protocol::qos::at_most_once)
+            report(*record, 0, protocol::reason_code::success);
+        else
+            unacknowledged_.insert_or_assign(*id, std::move(*record));
+    }
     // Keep the unacknowledged messages and the unwritten bytes bounded; in between, messages
     // accumulate and go out in one write.
     if (conn_.state().unacknowledged() >= window || published_ % 256 == 0 || req_.rate > 0)
@@ -257,12 +295,43 @@ bool publisher::finish() {
     return error_.empty();
 }
 
+// --reconnect: the first connection too is tried again while the broker is unreachable
+// (starting up, restarting: the TCP connection fails), with the same back-off. A failure
+// after TCP connected (a refusal, TLS, no CONNACK) or a signal ends it.
+std::error_code connect_first(connection& conn, const pub_request& req, std::ostream& err,
+                              const std::string& tool) {
+    auto ec = conn.connect();
+    if (!ec || !req.reconnect) return ec;
+    backoff delays;
+    std::minstd_rand random(std::random_device{}());
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    if (req.verbosity >= 0)
+        err << tool << ": cannot connect to " << req.connection.host << ":"
+            << req.connection.port << ": " << describe_failure(conn, ec) << "; retrying"
+            << std::endl;
+    while (ec && conn.state().state() == session_state::idle && !conn.interrupted()) {
+        conn.sleep_until(clock::now() + delays.next(uniform(random)));
+        if (conn.interrupted()) break;
+        ec = conn.connect();
+        if (ec && req.verbosity > 0)
+            err << tool << ": connect attempt " << delays.attempts() + 1 << ": "
+                << describe_failure(conn, ec) << "\n";
+    }
+    return ec;
+}
+
 }  // namespace
 
-int run_pub(const pub_request& req, std::ostream& err, const std::string& tool) {
-    const auto fail = [&](const std::string& what) {
+int run_pub(const pub_request& req, std::ostream& out, std::ostream& err,
+            const std::string& tool) {
+    const auto fail = [&](const std::string& what, int status = 1) {
         err << tool << ": error: " << what << "\n";
-        return 1;
+        if (req.json) {  // for programs that read stderr as JSON lines too
+            std::string obj;
+            format::append_error_json(obj, what, status);
+            err << obj << "\n";
+        }
+        return status;
     };
     std::string payload;
     if (req.source == payload_source::message) payload = req.message;
@@ -280,14 +349,13 @@ int run_pub(const pub_request& req, std::ostream& err, const std::string& tool) 
     auto cfg = req.connection;
     if (req.reconnect) cfg.session.keep_unacknowledged = true;
     connection conn(cfg);
-    if (auto ec = conn.connect()) {
+    if (auto ec = connect_first(conn, req, err, tool)) {
         const auto& info = conn.state().close_info();
-        fail("cannot connect to " + req.connection.host + ":" +
-             std::to_string(req.connection.port) + ": " +
-             describe_failure(conn, ec));
-        return connect_failure_status(conn.state(), ec, info.reason);
+        return fail("cannot connect to " + req.connection.host + ":" +
+                        std::to_string(req.connection.port) + ": " + describe_failure(conn, ec),
+                    connect_failure_status(conn.state(), ec, info.reason));
     }
-    publisher pub(conn, req, err, tool);
+    publisher pub(conn, req, out, err, tool);
     bool ok = true;
     if (req.source == payload_source::stdin_lines) {
         ok = pub.read_lines(

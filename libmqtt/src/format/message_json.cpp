@@ -213,6 +213,34 @@ void append_error_json(std::string& out, std::string_view message, int exit_stat
     out += ",\"exit_status\":" + std::to_string(exit_status) + "}";
 }
 
+void append_publish_result_json(std::string& out, const publish_result& r) {
+    const auto field = [&](std::string_view name) {
+        out += out.back() == '{' ? "\"" : ",\"";
+        out += name;
+        out += "\":";
+    };
+    out += '{';
+    field(json_field::seq);
+    out += std::to_string(r.seq);
+    field(json_field::topic);
+    append_json_string(out, r.topic);
+    field(json_field::qos);
+    out += std::to_string(static_cast<int>(r.qos));
+    field(json_field::retain);
+    out += r.retain ? "true" : "false";
+    if (r.mid != 0) {
+        field(json_field::mid);
+        out += std::to_string(r.mid);
+    }
+    field(json_field::bytes);
+    out += std::to_string(r.bytes);
+    field(json_field::reason_code);
+    out += std::to_string(static_cast<int>(r.code));
+    field(json_field::reason);
+    append_json_string(out, protocol::to_string(r.code));
+    out += '}';
+}
+
 void append_message_text(std::string& out, const protocol::publish_packet& msg, bool with_topic) {
     if (with_topic) {
         out += msg.topic;

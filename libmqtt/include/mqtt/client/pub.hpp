@@ -30,14 +30,19 @@ struct pub_request {
     protocol::properties disconnect_props;  // -D disconnect
     double rate = 0;         // messages per second at most; 0: as fast as acknowledged
     bool reconnect = false;  // a lost connection: back off, reconnect, resend (else exit 1)
+                             // (the first connection too)
+    bool json = false;       // a JSON line on `out` per message handed over, errors as JSON too
 };
 
 // 0 when every message was acknowledged as its QoS promises (QoS 0: written, then
 // DISCONNECT written); 1 with a line "<tool>: error: ..." on `err` otherwise (with --json-in,
 // a line that is not a message stops the program: "line N: why"; the lines before it are
-// still handed over). With `reconnect`, a lost connection is reported on `err` and retried
-// with jittered exponential back-off until it succeeds, the broker refuses the connection,
-// or a signal arrives.
-int run_pub(const pub_request& req, std::ostream& err, const std::string& tool = "tern-pub");
+// still handed over). With `reconnect`, a failed first connection or a lost one is reported
+// on `err` and retried with jittered exponential back-off until it succeeds, the broker
+// refuses the connection, or a signal arrives. With `json`, each message handed over is a
+// line on `out` (format::append_publish_result_json), and an error is followed by a JSON
+// error object on `err`.
+int run_pub(const pub_request& req, std::ostream& out, std::ostream& err,
+            const std::string& tool = "tern-pub");
 
 }  // namespace mqtt::client

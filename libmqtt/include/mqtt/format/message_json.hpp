@@ -22,6 +22,11 @@ inline constexpr std::string_view dup = "dup";
 inline constexpr std::string_view mid = "mid";  // packet identifier, QoS 1 and 2 only
 inline constexpr std::string_view received_at = "received_at";
 inline constexpr std::string_view properties = "properties";  // MQTT 5.0 only
+// tern-pub --json: what became of each message.
+inline constexpr std::string_view seq = "seq";    // 1 for the run's first message
+inline constexpr std::string_view bytes = "bytes";  // payload size
+inline constexpr std::string_view reason_code = "reason_code";
+inline constexpr std::string_view reason = "reason";
 }  // namespace json_field
 
 // Well-formed UTF-8 (RFC 3629); U+0000 is allowed, since JSON can carry it as \u0000.
@@ -50,6 +55,22 @@ struct json_options {
 };
 
 inline constexpr std::string_view payload_json_field = "payload_json";
+
+// A message tern-pub handed over: at QoS 0 once written to the connection, at QoS 1 and 2
+// once acknowledged (reason_code from the PUBACK or PUBREC/PUBCOMP; 0 in MQTT 3.1.1).
+struct publish_result {
+    std::uint64_t seq = 0;
+    std::string_view topic;
+    protocol::qos qos = protocol::qos::at_most_once;
+    bool retain = false;
+    std::uint16_t mid = 0;  // 0: none (QoS 0)
+    std::size_t bytes = 0;
+    protocol::reason_code code = protocol::reason_code::success;
+};
+
+// {"seq":1,"topic":"a/b","qos":1,"retain":false,"mid":1,"bytes":5,"reason_code":0,
+//  "reason":"success"}, no newline; mid only at QoS 1 and 2.
+void append_publish_result_json(std::string& out, const publish_result& r);
 
 // The error object tern-sub --json writes on stderr after its error line:
 // {"error":"<the message>","exit_status":1}, no newline.
