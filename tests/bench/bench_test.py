@@ -237,6 +237,17 @@ def scenarios(port):
         check("pairs q0: bytes/s is msg/s x size",
               abs(d["rates"]["received_bytes_s"] - 200 * d["rates"]["received_msg_s"]) < 1e-3 *
               d["rates"]["received_bytes_s"] + 1)
+    # A shared subscription group of 3: every message reaches the group once, each member
+    # gets a share.
+    d = run_ok(port, "shared q1", ["shared", "-q", "1", "--subscribers", "3", "--count", "3000",
+                                   "--rate", "6000"],
+               {"published": 3000, "expected": 3000, "unique": 3000, "lost": 0,
+                "duplicates": 0})
+    if d:
+        shares = d.get("shared", {}).get("received_per_subscriber", [])
+        check("shared q1: three members, each with a share, adding up to every message",
+              len(shares) == 3 and all(n > 0 for n in shares) and sum(shares) == 3000,
+              json.dumps(d.get("shared")))
     run_ok(port, "conn", ["conn", "--clients", "50", "--hold", "0.2", "--connect-rate", "500"],
            {"attempted": 50, "succeeded": 50, "failed": 0})
     # Warm-up: messages stamped in the first 0.3 s are left out of the latency figures.
@@ -312,6 +323,7 @@ def failures(port):
           d["errors"], json.dumps(d)[:300] if d else "no JSON")
     for args in (["pub", "--size", "10"], ["fanin", "--clients", "2"], ["sub"],
                  ["pub", "--count", "5", "--duration", "1"], ["nonsense"],
+                 ["shared", "--group", "a/b"], ["pairs", "--group", "g"],
                  ["pub", "-t", "a/+/b"]):
         p = subprocess.run([BENCH] + args, capture_output=True, text=True, timeout=20)
         check("usage error exits 2: " + " ".join(args), p.returncode == 2,

@@ -48,6 +48,14 @@ TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
 
     CHECK(expand_template("a/%i/b/%i%", 12) == "a/12/b/12%");
 
+    bench_config shared;
+    shared.scenario = scenario::shared;
+    CHECK(apply_scenario_defaults(shared).empty());
+    CHECK(shared.publishers == 1);
+    CHECK(shared.subscribers == 4);
+    CHECK(shared.filter == "tern-bench/shared/#");
+    CHECK(shared_filter(shared, shared.filter) == "$share/tern-bench/tern-bench/shared/#");
+
     // A --topic without --filter: the subscribers follow it.
     bench_config own;
     own.scenario = scenario::fanin;

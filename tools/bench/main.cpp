@@ -43,6 +43,7 @@ constexpr const char* examples =
     "  tern-bench fanout --subscribers 100 -q 1 --size 256 --rate 5000 --duration 30\n"
     "  tern-bench pub -q 1 --min-rate 10000 --max-p99 5   exit 4 when slower\n"
     "  tern-bench conn --clients 1000 --connect-rate 500\n"
+    "  tern-bench shared --subscribers 4 -q 1 --count 50000   one group of 4 shares the load\n"
     "  tern-bench pairs -q 1 --json --baseline main.json --max-regression 15\n"
     "  tern-bench merge --json a.json b.json > all.json   runs of two machines as one\n";
 
@@ -52,21 +53,24 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "What to run (required): pub (publishers only, publish-to-ack latency), sub "
                    "(subscribers only, for publishers elsewhere), fanin (many publishers, one "
                    "subscriber), fanout (one publisher, many subscribers), pairs (publisher/"
-                   "subscriber pairs), conn (open connections, hold them, close them); merge "
+                   "subscriber pairs), conn (open connections, hold them, close them), shared "
+                   "(publishers to an MQTT shared subscription group: each message to one "
+                   "member); merge "
                    "FILE... adds up the --json reports of runs made at the same time on several "
                    "machines")
         ->type_name("SCENARIO")
-        ->check(CLI::IsMember({"pub", "sub", "fanin", "fanout", "pairs", "conn", "merge"})
+        ->check(CLI::IsMember(
+                    {"pub", "sub", "fanin", "fanout", "pairs", "conn", "shared", "merge"})
                     .description(""));
     app.add_option("files", o.files, "merge: the --json reports to merge")->type_name("FILE");
     const char* load = "Load";
     app.add_option("--publishers", r.publishers,
-                   "Publishing connections (default: pub 1, fanin 4, fanout 1)")
+                   "Publishing connections (default: pub 1, fanin 4, fanout 1, shared 1)")
         ->type_name("N")
         ->check(CLI::PositiveNumber.description(""))
         ->group(load);
     app.add_option("--subscribers", r.subscribers,
-                   "Subscribing connections (default: sub 1, fanin 1, fanout 10)")
+                   "Subscribing connections (default: sub 1, fanin 1, fanout 10, shared 4)")
         ->type_name("N")
         ->check(CLI::PositiveNumber.description(""))
         ->group(load);
@@ -85,6 +89,11 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "Topic filter template of the subscribers; %i is the "
                    "subscriber's index (default: matches the topics)")
         ->type_name("TEMPLATE")
+        ->group(load);
+    app.add_option("--group", r.share_group,
+                   "shared: the shared subscription group; subscribers send "
+                   "$share/GROUP/FILTER (default: tern-bench)")
+        ->type_name("NAME")
         ->group(load);
     mqtt::cli::add_qos_option(app, r.qos, "Quality of service of publishes and subscriptions");
     app.get_option("--qos")->group(load);
@@ -228,7 +237,7 @@ void set_thresholds(const CLI::App& app, bench_options& o) {
 void prepare(const CLI::App& app, bench_options& o) {
     auto& r = o.run;
     if (!mqtt::bench::parse_scenario(o.scenario, r.scenario))
-        throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs or conn)");
+        throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs, conn, shared or merge)");
     if (!o.files.empty())
         throw CLI::ValidationError("FILE", "only merge takes files: " + o.files.front());
     mqtt::cli::finalize(o.client);
@@ -259,6 +268,14 @@ void prepare(const CLI::App& app, bench_options& o) {
         throw CLI::ValidationError(o.scenario, why);
     if (r.publishers) check_template("--topic", r.topic, false);
     if (r.subscribers) check_template("--filter", r.filter, true);
+    if (r.scenario == mqtt::bench::scenario::shared) {
+        const auto& g = r.share_group;
+        if (g.empty() || g.find_first_of("/+#") != std::string::npos ||
+            mqtt::protocol::validate_utf8(g))
+            throw CLI::ValidationError("--group", "not a valid share name: " + g);
+    } else if (app.count("--group")) {
+        throw CLI::ValidationError("--group", "only the shared scenario takes a group");
+    }
     set_thresholds(app, o);
     if (o.limits.baseline)
         if (const auto why = mqtt::bench::baseline_mismatch(*o.limits.baseline, r.scenario, r.qos);
@@ -343,7 +360,7 @@ int main(int argc, char** argv) {
         // Checked here rather than with required(): CLI11 reports a missing option before an
         // unknown one, which would hide the typo that caused it.
         if (opts.scenario.empty())
-            throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs or conn)");
+            throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs, conn, shared or merge)");
         if (opts.scenario == "merge") return run_merge(app, opts);
         prepare(app, opts);
         return run_bench(opts);

@@ -82,7 +82,21 @@ void run_state::collect(run_results& r) const {
         r.refused += p->refused;
         r.per_publisher.push_back(pr);
     }
+    if (cfg_.scenario == scenario::shared) {
+        for (auto i : group_sources_) {
+            const auto it = group_seen_.find(i);
+            add_view(r.per_publisher[i], it == group_seen_.end() ? nullptr : &it->second);
+            // The order across members is not defined; within each member it is.
+            r.per_publisher[i].out_of_order = 0;
+            for (auto* s : subscribers_)
+                if (const auto mine = s->seen.find((std::uint64_t{run_id_} << 32) | i);
+                    mine != s->seen.end())
+                    r.per_publisher[i].out_of_order += mine->second.out_of_order();
+        }
+        for (auto* s : subscribers_) r.per_subscriber_unique.push_back(s->unique);
+    }
     for (auto* s : subscribers_) {
+        if (cfg_.scenario == scenario::shared) break;
         if (cfg_.scenario == scenario::sub) {
             // Publishers elsewhere: what was sent is unknown, the gaps are the loss.
             for (const auto& [key, t] : s->seen) {

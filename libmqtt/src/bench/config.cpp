@@ -8,13 +8,14 @@
 namespace mqtt::bench {
 namespace {
 
-constexpr std::array<std::pair<scenario, std::string_view>, 6> names{{
+constexpr std::array<std::pair<scenario, std::string_view>, 7> names{{
     {scenario::pub, "pub"},
     {scenario::sub, "sub"},
     {scenario::fanin, "fanin"},
     {scenario::fanout, "fanout"},
     {scenario::pairs, "pairs"},
     {scenario::conn, "conn"},
+    {scenario::shared, "shared"},
 }};
 
 struct shape {
@@ -38,6 +39,8 @@ shape default_shape(scenario s) {
             return {10, 10, "tern-bench/pairs/%i", "tern-bench/pairs/%i"};
         case scenario::conn:
             return {0, 0, "", ""};
+        case scenario::shared:
+            return {1, 4, "tern-bench/shared/%i", "tern-bench/shared/#"};
     }
     return {0, 0, "", ""};
 }
@@ -75,6 +78,10 @@ bool parse_scenario(std::string_view name, scenario& out) noexcept {
             return true;
         }
     return false;
+}
+
+std::string shared_filter(const bench_config& c, std::string_view filter) {
+    return "$share/" + c.share_group + "/" + std::string(filter);
 }
 
 std::string expand_template(std::string_view pattern, unsigned index) {
@@ -120,6 +127,7 @@ std::string apply_scenario_defaults(bench_config& c) {
             break;
         case scenario::fanin:
         case scenario::fanout:
+        case scenario::shared:
             if (c.clients) return name + " takes --publishers and --subscribers, not --clients";
             if (!c.publishers) c.publishers = s.publishers;
             if (!c.subscribers) c.subscribers = s.subscribers;

@@ -120,7 +120,10 @@ void run_state::on_message(bench_client& c, const protocol::publish_packet& m,
     }
     ++c.received;
     auto& t = c.seen[(std::uint64_t{h->run_id} << 32) | h->publisher];
-    const auto arrival = t.record(h->sequence);
+    auto arrival = t.record(h->sequence);
+    // shared: a message is new when the group had not seen it, whichever member got it; the
+    // member's own tracker still says whether its share came in order.
+    if (cfg_.scenario == scenario::shared) arrival = group_seen_[h->publisher].record(h->sequence);
     if (arrival == sequence_tracker::arrival::duplicate ||
         arrival == sequence_tracker::arrival::invalid)
         return;

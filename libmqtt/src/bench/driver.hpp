@@ -127,6 +127,10 @@ class run_state {
     std::vector<std::unique_ptr<bench_client>> clients_;  // subscribers first, then publishers
     std::vector<bench_client*> publishers_;
     std::vector<bench_client*> subscribers_;
+    // shared: the group receives each message once, whichever member gets it. Its view of
+    // each publisher (by index), and the publishers whose topics its filter matches.
+    std::unordered_map<std::uint32_t, sequence_tracker> group_seen_;
+    std::vector<unsigned> group_sources_;
     run_results r_;
     std::vector<std::pair<std::string, std::uint64_t>> errors_;  // distinct, with counts
     clock::time_point t0_{};                                     // run start

@@ -291,6 +291,9 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
         {"timed_out", r.timed_out},
         {"errors", r.errors},
     };
+    if (r.config.scenario == scenario::shared)
+        report["shared"] = {{"group", r.config.share_group},
+                            {"received_per_subscriber", r.per_subscriber_unique}};
     set_verdict(report, t, failed);
     return report;
 }
@@ -331,6 +334,11 @@ void print_summary(std::ostream& out, const run_results& r, const std::vector<vi
             per_second(r.measured_received, r.receive_seconds),
             per_second(r.measured_received, r.receive_seconds) * static_cast<double>(c.size) / 1e6);
         out << line;
+        if (c.scenario == scenario::shared) {
+            out << "  group $share/" << c.share_group << ": per member";
+            for (const auto n : r.per_subscriber_unique) out << " " << n;
+            out << "\n";
+        }
         for (const auto* h : {&r.latency, &r.ack_latency}) {
             if (h->count() == 0) continue;
             out << (h == &r.latency ? "  end to end " : "  pub to ack ") << " p50 "

@@ -84,6 +84,13 @@ void run_state::make_clients() {
         c.topic = expand_template(cfg_.topic, i);
         publishers_.push_back(&c);
     }
+    if (cfg_.scenario == scenario::shared) {
+        // One group: what matters is what the group as a whole received.
+        const auto filter = expand_template(cfg_.filter, 0);
+        for (auto* p : publishers_)
+            if (protocol::topic_matches(filter, p->topic)) group_sources_.push_back(p->index);
+        return;
+    }
     for (auto* s : subscribers_)
         for (auto* p : publishers_)
             if (protocol::topic_matches(s->filter, p->topic)) s->sources.push_back(p->index);
@@ -119,7 +126,8 @@ asio::awaitable<bool> run_state::connect_all() {
 
 asio::awaitable<bool> run_state::subscribe_all() {
     for (auto* c : subscribers_) {
-        protocol::subscription sub{c->filter, {}};
+        protocol::subscription sub{
+            cfg_.scenario == scenario::shared ? shared_filter(cfg_, c->filter) : c->filter, {}};
         sub.options.max_qos = cfg_.qos;
         auto id = c->s.subscribe({std::move(sub)}, {}, clock::now());
         if (!id) {
@@ -150,6 +158,12 @@ bool run_state::deliveries_complete() const {
                        std::all_of(publishers_.begin(), publishers_.end(),
                                    [](auto* c) { return c->failed || c->unacked.empty(); });
     if (!acked) return false;
+    if (cfg_.scenario == scenario::shared) {
+        std::uint64_t expected = 0, unique = 0;
+        for (auto i : group_sources_) expected += publishers_[i]->next_seq;
+        for (auto* s : subscribers_) unique += s->unique;
+        return unique >= expected;
+    }
     for (auto* s : subscribers_) {
         if (s->failed) continue;
         std::uint64_t expected = 0;

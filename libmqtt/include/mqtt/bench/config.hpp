@@ -15,7 +15,7 @@
 
 namespace mqtt::bench {
 
-enum class scenario : std::uint8_t { pub, sub, fanin, fanout, pairs, conn };
+enum class scenario : std::uint8_t { pub, sub, fanin, fanout, pairs, conn, shared };
 
 std::string_view to_string(scenario s) noexcept;
 bool parse_scenario(std::string_view name, scenario& out) noexcept;
@@ -34,6 +34,7 @@ struct bench_config {
     unsigned clients = 0;  // pairs (publisher/subscriber pairs) and conn (connections)
     std::string topic;     // may contain %i (publisher index); empty: the scenario's
     std::string filter;    // may contain %i (subscriber index); empty: the scenario's
+    std::string share_group = "tern-bench";  // shared: subscribers use $share/GROUP/filter
     protocol::qos qos = protocol::qos::at_most_once;
     std::size_t size = 64;    // payload bytes, at least the 28-byte header
     std::uint64_t count = 0;  // messages per publisher (sub: per subscriber)
@@ -52,6 +53,9 @@ struct bench_config {
 // Fills publishers, subscribers, topic, filter, count and time_limit from the scenario where
 // they are unset. Returns an error message for a combination that cannot run, else empty.
 std::string apply_scenario_defaults(bench_config& c);
+
+// shared: the filter a subscriber of the group sends, $share/GROUP/FILTER.
+std::string shared_filter(const bench_config& c, std::string_view filter);
 
 // "%i" replaced by the index.
 std::string expand_template(std::string_view pattern, unsigned index);
