@@ -177,6 +177,13 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     check(x.upgrade_outgoing_qos == y.upgrade_outgoing_qos, "upgrade_outgoing_qos");
     check(x.persistent_client_expiration == y.persistent_client_expiration,
           "persistent_client_expiration");
+    check(x.max_subscriptions == y.max_subscriptions, "max_subscriptions");
+    check(x.max_topic_length == y.max_topic_length, "max_topic_length");
+    check(x.max_topic_levels == y.max_topic_levels, "max_topic_levels");
+    check(x.max_client_id_length == y.max_client_id_length, "max_client_id_length");
+    check(x.max_publish_rate == y.max_publish_rate, "max_publish_rate");
+    check(x.memory_limit == y.memory_limit, "memory_limit");
+    check(x.connect_timeout == y.connect_timeout, "connect_timeout_ms");
     check(a.sys_interval == b.sys_interval, "sys_interval");
     const auto& p = a.persistence;
     const auto& q = b.persistence;

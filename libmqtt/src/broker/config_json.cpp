@@ -103,8 +103,6 @@ std::string limits_json(const limits& l) {
     o.number("max_outbound_bytes", l.max_outbound_bytes);
     o.number("max_retained_messages", l.max_retained_messages);
     o.number("max_retained_bytes", l.max_retained_bytes);
-    o.number("max_subscriptions", l.max_subscriptions);
-    o.number("connect_timeout_ms", static_cast<std::uint64_t>(l.connect_timeout.count()));
     o.number("auth_failure_delay_ms", static_cast<std::uint64_t>(l.auth_failure_delay.count()));
     o.number("max_connections", l.max_connections);
     o.close();
@@ -142,6 +140,13 @@ std::string to_json(const config& c) {
     o.number("max_queued_bytes", or_zero(l.max_queued_bytes));
     o.number("max_offline_sessions", or_zero(l.max_offline_sessions));
     o.number("max_packet_size", l.max_packet_size == largest_mqtt_packet ? 0 : l.max_packet_size);
+    o.number("max_subscriptions", or_zero(l.max_subscriptions));
+    o.number("max_topic_length", l.max_topic_length);
+    o.number("max_topic_levels", l.max_topic_levels);
+    o.number("max_client_id_length", l.max_client_id_length);
+    o.number("max_publish_rate", l.max_publish_rate);
+    o.number("memory_limit", or_zero(l.memory_limit));
+    o.number("connect_timeout_ms", static_cast<std::uint64_t>(l.connect_timeout.count()));
     o.number("max_keepalive", l.max_keepalive);
     o.number("max_topic_alias", l.max_topic_alias);
     o.boolean("retain_available", l.retain_available);

@@ -334,6 +334,59 @@ bool on_max_inflight_bytes(parse_state& st, const option_args& a) {
     return true;
 }
 
+// ---- Tern's limits against hostile clients (docs/security.md); 0 means no maximum where
+// a maximum can be lifted.
+
+bool on_max_subscriptions(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_subscriptions", a.words[0], 0, 1'000'000'000);
+    if (!v) return false;
+    st.cfg.limits.max_subscriptions = *v == 0 ? unlimited : static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_max_topic_length(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_topic_length", a.words[0], 1, 65535);
+    if (!v) return false;
+    st.cfg.limits.max_topic_length = static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_max_topic_levels(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_topic_levels", a.words[0], 1, 65535);
+    if (!v) return false;
+    st.cfg.limits.max_topic_levels = static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_max_client_id_length(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_client_id_length", a.words[0], 23, 65535);
+    if (!v) return false;
+    st.cfg.limits.max_client_id_length = static_cast<std::size_t>(*v);
+    return true;
+}
+
+bool on_max_publish_rate(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_publish_rate", a.words[0], 0, 1'000'000'000);
+    if (!v) return false;
+    st.cfg.limits.max_publish_rate = static_cast<std::uint32_t>(*v);
+    return true;
+}
+
+bool on_connect_timeout_ms(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "connect_timeout_ms", a.words[0], 1, 3'600'000);
+    if (!v) return false;
+    st.cfg.limits.connect_timeout = std::chrono::milliseconds{*v};
+    return true;
+}
+
+// Mosquitto's option, with a counted meaning: the bytes of messages held (see limits).
+bool on_memory_limit(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "memory_limit", a.words[0], 0, 1ull << 50);
+    if (!v) return false;
+    st.cfg.limits.memory_limit = *v == 0 ? unlimited : static_cast<std::size_t>(*v);
+    return true;
+}
+
 bool on_max_keepalive(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "max_keepalive", a.words[0], 0, 65535);
     if (!v) return false;
@@ -506,6 +559,7 @@ const std::vector<option_spec>& option_table() {
         {"certfile", S::listener, 1, 64, false, on_certfile},
         {"ciphers", S::listener, 1, 1, false, on_ciphers},
         {"ciphers_tls1.3", S::listener, 1, 1, false, on_ciphers_tls1_3},
+        {"connect_timeout_ms", S::global, 1, 1, false, on_connect_timeout_ms},
         {"connection_messages", S::global, 1, 1, false, on_connection_messages},
         {"crlfile", S::listener, 1, 64, false, on_crlfile},
         {"include_dir", S::global, 1, 64, true, on_include_dir},
@@ -514,16 +568,22 @@ const std::vector<option_spec>& option_table() {
         {"log_dest", S::global, 1, 2, true, on_log_dest},
         {"log_timestamp", S::global, 1, 1, false, on_log_timestamp},
         {"log_type", S::global, 1, 1, true, on_log_type},
+        {"max_client_id_length", S::global, 1, 1, false, on_max_client_id_length},
         {"max_connections", S::listener, 1, 1, false, on_max_connections},
         {"max_inflight_bytes", S::global, 1, 1, false, on_max_inflight_bytes},
         {"max_inflight_messages", S::global, 1, 1, false, on_max_inflight_messages},
         {"max_keepalive", S::global, 1, 1, false, on_max_keepalive},
         {"max_offline_sessions", S::global, 1, 1, false, on_max_offline_sessions},
         {"max_packet_size", S::global, 1, 1, false, on_max_packet_size},
+        {"max_publish_rate", S::global, 1, 1, false, on_max_publish_rate},
         {"max_qos", S::listener, 1, 1, false, on_max_qos},
         {"max_queued_bytes", S::global, 1, 1, false, on_max_queued_bytes},
         {"max_queued_messages", S::global, 1, 1, false, on_max_queued_messages},
+        {"max_subscriptions", S::global, 1, 1, false, on_max_subscriptions},
         {"max_topic_alias", S::listener, 1, 1, false, on_max_topic_alias},
+        {"max_topic_length", S::global, 1, 1, false, on_max_topic_length},
+        {"max_topic_levels", S::global, 1, 1, false, on_max_topic_levels},
+        {"memory_limit", S::global, 1, 1, false, on_memory_limit},
         {"message_size_limit", S::global, 1, 1, false, on_message_size_limit},
         {"password_file", S::security, 1, 64, false, on_password_file},
         {"per_listener_settings", S::global, 1, 1, false, on_per_listener_settings},
@@ -578,7 +638,6 @@ const std::vector<std::string_view>& unsupported_option_names() {
         "local_username",
         "log_facility",
         "log_timestamp_format",
-        "memory_limit",
         "mount_point",
         "notification_topic",
         "notifications",

@@ -99,6 +99,7 @@ bool engine::acl_check(const durable_session& ds, acl_access a, std::string_view
 // ---- messages ---------------------------------------------------------------------------
 
 std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
+    charge(*m);
     if (m->retain && limits_.retain_available) {
         const auto outcome = retained_.set(m);
         if (outcome == retained_store::outcome::full) ++stats_.dropped_retain_full;
@@ -238,6 +239,7 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
 }
 
 void engine::restore_retained(const message_ptr& m) {
+    charge(*m);
     if (retained_.set(m) == retained_store::outcome::full) ++stats_.dropped_retain_full;
 }
 

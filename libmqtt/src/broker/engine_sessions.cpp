@@ -78,6 +78,12 @@ void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
 void engine::restore_session(std::unique_ptr<durable_session> s) {
     durable_session& ds = *s;
     ds.connection = nullptr;
+    for (const auto& q : ds.queue) {
+        if (q.msg) charge(*q.msg);
+    }
+    for (const auto& o : ds.inflight) {
+        if (o.msg) charge(*o.msg);  // none once only PUBREL/PUBCOMP is left
+    }
     for (const auto& [filter, e] : ds.subscriptions) {
         const auto shared = protocol::parse_shared(filter);
         if (shared.is_shared()) {

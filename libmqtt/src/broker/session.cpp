@@ -101,6 +101,14 @@ void session::on_timer(clock::time_point now) {
         }
         return;
     }
+    if (rate_resume_ != clock::time_point{} && rate_resume_ <= now) {
+        // The pause for max_publish_rate is over: read again. The client's silence was
+        // ours, so its keep-alive starts again from now.
+        rate_resume_ = {};
+        last_rx_ = now;
+        wake();
+        return;
+    }
     if (!waiting_on_.empty()) {
         // We stopped reading this publisher ourselves (back-pressure): its silence is ours,
         // not a dead client. Its keep-alive starts again from now.
@@ -126,7 +134,8 @@ void session::take_output(std::vector<std::uint8_t>& into) {
 
 bool session::input_paused() const noexcept {
     if (state_ == session_state::authenticating) return true;
-    return !waiting_on_.empty() || out_.size() > engine_.config().max_outbound_bytes;
+    return !waiting_on_.empty() || rate_resume_ != clock::time_point{} ||
+           out_.size() > engine_.config().max_outbound_bytes;
 }
 
 clock::time_point session::deadline() const noexcept {
@@ -136,10 +145,15 @@ clock::time_point session::deadline() const noexcept {
         case session_state::authenticating:
             if (refuse_at_ != clock::time_point::max()) return refuse_at_;
             return created_ + engine_.config().connect_timeout;
-        case session_state::connected:
-            if (keep_alive_ == 0) return clock::time_point::max();
+        case session_state::connected: {
             // One and a half times the Keep Alive (MQTT-3.1.2-24).
-            return last_rx_ + std::chrono::milliseconds{std::uint64_t{keep_alive_} * 1500};
+            const auto keep_alive =
+                keep_alive_ == 0
+                    ? clock::time_point::max()
+                    : last_rx_ + std::chrono::milliseconds{std::uint64_t{keep_alive_} * 1500};
+            return rate_resume_ != clock::time_point{} ? std::min(keep_alive, rate_resume_)
+                                                       : keep_alive;
+        }
         case session_state::closing:
             break;
     }
@@ -207,6 +221,22 @@ bool session::check_connect(const protocol::connect_packet& c) {
     const auto& cfg = engine_.config();
     if (v5 && c.props.authentication_method) {
         refuse_connect(reason_code::bad_authentication_method, "enhanced auth not supported");
+        return false;
+    }
+    if (c.client_id.size() > cfg.max_client_id_length) {  // 5.0 0x85, 3.1.1 0x02
+        refuse_connect(reason_code::client_identifier_not_valid,
+                       "client id over max_client_id_length");
+        return false;
+    }
+    if (c.will && !topic_within_limits(c.will->topic)) {
+        // 5.0: CONNACK 0x90 Topic Name invalid. 3.1.1 has no return code for it: closed.
+        if (v5) {
+            refuse_connect(reason_code::topic_name_invalid, "will topic over the topic limits");
+        } else {
+            ++engine_.stats().connects_rejected;
+            close(reason_code::topic_name_invalid, "will topic over the topic limits", false,
+                  false);
+        }
         return false;
     }
     // An empty id: 5.0 assigns one (MQTT-3.1.3-6); 3.1.1 only with Clean Session

@@ -20,10 +20,70 @@ reason_code granted_code(qos q) noexcept {
 
 }  // namespace
 
+// ---- limits -----------------------------------------------------------------------------
+
+bool session::topic_within_limits(std::string_view topic) const noexcept {
+    const auto& cfg = engine_.config();
+    if (topic.size() > cfg.max_topic_length) return false;
+    // Levels are separators + 1; stop counting once over.
+    std::size_t levels = 1;
+    for (const char ch : topic) {
+        if (ch == '/' && ++levels > cfg.max_topic_levels) return false;
+    }
+    return true;
+}
+
+// max_publish_rate as a virtual scheduler (GCRA): each PUBLISH moves rate_next_ one
+// interval on; a burst of `rate` packets at once is allowed, then input pauses until the
+// next one is on time. The packets in hand are still handled: the driver stops reading.
+void session::count_publish(clock::time_point now) {
+    const std::uint32_t rate = engine_.config().max_publish_rate;
+    if (rate == 0) return;
+    const clock::duration interval = clock::duration{std::chrono::seconds{1}} / rate;
+    rate_next_ = std::max(rate_next_, now) + interval;
+    const auto resume = rate_next_ - interval * (rate - 1);
+    if (resume > now) {
+        if (rate_resume_ == clock::time_point{}) ++engine_.stats().rate_limited;
+        rate_resume_ = resume;
+    } else {
+        rate_resume_ = {};
+    }
+}
+
+bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) {
+    const bool v5 = protocol::is_v5(version_);
+    std::string_view why;
+    if (!topic_within_limits(p.topic)) {
+        ++engine_.stats().dropped_topic_limit;
+        rc = reason_code::topic_name_invalid;
+        why = "topic over max_topic_length or max_topic_levels";
+    } else if (engine_.memory_full() && !(p.retain && p.payload.empty())) {
+        // A retained PUBLISH with an empty payload frees memory: let it through.
+        ++engine_.stats().dropped_memory_limit;
+        rc = reason_code::quota_exceeded;
+        why = "memory_limit reached";
+        if (engine_.logging(1)) {
+            engine_.log(1, "client " + client_id_ + " publish to " + p.topic +
+                               " refused: memory_limit reached");
+        }
+    } else {
+        return true;
+    }
+    // 3.1/3.1.1 cannot say why: a QoS 0 message is dropped; a QoS 1/2 one is not
+    // acknowledged and the connection closes, so the client keeps it and sends it again
+    // when it reconnects (MQTT-4.4.0-1) instead of believing it delivered.
+    if (!v5 && p.qos_level != qos::at_most_once) {
+        close(rc, why, false, true);
+        return false;
+    }
+    return true;
+}
+
 // ---- inbound PUBLISH --------------------------------------------------------------------
 
 void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
+    count_publish(now);
     if (v5 && p.props.topic_alias && !resolve_topic_alias(p)) return;
     if (p.retain && !engine_.config().retain_available) {
         // Retain Available 0 was announced: a retained PUBLISH is an error in 5.0
@@ -51,7 +111,10 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         }
     }
     reason_code rc = reason_code::success;
-    if (protocol::is_system_topic(p.topic)) {
+    if (!admit_publish(p, rc)) return;
+    if (rc != reason_code::success) {
+        // Refused for a limit: acknowledged with rc (5.0), or dropped (QoS 0).
+    } else if (protocol::is_system_topic(p.topic)) {
         // $SYS belongs to the broker; clients do not publish there.
         ++engine_.stats().dropped_sys_publish;
         rc = reason_code::not_authorized;
@@ -132,7 +195,8 @@ void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now
         // No Local on a Shared Subscription is a Protocol Error (MQTT-3.8.3-4).
         for (const auto& s : p.subscriptions) {
             if (s.options.no_local && protocol::parse_shared(s.filter).is_shared()) {
-                protocol_violation(reason_code::protocol_error, "no local on a shared subscription");
+                protocol_violation(reason_code::protocol_error,
+                                   "no local on a shared subscription");
                 return;
             }
         }
@@ -161,6 +225,7 @@ reason_code session::subscribe_one(const protocol::subscription& s, std::uint32_
     // commonly offer; any other filter whose first level is `$share` is refused.
     const auto shared = protocol::parse_shared(s.filter);
     if (shared.is_malformed() || !protocol::is_valid_topic_filter(s.filter)) return invalid;
+    if (!topic_within_limits(s.filter)) return invalid;  // max_topic_length / _levels
     const bool known = ds_->subscriptions.contains(s.filter);
     if (!known && ds_->subscriptions.size() >= engine_.config().max_subscriptions) {
         return v5 ? reason_code::quota_exceeded : reason_code::unspecified_error;

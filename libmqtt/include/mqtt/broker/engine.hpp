@@ -16,8 +16,8 @@
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
 #include "mqtt/broker/retained_store.hpp"
-#include "mqtt/broker/store_hooks.hpp"
 #include "mqtt/broker/security.hpp"
+#include "mqtt/broker/store_hooks.hpp"
 #include "mqtt/protocol/packet.hpp"
 #include "mqtt/protocol/subscription_trie.hpp"
 
@@ -121,6 +121,12 @@ class engine {
     void send_retained(session& s, std::string_view filter, protocol::qos granted,
                        clock::time_point now, std::uint32_t id = 0);
     const retained_store& retained() const noexcept { return retained_; }
+    // memory_limit: the bytes of the messages held (queued, in flight, retained), each
+    // counted once; full() once they reach the limit, and a new PUBLISH is refused.
+    std::size_t held_bytes() const noexcept { return meter_->bytes(); }
+    bool memory_full() const noexcept { return meter_->bytes() >= limits_.memory_limit; }
+    // Counts m against memory_limit until it is destroyed (once; later calls do nothing).
+    void charge(const message& m) { m.charge.charge(meter_, held_cost(m)); }
 
     // Closes every session (5.0 clients get DISCONNECT 0x8B).
     void shutdown();
@@ -198,6 +204,7 @@ class engine {
     std::string acl_scratch_;        // expanded ACL patterns, reused
     std::mt19937_64 id_random_;
     store_hooks* store_ = nullptr;
+    std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
 };
 
 }  // namespace mqtt::broker

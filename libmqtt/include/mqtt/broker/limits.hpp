@@ -33,6 +33,20 @@ struct limits {
     std::size_t max_retained_bytes = 256u << 20;
     // Subscriptions one connection may hold; more are refused in SUBACK.
     std::size_t max_subscriptions = 10'000;
+    // Topic Names and Filters (PUBLISH, SUBSCRIBE, Will): bytes and levels. Each level of a
+    // filter is a node of the subscription index, so levels bound its memory per filter.
+    std::size_t max_topic_length = 65'535;
+    std::size_t max_topic_levels = 200;
+    // Client identifiers in CONNECT (bytes): ids are kept per stored session and logged.
+    std::size_t max_client_id_length = 256;
+    // PUBLISH packets one connection may send per second (a burst of that many at once);
+    // past it the connection's input is paused until its rate allows the next one.
+    // 0: no limit.
+    std::uint32_t max_publish_rate = 0;
+    // Bytes of application messages held (queued, in flight, retained), each message
+    // counted once however many sessions hold it; at or past it a new PUBLISH is refused
+    // (5.0 0x97 Quota exceeded). Counted, not asked of the allocator.
+    std::size_t memory_limit = std::size_t{1} << 30;
     // Time a new connection has to send its CONNECT.
     std::chrono::milliseconds connect_timeout{10'000};
     // How long a CONNECT refused for its user name or password waits before its CONNACK:
@@ -79,6 +93,9 @@ struct stats {
     std::uint64_t dropped_retain_full = 0;   // not retained: retained store bounds reached
     std::uint64_t dropped_sys_publish = 0;   // clients may not publish to $SYS
     std::uint64_t dropped_acl = 0;           // publishes and Wills the acl_file denied
+    std::uint64_t dropped_memory_limit = 0;  // PUBLISH refused: memory_limit reached
+    std::uint64_t dropped_topic_limit = 0;   // PUBLISH refused: max_topic_length/_levels
+    std::uint64_t rate_limited = 0;          // input paused by max_publish_rate
     std::uint64_t auth_failures = 0;         // CONNECT refused: anonymous, user or password
     std::uint64_t dropped_qos0_offline = 0;  // QoS 0 for an offline session (not queued)
     std::uint64_t dropped_expired = 0;       // Message Expiry Interval passed while queued

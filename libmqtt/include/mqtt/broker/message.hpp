@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -12,6 +13,42 @@
 #include "mqtt/protocol/packet.hpp"
 
 namespace mqtt::broker {
+
+// The bytes of messages the broker holds (memory_limit). Shared by the engine and every
+// message charged to it, so a message that outlives the engine stays safe to destroy;
+// atomic because a message may be released on another thread (the store's).
+class memory_meter {
+  public:
+    std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
+    void add(std::size_t n) noexcept { bytes_.fetch_add(n, std::memory_order_relaxed); }
+    void remove(std::size_t n) noexcept { bytes_.fetch_sub(n, std::memory_order_relaxed); }
+
+  private:
+    std::atomic<std::size_t> bytes_{0};
+};
+
+// A message's charge on a memory_meter, given back when the message is destroyed. A copy
+// of a message is a new message and starts uncharged.
+class memory_charge {
+  public:
+    memory_charge() = default;
+    memory_charge(const memory_charge&) noexcept {}
+    memory_charge& operator=(const memory_charge&) noexcept { return *this; }
+    ~memory_charge() {
+        if (meter_) meter_->remove(bytes_);
+    }
+    bool charged() const noexcept { return meter_ != nullptr; }
+    void charge(std::shared_ptr<memory_meter> meter, std::size_t bytes) noexcept {
+        if (meter_ || !meter) return;
+        meter_ = std::move(meter);
+        bytes_ = bytes;
+        meter_->add(bytes);
+    }
+
+  private:
+    std::shared_ptr<memory_meter> meter_;
+    std::size_t bytes_ = 0;
+};
 
 // One published application message, immutable once made and shared by every delivery
 // (std::shared_ptr<const message>): the payload is held once however many subscribers
@@ -30,7 +67,15 @@ struct message {
     // The id of this message's record in the store, 0 while it has none. Set by the store
     // (which lives on the engine's thread), not part of the message's value.
     mutable std::uint64_t store_id = 0;
+    // Its bytes counted against memory_limit while the broker holds it (set by the engine
+    // when the message is routed, retained or restored).
+    mutable memory_charge charge;
 };
+
+// What a message is charged against memory_limit: its bytes and the object around them.
+inline std::size_t held_cost(const message& m) noexcept {
+    return sizeof(message) + m.topic.size() + m.payload.size() + m.props_v5.size();
+}
 
 using message_ptr = std::shared_ptr<const message>;
 

@@ -82,7 +82,8 @@ class session {
     // online subscriber whose queue is over the high-water mark, until that subscriber's
     // queue drains below the low-water mark or it closes. wake() is called when it ends.
     bool input_paused() const noexcept;
-    // When on_timer() must run next: connect timeout or 1.5 x Keep Alive.
+    // When on_timer() must run next: connect timeout, 1.5 x Keep Alive, or the end of a
+    // pause for max_publish_rate.
     clock::time_point deadline() const noexcept;
 
     // ---- from the engine
@@ -139,6 +140,11 @@ class session {
                                         bool& send_retained);
     void on_unsubscribe(const protocol::unsubscribe_packet& p);
     void on_disconnect(const protocol::disconnect_packet& p);
+    bool topic_within_limits(std::string_view topic) const noexcept;
+    void count_publish(clock::time_point now);
+    // A PUBLISH that may not be routed: 0x00 when it may; else the 5.0 reason code for its
+    // acknowledgement. 3.1/3.1.1 connections are closed instead (false: closed).
+    bool admit_publish(const protocol::publish_packet& p, protocol::reason_code& rc);
 
     void send(const protocol::packet& p);
     void send_in(const protocol::packet& p, protocol::protocol_version v);
@@ -190,6 +196,10 @@ class session {
     // subscribers): publishers this subscriber paused, subscribers this publisher waits for.
     std::vector<session*> throttled_;
     std::vector<session*> waiting_on_;
+    // max_publish_rate: when the next PUBLISH would be on time (the theoretical arrival
+    // time of a virtual scheduler), and until when input is paused ({}: not paused).
+    clock::time_point rate_next_{};
+    clock::time_point rate_resume_{};
 };
 
 }  // namespace mqtt::broker
