@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Hostile clients against tern-broker, in the manner of Mosquitto's packet tests: raw bytes
+over loopback sockets, each case for MQTT 3.1.1 and 5.0 where the answer differs.
+
+For every malformed or protocol-violating client: the right reason code (5.0: DISCONNECT
+with it, or CONNACK for a bad CONNECT) or a closed connection without an answer (3.1.1),
+its Will published when the violation came after a CONNECT with a Will, and afterwards a
+normal client still publishes and receives. Then the resource cases: a Remaining Length
+that promises 256 MiB, 10,000 filters in one SUBSCRIBE, 1,000 connections that never send
+CONNECT (closed at connect_timeout_ms), a subscriber that never reads while a publisher
+floods it, and memory_limit on a second broker.
+
+    broker_hostile_test.py TERN_BROKER
+"""
+
+import os
+import resource
+import selectors
+import socket
+import struct
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import harness  # noqa: E402
+
+HOST = harness.HOST
+WAIT = 5.0  # the longest any single answer may take
+
+V311, V5 = 4, 5
+MALFORMED, PROTOCOL_ERROR = 0x81, 0x82
+TOPIC_NAME_INVALID, TOPIC_ALIAS_INVALID, PACKET_TOO_LARGE = 0x90, 0x94, 0x95
+QUOTA_EXCEEDED = 0x97
+
+
+# ---- wire helpers ---------------------------------------------------------------------------
+
+def vbi(n):
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def s(text):
+    b = text if isinstance(text, bytes) else text.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+def packet(first, body):
+    return bytes([first]) + vbi(len(body)) + body
+
+
+def connect_packet(v, cid, will=None, clean=True, keep_alive=30, props=b""):
+    flags = 0x02 if clean else 0x00
+    payload = s(cid)
+    if will is not None:
+        flags |= 0x04
+        payload += (b"\x00" if v == V5 else b"") + s(will) + s("gone")
+    body = s("MQTT") + bytes([v, flags]) + struct.pack(">H", keep_alive)
+    if v == V5:
+        body += vbi(len(props)) + props
+    return packet(0x10, body + payload)
+
+
+def publish_packet(v, topic, payload=b"x", qos=0, pid=1, retain=False, props=b""):
+    body = s(topic) + (struct.pack(">H", pid) if qos else b"")
+    if v == V5:
+        body += vbi(len(props)) + props
+    return packet(0x30 | (qos << 1) | int(retain), body + payload)
+
+
+def subscribe_packet(v, pid, filters):
+    body = struct.pack(">H", pid) + (b"\x00" if v == V5 else b"")
+    for f, q in filters:
+        body += s(f) + bytes([q])
+    return packet(0x82, body)
+
+
+class Client:
+    """One raw MQTT connection with bounded reads."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection((HOST, port), timeout=WAIT)
+        self.buf = b""
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def _fill(self, deadline):
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            except OSError:
+                return b""
+            return chunk
+
+    def packet(self, timeout=WAIT):
+        """(first byte, body) of the next packet; None on timeout; 'closed' at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                n, mult, i = 0, 1, 1
+                while i < len(self.buf) and i <= 4:
+                    b = self.buf[i]
+                    n += (b & 0x7F) * mult
+                    mult *= 128
+                    i += 1
+                    if not b & 0x80:
+                        break
+                else:
+                    i = None
+                if i is not None and len(self.buf) >= i + n and not self.buf[i - 1] & 0x80:
+                    first, body = self.buf[0], self.buf[i:i + n]
+                    self.buf = self.buf[i + n:]
+                    return first, body
+            chunk = self._fill(deadline)
+            if chunk is None:
+                return None
+            if chunk == b"":
+                return "closed"
+            self.buf += chunk
+
+    def closed(self, timeout=WAIT):
+        """True when the broker closes the connection (any packets before it are skipped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self.packet(deadline - time.monotonic())
+            if p == "closed":
+                return True
+            if p is None:
+                return False
+        return False
+
+    def connect(self, v, cid, will=None, clean=True, keep_alive=30):
+        self.send(connect_packet(v, cid, will, clean, keep_alive))
+        p = self.packet()
+        ok = isinstance(p, tuple) and p[0] == 0x20 and p[1][1] == 0
+        return ok
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def connack_code(p):
+    return p[1][1] if isinstance(p, tuple) and p[0] == 0x20 else None
+
+
+def disconnect_code(p):
+    if isinstance(p, tuple) and p[0] == 0xE0:
+        return p[1][0] if p[1] else 0
+    return None
+
+
+# ---- the suite ------------------------------------------------------------------------------
+
+class Suite:
+    def __init__(self, port, broker, check):
+        self.port, self.broker, self.check = port, broker, check
+        # Sees every Will and every probe message for the whole run.
+        self.observer = Client(port)
+        assert self.observer.connect(V5, "observer", keep_alive=0)
+        self.observer.send(subscribe_packet(V5, 1, [("will/#", 1), ("probe/#", 1)]))
+        p = self.observer.packet()
+        assert isinstance(p, tuple) and p[0] == 0x90, p
+        self.probes = 0
+        self.clients = 0
+
+    def publishes_seen(self, timeout, until=None):
+        """Topics of the PUBLISH packets the observer gets within `timeout` (acked), or up
+        to the topic `until`."""
+        topics = []
+        deadline = time.monotonic() + timeout
+        while until is None or until not in topics:
+            p = self.observer.packet(max(0.0, deadline - time.monotonic()))
+            if not isinstance(p, tuple):
+                return topics
+            if p[0] & 0xF0 == 0x30:
+                tlen = struct.unpack(">H", p[1][:2])[0]
+                topics.append(p[1][2:2 + tlen].decode())
+                if (p[0] >> 1) & 3:
+                    pid = p[1][2 + tlen:4 + tlen]
+                    self.observer.send(packet(0x40, pid))
+        return topics
+
+    def will_seen(self, name, timeout=2.0):
+        return ("will/" + name) in self.publishes_seen(timeout, until="will/" + name)
+
+    def healthy(self, what):
+        """A new client publishes QoS 1 and the observer receives it."""
+        self.probes += 1
+        c = Client(self.port)
+        ok = c.connect(V311, "probe%d" % self.probes)
+        topic = "probe/%d" % self.probes
+        c.send(publish_packet(V311, topic, b"ok", qos=1, pid=1))
+        ack = c.packet()
+        ok = ok and isinstance(ack, tuple) and ack[0] == 0x40
+        ok = ok and topic in self.publishes_seen(2.0 if ok else 0.1, until=topic)
+        c.close()
+        self.check(ok and self.broker.running(), "after %s: a normal client publishes and receives"
+                   % what)
+
+    # A client that sends `data` after a CONNECT (with a Will): 5.0 gets DISCONNECT `code`,
+    # 3.1.1 is closed without an answer; the Will is published either way.
+    def violation(self, name, v, data, code=None, will=True):
+        c = Client(self.port)
+        self.clients += 1
+        cid = "hostile%d-%d" % (self.clients, v)
+        if not c.connect(v, cid, will=("will/" + cid) if will else None):
+            self.check(False, "%s (%d): connected" % (name, v))
+            return
+        c.send(data)
+        p = c.packet()
+        if v == V5 and code is not None:
+            self.check(disconnect_code(p) == code,
+                       "%s (5.0): DISCONNECT 0x%02X (got %r)" % (name, code, p))
+            p = c.packet()
+        self.check(p == "closed", "%s (%s): connection closed" % (name, "5.0" if v == V5 else "3.1.1"))
+        if will:
+            self.check(self.will_seen(cid), "%s (%d): Will published" % (name, v))
+        c.close()
+
+    # A CONNECT that is itself bad: 5.0 CONNACK `code` then close when given, else closed.
+    def bad_connect(self, name, data, connack=None):
+        c = Client(self.port)
+        c.send(data)
+        p = c.packet()
+        if connack is not None:
+            self.check(connack_code(p) == connack,
+                       "%s: CONNACK 0x%02X (got %r)" % (name, connack, p))
+            p = c.packet()
+        self.check(p == "closed", "%s: connection closed" % name)
+        c.close()
+
+
+def malformed_cases(t):
+    """Every malformed-packet rule of the protocol core, after a CONNECT."""
+    for v in (V311, V5):
+        vp = b"\x00" if v == V5 else b""
+        cases = [
+            ("qos 3 (MQTT-3.3.1-4)", packet(0x36, s("t") + b"\x00\x01" + vp + b"x"), MALFORMED),
+            ("dup on qos 0 (MQTT-3.3.1-2)", packet(0x38, s("t") + vp + b"x"), MALFORMED),
+            ("publish topic with + (MQTT-3.3.2-2)", publish_packet(v, "a/+/b"), TOPIC_NAME_INVALID),
+            ("publish topic with # (MQTT-3.3.2-2)", publish_packet(v, "a/#", qos=1), TOPIC_NAME_INVALID),
+            ("invalid utf-8 in topic (MQTT-1.5.4-1)", packet(0x30, s(b"a\xc0\xafb") + vp), MALFORMED),
+            ("U+0000 in topic (MQTT-1.5.4-2)", packet(0x30, s(b"a\x00b") + vp), MALFORMED),
+            ("packet id 0 (MQTT-2.2.1-3)", publish_packet(v, "t", qos=1, pid=0), PROTOCOL_ERROR),
+            ("subscribe flags 0x80 (MQTT-3.8.1-1)", packet(0x80, b"\x00\x01" + vp + s("t") + b"\x00"), MALFORMED),
+            ("subscribe without filters (MQTT-3.8.3-3)", packet(0x82, b"\x00\x01" + vp), PROTOCOL_ERROR),
+            ("subscribe reserved option bits (MQTT-3.8.3-5)", packet(0x82, b"\x00\x01" + vp + s("t") + b"\xc0"), MALFORMED),
+            ("unsubscribe without filters (MQTT-3.10.3-2)", packet(0xA2, b"\x00\x01" + vp), PROTOCOL_ERROR),
+            ("pingreq with a body", packet(0xC0, b"\x00"), MALFORMED),
+            ("remaining length of 5 bytes (MQTT-2.2.3)", b"\x30\xff\xff\xff\xff\x01", MALFORMED),
+            ("reserved packet type 0", packet(0x00, b""), MALFORMED),
+            ("connack from a client", packet(0x20, b"\x00\x00" + vp), PROTOCOL_ERROR),
+            ("second CONNECT (MQTT-3.1.0-2)", connect_packet(v, "again"), PROTOCOL_ERROR),
+        ]
+        if v == V5:
+            cases += [
+                ("topic alias 0 (MQTT-3.3.2-8)", publish_packet(v, "t", props=b"\x23\x00\x00"),
+                 TOPIC_ALIAS_INVALID),
+                ("topic alias over the maximum (MQTT-3.3.2-9)",
+                 publish_packet(v, "t", props=b"\x23\xff\xff"), TOPIC_ALIAS_INVALID),
+                ("unknown property", publish_packet(v, "t", props=b"\x7f\x00"), MALFORMED),
+                ("retain handling 3", packet(0x82, b"\x00\x01\x00" + s("t") + b"\x30"), PROTOCOL_ERROR),
+                ("AUTH without a method", packet(0xF0, b"\x00\x00"), PROTOCOL_ERROR),
+            ]
+        else:
+            cases.append(("AUTH in 3.1.1 (reserved type 15)", packet(0xF0, b""), MALFORMED))
+        for name, data, code in cases:
+            t.violation(name, v, data, code)
+    t.healthy("the malformed packets")
+
+
+def connect_cases(t):
+    t.bad_connect("a PUBLISH before CONNECT (MQTT-3.1.0-1)", publish_packet(V311, "t"))
+    t.bad_connect("a PINGREQ before CONNECT", packet(0xC0, b""))
+    t.bad_connect("protocol name MQTX (MQTT-3.1.2-1)",
+                  packet(0x10, s("MQTX") + b"\x04\x02\x00\x1e" + s("c")))
+    t.bad_connect("protocol level 9: 5.0 CONNACK 0x84", packet(0x10, s("MQTT") + b"\x09\x02\x00\x1e" + s("c")), 0x84)
+    t.bad_connect("protocol level 3 with name MQTT: 3.1.1 CONNACK 1",
+                  packet(0x10, s("MQTT") + b"\x03\x02\x00\x1e" + s("c")), 0x01)
+    t.bad_connect("3.1.1 reserved connect flag (MQTT-3.1.2-3)",
+                  packet(0x10, s("MQTT") + b"\x04\x03\x00\x1e" + s("c")))
+    t.bad_connect("5.0 reserved connect flag: CONNACK 0x81",
+                  packet(0x10, s("MQTT") + b"\x05\x03\x00\x1e\x00" + s("c")), MALFORMED)
+    t.bad_connect("3.1.1 will QoS 3 (MQTT-3.1.2-14)",
+                  packet(0x10, s("MQTT") + b"\x04\x1e\x00\x1e" + s("c") + s("w") + s("m")))
+    t.bad_connect("3.1.1 password without user name (MQTT-3.1.2-22)",
+                  packet(0x10, s("MQTT") + b"\x04\x42\x00\x1e" + s("c") + s("pw")))
+    t.bad_connect("3.1.1 empty client id with clean session 0 (MQTT-3.1.3-8): CONNACK 2",
+                  connect_packet(V311, "", clean=False), 0x02)
+    t.bad_connect("client id over max_client_id_length: CONNACK 0x85",
+                  connect_packet(V5, "c" * 300), 0x85)
+    t.bad_connect("3.1.1 client id over max_client_id_length: CONNACK 2",
+                  connect_packet(V311, "c" * 300), 0x02)
+    t.bad_connect("5.0 Will topic over max_topic_levels: CONNACK 0x90",
+                  connect_packet(V5, "deepwill", will="/".join(["l"] * 40)), TOPIC_NAME_INVALID)
+    t.healthy("the bad CONNECT packets")
+
+
+def packet_id_cases(t):
+    """Reused packet ids: a QoS 2 PUBLISH sent again before PUBREL is acknowledged and not
+    delivered twice (MQTT-4.3.3); a QoS 1 id may be reused once acknowledged."""
+    for v in (V311, V5):
+        c = Client(t.port)
+        c.connect(v, "reuse-%d" % v)
+        topic = "probe/reuse%d" % v
+        for _ in range(3):
+            c.send(publish_packet(v, topic, b"q2", qos=2, pid=9))
+            p = c.packet()
+            t.check(isinstance(p, tuple) and p[0] == 0x50, "qos 2 id 9 (%d): PUBREC" % v)
+        c.send(packet(0x62, b"\x00\x09"))
+        p = c.packet()
+        t.check(isinstance(p, tuple) and p[0] == 0x70, "qos 2 id 9 (%d): PUBCOMP" % v)
+        for _ in range(2):
+            c.send(publish_packet(v, topic + "q1", b"q1", qos=1, pid=9))
+        got = t.publishes_seen(1.0)
+        t.check(got.count(topic) == 1, "qos 2 sent three times (%d): delivered once (%r)" % (v, got))
+        t.check(got.count(topic + "q1") == 2, "qos 1 id reused (%d): both delivered" % v)
+        c.send(packet(0xE0, b""))
+        c.close()
+    t.healthy("reused packet ids")
+
+
+def huge_remaining_length(t):
+    """A Remaining Length of 268,435,455 (256 MiB): refused from the fixed header, nothing
+    allocated for it."""
+    rss_before = rss_kib(t.broker.proc.pid)
+    for v in (V311, V5):
+        t.violation("256 MiB remaining length", v, b"\x30\xff\xff\xff\x7f" + b"\x00" * 1024,
+                    PACKET_TOO_LARGE)
+    conns = []
+    for i in range(20):
+        c = Client(t.port)
+        c.connect(V311, "big%d" % i)
+        c.send(b"\x30\xff\xff\xff\x7f" + b"\x00" * 4096)
+        conns.append(c)
+    closed = sum(1 for c in conns if c.closed())
+    for c in conns:
+        c.close()
+    t.check(closed == 20, "20 more promises of 256 MiB: all closed (%d)" % closed)
+    grown = rss_kib(t.broker.proc.pid) - rss_before
+    t.check(grown < 32 * 1024, "broker memory grew %d KiB (under 32 MiB)" % grown)
+    t.healthy("256 MiB remaining lengths")
+
+
+def many_filters(t):
+    """10,000 filters in one SUBSCRIBE: one SUBACK with 10,000 codes, within bounded time;
+    then max_subscriptions (10,000) refuses the next filter."""
+    for v in (V311, V5):
+        c = Client(t.port)
+        c.connect(v, "filters-%d" % v)
+        filters = [("f/%d/+" % i, 1) for i in range(10000)]
+        start = time.monotonic()
+        c.send(subscribe_packet(v, 7, filters))
+        p = c.packet(timeout=20)
+        took = time.monotonic() - start
+        ok = isinstance(p, tuple) and p[0] == 0x90
+        codes = p[1][3 if v == V5 else 2:] if ok else b""
+        t.check(ok and len(codes) == 10000 and set(codes) == {1},
+                "10,000 filters (%d): SUBACK with 10,000 grants in %.2f s" % (v, took))
+        c.send(subscribe_packet(v, 8, [("over/limit", 0)]))
+        p = c.packet()
+        want = QUOTA_EXCEEDED if v == V5 else 0x80
+        got = p[1][-1] if isinstance(p, tuple) and p[0] == 0x90 else None
+        t.check(got == want, "filter 10,001 (%d): SUBACK 0x%02X (got %r)" % (v, want, got))
+        c.send(packet(0xE0, b""))
+        c.close()
+    t.healthy("10,000 filters")
+
+
+def idle_connections(t, connect_timeout):
+    """1,000 connections that never send CONNECT: all closed at connect_timeout_ms, while a
+    normal client keeps working."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    start = time.monotonic()
+    socks = []
+    for _ in range(1000):
+        socks.append(socket.create_connection((HOST, t.port), timeout=WAIT))
+    t.healthy("1,000 idle connections open")
+    sel = selectors.DefaultSelector()
+    for sk in socks:
+        sk.setblocking(False)
+        sel.register(sk, selectors.EVENT_READ)
+    open_ = set(socks)
+    deadline = start + connect_timeout + 10
+    while open_ and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.5):
+            try:
+                data = key.fileobj.recv(16)
+            except OSError:
+                data = b""
+            if data == b"":
+                sel.unregister(key.fileobj)
+                open_.discard(key.fileobj)
+    took = time.monotonic() - start
+    for sk in socks:
+        sk.close()
+    t.check(not open_, "1,000 connections without CONNECT: all closed (%d left) after %.1f s"
+            % (len(open_), took))
+    t.check(took >= connect_timeout * 0.9, "not before connect_timeout_ms (%.1f s)" % took)
+    t.healthy("1,000 connections closed at the CONNECT deadline")
+
+
+def never_reads(t):
+    """A subscriber that never reads while 64 MiB are published to it: the broker's memory
+    stays bounded (its queue and output are) and a normal client keeps working."""
+    slow = Client(t.port)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(V311, "never-reads")
+    slow.send(subscribe_packet(V311, 1, [("flood/#", 1)]))
+    time.sleep(0.2)  # its SUBACK arrives; it is never read
+    rss_before = rss_kib(t.broker.proc.pid)
+    pub = Client(t.port)
+    pub.connect(V311, "flooder")
+    payload = b"p" * 16384
+    chunk = b"".join(publish_packet(V311, "flood/x", payload) for _ in range(64))
+    pub.sock.settimeout(WAIT)
+    sent = 0
+    try:
+        for _ in range(64):
+            pub.sock.sendall(chunk)  # 64 x 1 MiB at QoS 0
+            sent += len(chunk)
+        for i in range(200):  # QoS 1: queued up to max_queued_messages, then dropped
+            pub.sock.sendall(publish_packet(V311, "flood/q1", payload, qos=1, pid=i + 1))
+    except OSError:
+        pass
+    t.check(sent >= 32 * 1024 * 1024, "flooder sent %d MiB" % (sent >> 20))
+    t.healthy("a flood to a client that never reads")
+    grown = rss_kib(t.broker.proc.pid) - rss_before
+    t.check(grown < 48 * 1024, "broker memory grew %d KiB for a client that never reads "
+            "(under 48 MiB)" % grown)
+    slow.close()
+    pub.close()
+    t.healthy("the client that never read left")
+
+
+def memory_limit_case(binary, work, check):
+    """memory_limit on a broker of its own: an offline subscriber's queue fills the held
+    bytes; then 5.0 PUBACK 0x97 and a 3.1.1 QoS 1 PUBLISH closes the connection."""
+    conf = os.path.join(work, "memory.conf")
+    with open(conf, "w") as f:
+        f.write("listener 0 127.0.0.1\nallow_anonymous true\nmemory_limit 262144\n"
+                "max_queued_bytes 0\nmax_queued_messages 0\n")
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        sub = Client(broker.port)
+        sub.send(connect_packet(V5, "offline", clean=False, props=b"\x11\xff\xff\xff\xff"))
+        sub.packet()
+        sub.send(subscribe_packet(V5, 1, [("m/#", 1)]))
+        sub.packet()
+        sub.send(packet(0xE0, b""))
+        sub.close()
+        pub = Client(broker.port)
+        pub.connect(V5, "pub5")
+        codes = []
+        for i in range(40):  # 40 x 16 KiB > 256 KiB
+            pub.send(publish_packet(V5, "m/x", b"m" * 16384, qos=1, pid=i + 1))
+            p = pub.packet()
+            codes.append(p[1][2] if isinstance(p, tuple) and len(p[1]) > 2 else 0)
+        check(codes[0] == 0 and codes[-1] == QUOTA_EXCEEDED and codes.count(QUOTA_EXCEEDED) >= 20,
+              "memory_limit (5.0): PUBACK 0x00 first, 0x97 once full (%r)" % codes)
+        c3 = Client(broker.port)
+        c3.connect(V311, "pub311")
+        c3.send(publish_packet(V311, "m/x", b"m", qos=0))
+        c3.send(publish_packet(V311, "m/x", b"m", qos=1, pid=1))
+        check(c3.closed(), "memory_limit (3.1.1): QoS 1 PUBLISH closes without PUBACK")
+        # The subscriber comes back clean: its queue is gone and publishing works again.
+        sub = Client(broker.port)
+        sub.connect(V5, "offline", clean=True)
+        sub.send(subscribe_packet(V5, 2, [("m/#", 1)]))
+        sub.packet()
+        pub.send(publish_packet(V5, "m/x", b"again", qos=1, pid=99))
+        p = pub.packet()
+        check(isinstance(p, tuple) and p[0] == 0x40 and (len(p[1]) == 2 or p[1][2] == 0),
+              "memory_limit: accepted again once the queue is gone (%r)" % (p,))
+        check(broker.running(), "memory_limit broker still running")
+    finally:
+        broker.stop()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    binary = sys.argv[1]
+    check = harness.Checks()
+    connect_timeout = 1.5
+    with tempfile.TemporaryDirectory() as work:
+        conf = os.path.join(work, "tern.conf")
+        with open(conf, "w") as f:
+            f.write("listener 0 127.0.0.1\nallow_anonymous true\nmax_connections 2000\n"
+                    "connect_timeout_ms %d\nmax_topic_levels 32\n" % int(connect_timeout * 1000))
+        broker = harness.start_tern_broker(binary, work, ["-c", conf])
+        try:
+            t = Suite(broker.port, broker, check)
+            connect_cases(t)
+            malformed_cases(t)
+            packet_id_cases(t)
+            huge_remaining_length(t)
+            many_filters(t)
+            never_reads(t)
+            idle_connections(t, connect_timeout)
+            t.healthy("everything")
+        finally:
+            status = broker.stop()
+            check(status == 0, "broker exits 0 on SIGTERM (status %r)" % status)
+        memory_limit_case(binary, work, check)
+    return check.exit_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
