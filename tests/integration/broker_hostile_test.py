@@ -8,7 +8,7 @@ its Will published when the violation came after a CONNECT with a Will, and afte
 normal client still publishes and receives. Then the resource cases: a Remaining Length
 that promises 256 MiB, 10,000 filters in one SUBSCRIBE, 1,000 connections that never send
 CONNECT (closed at connect_timeout_ms), a subscriber that never reads while a publisher
-floods it, and memory_limit on a second broker.
+floods it, and memory_limit and max_publish_rate on brokers of their own.
 
     broker_hostile_test.py TERN_BROKER
 """
@@ -498,6 +498,50 @@ def memory_limit_case(binary, work, check):
         broker.stop()
 
 
+def rate_limit_case(binary, work, check):
+    """max_publish_rate 10 on a broker of its own: 40 PUBLISH packets written at once take
+    about 3 s to get through (a burst of 10, then 10 a second), none is lost, the connection
+    stays (its keep-alive of 2 s is not charged for the pauses), and another client is not
+    slowed down."""
+    conf = os.path.join(work, "rate.conf")
+    with open(conf, "w") as f:
+        f.write("listener 0 127.0.0.1\nallow_anonymous true\nmax_publish_rate 10\n")
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        sub = Client(broker.port)
+        sub.connect(V311, "rate-sub", keep_alive=0)
+        sub.send(subscribe_packet(V311, 1, [("rate/#", 0)]))
+        sub.packet()
+        fast = Client(broker.port)
+        fast.connect(V311, "rate-fast", keep_alive=2)
+        start = time.monotonic()
+        fast.send(b"".join(publish_packet(V311, "rate/fast", b"%d" % i) for i in range(40)))
+        other = Client(broker.port)
+        other.connect(V311, "rate-other")
+        other.send(publish_packet(V311, "rate/other", b"o", qos=1, pid=1))
+        p = other.packet()
+        other_took = time.monotonic() - start
+        check(isinstance(p, tuple) and p[0] == 0x40 and other_took < 1.0,
+              "max_publish_rate: another client's PUBACK in %.2f s" % other_took)
+        got = 0
+        deadline = time.monotonic() + 15
+        while got < 40 and time.monotonic() < deadline:
+            q = sub.packet(max(0.0, deadline - time.monotonic()))
+            if not isinstance(q, tuple):
+                break
+            if q[0] & 0xF0 == 0x30 and q[1][2:11] == b"rate/fast":
+                got += 1
+        took = time.monotonic() - start
+        check(got == 40, "max_publish_rate: all 40 messages delivered (%d)" % got)
+        check(2.5 <= took <= 8.0, "max_publish_rate 10: 40 messages took %.2f s (about 3)" % took)
+        fast.send(packet(0xC0, b""))
+        p = fast.packet()
+        check(isinstance(p, tuple) and p[0] == 0xD0, "max_publish_rate: the fast client is "
+              "still connected (PINGRESP)")
+    finally:
+        broker.stop()
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -530,6 +574,7 @@ def main():
             status = broker.stop()
             check(status == 0, "broker exits 0 on SIGTERM (status %r)" % status)
         memory_limit_case(binary, work, check)
+        rate_limit_case(binary, work, check)
     return check.exit_status()
 
 
