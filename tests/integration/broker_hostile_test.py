@@ -447,8 +447,13 @@ def never_reads(t):
     t.check(sent >= 32 * 1024 * 1024, "flooder sent %d MiB" % (sent >> 20))
     t.healthy("a flood to a client that never reads")
     grown = rss_kib(t.broker.proc.pid) - rss_before
-    t.check(grown < 48 * 1024, "broker memory grew %d KiB for a client that never reads "
-            "(under 48 MiB)" % grown)
+    if sanitized(t.broker.proc.pid):
+        # ASan keeps freed memory in quarantine (256 MiB by default): the 64 MiB that went
+        # through show up as growth. The normal build checks the bound.
+        print("note: broker memory grew %d KiB (AddressSanitizer build: not checked)" % grown)
+    else:
+        t.check(grown < 48 * 1024, "broker memory grew %d KiB for a client that never reads "
+                "(under 48 MiB)" % grown)
     slow.close()
     pub.close()
     t.healthy("the client that never read left")
@@ -540,6 +545,15 @@ def rate_limit_case(binary, work, check):
               "still connected (PINGRESP)")
     finally:
         broker.stop()
+
+
+def sanitized(pid):
+    """Whether the broker runs with AddressSanitizer (its runtime is mapped)."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
 
 
 def rss_kib(pid):
