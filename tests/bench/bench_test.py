@@ -237,6 +237,14 @@ def scenarios(port):
         check("pairs q0: bytes/s is msg/s x size",
               abs(d["rates"]["received_bytes_s"] - 200 * d["rates"]["received_msg_s"]) < 1e-3 *
               d["rates"]["received_bytes_s"] + 1)
+    # %c: each publisher's own client id in its topic; a pairs subscriber follows its
+    # publisher, a fanin subscriber gets '+' for that level.
+    d = run_ok(port, "pairs %c", ["pairs", "-q", "1", "--clients", "2", "--count", "500",
+                                  "--rate", "4000", "-t", "tern-bench/dev/%c/up"],
+               {"published": 1000, "expected": 1000, "unique": 1000, "lost": 0})
+    run_ok(port, "fanin %c", ["fanin", "-q", "1", "--publishers", "2", "--count", "500",
+                              "--rate", "4000", "-t", "tern-bench/dev/%c/up"],
+           {"published": 1000, "expected": 1000, "unique": 1000, "lost": 0})
     # A shared subscription group of 3: every message reaches the group once, each member
     # gets a share.
     d = run_ok(port, "shared q1", ["shared", "-q", "1", "--subscribers", "3", "--count", "3000",

@@ -47,6 +47,8 @@ TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
     CHECK(apply_scenario_defaults(tiny).find("--size") != std::string::npos);
 
     CHECK(expand_template("a/%i/b/%i%", 12) == "a/12/b/12%");
+    CHECK(expand_template("d/%c/%i", 3, "tb-1") == "d/tb-1/3");
+    CHECK(expand_template("%%c", 0, "x") == "%x");
 
     bench_config shared;
     shared.scenario = scenario::shared;

@@ -81,13 +81,13 @@ void add_load_options(CLI::App& app, bench_options& o) {
         ->check(CLI::PositiveNumber.description(""))
         ->group(load);
     app.add_option("-t,--topic", r.topic,
-                   "Topic template of the publishers; %i is the "
-                   "publisher's index (default: tern-bench/SCENARIO/%i)")
+                   "Topic template of the publishers; %i is the publisher's index, %c its "
+                   "client id (default: tern-bench/SCENARIO/%i)")
         ->type_name("TEMPLATE")
         ->group(load);
     app.add_option("--filter", r.filter,
-                   "Topic filter template of the subscribers; %i is the "
-                   "subscriber's index (default: matches the topics)")
+                   "Topic filter template of the subscribers; %i is the subscriber's index, "
+                   "%c its client id (pairs: its publisher's) (default: matches the topics)")
         ->type_name("TEMPLATE")
         ->group(load);
     app.add_option("--group", r.share_group,

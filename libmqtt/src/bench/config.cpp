@@ -46,8 +46,8 @@ shape default_shape(scenario s) {
 }
 
 // The filter that matches a --topic template given without --filter: pairs subscriber i
-// takes publisher i's topic; elsewhere a level holding %i becomes '+', so one filter matches
-// every publisher.
+// takes publisher i's topic; elsewhere a level holding %i or %c becomes '+', so one filter
+// matches every publisher.
 std::string filter_for(std::string_view topic, scenario s) {
     if (s == scenario::pairs) return std::string(topic);
     std::string out;
@@ -55,7 +55,9 @@ std::string filter_for(std::string_view topic, scenario s) {
     while (true) {
         const auto end = topic.find('/', start);
         const auto level = topic.substr(start, end == std::string_view::npos ? end : end - start);
-        out += level.find("%i") != std::string_view::npos ? std::string_view("+") : level;
+        const bool per_client = level.find("%i") != std::string_view::npos ||
+                                level.find("%c") != std::string_view::npos;
+        out += per_client ? std::string_view("+") : level;
         if (end == std::string_view::npos) break;
         out += '/';
         start = end + 1;
@@ -84,12 +86,17 @@ std::string shared_filter(const bench_config& c, std::string_view filter) {
     return "$share/" + c.share_group + "/" + std::string(filter);
 }
 
-std::string expand_template(std::string_view pattern, unsigned index) {
+std::string expand_template(std::string_view pattern, unsigned index,
+                            std::string_view client_id) {
     std::string out;
     out.reserve(pattern.size() + 8);
     for (std::size_t i = 0; i < pattern.size(); ++i) {
-        if (pattern[i] == '%' && i + 1 < pattern.size() && pattern[i + 1] == 'i') {
+        const char next = i + 1 < pattern.size() ? pattern[i + 1] : '\0';
+        if (pattern[i] == '%' && next == 'i') {
             out += std::to_string(index);
+            ++i;
+        } else if (pattern[i] == '%' && next == 'c') {
+            out += client_id;
             ++i;
         } else {
             out += pattern[i];

@@ -63,10 +63,12 @@ void run_state::make_clients() {
     sc.connect_timeout = cfg_.connect_timeout;
     char run_hex[9];
     std::snprintf(run_hex, sizeof run_hex, "%08x", run_id_);
+    // Short enough for MQTT 3.1's 23 characters with the default prefix.
+    const auto id_of = [&](std::size_t n) {
+        return cfg_.client_id_prefix + run_hex + "-" + std::to_string(n);
+    };
     const auto add = [&](role r, unsigned index) -> bench_client& {
-        // Short enough for MQTT 3.1's 23 characters with the default prefix.
-        sc.connect.client_id =
-            cfg_.client_id_prefix + run_hex + "-" + std::to_string(clients_.size());
+        sc.connect.client_id = id_of(clients_.size());
         clients_.push_back(std::make_unique<bench_client>(io, r, index, sc));
         return *clients_.back();
     };
@@ -76,12 +78,16 @@ void run_state::make_clients() {
     }
     for (unsigned j = 0; j < cfg_.subscribers; ++j) {
         auto& c = add(role::subscriber, j);
-        c.filter = expand_template(cfg_.filter, j);
+        // pairs: %c in the filter is the paired publisher's id (publishers come after the
+        // subscribers), so the default filter, the topic template, still matches.
+        c.filter = expand_template(
+            cfg_.filter, j,
+            cfg_.scenario == scenario::pairs ? id_of(cfg_.subscribers + j) : sc.connect.client_id);
         subscribers_.push_back(&c);
     }
     for (unsigned i = 0; i < cfg_.publishers; ++i) {
         auto& c = add(role::publisher, i);
-        c.topic = expand_template(cfg_.topic, i);
+        c.topic = expand_template(cfg_.topic, i, sc.connect.client_id);
         publishers_.push_back(&c);
     }
     if (cfg_.scenario == scenario::shared) {

@@ -32,8 +32,8 @@ struct bench_config {
     unsigned publishers = 0;  // 0: the scenario's default
     unsigned subscribers = 0;
     unsigned clients = 0;  // pairs (publisher/subscriber pairs) and conn (connections)
-    std::string topic;     // may contain %i (publisher index); empty: the scenario's
-    std::string filter;    // may contain %i (subscriber index); empty: the scenario's
+    std::string topic;   // may contain %i (publisher index), %c (client id); empty: the scenario's
+    std::string filter;  // may contain %i (subscriber index), %c; empty: the scenario's
     std::string share_group = "tern-bench";  // shared: subscribers use $share/GROUP/filter
     protocol::qos qos = protocol::qos::at_most_once;
     std::size_t size = 64;    // payload bytes, at least the 28-byte header
@@ -57,7 +57,8 @@ std::string apply_scenario_defaults(bench_config& c);
 // shared: the filter a subscriber of the group sends, $share/GROUP/FILTER.
 std::string shared_filter(const bench_config& c, std::string_view filter);
 
-// "%i" replaced by the index.
-std::string expand_template(std::string_view pattern, unsigned index);
+// "%i" replaced by the client's index among those of its role, "%c" by its client id.
+std::string expand_template(std::string_view pattern, unsigned index,
+                            std::string_view client_id = "");
 
 }  // namespace mqtt::bench
