@@ -256,6 +256,18 @@ def scenarios(port):
         check("shared q1: three members, each with a share, adding up to every message",
               len(shares) == 3 and all(n > 0 for n in shares) and sum(shares) == 3000,
               json.dumps(d.get("shared")))
+    # Request/response: 3 requesters, 2 responders sharing the requests; every request answered
+    # once on its Response Topic, the round trip measured per response.
+    d = run_ok(port, "reqresp q1", ["reqresp", "-q", "1", "--publishers", "3",
+                                    "--subscribers", "2", "--count", "1000", "--rate", "3000"],
+               {"published": 3000, "expected": 3000, "unique": 3000, "lost": 0,
+                "duplicates": 0})
+    if d:
+        answered = d.get("reqresp", {}).get("answered_per_responder", [])
+        check("reqresp q1: both responders answered, 3000 in all",
+              len(answered) == 2 and all(n > 0 for n in answered) and sum(answered) == 3000,
+              json.dumps(d.get("reqresp")))
+        check("reqresp q1: a round-trip latency per response", d["latency_ns"]["count"] == 3000)
     run_ok(port, "conn", ["conn", "--clients", "50", "--hold", "0.2", "--connect-rate", "500"],
            {"attempted": 50, "succeeded": 50, "failed": 0})
     # Warm-up: messages stamped in the first 0.3 s are left out of the latency figures.
@@ -332,6 +344,7 @@ def failures(port):
     for args in (["pub", "--size", "10"], ["fanin", "--clients", "2"], ["sub"],
                  ["pub", "--count", "5", "--duration", "1"], ["nonsense"],
                  ["shared", "--group", "a/b"], ["pairs", "--group", "g"],
+                 ["reqresp", "-V", "311"],
                  ["pub", "-t", "a/+/b"]):
         p = subprocess.run([BENCH] + args, capture_output=True, text=True, timeout=20)
         check("usage error exits 2: " + " ".join(args), p.returncode == 2,

@@ -50,6 +50,17 @@ TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
     CHECK(expand_template("d/%c/%i", 3, "tb-1") == "d/tb-1/3");
     CHECK(expand_template("%%c", 0, "x") == "%x");
 
+    bench_config rr;
+    rr.scenario = scenario::reqresp;
+    CHECK(apply_scenario_defaults(rr).empty());
+    CHECK(rr.publishers == 4);
+    CHECK(rr.subscribers == 1);
+    CHECK(rr.filter == "tern-bench/req/#");
+    bench_config rr311;
+    rr311.scenario = scenario::reqresp;
+    rr311.connect.version = mqtt::protocol::protocol_version::v3_1_1;
+    CHECK(apply_scenario_defaults(rr311).find("MQTT 5.0") != std::string::npos);
+
     bench_config shared;
     shared.scenario = scenario::shared;
     CHECK(apply_scenario_defaults(shared).empty());

@@ -44,6 +44,7 @@ constexpr const char* examples =
     "  tern-bench pub -q 1 --min-rate 10000 --max-p99 5   exit 4 when slower\n"
     "  tern-bench conn --clients 1000 --connect-rate 500\n"
     "  tern-bench shared --subscribers 4 -q 1 --count 50000   one group of 4 shares the load\n"
+    "  tern-bench reqresp --publishers 8 -q 1 --rate 2000 --duration 10   round trips\n"
     "  tern-bench pairs -q 1 --json --baseline main.json --max-regression 15\n"
     "  tern-bench merge --json a.json b.json > all.json   runs of two machines as one\n";
 
@@ -55,22 +56,26 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "subscriber), fanout (one publisher, many subscribers), pairs (publisher/"
                    "subscriber pairs), conn (open connections, hold them, close them), shared "
                    "(publishers to an MQTT shared subscription group: each message to one "
-                   "member); merge "
+                   "member), reqresp (MQTT 5.0 request/response round trips: requesters "
+                   "publish, responders answer on the Response Topic); merge "
                    "FILE... adds up the --json reports of runs made at the same time on several "
                    "machines")
         ->type_name("SCENARIO")
         ->check(CLI::IsMember(
-                    {"pub", "sub", "fanin", "fanout", "pairs", "conn", "shared", "merge"})
+                    {"pub", "sub", "fanin", "fanout", "pairs", "conn", "shared", "reqresp",
+                     "merge"})
                     .description(""));
     app.add_option("files", o.files, "merge: the --json reports to merge")->type_name("FILE");
     const char* load = "Load";
     app.add_option("--publishers", r.publishers,
-                   "Publishing connections (default: pub 1, fanin 4, fanout 1, shared 1)")
+                   "Publishing connections (default: pub 1, fanin 4, fanout 1, shared 1; "
+                   "reqresp: requesters, 4)")
         ->type_name("N")
         ->check(CLI::PositiveNumber.description(""))
         ->group(load);
     app.add_option("--subscribers", r.subscribers,
-                   "Subscribing connections (default: sub 1, fanin 1, fanout 10, shared 4)")
+                   "Subscribing connections (default: sub 1, fanin 1, fanout 10, shared 4; "
+                   "reqresp: responders, 1)")
         ->type_name("N")
         ->check(CLI::PositiveNumber.description(""))
         ->group(load);
@@ -237,7 +242,7 @@ void set_thresholds(const CLI::App& app, bench_options& o) {
 void prepare(const CLI::App& app, bench_options& o) {
     auto& r = o.run;
     if (!mqtt::bench::parse_scenario(o.scenario, r.scenario))
-        throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs, conn, shared or merge)");
+        throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs, conn, shared, reqresp or merge)");
     if (!o.files.empty())
         throw CLI::ValidationError("FILE", "only merge takes files: " + o.files.front());
     mqtt::cli::finalize(o.client);
@@ -360,7 +365,7 @@ int main(int argc, char** argv) {
         // Checked here rather than with required(): CLI11 reports a missing option before an
         // unknown one, which would hide the typo that caused it.
         if (opts.scenario.empty())
-            throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs, conn, shared or merge)");
+            throw CLI::RequiredError("A scenario (pub, sub, fanin, fanout, pairs, conn, shared, reqresp or merge)");
         if (opts.scenario == "merge") return run_merge(app, opts);
         prepare(app, opts);
         return run_bench(opts);

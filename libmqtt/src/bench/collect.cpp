@@ -95,8 +95,15 @@ void run_state::collect(run_results& r) const {
         }
         for (auto* s : subscribers_) r.per_subscriber_unique.push_back(s->unique);
     }
+    if (cfg_.scenario == scenario::reqresp)
+        for (auto* s : subscribers_) r.per_subscriber_unique.push_back(s->answered);
+    if (cfg_.scenario == scenario::reqresp)
+        for (auto* p : publishers_) {
+            const auto it = p->seen.find((std::uint64_t{run_id_} << 32) | p->index);
+            add_view(r.per_publisher[p->index], it == p->seen.end() ? nullptr : &it->second);
+        }
     for (auto* s : subscribers_) {
-        if (cfg_.scenario == scenario::shared) break;
+        if (cfg_.scenario == scenario::shared || cfg_.scenario == scenario::reqresp) break;
         if (cfg_.scenario == scenario::sub) {
             // Publishers elsewhere: what was sent is unknown, the gaps are the loss.
             for (const auto& [key, t] : s->seen) {

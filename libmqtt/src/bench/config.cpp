@@ -8,7 +8,7 @@
 namespace mqtt::bench {
 namespace {
 
-constexpr std::array<std::pair<scenario, std::string_view>, 7> names{{
+constexpr std::array<std::pair<scenario, std::string_view>, 8> names{{
     {scenario::pub, "pub"},
     {scenario::sub, "sub"},
     {scenario::fanin, "fanin"},
@@ -16,6 +16,7 @@ constexpr std::array<std::pair<scenario, std::string_view>, 7> names{{
     {scenario::pairs, "pairs"},
     {scenario::conn, "conn"},
     {scenario::shared, "shared"},
+    {scenario::reqresp, "reqresp"},
 }};
 
 struct shape {
@@ -41,6 +42,8 @@ shape default_shape(scenario s) {
             return {0, 0, "", ""};
         case scenario::shared:
             return {1, 4, "tern-bench/shared/%i", "tern-bench/shared/#"};
+        case scenario::reqresp:
+            return {4, 1, "tern-bench/req/%i", "tern-bench/req/#"};
     }
     return {0, 0, "", ""};
 }
@@ -132,6 +135,10 @@ std::string apply_scenario_defaults(bench_config& c) {
             if (!c.subscribers) c.subscribers = s.subscribers;
             if (!c.count && c.duration <= 0) return "sub needs --count or --duration";
             break;
+        case scenario::reqresp:
+            if (c.connect.version != protocol::protocol_version::v5)
+                return "reqresp needs MQTT 5.0 (Response Topic and Correlation Data)";
+            [[fallthrough]];
         case scenario::fanin:
         case scenario::fanout:
         case scenario::shared:

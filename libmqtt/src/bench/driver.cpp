@@ -109,8 +109,33 @@ void run_state::on_closed(bench_client& c, const client::closed_event& e) {
     error(name + std::to_string(c.index) + (c.connected ? ": connection lost: " : ": ") + what);
 }
 
+// reqresp: a responder sends the request's payload back to its Response Topic with its
+// Correlation Data, at the run's QoS; the requester times the round trip from the stamp.
+void run_state::respond(bench_client& c, const protocol::publish_packet& m,
+                        clock::time_point now) {
+    if (!m.props.response_topic) {
+        ++c.foreign;
+        return;
+    }
+    protocol::publish_packet answer;
+    answer.topic = *m.props.response_topic;
+    answer.payload = m.payload;
+    answer.qos_level = cfg_.qos;
+    answer.props.correlation_data = m.props.correlation_data;
+    if (auto id = c.s.publish(std::move(answer), now); !id) {
+        error("responder " + std::to_string(c.index) + ": " + id.error().message());
+        return;
+    }
+    ++c.answered;
+    c.wake_writer.cancel();
+}
+
 void run_state::on_message(bench_client& c, const protocol::publish_packet& m,
                            clock::time_point now) {
+    if (cfg_.scenario == scenario::reqresp && c.kind == role::subscriber) {
+        respond(c, m, now);
+        return;
+    }
     const auto h = decode_payload(m.payload);
     // In-process scenarios only count their own run; `sub` counts any bench publisher.
     if (!h || (cfg_.scenario != scenario::sub &&
@@ -286,6 +311,10 @@ void run_state::publish_one(bench_client& c, clock::time_point now, std::string&
     p.topic = c.topic;
     p.payload = payload;
     p.qos_level = cfg_.qos;
+    if (cfg_.scenario == scenario::reqresp) {
+        p.props.response_topic = c.response_topic;
+        p.props.correlation_data = std::to_string(k);
+    }
     auto id = c.s.publish(std::move(p), now);
     if (!id) {
         c.failed = true;

@@ -68,6 +68,10 @@ struct bench_client {
     std::unordered_map<std::uint16_t, pending_ack> unacked;
     bool publishing = false;
 
+    // reqresp: a requester's Response Topic (it subscribes to it); a responder answers.
+    std::string response_topic;
+    std::uint64_t answered = 0;
+
     // Subscriber.
     std::string filter;
     bool subscribed = false;
@@ -96,6 +100,7 @@ class run_state {
     void changed(bench_client& c);
     void dispatch(bench_client& c, client::event& e, clock::time_point now);
     void on_message(bench_client& c, const protocol::publish_packet& m, clock::time_point now);
+    void respond(bench_client& c, const protocol::publish_packet& m, clock::time_point now);
     void on_ack(bench_client& c, const client::publish_done_event& e, clock::time_point now);
     void on_closed(bench_client& c, const client::closed_event& e);
     bool window_open(const bench_client& c) const;

@@ -294,6 +294,9 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
     if (r.config.scenario == scenario::shared)
         report["shared"] = {{"group", r.config.share_group},
                             {"received_per_subscriber", r.per_subscriber_unique}};
+    if (r.config.scenario == scenario::reqresp)
+        report["reqresp"] = {{"response_topic", std::string(response_topic_template)},
+                             {"answered_per_responder", r.per_subscriber_unique}};
     set_verdict(report, t, failed);
     return report;
 }
@@ -334,6 +337,11 @@ void print_summary(std::ostream& out, const run_results& r, const std::vector<vi
             per_second(r.measured_received, r.receive_seconds),
             per_second(r.measured_received, r.receive_seconds) * static_cast<double>(c.size) / 1e6);
         out << line;
+        if (c.scenario == scenario::reqresp) {
+            out << "  responders answered";
+            for (const auto n : r.per_subscriber_unique) out << " " << n;
+            out << " (end to end below is the round trip)\n";
+        }
         if (c.scenario == scenario::shared) {
             out << "  group $share/" << c.share_group << ": per member";
             for (const auto n : r.per_subscriber_unique) out << " " << n;

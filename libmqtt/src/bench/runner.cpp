@@ -88,8 +88,11 @@ void run_state::make_clients() {
     for (unsigned i = 0; i < cfg_.publishers; ++i) {
         auto& c = add(role::publisher, i);
         c.topic = expand_template(cfg_.topic, i, sc.connect.client_id);
+        if (cfg_.scenario == scenario::reqresp)
+            c.response_topic = expand_template(response_topic_template, i, sc.connect.client_id);
         publishers_.push_back(&c);
     }
+    if (cfg_.scenario == scenario::reqresp) return;  // each requester counts its own responses
     if (cfg_.scenario == scenario::shared) {
         // One group: what matters is what the group as a whole received.
         const auto filter = expand_template(cfg_.filter, 0);
@@ -131,9 +134,18 @@ asio::awaitable<bool> run_state::connect_all() {
 }
 
 asio::awaitable<bool> run_state::subscribe_all() {
-    for (auto* c : subscribers_) {
-        protocol::subscription sub{
-            cfg_.scenario == scenario::shared ? shared_filter(cfg_, c->filter) : c->filter, {}};
+    // reqresp: the requesters subscribe to their Response Topics too; several responders
+    // share the requests, so that each is answered once.
+    std::vector<bench_client*> subscribing = subscribers_;
+    if (cfg_.scenario == scenario::reqresp)
+        for (auto* p : publishers_) subscribing.push_back(p);
+    for (auto* c : subscribing) {
+        std::string filter = c->kind == role::publisher ? c->response_topic : c->filter;
+        if (cfg_.scenario == scenario::shared ||
+            (cfg_.scenario == scenario::reqresp && c->kind == role::subscriber &&
+             subscribers_.size() > 1))
+            filter = shared_filter(cfg_, filter);
+        protocol::subscription sub{std::move(filter), {}};
         sub.options.max_qos = cfg_.qos;
         auto id = c->s.subscribe({std::move(sub)}, {}, clock::now());
         if (!id) {
@@ -143,12 +155,12 @@ asio::awaitable<bool> run_state::subscribe_all() {
         changed(*c);
     }
     const auto settled = [&] {
-        return std::all_of(subscribers_.begin(), subscribers_.end(),
+        return std::all_of(subscribing.begin(), subscribing.end(),
                            [](auto* c) { return c->subscribed || c->failed; });
     };
     co_await wait_for(settled, clock::now() + cfg_.connect_timeout);
     bool all = true;
-    for (auto* c : subscribers_) all = all && c->subscribed && !c->failed;
+    for (auto* c : subscribing) all = all && c->subscribed && !c->failed;
     if (!all && errors_.empty()) error("subscribe: no SUBACK within the connect timeout");
     if (all) log("subscribed " + std::to_string(subscribers_.size()));
     co_return all;
@@ -164,6 +176,9 @@ bool run_state::deliveries_complete() const {
                        std::all_of(publishers_.begin(), publishers_.end(),
                                    [](auto* c) { return c->failed || c->unacked.empty(); });
     if (!acked) return false;
+    if (cfg_.scenario == scenario::reqresp)
+        return std::all_of(publishers_.begin(), publishers_.end(),
+                           [](auto* c) { return c->failed || c->unique >= c->next_seq; });
     if (cfg_.scenario == scenario::shared) {
         std::uint64_t expected = 0, unique = 0;
         for (auto i : group_sources_) expected += publishers_[i]->next_seq;

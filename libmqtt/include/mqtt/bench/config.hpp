@@ -15,7 +15,7 @@
 
 namespace mqtt::bench {
 
-enum class scenario : std::uint8_t { pub, sub, fanin, fanout, pairs, conn, shared };
+enum class scenario : std::uint8_t { pub, sub, fanin, fanout, pairs, conn, shared, reqresp };
 
 std::string_view to_string(scenario s) noexcept;
 bool parse_scenario(std::string_view name, scenario& out) noexcept;
@@ -53,6 +53,9 @@ struct bench_config {
 // Fills publishers, subscribers, topic, filter, count and time_limit from the scenario where
 // they are unset. Returns an error message for a combination that cannot run, else empty.
 std::string apply_scenario_defaults(bench_config& c);
+
+// reqresp: where requester n wants its responses (its Response Topic).
+inline constexpr std::string_view response_topic_template = "tern-bench/resp/%c";
 
 // shared: the filter a subscriber of the group sends, $share/GROUP/FILTER.
 std::string shared_filter(const bench_config& c, std::string_view filter);

@@ -43,7 +43,8 @@ struct run_results {
     std::uint64_t out_of_order = 0;
     std::uint64_t foreign = 0;  // deliveries that were not this run's bench payloads
     std::vector<publisher_result> per_publisher;
-    // shared: the deliveries each member of the group got (they add up to unique).
+    // shared: the deliveries each member of the group got (they add up to unique);
+    // reqresp: the requests each responder answered.
     std::vector<std::uint64_t> per_subscriber_unique;
     // The measured window (after the warm-up): counts and seconds for the rates.
     std::uint64_t measured_published = 0;
