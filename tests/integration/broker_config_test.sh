@@ -98,7 +98,7 @@ if start_broker "$work/two.log" -c "$work/two.conf" -v --log-format json; then
         fail "delivery 127.0.0.1 <- ::1"
     wait_for "$work/two.log" '"event":"disconnect".*"client_id":"sub-v6-to-v4"' 50
     stop_broker
-    if python3 - "$work/two.log" <<'EOF'; then pass "JSON log lines: every line parses, connect/disconnect events with client_id, peer, reason"; else fail "JSON log lines"; sed 's/^/    /' "$work/two.log"; fi
+    if python3 - "$work/two.log" <<'EOF'; then pass "JSON log lines: every line parses, connect/disconnect events with client_id, peer, reason, subscribe events with client_id"; else fail "JSON log lines"; sed 's/^/    /' "$work/two.log"; fi
 import json, re, sys
 events = [json.loads(line) for line in open(sys.argv[1])]
 assert events and events[0]["event"] == "start", events[:1]
@@ -116,6 +116,8 @@ assert peers["pub-v6-to-v4"].startswith("[::1]:"), peers
 assert all(e.get("reason") for e in disconnects), disconnects
 assert any(e["client_id"] == "pub-v4-to-v6" and e["reason"] == "client disconnected" for e in disconnects)
 assert events[-1]["event"] in ("stats", "stop"), events[-1]
+subs = [e for e in events if e["event"] == "subscribe"]
+assert any(e["client_id"] == "sub-v4-to-v6" and "granted QoS" in e["msg"] for e in subs), subs
 EOF
 fi
 

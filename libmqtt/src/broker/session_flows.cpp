@@ -211,6 +211,15 @@ void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now
         if (send_retained) retained_for.push_back(i);
     }
     send(ack);  // SUBACK first, then the retained messages (MQTT-3.3.1-6)
+    if (engine_.logging(1))
+        for (std::size_t i = 0; i < p.subscriptions.size(); ++i) {
+            const auto code = ack.codes[i];
+            engine_.log(1, "client " + client_id_ + " subscribed to " + p.subscriptions[i].filter +
+                               (protocol::is_error(code)
+                                    ? ": refused, " + std::string(protocol::to_string(code))
+                                    : " (granted QoS " +
+                                          std::to_string(static_cast<int>(code)) + ")"));
+        }
     for (const std::size_t i : retained_for) {
         const auto& s = p.subscriptions[i];
         engine_.send_retained(*this, s.filter, s.options.max_qos, now, sub_id);
@@ -250,6 +259,11 @@ void session::on_unsubscribe(const protocol::unsubscribe_packet& p) {
         } else if (engine_.unsubscribe(*ds_, filter)) {
             rc = reason_code::success;
         }
+        if (engine_.logging(1))
+            engine_.log(1, "client " + client_id_ + " unsubscribed from " + filter +
+                               (rc == reason_code::success
+                                    ? std::string()
+                                    : " (" + std::string(protocol::to_string(rc)) + ")"));
         if (v5) ack.codes.push_back(rc);  // 3.1.1 UNSUBACK has no payload
     }
     send(ack);
