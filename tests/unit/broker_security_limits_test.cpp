@@ -329,3 +329,30 @@ TEST_CASE("config: the limits against hostile clients") {
         CHECK_FALSE(mqtt::broker::parse_config(bad, "t.conf"));
     }
 }
+
+TEST_CASE("memory_limit: a copy made for a Message Expiry Interval is counted while held") {
+    auto now = test_epoch();
+    engine e;
+    test_client p{e, protocol_version::v5, now};
+    p.connect("p");
+    publish_packet r;
+    r.topic = "r";
+    r.payload = kib(2);
+    r.qos_level = qos::at_least_once;
+    r.packet_id = 1;
+    r.retain = true;
+    r.props.message_expiry_interval = 100;
+    p.send(r);
+    const auto retained_only = e.held_bytes();
+    CHECK(retained_only >= 2048);
+    now += 10s;  // delivered later: a copy with 90 s left goes in flight
+    test_client s{e, protocol_version::v5, now};
+    s.connect("s");
+    s.subscribe("r", qos::at_least_once);
+    const auto sent = s.after_suback();
+    REQUIRE(sent.size() == 1);
+    CHECK(as<publish_packet>(sent[0]).props.message_expiry_interval == 90);
+    CHECK(e.held_bytes() >= retained_only + 2048);
+    s.send(puback_packet{as<publish_packet>(sent[0]).packet_id, reason_code::success, {}});
+    CHECK(e.held_bytes() == retained_only);
+}

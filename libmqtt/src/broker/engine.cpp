@@ -228,6 +228,7 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
             expired.push_back(m->topic);
             return true;
         }
+        if (out != m) charge(*out);  // a copy may be queued or stay in flight
         // Sent because of a new subscription: RETAIN set (MQTT-3.3.1-8 / 3.1.1 MQTT-3.3.1-8).
         s.deliver(out, q, true, nullptr, id != 0 ? subscription_ids{id} : subscription_ids{});
         return true;

@@ -99,7 +99,8 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
     } else {
         if (ds_->queue.empty() && can_send_qos12()) {
             send_qos12(m, q, retain, std::move(ids));
-        } else if (!enqueue(*ds_, engine_.config(), queued_delivery{m, q, retain, std::move(ids)})) {
+        } else if (!enqueue(*ds_, engine_.config(),
+                            queued_delivery{m, q, retain, std::move(ids)})) {
             ++engine_.stats().dropped_queue_full;  // the hard bound, a safety net
         } else if (auto* store = engine_.store()) {
             store->queued(*ds_, ds_->queue.back());
@@ -148,6 +149,7 @@ void session::send_queued() {
         ds_->queued_bytes -= queue_cost(*d.msg);
         if (!protocol::is_v5(version_)) d.ids.clear();  // queued for a 5.0 connection
         message_ptr m = aged(d.msg, now_);
+        if (m && m != d.msg) engine_.charge(*m);  // a copy may stay in flight: memory_limit
         if (!m) {  // its Message Expiry Interval passed while it waited (§3.3.2.3.3)
             ++engine_.stats().dropped_expired;
         } else if (too_large(*m, d.q, d.ids)) {
