@@ -134,10 +134,27 @@ std::vector<mqtt::net::listen_address> listen_addresses(const config& c) {
     std::vector<mqtt::net::listen_address> out;
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         const auto& l = c.listeners[i];
+        if (l.mqttsn) continue;  // mqttsn_listen_addresses()
         std::shared_ptr<const mqtt::net::tls_server_settings> tls;
         if (l.tls_enabled()) tls = std::make_shared<mqtt::net::tls_server_settings>(l.tls);
         for (const auto& host : mqtt::broker::bind_addresses(l)) {
             out.push_back({host, l.port, i, l.max_connections, tls});
+        }
+    }
+    return out;
+}
+
+// The listeners with `protocol mqttsn`: MQTT-SN gateways on UDP.
+std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const config& c) {
+    std::vector<mqtt::net::mqttsn_listen_address> out;
+    for (const auto& l : c.listeners) {
+        if (!l.mqttsn) continue;
+        for (const auto& host : mqtt::broker::bind_addresses(l)) {
+            mqtt::net::mqttsn_listen_address a;
+            a.host = host;
+            a.port = l.port;
+            a.settings.predefined = c.mqttsn_predefined;
+            out.push_back(std::move(a));
         }
     }
     return out;
@@ -150,7 +167,8 @@ bool same_listeners(const config& a, const config& b) {
     for (std::size_t i = 0; i < a.listeners.size(); ++i) {
         if (bind_addresses(a.listeners[i]) != bind_addresses(b.listeners[i]) ||
             a.listeners[i].port != b.listeners[i].port ||
-            a.listeners[i].tls_enabled() != b.listeners[i].tls_enabled()) {
+            a.listeners[i].tls_enabled() != b.listeners[i].tls_enabled() ||
+            a.listeners[i].mqttsn != b.listeners[i].mqttsn) {
             return false;
         }
     }
@@ -350,6 +368,7 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     running state{o, sink, *cfg, std::max(verbosity, 1), nullptr};
     mqtt::net::server_options so;
     so.listeners = listen_addresses(*cfg);
+    so.mqttsn_listeners = mqttsn_listen_addresses(*cfg);
     so.limits = cfg->limits;
     so.sys_interval = cfg->sys_interval;
     so.security = std::move(security);
@@ -371,6 +390,8 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     state.server = server->get();
     std::string bound;
     for (const auto& a : (*server)->local_addresses()) bound += (bound.empty() ? "" : ", ") + a;
+    for (const auto& a : (*server)->mqttsn_addresses())
+        bound += (bound.empty() ? "MQTT-SN " : ", MQTT-SN ") + a;
     log_event start;
     start.verbosity = -1;  // even with --quiet: scripts read the port from it
     start.event = log_kind::start;

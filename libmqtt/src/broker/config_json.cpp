@@ -87,6 +87,7 @@ std::string listener_json(const config& c, const listener_config& l) {
     }
     o.boolean("allow_anonymous", l.allow_anonymous.value_or(c.allow_anonymous));
     o.string("origin", l.origin.to_string());
+    if (l.mqttsn) o.string("protocol", "mqttsn");
     if (l.tls_enabled()) {
         o.raw("tls", tls_json(l.tls));
     } else {

@@ -139,7 +139,8 @@ bool on_listener(parse_state& st, const option_args& a) {
     const std::string_view bind = a.words.size() > 1 ? a.words[1] : std::string_view{};
     if (!bind.empty() && !check_bind_address(st, "listener", bind)) return false;
     for (const auto& l : st.listeners) {
-        if (same_listener(l, static_cast<std::uint16_t>(*port), bind)) {
+        // An MQTT-SN listener is UDP: a TCP listener may share its port and address.
+        if (!l.mqttsn && same_listener(l, static_cast<std::uint16_t>(*port), bind)) {
             return st.fail("listener " + std::string{a.words[0]} +
                            (bind.empty() ? "" : " " + std::string{bind}) +
                            " is already defined at " + l.origin.to_string());
@@ -193,6 +194,7 @@ bool on_socket_domain(parse_state& st, const option_args& a) {
 }
 
 bool on_protocol(parse_state& st, const option_args& a) {
+    if (a.words[0] == "mqttsn") return on_protocol_mqttsn(st);
     return only_value(st, "protocol", a.words[0], "mqtt", {"websockets"});
 }
 
@@ -585,6 +587,7 @@ const std::vector<option_spec>& option_table() {
         {"max_topic_levels", S::global, 1, 1, false, on_max_topic_levels},
         {"memory_limit", S::global, 1, 1, false, on_memory_limit},
         {"message_size_limit", S::global, 1, 1, false, on_message_size_limit},
+        {"mqttsn_predefined_topic", S::global, 2, 2, true, on_mqttsn_predefined_topic},
         {"password_file", S::security, 1, 64, false, on_password_file},
         {"per_listener_settings", S::global, 1, 1, false, on_per_listener_settings},
         {"persistence", S::global, 1, 1, false, on_persistence},

@@ -62,6 +62,11 @@ struct option_spec {
 
 const std::vector<option_spec>& option_table();
 
+// MQTT-SN (config_mqttsn.cpp): `protocol mqttsn` in a listener block, and
+// mqttsn_predefined_topic.
+bool on_protocol_mqttsn(parse_state& st);
+bool on_mqttsn_predefined_topic(parse_state& st, const option_args& a);
+
 // The TLS options of a listener block (config_tls.cpp).
 bool on_certfile(parse_state& st, const option_args& a);
 bool on_keyfile(parse_state& st, const option_args& a);

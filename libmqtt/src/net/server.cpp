@@ -23,6 +23,7 @@
 #include "connection.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"
+#include "mqttsn_udp.hpp"
 #include "net/transport/tls.hpp"
 #include "store_driver.hpp"
 
@@ -82,6 +83,8 @@ struct server::impl {
                            std::string{"tern-broker "} + version_string};
     asio::steady_timer sys_timer{io};  // sys.next_due()
     std::vector<std::string> warnings;
+    // After io and engine: destroyed before them (its clients hold engine sessions).
+    std::vector<std::unique_ptr<detail::mqttsn_udp>> mqttsn;
     bool stopping = false;
     // Last: destroyed first, while the engine and io it refers to are still there.
     std::optional<detail::store_driver> store;
@@ -305,6 +308,7 @@ void server::impl::stop_now() {
     note(1, broker::log_level::info, broker::log_kind::stop,
          "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
+    for (auto& g : mqttsn) g->stop();
 }
 
 // ---- server -----------------------------------------------------------------------------
@@ -333,6 +337,17 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
         if (failed) *failed = i->failed_address;
         return std::error_code{ec};
     }
+    for (const auto& l : i->opts.mqttsn_listeners) {
+        boost::system::error_code ec;
+        const auto addr = asio::ip::make_address(l.host, ec);
+        auto g = std::make_unique<detail::mqttsn_udp>(i->io, i->engine, l.settings);
+        if (!ec) ec = g->bind({addr, l.port});
+        if (ec) {
+            if (failed) *failed = l.host + " port " + std::to_string(l.port) + " (MQTT-SN, UDP)";
+            return std::error_code{ec};
+        }
+        i->mqttsn.push_back(std::move(g));
+    }
     if (i->opts.persistence.enabled) {
         auto* raw = i.get();
         i->store.emplace(
@@ -356,6 +371,12 @@ std::vector<std::string> server::local_addresses() const {
         const auto ep = a.local_endpoint(ec);
         if (!ec) out.push_back(to_string(ep));
     }
+    return out;
+}
+
+std::vector<std::string> server::mqttsn_addresses() const {
+    std::vector<std::string> out;
+    for (const auto& g : impl_->mqttsn) out.push_back(g->local_address());
     return out;
 }
 
@@ -391,6 +412,7 @@ void server::run() {
             s.wait_reload();
         }
     }
+    for (auto& g : s.mqttsn) g->start();
     if (s.store) s.store->start();
     s.io.run();
     if (s.store) s.store->close();

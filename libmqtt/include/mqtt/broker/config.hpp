@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +46,8 @@ struct listener_config {
     net::tls_server_settings tls;
     std::vector<std::pair<std::string, config_origin>> tls_lines;
     bool tls_enabled() const noexcept { return !tls.certfile.empty() && !tls.keyfile.empty(); }
+    // `protocol mqttsn`: an MQTT-SN gateway on UDP instead of MQTT on TCP (docs/mqtt-sn.md).
+    bool mqttsn = false;
 };
 
 // 127.0.0.1 and ::1 on port 1883.
@@ -106,6 +109,8 @@ struct config {
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
     persistence_config persistence;
+    // mqttsn_predefined_topic lines: the predefined topic ids of every MQTT-SN client.
+    std::map<std::uint16_t, std::string> mqttsn_predefined;
     log_config log;
     std::vector<std::string> files;     // every file read, the main one first
     std::vector<std::string> warnings;  // "FILE:LINE: ..." for settings with no effect yet

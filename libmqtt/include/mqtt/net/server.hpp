@@ -12,6 +12,7 @@
 #include "mqtt/broker/config.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/limits.hpp"
+#include "mqtt/broker/mqttsn_gateway.hpp"
 #include "mqtt/broker/log_event.hpp"
 #include "mqtt/net/tls.hpp"
 #include "mqtt/result.hpp"
@@ -27,6 +28,13 @@ struct listen_address {
     std::optional<std::size_t> max_connections{};  // per group, from its first address
     // Set: the group speaks TLS with these settings (per group, from its first address).
     std::shared_ptr<const tls_server_settings> tls{};
+};
+
+// An MQTT-SN gateway on UDP (docs/mqtt-sn.md): its clients are sessions of the engine.
+struct mqttsn_listen_address {
+    std::string host;        // numeric IPv4 or IPv6 address
+    std::uint16_t port = 0;  // 0: a free port
+    broker::mqttsn_settings settings;
 };
 
 // Loads the certificates and keys of `s` as a listener would; empty when they are usable,
@@ -54,6 +62,8 @@ struct server_options {
     std::function<void()> on_reload;
     // The store on disk (docs/persistence.md); enabled = false keeps everything in memory.
     broker::persistence_config persistence;
+    // MQTT-SN gateways on UDP, beside the TCP listeners.
+    std::vector<mqttsn_listen_address> mqttsn_listeners;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
@@ -74,6 +84,8 @@ class server {
     // "127.0.0.1:40123", "[::1]:40123": what is actually bound, in listener order.
     std::vector<std::string> local_addresses() const;
     std::uint16_t port() const;  // the first listener's port
+    // The MQTT-SN gateways' UDP addresses, "127.0.0.1:40123", in order.
+    std::vector<std::string> mqttsn_addresses() const;
     const std::vector<std::string>& warnings() const;
 
     // Serves until stop() (or a signal, with handle_signals) and every connection is closed.

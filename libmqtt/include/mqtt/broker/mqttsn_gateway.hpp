@@ -1,0 +1,132 @@
+#pragma once
+
+// The MQTT-SN gateway's per-client state machine, without I/O: datagrams from one client
+// and the time come in, datagrams to that client come out. Each MQTT-SN client is an MQTT
+// 3.1.1 broker::session of the engine (no TCP hop): its CONNECT, PUBLISH, SUBSCRIBE, ...
+// are translated into MQTT packets fed to that session, and what the session answers
+// (CONNACK, PUBACK, deliveries) is translated back. Limits, ACLs, retained messages,
+// persistence and keep-alive are therefore those of MQTT clients.
+//
+// The mapping (docs/mqtt-sn.md): topic ids registered per client (REGISTER from the client,
+// or REGISTER from the gateway before the first delivery on a topic, held until REGACK),
+// predefined topic ids from the settings, two-character short names as the topic itself;
+// MQTT-SN MsgId = MQTT Packet Identifier; QoS -1 without a connection goes straight to
+// the engine as a QoS 0 publish.
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mqtt/broker/session.hpp"
+#include "mqtt/protocol/framer.hpp"
+#include "mqtt/protocol/mqttsn.hpp"
+
+namespace mqtt::broker {
+
+class engine;
+
+struct mqttsn_settings {
+    std::uint8_t gateway_id = 1;
+    // Predefined topic ids, the same for every client: id -> topic name.
+    std::map<std::uint16_t, std::string> predefined;
+    // Normal topic ids one client may hold (its REGISTERs and the gateway's).
+    std::size_t max_topic_ids = 1000;
+};
+
+// What the gateway does with a datagram from an address that has no client yet.
+enum class mqttsn_unattached {
+    new_client,  // a CONNECT: make a gateway_client and give it the datagram
+    answered,    // SEARCHGW (GWINFO in `reply`) or a QoS -1 PUBLISH (routed)
+    dropped,     // malformed or not for a gateway without a connection: counted
+};
+mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
+                                           std::span<const std::uint8_t> datagram,
+                                           clock::time_point now,
+                                           std::vector<std::uint8_t>& reply);
+
+class mqttsn_client {
+  public:
+    mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_point now, std::string peer);
+    ~mqttsn_client();
+    mqttsn_client(const mqttsn_client&) = delete;
+    mqttsn_client& operator=(const mqttsn_client&) = delete;
+
+    // Deliveries routed from other clients wake the observer; the driver then calls
+    // take_output().
+    void set_observer(session_observer* o) noexcept { session_.set_observer(o); }
+
+    // ---- input
+    void on_datagram(std::span<const std::uint8_t> datagram, clock::time_point now);
+    void on_timer(clock::time_point now);  // at (or after) deadline()
+    // The driver drops the client (shutdown): the session ends as for a lost connection.
+    void on_transport_closed(clock::time_point now);
+
+    // ---- output
+    // The datagrams to send, in order (moved out).
+    std::vector<std::vector<std::uint8_t>> take_output();
+    clock::time_point deadline() const noexcept { return session_.deadline(); }
+    // Over: send what take_output() gave, then destroy this object.
+    bool closed() const noexcept { return closed_; }
+
+    // ---- inspection
+    std::size_t dropped() const noexcept { return dropped_; }  // malformed or unexpected
+    const broker::session& session() const noexcept { return session_; }
+    std::string_view client_id() const noexcept { return session_.client_id(); }
+
+  private:
+    void handle(protocol::mqttsn::message&& m, clock::time_point now);
+    void on_connect(protocol::mqttsn::connect&& c, clock::time_point now);
+    void finish_connect(std::optional<protocol::will_message> will, clock::time_point now);
+    void on_publish(protocol::mqttsn::publish&& p, clock::time_point now);
+    void on_register(const protocol::mqttsn::register_& r);
+    void on_subscribe(protocol::mqttsn::subscribe&& s, clock::time_point now);
+    void on_unsubscribe(protocol::mqttsn::unsubscribe&& u, clock::time_point now);
+    void on_disconnect(clock::time_point now);
+
+    // MQTT side.
+    void feed(const protocol::packet& p, clock::time_point now);
+    void pump();
+    void translate(protocol::packet&& p);
+    void deliver(protocol::publish_packet&& p);
+
+    // Topic ids.
+    std::optional<std::string> topic_of(protocol::mqttsn::topic_id_type t, std::uint16_t id) const;
+    std::uint16_t register_topic(const std::string& name);  // 0 when the ids ran out
+
+    void send(const protocol::mqttsn::message& m);
+    void drop() noexcept { ++dropped_; }
+
+    engine& engine_;
+    const mqttsn_settings& settings_;
+    broker::session session_;
+    protocol::framer from_session_;
+    std::vector<std::uint8_t> scratch_;
+    std::vector<std::vector<std::uint8_t>> out_;
+    bool connected_ = false;  // CONNACK accepted went out
+    bool closed_ = false;
+    bool client_disconnected_ = false;
+    std::size_t dropped_ = 0;
+
+    // CONNECT with the Will flag: held while WILLTOPIC and WILLMSG are asked for.
+    std::optional<protocol::mqttsn::connect> pending_connect_;
+    std::optional<protocol::mqttsn::willtopic> pending_will_topic_;
+
+    // Normal topic ids of this client, both ways.
+    std::unordered_map<std::uint16_t, std::string> topics_;
+    std::unordered_map<std::string, std::uint16_t> topic_ids_;
+    std::uint16_t next_topic_id_ = 1;
+    // Deliveries held until the client acknowledges the REGISTER of their topic:
+    // gateway REGISTER MsgId -> the datagrams waiting.
+    std::map<std::uint16_t, std::vector<std::vector<std::uint8_t>>> awaiting_regack_;
+    std::uint16_t next_register_msg_id_ = 1;
+    std::unordered_map<std::uint16_t, std::uint16_t> unacked_topics_;  // TopicId -> MsgId
+    // Client QoS 1/2 publishes waiting for the session's PUBACK/PUBREC: MsgId -> TopicId,
+    // and SUBSCRIBEs waiting for SUBACK: MsgId -> the TopicId to return.
+    std::unordered_map<std::uint16_t, std::uint16_t> publish_topic_;
+    std::unordered_map<std::uint16_t, std::uint16_t> subscribe_topic_;
+};
+
+}  // namespace mqtt::broker

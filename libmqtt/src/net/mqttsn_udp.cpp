@@ -1,0 +1,155 @@
+#include "mqttsn_udp.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+
+namespace mqtt::net::detail {
+
+namespace asio = boost::asio;
+using udp = asio::ip::udp;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+// How often client deadlines are looked at: keep-alive is in seconds, so a quarter second
+// is precise enough and costs nothing with no clients.
+constexpr auto tick_period = std::chrono::milliseconds(250);
+
+namespace {
+std::string to_string(const udp::endpoint& ep) {
+    const auto addr = ep.address().to_string();
+    const auto port = std::to_string(ep.port());
+    return ep.address().is_v6() ? "[" + addr + "]:" + port : addr + ":" + port;
+}
+}  // namespace
+
+// One client address: its gateway state machine, and the observer the broker session
+// wakes when a delivery from elsewhere is waiting (flushed later, never re-entrantly).
+struct mqttsn_udp::client final : broker::session_observer {
+    client(mqttsn_udp& o, udp::endpoint e, broker::clock::time_point now)
+        : owner(o), ep(e), sm(o.engine_, o.settings_, now, to_string(e)) {
+        sm.set_observer(this);
+    }
+    ~client() { sm.set_observer(nullptr); }
+    void wake() override {
+        if (flush_posted) return;
+        flush_posted = true;
+        owner.flush_later(ep);
+    }
+    mqttsn_udp& owner;
+    udp::endpoint ep;
+    broker::mqttsn_client sm;
+    bool flush_posted = false;
+};
+
+mqttsn_udp::mqttsn_udp(asio::io_context& io, broker::engine& e, broker::mqttsn_settings s)
+    : io_(io), engine_(e), settings_(std::move(s)), socket_(io), tick_(io), buf_(65536) {}
+
+mqttsn_udp::~mqttsn_udp() { clients_.clear(); }
+
+boost::system::error_code mqttsn_udp::bind(const udp::endpoint& ep) {
+    boost::system::error_code ec;
+    socket_.open(ep.protocol(), ec);
+    if (ec) return ec;
+    socket_.bind(ep, ec);
+    if (ec) return ec;
+    socket_.non_blocking(true, ec);
+    return ec;
+}
+
+std::string mqttsn_udp::local_address() const {
+    boost::system::error_code ec;
+    const auto ep = socket_.local_endpoint(ec);
+    return ec ? std::string{} : to_string(ep);
+}
+
+void mqttsn_udp::start() {
+    asio::co_spawn(io_, receive_loop(), asio::detached);
+    asio::co_spawn(io_, tick_loop(), asio::detached);
+}
+
+void mqttsn_udp::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    boost::system::error_code ec;
+    socket_.close(ec);
+    tick_.cancel();
+    const auto now = broker::clock::now();
+    for (auto& [ep, c] : clients_) c->sm.on_transport_closed(now);
+    clients_.clear();
+}
+
+asio::awaitable<void> mqttsn_udp::receive_loop() {
+    while (!stopped_) {
+        udp::endpoint from;
+        auto [ec, n] = co_await socket_.async_receive_from(asio::buffer(buf_), from, nothrow);
+        if (stopped_) co_return;
+        if (ec) {
+            if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+            continue;  // e.g. ICMP port unreachable reported for an earlier send
+        }
+        on_datagram(from, n);
+    }
+}
+
+asio::awaitable<void> mqttsn_udp::tick_loop() {
+    while (!stopped_) {
+        tick_.expires_after(tick_period);
+        auto [ec] = co_await tick_.async_wait(nothrow);
+        if (stopped_ || ec == asio::error::operation_aborted) co_return;
+        const auto now = broker::clock::now();
+        for (auto it = clients_.begin(); it != clients_.end();) {
+            auto& c = *it->second;
+            if (c.sm.deadline() <= now) c.sm.on_timer(now);
+            flush(c);
+            it = c.sm.closed() ? clients_.erase(it) : std::next(it);
+        }
+    }
+}
+
+void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
+    const auto now = broker::clock::now();
+    const std::span<const std::uint8_t> d(buf_.data(), n);
+    auto it = clients_.find(from);
+    if (it == clients_.end()) {
+        std::vector<std::uint8_t> reply;
+        switch (broker::mqttsn_handle_unattached(engine_, settings_, d, now, reply)) {
+            case broker::mqttsn_unattached::dropped: ++dropped_; return;
+            case broker::mqttsn_unattached::answered:
+                if (!reply.empty()) send_to(from, reply);
+                return;
+            case broker::mqttsn_unattached::new_client: break;
+        }
+        it = clients_.emplace(from, std::make_unique<client>(*this, from, now)).first;
+    }
+    auto& c = *it->second;
+    const auto before = c.sm.dropped();
+    c.sm.on_datagram(d, now);
+    dropped_ += c.sm.dropped() - before;
+    flush(c);
+    if (c.sm.closed()) clients_.erase(it);
+}
+
+void mqttsn_udp::flush(client& c) {
+    c.flush_posted = false;
+    for (const auto& d : c.sm.take_output()) send_to(c.ep, d);
+}
+
+void mqttsn_udp::flush_later(const udp::endpoint& ep) {
+    asio::post(io_, [this, ep] {
+        if (stopped_) return;
+        auto it = clients_.find(ep);
+        if (it == clients_.end()) return;
+        flush(*it->second);
+        if (it->second->sm.closed()) clients_.erase(it);
+    });
+}
+
+void mqttsn_udp::send_to(const udp::endpoint& ep, const std::vector<std::uint8_t>& d) {
+    // UDP: a datagram the socket cannot take now is lost, as on the network.
+    boost::system::error_code ec;
+    socket_.send_to(asio::buffer(d), ep, 0, ec);
+}
+
+}  // namespace mqtt::net::detail

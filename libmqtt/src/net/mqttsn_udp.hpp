@@ -1,0 +1,54 @@
+#pragma once
+
+// The MQTT-SN gateway's UDP side: one socket per listener address, a broker::mqttsn_client
+// per client address, datagrams in and out, and a tick that runs the clients' deadlines
+// (keep-alive, CONNECT timeout). Private to mqtt_net; used by server.cpp.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/mqttsn_gateway.hpp"
+
+namespace mqtt::net::detail {
+
+class mqttsn_udp {
+  public:
+    mqttsn_udp(boost::asio::io_context& io, broker::engine& e, broker::mqttsn_settings s);
+    ~mqttsn_udp();
+    mqttsn_udp(const mqttsn_udp&) = delete;
+    mqttsn_udp& operator=(const mqttsn_udp&) = delete;
+
+    boost::system::error_code bind(const boost::asio::ip::udp::endpoint& ep);
+    std::string local_address() const;  // "127.0.0.1:40123"
+    void start();                        // spawns the receive loop and the tick
+    void stop();                         // closes the socket; every client's session ends
+    std::size_t client_count() const noexcept { return clients_.size(); }
+    std::size_t dropped() const noexcept { return dropped_; }
+
+  private:
+    struct client;
+    boost::asio::awaitable<void> receive_loop();
+    boost::asio::awaitable<void> tick_loop();
+    void on_datagram(const boost::asio::ip::udp::endpoint& from, std::size_t n);
+    void flush(client& c);
+    void flush_later(const boost::asio::ip::udp::endpoint& ep);
+    void send_to(const boost::asio::ip::udp::endpoint& ep, const std::vector<std::uint8_t>& d);
+
+    boost::asio::io_context& io_;
+    broker::engine& engine_;
+    broker::mqttsn_settings settings_;
+    boost::asio::ip::udp::socket socket_;
+    boost::asio::steady_timer tick_;
+    std::vector<std::uint8_t> buf_;
+    std::map<boost::asio::ip::udp::endpoint, std::unique_ptr<client>> clients_;
+    std::size_t dropped_ = 0;
+    bool stopped_ = false;
+};
+
+}  // namespace mqtt::net::detail

@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""tern-broker's MQTT-SN gateway over UDP on 127.0.0.1, spoken to with exact datagrams,
+with mosquitto_sub, tern-sub and mosquitto_pub as MQTT clients on the same broker.
+
+One broker (a TCP listener and an MQTT-SN listener, both on free ports, a predefined topic
+id): SEARCHGW and GWINFO; CONNECT, REGISTER, PUBLISH QoS 0 and 1 received by mosquitto_sub
+and tern-sub; QoS -1 to a predefined id and QoS 0 to a short name from a client without a
+connection; SUBSCRIBE then a mosquitto_pub message arriving as REGISTER + PUBLISH, PUBACK;
+a malformed datagram dropped without harm; PINGREQ; DISCONNECT. Every wait is bounded.
+
+usage: broker_mqttsn_test.py path/to/tern-broker path/to/tern-sub
+exit:  0 passed, 1 failed, 77 mosquitto clients missing (skipped)
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+import harness  # noqa: E402
+
+TIMEOUT = 10.0
+
+
+def start_broker(binary, work):
+    conf = os.path.join(work, "tern.conf")
+    with open(conf, "w") as f:
+        # The MQTT-SN listener first, so that a TCP one may follow on the same address.
+        f.write("allow_anonymous true\n"
+                "listener 0 127.0.0.1\n"
+                "protocol mqttsn\n"
+                "listener 0 127.0.0.1\n"
+                "mqttsn_predefined_topic 7 sn/pre\n")
+    log_path = os.path.join(work, "broker.log")
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([binary, "-c", conf, "-v"], stdout=subprocess.DEVNULL, stderr=log)
+    end = time.monotonic() + TIMEOUT
+    while time.monotonic() < end:
+        log.seek(0)
+        line = log.readline()
+        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", line)
+        if tcp and udp:
+            return harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path), int(udp.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    with open(log_path) as f:
+        print(f.read())
+    raise RuntimeError("tern-broker did not report its ports")
+
+
+class Client:
+    """One MQTT-SN client: a UDP socket on 127.0.0.1 talking to the gateway."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(TIMEOUT)
+        self.gw = ("127.0.0.1", port)
+
+    def send(self, hexstr):
+        self.sock.sendto(bytes.fromhex(hexstr), self.gw)
+
+    def recv(self, timeout=TIMEOUT):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recvfrom(65536)[0].hex()
+        except socket.timeout:
+            return None
+
+    def exchange(self, hexstr):
+        self.send(hexstr)
+        return self.recv()
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_file(path, pattern, timeout=TIMEOUT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.05)
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def main():
+    broker_bin, sub_bin = sys.argv[1], sys.argv[2]
+    for tool in ("mosquitto_sub", "mosquitto_pub"):
+        if shutil.which(tool) is None:
+            print("SKIP: %s not installed" % tool)
+            return 77
+    check = harness.Checks()
+    work = tempfile.mkdtemp(prefix="tern-mqttsn-")
+    broker, sn_port = start_broker(broker_bin, work)
+    procs = []
+    try:
+        # SEARCHGW from anyone: GWINFO with gateway id 1.
+        probe = Client(sn_port)
+        check(probe.exchange("030101") == "030201", "SEARCHGW answered with GWINFO gateway 1")
+
+        # MQTT subscribers: mosquitto_sub and tern-sub on sn/#, three messages each.
+        mos_out = os.path.join(work, "mosquitto_sub.out")
+        tern_out = os.path.join(work, "tern_sub.out")
+        procs.append(subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#", "-v",
+             "-q", "1", "-C", "3", "-W", "30", "-i", "mos-sub"],
+            stdout=open(mos_out, "w"), stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(
+            [sub_bin, "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#", "-v", "-q", "1",
+             "-C", "3", "-W", "30", "-i", "tern-sub"],
+            stdout=open(tern_out, "w"), stderr=subprocess.STDOUT))
+        subscribed = wait_file(broker.log_path, r"tern-sub") and \
+            wait_file(broker.log_path, r"mos-sub")
+        check("mos-sub" in subscribed and "tern-sub" in subscribed, "both MQTT subscribers connected")
+        time.sleep(0.5)  # their SUBSCRIBE follows CONNECT
+
+        # CONNECT "sn1", clean, keep-alive 30: CONNACK accepted.
+        c = Client(sn_port)
+        check(c.exchange("0904040100" "1e" "736e31") == "030500", "CONNECT sn1: CONNACK accepted")
+        # REGISTER sn/a (MsgId 1): REGACK topic id 1.
+        check(c.exchange("0a0a00000001736e2f61") == "070b0001000100", "REGISTER sn/a: topic id 1")
+        # PUBLISH QoS 1 "hello" to topic id 1, MsgId 2: PUBACK accepted.
+        check(c.exchange("0c0c2000010002" + b"hello".hex()) == "070d0001000200",
+              "PUBLISH QoS 1: PUBACK accepted")
+        # QoS -1 from a socket that never connected, to predefined id 7 (sn/pre).
+        anon = Client(sn_port)
+        anon.send("0a0c6100070000" + b"pre".hex())
+        check(anon.recv(timeout=0.5) is None, "QoS -1 PUBLISH gets no answer")
+        # QoS 0 to a topic id that is not registered: PUBACK invalid topic id.
+        check(c.exchange("0a0c0000090000" + b"zzz".hex()) == "070d0009000002",
+              "unknown topic id: PUBACK invalid topic id")
+        # QoS 0 "last" to sn/a.
+        c.send("0b0c0000010000" + b"last".hex())
+
+        for name, path in (("mosquitto_sub", mos_out), ("tern-sub", tern_out)):
+            text = wait_file(path, r"sn/a last")
+            check(text.splitlines()[:3] == ["sn/a hello", "sn/pre pre", "sn/a last"],
+                  "%s received hello, pre (QoS -1) and last in order: %r" % (name, text))
+
+        # A malformed datagram (Length 5, 2 octets) is dropped; the client still answers.
+        c.send("0516")
+        check(c.exchange("0216") == "0217", "malformed datagram dropped, then PINGREQ: PINGRESP")
+
+        # SUBSCRIBE QoS 1 to back/t (MsgId 3): SUBACK QoS 1 with a new topic id (2).
+        check(c.exchange("0b122000036261636b2f74") == "0813200002000300",
+              "SUBSCRIBE back/t: SUBACK QoS 1, topic id 2")
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "back/t",
+                        "-m", "from-mqtt", "-q", "1"], timeout=TIMEOUT, check=False)
+        got = c.recv()
+        # back/t has topic id 2 already (SUBACK), so no REGISTER: PUBLISH QoS 1, MsgId 1.
+        check(got == "100c20000200016672" "6f6d2d6d717474", "mosquitto_pub message arrives: %s" % got)
+        c.send("070d0002000100")  # PUBACK
+        # SUBSCRIBE to the wildcard filter x/#: a message on x/y needs REGISTER first.
+        check(c.exchange("0812000004782f23") == "0813000000000400", "SUBSCRIBE x/#: SUBACK topic id 0")
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "x/y",
+                        "-m", "w"], timeout=TIMEOUT, check=False)
+        reg = c.recv()
+        check(reg == "090a00030001782f79", "REGISTER x/y (topic id 3) from the gateway: %s" % reg)
+        check(c.recv(timeout=0.5) is None, "the PUBLISH waits for REGACK")
+        check(c.exchange("070b0003000100") == "080c000003000077", "after REGACK: PUBLISH to topic id 3")
+
+        check(c.exchange("0218") == "0218", "DISCONNECT answered with DISCONNECT")
+        check(broker.running(), "broker still running")
+        for p in procs:
+            try:
+                p.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        c.close()
+        anon.close()
+        probe.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        broker.stop()
+        if check.failures:
+            print(broker.log())
+        shutil.rmtree(work, ignore_errors=True)
+    return check.exit_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+// The MQTT-SN options of tern-broker's configuration file: `protocol mqttsn` in a listener
+// block, a TCP listener sharing its port and address, and mqttsn_predefined_topic.
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "mqtt/broker/config.hpp"
+
+using namespace mqtt::broker;
+
+namespace {
+
+config parse_ok(std::string_view text) {
+    auto r = parse_config(text, "t.conf");
+    INFO(r.error.to_string());
+    REQUIRE(r);
+    return *r.value;
+}
+
+std::string parse_error(std::string_view text) {
+    auto r = parse_config(text, "t.conf");
+    REQUIRE_FALSE(r);
+    return r.error.to_string();
+}
+
+}  // namespace
+
+TEST_CASE("config: protocol mqttsn makes a listener an MQTT-SN gateway") {
+    const auto c = parse_ok(
+        "allow_anonymous true\n"
+        "listener 1885 127.0.0.1\nprotocol mqttsn\n"
+        "listener 1885 127.0.0.1\n"
+        "listener 1886\nprotocol mqtt\n"
+        "mqttsn_predefined_topic 1 a/b\nmqttsn_predefined_topic 65535 s/+\n");
+    REQUIRE(c.listeners.size() == 3);
+    CHECK(c.listeners[0].mqttsn);
+    CHECK_FALSE(c.listeners[1].mqttsn);
+    CHECK_FALSE(c.listeners[2].mqttsn);
+    CHECK(c.mqttsn_predefined.size() == 2);
+    CHECK(c.mqttsn_predefined.at(1) == "a/b");
+    CHECK(c.mqttsn_predefined.at(65535) == "s/+");
+    CHECK(to_json(c).find("\"protocol\":\"mqttsn\"") != std::string::npos);
+}
+
+TEST_CASE("config: MQTT-SN errors") {
+    // Two MQTT-SN listeners on one port and address.
+    CHECK(parse_error("allow_anonymous true\nlistener 1885\nprotocol mqttsn\n"
+                      "listener 1885\nprotocol mqttsn\n")
+              .find("already defined at t.conf:2") != std::string::npos);
+    // A TCP listener first, then the same port and address again (as MQTT-SN or not).
+    CHECK(parse_error("allow_anonymous true\nlistener 1885\nlistener 1885\nprotocol mqttsn\n")
+              .find("already defined") != std::string::npos);
+    // Outside a listener block.
+    CHECK(parse_error("protocol mqttsn\n").find("only in a listener block") != std::string::npos);
+    CHECK(parse_error("mqttsn_predefined_topic 0 a\n").find("1 to 65535") != std::string::npos);
+    CHECK(parse_error("mqttsn_predefined_topic 65536 a\n").find("1 to 65535") != std::string::npos);
+    CHECK(parse_error("mqttsn_predefined_topic x a\n").find("1 to 65535") != std::string::npos);
+    CHECK(parse_error("mqttsn_predefined_topic 1 a#\n").find("not a valid topic") != std::string::npos);
+    CHECK(parse_error("mqttsn_predefined_topic 1 a\nmqttsn_predefined_topic 1 b\n")
+              .find("defined twice") != std::string::npos);
+    CHECK(parse_error("protocol websockets\n").find("not supported yet") != std::string::npos);
+}
