@@ -75,7 +75,7 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
 
 mqttsn_client::mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_point now,
                              std::string peer)
-    : engine_(e), settings_(s), session_(e, now, std::move(peer)) {}
+    : settings_(s), session_(e, now, std::move(peer)) {}
 
 mqttsn_client::~mqttsn_client() = default;
 

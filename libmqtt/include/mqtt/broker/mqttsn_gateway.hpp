@@ -99,7 +99,6 @@ class mqttsn_client {
     void send(const protocol::mqttsn::message& m);
     void drop() noexcept { ++dropped_; }
 
-    engine& engine_;
     const mqttsn_settings& settings_;
     broker::session session_;
     protocol::framer from_session_;
