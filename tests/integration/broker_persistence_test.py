@@ -50,9 +50,10 @@ class Broker:
         self.proc = None
         self.log = ""
 
-    def start(self):
+    def start(self, preexec_fn=None):
         self.logfile = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([BROKER, "-c", self.conf, "-v"], stderr=self.logfile)
+        self.proc = subprocess.Popen([BROKER, "-c", self.conf, "-v"], stderr=self.logfile,
+                                     preexec_fn=preexec_fn)
         deadline = time.time() + 10
         while time.time() < deadline:
             self.logfile.seek(0)
@@ -317,6 +318,74 @@ def damaged_store():
               "check-store: no store yet is exit 0, exists false")
 
 
+def pub_json(port, topic, payloads):
+    """tern-pub -l --json at QoS 1: (exit status, [reason_code per acknowledged message])."""
+    p = subprocess.run([os.path.join(os.path.dirname(BROKER), "tern-pub"), "-h", "127.0.0.1",
+                        "-p", str(port), "-V", "5", "-q", "1", "-t", topic, "-l", "--json"],
+                       input="".join(x + "\n" for x in payloads).encode(), capture_output=True,
+                       timeout=60)
+    lines = [json.loads(x) for x in p.stdout.decode().splitlines()]
+    return p.returncode, {x["seq"]: x["reason_code"] for x in lines}
+
+
+def store_cannot_write():
+    """A store that cannot grow (a 256 KiB file size limit, as a full disk): QoS 1 publishes
+    are refused with 0x97 instead of acknowledged without being durable; once the limit is
+    lifted the store is written anew and publishes are accepted again; every acknowledged
+    message survives a restart."""
+    import resource
+
+    def small_files():
+        # The soft limit only, so that prlimit may lift it again without privileges.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
+
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(preexec_fn=small_files)
+        s = Sub(b.port, "offline", "full/#")
+        s.close()  # its queue is kept on disk while it is away
+        # Rounds of 1 KiB messages until the broker refuses some: the failed write is noticed
+        # when its sync completes, so the first round may be acknowledged in full.
+        first, codes, code = [], {}, 0
+        for r in range(8):
+            batch = [f"a{r}{i:03d}" + "x" * 1000 for i in range(200)]
+            code, got = pub_json(b.port, "full/t", batch)
+            codes.update({len(first) + n: rc for n, rc in got.items()})
+            first += batch
+            if code != 0:
+                break
+        refused = [n for n, rc in codes.items() if rc == 0x97]
+        check(code == 1 and refused and b.proc.poll() is None,
+              f"store over its size limit: tern-pub exit {code}, {len(refused)} of "
+              f"{len(codes)} answered 0x97, broker running")
+        check("QoS 1/2 publishes are refused (0x97)" in b.text(),
+              "the store failure is logged with what it means")
+        lifted = subprocess.run(["prlimit", "--pid", str(b.proc.pid), "--fsize=unlimited"],
+                                capture_output=True)
+        deadline = time.time() + 10
+        while time.time() < deadline and "writing works again" not in b.text():
+            time.sleep(0.1)
+        check(lifted.returncode == 0 and "writing works again" in b.text(),
+              "limit lifted: the store is written again within the retry interval"
+              + ("" if "writing works again" in b.text() else
+                 f"\n    prlimit: {lifted.returncode} {lifted.stderr!r}\n    log: {b.text()[-1500:]}"))
+        second = [f"b{i:04d}" for i in range(50)]
+        code2, codes2 = pub_json(b.port, "full/t", second)
+        check(code2 == 0 and len(codes2) == 50 and all(rc < 0x80 for rc in codes2.values()),
+              f"then publishes are accepted again (exit {code2})"
+              + ("" if code2 == 0 else f"\n    log: {b.text()[-1500:]}"))
+        b.stop()
+        acked = {first[n - 1][:5] for n, rc in codes.items() if rc < 0x80}
+        acked |= {second[n - 1] for n, rc in codes2.items() if rc < 0x80}
+        b.start()
+        s = Sub(b.port, "offline", "full/#")
+        got = {m[1][:5] for m in s.wait_count(len(acked), 20)}
+        s.close()
+        b.stop()
+        missing = acked - got
+        check(not missing, f"after a restart the offline session gets all {len(acked)} "
+              f"acknowledged messages ({len(missing)} missing)")
+
+
 def main():
     restart_cycle(signal.SIGTERM, "graceful restart")
     restart_cycle(signal.SIGKILL, "kill -9")
@@ -324,6 +393,7 @@ def main():
     acked_survive_kill("batch")
     qos2_no_duplicate()
     damaged_store()
+    store_cannot_write()
     if failures:
         print(f"{len(failures)} check(s) failed")
         return 1

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -408,6 +409,9 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A file size limit (ulimit -f) makes a store write fail with EFBIG, which the store
+    // reports and survives (publishes refused until it can write), instead of killing us.
+    std::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{
         "The Tern MQTT broker: MQTT 3.1, 3.1.1 and 5.0 clients over TCP, on several IPv4 and IPv6 "
         "listeners. Logs go to standard error; SIGHUP reloads the configuration file."};

@@ -66,6 +66,14 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
             engine_.log(1, "client " + client_id_ + " publish to " + p.topic +
                                " refused: memory_limit reached");
         }
+    } else if (engine_.store_failing() && p.qos_level != qos::at_most_once) {
+        ++engine_.stats().dropped_store_failing;
+        rc = reason_code::quota_exceeded;
+        why = "the store cannot write";
+        if (engine_.logging(1)) {
+            engine_.log(1, "client " + client_id_ + " publish to " + p.topic +
+                               " refused: the store cannot write");
+        }
     } else {
         return true;
     }

@@ -26,7 +26,8 @@ store_driver::store_driver(asio::io_context& io, broker::engine& e, broker::pers
       note_(std::move(note)),
       path_(join(cfg_.location, cfg_.file)),
       autosave_(io),
-      flush_timer_(io) {}
+      flush_timer_(io),
+      retry_(io) {}
 
 store_driver::~store_driver() {
     if (thread_.joinable()) {
@@ -125,6 +126,7 @@ void store_driver::periodic_sync() {
 void store_driver::close() {
     autosave_.cancel();
     flush_timer_.cancel();
+    retry_.cancel();
     if (!recorder_) return;
     if (thread_.joinable()) {
         {
@@ -237,14 +239,37 @@ void store_driver::complete() {
 }
 
 void store_driver::report(std::error_code ec, std::string_view what) {
-    if (!ec) {
-        if (failing_) note_(0, true, "store " + path_ + ": writing works again");
-        failing_ = false;
-        return;
-    }
-    if (failing_) return;
+    // A later write that works does not mend the file: the records of the failed one are
+    // missing from it. Only writing the whole state anew does (retry()).
+    if (!ec || failing_) return;
     failing_ = true;
-    note_(0, true, "store " + path_ + ": " + std::string{what} + " failed: " + ec.message());
+    engine_.set_store_failing(true);
+    note_(0, true,
+          "store " + path_ + ": " + std::string{what} + " failed: " + ec.message() +
+              "; QoS 1/2 publishes are refused (0x97) until the store can be written again");
+    retry();
+}
+
+// While failing, every second: write the whole state anew, which also puts back what the
+// failed writes left out. Publishes are refused meanwhile.
+void store_driver::retry() {
+    retry_.expires_after(std::chrono::seconds{1});
+    retry_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || !failing_ || !recorder_) return;
+        if (busy_) {
+            retry();
+            return;
+        }
+        std::vector<std::uint8_t> covered;  // in the snapshot: not to be appended after it
+        recorder_->take_pending(covered);
+        if (file_.rewrite(recorder_->snapshot_bytes())) {
+            retry();
+            return;
+        }
+        failing_ = false;
+        engine_.set_store_failing(false);
+        note_(0, true, "store " + path_ + ": writing works again (the store was written anew)");
+    });
 }
 
 }  // namespace mqtt::net::detail

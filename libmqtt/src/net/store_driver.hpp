@@ -89,6 +89,7 @@ class store_driver {
     void schedule();
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);
+    void retry();
     void run_job();   // file I/O only: the one thing the sync thread does
     void complete();  // on the loop: the job is done, release what it covered
     void sync_thread();
@@ -117,9 +118,10 @@ class store_driver {
     bool stop_ = false;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     bool unsynced_ = false;  // periodic: written, not yet synced
-    bool failing_ = false;   // the last write or sync failed (logged once until it works)
+    bool failing_ = false;   // a write or sync failed since the store was last written whole
     asio::steady_timer autosave_;
     asio::steady_timer flush_timer_;  // group commit: fires after the next reactor poll
+    asio::steady_timer retry_;        // while failing_: try to write the store again
 };
 
 }  // namespace mqtt::net::detail

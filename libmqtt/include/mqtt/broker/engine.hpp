@@ -134,6 +134,10 @@ class engine {
     // ---- persistence: the store hears about every durable change (nullptr: none)
     void set_store(store_hooks* s) noexcept { store_ = s; }
     store_hooks* store() const noexcept { return store_; }
+    // Set while the store's last write failed (a full disk): new QoS 1/2 publishes are
+    // refused, since they could not be made durable before their acknowledgement.
+    void set_store_failing(bool failing) noexcept { store_failing_ = failing; }
+    bool store_failing() const noexcept { return store_failing_; }
     // State read back from a store at start, before any connection: an offline session
     // (its subscriptions are indexed, its expiry and Will scheduled) and a retained message.
     // The store is not told about these.
@@ -204,6 +208,7 @@ class engine {
     std::string acl_scratch_;        // expanded ACL patterns, reused
     std::mt19937_64 id_random_;
     store_hooks* store_ = nullptr;
+    bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
 };
 

@@ -94,6 +94,7 @@ struct stats {
     std::uint64_t dropped_sys_publish = 0;   // clients may not publish to $SYS
     std::uint64_t dropped_acl = 0;           // publishes and Wills the acl_file denied
     std::uint64_t dropped_memory_limit = 0;  // PUBLISH refused: memory_limit reached
+    std::uint64_t dropped_store_failing = 0;  // QoS 1/2 PUBLISH refused: the store cannot write
     std::uint64_t dropped_topic_limit = 0;   // PUBLISH refused: max_topic_length/_levels
     std::uint64_t rate_limited = 0;          // input paused by max_publish_rate
     std::uint64_t auth_failures = 0;         // CONNECT refused: anonymous, user or password
