@@ -85,7 +85,9 @@ else
     fail "no refusal log line"; sed 's/^/    /' "$work/broker.log"
 fi
 
-# While many wrong passwords wait out their delay, a right one still gets in at once.
+# While many wrong passwords wait out their delay, a right one still gets in at once: well
+# under the 8 s that waiting behind the 8 one-second delays would take (the margin is for a
+# loaded machine, where starting mosquitto_pub alone can take most of a second).
 guessers=()
 for i in $(seq 8); do
     pub 311 -u alice -P "wrong$i" -i "guess$i" &
@@ -97,7 +99,7 @@ pub 311 -u alice -P secret -i during-guessing
 rc=$?
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 wait "${guessers[@]}"
-if [[ $rc -eq 0 && $elapsed_ms -lt 900 ]]; then
+if [[ $rc -eq 0 && $elapsed_ms -lt 3000 ]]; then
     pass "8 refusals pending: a right password connects in ${elapsed_ms} ms"
 else
     fail "during guessing: exit $rc after ${elapsed_ms} ms"
