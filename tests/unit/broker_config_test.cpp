@@ -474,6 +474,25 @@ TEST_CASE("config: sys_interval sets the $SYS period without a warning; 0 disabl
     CHECK(parse_ok("").sys_interval == 10s);
 }
 
+TEST_CASE("config: metrics_listener PORT [ADDRESS]") {
+    CHECK_FALSE(parse_ok("").metrics.has_value());
+    auto c = parse_ok("listener 1883\nmetrics_listener 9100\n");
+    REQUIRE(c.metrics.has_value());
+    CHECK(c.metrics->port == 9100);
+    CHECK(c.metrics->bind == "127.0.0.1");
+    CHECK(c.metrics->origin.line == 2);
+    CHECK(c.listeners.size() == 1);  // not an MQTT listener
+    CHECK(parse_ok("metrics_listener 0 ::1").metrics->bind == "::1");
+    CHECK(parse_ok("metrics_listener 0 localhost").metrics->bind == "127.0.0.1");
+    CHECK(parse_ok("metrics_listener 0").metrics->port == 0);
+    CHECK(parse_error("metrics_listener 70000").message.find("out of range") != std::string::npos);
+    CHECK(parse_error("metrics_listener 9100 example.org").unsupported);
+    CHECK(parse_error("metrics_listener 1\nmetrics_listener 2\n").line == 2);
+    const auto json = to_json(parse_ok("metrics_listener 9100 ::1"));
+    CHECK(json.find("\"metrics_listener\":{\"port\":9100,\"bind\":\"::1\"") != std::string::npos);
+    CHECK(to_json(parse_ok("")).find("\"metrics_listener\":null") != std::string::npos);
+}
+
 TEST_CASE("config: include_dir reads the .conf files in Mosquitto's order") {
     fake_files fs;
     fs.dirs["conf.d"] = {"b.conf", "A.conf",  "01.conf",   "a.conf",

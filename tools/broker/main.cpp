@@ -204,6 +204,10 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     check(x.memory_limit == y.memory_limit, "memory_limit");
     check(x.connect_timeout == y.connect_timeout, "connect_timeout_ms");
     check(a.sys_interval == b.sys_interval, "sys_interval");
+    const auto metrics_at = [](const config& c) {
+        return c.metrics ? c.metrics->bind + " " + std::to_string(c.metrics->port) : "";
+    };
+    check(metrics_at(a) == metrics_at(b), "metrics_listener");
     const auto& p = a.persistence;
     const auto& q = b.persistence;
     check(p.enabled == q.enabled && p.location == q.location && p.file == q.file &&
@@ -310,11 +314,13 @@ void reload(running& r) {
     // What was not applied stays as it runs, so the next reload compares with that.
     const auto kept_limits = r.current.limits;
     const auto kept_sys = r.current.sys_interval;
+    const auto kept_metrics = r.current.metrics;
     auto kept_listeners = r.current.listeners;
     if (same_listeners(r.current, next)) kept_listeners = next.listeners;
     r.current = std::move(next);
     r.current.limits = kept_limits;
     r.current.sys_interval = kept_sys;
+    r.current.metrics = kept_metrics;
     r.current.listeners = std::move(kept_listeners);
 }
 
@@ -379,6 +385,9 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     so.events = [&sink](const log_event& e) { sink(e); };
     so.on_reload = [&state] { reload(state); };
     so.persistence = cfg->persistence;
+    if (cfg->metrics) {
+        so.metrics = mqtt::net::listen_address{cfg->metrics->bind, cfg->metrics->port};
+    }
     std::string failed;
     auto server = mqtt::net::server::create(std::move(so), &failed);
     if (!server) {
@@ -399,6 +408,12 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     const auto msg = "listening on " + bound + " (Tern " + std::string{mqtt::version_string} + ")";
     start.msg = msg;
     sink(start);
+    if (const auto m = (*server)->metrics_address(); !m.empty()) {
+        log_event metrics = start;  // like the start line: scripts read the port from it
+        const auto line = "metrics on http://" + m + "/metrics";
+        metrics.msg = line;
+        sink(metrics);
+    }
     for (const auto& w : (*server)->warnings()) sink.say(log_level::warning, log_kind::warning, w);
     for (const auto& w : cfg->warnings) sink.say(log_level::warning, log_kind::warning, w);
     if (!port_note.empty()) sink.say(log_level::warning, log_kind::warning, port_note);

@@ -163,6 +163,17 @@ std::string to_json(const config& c) {
     o.string("persistence_sync", to_string(c.persistence.sync));
     o.number("autosave_interval",
              static_cast<std::uint64_t>(c.persistence.autosave_interval.count()));
+    if (c.metrics) {
+        std::string m;
+        detail::json_object mo{m};
+        mo.number("port", c.metrics->port);
+        mo.string("bind", c.metrics->bind);
+        mo.string("origin", c.metrics->origin.to_string());
+        mo.close();
+        o.raw("metrics_listener", m);
+    } else {
+        o.null("metrics_listener");
+    }
     o.raw("log_type", string_array(c.log.types));
     if (c.log.verbosity) {
         o.key("log_verbosity");

@@ -433,6 +433,21 @@ bool on_sys_interval(parse_state& st, const option_args& a) {
     return true;
 }
 
+bool on_metrics_listener(parse_state& st, const option_args& a) {
+    const auto port = parse_number(st, "metrics_listener", a.words[0], 0, 65535);
+    if (!port) return false;
+    metrics_listener_config m;
+    m.port = static_cast<std::uint16_t>(*port);
+    if (a.words.size() > 1) {
+        const auto host = a.words[1];
+        if (!check_bind_address(st, "metrics_listener", host)) return false;
+        m.bind = host == "localhost" ? "127.0.0.1" : std::string{host};
+    }
+    m.origin = st.here();
+    st.cfg.metrics = std::move(m);
+    return true;
+}
+
 // ---- persistence
 
 bool on_persistence(parse_state& st, const option_args& a) {
@@ -587,6 +602,7 @@ const std::vector<option_spec>& option_table() {
         {"max_topic_levels", S::global, 1, 1, false, on_max_topic_levels},
         {"memory_limit", S::global, 1, 1, false, on_memory_limit},
         {"message_size_limit", S::global, 1, 1, false, on_message_size_limit},
+        {"metrics_listener", S::global, 1, 2, false, on_metrics_listener},
         {"mqttsn_predefined_topic", S::global, 2, 2, true, on_mqttsn_predefined_topic},
         {"password_file", S::security, 1, 64, false, on_password_file},
         {"per_listener_settings", S::global, 1, 1, false, on_per_listener_settings},

@@ -195,4 +195,15 @@ void engine::shutdown() {
     for (session* s : all) s->close_by_server(protocol::reason_code::server_shutting_down);
 }
 
+engine::queue_totals engine::queues() const noexcept {
+    queue_totals t;
+    for (const auto& [id, s] : by_id_) {
+        t.queued += s->queue.size();
+        t.queued_bytes += s->queued_bytes;
+        t.inflight += s->inflight.size();
+        t.largest_queue = std::max(t.largest_queue, s->queue.size());
+    }
+    return t;
+}
+
 }  // namespace mqtt::broker

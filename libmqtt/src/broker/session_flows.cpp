@@ -134,7 +134,7 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
             engine_.log(1, "client " + client_id_ + " denied publish to " + p.topic + " by acl");
         }
     } else {
-        ++engine_.stats().messages_received;
+        engine_.stats().count_received(static_cast<unsigned>(q), p.payload.size());
         const auto reached = engine_.publish(ds_, make_message(std::move(p), now));
         if (reached == 0) rc = reason_code::no_matching_subscribers;
     }

@@ -95,7 +95,7 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
             return;
         }
         append_publish(out_, *m, version_, q, 0, retain, false, ids);
-        ++engine_.stats().messages_sent;
+        engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
     } else {
         if (ds_->queue.empty() && can_send_qos12()) {
             send_qos12(m, q, retain, std::move(ids));
@@ -129,7 +129,7 @@ void session::send_qos12(const message_ptr& m, qos q, bool retain, subscription_
     append_publish(out_, *m, version_, q, id, retain, false, ids);
     ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage, std::move(ids)});
     if (auto* store = engine_.store()) store->inflight_added(*ds_, ds_->inflight.back());
-    ++engine_.stats().messages_sent;
+    engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
 }
 
 void session::pump() {
@@ -156,7 +156,7 @@ void session::send_queued() {
             ++engine_.stats().dropped_too_large;
         } else if (d.q == qos::at_most_once) {
             append_publish(out_, *m, version_, d.q, 0, d.retain, false, d.ids);
-            ++engine_.stats().messages_sent;
+            engine_.stats().count_sent(static_cast<unsigned>(d.q), m->payload.size());
         } else {
             send_qos12(m, d.q, d.retain, std::move(d.ids));
         }
@@ -200,7 +200,7 @@ void session::resend() {
             send(protocol::pubrel_packet{o.id, reason_code::success, {}});
         } else {
             append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true, o.ids);
-            ++engine_.stats().messages_sent;
+            engine_.stats().count_sent(static_cast<unsigned>(o.q), o.msg->payload.size());
         }
     }
 }

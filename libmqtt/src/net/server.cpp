@@ -21,6 +21,8 @@
 
 #include "auth_worker.hpp"
 #include "connection.hpp"
+#include "metrics_listener.hpp"
+#include "mqtt/broker/metrics.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"
 #include "mqttsn_udp.hpp"
@@ -86,6 +88,10 @@ struct server::impl {
     // After io and engine: destroyed before them (its clients hold engine sessions).
     std::vector<std::unique_ptr<detail::mqttsn_udp>> mqttsn;
     bool stopping = false;
+    // metrics_listener: /metrics and /healthz (after io: destroyed before it).
+    std::optional<detail::metrics_listener> metrics;
+    broker::clock::time_point started = broker::clock::now();
+    std::string render_metrics() const;
     // Last: destroyed first, while the engine and io it refers to are still there.
     std::optional<detail::store_driver> store;
 
@@ -294,11 +300,21 @@ std::string server::impl::load_tls() {
     return {};
 }
 
+std::string server::impl::render_metrics() const {
+    broker::metrics_context c;
+    c.version = version_string;
+    c.uptime_seconds = std::chrono::duration<double>(broker::clock::now() - started).count();
+    c.persistence = store.has_value();
+    c.store_file_bytes = store ? store->file_bytes() : 0;
+    return broker::render_metrics(engine, c);
+}
+
 void server::impl::stop_now() {
     if (stopping) return;
     stopping = true;
     boost::system::error_code ec;
     for (auto& a : acceptors) a.close(ec);
+    if (metrics) metrics->stop();
     for (auto* t : handshaking) t->close();
     if (signals) signals->cancel(ec);
     if (reload_signal) reload_signal->cancel(ec);
@@ -348,6 +364,16 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
         }
         i->mqttsn.push_back(std::move(g));
     }
+    if (const auto& m = i->opts.metrics) {
+        auto* raw = i.get();
+        i->metrics.emplace(i->io, [raw] { return raw->render_metrics(); });
+        if (const auto ec = i->metrics->bind(m->host, m->port)) {
+            if (failed) {
+                *failed = "metrics_listener " + m->host + " port " + std::to_string(m->port);
+            }
+            return std::error_code{ec};
+        }
+    }
     if (i->opts.persistence.enabled) {
         auto* raw = i.get();
         i->store.emplace(
@@ -387,6 +413,10 @@ std::uint16_t server::port() const {
     return ec ? 0 : ep.port();
 }
 
+std::string server::metrics_address() const {
+    return impl_->metrics ? impl_->metrics->local_address() : std::string{};
+}
+
 const std::vector<std::string>& server::warnings() const {
     return impl_->warnings;
 }
@@ -399,6 +429,7 @@ void server::run() {
     s.engine.set_expiry_hook([&s] { s.expiry.cancel(); });
     asio::co_spawn(s.io, s.expiry_loop(), asio::detached);
     if (s.sys.enabled()) asio::co_spawn(s.io, s.sys_loop(), asio::detached);
+    if (s.metrics) s.metrics->start();
     if (s.opts.handle_signals) {
         s.signals.emplace(s.io, SIGINT, SIGTERM);
         s.signals->async_wait([&s](const boost::system::error_code& ec, int sig) {

@@ -100,6 +100,7 @@ std::error_code store_driver::open() {
         return file.error();
     }
     file_ = std::move(*file);
+    file_bytes_ = file_.size();
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
     if (cfg_.sync == broker::sync_policy::batch) thread_ = std::thread{[this] { sync_thread(); }};
@@ -232,6 +233,7 @@ void store_driver::complete() {
     // On failure the output is released anyway: holding it for ever would stall every
     // client. The error is in the log; what was not written is lost on a crash.
     synced_ = job_.target;
+    file_bytes_ = file_.size();  // the sync thread is done with file_
     auto held = std::move(syncing_held_);
     syncing_held_.clear();
     for (auto* h : held) h->release();

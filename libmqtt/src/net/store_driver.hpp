@@ -75,6 +75,8 @@ class store_driver {
     void flush();
 
     const std::string& path() const noexcept { return path_; }
+    // The store file's size after the last completed write (read on the loop only).
+    std::uint64_t file_bytes() const noexcept { return file_bytes_; }
 
   private:
     // One write (and sync): on the sync thread with batch, on the loop otherwise.
@@ -104,6 +106,7 @@ class store_driver {
     std::vector<held_output*> held_;          // wait for the next job
     std::vector<held_output*> syncing_held_;  // staged, wait for the job in progress
     std::uint64_t synced_ = 0;                // recorder bytes on disk (or written, for periodic)
+    std::uint64_t file_bytes_ = 0;            // file_.size() as of the last complete()
     bool posted_ = false;
     bool busy_ = false;   // a job is on the sync thread
     bool again_ = false;  // a flush came while busy: flush when it completes

@@ -91,6 +91,14 @@ struct persistence_config {
     std::chrono::seconds autosave_interval{1800};
 };
 
+// metrics_listener PORT [ADDRESS] (a Tern option): the HTTP endpoint with /metrics and
+// /healthz (docs/metrics.md).
+struct metrics_listener_config {
+    std::uint16_t port = 0;          // 0: a free port (the log names it)
+    std::string bind = "127.0.0.1";  // a numeric IPv4 or IPv6 address
+    config_origin origin;
+};
+
 struct config {
     // Without listener, port or bind_address lines: the local-only listener (127.0.0.1 and
     // ::1 on port 1883, anonymous clients allowed), as Mosquitto 2 does.
@@ -111,6 +119,7 @@ struct config {
     persistence_config persistence;
     // mqttsn_predefined_topic lines: the predefined topic ids of every MQTT-SN client.
     std::map<std::uint16_t, std::string> mqttsn_predefined;
+    std::optional<metrics_listener_config> metrics;  // nullopt: no metrics listener
     log_config log;
     std::vector<std::string> files;     // every file read, the main one first
     std::vector<std::string> warnings;  // "FILE:LINE: ..." for settings with no effect yet

@@ -74,6 +74,15 @@ class engine {
     std::size_t connected_count() const noexcept { return connected_; }
     std::size_t stored_session_count() const noexcept { return by_id_.size(); }
     std::size_t offline_session_count() const noexcept { return by_id_.size() - connected_; }
+    // Messages held by the stored sessions, summed in one pass over them (for the metrics
+    // endpoint, not for the routing path).
+    struct queue_totals {
+        std::size_t queued = 0;        // waiting for an in-flight slot or for the client
+        std::size_t queued_bytes = 0;  // their queue_cost, as max_queued_bytes counts it
+        std::size_t inflight = 0;      // QoS 1/2 sent and not yet acknowledged
+        std::size_t largest_queue = 0;
+    };
+    queue_totals queues() const noexcept;
 
     // ---- security: allow_anonymous, password_file, acl_file
     // Replaces the policy (SIGHUP): the ACL blocks of every stored session are looked up

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -106,6 +107,23 @@ struct stats {
     std::uint64_t connected_maximum = 0;     // most clients connected at once ($SYS)
     std::uint64_t bytes_received = 0;        // read from client sockets (the net layer counts)
     std::uint64_t bytes_sent = 0;            // written to client sockets
+    // The same PUBLISH counts by QoS (index 0, 1, 2) with their payload bytes, for the
+    // metrics endpoint: received as published, sent at the QoS of the delivery.
+    std::array<std::uint64_t, 3> received_by_qos{};
+    std::array<std::uint64_t, 3> sent_by_qos{};
+    std::array<std::uint64_t, 3> payload_bytes_received_by_qos{};
+    std::array<std::uint64_t, 3> payload_bytes_sent_by_qos{};
+
+    void count_received(unsigned qos, std::size_t payload) noexcept {
+        ++messages_received;
+        ++received_by_qos[qos % 3];
+        payload_bytes_received_by_qos[qos % 3] += payload;
+    }
+    void count_sent(unsigned qos, std::size_t payload) noexcept {
+        ++messages_sent;
+        ++sent_by_qos[qos % 3];
+        payload_bytes_sent_by_qos[qos % 3] += payload;
+    }
 };
 
 }  // namespace mqtt::broker

@@ -64,6 +64,9 @@ struct server_options {
     broker::persistence_config persistence;
     // MQTT-SN gateways on UDP, beside the TCP listeners.
     std::vector<mqttsn_listen_address> mqttsn_listeners;
+    // metrics_listener: HTTP /metrics and /healthz on this address (port 0: a free port);
+    // nullopt: none (docs/metrics.md).
+    std::optional<listen_address> metrics;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
@@ -86,6 +89,8 @@ class server {
     std::uint16_t port() const;  // the first listener's port
     // The MQTT-SN gateways' UDP addresses, "127.0.0.1:40123", in order.
     std::vector<std::string> mqttsn_addresses() const;
+    // The metrics listener's "127.0.0.1:40123"; empty without one.
+    std::string metrics_address() const;
     const std::vector<std::string>& warnings() const;
 
     // Serves until stop() (or a signal, with handle_signals) and every connection is closed.

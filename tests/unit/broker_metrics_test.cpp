@@ -1,0 +1,150 @@
+// The metrics endpoint's sans-I/O parts: the Prometheus exposition of the engine's counters
+// (render_metrics) and the bounded HTTP request head parser and router.
+
+#include <doctest/doctest.h>
+
+#include <sstream>
+#include <string>
+
+#include "broker_test_client.hpp"
+#include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/metrics.hpp"
+
+using namespace tern_test;
+using mqtt::broker::engine;
+using mqtt::broker::http_parse;
+using mqtt::broker::http_request;
+using mqtt::broker::parse_http_request;
+
+namespace {
+
+// The value of the sample line `name` ("tern_x" or "tern_x{qos=\"1\"}"), or -1.
+long long sample(const std::string& text, const std::string& name) {
+    std::istringstream in{text};
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(name + " ", 0) == 0) return std::stoll(line.substr(name.size() + 1));
+    }
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("metrics: counters by QoS, queues, subscriptions, retained") {
+    auto now = test_epoch();
+    engine e;
+    test_client sub{e, protocol_version::v5, now};
+    sub.connect("sub");
+    sub.subscribe("t/#", qos::exactly_once);
+    test_client pub{e, protocol_version::v3_1_1, now};
+    pub.connect("pub");
+    pub.publish("t/a", "12345", qos::at_most_once);
+    pub.publish("t/b", "123", qos::at_least_once);
+    pub.publish("t/c", "1", qos::exactly_once, true);
+    (void)pub.received();
+    (void)sub.received();
+    test_client off{e, protocol_version::v3_1_1, now};
+    off.connect_persistent("off");
+    off.subscribe("q", qos::at_least_once);
+    off.lose_connection();
+    pub.publish("q", "queued", qos::at_least_once);
+    pub.publish("q", "dropped", qos::at_most_once);
+
+    mqtt::broker::metrics_context c;
+    c.version = "9.9";
+    c.uptime_seconds = 1.5;
+    const auto text = render_metrics(e, c);
+    CHECK(text.find("tern_build_info{version=\"9.9\"} 1\n") != std::string::npos);
+    CHECK(text.find("tern_uptime_seconds 1.500\n") != std::string::npos);
+    CHECK(sample(text, "tern_messages_received_total{qos=\"0\"}") == 2);
+    CHECK(sample(text, "tern_messages_received_total{qos=\"1\"}") == 2);
+    CHECK(sample(text, "tern_messages_received_total{qos=\"2\"}") == 1);
+    CHECK(sample(text, "tern_messages_sent_total{qos=\"0\"}") == 1);
+    CHECK(sample(text, "tern_messages_sent_total{qos=\"1\"}") == 1);
+    CHECK(sample(text, "tern_messages_sent_total{qos=\"2\"}") == 1);
+    CHECK(sample(text, "tern_payload_bytes_received_total{qos=\"0\"}") == 5 + 7);
+    CHECK(sample(text, "tern_payload_bytes_sent_total{qos=\"1\"}") == 3);
+    CHECK(sample(text, "tern_messages_dropped_total{reason=\"qos0_offline\"}") == 1);
+    CHECK(sample(text, "tern_queued_messages") == 1);
+    CHECK(sample(text, "tern_queue_depth_max") == 1);
+    CHECK(sample(text, "tern_queued_bytes") == 1 + 6);
+    CHECK(sample(text, "tern_inflight_messages") == 2);  // sub has not acknowledged QoS 1 and 2
+    CHECK(sample(text, "tern_subscriptions") == 2);
+    CHECK(sample(text, "tern_retained_messages") == 1);
+    CHECK(sample(text, "tern_clients_connected") == 2);
+    CHECK(sample(text, "tern_sessions_offline") == 1);
+    CHECK(sample(text, "tern_store_file_bytes") == -1);  // persistence off
+    c.persistence = true;
+    c.store_file_bytes = 4096;
+    CHECK(sample(render_metrics(e, c), "tern_store_file_bytes") == 4096);
+}
+
+TEST_CASE("metrics: every sample has HELP and TYPE, counters end in _total") {
+    engine e;
+    const auto text = render_metrics(e, {});
+    std::istringstream in{text};
+    std::string line, help, type, kind;
+    int samples = 0;
+    while (std::getline(in, line)) {
+        CAPTURE(line);
+        if (line.rfind("# HELP ", 0) == 0) {
+            help = line.substr(7, line.find(' ', 7) - 7);
+        } else if (line.rfind("# TYPE ", 0) == 0) {
+            type = line.substr(7, line.find(' ', 7) - 7);
+            kind = line.substr(line.rfind(' ') + 1);
+            CHECK(type == help);
+            CHECK((kind == "counter" || kind == "gauge"));
+            if (kind == "counter") CHECK(type.ends_with("_total"));
+        } else {
+            const auto name = line.substr(0, line.find_first_of("{ "));
+            CHECK(name == type);
+            ++samples;
+        }
+    }
+    CHECK(samples > 30);
+}
+
+TEST_CASE("metrics: HTTP request heads") {
+    http_request r;
+    CHECK(parse_http_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", r) ==
+          http_parse::complete);
+    CHECK(r.method == "GET");
+    CHECK(r.target == "/metrics");
+    CHECK(parse_http_request("GET /metrics?a=b HTTP/1.0\r\n\r\n", r) == http_parse::complete);
+    CHECK(r.target == "/metrics");
+    CHECK(parse_http_request("GET /metrics HTTP/1.1\r\nHost:", r) == http_parse::incomplete);
+    CHECK(parse_http_request("GE", r) == http_parse::incomplete);
+    CHECK(parse_http_request("\x16\x03\x01 garbage\r\n", r) == http_parse::bad);
+    CHECK(parse_http_request("GET /metrics SPDY/3\r\n\r\n", r) == http_parse::bad);
+    CHECK(parse_http_request("GET  HTTP/1.1\r\n\r\n", r) == http_parse::bad);
+    CHECK(parse_http_request("GET /a b HTTP/1.1\r\n\r\n", r) == http_parse::bad);
+    const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a');
+    CHECK(parse_http_request(big, r) == http_parse::too_large);
+    CHECK(parse_http_request(big + "\r\n\r\n", r) == http_parse::too_large);
+}
+
+TEST_CASE("metrics: routes and responses") {
+    int rendered = 0;
+    auto render = [&] {
+        ++rendered;
+        return std::string{"tern_x 1\n"};
+    };
+    auto respond = [&](const char* method, const char* target) {
+        return mqtt::broker::metrics_http_response(http_request{method, target}, render);
+    };
+    const auto ok = respond("GET", "/metrics");
+    CHECK(ok.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(ok.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
+    CHECK(ok.find("Content-Length: 9\r\n") != std::string::npos);
+    CHECK(ok.find("Connection: close\r\n") != std::string::npos);
+    CHECK(ok.ends_with("\r\n\r\ntern_x 1\n"));
+    CHECK(rendered == 1);
+    CHECK(respond("GET", "/healthz").ends_with("\r\n\r\nok\n"));
+    CHECK(respond("GET", "/").starts_with("HTTP/1.1 404 "));
+    const auto post = respond("POST", "/metrics");
+    CHECK(post.starts_with("HTTP/1.1 405 "));
+    CHECK(post.find("Allow: GET\r\n") != std::string::npos);
+    CHECK(rendered == 1);  // nothing rendered for the refused ones
+    CHECK(mqtt::broker::http_error_response(http_parse::too_large).starts_with("HTTP/1.1 431 "));
+    CHECK(mqtt::broker::http_error_response(http_parse::bad).starts_with("HTTP/1.1 400 "));
+}
