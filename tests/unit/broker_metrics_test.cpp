@@ -79,6 +79,26 @@ TEST_CASE("metrics: counters by QoS, queues, subscriptions, retained") {
     CHECK(sample(render_metrics(e, c), "tern_store_file_bytes") == 4096);
 }
 
+TEST_CASE("metrics: publishes refused while the store cannot write are counted by reason") {
+    auto now = test_epoch();
+    engine e;
+    test_client pub{e, protocol_version::v5, now};
+    pub.connect("pub");
+    mqtt::broker::metrics_context c;
+    CHECK(sample(render_metrics(e, c), "tern_messages_dropped_total{reason=\"store_failing\"}") ==
+          0);
+    e.set_store_failing(true);
+    pub.publish("t", "x", qos::at_least_once);
+    pub.publish("t", "y", qos::at_most_once);  // QoS 0 is not refused: nothing to make durable
+    e.set_store_failing(false);
+    pub.publish("t", "z", qos::at_least_once);
+    const auto text = render_metrics(e, c);
+    CHECK(sample(text, "tern_messages_dropped_total{reason=\"store_failing\"}") == 1);
+    CHECK(sample(text, "tern_messages_dropped_total{reason=\"memory_limit\"}") == 0);
+    CHECK(sample(text, "tern_messages_dropped_total{reason=\"topic_limit\"}") == 0);
+    CHECK(sample(text, "tern_messages_received_total{qos=\"1\"}") == 1);
+}
+
 TEST_CASE("metrics: every sample has HELP and TYPE, counters end in _total") {
     engine e;
     const auto text = render_metrics(e, {});

@@ -144,6 +144,9 @@ void message_metrics(exposition& x, const engine& e) {
     x.sample("reason", "qos0_offline", st.dropped_qos0_offline);
     x.sample("reason", "acl_denied", st.dropped_acl);
     x.sample("reason", "sys_topic", st.dropped_sys_publish);
+    x.sample("reason", "memory_limit", st.dropped_memory_limit);
+    x.sample("reason", "topic_limit", st.dropped_topic_limit);
+    x.sample("reason", "store_failing", st.dropped_store_failing);
     x.counter("tern_retained_refused_total",
               "Messages not retained: the retained store's bounds were reached.",
               st.dropped_retain_full);
