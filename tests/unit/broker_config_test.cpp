@@ -113,9 +113,9 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
     }
     // Values Tern does not implement of options it accepts.
     for (std::string_view opt :
-         {"protocol websockets", "max_qos 1", "message_size_limit 1000",
-          "log_dest file /var/log/m.log", "log_dest syslog", "allow_zero_length_clientid false",
-          "set_tcp_nodelay false", "max_inflight_bytes 10", "use_username_as_clientid true"}) {
+         {"max_qos 1", "message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
+          "allow_zero_length_clientid false", "set_tcp_nodelay false", "max_inflight_bytes 10",
+          "use_username_as_clientid true"}) {
         CAPTURE(opt);
         const auto e = parse_error(std::string{opt} + "\n");
         CHECK(e.line == 1);
@@ -306,6 +306,44 @@ TEST_CASE("config: listener blocks") {
     // A listener with no address listens on both families.
     const auto any = parse_ok("listener 1883\nallow_anonymous true\n");
     CHECK(bind_addresses(any.listeners.at(0)) == std::vector<std::string>{"0.0.0.0", "::"});
+}
+
+TEST_CASE("config: protocol websockets and websockets_path") {
+    const auto c = parse_ok(
+        "allow_anonymous true\n"
+        "listener 1883 127.0.0.1\n"
+        "protocol mqtt\n"
+        "listener 8080 127.0.0.1\n"
+        "protocol websockets\n"
+        "listener 8081 127.0.0.1\n"
+        "websockets_path /mqtt\n"
+        "protocol websockets\n");
+    REQUIRE(c.listeners.size() == 3);
+    CHECK(c.listeners[0].protocol == listener_protocol::mqtt);
+    CHECK(c.listeners[1].protocol == listener_protocol::websockets);
+    CHECK(c.listeners[1].websockets_path.empty());
+    CHECK(c.listeners[2].protocol == listener_protocol::websockets);
+    CHECK(c.listeners[2].websockets_path == "/mqtt");
+    const auto json = to_json(c);
+    CHECK(json.find("\"protocol\":\"mqtt\"") != std::string::npos);
+    CHECK(json.find("\"protocol\":\"websockets\",\"websockets_path\":\"\"") != std::string::npos);
+    CHECK(json.find("\"websockets_path\":\"/mqtt\"") != std::string::npos);
+    // Without a listener line: the local-only listener speaks WebSocket.
+    CHECK(parse_ok("protocol websockets\n").listeners.at(0).protocol ==
+          listener_protocol::websockets);
+
+    CHECK(parse_error("listener 1883\nprotocol http").message ==
+          "protocol: expected mqtt, websockets or mqttsn, not 'http'");
+    for (std::string_view bad : {"mqtt", "/a?b=1", "/a#x"}) {
+        CAPTURE(bad);
+        CHECK(parse_error("listener 8080\nprotocol websockets\nwebsockets_path " + std::string{bad})
+                  .message.starts_with("websockets_path: expected an absolute request path"));
+    }
+    auto e = parse_error(
+        "allow_anonymous true\nlistener 8080\nwebsockets_path /mqtt\nlistener 8081\n"
+        "protocol websockets\n");
+    CHECK(e.line == 3);
+    CHECK(e.message == "websockets_path needs protocol websockets in the same listener block");
 }
 
 TEST_CASE("config: listener errors") {

@@ -75,6 +75,37 @@ TEST_CASE("parse_url splits mqtt and mqtts URLs") {
     CHECK(v6->port == 1884);
 }
 
+TEST_CASE("parse_url splits ws and wss URLs: the path is the request path, no topic") {
+    auto plain = mqtt::cli::parse_url("ws://broker.example");
+    REQUIRE(plain);
+    CHECK(plain->websocket);
+    CHECK_FALSE(plain->tls);
+    CHECK(plain->host == "broker.example");
+    CHECK(plain->port == 0);
+    CHECK(plain->path == "/");
+    CHECK(plain->topic.empty());
+
+    auto full = mqtt::cli::parse_url("wss://alice:pw@[::1]:8443/mqtt/ws?x=1");
+    REQUIRE(full);
+    CHECK(full->websocket);
+    CHECK(full->tls);
+    CHECK(full->username == "alice");
+    CHECK(full->password == "pw");
+    CHECK(full->host == "::1");
+    CHECK(full->port == 8443);
+    CHECK(full->path == "/mqtt/ws?x=1");
+    CHECK(full->topic.empty());
+
+    auto mqtt_url = mqtt::cli::parse_url("mqtt://h/a/b");
+    REQUIRE(mqtt_url);
+    CHECK_FALSE(mqtt_url->websocket);
+    CHECK(mqtt_url->path.empty());
+    for (const char* bad : {"ws://", "ws://h:0/", "wss://:pw@h", "ws://h/a b", "wss//h"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(mqtt::cli::parse_url(bad));
+    }
+}
+
 TEST_CASE("parse_url rejects what is not an MQTT URL") {
     for (const char* bad : {"http://h", "h:1883", "mqtt://", "mqtt://h:0", "mqtt://h:65536",
                             "mqtt://h:", "mqtt://h:12x", "mqtt://:pw@h", "mqtt://[::1",
@@ -141,6 +172,23 @@ TEST_CASE("finalize applies the URL and checks option combinations") {
         CHECK(conn.password == "pw");
         CHECK(conn.tls);
         CHECK(conn.url_topic == "x/y");
+    }
+    SUBCASE("ws and wss URLs: WebSocket, their path, ports 80 and 443 by default") {
+        conn.url = "ws://b/mqtt";
+        mqtt::cli::finalize(conn, tls);
+        CHECK(conn.websocket);
+        CHECK_FALSE(conn.tls);
+        CHECK(conn.websocket_path == "/mqtt");
+        CHECK(conn.url_topic.empty());
+        CHECK(mqtt::cli::effective_port(conn) == 80);
+        conn.url = "wss://b";
+        mqtt::cli::finalize(conn, tls);
+        CHECK(conn.tls);
+        CHECK(conn.websocket_path == "/");
+        CHECK(mqtt::cli::effective_port(conn) == 443);
+        conn.url = "wss://b:9001";
+        mqtt::cli::finalize(conn, tls);
+        CHECK(mqtt::cli::effective_port(conn) == 9001);
     }
     SUBCASE("default ports") {
         mqtt::cli::finalize(conn, tls);

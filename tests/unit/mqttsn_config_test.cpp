@@ -56,8 +56,11 @@ TEST_CASE("config: MQTT-SN errors") {
     CHECK(parse_error("mqttsn_predefined_topic 0 a\n").find("1 to 65535") != std::string::npos);
     CHECK(parse_error("mqttsn_predefined_topic 65536 a\n").find("1 to 65535") != std::string::npos);
     CHECK(parse_error("mqttsn_predefined_topic x a\n").find("1 to 65535") != std::string::npos);
-    CHECK(parse_error("mqttsn_predefined_topic 1 a#\n").find("not a valid topic") != std::string::npos);
+    CHECK(parse_error("mqttsn_predefined_topic 1 a#\n").find("not a valid topic") !=
+          std::string::npos);
     CHECK(parse_error("mqttsn_predefined_topic 1 a\nmqttsn_predefined_topic 1 b\n")
               .find("defined twice") != std::string::npos);
-    CHECK(parse_error("protocol websockets\n").find("not supported yet") != std::string::npos);
+    CHECK(
+        parse_error("listener 1885\nprotocol http\n").find("expected mqtt, websockets or mqttsn") !=
+        std::string::npos);
 }

@@ -261,6 +261,7 @@ void prepare(const CLI::App& app, bench_options& o) {
             mqtt::net::parse_tls_version(t.tls_version).value_or(mqtt::net::tls_version::tls1_2);
         r.tls = std::move(tls);
     }
+    if (c.websocket) r.websocket_path = c.websocket_path;
     r.connect.version = c.version;
     r.connect.clean_start = c.clean_session;
     r.connect.keep_alive = c.keepalive;

@@ -82,16 +82,19 @@ void add_bridge_options(CLI::App& app, bridge_options& o) {
     flag_only(app.add_option("--local-id", o.local_id,
                              "Client id at the local broker (default: local.REMOTE_ID)")
                   ->type_name("ID"));
-    flag_only(app.add_option("--remote-username", o.remote_username, "User name at the remote broker")
-                  ->type_name("USER"));
-    flag_only(app.add_option("--remote-password", o.remote_password, "Password at the remote broker")
-                  ->type_name("PASSWORD"));
+    flag_only(
+        app.add_option("--remote-username", o.remote_username, "User name at the remote broker")
+            ->type_name("USER"));
+    flag_only(
+        app.add_option("--remote-password", o.remote_password, "Password at the remote broker")
+            ->type_name("PASSWORD"));
     flag_only(app.add_option("--local-username", o.local_username, "User name at the local broker")
                   ->type_name("USER"));
     flag_only(app.add_option("--local-password", o.local_password, "Password at the local broker")
                   ->type_name("PASSWORD"));
-    static const std::map<std::string, protocol_version> versions{
-        {"31", protocol_version::v3_1}, {"311", protocol_version::v3_1_1}, {"5", protocol_version::v5}};
+    static const std::map<std::string, protocol_version> versions{{"31", protocol_version::v3_1},
+                                                                  {"311", protocol_version::v3_1_1},
+                                                                  {"5", protocol_version::v5}};
     flag_only(app.add_option_function<std::string>(
                      "-V,--protocol-version",
                      [&o](const std::string& v) { o.version = versions.at(v); },
@@ -165,6 +168,9 @@ bridge::bridge_config from_flags(const bridge_options& o, const mqtt::cli::url_p
     b.name = o.name;
     for (const auto& url : o.remote_urls) {
         auto u = mqtt::cli::require_url("--remote", url);
+        if (u.websocket)
+            throw CLI::ValidationError("--remote",
+                                       "ws:// and wss:// are not available yet: " + url);
         if (u.tls) throw CLI::ValidationError("--remote", "mqtts:// is not available yet: " + url);
         b.remote.addresses.push_back(url_address(u));
         if (&url == &o.remote_urls.front()) {
@@ -209,6 +215,8 @@ int main(int argc, char** argv) {
     add_bridge_options(app, opts);
     return mqtt::cli::run(app, argc, argv, [&] {
         const auto local = mqtt::cli::require_url("--local", opts.local_url);
+        if (local.websocket)
+            throw CLI::ValidationError("--local", "ws:// and wss:// are not available yet");
         if (local.tls) throw CLI::ValidationError("--local", "mqtts:// is not available yet");
         if (opts.tls.requested() || opts.tls.insecure)
             return mqtt::cli::not_implemented("tern-bridge", "TLS");
@@ -218,8 +226,8 @@ int main(int argc, char** argv) {
             std::stringstream text;
             text << in.rdbuf();
             if (!in) throw CLI::ValidationError("--config", "cannot read " + opts.config_file);
-            auto r = bridge::parse_config(text.str(), opts.config_file, hostname(),
-                                          url_address(local));
+            auto r =
+                bridge::parse_config(text.str(), opts.config_file, hostname(), url_address(local));
             if (r.error) {
                 std::cerr << "tern-bridge: " << r.error->to_string() << '\n';
                 return mqtt::cli::exit_status::usage;

@@ -138,8 +138,9 @@ std::vector<mqtt::net::listen_address> listen_addresses(const config& c) {
         if (l.mqttsn) continue;  // mqttsn_listen_addresses()
         std::shared_ptr<const mqtt::net::tls_server_settings> tls;
         if (l.tls_enabled()) tls = std::make_shared<mqtt::net::tls_server_settings>(l.tls);
+        const bool ws = l.protocol == mqtt::broker::listener_protocol::websockets;
         for (const auto& host : mqtt::broker::bind_addresses(l)) {
-            out.push_back({host, l.port, i, l.max_connections, tls});
+            out.push_back({host, l.port, i, l.max_connections, tls, ws, l.websockets_path});
         }
     }
     return out;
@@ -169,7 +170,9 @@ bool same_listeners(const config& a, const config& b) {
         if (bind_addresses(a.listeners[i]) != bind_addresses(b.listeners[i]) ||
             a.listeners[i].port != b.listeners[i].port ||
             a.listeners[i].tls_enabled() != b.listeners[i].tls_enabled() ||
-            a.listeners[i].mqttsn != b.listeners[i].mqttsn) {
+            a.listeners[i].mqttsn != b.listeners[i].mqttsn ||
+            a.listeners[i].protocol != b.listeners[i].protocol ||
+            a.listeners[i].websockets_path != b.listeners[i].websockets_path) {
             return false;
         }
     }
@@ -184,7 +187,8 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     const auto check = [&](bool same, const char* name) {
         if (!same) out.emplace_back(name);
     };
-    check(same_listeners(a, b), "listener/port/bind_address/socket_domain/TLS on or off");
+    check(same_listeners(a, b),
+          "listener/port/bind_address/socket_domain/TLS on or off/protocol/websockets_path");
     check(x.max_inflight == y.max_inflight, "max_inflight_messages");
     check(x.max_queued_messages == y.max_queued_messages, "max_queued_messages");
     check(x.max_queued_bytes == y.max_queued_bytes, "max_queued_bytes");
@@ -428,8 +432,9 @@ int main(int argc, char** argv) {
     // reports and survives (publishes refused until it can write), instead of killing us.
     std::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{
-        "The Tern MQTT broker: MQTT 3.1, 3.1.1 and 5.0 clients over TCP, on several IPv4 and IPv6 "
-        "listeners. Logs go to standard error; SIGHUP reloads the configuration file."};
+        "The Tern MQTT broker: MQTT 3.1, 3.1.1 and 5.0 clients over TCP, TLS and WebSocket, on "
+        "several IPv4 and IPv6 listeners. Logs go to standard error; SIGHUP reloads the "
+        "configuration file."};
     broker_options opts;
     mqtt::cli::init_app(app, "tern-broker", examples);
     add_broker_options(app, opts);

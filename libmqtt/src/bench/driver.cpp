@@ -202,9 +202,18 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
         co_return;
     }
     c.socket.set_option(tcp::no_delay(true), ec);
-    if (tls_) {
-        c.transport = net::make_tls_client_transport(std::move(c.socket), tls_, cfg_.host,
-                                                     cfg_.tls->insecure);
+    if (tls_ || cfg_.websocket_path) {
+        if (cfg_.websocket_path) {
+            net::ws_client_settings ws;
+            ws.host = cfg_.host;
+            ws.port = cfg_.port;
+            ws.path = *cfg_.websocket_path;
+            ws.insecure = cfg_.tls && cfg_.tls->insecure;
+            c.transport = net::make_ws_client_transport(std::move(c.socket), tls_, std::move(ws));
+        } else {
+            c.transport = net::make_tls_client_transport(std::move(c.socket), tls_, cfg_.host,
+                                                         cfg_.tls->insecure);
+        }
         std::string why;
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             c.connect_start + std::chrono::seconds{10} - clock::now());
@@ -213,8 +222,8 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
         if (hec || c.done) {
             if (!c.done) {
                 c.failed = true;
-                error("TLS handshake with " + cfg_.host + ":" + std::to_string(cfg_.port) +
-                      " failed: " + why);
+                error(std::string{cfg_.websocket_path ? "WebSocket" : "TLS"} + " handshake with " +
+                      cfg_.host + ":" + std::to_string(cfg_.port) + " failed: " + why);
             }
             c.transport->close();
             co_return;

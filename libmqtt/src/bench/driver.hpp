@@ -24,6 +24,7 @@
 #include "mqtt/protocol/framer.hpp"
 #include "net/transport/tls.hpp"
 #include "net/transport/transport.hpp"
+#include "net/transport/ws.hpp"
 
 namespace mqtt::bench::detail {
 

@@ -210,6 +210,7 @@ bool finish(parse_state& st) {
         l.bind = "localhost";
         l.origin = {};
         if (!detail::check_listener_tls(st, l)) return false;
+        if (!detail::check_listener_protocol(st, l)) return false;
         cfg.listeners = {l};
         // Anonymous clients are welcome in the local-only mode unless the file says not.
         if (!st.allow_anonymous_origin) cfg.allow_anonymous = true;
@@ -229,6 +230,7 @@ bool finish(parse_state& st) {
     }
     for (const auto& l : all) {
         if (!detail::check_listener_tls(st, l)) return false;
+        if (!detail::check_listener_protocol(st, l)) return false;
     }
     if (st.default_explicit && !st.listeners.empty()) {
         for (const auto& l : st.listeners) {

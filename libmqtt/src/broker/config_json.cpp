@@ -80,6 +80,8 @@ std::string listener_json(const config& c, const listener_config& l) {
     o.string("bind", l.bind);
     o.raw("addresses", string_array(bind_addresses(l)));
     o.string("socket_domain", to_string(l.domain));
+    o.string("protocol", l.mqttsn ? std::string_view{"mqttsn"} : to_string(l.protocol));
+    if (l.protocol == listener_protocol::websockets) o.string("websockets_path", l.websockets_path);
     if (l.max_connections) {
         o.number("max_connections", *l.max_connections);
     } else {
@@ -87,7 +89,6 @@ std::string listener_json(const config& c, const listener_config& l) {
     }
     o.boolean("allow_anonymous", l.allow_anonymous.value_or(c.allow_anonymous));
     o.string("origin", l.origin.to_string());
-    if (l.mqttsn) o.string("protocol", "mqttsn");
     if (l.tls_enabled()) {
         o.raw("tls", tls_json(l.tls));
     } else {
@@ -111,6 +112,10 @@ std::string limits_json(const limits& l) {
 }
 
 }  // namespace
+
+std::string_view to_string(listener_protocol p) noexcept {
+    return p == listener_protocol::websockets ? "websockets" : "mqtt";
+}
 
 std::string to_json(const config& c) {
     std::string out;

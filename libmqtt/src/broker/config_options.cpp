@@ -194,8 +194,31 @@ bool on_socket_domain(parse_state& st, const option_args& a) {
 }
 
 bool on_protocol(parse_state& st, const option_args& a) {
-    if (a.words[0] == "mqttsn") return on_protocol_mqttsn(st);
-    return only_value(st, "protocol", a.words[0], "mqtt", {"websockets"});
+    const auto v = a.words[0];
+    if (v == "mqttsn") return on_protocol_mqttsn(st);
+    if (v == "mqtt") {
+        st.current_listener().protocol = listener_protocol::mqtt;
+    } else if (v == "websockets") {
+        st.current_listener().protocol = listener_protocol::websockets;
+    } else {
+        return st.fail("protocol: expected mqtt, websockets or mqttsn, not " + quoted(v));
+    }
+    return true;
+}
+
+bool on_websockets_path(parse_state& st, const option_args& a) {
+    const auto v = a.words[0];
+    if (v.empty() || v.front() != '/' || v.find('?') != std::string_view::npos ||
+        v.find('#') != std::string_view::npos) {
+        return st.fail(
+            "websockets_path: expected an absolute request path such as /mqtt "
+            "(no query), not " +
+            quoted(v));
+    }
+    auto& l = st.current_listener();
+    l.websockets_path = std::string{v};
+    l.websockets_path_origin = st.here();
+    return true;
 }
 
 bool on_max_qos(parse_state& st, const option_args& a) {
@@ -563,6 +586,13 @@ using S = option_scope;
 
 }  // namespace
 
+bool check_listener_protocol(parse_state& st, const listener_config& l) {
+    if (l.websockets_path.empty() || l.protocol == listener_protocol::websockets) return true;
+    st.file = l.websockets_path_origin.file;
+    st.line = l.websockets_path_origin.line;
+    return st.fail("websockets_path needs protocol websockets in the same listener block");
+}
+
 // Sorted by name; supported_options() and the man page check rely on this list.
 const std::vector<option_spec>& option_table() {
     static const std::vector<option_spec> table = {
@@ -624,6 +654,7 @@ const std::vector<option_spec>& option_table() {
         {"use_identity_as_username", S::listener, 1, 1, false, on_use_identity_as_username},
         {"use_subject_as_username", S::listener, 1, 1, false, on_use_subject_as_username},
         {"use_username_as_clientid", S::listener, 1, 1, false, on_use_username_as_clientid},
+        {"websockets_path", S::listener, 1, 1, false, on_websockets_path},
     };
     return table;
 }

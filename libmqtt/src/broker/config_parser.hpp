@@ -82,6 +82,8 @@ bool on_ciphers_tls1_3(parse_state& st, const option_args& a);
 // The checks of one listener's TLS options once its block is complete; false and the error
 // (at the offending line) when they do not fit together.
 bool check_listener_tls(parse_state& st, const listener_config& l);
+// websockets_path needs protocol websockets in the same listener block.
+bool check_listener_protocol(parse_state& st, const listener_config& l);
 // Reads the .conf files of `dir` in include order, as if they stood at the current line.
 bool include_directory(parse_state& st, const std::string& dir);
 const std::vector<std::string_view>& unsupported_option_names();

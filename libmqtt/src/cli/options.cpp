@@ -136,19 +136,32 @@ class help_formatter : public CLI::Formatter {
 
 std::optional<url_parts> parse_url(std::string_view url) {
     url_parts out;
-    constexpr std::string_view plain = "mqtt://";
-    constexpr std::string_view secure = "mqtts://";
-    if (url.starts_with(plain)) {
-        url.remove_prefix(plain.size());
-    } else if (url.starts_with(secure)) {
-        url.remove_prefix(secure.size());
-        out.tls = true;
-    } else {
-        return std::nullopt;
+    static constexpr struct {
+        std::string_view prefix;
+        bool tls;
+        bool websocket;
+    } schemes[] = {{"mqtt://", false, false},
+                   {"mqtts://", true, false},
+                   {"ws://", false, true},
+                   {"wss://", true, true}};
+    bool known = false;
+    for (const auto& s : schemes) {
+        if (!url.starts_with(s.prefix)) continue;
+        url.remove_prefix(s.prefix.size());
+        out.tls = s.tls;
+        out.websocket = s.websocket;
+        known = true;
+        break;
     }
+    if (!known) return std::nullopt;
     auto slash = url.find('/');
     auto authority = url.substr(0, slash);
-    if (slash != std::string_view::npos) out.topic = std::string(url.substr(slash + 1));
+    if (out.websocket) {
+        out.path = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
+        if (out.path.find_first_of(" \t\r\n") != std::string::npos) return std::nullopt;
+    } else if (slash != std::string_view::npos) {
+        out.topic = std::string(url.substr(slash + 1));
+    }
     auto at = authority.rfind('@');
     if (at != std::string_view::npos) {
         auto userinfo = authority.substr(0, at);
@@ -166,7 +179,7 @@ url_parts require_url(std::string_view option, std::string_view url) {
     auto parts = parse_url(url);
     if (!parts)
         throw CLI::ValidationError(std::string(option),
-                                   "not an mqtt(s):// URL: " + std::string(url));
+                                   "not an mqtt(s):// or ws(s):// URL: " + std::string(url));
     return *parts;
 }
 
@@ -194,10 +207,14 @@ void add_connection_options(CLI::App& app, connection_options& opts) {
         ->group(connection_group);
     app.add_option("-L,--url", opts.url,
                    "Broker and topic as one URL: mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC; "
-                   "mqtts:// turns TLS on; not with -h or -p")
+                   "or MQTT over WebSocket: ws(s)://[USER[:PASSWORD]@]HOST[:PORT][/PATH] (PATH: "
+                   "the HTTP request path, default /; port 80, or 443 for wss); mqtts:// and "
+                   "wss:// turn TLS on; not with -h or -p")
         ->type_name("URL")
         ->check(CLI::Validator(
-            [](std::string& s) { return parse_url(s) ? std::string{} : "not an mqtt(s):// URL"; },
+            [](std::string& s) {
+                return parse_url(s) ? std::string{} : "not an mqtt(s):// or ws(s):// URL";
+            },
             ""))
         ->excludes("--host")
         ->excludes("--port")
@@ -362,6 +379,8 @@ void finalize(connection_options& conn, const tls_options& tls) {
         }
         conn.tls = conn.tls || parts.tls;
         conn.url_topic = parts.topic;
+        conn.websocket = parts.websocket;
+        if (parts.websocket) conn.websocket_path = parts.path;
     }
     if (tls.requested()) conn.tls = true;
     const bool v5 = conn.version == protocol_version::v5;
@@ -376,6 +395,7 @@ void finalize(connection_options& conn, const tls_options& tls) {
 
 std::uint16_t effective_port(const connection_options& conn) {
     if (conn.port != 0) return conn.port;
+    if (conn.websocket) return conn.tls ? 443 : 80;
     return conn.tls ? 8883 : 1883;
 }
 

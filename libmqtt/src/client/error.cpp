@@ -37,6 +37,8 @@ const char* describe(errc e) noexcept {
             return "topic alias 0 or above the broker's topic alias maximum";
         case errc::tls_failed:
             return "TLS failed";
+        case errc::websocket_failed:
+            return "WebSocket handshake failed";
     }
     return "unknown client error";
 }

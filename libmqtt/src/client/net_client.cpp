@@ -19,6 +19,7 @@
 #include "mqtt/client/connection.hpp"
 #include "net/transport/tls.hpp"
 #include "net/transport/transport.hpp"
+#include "net/transport/ws.hpp"
 
 namespace mqtt::client {
 namespace {
@@ -186,16 +187,26 @@ std::error_code connection::impl::tcp_connect() {
     }
     if (!ec) socket.set_option(tcp::no_delay(true), ec);
     if (ec) return std::error_code(ec);
-    if (!cfg.tls) {
+    if (!cfg.tls && !cfg.websocket_path) {
         transport = net::make_tcp_transport(std::move(socket));
         return {};
     }
-    if (!tls) {
+    if (cfg.tls && !tls) {
         tls = net::make_client_context(*cfg.tls, transport_error);
         if (!tls) return errc::tls_failed;
     }
-    const auto& name = cfg.tls->server_name.empty() ? cfg.host : cfg.tls->server_name;
-    transport = net::make_tls_client_transport(std::move(socket), tls, name, cfg.tls->insecure);
+    const auto& name = cfg.tls && !cfg.tls->server_name.empty() ? cfg.tls->server_name : cfg.host;
+    if (cfg.websocket_path) {
+        net::ws_client_settings ws;
+        ws.host = name;
+        ws.port = cfg.port;
+        ws.path = *cfg.websocket_path;
+        ws.insecure = cfg.tls && cfg.tls->insecure;
+        transport = net::make_ws_client_transport(std::move(socket), cfg.tls ? tls : nullptr,
+                                                  std::move(ws));
+    } else {
+        transport = net::make_tls_client_transport(std::move(socket), tls, name, cfg.tls->insecure);
+    }
     return tls_handshake(deadline);
 }
 
@@ -207,7 +218,7 @@ asio::awaitable<void> connection::impl::run_handshake(std::chrono::milliseconds 
     finished = true;
 }
 
-// The TLS handshake within what is left of the connect timeout.
+// The TLS and/or WebSocket handshake within what is left of the connect timeout.
 std::error_code connection::impl::tls_handshake(clock::time_point deadline) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
@@ -225,6 +236,7 @@ std::error_code connection::impl::tls_handshake(clock::time_point deadline) {
         return std::error_code(boost::system::error_code(asio::error::interrupted));
     }
     if (ec == asio::error::timed_out) return errc::connect_timeout;
+    if (ec && cfg.websocket_path) return errc::websocket_failed;  // the message says which
     if (ec) {
         transport_error = "TLS handshake failed: " + transport_error;
         return errc::tls_failed;

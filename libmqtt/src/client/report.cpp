@@ -40,7 +40,7 @@ std::string describe_failure(const session& s, std::error_code ec, protocol::rea
 }
 
 std::string describe_failure(const connection& c, std::error_code ec) {
-    if (ec == errc::tls_failed) return c.transport_error();
+    if (ec == errc::tls_failed || ec == errc::websocket_failed) return c.transport_error();
     const auto& info = c.state().close_info();
     return describe_failure(c.state(), ec, info.reason, info.reason_string);
 }

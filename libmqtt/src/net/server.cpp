@@ -27,6 +27,7 @@
 #include "mqtt/version.hpp"
 #include "mqttsn_udp.hpp"
 #include "net/transport/tls.hpp"
+#include "net/transport/ws.hpp"
 #include "store_driver.hpp"
 
 namespace mqtt::net {
@@ -76,6 +77,8 @@ struct server::impl {
         std::optional<std::size_t> max_connections;
         std::size_t open = 0;
         tls_context_ptr tls;  // nullptr: plain TCP
+        bool websockets = false;
+        std::string websockets_path;
     };
     std::map<std::size_t, group_state> groups;
     std::optional<asio::signal_set> signals;
@@ -144,7 +147,8 @@ boost::system::error_code server::impl::bind(const tcp::endpoint& ep, tcp::accep
 boost::system::error_code server::impl::bind_all() {
     boost::system::error_code ec;
     for (const auto& l : opts.listeners) {
-        groups.try_emplace(l.group, group_state{l.max_connections, 0, nullptr});
+        groups.try_emplace(
+            l.group, group_state{l.max_connections, 0, nullptr, l.websockets, l.websockets_path});
     }
     for (int attempt = 0; attempt < 20; ++attempt) {
         acceptors.clear();
@@ -255,6 +259,15 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
                  std::string{"connection ended by an exception: "} + ex.what());
         }
     };
+    if (g.websockets) {
+        const auto local = socket.local_endpoint(ec);
+        auto t = make_ws_server_transport(
+            std::move(socket), g.tls,
+            ws_server_settings{g.websockets_path, opts.limits.max_packet_size});
+        asio::co_spawn(io, handshake_and_serve(std::move(t), std::move(peer), to_string(local)),
+                       std::move(done));
+        return;
+    }
     if (g.tls) {
         const auto local = socket.local_endpoint(ec);
         auto t = make_tls_server_transport(std::move(socket), g.tls);
@@ -267,8 +280,9 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     asio::co_spawn(io, detail::connection::serve(std::move(c)), std::move(done));
 }
 
-// The TLS handshake within its deadline, then the MQTT connection; a failed handshake is
-// logged with its reason (wrong CA, expired certificate, a plaintext client, ...).
+// The TLS and/or WebSocket handshake within its deadline, then the MQTT connection; a failed
+// handshake is logged with its reason (wrong CA, expired certificate, a plaintext client, an
+// HTTP request that is no WebSocket upgrade, ...).
 asio::awaitable<void> server::impl::handshake_and_serve(std::unique_ptr<transport> t,
                                                         std::string peer, std::string local) {
     std::string why;
@@ -278,8 +292,10 @@ asio::awaitable<void> server::impl::handshake_and_serve(std::unique_ptr<transpor
     if (stopping) co_return;
     if (ec) {
         ++engine.stats().connections_refused;
+        const std::string_view kind = t->name();
+        const char* label = kind == "ws" ? "WebSocket" : kind == "wss" ? "secure WebSocket" : "TLS";
         note(0, broker::log_level::notice, broker::log_kind::refused,
-             "TLS connection from " + peer + " on " + local + " refused: " + why);
+             std::string{label} + " connection from " + peer + " on " + local + " refused: " + why);
         t->close();
         co_return;
     }
@@ -343,7 +359,8 @@ void server::impl::wait_reload() {
 result<std::unique_ptr<server>> server::create(server_options opts, std::string* failed) {
     auto i = std::make_unique<impl>(std::move(opts));
     for (const auto& l : i->opts.listeners) {
-        i->groups.try_emplace(l.group, impl::group_state{l.max_connections, 0, nullptr});
+        i->groups.try_emplace(l.group, impl::group_state{l.max_connections, 0, nullptr,
+                                                         l.websockets, l.websockets_path});
     }
     if (auto error = i->load_tls(); !error.empty()) {
         if (failed) *failed = std::move(error);

@@ -26,6 +26,8 @@ struct bench_config {
     std::uint16_t port = 1883;
     // Set: every connection speaks TLS with these settings (one OpenSSL context for all).
     std::optional<net::tls_client_settings> tls;
+    // Set: MQTT over WebSocket (wss with tls) with this request path.
+    std::optional<std::string> websocket_path;
     protocol::connect_packet connect;  // version, keep-alive, credentials; client_id is a prefix
     std::string client_id_prefix = "tb-";  // + run id (8 hex) + "-" + n: within 3.1's 23
 

@@ -31,6 +31,11 @@ struct config_origin {
 
 enum class socket_domain { any, ipv4, ipv6 };
 
+// What a listener speaks (Mosquitto's protocol option): MQTT over TCP, or MQTT over
+// WebSocket (over TLS with certfile and keyfile: wss).
+enum class listener_protocol { mqtt, websockets };
+std::string_view to_string(listener_protocol p) noexcept;
+
 struct listener_config {
     std::uint16_t port = 1883;  // 0: a free port (a Tern extension; the first log line names it)
     // As written: a numeric IPv4 or IPv6 address, or "localhost" (127.0.0.1 and ::1); empty:
@@ -45,6 +50,10 @@ struct listener_config {
     // keyfile. tls_lines names the line of each TLS option given, for errors.
     net::tls_server_settings tls;
     std::vector<std::pair<std::string, config_origin>> tls_lines;
+    listener_protocol protocol = listener_protocol::mqtt;
+    // websockets_path (a Tern option): the only request path served; empty: any path.
+    std::string websockets_path;
+    config_origin websockets_path_origin;
     bool tls_enabled() const noexcept { return !tls.certfile.empty() && !tls.keyfile.empty(); }
     // `protocol mqttsn`: an MQTT-SN gateway on UDP instead of MQTT on TCP (docs/mqtt-sn.md).
     bool mqttsn = false;

@@ -34,9 +34,10 @@ enum class output_format { text, json };
 // -h -p -L -i -I -u -P -k -V -c -x: the mosquitto_pub/mosquitto_sub-compatible connection flags.
 struct connection_options {
     std::string host = "localhost";
-    std::uint16_t port = 0;  // 0: the default for the transport (1883, or 8883 with TLS)
-    std::string url;         // -L as given; parse_url() splits it, finalize() applies it
-    std::string client_id;   // empty: id_prefix + process id, or a broker-assigned id (MQTT 5.0)
+    std::uint16_t port =
+        0;            // 0: the transport's default (1883, 8883 with TLS, 80/443 over WebSocket)
+    std::string url;  // -L as given; parse_url() splits it, finalize() applies it
+    std::string client_id;  // empty: id_prefix + process id, or a broker-assigned id (MQTT 5.0)
     std::string id_prefix;
     std::string username;
     std::string password;
@@ -44,8 +45,10 @@ struct connection_options {
     protocol::protocol_version version = protocol::protocol_version::v5;
     bool clean_session = true;         // -c clears it
     std::uint32_t session_expiry = 0;  // seconds (MQTT 5.0 Session Expiry Interval)
-    bool tls = false;                  // set by an mqtts:// URL or by any TLS option
-    std::string url_topic;             // the topic part of -L, empty without -L
+    bool tls = false;                  // set by an mqtts:// or wss:// URL or by any TLS option
+    std::string url_topic;             // the topic part of an mqtt(s) -L, empty otherwise
+    bool websocket = false;            // set by a ws:// or wss:// URL
+    std::string websocket_path = "/";  // the request path of a ws(s):// URL
 };
 
 struct tls_options {
@@ -76,9 +79,13 @@ struct will_options {
     bool retain = false;
 };
 
-// The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS).
+// The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS), or of
+// ws://[username[:password]@]host[:port][/path] (wss:// for TLS): MQTT over WebSocket, where
+// the path is the HTTP request path ("/" when none is given) and there is no topic.
 struct url_parts {
     bool tls = false;
+    bool websocket = false;
+    std::string path;  // ws(s) only
     std::string host;
     std::uint16_t port = 0;  // 0 when the URL names none
     std::string username;
@@ -128,7 +135,8 @@ inline void finalize(client_options& opts) {
     finalize(opts.connection, opts.tls);
 }
 
-// The port to connect to: the explicit one, or 1883 / 8883 with TLS.
+// The port to connect to: the explicit one, or 1883 / 8883 with TLS (80 / 443 over WebSocket,
+// the ws:// and wss:// defaults, as MQTT.js uses).
 std::uint16_t effective_port(const connection_options& conn);
 
 // Parses the command line, then calls `body` and returns its status. CLI11 errors (from

@@ -59,6 +59,7 @@ inline connection_config to_connection_config(const cli::client_options& o,
     if (protocol::is_v5(c.version) && c.session_expiry > 0)
         p.props.session_expiry_interval = c.session_expiry;
     if (c.tls) cfg.tls = to_tls_settings(o.tls);
+    if (c.websocket) cfg.websocket_path = c.websocket_path;
     return cfg;
 }
 

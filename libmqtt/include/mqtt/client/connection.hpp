@@ -26,6 +26,8 @@ struct connection_config {
     // Set: TLS towards the broker (mqtts://, --cafile, ...); the certificate must name
     // `host` unless tls->insecure.
     std::optional<net::tls_client_settings> tls;
+    // Set: MQTT over WebSocket (ws://, or wss:// with tls) with this request path ("/").
+    std::optional<std::string> websocket_path;
     // SIGINT and SIGTERM end run_until() and set interrupted(), so the program can say
     // goodbye (DISCONNECT) instead of dying mid-write.
     bool handle_signals = false;

@@ -23,6 +23,7 @@ enum class errc {
     packet_too_large,      // above the broker's Maximum Packet Size
     topic_alias_invalid,   // 0 or above the broker's Topic Alias Maximum
     tls_failed,            // TLS set-up or handshake: see connection::transport_error()
+    websocket_failed,      // WebSocket (and wss: TLS) handshake: see transport_error()
 };
 
 const std::error_category& client_category() noexcept;

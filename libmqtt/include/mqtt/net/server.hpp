@@ -28,6 +28,9 @@ struct listen_address {
     std::optional<std::size_t> max_connections{};  // per group, from its first address
     // Set: the group speaks TLS with these settings (per group, from its first address).
     std::shared_ptr<const tls_server_settings> tls{};
+    // MQTT over WebSocket (wss with tls), per group; the request path it accepts, empty: any.
+    bool websockets = false;
+    std::string websockets_path{};
 };
 
 // An MQTT-SN gateway on UDP (docs/mqtt-sn.md): its clients are sessions of the engine.
@@ -52,7 +55,7 @@ struct server_options {
     // (the engine's text lines are classified by broker::classify_log_line).
     broker::event_function events;
     int verbosity = 0;
-    // How long a TLS client has for its handshake after the TCP accept.
+    // How long a TLS or WebSocket client has for its handshake(s) after the TCP accept.
     std::chrono::milliseconds tls_handshake_timeout{10'000};
     // Seconds between updates of the $SYS/broker/... topics (broker::sys_topics); 0: none.
     std::chrono::seconds sys_interval{0};

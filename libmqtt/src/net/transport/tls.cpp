@@ -62,6 +62,79 @@ std::optional<std::string> name_entry(X509_NAME* name, int nid) {
     return out;
 }
 
+template <class F>
+std::optional<std::string> with_peer_name(SSL* ssl, F f) {
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (!cert) return std::nullopt;
+    auto out = f(X509_get_subject_name(cert));
+    X509_free(cert);
+    return out;
+}
+
+}  // namespace
+
+asio::awaitable<error_code> tls_exchange(tls_stream& stream, bool server, const std::string& host,
+                                         bool insecure, std::string& why) {
+    SSL* ssl = stream.native_handle();
+    if (server) {
+        // A plaintext MQTT client starts with CONNECT (0x10), not a TLS record: say so
+        // instead of OpenSSL's "wrong version number".
+        unsigned char first = 0;
+        auto [ec, n] = co_await stream.next_layer().async_receive(
+            asio::buffer(&first, 1), asio::socket_base::message_peek, nothrow);
+        if (ec || n == 0) {
+            why = "the peer closed the connection before the TLS handshake";
+            co_return ec ? ec : error_code{asio::error::eof};
+        }
+        if (first != tls_handshake_record) {
+            why = "not a TLS handshake (first byte " + hex_byte(first) + ")" +
+                  (first == 0x10 ? ": a plaintext MQTT client on a TLS port" : "");
+            co_return error_code{asio::error::no_protocol_option};
+        }
+    } else {
+        error_code not_address;
+        (void)asio::ip::make_address(host, not_address);
+        const bool is_address = !not_address;
+        if (!is_address) SSL_set_tlsext_host_name(ssl, host.c_str());
+        if (!insecure) {
+            X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+            if (is_address) {
+                X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+            } else {
+                X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+            }
+        }
+    }
+    auto [ec] = co_await stream.async_handshake(
+        server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, nothrow);
+    if (ec) {
+        why = describe(ec, ssl);
+        co_return ec;
+    }
+    co_return error_code{};
+}
+
+std::optional<std::string> tls_peer_common_name(SSL* ssl) {
+    return with_peer_name(ssl, [](X509_NAME* n) { return name_entry(n, NID_commonName); });
+}
+
+std::optional<std::string> tls_peer_subject(SSL* ssl) {
+    return with_peer_name(ssl, [](X509_NAME* n) -> std::optional<std::string> {
+        BIO* bio = BIO_new(BIO_s_mem());
+        if (!bio) return std::nullopt;
+        X509_NAME_print_ex(bio, n, 0, XN_FLAG_RFC2253);
+        char* data = nullptr;
+        const long len = BIO_get_mem_data(bio, &data);
+        std::optional<std::string> out;
+        if (len >= 0) out.emplace(data, static_cast<std::size_t>(len));
+        BIO_free(bio);
+        return out;
+    });
+}
+
+namespace {
+
 class tls_transport final : public transport {
   public:
     tls_transport(asio::ip::tcp::socket s, tls_context_ptr ctx, bool server, std::string host,
@@ -108,78 +181,21 @@ class tls_transport final : public transport {
     const char* name() const noexcept override { return "tls"; }
 
     std::optional<std::string> peer_common_name() const override {
-        return with_peer_name([](X509_NAME* n) { return name_entry(n, NID_commonName); });
+        return tls_peer_common_name(const_cast<tls_stream&>(stream_).native_handle());
     }
     std::optional<std::string> peer_subject() const override {
-        return with_peer_name([](X509_NAME* n) -> std::optional<std::string> {
-            BIO* bio = BIO_new(BIO_s_mem());
-            if (!bio) return std::nullopt;
-            X509_NAME_print_ex(bio, n, 0, XN_FLAG_RFC2253);
-            char* data = nullptr;
-            const long len = BIO_get_mem_data(bio, &data);
-            std::optional<std::string> out;
-            if (len >= 0) out.emplace(data, static_cast<std::size_t>(len));
-            BIO_free(bio);
-            return out;
-        });
+        return tls_peer_subject(const_cast<tls_stream&>(stream_).native_handle());
     }
 
   private:
-    template <class F>
-    std::optional<std::string> with_peer_name(F f) const {
-        SSL* ssl = const_cast<stream_type&>(stream_).native_handle();
-        X509* cert = SSL_get1_peer_certificate(ssl);
-        if (!cert) return std::nullopt;
-        auto out = f(X509_get_subject_name(cert));
-        X509_free(cert);
-        return out;
-    }
-
     asio::awaitable<error_code> exchange(std::string& why) {
-        SSL* ssl = stream_.native_handle();
-        if (server_) {
-            // A plaintext MQTT client starts with CONNECT (0x10), not a TLS record: say so
-            // instead of OpenSSL's "wrong version number".
-            unsigned char first = 0;
-            auto [ec, n] = co_await stream_.next_layer().async_receive(
-                asio::buffer(&first, 1), asio::socket_base::message_peek, nothrow);
-            if (ec || n == 0) {
-                why = "the peer closed the connection before the TLS handshake";
-                co_return ec ? ec : error_code{asio::error::eof};
-            }
-            if (first != tls_handshake_record) {
-                why = "not a TLS handshake (first byte " + hex_byte(first) + ")" +
-                      (first == 0x10 ? ": a plaintext MQTT client on a TLS port" : "");
-                co_return error_code{asio::error::no_protocol_option};
-            }
-        } else {
-            error_code not_address;
-            (void)asio::ip::make_address(host_, not_address);
-            const bool is_address = !not_address;
-            if (!is_address) SSL_set_tlsext_host_name(ssl, host_.c_str());
-            if (!insecure_) {
-                X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-                if (is_address) {
-                    X509_VERIFY_PARAM_set1_ip_asc(param, host_.c_str());
-                } else {
-                    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-                    X509_VERIFY_PARAM_set1_host(param, host_.c_str(), host_.size());
-                }
-            }
-        }
-        auto [ec] = co_await stream_.async_handshake(
-            server_ ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, nothrow);
-        if (ec) {
-            why = describe(ec, ssl);
-            co_return ec;
-        }
-        handshaken_ = true;
-        co_return error_code{};
+        auto ec = co_await tls_exchange(stream_, server_, host_, insecure_, why);
+        handshaken_ = !ec;
+        co_return ec;
     }
 
     tls_context_ptr ctx_;  // before stream_: the stream's SSL object came from it
-    using stream_type = asio::ssl::stream<asio::ip::tcp::socket>;
-    stream_type stream_;
+    tls_stream stream_;
     bool server_;
     std::string host_;
     bool insecure_;

@@ -4,7 +4,9 @@
 // mqtt/net/tls.hpp, and the transports that use them.
 
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "mqtt/net/tls.hpp"
@@ -22,6 +24,19 @@ tls_context_ptr make_client_context(const tls_client_settings& s, std::string& e
 // An OpenSSL error of a TLS read or write in words ("tlsv13 alert certificate required");
 // empty for any other error.
 std::string describe_tls_error(const boost::system::error_code& ec);
+
+using tls_stream = asio::ssl::stream<asio::ip::tcp::socket>;
+
+// The TLS handshake of `stream` (no deadline: the caller bounds it). The server side first
+// refuses a peer whose first byte is not a TLS handshake record; the client side sends SNI
+// with `host` (unless it is an IP address) and, unless `insecure`, checks that the
+// certificate names `host`. On failure `why` says what went wrong in words.
+asio::awaitable<boost::system::error_code> tls_exchange(tls_stream& stream, bool server,
+                                                        const std::string& host, bool insecure,
+                                                        std::string& why);
+// The verified peer certificate's subject commonName, or its whole subject (RFC 2253).
+std::optional<std::string> tls_peer_common_name(SSL* ssl);
+std::optional<std::string> tls_peer_subject(SSL* ssl);
 
 // The broker side of a TLS connection. handshake() refuses a peer whose first byte is not
 // a TLS handshake record (a plaintext MQTT client on a TLS port) with a message saying so.
