@@ -26,8 +26,8 @@ namespace sn = protocol::mqttsn;
 
 namespace {
 
-void check_output(broker::mqttsn_client& c) {
-    for (const auto& d : c.take_output())
+void check_output(broker::mqttsn_client& c, broker::clock::time_point now) {
+    for (const auto& d : c.take_output(now))
         if (!sn::decode(d)) std::abort();  // the gateway sent something malformed
 }
 
@@ -39,7 +39,7 @@ std::unique_ptr<broker::mqttsn_client> start(broker::engine& e, const broker::mq
     c->on_datagram(connect, now);
     const std::uint8_t subscribe[] = {0x06, 0x12, 0x20, 0x00, 0x01, '#'};
     c->on_datagram(subscribe, now);
-    check_output(*c);
+    check_output(*c, now);
     return c;
 }
 
@@ -50,6 +50,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     broker::engine e;
     broker::mqttsn_settings s;
     s.predefined = {{1, "p/1"}, {2, "p/+"}};
+    // Small enough for the time steps to reach retransmissions and the buffer bound.
+    s.retry_interval = std::chrono::seconds(2);
+    s.max_buffered = 4;
     std::unique_ptr<broker::mqttsn_client> clients[2] = {start(e, s, now, 0), start(e, s, now, 1)};
     std::size_t at = 0;
     while (at < size) {
@@ -80,11 +83,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 break;
             case 3:
                 clients[who]->on_transport_closed(now);
-                check_output(*clients[who]);
+                check_output(*clients[who], now);
                 clients[who] = start(e, s, now, who);
                 break;
         }
-        for (auto& c : clients) check_output(*c);
+        for (auto& c : clients) check_output(*c, now);
     }
     return 0;
 }

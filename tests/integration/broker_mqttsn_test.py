@@ -6,7 +6,11 @@ One broker (a TCP listener and an MQTT-SN listener, both on free ports, a predef
 id): SEARCHGW and GWINFO; CONNECT, REGISTER, PUBLISH QoS 0 and 1 received by mosquitto_sub
 and tern-sub; QoS -1 to a predefined id and QoS 0 to a short name from a client without a
 connection; SUBSCRIBE then a mosquitto_pub message arriving as REGISTER + PUBLISH, PUBACK;
-a malformed datagram dropped without harm; PINGREQ; DISCONNECT. Every wait is bounded.
+a malformed datagram dropped without harm; PINGREQ; DISCONNECT. Then, with T_RETRY 2 s and
+N_RETRY 1: periodic ADVERTISE with the configured gateway id; a sleeping client that wakes with
+PINGREQ to the messages mosquitto_pub sent meanwhile, a QoS 1 one resent with DUP until its
+PUBACK, then PINGRESP; a client that never acknowledges is lost and mosquitto_sub gets its Will.
+Every wait is bounded.
 
 usage: broker_mqttsn_test.py path/to/tern-broker path/to/tern-sub
 exit:  0 passed, 1 failed, 77 mosquitto clients missing (skipped)
@@ -27,7 +31,7 @@ import harness  # noqa: E402
 TIMEOUT = 10.0
 
 
-def start_broker(binary, work):
+def start_broker(binary, work, advertise_port):
     conf = os.path.join(work, "tern.conf")
     with open(conf, "w") as f:
         # The MQTT-SN listener first, so that a TCP one may follow on the same address.
@@ -35,7 +39,11 @@ def start_broker(binary, work):
                 "listener 0 127.0.0.1\n"
                 "protocol mqttsn\n"
                 "listener 0 127.0.0.1\n"
-                "mqttsn_predefined_topic 7 sn/pre\n")
+                "mqttsn_predefined_topic 7 sn/pre\n"
+                "mqttsn_gateway_id 5\n"
+                "mqttsn_retry_interval 2\n"
+                "mqttsn_retry_count 1\n"
+                "mqttsn_advertise 1 127.0.0.1 %d\n" % advertise_port)
     log_path = os.path.join(work, "broker.log")
     log = open(log_path, "w+")
     proc = subprocess.Popen([binary, "-c", conf, "-v"], stdout=subprocess.DEVNULL, stderr=log)
@@ -95,6 +103,58 @@ def wait_file(path, pattern, timeout=TIMEOUT):
         return f.read()
 
 
+def sleeping_client(check, sn_port, broker):
+    """DISCONNECT with a Duration, messages from mosquitto_pub held, PINGREQ to wake."""
+    c = Client(sn_port)
+    check(c.exchange("080404010" "01e736c") == "030500", "CONNECT sl: CONNACK accepted")
+    check(c.exchange("0c12200001736c6565702f74") == "0813200001000100",
+          "SUBSCRIBE sleep/t QoS 1: topic id 1")
+    check(c.exchange("0418001e") == "0218", "DISCONNECT Duration 30: DISCONNECT, asleep")
+    for qos, msg in (("1", "m1"), ("0", "m0")):
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sleep/t",
+                        "-m", msg, "-q", qos], timeout=TIMEOUT, check=False)
+    check(c.recv(timeout=1.0) is None, "nothing sent to the sleeping client")
+    # PINGREQ with the client id: both messages in order, PINGRESP not yet (QoS 1 unanswered).
+    c.send("0416736c")
+    got = [c.recv(), c.recv()]
+    check(got == ["090c20000100016d31", "090c000001000" "06d30"], "woken: m1 (QoS 1), m0: %r" % got)
+    check(c.recv(timeout=0.5) is None, "no PINGRESP while m1 is unacknowledged")
+    # No PUBACK: m1 again after T_RETRY (2 s), DUP set; its PUBACK brings PINGRESP.
+    again = c.recv(timeout=5.0)
+    check(again == "090ca00001000" "16d31", "m1 resent with DUP: %s" % again)
+    check(c.exchange("070d0001000100") == "0217", "PUBACK: PINGRESP, asleep again")
+    check(c.exchange("0218") == "0218", "DISCONNECT from asleep: DISCONNECT")
+    c.close()
+
+
+def lost_client(check, sn_port, broker, work, procs):
+    """A client that never acknowledges is lost after N_RETRY; its Will is published."""
+    will_out = os.path.join(work, "will.out")
+    procs.append(subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "will/sn", "-v",
+         "-C", "1", "-W", "30", "-i", "will-sub"],
+        stdout=open(will_out, "w"), stderr=subprocess.STDOUT))
+    wait_file(broker.log_path, r"will-sub")
+    time.sleep(0.5)
+    c = Client(sn_port)
+    # CONNECT l3 with the Will flag, keep-alive 30; WILLTOPIC will/sn; WILLMSG gone.
+    check(c.exchange("0804" "0c01001e6c33") == "0206", "CONNECT with Will: WILLTOPICREQ")
+    check(c.exchange("0a0700" "77696c6c2f736e") == "0208", "WILLTOPIC: WILLMSGREQ")
+    check(c.exchange("0609" "676f6e65") == "030500", "WILLMSG: CONNACK accepted")
+    check(c.exchange("0b122000016c6f73742f74") == "0813200001000100", "SUBSCRIBE lost/t")
+    start = time.monotonic()
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "lost/t",
+                    "-m", "z", "-q", "1"], timeout=TIMEOUT, check=False)
+    got = [c.recv(), c.recv(), c.recv()]
+    check(got == ["080c20000100017a", "080ca0000100017a", "0218"],
+          "PUBLISH, one retransmission, then DISCONNECT (lost): %r" % got)
+    took = time.monotonic() - start
+    check(3.5 <= took <= 8.0, "lost after 2 x T_RETRY: %.1f s" % took)
+    text = wait_file(will_out, r"will/sn gone")
+    check("will/sn gone" in text, "mosquitto_sub received the Will: %r" % text)
+    c.close()
+
+
 def main():
     broker_bin, sub_bin = sys.argv[1], sys.argv[2]
     for tool in ("mosquitto_sub", "mosquitto_pub"):
@@ -103,12 +163,23 @@ def main():
             return 77
     check = harness.Checks()
     work = tempfile.mkdtemp(prefix="tern-mqttsn-")
-    broker, sn_port = start_broker(broker_bin, work)
+    advertised = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    advertised.bind(("127.0.0.1", 0))
+    advertised.settimeout(TIMEOUT)
+    broker, sn_port = start_broker(broker_bin, work, advertised.getsockname()[1])
     procs = []
     try:
-        # SEARCHGW from anyone: GWINFO with gateway id 1.
+        # SEARCHGW from anyone: GWINFO with gateway id 5 (mqttsn_gateway_id).
         probe = Client(sn_port)
-        check(probe.exchange("030101") == "030201", "SEARCHGW answered with GWINFO gateway 1")
+        check(probe.exchange("030101") == "030205", "SEARCHGW answered with GWINFO gateway 5")
+        # ADVERTISE every second: gateway id 5, Duration 1.
+        ads = []
+        try:
+            for _ in range(2):
+                ads.append(advertised.recvfrom(64)[0].hex())
+        except socket.timeout:
+            pass
+        check(ads == ["0500050001"] * 2, "two ADVERTISE received: %r" % ads)
 
         # MQTT subscribers: mosquitto_sub and tern-sub on sn/#, three messages each.
         mos_out = os.path.join(work, "mosquitto_sub.out")
@@ -172,6 +243,9 @@ def main():
         check(c.exchange("070b0003000100") == "080c000003000077", "after REGACK: PUBLISH to topic id 3")
 
         check(c.exchange("0218") == "0218", "DISCONNECT answered with DISCONNECT")
+
+        sleeping_client(check, sn_port, broker)
+        lost_client(check, sn_port, broker, work, procs)
         check(broker.running(), "broker still running")
         for p in procs:
             try:
@@ -181,6 +255,7 @@ def main():
         c.close()
         anon.close()
         probe.close()
+        advertised.close()
     finally:
         for p in procs:
             if p.poll() is None:

@@ -7,59 +7,13 @@
 #include <chrono>
 #include <string>
 
-#include "broker_test_client.hpp"
-#include "mqtt/broker/engine.hpp"
-#include "mqtt/broker/mqttsn_gateway.hpp"
-#include "packet_json.hpp"
+#include "mqttsn_test_support.hpp"
 
 using namespace tern_test;
+using namespace tern_test::mqttsn;
 using namespace std::chrono_literals;
-using mqtt::broker::engine;
-using mqtt::broker::mqttsn_client;
-using mqtt::broker::mqttsn_settings;
-using mqtt::broker::mqttsn_unattached;
 
 namespace {
-
-bytes from_hex(std::string_view s) {
-    bytes out;
-    std::string digits;
-    for (char c : s)
-        if (c != ' ') digits += c;
-    for (std::size_t i = 0; i + 1 < digits.size(); i += 2)
-        out.push_back(static_cast<std::uint8_t>(std::stoul(digits.substr(i, 2), nullptr, 16)));
-    return out;
-}
-
-std::string hex(const bytes& b) {
-    return mqtt::test::to_hex(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
-}
-
-// What the gateway sent, one hex string per datagram, joined by " | ".
-std::string sent(mqttsn_client& c) {
-    std::string out;
-    for (const auto& d : c.take_output()) {
-        if (!out.empty()) out += " | ";
-        out += hex(d);
-    }
-    return out;
-}
-
-struct fixture {
-    clock::time_point now = clock::time_point{} + 1000s;
-    engine e;
-    mqttsn_settings settings;
-    fixture() { settings.predefined = {{1, "t/pre"}, {2, "sensors/+"}}; }
-
-    std::string exchange(mqttsn_client& c, std::string_view datagram) {
-        c.on_datagram(from_hex(datagram), now);
-        return sent(c);
-    }
-    // CONNECT "abc", clean, keep-alive 60: CONNACK accepted.
-    void connect(mqttsn_client& c) {
-        REQUIRE(exchange(c, "09 04 04 01 00 3C 61 62 63") == "030500");
-    }
-};
 
 publish_packet only_publish(const std::vector<packet>& in) {  // a copy: `in` is often a temporary
     REQUIRE(in.size() == 1);
@@ -176,12 +130,12 @@ TEST_CASE("mqttsn gateway: SUBSCRIBE, REGISTER from the gateway held until REGAC
     pub.send(p);
     CHECK(!pub.received().empty());  // PUBACK
     // a/c has no id for this client: REGISTER (topic id 2, MsgId 1) and nothing else yet.
-    CHECK(sent(c) == "090a0002000161" "2f63");
+    CHECK(f.sent(c) == "090a0002000161" "2f63");
     // A second message on a/c waits too.
     p.packet_id = 2;
     p.payload = "y";
     pub.send(p);
-    CHECK(sent(c).empty());
+    CHECK(f.sent(c).empty());
     // REGACK: both PUBLISHes (QoS 1, topic id 2, the session's packet ids 1 and 2).
     CHECK(f.exchange(c, "07 0B 00 02 00 01 00") == "080c200002000178 | 080c200002000279");
     CHECK(c.session().inflight() == 2);
@@ -193,14 +147,14 @@ TEST_CASE("mqttsn gateway: SUBSCRIBE, REGISTER from the gateway held until REGAC
     p.qos_level = qos::at_most_once;
     p.packet_id = 0;
     pub.send(p);
-    CHECK(sent(c) == "080c000001000079");
+    CHECK(f.sent(c) == "080c000001000079");
     p.topic = "ab";
     pub.send(p);
-    CHECK(sent(c) == "080c026162000079");
+    CHECK(f.sent(c) == "080c026162000079");
     p.topic = "sensors/1";
     pub.send(p);
     // sensors/1 matches the predefined filter but is a new name: REGISTER, id 3.
-    CHECK(sent(c) == "0f0a00030002" "73656e736f72732f31");
+    CHECK(f.sent(c) == "0f0a00030002" "73656e736f72732f31");
     // UNSUBSCRIBE a/# (MsgId 6): UNSUBACK.
     CHECK(f.exchange(c, "08 14 00 00 06 61 2F 23") == "04150006");
 }
@@ -221,7 +175,7 @@ TEST_CASE("mqttsn gateway: Will exchange, keep-alive expiry publishes the Will")
     CHECK(c.deadline() <= f.now);
     c.on_timer(f.now);
     CHECK(c.closed());
-    CHECK(sent(c) == "0218");
+    CHECK(f.sent(c) == "0218");
     const auto& p = only_publish(sub.received());
     CHECK(p.topic == "w/t");
     CHECK(p.payload == "bye");

@@ -168,6 +168,10 @@ std::string to_json(const config& c) {
     o.string("persistence_sync", to_string(c.persistence.sync));
     o.number("autosave_interval",
              static_cast<std::uint64_t>(c.persistence.autosave_interval.count()));
+    o.number("mqttsn_gateway_id", c.mqttsn.gateway_id);
+    o.number("mqttsn_retry_interval", static_cast<std::uint64_t>(c.mqttsn.retry_interval.count()));
+    o.number("mqttsn_retry_count", c.mqttsn.retry_count);
+    o.number("mqttsn_max_buffered_messages", c.mqttsn.max_buffered_messages);
     if (c.metrics) {
         std::string m;
         detail::json_object mo{m};

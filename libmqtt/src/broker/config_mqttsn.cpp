@@ -1,6 +1,7 @@
 // The MQTT-SN options of the configuration file (docs/mqtt-sn.md).
 
 #include <charconv>
+#include <optional>
 #include <string>
 
 #include "config_parser.hpp"
@@ -8,6 +9,23 @@
 #include "mqtt/protocol/utf8.hpp"
 
 namespace mqtt::broker::detail {
+
+namespace {
+
+// A whole decimal number in [lo, hi], or an error naming the option.
+std::optional<unsigned long> number(parse_state& st, std::string_view option, std::string_view text,
+                                    unsigned long lo, unsigned long hi) {
+    unsigned long v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v < lo || v > hi) {
+        st.fail(std::string{option} + ": expected a number from " + std::to_string(lo) + " to " +
+                std::to_string(hi) + ", not \"" + std::string{text} + "\"");
+        return std::nullopt;
+    }
+    return v;
+}
+
+}  // namespace
 
 bool on_protocol_mqttsn(parse_state& st) {
     if (st.listeners.empty())
@@ -42,6 +60,43 @@ bool on_mqttsn_predefined_topic(parse_state& st, const option_args& a) {
                        " is defined twice");
     }
     return true;
+}
+
+// mqttsn_advertise SECONDS ADDRESS PORT: ADVERTISE every SECONDS to ADDRESS:PORT (an IP
+// address, checked when the listener starts; a broadcast address is allowed).
+bool on_mqttsn_advertise(parse_state& st, const option_args& a) {
+    const auto every = number(st, "mqttsn_advertise", a.words[0], 1, 65535);
+    if (!every) return false;
+    const auto port = number(st, "mqttsn_advertise", a.words[2], 1, 65535);
+    if (!port) return false;
+    st.cfg.mqttsn.advertise_interval = std::chrono::seconds{*every};
+    st.cfg.mqttsn.advertise_host = std::string{a.words[1]};
+    st.cfg.mqttsn.advertise_port = static_cast<std::uint16_t>(*port);
+    return true;
+}
+
+bool on_mqttsn_gateway_id(parse_state& st, const option_args& a) {
+    const auto v = number(st, "mqttsn_gateway_id", a.words[0], 0, 255);
+    if (v) st.cfg.mqttsn.gateway_id = static_cast<std::uint8_t>(*v);
+    return v.has_value();
+}
+
+bool on_mqttsn_max_buffered_messages(parse_state& st, const option_args& a) {
+    const auto v = number(st, "mqttsn_max_buffered_messages", a.words[0], 0, 1'000'000);
+    if (v) st.cfg.mqttsn.max_buffered_messages = *v;
+    return v.has_value();
+}
+
+bool on_mqttsn_retry_count(parse_state& st, const option_args& a) {
+    const auto v = number(st, "mqttsn_retry_count", a.words[0], 0, 100);
+    if (v) st.cfg.mqttsn.retry_count = static_cast<unsigned>(*v);
+    return v.has_value();
+}
+
+bool on_mqttsn_retry_interval(parse_state& st, const option_args& a) {
+    const auto v = number(st, "mqttsn_retry_interval", a.words[0], 1, 3600);
+    if (v) st.cfg.mqttsn.retry_interval = std::chrono::seconds{*v};
+    return v.has_value();
 }
 
 }  // namespace mqtt::broker::detail

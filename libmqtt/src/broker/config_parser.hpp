@@ -62,10 +62,15 @@ struct option_spec {
 
 const std::vector<option_spec>& option_table();
 
-// MQTT-SN (config_mqttsn.cpp): `protocol mqttsn` in a listener block, and
-// mqttsn_predefined_topic.
+// MQTT-SN (config_mqttsn.cpp): `protocol mqttsn` in a listener block, and the global
+// mqttsn_* options.
 bool on_protocol_mqttsn(parse_state& st);
 bool on_mqttsn_predefined_topic(parse_state& st, const option_args& a);
+bool on_mqttsn_advertise(parse_state& st, const option_args& a);
+bool on_mqttsn_gateway_id(parse_state& st, const option_args& a);
+bool on_mqttsn_max_buffered_messages(parse_state& st, const option_args& a);
+bool on_mqttsn_retry_count(parse_state& st, const option_args& a);
+bool on_mqttsn_retry_interval(parse_state& st, const option_args& a);
 
 // The TLS options of a listener block (config_tls.cpp).
 bool on_certfile(parse_state& st, const option_args& a);

@@ -83,23 +83,142 @@ mqttsn_client::~mqttsn_client() = default;
 
 void mqttsn_client::on_datagram(std::span<const std::uint8_t> datagram, clock::time_point now) {
     if (closed_) return;
+    now_ = now;
     auto m = sn::decode(datagram);
     if (!m) {
         drop();  // malformed: dropped and counted, the client stays
         return;
     }
+    // Deliveries the session produced since the last call are taken in the state they
+    // arrived in (held if the client was asleep), before this datagram changes it.
+    pump();
     handle(std::move(*m), now);
     pump();
+    sleep_again_if_done();
 }
 
 void mqttsn_client::on_timer(clock::time_point now) {
     if (closed_) return;
+    now_ = now;
+    if (state_ == sleep_state::asleep && now >= sleep_deadline_) return lose(now);
+    keep_session_alive(now);
     session_.on_timer(now);
     pump();
+    if (closed_) return;
+    if (state_ != sleep_state::asleep) retransmit_due(now);
+    if (!closed_) sleep_again_if_done();
 }
 
 void mqttsn_client::on_transport_closed(clock::time_point now) {
     if (closed_) return;
+    now_ = now;
+    session_.on_transport_closed(now);
+    pump();
+    closed_ = true;
+}
+
+clock::time_point mqttsn_client::deadline() const noexcept {
+    auto d = session_.deadline();
+    if (state_ == sleep_state::asleep) return std::min(d, sleep_deadline_);
+    for (const auto& u : unacked_) d = std::min(d, u.due);
+    return d;
+}
+
+// ---- retransmission and sleep ------------------------------------------------------------
+
+void mqttsn_client::emit(sn::message&& m, answer a, std::uint16_t msg_id) {
+    if (state_ == sleep_state::asleep) {
+        const auto* p = std::get_if<sn::publish>(&m);
+        if (p != nullptr && a == answer::none) {
+            if (held_qos0_ >= settings_.max_buffered) {
+                ++buffer_dropped_;
+                return;
+            }
+            ++held_qos0_;
+        }
+        outbox_.push_back({std::move(m), a, msg_id});
+        return;
+    }
+    send(m);
+    if (a != answer::none) track(std::move(m), a, msg_id);
+}
+
+void mqttsn_client::track(sn::message&& m, answer a, std::uint16_t msg_id) {
+    // A PUBLISH the session resends (DUP, at a resumed session) replaces its entry.
+    settle(a, msg_id);
+    unacked_.push_back({a, msg_id, std::move(m), 0, now_ + settings_.retry_interval});
+}
+
+bool mqttsn_client::settle(answer a, std::uint16_t msg_id) {
+    auto it = std::find_if(unacked_.begin(), unacked_.end(),
+                           [&](const unacked& u) { return u.expects == a && u.msg_id == msg_id; });
+    if (it == unacked_.end()) return false;
+    unacked_.erase(it);
+    return true;
+}
+
+void mqttsn_client::retransmit_due(clock::time_point now) {
+    for (const auto& u : unacked_)
+        if (u.due <= now && u.resent >= settings_.retry_count) return lose(now);
+    for (auto& u : unacked_) {
+        if (u.due > now) continue;
+        if (auto* p = std::get_if<sn::publish>(&u.m)) p->dup = true;
+        send(u.m);
+        ++u.resent;
+        ++retransmitted_;
+        u.due = now + settings_.retry_interval;
+    }
+}
+
+void mqttsn_client::resend_all() {
+    for (auto& u : unacked_) {
+        if (auto* p = std::get_if<sn::publish>(&u.m)) p->dup = true;
+        send(u.m);
+        ++retransmitted_;
+        u.resent = 0;  // a fresh count: the client was asleep, not deaf
+        u.due = now_ + settings_.retry_interval;
+    }
+}
+
+void mqttsn_client::wake(sleep_state to, clock::time_point now) {
+    const bool was_asleep = state_ == sleep_state::asleep;
+    state_ = to;
+    sleep_deadline_ = clock::time_point::max();
+    if (!was_asleep) return;
+    keep_session_alive(now);
+    resend_all();
+    auto waiting = std::exchange(outbox_, {});
+    held_qos0_ = 0;
+    for (auto& [msg, a, id] : waiting) emit(std::move(msg), a, id);
+    // QoS 0 deliveries still waiting for a REGACK count against the buffer again.
+    for (const auto& [id, publishes] : awaiting_regack_)
+        for (const auto& p : publishes) held_qos0_ += p.qos == sn::qos::at_most_once ? 1 : 0;
+}
+
+void mqttsn_client::go_asleep(clock::time_point now) {
+    state_ = sleep_state::asleep;
+    // The same tolerance as for the keep-alive: 1.5 x the Duration.
+    sleep_deadline_ = now + sleep_duration_ + sleep_duration_ / 2;
+}
+
+void mqttsn_client::sleep_again_if_done() {
+    if (state_ != sleep_state::awake || closed_) return;
+    if (!unacked_.empty() || !awaiting_regack_.empty() || !outbox_.empty()) return;
+    send(sn::pingresp{});
+    go_asleep(now_);
+}
+
+void mqttsn_client::keep_session_alive(clock::time_point now) {
+    // Asleep or awake, the client's silence is timed by the sleep timer, not by the
+    // session's keep-alive: a PINGREQ of the gateway's own keeps the session open.
+    if (state_ == sleep_state::active || session_.deadline() > now) return;
+    ++swallow_pingresp_;
+    feed(protocol::pingreq_packet{}, now);
+}
+
+void mqttsn_client::lose(clock::time_point now) {
+    // The client is unreachable: the session ends as for a broken connection (Will).
+    lost_ = true;
     session_.on_transport_closed(now);
     pump();
     closed_ = true;
@@ -133,29 +252,39 @@ void mqttsn_client::handle(sn::message&& m, clock::time_point now) {
             } else if constexpr (std::is_same_v<T, sn::register_>) {
                 on_register(v);
             } else if constexpr (std::is_same_v<T, sn::regack>) {
+                settle(answer::regack, v.msg_id);
                 auto it = awaiting_regack_.find(v.msg_id);
                 if (it == awaiting_regack_.end()) return drop();
                 // Accepted or not, the held deliveries go (a refused topic id makes the
                 // client answer them with PUBACK invalid_topic_id, which settles them).
-                for (auto& d : it->second) out_.push_back(std::move(d));
+                auto publishes = std::move(it->second);
                 awaiting_regack_.erase(it);
                 std::erase_if(unacked_topics_, [&](const auto& kv) { return kv.second == v.msg_id; });
+                for (auto& p : publishes) {
+                    const bool qos0 = p.qos == sn::qos::at_most_once;
+                    if (qos0 && held_qos0_ > 0) --held_qos0_;
+                    const auto id = p.msg_id;
+                    emit(std::move(p), qos0 ? answer::none : answer::puback_pubrec, id);
+                }
             } else if constexpr (std::is_same_v<T, sn::puback>) {
+                settle(answer::puback_pubrec, v.msg_id);
                 feed(protocol::puback_packet{v.msg_id, {}, {}}, now);
             } else if constexpr (std::is_same_v<T, sn::pubrec>) {
+                settle(answer::puback_pubrec, v.msg_id);
                 feed(protocol::pubrec_packet{v.msg_id, {}, {}}, now);
             } else if constexpr (std::is_same_v<T, sn::pubrel>) {
                 feed(protocol::pubrel_packet{v.msg_id, {}, {}}, now);
             } else if constexpr (std::is_same_v<T, sn::pubcomp>) {
+                settle(answer::pubcomp, v.msg_id);
                 feed(protocol::pubcomp_packet{v.msg_id, {}, {}}, now);
             } else if constexpr (std::is_same_v<T, sn::subscribe>) {
                 on_subscribe(std::move(v), now);
             } else if constexpr (std::is_same_v<T, sn::unsubscribe>) {
                 on_unsubscribe(std::move(v), now);
             } else if constexpr (std::is_same_v<T, sn::pingreq>) {
-                feed(protocol::pingreq_packet{}, now);
+                on_pingreq(now);
             } else if constexpr (std::is_same_v<T, sn::disconnect>) {
-                on_disconnect(now);
+                on_disconnect(v, now);
             } else if constexpr (std::is_same_v<T, sn::willtopicupd>) {
                 send(sn::willtopicresp{sn::return_code::not_supported});
             } else if constexpr (std::is_same_v<T, sn::willmsgupd>) {
@@ -169,9 +298,12 @@ void mqttsn_client::handle(sn::message&& m, clock::time_point now) {
 
 void mqttsn_client::on_connect(sn::connect&& c, clock::time_point now) {
     if (connected_ || session_.state() != session_state::awaiting_connect) {
-        // A repeated CONNECT (its CONNACK was lost): answer it again.
-        if (connected_) send(sn::connack{sn::return_code::accepted});
-        else drop();
+        // A repeated CONNECT (its CONNACK was lost), or a sleeping client becoming active
+        // (its flags are not those of a new connection and are ignored): CONNACK, then
+        // what was held for it.
+        if (!connected_) return drop();
+        send(sn::connack{sn::return_code::accepted});
+        wake(sleep_state::active, now);
         return;
     }
     const bool will = c.will;
@@ -291,9 +423,23 @@ void mqttsn_client::on_unsubscribe(sn::unsubscribe&& u, clock::time_point now) {
     feed(up, now);
 }
 
-void mqttsn_client::on_disconnect(clock::time_point now) {
-    // A DISCONNECT with a Duration (sleep) is taken as a plain one for now: the session
-    // stays if it is durable (CleanSession 0), queuing messages until the client connects.
+void mqttsn_client::on_pingreq(clock::time_point now) {
+    if (state_ == sleep_state::active) return feed(protocol::pingreq_packet{}, now);
+    // A sleeping client wakes (with its client id, or without: it is known by its
+    // address): what was held goes out, PINGRESP once it is all acknowledged
+    // (sleep_again_if_done). A PINGREQ while awake sends the unacknowledged ones again.
+    if (state_ == sleep_state::awake) return resend_all();
+    wake(sleep_state::awake, now);
+}
+
+void mqttsn_client::on_disconnect(const sn::disconnect& d, clock::time_point now) {
+    if (d.duration && *d.duration > 0) {
+        // Sleep: the session stays connected, deliveries are held until the client wakes.
+        sleep_duration_ = std::chrono::seconds{*d.duration};
+        send(sn::disconnect{});
+        go_asleep(now);
+        return;
+    }
     client_disconnected_ = true;
     feed(protocol::disconnect_packet{}, now);
     send(sn::disconnect{});
@@ -312,8 +458,10 @@ void mqttsn_client::feed(const protocol::packet& p, clock::time_point now) {
     if (session_.state() == session_state::connected) connected_ = true;
 }
 
-std::vector<std::vector<std::uint8_t>> mqttsn_client::take_output() {
+std::vector<std::vector<std::uint8_t>> mqttsn_client::take_output(clock::time_point now) {
+    if (now > now_) now_ = now;
     pump();
+    if (!closed_) sleep_again_if_done();
     return std::exchange(out_, {});
 }
 
@@ -356,7 +504,7 @@ void mqttsn_client::translate(protocol::packet&& p) {
                 publish_topic_.erase(v.packet_id);
                 send(sn::pubrec{v.packet_id});
             } else if constexpr (std::is_same_v<T, protocol::pubrel_packet>) {
-                send(sn::pubrel{v.packet_id});
+                emit(sn::pubrel{v.packet_id}, answer::pubcomp, v.packet_id);
             } else if constexpr (std::is_same_v<T, protocol::pubcomp_packet>) {
                 send(sn::pubcomp{v.packet_id});
             } else if constexpr (std::is_same_v<T, protocol::suback_packet>) {
@@ -373,7 +521,8 @@ void mqttsn_client::translate(protocol::packet&& p) {
             } else if constexpr (std::is_same_v<T, protocol::unsuback_packet>) {
                 send(sn::unsuback{v.packet_id});
             } else if constexpr (std::is_same_v<T, protocol::pingresp_packet>) {
-                send(sn::pingresp{});
+                if (swallow_pingresp_ > 0) --swallow_pingresp_;
+                else send(sn::pingresp{});
             }
         },
         p);
@@ -403,17 +552,28 @@ void mqttsn_client::deliver(protocol::publish_packet&& p) {
         register_msg_id = next_register_msg_id_++;
         if (next_register_msg_id_ == 0) next_register_msg_id_ = 1;
         unacked_topics_[out.topic_id] = *register_msg_id;
-        send(sn::register_{out.topic_id, *register_msg_id, p.topic});
+        emit(sn::register_{out.topic_id, *register_msg_id, p.topic}, answer::regack,
+             *register_msg_id);
     }
-    auto bytes = encoded(out);
-    if (bytes.empty()) return drop();
+    // Too long for one datagram (the 3-octet Length, MsgType, Flags, TopicId, MsgId): lost.
+    if (out.data.size() > sn::max_message_size - 9) return drop();
+    const bool qos0 = out.qos == sn::qos::at_most_once;
     // Held while the REGISTER of its topic is not acknowledged.
     auto held = out.topic_type == sn::topic_id_type::normal ? unacked_topics_.find(out.topic_id)
                                                             : unacked_topics_.end();
-    if (held != unacked_topics_.end())
-        awaiting_regack_[held->second].push_back(std::move(bytes));
-    else
-        out_.push_back(std::move(bytes));
+    if (held != unacked_topics_.end()) {
+        if (qos0) {
+            if (held_qos0_ >= settings_.max_buffered) {
+                ++buffer_dropped_;
+                return;
+            }
+            ++held_qos0_;
+        }
+        awaiting_regack_[held->second].push_back(std::move(out));
+        return;
+    }
+    const auto id = out.msg_id;
+    emit(std::move(out), qos0 ? answer::none : answer::puback_pubrec, id);
 }
 
 void mqttsn_client::send(const sn::message& m) {

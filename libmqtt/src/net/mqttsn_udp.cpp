@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <chrono>
 
 namespace mqtt::net::detail {
@@ -44,7 +45,7 @@ struct mqttsn_udp::client final : broker::session_observer {
 };
 
 mqttsn_udp::mqttsn_udp(asio::io_context& io, broker::engine& e, broker::mqttsn_settings s)
-    : io_(io), engine_(e), settings_(std::move(s)), socket_(io), tick_(io), buf_(65536) {}
+    : io_(io), engine_(e), settings_(std::move(s)), socket_(io), tick_(io), advertise_timer_(io), buf_(65536) {}
 
 mqttsn_udp::~mqttsn_udp() { clients_.clear(); }
 
@@ -55,6 +56,12 @@ boost::system::error_code mqttsn_udp::bind(const udp::endpoint& ep) {
     socket_.bind(ep, ec);
     if (ec) return ec;
     socket_.non_blocking(true, ec);
+    if (ec || settings_.advertise_interval.count() == 0) return ec;
+    // ADVERTISE goes to a configured address, usually a broadcast one.
+    const auto to = asio::ip::make_address(settings_.advertise_host, ec);
+    if (ec) return ec;
+    advertise_to_ = udp::endpoint(to, settings_.advertise_port);
+    socket_.set_option(asio::socket_base::broadcast(true), ec);
     return ec;
 }
 
@@ -67,6 +74,8 @@ std::string mqttsn_udp::local_address() const {
 void mqttsn_udp::start() {
     asio::co_spawn(io_, receive_loop(), asio::detached);
     asio::co_spawn(io_, tick_loop(), asio::detached);
+    if (settings_.advertise_interval.count() > 0)
+        asio::co_spawn(io_, advertise_loop(), asio::detached);
 }
 
 void mqttsn_udp::stop() {
@@ -75,6 +84,7 @@ void mqttsn_udp::stop() {
     boost::system::error_code ec;
     socket_.close(ec);
     tick_.cancel();
+    advertise_timer_.cancel();
     const auto now = broker::clock::now();
     for (auto& [ep, c] : clients_) c->sm.on_transport_closed(now);
     clients_.clear();
@@ -108,6 +118,21 @@ asio::awaitable<void> mqttsn_udp::tick_loop() {
     }
 }
 
+asio::awaitable<void> mqttsn_udp::advertise_loop() {
+    namespace sn = protocol::mqttsn;
+    const auto every = settings_.advertise_interval;
+    const auto bytes = sn::encode(sn::advertise{
+        settings_.gateway_id, static_cast<std::uint16_t>(std::min<std::int64_t>(every.count(), 65535))});
+    if (!bytes) co_return;
+    while (!stopped_) {
+        send_to(advertise_to_, *bytes);
+        ++advertised_;
+        advertise_timer_.expires_after(every);
+        auto [ec] = co_await advertise_timer_.async_wait(nothrow);
+        if (stopped_ || ec == asio::error::operation_aborted) co_return;
+    }
+}
+
 void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
     const auto now = broker::clock::now();
     const std::span<const std::uint8_t> d(buf_.data(), n);
@@ -133,7 +158,7 @@ void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
 
 void mqttsn_udp::flush(client& c) {
     c.flush_posted = false;
-    for (const auto& d : c.sm.take_output()) send_to(c.ep, d);
+    for (const auto& d : c.sm.take_output(broker::clock::now())) send_to(c.ep, d);
 }
 
 void mqttsn_udp::flush_later(const udp::endpoint& ep) {

@@ -30,11 +30,13 @@ class mqttsn_udp {
     void stop();                         // closes the socket; every client's session ends
     std::size_t client_count() const noexcept { return clients_.size(); }
     std::size_t dropped() const noexcept { return dropped_; }
+    std::size_t advertised() const noexcept { return advertised_; }
 
   private:
     struct client;
     boost::asio::awaitable<void> receive_loop();
     boost::asio::awaitable<void> tick_loop();
+    boost::asio::awaitable<void> advertise_loop();
     void on_datagram(const boost::asio::ip::udp::endpoint& from, std::size_t n);
     void flush(client& c);
     void flush_later(const boost::asio::ip::udp::endpoint& ep);
@@ -45,9 +47,12 @@ class mqttsn_udp {
     broker::mqttsn_settings settings_;
     boost::asio::ip::udp::socket socket_;
     boost::asio::steady_timer tick_;
+    boost::asio::steady_timer advertise_timer_;
+    boost::asio::ip::udp::endpoint advertise_to_;
     std::vector<std::uint8_t> buf_;
     std::map<boost::asio::ip::udp::endpoint, std::unique_ptr<client>> clients_;
-    std::size_t dropped_ = 0;
+    std::size_t dropped_ = 0;  // malformed or unexpected datagrams, QoS 0 over the buffer
+    std::size_t advertised_ = 0;
     bool stopped_ = false;
 };
 

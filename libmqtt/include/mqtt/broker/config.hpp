@@ -108,6 +108,17 @@ struct metrics_listener_config {
     config_origin origin;
 };
 
+// The MQTT-SN gateway's options, the same for every MQTT-SN listener (docs/mqtt-sn.md).
+struct mqttsn_config {
+    std::uint8_t gateway_id = 1;                  // mqttsn_gateway_id
+    std::chrono::seconds retry_interval{10};      // mqttsn_retry_interval (T_RETRY)
+    unsigned retry_count = 3;                     // mqttsn_retry_count (N_RETRY)
+    std::size_t max_buffered_messages = 100;      // mqttsn_max_buffered_messages
+    std::chrono::seconds advertise_interval{0};   // mqttsn_advertise; 0: none
+    std::string advertise_host;
+    std::uint16_t advertise_port = 0;
+};
+
 struct config {
     // Without listener, port or bind_address lines: the local-only listener (127.0.0.1 and
     // ::1 on port 1883, anonymous clients allowed), as Mosquitto 2 does.
@@ -128,6 +139,7 @@ struct config {
     persistence_config persistence;
     // mqttsn_predefined_topic lines: the predefined topic ids of every MQTT-SN client.
     std::map<std::uint16_t, std::string> mqttsn_predefined;
+    mqttsn_config mqttsn;
     std::optional<metrics_listener_config> metrics;  // nullopt: no metrics listener
     log_config log;
     std::vector<std::string> files;     // every file read, the main one first

@@ -12,8 +12,21 @@
 // predefined topic ids from the settings, two-character short names as the topic itself;
 // MQTT-SN MsgId = MQTT Packet Identifier; QoS -1 without a connection goes straight to
 // the engine as a QoS 0 publish.
+//
+// Retransmission (MQTT-SN 1.2, 6.13): the gateway's REGISTER, QoS 1/2 PUBLISH and PUBREL
+// are resent (a PUBLISH with DUP set) every retry_interval until answered, at most
+// retry_count times; then the client is lost, as at a keep-alive expiry (its Will goes out).
+//
+// Sleeping clients (6.14): DISCONNECT with a Duration makes the client asleep. Deliveries
+// are then held (QoS 0 ones up to max_buffered, the others bounded by the session's
+// in-flight window and queue); a PINGREQ wakes it: the gateway sends what it holds and,
+// once everything is acknowledged, PINGRESP, and the client is asleep again. CONNECT makes
+// it active. No datagram for 1.5 x the Duration: lost. The MQTT session stays connected
+// meanwhile (the gateway keeps it alive).
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <span>
 #include <string>
@@ -34,6 +47,17 @@ struct mqttsn_settings {
     std::map<std::uint16_t, std::string> predefined;
     // Normal topic ids one client may hold (its REGISTERs and the gateway's).
     std::size_t max_topic_ids = 1000;
+    // T_RETRY and N_RETRY.
+    std::chrono::milliseconds retry_interval{10'000};
+    unsigned retry_count = 3;
+    // QoS 0 deliveries one client may have held (asleep, or waiting for a REGACK); more are
+    // dropped and counted.
+    std::size_t max_buffered = 100;
+    // Periodic ADVERTISE, sent by the UDP driver to advertise_host:advertise_port every
+    // advertise_interval; 0: none.
+    std::chrono::seconds advertise_interval{0};
+    std::string advertise_host;
+    std::uint16_t advertise_port = 0;
 };
 
 // What the gateway does with a datagram from an address that has no client yet.
@@ -65,14 +89,23 @@ class mqttsn_client {
     void on_transport_closed(clock::time_point now);
 
     // ---- output
-    // The datagrams to send, in order (moved out).
-    std::vector<std::vector<std::uint8_t>> take_output();
-    clock::time_point deadline() const noexcept { return session_.deadline(); }
+    // The datagrams to send, in order (moved out). `now` times the retransmissions of
+    // what goes out.
+    std::vector<std::vector<std::uint8_t>> take_output(clock::time_point now);
+    clock::time_point deadline() const noexcept;
     // Over: send what take_output() gave, then destroy this object.
     bool closed() const noexcept { return closed_; }
 
     // ---- inspection
     std::size_t dropped() const noexcept { return dropped_; }  // malformed or unexpected
+    // QoS 0 deliveries dropped because max_buffered were held.
+    std::size_t buffer_dropped() const noexcept { return buffer_dropped_; }
+    std::size_t retransmitted() const noexcept { return retransmitted_; }
+    bool asleep() const noexcept { return state_ == sleep_state::asleep; }
+    bool awake() const noexcept { return state_ == sleep_state::awake; }
+    bool lost() const noexcept { return lost_; }  // N_RETRY or the sleep timer ran out
+    std::size_t unacknowledged() const noexcept { return unacked_.size(); }
+    std::size_t buffered() const noexcept { return outbox_.size(); }
     const broker::session& session() const noexcept { return session_; }
     std::string_view client_id() const noexcept { return session_.client_id(); }
 
@@ -84,7 +117,8 @@ class mqttsn_client {
     void on_register(const protocol::mqttsn::register_& r);
     void on_subscribe(protocol::mqttsn::subscribe&& s, clock::time_point now);
     void on_unsubscribe(protocol::mqttsn::unsubscribe&& u, clock::time_point now);
-    void on_disconnect(clock::time_point now);
+    void on_disconnect(const protocol::mqttsn::disconnect& d, clock::time_point now);
+    void on_pingreq(clock::time_point now);
 
     // MQTT side.
     void feed(const protocol::packet& p, clock::time_point now);
@@ -98,6 +132,21 @@ class mqttsn_client {
 
     void send(const protocol::mqttsn::message& m);
     void drop() noexcept { ++dropped_; }
+
+    // Retransmission and sleep.
+    enum class sleep_state : std::uint8_t { active, asleep, awake };
+    enum class answer : std::uint8_t { none, regack, puback_pubrec, pubcomp };
+    // Sends m now (and arms its retry timer when it expects `a`), or holds it while asleep.
+    void emit(protocol::mqttsn::message&& m, answer a, std::uint16_t msg_id);
+    void track(protocol::mqttsn::message&& m, answer a, std::uint16_t msg_id);
+    bool settle(answer a, std::uint16_t msg_id);  // false: nothing was waiting for it
+    void retransmit_due(clock::time_point now);
+    void resend_all();  // after a wake: everything unacknowledged, at once
+    void wake(sleep_state to, clock::time_point now);
+    void go_asleep(clock::time_point now);
+    void sleep_again_if_done();
+    void keep_session_alive(clock::time_point now);
+    void lose(clock::time_point now);
 
     const mqttsn_settings& settings_;
     broker::session session_;
@@ -118,14 +167,40 @@ class mqttsn_client {
     std::unordered_map<std::string, std::uint16_t> topic_ids_;
     std::uint16_t next_topic_id_ = 1;
     // Deliveries held until the client acknowledges the REGISTER of their topic:
-    // gateway REGISTER MsgId -> the datagrams waiting.
-    std::map<std::uint16_t, std::vector<std::vector<std::uint8_t>>> awaiting_regack_;
+    // gateway REGISTER MsgId -> the PUBLISHes waiting.
+    std::map<std::uint16_t, std::vector<protocol::mqttsn::publish>> awaiting_regack_;
     std::uint16_t next_register_msg_id_ = 1;
     std::unordered_map<std::uint16_t, std::uint16_t> unacked_topics_;  // TopicId -> MsgId
     // Client QoS 1/2 publishes waiting for the session's PUBACK/PUBREC: MsgId -> TopicId,
     // and SUBSCRIBEs waiting for SUBACK: MsgId -> the TopicId to return.
     std::unordered_map<std::uint16_t, std::uint16_t> publish_topic_;
     std::unordered_map<std::uint16_t, std::uint16_t> subscribe_topic_;
+
+    // What the gateway sent and waits an answer for, in the order sent.
+    struct unacked {
+        answer expects;
+        std::uint16_t msg_id;
+        protocol::mqttsn::message m;
+        unsigned resent = 0;
+        clock::time_point due;
+    };
+    std::vector<unacked> unacked_;
+    // Deliveries (and REGISTERs) held while the client sleeps, in order.
+    struct held_message {
+        protocol::mqttsn::message m;
+        answer expects;
+        std::uint16_t msg_id;
+    };
+    std::deque<held_message> outbox_;
+    std::size_t held_qos0_ = 0;  // QoS 0 PUBLISHes in outbox_ and awaiting_regack_
+    sleep_state state_ = sleep_state::active;
+    std::chrono::seconds sleep_duration_{0};
+    clock::time_point sleep_deadline_ = clock::time_point::max();
+    clock::time_point now_{};
+    unsigned swallow_pingresp_ = 0;  // PINGREQs the gateway fed the session itself
+    bool lost_ = false;
+    std::size_t buffer_dropped_ = 0;
+    std::size_t retransmitted_ = 0;
 };
 
 }  // namespace mqtt::broker
