@@ -6,7 +6,9 @@
 #    free loopback port with its own TLS listeners), with -L mqtts:// too;
 #  - refused, each with its reason on stderr or in the broker log: a wrong CA, an expired
 #    certificate, a wrong host name, a plaintext client on a TLS port, no client certificate,
-#    a revoked one, one from another CA; --insecure accepts the wrong host name.
+#    a revoked one, one from another CA; --insecure accepts the wrong host name;
+#  - use_identity_as_username and use_subject_as_username: the certificate's name, not
+#    CONNECT's, is the user name the acl_file sees.
 #
 # usage: tls_test.sh tern-broker tern-pub tern-sub [tern-bench]
 # exit:  0 all passed, 1 a check failed, 77 openssl or the mosquitto tools missing (skipped)
@@ -204,6 +206,67 @@ timeout 10 "$pub_bin" --insecure --cafile "$c/ca.crt" -h 127.0.0.1 -p "$tls_port
     2>"$work/h4.out"
 expect "after a failed reload the listener keeps serving TLS" 0 $? "$work/h4.out" ""
 cp "$c/server.crt" "$work/live.crt"
+
+# ---- use_identity_as_username / use_subject_as_username: a second tern-broker without
+# anonymous clients or a password_file, so only the certificate's name lets a client in; its
+# acl_file gives that name (the commonName, or the RFC 2253 subject) a topic of its own.
+# The subject as openssl prints it in RFC 2253 form, as Mosquitto renders it too.
+subject=$(openssl x509 -in "$c/client.crt" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
+cat >"$work/cert-acl" <<ACL
+user tern-client
+topic readwrite byid/#
+user $subject
+topic readwrite bysubject/#
+ACL
+cat >"$work/cert.conf" <<CONF
+allow_anonymous false
+acl_file $work/cert-acl
+listener 0 127.0.0.3
+certfile $c/server.crt
+keyfile $c/server.key
+cafile $c/ca.crt
+require_certificate true
+use_identity_as_username true
+listener 0 127.0.0.4
+certfile $c/server.crt
+keyfile $c/server.key
+cafile $c/ca.crt
+require_certificate true
+use_subject_as_username true
+CONF
+"$broker_bin" -c "$work/cert.conf" -v 2>"$work/cert.log" &
+pids+=($!)
+wait_for "$work/cert.log" "listening on" || { fail "tern-broker (cert names) did not start"; cat "$work/cert.log"; }
+read -r id_port subject_port < <(head -n1 "$work/cert.log" |
+    grep -oE '127\.0\.0\.[34]:[0-9]+' | cut -d: -f2 | tr '\n' ' ')
+for mode in id subject; do
+    host=127.0.0.3 port=$id_port topic=byid/x other=bysubject/x
+    [[ $mode == subject ]] && host=127.0.0.4 port=$subject_port topic=bysubject/x other=byid/x
+    certargs=(--cafile "$c/ca.crt" --cert "$c/client.crt" --key "$c/client.key" -h $host)
+    out=$work/u-$mode.out
+    timeout 10 stdbuf -oL mosquitto_sub "${certargs[@]}" -p "$port" -t '#' -C 1 -W 8 -v -d \
+        >"$out" 2>&1 &
+    sub=$!
+    wait_for "$out" "received SUBACK" || fail "$mode: mosquitto_sub with a certificate: no SUBACK"
+    # CONNECT's own user name and password are ignored: the certificate's name connects,
+    # and its ACL refuses the other name's topic (PUBACK 0x87).
+    timeout 10 "$pub_bin" "${certargs[@]}" -p "$port" -u mallory -P wrong -t "$other" -m denied -q 1 \
+        2>"$work/u-$mode-1.out"
+    expect "$mode: CONNECT's user name is ignored, the certificate's name connects, $other refused" \
+        1 $? "$work/u-$mode-1.out" "the broker refused message 1: not_authorized"
+    timeout 10 "$pub_bin" "${certargs[@]}" -p "$port" -t "$topic" -m allowed -q 1 2>"$work/u-$mode-2.out"
+    wait "$sub"
+    expect "$mode: the ACL of the certificate's name lets it write $topic, not $other" 0 $? \
+        "$out" "^$topic allowed$"
+    grep -q "denied" "$out" && fail "$mode: a message to $other got through the ACL"
+done
+grep -q "denied publish to byid/x by acl" "$work/cert.log" &&
+    pass "use_subject_as_username: the commonName alone is not the user name" ||
+    fail "cert log: no 'denied publish to byid/x by acl'"
+timeout 10 "$pub_bin" --cafile "$c/ca.crt" --cert "$c/other-client.crt" --key "$c/other-client.key" \
+    -h 127.0.0.3 -p "$id_port" -t byid/x -m x 2>"$work/u-other.out"
+expect "a certificate from another CA is still refused at the handshake" 1 $? "$work/u-other.out" \
+    "refused the TLS connection"
 
 # ---- configuration errors name FILE:LINE; --print-config shows the TLS options
 printf 'allow_anonymous true\nlistener 0 127.0.0.1\ncertfile %s\nkeyfile %s/missing.key\n' \

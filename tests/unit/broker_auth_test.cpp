@@ -339,3 +339,39 @@ TEST_CASE("acl: a Will its client may not write is not published") {
     }
     CHECK(e.stats().dropped_acl == 1);
 }
+
+TEST_CASE("auth: use_identity_as_username takes the certificate's name, not CONNECT's") {
+    engine e;
+    e.set_security(policy(false, true, acl_rules));
+    auto now = test_epoch();
+    // The certificate says alice; CONNECT claims bob with a wrong password. No password
+    // check is asked for (the handshake verified the certificate), and the ACL sees alice.
+    test_client cert{e, protocol_version::v5, now};
+    cert.session().use_certificate_username("alice");
+    cert.send(connect_as(protocol_version::v5, "c1", "bob", "wrong"));
+    CHECK_FALSE(cert.session().take_auth_request().has_value());
+    auto in = cert.received();
+    REQUIRE(!in.empty());
+    CHECK(as<connack_packet>(in[0]).code == reason_code::success);
+    cert.publish("alice/x", "mine", qos::at_least_once, false, 3);
+    // alice may write alice/#: accepted (0x10, no subscriber matched), not refused (0x87).
+    CHECK(cert.received_bytes() == bytes{0x40, 0x03, 0x00, 0x03, 0x10});
+    cert.publish("clients/other/x", "no", qos::at_least_once, false, 4);
+    CHECK(cert.received_bytes() == bytes{0x40, 0x03, 0x00, 0x04, 0x87});
+    CHECK(e.stats().dropped_acl == 1);
+
+    // Without a CONNECT user name at all, allow_anonymous false: still alice, still in.
+    test_client anon{e, protocol_version::v3_1_1, now};
+    anon.session().use_certificate_username("alice");
+    anon.send(connect_as(protocol_version::v3_1_1, "c2", std::nullopt));
+    in = anon.received();
+    REQUIRE(!in.empty());
+    CHECK(as<connack_packet>(in[0]).code == reason_code::success);
+
+    // A certificate without the name: refused as not authorised (CONNACK 5 in 3.1.1).
+    test_client none{e, protocol_version::v3_1_1, now};
+    none.session().use_certificate_username(std::nullopt);
+    none.send(connect_as(protocol_version::v3_1_1, "c3", "alice", "secret"));
+    CHECK(none.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
+    CHECK(e.stats().auth_failures == 1);
+}

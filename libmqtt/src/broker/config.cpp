@@ -187,7 +187,13 @@ bool same_listener_address(const listener_config& a, const listener_config& b) {
 
 bool finish_security(parse_state& st) {
     auto& cfg = st.cfg;
-    if (!cfg.allow_anonymous && cfg.password_file.empty()) {
+    // A listener that takes user names from client certificates lets its clients in.
+    const bool names_from_certificates =
+        std::any_of(cfg.listeners.begin(), cfg.listeners.end(), [](const listener_config& l) {
+            return l.tls_enabled() &&
+                   l.tls.username_from != net::tls_server_settings::username_source::none;
+        });
+    if (!cfg.allow_anonymous && cfg.password_file.empty() && !names_from_certificates) {
         const auto where = st.allow_anonymous_origin ? st.allow_anonymous_origin->to_string()
                                                      : cfg.listeners.front().origin.to_string();
         cfg.warnings.push_back(where +

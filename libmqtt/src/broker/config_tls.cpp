@@ -159,13 +159,6 @@ bool check_listener_tls(parse_state& st, const listener_config& l) {
                        "use_identity_as_username and use_subject_as_username need "
                        "require_certificate true (without a certificate there is no name)");
     }
-    if (l.tls.username_from != net::tls_server_settings::username_source::none) {
-        const auto* at = line_of(l, "use_identity_as_username");
-        if (!at) at = line_of(l, "use_subject_as_username");
-        st.cfg.warnings.push_back(at->to_string() +
-                                  ": the user name from the client certificate is not used yet "
-                                  "(no authentication or ACL to give it to)");
-    }
     if (!l.tls.crlfile.empty() && !l.tls.require_certificate) {
         return fail_at(st, *line_of(l, "crlfile"),
                        "crlfile has no effect without require_certificate true");

@@ -280,6 +280,19 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
 // 0x87 Not authorized (5.0), the codes Mosquitto sends.
 void session::authenticate(protocol::connect_packet&& c, clock::time_point now) {
     const auto& sec = engine_.security();
+    if (certificate_username_) {
+        // As Mosquitto: the certificate's name replaces whatever CONNECT said, and the
+        // verified certificate stands in for the password (the handshake already checked it).
+        if (!certificate_name_) {
+            client_id_ = c.client_id;
+            refuse_auth("the client certificate has no name to use as user name");
+            return;
+        }
+        c.username = *certificate_name_;
+        c.password.reset();
+        complete_connect(std::move(c), now);
+        return;
+    }
     if (!c.username || !sec.passwords) {
         if (sec.allow_anonymous) {
             complete_connect(std::move(c), now);
@@ -321,6 +334,11 @@ void session::on_auth_result(bool ok, clock::time_point now) {
     client_id_ = pending_connect_->client_id;
     refuse_at_ = now + engine_.config().auth_failure_delay;
     if (refuse_at_ <= now) on_timer(now);
+}
+
+void session::use_certificate_username(std::optional<std::string> name) {
+    certificate_username_ = true;
+    certificate_name_ = std::move(name);
 }
 
 void session::refuse_auth(std::string_view why) {

@@ -41,6 +41,9 @@ class connection final : public std::enable_shared_from_this<connection>,
     static asio::awaitable<void> serve(std::shared_ptr<connection> self);
 
     const broker::session& session() const noexcept { return session_; }
+    void use_certificate_username(std::optional<std::string> name) {
+        session_.use_certificate_username(std::move(name));
+    }
 
   private:
     void wake() override;     // session_observer: output appended, or closing

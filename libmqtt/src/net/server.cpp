@@ -79,6 +79,9 @@ struct server::impl {
         tls_context_ptr tls;  // nullptr: plain TCP
         bool websockets = false;
         std::string websockets_path;
+        // use_identity_as_username / use_subject_as_username of the TLS listener.
+        tls_server_settings::username_source username_from =
+            tls_server_settings::username_source::none;
     };
     std::map<std::size_t, group_state> groups;
     std::optional<asio::signal_set> signals;
@@ -104,8 +107,9 @@ struct server::impl {
     asio::awaitable<void> expiry_loop();
     asio::awaitable<void> sys_loop();
     void start_connection(tcp::socket socket, std::size_t group);
-    asio::awaitable<void> handshake_and_serve(std::unique_ptr<transport> t, std::string peer,
-                                              std::string local);
+    asio::awaitable<void> handshake_and_serve(
+        std::unique_ptr<transport> t, std::string peer, std::string local,
+        tls_server_settings::username_source username_from);
     std::string load_tls();            // a context per TLS group; the first error
     std::set<transport*> handshaking;  // closed by stop_now()
     void wait_reload();
@@ -264,14 +268,18 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         auto t = make_ws_server_transport(
             std::move(socket), g.tls,
             ws_server_settings{g.websockets_path, opts.limits.max_packet_size});
-        asio::co_spawn(io, handshake_and_serve(std::move(t), std::move(peer), to_string(local)),
+        asio::co_spawn(io,
+                       handshake_and_serve(std::move(t), std::move(peer), to_string(local),
+                                           g.username_from),
                        std::move(done));
         return;
     }
     if (g.tls) {
         const auto local = socket.local_endpoint(ec);
         auto t = make_tls_server_transport(std::move(socket), g.tls);
-        asio::co_spawn(io, handshake_and_serve(std::move(t), std::move(peer), to_string(local)),
+        asio::co_spawn(io,
+                       handshake_and_serve(std::move(t), std::move(peer), to_string(local),
+                                           g.username_from),
                        std::move(done));
         return;
     }
@@ -283,8 +291,9 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
 // The TLS and/or WebSocket handshake within its deadline, then the MQTT connection; a failed
 // handshake is logged with its reason (wrong CA, expired certificate, a plaintext client, an
 // HTTP request that is no WebSocket upgrade, ...).
-asio::awaitable<void> server::impl::handshake_and_serve(std::unique_ptr<transport> t,
-                                                        std::string peer, std::string local) {
+asio::awaitable<void> server::impl::handshake_and_serve(
+    std::unique_ptr<transport> t, std::string peer, std::string local,
+    tls_server_settings::username_source username_from) {
     std::string why;
     handshaking.insert(t.get());
     const auto ec = co_await t->handshake(opts.tls_handshake_timeout, why);
@@ -299,8 +308,13 @@ asio::awaitable<void> server::impl::handshake_and_serve(std::unique_ptr<transpor
         t->close();
         co_return;
     }
+    using source = tls_server_settings::username_source;
+    std::optional<std::string> cert_name;
+    if (username_from == source::identity) cert_name = t->peer_common_name();
+    if (username_from == source::subject) cert_name = t->peer_subject();
     auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer), auth,
                                                   store ? &*store : nullptr);
+    if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
     co_await detail::connection::serve(std::move(c));
 }
 
@@ -312,6 +326,7 @@ std::string server::impl::load_tls() {
         std::string error;
         g.tls = make_server_context(*l.tls, error);
         if (!g.tls) return error;
+        g.username_from = l.tls->username_from;
     }
     return {};
 }
@@ -488,7 +503,10 @@ void server::set_max_connections(std::size_t group, std::optional<std::size_t> m
 std::string server::set_tls(std::size_t group, const tls_server_settings& s) {
     std::string error;
     auto ctx = make_server_context(s, error);
-    if (ctx) impl_->groups[group].tls = std::move(ctx);
+    if (ctx) {
+        impl_->groups[group].tls = std::move(ctx);
+        impl_->groups[group].username_from = s.username_from;
+    }
     return error;
 }
 

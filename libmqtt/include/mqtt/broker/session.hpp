@@ -98,6 +98,10 @@ class session {
     // Server-initiated close: DISCONNECT with rc to a 5.0 client, then close.
     void close_by_server(protocol::reason_code rc);
     void close_by_server(protocol::reason_code rc, clock::time_point now);
+    // A TLS listener with use_identity_as_username / use_subject_as_username: the user name
+    // is the one from the client's certificate (nullopt: the certificate has none), not the
+    // CONNECT's, and the password_file is not consulted. Called before any input.
+    void use_certificate_username(std::optional<std::string> name);
 
     // ---- inspection (tests, logs)
     session_state state() const noexcept { return state_; }
@@ -190,6 +194,8 @@ class session {
     // While authenticating: the CONNECT waiting for its answer, the request not yet taken
     // by the driver, and when a refusal goes out (max: no answer yet).
     std::optional<protocol::connect_packet> pending_connect_;
+    bool certificate_username_ = false;                 // use_certificate_username was called
+    std::optional<std::string> certificate_name_;       // ... with this name
     std::optional<auth_request> auth_request_;
     clock::time_point refuse_at_ = clock::time_point::max();
     // Back-pressure links, kept symmetric (a few entries: publishers x congested
