@@ -29,12 +29,23 @@ held() {
         [ -n "$port" ] && break
         sleep 0.1
     done
+    echo "$port" >"$work/port"
     "$bench" conn -h 127.0.0.1 -p "$port" --clients $want --connect-rate 20000 --hold 1 \
-        --json >"$work/bench.json" 2>/dev/null
+        --json >"$work/bench.json" 2>"$work/bench.err"
     kill "$pid"
     wait "$pid" 2>/dev/null
     /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["succeeded"])' \
         "$work/bench.json" 2>/dev/null || echo "none"
+}
+
+# explain: what the bench and the broker said, after a failed check (on stderr).
+explain() {
+    {
+        echo "    port read from the log: '$(cat "$work/port")'"
+        /usr/bin/python3 -c 'import json,sys; print("    bench errors:", json.load(open(sys.argv[1]))["errors"])' \
+            "$work/bench.json" 2>/dev/null || sed 's/^/    bench: /' "$work/bench.err"
+        tail -n 5 "$work/broker.log" | sed 's/^/    broker: /'
+    } >&2
 }
 
 got=$(held "")
@@ -42,6 +53,7 @@ if [ "$got" = 10000 ]; then
     echo "PASS: no max_connections of its own: 10000 of $want held (the default bound)"
 else
     echo "FAIL: no max_connections of its own: $got of $want held, expected 10000"
+    explain
     status=1
 fi
 got=$(held "max_connections $want
@@ -50,6 +62,7 @@ if [ "$got" = $want ]; then
     echo "PASS: max_connections $want: all $want held (above the default bound)"
 else
     echo "FAIL: max_connections $want: $got of $want held"
+    explain
     status=1
 fi
 exit $status
