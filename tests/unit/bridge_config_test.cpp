@@ -115,12 +115,12 @@ TEST_CASE("bridge config: errors name the file and line") {
           "b.conf:4: duplicate connection name 'x'");
     CHECK(error_of("connection x\naddress a\ntopic #\nlistener 1883\n") ==
           "b.conf:4: unknown bridge option 'listener'");
-    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_cafile ca.pem\n") ==
-          "b.conf:4: 'bridge_cafile' is not supported by tern-bridge yet");
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_alpn mqtt\n") ==
+          "b.conf:4: 'bridge_alpn' is not supported by tern-bridge");
     CHECK(error_of("connection x\naddress a\ntopic #\ncleansession yes\n") ==
           "b.conf:4: expected true or false, not 'yes'");
-    CHECK(error_of("connection x\naddress a\ntopic #\nkeepalive_interval 4\n").starts_with(
-        "b.conf:4: keepalive_interval"));
+    CHECK(error_of("connection x\naddress a\ntopic #\nkeepalive_interval 4\n")
+              .starts_with("b.conf:4: keepalive_interval"));
     CHECK(error_of("connection x\naddress a\ntopic #\nbridge_protocol_version mqttv6\n")
               .starts_with("b.conf:4: bridge_protocol_version"));
     CHECK(error_of("connection x\naddress a\ntopic #\nrestart_timeout 10 5\n")
@@ -128,6 +128,48 @@ TEST_CASE("bridge config: errors name the file and line") {
     CHECK(error_of("connection x\naddress a\ntopic #\nremote_password p\n") ==
           "b.conf:1: bridge 'x': remote_password needs remote_username");
     CHECK(error_of("# nothing\n") == "b.conf: no bridge defined (a 'connection' line starts one)");
+}
+
+TEST_CASE("bridge config: the bridge_* TLS options") {
+    auto r = parse(
+        "connection t\naddress a:8883 b\ntopic #\nbridge_cafile /c/ca.crt\n"
+        "bridge_certfile /c/client.crt\nbridge_keyfile /c/client.key\nbridge_insecure true\n"
+        "bridge_tls_version tlsv1.3\n"
+        "connection plain\naddress c\ntopic #\n"
+        "connection dir\naddress d\ntopic #\nbridge_capath /c/dir\n");
+    REQUIRE_FALSE(r.error);
+    REQUIRE(r.bridges.size() == 3);
+    const auto& t = r.bridges[0];
+    // bridge_cafile turns TLS on for every address of the bridge, written before or after.
+    CHECK(t.remote.addresses == std::vector<address>{{"a", 8883, true}, {"b", 1883, true}});
+    CHECK(t.remote.tls.cafile == "/c/ca.crt");
+    CHECK(t.remote.tls.certfile == "/c/client.crt");
+    CHECK(t.remote.tls.keyfile == "/c/client.key");
+    CHECK(t.remote.tls.insecure);
+    CHECK(t.remote.tls.min_version == mqtt::net::tls_version::tls1_3);
+    CHECK(t.local.addresses == std::vector<address>{local_default});  // the local side: as given
+    CHECK(r.bridges[1].remote.addresses == std::vector<address>{{"c", 1883, false}});
+    CHECK(r.bridges[1].remote.tls == mqtt::net::tls_client_settings{});
+    CHECK(r.bridges[2].remote.addresses == std::vector<address>{{"d", 1883, true}});
+    CHECK(r.bridges[2].remote.tls.capath == "/c/dir");
+
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_psk 00ff\n") ==
+          "b.conf:4: 'bridge_psk': TLS-PSK is not supported by tern-bridge; use certificates "
+          "(bridge_cafile, bridge_certfile, bridge_keyfile)");
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_identity me\n")
+              .starts_with("b.conf:4: 'bridge_identity': TLS-PSK is not supported"));
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_insecure true\n") ==
+          "b.conf:4: bridge 'x': bridge_insecure needs bridge_cafile or bridge_capath (which "
+          "turn TLS on)");
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_cafile ca\nbridge_certfile c\n") ==
+          "b.conf:1: bridge 'x': bridge_certfile and bridge_keyfile go together");
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_cafile ca\nbridge_insecure 1\n") ==
+          "b.conf:5: expected true or false, not '1'");
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_cafile ca\nbridge_tls_version "
+                   "tlsv1.1\n")
+              .starts_with("b.conf:5: bridge_tls_version: tlsv1.2 or tlsv1.3"));
+    CHECK(error_of("connection x\naddress a\ntopic #\nbridge_cafile\n") ==
+          "b.conf:4: 'bridge_cafile' takes one value");
 }
 
 TEST_CASE("bridge config: addresses") {
@@ -173,9 +215,9 @@ TEST_CASE("CONNECT with the bridge flag: protocol level 0x84 / 0x83, not in 5.0"
     mqtt::protocol::connect_packet c;
     c.client_id = "b";
     c.bridge = true;
-    for (auto [v, level] : {std::pair{protocol_version::v3_1_1, 0x84},
-                            std::pair{protocol_version::v3_1, 0x83},
-                            std::pair{protocol_version::v5, 0x05}}) {
+    for (auto [v, level] :
+         {std::pair{protocol_version::v3_1_1, 0x84}, std::pair{protocol_version::v3_1, 0x83},
+          std::pair{protocol_version::v5, 0x05}}) {
         c.version = v;
         auto bytes = mqtt::protocol::encode(c, v);
         REQUIRE(bytes);

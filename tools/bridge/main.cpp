@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "mqtt/bridge/config.hpp"
 #include "mqtt/bridge/runner.hpp"
 #include "mqtt/cli/options.hpp"
+#include "mqtt/client/cli_config.hpp"
 
 namespace {
 
@@ -57,12 +59,17 @@ void add_bridge_options(CLI::App& app, bridge_options& o) {
             ->type_name("FILE")
             ->check(CLI::ExistingFile.description(""));
     app.add_option("--local", o.local_url,
-                   "Local broker as mqtt://[USER[:PASSWORD]@]HOST[:PORT] "
-                   "(default: mqtt://localhost:1883)")
+                   "Local broker as mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT], or "
+                   "ws(s)://[USER[:PASSWORD]@]HOST[:PORT][/PATH] for MQTT over WebSocket; "
+                   "mqtts:// and wss:// are TLS with the TLS options below (with --config they "
+                   "turn it on) (default: mqtt://localhost:1883)")
         ->type_name("URL");
     app.add_option("--remote", o.remote_urls,
-                   "Remote broker as mqtt://[USER[:PASSWORD]@]HOST[:PORT]; repeat for fail-over "
-                   "addresses (credentials from the first); required without --config")
+                   "Remote broker as mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT] or "
+                   "ws(s)://[USER[:PASSWORD]@]HOST[:PORT][/PATH]; mqtts://, wss://, or any of "
+                   "--cafile, --capath, --cert, turns TLS on (port 8883, 443 for wss://, by "
+                   "default); repeat for fail-over addresses (credentials from the first); "
+                   "required without --config")
         ->type_name("URL")
         ->excludes(config);
     app.add_option("-t,--topic", o.topics,
@@ -139,8 +146,12 @@ std::string hostname() {
     return buf;
 }
 
-bridge::address url_address(const mqtt::cli::url_parts& u) {
-    return {u.host, u.port != 0 ? u.port : std::uint16_t{1883}};
+// `tls`: TLS even for mqtt:// or ws:// (the TLS flags turn it on, as in tern-pub).
+bridge::address url_address(const mqtt::cli::url_parts& u, bool tls) {
+    const bool on = u.tls || tls;
+    const auto port = u.websocket ? (on ? 443 : 80) : (on ? 8883 : 1883);
+    return {u.host, u.port != 0 ? u.port : std::uint16_t(port), on, u.websocket,
+            u.websocket ? u.path : std::string{}};
 }
 
 std::chrono::milliseconds seconds_ms(double s) {
@@ -168,17 +179,14 @@ bridge::bridge_config from_flags(const bridge_options& o, const mqtt::cli::url_p
     b.name = o.name;
     for (const auto& url : o.remote_urls) {
         auto u = mqtt::cli::require_url("--remote", url);
-        if (u.websocket)
-            throw CLI::ValidationError("--remote",
-                                       "ws:// and wss:// are not available yet: " + url);
-        if (u.tls) throw CLI::ValidationError("--remote", "mqtts:// is not available yet: " + url);
-        b.remote.addresses.push_back(url_address(u));
+        b.remote.addresses.push_back(url_address(u, o.tls.requested()));
         if (&url == &o.remote_urls.front()) {
             if (!u.username.empty()) b.remote.username = u.username;
             if (!u.password.empty()) b.remote.password = u.password;
         }
     }
-    b.local.addresses.push_back(url_address(local));
+    b.local.addresses.push_back(url_address(local, false));
+    b.remote.tls = b.local.tls = mqtt::client::to_tls_settings(o.tls);
     if (!local.username.empty()) b.local.username = local.username;
     if (!local.password.empty()) b.local.password = local.password;
     if (!o.remote_username.empty()) b.remote.username = o.remote_username;
@@ -215,28 +223,38 @@ int main(int argc, char** argv) {
     add_bridge_options(app, opts);
     return mqtt::cli::run(app, argc, argv, [&] {
         const auto local = mqtt::cli::require_url("--local", opts.local_url);
-        if (local.websocket)
-            throw CLI::ValidationError("--local", "ws:// and wss:// are not available yet");
-        if (local.tls) throw CLI::ValidationError("--local", "mqtts:// is not available yet");
-        if (opts.tls.requested() || opts.tls.insecure)
-            return mqtt::cli::not_implemented("tern-bridge", "TLS");
         std::vector<bridge::bridge_config> bridges;
         if (!opts.config_file.empty()) {
             std::ifstream in(opts.config_file, std::ios::binary);
             std::stringstream text;
             text << in.rdbuf();
             if (!in) throw CLI::ValidationError("--config", "cannot read " + opts.config_file);
-            auto r =
-                bridge::parse_config(text.str(), opts.config_file, hostname(), url_address(local));
+            // With a file the TLS flags are the local broker's (the remote ones are in it).
+            auto r = bridge::parse_config(text.str(), opts.config_file, hostname(),
+                                          url_address(local, opts.tls.requested()));
             if (r.error) {
                 std::cerr << "tern-bridge: " << r.error->to_string() << '\n';
                 return mqtt::cli::exit_status::usage;
             }
             bridges = std::move(r.bridges);
+            for (auto& b : bridges) b.local.tls = mqtt::client::to_tls_settings(opts.tls);
         } else {
             if (opts.remote_urls.empty()) throw CLI::RequiredError("--remote (or --config)");
             if (opts.topics.empty()) throw CLI::RequiredError("--topic (or --config)");
             bridges.push_back(from_flags(opts, local));
+        }
+        for (const auto& b : bridges) {
+            const bool tls = std::any_of(b.local.addresses.begin(), b.local.addresses.end(),
+                                         [](const auto& a) { return a.tls; }) ||
+                             std::any_of(b.remote.addresses.begin(), b.remote.addresses.end(),
+                                         [](const auto& a) { return a.tls; });
+            if (opts.tls.insecure && !tls && opts.config_file.empty())
+                throw CLI::ValidationError("--insecure",
+                                           "needs TLS (an mqtts:// URL, --cafile or --capath)");
+            if (auto error = bridge::check_tls(b); !error.empty()) {
+                std::cerr << "tern-bridge: bridge '" << b.name << "', " << error << '\n';
+                return mqtt::cli::exit_status::usage;
+            }
         }
         bridge::run_options ro;
         ro.json = opts.format == mqtt::cli::output_format::json;

@@ -45,6 +45,10 @@ struct parser {
     std::size_t line_no = 0;
     std::size_t block_line = 0;
     bool local_address_set = false;
+    // The first TLS option of the block other than bridge_cafile/bridge_capath, for the
+    // error when neither of those is given.
+    std::string tls_option;
+    std::size_t tls_option_line = 0;
 
     bool fail(std::string message, std::size_t line = std::size_t(-1)) {
         if (!out.error)
@@ -59,19 +63,83 @@ struct parser {
         if (b.remote.addresses.empty())
             return fail("bridge '" + b.name + "' has no address", block_line);
         if (b.topics.empty()) return fail("bridge '" + b.name + "' has no topic", block_line);
-        if (b.remote.client_id.empty())
-            b.remote.client_id = std::string(hostname) + "." + b.name;
+        if (b.remote.client_id.empty()) b.remote.client_id = std::string(hostname) + "." + b.name;
         if (b.local.client_id.empty()) b.local.client_id = "local." + b.remote.client_id;
         if (b.local.addresses.empty()) b.local.addresses.push_back(local_default);
         if (b.remote.password && !b.remote.username)
             return fail("bridge '" + b.name + "': remote_password needs remote_username",
                         block_line);
+        return finish_tls(b);
+    }
+
+    // As in Mosquitto, bridge_cafile or bridge_capath turns TLS on for every address.
+    bool finish_tls(bridge_config& b) {
+        const auto& t = b.remote.tls;
+        const bool on = !t.cafile.empty() || !t.capath.empty();
+        if (!on && tls_option_line != 0)
+            return fail("bridge '" + b.name + "': " + tls_option +
+                            " needs bridge_cafile or bridge_capath (which turn TLS on)",
+                        tls_option_line);
+        if (t.certfile.empty() != t.keyfile.empty())
+            return fail("bridge '" + b.name + "': bridge_certfile and bridge_keyfile go together",
+                        block_line);
+        for (auto& a : b.remote.addresses) a.tls = on;
         return true;
     }
 
     bool one_value(const std::vector<std::string>& w) {
         if (w.size() == 2) return true;
         return fail("'" + w[0] + "' takes one value");
+    }
+
+    // bridge_cafile, bridge_capath, bridge_certfile, bridge_keyfile, bridge_insecure,
+    // bridge_tls_version; the PSK and other bridge_* options are refused by name.
+    bool tls(const std::vector<std::string>& w, bridge_config& b) {
+        const auto& key = w[0];
+        auto& t = b.remote.tls;
+        if (key == "bridge_identity" || key == "bridge_psk")
+            return fail("'" + key +
+                        "': TLS-PSK is not supported by tern-bridge; use certificates "
+                        "(bridge_cafile, bridge_certfile, bridge_keyfile)");
+        using field = std::string net::tls_client_settings::*;
+        static const std::map<std::string, field, std::less<>> files{
+            {"bridge_cafile", &net::tls_client_settings::cafile},
+            {"bridge_capath", &net::tls_client_settings::capath},
+            {"bridge_certfile", &net::tls_client_settings::certfile},
+            {"bridge_keyfile", &net::tls_client_settings::keyfile}};
+        const auto note = [&] {
+            if (tls_option_line == 0 && key != "bridge_cafile" && key != "bridge_capath") {
+                tls_option = key;
+                tls_option_line = line_no;
+            }
+        };
+        if (auto it = files.find(key); it != files.end()) {
+            if (!one_value(w)) return false;
+            t.*(it->second) = w[1];
+            note();
+            return true;
+        }
+        if (key == "bridge_insecure") {
+            if (!one_value(w)) return false;
+            auto x = parse_bool(w[1]);
+            if (!x) return fail("expected true or false, not '" + w[1] + "'");
+            t.insecure = *x;
+            note();
+            return true;
+        }
+        if (key == "bridge_tls_version") {
+            if (!one_value(w)) return false;
+            auto v = net::parse_tls_version(w[1]);
+            if (!v)
+                return fail(
+                    "bridge_tls_version: tlsv1.2 or tlsv1.3 (the lowest version "
+                    "accepted; older ones are not supported), not '" +
+                    w[1] + "'");
+            t.min_version = *v;
+            note();
+            return true;
+        }
+        return fail("'" + key + "' is not supported by tern-bridge");
     }
 
     bool option(const std::vector<std::string>& w) {
@@ -82,6 +150,8 @@ struct parser {
                 if (b.name == w[1]) return fail("duplicate connection name '" + w[1] + "'");
             bridge_config b;
             b.name = w[1];
+            tls_option.clear();
+            tls_option_line = 0;
             out.bridges.push_back(std::move(b));
             block_line = line_no;
             return true;
@@ -96,7 +166,8 @@ struct parser {
                 while (!rest.empty()) {
                     const auto comma = rest.find(',');
                     const auto part = rest.substr(0, comma);
-                    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+                    rest = comma == std::string_view::npos ? std::string_view{}
+                                                           : rest.substr(comma + 1);
                     if (part.empty()) continue;
                     auto a = parse_address(part);
                     if (!a) return fail("invalid address '" + std::string(part) + "'");
@@ -155,29 +226,32 @@ struct parser {
             {"try_private", flag(b.try_private)},
             {"notifications", flag(b.notifications)},
             {"notifications_local_only", flag(b.notifications_local_only)},
-            {"notification_topic",
-             setter([&b, this](const std::string& v) {
+            {"notification_topic", setter([&b, this](const std::string& v) {
                  if (!protocol::is_valid_topic_name(v))
                      return fail("invalid notification_topic '" + v + "'");
                  b.notification_topic = v;
                  return true;
              })},
-            {"keepalive_interval",
-             setter([&b, this](const std::string& v) {
+            {"keepalive_interval", setter([&b, this](const std::string& v) {
                  auto k = parse_number<unsigned>(v, 5, 65535);
                  if (!k) return fail("keepalive_interval: 5 to 65535 seconds, not '" + v + "'");
                  b.keepalive = static_cast<std::uint16_t>(*k);
                  return true;
              })},
-            {"bridge_protocol_version",
-             setter([&b, this](const std::string& v) {
-                 if (v == "mqttv31") b.version = protocol::protocol_version::v3_1;
-                 else if (v == "mqttv311") b.version = protocol::protocol_version::v3_1_1;
-                 else if (v == "mqttv50" || v == "mqttv5") b.version = protocol::protocol_version::v5;
-                 else return fail("bridge_protocol_version: mqttv31, mqttv311 or mqttv50, not '" + v + "'");
+            {"bridge_protocol_version", setter([&b, this](const std::string& v) {
+                 if (v == "mqttv31")
+                     b.version = protocol::protocol_version::v3_1;
+                 else if (v == "mqttv311")
+                     b.version = protocol::protocol_version::v3_1_1;
+                 else if (v == "mqttv50" || v == "mqttv5")
+                     b.version = protocol::protocol_version::v5;
+                 else
+                     return fail("bridge_protocol_version: mqttv31, mqttv311 or mqttv50, not '" +
+                                 v + "'");
                  return true;
              })},
         };
+        if (key.starts_with("bridge_") && key != "bridge_protocol_version") return tls(w, b);
         if (key == "restart_timeout") {
             // One value: a fixed wait; two: base and cap of the jittered back-off.
             if (w.size() != 2 && w.size() != 3) return fail("'restart_timeout' takes BASE [CAP]");
@@ -191,8 +265,6 @@ struct parser {
         }
         auto it = simple.find(key);
         if (it == simple.end()) {
-            if (key.starts_with("bridge_"))
-                return fail("'" + key + "' is not supported by tern-bridge yet");
             return fail("unknown bridge option '" + key + "'");
         }
         if (!one_value(w)) return false;
@@ -245,7 +317,7 @@ std::optional<address> parse_address(std::string_view hp, std::uint16_t default_
 
 config_result parse_config(std::string_view text, std::string_view file, std::string_view hostname,
                            const address& local) {
-    parser p{file, hostname, local, {}, 0, 0, false};
+    parser p{file, hostname, local, {}, 0, 0, false, {}, 0};
     while (!text.empty() && !p.out.error) {
         const auto nl = text.find('\n');
         auto line = text.substr(0, nl);

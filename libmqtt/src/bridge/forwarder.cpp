@@ -15,9 +15,9 @@ namespace {
 std::string utc_now() {
     const auto now = std::chrono::system_clock::now();
     const auto t = std::chrono::system_clock::to_time_t(now);
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
-                        .count() %
-                    1'000'000;
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+        1'000'000;
     std::tm tm{};
     gmtime_r(&t, &tm);
     char buf[64] = {};
@@ -159,17 +159,20 @@ void bridge_runtime::on_closed(endpoint& e, const client::closed_event& c) {
     // A broker that does not know the bridge flag refuses the protocol level (or just
     // closes): the next attempt goes without it. Only before the first CONNACK, so that
     // nothing queued in the session is lost by starting a new one.
-    if (!was_connected && e.use_private && !e.ever_connected && !stopping) {
+    if (!was_connected && e.use_private && !e.ever_connected && !stopping &&
+        e.refused_tls.empty()) {
         e.use_private = false;
         e.renew_session = true;  // the connect loop makes it once this connection is over
         auto f = base_fields(e);
-        f.push_back(output::str("reason", "protocol level with the bridge bit refused: " +
-                                              describe(c)));
+        f.push_back(
+            output::str("reason", "protocol level with the bridge bit refused: " + describe(c)));
         out.event("bridge_flag_refused", f, 1);
         return;
     }
     auto f = base_fields(e);
-    f.push_back(output::str("reason", was_connected ? describe(c) : "refused: " + describe(c)));
+    f.push_back(output::str("reason", was_connected            ? describe(c)
+                                      : !e.refused_tls.empty() ? e.refused_tls
+                                                               : "refused: " + describe(c)));
     if (was_connected)
         out.event("disconnected", f, stopping ? 1 : 0);
     else
@@ -240,7 +243,8 @@ void bridge_runtime::on_message(endpoint& from, client::message_event& m) {
 void bridge_runtime::send(endpoint& to, pending_message m) {
     auto& from = other(to);
     const auto q = m.message.qos_level;
-    if (!protocol::is_v5(cfg.version)) to.echoes.sent(m.message.topic, m.message.payload, clock::now());
+    if (!protocol::is_v5(cfg.version))
+        to.echoes.sent(m.message.topic, m.message.payload, clock::now());
     auto id = to.s->publish(std::move(m.message), clock::now());
     if (!id) {
         ++n_.dropped_refused;

@@ -4,6 +4,7 @@
 // io_context thread: nothing is locked; coroutines wake each other by cancelling timers.
 // Forwarding decisions are in forwarder.cpp.
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -71,6 +72,7 @@ void endpoint::make_session() {
 void endpoint::close_socket() {
     boost::system::error_code ec;
     socket.close(ec);
+    if (transport) transport->close();
     open = false;
     timer.cancel();
     wake_writer.cancel();
@@ -96,9 +98,13 @@ asio::awaitable<void> endpoint::read_loop() {
             continue;
         }
         const auto room = framer.prepare(read_chunk);
-        auto [ec, n] =
-            co_await socket.async_read_some(asio::buffer(room.data(), room.size()), nothrow);
+        auto [ec, n] = co_await transport->read_some(asio::buffer(room.data(), room.size()));
         if (ec) {
+            // TLS 1.3: a broker that refuses our certificate says so after the handshake.
+            if (const auto tls_error = net::describe_tls_error(ec);
+                !tls_error.empty() && s->state() == client::session_state::connecting) {
+                refused_tls = "the broker refused the TLS connection: " + tls_error;
+            }
             if (!s->closed())
                 s->on_transport_closed(ec == asio::error::eof ? std::error_code{}
                                                               : std::error_code(ec));
@@ -125,7 +131,7 @@ asio::awaitable<void> endpoint::write_loop() {
     for (;;) {
         if (s->has_output() && open) {
             s->take_output(writing);
-            auto [ec, n] = co_await asio::async_write(socket, asio::buffer(writing), nothrow);
+            auto [ec, n] = co_await transport->write(asio::buffer(writing));
             (void)n;
             if (ec) {
                 if (!s->closed()) s->on_transport_closed(std::error_code(ec));
@@ -154,7 +160,7 @@ asio::awaitable<void> endpoint::timer_loop() {
 }
 
 asio::awaitable<boost::system::error_code> endpoint::tcp_connect(const address& a,
-                                                                  tcp::socket& socket) {
+                                                                 tcp::socket& socket) {
     auto& io = owner.io;
     tcp::resolver resolver(io);
     auto [ec, results] = co_await resolver.async_resolve(a.host, std::to_string(a.port), nothrow);
@@ -179,6 +185,7 @@ asio::awaitable<boost::system::error_code> endpoint::tcp_connect(const address& 
 // Serves one TCP connection until the session closes and the three loops have ended.
 asio::awaitable<void> endpoint::serve() {
     open = true;
+    refused_tls.clear();
     framer = protocol::framer{};
     if (s->state() == client::session_state::idle)
         s->start(clock::now());
@@ -200,6 +207,7 @@ asio::awaitable<void> endpoint::serve() {
         (void)ec;
     }
     if (open) close_socket();
+    transport.reset();
     ++generation;
     probe_timer.cancel();
 }
@@ -225,16 +233,63 @@ asio::awaitable<void> endpoint::return_to_main(unsigned gen) {
     }
 }
 
+asio::awaitable<bool> endpoint::open_transport(const address& a, std::string& why) {
+    transport.reset();
+    const auto started = clock::now();
+    auto ec = co_await tcp_connect(a, socket);
+    if (ec) {
+        why = ec.message();
+        co_return false;
+    }
+    if (!a.tls && !a.websocket) {
+        transport = net::make_tcp_transport(std::move(socket));
+        co_return true;
+    }
+    const auto& settings = side().tls;
+    if (a.tls && !tls) {
+        std::string error;
+        tls = net::make_client_context(settings, error);
+        if (!tls) {
+            why = "TLS: " + error;
+            socket.close(ec);
+            co_return false;
+        }
+    }
+    const auto& name = settings.server_name.empty() ? a.host : settings.server_name;
+    if (a.websocket) {
+        net::ws_client_settings ws;
+        ws.host = name;
+        ws.port = a.port;
+        ws.path = a.path;
+        ws.insecure = a.tls && settings.insecure;
+        transport =
+            net::make_ws_client_transport(std::move(socket), a.tls ? tls : nullptr, std::move(ws));
+    } else {
+        transport = net::make_tls_client_transport(std::move(socket), tls, name, settings.insecure);
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        owner.opts.connect_timeout - (clock::now() - started));
+    ec = co_await transport->handshake(std::max(left, std::chrono::milliseconds{1}), why);
+    if (ec) {
+        if (!a.websocket) why = "TLS handshake failed: " + why;  // WebSocket's say which
+        transport->close();
+        transport.reset();
+        co_return false;
+    }
+    co_return true;
+}
+
 asio::awaitable<void> endpoint::run() {
     const auto& addrs = side().addresses;
     while (!owner.stopping) {
         const auto& a = addrs[index % addrs.size()];
         peer = a.host + ":" + std::to_string(a.port);
-        auto ec = co_await tcp_connect(a, socket);
+        std::string why;
+        const bool ok = co_await open_transport(a, why);
         if (owner.stopping) break;
         bool was_connected = false;
-        if (ec) {
-            owner.on_connect_failed(*this, ec.message());
+        if (!ok) {
+            owner.on_connect_failed(*this, why);
         } else {
             co_await serve();
             was_connected = ever_connected_this_time;
@@ -307,6 +362,18 @@ void bridge_runtime::stop() {
 namespace mqtt::bridge {
 
 using detail::clock;
+
+std::string check_tls(const bridge_config& b) {
+    for (const auto* side : {&b.local, &b.remote}) {
+        const bool uses_tls = std::any_of(side->addresses.begin(), side->addresses.end(),
+                                          [](const address& a) { return a.tls; });
+        if (!uses_tls) continue;
+        std::string error;
+        if (!net::make_client_context(side->tls, error))
+            return std::string(side == &b.local ? "local" : "remote") + ": " + error;
+    }
+    return {};
+}
 
 int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
         std::ostream& log) {

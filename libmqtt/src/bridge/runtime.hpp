@@ -24,6 +24,9 @@
 #include "mqtt/client/backoff.hpp"
 #include "mqtt/client/session.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "net/transport/tls.hpp"
+#include "net/transport/transport.hpp"
+#include "net/transport/ws.hpp"
 
 namespace mqtt::bridge::detail {
 
@@ -42,12 +45,14 @@ class output {
 
     struct field {
         std::string_view name;
-        std::string text;     // used when !is_number
+        std::string text;  // used when !is_number
         std::uint64_t number = 0;
         bool is_number = false;
         bool is_bool = false;
     };
-    static field str(std::string_view n, std::string v) { return {n, std::move(v), 0, false, false}; }
+    static field str(std::string_view n, std::string v) {
+        return {n, std::move(v), 0, false, false};
+    }
     static field num(std::string_view n, std::uint64_t v) { return {n, {}, v, true, false}; }
     static field boolean(std::string_view n, bool v) { return {n, {}, v ? 1u : 0u, false, true}; }
 
@@ -73,9 +78,11 @@ struct endpoint {
     bridge_runtime& owner;
     bool remote;  // which side of the bridge
     std::optional<client::session> s;
-    tcp::socket socket;
-    asio::steady_timer wake_writer;  // never expires: cancelled when there is output
-    asio::steady_timer timer;        // the session's deadline
+    tcp::socket socket;                         // while connecting; then moved into `transport`
+    std::unique_ptr<net::transport> transport;  // TCP or TLS, while connected
+    net::tls_context_ptr tls;                   // built at the first TLS connect, kept
+    asio::steady_timer wake_writer;             // never expires: cancelled when there is output
+    asio::steady_timer timer;                   // the session's deadline
     asio::steady_timer wake_reader;  // never expires: cancelled to resume a paused reader
     asio::steady_timer loops_done;   // never expires: cancelled when the three loops ended
     asio::steady_timer pause;        // the back-off between attempts
@@ -85,16 +92,17 @@ struct endpoint {
     std::vector<std::uint8_t> writing;
     clock::time_point armed = clock::time_point::max();
     client::backoff retry;
-    std::size_t index = 0;  // into side().addresses
-    std::string peer;       // "host:port" of the current or last attempt
+    std::size_t index = 0;    // into side().addresses
+    std::string peer;         // "host:port" of the current or last attempt
+    std::string refused_tls;  // set when the broker refused our TLS connection after the handshake
     int loops = 0;
     unsigned failures_in_row = 0;  // connection attempts since the last CONNACK
     bool open = false;
     bool connected = false;
     bool ever_connected = false;
     bool ever_connected_this_time = false;
-    bool use_private = false;  // set by the runtime from try_private
-    bool paused = false;       // not reading: the other side has too much waiting
+    bool use_private = false;    // set by the runtime from try_private
+    bool paused = false;         // not reading: the other side has too much waiting
     bool renew_session = false;  // a new session (without the bridge flag) before the next try
 
     // Messages published to this side: our packet id -> the source's ack token.
@@ -112,6 +120,8 @@ struct endpoint {
     asio::awaitable<void> run();
     asio::awaitable<void> serve();
     asio::awaitable<boost::system::error_code> tcp_connect(const address& a, tcp::socket& socket);
+    // TCP, then the TLS handshake for a TLS address; on failure `why` says what went wrong.
+    asio::awaitable<bool> open_transport(const address& a, std::string& why);
     asio::awaitable<void> return_to_main(unsigned gen);
     asio::awaitable<void> read_loop();
     asio::awaitable<void> write_loop();

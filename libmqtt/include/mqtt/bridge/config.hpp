@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mqtt/bridge/topic_map.hpp"
+#include "mqtt/net/tls.hpp"
 #include "mqtt/protocol/types.hpp"
 
 namespace mqtt::bridge {
@@ -19,6 +20,9 @@ namespace mqtt::bridge {
 struct address {
     std::string host;
     std::uint16_t port = 1883;
+    bool tls = false;  // TLS with the side's tls settings (mqtts://, wss://, bridge_cafile, ...)
+    bool websocket = false;  // MQTT over WebSocket (ws://, wss://) with the request `path`
+    std::string path = {};
     bool operator==(const address&) const = default;
 };
 
@@ -28,6 +32,10 @@ struct side_config {
     std::string client_id;
     std::optional<std::string> username;
     std::optional<std::string> password;
+    // For the addresses with `tls` set; the certificate must name the host connected to
+    // unless tls.insecure.
+    net::tls_client_settings tls;
+    bool operator==(const side_config&) const = default;
 };
 
 struct bridge_config {

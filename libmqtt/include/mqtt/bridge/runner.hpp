@@ -24,6 +24,11 @@ struct run_options {
     std::chrono::milliseconds connect_timeout{10'000};
 };
 
+// Loads the TLS files of every side of `b` that uses TLS, as a connection would: empty when
+// they are fine, else what is wrong ("remote: cafile /x: cannot read: No such file or
+// directory"), so a front end can refuse a bad configuration at once.
+std::string check_tls(const bridge_config& b);
+
 // Exit status: 0 after a signal.
 int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
         std::ostream& log);

@@ -52,6 +52,7 @@ struct tls_client_settings {
     tls_version min_version = tls_version::tls1_2;
     // The name sent as SNI and checked against the certificate; empty: the host connected to.
     std::string server_name;
+    bool operator==(const tls_client_settings&) const = default;
 };
 
 }  // namespace mqtt::net
