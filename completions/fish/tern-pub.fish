@@ -41,3 +41,5 @@ complete -c tern-pub -s l -l stdin-line -d 'Send each line of standard input as 
 complete -c tern-pub -s s -l stdin-file -d 'Send all of standard input as one message'
 complete -c tern-pub -s n -l null-message -d 'Send a zero-length message'
 complete -c tern-pub -l json-in -d 'Read one message per line of standard input as a JSON object'
+complete -c tern-pub -l sn-predefined -x -d 'A topic id the gateway has predefined, as ID'
+complete -c tern-pub -l qos-minus-one -d 'QoS -1'

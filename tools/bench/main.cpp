@@ -247,6 +247,7 @@ void prepare(const CLI::App& app, bench_options& o) {
         throw CLI::ValidationError("FILE", "only merge takes files: " + o.files.front());
     mqtt::cli::finalize(o.client);
     const auto& c = o.client.connection;
+    if (c.mqttsn) throw CLI::ValidationError("--url", "tern-bench has no MQTT-SN transport yet");
     r.host = c.host;
     r.port = mqtt::cli::effective_port(c);
     if (c.tls) {

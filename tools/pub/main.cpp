@@ -9,6 +9,7 @@
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
 #include "mqtt/client/connection.hpp"
+#include "mqtt/client/mqttsn_cli.hpp"
 #include "mqtt/client/pub.hpp"
 #include "mqtt/protocol/topic.hpp"
 #include "mqtt/protocol/utf8.hpp"
@@ -33,12 +34,15 @@ struct pub_options {
     mqtt::cli::will_options will;
     std::vector<std::vector<std::string>> property_args;  // -D
     mqtt::format::property_set props;
+    mqtt::client::mqttsn_flags sn;
 };
 
 constexpr const char* examples =
     "  tern-pub -t sensors/temp -m 21.5\n"
     "  tern-pub -h broker.example -p 1884 -q 1 -r -t status -m online\n"
     "  tern-pub -L mqtt://alice:secret@localhost/sensors/temp -m 21.5\n"
+    "  tern-pub -L mqttsn://gateway:1885/sensors/temp -q 1 -m 21.5\n"
+    "  tern-pub -L mqttsn://gateway:1885/s/t --sn-predefined 7:s/t --qos-minus-one -m 1\n"
     "  tail -f app.log | tern-pub -t logs/app -l\n"
     "  tail -f app.log | tern-pub -t logs/app -l -q 1 --reconnect\n"
     "  tern-pub -t a/b -l -q 1 --json < lines | jq -c 'select(.reason_code >= 128)'\n"
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
     mqtt::cli::add_property_option(app, opts.property_args, "connect, publish, disconnect or will");
     mqtt::cli::add_will_options(app, opts.will);
     add_publish_options(app, opts);
+    mqtt::client::add_mqttsn_options(app, opts.sn, true);
     return mqtt::cli::run(app, argc, argv, [&] {
         mqtt::cli::finalize(opts.client);
         if (opts.topic.empty()) opts.topic = opts.client.connection.url_topic;
@@ -176,6 +181,15 @@ int main(int argc, char** argv) {
         if (!opts.topic.empty() && (mqtt::protocol::validate_utf8(opts.topic) ||
                                     !mqtt::protocol::is_valid_topic_name(opts.topic)))
             throw CLI::ValidationError("--topic", "not a valid topic name: " + opts.topic);
+        if (opts.client.connection.mqttsn) {
+            for (const char* flag : {"--json-in", "--reconnect", "--property", "--will-topic"})
+                if (app.count(flag) > 0)
+                    throw CLI::ValidationError(flag, "not available over MQTT-SN");
+            const auto sn = mqtt::client::to_mqttsn_request(opts.sn, opts.client, {opts.topic});
+            return static_cast<mqtt::cli::exit_status>(
+                mqtt::client::run_mqttsn_pub(to_request(opts), sn, std::cout, std::cerr));
+        }
+        mqtt::client::require_mqttsn_url(opts.sn);
         // A reconnecting client needs a name to resume its session under.
         auto& conn = opts.client.connection;
         if (opts.reconnect && conn.client_id.empty() && conn.id_prefix.empty())

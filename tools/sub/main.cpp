@@ -10,6 +10,7 @@
 #include "mqtt/cli/options.hpp"
 #include "mqtt/client/cli_config.hpp"
 #include "mqtt/client/connection.hpp"
+#include "mqtt/client/mqttsn_cli.hpp"
 #include "mqtt/client/sub.hpp"
 #include "mqtt/format/format_string.hpp"
 #include "mqtt/protocol/topic.hpp"
@@ -42,6 +43,7 @@ struct sub_options {
     std::vector<std::vector<std::string>> property_args;  // -D
     mqtt::format::property_set props;
     std::string format;  // -F
+    mqtt::client::mqttsn_flags sn;
 };
 
 constexpr const char* examples =
@@ -52,7 +54,8 @@ constexpr const char* examples =
     "  tern-sub -W 10 -C 1 -t status/ready\n"
     "  tern-sub --retained-only --remove-retained -t 'old/#' -W 5\n"
     "  tern-sub -c -i logger -x 3600 -q 1 --reconnect --json -t 'logs/#'\n"
-    "  tern-sub --json --payload-format json --pretty -t 'sensors/#'\n";
+    "  tern-sub --json --payload-format json --pretty -t 'sensors/#'\n"
+    "  tern-sub -L 'mqttsn://gateway:1885/sensors/#' -q 1 --json\n";
 
 void add_subscribe_options(CLI::App& app, sub_options& o) {
     app.add_option("-t,--topic", o.topics,
@@ -202,6 +205,7 @@ int main(int argc, char** argv) {
                                    "connect, subscribe, unsubscribe, disconnect or will");
     mqtt::cli::add_will_options(app, opts.will);
     add_subscribe_options(app, opts);
+    mqtt::client::add_mqttsn_options(app, opts.sn, false);
     return mqtt::cli::run(app, argc, argv, [&] {
         mqtt::cli::finalize(opts.client);
         if (!opts.client.connection.url_topic.empty())
@@ -213,6 +217,26 @@ int main(int argc, char** argv) {
                 if (mqtt::protocol::validate_utf8(f) || !mqtt::protocol::is_valid_topic_filter(f))
                     throw CLI::ValidationError("--topic", "not a valid topic filter: " + f);
         std::ios::sync_with_stdio(false);
+        if (opts.client.connection.mqttsn) {
+            for (const char* flag :
+                 {"--unsubscribe", "--retained-only", "--remove-retained", "--reconnect",
+                  "--property", "--will-topic", "--no-local", "--retain-as-published",
+                  "--retain-handling", "--subscription-id"})
+                if (app.count(flag) > 0)
+                    throw CLI::ValidationError(flag, "not available over MQTT-SN");
+            if (opts.topics.empty()) throw CLI::RequiredError("--topic (or a topic in --url)");
+            if ((opts.pretty || opts.payload_format != "text") &&
+                opts.client.format != mqtt::cli::output_format::json)
+                throw CLI::ValidationError("--pretty", "--pretty and --payload-format need --json");
+            if (!opts.format.empty()) {
+                if (auto why = mqtt::format::check_format_string(opts.format); !why.empty())
+                    throw CLI::ValidationError("--format-string", why);
+            }
+            const auto sn = mqtt::client::to_mqttsn_request(opts.sn, opts.client, opts.topics);
+            return static_cast<mqtt::cli::exit_status>(
+                mqtt::client::run_mqttsn_sub(to_request(opts), sn, std::cout, std::cerr));
+        }
+        mqtt::client::require_mqttsn_url(opts.sn);
         // A reconnecting client needs a name to resume its session under.
         auto& conn = opts.client.connection;
         if (opts.reconnect && conn.client_id.empty() && conn.id_prefix.empty())

@@ -145,7 +145,13 @@ std::optional<url_parts> parse_url(std::string_view url) {
                    {"ws://", false, true},
                    {"wss://", true, true}};
     bool known = false;
+    if (constexpr std::string_view sn = "mqttsn://"; url.starts_with(sn)) {
+        url.remove_prefix(sn.size());
+        out.mqttsn = true;
+        known = true;
+    }
     for (const auto& s : schemes) {
+        if (known) break;
         if (!url.starts_with(s.prefix)) continue;
         url.remove_prefix(s.prefix.size());
         out.tls = s.tls;
@@ -180,6 +186,10 @@ url_parts require_url(std::string_view option, std::string_view url) {
     if (!parts)
         throw CLI::ValidationError(std::string(option),
                                    "not an mqtt(s):// or ws(s):// URL: " + std::string(url));
+    if (parts->mqttsn)
+        throw CLI::ValidationError(std::string(option),
+                                   "mqttsn:// works with tern-pub and tern-sub only: " +
+                                       std::string(url));
     return *parts;
 }
 
@@ -208,12 +218,14 @@ void add_connection_options(CLI::App& app, connection_options& opts) {
     app.add_option("-L,--url", opts.url,
                    "Broker and topic as one URL: mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC; "
                    "or MQTT over WebSocket: ws(s)://[USER[:PASSWORD]@]HOST[:PORT][/PATH] (PATH: "
-                   "the HTTP request path, default /; port 80, or 443 for wss); mqtts:// and "
-                   "wss:// turn TLS on; not with -h or -p")
+                   "the HTTP request path, default /; port 80, or 443 for wss); or MQTT-SN over "
+                   "UDP: mqttsn://HOST[:PORT]/TOPIC (port 1883); mqtts:// and wss:// turn TLS "
+                   "on; not with -h or -p")
         ->type_name("URL")
         ->check(CLI::Validator(
             [](std::string& s) {
-                return parse_url(s) ? std::string{} : "not an mqtt(s):// or ws(s):// URL";
+                return parse_url(s) ? std::string{}
+                                    : "not an mqtt(s)://, ws(s):// or mqttsn:// URL";
             },
             ""))
         ->excludes("--host")
@@ -370,7 +382,11 @@ void add_client_options(CLI::App& app, client_options& opts, std::string_view ve
 void finalize(connection_options& conn, const tls_options& tls) {
     using protocol::protocol_version;
     if (!conn.url.empty()) {
-        auto parts = require_url("--url", conn.url);
+        auto parsed = parse_url(conn.url);
+        if (!parsed)
+            throw CLI::ValidationError("--url",
+                                       "not an mqtt(s)://, ws(s):// or mqttsn:// URL: " + conn.url);
+        const auto& parts = *parsed;
         conn.host = parts.host;
         if (parts.port != 0) conn.port = parts.port;
         if (!parts.username.empty()) {
@@ -381,6 +397,7 @@ void finalize(connection_options& conn, const tls_options& tls) {
         conn.url_topic = parts.topic;
         conn.websocket = parts.websocket;
         if (parts.websocket) conn.websocket_path = parts.path;
+        conn.mqttsn = parts.mqttsn;
     }
     if (tls.requested()) conn.tls = true;
     const bool v5 = conn.version == protocol_version::v5;

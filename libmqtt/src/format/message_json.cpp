@@ -225,7 +225,7 @@ void append_publish_result_json(std::string& out, const publish_result& r) {
     field(json_field::topic);
     append_json_string(out, r.topic);
     field(json_field::qos);
-    out += std::to_string(static_cast<int>(r.qos));
+    out += r.qos_minus_one ? "-1" : std::to_string(static_cast<int>(r.qos));
     field(json_field::retain);
     out += r.retain ? "true" : "false";
     if (r.mid != 0) {

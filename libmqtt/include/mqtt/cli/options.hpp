@@ -49,6 +49,7 @@ struct connection_options {
     std::string url_topic;             // the topic part of an mqtt(s) -L, empty otherwise
     bool websocket = false;            // set by a ws:// or wss:// URL
     std::string websocket_path = "/";  // the request path of a ws(s):// URL
+    bool mqttsn = false;               // set by an mqttsn:// URL (MQTT-SN over UDP)
 };
 
 struct tls_options {
@@ -81,10 +82,12 @@ struct will_options {
 
 // The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS), or of
 // ws://[username[:password]@]host[:port][/path] (wss:// for TLS): MQTT over WebSocket, where
-// the path is the HTTP request path ("/" when none is given) and there is no topic.
+// the path is the HTTP request path ("/" when none is given) and there is no topic; or of
+// mqttsn://host[:port][/topic], MQTT-SN 1.2 over UDP (tern-pub and tern-sub only).
 struct url_parts {
     bool tls = false;
     bool websocket = false;
+    bool mqttsn = false;
     std::string path;  // ws(s) only
     std::string host;
     std::uint16_t port = 0;  // 0 when the URL names none
@@ -95,7 +98,8 @@ struct url_parts {
 
 // Splits an MQTT URL; std::nullopt for another scheme, an empty host or a bad port.
 std::optional<url_parts> parse_url(std::string_view url);
-// parse_url() for the value of `option`; throws CLI::ValidationError when it fails.
+// parse_url() for the value of `option`; throws CLI::ValidationError when it fails or for an
+// mqttsn:// URL (for the tools without MQTT-SN).
 url_parts require_url(std::string_view option, std::string_view url);
 
 // Sets up the help flag (--help only: -h is the host), --version printing

@@ -66,6 +66,7 @@ struct publish_result {
     std::uint16_t mid = 0;  // 0: none (QoS 0)
     std::size_t bytes = 0;
     protocol::reason_code code = protocol::reason_code::success;
+    bool qos_minus_one = false;  // MQTT-SN QoS -1 (no connection): "qos":-1
 };
 
 // {"seq":1,"topic":"a/b","qos":1,"retain":false,"mid":1,"bytes":5,"reason_code":0,

@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""tern-pub and tern-sub over MQTT-SN (-L mqttsn://...) against tern-broker's gateway, with
+mosquitto_sub and mosquitto_pub as the MQTT peers on the same broker.
+
+tern-pub publishes at QoS 0, 1 and 2 (a REGISTER for the topic name) and at QoS -1 to a
+predefined topic id without connecting; mosquitto_sub receives all four, tern-pub --json
+reports each. tern-sub subscribes to a wildcard filter at QoS 2 and prints, as JSON, what
+mosquitto_pub sends at QoS 0, 1 and 2 (the gateway REGISTERs the topics); a second tern-sub
+receives by a predefined topic id. tern-pub towards a port without a gateway fails at once;
+flags MQTT-SN cannot carry are usage errors. Every wait is bounded.
+
+usage: mqttsn_tools_test.py path/to/tern-broker path/to/tern-pub path/to/tern-sub
+exit:  0 passed, 1 failed, 77 mosquitto clients missing (skipped)
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+import harness  # noqa: E402
+
+TIMEOUT = 15.0
+
+
+def start_broker(binary, work):
+    conf = os.path.join(work, "tern.conf")
+    with open(conf, "w") as f:
+        f.write("allow_anonymous true\n"
+                "listener 0 127.0.0.1\n"
+                "protocol mqttsn\n"
+                "listener 0 127.0.0.1\n"
+                "mqttsn_predefined_topic 3 sn/pre\n")
+    log_path = os.path.join(work, "broker.log")
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([binary, "-c", conf, "-v"], stdout=subprocess.DEVNULL, stderr=log)
+    end = time.monotonic() + TIMEOUT
+    while time.monotonic() < end:
+        log.seek(0)
+        line = log.readline()
+        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", line)
+        if tcp and udp:
+            return harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path), int(udp.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    with open(log_path) as f:
+        print(f.read())
+    raise RuntimeError("tern-broker did not report its ports")
+
+
+def wait_file(path, pattern, timeout=TIMEOUT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.05)
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, **kw)
+
+
+def main():
+    broker_bin, pub_bin, sub_bin = sys.argv[1], sys.argv[2], sys.argv[3]
+    for tool in ("mosquitto_sub", "mosquitto_pub"):
+        if shutil.which(tool) is None:
+            print("SKIP: %s not installed" % tool)
+            return 77
+    check = harness.Checks()
+    work = tempfile.mkdtemp(prefix="tern-mqttsn-tools-")
+    broker, sn_port = start_broker(broker_bin, work)
+    url = "mqttsn://127.0.0.1:%d" % sn_port
+    procs = []
+    try:
+        # ---- tern-pub over MQTT-SN, mosquitto_sub on MQTT
+        mos_out = os.path.join(work, "mosquitto_sub.out")
+        procs.append(subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#", "-v",
+             "-q", "2", "-C", "4", "-W", "30", "-i", "mos-sub"],
+            stdout=open(mos_out, "w"), stderr=subprocess.STDOUT))
+        wait_file(broker.log_path, r"mos-sub.*sn/#")
+        for q in ("0", "1", "2"):
+            r = run([pub_bin, "-L", url + "/sn/t", "-q", q, "-m", "q" + q, "--json", "-i", "p" + q])
+            check(r.returncode == 0, "tern-pub QoS %s exit 0: %s" % (q, r.stderr.strip()))
+            lines = r.stdout.splitlines()
+            got = json.loads(lines[0]) if len(lines) == 1 else {}
+            check(got.get("topic") == "sn/t" and got.get("qos") == int(q) and
+                  got.get("bytes") == 2 and got.get("reason_code") == 0 and
+                  ("mid" in got) == (q != "0"), "tern-pub QoS %s --json: %r" % (q, r.stdout))
+        r = run([pub_bin, "-L", url + "/sn/pre", "--sn-predefined", "3:sn/pre", "--qos-minus-one",
+                 "-m", "m1", "--json"])
+        check(r.returncode == 0, "tern-pub QoS -1 exit 0: %s" % r.stderr.strip())
+        got = json.loads(r.stdout) if r.stdout.strip() else {}
+        check(got.get("qos") == -1 and got.get("topic") == "sn/pre", "QoS -1 --json: %r" % r.stdout)
+        text = wait_file(mos_out, r"sn/pre m1")
+        check(text.splitlines() == ["sn/t q0", "sn/t q1", "sn/t q2", "sn/pre m1"],
+              "mosquitto_sub received QoS 0, 1, 2 and -1 from tern-pub: %r" % text)
+
+        # ---- tern-sub over MQTT-SN, mosquitto_pub on MQTT
+        sub_out = os.path.join(work, "tern_sub.out")
+        sub_err = os.path.join(work, "tern_sub.err")
+        sub = subprocess.Popen([sub_bin, "-L", url + "/back/#", "-q", "2", "--json", "-C", "3",
+                                "-W", "30", "-i", "snsub", "-d"],
+                               stdout=open(sub_out, "w"), stderr=open(sub_err, "w"))
+        procs.append(sub)
+        check("subscribed" in wait_file(sub_err, r"subscribed"), "tern-sub: SUBACK")
+        for topic, msg, q in (("back/a", "p0", "0"), ("back/b", "p1", "1"), ("back/a", "p2", "2")):
+            run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic, "-m", msg,
+                 "-q", q])
+        try:
+            status = sub.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            status = None
+        check(status == 0, "tern-sub exit 0 after -C 3: %r" % status)
+        with open(sub_out) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        check([(m.get("topic"), m.get("payload"), m.get("qos")) for m in lines] ==
+              [("back/a", "p0", 0), ("back/b", "p1", 1), ("back/a", "p2", 2)],
+              "tern-sub --json over MQTT-SN: %r" % lines)
+
+        # A predefined topic: the gateway delivers by id 3, tern-sub names it.
+        pre_out = os.path.join(work, "pre.out")
+        pre_err = os.path.join(work, "pre.err")
+        pre = subprocess.Popen([sub_bin, "-L", url + "/sn/pre", "--sn-predefined", "3:sn/pre",
+                                "-v", "-C", "1", "-W", "30", "-d"],
+                               stdout=open(pre_out, "w"), stderr=open(pre_err, "w"))
+        procs.append(pre)
+        wait_file(pre_err, r"subscribed")
+        run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/pre", "-m", "x"])
+        try:
+            status = pre.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            status = None
+        with open(pre_out) as f:
+            text = f.read()
+        check(status == 0 and text == "sn/pre x\n", "tern-sub by predefined id: %r %r" % (status, text))
+
+        # ---- failures
+        free = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        free.bind(("127.0.0.1", 0))
+        dead = free.getsockname()[1]
+        free.close()
+        start = time.monotonic()
+        r = run([pub_bin, "-L", "mqttsn://127.0.0.1:%d/a/b" % dead, "-q", "1", "-m", "x"])
+        took = time.monotonic() - start
+        check(r.returncode == 1 and "no MQTT-SN gateway" in r.stderr and took < 5,
+              "no gateway: exit 1 at once (%.1f s): %s" % (took, r.stderr.strip()))
+        for args, flag in ((["--qos-minus-one", "-m", "x"], "--qos-minus-one"),
+                           (["--reconnect", "-l"], "--reconnect"),
+                           (["--sn-predefined", "x", "-m", "x"], "--sn-predefined")):
+            r = run([pub_bin, "-L", url + "/long/topic"] + args, input="")
+            check(r.returncode == 2 and flag in r.stderr, "usage error %s: %d %s" %
+                  (flag, r.returncode, r.stderr.strip()))
+        r = run([pub_bin, "-t", "a/b", "--qos-minus-one", "-m", "x"])
+        check(r.returncode == 2 and "mqttsn://" in r.stderr, "--qos-minus-one needs mqttsn://")
+        check(broker.running(), "broker still running")
+        for p in procs:
+            try:
+                p.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        broker.stop()
+        if check.failures:
+            print(broker.log())
+        shutil.rmtree(work, ignore_errors=True)
+    return check.exit_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
