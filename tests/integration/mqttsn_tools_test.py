@@ -158,6 +158,17 @@ def main():
         took = time.monotonic() - start
         check(r.returncode == 1 and "no MQTT-SN gateway" in r.stderr and took < 5,
               "no gateway: exit 1 at once (%.1f s): %s" % (took, r.stderr.strip()))
+        # A UDP port that takes datagrams and never answers: -W ends tern-sub (27) while it
+        # still waits for CONNACK.
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        start = time.monotonic()
+        r = run([sub_bin, "-L", "mqttsn://127.0.0.1:%d/a/b" % silent.getsockname()[1], "-W", "1"])
+        took = time.monotonic() - start
+        check(r.returncode == 27 and took < 5, "silent gateway, -W 1: status %d after %.1f s" %
+              (r.returncode, took))
+        check(len(silent.recvfrom(64)[0]) > 0, "the CONNECT reached the silent port")
+        silent.close()
         for args, flag in ((["--qos-minus-one", "-m", "x"], "--qos-minus-one"),
                            (["--reconnect", "-l"], "--reconnect"),
                            (["--sn-predefined", "x", "-m", "x"], "--sn-predefined")):

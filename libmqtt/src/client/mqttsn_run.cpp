@@ -292,6 +292,7 @@ int run_mqttsn_pub(const pub_request& req, const mqttsn_request& sn, std::ostrea
     link.s.start(sclock::now());
     link.on_signal = [&] {
         if (error.empty()) error = "interrupted by a signal";
+        if (!disconnecting && !link.s.connected()) return link.stop();  // no CONNACK yet
         if (!disconnecting) link.s.disconnect();
         disconnecting = true;
     };
@@ -352,6 +353,7 @@ int run_mqttsn_sub(const sub_request& req, const mqttsn_request& sn, std::ostrea
     std::size_t acked = 0;
     bool disconnecting = false;
     const auto leave = [&] {
+        if (!disconnecting && !link.s.connected()) return link.stop();  // no CONNACK yet
         if (!disconnecting) link.s.disconnect();
         disconnecting = true;
     };
