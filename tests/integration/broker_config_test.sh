@@ -263,6 +263,44 @@ EOF
     stop_broker
 fi
 
+# ---- per_listener_settings: each listener its own acl_file, reloaded on SIGHUP
+printf 'topic write a/#\n' >"$work/pl.acl"
+cat >"$work/pl.conf" <<EOF
+per_listener_settings true
+listener 0 127.0.0.1
+allow_anonymous true
+acl_file $work/pl.acl
+listener 0 ::1
+allow_anonymous true
+EOF
+# denied CLIENT_ID TOPIC: the broker logged that it refused CLIENT_ID's publish to TOPIC.
+denied() { wait_for "$work/pl.log" "client $1 denied publish to $2 by acl" 20; }
+if start_broker "$work/pl.log" -c "$work/pl.conf" -v; then
+    timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t b/x -m y -q 1 -i pl-v4
+    timeout 10 mosquitto_pub -h ::1 -p "$port6" -t b/x -m y -q 1 -i pl-v6
+    timeout 10 mosquitto_pub -h ::1 -p "$port6" -t end -m y -q 1 -i pl-end
+    wait_for "$work/pl.log" "client pl-end connected" 50
+    if denied pl-v4 b/x && ! grep -q "client pl-v6 denied" "$work/pl.log"; then
+        pass "per_listener_settings: the acl_file of 127.0.0.1's listener applies to its clients only"
+    else
+        fail "per_listener_settings acl_file"; sed 's/^/    /' "$work/pl.log"
+    fi
+    printf 'topic write b/#\n' >"$work/pl.acl"
+    kill -HUP "$broker_pid"
+    if wait_for "$work/pl.log" "reloaded .*applied .*allow_anonymous, password_file and acl_file of each listener" 50; then
+        timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t b/x -m y -q 1 -i pl-v4b
+        timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t a/x -m y -q 1 -i pl-v4a
+        if denied pl-v4a a/x && ! grep -q "client pl-v4b denied" "$work/pl.log"; then
+            pass "per_listener_settings: SIGHUP reloads that listener's acl_file"
+        else
+            fail "per_listener_settings reload"; sed 's/^/    /' "$work/pl.log"
+        fi
+    else
+        fail "per_listener_settings: no reload line"; sed 's/^/    /' "$work/pl.log"
+    fi
+    stop_broker
+fi
+
 # ---- connection_messages false, log_dest stdout, log_timestamp
 cat >"$work/quiet.conf" <<'EOF'
 allow_anonymous true

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The same password_file and acl_file in Mosquitto and in tern-broker: a table of users,
-client ids and topics gets the same answers from both.
+client ids and topics gets the same answers from both; then both run with
+per_listener_settings true (three listeners with different allow_anonymous, password_file and
+acl_file) and a second table of CONNACK and PUBACK codes per listener must agree too.
 
 For each row a client (MQTT 5.0, its user name and password, its client id) subscribes to the
 row's topic (SUBACK code), publishes to it at QoS 1 (PUBACK code: 0x00 allowed, 0x87 denied)
@@ -304,6 +306,91 @@ def run_table(port):
     return answers
 
 
+# per_listener_settings true: listener 0 lets anonymous clients in under a small ACL of its
+# own, listener 1 has the password_file and the big ACL, listener 2 has neither (so nobody
+# gets in). (listener, user or None, client id, topic)
+OPEN_ACL = """\
+topic readwrite anon/#
+user alice
+topic read alice/#
+"""
+LISTENER_ROWS = [
+    (0, None, "la1", "anon/x"),
+    (0, None, "la2", "alice/x"),
+    (0, "alice", "la3", "alice/x"),
+    (0, "alice", "la4", "anon/x"),
+    (1, None, "lb1", "anon/x"),
+    (1, "alice", "lb2", "alice/x"),
+    (1, "alice", "lb3", "anon/x"),
+    (1, "bob", "lb4", "bob/x"),
+    (2, None, "lc1", "anon/x"),
+    (2, "alice", "lc2", "alice/x"),
+]
+
+
+def listener_conf(ports, pw, acl, open_acl, mosquitto):
+    head = "user root\n" if mosquitto else ""
+    return (f"{head}per_listener_settings true\n"
+            f"listener {ports[0]} 127.0.0.1\nallow_anonymous true\nacl_file {open_acl}\n"
+            f"listener {ports[1]} 127.0.0.1\npassword_file {pw}\nacl_file {acl}\n"
+            f"listener {ports[2]} 127.0.0.1\n")
+
+
+def run_listener_table(ports):
+    """{row: (CONNACK, PUBACK or None)} of one broker with per_listener_settings true."""
+    answers = {}
+    for k, (li, user, cid, topic) in enumerate(LISTENER_ROWS):
+        c = Client(ports[li], cid, user, USERS[user] if user else None)
+        puback = c.publish(1, topic, f"l-{k}") if c.connack == 0 else None
+        c.close()
+        answers[k] = (c.connack, puback)
+    return answers
+
+
+def compare_per_listener(tern, mosquitto, work, pw, acl):
+    open_acl = os.path.join(work, "open.acl")
+    with open(open_acl, "w") as f:
+        f.write(OPEN_ACL)
+    results, procs = [], []
+    try:
+        for name, binary in (("mosquitto", mosquitto), ("tern", tern)):
+            ports = [free_port() for _ in range(3)]
+            conf = os.path.join(work, f"{name}-pl.conf")
+            with open(conf, "w") as f:
+                f.write(listener_conf(ports, pw, acl, open_acl, name == "mosquitto"))
+            log = open(os.path.join(work, f"{name}-pl.log"), "w")
+            procs.append(subprocess.Popen([binary, "-c", conf], stdout=log,
+                                          stderr=subprocess.STDOUT))
+            if not all(wait_port(p, procs[-1]) for p in ports):
+                print(f"FAIL: {name} with per_listener_settings did not start:")
+                print(open(os.path.join(work, f"{name}-pl.log")).read())
+                return 1
+            results.append(run_listener_table(ports))
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    theirs, ours = results
+    diffs = 0
+    print(f"\nper_listener_settings true\n{'listener':8} {'user':8} {'client id':10} "
+          f"{'topic':10} {'CONNACK':>10} {'PUBACK':>12}")
+    for k, (li, user, cid, topic) in enumerate(LISTENER_ROWS):
+        m, t = theirs[k], ours[k]
+        diffs += m != t
+        print(f"{li:<8} {user or '-':8} {cid:10} {topic:10} {f'{m[0]}/{t[0]}':>10} "
+              f"{f'{m[1]}/{t[1]}':>12}" + ("" if m == t else "   <-- differs"))
+    connacks = {theirs[k][0] for k in theirs}
+    pubacks = {theirs[k][1] for k in theirs} - {None}
+    if len(connacks) < 2 or 0x87 not in pubacks or not pubacks - {0x87}:
+        print(f"FAIL: the per-listener table does not exercise both answers: {connacks} {pubacks}")
+        return 1
+    print(f"{len(LISTENER_ROWS) - diffs} per-listener rows agree, {diffs} differ")
+    return 0 if diffs == 0 else 1
+
+
 def main():
     tern = sys.argv[1] if len(sys.argv) > 1 else "build/bin/tern-broker"
     mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -365,7 +452,8 @@ def main():
             print(f"FAIL: the table does not exercise both answers: {pubs} {reads} {wills}")
             return 1
         print(f"{len(ROWS) + len(WILLS) - diffs} rows agree, {diffs} differ")
-        return 0 if diffs == 0 else 1
+        per_listener = compare_per_listener(tern, mosquitto, work, pw, acl)
+        return 0 if diffs == 0 and per_listener == 0 else 1
     finally:
         for p in procs:
             p.terminate()

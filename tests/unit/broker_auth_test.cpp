@@ -375,3 +375,36 @@ TEST_CASE("auth: use_identity_as_username takes the certificate's name, not CONN
     CHECK(none.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
     CHECK(e.stats().auth_failures == 1);
 }
+
+TEST_CASE("auth: per-listener policies (security slots) apply to their own clients") {
+    engine e;
+    e.set_security(policy(true, false));                // slot 0: anonymous, no ACL
+    e.set_security(policy(false, true, acl_rules), 2);  // slot 2: passwords and the ACL
+    auto now = test_epoch();
+    // Slot 2 refuses anonymous clients and asks for a password...
+    test_client anon{e, protocol_version::v3_1_1, now};
+    anon.session().set_security_slot(2);
+    anon.send(connect_as(protocol_version::v3_1_1, "a", std::nullopt));
+    CHECK(anon.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
+    test_client bob{e, protocol_version::v5, now};
+    bob.session().set_security_slot(2);
+    login(bob, "b", "bob", "hunter2", now);
+    bob.publish("alice/x", "no", qos::at_least_once, false, 1);
+    CHECK(bob.received_bytes() == bytes{0x40, 0x03, 0x00, 0x01, 0x87});  // its ACL applies
+    // ...while slot 0 and a slot never set (falling back to 0) let anyone do anything.
+    for (std::size_t slot : {0u, 7u}) {
+        CAPTURE(slot);
+        test_client open{e, protocol_version::v5, now};
+        open.session().set_security_slot(slot);
+        open.send(connect_as(protocol_version::v5, "o" + std::to_string(slot), std::nullopt));
+        auto in = open.received();
+        REQUIRE(!in.empty());
+        CHECK(as<connack_packet>(in[0]).code == reason_code::success);
+        open.publish("alice/x", "yes", qos::at_least_once, false, 2);
+        CHECK(open.received_bytes() == bytes{0x40, 0x03, 0x00, 0x02, 0x10});
+    }
+    // Replacing slot 2's policy (SIGHUP) re-checks its connected clients at once.
+    e.set_security(policy(false, true, "user bob\ntopic write alice/#\n"), 2);
+    bob.publish("alice/x", "now", qos::at_least_once, false, 3);
+    CHECK(bob.received_bytes() == bytes{0x40, 0x03, 0x00, 0x03, 0x10});
+}

@@ -406,9 +406,6 @@ TEST_CASE("config: password_file and acl_file") {
     CHECK(parse_error("password_file a\npassword_file b\n").message ==
           "'password_file' is already set at t.conf:1");
     CHECK(parse_error("acl_file\n").message == "'acl_file' needs a value");
-    const auto e = parse_error("per_listener_settings true\nlistener 1883\nacl_file a\n");
-    CHECK(e.line == 3);
-    CHECK(e.unsupported);
     CHECK(parse_error("acl_file a\nper_listener_settings true\n").line == 2);
     const auto json = to_json(c);
     CHECK(json.find("\"acl_file\":\"/etc/tern/my acl\"") != std::string::npos);
@@ -457,13 +454,39 @@ TEST_CASE("config: per_listener_settings") {
         "listener 1884\nallow_anonymous true\n");
     CHECK(c.per_listener_settings);
     CHECK(c.listeners.at(1).allow_anonymous == true);
-    // Each listener has its own allow_anonymous then (false when not set); different
-    // values on different listeners are not supported yet.
-    auto e = parse_error(
-        "per_listener_settings true\nlistener 1883\nallow_anonymous true\n"
-        "listener 1884\n");
-    CHECK(e.line == 4);
-    CHECK(e.unsupported);
+    // Each listener has its own allow_anonymous (false when not set, with a warning naming
+    // the listener), password_file and acl_file.
+    c = parse_ok(
+        "per_listener_settings true\nlistener 1883\nallow_anonymous true\nacl_file open acl\n"
+        "listener 1884\npassword_file pw\nacl_file closed\nlistener 1885\n");
+    REQUIRE(c.listeners.size() == 3);
+    CHECK(c.listeners[0].allow_anonymous == true);
+    CHECK(c.listeners[0].acl_file == "open acl");
+    CHECK(c.listeners[0].password_file.empty());
+    CHECK(c.listeners[1].allow_anonymous == false);
+    CHECK(c.listeners[1].password_file == "pw");
+    CHECK(c.listeners[1].password_file_origin.line == 6);
+    CHECK(c.listeners[1].acl_file == "closed");
+    CHECK(c.listeners[2].allow_anonymous == false);
+    CHECK(c.password_file.empty());
+    CHECK(c.acl_file.empty());
+    REQUIRE(c.warnings.size() == 1);
+    CHECK(c.warnings[0] == "t.conf:8: allow_anonymous is false and there is no password_file for "
+                           "this listener: every client of it will be refused (as in Mosquitto 2)");
+    const auto json = to_json(c);
+    CHECK(json.find("\"acl_file\":\"open acl\"") != std::string::npos);
+    CHECK(json.find("\"password_file\":\"pw\"") != std::string::npos);
+    // Twice in one listener is a duplicate; once per listener is not.
+    CHECK(parse_error("per_listener_settings true\nlistener 1\nacl_file a\nacl_file b\n").line == 4);
+    // Before the first listener, without port/bind_address: it would apply to nothing.
+    auto e = parse_error("per_listener_settings true\npassword_file pw\nlistener 1883\n");
+    CHECK(e.line == 2);
+    CHECK(e.message.find("move it into a listener block") != std::string::npos);
+    // With no listener at all it is the local-only listener's, anonymous allowed by default.
+    c = parse_ok("per_listener_settings true\nacl_file a\n");
+    REQUIRE(c.listeners.size() == 1);
+    CHECK(c.listeners[0].acl_file == "a");
+    CHECK(c.listeners[0].allow_anonymous == true);
     // Without it, allow_anonymous is global, so once is enough (and twice is a duplicate).
     parse_ok("listener 1883\nallow_anonymous true\nlistener 1884\n");
     CHECK(parse_error("listener 1883\nallow_anonymous true\nlistener 1884\nallow_anonymous true\n")

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -149,10 +150,12 @@ std::vector<mqtt::net::listen_address> listen_addresses(const config& c) {
 // The listeners with `protocol mqttsn`: MQTT-SN gateways on UDP.
 std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const config& c) {
     std::vector<mqtt::net::mqttsn_listen_address> out;
-    for (const auto& l : c.listeners) {
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+        const auto& l = c.listeners[i];
         if (!l.mqttsn) continue;
         for (const auto& host : mqtt::broker::bind_addresses(l)) {
             mqtt::net::mqttsn_listen_address a;
+            a.settings.security_slot = c.per_listener_settings ? i + 1 : 0;
             a.host = host;
             a.port = l.port;
             a.settings.predefined = c.mqttsn_predefined;
@@ -251,6 +254,24 @@ std::shared_ptr<const mqtt::broker::security_policy> load_security(const config&
     return sec.value;
 }
 
+// per_listener_settings true: each listener's allow_anonymous, password_file and acl_file,
+// by listener index (empty map otherwise); nullopt (after logging why) when one is bad.
+using listener_policies = std::map<std::size_t, std::shared_ptr<const mqtt::broker::security_policy>>;
+std::optional<listener_policies> load_listener_security(const config& c, const log_sink& sink) {
+    listener_policies out;
+    if (!c.per_listener_settings) return out;
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+        auto sec = mqtt::broker::load_security(c, c.listeners[i]);
+        for (const auto& w : sec.warnings) sink.say(log_level::warning, log_kind::warning, w);
+        if (!sec.value) {
+            sink.say(log_level::error, log_kind::error, sec.error);
+            return std::nullopt;
+        }
+        out[i] = std::move(sec.value);
+    }
+    return out;
+}
+
 // Applies what can change under a running broker (logging, max_connections, passwords,
 // ACL, allow_anonymous) and names the rest; a file with an error changes nothing.
 void reload(running& r) {
@@ -267,7 +288,8 @@ void reload(running& r) {
     }
     config next = std::move(*loaded.value);
     auto security = load_security(next, r.sink);
-    if (!security) {
+    auto per_listener = load_listener_security(next, r.sink);
+    if (!security || !per_listener) {
         r.sink.say(log_level::error, log_kind::reload,
                    "reload failed, keeping the running configuration");
         return;
@@ -292,6 +314,14 @@ void reload(running& r) {
     r.server->set_security(std::move(security));
     if (!next.password_file.empty()) applied.emplace_back("password_file");
     if (!next.acl_file.empty()) applied.emplace_back("acl_file");
+    if (next.per_listener_settings != r.current.per_listener_settings) {
+        restart.emplace_back("per_listener_settings");
+    } else if (next.per_listener_settings && same_listeners(r.current, next)) {
+        for (auto& [i, p] : *per_listener) r.server->set_listener_security(i, std::move(p));
+        applied.emplace_back("allow_anonymous, password_file and acl_file of each listener");
+    } else if (next.per_listener_settings) {
+        restart.emplace_back("per-listener security of changed listeners");
+    }
     if (next.allow_anonymous != r.current.allow_anonymous) applied.emplace_back("allow_anonymous");
     if (same_listeners(r.current, next)) {
         // Certificates, keys, CAs and CRLs are read again: renewed files take effect for new
@@ -375,6 +405,8 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     }
     auto security = load_security(*cfg, sink);
     if (!security) return mqtt::cli::exit_status::usage;
+    auto per_listener = load_listener_security(*cfg, sink);
+    if (!per_listener) return mqtt::cli::exit_status::usage;
     if (o.print_config) {
         cfg->log.verbosity = verbosity;
         cfg->log.json = json;
@@ -390,6 +422,7 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     so.limits = cfg->limits;
     so.sys_interval = cfg->sys_interval;
     so.security = std::move(security);
+    so.listener_security = std::move(*per_listener);
     so.handle_signals = true;
     // Connection lines are always produced, so a reload can turn them on.
     so.verbosity = state.engine_verbosity;

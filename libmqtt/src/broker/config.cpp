@@ -193,7 +193,19 @@ bool finish_security(parse_state& st) {
             return l.tls_enabled() &&
                    l.tls.username_from != net::tls_server_settings::username_source::none;
         });
-    if (!cfg.allow_anonymous && cfg.password_file.empty() && !names_from_certificates) {
+    if (cfg.per_listener_settings) {
+        for (const auto& l : cfg.listeners) {
+            const bool names = l.tls_enabled() &&
+                               l.tls.username_from != net::tls_server_settings::username_source::none;
+            if (!l.allow_anonymous.value_or(false) && l.password_file.empty() && !names) {
+                cfg.warnings.push_back(
+                    (l.origin.file.empty() ? std::string{"the local-only listener"}
+                                           : l.origin.to_string()) +
+                    ": allow_anonymous is false and there is no password_file for this "
+                    "listener: every client of it will be refused (as in Mosquitto 2)");
+            }
+        }
+    } else if (!cfg.allow_anonymous && cfg.password_file.empty() && !names_from_certificates) {
         const auto where = st.allow_anonymous_origin ? st.allow_anonymous_origin->to_string()
                                                      : cfg.listeners.front().origin.to_string();
         cfg.warnings.push_back(where +
@@ -217,10 +229,13 @@ bool finish(parse_state& st) {
         l.origin = {};
         if (!detail::check_listener_tls(st, l)) return false;
         if (!detail::check_listener_protocol(st, l)) return false;
-        cfg.listeners = {l};
         // Anonymous clients are welcome in the local-only mode unless the file says not.
         if (!st.allow_anonymous_origin) cfg.allow_anonymous = true;
-        if (cfg.per_listener_settings) cfg.allow_anonymous = l.allow_anonymous.value_or(true);
+        if (cfg.per_listener_settings) {
+            l.allow_anonymous = l.allow_anonymous.value_or(true);
+            cfg.allow_anonymous = *l.allow_anonymous;
+        }
+        cfg.listeners = {l};
         return finish_security(st);
     }
     // TLS options before the first listener belong to the default listener (port and
@@ -261,19 +276,26 @@ bool finish(parse_state& st) {
     // otherwise.
     if (!cfg.per_listener_settings && !st.allow_anonymous_origin) cfg.allow_anonymous = false;
     if (cfg.per_listener_settings) {
-        // One value for the broker (the engine has one policy): they must agree.
-        const bool first = all.front().allow_anonymous.value_or(false);
-        for (const auto& l : all) {
-            if (l.allow_anonymous.value_or(false) != first) {
-                st.file = l.origin.file;
-                st.line = l.origin.line;
-                return st.fail(
-                    "allow_anonymous differing between listeners is not supported yet (with "
-                    "per_listener_settings true every listener needs the same value)",
-                    true);
-            }
+        // Security options before the first listener belong to the default listener
+        // (port/bind_address); without one they would silently apply to nothing.
+        const auto& d = st.default_listener;
+        if (!st.default_explicit &&
+            (d.allow_anonymous || !d.password_file.empty() || !d.acl_file.empty())) {
+            const auto at = !d.password_file.empty() ? d.password_file_origin
+                            : !d.acl_file.empty()    ? d.acl_file_origin
+                                                     : *st.allow_anonymous_origin;
+            st.file = at.file;
+            st.line = at.line;
+            return st.fail(
+                "with per_listener_settings true this belongs to a listener, and it comes "
+                "before the first listener line (where it would set the default listener, "
+                "port/bind_address, which this file does not define); move it into a "
+                "listener block");
         }
-        cfg.allow_anonymous = first;
+        // Each listener has its own allow_anonymous (false unless set, as in Mosquitto 2);
+        // the broker-wide value covers nothing then.
+        for (auto& l : all) l.allow_anonymous = l.allow_anonymous.value_or(false);
+        cfg.allow_anonymous = false;
     }
     cfg.listeners = std::move(all);
     return finish_security(st);

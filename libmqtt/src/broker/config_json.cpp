@@ -88,6 +88,19 @@ std::string listener_json(const config& c, const listener_config& l) {
         o.null("max_connections");
     }
     o.boolean("allow_anonymous", l.allow_anonymous.value_or(c.allow_anonymous));
+    // The files that apply to this listener's clients (its own with per_listener_settings).
+    const auto& pw = c.per_listener_settings ? l.password_file : c.password_file;
+    const auto& acl = c.per_listener_settings ? l.acl_file : c.acl_file;
+    if (pw.empty()) {
+        o.null("password_file");
+    } else {
+        o.string("password_file", pw);
+    }
+    if (acl.empty()) {
+        o.null("acl_file");
+    } else {
+        o.string("acl_file", acl);
+    }
     o.string("origin", l.origin.to_string());
     if (l.tls_enabled()) {
         o.raw("tls", tls_json(l.tls));

@@ -255,27 +255,29 @@ bool on_allow_anonymous(parse_state& st, const option_args& a) {
     return true;
 }
 
-// password_file and acl_file: one of each for the whole broker. Per listener (with
-// per_listener_settings true) is not supported yet.
-bool security_file(parse_state& st, std::string_view option, const option_args& a,
-                   std::string& path, config_origin& origin) {
-    if (st.cfg.per_listener_settings) {
-        return st.fail(std::string{option} +
-                           " with per_listener_settings true is not supported yet (one file "
-                           "for every listener only)",
-                       true);
-    }
+// password_file and acl_file: one of each for the whole broker, or with
+// per_listener_settings true one of each for the listener block they are in.
+bool security_file(parse_state& st, std::string& path, config_origin& origin,
+                   const option_args& a) {
     path = std::string{a.rest};
     origin = st.here();
     return true;
 }
 
 bool on_password_file(parse_state& st, const option_args& a) {
-    return security_file(st, "password_file", a, st.cfg.password_file, st.cfg.password_file_origin);
+    if (st.cfg.per_listener_settings) {
+        auto& l = st.current_listener();
+        return security_file(st, l.password_file, l.password_file_origin, a);
+    }
+    return security_file(st, st.cfg.password_file, st.cfg.password_file_origin, a);
 }
 
 bool on_acl_file(parse_state& st, const option_args& a) {
-    return security_file(st, "acl_file", a, st.cfg.acl_file, st.cfg.acl_file_origin);
+    if (st.cfg.per_listener_settings) {
+        auto& l = st.current_listener();
+        return security_file(st, l.acl_file, l.acl_file_origin, a);
+    }
+    return security_file(st, st.cfg.acl_file, st.cfg.acl_file_origin, a);
 }
 
 bool on_per_listener_settings(parse_state& st, const option_args& a) {

@@ -13,7 +13,7 @@ engine::engine(limits l, log_function log, int verbosity)
       log_(std::move(log)),
       verbosity_(verbosity),
       retained_(l.max_retained_messages, l.max_retained_bytes),
-      security_(std::make_shared<const security_policy>()),
+      security_{std::make_shared<const security_policy>()},
       id_random_(std::random_device{}()) {}
 
 engine::~engine() = default;
@@ -78,22 +78,31 @@ bool engine::leave_group(durable_session& s, std::string_view filter, std::strin
 
 // ---- security ---------------------------------------------------------------------------
 
-void engine::set_security(std::shared_ptr<const security_policy> p) {
-    security_ = p ? std::move(p) : std::make_shared<const security_policy>();
-    acl_ = security_->acl.get();
+void engine::set_security(std::shared_ptr<const security_policy> p, std::size_t slot) {
+    if (slot >= security_.size()) security_.resize(slot + 1);
+    if (!p && slot == 0) p = std::make_shared<const security_policy>();
+    security_[slot] = std::move(p);
+    acl_ = security_[0]->acl.get();
+    // The ACL blocks of the sessions under that slot (or falling back to it) are looked up
+    // again, so new rules apply to connected clients at once.
     for (auto& [id, ds] : by_id_) {
-        ds->acl_block = acl_ ? acl_->block_of(ds->username ? &*ds->username : nullptr) : -1;
+        const acl_file* a = acl_of(*ds);
+        ds->acl_block = a ? a->block_of(ds->username ? &*ds->username : nullptr) : -1;
     }
 }
 
-void engine::identify(durable_session& ds, std::optional<std::string> username) {
+void engine::identify(durable_session& ds, std::optional<std::string> username,
+                      std::size_t slot) {
     ds.username = std::move(username);
-    ds.acl_block = acl_ ? acl_->block_of(ds.username ? &*ds.username : nullptr) : -1;
+    ds.security_slot = slot;
+    const acl_file* a = acl_of(ds);
+    ds.acl_block = a ? a->block_of(ds.username ? &*ds.username : nullptr) : -1;
 }
 
-bool engine::acl_check(const durable_session& ds, acl_access a, std::string_view topic) {
+bool engine::acl_check(const acl_file& acl, const durable_session& ds, acl_access a,
+                       std::string_view topic) {
     const acl_client c{ds.username ? &*ds.username : nullptr, ds.client_id, ds.acl_block};
-    return acl_->allows(c, a, topic, acl_scratch_);
+    return acl.allows(c, a, topic, acl_scratch_);
 }
 
 // ---- messages ---------------------------------------------------------------------------

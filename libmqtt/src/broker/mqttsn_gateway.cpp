@@ -51,7 +51,7 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
     if (p == nullptr || p->qos != sn::qos::minus_one) return mqttsn_unattached::dropped;
     // QoS -1: no session, so no user name and no ACL entry; refused whenever the broker
     // asks clients to identify themselves or restricts topics.
-    const auto& sec = e.security();
+    const auto& sec = e.security(s.security_slot);
     if (!sec.allow_anonymous || sec.acl != nullptr) return mqttsn_unattached::dropped;
     std::string topic;
     if (p->topic_type == sn::topic_id_type::short_name) {
@@ -75,7 +75,9 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
 
 mqttsn_client::mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_point now,
                              std::string peer)
-    : settings_(s), session_(e, now, std::move(peer)) {}
+    : settings_(s), session_(e, now, std::move(peer)) {
+    session_.set_security_slot(s.security_slot);
+}
 
 mqttsn_client::~mqttsn_client() = default;
 

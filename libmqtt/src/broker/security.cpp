@@ -6,29 +6,32 @@
 
 namespace mqtt::broker {
 
-security_result load_security(const config& c) {
+namespace {
+
+security_result load_policy(bool allow_anonymous, const std::string& password_path,
+                            const config_origin& password_origin, const std::string& acl_path,
+                            const config_origin& acl_origin) {
     security_result r;
     auto p = std::make_shared<security_policy>();
-    p->allow_anonymous = c.allow_anonymous;
+    p->allow_anonymous = allow_anonymous;
     const auto source = filesystem_source();
     std::string why;
-    if (!c.password_file.empty()) {
-        const auto text = source.read_file(c.password_file, why);
+    if (!password_path.empty()) {
+        const auto text = source.read_file(password_path, why);
         if (!text) {
-            r.error = c.password_file_origin.to_string() + ": password_file " + c.password_file +
-                      ": " + why;
+            r.error = password_origin.to_string() + ": password_file " + password_path + ": " + why;
             return r;
         }
         p->passwords = std::make_shared<const password_file>(
-            password_file::parse(*text, c.password_file, &r.warnings));
+            password_file::parse(*text, password_path, &r.warnings));
     }
-    if (!c.acl_file.empty()) {
-        const auto text = source.read_file(c.acl_file, why);
+    if (!acl_path.empty()) {
+        const auto text = source.read_file(acl_path, why);
         if (!text) {
-            r.error = c.acl_file_origin.to_string() + ": acl_file " + c.acl_file + ": " + why;
+            r.error = acl_origin.to_string() + ": acl_file " + acl_path + ": " + why;
             return r;
         }
-        auto parsed = acl_file::parse(*text, c.acl_file);
+        auto parsed = acl_file::parse(*text, acl_path);
         if (!parsed.value) {
             r.error = parsed.error;
             return r;
@@ -37,6 +40,19 @@ security_result load_security(const config& c) {
     }
     r.value = std::move(p);
     return r;
+}
+
+}  // namespace
+
+security_result load_security(const config& c) {
+    return load_policy(c.allow_anonymous, c.password_file, c.password_file_origin, c.acl_file,
+                       c.acl_file_origin);
+}
+
+security_result load_security(const config& c, const listener_config& l) {
+    if (!c.per_listener_settings) return load_security(c);
+    return load_policy(l.allow_anonymous.value_or(false), l.password_file,
+                       l.password_file_origin, l.acl_file, l.acl_file_origin);
 }
 
 }  // namespace mqtt::broker

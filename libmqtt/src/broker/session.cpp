@@ -279,7 +279,7 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
 // name with a password_file needs its password. Every refusal is CONNACK 5 (3.1/3.1.1) or
 // 0x87 Not authorized (5.0), the codes Mosquitto sends.
 void session::authenticate(protocol::connect_packet&& c, clock::time_point now) {
-    const auto& sec = engine_.security();
+    const auto& sec = engine_.security(security_slot_);
     if (certificate_username_) {
         // As Mosquitto: the certificate's name replaces whatever CONNECT said, and the
         // verified certificate stands in for the password (the handshake already checked it).
@@ -385,7 +385,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     // Closes an older connection with this id; discards or resumes the session.
     const auto attached = engine_.attach(*this, client_id_, c.clean_start, now);
     ds_ = attached.state;
-    engine_.identify(*ds_, std::move(c.username));
+    engine_.identify(*ds_, std::move(c.username), security_slot_);
     ds_->expiry_interval = expiry_for(c);
     ds_->will.reset();
     ds_->will_delay = 0;

@@ -44,6 +44,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     void use_certificate_username(std::optional<std::string> name) {
         session_.use_certificate_username(std::move(name));
     }
+    void set_security_slot(std::size_t slot) { session_.set_security_slot(slot); }
 
   private:
     void wake() override;     // session_observer: output appended, or closing

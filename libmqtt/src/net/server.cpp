@@ -63,6 +63,11 @@ struct server::impl {
     explicit impl(server_options o)
         : opts(std::move(o)), engine(opts.limits, engine_log(opts), opts.verbosity), io(1) {
         engine.set_security(opts.security);
+        for (const auto& [group, p] : opts.listener_security) engine.set_security(p, group + 1);
+    }
+    // The engine's security slot of a listener group's clients.
+    std::size_t security_slot(std::size_t group) const {
+        return opts.listener_security.count(group) ? group + 1 : 0;
     }
     ~impl() { engine.set_expiry_hook({}); }  // connections destroyed with io must not call it
 
@@ -109,7 +114,7 @@ struct server::impl {
     void start_connection(tcp::socket socket, std::size_t group);
     asio::awaitable<void> handshake_and_serve(
         std::unique_ptr<transport> t, std::string peer, std::string local,
-        tls_server_settings::username_source username_from);
+        tls_server_settings::username_source username_from, std::size_t slot);
     std::string load_tls();            // a context per TLS group; the first error
     std::set<transport*> handshaking;  // closed by stop_now()
     void wait_reload();
@@ -270,7 +275,7 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
             ws_server_settings{g.websockets_path, opts.limits.max_packet_size});
         asio::co_spawn(io,
                        handshake_and_serve(std::move(t), std::move(peer), to_string(local),
-                                           g.username_from),
+                                           g.username_from, security_slot(group)),
                        std::move(done));
         return;
     }
@@ -279,12 +284,13 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         auto t = make_tls_server_transport(std::move(socket), g.tls);
         asio::co_spawn(io,
                        handshake_and_serve(std::move(t), std::move(peer), to_string(local),
-                                           g.username_from),
+                                           g.username_from, security_slot(group)),
                        std::move(done));
         return;
     }
     auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), engine,
                                                   std::move(peer), auth, store ? &*store : nullptr);
+    c->set_security_slot(security_slot(group));
     asio::co_spawn(io, detail::connection::serve(std::move(c)), std::move(done));
 }
 
@@ -293,7 +299,7 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
 // HTTP request that is no WebSocket upgrade, ...).
 asio::awaitable<void> server::impl::handshake_and_serve(
     std::unique_ptr<transport> t, std::string peer, std::string local,
-    tls_server_settings::username_source username_from) {
+    tls_server_settings::username_source username_from, std::size_t slot) {
     std::string why;
     handshaking.insert(t.get());
     const auto ec = co_await t->handshake(opts.tls_handshake_timeout, why);
@@ -315,6 +321,7 @@ asio::awaitable<void> server::impl::handshake_and_serve(
     auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer), auth,
                                                   store ? &*store : nullptr);
     if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
+    c->set_security_slot(slot);
     co_await detail::connection::serve(std::move(c));
 }
 
@@ -494,6 +501,12 @@ void server::run() {
 
 void server::set_security(std::shared_ptr<const broker::security_policy> p) {
     impl_->engine.set_security(std::move(p));
+}
+
+void server::set_listener_security(std::size_t group,
+                                   std::shared_ptr<const broker::security_policy> p) {
+    impl_->opts.listener_security[group] = p;
+    impl_->engine.set_security(std::move(p), group + 1);
 }
 
 void server::set_max_connections(std::size_t group, std::optional<std::size_t> max) {

@@ -43,8 +43,13 @@ struct listener_config {
     std::string bind;
     socket_domain domain = socket_domain::any;
     std::optional<std::size_t> max_connections;  // nullopt: no bound of its own (-1)
-    // Only with per_listener_settings true; otherwise the global allow_anonymous applies.
+    // Only with per_listener_settings true; otherwise the global allow_anonymous,
+    // password_file and acl_file apply. Empty file names: none for this listener.
     std::optional<bool> allow_anonymous;
+    std::string password_file;
+    std::string acl_file;
+    config_origin password_file_origin;
+    config_origin acl_file_origin;
     config_origin origin;  // the listener (or port / bind_address) line; empty: local-only
     // certfile, keyfile, cafile, ... of this listener block; TLS is on with certfile and
     // keyfile. tls_lines names the line of each TLS option given, for errors.

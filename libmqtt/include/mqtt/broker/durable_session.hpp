@@ -80,6 +80,9 @@ struct durable_session {
     // (-1: none), for the read checks of deliveries made while offline and for the Will.
     std::optional<std::string> username;
     int acl_block = -1;
+    // The engine's security policy slot of the listener the client last came through
+    // (per_listener_settings); 0: the broker's. Not persisted: restored sessions use 0.
+    std::size_t security_slot = 0;
 
     // ---- while no connection is attached
     clock::time_point will_at = clock::time_point::max();     // pending Will due

@@ -87,16 +87,23 @@ class engine {
     // ---- security: allow_anonymous, password_file, acl_file
     // Replaces the policy (SIGHUP): the ACL blocks of every stored session are looked up
     // again, so the new rules apply to connected clients at once.
-    void set_security(std::shared_ptr<const security_policy> p);
-    const security_policy& security() const noexcept { return *security_; }
-    // Records the user name a client connected with, for its ACL checks.
-    void identify(durable_session& ds, std::optional<std::string> username);
+    // Slot 0 is the broker's policy; with per_listener_settings each listener has a slot
+    // of its own (its clients' sessions name it), and a slot never set falls back to 0.
+    void set_security(std::shared_ptr<const security_policy> p, std::size_t slot = 0);
+    const security_policy& security(std::size_t slot = 0) const noexcept {
+        return slot < security_.size() && security_[slot] ? *security_[slot] : *security_[0];
+    }
+    // Records the user name a client connected with, and the policy slot of the listener it
+    // came through, for its ACL checks.
+    void identify(durable_session& ds, std::optional<std::string> username, std::size_t slot = 0);
     // ACL checks; always true without an acl_file (one pointer test, nothing allocated).
     bool may_publish(const durable_session& ds, std::string_view topic) {
-        return acl_ == nullptr || acl_check(ds, acl_access::write, topic);
+        const acl_file* a = acl_of(ds);
+        return a == nullptr || acl_check(*a, ds, acl_access::write, topic);
     }
     bool may_receive(const durable_session& ds, std::string_view topic) {
-        return acl_ == nullptr || acl_check(ds, acl_access::read, topic);
+        const acl_file* a = acl_of(ds);
+        return a == nullptr || acl_check(*a, ds, acl_access::read, topic);
     }
 
     // ---- time: offline sessions expire and delayed Wills fall due at deadlines
@@ -191,7 +198,11 @@ class engine {
     void publish_will(durable_session& s);
     void schedule(durable_session& s);
     void unschedule(durable_session& s);
-    bool acl_check(const durable_session& ds, acl_access a, std::string_view topic);
+    bool acl_check(const acl_file& acl, const durable_session& ds, acl_access a,
+                   std::string_view topic);
+    const acl_file* acl_of(const durable_session& ds) const noexcept {
+        return ds.security_slot == 0 ? acl_ : security(ds.security_slot).acl.get();
+    }
 
     limits limits_;
     broker::stats stats_;
@@ -212,8 +223,8 @@ class engine {
     retained_store retained_;
     std::vector<target> targets_;  // scratch for publish(), reused to avoid allocating
     bool routing_ = false;
-    std::shared_ptr<const security_policy> security_;
-    const acl_file* acl_ = nullptr;  // security_->acl, cached for the routing path
+    std::vector<std::shared_ptr<const security_policy>> security_;  // by slot; [0] never null
+    const acl_file* acl_ = nullptr;  // security_[0]->acl, cached for the routing path
     std::string acl_scratch_;        // expanded ACL patterns, reused
     std::mt19937_64 id_random_;
     store_hooks* store_ = nullptr;

@@ -53,6 +53,9 @@ struct mqttsn_settings {
     // QoS 0 deliveries one client may have held (asleep, or waiting for a REGACK); more are
     // dropped and counted.
     std::size_t max_buffered = 100;
+    // The engine's security policy slot of this listener (per_listener_settings); 0: the
+    // broker's.
+    std::size_t security_slot = 0;
     // Periodic ADVERTISE, sent by the UDP driver to advertise_host:advertise_port every
     // advertise_interval; 0: none.
     std::chrono::seconds advertise_interval{0};

@@ -13,6 +13,7 @@
 namespace mqtt::broker {
 
 struct config;
+struct listener_config;
 
 struct security_policy {
     bool allow_anonymous = true;
@@ -36,5 +37,8 @@ struct security_result {
 
 // Reads the config's password_file and acl_file from the file system.
 security_result load_security(const config& c);
+// With per_listener_settings true: the policy of listener `l` (its allow_anonymous,
+// password_file and acl_file); otherwise the same as load_security(c).
+security_result load_security(const config& c, const listener_config& l);
 
 }  // namespace mqtt::broker

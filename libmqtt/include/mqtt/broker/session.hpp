@@ -102,6 +102,9 @@ class session {
     // is the one from the client's certificate (nullopt: the certificate has none), not the
     // CONNECT's, and the password_file is not consulted. Called before any input.
     void use_certificate_username(std::optional<std::string> name);
+    // The engine's security policy slot of this client's listener (per_listener_settings):
+    // its allow_anonymous, password_file and acl_file. Called before any input.
+    void set_security_slot(std::size_t slot) noexcept { security_slot_ = slot; }
 
     // ---- inspection (tests, logs)
     session_state state() const noexcept { return state_; }
@@ -194,6 +197,7 @@ class session {
     // While authenticating: the CONNECT waiting for its answer, the request not yet taken
     // by the driver, and when a refusal goes out (max: no answer yet).
     std::optional<protocol::connect_packet> pending_connect_;
+    std::size_t security_slot_ = 0;
     bool certificate_username_ = false;                 // use_certificate_username was called
     std::optional<std::string> certificate_name_;       // ... with this name
     std::optional<auth_request> auth_request_;

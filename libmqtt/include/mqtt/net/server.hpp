@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,10 @@ struct server_options {
     std::chrono::seconds sys_interval{0};
     // allow_anonymous, password_file, acl_file; nullptr: anonymous clients, no checks.
     std::shared_ptr<const broker::security_policy> security;
+    // per_listener_settings: the policy of each listener group (listen_address::group, and
+    // the index of an MQTT-SN listener); the group's clients use it instead of `security`.
+    // The engine holds it in security slot group + 1.
+    std::map<std::size_t, std::shared_ptr<const broker::security_policy>> listener_security;
     // With handle_signals: called on SIGHUP, on the run() thread.
     std::function<void()> on_reload;
     // The store on disk (docs/persistence.md); enabled = false keeps everything in memory.
@@ -113,6 +118,8 @@ class server {
     // Replaces allow_anonymous, the passwords and the ACL (SIGHUP); from the run() thread
     // only. The ACL applies to connected clients at once; passwords to the next CONNECT.
     void set_security(std::shared_ptr<const broker::security_policy> p);
+    // The same for one listener group's own policy (per_listener_settings).
+    void set_listener_security(std::size_t group, std::shared_ptr<const broker::security_policy> p);
 
     // Counters; read them after run() returned (or from the run() thread).
     const broker::stats& stats() const;
