@@ -230,7 +230,12 @@ def run(seed):
                 if p not in seen:
                     seen.add(p)
                     first.append(p)
-            order_ok = first == [p for p in sent[q] if p in seen]
+            expected_order = [p for p in sent[q] if p in seen]
+            order_ok = first == expected_order
+            if not order_ok:
+                at = next(i for i, (a, b) in enumerate(zip(first, expected_order)) if a != b)
+                print(f"QoS {q}: first out of order at arrival {at}: got "
+                      f"{first[max(0, at - 3):at + 5]}, sent {expected_order[max(0, at - 3):at + 5]}")
             check(order_ok, f"QoS {q}: first arrivals in publish order")
             if q == 2:
                 dups = len(arrivals) - len(seen)
