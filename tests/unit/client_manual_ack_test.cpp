@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "client_test_wire.hpp"
 #include "mqtt/client/session.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
-#include "client_test_wire.hpp"
 
 namespace {
 
@@ -169,5 +169,38 @@ TEST_CASE("client session manual_ack: 5.0 refusal code, held messages across rec
         h.feed(msg("q2", qos::exactly_once, 8, true));
         CHECK(h.s->take_events().empty());
         CHECK(std::get<pubrec_packet>(h.sent().at(0)).packet_id == 8);
+    }
+}
+
+TEST_CASE("client session: set_credentials changes the next CONNECT only, a held message stays") {
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        CAPTURE(v);
+        held_peer h(v);
+        h.feed(msg("one", qos::at_least_once, 3));
+        const auto m = h.message();
+        h.s->set_credentials("new-user", "new-secret");
+        CHECK(h.sent().empty());  // nothing sent on the current connection
+        h.s->on_transport_closed({});
+        (void)h.s->take_events();
+        h.s->reconnect(h.now);
+        auto out = h.sent();
+        REQUIRE(out.size() == 1);
+        const auto* c = std::get_if<connect_packet>(&out[0]);
+        REQUIRE(c);
+        CHECK(c->username == "new-user");
+        CHECK(c->password == "new-secret");
+        CHECK(c->client_id == "bridge");
+        CHECK_FALSE(c->clean_start);  // the session is resumed, not started anew
+        connack_packet ack;
+        ack.session_present = true;
+        h.feed(ack);
+        (void)h.s->take_events();
+        // The message held before is still acknowledged with its packet id.
+        CHECK(h.s->acknowledge(m.ack_token));
+        out = h.sent();
+        REQUIRE(out.size() == 1);
+        const auto* puback = std::get_if<puback_packet>(&out[0]);
+        REQUIRE(puback);
+        CHECK(puback->packet_id == 3);
     }
 }

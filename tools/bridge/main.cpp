@@ -54,8 +54,9 @@ void add_bridge_options(CLI::App& app, bridge_options& o) {
     auto* config =
         app.add_option("-c,--config", o.config_file,
                        "Read the bridges from FILE in Mosquitto's bridge syntax (connection, "
-                       "address, topic, remote_clientid, ...); the flags below then do not apply "
-                       "except --local, the local broker of every bridge without local_address")
+                       "address, topic, remote_clientid, ...) and again on SIGHUP; the flags below "
+                       "then do not apply except --local, the local broker of every bridge "
+                       "without local_address")
             ->type_name("FILE")
             ->check(CLI::ExistingFile.description(""));
     app.add_option("--local", o.local_url,
@@ -211,6 +212,29 @@ bridge::bridge_config from_flags(const bridge_options& o, const mqtt::cli::url_p
     return b;
 }
 
+// The TLS files of every bridge, loaded once to see that they can be: the first error.
+std::string check_tls(const std::vector<bridge::bridge_config>& bridges) {
+    for (const auto& b : bridges)
+        if (auto error = bridge::check_tls(b); !error.empty())
+            return "bridge '" + b.name + "', " + error;
+    return {};
+}
+
+// The -c file, at start and on SIGHUP. With a file the TLS flags are the local broker's
+// (the remote ones are in it).
+bridge::reload_result load_file(const bridge_options& opts, const mqtt::cli::url_parts& local) {
+    std::ifstream in(opts.config_file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) return {{}, opts.config_file + ": cannot read the file"};
+    auto r = bridge::parse_config(text.str(), opts.config_file, hostname(),
+                                  url_address(local, opts.tls.requested()));
+    if (r.error) return {{}, r.error->to_string()};
+    for (auto& b : r.bridges) b.local.tls = mqtt::client::to_tls_settings(opts.tls);
+    if (auto error = check_tls(r.bridges); !error.empty()) return {{}, error};
+    return {std::move(r.bridges), {}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,34 +249,26 @@ int main(int argc, char** argv) {
         const auto local = mqtt::cli::require_url("--local", opts.local_url);
         std::vector<bridge::bridge_config> bridges;
         if (!opts.config_file.empty()) {
-            std::ifstream in(opts.config_file, std::ios::binary);
-            std::stringstream text;
-            text << in.rdbuf();
-            if (!in) throw CLI::ValidationError("--config", "cannot read " + opts.config_file);
-            // With a file the TLS flags are the local broker's (the remote ones are in it).
-            auto r = bridge::parse_config(text.str(), opts.config_file, hostname(),
-                                          url_address(local, opts.tls.requested()));
-            if (r.error) {
-                std::cerr << "tern-bridge: " << r.error->to_string() << '\n';
+            auto r = load_file(opts, local);
+            if (!r.error.empty()) {
+                std::cerr << "tern-bridge: " << r.error << '\n';
                 return mqtt::cli::exit_status::usage;
             }
             bridges = std::move(r.bridges);
-            for (auto& b : bridges) b.local.tls = mqtt::client::to_tls_settings(opts.tls);
         } else {
             if (opts.remote_urls.empty()) throw CLI::RequiredError("--remote (or --config)");
             if (opts.topics.empty()) throw CLI::RequiredError("--topic (or --config)");
             bridges.push_back(from_flags(opts, local));
-        }
-        for (const auto& b : bridges) {
+            const auto& b = bridges.back();
             const bool tls = std::any_of(b.local.addresses.begin(), b.local.addresses.end(),
                                          [](const auto& a) { return a.tls; }) ||
                              std::any_of(b.remote.addresses.begin(), b.remote.addresses.end(),
                                          [](const auto& a) { return a.tls; });
-            if (opts.tls.insecure && !tls && opts.config_file.empty())
+            if (opts.tls.insecure && !tls)
                 throw CLI::ValidationError("--insecure",
                                            "needs TLS (an mqtts:// URL, --cafile or --capath)");
-            if (auto error = bridge::check_tls(b); !error.empty()) {
-                std::cerr << "tern-bridge: bridge '" << b.name << "', " << error << '\n';
+            if (auto error = check_tls(bridges); !error.empty()) {
+                std::cerr << "tern-bridge: " << error << '\n';
                 return mqtt::cli::exit_status::usage;
             }
         }
@@ -260,6 +276,7 @@ int main(int argc, char** argv) {
         ro.json = opts.format == mqtt::cli::output_format::json;
         ro.verbosity = opts.verbosity;
         ro.stats_interval = seconds_ms(opts.stats_interval);
+        if (!opts.config_file.empty()) ro.reload = [&] { return load_file(opts, local); };
         bridge::run(std::move(bridges), ro, std::cout, std::cerr);
         return mqtt::cli::exit_status::ok;
     });

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <map>
 
 #include "mqtt/format/json_string.hpp"
 #include "runtime.hpp"
@@ -122,23 +123,8 @@ void bridge_runtime::on_connected(endpoint& e, const client::connected_event& c)
     f.push_back(output::boolean("session_present", c.connack.session_present));
     out.event("connected", f);
 
-    const bool v5 = protocol::is_v5(cfg.version);
-    const auto subs = e.remote ? map_.remote_subscriptions() : map_.local_subscriptions();
-    if (!subs.empty()) {
-        std::vector<protocol::subscription> list;
-        for (const auto& s : subs) {
-            protocol::subscription x;
-            x.filter = s.filter;
-            x.options.max_qos = s.qos;
-            // No Local: what we publish on this connection does not come back on it.
-            // Retain As Published: the retained flag of live messages crosses the bridge.
-            x.options.no_local = v5;
-            x.options.retain_as_published = v5;
-            x.options.retain = protocol::retain_handling::send_if_new_subscription;
-            list.push_back(std::move(x));
-        }
-        (void)e.s->subscribe(std::move(list), {}, clock::now());
-    }
+    if (!c.connack.session_present) e.subscribed.clear();
+    sync_subscriptions(e, true);
     // What waited for this side goes now, in order (the session holds back what exceeds
     // the broker's Receive Maximum).
     std::deque<pending_message> waiting;
@@ -151,6 +137,71 @@ void bridge_runtime::on_connected(endpoint& e, const client::connected_event& c)
             publish_state(remote.connected);
     }
     e.changed();
+}
+
+void bridge_runtime::sync_subscriptions(endpoint& e, bool all) {
+    const auto subs = e.remote ? map_.remote_subscriptions() : map_.local_subscriptions();
+    std::map<std::string, protocol::qos> wanted;
+    for (const auto& s : subs) wanted[s.filter] = s.qos;
+    std::vector<std::string> gone;
+    for (const auto& [filter, q] : e.subscribed)
+        if (!wanted.contains(filter)) gone.push_back(filter);
+    const bool v5 = protocol::is_v5(cfg.version);
+    std::vector<protocol::subscription> list;
+    for (const auto& [filter, q] : wanted) {
+        auto it = e.subscribed.find(filter);
+        if (!all && it != e.subscribed.end() && it->second == q) continue;
+        protocol::subscription x;
+        x.filter = filter;
+        x.options.max_qos = q;
+        // No Local: what we publish on this connection does not come back on it.
+        // Retain As Published: the retained flag of live messages crosses the bridge.
+        x.options.no_local = v5;
+        x.options.retain_as_published = v5;
+        x.options.retain = protocol::retain_handling::send_if_new_subscription;
+        list.push_back(std::move(x));
+    }
+    const auto now = clock::now();
+    if (!gone.empty()) (void)e.s->unsubscribe(std::move(gone), now);
+    if (!list.empty()) (void)e.s->subscribe(std::move(list), {}, now);
+    e.subscribed = std::move(wanted);
+    e.changed();
+}
+
+bool bridge_runtime::needs_restart(const bridge_config& n) const {
+    return n.local.client_id != cfg.local.client_id || n.remote.client_id != cfg.remote.client_id ||
+           n.version != cfg.version || n.keepalive != cfg.keepalive ||
+           n.clean_session != cfg.clean_session || n.try_private != cfg.try_private ||
+           n.notifications != cfg.notifications || n.state_topic() != cfg.state_topic() ||
+           n.notifications_local_only != cfg.notifications_local_only;
+}
+
+bridge_runtime::change bridge_runtime::reconfigure(bridge_config next) {
+    change c;
+    c.rules = next.topics != cfg.topics;
+    c.local = next.local != cfg.local;
+    c.remote = next.remote != cfg.remote;
+    cfg.restart_base = next.restart_base;
+    cfg.restart_max = next.restart_max;
+    cfg.round_robin = next.round_robin;
+    local.retry = client::backoff(cfg.restart_base, cfg.restart_max);
+    remote.retry = client::backoff(cfg.restart_base, cfg.restart_max);
+    if (c.rules) {
+        cfg.topics = std::move(next.topics);
+        map_ = topic_map(cfg.topics);
+        // A side that is down subscribes to everything when it connects again.
+        for (auto* e : {&local, &remote})
+            if (e->connected) sync_subscriptions(*e, false);
+    }
+    if (c.local) {
+        cfg.local = std::move(next.local);
+        local.restart_connection();
+    }
+    if (c.remote) {
+        cfg.remote = std::move(next.remote);
+        remote.restart_connection();
+    }
+    return c;
 }
 
 void bridge_runtime::on_closed(endpoint& e, const client::closed_event& c) {

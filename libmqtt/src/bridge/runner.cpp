@@ -215,7 +215,7 @@ asio::awaitable<void> endpoint::serve() {
 // Connected to a secondary address: every restart_max, try the main one; once it answers,
 // say goodbye here, and the connect loop starts again from the main address.
 asio::awaitable<void> endpoint::return_to_main(unsigned gen) {
-    const auto& main_address = side().addresses.front();
+    const address main_address = side().addresses.front();  // a reload may change the list
     while (gen == generation && !owner.stopping) {
         probe_timer.expires_after(owner.cfg.restart_max);
         auto [ec] = co_await probe_timer.async_wait(nothrow);
@@ -280,9 +280,9 @@ asio::awaitable<bool> endpoint::open_transport(const address& a, std::string& wh
 }
 
 asio::awaitable<void> endpoint::run() {
-    const auto& addrs = side().addresses;
+    const auto& addrs = side().addresses;  // assigned in place by a reload
     while (!owner.stopping) {
-        const auto& a = addrs[index % addrs.size()];
+        const address a = addrs[index % addrs.size()];
         peer = a.host + ":" + std::to_string(a.port);
         std::string why;
         const bool ok = co_await open_transport(a, why);
@@ -308,10 +308,30 @@ asio::awaitable<void> endpoint::run() {
             index = (index + 1) % addrs.size();  // fail-over
         }
         const auto wait = retry.next(owner.random());
+        if (reconnect_now) {
+            reconnect_now = false;
+            continue;
+        }
         pause.expires_after(wait);
         auto [pec] = co_await pause.async_wait(nothrow);
         (void)pec;
+        reconnect_now = false;  // a reload during the wait ended it early
     }
+}
+
+void endpoint::restart_connection() {
+    s->set_credentials(side().username, side().password);
+    tls.reset();
+    index = 0;
+    reconnect_now = true;
+    if (open && s->state() == client::session_state::connected) {
+        s->disconnect();
+        changed();
+    } else {
+        close_socket();  // a connect or handshake in progress starts again
+    }
+    pause.cancel();
+    probe_timer.cancel();
 }
 
 void endpoint::stop() {
@@ -385,8 +405,12 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
     for (auto& b : bridges)
         runs.push_back(std::make_unique<detail::bridge_runtime>(io, std::move(b), opts, sink, rng));
     for (auto& r : runs) r->start();
+    // Bridges a reload stopped or replaced: kept until the end, as their coroutines may
+    // still be finishing.
+    std::vector<std::unique_ptr<detail::bridge_runtime>> retired;
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
+    asio::signal_set hangup(io, SIGHUP);
     asio::steady_timer stats(io);
     asio::steady_timer grace(io);
     bool stopping = false;
@@ -395,6 +419,7 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
     std::function<void()> check = [&] {
         bool all = true;
         for (auto& r : runs) all = all && r->closed();
+        for (auto& r : retired) all = all && r->closed();
         if (all || clock::now() >= deadline) {
             io.stop();
             return;
@@ -408,6 +433,7 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
         if (ec) return;
         stopping = true;
         stats.cancel();
+        hangup.cancel();
         for (auto& r : runs) r->stop();
         deadline = clock::now() + std::chrono::seconds{3};
         check();
@@ -421,6 +447,67 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
         });
     };
     tick();
+    const auto reload = [&] {
+        using field = detail::output;
+        if (!opts.reload) {
+            sink.event("reload_failed",
+                       {field::str("reason", "nothing to reload: no configuration file (-c)")}, -1);
+            return;
+        }
+        auto next = opts.reload();
+        if (!next.error.empty()) {
+            sink.event("reload_failed",
+                       {field::str("reason", next.error + " (the running bridges are kept)")}, -1);
+            return;
+        }
+        std::vector<std::unique_ptr<detail::bridge_runtime>> kept;
+        for (auto& b : next.bridges) {
+            auto it = std::find_if(runs.begin(), runs.end(),
+                                   [&](const auto& r) { return r && r->cfg.name == b.name; });
+            const auto name = b.name;
+            std::string action;
+            detail::bridge_runtime::change c;
+            if (it != runs.end() && !(*it)->needs_restart(b)) {
+                c = (*it)->reconfigure(std::move(b));
+                action = c.rules || c.local || c.remote ? "updated" : "unchanged";
+                kept.push_back(std::move(*it));
+            } else {
+                if (it != runs.end()) {
+                    (*it)->stop();
+                    retired.push_back(std::move(*it));
+                    action = "restarted";
+                } else {
+                    action = "added";
+                }
+                kept.push_back(
+                    std::make_unique<detail::bridge_runtime>(io, std::move(b), opts, sink, rng));
+                kept.back()->start();
+            }
+            sink.event("reloaded", {field::str("bridge", name), field::str("action", action),
+                                    field::boolean("rules_changed", c.rules),
+                                    field::boolean("local_reconnect", c.local),
+                                    field::boolean("remote_reconnect", c.remote)});
+        }
+        for (auto& r : runs) {
+            if (!r) continue;
+            sink.event(
+                "reloaded",
+                {field::str("bridge", r->cfg.name), field::str("action", "removed"),
+                 field::boolean("rules_changed", false), field::boolean("local_reconnect", false),
+                 field::boolean("remote_reconnect", false)});
+            r->stop();
+            retired.push_back(std::move(r));
+        }
+        runs = std::move(kept);
+    };
+    std::function<void()> wait_hangup = [&] {
+        hangup.async_wait([&](boost::system::error_code ec, int) {
+            if (ec || stopping) return;
+            reload();
+            wait_hangup();
+        });
+    };
+    wait_hangup();
     io.run();
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <random>
@@ -104,6 +105,10 @@ struct endpoint {
     bool use_private = false;    // set by the runtime from try_private
     bool paused = false;         // not reading: the other side has too much waiting
     bool renew_session = false;  // a new session (without the bridge flag) before the next try
+    bool reconnect_now = false;  // after a reload changed this side: no back-off wait
+    // What this session asked the broker for (filter -> QoS), so a reload can unsubscribe
+    // what no rule needs any more; cleared when the broker did not keep the session.
+    std::map<std::string, protocol::qos> subscribed;
 
     // Messages published to this side: our packet id -> the source's ack token.
     std::unordered_map<std::uint16_t, std::uint64_t> awaiting;
@@ -117,6 +122,10 @@ struct endpoint {
     void changed();
     void close_socket();
     void stop();
+    // The side's addresses, credentials or TLS changed (a reload): new credentials for the
+    // next CONNECT, a new TLS context, and a new connection at once, from the first address;
+    // the session (and what waits in it) is kept.
+    void restart_connection();
     asio::awaitable<void> run();
     asio::awaitable<void> serve();
     asio::awaitable<boost::system::error_code> tcp_connect(const address& a, tcp::socket& socket);
@@ -144,6 +153,19 @@ class bridge_runtime {
 
     void start();
     void stop();
+
+    // A reload: whether `next` differs from the running configuration in what only a new
+    // bridge can take (client ids, protocol version, keep-alive, clean session, the bridge
+    // flag, notifications), and otherwise apply it in place: new topic rules (subscribe and
+    // unsubscribe on the connected sides), new addresses, credentials or TLS settings (that
+    // side reconnects), new back-off. Messages waiting or in flight are kept.
+    bool needs_restart(const bridge_config& next) const;
+    struct change {
+        bool rules = false;
+        bool local = false;  // the local side reconnects
+        bool remote = false;
+    };
+    change reconfigure(bridge_config next);
     bool closed() const { return !local.open && !remote.open; }
     void report_stats();
 
@@ -155,7 +177,7 @@ class bridge_runtime {
 
     // Declared before the endpoints, which read them while they are built.
     asio::io_context& io;
-    const bridge_config cfg;
+    bridge_config cfg;  // changed in place by reconfigure()
     const run_options& opts;
     output& out;
     bool stopping = false;
@@ -178,6 +200,9 @@ class bridge_runtime {
     void send(endpoint& to, pending_message m);
     void acknowledge(endpoint& from, std::uint64_t token);
     void update_pause(endpoint& to);
+    // Subscribes to what the rules need on `e` (all of it with `all`, else what is new or
+    // changed) and unsubscribes from what they no longer need.
+    void sync_subscriptions(endpoint& e, bool all);
     void publish_state(bool up);
     std::vector<output::field> base_fields(const endpoint& e) const;
 };

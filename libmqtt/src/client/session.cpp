@@ -80,6 +80,12 @@ void session::disconnect(reason_code rc, protocol::properties props) {
     close({}, rc);
 }
 
+void session::set_credentials(std::optional<std::string> username,
+                              std::optional<std::string> password) {
+    cfg_.connect.username = std::move(username);
+    cfg_.connect.password = std::move(password);
+}
+
 void session::reconnect(clock::time_point now) {
     if (state_ != session_state::closed) return;
     // What belonged to the old connection: limits, keep-alive, unsent bytes, the CONNACK.

@@ -2,17 +2,26 @@
 
 // Runs bridges: for each, a connection to the local and one to the remote broker on one
 // io_context, messages forwarded by the topic rules, a QoS 1/2 message acknowledged to its
-// source only once the destination has acknowledged it. Returns when SIGINT or SIGTERM
-// arrives. The header stays free of Asio; runner.cpp holds it all.
+// source only once the destination has acknowledged it; SIGHUP reloads (see
+// run_options::reload). Returns when SIGINT or SIGTERM arrives. The header stays free of
+// Asio; runner.cpp holds it all.
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "mqtt/bridge/config.hpp"
 
 namespace mqtt::bridge {
+
+// What SIGHUP reads: the bridges anew, or why they cannot be had (the old ones then stay).
+struct reload_result {
+    std::vector<bridge_config> bridges;
+    std::string error;  // "FILE:LINE: ..." for example; empty: use `bridges`
+};
 
 struct run_options {
     bool json = false;  // one JSON event per line on `out`; otherwise text lines on `log`
@@ -22,6 +31,13 @@ struct run_options {
     // bridge stops reading from the source broker, which then keeps them in its session.
     std::size_t max_pending = 10'000;
     std::chrono::milliseconds connect_timeout{10'000};
+    // Called on SIGHUP (e.g. reads the -c file again). Unset: SIGHUP only says there is
+    // nothing to reload. A bridge of the same name is updated in place when it can be (topic
+    // rules; addresses, credentials and TLS of a side, which then reconnects; back-off),
+    // started anew when client ids, protocol version, keep-alive, clean session, the bridge
+    // flag or notifications changed (what it held unacknowledged its sources send again);
+    // new names start, missing names stop.
+    std::function<reload_result()> reload;
 };
 
 // Loads the TLS files of every side of `b` that uses TLS, as a connection would: empty when
@@ -29,7 +45,7 @@ struct run_options {
 // directory"), so a front end can refuse a bad configuration at once.
 std::string check_tls(const bridge_config& b);
 
-// Exit status: 0 after a signal.
+// Exit status: 0 after SIGINT or SIGTERM.
 int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
         std::ostream& log);
 

@@ -119,6 +119,9 @@ class session {
     // are forgotten (so are unacknowledged messages without keep_unacknowledged); inbound QoS
     // 2 state survives only a kept session.
     void reconnect(clock::time_point now);
+    // The user name and password of the next CONNECT (start() or reconnect()), e.g. after a
+    // configuration reload; the rest of the session is kept.
+    void set_credentials(std::optional<std::string> username, std::optional<std::string> password);
     // CONNACKs with the session present flag set since start() (0 or 1 before a reconnect).
     bool resumed() const noexcept { return resumed_; }
 
