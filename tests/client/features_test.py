@@ -124,7 +124,7 @@ def check_properties(port):
           f"{pub.returncode} {pub.stderr!r} {out!r} {err!r}")
 
     # Topic aliases: both brokers allow 10 by default.
-    sub = tern_sub(port, ["-t", "prop/alias", "-C", "2", "-W", "5"])
+    sub = tern_sub(port, ["-t", "prop/alias", "-C", "2", "-W", "20"])
     pub = tern_pub(port, ["-t", "prop/alias", "-m", "a", "--repeat", "2",
                           "-D", "publish", "topic-alias", "1"])
     code, out, _ = finish(sub)
