@@ -85,6 +85,20 @@ TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
     own_fanout.topic = "news";
     CHECK(apply_scenario_defaults(own_fanout).empty());
     CHECK(own_fanout.filter == "news");
+    // Over MQTT-SN: no shared subscriptions, no MQTT 5.0 properties.
+    for (auto sc : {scenario::shared, scenario::reqresp}) {
+        bench_config sn;
+        sn.scenario = sc;
+        sn.mqttsn = true;
+        CHECK(apply_scenario_defaults(sn).find("not supported over MQTT-SN") != std::string::npos);
+    }
+    for (auto sc :
+         {scenario::pub, scenario::fanin, scenario::fanout, scenario::pairs, scenario::conn}) {
+        bench_config sn;
+        sn.scenario = sc;
+        sn.mqttsn = true;
+        CHECK(apply_scenario_defaults(sn).empty());
+    }
     scenario s{};
     CHECK(parse_scenario("conn", s));
     CHECK(s == scenario::conn);

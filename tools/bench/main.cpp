@@ -46,6 +46,7 @@ constexpr const char* examples =
     "  tern-bench shared --subscribers 4 -q 1 --count 50000   one group of 4 shares the load\n"
     "  tern-bench reqresp --publishers 8 -q 1 --rate 2000 --duration 10   round trips\n"
     "  tern-bench pairs -q 1 --json --baseline main.json --max-regression 15\n"
+    "  tern-bench pairs -L mqttsn://127.0.0.1:1885 -q 1 --count 2000   over an MQTT-SN gateway\n"
     "  tern-bench merge --json a.json b.json > all.json   runs of two machines as one\n";
 
 void add_load_options(CLI::App& app, bench_options& o) {
@@ -59,7 +60,8 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "member), reqresp (MQTT 5.0 request/response round trips: requesters "
                    "publish, responders answer on the Response Topic); merge "
                    "FILE... adds up the --json reports of runs made at the same time on several "
-                   "machines")
+                   "machines. With an mqttsn:// URL (-L) the clients speak MQTT-SN 1.2 over UDP "
+                   "to a gateway: pub, sub, fanin, fanout, pairs and conn")
         ->type_name("SCENARIO")
         ->check(CLI::IsMember(
                     {"pub", "sub", "fanin", "fanout", "pairs", "conn", "shared", "reqresp",
@@ -124,7 +126,7 @@ void add_load_options(CLI::App& app, bench_options& o) {
         ->group(load);
     app.add_option("--inflight", r.inflight,
                    "Unacknowledged QoS 1/2 messages per publisher "
-                   "(default: 64)")
+                   "(default: 64; over MQTT-SN always 1)")
         ->type_name("N")
         ->check(CLI::Range(1, 65535).description(""))
         ->group(load);
@@ -247,7 +249,16 @@ void prepare(const CLI::App& app, bench_options& o) {
         throw CLI::ValidationError("FILE", "only merge takes files: " + o.files.front());
     mqtt::cli::finalize(o.client);
     const auto& c = o.client.connection;
-    if (c.mqttsn) throw CLI::ValidationError("--url", "tern-bench has no MQTT-SN transport yet");
+    if (c.mqttsn) {
+        if (c.tls) throw CLI::ValidationError("--url", "mqttsn:// has no TLS");
+        if (!c.username.empty() || !c.password.empty())
+            throw CLI::ValidationError("--username", "MQTT-SN 1.2 has no user name or password");
+        if (app.count("--inflight"))
+            throw CLI::ValidationError("--inflight",
+                                       "an MQTT-SN 1.2 client has one QoS 1/2 message "
+                                       "outstanding, not a window");
+        r.mqttsn = true;
+    }
     r.host = c.host;
     r.port = mqtt::cli::effective_port(c);
     if (c.tls) {
@@ -353,7 +364,7 @@ mqtt::cli::exit_status run_bench(bench_options& o) {
 
 int main(int argc, char** argv) {
     CLI::App app{
-        "Load an MQTT broker with a scenario and report message rates, end-to-end latency "
+        "Load an MQTT broker (or an MQTT-SN gateway) with a scenario and report message rates, end-to-end latency "
         "percentiles, loss and the bench's own CPU time, as text or one JSON object."};
     bench_options opts;
     mqtt::cli::init_app(app, "tern-bench", examples);

@@ -111,6 +111,11 @@ std::string expand_template(std::string_view pattern, unsigned index,
 std::string apply_scenario_defaults(bench_config& c) {
     const auto s = default_shape(c.scenario);
     const auto name = std::string(to_string(c.scenario));
+    if (c.mqttsn && (c.scenario == scenario::shared || c.scenario == scenario::reqresp))
+        return name + " is not supported over MQTT-SN (mqttsn://): MQTT-SN 1.2 has no " +
+               (c.scenario == scenario::shared ? "shared subscriptions"
+                                               : "Response Topic or Correlation Data") +
+               " (pub, sub, fanin, fanout, pairs and conn are supported)";
     switch (c.scenario) {
         case scenario::pairs:
             if (c.publishers || c.subscribers)

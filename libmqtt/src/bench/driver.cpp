@@ -54,6 +54,7 @@ void run_state::close_socket(bench_client& c) {
     boost::system::error_code ec;
     c.socket.close(ec);
     if (c.transport) c.transport->close();
+    if (c.udp) c.udp->close(ec);
     c.open = false;
     c.timer.cancel();
     c.wake_writer.cancel();
@@ -75,38 +76,83 @@ void run_state::dispatch(bench_client& c, client::event& e, clock::time_point no
     if (auto* m = std::get_if<client::message_event>(&e)) {
         on_message(c, m->message, now);
     } else if (auto* a = std::get_if<client::publish_done_event>(&e)) {
-        on_ack(c, *a, now);
+        on_ack(c, a->packet_id,
+               protocol::is_error(a->code) ? protocol::to_string(a->code) : std::string_view{},
+               now);
     } else if (std::holds_alternative<client::connected_event>(e)) {
-        c.connected = true;
-        r_.connect_latency.record(to_ns(now) - to_ns(c.connect_start));
-        last_connack_ = now;
+        on_connected(c, now);
     } else if (auto* sa = std::get_if<client::suback_event>(&e)) {
         bool ok = true;
         for (auto code : sa->codes) ok = ok && !protocol::is_error(code);
-        if (ok) {
-            c.subscribed = true;
-        } else {
-            c.failed = true;
-            error("subscriber " + std::to_string(c.index) +
-                  ": the broker refused the subscription to " + c.filter);
-        }
+        on_suback(c, ok);
     } else if (auto* cl = std::get_if<client::closed_event>(&e)) {
         on_closed(c, *cl);
     }
 }
 
-void run_state::on_closed(bench_client& c, const client::closed_event& e) {
-    c.wake.cancel();
-    if (c.done) return;  // our own DISCONNECT
+void run_state::on_connected(bench_client& c, clock::time_point now) {
+    c.connected = true;
+    r_.connect_latency.record(to_ns(now) - to_ns(c.connect_start));
+    last_connack_ = now;
+}
+
+void run_state::on_suback(bench_client& c, bool ok) {
+    if (ok) {
+        c.subscribed = true;
+        return;
+    }
     c.failed = true;
+    error("subscriber " + std::to_string(c.index) + ": the broker refused the subscription to " +
+          c.filter);
+}
+
+void run_state::on_closed(bench_client& c, const client::closed_event& e) {
     std::string what = e.error ? e.error.message() : "closed";
     if (e.reason != protocol::reason_code::success)
         what += " (reason: " + std::string(protocol::to_string(e.reason)) + ")";
     if (!e.reason_string.empty()) what += ": " + e.reason_string;
+    on_lost(c, std::move(what));
+}
+
+void run_state::on_lost(bench_client& c, std::string what) {
+    c.wake.cancel();
+    if (c.done) return;  // our own DISCONNECT
+    c.failed = true;
     const char* name = c.kind == role::publisher    ? "publisher "
                        : c.kind == role::subscriber ? "subscriber "
                                                     : "connection ";
     error(name + std::to_string(c.index) + (c.connected ? ": connection lost: " : ": ") + what);
+}
+
+bool run_state::session_closed(const bench_client& c) const {
+    return c.sn ? c.sn->closed() : c.s.closed();
+}
+
+void run_state::subscribe_one(bench_client& c, std::string filter) {
+    if (c.sn) {
+        const auto q = static_cast<client::mqttsn::sn::qos>(static_cast<int>(cfg_.qos));
+        c.sn->subscribe({std::move(filter), std::nullopt}, q);
+        changed_sn(c);
+        return;
+    }
+    protocol::subscription sub{std::move(filter), {}};
+    sub.options.max_qos = cfg_.qos;
+    auto id = c.s.subscribe({std::move(sub)}, {}, clock::now());
+    if (!id) {
+        error("subscribe " + c.filter + ": " + id.error().message());
+        c.failed = true;
+    }
+    changed(c);
+}
+
+void run_state::disconnect_one(bench_client& c) {
+    if (c.sn) {
+        c.sn->disconnect();
+        changed_sn(c);
+        return;
+    }
+    c.s.disconnect();
+    changed(c);
 }
 
 // reqresp: a responder sends the request's payload back to its Response Topic with its
@@ -136,7 +182,11 @@ void run_state::on_message(bench_client& c, const protocol::publish_packet& m,
         respond(c, m, now);
         return;
     }
-    const auto h = decode_payload(m.payload);
+    on_payload(c, m.payload, now);
+}
+
+void run_state::on_payload(bench_client& c, std::string_view payload, clock::time_point now) {
+    const auto h = decode_payload(payload);
     // In-process scenarios only count their own run; `sub` counts any bench publisher.
     if (!h || (cfg_.scenario != scenario::sub &&
                (h->run_id != run_id_ || h->publisher >= publishers_.size()))) {
@@ -167,14 +217,14 @@ void run_state::on_message(bench_client& c, const protocol::publish_packet& m,
     }
 }
 
-void run_state::on_ack(bench_client& c, const client::publish_done_event& e,
+void run_state::on_ack(bench_client& c, std::uint64_t key, std::string_view refusal,
                        clock::time_point now) {
-    const auto it = c.unacked.find(e.packet_id);
+    const auto it = c.unacked.find(key);
     if (it == c.unacked.end()) return;
-    if (protocol::is_error(e.code)) {
+    if (!refusal.empty()) {
         ++c.refused;
         error("publisher " + std::to_string(c.index) +
-              ": the broker refused a message: " + std::string(protocol::to_string(e.code)));
+              ": the broker refused a message: " + std::string(refusal));
     } else {
         ++c.acked;
         last_ack_ = now;
@@ -191,6 +241,10 @@ void run_state::on_ack(bench_client& c, const client::publish_done_event& e,
 asio::awaitable<void> run_state::connect_client(bench_client& c) {
     c.attempted = true;
     c.connect_start = clock::now();
+    if (c.sn) {
+        co_await connect_client_sn(c);
+        co_return;
+    }
     auto [ec, ep] = co_await asio::async_connect(c.socket, endpoints_, nothrow);
     (void)ep;
     if (ec || c.done) {
@@ -306,6 +360,7 @@ asio::awaitable<void> run_state::timer_loop(bench_client& c) {
 }
 
 bool run_state::window_open(const bench_client& c) const {
+    if (c.sn) return window_open_sn(c);
     // One batch may queue while the previous one is being written, no more: QoS 0 has no
     // acknowledgements to pace it, and memory must stay bounded when the broker is slower.
     if (c.writer_busy && c.s.has_output()) return false;
@@ -316,25 +371,31 @@ void run_state::publish_one(bench_client& c, clock::time_point now, std::string&
     const auto k = c.next_seq;
     const auto stamp = to_ns(c.limiter.stamp(k, now));
     encode_payload({run_id_, c.index, k, stamp}, cfg_.size, payload);
-    protocol::publish_packet p;
-    p.topic = c.topic;
-    p.payload = payload;
-    p.qos_level = cfg_.qos;
-    if (cfg_.scenario == scenario::reqresp) {
-        p.props.response_topic = c.response_topic;
-        p.props.correlation_data = std::to_string(k);
-    }
-    auto id = c.s.publish(std::move(p), now);
-    if (!id) {
-        c.failed = true;
-        error("publisher " + std::to_string(c.index) + ": " + id.error().message());
-        return;
+    std::uint64_t key = 0;
+    if (c.sn) {
+        if (!publish_sn(c, payload, key)) return;
+    } else {
+        protocol::publish_packet p;
+        p.topic = c.topic;
+        p.payload = payload;
+        p.qos_level = cfg_.qos;
+        if (cfg_.scenario == scenario::reqresp) {
+            p.props.response_topic = c.response_topic;
+            p.props.correlation_data = std::to_string(k);
+        }
+        auto id = c.s.publish(std::move(p), now);
+        if (!id) {
+            c.failed = true;
+            error("publisher " + std::to_string(c.index) + ": " + id.error().message());
+            return;
+        }
+        key = *id;
     }
     ++c.next_seq;
     last_publish_ = now;
     const bool measured = stamp >= warm_ns_;
     if (measured) ++r_.measured_published;
-    if (cfg_.qos != protocol::qos::at_most_once) c.unacked[*id] = {stamp, measured};
+    if (cfg_.qos != protocol::qos::at_most_once) c.unacked[key] = {stamp, measured};
 }
 
 asio::awaitable<void> run_state::publish_loop(bench_client& c) {
@@ -345,7 +406,7 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
     const auto more = [&] { return cfg_.count == 0 || c.next_seq < cfg_.count; };
     std::string payload;
     c.publishing = true;
-    while (!c.done && !c.failed && !c.s.closed() && !stop_publishing_ && more()) {
+    while (!c.done && !c.failed && !session_closed(c) && !stop_publishing_ && more()) {
         auto now = clock::now();
         if (now >= end) break;
         const bool due = !c.limiter.open_loop() || c.limiter.due(c.next_seq, now);
@@ -363,7 +424,10 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
             if (c.limiter.open_loop() && !c.limiter.due(c.next_seq, now)) break;
             publish_one(c, now, payload);
         }
-        changed(c);
+        if (c.sn)
+            changed_sn(c);
+        else
+            changed(c);
         // Let reads (acks, deliveries) and writes run between batches.
         co_await asio::post(io, asio::use_awaitable);
     }

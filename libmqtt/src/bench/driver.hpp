@@ -7,8 +7,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -20,6 +22,7 @@
 #include "mqtt/bench/rate.hpp"
 #include "mqtt/bench/results.hpp"
 #include "mqtt/bench/sequence.hpp"
+#include "mqtt/client/mqttsn_session.hpp"
 #include "mqtt/client/session.hpp"
 #include "mqtt/protocol/framer.hpp"
 #include "net/transport/tls.hpp"
@@ -51,6 +54,11 @@ struct bench_client {
     asio::steady_timer wake;  // the publisher's pause: window full, or not due yet
     protocol::framer framer;
     std::vector<std::uint8_t> writing;
+    // MQTT-SN (bench_config::mqttsn): this session over a connected UDP socket instead of
+    // `s` over a transport; the datagrams it gave wait in `datagrams` for the writer.
+    std::unique_ptr<client::mqttsn::session> sn;
+    std::unique_ptr<asio::ip::udp::socket> udp;
+    std::deque<std::vector<std::uint8_t>> datagrams;
     clock::time_point armed = clock::time_point::max();
     clock::time_point connect_start{};
     bool writer_busy = false;
@@ -66,7 +74,8 @@ struct bench_client {
     std::uint64_t next_seq = 0;
     std::uint64_t acked = 0;
     std::uint64_t refused = 0;
-    std::unordered_map<std::uint16_t, pending_ack> unacked;
+    // By packet id (MQTT) or publish token (MQTT-SN).
+    std::unordered_map<std::uint64_t, pending_ack> unacked;
     bool publishing = false;
 
     // reqresp: a requester's Response Topic (it subscribes to it); a responder answers.
@@ -101,13 +110,33 @@ class run_state {
     void changed(bench_client& c);
     void dispatch(bench_client& c, client::event& e, clock::time_point now);
     void on_message(bench_client& c, const protocol::publish_packet& m, clock::time_point now);
+    void on_payload(bench_client& c, std::string_view payload, clock::time_point now);
     void respond(bench_client& c, const protocol::publish_packet& m, clock::time_point now);
-    void on_ack(bench_client& c, const client::publish_done_event& e, clock::time_point now);
+    // `refusal`: empty when the broker accepted the message, else its reason.
+    void on_ack(bench_client& c, std::uint64_t key, std::string_view refusal,
+                clock::time_point now);
+    void on_connected(bench_client& c, clock::time_point now);
+    void on_suback(bench_client& c, bool ok);
     void on_closed(bench_client& c, const client::closed_event& e);
+    void on_lost(bench_client& c, std::string what);
     bool window_open(const bench_client& c) const;
     void publish_one(bench_client& c, clock::time_point now, std::string& payload);
     void close_socket(bench_client& c);
     void error(std::string message);
+    // Either protocol: the session's state and requests.
+    bool session_closed(const bench_client& c) const;
+    void subscribe_one(bench_client& c, std::string filter);
+    void disconnect_one(bench_client& c);
+
+    // MQTT-SN driver (driver_mqttsn.cpp): the same roles over UDP.
+    asio::awaitable<void> connect_client_sn(bench_client& c);
+    asio::awaitable<void> read_loop_sn(bench_client& c);
+    asio::awaitable<void> write_loop_sn(bench_client& c);
+    asio::awaitable<void> timer_loop_sn(bench_client& c);
+    void changed_sn(bench_client& c);
+    void dispatch_sn(bench_client& c, client::mqttsn::event& e, clock::time_point now);
+    bool window_open_sn(const bench_client& c) const;
+    bool publish_sn(bench_client& c, const std::string& payload, std::uint64_t& key);
 
     // Phases (runner.cpp).
     asio::awaitable<void> sleep_until(clock::time_point t);

@@ -42,7 +42,8 @@ std::string format_ns(std::uint64_t ns) {
 nlohmann::json parameters_json(const bench_config& c) {
     return {{"host", c.host},
             {"port", c.port},
-            {"protocol_version", std::string(protocol::to_string(c.connect.version))},
+            {"protocol_version", c.mqttsn ? std::string("mqttsn-1.2")
+                                          : std::string(protocol::to_string(c.connect.version))},
             {"qos", static_cast<int>(c.qos)},
             {"publishers", c.publishers},
             {"subscribers", c.subscribers},
@@ -304,8 +305,10 @@ nlohmann::json to_json(const run_results& r, const thresholds& t,
 void print_summary(std::ostream& out, const run_results& r, const std::vector<violation>& failed) {
     const auto& c = r.config;
     char line[256];
-    out << "tern-bench " << to_string(c.scenario) << ": " << c.host << ":" << c.port << ", MQTT "
-        << protocol::to_string(c.connect.version) << ", QoS " << static_cast<int>(c.qos) << ", "
+    out << "tern-bench " << to_string(c.scenario) << ": " << c.host << ":" << c.port << ", "
+        << (c.mqttsn ? std::string("MQTT-SN 1.2 over UDP")
+                     : "MQTT " + std::string(protocol::to_string(c.connect.version)))
+        << ", QoS " << static_cast<int>(c.qos) << ", "
         << c.publishers << " publisher(s), " << c.subscribers << " subscriber(s)";
     if (c.scenario == scenario::conn) out << ", " << c.clients << " connection(s)";
     out << ", " << c.size << "-byte payloads\n";

@@ -70,6 +70,13 @@ void run_state::make_clients() {
     const auto add = [&](role r, unsigned index) -> bench_client& {
         sc.connect.client_id = id_of(clients_.size());
         clients_.push_back(std::make_unique<bench_client>(io, r, index, sc));
+        if (cfg_.mqttsn) {
+            client::mqttsn::session_config snc;
+            snc.client_id = sc.connect.client_id;
+            snc.keep_alive = cfg_.connect.keep_alive;
+            snc.clean_session = cfg_.connect.clean_start;
+            clients_.back()->sn = std::make_unique<client::mqttsn::session>(std::move(snc));
+        }
         return *clients_.back();
     };
     if (cfg_.scenario == scenario::conn) {
@@ -145,14 +152,7 @@ asio::awaitable<bool> run_state::subscribe_all() {
             (cfg_.scenario == scenario::reqresp && c->kind == role::subscriber &&
              subscribers_.size() > 1))
             filter = shared_filter(cfg_, filter);
-        protocol::subscription sub{std::move(filter), {}};
-        sub.options.max_qos = cfg_.qos;
-        auto id = c->s.subscribe({std::move(sub)}, {}, clock::now());
-        if (!id) {
-            error("subscribe " + c->filter + ": " + id.error().message());
-            c->failed = true;
-        }
-        changed(*c);
+        subscribe_one(*c, std::move(filter));
     }
     const auto settled = [&] {
         return std::all_of(subscribing.begin(), subscribing.end(),
@@ -227,9 +227,8 @@ asio::awaitable<void> run_state::shutdown_all() {
     for (auto& c : clients_) {
         c->done = true;
         c->wake.cancel();
-        if (c->open && !c->s.closed()) {
-            c->s.disconnect();
-            changed(*c);
+        if (c->open && !session_closed(*c)) {
+            disconnect_one(*c);
         } else if (!c->open) {
             close_socket(*c);  // aborts a connect still under way
         }

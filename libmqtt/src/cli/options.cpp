@@ -188,7 +188,7 @@ url_parts require_url(std::string_view option, std::string_view url) {
                                    "not an mqtt(s):// or ws(s):// URL: " + std::string(url));
     if (parts->mqttsn)
         throw CLI::ValidationError(std::string(option),
-                                   "mqttsn:// works with tern-pub and tern-sub only: " +
+                                   "mqttsn:// works with tern-pub, tern-sub and tern-bench only: " +
                                        std::string(url));
     return *parts;
 }

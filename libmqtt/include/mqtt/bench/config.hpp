@@ -28,6 +28,9 @@ struct bench_config {
     std::optional<net::tls_client_settings> tls;
     // Set: MQTT over WebSocket (wss with tls) with this request path.
     std::optional<std::string> websocket_path;
+    // MQTT-SN 1.2 over UDP to a gateway (client::mqttsn::session): one QoS 1/2 message
+    // outstanding per client, as MQTT-SN asks; pub, sub, fanin, fanout, pairs and conn only.
+    bool mqttsn = false;
     protocol::connect_packet connect;  // version, keep-alive, credentials; client_id is a prefix
     std::string client_id_prefix = "tb-";  // + run id (8 hex) + "-" + n: within 3.1's 23
 

@@ -83,7 +83,7 @@ struct will_options {
 // The parts of mqtt://[username[:password]@]host[:port][/topic] (mqtts:// for TLS), or of
 // ws://[username[:password]@]host[:port][/path] (wss:// for TLS): MQTT over WebSocket, where
 // the path is the HTTP request path ("/" when none is given) and there is no topic; or of
-// mqttsn://host[:port][/topic], MQTT-SN 1.2 over UDP (tern-pub and tern-sub only).
+// mqttsn://host[:port][/topic], MQTT-SN 1.2 over UDP (tern-pub, tern-sub and tern-bench only).
 struct url_parts {
     bool tls = false;
     bool websocket = false;
