@@ -237,6 +237,17 @@ def scenarios(port):
         check("pairs q0: bytes/s is msg/s x size",
               abs(d["rates"]["received_bytes_s"] - 200 * d["rates"]["received_msg_s"]) < 1e-3 *
               d["rates"]["received_bytes_s"] + 1)
+    # 16 bytes: the compact header counts loss, duplicates and order, but has no send time.
+    d = run_ok(port, "pairs q1 16 B", ["pairs", "-q", "1", "--clients", "2", "--count", "500",
+                                       "--size", "16"],
+               {"published": 1000, "expected": 1000, "unique": 1000, "lost": 0,
+                "duplicates": 0})
+    if d:
+        check("pairs 16 B: bytes/s is msg/s x 16",
+              abs(d["rates"]["received_bytes_s"] - 16 * d["rates"]["received_msg_s"]) < 1e-3 *
+              d["rates"]["received_bytes_s"] + 1)
+        check("pairs 16 B: no end-to-end latency without a send time",
+              d["latency_ns"].get("count", 0) == 0, json.dumps(d["latency_ns"]))
     # %c: each publisher's own client id in its topic; a pairs subscriber follows its
     # publisher, a fanin subscriber gets '+' for that level.
     d = run_ok(port, "pairs %c", ["pairs", "-q", "1", "--clients", "2", "--count", "500",
@@ -341,7 +352,9 @@ def failures(port):
     check("refused connection exits 1", code == 1, f"{code}: {err}")
     check("refused connection: status error", d is not None and d["status"] == "error" and
           d["errors"], json.dumps(d)[:300] if d else "no JSON")
-    for args in (["pub", "--size", "10"], ["fanin", "--clients", "2"], ["sub"],
+    for args in (["pub", "--size", "10"], ["pub", "--size", "15"],
+                 ["pairs", "--size", "20", "--duration", "2", "--warmup", "1"],
+                 ["fanin", "--clients", "2"], ["sub"],
                  ["pub", "--count", "5", "--duration", "1"], ["nonsense"],
                  ["shared", "--group", "a/b"], ["pairs", "--group", "g"],
                  ["reqresp", "-V", "311"],

@@ -75,10 +75,35 @@ TEST_CASE("bench payload: header round trip, padding, foreign payloads") {
     CHECK(back->publisher == 17);
     CHECK(back->sequence == h.sequence);
     CHECK(back->sent_ns == h.sent_ns);
-    mqtt::bench::encode_payload(h, 3, out);  // never shorter than the header
-    CHECK(out.size() == mqtt::bench::payload_header_size);
+    CHECK(back->timed);
+    mqtt::bench::encode_payload(h, 3, out);  // never shorter than the compact header
+    CHECK(out.size() == mqtt::bench::compact_header_size);
     CHECK_FALSE(mqtt::bench::decode_payload("hello"));
     CHECK_FALSE(mqtt::bench::decode_payload(std::string(40, 'x')));
+}
+
+TEST_CASE("bench payload: 16 to 27 bytes carry the compact header, without a send time") {
+    mqtt::bench::payload_header h{0xdeadbeef, 70000, 0x0102030405060708ull, 987654321012345ull};
+    std::string out;
+    for (std::size_t size : {std::size_t{16}, std::size_t{27}}) {
+        mqtt::bench::encode_payload(h, size, out);
+        CHECK(out.size() == size);
+        CHECK(out.substr(0, 2) == "Tb");
+        auto back = mqtt::bench::decode_payload(out);
+        REQUIRE(back);
+        CHECK_FALSE(back->timed);
+        CHECK(back->run_id == 0xbeef);  // the low 16 bits
+        CHECK(back->run_id == mqtt::bench::run_id_in(*back, h.run_id));
+        CHECK(back->publisher == 70000);
+        CHECK(back->sequence == h.sequence);
+        CHECK(back->sent_ns == 0);
+    }
+    // 28 bytes and more: the full header, whatever the first bytes of a compact one say.
+    mqtt::bench::encode_payload(h, 28, out);
+    CHECK(out.substr(0, 4) == "TBN1");
+    CHECK(mqtt::bench::decode_payload(out)->timed);
+    CHECK_FALSE(mqtt::bench::decode_payload(std::string("Tb") + std::string(13, 'x')));  // 15
+    CHECK_FALSE(mqtt::bench::decode_payload(std::string("Tb") + std::string(30, 'x')));  // 32
 }
 
 TEST_CASE("bench sequence: loss, duplicates and reordering per publisher") {

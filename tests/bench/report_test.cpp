@@ -43,8 +43,20 @@ TEST_CASE("bench config: scenario defaults and combinations that cannot run") {
     CHECK(apply_scenario_defaults(sub).find("--count or --duration") != std::string::npos);
     bench_config tiny;
     tiny.scenario = scenario::pub;
-    tiny.size = 27;
+    tiny.size = 15;
     CHECK(apply_scenario_defaults(tiny).find("--size") != std::string::npos);
+    tiny.size = 16;  // the compact header: runs, without latency
+    CHECK(apply_scenario_defaults(tiny).empty());
+    tiny.duration = 2;
+    tiny.count = 0;
+    tiny.warmup = 1;  // nothing to leave out by send time
+    CHECK(apply_scenario_defaults(tiny).find("--warmup") != std::string::npos);
+    tiny.size = 28;
+    CHECK(apply_scenario_defaults(tiny).empty());
+    bench_config rr_small;
+    rr_small.scenario = scenario::reqresp;
+    rr_small.size = 20;
+    CHECK(apply_scenario_defaults(rr_small).find("reqresp") != std::string::npos);
 
     CHECK(expand_template("a/%i/b/%i%", 12) == "a/12/b/12%");
     CHECK(expand_template("d/%c/%i", 3, "tb-1") == "d/tb-1/3");

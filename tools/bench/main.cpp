@@ -104,7 +104,8 @@ void add_load_options(CLI::App& app, bench_options& o) {
         ->group(load);
     mqtt::cli::add_qos_option(app, r.qos, "Quality of service of publishes and subscriptions");
     app.get_option("--qos")->group(load);
-    app.add_option("--size", r.size, "Payload size, at least 28 (default: 64)")
+    app.add_option("--size", r.size,
+                   "Payload size, at least 16; below 28 no latency is measured (default: 64)")
         ->type_name("BYTES")
         ->check(CLI::Range(0, 268435455).description(""))
         ->group(load);

@@ -156,9 +156,15 @@ std::string apply_scenario_defaults(bench_config& c) {
     if (c.topic.empty()) c.topic = s.topic;
     if (c.scenario != scenario::conn && c.scenario != scenario::sub && !c.count && c.duration <= 0)
         c.count = 10'000;
-    if (c.publishers && c.size < payload_header_size)
-        return "--size must be at least " + std::to_string(payload_header_size) +
-               " (the bench header: run id, publisher, sequence, send time)";
+    if (c.publishers && c.size < compact_header_size)
+        return "--size must be at least " + std::to_string(compact_header_size) +
+               " (the bench header: run id, publisher, sequence)";
+    // Below the full header there is no send time: no latency, and no warm-up to leave out.
+    if (c.publishers && c.size < payload_header_size && c.warmup > 0)
+        return "--warmup needs --size " + std::to_string(payload_header_size) +
+               " or more (the send time in the payload)";
+    if (c.publishers && c.size < payload_header_size && c.scenario == scenario::reqresp)
+        return "reqresp needs --size " + std::to_string(payload_header_size) + " or more";
     if (c.warmup > 0 && c.duration > 0 && c.warmup >= c.duration)
         return "--warmup must be shorter than --duration";
     if (c.time_limit <= 0) {

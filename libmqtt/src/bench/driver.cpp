@@ -189,12 +189,14 @@ void run_state::on_payload(bench_client& c, std::string_view payload, clock::tim
     const auto h = decode_payload(payload);
     // In-process scenarios only count their own run; `sub` counts any bench publisher.
     if (!h || (cfg_.scenario != scenario::sub &&
-               (h->run_id != run_id_ || h->publisher >= publishers_.size()))) {
+               (h->run_id != run_id_in(*h, run_id_) || h->publisher >= publishers_.size()))) {
         ++c.foreign;
         return;
     }
     ++c.received;
-    auto& t = c.seen[(std::uint64_t{h->run_id} << 32) | h->publisher];
+    // A compact header carries 16 bits of the run id: in-process scenarios know it is theirs.
+    const std::uint32_t run = cfg_.scenario != scenario::sub ? run_id_ : h->run_id;
+    auto& t = c.seen[(std::uint64_t{run} << 32) | h->publisher];
     auto arrival = t.record(h->sequence);
     // shared: a message is new when the group had not seen it, whichever member got it; the
     // member's own tracker still says whether its share came in order.
@@ -208,6 +210,10 @@ void run_state::on_payload(bench_client& c, std::string_view payload, clock::tim
         first_stamp_ns_ = h->sent_ns;
     }
     last_receive_ = now;
+    if (!h->timed) {  // a compact header: counted, no latency (no warm-up either)
+        ++r_.measured_received;
+        return;
+    }
     const auto now_ns = to_ns(now);
     // sub: the warm-up counts from the first message's send time, the only start it knows.
     const auto warm = cfg_.scenario == scenario::sub ? first_stamp_ns_ + warm_ns_ : warm_ns_;
