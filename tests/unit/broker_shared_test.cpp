@@ -284,3 +284,86 @@ TEST_CASE("subscription identifiers: the exact bytes, and none for 3.1.1") {
                                  false, ids);
     CHECK(v311 == bytes{0x30, 0x04, 0x00, 0x01, 0x74, 0x78});
 }
+
+TEST_CASE("output_batch: large payloads are shared, not copied; flattened they are the same bytes") {
+    using mqtt::broker::output_batch;
+    publish_packet small;
+    small.topic = "s";
+    small.payload = std::string(100, 'a');
+    publish_packet large;
+    large.topic = "l/t";
+    large.payload = std::string(output_batch::share_threshold + 5, 'b');
+    large.props.content_type = "c";
+    const auto ms = mqtt::broker::make_message(publish_packet{small}, test_epoch());
+    const auto ml = mqtt::broker::make_message(publish_packet{large}, test_epoch());
+    const std::vector<std::uint32_t> ids{9};
+
+    output_batch batch;
+    batch.append_publish(ms, protocol_version::v5, qos::at_most_once, 0, false);
+    batch.append_publish(ml, protocol_version::v5, qos::at_least_once, 3, true, true, ids);
+    batch.append_publish(ms, protocol_version::v3_1_1, qos::at_least_once, 4, false);
+    batch.append_publish(ml, protocol_version::v3_1_1, qos::exactly_once, 5, false);
+    REQUIRE(batch.payloads.size() == 2);
+    CHECK(batch.payloads[0].msg == ml);  // the message itself, not a copy
+    CHECK(batch.payload_bytes == 2 * ml->payload.size());
+    CHECK(batch.bytes.size() + batch.payload_bytes == batch.size());
+
+    bytes expected;
+    mqtt::broker::append_publish(expected, *ms, protocol_version::v5, qos::at_most_once, 0, false);
+    mqtt::broker::append_publish(expected, *ml, protocol_version::v5, qos::at_least_once, 3, true,
+                                 true, ids);
+    mqtt::broker::append_publish(expected, *ms, protocol_version::v3_1_1, qos::at_least_once, 4,
+                                 false);
+    mqtt::broker::append_publish(expected, *ml, protocol_version::v3_1_1, qos::exactly_once, 5,
+                                 false);
+    CHECK(batch.size() == expected.size());
+    bytes flat;
+    batch.flatten_into(flat);
+    CHECK(flat == expected);
+    // The head alone is the packet minus its payload.
+    bytes head;
+    const auto n = mqtt::broker::append_publish_head(head, *ml, protocol_version::v5,
+                                                     qos::at_least_once, 3, true, true, ids);
+    CHECK(n == head.size());
+    CHECK(n + ml->payload.size() ==
+          mqtt::broker::publish_size(*ml, protocol_version::v5, qos::at_least_once, ids));
+
+    batch.release_payloads();
+    CHECK(batch.payloads.empty());
+    CHECK(ml.use_count() == 1);  // the batch no longer holds the message
+}
+
+TEST_CASE("output_batch: a session hands large payloads over shared with the routed message") {
+    using mqtt::broker::output_batch;
+    auto now = test_epoch();
+    engine e;
+    test_client pub(e, protocol_version::v5, now);
+    test_client sub(e, protocol_version::v5, now);
+    pub.connect("pub");
+    sub.connect("sub");
+    sub.subscribe("big/#", qos::at_least_once);
+    const std::string large(output_batch::share_threshold * 3, 'z');
+    pub.publish("big/1", large, qos::at_least_once);
+    pub.publish("big/2", "small", qos::at_least_once);
+    (void)pub.received();
+
+    output_batch batch;
+    sub.session().take_output(batch);
+    REQUIRE(batch.payloads.size() == 1);  // the small one is copied in
+    CHECK(batch.payloads[0].msg->payload == large);
+    CHECK_FALSE(sub.session().has_output());
+    bytes flat;
+    batch.flatten_into(flat);
+    framer f;
+    f.feed(flat);
+    std::vector<std::string> got;
+    for (;;) {
+        auto fr = f.next();
+        REQUIRE(fr.has_value());
+        if (!*fr) break;
+        auto p = decode((*fr)->first_byte, (*fr)->body, protocol_version::v5);
+        REQUIRE(p.has_value());
+        got.push_back(as<publish_packet>(*p).payload);
+    }
+    CHECK(got == std::vector<std::string>{large, "small"});
+}

@@ -198,3 +198,32 @@ TEST_CASE("framer: a packet larger than one read grows the buffer and keeps its 
     REQUIRE(whole.has_value());
     CHECK(bytes(whole->body.begin(), whole->body.end()) == bytes(pub.begin() + 4, pub.end()));
 }
+
+TEST_CASE("framer: missing() is the rest of a packet whose header is in") {
+    framer f;
+    CHECK(f.missing() == 0);  // nothing buffered
+    bytes head{0x30, 0xC3};   // Remaining Length not complete yet
+    f.feed(head);
+    CHECK(f.missing() == 0);
+    bytes more{0xBB, 0x01, 0x00, 0x01, 't'};  // Remaining Length 24,003; 3 body bytes in
+    f.feed(more);
+    CHECK(f.missing() == 24'000);
+    // Room for all of it, read in one go: the packet comes out whole.
+    auto room = f.prepare(f.missing());
+    REQUIRE(room.size() == 24'000);
+    std::fill(room.begin(), room.end(), std::uint8_t{0x5A});
+    f.commit(room.size());
+    CHECK(f.missing() == 0);
+    auto whole = f.next().value();
+    REQUIRE(whole.has_value());
+    CHECK(whole->body.size() == 24'003);
+    CHECK(whole->body.back() == 0x5A);
+    CHECK(f.missing() == 0);
+}
+
+TEST_CASE("framer: missing() is 0 after an error") {
+    framer f{100};
+    bytes big{0x30, 0xE8, 0x07};  // 1,000 bytes: over the maximum
+    f.feed(big);
+    CHECK(f.missing() == 0);
+}

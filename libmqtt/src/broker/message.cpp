@@ -63,17 +63,47 @@ std::size_t remaining_length(const message& m, protocol_version v, qos q,
            (protocol::is_v5(v) ? props_size(m, ids) : 0) + m.payload.size();
 }
 
-void put_varint(std::vector<std::uint8_t>& out, std::size_t& at, std::uint32_t r) {
+void put_varint(std::uint8_t*& at, std::uint32_t r) {
     do {
         std::uint8_t b = r & 0x7F;
         r >>= 7;
-        out[at++] = r ? static_cast<std::uint8_t>(b | 0x80) : b;
+        *at++ = r ? static_cast<std::uint8_t>(b | 0x80) : b;
     } while (r != 0);
 }
 
-void put(std::vector<std::uint8_t>& out, std::size_t& at, const void* p, std::size_t n) {
-    if (n != 0) std::memcpy(out.data() + at, p, n);
+void put(std::uint8_t*& at, const void* p, std::size_t n) {
+    if (n != 0) std::memcpy(at, p, n);
     at += n;
+}
+
+// Writes the PUBLISH up to its payload at `at` (room made by the caller); returns the end.
+std::uint8_t* write_head(std::uint8_t* at, const message& m, protocol_version v, qos q,
+                         std::uint16_t packet_id, bool retain, bool dup, std::size_t rem,
+                         std::span<const std::uint32_t> ids) {
+    const bool with_id = q != qos::at_most_once;
+    *at++ = static_cast<std::uint8_t>(0x30 | (dup && with_id ? 0x08 : 0) |
+                                      (static_cast<unsigned>(q) << 1) | (retain ? 1 : 0));
+    put_varint(at, static_cast<std::uint32_t>(rem));
+    *at++ = static_cast<std::uint8_t>(m.topic.size() >> 8);
+    *at++ = static_cast<std::uint8_t>(m.topic.size() & 0xFF);
+    put(at, m.topic.data(), m.topic.size());
+    if (with_id) {
+        *at++ = static_cast<std::uint8_t>(packet_id >> 8);
+        *at++ = static_cast<std::uint8_t>(packet_id & 0xFF);
+    }
+    if (protocol::is_v5(v) && ids.empty()) {
+        put(at, m.props_v5.data(), m.props_v5.size());
+    } else if (protocol::is_v5(v)) {
+        // The identifiers first, then the message's own properties (order is free, §2.2.2.2).
+        const auto [length, header] = property_length(m.props_v5);
+        put_varint(at, static_cast<std::uint32_t>(length + ids_size(ids)));
+        for (const auto id : ids) {
+            *at++ = 0x0B;
+            put_varint(at, id);
+        }
+        put(at, m.props_v5.data() + header, m.props_v5.size() - header);
+    }
+    return at;
 }
 
 }  // namespace
@@ -144,36 +174,50 @@ std::size_t publish_size(const message& m, protocol_version v, qos q,
     return 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem;
 }
 
+std::size_t append_publish_head(std::vector<std::uint8_t>& out, const message& m,
+                                protocol_version v, qos q, std::uint16_t packet_id, bool retain,
+                                bool dup, std::span<const std::uint32_t> ids) {
+    const std::size_t rem = remaining_length(m, v, q, ids);
+    const std::size_t head =
+        1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem - m.payload.size();
+    const std::size_t at = out.size();
+    out.resize(at + head);  // zero-fills the head only, which is small
+    write_head(out.data() + at, m, v, q, packet_id, retain, dup, rem, ids);
+    return head;
+}
+
 void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol_version v, qos q,
                     std::uint16_t packet_id, bool retain, bool dup,
                     std::span<const std::uint32_t> ids) {
     const std::size_t rem = remaining_length(m, v, q, ids);
-    std::size_t at = out.size();
+    const std::size_t at = out.size();
     out.resize(at + 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem);
-    const bool with_id = q != qos::at_most_once;
-    out[at++] = static_cast<std::uint8_t>(0x30 | (dup && with_id ? 0x08 : 0) |
-                                          (static_cast<unsigned>(q) << 1) | (retain ? 1 : 0));
-    put_varint(out, at, static_cast<std::uint32_t>(rem));
-    out[at++] = static_cast<std::uint8_t>(m.topic.size() >> 8);
-    out[at++] = static_cast<std::uint8_t>(m.topic.size() & 0xFF);
-    put(out, at, m.topic.data(), m.topic.size());
-    if (with_id) {
-        out[at++] = static_cast<std::uint8_t>(packet_id >> 8);
-        out[at++] = static_cast<std::uint8_t>(packet_id & 0xFF);
+    auto* end = write_head(out.data() + at, m, v, q, packet_id, retain, dup, rem, ids);
+    put(end, m.payload.data(), m.payload.size());
+}
+
+void output_batch::append_publish(const message_ptr& m, protocol_version v, qos q,
+                                  std::uint16_t packet_id, bool retain, bool dup,
+                                  std::span<const std::uint32_t> ids) {
+    if (m->payload.size() < share_threshold) {
+        broker::append_publish(bytes, *m, v, q, packet_id, retain, dup, ids);
+        return;
     }
-    if (protocol::is_v5(v) && ids.empty()) {
-        put(out, at, m.props_v5.data(), m.props_v5.size());
-    } else if (protocol::is_v5(v)) {
-        // The identifiers first, then the message's own properties (order is free, §2.2.2.2).
-        const auto [length, header] = property_length(m.props_v5);
-        put_varint(out, at, static_cast<std::uint32_t>(length + ids_size(ids)));
-        for (const auto id : ids) {
-            out[at++] = 0x0B;
-            put_varint(out, at, id);
-        }
-        put(out, at, m.props_v5.data() + header, m.props_v5.size() - header);
+    append_publish_head(bytes, *m, v, q, packet_id, retain, dup, ids);
+    payloads.push_back(payload_ref{bytes.size(), m});
+    payload_bytes += m->payload.size();
+}
+
+void output_batch::flatten_into(std::vector<std::uint8_t>& out) const {
+    out.reserve(out.size() + size());
+    std::size_t from = 0;
+    for (const auto& p : payloads) {
+        out.insert(out.end(), bytes.begin() + static_cast<std::ptrdiff_t>(from),
+                   bytes.begin() + static_cast<std::ptrdiff_t>(p.at));
+        out.insert(out.end(), p.msg->payload.begin(), p.msg->payload.end());
+        from = p.at;
     }
-    put(out, at, m.payload.data(), m.payload.size());
+    out.insert(out.end(), bytes.begin() + static_cast<std::ptrdiff_t>(from), bytes.end());
 }
 
 }  // namespace mqtt::broker

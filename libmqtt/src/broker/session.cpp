@@ -125,11 +125,26 @@ void session::on_written() {
 
 // ---- output -----------------------------------------------------------------------------
 
-void session::take_output(std::vector<std::uint8_t>& into) {
+void session::take_output(output_batch& into) {
     into.clear();
     std::swap(into, out_);
     // Keep the capacity of ordinary batches, not of one huge message.
-    if (out_.capacity() > (std::size_t{256} << 10)) std::vector<std::uint8_t>{}.swap(out_);
+    if (out_.bytes.capacity() > (std::size_t{256} << 10)) {
+        std::vector<std::uint8_t>{}.swap(out_.bytes);
+    }
+}
+
+void session::take_output(std::vector<std::uint8_t>& into) {
+    into.clear();
+    if (out_.payloads.empty()) {
+        std::swap(into, out_.bytes);
+    } else {
+        out_.flatten_into(into);
+        out_.clear();
+    }
+    if (out_.bytes.capacity() > (std::size_t{256} << 10)) {
+        std::vector<std::uint8_t>{}.swap(out_.bytes);
+    }
 }
 
 bool session::input_paused() const noexcept {
@@ -166,7 +181,7 @@ void session::send(const protocol::packet& p) {
 
 void session::send_in(const protocol::packet& p, protocol_version v) {
     // Our own packets are built valid; an encoding failure is a bug, not peer input.
-    [[maybe_unused]] const auto ec = protocol::encode_append(p, v, out_);
+    [[maybe_unused]] const auto ec = protocol::encode_append(p, v, out_.bytes);
 }
 
 // ---- CONNECT ----------------------------------------------------------------------------
@@ -306,10 +321,10 @@ void session::authenticate(protocol::connect_packet&& c, clock::time_point now) 
     state_ = session_state::authenticating;
     if (c.password) {
         auth_request_ = auth_request{sec.passwords, *c.username, *c.password};
-        pending_connect_ = std::move(c);
+        pending_connect_ = std::make_unique<protocol::connect_packet>(std::move(c));
         return;
     }
-    pending_connect_ = std::move(c);
+    pending_connect_ = std::make_unique<protocol::connect_packet>(std::move(c));
     on_auth_result(false, now);  // a user name without a password: wrong, after the delay
 }
 

@@ -94,7 +94,7 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
             ++engine_.stats().dropped_qos0_slow;
             return;
         }
-        append_publish(out_, *m, version_, q, 0, retain, false, ids);
+        out_.append_publish(m, version_, q, 0, retain, false, ids);
         engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
     } else {
         if (ds_->queue.empty() && can_send_qos12()) {
@@ -126,7 +126,7 @@ bool session::can_send_qos12() const noexcept {
 void session::send_qos12(const message_ptr& m, qos q, bool retain, subscription_ids ids) {
     const std::uint16_t id = next_packet_id();
     const auto stage = q == qos::at_least_once ? outbound_stage::puback : outbound_stage::pubrec;
-    append_publish(out_, *m, version_, q, id, retain, false, ids);
+    out_.append_publish(m, version_, q, id, retain, false, ids);
     ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage, std::move(ids)});
     if (auto* store = engine_.store()) store->inflight_added(*ds_, ds_->inflight.back());
     engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
@@ -155,7 +155,7 @@ void session::send_queued() {
         } else if (too_large(*m, d.q, d.ids)) {
             ++engine_.stats().dropped_too_large;
         } else if (d.q == qos::at_most_once) {
-            append_publish(out_, *m, version_, d.q, 0, d.retain, false, d.ids);
+            out_.append_publish(m, version_, d.q, 0, d.retain, false, d.ids);
             engine_.stats().count_sent(static_cast<unsigned>(d.q), m->payload.size());
         } else {
             send_qos12(m, d.q, d.retain, std::move(d.ids));
@@ -199,7 +199,7 @@ void session::resend() {
         if (o.waiting == outbound_stage::pubcomp) {
             send(protocol::pubrel_packet{o.id, reason_code::success, {}});
         } else {
-            append_publish(out_, *o.msg, version_, o.q, o.id, o.retain, true, o.ids);
+            out_.append_publish(o.msg, version_, o.q, o.id, o.retain, true, o.ids);
             engine_.stats().count_sent(static_cast<unsigned>(o.q), o.msg->payload.size());
         }
     }

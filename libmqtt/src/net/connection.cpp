@@ -1,10 +1,12 @@
 #include "connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -12,7 +14,12 @@ namespace mqtt::net::detail {
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+// Reads follow the traffic: twice the last read, between a small read (an idle client's
+// next packet is usually a PINGREQ: no 16 KiB buffer held for it) and read_chunk; the rest
+// of a large packet in one read of up to max_read_chunk.
+constexpr std::size_t small_read = 256;
 constexpr std::size_t read_chunk = 16 * 1024;
+constexpr std::size_t max_read_chunk = 1024 * 1024;
 // How long a closing connection may take to accept its last bytes (a DISCONNECT) before
 // the socket is closed anyway: a peer that stops reading cannot hold us.
 constexpr auto close_grace_period = std::chrono::seconds{3};
@@ -31,7 +38,8 @@ connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std
       signal_(transport_->socket().get_executor(), asio::steady_timer::time_point::max()),
       keep_alive_(transport_->socket().get_executor()),
       grace_(transport_->socket().get_executor()),
-      store_(store != nullptr && store->holds_output() ? store : nullptr) {
+      store_(store != nullptr && store->holds_output() ? store : nullptr),
+      next_read_(small_read) {
     session_.set_observer(this);
 }
 
@@ -40,14 +48,10 @@ connection::~connection() {
     session_.set_observer(nullptr);
 }
 
-asio::awaitable<void> connection::serve(std::shared_ptr<connection> self) {
-    using namespace asio::experimental::awaitable_operators;
-    co_await (self->input_side() && self->output_side());
-    self->transport_->close();
-}
-
 void connection::wake() {
     signal_.cancel();
+    if (!writer_running_ && !writer_done_ && has_work()) start_writer();
+    if (session_.closing() && !grace_armed_) arm_grace();
 }
 
 asio::awaitable<bool> connection::wait_signal() {
@@ -58,35 +62,43 @@ asio::awaitable<bool> connection::wait_signal() {
 
 // ---- input ------------------------------------------------------------------------------
 
-asio::awaitable<void> connection::input_side() {
-    using namespace asio::experimental::awaitable_operators;
-    co_await (read_loop() || watchdog() || wait_closing());
-    session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
-    wake();  // the writer flushes what is left and finishes
-}
-
-asio::awaitable<void> connection::read_loop() {
+// The reader, for the connection's whole life (one coroutine frame: the read loop is not a
+// coroutine of its own), then the wait for the writer's end.
+asio::awaitable<void> connection::serve(std::shared_ptr<connection> self) {
+    auto& c = *self;
+    c.arm_watchdog();
     for (;;) {
         // Backpressure: stop reading while this client's own output is over the limit.
-        while (session_.input_paused() && !session_.closing()) {
-            const bool woken = co_await wait_signal();
-            if (!woken) co_return;
+        while (c.session_.input_paused() && !c.session_.closing() && !c.writer_done_) {
+            const bool woken = co_await c.wait_signal();
+            (void)woken;
         }
-        if (session_.closing()) co_return;
+        // Closing: no more input; the writer flushes, then closes the transport, which
+        // ends a read still pending.
+        if (c.session_.closing() || c.writer_done_) break;
         // Whole packets left in the framer when the input was paused go first.
-        process_input();
-        if (session_.closing()) co_return;
-        if (session_.input_paused()) continue;
-        const auto room = framer_.prepare(read_chunk);
-        auto [ec, n] = co_await transport_->read_some(asio::buffer(room.data(), room.size()));
-        if (ec) {
-            // EOF or I/O error: the will goes out (input_side calls on_transport_closed).
-            co_return;
-        }
-        framer_.commit(n);
-        stats_.bytes_received += n;
-        process_input();
-        if (session_.closing()) co_return;
+        c.process_input();
+        if (c.session_.closing()) break;
+        if (c.session_.input_paused()) continue;
+        // The rest of a large packet in one read, straight into its place in the buffer
+        // (capped: a header alone must not make us allocate a huge buffer).
+        const auto room =
+            c.framer_.prepare(std::clamp(c.framer_.missing(), c.next_read_, max_read_chunk));
+        auto [ec, n] = co_await c.transport_->read_some(asio::buffer(room.data(), room.size()));
+        if (ec) break;  // EOF or I/O error: the Will goes out below
+        c.framer_.commit(n);
+        c.stats_.bytes_received += n;
+        c.next_read_ = std::clamp(2 * n, small_read, read_chunk);
+        if (c.session_.closing()) break;
+        c.process_input();
+    }
+    c.input_done_ = true;
+    c.keep_alive_.cancel();
+    c.session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
+    c.wake();  // the writer flushes what is left, then closes the transport
+    while (!c.writer_done_) {
+        const bool woken = co_await c.wait_signal();
+        (void)woken;
     }
 }
 
@@ -105,9 +117,11 @@ void connection::process_input() {
         // throttled publisher adds at most one message to a congested subscriber's queue.
         if (session_.closing() || session_.input_paused()) break;
     }
+    // A quiet connection keeps no read buffer beyond its next small read.
+    if (next_read_ < read_chunk && framer_.buffered() == 0) framer_.release();
     submit_auth();
     if (session_.has_output() || session_.closing()) wake();
-    // Deadlines usually move later (activity), which the watchdog finds when it wakes; an
+    // Deadlines usually move later (activity), which the watchdog finds when it fires; an
     // earlier one (the keep-alive replacing the connect timeout) needs it woken now.
     if (session_.deadline() < armed_deadline_) keep_alive_.cancel();
 }
@@ -129,56 +143,102 @@ void connection::on_auth_result(bool ok) {
     if (session_.deadline() < armed_deadline_) keep_alive_.cancel();  // the refusal's time
 }
 
-asio::awaitable<void> connection::watchdog() {
-    for (;;) {
-        armed_deadline_ = session_.deadline();
-        keep_alive_.expires_at(armed_deadline_);
-        co_await keep_alive_.async_wait(nothrow);
-        const auto state = co_await asio::this_coro::cancellation_state;
-        if (state.cancelled() != asio::cancellation_type::none) co_return;  // ending
-        // Fired, or cancelled by process_input() because the deadline moved earlier (CONNECT
-        // accepted): on_timer() acts only if the deadline has really passed.
-        session_.on_timer(broker::clock::now());
-        if (session_.closing()) {
-            wake();
-            co_return;
-        }
-    }
+// The keep-alive watchdog: a timer callback, not a coroutine (no frame while it waits).
+void connection::arm_watchdog() {
+    armed_deadline_ = session_.deadline();
+    keep_alive_.expires_at(armed_deadline_);
+    keep_alive_.async_wait([weak = weak_from_this()](const boost::system::error_code&) {
+        if (auto self = weak.lock()) self->on_watchdog();
+    });
 }
 
-asio::awaitable<void> connection::wait_closing() {
-    while (!session_.closing()) {
-        const bool woken = co_await wait_signal();
-        if (!woken) co_return;
+void connection::on_watchdog() {
+    if (input_done_ || session_.closing()) return;  // ending: the reader cancelled it
+    // Fired, or cancelled by process_input() because the deadline moved earlier (CONNECT
+    // accepted): on_timer() acts only if the deadline has really passed.
+    session_.on_timer(broker::clock::now());
+    if (session_.closing()) {
+        wake();
+        return;
     }
+    arm_watchdog();
 }
 
 // ---- output -----------------------------------------------------------------------------
 
-asio::awaitable<void> connection::output_side() {
-    using namespace asio::experimental::awaitable_operators;
-    co_await (write_loop() || close_grace());
+bool connection::has_work() const noexcept {
+    return session_.has_output() || session_.closing() || (!staged_.empty() && released_);
 }
 
-asio::awaitable<void> connection::write_loop() {
-    for (;;) {
-        if (!next_batch()) {
-            if (session_.closing() && !session_.has_output() && staged_.empty()) break;
-            const bool woken = co_await wait_signal();
-            if (!woken) co_return;
-            continue;
+void connection::start_writer() {
+    auto self = weak_from_this().lock();
+    if (!self) return;  // being destroyed
+    writer_running_ = true;
+    asio::co_spawn(signal_.get_executor(), write_loop(std::move(self)), asio::detached);
+}
+
+// Runs while there is something to write: ends when the batch is written and nothing
+// else waits (the next wake() with output starts another), or, once the session is
+// closing and everything is out, with the shutdown and the close of the transport.
+asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
+    auto& c = *self;
+    // Started from wake(), possibly inside the session: the first step goes through the
+    // executor, so the session is never re-entered from its own call.
+    co_await asio::post(c.signal_.get_executor(), asio::use_awaitable);
+    while (!c.writer_done_) {
+        if (!c.next_batch()) {
+            if (c.session_.closing() && !c.session_.has_output() && c.staged_.empty()) {
+                co_await c.transport_->shutdown();
+                c.finish();
+            }
+            break;
         }
-        auto [ec, n] = co_await transport_->write(asio::buffer(writing_));
+        auto [ec, n] = co_await c.write_batch();
         if (ec) {
-            session_.on_transport_closed(broker::clock::now());
-            wake();
-            co_return;
+            c.session_.on_transport_closed(broker::clock::now());
+            c.finish();
+            break;
         }
-        stats_.bytes_sent += n;
-        session_.on_written();  // may queue more (messages waiting for the buffer to drain)
-        wake();                 // a paused reader may go on
+        c.stats_.bytes_sent += n;
+        c.writing_.release_payloads();  // written: the messages need not be held for us
+        c.session_.on_written();  // may queue more (messages waiting for the buffer to drain)
+        c.signal_.cancel();       // a paused reader may go on
     }
-    co_await transport_->shutdown();
+    c.writer_running_ = false;
+}
+
+// The end of the connection: no more writes, and a pending read ends.
+void connection::finish() {
+    if (writer_done_) return;
+    writer_done_ = true;
+    grace_.cancel();
+    transport_->close();
+    signal_.cancel();
+}
+
+void connection::arm_grace() {
+    grace_armed_ = true;
+    grace_.expires_after(close_grace_period);
+    grace_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+        if (ec) return;  // cancelled: finished in time
+        if (auto self = weak.lock()) self->finish();
+    });
+}
+
+asio::awaitable<io_result> connection::write_batch() {
+    if (writing_.payloads.empty()) return transport_->write(asio::buffer(writing_.bytes));
+    // The bytes around the shared payloads, and the payloads themselves, in order.
+    gather_.clear();
+    std::size_t from = 0;
+    for (const auto& p : writing_.payloads) {
+        if (p.at != from) gather_.push_back(asio::buffer(writing_.bytes.data() + from, p.at - from));
+        gather_.push_back(asio::buffer(p.msg->payload));
+        from = p.at;
+    }
+    if (from != writing_.bytes.size()) {
+        gather_.push_back(asio::buffer(writing_.bytes.data() + from, writing_.bytes.size() - from));
+    }
+    return transport_->write_gathered(gather_);
 }
 
 bool connection::next_batch() {
@@ -190,7 +250,8 @@ bool connection::next_batch() {
     }
     if (!staged_.empty()) {
         if (!released_) return false;
-        std::swap(writing_, staged_);
+        writing_.clear();
+        std::swap(writing_.bytes, staged_);
         staged_.clear();
         return true;
     }
@@ -214,15 +275,6 @@ void connection::stage() {
 void connection::release() {
     released_ = true;
     wake();
-}
-
-asio::awaitable<void> connection::close_grace() {
-    while (!session_.closing()) {
-        const bool woken = co_await wait_signal();
-        if (!woken) co_return;
-    }
-    grace_.expires_after(close_grace_period);
-    co_await grace_.async_wait(nothrow);
 }
 
 }  // namespace mqtt::net::detail

@@ -22,12 +22,16 @@ namespace mqtt::net::detail {
 
 namespace asio = boost::asio;
 
-// Three coroutines per connection, joined in serve():
-//   input:  read_loop || watchdog || wait_closing   (reading ends when any of them ends)
-//   output: write_loop || close_grace               (flush, bounded by a grace period)
-// Every bit of protocol logic is in the session; this file only moves bytes and time.
-// With a store that holds output (persistence_sync always / batch), bytes the session
-// produced while records were not yet on disk are written only after the store's flush.
+// Few coroutine frames per connection, since they are most of an idle connection's memory:
+//   serve():      the reader for the connection's whole life, then waits for the writer;
+//   write_loop(): started when there is output (or a close to flush) and gone when it is
+//                 written, so an idle connection has no writer;
+//   the keep-alive watchdog and the close grace period are plain timer callbacks.
+// The writer ends every connection: after the last bytes (and the shutdown) or a write
+// error it closes the transport, which ends a read still pending. Every bit of protocol
+// logic is in the session; this file only moves bytes and time. With a store that holds
+// output (persistence_sync always / batch), bytes the session produced while records were
+// not yet on disk are written only after the store's flush.
 class connection final : public std::enable_shared_from_this<connection>,
                          private broker::session_observer,
                          private held_output {
@@ -52,14 +56,16 @@ class connection final : public std::enable_shared_from_this<connection>,
     void release() override;  // held_output: it is on disk
     // Moves what may be written now into writing_; false when nothing may.
     bool next_batch();
+    bool has_work() const noexcept;  // something for a writer to do
+    void start_writer();
 
-    asio::awaitable<void> input_side();
-    asio::awaitable<void> read_loop();
-    asio::awaitable<void> watchdog();
-    asio::awaitable<void> wait_closing();
-    asio::awaitable<void> output_side();
-    asio::awaitable<void> write_loop();
-    asio::awaitable<void> close_grace();
+    static asio::awaitable<void> write_loop(std::shared_ptr<connection> self);
+    // Writes writing_: one buffer, or a gathered write around the shared payloads.
+    asio::awaitable<io_result> write_batch();
+    void arm_watchdog();
+    void on_watchdog();
+    void arm_grace();
+    void finish();  // closes the transport: the writer's last step
     // Waits for the next wake(); false when this coroutine was cancelled instead.
     asio::awaitable<bool> wait_signal();
     void process_input();
@@ -71,15 +77,21 @@ class connection final : public std::enable_shared_from_this<connection>,
     broker::session session_;
     auth_worker& auth_;
     broker::stats& stats_;  // the engine's counters: bytes read and written
-    // Never expires: waiters sleep on it and signal_.cancel() wakes them all to re-check.
+    // Never expires: the reader sleeps on it and signal_.cancel() wakes it to re-check.
     asio::steady_timer signal_;
     asio::steady_timer keep_alive_;
     broker::clock::time_point armed_deadline_ = broker::clock::time_point::max();
     asio::steady_timer grace_;
-    std::vector<std::uint8_t> writing_;  // the batch being written; swaps with the session's
-    store_driver* store_ = nullptr;      // set when output waits for the store's syncs
-    std::vector<std::uint8_t> staged_;   // output covered by a flush, written once it is synced
-    bool released_ = true;               // staged_ may be written
+    broker::output_batch writing_;            // the batch being written; swaps with the session's
+    std::vector<asio::const_buffer> gather_;  // writing_ as buffers for one gathered write
+    store_driver* store_ = nullptr;           // set when output waits for the store's syncs
+    std::vector<std::uint8_t> staged_;  // output covered by a flush, written once it is synced
+    std::size_t next_read_;             // the size of the next read, following the last one
+    bool released_ = true;              // staged_ may be written
+    bool writer_running_ = false;
+    bool writer_done_ = false;  // the transport is closed: no writer starts again
+    bool input_done_ = false;
+    bool grace_armed_ = false;
 };
 
 }  // namespace mqtt::net::detail

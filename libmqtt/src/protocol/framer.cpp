@@ -89,6 +89,14 @@ result<std::optional<frame>> framer::next() {
     return std::optional<frame>{f};
 }
 
+std::size_t framer::missing() const noexcept {
+    if (error_ || begin_ == end_) return 0;
+    const auto h = scan_header(buf_.get() + begin_, buffered());
+    if (h.ec || h.header_size == 0) return 0;
+    const std::size_t whole = h.header_size + std::size_t{h.remaining};
+    return whole > buffered() ? whole - buffered() : 0;
+}
+
 void framer::fail(std::error_code ec) noexcept {
     if (!error_) error_ = ec;
     end_ = begin_;

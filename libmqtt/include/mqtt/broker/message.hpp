@@ -105,5 +105,43 @@ std::size_t publish_size(const message& m, protocol::protocol_version v, protoco
 void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol::protocol_version v,
                     protocol::qos q, std::uint16_t packet_id, bool retain, bool dup = false,
                     std::span<const std::uint32_t> ids = {});
+// The same PUBLISH without its payload (which the caller sends from the message itself,
+// as a separate buffer of a gathered write); returns the bytes appended.
+std::size_t append_publish_head(std::vector<std::uint8_t>& out, const message& m,
+                                protocol::protocol_version v, protocol::qos q,
+                                std::uint16_t packet_id, bool retain, bool dup = false,
+                                std::span<const std::uint32_t> ids = {});
+
+// Bytes for a connection to write. The payloads of large messages are not copied in: they
+// stay in their (shared, immutable) message and go out from there as separate buffers of
+// one gathered write; `payloads` says where each one goes between the bytes.
+struct output_batch {
+    // Payloads at least this large are referenced rather than copied.
+    static constexpr std::size_t share_threshold = 4096;
+    struct payload_ref {
+        std::size_t at;   // msg->payload follows bytes[0, at)
+        message_ptr msg;  // keeps the payload alive until it is written
+    };
+    std::vector<std::uint8_t> bytes;
+    std::vector<payload_ref> payloads;  // in ascending `at`
+    std::size_t payload_bytes = 0;      // the sum of the referenced payloads' sizes
+
+    std::size_t size() const noexcept { return bytes.size() + payload_bytes; }
+    bool empty() const noexcept { return bytes.empty(); }
+    void clear() noexcept {
+        bytes.clear();
+        release_payloads();
+    }
+    void release_payloads() noexcept {
+        payloads.clear();
+        payload_bytes = 0;
+    }
+    // The PUBLISH of one delivery: its payload referenced when large, else copied.
+    void append_publish(const message_ptr& m, protocol::protocol_version v, protocol::qos q,
+                        std::uint16_t packet_id, bool retain, bool dup = false,
+                        std::span<const std::uint32_t> ids = {});
+    // Everything as one contiguous byte sequence (appended to `out`).
+    void flatten_into(std::vector<std::uint8_t>& out) const;
+};
 
 }  // namespace mqtt::broker

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -74,7 +75,10 @@ class session {
 
     // ---- output to the transport
     bool has_output() const noexcept { return !out_.empty(); }
-    // Moves the pending bytes into `into` (cleared first); the buffers swap capacity.
+    // Moves the pending bytes into `into` (cleared first); the buffers swap capacity. Large
+    // payloads stay shared with their messages (a gathered write sends them).
+    void take_output(output_batch& into);
+    // The same as one contiguous byte sequence (large payloads copied in).
     void take_output(std::vector<std::uint8_t>& into);
     bool closing() const noexcept { return state_ == session_state::closing; }
     // The transport stops reading while this is true: the connection's own output is over
@@ -193,10 +197,12 @@ class session {
     std::vector<std::string> aliases_in_;  // the client's topic aliases: [alias - 1] -> topic
     std::uint16_t inflight_cap_ = 0;
     std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
-    std::vector<std::uint8_t> out_;   // bytes not yet handed to the transport
+    output_batch out_;                // output not yet handed to the transport
     // While authenticating: the CONNECT waiting for its answer, the request not yet taken
     // by the driver, and when a refusal goes out (max: no answer yet).
-    std::optional<protocol::connect_packet> pending_connect_;
+    // On the heap: a connect_packet is over 1 KB, and most connections never wait for a
+    // password check (memory per idle connection).
+    std::unique_ptr<protocol::connect_packet> pending_connect_;
     std::size_t security_slot_ = 0;
     bool certificate_username_ = false;                 // use_certificate_username was called
     std::optional<std::string> certificate_name_;       // ... with this name

@@ -46,6 +46,9 @@ public:
     result<std::optional<frame>> next();
 
     std::size_t buffered() const noexcept { return end_ - begin_; }
+    // The bytes still to come of a packet whose fixed header is in but not all of its body
+    // (0 otherwise): a reader can prepare() room for all of it and read it in one go.
+    std::size_t missing() const noexcept;
     // Frees the buffer when nothing is buffered (an idle connection); prepare() allocates
     // again.
     void release() noexcept;

@@ -25,6 +25,9 @@ class tcp_transport final : public transport {
     asio::awaitable<io_result> write(asio::const_buffer b) override {
         return asio::async_write(socket_, b, nothrow);
     }
+    asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> b) override {
+        return asio::async_write(socket_, b, nothrow);
+    }
     asio::awaitable<void> shutdown() override {
         boost::system::error_code ec;
         socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
@@ -42,6 +45,16 @@ class tcp_transport final : public transport {
 };
 
 }  // namespace
+
+asio::awaitable<io_result> transport::write_gathered(std::span<const asio::const_buffer> b) {
+    std::size_t total = 0;
+    for (const auto& one : b) {
+        auto [ec, n] = co_await write(one);
+        total += n;
+        if (ec) co_return io_result{ec, total};
+    }
+    co_return io_result{boost::system::error_code{}, total};
+}
 
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
     return std::make_unique<tcp_transport>(std::move(socket));

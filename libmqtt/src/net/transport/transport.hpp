@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <tuple>
 
@@ -34,6 +35,9 @@ class transport {
                                                                  std::string& why) = 0;
     virtual asio::awaitable<io_result> read_some(asio::mutable_buffer b) = 0;
     virtual asio::awaitable<io_result> write(asio::const_buffer b) = 0;
+    // Writes all of `b`, in order (a gathered write: writev on plain TCP). The buffers
+    // must stay valid until it completes. By default one write() per buffer.
+    virtual asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> b);
     // No more bytes from us (TCP: FIN; TLS: close_notify, then FIN). Best effort.
     virtual asio::awaitable<void> shutdown() = 0;
     // Closes at once; pending operations complete with operation_aborted.

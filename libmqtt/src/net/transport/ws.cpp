@@ -121,6 +121,9 @@ class ws_transport final : public transport {
         // One binary message per batch the driver writes.
         return ws_.async_write(b, nothrow);
     }
+    asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> b) override {
+        return ws_.async_write(b, nothrow);  // still one message per batch
+    }
     // A close frame (and with wss the TLS close_notify), bounded by close_timeout, then FIN.
     asio::awaitable<void> shutdown() override {
         if (ws_.is_open()) {
