@@ -204,3 +204,77 @@ TEST_CASE("client session: set_credentials changes the next CONNECT only, a held
         CHECK(puback->packet_id == 3);
     }
 }
+
+TEST_CASE("client session: application packet ids, PUBREC reported, PUBREL restored") {
+    const auto v = protocol_version::v5;
+    const auto now = clock::time_point{} + 1000s;
+    client::session_config cfg;
+    cfg.connect.version = v;
+    cfg.connect.client_id = "bridge";
+    cfg.keep_unacknowledged = true;
+    cfg.first_auto_id = 32769;
+    cfg.report_pubrec = true;
+
+    SUBCASE("ids below first_auto_id are the application's, with DUP kept") {
+        client::session s(cfg);
+        s.start(now);
+        (void)tern_test::take_sent(s, v);
+        tern_test::feed_packet(s, connack_packet{}, v, now);
+        (void)s.take_events();
+        auto auto_id = s.publish(msg("a", qos::at_least_once, 0), now);
+        REQUIRE(auto_id);
+        CHECK(*auto_id == 32769);
+        auto mine = s.publish_with_id(msg("b", qos::exactly_once, 0, true), 7, now);
+        REQUIRE(mine);
+        CHECK(*mine == 7);
+        CHECK(!s.publish_with_id(msg("c", qos::at_least_once, 0), 7, now));      // in use
+        CHECK(!s.publish_with_id(msg("c", qos::at_least_once, 0), 40000, now));  // not ours
+        CHECK(!s.publish_with_id(msg("c", qos::at_most_once, 0), 8, now));
+        auto sent = tern_test::take_sent(s, v);
+        REQUIRE(sent.size() == 2);
+        const auto& p = std::get<publish_packet>(sent[1]);
+        CHECK(p.packet_id == 7);
+        CHECK(p.dup);
+        // PUBREC is reported (received) before the PUBCOMP's done event.
+        tern_test::feed_packet(s, pubrec_packet{7, reason_code::success, {}}, v, now);
+        auto ev = s.take_events();
+        REQUIRE(ev.size() == 1);
+        const auto& rec = std::get<client::publish_done_event>(ev[0]);
+        CHECK(rec.packet_id == 7);
+        CHECK(rec.received);
+        tern_test::feed_packet(s, pubcomp_packet{7, reason_code::success, {}}, v, now);
+        ev = s.take_events();
+        REQUIRE(ev.size() == 1);
+        CHECK(!std::get<client::publish_done_event>(ev[0]).received);
+    }
+    SUBCASE("a restored PUBREL goes at CONNACK when the session is kept") {
+        client::session s(cfg);
+        REQUIRE(s.restore_released(5));
+        CHECK(!s.restore_released(5));
+        s.start(now);
+        (void)tern_test::take_sent(s, v);
+        connack_packet ack;
+        ack.session_present = true;
+        tern_test::feed_packet(s, ack, v, now);
+        (void)s.take_events();
+        auto sent = tern_test::take_sent(s, v);
+        REQUIRE(sent.size() == 1);
+        CHECK(std::get<pubrel_packet>(sent[0]).packet_id == 5);
+        tern_test::feed_packet(s, pubcomp_packet{5, reason_code::success, {}}, v, now);
+        auto ev = s.take_events();
+        REQUIRE(ev.size() == 1);
+        CHECK(std::get<client::publish_done_event>(ev[0]).packet_id == 5);
+        CHECK(s.unacknowledged() == 0);
+    }
+    SUBCASE("...and is done at once when the broker forgot the session") {
+        client::session s(cfg);
+        REQUIRE(s.restore_released(5));
+        s.start(now);
+        (void)tern_test::take_sent(s, v);
+        tern_test::feed_packet(s, connack_packet{}, v, now);
+        auto ev = s.take_events();
+        REQUIRE(ev.size() == 2);  // connected, done
+        CHECK(std::get<client::publish_done_event>(ev[1]).packet_id == 5);
+        CHECK(tern_test::take_sent(s, v).empty());
+    }
+}

@@ -1,5 +1,6 @@
 #include "mqtt/client/session.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "mqtt/protocol/codec.hpp"
@@ -158,9 +159,16 @@ void session::on_framing_error(std::error_code ec) {
 // ---- requests ---------------------------------------------------------------------------
 
 result<std::uint16_t> session::allocate_id() {
-    if (outbound_.size() >= 65535) return errc::no_packet_id_available;
-    while (next_id_ == 0 || outbound_.contains(next_id_)) ++next_id_;
-    return next_id_++;
+    const auto first = std::max<std::uint16_t>(cfg_.first_auto_id, 1);
+    std::size_t tries = 65536u - first;
+    if (next_id_ < first) next_id_ = first;
+    while (outbound_.contains(next_id_)) {
+        if (tries-- == 0) return errc::no_packet_id_available;
+        next_id_ = next_id_ == 65535 ? first : static_cast<std::uint16_t>(next_id_ + 1);
+    }
+    const auto id = next_id_;
+    next_id_ = next_id_ == 65535 ? first : static_cast<std::uint16_t>(next_id_ + 1);
+    return id;
 }
 
 std::uint16_t session::send_quota() const noexcept {
@@ -170,18 +178,49 @@ std::uint16_t session::send_quota() const noexcept {
 }
 
 result<std::uint16_t> session::publish(protocol::publish_packet p, clock::time_point now) {
+    p.dup = false;
+    return publish_as(std::move(p), 0, now);
+}
+
+result<std::uint16_t> session::publish_with_id(protocol::publish_packet p, std::uint16_t id,
+                                               clock::time_point now) {
+    if (id == 0 || id >= std::max<std::uint16_t>(cfg_.first_auto_id, 1) ||
+        p.qos_level == qos::at_most_once)
+        return errc::no_packet_id_available;
+    if (outbound_.contains(id)) return errc::no_packet_id_available;
+    return publish_as(std::move(p), id, now);
+}
+
+bool session::restore_released(std::uint16_t id) {
+    if (state_ != session_state::idle || !cfg_.keep_unacknowledged || id == 0 ||
+        outbound_.contains(id))
+        return false;
+    outbound_.emplace(id, pending::pubcomp);
+    protocol::publish_packet placeholder;  // only its id matters once PUBREC has arrived
+    placeholder.packet_id = id;
+    placeholder.qos_level = qos::exactly_once;
+    sent_.push_back(std::move(placeholder));
+    reconnecting_ = true;  // the CONNACK resends what is kept
+    return true;
+}
+
+// `id` 0: allocate one (QoS 1/2).
+result<std::uint16_t> session::publish_as(protocol::publish_packet p, std::uint16_t id,
+                                          clock::time_point now) {
     if (state_ != session_state::connected) return errc::not_connected;
     if (!protocol::is_valid_topic_name(p.topic)) return errc::invalid_topic_name;
     if (p.qos_level > maximum_qos_) return errc::qos_not_supported;
     if (p.retain && !retain_available_) return errc::retain_not_supported;
     if (p.props.topic_alias && *p.props.topic_alias > topic_alias_maximum_)
         return errc::topic_alias_invalid;
-    p.dup = false;
     p.packet_id = 0;
     if (p.qos_level != qos::at_most_once) {
-        auto id = allocate_id();
-        if (!id) return id.error();
-        p.packet_id = *id;
+        if (id == 0) {
+            auto next = allocate_id();
+            if (!next) return next.error();
+            id = *next;
+        }
+        p.packet_id = id;
     }
     auto size = protocol::encoded_size(p, version_);
     if (!size) return size.error();
@@ -191,7 +230,6 @@ result<std::uint16_t> session::publish(protocol::publish_packet p, clock::time_p
         send(p);
         return std::uint16_t{0};
     }
-    const auto id = p.packet_id;
     outbound_.emplace(id, p.qos_level == qos::at_least_once ? pending::puback : pending::pubrec);
     if (send_quota() == 0 || !waiting_.empty()) {
         waiting_.push_back(std::move(p));
@@ -472,6 +510,8 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
         release_slot();
         return;
     }
+    if (it->second == pending::pubrec && cfg_.report_pubrec)
+        events_.push_back(publish_done_event{p.packet_id, p.code, true});
     it->second = pending::pubcomp;
     send(protocol::pubrel_packet{p.packet_id, reason_code::success, {}});
 }

@@ -37,6 +37,12 @@ struct session_config {
     // calls acknowledge() with the message's ack_token, e.g. once a bridge's destination has
     // taken the message. Until then a resend with the same packet id is not delivered again.
     bool manual_ack = false;
+    // Packet identifiers publish(), subscribe() and unsubscribe() allocate start here; those
+    // below are the application's, for publish_with_id() (the bridge's on-disk queue).
+    std::uint16_t first_auto_id = 1;
+    // A QoS 2 PUBREC is also reported, as a publish_done_event with `received` set, before
+    // the PUBCOMP's (so that the application can record it before the PUBREL goes out).
+    bool report_pubrec = false;
 };
 
 // ---- events (what the application learns) ----------------------------------------------
@@ -55,6 +61,7 @@ struct message_event {
 struct publish_done_event {
     std::uint16_t packet_id = 0;
     protocol::reason_code code = protocol::reason_code::success;
+    bool received = false;  // with report_pubrec: PUBREC only, the PUBCOMP is yet to come
 };
 struct suback_event {
     std::uint16_t packet_id = 0;
@@ -93,6 +100,14 @@ class session {
     // Queue a PUBLISH; the packet id is assigned here (0 for QoS 0). Past the broker's
     // Receive Maximum the message waits in order and goes out when an ack frees a slot.
     result<std::uint16_t> publish(protocol::publish_packet p, clock::time_point now);
+    // The same with the application's packet id (below first_auto_id, not in use), and its
+    // DUP flag kept: a message sent again after the application restarted.
+    result<std::uint16_t> publish_with_id(protocol::publish_packet p, std::uint16_t id,
+                                          clock::time_point now);
+    // Before start() (with keep_unacknowledged): a QoS 2 message with this id, whose PUBREC
+    // an earlier run of the application had received, waits for its PUBCOMP: the CONNACK
+    // sends its PUBREL when the broker kept the session, and reports it done when not.
+    bool restore_released(std::uint16_t id);
     result<std::uint16_t> subscribe(std::vector<protocol::subscription> subs,
                                     protocol::properties props, clock::time_point now);
     result<std::uint16_t> unsubscribe(std::vector<std::string> filters, clock::time_point now);
@@ -103,7 +118,8 @@ class session {
     // message was acknowledged already, or belonged to a session the broker did not keep.
     // While disconnected a QoS 2 acknowledgement waits for the broker's resend (answered
     // with PUBREC, not delivered again); a QoS 1 message is then delivered again.
-    bool acknowledge(std::uint64_t token, protocol::reason_code rc = protocol::reason_code::success);
+    bool acknowledge(std::uint64_t token,
+                     protocol::reason_code rc = protocol::reason_code::success);
     // Inbound messages delivered but not yet acknowledge()d.
     std::size_t held() const noexcept { return held_.size(); }
     // Sends DISCONNECT (when connected) and closes with no error.
@@ -148,6 +164,8 @@ class session {
     void fail(std::error_code ec, protocol::reason_code rc);
     void close(std::error_code ec, protocol::reason_code rc, std::string reason_string = {});
     result<std::uint16_t> allocate_id();
+    result<std::uint16_t> publish_as(protocol::publish_packet p, std::uint16_t id,
+                                     clock::time_point now);
     void release_slot();
     std::uint16_t send_quota() const noexcept;
 
@@ -186,7 +204,7 @@ class session {
         std::uint16_t packet_id;
         protocol::qos qos_level;
     };
-    std::unordered_map<std::uint64_t, held_message> held_;  // manual_ack: token -> message
+    std::unordered_map<std::uint64_t, held_message> held_;       // manual_ack: token -> message
     std::unordered_map<std::uint16_t, std::uint64_t> held_ids_;  // packet id -> token
     std::uint64_t next_token_ = 1;
     std::uint64_t hold(std::uint16_t id, protocol::qos q);

@@ -1,0 +1,721 @@
+#include "mqtt/bridge/disk_queue.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "mqtt/store/record.hpp"
+
+namespace mqtt::bridge {
+namespace {
+
+// A record: u32 body length | u32 CRC-32C of the rest | u64 sequence | u16 source packet id |
+// body; little endian.
+constexpr std::size_t header_size = 18;
+constexpr std::size_t crc_from = 8;
+// Larger than the largest MQTT packet, smaller than a random length is likely to be.
+constexpr std::uint32_t max_body = (1u << 28) + 64;
+// The state: "TBQ1" | u32 CRC-32C of the rest | u64 acked_through | u64 sent_end | u32 count
+// | count x (u64 sequence, u8 phase).
+constexpr char state_magic[4] = {'T', 'B', 'Q', '1'};
+constexpr std::size_t state_fixed = 28;
+constexpr std::size_t state_entry = 9;
+constexpr std::uint32_t max_state_entries = 1u << 20;
+constexpr std::uint8_t phase_done = 1;
+constexpr std::uint8_t phase_received = 2;
+// Segment names: seg-<16 hex digits>.q; sequences stay far from overflowing.
+constexpr std::uint64_t max_first_seq = std::uint64_t{1} << 62;
+
+void put32(std::vector<std::uint8_t>& out, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+void put64(std::vector<std::uint8_t>& out, std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+std::uint32_t get32(const std::uint8_t* p) {
+    std::uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+std::uint64_t get64(const std::uint8_t* p) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+std::string errno_text() {
+    return std::error_code(errno, std::generic_category()).message();
+}
+
+bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t w = ::write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+// Reads exactly n bytes at `off`: false at a short read or an error.
+bool read_exact(int fd, std::uint8_t* p, std::size_t n, std::uint64_t off) {
+    while (n > 0) {
+        const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        p += r;
+        n -= static_cast<std::size_t>(r);
+        off += static_cast<std::uint64_t>(r);
+    }
+    return true;
+}
+
+bool sync_dir(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = ::fsync(fd) == 0;
+    ::close(fd);
+    return ok;
+}
+
+std::optional<std::uint64_t> parse_segment_name(const char* name) {
+    const std::string_view n(name);
+    if (n.size() != 22 || !n.starts_with("seg-") || !n.ends_with(".q")) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : n.substr(4, 16)) {
+        int d = 0;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return std::nullopt;
+        v = (v << 4) | static_cast<std::uint64_t>(d);
+    }
+    return v;
+}
+
+}  // namespace
+
+disk_queue::disk_queue(std::string dir, const queue_options& opts)
+    : dir_(std::move(dir)), opts_(opts) {}
+
+disk_queue::~disk_queue() {
+    if (wfd_ >= 0) ::close(wfd_);
+    if (rfd_ >= 0) ::close(rfd_);
+}
+
+std::string disk_queue::path(const std::string& name) const {
+    return dir_ + "/" + name;
+}
+
+std::string disk_queue::segment_name(std::uint64_t first) const {
+    char buf[32] = {};
+    std::snprintf(buf, sizeof buf, "seg-%016llx.q", static_cast<unsigned long long>(first));
+    return buf;
+}
+
+void disk_queue::report(std::string what) {
+    problems_.push_back(std::move(what));
+}
+
+std::vector<std::string> disk_queue::take_problems() {
+    std::vector<std::string> out;
+    out.swap(problems_);
+    return out;
+}
+
+std::unique_ptr<disk_queue> disk_queue::open(const std::string& dir, const queue_options& opts,
+                                             queue_recovery& report, std::string& error) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+        error = "queue directory " + dir + ": " + ec.message();
+        return nullptr;
+    }
+    std::unique_ptr<disk_queue> q(new disk_queue(dir, opts));
+    if (!q->recover(report, error)) return nullptr;
+    return q;
+}
+
+bool disk_queue::load_state(const std::string& name, std::string& why) {
+    const int fd = ::open(path(name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        why = errno == ENOENT ? "" : name + ": " + errno_text();
+        return false;
+    }
+    struct stat st {};
+    std::vector<std::uint8_t> b;
+    const bool sized = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                       static_cast<std::uint64_t>(st.st_size) >= state_fixed &&
+                       static_cast<std::uint64_t>(st.st_size) <=
+                           state_fixed + std::uint64_t{state_entry} * max_state_entries;
+    if (sized) {
+        b.resize(static_cast<std::size_t>(st.st_size));
+        if (!read_exact(fd, b.data(), b.size(), 0)) b.clear();
+    }
+    ::close(fd);
+    if (b.empty()) {
+        why = name + ": not a state file (size)";
+        return false;
+    }
+    const auto count = get32(&b[24]);
+    if (std::memcmp(b.data(), state_magic, 4) != 0 ||
+        b.size() != state_fixed + std::size_t{count} * state_entry) {
+        why = name + ": not a state file";
+        return false;
+    }
+    if (store::crc32c({b.data() + 8, b.size() - 8}) != get32(&b[4])) {
+        why = name + ": CRC mismatch";
+        return false;
+    }
+    acked_through_ = get64(&b[8]);
+    sent_end_ = get64(&b[16]);
+    state_phase_.clear();
+    for (std::uint32_t i = 0; i < count; ++i) {
+        const auto* e = &b[state_fixed + std::size_t{i} * state_entry];
+        const auto phase = e[8];
+        if (phase == phase_done || phase == phase_received) state_phase_[get64(e)] = phase;
+    }
+    return true;
+}
+
+bool disk_queue::recover(queue_recovery& rep, std::string& error) {
+    std::vector<std::uint64_t> firsts;
+    if (DIR* d = ::opendir(dir_.c_str())) {
+        while (const dirent* e = ::readdir(d)) {
+            const auto first = parse_segment_name(e->d_name);
+            if (!first) continue;
+            if (*first >= max_first_seq) {
+                report(std::string("ignored ") + e->d_name + ": sequence out of range");
+                continue;
+            }
+            firsts.push_back(*first);
+        }
+        ::closedir(d);
+    } else {
+        error = "queue directory " + dir_ + ": " + errno_text();
+        return false;
+    }
+    std::sort(firsts.begin(), firsts.end());
+    std::uint64_t base = 0;
+    for (auto first : firsts) {
+        struct stat st {};
+        if (::stat(path(segment_name(first)).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+            report("ignored " + segment_name(first) + ": not a regular file");
+            continue;
+        }
+        segments_.push_back({first, base, static_cast<std::uint64_t>(st.st_size)});
+        base += static_cast<std::uint64_t>(st.st_size);
+    }
+
+    std::string why;
+    rep.state_found = load_state("state", why);
+    if (!rep.state_found) {
+        // No `state` (never saved, or a crash between the renames) or a damaged one: the
+        // previous state, else everything on disk goes again.
+        const bool damaged = !why.empty();
+        if (damaged) report(why);
+        std::string why_old;
+        rep.state_found = load_state("state.old", why_old);
+        if (rep.state_found && damaged) {
+            rep.state_fallback = true;
+            report("used state.old instead");
+        }
+        if (!rep.state_found) {
+            acked_through_ = 0;
+            sent_end_ = 0;
+            state_phase_.clear();
+            if (!why_old.empty()) report(why_old);
+        }
+    }
+
+    if (segments_.empty()) {
+        next_seq_ = rep.state_found ? std::min(acked_through_, max_first_seq) : 0;
+        acked_through_ = next_seq_;
+    } else {
+        next_seq_ = scan_last_segment(rep, error);
+        if (!error.empty()) return false;
+        const auto lowest = segments_.front().first;
+        if (acked_through_ > next_seq_) {
+            if (rep.state_found)
+                report("the state is ahead of the segments (acknowledged through " +
+                       std::to_string(acked_through_) + ", records end at " +
+                       std::to_string(next_seq_) + "): ignored, everything on disk goes again");
+            acked_through_ = lowest;
+            sent_end_ = next_seq_;
+            state_phase_.clear();
+        } else if (acked_through_ < lowest) {
+            if (rep.state_found)
+                report("records " + std::to_string(acked_through_) + " to " +
+                       std::to_string(lowest - 1) + " are missing");
+            acked_through_ = lowest;
+        }
+    }
+    committed_seq_ = next_seq_;
+    if (!open_writer(error)) return false;
+
+    // Position the reader at acked_through_: from the start of its segment, headers only.
+    read_seq_ = acked_through_;
+    read_pos_ = end_pos_;
+    for (std::size_t i = segments_.size(); i-- > 0;) {
+        if (segments_[i].first <= acked_through_) {
+            read_seq_ = segments_[i].first;
+            read_pos_ = segments_[i].base;
+            break;
+        }
+    }
+    while (read_seq_ < acked_through_) {
+        const auto before = read_seq_;
+        if (!walk_one()) break;
+        window_.erase(before);  // acknowledged before the restart: not in the window
+    }
+    if (read_seq_ > acked_through_) acked_through_ = read_seq_;  // lost ones skipped
+    window_.clear();
+    live_bytes_ = 0;
+    live_records_ = 0;
+    send_seq_ = acked_through_;
+    // Walk what the state knows about, so received records are in flight again.
+    std::uint64_t last_known = 0;
+    for (const auto& [seq, phase] : state_phase_) last_known = std::max(last_known, seq);
+    while (read_seq_ <= last_known && read_seq_ < acked_through_ + max_window && walk_one()) {
+    }
+    for (auto& [seq, s] : window_) {
+        const auto it = state_phase_.find(seq);
+        if (it == state_phase_.end()) continue;
+        if (it->second == phase_done) {
+            s.state = slot_state::done;
+        } else {
+            s.state = slot_state::received;
+            ++in_flight_;
+            released_.push_back(seq);
+        }
+    }
+    state_phase_.clear();
+    // What waits: everything from the reader's start to the end, minus what is done.
+    const auto start_pos = window_.empty() ? read_pos_ : window_.begin()->second.pos;
+    live_bytes_ = end_pos_ - std::min(end_pos_, start_pos);
+    live_records_ = next_seq_ - acked_through_;
+    for (const auto& [seq, s] : window_)
+        if (s.state == slot_state::done) {
+            live_bytes_ -= std::min<std::uint64_t>(live_bytes_, s.size);
+            --live_records_;
+        }
+    advance();
+    rep.records = live_records_;
+    rep.bytes = live_bytes_;
+    rep.resend = sent_end_ > acked_through_ ? std::min(sent_end_, next_seq_) - acked_through_ : 0;
+    for (auto& p : problems_) rep.problems.push_back(p);
+    problems_.clear();
+    return true;
+}
+
+// Checks every record of the last segment and cuts it at the first that is torn or damaged.
+// Returns the sequence after its last good record.
+std::uint64_t disk_queue::scan_last_segment(queue_recovery& rep, std::string& error) {
+    auto& seg = segments_.back();
+    const auto name = segment_name(seg.first);
+    const int fd = ::open(path(name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        error = "queue file " + path(name) + ": " + errno_text();
+        return 0;
+    }
+    std::uint64_t off = 0;
+    std::uint64_t seq = seg.first;
+    std::vector<std::uint8_t> buf;
+    std::string why;
+    while (off < seg.size) {
+        std::uint8_t h[header_size];
+        if (off + header_size > seg.size || !read_exact(fd, h, header_size, off)) {
+            why = "a torn record header";
+            break;
+        }
+        const auto len = get32(h);
+        if (len > max_body || off + header_size + len > seg.size) {
+            why = "a torn or damaged record";
+            break;
+        }
+        buf.resize(len);
+        if (len > 0 && !read_exact(fd, buf.data(), len, off + header_size)) {
+            why = "a short read";
+            break;
+        }
+        const auto crc = store::crc32c({buf.data(), buf.size()},
+                                       store::crc32c({h + crc_from, header_size - crc_from}));
+        if (crc != get32(h + 4) || get64(h + 8) != seq) {
+            why = crc != get32(h + 4) ? "a record with a bad CRC" : "a record out of sequence";
+            break;
+        }
+        const auto source = static_cast<std::uint16_t>(h[16] | (h[17] << 8));
+        if (source != 0) recovered_sources_[source] = store::crc32c({buf.data(), buf.size()});
+        off += header_size + len;
+        ++seq;
+    }
+    ::close(fd);
+    if (off < seg.size) {
+        rep.cut_bytes = seg.size - off;
+        report(name + ": cut " + std::to_string(seg.size - off) + " bytes at offset " +
+               std::to_string(off) + " (" + why + ")");
+        if (::truncate(path(name).c_str(), static_cast<off_t>(off)) != 0) {
+            error = "queue file " + path(name) + ": cannot cut: " + errno_text();
+            return 0;
+        }
+        seg.size = off;
+    }
+    return seq;
+}
+
+bool disk_queue::open_writer(std::string& error) {
+    if (segments_.empty() || segments_.back().size >= opts_.segment_bytes) {
+        const auto base = segments_.empty() ? 0 : segments_.back().base + segments_.back().size;
+        segments_.push_back({next_seq_, base, 0});
+        dir_dirty_ = true;
+    }
+    const auto& seg = segments_.back();
+    wfd_ = ::open(path(segment_name(seg.first)).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                  0600);
+    if (wfd_ < 0) {
+        error = "queue file " + path(segment_name(seg.first)) + ": " + errno_text();
+        return false;
+    }
+    end_pos_ = seg.base + seg.size;
+    if (dir_dirty_ && !sync_dir(dir_)) {
+        error = "queue directory " + dir_ + ": " + errno_text();
+        return false;
+    }
+    dir_dirty_ = false;
+    return true;
+}
+
+bool disk_queue::roll_segment() {
+    if (!commit()) return false;
+    ::close(wfd_);
+    wfd_ = -1;
+    const auto base = segments_.back().base + segments_.back().size;
+    segments_.push_back({next_seq_, base, 0});
+    wfd_ = ::open(path(segment_name(next_seq_)).c_str(),
+                  O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (wfd_ < 0) {
+        error_ = "queue file " + path(segment_name(next_seq_)) + ": " + errno_text();
+        segments_.pop_back();
+        return false;
+    }
+    dir_dirty_ = true;
+    return true;
+}
+
+disk_queue::append_status disk_queue::append(std::span<const std::uint8_t> body,
+                                             std::uint16_t source_id) {
+    if (body.size() > max_body) {
+        error_ = "record too large";
+        return append_status::failed;
+    }
+    const auto size = header_size + body.size();
+    if (live_bytes_ + size > opts_.max_bytes) {
+        if (opts_.policy != full_policy::drop_oldest) return append_status::full;
+        drop_oldest(size);
+        if (live_bytes_ + size > opts_.max_bytes) return append_status::full;
+    }
+    if (wfd_ < 0) return append_status::failed;
+    if (segments_.back().size + wbuf_.size() >= opts_.segment_bytes &&
+        next_seq_ > segments_.back().first && !roll_segment())
+        return append_status::failed;
+    const auto at = wbuf_.size();
+    put32(wbuf_, static_cast<std::uint32_t>(body.size()));
+    put32(wbuf_, 0);
+    put64(wbuf_, next_seq_);
+    wbuf_.push_back(static_cast<std::uint8_t>(source_id));
+    wbuf_.push_back(static_cast<std::uint8_t>(source_id >> 8));
+    wbuf_.insert(wbuf_.end(), body.begin(), body.end());
+    const auto crc = store::crc32c({wbuf_.data() + at + crc_from, size - crc_from});
+    for (int i = 0; i < 4; ++i) wbuf_[at + 4 + i] = static_cast<std::uint8_t>(crc >> (8 * i));
+    ++next_seq_;
+    live_bytes_ += size;
+    ++live_records_;
+    return append_status::appended;
+}
+
+bool disk_queue::commit() {
+    if (wbuf_.empty() && !dir_dirty_) return true;
+    auto& seg = segments_.back();
+    if (!wbuf_.empty()) {
+        if (!write_all(wfd_, wbuf_.data(), wbuf_.size())) {
+            error_ = "queue write: " + errno_text();
+            // Undo a partial write so that the next commit appends after good records.
+            (void)::ftruncate(wfd_, static_cast<off_t>(seg.size));
+            return false;
+        }
+        if (::fdatasync(wfd_) != 0) {
+            error_ = "queue fdatasync: " + errno_text();
+            (void)::ftruncate(wfd_, static_cast<off_t>(seg.size));
+            return false;
+        }
+        ++fsyncs_;
+        seg.size += wbuf_.size();
+        end_pos_ += wbuf_.size();
+        wbuf_.clear();
+        committed_seq_ = next_seq_;
+    }
+    if (dir_dirty_) {
+        if (!sync_dir(dir_)) {
+            error_ = "queue directory sync: " + errno_text();
+            return false;
+        }
+        dir_dirty_ = false;
+    }
+    return true;
+}
+
+std::size_t disk_queue::segment_at(std::uint64_t pos) const {
+    for (std::size_t i = segments_.size(); i-- > 0;)
+        if (segments_[i].base <= pos) return i;
+    return 0;
+}
+
+int disk_queue::read_fd(const segment& seg) {
+    if (rfd_ >= 0 && rfd_first_ == seg.first) return rfd_;
+    if (rfd_ >= 0) ::close(rfd_);
+    rfd_ = ::open(path(segment_name(seg.first)).c_str(), O_RDONLY | O_CLOEXEC);
+    rfd_first_ = rfd_ >= 0 ? seg.first : UINT64_MAX;
+    return rfd_;
+}
+
+bool disk_queue::read_header(std::uint64_t pos, header& h, std::string* why) {
+    const auto& seg = segments_[segment_at(pos)];
+    const auto off = pos - seg.base;
+    std::uint8_t b[header_size];
+    const int fd = read_fd(seg);
+    if (fd < 0 || off + header_size > seg.size || !read_exact(fd, b, header_size, off)) {
+        if (why) *why = fd < 0 ? errno_text() : "a torn record header";
+        return false;
+    }
+    h.body_len = get32(b);
+    h.crc = get32(b + 4);
+    h.seq = get64(b + 8);
+    h.source_id = static_cast<std::uint16_t>(b[16] | (b[17] << 8));
+    if (h.body_len > max_body || off + header_size + h.body_len > seg.size) {
+        if (why) *why = "a damaged record length";
+        return false;
+    }
+    return true;
+}
+
+bool disk_queue::read_body(std::uint64_t pos, const header& h, std::vector<std::uint8_t>& body,
+                           std::string* why) {
+    const auto& seg = segments_[segment_at(pos)];
+    body.resize(h.body_len);
+    const int fd = read_fd(seg);
+    if (fd < 0 || (h.body_len > 0 &&
+                   !read_exact(fd, body.data(), h.body_len, pos - seg.base + header_size))) {
+        if (why) *why = "a short read";
+        return false;
+    }
+    std::uint8_t b[header_size - crc_from];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(h.seq >> (8 * i));
+    b[8] = static_cast<std::uint8_t>(h.source_id);
+    b[9] = static_cast<std::uint8_t>(h.source_id >> 8);
+    if (store::crc32c({body.data(), body.size()}, store::crc32c({b, sizeof b})) != h.crc) {
+        if (why) *why = "a bad CRC";
+        return false;
+    }
+    return true;
+}
+
+bool disk_queue::walk_one() {
+    for (;;) {
+        if (read_seq_ >= committed_seq_ || read_pos_ >= end_pos_) return false;
+        const auto i = segment_at(read_pos_);
+        const auto& seg = segments_[i];
+        const bool last = i + 1 == segments_.size();
+        std::string why;
+        if (read_pos_ == seg.base && seg.first > read_seq_) {  // a damaged segment before
+            report("records " + std::to_string(read_seq_) + " to " + std::to_string(seg.first - 1) +
+                   " are missing");
+            read_seq_ = seg.first;
+        } else if (read_pos_ == seg.base && seg.first < read_seq_) {
+            why = "overlaps the segment before";
+        }
+        header h;
+        if (why.empty() && (!read_header(read_pos_, h, &why) || h.seq != read_seq_) && why.empty())
+            why = "a record out of sequence";
+        if (!why.empty()) {
+            report(segment_name(seg.first) + ": " + why + " at offset " +
+                   std::to_string(read_pos_ - seg.base) + ": the rest of the segment is skipped");
+            if (last) {  // checked at open: only if the disk changed under us
+                read_pos_ = end_pos_;
+                read_seq_ = committed_seq_;
+                return false;
+            }
+            read_pos_ = seg.base + seg.size;
+            continue;
+        }
+        window_[read_seq_] = slot{read_pos_, static_cast<std::uint32_t>(header_size + h.body_len),
+                                  slot_state::unsent};
+        read_pos_ += header_size + h.body_len;
+        ++read_seq_;
+        return true;
+    }
+}
+
+std::optional<queue_record> disk_queue::next() {
+    for (;;) {
+        auto it = window_.lower_bound(send_seq_);
+        while (it != window_.end() && it->second.state != slot_state::unsent) ++it;
+        if (it == window_.end()) {
+            if (!walk_one()) return std::nullopt;
+            continue;
+        }
+        const auto seq = it->first;
+        if (seq >= acked_through_ + max_window) return std::nullopt;
+        header h;
+        queue_record r;
+        std::string why;
+        if (!read_header(it->second.pos, h, &why) || !read_body(it->second.pos, h, r.body, &why)) {
+            report("record " + std::to_string(seq) + ": " + why + ": skipped");
+            send_seq_ = seq + 1;
+            done(seq);
+            ++dropped_;
+            continue;
+        }
+        it->second.state = slot_state::in_flight;
+        ++in_flight_;
+        send_seq_ = seq + 1;
+        state_dirty_ = true;
+        r.seq = seq;
+        r.source_id = h.source_id;
+        r.resend = seq < sent_end_;
+        return r;
+    }
+}
+
+std::optional<std::uint64_t> disk_queue::seq_for_id(std::uint16_t id) const {
+    if (id == 0 || id > queue_id_space) return std::nullopt;
+    // The one sequence in [acked_through_, acked_through_ + id space) with this id.
+    const std::uint64_t offset =
+        (id - 1 + queue_id_space - acked_through_ % queue_id_space) % queue_id_space;
+    const auto seq = acked_through_ + offset;
+    const auto it = window_.find(seq);
+    if (it == window_.end() || it->second.state == slot_state::unsent ||
+        it->second.state == slot_state::done)
+        return std::nullopt;
+    return seq;
+}
+
+void disk_queue::done(std::uint64_t seq) {
+    const auto it = window_.find(seq);
+    if (it == window_.end() || it->second.state == slot_state::done) return;
+    if (it->second.state == slot_state::in_flight || it->second.state == slot_state::received)
+        --in_flight_;
+    it->second.state = slot_state::done;
+    live_bytes_ -= std::min<std::uint64_t>(live_bytes_, it->second.size);
+    if (live_records_ > 0) --live_records_;
+    state_dirty_ = true;
+    advance();
+}
+
+void disk_queue::received(std::uint64_t seq) {
+    const auto it = window_.find(seq);
+    if (it == window_.end() || it->second.state != slot_state::in_flight) return;
+    it->second.state = slot_state::received;
+    state_dirty_ = true;
+}
+
+void disk_queue::advance() {
+    while (!window_.empty() && window_.begin()->second.state == slot_state::done)
+        window_.erase(window_.begin());
+    acked_through_ = window_.empty() ? read_seq_ : window_.begin()->first;
+    send_seq_ = std::max(send_seq_, acked_through_);
+}
+
+void disk_queue::delete_old_segments() {
+    while (segments_.size() > 1 && segments_[1].first <= acked_through_ &&
+           segments_[1].base <= read_pos_) {
+        const auto name = segment_name(segments_.front().first);
+        if (rfd_ >= 0 && rfd_first_ == segments_.front().first) {
+            ::close(rfd_);
+            rfd_ = -1;
+            rfd_first_ = UINT64_MAX;
+        }
+        if (::unlink(path(name).c_str()) != 0 && errno != ENOENT)
+            report(name + ": cannot delete: " + errno_text());
+        segments_.erase(segments_.begin());
+    }
+}
+
+void disk_queue::drop_oldest(std::uint64_t need) {
+    while (live_bytes_ + need > opts_.max_bytes) {
+        auto it = window_.lower_bound(send_seq_);
+        while (it != window_.end() && it->second.state != slot_state::unsent) ++it;
+        if (it == window_.end()) {
+            if (!walk_one()) break;
+            continue;
+        }
+        ++dropped_;
+        const auto seq = it->first;
+        if (seq == send_seq_) send_seq_ = seq + 1;
+        done(seq);
+    }
+}
+
+bool disk_queue::save_state() {
+    std::vector<std::uint8_t> b(state_magic, state_magic + 4);
+    put32(b, 0);
+    put64(b, acked_through_);
+    put64(b, std::max(sent_end_, send_seq_));
+    std::uint32_t count = 0;
+    put32(b, 0);
+    for (const auto& [seq, s] : window_) {
+        if (s.state != slot_state::done && s.state != slot_state::received) continue;
+        if (count == max_state_entries) break;
+        put64(b, seq);
+        b.push_back(s.state == slot_state::done ? phase_done : phase_received);
+        ++count;
+    }
+    for (int i = 0; i < 4; ++i) b[24 + i] = static_cast<std::uint8_t>(count >> (8 * i));
+    const auto crc = store::crc32c({b.data() + 8, b.size() - 8});
+    for (int i = 0; i < 4; ++i) b[4 + i] = static_cast<std::uint8_t>(crc >> (8 * i));
+
+    const auto tmp = path("state.tmp");
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        error_ = "queue state: " + errno_text();
+        return false;
+    }
+    bool ok = write_all(fd, b.data(), b.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    ++fsyncs_;
+    if (ok) {
+        // The previous state stays as state.old, the fallback when `state` is damaged.
+        if (::rename(path("state").c_str(), path("state.old").c_str()) != 0 && errno != ENOENT)
+            ok = false;
+        ok = ok && ::rename(tmp.c_str(), path("state").c_str()) == 0 && sync_dir(dir_);
+        ++fsyncs_;
+    }
+    if (!ok) {
+        error_ = "queue state: " + errno_text();
+        return false;
+    }
+    state_dirty_ = false;
+    // Only now: a restart from this state no longer needs what lies below acked_through_.
+    delete_old_segments();
+    return true;
+}
+
+bool disk_queue::recovered_duplicate(std::uint16_t source_id, std::span<const std::uint8_t> body) {
+    const auto it = recovered_sources_.find(source_id);
+    if (it == recovered_sources_.end() || it->second != store::crc32c(body)) return false;
+    recovered_sources_.erase(it);
+    return true;
+}
+
+}  // namespace mqtt::bridge
