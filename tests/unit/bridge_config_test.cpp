@@ -226,3 +226,47 @@ TEST_CASE("CONNECT with the bridge flag: protocol level 0x84 / 0x83, not in 5.0"
         CHECK(int((*bytes)[at]) == level);
     }
 }
+
+TEST_CASE("bridge config: the on-disk queue options, global and per bridge; local_cleansession") {
+    auto r = parse(
+        "queue_dir /var/lib/tern-bridge\n"
+        "queue_max_bytes 512M\n"
+        "connection a\naddress h\ntopic x\n"
+        "local_cleansession true\n"
+        "connection b\naddress h\ntopic x\n"
+        "queue_dir /srv/q\nqueue_full_policy drop-oldest\nqueue_max_bytes 65536\n");
+    REQUIRE(!r.error);
+    REQUIRE(r.bridges.size() == 2);
+    CHECK(r.bridges[0].queue.dir == "/var/lib/tern-bridge");
+    CHECK(r.bridges[0].queue.max_bytes == (512ull << 20));
+    CHECK(r.bridges[0].queue.policy == full_policy::block);
+    CHECK(r.bridges[0].local_clean_session == true);
+    CHECK(r.bridges[0].clean_session == false);
+    CHECK(r.bridges[1].queue.dir == "/srv/q");
+    CHECK(r.bridges[1].queue.max_bytes == 65536);
+    CHECK(r.bridges[1].queue.policy == full_policy::drop_oldest);
+    CHECK(!r.bridges[1].local_clean_session);
+
+    // --queue-dir and friends are the defaults a file can override.
+    queue_settings flags;
+    flags.dir = "/flags";
+    flags.policy = full_policy::drop_new;
+    r = parse_config("connection a\naddress h\ntopic x\n", "b.conf", "host1", local_default, flags);
+    REQUIRE(!r.error);
+    CHECK(r.bridges[0].queue == flags);
+
+    CHECK(error_of("queue_max_bytes 1000\nconnection a\naddress h\ntopic x\n") ==
+          "b.conf:1: queue_max_bytes: bytes, with K, M or G, at least 64K, not '1000'");
+    CHECK(error_of("connection a\naddress h\ntopic x\nqueue_full_policy drop\n") ==
+          "b.conf:4: queue_full_policy: block, drop-new or drop-oldest, not 'drop'");
+    CHECK(error_of("queue_size 5\n") == "b.conf:1: unknown bridge option 'queue_size'");
+    CHECK(error_of("connection a\naddress h\ntopic x\nqueue_dir\n") ==
+          "b.conf:4: 'queue_dir' takes one value");
+    CHECK(error_of("connection a\naddress h\ntopic x\nlocal_cleansession yes\n") ==
+          "b.conf:4: expected true or false, not 'yes'");
+    CHECK(parse_byte_size("1G") == (1ull << 30));
+    CHECK(parse_byte_size("64k") == 65536);
+    CHECK(!parse_byte_size("G"));
+    CHECK(!parse_byte_size("-5M"));
+    CHECK(!parse_byte_size("99999999999999999999"));
+}

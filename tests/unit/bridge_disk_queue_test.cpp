@@ -223,7 +223,7 @@ TEST_CASE("bridge disk queue: a damaged older segment is skipped, not fatal") {
         auto q = open_q(t, rep, o);
         CHECK(rep.problems.empty());  // older segments are checked as they are read
         CHECK(drain(*q) == std::vector<std::uint64_t>{0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11});
-        CHECK(q->dropped() == 1);
+        CHECK(q->skipped() == 1);
         const auto problems = q->take_problems();
         REQUIRE(problems.size() == 1);
         CHECK(problems[0].find("record 5") != std::string::npos);
@@ -462,4 +462,18 @@ TEST_CASE(
         fill(*q, 100, 102);  // and it still takes new records
         CHECK(q->next());
     }
+}
+
+TEST_CASE("bridge disk queue: one process at a time") {
+    temp_dir t;
+    queue_recovery rep;
+    auto q = open_q(t, rep);
+    std::string error;
+    CHECK(!disk_queue::open(t.q(), {}, rep, error));
+    CHECK(error.find("in use") != std::string::npos);
+    q.reset();
+    error.clear();
+    auto again = disk_queue::open(t.q(), {}, rep, error);
+    INFO(error);
+    CHECK(again != nullptr);
 }

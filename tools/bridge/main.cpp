@@ -39,6 +39,9 @@ struct bridge_options {
     bool notifications = false;
     std::string notification_topic;
     double stats_interval = 5;
+    std::string queue_dir;
+    std::string queue_max_bytes = "1G";
+    std::string queue_full_policy = "block";
     mqtt::cli::tls_options tls;  // for the remote broker
     int verbosity = 0;
     mqtt::cli::output_format format = mqtt::cli::output_format::text;
@@ -132,6 +135,19 @@ void add_bridge_options(CLI::App& app, bridge_options& o) {
     flag_only(app.add_option("--notification-topic", o.notification_topic,
                              "State topic (default: $SYS/broker/connection/REMOTE_ID/state)")
                   ->type_name("TOPIC"));
+    app.add_option("--queue-dir", o.queue_dir,
+                   "Keep QoS 1/2 messages in an on-disk queue under DIR (DIR/NAME.local, "
+                   "DIR/NAME.remote): acknowledged to their source once on disk, sent on in "
+                   "order, kept across restarts; with --config, for bridges without queue_dir")
+        ->type_name("DIR");
+    app.add_option("--queue-max-bytes", o.queue_max_bytes,
+                   "Bound of each on-disk queue, with K, M or G (default: 1G)")
+        ->type_name("BYTES");
+    app.add_option("--queue-full-policy", o.queue_full_policy,
+                   "When a queue is full: block (stop reading the source, which keeps the "
+                   "messages), drop-new or drop-oldest (default: block)")
+        ->type_name("POLICY")
+        ->check(CLI::IsMember({"block", "drop-new", "drop-oldest"}).description(""));
     app.add_option("--stats-interval", o.stats_interval,
                    "Seconds between statistics events (default: 5)")
         ->type_name("SECONDS")
@@ -175,8 +191,21 @@ void parse_restart(const std::string& text, bridge::bridge_config& b) {
     }
 }
 
+bridge::queue_settings queue_from_flags(const bridge_options& o) {
+    bridge::queue_settings q;
+    q.dir = o.queue_dir;
+    auto n = bridge::parse_byte_size(o.queue_max_bytes);
+    if (!n)
+        throw CLI::ValidationError("--queue-max-bytes",
+                                   "bytes with K, M or G, at least 64K: " + o.queue_max_bytes);
+    q.max_bytes = *n;
+    q.policy = bridge::parse_full_policy(o.queue_full_policy).value_or(bridge::full_policy::block);
+    return q;
+}
+
 bridge::bridge_config from_flags(const bridge_options& o, const mqtt::cli::url_parts& local) {
     bridge::bridge_config b;
+    b.queue = queue_from_flags(o);
     b.name = o.name;
     for (const auto& url : o.remote_urls) {
         auto u = mqtt::cli::require_url("--remote", url);
@@ -228,7 +257,7 @@ bridge::reload_result load_file(const bridge_options& opts, const mqtt::cli::url
     text << in.rdbuf();
     if (!in) return {{}, opts.config_file + ": cannot read the file"};
     auto r = bridge::parse_config(text.str(), opts.config_file, hostname(),
-                                  url_address(local, opts.tls.requested()));
+                                  url_address(local, opts.tls.requested()), queue_from_flags(opts));
     if (r.error) return {{}, r.error->to_string()};
     for (auto& b : r.bridges) b.local.tls = mqtt::client::to_tls_settings(opts.tls);
     if (auto error = check_tls(r.bridges); !error.empty()) return {{}, error};
@@ -277,7 +306,8 @@ int main(int argc, char** argv) {
         ro.verbosity = opts.verbosity;
         ro.stats_interval = seconds_ms(opts.stats_interval);
         if (!opts.config_file.empty()) ro.reload = [&] { return load_file(opts, local); };
-        bridge::run(std::move(bridges), ro, std::cout, std::cerr);
+        if (bridge::run(std::move(bridges), ro, std::cout, std::cerr) != 0)
+            return mqtt::cli::exit_status::usage;  // a queue directory that cannot be used
         return mqtt::cli::exit_status::ok;
     });
 }

@@ -49,6 +49,7 @@ struct parser {
     // error when neither of those is given.
     std::string tls_option;
     std::size_t tls_option_line = 0;
+    queue_settings queue_default;  // from --queue-dir and the lines before any `connection`
 
     bool fail(std::string message, std::size_t line = std::size_t(-1)) {
         if (!out.error)
@@ -142,6 +143,29 @@ struct parser {
         return fail("'" + key + "' is not supported by tern-bridge");
     }
 
+    bool queue(const std::vector<std::string>& w, queue_settings& q) {
+        const auto& key = w[0];
+        if (key != "queue_dir" && key != "queue_max_bytes" && key != "queue_full_policy")
+            return fail("unknown bridge option '" + key + "'");
+        if (!one_value(w)) return false;
+        if (key == "queue_dir") {
+            q.dir = w[1];
+        } else if (key == "queue_max_bytes") {
+            auto n = parse_byte_size(w[1]);
+            if (!n)
+                return fail("queue_max_bytes: bytes, with K, M or G, at least 64K, not '" + w[1] +
+                            "'");
+            q.max_bytes = *n;
+        } else {
+            auto p = parse_full_policy(w[1]);
+            if (!p)
+                return fail("queue_full_policy: block, drop-new or drop-oldest, not '" + w[1] +
+                            "'");
+            q.policy = *p;
+        }
+        return true;
+    }
+
     bool option(const std::vector<std::string>& w) {
         const auto& key = w[0];
         if (key == "connection") {
@@ -150,12 +174,15 @@ struct parser {
                 if (b.name == w[1]) return fail("duplicate connection name '" + w[1] + "'");
             bridge_config b;
             b.name = w[1];
+            b.queue = queue_default;
             tls_option.clear();
             tls_option_line = 0;
             out.bridges.push_back(std::move(b));
             block_line = line_no;
             return true;
         }
+        if (key.starts_with("queue_"))
+            return queue(w, out.bridges.empty() ? queue_default : out.bridges.back().queue);
         if (out.bridges.empty()) return fail("'" + key + "' before any 'connection' line");
         auto& b = out.bridges.back();
         if (key == "address" || key == "addresses") {
@@ -222,6 +249,12 @@ struct parser {
             {"local_username", opt_text(b.local.username)},
             {"local_password", opt_text(b.local.password)},
             {"cleansession", flag(b.clean_session)},
+            {"local_cleansession", setter([&b, this](const std::string& v) {
+                 auto x = parse_bool(v);
+                 if (!x) return fail("expected true or false, not '" + v + "'");
+                 b.local_clean_session = *x;
+                 return true;
+             })},
             {"round_robin", flag(b.round_robin)},
             {"try_private", flag(b.try_private)},
             {"notifications", flag(b.notifications)},
@@ -315,9 +348,54 @@ std::optional<address> parse_address(std::string_view hp, std::uint16_t default_
     return a;
 }
 
+std::optional<full_policy> parse_full_policy(std::string_view t) {
+    if (t == "block") return full_policy::block;
+    if (t == "drop-new") return full_policy::drop_new;
+    if (t == "drop-oldest") return full_policy::drop_oldest;
+    return std::nullopt;
+}
+
+std::string_view to_string(full_policy p) {
+    switch (p) {
+        case full_policy::block:
+            return "block";
+        case full_policy::drop_new:
+            return "drop-new";
+        case full_policy::drop_oldest:
+            return "drop-oldest";
+    }
+    return "block";
+}
+
+std::optional<std::uint64_t> parse_byte_size(std::string_view t) {
+    std::uint64_t unit = 1;
+    if (!t.empty()) {
+        switch (t.back()) {
+            case 'k':
+            case 'K':
+                unit = std::uint64_t{1} << 10;
+                break;
+            case 'm':
+            case 'M':
+                unit = std::uint64_t{1} << 20;
+                break;
+            case 'g':
+            case 'G':
+                unit = std::uint64_t{1} << 30;
+                break;
+            default:
+                break;
+        }
+        if (unit != 1) t.remove_suffix(1);
+    }
+    auto n = parse_number<std::uint64_t>(t, 1, (std::uint64_t{1} << 50));
+    if (!n || *n * unit < (std::uint64_t{64} << 10)) return std::nullopt;
+    return *n * unit;
+}
+
 config_result parse_config(std::string_view text, std::string_view file, std::string_view hostname,
-                           const address& local) {
-    parser p{file, hostname, local, {}, 0, 0, false, {}, 0};
+                           const address& local, const queue_settings& queue) {
+    parser p{file, hostname, local, {}, 0, 0, false, {}, 0, queue};
     while (!text.empty() && !p.out.error) {
         const auto nl = text.find('\n');
         auto line = text.substr(0, nl);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -113,6 +114,7 @@ disk_queue::disk_queue(std::string dir, const queue_options& opts)
 disk_queue::~disk_queue() {
     if (wfd_ >= 0) ::close(wfd_);
     if (rfd_ >= 0) ::close(rfd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 std::string disk_queue::path(const std::string& name) const {
@@ -137,6 +139,8 @@ std::vector<std::string> disk_queue::take_problems() {
 
 std::unique_ptr<disk_queue> disk_queue::open(const std::string& dir, const queue_options& opts,
                                              queue_recovery& report, std::string& error) {
+    error.clear();
+    report = {};
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) {
@@ -144,6 +148,16 @@ std::unique_ptr<disk_queue> disk_queue::open(const std::string& dir, const queue
         return nullptr;
     }
     std::unique_ptr<disk_queue> q(new disk_queue(dir, opts));
+    // One process per queue: a second one would interleave its records with ours.
+    q->lock_fd_ = ::open(q->path("lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->lock_fd_ < 0) {
+        error = "queue directory " + dir + ": " + errno_text();
+        return nullptr;
+    }
+    if (::flock(q->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        error = "queue directory " + dir + ": in use by another process";
+        return nullptr;
+    }
     if (!q->recover(report, error)) return nullptr;
     return q;
 }
@@ -584,7 +598,7 @@ std::optional<queue_record> disk_queue::next() {
             report("record " + std::to_string(seq) + ": " + why + ": skipped");
             send_seq_ = seq + 1;
             done(seq);
-            ++dropped_;
+            ++skipped_;
             continue;
         }
         it->second.state = slot_state::in_flight;

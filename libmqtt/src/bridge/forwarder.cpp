@@ -127,9 +127,13 @@ void bridge_runtime::on_connected(endpoint& e, const client::connected_event& c)
     sync_subscriptions(e, true);
     // What waited for this side goes now, in order (the session holds back what exceeds
     // the broker's Receive Maximum).
-    std::deque<pending_message> waiting;
-    waiting.swap(e.queue);
-    for (auto& m : waiting) send(e, std::move(m));
+    // (With the on-disk queue, `queue` holds only what waits for room on disk.)
+    if (!e.dq_blocked) {
+        std::deque<pending_message> waiting;
+        waiting.swap(e.queue);
+        for (auto& m : waiting) send(e, std::move(m));
+    }
+    pump(e);
     if (cfg.notifications) {
         if (e.remote)
             publish_state(true);
@@ -171,9 +175,10 @@ void bridge_runtime::sync_subscriptions(endpoint& e, bool all) {
 bool bridge_runtime::needs_restart(const bridge_config& n) const {
     return n.local.client_id != cfg.local.client_id || n.remote.client_id != cfg.remote.client_id ||
            n.version != cfg.version || n.keepalive != cfg.keepalive ||
-           n.clean_session != cfg.clean_session || n.try_private != cfg.try_private ||
+           n.clean_session != cfg.clean_session ||
+           n.local_clean_session != cfg.local_clean_session || n.try_private != cfg.try_private ||
            n.notifications != cfg.notifications || n.state_topic() != cfg.state_topic() ||
-           n.notifications_local_only != cfg.notifications_local_only;
+           n.notifications_local_only != cfg.notifications_local_only || n.queue != cfg.queue;
 }
 
 bridge_runtime::change bridge_runtime::reconfigure(bridge_config next) {
@@ -269,6 +274,8 @@ void bridge_runtime::on_message(endpoint& from, client::message_event& m) {
         acknowledge(from, m.ack_token);
         return;
     }
+    const auto source_id = msg.qos_level == protocol::qos::exactly_once ? msg.packet_id : 0;
+    const bool dup = msg.dup;
     pending_message p{std::move(msg), m.ack_token};
     p.message.topic = std::move(route->topic);
     p.message.qos_level = std::min(p.message.qos_level, route->qos);
@@ -279,6 +286,7 @@ void bridge_runtime::on_message(endpoint& from, client::message_event& m) {
     p.message.props.topic_alias.reset();
     p.message.props.subscription_identifiers.clear();
     auto& to = other(from);
+    if (enqueue(to, p, source_id, dup)) return;
     if (!to.connected) {
         if (p.message.qos_level == protocol::qos::at_most_once && p.token == 0) {
             ++n_.dropped_offline;
@@ -316,6 +324,7 @@ void bridge_runtime::send(endpoint& to, pending_message m) {
 }
 
 void bridge_runtime::on_done(endpoint& to, const client::publish_done_event& d) {
+    if (on_queue_done(to, d) || d.received) return;
     auto it = to.awaiting.find(d.packet_id);
     if (it == to.awaiting.end()) return;  // a notification, or nothing to acknowledge
     const auto token = it->second;
@@ -333,9 +342,9 @@ void bridge_runtime::on_done(endpoint& to, const client::publish_done_event& d) 
 void bridge_runtime::update_pause(endpoint& to) {
     auto& from = other(to);
     const auto load = to.queue.size() + to.awaiting.size();
-    if (!from.paused && load >= opts.max_pending) {
+    if (!from.paused && (load >= opts.max_pending || to.dq_blocked)) {
         from.paused = true;
-    } else if (from.paused && load <= opts.max_pending / 2) {
+    } else if (from.paused && load <= opts.max_pending / 2 && !to.dq_blocked) {
         from.paused = false;
         from.wake_reader.cancel();
     }
@@ -351,8 +360,17 @@ void bridge_runtime::report_stats() {
         output::num("dropped_no_route", n_.dropped_no_route),
         output::num("dropped_refused", n_.dropped_refused),
         output::num("dropped_offline", n_.dropped_offline),
-        output::num("queued_out", remote.queue.size() + remote.awaiting.size()),
-        output::num("queued_in", local.queue.size() + local.awaiting.size()),
+        output::num("queued_out", remote.queue.size() + remote.awaiting.size() +
+                                      (remote.dq ? remote.dq->records() : 0)),
+        output::num("queued_in", local.queue.size() + local.awaiting.size() +
+                                     (local.dq ? local.dq->records() : 0)),
+        output::num("queued_bytes_out", remote.dq ? remote.dq->bytes() : 0),
+        output::num("queued_bytes_in", local.dq ? local.dq->bytes() : 0),
+        output::num("dropped_queue_full", n_.dropped_queue_full +
+                                              (remote.dq ? remote.dq->dropped() : 0) +
+                                              (local.dq ? local.dq->dropped() : 0)),
+        output::num("queue_fsyncs",
+                    (remote.dq ? remote.dq->fsyncs() : 0) + (local.dq ? local.dq->fsyncs() : 0)),
         output::boolean("local_connected", local.connected),
         output::boolean("remote_connected", remote.connected),
     };

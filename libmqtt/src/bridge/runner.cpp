@@ -36,6 +36,7 @@ endpoint::endpoint(asio::io_context& io, bridge_runtime& b, bool remote_side)
       probe_timer(io),
       retry(b.cfg.restart_base, b.cfg.restart_max) {
     use_private = b.cfg.try_private && !protocol::is_v5(b.cfg.version);
+    dq = b.queue_for(remote_side);
     make_session();
 }
 
@@ -51,8 +52,9 @@ void endpoint::make_session() {
     sc.connect.username = side().username;
     sc.connect.password = side().password;
     sc.connect.keep_alive = c.keepalive;
-    sc.connect.clean_start = c.clean_session;
-    if (protocol::is_v5(c.version) && !c.clean_session)
+    const bool clean = remote ? c.clean_session : c.local_clean_session.value_or(c.clean_session);
+    sc.connect.clean_start = clean;
+    if (protocol::is_v5(c.version) && !clean)
         sc.connect.props.session_expiry_interval = 86'400;  // a day without the bridge
     sc.connect.bridge = use_private;
     if (remote && c.notifications) {
@@ -66,7 +68,15 @@ void endpoint::make_session() {
     sc.connect_timeout = owner.opts.connect_timeout;
     sc.keep_unacknowledged = true;
     sc.manual_ack = true;
+    if (dq) {
+        // Queued records go out with ids derived from their sequence; PUBREC is recorded
+        // before PUBREL; what an earlier run had past PUBREC waits for its PUBCOMP.
+        sc.first_auto_id = static_cast<std::uint16_t>(queue_id_space + 1);
+        sc.report_pubrec = true;
+    }
     s.emplace(std::move(sc));
+    if (dq)
+        for (auto seq : dq->released_at_open()) (void)s->restore_released(packet_id_for(seq));
 }
 
 void endpoint::close_socket() {
@@ -124,6 +134,7 @@ asio::awaitable<void> endpoint::read_loop() {
             changed();
         }
         changed();
+        owner.after_input(*this);
     }
 }
 
@@ -355,6 +366,8 @@ bridge_runtime::bridge_runtime(asio::io_context& i, bridge_config c, const run_o
       out(sink),
       rng_(rng),
       map_(cfg.topics),
+      queues_(open_queue_pair(cfg, sink)),
+      queue_timer_(i),
       local(i, *this, false),
       remote(i, *this, true) {}
 
@@ -365,6 +378,7 @@ double bridge_runtime::random() {
 void bridge_runtime::start() {
     asio::co_spawn(io, local.run(), asio::detached);
     asio::co_spawn(io, remote.run(), asio::detached);
+    if (local.dq || remote.dq) queue_tick();
 }
 
 void bridge_runtime::stop() {
@@ -373,6 +387,9 @@ void bridge_runtime::stop() {
         // A clean DISCONNECT sends no will: say it ourselves.
         publish_state(false);
     }
+    // Committed records are acknowledged to their sources before the DISCONNECT; the queues
+    // are closed for a new bridge of this name to open at once (a reload).
+    close_queues();
     local.stop();
     remote.stop();
 }
@@ -404,6 +421,11 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
     std::vector<std::unique_ptr<detail::bridge_runtime>> runs;
     for (auto& b : bridges)
         runs.push_back(std::make_unique<detail::bridge_runtime>(io, std::move(b), opts, sink, rng));
+    for (auto& r : runs)
+        if (!r->queue_error().empty()) {
+            log << "tern-bridge: bridge '" << r->cfg.name << "': " << r->queue_error() << '\n';
+            return 2;
+        }
     for (auto& r : runs) r->start();
     // Bridges a reload stopped or replaced: kept until the end, as their coroutines may
     // still be finishing.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mqtt/bridge/config.hpp"
+#include "mqtt/bridge/disk_queue.hpp"
 #include "mqtt/bridge/echo_filter.hpp"
 #include "mqtt/bridge/runner.hpp"
 #include "mqtt/bridge/topic_map.hpp"
@@ -112,8 +113,16 @@ struct endpoint {
 
     // Messages published to this side: our packet id -> the source's ack token.
     std::unordered_map<std::uint16_t, std::uint64_t> awaiting;
-    // Messages for this side while it is down, in arrival order.
+    // Messages for this side while it is down, in arrival order; with the on-disk queue,
+    // the QoS 1/2 messages that found it full (block): the source is paused meanwhile.
     std::deque<pending_message> queue;
+    // The on-disk queue of QoS 1/2 messages for this side (queue_dir), owned by the bridge.
+    disk_queue* dq = nullptr;
+    // Source ack tokens of records appended to `dq` and not yet committed.
+    std::vector<std::uint64_t> commit_tokens;
+    bool dq_blocked = false;        // the queue was full (block): `queue` holds what waits
+    bool save_before_send = false;  // a PUBREC arrived: the state goes to disk before PUBREL
+    bool dq_failing = false;        // a write failed (reported once until one succeeds)
     // What we published to this broker, to recognise it when it comes back (before 5.0).
     echo_filter echoes{65536, std::chrono::seconds{10}};
 
@@ -142,9 +151,19 @@ struct counters {
     std::uint64_t forwarded_in = 0;   // remote -> local
     std::uint64_t dropped_loop = 0;   // our own messages coming back
     std::uint64_t dropped_no_route = 0;
-    std::uint64_t dropped_refused = 0;  // the destination refused or could not take it
-    std::uint64_t dropped_offline = 0;  // QoS 0 while the destination was down
+    std::uint64_t dropped_refused = 0;     // the destination refused or could not take it
+    std::uint64_t dropped_offline = 0;     // QoS 0 while the destination was down
+    std::uint64_t dropped_queue_full = 0;  // the on-disk queue was full (drop-new, drop-oldest)
 };
+
+// The on-disk queues of one bridge, one per destination side (none without queue_dir).
+struct queue_pair {
+    std::unique_ptr<disk_queue> to_local;
+    std::unique_ptr<disk_queue> to_remote;
+    std::string error;  // a directory that cannot be used
+};
+// Opens DIR/<bridge>.local and DIR/<bridge>.remote, reporting what recovery found.
+queue_pair open_queue_pair(const bridge_config& cfg, output& out);
 
 class bridge_runtime {
   public:
@@ -169,8 +188,16 @@ class bridge_runtime {
     bool closed() const { return !local.open && !remote.open; }
     void report_stats();
 
+    // A queue directory that cannot be used (the bridge then runs without the queue).
+    const std::string& queue_error() const { return queues_.error; }
+    disk_queue* queue_for(bool remote_side) const {
+        return remote_side ? queues_.to_remote.get() : queues_.to_local.get();
+    }
     // From the endpoints.
     void on_event(endpoint& e, client::event& ev);
+    // After a batch of frames, before anything is written: the state of the on-disk queue
+    // goes to disk when a PUBREC arrived (its PUBREL waits in the session's output).
+    void after_input(endpoint& e);
     void on_connect_failed(endpoint& e, const std::string& why);
     void on_main_back(endpoint& e);
     double random();
@@ -186,6 +213,9 @@ class bridge_runtime {
     std::mt19937_64& rng_;
     topic_map map_;
     counters n_;
+    queue_pair queues_;  // before the endpoints, which take their queue when built
+    asio::steady_timer queue_timer_;
+    bool commit_posted_ = false;
 
   public:
     endpoint local;
@@ -200,6 +230,16 @@ class bridge_runtime {
     void send(endpoint& to, pending_message m);
     void acknowledge(endpoint& from, std::uint64_t token);
     void update_pause(endpoint& to);
+    // The on-disk queue (queue.cpp).
+    void close_queues();
+    bool enqueue(endpoint& to, pending_message& m, std::uint16_t source_id, bool dup);
+    void schedule_commit();
+    void commit_queues();
+    void pump(endpoint& to);
+    bool on_queue_done(endpoint& to, const client::publish_done_event& d);
+    void queue_tick();
+    void report_queue_problems(endpoint& to);
+    std::vector<std::uint8_t> queue_body(const protocol::publish_packet& p) const;
     // Subscribes to what the rules need on `e` (all of it with `all`, else what is new or
     // changed) and unsubscribes from what they no longer need.
     void sync_subscriptions(endpoint& e, bool all);

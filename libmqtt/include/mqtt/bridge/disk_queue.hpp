@@ -62,7 +62,8 @@ struct queue_record {
 class disk_queue {
   public:
     // Opens DIR (created when missing), cuts a torn tail, reads the state. Only a directory
-    // or file that cannot be created, read or written is an error (`error` says which);
+    // or file that cannot be created, read or written, or a queue another process has open
+    // (DIR/lock), is an error (`error` says which);
     // damaged content is cut or skipped and reported in `report`.
     static std::unique_ptr<disk_queue> open(const std::string& dir, const queue_options& opts,
                                             queue_recovery& report, std::string& error);
@@ -103,7 +104,8 @@ class disk_queue {
     std::uint64_t bytes() const noexcept { return live_bytes_; }
     std::uint64_t records() const noexcept { return live_records_; }
     std::uint64_t in_flight() const noexcept { return in_flight_; }
-    std::uint64_t dropped() const noexcept { return dropped_; }
+    std::uint64_t dropped() const noexcept { return dropped_; }  // by drop-oldest
+    std::uint64_t skipped() const noexcept { return skipped_; }  // damaged, found when read
     std::uint64_t fsyncs() const noexcept { return fsyncs_; }
     std::uint64_t acked_through() const noexcept { return acked_through_; }
     std::uint64_t next_seq() const noexcept { return next_seq_; }
@@ -178,6 +180,8 @@ class disk_queue {
     std::uint64_t live_records_ = 0;
     std::uint64_t in_flight_ = 0;
     std::uint64_t dropped_ = 0;
+    std::uint64_t skipped_ = 0;
+    int lock_fd_ = -1;
     std::uint64_t fsyncs_ = 0;
     bool state_dirty_ = false;
     std::string error_;
