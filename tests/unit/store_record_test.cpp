@@ -149,6 +149,7 @@ TEST_CASE("store: every record type decodes to itself") {
         qos2_in_add_record{"id", 3},
         qos2_in_remove_record{"id", 3},
         session_offline_record{"id", 60, 1234, 9, 1200},
+        commit_record{},
     };
     REQUIRE(all.size() == std::variant_size_v<record>);
     for (const auto& r : all) {
@@ -227,6 +228,51 @@ TEST_CASE("store: a log cut at any byte of its last records keeps every whole re
             for (const auto& q : s.queue) CHECK(l.st.has_message(q.msg_id));
         }
     }
+}
+
+TEST_CASE("store: a group of records counts only with its commit record") {
+    // Two groups as the broker writes them, each closed by a commit record; the second is
+    // the routing of one QoS 2 PUBLISH: the message queued, then its packet id noted.
+    std::vector<record> rs{
+        header_record{format_version, 1'700'000'000'000},
+        session_record{"sub", 3600},
+        session_record{"pub", 3600},
+        commit_record{},
+        message_record{1, 1'700'000'000'100, make_msg("a/b", "one", qos::exactly_once)},
+        queue_push_record{"sub", 1, qos::exactly_once, false, {}},
+        qos2_in_add_record{"pub", 7},
+        commit_record{},
+    };
+    const auto full = encode_all(rs);
+    const auto off = offsets_of(rs);
+    const auto whole = load_bytes(full);
+    CHECK(whole.report.clean());
+    CHECK(whole.report.records == rs.size());
+    CHECK(whole.st.sessions().at("sub").queue.size() == 1);
+    CHECK(whole.st.sessions().at("pub").qos2_in == std::vector<std::uint16_t>{7});
+    // Cut anywhere before the second commit record is whole: none of that group's records
+    // count (never the message without its packet id, which would route a resend again),
+    // and the cut-off part is one torn tail from the group's first record.
+    for (std::size_t cut = off[4]; cut < off[8]; ++cut) {
+        CAPTURE(cut);
+        const bytes torn(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(cut));
+        const auto l = load_bytes(torn);
+        CHECK(l.report.records == 4);
+        CHECK(l.st.sessions().at("sub").queue.empty());
+        CHECK(l.st.sessions().at("pub").qos2_in.empty());
+        CHECK(l.st.messages().empty());
+        if (cut == off[4]) {
+            CHECK(l.report.damaged.empty());
+        } else {
+            REQUIRE(l.report.damaged.size() == 1);
+            CHECK(l.report.damaged[0] == damage{off[4], cut - off[4], damage_kind::torn_tail});
+        }
+    }
+    // A snapshot is one group too.
+    const auto snap = snapshot_of(whole.st);
+    CHECK(load_bytes(snap).report.clean());
+    const bytes torn_snap(snap.begin(), snap.end() - 1);
+    CHECK(load_bytes(torn_snap).st.sessions().empty());
 }
 
 TEST_CASE("store: a corrupt record in the middle is skipped and reading goes on") {

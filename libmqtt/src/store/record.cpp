@@ -239,6 +239,7 @@ struct payload_writer {
         w.str(r.client_id);
         w.u16(r.packet_id);
     }
+    void operator()(const commit_record&) {}
     void operator()(const session_offline_record& r) {
         w.str(r.client_id);
         w.u32(r.expiry_interval);
@@ -361,6 +362,8 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             o.will_ms = r.i64();
             return record{std::move(o)};
         }
+        case record_type::commit:
+            return record{commit_record{}};
     }
     return std::nullopt;
 }
@@ -423,7 +426,7 @@ std::vector<std::uint8_t> encode_record(const record& r) {
 
 std::optional<record> decode_payload(std::uint8_t version, std::uint8_t type,
                                      std::span<const std::uint8_t> payload) {
-    if (version != format_version || type > static_cast<std::uint8_t>(record_type::session_offline))
+    if (version != format_version || type > static_cast<std::uint8_t>(record_type::commit))
         return std::nullopt;
     reader r{payload};
     auto rec = decode_fields(static_cast<record_type>(type), r);

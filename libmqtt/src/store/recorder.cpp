@@ -61,6 +61,9 @@ recorder::recorder(state mirror)
 
 void recorder::take_pending(std::vector<std::uint8_t>& into) {
     into.clear();
+    // What is taken is written as one group: its commit record closes it. Not counted in
+    // appended(), which counts the records the engine made.
+    if (!pending_.empty()) append_record(pending_, commit_record{});
     std::swap(into, pending_);
 }
 

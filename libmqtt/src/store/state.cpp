@@ -38,6 +38,7 @@ struct state::applier {
     state& st;
 
     bool operator()(const header_record& h) const { return h.format == format_version; }
+    bool operator()(const commit_record&) const { return true; }  // load_bytes() groups by it
     bool operator()(const message_record& m) const {
         if (m.id == 0 || !m.msg) return false;
         auto& e = st.messages_[m.id];
@@ -198,7 +199,10 @@ std::size_t state::inflight_count() const noexcept {
 
 std::vector<record> state::snapshot(std::int64_t now_ms) const {
     std::vector<record> out;
+    // The header as a group of its own: a file that has commit records from its start is
+    // read by groups (load_bytes), even when its only other group is cut short.
     out.push_back(header_record{format_version, now_ms});
+    out.push_back(commit_record{});
     for (const auto& [id, m] : messages_) {
         if (m.refs != 0) out.push_back(message_record{id, m.received_ms, m.msg});
     }
@@ -222,6 +226,7 @@ std::vector<record> state::snapshot(std::int64_t now_ms) const {
                                                  s.will_msg_id, s.will_ms});
         }
     }
+    out.push_back(commit_record{});  // one group: a snapshot cut short counts for nothing
     return out;
 }
 

@@ -68,8 +68,22 @@ loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) 
     loaded l;
     l.report.existed = true;
     l.report.file_bytes = bytes.size();
-    l.report.damaged = scan(bytes, [&](std::uint64_t, record r) {
-        ++l.report.records;
+    // Records wait for the commit record that ends their group (see commit_record).
+    std::vector<record> group;
+    std::uint64_t group_at = 0;
+    bool commits = false;
+    const auto apply_group = [&] {
+        for (const auto& r : group) l.st.apply(r);
+        l.report.records += group.size();
+        group.clear();
+    };
+    l.report.damaged = scan(bytes, [&](std::uint64_t at, record r) {
+        if (std::holds_alternative<commit_record>(r)) {
+            commits = true;
+            ++l.report.records;
+            apply_group();
+            return;
+        }
         if (auto* m = std::get_if<message_record>(&r); m != nullptr && times != nullptr) {
             // Decoded just now and owned by this record alone: set the fields that belong
             // to this run before anything shares it.
@@ -77,8 +91,18 @@ loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) 
             msg->received = times->to_steady(m->received_ms);
             msg->store_id = m->id;
         }
-        l.st.apply(r);
+        if (group.empty()) group_at = at;
+        group.push_back(std::move(r));
     });
+    if (!group.empty() && commits) {
+        // A group without its commit record at the end: cut off with whatever damage
+        // follows it, as one torn tail.
+        auto& d = l.report.damaged;
+        std::erase_if(d, [&](const damage& x) { return x.offset >= group_at; });
+        d.push_back({group_at, bytes.size() - group_at, damage_kind::torn_tail});
+        group.clear();
+    }
+    apply_group();  // a file written before commit records existed: every record counts
     l.st.prune();
     l.report.rejected = l.st.rejected();
     return l;

@@ -57,6 +57,7 @@ enum class record_type : std::uint8_t {
     qos2_in_add = 13,
     qos2_in_remove = 14,
     session_offline = 15,
+    commit = 16,
 };
 
 // What an outbound QoS 1/2 delivery waits for (broker::outbound_stage as a wire value).
@@ -168,12 +169,23 @@ struct session_offline_record {
     bool operator==(const session_offline_record&) const = default;
 };
 
+// The end of one group of records written together (a group commit, or a snapshot): the
+// records of a group count only once its commit record is in the file, so that a group cut
+// short by a crash (a kill during write(), a power cut before the sync) leaves none of its
+// records behind. What they described was never acknowledged: the output that depended on
+// them waits for the sync. Without it, a cut between the records of one PUBLISH (routed to a
+// queue; its QoS 2 packet id noted) could keep the message but lose the id, and the
+// publisher's resend would be routed a second time. Empty payload.
+struct commit_record {
+    bool operator==(const commit_record&) const = default;
+};
+
 using record =
     std::variant<header_record, message_record, retained_set_record, retained_clear_record,
                  session_record, session_end_record, subscribe_record, unsubscribe_record,
                  queue_push_record, queue_pop_record, inflight_add_record, inflight_stage_record,
                  inflight_remove_record, qos2_in_add_record, qos2_in_remove_record,
-                 session_offline_record>;
+                 session_offline_record, commit_record>;
 
 record_type type_of(const record& r) noexcept;
 

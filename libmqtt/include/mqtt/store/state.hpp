@@ -70,8 +70,8 @@ class state {
     // message or session, an id in use): such a record is ignored and counted, the state
     // stays consistent.
     bool apply(const record& r);
-    // Records that rebuild this state from nothing, header first; messages nobody refers to
-    // are left out.
+    // Records that rebuild this state from nothing: the header and a commit record, then the
+    // state and a commit record; messages nobody refers to are left out.
     std::vector<record> snapshot(std::int64_t now_ms) const;
     // Drops messages nobody refers to (after replaying a file).
     void prune();

@@ -20,7 +20,7 @@ namespace mqtt::store {
 struct load_report {
     bool existed = false;  // the file was there
     std::uint64_t file_bytes = 0;
-    std::size_t records = 0;   // valid records read
+    std::size_t records = 0;   // valid records that count (not those of a group cut short)
     std::size_t rejected = 0;  // valid records that did not fit the state (ignored)
     std::vector<damage> damaged;
     bool clean() const noexcept { return damaged.empty() && rejected == 0; }
