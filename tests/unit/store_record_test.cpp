@@ -5,6 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -309,6 +313,57 @@ TEST_CASE("store: a corrupt record in the middle is skipped and reading goes on"
         REQUIRE(l.report.damaged.size() == 1);
         CHECK(l.report.damaged[0] == damage{0, 100, damage_kind::torn_tail});
     }
+}
+
+TEST_CASE("store: load_file reads a chunk at a time and gives what load_bytes gives") {
+    // Groups of messages of many sizes (one much larger than the small chunks below), a
+    // corrupt stretch with a false record start in the middle, and a torn tail.
+    bytes log;
+    append_record(log, header_record{format_version, 1});
+    append_record(log, commit_record{});
+    append_record(log, session_record{"c", 60});
+    append_record(log, commit_record{});
+    constexpr std::size_t large = 20'000;
+    for (std::uint64_t i = 1; i <= 200; ++i) {
+        const std::size_t n = i == 100 ? large : (i * 37) % 700;
+        append_record(log, message_record{i, 1, make_msg("t", std::string(n, 'x'))});
+        append_record(log, queue_push_record{"c", i, qos::at_least_once, false, {}});
+        if (i % 3 == 0) append_record(log, commit_record{});
+        if (i == 120) {  // magic, version, type, a length of 1000, then not that record
+            const bytes junk{0x54, 0x72, 1, 8, 0, 0, 0x03, 0xE8, 1, 2, 3, 4, 0x54, 0x00, 0x72};
+            log.insert(log.end(), junk.begin(), junk.end());
+        }
+    }
+    append_record(log, commit_record{});
+    const auto torn = encode_record(queue_push_record{"c", 1, qos::at_least_once, false, {}});
+    log.insert(log.end(), torn.begin(), torn.end() - 3);
+    const auto expected = load_bytes(log);
+    REQUIRE(expected.report.damaged.size() == 2);
+    CHECK(expected.report.damaged[0].kind == damage_kind::corrupt);
+    CHECK(expected.report.damaged[1].kind == damage_kind::torn_tail);
+    CHECK(expected.st.sessions().at("c").queue.size() == 200);
+
+    char path[] = "/tmp/tern-store-chunks-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, log.data(), log.size()) == static_cast<ssize_t>(log.size()));
+    ::close(fd);
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{5}, std::size_t{64},
+                                    std::size_t{4096}, std::size_t{1} << 20}) {
+        CAPTURE(chunk);
+        const auto l = load_file(path, nullptr, chunk);
+        REQUIRE(l.has_value());
+        CHECK(l->report.file_bytes == log.size());
+        CHECK(l->report.records == expected.report.records);
+        CHECK(l->report.damaged == expected.report.damaged);
+        CHECK(snapshot_of(l->st) == snapshot_of(expected.st));
+        // Never the whole file at once: about a chunk, or the largest record.
+        if (chunk < log.size()) {
+            CHECK(l->report.read_peak <= 2 * chunk + large + 100);
+            CHECK(l->report.read_peak < log.size() / 2);
+        }
+    }
+    std::remove(path);
 }
 
 TEST_CASE("store: compaction gives the same state as the log it replaces") {

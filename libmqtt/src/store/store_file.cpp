@@ -1,9 +1,9 @@
 #include "mqtt/store/store_file.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <utility>
@@ -64,20 +64,23 @@ result<int> replace_file(const std::string& dir, const std::string& path,
 
 }  // namespace
 
-loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) {
+namespace {
+
+// Replays records into a state by groups (see commit_record): shared by load_bytes and
+// load_file.
+struct replayer {
+    const clock_pair* times = nullptr;
     loaded l;
-    l.report.existed = true;
-    l.report.file_bytes = bytes.size();
-    // Records wait for the commit record that ends their group (see commit_record).
-    std::vector<record> group;
+    std::vector<record> group;  // records waiting for the commit record of their group
     std::uint64_t group_at = 0;
     bool commits = false;
-    const auto apply_group = [&] {
+
+    void apply_group() {
         for (const auto& r : group) l.st.apply(r);
         l.report.records += group.size();
         group.clear();
-    };
-    l.report.damaged = scan(bytes, [&](std::uint64_t at, record r) {
+    }
+    void on_record(std::uint64_t at, record r) {
         if (std::holds_alternative<commit_record>(r)) {
             commits = true;
             ++l.report.records;
@@ -93,45 +96,137 @@ loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) 
         }
         if (group.empty()) group_at = at;
         group.push_back(std::move(r));
-    });
-    if (!group.empty() && commits) {
-        // A group without its commit record at the end: cut off with whatever damage
-        // follows it, as one torn tail.
-        auto& d = l.report.damaged;
-        std::erase_if(d, [&](const damage& x) { return x.offset >= group_at; });
-        d.push_back({group_at, bytes.size() - group_at, damage_kind::torn_tail});
-        group.clear();
     }
-    apply_group();  // a file written before commit records existed: every record counts
-    l.st.prune();
-    l.report.rejected = l.st.rejected();
-    return l;
+    loaded finish(std::uint64_t size, std::vector<damage> damaged) {
+        l.report.existed = true;
+        l.report.file_bytes = size;
+        if (!group.empty() && commits) {
+            // A group without its commit record at the end: cut off with whatever damage
+            // follows it, as one torn tail.
+            std::erase_if(damaged, [&](const damage& x) { return x.offset >= group_at; });
+            damaged.push_back({group_at, size - group_at, damage_kind::torn_tail});
+            group.clear();
+        }
+        apply_group();  // a file written before commit records existed: every record counts
+        l.report.damaged = std::move(damaged);
+        l.st.prune();
+        l.report.rejected = l.st.rejected();
+        return std::move(l);
+    }
+};
+
+// A forward-only window on a file: the bytes from base_ on, read a chunk at a time as they
+// are asked for; what lies before the offset last asked for is dropped. It holds about a
+// chunk, or one record when a record is larger, never the whole file.
+class file_window {
+  public:
+    file_window(int fd, std::size_t chunk) : fd_(fd), chunk_(std::max<std::size_t>(chunk, 1)) {}
+
+    // Whether [off, off + n) can be had (false: the file ends first, or reading failed).
+    bool have(std::uint64_t off, std::size_t n) {
+        const std::uint64_t drop = std::min<std::uint64_t>(off - base_, buf_.size());
+        if (drop != 0 && (drop >= chunk_ || drop == buf_.size())) {  // amortised
+            buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(drop));
+            base_ += drop;
+        }
+        while (end() < off + n && !eof_) {
+            const std::size_t old = buf_.size();
+            const std::size_t want =
+                std::max<std::size_t>(chunk_, static_cast<std::size_t>(off + n - end()));
+            buf_.resize(old + want);
+            const ssize_t got = ::read(fd_, buf_.data() + old, want);
+            buf_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) ec_ = last_error();
+            if (got <= 0) eof_ = true;
+            peak_ = std::max(peak_, buf_.size());
+        }
+        return end() >= off + n;
+    }
+    // Only for a range have() returned true for, until the next have().
+    std::span<const std::uint8_t> bytes(std::uint64_t off, std::size_t n) const {
+        return std::span<const std::uint8_t>{buf_}.subspan(static_cast<std::size_t>(off - base_),
+                                                           n);
+    }
+    std::uint64_t end() const noexcept { return base_ + buf_.size(); }
+    std::size_t peak() const noexcept { return peak_; }
+    std::error_code error() const noexcept { return ec_; }
+
+  private:
+    int fd_;
+    std::size_t chunk_;
+    std::vector<std::uint8_t> buf_;
+    std::uint64_t base_ = 0;
+    bool eof_ = false;
+    std::size_t peak_ = 0;
+    std::error_code ec_;
+};
+
+// The record at `at`, if a whole valid one starts there (detail::record_at on the window).
+std::optional<record> record_in(file_window& w, std::uint64_t at, std::size_t& size) {
+    if (!w.have(at, frame_header_size)) return std::nullopt;
+    const auto head = w.bytes(at, frame_header_size);
+    if (detail::find_magic(head.first(2), 0) != 0) return std::nullopt;
+    const std::uint32_t len = (std::uint32_t{head[4]} << 24) | (std::uint32_t{head[5]} << 16) |
+                              (std::uint32_t{head[6]} << 8) | std::uint32_t{head[7]};
+    if (len > max_payload_size || !w.have(at, frame_header_size + len)) return std::nullopt;
+    return detail::record_at(w.bytes(at, frame_header_size + len), 0, size);
 }
 
-result<loaded> load_file(const std::string& path, const clock_pair* times) {
+// scan() over a file read through a window: the same records and damage, in file order.
+template <class F>
+std::vector<damage> scan_window(file_window& w, F&& on_record) {
+    std::vector<damage> found;
+    std::uint64_t at = 0;
+    while (w.have(at, 1)) {
+        std::size_t size = 0;
+        if (auto r = record_in(w, at, size)) {
+            on_record(at, std::move(*r));
+            at += size;
+            continue;
+        }
+        // Resynchronise: the next offset where a whole valid record starts.
+        std::uint64_t next = at + 1;
+        bool tail = false;
+        for (;; ++next) {
+            if (!w.have(next, 2)) {
+                tail = true;
+                next = w.end();
+                break;
+            }
+            if (detail::find_magic(w.bytes(next, 2), 0) == 0 && record_in(w, next, size)) break;
+        }
+        found.push_back({at, next - at, tail ? damage_kind::torn_tail : damage_kind::corrupt});
+        at = next;
+    }
+    return found;
+}
+
+}  // namespace
+
+loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) {
+    replayer rp;
+    rp.times = times;
+    auto damaged = scan(bytes, [&](std::uint64_t at, record r) { rp.on_record(at, std::move(r)); });
+    return rp.finish(bytes.size(), std::move(damaged));
+}
+
+result<loaded> load_file(const std::string& path, const clock_pair* times, std::size_t chunk) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return loaded{};
         return last_error();
     }
-    std::vector<std::uint8_t> bytes;
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && st.st_size > 0)
-        bytes.reserve(static_cast<std::size_t>(st.st_size));
-    std::uint8_t buf[1 << 16];
-    for (;;) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            const auto ec = last_error();
-            ::close(fd);
-            return ec;
-        }
-        if (n == 0) break;
-        bytes.insert(bytes.end(), buf, buf + n);
-    }
+    file_window w{fd, chunk};
+    replayer rp;
+    rp.times = times;
+    auto damaged =
+        scan_window(w, [&](std::uint64_t at, record r) { rp.on_record(at, std::move(r)); });
     ::close(fd);
-    return load_bytes(bytes, times);
+    if (w.error()) return w.error();
+    auto l = rp.finish(w.end(), std::move(damaged));
+    l.report.read_peak = w.peak();
+    return l;
 }
 
 std::string report_json(const std::string& path, const loaded& l) {

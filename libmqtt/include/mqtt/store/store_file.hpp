@@ -23,6 +23,7 @@ struct load_report {
     std::size_t records = 0;   // valid records that count (not those of a group cut short)
     std::size_t rejected = 0;  // valid records that did not fit the state (ignored)
     std::vector<damage> damaged;
+    std::size_t read_peak = 0;  // load_file: the most file bytes held at once while reading
     bool clean() const noexcept { return damaged.empty() && rejected == 0; }
 };
 
@@ -35,8 +36,10 @@ struct loaded {
 // time on that steady clock and its store id, ready to be shared with an engine (restore()
 // then uses it as it is instead of copying it).
 loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times = nullptr);
-// Reads and replays the file at `path`; a missing file is an empty store.
-result<loaded> load_file(const std::string& path, const clock_pair* times = nullptr);
+// Reads and replays the file at `path`; a missing file is an empty store. The file is read
+// `chunk` bytes at a time, never whole: a record larger than a chunk is the most held at once.
+result<loaded> load_file(const std::string& path, const clock_pair* times = nullptr,
+                         std::size_t chunk = std::size_t{1} << 20);
 
 // The store report as JSON (tern-broker --check-store): one object, no newline.
 std::string report_json(const std::string& path, const loaded& l);
