@@ -246,39 +246,63 @@ TEST_CASE("bridge disk queue: a bad state CRC falls back to the previous state")
         auto q = open_q(t, rep);
         fill(*q, 0, 6);
         for (int i = 0; i < 2; ++i) q->done(q->next()->seq);
-        REQUIRE(q->save_state());  // acknowledged through 2: becomes state.old
+        REQUIRE(q->save_state());  // generation 1, acknowledged through 2: state.1
         for (int i = 0; i < 2; ++i) q->done(q->next()->seq);
-        REQUIRE(q->save_state());  // acknowledged through 4
+        REQUIRE(q->save_state());  // generation 2, acknowledged through 4: state.0
     }
-    SUBCASE("state damaged: state.old") {
-        flip_byte(t.q() + "/state", 10);
+    const auto newer = t.q() + "/state.0";
+    const auto older = t.q() + "/state.1";
+    SUBCASE("both intact: the newer") {
+        auto q = open_q(t, rep);
+        CHECK(rep.problems.empty());
+        CHECK(drain(*q) == range(4, 6));
+    }
+    SUBCASE("the newer damaged (a torn save): the older") {
+        flip_byte(newer, 10);
         auto q = open_q(t, rep);
         CHECK(rep.state_fallback);
         REQUIRE(rep.problems.size() == 2);
         CHECK(rep.problems[0].find("CRC") != std::string::npos);
+        CHECK(rep.problems[1].find("used state.1") != std::string::npos);
         CHECK(drain(*q) == range(2, 6));  // at least once: 2 and 3 go again
     }
     SUBCASE("both damaged: everything on disk") {
-        flip_byte(t.q() + "/state", 10);
-        write_file(t.q() + "/state.old", "rubbish");
+        flip_byte(newer, 10);
+        write_file(older, "rubbish");
         auto q = open_q(t, rep);
         CHECK(!rep.state_found);
         CHECK(rep.problems.size() == 2);
         CHECK(drain(*q) == range(0, 6));
     }
-    SUBCASE("state missing (a crash between the renames): state.old, no complaint") {
-        fs::remove(t.q() + "/state");
+    SUBCASE("the newer missing: the older, no complaint") {
+        fs::remove(newer);
         auto q = open_q(t, rep);
         CHECK(rep.problems.empty());
         CHECK(drain(*q) == range(2, 6));
     }
+    SUBCASE("a longer old content after the entries is ignored") {
+        std::ofstream(newer, std::ios::binary | std::ios::app) << std::string(40, '\x01');
+        auto q = open_q(t, rep);
+        CHECK(rep.problems.empty());
+        CHECK(drain(*q) == range(4, 6));
+    }
     SUBCASE("a state ahead of the records is ignored") {
         for (const auto& s : segments(t)) fs::resize_file(s, 0);
-        fs::remove(t.q() + "/state.old");
+        fs::remove(older);
         auto q = open_q(t, rep);
         CHECK(rep.problems.size() == 1);
         fill(*q, 0, 1);  // the sequence starts again from the segment's first
         CHECK(drain(*q) == range(0, 1));
+    }
+    SUBCASE("saves go on alternating after a reopen") {
+        {
+            auto q = open_q(t, rep);
+            q->done(q->next()->seq);
+            REQUIRE(q->save_state());  // generation 3: state.1
+        }
+        flip_byte(newer, 10);  // generation 2 damaged: 3 is the newest anyway
+        auto q = open_q(t, rep);
+        CHECK(drain(*q) == range(5, 6));
     }
 }
 
@@ -381,7 +405,7 @@ TEST_CASE("bridge disk queue: hostile files never stop it from opening") {
         std::string junk(4000, '\0');
         for (auto& c : junk) c = static_cast<char>(rng());
         write_file(t.q() + "/seg-0000000000000000.q", junk);
-        write_file(t.q() + "/state", junk.substr(0, 64));
+        write_file(t.q() + "/state.0", junk.substr(0, 64));
     }
     SUBCASE("a huge length field") {
         write_file(t.q() + "/seg-0000000000000000.q", std::string(18, '\xff'));
@@ -390,13 +414,13 @@ TEST_CASE("bridge disk queue: hostile files never stop it from opening") {
         fs::create_directories(t.q() + "/seg-0000000000000001.q");
         write_file(t.q() + "/seg-ffffffffffffffff.q", "x");
         write_file(t.q() + "/seg-XYZ.q", "x");
-        write_file(t.q() + "/state.old", "");
+        write_file(t.q() + "/state.1", "");
     }
     SUBCASE("a state with a count that does not fit") {
-        std::string s = "TBQ1";
-        s += std::string(20, '\0');
+        std::string s = "TBQ2";
+        s += std::string(28, '\0');
         s += std::string("\xff\xff\xff\x7f", 4);
-        write_file(t.q() + "/state", s);
+        write_file(t.q() + "/state.0", s);
     }
     queue_recovery rep;
     auto q = open_q(t, rep);

@@ -23,10 +23,12 @@ constexpr std::size_t header_size = 18;
 constexpr std::size_t crc_from = 8;
 // Larger than the largest MQTT packet, smaller than a random length is likely to be.
 constexpr std::uint32_t max_body = (1u << 28) + 64;
-// The state: "TBQ1" | u32 CRC-32C of the rest | u64 acked_through | u64 sent_end | u32 count
-// | count x (u64 sequence, u8 phase).
-constexpr char state_magic[4] = {'T', 'B', 'Q', '1'};
-constexpr std::size_t state_fixed = 28;
+// The state, in two slots written in turn (state.0, state.1): "TBQ2" | u32 CRC-32C of the
+// bytes after it up to the last entry | u64 generation | u64 acked_through | u64 sent_end |
+// u32 count | count x (u64 sequence, u8 phase). Bytes after the last entry (left from a
+// longer state before) are ignored.
+constexpr char state_magic[4] = {'T', 'B', 'Q', '2'};
+constexpr std::size_t state_fixed = 36;
 constexpr std::size_t state_entry = 9;
 constexpr std::uint32_t max_state_entries = 1u << 20;
 constexpr std::uint8_t phase_done = 1;
@@ -115,6 +117,12 @@ disk_queue::~disk_queue() {
     if (wfd_ >= 0) ::close(wfd_);
     if (rfd_ >= 0) ::close(rfd_);
     if (lock_fd_ >= 0) ::close(lock_fd_);
+    for (int fd : state_fd_)
+        if (fd >= 0) ::close(fd);
+}
+
+std::string disk_queue::state_name(int slot) {
+    return slot == 0 ? "state.0" : "state.1";
 }
 
 std::string disk_queue::path(const std::string& name) const {
@@ -162,7 +170,7 @@ std::unique_ptr<disk_queue> disk_queue::open(const std::string& dir, const queue
     return q;
 }
 
-bool disk_queue::load_state(const std::string& name, std::string& why) {
+bool disk_queue::load_state(const std::string& name, parsed_state& out, std::string& why) {
     const int fd = ::open(path(name).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         why = errno == ENOENT ? "" : name + ": " + errno_text();
@@ -183,23 +191,25 @@ bool disk_queue::load_state(const std::string& name, std::string& why) {
         why = name + ": not a state file (size)";
         return false;
     }
-    const auto count = get32(&b[24]);
-    if (std::memcmp(b.data(), state_magic, 4) != 0 ||
-        b.size() != state_fixed + std::size_t{count} * state_entry) {
+    const auto count = get32(&b[32]);
+    const auto used = state_fixed + std::size_t{count} * state_entry;
+    if (std::memcmp(b.data(), state_magic, 4) != 0 || count > max_state_entries ||
+        b.size() < used) {
         why = name + ": not a state file";
         return false;
     }
-    if (store::crc32c({b.data() + 8, b.size() - 8}) != get32(&b[4])) {
+    if (store::crc32c({b.data() + 8, used - 8}) != get32(&b[4])) {
         why = name + ": CRC mismatch";
         return false;
     }
-    acked_through_ = get64(&b[8]);
-    sent_end_ = get64(&b[16]);
-    state_phase_.clear();
+    out.generation = get64(&b[8]);
+    out.acked_through = get64(&b[16]);
+    out.sent_end = get64(&b[24]);
+    out.phases.clear();
     for (std::uint32_t i = 0; i < count; ++i) {
         const auto* e = &b[state_fixed + std::size_t{i} * state_entry];
         const auto phase = e[8];
-        if (phase == phase_done || phase == phase_received) state_phase_[get64(e)] = phase;
+        if (phase == phase_done || phase == phase_received) out.phases[get64(e)] = phase;
     }
     return true;
 }
@@ -233,24 +243,33 @@ bool disk_queue::recover(queue_recovery& rep, std::string& error) {
         base += static_cast<std::uint64_t>(st.st_size);
     }
 
-    std::string why;
-    rep.state_found = load_state("state", why);
-    if (!rep.state_found) {
-        // No `state` (never saved, or a crash between the renames) or a damaged one: the
-        // previous state, else everything on disk goes again.
-        const bool damaged = !why.empty();
-        if (damaged) report(why);
-        std::string why_old;
-        rep.state_found = load_state("state.old", why_old);
-        if (rep.state_found && damaged) {
-            rep.state_fallback = true;
-            report("used state.old instead");
+    // The newer of the two state slots that is intact. A save torn by a crash leaves its
+    // slot damaged and the other one holding the last state that was completely written.
+    parsed_state st[2];
+    bool ok[2] = {false, false};
+    bool damaged = false;
+    for (int i = 0; i < 2; ++i) {
+        std::string why;
+        ok[i] = load_state(state_name(i), st[i], why);
+        if (!why.empty()) {
+            report(why);
+            damaged = true;
         }
-        if (!rep.state_found) {
-            acked_through_ = 0;
-            sent_end_ = 0;
-            state_phase_.clear();
-            if (!why_old.empty()) report(why_old);
+    }
+    const int best = ok[0] && ok[1] ? (st[0].generation > st[1].generation ? 0 : 1)
+                     : ok[0]        ? 0
+                     : ok[1]        ? 1
+                                    : -1;
+    rep.state_found = best >= 0;
+    if (best >= 0) {
+        generation_ = st[best].generation;
+        acked_through_ = st[best].acked_through;
+        sent_end_ = st[best].sent_end;
+        state_phase_ = std::move(st[best].phases);
+        if (damaged) {
+            rep.state_fallback = true;
+            report("used " + state_name(best) + " (generation " + std::to_string(generation_) +
+                   ")");
         }
     }
 
@@ -684,6 +703,7 @@ void disk_queue::drop_oldest(std::uint64_t need) {
 bool disk_queue::save_state() {
     std::vector<std::uint8_t> b(state_magic, state_magic + 4);
     put32(b, 0);
+    put64(b, generation_ + 1);
     put64(b, acked_through_);
     put64(b, std::max(sent_end_, send_seq_));
     std::uint32_t count = 0;
@@ -695,30 +715,30 @@ bool disk_queue::save_state() {
         b.push_back(s.state == slot_state::done ? phase_done : phase_received);
         ++count;
     }
-    for (int i = 0; i < 4; ++i) b[24 + i] = static_cast<std::uint8_t>(count >> (8 * i));
+    for (int i = 0; i < 4; ++i) b[32 + i] = static_cast<std::uint8_t>(count >> (8 * i));
     const auto crc = store::crc32c({b.data() + 8, b.size() - 8});
     for (int i = 0; i < 4; ++i) b[4 + i] = static_cast<std::uint8_t>(crc >> (8 * i));
 
-    const auto tmp = path("state.tmp");
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        error_ = "queue state: " + errno_text();
-        return false;
+    // In place into the older slot: one fdatasync, no rename, no directory sync.
+    const int slot = static_cast<int>((generation_ + 1) % 2);
+    if (state_fd_[slot] < 0) {
+        const auto name = path(state_name(slot));
+        const bool existed = ::access(name.c_str(), F_OK) == 0;
+        state_fd_[slot] = ::open(name.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (state_fd_[slot] < 0 || (!existed && !sync_dir(dir_))) {
+            error_ = "queue state: " + errno_text();
+            return false;
+        }
     }
-    bool ok = write_all(fd, b.data(), b.size()) && ::fsync(fd) == 0;
-    ::close(fd);
+    const auto size = b.size();
+    const bool ok = ::pwrite(state_fd_[slot], b.data(), size, 0) == static_cast<ssize_t>(size) &&
+                    ::fdatasync(state_fd_[slot]) == 0;
     ++fsyncs_;
-    if (ok) {
-        // The previous state stays as state.old, the fallback when `state` is damaged.
-        if (::rename(path("state").c_str(), path("state.old").c_str()) != 0 && errno != ENOENT)
-            ok = false;
-        ok = ok && ::rename(tmp.c_str(), path("state").c_str()) == 0 && sync_dir(dir_);
-        ++fsyncs_;
-    }
     if (!ok) {
         error_ = "queue state: " + errno_text();
         return false;
     }
+    ++generation_;
     state_dirty_ = false;
     // Only now: a restart from this state no longer needs what lies below acked_through_.
     delete_old_segments();

@@ -48,7 +48,7 @@ struct queue_recovery {
     std::uint64_t cut_bytes = 0;  // torn or corrupt tail cut off the last segment
     std::uint64_t resend = 0;     // records that had gone out and go again
     bool state_found = false;
-    bool state_fallback = false;        // `state` was bad: `state.old` was used
+    bool state_fallback = false;        // a state slot was damaged: the other one was used
     std::vector<std::string> problems;  // one sentence each, for stderr or an event
 };
 
@@ -94,7 +94,8 @@ class disk_queue {
     void done(std::uint64_t seq);
     void received(std::uint64_t seq);
 
-    // Writes `state` (through state.tmp, fsync, rename; the previous one kept as state.old).
+    // Writes the state into the older of the slots state.0 and state.1 (in place, one
+    // fdatasync); the other keeps the previous state, the fallback when this one is torn.
     bool save_state();
     bool state_dirty() const noexcept { return state_dirty_; }
     // A QoS 2 message the source sends again (DUP) after the bridge restarted, which is in
@@ -134,7 +135,14 @@ class disk_queue {
     };
 
     bool recover(queue_recovery& report, std::string& error);
-    bool load_state(const std::string& name, std::string& why);
+    struct parsed_state {
+        std::uint64_t generation = 0;
+        std::uint64_t acked_through = 0;
+        std::uint64_t sent_end = 0;
+        std::unordered_map<std::uint64_t, std::uint8_t> phases;
+    };
+    bool load_state(const std::string& name, parsed_state& out, std::string& why);
+    static std::string state_name(int slot);
     std::uint64_t scan_last_segment(queue_recovery& report, std::string& error);
     bool open_writer(std::string& error);
     bool roll_segment();
@@ -182,6 +190,8 @@ class disk_queue {
     std::uint64_t dropped_ = 0;
     std::uint64_t skipped_ = 0;
     int lock_fd_ = -1;
+    int state_fd_[2] = {-1, -1};
+    std::uint64_t generation_ = 0;  // of the last state written or read
     std::uint64_t fsyncs_ = 0;
     bool state_dirty_ = false;
     std::string error_;
