@@ -55,11 +55,20 @@ TEST_CASE(
     }
     CHECK(c.retransmitted() == 3);
     CHECK(watcher.received().empty());
+    // The engine's counters ($SYS, /metrics) follow.
+    CHECK(f.e.stats().mqttsn_retransmissions == 3);
+    CHECK(f.e.stats().mqttsn_clients == 1);
+    CHECK(f.e.stats().mqttsn_clients_lost == 0);
+    // A datagram that does not decode is dropped and counted; the client stays.
+    c.on_datagram(from_hex("05 04"), f.now);
+    CHECK(f.e.stats().mqttsn_datagrams_malformed == 1);
+    CHECK_FALSE(c.closed());
     // No PUBACK after the third: the client is lost, as at a keep-alive expiry (Will).
     f.now = t0 + 40s;
     c.on_timer(f.now);
     CHECK(c.closed());
     CHECK(c.lost());
+    CHECK(f.e.stats().mqttsn_clients_lost == 1);
     CHECK(f.sent(c) == "0218");
     CHECK(will_payload(watcher) == "bye");
 }

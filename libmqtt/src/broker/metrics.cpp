@@ -170,6 +170,30 @@ void state_metrics(exposition& x, const engine& e) {
             e.retained().bytes());
 }
 
+void mqttsn_metrics(exposition& x, const engine& e) {
+    const auto& st = e.stats();
+    x.gauge("tern_mqttsn_clients",
+            "MQTT-SN clients the gateways hold (connecting, connected or asleep).",
+            st.mqttsn_clients);
+    x.family("tern_mqttsn_datagrams_dropped_total", "counter",
+             "Datagrams the MQTT-SN gateways dropped, by reason: malformed (did not decode) or "
+             "unexpected (not valid from that address in that state).");
+    x.sample("reason", "malformed", st.mqttsn_datagrams_malformed);
+    x.sample("reason", "unexpected", st.mqttsn_datagrams_unexpected);
+    x.family("tern_mqttsn_messages_dropped_total", "counter",
+             "Deliveries to MQTT-SN clients dropped, by reason: sleep_buffer (QoS 0 over "
+             "mqttsn_max_buffered_messages held) or undeliverable (no topic id left, too long).");
+    x.sample("reason", "sleep_buffer", st.mqttsn_dropped_sleep_buffer);
+    x.sample("reason", "undeliverable", st.mqttsn_dropped_undeliverable);
+    x.counter("tern_mqttsn_retransmissions_total",
+              "REGISTER, PUBLISH and PUBREL datagrams sent again (T_RETRY, or at a wake).",
+              st.mqttsn_retransmissions);
+    x.counter("tern_mqttsn_clients_lost_total",
+              "MQTT-SN clients lost: unanswered after mqttsn_retry_count retransmissions, or "
+              "silent past 1.5 times their sleep Duration.",
+              st.mqttsn_clients_lost);
+}
+
 std::string_view reason_phrase(int status) {
     switch (status) {
         case 200:
@@ -207,6 +231,7 @@ std::string render_metrics(const engine& e, const metrics_context& c) {
     session_metrics(x, e);
     message_metrics(x, e);
     state_metrics(x, e);
+    if (c.mqttsn) mqttsn_metrics(x, e);
     if (c.persistence) {
         x.gauge("tern_store_file_bytes", "Size of the persistence store file.", c.store_file_bytes);
     }

@@ -41,30 +41,37 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
                                            std::vector<std::uint8_t>& reply) {
     reply.clear();
     auto m = sn::decode(datagram);
-    if (!m) return mqttsn_unattached::dropped;
+    if (!m) {
+        ++e.stats().mqttsn_datagrams_malformed;
+        return mqttsn_unattached::dropped;
+    }
     if (std::holds_alternative<sn::connect>(*m)) return mqttsn_unattached::new_client;
+    const auto dropped = [&] {
+        ++e.stats().mqttsn_datagrams_unexpected;
+        return mqttsn_unattached::dropped;
+    };
     if (std::holds_alternative<sn::searchgw>(*m)) {
         reply = encoded(sn::gwinfo{s.gateway_id, {}});
         return mqttsn_unattached::answered;
     }
     auto* p = std::get_if<sn::publish>(&*m);
-    if (p == nullptr || p->qos != sn::qos::minus_one) return mqttsn_unattached::dropped;
+    if (p == nullptr || p->qos != sn::qos::minus_one) return dropped();
     // QoS -1: no session, so no user name and no ACL entry; refused whenever the broker
     // asks clients to identify themselves or restricts topics.
     const auto& sec = e.security(s.security_slot);
-    if (!sec.allow_anonymous || sec.acl != nullptr) return mqttsn_unattached::dropped;
+    if (!sec.allow_anonymous || sec.acl != nullptr) return dropped();
     std::string topic;
     if (p->topic_type == sn::topic_id_type::short_name) {
         topic = sn::short_topic_name(p->topic_id);
     } else if (p->topic_type == sn::topic_id_type::predefined) {
         auto it = s.predefined.find(p->topic_id);
-        if (it == s.predefined.end()) return mqttsn_unattached::dropped;
+        if (it == s.predefined.end()) return dropped();
         topic = it->second;
     } else {
-        return mqttsn_unattached::dropped;  // normal ids exist only within a connection
+        return dropped();  // normal ids exist only within a connection
     }
     if (!protocol::is_valid_topic_name(topic) || protocol::is_dollar_topic(topic))
-        return mqttsn_unattached::dropped;
+        return dropped();
     protocol::publish_packet pp;
     pp.topic = std::move(topic);
     pp.payload = std::move(p->data);
@@ -75,11 +82,14 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
 
 mqttsn_client::mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_point now,
                              std::string peer)
-    : settings_(s), session_(e, now, std::move(peer)) {
+    : settings_(s), stats_(e.stats()), session_(e, now, std::move(peer)) {
     session_.set_security_slot(s.security_slot);
+    ++stats_.mqttsn_clients;
 }
 
-mqttsn_client::~mqttsn_client() = default;
+mqttsn_client::~mqttsn_client() {
+    --stats_.mqttsn_clients;
+}
 
 // ---- input ------------------------------------------------------------------------------
 
@@ -88,7 +98,9 @@ void mqttsn_client::on_datagram(std::span<const std::uint8_t> datagram, clock::t
     now_ = now;
     auto m = sn::decode(datagram);
     if (!m) {
-        drop();  // malformed: dropped and counted, the client stays
+        // Malformed: dropped and counted, the client stays.
+        ++dropped_;
+        ++stats_.mqttsn_datagrams_malformed;
         return;
     }
     // Deliveries the session produced since the last call are taken in the state they
@@ -134,6 +146,7 @@ void mqttsn_client::emit(sn::message&& m, answer a, std::uint16_t msg_id) {
         if (p != nullptr && a == answer::none) {
             if (held_qos0_ >= settings_.max_buffered) {
                 ++buffer_dropped_;
+                ++stats_.mqttsn_dropped_sleep_buffer;
                 return;
             }
             ++held_qos0_;
@@ -168,6 +181,7 @@ void mqttsn_client::retransmit_due(clock::time_point now) {
         send(u.m);
         ++u.resent;
         ++retransmitted_;
+        ++stats_.mqttsn_retransmissions;
         u.due = now + settings_.retry_interval;
     }
 }
@@ -177,6 +191,7 @@ void mqttsn_client::resend_all() {
         if (auto* p = std::get_if<sn::publish>(&u.m)) p->dup = true;
         send(u.m);
         ++retransmitted_;
+        ++stats_.mqttsn_retransmissions;
         u.resent = 0;  // a fresh count: the client was asleep, not deaf
         u.due = now_ + settings_.retry_interval;
     }
@@ -221,6 +236,7 @@ void mqttsn_client::keep_session_alive(clock::time_point now) {
 void mqttsn_client::lose(clock::time_point now) {
     // The client is unreachable: the session ends as for a broken connection (Will).
     lost_ = true;
+    ++stats_.mqttsn_clients_lost;
     session_.on_transport_closed(now);
     pump();
     closed_ = true;
@@ -550,7 +566,7 @@ void mqttsn_client::deliver(protocol::publish_packet&& p) {
         out.topic_id = sn::short_topic_id(p.topic[0], p.topic[1]);
     } else {
         out.topic_id = register_topic(p.topic);
-        if (out.topic_id == 0) return drop();  // no id left: the delivery is lost
+        if (out.topic_id == 0) return drop_delivery();  // no id left: the delivery is lost
         register_msg_id = next_register_msg_id_++;
         if (next_register_msg_id_ == 0) next_register_msg_id_ = 1;
         unacked_topics_[out.topic_id] = *register_msg_id;
@@ -558,7 +574,7 @@ void mqttsn_client::deliver(protocol::publish_packet&& p) {
              *register_msg_id);
     }
     // Too long for one datagram (the 3-octet Length, MsgType, Flags, TopicId, MsgId): lost.
-    if (out.data.size() > sn::max_message_size - 9) return drop();
+    if (out.data.size() > sn::max_message_size - 9) return drop_delivery();
     const bool qos0 = out.qos == sn::qos::at_most_once;
     // Held while the REGISTER of its topic is not acknowledged.
     auto held = out.topic_type == sn::topic_id_type::normal ? unacked_topics_.find(out.topic_id)
@@ -567,6 +583,7 @@ void mqttsn_client::deliver(protocol::publish_packet&& p) {
         if (qos0) {
             if (held_qos0_ >= settings_.max_buffered) {
                 ++buffer_dropped_;
+                ++stats_.mqttsn_dropped_sleep_buffer;
                 return;
             }
             ++held_qos0_;

@@ -59,6 +59,15 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
            number(st.dropped_qos0_slow + st.dropped_queue_full + st.dropped_too_large +
                   st.dropped_qos0_offline + st.dropped_expired));
     put_if("subscriptions/count", number(engine_.subscription_count()));
+    if (mqttsn_) {
+        put_if("mqttsn/clients", number(st.mqttsn_clients));
+        put_if("mqttsn/clients/lost", number(st.mqttsn_clients_lost));
+        put_if("mqttsn/datagrams/malformed", number(st.mqttsn_datagrams_malformed));
+        put_if("mqttsn/datagrams/unexpected", number(st.mqttsn_datagrams_unexpected));
+        put_if("mqttsn/messages/dropped",
+               number(st.mqttsn_dropped_sleep_buffer + st.mqttsn_dropped_undeliverable));
+        put_if("mqttsn/retransmissions", number(st.mqttsn_retransmissions));
+    }
     publish_loads("messages/received", received_, n, now);
     publish_loads("messages/sent", sent_, n, now);
     publish_loads("bytes/received", bytes_received_, n, now);

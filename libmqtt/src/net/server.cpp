@@ -343,6 +343,7 @@ std::string server::impl::render_metrics() const {
     c.version = version_string;
     c.uptime_seconds = std::chrono::duration<double>(broker::clock::now() - started).count();
     c.persistence = store.has_value();
+    c.mqttsn = !mqttsn.empty();
     c.store_file_bytes = store ? store->file_bytes() : 0;
     return broker::render_metrics(engine, c);
 }
@@ -403,6 +404,7 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
         }
         i->mqttsn.push_back(std::move(g));
     }
+    i->sys.set_mqttsn(!i->mqttsn.empty());
     if (const auto& m = i->opts.metrics) {
         auto* raw = i.get();
         i->metrics.emplace(i->io, [raw] { return raw->render_metrics(); });

@@ -113,6 +113,14 @@ struct stats {
     std::array<std::uint64_t, 3> sent_by_qos{};
     std::array<std::uint64_t, 3> payload_bytes_received_by_qos{};
     std::array<std::uint64_t, 3> payload_bytes_sent_by_qos{};
+    // The MQTT-SN gateways (every protocol mqttsn listener together).
+    std::uint64_t mqttsn_clients = 0;                 // gauge: clients a gateway holds now
+    std::uint64_t mqttsn_datagrams_malformed = 0;     // did not decode: dropped
+    std::uint64_t mqttsn_datagrams_unexpected = 0;    // decoded, not valid then: dropped
+    std::uint64_t mqttsn_dropped_sleep_buffer = 0;    // QoS 0 over mqttsn_max_buffered_messages
+    std::uint64_t mqttsn_dropped_undeliverable = 0;   // no topic id left, or too long
+    std::uint64_t mqttsn_retransmissions = 0;         // REGISTER, PUBLISH, PUBREL sent again
+    std::uint64_t mqttsn_clients_lost = 0;            // N_RETRY or the sleep timer ran out
 
     void count_received(unsigned qos, std::size_t payload) noexcept {
         ++messages_received;

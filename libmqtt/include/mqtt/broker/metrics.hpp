@@ -21,6 +21,7 @@ struct metrics_context {
     std::string_view version;   // tern_build_info{version="..."}
     double uptime_seconds = 0;  // since the server started
     bool persistence = false;   // the store gauges are present only with persistence on
+    bool mqttsn = false;        // the gateway's families only with an MQTT-SN listener
     std::uint64_t store_file_bytes = 0;
 };
 

@@ -134,7 +134,16 @@ class mqttsn_client {
     std::uint16_t register_topic(const std::string& name);  // 0 when the ids ran out
 
     void send(const protocol::mqttsn::message& m);
-    void drop() noexcept { ++dropped_; }
+    // A datagram that decoded but is not valid in this state.
+    void drop() noexcept {
+        ++dropped_;
+        ++stats_.mqttsn_datagrams_unexpected;
+    }
+    // A delivery that cannot be sent to this client (no topic id left, too long).
+    void drop_delivery() noexcept {
+        ++dropped_;
+        ++stats_.mqttsn_dropped_undeliverable;
+    }
 
     // Retransmission and sleep.
     enum class sleep_state : std::uint8_t { active, asleep, awake };
@@ -152,6 +161,7 @@ class mqttsn_client {
     void lose(clock::time_point now);
 
     const mqttsn_settings& settings_;
+    broker::stats& stats_;  // the engine's: the gateway counters of $SYS and /metrics
     broker::session session_;
     protocol::framer from_session_;
     std::vector<std::uint8_t> scratch_;

@@ -26,6 +26,8 @@ class sys_topics {
                std::string version);
 
     bool enabled() const noexcept { return interval_.count() > 0; }
+    // With an MQTT-SN listener: the gateway's counters under $SYS/broker/mqttsn/ too.
+    void set_mqttsn(bool on) noexcept { mqttsn_ = on; }
     // When on_timer() next publishes; start for the first time (everything at once).
     clock::time_point next_due() const noexcept { return next_; }
     // At or after next_due(): publishes what changed and moves next_due() one interval on
@@ -58,6 +60,7 @@ class sys_topics {
     std::string version_;
     clock::time_point last_update_{};
     bool updated_ = false;  // last_update_ is set
+    bool mqttsn_ = false;
     rate received_, sent_, bytes_received_, bytes_sent_;
     std::unordered_map<std::string, std::string> last_payload_;
 };
