@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -272,11 +273,31 @@ TEST_CASE("store: a group of records counts only with its commit record") {
             CHECK(l.report.damaged[0] == damage{off[4], cut - off[4], damage_kind::torn_tail});
         }
     }
-    // A snapshot is one group too.
+    // A small snapshot is one group after its header's.
     const auto snap = snapshot_of(whole.st);
     CHECK(load_bytes(snap).report.clean());
     const bytes torn_snap(snap.begin(), snap.end() - 1);
     CHECK(load_bytes(torn_snap).st.sessions().empty());
+    // A large one has a commit record every snapshot_group_records records, so that reading
+    // it never holds back more than that (it is never torn: written anew, then renamed).
+    state big;
+    big.apply(session_record{"q", 60});
+    for (std::uint64_t i = 1; i <= 3000; ++i) {
+        big.apply(message_record{i, 1, make_msg("t", "m")});
+        big.apply(queue_push_record{"q", i, qos::at_least_once, false, {}});
+    }
+    const auto records = big.snapshot(0);
+    std::size_t since = 0;
+    std::size_t most = 0;
+    for (const auto& r : records) {
+        since = std::holds_alternative<commit_record>(r) ? 0 : since + 1;
+        most = std::max(most, since);
+    }
+    CHECK(most == snapshot_group_records);
+    CHECK(std::holds_alternative<commit_record>(records.back()));
+    const auto again = load_bytes(encode_all(records));
+    CHECK(again.report.clean());
+    CHECK(again.st.sessions().at("q").queue.size() == 3000);
 }
 
 TEST_CASE("store: a corrupt record in the middle is skipped and reading goes on") {

@@ -203,30 +203,39 @@ std::vector<record> state::snapshot(std::int64_t now_ms) const {
     // read by groups (load_bytes), even when its only other group is cut short.
     out.push_back(header_record{format_version, now_ms});
     out.push_back(commit_record{});
-    for (const auto& [id, m] : messages_) {
-        if (m.refs != 0) out.push_back(message_record{id, m.received_ms, m.msg});
-    }
-    for (const auto& [topic, id] : retained_) out.push_back(retained_set_record{id});
-    for (const auto& [client_id, s] : sessions_) {
-        out.push_back(session_record{client_id, s.expiry_interval});
-        for (const auto& [filter, sub] : s.subscriptions) {
-            out.push_back(subscribe_record{client_id, filter, sub.options, sub.id});
+    // A snapshot is written to a new file that replaces the old one only once synced, so it
+    // is never cut short: its groups are only there to bound what reading it holds back.
+    std::size_t in_group = 0;
+    const auto add = [&](record r) {
+        out.push_back(std::move(r));
+        if (++in_group == snapshot_group_records) {
+            out.push_back(commit_record{});
+            in_group = 0;
         }
-        for (const auto id : s.qos2_in) out.push_back(qos2_in_add_record{client_id, id});
+    };
+    for (const auto& [id, m] : messages_) {
+        if (m.refs != 0) add(message_record{id, m.received_ms, m.msg});
+    }
+    for (const auto& [topic, id] : retained_) add(retained_set_record{id});
+    for (const auto& [client_id, s] : sessions_) {
+        add(session_record{client_id, s.expiry_interval});
+        for (const auto& [filter, sub] : s.subscriptions) {
+            add(subscribe_record{client_id, filter, sub.options, sub.id});
+        }
+        for (const auto id : s.qos2_in) add(qos2_in_add_record{client_id, id});
         for (const auto& o : s.inflight) {
-            out.push_back(inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain,
-                                              o.waiting, o.subscription_ids});
+            add(inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain, o.waiting,
+                                    o.subscription_ids});
         }
         for (const auto& q : s.queue) {
-            out.push_back(
-                queue_push_record{client_id, q.msg_id, q.q, q.retain, q.subscription_ids});
+            add(queue_push_record{client_id, q.msg_id, q.q, q.retain, q.subscription_ids});
         }
         if (s.offline) {
-            out.push_back(session_offline_record{client_id, s.expiry_interval, s.expires_ms,
-                                                 s.will_msg_id, s.will_ms});
+            add(session_offline_record{client_id, s.expiry_interval, s.expires_ms, s.will_msg_id,
+                                       s.will_ms});
         }
     }
-    out.push_back(commit_record{});  // one group: a snapshot cut short counts for nothing
+    if (in_group != 0) out.push_back(commit_record{});
     return out;
 }
 

@@ -94,6 +94,13 @@ struct replayer {
             msg->received = times->to_steady(m->received_ms);
             msg->store_id = m->id;
         }
+        if (!commits) {
+            // No commit record yet: a file written before they existed (a file written since
+            // starts with its header and one), read record by record, holding nothing back.
+            l.st.apply(r);
+            ++l.report.records;
+            return;
+        }
         if (group.empty()) group_at = at;
         group.push_back(std::move(r));
     }
@@ -107,7 +114,6 @@ struct replayer {
             damaged.push_back({group_at, size - group_at, damage_kind::torn_tail});
             group.clear();
         }
-        apply_group();  // a file written before commit records existed: every record counts
         l.report.damaged = std::move(damaged);
         l.st.prune();
         l.report.rejected = l.st.rejected();

@@ -24,6 +24,9 @@ struct clock_pair {
     broker::clock::time_point to_steady(std::int64_t ms) const noexcept;
 };
 
+// Records per group in a snapshot (see state::snapshot).
+inline constexpr std::size_t snapshot_group_records = 1024;
+
 struct stored_message {
     broker::message_ptr msg;
     std::int64_t received_ms = 0;
@@ -71,7 +74,8 @@ class state {
     // stays consistent.
     bool apply(const record& r);
     // Records that rebuild this state from nothing: the header and a commit record, then the
-    // state and a commit record; messages nobody refers to are left out.
+    // state with a commit record after every snapshot_group_records records and at the end;
+    // messages nobody refers to are left out.
     std::vector<record> snapshot(std::int64_t now_ms) const;
     // Drops messages nobody refers to (after replaying a file).
     void prune();
