@@ -588,3 +588,31 @@ TEST_CASE("session: a resumed 5.0 client with a lower Receive Maximum gets the r
     CHECK(got == std::vector<std::string>{"1", "2", "3", "4"});
     CHECK(sub.session().inflight() == 0);
 }
+
+TEST_CASE("a session's queue: empty until used, first in first out, copies are deep") {
+    using mqtt::broker::lazy_queue;
+    lazy_queue<int> q;
+    CHECK(q.empty());
+    CHECK(q.size() == 0);
+    CHECK(q.begin() == q.end());  // an unused queue iterates as an empty range
+    for (int i = 0; i < 1000; ++i) q.push_back(i);
+    CHECK(q.size() == 1000);
+    CHECK(q.front() == 0);
+    CHECK(q.back() == 999);
+    lazy_queue<int> copy = q;
+    q.pop_front();
+    CHECK(q.front() == 1);
+    CHECK(copy.front() == 0);
+    CHECK(copy.size() == 1000);
+    int expected = 1;
+    for (int v : q) CHECK(v == expected++);
+    CHECK(expected == 1000);
+    while (!q.empty()) q.pop_front();
+    CHECK(q.begin() == q.end());
+    q.push_back(7);  // used again after draining
+    CHECK(q.front() == 7);
+    lazy_queue<int> moved = std::move(copy);
+    CHECK(moved.size() == 1000);
+    q.clear();
+    CHECK(q.empty());
+}

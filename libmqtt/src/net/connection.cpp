@@ -1,10 +1,10 @@
 #include "connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <chrono>
@@ -23,6 +23,27 @@ constexpr std::size_t max_read_chunk = 1024 * 1024;
 // How long a closing connection may take to accept its last bytes (a DISCONNECT) before
 // the socket is closed anyway: a peer that stops reading cannot hold us.
 constexpr auto close_grace_period = std::chrono::seconds{3};
+// The memory of an operation that may wait as long as a client is quiet (the pending read,
+// the keep-alive timer): exactly its size from the heap. Asio's default for handlers,
+// including std::allocator, is a per-thread recycling cache that hands an operation any
+// larger block an earlier one left (a 335-byte accept, say), which idle connections then
+// hold for hours. A type of its own keeps Asio from mapping it to that cache.
+template <class T>
+struct exact_allocator {
+    using value_type = T;
+    exact_allocator() noexcept = default;
+    template <class U>
+    exact_allocator(const exact_allocator<U>&) noexcept {}  // NOLINT: rebinding converts
+    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+    void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>{}.deallocate(p, n); }
+    friend bool operator==(const exact_allocator&, const exact_allocator&) noexcept { return true; }
+};
+
+template <class Handler>
+auto long_lived(Handler&& h) {
+    return asio::bind_allocator(exact_allocator<void>{}, std::forward<Handler>(h));
+}
+
 // Note: GCC 12 miscompiled `if (!co_await ...)` in these loops (SIGILL at run time), so
 // every co_await result goes through a named variable first.
 
@@ -35,9 +56,7 @@ connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std
       session_(engine, broker::clock::now(), std::move(peer)),
       auth_(auth),
       stats_(engine.stats()),
-      signal_(transport_->socket().get_executor(), asio::steady_timer::time_point::max()),
-      keep_alive_(transport_->socket().get_executor()),
-      grace_(transport_->socket().get_executor()),
+      timer_(transport_->socket().get_executor()),
       store_(store != nullptr && store->holds_output() ? store : nullptr),
       next_read_(small_read) {
     session_.set_observer(this);
@@ -49,56 +68,107 @@ connection::~connection() {
 }
 
 void connection::wake() {
-    signal_.cancel();
+    if (read_paused_) resume_input();
     if (!writer_running_ && !writer_done_ && has_work()) start_writer();
     if (session_.closing() && !grace_armed_) arm_grace();
 }
 
-asio::awaitable<bool> connection::wait_signal() {
-    co_await signal_.async_wait(nothrow);
-    const auto state = co_await asio::this_coro::cancellation_state;
-    co_return state.cancelled() == asio::cancellation_type::none;
-}
-
 // ---- input ------------------------------------------------------------------------------
 
-// The reader, for the connection's whole life (one coroutine frame: the read loop is not a
-// coroutine of its own), then the wait for the writer's end.
-asio::awaitable<void> connection::serve(std::shared_ptr<connection> self) {
-    auto& c = *self;
-    c.arm_watchdog();
-    for (;;) {
-        // Backpressure: stop reading while this client's own output is over the limit.
-        while (c.session_.input_paused() && !c.session_.closing() && !c.writer_done_) {
-            const bool woken = co_await c.wait_signal();
-            (void)woken;
+void connection::start(const std::shared_ptr<connection>& self, end_handler done) {
+    self->done_ = std::move(done);
+    self->arm_watchdog();
+    self->read_more();
+}
+
+void connection::read_more() {
+    if (reading_ || input_done_) return;
+    read_paused_ = false;
+    const auto keep = std::move(paused_self_);  // this call decides again
+    // Closing: no more input; the writer flushes, then closes the transport.
+    if (session_.closing() || writer_done_) return end_input();
+    // Backpressure, a password check or max_publish_rate: the packets wait in the framer
+    // (and the socket) until wake() says the session takes input again.
+    if (session_.input_paused()) return pause_input();
+    process_input();  // whole packets already in the framer go first
+    if (session_.closing()) return end_input();
+    if (session_.input_paused()) return pause_input();
+    // The rest of a large packet in one read, straight into its place in the buffer
+    // (capped: a header alone must not make us allocate a huge buffer).
+    const auto room = framer_.prepare(std::clamp(framer_.missing(), next_read_, max_read_chunk));
+    reading_ = true;
+    transport_->async_read_some(
+        asio::buffer(room.data(), room.size()),
+        long_lived([self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            try {
+                self->on_read(ec, n);
+            } catch (...) {
+                self->fail(std::current_exception());
+            }
+        }));
+}
+
+// No read is pending while paused, and the timers and the password check hold only weak
+// references: the connection holds itself until it reads again or ends.
+void connection::pause_input() {
+    read_paused_ = true;
+    paused_self_ = shared_from_this();
+}
+
+void connection::on_read(const boost::system::error_code& ec, std::size_t n) {
+    reading_ = false;
+    if (ec) return end_input();  // EOF, an I/O error or the close: the Will goes out
+    framer_.commit(n);
+    stats_.bytes_received += n;
+    next_read_ = std::clamp(2 * n, small_read, read_chunk);
+    read_more();
+}
+
+void connection::resume_input() {
+    if (resume_posted_ || input_done_) return;
+    auto self = weak_from_this().lock();
+    if (!self) return;  // being destroyed
+    resume_posted_ = true;
+    asio::post(timer_.get_executor(), [self = std::move(self)] {
+        self->resume_posted_ = false;
+        try {
+            self->read_more();
+        } catch (...) {
+            self->fail(std::current_exception());
         }
-        // Closing: no more input; the writer flushes, then closes the transport, which
-        // ends a read still pending.
-        if (c.session_.closing() || c.writer_done_) break;
-        // Whole packets left in the framer when the input was paused go first.
-        c.process_input();
-        if (c.session_.closing()) break;
-        if (c.session_.input_paused()) continue;
-        // The rest of a large packet in one read, straight into its place in the buffer
-        // (capped: a header alone must not make us allocate a huge buffer).
-        const auto room =
-            c.framer_.prepare(std::clamp(c.framer_.missing(), c.next_read_, max_read_chunk));
-        auto [ec, n] = co_await c.transport_->read_some(asio::buffer(room.data(), room.size()));
-        if (ec) break;  // EOF or I/O error: the Will goes out below
-        c.framer_.commit(n);
-        c.stats_.bytes_received += n;
-        c.next_read_ = std::clamp(2 * n, small_read, read_chunk);
-        if (c.session_.closing()) break;
-        c.process_input();
-    }
-    c.input_done_ = true;
-    c.keep_alive_.cancel();
-    c.session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
-    c.wake();  // the writer flushes what is left, then closes the transport
-    while (!c.writer_done_) {
-        const bool woken = co_await c.wait_signal();
-        (void)woken;
+    });
+}
+
+void connection::end_input() {
+    if (input_done_) return;
+    const auto keep = std::move(paused_self_);
+    input_done_ = true;
+    read_paused_ = false;
+    if (!grace_armed_) timer_.cancel();  // the watchdog; the grace period bounds the flush
+    session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
+    wake();  // the writer flushes what is left, then closes the transport
+    maybe_ended();
+}
+
+void connection::maybe_ended() {
+    if (!input_done_ || !writer_done_ || reading_ || !done_) return;
+    auto done = std::move(done_);
+    done_ = nullptr;
+    done(nullptr);
+}
+
+void connection::fail(std::exception_ptr e) {
+    const auto keep = std::move(paused_self_);
+    reading_ = false;
+    input_done_ = true;
+    read_paused_ = false;
+    writer_done_ = true;
+    timer_.cancel();
+    transport_->close();
+    if (done_) {
+        auto done = std::move(done_);
+        done_ = nullptr;
+        done(e);
     }
 }
 
@@ -123,7 +193,7 @@ void connection::process_input() {
     if (session_.has_output() || session_.closing()) wake();
     // Deadlines usually move later (activity), which the watchdog finds when it fires; an
     // earlier one (the keep-alive replacing the connect timeout) needs it woken now.
-    if (session_.deadline() < armed_deadline_) keep_alive_.cancel();
+    if (!grace_armed_ && session_.deadline() < armed_deadline_) timer_.cancel();
 }
 
 void connection::submit_auth() {
@@ -140,16 +210,16 @@ void connection::submit_auth() {
 void connection::on_auth_result(bool ok) {
     session_.on_auth_result(ok, broker::clock::now());
     wake();  // the CONNACK to write, the held input to read
-    if (session_.deadline() < armed_deadline_) keep_alive_.cancel();  // the refusal's time
+    if (!grace_armed_ && session_.deadline() < armed_deadline_) timer_.cancel();  // the refusal's time
 }
 
 // The keep-alive watchdog: a timer callback, not a coroutine (no frame while it waits).
 void connection::arm_watchdog() {
     armed_deadline_ = session_.deadline();
-    keep_alive_.expires_at(armed_deadline_);
-    keep_alive_.async_wait([weak = weak_from_this()](const boost::system::error_code&) {
+    timer_.expires_at(armed_deadline_);
+    timer_.async_wait(long_lived([weak = weak_from_this()](const boost::system::error_code&) {
         if (auto self = weak.lock()) self->on_watchdog();
-    });
+    }));
 }
 
 void connection::on_watchdog() {
@@ -174,7 +244,7 @@ void connection::start_writer() {
     auto self = weak_from_this().lock();
     if (!self) return;  // being destroyed
     writer_running_ = true;
-    asio::co_spawn(signal_.get_executor(), write_loop(std::move(self)), asio::detached);
+    asio::co_spawn(timer_.get_executor(), write_loop(std::move(self)), asio::detached);
 }
 
 // Runs while there is something to write: ends when the batch is written and nothing
@@ -184,7 +254,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
     auto& c = *self;
     // Started from wake(), possibly inside the session: the first step goes through the
     // executor, so the session is never re-entered from its own call.
-    co_await asio::post(c.signal_.get_executor(), asio::use_awaitable);
+    co_await asio::post(c.timer_.get_executor(), asio::use_awaitable);
     while (!c.writer_done_) {
         if (!c.next_batch()) {
             if (c.session_.closing() && !c.session_.has_output() && c.staged_.empty()) {
@@ -202,7 +272,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
         c.stats_.bytes_sent += n;
         c.writing_.release_payloads();  // written: the messages need not be held for us
         c.session_.on_written();  // may queue more (messages waiting for the buffer to drain)
-        c.signal_.cancel();       // a paused reader may go on
+        if (c.read_paused_) c.resume_input();  // a paused reader may go on
     }
     c.writer_running_ = false;
 }
@@ -211,15 +281,18 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
 void connection::finish() {
     if (writer_done_) return;
     writer_done_ = true;
-    grace_.cancel();
-    transport_->close();
-    signal_.cancel();
+    timer_.cancel();
+    transport_->close();  // a pending read ends with operation_aborted, then input ends
+    if (!reading_) end_input();  // no read pending (paused): input ends now
+    maybe_ended();
 }
 
 void connection::arm_grace() {
     grace_armed_ = true;
-    grace_.expires_after(close_grace_period);
-    grace_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    // The same timer as the watchdog, which has nothing left to watch: expires_after()
+    // cancels its wait, and on_watchdog() then sees the session closing.
+    timer_.expires_after(close_grace_period);
+    timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
         if (ec) return;  // cancelled: finished in time
         if (auto self = weak.lock()) self->finish();
     });

@@ -7,6 +7,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,10 +24,11 @@ namespace mqtt::net::detail {
 
 namespace asio = boost::asio;
 
-// Few coroutine frames per connection, since they are most of an idle connection's memory:
-//   serve():      the reader for the connection's whole life, then waits for the writer;
-//   write_loop(): started when there is output (or a close to flush) and gone when it is
-//                 written, so an idle connection has no writer;
+// What an idle connection holds is most of the broker's memory per connection, so:
+//   the reader is a chain of completion handlers, not a coroutine: while a client is
+//   quiet only the pending read operation exists (no coroutine frame);
+//   write_loop() is a coroutine started when there is output (or a close to flush) and
+//   gone when it is written, so an idle connection has no writer;
 //   the keep-alive watchdog and the close grace period are plain timer callbacks.
 // The writer ends every connection: after the last bytes (and the shutdown) or a write
 // error it closes the transport, which ends a read still pending. Every bit of protocol
@@ -41,8 +44,11 @@ class connection final : public std::enable_shared_from_this<connection>,
                auth_worker& auth, store_driver* store = nullptr);
     ~connection();
 
-    // Runs the connection to its end; `self` keeps it alive meanwhile.
-    static asio::awaitable<void> serve(std::shared_ptr<connection> self);
+    // Called once when both directions have ended (nullptr), or with the exception
+    // that ended the connection.
+    using end_handler = std::function<void(std::exception_ptr)>;
+    // Runs the connection to its end; its pending operations keep it alive meanwhile.
+    static void start(const std::shared_ptr<connection>& self, end_handler done);
 
     const broker::session& session() const noexcept { return session_; }
     void use_certificate_username(std::optional<std::string> name) {
@@ -66,8 +72,14 @@ class connection final : public std::enable_shared_from_this<connection>,
     void on_watchdog();
     void arm_grace();
     void finish();  // closes the transport: the writer's last step
-    // Waits for the next wake(); false when this coroutine was cancelled instead.
-    asio::awaitable<bool> wait_signal();
+    // Input: the next read unless the session is closing or paused; one read at a time.
+    void read_more();
+    void on_read(const boost::system::error_code& ec, std::size_t n);
+    void pause_input();   // the session holds its input: no read until resume_input()
+    void resume_input();  // a paused reader reads again (posted: never inside the session)
+    void end_input();     // no more input: the session learns the transport closed
+    void maybe_ended();   // both directions done: done_
+    void fail(std::exception_ptr e);  // an exception in a handler ends the connection
     void process_input();
     void submit_auth();            // hands a password check to the worker
     void on_auth_result(bool ok);  // back on the loop
@@ -77,11 +89,9 @@ class connection final : public std::enable_shared_from_this<connection>,
     broker::session session_;
     auth_worker& auth_;
     broker::stats& stats_;  // the engine's counters: bytes read and written
-    // Never expires: the reader sleeps on it and signal_.cancel() wakes it to re-check.
-    asio::steady_timer signal_;
-    asio::steady_timer keep_alive_;
+    // The keep-alive watchdog until the session closes, then the close grace period.
+    asio::steady_timer timer_;
     broker::clock::time_point armed_deadline_ = broker::clock::time_point::max();
-    asio::steady_timer grace_;
     broker::output_batch writing_;            // the batch being written; swaps with the session's
     std::vector<asio::const_buffer> gather_;  // writing_ as buffers for one gathered write
     store_driver* store_ = nullptr;           // set when output waits for the store's syncs
@@ -92,6 +102,11 @@ class connection final : public std::enable_shared_from_this<connection>,
     bool writer_done_ = false;  // the transport is closed: no writer starts again
     bool input_done_ = false;
     bool grace_armed_ = false;
+    bool reading_ = false;        // a read is pending
+    bool read_paused_ = false;    // no read pending because the session holds its input
+    bool resume_posted_ = false;  // resume_input() is on its way
+    end_handler done_;
+    std::shared_ptr<connection> paused_self_;  // set while paused: see pause_input()
 };
 
 }  // namespace mqtt::net::detail

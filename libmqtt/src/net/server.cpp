@@ -112,9 +112,11 @@ struct server::impl {
     asio::awaitable<void> expiry_loop();
     asio::awaitable<void> sys_loop();
     void start_connection(tcp::socket socket, std::size_t group);
-    asio::awaitable<void> handshake_and_serve(
+    // The connection is started (true) or refused; `done` belongs to it once started.
+    asio::awaitable<bool> handshake_and_start(
         std::unique_ptr<transport> t, std::string peer, std::string local,
-        tls_server_settings::username_source username_from, std::size_t slot);
+        tls_server_settings::username_source username_from, std::size_t slot,
+        detail::connection::end_handler done);
     std::string load_tls();            // a context per TLS group; the first error
     std::set<transport*> handshaking;  // closed by stop_now()
     void wait_reload();
@@ -258,6 +260,7 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
+    // Once per accepted connection: when it has ended, or its handshake failed.
     auto done = [this, group](std::exception_ptr e) {
         --groups[group].open;
         if (!e) return;
@@ -274,37 +277,42 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
             std::move(socket), g.tls,
             ws_server_settings{g.websockets_path, opts.limits.max_packet_size});
         asio::co_spawn(io,
-                       handshake_and_serve(std::move(t), std::move(peer), to_string(local),
-                                           g.username_from, security_slot(group)),
-                       std::move(done));
+                       handshake_and_start(std::move(t), std::move(peer), to_string(local),
+                                           g.username_from, security_slot(group), done),
+                       [done](std::exception_ptr e, bool started) {
+                           if (e || !started) done(e);
+                       });
         return;
     }
     if (g.tls) {
         const auto local = socket.local_endpoint(ec);
         auto t = make_tls_server_transport(std::move(socket), g.tls);
         asio::co_spawn(io,
-                       handshake_and_serve(std::move(t), std::move(peer), to_string(local),
-                                           g.username_from, security_slot(group)),
-                       std::move(done));
+                       handshake_and_start(std::move(t), std::move(peer), to_string(local),
+                                           g.username_from, security_slot(group), done),
+                       [done](std::exception_ptr e, bool started) {
+                           if (e || !started) done(e);
+                       });
         return;
     }
     auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), engine,
                                                   std::move(peer), auth, store ? &*store : nullptr);
     c->set_security_slot(security_slot(group));
-    asio::co_spawn(io, detail::connection::serve(std::move(c)), std::move(done));
+    detail::connection::start(c, std::move(done));
 }
 
 // The TLS and/or WebSocket handshake within its deadline, then the MQTT connection; a failed
 // handshake is logged with its reason (wrong CA, expired certificate, a plaintext client, an
 // HTTP request that is no WebSocket upgrade, ...).
-asio::awaitable<void> server::impl::handshake_and_serve(
+asio::awaitable<bool> server::impl::handshake_and_start(
     std::unique_ptr<transport> t, std::string peer, std::string local,
-    tls_server_settings::username_source username_from, std::size_t slot) {
+    tls_server_settings::username_source username_from, std::size_t slot,
+    detail::connection::end_handler done) {
     std::string why;
     handshaking.insert(t.get());
     const auto ec = co_await t->handshake(opts.tls_handshake_timeout, why);
     handshaking.erase(t.get());
-    if (stopping) co_return;
+    if (stopping) co_return false;
     if (ec) {
         ++engine.stats().connections_refused;
         const std::string_view kind = t->name();
@@ -312,7 +320,7 @@ asio::awaitable<void> server::impl::handshake_and_serve(
         note(0, broker::log_level::notice, broker::log_kind::refused,
              std::string{label} + " connection from " + peer + " on " + local + " refused: " + why);
         t->close();
-        co_return;
+        co_return false;
     }
     using source = tls_server_settings::username_source;
     std::optional<std::string> cert_name;
@@ -322,7 +330,8 @@ asio::awaitable<void> server::impl::handshake_and_serve(
                                                   store ? &*store : nullptr);
     if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
     c->set_security_slot(slot);
-    co_await detail::connection::serve(std::move(c));
+    detail::connection::start(c, std::move(done));
+    co_return true;
 }
 
 std::string server::impl::load_tls() {

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,44 @@ struct queued_delivery {
     subscription_ids ids;
 };
 
+// A first-in first-out queue that allocates nothing until its first element: most
+// sessions never queue, and an empty std::deque already holds its map and a 512-byte
+// block (half the memory of an idle connection's session state). Once used, the storage
+// stays until clear(), so a busy queue does not allocate again each time it drains.
+template <class T>
+class lazy_queue {
+  public:
+    using const_iterator = typename std::deque<T>::const_iterator;
+
+    lazy_queue() = default;
+    lazy_queue(const lazy_queue& o) : q_(o.q_ ? std::make_unique<std::deque<T>>(*o.q_) : nullptr) {}
+    lazy_queue(lazy_queue&&) noexcept = default;
+    lazy_queue& operator=(const lazy_queue& o) {
+        if (this != &o) q_ = o.q_ ? std::make_unique<std::deque<T>>(*o.q_) : nullptr;
+        return *this;
+    }
+    lazy_queue& operator=(lazy_queue&&) noexcept = default;
+
+    bool empty() const noexcept { return !q_ || q_->empty(); }
+    std::size_t size() const noexcept { return q_ ? q_->size() : 0; }
+    T& front() { return q_->front(); }
+    const T& front() const { return q_->front(); }
+    T& back() { return q_->back(); }
+    const T& back() const { return q_->back(); }
+    void push_back(T v) {
+        if (!q_) q_ = std::make_unique<std::deque<T>>();
+        q_->push_back(std::move(v));
+    }
+    void pop_front() { q_->pop_front(); }
+    void clear() noexcept { q_.reset(); }
+    // Value-initialised deque iterators compare equal: an unused queue is an empty range.
+    const_iterator begin() const noexcept { return q_ ? q_->cbegin() : const_iterator{}; }
+    const_iterator end() const noexcept { return q_ ? q_->cend() : const_iterator{}; }
+
+  private:
+    std::unique_ptr<std::deque<T>> q_;
+};
+
 // A subscription as its session holds it: the options and the 5.0 Subscription Identifier
 // (0 when the SUBSCRIBE carried none). The filter is the map key, `$share/...` included.
 struct subscription_entry {
@@ -65,7 +104,7 @@ struct durable_session {
     // Outbound QoS 1/2 awaiting acknowledgement, in the order first sent.
     std::vector<outbound_delivery> inflight;
     // Messages not sent yet: waiting for a slot or for the client to reconnect.
-    std::deque<queued_delivery> queue;
+    lazy_queue<queued_delivery> queue;
     std::size_t queued_bytes = 0;
     // Inbound QoS 2 packet ids whose PUBREL has not come yet (sorted): a resent PUBLISH with
     // one of these ids is acknowledged but not routed again, also after a reconnect.

@@ -1,4 +1,5 @@
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <utility>
@@ -21,6 +22,9 @@ class tcp_transport final : public transport {
     // Not coroutines: the socket's own awaitable is handed back as it is.
     asio::awaitable<io_result> read_some(asio::mutable_buffer b) override {
         return socket_.async_read_some(b, nothrow);
+    }
+    void async_read_some(asio::mutable_buffer b, read_handler h) override {
+        socket_.async_read_some(b, std::move(h));
     }
     asio::awaitable<io_result> write(asio::const_buffer b) override {
         return asio::async_write(socket_, b, nothrow);
@@ -54,6 +58,17 @@ asio::awaitable<io_result> transport::write_gathered(std::span<const asio::const
         if (ec) co_return io_result{ec, total};
     }
     co_return io_result{boost::system::error_code{}, total};
+}
+
+void transport::async_read_some(asio::mutable_buffer b, read_handler h) {
+    asio::co_spawn(socket().get_executor(), read_some(b),
+                   [h = std::move(h)](std::exception_ptr e, io_result r) mutable {
+                       if (e) {  // read_some() does not throw; a failure ends the read
+                           std::move(h)(make_error_code(boost::system::errc::io_error), 0);
+                           return;
+                       }
+                       std::move(h)(std::get<0>(r), std::get<1>(r));
+                   });
 }
 
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {

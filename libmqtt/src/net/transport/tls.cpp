@@ -160,6 +160,9 @@ class tls_transport final : public transport {
     asio::awaitable<io_result> read_some(asio::mutable_buffer b) override {
         return stream_.async_read_some(b, nothrow);
     }
+    void async_read_some(asio::mutable_buffer b, read_handler h) override {
+        stream_.async_read_some(b, std::move(h));
+    }
     asio::awaitable<io_result> write(asio::const_buffer b) override {
         return asio::async_write(stream_, b, nothrow);
     }

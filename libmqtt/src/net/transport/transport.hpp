@@ -6,6 +6,7 @@
 // operation itself (no coroutine frame of their own), so plain TCP costs one virtual call
 // per read or write more than a bare socket.
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -23,6 +24,8 @@ namespace mqtt::net {
 namespace asio = boost::asio;
 
 using io_result = std::tuple<boost::system::error_code, std::size_t>;
+// The completion of async_read_some(): the error and the number of bytes read.
+using read_handler = asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
 class transport {
   public:
@@ -34,6 +37,11 @@ class transport {
     virtual asio::awaitable<boost::system::error_code> handshake(std::chrono::milliseconds timeout,
                                                                  std::string& why) = 0;
     virtual asio::awaitable<io_result> read_some(asio::mutable_buffer b) = 0;
+    // The same read with a completion handler instead of a coroutine: nothing but the
+    // operation itself is held while it waits, which is what an idle broker connection
+    // costs. `h` runs on the transport's executor. By default it runs read_some() in a
+    // coroutine of its own; TCP and TLS start the stream's operation directly.
+    virtual void async_read_some(asio::mutable_buffer b, read_handler h);
     virtual asio::awaitable<io_result> write(asio::const_buffer b) = 0;
     // Writes all of `b`, in order (a gathered write: writev on plain TCP). The buffers
     // must stay valid until it completes. By default one write() per buffer.

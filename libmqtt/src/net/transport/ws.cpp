@@ -109,13 +109,12 @@ class ws_transport final : public transport {
 
     asio::awaitable<io_result> read_some(asio::mutable_buffer b) override {
         auto [ec, n] = co_await ws_.async_read_some(b, nothrow);
-        if (ec == websocket::error::closed) {
-            ec = asio::error::eof;  // the peer's close frame: an orderly end
-        } else if (!ec && ws_.got_text()) {
-            // MQTT 5.0 6.0.0-1 (3.1.1: 6.0.0-1 too): a non-binary message closes the connection.
-            ec = boost::system::errc::make_error_code(boost::system::errc::protocol_error);
-        }
-        co_return io_result{ec, n};
+        co_return io_result{checked(ec), n};
+    }
+    void async_read_some(asio::mutable_buffer b, read_handler h) override {
+        ws_.async_read_some(b, [this, h = std::move(h)](error_code ec, std::size_t n) mutable {
+            std::move(h)(checked(ec), n);
+        });
     }
     asio::awaitable<io_result> write(asio::const_buffer b) override {
         // One binary message per batch the driver writes.
@@ -158,6 +157,16 @@ class ws_transport final : public transport {
     }
 
   private:
+    // A read's error as the driver should see it.
+    error_code checked(error_code ec) const {
+        if (ec == websocket::error::closed) return asio::error::eof;  // the peer's close frame
+        // MQTT 5.0 6.0.0-1 (3.1.1: 6.0.0-1 too): a non-binary message closes the connection.
+        if (!ec && ws_.got_text()) {
+            return boost::system::errc::make_error_code(boost::system::errc::protocol_error);
+        }
+        return ec;
+    }
+
     using stream_type = websocket::stream<Next>;
 
     static stream_type make_stream(asio::ip::tcp::socket s, asio::ssl::context* ctx) {
