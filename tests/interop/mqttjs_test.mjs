@@ -4,7 +4,8 @@
 //   payload; the Will sent when the socket is destroyed and not after a clean end(); a
 //   persistent session (clean: false; 5.0 with a Session Expiry Interval) resumed with
 //   Session Present and receiving the QoS 1/2 messages published while it was away; and (5.0)
-//   PUBLISH properties passed through unchanged.
+//   PUBLISH properties passed through unchanged, and topic aliases from the broker to a
+//   client announcing a Topic Alias Maximum.
 // Every wait is bounded, a watchdog bounds the whole run, and the broker is killed on exit.
 //
 // usage: node mqttjs_test.mjs path/to/tern-broker
@@ -324,6 +325,31 @@ async function testProperties(port) {
     }
 }
 
+// 5.0 Topic Aliases towards a client that accepts them: MQTT.js announces a Topic Alias
+// Maximum of 2 and must get every message under its own topic, the repeats by alias.
+async function testTopicAliases(port) {
+    const sub = await Client.open(port, 5, 'js-alias-sub', {properties: {topicAliasMaximum: 2}});
+    const pub = await Client.open(port, 5, 'js-alias-pub');
+    try {
+        await sub.subscribe('js/5/alias/#', 1);
+        const topics = ['js/5/alias/a', 'js/5/alias/a', 'js/5/alias/b', 'js/5/alias/c',
+                        'js/5/alias/b', 'js/5/alias/a'];
+        for (const [i, t] of topics.entries()) await pub.publish(t, `m${i}`, {qos: i % 2});
+        const got = [];
+        for (let i = 0; i < topics.length; i++) got.push(await sub.next());
+        check(got.every((m, i) => m && m.topic === topics[i] && m.payload.toString() === `m${i}`),
+              `5.0 topic aliases: all ${topics.length} messages under their topics (${
+                  JSON.stringify(got.map((m) => m && m.topic))})`);
+        const aliases = got.map((m) => m && m.packet.properties && m.packet.properties.topicAlias);
+        // a: alias 1 set then used; b: alias 2; c: none left, by name; then b and a by alias.
+        check(JSON.stringify(aliases) === JSON.stringify([1, 1, 2, undefined, 2, 1]),
+              `5.0 topic aliases: the broker used aliases 1 and 2 only (${JSON.stringify(aliases)})`);
+    } finally {
+        await sub.end();
+        await pub.end();
+    }
+}
+
 // --- main -------------------------------------------------------------------------------
 
 async function main() {
@@ -349,10 +375,12 @@ async function main() {
                 }
             }
         }
-        try {
-            await testProperties(port);
-        } catch (e) {
-            check(false, `5.0 testProperties: ${e.message}`);
+        for (const t of [testProperties, testTopicAliases]) {
+            try {
+                await t(port);
+            } catch (e) {
+                check(false, `5.0 ${t.name}: ${e.message}`);
+            }
         }
         check(broker.exitCode === null, 'broker still running');
     } catch (e) {

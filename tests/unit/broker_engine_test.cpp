@@ -450,3 +450,166 @@ TEST_CASE("broker: topic aliases from a 5.0 client (3.3.2.3.4)") {
         CHECK(as<disconnect_packet>(pub.received().at(0)).code == reason_code::protocol_error);
     }
 }
+
+namespace {
+
+// A 5.0 subscriber to "#" announcing `alias_max` (nullopt: no Topic Alias Maximum) and,
+// when not 0, a Maximum Packet Size.
+void connect_alias_subscriber(test_client& sub, std::optional<std::uint16_t> alias_max,
+                              std::uint32_t max_packet = 0, bool persistent = false) {
+    connect_packet c;
+    c.client_id = "sub";
+    c.props.topic_alias_maximum = alias_max;
+    if (max_packet != 0) c.props.maximum_packet_size = max_packet;
+    if (persistent) {
+        c.clean_start = false;
+        c.props.session_expiry_interval = 600;
+    }
+    REQUIRE(sub.connect_with(std::move(c)).code == reason_code::success);
+}
+
+struct seen {
+    std::string topic;
+    std::optional<std::uint16_t> alias;
+    std::string payload;
+};
+
+std::vector<seen> publishes(test_client& c) {
+    std::vector<seen> out;
+    for (auto& p : c.received()) {
+        if (const auto* m = std::get_if<publish_packet>(&p)) {
+            out.push_back({m->topic, m->props.topic_alias, m->payload});
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("broker: topic aliases towards a 5.0 client that accepts them (3.3.2.3.4)") {
+    auto now = test_epoch();
+    SUBCASE("the first topics get aliases up to the client's maximum, then go by name") {
+        engine e;
+        test_client sub{e, protocol_version::v5, now};
+        connect_alias_subscriber(sub, 2);
+        sub.subscribe("#", qos::at_most_once);
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        for (const char* t : {"t/one", "t/one", "t/two", "t/three", "t/one", "t/two"}) {
+            pub.publish(t, t);
+        }
+        const auto got = publishes(sub);
+        REQUIRE(got.size() == 6);
+        // Set alias 1 (topic and alias), use it (empty topic), set 2, none left, use 1 and 2.
+        CHECK(got[0].topic == "t/one");
+        CHECK(got[0].alias == std::optional<std::uint16_t>{1});
+        CHECK(got[1].topic.empty());
+        CHECK(got[1].alias == std::optional<std::uint16_t>{1});
+        CHECK(got[2].topic == "t/two");
+        CHECK(got[2].alias == std::optional<std::uint16_t>{2});
+        CHECK(got[3].topic == "t/three");
+        CHECK_FALSE(got[3].alias.has_value());
+        CHECK(got[4].topic.empty());
+        CHECK(got[4].alias == std::optional<std::uint16_t>{1});
+        CHECK(got[5].topic.empty());
+        CHECK(got[5].alias == std::optional<std::uint16_t>{2});
+        CHECK(got[5].payload == "t/two");
+    }
+    SUBCASE("exact bytes of a delivery by alias: empty topic, property 0x23") {
+        engine e;
+        test_client sub{e, protocol_version::v5, now};
+        connect_alias_subscriber(sub, 5);
+        sub.subscribe("#", qos::at_most_once);
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        pub.publish("a/b/c", "1");
+        pub.publish("a/b/c", "2");
+        CHECK(sub.received_bytes() ==
+              bytes{0x30, 0x0C, 0x00, 0x05, 'a', '/', 'b', '/', 'c', 0x03, 0x23, 0x00, 0x01, '1',
+                    0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, '2'});
+    }
+    SUBCASE("none to a client without a Topic Alias Maximum, nor to 3.1.1") {
+        engine e;
+        test_client sub{e, protocol_version::v5, now};
+        connect_alias_subscriber(sub, std::nullopt);
+        sub.subscribe("#", qos::at_most_once);
+        test_client old{e, protocol_version::v3_1_1, now};
+        old.connect("old");
+        old.subscribe("#", qos::at_most_once);
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        for (int i = 0; i < 3; ++i) pub.publish("t/same", "x");
+        for (auto* c : {&sub, &old}) {
+            const auto got = publishes(*c);
+            REQUIRE(got.size() == 3);
+            for (const auto& m : got) {
+                CHECK(m.topic == "t/same");
+                CHECK_FALSE(m.alias.has_value());
+            }
+        }
+    }
+    SUBCASE("max_topic_alias bounds what the broker uses; short topics go by name") {
+        mqtt::broker::limits l;
+        l.max_topic_alias = 1;
+        engine e{l};
+        test_client sub{e, protocol_version::v5, now};
+        connect_alias_subscriber(sub, 100);
+        sub.subscribe("#", qos::at_most_once);
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        for (const char* t : {"ab", "ab", "t/one", "t/two", "t/two"}) pub.publish(t, "x");
+        const auto got = publishes(sub);
+        REQUIRE(got.size() == 5);
+        CHECK(got[0].topic == "ab");
+        CHECK_FALSE(got[1].alias.has_value());  // 3 bytes of alias for a 2-byte name: no
+        CHECK(got[2].alias == std::optional<std::uint16_t>{1});
+        CHECK(got[3].topic == "t/two");
+        CHECK_FALSE(got[3].alias.has_value());
+        CHECK(got[4].topic == "t/two");
+        CHECK_FALSE(got[4].alias.has_value());
+    }
+    SUBCASE("never past the client's Maximum Packet Size: no alias where it would not fit") {
+        engine e;
+        test_client sub{e, protocol_version::v5, now};
+        // PUBLISH QoS 0 "t/one" + 1-byte payload: 2 + 2 + 5 + 1 (props) + 1 = 11 bytes;
+        // with a new alias 14. A limit of 12 takes the plain packet only.
+        connect_alias_subscriber(sub, 5, 12);
+        sub.subscribe("#", qos::at_most_once);
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        pub.publish("t/one", "x");
+        pub.publish("t/one", "y");
+        const auto got = publishes(sub);
+        REQUIRE(got.size() == 2);
+        for (const auto& m : got) {
+            CHECK(m.topic == "t/one");
+            CHECK_FALSE(m.alias.has_value());
+        }
+    }
+    SUBCASE("aliases belong to the connection: a resend after reconnecting sets them again") {
+        engine e;
+        test_client sub{e, protocol_version::v5, now};
+        connect_alias_subscriber(sub, 5, 0, true);
+        sub.subscribe("#", qos::at_least_once);
+        test_client pub{e, protocol_version::v5, now};
+        pub.connect("pub");
+        pub.publish("t/one", "1", qos::at_least_once);
+        pub.publish("t/one", "2", qos::at_least_once);
+        auto first = publishes(sub);
+        REQUIRE(first.size() == 2);
+        CHECK(first[1].topic.empty());
+        sub.lose_connection();  // neither acknowledged
+        sub.new_connection();
+        connect_alias_subscriber(sub, 5, 0, true);
+        auto again = sub.rest_after_connack();
+        REQUIRE(again.size() == 2);
+        const auto& r0 = as<publish_packet>(again[0]);
+        const auto& r1 = as<publish_packet>(again[1]);
+        CHECK(r0.dup);
+        CHECK(r0.topic == "t/one");  // the new connection has no alias yet: set again
+        CHECK(r0.props.topic_alias == std::optional<std::uint16_t>{1});
+        CHECK(r1.topic.empty());
+        CHECK(r1.props.topic_alias == std::optional<std::uint16_t>{1});
+        CHECK(r1.payload == "2");
+    }
+}

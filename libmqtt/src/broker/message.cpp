@@ -49,18 +49,30 @@ std::pair<std::uint32_t, std::size_t> property_length(const std::vector<std::uin
     return {value, i};
 }
 
+// The properties a delivery adds to the message's own: its Subscription Identifiers and
+// its Topic Alias (0x23, Two Byte Integer).
+std::size_t added_size(std::span<const std::uint32_t> ids, topic_alias_use a) noexcept {
+    return ids_size(ids) + (a.alias != 0 ? 3 : 0);
+}
+
 // The size of the 5.0 Properties block of one delivery, Property Length included.
-std::size_t props_size(const message& m, std::span<const std::uint32_t> ids) {
-    if (ids.empty()) return m.props_v5.size();
+std::size_t props_size(const message& m, std::span<const std::uint32_t> ids, topic_alias_use a) {
+    const std::size_t added = added_size(ids, a);
+    if (added == 0) return m.props_v5.size();
     const auto [length, header] = property_length(m.props_v5);
-    const auto total = static_cast<std::uint32_t>(length + ids_size(ids));
+    const auto total = static_cast<std::uint32_t>(length + added);
     return protocol::variable_int_size(total) + total;
 }
 
+std::size_t topic_size(const message& m, topic_alias_use a) noexcept {
+    return a.alias != 0 && !a.with_topic ? 0 : m.topic.size();
+}
+
 std::size_t remaining_length(const message& m, protocol_version v, qos q,
-                             std::span<const std::uint32_t> ids) {
-    return 2 + m.topic.size() + (q != qos::at_most_once ? 2 : 0) +
-           (protocol::is_v5(v) ? props_size(m, ids) : 0) + m.payload.size();
+                             std::span<const std::uint32_t> ids, topic_alias_use a) {
+    if (!protocol::is_v5(v)) a = {};
+    return 2 + topic_size(m, a) + (q != qos::at_most_once ? 2 : 0) +
+           (protocol::is_v5(v) ? props_size(m, ids, a) : 0) + m.payload.size();
 }
 
 void put_varint(std::uint8_t*& at, std::uint32_t r) {
@@ -79,30 +91,39 @@ void put(std::uint8_t*& at, const void* p, std::size_t n) {
 // Writes the PUBLISH up to its payload at `at` (room made by the caller); returns the end.
 std::uint8_t* write_head(std::uint8_t* at, const message& m, protocol_version v, qos q,
                          std::uint16_t packet_id, bool retain, bool dup, std::size_t rem,
-                         std::span<const std::uint32_t> ids) {
+                         std::span<const std::uint32_t> ids, topic_alias_use a) {
+    if (!protocol::is_v5(v)) a = {};
     const bool with_id = q != qos::at_most_once;
     *at++ = static_cast<std::uint8_t>(0x30 | (dup && with_id ? 0x08 : 0) |
                                       (static_cast<unsigned>(q) << 1) | (retain ? 1 : 0));
     put_varint(at, static_cast<std::uint32_t>(rem));
-    *at++ = static_cast<std::uint8_t>(m.topic.size() >> 8);
-    *at++ = static_cast<std::uint8_t>(m.topic.size() & 0xFF);
-    put(at, m.topic.data(), m.topic.size());
+    const std::size_t topic_len = topic_size(m, a);
+    *at++ = static_cast<std::uint8_t>(topic_len >> 8);
+    *at++ = static_cast<std::uint8_t>(topic_len & 0xFF);
+    put(at, m.topic.data(), topic_len);
     if (with_id) {
         *at++ = static_cast<std::uint8_t>(packet_id >> 8);
         *at++ = static_cast<std::uint8_t>(packet_id & 0xFF);
     }
-    if (protocol::is_v5(v) && ids.empty()) {
+    if (!protocol::is_v5(v)) return at;
+    const std::size_t added = added_size(ids, a);
+    if (added == 0) {
         put(at, m.props_v5.data(), m.props_v5.size());
-    } else if (protocol::is_v5(v)) {
-        // The identifiers first, then the message's own properties (order is free, §2.2.2.2).
-        const auto [length, header] = property_length(m.props_v5);
-        put_varint(at, static_cast<std::uint32_t>(length + ids_size(ids)));
-        for (const auto id : ids) {
-            *at++ = 0x0B;
-            put_varint(at, id);
-        }
-        put(at, m.props_v5.data() + header, m.props_v5.size() - header);
+        return at;
     }
+    // The delivery's own properties first, then the message's (order is free, §2.2.2.2).
+    const auto [length, header] = property_length(m.props_v5);
+    put_varint(at, static_cast<std::uint32_t>(length + added));
+    if (a.alias != 0) {
+        *at++ = 0x23;
+        *at++ = static_cast<std::uint8_t>(a.alias >> 8);
+        *at++ = static_cast<std::uint8_t>(a.alias & 0xFF);
+    }
+    for (const auto id : ids) {
+        *at++ = 0x0B;
+        put_varint(at, id);
+    }
+    put(at, m.props_v5.data() + header, m.props_v5.size() - header);
     return at;
 }
 
@@ -169,41 +190,41 @@ message_ptr aged(const message_ptr& m, clock::time_point now) {
 }
 
 std::size_t publish_size(const message& m, protocol_version v, qos q,
-                         std::span<const std::uint32_t> ids) {
-    const std::size_t rem = remaining_length(m, v, q, ids);
+                         std::span<const std::uint32_t> ids, topic_alias_use a) {
+    const std::size_t rem = remaining_length(m, v, q, ids, a);
     return 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem;
 }
 
 std::size_t append_publish_head(std::vector<std::uint8_t>& out, const message& m,
                                 protocol_version v, qos q, std::uint16_t packet_id, bool retain,
-                                bool dup, std::span<const std::uint32_t> ids) {
-    const std::size_t rem = remaining_length(m, v, q, ids);
+                                bool dup, std::span<const std::uint32_t> ids, topic_alias_use a) {
+    const std::size_t rem = remaining_length(m, v, q, ids, a);
     const std::size_t head =
         1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem - m.payload.size();
     const std::size_t at = out.size();
     out.resize(at + head);  // zero-fills the head only, which is small
-    write_head(out.data() + at, m, v, q, packet_id, retain, dup, rem, ids);
+    write_head(out.data() + at, m, v, q, packet_id, retain, dup, rem, ids, a);
     return head;
 }
 
 void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol_version v, qos q,
                     std::uint16_t packet_id, bool retain, bool dup,
-                    std::span<const std::uint32_t> ids) {
-    const std::size_t rem = remaining_length(m, v, q, ids);
+                    std::span<const std::uint32_t> ids, topic_alias_use a) {
+    const std::size_t rem = remaining_length(m, v, q, ids, a);
     const std::size_t at = out.size();
     out.resize(at + 1 + protocol::variable_int_size(static_cast<std::uint32_t>(rem)) + rem);
-    auto* end = write_head(out.data() + at, m, v, q, packet_id, retain, dup, rem, ids);
+    auto* end = write_head(out.data() + at, m, v, q, packet_id, retain, dup, rem, ids, a);
     put(end, m.payload.data(), m.payload.size());
 }
 
 void output_batch::append_publish(const message_ptr& m, protocol_version v, qos q,
                                   std::uint16_t packet_id, bool retain, bool dup,
-                                  std::span<const std::uint32_t> ids) {
+                                  std::span<const std::uint32_t> ids, topic_alias_use a) {
     if (m->payload.size() < share_threshold) {
-        broker::append_publish(bytes, *m, v, q, packet_id, retain, dup, ids);
+        broker::append_publish(bytes, *m, v, q, packet_id, retain, dup, ids, a);
         return;
     }
-    append_publish_head(bytes, *m, v, q, packet_id, retain, dup, ids);
+    append_publish_head(bytes, *m, v, q, packet_id, retain, dup, ids, a);
     payloads.push_back(payload_ref{bytes.size(), m});
     payload_bytes += m->payload.size();
 }

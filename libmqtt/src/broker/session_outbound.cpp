@@ -81,6 +81,25 @@ bool session::too_large(const message& m, qos q,
            size > protocol::max_packet_size;
 }
 
+topic_alias_use session::alias_for(const message& m, qos q, std::span<const std::uint32_t> ids) {
+    // Three bytes of property against the topic name: a short topic gains nothing.
+    if (alias_out_max_ == 0 || m.topic.size() <= 3) return {};
+    // An alias never makes the packet larger than the client accepts (§3.1.2.11.4).
+    const auto fits = [&](topic_alias_use a) {
+        return client_max_packet_ == 0 || publish_size(m, version_, q, ids, a) <= client_max_packet_;
+    };
+    if (!aliases_out_) aliases_out_ = std::make_unique<std::unordered_map<std::string, std::uint16_t>>();
+    auto& given = *aliases_out_;
+    if (const auto it = given.find(m.topic); it != given.end()) return {it->second, false};
+    // The first alias_out_max_ topics keep theirs for the connection's life; later topics
+    // go out by name (no replacement: a busy set of topics is usually small and stable).
+    if (given.size() >= alias_out_max_) return {};
+    const topic_alias_use a{static_cast<std::uint16_t>(given.size() + 1), true};
+    if (!fits(a)) return {};
+    given.emplace(m.topic, a.alias);
+    return a;
+}
+
 void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
                       subscription_ids ids) {
     if (state_ != session_state::connected) return;
@@ -94,7 +113,7 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
             ++engine_.stats().dropped_qos0_slow;
             return;
         }
-        out_.append_publish(m, version_, q, 0, retain, false, ids);
+        out_.append_publish(m, version_, q, 0, retain, false, ids, alias_for(*m, q, ids));
         engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
     } else {
         if (ds_->queue.empty() && can_send_qos12()) {
@@ -126,7 +145,7 @@ bool session::can_send_qos12() const noexcept {
 void session::send_qos12(const message_ptr& m, qos q, bool retain, subscription_ids ids) {
     const std::uint16_t id = next_packet_id();
     const auto stage = q == qos::at_least_once ? outbound_stage::puback : outbound_stage::pubrec;
-    out_.append_publish(m, version_, q, id, retain, false, ids);
+    out_.append_publish(m, version_, q, id, retain, false, ids, alias_for(*m, q, ids));
     ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage, std::move(ids)});
     if (auto* store = engine_.store()) store->inflight_added(*ds_, ds_->inflight.back());
     engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
@@ -155,7 +174,8 @@ void session::send_queued() {
         } else if (too_large(*m, d.q, d.ids)) {
             ++engine_.stats().dropped_too_large;
         } else if (d.q == qos::at_most_once) {
-            out_.append_publish(m, version_, d.q, 0, d.retain, false, d.ids);
+            out_.append_publish(m, version_, d.q, 0, d.retain, false, d.ids,
+                                alias_for(*m, d.q, d.ids));
             engine_.stats().count_sent(static_cast<unsigned>(d.q), m->payload.size());
         } else {
             send_qos12(m, d.q, d.retain, std::move(d.ids));
@@ -199,7 +219,8 @@ void session::resend() {
         if (o.waiting == outbound_stage::pubcomp) {
             send(protocol::pubrel_packet{o.id, reason_code::success, {}});
         } else {
-            out_.append_publish(o.msg, version_, o.q, o.id, o.retain, true, o.ids);
+            out_.append_publish(o.msg, version_, o.q, o.id, o.retain, true, o.ids,
+                                alias_for(*o.msg, o.q, o.ids));
             engine_.stats().count_sent(static_cast<unsigned>(o.q), o.msg->payload.size());
         }
     }

@@ -96,21 +96,29 @@ message_ptr with_expiry(const message& m, std::uint32_t seconds_left);
 // waited (MQTT 5.0 §3.3.2.3.3); `m` itself when it has no interval or waited under 1 s.
 message_ptr aged(const message_ptr& m, clock::time_point now);
 
+// A 5.0 Topic Alias in one delivery (§3.3.2.3.4): `alias` 0 sends none; with an alias the
+// topic name is sent only when `with_topic` (the first use, which sets the mapping), else
+// it is empty and the client takes the topic from the alias.
+struct topic_alias_use {
+    std::uint16_t alias = 0;
+    bool with_topic = true;
+};
+
 // The exact size of the PUBLISH for this delivery; QoS 0 has no packet identifier. `ids`
 // are added to the 5.0 Properties as Subscription Identifier properties (ignored for 3.1.1).
 std::size_t publish_size(const message& m, protocol::protocol_version v, protocol::qos q,
-                         std::span<const std::uint32_t> ids = {});
+                         std::span<const std::uint32_t> ids = {}, topic_alias_use a = {});
 
 // Appends the PUBLISH for one delivery to `out`, one pass, no intermediate buffer.
 void append_publish(std::vector<std::uint8_t>& out, const message& m, protocol::protocol_version v,
                     protocol::qos q, std::uint16_t packet_id, bool retain, bool dup = false,
-                    std::span<const std::uint32_t> ids = {});
+                    std::span<const std::uint32_t> ids = {}, topic_alias_use a = {});
 // The same PUBLISH without its payload (which the caller sends from the message itself,
 // as a separate buffer of a gathered write); returns the bytes appended.
 std::size_t append_publish_head(std::vector<std::uint8_t>& out, const message& m,
                                 protocol::protocol_version v, protocol::qos q,
                                 std::uint16_t packet_id, bool retain, bool dup = false,
-                                std::span<const std::uint32_t> ids = {});
+                                std::span<const std::uint32_t> ids = {}, topic_alias_use a = {});
 
 // Bytes for a connection to write. The payloads of large messages are not copied in: they
 // stay in their (shared, immutable) message and go out from there as separate buffers of
@@ -139,7 +147,7 @@ struct output_batch {
     // The PUBLISH of one delivery: its payload referenced when large, else copied.
     void append_publish(const message_ptr& m, protocol::protocol_version v, protocol::qos q,
                         std::uint16_t packet_id, bool retain, bool dup = false,
-                        std::span<const std::uint32_t> ids = {});
+                        std::span<const std::uint32_t> ids = {}, topic_alias_use a = {});
     // Everything as one contiguous byte sequence (appended to `out`).
     void flatten_into(std::vector<std::uint8_t>& out) const;
 };

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "mqtt/broker/durable_session.hpp"
@@ -160,6 +161,9 @@ class session {
     void send(const protocol::packet& p);
     void send_in(const protocol::packet& p, protocol::protocol_version v);
     bool can_send_qos12() const noexcept;
+    // The 5.0 Topic Alias for a delivery about to be appended to out_ (none when the client
+    // takes none or it would not pay); a new alias is remembered from here on.
+    topic_alias_use alias_for(const message& m, protocol::qos q, std::span<const std::uint32_t> ids);
     bool too_large(const message& m, protocol::qos q,
                    std::span<const std::uint32_t> ids = {}) const noexcept;
     void send_qos12(const message_ptr& m, protocol::qos q, bool retain, subscription_ids ids);
@@ -216,6 +220,11 @@ class session {
     // time of a virtual scheduler), and until when input is paused ({}: not paused).
     clock::time_point rate_next_{};
     clock::time_point rate_resume_{};
+    // Topic aliases towards a 5.0 client (§3.3.2.3.4): how many it takes (the lower of its
+    // Topic Alias Maximum and max_topic_alias) and the ones given on this connection, by
+    // topic (allocated at the first delivery that uses one).
+    std::uint16_t alias_out_max_ = 0;
+    std::unique_ptr<std::unordered_map<std::string, std::uint16_t>> aliases_out_;
 };
 
 }  // namespace mqtt::broker
