@@ -109,6 +109,7 @@ TEST_CASE("mqttsn gateway: short and predefined topic ids, QoS -1 without a conn
 
 TEST_CASE("mqttsn gateway: SUBSCRIBE, REGISTER from the gateway held until REGACK, PUBACK") {
     fixture f;
+    f.settings.max_inflight = 20;  // two QoS 1 deliveries at once (the window: mqttsn_inflight_test)
     mqttsn_client c(f.e, f.settings, f.now, "p");
     f.connect(c);
     CHECK(f.exchange(c, "09 0A 00 00 00 01 61 2F 62") == "070b0001000100");  // a/b is id 1

@@ -136,6 +136,7 @@ TEST_CASE(
     "mqttsn sleep: deliveries held while asleep, sent at PINGREQ, PINGRESP once acknowledged") {
     fixture f;
     f.settings.max_buffered = 2;
+    f.settings.max_inflight = 20;  // several QoS 1 held at once (the window: mqttsn_inflight_test)
     test_client watcher(f.e, protocol_version::v3_1_1, f.now);
     watcher.connect("watcher");
     watcher.subscribe("w/t", qos::at_most_once);

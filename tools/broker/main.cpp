@@ -163,6 +163,7 @@ std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const conf
             a.settings.retry_interval = c.mqttsn.retry_interval;
             a.settings.retry_count = c.mqttsn.retry_count;
             a.settings.max_buffered = c.mqttsn.max_buffered_messages;
+            a.settings.max_inflight = c.mqttsn.max_inflight;
             a.settings.advertise_interval = c.mqttsn.advertise_interval;
             a.settings.advertise_host = c.mqttsn.advertise_host;
             a.settings.advertise_port = c.mqttsn.advertise_port;

@@ -185,6 +185,7 @@ std::string to_json(const config& c) {
     o.number("mqttsn_retry_interval", static_cast<std::uint64_t>(c.mqttsn.retry_interval.count()));
     o.number("mqttsn_retry_count", c.mqttsn.retry_count);
     o.number("mqttsn_max_buffered_messages", c.mqttsn.max_buffered_messages);
+    o.number("mqttsn_max_inflight", c.mqttsn.max_inflight);
     if (c.metrics) {
         std::string m;
         detail::json_object mo{m};

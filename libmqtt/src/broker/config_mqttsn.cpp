@@ -87,6 +87,12 @@ bool on_mqttsn_max_buffered_messages(parse_state& st, const option_args& a) {
     return v.has_value();
 }
 
+bool on_mqttsn_max_inflight(parse_state& st, const option_args& a) {
+    const auto v = number(st, "mqttsn_max_inflight", a.words[0], 1, 65535);
+    if (v) st.cfg.mqttsn.max_inflight = static_cast<std::uint16_t>(*v);
+    return v.has_value();
+}
+
 bool on_mqttsn_retry_count(parse_state& st, const option_args& a) {
     const auto v = number(st, "mqttsn_retry_count", a.words[0], 0, 100);
     if (v) st.cfg.mqttsn.retry_count = static_cast<unsigned>(*v);

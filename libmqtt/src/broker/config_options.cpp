@@ -638,6 +638,7 @@ const std::vector<option_spec>& option_table() {
         {"mqttsn_advertise", S::global, 3, 3, false, on_mqttsn_advertise},
         {"mqttsn_gateway_id", S::global, 1, 1, false, on_mqttsn_gateway_id},
         {"mqttsn_max_buffered_messages", S::global, 1, 1, false, on_mqttsn_max_buffered_messages},
+        {"mqttsn_max_inflight", S::global, 1, 1, false, on_mqttsn_max_inflight},
         {"mqttsn_predefined_topic", S::global, 2, 2, true, on_mqttsn_predefined_topic},
         {"mqttsn_retry_count", S::global, 1, 1, false, on_mqttsn_retry_count},
         {"mqttsn_retry_interval", S::global, 1, 1, false, on_mqttsn_retry_interval},

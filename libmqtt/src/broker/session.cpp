@@ -388,6 +388,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
         client_max_packet_ = c.props.maximum_packet_size.value_or(0);
         alias_out_max_ = std::min(c.props.topic_alias_maximum.value_or(0), cfg.max_topic_alias);
     }
+    if (inflight_limit_ != 0) inflight_cap_ = std::min(inflight_cap_, inflight_limit_);
     const bool creates = c.clean_start || engine_.find_session(client_id_) == nullptr;
     if (creates && expiry_for(c) != 0 &&
         engine_.offline_session_count() >= cfg.max_offline_sessions) {

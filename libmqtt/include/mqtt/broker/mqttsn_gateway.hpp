@@ -53,6 +53,10 @@ struct mqttsn_settings {
     // QoS 0 deliveries one client may have held (asleep, or waiting for a REGACK); more are
     // dropped and counted.
     std::size_t max_buffered = 100;
+    // QoS 1/2 PUBLISHes sent to one client and not yet acknowledged (mqttsn_max_inflight):
+    // the session's in-flight window; its queue holds the rest. MQTT-SN 1.2 clients expect
+    // one at a time.
+    std::uint16_t max_inflight = 1;
     // The engine's security policy slot of this listener (per_listener_settings); 0: the
     // broker's.
     std::size_t security_slot = 0;

@@ -110,6 +110,10 @@ class session {
     // The engine's security policy slot of this client's listener (per_listener_settings):
     // its allow_anonymous, password_file and acl_file. Called before any input.
     void set_security_slot(std::size_t slot) noexcept { security_slot_ = slot; }
+    // At most `n` QoS 1/2 deliveries in flight on this connection, below max_inflight_messages
+    // and the client's Receive Maximum (the MQTT-SN gateway's window); 0: no extra limit.
+    // Called before CONNECT.
+    void set_inflight_limit(std::uint16_t n) noexcept { inflight_limit_ = n; }
 
     // ---- inspection (tests, logs)
     session_state state() const noexcept { return state_; }
@@ -200,6 +204,7 @@ class session {
     std::uint32_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size of the client; 0: none
     std::vector<std::string> aliases_in_;  // the client's topic aliases: [alias - 1] -> topic
     std::uint16_t inflight_cap_ = 0;
+    std::uint16_t inflight_limit_ = 0;  // set_inflight_limit(); 0: none
     std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
     output_batch out_;                // output not yet handed to the transport
     // While authenticating: the CONNECT waiting for its answer, the request not yet taken
