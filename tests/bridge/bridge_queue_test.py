@@ -2,7 +2,8 @@
 """tern-bridge's on-disk queue (--queue-dir) across a destination outage and a crash of the
 bridge. tern-broker is the source (the bridge's session there is clean, so the source
 forgets what the bridge had not taken: only the bridge's disk can keep it), the destination
-is Mosquitto or tern-broker with persistence and a subscriber with a persistent session.
+is Mosquitto or tern-broker with persistence and a subscriber with a persistent session
+(offline from before the outage until the end, so the destination queues everything for it).
 QoS 1 and QoS 2 messages flow; the destination is stopped while they do; the bridge is
 killed with SIGKILL while the destination is down, its last segment gets a torn tail, and it
 is started again; then the destination comes back. Every QoS 1 message must arrive at least
@@ -60,6 +61,12 @@ class Dest:
                     "max_queued_messages 0\n")
             if self.kind == "tern":
                 f.write("persistence_sync always\n")
+            else:
+                # As in bridge_support: no in-flight window towards the subscriber. With a
+                # full window Mosquitto 2.0.11 can send a newer message before older ones
+                # waiting in its queue (seen with paho alone, no bridge), which would fail
+                # the order check for a reason that is not the bridge's.
+                f.write("max_inflight_messages 0\n")
         if self.kind == "tern":
             args = [os.path.join(BIN, "tern-broker"), "-c", conf]
         else:
@@ -108,26 +115,36 @@ class Subscriber:
         self.got.append((m.topic, bytes(m.payload), m.qos, bool(m.retain), {}))
 
     def connect(self):
-        v5 = VERSION == "5"
-        kw = {} if v5 else {"clean_session": False}
-        c = mqtt.Client(client_id="qsub", protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kw)
-        ready = threading.Event()
-        self.subscribed = threading.Event()
-        c.on_connect = lambda *a: ready.set()
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *a: self.subscribed.set()
-        if v5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
-            c.connect(HOST, self.port, 30, clean_start=False, properties=props)
+        """Connects the first time; later calls reconnect the same paho client, which keeps
+        its QoS 2 state across the destination's restart: a message received before the
+        outage and released after it is delivered once, at its PUBREL (a new client object
+        would deliver a resent PUBLISH again, or drop a PUBREL it does not know)."""
+        self.ready = threading.Event()
+        if self.c is None:
+            v5 = VERSION == "5"
+            kw = {} if v5 else {"clean_session": False}
+            c = mqtt.Client(client_id="qsub", protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                            **kw)
+            self.subscribed = threading.Event()
+            c.on_connect = lambda *a: self.ready.set()
+            c.on_message = self._on_message
+            c.on_subscribe = lambda *a: self.subscribed.set()
+            if v5:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = 3600
+                c.connect(HOST, self.port, 30, clean_start=False, properties=props)
+            else:
+                c.connect(HOST, self.port, 30)
+            self.c = c
         else:
-            c.connect(HOST, self.port, 30)
-        c.loop_start()
-        if not ready.wait(10):
+            self.c.reconnect()
+        self.c.loop_start()
+        if not self.ready.wait(10):
             raise RuntimeError("paho could not connect to the destination")
-        self.c = c
 
     def drop(self):
+        """A clean DISCONNECT: the session stays, and the destination queues for it."""
+        self.c.disconnect()
         self.c.loop_stop()
 
 
@@ -145,6 +162,15 @@ def publish_all(port, stop_at, on_stop):
         pub.publish("q/2", f"2-{i}", 2)
         time.sleep(0.004)
     pub.close()
+
+
+def out_of_order(seen):
+    """Where a list of 'Q-i' payloads first leaves ascending order, with its neighbours."""
+    nums = [int(p.split("-")[1]) for p in seen]
+    for k in range(1, len(nums)):
+        if nums[k] < nums[k - 1]:
+            return f"at arrival {k}: {seen[max(0, k - 5):k + 5]}"
+    return f"in order ({len(seen)} arrivals)"
 
 
 def arrivals(got, topic):
@@ -167,11 +193,14 @@ def outage_test():
     check("bridge connected to both brokers", bridge.wait_connected(), bridge.stderr())
     bridge.wait_subscribed()
     sub = make_subscriber(dest.port)
+    # The subscriber is offline from here until the destination is back, so the destination
+    # holds everything for it in its queue: no message is half-way to the subscriber when the
+    # destination stops (paho's QoS 2 state for such a message, or the destination's, is
+    # not what this test is about).
+    sub.drop()
 
     # The destination goes down a third of the way through.
     publish_all(source.port, N // 3, dest.stop)
-    sub.drop()
-    first_part = len(sub.got)
     time.sleep(1.0)  # the bridge takes the rest from the source (and writes it to disk)
     stats = bridge.last_stats()
     if not NO_QUEUE:
@@ -208,7 +237,7 @@ def outage_test():
     want2 = [f"2-{i}" for i in range(N)]
     missing1 = [m for m in want1 if m not in set(q1)]
     missing2 = [m for m in want2 if m not in set(q2)]
-    detail = (f"before the outage {first_part}; q/1 {len(q1)} ({len(set(q1))} distinct), "
+    detail = (f"q/1 {len(q1)} ({len(set(q1))} distinct), "
               f"q/2 {len(q2)} ({len(set(q2))} distinct); missing q/1 {missing1[:10]}, "
               f"q/2 {missing2[:10]}")
     print(detail, flush=True)
@@ -223,7 +252,7 @@ def outage_test():
         if m not in firsts:
             firsts.append(m)
     check("QoS 1 in order (first arrivals)", firsts == want1, str(firsts[:20]))
-    check("QoS 2 in order", q2 == want2, str(q2[:20]))
+    check("QoS 2 in order", q2 == want2, out_of_order(q2))
     check("the queue drained", wait_for(lambda: bridge2.last_stats().get("queued_out") == 0, 5),
           str(bridge2.last_stats()))
     bridge2.stop()
