@@ -194,7 +194,7 @@ TEST_CASE("mqttsn gateway: DISCONNECT, malformed and unexpected datagrams") {
     CHECK(f.exchange(c, "09 04 04 01 00 3C 61 62 63") == "030500");
     CHECK(f.exchange(c, "03 1B 00").empty());  // WILLTOPICRESP from a client: dropped
     CHECK(c.dropped() == 3);
-    CHECK(f.exchange(c, "04 1A 00 61") == "031b03");  // WILLTOPICUPD: not supported
+    CHECK(f.exchange(c, "04 1A 00 61") == "031b00");  // WILLTOPICUPD: a Will on "a"
     CHECK(f.exchange(c, "02 18") == "0218");
     CHECK(c.closed());
     CHECK(f.e.find("abc") == nullptr);

@@ -305,9 +305,9 @@ void mqttsn_client::handle(sn::message&& m, clock::time_point now) {
             } else if constexpr (std::is_same_v<T, sn::disconnect>) {
                 on_disconnect(v, now);
             } else if constexpr (std::is_same_v<T, sn::willtopicupd>) {
-                send(sn::willtopicresp{sn::return_code::not_supported});
+                on_willtopicupd(std::move(v));
             } else if constexpr (std::is_same_v<T, sn::willmsgupd>) {
-                send(sn::willmsgresp{sn::return_code::not_supported});
+                on_willmsgupd(std::move(v));
             } else {
                 drop();
             }

@@ -274,6 +274,17 @@ bool session::check_connect(const protocol::connect_packet& c) {
     return true;
 }
 
+bool session::replace_will(std::optional<protocol::will_message> w) {
+    if (state_ != session_state::connected || ds_ == nullptr) return false;
+    if (w && !topic_within_limits(w->topic)) return false;
+    ds_->will.reset();
+    if (w) {
+        if (!engine_.config().retain_available) w->retain = false;
+        ds_->will = make_message(std::move(*w), now_);
+    }
+    return true;
+}
+
 // Seconds the session is kept after the connection closes.
 std::uint32_t session::expiry_for(const protocol::connect_packet& c) const noexcept {
     if (protocol::is_v5(version_)) return c.props.session_expiry_interval.value_or(0);

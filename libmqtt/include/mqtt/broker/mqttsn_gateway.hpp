@@ -23,6 +23,9 @@
 // once everything is acknowledged, PINGRESP, and the client is asleep again. CONNECT makes
 // it active. No datagram for 1.5 x the Duration: lost. The MQTT session stays connected
 // meanwhile (the gateway keeps it alive).
+//
+// Will updates (5.4.22 to 5.4.25): WILLTOPICUPD / WILLMSGUPD replace the Will held by the
+// session (broker::session::replace_will); the empty WILLTOPICUPD deletes it.
 
 #include <chrono>
 #include <cstdint>
@@ -126,6 +129,9 @@ class mqttsn_client {
     void on_unsubscribe(protocol::mqttsn::unsubscribe&& u, clock::time_point now);
     void on_disconnect(const protocol::mqttsn::disconnect& d, clock::time_point now);
     void on_pingreq(clock::time_point now);
+    // mqttsn_will.cpp: the Will of the connected client replaced in its session.
+    void on_willtopicupd(protocol::mqttsn::willtopicupd&& u);
+    void on_willmsgupd(protocol::mqttsn::willmsgupd&& u);
 
     // MQTT side.
     void feed(const protocol::packet& p, clock::time_point now);
@@ -178,6 +184,8 @@ class mqttsn_client {
     // CONNECT with the Will flag: held while WILLTOPIC and WILLMSG are asked for.
     std::optional<protocol::mqttsn::connect> pending_connect_;
     std::optional<protocol::mqttsn::willtopic> pending_will_topic_;
+    // A WILLMSGUPD while the client has no Will: the message of its next WILLTOPICUPD.
+    std::optional<std::string> will_message_only_;
 
     // Normal topic ids of this client, both ways.
     std::unordered_map<std::uint16_t, std::string> topics_;

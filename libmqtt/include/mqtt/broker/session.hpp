@@ -107,6 +107,10 @@ class session {
     // is the one from the client's certificate (nullopt: the certificate has none), not the
     // CONNECT's, and the password_file is not consulted. Called before any input.
     void use_certificate_username(std::optional<std::string> name);
+    // Replaces the Will of the connected client (nullopt: deletes it), as the MQTT-SN
+    // gateway's WILLTOPICUPD / WILLMSGUPD do. False, and nothing changed: not connected, or
+    // the topic is over max_topic_length / max_topic_levels.
+    bool replace_will(std::optional<protocol::will_message> w);
     // The engine's security policy slot of this client's listener (per_listener_settings):
     // its allow_anonymous, password_file and acl_file. Called before any input.
     void set_security_slot(std::size_t slot) noexcept { security_slot_ = slot; }
