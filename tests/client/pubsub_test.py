@@ -234,6 +234,20 @@ def check_many_lines(port, count, label):
               f"{pub.returncode} {pub.stderr!r} {code} {len(out.splitlines())} lines")
 
 
+def check_id_wrap(port):
+    """70,000 lines: packet ids wrap after 65,535; every message still goes, in order."""
+    count = 70000
+    many = [f"w{i}" for i in range(count)]
+    sub = tern_sub(port, ["-t", "wrap/1", "-q", "1", "-C", str(count)])
+    pub = tern_pub(port, ["-t", "wrap/1", "-q", "1", "-l"],
+                   stdin=("\n".join(many) + "\n").encode())
+    code, out, _ = finish(sub, 120)
+    got = out.decode().splitlines()
+    check(f"-l {count} lines at QoS 1 (packet ids wrap): all acknowledged, all delivered in order",
+          pub.returncode == 0 and code == 0 and got == many,
+          f"{pub.returncode} {pub.stderr!r} {code} {len(got)} lines")
+
+
 def check_retained_and_exits(port):
     pub = tern_pub(port, ["-t", "ret/a", "-r", "-q", "1", "-m", "kept"])
     sub = tern_sub(port, ["-t", "ret/#", "--json", "-C", "1"], ready=False)
@@ -581,6 +595,7 @@ def main():
             check_pub_json(port, "mosquitto")
             check_connect_fields(broker, port)
             check_many_lines(port, 3000, "mosquitto")
+            check_id_wrap(port)
     finally:
         for p in PROCS:
             stop(p)
