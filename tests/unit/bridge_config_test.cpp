@@ -116,7 +116,7 @@ TEST_CASE("bridge config: errors name the file and line") {
     CHECK(error_of("connection x\naddress a\ntopic #\nlistener 1883\n") ==
           "b.conf:4: unknown bridge option 'listener'");
     CHECK(error_of("connection x\naddress a\ntopic #\nbridge_alpn mqtt\n") ==
-          "b.conf:4: 'bridge_alpn' is not supported by tern-bridge");
+          "b.conf:4: 'bridge_alpn' is not supported by the bridge");
     CHECK(error_of("connection x\naddress a\ntopic #\ncleansession yes\n") ==
           "b.conf:4: expected true or false, not 'yes'");
     CHECK(error_of("connection x\naddress a\ntopic #\nkeepalive_interval 4\n")
@@ -154,7 +154,7 @@ TEST_CASE("bridge config: the bridge_* TLS options") {
     CHECK(r.bridges[2].remote.tls.capath == "/c/dir");
 
     CHECK(error_of("connection x\naddress a\ntopic #\nbridge_psk 00ff\n") ==
-          "b.conf:4: 'bridge_psk': TLS-PSK is not supported by tern-bridge; use certificates "
+          "b.conf:4: 'bridge_psk': TLS-PSK is not supported by the bridge; use certificates "
           "(bridge_cafile, bridge_certfile, bridge_keyfile)");
     CHECK(error_of("connection x\naddress a\ntopic #\nbridge_identity me\n")
               .starts_with("b.conf:4: 'bridge_identity': TLS-PSK is not supported"));

@@ -124,6 +124,42 @@ TEST_CASE("metrics: every sample has HELP and TYPE, counters end in _total") {
     CHECK(samples > 30);
 }
 
+TEST_CASE("metrics: bridge states, two labels, only with bridges") {
+    engine e;
+    mqtt::broker::metrics_context c;
+    CHECK(render_metrics(e, c).find("tern_bridge_") == std::string::npos);
+    mqtt::bridge::bridge_state b;
+    b.name = "cen\"tral";  // label values are escaped
+    b.local_connected = true;
+    b.forwarded_out = 7;
+    b.forwarded_in = 3;
+    b.queued_out = 2;
+    b.dropped_offline = 4;
+    b.remote_connects = 5;
+    c.bridges.push_back(b);
+    c.bridges.push_back(mqtt::bridge::bridge_state{});
+    c.bridges.back().name = "second";
+    c.bridges.back().remote_connected = true;
+    const auto text = render_metrics(e, c);
+    const std::string n = "{bridge=\"cen\\\"tral\",";
+    CHECK(sample(text, "tern_bridge_connected" + n + "side=\"local\"}") == 1);
+    CHECK(sample(text, "tern_bridge_connected" + n + "side=\"remote\"}") == 0);
+    CHECK(sample(text, "tern_bridge_connected{bridge=\"second\",side=\"remote\"}") == 1);
+    CHECK(sample(text, "tern_bridge_messages_forwarded_total" + n + "direction=\"out\"}") == 7);
+    CHECK(sample(text, "tern_bridge_messages_forwarded_total" + n + "direction=\"in\"}") == 3);
+    CHECK(sample(text, "tern_bridge_messages_queued" + n + "direction=\"out\"}") == 2);
+    CHECK(sample(text, "tern_bridge_messages_dropped_total" + n + "reason=\"offline\"}") == 4);
+    CHECK(sample(text, "tern_bridge_remote_connects_total{bridge=\"cen\\\"tral\"}") == 5);
+    // Each family once, with HELP and TYPE, whatever the number of bridges.
+    std::size_t at = 0;
+    int families = 0;
+    while ((at = text.find("# TYPE tern_bridge_connected ", at)) != std::string::npos) {
+        ++families;
+        ++at;
+    }
+    CHECK(families == 1);
+}
+
 TEST_CASE("metrics: HTTP request heads") {
     http_request r;
     CHECK(parse_http_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", r) ==

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "mqtt/bridge/runner.hpp"
 #include "mqtt/broker/config.hpp"
 #include "mqtt/broker/log_event.hpp"
 #include "mqtt/broker/security.hpp"
@@ -240,6 +241,14 @@ struct running {
     mqtt::net::server* server = nullptr;
 };
 
+// The TLS files of the `connection` blocks, loaded once: the first error.
+std::string check_bridge_tls(const config& c) {
+    for (const auto& b : c.bridges)
+        if (auto error = mqtt::bridge::check_tls(b); !error.empty())
+            return "bridge '" + b.name + "', " + error;
+    return {};
+}
+
 std::string join(const std::vector<std::string>& items) {
     std::string out;
     for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
@@ -324,6 +333,15 @@ void reload(running& r) {
         restart.emplace_back("per-listener security of changed listeners");
     }
     if (next.allow_anonymous != r.current.allow_anonymous) applied.emplace_back("allow_anonymous");
+    // The bridges as tern-bridge reloads them (each matched by its connection name); TLS
+    // files that cannot be loaded keep the running bridges.
+    if (const auto error = check_bridge_tls(next); !error.empty()) {
+        tls_failed.push_back("bridges not reloaded, the running ones stay (" + error + ")");
+        next.bridges = r.current.bridges;
+    } else if (!next.bridges.empty() || !r.current.bridges.empty()) {
+        r.server->set_bridges(next.bridges);
+        applied.emplace_back("connection blocks (bridges)");
+    }
     if (same_listeners(r.current, next)) {
         // Certificates, keys, CAs and CRLs are read again: renewed files take effect for new
         // connections; open ones keep theirs. A file that fails keeps the running settings.
@@ -404,6 +422,10 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
             return mqtt::cli::exit_status::usage;
         }
     }
+    if (const auto error = check_bridge_tls(*cfg); !error.empty()) {
+        sink.say(log_level::error, log_kind::error, error);
+        return mqtt::cli::exit_status::usage;
+    }
     auto security = load_security(*cfg, sink);
     if (!security) return mqtt::cli::exit_status::usage;
     auto per_listener = load_listener_security(*cfg, sink);
@@ -430,12 +452,17 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     so.events = [&sink](const log_event& e) { sink(e); };
     so.on_reload = [&state] { reload(state); };
     so.persistence = cfg->persistence;
+    so.bridges = cfg->bridges;
     if (cfg->metrics) {
         so.metrics = mqtt::net::listen_address{cfg->metrics->bind, cfg->metrics->port};
     }
     std::string failed;
     auto server = mqtt::net::server::create(std::move(so), &failed);
     if (!server) {
+        if (failed.starts_with("bridge ")) {  // a queue_dir that cannot be used
+            sink.say(log_level::error, log_kind::error, failed);
+            return mqtt::cli::exit_status::usage;
+        }
         const bool store = failed.starts_with("store ");
         sink.say(log_level::error, log_kind::error,
                  (store ? "cannot write the " : "cannot listen on ") + failed + ": " +

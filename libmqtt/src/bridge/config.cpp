@@ -100,7 +100,7 @@ struct parser {
         auto& t = b.remote.tls;
         if (key == "bridge_identity" || key == "bridge_psk")
             return fail("'" + key +
-                        "': TLS-PSK is not supported by tern-bridge; use certificates "
+                        "': TLS-PSK is not supported by the bridge; use certificates "
                         "(bridge_cafile, bridge_certfile, bridge_keyfile)");
         using field = std::string net::tls_client_settings::*;
         static const std::map<std::string, field, std::less<>> files{
@@ -140,7 +140,7 @@ struct parser {
             note();
             return true;
         }
-        return fail("'" + key + "' is not supported by tern-bridge");
+        return fail("'" + key + "' is not supported by the bridge");
     }
 
     bool queue(const std::vector<std::string>& w, queue_settings& q) {

@@ -60,6 +60,19 @@ void output::event(std::string_view name, const std::vector<field>& fields, int 
         out_ << line << std::flush;
         return;
     }
+    if (lines_) {
+        std::string text(name);
+        for (const auto& f : fields) {
+            text += ' ';
+            text += f.name;
+            text += '=';
+            text += f.is_number ? std::to_string(f.number)
+                    : f.is_bool ? std::string(f.number ? "true" : "false")
+                                : f.text;
+        }
+        lines_(name, level, text);
+        return;
+    }
     if (verbosity_ < level) return;
     std::string line = "tern-bridge: " + std::string(name);
     for (const auto& f : fields) {
@@ -119,6 +132,7 @@ void bridge_runtime::on_connected(endpoint& e, const client::connected_event& c)
     e.ever_connected_this_time = true;
     e.retry.reset();
     e.failures_in_row = 0;
+    ++e.connects;
     auto f = base_fields(e);
     f.push_back(output::boolean("session_present", c.connack.session_present));
     out.event("connected", f);
@@ -375,6 +389,28 @@ void bridge_runtime::report_stats() {
         output::boolean("remote_connected", remote.connected),
     };
     out.event("stats", f, 1);
+}
+
+bridge_state bridge_runtime::state() const {
+    bridge_state s;
+    s.name = cfg.name;
+    s.local_connected = local.connected;
+    s.remote_connected = remote.connected;
+    s.forwarded_out = n_.forwarded_out;
+    s.forwarded_in = n_.forwarded_in;
+    s.dropped_loop = n_.dropped_loop;
+    s.dropped_no_route = n_.dropped_no_route;
+    s.dropped_refused = n_.dropped_refused;
+    s.dropped_offline = n_.dropped_offline;
+    s.dropped_queue_full = n_.dropped_queue_full + (remote.dq ? remote.dq->dropped() : 0) +
+                           (local.dq ? local.dq->dropped() : 0);
+    s.queued_out =
+        remote.queue.size() + remote.awaiting.size() + (remote.dq ? remote.dq->records() : 0);
+    s.queued_in = local.queue.size() + local.awaiting.size() + (local.dq ? local.dq->records() : 0);
+    s.queued_bytes_out = remote.dq ? remote.dq->bytes() : 0;
+    s.queued_bytes_in = local.dq ? local.dq->bytes() : 0;
+    s.remote_connects = remote.connects;
+    return s;
 }
 
 }  // namespace mqtt::bridge::detail

@@ -35,7 +35,9 @@ endpoint::endpoint(asio::io_context& io, bridge_runtime& b, bool remote_side)
       pause(io),
       probe_timer(io),
       retry(b.cfg.restart_base, b.cfg.restart_max) {
-    use_private = b.cfg.try_private && !protocol::is_v5(b.cfg.version);
+    // Not towards this process's own broker (tern-broker refuses the bridge bit).
+    const bool in_process = !side().addresses.empty() && side().addresses.front().in_process;
+    use_private = b.cfg.try_private && !protocol::is_v5(b.cfg.version) && !in_process;
     dq = b.queue_for(remote_side);
     make_session();
 }
@@ -246,6 +248,11 @@ asio::awaitable<void> endpoint::return_to_main(unsigned gen) {
 
 asio::awaitable<bool> endpoint::open_transport(const address& a, std::string& why) {
     transport.reset();
+    if (a.in_process) {  // the broker this process runs (tern-broker's bridges)
+        if (owner.opts.connect_local) transport = owner.opts.connect_local(owner.cfg, why);
+        if (!transport && why.empty()) why = "no broker in this process";
+        co_return transport != nullptr;
+    }
     const auto started = clock::now();
     auto ec = co_await tcp_connect(a, socket);
     if (ec) {
@@ -294,7 +301,7 @@ asio::awaitable<void> endpoint::run() {
     const auto& addrs = side().addresses;  // assigned in place by a reload
     while (!owner.stopping) {
         const address a = addrs[index % addrs.size()];
-        peer = a.host + ":" + std::to_string(a.port);
+        peer = a.in_process ? std::string("in-process") : a.host + ":" + std::to_string(a.port);
         std::string why;
         const bool ok = co_await open_transport(a, why);
         if (owner.stopping) break;
@@ -381,6 +388,15 @@ void bridge_runtime::start() {
     if (local.dq || remote.dq) queue_tick();
 }
 
+void bridge_runtime::force_close() {
+    local.pause.cancel();
+    remote.pause.cancel();
+    local.probe_timer.cancel();
+    remote.probe_timer.cancel();
+    local.close_socket();
+    remote.close_socket();
+}
+
 void bridge_runtime::stop() {
     stopping = true;
     if (cfg.notifications && remote.connected) {
@@ -412,83 +428,66 @@ std::string check_tls(const bridge_config& b) {
     return {};
 }
 
-int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
-        std::ostream& log) {
-    namespace asio = boost::asio;
-    asio::io_context io{1};
-    detail::output sink(out, log, opts.json, opts.verbosity);
-    std::mt19937_64 rng{std::random_device{}()};
-    std::vector<std::unique_ptr<detail::bridge_runtime>> runs;
-    for (auto& b : bridges)
-        runs.push_back(std::make_unique<detail::bridge_runtime>(io, std::move(b), opts, sink, rng));
-    for (auto& r : runs)
-        if (!r->queue_error().empty()) {
-            log << "tern-bridge: bridge '" << r->cfg.name << "': " << r->queue_error() << '\n';
-            return 2;
-        }
-    for (auto& r : runs) r->start();
-    // Bridges a reload stopped or replaced: kept until the end, as their coroutines may
-    // still be finishing.
-    std::vector<std::unique_ptr<detail::bridge_runtime>> retired;
+// ---- the bridges of a process --------------------------------------------------------
 
-    asio::signal_set signals(io, SIGINT, SIGTERM);
-    asio::signal_set hangup(io, SIGHUP);
-    asio::steady_timer stats(io);
-    asio::steady_timer grace(io);
-    bool stopping = false;
-    clock::time_point deadline{};
-    // After a signal: stop once every connection said goodbye, or after three seconds.
-    std::function<void()> check = [&] {
-        bool all = true;
-        for (auto& r : runs) all = all && r->closed();
-        for (auto& r : retired) all = all && r->closed();
-        if (all || clock::now() >= deadline) {
-            io.stop();
-            return;
-        }
-        grace.expires_after(std::chrono::milliseconds{20});
-        grace.async_wait([&](boost::system::error_code e) {
-            if (!e) check();
-        });
-    };
-    signals.async_wait([&](boost::system::error_code ec, int) {
-        if (ec) return;
-        stopping = true;
-        stats.cancel();
-        hangup.cancel();
-        for (auto& r : runs) r->stop();
-        deadline = clock::now() + std::chrono::seconds{3};
-        check();
-    });
-    std::function<void()> tick = [&] {
+namespace detail {
+
+class bridge_set {
+  public:
+    bridge_set(asio::io_context& i, run_options o, std::ostream& out, std::ostream& log)
+        : io(i),
+          opts(std::move(o)),
+          sink(out, log, opts.json, opts.verbosity, opts.log),
+          rng{std::random_device{}()},
+          stats(i) {}
+
+    std::string start(std::vector<bridge_config> bridges) {
+        for (auto& b : bridges)
+            runs.push_back(std::make_unique<bridge_runtime>(io, std::move(b), opts, sink, rng));
+        for (auto& r : runs)
+            if (!r->queue_error().empty())
+                return "bridge '" + r->cfg.name + "': " + r->queue_error();
+        for (auto& r : runs) r->start();
+        tick();
+        return {};
+    }
+
+    void tick() {
         stats.expires_after(opts.stats_interval);
-        stats.async_wait([&](boost::system::error_code ec) {
+        stats.async_wait([this](boost::system::error_code ec) {
             if (ec || stopping) return;
             for (auto& r : runs) r->report_stats();
             tick();
         });
-    };
-    tick();
-    const auto reload = [&] {
-        using field = detail::output;
-        if (!opts.reload) {
-            sink.event("reload_failed",
-                       {field::str("reason", "nothing to reload: no configuration file (-c)")}, -1);
-            return;
-        }
-        auto next = opts.reload();
-        if (!next.error.empty()) {
-            sink.event("reload_failed",
-                       {field::str("reason", next.error + " (the running bridges are kept)")}, -1);
-            return;
-        }
-        std::vector<std::unique_ptr<detail::bridge_runtime>> kept;
-        for (auto& b : next.bridges) {
+    }
+
+    void stop() {
+        stopping = true;
+        stats.cancel();
+        for (auto& r : runs) r->stop();
+    }
+
+    bool closed() const {
+        bool all = true;
+        for (const auto& r : runs) all = all && r->closed();
+        for (const auto& r : retired) all = all && r->closed();
+        return all;
+    }
+
+    void force_close() {
+        for (auto& r : runs) r->force_close();
+        for (auto& r : retired) r->force_close();
+    }
+
+    void reload(std::vector<bridge_config> next) {
+        using field = output;
+        std::vector<std::unique_ptr<bridge_runtime>> kept;
+        for (auto& b : next) {
             auto it = std::find_if(runs.begin(), runs.end(),
                                    [&](const auto& r) { return r && r->cfg.name == b.name; });
             const auto name = b.name;
             std::string action;
-            detail::bridge_runtime::change c;
+            bridge_runtime::change c;
             if (it != runs.end() && !(*it)->needs_restart(b)) {
                 c = (*it)->reconfigure(std::move(b));
                 action = c.rules || c.local || c.remote ? "updated" : "unchanged";
@@ -501,8 +500,7 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
                 } else {
                     action = "added";
                 }
-                kept.push_back(
-                    std::make_unique<detail::bridge_runtime>(io, std::move(b), opts, sink, rng));
+                kept.push_back(std::make_unique<bridge_runtime>(io, std::move(b), opts, sink, rng));
                 kept.back()->start();
             }
             sink.event("reloaded", {field::str("bridge", name), field::str("action", action),
@@ -521,6 +519,99 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
             retired.push_back(std::move(r));
         }
         runs = std::move(kept);
+    }
+
+    std::vector<bridge_state> states() const {
+        std::vector<bridge_state> out;
+        for (const auto& r : runs) out.push_back(r->state());
+        return out;
+    }
+
+    asio::io_context& io;
+    run_options opts;  // the runtimes refer to it
+    output sink;
+    std::mt19937_64 rng;
+    std::vector<std::unique_ptr<bridge_runtime>> runs;
+    // Bridges a reload stopped or replaced: kept until the end, as their coroutines may
+    // still be finishing.
+    std::vector<std::unique_ptr<bridge_runtime>> retired;
+    asio::steady_timer stats;
+    bool stopping = false;
+};
+
+}  // namespace detail
+
+host::host(boost::asio::io_context& io, run_options opts, std::ostream& out, std::ostream& log)
+    : set_(std::make_unique<detail::bridge_set>(io, std::move(opts), out, log)) {}
+host::~host() = default;
+std::string host::start(std::vector<bridge_config> bridges) {
+    return set_->start(std::move(bridges));
+}
+void host::reload(std::vector<bridge_config> next) {
+    set_->reload(std::move(next));
+}
+void host::stop() {
+    set_->stop();
+}
+bool host::closed() const {
+    return set_->closed();
+}
+void host::force_close() {
+    set_->force_close();
+}
+std::vector<bridge_state> host::states() const {
+    return set_->states();
+}
+
+int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
+        std::ostream& log) {
+    namespace asio = boost::asio;
+    asio::io_context io{1};
+    host bridges_host(io, opts, out, log);
+    if (auto error = bridges_host.start(std::move(bridges)); !error.empty()) {
+        log << "tern-bridge: " << error << '\n';
+        return 2;
+    }
+    detail::output sink(out, log, opts.json, opts.verbosity, opts.log);
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    asio::signal_set hangup(io, SIGHUP);
+    asio::steady_timer grace(io);
+    bool stopping = false;
+    clock::time_point deadline{};
+    // After a signal: stop once every connection said goodbye, or after three seconds.
+    std::function<void()> check = [&] {
+        if (bridges_host.closed() || clock::now() >= deadline) {
+            io.stop();
+            return;
+        }
+        grace.expires_after(std::chrono::milliseconds{20});
+        grace.async_wait([&](boost::system::error_code e) {
+            if (!e) check();
+        });
+    };
+    signals.async_wait([&](boost::system::error_code ec, int) {
+        if (ec) return;
+        stopping = true;
+        hangup.cancel();
+        bridges_host.stop();
+        deadline = clock::now() + std::chrono::seconds{3};
+        check();
+    });
+    const auto reload = [&] {
+        using field = detail::output;
+        if (!opts.reload) {
+            sink.event("reload_failed",
+                       {field::str("reason", "nothing to reload: no configuration file (-c)")}, -1);
+            return;
+        }
+        auto next = opts.reload();
+        if (!next.error.empty()) {
+            sink.event("reload_failed",
+                       {field::str("reason", next.error + " (the running bridges are kept)")}, -1);
+            return;
+        }
+        bridges_host.reload(std::move(next.bridges));
     };
     std::function<void()> wait_hangup = [&] {
         hangup.async_wait([&](boost::system::error_code ec, int) {

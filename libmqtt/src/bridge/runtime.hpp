@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -42,8 +43,10 @@ struct endpoint;
 // Events for people (text on the log stream) or programs (JSON lines on stdout).
 class output {
   public:
-    output(std::ostream& out, std::ostream& log, bool json, int verbosity)
-        : out_(out), log_(log), json_(json), verbosity_(verbosity) {}
+    // With `lines` set, events go there as text (run_options::log) instead of the streams.
+    output(std::ostream& out, std::ostream& log, bool json, int verbosity,
+           std::function<void(std::string_view, int, const std::string&)> lines = {})
+        : out_(out), log_(log), json_(json), verbosity_(verbosity), lines_(std::move(lines)) {}
 
     struct field {
         std::string_view name;
@@ -66,6 +69,7 @@ class output {
     std::ostream& log_;
     bool json_;
     int verbosity_;
+    std::function<void(std::string_view, int, const std::string&)> lines_;
 };
 
 // A message received from one side, waiting for the other side to be connected.
@@ -99,6 +103,7 @@ struct endpoint {
     std::string refused_tls;  // set when the broker refused our TLS connection after the handshake
     int loops = 0;
     unsigned failures_in_row = 0;  // connection attempts since the last CONNACK
+    std::uint64_t connects = 0;    // CONNACKs received since the bridge started
     bool open = false;
     bool connected = false;
     bool ever_connected = false;
@@ -187,6 +192,9 @@ class bridge_runtime {
     change reconfigure(bridge_config next);
     bool closed() const { return !local.open && !remote.open; }
     void report_stats();
+    bridge_state state() const;
+    // Closes both connections at once (after stop() and a grace period).
+    void force_close();
 
     // A queue directory that cannot be used (the bridge then runs without the queue).
     const std::string& queue_error() const { return queues_.error; }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <unistd.h>
 
 #include "config_parser.hpp"
 
@@ -134,6 +135,7 @@ bool parse_line(parse_state& st, std::string_view raw) {
     if (text.empty() || text.front() == '#') return true;
     auto words = split_words(text);
     const auto name = words.front();
+    if (detail::is_bridge_option(name)) return detail::on_bridge_line(st, name, text);
     const auto* spec = find_option(name);
     if (!spec) {
         if (is_unsupported(name)) {
@@ -371,7 +373,7 @@ config_result parse_config(std::string_view text, std::string_view file_name,
     st.file = std::string{file_name};
     st.source = &source;
     st.cfg.files.push_back(st.file);
-    const bool ok = parse_text(st, text) && finish(st);
+    const bool ok = parse_text(st, text) && finish(st) && detail::finish_bridges(st);
     config_result r;
     if (ok) {
         r.value = std::move(st.cfg);
@@ -419,6 +421,11 @@ config_source filesystem_source() {
         text.resize(static_cast<std::size_t>(in.gcount()));
         return text;
     };
+    s.hostname = [] {
+        char buf[256] = {};
+        if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return std::string{"localhost"};
+        return std::string{buf};
+    };
     return s;
 }
 
@@ -437,6 +444,9 @@ config_result load_config_file(const std::string& path) {
 std::vector<std::string_view> supported_options() {
     std::vector<std::string_view> out;
     for (const auto& o : detail::option_table()) out.push_back(o.name);
+    const auto& bridge = detail::bridge_option_names();
+    out.insert(out.end(), bridge.begin(), bridge.end());
+    std::sort(out.begin(), out.end());
     return out;
 }
 

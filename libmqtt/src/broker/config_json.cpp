@@ -124,6 +124,81 @@ std::string limits_json(const limits& l) {
     return out;
 }
 
+std::string_view version_name(protocol::protocol_version v) {
+    switch (v) {
+        case protocol::protocol_version::v3_1:
+            return "mqttv31";
+        case protocol::protocol_version::v5:
+            return "mqttv50";
+        default:
+            break;
+    }
+    return "mqttv311";
+}
+
+// A `connection` block under its option names; passwords only as whether one is set.
+std::string bridge_json(const bridge::bridge_config& b) {
+    std::string out;
+    detail::json_object o{out};
+    o.string("connection", b.name);
+    std::vector<std::string> addresses;
+    for (const auto& a : b.remote.addresses) {
+        const bool v6 = a.host.find(':') != std::string::npos;
+        addresses.push_back((v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port));
+    }
+    o.raw("addresses", string_array(addresses));
+    std::string topics = "[";
+    for (const auto& t : b.topics) {
+        if (topics.size() > 1) topics += ',';
+        detail::json_object to{topics};
+        to.string("pattern", t.pattern);
+        to.string("direction", bridge::to_string(t.dir));
+        to.number("qos", static_cast<std::uint64_t>(t.qos));
+        to.string("local_prefix", t.local_prefix);
+        to.string("remote_prefix", t.remote_prefix);
+        to.close();
+    }
+    o.raw("topics", topics + "]");
+    o.string("local", "in-process");
+    o.string("remote_clientid", b.remote.client_id);
+    o.string("local_clientid", b.local.client_id);
+    o.string("remote_username", b.remote.username.value_or(""));
+    o.boolean("remote_password_set", b.remote.password.has_value());
+    o.string("local_username", b.local.username.value_or(""));
+    o.boolean("local_password_set", b.local.password.has_value());
+    o.string("bridge_protocol_version", version_name(b.version));
+    o.number("keepalive_interval", b.keepalive);
+    o.boolean("cleansession", b.clean_session);
+    o.boolean("local_cleansession", b.local_clean_session.value_or(b.clean_session));
+    o.number("restart_timeout_base_ms", static_cast<std::uint64_t>(b.restart_base.count()));
+    o.number("restart_timeout_max_ms", static_cast<std::uint64_t>(b.restart_max.count()));
+    o.boolean("round_robin", b.round_robin);
+    o.boolean("try_private", b.try_private);
+    o.boolean("notifications", b.notifications);
+    o.string("notification_topic", b.state_topic());
+    o.boolean("notifications_local_only", b.notifications_local_only);
+    const bool tls = !b.remote.addresses.empty() && b.remote.addresses.front().tls;
+    if (tls) {
+        std::string t;
+        detail::json_object to{t};
+        to.string("bridge_cafile", b.remote.tls.cafile);
+        to.string("bridge_capath", b.remote.tls.capath);
+        to.string("bridge_certfile", b.remote.tls.certfile);
+        to.string("bridge_keyfile", b.remote.tls.keyfile);
+        to.boolean("bridge_insecure", b.remote.tls.insecure);
+        to.string("bridge_tls_version", net::to_string(b.remote.tls.min_version));
+        to.close();
+        o.raw("tls", t);
+    } else {
+        o.null("tls");
+    }
+    o.string("queue_dir", b.queue.dir);
+    o.number("queue_max_bytes", b.queue.max_bytes);
+    o.string("queue_full_policy", bridge::to_string(b.queue.policy));
+    o.close();
+    return out;
+}
+
 }  // namespace
 
 std::string_view to_string(listener_protocol p) noexcept {
@@ -197,6 +272,12 @@ std::string to_json(const config& c) {
     } else {
         o.null("metrics_listener");
     }
+    std::string bridges = "[";
+    for (const auto& b : c.bridges) {
+        if (bridges.size() > 1) bridges += ',';
+        bridges += bridge_json(b);
+    }
+    o.raw("bridges", bridges + "]");
     o.raw("log_type", string_array(c.log.types));
     if (c.log.verbosity) {
         o.key("log_verbosity");

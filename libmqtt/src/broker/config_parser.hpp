@@ -29,6 +29,10 @@ struct parse_state {
     std::optional<config_origin> log_dest_origin;
     const config_source* source = nullptr;
     std::optional<config_error> error;
+    // The lines of the bridge options (`connection` blocks), as written, and where each
+    // was read; handed to the bridge's parser at the end (config_bridge.cpp).
+    std::string bridge_text;
+    std::vector<config_origin> bridge_origins;
 
     listener_config& current_listener() {
         return listeners.empty() ? default_listener : listeners.back();
@@ -93,5 +97,16 @@ bool check_listener_protocol(parse_state& st, const listener_config& l);
 // Reads the .conf files of `dir` in include order, as if they stood at the current line.
 bool include_directory(parse_state& st, const std::string& dir);
 const std::vector<std::string_view>& unsupported_option_names();
+
+// The bridge options (config_bridge.cpp): `connection` and what may follow it, parsed by the
+// bridge's own parser. Sorted.
+const std::vector<std::string_view>& bridge_option_names();
+// Whether a line starting with `name` belongs to the bridge parser (the names above, and any
+// other bridge_* option, which that parser refuses with its reason).
+bool is_bridge_option(std::string_view name);
+// Keeps the line for the bridge parser.
+bool on_bridge_line(parse_state& st, std::string_view name, std::string_view line);
+// Parses the kept lines into cfg.bridges, with errors at their FILE:LINE.
+bool finish_bridges(parse_state& st);
 
 }  // namespace mqtt::broker::detail

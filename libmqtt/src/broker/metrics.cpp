@@ -33,6 +33,17 @@ class exposition {
         out_ += std::to_string(v);
         out_ += '\n';
     }
+    // Two labels: {label="value",label2="value2"}.
+    void sample(std::string_view label, std::string_view value, std::string_view label2,
+                std::string_view value2, std::uint64_t v) {
+        out_ += name_;
+        label_set(label, value);
+        out_.back() = ',';  // the closing brace
+        label_value(label2, value2);
+        out_ += "} ";
+        out_ += std::to_string(v);
+        out_ += '\n';
+    }
     void sample_double(double v) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.3f", v);
@@ -61,6 +72,10 @@ class exposition {
   private:
     void label_set(std::string_view label, std::string_view value) {
         out_ += '{';
+        label_value(label, value);
+        out_ += '}';
+    }
+    void label_value(std::string_view label, std::string_view value) {
         out_ += label;
         out_ += "=\"";
         for (char ch : value) {  // label values escape \, " and newline
@@ -73,7 +88,7 @@ class exposition {
                 out_ += ch;
             }
         }
-        out_ += "\"}";
+        out_ += '"';
     }
 
     std::string& out_;
@@ -194,6 +209,49 @@ void mqttsn_metrics(exposition& x, const engine& e) {
               st.mqttsn_clients_lost);
 }
 
+// The bridges of `connection` blocks (docs/metrics.md): one sample per bridge (and side or
+// direction); the label `bridge` is the connection name.
+void bridge_metrics(exposition& x, const std::vector<bridge::bridge_state>& bridges) {
+    x.family("tern_bridge_connected", "gauge",
+             "1 while the bridge's side is connected (local: this broker, remote: the other).");
+    for (const auto& b : bridges) {
+        x.sample("bridge", b.name, "side", "local", b.local_connected ? 1 : 0);
+        x.sample("bridge", b.name, "side", "remote", b.remote_connected ? 1 : 0);
+    }
+    x.family("tern_bridge_remote_connects_total", "counter",
+             "Connections the bridge made to the remote broker (CONNACK received).");
+    for (const auto& b : bridges) x.sample("bridge", b.name, b.remote_connects);
+    x.family("tern_bridge_messages_forwarded_total", "counter",
+             "Messages the bridge handed over: out (to the remote broker), in (to this one).");
+    for (const auto& b : bridges) {
+        x.sample("bridge", b.name, "direction", "out", b.forwarded_out);
+        x.sample("bridge", b.name, "direction", "in", b.forwarded_in);
+    }
+    x.family("tern_bridge_messages_queued", "gauge",
+             "Messages waiting for the destination side or not yet acknowledged by it "
+             "(on-disk queue included).");
+    for (const auto& b : bridges) {
+        x.sample("bridge", b.name, "direction", "out", b.queued_out);
+        x.sample("bridge", b.name, "direction", "in", b.queued_in);
+    }
+    x.family("tern_bridge_queued_bytes", "gauge", "Bytes in the bridge's on-disk queue.");
+    for (const auto& b : bridges) {
+        x.sample("bridge", b.name, "direction", "out", b.queued_bytes_out);
+        x.sample("bridge", b.name, "direction", "in", b.queued_bytes_in);
+    }
+    x.family("tern_bridge_messages_dropped_total", "counter",
+             "Messages the bridge dropped, by reason: loop (its own coming back), no_route, "
+             "refused (by the destination), offline (QoS 0 while the destination was down), "
+             "queue_full.");
+    for (const auto& b : bridges) {
+        x.sample("bridge", b.name, "reason", "loop", b.dropped_loop);
+        x.sample("bridge", b.name, "reason", "no_route", b.dropped_no_route);
+        x.sample("bridge", b.name, "reason", "refused", b.dropped_refused);
+        x.sample("bridge", b.name, "reason", "offline", b.dropped_offline);
+        x.sample("bridge", b.name, "reason", "queue_full", b.dropped_queue_full);
+    }
+}
+
 std::string_view reason_phrase(int status) {
     switch (status) {
         case 200:
@@ -232,6 +290,7 @@ std::string render_metrics(const engine& e, const metrics_context& c) {
     message_metrics(x, e);
     state_metrics(x, e);
     if (c.mqttsn) mqttsn_metrics(x, e);
+    if (!c.bridges.empty()) bridge_metrics(x, c.bridges);
     if (c.persistence) {
         x.gauge("tern_store_file_bytes", "Size of the persistence store file.", c.store_file_bytes);
     }

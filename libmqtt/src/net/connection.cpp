@@ -56,7 +56,7 @@ connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std
       session_(engine, broker::clock::now(), std::move(peer)),
       auth_(auth),
       stats_(engine.stats()),
-      timer_(transport_->socket().get_executor()),
+      timer_(transport_->get_executor()),
       store_(store != nullptr && store->holds_output() ? store : nullptr),
       next_read_(small_read) {
     session_.set_observer(this);
@@ -200,7 +200,7 @@ void connection::submit_auth() {
     auto request = session_.take_auth_request();
     if (!request) return;
     auth_.submit(std::move(*request),
-                 [weak = weak_from_this(), ex = transport_->socket().get_executor()](bool ok) {
+                 [weak = weak_from_this(), ex = transport_->get_executor()](bool ok) {
                      asio::post(ex, [weak, ok] {
                          if (auto self = weak.lock()) self->on_auth_result(ok);
                      });

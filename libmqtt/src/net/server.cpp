@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <exception>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <set>
@@ -20,6 +22,7 @@
 #include <utility>
 
 #include "auth_worker.hpp"
+#include "mqtt/bridge/runner.hpp"
 #include "connection.hpp"
 #include "metrics_listener.hpp"
 #include "mqtt/broker/metrics.hpp"
@@ -64,6 +67,15 @@ struct server::impl {
         : opts(std::move(o)), engine(opts.limits, engine_log(opts), opts.verbosity), io(1) {
         engine.set_security(opts.security);
         for (const auto& [group, p] : opts.listener_security) engine.set_security(p, group + 1);
+        // The in-process bridges' own slot, past every listener's: a policy that lets them
+        // in and checks nothing (they come from this broker's own configuration).
+        for (const auto& l : opts.listeners) bridge_slot = std::max(bridge_slot, l.group + 2);
+        for (const auto& l : opts.mqttsn_listeners)
+            bridge_slot = std::max(bridge_slot, l.settings.security_slot + 1);
+        bridge_slot = std::max(bridge_slot, opts.listener_security.size() + 1);
+        for (const auto& [group, p] : opts.listener_security)
+            bridge_slot = std::max(bridge_slot, group + 2);
+        engine.set_security(std::make_shared<broker::security_policy>(), bridge_slot);
     }
     // The engine's security slot of a listener group's clients.
     std::size_t security_slot(std::size_t group) const {
@@ -103,6 +115,14 @@ struct server::impl {
     std::optional<detail::metrics_listener> metrics;
     broker::clock::time_point started = broker::clock::now();
     std::string render_metrics() const;
+    // `connection` blocks (after io and engine: destroyed before them).
+    std::optional<bridge::host> bridges;
+    std::size_t bridge_slot = 1;  // the engine's security slot of their local connections
+    asio::steady_timer bridges_grace{io};
+    broker::clock::time_point bridges_deadline{};
+    std::string start_bridges(std::vector<bridge::bridge_config> b);
+    std::unique_ptr<transport> connect_bridge(const bridge::bridge_config& b, std::string& why);
+    void wait_bridges_closed();
     // Last: destroyed first, while the engine and io it refers to are still there.
     std::optional<detail::store_driver> store;
 
@@ -354,6 +374,7 @@ std::string server::impl::render_metrics() const {
     c.persistence = store.has_value();
     c.mqttsn = !mqttsn.empty();
     c.store_file_bytes = store ? store->file_bytes() : 0;
+    if (bridges) c.bridges = bridges->states();
     return broker::render_metrics(engine, c);
 }
 
@@ -369,10 +390,80 @@ void server::impl::stop_now() {
     expiry.cancel();
     sys_timer.cancel();
     if (store) store->cancel_timer();
+    if (bridges) {
+        // DISCONNECT towards the remote brokers; whatever has not closed in 3 s is closed.
+        bridges->stop();
+        bridges_deadline = broker::clock::now() + std::chrono::seconds{3};
+        wait_bridges_closed();
+    }
     note(1, broker::log_level::info, broker::log_kind::stop,
          "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
     for (auto& g : mqttsn) g->stop();
+}
+
+void server::impl::wait_bridges_closed() {
+    if (bridges->closed()) return;
+    if (broker::clock::now() >= bridges_deadline) {
+        bridges->force_close();
+        return;
+    }
+    bridges_grace.expires_after(std::chrono::milliseconds{20});
+    bridges_grace.async_wait([this](boost::system::error_code ec) {
+        if (!ec) wait_bridges_closed();
+    });
+}
+
+// A bridge's local side: one end of a socket pair served as an accepted connection, the
+// other end for the bridge's client session.
+std::unique_ptr<transport> server::impl::connect_bridge(const bridge::bridge_config& b,
+                                                        std::string& why) {
+    if (stopping) {
+        why = "the broker is stopping";
+        return nullptr;
+    }
+    asio::local::stream_protocol::socket ours{io};
+    asio::local::stream_protocol::socket theirs{io};
+    boost::system::error_code ec;
+    asio::local::connect_pair(ours, theirs, ec);
+    if (ec) {
+        why = "socketpair: " + ec.message();
+        return nullptr;
+    }
+    auto c = std::make_shared<detail::connection>(make_local_transport(std::move(ours)), engine,
+                                                  "bridge:" + b.name, auth,
+                                                  store ? &*store : nullptr);
+    c->set_security_slot(bridge_slot);
+    detail::connection::start(c, [this](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            note(0, broker::log_level::error, broker::log_kind::error,
+                 std::string{"bridge connection ended by an exception: "} + ex.what());
+        }
+    });
+    return make_local_transport(std::move(theirs));
+}
+
+std::string server::impl::start_bridges(std::vector<bridge::bridge_config> b) {
+    bridge::run_options ro;
+    ro.log = [this](std::string_view event, int level, const std::string& text) {
+        // tern-bridge's levels: -1 always (problems), 0 by default (connects), 1 with -v
+        // (statistics every few seconds go to -vv here).
+        const bool stats = event == "stats";
+        const int verbosity = level < 0 ? 0 : stats ? 2 : level;
+        const auto l = level < 0 ? broker::log_level::warning
+                       : level == 0 ? broker::log_level::notice
+                       : stats      ? broker::log_level::debug
+                                    : broker::log_level::info;
+        note(verbosity, l, broker::log_kind::bridge, "bridge " + text);
+    };
+    ro.connect_local = [this](const bridge::bridge_config& c, std::string& why) {
+        return connect_bridge(c, why);
+    };
+    bridges.emplace(io, std::move(ro), std::cout, std::cerr);
+    return bridges->start(std::move(b));
 }
 
 // ---- server -----------------------------------------------------------------------------
@@ -437,7 +528,27 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
             return ec;
         }
     }
+    if (!i->opts.bridges.empty()) {
+        if (auto error = i->start_bridges(std::move(i->opts.bridges)); !error.empty()) {
+            if (failed) *failed = std::move(error);
+            return std::make_error_code(std::errc::invalid_argument);
+        }
+    }
     return std::unique_ptr<server>{new server{std::move(i)}};
+}
+
+void server::set_bridges(std::vector<bridge::bridge_config> b) {
+    auto& s = *impl_;
+    if (s.stopping) return;
+    if (!s.bridges) {
+        if (b.empty()) return;
+        if (auto error = s.start_bridges(std::move(b)); !error.empty()) {
+            s.note(0, broker::log_level::error, broker::log_kind::bridge, error);
+            s.bridges.reset();
+        }
+        return;
+    }
+    s.bridges->reload(std::move(b));
 }
 
 std::vector<std::string> server::local_addresses() const {

@@ -24,6 +24,9 @@ struct address {
     bool tls = false;  // TLS with the side's tls settings (mqtts://, wss://, bridge_cafile, ...)
     bool websocket = false;  // MQTT over WebSocket (ws://, wss://) with the request `path`
     std::string path = {};
+    // The broker of this process (tern-broker's `connection` blocks): no host, no port; the
+    // runner asks run_options::connect_local for the connection.
+    bool in_process = false;
     bool operator==(const address&) const = default;
 };
 

@@ -8,12 +8,23 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mqtt/bridge/config.hpp"
+#include "mqtt/bridge/state.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+namespace mqtt::net {
+class transport;
+}
 
 namespace mqtt::bridge {
 
@@ -38,6 +49,44 @@ struct run_options {
     // flag or notifications changed (what it held unacknowledged its sources send again);
     // new names start, missing names stop.
     std::function<reload_result()> reload;
+    // Set: events go here as text lines ("connected bridge=b side=remote ...") with the
+    // verbosity from which tern-bridge would print them (-1 always, 0 by default, 1 with -v),
+    // instead of to the streams (tern-broker's log).
+    std::function<void(std::string_view event, int level, const std::string& text)> log;
+    // Opens an `in_process` address: a connection to the broker this process runs
+    // (tern-broker's bridges); nullptr and `why` when it cannot.
+    std::function<std::unique_ptr<net::transport>(const bridge_config&, std::string& why)>
+        connect_local;
+};
+
+namespace detail {
+class bridge_set;
+}
+
+// Bridges on an io_context someone else runs (tern-broker's event loop); tern-bridge's run()
+// uses the same. All calls from that io_context's thread.
+class host {
+  public:
+    host(boost::asio::io_context& io, run_options opts, std::ostream& out, std::ostream& log);
+    ~host();
+    host(const host&) = delete;
+    host& operator=(const host&) = delete;
+
+    // Opens the on-disk queues and starts the bridges: empty, or what stops the start
+    // ("bridge 'b': queue_dir /x: ...").
+    std::string start(std::vector<bridge_config> bridges);
+    // A reload (SIGHUP): bridges matched by name are updated in place or restarted, new
+    // ones start, missing ones stop; a `reloaded` event for each.
+    void reload(std::vector<bridge_config> next);
+    // DISCONNECT on both sides of every bridge; closed() once all connections are gone.
+    void stop();
+    bool closed() const;
+    // Closes whatever is still open (after stop() and a grace period).
+    void force_close();
+    std::vector<bridge_state> states() const;
+
+  private:
+    std::unique_ptr<detail::bridge_set> set_;
 };
 
 // Loads the TLS files of every side of `b` that uses TLS, as a connection would: empty when

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "mqtt/bridge/config.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/net/tls.hpp"
 
@@ -147,6 +148,9 @@ struct config {
     std::map<std::uint16_t, std::string> mqttsn_predefined;
     mqttsn_config mqttsn;
     std::optional<metrics_listener_config> metrics;  // nullopt: no metrics listener
+    // `connection` blocks: bridges the broker runs itself, their local side in-process
+    // (docs/bridge.md). Parsed by the bridge's own parser (mqtt/bridge/config.hpp).
+    std::vector<bridge::bridge_config> bridges;
     log_config log;
     std::vector<std::string> files;     // every file read, the main one first
     std::vector<std::string> warnings;  // "FILE:LINE: ..." for settings with no effect yet
@@ -174,6 +178,9 @@ struct config_source {
     std::function<std::optional<std::vector<std::string>>(const std::string& dir, std::string& why)>
         list_dir;
     std::function<std::optional<std::string>(const std::string& path, std::string& why)> read_file;
+    // The host name, for the default remote client id of a bridge ("HOST.NAME", as
+    // Mosquitto); unset: "localhost".
+    std::function<std::string()> hostname;
 };
 
 // The real file system.

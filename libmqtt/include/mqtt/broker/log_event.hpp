@@ -32,6 +32,7 @@ inline constexpr std::string_view reload = "reload";    // SIGHUP
 inline constexpr std::string_view signal = "signal";
 inline constexpr std::string_view stop = "stop";
 inline constexpr std::string_view stats = "stats";  // counters after stopping
+inline constexpr std::string_view bridge = "bridge";  // a bridge of a `connection` block
 inline constexpr std::string_view error = "error";
 inline constexpr std::string_view warning = "warning";
 inline constexpr std::string_view log = "log";

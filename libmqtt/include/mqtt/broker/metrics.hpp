@@ -5,6 +5,9 @@
 // HTTP/1.1 the endpoint speaks (a bounded request head in, a whole response out). The net
 // layer only moves the bytes. docs/metrics.md lists every metric.
 
+#include <vector>
+
+#include "mqtt/bridge/state.hpp"
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -23,6 +26,8 @@ struct metrics_context {
     bool persistence = false;   // the store gauges are present only with persistence on
     bool mqttsn = false;        // the gateway's families only with an MQTT-SN listener
     std::uint64_t store_file_bytes = 0;
+    // The bridges of `connection` blocks (their families only when there are some).
+    std::vector<bridge::bridge_state> bridges;
 };
 
 // The exposition (Content-Type text/plain; version=0.0.4): every family with its HELP and

@@ -75,6 +75,10 @@ struct server_options {
     // metrics_listener: HTTP /metrics and /healthz on this address (port 0: a free port);
     // nullopt: none (docs/metrics.md).
     std::optional<listen_address> metrics;
+    // `connection` blocks: bridges run on the broker's event loop with the bridge code of
+    // tern-bridge; their local side is an in-process connection to this broker (an AF_UNIX
+    // socket pair), not subject to allow_anonymous, password_file or acl_file.
+    std::vector<bridge::bridge_config> bridges;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
@@ -120,6 +124,10 @@ class server {
     void set_security(std::shared_ptr<const broker::security_policy> p);
     // The same for one listener group's own policy (per_listener_settings).
     void set_listener_security(std::size_t group, std::shared_ptr<const broker::security_policy> p);
+
+    // The bridges after a reload (SIGHUP), from the run() thread: each bridge is updated in
+    // place, restarted, started or stopped as tern-bridge does on SIGHUP (docs/bridge.md).
+    void set_bridges(std::vector<bridge::bridge_config> bridges);
 
     // Counters; read them after run() returned (or from the run() thread).
     const broker::stats& stats() const;

@@ -41,7 +41,7 @@ class tcp_transport final : public transport {
         boost::system::error_code ec;
         socket_.close(ec);
     }
-    asio::ip::tcp::socket& socket() override { return socket_; }
+    asio::any_io_executor get_executor() override { return socket_.get_executor(); }
     const char* name() const noexcept override { return "tcp"; }
 
   private:
@@ -61,7 +61,7 @@ asio::awaitable<io_result> transport::write_gathered(std::span<const asio::const
 }
 
 void transport::async_read_some(asio::mutable_buffer b, read_handler h) {
-    asio::co_spawn(socket().get_executor(), read_some(b),
+    asio::co_spawn(get_executor(), read_some(b),
                    [h = std::move(h)](std::exception_ptr e, io_result r) mutable {
                        if (e) {  // read_some() does not throw; a failure ends the read
                            std::move(h)(make_error_code(boost::system::errc::io_error), 0);

@@ -180,7 +180,7 @@ class tls_transport final : public transport {
         error_code ec;
         stream_.next_layer().close(ec);
     }
-    asio::ip::tcp::socket& socket() override { return stream_.next_layer(); }
+    asio::any_io_executor get_executor() override { return stream_.get_executor(); }
     const char* name() const noexcept override { return "tls"; }
 
     std::optional<std::string> peer_common_name() const override {

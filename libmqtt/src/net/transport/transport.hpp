@@ -9,7 +9,9 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
 #include <cstddef>
@@ -51,8 +53,9 @@ class transport {
     // Closes at once; pending operations complete with operation_aborted.
     virtual void close() = 0;
 
-    virtual asio::ip::tcp::socket& socket() = 0;
-    // "tcp" or "tls", for logs.
+    // The executor the transport's operations complete on.
+    virtual asio::any_io_executor get_executor() = 0;
+    // "tcp", "tls", "ws", "wss" or "local", for logs.
     virtual const char* name() const noexcept = 0;
     // TLS with a verified client certificate: its subject's commonName, or the whole
     // subject; nullopt otherwise.
@@ -62,5 +65,9 @@ class transport {
 
 // Plain TCP over a connected (or to be connected) socket.
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket);
+
+// One end of a connected AF_UNIX stream pair (asio::local::connect_pair): a connection inside
+// the process, such as tern-broker's own bridges reaching its engine (local.cpp).
+std::unique_ptr<transport> make_local_transport(asio::local::stream_protocol::socket socket);
 
 }  // namespace mqtt::net

@@ -138,7 +138,8 @@ class ws_transport final : public transport {
         error_code ec;
         socket().close(ec);
     }
-    asio::ip::tcp::socket& socket() override { return beast::get_lowest_layer(ws_); }
+    asio::any_io_executor get_executor() override { return ws_.get_executor(); }
+    asio::ip::tcp::socket& socket() { return beast::get_lowest_layer(ws_); }
     const char* name() const noexcept override { return secure ? "wss" : "ws"; }
 
     std::optional<std::string> peer_common_name() const override {
