@@ -91,10 +91,9 @@ std::error_code store_driver::open() {
     recorder_.emplace(std::move(l.st));
     // An intact file is appended to as it is; a damaged or missing one is written anew from
     // what was recovered (which also cuts the damage off).
-    auto file =
-        r.existed && r.clean() && r.records != 0
-            ? store::store_file::open_append(cfg_.location, cfg_.file)
-            : store::store_file::create(cfg_.location, cfg_.file, recorder_->snapshot_bytes());
+    auto file = r.existed && r.clean() && r.records != 0
+                    ? store::store_file::open_append(cfg_.location, cfg_.file)
+                    : store::store_file::create(cfg_.location, cfg_.file, snapshot());
     if (!file) {
         recorder_.reset();
         return file.error();
@@ -140,8 +139,12 @@ void store_driver::close() {
     if (busy_) complete();  // its posted completion will not run: the loop has stopped
     flush();
     // A compacted file makes the next start quick.
-    report(file_.rewrite(recorder_->snapshot_bytes()), "compaction");
+    report(file_.rewrite(snapshot()), "compaction");
     engine_.set_store(nullptr);
+}
+
+store::content_writer store_driver::snapshot() const {
+    return [this](const store::byte_sink& write) { return recorder_->write_snapshot(write); };
 }
 
 void store_driver::hold(held_output& h) {
@@ -187,12 +190,19 @@ void store_driver::flush() {
     for (auto* h : syncing_held_) h->stage();
     job_.target = recorder_->appended();
     job_.bytes.clear();
-    job_.snapshot.clear();
+    job_.snapshot = {};
     job_.sync = cfg_.sync != broker::sync_policy::periodic;
     if (recorder_->has_pending()) {
         recorder_->take_pending(job_.bytes);
         if (file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
-            job_.snapshot = recorder_->snapshot_bytes();  // includes job_.bytes
+            // The snapshot (which includes job_.bytes) is written here, a piece at a time,
+            // while the mirror is not changing; only its fsync and rename go to the sync
+            // thread. If writing it fails, the records are appended to the old file instead.
+            if (auto r = file_.begin_rewrite()) {
+                if (!snapshot()([&](std::span<const std::uint8_t> b) { return r->write(b); })) {
+                    job_.snapshot = std::move(*r);
+                }
+            }
         }
     }
     if (thread_.joinable() && !job_.bytes.empty()) {
@@ -215,8 +225,8 @@ void store_driver::run_job() {
     j.ec.clear();
     j.what = "write";
     if (j.bytes.empty()) return;
-    if (!j.snapshot.empty()) {
-        j.ec = file_.rewrite(j.snapshot);  // synced
+    if (j.snapshot.is_open()) {
+        j.ec = file_.replace(std::move(j.snapshot));  // synced
         if (!j.ec) return;
         j.what = "compaction";
     }
@@ -264,7 +274,7 @@ void store_driver::retry() {
         }
         std::vector<std::uint8_t> covered;  // in the snapshot: not to be appended after it
         recorder_->take_pending(covered);
-        if (file_.rewrite(recorder_->snapshot_bytes())) {
+        if (file_.rewrite(snapshot())) {
             retry();
             return;
         }

@@ -81,13 +81,15 @@ class store_driver {
   private:
     // One write (and sync): on the sync thread with batch, on the loop otherwise.
     struct job {
-        std::vector<std::uint8_t> bytes;     // records to append
-        std::vector<std::uint8_t> snapshot;  // not empty: compaction, written instead
+        std::vector<std::uint8_t> bytes;  // records to append
+        store::replacement snapshot;      // open: compaction, written on the loop, synced instead
         bool sync = true;
         std::uint64_t target = 0;  // recorder bytes covered
         std::error_code ec;
         std::string_view what = "write";
     };
+    // Writes the recorder's snapshot a piece at a time into what `write` is given.
+    store::content_writer snapshot() const;
     void schedule();
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);

@@ -67,10 +67,33 @@ void recorder::take_pending(std::vector<std::uint8_t>& into) {
     std::swap(into, pending_);
 }
 
+std::error_code recorder::write_snapshot(const byte_sink& out, std::size_t chunk) const {
+    std::vector<std::uint8_t> piece;
+    piece.reserve(chunk);
+    std::error_code ec;
+    mirror_.snapshot(clock_().wall_ms, [&](const record& r) {
+        append_record(piece, r);
+        if (piece.size() < chunk) return true;
+        ec = out(piece);
+        piece.clear();
+        // A piece that grew past the reservation (a large message) is not kept that large.
+        if (piece.capacity() > 2 * chunk) {
+            piece = std::vector<std::uint8_t>{};
+            piece.reserve(chunk);
+        }
+        return !ec;
+    });
+    if (!ec && !piece.empty()) ec = out(piece);
+    return ec;
+}
+
 std::vector<std::uint8_t> recorder::snapshot_bytes() const {
-    std::vector<std::uint8_t> out;
-    for (const auto& r : mirror_.snapshot(clock_().wall_ms)) append_record(out, r);
-    return out;
+    std::vector<std::uint8_t> all;
+    (void)write_snapshot([&](std::span<const std::uint8_t> b) {
+        all.insert(all.end(), b.begin(), b.end());
+        return std::error_code{};
+    });
+    return all;
 }
 
 void recorder::emit(record r) {

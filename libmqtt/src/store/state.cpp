@@ -197,45 +197,58 @@ std::size_t state::inflight_count() const noexcept {
     return n;
 }
 
-std::vector<record> state::snapshot(std::int64_t now_ms) const {
-    std::vector<record> out;
+void state::snapshot(std::int64_t now_ms, const std::function<bool(const record&)>& out) const {
     // The header as a group of its own: a file that has commit records from its start is
     // read by groups (load_bytes), even when its only other group is cut short.
-    out.push_back(header_record{format_version, now_ms});
-    out.push_back(commit_record{});
+    if (!out(header_record{format_version, now_ms}) || !out(commit_record{})) return;
     // A snapshot is written to a new file that replaces the old one only once synced, so it
     // is never cut short: its groups are only there to bound what reading it holds back.
     std::size_t in_group = 0;
-    const auto add = [&](record r) {
-        out.push_back(std::move(r));
-        if (++in_group == snapshot_group_records) {
-            out.push_back(commit_record{});
-            in_group = 0;
-        }
+    const auto add = [&](const record& r) {
+        if (!out(r)) return false;
+        if (++in_group < snapshot_group_records) return true;
+        in_group = 0;
+        return out(commit_record{});
     };
     for (const auto& [id, m] : messages_) {
-        if (m.refs != 0) add(message_record{id, m.received_ms, m.msg});
+        if (m.refs != 0 && !add(message_record{id, m.received_ms, m.msg})) return;
     }
-    for (const auto& [topic, id] : retained_) add(retained_set_record{id});
+    for (const auto& [topic, id] : retained_) {
+        if (!add(retained_set_record{id})) return;
+    }
     for (const auto& [client_id, s] : sessions_) {
-        add(session_record{client_id, s.expiry_interval});
+        if (!add(session_record{client_id, s.expiry_interval})) return;
         for (const auto& [filter, sub] : s.subscriptions) {
-            add(subscribe_record{client_id, filter, sub.options, sub.id});
+            if (!add(subscribe_record{client_id, filter, sub.options, sub.id})) return;
         }
-        for (const auto id : s.qos2_in) add(qos2_in_add_record{client_id, id});
+        for (const auto id : s.qos2_in) {
+            if (!add(qos2_in_add_record{client_id, id})) return;
+        }
         for (const auto& o : s.inflight) {
-            add(inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain, o.waiting,
-                                    o.subscription_ids});
+            if (!add(inflight_add_record{client_id, o.packet_id, o.msg_id, o.q, o.retain, o.waiting,
+                                         o.subscription_ids})) {
+                return;
+            }
         }
         for (const auto& q : s.queue) {
-            add(queue_push_record{client_id, q.msg_id, q.q, q.retain, q.subscription_ids});
+            if (!add(queue_push_record{client_id, q.msg_id, q.q, q.retain, q.subscription_ids})) {
+                return;
+            }
         }
-        if (s.offline) {
-            add(session_offline_record{client_id, s.expiry_interval, s.expires_ms, s.will_msg_id,
-                                       s.will_ms});
+        if (s.offline && !add(session_offline_record{client_id, s.expiry_interval, s.expires_ms,
+                                                     s.will_msg_id, s.will_ms})) {
+            return;
         }
     }
-    if (in_group != 0) out.push_back(commit_record{});
+    if (in_group != 0) out(commit_record{});
+}
+
+std::vector<record> state::snapshot(std::int64_t now_ms) const {
+    std::vector<record> out;
+    snapshot(now_ms, [&](const record& r) {
+        out.push_back(r);
+        return true;
+    });
     return out;
 }
 

@@ -43,25 +43,6 @@ std::string join(const std::string& dir, const std::string& name) {
     return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
-// Writes `bytes` to path.new, syncs it, renames it to path, syncs the directory; returns the
-// file opened for appending at its end.
-result<int> replace_file(const std::string& dir, const std::string& path,
-                         std::span<const std::uint8_t> bytes) {
-    const std::string tmp = path + ".new";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return last_error();
-    std::error_code ec = write_all(fd, bytes);
-    if (!ec && ::fsync(fd) != 0) ec = last_error();
-    if (!ec && ::rename(tmp.c_str(), path.c_str()) != 0) ec = last_error();
-    if (!ec) ec = sync_dir(dir);
-    if (ec) {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return ec;
-    }
-    return fd;  // O_WRONLY at the end of what was written: appends go after it
-}
-
 }  // namespace
 
 namespace {
@@ -263,6 +244,38 @@ std::string report_json(const std::string& path, const loaded& l) {
     return out;
 }
 
+// ---- replacement -------------------------------------------------------------------------
+
+replacement::replacement(replacement&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)), tmp_(std::move(o.tmp_)), size_(o.size_) {}
+
+replacement& replacement::operator=(replacement&& o) noexcept {
+    if (this != &o) {
+        discard();
+        fd_ = std::exchange(o.fd_, -1);
+        tmp_ = std::move(o.tmp_);
+        size_ = o.size_;
+    }
+    return *this;
+}
+
+replacement::~replacement() {
+    discard();
+}
+
+void replacement::discard() noexcept {
+    if (fd_ < 0) return;
+    ::close(std::exchange(fd_, -1));
+    ::unlink(tmp_.c_str());
+}
+
+std::error_code replacement::write(std::span<const std::uint8_t> bytes) {
+    if (fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
+    const auto ec = write_all(fd_, bytes);
+    if (!ec) size_ += bytes.size();
+    return ec;
+}
+
 // ---- store_file -------------------------------------------------------------------------
 
 store_file::store_file(store_file&& o) noexcept
@@ -288,12 +301,14 @@ store_file::~store_file() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+// ---- store_file -------------------------------------------------------------------------
+
 result<store_file> store_file::create(const std::string& dir, const std::string& name,
-                                      std::span<const std::uint8_t> snapshot) {
+                                      const content_writer& content) {
     store_file f;
     f.dir_ = dir;
     f.path_ = join(dir, name);
-    if (const auto ec = f.rewrite(snapshot)) return ec;
+    if (const auto ec = f.rewrite(content)) return ec;
     return f;
 }
 
@@ -310,14 +325,35 @@ result<store_file> store_file::open_append(const std::string& dir, const std::st
     return f;
 }
 
-std::error_code store_file::rewrite(std::span<const std::uint8_t> snapshot) {
-    auto fd = replace_file(dir_, path_, snapshot);
-    if (!fd) return fd.error();
+std::error_code store_file::rewrite(const content_writer& content) {
+    auto r = begin_rewrite();
+    if (!r) return r.error();
+    if (const auto ec = content([&](std::span<const std::uint8_t> b) { return r->write(b); })) {
+        return ec;  // r removes the temporary file
+    }
+    return replace(std::move(*r));
+}
+
+result<replacement> store_file::begin_rewrite() const {
+    replacement r;
+    r.tmp_ = path_ + ".new";
+    r.fd_ = ::open(r.tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (r.fd_ < 0) return last_error();
+    return r;
+}
+
+std::error_code store_file::replace(replacement r) {
+    if (r.fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
+    // On these errors r closes and removes the temporary file; NAME is as it was.
+    if (::fsync(r.fd_) != 0) return last_error();
+    if (::rename(r.tmp_.c_str(), path_.c_str()) != 0) return last_error();
+    // NAME is the new file from here on, whatever the directory sync says: O_WRONLY at the
+    // end of what was written, so appends go after it.
     if (fd_ >= 0) ::close(fd_);
-    fd_ = *fd;
-    size_ = snapshot.size();
-    snapshot_size_ = snapshot.size();
-    return {};
+    fd_ = std::exchange(r.fd_, -1);
+    size_ = r.size_;
+    snapshot_size_ = r.size_;
+    return sync_dir(dir_);
 }
 
 std::error_code store_file::append(std::span<const std::uint8_t> bytes) {

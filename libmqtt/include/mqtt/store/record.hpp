@@ -20,10 +20,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <variant>
 #include <vector>
 
@@ -192,6 +194,10 @@ record_type type_of(const record& r) noexcept;
 // Appends the framed record to `out`.
 void append_record(std::vector<std::uint8_t>& out, const record& r);
 std::vector<std::uint8_t> encode_record(const record& r);
+
+// Takes encoded records a piece at a time (a snapshot on its way to a file); an error stops
+// the writing and is passed on.
+using byte_sink = std::function<std::error_code(std::span<const std::uint8_t>)>;
 
 // Decodes one payload of the given type and format version; nullopt when it does not parse
 // (truncated, trailing bytes, out-of-range values, unknown type or version).

@@ -5,8 +5,10 @@
 // pending buffer. No I/O: the transport driver takes the pending bytes, writes and syncs
 // them, then releases the acknowledgements they cover.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <system_error>
 #include <vector>
 
 #include "mqtt/broker/engine.hpp"
@@ -14,6 +16,9 @@
 #include "mqtt/store/state.hpp"
 
 namespace mqtt::store {
+
+// The pieces a snapshot is written in (recorder::write_snapshot).
+inline constexpr std::size_t snapshot_chunk = std::size_t{1} << 20;
 
 class recorder final : public broker::store_hooks {
   public:
@@ -31,7 +36,12 @@ class recorder final : public broker::store_hooks {
     // Bytes of records produced since the start; grows monotonically.
     std::uint64_t appended() const noexcept { return appended_; }
     const state& mirror() const noexcept { return mirror_; }
-    // The records that rebuild the mirror state (for compaction).
+    // The records that rebuild the mirror state (compaction), encoded and handed to `out` in
+    // pieces of at least `chunk` bytes, each less than `chunk` plus one record (the last may
+    // be smaller): a large state is written without a copy of it in memory. Stops at the
+    // first error of `out` and returns it.
+    std::error_code write_snapshot(const byte_sink& out, std::size_t chunk = snapshot_chunk) const;
+    // The same bytes in one vector (small states, tests).
     std::vector<std::uint8_t> snapshot_bytes() const;
 
     // broker::store_hooks

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -75,7 +76,10 @@ class state {
     bool apply(const record& r);
     // Records that rebuild this state from nothing: the header and a commit record, then the
     // state with a commit record after every snapshot_group_records records and at the end;
-    // messages nobody refers to are left out.
+    // messages nobody refers to are left out. Handed to `out` one at a time, so that a large
+    // state is written without a second copy of it in memory; `out` returning false stops.
+    void snapshot(std::int64_t now_ms, const std::function<bool(const record&)>& out) const;
+    // The same records in a vector (tests, small states).
     std::vector<record> snapshot(std::int64_t now_ms) const;
     // Drops messages nobody refers to (after replaying a file).
     void prune();

@@ -1,11 +1,13 @@
 #pragma once
 
 // The store on disk: one file of framed records (record.hpp), a snapshot of the live state
-// followed by the records appended since. Compaction writes a new snapshot to NAME.new,
-// syncs it, renames it over NAME and syncs the directory, so a crash at any point leaves
-// either the old file or the new one. A thin POSIX layer; the logic is in record/state.
+// followed by the records appended since. Compaction writes a new snapshot to NAME.new (a
+// piece at a time: never the whole of it in memory), syncs it, renames it over NAME and
+// syncs the directory, so a crash at any point leaves either the old file or the new one. A
+// thin POSIX layer; the logic is in record/state.
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -44,6 +46,32 @@ result<loaded> load_file(const std::string& path, const clock_pair* times = null
 // The store report as JSON (tern-broker --check-store): one object, no newline.
 std::string report_json(const std::string& path, const loaded& l);
 
+// The new content of a store file on its way to NAME.new (compaction), written a piece at a
+// time; store_file::replace() syncs it and renames it over NAME. Dropped before that, the
+// temporary file is removed.
+class replacement {
+  public:
+    replacement() = default;
+    replacement(replacement&& o) noexcept;
+    replacement& operator=(replacement&& o) noexcept;
+    ~replacement();
+
+    std::error_code write(std::span<const std::uint8_t> bytes);
+    std::uint64_t size() const noexcept { return size_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
+
+  private:
+    friend class store_file;
+    void discard() noexcept;
+    int fd_ = -1;
+    std::string tmp_;
+    std::uint64_t size_ = 0;
+};
+
+// Produces a file's content a piece at a time into the sink it is given (for example
+// recorder::write_snapshot); its error, or the sink's, stops the writing.
+using content_writer = std::function<std::error_code(const byte_sink&)>;
+
 class store_file {
   public:
     store_file() = default;
@@ -51,14 +79,21 @@ class store_file {
     store_file& operator=(store_file&& o) noexcept;
     ~store_file();
 
-    // Writes `snapshot` as the new content of dir/name (atomically, synced) and opens it
-    // for appending.
+    // Writes what `content` produces as the new content of dir/name (atomically, synced)
+    // and opens it for appending.
     static result<store_file> create(const std::string& dir, const std::string& name,
-                                     std::span<const std::uint8_t> snapshot);
+                                     const content_writer& content);
     // Opens the intact store dir/name for appending after its last record.
     static result<store_file> open_append(const std::string& dir, const std::string& name);
-    // Replaces the content with `snapshot` the same way (compaction).
-    std::error_code rewrite(std::span<const std::uint8_t> snapshot);
+    // Replaces the content with what `content` produces, the same way (compaction):
+    // begin_rewrite, the writes, replace.
+    std::error_code rewrite(const content_writer& content);
+    // The same in steps, so that the slow part (fsync) can run on another thread than the
+    // one producing the content: opens NAME.new, empty.
+    result<replacement> begin_rewrite() const;
+    // Syncs `r`, renames it over NAME, syncs the directory; appends then go after it. On
+    // an error the file stays as it was and `r` is removed.
+    std::error_code replace(replacement r);
     std::error_code append(std::span<const std::uint8_t> bytes);
     std::error_code sync();  // fdatasync
     std::uint64_t size() const noexcept { return size_; }
