@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Packet-level tests of tern-broker: exact bytes in, exact bytes expected back, numbered by
-area (01 connect, 02 subscribe, 03 publish, 04 retain, 05 session, 06 will, 07 keep-alive),
-each case run for MQTT 3.1.1 and 5.0 where it applies. The broker runs with its defaults
+area (01 connect, 02 subscribe, 03 publish, 04 retain, 05 session, 06 will, 07 keep-alive,
+08 properties, 09 shared, 10 alias, 11 flow control), each case run for MQTT 3.1.1 and 5.0
+where it applies. The broker runs with its defaults
 (`-p 0`), so every reply, properties included, is known to the byte.
 
     packet_suite.py TERN_BROKER AREA [AREA...]     e.g. packet_suite.py build/bin/tern-broker 01 02
@@ -17,12 +18,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
 from mqtt_wire import (V5, V311, PINGREQ, PINGRESP, Client, ack_packet,  # noqa: E402
-                       connect_packet, disconnect_packet, packet, prop_u32,
-                       publish_packet, s, subscribe_packet, u16, unsubscribe_packet)
+                       connect_packet, disconnect_packet, packet, prop_pair, prop_str,
+                       prop_u16, prop_u32, prop_u8, prop_vbi, publish_packet, s,
+                       subscribe_packet, u16, unsubscribe_packet)
 
 NAMES = {V311: "3.1.1", V5: "5.0", 3: "3.1"}
 AREAS = {"01": "connect", "02": "subscribe", "03": "publish", "04": "retain", "05": "session",
-         "06": "will", "07": "keep-alive"}
+         "06": "will", "07": "keep-alive", "08": "properties", "09": "shared", "10": "alias",
+         "11": "flow control"}
 CASES = []  # (number, title, function, versions)
 
 # The broker's CONNACK for an accepted 5.0 CONNECT that names its client id, with the
@@ -505,6 +508,181 @@ def keep_alive_zero(t, v):
     t.expect_nothing(c, "open and silent after 2 s", timeout=2.0)
     c.send(PINGREQ)
     t.expect(c, PINGRESP, "still served")
+
+
+# ---- 08 properties (5.0) ----------------------------------------------------------------------
+
+@case("08-01", "PUBLISH properties reach the subscriber unchanged, User Properties in order, "
+      "with the Subscription Identifier (MQTT-3.3.2-17/18, MQTT-3.3.4-3)", versions=(V5,))
+def properties_passed(t, v):
+    c = t.client(v, "c0801")
+    c.send(subscribe_packet(v, 1, [("pp/#", 1)], props=prop_vbi(0x0B, 5)))
+    t.expect(c, suback(v, 1, [1]), "SUBACK")
+    p = t.client(v, "c0801p")
+    common = (prop_str(0x03, "text/plain") + prop_str(0x08, "resp/x") + prop_str(0x09, "corr") +
+              prop_pair(0x26, "k", "v1") + prop_pair(0x26, "k", "v2"))
+    p.send(publish_packet(v, "pp/a", b"hi", props=prop_u8(0x01, 1) + common + prop_u32(0x02, 60)))
+    want = prop_vbi(0x0B, 5) + prop_u8(0x01, 1) + prop_u32(0x02, 60) + common
+    t.expect(c, publish_packet(v, "pp/a", b"hi", props=want),
+             "the same properties (the broker writes Subscription Identifier, Payload Format "
+             "and Message Expiry first)")
+
+
+@case("08-02", "Message Expiry: a queued message past its interval is dropped, one within "
+      "it goes with the interval reduced (MQTT-3.3.2-5/6)", versions=(V5,))
+def message_expiry(t, v):
+    c = t.client(v, "c0802", **durable(v))
+    t.subscribe(c, v, 1, [("pe/#", 1)])
+    c.send(disconnect_packet())
+    t.expect_closed(c, "DISCONNECT")
+    p = t.client(v, "c0802p")
+    p.send(publish_packet(v, "pe/short", b"s", qos=1, pid=1, props=prop_u32(0x02, 1)))
+    t.expect(p, puback(v, 1), "PUBACK")
+    p.send(publish_packet(v, "pe/long", b"l", qos=1, pid=2, props=prop_u32(0x02, 60)))
+    t.expect(p, puback(v, 2), "PUBACK")
+    time.sleep(2.2)
+    r = t.client()
+    r.send(connect_packet(v, "c0802", **durable(v)))
+    t.expect(r, connack(v, present=True), "CONNACK session present 1")
+    got = r.raw()
+    head = publish_packet(v, "pe/long", b"l", qos=1, pid=1, props=prop_u32(0x02, 0))[:-6]
+    left = int.from_bytes(got[-5:-1], "big") if isinstance(got, bytes) else -1
+    t.check(isinstance(got, bytes) and got[:-6] == head and got[-6] == 0x02 and 56 <= left <= 58,
+            f"{t.label}: only pe/long arrives, its interval now {left} s of 60 ({got!r})")
+
+
+@case("08-03", "No Local: a client does not get its own messages back (MQTT-3.8.3-3)",
+      versions=(V5,))
+def no_local(t, v):
+    c = t.client(v, "c0803")
+    c.send(subscribe_packet(v, 1, [("nl/t", 0x04)]))
+    t.expect(c, suback(v, 1, [0]), "SUBACK")
+    o = t.client(v, "c0803o")
+    t.subscribe(o, v, 1, [("nl/t", 0)])
+    c.send(publish_packet(v, "nl/t", b"own"))
+    t.expect(o, publish_packet(v, "nl/t", b"own"), "another client gets it")
+    t.expect_nothing(c, "not sent back to its publisher")
+
+
+@case("08-04", "Maximum Packet Size from the client: a larger message is not sent to it "
+      "(MQTT-3.1.2-25)", versions=(V5,))
+def client_max_packet(t, v):
+    c = t.client(v, "c0804", props=prop_u32(0x27, 30))
+    t.subscribe(c, v, 1, [("pm", 0)])
+    p = t.client(v, "c0804p")
+    p.send(publish_packet(v, "pm", b"x" * 40))
+    p.send(publish_packet(v, "pm", b"small"))
+    t.expect(c, publish_packet(v, "pm", b"small"), "only the message that fits")
+
+
+# ---- 09 shared subscriptions ------------------------------------------------------------------
+
+@case("09-01", "$share/group/filter: each message goes to one member, in turn (4.8.2)")
+def shared_turns(t, v):
+    a = t.client(v, f"c0901a-{v}")
+    b = t.client(v, f"c0901b-{v}")
+    t.subscribe(a, v, 1, [(f"$share/g/sh/{v}", 0)])
+    t.subscribe(b, v, 1, [(f"$share/g/sh/{v}", 0)])
+    p = t.client(v, f"c0901p-{v}")
+    for i in range(4):
+        p.send(publish_packet(v, f"sh/{v}", str(i).encode()))
+    t.expect(a, publish_packet(v, f"sh/{v}", b"0"), "member a gets 0")
+    t.expect(b, publish_packet(v, f"sh/{v}", b"1"), "member b gets 1")
+    t.expect(a, publish_packet(v, f"sh/{v}", b"2"), "member a gets 2")
+    t.expect(b, publish_packet(v, f"sh/{v}", b"3"), "member b gets 3")
+    t.expect_nothing(a, "nothing twice")
+
+
+@case("09-02", "No Local on a shared subscription is a protocol error (MQTT-3.8.3-4)",
+      versions=(V5,))
+def shared_no_local(t, v):
+    c = t.client(v, "c0902")
+    c.send(subscribe_packet(v, 1, [("$share/g/x", 0x04)]))
+    t.expect(c, packet(0xE0, b"\x82"), "DISCONNECT 0x82 Protocol Error")
+    t.expect_closed(c, "closed")
+
+
+# ---- 10 topic aliases (5.0) -------------------------------------------------------------------
+
+@case("10-01", "a Topic Alias from the client: set with the topic, then used alone (3.3.2.3.4)",
+      versions=(V5,))
+def alias_inbound(t, v):
+    c = t.client(v, "c1001")
+    t.subscribe(c, v, 1, [("al/#", 0)])
+    p = t.client(v, "c1001p")
+    p.send(publish_packet(v, "al/b", b"a1", props=prop_u16(0x23, 3)))
+    p.send(publish_packet(v, "", b"a2", props=prop_u16(0x23, 3)))
+    t.expect(c, publish_packet(v, "al/b", b"a1"), "delivered by name")
+    t.expect(c, publish_packet(v, "al/b", b"a2"), "the alias alone names al/b")
+
+
+@case("10-02", "an alias above the broker's Topic Alias Maximum (10): DISCONNECT 0x94 "
+      "(MQTT-3.3.2-9)", versions=(V5,))
+def alias_too_big(t, v):
+    p = t.client(v, "c1002")
+    p.send(publish_packet(v, "al/c", b"x", props=prop_u16(0x23, 11)))
+    t.expect(p, packet(0xE0, b"\x94"), "DISCONNECT 0x94 Topic Alias invalid")
+    t.expect_closed(p, "closed")
+
+
+@case("10-03", "aliases towards a client that allows them: the topic once, then the alias "
+      "alone (MQTT-3.3.2-11)", versions=(V5,))
+def alias_outbound(t, v):
+    c = t.client(v, "c1003", props=prop_u16(0x22, 5))
+    t.subscribe(c, v, 1, [("aq/#", 0)])
+    p = t.client(v, "c1003p")
+    p.send(publish_packet(v, "aq/abcd", b"1"))
+    p.send(publish_packet(v, "aq/abcd", b"2"))
+    t.expect(c, publish_packet(v, "aq/abcd", b"1", props=prop_u16(0x23, 1)), "topic and alias 1")
+    t.expect(c, publish_packet(v, "", b"2", props=prop_u16(0x23, 1)), "alias 1 alone")
+
+
+# ---- 11 flow control --------------------------------------------------------------------------
+
+@case("11-01", "the client's Receive Maximum bounds unacknowledged QoS 1 deliveries "
+      "(MQTT-3.3.4-9)", versions=(V5,))
+def receive_maximum(t, v):
+    c = t.client(v, "c1101", props=prop_u16(0x21, 2))
+    t.subscribe(c, v, 1, [("fc", 1)])
+    p = t.client(v, "c1101p")
+    for i in range(3):
+        p.send(publish_packet(v, "fc", str(i).encode(), qos=1, pid=10 + i))
+    t.expect(c, publish_packet(v, "fc", b"0", qos=1, pid=1), "first")
+    t.expect(c, publish_packet(v, "fc", b"1", qos=1, pid=2), "second")
+    t.expect_nothing(c, "the third waits")
+    c.send(ack_packet(0x40, 1))
+    t.expect(c, publish_packet(v, "fc", b"2", qos=1, pid=3), "the third after a PUBACK")
+
+
+@case("11-02", "more QoS 2 messages awaiting PUBREL than the broker's Receive Maximum (100): "
+      "DISCONNECT 0x93 (MQTT-3.3.4-8)", versions=(V5,))
+def receive_maximum_exceeded(t, v):
+    p = t.client(v, "c1102")
+    p.send(b"".join(publish_packet(v, "fq", b"x", qos=2, pid=i) for i in range(1, 102)))
+    recs = 0
+    while True:
+        got = p.raw()
+        if not (isinstance(got, bytes) and got[0] == 0x50):
+            break
+        recs += 1
+    t.check(recs == 100 and got == packet(0xE0, b"\x93"),
+            f"{t.label}: 100 PUBREC, then DISCONNECT 0x93 ({recs} PUBREC, then {got!r})")
+    t.expect_closed(p, "closed")
+
+
+@case("11-03", "a 3.1.1 subscriber gets at most the broker's in-flight window (100) of "
+      "unacknowledged QoS 1 messages", versions=(V311,))
+def inflight_window(t, v):
+    c = t.client(v, "c1103")
+    t.subscribe(c, v, 1, [("fw", 1)])
+    p = t.client(v, "c1103p")
+    p.send(b"".join(publish_packet(v, "fw", b"m", qos=1, pid=i) for i in range(1, 106)))
+    got = 0
+    while isinstance(c.raw(1.0), bytes):
+        got += 1
+    t.check(got == 100, f"{t.label}: {got} PUBLISH before any PUBACK (want 100)")
+    c.send(ack_packet(0x40, 1))
+    t.expect(c, publish_packet(v, "fw", b"m", qos=1, pid=101), "one more after a PUBACK")
 
 
 def main():
