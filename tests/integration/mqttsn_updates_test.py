@@ -5,6 +5,10 @@ what a client may change after CONNECT, and where it may come from.
 - Will updates: a client changes its Will with WILLTOPICUPD and WILLMSGUPD, another deletes
   its Will with the empty WILLTOPICUPD; both are then lost (keep-alive) and mosquitto_sub and
   tern-sub receive only the updated Will.
+- A sleeping client wakes from another UDP port: PINGREQ with its client id gets it the
+  messages mosquitto_pub sent meanwhile, then PINGRESP; CONNECT from a third port makes it
+  active there with what was held; nothing goes to the old ports. An active client does not
+  move.
 
 Every wait is bounded.
 
@@ -99,6 +103,49 @@ def will_updates(check, sn_port, broker, sub_bin, work, procs):
     b.close()
 
 
+def mosquitto_pub(broker, topic, msg, qos):
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic,
+                    "-m", msg, "-q", qos], timeout=TIMEOUT, check=False)
+
+
+def wake_elsewhere(check, sn_port, broker):
+    """A sleeping client wakes from another UDP port: PINGREQ with its client id, CONNECT."""
+    a = Client(sn_port)
+    check(a.exchange("08040401001e" + b"zz".hex()) == "030500", "CONNECT zz: CONNACK accepted")
+    check(a.exchange("0c12200001" + b"sleep/n".hex()) == "0813200001000100",
+          "SUBSCRIBE sleep/n QoS 1: topic id 1")
+    check(a.exchange("0418001e") == "0218", "DISCONNECT Duration 30: asleep")
+    mosquitto_pub(broker, "sleep/n", "m1", "1")
+    mosquitto_pub(broker, "sleep/n", "m0", "0")
+    # PINGREQ with the client id from a new port: the held messages go there.
+    b = Client(sn_port)
+    b.send("0416" + b"zz".hex())
+    got = [b.recv(), b.recv()]
+    check(got == ["090c20000100016d31", "090c00000100006d30"],
+          "woken at the new port: m1 (QoS 1), m0: %r" % got)
+    check(b.exchange("070d0001000100") == "0217", "PUBACK from the new port: PINGRESP")
+    check(a.recv(timeout=0.3) is None, "nothing at the old port")
+    # Asleep again; a CONNECT from a third port makes it active there with what was held.
+    mosquitto_pub(broker, "sleep/n", "m2", "0")
+    c = Client(sn_port)
+    c.send("08040401001e" + b"zz".hex())
+    got = [c.recv(), c.recv()]
+    check(got == ["030500", "090c00000100006d32"], "CONNECT from a third port: CONNACK, m2: %r" % got)
+    check(c.exchange("0216") == "0217", "active at the third port: PINGREQ, PINGRESP")
+    check(b.recv(timeout=0.3) is None, "nothing at the second port")
+    check(c.exchange("0218") == "0218", "DISCONNECT: DISCONNECT")
+    # An active client does not move: a PINGREQ with its id from elsewhere is dropped.
+    d = Client(sn_port)
+    check(d.exchange("08040401001e" + b"yy".hex()) == "030500", "CONNECT yy: CONNACK accepted")
+    e = Client(sn_port)
+    e.send("0416" + b"yy".hex())
+    check(e.recv(timeout=0.5) is None, "PINGREQ yy from another port while active: dropped")
+    check(d.exchange("0216") == "0217", "yy still answers at its own port")
+    check(d.exchange("0218") == "0218", "yy DISCONNECT")
+    for s in (a, b, c, d, e):
+        s.close()
+
+
 def main():
     broker_bin, sub_bin = sys.argv[1], sys.argv[2]
     for tool in ("mosquitto_sub", "mosquitto_pub"):
@@ -111,6 +158,7 @@ def main():
     procs = []
     try:
         will_updates(check, sn_port, broker, sub_bin, work, procs)
+        wake_elsewhere(check, sn_port, broker)
         check(broker.running(), "broker still running")
         for p in procs:
             try:

@@ -230,3 +230,17 @@ TEST_CASE("mqttsn sleep: no retransmission while asleep, the unacknowledged go a
     CHECK(c.closed());
     CHECK_FALSE(c.lost());
 }
+
+TEST_CASE("mqttsn sleep: the client id a datagram from a new address claims") {
+    using mqtt::broker::mqttsn_claimed_client_id;
+    // PINGREQ with the client id "zz" and CONNECT "abc": a sleeping client of that id may
+    // move to the sender's address (the UDP driver does the move).
+    CHECK(mqttsn_claimed_client_id(from_hex("04 16 7A 7A")) == "zz");
+    CHECK(mqttsn_claimed_client_id(from_hex("09 04 04 01 00 3C 61 62 63")) == "abc");
+    // Anything else claims nothing: PINGREQ without an id, PUBLISH, SEARCHGW, a malformed
+    // datagram.
+    CHECK(mqttsn_claimed_client_id(from_hex("02 16")).empty());
+    CHECK(mqttsn_claimed_client_id(from_hex("08 0C 61 00 01 00 00 7A")).empty());
+    CHECK(mqttsn_claimed_client_id(from_hex("03 01 01")).empty());
+    CHECK(mqttsn_claimed_client_id(from_hex("05 16 7A")).empty());
+}

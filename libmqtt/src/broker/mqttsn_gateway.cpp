@@ -80,6 +80,14 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
     return mqttsn_unattached::answered;
 }
 
+std::string mqttsn_claimed_client_id(std::span<const std::uint8_t> datagram) {
+    auto m = sn::decode(datagram);
+    if (!m) return {};
+    if (auto* p = std::get_if<sn::pingreq>(&*m)) return std::move(p->client_id);
+    if (auto* c = std::get_if<sn::connect>(&*m)) return std::move(c->client_id);
+    return {};
+}
+
 mqttsn_client::mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_point now,
                              std::string peer)
     : settings_(s), stats_(e.stats()), session_(e, now, std::move(peer)) {

@@ -31,8 +31,12 @@ struct mqttsn_udp::client final : broker::session_observer {
     client(mqttsn_udp& o, udp::endpoint e, broker::clock::time_point now)
         : owner(o), ep(e), sm(o.engine_, o.settings_, now, to_string(e)) {
         sm.set_observer(this);
+        owner.by_session_.emplace(&sm.session(), this);
     }
-    ~client() { sm.set_observer(nullptr); }
+    ~client() {
+        sm.set_observer(nullptr);
+        owner.by_session_.erase(&sm.session());
+    }
     void wake() override {
         if (flush_posted) return;
         flush_posted = true;
@@ -137,6 +141,7 @@ void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
     const auto now = broker::clock::now();
     const std::span<const std::uint8_t> d(buf_.data(), n);
     auto it = clients_.find(from);
+    if (it == clients_.end() && move_sleeper(from, d) != nullptr) it = clients_.find(from);
     if (it == clients_.end()) {
         std::vector<std::uint8_t> reply;
         switch (broker::mqttsn_handle_unattached(engine_, settings_, d, now, reply)) {
@@ -154,6 +159,25 @@ void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
     dropped_ += c.sm.dropped() - before;
     flush(c);
     if (c.sm.closed()) clients_.erase(it);
+}
+
+mqttsn_udp::client* mqttsn_udp::move_sleeper(const udp::endpoint& from,
+                                              std::span<const std::uint8_t> d) {
+    const auto id = broker::mqttsn_claimed_client_id(d);
+    if (id.empty()) return nullptr;
+    auto* s = engine_.find(id);
+    auto known = s != nullptr ? by_session_.find(s) : by_session_.end();
+    if (known == by_session_.end()) return nullptr;
+    client& c = *known->second;
+    // Only a sleeping client changes address; a CONNECT for an active one is a new
+    // connection (it takes the client id over, as before).
+    if (!c.sm.asleep() && !c.sm.awake()) return nullptr;
+    auto node = clients_.extract(c.ep);
+    if (node.empty()) return nullptr;
+    node.key() = from;
+    c.ep = from;
+    clients_.insert(std::move(node));
+    return &c;
 }
 
 void mqttsn_udp::flush(client& c) {

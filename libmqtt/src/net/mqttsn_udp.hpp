@@ -10,7 +10,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <unordered_map>
 
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/mqttsn_gateway.hpp"
@@ -38,6 +40,9 @@ class mqttsn_udp {
     boost::asio::awaitable<void> tick_loop();
     boost::asio::awaitable<void> advertise_loop();
     void on_datagram(const boost::asio::ip::udp::endpoint& from, std::size_t n);
+    // A sleeping client of this listener that a datagram from the new address `from` wakes
+    // (PINGREQ with its client id, or CONNECT): moved there. nullptr: none.
+    client* move_sleeper(const boost::asio::ip::udp::endpoint& from, std::span<const std::uint8_t> d);
     void flush(client& c);
     void flush_later(const boost::asio::ip::udp::endpoint& ep);
     void send_to(const boost::asio::ip::udp::endpoint& ep, const std::vector<std::uint8_t>& d);
@@ -51,6 +56,8 @@ class mqttsn_udp {
     boost::asio::ip::udp::endpoint advertise_to_;
     std::vector<std::uint8_t> buf_;
     std::map<boost::asio::ip::udp::endpoint, std::unique_ptr<client>> clients_;
+    // Each client's broker session, for the engine's lookup by client id.
+    std::unordered_map<const broker::session*, client*> by_session_;
     std::size_t dropped_ = 0;  // malformed or unexpected datagrams, QoS 0 over the buffer
     std::size_t advertised_ = 0;
     bool stopped_ = false;

@@ -81,6 +81,12 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
                                            clock::time_point now,
                                            std::vector<std::uint8_t>& reply);
 
+// The client id a datagram from an address without a client names: a PINGREQ with a
+// client id (a sleeping client waking from another address) or a CONNECT. Empty for any
+// other datagram. The driver gives such a datagram to the sleeping (or awake) client of
+// that id, which then lives at the new address.
+std::string mqttsn_claimed_client_id(std::span<const std::uint8_t> datagram);
+
 class mqttsn_client {
   public:
     mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_point now, std::string peer);
