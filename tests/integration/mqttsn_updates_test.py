@@ -9,6 +9,10 @@ what a client may change after CONNECT, and where it may come from.
   messages mosquitto_pub sent meanwhile, then PINGRESP; CONNECT from a third port makes it
   active there with what was held; nothing goes to the old ports. An active client does not
   move.
+- The forwarder encapsulation: two wireless nodes behind one UDP port are two clients (their
+  own topic ids), every answer wrapped for its node; node 0001's publish reaches
+  mosquitto_sub, mosquitto_pub's message reaches node 0002; SEARCHGW through the forwarder;
+  a wrapped malformed message dropped; the forwarder's own unwrapped client beside them.
 
 Every wait is bounded.
 
@@ -146,6 +150,53 @@ def wake_elsewhere(check, sn_port, broker):
         s.close()
 
 
+def wrap(node, message_hex):
+    """A wireless node's message as its forwarder relays it (MQTT-SN 1.2, 5.5): Length of
+    the header, 0xFE, Ctrl 0, the Wireless Node Id, then the message."""
+    return "%02x" % (3 + len(node)) + "fe00" + node.hex() + message_hex
+
+
+def forwarder(check, sn_port, broker, work, procs):
+    """Two wireless nodes behind one forwarder (one UDP port) and the forwarder itself."""
+    out = os.path.join(work, "fw.out")
+    procs.append(subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "fw/#", "-v",
+         "-q", "1", "-C", "1", "-W", "30", "-i", "fw-sub"],
+        stdout=open(out, "w"), stderr=subprocess.STDOUT))
+    wait_file(broker.log_path, r"fw-sub")
+    time.sleep(0.5)
+    n1, n2, n3 = b"\x00\x01", b"\x00\x02", b"\x00\x03"
+    f = Client(sn_port)
+    check(f.exchange(wrap(n1, "080404010" "01e6e31")) == wrap(n1, "030500"),
+          "node 0001 CONNECT n1: CONNACK wrapped for node 0001")
+    check(f.exchange(wrap(n2, "080404010" "01e6e32")) == wrap(n2, "030500"),
+          "node 0002 CONNECT n2: CONNACK wrapped for node 0002")
+    check(f.exchange("080404010" "01e6677") == "030500", "the forwarder's own CONNECT fw: CONNACK")
+    # Per-node state: both REGISTER / SUBSCRIBE and both get topic id 1.
+    check(f.exchange(wrap(n1, "0a0a00000001" + b"fw/a".hex())) == wrap(n1, "070b0001000100"),
+          "node 0001 REGISTER fw/a: topic id 1")
+    check(f.exchange(wrap(n2, "0912000001" + b"fw/b".hex())) == wrap(n2, "0813000001000100"),
+          "node 0002 SUBSCRIBE fw/b: topic id 1")
+    check(f.exchange(wrap(n1, "090c2000010002" + b"hi".hex())) == wrap(n1, "070d0001000200"),
+          "node 0001 PUBLISH QoS 1 hi: PUBACK wrapped")
+    text = wait_file(out, r"fw/a hi")
+    check(text.splitlines()[:1] == ["fw/a hi"], "mosquitto_sub received node 0001's hi: %r" % text)
+    mosquitto_pub(broker, "fw/b", "x", "0")
+    got = f.recv()
+    check(got == wrap(n2, "080c0000010000" + b"x".hex()),
+          "mosquitto_pub's fw/b reaches node 0002, wrapped: %s" % got)
+    # SEARCHGW through the forwarder: GWINFO wrapped for that node.
+    check(f.exchange(wrap(n3, "030101")) == wrap(n3, "030201"), "node 0003 SEARCHGW: GWINFO wrapped")
+    # An encapsulation of a malformed message is dropped; the nodes still answer.
+    f.send("05fe000001" "0516")
+    check(f.exchange(wrap(n1, "0216")) == wrap(n1, "0217"), "malformed dropped; node 0001 PINGRESP")
+    check(f.exchange("0216") == "0217", "the forwarder's own client: PINGRESP, not wrapped")
+    for n in (n1, n2):
+        check(f.exchange(wrap(n, "0218")) == wrap(n, "0218"), "node %s DISCONNECT" % n.hex())
+    check(f.exchange("0218") == "0218", "the forwarder's own DISCONNECT")
+    f.close()
+
+
 def main():
     broker_bin, sub_bin = sys.argv[1], sys.argv[2]
     for tool in ("mosquitto_sub", "mosquitto_pub"):
@@ -159,6 +210,7 @@ def main():
     try:
         will_updates(check, sn_port, broker, sub_bin, work, procs)
         wake_elsewhere(check, sn_port, broker)
+        forwarder(check, sn_port, broker, work, procs)
         check(broker.running(), "broker still running")
         for p in procs:
             try:

@@ -23,13 +23,27 @@ std::string to_string(const udp::endpoint& ep) {
     const auto port = std::to_string(ep.port());
     return ep.address().is_v6() ? "[" + addr + "]:" + port : addr + ":" + port;
 }
+
+// "127.0.0.1:40123", or "127.0.0.1:40123/node/00a1" for a node behind a forwarder.
+std::string to_string(const udp::endpoint& ep, const std::optional<std::string>& node) {
+    auto s = to_string(ep);
+    if (!node) return s;
+    static constexpr char digits[] = "0123456789abcdef";
+    s += "/node/";
+    for (const char ch : *node) {
+        const auto b = static_cast<unsigned char>(ch);
+        s += digits[b >> 4];
+        s += digits[b & 15];
+    }
+    return s;
+}
 }  // namespace
 
 // One client address: its gateway state machine, and the observer the broker session
 // wakes when a delivery from elsewhere is waiting (flushed later, never re-entrantly).
 struct mqttsn_udp::client final : broker::session_observer {
-    client(mqttsn_udp& o, udp::endpoint e, broker::clock::time_point now)
-        : owner(o), ep(e), sm(o.engine_, o.settings_, now, to_string(e)) {
+    client(mqttsn_udp& o, peer p, broker::clock::time_point now)
+        : owner(o), who(p), sm(o.engine_, o.settings_, now, to_string(p.ep, p.node)) {
         sm.set_observer(this);
         owner.by_session_.emplace(&sm.session(), this);
     }
@@ -40,10 +54,10 @@ struct mqttsn_udp::client final : broker::session_observer {
     void wake() override {
         if (flush_posted) return;
         flush_posted = true;
-        owner.flush_later(ep);
+        owner.flush_later(who);
     }
     mqttsn_udp& owner;
-    udp::endpoint ep;
+    peer who;
     broker::mqttsn_client sm;
     bool flush_posted = false;
 };
@@ -90,7 +104,7 @@ void mqttsn_udp::stop() {
     tick_.cancel();
     advertise_timer_.cancel();
     const auto now = broker::clock::now();
-    for (auto& [ep, c] : clients_) c->sm.on_transport_closed(now);
+    for (auto& [who, c] : clients_) c->sm.on_transport_closed(now);
     clients_.clear();
 }
 
@@ -139,19 +153,27 @@ asio::awaitable<void> mqttsn_udp::advertise_loop() {
 
 void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
     const auto now = broker::clock::now();
-    const std::span<const std::uint8_t> d(buf_.data(), n);
-    auto it = clients_.find(from);
-    if (it == clients_.end() && move_sleeper(from, d) != nullptr) it = clients_.find(from);
+    // A forwarder's encapsulation: the message is the wireless node's (5.5).
+    auto envelope = broker::mqttsn_open(std::span<const std::uint8_t>(buf_.data(), n));
+    if (!envelope) {
+        ++engine_.stats().mqttsn_datagrams_malformed;
+        ++dropped_;
+        return;
+    }
+    const peer who{from, std::move(envelope->node)};
+    const auto d = envelope->message;
+    auto it = clients_.find(who);
+    if (it == clients_.end() && move_sleeper(who, d) != nullptr) it = clients_.find(who);
     if (it == clients_.end()) {
         std::vector<std::uint8_t> reply;
         switch (broker::mqttsn_handle_unattached(engine_, settings_, d, now, reply)) {
             case broker::mqttsn_unattached::dropped: ++dropped_; return;
             case broker::mqttsn_unattached::answered:
-                if (!reply.empty()) send_to(from, reply);
+                if (!reply.empty()) send_to(who, reply);
                 return;
             case broker::mqttsn_unattached::new_client: break;
         }
-        it = clients_.emplace(from, std::make_unique<client>(*this, from, now)).first;
+        it = clients_.emplace(who, std::make_unique<client>(*this, who, now)).first;
     }
     auto& c = *it->second;
     const auto before = c.sm.dropped();
@@ -161,8 +183,7 @@ void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
     if (c.sm.closed()) clients_.erase(it);
 }
 
-mqttsn_udp::client* mqttsn_udp::move_sleeper(const udp::endpoint& from,
-                                              std::span<const std::uint8_t> d) {
+mqttsn_udp::client* mqttsn_udp::move_sleeper(const peer& from, std::span<const std::uint8_t> d) {
     const auto id = broker::mqttsn_claimed_client_id(d);
     if (id.empty()) return nullptr;
     auto* s = engine_.find(id);
@@ -172,30 +193,36 @@ mqttsn_udp::client* mqttsn_udp::move_sleeper(const udp::endpoint& from,
     // Only a sleeping client changes address; a CONNECT for an active one is a new
     // connection (it takes the client id over, as before).
     if (!c.sm.asleep() && !c.sm.awake()) return nullptr;
-    auto node = clients_.extract(c.ep);
+    auto node = clients_.extract(c.who);
     if (node.empty()) return nullptr;
     node.key() = from;
-    c.ep = from;
+    c.who = from;
     clients_.insert(std::move(node));
     return &c;
 }
 
 void mqttsn_udp::flush(client& c) {
     c.flush_posted = false;
-    for (const auto& d : c.sm.take_output(broker::clock::now())) send_to(c.ep, d);
+    for (const auto& d : c.sm.take_output(broker::clock::now())) send_to(c.who, d);
 }
 
-void mqttsn_udp::flush_later(const udp::endpoint& ep) {
-    asio::post(io_, [this, ep] {
+void mqttsn_udp::flush_later(const peer& who) {
+    asio::post(io_, [this, who] {
         if (stopped_) return;
-        auto it = clients_.find(ep);
+        auto it = clients_.find(who);
         if (it == clients_.end()) return;
         flush(*it->second);
         if (it->second->sm.closed()) clients_.erase(it);
     });
 }
 
+void mqttsn_udp::send_to(const peer& to, const std::vector<std::uint8_t>& d) {
+    if (!to.node) return send_to(to.ep, d);
+    send_to(to.ep, broker::mqttsn_wrap(*to.node, d));
+}
+
 void mqttsn_udp::send_to(const udp::endpoint& ep, const std::vector<std::uint8_t>& d) {
+    if (d.empty()) return;
     // UDP: a datagram the socket cannot take now is lost, as on the network.
     boost::system::error_code ec;
     socket_.send_to(asio::buffer(d), ep, 0, ec);

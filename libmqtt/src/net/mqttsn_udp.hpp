@@ -10,8 +10,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 
 #include "mqtt/broker/engine.hpp"
@@ -36,15 +38,24 @@ class mqttsn_udp {
 
   private:
     struct client;
+    // Who a client is: the address datagrams come from and, behind a forwarder there, the
+    // wireless node's id (MQTT-SN 1.2, 5.5).
+    struct peer {
+        boost::asio::ip::udp::endpoint ep;
+        std::optional<std::string> node;
+        bool operator<(const peer& o) const { return std::tie(ep, node) < std::tie(o.ep, o.node); }
+    };
     boost::asio::awaitable<void> receive_loop();
     boost::asio::awaitable<void> tick_loop();
     boost::asio::awaitable<void> advertise_loop();
     void on_datagram(const boost::asio::ip::udp::endpoint& from, std::size_t n);
     // A sleeping client of this listener that a datagram from the new address `from` wakes
     // (PINGREQ with its client id, or CONNECT): moved there. nullptr: none.
-    client* move_sleeper(const boost::asio::ip::udp::endpoint& from, std::span<const std::uint8_t> d);
+    client* move_sleeper(const peer& from, std::span<const std::uint8_t> d);
     void flush(client& c);
-    void flush_later(const boost::asio::ip::udp::endpoint& ep);
+    void flush_later(const peer& who);
+    // Wrapped in an encapsulation for a node behind a forwarder.
+    void send_to(const peer& to, const std::vector<std::uint8_t>& d);
     void send_to(const boost::asio::ip::udp::endpoint& ep, const std::vector<std::uint8_t>& d);
 
     boost::asio::io_context& io_;
@@ -55,7 +66,7 @@ class mqttsn_udp {
     boost::asio::steady_timer advertise_timer_;
     boost::asio::ip::udp::endpoint advertise_to_;
     std::vector<std::uint8_t> buf_;
-    std::map<boost::asio::ip::udp::endpoint, std::unique_ptr<client>> clients_;
+    std::map<peer, std::unique_ptr<client>> clients_;
     // Each client's broker session, for the engine's lookup by client id.
     std::unordered_map<const broker::session*, client*> by_session_;
     std::size_t dropped_ = 0;  // malformed or unexpected datagrams, QoS 0 over the buffer

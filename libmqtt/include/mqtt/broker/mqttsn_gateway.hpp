@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -80,6 +81,18 @@ mqttsn_unattached mqttsn_handle_unattached(engine& e, const mqttsn_settings& s,
                                            std::span<const std::uint8_t> datagram,
                                            clock::time_point now,
                                            std::vector<std::uint8_t>& reply);
+
+// The forwarder encapsulation (MQTT-SN 1.2, 5.5): a forwarder relays the messages of
+// wireless nodes to the gateway, each wrapped with the node's Wireless Node Id. The gateway
+// keeps one client per (forwarder address, node id) and wraps what it sends to that node.
+struct mqttsn_envelope {
+    std::optional<std::string> node;        // the Wireless Node Id; nullopt: not wrapped
+    std::span<const std::uint8_t> message;  // the message itself (within the datagram)
+};
+// nullopt: an encapsulation that does not decode (or wraps one that does not).
+std::optional<mqttsn_envelope> mqttsn_open(std::span<const std::uint8_t> datagram);
+// `message` wrapped for the node `node` (Ctrl 0: the radius is for broadcasts).
+std::vector<std::uint8_t> mqttsn_wrap(const std::string& node, std::span<const std::uint8_t> message);
 
 // The client id a datagram from an address without a client names: a PINGREQ with a
 // client id (a sleeping client waking from another address) or a CONNECT. Empty for any
