@@ -13,6 +13,7 @@ what a client may change after CONNECT, and where it may come from.
   own topic ids), every answer wrapped for its node; node 0001's publish reaches
   mosquitto_sub, mosquitto_pub's message reaches node 0002; SEARCHGW through the forwarder;
   a wrapped malformed message dropped; the forwarder's own unwrapped client beside them.
+- SIGHUP with changed mqttsn_* options: the reload line names them as needing a restart.
 
 Every wait is bounded.
 
@@ -23,6 +24,7 @@ exit:  0 passed, 1 failed, 77 mosquitto clients missing (skipped)
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -197,6 +199,25 @@ def forwarder(check, sn_port, broker, work, procs):
     f.close()
 
 
+def reload_restart_only(check, sn_port, broker, work):
+    """SIGHUP with changed mqttsn_* options: named as needing a restart; the gateway goes on."""
+    with open(os.path.join(work, "tern.conf"), "w") as f:
+        f.write("allow_anonymous true\n"
+                "listener 0 127.0.0.1\n"
+                "protocol mqttsn\n"
+                "listener 0 127.0.0.1\n"
+                "mqttsn_retry_interval 3\n"
+                "mqttsn_retry_count 1\n"
+                "mqttsn_predefined_topic 9 x/y\n")
+    broker.proc.send_signal(signal.SIGHUP)
+    text = wait_file(broker.log_path, r"needing a restart: .*mqttsn_predefined_topic")
+    check(re.search(r"needing a restart: mqttsn_retry_interval, mqttsn_predefined_topic", text)
+          is not None, "SIGHUP: mqttsn_retry_interval and mqttsn_predefined_topic need a restart")
+    probe = Client(sn_port)
+    check(probe.exchange("030101") == "030201", "the gateway still answers SEARCHGW")
+    probe.close()
+
+
 def main():
     broker_bin, sub_bin = sys.argv[1], sys.argv[2]
     for tool in ("mosquitto_sub", "mosquitto_pub"):
@@ -211,6 +232,7 @@ def main():
         will_updates(check, sn_port, broker, sub_bin, work, procs)
         wake_elsewhere(check, sn_port, broker)
         forwarder(check, sn_port, broker, work, procs)
+        reload_restart_only(check, sn_port, broker, work)
         check(broker.running(), "broker still running")
         for p in procs:
             try:

@@ -230,6 +230,18 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
               p.sync == q.sync && p.autosave_interval == q.autosave_interval,
           "persistence options");
     check(a.log.dest == b.log.dest, "log_dest");
+    // The MQTT-SN gateways take their settings at start (each client holds them).
+    const auto& m = a.mqttsn;
+    const auto& n = b.mqttsn;
+    check(m.gateway_id == n.gateway_id, "mqttsn_gateway_id");
+    check(m.retry_interval == n.retry_interval, "mqttsn_retry_interval");
+    check(m.retry_count == n.retry_count, "mqttsn_retry_count");
+    check(m.max_buffered_messages == n.max_buffered_messages, "mqttsn_max_buffered_messages");
+    check(m.max_inflight == n.max_inflight, "mqttsn_max_inflight");
+    check(m.advertise_interval == n.advertise_interval && m.advertise_host == n.advertise_host &&
+              m.advertise_port == n.advertise_port,
+          "mqttsn_advertise");
+    check(a.mqttsn_predefined == b.mqttsn_predefined, "mqttsn_predefined_topic");
     return out;
 }
 

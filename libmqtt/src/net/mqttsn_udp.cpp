@@ -16,6 +16,8 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // How often client deadlines are looked at: keep-alive is in seconds, so a quarter second
 // is precise enough and costs nothing with no clients.
 constexpr auto tick_period = std::chrono::milliseconds(250);
+// SO_RCVBUF asked for (see bind()).
+constexpr int receive_buffer_bytes = 4 << 20;
 
 namespace {
 std::string to_string(const udp::endpoint& ep) {
@@ -74,7 +76,13 @@ boost::system::error_code mqttsn_udp::bind(const udp::endpoint& ep) {
     socket_.bind(ep, ec);
     if (ec) return ec;
     socket_.non_blocking(true, ec);
-    if (ec || settings_.advertise_interval.count() == 0) return ec;
+    if (ec) return ec;
+    // A burst of datagrams (many clients at once) waits in the socket while the loop works
+    // through it; what does not fit is lost. The kernel caps the size at net.core.rmem_max;
+    // a refusal is not fatal.
+    boost::system::error_code ignored;
+    socket_.set_option(asio::socket_base::receive_buffer_size(receive_buffer_bytes), ignored);
+    if (settings_.advertise_interval.count() == 0) return ec;
     // ADVERTISE goes to a configured address, usually a broadcast one.
     const auto to = asio::ip::make_address(settings_.advertise_host, ec);
     if (ec) return ec;
