@@ -122,7 +122,7 @@ def schema_errors(d):
     for key in ("host", "protocol_version", "topic", "filter"):
         need(params, key, str, "parameters")
     for key in ("port", "qos", "publishers", "subscribers", "clients", "size", "count",
-                "inflight", "keep_alive_s"):
+                "inflight", "keep_alive_s", "threads"):
         need(params, key, int, "parameters")
     for key in ("duration_s", "warmup_s", "rate", "connect_rate", "hold_s", "drain_s",
                 "time_limit_s"):
@@ -292,6 +292,61 @@ def scenarios(port):
               d["ack_latency_ns"]["count"] == m["measured_acked"])
 
 
+def threads(port):
+    """--threads 2: the clients on two event loops, the figures added up after the run."""
+    runs = [
+        ("pairs", ["pairs", "-q", "1", "--clients", "4", "--count", "1000", "--rate", "8000"],
+         {"published": 4000, "expected": 4000, "unique": 4000, "received": 4000}),
+        ("fanin", ["fanin", "-q", "1", "--publishers", "3", "--count", "1000", "--rate", "6000"],
+         {"published": 3000, "expected": 3000, "unique": 3000, "received": 3000}),
+        ("fanout", ["fanout", "-q", "1", "--subscribers", "4", "--count", "1000", "--rate",
+                    "4000"],
+         {"published": 1000, "expected": 4000, "unique": 4000, "received": 4000}),
+        # The group's members on both loops: each message once over the group.
+        ("shared", ["shared", "-q", "1", "--subscribers", "3", "--count", "2000", "--rate",
+                    "6000"],
+         {"published": 2000, "expected": 2000, "unique": 2000}),
+    ]
+    for name, args, expect in runs:
+        expect = dict(expect, lost=0, duplicates=0, acked=expect["published"])
+        d = run_ok(port, f"{name} q1 --threads 2", args + ["--threads", "2"], expect)
+        if not d:
+            continue
+        check(f"{name} --threads 2: parameters.threads is 2", d["parameters"]["threads"] == 2,
+              json.dumps(d["parameters"]))
+        check(f"{name} --threads 2: a latency per delivery, an ack latency per message",
+              d["latency_ns"]["count"] == expect["unique"] and
+              d["ack_latency_ns"]["count"] == expect["published"],
+              f"{d['latency_ns']['count']} {d['ack_latency_ns']['count']}")
+        check(f"{name} --threads 2: every publisher complete",
+              all(p["lost"] == 0 and p["duplicates"] == 0 and p["acked"] == p["published"]
+                  for p in d["per_publisher"]), json.dumps(d["per_publisher"]))
+        check(f"{name} --threads 2: connect latency of every connection",
+              d["connections"]["latency_ns"]["count"] == d["connections"]["attempted"] ==
+              d["connections"]["succeeded"], json.dumps(d["connections"]))
+        if name == "shared":
+            shares = d.get("shared", {}).get("received_per_subscriber", [])
+            check("shared --threads 2: the members' shares add up", sum(shares) == 2000,
+                  json.dumps(d.get("shared")))
+    # 0: one loop per core, never more than the connections.
+    d = run_ok(port, "pub --threads 0", ["pub", "-q", "1", "--publishers", "2", "--count", "500",
+                                         "--threads", "0"], {"published": 1000, "acked": 1000})
+    if d:
+        check("--threads 0: between 1 and the 2 connections",
+              d["parameters"]["threads"] in (1, 2) and
+              d["parameters"]["threads"] == min(2, os.cpu_count() or 1),
+              json.dumps(d["parameters"]))
+    # The text summary says how many threads the CPU time was spent on.
+    p = subprocess.run([BENCH, "pairs", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                        "--clients", "2", "--count", "200", "--threads", "2"],
+                       capture_output=True, text=True, timeout=60)
+    check("--threads 2: text summary", p.returncode == 0 and "on 2 threads" in p.stdout,
+          f"{p.returncode}: {p.stdout}{p.stderr}")
+    p = subprocess.run([BENCH, "pairs", "--threads", "-1"], capture_output=True, text=True,
+                       timeout=20)
+    check("usage error exits 2: --threads -1", p.returncode == 2, f"{p.returncode}: {p.stderr}")
+
+
 def sub_scenario(port):
     """tern-bench sub in one process counts what tern-bench pub in another sends."""
     err_file = open(os.path.join(WORK, "sub.err"), "w+")
@@ -445,6 +500,7 @@ def main():
     port = start_broker()
     try:
         scenarios(port)
+        threads(port)
         sub_scenario(port)
         failures(port)
         merge_and_baseline(port)

@@ -46,6 +46,7 @@ constexpr const char* examples =
     "  tern-bench shared --subscribers 4 -q 1 --count 50000   one group of 4 shares the load\n"
     "  tern-bench reqresp --publishers 8 -q 1 --rate 2000 --duration 10   round trips\n"
     "  tern-bench pairs -q 1 --json --baseline main.json --max-regression 15\n"
+    "  tern-bench pairs --clients 20 -q 1 --threads 2   the clients on two threads\n"
     "  tern-bench pairs -L mqttsn://127.0.0.1:1885 -q 1 --count 2000   over an MQTT-SN gateway\n"
     "  tern-bench merge --json a.json b.json > all.json   runs of two machines as one\n";
 
@@ -153,6 +154,13 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "messages; later ones count as lost (default: 5)")
         ->type_name("SECONDS")
         ->check(CLI::NonNegativeNumber.description(""))
+        ->group(load);
+    app.add_option("--threads", r.threads,
+                   "Run the clients on N event loops, each on a thread of its own, spread "
+                   "round-robin over them; the figures are added up at the end (default: 1; "
+                   "0: one per core; at most one per connection)")
+        ->type_name("N")
+        ->check(CLI::Range(0, 1024).description(""))
         ->group(load);
     app.add_option("--time-limit", r.time_limit,
                    "Stop the whole run after SECONDS and exit 1 "

@@ -1,11 +1,10 @@
-// The end of a run: every connection's counters added up into run_results, the live progress
-// line, and run(), which owns the io_context.
+// The end of a run: every loop's tally and every connection's counters added up into
+// run_results, once, after the loops' threads are joined; the live progress line; and run().
 
 #include <sys/resource.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <cstdio>
+#include <thread>
 
 #include "driver.hpp"
 #include "mqtt/bench/runner.hpp"
@@ -31,15 +30,20 @@ void run_state::log(const std::string& line) {
     *log_ << "tern-bench: " << line << std::endl;
 }
 
+bool run_state::progress_due(clock::time_point now) const {
+    return progress_ && now - last_progress_ >= std::chrono::seconds(1);
+}
+
+// From the views of the last refresh().
 void run_state::print_progress(clock::time_point now) {
-    if (!progress_ || now - last_progress_ < std::chrono::seconds(1)) return;
+    if (!progress_due(now)) return;
     last_progress_ = now;
     std::uint64_t connected = 0, published = 0, acked = 0, received = 0;
-    for (const auto& c : clients_) {
-        connected += c->connected;
-        published += c->next_seq;
-        acked += c->acked;
-        received += c->unique;
+    for (const auto& v : views_) {
+        connected += v.connected;
+        published += v.published;
+        acked += v.acked;
+        received += v.unique;
     }
     char line[200];
     std::snprintf(line, sizeof line,
@@ -64,8 +68,18 @@ static void add_view(publisher_result& p, const sequence_tracker* t) {
     p.out_of_order += t->out_of_order();
 }
 
-void run_state::collect(run_results& r) const {
-    for (const auto& [text, times] : errors_)
+void run_state::collect(run_results& r) {
+    // The threads are joined: every loop's tally is added into the first one's.
+    auto& all = loops_.front()->tally;
+    for (std::size_t k = 1; k < loops_.size(); ++k) all.merge(loops_[k]->tally);
+    r.latency = std::move(all.latency);
+    r.ack_latency = std::move(all.ack_latency);
+    r.connect_latency = std::move(all.connect_latency);
+    r.measured_published = all.measured_published;
+    r.measured_acked = all.measured_acked;
+    r.measured_received = all.measured_received;
+    const auto& group_seen = all.group_seen;
+    for (const auto& [text, times] : all.errors)
         r.errors.push_back(times > 1 ? text + " (" + std::to_string(times) + " times)" : text);
     for (const auto& c : clients_) {
         r.connect_attempted += c->attempted;
@@ -84,8 +98,8 @@ void run_state::collect(run_results& r) const {
     }
     if (cfg_.scenario == scenario::shared) {
         for (auto i : group_sources_) {
-            const auto it = group_seen_.find(i);
-            add_view(r.per_publisher[i], it == group_seen_.end() ? nullptr : &it->second);
+            const auto it = group_seen.find(i);
+            add_view(r.per_publisher[i], it == group_seen.end() ? nullptr : &it->second);
             // The order across members is not defined; within each member it is.
             r.per_publisher[i].out_of_order = 0;
             for (auto* s : subscribers_)
@@ -131,12 +145,13 @@ void run_state::collect(run_results& r) const {
         r.out_of_order += p.out_of_order;
     }
     const auto window = std::max(t_warm_, t_start_);
-    r.publish_seconds = since(window, last_publish_);
-    r.ack_seconds = since(window, last_ack_);
+    r.publish_seconds = since(window, all.last_publish);
+    r.ack_seconds = since(window, all.last_ack);
     r.receive_seconds =
         cfg_.scenario == scenario::sub
-            ? since(first_receive_ + std::chrono::nanoseconds(warm_ns_), last_receive_)
-            : since(window, last_receive_);
+            ? since(all.first_receive + std::chrono::nanoseconds(loops_.front()->warm_ns),
+                    all.last_receive)
+            : since(window, all.last_receive);
     r.wall_seconds = since(t0_, clock::now());
     rusage ru{};
     if (::getrusage(RUSAGE_SELF, &ru) == 0) {
@@ -164,8 +179,7 @@ run_results run(const bench_config& config, std::ostream* progress, std::ostream
         ::setrlimit(RLIMIT_NOFILE, &lim);
     }
     detail::run_state state(config, progress, log);
-    boost::asio::co_spawn(state.io, state.orchestrate(), boost::asio::detached);
-    state.io.run();
+    state.run();
     return state.finish();
 }
 

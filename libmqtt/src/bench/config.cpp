@@ -1,6 +1,8 @@
 #include "mqtt/bench/config.hpp"
 
+#include <algorithm>
 #include <array>
+#include <thread>
 #include <utility>
 
 #include "mqtt/bench/payload.hpp"
@@ -167,6 +169,11 @@ std::string apply_scenario_defaults(bench_config& c) {
         return "reqresp needs --size " + std::to_string(payload_header_size) + " or more";
     if (c.warmup > 0 && c.duration > 0 && c.warmup >= c.duration)
         return "--warmup must be shorter than --duration";
+    // A loop without clients would only idle.
+    if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned connections =
+        c.scenario == scenario::conn ? c.clients : c.publishers + c.subscribers;
+    c.threads = std::clamp(c.threads, 1u, std::max(1u, connections));
     if (c.time_limit <= 0) {
         const double run = c.scenario == scenario::conn ? c.hold : c.duration;
         c.time_limit = run > 0 ? run + c.drain + 120 : 300;

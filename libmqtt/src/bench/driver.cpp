@@ -1,8 +1,9 @@
 // The bench's connection driver: per connection a reader, a writer and a timer coroutine move
 // bytes and time between a transport (TCP or TLS) and a client::session, like the client's own
-// driver, but many connections share one io_context and the session's events are handled as they
-// come (counted, timed) instead of queued for a caller. A publisher coroutine feeds each
-// publishing session within its in-flight window.
+// driver, but many connections share their loop's io_context and the session's events are
+// handled as they come (counted, timed into the loop's tally) instead of queued for a caller.
+// A publisher coroutine feeds each publishing session within its in-flight window. Everything
+// here runs on the client's own loop.
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -31,24 +32,17 @@ std::uint64_t to_ns(clock::time_point t) noexcept {
     return ns.count() < 0 ? 0 : static_cast<std::uint64_t>(ns.count());
 }
 
-bench_client::bench_client(asio::io_context& io, role r, unsigned i, client::session_config cfg)
-    : kind(r),
+bench_client::bench_client(loop_state& l, std::size_t n, role r, unsigned i,
+                           client::session_config cfg)
+    : loop(l),
+      id(n),
+      kind(r),
       index(i),
       s(std::move(cfg)),
-      socket(io),
-      wake_writer(io, clock::time_point::max()),
-      timer(io),
-      wake(io) {}
-
-void run_state::error(std::string message) {
-    // Thousands of connections failing the same way make one line with a count.
-    for (auto& [text, times] : errors_)
-        if (text == message) {
-            ++times;
-            return;
-        }
-    if (errors_.size() < 20) errors_.emplace_back(std::move(message), 1);
-}
+      socket(l.io),
+      wake_writer(l.io, clock::time_point::max()),
+      timer(l.io),
+      wake(l.io) {}
 
 void run_state::close_socket(bench_client& c) {
     boost::system::error_code ec;
@@ -92,8 +86,8 @@ void run_state::dispatch(bench_client& c, client::event& e, clock::time_point no
 
 void run_state::on_connected(bench_client& c, clock::time_point now) {
     c.connected = true;
-    r_.connect_latency.record(to_ns(now) - to_ns(c.connect_start));
-    last_connack_ = now;
+    c.loop.tally.connect_latency.record(to_ns(now) - to_ns(c.connect_start));
+    c.loop.tally.last_connack = now;
 }
 
 void run_state::on_suback(bench_client& c, bool ok) {
@@ -102,8 +96,8 @@ void run_state::on_suback(bench_client& c, bool ok) {
         return;
     }
     c.failed = true;
-    error("subscriber " + std::to_string(c.index) + ": the broker refused the subscription to " +
-          c.filter);
+    error(c, "subscriber " + std::to_string(c.index) + ": the broker refused the subscription to " +
+                 c.filter);
 }
 
 void run_state::on_closed(bench_client& c, const client::closed_event& e) {
@@ -121,7 +115,7 @@ void run_state::on_lost(bench_client& c, std::string what) {
     const char* name = c.kind == role::publisher    ? "publisher "
                        : c.kind == role::subscriber ? "subscriber "
                                                     : "connection ";
-    error(name + std::to_string(c.index) + (c.connected ? ": connection lost: " : ": ") + what);
+    error(c, name + std::to_string(c.index) + (c.connected ? ": connection lost: " : ": ") + what);
 }
 
 bool run_state::session_closed(const bench_client& c) const {
@@ -139,7 +133,7 @@ void run_state::subscribe_one(bench_client& c, std::string filter) {
     sub.options.max_qos = cfg_.qos;
     auto id = c.s.subscribe({std::move(sub)}, {}, clock::now());
     if (!id) {
-        error("subscribe " + c.filter + ": " + id.error().message());
+        error(c, "subscribe " + c.filter + ": " + id.error().message());
         c.failed = true;
     }
     changed(c);
@@ -157,8 +151,7 @@ void run_state::disconnect_one(bench_client& c) {
 
 // reqresp: a responder sends the request's payload back to its Response Topic with its
 // Correlation Data, at the run's QoS; the requester times the round trip from the stamp.
-void run_state::respond(bench_client& c, const protocol::publish_packet& m,
-                        clock::time_point now) {
+void run_state::respond(bench_client& c, const protocol::publish_packet& m, clock::time_point now) {
     if (!m.props.response_topic) {
         ++c.foreign;
         return;
@@ -169,7 +162,7 @@ void run_state::respond(bench_client& c, const protocol::publish_packet& m,
     answer.qos_level = cfg_.qos;
     answer.props.correlation_data = m.props.correlation_data;
     if (auto id = c.s.publish(std::move(answer), now); !id) {
-        error("responder " + std::to_string(c.index) + ": " + id.error().message());
+        error(c, "responder " + std::to_string(c.index) + ": " + id.error().message());
         return;
     }
     ++c.answered;
@@ -194,32 +187,39 @@ void run_state::on_payload(bench_client& c, std::string_view payload, clock::tim
         return;
     }
     ++c.received;
+    auto& tally = c.loop.tally;
     // A compact header carries 16 bits of the run id: in-process scenarios know it is theirs.
     const std::uint32_t run = cfg_.scenario != scenario::sub ? run_id_ : h->run_id;
     auto& t = c.seen[(std::uint64_t{run} << 32) | h->publisher];
     auto arrival = t.record(h->sequence);
     // shared: a message is new when the group had not seen it, whichever member got it; the
-    // member's own tracker still says whether its share came in order.
-    if (cfg_.scenario == scenario::shared) arrival = group_seen_[h->publisher].record(h->sequence);
+    // member's own tracker still says whether its share came in order. Members on other
+    // loops are counted when the tallies are merged.
+    if (cfg_.scenario == scenario::shared)
+        arrival = tally.group_seen[h->publisher].record(h->sequence);
     if (arrival == sequence_tracker::arrival::duplicate ||
         arrival == sequence_tracker::arrival::invalid)
         return;
     ++c.unique;
-    if (first_receive_ == clock::time_point{}) {
-        first_receive_ = now;
-        first_stamp_ns_ = h->sent_ns;
+    if (tally.first_receive == clock::time_point{}) {
+        tally.first_receive = now;
+        // The run's first delivery, whichever loop got it: the first to get one sets it.
+        std::uint64_t first = 0;
+        first_stamp_ns_.compare_exchange_strong(first, h->sent_ns);
+        c.loop.first_stamp_ns = first_stamp_ns_.load();
     }
-    last_receive_ = now;
+    tally.last_receive = now;
     if (!h->timed) {  // a compact header: counted, no latency (no warm-up either)
-        ++r_.measured_received;
+        ++tally.measured_received;
         return;
     }
     const auto now_ns = to_ns(now);
     // sub: the warm-up counts from the first message's send time, the only start it knows.
-    const auto warm = cfg_.scenario == scenario::sub ? first_stamp_ns_ + warm_ns_ : warm_ns_;
+    const auto warm =
+        cfg_.scenario == scenario::sub ? c.loop.first_stamp_ns + c.loop.warm_ns : c.loop.warm_ns;
     if (h->sent_ns >= warm) {
-        r_.latency.record(now_ns > h->sent_ns ? now_ns - h->sent_ns : 0);
-        ++r_.measured_received;
+        tally.latency.record(now_ns > h->sent_ns ? now_ns - h->sent_ns : 0);
+        ++tally.measured_received;
     }
 }
 
@@ -229,15 +229,16 @@ void run_state::on_ack(bench_client& c, std::uint64_t key, std::string_view refu
     if (it == c.unacked.end()) return;
     if (!refusal.empty()) {
         ++c.refused;
-        error("publisher " + std::to_string(c.index) +
-              ": the broker refused a message: " + std::string(refusal));
+        error(c, "publisher " + std::to_string(c.index) +
+                     ": the broker refused a message: " + std::string(refusal));
     } else {
         ++c.acked;
-        last_ack_ = now;
+        c.loop.tally.last_ack = now;
         if (it->second.measured) {
             const auto now_ns = to_ns(now);
-            r_.ack_latency.record(now_ns > it->second.stamp_ns ? now_ns - it->second.stamp_ns : 0);
-            ++r_.measured_acked;
+            c.loop.tally.ack_latency.record(
+                now_ns > it->second.stamp_ns ? now_ns - it->second.stamp_ns : 0);
+            ++c.loop.tally.measured_acked;
         }
     }
     c.unacked.erase(it);
@@ -256,8 +257,8 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
     if (ec || c.done) {
         if (!c.done) {
             c.failed = true;
-            error("connect to " + cfg_.host + ":" + std::to_string(cfg_.port) + ": " +
-                  ec.message());
+            error(c, "connect to " + cfg_.host + ":" + std::to_string(cfg_.port) + ": " +
+                         ec.message());
         }
         co_return;
     }
@@ -282,8 +283,9 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
         if (hec || c.done) {
             if (!c.done) {
                 c.failed = true;
-                error(std::string{cfg_.websocket_path ? "WebSocket" : "TLS"} + " handshake with " +
-                      cfg_.host + ":" + std::to_string(cfg_.port) + " failed: " + why);
+                error(c, std::string{cfg_.websocket_path ? "WebSocket" : "TLS"} +
+                             " handshake with " + cfg_.host + ":" + std::to_string(cfg_.port) +
+                             " failed: " + why);
             }
             c.transport->close();
             co_return;
@@ -293,9 +295,9 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
     }
     c.open = true;
     c.s.start(clock::now());
-    asio::co_spawn(io, read_loop(c), asio::detached);
-    asio::co_spawn(io, write_loop(c), asio::detached);
-    asio::co_spawn(io, timer_loop(c), asio::detached);
+    asio::co_spawn(c.loop.io, read_loop(c), asio::detached);
+    asio::co_spawn(c.loop.io, write_loop(c), asio::detached);
+    asio::co_spawn(c.loop.io, timer_loop(c), asio::detached);
     changed(c);
 }
 
@@ -392,15 +394,15 @@ void run_state::publish_one(bench_client& c, clock::time_point now, std::string&
         auto id = c.s.publish(std::move(p), now);
         if (!id) {
             c.failed = true;
-            error("publisher " + std::to_string(c.index) + ": " + id.error().message());
+            error(c, "publisher " + std::to_string(c.index) + ": " + id.error().message());
             return;
         }
         key = *id;
     }
     ++c.next_seq;
-    last_publish_ = now;
-    const bool measured = stamp >= warm_ns_;
-    if (measured) ++r_.measured_published;
+    c.loop.tally.last_publish = now;
+    const bool measured = stamp >= c.loop.warm_ns;
+    if (measured) ++c.loop.tally.measured_published;
     if (cfg_.qos != protocol::qos::at_most_once) c.unacked[key] = {stamp, measured};
 }
 
@@ -412,7 +414,7 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
     const auto more = [&] { return cfg_.count == 0 || c.next_seq < cfg_.count; };
     std::string payload;
     c.publishing = true;
-    while (!c.done && !c.failed && !session_closed(c) && !stop_publishing_ && more()) {
+    while (!c.done && !c.failed && !session_closed(c) && !c.loop.stop_publishing && more()) {
         auto now = clock::now();
         if (now >= end) break;
         const bool due = !c.limiter.open_loop() || c.limiter.due(c.next_seq, now);
@@ -435,7 +437,7 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
         else
             changed(c);
         // Let reads (acks, deliveries) and writes run between batches.
-        co_await asio::post(io, asio::use_awaitable);
+        co_await asio::post(c.loop.io, asio::use_awaitable);
     }
     c.publishing = false;
 }

@@ -1,10 +1,16 @@
 #pragma once
 
-// Internal to the bench: one bench connection (socket, session, timers) and the state of a
-// run that all connections share. Everything runs on one io_context thread, so nothing here
-// is locked; coroutines wake each other by cancelling never-expiring timers.
+// Internal to the bench: one bench connection (socket, session, timers), the event loops that
+// drive them and the state of the run. Each loop is an io_context run by one thread; a client
+// belongs to one loop, and only that loop's thread touches the client and the loop's tally
+// while the run goes, so the message path takes no locks. The orchestrator (a coroutine on the
+// first loop) reaches the other loops only by running a function on them and waiting for it
+// (run_state::on_each_loop); what it reads of the clients are the client_view copies made
+// there. Coroutines wake each other by cancelling never-expiring timers.
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -14,6 +20,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -22,6 +29,7 @@
 #include "mqtt/bench/rate.hpp"
 #include "mqtt/bench/results.hpp"
 #include "mqtt/bench/sequence.hpp"
+#include "mqtt/bench/tally.hpp"
 #include "mqtt/client/mqttsn_session.hpp"
 #include "mqtt/client/session.hpp"
 #include "mqtt/protocol/framer.hpp"
@@ -41,9 +49,13 @@ struct pending_ack {
     bool measured = false;
 };
 
-struct bench_client {
-    bench_client(asio::io_context& io, role r, unsigned index, client::session_config cfg);
+struct loop_state;
 
+struct bench_client {
+    bench_client(loop_state& l, std::size_t id, role r, unsigned index, client::session_config cfg);
+
+    loop_state& loop;  // the event loop that drives it
+    std::size_t id;    // its place among the run's clients (and their views)
     role kind;
     unsigned index;  // among the clients of its role
     client::session s;
@@ -92,15 +104,43 @@ struct bench_client {
     std::uint64_t foreign = 0;
 };
 
+// One event loop: an io_context run by one thread, the clients it drives and what they
+// measured. The settings below are written by the orchestrator through on_each_loop, so on
+// this loop's thread too.
+struct loop_state {
+    asio::io_context io{1};
+    std::vector<bench_client*> clients;
+    loop_tally tally;
+    std::uint64_t warm_ns = 0;         // the warm-up's end as a payload stamp (sub: its length)
+    std::uint64_t first_stamp_ns = 0;  // sub: the send stamp of the run's first delivery
+    bool stop_publishing = false;
+};
+
+// What the orchestrator reads of a client: a copy made on the client's loop.
+struct client_view {
+    bool connected = false;
+    bool failed = false;
+    bool subscribed = false;
+    bool publishing = false;
+    bool open = false;
+    bool acks_pending = false;
+    std::uint64_t published = 0;
+    std::uint64_t acked = 0;
+    std::uint64_t unique = 0;
+};
+
 class run_state {
   public:
     run_state(const bench_config& cfg, std::ostream* progress, std::ostream* log);
+    ~run_state();
+    // Runs the whole run: the orchestrator and the first loop on the calling thread, the
+    // other loops on threads of their own, joined before it returns.
+    void run();
     run_results finish();
-    asio::io_context io{1};
-
-    asio::awaitable<void> orchestrate();
 
   private:
+    asio::awaitable<void> orchestrate();
+
     // Connection driver (driver.cpp).
     asio::awaitable<void> connect_client(bench_client& c);
     asio::awaitable<void> read_loop(bench_client& c);
@@ -122,7 +162,11 @@ class run_state {
     bool window_open(const bench_client& c) const;
     void publish_one(bench_client& c, clock::time_point now, std::string& payload);
     void close_socket(bench_client& c);
-    void error(std::string message);
+    // A runtime error of a client, counted on its loop; of the orchestrator, on the first.
+    void error(bench_client& c, std::string message) { c.loop.tally.error(std::move(message)); }
+    void orchestrator_error(std::string message) {
+        loops_.front()->tally.error(std::move(message));
+    }
     // Either protocol: the session's state and requests.
     bool session_closed(const bench_client& c) const;
     void subscribe_one(bench_client& c, std::string filter);
@@ -138,6 +182,14 @@ class run_state {
     bool window_open_sn(const bench_client& c) const;
     bool publish_sn(bench_client& c, const std::string& payload, std::uint64_t& key);
 
+    // Loops (runner.cpp): f(loop) on each loop's thread in turn, the first's inline; the
+    // views of every client and the loops' error count and last CONNACK, fresh.
+    template <class F>
+    asio::awaitable<void> on_each_loop(F f);
+    asio::awaitable<void> refresh();
+    const client_view& view(const bench_client* c) const { return views_[c->id]; }
+    void start_threads();
+
     // Phases (runner.cpp).
     asio::awaitable<void> sleep_until(clock::time_point t);
     template <class Pred>
@@ -149,38 +201,38 @@ class run_state {
     void make_clients();
     bool publishers_finished() const;
     bool deliveries_complete() const;
+    bool progress_due(clock::time_point now) const;
     void print_progress(clock::time_point now);
     void log(const std::string& line);
-    void collect(run_results& r) const;
+    void collect(run_results& r);
 
     bench_config cfg_;
     std::ostream* progress_;
     std::ostream* log_;
     std::uint32_t run_id_;
+    std::vector<std::unique_ptr<loop_state>> loops_;  // the first one runs the orchestrator
+    std::vector<std::thread> threads_;                // the other loops'
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> idle_;
+    // sub: the send stamp of the run's first delivery, whichever loop got it (0: none yet).
+    std::atomic<std::uint64_t> first_stamp_ns_{0};
+    std::vector<client_view> views_;    // by client id, as of the last refresh()
+    std::size_t errors_seen_ = 0;       // distinct errors on every loop, as of refresh()
+    clock::time_point last_connack_{};  // as of refresh()
     tcp::resolver::results_type endpoints_;
     net::tls_context_ptr tls_;  // with cfg_.tls: built once before connecting
     std::vector<std::unique_ptr<bench_client>> clients_;  // subscribers first, then publishers
     std::vector<bench_client*> publishers_;
     std::vector<bench_client*> subscribers_;
-    // shared: the group receives each message once, whichever member gets it. Its view of
-    // each publisher (by index), and the publishers whose topics its filter matches.
-    std::unordered_map<std::uint32_t, sequence_tracker> group_seen_;
+    // shared: the group receives each message once, whichever member gets it (each loop
+    // keeps the view of its members in its tally); the publishers whose topics its filter
+    // matches.
     std::vector<unsigned> group_sources_;
     run_results r_;
-    std::vector<std::pair<std::string, std::uint64_t>> errors_;  // distinct, with counts
-    clock::time_point t0_{};                                     // run start
-    clock::time_point hard_stop_{};                              // t0 + time_limit
-    clock::time_point t_start_{};       // publishing (sub: receiving) starts
-    clock::time_point t_warm_{};        // warm-up ends
-    std::uint64_t warm_ns_ = 0;         // t_warm_ as a payload stamp (sub: the warm-up length)
-    std::uint64_t first_stamp_ns_ = 0;  // sub: the send stamp of the first delivery
-    clock::time_point last_publish_{};
-    clock::time_point last_ack_{};
-    clock::time_point first_receive_{};
-    clock::time_point last_receive_{};
+    clock::time_point t0_{};         // run start
+    clock::time_point hard_stop_{};  // t0 + time_limit
+    clock::time_point t_start_{};    // publishing (sub: receiving) starts
+    clock::time_point t_warm_{};     // warm-up ends
     clock::time_point last_progress_{};
-    clock::time_point last_connack_{};
-    bool stop_publishing_ = false;
 };
 
 std::uint64_t to_ns(clock::time_point t) noexcept;

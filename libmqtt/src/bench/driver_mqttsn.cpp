@@ -26,22 +26,22 @@ constexpr const char* unreachable = "no MQTT-SN gateway answers (port unreachabl
 asio::awaitable<void> run_state::connect_client_sn(bench_client& c) {
     const auto target = endpoints_.begin()->endpoint();
     const udp::endpoint ep(target.address(), target.port());
-    c.udp = std::make_unique<udp::socket>(io);
+    c.udp = std::make_unique<udp::socket>(c.loop.io);
     boost::system::error_code ec;
     c.udp->open(ep.protocol(), ec);
     if (!ec) c.udp->connect(ep, ec);  // datagrams from other addresses are not ours
     if (!ec) c.udp->non_blocking(true, ec);
     if (ec) {
         c.failed = true;
-        error("MQTT-SN: cannot open a UDP socket to " + cfg_.host + ":" +
+        error(c, "MQTT-SN: cannot open a UDP socket to " + cfg_.host + ":" +
               std::to_string(cfg_.port) + ": " + ec.message());
         co_return;
     }
     c.open = true;
     c.sn->start(clock::now());
-    asio::co_spawn(io, read_loop_sn(c), asio::detached);
-    asio::co_spawn(io, write_loop_sn(c), asio::detached);
-    asio::co_spawn(io, timer_loop_sn(c), asio::detached);
+    asio::co_spawn(c.loop.io, read_loop_sn(c), asio::detached);
+    asio::co_spawn(c.loop.io, write_loop_sn(c), asio::detached);
+    asio::co_spawn(c.loop.io, timer_loop_sn(c), asio::detached);
     changed_sn(c);
 }
 

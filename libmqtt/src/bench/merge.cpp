@@ -15,11 +15,11 @@ using json = nlohmann::json;
 
 // The parameters that make two runs the same measurement; the others (host, port, counts of
 // clients, topics) may differ between the machines.
-constexpr std::initializer_list<const char*> same_parameters = {"qos", "size",
-                                                                "protocol_version"};
+constexpr std::initializer_list<const char*> same_parameters = {"qos", "size", "protocol_version"};
 
 void add_counts(json& into, const json& from, std::initializer_list<const char*> keys) {
-    for (const char* k : keys) into[k] = into.at(k).get<std::uint64_t>() + from.at(k).get<std::uint64_t>();
+    for (const char* k : keys)
+        into[k] = into.at(k).get<std::uint64_t>() + from.at(k).get<std::uint64_t>();
 }
 
 void add_reals(json& into, const json& from, std::initializer_list<const char*> keys) {
@@ -34,19 +34,22 @@ void max_reals(json& into, const json& from, std::initializer_list<const char*> 
 // Adds `from` into `into`; throws json exceptions for missing fields, returns false with
 // `why` for a histogram it cannot read.
 bool add_report(json& into, const json& from, std::vector<histogram>& hists, std::string& why) {
-    add_counts(into["parameters"], from.at("parameters"),
-               {"publishers", "subscribers", "clients"});
+    add_counts(into["parameters"], from.at("parameters"), {"publishers", "subscribers", "clients"});
     add_reals(into["parameters"], from.at("parameters"), {"rate", "connect_rate"});
-    max_reals(into["seconds"], from.at("seconds"), {"wall", "connect", "publish", "ack", "receive"});
+    // Reports written before --threads ran on one.
+    into["parameters"]["threads"] = into["parameters"].value("threads", std::uint64_t{0}) +
+                                    from.at("parameters").value("threads", std::uint64_t{1});
+    max_reals(into["seconds"], from.at("seconds"),
+              {"wall", "connect", "publish", "ack", "receive"});
     add_counts(into["connections"], from.at("connections"), {"attempted", "succeeded", "failed"});
     add_reals(into["connections"], from.at("connections"), {"per_second"});
-    add_counts(into["messages"], from.at("messages"),
-               {"published", "acked", "refused", "expected", "received", "unique", "lost",
-                "duplicates", "out_of_order", "foreign", "measured_published", "measured_acked",
-                "measured_received"});
+    add_counts(
+        into["messages"], from.at("messages"),
+        {"published", "acked", "refused", "expected", "received", "unique", "lost", "duplicates",
+         "out_of_order", "foreign", "measured_published", "measured_acked", "measured_received"});
     add_reals(into["rates"], from.at("rates"),
-              {"headline", "published_msg_s", "published_bytes_s", "acked_msg_s",
-               "acked_bytes_s", "received_msg_s", "received_bytes_s"});
+              {"headline", "published_msg_s", "published_bytes_s", "acked_msg_s", "acked_bytes_s",
+               "received_msg_s", "received_bytes_s"});
     add_reals(into["cpu"], from.at("cpu"), {"user_s", "system_s", "utilization"});
     const char* names[] = {"latency", "ack_latency", "connect_latency"};
     for (std::size_t i = 0; i < 3; ++i) {
@@ -97,7 +100,7 @@ json merge_reports(const std::vector<named_report>& inputs, std::string& why) {
                 }
             if (run == 0) {
                 merged = r;
-                for (const char* k : {"publishers", "subscribers", "clients"})
+                for (const char* k : {"publishers", "subscribers", "clients", "threads"})
                     merged["parameters"][k] = std::uint64_t{0};
                 for (const char* k : {"rate", "connect_rate"}) merged["parameters"][k] = 0.0;
                 for (auto& [k, v] : merged["seconds"].items()) v = 0.0;
@@ -117,7 +120,8 @@ json merge_reports(const std::vector<named_report>& inputs, std::string& why) {
                 p["run"] = run;
                 publishers.push_back(std::move(p));
             }
-            for (const auto& e : r.at("errors")) errors.push_back(name + ": " + e.get<std::string>());
+            for (const auto& e : r.at("errors"))
+                errors.push_back(name + ": " + e.get<std::string>());
         } catch (const json::exception& e) {
             why = name + ": a field is missing or has the wrong type (" + e.what() + ")";
             return nullptr;

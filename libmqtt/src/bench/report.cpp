@@ -60,7 +60,8 @@ nlohmann::json parameters_json(const bench_config& c) {
             {"hold_s", c.hold},
             {"drain_s", c.drain},
             {"time_limit_s", c.time_limit},
-            {"keep_alive_s", c.connect.keep_alive}};
+            {"keep_alive_s", c.connect.keep_alive},
+            {"threads", c.threads}};
 }
 
 }  // namespace
@@ -359,8 +360,9 @@ void print_summary(std::ostream& out, const run_results& r, const std::vector<vi
                 << "  max " << format_ns(h->max()) << "\n";
         }
     }
-    std::snprintf(line, sizeof line, "  bench cpu    %.2f s user + %.2f s system in %.2f s wall\n",
-                  r.cpu_user_seconds, r.cpu_system_seconds, r.wall_seconds);
+    std::snprintf(line, sizeof line, "  bench cpu    %.2f s user + %.2f s system in %.2f s wall%s\n",
+                  r.cpu_user_seconds, r.cpu_system_seconds, r.wall_seconds,
+                  c.threads > 1 ? (" on " + std::to_string(c.threads) + " threads").c_str() : "");
     out << line;
     if (r.timed_out) out << "  TIMED OUT: the run hit --time-limit\n";
     for (const auto& e : r.errors) out << "  error: " << e << "\n";

@@ -27,6 +27,20 @@ sequence_tracker::arrival sequence_tracker::record(std::uint64_t sequence) {
     return arrival::out_of_order;
 }
 
+void sequence_tracker::merge(const sequence_tracker& other) {
+    if (seen_.size() < other.seen_.size()) seen_.resize(other.seen_.size(), 0);
+    std::uint64_t both = 0;
+    for (std::size_t i = 0; i < other.seen_.size(); ++i) {
+        both += static_cast<std::uint64_t>(std::popcount(seen_[i] & other.seen_[i]));
+        seen_[i] |= other.seen_[i];
+    }
+    unique_ += other.unique_ - both;
+    duplicates_ += other.duplicates_ + both;
+    out_of_order_ += other.out_of_order_;
+    invalid_ += other.invalid_;
+    end_ = std::max(end_, other.end_);
+}
+
 std::uint64_t sequence_tracker::lost(std::uint64_t expected) const noexcept {
     // Count the unique numbers below `expected` (a run stopped by time may have seen
     // fewer than it sent, never more).

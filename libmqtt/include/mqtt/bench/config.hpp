@@ -53,10 +53,13 @@ struct bench_config {
     double time_limit = 0;    // hard wall-clock cap; 0: derived
     std::chrono::milliseconds connect_timeout{10'000};
     bool progress = false;  // a live line on stderr (a terminal)
+    // Event loops, each on a thread of its own, the clients spread round-robin over them;
+    // 0: one per core. apply_scenario_defaults() resolves 0 and keeps it to the clients' count.
+    unsigned threads = 1;
 };
 
-// Fills publishers, subscribers, topic, filter, count and time_limit from the scenario where
-// they are unset. Returns an error message for a combination that cannot run, else empty.
+// Fills publishers, subscribers, topic, filter, count, time_limit and threads from the
+// scenario where they are unset. Returns an error message for a combination that cannot run, else empty.
 std::string apply_scenario_defaults(bench_config& c);
 
 // reqresp: where requester n wants its responses (its Response Topic).

@@ -17,6 +17,10 @@ class sequence_tracker {
     enum class arrival : std::uint8_t { in_order, out_of_order, duplicate, invalid };
 
     arrival record(std::uint64_t sequence);
+    // Adds what another receiver saw of the same publisher (a shared subscription group spread
+    // over several event loops): the union of the numbers is unique, a number both saw is a
+    // duplicate; out-of-order and invalid arrivals add up.
+    void merge(const sequence_tracker& other);
 
     std::uint64_t unique() const noexcept { return unique_; }
     std::uint64_t duplicates() const noexcept { return duplicates_; }
