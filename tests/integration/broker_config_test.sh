@@ -224,20 +224,30 @@ if start_broker "$work/live.log" -c "$work/live.conf"; then
     kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
     grep -q "connected from" "$work/live.log" && fail "log_type error still logs connections"
 
-    # Reload: more log detail, no connection bound, a limit that needs a restart.
+    # Reload: more log detail, no connection bound, two limits applied, one that needs a
+    # restart (announced to 5.0 clients in CONNACK).
     cat >"$work/live.conf" <<'EOF'
 allow_anonymous true
 log_type information
 max_queued_messages 5
+max_client_id_length 30
+max_packet_size 100000
 listener 0 127.0.0.1
 max_connections -1
 listener 0 ::1
 EOF
     kill -HUP "$broker_pid"
-    if wait_for "$work/live.log" "reloaded .*applied log_type, max_connections of .*live.conf:4; changed but needing a restart: max_queued_messages" 50; then
-        pass "SIGHUP: applied log_type and max_connections, max_queued_messages needs a restart"
+    if wait_for "$work/live.log" "reloaded .*applied log_type, max_queued_messages, max_client_id_length, max_connections of .*live.conf:6; changed but needing a restart: max_packet_size" 50; then
+        pass "SIGHUP: applied log_type, two limits and max_connections, max_packet_size needs a restart"
     else
         fail "SIGHUP reload line"; sed 's/^/    /' "$work/live.log"
+    fi
+    # The reloaded max_client_id_length (256 before) refuses a 35-byte client id.
+    if ! timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t x -m y -i aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa 2>/dev/null &&
+        timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t x -m y -i thirty-bytes-exactly-xxxxxxxxx; then
+        pass "after SIGHUP: max_client_id_length 30 refuses 35 bytes, takes 30"
+    else
+        fail "after SIGHUP: max_client_id_length not applied"
     fi
     mosquitto_sub -h 127.0.0.1 -p "$port4" -t hold -i holder2 -W 30 >/dev/null 2>&1 &
     holder=$!

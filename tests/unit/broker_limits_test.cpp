@@ -137,3 +137,24 @@ TEST_CASE("limits: upgrade_outgoing_qos delivers at the granted QoS") {
               (upgrade ? qos::exactly_once : qos::at_most_once));
     }
 }
+
+TEST_CASE("limits: a reload takes the limits read where they are used, not those announced") {
+    limits running;
+    limits file;
+    file.max_queued_messages = 5;
+    file.max_client_id_length = 30;
+    file.memory_limit = 1000;
+    file.upgrade_outgoing_qos = true;
+    file.max_packet_size = 100;        // told to 5.0 clients in CONNACK
+    file.retain_available = false;     // likewise
+    file.max_inflight = 7;             // taken by a connection at its start
+    engine e{running};
+    e.reload_limits(file);
+    CHECK(e.config().max_queued_messages == 5);
+    CHECK(e.config().max_client_id_length == 30);
+    CHECK(e.config().memory_limit == 1000);
+    CHECK(e.config().upgrade_outgoing_qos);
+    CHECK(e.config().max_packet_size == limits{}.max_packet_size);
+    CHECK(e.config().retain_available);
+    CHECK(e.config().max_inflight == limits{}.max_inflight);
+}

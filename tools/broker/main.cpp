@@ -201,24 +201,12 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     };
     check(same_listeners(a, b),
           "listener/port/bind_address/socket_domain/TLS on or off/protocol/websockets_path");
+    // Announced to clients in CONNACK or taken per connection at its start (the rest of the
+    // limits are reloaded: reloadable_changes).
     check(x.max_inflight == y.max_inflight, "max_inflight_messages");
-    check(x.max_queued_messages == y.max_queued_messages, "max_queued_messages");
-    check(x.max_queued_bytes == y.max_queued_bytes, "max_queued_bytes");
     check(x.max_packet_size == y.max_packet_size, "max_packet_size");
-    check(x.max_keepalive == y.max_keepalive, "max_keepalive");
     check(x.retain_available == y.retain_available, "retain_available");
     check(x.max_topic_alias == y.max_topic_alias, "max_topic_alias");
-    check(x.queue_qos0_messages == y.queue_qos0_messages, "queue_qos0_messages");
-    check(x.upgrade_outgoing_qos == y.upgrade_outgoing_qos, "upgrade_outgoing_qos");
-    check(x.persistent_client_expiration == y.persistent_client_expiration,
-          "persistent_client_expiration");
-    check(x.max_subscriptions == y.max_subscriptions, "max_subscriptions");
-    check(x.max_topic_length == y.max_topic_length, "max_topic_length");
-    check(x.max_topic_levels == y.max_topic_levels, "max_topic_levels");
-    check(x.max_client_id_length == y.max_client_id_length, "max_client_id_length");
-    check(x.max_publish_rate == y.max_publish_rate, "max_publish_rate");
-    check(x.memory_limit == y.memory_limit, "memory_limit");
-    check(x.connect_timeout == y.connect_timeout, "connect_timeout_ms");
     check(a.sys_interval == b.sys_interval, "sys_interval");
     const auto metrics_at = [](const config& c) {
         return c.metrics ? c.metrics->bind + " " + std::to_string(c.metrics->port) : "";
@@ -242,6 +230,31 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
               m.advertise_port == n.advertise_port,
           "mqttsn_advertise");
     check(a.mqttsn_predefined == b.mqttsn_predefined, "mqttsn_predefined_topic");
+    return out;
+}
+
+// The limits a reload applies (mqtt::broker::copy_reloadable), by name, when they changed.
+std::vector<std::string> reloadable_changes(const mqtt::broker::limits& x,
+                                            const mqtt::broker::limits& y) {
+    std::vector<std::string> out;
+    const auto check = [&](bool same, const char* name) {
+        if (!same) out.emplace_back(name);
+    };
+    check(x.max_queued_messages == y.max_queued_messages, "max_queued_messages");
+    check(x.max_queued_bytes == y.max_queued_bytes, "max_queued_bytes");
+    check(x.max_subscriptions == y.max_subscriptions, "max_subscriptions");
+    check(x.max_topic_length == y.max_topic_length, "max_topic_length");
+    check(x.max_topic_levels == y.max_topic_levels, "max_topic_levels");
+    check(x.max_client_id_length == y.max_client_id_length, "max_client_id_length");
+    check(x.max_publish_rate == y.max_publish_rate, "max_publish_rate");
+    check(x.memory_limit == y.memory_limit, "memory_limit");
+    check(x.connect_timeout == y.connect_timeout, "connect_timeout_ms");
+    check(x.persistent_client_expiration == y.persistent_client_expiration,
+          "persistent_client_expiration");
+    check(x.max_keepalive == y.max_keepalive, "max_keepalive");
+    check(x.max_offline_sessions == y.max_offline_sessions, "max_offline_sessions");
+    check(x.queue_qos0_messages == y.queue_qos0_messages, "queue_qos0_messages");
+    check(x.upgrade_outgoing_qos == y.upgrade_outgoing_qos, "upgrade_outgoing_qos");
     return out;
 }
 
@@ -295,7 +308,8 @@ std::optional<listener_policies> load_listener_security(const config& c, const l
 }
 
 // Applies what can change under a running broker (logging, max_connections, passwords,
-// ACL, allow_anonymous) and names the rest; a file with an error changes nothing.
+// ACL, allow_anonymous, most limits) and names the rest; a file with an error changes
+// nothing.
 void reload(running& r) {
     if (r.opts.config_file.empty()) {
         r.sink.say(log_level::notice, log_kind::reload,
@@ -333,6 +347,10 @@ void reload(running& r) {
         applied.emplace_back("connection_messages");
     }
     if (next.log.timestamp != r.current.log.timestamp) applied.emplace_back("log_timestamp");
+    if (auto changed = reloadable_changes(r.current.limits, next.limits); !changed.empty()) {
+        r.server->set_limits(next.limits);
+        applied.insert(applied.end(), changed.begin(), changed.end());
+    }
     r.server->set_security(std::move(security));
     if (!next.password_file.empty()) applied.emplace_back("password_file");
     if (!next.acl_file.empty()) applied.emplace_back("acl_file");
@@ -384,7 +402,8 @@ void reload(running& r) {
     const bool clean = restart.empty() && tls_failed.empty();
     r.sink.say(clean ? log_level::notice : log_level::warning, log_kind::reload, msg);
     // What was not applied stays as it runs, so the next reload compares with that.
-    const auto kept_limits = r.current.limits;
+    auto kept_limits = r.current.limits;
+    mqtt::broker::copy_reloadable(next.limits, kept_limits);
     const auto kept_sys = r.current.sys_interval;
     const auto kept_metrics = r.current.metrics;
     auto kept_listeners = r.current.listeners;

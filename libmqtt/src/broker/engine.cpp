@@ -18,6 +18,23 @@ engine::engine(limits l, log_function log, int verbosity)
 
 engine::~engine() = default;
 
+void copy_reloadable(const limits& from, limits& to) noexcept {
+    to.max_queued_messages = from.max_queued_messages;
+    to.max_queued_bytes = from.max_queued_bytes;
+    to.max_subscriptions = from.max_subscriptions;
+    to.max_topic_length = from.max_topic_length;
+    to.max_topic_levels = from.max_topic_levels;
+    to.max_client_id_length = from.max_client_id_length;
+    to.max_publish_rate = from.max_publish_rate;
+    to.memory_limit = from.memory_limit;
+    to.connect_timeout = from.connect_timeout;
+    to.persistent_client_expiration = from.persistent_client_expiration;
+    to.max_keepalive = from.max_keepalive;
+    to.max_offline_sessions = from.max_offline_sessions;
+    to.queue_qos0_messages = from.queue_qos0_messages;
+    to.upgrade_outgoing_qos = from.upgrade_outgoing_qos;
+}
+
 // ---- subscriptions ----------------------------------------------------------------------
 
 bool engine::subscribe(durable_session& s, std::string_view filter,

@@ -621,6 +621,10 @@ void server::run() {
     }
 }
 
+void server::set_limits(const broker::limits& l) {
+    impl_->engine.reload_limits(l);
+}
+
 void server::set_security(std::shared_ptr<const broker::security_policy> p) {
     impl_->engine.set_security(std::move(p));
 }

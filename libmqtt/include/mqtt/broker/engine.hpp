@@ -43,6 +43,8 @@ class engine {
     engine& operator=(const engine&) = delete;
 
     const limits& config() const noexcept { return limits_; }
+    // SIGHUP: the reloadable limits of `l` replace the running ones (copy_reloadable).
+    void reload_limits(const limits& l) noexcept { copy_reloadable(l, limits_); }
     broker::stats& stats() noexcept { return stats_; }
     const broker::stats& stats() const noexcept { return stats_; }
 

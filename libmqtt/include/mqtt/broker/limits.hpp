@@ -76,6 +76,14 @@ struct limits {
     bool upgrade_outgoing_qos = false;
 };
 
+// The limits a running broker takes from a reloaded configuration (SIGHUP): each is read
+// where it is used (a CONNECT, a SUBSCRIBE, a PUBLISH, a delivery, the queue bound) and
+// none is announced to clients, so a change needs no restart. It applies from the next
+// such use; sessions and connections keep what they have. The rest (Maximum Packet Size,
+// Receive Maximum, Topic Alias Maximum and Retain Available, which 5.0 clients are told in
+// CONNACK, and the in-flight window taken at CONNECT) stay as the broker started.
+void copy_reloadable(const limits& from, limits& to) noexcept;
+
 // Counters of everything the broker dropped or refused, for logs and tests.
 struct stats {
     std::uint64_t connections_accepted = 0;

@@ -119,6 +119,9 @@ class server {
     // is wrong, and the group keeps its current settings.
     std::string set_tls(std::size_t group, const tls_server_settings& s);
 
+    // The limits a reload may change (broker::copy_reloadable), from the run() thread.
+    void set_limits(const broker::limits& l);
+
     // Replaces allow_anonymous, the passwords and the ACL (SIGHUP); from the run() thread
     // only. The ACL applies to connected clients at once; passwords to the next CONNECT.
     void set_security(std::shared_ptr<const broker::security_policy> p);
