@@ -8,7 +8,8 @@ to it, its local side in-process. Checks, with mosquitto_pub and mosquitto_sub a
 clients: QoS 1 `out` messages published at tern-broker reach a persistent mosquitto_sub
 session at Mosquitto, all of them, in order; `in` messages the other way; /metrics shows
 the bridge's state (scraped with curl) while Mosquitto goes down and comes back, and messages published at
-tern-broker while it is down arrive after it is back; SIGHUP adds a topic rule; start-up
+tern-broker while it is down arrive after it is back; the bridge's state topic under $SYS
+(notifications) on both brokers; SIGHUP adds a topic rule; start-up
 errors in a connection block stop tern-broker with FILE:LINE; --print-config lists the
 bridge."""
 
@@ -121,8 +122,7 @@ def bridge_conf(mosq_port, extra=""):
             "topic in/# in 1 site/ central/\n"
             f"bridge_protocol_version {version}\n"
             "remote_clientid tern-site\n"
-            "restart_timeout 1 2\n"
-            "notifications false\n" + extra)
+            "restart_timeout 1 2\n" + extra)
 
 
 def sub_args(port, client_id, topic):
@@ -142,6 +142,18 @@ def collect(port, client_id, topic, count, seconds=30):
     r = subprocess.run(sub_args(port, client_id, topic) + ["-C", str(count), "-W", str(seconds)],
                        capture_output=True, timeout=seconds + 10)
     return r.stdout.decode().splitlines()
+
+
+STATE = "$SYS/broker/connection/tern-site/state"
+
+
+def read_state(port):
+    """The retained payload of the bridge's state topic, or None."""
+    v = ["-V", "mqttv5"] if VERSION == "5" else []
+    r = subprocess.run([MOSQ_SUB, "-h", HOST, "-p", str(port), "-t", STATE, "-C", "1", "-W", "2"]
+                       + v, capture_output=True, timeout=10)
+    out = r.stdout.decode().strip()
+    return out or None
 
 
 def publish_lines(port, topic, lines):
@@ -212,6 +224,11 @@ def main():
           tern.metric("tern_bridge_connected", bridge="mosq", side="local") == 1)
     check("the connect is logged", "bridge connected bridge=mosq side=remote" in tern.text(),
           tern.text()[-2000:])
+    # notifications (the default): the state topic under $SYS on both brokers.
+    check("state 1 at tern-broker ($SYS, retained)",
+          wait_for(lambda: read_state(tern.port) == "1", 10), f"{read_state(tern.port)}")
+    check("state 1 at Mosquitto", wait_for(lambda: read_state(mosq.port) == "1", 10),
+          f"{read_state(mosq.port)}")
     check("mosquitto_sub session at tern-broker", subscribe_only(tern.port, "near-sub", "site/#"))
     # The bridge's subscriptions on both sides (from the brokers' logs).
     check("the bridge subscribed at tern-broker",
@@ -240,6 +257,8 @@ def main():
     check("tern_bridge_connected remote 0 while Mosquitto is down",
           wait_for(lambda: tern.metric("tern_bridge_connected", bridge="mosq", side="remote") == 0,
                    15))
+    check("state 0 at tern-broker while Mosquitto is down",
+          wait_for(lambda: read_state(tern.port) == "0", 10), f"{read_state(tern.port)}")
     out2 = [f"p{i}" for i in range(N)]
     check("mosquitto_pub -l while Mosquitto is down", publish_lines(tern.port, "out/a", out2))
     # What the bridge holds unacknowledged (its in-flight window at the broker) and what the
@@ -253,6 +272,8 @@ def main():
     check("tern_bridge_connected remote 1 again",
           wait_for(lambda: tern.metric("tern_bridge_connected", bridge="mosq", side="remote") == 1,
                    20))
+    check("state 1 at tern-broker again", wait_for(lambda: read_state(tern.port) == "1", 10),
+          f"{read_state(tern.port)}")
     expect_in_order(f"out: the {N} published while Mosquitto was down arrive, in order",
                     collect(mosq.port, "far-sub", "out/#", N), "out/a", out2)
     check("tern_bridge_remote_connects_total 2",

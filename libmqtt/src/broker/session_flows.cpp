@@ -122,8 +122,9 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
     if (!admit_publish(p, rc)) return;
     if (rc != reason_code::success) {
         // Refused for a limit: acknowledged with rc (5.0), or dropped (QoS 0).
-    } else if (protocol::is_system_topic(p.topic)) {
-        // $SYS belongs to the broker; clients do not publish there.
+    } else if (protocol::is_system_topic(p.topic) &&
+               !engine_.security(ds_->security_slot).publish_sys) {
+        // $SYS belongs to the broker; clients do not publish there (its bridges may).
         ++engine_.stats().dropped_sys_publish;
         rc = reason_code::not_authorized;
     } else if (!engine_.may_publish(*ds_, p.topic)) {

@@ -75,7 +75,9 @@ struct server::impl {
         bridge_slot = std::max(bridge_slot, opts.listener_security.size() + 1);
         for (const auto& [group, p] : opts.listener_security)
             bridge_slot = std::max(bridge_slot, group + 2);
-        engine.set_security(std::make_shared<broker::security_policy>(), bridge_slot);
+        auto trusted = std::make_shared<broker::security_policy>();
+        trusted->publish_sys = true;  // the bridges' state topic, $SYS/broker/connection/...
+        engine.set_security(std::move(trusted), bridge_slot);
     }
     // The engine's security slot of a listener group's clients.
     std::size_t security_slot(std::size_t group) const {
@@ -448,6 +450,7 @@ std::unique_ptr<transport> server::impl::connect_bridge(const bridge::bridge_con
 
 std::string server::impl::start_bridges(std::vector<bridge::bridge_config> b) {
     bridge::run_options ro;
+    ro.verbosity = 1;  // statistics lines too; the broker's log level filters them (-vv)
     ro.log = [this](std::string_view event, int level, const std::string& text) {
         // tern-bridge's levels: -1 always (problems), 0 by default (connects), 1 with -v
         // (statistics every few seconds go to -vv here).

@@ -19,6 +19,9 @@ struct security_policy {
     bool allow_anonymous = true;
     std::shared_ptr<const password_file> passwords;  // nullptr: no password_file
     std::shared_ptr<const acl_file> acl;             // nullptr: no acl_file (all allowed)
+    // May publish under $SYS: only tern-broker's own bridges (their state topic), which come
+    // from the broker's configuration; clients never.
+    bool publish_sys = false;
 };
 
 // A CONNECT with a user name and a password_file: the password is checked off the event
