@@ -26,7 +26,10 @@ PUBLISHERS = 4
 PER_PUBLISHER = 3000
 SLOW_DELAY = 0.0004  # seconds the subscriber spends on each message
 DEADLINE = 100.0  # the whole exchange, seconds
-MAX_RSS_KB = 150 * 1024
+# What the broker may grow by while the messages flow (its RSS at start is not counted: an
+# ASan build of tern-broker, which links the bridge runner for `connection` blocks, starts
+# at about 112 MB, 98 MB before; a release build at about 7 MB and grows by about 1 MB here).
+MAX_GROWTH_KB = 52 * 1024
 
 
 def start_broker(binary, log):
@@ -68,6 +71,7 @@ def main():
 
 
 def run(proc, port):
+    base = rss_kb(proc.pid)  # before any client
     got = set()
     lock = threading.Lock()
     subscribed = threading.Event()
@@ -126,11 +130,13 @@ def run(proc, port):
     sub.loop_stop()
 
     failures = list(errors)
-    print(f"received {len(got)}/{total} in {elapsed:.1f}s, broker peak RSS {peak[0]} kB")
+    print(f"received {len(got)}/{total} in {elapsed:.1f}s, broker peak RSS {peak[0]} kB "
+          f"(at start {base} kB)")
     if len(got) != total:
         failures.append(f"lost {total - len(got)} of {total} QoS 1 messages")
-    if peak[0] > MAX_RSS_KB:
-        failures.append(f"broker RSS {peak[0]} kB over {MAX_RSS_KB} kB")
+    if peak[0] - base > MAX_GROWTH_KB:
+        failures.append(f"broker RSS grew by {peak[0] - base} kB (from {base} kB), over "
+                        f"{MAX_GROWTH_KB} kB")
     for f in failures:
         print("FAIL: " + f)
     if not failures:
