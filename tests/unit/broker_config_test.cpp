@@ -157,8 +157,11 @@ TEST_CASE("config: persistence options (Mosquitto's, and persistence_sync)") {
     CHECK(parse_error("persistence_file a/b.db\n").message ==
           "persistence_file: 'a/b.db' is not a file name (the directory is "
           "persistence_location)");
-    CHECK(parse_error("autosave_interval 0\n").message ==
-          "autosave_interval: 0 is out of range (1 to 31536000)");
+    // Mosquitto's 0: no timed save, only at the stop (Tern: no timed sync with periodic).
+    CHECK(parse_ok("autosave_interval 0\n").persistence.autosave_interval ==
+          std::chrono::seconds{0});
+    CHECK(parse_error("autosave_interval 31536001\n").message ==
+          "autosave_interval: 31536001 is out of range (0 to 31536000)");
 }
 
 TEST_CASE("config: syntax errors") {

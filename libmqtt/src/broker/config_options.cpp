@@ -512,9 +512,9 @@ bool on_persistence_sync(parse_state& st, const option_args& a) {
 }
 
 bool on_autosave_interval(parse_state& st, const option_args& a) {
-    // Mosquitto: seconds between saves. Tern: seconds between syncs with persistence_sync
-    // periodic; 0 is not allowed (Mosquitto's 0 means "never save on a timer").
-    const auto v = parse_number(st, "autosave_interval", a.words[0], 1, 86'400u * 365);
+    // Mosquitto: seconds between saves, 0: only at the stop. Tern: seconds between syncs with
+    // persistence_sync periodic, 0: no timed sync (at a graceful stop and each compaction).
+    const auto v = parse_number(st, "autosave_interval", a.words[0], 0, 86'400u * 365);
     if (!v) return false;
     st.cfg.persistence.autosave_interval = std::chrono::seconds{*v};
     return true;

@@ -107,7 +107,11 @@ std::error_code store_driver::open() {
 }
 
 void store_driver::start() {
-    if (cfg_.sync == broker::sync_policy::periodic) periodic_sync();
+    // autosave_interval 0 (Mosquitto's "only when stopping"): synced at a graceful stop and by
+    // each compaction, never on a timer.
+    if (cfg_.sync == broker::sync_policy::periodic && cfg_.autosave_interval.count() > 0) {
+        periodic_sync();
+    }
 }
 
 void store_driver::periodic_sync() {

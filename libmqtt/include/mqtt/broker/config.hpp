@@ -103,7 +103,7 @@ struct persistence_config {
     std::string file = "tern.db";
     sync_policy sync = sync_policy::batch;
     // periodic: seconds between syncs. Mosquitto's default of 30 minutes.
-    std::chrono::seconds autosave_interval{1800};
+    std::chrono::seconds autosave_interval{1800};  // 0: no timed sync
 };
 
 // metrics_listener PORT [ADDRESS] (a Tern option): the HTTP endpoint with /metrics and
