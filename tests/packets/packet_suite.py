@@ -468,8 +468,8 @@ def will_retained(t, v):
     t.expect(w, publish_packet(v, f"wl/4/{v}", b"kept", retain=True), "retained Will")
 
 
-@case("06-05", "a Will Delay Interval longer than the session: the Will waits, and a "
-      "reconnect in time cancels it (MQTT-3.1.3-9)", versions=(V5,))
+@case("06-05", "a Will Delay Interval: the Will waits for it, and a reconnect in time "
+      "cancels it (MQTT-3.1.3-9)", versions=(V5,))
 def will_delay(t, v):
     w = watcher(t, v, "wl/5")
     c = t.client(v, "c0605", will="wl/5", clean=False, props=prop_u32(0x11, 60),
@@ -478,6 +478,13 @@ def will_delay(t, v):
     t.expect_nothing(w, "nothing at once", timeout=0.4)
     t.client(v, "c0605", clean=False, props=prop_u32(0x11, 60))
     t.expect_nothing(w, "no Will after the reconnect", timeout=1.5)
+    # Without the reconnect the Will goes out once the delay has passed.
+    w2 = watcher(t, v, "wl/5b")
+    c2 = t.client(v, "c0605b", will="wl/5b", will_payload=b"late", clean=False,
+                  props=prop_u32(0x11, 60), will_props=prop_u32(0x18, 1))
+    c2.close()
+    t.expect_nothing(w2, "not at once", timeout=0.4)
+    t.expect(w2, publish_packet(v, "wl/5b", b"late"), "the Will after its 1 s delay")
 
 
 # ---- 07 keep-alive --------------------------------------------------------------------------
