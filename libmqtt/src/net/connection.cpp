@@ -60,6 +60,7 @@ connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std
       store_(store != nullptr && store->holds_output() ? store : nullptr),
       next_read_(small_read) {
     session_.set_observer(this);
+    if (store_ != nullptr) store_->enlist(*this);
 }
 
 connection::~connection() {
@@ -270,6 +271,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
             break;
         }
         c.stats_.bytes_sent += n;
+        c.wrote_ = true;
         c.writing_.release_payloads();  // written: the messages need not be held for us
         c.session_.on_written();  // may queue more (messages waiting for the buffer to drain)
         if (c.read_paused_) c.resume_input();  // a paused reader may go on
@@ -321,6 +323,11 @@ bool connection::next_batch() {
         session_.take_output(writing_);
         return true;
     }
+    if (refused_) {  // closing: only what the session said after the refusal (DISCONNECT)
+        if (!session_.has_output()) return false;
+        session_.take_output(writing_);
+        return true;
+    }
     if (!staged_.empty()) {
         if (!released_) return false;
         writing_.clear();
@@ -347,6 +354,23 @@ void connection::stage() {
 
 void connection::release() {
     released_ = true;
+    wake();
+}
+
+// The acknowledgements in what is held refer to records that are not on disk: none of it is
+// written, and the connection closes, so the client keeps (and sends again) what it was
+// not told was received. A 5.0 client is told why, once its CONNACK is out.
+void connection::refuse() {
+    const auto keep = weak_from_this().lock();  // the close may end the connection
+    if (refused_) return;
+    refused_ = true;
+    staged_.clear();
+    released_ = true;
+    broker::output_batch dropped;
+    session_.take_output(dropped);
+    session_.close_by_server(protocol::reason_code::quota_exceeded, broker::clock::now());
+    // Before the CONNACK a DISCONNECT would break the protocol: nothing at all then.
+    if (!wrote_) session_.take_output(dropped);
     wake();
 }
 

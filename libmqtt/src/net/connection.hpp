@@ -60,6 +60,10 @@ class connection final : public std::enable_shared_from_this<connection>,
     void wake() override;     // session_observer: output appended, or closing
     void stage() override;    // held_output: the store's flush covers the output so far
     void release() override;  // held_output: it is on disk
+    void refuse() override;   // held_output: it is not on disk; close without it
+    bool unwritten() const override {
+        return !refused_ && (!staged_.empty() || session_.has_output());
+    }
     // Moves what may be written now into writing_; false when nothing may.
     bool next_batch();
     bool has_work() const noexcept;  // something for a writer to do
@@ -98,6 +102,8 @@ class connection final : public std::enable_shared_from_this<connection>,
     std::vector<std::uint8_t> staged_;  // output covered by a flush, written once it is synced
     std::size_t next_read_;             // the size of the next read, following the last one
     bool released_ = true;              // staged_ may be written
+    bool refused_ = false;  // the store refused what was held: only the close is written
+    bool wrote_ = false;    // something was written (so the CONNACK is out)
     bool writer_running_ = false;
     bool writer_done_ = false;  // the transport is closed: no writer starts again
     bool input_done_ = false;

@@ -1,6 +1,7 @@
 #include "store_driver.hpp"
 
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -160,6 +161,7 @@ void store_driver::hold(held_output& h) {
 }
 
 void store_driver::forget(held_output& h) {
+    connections_.erase(&h);
     std::erase(held_, &h);
     std::erase(syncing_held_, &h);
 }
@@ -196,9 +198,15 @@ void store_driver::flush() {
     job_.bytes.clear();
     job_.snapshot = {};
     job_.sync = cfg_.sync != broker::sync_policy::periodic;
+    job_.refused = false;
     if (recorder_->has_pending()) {
         recorder_->take_pending(job_.bytes);
-        if (file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
+        if (failing_) {
+            // The file misses the records of a failed write until retry() writes it anew:
+            // records appended to it now may refer to those and are not durable either, so
+            // nothing is written and nothing they cover is acknowledged.
+            job_.refused = true;
+        } else if (file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
             // The snapshot (which includes job_.bytes) is written here, a piece at a time,
             // while the mirror is not changing; only its fsync and rename go to the sync
             // thread. If writing it fails, the records are appended to the old file instead.
@@ -209,7 +217,7 @@ void store_driver::flush() {
             }
         }
     }
-    if (thread_.joinable() && !job_.bytes.empty()) {
+    if (thread_.joinable() && !job_.bytes.empty() && !job_.refused) {
         busy_ = true;
         work_.emplace(io_.get_executor());  // run() does not return before the completion
         {
@@ -228,7 +236,7 @@ void store_driver::run_job() {
     auto& j = job_;
     j.ec.clear();
     j.what = "write";
-    if (j.bytes.empty()) return;
+    if (j.bytes.empty() || j.refused) return;
     if (j.snapshot.is_open()) {
         j.ec = file_.replace(std::move(j.snapshot));  // synced
         if (!j.ec) return;
@@ -243,15 +251,48 @@ void store_driver::complete() {
     busy_ = false;
     work_.reset();
     report(job_.ec, job_.what);
-    if (!job_.sync && !job_.bytes.empty()) unsynced_ = true;
-    // On failure the output is released anyway: holding it for ever would stall every
-    // client. The error is in the log; what was not written is lost on a crash.
+    const bool durable = !job_.ec && !job_.refused;
+    if (durable && !job_.sync && !job_.bytes.empty()) unsynced_ = true;
+    // Output produced from now on depends on records that are on disk, or on records that
+    // are not, whose held connections are refused here: nothing waits for these any more.
     synced_ = job_.target;
     file_bytes_ = file_.size();  // the sync thread is done with file_
     auto held = std::move(syncing_held_);
     syncing_held_.clear();
-    for (auto* h : held) h->release();
+    if (durable) {
+        for (auto* h : held) h->release();
+    } else {
+        refuse_held(std::move(held));
+    }
     if (std::exchange(again_, false)) flush();
+}
+
+// The acknowledgements (and everything else) staged for a group whose records are not on
+// disk are never written: releasing them would acknowledge messages a crash loses. Holding
+// them until the store is written again could stall the clients for as long as the disk
+// stays full, so their connections close instead (5.0: DISCONNECT 0x97 Quota Exceeded) and
+// the clients send again what was not acknowledged, which is refused (0x97) or accepted
+// once the store is written anew. The records stay in the mirror, so that rewrite keeps them.
+//
+// Not only the staged connections: output produced after the staging (still in a session,
+// or held for the next flush) may depend on these records too (with `always` the packet's
+// own acknowledgement is never staged), so every connection with output not yet written is
+// refused. Output produced from here on depends on durable records only, since every later
+// group is refused until the store is written anew.
+void store_driver::refuse_held(std::vector<held_output*> held) {
+    for (auto* h : connections_) {
+        if (h->unwritten() && std::find(held.begin(), held.end(), h) == held.end()) {
+            held.push_back(h);
+        }
+    }
+    held_.clear();  // all of them are in `held` now: no later flush releases them
+    if (held.empty()) return;
+    note_(job_.refused ? 1 : 0, !job_.refused,
+          "store " + path_ + ": " + std::to_string(held.size()) +
+              " connection(s) closed without the acknowledgements of records not on disk");
+    for (auto* h : held) {
+        if (connections_.contains(h)) h->refuse();  // not ended by an earlier one's close
+    }
 }
 
 void store_driver::report(std::error_code ec, std::string_view what) {

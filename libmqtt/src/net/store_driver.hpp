@@ -22,6 +22,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "mqtt/broker/config.hpp"
@@ -38,6 +39,11 @@ class held_output {
   public:
     virtual void stage() = 0;    // take the session's output now: it is covered by this flush
     virtual void release() = 0;  // the flush is on disk: write what was staged
+    // The flush is not on disk (its write failed, or the store is failing): what was staged
+    // must never be written; the connection closes (5.0: DISCONNECT 0x97 Quota Exceeded).
+    virtual void refuse() = 0;
+    // Output not yet written (staged or still in the session).
+    virtual bool unwritten() const = 0;
 
   protected:
     ~held_output() = default;
@@ -66,6 +72,9 @@ class store_driver {
     // Whether output must wait for records (always, batch).
     bool holds_output() const noexcept { return cfg_.sync != broker::sync_policy::periodic; }
     bool all_synced() const noexcept { return synced_ == recorder_->appended(); }
+    // Every connection whose output waits is known from start to end, so that a write
+    // that fails can refuse the output of all of them (see refuse_held()).
+    void enlist(held_output& h) { connections_.insert(&h); }
     // `h` is staged and released at the next flush.
     void hold(held_output& h);
     void forget(held_output& h);
@@ -84,6 +93,9 @@ class store_driver {
         std::vector<std::uint8_t> bytes;  // records to append
         store::replacement snapshot;      // open: compaction, written on the loop, synced instead
         bool sync = true;
+        // Not written: the store is failing, so the file misses earlier records until it
+        // is written anew (retry()); the mirror has these and the rewrite puts them in.
+        bool refused = false;
         std::uint64_t target = 0;  // recorder bytes covered
         std::error_code ec;
         std::string_view what = "write";
@@ -96,6 +108,8 @@ class store_driver {
     void retry();
     void run_job();   // file I/O only: the one thing the sync thread does
     void complete();  // on the loop: the job is done, release what it covered
+    // On the loop: the job's records are not on disk; close its held connections unanswered.
+    void refuse_held(std::vector<held_output*> held);
     void sync_thread();
 
     asio::io_context& io_;
@@ -107,6 +121,7 @@ class store_driver {
     store::store_file file_;
     std::vector<held_output*> held_;          // wait for the next job
     std::vector<held_output*> syncing_held_;  // staged, wait for the job in progress
+    std::unordered_set<held_output*> connections_;  // enlisted, not yet forgotten
     std::uint64_t synced_ = 0;                // recorder bytes on disk (or written, for periodic)
     std::uint64_t file_bytes_ = 0;            // file_.size() as of the last complete()
     bool posted_ = false;
