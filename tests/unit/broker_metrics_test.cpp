@@ -160,6 +160,39 @@ TEST_CASE("metrics: bridge states, two labels, only with bridges") {
     CHECK(families == 1);
 }
 
+TEST_CASE("metrics: the bridge families alone (tern-bridge's /metrics)") {
+    using mqtt::broker::render_bridge_metrics;
+    // No bridge yet: every family is there, with HELP and TYPE and no samples.
+    const auto empty = render_bridge_metrics({});
+    for (const char* f :
+         {"tern_bridge_connected gauge", "tern_bridge_local_connects_total counter",
+          "tern_bridge_remote_connects_total counter",
+          "tern_bridge_messages_forwarded_total counter", "tern_bridge_messages_queued gauge",
+          "tern_bridge_queued_bytes gauge", "tern_bridge_messages_dropped_total counter"}) {
+        CAPTURE(f);
+        CHECK(empty.find(std::string{"# TYPE "} + f + "\n") != std::string::npos);
+    }
+    CHECK(empty.find("{") == std::string::npos);
+    mqtt::bridge::bridge_state b;
+    b.name = "site";
+    b.remote_connected = true;
+    b.local_connects = 2;
+    b.remote_connects = 3;
+    b.queued_bytes_out = 4096;
+    b.dropped_queue_full = 9;
+    const auto text = render_bridge_metrics({b});
+    CHECK(sample(text, "tern_bridge_connected{bridge=\"site\",side=\"local\"}") == 0);
+    CHECK(sample(text, "tern_bridge_connected{bridge=\"site\",side=\"remote\"}") == 1);
+    CHECK(sample(text, "tern_bridge_local_connects_total{bridge=\"site\"}") == 2);
+    CHECK(sample(text, "tern_bridge_remote_connects_total{bridge=\"site\"}") == 3);
+    CHECK(sample(text, "tern_bridge_queued_bytes{bridge=\"site\",direction=\"out\"}") == 4096);
+    CHECK(sample(text,
+                 "tern_bridge_messages_dropped_total{bridge=\"site\",reason=\"queue_full\"}") == 9);
+    // Nothing of the broker's own families.
+    CHECK(text.find("tern_uptime_seconds") == std::string::npos);
+    CHECK(text.find("tern_connections") == std::string::npos);
+}
+
 TEST_CASE("metrics: HTTP request heads") {
     http_request r;
     CHECK(parse_http_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", r) ==

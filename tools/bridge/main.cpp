@@ -9,6 +9,8 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "mqtt/bridge/config.hpp"
@@ -42,7 +44,8 @@ struct bridge_options {
     std::string queue_dir;
     std::string queue_max_bytes = "1G";
     std::string queue_full_policy = "block";
-    mqtt::cli::tls_options tls;  // for the remote broker
+    std::string metrics_listener;  // [ADDR:]PORT
+    mqtt::cli::tls_options tls;    // for the remote broker
     int verbosity = 0;
     mqtt::cli::output_format format = mqtt::cli::output_format::text;
 };
@@ -148,6 +151,13 @@ void add_bridge_options(CLI::App& app, bridge_options& o) {
                    "messages), drop-new or drop-oldest (default: block)")
         ->type_name("POLICY")
         ->check(CLI::IsMember({"block", "drop-new", "drop-oldest"}).description(""));
+    app.add_option("--metrics-listener", o.metrics_listener,
+                   "Serve Prometheus metrics (the tern_bridge_* families of tern-broker's "
+                   "/metrics: connected sides, connects, messages forwarded, queued, dropped) "
+                   "at http://ADDR:PORT/metrics, and /healthz; ADDR is numeric ([::1] for "
+                   "IPv6), 127.0.0.1 when left out; PORT 0 picks a free port, named in the "
+                   "metrics_listening event")
+        ->type_name("[ADDR:]PORT");
     app.add_option("--stats-interval", o.stats_interval,
                    "Seconds between statistics events (default: 5)")
         ->type_name("SECONDS")
@@ -189,6 +199,32 @@ void parse_restart(const std::string& text, bridge::bridge_config& b) {
         throw CLI::ValidationError("--restart-timeout",
                                    "expected BASE[:MAX] seconds with 0 < BASE <= MAX: " + text);
     }
+}
+
+// "[ADDR:]PORT" -> address (default 127.0.0.1) and port; a bad one is a usage error.
+std::pair<std::string, std::uint16_t> parse_metrics_listener(const std::string& text) {
+    std::string host = "127.0.0.1";
+    std::string port = text;
+    if (text.starts_with('[')) {
+        const auto close = text.find("]:");
+        if (close == std::string::npos) {
+            port.clear();
+        } else {
+            host = text.substr(1, close - 1);
+            port = text.substr(close + 2);
+        }
+    } else if (const auto colon = text.rfind(':'); colon != std::string::npos) {
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+    }
+    const bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (host.empty() || !digits || std::stoul(port) > 65535) {
+        const std::string why = "expected [ADDR:]PORT, a numeric address and a port 0 to 65535: ";
+        throw CLI::ValidationError("--metrics-listener", why + text);
+    }
+    return {host, static_cast<std::uint16_t>(std::stoul(port))};
 }
 
 bridge::queue_settings queue_from_flags(const bridge_options& o) {
@@ -305,9 +341,12 @@ int main(int argc, char** argv) {
         ro.json = opts.format == mqtt::cli::output_format::json;
         ro.verbosity = opts.verbosity;
         ro.stats_interval = seconds_ms(opts.stats_interval);
+        if (!opts.metrics_listener.empty())
+            std::tie(ro.metrics_host, ro.metrics_port) =
+                parse_metrics_listener(opts.metrics_listener);
         if (!opts.config_file.empty()) ro.reload = [&] { return load_file(opts, local); };
         if (bridge::run(std::move(bridges), ro, std::cout, std::cerr) != 0)
-            return mqtt::cli::exit_status::usage;  // a queue directory that cannot be used
+            return mqtt::cli::exit_status::usage;  // a queue_dir or metrics port unusable
         return mqtt::cli::exit_status::ok;
     });
 }

@@ -410,6 +410,7 @@ bridge_state bridge_runtime::state() const {
     s.queued_bytes_out = remote.dq ? remote.dq->bytes() : 0;
     s.queued_bytes_in = local.dq ? local.dq->bytes() : 0;
     s.remote_connects = remote.connects;
+    s.local_connects = local.connects;
     return s;
 }
 

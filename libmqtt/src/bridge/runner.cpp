@@ -14,6 +14,8 @@
 #include <boost/asio/write.hpp>
 #include <csignal>
 
+#include "mqtt/broker/metrics.hpp"
+#include "net/metrics/metrics_listener.hpp"
 #include "runtime.hpp"
 
 namespace mqtt::bridge::detail {
@@ -573,6 +575,21 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
         return 2;
     }
     detail::output sink(out, log, opts.json, opts.verbosity, opts.log);
+    // Declared after bridges_host: stopped and destroyed before it.
+    std::optional<net::detail::metrics_listener> metrics;
+    if (!opts.metrics_host.empty()) {
+        metrics.emplace(
+            io, [&bridges_host] { return broker::render_bridge_metrics(bridges_host.states()); });
+        if (const auto ec = metrics->bind(opts.metrics_host, opts.metrics_port)) {
+            log << "tern-bridge: metrics listener " << opts.metrics_host << " port "
+                << opts.metrics_port << ": " << ec.message() << '\n';
+            return 2;
+        }
+        metrics->start();
+        using field = detail::output;
+        sink.event("metrics_listening",
+                   {field::str("url", "http://" + metrics->local_address() + "/metrics")});
+    }
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     asio::signal_set hangup(io, SIGHUP);
@@ -594,6 +611,7 @@ int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostrea
         if (ec) return;
         stopping = true;
         hangup.cancel();
+        if (metrics) metrics->stop();
         bridges_host.stop();
         deadline = clock::now() + std::chrono::seconds{3};
         check();

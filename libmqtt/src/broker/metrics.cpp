@@ -213,7 +213,8 @@ void mqttsn_metrics(exposition& x, const engine& e) {
 // direction); the label `bridge` is the connection name.
 void bridge_metrics(exposition& x, const std::vector<bridge::bridge_state>& bridges) {
     x.family("tern_bridge_connected", "gauge",
-             "1 while the bridge's side is connected (local: this broker, remote: the other).");
+             "1 while the bridge's side is connected (local: the local broker, tern-broker "
+             "itself for its own bridges; remote: the remote one).");
     for (const auto& b : bridges) {
         x.sample("bridge", b.name, "side", "local", b.local_connected ? 1 : 0);
         x.sample("bridge", b.name, "side", "remote", b.remote_connected ? 1 : 0);
@@ -221,8 +222,12 @@ void bridge_metrics(exposition& x, const std::vector<bridge::bridge_state>& brid
     x.family("tern_bridge_remote_connects_total", "counter",
              "Connections the bridge made to the remote broker (CONNACK received).");
     for (const auto& b : bridges) x.sample("bridge", b.name, b.remote_connects);
+    x.family("tern_bridge_local_connects_total", "counter",
+             "Connections the bridge made to the local broker (CONNACK received).");
+    for (const auto& b : bridges) x.sample("bridge", b.name, b.local_connects);
     x.family("tern_bridge_messages_forwarded_total", "counter",
-             "Messages the bridge handed over: out (to the remote broker), in (to this one).");
+             "Messages the bridge handed over: out (to the remote broker), in (to the local "
+             "one).");
     for (const auto& b : bridges) {
         x.sample("bridge", b.name, "direction", "out", b.forwarded_out);
         x.sample("bridge", b.name, "direction", "in", b.forwarded_in);
@@ -294,6 +299,14 @@ std::string render_metrics(const engine& e, const metrics_context& c) {
     if (c.persistence) {
         x.gauge("tern_store_file_bytes", "Size of the persistence store file.", c.store_file_bytes);
     }
+    return out;
+}
+
+std::string render_bridge_metrics(const std::vector<bridge::bridge_state>& bridges) {
+    std::string out;
+    out.reserve(2048 + bridges.size() * 1024);
+    exposition x{out};
+    bridge_metrics(x, bridges);
     return out;
 }
 

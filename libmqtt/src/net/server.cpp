@@ -24,7 +24,7 @@
 #include "auth_worker.hpp"
 #include "mqtt/bridge/runner.hpp"
 #include "connection.hpp"
-#include "metrics_listener.hpp"
+#include "net/metrics/metrics_listener.hpp"
 #include "mqtt/broker/metrics.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"

@@ -57,6 +57,11 @@ struct run_options {
     // (tern-broker's bridges); nullptr and `why` when it cannot.
     std::function<std::unique_ptr<net::transport>(const bridge_config&, std::string& why)>
         connect_local;
+    // run() only (tern-broker has its own): GET /metrics (the tern_bridge_* families) and
+    // /healthz over HTTP on this numeric address and port (0: a free one); a
+    // `metrics_listening` event gives the URL. Empty host: no listener.
+    std::string metrics_host;
+    std::uint16_t metrics_port = 0;
 };
 
 namespace detail {
@@ -94,7 +99,8 @@ class host {
 // directory"), so a front end can refuse a bad configuration at once.
 std::string check_tls(const bridge_config& b);
 
-// Exit status: 0 after SIGINT or SIGTERM.
+// Exit status: 0 after SIGINT or SIGTERM; 2 when a queue directory or the metrics listener
+// cannot be had at start.
 int run(std::vector<bridge_config> bridges, const run_options& opts, std::ostream& out,
         std::ostream& log);
 

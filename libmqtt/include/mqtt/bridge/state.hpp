@@ -1,14 +1,14 @@
 #pragma once
 
-// What a running bridge reports about itself (tern-broker's /metrics). Plain data, so the
-// broker's metrics code needs nothing of the bridge runner.
+// What a running bridge reports about itself (the /metrics of tern-broker and tern-bridge). Plain
+// data, so the broker's metrics code needs nothing of the bridge runner.
 
 #include <cstdint>
 #include <string>
 
 namespace mqtt::bridge {
 
-// One bridge's state and counters since it started (tern-broker's /metrics).
+// One bridge's state and counters since it started.
 struct bridge_state {
     std::string name;
     bool local_connected = false;
@@ -25,6 +25,7 @@ struct bridge_state {
     std::uint64_t queued_bytes_out = 0;  // on disk (queue_dir)
     std::uint64_t queued_bytes_in = 0;
     std::uint64_t remote_connects = 0;  // CONNACKs from the remote broker
+    std::uint64_t local_connects = 0;   // CONNACKs from the local broker
 };
 
 }  // namespace mqtt::bridge

@@ -1,6 +1,7 @@
 #pragma once
 
-// tern-broker's metrics endpoint (metrics_listener in tern.conf), sans-I/O: the engine's
+// tern-broker's metrics endpoint (metrics_listener in tern.conf; tern-bridge's
+// --metrics-listener uses the bridge part and the HTTP part), sans-I/O: the engine's
 // counters and gauges in the Prometheus text exposition format 0.0.4, and the small piece of
 // HTTP/1.1 the endpoint speaks (a bounded request head in, a whole response out). The net
 // layer only moves the bytes. docs/metrics.md lists every metric.
@@ -34,6 +35,10 @@ struct metrics_context {
 // TYPE lines, counters ending in _total. One pass over the stored sessions for the queue
 // gauges; nothing else is walked.
 std::string render_metrics(const engine& e, const metrics_context& c);
+
+// The bridges' families alone (tern_bridge_*, each with HELP and TYPE even when `bridges` is
+// empty): tern-bridge's /metrics; render_metrics() has them too when there are bridges.
+std::string render_bridge_metrics(const std::vector<bridge::bridge_state>& bridges);
 
 // ---- HTTP
 

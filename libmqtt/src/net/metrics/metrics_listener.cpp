@@ -1,4 +1,4 @@
-#include "metrics_listener.hpp"
+#include "net/metrics/metrics_listener.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -1,7 +1,8 @@
 #pragma once
 
-// The metrics endpoint's network side, private to mqtt_net: a TCP acceptor on the broker's
-// event loop and one short coroutine per HTTP request. What is said is decided by the
+// The metrics endpoint's network side (tern-broker's metrics_listener, tern-bridge's
+// --metrics-listener), private to libmqtt: a TCP acceptor on the caller's event loop and one
+// short coroutine per HTTP request. What is said is decided by the
 // sans-I/O part (broker/metrics.hpp); this file bounds what a client can make it hold: the
 // request head (max_http_head_bytes), the time (one deadline per connection for reading,
 // writing and closing) and the number of connections at once.
