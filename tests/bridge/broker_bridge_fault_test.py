@@ -15,6 +15,10 @@ over TLS, against a real Mosquitto as the remote broker.
         order. Then a 64K queue_max_bytes with each queue_full_policy (block, drop-new,
         drop-oldest): what is dropped is counted in /metrics, and which messages arrive
         follows the policy.
+    broker_bridge_fault_test.py BIN_DIR recvmax 5
+        Mosquitto with max_inflight_messages 2 (Receive Maximum 2; it refuses a QoS 2 PUBLISH
+        beyond that with PUBREC 0x97): 200 QoS 2 messages held while the link is down drain
+        after it, all delivered once and in order, none refused.
     broker_bridge_fault_test.py BIN_DIR tls
         Mosquitto TLS listeners (certificates made now with openssl): bridge_cafile, mutual
         TLS with bridge_certfile/bridge_keyfile, a wrong CA and a wrong host name refused
@@ -61,7 +65,7 @@ os.chmod(WORK, 0o755)
 class Mosquitto:
     """The remote broker on a fixed free port, with persistence; `extra` adds listeners."""
 
-    def __init__(self, name, extra=""):
+    def __init__(self, name, extra="", inflight=0):
         self.port = free_port()
         self.dir = os.path.join(WORK, f"mosq-{name}")
         os.makedirs(self.dir, exist_ok=True)
@@ -71,7 +75,7 @@ class Mosquitto:
             f.write("per_listener_settings false\nallow_anonymous true\n"
                     f"listener {self.port} {HOST}\n"
                     f"persistence true\npersistence_location {self.dir}/\n"
-                    "max_queued_messages 0\nmax_inflight_messages 0\n" + extra)
+                    f"max_queued_messages 0\nmax_inflight_messages {inflight}\n" + extra)
         self.proc = None
         self.start()
 
@@ -449,6 +453,58 @@ def queue_test():
     mosq.stop()
 
 
+# ---- recvmax
+
+
+def receive_maximum_test(n=200):
+    """Mosquitto with max_inflight_messages 2 says Receive Maximum 2 in its CONNACK and answers
+    a QoS 2 PUBLISH beyond it with PUBREC 0x97 (quota exceeded). The bridge's link is held
+    down (a proxy that refuses) while 200 QoS 2 messages are published at tern-broker; when
+    it comes back the bridge drains them: all must arrive, once, in order, none refused."""
+    mosq = Mosquitto("recvmax", inflight=2)
+    proxy = FaultyProxy(mosq.port)
+    name = "rm"
+    tern = TernBroker(conf_file("recvmax", connection(name, proxy.port, ["rm/# out 2"])))
+    check(f"{TAG} the bridge connects",
+          wait_for(lambda: tern.bridge("tern_bridge_connected", name, side="remote") == 1, 20),
+          tern.text()[-2000:])
+    check(f"{TAG} the bridge subscribed", wait_for(lambda: "subscribed to rm/#" in tern.text(), 10))
+    # QoS 0 towards the subscriber: Mosquitto's own window of 2 then holds nothing back.
+    at_mosq = Client(mosq.port, VERSION)
+    at_mosq.subscribe("rm/#", 0)
+    proxy.refuse(True)
+    check(f"{TAG} the link is down",
+          wait_for(lambda: tern.bridge("tern_bridge_connected", name, side="remote") == 0, 10))
+    pub = Client(tern.port, VERSION)
+    for i in range(n):
+        pub.publish("rm/a", f"{i}", qos=2)
+    # The bridge holds what the broker sent it (the broker's in-flight window towards it), the
+    # broker queues the rest for the bridge's session.
+    held = (tern.bridge("tern_bridge_messages_queued", name, direction="out"),
+            tern.metric("tern_queued_messages"))
+    check(f"{TAG} the bridge and the broker hold them while the link is down",
+          None not in held and held[0] > 2 and sum(held) == n, f"{held}")
+    proxy.refuse(False)
+    want = [str(i) for i in range(n)]
+
+    def got():
+        return [p.decode() for t, p, *_ in at_mosq.got if t == "rm/a"]
+    wait_for(lambda: len(got()) >= n, 30, 0.1)
+    time.sleep(0.5)
+    refused = tern.bridge("tern_bridge_messages_dropped_total", name, reason="refused")
+    check(f"{TAG} drained within Receive Maximum 2: none refused (PUBREC 0x97) "
+          "(tern_bridge_messages_dropped_total refused 0)", refused == 0, f"{refused}")
+    check(f"{TAG} all {n} arrived once, in order", got() == want,
+          f"{len(got())} arrivals, first {got()[:5]}")
+    check(f"{TAG} one reconnect (tern_bridge_remote_connects_total 2)",
+          tern.bridge("tern_bridge_remote_connects_total", name) == 2)
+    pub.close()
+    at_mosq.close()
+    tern.stop()
+    proxy.close()
+    mosq.stop()
+
+
 # ---- tls
 
 
@@ -533,5 +589,5 @@ def tls_test():
     mosq.stop()
 
 
-{"fault": fault_test, "queue": queue_test, "tls": tls_test}[MODE]()
+{"fault": fault_test, "queue": queue_test, "tls": tls_test, "recvmax": receive_maximum_test}[MODE]()
 done()

@@ -24,6 +24,7 @@ class FaultyProxy:
         self.pairs = []
         self.lock = threading.Lock()
         self.stalled = threading.Event()
+        self.refusing = False  # set: new connections are closed at once (the upstream is "down")
         self.running = True
         self.faults = {"cut": 0, "reset": 0, "stall": 0}
         threading.Thread(target=self._accept, daemon=True).start()
@@ -34,6 +35,9 @@ class FaultyProxy:
                 down, _ = self.listener.accept()
             except OSError:
                 return
+            if self.refusing:
+                down.close()
+                continue
             try:
                 up = socket.create_connection((HOST, self.upstream), 5)
             except OSError:
@@ -91,6 +95,12 @@ class FaultyProxy:
                 self.faults["stall"] += 1
             elif self._break(kind == "reset"):
                 self.faults[kind] += 1
+
+    def refuse(self, on):
+        """On: the live connections are reset and new ones closed; off: forwarding again."""
+        self.refusing = on
+        if on:
+            self._break(True)
 
     def close(self):
         self.running = False
