@@ -10,11 +10,14 @@ is started again; then the destination comes back. Every QoS 1 message must arri
 once, every QoS 2 message exactly once, each topic in order. Then the bound: a 64K queue
 with drop-new while the destination is down, counted in the stats.
 
-    bridge_queue_test.py BIN_DIR mosquitto|tern 5|311 [--no-queue]
+    bridge_queue_test.py BIN_DIR mosquitto|tern 5|311 [--no-queue | --reload]
 
 --no-queue runs the same outage without the queue and checks that messages ARE lost (the
 test would not show anything if they were not). Exit 0 when every check passed, 1 when one
 failed, 77 (skipped) without paho or mosquitto.
+--reload instead sends SIGHUP twice while messages wait on disk for the stopped destination
+(a new rule: updated in place; a new queue_max_bytes: the bridge restarted and its queue
+reopened) and checks that nothing is lost or doubled.
 """
 
 import glob
@@ -299,6 +302,93 @@ def bound_test():
     source.stop()
 
 
+def reload_test():
+    """SIGHUP while messages wait in the on-disk queue (the destination down): a new rule
+    (updated in place) and then a new queue_max_bytes (the bridge restarted: its queue saved,
+    closed and opened again by the new one) lose nothing and double no QoS 2 message."""
+    source = start_source()
+    dest = Dest(DEST_KIND, "reload")
+    dest.start()
+    qdir = os.path.join(WORK, "queue-reload")
+    cfg = os.path.join(WORK, "reload.conf")
+    write_config(cfg, dest.port, qdir)
+    bridge = Bridge(BIN, ["--local", f"mqtt://{HOST}:{source.port}", "-c", cfg])
+    check("reload: bridge connected", bridge.wait_connected(), bridge.stderr())
+    bridge.wait_subscribed()
+    sub = make_subscriber(dest.port)
+    sub.drop()
+    dest.stop()
+    pub = Client(source.port, VERSION, client_id="qpub3")
+    n = 0
+
+    def publish(count):
+        nonlocal n
+        for _ in range(count):
+            pub.publish("q/1", f"1-{n}", 1)
+            pub.publish("q/2", f"2-{n}", 2)
+            n += 1
+
+    def on_disk(count):
+        return wait_for(lambda: bridge.last_stats().get("queued_out") == 2 * count, 10)
+
+    def reloaded(count):
+        return wait_for(lambda: len(bridge.events("reloaded")) >= count, 10)
+
+    publish(40)
+    check("reload: 80 messages wait on disk", on_disk(40), str(bridge.last_stats()))
+    write_config(cfg, dest.port, qdir, "topic r/# out 1\n")
+    bridge.proc.send_signal(signal.SIGHUP)
+    ok = reloaded(1)
+    ev = bridge.events("reloaded")
+    check("reload: a new rule updates the bridge in place",
+          ok and ev[0].get("action") == "updated" and ev[0].get("rules_changed") is True, str(ev))
+    publish(40)
+    check("reload: 160 messages wait on disk", on_disk(80), str(bridge.last_stats()))
+    write_config(cfg, dest.port, qdir, "topic r/# out 1\nqueue_max_bytes 512M\n")
+    bridge.proc.send_signal(signal.SIGHUP)
+    ok = reloaded(2)
+    ev = bridge.events("reloaded")
+    check("reload: a new queue_max_bytes restarts the bridge",
+          ok and ev[-1].get("action") == "restarted", str(ev))
+    opened = [e for e in bridge.events("queue_opened") if e.get("side") == "remote"]
+    check("reload: the restarted bridge opens the queue with the 160 records",
+          wait_for(lambda: len([e for e in bridge.events("queue_opened")
+                                if e.get("side") == "remote"]) >= 2, 10) and
+          [e for e in bridge.events("queue_opened") if e.get("side") == "remote"][-1]
+          .get("records") == 160, str(opened))
+    # The source session is clean (local_cleansession): what is published before the new
+    # bridge has subscribed there has no subscriber to go to.
+    check("reload: the restarted bridge connects to the source again",
+          wait_for(lambda: bridge.connected("local", 2), 10), str(bridge.events("connected")))
+    bridge.wait_subscribed()
+    publish(40)
+    check("reload: 240 messages wait on disk", on_disk(120), str(bridge.last_stats()))
+    pub.close()
+    dest.start()
+    sub.connect()
+    wait_for(lambda: len(set(arrivals(sub.got, "q/1"))) >= n and
+             len(set(arrivals(sub.got, "q/2"))) >= n, 30, 0.1)
+    time.sleep(1.0)
+    q1, q2 = arrivals(sub.got, "q/1"), arrivals(sub.got, "q/2")
+    want1, want2 = [f"1-{i}" for i in range(n)], [f"2-{i}" for i in range(n)]
+    firsts = []
+    for m in q1:
+        if m not in firsts:
+            firsts.append(m)
+    check("reload: every QoS 1 message at least once, in order", firsts == want1,
+          f"{len(q1)} arrivals, {len(set(q1))} distinct")
+    check("reload: every QoS 2 message exactly once, in order", q2 == want2, out_of_order(q2))
+    check("reload: the queue drained",
+          wait_for(lambda: bridge.last_stats().get("queued_out") == 0, 5),
+          str(bridge.last_stats()))
+    bridge.stop()
+    dest.stop()
+    source.stop()
+
+
+if "--reload" in sys.argv:
+    reload_test()
+    done()
 outage_test()
 if not NO_QUEUE:
     bound_test()
