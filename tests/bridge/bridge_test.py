@@ -8,7 +8,8 @@
 For each: `out`, `in` and `both` rules with prefixes, QoS the lower of the rule's and the
 message's, the retained flag (5.0), user properties (5.0), unmatched topics not forwarded,
 and the loop test: two brokers bridged `both` on `#` deliver every message once on each
-side. tern-broker-only: -c FILE with two bridges, FILE:LINE errors (exit 2).
+side. tern-broker-only: -c FILE with two bridges, FILE:LINE errors (exit 2), fail-over to a
+second address and back, and --round-robin (stays where it is until that address fails).
 Exit 0 when every check passed, 1 when one failed, 77 (skipped) without paho or mosquitto.
 """
 
@@ -278,10 +279,53 @@ def failover():
         x.stop()
 
 
+def round_robin():
+    """--round-robin: the addresses are equals. The first one down at first, the bridge uses
+    the second and stays there after the first comes up (no returning_to_main); when the
+    second goes down it moves to the first, and messages follow it."""
+    from bridge_support import free_port
+    local, second = Broker("tern", BIN), Broker("tern", BIN)
+    first_port = free_port()
+    b = Bridge(BIN, ["--local", f"mqtt://127.0.0.1:{local.port}",
+                     "--remote", f"mqtt://127.0.0.1:{first_port}",
+                     "--remote", f"mqtt://127.0.0.1:{second.port}", "--round-robin",
+                     "--restart-timeout", "0.1:0.5", "-t", "r/# out 1"])
+
+    def remote_at(port):
+        return len([e for e in b.events("connected") if e.get("side") == "remote" and
+                    e.get("address") == f"127.0.0.1:{port}"])
+
+    check("round-robin: the first address refuses, the second one is used",
+          wait_for(lambda: remote_at(second.port) == 1 and b.connected("local"), 15), b.events())
+    first = Broker("tern", BIN, port=first_port)
+    # Without --round-robin the bridge would probe the main address every MAX (0.5 s) and go
+    # back to it (the fail-over test); here it stays.
+    time.sleep(2.0)
+    check("round-robin: it stays at the second address once the first is up",
+          remote_at(first_port) == 0 and not b.events("returning_to_main") and
+          len([e for e in b.events("disconnected") if e.get("side") == "remote"]) == 0,
+          b.events())
+    second.stop()
+    check("round-robin: the second goes down, it moves to the first",
+          wait_for(lambda: remote_at(first_port) == 1, 15), b.events())
+    b.wait_subscribed()
+    lc, fc = Client(local.port), Client(first_port)
+    fc.subscribe("r/#", 1)
+    lc.publish("r/1", b"one", qos=1)
+    check("round-robin: messages then go to the first address",
+          wait_for(lambda: [p for t, p, *_ in fc.got] == [b"one"], 10), fc.got)
+    for c in (lc, fc):
+        c.close()
+    b.stop()
+    for x in (local, first):
+        x.stop()
+
+
 for v in ("5", "311"):
     forwarding(v)
     loop(v)
 if MODE == "tern-tern":
     config_file()
     failover()
+    round_robin()
 done()
