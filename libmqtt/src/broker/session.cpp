@@ -331,7 +331,8 @@ void session::authenticate(protocol::connect_packet&& c, clock::time_point now) 
     }
     state_ = session_state::authenticating;
     if (c.password) {
-        auth_request_ = auth_request{sec.passwords, *c.username, *c.password};
+        auth_request_ = std::make_unique<auth_request>(
+            auth_request{sec.passwords, *c.username, *c.password});
         pending_connect_ = std::make_unique<protocol::connect_packet>(std::move(c));
         return;
     }
@@ -340,7 +341,10 @@ void session::authenticate(protocol::connect_packet&& c, clock::time_point now) 
 }
 
 std::optional<auth_request> session::take_auth_request() {
-    return std::exchange(auth_request_, std::nullopt);
+    if (!auth_request_) return std::nullopt;
+    std::optional<auth_request> r{std::move(*auth_request_)};
+    auth_request_.reset();
+    return r;
 }
 
 void session::on_auth_result(bool ok, clock::time_point now) {
@@ -364,7 +368,7 @@ void session::on_auth_result(bool ok, clock::time_point now) {
 
 void session::use_certificate_username(std::optional<std::string> name) {
     certificate_username_ = true;
-    certificate_name_ = std::move(name);
+    certificate_name_ = name ? std::make_unique<std::string>(std::move(*name)) : nullptr;
 }
 
 void session::refuse_auth(std::string_view why) {

@@ -23,25 +23,11 @@ constexpr std::size_t max_read_chunk = 1024 * 1024;
 // How long a closing connection may take to accept its last bytes (a DISCONNECT) before
 // the socket is closed anyway: a peer that stops reading cannot hold us.
 constexpr auto close_grace_period = std::chrono::seconds{3};
-// The memory of an operation that may wait as long as a client is quiet (the pending read,
-// the keep-alive timer): exactly its size from the heap. Asio's default for handlers,
-// including std::allocator, is a per-thread recycling cache that hands an operation any
-// larger block an earlier one left (a 335-byte accept, say), which idle connections then
-// hold for hours. A type of its own keeps Asio from mapping it to that cache.
-template <class T>
-struct exact_allocator {
-    using value_type = T;
-    exact_allocator() noexcept = default;
-    template <class U>
-    exact_allocator(const exact_allocator<U>&) noexcept {}  // NOLINT: rebinding converts
-    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
-    void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>{}.deallocate(p, n); }
-    friend bool operator==(const exact_allocator&, const exact_allocator&) noexcept { return true; }
-};
-
+// The pending read of a connection may wait as long as its client is quiet: exactly its size
+// from the heap (see exact_allocator).
 template <class Handler>
 auto long_lived(Handler&& h) {
-    return asio::bind_allocator(exact_allocator<void>{}, std::forward<Handler>(h));
+    return asio::bind_allocator(net::exact_allocator<void>{}, std::forward<Handler>(h));
 }
 
 // Note: GCC 12 miscompiled `if (!co_await ...)` in these loops (SIGILL at run time), so
@@ -50,13 +36,13 @@ auto long_lived(Handler&& h) {
 }  // namespace
 
 connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-                       auth_worker& auth, store_driver* store)
+                       auth_worker& auth, deadlines& deadlines, store_driver* store)
     : transport_(std::move(t)),
       framer_(engine.config().max_packet_size),
       session_(engine, broker::clock::now(), std::move(peer)),
       auth_(auth),
       stats_(engine.stats()),
-      timer_(transport_->get_executor()),
+      deadlines_(deadlines),
       store_(store != nullptr && store->holds_output() ? store : nullptr),
       next_read_(small_read) {
     session_.set_observer(this);
@@ -64,6 +50,7 @@ connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std
 }
 
 connection::~connection() {
+    deadlines_.cancel(*this);
     if (store_ != nullptr) store_->forget(*this);
     session_.set_observer(nullptr);
 }
@@ -96,7 +83,9 @@ void connection::read_more() {
     if (session_.input_paused()) return pause_input();
     // The rest of a large packet in one read, straight into its place in the buffer
     // (capped: a header alone must not make us allocate a huge buffer).
-    const auto room = framer_.prepare(std::clamp(framer_.missing(), next_read_, max_read_chunk));
+    const auto want = std::clamp(framer_.missing(), next_read_, max_read_chunk);
+    if (transport_->can_wait_readable()) return read_ready(want);
+    const auto room = framer_.prepare(want);
     reading_ = true;
     transport_->async_read_some(
         asio::buffer(room.data(), room.size()),
@@ -107,6 +96,41 @@ void connection::read_more() {
                 self->fail(std::current_exception());
             }
         }));
+}
+
+// Reads what the socket holds now; when it holds nothing, waits for it to become readable
+// with no buffer held, so an idle connection costs its wait operation and no read buffer.
+void connection::read_ready(std::size_t want) {
+    const auto room = framer_.prepare(want);
+    boost::system::error_code ec;
+    const auto n = transport_->read_now(asio::buffer(room.data(), room.size()), ec);
+    reading_ = true;
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        if (framer_.buffered() == 0) framer_.release();
+        // The aliasing constructor: a private base does not convert implicitly.
+        transport_->async_wait_readable(std::shared_ptr<readable_listener>{
+            shared_from_this(), static_cast<readable_listener*>(this)});
+        return;
+    }
+    // Bytes, the end of the stream or an error: handled on the next turn of the loop, as a
+    // completed read would be, so a busy client does not keep the loop to itself.
+    asio::post(transport_->get_executor(), [self = shared_from_this(), ec, n] {
+        try {
+            self->on_read(ec, n);
+        } catch (...) {
+            self->fail(std::current_exception());
+        }
+    });
+}
+
+void connection::on_readable(const boost::system::error_code& ec) {
+    reading_ = false;
+    try {
+        if (ec) return end_input();  // the close (operation_aborted) or an error
+        read_more();
+    } catch (...) {
+        fail(std::current_exception());
+    }
 }
 
 // No read is pending while paused, and the timers and the password check hold only weak
@@ -130,7 +154,7 @@ void connection::resume_input() {
     auto self = weak_from_this().lock();
     if (!self) return;  // being destroyed
     resume_posted_ = true;
-    asio::post(timer_.get_executor(), [self = std::move(self)] {
+    asio::post(transport_->get_executor(), [self = std::move(self)] {
         self->resume_posted_ = false;
         try {
             self->read_more();
@@ -145,7 +169,7 @@ void connection::end_input() {
     const auto keep = std::move(paused_self_);
     input_done_ = true;
     read_paused_ = false;
-    if (!grace_armed_) timer_.cancel();  // the watchdog; the grace period bounds the flush
+    if (!grace_armed_) deadlines_.cancel(*this);  // the watchdog; the grace period bounds the flush
     session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
     wake();  // the writer flushes what is left, then closes the transport
     maybe_ended();
@@ -164,7 +188,7 @@ void connection::fail(std::exception_ptr e) {
     input_done_ = true;
     read_paused_ = false;
     writer_done_ = true;
-    timer_.cancel();
+    deadlines_.cancel(*this);
     transport_->close();
     if (done_) {
         auto done = std::move(done_);
@@ -193,8 +217,8 @@ void connection::process_input() {
     submit_auth();
     if (session_.has_output() || session_.closing()) wake();
     // Deadlines usually move later (activity), which the watchdog finds when it fires; an
-    // earlier one (the keep-alive replacing the connect timeout) needs it woken now.
-    if (!grace_armed_ && session_.deadline() < armed_deadline_) timer_.cancel();
+    // earlier one (the keep-alive replacing the connect timeout) is scheduled now.
+    if (!grace_armed_ && session_.deadline() < armed_deadline_) arm_watchdog();
 }
 
 void connection::submit_auth() {
@@ -211,22 +235,27 @@ void connection::submit_auth() {
 void connection::on_auth_result(bool ok) {
     session_.on_auth_result(ok, broker::clock::now());
     wake();  // the CONNACK to write, the held input to read
-    if (!grace_armed_ && session_.deadline() < armed_deadline_) timer_.cancel();  // the refusal's time
+    if (!grace_armed_ && session_.deadline() < armed_deadline_) arm_watchdog();  // the refusal's time
 }
 
-// The keep-alive watchdog: a timer callback, not a coroutine (no frame while it waits).
+// The keep-alive watchdog: the session's next deadline in the server's deadline heap (no
+// timer or pending wait of its own), moved when it fires early or the deadline comes closer.
 void connection::arm_watchdog() {
     armed_deadline_ = session_.deadline();
-    timer_.expires_at(armed_deadline_);
-    timer_.async_wait(long_lived([weak = weak_from_this()](const boost::system::error_code&) {
-        if (auto self = weak.lock()) self->on_watchdog();
-    }));
+    deadlines_.schedule(*this, armed_deadline_);
+}
+
+// The watchdog's deadline, or the close grace period once that is armed.
+void connection::on_deadline() {
+    const auto self = shared_from_this();  // the action may end the connection
+    if (grace_armed_) return finish();    // the peer did not take the last bytes in time
+    on_watchdog();
 }
 
 void connection::on_watchdog() {
-    if (input_done_ || session_.closing()) return;  // ending: the reader cancelled it
-    // Fired, or cancelled by process_input() because the deadline moved earlier (CONNECT
-    // accepted): on_timer() acts only if the deadline has really passed.
+    if (input_done_ || session_.closing()) return;  // ending: the grace period rules now
+    // The deadline it was armed for passed; on_timer() acts only if the session's deadline
+    // has (activity moves it later, and then it is scheduled again).
     session_.on_timer(broker::clock::now());
     if (session_.closing()) {
         wake();
@@ -245,7 +274,7 @@ void connection::start_writer() {
     auto self = weak_from_this().lock();
     if (!self) return;  // being destroyed
     writer_running_ = true;
-    asio::co_spawn(timer_.get_executor(), write_loop(std::move(self)), asio::detached);
+    asio::co_spawn(transport_->get_executor(), write_loop(std::move(self)), asio::detached);
 }
 
 // Runs while there is something to write: ends when the batch is written and nothing
@@ -255,7 +284,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
     auto& c = *self;
     // Started from wake(), possibly inside the session: the first step goes through the
     // executor, so the session is never re-entered from its own call.
-    co_await asio::post(c.timer_.get_executor(), asio::use_awaitable);
+    co_await asio::post(c.transport_->get_executor(), asio::use_awaitable);
     while (!c.writer_done_) {
         if (!c.next_batch()) {
             if (c.session_.closing() && !c.session_.has_output() && c.staged_.empty()) {
@@ -283,7 +312,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
 void connection::finish() {
     if (writer_done_) return;
     writer_done_ = true;
-    timer_.cancel();
+    deadlines_.cancel(*this);
     transport_->close();  // a pending read ends with operation_aborted, then input ends
     if (!reading_) end_input();  // no read pending (paused): input ends now
     maybe_ended();
@@ -291,13 +320,9 @@ void connection::finish() {
 
 void connection::arm_grace() {
     grace_armed_ = true;
-    // The same timer as the watchdog, which has nothing left to watch: expires_after()
-    // cancels its wait, and on_watchdog() then sees the session closing.
-    timer_.expires_after(close_grace_period);
-    timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-        if (ec) return;  // cancelled: finished in time
-        if (auto self = weak.lock()) self->finish();
-    });
+    // The watchdog has nothing left to watch: its deadline becomes the grace period's end,
+    // cancelled by finish() when the flush is done in time.
+    deadlines_.schedule(*this, broker::clock::now() + close_grace_period);
 }
 
 asio::awaitable<io_result> connection::write_batch() {

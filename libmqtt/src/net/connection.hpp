@@ -5,7 +5,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "auth_worker.hpp"
+#include "deadlines.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/framer.hpp"
@@ -37,11 +37,13 @@ namespace asio = boost::asio;
 // not yet on disk are written only after the store's flush.
 class connection final : public std::enable_shared_from_this<connection>,
                          private broker::session_observer,
-                         private held_output {
+                         private held_output,
+                         private deadline_owner,
+                         private readable_listener {
   public:
     // `t` has done its opening exchange (the TLS handshake) already.
     connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-               auth_worker& auth, store_driver* store = nullptr);
+               auth_worker& auth, deadlines& deadlines, store_driver* store = nullptr);
     ~connection();
 
     // Called once when both directions have ended (nullptr), or with the exception
@@ -73,12 +75,15 @@ class connection final : public std::enable_shared_from_this<connection>,
     // Writes writing_: one buffer, or a gathered write around the shared payloads.
     asio::awaitable<io_result> write_batch();
     void arm_watchdog();
+    void on_deadline() override;  // deadline_owner: the watchdog's or the grace period's
     void on_watchdog();
     void arm_grace();
     void finish();  // closes the transport: the writer's last step
     // Input: the next read unless the session is closing or paused; one read at a time.
     void read_more();
+    void read_ready(std::size_t want);  // read_now(), or a readiness wait if nothing is there
     void on_read(const boost::system::error_code& ec, std::size_t n);
+    void on_readable(const boost::system::error_code& ec) override;  // readable_listener
     void pause_input();   // the session holds its input: no read until resume_input()
     void resume_input();  // a paused reader reads again (posted: never inside the session)
     void end_input();     // no more input: the session learns the transport closed
@@ -94,7 +99,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     auth_worker& auth_;
     broker::stats& stats_;  // the engine's counters: bytes read and written
     // The keep-alive watchdog until the session closes, then the close grace period.
-    asio::steady_timer timer_;
+    deadlines& deadlines_;  // the server's: the watchdog's and the grace period's deadline
     broker::clock::time_point armed_deadline_ = broker::clock::time_point::max();
     broker::output_batch writing_;            // the batch being written; swaps with the session's
     std::vector<asio::const_buffer> gather_;  // writing_ as buffers for one gathered write
@@ -108,7 +113,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     bool writer_done_ = false;  // the transport is closed: no writer starts again
     bool input_done_ = false;
     bool grace_armed_ = false;
-    bool reading_ = false;        // a read is pending
+    bool reading_ = false;        // a read (or a readiness wait, or its posted result) is pending
     bool read_paused_ = false;    // no read pending because the session holds its input
     bool resume_posted_ = false;  // resume_input() is on its way
     end_handler done_;

@@ -78,15 +78,20 @@ struct server::impl {
         auto trusted = std::make_shared<broker::security_policy>();
         trusted->publish_sys = true;  // the bridges' state topic, $SYS/broker/connection/...
         engine.set_security(std::move(trusted), bridge_slot);
+        deadlines.start(io.get_executor());
     }
     // The engine's security slot of a listener group's clients.
     std::size_t security_slot(std::size_t group) const {
         return opts.listener_security.count(group) ? group + 1 : 0;
     }
-    ~impl() { engine.set_expiry_hook({}); }  // connections destroyed with io must not call it
+    ~impl() {
+        engine.set_expiry_hook({});  // connections destroyed with io must not call it
+        deadlines.stop();            // its timer goes before io; the connections in io after
+    }
 
     server_options opts;
     broker::engine engine;  // before io: connections still in io refer to it when destroyed
+    detail::deadlines deadlines;  // before io, like engine; its timer is stopped in ~impl
     asio::io_context io;
     // After io: destroyed (joined) first, so it never posts to a destroyed io_context.
     detail::auth_worker auth;
@@ -318,7 +323,8 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         return;
     }
     auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), engine,
-                                                  std::move(peer), auth, store ? &*store : nullptr);
+                                                  std::move(peer), auth, deadlines,
+                                                  store ? &*store : nullptr);
     c->set_security_slot(security_slot(group));
     detail::connection::start(c, std::move(done));
 }
@@ -349,7 +355,7 @@ asio::awaitable<bool> server::impl::handshake_and_start(
     if (username_from == source::identity) cert_name = t->peer_common_name();
     if (username_from == source::subject) cert_name = t->peer_subject();
     auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer), auth,
-                                                  store ? &*store : nullptr);
+                                                  deadlines, store ? &*store : nullptr);
     if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
     c->set_security_slot(slot);
     detail::connection::start(c, std::move(done));
@@ -433,7 +439,7 @@ std::unique_ptr<transport> server::impl::connect_bridge(const bridge::bridge_con
         return nullptr;
     }
     auto c = std::make_shared<detail::connection>(make_local_transport(std::move(ours)), engine,
-                                                  "bridge:" + b.name, auth,
+                                                  "bridge:" + b.name, auth, deadlines,
                                                   store ? &*store : nullptr);
     c->set_security_slot(bridge_slot);
     detail::connection::start(c, [this](std::exception_ptr e) {

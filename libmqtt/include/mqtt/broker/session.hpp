@@ -197,6 +197,7 @@ class session {
     session_observer* observer_ = nullptr;
     session_state state_ = session_state::awaiting_connect;
     protocol::protocol_version version_ = protocol::protocol_version::v3_1_1;
+    bool certificate_username_ = false;  // use_certificate_username was called
     std::string client_id_;
     std::string peer_;
     std::string close_reason_;
@@ -217,9 +218,10 @@ class session {
     // password check (memory per idle connection).
     std::unique_ptr<protocol::connect_packet> pending_connect_;
     std::size_t security_slot_ = 0;
-    bool certificate_username_ = false;                 // use_certificate_username was called
-    std::optional<std::string> certificate_name_;       // ... with this name
-    std::optional<auth_request> auth_request_;
+    // On the heap too, for the same reason: ... with this name (nullptr: none), and the
+    // password check not yet taken by the driver.
+    std::unique_ptr<std::string> certificate_name_;
+    std::unique_ptr<auth_request> auth_request_;
     clock::time_point refuse_at_ = clock::time_point::max();
     // Back-pressure links, kept symmetric (a few entries: publishers x congested
     // subscribers): publishers this subscriber paused, subscribers this publisher waits for.

@@ -1,5 +1,14 @@
+// Plain byte streams: TCP, and one end of an AF_UNIX socket pair (a connection inside the
+// process, such as tern-broker's own bridges reaching its engine: the broker side is served
+// like an accepted connection, the bridge's client session talks over the other end; the
+// kernel's socket buffers give both the back-pressure and the close semantics of TCP, with no
+// port and no listener). One template serves both socket types.
+
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <utility>
@@ -11,9 +20,10 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-class tcp_transport final : public transport {
+template <class Socket>
+class stream_transport final : public transport {
   public:
-    explicit tcp_transport(asio::ip::tcp::socket s) : socket_(std::move(s)) {}
+    stream_transport(Socket s, const char* name) : socket_(std::move(s)), name_(name) {}
 
     asio::awaitable<boost::system::error_code> handshake(std::chrono::milliseconds,
                                                          std::string&) override {
@@ -26,6 +36,26 @@ class tcp_transport final : public transport {
     void async_read_some(asio::mutable_buffer b, read_handler h) override {
         socket_.async_read_some(b, std::move(h));
     }
+    bool can_wait_readable() const noexcept override { return true; }
+    std::size_t read_now(asio::mutable_buffer b, boost::system::error_code& ec) override {
+        // The socket's own mode, set once: a synchronous read then answers would_block
+        // instead of waiting (Asio's asynchronous operations are not affected by it).
+        if (!non_blocking_) {
+            socket_.non_blocking(true, ec);
+            if (ec) return 0;
+            non_blocking_ = true;
+        }
+        return socket_.read_some(b, ec);
+    }
+    // The operation holds the listener and nothing else of its own: what an idle broker
+    // connection costs while it waits.
+    void async_wait_readable(std::shared_ptr<readable_listener> l) override {
+        socket_.async_wait(Socket::wait_read,
+                           asio::bind_allocator(exact_allocator<void>{},
+                                                [l = std::move(l)](const boost::system::error_code& ec) {
+                                                    l->on_readable(ec);
+                                                }));
+    }
     asio::awaitable<io_result> write(asio::const_buffer b) override {
         return asio::async_write(socket_, b, nothrow);
     }
@@ -34,7 +64,7 @@ class tcp_transport final : public transport {
     }
     asio::awaitable<void> shutdown() override {
         boost::system::error_code ec;
-        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        socket_.shutdown(Socket::shutdown_send, ec);
         co_return;
     }
     void close() override {
@@ -42,10 +72,12 @@ class tcp_transport final : public transport {
         socket_.close(ec);
     }
     asio::any_io_executor get_executor() override { return socket_.get_executor(); }
-    const char* name() const noexcept override { return "tcp"; }
+    const char* name() const noexcept override { return name_; }
 
   private:
-    asio::ip::tcp::socket socket_;
+    Socket socket_;
+    const char* name_;
+    bool non_blocking_ = false;
 };
 
 }  // namespace
@@ -71,8 +103,39 @@ void transport::async_read_some(asio::mutable_buffer b, read_handler h) {
                    });
 }
 
+std::size_t transport::read_now(asio::mutable_buffer, boost::system::error_code& ec) {
+    ec = asio::error::operation_not_supported;
+    return 0;
+}
+
+void transport::async_wait_readable(std::shared_ptr<readable_listener> l) {
+    asio::post(get_executor(), [l = std::move(l)] { l->on_readable(asio::error::operation_not_supported); });
+}
+
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
-    return std::make_unique<tcp_transport>(std::move(socket));
+    // A connected socket of an io_context moves onto that io_context's own executor type. With
+    // the type-erased any_io_executor every operation keeps a heap copy of it for its
+    // outstanding work (64 bytes that an idle broker connection's readiness wait holds for
+    // hours); with the concrete type it is two words in the operation.
+    using native_socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+    const auto* ex = socket.get_executor().target<asio::io_context::executor_type>();
+    boost::system::error_code ec;
+    const auto local = socket.is_open() ? socket.local_endpoint(ec) : asio::ip::tcp::endpoint{};
+    if (ex != nullptr && socket.is_open() && !ec) {
+        const auto handle = socket.release(ec);
+        if (!ec) {
+            native_socket native{*ex};
+            native.assign(local.protocol(), handle, ec);
+            if (!ec) return std::make_unique<stream_transport<native_socket>>(std::move(native), "tcp");
+            socket.assign(local.protocol(), handle, ec);  // as it was
+        }
+    }
+    return std::make_unique<stream_transport<asio::ip::tcp::socket>>(std::move(socket), "tcp");
+}
+
+std::unique_ptr<transport> make_local_transport(asio::local::stream_protocol::socket socket) {
+    return std::make_unique<stream_transport<asio::local::stream_protocol::socket>>(
+        std::move(socket), "local");
 }
 
 }  // namespace mqtt::net

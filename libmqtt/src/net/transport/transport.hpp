@@ -28,6 +28,33 @@ namespace asio = boost::asio;
 using io_result = std::tuple<boost::system::error_code, std::size_t>;
 // The completion of async_read_some(): the error and the number of bytes read.
 using read_handler = asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
+// Told when a readiness wait (transport::async_wait_readable) ends: the socket is readable,
+// or the wait failed (operation_aborted once the transport is closed). The pending wait
+// holds it (and nothing else), so an operation destroyed unrun with its io_context takes the
+// listener with it.
+class readable_listener {
+  public:
+    virtual void on_readable(const boost::system::error_code& ec) = 0;
+
+  protected:
+    ~readable_listener() = default;
+};
+
+// The memory of an operation that may wait as long as a client is quiet (a broker
+// connection's pending read or readiness wait): exactly its size from the heap. Asio's
+// default for handlers, including std::allocator, is a per-thread recycling cache that hands
+// an operation any larger block an earlier one left (a 335-byte accept, say), which idle
+// connections then hold for hours. A type of its own keeps Asio from mapping it to that cache.
+template <class T>
+struct exact_allocator {
+    using value_type = T;
+    exact_allocator() noexcept = default;
+    template <class U>
+    exact_allocator(const exact_allocator<U>&) noexcept {}  // NOLINT: rebinding converts
+    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+    void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>{}.deallocate(p, n); }
+    friend bool operator==(const exact_allocator&, const exact_allocator&) noexcept { return true; }
+};
 
 class transport {
   public:
@@ -44,6 +71,15 @@ class transport {
     // costs. `h` runs on the transport's executor. By default it runs read_some() in a
     // coroutine of its own; TCP and TLS start the stream's operation directly.
     virtual void async_read_some(asio::mutable_buffer b, read_handler h);
+    // Readiness instead of a pending read, so that an idle connection holds no read buffer:
+    // read_now() reads what is there without waiting (would_block when nothing is), and
+    // async_wait_readable() completes when bytes arrive. A caller waits only after read_now()
+    // said would_block (the sockets are edge-triggered underneath). Plain TCP and local
+    // sockets can; TLS and WebSocket, which keep decrypted or unframed bytes of their own,
+    // cannot (the defaults answer operation_not_supported).
+    virtual bool can_wait_readable() const noexcept { return false; }
+    virtual std::size_t read_now(asio::mutable_buffer b, boost::system::error_code& ec);
+    virtual void async_wait_readable(std::shared_ptr<readable_listener> l);
     virtual asio::awaitable<io_result> write(asio::const_buffer b) = 0;
     // Writes all of `b`, in order (a gathered write: writev on plain TCP). The buffers
     // must stay valid until it completes. By default one write() per buffer.
@@ -67,7 +103,7 @@ class transport {
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket);
 
 // One end of a connected AF_UNIX stream pair (asio::local::connect_pair): a connection inside
-// the process, such as tern-broker's own bridges reaching its engine (local.cpp).
+// the process, such as tern-broker's own bridges reaching its engine (tcp.cpp serves both).
 std::unique_ptr<transport> make_local_transport(asio::local::stream_protocol::socket socket);
 
 }  // namespace mqtt::net

@@ -1,0 +1,148 @@
+// The broker connections' shared deadline heap (libmqtt/src/net/deadlines.hpp): one timer
+// for every connection's keep-alive, CONNECT timeout and close grace period.
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "net/deadlines.hpp"
+
+namespace {
+
+using mqtt::broker::clock;
+using mqtt::net::detail::deadline_owner;
+using mqtt::net::detail::deadlines;
+using namespace std::chrono_literals;
+
+struct owner final : deadline_owner {
+    int id = 0;
+    std::vector<int>* fired = nullptr;
+    std::function<void()> action;
+    void on_deadline() override {
+        fired->push_back(id);
+        if (action) action();
+    }
+};
+
+void run_for(boost::asio::io_context& io, std::chrono::milliseconds d) {
+    io.restart();
+    io.run_for(d);
+}
+
+}  // namespace
+
+TEST_CASE("deadlines: fire in time order, each once, moved and cancelled ones as they now are") {
+    boost::asio::io_context io;
+    deadlines d;
+    d.start(io.get_executor());
+    std::vector<int> fired;
+    std::vector<owner> o(5);
+    for (int i = 0; i < 5; ++i) {
+        o[i].id = i;
+        o[i].fired = &fired;
+    }
+    const auto t0 = clock::now();
+    d.schedule(o[0], t0 + 80ms);
+    d.schedule(o[1], t0 + 20ms);
+    d.schedule(o[2], t0 + 60ms);
+    d.schedule(o[3], t0 + 40ms);
+    d.schedule(o[4], t0 + 10ms);
+    d.schedule(o[0], t0 + 5ms);   // moved earlier: first now
+    d.schedule(o[4], t0 + 100ms);  // moved later: last now
+    d.cancel(o[2]);
+    d.cancel(o[2]);  // twice is harmless
+    CHECK(d.size() == 4);
+    run_for(io, 300ms);
+    CHECK(fired == std::vector<int>{0, 1, 3, 4});
+    CHECK(d.size() == 0);
+    CHECK(clock::now() - t0 >= 100ms);
+    d.stop();
+}
+
+TEST_CASE("deadlines: an action may cancel or reschedule others, and a deadline moved into the past fires in the next round") {
+    boost::asio::io_context io;
+    deadlines d;
+    d.start(io.get_executor());
+    std::vector<int> fired;
+    owner a, b, c;
+    a.id = 1, b.id = 2, c.id = 3;
+    a.fired = b.fired = c.fired = &fired;
+    const auto t0 = clock::now();
+    // a fires first and cancels b (due at the same moment), and puts itself back into the
+    // past: that must not loop within one round, and fires once more.
+    int again = 1;
+    a.action = [&] {
+        d.cancel(b);
+        if (again-- > 0) d.schedule(a, t0 - 1s);
+    };
+    d.schedule(a, t0 + 10ms);
+    d.schedule(b, t0 + 10ms + 1ns);
+    d.schedule(c, t0 + 30ms);
+    run_for(io, 200ms);
+    CHECK(fired == std::vector<int>{1, 1, 3});
+    d.stop();
+}
+
+TEST_CASE("deadlines: an owner destroyed by another's action is gone from the heap") {
+    boost::asio::io_context io;
+    deadlines d;
+    d.start(io.get_executor());
+    std::vector<int> fired;
+    auto victim = std::make_unique<owner>();
+    victim->id = 2;
+    victim->fired = &fired;
+    owner killer;
+    killer.id = 1;
+    killer.fired = &fired;
+    killer.action = [&] {
+        d.cancel(*victim);  // what ~connection() does
+        victim.reset();
+    };
+    const auto t0 = clock::now();
+    d.schedule(killer, t0 + 5ms);
+    d.schedule(*victim, t0 + 5ms + 1ns);
+    run_for(io, 100ms);
+    CHECK(fired == std::vector<int>{1});
+    CHECK(d.size() == 0);
+    d.stop();
+}
+
+TEST_CASE("deadlines: a heap of many owners stays ordered through random moves and cancels") {
+    boost::asio::io_context io;
+    deadlines d;
+    d.start(io.get_executor());
+    std::vector<int> fired;
+    std::vector<owner> o(500);
+    std::mt19937 rng{7};
+    const auto t0 = clock::now() + 20ms;
+    std::vector<clock::time_point> at(o.size());
+    std::vector<bool> live(o.size(), true);
+    for (std::size_t i = 0; i < o.size(); ++i) {
+        o[i].id = static_cast<int>(i);
+        o[i].fired = &fired;
+        at[i] = t0 + std::chrono::microseconds{rng() % 40000};
+        d.schedule(o[i], at[i]);
+    }
+    for (int k = 0; k < 2000; ++k) {
+        const auto i = rng() % o.size();
+        if (rng() % 5 == 0) {
+            d.cancel(o[i]);
+            live[i] = false;
+        } else {
+            at[i] = t0 + std::chrono::microseconds{rng() % 40000};
+            d.schedule(o[i], at[i]);
+            live[i] = true;
+        }
+    }
+    run_for(io, 500ms);
+    std::size_t expected = 0;
+    for (bool l : live) expected += l ? 1 : 0;
+    REQUIRE(fired.size() == expected);
+    for (std::size_t k = 1; k < fired.size(); ++k) CHECK(at[fired[k - 1]] <= at[fired[k]]);
+    d.stop();
+}
