@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "broker_test_client.hpp"
+#include "mqtt/broker/acks.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/message.hpp"
 
@@ -357,6 +358,25 @@ TEST_CASE("broker: a message is serialized to the same bytes as the codec's") {
             REQUIRE(want.has_value());
             CHECK(bytes(out.begin() + 1, out.end()) == *want);
             CHECK(mqtt::broker::publish_size(*m, v, q) == want->size());
+        }
+    }
+}
+
+TEST_CASE("broker: a success acknowledgement is written as the codec writes it") {
+    using mqtt::protocol::packet_type;
+    for (const auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        for (const std::uint16_t id : {1, 0x1234, 0xFFFF}) {
+            const auto check = [&](packet_type t, const mqtt::protocol::packet& p) {
+                bytes out{0xAA};  // appends after what is there
+                mqtt::broker::append_success_ack(out, t, id);
+                const auto want = encode(p, v);
+                REQUIRE(want.has_value());
+                CHECK(bytes(out.begin() + 1, out.end()) == *want);
+            };
+            check(packet_type::puback, puback_packet{id, reason_code::success, {}});
+            check(packet_type::pubrec, pubrec_packet{id, reason_code::success, {}});
+            check(packet_type::pubrel, pubrel_packet{id, reason_code::success, {}});
+            check(packet_type::pubcomp, pubcomp_packet{id, reason_code::success, {}});
         }
     }
 }

@@ -149,8 +149,10 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         });
     // Overlapping subscriptions of one session: one delivery at the highest granted QoS,
     // carrying the Subscription Identifiers of all of them (MQTT-3.3.4-3, MQTT-3.3.4-5).
-    std::sort(targets.begin(), targets.end(),
-              [](const target& a, const target& b) { return a.s < b.s; });
+    if (targets.size() > 1) {
+        std::sort(targets.begin(), targets.end(),
+                  [](const target& a, const target& b) { return a.s < b.s; });
+    }
     std::size_t reached = 0;
     for (std::size_t i = 0; i < targets.size();) {
         target t = targets[i];

@@ -59,6 +59,18 @@ void session::on_frame(const protocol::frame& f, clock::time_point now) {
         close(reason_code::protocol_error, "packet while authenticating", false, false);
         return;
     }
+    // PUBACK, PUBREL and PUBCOMP with a packet id only (success, no properties: the only
+    // form in 3.1.1, the usual one in 5.0) are half of what a busy QoS 1/2 connection
+    // reads: handled without building a packet. Id 0 and every other form take the decoder.
+    if (f.body.size() == 2 && (f.body[0] | f.body[1]) != 0) {
+        const auto id = static_cast<std::uint16_t>((f.body[0] << 8) | f.body[1]);
+        switch (f.first_byte) {
+            case 0x40: on_puback(id); return;
+            case 0x62: on_pubrel(id); return;
+            case 0x70: on_pubcomp(id); return;
+            default: break;
+        }
+    }
     auto decoded = protocol::decode(f.first_byte, f.body, version_);
     if (!decoded) {
         protocol_violation(decoded.error());

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "mqtt/broker/acks.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/topic.hpp"
@@ -25,6 +26,8 @@ reason_code granted_code(qos q) noexcept {
 bool session::topic_within_limits(std::string_view topic) const noexcept {
     const auto& cfg = engine_.config();
     if (topic.size() > cfg.max_topic_length) return false;
+    // A topic has at most size + 1 levels: a short one needs no count (the usual case).
+    if (topic.size() < cfg.max_topic_levels) return true;
     // Levels are separators + 1; stop counting once over.
     std::size_t levels = 1;
     for (const char ch : topic) {
@@ -110,7 +113,7 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         if (it != qos2_in.end() && *it == id) {
             // A resend before our PUBREC arrived (also across a reconnect, as the ids live
             // in the session): acknowledge again, do not route twice.
-            send(protocol::pubrec_packet{id, reason_code::success, {}});
+            append_success_ack(out_.bytes, protocol::packet_type::pubrec, id);
             return;
         }
         if (qos2_in.size() >= engine_.config().receive_maximum) {  // §3.3.4
@@ -141,14 +144,22 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
     }
     if (!v5) rc = reason_code::success;
     if (q == qos::at_least_once) {
-        send(protocol::puback_packet{id, rc, {}});
+        if (rc == reason_code::success) {
+            append_success_ack(out_.bytes, protocol::packet_type::puback, id);
+        } else {
+            send(protocol::puback_packet{id, rc, {}});
+        }
     } else if (q == qos::exactly_once) {
         // A failure code ends the exchange: no PUBREL will follow (MQTT-4.3.3).
         if (!protocol::is_error(rc)) {
             qos2_in.insert(std::lower_bound(qos2_in.begin(), qos2_in.end(), id), id);
             if (auto* store = engine_.store()) store->qos2_received(*ds_, id);
         }
-        send(protocol::pubrec_packet{id, rc, {}});
+        if (rc == reason_code::success) {
+            append_success_ack(out_.bytes, protocol::packet_type::pubrec, id);
+        } else {
+            send(protocol::pubrec_packet{id, rc, {}});
+        }
     }
 }
 
@@ -181,7 +192,7 @@ void session::on_pubrel(std::uint16_t id) {
     if (it != qos2_in.end() && *it == id) {
         qos2_in.erase(it);
         if (auto* store = engine_.store()) store->qos2_released(*ds_, id);
-        send(protocol::pubcomp_packet{id, reason_code::success, {}});
+        append_success_ack(out_.bytes, protocol::packet_type::pubcomp, id);
         return;
     }
     send(protocol::pubcomp_packet{id, reason_code::packet_identifier_not_found, {}});

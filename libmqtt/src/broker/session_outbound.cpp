@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "mqtt/broker/acks.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 
@@ -48,7 +49,7 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
     it->waiting = outbound_stage::pubcomp;
     it->msg.reset();  // from here on only the id matters (a resend is a PUBREL)
     if (auto* store = engine_.store()) store->inflight_released(*ds_, p.packet_id);
-    send(protocol::pubrel_packet{p.packet_id, reason_code::success, {}});
+    append_success_ack(out_.bytes, protocol::packet_type::pubrel, p.packet_id);
 }
 
 void session::on_pubcomp(std::uint16_t id) {
@@ -192,7 +193,7 @@ void session::send_queued() {
 void session::resume() {
     auto& inflight = ds_->inflight;
     // One the (new) client cannot take at all is given up rather than kept forever.
-    const auto dropped = std::erase_if(inflight, [&](const outbound_delivery& o) {
+    const auto dropped = inflight.erase_if([&](const outbound_delivery& o) {
         const bool drop = o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q, o.ids);
         if (drop && engine_.store()) engine_.store()->inflight_removed(*ds_, o.id);
         return drop;

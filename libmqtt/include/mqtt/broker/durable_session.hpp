@@ -11,6 +11,7 @@
 
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
+#include "mqtt/broker/sliding_vector.hpp"
 #include "mqtt/protocol/packet.hpp"
 
 namespace mqtt::broker {
@@ -102,7 +103,7 @@ struct durable_session {
     // Filter -> options; the same entries are in the engine's subscription trie.
     std::unordered_map<std::string, subscription_entry> subscriptions;
     // Outbound QoS 1/2 awaiting acknowledgement, in the order first sent.
-    std::vector<outbound_delivery> inflight;
+    sliding_vector<outbound_delivery> inflight;
     // Messages not sent yet: waiting for a slot or for the client to reconnect.
     lazy_queue<queued_delivery> queue;
     std::size_t queued_bytes = 0;

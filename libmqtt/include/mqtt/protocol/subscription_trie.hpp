@@ -94,6 +94,13 @@ class child_table {
         const std::size_t i = index_of(level, h);
         return i == npos ? nullptr : slots_[i].child.get();
     }
+    // The same, hashing `level` only when there is a table: a single child is compared
+    // directly (most levels of a match, e.g. the common prefix of every topic).
+    Node* find(std::string_view level) const noexcept {
+        if (capacity_ == 0)
+            return size_ != 0 && one_.child->level == level ? one_.child.get() : nullptr;
+        return find(level, hash(level));
+    }
 
     // Precondition: find(level, h) == nullptr.
     Node& add(std::string_view level, std::size_t h) {
@@ -464,7 +471,7 @@ class subscription_trie {
     static node* find_child(const node& n, std::string_view level) noexcept {
         if (level == "+") return n.plus.get();
         if (level == "#") return n.hash.get();
-        return n.literals.find(level, children::hash(level));
+        return n.literals.find(level);
     }
 
     static void remove_child(node& n, std::string_view level) {
@@ -516,7 +523,7 @@ class subscription_trie {
             const auto level = topic.substr(f.pos, slash == at_end ? at_end : slash - f.pos);
             const auto next = slash == at_end ? at_end : slash + 1;
             if (!n.literals.empty()) {
-                if (node* child = n.literals.find(level, children::hash(level))) {
+                if (node* child = n.literals.find(level)) {
                     pending.push(frame{child, next});
                 }
             }
