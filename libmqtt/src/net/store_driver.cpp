@@ -8,9 +8,16 @@
 namespace mqtt::net::detail {
 namespace {
 
+long long ms(std::chrono::steady_clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
 // Compaction once the file is this much larger than its last snapshot: the appended
 // records are then mostly about messages long delivered.
 constexpr std::uint64_t compaction_slack = 64u << 20;
+// What compaction while running writes per loop turn: small enough that the loop's stop
+// stays a few milliseconds.
+constexpr std::size_t compaction_slice = 256u << 10;
 
 std::string join(const std::string& dir, const std::string& name) {
     if (dir.empty()) return name;
@@ -28,7 +35,8 @@ store_driver::store_driver(asio::io_context& io, broker::engine& e, broker::pers
       path_(join(cfg_.location, cfg_.file)),
       autosave_(io),
       flush_timer_(io),
-      retry_(io) {}
+      retry_(io),
+      compaction_timer_(io) {}
 
 store_driver::~store_driver() {
     if (thread_.joinable()) {
@@ -103,7 +111,7 @@ std::error_code store_driver::open() {
     file_bytes_ = file_.size();
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
-    if (cfg_.sync == broker::sync_policy::batch) thread_ = std::thread{[this] { sync_thread(); }};
+    thread_ = std::thread{[this] { sync_thread(); }};
     return {};
 }
 
@@ -119,7 +127,7 @@ void store_driver::periodic_sync() {
     autosave_.expires_after(cfg_.autosave_interval);
     autosave_.async_wait([this](const boost::system::error_code& ec) {
         if (ec) return;
-        if (unsynced_) {
+        if (unsynced_ && !busy_) {  // busy: the sync thread has file_ (a compaction)
             const auto err = file_.sync();
             report(err, "sync");
             if (!err) unsynced_ = false;
@@ -142,6 +150,7 @@ void store_driver::close() {
         thread_.join();  // finishes the job in progress
     }
     if (busy_) complete();  // its posted completion will not run: the loop has stopped
+    if (compaction_) end_compaction();  // the whole state is written below
     flush();
     // A compacted file makes the next start quick.
     report(file_.rewrite(snapshot()), "compaction");
@@ -197,6 +206,7 @@ void store_driver::flush() {
     job_.target = recorder_->appended();
     job_.bytes.clear();
     job_.snapshot = {};
+    job_.compacted = false;
     job_.sync = cfg_.sync != broker::sync_policy::periodic;
     job_.refused = false;
     if (recorder_->has_pending()) {
@@ -206,18 +216,28 @@ void store_driver::flush() {
             // records appended to it now may refer to those and are not durable either, so
             // nothing is written and nothing they cover is acknowledged.
             job_.refused = true;
-        } else if (file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
-            // The snapshot (which includes job_.bytes) is written here, a piece at a time,
-            // while the mirror is not changing; only its fsync and rename go to the sync
-            // thread. If writing it fails, the records are appended to the old file instead.
-            if (auto r = file_.begin_rewrite()) {
-                if (!snapshot()([&](std::span<const std::uint8_t> b) { return r->write(b); })) {
-                    job_.snapshot = std::move(*r);
-                }
-            }
+        } else if (!compaction_ && file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
+            begin_compaction();
         }
     }
-    if (thread_.joinable() && !job_.bytes.empty() && !job_.refused) {
+    if (compaction_ && recorder_->compaction_done() && !failing_) {
+        // The new file has the whole state but what was kept since the last slice: that
+        // goes at its end, then it replaces the old file (fsync and rename on the sync
+        // thread), instead of this group's append. If writing fails, the group is appended to
+        // the old file.
+        recorder_->compaction_step(piece_);  // complete: only the records kept since
+        const bool ok = piece_.empty() || !compaction_->write(piece_);
+        if (ok) {
+            job_.snapshot = std::move(*compaction_);
+            job_.compacted = true;
+        }
+        end_compaction();
+    }
+    // batch: every write goes to the sync thread; with every policy the compaction's fsync
+    // and rename do (a whole store's worth of page cache to flush).
+    const bool batch = cfg_.sync == broker::sync_policy::batch;
+    if (thread_.joinable() && !job_.refused &&
+        ((batch && !job_.bytes.empty()) || job_.snapshot.is_open())) {
         busy_ = true;
         work_.emplace(io_.get_executor());  // run() does not return before the completion
         {
@@ -232,16 +252,64 @@ void store_driver::flush() {
     complete();
 }
 
+// Compaction while running: the snapshot goes to NAME.new a slice (about 1 MiB) per turn
+// of the event loop, so that the loop never stops for the whole store; the state goes on
+// changing between the slices, and the records that change what is written already follow
+// in the new file (recorder::compaction_step). Meanwhile the groups go on being appended to
+// the old file, which stays the store until the new one has replaced it.
+void store_driver::begin_compaction() {
+    auto r = file_.begin_rewrite();
+    if (!r) {
+        note_(1, true, "store " + path_ + ": compaction not started: " + r.error().message());
+        return;
+    }
+    compaction_.emplace(std::move(*r));
+    recorder_->begin_compaction();
+    stats_ = {std::chrono::steady_clock::now(), {}, 0};
+    post_compaction_step();
+}
+
+void store_driver::post_compaction_step() {
+    // A timer due now, as for the group commit: the socket events that are ready and the
+    // handlers queued run before the next slice.
+    compaction_timer_.expires_at(asio::steady_timer::time_point::min());
+    compaction_timer_.async_wait([this](const boost::system::error_code& e) {
+        if (e || !compaction_ || recorder_->compaction_done()) return;
+        const auto t0 = std::chrono::steady_clock::now();
+        const bool done = recorder_->compaction_step(piece_, compaction_slice);
+        const auto ec = piece_.empty() ? std::error_code{} : compaction_->write(piece_);
+        stats_.longest = std::max(stats_.longest, std::chrono::steady_clock::now() - t0);
+        ++stats_.slices;
+        if (ec) {
+            note_(1, true, "store " + path_ + ": compaction given up: " + ec.message());
+            end_compaction();  // removes NAME.new; appends go on to the old file
+            return;
+        }
+        if (done) {
+            schedule();  // the rename, with the next group
+        } else {
+            post_compaction_step();
+        }
+    });
+}
+
+void store_driver::end_compaction() {
+    compaction_timer_.cancel();
+    compaction_.reset();
+    recorder_->end_compaction();
+}
+
 void store_driver::run_job() {
     auto& j = job_;
     j.ec.clear();
     j.what = "write";
-    if (j.bytes.empty() || j.refused) return;
+    if (j.refused) return;
+    j.replace_ec.clear();
     if (j.snapshot.is_open()) {
-        j.ec = file_.replace(std::move(j.snapshot));  // synced
-        if (!j.ec) return;
-        j.what = "compaction";
+        j.replace_ec = file_.replace(std::move(j.snapshot));  // synced
+        if (!j.replace_ec) return;
     }
+    if (j.bytes.empty()) return;
     j.ec = file_.append(j.bytes);
     if (!j.ec && j.sync) j.ec = file_.sync();
 }
@@ -251,6 +319,18 @@ void store_driver::complete() {
     busy_ = false;
     work_.reset();
     report(job_.ec, job_.what);
+    if (job_.replace_ec) {
+        note_(0, true,
+              "store " + path_ + ": compaction failed: " + job_.replace_ec.message() +
+                  "; the records were appended to the old file");
+    } else if (job_.compacted) {
+        note_(1, false,
+              "store " + path_ + ": compacted to " + std::to_string(file_.size()) +
+                  " bytes in " + std::to_string(stats_.slices) + " slices over " +
+                  std::to_string(ms(std::chrono::steady_clock::now() - stats_.started)) +
+                  " ms; the longest slice kept the event loop " +
+                  std::to_string(ms(stats_.longest)) + " ms");
+    }
     const bool durable = !job_.ec && !job_.refused;
     if (durable && !job_.sync && !job_.bytes.empty()) unsynced_ = true;
     // Output produced from now on depends on records that are on disk, or on records that
@@ -300,6 +380,7 @@ void store_driver::report(std::error_code ec, std::string_view what) {
     // missing from it. Only writing the whole state anew does (retry()).
     if (!ec || failing_) return;
     failing_ = true;
+    if (compaction_) end_compaction();  // retry() writes the whole state
     engine_.set_store_failing(true);
     note_(0, true,
           "store " + path_ + ": " + std::string{what} + " failed: " + ec.message() +

@@ -14,6 +14,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -91,11 +92,13 @@ class store_driver {
     // One write (and sync): on the sync thread with batch, on the loop otherwise.
     struct job {
         std::vector<std::uint8_t> bytes;  // records to append
-        store::replacement snapshot;      // open: compaction, written on the loop, synced instead
+        store::replacement snapshot;      // open: compaction, written on the loop, replaces the file
         bool sync = true;
         // Not written: the store is failing, so the file misses earlier records until it
         // is written anew (retry()); the mirror has these and the rewrite puts them in.
         bool refused = false;
+        bool compacted = false;  // `snapshot` is a compaction written while running
+        std::error_code replace_ec;  // replacing the file by `snapshot` failed
         std::uint64_t target = 0;  // recorder bytes covered
         std::error_code ec;
         std::string_view what = "write";
@@ -103,6 +106,9 @@ class store_driver {
     // Writes the recorder's snapshot a piece at a time into what `write` is given.
     store::content_writer snapshot() const;
     void schedule();
+    void begin_compaction();
+    void post_compaction_step();  // the next slice of the snapshot, after the next poll
+    void end_compaction();        // done or given up: NAME.new removed unless handed over
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);
     void retry();
@@ -142,6 +148,14 @@ class store_driver {
     asio::steady_timer autosave_;
     asio::steady_timer flush_timer_;  // group commit: fires after the next reactor poll
     asio::steady_timer retry_;        // while failing_: try to write the store again
+    asio::steady_timer compaction_timer_;             // the next slice
+    std::optional<store::replacement> compaction_;  // NAME.new while it is written
+    std::vector<std::uint8_t> piece_;               // a slice on its way to NAME.new
+    struct compaction_stats {
+        std::chrono::steady_clock::time_point started;
+        std::chrono::steady_clock::duration longest{};  // the longest slice
+        std::size_t slices = 0;
+    } stats_;
 };
 
 }  // namespace mqtt::net::detail

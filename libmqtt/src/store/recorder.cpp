@@ -97,12 +97,44 @@ std::vector<std::uint8_t> recorder::snapshot_bytes() const {
 }
 
 void recorder::emit(record r) {
+    std::uint64_t again = 0;
+    const bool keep = cursor_ && cursor_->follows(mirror_, r, again);  // before the change
+    if (again != 0) {  // a message the new file may have dropped, referred to again
+        const auto m = mirror_.messages().find(again);
+        if (m != mirror_.messages().end()) {
+            append_record(kept_, message_record{again, m->second.received_ms, m->second.msg});
+        }
+    }
     mirror_.apply(r);
     const bool was_empty = pending_.empty();
     const std::size_t before = pending_.size();
     append_record(pending_, r);
     appended_ += pending_.size() - before;
+    if (keep) kept_.insert(kept_.end(), pending_.begin() + before, pending_.end());
     if (was_empty && on_pending_) on_pending_();
+}
+
+void recorder::begin_compaction() {
+    cursor_.emplace(clock_().wall_ms);
+    kept_.clear();
+}
+
+bool recorder::compaction_step(std::vector<std::uint8_t>& piece, std::size_t chunk) {
+    piece.clear();
+    if (!kept_.empty()) {
+        std::swap(piece, kept_);
+        append_record(piece, commit_record{});
+    }
+    if (!cursor_ || cursor_->done()) return true;
+    return cursor_->step(mirror_, [&](const record& r) {
+        append_record(piece, r);
+        return piece.size() < chunk;
+    });
+}
+
+void recorder::end_compaction() {
+    cursor_.reset();
+    std::vector<std::uint8_t>{}.swap(kept_);
 }
 
 bool recorder::stored(const broker::durable_session& s) const {

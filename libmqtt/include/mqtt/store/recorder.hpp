@@ -8,11 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <system_error>
 #include <vector>
 
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/store_hooks.hpp"
+#include "mqtt/store/snapshot_cursor.hpp"
 #include "mqtt/store/state.hpp"
 
 namespace mqtt::store {
@@ -44,6 +46,20 @@ class recorder final : public broker::store_hooks {
     // The same bytes in one vector (small states, tests).
     std::vector<std::uint8_t> snapshot_bytes() const;
 
+    // Compaction while the broker runs, a slice per call, so that the event loop never
+    // stops for the whole store (see snapshot_cursor): between the calls the state goes on
+    // changing, and the records of changes to what is written already are kept for the new
+    // file besides being pending for the current one.
+    void begin_compaction();
+    // Clears `piece`, then moves into it the records kept since the last call (a group of
+    // their own) and the next slice of the snapshot, about `chunk` bytes. True once the
+    // snapshot is complete: `piece` then holds only the kept records, and the new file (all
+    // the pieces, in order) describes the mirror as it is now.
+    bool compaction_step(std::vector<std::uint8_t>& piece, std::size_t chunk = snapshot_chunk);
+    void end_compaction();
+    bool compacting() const noexcept { return cursor_.has_value(); }
+    bool compaction_done() const noexcept { return cursor_ && cursor_->done(); }
+
     // broker::store_hooks
     void session_online(const broker::durable_session& s) override;
     void session_offline(const broker::durable_session& s) override;
@@ -69,6 +85,8 @@ class recorder final : public broker::store_hooks {
 
     state mirror_;
     std::vector<std::uint8_t> pending_;
+    std::optional<snapshot_cursor> cursor_;  // compacting
+    std::vector<std::uint8_t> kept_;  // records for the new file since the last step
     std::uint64_t appended_ = 0;
     std::uint64_t next_id_ = 1;
     std::function<void()> on_pending_;
