@@ -8,7 +8,8 @@ QoS 1 and QoS 2 messages flow; the destination is stopped while they do; the bri
 killed with SIGKILL while the destination is down, its last segment gets a torn tail, and it
 is started again; then the destination comes back. Every QoS 1 message must arrive at least
 once, every QoS 2 message exactly once, each topic in order. Then the bound: a 64K queue
-with drop-new while the destination is down, counted in the stats.
+with each queue_full_policy (block, drop-new, drop-oldest) while the destination is down,
+drops counted in the stats.
 
     bridge_queue_test.py BIN_DIR mosquitto|tern 5|311 [--no-queue | --reload]
 
@@ -263,17 +264,20 @@ def outage_test():
     source.stop()
 
 
-def bound_test():
-    """drop-new with a 64K queue while the destination is down: counted, the rest kept."""
+def bound_test(policy):
+    """A 64K queue while the destination is down, 100 messages of ~1 kB, with `policy`:
+    drop-new and drop-oldest count what they drop and keep the oldest / newest; block drops
+    nothing (the source keeps the rest) and all arrive."""
     source = start_source()
-    dest = Dest(DEST_KIND, "bound")
+    dest = Dest(DEST_KIND, f"bound-{policy}")
     dest.start()
-    qdir = os.path.join(WORK, "queue-bound")
-    cfg = os.path.join(WORK, "bound.conf")
+    qdir = os.path.join(WORK, f"queue-bound-{policy}")
+    cfg = os.path.join(WORK, f"bound-{policy}.conf")
     write_config(cfg, dest.port, None,
-                 f"queue_dir {qdir}\nqueue_max_bytes 64K\nqueue_full_policy drop-new\n")
+                 f"queue_dir {qdir}\nqueue_max_bytes 64K\nqueue_full_policy {policy}\n")
     bridge = Bridge(BIN, ["--local", f"mqtt://{HOST}:{source.port}", "-c", cfg])
-    check("bound: bridge connected", bridge.wait_connected(), bridge.stderr())
+    tag = f"bound, {policy}:"
+    check(f"{tag} bridge connected", bridge.wait_connected(), bridge.stderr())
     bridge.wait_subscribed()
     sub = make_subscriber(dest.port)
     dest.stop()
@@ -281,22 +285,45 @@ def bound_test():
     time.sleep(0.5)
     pub = Client(source.port, VERSION, client_id="qpub2")
     payload = "x" * 1000
-    for i in range(100):  # ~100K of records for a 64K queue
+    n = 100
+    for i in range(n):  # ~100K of records for a 64K queue
         pub.publish("q/1", f"{i:03d}" + payload, 1)
     pub.close()
-    ok = wait_for(lambda: bridge.last_stats().get("dropped_queue_full", 0) > 0, 5)
-    stats = bridge.last_stats()
-    check("bound: drop-new counted in stats", ok and stats.get("queued_bytes_out", 0) <= 65536,
-          str(stats))
+    want = [f"{i:03d}" + payload for i in range(n)]
+    if policy == "block":
+        time.sleep(1.0)
+        stats = bridge.last_stats()
+        # What the source had sent before the bridge stopped reading waits in the bridge's
+        # memory, unacknowledged (queued_out counts it); the rest stays at the source. All
+        # of them arrive below.
+        check(f"{tag} nothing dropped, the queue within its bound, the rest held",
+              stats.get("dropped_queue_full") == 0 and
+              0 < stats.get("queued_bytes_out", 0) <= 65536 and
+              0 < stats.get("queued_out", 0) <= n,
+              str(stats))
+        expect = want
+    else:
+        ok = wait_for(lambda: bridge.last_stats().get("dropped_queue_full", 0) > 0 and
+                      bridge.last_stats().get("dropped_queue_full", 0) +
+                      bridge.last_stats().get("queued_out", 0) == n, 5)
+        stats = bridge.last_stats()
+        check(f"{tag} counted in stats (dropped_queue_full + queued_out = {n})",
+              ok and stats.get("queued_bytes_out", 0) <= 65536, str(stats))
+        kept = n - stats.get("dropped_queue_full", 0)
+        expect = want[:kept] if policy == "drop-new" else want[n - kept:]
     dest.start()
     sub.connect()
-    kept = 100 - stats.get("dropped_queue_full", 0)
-    wait_for(lambda: len(arrivals(sub.got, "q/1")) >= kept, 20, 0.1)
+    wait_for(lambda: len(set(arrivals(sub.got, "q/1"))) >= len(expect), 20, 0.1)
+    time.sleep(0.3)
     got = arrivals(sub.got, "q/1")
-    want = [f"{i:03d}" + payload for i in range(kept)]
-    check("bound: the first messages arrive, in order, the newest were dropped",
-          [g for i, g in enumerate(got) if g not in got[:i]] == want,
-          f"kept {kept}, got {len(got)}")
+    firsts = [g for i, g in enumerate(got) if g not in got[:i]]
+    check(f"{tag} {len(expect)} of {n} arrive, in order, "
+          + {"block": "none dropped", "drop-new": "the newest dropped",
+             "drop-oldest": "the oldest dropped"}[policy],
+          firsts == expect, f"expected {len(expect)}, got {len(got)}: "
+          f"{[g[:3] for g in firsts[:4]]}...{[g[:3] for g in firsts[-3:]]}; missing "
+          f"{[g[:3] for g in expect if g not in firsts]}, not expected "
+          f"{[g[:3] for g in firsts if g not in expect]}; stats {stats}")
     bridge.stop()
     dest.stop()
     source.stop()
@@ -391,5 +418,6 @@ if "--reload" in sys.argv:
     done()
 outage_test()
 if not NO_QUEUE:
-    bound_test()
+    for p in ("block", "drop-new", "drop-oldest"):
+        bound_test(p)
 done()

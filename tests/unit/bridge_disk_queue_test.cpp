@@ -359,6 +359,21 @@ TEST_CASE("bridge disk queue: the bound and its policies") {
         CHECK(drain(*q) == range(3, 7));
         CHECK(q->acked_through() == 7);
     }
+    SUBCASE("drop-oldest: also records appended and not committed yet") {
+        // Appends of one event-loop turn share one commit: the oldest may not be on disk.
+        o.policy = full_policy::drop_oldest;
+        auto q = open_q(t, rep, o);
+        fill(*q, 0, 2);
+        for (int i = 2; i < 7; ++i)  // 5 to 6 do not fit: 0 and 1, on disk, make room
+            REQUIRE(q->append(body_of(i), 0) == disk_queue::append_status::appended);
+        CHECK(q->dropped() == 2);
+        for (int i = 7; i < 9; ++i)  // 2 and 3 are only in the write buffer
+            CHECK(q->append(body_of(i), 0) == disk_queue::append_status::appended);
+        CHECK(q->dropped() == 4);
+        REQUIRE(q->commit());
+        CHECK(q->bytes() == 5 * rec);
+        CHECK(drain(*q) == range(4, 9));
+    }
 }
 
 TEST_CASE("bridge disk queue: the window is bounded by the packet id space") {

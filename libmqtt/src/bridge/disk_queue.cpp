@@ -690,7 +690,11 @@ void disk_queue::drop_oldest(std::uint64_t need) {
         auto it = window_.lower_bound(send_seq_);
         while (it != window_.end() && it->second.state != slot_state::unsent) ++it;
         if (it == window_.end()) {
-            if (!walk_one()) break;
+            if (walk_one()) continue;
+            // The oldest unsent records may still be in the write buffer (appended in this
+            // turn of the event loop, not committed): commit them early so that they can be
+            // read and dropped, rather than refusing the new record in their place.
+            if (wbuf_.empty() || !commit() || !walk_one()) break;
             continue;
         }
         ++dropped_;
