@@ -476,11 +476,19 @@ def check_reconnect_tern_broker():
     """tern-broker keeps no session across a restart: tern-pub reconnects and resends what
     was not acknowledged; a tern-sub --reconnect subscribes again."""
     broker, port = base.start_tern_broker()
+    # The broker stops only once "before" went through it, so tern-pub's first connection is
+    # to the first broker however slowly the machine starts it.
+    out0 = open(os.path.join(WORK, "rt-before.out"), "w+")
+    err0 = open(os.path.join(WORK, "rt-before.err"), "w+")
+    sub0 = spawn([SUB, "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", "rt/#", "-C", "1",
+                  "-d"], stdout=out0, stderr=err0)
+    wait_for(lambda: "subscribed" in open(err0.name).read())
     pub = spawn([PUB, "-h", "127.0.0.1", "-p", str(port), "-t", "rt/t", "-q", "1", "-l",
                  "--reconnect"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     pub.stdin.write(b"before\n")
     pub.stdin.flush()
-    time.sleep(0.5)
+    wait_for(lambda: "before" in open(out0.name).read(), 20)
+    stop(sub0)
     stop(broker)
     time.sleep(0.3)
     # tern-broker picks a port with -p 0: start it on the same one.
