@@ -133,8 +133,8 @@ void connection::on_readable(const boost::system::error_code& ec) {
     }
 }
 
-// No read is pending while paused, and the timers and the password check hold only weak
-// references: the connection holds itself until it reads again or ends.
+// No read is pending while paused, the deadline heap holds a plain pointer and the password
+// check a weak one: the connection holds itself until it reads again or ends.
 void connection::pause_input() {
     read_paused_ = true;
     paused_self_ = shared_from_this();
