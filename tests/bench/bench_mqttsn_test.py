@@ -15,7 +15,6 @@ exit:  0 passed, 1 failed
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -24,39 +23,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
+import mqttsn  # noqa: E402
 
 BIN = sys.argv[1]
 BENCH = os.path.join(BIN, "tern-bench")
 TIMEOUT = 60
 check = harness.Checks()
-
-
-def start_broker(work):
-    conf = os.path.join(work, "tern.conf")
-    with open(conf, "w") as f:
-        f.write("allow_anonymous true\n"
-                "listener 0 127.0.0.1\n"
-                "protocol mqttsn\n"
-                "listener 0 127.0.0.1\n")
-    log_path = os.path.join(work, "broker.log")
-    log = open(log_path, "w+")
-    proc = subprocess.Popen([os.path.join(BIN, "tern-broker"), "-c", conf], stdout=subprocess.DEVNULL,
-                            stderr=log)
-    end = time.monotonic() + 15
-    while time.monotonic() < end:
-        log.seek(0)
-        line = log.readline()
-        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", line)
-        if tcp and udp:
-            return harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path), int(udp.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    with open(log_path) as f:
-        print(f.read())
-    sys.exit("FAIL: tern-broker did not report its ports")
 
 
 def bench(args, url=None, timeout=TIMEOUT):
@@ -97,7 +69,8 @@ def latency_present(d, name, key, count):
 
 def main():
     work = tempfile.mkdtemp(prefix="tern-bench-mqttsn-")
-    broker, udp = start_broker(work)
+    broker = mqttsn.start_gateway(os.path.join(BIN, "tern-broker"), work, args=())
+    udp = broker.sn_port
     url = "mqttsn://127.0.0.1:%d" % udp
     try:
         d = run_ok(url, "pairs q1", ["pairs", "-q", "1", "--clients", "3", "--count", "300"],

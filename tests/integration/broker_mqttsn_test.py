@@ -17,7 +17,6 @@ exit:  0 passed, 1 failed, 77 mosquitto clients missing (skipped)
 """
 
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -27,80 +26,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
+from mqttsn import Client, wait_file  # noqa: E402
+import mqttsn  # noqa: E402
 
 TIMEOUT = 10.0
-
-
-def start_broker(binary, work, advertise_port):
-    conf = os.path.join(work, "tern.conf")
-    with open(conf, "w") as f:
-        # The MQTT-SN listener first, so that a TCP one may follow on the same address.
-        f.write("allow_anonymous true\n"
-                "listener 0 127.0.0.1\n"
-                "protocol mqttsn\n"
-                "listener 0 127.0.0.1\n"
-                "mqttsn_predefined_topic 7 sn/pre\n"
-                "mqttsn_gateway_id 5\n"
-                "mqttsn_retry_interval 2\n"
-                "mqttsn_retry_count 1\n"
-                "mqttsn_advertise 1 127.0.0.1 %d\n" % advertise_port)
-    log_path = os.path.join(work, "broker.log")
-    log = open(log_path, "w+")
-    proc = subprocess.Popen([binary, "-c", conf, "-v"], stdout=subprocess.DEVNULL, stderr=log)
-    end = time.monotonic() + TIMEOUT
-    while time.monotonic() < end:
-        log.seek(0)
-        line = log.readline()
-        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", line)
-        if tcp and udp:
-            return harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path), int(udp.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    with open(log_path) as f:
-        print(f.read())
-    raise RuntimeError("tern-broker did not report its ports")
-
-
-class Client:
-    """One MQTT-SN client: a UDP socket on 127.0.0.1 talking to the gateway."""
-
-    def __init__(self, port):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(TIMEOUT)
-        self.gw = ("127.0.0.1", port)
-
-    def send(self, hexstr):
-        self.sock.sendto(bytes.fromhex(hexstr), self.gw)
-
-    def recv(self, timeout=TIMEOUT):
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recvfrom(65536)[0].hex()
-        except socket.timeout:
-            return None
-
-    def exchange(self, hexstr):
-        self.send(hexstr)
-        return self.recv()
-
-    def close(self):
-        self.sock.close()
-
-
-def wait_file(path, pattern, timeout=TIMEOUT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with open(path, errors="replace") as f:
-            text = f.read()
-        if re.search(pattern, text):
-            return text
-        time.sleep(0.05)
-    with open(path, errors="replace") as f:
-        return f.read()
 
 
 def sleeping_client(check, sn_port, broker):
@@ -166,7 +95,13 @@ def main():
     advertised = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     advertised.bind(("127.0.0.1", 0))
     advertised.settimeout(TIMEOUT)
-    broker, sn_port = start_broker(broker_bin, work, advertised.getsockname()[1])
+    broker = mqttsn.start_gateway(broker_bin, work,
+                                  "mqttsn_predefined_topic 7 sn/pre\n"
+                                  "mqttsn_gateway_id 5\n"
+                                  "mqttsn_retry_interval 2\n"
+                                  "mqttsn_retry_count 1\n"
+                                  "mqttsn_advertise 1 127.0.0.1 %d\n" % advertised.getsockname()[1])
+    sn_port = broker.sn_port
     procs = []
     try:
         # SEARCHGW from anyone: GWINFO with gateway id 5 (mqttsn_gateway_id).

@@ -16,9 +16,7 @@ exit:  0 passed, 1 failed, 77 curl missing (skipped)
 """
 
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,68 +24,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
+from mqttsn import Client  # noqa: E402
+import mqttsn  # noqa: E402
 
 TIMEOUT = 10.0
-
-
-def start_broker(binary, work):
-    conf = os.path.join(work, "tern.conf")
-    with open(conf, "w") as f:
-        f.write("allow_anonymous true\n"
-                "listener 0 127.0.0.1\n"
-                "protocol mqttsn\n"
-                "listener 0 127.0.0.1\n"
-                "metrics_listener 0\n"
-                "sys_interval 1\n"
-                "mqttsn_max_buffered_messages 1\n"
-                "mqttsn_retry_interval 1\n"
-                "mqttsn_retry_count 1\n")
-    log_path = os.path.join(work, "broker.log")
-    log = open(log_path, "w+")
-    proc = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=log)
-    end = time.monotonic() + TIMEOUT
-    while time.monotonic() < end:
-        log.seek(0)
-        text = log.read()
-        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", text)
-        http = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", text)
-        if tcp and udp and http:
-            broker = harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path)
-            return broker, int(udp.group(1)), int(http.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    with open(log_path) as f:
-        print(f.read())
-    raise RuntimeError("tern-broker did not report its ports")
-
-
-class Client:
-    """A UDP socket on 127.0.0.1 talking to the gateway in hex datagrams."""
-
-    def __init__(self, port):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.gw = ("127.0.0.1", port)
-
-    def send(self, hexstr):
-        self.sock.sendto(bytes.fromhex(hexstr), self.gw)
-
-    def recv(self, timeout=TIMEOUT):
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recvfrom(65536)[0].hex()
-        except socket.timeout:
-            return None
-
-    def exchange(self, hexstr):
-        self.send(hexstr)
-        return self.recv()
-
-    def close(self):
-        self.sock.close()
 
 
 def scrape(http_port):
@@ -142,7 +82,13 @@ def main():
         return 77
     check = harness.Checks()
     work = tempfile.mkdtemp(prefix="tern-mqttsn-counters-")
-    broker, sn_port, http_port = start_broker(broker_bin, work)
+    broker = mqttsn.start_gateway(broker_bin, work,
+                                  "metrics_listener 0\n"
+                                  "sys_interval 1\n"
+                                  "mqttsn_max_buffered_messages 1\n"
+                                  "mqttsn_retry_interval 1\n"
+                                  "mqttsn_retry_count 1\n", args=(), metrics=True)
+    sn_port, http_port = broker.sn_port, broker.metrics_port
     clients = []
     try:
         m = scrape(http_port)

@@ -15,7 +15,6 @@ exit:  0 passed, 1 failed, 77 mosquitto clients missing (skipped)
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -25,48 +24,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
+import mqttsn  # noqa: E402
 
 TIMEOUT = 15.0
-
-
-def start_broker(binary, work):
-    conf = os.path.join(work, "tern.conf")
-    with open(conf, "w") as f:
-        f.write("allow_anonymous true\n"
-                "listener 0 127.0.0.1\n"
-                "protocol mqttsn\n"
-                "listener 0 127.0.0.1\n"
-                "mqttsn_predefined_topic 3 sn/pre\n")
-    log_path = os.path.join(work, "broker.log")
-    log = open(log_path, "w+")
-    proc = subprocess.Popen([binary, "-c", conf, "-v"], stdout=subprocess.DEVNULL, stderr=log)
-    end = time.monotonic() + TIMEOUT
-    while time.monotonic() < end:
-        log.seek(0)
-        line = log.readline()
-        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", line)
-        if tcp and udp:
-            return harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path), int(udp.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    with open(log_path) as f:
-        print(f.read())
-    raise RuntimeError("tern-broker did not report its ports")
-
-
-def wait_file(path, pattern, timeout=TIMEOUT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with open(path, errors="replace") as f:
-            text = f.read()
-        if re.search(pattern, text):
-            return text
-        time.sleep(0.05)
-    with open(path, errors="replace") as f:
-        return f.read()
 
 
 def run(cmd, **kw):
@@ -81,7 +41,8 @@ def main():
             return 77
     check = harness.Checks()
     work = tempfile.mkdtemp(prefix="tern-mqttsn-tools-")
-    broker, sn_port = start_broker(broker_bin, work)
+    broker = mqttsn.start_gateway(broker_bin, work, "mqttsn_predefined_topic 3 sn/pre\n")
+    sn_port = broker.sn_port
     url = "mqttsn://127.0.0.1:%d" % sn_port
     procs = []
     try:
@@ -91,7 +52,7 @@ def main():
             ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#", "-v",
              "-q", "2", "-C", "4", "-W", "30", "-i", "mos-sub"],
             stdout=open(mos_out, "w"), stderr=subprocess.STDOUT))
-        wait_file(broker.log_path, r"mos-sub.*sn/#")
+        mqttsn.wait_file(broker.log_path, r"mos-sub.*sn/#", timeout=TIMEOUT)
         for q in ("0", "1", "2"):
             r = run([pub_bin, "-L", url + "/sn/t", "-q", q, "-m", "q" + q, "--json", "-i", "p" + q])
             check(r.returncode == 0, "tern-pub QoS %s exit 0: %s" % (q, r.stderr.strip()))
@@ -105,7 +66,7 @@ def main():
         check(r.returncode == 0, "tern-pub QoS -1 exit 0: %s" % r.stderr.strip())
         got = json.loads(r.stdout) if r.stdout.strip() else {}
         check(got.get("qos") == -1 and got.get("topic") == "sn/pre", "QoS -1 --json: %r" % r.stdout)
-        text = wait_file(mos_out, r"sn/pre m1")
+        text = mqttsn.wait_file(mos_out, r"sn/pre m1", timeout=TIMEOUT)
         check(text.splitlines() == ["sn/t q0", "sn/t q1", "sn/t q2", "sn/pre m1"],
               "mosquitto_sub received QoS 0, 1, 2 and -1 from tern-pub: %r" % text)
 
@@ -116,7 +77,7 @@ def main():
                                 "-W", "30", "-i", "snsub", "-d"],
                                stdout=open(sub_out, "w"), stderr=open(sub_err, "w"))
         procs.append(sub)
-        check("subscribed" in wait_file(sub_err, r"subscribed"), "tern-sub: SUBACK")
+        check("subscribed" in mqttsn.wait_file(sub_err, r"subscribed", timeout=TIMEOUT), "tern-sub: SUBACK")
         for topic, msg, q in (("back/a", "p0", "0"), ("back/b", "p1", "1"), ("back/a", "p2", "2")):
             run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic, "-m", msg,
                  "-q", q])
@@ -138,7 +99,7 @@ def main():
                                 "-v", "-C", "1", "-W", "30", "-d"],
                                stdout=open(pre_out, "w"), stderr=open(pre_err, "w"))
         procs.append(pre)
-        wait_file(pre_err, r"subscribed")
+        mqttsn.wait_file(pre_err, r"subscribed", timeout=TIMEOUT)
         run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/pre", "-m", "x"])
         try:
             status = pre.wait(timeout=TIMEOUT)

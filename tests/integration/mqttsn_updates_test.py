@@ -31,40 +31,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from broker_mqttsn_test import Client, wait_file  # noqa: E402
+from mqttsn import Client, wait_file  # noqa: E402
+import mqttsn  # noqa: E402
 
 TIMEOUT = 10.0
-
-
-def start_broker(binary, work):
-    conf = os.path.join(work, "tern.conf")
-    with open(conf, "w") as f:
-        f.write("allow_anonymous true\n"
-                "listener 0 127.0.0.1\n"
-                "protocol mqttsn\n"
-                "listener 0 127.0.0.1\n"
-                "mqttsn_retry_interval 2\n"
-                "mqttsn_retry_count 1\n")
-    log_path = os.path.join(work, "broker.log")
-    log = open(log_path, "w+")
-    proc = subprocess.Popen([binary, "-c", conf, "-v"], stdout=subprocess.DEVNULL, stderr=log)
-    end = time.monotonic() + TIMEOUT
-    while time.monotonic() < end:
-        log.seek(0)
-        line = log.readline()
-        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", line)
-        if tcp and udp:
-            return harness.Broker("tern-broker", proc, int(tcp.group(1)), log_path), int(udp.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    with open(log_path) as f:
-        print(f.read())
-    raise RuntimeError("tern-broker did not report its ports")
 
 
 def will_updates(check, sn_port, broker, sub_bin, work, procs):
@@ -201,14 +172,9 @@ def forwarder(check, sn_port, broker, work, procs):
 
 def reload_restart_only(check, sn_port, broker, work):
     """SIGHUP with changed mqttsn_* options: named as needing a restart; the gateway goes on."""
-    with open(os.path.join(work, "tern.conf"), "w") as f:
-        f.write("allow_anonymous true\n"
-                "listener 0 127.0.0.1\n"
-                "protocol mqttsn\n"
-                "listener 0 127.0.0.1\n"
-                "mqttsn_retry_interval 3\n"
-                "mqttsn_retry_count 1\n"
-                "mqttsn_predefined_topic 9 x/y\n")
+    broker.rewrite_conf("mqttsn_retry_interval 3\n"
+                        "mqttsn_retry_count 1\n"
+                        "mqttsn_predefined_topic 9 x/y\n")
     broker.proc.send_signal(signal.SIGHUP)
     text = wait_file(broker.log_path, r"needing a restart: .*mqttsn_predefined_topic")
     check(re.search(r"needing a restart: mqttsn_retry_interval, mqttsn_predefined_topic", text)
@@ -226,7 +192,10 @@ def main():
             return 77
     check = harness.Checks()
     work = tempfile.mkdtemp(prefix="tern-mqttsn-upd-")
-    broker, sn_port = start_broker(broker_bin, work)
+    broker = mqttsn.start_gateway(broker_bin, work,
+                                  "mqttsn_retry_interval 2\n"
+                                  "mqttsn_retry_count 1\n")
+    sn_port = broker.sn_port
     procs = []
     try:
         will_updates(check, sn_port, broker, sub_bin, work, procs)

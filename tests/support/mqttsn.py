@@ -1,0 +1,108 @@
+"""MQTT-SN pieces shared by the Python tests: tern-broker with an MQTT-SN listener and a TCP
+listener on free loopback ports, a UDP client that speaks in hex datagrams, and bounded waits.
+
+Import it from a test with:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+    import mqttsn
+"""
+
+import os
+import re
+import socket
+import subprocess
+import time
+
+import harness
+
+TIMEOUT = 10.0
+HOST = harness.HOST
+
+# The MQTT-SN listener first, so that the TCP one may follow on the same address.
+LISTENERS = ("allow_anonymous true\n"
+             "listener 0 127.0.0.1\n"
+             "protocol mqttsn\n"
+             "listener 0 127.0.0.1\n")
+
+
+class Gateway(harness.Broker):
+    """A tern-broker with a gateway: `port` is its TCP listener, `sn_port` its MQTT-SN one,
+    `metrics_port` its metrics listener (or None), `conf` its configuration file."""
+
+    def __init__(self, proc, port, sn_port, metrics_port, log_path, conf):
+        super().__init__("tern-broker", proc, port, log_path)
+        self.sn_port, self.metrics_port, self.conf = sn_port, metrics_port, conf
+
+    def rewrite_conf(self, extra):
+        """Writes LISTENERS + `extra` to the configuration file (for a SIGHUP)."""
+        with open(self.conf, "w") as f:
+            f.write(LISTENERS + extra)
+
+
+def start_gateway(binary, work, extra="", args=("-v",), metrics=False, timeout=15.0):
+    """tern-broker -c work/tern.conf with LISTENERS + `extra` and `args`; waits (bounded)
+    until its log names both ports, and the metrics port when `metrics` is set."""
+    conf = os.path.join(work, "tern.conf")
+    with open(conf, "w") as f:
+        f.write(LISTENERS + extra)
+    log_path = os.path.join(work, "broker.log")
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([binary, "-c", conf, *args], stdout=subprocess.DEVNULL, stderr=log)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        log.seek(0)
+        text = log.read()
+        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
+        udp = re.search(r"MQTT-SN 127\.0\.0\.1:(\d+)", text)
+        http = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", text)
+        if tcp and udp and (http or not metrics):
+            return Gateway(proc, int(tcp.group(1)), int(udp.group(1)),
+                           int(http.group(1)) if http else None, log_path, conf)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    with open(log_path, errors="replace") as f:
+        print(f.read())
+    raise RuntimeError("tern-broker did not report its ports")
+
+
+class Client:
+    """One MQTT-SN client: a UDP socket on 127.0.0.1 talking to the gateway in hex."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(TIMEOUT)
+        self.gw = (HOST, port)
+
+    def send(self, hexstr):
+        self.sock.sendto(bytes.fromhex(hexstr), self.gw)
+
+    def recv(self, timeout=TIMEOUT):
+        """The next datagram in hex, or None after `timeout` seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recvfrom(65536)[0].hex()
+        except socket.timeout:
+            return None
+
+    def exchange(self, hexstr):
+        self.send(hexstr)
+        return self.recv()
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_file(path, pattern, timeout=TIMEOUT):
+    """The file's text once `pattern` matches in it, or its text after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.05)
+    with open(path, errors="replace") as f:
+        return f.read()
