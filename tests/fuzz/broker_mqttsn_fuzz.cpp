@@ -5,16 +5,22 @@
 //   op % 4 == 1: a datagram from an address without a client (mqttsn_handle_unattached)
 //   op % 4 == 2: time passes (one octet: seconds), every client's timer runs
 //   op % 4 == 3: client op/4 % 2 is lost (a new one takes its place)
+// With op & 8 set, a datagram (op % 4 == 0 or 1) first goes through the forwarder
+// encapsulation as the UDP driver does (broker::mqttsn_open): what does not open is dropped,
+// the wrapped message is what the client or the gateway sees.
 // Each client starts connected and subscribed to "#", so that what one publishes reaches
 // the other. Checked, besides what ASan and UBSan catch: every datagram the gateway sends
-// decodes as an MQTT-SN message.
+// decodes as an MQTT-SN message, and wrapped for a node (broker::mqttsn_wrap) opens again
+// to that node and the same bytes.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "mqtt/broker/engine.hpp"
@@ -26,9 +32,18 @@ namespace sn = protocol::mqttsn;
 
 namespace {
 
+void check_sent(const std::vector<std::uint8_t>& d) {
+    if (!sn::decode(d)) std::abort();  // the gateway sent something malformed
+    static const std::string node("\x00\xa1", 2);
+    const auto wrapped = broker::mqttsn_wrap(node, d);
+    const auto opened = broker::mqttsn_open(wrapped);
+    if (!opened || opened->node != node ||
+        !std::equal(opened->message.begin(), opened->message.end(), d.begin(), d.end()))
+        std::abort();
+}
+
 void check_output(broker::mqttsn_client& c, broker::clock::time_point now) {
-    for (const auto& d : c.take_output(now))
-        if (!sn::decode(d)) std::abort();  // the gateway sent something malformed
+    for (const auto& d : c.take_output(now)) check_sent(d);
 }
 
 std::unique_ptr<broker::mqttsn_client> start(broker::engine& e, const broker::mqttsn_settings& s,
@@ -64,14 +79,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 if (at >= size) break;
                 const std::size_t want = data[at++];
                 const std::size_t n = std::min(want, size - at);
-                const std::span<const std::uint8_t> d(data + at, n);
+                std::span<const std::uint8_t> d(data + at, n);
                 at += n;
+                if ((op & 8) != 0) {
+                    const auto envelope = broker::mqttsn_open(d);
+                    if (!envelope) break;  // the driver counts it as malformed
+                    d = envelope->message;
+                }
                 if ((op & 3) == 0) {
                     if (!clients[who]->closed()) clients[who]->on_datagram(d, now);
                 } else {
                     std::vector<std::uint8_t> reply;
                     broker::mqttsn_handle_unattached(e, s, d, now, reply);
-                    if (!reply.empty() && !sn::decode(reply)) std::abort();
+                    if (!reply.empty()) check_sent(reply);
                 }
                 break;
             }
