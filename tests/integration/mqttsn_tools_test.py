@@ -78,6 +78,11 @@ def main():
                                stdout=open(sub_out, "w"), stderr=open(sub_err, "w"))
         procs.append(sub)
         check("subscribed" in mqttsn.wait_file(sub_err, r"subscribed", timeout=TIMEOUT), "tern-sub: SUBACK")
+        socks = mqttsn.udp_sockets(sub.pid)
+        if socks is not None:
+            want = mqttsn.granted_receive_buffer(4 << 20)
+            check([x["rb"] for x in socks] == [want],
+                  "tern-sub's MQTT-SN socket asks for 4 MiB (rb %d): %r" % (want, socks))
         for topic, msg, q in (("back/a", "p0", "0"), ("back/b", "p1", "1"), ("back/a", "p2", "2")):
             run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic, "-m", msg,
                  "-q", q])

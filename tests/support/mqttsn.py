@@ -106,3 +106,29 @@ def wait_file(path, pattern, timeout=TIMEOUT):
         time.sleep(0.05)
     with open(path, errors="replace") as f:
         return f.read()
+
+
+def udp_sockets(pid):
+    """The UDP sockets of process `pid` as [{"port": ..., "rb": ..., "d": ...}] (receive
+    buffer and drop count, from `ss -uamnp`); None when ss is not there."""
+    try:
+        p = subprocess.run(["ss", "-uamnp"], capture_output=True, text=True, timeout=TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = []
+    lines = p.stdout.splitlines()
+    for i, line in enumerate(lines):
+        if "pid=%d," % pid not in line or i + 1 >= len(lines):
+            continue
+        port = re.search(r":(\d+)\s", line)
+        mem = re.search(r"rb(\d+),.*,d(\d+)\)", lines[i + 1])
+        if port and mem:
+            out.append({"port": int(port.group(1)), "rb": int(mem.group(1)), "d": int(mem.group(2))})
+    return out
+
+
+def granted_receive_buffer(asked):
+    """What Linux grants for SO_RCVBUF `asked` (capped at rmem_max, doubled), as ss shows it."""
+    with open("/proc/sys/net/core/rmem_max") as f:
+        cap = int(f.read())
+    return max(2 * min(asked, cap), 2304)

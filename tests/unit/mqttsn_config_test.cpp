@@ -51,15 +51,18 @@ TEST_CASE("config: MQTT-SN timers, buffer, gateway id and ADVERTISE") {
     CHECK(d.mqttsn.retry_count == 3);
     CHECK(d.mqttsn.max_buffered_messages == 100);
     CHECK(d.mqttsn.max_inflight == 1);
+    CHECK(d.mqttsn.receive_buffer == 4u << 20);
     CHECK(d.mqttsn.advertise_interval.count() == 0);
     const auto c = parse_ok(
         "allow_anonymous true\nmqttsn_retry_interval 2\nmqttsn_retry_count 0\n"
         "mqttsn_max_buffered_messages 7\nmqttsn_gateway_id 255\nmqttsn_max_inflight 65535\n"
-        "mqttsn_advertise 900 255.255.255.255 1884\n");
+        "mqttsn_advertise 900 255.255.255.255 1884\nmqttsn_receive_buffer 0\n");
     CHECK(c.mqttsn.retry_interval == std::chrono::seconds(2));
     CHECK(c.mqttsn.retry_count == 0);
     CHECK(c.mqttsn.max_buffered_messages == 7);
     CHECK(c.mqttsn.max_inflight == 65535);
+    CHECK(c.mqttsn.receive_buffer == 0);
+    CHECK(parse_ok("mqttsn_receive_buffer 1073741824\n").mqttsn.receive_buffer == 1u << 30);
     CHECK(c.mqttsn.gateway_id == 255);
     CHECK(c.mqttsn.advertise_interval == std::chrono::seconds(900));
     CHECK(c.mqttsn.advertise_host == "255.255.255.255");
@@ -67,7 +70,7 @@ TEST_CASE("config: MQTT-SN timers, buffer, gateway id and ADVERTISE") {
     const auto json = to_json(c);
     for (std::string_view part : {"\"mqttsn_retry_interval\":2", "\"mqttsn_retry_count\":0",
                                   "\"mqttsn_max_buffered_messages\":7", "\"mqttsn_gateway_id\":255",
-                                  "\"mqttsn_max_inflight\":65535"}) {
+                                  "\"mqttsn_max_inflight\":65535", "\"mqttsn_receive_buffer\":0"}) {
         CAPTURE(part);
         CHECK(json.find(part) != std::string::npos);
     }
@@ -75,7 +78,8 @@ TEST_CASE("config: MQTT-SN timers, buffer, gateway id and ADVERTISE") {
          {"mqttsn_retry_interval 0\n", "mqttsn_retry_interval 3601\n", "mqttsn_retry_count 101\n",
           "mqttsn_retry_count -1\n", "mqttsn_gateway_id 256\n", "mqttsn_max_buffered_messages x\n",
           "mqttsn_advertise 0 127.0.0.1 1884\n", "mqttsn_advertise 60 127.0.0.1 0\n",
-          "mqttsn_max_inflight 0\n", "mqttsn_max_inflight 65536\n"}) {
+          "mqttsn_max_inflight 0\n", "mqttsn_max_inflight 65536\n",
+          "mqttsn_receive_buffer 1073741825\n", "mqttsn_receive_buffer 4M\n"}) {
         CAPTURE(bad);
         CHECK(parse_error(bad).find("expected a number") != std::string::npos);
     }

@@ -165,6 +165,7 @@ std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const conf
             a.settings.retry_count = c.mqttsn.retry_count;
             a.settings.max_buffered = c.mqttsn.max_buffered_messages;
             a.settings.max_inflight = c.mqttsn.max_inflight;
+            a.settings.receive_buffer = c.mqttsn.receive_buffer;
             a.settings.advertise_interval = c.mqttsn.advertise_interval;
             a.settings.advertise_host = c.mqttsn.advertise_host;
             a.settings.advertise_port = c.mqttsn.advertise_port;
@@ -226,6 +227,7 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     check(m.retry_count == n.retry_count, "mqttsn_retry_count");
     check(m.max_buffered_messages == n.max_buffered_messages, "mqttsn_max_buffered_messages");
     check(m.max_inflight == n.max_inflight, "mqttsn_max_inflight");
+    check(m.receive_buffer == n.receive_buffer, "mqttsn_receive_buffer");
     check(m.advertise_interval == n.advertise_interval && m.advertise_host == n.advertise_host &&
               m.advertise_port == n.advertise_port,
           "mqttsn_advertise");

@@ -31,6 +31,11 @@ asio::awaitable<void> run_state::connect_client_sn(bench_client& c) {
     c.udp->open(ep.protocol(), ec);
     if (!ec) c.udp->connect(ep, ec);  // datagrams from other addresses are not ours
     if (!ec) c.udp->non_blocking(true, ec);
+    if (!ec) {
+        // The gateway's deliveries to a subscriber come in bursts; a refusal is not fatal.
+        boost::system::error_code ignored;
+        c.udp->set_option(udp::socket::receive_buffer_size(msn::udp_receive_buffer), ignored);
+    }
     if (ec) {
         c.failed = true;
         error(c, "MQTT-SN: cannot open a UDP socket to " + cfg_.host + ":" +

@@ -261,6 +261,7 @@ std::string to_json(const config& c) {
     o.number("mqttsn_retry_count", c.mqttsn.retry_count);
     o.number("mqttsn_max_buffered_messages", c.mqttsn.max_buffered_messages);
     o.number("mqttsn_max_inflight", c.mqttsn.max_inflight);
+    o.number("mqttsn_receive_buffer", c.mqttsn.receive_buffer);
     if (c.metrics) {
         std::string m;
         detail::json_object mo{m};

@@ -93,6 +93,12 @@ bool on_mqttsn_max_inflight(parse_state& st, const option_args& a) {
     return v.has_value();
 }
 
+bool on_mqttsn_receive_buffer(parse_state& st, const option_args& a) {
+    const auto v = number(st, "mqttsn_receive_buffer", a.words[0], 0, 1ul << 30);
+    if (v) st.cfg.mqttsn.receive_buffer = *v;
+    return v.has_value();
+}
+
 bool on_mqttsn_retry_count(parse_state& st, const option_args& a) {
     const auto v = number(st, "mqttsn_retry_count", a.words[0], 0, 100);
     if (v) st.cfg.mqttsn.retry_count = static_cast<unsigned>(*v);

@@ -640,6 +640,7 @@ const std::vector<option_spec>& option_table() {
         {"mqttsn_max_buffered_messages", S::global, 1, 1, false, on_mqttsn_max_buffered_messages},
         {"mqttsn_max_inflight", S::global, 1, 1, false, on_mqttsn_max_inflight},
         {"mqttsn_predefined_topic", S::global, 2, 2, true, on_mqttsn_predefined_topic},
+        {"mqttsn_receive_buffer", S::global, 1, 1, false, on_mqttsn_receive_buffer},
         {"mqttsn_retry_count", S::global, 1, 1, false, on_mqttsn_retry_count},
         {"mqttsn_retry_interval", S::global, 1, 1, false, on_mqttsn_retry_interval},
         {"password_file", S::security, 1, 64, false, on_password_file},

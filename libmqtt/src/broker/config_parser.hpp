@@ -74,6 +74,7 @@ bool on_mqttsn_advertise(parse_state& st, const option_args& a);
 bool on_mqttsn_gateway_id(parse_state& st, const option_args& a);
 bool on_mqttsn_max_buffered_messages(parse_state& st, const option_args& a);
 bool on_mqttsn_max_inflight(parse_state& st, const option_args& a);
+bool on_mqttsn_receive_buffer(parse_state& st, const option_args& a);
 bool on_mqttsn_retry_count(parse_state& st, const option_args& a);
 bool on_mqttsn_retry_interval(parse_state& st, const option_args& a);
 

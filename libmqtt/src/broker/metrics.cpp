@@ -191,10 +191,12 @@ void mqttsn_metrics(exposition& x, const engine& e) {
             "MQTT-SN clients the gateways hold (connecting, connected or asleep).",
             st.mqttsn_clients);
     x.family("tern_mqttsn_datagrams_dropped_total", "counter",
-             "Datagrams the MQTT-SN gateways dropped, by reason: malformed (did not decode) or "
-             "unexpected (not valid from that address in that state).");
+             "Datagrams the MQTT-SN gateways dropped, by reason: malformed (did not decode), "
+             "unexpected (not valid from that address in that state) or receive_buffer "
+             "(dropped by the kernel: the socket's receive buffer was full).");
     x.sample("reason", "malformed", st.mqttsn_datagrams_malformed);
     x.sample("reason", "unexpected", st.mqttsn_datagrams_unexpected);
+    x.sample("reason", "receive_buffer", st.mqttsn_datagrams_receive_buffer);
     x.family("tern_mqttsn_messages_dropped_total", "counter",
              "Deliveries to MQTT-SN clients dropped, by reason: sleep_buffer (QoS 0 over "
              "mqttsn_max_buffered_messages held) or undeliverable (no topic id left, too long).");

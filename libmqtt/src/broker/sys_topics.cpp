@@ -64,6 +64,7 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
         put_if("mqttsn/clients/lost", number(st.mqttsn_clients_lost));
         put_if("mqttsn/datagrams/malformed", number(st.mqttsn_datagrams_malformed));
         put_if("mqttsn/datagrams/unexpected", number(st.mqttsn_datagrams_unexpected));
+        put_if("mqttsn/datagrams/receive_buffer", number(st.mqttsn_datagrams_receive_buffer));
         put_if("mqttsn/messages/dropped",
                number(st.mqttsn_dropped_sleep_buffer + st.mqttsn_dropped_undeliverable));
         put_if("mqttsn/retransmissions", number(st.mqttsn_retransmissions));

@@ -55,6 +55,10 @@ class udp_link {
         const auto ep = found.begin()->endpoint();
         socket_.open(ep.protocol(), ec);
         if (!ec) socket_.connect(ep, ec);  // datagrams from other addresses are not ours
+        if (!ec) {
+            boost::system::error_code ignored;  // a refusal is not fatal
+            socket_.set_option(udp::socket::receive_buffer_size(msn::udp_receive_buffer), ignored);
+        }
         if (ec)
             return "cannot open a UDP socket to " + host + ":" + std::to_string(port) + ": " +
                    ec.message();

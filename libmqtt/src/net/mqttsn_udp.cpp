@@ -7,6 +7,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <chrono>
+#include <climits>
+
+#if defined(__linux__)
+#include <linux/sock_diag.h>
+#include <sys/socket.h>
+#endif
 
 namespace mqtt::net::detail {
 
@@ -16,10 +22,23 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // How often client deadlines are looked at: keep-alive is in seconds, so a quarter second
 // is precise enough and costs nothing with no clients.
 constexpr auto tick_period = std::chrono::milliseconds(250);
-// SO_RCVBUF asked for (see bind()).
-constexpr int receive_buffer_bytes = 4 << 20;
-
 namespace {
+// The kernel's count of datagrams it dropped for this socket, mostly because its receive
+// buffer was full (the value SO_RXQ_OVFL reports, read without a control message);
+// nullopt where the system does not say.
+std::optional<std::uint32_t> kernel_drops([[maybe_unused]] int fd) {
+#if defined(__linux__) && defined(SO_MEMINFO)
+    std::uint32_t mem[SK_MEMINFO_VARS] = {};
+    socklen_t len = sizeof mem;
+    if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 ||
+        len < (SK_MEMINFO_DROPS + 1) * sizeof(std::uint32_t))
+        return std::nullopt;
+    return mem[SK_MEMINFO_DROPS];
+#else
+    return std::nullopt;
+#endif
+}
+
 std::string to_string(const udp::endpoint& ep) {
     const auto addr = ep.address().to_string();
     const auto port = std::to_string(ep.port());
@@ -77,11 +96,7 @@ boost::system::error_code mqttsn_udp::bind(const udp::endpoint& ep) {
     if (ec) return ec;
     socket_.non_blocking(true, ec);
     if (ec) return ec;
-    // A burst of datagrams (many clients at once) waits in the socket while the loop works
-    // through it; what does not fit is lost. The kernel caps the size at net.core.rmem_max;
-    // a refusal is not fatal.
-    boost::system::error_code ignored;
-    socket_.set_option(asio::socket_base::receive_buffer_size(receive_buffer_bytes), ignored);
+    apply_receive_buffer();
     if (settings_.advertise_interval.count() == 0) return ec;
     // ADVERTISE goes to a configured address, usually a broadcast one.
     const auto to = asio::ip::make_address(settings_.advertise_host, ec);
@@ -89,6 +104,24 @@ boost::system::error_code mqttsn_udp::bind(const udp::endpoint& ep) {
     advertise_to_ = udp::endpoint(to, settings_.advertise_port);
     socket_.set_option(asio::socket_base::broadcast(true), ec);
     return ec;
+}
+
+void mqttsn_udp::apply_receive_buffer() {
+    // A burst of datagrams (many clients at once) waits in the socket while the loop works
+    // through it; what does not fit is lost (and counted: count_kernel_drops). The kernel
+    // caps the size at net.core.rmem_max; a refusal is not fatal. 0: the system's default.
+    if (settings_.receive_buffer == 0) return;
+    const auto bytes = static_cast<int>(std::min<std::size_t>(settings_.receive_buffer, INT_MAX));
+    boost::system::error_code ignored;
+    socket_.set_option(asio::socket_base::receive_buffer_size(bytes), ignored);
+}
+
+void mqttsn_udp::count_kernel_drops() {
+    const auto now = kernel_drops(socket_.native_handle());
+    if (!now) return;
+    // The kernel's counter is 32 bits and may wrap; the difference is right modulo 2^32.
+    engine_.stats().mqttsn_datagrams_receive_buffer += static_cast<std::uint32_t>(*now - kernel_drops_);
+    kernel_drops_ = *now;
 }
 
 std::string mqttsn_udp::local_address() const {
@@ -134,6 +167,7 @@ asio::awaitable<void> mqttsn_udp::tick_loop() {
         tick_.expires_after(tick_period);
         auto [ec] = co_await tick_.async_wait(nothrow);
         if (stopped_ || ec == asio::error::operation_aborted) co_return;
+        count_kernel_drops();
         const auto now = broker::clock::now();
         for (auto it = clients_.begin(); it != clients_.end();) {
             auto& c = *it->second;

@@ -52,6 +52,10 @@ class mqttsn_udp {
     // A sleeping client of this listener that a datagram from the new address `from` wakes
     // (PINGREQ with its client id, or CONNECT): moved there. nullptr: none.
     client* move_sleeper(const peer& from, std::span<const std::uint8_t> d);
+    void apply_receive_buffer();  // SO_RCVBUF from settings_.receive_buffer
+    // Adds the datagrams the kernel dropped for the socket since the last call to the
+    // engine's stats (called every tick).
+    void count_kernel_drops();
     void flush(client& c);
     void flush_later(const peer& who);
     // Wrapped in an encapsulation for a node behind a forwarder.
@@ -71,6 +75,7 @@ class mqttsn_udp {
     std::unordered_map<const broker::session*, client*> by_session_;
     std::size_t dropped_ = 0;  // malformed or unexpected datagrams, QoS 0 over the buffer
     std::size_t advertised_ = 0;
+    std::uint32_t kernel_drops_ = 0;  // the socket's drop count when last read
     bool stopped_ = false;
 };
 

@@ -121,6 +121,7 @@ struct mqttsn_config {
     unsigned retry_count = 3;                     // mqttsn_retry_count (N_RETRY)
     std::size_t max_buffered_messages = 100;      // mqttsn_max_buffered_messages
     std::uint16_t max_inflight = 1;               // mqttsn_max_inflight
+    std::size_t receive_buffer = 4 << 20;         // mqttsn_receive_buffer; 0: the system's
     std::chrono::seconds advertise_interval{0};   // mqttsn_advertise; 0: none
     std::string advertise_host;
     std::uint16_t advertise_port = 0;

@@ -125,6 +125,9 @@ struct stats {
     std::uint64_t mqttsn_clients = 0;                 // gauge: clients a gateway holds now
     std::uint64_t mqttsn_datagrams_malformed = 0;     // did not decode: dropped
     std::uint64_t mqttsn_datagrams_unexpected = 0;    // decoded, not valid then: dropped
+    // Dropped by the kernel before the gateway read them (the socket's receive buffer was
+    // full): the sockets' drop counts, where the kernel reports them (Linux SO_MEMINFO).
+    std::uint64_t mqttsn_datagrams_receive_buffer = 0;
     std::uint64_t mqttsn_dropped_sleep_buffer = 0;    // QoS 0 over mqttsn_max_buffered_messages
     std::uint64_t mqttsn_dropped_undeliverable = 0;   // no topic id left, or too long
     std::uint64_t mqttsn_retransmissions = 0;         // REGISTER, PUBLISH, PUBREL sent again

@@ -61,6 +61,9 @@ struct mqttsn_settings {
     // the session's in-flight window; its queue holds the rest. MQTT-SN 1.2 clients expect
     // one at a time.
     std::uint16_t max_inflight = 1;
+    // SO_RCVBUF of the listener's UDP socket (mqttsn_receive_buffer), asked of the kernel,
+    // which caps it at net.core.rmem_max; 0: the system's default.
+    std::size_t receive_buffer = 4 << 20;
     // The engine's security policy slot of this listener (per_listener_settings); 0: the
     // broker's.
     std::size_t security_slot = 0;

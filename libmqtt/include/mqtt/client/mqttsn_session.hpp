@@ -27,6 +27,11 @@
 
 namespace mqtt::client::mqttsn {
 
+// SO_RCVBUF the tools ask for on their MQTT-SN sockets (the gateway's default too): a burst
+// from the gateway waits in the socket instead of being dropped. Linux caps it at
+// net.core.rmem_max.
+inline constexpr int udp_receive_buffer = 4 << 20;
+
 namespace sn = protocol::mqttsn;
 using clock = std::chrono::steady_clock;
 
