@@ -3,9 +3,10 @@
 mosquitto_sub and mosquitto_pub as the MQTT peers on the same broker.
 
 tern-pub publishes at QoS 0, 1 and 2 (a REGISTER for the topic name) and at QoS -1 to a
-predefined topic id without connecting; mosquitto_sub receives all four, tern-pub --json
-reports each. tern-sub subscribes to a wildcard filter at QoS 2 and prints, as JSON, what
-mosquitto_pub sends at QoS 0, 1 and 2 (the gateway REGISTERs the topics); a second tern-sub
+predefined topic id without connecting; mosquitto_sub and tern-sub (MQTT, QoS 2
+subscriptions) receive all four at the QoS they were sent with, tern-pub --json reports each.
+tern-sub subscribes to a wildcard filter at QoS 2 and prints, as JSON, what mosquitto_pub and
+tern-pub (MQTT) send at QoS 0, 1 and 2 (the gateway REGISTERs the topics); a second tern-sub
 receives by a predefined topic id. tern-pub towards a port without a gateway fails at once;
 flags MQTT-SN cannot carry are usage errors. Every wait is bounded.
 
@@ -46,13 +47,21 @@ def main():
     url = "mqttsn://127.0.0.1:%d" % sn_port
     procs = []
     try:
-        # ---- tern-pub over MQTT-SN, mosquitto_sub on MQTT
+        # ---- tern-pub over MQTT-SN, mosquitto_sub and tern-sub on MQTT (QoS 2 subscriptions,
+        # so each message arrives at the QoS it was published with)
         mos_out = os.path.join(work, "mosquitto_sub.out")
         procs.append(subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#", "-v",
-             "-q", "2", "-C", "4", "-W", "30", "-i", "mos-sub"],
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#",
+             "-F", "%q %t %p", "-q", "2", "-C", "4", "-W", "30", "-i", "mos-sub"],
             stdout=open(mos_out, "w"), stderr=subprocess.STDOUT))
+        tcp_out = os.path.join(work, "tern_sub_tcp.out")
+        tcp_sub = subprocess.Popen(
+            [sub_bin, "-h", "127.0.0.1", "-p", str(broker.port), "-t", "sn/#", "--json",
+             "-q", "2", "-C", "4", "-W", "30", "-i", "tcp-sub"],
+            stdout=open(tcp_out, "w"), stderr=subprocess.STDOUT)
+        procs.append(tcp_sub)
         mqttsn.wait_file(broker.log_path, r"mos-sub.*sn/#", timeout=TIMEOUT)
+        mqttsn.wait_file(broker.log_path, r"tcp-sub.*sn/#", timeout=TIMEOUT)
         for q in ("0", "1", "2"):
             r = run([pub_bin, "-L", url + "/sn/t", "-q", q, "-m", "q" + q, "--json", "-i", "p" + q])
             check(r.returncode == 0, "tern-pub QoS %s exit 0: %s" % (q, r.stderr.strip()))
@@ -67,13 +76,23 @@ def main():
         got = json.loads(r.stdout) if r.stdout.strip() else {}
         check(got.get("qos") == -1 and got.get("topic") == "sn/pre", "QoS -1 --json: %r" % r.stdout)
         text = mqttsn.wait_file(mos_out, r"sn/pre m1", timeout=TIMEOUT)
-        check(text.splitlines() == ["sn/t q0", "sn/t q1", "sn/t q2", "sn/pre m1"],
-              "mosquitto_sub received QoS 0, 1, 2 and -1 from tern-pub: %r" % text)
+        check(text.splitlines() == ["0 sn/t q0", "1 sn/t q1", "2 sn/t q2", "0 sn/pre m1"],
+              "mosquitto_sub received QoS 0, 1, 2 and -1 (as 0) from tern-pub: %r" % text)
+        try:
+            status = tcp_sub.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            status = None
+        with open(tcp_out) as f:
+            lines = [json.loads(line) for line in f if line.startswith("{")]
+        check(status == 0 and [(m.get("topic"), m.get("payload"), m.get("qos")) for m in lines] ==
+              [("sn/t", "q0", 0), ("sn/t", "q1", 1), ("sn/t", "q2", 2), ("sn/pre", "m1", 0)],
+              "tern-sub (MQTT) received QoS 0, 1, 2 and -1 (as 0) from tern-pub: exit %r, %r"
+              % (status, lines))
 
-        # ---- tern-sub over MQTT-SN, mosquitto_pub on MQTT
+        # ---- tern-sub over MQTT-SN, mosquitto_pub and tern-pub on MQTT
         sub_out = os.path.join(work, "tern_sub.out")
         sub_err = os.path.join(work, "tern_sub.err")
-        sub = subprocess.Popen([sub_bin, "-L", url + "/back/#", "-q", "2", "--json", "-C", "3",
+        sub = subprocess.Popen([sub_bin, "-L", url + "/back/#", "-q", "2", "--json", "-C", "6",
                                 "-W", "30", "-i", "snsub", "-d"],
                                stdout=open(sub_out, "w"), stderr=open(sub_err, "w"))
         procs.append(sub)
@@ -86,16 +105,21 @@ def main():
         for topic, msg, q in (("back/a", "p0", "0"), ("back/b", "p1", "1"), ("back/a", "p2", "2")):
             run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic, "-m", msg,
                  "-q", q])
+        for q in ("0", "1", "2"):
+            r = run([pub_bin, "-h", "127.0.0.1", "-p", str(broker.port), "-t", "back/c", "-m",
+                     "t" + q, "-q", q])
+            check(r.returncode == 0, "tern-pub (MQTT) QoS %s to back/c: %s" % (q, r.stderr.strip()))
         try:
             status = sub.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             status = None
-        check(status == 0, "tern-sub exit 0 after -C 3: %r" % status)
+        check(status == 0, "tern-sub exit 0 after -C 6: %r" % status)
         with open(sub_out) as f:
             lines = [json.loads(line) for line in f if line.strip()]
         check([(m.get("topic"), m.get("payload"), m.get("qos")) for m in lines] ==
-              [("back/a", "p0", 0), ("back/b", "p1", 1), ("back/a", "p2", 2)],
-              "tern-sub --json over MQTT-SN: %r" % lines)
+              [("back/a", "p0", 0), ("back/b", "p1", 1), ("back/a", "p2", 2),
+               ("back/c", "t0", 0), ("back/c", "t1", 1), ("back/c", "t2", 2)],
+              "tern-sub --json over MQTT-SN: QoS 0, 1, 2 from mosquitto_pub and tern-pub: %r" % lines)
 
         # A predefined topic: the gateway delivers by id 3, tern-sub names it.
         pre_out = os.path.join(work, "pre.out")
