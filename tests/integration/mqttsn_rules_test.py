@@ -14,7 +14,9 @@ publishes to open/x and own/c1/t reach mosquitto_sub (user obs), in that order a
 mosquitto_pub (obs) to in/a reaches c1. A retained QoS 1 PUBLISH from c1 is what
 mosquitto_sub gets later (retain flag set), and a new MQTT-SN subscriber gets it with Retain.
 A CleanSession 0 client that disconnects finds what mosquitto_pub sent meanwhile when it
-connects again from another port (REGISTER first: topic ids are per connection). Every wait is bounded.
+connects again from another port (REGISTER first: topic ids are per connection). With
+max_connections 2 in the MQTT-SN listener's block, a third client gets CONNACK rejected
+(congestion) until one leaves. Every wait is bounded.
 
 usage: mqttsn_rules_test.py path/to/tern-broker
 exit:  0 passed, 1 failed, 77 mosquitto clients or mosquitto_passwd missing (skipped)
@@ -33,6 +35,9 @@ import mqttsn  # noqa: E402
 from mqttsn import Client, wait_file  # noqa: E402
 
 TIMEOUT = 10.0
+
+# max_connections in the MQTT-SN listener's block.
+LISTENERS = mqttsn.LISTENERS.replace("protocol mqttsn\n", "protocol mqttsn\nmax_connections 2\n")
 
 ACL = """# anonymous clients: every MQTT-SN client
 topic readwrite open/#
@@ -124,7 +129,8 @@ def main():
         f.write(ACL)
     broker = mqttsn.start_gateway(broker_bin, work,
                                   "password_file %s\nacl_file %s\nmax_subscriptions 1\n"
-                                  "mqttsn_predefined_topic 1 open/pre\n" % (pw, acl))
+                                  "mqttsn_predefined_topic 1 open/pre\n" % (pw, acl),
+                                  listeners=LISTENERS)
     obs = ["-h", "127.0.0.1", "-p", str(broker.port), "-u", "obs", "-P", "secret"]
     out = os.path.join(work, "obs.out")
     procs = [subprocess.Popen(["mosquitto_sub", *obs, "-t", "#", "-v", "-q", "1", "-C", "2",
@@ -174,6 +180,21 @@ def main():
         c.send("070d0001000100")  # PUBACK
         retained_and_durable(check, broker, c, obs, work, clients)
         check(c.exchange("0218") == "0218", "c1 DISCONNECT")
+
+        # max_connections 2 in the MQTT-SN listener block: a third client gets CONNACK
+        # rejected (congestion) until one of the two leaves.
+        two = [Client(broker.sn_port) for _ in range(3)]
+        clients.extend(two)
+        for k, x in enumerate(two[:2]):
+            check(x.exchange("08040401001e" + ("m%d" % k).encode().hex()) == "030500",
+                  "CONNECT m%d: CONNACK accepted" % k)
+        check(two[2].exchange("08040401001e" + b"m2".hex()) == "030501",
+              "CONNECT m2, a third client over max_connections 2: CONNACK rejected, congestion")
+        check(two[0].exchange("0218") == "0218", "m0 DISCONNECT")
+        check(two[2].exchange("08040401001e" + b"m2".hex()) == "030500",
+              "CONNECT m2 again once m0 left: CONNACK accepted")
+        check("MQTT-SN CONNECT from 127.0.0.1:" in broker.log() and
+              "refused: max_connections (2) reached" in broker.log(), "the refusal is logged")
         check(broker.running(), "tern-broker still running")
         for p in procs:
             try:

@@ -13,7 +13,10 @@ what a client may change after CONNECT, and where it may come from.
   own topic ids), every answer wrapped for its node; node 0001's publish reaches
   mosquitto_sub, mosquitto_pub's message reaches node 0002; SEARCHGW through the forwarder;
   a wrapped malformed message dropped; the forwarder's own unwrapped client beside them.
-- SIGHUP with changed mqttsn_* options: the reload line names them as needing a restart.
+- SIGHUP with changed mqttsn_* options: applied to the running gateway (new gateway id in
+  GWINFO, a new predefined topic id, T_RETRY and N_RETRY from their next use while the
+  retransmission in flight keeps its time, the socket's receive buffer); mqttsn_advertise
+  named as needing a restart.
 
 Every wait is bounded.
 
@@ -170,18 +173,65 @@ def forwarder(check, sn_port, broker, work, procs):
     f.close()
 
 
-def reload_restart_only(check, sn_port, broker, work):
-    """SIGHUP with changed mqttsn_* options: named as needing a restart; the gateway goes on."""
-    broker.rewrite_conf("mqttsn_retry_interval 3\n"
-                        "mqttsn_retry_count 1\n"
-                        "mqttsn_predefined_topic 9 x/y\n")
+def reload_applies(check, broker, work, procs):
+    """SIGHUP with changed mqttsn_* options: applied to the running gateway (a retransmission
+    already scheduled keeps its time), mqttsn_advertise named as needing a restart."""
+    sn_port = broker.sn_port
+    out = os.path.join(work, "reload.out")
+    procs.append(subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "x/y", "-v",
+         "-C", "1", "-W", "30", "-i", "rl-sub"], stdout=open(out, "w"), stderr=subprocess.STDOUT))
+    wait_file(broker.log_path, r"rl-sub")
+    time.sleep(0.5)  # its SUBSCRIBE follows CONNECT
+    # A QoS 1 delivery in flight under the old T_RETRY (2 s) and N_RETRY (1).
+    r = Client(sn_port)
+    check(r.exchange("08040401001e" + b"rl".hex()) == "030500", "CONNECT rl: CONNACK accepted")
+    check(r.exchange("0912200001" + b"rl/t".hex()) == "0813200001000100",
+          "SUBSCRIBE rl/t QoS 1: topic id 1")
+    mosquitto_pub(broker, "rl/t", "r", "1")
+    first = r.recv()
+    t0 = time.monotonic()
+    check(first == "080c200001000172", "rl gets PUBLISH QoS 1 (MsgId 1): %s" % first)
+    broker.rewrite_conf("mqttsn_gateway_id 7\n"
+                        "mqttsn_retry_interval 6\n"
+                        "mqttsn_retry_count 2\n"
+                        "mqttsn_receive_buffer 65536\n"
+                        "mqttsn_predefined_topic 9 x/y\n"
+                        "mqttsn_advertise 60 127.0.0.1 9\n")
     broker.proc.send_signal(signal.SIGHUP)
-    text = wait_file(broker.log_path, r"needing a restart: .*mqttsn_predefined_topic")
-    check(re.search(r"needing a restart: mqttsn_retry_interval, mqttsn_predefined_topic", text)
-          is not None, "SIGHUP: mqttsn_retry_interval and mqttsn_predefined_topic need a restart")
+    text = wait_file(broker.log_path, r"reloaded .*")
+    line = re.search(r"reloaded .*", text)
+    check(line is not None and line.group(0).endswith(
+        "applied mqttsn_gateway_id, mqttsn_retry_interval, mqttsn_retry_count, "
+        "mqttsn_receive_buffer, mqttsn_predefined_topic; "
+        "changed but needing a restart: mqttsn_advertise"),
+          "SIGHUP: the mqttsn_* options applied, mqttsn_advertise needs a restart: %r"
+          % (line.group(0) if line else text[-300:]))
+    # The resend already scheduled keeps the old T_RETRY (2 s, not 6); the next one waits
+    # the new T_RETRY, and N_RETRY 2 allows it (with N_RETRY 1, rl would be lost then).
+    again = r.recv(timeout=6.0)
+    t1 = time.monotonic()
+    check(again == "080ca00001000172" and t1 - t0 < 4.0,
+          "the resend in flight keeps T_RETRY 2 s: %s after %.1f s" % (again, t1 - t0))
+    third = r.recv(timeout=9.0)
+    t2 = time.monotonic()
+    check(third == "080ca00001000172" and t2 - t1 >= 5.5,
+          "then T_RETRY 6 s and N_RETRY 2: a second resend after %.1f s: %s" % (t2 - t1, third))
+    r.send("070d0001000100")  # PUBACK
+    check(r.exchange("0218") == "0218", "rl DISCONNECT")
+    r.close()
     probe = Client(sn_port)
-    check(probe.exchange("030101") == "030201", "the gateway still answers SEARCHGW")
+    check(probe.exchange("030101") == "030207", "SEARCHGW: GWINFO with the new gateway id 7")
+    # QoS -1 to the new predefined id 9 (x/y): mosquitto_sub receives it.
+    probe.send("0a0c6100090000" + b"neu".hex())
+    text = wait_file(out, r"x/y neu")
+    check(text.splitlines()[:1] == ["x/y neu"], "QoS -1 to the new predefined id 9: %r" % text)
     probe.close()
+    socks = mqttsn.udp_sockets(broker.proc.pid)
+    if socks is not None:
+        want = mqttsn.granted_receive_buffer(65536)
+        check([x["rb"] for x in socks if x["port"] == sn_port] == [want],
+              "mqttsn_receive_buffer 65536 applied to the socket (rb %d): %r" % (want, socks))
 
 
 def main():
@@ -201,7 +251,7 @@ def main():
         will_updates(check, sn_port, broker, sub_bin, work, procs)
         wake_elsewhere(check, sn_port, broker)
         forwarder(check, sn_port, broker, work, procs)
-        reload_restart_only(check, sn_port, broker, work)
+        reload_applies(check, broker, work, procs)
         check(broker.running(), "broker still running")
         for p in procs:
             try:

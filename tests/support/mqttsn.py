@@ -38,12 +38,13 @@ class Gateway(harness.Broker):
             f.write(LISTENERS + extra)
 
 
-def start_gateway(binary, work, extra="", args=("-v",), metrics=False, timeout=15.0):
-    """tern-broker -c work/tern.conf with LISTENERS + `extra` and `args`; waits (bounded)
+def start_gateway(binary, work, extra="", args=("-v",), metrics=False, timeout=15.0,
+                  listeners=LISTENERS):
+    """tern-broker -c work/tern.conf with `listeners` + `extra` and `args`; waits (bounded)
     until its log names both ports, and the metrics port when `metrics` is set."""
     conf = os.path.join(work, "tern.conf")
     with open(conf, "w") as f:
-        f.write(LISTENERS + extra)
+        f.write(listeners + extra)
     log_path = os.path.join(work, "broker.log")
     log = open(log_path, "w+")
     proc = subprocess.Popen([binary, "-c", conf, *args], stdout=subprocess.DEVNULL, stderr=log)

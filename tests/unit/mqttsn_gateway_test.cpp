@@ -49,6 +49,31 @@ TEST_CASE("mqttsn gateway: CONNECT, REGISTER, PUBLISH QoS 1 reaches an MQTT subs
     CHECK(c.dropped() == 0);
 }
 
+TEST_CASE("mqttsn gateway: over max_publish_rate, PUBACK rejected: congestion") {
+    fixture f;
+    auto l = f.e.config();
+    l.max_publish_rate = 2;
+    f.e.reload_limits(l);
+    test_client sub(f.e, protocol_version::v3_1_1, f.now);
+    sub.connect("sub");
+    sub.subscribe("a/b", qos::at_least_once);
+    mqttsn_client c(f.e, f.settings, f.now, "p");
+    f.connect(c);
+    CHECK(f.exchange(c, "09 0A 00 00 00 01 61 2F 62") == "070b0001000100");
+    // A burst of two is allowed; then the session reads no more for half a second, and a
+    // datagram cannot wait: PUBACK congestion, at QoS 1 and 0, nothing published.
+    CHECK(f.exchange(c, "09 0C 20 00 01 00 05 68 69") == "070d0001000500");
+    CHECK(f.exchange(c, "09 0C 20 00 01 00 06 68 69") == "070d0001000600");
+    CHECK(f.exchange(c, "09 0C 20 00 01 00 07 68 69") == "070d0001000701");
+    CHECK(f.exchange(c, "09 0C 00 00 01 00 00 68 69") == "070d0001000001");
+    CHECK(sub.received().size() == 2);
+    // A second later the client's retry is accepted.
+    f.advance(c, 1s);
+    CHECK(f.exchange(c, "09 0C 20 00 01 00 07 68 69") == "070d0001000700");
+    CHECK(only_publish(sub.received()).payload == "hi");
+    CHECK(c.dropped() == 0);
+}
+
 TEST_CASE("mqttsn gateway: QoS 2 from the client, delivered once") {
     fixture f;
     test_client sub(f.e, protocol_version::v3_1_1, f.now);

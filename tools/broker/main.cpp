@@ -148,6 +148,22 @@ std::vector<mqtt::net::listen_address> listen_addresses(const config& c) {
     return out;
 }
 
+// The mqttsn_* options as the gateways take them (the same for every MQTT-SN listener).
+mqtt::broker::mqttsn_settings mqttsn_settings_of(const config& c) {
+    mqtt::broker::mqttsn_settings s;
+    s.predefined = c.mqttsn_predefined;
+    s.gateway_id = c.mqttsn.gateway_id;
+    s.retry_interval = c.mqttsn.retry_interval;
+    s.retry_count = c.mqttsn.retry_count;
+    s.max_buffered = c.mqttsn.max_buffered_messages;
+    s.max_inflight = c.mqttsn.max_inflight;
+    s.receive_buffer = c.mqttsn.receive_buffer;
+    s.advertise_interval = c.mqttsn.advertise_interval;
+    s.advertise_host = c.mqttsn.advertise_host;
+    s.advertise_port = c.mqttsn.advertise_port;
+    return s;
+}
+
 // The listeners with `protocol mqttsn`: MQTT-SN gateways on UDP.
 std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const config& c) {
     std::vector<mqtt::net::mqttsn_listen_address> out;
@@ -156,19 +172,12 @@ std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const conf
         if (!l.mqttsn) continue;
         for (const auto& host : mqtt::broker::bind_addresses(l)) {
             mqtt::net::mqttsn_listen_address a;
+            a.settings = mqttsn_settings_of(c);
             a.settings.security_slot = c.per_listener_settings ? i + 1 : 0;
+            a.max_connections = l.max_connections;
+            a.group = i;
             a.host = host;
             a.port = l.port;
-            a.settings.predefined = c.mqttsn_predefined;
-            a.settings.gateway_id = c.mqttsn.gateway_id;
-            a.settings.retry_interval = c.mqttsn.retry_interval;
-            a.settings.retry_count = c.mqttsn.retry_count;
-            a.settings.max_buffered = c.mqttsn.max_buffered_messages;
-            a.settings.max_inflight = c.mqttsn.max_inflight;
-            a.settings.receive_buffer = c.mqttsn.receive_buffer;
-            a.settings.advertise_interval = c.mqttsn.advertise_interval;
-            a.settings.advertise_host = c.mqttsn.advertise_host;
-            a.settings.advertise_port = c.mqttsn.advertise_port;
             out.push_back(std::move(a));
         }
     }
@@ -219,7 +228,24 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
               p.sync == q.sync && p.autosave_interval == q.autosave_interval,
           "persistence options");
     check(a.log.dest == b.log.dest, "log_dest");
-    // The MQTT-SN gateways take their settings at start (each client holds them).
+    // The gateways' ADVERTISE runs from their start; the system's default receive buffer
+    // is what a new socket has (the rest of mqttsn_*: mqttsn_changes).
+    const auto& m = a.mqttsn;
+    const auto& n = b.mqttsn;
+    check(m.advertise_interval == n.advertise_interval && m.advertise_host == n.advertise_host &&
+              m.advertise_port == n.advertise_port,
+          "mqttsn_advertise");
+    check(n.receive_buffer != 0 || m.receive_buffer == 0, "mqttsn_receive_buffer 0");
+    return out;
+}
+
+// The mqttsn_* options a reload applies to the running gateways (server::set_mqttsn), by
+// name, when they changed.
+std::vector<std::string> mqttsn_changes(const config& a, const config& b) {
+    std::vector<std::string> out;
+    const auto check = [&](bool same, const char* name) {
+        if (!same) out.emplace_back(name);
+    };
     const auto& m = a.mqttsn;
     const auto& n = b.mqttsn;
     check(m.gateway_id == n.gateway_id, "mqttsn_gateway_id");
@@ -227,10 +253,7 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     check(m.retry_count == n.retry_count, "mqttsn_retry_count");
     check(m.max_buffered_messages == n.max_buffered_messages, "mqttsn_max_buffered_messages");
     check(m.max_inflight == n.max_inflight, "mqttsn_max_inflight");
-    check(m.receive_buffer == n.receive_buffer, "mqttsn_receive_buffer");
-    check(m.advertise_interval == n.advertise_interval && m.advertise_host == n.advertise_host &&
-              m.advertise_port == n.advertise_port,
-          "mqttsn_advertise");
+    check(m.receive_buffer == n.receive_buffer || n.receive_buffer == 0, "mqttsn_receive_buffer");
     check(a.mqttsn_predefined == b.mqttsn_predefined, "mqttsn_predefined_topic");
     return out;
 }
@@ -353,6 +376,12 @@ void reload(running& r) {
         r.server->set_limits(next.limits);
         applied.insert(applied.end(), changed.begin(), changed.end());
     }
+    if (auto changed = mqttsn_changes(r.current, next); !changed.empty()) {
+        auto s = mqttsn_settings_of(next);
+        if (s.receive_buffer == 0) s.receive_buffer = r.current.mqttsn.receive_buffer;
+        r.server->set_mqttsn(s);
+        applied.insert(applied.end(), changed.begin(), changed.end());
+    }
     r.server->set_security(std::move(security));
     if (!next.password_file.empty()) applied.emplace_back("password_file");
     if (!next.acl_file.empty()) applied.emplace_back("acl_file");
@@ -408,6 +437,11 @@ void reload(running& r) {
     mqtt::broker::copy_reloadable(next.limits, kept_limits);
     const auto kept_sys = r.current.sys_interval;
     const auto kept_metrics = r.current.metrics;
+    auto kept_mqttsn = next.mqttsn;
+    kept_mqttsn.advertise_interval = r.current.mqttsn.advertise_interval;
+    kept_mqttsn.advertise_host = r.current.mqttsn.advertise_host;
+    kept_mqttsn.advertise_port = r.current.mqttsn.advertise_port;
+    if (kept_mqttsn.receive_buffer == 0) kept_mqttsn.receive_buffer = r.current.mqttsn.receive_buffer;
     auto kept_listeners = r.current.listeners;
     if (same_listeners(r.current, next)) kept_listeners = next.listeners;
     r.current = std::move(next);
@@ -415,6 +449,7 @@ void reload(running& r) {
     r.current.sys_interval = kept_sys;
     r.current.metrics = kept_metrics;
     r.current.listeners = std::move(kept_listeners);
+    r.current.mqttsn = std::move(kept_mqttsn);
 }
 
 // ---- start

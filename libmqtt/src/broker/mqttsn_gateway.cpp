@@ -395,6 +395,12 @@ void mqttsn_client::on_publish(sn::publish&& p, clock::time_point now) {
     }
     const auto q = to_mqtt(p.qos);
     if (q != protocol::qos::at_most_once && p.msg_id == 0) return drop();
+    // The session reads no more for now (max_publish_rate, or a subscriber this publisher
+    // waits for). Over TCP the broker stops reading; a datagram cannot wait, so the client
+    // is told to try again later (MQTT-SN 1.2, 5.4.13: rejected: congestion). A DUP may be
+    // one the session has already (a QoS 2 PUBREC lost): it goes through.
+    if (session_.input_paused() && !p.dup)
+        return send(sn::puback{p.topic_id, p.msg_id, sn::return_code::congestion});
     protocol::publish_packet pp;
     pp.topic = std::move(*topic);
     pp.payload = std::move(p.data);

@@ -124,6 +124,20 @@ void mqttsn_udp::count_kernel_drops() {
     kernel_drops_ = *now;
 }
 
+void mqttsn_udp::reload(const broker::mqttsn_settings& s) {
+    settings_.gateway_id = s.gateway_id;
+    settings_.predefined = s.predefined;
+    settings_.max_topic_ids = s.max_topic_ids;
+    settings_.retry_interval = s.retry_interval;
+    settings_.retry_count = s.retry_count;
+    settings_.max_buffered = s.max_buffered;
+    settings_.max_inflight = s.max_inflight;
+    if (s.receive_buffer != settings_.receive_buffer) {
+        settings_.receive_buffer = s.receive_buffer;
+        apply_receive_buffer();
+    }
+}
+
 std::string mqttsn_udp::local_address() const {
     boost::system::error_code ec;
     const auto ep = socket_.local_endpoint(ec);
@@ -181,10 +195,11 @@ asio::awaitable<void> mqttsn_udp::tick_loop() {
 asio::awaitable<void> mqttsn_udp::advertise_loop() {
     namespace sn = protocol::mqttsn;
     const auto every = settings_.advertise_interval;
-    const auto bytes = sn::encode(sn::advertise{
-        settings_.gateway_id, static_cast<std::uint16_t>(std::min<std::int64_t>(every.count(), 65535))});
-    if (!bytes) co_return;
+    const auto duration = static_cast<std::uint16_t>(std::min<std::int64_t>(every.count(), 65535));
     while (!stopped_) {
+        // Encoded each time: a reload may change the gateway id.
+        const auto bytes = sn::encode(sn::advertise{settings_.gateway_id, duration});
+        if (!bytes) co_return;
         send_to(advertise_to_, *bytes);
         ++advertised_;
         advertise_timer_.expires_after(every);
@@ -215,6 +230,7 @@ void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
                 return;
             case broker::mqttsn_unattached::new_client: break;
         }
+        if (full()) return refuse(who);
         it = clients_.emplace(who, std::make_unique<client>(*this, who, now)).first;
     }
     auto& c = *it->second;
@@ -223,6 +239,23 @@ void mqttsn_udp::on_datagram(const udp::endpoint& from, std::size_t n) {
     dropped_ += c.sm.dropped() - before;
     flush(c);
     if (c.sm.closed()) clients_.erase(it);
+}
+
+bool mqttsn_udp::full() const {
+    // As for TCP listeners: a listener's own max_connections bounds it alone, otherwise the
+    // broker's bound counts every connected session.
+    if (max_clients_) return clients_.size() >= *max_clients_;
+    return engine_.session_count() >= engine_.config().max_connections;
+}
+
+void mqttsn_udp::refuse(const peer& who) {
+    namespace sn = protocol::mqttsn;
+    ++engine_.stats().connections_refused;
+    // MQTT-SN 1.2, 5.4.5: "rejected: congestion"; the client may try again later.
+    if (const auto bytes = sn::encode(sn::connack{sn::return_code::congestion})) send_to(who, *bytes);
+    const auto max = max_clients_.value_or(engine_.config().max_connections);
+    engine_.log(1, "MQTT-SN CONNECT from " + to_string(who.ep, who.node) +
+                       " refused: max_connections (" + std::to_string(max) + ") reached");
 }
 
 mqttsn_udp::client* mqttsn_udp::move_sleeper(const peer& from, std::span<const std::uint8_t> d) {

@@ -32,6 +32,12 @@ class mqttsn_udp {
     std::string local_address() const;  // "127.0.0.1:40123"
     void start();                        // spawns the receive loop and the tick
     void stop();                         // closes the socket; every client's session ends
+    // New settings (SIGHUP). The clients hold settings_ by reference, so each value counts
+    // from its next use: a retransmission already due keeps its time, a client's in-flight
+    // window is set at its CONNECT. security_slot and ADVERTISE stay as they started.
+    void reload(const broker::mqttsn_settings& s);
+    // The listener's max_connections (SIGHUP); clients over a lowered bound stay.
+    void set_max_clients(std::optional<std::size_t> max) { max_clients_ = max; }
     std::size_t client_count() const noexcept { return clients_.size(); }
     std::size_t dropped() const noexcept { return dropped_; }
     std::size_t advertised() const noexcept { return advertised_; }
@@ -56,6 +62,10 @@ class mqttsn_udp {
     // Adds the datagrams the kernel dropped for the socket since the last call to the
     // engine's stats (called every tick).
     void count_kernel_drops();
+    // A new client would be over max_clients_ (or the broker's max_connections).
+    bool full() const;
+    // CONNACK rejected: congestion to a CONNECT over the bound; counted and logged.
+    void refuse(const peer& who);
     void flush(client& c);
     void flush_later(const peer& who);
     // Wrapped in an encapsulation for a node behind a forwarder.
@@ -76,6 +86,8 @@ class mqttsn_udp {
     std::size_t dropped_ = 0;  // malformed or unexpected datagrams, QoS 0 over the buffer
     std::size_t advertised_ = 0;
     std::uint32_t kernel_drops_ = 0;  // the socket's drop count when last read
+    // The listener's max_connections; nullopt: the broker's bound.
+    std::optional<std::size_t> max_clients_;
     bool stopped_ = false;
 };
 

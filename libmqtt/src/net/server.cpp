@@ -117,6 +117,7 @@ struct server::impl {
     std::vector<std::string> warnings;
     // After io and engine: destroyed before them (its clients hold engine sessions).
     std::vector<std::unique_ptr<detail::mqttsn_udp>> mqttsn;
+    std::vector<std::size_t> mqttsn_groups;  // the listener group of each, in order
     bool stopping = false;
     // metrics_listener: /metrics and /healthz (after io: destroyed before it).
     std::optional<detail::metrics_listener> metrics;
@@ -506,12 +507,14 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
         boost::system::error_code ec;
         const auto addr = asio::ip::make_address(l.host, ec);
         auto g = std::make_unique<detail::mqttsn_udp>(i->io, i->engine, l.settings);
+        g->set_max_clients(l.max_connections);
         if (!ec) ec = g->bind({addr, l.port});
         if (ec) {
             if (failed) *failed = l.host + " port " + std::to_string(l.port) + " (MQTT-SN, UDP)";
             return std::error_code{ec};
         }
         i->mqttsn.push_back(std::move(g));
+        i->mqttsn_groups.push_back(l.group);
     }
     i->sys.set_mqttsn(!i->mqttsn.empty());
     if (const auto& m = i->opts.metrics) {
@@ -634,6 +637,10 @@ void server::set_limits(const broker::limits& l) {
     impl_->engine.reload_limits(l);
 }
 
+void server::set_mqttsn(const broker::mqttsn_settings& s) {
+    for (auto& g : impl_->mqttsn) g->reload(s);
+}
+
 void server::set_security(std::shared_ptr<const broker::security_policy> p) {
     impl_->engine.set_security(std::move(p));
 }
@@ -646,6 +653,8 @@ void server::set_listener_security(std::size_t group,
 
 void server::set_max_connections(std::size_t group, std::optional<std::size_t> max) {
     impl_->groups[group].max_connections = max;
+    for (std::size_t k = 0; k < impl_->mqttsn.size(); ++k)
+        if (impl_->mqttsn_groups[k] == group) impl_->mqttsn[k]->set_max_clients(max);
 }
 
 std::string server::set_tls(std::size_t group, const tls_server_settings& s) {

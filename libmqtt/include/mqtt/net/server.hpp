@@ -38,6 +38,11 @@ struct listen_address {
 struct mqttsn_listen_address {
     std::string host;        // numeric IPv4 or IPv6 address
     std::uint16_t port = 0;  // 0: a free port
+    std::size_t group = 0;   // the listener of the configuration file (set_max_connections)
+    // Its max_connections: the clients one address holds at most (a CONNECT over it gets
+    // CONNACK rejected: congestion). nullopt: the broker's bound, limits::max_connections,
+    // which counts every connected session (MQTT and MQTT-SN).
+    std::optional<std::size_t> max_connections{};
     broker::mqttsn_settings settings;
 };
 
@@ -110,8 +115,8 @@ class server {
     // Thread-safe, idempotent: closes the listeners and every connection.
     void stop();
 
-    // Changes the max_connections bound of a listener group; from the run() thread only
-    // (on_reload). Connections already open stay.
+    // Changes the max_connections bound of a listener group (TCP or MQTT-SN); from the run()
+    // thread only (on_reload). Connections (MQTT-SN clients) already open stay.
     void set_max_connections(std::size_t group, std::optional<std::size_t> max);
 
     // New TLS settings for a listener group (SIGHUP: renewed certificates); from the run()
@@ -127,6 +132,11 @@ class server {
     void set_security(std::shared_ptr<const broker::security_policy> p);
     // The same for one listener group's own policy (per_listener_settings).
     void set_listener_security(std::size_t group, std::shared_ptr<const broker::security_policy> p);
+
+    // New mqttsn_* settings for every MQTT-SN gateway (SIGHUP), from the run() thread; each
+    // value from its next use (a retransmission already scheduled keeps its time, a connected
+    // client its in-flight window). The listeners' security slots and ADVERTISE stay.
+    void set_mqttsn(const broker::mqttsn_settings& s);
 
     // The bridges after a reload (SIGHUP), from the run() thread: each bridge is updated in
     // place, restarted, started or stopped as tern-bridge does on SIGHUP (docs/bridge.md).
