@@ -10,14 +10,22 @@ that promises 256 MiB, 10,000 filters in one SUBSCRIBE, 1,000 connections that n
 CONNECT (closed at connect_timeout_ms), a subscriber that never reads while a publisher
 floods it, and memory_limit and max_publish_rate on brokers of their own.
 
-    broker_hostile_test.py TERN_BROKER
+With --tls the same suite runs over a TLS listener (a CA and a server certificate made with
+openssl for the run) with allow_anonymous false, a password file made by `tern-broker passwd`
+and an acl_file: every client logs in, and the secured path adds its own cases (anonymous
+and wrong passwords refused, publishes and deliveries the ACL denies, a plaintext client and
+TLS garbage on the TLS port, connections that never finish the TLS handshake).
+
+    broker_hostile_test.py TERN_BROKER [--tls]
 """
 
 import os
 import resource
 import selectors
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +38,73 @@ from mqtt_wire import (HOST, V5, V311, WAIT, Client, connack_code,  # noqa: E402
 
 MALFORMED, PROTOCOL_ERROR = 0x81, 0x82
 TOPIC_NAME_INVALID, TOPIC_ALIAS_INVALID, PACKET_TOO_LARGE = 0x90, 0x94, 0x95
-QUOTA_EXCEEDED = 0x97
+QUOTA_EXCEEDED, NOT_AUTHORIZED = 0x97, 0x87
+
+
+# ---- how clients reach the broker -----------------------------------------------------------
+
+class Net:
+    """Plain TCP with anonymous clients, or (secure) TLS with user names and passwords: the
+    listener block of every broker of the run and the clients that connect to it."""
+
+    ACL = ("# Rules before any user line: anonymous clients (refused anyway).\n"
+           "topic read nothing/#\n"
+           "user hostile\n"
+           "topic deny secret/#\n"
+           "topic readwrite #\n"
+           "user observer\n"
+           "topic readwrite #\n")
+
+    def __init__(self, binary, work, secure):
+        self.secure = secure
+        self.tls = None
+        self.passwords = {"hostile": "h0stile-pw", "observer": "0bserver-pw"}
+        if not secure:
+            return
+        d = os.path.join(work, "secure")
+        os.mkdir(d)
+        self.files = {k: os.path.join(d, k) for k in ("ca.crt", "ca.key", "server.crt",
+                                                       "server.key", "server.csr", "pw", "acl")}
+        f = self.files
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run = lambda *a: subprocess.run(["openssl", *a], check=True, timeout=30,  # noqa: E731
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run("req", "-x509", *ec, "-keyout", f["ca.key"], "-out", f["ca.crt"], "-days", "2",
+            "-subj", "/CN=Tern Hostile Test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+        run("req", "-new", *ec, "-keyout", f["server.key"], "-out", f["server.csr"],
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+        run("x509", "-req", "-in", f["server.csr"], "-CA", f["ca.crt"], "-CAkey", f["ca.key"],
+            "-CAcreateserial", "-out", f["server.crt"], "-days", "2", "-copy_extensions", "copy")
+        for i, (user, pw) in enumerate(self.passwords.items()):
+            subprocess.run([binary, "passwd", *(["-c"] if i == 0 else []), "--stdin", f["pw"],
+                            user], input=pw + "\n", text=True, check=True, timeout=30)
+        with open(f["acl"], "w") as out:
+            out.write(self.ACL)
+        self.tls = ssl.create_default_context(cafile=f["ca.crt"])
+
+    def listener(self):
+        """The listener block of a broker of the run (port 0, loopback)."""
+        if not self.secure:
+            return "listener 0 127.0.0.1\nallow_anonymous true\n"
+        f = self.files
+        return ("listener 0 127.0.0.1\ncertfile %s\nkeyfile %s\nallow_anonymous false\n"
+                "password_file %s\nacl_file %s\n"
+                % (f["server.crt"], f["server.key"], f["pw"], f["acl"]))
+
+    def credentials(self, user="hostile"):
+        return (user, self.passwords[user]) if self.secure else None
+
+    def login(self, user="hostile"):
+        """The user name and password arguments of connect_packet (none when plain)."""
+        c = self.credentials(user)
+        return {"username": c[0], "password": c[1]} if c else {}
+
+    def client(self, port, user="hostile"):
+        return Client(port, tls=self.tls, credentials=self.credentials(user))
+
+
+NET = None  # set by main()
 
 
 # ---- the suite ------------------------------------------------------------------------------
@@ -39,9 +113,10 @@ class Suite:
     def __init__(self, port, broker, check):
         self.port, self.broker, self.check = port, broker, check
         # Sees every Will and every probe message for the whole run.
-        self.observer = Client(port)
+        self.observer = NET.client(port, "observer")
         assert self.observer.connect(V5, "observer", keep_alive=0)
-        self.observer.send(subscribe_packet(V5, 1, [("will/#", 1), ("probe/#", 1)]))
+        self.observer.send(subscribe_packet(V5, 1, [("will/#", 1), ("probe/#", 1),
+                                                    ("secret/#", 1)]))
         p = self.observer.packet()
         assert isinstance(p, tuple) and p[0] == 0x90, p
         self.probes = 0
@@ -70,7 +145,7 @@ class Suite:
     def healthy(self, what):
         """A new client publishes QoS 1 and the observer receives it."""
         self.probes += 1
-        c = Client(self.port)
+        c = NET.client(self.port)
         ok = c.connect(V311, "probe%d" % self.probes)
         topic = "probe/%d" % self.probes
         c.send(publish_packet(V311, topic, b"ok", qos=1, pid=1))
@@ -84,7 +159,7 @@ class Suite:
     # A client that sends `data` after a CONNECT (with a Will): 5.0 gets DISCONNECT `code`,
     # 3.1.1 is closed without an answer; the Will is published either way.
     def violation(self, name, v, data, code=None, will=True):
-        c = Client(self.port)
+        c = NET.client(self.port)
         self.clients += 1
         cid = "hostile%d-%d" % (self.clients, v)
         if not c.connect(v, cid, will=("will/" + cid) if will else None):
@@ -103,7 +178,7 @@ class Suite:
 
     # A CONNECT that is itself bad: 5.0 CONNACK `code` then close when given, else closed.
     def bad_connect(self, name, data, connack=None):
-        c = Client(self.port)
+        c = NET.client(self.port)
         c.send(data)
         p = c.packet()
         if connack is not None:
@@ -134,7 +209,7 @@ def malformed_cases(t):
             ("remaining length of 5 bytes (MQTT-2.2.3)", b"\x30\xff\xff\xff\xff\x01", MALFORMED),
             ("reserved packet type 0", packet(0x00, b""), MALFORMED),
             ("connack from a client", packet(0x20, b"\x00\x00" + vp), PROTOCOL_ERROR),
-            ("second CONNECT (MQTT-3.1.0-2)", connect_packet(v, "again"), PROTOCOL_ERROR),
+            ("second CONNECT (MQTT-3.1.0-2)", connect_packet(v, "again", **NET.login()), PROTOCOL_ERROR),
         ]
         if v == V5:
             cases += [
@@ -170,13 +245,14 @@ def connect_cases(t):
     t.bad_connect("3.1.1 password without user name (MQTT-3.1.2-22)",
                   packet(0x10, s("MQTT") + b"\x04\x42\x00\x1e" + s("c") + s("pw")))
     t.bad_connect("3.1.1 empty client id with clean session 0 (MQTT-3.1.3-8): CONNACK 2",
-                  connect_packet(V311, "", clean=False), 0x02)
+                  connect_packet(V311, "", clean=False, **NET.login()), 0x02)
     t.bad_connect("client id over max_client_id_length: CONNACK 0x85",
-                  connect_packet(V5, "c" * 300), 0x85)
+                  connect_packet(V5, "c" * 300, **NET.login()), 0x85)
     t.bad_connect("3.1.1 client id over max_client_id_length: CONNACK 2",
-                  connect_packet(V311, "c" * 300), 0x02)
+                  connect_packet(V311, "c" * 300, **NET.login()), 0x02)
     t.bad_connect("5.0 Will topic over max_topic_levels: CONNACK 0x90",
-                  connect_packet(V5, "deepwill", will="/".join(["l"] * 40)), TOPIC_NAME_INVALID)
+                  connect_packet(V5, "deepwill", will="/".join(["l"] * 40),
+                                 **NET.login()), TOPIC_NAME_INVALID)
     t.healthy("the bad CONNECT packets")
 
 
@@ -184,7 +260,7 @@ def packet_id_cases(t):
     """Reused packet ids: a QoS 2 PUBLISH sent again before PUBREL is acknowledged and not
     delivered twice (MQTT-4.3.3); a QoS 1 id may be reused once acknowledged."""
     for v in (V311, V5):
-        c = Client(t.port)
+        c = NET.client(t.port)
         c.connect(v, "reuse-%d" % v)
         topic = "probe/reuse%d" % v
         for _ in range(3):
@@ -213,7 +289,7 @@ def huge_remaining_length(t):
                     PACKET_TOO_LARGE)
     conns = []
     for i in range(20):
-        c = Client(t.port)
+        c = NET.client(t.port)
         c.connect(V311, "big%d" % i)
         c.send(b"\x30\xff\xff\xff\x7f" + b"\x00" * 4096)
         conns.append(c)
@@ -230,7 +306,7 @@ def many_filters(t):
     """10,000 filters in one SUBSCRIBE: one SUBACK with 10,000 codes, within bounded time;
     then max_subscriptions (10,000) refuses the next filter."""
     for v in (V311, V5):
-        c = Client(t.port)
+        c = NET.client(t.port)
         c.connect(v, "filters-%d" % v)
         filters = [("f/%d/+" % i, 1) for i in range(10000)]
         start = time.monotonic()
@@ -253,14 +329,18 @@ def many_filters(t):
 
 def idle_connections(t, connect_timeout):
     """1,000 connections that never send CONNECT: all closed at connect_timeout_ms, while a
-    normal client keeps working."""
+    normal client keeps working. Over TLS 900 of them never even start the TLS handshake and
+    100 finish it and then send nothing: the CONNECT deadline counts from the accept."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
     start = time.monotonic()
     socks = []
-    for _ in range(1000):
-        socks.append(socket.create_connection((HOST, t.port), timeout=WAIT))
+    for i in range(1000):
+        sk = socket.create_connection((HOST, t.port), timeout=WAIT)
+        if NET.tls is not None and i >= 900:
+            sk = NET.tls.wrap_socket(sk, server_hostname=HOST)
+        socks.append(sk)
     t.healthy("1,000 idle connections open")
     sel = selectors.DefaultSelector()
     for sk in socks:
@@ -272,6 +352,8 @@ def idle_connections(t, connect_timeout):
         for key, _ in sel.select(timeout=0.5):
             try:
                 data = key.fileobj.recv(16)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
             except OSError:
                 data = b""
             if data == b"":
@@ -283,19 +365,21 @@ def idle_connections(t, connect_timeout):
     t.check(not open_, "1,000 connections without CONNECT: all closed (%d left) after %.1f s"
             % (len(open_), took))
     t.check(took >= connect_timeout * 0.9, "not before connect_timeout_ms (%.1f s)" % took)
+    t.check(took < connect_timeout + 4, "closed within about connect_timeout_ms of the accept "
+            "(%.1f s; a TLS handshake is part of that time)" % took)
     t.healthy("1,000 connections closed at the CONNECT deadline")
 
 
 def never_reads(t):
     """A subscriber that never reads while 64 MiB are published to it: the broker's memory
     stays bounded (its queue and output are) and a normal client keeps working."""
-    slow = Client(t.port)
+    slow = NET.client(t.port)
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(V311, "never-reads")
     slow.send(subscribe_packet(V311, 1, [("flood/#", 1)]))
     time.sleep(0.2)  # its SUBACK arrives; it is never read
     rss_before = rss_kib(t.broker.proc.pid)
-    pub = Client(t.port)
+    pub = NET.client(t.port)
     pub.connect(V311, "flooder")
     payload = b"p" * 16384
     chunk = b"".join(publish_packet(V311, "flood/x", payload) for _ in range(64))
@@ -324,23 +408,93 @@ def never_reads(t):
     t.healthy("the client that never read left")
 
 
+def secured_cases(t):
+    """Only on the secured listener: who may not log in, what the ACL denies, and what is not
+    TLS at all."""
+    # Anonymous and a wrong password, 3.1.1 and 5.0 at once (each waits out the refusal
+    # delay): CONNACK 5 / 0x87, then closed.
+    tries = []
+    for v in (V311, V5):
+        for name, login in (("anonymous", {}),
+                            ("wrong password", {"username": "hostile", "password": "guess"}),
+                            ("unknown user", {"username": "nobody", "password": "x"})):
+            c = Client(t.port, tls=NET.tls)
+            c.send(connect_packet(v, "login-%s-%d" % (name.replace(" ", "-"), v), **login))
+            tries.append((name, v, c))
+    for name, v, c in tries:
+        want = NOT_AUTHORIZED if v == V5 else 0x05
+        p = c.packet()
+        t.check(connack_code(p) == want, "%s (%d): CONNACK 0x%02X (got %r)" % (name, v, want, p))
+        t.check(c.closed(), "%s (%d): connection closed" % (name, v))
+        c.close()
+    # The ACL: hostile may not write secret/#; 5.0 gets PUBACK 0x87, 3.1.1 a PUBACK and the
+    # message is dropped. Nobody receives them (the observer reads secret/#).
+    for v in (V311, V5):
+        c = NET.client(t.port)
+        t.check(c.connect(v, "acl-writer-%d" % v), "acl writer (%d) logs in" % v)
+        c.send(publish_packet(v, "secret/w%d" % v, b"no", qos=1, pid=3))
+        p = c.packet()
+        code = (p[1][2] if len(p[1]) > 2 else 0) if isinstance(p, tuple) and p[0] == 0x40 else None
+        t.check(code == (NOT_AUTHORIZED if v == V5 else 0),
+                "publish the ACL denies (%d): PUBACK 0x%02X (got %r)"
+                % (v, NOT_AUTHORIZED if v == V5 else 0, p))
+        c.send(packet(0xC0, b""))
+        t.check(c.packet() == (0xD0, b""), "publish the ACL denies (%d): still connected" % v)
+        c.close()
+    # Reading: hostile subscribes to secret/# (granted, as Mosquitto does) but gets nothing of
+    # what the observer publishes there; the observer's own subscription shows it was routed.
+    reader = NET.client(t.port)
+    reader.connect(V5, "acl-reader")
+    reader.send(subscribe_packet(V5, 1, [("secret/#", 1)]))
+    p = reader.packet()
+    t.check(isinstance(p, tuple) and p[0] == 0x90, "acl reader: SUBACK")
+    t.observer.send(publish_packet(V5, "secret/r", b"for observer only", qos=1, pid=77))
+    got = t.publishes_seen(2.0, until="secret/r")
+    t.check("secret/r" in got and "secret/w4" not in got and "secret/w5" not in got,
+            "the observer gets its own secret/r and none of the denied publishes (%r)" % got)
+    t.check(reader.nothing(0.5), "a delivery the ACL denies is not sent")
+    reader.close()
+    # Not TLS: a plaintext CONNECT, and bytes that look like a TLS record but are not one.
+    for name, data in (("plaintext CONNECT on the TLS port", connect_packet(V311, "plain")),
+                       ("a broken TLS record", b"\x16\x03\x01\x00\x05" + b"\xff" * 64)):
+        sk = socket.create_connection((HOST, t.port), timeout=WAIT)
+        sk.sendall(data)
+        answer, eof = b"", False
+        try:
+            while len(answer) < 65536:
+                more = sk.recv(4096)
+                if not more:
+                    eof = True
+                    break
+                answer += more
+        except socket.timeout:
+            pass
+        except OSError:
+            eof = True  # reset
+        sk.close()
+        t.check(eof and not answer.startswith(b"\x20"),
+                "%s: closed without an MQTT answer (%r)" % (name, answer[:8]))
+    t.healthy("the secured-listener cases")
+
+
 def memory_limit_case(binary, work, check):
     """memory_limit on a broker of its own: an offline subscriber's queue fills the held
     bytes; then 5.0 PUBACK 0x97 and a 3.1.1 QoS 1 PUBLISH closes the connection."""
     conf = os.path.join(work, "memory.conf")
     with open(conf, "w") as f:
-        f.write("listener 0 127.0.0.1\nallow_anonymous true\nmemory_limit 262144\n"
+        f.write(NET.listener() + "memory_limit 262144\n"
                 "max_queued_bytes 0\nmax_queued_messages 0\n")
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
-        sub = Client(broker.port)
-        sub.send(connect_packet(V5, "offline", clean=False, props=b"\x11\xff\xff\xff\xff"))
+        sub = NET.client(broker.port)
+        sub.send(connect_packet(V5, "offline", clean=False, props=b"\x11\xff\xff\xff\xff",
+                                **NET.login()))
         sub.packet()
         sub.send(subscribe_packet(V5, 1, [("m/#", 1)]))
         sub.packet()
         sub.send(packet(0xE0, b""))
         sub.close()
-        pub = Client(broker.port)
+        pub = NET.client(broker.port)
         pub.connect(V5, "pub5")
         codes = []
         for i in range(40):  # 40 x 16 KiB > 256 KiB
@@ -349,13 +503,13 @@ def memory_limit_case(binary, work, check):
             codes.append(p[1][2] if isinstance(p, tuple) and len(p[1]) > 2 else 0)
         check(codes[0] == 0 and codes[-1] == QUOTA_EXCEEDED and codes.count(QUOTA_EXCEEDED) >= 20,
               "memory_limit (5.0): PUBACK 0x00 first, 0x97 once full (%r)" % codes)
-        c3 = Client(broker.port)
+        c3 = NET.client(broker.port)
         c3.connect(V311, "pub311")
         c3.send(publish_packet(V311, "m/x", b"m", qos=0))
         c3.send(publish_packet(V311, "m/x", b"m", qos=1, pid=1))
         check(c3.closed(), "memory_limit (3.1.1): QoS 1 PUBLISH closes without PUBACK")
         # The subscriber comes back clean: its queue is gone and publishing works again.
-        sub = Client(broker.port)
+        sub = NET.client(broker.port)
         sub.connect(V5, "offline", clean=True)
         sub.send(subscribe_packet(V5, 2, [("m/#", 1)]))
         sub.packet()
@@ -375,18 +529,18 @@ def rate_limit_case(binary, work, check):
     slowed down."""
     conf = os.path.join(work, "rate.conf")
     with open(conf, "w") as f:
-        f.write("listener 0 127.0.0.1\nallow_anonymous true\nmax_publish_rate 10\n")
+        f.write(NET.listener() + "max_publish_rate 10\n")
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
-        sub = Client(broker.port)
+        sub = NET.client(broker.port)
         sub.connect(V311, "rate-sub", keep_alive=0)
         sub.send(subscribe_packet(V311, 1, [("rate/#", 0)]))
         sub.packet()
-        fast = Client(broker.port)
+        fast = NET.client(broker.port)
         fast.connect(V311, "rate-fast", keep_alive=2)
         start = time.monotonic()
         fast.send(b"".join(publish_packet(V311, "rate/fast", b"%d" % i) for i in range(40)))
-        other = Client(broker.port)
+        other = NET.client(broker.port)
         other.connect(V311, "rate-other")
         other.send(publish_packet(V311, "rate/other", b"o", qos=1, pid=1))
         p = other.packet()
@@ -430,17 +584,25 @@ def rss_kib(pid):
 
 
 def main():
+    global NET
     binary = sys.argv[1]
+    secure = "--tls" in sys.argv[2:]
     check = harness.Checks()
     connect_timeout = 1.5
+    if secure and subprocess.run(["openssl", "version"], capture_output=True).returncode != 0:
+        print("SKIP: openssl not installed")
+        return 77
     with tempfile.TemporaryDirectory() as work:
+        NET = Net(binary, work, secure)
         conf = os.path.join(work, "tern.conf")
         with open(conf, "w") as f:
-            f.write("listener 0 127.0.0.1\nallow_anonymous true\nmax_connections 2000\n"
+            f.write(NET.listener() + "max_connections 2000\n"
                     "connect_timeout_ms %d\nmax_topic_levels 32\n" % int(connect_timeout * 1000))
         broker = harness.start_tern_broker(binary, work, ["-c", conf])
         try:
             t = Suite(broker.port, broker, check)
+            if secure:
+                secured_cases(t)
             connect_cases(t)
             malformed_cases(t)
             packet_id_cases(t)

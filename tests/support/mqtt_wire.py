@@ -160,10 +160,19 @@ def split_packet(buf):
 
 
 class Client:
-    """One raw MQTT connection with bounded reads."""
+    """One raw MQTT connection with bounded reads. With `tls` (an ssl.SSLContext) the TLS
+    handshake is done here, within WAIT; `credentials` (user name, password) go into the
+    CONNECT of connect()."""
 
-    def __init__(self, port, host=HOST):
+    def __init__(self, port, host=HOST, tls=None, credentials=None):
         self.sock = socket.create_connection((host, port), timeout=WAIT)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except BaseException:
+                self.sock.close()
+                raise
+        self.credentials = credentials
         self.buf = b""
 
     def send(self, data):
@@ -223,7 +232,9 @@ class Client:
         return self.raw(timeout) is None
 
     def connect(self, v, cid, will=None, clean=True, keep_alive=30):
-        self.send(connect_packet(v, cid, will, clean, keep_alive))
+        user, password = self.credentials or (None, None)
+        self.send(connect_packet(v, cid, will, clean, keep_alive, username=user,
+                                 password=password))
         p = self.packet()
         return isinstance(p, tuple) and p[0] == 0x20 and p[1][1] == 0
 

@@ -36,10 +36,11 @@ auto long_lived(Handler&& h) {
 }  // namespace
 
 connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-                       auth_worker& auth, deadlines& deadlines, store_driver* store)
+                       auth_worker& auth, deadlines& deadlines, store_driver* store,
+                       broker::clock::time_point accepted)
     : transport_(std::move(t)),
       framer_(engine.config().max_packet_size),
-      session_(engine, broker::clock::now(), std::move(peer)),
+      session_(engine, accepted, std::move(peer)),
       auth_(auth),
       stats_(engine.stats()),
       deadlines_(deadlines),

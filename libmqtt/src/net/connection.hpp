@@ -41,9 +41,11 @@ class connection final : public std::enable_shared_from_this<connection>,
                          private deadline_owner,
                          private readable_listener {
   public:
-    // `t` has done its opening exchange (the TLS handshake) already.
+    // `t` has done its opening exchange (the TLS handshake) already. The CONNECT deadline
+    // (connect_timeout_ms) counts from `accepted`, the TCP accept before that exchange.
     connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-               auth_worker& auth, deadlines& deadlines, store_driver* store = nullptr);
+               auth_worker& auth, deadlines& deadlines, store_driver* store = nullptr,
+               broker::clock::time_point accepted = broker::clock::now());
     ~connection();
 
     // Called once when both directions have ended (nullptr), or with the exception

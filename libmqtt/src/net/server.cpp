@@ -11,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <exception>
@@ -338,8 +339,14 @@ asio::awaitable<bool> server::impl::handshake_and_start(
     tls_server_settings::username_source username_from, std::size_t slot,
     detail::connection::end_handler done) {
     std::string why;
+    // Slowloris over TLS or WebSocket: the handshake is part of the time a client has
+    // between the accept and its CONNECT.
+    const auto accepted = broker::clock::now();
+    const auto limit = std::min(opts.tls_handshake_timeout,
+                                std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    engine.config().connect_timeout));
     handshaking.insert(t.get());
-    const auto ec = co_await t->handshake(opts.tls_handshake_timeout, why);
+    const auto ec = co_await t->handshake(limit, why);
     handshaking.erase(t.get());
     if (stopping) co_return false;
     if (ec) {
@@ -356,7 +363,7 @@ asio::awaitable<bool> server::impl::handshake_and_start(
     if (username_from == source::identity) cert_name = t->peer_common_name();
     if (username_from == source::subject) cert_name = t->peer_subject();
     auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer), auth,
-                                                  deadlines, store ? &*store : nullptr);
+                                                  deadlines, store ? &*store : nullptr, accepted);
     if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
     c->set_security_slot(slot);
     detail::connection::start(c, std::move(done));

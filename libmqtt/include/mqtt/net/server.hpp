@@ -61,7 +61,9 @@ struct server_options {
     // (the engine's text lines are classified by broker::classify_log_line).
     broker::event_function events;
     int verbosity = 0;
-    // How long a TLS or WebSocket client has for its handshake(s) after the TCP accept.
+    // How long a TLS or WebSocket client has for its handshake(s) after the TCP accept, at
+    // most: the CONNECT deadline (limits::connect_timeout) counts from the accept too and
+    // cuts the handshake short when it is shorter.
     std::chrono::milliseconds tls_handshake_timeout{10'000};
     // Seconds between updates of the $SYS/broker/... topics (broker::sys_topics); 0: none.
     std::chrono::seconds sys_interval{0};
