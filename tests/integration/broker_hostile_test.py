@@ -522,6 +522,90 @@ def memory_limit_case(binary, work, check):
         broker.stop()
 
 
+def output_memory_case(binary, work, check):
+    """memory_limit counts the bytes waiting in connection output buffers: 40 subscribers that
+    never read get 4,000-byte messages (copied into each one's output) until the publisher is
+    refused with 5.0 PUBACK 0x97. The broker's memory stays near memory_limit (16 MiB) where
+    40 x max_outbound_bytes (4 MiB) and as much again in writes could otherwise wait; a client
+    that reads keeps being served; once the silent subscribers are gone the memory is given
+    back and a publish is accepted and delivered again."""
+    conf = os.path.join(work, "output.conf")
+    limit = 16 << 20
+    with open(conf, "w") as f:
+        f.write(NET.listener() + "memory_limit %d\n" % limit)
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        silent = []
+        for i in range(40):
+            c = NET.client(broker.port)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(V311, "silent%d" % i)
+            c.send(subscribe_packet(V311, 1, [("out/#", 0)]))
+            silent.append(c)
+        reader = NET.client(broker.port)
+        reader.connect(V5, "reader", keep_alive=0)
+        reader.send(subscribe_packet(V5, 1, [("ok/#", 1)]))
+        check(isinstance(reader.packet(), tuple), "output memory: the reader subscribed")
+        time.sleep(0.3)  # the silent ones' SUBACKs are out; they are never read
+        rss_before = rss_kib(broker.proc.pid)
+        pub = NET.client(broker.port)
+        pub.connect(V5, "out-pub")
+        payload = b"o" * 4000  # under output_batch::share_threshold: copied for each
+        accepted, refused = 0, 0
+        for _ in range(100):  # at most 5,000 messages, 50 at a time
+            pub.send(b"".join(publish_packet(V5, "out/x", payload, qos=1, pid=i + 1)
+                              for i in range(50)))
+            for _ in range(50):
+                p = pub.packet()
+                if not (isinstance(p, tuple) and p[0] == 0x40):
+                    break
+                if len(p[1]) > 2 and p[1][2] == QUOTA_EXCEEDED:
+                    refused += 1
+                else:
+                    accepted += 1
+            if refused:
+                break
+        grown = rss_kib(broker.proc.pid) - rss_before
+        check(refused > 0, "output memory: 5.0 PUBACK 0x97 once the silent subscribers' output "
+              "reaches memory_limit (%d accepted, %d refused)" % (accepted, refused))
+        if sanitized(broker.proc.pid):
+            print("note: broker memory grew %d KiB (AddressSanitizer build: not checked)" % grown)
+        else:
+            check(grown < (limit >> 10) + 24 * 1024, "output memory: the broker grew %d KiB "
+                  "(memory_limit 16 MiB + 24 MiB)" % grown)
+        # Full, the broker still serves: a ping, a new connection, a subscription.
+        reader.send(packet(0xC0, b""))
+        check(reader.packet() == (0xD0, b""), "output memory: the reader's PINGREQ answered")
+        late = NET.client(broker.port)
+        check(late.connect(V311, "late"), "output memory: a new client connects while full")
+        late.send(subscribe_packet(V311, 1, [("ok/#", 0)]))
+        p = late.packet()
+        check(isinstance(p, tuple) and p[0] == 0x90, "output memory: and subscribes (%r)" % (p,))
+        late.close()
+        # The silent subscribers go: their output is given back, publishing works again.
+        for c in silent:
+            c.close()
+        ok, deadline, pid = False, time.monotonic() + 10, 100
+        while not ok and time.monotonic() < deadline:
+            pid += 1
+            pub.send(publish_packet(V5, "ok/x", b"again", qos=1, pid=pid))
+            p = pub.packet()
+            ok = isinstance(p, tuple) and p[0] == 0x40 and (len(p[1]) == 2 or p[1][2] == 0)
+            if not ok:
+                time.sleep(0.1)
+        check(ok, "output memory: accepted again once the silent subscribers are gone")
+        got = None
+        while ok:
+            got = reader.packet()
+            if not (isinstance(got, tuple) and got[0] & 0xF0 == 0x30 and b"again" not in got[1]):
+                break
+        check(isinstance(got, tuple) and got[0] & 0xF0 == 0x30 and got[1].endswith(b"again"),
+              "output memory: the reader receives it (%r)" % (got,))
+        check(broker.running(), "output memory: broker still running")
+    finally:
+        broker.stop()
+
+
 def rate_limit_case(binary, work, check):
     """max_publish_rate 10 on a broker of its own: 40 PUBLISH packets written at once take
     about 3 s to get through (a burst of 10, then 10 a second), none is lost, the connection
@@ -615,6 +699,7 @@ def main():
             status = broker.stop()
             check(status == 0, "broker exits 0 on SIGTERM (status %r)" % status)
         memory_limit_case(binary, work, check)
+        output_memory_case(binary, work, check)
         rate_limit_case(binary, work, check)
     return check.exit_status()
 

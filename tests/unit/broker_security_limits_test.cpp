@@ -6,7 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "broker_test_client.hpp"
 #include "mqtt/broker/config.hpp"
@@ -135,6 +137,56 @@ TEST_CASE("memory_limit: a message is counted once however many sessions hold it
     const auto held = e.held_bytes();
     CHECK(held >= 1024);
     CHECK(held < 2 * 1024);
+}
+
+TEST_CASE("memory_limit: output waiting for clients that do not read counts, until written") {
+    auto now = test_epoch();
+    limits l;
+    l.memory_limit = 64 * 1024;
+    engine e{l};
+    std::vector<std::unique_ptr<test_client>> subs;
+    for (int i = 0; i < 4; ++i) {
+        subs.push_back(std::make_unique<test_client>(e, protocol_version::v5, now));
+        subs.back()->connect("slow" + std::to_string(i));
+        subs.back()->subscribe("t/#", qos::at_most_once);
+    }
+    CHECK(e.output_bytes() == 0);  // the CONNACKs and SUBACKs were taken
+    test_client p{e, protocol_version::v5, now};
+    p.connect("p");
+    // 1,000-byte payloads are copied into each subscriber's output buffer: 4 KiB a message.
+    std::size_t accepted = 0;
+    std::uint16_t id = 1;
+    for (; id <= 100; ++id) {
+        p.publish("t/a", std::string(1000, 'o'), qos::at_least_once, false, id);
+        const auto ack = p.received_bytes();
+        REQUIRE(ack.size() >= 4);
+        if (ack.size() == 5 && ack[4] == 0x97) break;
+        ++accepted;
+    }
+    CHECK(e.held_bytes() == 0);  // QoS 0 deliveries: no message is held, only output
+    CHECK(accepted >= 15);
+    CHECK(accepted <= 17);
+    CHECK(e.output_bytes() >= 64 * 1024);
+    CHECK(e.output_bytes() < 64 * 1024 + 5 * 1024);
+    CHECK(e.memory_full());
+    CHECK(e.stats().dropped_memory_limit == 1);
+    // A connection takes a subscriber's output to write it: still counted until written.
+    const auto before = e.output_bytes();
+    mqtt::broker::output_batch writing;
+    subs[0]->session().take_output(writing);
+    CHECK(writing.bytes.size() > 15 * 1000);
+    CHECK(e.output_bytes() == before);
+    writing.clear();  // written
+    CHECK(e.output_bytes() < before - 15 * 1000);
+    // A connection that goes away with output unwritten gives it back; so does taking it.
+    subs[1]->drop();
+    (void)subs[2]->received_bytes();
+    CHECK_FALSE(e.memory_full());
+    p.publish("t/a", "again", qos::at_least_once, false, ++id);
+    CHECK(p.received_bytes() == bytes{0x40, 0x02, 0x00, static_cast<std::uint8_t>(id)});
+    subs.clear();
+    (void)p.received_bytes();
+    CHECK(e.output_bytes() == 0);
 }
 
 TEST_CASE("max_topic_levels / max_topic_length: PUBLISH, SUBSCRIBE and Will") {
@@ -301,10 +353,12 @@ TEST_CASE("config: the limits against hostile clients") {
     CHECK(defaults.max_publish_rate == 0);
     CHECK(defaults.memory_limit == std::size_t{1} << 30);
     CHECK(defaults.connect_timeout == 10s);
+    CHECK(defaults.max_outbound_bytes == 4u << 20);
     const auto c = parse(
         "max_subscriptions 5\nmax_topic_length 100\nmax_topic_levels 8\n"
         "max_client_id_length 64\nmax_publish_rate 50\nmemory_limit 1048576\n"
-        "connect_timeout_ms 250\n");
+        "connect_timeout_ms 250\nmax_outbound_bytes 65536\n");
+    CHECK(c.limits.max_outbound_bytes == 65'536);
     CHECK(c.limits.max_subscriptions == 5);
     CHECK(c.limits.max_topic_length == 100);
     CHECK(c.limits.max_topic_levels == 8);
@@ -316,7 +370,7 @@ TEST_CASE("config: the limits against hostile clients") {
     for (const char* kv :
          {"\"max_subscriptions\":5", "\"max_topic_length\":100", "\"max_topic_levels\":8",
           "\"max_client_id_length\":64", "\"max_publish_rate\":50", "\"memory_limit\":1048576",
-          "\"connect_timeout_ms\":250"}) {
+          "\"connect_timeout_ms\":250", "\"max_outbound_bytes\":65536"}) {
         CHECK_MESSAGE(json.find(kv) != std::string::npos, kv);
     }
     const auto unlimited = parse("memory_limit 0\nmax_subscriptions 0\n");
@@ -324,7 +378,8 @@ TEST_CASE("config: the limits against hostile clients") {
     CHECK(mqtt::broker::to_json(unlimited).find("\"memory_limit\":0") != std::string::npos);
     for (const char* bad :
          {"max_topic_length 0", "max_topic_levels 65536", "max_client_id_length 22",
-          "connect_timeout_ms 0", "max_publish_rate -1", "memory_limit 1k"}) {
+          "connect_timeout_ms 0", "max_publish_rate -1", "memory_limit 1k",
+          "max_outbound_bytes 0", "max_outbound_bytes 1023", "max_outbound_bytes 2000000000000"}) {
         CAPTURE(bad);
         CHECK_FALSE(mqtt::broker::parse_config(bad, "t.conf"));
     }

@@ -115,7 +115,6 @@ std::string limits_json(const limits& l) {
     std::string out;
     detail::json_object o{out};
     o.number("receive_maximum", l.receive_maximum);
-    o.number("max_outbound_bytes", l.max_outbound_bytes);
     o.number("max_retained_messages", l.max_retained_messages);
     o.number("max_retained_bytes", l.max_retained_bytes);
     o.number("auth_failure_delay_ms", static_cast<std::uint64_t>(l.auth_failure_delay.count()));
@@ -232,6 +231,7 @@ std::string to_json(const config& c) {
     o.number("max_inflight_messages", l.max_inflight);
     o.number("max_queued_messages", or_zero(l.max_queued_messages));
     o.number("max_queued_bytes", or_zero(l.max_queued_bytes));
+    o.number("max_outbound_bytes", l.max_outbound_bytes);
     o.number("max_offline_sessions", or_zero(l.max_offline_sessions));
     o.number("max_packet_size", l.max_packet_size == largest_mqtt_packet ? 0 : l.max_packet_size);
     o.number("max_subscriptions", or_zero(l.max_subscriptions));

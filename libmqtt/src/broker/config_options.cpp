@@ -334,6 +334,15 @@ bool on_max_queued_bytes(parse_state& st, const option_args& a) {
     return true;
 }
 
+// A Tern option: the per-connection output bound (no 0: a client that never reads must
+// always be bounded).
+bool on_max_outbound_bytes(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "max_outbound_bytes", a.words[0], 1024, 1ull << 40);
+    if (!v) return false;
+    st.cfg.limits.max_outbound_bytes = static_cast<std::size_t>(*v);
+    return true;
+}
+
 bool on_max_packet_size(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "max_packet_size", a.words[0], 0, largest_mqtt_packet);
     if (!v) return false;
@@ -623,6 +632,7 @@ const std::vector<option_spec>& option_table() {
         {"max_inflight_messages", S::global, 1, 1, false, on_max_inflight_messages},
         {"max_keepalive", S::global, 1, 1, false, on_max_keepalive},
         {"max_offline_sessions", S::global, 1, 1, false, on_max_offline_sessions},
+        {"max_outbound_bytes", S::global, 1, 1, false, on_max_outbound_bytes},
         {"max_packet_size", S::global, 1, 1, false, on_max_packet_size},
         {"max_publish_rate", S::global, 1, 1, false, on_max_publish_rate},
         {"max_qos", S::listener, 1, 1, false, on_max_qos},

@@ -47,6 +47,11 @@ session::~session() {
 // ---- input ------------------------------------------------------------------------------
 
 void session::on_frame(const protocol::frame& f, clock::time_point now) {
+    handle_frame(f, now);
+    settle_output();  // the answers, for a client that does not read them
+}
+
+void session::handle_frame(const protocol::frame& f, clock::time_point now) {
     if (state_ == session_state::closing) return;
     last_rx_ = now;
     now_ = now;
@@ -137,8 +142,15 @@ void session::on_written() {
 
 // ---- output -----------------------------------------------------------------------------
 
+void session::settle_output() {
+    engine_.charge_output(out_);
+}
+
+// The batch goes to the connection with its charge, which the connection gives back once it
+// is written (output_batch::clear()).
 void session::take_output(output_batch& into) {
     into.clear();
+    settle_output();
     std::swap(into, out_);
     // Keep the capacity of ordinary batches, not of one huge message.
     if (out_.bytes.capacity() > (std::size_t{256} << 10)) {
@@ -154,6 +166,7 @@ void session::take_output(std::vector<std::uint8_t>& into) {
         out_.flatten_into(into);
         out_.clear();
     }
+    settle_output();  // held by the caller now, not counted
     if (out_.bytes.capacity() > (std::size_t{256} << 10)) {
         std::vector<std::uint8_t>{}.swap(out_.bytes);
     }

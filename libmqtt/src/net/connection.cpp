@@ -302,7 +302,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
         }
         c.stats_.bytes_sent += n;
         c.wrote_ = true;
-        c.writing_.release_payloads();  // written: the messages need not be held for us
+        c.writing_.clear();  // written: nothing to hold or count for it (capacity kept)
         c.session_.on_written();  // may queue more (messages waiting for the buffer to drain)
         if (c.read_paused_) c.resume_input();  // a paused reader may go on
     }

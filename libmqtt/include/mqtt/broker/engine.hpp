@@ -140,11 +140,18 @@ class engine {
                        clock::time_point now, std::uint32_t id = 0);
     const retained_store& retained() const noexcept { return retained_; }
     // memory_limit: the bytes of the messages held (queued, in flight, retained), each
-    // counted once; full() once they reach the limit, and a new PUBLISH is refused.
+    // counted once, and the bytes in connection output buffers waiting to be written (the
+    // large payloads there are the messages' own, counted with them); full once together
+    // they reach the limit, and a new PUBLISH is refused.
     std::size_t held_bytes() const noexcept { return meter_->bytes(); }
-    bool memory_full() const noexcept { return meter_->bytes() >= limits_.memory_limit; }
+    std::size_t output_bytes() const noexcept { return out_meter_->bytes(); }
+    bool memory_full() const noexcept {
+        return meter_->bytes() + out_meter_->bytes() >= limits_.memory_limit;
+    }
     // Counts m against memory_limit until it is destroyed (once; later calls do nothing).
     void charge(const message& m) { m.charge.charge(meter_, held_cost(m)); }
+    // Counts an output buffer's bytes against memory_limit (what it holds now).
+    void charge_output(output_batch& b) { b.charge.set(out_meter_, b.bytes.size()); }
 
     // Closes every session (5.0 clients get DISCONNECT 0x8B).
     void shutdown();
@@ -232,6 +239,7 @@ class engine {
     store_hooks* store_ = nullptr;
     bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
+    std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
 };
 
 }  // namespace mqtt::broker

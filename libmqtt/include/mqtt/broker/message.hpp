@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mqtt/broker/limits.hpp"
@@ -44,6 +45,50 @@ class memory_charge {
         bytes_ = bytes;
         meter_->add(bytes);
     }
+
+  private:
+    std::shared_ptr<memory_meter> meter_;
+    std::size_t bytes_ = 0;
+};
+
+// What an output buffer is charged on a memory_meter: set to the bytes it holds whenever its
+// owner settles it, given back when it is emptied or destroyed. Moves with the buffer (so a
+// swap of two buffers swaps their charges); a copy starts uncharged.
+class output_charge {
+  public:
+    output_charge() = default;
+    output_charge(const output_charge&) noexcept {}
+    output_charge& operator=(const output_charge& o) noexcept {
+        if (this != &o) set(0);
+        return *this;
+    }
+    output_charge(output_charge&& o) noexcept
+        : meter_(std::move(o.meter_)), bytes_(std::exchange(o.bytes_, 0)) {}
+    output_charge& operator=(output_charge&& o) noexcept {
+        if (this != &o) {
+            set(0);
+            meter_ = std::move(o.meter_);
+            bytes_ = std::exchange(o.bytes_, 0);
+        }
+        return *this;
+    }
+    ~output_charge() { set(0); }
+
+    // Charges `bytes` in all (on `meter` if none is held yet).
+    void set(const std::shared_ptr<memory_meter>& meter, std::size_t bytes) noexcept {
+        if (!meter_) meter_ = meter;
+        set(bytes);
+    }
+    void set(std::size_t bytes) noexcept {
+        if (!meter_ || bytes == bytes_) return;
+        if (bytes > bytes_) {
+            meter_->add(bytes - bytes_);
+        } else {
+            meter_->remove(bytes_ - bytes);
+        }
+        bytes_ = bytes;
+    }
+    std::size_t bytes() const noexcept { return bytes_; }
 
   private:
     std::shared_ptr<memory_meter> meter_;
@@ -133,11 +178,16 @@ struct output_batch {
     std::vector<std::uint8_t> bytes;
     std::vector<payload_ref> payloads;  // in ascending `at`
     std::size_t payload_bytes = 0;      // the sum of the referenced payloads' sizes
+    // `bytes` counted against memory_limit (the referenced payloads are counted with their
+    // messages): settled by the session that fills the batch, moved with it to the
+    // connection that writes it, and given back once written (clear()).
+    output_charge charge;
 
     std::size_t size() const noexcept { return bytes.size() + payload_bytes; }
     bool empty() const noexcept { return bytes.empty(); }
     void clear() noexcept {
         bytes.clear();
+        charge.set(0);
         release_payloads();
     }
     void release_payloads() noexcept {

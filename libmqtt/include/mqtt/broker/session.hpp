@@ -190,8 +190,12 @@ class session {
     void close(protocol::reason_code rc, std::string_view why, bool send_disconnect,
                bool publish_will);
     void wake() {
+        settle_output();
         if (observer_ != nullptr) observer_->wake();
     }
+    // Brings out_'s charge against memory_limit up to date (after it grew).
+    void settle_output();
+    void handle_frame(const protocol::frame& f, clock::time_point now);
 
     engine& engine_;
     session_observer* observer_ = nullptr;
