@@ -27,8 +27,10 @@ import ssl
 import struct
 import subprocess
 import sys
+import re
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
@@ -53,7 +55,8 @@ class Net:
            "topic deny secret/#\n"
            "topic readwrite #\n"
            "user observer\n"
-           "topic readwrite #\n")
+           "topic readwrite #\n"
+           "topic read $SYS/#\n")
 
     def __init__(self, binary, work, secure):
         self.secure = secure
@@ -278,6 +281,32 @@ def packet_id_cases(t):
         c.send(packet(0xE0, b""))
         c.close()
     t.healthy("reused packet ids")
+
+
+def topic_limit_case(t):
+    """A PUBLISH topic over max_topic_levels (32): 5.0 PUBACK 0x90 and the client stays, 3.1.1
+    QoS 1 closed unacknowledged; both counted in /metrics and $SYS/broker/limits/topic/refused."""
+    deep = "/".join(["d"] * 40)
+    c = NET.client(t.port)
+    c.connect(V5, "deep5")
+    c.send(publish_packet(V5, deep, b"x", qos=1, pid=4))
+    p = c.packet()
+    t.check(isinstance(p, tuple) and p[0] == 0x40 and p[1][2:3] == bytes([TOPIC_NAME_INVALID]),
+            "topic over max_topic_levels (5.0): PUBACK 0x90 (got %r)" % (p,))
+    c.send(packet(0xC0, b""))
+    t.check(c.packet() == (0xD0, b""), "topic over max_topic_levels (5.0): still connected")
+    c.close()
+    c = NET.client(t.port)
+    c.connect(V311, "deep311")
+    c.send(publish_packet(V311, deep, b"x", qos=1, pid=4))
+    t.check(c.closed(), "topic over max_topic_levels (3.1.1): closed without PUBACK")
+    c.close()
+    refused = metrics(t.broker).get('tern_messages_dropped_total{reason="topic_limit"}', -1)
+    t.check(refused == 2, "/metrics: 2 PUBLISH refused for topic_limit (%d)" % refused)
+    values = sys_limits(t.port, lambda v: v.get("limits/topic/refused", 0) >= 2)
+    t.check(values.get("limits/topic/refused") == 2,
+            "$SYS/broker/limits/topic/refused 2 (%r)" % values)
+    t.healthy("topics over max_topic_levels")
 
 
 def huge_remaining_length(t):
@@ -532,7 +561,8 @@ def output_memory_case(binary, work, check):
     conf = os.path.join(work, "output.conf")
     limit = 16 << 20
     with open(conf, "w") as f:
-        f.write(NET.listener() + "memory_limit %d\n" % limit)
+        f.write(NET.listener() + "memory_limit %d\nsys_interval 1\n"
+                "metrics_listener 0 127.0.0.1\n" % limit)
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
         silent = []
@@ -566,6 +596,20 @@ def output_memory_case(binary, work, check):
             if refused:
                 break
         grown = rss_kib(broker.proc.pid) - rss_before
+        # What the limit did, in /metrics and $SYS (while the output still waits).
+        m = metrics(broker)
+        dropped = m.get('tern_messages_dropped_total{reason="memory_limit"}', -1)
+        output = m.get('tern_memory_bytes{kind="output"}', -1)
+        check(dropped >= refused > 0 and output > 0 and
+              m.get("tern_memory_limit_bytes") == limit,
+              "output memory: /metrics counts %d refused (%d seen), %d bytes of output waiting"
+              % (dropped, refused, output))
+        sys_values = sys_limits(broker.port,
+                                lambda v: v.get("limits/memory/refused", 0) >= refused)
+        check(sys_values.get("limits/memory/refused", 0) >= refused and
+              sys_values.get("limits/memory/output", 0) > 0 and
+              sys_values.get("limits/memory/bytes", 0) >= sys_values.get("limits/memory/output"),
+              "output memory: $SYS/broker/limits/memory/... %r" % sys_values)
         check(refused > 0, "output memory: 5.0 PUBACK 0x97 once the silent subscribers' output "
               "reaches memory_limit (%d accepted, %d refused)" % (accepted, refused))
         if sanitized(broker.proc.pid):
@@ -613,7 +657,8 @@ def rate_limit_case(binary, work, check):
     slowed down."""
     conf = os.path.join(work, "rate.conf")
     with open(conf, "w") as f:
-        f.write(NET.listener() + "max_publish_rate 10\n")
+        f.write(NET.listener() + "max_publish_rate 10\nsys_interval 1\n"
+                "metrics_listener 0 127.0.0.1\n")
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
         sub = NET.client(broker.port)
@@ -646,8 +691,53 @@ def rate_limit_case(binary, work, check):
         p = fast.packet()
         check(isinstance(p, tuple) and p[0] == 0xD0, "max_publish_rate: the fast client is "
               "still connected (PINGRESP)")
+        paused = metrics(broker).get("tern_rate_limited_total", -1)
+        check(paused >= 1, "max_publish_rate: /metrics tern_rate_limited_total %d" % paused)
+        sys_values = sys_limits(broker.port, lambda v: v.get("limits/rate/paused", 0) >= paused)
+        check(sys_values.get("limits/rate/paused") == paused,
+              "max_publish_rate: $SYS/broker/limits/rate/paused %r" % sys_values)
     finally:
         broker.stop()
+
+
+def metrics(broker):
+    """{sample: value} of the broker's /metrics (its metrics_listener on port 0)."""
+    m = None
+    end = time.monotonic() + WAIT
+    while m is None and time.monotonic() < end:
+        m = re.search(r"metrics on (http://127\.0\.0\.1:\d+/metrics)", broker.log())
+        if m is None:
+            time.sleep(0.05)
+    if m is None:
+        return {}
+    with urllib.request.urlopen(m.group(1), timeout=WAIT) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def sys_limits(port, want):
+    """The retained $SYS/broker/limits/... values once `want(values)` holds (sys_interval 1),
+    or the last ones seen within a few seconds."""
+    c = NET.client(port, "observer")
+    c.connect(V311, "sys-watch-%d" % time.monotonic_ns())
+    c.send(subscribe_packet(V311, 1, [("$SYS/broker/limits/#", 0)]))
+    values = {}
+    end = time.monotonic() + 4
+    while time.monotonic() < end and not want(values):
+        p = c.packet(max(0.0, end - time.monotonic()))
+        if not isinstance(p, tuple):
+            break
+        if p[0] & 0xF0 == 0x30:
+            tlen = struct.unpack(">H", p[1][:2])[0]
+            topic = p[1][2:2 + tlen].decode()
+            values[topic[len("$SYS/broker/"):]] = int(p[1][2 + tlen:])
+    c.close()
+    return values
 
 
 def sanitized(pid):
@@ -681,7 +771,8 @@ def main():
         conf = os.path.join(work, "tern.conf")
         with open(conf, "w") as f:
             f.write(NET.listener() + "max_connections 2000\n"
-                    "connect_timeout_ms %d\nmax_topic_levels 32\n" % int(connect_timeout * 1000))
+                    "connect_timeout_ms %d\nmax_topic_levels 32\nsys_interval 1\n"
+                    "metrics_listener 0 127.0.0.1\n" % int(connect_timeout * 1000))
         broker = harness.start_tern_broker(binary, work, ["-c", conf])
         try:
             t = Suite(broker.port, broker, check)
@@ -690,6 +781,7 @@ def main():
             connect_cases(t)
             malformed_cases(t)
             packet_id_cases(t)
+            topic_limit_case(t)
             huge_remaining_length(t)
             many_filters(t)
             never_reads(t)

@@ -63,11 +63,11 @@ if start_broker "$work/sys.conf" "$work/sys.log"; then
     else
         pass "sys_interval 1: no warning"
     fi
-    # 26 topics at once, then at least the uptime, the byte counters and the subscriber itself.
-    timeout 20 mosquitto_sub -p "$port" -t '$SYS/broker/#' -v -C 36 -W 10 -i sys-watch \
+    # 31 topics at once, then at least the uptime, the byte counters and the subscriber itself.
+    timeout 20 mosquitto_sub -p "$port" -t '$SYS/broker/#' -v -C 41 -W 10 -i sys-watch \
         >"$work/sys.out" 2>&1
     status=$?
-    [[ $status -eq 0 ]] && pass "36 \$SYS messages within 10 s" ||
+    [[ $status -eq 0 ]] && pass "41 \$SYS messages within 10 s" ||
         { fail "mosquitto_sub exit $status"; sed 's/^/    /' "$work/sys.out"; }
     check() {  # check REGEX WHAT
         grep -qE -- "$1" "$work/sys.out" && pass "$2" ||
@@ -86,6 +86,9 @@ if start_broker "$work/sys.conf" "$work/sys.log"; then
     check '^\$SYS/broker/bytes/sent [1-9][0-9]*$' "bytes/sent counts what went to clients"
     check '^\$SYS/broker/load/bytes/received/1min [0-9]+\.[0-9]{2}$' "load/bytes/received/1min"
     check '^\$SYS/broker/subscriptions/count [0-9]+$' "subscriptions/count"
+    check '^\$SYS/broker/limits/memory/bytes [1-9][0-9]*$' "limits/memory/bytes counts the retained \$SYS messages"
+    check '^\$SYS/broker/limits/memory/refused 0$' "limits/memory/refused"
+    check '^\$SYS/broker/limits/rate/paused 0$' "limits/rate/paused"
     check '^\$SYS/broker/retained messages/count [0-9]+$' "retained messages/count"
     check '^\$SYS/broker/load/messages/received/1min [0-9]+\.[0-9]{2}$' "load/messages/received/1min"
     check '^\$SYS/broker/load/messages/sent/15min [0-9]+\.[0-9]{2}$' "load/messages/sent/15min"

@@ -3,12 +3,15 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <map>
 #include <sstream>
 #include <string>
 
 #include "broker_test_client.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/metrics.hpp"
+#include "mqtt/broker/sys_topics.hpp"
 
 using namespace tern_test;
 using mqtt::broker::engine;
@@ -236,4 +239,57 @@ TEST_CASE("metrics: routes and responses") {
     CHECK(rendered == 1);  // nothing rendered for the refused ones
     CHECK(mqtt::broker::http_error_response(http_parse::too_large).starts_with("HTTP/1.1 431 "));
     CHECK(mqtt::broker::http_error_response(http_parse::bad).starts_with("HTTP/1.1 400 "));
+}
+
+TEST_CASE("metrics and $SYS: what the limits refused, and what memory_limit counts") {
+    auto now = test_epoch();
+    mqtt::broker::limits l;
+    l.memory_limit = 8 * 1024;
+    l.max_topic_levels = 3;
+    l.max_publish_rate = 2;
+    engine e{l};
+    test_client slow{e, protocol_version::v5, now};  // subscribed, never reads
+    slow.connect("slow");
+    slow.subscribe("t/#", qos::at_most_once);
+    test_client pub{e, protocol_version::v5, now};
+    pub.connect("pub");
+    mqtt::broker::metrics_context c;
+    auto text = render_metrics(e, c);
+    CHECK(sample(text, "tern_memory_bytes{kind=\"output\"}") == 0);
+    CHECK(sample(text, "tern_memory_limit_bytes") == 8 * 1024);
+    CHECK(sample(text, "tern_rate_limited_total") == 0);
+    // Three messages fill the slow subscriber's output past 8 KiB, the fourth is refused; the
+    // burst of max_publish_rate 2 is used up on the way (pauses counted).
+    pub.publish("t/a", std::string(3000, 'x'), qos::at_least_once, false, 1);
+    pub.publish("t/a", std::string(3000, 'x'), qos::at_least_once, false, 2);
+    now += std::chrono::seconds{1};
+    pub.session().on_timer(now);
+    pub.publish("t/a", std::string(3000, 'x'), qos::at_least_once, false, 3);
+    pub.publish("t/a", std::string(3000, 'x'), qos::at_least_once, false, 4);
+    pub.publish("t/a/b/c", "deep", qos::at_least_once, false, 5);
+    const auto acks = pub.received_bytes();
+    CHECK(acks.size() == 3 * 4 + 2 * 5);  // 1..3 accepted, 4 refused 0x97, 5 refused 0x90
+    text = render_metrics(e, c);
+    CHECK(sample(text, "tern_messages_dropped_total{reason=\"memory_limit\"}") == 1);
+    CHECK(sample(text, "tern_messages_dropped_total{reason=\"topic_limit\"}") == 1);
+    const auto paused = static_cast<long long>(e.stats().rate_limited);
+    CHECK(paused >= 1);
+    CHECK(sample(text, "tern_rate_limited_total") == paused);
+    const auto output = sample(text, "tern_memory_bytes{kind=\"output\"}");
+    CHECK(output >= 9000);
+    CHECK(sample(text, "tern_memory_bytes{kind=\"messages\"}") == 0);
+
+    mqtt::broker::sys_topics sys{e, std::chrono::seconds{10}, now, "v"};
+    sys.on_timer(now);
+    std::map<std::string, std::string> got;
+    e.retained().match("$SYS/broker/limits/#", [&](const mqtt::broker::message_ptr& m) {
+        got[m->topic.substr(12)] = m->payload;
+        return true;
+    });
+    CHECK(got["limits/memory/refused"] == "1");
+    CHECK(got["limits/topic/refused"] == "1");
+    CHECK(got["limits/rate/paused"] == std::to_string(paused));
+    CHECK(got["limits/memory/output"] == std::to_string(output));
+    CHECK(std::stoll(got["limits/memory/bytes"]) >= output);  // + the $SYS messages retained
+    CHECK(got.size() == 5);
 }

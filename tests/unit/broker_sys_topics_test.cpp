@@ -55,7 +55,7 @@ TEST_CASE("sys_topics: publishes every value at start, retained, with the counts
 
     sys_topics sys{e, 10s, now, "tern-broker 9.9"};
     CHECK(sys.next_due() == now);
-    CHECK(sys.on_timer(now) == 26);
+    CHECK(sys.on_timer(now) == 31);
     CHECK(sys.next_due() == now + 10s);
     CHECK(value(e, "version") == "tern-broker 9.9");
     CHECK(value(e, "uptime") == "0 seconds");
@@ -71,6 +71,11 @@ TEST_CASE("sys_topics: publishes every value at start, retained, with the counts
     CHECK(value(e, "bytes/sent") == "0");
     CHECK(value(e, "load/bytes/sent/5min") == "0.00");
     CHECK(value(e, "subscriptions/count") == "1");
+    CHECK(value(e, "limits/memory/refused") == "0");
+    CHECK(value(e, "limits/topic/refused") == "0");
+    CHECK(value(e, "limits/rate/paused") == "0");
+    CHECK(value(e, "limits/memory/output") == "0");
+    CHECK(std::stoul(value(e, "limits/memory/bytes")) > 0);  // the retained $SYS messages
     CHECK(value(e, "load/messages/received/1min") == "0.00");
     CHECK(value(e, "load/messages/sent/15min") == "0.00");
     // Its own topics are retained too, and counted.
@@ -100,7 +105,7 @@ TEST_CASE("sys_topics: the interval, only changed values, disabled at 0") {
 
     CHECK(sys.on_timer(now) > 0);
     const auto first = c.received();
-    CHECK(first.size() == 26);
+    CHECK(first.size() == 31);
     // Before the interval: nothing.
     CHECK(sys.on_timer(now + 4s) == 0);
     CHECK(c.received().empty());

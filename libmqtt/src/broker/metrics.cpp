@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdio>
+#include <limits>
 
 #include "mqtt/broker/engine.hpp"
 
@@ -162,6 +163,8 @@ void message_metrics(exposition& x, const engine& e) {
     x.sample("reason", "memory_limit", st.dropped_memory_limit);
     x.sample("reason", "topic_limit", st.dropped_topic_limit);
     x.sample("reason", "store_failing", st.dropped_store_failing);
+    x.counter("tern_rate_limited_total",
+              "Times a connection's input was paused by max_publish_rate.", st.rate_limited);
     x.counter("tern_retained_refused_total",
               "Messages not retained: the retained store's bounds were reached.",
               st.dropped_retain_full);
@@ -183,6 +186,14 @@ void state_metrics(exposition& x, const engine& e) {
     x.gauge("tern_retained_messages", "Retained messages held.", e.retained().size());
     x.gauge("tern_retained_bytes", "What the retained store's byte bound counts.",
             e.retained().bytes());
+    x.family("tern_memory_bytes", "gauge",
+             "Bytes counted against memory_limit: messages held (queued, in flight, retained; "
+             "each once) and output waiting to be written to clients.");
+    x.sample("kind", "messages", e.held_bytes());
+    x.sample("kind", "output", e.output_bytes());
+    const auto limit = e.config().memory_limit;
+    x.gauge("tern_memory_limit_bytes", "memory_limit (0: none).",
+            limit == std::numeric_limits<std::size_t>::max() ? 0 : limit);
 }
 
 void mqttsn_metrics(exposition& x, const engine& e) {

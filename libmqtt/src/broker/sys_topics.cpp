@@ -59,6 +59,13 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
            number(st.dropped_qos0_slow + st.dropped_queue_full + st.dropped_too_large +
                   st.dropped_qos0_offline + st.dropped_expired));
     put_if("subscriptions/count", number(engine_.subscription_count()));
+    // What the limits against hostile clients refused (docs/security.md), and what
+    // memory_limit counts now.
+    put_if("limits/memory/bytes", number(engine_.held_bytes() + engine_.output_bytes()));
+    put_if("limits/memory/output", number(engine_.output_bytes()));
+    put_if("limits/memory/refused", number(st.dropped_memory_limit));
+    put_if("limits/topic/refused", number(st.dropped_topic_limit));
+    put_if("limits/rate/paused", number(st.rate_limited));
     if (mqttsn_) {
         put_if("mqttsn/clients", number(st.mqttsn_clients));
         put_if("mqttsn/clients/lost", number(st.mqttsn_clients_lost));
