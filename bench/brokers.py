@@ -1,5 +1,7 @@
 """Starts Mosquitto or tern-broker on a free loopback port for the comparison scripts in bench/
-(compare-mosquitto, compare-instructions), each with the configuration those comparisons use.
+(compare-mosquitto, compare-instructions, bench-headroom), each with the configuration those
+comparisons use; or tern-standin (kinds "standin-echo" and "standin-sink"), the broker stand-in
+that only acknowledges or echoes, which bench-headroom measures tern-bench against.
 
 Mosquitto (the Debian package) runs with its queue and in-flight limits lifted
 (max_queued_messages 0, max_queued_bytes 0, max_inflight_messages 0) so it does not drop on
@@ -76,6 +78,16 @@ class Broker:
             if not wait_port(self.port, start_timeout):
                 self.proc.kill()
                 sys.exit("mosquitto did not start")
+        elif kind.startswith("standin-"):
+            self.proc = subprocess.Popen(
+                [*wrapper, os.path.join(bin_dir, "tern-standin"), "--port", "0", "--mode",
+                 kind.split("-", 1)[1]], stdout=log, stderr=subprocess.PIPE, text=True)
+            line = self.proc.stderr.readline()
+            if "listening on 127.0.0.1:" not in line:
+                self.proc.kill()
+                sys.exit(f"tern-standin did not start: {line}")
+            self.port = int(line.split("127.0.0.1:")[1].split(",")[0])
+            self.drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=log)
         else:
             # Its defaults, except the bounds Mosquitto does not have by default: packets up
             # to the protocol's maximum (the 1 MiB payload) and connections past 10,000.

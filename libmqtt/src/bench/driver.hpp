@@ -74,6 +74,7 @@ struct bench_client {
     clock::time_point armed = clock::time_point::max();
     clock::time_point connect_start{};
     bool writer_busy = false;
+    std::uint64_t writes = 0;  // transport writes made (-v reports them per publisher)
     bool open = false;       // socket connected and not yet closed by us
     bool attempted = false;  // connect started
     bool connected = false;  // CONNACK accepted
@@ -84,6 +85,7 @@ struct bench_client {
     std::string topic;
     rate_limiter limiter{0, clock::time_point{}};
     std::uint64_t next_seq = 0;
+    unsigned queued = 0;  // PUBLISH packets queued since the writer last took the output
     std::uint64_t acked = 0;
     std::uint64_t refused = 0;
     // By packet id (MQTT) or publish token (MQTT-SN).
