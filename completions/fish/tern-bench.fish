@@ -16,6 +16,7 @@ complete -c tern-bench -l duration -x -d 'Publish for SECONDS instead of --count
 complete -c tern-bench -l warmup -x -d 'Leave the first SECONDS of publishing out of the rates and latencies'
 complete -c tern-bench -l inflight -x -d 'Unacknowledged QoS 1/2 messages per publisher'
 complete -c tern-bench -l rate -x -d 'Open loop'
+complete -c tern-bench -l rate-per-client -x -d 'Open loop'
 complete -c tern-bench -l connect-rate -x -d 'Open at most CONNS connections per second'
 complete -c tern-bench -l hold -x -d 'conn'
 complete -c tern-bench -l drain -x -d 'Wait up to SECONDS after publishing for the last messages'

@@ -386,6 +386,28 @@ def sub_scenario(port):
     check("sub: latency from another process's stamps", d["latency_ns"]["count"] == 3000)
 
 
+def per_client_rate(port):
+    # --rate-per-client: each of 4 publishers at 500/s for 2 s, 2,000/s in all.
+    d = run_ok(port, "pairs --rate-per-client", ["pairs", "-q", "1", "--clients", "4",
+                                                 "--rate-per-client", "500", "--duration", "2"],
+               {"lost": 0, "duplicates": 0})
+    if d:
+        p = d["parameters"]
+        check("--rate-per-client: parameters.rate is the total",
+              p["rate"] == 2000 and p["rate_per_client"] == 500, json.dumps(p))
+        sent = [x["published"] for x in d["per_publisher"]]
+        check("--rate-per-client: each publisher sent its 1,000 (2 s at 500/s)",
+              all(999 <= n <= 1001 for n in sent), str(sent))
+        rate = d["rates"]["published_msg_s"]
+        check("--rate-per-client: about 2,000 published a second in all",
+              1800 <= rate <= 2200, f"{rate:.0f}/s, {d['seconds']}")
+    for args in (["pairs", "--rate", "100", "--rate-per-client", "10"],
+                 ["sub", "--count", "5", "--rate-per-client", "10"]):
+        p = subprocess.run([BENCH] + args, capture_output=True, text=True, timeout=20)
+        check("usage error exits 2: " + " ".join(args), p.returncode == 2,
+              f"{p.returncode}: {p.stderr}")
+
+
 def failures(port):
     # An impossible rate: the run works, the threshold fails with status 4 and says which.
     code, d, err = bench(port, ["pub", "--count", "500", "--min-rate", "1e12"])
@@ -501,6 +523,7 @@ def main():
     try:
         scenarios(port)
         threads(port)
+        per_client_rate(port)
         sub_scenario(port)
         failures(port)
         merge_and_baseline(port)

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <string>
 
+#include "mqtt/bench/config.hpp"
 #include "mqtt/bench/payload.hpp"
 #include "mqtt/bench/rate.hpp"
 #include "mqtt/bench/sequence.hpp"
@@ -61,6 +62,55 @@ TEST_CASE("bench rate: shares of a total rate interleave and add up") {
         due += r.due_count(t0 + 1s - 1ns);
     }
     CHECK(due == 3000);
+}
+
+TEST_CASE("bench rate: --rate-per-client is the total over the publishers, each at its rate") {
+    using mqtt::bench::scenario;
+    mqtt::bench::bench_config c;
+    c.scenario = scenario::pairs;
+    c.clients = 4;
+    c.rate_per_client = 250;
+    REQUIRE(mqtt::bench::apply_scenario_defaults(c).empty());
+    CHECK(c.publishers == 4);
+    CHECK(c.rate == 1000);
+    CHECK(c.rate_per_client == 250);
+    // Each publisher's share sends every 4 ms (250/s), the four 1 ms apart.
+    const steady::time_point t0{1s};
+    for (unsigned i = 0; i < 4; ++i) {
+        const auto r = mqtt::bench::share_of(c.rate, i, c.publishers, t0);
+        CHECK(r.intended(0) == t0 + i * 1ms);
+        CHECK(r.intended(1) - r.intended(0) == 4ms);
+        CHECK(r.due_count(t0 + 10s - 1ns) == 2500);  // 250 a second for 10 s
+    }
+
+    mqtt::bench::bench_config f;
+    f.scenario = scenario::fanin;
+    f.publishers = 3;
+    f.rate_per_client = 0.5;
+    REQUIRE(mqtt::bench::apply_scenario_defaults(f).empty());
+    CHECK(f.rate == doctest::Approx(1.5));
+
+    // The scenario's default publishers count: pub has one.
+    mqtt::bench::bench_config p;
+    p.scenario = scenario::pub;
+    p.rate_per_client = 700;
+    REQUIRE(mqtt::bench::apply_scenario_defaults(p).empty());
+    CHECK(p.rate == 700);
+
+    mqtt::bench::bench_config both;
+    both.rate = 100;
+    both.rate_per_client = 10;
+    CHECK(mqtt::bench::apply_scenario_defaults(both).find("exclude") != std::string::npos);
+
+    mqtt::bench::bench_config sub;
+    sub.scenario = scenario::sub;
+    sub.count = 10;
+    sub.rate_per_client = 10;
+    CHECK(mqtt::bench::apply_scenario_defaults(sub).find("no publishers") != std::string::npos);
+
+    mqtt::bench::bench_config closed;  // neither: closed loop
+    REQUIRE(mqtt::bench::apply_scenario_defaults(closed).empty());
+    CHECK(closed.rate == 0);
 }
 
 TEST_CASE("bench payload: header round trip, padding, foreign payloads") {

@@ -41,6 +41,7 @@ constexpr const char* examples =
     "messages each\n"
     "  tern-bench fanin -h 127.0.0.1 --publishers 4 -q 1 --count 100000 --json\n"
     "  tern-bench fanout --subscribers 100 -q 1 --size 256 --rate 5000 --duration 30\n"
+    "  tern-bench pairs --clients 50 -q 1 --rate-per-client 10 --duration 60   50 x 10 msg/s\n"
     "  tern-bench pub -q 1 --min-rate 10000 --max-p99 5   exit 4 when slower\n"
     "  tern-bench conn --clients 1000 --connect-rate 500\n"
     "  tern-bench shared --subscribers 4 -q 1 --count 50000   one group of 4 shares the load\n"
@@ -132,12 +133,19 @@ void add_load_options(CLI::App& app, bench_options& o) {
         ->type_name("N")
         ->check(CLI::Range(1, 65535).description(""))
         ->group(load);
-    app.add_option("--rate", r.rate,
-                   "Open loop: publish MSGS per second in total, latency "
-                   "counted from the intended send time (default: 0, as "
-                   "fast as the windows allow)")
+    auto* rate = app.add_option("--rate", r.rate,
+                                "Open loop: publish MSGS per second in total, shared evenly by "
+                                "the publishers, latency counted from the intended send time "
+                                "(default: 0, as fast as the windows allow)")
+                     ->type_name("MSGS")
+                     ->check(CLI::NonNegativeNumber.description(""))
+                     ->group(load);
+    app.add_option("--rate-per-client", r.rate_per_client,
+                   "Open loop: publish MSGS per second from each publisher (the total is MSGS "
+                   "times the publishers; reqresp: each requester)")
         ->type_name("MSGS")
         ->check(CLI::NonNegativeNumber.description(""))
+        ->excludes(rate)
         ->group(load);
     app.add_option("--connect-rate", r.connect_rate,
                    "Open at most CONNS connections per second "

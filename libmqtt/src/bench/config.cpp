@@ -158,6 +158,12 @@ std::string apply_scenario_defaults(bench_config& c) {
     if (c.topic.empty()) c.topic = s.topic;
     if (c.scenario != scenario::conn && c.scenario != scenario::sub && !c.count && c.duration <= 0)
         c.count = 10'000;
+    if (c.rate_per_client > 0) {
+        if (c.rate > 0) return "--rate (total) and --rate-per-client exclude each other";
+        if (!c.publishers) return name + " has no publishers to pace (--rate-per-client)";
+        // Each publisher's share_of() the total is then exactly rate_per_client.
+        c.rate = c.rate_per_client * c.publishers;
+    }
     if (c.publishers && c.size < compact_header_size)
         return "--size must be at least " + std::to_string(compact_header_size) +
                " (the bench header: run id, publisher, sequence)";

@@ -56,6 +56,7 @@ nlohmann::json parameters_json(const bench_config& c) {
             {"warmup_s", c.warmup},
             {"inflight", c.inflight},
             {"rate", c.rate},
+            {"rate_per_client", c.rate_per_client},
             {"connect_rate", c.connect_rate},
             {"hold_s", c.hold},
             {"drain_s", c.drain},

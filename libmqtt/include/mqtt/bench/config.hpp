@@ -47,6 +47,9 @@ struct bench_config {
     double warmup = 0;        // seconds at the start left out of the figures
     unsigned inflight = 64;   // unacknowledged QoS 1/2 messages per publisher
     double rate = 0;          // total messages per second; 0: closed loop
+    // Messages per second of each publisher; apply_scenario_defaults() turns it into `rate`
+    // (times the publishers), so both describe the run afterwards. 0: `rate` decides.
+    double rate_per_client = 0;
     double connect_rate = 0;  // new connections per second; 0: all at once
     double hold = 1;          // conn: seconds to hold the connections open
     double drain = 5;         // seconds to wait for stragglers after publishing
@@ -59,7 +62,7 @@ struct bench_config {
 };
 
 // Fills publishers, subscribers, topic, filter, count, time_limit and threads from the
-// scenario where they are unset. Returns an error message for a combination that cannot run, else empty.
+// scenario where they are unset, and the total rate from rate_per_client. Returns an error message for a combination that cannot run, else empty.
 std::string apply_scenario_defaults(bench_config& c);
 
 // reqresp: where requester n wants its responses (its Response Topic).
