@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The same password_file and acl_file in Mosquitto and in tern-broker: a table of users,
 client ids and topics gets the same answers from both; then both run with
-per_listener_settings true (three listeners with different allow_anonymous, password_file and
-acl_file) and a second table of CONNACK and PUBACK codes per listener must agree too.
+per_listener_settings true (four listeners with different allow_anonymous, password_file,
+acl_file, allow_zero_length_clientid and auto_id_prefix) and a second table of CONNACK and
+PUBACK codes and assigned client ids per listener must agree too (but for one documented
+difference: the 5.0 code refusing an empty client id).
 
 For each row a client (MQTT 5.0, its user name and password, its client id) subscribes to the
 row's topic (SUBACK code), publishes to it at QoS 1 (PUBACK code: 0x00 allowed, 0x87 denied)
@@ -125,17 +127,44 @@ def packet(first, body):
     return bytes([first]) + varint(len(body)) + body
 
 
+def assigned_client_id(props):
+    """The Assigned Client Identifier (0x12) among 5.0 CONNACK properties, or None."""
+    i = 0
+    while i < len(props):
+        pid = props[i]
+        i += 1
+        if pid == 0x12:
+            n = int.from_bytes(props[i:i + 2], "big")
+            return props[i + 2:i + 2 + n].decode()
+        if pid in (0x11, 0x27):  # four-byte integers
+            i += 4
+        elif pid in (0x13, 0x21, 0x22):  # two-byte integers
+            i += 2
+        elif pid in (0x24, 0x25, 0x28, 0x29, 0x2A):  # bytes
+            i += 1
+        elif pid in (0x1A, 0x1C, 0x1F, 0x15, 0x16):  # strings, binary data
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+        elif pid == 0x26:  # user property: two strings
+            for _ in range(2):
+                i += 2 + int.from_bytes(props[i:i + 2], "big")
+        else:
+            raise AssertionError(f"unexpected CONNACK property {pid:#x}")
+    return None
+
+
 class Client:
-    def __init__(self, port, client_id, user=None, password=None, will=None):
+    def __init__(self, port, client_id, user=None, password=None, will=None, version=5):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.buf = b""
+        self.version = version  # 5 (MQTT 5.0) or 4 (3.1.1)
         self.publishes = []  # (topic, payload)
         self.acks = {}  # packet id -> reason code
         flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if password is not None else 0)
         flags |= 0x0C if will else 0  # a QoS 1 Will, so every PUBLISH here has a packet id
-        body = utf8("MQTT") + bytes([5, flags, 0, 60, 0]) + utf8(client_id)
+        props = b"\x00" if version == 5 else b""
+        body = utf8("MQTT") + bytes([version, flags, 0, 60]) + props + utf8(client_id)
         if will:
-            body += b"\x00" + utf8(will[0]) + utf8(will[1])
+            body += props + utf8(will[0]) + utf8(will[1])
         if user is not None:
             body += utf8(user)
         if password is not None:
@@ -144,6 +173,8 @@ class Client:
         kind, data = self.read_packet(5)
         assert kind == 0x20, f"no CONNACK for {client_id}: {kind}"
         self.connack = data[1]
+        # 5.0: the client id the broker gave to an empty one (None: not said).
+        self.assigned = assigned_client_id(data[3:]) if version == 5 and len(data) > 3 else None
 
     def read_packet(self, timeout):
         deadline = time.time() + timeout
@@ -220,7 +251,8 @@ class Client:
         return self.wait_ack(pid)
 
     def publish(self, pid, topic, payload):
-        body = utf8(topic) + pid.to_bytes(2, "big") + b"\x00" + payload.encode()
+        props = b"\x00" if self.version == 5 else b""
+        body = utf8(topic) + pid.to_bytes(2, "big") + props + payload.encode()
         self.sock.sendall(packet(0x32, body))
         return self.wait_ack(pid)
 
@@ -313,43 +345,69 @@ def run_table(port):
 
 
 # per_listener_settings true: listener 0 lets anonymous clients in under a small ACL of its
-# own, listener 1 has the password_file and the big ACL, listener 2 has neither (so nobody
-# gets in). (listener, user or None, client id, topic)
+# own but refuses empty client ids, listener 1 has the password_file and the big ACL and
+# gives empty client ids its own prefix, listener 2 has neither (so nobody gets in), listener
+# 3 is open with the defaults. (listener, user or None, client id, topic, MQTT version)
 OPEN_ACL = """\
 topic readwrite anon/#
 user alice
 topic read alice/#
 """
 LISTENER_ROWS = [
-    (0, None, "la1", "anon/x"),
-    (0, None, "la2", "alice/x"),
-    (0, "alice", "la3", "alice/x"),
-    (0, "alice", "la4", "anon/x"),
-    (1, None, "lb1", "anon/x"),
-    (1, "alice", "lb2", "alice/x"),
-    (1, "alice", "lb3", "anon/x"),
-    (1, "bob", "lb4", "bob/x"),
-    (2, None, "lc1", "anon/x"),
-    (2, "alice", "lc2", "alice/x"),
+    (0, None, "la1", "anon/x", 5),
+    (0, None, "la2", "alice/x", 5),
+    (0, "alice", "la3", "alice/x", 5),
+    (0, "alice", "la4", "anon/x", 5),
+    (1, None, "lb1", "anon/x", 5),
+    (1, "alice", "lb2", "alice/x", 5),
+    (1, "alice", "lb3", "anon/x", 5),
+    (1, "bob", "lb4", "bob/x", 5),
+    (2, None, "lc1", "anon/x", 5),
+    (2, "alice", "lc2", "alice/x", 5),
+    # Empty client ids: allow_zero_length_clientid false on listener 0, auto_id_prefix on 1.
+    (0, None, "", "anon/x", 4),
+    (0, None, "", "anon/x", 5),
+    (0, "alice", "", "anon/x", 5),
+    (1, "alice", "", "alice/x", 4),
+    (1, "alice", "", "alice/x", 5),
+    (1, None, "", "alice/x", 5),
+    (2, None, "", "anon/x", 4),
+    (3, None, "", "anon/y", 4),
+    (3, None, "", "anon/y", 5),
 ]
+PREFIX = "pfx-"
+# Where Tern answers differently on purpose (docs/security.md): an empty client id refused
+# by allow_zero_length_clientid false gets 5.0 CONNACK 0x85 Client Identifier not valid
+# (MQTT-3.1.3-8); Mosquitto 2.0.11 sends 0x80 Unspecified error. {row: (Mosquitto, Tern)}
+EXPECTED_DIFFERENCES = {11: ((0x80, None, None), (0x85, None, None)),
+                        12: ((0x80, None, None), (0x85, None, None))}
 
 
 def listener_conf(ports, pw, acl, open_acl, mosquitto):
     head = "user root\n" if mosquitto else ""
     return (f"{head}per_listener_settings true\n"
             f"listener {ports[0]} 127.0.0.1\nallow_anonymous true\nacl_file {open_acl}\n"
+            "allow_zero_length_clientid false\n"
             f"listener {ports[1]} 127.0.0.1\npassword_file {pw}\nacl_file {acl}\n"
-            f"listener {ports[2]} 127.0.0.1\n")
+            f"auto_id_prefix {PREFIX}\n"
+            f"listener {ports[2]} 127.0.0.1\n"
+            f"listener {ports[3]} 127.0.0.1\nallow_anonymous true\n")
 
 
 def run_listener_table(ports):
-    """{row: (CONNACK, PUBACK or None)} of one broker with per_listener_settings true."""
+    """{row: (CONNACK, PUBACK or None, assigned id or None)} of one broker with
+    per_listener_settings true. An assigned id is reduced to its prefix: "pfx-" on listener
+    1; elsewhere "other" (Mosquitto's default prefix is "auto-", Tern's "tern-")."""
     answers = {}
-    for k, (li, user, cid, topic) in enumerate(LISTENER_ROWS):
-        c = Client(ports[li], cid, user, USERS[user] if user else None)
+    for k, (li, user, cid, topic, version) in enumerate(LISTENER_ROWS):
+        c = Client(ports[li], cid, user, USERS[user] if user else None, version=version)
         puback = c.publish(1, topic, f"l-{k}") if c.connack == 0 else None
         c.close()
-        answers[k] = (c.connack, puback)
+        assigned = c.assigned
+        if assigned is not None:
+            assigned = PREFIX if assigned.startswith(PREFIX) and len(assigned) > len(PREFIX) \
+                else "other"
+        answers[k] = (c.connack, puback, assigned)
     return answers
 
 
@@ -360,7 +418,7 @@ def compare_per_listener(tern, mosquitto, work, pw, acl):
     results, procs = [], []
     try:
         for name, binary in (("mosquitto", mosquitto), ("tern", tern)):
-            ports = [free_port() for _ in range(3)]
+            ports = [free_port() for _ in range(4)]
             conf = os.path.join(work, f"{name}-pl.conf")
             with open(conf, "w") as f:
                 f.write(listener_conf(ports, pw, acl, open_acl, name == "mosquitto"))
@@ -382,16 +440,25 @@ def compare_per_listener(tern, mosquitto, work, pw, acl):
     theirs, ours = results
     diffs = 0
     print(f"\nper_listener_settings true\n{'listener':8} {'user':8} {'client id':10} "
-          f"{'topic':10} {'CONNACK':>10} {'PUBACK':>12}")
-    for k, (li, user, cid, topic) in enumerate(LISTENER_ROWS):
+          f"{'topic':10} {'MQTT':4} {'CONNACK':>10} {'PUBACK':>12} {'assigned id':>14}")
+    for k, (li, user, cid, topic, version) in enumerate(LISTENER_ROWS):
         m, t = theirs[k], ours[k]
-        diffs += m != t
-        print(f"{li:<8} {user or '-':8} {cid:10} {topic:10} {f'{m[0]}/{t[0]}':>10} "
-              f"{f'{m[1]}/{t[1]}':>12}" + ("" if m == t else "   <-- differs"))
+        expected = EXPECTED_DIFFERENCES.get(k, (m, m))
+        same = m == expected[0] and t == expected[1]
+        diffs += not same
+        note = "" if m == t else "   (expected: docs/security.md)" if same else "   <-- differs"
+        print(f"{li:<8} {user or '-':8} {cid or '(empty)':10} {topic:10} "
+              f"{'5.0' if version == 5 else '3.1.1':4} {f'{m[0]}/{t[0]}':>10} "
+              f"{f'{m[1]}/{t[1]}':>12} {f'{m[2]}/{t[2]}':>14}" + note)
     connacks = {theirs[k][0] for k in theirs}
     pubacks = {theirs[k][1] for k in theirs} - {None}
+    prefixes = {theirs[k][2] for k in theirs}
     if len(connacks) < 2 or 0x87 not in pubacks or not pubacks - {0x87}:
         print(f"FAIL: the per-listener table does not exercise both answers: {connacks} {pubacks}")
+        return 1
+    if not {2, 0x80} <= connacks or prefixes != {None, PREFIX, "other"}:
+        print(f"FAIL: the empty client id rows do not exercise every answer: {connacks} "
+              f"{prefixes}")
         return 1
     print(f"{len(LISTENER_ROWS) - diffs} per-listener rows agree, {diffs} differ")
     return 0 if diffs == 0 else 1

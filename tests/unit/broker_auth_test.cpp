@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <string_view>
+#include <utility>
 #include <memory>
 
 #include "broker_test_client.hpp"
@@ -407,4 +409,66 @@ TEST_CASE("auth: per-listener policies (security slots) apply to their own clien
     e.set_security(policy(false, true, "user bob\ntopic write alice/#\n"), 2);
     bob.publish("alice/x", "now", qos::at_least_once, false, 3);
     CHECK(bob.received_bytes() == bytes{0x40, 0x03, 0x00, 0x03, 0x10});
+}
+
+TEST_CASE("auth: allow_zero_length_clientid and auto_id_prefix, per security slot") {
+    engine e;
+    auto open = std::make_shared<security_policy>();  // slot 0: the defaults
+    auto strict = std::make_shared<security_policy>();
+    strict->allow_zero_length_clientid = false;  // slot 1
+    auto prefixed = std::make_shared<security_policy>();
+    prefixed->auto_id_prefix = "east-";  // slot 2
+    e.set_security(open);
+    e.set_security(strict, 1);
+    e.set_security(prefixed, 2);
+    auto now = test_epoch();
+    // Slot 1 refuses an empty client id before any authentication: 3.1.1 CONNACK 2,
+    // 5.0 0x85 Client Identifier not valid, and the connection closes.
+    test_client old{e, protocol_version::v3_1_1, now};
+    old.session().set_security_slot(1);
+    old.send(connect_as(protocol_version::v3_1_1, "", std::nullopt));
+    CHECK(old.received_bytes() == bytes{0x20, 0x02, 0x00, 0x02});
+    CHECK(old.session().closing());
+    test_client v5{e, protocol_version::v5, now};
+    v5.session().set_security_slot(1);
+    v5.send(connect_as(protocol_version::v5, "", std::nullopt));
+    CHECK(v5.received_bytes() == bytes{0x20, 0x03, 0x00, 0x85, 0x00});
+    CHECK(v5.session().closing());
+    CHECK(e.stats().connects_rejected == 2);
+    CHECK(e.stats().auth_failures == 0);
+    CHECK(e.stored_session_count() == 0);
+    // A client id of its own is fine there.
+    test_client named{e, protocol_version::v5, now};
+    named.session().set_security_slot(1);
+    named.connect("named");
+    // Slot 2 assigns ids with its prefix: 5.0 says which (Assigned Client Identifier), 3.1.1
+    // (Clean Session 1) gets one silently; slot 0 uses "tern-".
+    const std::pair<std::size_t, std::string_view> cases[] = {{2, "east-"}, {0, "tern-"}};
+    for (const auto& c : cases) {
+        const auto slot = c.first;
+        const auto prefix = c.second;
+        CAPTURE(slot);
+        test_client a{e, protocol_version::v5, now};
+        a.session().set_security_slot(slot);
+        const auto ack = a.connect("");
+        REQUIRE(ack.props.assigned_client_identifier.has_value());
+        const auto& id = *ack.props.assigned_client_identifier;
+        CHECK(id.size() == prefix.size() + 16);
+        CHECK(id.rfind(prefix, 0) == 0);
+        CHECK(e.find(id) == &a.session());
+        test_client b{e, protocol_version::v3_1_1, now};
+        b.session().set_security_slot(slot);
+        b.connect("");
+        CHECK(b.session().client_id().rfind(prefix, 0) == 0);
+        CHECK(b.session().client_id() != id);
+    }
+    // Replacing the policy (SIGHUP) applies to the next CONNECT.
+    auto relaxed = std::make_shared<security_policy>();
+    relaxed->auto_id_prefix = "x";
+    e.set_security(relaxed, 1);
+    test_client later{e, protocol_version::v5, now};
+    later.session().set_security_slot(1);
+    const auto ack = later.connect("");
+    REQUIRE(ack.props.assigned_client_identifier.has_value());
+    CHECK(ack.props.assigned_client_identifier->rfind("x", 0) == 0);
 }

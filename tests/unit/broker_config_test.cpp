@@ -12,6 +12,7 @@
 
 #include "mqtt/broker/config.hpp"
 #include "mqtt/broker/log_event.hpp"
+#include "mqtt/broker/security.hpp"
 
 using namespace mqtt::broker;
 using namespace std::chrono_literals;
@@ -113,7 +114,7 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
     // Values Tern does not implement of options it accepts.
     for (std::string_view opt :
          {"max_qos 1", "message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
-          "allow_zero_length_clientid false", "set_tcp_nodelay false", "max_inflight_bytes 10",
+          "set_tcp_nodelay false", "max_inflight_bytes 10",
           "use_username_as_clientid true"}) {
         CAPTURE(opt);
         const auto e = parse_error(std::string{opt} + "\n");
@@ -495,7 +496,78 @@ TEST_CASE("config: per_listener_settings") {
               .line == 4);
     CHECK(parse_error("listener 1883\nper_listener_settings true\n").message ==
           "per_listener_settings must come before every listener, allow_anonymous, "
-          "password_file and acl_file line");
+          "password_file, acl_file, allow_zero_length_clientid and auto_id_prefix line");
+    CHECK(parse_error("auto_id_prefix x-\nper_listener_settings true\n").line == 2);
+}
+
+TEST_CASE("config: allow_zero_length_clientid and auto_id_prefix, global or per listener") {
+    auto c = parse_ok("");
+    CHECK(c.allow_zero_length_clientid);
+    CHECK(c.auto_id_prefix == mqtt::broker::default_auto_id_prefix);
+    auto json = to_json(c);
+    CHECK(json.find("\"allow_zero_length_clientid\":true,\"auto_id_prefix\":\"tern-\"") !=
+          std::string::npos);
+    // Without per_listener_settings: one value for the broker, wherever it is written.
+    c = parse_ok(
+        "listener 1883\nallow_anonymous true\nallow_zero_length_clientid false\n"
+        "listener 1884\nauto_id_prefix dev-\n");
+    CHECK_FALSE(c.allow_zero_length_clientid);
+    CHECK(c.auto_id_prefix == "dev-");
+    CHECK_FALSE(c.listeners[0].allow_zero_length_clientid.has_value());
+    auto sec = mqtt::broker::load_security(c, c.listeners[1]);
+    REQUIRE(sec.value);
+    CHECK_FALSE(sec.value->allow_zero_length_clientid);
+    CHECK(sec.value->auto_id_prefix == "dev-");
+    json = to_json(c);
+    // Both listeners print the broker's values.
+    const std::string both = "\"allow_zero_length_clientid\":false,\"auto_id_prefix\":\"dev-\"";
+    const auto first = json.find(both);
+    REQUIRE(first != std::string::npos);
+    CHECK(json.find(both, first + 1) != std::string::npos);
+    CHECK(parse_error("listener 1883\nallow_zero_length_clientid false\nlistener 1884\n"
+                      "allow_zero_length_clientid true\n")
+              .line == 4);  // twice: a duplicate
+    // With per_listener_settings: each listener's own (unset: true and "tern-").
+    c = parse_ok(
+        "per_listener_settings true\nlistener 1883\nallow_anonymous true\n"
+        "allow_zero_length_clientid false\nlistener 1884\nallow_anonymous true\n"
+        "auto_id_prefix east-\nlistener 1885\nallow_anonymous true\n");
+    REQUIRE(c.listeners.size() == 3);
+    CHECK(c.listeners[0].allow_zero_length_clientid == false);
+    CHECK_FALSE(c.listeners[0].auto_id_prefix.has_value());
+    CHECK_FALSE(c.listeners[1].allow_zero_length_clientid.has_value());
+    CHECK(c.listeners[1].auto_id_prefix == "east-");
+    const bool allow[] = {false, true, true};
+    const char* prefix[] = {"tern-", "east-", "tern-"};
+    for (std::size_t i = 0; i < 3; ++i) {
+        CAPTURE(i);
+        sec = mqtt::broker::load_security(c, c.listeners[i]);
+        REQUIRE(sec.value);
+        CHECK(sec.value->allow_zero_length_clientid == allow[i]);
+        CHECK(sec.value->auto_id_prefix == prefix[i]);
+    }
+    json = to_json(c);
+    CHECK(json.find("\"allow_zero_length_clientid\":false,\"auto_id_prefix\":\"tern-\"") !=
+          std::string::npos);
+    CHECK(json.find("\"allow_zero_length_clientid\":true,\"auto_id_prefix\":\"east-\"") !=
+          std::string::npos);
+    // Before the first listener without port/bind_address: it would apply to nothing.
+    const auto e = parse_error("per_listener_settings true\nauto_id_prefix x-\nlistener 1883\n");
+    CHECK(e.line == 2);
+    CHECK(e.message.find("move it into a listener block") != std::string::npos);
+    // Bad values.
+    CHECK(parse_error("allow_zero_length_clientid no\n").message ==
+          "allow_zero_length_clientid: expected true or false, not 'no'");
+    const std::string_view bad_prefixes[] = {
+        "a/b", "a+", "#", "\x01x", "01234567890123456789012345678901234567890123456789012345678901234"};
+    for (const auto bad : bad_prefixes) {
+        CAPTURE(bad);
+        const auto err = parse_error("auto_id_prefix " + std::string{bad} + "\n");
+        CHECK(err.message.find("auto_id_prefix: ") == 0);
+        CHECK_FALSE(err.unsupported);
+    }
+    CHECK(parse_ok("auto_id_prefix 0123456789012345678901234567890123456789012345678901234567890123\n")
+              .auto_id_prefix.size() == 64);
 }
 
 TEST_CASE("config: max_topic_alias is one value for every listener") {

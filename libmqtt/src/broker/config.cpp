@@ -281,10 +281,12 @@ bool finish(parse_state& st) {
         // Security options before the first listener belong to the default listener
         // (port/bind_address); without one they would silently apply to nothing.
         const auto& d = st.default_listener;
-        if (!st.default_explicit &&
-            (d.allow_anonymous || !d.password_file.empty() || !d.acl_file.empty())) {
+        const bool client_id_options = d.allow_zero_length_clientid || d.auto_id_prefix;
+        if (!st.default_explicit && (d.allow_anonymous || !d.password_file.empty() ||
+                                     !d.acl_file.empty() || client_id_options)) {
             const auto at = !d.password_file.empty() ? d.password_file_origin
                             : !d.acl_file.empty()    ? d.acl_file_origin
+                            : client_id_options      ? d.client_id_origin
                                                      : *st.allow_anonymous_origin;
             st.file = at.file;
             st.line = at.line;

@@ -101,6 +101,9 @@ std::string listener_json(const config& c, const listener_config& l) {
     } else {
         o.string("acl_file", acl);
     }
+    o.boolean("allow_zero_length_clientid",
+              l.allow_zero_length_clientid.value_or(c.allow_zero_length_clientid));
+    o.string("auto_id_prefix", l.auto_id_prefix.value_or(c.auto_id_prefix));
     o.string("origin", l.origin.to_string());
     if (l.tls_enabled()) {
         o.raw("tls", tls_json(l.tls));
@@ -227,6 +230,8 @@ std::string to_json(const config& c) {
     } else {
         o.string("acl_file", c.acl_file);
     }
+    o.boolean("allow_zero_length_clientid", c.allow_zero_length_clientid);
+    o.string("auto_id_prefix", c.auto_id_prefix);
     const auto& l = c.limits;
     o.number("max_inflight_messages", l.max_inflight);
     o.number("max_queued_messages", or_zero(l.max_queued_messages));

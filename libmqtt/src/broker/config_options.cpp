@@ -285,17 +285,56 @@ bool on_per_listener_settings(parse_state& st, const option_args& a) {
     if (!v) return false;
     if (*v != st.cfg.per_listener_settings &&
         (!st.listeners.empty() || st.allow_anonymous_origin || !st.cfg.password_file.empty() ||
-         !st.cfg.acl_file.empty())) {
+         !st.cfg.acl_file.empty() || st.client_id_option_origin)) {
         return st.fail(
             "per_listener_settings must come before every listener, allow_anonymous, "
-            "password_file and acl_file line");
+            "password_file, acl_file, allow_zero_length_clientid and auto_id_prefix line");
     }
     st.cfg.per_listener_settings = *v;
     return true;
 }
 
+// allow_zero_length_clientid and auto_id_prefix: the broker's, or with
+// per_listener_settings true the listener block's (as Mosquitto).
+void note_client_id_option(parse_state& st) {
+    if (!st.client_id_option_origin) st.client_id_option_origin = st.here();
+    if (!st.cfg.per_listener_settings) return;
+    auto& l = st.current_listener();
+    if (l.client_id_origin.file.empty()) l.client_id_origin = st.here();
+}
+
 bool on_allow_zero_length_clientid(parse_state& st, const option_args& a) {
-    return only_value(st, "allow_zero_length_clientid", a.words[0], "true", {"false"});
+    const auto v = parse_bool(st, "allow_zero_length_clientid", a.words[0]);
+    if (!v) return false;
+    if (st.cfg.per_listener_settings) {
+        st.current_listener().allow_zero_length_clientid = *v;
+    } else {
+        st.cfg.allow_zero_length_clientid = *v;
+    }
+    note_client_id_option(st);
+    return true;
+}
+
+// The assigned id is prefix + 16 hex digits, sent back as a 5.0 Assigned Client Identifier
+// (a UTF-8 string): printable ASCII keeps it usable in logs, ACL patterns and topics.
+bool on_auto_id_prefix(parse_state& st, const option_args& a) {
+    const auto v = a.words[0];
+    constexpr std::size_t max_prefix = 64;
+    const bool printable = std::all_of(v.begin(), v.end(), [](char c) {
+        return c > ' ' && c < 0x7f && c != '+' && c != '#' && c != '/';
+    });
+    if (v.size() > max_prefix || !printable) {
+        return st.fail("auto_id_prefix: " + quoted(v) + " is not 1 to " +
+                       std::to_string(max_prefix) +
+                       " printable ASCII characters without '/', '+' or '#'");
+    }
+    if (st.cfg.per_listener_settings) {
+        st.current_listener().auto_id_prefix = std::string{v};
+    } else {
+        st.cfg.auto_id_prefix = std::string{v};
+    }
+    note_client_id_option(st);
+    return true;
 }
 
 bool on_use_username_as_clientid(parse_state& st, const option_args& a) {
@@ -610,6 +649,7 @@ const std::vector<option_spec>& option_table() {
         {"acl_file", S::security, 1, 64, false, on_acl_file},
         {"allow_anonymous", S::security, 1, 1, false, on_allow_anonymous},
         {"allow_zero_length_clientid", S::security, 1, 1, false, on_allow_zero_length_clientid},
+        {"auto_id_prefix", S::security, 1, 1, false, on_auto_id_prefix},
         {"autosave_interval", S::global, 1, 1, false, on_autosave_interval},
         {"bind_address", S::global, 1, 1, false, on_bind_address},
         {"cafile", S::listener, 1, 64, false, on_cafile},
@@ -685,7 +725,6 @@ const std::vector<std::string_view>& unsupported_option_names() {
         "auth_opt_*",
         "auth_plugin",
         "auth_plugin_deny_special_chars",
-        "auto_id_prefix",
         "autosave_on_changes",
         "bind_interface",
         "check_retain_source",

@@ -25,6 +25,7 @@ struct parse_state {
     std::vector<listener_config> listeners;                  // from `listener` lines
     std::map<std::string, config_origin, std::less<>> seen;  // scope/option -> first line
     std::optional<config_origin> allow_anonymous_origin;
+    std::optional<config_origin> client_id_option_origin;  // allow_zero_length_clientid, auto_id_prefix
     std::optional<config_origin> max_topic_alias_origin;
     std::optional<config_origin> log_dest_origin;
     const config_source* source = nullptr;

@@ -131,12 +131,13 @@ void engine::publish_will(durable_session& ds) {
     publish(nullptr, will);
 }
 
-std::string engine::assign_client_id() {
+std::string engine::assign_client_id(std::string_view prefix) {
     for (;;) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "tern-%016llx",
-                      static_cast<unsigned long long>(id_random_()));
-        std::string id{buf};
+        char buf[20];
+        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id_random_()));
+        std::string id;
+        id.reserve(prefix.size() + 16);
+        id.append(prefix).append(buf, 16);
         if (!by_id_.contains(id)) return id;
     }
 }

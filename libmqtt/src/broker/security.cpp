@@ -1,4 +1,5 @@
-// Reading password_file and acl_file into a security_policy (at start and on SIGHUP).
+// Reading password_file and acl_file into a security_policy, with allow_anonymous and the
+// client id rules (at start and on SIGHUP).
 
 #include "mqtt/broker/security.hpp"
 
@@ -8,12 +9,11 @@ namespace mqtt::broker {
 
 namespace {
 
-security_result load_policy(bool allow_anonymous, const std::string& password_path,
+security_result load_policy(security_policy base, const std::string& password_path,
                             const config_origin& password_origin, const std::string& acl_path,
                             const config_origin& acl_origin) {
     security_result r;
-    auto p = std::make_shared<security_policy>();
-    p->allow_anonymous = allow_anonymous;
+    auto p = std::make_shared<security_policy>(std::move(base));
     const auto source = filesystem_source();
     std::string why;
     if (!password_path.empty()) {
@@ -45,14 +45,22 @@ security_result load_policy(bool allow_anonymous, const std::string& password_pa
 }  // namespace
 
 security_result load_security(const config& c) {
-    return load_policy(c.allow_anonymous, c.password_file, c.password_file_origin, c.acl_file,
+    security_policy base;
+    base.allow_anonymous = c.allow_anonymous;
+    base.allow_zero_length_clientid = c.allow_zero_length_clientid;
+    base.auto_id_prefix = c.auto_id_prefix;
+    return load_policy(std::move(base), c.password_file, c.password_file_origin, c.acl_file,
                        c.acl_file_origin);
 }
 
 security_result load_security(const config& c, const listener_config& l) {
     if (!c.per_listener_settings) return load_security(c);
-    return load_policy(l.allow_anonymous.value_or(false), l.password_file,
-                       l.password_file_origin, l.acl_file, l.acl_file_origin);
+    security_policy base;
+    base.allow_anonymous = l.allow_anonymous.value_or(false);
+    base.allow_zero_length_clientid = l.allow_zero_length_clientid.value_or(true);
+    base.auto_id_prefix = l.auto_id_prefix.value_or(std::string{default_auto_id_prefix});
+    return load_policy(std::move(base), l.password_file, l.password_file_origin, l.acl_file,
+                       l.acl_file_origin);
 }
 
 }  // namespace mqtt::broker

@@ -285,6 +285,14 @@ bool session::check_connect(const protocol::connect_packet& c) {
         refuse_connect(reason_code::client_identifier_not_valid, "empty client id");
         return false;
     }
+    // allow_zero_length_clientid false (of this client's listener with
+    // per_listener_settings): no id is assigned. 3.1.1 CONNACK 2; 5.0 0x85 Client Identifier
+    // not valid (MQTT-3.1.3-8; Mosquitto 2 sends 0x80 Unspecified error here).
+    if (c.client_id.empty() && !engine_.security(security_slot_).allow_zero_length_clientid) {
+        refuse_connect(reason_code::client_identifier_not_valid,
+                       "empty client id, allow_zero_length_clientid false");
+        return false;
+    }
     // 3.1/3.1.1 have no Server Keep Alive: a Keep Alive over max_keepalive (or 0, no limit
     // at all) is refused with "identifier rejected", as Mosquitto 2 does.
     if (!v5 && cfg.max_keepalive != 0 && (c.keep_alive == 0 || c.keep_alive > cfg.max_keepalive)) {
@@ -415,7 +423,9 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     const bool v5 = protocol::is_v5(version_);
     const auto& cfg = engine_.config();
     const bool assigned = c.client_id.empty() && v5;
-    if (c.client_id.empty()) c.client_id = engine_.assign_client_id();
+    if (c.client_id.empty()) {
+        c.client_id = engine_.assign_client_id(engine_.security(security_slot_).auto_id_prefix);
+    }
     client_id_ = std::move(c.client_id);
     keep_alive_ = c.keep_alive;
     // 5.0: a Keep Alive over max_keepalive (or 0) is replaced by Server Keep Alive.

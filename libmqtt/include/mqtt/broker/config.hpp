@@ -51,6 +51,11 @@ struct listener_config {
     std::string acl_file;
     config_origin password_file_origin;
     config_origin acl_file_origin;
+    // allow_zero_length_clientid and auto_id_prefix with per_listener_settings true (unset:
+    // true and the default prefix), and the first line of either, for errors.
+    std::optional<bool> allow_zero_length_clientid;
+    std::optional<std::string> auto_id_prefix;
+    config_origin client_id_origin;
     config_origin origin;  // the listener (or port / bind_address) line; empty: local-only
     // certfile, keyfile, cafile, ... of this listener block; TLS is on with certfile and
     // keyfile. tls_lines names the line of each TLS option given, for errors.
@@ -142,6 +147,10 @@ struct config {
     std::string acl_file;
     config_origin password_file_origin;
     config_origin acl_file_origin;
+    // An empty client id: refused (false), or given one that starts with auto_id_prefix.
+    // Per listener with per_listener_settings true.
+    bool allow_zero_length_clientid = true;
+    std::string auto_id_prefix = "tern-";
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
     persistence_config persistence;

@@ -67,8 +67,9 @@ class engine {
     // another one stays, offline, until it expires. The Will (if publish_will) goes out now,
     // after its delay, or when the session ends, whichever is first.
     void detach(durable_session& ds, bool publish_will, clock::time_point now);
-    // A client id for a client that sent none, unique among the stored sessions.
-    std::string assign_client_id();
+    // A client id for a client that sent none, unique among the stored sessions: the
+    // prefix (auto_id_prefix) and 16 random hex digits.
+    std::string assign_client_id(std::string_view prefix = default_auto_id_prefix);
     // The connection attached to `client_id`, if any.
     session* find(std::string_view client_id) const;
     // The stored session of `client_id`, connected or not.

@@ -1,10 +1,12 @@
 #pragma once
 
-// Who may connect and what they may do: allow_anonymous, the password file and the ACL
-// file, as one immutable snapshot that the engine holds and a SIGHUP replaces whole.
+// Who may connect and what they may do: allow_anonymous, the password file, the ACL file
+// and the client id rules, as one immutable snapshot that the engine holds and a SIGHUP
+// replaces whole.
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mqtt/broker/acl_file.hpp"
@@ -15,10 +17,17 @@ namespace mqtt::broker {
 struct config;
 struct listener_config;
 
+// The prefix of the client ids the broker assigns unless auto_id_prefix says otherwise.
+inline constexpr std::string_view default_auto_id_prefix = "tern-";
+
 struct security_policy {
     bool allow_anonymous = true;
     std::shared_ptr<const password_file> passwords;  // nullptr: no password_file
     std::shared_ptr<const acl_file> acl;             // nullptr: no acl_file (all allowed)
+    // allow_zero_length_clientid false: an empty client id is refused (3.1.1 CONNACK 2, 5.0
+    // 0x85) instead of being given one made of auto_id_prefix and 16 random hex digits.
+    bool allow_zero_length_clientid = true;
+    std::string auto_id_prefix{default_auto_id_prefix};
     // May publish under $SYS: only tern-broker's own bridges (their state topic), which come
     // from the broker's configuration; clients never.
     bool publish_sys = false;
@@ -41,7 +50,8 @@ struct security_result {
 // Reads the config's password_file and acl_file from the file system.
 security_result load_security(const config& c);
 // With per_listener_settings true: the policy of listener `l` (its allow_anonymous,
-// password_file and acl_file); otherwise the same as load_security(c).
+// password_file, acl_file, allow_zero_length_clientid and auto_id_prefix); otherwise the
+// same as load_security(c).
 security_result load_security(const config& c, const listener_config& l);
 
 }  // namespace mqtt::broker
