@@ -340,10 +340,14 @@ TEST_CASE("broker: a message is serialized to the same bytes as the codec's") {
     p.payload = std::string(300, 'p');  // two-byte Remaining Length
     p.qos_level = qos::exactly_once;
     p.retain = true;
-    p.props.user_properties = {{"k", "v"}};
-    p.props.content_type = "text/plain";
+    SUBCASE("with properties") {
+        p.props.user_properties = {{"k", "v"}};
+        p.props.content_type = "text/plain";
+    }
+    SUBCASE("without properties (held as none, written as Property Length 0)") {}
     p.props.topic_alias = 3;  // stripped: aliases belong to one connection
     const auto m = mqtt::broker::make_message(publish_packet{p}, test_epoch());
+    CHECK(m->props_v5.empty() == p.props.user_properties.empty());
     for (const auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
         for (const auto q : {qos::at_most_once, qos::at_least_once, qos::exactly_once}) {
             publish_packet expect = p;

@@ -283,6 +283,21 @@ TEST_CASE("subscription identifiers: the exact bytes, and none for 3.1.1") {
     mqtt::broker::append_publish(v311, *m, protocol_version::v3_1_1, qos::at_most_once, 0, false,
                                  false, ids);
     CHECK(v311 == bytes{0x30, 0x04, 0x00, 0x01, 0x74, 0x78});
+
+    // A message without properties: the Property Length counts only the identifiers.
+    p.props.content_type.reset();
+    const auto none = mqtt::broker::make_message(publish_packet{p}, test_epoch());
+    CHECK(none->props_v5.empty());
+    bytes plain;
+    mqtt::broker::append_publish(plain, *none, protocol_version::v5, qos::at_least_once, 7, false,
+                                 false, ids);
+    CHECK(plain == bytes{0x32, 0x0C, 0x00, 0x01, 0x74, 0x00, 0x07, 0x05, 0x0B, 0x01, 0x0B, 0xAC,
+                         0x02, 0x78});
+    CHECK(mqtt::broker::publish_size(*none, protocol_version::v5, qos::at_least_once, ids) ==
+          plain.size());
+    bytes no_ids;
+    mqtt::broker::append_publish(no_ids, *none, protocol_version::v5, qos::at_most_once, 0, false);
+    CHECK(no_ids == bytes{0x30, 0x05, 0x00, 0x01, 0x74, 0x00, 0x78});
 }
 
 TEST_CASE("output_batch: large payloads are shared, not copied; flattened they are the same bytes") {

@@ -132,6 +132,33 @@ TEST_CASE("store: exact bytes of framed records") {
         CHECK(size == expected.size());
         CHECK(*back == r);
     }
+    SUBCASE("message without properties: empty in memory, Property Length 0 on disk") {
+        // The bytes every build wrote for such a message (props {0x00}), so a store of an
+        // older build loads and this build's store stays readable by it.
+        const bytes expected{0x54, 0x72, 0x01, 0x01, 0x00, 0x00, 0x00, 0x27, 0x7B, 0x25, 0xB1,
+                             0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00,
+                             0x00, 0x00, 0x00, 0x00, 0x03, 0xE8, 0x01, 0x00, 0x00, 0x00, 0x00,
+                             0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x74, 0x00, 0x00, 0x00, 0x01,
+                             0x00, 0x00, 0x00, 0x00, 0x02, 0x68, 0x69};
+        auto none = make_msg("t", "hi");
+        none->props_v5.clear();
+        auto old_form = make_msg("t", "hi");  // props_v5 {0x00}, as messages were held before
+        CHECK(encode_record(message_record{7, 1000, none}) == expected);
+        CHECK(encode_record(message_record{7, 1000, old_form}) == expected);
+        std::size_t size = 0;
+        const auto back = detail::record_at(expected, 0, size);
+        REQUIRE(back.has_value());
+        CHECK(size == expected.size());
+        const auto& m = std::get<message_record>(*back);
+        CHECK(m.msg->props_v5.empty());
+        CHECK(m.msg->payload == "hi");
+        CHECK(*back == record{message_record{7, 1000, none}});
+        CHECK(*back == record{message_record{7, 1000, old_form}});
+        // Not the same as a message that has properties.
+        auto with = make_msg("t", "hi");
+        with->props_v5 = {0x02, 0x01, 0x01};
+        CHECK_FALSE(*back == record{message_record{7, 1000, with}});
+    }
 }
 
 TEST_CASE("store: every record type decodes to itself") {

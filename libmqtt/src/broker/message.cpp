@@ -17,12 +17,12 @@ using protocol::qos;
 std::vector<std::uint8_t> encode_props(protocol::properties&& props) {
     props.topic_alias.reset();               // meaningful on one connection only
     props.subscription_identifiers.clear();  // set per subscriber at delivery
-    if (props.empty()) return {0x00};
+    if (props.empty()) return {};
     protocol::publish_packet carrier;
     carrier.topic = "t";
     carrier.props = std::move(props);
     auto bytes = protocol::encode(protocol::packet{std::move(carrier)}, protocol_version::v5);
-    if (!bytes) return {0x00};  // cannot happen for properties the decoder accepted
+    if (!bytes) return {};  // cannot happen for properties the decoder accepted
     const auto& b = *bytes;
     std::size_t header = 2;
     while (header < b.size() && (b[header - 1] & 0x80)) ++header;
@@ -58,7 +58,7 @@ std::size_t added_size(std::span<const std::uint32_t> ids, topic_alias_use a) no
 // The size of the 5.0 Properties block of one delivery, Property Length included.
 std::size_t props_size(const message& m, std::span<const std::uint32_t> ids, topic_alias_use a) {
     const std::size_t added = added_size(ids, a);
-    if (added == 0) return m.props_v5.size();
+    if (added == 0) return m.props_v5.empty() ? 1 : m.props_v5.size();
     const auto [length, header] = property_length(m.props_v5);
     const auto total = static_cast<std::uint32_t>(length + added);
     return protocol::variable_int_size(total) + total;
@@ -108,7 +108,11 @@ std::uint8_t* write_head(std::uint8_t* at, const message& m, protocol_version v,
     if (!protocol::is_v5(v)) return at;
     const std::size_t added = added_size(ids, a);
     if (added == 0) {
-        put(at, m.props_v5.data(), m.props_v5.size());
+        if (m.props_v5.empty()) {
+            *at++ = 0x00;  // Property Length 0
+        } else {
+            put(at, m.props_v5.data(), m.props_v5.size());
+        }
         return at;
     }
     // The delivery's own properties first, then the message's (order is free, §2.2.2.2).
@@ -162,7 +166,11 @@ std::shared_ptr<message> expiry_copy(const message& m, std::uint32_t seconds_lef
     copy->message_expiry_interval = seconds_left;
     copy->store_id = 0;  // another value: the store writes it as a message of its own
     std::vector<std::uint8_t> body{0x00, 0x01, 't'};
-    body.insert(body.end(), m.props_v5.begin(), m.props_v5.end());
+    if (m.props_v5.empty()) {
+        body.push_back(0x00);
+    } else {
+        body.insert(body.end(), m.props_v5.begin(), m.props_v5.end());
+    }
     auto decoded = protocol::decode(0x30, body, protocol_version::v5);
     if (!decoded) return copy;
     auto& pub = std::get<protocol::publish_packet>(*decoded);

@@ -138,7 +138,6 @@ bool sys_topics::put(std::string_view topic, std::string payload, clock::time_po
     m->payload = std::move(payload);
     m->qos_level = protocol::qos::at_most_once;
     m->retain = true;
-    m->props_v5 = {0x00};
     m->received = now;
     engine_.publish(nullptr, m);
     return true;

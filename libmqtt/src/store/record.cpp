@@ -157,6 +157,7 @@ std::optional<protocol::subscription_options> options_from(std::uint8_t b) noexc
 // A Properties block as the broker keeps it: a Variable Byte Integer length, then exactly
 // that many bytes.
 bool valid_props(const std::vector<std::uint8_t>& p) noexcept {
+    if (p.empty()) return true;  // none, as held in memory
     std::uint32_t len = 0;
     std::size_t i = 0;
     for (int shift = 0; shift <= 21; shift += 7) {
@@ -166,6 +167,14 @@ bool valid_props(const std::vector<std::uint8_t>& p) noexcept {
         if ((b & 0x80) == 0) return p.size() - i == len;
     }
     return false;
+}
+
+// Empty and {0x00} are both "no properties" (the first in memory, the second on disk).
+bool same_props(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) noexcept {
+    const auto none = [](const std::vector<std::uint8_t>& p) {
+        return p.empty() || (p.size() == 1 && p[0] == 0x00);
+    };
+    return none(a) ? none(b) : a == b;
 }
 
 // ---- payloads
@@ -185,7 +194,14 @@ struct payload_writer {
         w.u8(m.message_expiry_interval ? 1 : 0);
         w.u32(m.message_expiry_interval.value_or(0));
         w.str(m.topic);
-        w.bytes(m.props_v5.data(), m.props_v5.size());
+        // In memory "no properties" is an empty props_v5; on disk it is the one-byte block
+        // {0x00}, as it always was, so stores stay readable by either form's reader.
+        if (m.props_v5.empty()) {
+            constexpr std::uint8_t none = 0x00;
+            w.bytes(&none, 1);
+        } else {
+            w.bytes(m.props_v5.data(), m.props_v5.size());
+        }
         w.str(m.payload);
     }
     void operator()(const retained_set_record& r) { w.u64(r.msg_id); }
@@ -263,6 +279,7 @@ std::optional<record> decode_message(reader& r) {
     msg->props_v5 = r.blob();
     msg->payload = r.str();
     if (!r.done() || m.id == 0 || !valid_props(msg->props_v5)) return std::nullopt;
+    if (msg->props_v5.size() == 1) msg->props_v5.clear();  // {0x00}: none (message.hpp)
     m.msg = std::move(msg);
     return record{std::move(m)};
 }
@@ -387,7 +404,7 @@ bool message_record::operator==(const message_record& o) const {
     const auto& a = *msg;
     const auto& b = *o.msg;
     return a.topic == b.topic && a.payload == b.payload && a.qos_level == b.qos_level &&
-           a.retain == b.retain && a.props_v5 == b.props_v5 &&
+           a.retain == b.retain && same_props(a.props_v5, b.props_v5) &&
            a.message_expiry_interval == b.message_expiry_interval;
 }
 

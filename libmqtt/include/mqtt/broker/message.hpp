@@ -105,7 +105,8 @@ struct message {
     protocol::qos qos_level = protocol::qos::at_most_once;  // as published
     bool retain = false;                                    // as published
     // The 5.0 Properties block (Property Length included), encoded once, Topic Alias and
-    // Subscription Identifiers removed. {0x00} when there are none.
+    // Subscription Identifiers removed. Empty when there are none (written as the one byte
+    // 0x00, Property Length 0): no allocation for the usual message.
     std::vector<std::uint8_t> props_v5;
     std::optional<std::uint32_t> message_expiry_interval;  // seconds, as received
     clock::time_point received{};
