@@ -76,6 +76,20 @@ void session::handle_frame(const protocol::frame& f, clock::time_point now) {
             default: break;
         }
     }
+    if (auto* rx = engine_.borrow_rx_packet()) {
+        // Decoded into the engine's reused packet: no property set built and destroyed,
+        // no allocation for strings the handler does not take.
+        struct give_back {
+            engine& e;
+            ~give_back() { e.return_rx_packet(); }
+        } lease{engine_};
+        if (const auto ec = protocol::decode_into(f.first_byte, f.body, version_, *rx)) {
+            protocol_violation(ec);
+            return;
+        }
+        handle_packet(std::move(*rx), now);
+        return;
+    }
     auto decoded = protocol::decode(f.first_byte, f.body, version_);
     if (!decoded) {
         protocol_violation(decoded.error());

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "mqtt/broker/durable_session.hpp"
@@ -170,6 +171,15 @@ class engine {
     void restore_session(std::unique_ptr<durable_session> s);
     void restore_retained(const message_ptr& m);
 
+    // The packet a session decodes a received packet into, reused from one packet to the
+    // next so its strings and property set keep their memory (one for the engine, not one
+    // per connection: a packet is over 1 KB). nullptr while it is lent out: a packet
+    // handled while another one is being handled decodes into a fresh packet.
+    protocol::packet* borrow_rx_packet() noexcept {
+        return std::exchange(rx_lent_, true) ? nullptr : &rx_packet_;
+    }
+    void return_rx_packet() noexcept { rx_lent_ = false; }
+
     bool logging(int verbosity) const noexcept { return log_ && verbosity <= verbosity_; }
     void log(int verbosity, std::string_view line) const {
         if (logging(verbosity)) log_(verbosity, line);
@@ -241,6 +251,8 @@ class engine {
     bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
+    protocol::packet rx_packet_;  // borrow_rx_packet()
+    bool rx_lent_ = false;
 };
 
 }  // namespace mqtt::broker
