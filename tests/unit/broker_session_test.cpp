@@ -589,6 +589,66 @@ TEST_CASE("session: a resumed 5.0 client with a lower Receive Maximum gets the r
     CHECK(sub.session().inflight() == 0);
 }
 
+TEST_CASE("session: packet ids in flight stay unique through rounds of the id counter") {
+    // Ids 1 and 3 are never acknowledged while the counter goes round 1..65535 more than
+    // once and, after a reconnect, once more: every new id must skip exactly those two
+    // (MQTT-2.2.1-3: an id is not reused while its exchange is open), no other.
+    auto now = test_epoch();
+    limits l;
+    l.max_inflight = 10;
+    engine e{l};
+    test_client sub{e, protocol_version::v5, now};
+    sub.connect_persistent("s");
+    sub.subscribe("t", qos::at_least_once);
+    const auto publish = [&] {
+        e.publish(nullptr, mqtt::broker::make_message(
+                               publish_packet{"t", "x", qos::at_least_once, false, false, 0, {}},
+                               now));
+    };
+    const auto step = [](std::uint16_t id) {
+        return id == 0xFFFF ? std::uint16_t{1} : static_cast<std::uint16_t>(id + 1);
+    };
+    for (int i = 0; i < 3; ++i) publish();
+    auto first = sub.received();
+    REQUIRE(first.size() == 3);
+    CHECK(as<publish_packet>(first[0]).packet_id == 1);
+    CHECK(as<publish_packet>(first[1]).packet_id == 2);
+    CHECK(as<publish_packet>(first[2]).packet_id == 3);
+    sub.send(puback_packet{2, reason_code::success, {}});
+    // The ids the counter should give: the next one round the circle not held by 1 or 3.
+    std::uint16_t expect = 3;
+    const auto next_expected = [&] {
+        do {
+            expect = step(expect);
+        } while (expect == 1 || expect == 3);
+        return expect;
+    };
+    const auto run = [&](int n) {
+        int wrong = 0;
+        for (int i = 0; i < n; ++i) {
+            publish();
+            const auto in = sub.received();
+            REQUIRE(in.size() == 1);
+            const auto id = as<publish_packet>(in[0]).packet_id;
+            if (id != next_expected()) ++wrong;
+            sub.send(puback_packet{id, reason_code::success, {}});
+        }
+        CHECK(wrong == 0);
+        CHECK(sub.session().inflight() == 2);
+    };
+    run(140'000);  // more than two rounds
+    // A new connection resends 1 and 3 with their ids and goes on skipping them.
+    sub.lose_connection();
+    sub.new_connection();
+    CHECK(sub.connect_persistent("s").session_present);
+    const auto resent = sub.rest_after_connack();
+    REQUIRE(resent.size() == 2);
+    CHECK(as<publish_packet>(resent[0]).packet_id == 1);
+    CHECK(as<publish_packet>(resent[1]).packet_id == 3);
+    CHECK(as<publish_packet>(resent[0]).dup);
+    run(70'000);
+}
+
 TEST_CASE("a session's queue: empty until used, first in first out, copies are deep") {
     using mqtt::broker::lazy_queue;
     lazy_queue<int> q;

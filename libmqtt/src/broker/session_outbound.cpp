@@ -272,16 +272,34 @@ void session::stop_waiting() {
     waiting_on_.clear();
 }
 
+// Ids go round 1..65535. One scan of the window finds how many steps the counter can take
+// before it reaches an id in flight; until then every id it gives is free: the entries of
+// the scan are that far ahead, and ids given since are behind the counter, a whole round
+// away. Entries come into the window only with ids from here while this connection is
+// attached (free_ids_ starts at 0 with each connection), so the count stays exact; with a
+// window far below 65,535 a scan happens about once per round of the counter.
 std::uint16_t session::next_packet_id() noexcept {
-    // The inflight window is far below 65,535, so a free id is always near.
     auto& next = ds_->next_packet_id;
-    for (;;) {
-        const std::uint16_t id = next;
-        next = next == 0xFFFF ? 1 : static_cast<std::uint16_t>(next + 1);
-        const bool used = std::any_of(ds_->inflight.begin(), ds_->inflight.end(),
-                                      [&](const outbound_delivery& o) { return o.id == id; });
-        if (!used) return id;
+    const auto step = [](std::uint16_t id) {
+        return id == 0xFFFF ? std::uint16_t{1} : static_cast<std::uint16_t>(id + 1);
+    };
+    while (free_ids_ == 0) {
+        // Steps from `next` to each id in flight; 0 means `next` itself is taken.
+        std::uint32_t nearest = 0xFFFF;  // none in flight: a whole round is free
+        for (const auto& o : ds_->inflight) {
+            const std::uint32_t ahead = (static_cast<std::uint32_t>(o.id) + 0xFFFF - next) % 0xFFFF;
+            nearest = std::min(nearest, ahead);
+        }
+        if (nearest != 0) {
+            free_ids_ = static_cast<std::uint16_t>(nearest);
+            break;
+        }
+        next = step(next);
     }
+    --free_ids_;
+    const std::uint16_t id = next;
+    next = step(next);
+    return id;
 }
 
 }  // namespace mqtt::broker

@@ -214,6 +214,9 @@ class session {
     std::vector<std::string> aliases_in_;  // the client's topic aliases: [alias - 1] -> topic
     std::uint16_t inflight_cap_ = 0;
     std::uint16_t inflight_limit_ = 0;  // set_inflight_limit(); 0: none
+    // next_packet_id(): how many of the next ids from the counter are known to be free (no
+    // in-flight entry holds them), counted when the window was last scanned.
+    std::uint16_t free_ids_ = 0;
     std::size_t resend_pending_ = 0;  // in-flight entries not yet resent on this connection
     output_batch out_;                // output not yet handed to the transport
     // While authenticating: the CONNECT waiting for its answer, the request not yet taken
