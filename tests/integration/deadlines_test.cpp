@@ -29,23 +29,33 @@ struct owner final : deadline_owner {
     }
 };
 
-void run_for(boost::asio::io_context& io, std::chrono::milliseconds d) {
-    io.restart();
-    io.run_for(d);
-}
+// One heap on its own io_context, started and stopped around each case; owners report to
+// `fired`.
+struct heap_fixture {
+    boost::asio::io_context io;
+    deadlines d;
+    std::vector<int> fired;
+    heap_fixture() { d.start(io.get_executor()); }
+    ~heap_fixture() { d.stop(); }
+    heap_fixture(const heap_fixture&) = delete;
+    heap_fixture& operator=(const heap_fixture&) = delete;
+    void enlist(owner& o, int id) {
+        o.id = id;
+        o.fired = &fired;
+    }
+    void run_for(std::chrono::milliseconds t) {
+        io.restart();
+        io.run_for(t);
+    }
+};
 
 }  // namespace
 
-TEST_CASE("deadlines: fire in time order, each once, moved and cancelled ones as they now are") {
-    boost::asio::io_context io;
-    deadlines d;
-    d.start(io.get_executor());
-    std::vector<int> fired;
+TEST_CASE_FIXTURE(heap_fixture,
+                  "deadlines: fire in time order, each once, moved and cancelled ones as they now are") {
     std::vector<owner> o(5);
-    for (int i = 0; i < 5; ++i) {
-        o[i].id = i;
-        o[i].fired = &fired;
-    }
+    for (int i = 0; i < 5; ++i) enlist(o[i], i);
+    CHECK(o[2].scheduled_at() == clock::time_point::max());  // never scheduled
     const auto t0 = clock::now();
     d.schedule(o[0], t0 + 80ms);
     d.schedule(o[1], t0 + 20ms);
@@ -54,24 +64,26 @@ TEST_CASE("deadlines: fire in time order, each once, moved and cancelled ones as
     d.schedule(o[4], t0 + 10ms);
     d.schedule(o[0], t0 + 5ms);   // moved earlier: first now
     d.schedule(o[4], t0 + 100ms);  // moved later: last now
+    CHECK(o[4].scheduled_at() == t0 + 100ms);
     d.cancel(o[2]);
     d.cancel(o[2]);  // twice is harmless
     CHECK(d.size() == 4);
-    run_for(io, 300ms);
+    run_for(300ms);
     CHECK(fired == std::vector<int>{0, 1, 3, 4});
     CHECK(d.size() == 0);
     CHECK(clock::now() - t0 >= 100ms);
-    d.stop();
+    // The last schedule() stays readable after the deadline fired or was cancelled.
+    CHECK(o[0].scheduled_at() == t0 + 5ms);
+    CHECK(o[2].scheduled_at() == t0 + 60ms);
 }
 
-TEST_CASE("deadlines: an action may cancel or reschedule others, and a deadline moved into the past fires in the next round") {
-    boost::asio::io_context io;
-    deadlines d;
-    d.start(io.get_executor());
-    std::vector<int> fired;
+TEST_CASE_FIXTURE(heap_fixture,
+                  "deadlines: an action may cancel or reschedule others, and a deadline moved "
+                  "into the past fires in the next round") {
     owner a, b, c;
-    a.id = 1, b.id = 2, c.id = 3;
-    a.fired = b.fired = c.fired = &fired;
+    enlist(a, 1);
+    enlist(b, 2);
+    enlist(c, 3);
     const auto t0 = clock::now();
     // a fires first and cancels b (due at the same moment), and puts itself back into the
     // past: that must not loop within one round, and fires once more.
@@ -83,22 +95,16 @@ TEST_CASE("deadlines: an action may cancel or reschedule others, and a deadline 
     d.schedule(a, t0 + 10ms);
     d.schedule(b, t0 + 10ms + 1ns);
     d.schedule(c, t0 + 30ms);
-    run_for(io, 200ms);
+    run_for(200ms);
     CHECK(fired == std::vector<int>{1, 1, 3});
-    d.stop();
 }
 
-TEST_CASE("deadlines: an owner destroyed by another's action is gone from the heap") {
-    boost::asio::io_context io;
-    deadlines d;
-    d.start(io.get_executor());
-    std::vector<int> fired;
+TEST_CASE_FIXTURE(heap_fixture,
+                  "deadlines: an owner destroyed by another's action is gone from the heap") {
     auto victim = std::make_unique<owner>();
-    victim->id = 2;
-    victim->fired = &fired;
+    enlist(*victim, 2);
     owner killer;
-    killer.id = 1;
-    killer.fired = &fired;
+    enlist(killer, 1);
     killer.action = [&] {
         d.cancel(*victim);  // what ~connection() does
         victim.reset();
@@ -106,25 +112,20 @@ TEST_CASE("deadlines: an owner destroyed by another's action is gone from the he
     const auto t0 = clock::now();
     d.schedule(killer, t0 + 5ms);
     d.schedule(*victim, t0 + 5ms + 1ns);
-    run_for(io, 100ms);
+    run_for(100ms);
     CHECK(fired == std::vector<int>{1});
     CHECK(d.size() == 0);
-    d.stop();
 }
 
-TEST_CASE("deadlines: a heap of many owners stays ordered through random moves and cancels") {
-    boost::asio::io_context io;
-    deadlines d;
-    d.start(io.get_executor());
-    std::vector<int> fired;
+TEST_CASE_FIXTURE(heap_fixture,
+                  "deadlines: a heap of many owners stays ordered through random moves and cancels") {
     std::vector<owner> o(500);
     std::mt19937 rng{7};
     const auto t0 = clock::now() + 20ms;
     std::vector<clock::time_point> at(o.size());
     std::vector<bool> live(o.size(), true);
     for (std::size_t i = 0; i < o.size(); ++i) {
-        o[i].id = static_cast<int>(i);
-        o[i].fired = &fired;
+        enlist(o[i], static_cast<int>(i));
         at[i] = t0 + std::chrono::microseconds{rng() % 40000};
         d.schedule(o[i], at[i]);
     }
@@ -139,10 +140,9 @@ TEST_CASE("deadlines: a heap of many owners stays ordered through random moves a
             live[i] = true;
         }
     }
-    run_for(io, 500ms);
+    run_for(500ms);
     std::size_t expected = 0;
     for (bool l : live) expected += l ? 1 : 0;
     REQUIRE(fired.size() == expected);
     for (std::size_t k = 1; k < fired.size(); ++k) CHECK(at[fired[k - 1]] <= at[fired[k]]);
-    d.stop();
 }

@@ -219,7 +219,7 @@ void connection::process_input() {
     if (session_.has_output() || session_.closing()) wake();
     // Deadlines usually move later (activity), which the watchdog finds when it fires; an
     // earlier one (the keep-alive replacing the connect timeout) is scheduled now.
-    if (!grace_armed_ && session_.deadline() < armed_deadline_) arm_watchdog();
+    if (!grace_armed_ && session_.deadline() < scheduled_at()) arm_watchdog();
 }
 
 void connection::submit_auth() {
@@ -236,14 +236,13 @@ void connection::submit_auth() {
 void connection::on_auth_result(bool ok) {
     session_.on_auth_result(ok, broker::clock::now());
     wake();  // the CONNACK to write, the held input to read
-    if (!grace_armed_ && session_.deadline() < armed_deadline_) arm_watchdog();  // the refusal's time
+    if (!grace_armed_ && session_.deadline() < scheduled_at()) arm_watchdog();  // the refusal's time
 }
 
 // The keep-alive watchdog: the session's next deadline in the server's deadline heap (no
 // timer or pending wait of its own), moved when it fires early or the deadline comes closer.
 void connection::arm_watchdog() {
-    armed_deadline_ = session_.deadline();
-    deadlines_.schedule(*this, armed_deadline_);
+    deadlines_.schedule(*this, session_.deadline());
 }
 
 // The watchdog's deadline, or the close grace period once that is armed.

@@ -102,7 +102,6 @@ class connection final : public std::enable_shared_from_this<connection>,
     broker::stats& stats_;  // the engine's counters: bytes read and written
     // The keep-alive watchdog until the session closes, then the close grace period.
     deadlines& deadlines_;  // the server's: the watchdog's and the grace period's deadline
-    broker::clock::time_point armed_deadline_ = broker::clock::time_point::max();
     broker::output_batch writing_;            // the batch being written; swaps with the session's
     std::vector<asio::const_buffer> gather_;  // writing_ as buffers for one gathered write
     store_driver* store_ = nullptr;           // set when output waits for the store's syncs

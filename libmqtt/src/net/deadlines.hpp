@@ -26,6 +26,9 @@ class deadlines;
 class deadline_owner {
   public:
     virtual void on_deadline() = 0;
+    // The time of the last schedule() (kept after it fired or was cancelled; max before the
+    // first): an owner compares a new deadline with it to know whether to schedule again.
+    broker::clock::time_point scheduled_at() const noexcept { return at_; }
 
   protected:
     deadline_owner() = default;
@@ -36,7 +39,7 @@ class deadline_owner {
   private:
     friend class deadlines;
     static constexpr std::size_t unscheduled = std::numeric_limits<std::size_t>::max();
-    broker::clock::time_point at_{};
+    broker::clock::time_point at_ = broker::clock::time_point::max();
     std::size_t slot_ = unscheduled;
 };
 
