@@ -100,8 +100,9 @@ def wait_for(pred, seconds=10, step=0.02):
 
 
 class Broker:
-    def __init__(self, kind, bin_dir, port=None):
+    def __init__(self, kind, bin_dir, port=None, args=()):
         self.kind = kind
+        self.args = list(args)
         self.bin_dir = bin_dir
         self.port = port
         self.proc = None
@@ -110,7 +111,9 @@ class Broker:
     def start(self):
         if self.kind == "tern":
             args = [os.path.join(self.bin_dir, "tern-broker"), "-p", str(self.port or 0)]
-            log = open(os.path.join(WORK, f"tern-broker-{time.time_ns()}.log"), "w+")
+            args += self.args
+            self.log_path = os.path.join(WORK, f"tern-broker-{time.time_ns()}.log")
+            log = open(self.log_path, "w+")
             self.proc = spawn(args, stderr=log)
             end = time.time() + 10
             while time.time() < end:

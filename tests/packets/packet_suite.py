@@ -185,6 +185,26 @@ def connect_not_first(t, v):
     t.expect_closed(c, "closed, no PINGRESP")
 
 
+@case("01-10", "a bridge (level 0x84, the top bit of 3.1.1's level) is accepted; its "
+      "subscriptions get No Local and Retain As Published", versions=(V311,))
+def connect_bridge(t, v):
+    b = t.client()
+    b.send(connect_packet(0x80 | v, "c0110-bridge"))
+    t.expect(b, connack(v), "CONNACK 0 to level 0x84")
+    t.subscribe(b, v, 1, [("br/#", 0)])
+    o = t.client(v, "c0110-o")
+    t.subscribe(o, v, 1, [("br/#", 0)])
+    b.send(publish_packet(v, "br/a", b"forwarded"))
+    t.expect(o, publish_packet(v, "br/a", b"forwarded"), "an ordinary client gets it")
+    t.expect_nothing(b, "not sent back to the bridge that forwarded it (No Local)")
+    p = t.client(v, "c0110-p")
+    p.send(publish_packet(v, "br/r", b"kept", retain=True))
+    t.expect(b, publish_packet(v, "br/r", b"kept", retain=True),
+             "RETAIN 1 on a live delivery to the bridge (Retain As Published)")
+    t.expect(o, publish_packet(v, "br/r", b"kept"), "RETAIN 0 to an ordinary 3.1.1 client")
+    p.send(publish_packet(v, "br/r", b"", retain=True))
+
+
 # ---- 02 subscribe ---------------------------------------------------------------------------
 
 @case("02-01", "SUBSCRIBE at QoS 0, 1 and 2: SUBACK grants each, in order")

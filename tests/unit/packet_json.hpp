@@ -104,6 +104,7 @@ inline void fill(json& j, const protocol::connect_packet& p) {
     j["protocol_version"] = std::string(protocol::to_string(p.version));
     j["clean_start"] = p.clean_start;
     j["keep_alive"] = p.keep_alive;
+    j["bridge"] = p.bridge;
     j["client_id"] = p.client_id;
     j["username"] = optional_string(p.username);
     j["password_hex"] = p.password ? json(to_hex(*p.password)) : json(nullptr);

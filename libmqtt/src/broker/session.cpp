@@ -241,6 +241,9 @@ void session::handle_connect(const protocol::frame& f, clock::time_point now) {
         // Answer in the dialect the client is likely to read: 5.0 CONNACK 0x84 above
         // level 5 (MQTT 5.0 §3.1.2.2), 3.1.1 CONNACK 0x01 otherwise (MQTT-3.1.2-2).
         version_ = connect_level(f.body) > 5 ? protocol_version::v5 : protocol_version::v3_1_1;
+        if (engine_.logging(1))
+            engine_.log(1, "connection from " + peer_ + " refused: unsupported protocol level " +
+                               std::to_string(connect_level(f.body)));
         refuse_connect(reason_code::unsupported_protocol_version, "unsupported protocol level");
         return;
     }
@@ -249,6 +252,9 @@ void session::handle_connect(const protocol::frame& f, clock::time_point now) {
     if (!decoded) {
         ++engine_.stats().protocol_errors;
         const auto why = to_string(static_cast<errc>(decoded.error().value()));
+        if (engine_.logging(1))
+            engine_.log(1, "connection from " + peer_ + " refused: invalid CONNECT (" +
+                               std::string{why} + ")");
         if (protocol::is_v5(version_)) {
             refuse_connect(allowed_or_unspecified(protocol::to_reason_code(decoded.error()),
                                                   protocol::packet_type::connack),
@@ -442,6 +448,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     }
     client_id_ = std::move(c.client_id);
     keep_alive_ = c.keep_alive;
+    bridge_ = c.bridge && !v5;
     // 5.0: a Keep Alive over max_keepalive (or 0) is replaced by Server Keep Alive.
     const bool server_keep_alive =
         v5 && cfg.max_keepalive != 0 && (keep_alive_ == 0 || keep_alive_ > cfg.max_keepalive);
@@ -495,7 +502,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     if (engine_.logging(1)) {
         engine_.log(1, "client " + client_id_ + " connected from " + peer_ + " (" +
                            std::string{to_string(version_)} + ", keep alive " +
-                           std::to_string(keep_alive_) + "s" +
+                           std::to_string(keep_alive_) + "s" + (bridge_ ? ", bridge" : "") +
                            (attached.present ? ", session resumed)" : ")"));
     }
     if (attached.present) resume();

@@ -221,6 +221,15 @@ void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now
             }
         }
     }
+    // A 3.1/3.1.1 bridge (protocol level 0x83/0x84) gets No Local and Retain As Published on
+    // its subscriptions, as it would ask for with 5.0: what it forwarded to us does not go
+    // back to it, and retained messages reach the other broker still marked retained.
+    if (bridge_)
+        for (auto& s : p.subscriptions)
+            if (!protocol::parse_shared(s.filter).is_shared()) {
+                s.options.no_local = true;
+                s.options.retain_as_published = true;
+            }
     protocol::suback_packet ack;
     ack.packet_id = p.packet_id;
     ack.codes.reserve(p.subscriptions.size());

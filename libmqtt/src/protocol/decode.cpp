@@ -35,11 +35,14 @@ bool read_reason(reader& r, packet_type type, reason_code& out) {
     return is_allowed_in(out, type) || r.fail(errc::invalid_reason_code);
 }
 
-// Protocol Name and Level (§3.1.2.1, §3.1.2.2).
-bool read_protocol(reader& r, protocol_version& version) {
+// Protocol Name and Level (§3.1.2.1, §3.1.2.2). A level with its top bit set (0x83, 0x84,
+// 0x85) is the bridge extension: a broker's bridge announcing itself (`bridge`).
+bool read_protocol(reader& r, protocol_version& version, bool& bridge) {
     std::string name;
     std::uint8_t level;
     if (!r.utf8(name) || !r.u8(level)) return false;
+    bridge = (level & 0x80) != 0;
+    level &= 0x7F;
     if (name == "MQTT") {
         if (level == 4 || level == 5) {
             version = static_cast<protocol_version>(level);
@@ -65,7 +68,7 @@ bool read_will_topic(reader& r, std::string& topic) {
 
 std::error_code decode_connect(reader& r, connect_packet& p) {
     std::uint8_t flags;
-    if (!read_protocol(r, p.version) || !r.u8(flags) || !r.u16(p.keep_alive)) return r.error();
+    if (!read_protocol(r, p.version, p.bridge) || !r.u8(flags) || !r.u16(p.keep_alive)) return r.error();
     const bool v5 = is_v5(p.version);
     const bool has_user = flags & 0x80, has_password = flags & 0x40, will_retain = flags & 0x20;
     const auto will_qos = static_cast<std::uint8_t>((flags >> 3) & 0x03);
@@ -358,7 +361,8 @@ result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_versi
 result<protocol_version> peek_connect_version(std::span<const std::uint8_t> body) {
     reader r(body);
     protocol_version v{};
-    if (!read_protocol(r, v)) return r.error();
+    bool bridge = false;
+    if (!read_protocol(r, v, bridge)) return r.error();
     return v;
 }
 

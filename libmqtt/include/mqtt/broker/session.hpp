@@ -202,6 +202,7 @@ class session {
     session_state state_ = session_state::awaiting_connect;
     protocol::protocol_version version_ = protocol::protocol_version::v3_1_1;
     bool certificate_username_ = false;  // use_certificate_username was called
+    bool bridge_ = false;  // a 3.1/3.1.1 bridge: protocol level 0x83/0x84 (try_private)
     std::string client_id_;
     std::string peer_;
     std::string close_reason_;
