@@ -35,8 +35,8 @@ bool read_reason(reader& r, packet_type type, reason_code& out) {
     return is_allowed_in(out, type) || r.fail(errc::invalid_reason_code);
 }
 
-// Protocol Name and Level (§3.1.2.1, §3.1.2.2). A level with its top bit set (0x83, 0x84,
-// 0x85) is the bridge extension: a broker's bridge announcing itself (`bridge`).
+// Protocol Name and Level (§3.1.2.1, §3.1.2.2). A 3.1/3.1.1 level with its top bit set (0x83,
+// 0x84) is the bridge extension: a broker's bridge announcing itself (`bridge`).
 bool read_protocol(reader& r, protocol_version& version, bool& bridge) {
     std::string name;
     std::uint8_t level;
@@ -46,6 +46,9 @@ bool read_protocol(reader& r, protocol_version& version, bool& bridge) {
     if (name == "MQTT") {
         if (level == 4 || level == 5) {
             version = static_cast<protocol_version>(level);
+            // 0x85 is accepted as 5.0 (as Mosquitto does), without the flag: a 5.0 bridge
+            // asks for No Local itself, and the encoder writes the bit before 5.0 only.
+            if (level == 5) bridge = false;
             return true;
         }
         return r.fail(errc::unsupported_protocol_version);

@@ -35,9 +35,9 @@ struct connect_packet {
     std::optional<std::string> password;
     std::optional<will_message> will;
     properties props;
-    // The top bit of the protocol level (0x83, 0x84, 0x85), by which a broker's bridge
-    // announces itself (Mosquitto's try_private option). Decoded for every version; encoded
-    // for 3.1/3.1.1 only (a 5.0 bridge asks for No Local itself).
+    // MQTT 3.1/3.1.1 only: the top bit of the protocol level (0x83, 0x84), by which a
+    // broker's bridge announces itself (Mosquitto's try_private option). 0x85 decodes as 5.0
+    // without it (a 5.0 bridge asks for No Local itself).
     bool bridge = false;
     bool operator==(const connect_packet&) const = default;
 };
