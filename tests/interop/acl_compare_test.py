@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The same password_file and acl_file in Mosquitto and in tern-broker: a table of users,
 client ids and topics gets the same answers from both; then both run with
-per_listener_settings true (four listeners with different allow_anonymous, password_file,
-acl_file, allow_zero_length_clientid and auto_id_prefix) and a second table of CONNACK and
+per_listener_settings true (five listeners with different allow_anonymous, password_file,
+acl_file, allow_zero_length_clientid, auto_id_prefix and use_username_as_clientid) and a second table of CONNACK and
 PUBACK codes and assigned client ids per listener must agree too (but for one documented
 difference: the 5.0 code refusing an empty client id).
 
@@ -347,7 +347,9 @@ def run_table(port):
 # per_listener_settings true: listener 0 lets anonymous clients in under a small ACL of its
 # own but refuses empty client ids, listener 1 has the password_file and the big ACL and
 # gives empty client ids its own prefix, listener 2 has neither (so nobody gets in), listener
-# 3 is open with the defaults. (listener, user or None, client id, topic, MQTT version)
+# 3 is open with the defaults, listener 4 has use_username_as_clientid true and an ACL whose
+# %c pattern shows which client id a client got. (listener, user or None, client id, topic,
+# MQTT version)
 OPEN_ACL = """\
 topic readwrite anon/#
 user alice
@@ -374,7 +376,17 @@ LISTENER_ROWS = [
     (2, None, "", "anon/x", 4),
     (3, None, "", "anon/y", 4),
     (3, None, "", "anon/y", 5),
+    # use_username_as_clientid true: the id is the user name; no user name, not authorised.
+    (4, "alice", "x", "clients/alice/t", 5),
+    (4, "alice", "x", "clients/x/t", 5),
+    (4, "alice", "", "clients/alice/t", 5),
+    (4, "alice", "x", "clients/alice/t", 4),
+    (4, "bob", "", "clients/bob/t", 4),
+    (4, None, "x", "clients/x/t", 5),
+    (4, None, "x", "clients/x/t", 4),
+    (4, "", "x", "clients/x/t", 5),
 ]
+NAMES_ACL = "pattern readwrite clients/%c/#\n"
 PREFIX = "pfx-"
 # Where Tern answers differently on purpose (docs/security.md): an empty client id refused
 # by allow_zero_length_clientid false gets 5.0 CONNACK 0x85 Client Identifier not valid
@@ -383,7 +395,7 @@ EXPECTED_DIFFERENCES = {11: ((0x80, None, None), (0x85, None, None)),
                         12: ((0x80, None, None), (0x85, None, None))}
 
 
-def listener_conf(ports, pw, acl, open_acl, mosquitto):
+def listener_conf(ports, pw, acl, open_acl, names_acl, mosquitto):
     head = "user root\n" if mosquitto else ""
     return (f"{head}per_listener_settings true\n"
             f"listener {ports[0]} 127.0.0.1\nallow_anonymous true\nacl_file {open_acl}\n"
@@ -391,13 +403,16 @@ def listener_conf(ports, pw, acl, open_acl, mosquitto):
             f"listener {ports[1]} 127.0.0.1\npassword_file {pw}\nacl_file {acl}\n"
             f"auto_id_prefix {PREFIX}\n"
             f"listener {ports[2]} 127.0.0.1\n"
-            f"listener {ports[3]} 127.0.0.1\nallow_anonymous true\n")
+            f"listener {ports[3]} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {ports[4]} 127.0.0.1\nallow_anonymous true\nacl_file {names_acl}\n"
+            "use_username_as_clientid true\n")
 
 
 def run_listener_table(ports):
     """{row: (CONNACK, PUBACK or None, assigned id or None)} of one broker with
     per_listener_settings true. An assigned id is reduced to its prefix: "pfx-" on listener
-    1; elsewhere "other" (Mosquitto's default prefix is "auto-", Tern's "tern-")."""
+    1; a user name (use_username_as_clientid) as it is; else "other" (Mosquitto's default
+    prefix is "auto-", Tern's "tern-")."""
     answers = {}
     for k, (li, user, cid, topic, version) in enumerate(LISTENER_ROWS):
         c = Client(ports[li], cid, user, USERS[user] if user else None, version=version)
@@ -405,8 +420,10 @@ def run_listener_table(ports):
         c.close()
         assigned = c.assigned
         if assigned is not None:
-            assigned = PREFIX if assigned.startswith(PREFIX) and len(assigned) > len(PREFIX) \
-                else "other"
+            if assigned.startswith(PREFIX) and len(assigned) > len(PREFIX):
+                assigned = PREFIX
+            elif assigned not in USERS:
+                assigned = "other"
         answers[k] = (c.connack, puback, assigned)
     return answers
 
@@ -415,13 +432,16 @@ def compare_per_listener(tern, mosquitto, work, pw, acl):
     open_acl = os.path.join(work, "open.acl")
     with open(open_acl, "w") as f:
         f.write(OPEN_ACL)
+    names_acl = os.path.join(work, "names.acl")
+    with open(names_acl, "w") as f:
+        f.write(NAMES_ACL)
     results, procs = [], []
     try:
         for name, binary in (("mosquitto", mosquitto), ("tern", tern)):
-            ports = [free_port() for _ in range(4)]
+            ports = [free_port() for _ in range(5)]
             conf = os.path.join(work, f"{name}-pl.conf")
             with open(conf, "w") as f:
-                f.write(listener_conf(ports, pw, acl, open_acl, name == "mosquitto"))
+                f.write(listener_conf(ports, pw, acl, open_acl, names_acl, name == "mosquitto"))
             log = open(os.path.join(work, f"{name}-pl.log"), "w")
             procs.append(subprocess.Popen([binary, "-c", conf], stdout=log,
                                           stderr=subprocess.STDOUT))
@@ -440,14 +460,14 @@ def compare_per_listener(tern, mosquitto, work, pw, acl):
     theirs, ours = results
     diffs = 0
     print(f"\nper_listener_settings true\n{'listener':8} {'user':8} {'client id':10} "
-          f"{'topic':10} {'MQTT':4} {'CONNACK':>10} {'PUBACK':>12} {'assigned id':>14}")
+          f"{'topic':15} {'MQTT':4} {'CONNACK':>10} {'PUBACK':>12} {'assigned id':>14}")
     for k, (li, user, cid, topic, version) in enumerate(LISTENER_ROWS):
         m, t = theirs[k], ours[k]
         expected = EXPECTED_DIFFERENCES.get(k, (m, m))
         same = m == expected[0] and t == expected[1]
         diffs += not same
         note = "" if m == t else "   (expected: docs/security.md)" if same else "   <-- differs"
-        print(f"{li:<8} {user or '-':8} {cid or '(empty)':10} {topic:10} "
+        print(f"{li:<8} {user if user is not None else '-':8} {cid or '(empty)':10} {topic:15} "
               f"{'5.0' if version == 5 else '3.1.1':4} {f'{m[0]}/{t[0]}':>10} "
               f"{f'{m[1]}/{t[1]}':>12} {f'{m[2]}/{t[2]}':>14}" + note)
     connacks = {theirs[k][0] for k in theirs}
@@ -456,7 +476,7 @@ def compare_per_listener(tern, mosquitto, work, pw, acl):
     if len(connacks) < 2 or 0x87 not in pubacks or not pubacks - {0x87}:
         print(f"FAIL: the per-listener table does not exercise both answers: {connacks} {pubacks}")
         return 1
-    if not {2, 0x80} <= connacks or prefixes != {None, PREFIX, "other"}:
+    if not {2, 0x80} <= connacks or prefixes != {None, PREFIX, "other", "alice"}:
         print(f"FAIL: the empty client id rows do not exercise every answer: {connacks} "
               f"{prefixes}")
         return 1

@@ -472,3 +472,86 @@ TEST_CASE("auth: allow_zero_length_clientid and auto_id_prefix, per security slo
     REQUIRE(ack.props.assigned_client_identifier.has_value());
     CHECK(ack.props.assigned_client_identifier->rfind("x", 0) == 0);
 }
+
+TEST_CASE("auth: use_username_as_clientid replaces the client id with the user name") {
+    engine e;
+    auto names = std::make_shared<security_policy>();
+    names->use_username_as_clientid = true;  // slot 1, anonymous allowed, no password_file
+    e.set_security(std::make_shared<security_policy>());
+    e.set_security(names, 1);
+    auto now = test_epoch();
+    // A user name: that is the client id, whatever CONNECT said; 5.0 is not told (the id it
+    // sent was not empty), as Mosquitto 2.
+    test_client a{e, protocol_version::v5, now};
+    a.session().set_security_slot(1);
+    auto ack = a.connect_with(connect_as(protocol_version::v5, "x", "alice"));
+    CHECK(ack.code == reason_code::success);
+    CHECK_FALSE(ack.props.assigned_client_identifier.has_value());
+    CHECK(a.session().client_id() == "alice");
+    CHECK(e.find("alice") == &a.session());
+    CHECK(e.find("x") == nullptr);
+    // Another connection with the same user name takes the session over (0x8E to the first).
+    test_client b{e, protocol_version::v3_1_1, now};
+    b.session().set_security_slot(1);
+    CHECK(b.connect_with(connect_as(protocol_version::v3_1_1, "y", "alice")).code ==
+          reason_code::success);
+    const auto taken = a.received();
+    REQUIRE(taken.size() == 1);
+    CHECK(as<disconnect_packet>(taken[0]).code == reason_code::session_taken_over);
+    CHECK(e.find("alice") == &b.session());
+    // An empty client id: 5.0 is told the user name as its Assigned Client Identifier.
+    test_client c{e, protocol_version::v5, now};
+    c.session().set_security_slot(1);
+    ack = c.connect_with(connect_as(protocol_version::v5, "", "carol"));
+    CHECK(ack.code == reason_code::success);
+    CHECK(ack.props.assigned_client_identifier == "carol");
+    // No user name, or an empty one: not authorised (3.1.1 CONNACK 5, 5.0 0x87), at once.
+    const auto auth_failures = e.stats().auth_failures;
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        for (std::optional<std::string> user : {std::optional<std::string>{}, std::optional<std::string>{""}}) {
+            CAPTURE(to_string(v));
+            CAPTURE(user.has_value());
+            test_client n{e, v, now};
+            n.session().set_security_slot(1);
+            n.send(connect_as(v, "n", user));
+            if (v == protocol_version::v5) {
+                CHECK(n.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+            } else {
+                CHECK(n.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
+            }
+            CHECK(n.session().closing());
+        }
+    }
+    CHECK(e.stats().auth_failures == auth_failures + 4);
+    CHECK(e.find("n") == nullptr);
+    // A user name longer than max_client_id_length (256) is not taken as an id: 0x85 / 2.
+    test_client l{e, protocol_version::v5, now};
+    l.session().set_security_slot(1);
+    l.send(connect_as(protocol_version::v5, "l", std::string(300, 'u')));
+    CHECK(l.received_bytes() == bytes{0x20, 0x03, 0x00, 0x85, 0x00});
+    // Slot 0 keeps the client's own id.
+    test_client o{e, protocol_version::v5, now};
+    o.connect_with(connect_as(protocol_version::v5, "own", "alice"));
+    CHECK(o.session().client_id() == "own");
+}
+
+TEST_CASE("auth: use_username_as_clientid takes the name after its password is checked") {
+    engine e;
+    auto p = std::make_shared<security_policy>(*policy(false, true));
+    p->use_username_as_clientid = true;
+    e.set_security(p);
+    auto now = test_epoch();
+    test_client c{e, protocol_version::v5, now};
+    login(c, "whatever", "bob", "hunter2", now);
+    CHECK(c.session().client_id() == "bob");
+    CHECK(e.find("bob") == &c.session());
+    // A wrong password is refused as before (after the delay), under the id it sent.
+    test_client w{e, protocol_version::v5, now};
+    w.send(connect_as(protocol_version::v5, "w", "bob", "wrong"));
+    answer_auth(w, now);
+    CHECK(w.received_bytes().empty());
+    now += e.config().auth_failure_delay;
+    w.session().on_timer(now);
+    CHECK(w.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+    CHECK(e.find("bob") == &c.session());
+}

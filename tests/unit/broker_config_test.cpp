@@ -114,8 +114,7 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
     // Values Tern does not implement of options it accepts.
     for (std::string_view opt :
          {"max_qos 1", "message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
-          "set_tcp_nodelay false", "max_inflight_bytes 10",
-          "use_username_as_clientid true"}) {
+          "set_tcp_nodelay false", "max_inflight_bytes 10"}) {
         CAPTURE(opt);
         const auto e = parse_error(std::string{opt} + "\n");
         CHECK(e.line == 1);
@@ -568,6 +567,42 @@ TEST_CASE("config: allow_zero_length_clientid and auto_id_prefix, global or per 
     }
     CHECK(parse_ok("auto_id_prefix 0123456789012345678901234567890123456789012345678901234567890123\n")
               .auto_id_prefix.size() == 64);
+}
+
+TEST_CASE("config: use_username_as_clientid is a listener option") {
+    auto c = parse_ok(
+        "listener 1883\nallow_anonymous true\nuse_username_as_clientid true\nlistener 1884\n");
+    CHECK(c.listeners[0].use_username_as_clientid);
+    CHECK_FALSE(c.listeners[1].use_username_as_clientid);
+    CHECK(mqtt::broker::has_listener_options(c.listeners[0]));
+    CHECK_FALSE(mqtt::broker::has_listener_options(c.listeners[1]));
+    CHECK(mqtt::broker::needs_listener_slots(c));
+    auto sec = mqtt::broker::load_security(c, c.listeners[0]);
+    REQUIRE(sec.value);
+    CHECK(sec.value->use_username_as_clientid);
+    CHECK(sec.value->allow_anonymous);  // the broker's, without per_listener_settings
+    sec = mqtt::broker::load_security(c, c.listeners[1]);
+    REQUIRE(sec.value);
+    CHECK_FALSE(sec.value->use_username_as_clientid);
+    const auto json = to_json(c);
+    const auto first = json.find("\"use_username_as_clientid\":true");
+    REQUIRE(first != std::string::npos);
+    CHECK(json.find("\"use_username_as_clientid\":false", first) != std::string::npos);
+    // With per_listener_settings too (it is not one of its options: any order).
+    c = parse_ok(
+        "per_listener_settings true\nlistener 1883\nuse_username_as_clientid true\n"
+        "allow_anonymous true\n");
+    sec = mqtt::broker::load_security(c, c.listeners[0]);
+    REQUIRE(sec.value);
+    CHECK(sec.value->use_username_as_clientid);
+    CHECK_FALSE(mqtt::broker::needs_listener_slots(parse_ok("listener 1883\n")));
+    CHECK(parse_error("listener 1883\nuse_username_as_clientid yes\n").message ==
+          "use_username_as_clientid: expected true or false, not 'yes'");
+    // MQTT-SN clients have no user name.
+    const auto e = parse_error(
+        "allow_anonymous true\nlistener 1883\nprotocol mqttsn\nuse_username_as_clientid true\n");
+    CHECK(e.line == 4);
+    CHECK(e.message.find("protocol mqttsn") != std::string::npos);
 }
 
 TEST_CASE("config: max_topic_alias is one value for every listener") {

@@ -173,7 +173,7 @@ std::vector<mqtt::net::mqttsn_listen_address> mqttsn_listen_addresses(const conf
         for (const auto& host : mqtt::broker::bind_addresses(l)) {
             mqtt::net::mqttsn_listen_address a;
             a.settings = mqttsn_settings_of(c);
-            a.settings.security_slot = c.per_listener_settings ? i + 1 : 0;
+            a.settings.security_slot = mqtt::broker::needs_listener_slots(c) ? i + 1 : 0;
             a.max_connections = l.max_connections;
             a.group = i;
             a.host = host;
@@ -316,11 +316,20 @@ std::shared_ptr<const mqtt::broker::security_policy> load_security(const config&
 }
 
 // per_listener_settings true: each listener's allow_anonymous, password_file and acl_file,
-// by listener index (empty map otherwise); nullopt (after logging why) when one is bad.
+// by listener index; without it, when a listener has options that are always its own
+// (use_username_as_clientid), every listener's policy is `broker`'s with those options;
+// otherwise an empty map. nullopt (after logging why) when one is bad.
 using listener_policies = std::map<std::size_t, std::shared_ptr<const mqtt::broker::security_policy>>;
-std::optional<listener_policies> load_listener_security(const config& c, const log_sink& sink) {
+std::optional<listener_policies> load_listener_security(
+    const config& c, const std::shared_ptr<const mqtt::broker::security_policy>& broker,
+    const log_sink& sink, bool slots_anyway = false) {
     listener_policies out;
-    if (!c.per_listener_settings) return out;
+    if (!c.per_listener_settings) {
+        if (!mqtt::broker::needs_listener_slots(c) && !slots_anyway) return out;
+        for (std::size_t i = 0; i < c.listeners.size(); ++i)
+            out[i] = mqtt::broker::with_listener_options(*broker, c.listeners[i]);
+        return out;
+    }
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         auto sec = mqtt::broker::load_security(c, c.listeners[i]);
         for (const auto& w : sec.warnings) sink.say(log_level::warning, log_kind::warning, w);
@@ -350,7 +359,11 @@ void reload(running& r) {
     }
     config next = std::move(*loaded.value);
     auto security = load_security(next, r.sink);
-    auto per_listener = load_listener_security(next, r.sink);
+    // Listeners that have a policy slot keep one, so that it follows the new files.
+    auto per_listener =
+        security ? load_listener_security(next, security, r.sink,
+                                          mqtt::broker::needs_listener_slots(r.current))
+                 : std::nullopt;
     if (!security || !per_listener) {
         r.sink.say(log_level::error, log_kind::reload,
                    "reload failed, keeping the running configuration");
@@ -393,6 +406,20 @@ void reload(running& r) {
         applied.emplace_back("allow_anonymous, password_file and acl_file of each listener");
     } else if (next.per_listener_settings) {
         restart.emplace_back("per-listener security of changed listeners");
+    } else if (!per_listener->empty() && same_listeners(r.current, next)) {
+        for (auto& [i, p] : *per_listener) r.server->set_listener_security(i, std::move(p));
+    } else if (!per_listener->empty()) {
+        restart.emplace_back("use_username_as_clientid of changed listeners");
+    }
+    if (same_listeners(r.current, next)) {
+        for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+            if (next.listeners[i].use_username_as_clientid ==
+                r.current.listeners[i].use_username_as_clientid) {
+                continue;
+            }
+            applied.push_back("use_username_as_clientid of " +
+                              next.listeners[i].origin.to_string());
+        }
     }
     if (next.allow_anonymous != r.current.allow_anonymous) applied.emplace_back("allow_anonymous");
     // The bridges as tern-bridge reloads them (each matched by its connection name); TLS
@@ -497,7 +524,7 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     }
     auto security = load_security(*cfg, sink);
     if (!security) return mqtt::cli::exit_status::usage;
-    auto per_listener = load_listener_security(*cfg, sink);
+    auto per_listener = load_listener_security(*cfg, security, sink);
     if (!per_listener) return mqtt::cli::exit_status::usage;
     if (o.print_config) {
         cfg->log.verbosity = verbosity;

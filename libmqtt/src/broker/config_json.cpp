@@ -104,6 +104,7 @@ std::string listener_json(const config& c, const listener_config& l) {
     o.boolean("allow_zero_length_clientid",
               l.allow_zero_length_clientid.value_or(c.allow_zero_length_clientid));
     o.string("auto_id_prefix", l.auto_id_prefix.value_or(c.auto_id_prefix));
+    o.boolean("use_username_as_clientid", l.use_username_as_clientid);
     o.string("origin", l.origin.to_string());
     if (l.tls_enabled()) {
         o.raw("tls", tls_json(l.tls));

@@ -337,8 +337,14 @@ bool on_auto_id_prefix(parse_state& st, const option_args& a) {
     return true;
 }
 
+// Always per listener, as in Mosquitto (not a per_listener_settings option).
 bool on_use_username_as_clientid(parse_state& st, const option_args& a) {
-    return only_value(st, "use_username_as_clientid", a.words[0], "false", {"true"});
+    const auto v = parse_bool(st, "use_username_as_clientid", a.words[0]);
+    if (!v) return false;
+    auto& l = st.current_listener();
+    l.use_username_as_clientid = *v;
+    l.use_username_as_clientid_origin = st.here();
+    return true;
 }
 
 // ---- limits
@@ -637,6 +643,14 @@ using S = option_scope;
 }  // namespace
 
 bool check_listener_protocol(parse_state& st, const listener_config& l) {
+    if (l.mqttsn && l.use_username_as_clientid) {
+        // MQTT-SN's CONNECT has no user name: every client would be refused.
+        st.file = l.use_username_as_clientid_origin.file;
+        st.line = l.use_username_as_clientid_origin.line;
+        return st.fail(
+            "use_username_as_clientid true on a protocol mqttsn listener, whose clients have "
+            "no user name");
+    }
     if (l.websockets_path.empty() || l.protocol == listener_protocol::websockets) return true;
     st.file = l.websockets_path_origin.file;
     st.line = l.websockets_path_origin.line;

@@ -3,6 +3,8 @@
 
 #include "mqtt/broker/security.hpp"
 
+#include <algorithm>
+
 #include "mqtt/broker/config.hpp"
 
 namespace mqtt::broker {
@@ -42,6 +44,10 @@ security_result load_policy(security_policy base, const std::string& password_pa
     return r;
 }
 
+void apply_listener_options(security_policy& p, const listener_config& l) {
+    p.use_username_as_clientid = l.use_username_as_clientid;
+}
+
 }  // namespace
 
 security_result load_security(const config& c) {
@@ -53,9 +59,31 @@ security_result load_security(const config& c) {
                        c.acl_file_origin);
 }
 
+bool has_listener_options(const listener_config& l) noexcept {
+    return l.use_username_as_clientid;
+}
+
+bool needs_listener_slots(const config& c) noexcept {
+    return c.per_listener_settings ||
+           std::any_of(c.listeners.begin(), c.listeners.end(),
+                       [](const listener_config& l) { return has_listener_options(l); });
+}
+
+std::shared_ptr<const security_policy> with_listener_options(const security_policy& base,
+                                                             const listener_config& l) {
+    auto p = std::make_shared<security_policy>(base);
+    apply_listener_options(*p, l);
+    return p;
+}
+
 security_result load_security(const config& c, const listener_config& l) {
-    if (!c.per_listener_settings) return load_security(c);
+    if (!c.per_listener_settings) {
+        auto r = load_security(c);
+        if (r.value) r.value = with_listener_options(*r.value, l);
+        return r;
+    }
     security_policy base;
+    apply_listener_options(base, l);
     base.allow_anonymous = l.allow_anonymous.value_or(false);
     base.allow_zero_length_clientid = l.allow_zero_length_clientid.value_or(true);
     base.auto_id_prefix = l.auto_id_prefix.value_or(std::string{default_auto_id_prefix});

@@ -442,9 +442,26 @@ void session::refuse_auth(std::string_view why) {
 void session::complete_connect(protocol::connect_packet&& c, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
     const auto& cfg = engine_.config();
+    const auto& sec = engine_.security(security_slot_);
+    // 5.0: an empty id is answered with the one given (for use_username_as_clientid the user
+    // name, as Mosquitto 2 does); a non-empty id replaced by the user name is not announced.
     const bool assigned = c.client_id.empty() && v5;
-    if (c.client_id.empty()) {
-        c.client_id = engine_.assign_client_id(engine_.security(security_slot_).auto_id_prefix);
+    if (sec.use_username_as_clientid) {
+        // After authentication (the name is then the checked one, or the certificate's).
+        // Mosquitto 2 refuses a client without one as not authorised.
+        client_id_ = c.client_id;
+        if (!c.username || c.username->empty()) {
+            refuse_auth("no user name, use_username_as_clientid true");
+            return;
+        }
+        if (c.username->size() > cfg.max_client_id_length) {
+            refuse_connect(reason_code::client_identifier_not_valid,
+                           "user name over max_client_id_length, use_username_as_clientid true");
+            return;
+        }
+        c.client_id = *c.username;
+    } else if (c.client_id.empty()) {
+        c.client_id = engine_.assign_client_id(sec.auto_id_prefix);
     }
     client_id_ = std::move(c.client_id);
     keep_alive_ = c.keep_alive;

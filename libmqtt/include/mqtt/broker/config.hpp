@@ -56,6 +56,10 @@ struct listener_config {
     std::optional<bool> allow_zero_length_clientid;
     std::optional<std::string> auto_id_prefix;
     config_origin client_id_origin;
+    // use_username_as_clientid (always per listener, as in Mosquitto): the client id is the
+    // user name; a client without one is refused. Its line, for errors.
+    bool use_username_as_clientid = false;
+    config_origin use_username_as_clientid_origin;
     config_origin origin;  // the listener (or port / bind_address) line; empty: local-only
     // certfile, keyfile, cafile, ... of this listener block; TLS is on with certfile and
     // keyfile. tls_lines names the line of each TLS option given, for errors.

@@ -28,6 +28,11 @@ struct security_policy {
     // 0x85) instead of being given one made of auto_id_prefix and 16 random hex digits.
     bool allow_zero_length_clientid = true;
     std::string auto_id_prefix{default_auto_id_prefix};
+    // The options Mosquitto always sets per listener (whatever per_listener_settings says),
+    // kept here so that a listener with any of them has a policy slot of its own:
+    // use_username_as_clientid replaces the client id with the user name (a client without
+    // one is refused: 3.1.1 CONNACK 5, 5.0 0x87).
+    bool use_username_as_clientid = false;
     // May publish under $SYS: only tern-broker's own bridges (their state topic), which come
     // from the broker's configuration; clients never.
     bool publish_sys = false;
@@ -53,5 +58,15 @@ security_result load_security(const config& c);
 // password_file, acl_file, allow_zero_length_clientid and auto_id_prefix); otherwise the
 // same as load_security(c).
 security_result load_security(const config& c, const listener_config& l);
+
+// Whether listener `l` sets an option that is always per listener (use_username_as_clientid):
+// its clients then need a policy slot of their own even without per_listener_settings.
+bool has_listener_options(const listener_config& l) noexcept;
+// Whether the listeners of `c` have policy slots of their own: per_listener_settings, or a
+// listener with has_listener_options().
+bool needs_listener_slots(const config& c) noexcept;
+// The broker's policy `base` with listener `l`'s own options (sharing its files).
+std::shared_ptr<const security_policy> with_listener_options(const security_policy& base,
+                                                             const listener_config& l);
 
 }  // namespace mqtt::broker
