@@ -129,18 +129,28 @@ def packet(first, body):
 
 def assigned_client_id(props):
     """The Assigned Client Identifier (0x12) among 5.0 CONNACK properties, or None."""
+    return connack_properties(props).get(0x12)
+
+
+def connack_properties(props):
+    """{property id: value} of 5.0 CONNACK properties (strings decoded, integers as ints)."""
+    out = {}
     i = 0
     while i < len(props):
         pid = props[i]
         i += 1
         if pid == 0x12:
             n = int.from_bytes(props[i:i + 2], "big")
-            return props[i + 2:i + 2 + n].decode()
-        if pid in (0x11, 0x27):  # four-byte integers
+            out[pid] = props[i + 2:i + 2 + n].decode()
+            i += 2 + n
+        elif pid in (0x11, 0x27):  # four-byte integers
+            out[pid] = int.from_bytes(props[i:i + 4], "big")
             i += 4
         elif pid in (0x13, 0x21, 0x22):  # two-byte integers
+            out[pid] = int.from_bytes(props[i:i + 2], "big")
             i += 2
         elif pid in (0x24, 0x25, 0x28, 0x29, 0x2A):  # bytes
+            out[pid] = props[i]
             i += 1
         elif pid in (0x1A, 0x1C, 0x1F, 0x15, 0x16):  # strings, binary data
             i += 2 + int.from_bytes(props[i:i + 2], "big")
@@ -149,7 +159,7 @@ def assigned_client_id(props):
                 i += 2 + int.from_bytes(props[i:i + 2], "big")
         else:
             raise AssertionError(f"unexpected CONNACK property {pid:#x}")
-    return None
+    return out
 
 
 class Client:
@@ -174,7 +184,8 @@ class Client:
         assert kind == 0x20, f"no CONNACK for {client_id}: {kind}"
         self.connack = data[1]
         # 5.0: the client id the broker gave to an empty one (None: not said).
-        self.assigned = assigned_client_id(data[3:]) if version == 5 and len(data) > 3 else None
+        self.props = connack_properties(data[3:]) if version == 5 and len(data) > 3 else {}
+        self.assigned = self.props.get(0x12)
 
     def read_packet(self, timeout):
         deadline = time.time() + timeout
@@ -484,6 +495,92 @@ def compare_per_listener(tern, mosquitto, work, pw, acl):
     return 0 if diffs == 0 else 1
 
 
+# max_qos and max_topic_alias per listener (always listener options): listener 0 has max_qos 0
+# and max_topic_alias 3, listener 1 max_qos 1, listener 2 the defaults.
+def limits_conf(ports, mosquitto):
+    head = "user root\n" if mosquitto else ""
+    return (f"{head}allow_anonymous true\n"
+            f"listener {ports[0]} 127.0.0.1\nmax_qos 0\nmax_topic_alias 3\n"
+            f"listener {ports[1]} 127.0.0.1\nmax_qos 1\n"
+            f"listener {ports[2]} 127.0.0.1\n")
+
+
+def next_packets(c, timeout=1.0):
+    """What arrives next: [(type, flags, body hex)], until a pause or the close."""
+    got = []
+    while True:
+        raw_kind, data = c.read_packet(timeout)
+        if raw_kind is None:
+            return got
+        got.append(f"{raw_kind:#x}:{data.hex()}")
+        timeout = 0.3
+
+
+def run_limits(ports):
+    """A transcript per listener and version: CONNACK Maximum QoS and Topic Alias Maximum,
+    the SUBACK of a QoS 2 subscription, what follows a QoS 1 and a QoS 2 PUBLISH, the answer
+    to a QoS 1 Will."""
+    out = []
+    for li, port in enumerate(ports):
+        for version in (5, 4):
+            props = b"\x00" if version == 5 else b""
+            c = Client(port, f"q{li}{version}", version=version)
+            out.append((li, version, "connack", c.connack, c.props.get(0x24), c.props.get(0x22)))
+            c.sock.sendall(packet(0x82, (1).to_bytes(2, "big") + props + utf8("q/#") + b"\x02"))
+            out.append((li, version, "suback q2", next_packets(c)))
+            for q, first in ((1, 0x32), (2, 0x34)):
+                p = Client(port, f"p{li}{version}{q}", version=version)
+                p.sock.sendall(packet(first, utf8(f"q/{q}") + (7).to_bytes(2, "big") + props + b"m"))
+                out.append((li, version, f"publish q{q}", next_packets(p)))
+                p.close()
+            c.close()
+            try:
+                w = Client(port, f"w{li}{version}", will=("w/t", "gone"), version=version)
+                out.append((li, version, "will q1", w.connack))
+                w.close()
+            except AssertionError:
+                out.append((li, version, "will q1", "closed without CONNACK"))
+    return out
+
+
+def compare_limits(tern, mosquitto, work):
+    results, procs = [], []
+    try:
+        for name, binary in (("mosquitto", mosquitto), ("tern", tern)):
+            ports = [free_port() for _ in range(3)]
+            conf = os.path.join(work, f"{name}-limits.conf")
+            with open(conf, "w") as f:
+                f.write(limits_conf(ports, name == "mosquitto"))
+            log = open(os.path.join(work, f"{name}-limits.log"), "w")
+            procs.append(subprocess.Popen([binary, "-c", conf], stdout=log,
+                                          stderr=subprocess.STDOUT))
+            if not all(wait_port(p, procs[-1]) for p in ports):
+                print(f"FAIL: {name} with max_qos listeners did not start:")
+                print(open(os.path.join(work, f"{name}-limits.log")).read())
+                return 1
+            results.append(run_limits(ports))
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    theirs, ours = results
+    diffs = 0
+    print("\nmax_qos 0 + max_topic_alias 3 / max_qos 1 / defaults (Mosquitto | tern-broker)")
+    for m, t in zip(theirs, ours):
+        diffs += m != t
+        print(f"{m}" + ("" if m == t else f"\n    tern: {t}   <-- differs"))
+    # It must show both sides of each rule: a refused and an accepted publish, a Maximum QoS.
+    flat = str(theirs)
+    if "0xe0:9b" not in flat or "0x40:0007" not in flat or "(0, 5, 'connack', 0, 0, 3)" not in flat:
+        print("FAIL: the max_qos table does not exercise the refusals and acceptances")
+        return 1
+    print(f"{len(theirs) - diffs} max_qos rows agree, {diffs} differ")
+    return 0 if diffs == 0 else 1
+
+
 def main():
     tern = sys.argv[1] if len(sys.argv) > 1 else "build/bin/tern-broker"
     mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -546,7 +643,8 @@ def main():
             return 1
         print(f"{len(ROWS) + len(WILLS) - diffs} rows agree, {diffs} differ")
         per_listener = compare_per_listener(tern, mosquitto, work, pw, acl)
-        return 0 if diffs == 0 and per_listener == 0 else 1
+        limits = compare_limits(tern, mosquitto, work)
+        return 0 if diffs == 0 and per_listener == 0 and limits == 0 else 1
     finally:
         for p in procs:
             p.terminate()

@@ -555,3 +555,92 @@ TEST_CASE("auth: use_username_as_clientid takes the name after its password is c
     CHECK(w.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
     CHECK(e.find("bob") == &c.session());
 }
+
+TEST_CASE("listener policy: max_qos and max_topic_alias per security slot") {
+    engine e;
+    auto q0 = std::make_shared<security_policy>();
+    q0->max_qos = 0;
+    q0->max_topic_alias = 3;
+    auto q1 = std::make_shared<security_policy>();
+    q1->max_qos = 1;
+    e.set_security(std::make_shared<security_policy>());
+    e.set_security(q0, 1);
+    e.set_security(q1, 2);
+    auto now = test_epoch();
+    // CONNACK: Maximum QoS and the listener's Topic Alias Maximum; slot 0 says neither
+    // Maximum QoS (2) nor anything but the broker's alias maximum.
+    test_client a{e, protocol_version::v5, now};
+    a.session().set_security_slot(1);
+    auto ack = a.connect("a");
+    CHECK(ack.props.maximum_qos == 0);
+    CHECK(ack.props.topic_alias_maximum == 3);
+    test_client b{e, protocol_version::v5, now};
+    b.session().set_security_slot(2);
+    ack = b.connect("b");
+    CHECK(ack.props.maximum_qos == 1);
+    CHECK(ack.props.topic_alias_maximum == e.config().max_topic_alias);
+    test_client z{e, protocol_version::v5, now};
+    ack = z.connect("z");
+    CHECK_FALSE(ack.props.maximum_qos.has_value());
+    // SUBSCRIBE is granted at most max_qos, and deliveries follow the grant.
+    CHECK(a.subscribe("t/#", qos::exactly_once) == std::vector{reason_code::success});
+    CHECK(b.subscribe("t/#", qos::exactly_once) == std::vector{reason_code::granted_qos_1});
+    z.publish("t/x", "m", qos::exactly_once, false, 1);
+    auto got = a.received();
+    REQUIRE(got.size() == 1);
+    CHECK(as<publish_packet>(got[0]).qos_level == qos::at_most_once);
+    got = b.received();
+    REQUIRE(got.size() == 1);
+    CHECK(as<publish_packet>(got[0]).qos_level == qos::at_least_once);
+    // A Topic Alias above the listener's maximum: DISCONNECT 0x94.
+    {
+        test_client t{e, protocol_version::v5, now};
+        t.session().set_security_slot(1);
+        t.connect("t");
+        publish_packet p;
+        p.topic = "t/y";
+        p.props.topic_alias = 4;
+        t.send(p);
+        got = t.received();
+        REQUIRE(got.size() == 1);
+        CHECK(as<disconnect_packet>(got[0]).code == reason_code::topic_alias_invalid);
+    }
+    // A PUBLISH above max_qos: 5.0 DISCONNECT 0x9B; 3.1.1 closed without a word.
+    b.publish("t/x", "too high", qos::exactly_once, false, 2);
+    got = b.received();
+    REQUIRE(got.size() == 1);
+    CHECK(as<disconnect_packet>(got[0]).code == reason_code::qos_not_supported);
+    CHECK(b.session().closing());
+    test_client c{e, protocol_version::v3_1_1, now};
+    c.session().set_security_slot(1);
+    c.connect("c");
+    c.publish("t/x", "too high", qos::at_least_once, false, 3);
+    CHECK(c.received_bytes().empty());
+    CHECK(c.session().closing());
+    // A Will above max_qos: 5.0 CONNACK 0x9B; 3.1.1 closed without a CONNACK.
+    for (auto v : {protocol_version::v5, protocol_version::v3_1_1}) {
+        CAPTURE(to_string(v));
+        test_client w{e, v, now};
+        w.session().set_security_slot(1);
+        connect_packet p = connect_as(v, "w", std::nullopt);
+        p.will = will_message{"w/t", "gone", qos::at_least_once, false, {}};
+        w.send(p);
+        if (v == protocol_version::v5) {
+            CHECK(w.received_bytes() == bytes{0x20, 0x03, 0x00, 0x9B, 0x00});
+        } else {
+            CHECK(w.received_bytes().empty());
+        }
+        CHECK(w.session().closing());
+    }
+    // Replacing the policy applies to the next CONNECT; a connected client keeps what its
+    // CONNACK said.
+    auto q2 = std::make_shared<security_policy>();
+    e.set_security(q2, 1);
+    a.publish("t/x", "still 0 only", qos::at_least_once, false, 4);
+    got = a.received();
+    REQUIRE(got.size() == 1);
+    CHECK(as<disconnect_packet>(got[0]).code == reason_code::qos_not_supported);
+    test_client d{e, protocol_version::v5, now};
+    d.session().set_security_slot(1);
+    CHECK_FALSE(d.connect("d").props.maximum_qos.has_value());
+}

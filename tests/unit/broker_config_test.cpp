@@ -113,7 +113,7 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
     }
     // Values Tern does not implement of options it accepts.
     for (std::string_view opt :
-         {"max_qos 1", "message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
+         {"message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
           "set_tcp_nodelay false", "max_inflight_bytes 10"}) {
         CAPTURE(opt);
         const auto e = parse_error(std::string{opt} + "\n");
@@ -605,14 +605,54 @@ TEST_CASE("config: use_username_as_clientid is a listener option") {
     CHECK(e.message.find("protocol mqttsn") != std::string::npos);
 }
 
-TEST_CASE("config: max_topic_alias is one value for every listener") {
-    CHECK(parse_ok("max_topic_alias 0").limits.max_topic_alias == 0);
-    parse_ok(
-        "allow_anonymous true\nlistener 1\nmax_topic_alias 5\nlistener 2\nmax_topic_alias 5\n");
-    const auto e = parse_error(
-        "allow_anonymous true\nlistener 1\nmax_topic_alias 5\nlistener 2\nmax_topic_alias 6\n");
-    CHECK(e.line == 5);
-    CHECK(e.unsupported);
+TEST_CASE("config: max_qos and max_topic_alias per listener") {
+    // Without listeners (or before the first one, without port/bind_address): the broker's.
+    auto c = parse_ok("max_topic_alias 0\nmax_qos 1\n");
+    CHECK(c.limits.max_topic_alias == 0);
+    CHECK(c.max_qos == 1);
+    CHECK_FALSE(c.listeners[0].max_qos.has_value());
+    CHECK_FALSE(mqtt::broker::needs_listener_slots(c));
+    auto sec = mqtt::broker::load_security(c);
+    REQUIRE(sec.value);
+    CHECK(sec.value->max_qos == 1);
+    c = parse_ok("max_qos 0\nallow_anonymous true\nlistener 1\nlistener 2\nmax_qos 2\n");
+    CHECK(c.max_qos == 0);
+    CHECK_FALSE(c.listeners[0].max_qos.has_value());
+    CHECK(c.listeners[1].max_qos == 2);
+    // In a listener block: that listener's, which then has a policy slot of its own.
+    c = parse_ok(
+        "allow_anonymous true\nlistener 1\nmax_topic_alias 5\nmax_qos 1\nlistener 2\n"
+        "max_topic_alias 6\nlistener 3\n");
+    CHECK(c.limits.max_topic_alias == 10);
+    CHECK(c.listeners[0].max_topic_alias == 5);
+    CHECK(c.listeners[0].max_qos == 1);
+    CHECK(c.listeners[1].max_topic_alias == 6);
+    CHECK_FALSE(c.listeners[2].max_topic_alias.has_value());
+    CHECK(mqtt::broker::needs_listener_slots(c));
+    const std::uint8_t qos[] = {1, 2, 2};
+    const std::optional<std::uint16_t> alias[] = {5, 6, std::nullopt};
+    for (std::size_t i = 0; i < 3; ++i) {
+        CAPTURE(i);
+        sec = mqtt::broker::load_security(c, c.listeners[i]);
+        REQUIRE(sec.value);
+        CHECK(sec.value->max_qos == qos[i]);
+        CHECK(sec.value->max_topic_alias == alias[i]);
+    }
+    const auto json = to_json(c);
+    CHECK(json.find("\"max_qos\":1,\"max_topic_alias\":5") != std::string::npos);
+    CHECK(json.find("\"max_qos\":2,\"max_topic_alias\":6") != std::string::npos);
+    CHECK(json.find("\"max_qos\":2,\"max_topic_alias\":10") != std::string::npos);
+    // port/bind_address: lines before the first listener are the default listener's.
+    c = parse_ok("allow_anonymous true\nport 1883\nmax_qos 0\nlistener 1884\n");
+    CHECK(c.max_qos == 2);
+    CHECK(c.listeners[0].max_qos == 0);
+    CHECK_FALSE(c.listeners[1].max_qos.has_value());
+    // Bad values, and MQTT-SN listeners.
+    CHECK(parse_error("max_qos 3\n").message == "max_qos: 3 is out of range (0 to 2)");
+    CHECK(parse_error("max_topic_alias 65536\n").message.find("out of range") != std::string::npos);
+    CHECK(parse_error("allow_anonymous true\nlistener 1\nmax_qos 1\nmax_qos 0\n").line == 4);
+    CHECK(parse_error("allow_anonymous true\nlistener 1\nprotocol mqttsn\nmax_qos 1\n")
+              .message.find("protocol mqttsn") != std::string::npos);
 }
 
 TEST_CASE("config: logging options") {

@@ -217,9 +217,22 @@ bool finish_security(parse_state& st) {
     return true;
 }
 
+// max_qos and max_topic_alias before the first listener line, where no port/bind_address
+// listener takes them: the broker's values (every listener without its own; as before,
+// when max_topic_alias had one value for the broker).
+void hoist_listener_defaults(parse_state& st) {
+    if (st.default_explicit) return;
+    auto& d = st.default_listener;
+    if (d.max_qos) st.cfg.max_qos = *d.max_qos;
+    if (d.max_topic_alias) st.cfg.limits.max_topic_alias = *d.max_topic_alias;
+    d.max_qos.reset();
+    d.max_topic_alias.reset();
+}
+
 // Checks that need the whole configuration, then moves the listeners into the config.
 bool finish(parse_state& st) {
     auto& cfg = st.cfg;
+    hoist_listener_defaults(st);
     std::vector<listener_config> all;
     if (st.default_explicit) all.push_back(st.default_listener);
     all.insert(all.end(), st.listeners.begin(), st.listeners.end());

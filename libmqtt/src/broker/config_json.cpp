@@ -105,6 +105,8 @@ std::string listener_json(const config& c, const listener_config& l) {
               l.allow_zero_length_clientid.value_or(c.allow_zero_length_clientid));
     o.string("auto_id_prefix", l.auto_id_prefix.value_or(c.auto_id_prefix));
     o.boolean("use_username_as_clientid", l.use_username_as_clientid);
+    o.number("max_qos", l.max_qos.value_or(c.max_qos));
+    o.number("max_topic_alias", l.max_topic_alias.value_or(c.limits.max_topic_alias));
     o.string("origin", l.origin.to_string());
     if (l.tls_enabled()) {
         o.raw("tls", tls_json(l.tls));
@@ -233,6 +235,7 @@ std::string to_json(const config& c) {
     }
     o.boolean("allow_zero_length_clientid", c.allow_zero_length_clientid);
     o.string("auto_id_prefix", c.auto_id_prefix);
+    o.number("max_qos", c.max_qos);
     const auto& l = c.limits;
     o.number("max_inflight_messages", l.max_inflight);
     o.number("max_queued_messages", or_zero(l.max_queued_messages));

@@ -221,23 +221,19 @@ bool on_websockets_path(parse_state& st, const option_args& a) {
     return true;
 }
 
+// max_qos and max_topic_alias belong to the listener block they are in, as in Mosquitto;
+// before the first listener line without port/bind_address they are the broker's (finish()).
 bool on_max_qos(parse_state& st, const option_args& a) {
-    return only_value(st, "max_qos", a.words[0], "2", {"0", "1"});
+    const auto v = parse_number(st, "max_qos", a.words[0], 0, 2);
+    if (!v) return false;
+    st.current_listener().max_qos = static_cast<std::uint8_t>(*v);
+    return true;
 }
 
-// Mosquitto sets it per listener; Tern has one value for every listener.
 bool on_max_topic_alias(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "max_topic_alias", a.words[0], 0, 65535);
     if (!v) return false;
-    if (st.max_topic_alias_origin && st.cfg.limits.max_topic_alias != *v) {
-        return st.fail("max_topic_alias " + std::to_string(*v) + " differs from " +
-                           std::to_string(st.cfg.limits.max_topic_alias) + " set at " +
-                           st.max_topic_alias_origin->to_string() +
-                           ": a different value per listener is not supported yet",
-                       true);
-    }
-    if (!st.max_topic_alias_origin) st.max_topic_alias_origin = st.here();
-    st.cfg.limits.max_topic_alias = static_cast<std::uint16_t>(*v);
+    st.current_listener().max_topic_alias = static_cast<std::uint16_t>(*v);
     return true;
 }
 
@@ -643,6 +639,11 @@ using S = option_scope;
 }  // namespace
 
 bool check_listener_protocol(parse_state& st, const listener_config& l) {
+    if (l.mqttsn && (l.max_qos || l.max_topic_alias)) {
+        st.file = l.origin.file;
+        st.line = l.origin.line;
+        return st.fail("max_qos and max_topic_alias do not apply to a protocol mqttsn listener");
+    }
     if (l.mqttsn && l.use_username_as_clientid) {
         // MQTT-SN's CONNECT has no user name: every client would be refused.
         st.file = l.use_username_as_clientid_origin.file;

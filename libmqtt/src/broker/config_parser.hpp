@@ -26,7 +26,6 @@ struct parse_state {
     std::map<std::string, config_origin, std::less<>> seen;  // scope/option -> first line
     std::optional<config_origin> allow_anonymous_origin;
     std::optional<config_origin> client_id_option_origin;  // allow_zero_length_clientid, auto_id_prefix
-    std::optional<config_origin> max_topic_alias_origin;
     std::optional<config_origin> log_dest_origin;
     const config_source* source = nullptr;
     std::optional<config_error> error;

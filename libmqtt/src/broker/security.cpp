@@ -46,6 +46,8 @@ security_result load_policy(security_policy base, const std::string& password_pa
 
 void apply_listener_options(security_policy& p, const listener_config& l) {
     p.use_username_as_clientid = l.use_username_as_clientid;
+    if (l.max_qos) p.max_qos = *l.max_qos;
+    if (l.max_topic_alias) p.max_topic_alias = l.max_topic_alias;
 }
 
 }  // namespace
@@ -55,12 +57,13 @@ security_result load_security(const config& c) {
     base.allow_anonymous = c.allow_anonymous;
     base.allow_zero_length_clientid = c.allow_zero_length_clientid;
     base.auto_id_prefix = c.auto_id_prefix;
+    base.max_qos = c.max_qos;
     return load_policy(std::move(base), c.password_file, c.password_file_origin, c.acl_file,
                        c.acl_file_origin);
 }
 
 bool has_listener_options(const listener_config& l) noexcept {
-    return l.use_username_as_clientid;
+    return l.use_username_as_clientid || l.max_qos || l.max_topic_alias;
 }
 
 bool needs_listener_slots(const config& c) noexcept {
@@ -83,6 +86,7 @@ security_result load_security(const config& c, const listener_config& l) {
         return r;
     }
     security_policy base;
+    base.max_qos = c.max_qos;
     apply_listener_options(base, l);
     base.allow_anonymous = l.allow_anonymous.value_or(false);
     base.allow_zero_length_clientid = l.allow_zero_length_clientid.value_or(true);

@@ -319,6 +319,18 @@ bool session::check_connect(const protocol::connect_packet& c) {
         refuse_connect(reason_code::client_identifier_not_valid, "keep alive over max_keepalive");
         return false;
     }
+    // A Will above the listener's max_qos: 5.0 CONNACK 0x9B (MQTT-3.2.2-12 area); 3.1.1 has
+    // no code for it and is closed without a CONNACK, as Mosquitto 2 does.
+    if (c.will && static_cast<unsigned>(c.will->qos_level) >
+                      engine_.security(security_slot_).max_qos) {
+        if (v5) {
+            refuse_connect(reason_code::qos_not_supported, "will qos over max_qos");
+        } else {
+            ++engine_.stats().connects_rejected;
+            close(reason_code::qos_not_supported, "will qos over max_qos", false, false);
+        }
+        return false;
+    }
     // A 5.0 Will with RETAIN while retained messages are off: 0x9A (MQTT-3.2.2-12/13 area).
     if (v5 && !cfg.retain_available && c.will && c.will->retain) {
         refuse_connect(reason_code::retain_not_supported, "will retain not supported");
@@ -443,6 +455,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     const bool v5 = protocol::is_v5(version_);
     const auto& cfg = engine_.config();
     const auto& sec = engine_.security(security_slot_);
+    max_qos_ = sec.max_qos;
     // 5.0: an empty id is answered with the one given (for use_username_as_clientid the user
     // name, as Mosquitto 2 does); a non-empty id replaced by the user name is not announced.
     const bool assigned = c.client_id.empty() && v5;
@@ -474,7 +487,8 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     if (v5) {
         inflight_cap_ = std::min(inflight_cap_, c.props.receive_maximum.value_or(65535));
         client_max_packet_ = c.props.maximum_packet_size.value_or(0);
-        alias_out_max_ = std::min(c.props.topic_alias_maximum.value_or(0), cfg.max_topic_alias);
+        alias_in_max_ = sec.max_topic_alias.value_or(cfg.max_topic_alias);
+        alias_out_max_ = std::min(c.props.topic_alias_maximum.value_or(0), alias_in_max_);
     }
     if (inflight_limit_ != 0) inflight_cap_ = std::min(inflight_cap_, inflight_limit_);
     const bool creates = c.clean_start || engine_.find_session(client_id_) == nullptr;
@@ -512,7 +526,8 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
         p.receive_maximum = cfg.receive_maximum;
         p.maximum_packet_size = cfg.max_packet_size;
         // Absent (0) when aliases are off: the client may not use any (MQTT-3.2.2-17).
-        if (cfg.max_topic_alias != 0) p.topic_alias_maximum = cfg.max_topic_alias;
+        if (alias_in_max_ != 0) p.topic_alias_maximum = alias_in_max_;
+        if (max_qos_ < 2) p.maximum_qos = max_qos_;
     }
     send(ack);
     ++engine_.stats().connects_accepted;

@@ -95,6 +95,12 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
 void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
     count_publish(now);
+    if (static_cast<unsigned>(p.qos_level) > max_qos_) {
+        // Above the Maximum QoS announced (max_qos): 5.0 DISCONNECT 0x9B (MQTT-3.3.1-14
+        // area); 3.1.1 closed, as Mosquitto 2 does.
+        protocol_violation(reason_code::qos_not_supported, "publish qos over max_qos");
+        return;
+    }
     if (v5 && p.props.topic_alias && !resolve_topic_alias(p)) return;
     if (p.retain && !engine_.config().retain_available) {
         // Retain Available 0 was announced: a retained PUBLISH is an error in 5.0
@@ -168,7 +174,7 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
 // empty topic uses it. The alias is this connection's business: it is removed before routing.
 bool session::resolve_topic_alias(protocol::publish_packet& p) {
     const std::uint16_t alias = *p.props.topic_alias;  // 0 is refused by the decoder
-    if (alias > engine_.config().max_topic_alias) {    // MQTT-3.3.2-9
+    if (alias > alias_in_max_) {  // MQTT-3.3.2-9
         protocol_violation(reason_code::topic_alias_invalid, "topic alias out of range");
         return false;
     }
@@ -251,7 +257,8 @@ void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now
         }
     for (const std::size_t i : retained_for) {
         const auto& s = p.subscriptions[i];
-        engine_.send_retained(*this, s.filter, s.options.max_qos, now, sub_id);
+        const auto granted = std::min(s.options.max_qos, static_cast<qos>(max_qos_));
+        engine_.send_retained(*this, s.filter, granted, now, sub_id);
     }
 }
 
@@ -268,13 +275,16 @@ reason_code session::subscribe_one(const protocol::subscription& s, std::uint32_
     if (!known && ds_->subscriptions.size() >= engine_.config().max_subscriptions) {
         return v5 ? reason_code::quota_exceeded : reason_code::unspecified_error;
     }
-    const bool added = engine_.subscribe(*ds_, s.filter, s.options, id);
+    // Granted at most the listener's max_qos (as Mosquitto 2).
+    auto options = s.options;
+    if (static_cast<unsigned>(options.max_qos) > max_qos_) options.max_qos = static_cast<qos>(max_qos_);
+    const bool added = engine_.subscribe(*ds_, s.filter, options, id);
     using protocol::retain_handling;
     // No retained messages for a shared subscription (MQTT 5.0 §4.8.2).
     send_retained = !shared.is_shared() &&
                     (s.options.retain == retain_handling::send_on_subscribe ||
                      (s.options.retain == retain_handling::send_if_new_subscription && added));
-    return granted_code(s.options.max_qos);
+    return granted_code(options.max_qos);
 }
 
 void session::on_unsubscribe(const protocol::unsubscribe_packet& p) {

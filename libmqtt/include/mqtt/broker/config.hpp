@@ -60,6 +60,11 @@ struct listener_config {
     // user name; a client without one is refused. Its line, for errors.
     bool use_username_as_clientid = false;
     config_origin use_username_as_clientid_origin;
+    // max_qos and max_topic_alias of this listener block (nullopt: the broker's, config::max_qos
+    // and limits::max_topic_alias, which lines before the first listener set when there is no
+    // port/bind_address listener for them to belong to).
+    std::optional<std::uint8_t> max_qos;
+    std::optional<std::uint16_t> max_topic_alias;
     config_origin origin;  // the listener (or port / bind_address) line; empty: local-only
     // certfile, keyfile, cafile, ... of this listener block; TLS is on with certfile and
     // keyfile. tls_lines names the line of each TLS option given, for errors.
@@ -155,6 +160,7 @@ struct config {
     // Per listener with per_listener_settings true.
     bool allow_zero_length_clientid = true;
     std::string auto_id_prefix = "tern-";
+    std::uint8_t max_qos = 2;  // of listeners without their own
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
     persistence_config persistence;

@@ -4,7 +4,9 @@
 // and the client id rules, as one immutable snapshot that the engine holds and a SIGHUP
 // replaces whole.
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +35,12 @@ struct security_policy {
     // use_username_as_clientid replaces the client id with the user name (a client without
     // one is refused: 3.1.1 CONNACK 5, 5.0 0x87).
     bool use_username_as_clientid = false;
+    // max_qos: the highest QoS clients may publish (and Will) at, and that SUBSCRIBE grants;
+    // told to 5.0 clients in CONNACK (Maximum QoS). A PUBLISH above it: 5.0 DISCONNECT 0x9B,
+    // 3.1.1 closed.
+    std::uint8_t max_qos = 2;
+    // max_topic_alias of the listener (nullopt: limits::max_topic_alias).
+    std::optional<std::uint16_t> max_topic_alias;
     // May publish under $SYS: only tern-broker's own bridges (their state topic), which come
     // from the broker's configuration; clients never.
     bool publish_sys = false;
@@ -59,7 +67,8 @@ security_result load_security(const config& c);
 // same as load_security(c).
 security_result load_security(const config& c, const listener_config& l);
 
-// Whether listener `l` sets an option that is always per listener (use_username_as_clientid):
+// Whether listener `l` sets an option that is always per listener (use_username_as_clientid,
+// max_qos, max_topic_alias):
 // its clients then need a policy slot of their own even without per_listener_settings.
 bool has_listener_options(const listener_config& l) noexcept;
 // Whether the listeners of `c` have policy slots of their own: per_listener_settings, or a

@@ -243,6 +243,10 @@ class session {
     // Topic Alias Maximum and max_topic_alias) and the ones given on this connection, by
     // topic (allocated at the first delivery that uses one).
     std::uint16_t alias_out_max_ = 0;
+    // What CONNACK announced, from the listener's policy (kept: a SIGHUP changes the policy
+    // for the next CONNECT only): Topic Alias Maximum towards us, and max_qos.
+    std::uint16_t alias_in_max_ = 0;
+    std::uint8_t max_qos_ = 2;
     std::unique_ptr<std::unordered_map<std::string, std::uint16_t>> aliases_out_;
 };
 
