@@ -3,7 +3,8 @@
 # serve mosquitto_pub/mosquitto_sub; bad lines stop start-up with FILE:LINE and status 2;
 # --print-config prints valid JSON; --log-format json lines parse and carry connect and
 # disconnect events; max_connections per listener; include_dir; -p with and without -c;
-# SIGHUP reloads what it can and says what needs a restart. Every wait is bounded.
+# SIGHUP reloads what it can and says what needs a restart; SIGTERM right after a client left
+# ends the broker at once. Every wait is bounded.
 #
 # usage: broker_config_test.sh path/to/tern-broker
 # exit:  0 all passed, 1 a check failed, 77 mosquitto clients or python3 missing (skipped)
@@ -328,6 +329,26 @@ if start_broker "$work/quiet.log" -c "$work/quiet.conf" -v; then
         fail "connection_messages/log_timestamp"; sed 's/^/    /' "$work/quiet.log"
     fi
     stop_broker
+fi
+
+# ---- SIGTERM right after a client left: the broker exits at once (a closed connection's
+# grace-period deadline must not hold the loop for its 3 s)
+if start_broker "$work/term.log" -p 0; then
+    timeout 10 mosquitto_pub -h 127.0.0.1 -p "$port4" -t x -m y -i leaves-before-term
+    t0=$(date +%s%N)
+    kill -TERM "$broker_pid"
+    for _ in $(seq 100); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.02; done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if ! kill -0 "$broker_pid" 2>/dev/null && wait "$broker_pid"; then
+        broker_pid=
+        if ((ms < 1500)); then
+            pass "SIGTERM after a client left: exited with status 0 in $ms ms"
+        else
+            fail "SIGTERM after a client left: exit took $ms ms (a close grace period is 3 s)"
+        fi
+    else
+        fail "SIGTERM after a client left: not exited with status 0 within 2 s"; stop_broker
+    fi
 fi
 
 echo "$failures failure(s)"

@@ -192,14 +192,7 @@ def main():
         probe.close()
         advertised.close()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        broker.stop()
-        if check.failures:
-            print(broker.log())
-        shutil.rmtree(work, ignore_errors=True)
+        mqttsn.tear_down(check, broker, work, procs)
     return check.exit_status()
 
 

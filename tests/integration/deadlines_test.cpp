@@ -146,3 +146,30 @@ TEST_CASE_FIXTURE(heap_fixture,
     REQUIRE(fired.size() == expected);
     for (std::size_t k = 1; k < fired.size(); ++k) CHECK(at[fired[k - 1]] <= at[fired[k]]);
 }
+
+TEST_CASE_FIXTURE(heap_fixture,
+                  "deadlines: with the last deadline cancelled the loop has no work left and ends") {
+    // A stopping broker ends when its loop runs out of work; a timer still waiting for a
+    // cancelled deadline (a closed connection's grace period) would hold it until then.
+    std::vector<owner> o(2);
+    enlist(o[0], 0);
+    enlist(o[1], 1);
+    const auto t0 = clock::now();
+    d.schedule(o[0], t0 + 1h);
+    d.schedule(o[1], t0 + 2h);
+    d.cancel(o[0]);
+    io.restart();
+    CHECK(io.run_for(50ms) == 0);
+    CHECK_FALSE(io.stopped());  // o[1] still waits: the timer keeps the loop
+    d.cancel(o[1]);
+    io.restart();
+    const auto before = clock::now();
+    io.run_for(5s);
+    CHECK(io.stopped());
+    CHECK(clock::now() - before < 4s);
+    CHECK(fired.empty());
+    // Scheduling again arms the timer again.
+    d.schedule(o[0], clock::now() + 10ms);
+    run_for(2s);
+    CHECK(fired == std::vector<int>{0});
+}

@@ -202,16 +202,7 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for x in clients:
-            x.close()
-        broker.stop()
-        if check.failures:
-            print(broker.log())
-        shutil.rmtree(work, ignore_errors=True)
+        mqttsn.tear_down(check, broker, work, procs, clients)
     return check.exit_status()
 
 

@@ -8,6 +8,7 @@ Import it from a test with:
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -66,6 +67,21 @@ def start_gateway(binary, work, extra="", args=("-v",), metrics=False, timeout=1
     with open(log_path, errors="replace") as f:
         print(f.read())
     raise RuntimeError("tern-broker did not report its ports")
+
+
+def tear_down(check, broker, work, procs=(), clients=()):
+    """The end of a test: kills the tool processes still running, closes the clients, stops
+    the broker, prints its log when a check failed and removes `work`."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for c in clients:
+        c.close()
+    broker.stop()
+    if check.failures:
+        print(broker.log())
+    shutil.rmtree(work, ignore_errors=True)
 
 
 class Client:

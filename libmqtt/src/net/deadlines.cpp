@@ -41,7 +41,14 @@ void deadlines::schedule(deadline_owner& o, broker::clock::time_point at) {
 void deadlines::cancel(deadline_owner& o) noexcept {
     if (o.slot_ == deadline_owner::unscheduled) return;
     remove(o.slot_);
-    // The timer stays armed: if it fires for nothing, it re-arms for the next deadline.
+    // The timer stays armed while other deadlines wait: if it fires for nothing, it re-arms
+    // for the next one. With none left its pending wait goes too, so a loop with nothing else
+    // to do ends now rather than when the gone deadline would have passed (a broker told to
+    // stop would otherwise linger up to a close grace period after its last client left).
+    if (heap_.empty() && timer_ && armed_ != broker::clock::time_point::max() && !firing_) {
+        armed_ = broker::clock::time_point::max();
+        timer_->cancel();
+    }
 }
 
 void deadlines::arm() {
