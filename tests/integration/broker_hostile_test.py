@@ -13,8 +13,9 @@ floods it, and memory_limit and max_publish_rate on brokers of their own.
 With --tls the same suite runs over a TLS listener (a CA and a server certificate made with
 openssl for the run) with allow_anonymous false, a password file made by `tern-broker passwd`
 and an acl_file: every client logs in, and the secured path adds its own cases (anonymous
-and wrong passwords refused, publishes and deliveries the ACL denies, a plaintext client and
-TLS garbage on the TLS port, connections that never finish the TLS handshake).
+and wrong passwords refused, a SUBSCRIBE the ACL refuses, publishes and deliveries the ACL
+denies, a plaintext client and TLS garbage on the TLS port, connections that never finish the
+TLS handshake).
 
     broker_hostile_test.py TERN_BROKER [--tls]
 """
@@ -40,7 +41,7 @@ from mqtt_wire import (HOST, V5, V311, WAIT, Client, connack_code,  # noqa: E402
 
 MALFORMED, PROTOCOL_ERROR = 0x81, 0x82
 TOPIC_NAME_INVALID, TOPIC_ALIAS_INVALID, PACKET_TOO_LARGE = 0x90, 0x94, 0x95
-QUOTA_EXCEEDED, NOT_AUTHORIZED = 0x97, 0x87
+QUOTA_EXCEEDED, NOT_AUTHORIZED, BAD_CREDENTIALS = 0x97, 0x87, 0x86
 
 
 # ---- how clients reach the broker -----------------------------------------------------------
@@ -441,7 +442,8 @@ def secured_cases(t):
     """Only on the secured listener: who may not log in, what the ACL denies, and what is not
     TLS at all."""
     # Anonymous and a wrong password, 3.1.1 and 5.0 at once (each waits out the refusal
-    # delay): CONNACK 5 / 0x87, then closed.
+    # delay): CONNACK 5 in 3.1.1; in 5.0 0x87 Not authorized for the anonymous client, 0x86
+    # Bad User Name or Password for the others; then closed.
     tries = []
     for v in (V311, V5):
         for name, login in (("anonymous", {}),
@@ -451,7 +453,7 @@ def secured_cases(t):
             c.send(connect_packet(v, "login-%s-%d" % (name.replace(" ", "-"), v), **login))
             tries.append((name, v, c))
     for name, v, c in tries:
-        want = NOT_AUTHORIZED if v == V5 else 0x05
+        want = 0x05 if v != V5 else NOT_AUTHORIZED if name == "anonymous" else BAD_CREDENTIALS
         p = c.packet()
         t.check(connack_code(p) == want, "%s (%d): CONNACK 0x%02X (got %r)" % (name, v, want, p))
         t.check(c.closed(), "%s (%d): connection closed" % (name, v))
@@ -470,13 +472,15 @@ def secured_cases(t):
         c.send(packet(0xC0, b""))
         t.check(c.packet() == (0xD0, b""), "publish the ACL denies (%d): still connected" % v)
         c.close()
-    # Reading: hostile subscribes to secret/# (granted, as Mosquitto does) but gets nothing of
-    # what the observer publishes there; the observer's own subscription shows it was routed.
+    # Reading: hostile's SUBSCRIBE to secret/# is refused (0x87: wholly inside its deny rule);
+    # +/r is granted (it may read most of it) but gets nothing of what the observer publishes
+    # to secret/r; the observer's own subscription shows it was routed.
     reader = NET.client(t.port)
     reader.connect(V5, "acl-reader")
-    reader.send(subscribe_packet(V5, 1, [("secret/#", 1)]))
+    reader.send(subscribe_packet(V5, 1, [("+/r", 1), ("secret/#", 1)]))
     p = reader.packet()
-    t.check(isinstance(p, tuple) and p[0] == 0x90, "acl reader: SUBACK")
+    t.check(isinstance(p, tuple) and p[0] == 0x90 and p[1][3:] == bytes([1, NOT_AUTHORIZED]),
+            "acl reader: SUBACK 1 for +/r, 0x87 for secret/# (got %r)" % (p,))
     t.observer.send(publish_packet(V5, "secret/r", b"for observer only", qos=1, pid=77))
     got = t.publishes_seen(2.0, until="secret/r")
     t.check("secret/r" in got and "secret/w4" not in got and "secret/w5" not in got,

@@ -1,14 +1,15 @@
 // Authentication and ACLs in the broker engine, driven by packets and a hand-set clock: the
-// exact CONNACK, SUBACK, PUBACK and PUBREC codes Mosquitto 2 sends, the password check asked
-// of the driver (take_auth_request / on_auth_result), the refusal delay, and ACL checks on
-// publish, delivery, retained messages and Wills.
+// exact CONNACK, SUBACK, PUBACK and PUBREC codes (Mosquitto 2's, but for 5.0 CONNACK 0x86 for
+// bad credentials and SUBACK 0x87 / 0x80 for a filter the client could read nothing under),
+// the password check asked of the driver (take_auth_request / on_auth_result), the refusal
+// delay, and ACL checks on subscribe, publish, delivery, retained messages and Wills.
 
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <memory>
 #include <string_view>
 #include <utility>
-#include <memory>
 
 #include "broker_test_client.hpp"
 #include "mqtt/broker/engine.hpp"
@@ -135,7 +136,7 @@ TEST_CASE("auth: the right password, checked off the session by the driver") {
     }
 }
 
-TEST_CASE("auth: a wrong password is refused with CONNACK 5 / 0x87 after the delay") {
+TEST_CASE("auth: a wrong password is refused with CONNACK 5 / 0x86 after the delay") {
     for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
         CAPTURE(to_string(v));
         engine e;
@@ -154,7 +155,7 @@ TEST_CASE("auth: a wrong password is refused with CONNACK 5 / 0x87 after the del
         c.session().on_timer(now + 1s);
         const auto out = c.received_bytes();
         if (v == protocol_version::v5) {
-            CHECK(out == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+            CHECK(out == bytes{0x20, 0x03, 0x00, 0x86, 0x00});  // Bad User Name or Password
         } else {
             CHECK(out == bytes{0x20, 0x02, 0x00, 0x05});
         }
@@ -166,21 +167,30 @@ TEST_CASE("auth: a wrong password is refused with CONNACK 5 / 0x87 after the del
 }
 
 TEST_CASE("auth: unknown users and a user name without a password are refused") {
-    engine e;
-    e.set_security(policy(true, true));
-    auto now = test_epoch();
-    test_client unknown{e, protocol_version::v5, now};
-    unknown.send(connect_as(protocol_version::v5, "m1", "mallory", "secret"));
-    answer_auth(unknown, now);
-    unknown.session().on_timer(now + 1s);
-    CHECK(unknown.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+    // Both are bad credentials: 5.0 0x86 Bad User Name or Password, 3.1.1 5 (not 4, as
+    // Mosquitto), after the delay.
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        CAPTURE(to_string(v));
+        const bytes refused = v == protocol_version::v5 ? bytes{0x20, 0x03, 0x00, 0x86, 0x00}
+                                                        : bytes{0x20, 0x02, 0x00, 0x05};
+        engine e;
+        e.set_security(policy(true, true));
+        auto now = test_epoch();
+        test_client unknown{e, v, now};
+        unknown.send(connect_as(v, "m1", "mallory", "secret"));
+        answer_auth(unknown, now);
+        CHECK_FALSE(unknown.session().has_output());
+        unknown.session().on_timer(now + 1s);
+        CHECK(unknown.received_bytes() == refused);
 
-    test_client no_password{e, protocol_version::v5, now};
-    no_password.send(connect_as(protocol_version::v5, "a1", "alice"));
-    CHECK_FALSE(no_password.session().take_auth_request().has_value());  // nothing to check
-    CHECK(no_password.session().state() == session_state::authenticating);
-    no_password.session().on_timer(now + 1s);
-    CHECK(no_password.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+        test_client no_password{e, v, now};
+        no_password.send(connect_as(v, "a1", "alice"));
+        CHECK_FALSE(no_password.session().take_auth_request().has_value());  // nothing to check
+        CHECK(no_password.session().state() == session_state::authenticating);
+        no_password.session().on_timer(now + 1s);
+        CHECK(no_password.received_bytes() == refused);
+        CHECK(e.stats().auth_failures == 2);
+    }
 }
 
 TEST_CASE("auth: a user name without a password_file follows allow_anonymous (Mosquitto 2)") {
@@ -194,11 +204,15 @@ TEST_CASE("auth: a user name without a password_file follows allow_anonymous (Mo
         CHECK(ack.code == reason_code::success);
     }
     {
+        // No password_file to say the credentials are wrong: not authorised (5 / 0x87), at once.
         engine e;
         e.set_security(policy(false, false));
         test_client c{e, protocol_version::v3_1_1, now};
         c.send(connect_as(protocol_version::v3_1_1, "c", "anyone", "anything"));
         CHECK(c.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
+        test_client c5{e, protocol_version::v5, now};
+        c5.send(connect_as(protocol_version::v5, "c5", "anyone", "anything"));
+        CHECK(c5.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
     }
 }
 
@@ -243,7 +257,7 @@ TEST_CASE("acl: a denied PUBLISH is acknowledged with 0x87 in 5.0, success befor
     login(bob5, "b5", "bob", "hunter2", now);
     test_client bob3{e, protocol_version::v3_1_1, now};
     login(bob3, "b3", "bob", "hunter2", now);
-    // SUBSCRIBE is granted whatever the ACL says, as Mosquitto 2.0 grants it.
+    // alice may read alice/# and clients/#: "#" is granted (each delivery is checked).
     CHECK(alice.subscribe("#", qos::exactly_once) == std::vector{reason_code::granted_qos_2});
 
     bob5.publish("alice/x", "no", qos::at_least_once, false, 7);
@@ -267,6 +281,94 @@ TEST_CASE("acl: a denied PUBLISH is acknowledged with 0x87 in 5.0, success befor
     CHECK(as<publish_packet>(got[0]).topic == "clients/b5/state");
 }
 
+TEST_CASE(
+    "acl: SUBACK 0x87 (5.0) / 0x80 (3.1.1) for a filter the client could read nothing under") {
+    engine e;
+    e.set_security(policy(true, true, acl_rules));
+    auto now = test_epoch();
+    test_client alice{e, protocol_version::v5, now};
+    login(alice, "a1", "alice", "secret", now);
+    alice.publish("public/kept", "r", qos::at_most_once, true);
+    alice.publish("alice/kept", "r", qos::at_most_once, true);
+    for (auto v : {protocol_version::v5, protocol_version::v3_1_1}) {
+        CAPTURE(to_string(v));
+        const bool v5 = v == protocol_version::v5;
+        const std::uint8_t no = v5 ? 0x87 : 0x80;
+        test_client bob{e, v, now};
+        const std::string id = v5 ? "b5" : "b3";
+        login(bob, id, "bob", "hunter2", now);
+        // bob reads alice/# and, by the pattern, clients/<its id>/#; nothing under public/.
+        subscribe_packet sp;
+        sp.packet_id = 0x1234;
+        const std::string filters[] = {
+            "alice/#",           "public/#",         "#",
+            "$share/g/public/x", "$share/g/alice/+", "clients/" + id + "/+",
+            "alice/kept",        "clients/other/#"};
+        for (const auto& f : filters) sp.subscriptions.push_back({f, {qos::at_least_once}});
+        bob.send(sp);
+        const auto out = bob.received_bytes();
+        // SUBACK: granted QoS 1 for alice/#, 0x87/0x80 for public/#, 1 for # (alice/x lies
+        // in it), refused for the shared public/x, 1 for the shared alice/+, 1 for its
+        // clients/ topics, 1 for alice/kept, refused for another client's; then the retained
+        // alice/kept twice (alice/# and alice/kept; "#" too), never public/kept.
+        const bytes suback =
+            v5 ? bytes{0x90, 0x0B, 0x12, 0x34, 0x00, 0x01, no, 0x01, no, 0x01, 0x01, 0x01, no}
+               : bytes{0x90, 0x0A, 0x12, 0x34, 0x01, no, 0x01, no, 0x01, 0x01, 0x01, no};
+        REQUIRE(out.size() >= suback.size());
+        CHECK(bytes(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(suback.size())) ==
+              suback);
+        bob.send(sp);  // the same again, to read the retained messages decoded
+        auto in = bob.received();
+        REQUIRE(!in.empty());
+        CHECK(as<suback_packet>(in[0]).codes.size() == 8);
+        for (std::size_t i = 1; i < in.size(); ++i) {
+            CHECK(as<publish_packet>(in[i]).topic == "alice/kept");
+        }
+        CHECK(in.size() > 1);
+        const auto* ds = e.find_session(id);
+        REQUIRE(ds != nullptr);
+        CHECK(ds->subscriptions.contains("alice/#"));
+        CHECK_FALSE(ds->subscriptions.contains("public/#"));
+        CHECK_FALSE(ds->subscriptions.contains("$share/g/public/x"));
+        CHECK(ds->subscriptions.contains("$share/g/alice/+"));
+    }
+}
+
+TEST_CASE("acl: a refused SUBSCRIBE ends an earlier grant; a SIGHUP revokes nothing") {
+    // Anonymous clients (pub) may write everywhere; bob reads news/# or, later, other/#.
+    constexpr std::string_view reads_news = "topic write #\nuser bob\ntopic read news/#\n";
+    constexpr std::string_view reads_other = "topic write #\nuser bob\ntopic read other/#\n";
+    engine e;
+    e.set_security(policy(true, true, reads_news));
+    auto now = test_epoch();
+    test_client pub{e, protocol_version::v3_1_1, now};
+    pub.connect("pub");
+    test_client bob{e, protocol_version::v5, now};
+    login(bob, "b", "bob", "hunter2", now);
+    CHECK(bob.subscribe("news/#", qos::at_most_once) == std::vector{reason_code::success});
+    // New rules (SIGHUP) without news/: the subscription stays, its deliveries are refused.
+    e.set_security(policy(true, true, reads_other));
+    CHECK(e.find_session("b")->subscriptions.contains("news/#"));
+    pub.publish("news/1", "x");
+    CHECK(bob.received().empty());
+    // Rules that allow it again: the same subscription delivers, nothing to subscribe again.
+    e.set_security(policy(true, true, reads_news));
+    pub.publish("news/2", "y");
+    auto got = bob.received();
+    REQUIRE(got.size() == 1);
+    CHECK(as<publish_packet>(got[0]).topic == "news/2");
+    // Subscribing again under rules that refuse it: 0x87, and the old subscription is gone.
+    e.set_security(policy(true, true, reads_other));
+    CHECK(bob.subscribe("news/#", qos::at_most_once) == std::vector{reason_code::not_authorized});
+    CHECK_FALSE(e.find_session("b")->subscriptions.contains("news/#"));
+    e.set_security(policy(true, true, reads_news));
+    pub.publish("news/3", "z");
+    CHECK(bob.received().empty());
+    // Without an acl_file every filter is granted.
+    e.set_security(policy(true, true));
+    CHECK(bob.subscribe("anything/#", qos::at_most_once) == std::vector{reason_code::success});
+}
+
 TEST_CASE("acl: every delivery is checked against the subscriber's read rules") {
     engine e;
     e.set_security(policy(true, true, acl_rules));
@@ -277,7 +379,7 @@ TEST_CASE("acl: every delivery is checked against the subscriber's read rules") 
     login(bob, "b1", "bob", "hunter2", now);
     test_client anon{e, protocol_version::v3_1_1, now};
     anon.connect("n1");
-    // 3.1.1 SUBACK grants them all (Mosquitto 2.0 does not refuse by acl_file).
+    // "#" holds topics each may read, so it is granted; deliveries are checked one by one.
     CHECK(bob.subscribe("#", qos::at_most_once) == std::vector{reason_code::success});
     CHECK(anon.subscribe("#", qos::at_most_once) == std::vector{reason_code::success});
     alice.publish("alice/news", "1");
@@ -370,12 +472,17 @@ TEST_CASE("auth: use_identity_as_username takes the certificate's name, not CONN
     REQUIRE(!in.empty());
     CHECK(as<connack_packet>(in[0]).code == reason_code::success);
 
-    // A certificate without the name: refused as not authorised (CONNACK 5 in 3.1.1).
+    // A certificate without the name: refused as not authorised (CONNACK 5 in 3.1.1, 0x87
+    // in 5.0: no identity, rather than a wrong one), whatever CONNECT's password.
     test_client none{e, protocol_version::v3_1_1, now};
     none.session().use_certificate_username(std::nullopt);
     none.send(connect_as(protocol_version::v3_1_1, "c3", "alice", "secret"));
     CHECK(none.received_bytes() == bytes{0x20, 0x02, 0x00, 0x05});
-    CHECK(e.stats().auth_failures == 1);
+    test_client none5{e, protocol_version::v5, now};
+    none5.session().use_certificate_username(std::nullopt);
+    none5.send(connect_as(protocol_version::v5, "c4", "alice", "secret"));
+    CHECK(none5.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+    CHECK(e.stats().auth_failures == 2);
 }
 
 TEST_CASE("auth: per-listener policies (security slots) apply to their own clients") {
@@ -508,7 +615,8 @@ TEST_CASE("auth: use_username_as_clientid replaces the client id with the user n
     // No user name, or an empty one: not authorised (3.1.1 CONNACK 5, 5.0 0x87), at once.
     const auto auth_failures = e.stats().auth_failures;
     for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
-        for (std::optional<std::string> user : {std::optional<std::string>{}, std::optional<std::string>{""}}) {
+        for (std::optional<std::string> user :
+             {std::optional<std::string>{}, std::optional<std::string>{""}}) {
             CAPTURE(to_string(v));
             CAPTURE(user.has_value());
             test_client n{e, v, now};
@@ -552,7 +660,11 @@ TEST_CASE("auth: use_username_as_clientid takes the name after its password is c
     CHECK(w.received_bytes().empty());
     now += e.config().auth_failure_delay;
     w.session().on_timer(now);
-    CHECK(w.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
+    CHECK(w.received_bytes() == bytes{0x20, 0x03, 0x00, 0x86, 0x00});
+    // No user name at all: not authorised (0x87), at once.
+    test_client n{e, protocol_version::v5, now};
+    n.send(connect_as(protocol_version::v5, "n", std::nullopt));
+    CHECK(n.received_bytes() == bytes{0x20, 0x03, 0x00, 0x87, 0x00});
     CHECK(e.find("bob") == &c.session());
 }
 

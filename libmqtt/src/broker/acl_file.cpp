@@ -69,7 +69,113 @@ bool has_wildcard_char(std::string_view s) {
     return s.find_first_of("+#") != std::string_view::npos;
 }
 
+// The levels of a filter, one at a time, with a look at the next one before taking it.
+class levels {
+  public:
+    explicit levels(std::string_view s) noexcept : rest_(s) {}
+    bool at_end() const noexcept { return end_; }
+    std::string_view peek() const noexcept {
+        return rest_.substr(0, std::min(rest_.find('/'), rest_.size()));
+    }
+    // What is left, the current level included ("b/c" of "a/b/c" after one advance()).
+    std::string_view remainder() const noexcept { return rest_; }
+    void advance() noexcept {
+        const auto slash = rest_.find('/');
+        if (slash == std::string_view::npos) {
+            rest_ = {};
+            end_ = true;
+        } else {
+            rest_.remove_prefix(slash + 1);
+        }
+    }
+
+  private:
+    std::string_view rest_;
+    bool end_ = false;
+};
+
+bool is_wildcard_level(std::string_view l) {
+    return l == "+" || l == "#";
+}
+
+bool starts_with_dollar(std::string_view l) {
+    return !l.empty() && l.front() == '$';
+}
+
+// A filter whose first level is `x` seen against one whose first level is the wildcard `w`
+// (+ or #): the wildcard does not reach topics starting with '$' (MQTT-4.7.2-1).
+bool dollar_blocks(bool first_level, std::string_view x) {
+    return first_level && starts_with_dollar(x) && !is_wildcard_level(x);
+}
+
 }  // namespace
+
+bool filter_intersection(std::string_view a, std::string_view b, std::string& meet) {
+    meet.clear();
+    levels x{a};
+    levels y{b};
+    for (bool first = true;; first = false) {
+        if (x.at_end() && y.at_end()) return true;
+        // '#' on one side takes whatever is left of the other, the parent level included.
+        for (int side = 0; side < 2; ++side) {
+            const levels& h = side == 0 ? x : y;
+            const levels& o = side == 0 ? y : x;
+            if (h.at_end() || h.peek() != "#") continue;
+            if (o.at_end()) return true;  // "a/#" and "a": "a"
+            if (dollar_blocks(first, o.peek())) return false;
+            if (!first) meet.push_back('/');
+            meet.append(o.remainder());
+            return true;
+        }
+        if (x.at_end() || y.at_end()) return false;
+        const auto l = x.peek();
+        const auto r = y.peek();
+        std::string_view level;
+        if (l == "+") {
+            if (dollar_blocks(first, r)) return false;
+            level = r;
+        } else if (r == "+") {
+            if (dollar_blocks(first, l)) return false;
+            level = l;
+        } else if (l == r) {
+            level = l;
+        } else {
+            return false;
+        }
+        if (!first) meet.push_back('/');
+        meet.append(level);
+        x.advance();
+        y.advance();
+    }
+}
+
+bool filters_overlap(std::string_view a, std::string_view b) {
+    std::string meet;
+    return filter_intersection(a, b, meet);
+}
+
+bool filter_covers(std::string_view outer, std::string_view inner) noexcept {
+    levels d{outer};
+    levels x{inner};
+    for (bool first = true;; first = false) {
+        if (!d.at_end() && d.peek() == "#") {
+            return x.at_end() || !dollar_blocks(first, x.peek());
+        }
+        if (d.at_end() || x.at_end()) return d.at_end() && x.at_end();
+        const auto dl = d.peek();
+        const auto xl = x.peek();
+        // `inner` goes on to every depth, its parent level included (none at the first level,
+        // where "+/#" matches what "#" does).
+        if (xl == "#") return first && d.remainder() == "+/#";
+        if (dl == "+") {
+            if (dollar_blocks(first, xl)) return false;
+        } else if (xl == "+" || dl != xl) {
+            return false;
+        }
+        d.advance();
+        x.advance();
+    }
+}
 
 acl_parse_result acl_file::parse(std::string_view text, std::string_view file) {
     acl_parse_result out;
@@ -175,6 +281,52 @@ bool acl_file::allows(const acl_client& c, acl_access a, std::string_view topic,
         }
         const auto v = decide(r, filter, a, topic);
         if (v != verdict::none) return v == verdict::allow;
+    }
+    return false;
+}
+
+bool acl_file::may_subscribe(const acl_client& c, std::string_view filter) const {
+    // allows() decides a topic by the first rule matching it: the client's own deny rules,
+    // its other rules, then the pattern deny rules and the other patterns. So some topic of
+    // `filter` is readable when a read rule meets the filter somewhere not covered by a deny
+    // rule that comes before that rule.
+    std::vector<std::string> denies;
+    std::string meet;
+    const auto readable_through = [&](std::string_view rule) {
+        if (!filter_intersection(filter, rule, meet)) return false;
+        return std::none_of(denies.begin(), denies.end(),
+                            [&](const std::string& d) { return filter_covers(d, meet); });
+    };
+    const auto reads = [](const acl_rule& r) {
+        return (r.access & static_cast<std::uint8_t>(acl_access::read)) != 0;
+    };
+    if (c.block >= 0 && static_cast<std::size_t>(c.block) < users_.size()) {
+        for (const auto& r : users_[static_cast<std::size_t>(c.block)].rules) {
+            if (r.access == 0) {
+                denies.push_back(r.topic);
+            } else if (reads(r) && readable_through(r.topic)) {
+                return true;
+            }
+        }
+    }
+    if (patterns_.empty()) return false;
+    if ((c.username != nullptr && has_wildcard_char(*c.username)) ||
+        has_wildcard_char(c.client_id)) {
+        return false;
+    }
+    std::string expanded;
+    for (const auto& r : patterns_) {
+        if (r.needs_user && c.username == nullptr) continue;
+        std::string_view rule = r.topic;
+        if (r.substitutes) {
+            expand(r.topic, c, expanded);
+            rule = expanded;
+        }
+        if (r.access == 0) {
+            denies.emplace_back(rule);
+        } else if (reads(r) && readable_through(rule)) {
+            return true;
+        }
     }
     return false;
 }

@@ -123,6 +123,13 @@ bool engine::acl_check(const acl_file& acl, const durable_session& ds, acl_acces
     return acl.allows(c, a, topic, acl_scratch_);
 }
 
+bool engine::may_subscribe(const durable_session& ds, std::string_view filter) const {
+    const acl_file* a = acl_of(ds);
+    if (a == nullptr) return true;
+    const acl_client c{ds.username ? &*ds.username : nullptr, ds.client_id, ds.acl_block};
+    return a->may_subscribe(c, filter);
+}
+
 // ---- messages ---------------------------------------------------------------------------
 
 std::size_t engine::publish(const durable_session* from, const message_ptr& m) {

@@ -126,7 +126,7 @@ void session::on_timer(clock::time_point now) {
     }
     if (state_ == session_state::authenticating) {
         if (refuse_at_ <= now) {
-            refuse_auth("bad user name or password");
+            refuse_auth("bad user name or password", true);
         } else {
             close(reason_code::maximum_connect_time, "password check took too long", false, false);
         }
@@ -367,8 +367,9 @@ void session::accept_connect(protocol::connect_packet&& c, clock::time_point now
 
 // allow_anonymous and password_file as in Mosquitto 2: a client without a user name, or
 // with one while there is no password_file, is let in only with allow_anonymous; a user
-// name with a password_file needs its password. Every refusal is CONNACK 5 (3.1/3.1.1) or
-// 0x87 Not authorized (5.0), the codes Mosquitto sends.
+// name with a password_file needs its password. Every refusal is CONNACK 5 in 3.1/3.1.1
+// (as Mosquitto); 5.0 gets 0x86 Bad User Name or Password when the password_file was asked
+// and said no (wrong or missing password, unknown user), 0x87 Not authorized otherwise.
 void session::authenticate(protocol::connect_packet&& c, clock::time_point now) {
     const auto& sec = engine_.security(security_slot_);
     if (certificate_username_) {
@@ -436,7 +437,7 @@ void session::use_certificate_username(std::optional<std::string> name) {
     certificate_name_ = name ? std::make_unique<std::string>(std::move(*name)) : nullptr;
 }
 
-void session::refuse_auth(std::string_view why) {
+void session::refuse_auth(std::string_view why, bool bad_credentials) {
     ++engine_.stats().auth_failures;
     std::string user = "(none)";
     if (pending_connect_ && pending_connect_->username) {
@@ -447,7 +448,12 @@ void session::refuse_auth(std::string_view why) {
         engine_.log(0, "client " + client_id_ + " refused from " + peer_ + ": not authorised (" +
                            std::string{why} + (user == "(none)" ? "" : ", user " + user) + ")");
     }
-    refuse_connect(reason_code::not_authorized, "not authorised");
+    // 3.1.1's return code 4 would say the same, but Mosquitto (and so its clients' users)
+    // expect 5 there; 5.0's 0x86 tells a mistyped password from a missing permission.
+    const bool v5 = protocol::is_v5(version_);
+    refuse_connect(v5 && bad_credentials ? reason_code::bad_user_name_or_password
+                                         : reason_code::not_authorized,
+                   "not authorised");
     wake();
 }
 

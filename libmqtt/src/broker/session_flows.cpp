@@ -271,6 +271,13 @@ reason_code session::subscribe_one(const protocol::subscription& s, std::uint32_
     const auto shared = protocol::parse_shared(s.filter);
     if (shared.is_malformed() || !protocol::is_valid_topic_filter(s.filter)) return invalid;
     if (!topic_within_limits(s.filter)) return invalid;  // max_topic_length / _levels
+    // acl_file: refused when the client may read nothing the filter (of a shared
+    // subscription: its inner filter) matches; 3.1.1 has only 0x80. A subscription to that
+    // filter made earlier, under other rules, ends with the refusal. No retained messages.
+    if (!engine_.may_subscribe(*ds_, shared.filter)) {
+        engine_.unsubscribe(*ds_, s.filter);
+        return v5 ? reason_code::not_authorized : reason_code::unspecified_error;
+    }
     const bool known = ds_->subscriptions.contains(s.filter);
     if (!known && ds_->subscriptions.size() >= engine_.config().max_subscriptions) {
         return v5 ? reason_code::quota_exceeded : reason_code::unspecified_error;

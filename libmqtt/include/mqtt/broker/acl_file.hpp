@@ -9,8 +9,9 @@
 // refuses, a matching rule with the access asked for allows, and nothing matching refuses.
 // Within each list the deny rules are looked at first. With patterns present, a user name
 // or client id holding '+' or '#' is refused once the client's own rules did not allow.
-// Subscriptions are not limited by the file (Mosquitto 2.0's default check lets every
-// SUBSCRIBE through); what a subscriber may receive is checked on every delivery (read).
+// A SUBSCRIBE is refused only for a filter under which the client could read nothing
+// (acl_file::may_subscribe, below); what a subscriber receives is still checked on every
+// delivery (read). Mosquitto 2.0's default check grants every SUBSCRIBE instead.
 //
 // The rules are parsed once (the "compiled" form below) and immutable afterwards; checking
 // allocates nothing except, for pattern rules, the growth of a caller-owned scratch string.
@@ -57,6 +58,13 @@ class acl_file {
     // expanded patterns; pass the same string every time so it stops growing.
     bool allows(const acl_client& c, acl_access a, std::string_view topic,
                 std::string& scratch) const;
+    // Whether some topic that `filter` matches could be read by `c`: false only when each
+    // rule that would let `c` read (its own, then the patterns) does not overlap the filter,
+    // or overlaps it only where one deny rule looked at before it covers the overlap. A
+    // union of deny rules covering the overlap together is not recognised, so the answer
+    // errs towards true; a false is exact: allows(c, read, t) is false for every t the
+    // filter matches. For SUBSCRIBE (not on the routing path: it allocates).
+    bool may_subscribe(const acl_client& c, std::string_view filter) const;
 
     const std::vector<acl_user_rules>& users() const noexcept { return users_; }
     const std::vector<acl_rule>& patterns() const noexcept { return patterns_; }
@@ -65,6 +73,18 @@ class acl_file {
     std::vector<acl_user_rules> users_;
     std::vector<acl_rule> patterns_;  // deny patterns first
 };
+
+// Topic filter algebra for may_subscribe, with topic_matches' rules: levels split on '/',
+// '+' one level, '#' that level and all below it and the parent ("a/#" matches "a"), and a
+// wildcard in the first level matching no topic that starts with '$'. Pure functions,
+// defined for any input.
+//
+// Whether some topic matches both filters; when one does, `meet` is the filter matching
+// exactly the topics both match ("a/+" and "+/b": "a/b"; "a/#" and "+/+": "a/+").
+bool filter_intersection(std::string_view a, std::string_view b, std::string& meet);
+bool filters_overlap(std::string_view a, std::string_view b);
+// Whether every topic `inner` matches is matched by `outer` ("a/#" covers "a/+/c" and "a").
+bool filter_covers(std::string_view outer, std::string_view inner) noexcept;
 
 struct acl_parse_result {
     std::optional<acl_file> value;

@@ -109,6 +109,9 @@ class engine {
         const acl_file* a = acl_of(ds);
         return a == nullptr || acl_check(*a, ds, acl_access::read, topic);
     }
+    // SUBSCRIBE: false when the ACL lets the client read no topic the filter matches
+    // (acl_file::may_subscribe); the deliveries of a granted filter are still checked.
+    bool may_subscribe(const durable_session& ds, std::string_view filter) const;
 
     // ---- time: offline sessions expire and delayed Wills fall due at deadlines
     // The earliest one; clock::time_point::max() when there is none.

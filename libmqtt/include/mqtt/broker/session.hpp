@@ -141,7 +141,9 @@ class session {
     void accept_connect(protocol::connect_packet&& c, clock::time_point now);
     void authenticate(protocol::connect_packet&& c, clock::time_point now);
     void complete_connect(protocol::connect_packet&& c, clock::time_point now);
-    void refuse_auth(std::string_view why);
+    // CONNACK 5 (3.1.1); 5.0: 0x86 when `bad_credentials` (the password_file said no),
+    // else 0x87.
+    void refuse_auth(std::string_view why, bool bad_credentials = false);
     bool check_connect(const protocol::connect_packet& c);
     std::uint32_t expiry_for(const protocol::connect_packet& c) const noexcept;
     void resume();
