@@ -165,47 +165,59 @@ def restart_cycle(sig, label):
         b.stop()
 
 
-def acked_survive_kill(sync):
+def acked_survive_kill(sync, publishers=1):
+    """With several publishers, groups of several connections are in flight at once (with
+    batch, one syncing while the next ones gather): each connection's output is released by
+    the sync that covers it, never by an earlier one."""
+    label = f"{sync}, {publishers} publisher(s)"
     with tempfile.TemporaryDirectory() as store:
-        b = Broker(store, sync).start()
+        # Unbounded queue: beyond max_queued_messages (1,000 by default) the keeper's queue
+        # drops messages that were acknowledged, as it may.
+        b = Broker(store, sync, "max_queued_messages 0\n").start()
         s = Sub(b.port, "keeper", "a/#")
         s.close()
         time.sleep(0.1)
         acked = []
         lock = threading.Lock()
-        c = mqtt.Client(client_id="fast", clean_session=True)
-        c.max_inflight_messages_set(50)
-
-        def on_publish(cl, u, mid):
-            with lock:
-                acked.append(mid)
-
-        c.on_publish = on_publish
-        c.connect("127.0.0.1", b.port)
-        c.loop_start()
+        clients = []
         mids = {}
+        for k in range(publishers):
+            c = mqtt.Client(client_id=f"fast{k}", clean_session=True)
+            c.max_inflight_messages_set(50)
+
+            def on_publish(cl, u, mid, k=k):
+                with lock:
+                    acked.append((k, mid))
+
+            c.on_publish = on_publish
+            c.connect("127.0.0.1", b.port)
+            c.loop_start()
+            clients.append(c)
         for i in range(2000):
-            info = c.publish("a/x", f"n{i}", qos=1)
-            mids[info.mid] = f"n{i}"
+            for k, c in enumerate(clients):
+                info = c.publish("a/x", f"p{k}n{i}", qos=1)
+                mids[(k, info.mid)] = f"p{k}n{i}"
+        want = 300 * publishers
         deadline = time.time() + 10
         while time.time() < deadline:
             with lock:
-                if len(acked) >= 300:
+                if len(acked) >= want:
                     break
             time.sleep(0.001)
         b.stop(signal.SIGKILL)  # in the middle of the stream
         time.sleep(0.1)
-        c.loop_stop()
+        for c in clients:
+            c.loop_stop()
         with lock:
             seen = [mids[m] for m in acked if m in mids]
-        check(len(seen) >= 300, f"{sync}: the publisher saw {len(seen)} PUBACKs before the kill")
+        check(len(seen) >= want, f"{label}: the publishers saw {len(seen)} PUBACKs before the kill")
         b.start()
         s = Sub(b.port, "keeper", "a/#")
         got = s.wait_count(len(seen), 20)
         s.close()
         payloads = set(p for (_, p, _) in got)
         missing = [p for p in seen if p not in payloads]
-        check(not missing, f"{sync}: every acknowledged message is there after kill -9 "
+        check(not missing, f"{label}: every acknowledged message is there after kill -9 "
                            f"({len(seen)} acknowledged, {len(got)} received, "
                            f"{len(missing)} missing)")
         b.stop()
@@ -431,6 +443,7 @@ def main():
     restart_cycle(signal.SIGKILL, "kill -9")
     acked_survive_kill("always")
     acked_survive_kill("batch")
+    acked_survive_kill("batch", 4)
     qos2_no_duplicate()
     damaged_store()
     store_cannot_write()

@@ -267,7 +267,8 @@ void connection::on_watchdog() {
 // ---- output -----------------------------------------------------------------------------
 
 bool connection::has_work() const noexcept {
-    return session_.has_output() || session_.closing() || (!staged_.empty() && released_);
+    return session_.has_output() || session_.closing() ||
+           (!staged_.empty() && staged_.front().target <= store_->synced());
 }
 
 void connection::start_writer() {
@@ -354,10 +355,15 @@ bool connection::next_batch() {
         return true;
     }
     if (!staged_.empty()) {
-        if (!released_) return false;
+        auto& s = staged_.front();
+        if (s.target > store_->synced()) {
+            // What came since waits for the next group (which may sync meanwhile).
+            if (session_.has_output()) store_->hold(*this);
+            return false;
+        }
         writing_.clear();
-        std::swap(writing_.bytes, staged_);
-        staged_.clear();
+        std::swap(writing_, s.out);  // moved, payload references and all: no copy
+        staged_.erase(staged_.begin());
         return true;
     }
     if (!session_.has_output()) return false;
@@ -369,18 +375,13 @@ bool connection::next_batch() {
     return false;
 }
 
-void connection::stage() {
+void connection::stage(std::uint64_t target) {
     if (!session_.has_output()) return;
-    std::vector<std::uint8_t> more;
-    session_.take_output(more);
-    staged_.insert(staged_.end(), more.begin(), more.end());
-    released_ = false;
+    // The session's batch moves here whole (with its charge against memory_limit).
+    session_.take_output(staged_.emplace_back(staged_output{target, {}}).out);
 }
 
-void connection::release() {
-    released_ = true;
-    wake();
-}
+void connection::release() { wake(); }
 
 // The acknowledgements in what is held refer to records that are not on disk: none of it is
 // written, and the connection closes, so the client keeps (and sends again) what it was
@@ -390,7 +391,6 @@ void connection::refuse() {
     if (refused_) return;
     refused_ = true;
     staged_.clear();
-    released_ = true;
     broker::output_batch dropped;
     session_.take_output(dropped);
     session_.close_by_server(protocol::reason_code::quota_exceeded, broker::clock::now());

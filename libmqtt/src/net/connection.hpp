@@ -62,7 +62,7 @@ class connection final : public std::enable_shared_from_this<connection>,
 
   private:
     void wake() override;     // session_observer: output appended, or closing
-    void stage() override;    // held_output: the store's flush covers the output so far
+    void stage(std::uint64_t target) override;  // held_output: a flush covers the output so far
     void release() override;  // held_output: it is on disk
     void refuse() override;   // held_output: it is not on disk; close without it
     bool unwritten() const override {
@@ -105,9 +105,14 @@ class connection final : public std::enable_shared_from_this<connection>,
     broker::output_batch writing_;            // the batch being written; swaps with the session's
     std::vector<asio::const_buffer> gather_;  // writing_ as buffers for one gathered write
     store_driver* store_ = nullptr;           // set when output waits for the store's syncs
-    std::vector<std::uint8_t> staged_;  // output covered by a flush, written once it is synced
+    // Output covered by a flush, written once a sync reaches its target, oldest first (more
+    // than one when the connection had more to say while the first group was syncing).
+    struct staged_output {
+        std::uint64_t target = 0;
+        broker::output_batch out;
+    };
+    std::vector<staged_output> staged_;  // a vector: nothing allocated for a quiet connection
     std::size_t next_read_;             // the size of the next read, following the last one
-    bool released_ = true;              // staged_ may be written
     bool refused_ = false;  // the store refused what was held: only the close is written
     bool wrote_ = false;    // something was written (so the CONNACK is out)
     bool writer_running_ = false;

@@ -50,16 +50,32 @@ store_driver::~store_driver() {
     engine_.set_store(nullptr);
 }
 
+// The sync thread: takes the oldest job handed over, writes and syncs it, hands it back in
+// done_. What the loop hands over meanwhile gathers in the next job, so the disk goes from
+// one sync to the next without waiting for the event loop.
 void store_driver::sync_thread() {
     std::unique_lock lock{mutex_};
     for (;;) {
-        cv_.wait(lock, [this] { return ready_ || stop_; });
-        if (!ready_) return;  // stop_, and no job left
-        ready_ = false;
+        cv_.wait(lock, [this] { return !queue_.empty() || stop_; });
+        if (queue_.empty()) return;  // stop_, and nothing left
+        job j = std::move(queue_.front());
+        queue_.pop_front();
+        // After a failed write the file misses its records: nothing more is appended until
+        // retry() has written the whole state anew (and cleared failed_).
+        if (failed_) j.refused = true;
         lock.unlock();
-        run_job();
-        asio::post(io_, [this] { complete(); });
+        run_job(j);
+        j.finished = std::chrono::steady_clock::now();
         lock.lock();
+        if (j.ec) failed_ = true;
+        for (auto& p : j.parts) {  // the buffers go back to the loop for the next groups
+            if (spare_.size() >= max_spare) break;
+            p.clear();
+            spare_.push_back(std::move(p));
+        }
+        j.parts.clear();
+        done_.push_back(std::move(j));
+        if (done_.size() == 1) asio::post(io_, [this] { drain(); });
     }
 }
 
@@ -109,6 +125,7 @@ std::error_code store_driver::open() {
     }
     file_ = std::move(*file);
     file_bytes_ = file_.size();
+    snapshot_bytes_ = file_.snapshot_size();
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
     thread_ = std::thread{[this] { sync_thread(); }};
@@ -127,7 +144,7 @@ void store_driver::periodic_sync() {
     autosave_.expires_after(cfg_.autosave_interval);
     autosave_.async_wait([this](const boost::system::error_code& ec) {
         if (ec) return;
-        if (unsynced_ && !busy_) {  // busy: the sync thread has file_ (a compaction)
+        if (unsynced_ && outstanding_ == 0) {  // else the sync thread has file_ (a compaction)
             const auto err = file_.sync();
             report(err, "sync");
             if (!err) unsynced_ = false;
@@ -147,9 +164,10 @@ void store_driver::close() {
             stop_ = true;
         }
         cv_.notify_one();
-        thread_.join();  // finishes the job in progress
+        thread_.join();  // writes what was handed over first
     }
-    if (busy_) complete();  // its posted completion will not run: the loop has stopped
+    drain();  // the posted completions will not run: the loop has stopped
+    log_group_stats();
     if (compaction_) end_compaction();  // the whole state is written below
     flush();
     // A compacted file makes the next start quick.
@@ -172,14 +190,14 @@ void store_driver::hold(held_output& h) {
 void store_driver::forget(held_output& h) {
     connections_.erase(&h);
     std::erase(held_, &h);
-    std::erase(syncing_held_, &h);
+    for (auto& g : groups_) std::erase(g.held, &h);
 }
 
 void store_driver::schedule() {
     if (posted_) return;
     posted_ = true;
     // A timer due now fires after the reactor's next poll, so every connection whose bytes
-    // have arrived by then is read first: one sync for all of them (a plain post would run
+    // have arrived by then is read first: one group for all of them (a plain post would run
     // before the reactor looks at the sockets again).
     flush_timer_.expires_at(asio::steady_timer::time_point::min());
     flush_timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -191,65 +209,145 @@ void store_driver::after_packet() {
     if (cfg_.sync == broker::sync_policy::always && recorder_ && recorder_->has_pending()) flush();
 }
 
+// Once per loop turn with records (or held output): the held connections' output is staged
+// for the records appended so far, and those records go to the disk as one group. With
+// batch (the sync thread running) the group joins the thread's queue at once, also while a
+// sync runs; its output is written once a sync has covered it.
 void store_driver::flush() {
     posted_ = false;
     if (!recorder_) return;
-    if (busy_) {
-        again_ = true;  // what comes now forms the next group
+    const bool threaded = cfg_.sync == broker::sync_policy::batch && thread_.joinable();
+    if (!threaded && outstanding_ != 0) {
+        // always, periodic: the loop writes itself, not while the sync thread has the file
+        // (a compaction's rename). Flushed when it is done.
+        again_ = true;
         return;
     }
-    // Whatever the held connections have to write now depends on records appended so far
-    // at most: take it before syncing, release it after.
-    syncing_held_ = std::move(held_);
-    held_.clear();
-    for (auto* h : syncing_held_) h->stage();
-    job_.target = recorder_->appended();
-    job_.bytes.clear();
-    job_.snapshot = {};
-    job_.compacted = false;
-    job_.sync = cfg_.sync != broker::sync_policy::periodic;
-    job_.refused = false;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (failing_) return flush_failing();
+    auto& j = job_;
+    j.target = recorder_->appended();
+    stage_held(j.target);
+    j.bytes.clear();
+    j.snapshot = {};
+    j.compacted = false;
+    j.sync = cfg_.sync != broker::sync_policy::periodic;
+    j.refused = false;
+    j.records = recorder_->records() - records_taken_;
+    j.groups = 1;
+    records_taken_ = recorder_->records();
     if (recorder_->has_pending()) {
-        recorder_->take_pending(job_.bytes);
-        if (failing_) {
-            // The file misses the records of a failed write until retry() writes it anew:
-            // records appended to it now may refer to those and are not durable either, so
-            // nothing is written and nothing they cover is acknowledged.
-            job_.refused = true;
-        } else if (!compaction_ && file_.size() > 2 * file_.snapshot_size() + compaction_slack) {
+        recorder_->take_pending(j.bytes);
+        if (!compaction_ && !replacing_ && file_bytes_ > 2 * snapshot_bytes_ + compaction_slack) {
             begin_compaction();
         }
     }
-    if (compaction_ && recorder_->compaction_done() && !failing_) {
+    if (compaction_ && recorder_->compaction_done()) {
         // The new file has the whole state but what was kept since the last slice: that
         // goes at its end, then it replaces the old file (fsync and rename on the sync
-        // thread), instead of this group's append. If writing fails, the group is appended to
-        // the old file.
+        // thread), instead of this group's append (and of the groups waiting with it). If
+        // writing fails, they are appended to the old file.
         recorder_->compaction_step(piece_);  // complete: only the records kept since
         const bool ok = piece_.empty() || !compaction_->write(piece_);
         if (ok) {
-            job_.snapshot = std::move(*compaction_);
-            job_.compacted = true;
+            j.snapshot = std::move(*compaction_);
+            j.compacted = true;
         }
         end_compaction();
     }
+    j.handed = std::chrono::steady_clock::now();
+    gstats_.stalls += j.handed - t0;
+    ++gstats_.flushes;
     // batch: every write goes to the sync thread; with every policy the compaction's fsync
     // and rename do (a whole store's worth of page cache to flush).
-    const bool batch = cfg_.sync == broker::sync_policy::batch;
-    if (thread_.joinable() && !job_.refused &&
-        ((batch && !job_.bytes.empty()) || job_.snapshot.is_open())) {
-        busy_ = true;
-        work_.emplace(io_.get_executor());  // run() does not return before the completion
-        {
-            std::lock_guard lock{mutex_};
-            ready_ = true;
-        }
-        cv_.notify_one();
+    if (thread_.joinable() && ((threaded && !j.bytes.empty()) || j.snapshot.is_open())) {
+        hand_over(j);
         return;
     }
-    run_job();
-    busy_ = true;
-    complete();
+    if (threaded) {
+        // No records: the output staged waits for those handed over already; with none
+        // outstanding, every record is on disk (or was written by retry()'s rewrite).
+        if (outstanding_ == 0) synced_ = std::max(synced_, j.target);
+        release_covered();
+        return;
+    }
+    run_job(j);
+    j.finished = std::chrono::steady_clock::now();
+    complete(j);
+}
+
+// Into the sync thread's queue. A group that comes while a sync runs joins the job waiting
+// behind it (a part of its own: no copy), so that one write per part and one fdatasync cover
+// every loop turn's group since the last sync. A compaction's rename ends its job: what
+// comes after it is appended to the new file.
+void store_driver::hand_over(job& j) {
+    const bool replace = j.snapshot.is_open();
+    if (replace) replacing_ = true;
+    {
+        std::lock_guard lock{mutex_};
+        if (queue_.empty() || queue_.back().snapshot.is_open()) {
+            auto& n = queue_.emplace_back();
+            n.sync = j.sync;
+            n.handed = j.handed;
+            if (outstanding_++ == 0) work_.emplace(io_.get_executor());  // run() waits for it
+        }
+        auto& n = queue_.back();
+        n.parts.push_back(std::move(j.bytes));
+        if (replace) {
+            n.snapshot = std::move(j.snapshot);
+            n.compacted = j.compacted;
+            n.replace = true;
+        }
+        n.records += j.records;
+        ++n.groups;
+        n.target = j.target;
+        j.bytes = {};
+        if (!spare_.empty()) {  // a buffer written before, for the recorder's next records
+            j.bytes = std::move(spare_.back());
+            spare_.pop_back();
+        }
+    }
+    cv_.notify_one();
+}
+
+// The store is failing: the file misses the records of a failed write until retry() writes
+// it anew, so records appended to it now may refer to those and are not durable either:
+// nothing is written, and the held output (with what is handed over: the thread refuses it)
+// is refused.
+void store_driver::flush_failing() {
+    const auto target = recorder_->appended();
+    stage_held(target);
+    recorder_->take_pending(job_.bytes);  // kept in the mirror, for the rewrite
+    job_.bytes.clear();
+    records_taken_ = recorder_->records();
+    synced_ = std::max(synced_, target);
+    std::vector<held_output*> held;
+    for (auto& g : groups_) held.insert(held.end(), g.held.begin(), g.held.end());
+    groups_.clear();
+    refuse_held(std::move(held), true);
+}
+
+void store_driver::stage_held(std::uint64_t target) {
+    // Whatever the held connections have to write now depends on records appended so far
+    // at most: take it now, write it once those are synced.
+    if (held_.empty()) return;
+    for (auto* h : held_) h->stage(target);
+    if (!groups_.empty() && groups_.back().target == target) {
+        auto& g = groups_.back().held;
+        g.insert(g.end(), held_.begin(), held_.end());
+    } else {
+        groups_.push_back({target, std::move(held_)});
+    }
+    held_.clear();
+}
+
+// The groups a sync has covered: their output may be written.
+void store_driver::release_covered() {
+    while (!groups_.empty() && groups_.front().target <= synced_) {
+        const auto held = std::move(groups_.front().held);
+        groups_.pop_front();
+        for (auto* h : held) h->release();
+    }
 }
 
 // Compaction while running: the snapshot goes to NAME.new a slice (about 1 MiB) per turn
@@ -299,50 +397,101 @@ void store_driver::end_compaction() {
     recorder_->end_compaction();
 }
 
-void store_driver::run_job() {
-    auto& j = job_;
+void store_driver::run_job(job& j) {
     j.ec.clear();
     j.what = "write";
-    if (j.refused) return;
-    j.replace_ec.clear();
-    if (j.snapshot.is_open()) {
-        j.replace_ec = file_.replace(std::move(j.snapshot));  // synced
-        if (!j.replace_ec) return;
+    j.write_time = j.sync_time = {};
+    j.written = 0;
+    if (!j.refused) {
+        j.replace_ec.clear();
+        bool replaced = false;
+        if (j.snapshot.is_open()) {
+            j.replace_ec = file_.replace(std::move(j.snapshot));  // synced
+            replaced = !j.replace_ec;
+        }
+        if (!replaced) {  // else the records are in the new file
+            const auto t0 = std::chrono::steady_clock::now();
+            bool wrote = false;
+            const auto write = [&](const std::vector<std::uint8_t>& b) {
+                if (b.empty() || j.ec) return;
+                j.ec = file_.append(b);
+                wrote = true;
+                if (!j.ec) j.written += b.size();
+            };
+            write(j.bytes);
+            for (const auto& p : j.parts) write(p);
+            const auto t1 = std::chrono::steady_clock::now();
+            j.write_time = t1 - t0;
+            if (wrote && !j.ec && j.sync) {
+                j.ec = file_.sync();
+                j.sync_time = std::chrono::steady_clock::now() - t1;
+            }
+        }
     }
-    if (j.bytes.empty()) return;
-    j.ec = file_.append(j.bytes);
-    if (!j.ec && j.sync) j.ec = file_.sync();
+    j.file_size = file_.size();
+    j.snapshot_size = file_.snapshot_size();
 }
 
-void store_driver::complete() {
-    if (!busy_) return;
-    busy_ = false;
-    work_.reset();
-    report(job_.ec, job_.what);
-    if (job_.replace_ec) {
+// On the loop: the jobs the sync thread finished, in order.
+void store_driver::drain() {
+    std::vector<job> done;
+    {
+        std::lock_guard lock{mutex_};
+        std::swap(done, done_);
+    }
+    for (auto& j : done) {
+        if (--outstanding_ == 0) work_.reset();
+        complete(j);
+    }
+}
+
+void store_driver::complete(job& j) {
+    report(j.ec, j.what);
+    if (j.replace) replacing_ = false;
+    if (j.replace_ec) {
         note_(0, true,
-              "store " + path_ + ": compaction failed: " + job_.replace_ec.message() +
+              "store " + path_ + ": compaction failed: " + j.replace_ec.message() +
                   "; the records were appended to the old file");
-    } else if (job_.compacted) {
+    } else if (j.compacted && !j.refused) {
         note_(1, false,
-              "store " + path_ + ": compacted to " + std::to_string(file_.size()) +
-                  " bytes in " + std::to_string(stats_.slices) + " slices over " +
+              "store " + path_ + ": compacted to " + std::to_string(j.file_size) + " bytes in " +
+                  std::to_string(stats_.slices) + " slices over " +
                   std::to_string(ms(std::chrono::steady_clock::now() - stats_.started)) +
                   " ms; the longest slice kept the event loop " +
                   std::to_string(ms(stats_.longest)) + " ms");
     }
-    const bool durable = !job_.ec && !job_.refused;
-    if (durable && !job_.sync && !job_.bytes.empty()) unsynced_ = true;
+    file_bytes_ = j.file_size;
+    snapshot_bytes_ = j.snapshot_size;
+    const bool wrote = j.written != 0;
+    const bool durable = !j.ec && !j.refused;
+    if (durable && wrote) {
+        auto& g = gstats_;
+        const auto now = std::chrono::steady_clock::now();
+        ++g.syncs;
+        g.groups += j.groups;
+        g.records += j.records;
+        g.max_records = std::max(g.max_records, j.records);
+        g.bytes += j.written;
+        g.write += j.write_time;
+        g.sync += j.sync_time;
+        g.max_sync = std::max(g.max_sync, j.sync_time);
+        g.latency += now - j.handed;
+        g.handback += now - j.finished;
+    }
+    if (durable && !j.sync && wrote) unsynced_ = true;
     // Output produced from now on depends on records that are on disk, or on records that
     // are not, whose held connections are refused here: nothing waits for these any more.
-    synced_ = job_.target;
-    file_bytes_ = file_.size();  // the sync thread is done with file_
-    auto held = std::move(syncing_held_);
-    syncing_held_.clear();
+    synced_ = std::max(synced_, j.target);
     if (durable) {
-        for (auto* h : held) h->release();
+        release_covered();
     } else {
-        refuse_held(std::move(held));
+        std::vector<held_output*> held;
+        while (!groups_.empty() && groups_.front().target <= j.target) {
+            auto& g = groups_.front().held;
+            held.insert(held.end(), g.begin(), g.end());
+            groups_.pop_front();
+        }
+        refuse_held(std::move(held), j.refused);
     }
     if (std::exchange(again_, false)) flush();
 }
@@ -359,7 +508,7 @@ void store_driver::complete() {
 // own acknowledgement is never staged), so every connection with output not yet written is
 // refused. Output produced from here on depends on durable records only, since every later
 // group is refused until the store is written anew.
-void store_driver::refuse_held(std::vector<held_output*> held) {
+void store_driver::refuse_held(std::vector<held_output*> held, bool refused) {
     for (auto* h : connections_) {
         if (h->unwritten() && std::find(held.begin(), held.end(), h) == held.end()) {
             held.push_back(h);
@@ -367,12 +516,35 @@ void store_driver::refuse_held(std::vector<held_output*> held) {
     }
     held_.clear();  // all of them are in `held` now: no later flush releases them
     if (held.empty()) return;
-    note_(job_.refused ? 1 : 0, !job_.refused,
+    note_(refused ? 1 : 0, !refused,
           "store " + path_ + ": " + std::to_string(held.size()) +
               " connection(s) closed without the acknowledgements of records not on disk");
     for (auto* h : held) {
         if (connections_.contains(h)) h->refuse();  // not ended by an earlier one's close
     }
+}
+
+void store_driver::log_group_stats() {
+    const auto& g = gstats_;
+    if (g.syncs == 0) return;
+    const auto per = [&](std::chrono::steady_clock::duration d, std::uint64_t n) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::microseconds>(d).count() /
+            static_cast<long long>(n));
+    };
+    note_(1, false,
+          "store " + path_ + ": " + std::to_string(g.syncs) + " writes, each covering " +
+              std::to_string(g.groups / g.syncs) + " flushes' groups, " +
+              std::to_string(g.records / g.syncs) + " records and " +
+              std::to_string(g.bytes / g.syncs) + " bytes on average (at most " +
+              std::to_string(g.max_records) + " records); per write: write() " +
+              per(g.write, g.syncs) + " us, fdatasync " + per(g.sync, g.syncs) +
+              " us (longest " + per(g.max_sync, 1) +
+              " us), from the first group handed over to the completion on the loop " +
+              per(g.latency, g.syncs) + " us, of which waiting for the loop " +
+              per(g.handback, g.syncs) + " us; flush() kept the loop " +
+              per(g.stalls, std::max<std::uint64_t>(g.flushes, 1)) + " us per flush (" +
+              std::to_string(g.flushes) + " flushes)");
 }
 
 void store_driver::report(std::error_code ec, std::string_view what) {
@@ -394,7 +566,7 @@ void store_driver::retry() {
     retry_.expires_after(std::chrono::seconds{1});
     retry_.async_wait([this](const boost::system::error_code& ec) {
         if (ec || !failing_ || !recorder_) return;
-        if (busy_) {
+        if (outstanding_ != 0) {  // the sync thread has the file
             retry();
             return;
         }
@@ -404,6 +576,12 @@ void store_driver::retry() {
             retry();
             return;
         }
+        {
+            std::lock_guard lock{mutex_};
+            failed_ = false;
+        }
+        file_bytes_ = file_.size();
+        snapshot_bytes_ = file_.snapshot_size();
         failing_ = false;
         engine_.set_store_failing(false);
         note_(0, true, "store " + path_ + ": writing works again (the store was written anew)");

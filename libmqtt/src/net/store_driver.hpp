@@ -5,11 +5,13 @@
 // compacts the file, and holds connections' output until the records it depends on are on
 // disk (always / batch).
 //
-// Group commit (batch): the first record of a loop turn posts one flush to the end of the
-// io_context's queue, so everything the connections that are ready now append goes out with
-// one write and one fdatasync. A connection whose output may depend on records not yet
-// synced asks to be held: at the flush its output is staged (it covers everything appended
-// so far), then the records are synced, then it is woken to write what was staged.
+// Group commit (batch), pipelined: every loop turn that appended records hands them, with
+// the connections whose output waits for them, to the sync thread as one group. While the
+// thread syncs one group, the next loop turns' groups gather in its queue, and as soon as the
+// sync returns the thread writes everything gathered and covers it with one fdatasync,
+// without waiting for the event loop. A connection whose output may depend on records not
+// yet synced asks to be held: at the next flush its output is staged with the group's end
+// (the recorder's byte count), and written once a sync has covered that point.
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -38,8 +41,10 @@ namespace asio = boost::asio;
 // Implemented by a connection whose output waits for a sync.
 class held_output {
   public:
-    virtual void stage() = 0;    // take the session's output now: it is covered by this flush
-    virtual void release() = 0;  // the flush is on disk: write what was staged
+    // Take the session's output now: it depends on records up to `target` (recorder bytes)
+    // at most, and is written once store_driver::synced() reaches it.
+    virtual void stage(std::uint64_t target) = 0;
+    virtual void release() = 0;  // a flush is on disk: write what it covers
     // The flush is not on disk (its write failed, or the store is failing): what was staged
     // must never be written; the connection closes (5.0: DISCONNECT 0x97 Quota Exceeded).
     virtual void refuse() = 0;
@@ -73,6 +78,8 @@ class store_driver {
     // Whether output must wait for records (always, batch).
     bool holds_output() const noexcept { return cfg_.sync != broker::sync_policy::periodic; }
     bool all_synced() const noexcept { return synced_ == recorder_->appended(); }
+    // Recorder bytes on disk: staged output up to this target may be written.
+    std::uint64_t synced() const noexcept { return synced_; }
     // Every connection whose output waits is known from start to end, so that a write
     // that fails can refuse the output of all of them (see refuse_held()).
     void enlist(held_output& h) { connections_.insert(&h); }
@@ -91,8 +98,11 @@ class store_driver {
   private:
     // One write (and sync): on the sync thread with batch, on the loop otherwise.
     struct job {
-        std::vector<std::uint8_t> bytes;  // records to append
+        std::vector<std::uint8_t> bytes;  // records to append (a job run on the loop)
+        // Records to append, one part per loop turn's group (a job of the sync thread).
+        std::vector<std::vector<std::uint8_t>> parts;
         store::replacement snapshot;      // open: compaction, written on the loop, replaces the file
+        bool replace = false;             // `snapshot` was open when handed over
         bool sync = true;
         // Not written: the store is failing, so the file misses earlier records until it
         // is written anew (retry()); the mirror has these and the rewrite puts them in.
@@ -100,22 +110,55 @@ class store_driver {
         bool compacted = false;  // `snapshot` is a compaction written while running
         std::error_code replace_ec;  // replacing the file by `snapshot` failed
         std::uint64_t target = 0;  // recorder bytes covered
+        std::uint64_t records = 0;  // records in `bytes` (statistics)
+        std::uint64_t groups = 0;   // loop turns gathered in `bytes` (statistics)
+        std::uint64_t written = 0;  // bytes appended
+        std::uint64_t file_size = 0;  // the file's size after the job (read where it ran)
+        std::uint64_t snapshot_size = 0;
         std::error_code ec;
         std::string_view what = "write";
+        // Statistics: handed over (loop, the first group gathered), write and sync (where
+        // the job ran), finished (before the completion is posted).
+        std::chrono::steady_clock::time_point handed, finished;
+        std::chrono::steady_clock::duration write_time{}, sync_time{};
     };
+    // The connections staged for one flush: released once a sync covers `target`.
+    struct group {
+        std::uint64_t target = 0;
+        std::vector<held_output*> held;
+    };
+    // Group commit statistics, logged at the stop (-v): what bounds `batch` (docs/persistence.md).
+    struct group_stats {
+        std::uint64_t syncs = 0;   // jobs with records, written
+        std::uint64_t groups = 0;  // flushes with records they carried
+        std::uint64_t records = 0;
+        std::uint64_t max_records = 0;
+        std::uint64_t bytes = 0;
+        std::chrono::steady_clock::duration write{}, sync{}, max_sync{};
+        std::chrono::steady_clock::duration latency{};   // handed over -> completion on the loop
+        std::chrono::steady_clock::duration handback{};  // finished -> completion on the loop
+        std::chrono::steady_clock::duration stalls{};    // flush() on the loop
+        std::uint64_t flushes = 0;
+    };
+    void log_group_stats();
     // Writes the recorder's snapshot a piece at a time into what `write` is given.
     store::content_writer snapshot() const;
     void schedule();
+    void stage_held(std::uint64_t target);  // held_ -> a new group for `target`
+    void release_covered();  // the groups up to synced_ may write
+    void flush_failing();  // the store is failing: the records are not written
     void begin_compaction();
     void post_compaction_step();  // the next slice of the snapshot, after the next poll
     void end_compaction();        // done or given up: NAME.new removed unless handed over
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);
     void retry();
-    void run_job();   // file I/O only: the one thing the sync thread does
-    void complete();  // on the loop: the job is done, release what it covered
+    void run_job(job& j);       // file I/O only: the one thing the sync thread does
+    void hand_over(job& j);     // to the sync thread's queue (batch, or a compaction's rename)
+    void drain();               // on the loop: the sync thread's finished jobs
+    void complete(job& j);      // on the loop: the job is done, release what it covered
     // On the loop: the job's records are not on disk; close its held connections unanswered.
-    void refuse_held(std::vector<held_output*> held);
+    void refuse_held(std::vector<held_output*> held, bool refused);
     void sync_thread();
 
     asio::io_context& io_;
@@ -125,22 +168,32 @@ class store_driver {
     std::string path_;
     std::optional<store::recorder> recorder_;
     store::store_file file_;
-    std::vector<held_output*> held_;          // wait for the next job
-    std::vector<held_output*> syncing_held_;  // staged, wait for the job in progress
+    std::vector<held_output*> held_;  // wait for the next flush
+    std::deque<group> groups_;        // staged, waiting for a sync to cover their target
     std::unordered_set<held_output*> connections_;  // enlisted, not yet forgotten
-    std::uint64_t synced_ = 0;                // recorder bytes on disk (or written, for periodic)
-    std::uint64_t file_bytes_ = 0;            // file_.size() as of the last complete()
+    group_stats gstats_;
+    std::uint64_t records_taken_ = 0;  // recorder_->records() at the last flush
+    std::uint64_t synced_ = 0;         // recorder bytes on disk (or written, for periodic)
+    std::uint64_t file_bytes_ = 0;     // the file's size as of the last completion
+    std::uint64_t snapshot_bytes_ = 0;  // its size after its last rewrite, likewise
     bool posted_ = false;
-    bool busy_ = false;   // a job is on the sync thread
-    bool again_ = false;  // a flush came while busy: flush when it completes
-    job job_;
-    // batch: fdatasync runs here, so the loop goes on reading (and the next group forms)
-    // while the disk syncs. The loop hands over job_ and touches neither it nor file_ until
-    // the completion is posted back.
+    bool again_ = false;  // a flush had to wait (see flush()): flush at the next completion
+    std::size_t outstanding_ = 0;  // jobs handed to the sync thread, not yet completed
+    bool replacing_ = false;       // a compaction's rename is among them
+    job job_;  // the loop's own (periodic, always, failing, and at the stop)
+    std::vector<std::vector<std::uint8_t>> spare_;  // written parts' buffers, for reuse
+    // The sync thread. The loop hands groups over in queue_ (the loop turns' groups that
+    // come while a sync runs gather in one job there); the thread takes the oldest job,
+    // writes and syncs it, and puts it into done_, which the loop drains. Those, spare_ and
+    // failed_ are all the two threads share, under mutex_; file_ belongs to the thread
+    // while outstanding_ > 0.
+    static constexpr std::size_t max_spare = 4;
     std::thread thread_;
     std::mutex mutex_;
     std::condition_variable cv_;
-    bool ready_ = false;
+    std::deque<job> queue_;   // handed over, not yet taken by the thread
+    std::vector<job> done_;   // written (or refused), completion not yet run on the loop
+    bool failed_ = false;     // a write failed: later jobs are refused until retry() works
     bool stop_ = false;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     bool unsynced_ = false;  // periodic: written, not yet synced

@@ -5,6 +5,11 @@
 #include <memory>
 #include <utility>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define TERN_CRC32C_SSE42 1
+#endif
+
 namespace mqtt::store {
 namespace {
 
@@ -392,10 +397,45 @@ std::uint32_t get_u32(std::span<const std::uint8_t> b, std::size_t at) noexcept 
 
 }  // namespace
 
-std::uint32_t crc32c(std::span<const std::uint8_t> bytes, std::uint32_t crc) noexcept {
+namespace {
+
+#ifdef TERN_CRC32C_SSE42
+// SSE 4.2's crc32 instruction computes CRC-32C: 8 bytes per instruction instead of a table
+// lookup per byte (about 20 times faster here: every record is checksummed on the event
+// loop when it is appended, and again when the file is read).
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::span<const std::uint8_t> bytes,
+                                                             std::uint32_t crc) noexcept {
+    std::uint64_t c = ~crc;
+    const std::uint8_t* p = bytes.data();
+    std::size_t n = bytes.size();
+    for (; n >= 8; p += 8, n -= 8) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+    }
+    auto c32 = static_cast<std::uint32_t>(c);
+    for (; n > 0; ++p, --n) c32 = _mm_crc32_u8(c32, *p);
+    return ~c32;
+}
+#endif
+
+}  // namespace
+
+namespace detail {
+
+std::uint32_t crc32c_portable(std::span<const std::uint8_t> bytes, std::uint32_t crc) noexcept {
     crc = ~crc;
     for (const std::uint8_t b : bytes) crc = crc_table[(crc ^ b) & 0xFF] ^ (crc >> 8);
     return ~crc;
+}
+
+}  // namespace detail
+
+std::uint32_t crc32c(std::span<const std::uint8_t> bytes, std::uint32_t crc) noexcept {
+#ifdef TERN_CRC32C_SSE42
+    if (__builtin_cpu_supports("sse4.2")) return crc32c_sse42(bytes, crc);
+#endif
+    return detail::crc32c_portable(bytes, crc);
 }
 
 bool message_record::operator==(const message_record& o) const {

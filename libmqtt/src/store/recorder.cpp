@@ -110,6 +110,7 @@ void recorder::emit(record r) {
     const std::size_t before = pending_.size();
     append_record(pending_, r);
     appended_ += pending_.size() - before;
+    ++records_;
     if (keep) kept_.insert(kept_.end(), pending_.begin() + before, pending_.end());
     if (was_empty && on_pending_) on_pending_();
 }

@@ -1,6 +1,7 @@
 #include "mqtt/store/state.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace mqtt::store {
@@ -41,7 +42,11 @@ struct state::applier {
     bool operator()(const commit_record&) const { return true; }  // load_bytes() groups by it
     bool operator()(const message_record& m) const {
         if (m.id == 0 || !m.msg) return false;
-        auto& e = st.messages_[m.id];
+        // Ids grow: a new message goes at the end, without a search from the root.
+        auto& msgs = st.messages_;
+        auto& e = msgs.empty() || std::prev(msgs.end())->first < m.id
+                      ? msgs.emplace_hint(msgs.end(), m.id, stored_message{})->second
+                      : msgs[m.id];
         e.msg = m.msg;
         e.received_ms = m.received_ms;
         st.max_id_ = std::max(st.max_id_, m.id);

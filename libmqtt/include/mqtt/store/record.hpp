@@ -229,6 +229,9 @@ namespace detail {
 std::optional<record> record_at(std::span<const std::uint8_t> bytes, std::size_t at,
                                 std::size_t& size);
 std::size_t find_magic(std::span<const std::uint8_t> bytes, std::size_t from) noexcept;
+// crc32c() with a table, a byte at a time: what it computes where the CPU has no crc32
+// instruction (x86-64 without SSE 4.2, other architectures).
+std::uint32_t crc32c_portable(std::span<const std::uint8_t> bytes, std::uint32_t crc = 0) noexcept;
 }  // namespace detail
 
 template <class F>

@@ -37,6 +37,8 @@ class recorder final : public broker::store_hooks {
     void take_pending(std::vector<std::uint8_t>& into);
     // Bytes of records produced since the start; grows monotonically.
     std::uint64_t appended() const noexcept { return appended_; }
+    // Records produced since the start (statistics: records per group commit).
+    std::uint64_t records() const noexcept { return records_; }
     const state& mirror() const noexcept { return mirror_; }
     // The records that rebuild the mirror state (compaction), encoded and handed to `out` in
     // pieces of at least `chunk` bytes, each less than `chunk` plus one record (the last may
@@ -88,6 +90,7 @@ class recorder final : public broker::store_hooks {
     std::optional<snapshot_cursor> cursor_;  // compacting
     std::vector<std::uint8_t> kept_;  // records for the new file since the last step
     std::uint64_t appended_ = 0;
+    std::uint64_t records_ = 0;
     std::uint64_t next_id_ = 1;
     std::function<void()> on_pending_;
     std::function<clock_pair()> clock_ = clock_pair::now;
