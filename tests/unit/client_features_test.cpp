@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -11,12 +12,14 @@
 
 #include "mqtt/client/backoff.hpp"
 #include "mqtt/client/session.hpp"
+#include "mqtt/error.hpp"
 #include "mqtt/format/format_string.hpp"
 #include "mqtt/format/message_json.hpp"
 #include "mqtt/format/message_json_in.hpp"
 #include "mqtt/format/properties_in.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "mqtt/protocol/publish_codec.hpp"
 #include "client_test_wire.hpp"
 
 namespace {
@@ -129,6 +132,79 @@ TEST_CASE("client session: without keep_unacknowledged nothing is resent after r
     p.feed(ack);
     CHECK(p.sent().empty());
     CHECK(p.s->unacknowledged() == 0);
+}
+
+TEST_CASE("client session: a PUBLISH over the broker's Maximum Packet Size is refused unsent") {
+    peer p(false);
+    p.s->start(p.now);
+    (void)p.sent();
+    connack_packet ack;
+    ack.props.maximum_packet_size = 40;
+    ack.props.receive_maximum = 1;
+    p.feed(ack);
+    (void)p.s->take_events();
+    const std::string big(40, 'x');
+    for (auto q : {qos::at_most_once, qos::at_least_once}) {
+        auto r = p.s->publish(p.msg(big, q), p.now);
+        REQUIRE_FALSE(r);
+        CHECK(r.error() == client::errc::packet_too_large);
+        CHECK_FALSE(p.s->has_output());
+        CHECK(p.s->unacknowledged() == 0);
+    }
+    auto a = p.s->publish(p.msg("a", qos::at_least_once), p.now);  // fits: sent
+    REQUIRE(a);
+    // While `a` holds the only slot, a large one is refused before it would wait.
+    auto r = p.s->publish(p.msg(big, qos::at_least_once), p.now);
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == client::errc::packet_too_large);
+    auto b = p.s->publish(p.msg("b", qos::at_least_once), p.now);  // waits
+    REQUIRE(b);
+    auto out = p.sent();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<publish_packet>(out[0]).payload == "a");
+    p.feed(puback_packet{*a, reason_code::success, {}});
+    out = p.sent();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<publish_packet>(out[0]).payload == "b");
+    CHECK(p.s->unacknowledged() == 1);
+}
+
+TEST_CASE("publish_codec: the PUBLISH overloads write what the packet variant ones write") {
+    publish_packet p;
+    p.topic = "a/b";
+    p.payload = std::string("\x00\xff payload", 10);
+    for (auto v : {protocol_version::v3_1_1, protocol_version::v5}) {
+        for (auto q : {qos::at_most_once, qos::at_least_once, qos::exactly_once}) {
+            p.qos_level = q;
+            p.packet_id = q == qos::at_most_once ? 0 : 513;
+            p.retain = q == qos::exactly_once;
+            p.dup = q == qos::at_least_once;
+            p.props = {};
+            if (v == protocol_version::v5) {
+                p.props.message_expiry_interval = 60;
+                p.props.user_properties.push_back({"k", "v"});
+            }
+            std::vector<std::uint8_t> direct = {0xAA};  // appended after what is there
+            REQUIRE_FALSE(encode_append(p, v, direct));
+            auto via = encode(packet{p}, v);
+            REQUIRE(via);
+            REQUIRE(direct.size() == via->size() + 1);
+            CHECK(std::equal(via->begin(), via->end(), direct.begin() + 1));
+            auto size = encoded_size(p, v);
+            REQUIRE(size);
+            CHECK(*size == via->size());
+        }
+    }
+    p.topic = "a/+";  // the same checks
+    CHECK(encoded_size(p, protocol_version::v5).error() ==
+          encoded_size(packet{p}, protocol_version::v5).error());
+    std::vector<std::uint8_t> out;
+    CHECK(encode_append(p, protocol_version::v5, out));
+    CHECK(out.empty());
+    p.topic = "t";
+    p.qos_level = qos::at_least_once;
+    p.packet_id = 0;
+    CHECK(encoded_size(p, protocol_version::v5).error() == mqtt::errc::zero_packet_identifier);
 }
 
 TEST_CASE("client session: topic aliases both ways and DISCONNECT properties") {

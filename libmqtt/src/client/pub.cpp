@@ -11,7 +11,9 @@
 #include <iterator>
 #include <optional>
 #include <random>
+#include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "mqtt/client/backoff.hpp"
 #include "mqtt/format/message_json.hpp"
@@ -30,6 +32,11 @@ std::size_t window_for(std::size_t payload_bytes) {
 }
 // How long -l waits on the network between looks at an idle standard input.
 constexpr auto idle_step = std::chrono::milliseconds{20};
+// Encoded messages queued before they are handed to the socket in one write (-l: about 900
+// PUBLISHes of 64 bytes); a line longer than this goes out on its own.
+constexpr std::size_t write_batch = 64 * 1024;
+// Standard input is read in pieces of this size.
+constexpr std::size_t read_chunk = 256 * 1024;
 
 std::optional<std::string> read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -57,14 +64,22 @@ class publisher {
   public:
     publisher(connection& c, const pub_request& r, std::ostream& out, std::ostream& err,
               const std::string& tool)
-        : conn_(c), req_(r), out_(out), err_(err), tool_(tool), random_(std::random_device{}()) {}
+        : conn_(c), req_(r), out_(out), err_(err), tool_(tool), random_(std::random_device{}()) {
+        message_.topic = r.topic;
+        message_.qos_level = r.qos;
+        message_.retain = r.retain;
+        message_.props = r.props;
+    }
 
-    // False once something failed; error() says what.
-    bool publish(protocol::publish_packet p);
-    bool publish_payload(std::string payload);
+    // False once something failed; error() says what. `reused`: `p` is refilled for the next
+    // message, so it is copied; otherwise it may be moved from.
+    bool publish(protocol::publish_packet& p, bool reused);
+    // The request's topic, QoS, retain flag and properties with this payload.
+    bool publish_payload(std::string_view payload);
     // Calls `line` for each line of `fd` (without its '\n'; a last line without '\n' too).
-    bool read_lines(int fd, const std::function<bool(std::string&&)>& line);
-    bool publish_json_line(std::string&& line);
+    // The view is valid during the call only.
+    bool read_lines(int fd, const std::function<bool(std::string_view)>& line);
+    bool publish_json_line(std::string_view line);
     bool pause(double seconds);
     // Waits for every acknowledgement and the last write, then disconnects.
     bool finish();
@@ -100,6 +115,10 @@ class publisher {
     clock::time_point first_{};
     std::unordered_map<std::uint16_t, sent> unacknowledged_;  // --json, by packet id
     std::string line_;
+    // Refilled for every message of -m, -f, -s, -l: no allocation per line once the payload
+    // buffer has grown to the longest line.
+    protocol::publish_packet message_;
+    std::size_t unwritten_ = 0;  // topic and payload bytes queued since the last write
 };
 
 void publisher::report(const sent& m, std::uint16_t mid, protocol::reason_code code) {
@@ -112,6 +131,7 @@ void publisher::report(const sent& m, std::uint16_t mid, protocol::reason_code c
 }
 
 void publisher::handle_events() {
+    if (!conn_.state().has_events()) return;
     for (auto& e : conn_.take_events()) {
         if (auto* done = std::get_if<publish_done_event>(&e)) {
             if (req_.json)
@@ -190,27 +210,23 @@ void publisher::pace() {
     if (due > now) conn_.run_until([] { return false; }, due);
 }
 
-bool publisher::publish_payload(std::string payload) {
-    protocol::publish_packet p;
-    p.topic = req_.topic;
-    p.payload = std::move(payload);
-    p.qos_level = req_.qos;
-    p.retain = req_.retain;
-    p.props = req_.props;
-    return publish(std::move(p));
+bool publisher::publish_payload(std::string_view payload) {
+    message_.payload.assign(payload);
+    return publish(message_, true);
 }
 
-bool publisher::publish(protocol::publish_packet p) {
+bool publisher::publish(protocol::publish_packet& p, bool reused) {
     pace();
     if (!healthy()) return false;
     const auto window = window_for(p.payload.size());
     std::optional<sent> record;
     if (req_.json) record = sent{published_ + 1, p.topic, p.qos_level, p.retain, p.payload.size()};
-    // A copy only when a lost connection may make us try again.
-    auto id = req_.reconnect ? conn_.publish(p) : conn_.publish(std::move(p));
+    // A copy when `p` is reused, or when a lost connection may make us try again.
+    const auto size = p.topic.size() + p.payload.size();
+    auto id = reused || req_.reconnect ? conn_.publish(p) : conn_.publish(std::move(p));
     if (!id && id.error() == errc::not_connected && req_.reconnect) {
         if (!healthy()) return false;  // reconnects
-        id = conn_.publish(std::move(p));
+        id = reused ? conn_.publish(p) : conn_.publish(std::move(p));
     }
     if (!id) {
         if (error_.empty()) error_ = "cannot publish: " + id.error().message();
@@ -225,16 +241,23 @@ bool publisher::publish(protocol::publish_packet p) {
     }
     // Keep the unacknowledged messages and the unwritten bytes bounded; in between, messages
     // accumulate and go out in one write.
-    if (conn_.state().unacknowledged() >= window || published_ % 256 == 0 || req_.rate > 0)
+    if (conn_.state().unacknowledged() >= window || req_.rate > 0) {
         // Until the first acknowledgement, not many: sending again at once carries the TCP
         // ACK that a broker without TCP_NODELAY (Mosquitto) waits for before it sends more
         // PUBACKs; waiting for half the window stalled on the 40 ms delayed ACK each time.
         conn_.run_until(
             [&] { return conn_.state().unacknowledged() < window && !conn_.output_pending(); });
+        unwritten_ = 0;
+    } else if ((unwritten_ += size) >= write_batch) {
+        // Until the writer has taken the batch (its write may still be under way, so the next
+        // batch fills meanwhile): at most two batches of output, and acknowledgements read.
+        conn_.run_until([&] { return !conn_.state().has_output(); });
+        unwritten_ = 0;
+    }
     return healthy();
 }
 
-bool publisher::publish_json_line(std::string&& line) {
+bool publisher::publish_json_line(std::string_view line) {
     ++line_number_;
     if (line.find_first_not_of(" \t\r") == std::string::npos) return true;  // blank: skipped
     auto r = format::parse_message_json(line, {req_.topic, req_.qos, req_.retain});
@@ -244,13 +267,14 @@ bool publisher::publish_json_line(std::string&& line) {
     }
     // -D publish properties apply where the line does not set its own.
     if (r.message.props.empty()) r.message.props = req_.props;
-    return publish(std::move(r.message));
+    return publish(r.message, false);
 }
 
 // The network is served while the input is idle, so keep-alive and acknowledgements go on.
-bool publisher::read_lines(int fd, const std::function<bool(std::string&&)>& line) {
-    std::string pending;
-    char chunk[64 * 1024];
+bool publisher::read_lines(int fd, const std::function<bool(std::string_view)>& line) {
+    std::string pending;  // the start of a line that continues in the next read
+    std::vector<char> buffer(read_chunk);
+    char* const chunk = buffer.data();
     for (;;) {
         pollfd pfd{fd, POLLIN, 0};
         const int ready = ::poll(&pfd, 1, 0);
@@ -259,18 +283,24 @@ bool publisher::read_lines(int fd, const std::function<bool(std::string&&)>& lin
             if (!healthy()) return false;
             continue;
         }
-        const auto n = ::read(fd, chunk, sizeof chunk);
+        const auto n = ::read(fd, chunk, buffer.size());
         if (n < 0) {
             if (errno == EINTR) continue;
             input_error_ = std::string("cannot read standard input: ") + std::strerror(errno);
             return false;
         }
-        if (n == 0) return pending.empty() || line(std::move(pending));
+        if (n == 0) return pending.empty() || line(pending);
         std::string_view data(chunk, static_cast<std::size_t>(n));
         for (auto nl = data.find('\n'); nl != std::string_view::npos; nl = data.find('\n')) {
-            pending.append(data.substr(0, nl));
-            if (!line(std::move(pending))) return false;
-            pending.clear();
+            bool ok;
+            if (pending.empty()) {  // the whole line is in this read: no copy
+                ok = line(data.substr(0, nl));
+            } else {
+                pending.append(data.substr(0, nl));
+                ok = line(pending);
+                pending.clear();
+            }
+            if (!ok) return false;
             data.remove_prefix(nl + 1);
         }
         pending.append(data);
@@ -366,12 +396,11 @@ int run_pub(const pub_request& req, std::ostream& out, std::ostream& err,
     publisher pub(conn, req, out, err, tool);
     bool ok = true;
     if (req.source == payload_source::stdin_lines) {
-        ok = pub.read_lines(
-            req.input_fd, [&](std::string&& line) { return pub.publish_payload(std::move(line)); });
+        ok = pub.read_lines(req.input_fd,
+                            [&](std::string_view line) { return pub.publish_payload(line); });
     } else if (req.source == payload_source::json_lines) {
-        ok = pub.read_lines(req.input_fd, [&](std::string&& line) {
-            return pub.publish_json_line(std::move(line));
-        });
+        ok = pub.read_lines(req.input_fd,
+                            [&](std::string_view line) { return pub.publish_json_line(line); });
     } else {
         for (unsigned i = 0; ok && i < req.repeat; ++i) {
             if (i > 0 && req.repeat_delay > 0) ok = pub.pause(req.repeat_delay);

@@ -5,6 +5,7 @@
 
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/errors.hpp"
+#include "mqtt/protocol/publish_codec.hpp"
 #include "mqtt/protocol/topic.hpp"
 
 namespace mqtt::client {
@@ -222,22 +223,30 @@ result<std::uint16_t> session::publish_as(protocol::publish_packet p, std::uint1
         }
         p.packet_id = id;
     }
-    auto size = protocol::encoded_size(p, version_);
-    if (!size) return size.error();
-    if (*size > maximum_packet_size_) return errc::packet_too_large;
-    if (p.qos_level == qos::at_most_once) {
+    const bool send_now =
+        p.qos_level == qos::at_most_once || (send_quota() > 0 && waiting_.empty());
+    if (send_now) {
+        // Encoded at once, checked and taken back when too large: one size pass, not two.
+        // publish_codec.hpp: encoded from the struct, without a copy into a packet variant.
+        const auto at = output_.size();
+        if (auto ec = protocol::encode_append(p, version_, output_)) return ec;
+        if (output_.size() - at > maximum_packet_size_) {
+            output_.resize(at);
+            return errc::packet_too_large;
+        }
         last_sent_ = now;
-        send(p);
-        return std::uint16_t{0};
+        if (p.qos_level == qos::at_most_once) return std::uint16_t{0};
+    } else {
+        auto size = protocol::encoded_size(p, version_);
+        if (!size) return size.error();
+        if (*size > maximum_packet_size_) return errc::packet_too_large;
     }
     outbound_.emplace(id, p.qos_level == qos::at_least_once ? pending::puback : pending::pubrec);
-    if (send_quota() == 0 || !waiting_.empty()) {
-        waiting_.push_back(std::move(p));
-    } else {
+    if (send_now) {
         ++in_flight_publishes_;
-        last_sent_ = now;
-        send(p);
         if (cfg_.keep_unacknowledged) sent_.push_back(std::move(p));
+    } else {
+        waiting_.push_back(std::move(p));
     }
     return id;
 }
@@ -247,7 +256,9 @@ void session::release_slot() {
     if (in_flight_publishes_ > 0) --in_flight_publishes_;
     while (!waiting_.empty() && send_quota() > 0 && state_ == session_state::connected) {
         ++in_flight_publishes_;
-        send(waiting_.front());
+        // publish_codec.hpp: encoded from the struct, without a copy into a packet variant.
+        if (auto ec = protocol::encode_append(waiting_.front(), version_, output_))
+            fail(ec, reason_code::implementation_specific_error);
         if (cfg_.keep_unacknowledged) sent_.push_back(std::move(waiting_.front()));
         waiting_.pop_front();
     }

@@ -1,6 +1,7 @@
 #include <string_view>
 
 #include "mqtt/protocol/codec.hpp"
+#include "mqtt/protocol/publish_codec.hpp"
 #include "properties_codec.hpp"
 #include "wire.hpp"
 
@@ -164,6 +165,13 @@ void size_of_reason_only(sizer& s, plan& pl, const P& p, packet_type type, proto
     if (!pl.omit_props) pl.props = s.props(p.props, context_of(type));
 }
 
+result<plan> finish_plan(const sizer& s, plan& pl) {
+    if (s.ec) return s.ec;
+    if (s.n > max_variable_int) return errc::packet_too_large;
+    pl.remaining = static_cast<std::uint32_t>(s.n);
+    return pl;
+}
+
 result<plan> make_plan(const packet& pk, protocol_version v) {
     sizer s;
     plan pl;
@@ -187,10 +195,14 @@ result<plan> make_plan(const packet& pk, protocol_version v) {
                 size_of(s, pl, p, v);
         },
         pk);
-    if (s.ec) return s.ec;
-    if (s.n > max_variable_int) return errc::packet_too_large;
-    pl.remaining = static_cast<std::uint32_t>(s.n);
-    return pl;
+    return finish_plan(s, pl);
+}
+
+result<plan> make_plan(const publish_packet& p, protocol_version v) {
+    sizer s;
+    plan pl;
+    size_of(s, pl, p, v);
+    return finish_plan(s, pl);
 }
 
 std::size_t total_size(const plan& pl) noexcept {
@@ -289,13 +301,18 @@ void write_reason_only(writer& w, const plan& pl, const P& p, protocol_version v
     if (!pl.omit_props) detail::write_properties(w, p.props, pl.props);
 }
 
+std::uint8_t first_byte(const publish_packet& p) noexcept {
+    auto b = static_cast<std::uint8_t>(0x30 | static_cast<unsigned>(p.qos_level) << 1);
+    if (p.dup) b |= 0x08;
+    if (p.retain) b |= 0x01;
+    return b;
+}
+
 std::uint8_t first_byte(const packet& pk) noexcept {
     const auto type = static_cast<std::uint8_t>(type_of(pk));
     std::uint8_t flags = 0;
     if (const auto* p = std::get_if<publish_packet>(&pk)) {
-        flags = static_cast<std::uint8_t>(static_cast<unsigned>(p->qos_level) << 1);
-        if (p->dup) flags |= 0x08;
-        if (p->retain) flags |= 0x01;
+        return first_byte(*p);
     } else if (type == 6 || type == 8 || type == 10) {
         flags = 0x02;  // PUBREL, SUBSCRIBE, UNSUBSCRIBE (MQTT-3.6.1-1, 3.8.1-1, 3.10.1-1)
     }
@@ -349,6 +366,25 @@ std::error_code encode_append(const packet& p, protocol_version v,
     const auto at = out.size();
     out.resize(at + total_size(*pl));
     write_packet(p, *pl, v, out.data() + at);
+    return {};
+}
+
+result<std::size_t> encoded_size(const publish_packet& p, protocol_version v) {
+    auto pl = make_plan(p, v);
+    if (!pl) return pl.error();
+    return total_size(*pl);
+}
+
+std::error_code encode_append(const publish_packet& p, protocol_version v,
+                              std::vector<std::uint8_t>& out) {
+    auto pl = make_plan(p, v);
+    if (!pl) return pl.error();
+    const auto at = out.size();
+    out.resize(at + total_size(*pl));
+    writer w(out.data() + at);
+    w.u8(first_byte(p));
+    w.varint(pl->remaining);
+    write_body(w, *pl, p, v);
     return {};
 }
 
