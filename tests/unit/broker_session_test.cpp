@@ -649,6 +649,39 @@ TEST_CASE("session: packet ids in flight stay unique through rounds of the id co
     run(70'000);
 }
 
+TEST_CASE("session: at most half of the packet ids are in flight, whatever the limits allow") {
+    // max_inflight_messages 0 and a 5.0 client with Receive Maximum 65535 would let every id
+    // be taken; the broker keeps at most 32,768 in flight so that a free id is found without
+    // a scan of the window per message. Acknowledging one lets exactly one more go.
+    auto now = test_epoch();
+    limits l;
+    l.max_inflight = 65535;  // what max_inflight_messages 0 becomes
+    l.max_queued_messages = 100'000;
+    engine e{l};
+    test_client sub{e, protocol_version::v5, now};
+    sub.connect_persistent("s");  // Receive Maximum absent: 65535
+    sub.subscribe("t", qos::at_least_once);
+    for (int i = 0; i < 40'000; ++i) {
+        e.publish(nullptr, mqtt::broker::make_message(
+                               publish_packet{"t", "x", qos::at_least_once, false, false, 0, {}},
+                               now));
+    }
+    const auto first = sub.received();
+    REQUIRE(first.size() == 32'768);
+    CHECK(sub.session().inflight() == 32'768);
+    std::vector<bool> seen(65'536, false);
+    for (const auto& p : first) {
+        const auto id = as<publish_packet>(p).packet_id;
+        CHECK_FALSE(seen[id]);
+        seen[id] = true;
+    }
+    sub.send(puback_packet{as<publish_packet>(first[100]).packet_id, reason_code::success, {}});
+    const auto next = sub.received();
+    REQUIRE(next.size() == 1);
+    CHECK_FALSE(seen[as<publish_packet>(next[0]).packet_id]);
+    CHECK(sub.session().inflight() == 32'768);
+}
+
 TEST_CASE("a session's queue: empty until used, first in first out, copies are deep") {
     using mqtt::broker::lazy_queue;
     lazy_queue<int> q;

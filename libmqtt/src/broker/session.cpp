@@ -497,6 +497,10 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
         alias_out_max_ = std::min(c.props.topic_alias_maximum.value_or(0), alias_in_max_);
     }
     if (inflight_limit_ != 0) inflight_cap_ = std::min(inflight_cap_, inflight_limit_);
+    // At most half of the 65,535 packet ids in flight: next_packet_id() then finds a run of
+    // at least as many free ids with each scan of the window, instead of one id per scan
+    // (a scan per message) when nearly every id is taken.
+    inflight_cap_ = std::min(inflight_cap_, max_outbound_window);
     const bool creates = c.clean_start || engine_.find_session(client_id_) == nullptr;
     if (creates && expiry_for(c) != 0 &&
         engine_.offline_session_count() >= cfg.max_offline_sessions) {

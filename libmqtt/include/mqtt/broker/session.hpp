@@ -215,6 +215,9 @@ class session {
     std::uint16_t keep_alive_ = 0;
     std::uint32_t client_max_packet_ = 0;  // 5.0 Maximum Packet Size of the client; 0: none
     std::vector<std::string> aliases_in_;  // the client's topic aliases: [alias - 1] -> topic
+    // The most QoS 1/2 deliveries in flight whatever the limits and the client allow: half of
+    // the packet ids (see complete_connect).
+    static constexpr std::uint16_t max_outbound_window = 32768;
     std::uint16_t inflight_cap_ = 0;
     std::uint16_t inflight_limit_ = 0;  // set_inflight_limit(); 0: none
     // next_packet_id(): how many of the next ids from the counter are known to be free (no
