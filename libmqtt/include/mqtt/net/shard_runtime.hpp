@@ -1,0 +1,118 @@
+#pragma once
+
+// The shards of the sharded broker (docs/broker.md, "Threading"; not used by tern-broker
+// yet): N io_contexts, each run by its own thread (shard 0 may be the caller's), and a
+// shard_channel for every ordered pair of shards. A shard sends items to another shard
+// during its loop turn; the items are published in one batch at the end of the turn (one
+// post per turn to the sending shard itself) and the receiving shard is woken by at most
+// one post per batch, none while it is already scheduled to drain.
+//
+// Threads: send(), flush() and check_congested() run on the sending shard's thread; the
+// handlers set with on_batch() / on_resume() run on their shard's thread; post(),
+// for_each_shard() and stop() from any thread; start(), join() and the destructor from a
+// thread that is not a shard's. Asio stays out of this header (io() hands out the
+// io_context to code that includes Asio itself).
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "mqtt/broker/message.hpp"
+#include "mqtt/net/shard_channel.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace mqtt::net {
+
+// What goes from one shard to another: a published message to match in the receiving
+// shard's trie, or a change of the retained messages every shard keeps a replica of (a
+// clear carries the message whose empty payload cleared the topic).
+struct shard_item {
+    enum class kind : std::uint8_t { publish, retain_set, retain_clear };
+    kind what = kind::publish;
+    broker::message_ptr msg;
+};
+
+using shard_item_channel = shard_channel<shard_item>;
+
+struct shard_runtime_options {
+    std::size_t shards = 1;
+    shard_channel_limits channel{};  // for each of the shards * (shards - 1) channels
+};
+
+class shard_runtime {
+  public:
+    // A batch from shard `from`, on the receiving shard's thread; the items may be moved from.
+    using batch_handler = std::function<void(std::size_t from, std::span<shard_item> items)>;
+    // Shard `to` freed room after this shard was refused or congested towards it, on this
+    // shard's thread (after the open batch towards `to` was published again).
+    using resume_handler = std::function<void(std::size_t to)>;
+
+    explicit shard_runtime(shard_runtime_options options);
+    // stop(), join(); items still in flight are destroyed (message_ptr counts released)
+    // without being delivered.
+    ~shard_runtime();
+    shard_runtime(const shard_runtime&) = delete;
+    shard_runtime& operator=(const shard_runtime&) = delete;
+
+    std::size_t size() const noexcept;
+    boost::asio::io_context& io(std::size_t shard);
+
+    // Before start().
+    void on_batch(std::size_t shard, batch_handler handler);
+    void on_resume(std::size_t shard, resume_handler handler);
+
+    // Starts a thread for every shard; with caller_runs_shard0 not for shard 0, whose loop
+    // the caller runs with run_caller_shard(). Once only.
+    void start(bool caller_runs_shard0 = false);
+    // Runs shard 0's io_context on this thread until stop().
+    void run_caller_shard();
+    // Every loop returns as soon as its running handler does; what is still queued (posted
+    // functions, batches) is not run. Any thread, idempotent.
+    void stop();
+    // Waits for the shards' threads.
+    void join();
+
+    // Runs f on the shard's thread.
+    void post(std::size_t shard, std::function<void()> f);
+    // Runs f(k) on every shard k's thread, then `done` on shard `done_shard`'s thread once
+    // all have returned (f(k) may write slot k of a vector `done` reads: the SIGHUP
+    // broadcast, the $SYS and /metrics sums). Nothing runs on a stopped shard, and then
+    // `done` does not run either.
+    void for_each_shard(std::function<void(std::size_t shard)> f, std::function<void()> done = {},
+                        std::size_t done_shard = 0);
+
+    // On shard `from`'s thread: adds the item to the open batch towards `to` (a shard other
+    // than `from`), published at the end of this loop turn. False when the channel refused
+    // it (shard_channel_limits::max_items in flight; the item is left untouched); the
+    // on_resume handler of `from` runs once room appears.
+    bool send(std::size_t from, std::size_t to, shard_item&& item);
+    // On shard `from`'s thread: publishes every open batch of `from` now.
+    void flush(std::size_t from);
+    // On shard `from`'s thread: high_water items in flight towards `to`; on_resume follows.
+    bool check_congested(std::size_t from, std::size_t to);
+
+    // The channel from -> to, for its counters (read on the threads that own each side, or
+    // after join()).
+    const shard_item_channel& channel(std::size_t from, std::size_t to) const;
+    // Drains posted back to a consumer's own loop because more arrived during a drain.
+    std::uint64_t drain_reposts(std::size_t shard) const;
+
+  private:
+    struct shard;
+    shard_item_channel& channel_ref(std::size_t from, std::size_t to) const;
+    void end_of_turn(std::size_t from);
+    void publish(std::size_t from, std::size_t to);
+    void drain(std::size_t from, std::size_t to);
+    void resume(std::size_t from, std::size_t to);
+
+    std::vector<std::unique_ptr<shard>> shards_;
+    std::vector<std::unique_ptr<shard_item_channel>> channels_;  // [from * size + to]
+};
+
+}  // namespace mqtt::net

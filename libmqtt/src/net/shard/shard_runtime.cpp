@@ -1,0 +1,171 @@
+#include "mqtt/net/shard_runtime.hpp"
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cassert>
+#include <thread>
+#include <utility>
+
+namespace mqtt::net {
+
+namespace asio = boost::asio;
+
+struct shard_runtime::shard {
+    asio::io_context io{1};  // one thread runs it (posts from other threads still lock)
+    // Keeps run() going while the loop is idle; destroyed before io (declared after it).
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    std::thread thread;
+    batch_handler on_batch;
+    resume_handler on_resume;
+    bool end_of_turn_posted = false;  // this shard's thread only
+    std::uint64_t drain_reposts = 0;  // this shard's thread only
+};
+
+shard_runtime::shard_runtime(shard_runtime_options options) {
+    const std::size_t n = options.shards == 0 ? 1 : options.shards;
+    shards_.reserve(n);
+    for (std::size_t k = 0; k < n; ++k) shards_.push_back(std::make_unique<shard>());
+    channels_.resize(n * n);
+    for (std::size_t from = 0; from < n; ++from) {
+        for (std::size_t to = 0; to < n; ++to) {
+            if (from != to)
+                channels_[from * n + to] = std::make_unique<shard_item_channel>(options.channel);
+        }
+    }
+}
+
+shard_runtime::~shard_runtime() {
+    stop();
+    join();
+    // channels_ go first (declared last): the items in flight are destroyed there. Then the
+    // io_contexts destroy what was still queued, which refers to the runtime only by `this`.
+}
+
+std::size_t shard_runtime::size() const noexcept {
+    return shards_.size();
+}
+
+asio::io_context& shard_runtime::io(std::size_t shard) {
+    return shards_.at(shard)->io;
+}
+
+void shard_runtime::on_batch(std::size_t shard, batch_handler handler) {
+    shards_.at(shard)->on_batch = std::move(handler);
+}
+
+void shard_runtime::on_resume(std::size_t shard, resume_handler handler) {
+    shards_.at(shard)->on_resume = std::move(handler);
+}
+
+void shard_runtime::start(bool caller_runs_shard0) {
+    for (std::size_t k = caller_runs_shard0 ? 1 : 0; k < shards_.size(); ++k) {
+        shard& s = *shards_[k];
+        assert(!s.thread.joinable());
+        s.thread = std::thread([&s] { s.io.run(); });
+    }
+}
+
+void shard_runtime::run_caller_shard() {
+    shards_[0]->io.run();
+}
+
+void shard_runtime::stop() {
+    for (auto& s : shards_) s->io.stop();
+}
+
+void shard_runtime::join() {
+    for (auto& s : shards_) {
+        if (s->thread.joinable()) s->thread.join();
+    }
+}
+
+void shard_runtime::post(std::size_t shard, std::function<void()> f) {
+    asio::post(shards_.at(shard)->io, std::move(f));
+}
+
+void shard_runtime::for_each_shard(std::function<void(std::size_t)> f, std::function<void()> done,
+                                   std::size_t done_shard) {
+    // f is called on several threads at once (for different k): shared, not copied.
+    auto each = std::make_shared<const std::function<void(std::size_t)>>(std::move(f));
+    auto last = std::make_shared<std::function<void()>>(std::move(done));
+    auto remaining = std::make_shared<std::atomic<std::size_t>>(shards_.size());
+    for (std::size_t k = 0; k < shards_.size(); ++k) {
+        asio::post(shards_[k]->io, [this, k, each, last, remaining, done_shard] {
+            (*each)(k);
+            // acq_rel: the last decrement reads-from every earlier one (a release sequence),
+            // so what each f(k) wrote happens before `done`, which the post hands over.
+            if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && *last) {
+                asio::post(shards_[done_shard]->io, [last] { (*last)(); });
+            }
+        });
+    }
+}
+
+shard_item_channel& shard_runtime::channel_ref(std::size_t from, std::size_t to) const {
+    assert(from < shards_.size() && to < shards_.size() && from != to);
+    return *channels_[from * shards_.size() + to];
+}
+
+const shard_item_channel& shard_runtime::channel(std::size_t from, std::size_t to) const {
+    return channel_ref(from, to);
+}
+
+std::uint64_t shard_runtime::drain_reposts(std::size_t shard) const {
+    return shards_.at(shard)->drain_reposts;
+}
+
+bool shard_runtime::send(std::size_t from, std::size_t to, shard_item&& item) {
+    if (!channel_ref(from, to).try_push(std::move(item))) return false;
+    shard& s = *shards_[from];
+    if (!s.end_of_turn_posted) {
+        // Queued behind the handlers already ready on this loop, so everything they send
+        // goes out in the same batches: one post per turn, not per item.
+        s.end_of_turn_posted = true;
+        asio::post(s.io, [this, from] { end_of_turn(from); });
+    }
+    return true;
+}
+
+bool shard_runtime::check_congested(std::size_t from, std::size_t to) {
+    return channel_ref(from, to).check_congested();
+}
+
+void shard_runtime::end_of_turn(std::size_t from) {
+    shards_[from]->end_of_turn_posted = false;
+    flush(from);
+}
+
+void shard_runtime::flush(std::size_t from) {
+    for (std::size_t to = 0; to < shards_.size(); ++to) {
+        if (to != from) publish(from, to);
+    }
+}
+
+void shard_runtime::publish(std::size_t from, std::size_t to) {
+    // `full` needs nothing here: the channel reports resume_producer to the drain that frees
+    // a slot, and resume() publishes again.
+    if (channel_ref(from, to).publish() == shard_item_channel::publish_result::wake) {
+        asio::post(shards_[to]->io, [this, from, to] { drain(from, to); });
+    }
+}
+
+void shard_runtime::drain(std::size_t from, std::size_t to) {
+    shard& s = *shards_[to];
+    const auto r = channel_ref(from, to).drain([&](std::span<shard_item> items) {
+        if (s.on_batch) s.on_batch(from, items);
+    });
+    if (r.again) {
+        ++s.drain_reposts;
+        asio::post(s.io, [this, from, to] { drain(from, to); });
+    }
+    if (r.resume_producer) asio::post(shards_[from]->io, [this, from, to] { resume(from, to); });
+}
+
+void shard_runtime::resume(std::size_t from, std::size_t to) {
+    publish(from, to);
+    if (shards_[from]->on_resume) shards_[from]->on_resume(to);
+}
+
+}  // namespace mqtt::net
