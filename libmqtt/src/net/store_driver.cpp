@@ -117,7 +117,7 @@ std::error_code store_driver::open() {
     // An intact file is appended to as it is; a damaged or missing one is written anew from
     // what was recovered (which also cuts the damage off).
     auto file = r.existed && r.clean() && r.records != 0
-                    ? store::store_file::open_append(cfg_.location, cfg_.file)
+                    ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
                     : store::store_file::create(cfg_.location, cfg_.file, snapshot());
     if (!file) {
         recorder_.reset();

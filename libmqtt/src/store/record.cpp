@@ -513,5 +513,10 @@ std::size_t find_magic(std::span<const std::uint8_t> bytes, std::size_t from) no
     return bytes.size();
 }
 
+std::size_t skip_zeros(std::span<const std::uint8_t> bytes, std::size_t from) noexcept {
+    while (from < bytes.size() && bytes[from] == 0) ++from;
+    return from;
+}
+
 }  // namespace detail
 }  // namespace mqtt::store

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <limits>
 #include <utility>
 
 #include "mqtt/format/json_string.hpp"
@@ -25,6 +26,20 @@ std::error_code write_all(int fd, std::span<const std::uint8_t> bytes) {
             return last_error();
         }
         bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+// pwrite() of all of `bytes` at `at`.
+std::error_code write_all_at(int fd, std::span<const std::uint8_t> bytes, std::uint64_t at) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(at));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_error();
+        }
+        bytes = bytes.subspan(static_cast<std::size_t>(n));
+        at += static_cast<std::uint64_t>(n);
     }
     return {};
 }
@@ -85,14 +100,15 @@ struct replayer {
         if (group.empty()) group_at = at;
         group.push_back(std::move(r));
     }
-    loaded finish(std::uint64_t size, std::vector<damage> damaged) {
+    loaded finish(std::uint64_t size, std::uint64_t data_end, std::vector<damage> damaged) {
         l.report.existed = true;
         l.report.file_bytes = size;
+        l.report.data_end = data_end;
         if (!group.empty() && commits) {
             // A group without its commit record at the end: cut off with whatever damage
             // follows it, as one torn tail.
             std::erase_if(damaged, [&](const damage& x) { return x.offset >= group_at; });
-            damaged.push_back({group_at, size - group_at, damage_kind::torn_tail});
+            damaged.push_back({group_at, data_end - group_at, damage_kind::torn_tail});
             group.clear();
         }
         l.report.damaged = std::move(damaged);
@@ -160,11 +176,18 @@ std::optional<record> record_in(file_window& w, std::uint64_t at, std::size_t& s
     return detail::record_at(w.bytes(at, frame_header_size + len), 0, size);
 }
 
+// The offset of the first byte from `at` on that is not zero, or the end of the file.
+std::uint64_t skip_zeros(file_window& w, std::uint64_t at) {
+    while (w.have(at, 1) && w.bytes(at, 1)[0] == 0) ++at;
+    return at;
+}
+
 // scan() over a file read through a window: the same records and damage, in file order.
 template <class F>
-std::vector<damage> scan_window(file_window& w, F&& on_record) {
+std::vector<damage> scan_window(file_window& w, F&& on_record, std::uint64_t& data_end) {
     std::vector<damage> found;
     std::uint64_t at = 0;
+    data_end = std::numeric_limits<std::uint64_t>::max();
     while (w.have(at, 1)) {
         std::size_t size = 0;
         if (auto r = record_in(w, at, size)) {
@@ -172,8 +195,16 @@ std::vector<damage> scan_window(file_window& w, F&& on_record) {
             at += size;
             continue;
         }
-        // Resynchronise: the next offset where a whole valid record starts.
+        // Resynchronise: the next offset where a whole valid record starts (none in zeros;
+        // the window only moves forward).
         std::uint64_t next = at + 1;
+        if (w.bytes(at, 1)[0] == 0) {
+            next = skip_zeros(w, at);
+            if (!w.have(next, 1)) {  // zeros to the end: room made ahead, not damage
+                data_end = at;
+                break;
+            }
+        }
         bool tail = false;
         for (;; ++next) {
             if (!w.have(next, 2)) {
@@ -194,8 +225,10 @@ std::vector<damage> scan_window(file_window& w, F&& on_record) {
 loaded load_bytes(std::span<const std::uint8_t> bytes, const clock_pair* times) {
     replayer rp;
     rp.times = times;
-    auto damaged = scan(bytes, [&](std::uint64_t at, record r) { rp.on_record(at, std::move(r)); });
-    return rp.finish(bytes.size(), std::move(damaged));
+    std::uint64_t data_end = 0;
+    auto damaged = scan(
+        bytes, [&](std::uint64_t at, record r) { rp.on_record(at, std::move(r)); }, &data_end);
+    return rp.finish(bytes.size(), data_end, std::move(damaged));
 }
 
 result<loaded> load_file(const std::string& path, const clock_pair* times, std::size_t chunk) {
@@ -207,11 +240,12 @@ result<loaded> load_file(const std::string& path, const clock_pair* times, std::
     file_window w{fd, chunk};
     replayer rp;
     rp.times = times;
-    auto damaged =
-        scan_window(w, [&](std::uint64_t at, record r) { rp.on_record(at, std::move(r)); });
+    std::uint64_t data_end = 0;
+    auto damaged = scan_window(
+        w, [&](std::uint64_t at, record r) { rp.on_record(at, std::move(r)); }, data_end);
     ::close(fd);
     if (w.error()) return w.error();
-    auto l = rp.finish(w.end(), std::move(damaged));
+    auto l = rp.finish(w.end(), std::min(data_end, w.end()), std::move(damaged));
     l.report.read_peak = w.peak();
     return l;
 }
@@ -283,6 +317,8 @@ store_file::store_file(store_file&& o) noexcept
       dir_(std::move(o.dir_)),
       path_(std::move(o.path_)),
       size_(o.size_),
+      allocated_(o.allocated_),
+      no_room_below_(o.no_room_below_),
       snapshot_size_(o.snapshot_size_) {}
 
 store_file& store_file::operator=(store_file&& o) noexcept {
@@ -292,6 +328,8 @@ store_file& store_file::operator=(store_file&& o) noexcept {
         dir_ = std::move(o.dir_);
         path_ = std::move(o.path_);
         size_ = o.size_;
+        allocated_ = o.allocated_;
+        no_room_below_ = o.no_room_below_;
         snapshot_size_ = o.snapshot_size_;
     }
     return *this;
@@ -312,7 +350,8 @@ result<store_file> store_file::create(const std::string& dir, const std::string&
     return f;
 }
 
-result<store_file> store_file::open_append(const std::string& dir, const std::string& name) {
+result<store_file> store_file::open_append(const std::string& dir, const std::string& name,
+                                           std::uint64_t data_end) {
     store_file f;
     f.dir_ = dir;
     f.path_ = join(dir, name);
@@ -320,7 +359,8 @@ result<store_file> store_file::open_append(const std::string& dir, const std::st
     if (f.fd_ < 0) return last_error();
     const off_t end = ::lseek(f.fd_, 0, SEEK_END);
     if (end < 0) return last_error();
-    f.size_ = static_cast<std::uint64_t>(end);
+    f.allocated_ = static_cast<std::uint64_t>(end);
+    f.size_ = std::min(data_end, f.allocated_);
     f.snapshot_size_ = f.size_;  // compaction once it has doubled (plus the slack)
     return f;
 }
@@ -352,21 +392,44 @@ std::error_code store_file::replace(replacement r) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(r.fd_, -1);
     size_ = r.size_;
+    allocated_ = r.size_;
     snapshot_size_ = r.size_;
     return sync_dir(dir_);
 }
 
+void store_file::preallocate(std::uint64_t need) {
+    // Zeros written, not fallocate(): blocks that were only reserved are converted on their
+    // first write, a change of metadata that fdatasync must journal, as it must a new size.
+    const std::uint64_t to = (need / prealloc_step + 1) * prealloc_step;
+    static const std::vector<std::uint8_t> zeros(64 * 1024, 0);
+    for (std::uint64_t at = allocated_; at < to;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), to - at));
+        if (write_all_at(fd_, std::span{zeros}.first(n), at)) {
+            // No room for it (a full disk, a file size limit): cut the zeros written off and
+            // write the records without room ahead, which may still fit.
+            if (::ftruncate(fd_, static_cast<off_t>(allocated_)) != 0) allocated_ = at;
+            no_room_below_ = to;  // tried again once the records reach it
+            return;
+        }
+        at += n;
+    }
+    allocated_ = to;
+}
+
 std::error_code store_file::append(std::span<const std::uint8_t> bytes) {
     if (fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
-    const auto ec = write_all(fd_, bytes);
+    if (size_ + bytes.size() > allocated_ && size_ + bytes.size() >= no_room_below_) {
+        preallocate(size_ + bytes.size());
+    }
+    const auto ec = write_all_at(fd_, bytes, size_);
     if (ec) {
-        // A partial write leaves a torn record: cut it off so later appends stay readable.
-        if (::ftruncate(fd_, static_cast<off_t>(size_)) == 0) {
-            ::lseek(fd_, static_cast<off_t>(size_), SEEK_SET);
-        }
+        // A partial write leaves a torn record: cut it off so later appends stay readable
+        // (with the room ahead: it is made again by the next append).
+        if (::ftruncate(fd_, static_cast<off_t>(size_)) == 0) allocated_ = size_;
         return ec;
     }
     size_ += bytes.size();
+    allocated_ = std::max(allocated_, size_);
     return {};
 }
 

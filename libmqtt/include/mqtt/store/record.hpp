@@ -220,24 +220,31 @@ struct damage {
 
 // Reads framed records from a whole file's bytes: each valid record goes to `on_record`
 // with its offset; an invalid one is skipped by looking for the next offset where a whole
-// valid record starts. Returns what was skipped, in file order.
+// valid record starts. Returns what was skipped, in file order. Zero bytes from where a
+// record would start to the end are the file's preallocated room (store_file), not damage;
+// `data_end`, if given, is set to where they start (the size of the bytes when there are none).
 template <class F>
-std::vector<damage> scan(std::span<const std::uint8_t> bytes, F&& on_record);
+std::vector<damage> scan(std::span<const std::uint8_t> bytes, F&& on_record,
+                         std::uint64_t* data_end = nullptr);
 
 namespace detail {
 // The record starting at `at`, if a whole valid one does; `size` is its framed size.
 std::optional<record> record_at(std::span<const std::uint8_t> bytes, std::size_t at,
                                 std::size_t& size);
 std::size_t find_magic(std::span<const std::uint8_t> bytes, std::size_t from) noexcept;
+// The offset of the first byte from `from` on that is not zero, or the size of the bytes.
+std::size_t skip_zeros(std::span<const std::uint8_t> bytes, std::size_t from) noexcept;
 // crc32c() with a table, a byte at a time: what it computes where the CPU has no crc32
 // instruction (x86-64 without SSE 4.2, other architectures).
 std::uint32_t crc32c_portable(std::span<const std::uint8_t> bytes, std::uint32_t crc = 0) noexcept;
 }  // namespace detail
 
 template <class F>
-std::vector<damage> scan(std::span<const std::uint8_t> bytes, F&& on_record) {
+std::vector<damage> scan(std::span<const std::uint8_t> bytes, F&& on_record,
+                         std::uint64_t* data_end) {
     std::vector<damage> found;
     std::size_t at = 0;
+    if (data_end != nullptr) *data_end = bytes.size();
     while (at < bytes.size()) {
         std::size_t size = 0;
         if (auto r = detail::record_at(bytes, at, size)) {
@@ -246,7 +253,15 @@ std::vector<damage> scan(std::span<const std::uint8_t> bytes, F&& on_record) {
             continue;
         }
         // Resynchronise: the next offset where a whole valid record starts.
-        std::size_t next = detail::find_magic(bytes, at + 1);
+        std::size_t from = at + 1;
+        if (bytes[at] == 0) {
+            from = detail::skip_zeros(bytes, at);
+            if (from == bytes.size()) {  // zeros to the end: room made ahead, not damage
+                if (data_end != nullptr) *data_end = at;
+                break;
+            }
+        }
+        std::size_t next = detail::find_magic(bytes, from);
         while (next < bytes.size() && !detail::record_at(bytes, next, size)) {
             next = detail::find_magic(bytes, next + 1);
         }
