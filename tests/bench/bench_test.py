@@ -396,8 +396,11 @@ def per_client_rate(port):
         check("--rate-per-client: parameters.rate is the total",
               p["rate"] == 2000 and p["rate_per_client"] == 500, json.dumps(p))
         sent = [x["published"] for x in d["per_publisher"]]
-        check("--rate-per-client: each publisher sent its 1,000 (2 s at 500/s)",
-              all(999 <= n <= 1001 for n in sent), str(sent))
+        # Paced by the clock, the run ends at 2 s: a publisher a few sends behind its
+        # schedule then (a loaded machine: 997 seen) stops there. A shared total rate would
+        # give each about 500.
+        check("--rate-per-client: each publisher sent its 1,000 (2 s at 500/s, 2% late at most)",
+              all(980 <= n <= 1001 for n in sent), str(sent))
         rate = d["rates"]["published_msg_s"]
         check("--rate-per-client: about 2,000 published a second in all",
               1800 <= rate <= 2200, f"{rate:.0f}/s, {d['seconds']}")
