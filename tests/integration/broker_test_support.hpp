@@ -42,6 +42,13 @@ class running_server {
         server_ = std::move(*s);
         thread_ = std::thread([this] { server_->run(); });
     }
+    // Options as given (listeners, bridges, ...); the limits of `o` too.
+    explicit running_server(mqtt::net::server_options o) {
+        auto s = mqtt::net::server::create(std::move(o));
+        REQUIRE_MESSAGE(s.has_value(), s.error().message());
+        server_ = std::move(*s);
+        thread_ = std::thread([this] { server_->run(); });
+    }
     ~running_server() { stop(); }
     void stop() {
         if (!thread_.joinable()) return;

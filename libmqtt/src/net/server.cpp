@@ -6,7 +6,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
-#include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -430,25 +429,18 @@ void server::impl::wait_bridges_closed() {
     });
 }
 
-// A bridge's local side: one end of a socket pair served as an accepted connection, the
-// other end for the bridge's client session.
+// A bridge's local side: one end of an in-memory pair served as an accepted connection
+// (the same driver, session, security slot and store as a TCP client), the other end for
+// the bridge's client session. No socket, no file descriptor, no system call per batch.
 std::unique_ptr<transport> server::impl::connect_bridge(const bridge::bridge_config& b,
                                                         std::string& why) {
     if (stopping) {
         why = "the broker is stopping";
         return nullptr;
     }
-    asio::local::stream_protocol::socket ours{io};
-    asio::local::stream_protocol::socket theirs{io};
-    boost::system::error_code ec;
-    asio::local::connect_pair(ours, theirs, ec);
-    if (ec) {
-        why = "socketpair: " + ec.message();
-        return nullptr;
-    }
-    auto c = std::make_shared<detail::connection>(make_local_transport(std::move(ours)), engine,
-                                                  "bridge:" + b.name, auth, deadlines,
-                                                  store ? &*store : nullptr);
+    auto [ours, theirs] = make_memory_pair(io.get_executor());
+    auto c = std::make_shared<detail::connection>(std::move(ours), engine, "bridge:" + b.name,
+                                                  auth, deadlines, store ? &*store : nullptr);
     c->set_security_slot(bridge_slot);
     detail::connection::start(c, [this](std::exception_ptr e) {
         if (!e) return;
@@ -459,7 +451,7 @@ std::unique_ptr<transport> server::impl::connect_bridge(const bridge::bridge_con
                  std::string{"bridge connection ended by an exception: "} + ex.what());
         }
     });
-    return make_local_transport(std::move(theirs));
+    return std::move(theirs);
 }
 
 std::string server::impl::start_bridges(std::vector<bridge::bridge_config> b) {

@@ -83,8 +83,8 @@ struct server_options {
     // nullopt: none (docs/metrics.md).
     std::optional<listen_address> metrics;
     // `connection` blocks: bridges run on the broker's event loop with the bridge code of
-    // tern-bridge; their local side is an in-process connection to this broker (an AF_UNIX
-    // socket pair), not subject to allow_anonymous, password_file or acl_file.
+    // tern-bridge; their local side is an in-process connection to this broker (an in-memory
+    // byte stream pair, no socket), not subject to allow_anonymous, password_file or acl_file.
     std::vector<bridge::bridge_config> bridges;
 };
 

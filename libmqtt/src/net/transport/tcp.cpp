@@ -1,8 +1,5 @@
-// Plain byte streams: TCP, and one end of an AF_UNIX socket pair (a connection inside the
-// process, such as tern-broker's own bridges reaching its engine: the broker side is served
-// like an accepted connection, the bridge's client session talks over the other end; the
-// kernel's socket buffers give both the back-pressure and the close semantics of TCP, with no
-// port and no listener). One template serves both socket types.
+// Plain TCP: one template over the socket type (the io_context's own executor type where it
+// can, see make_tcp_transport).
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_allocator.hpp>
@@ -131,11 +128,6 @@ std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
         }
     }
     return std::make_unique<stream_transport<asio::ip::tcp::socket>>(std::move(socket), "tcp");
-}
-
-std::unique_ptr<transport> make_local_transport(asio::local::stream_protocol::socket socket) {
-    return std::make_unique<stream_transport<asio::local::stream_protocol::socket>>(
-        std::move(socket), "local");
 }
 
 }  // namespace mqtt::net

@@ -11,7 +11,6 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
 #include <cstddef>
@@ -20,6 +19,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <utility>
 
 namespace mqtt::net {
 
@@ -91,7 +91,7 @@ class transport {
 
     // The executor the transport's operations complete on.
     virtual asio::any_io_executor get_executor() = 0;
-    // "tcp", "tls", "ws", "wss" or "local", for logs.
+    // "tcp", "tls", "ws", "wss" or "memory", for logs.
     virtual const char* name() const noexcept = 0;
     // TLS with a verified client certificate: its subject's commonName, or the whole
     // subject; nullopt otherwise.
@@ -102,8 +102,11 @@ class transport {
 // Plain TCP over a connected (or to be connected) socket.
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket);
 
-// One end of a connected AF_UNIX stream pair (asio::local::connect_pair): a connection inside
-// the process, such as tern-broker's own bridges reaching its engine (tcp.cpp serves both).
-std::unique_ptr<transport> make_local_transport(asio::local::stream_protocol::socket socket);
+// Two connected in-memory byte streams on `ex` (memory.cpp): what one writes the other
+// reads, with no socket and no system call: tern-broker's own bridges reaching its engine.
+// A write waits while the peer has `capacity` bytes or more unread (back-pressure); after
+// close() or shutdown() the peer reads what is left, then EOF.
+std::pair<std::unique_ptr<transport>, std::unique_ptr<transport>> make_memory_pair(
+    const asio::any_io_executor& ex, std::size_t capacity = 256 * 1024);
 
 }  // namespace mqtt::net
