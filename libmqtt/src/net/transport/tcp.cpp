@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <limits>
 #include <utility>
 
 #include "net/transport/transport.hpp"
@@ -16,6 +17,15 @@ namespace mqtt::net {
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Asio's default completion condition (transfer_all) hands each write_some at most 64 KiB, so
+// a 1 MiB PUBLISH took 16 sendmsg calls and a 64 KiB one two; with no cap every call gives
+// the kernel all that is left and it takes what the socket's send buffer holds.
+struct transfer_everything {
+    std::size_t operator()(const boost::system::error_code& ec, std::size_t) const noexcept {
+        return ec ? 0 : std::numeric_limits<std::size_t>::max();
+    }
+};
 
 template <class Socket>
 class stream_transport final : public transport {
@@ -54,10 +64,10 @@ class stream_transport final : public transport {
                                                 }));
     }
     asio::awaitable<io_result> write(asio::const_buffer b) override {
-        return asio::async_write(socket_, b, nothrow);
+        return asio::async_write(socket_, b, transfer_everything{}, nothrow);
     }
     asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> b) override {
-        return asio::async_write(socket_, b, nothrow);
+        return asio::async_write(socket_, b, transfer_everything{}, nothrow);
     }
     asio::awaitable<void> shutdown() override {
         boost::system::error_code ec;
