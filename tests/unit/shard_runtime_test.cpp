@@ -280,9 +280,11 @@ TEST_CASE("shard runtime: several producers into one consumer keep their order")
         CHECK(t.st[0].out_of_order == 0);
         for (std::size_t k = 1; k < 4; ++k) {
             CHECK(t.st[0].expect[k] == 20'000);
-            // Many batches; fewer than one per 50-message turn when the consumer lags and a
-            // batch waits open for a slot.
-            CHECK(rt.channel(k, 0).producer_counters().batches >= 20);
+            // At most one batch per 50-message turn (400 turns), fewer when the consumer lags
+            // and a batch waits open for a slot; at least the 16 slots' worth, which are free
+            // at the start (18 seen with 4 shard threads on 2 loaded cores).
+            CHECK(rt.channel(k, 0).producer_counters().batches >= 16);
+            CHECK(rt.channel(k, 0).producer_counters().batches <= 400);
             CHECK(rt.channel(k, 0).producer_counters().pushed == 20'000);
             CHECK(rt.channel(k, 0).producer_counters().refused == 0);
         }
