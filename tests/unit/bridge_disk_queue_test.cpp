@@ -11,23 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
+
 using namespace mqtt::bridge;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "tern-dq-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string q() const { return (path / "b.remote").string(); }
+struct temp_dir : tern_test::temp_dir {
+    temp_dir() : tern_test::temp_dir("tern-dq") {}
+    std::string q() const { return file("b.remote"); }
 };
 
 std::vector<std::uint8_t> body_of(int i, std::size_t size = 20) {
@@ -452,10 +445,10 @@ TEST_CASE("bridge disk queue: hostile files never stop it from opening") {
 
 TEST_CASE("bridge disk queue: a directory that cannot be made is an error") {
     temp_dir t;
-    write_file(t.path / "file", "x");
+    write_file(fs::path(t.path) / "file", "x");
     queue_recovery rep;
     std::string error;
-    auto q = disk_queue::open((t.path / "file" / "q").string(), {}, rep, error);
+    auto q = disk_queue::open((fs::path(t.path) / "file" / "q").string(), {}, rep, error);
     CHECK(!q);
     CHECK(error.find("queue directory") != std::string::npos);
 }

@@ -5,9 +5,6 @@
 
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -16,21 +13,16 @@
 
 #include "mqtt/store/record.hpp"
 #include "mqtt/store/store_file.hpp"
+#include "temp_dir.hpp"
 
 using namespace mqtt::store;
 using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        char tmpl[] = "/tmp/tern-prealloc-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    std::string file() const { return path + "/tern.db"; }
+struct temp_dir : tern_test::temp_dir {
+    temp_dir() : tern_test::temp_dir("tern-prealloc") {}
+    std::string file() const { return tern_test::temp_dir::file("tern.db"); }
 };
 
 bytes read_all(const std::string& path) {

@@ -20,6 +20,7 @@
 #include "mqtt/store/recorder.hpp"
 #include "mqtt/store/state.hpp"
 #include "mqtt/store/store_file.hpp"
+#include "temp_dir.hpp"
 
 using namespace mqtt::store;
 using mqtt::protocol::qos;
@@ -109,16 +110,10 @@ struct pieces {
     }
 };
 
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        char t[] = "/tmp/tern-store-snapshot-XXXXXX";
-        REQUIRE(::mkdtemp(t) != nullptr);
-        path = t;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    std::string file() const { return path + "/tern.db"; }
-    bool has(const std::string& name) const { return std::filesystem::exists(path + "/" + name); }
+struct temp_dir : tern_test::temp_dir {
+    temp_dir() : tern_test::temp_dir("tern-store-snapshot") {}
+    std::string file() const { return tern_test::temp_dir::file("tern.db"); }
+    using tern_test::temp_dir::has;
 };
 
 }  // namespace
