@@ -310,7 +310,10 @@ std::string render_metrics(const engine& e, const metrics_context& c) {
     if (c.mqttsn) mqttsn_metrics(x, e);
     if (!c.bridges.empty()) bridge_metrics(x, c.bridges);
     if (c.persistence) {
-        x.gauge("tern_store_file_bytes", "Size of the persistence store file.", c.store_file_bytes);
+        x.gauge("tern_store_file_bytes",
+                "Bytes of records in the persistence store file (the file on disk may be up "
+                "to 1 MiB larger: zeros made ahead of the records).",
+                c.store_file_bytes);
     }
     return out;
 }
