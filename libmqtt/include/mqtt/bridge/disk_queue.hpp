@@ -135,6 +135,10 @@ class disk_queue {
     };
 
     bool recover(queue_recovery& report, std::string& error);
+    bool list_segments(std::string& error);
+    void load_newest_state(queue_recovery& report);
+    bool reconcile(queue_recovery& report, std::string& error);
+    void position_reader();
     struct parsed_state {
         std::uint64_t generation = 0;
         std::uint64_t acked_through = 0;
