@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 try:
     import paho.mqtt.client as mqtt
@@ -187,6 +189,60 @@ class Bridge:
     def stderr(self):
         self.err.seek(0)
         return self.err.read()
+
+
+class ConfiguredBroker:
+    """tern-broker -c CONF -v, with its port and /metrics address read from its log."""
+
+    def __init__(self, bin_dir, conf):
+        self.log_path = os.path.join(WORK, f"tern-broker-{time.time_ns()}.log")
+        self.log = open(self.log_path, "w+")
+        self.proc = spawn([os.path.join(bin_dir, "tern-broker"), "-c", conf, "-v"],
+                          stderr=self.log)
+        self.port = None
+        self.metrics = None
+        end = time.time() + 15
+        while time.time() < end and (self.port is None or self.metrics is None):
+            text = self.text()
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
+            if m:
+                self.port = int(m.group(1))
+            m = re.search(r"metrics on http://([0-9.]+:\d+)/metrics", text)
+            if m:
+                self.metrics = m.group(1)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if self.port is None or self.metrics is None:
+            sys.exit("FAIL: tern-broker did not start:\n" + self.text())
+
+    def text(self):
+        self.log.flush()
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def count(self, needle):
+        return self.text().count(needle)
+
+    def metric(self, name, **labels):
+        """The value of one sample of /metrics, or None (absent, or no answer)."""
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        full = name + ("{" + want + "}" if want else "")
+        try:
+            with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
+                body = r.read().decode()
+        except OSError:
+            return None
+        for line in body.splitlines():
+            if line.split(" ")[0] == full:
+                return int(line.split()[-1])
+        return None
+
+    def bridge(self, name, bridge, **labels):
+        return self.metric(name, bridge=bridge, **labels)
+
+    def stop(self, sig=signal.SIGTERM):
+        return stop(self.proc, sig, 10)
 
 
 def v5_flag(version):

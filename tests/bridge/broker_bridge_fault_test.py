@@ -33,18 +33,16 @@ reason that is not the bridge's. Exit 0 when every check passed, 1 when one fail
 
 import glob
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bridge_support import (HOST, MOSQUITTO, WORK, Client, check, done, free_port,  # noqa: E402
-                            spawn, stop, wait_for, wait_port)
+from bridge_support import (HOST, MOSQUITTO, WORK, Client, ConfiguredBroker, check,  # noqa: E402
+                            done, free_port, spawn, stop, wait_for, wait_port)
 from fault_proxy import FaultyProxy  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -87,55 +85,6 @@ class Mosquitto:
 
     def stop(self):
         stop(self.proc, signal.SIGTERM, 10)
-
-
-class TernBroker:
-    """tern-broker -c CONF -v; its port and metrics address from its log."""
-
-    def __init__(self, conf):
-        self.log_path = os.path.join(WORK, f"tern-broker-{time.time_ns()}.log")
-        self.log = open(self.log_path, "w+")
-        self.proc = spawn([os.path.join(BIN, "tern-broker"), "-c", conf, "-v"], stderr=self.log)
-        self.port = None
-        self.metrics = None
-        end = time.time() + 15
-        while time.time() < end and (self.port is None or self.metrics is None):
-            text = self.text()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-            if m:
-                self.port = int(m.group(1))
-            m = re.search(r"metrics on http://([0-9.]+:\d+)/metrics", text)
-            if m:
-                self.metrics = m.group(1)
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if self.port is None or self.metrics is None:
-            sys.exit("FAIL: tern-broker did not start:\n" + self.text())
-
-    def text(self):
-        self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def metric(self, name, **labels):
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        full = name + ("{" + want + "}" if want else "")
-        try:
-            with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
-                body = r.read().decode()
-        except OSError:
-            return None
-        for line in body.splitlines():
-            if line.split(" ")[0] == full:
-                return int(line.split()[-1])
-        return None
-
-    def bridge(self, name, bridge, **labels):
-        return self.metric(name, bridge=bridge, **labels)
-
-    def stop(self, sig=signal.SIGTERM):
-        return stop(self.proc, sig, 10)
 
 
 def conf_file(name, body):
@@ -309,7 +258,7 @@ def fault_test():
     name = "fault"
     conf = conf_file("fault", connection(name, proxy.port,
                                          ["q1/# out 1", "q2/# out 2", "i2/# in 2", "o/# out 2"]))
-    tern = TernBroker(conf)
+    tern = ConfiguredBroker(BIN, conf)
     check(f"{TAG} the bridge connects through the proxy",
           wait_for(lambda: tern.bridge("tern_bridge_connected", name, side="remote") == 1, 20),
           tern.text()[-2000:])
@@ -331,7 +280,7 @@ def queue_crash_test(mosq, n=150):
     name = "qcrash"
     qdir = os.path.join(WORK, "queue-crash")
     conf = conf_file("qcrash", f"queue_dir {qdir}\n" + connection(name, mosq.port, ["q/# out 2"]))
-    tern = TernBroker(conf)
+    tern = ConfiguredBroker(BIN, conf)
     check(f"{TAG} crash: the bridge connects",
           wait_for(lambda: tern.bridge("tern_bridge_connected", name, side="remote") == 1, 20),
           tern.text()[-2000:])
@@ -360,7 +309,7 @@ def queue_crash_test(mosq, n=150):
     if segs:
         with open(segs[-1], "ab") as f:
             f.write(b"\x30\x00\x00\x00torn")  # a record cut off by the crash
-    tern = TernBroker(conf)
+    tern = ConfiguredBroker(BIN, conf)
     check(f"{TAG} crash: the torn tail is reported in the log",
           wait_for(lambda: "cut 8 bytes" in tern.text(), 10), tern.text()[-2000:])
     queued = tern.bridge("tern_bridge_messages_queued", name, direction="out")
@@ -387,7 +336,7 @@ def queue_bound_test(mosq, policy, n=100):
     conf = conf_file(name, connection(
         name, mosq.port, ["b/# out 1"],
         f"queue_dir {qdir}\nqueue_max_bytes 64K\nqueue_full_policy {policy}\n"))
-    tern = TernBroker(conf)
+    tern = ConfiguredBroker(BIN, conf)
     check(f"{TAG} {policy}: the bridge connects",
           wait_for(lambda: tern.bridge("tern_bridge_connected", name, side="remote") == 1, 20),
           tern.text()[-2000:])
@@ -464,7 +413,7 @@ def receive_maximum_test(n=200):
     mosq = Mosquitto("recvmax", inflight=2)
     proxy = FaultyProxy(mosq.port)
     name = "rm"
-    tern = TernBroker(conf_file("recvmax", connection(name, proxy.port, ["rm/# out 2"])))
+    tern = ConfiguredBroker(BIN, conf_file("recvmax", connection(name, proxy.port, ["rm/# out 2"])))
     check(f"{TAG} the bridge connects",
           wait_for(lambda: tern.bridge("tern_bridge_connected", name, side="remote") == 1, 20),
           tern.text()[-2000:])
@@ -545,7 +494,7 @@ def tls_test():
     conf = conf_file("tls", "".join(
         connection(name, port, [f"{name}/# both 1"], extra) for name, (port, extra)
         in blocks.items()))
-    tern = TernBroker(conf)
+    tern = ConfiguredBroker(BIN, conf)
 
     def connected(name):
         return tern.bridge("tern_bridge_connected", name, side="remote") == 1

@@ -7,7 +7,7 @@ Mosquitto (with persistence) on a free loopback port; tern-broker with a `connec
 to it, its local side in-process. Checks, with mosquitto_pub and mosquitto_sub as the
 clients: QoS 1 `out` messages published at tern-broker reach a persistent mosquitto_sub
 session at Mosquitto, all of them, in order; `in` messages the other way; /metrics shows
-the bridge's state (scraped with curl) while Mosquitto goes down and comes back, and messages published at
+the bridge's state while Mosquitto goes down and comes back, and messages published at
 tern-broker while it is down arrive after it is back; the bridge's state topic under $SYS
 (notifications) on both brokers; SIGHUP adds a topic rule; start-up
 errors in a connection block stop tern-broker with FILE:LINE; --print-config lists the
@@ -15,7 +15,6 @@ bridge."""
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -23,17 +22,16 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bridge_support import (HOST, MOSQUITTO, WORK, check, done, free_port, spawn, stop,  # noqa: E402
-                            wait_for, wait_port)
+from bridge_support import (HOST, MOSQUITTO, WORK, ConfiguredBroker, check, done,  # noqa: E402
+                            free_port, spawn, stop, wait_for, wait_port)
 
 BIN = sys.argv[1]
 VERSION = sys.argv[2] if len(sys.argv) > 2 else "311"
 BROKER = os.path.join(BIN, "tern-broker")
 MOSQ_PUB = shutil.which("mosquitto_pub")
 MOSQ_SUB = shutil.which("mosquitto_sub")
-CURL = shutil.which("curl")
-if not os.path.exists(MOSQUITTO) or not MOSQ_PUB or not MOSQ_SUB or not CURL:
-    print("SKIP: mosquitto, mosquitto_pub, mosquitto_sub or curl not installed")
+if not os.path.exists(MOSQUITTO) or not MOSQ_PUB or not MOSQ_SUB:
+    print("SKIP: mosquitto, mosquitto_pub or mosquitto_sub not installed")
     sys.exit(77)
 N = 200
 
@@ -67,50 +65,6 @@ class Mosquitto:
 
     def stop(self):
         stop(self.proc)
-
-
-class TernBroker:
-    def __init__(self, conf):
-        self.log_path = os.path.join(WORK, f"tern-broker-{time.time_ns()}.log")
-        self.log = open(self.log_path, "w+")
-        self.proc = spawn([BROKER, "-c", conf, "-v"], stderr=self.log)
-        self.port = None
-        self.metrics = None
-        end = time.time() + 15
-        while time.time() < end and (self.port is None or self.metrics is None):
-            text = self.text()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-            if m:
-                self.port = int(m.group(1))
-            m = re.search(r"metrics on http://([0-9.]+:\d+)/metrics", text)
-            if m:
-                self.metrics = m.group(1)
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if self.port is None or self.metrics is None:
-            sys.exit("FAIL: tern-broker did not start:\n" + self.text())
-
-    def text(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def count(self, needle):
-        return self.text().count(needle)
-
-    def scrape(self):
-        r = subprocess.run([CURL, "-sS", "--max-time", "5", f"http://{self.metrics}/metrics"],
-                           capture_output=True, timeout=10)
-        return r.stdout.decode()
-
-    def metric(self, name, **labels):
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        full = name + ("{" + want + "}" if want else "")
-        for line in self.scrape().splitlines():
-            if line.split(" ")[0] == full:
-                return int(line.split()[-1])
-        return None
 
 
 def bridge_conf(mosq_port, extra=""):
@@ -216,7 +170,7 @@ def main():
         f.write(bridge_conf(mosq.port))
     # Subscribers' persistent sessions exist before anything is published.
     check("mosquitto_sub session at Mosquitto", subscribe_only(mosq.port, "far-sub", "out/#"))
-    tern = TernBroker(conf)
+    tern = ConfiguredBroker(BIN, conf)
     check("tern_bridge_connected remote 1",
           wait_for(lambda: tern.metric("tern_bridge_connected", bridge="mosq", side="remote") == 1,
                    20), tern.text()[-2000:])
