@@ -271,21 +271,25 @@ bool connection::has_work() const noexcept {
            (!staged_.empty() && staged_.front().target <= store_->synced());
 }
 
-void connection::start_writer() {
+void connection::start_writer(bool inline_start) {
     auto self = weak_from_this().lock();
     if (!self) return;  // being destroyed
     writer_running_ = true;
-    asio::co_spawn(transport_->get_executor(), write_loop(std::move(self)), asio::detached);
+    asio::co_spawn(transport_->get_executor(), write_loop(std::move(self), inline_start),
+                   asio::detached);
 }
 
 // Runs while there is something to write: ends when the batch is written and nothing
 // else waits (the next wake() with output starts another), or, once the session is
 // closing and everything is out, with the shutdown and the close of the transport.
-asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self) {
+asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
+                                             bool inline_start) {
     auto& c = *self;
     // Started from wake(), possibly inside the session: the first step goes through the
-    // executor, so the session is never re-entered from its own call.
-    co_await asio::post(c.transport_->get_executor(), asio::use_awaitable);
+    // executor, so the session is never re-entered from its own call. A release by the
+    // store comes from outside any session (co_spawn runs the coroutine at once on the
+    // loop's thread): the acknowledgements a sync has covered go out without that trip.
+    if (!inline_start) co_await asio::post(c.transport_->get_executor(), asio::use_awaitable);
     while (!c.writer_done_) {
         if (!c.next_batch()) {
             if (c.session_.closing() && !c.session_.has_output() && c.staged_.empty()) {
@@ -381,7 +385,15 @@ void connection::stage(std::uint64_t target) {
     session_.take_output(staged_.emplace_back(staged_output{target, {}}).out);
 }
 
-void connection::release() { wake(); }
+// Called by the store's completion of a sync (or a flush with nothing to write), never from
+// inside a session.
+void connection::release() {
+    if (!read_paused_ && !writer_running_ && !writer_done_ && !session_.closing() && has_work()) {
+        start_writer(true);
+        return;
+    }
+    wake();
+}
 
 // The acknowledgements in what is held refer to records that are not on disk: none of it is
 // written, and the connection closes, so the client keeps (and sends again) what it was

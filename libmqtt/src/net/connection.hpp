@@ -71,9 +71,11 @@ class connection final : public std::enable_shared_from_this<connection>,
     // Moves what may be written now into writing_; false when nothing may.
     bool next_batch();
     bool has_work() const noexcept;  // something for a writer to do
-    void start_writer();
+    // `inline_start`: the caller is not inside the session (a release by the store), so the
+    // first write may start at once instead of after a trip through the executor.
+    void start_writer(bool inline_start = false);
 
-    static asio::awaitable<void> write_loop(std::shared_ptr<connection> self);
+    static asio::awaitable<void> write_loop(std::shared_ptr<connection> self, bool inline_start);
     // Writes writing_: one buffer, or a gathered write around the shared payloads.
     asio::awaitable<io_result> write_batch();
     void arm_watchdog();
