@@ -26,7 +26,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$broker_bin" -p 0 2>"$work/broker.log" &
+# TERN_BROKER_THREADS=N (CTest's interop.mosquitto_clients.threads2): `threads N`.
+broker_args=(-p 0)
+if [[ -n ${TERN_BROKER_THREADS:-} ]]; then
+    printf 'threads %s\nsys_interval 0\n' "$TERN_BROKER_THREADS" >"$work/threads.conf"
+    broker_args+=(-c "$work/threads.conf")
+fi
+"$broker_bin" "${broker_args[@]}" 2>"$work/broker.log" &
 broker_pid=$!
 port=
 for _ in $(seq 100); do

@@ -104,7 +104,13 @@ class Peer:
 def main():
     work = tempfile.mkdtemp()
     log = open(os.path.join(work, "broker.log"), "w+")
-    broker = subprocess.Popen([BROKER, "-p", "0"], stderr=log)
+    args = [BROKER, "-p", "0"]
+    if os.environ.get("TERN_BROKER_THREADS"):  # CTest's interop.paho_soak.threads2
+        conf = os.path.join(work, "threads.conf")
+        with open(conf, "w") as f:
+            f.write("threads %s\nsys_interval 0\n" % os.environ["TERN_BROKER_THREADS"])
+        args += ["-c", conf]
+    broker = subprocess.Popen(args, stderr=log)
     try:
         port = None
         for _ in range(200):

@@ -9,6 +9,7 @@ usage: paho_test.py path/to/tern-broker
 exit:  0 all passed, 1 a check failed, 77 paho-mqtt not installed (skipped)
 """
 
+import atexit
 import os
 import queue
 import re
@@ -35,7 +36,15 @@ def check(cond, what):
 
 
 def start_broker(binary, log):
-    proc = subprocess.Popen([binary, "-p", "0"], stdout=subprocess.DEVNULL, stderr=log)
+    args = [binary, "-p", "0"]
+    threads = os.environ.get("TERN_BROKER_THREADS")  # CTest's interop.paho.threads2
+    if threads:
+        conf = log.name + ".conf"
+        with open(conf, "w") as f:
+            f.write("threads %s\nsys_interval 0\n" % threads)
+        atexit.register(os.unlink, conf)
+        args += ["-c", conf]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         with open(log.name) as f:

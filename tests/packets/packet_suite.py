@@ -3,7 +3,8 @@
 area (01 connect, 02 subscribe, 03 publish, 04 retain, 05 session, 06 will, 07 keep-alive,
 08 properties, 09 shared, 10 alias, 11 flow control), each case run for MQTT 3.1.1 and 5.0
 where it applies. The broker runs with its defaults
-(`-p 0`), so every reply, properties included, is known to the byte.
+(`-p 0`; with TERN_BROKER_THREADS=N also `threads N`), so every reply, properties included,
+is known to the byte.
 
     packet_suite.py TERN_BROKER AREA [AREA...]     e.g. packet_suite.py build/bin/tern-broker 01 02
 
@@ -28,9 +29,14 @@ AREAS = {"01": "connect", "02": "subscribe", "03": "publish", "04": "retain", "0
          "11": "flow control"}
 CASES = []  # (number, title, function, versions)
 
+# With TERN_BROKER_THREADS=N the broker runs `threads N` (CTest's packets.threads2.* runs;
+# area 09 is left out there: shared subscriptions need one thread yet).
+THREADS = int(os.environ.get("TERN_BROKER_THREADS") or 1)
 # The broker's CONNACK for an accepted 5.0 CONNECT that names its client id, with the
-# defaults: Receive Maximum 100, Topic Alias Maximum 10, Maximum Packet Size 1 MiB.
-CONNACK5_PROPS = bytes.fromhex("0b21006422000a2700100000")
+# defaults: Receive Maximum 100, Topic Alias Maximum 10, Maximum Packet Size 1 MiB; with
+# threads > 1 also Shared Subscription Available 0.
+CONNACK5_PROPS = bytes.fromhex("0b21006422000a2700100000" if THREADS == 1
+                               else "0d21006422000a27001000002a00")
 
 
 def connack(v, code=0, present=False):
@@ -145,7 +151,7 @@ def connect_empty_id(t, v):
         t.expect_closed(c, "closed")
     else:
         got = c.raw()
-        ok = isinstance(got, bytes) and got[:4] == b"\x20\x26\x00\x00" and b"\x12\x00\x15tern-" in got
+        ok = isinstance(got, bytes) and got[:4] == bytes([0x20, 0x26 if THREADS == 1 else 0x28, 0, 0]) and b"\x12\x00\x15tern-" in got
         t.check(ok, f"{t.label}: CONNACK success with an Assigned Client Identifier "
                     f"(MQTT-3.1.3-7) ({got!r})")
 

@@ -76,8 +76,36 @@ class Broker:
         return self.proc.returncode
 
 
+def threads_args(work, args=()):
+    """With TERN_BROKER_THREADS=N in the environment (the suites' `threads N` runs in
+    CTest): `threads N` (and sys_interval 0, which threads > 1 needs, unless the file sets
+    it), in a copy of the broker's -c file or in a file of its own."""
+    n = os.environ.get("TERN_BROKER_THREADS")
+    if not n:
+        return list(args)
+    args = list(args)
+    text = ""
+    if "-c" in args:
+        with open(args[args.index("-c") + 1]) as f:
+            text = f.read()
+        if text and not text.endswith("\n"):
+            text += "\n"
+    lines = [line.split()[0] for line in text.splitlines() if line.split()]
+    if "sys_interval" not in lines:
+        text += "sys_interval 0\n"
+    text += "threads %s\n" % n
+    conf = os.path.join(work, "threads-%d.conf" % time.time_ns())
+    with open(conf, "w") as f:
+        f.write(text)
+    if "-c" in args:
+        args[args.index("-c") + 1] = conf
+        return args
+    return ["-c", conf, *args]
+
+
 def start_tern_broker(binary, work, args=()):
     """tern-broker -p 0: the port is read from its first log line."""
+    args = threads_args(work, args)
     log_path = os.path.join(work, "tern-broker-%d.log" % time.time_ns())
     log = open(log_path, "w+")
     proc = subprocess.Popen([binary, "-p", "0", *args], stdout=subprocess.DEVNULL, stderr=log)

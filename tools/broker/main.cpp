@@ -218,6 +218,7 @@ std::vector<std::string> needs_restart(const config& a, const config& b) {
     check(x.retain_available == y.retain_available, "retain_available");
     check(x.max_topic_alias == y.max_topic_alias, "max_topic_alias");
     check(a.sys_interval == b.sys_interval, "sys_interval");
+    check(a.threads == b.threads, "threads");
     const auto metrics_at = [](const config& c) {
         return c.metrics ? c.metrics->bind + " " + std::to_string(c.metrics->port) : "";
     };
@@ -464,6 +465,7 @@ void reload(running& r) {
     auto kept_limits = r.current.limits;
     mqtt::broker::copy_reloadable(next.limits, kept_limits);
     const auto kept_sys = r.current.sys_interval;
+    const auto kept_threads = r.current.threads;
     const auto kept_metrics = r.current.metrics;
     auto kept_mqttsn = next.mqttsn;
     kept_mqttsn.advertise_interval = r.current.mqttsn.advertise_interval;
@@ -475,6 +477,7 @@ void reload(running& r) {
     r.current = std::move(next);
     r.current.limits = kept_limits;
     r.current.sys_interval = kept_sys;
+    r.current.threads = kept_threads;
     r.current.metrics = kept_metrics;
     r.current.listeners = std::move(kept_listeners);
     r.current.mqttsn = std::move(kept_mqttsn);
@@ -540,6 +543,7 @@ mqtt::cli::exit_status run_broker(const broker_options& o) {
     so.mqttsn_listeners = mqttsn_listen_addresses(*cfg);
     so.limits = cfg->limits;
     so.sys_interval = cfg->sys_interval;
+    so.threads = cfg->threads;
     so.security = std::move(security);
     so.listener_security = std::move(*per_listener);
     so.handle_signals = true;

@@ -259,6 +259,7 @@ std::string to_json(const config& c) {
     o.number("persistent_client_expiration",
              static_cast<std::uint64_t>(l.persistent_client_expiration.count()));
     o.number("sys_interval", static_cast<std::uint64_t>(c.sys_interval.count()));
+    o.number("threads", static_cast<std::uint64_t>(c.threads));
     o.boolean("persistence", c.persistence.enabled);
     o.string("persistence_location", c.persistence.location);
     o.string("persistence_file", c.persistence.file);

@@ -508,6 +508,14 @@ bool on_sys_interval(parse_state& st, const option_args& a) {
     return true;
 }
 
+bool on_threads(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "threads", a.words[0], 1, 256);
+    if (!v) return false;
+    st.cfg.threads = static_cast<std::size_t>(*v);
+    st.cfg.threads_origin = st.here();
+    return true;
+}
+
 bool on_metrics_listener(parse_state& st, const option_args& a) {
     const auto port = parse_number(st, "metrics_listener", a.words[0], 0, 65535);
     if (!port) return false;
@@ -723,6 +731,7 @@ const std::vector<option_spec>& option_table() {
         {"set_tcp_nodelay", S::global, 1, 1, false, on_set_tcp_nodelay},
         {"socket_domain", S::listener, 1, 1, false, on_socket_domain},
         {"sys_interval", S::global, 1, 1, false, on_sys_interval},
+        {"threads", S::global, 1, 1, false, on_threads},
         {"tls_version", S::listener, 1, 1, false, on_tls_version},
         {"upgrade_outgoing_qos", S::global, 1, 1, false, on_upgrade_outgoing_qos},
         {"use_identity_as_username", S::listener, 1, 1, false, on_use_identity_as_username},
@@ -766,6 +775,39 @@ const std::vector<std::string_view>& unsupported_option_names() {
         "websockets_log_level",
     };
     return names;
+}
+
+// With threads > 1, what the shards cannot serve yet stops the start at the threads line.
+bool check_threads(parse_state& st) {
+    const auto& c = st.cfg;
+    if (c.threads <= 1) return true;
+    std::string what;
+    for (const auto& l : c.listeners) {
+        if (!what.empty()) break;
+        if (l.mqttsn) {
+            what = "MQTT-SN listeners (protocol mqttsn)";
+        } else if (l.tls_enabled()) {
+            what = "TLS listeners";
+        } else if (l.protocol == listener_protocol::websockets) {
+            what = "WebSocket listeners";
+        } else if (l.use_username_as_clientid) {
+            what = "use_username_as_clientid";
+        }
+    }
+    if (what.empty() && c.persistence.enabled) what = "persistence";
+    if (what.empty() && !c.bridges.empty()) what = "bridges (connection)";
+    if (what.empty() && c.metrics) what = "metrics_listener";
+    if (what.empty() && c.sys_interval.count() != 0) {
+        what = "$SYS topics (sys_interval is " + std::to_string(c.sys_interval.count()) +
+               "; sys_interval 0 turns them off)";
+    }
+    if (what.empty()) return true;
+    st.file = c.threads_origin.file;
+    st.line = c.threads_origin.line;
+    return st.fail("threads " + std::to_string(c.threads) +
+                       ": more than one thread is not implemented yet together with " + what +
+                       " (docs/broker.md, \"Threading\"); use threads 1",
+                   true);
 }
 
 }  // namespace mqtt::broker::detail

@@ -133,17 +133,60 @@ bool engine::may_subscribe(const durable_session& ds, std::string_view filter) c
 // ---- messages ---------------------------------------------------------------------------
 
 std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
+    // Charged here, on the publishing shard, before any other shard sees it (the charge
+    // is written once, by one thread).
     charge(*m);
     if (m->retain && limits_.retain_available) {
-        const auto outcome = retained_.set(m);
-        if (outcome == retained_store::outcome::full) ++stats_.dropped_retain_full;
-        if (store_ && (outcome == retained_store::outcome::stored ||
-                       outcome == retained_store::outcome::replaced)) {
-            store_->retained_set(m);
-        } else if (store_ && outcome == retained_store::outcome::cleared) {
-            store_->retained_cleared(m->topic);
-        }
+        set_retained(m);
+        if (router_) router_->retained(m);
     }
+    const std::size_t reached = route(from, m);
+    if (router_) router_->publish(m);
+    return reached;
+}
+
+std::size_t engine::route_from_shard(const message_ptr& m) {
+    return route(nullptr, m);
+}
+
+void engine::apply_retained(const message_ptr& m) {
+    if (limits_.retain_available) set_retained(m);
+}
+
+void engine::set_retained(const message_ptr& m) {
+    const auto outcome = retained_.set(m);
+    if (outcome == retained_store::outcome::full) ++stats_.dropped_retain_full;
+    if (store_ && (outcome == retained_store::outcome::stored ||
+                   outcome == retained_store::outcome::replaced)) {
+        store_->retained_set(m);
+    } else if (store_ && outcome == retained_store::outcome::cleared) {
+        store_->retained_cleared(m->topic);
+    }
+}
+
+void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
+                       const engine* meters) {
+    shard_index_ = index;
+    shard_count_ = count == 0 ? 1 : count;
+    router_ = r;
+    if (meters != nullptr) {
+        meter_ = meters->meter_;
+        out_meter_ = meters->out_meter_;
+    }
+}
+
+std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept {
+    if (shards <= 1) return 0;
+    std::uint64_t h = 14695981039346656037ull;  // FNV-1a 64
+    for (const char c : client_id) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    return static_cast<std::size_t>(h % shards);
+}
+
+// Matches m against this shard's subscriptions and delivers it.
+std::size_t engine::route(const durable_session* from, const message_ptr& m) {
     // A will published while routing (cannot happen today) must not clobber the scratch.
     std::vector<target> nested;
     auto& targets = routing_ ? nested : targets_;

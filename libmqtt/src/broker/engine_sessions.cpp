@@ -138,6 +138,8 @@ std::string engine::assign_client_id(std::string_view prefix) {
         std::string id;
         id.reserve(prefix.size() + 16);
         id.append(prefix).append(buf, 16);
+        // With shards, an id of this shard's, so its reconnections come back here.
+        if (shard_count_ > 1 && shard_of(id, shard_count_) != shard_index_) continue;
         if (!by_id_.contains(id)) return id;
     }
 }

@@ -70,6 +70,12 @@ void connection::start(const std::shared_ptr<connection>& self, end_handler done
     self->read_more();
 }
 
+void connection::prefill(std::span<const std::uint8_t> bytes) {
+    if (bytes.empty()) return;
+    framer_.feed(bytes);
+    stats_.bytes_received += bytes.size();
+}
+
 void connection::read_more() {
     if (reading_ || input_done_) return;
     read_paused_ = false;

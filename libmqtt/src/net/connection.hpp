@@ -9,6 +9,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,10 @@ class connection final : public std::enable_shared_from_this<connection>,
         session_.use_certificate_username(std::move(name));
     }
     void set_security_slot(std::size_t slot) { session_.set_security_slot(slot); }
+    // Bytes already read from the transport by someone else (with threads > 1, the shard
+    // that accepted the socket and read its CONNECT), handled before anything read here.
+    // Before start().
+    void prefill(std::span<const std::uint8_t> bytes);
 
   private:
     void wake() override;     // session_observer: output appended, or closing

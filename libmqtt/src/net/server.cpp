@@ -1,5 +1,7 @@
 #include "mqtt/net/server.hpp"
 
+#include "server_impl.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -51,108 +53,7 @@ bool is_missing_ipv6(const boost::system::error_code& ec) {
            ec == boost::system::errc::address_not_available;
 }
 
-// With structured events, the engine's text lines are classified into events; otherwise
-// they go to the text log function as they are.
-broker::log_function engine_log(const server_options& o) {
-    if (!o.events) return o.log;
-    return [events = o.events](int verbosity, std::string_view line) {
-        events(broker::classify_log_line(verbosity, line));
-    };
-}
-
 }  // namespace
-
-struct server::impl {
-    explicit impl(server_options o)
-        : opts(std::move(o)), engine(opts.limits, engine_log(opts), opts.verbosity), io(1) {
-        engine.set_security(opts.security);
-        for (const auto& [group, p] : opts.listener_security) engine.set_security(p, group + 1);
-        // The in-process bridges' own slot, past every listener's: a policy that lets them
-        // in and checks nothing (they come from this broker's own configuration).
-        for (const auto& l : opts.listeners) bridge_slot = std::max(bridge_slot, l.group + 2);
-        for (const auto& l : opts.mqttsn_listeners)
-            bridge_slot = std::max(bridge_slot, l.settings.security_slot + 1);
-        bridge_slot = std::max(bridge_slot, opts.listener_security.size() + 1);
-        for (const auto& [group, p] : opts.listener_security)
-            bridge_slot = std::max(bridge_slot, group + 2);
-        auto trusted = std::make_shared<broker::security_policy>();
-        trusted->publish_sys = true;  // the bridges' state topic, $SYS/broker/connection/...
-        engine.set_security(std::move(trusted), bridge_slot);
-        deadlines.start(io.get_executor());
-    }
-    // The engine's security slot of a listener group's clients.
-    std::size_t security_slot(std::size_t group) const {
-        return opts.listener_security.count(group) ? group + 1 : 0;
-    }
-    ~impl() {
-        engine.set_expiry_hook({});  // connections destroyed with io must not call it
-        deadlines.stop();            // its timer goes before io; the connections in io after
-    }
-
-    server_options opts;
-    broker::engine engine;  // before io: connections still in io refer to it when destroyed
-    detail::deadlines deadlines;  // before io, like engine; its timer is stopped in ~impl
-    asio::io_context io;
-    // After io: destroyed (joined) first, so it never posts to a destroyed io_context.
-    detail::auth_worker auth;
-    std::vector<tcp::acceptor> acceptors;
-    std::vector<std::size_t> acceptor_groups;  // listen_address::group of each acceptor
-    struct group_state {
-        std::optional<std::size_t> max_connections;
-        std::size_t open = 0;
-        tls_context_ptr tls;  // nullptr: plain TCP
-        bool websockets = false;
-        std::string websockets_path;
-        // use_identity_as_username / use_subject_as_username of the TLS listener.
-        tls_server_settings::username_source username_from =
-            tls_server_settings::username_source::none;
-    };
-    std::map<std::size_t, group_state> groups;
-    std::optional<asio::signal_set> signals;
-    std::optional<asio::signal_set> reload_signal;
-    asio::steady_timer expiry{io};  // the engine's next session expiry / delayed Will
-    broker::sys_topics sys{engine, opts.sys_interval, broker::clock::now(),
-                           std::string{"tern-broker "} + version_string};
-    asio::steady_timer sys_timer{io};  // sys.next_due()
-    std::vector<std::string> warnings;
-    // After io and engine: destroyed before them (its clients hold engine sessions).
-    std::vector<std::unique_ptr<detail::mqttsn_udp>> mqttsn;
-    std::vector<std::size_t> mqttsn_groups;  // the listener group of each, in order
-    bool stopping = false;
-    // metrics_listener: /metrics and /healthz (after io: destroyed before it).
-    std::optional<detail::metrics_listener> metrics;
-    broker::clock::time_point started = broker::clock::now();
-    std::string render_metrics() const;
-    // `connection` blocks (after io and engine: destroyed before them).
-    std::optional<bridge::host> bridges;
-    std::size_t bridge_slot = 1;  // the engine's security slot of their local connections
-    asio::steady_timer bridges_grace{io};
-    broker::clock::time_point bridges_deadline{};
-    std::string start_bridges(std::vector<bridge::bridge_config> b);
-    std::unique_ptr<transport> connect_bridge(const bridge::bridge_config& b, std::string& why);
-    void wait_bridges_closed();
-    // Last: destroyed first, while the engine and io it refers to are still there.
-    std::optional<detail::store_driver> store;
-
-    boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
-    boost::system::error_code bind_all();
-    asio::awaitable<void> accept_loop(tcp::acceptor& a, std::size_t group);
-    asio::awaitable<void> expiry_loop();
-    asio::awaitable<void> sys_loop();
-    void start_connection(tcp::socket socket, std::size_t group);
-    // The connection is started (true) or refused; `done` belongs to it once started.
-    asio::awaitable<bool> handshake_and_start(
-        std::unique_ptr<transport> t, std::string peer, std::string local,
-        tls_server_settings::username_source username_from, std::size_t slot,
-        detail::connection::end_handler done);
-    std::string load_tls();            // a context per TLS group; the first error
-    std::set<transport*> handshaking;  // closed by stop_now()
-    void wait_reload();
-    void stop_now();
-    // A record of the server's own (not the engine's).
-    void note(int verbosity, broker::log_level level, std::string_view kind, std::string_view msg);
-    std::string failed_address;  // set when bind_all() fails
-};
 
 void server::impl::note(int verbosity, broker::log_level level, std::string_view kind,
                         std::string_view msg) {
@@ -269,8 +170,8 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     // A listener with a max_connections of its own is held to it alone; the others share
     // the broker's default bound (limits::max_connections).
     const bool over_group = g.max_connections && g.open >= *g.max_connections;
-    const bool over_default =
-        !g.max_connections && engine.session_count() >= opts.limits.max_connections;
+    const std::size_t open_now = sharded() ? open_total : engine.session_count();
+    const bool over_default = !g.max_connections && open_now >= opts.limits.max_connections;
     if (over_group || over_default) {
         ++engine.stats().connections_refused;
         if (engine.logging(1)) {
@@ -288,17 +189,16 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
+    if (sharded()) {  // to the shard of its client id, once its CONNECT is read
+        ++open_total;
+        auto h = std::make_shared<handoff>(std::move(socket), std::move(peer), group,
+                                           security_slot(group));
+        handoffs.insert(h);
+        asio::co_spawn(io, read_first_packet(std::move(h)), asio::detached);
+        return;
+    }
     // Once per accepted connection: when it has ended, or its handshake failed.
-    auto done = [this, group](std::exception_ptr e) {
-        --groups[group].open;
-        if (!e) return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            note(0, broker::log_level::error, broker::log_kind::error,
-                 std::string{"connection ended by an exception: "} + ex.what());
-        }
-    };
+    auto done = [this, group](std::exception_ptr e) { connection_ended(group, e); };
     if (g.websockets) {
         const auto local = socket.local_endpoint(ec);
         auto t = make_ws_server_transport(
@@ -328,6 +228,18 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
                                                   store ? &*store : nullptr);
     c->set_security_slot(security_slot(group));
     detail::connection::start(c, std::move(done));
+}
+
+void server::impl::connection_ended(std::size_t group, std::exception_ptr e) {
+    --groups[group].open;
+    if (sharded()) --open_total;
+    if (!e) return;
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        note(0, broker::log_level::error, broker::log_kind::error,
+             std::string{"connection ended by an exception: "} + ex.what());
+    }
 }
 
 // The TLS and/or WebSocket handshake within its deadline, then the MQTT connection; a failed
@@ -414,6 +326,7 @@ void server::impl::stop_now() {
     note(1, broker::log_level::info, broker::log_kind::stop,
          "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
     engine.shutdown();
+    if (sharded()) shutdown_shards();
     for (auto& g : mqttsn) g->stop();
 }
 
@@ -490,6 +403,7 @@ void server::impl::wait_reload() {
 
 result<std::unique_ptr<server>> server::create(server_options opts, std::string* failed) {
     auto i = std::make_unique<impl>(std::move(opts));
+    if (i->opts.threads > 1) i->create_shards();
     for (const auto& l : i->opts.listeners) {
         i->groups.try_emplace(l.group, impl::group_state{l.max_connections, 0, nullptr,
                                                          l.websockets, l.websockets_path});
@@ -551,6 +465,12 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
 void server::set_bridges(std::vector<bridge::bridge_config> b) {
     auto& s = *impl_;
     if (s.stopping) return;
+    if (s.sharded() && !b.empty()) {  // a reload that kept threads > 1 and added bridges
+        s.note(0, broker::log_level::error, broker::log_kind::bridge,
+               "bridges (connection) with more than one thread are not implemented yet; "
+               "not started");
+        return;
+    }
     if (!s.bridges) {
         if (b.empty()) return;
         if (auto error = s.start_bridges(std::move(b)); !error.empty()) {
@@ -617,10 +537,12 @@ void server::run() {
     }
     for (auto& g : s.mqttsn) g->start();
     if (s.store) s.store->start();
+    if (s.sharded()) s.start_shards();
     s.io.run();
+    if (s.sharded()) s.end_shards();
     if (s.store) s.store->close();
     if (s.engine.logging(1)) {
-        const auto& st = s.engine.stats();
+        const auto st = s.sharded() ? s.summed_stats() : s.engine.stats();
         s.note(1, broker::log_level::info, broker::log_kind::stats,
                "stopped: " + std::to_string(st.connections_accepted) + " connections, " +
                    std::to_string(st.messages_received) + " messages in, " +
@@ -634,6 +556,7 @@ void server::run() {
 
 void server::set_limits(const broker::limits& l) {
     impl_->engine.reload_limits(l);
+    if (impl_->sharded()) impl_->post_to_shards([l](broker::engine& e) { e.reload_limits(l); });
 }
 
 void server::set_mqttsn(const broker::mqttsn_settings& s) {
@@ -641,12 +564,16 @@ void server::set_mqttsn(const broker::mqttsn_settings& s) {
 }
 
 void server::set_security(std::shared_ptr<const broker::security_policy> p) {
+    if (impl_->sharded()) impl_->post_to_shards([p](broker::engine& e) { e.set_security(p); });
     impl_->engine.set_security(std::move(p));
 }
 
 void server::set_listener_security(std::size_t group,
                                    std::shared_ptr<const broker::security_policy> p) {
     impl_->opts.listener_security[group] = p;
+    if (impl_->sharded()) {
+        impl_->post_to_shards([p, group](broker::engine& e) { e.set_security(p, group + 1); });
+    }
     impl_->engine.set_security(std::move(p), group + 1);
 }
 

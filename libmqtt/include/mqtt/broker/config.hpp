@@ -163,6 +163,10 @@ struct config {
     std::uint8_t max_qos = 2;  // of listeners without their own
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
+    // threads: the broker's event loops (docs/broker.md, "Threading"); 1 until every
+    // feature works with more.
+    std::size_t threads = 1;
+    config_origin threads_origin;
     persistence_config persistence;
     // mqttsn_predefined_topic lines: the predefined topic ids of every MQTT-SN client.
     std::map<std::uint16_t, std::string> mqttsn_predefined;

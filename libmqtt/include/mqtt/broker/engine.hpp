@@ -26,6 +26,24 @@ namespace mqtt::broker {
 
 class session;
 
+// With threads > 1 (docs/broker.md, "Threading") every MQTT session lives on one shard, the
+// one its client id names: FNV-1a (64 bits) of the id's bytes modulo the number of shards.
+// So a client id's connections (a resume, a takeover) always meet on the same shard.
+std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept;
+
+// The other shards' part of routing, given to each shard's engine with threads > 1 (null
+// with one shard: routing then costs one pointer test more than it did).
+class shard_router {
+  public:
+    // After m was routed to this shard's sessions: the other shards match it too.
+    virtual void publish(const message_ptr& m) = 0;
+    // After m set or cleared (an empty payload) a retained message here.
+    virtual void retained(const message_ptr& m) = 0;
+
+  protected:
+    ~shard_router() = default;
+};
+
 // Log lines from the broker: verbosity 0 is always shown (errors, start, stop), 1 is
 // connections, 2 is every packet decision worth a line.
 using log_function = std::function<void(int verbosity, std::string_view line)>;
@@ -158,6 +176,18 @@ class engine {
     // Counts an output buffer's bytes against memory_limit (what it holds now).
     void charge_output(output_batch& b) { b.charge.set(out_meter_, b.bytes.size()); }
 
+    // ---- shards (threads > 1): this engine is shard `index` of `count`; `r` hands what is
+    // published here to the others; `meters` is shard 0's engine, whose memory_limit
+    // meters every shard shares (nullptr for shard 0 itself). Before any connection.
+    void set_shard(std::size_t index, std::size_t count, shard_router* r, const engine* meters);
+    std::size_t shard_index() const noexcept { return shard_index_; }
+    std::size_t shard_count() const noexcept { return shard_count_; }
+    // A message published on another shard (charged there): routed to this shard's
+    // sessions (no No Local: its publisher is not here), the retained messages untouched.
+    std::size_t route_from_shard(const message_ptr& m);
+    // A retained set or clear made on another shard, applied to this shard's replica.
+    void apply_retained(const message_ptr& m);
+
     // Closes every session (5.0 clients get DISCONNECT 0x8B).
     void shutdown();
 
@@ -213,6 +243,8 @@ class engine {
                  subscription_ids ids);
     void deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q, bool retain,
                          subscription_ids ids);
+    std::size_t route(const durable_session* from, const message_ptr& m);
+    void set_retained(const message_ptr& m);
     void route_shared(const durable_session* from, const message_ptr& m, std::size_t& reached);
     bool join_group(durable_session& s, std::string_view filter, std::string_view inner,
                     const sub_entry& e);
@@ -254,6 +286,9 @@ class engine {
     bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
+    shard_router* router_ = nullptr;  // set_shard(): null with one shard
+    std::size_t shard_index_ = 0;
+    std::size_t shard_count_ = 1;
     protocol::packet rx_packet_;  // borrow_rx_packet()
     bool rx_lent_ = false;
 };

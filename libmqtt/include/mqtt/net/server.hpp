@@ -86,6 +86,11 @@ struct server_options {
     // tern-bridge; their local side is an in-process connection to this broker (an in-memory
     // byte stream pair, no socket), not subject to allow_anonymous, password_file or acl_file.
     std::vector<bridge::bridge_config> bridges;
+    // Event loops (`threads`, docs/broker.md "Threading"): with more than one, each loop (a
+    // shard) has its own engine and every connection is served by the shard of its client
+    // id. Only plain TCP listeners, no store, bridges, MQTT-SN, metrics or $SYS then (the
+    // configuration refuses the rest).
+    std::size_t threads = 1;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one

@@ -43,6 +43,10 @@ using shard_item_channel = shard_channel<shard_item>;
 struct shard_runtime_options {
     std::size_t shards = 1;
     shard_channel_limits channel{};  // for each of the shards * (shards - 1) channels
+    // An io_context of the caller's for shard 0 (tern-broker's own loop), run by the caller
+    // as it always was (no work guard: it returns when its own work is done); nullptr: the
+    // runtime makes one, run by start() or run_caller_shard(). It must outlive the runtime.
+    boost::asio::io_context* shard0 = nullptr;
 };
 
 class shard_runtime {
@@ -75,6 +79,10 @@ class shard_runtime {
     // Every loop returns as soon as its running handler does; what is still queued (posted
     // functions, batches) is not run. Any thread, idempotent.
     void stop();
+    // Lets every loop return once it has nothing left to do (its pending operations and
+    // posted functions done) instead of idling until stop(): the end of a graceful shutdown.
+    // Any thread, idempotent.
+    void finish();
     // Waits for the shards' threads.
     void join();
 

@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cassert>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -13,9 +14,20 @@ namespace mqtt::net {
 namespace asio = boost::asio;
 
 struct shard_runtime::shard {
-    asio::io_context io{1};  // one thread runs it (posts from other threads still lock)
-    // Keeps run() going while the loop is idle; destroyed before io (declared after it).
-    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    explicit shard(asio::io_context* external) {
+        if (external != nullptr) {
+            io_ptr = external;
+            return;
+        }
+        own.emplace(1);  // one thread runs it (posts from other threads still lock)
+        io_ptr = &*own;
+        work.emplace(own->get_executor());
+    }
+    std::optional<asio::io_context> own;
+    asio::io_context* io_ptr = nullptr;
+    asio::io_context& io() { return *io_ptr; }
+    // Keeps run() going while the loop is idle (until finish()); destroyed before `own`.
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
     std::thread thread;
     batch_handler on_batch;
     resume_handler on_resume;
@@ -26,7 +38,8 @@ struct shard_runtime::shard {
 shard_runtime::shard_runtime(shard_runtime_options options) {
     const std::size_t n = options.shards == 0 ? 1 : options.shards;
     shards_.reserve(n);
-    for (std::size_t k = 0; k < n; ++k) shards_.push_back(std::make_unique<shard>());
+    for (std::size_t k = 0; k < n; ++k)
+        shards_.push_back(std::make_unique<shard>(k == 0 ? options.shard0 : nullptr));
     channels_.resize(n * n);
     for (std::size_t from = 0; from < n; ++from) {
         for (std::size_t to = 0; to < n; ++to) {
@@ -48,7 +61,7 @@ std::size_t shard_runtime::size() const noexcept {
 }
 
 asio::io_context& shard_runtime::io(std::size_t shard) {
-    return shards_.at(shard)->io;
+    return shards_.at(shard)->io();
 }
 
 void shard_runtime::on_batch(std::size_t shard, batch_handler handler) {
@@ -63,16 +76,22 @@ void shard_runtime::start(bool caller_runs_shard0) {
     for (std::size_t k = caller_runs_shard0 ? 1 : 0; k < shards_.size(); ++k) {
         shard& s = *shards_[k];
         assert(!s.thread.joinable());
-        s.thread = std::thread([&s] { s.io.run(); });
+        s.thread = std::thread([&s] { s.io().run(); });
     }
 }
 
 void shard_runtime::run_caller_shard() {
-    shards_[0]->io.run();
+    shards_[0]->io().run();
 }
 
 void shard_runtime::stop() {
-    for (auto& s : shards_) s->io.stop();
+    for (auto& s : shards_) s->io().stop();
+}
+
+void shard_runtime::finish() {
+    for (auto& s : shards_) {
+        if (s->work) s->work->reset();
+    }
 }
 
 void shard_runtime::join() {
@@ -82,7 +101,7 @@ void shard_runtime::join() {
 }
 
 void shard_runtime::post(std::size_t shard, std::function<void()> f) {
-    asio::post(shards_.at(shard)->io, std::move(f));
+    asio::post(shards_.at(shard)->io(), std::move(f));
 }
 
 void shard_runtime::for_each_shard(std::function<void(std::size_t)> f, std::function<void()> done,
@@ -92,12 +111,12 @@ void shard_runtime::for_each_shard(std::function<void(std::size_t)> f, std::func
     auto last = std::make_shared<std::function<void()>>(std::move(done));
     auto remaining = std::make_shared<std::atomic<std::size_t>>(shards_.size());
     for (std::size_t k = 0; k < shards_.size(); ++k) {
-        asio::post(shards_[k]->io, [this, k, each, last, remaining, done_shard] {
+        asio::post(shards_[k]->io(), [this, k, each, last, remaining, done_shard] {
             (*each)(k);
             // acq_rel: the last decrement reads-from every earlier one (a release sequence),
             // so what each f(k) wrote happens before `done`, which the post hands over.
             if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && *last) {
-                asio::post(shards_[done_shard]->io, [last] { (*last)(); });
+                asio::post(shards_[done_shard]->io(), [last] { (*last)(); });
             }
         });
     }
@@ -123,7 +142,7 @@ bool shard_runtime::send(std::size_t from, std::size_t to, shard_item&& item) {
         // Queued behind the handlers already ready on this loop, so everything they send
         // goes out in the same batches: one post per turn, not per item.
         s.end_of_turn_posted = true;
-        asio::post(s.io, [this, from] { end_of_turn(from); });
+        asio::post(s.io(), [this, from] { end_of_turn(from); });
     }
     return true;
 }
@@ -147,7 +166,7 @@ void shard_runtime::publish(std::size_t from, std::size_t to) {
     // `full` needs nothing here: the channel reports resume_producer to the drain that frees
     // a slot, and resume() publishes again.
     if (channel_ref(from, to).publish() == shard_item_channel::publish_result::wake) {
-        asio::post(shards_[to]->io, [this, from, to] { drain(from, to); });
+        asio::post(shards_[to]->io(), [this, from, to] { drain(from, to); });
     }
 }
 
@@ -158,9 +177,9 @@ void shard_runtime::drain(std::size_t from, std::size_t to) {
     });
     if (r.again) {
         ++s.drain_reposts;
-        asio::post(s.io, [this, from, to] { drain(from, to); });
+        asio::post(s.io(), [this, from, to] { drain(from, to); });
     }
-    if (r.resume_producer) asio::post(shards_[from]->io, [this, from, to] { resume(from, to); });
+    if (r.resume_producer) asio::post(shards_[from]->io(), [this, from, to] { resume(from, to); });
 }
 
 void shard_runtime::resume(std::size_t from, std::size_t to) {

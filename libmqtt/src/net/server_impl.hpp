@@ -1,0 +1,253 @@
+#pragma once
+
+// server::impl, private to mqtt_net: the listeners, shard 0 (the engine and the loop that
+// ran everything before threads), and with threads > 1 the other shards (server_shards.cpp).
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth_worker.hpp"
+#include "connection.hpp"
+#include "deadlines.hpp"
+#include "mqtt/bridge/runner.hpp"
+#include "mqtt/broker/sys_topics.hpp"
+#include "mqtt/net/server.hpp"
+#include "mqtt/net/shard_runtime.hpp"
+#include "mqtt/version.hpp"
+#include "mqttsn_udp.hpp"
+#include "net/metrics/metrics_listener.hpp"
+#include "net/transport/tls.hpp"
+#include "store_driver.hpp"
+
+namespace mqtt::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// With structured events, the engine's text lines are classified into events; otherwise
+// they go to the text log function as they are.
+inline broker::log_function engine_log(const server_options& o) {
+    if (!o.events) return o.log;
+    return [events = o.events](int verbosity, std::string_view line) {
+        events(broker::classify_log_line(verbosity, line));
+    };
+}
+// With threads > 1 every shard logs: one line at a time through the log function.
+inline server_options serialize_logs(server_options o) {
+    if (o.threads <= 1) return o;
+    auto m = std::make_shared<std::mutex>();
+    if (o.log) {
+        o.log = [m, f = std::move(o.log)](int verbosity, std::string_view line) {
+            const std::lock_guard lock{*m};
+            f(verbosity, line);
+        };
+    }
+    if (o.events) {
+        o.events = [m, f = std::move(o.events)](const broker::log_event& e) {
+            const std::lock_guard lock{*m};
+            f(e);
+        };
+    }
+    return o;
+}
+
+struct server::impl {
+    explicit impl(server_options o)
+        : opts(serialize_logs(std::move(o))),
+          engine(opts.limits, engine_log(opts), opts.verbosity),
+          io(1) {
+        set_security(engine);
+        deadlines.start(io.get_executor());
+    }
+    // The security slots of an engine (shard 0's, and every other shard's the same).
+    void set_security(broker::engine& e) {
+        e.set_security(opts.security);
+        for (const auto& [group, p] : opts.listener_security) e.set_security(p, group + 1);
+        // The in-process bridges' own slot, past every listener's: a policy that lets them
+        // in and checks nothing (they come from this broker's own configuration).
+        for (const auto& l : opts.listeners) bridge_slot = std::max(bridge_slot, l.group + 2);
+        for (const auto& l : opts.mqttsn_listeners)
+            bridge_slot = std::max(bridge_slot, l.settings.security_slot + 1);
+        bridge_slot = std::max(bridge_slot, opts.listener_security.size() + 1);
+        for (const auto& [group, p] : opts.listener_security)
+            bridge_slot = std::max(bridge_slot, group + 2);
+        auto trusted = std::make_shared<broker::security_policy>();
+        trusted->publish_sys = true;  // the bridges' state topic, $SYS/broker/connection/...
+        e.set_security(std::move(trusted), bridge_slot);
+    }
+    // The engine's security slot of a listener group's clients.
+    std::size_t security_slot(std::size_t group) const {
+        return opts.listener_security.count(group) ? group + 1 : 0;
+    }
+    ~impl() {
+        engine.set_expiry_hook({});  // connections destroyed with io must not call it
+        deadlines.stop();            // its timer goes before io; the connections in io after
+        stop_shards();               // the other shards' timers and workers, likewise
+    }
+
+    server_options opts;
+    broker::engine engine;        // before io: connections still in io refer to it when destroyed
+    detail::deadlines deadlines;  // before io, like engine; its timer is stopped in ~impl
+    asio::io_context io;
+    // After io: destroyed (joined) first, so it never posts to a destroyed io_context.
+    detail::auth_worker auth;
+    std::vector<tcp::acceptor> acceptors;
+    std::vector<std::size_t> acceptor_groups;  // listen_address::group of each acceptor
+    struct group_state {
+        std::optional<std::size_t> max_connections;
+        std::size_t open = 0;
+        tls_context_ptr tls;  // nullptr: plain TCP
+        bool websockets = false;
+        std::string websockets_path;
+        // use_identity_as_username / use_subject_as_username of the TLS listener.
+        tls_server_settings::username_source username_from =
+            tls_server_settings::username_source::none;
+    };
+    std::map<std::size_t, group_state> groups;
+    std::optional<asio::signal_set> signals;
+    std::optional<asio::signal_set> reload_signal;
+    asio::steady_timer expiry{io};  // the engine's next session expiry / delayed Will
+    broker::sys_topics sys{engine, opts.sys_interval, broker::clock::now(),
+                           std::string{"tern-broker "} + version_string};
+    asio::steady_timer sys_timer{io};  // sys.next_due()
+    std::vector<std::string> warnings;
+    // After io and engine: destroyed before them (its clients hold engine sessions).
+    std::vector<std::unique_ptr<detail::mqttsn_udp>> mqttsn;
+    std::vector<std::size_t> mqttsn_groups;  // the listener group of each, in order
+    bool stopping = false;
+    // metrics_listener: /metrics and /healthz (after io: destroyed before it).
+    std::optional<detail::metrics_listener> metrics;
+    broker::clock::time_point started = broker::clock::now();
+    std::string render_metrics() const;
+    // `connection` blocks (after io and engine: destroyed before them).
+    std::optional<bridge::host> bridges;
+    std::size_t bridge_slot = 1;  // the engine's security slot of their local connections
+    asio::steady_timer bridges_grace{io};
+    broker::clock::time_point bridges_deadline{};
+    std::string start_bridges(std::vector<bridge::bridge_config> b);
+    std::unique_ptr<transport> connect_bridge(const bridge::bridge_config& b, std::string& why);
+    void wait_bridges_closed();
+    // Last: destroyed first, while the engine and io it refers to are still there.
+    std::optional<detail::store_driver> store;
+
+    // ---- threads > 1 (server_shards.cpp): shards 1..N-1, each an engine with its own
+    // deadlines, password worker and expiry timer on its own loop; shard 0 is the members
+    // above. Connections are handed to the shard of their CONNECT's client id.
+    struct shard_state;
+    struct shard_link;  // a shard's broker::shard_router
+    struct handoff;     // an accepted socket whose first packet shard 0 is reading
+    std::vector<std::unique_ptr<shard_state>> shards;  // [0] is null (shard 0 is above)
+    std::vector<std::unique_ptr<shard_link>> links;    // one per shard, 0 included
+    // After the shards' engines (destroyed first: connections in its loops refer to them).
+    std::optional<shard_runtime> runtime;
+    std::set<std::shared_ptr<handoff>> handoffs;  // closed by stop_now()
+    std::size_t next_shard = 0;                   // round robin for empty client ids
+    std::size_t open_total = 0;                   // connections of every shard (shard 0's count)
+    bool sharded() const noexcept { return runtime.has_value(); }
+    broker::engine& engine_of(std::size_t k);
+    void create_shards();    // in create(), threads > 1
+    void start_shards();     // in run()
+    void stop_shards();      // timers and workers, before the runtime's loops go
+    void shutdown_shards();  // stop_now(): every other shard closes its sessions
+    void end_shards();       // after shard 0's loop returned: the others finish, joined
+    // f(engine) on every shard but 0, on its thread (SIGHUP's changes).
+    void post_to_shards(std::function<void(broker::engine&)> f);
+    void send_to(std::size_t from, std::size_t to, shard_item&& item);
+    void on_shard_batch(std::size_t k, std::size_t from, std::span<shard_item> items);
+    asio::awaitable<void> read_first_packet(std::shared_ptr<handoff> h);
+    void hand_off(std::shared_ptr<handoff> h, std::size_t k);
+    // Starts the connection of an accepted TCP socket on shard k's loop (k's thread).
+    void start_on_shard(std::size_t k, tcp::socket socket, std::string peer, std::size_t group,
+                        std::size_t slot, std::vector<std::uint8_t> first,
+                        broker::clock::time_point accepted);
+    // On shard 0, once per accepted connection: it ended, or its handshake failed.
+    void connection_ended(std::size_t group, std::exception_ptr e);
+    std::uint64_t refused0 = 0;  // send_to() refusals of shard 0
+    broker::stats summed_stats();
+
+    boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
+    boost::system::error_code bind_all();
+    asio::awaitable<void> accept_loop(tcp::acceptor& a, std::size_t group);
+    asio::awaitable<void> expiry_loop();
+    asio::awaitable<void> sys_loop();
+    void start_connection(tcp::socket socket, std::size_t group);
+    // The connection is started (true) or refused; `done` belongs to it once started.
+    asio::awaitable<bool> handshake_and_start(std::unique_ptr<transport> t, std::string peer,
+                                              std::string local,
+                                              tls_server_settings::username_source username_from,
+                                              std::size_t slot,
+                                              detail::connection::end_handler done);
+    std::string load_tls();            // a context per TLS group; the first error
+    std::set<transport*> handshaking;  // closed by stop_now()
+    void wait_reload();
+    void stop_now();
+    // A record of the server's own (not the engine's).
+    void note(int verbosity, broker::log_level level, std::string_view kind, std::string_view msg);
+    std::string failed_address;  // set when bind_all() fails
+};
+
+struct server::impl::shard_state {
+    explicit shard_state(const server_options& o) : engine(o.limits, engine_log(o), o.verbosity) {}
+    broker::engine engine;
+    detail::deadlines deadlines;
+    std::optional<detail::auth_worker> auth{std::in_place};
+    std::optional<asio::steady_timer> expiry;  // engine.next_expiry()
+    bool stopping = false;                     // this shard's thread only
+    std::uint64_t refused = 0;                 // items the channels refused (full)
+};
+
+struct server::impl::shard_link final : broker::shard_router {
+    shard_link(impl& s, std::size_t k) : s(s), k(k) {}
+    void publish(const broker::message_ptr& m) override {
+        for (std::size_t j = 0; j < s.shards.size(); ++j) {
+            if (j != k) s.send_to(k, j, shard_item{shard_item::kind::publish, m});
+        }
+    }
+    // Shard 0 orders the retained changes: the others send theirs to it, and it sends each
+    // change it applies to every other shard (the sender included, which applied its own
+    // at once). Each replica thus ends with the last change in shard 0's order, even when
+    // two shards set one topic at the same moment.
+    void retained(const broker::message_ptr& m) override {
+        const auto kind =
+            m->payload.empty() ? shard_item::kind::retain_clear : shard_item::kind::retain_set;
+        if (k != 0) {
+            s.send_to(k, 0, shard_item{kind, m});
+            return;
+        }
+        for (std::size_t j = 1; j < s.shards.size(); ++j) s.send_to(0, j, shard_item{kind, m});
+    }
+    impl& s;
+    std::size_t k;
+};
+
+// An accepted socket on shard 0 while its first packet is read (at most until the CONNECT
+// deadline), to learn the client id and so the shard.
+struct server::impl::handoff {
+    handoff(tcp::socket s, std::string p, std::size_t g, std::size_t sl)
+        : socket(std::move(s)),
+          timer(socket.get_executor()),
+          peer(std::move(p)),
+          group(g),
+          slot(sl) {}
+    tcp::socket socket;
+    asio::steady_timer timer;
+    std::string peer;
+    std::size_t group;
+    std::size_t slot;  // the engine's security slot of the group's clients
+    broker::clock::time_point accepted = broker::clock::now();
+    std::vector<std::uint8_t> bytes;  // everything read so far
+};
+
+}  // namespace mqtt::net

@@ -1,0 +1,264 @@
+// tern-broker with threads > 1 (docs/broker.md, "Threading"): shards 1..N-1 next to shard 0
+// (the loop and engine the broker always had), connections handed to the shard of their
+// client id, and what one shard publishes routed to the others through shard_runtime.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <variant>
+
+#include "mqtt/protocol/codec.hpp"
+#include "net/transport/transport.hpp"
+#include "server_impl.hpp"
+
+namespace mqtt::net {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// How much of a first packet `b` holds: a whole CONNECT (its fixed header `header` bytes
+// and `total` bytes in all), not enough yet, or something else (not a CONNECT, a malformed
+// length, over max_packet_size), which the shard's connection then answers as always.
+enum class first_packet { more, connect, other };
+
+first_packet scan(std::span<const std::uint8_t> b, std::size_t max, std::size_t& header,
+                  std::size_t& total) {
+    if (b.empty()) return first_packet::more;
+    if (b[0] != 0x10) return first_packet::other;
+    std::size_t length = 0;
+    for (std::size_t i = 1; i <= 4; ++i) {
+        if (i >= b.size()) return first_packet::more;
+        length |= static_cast<std::size_t>(b[i] & 0x7F) << (7 * (i - 1));
+        if ((b[i] & 0x80) == 0) {
+            header = i + 1;
+            total = header + length;
+            if (total > max) return first_packet::other;
+            return b.size() >= total ? first_packet::connect : first_packet::more;
+        }
+    }
+    return first_packet::other;  // a fifth Remaining Length byte
+}
+
+}  // namespace
+
+broker::engine& server::impl::engine_of(std::size_t k) {
+    return k == 0 ? engine : shards[k]->engine;
+}
+
+void server::impl::create_shards() {
+    const std::size_t n = opts.threads;
+    shard_runtime_options ro;
+    ro.shards = n;
+    ro.shard0 = &io;
+    runtime.emplace(ro);
+    shards.resize(n);
+    for (std::size_t k = 1; k < n; ++k) {
+        auto sh = std::make_unique<shard_state>(opts);
+        set_security(sh->engine);
+        sh->deadlines.start(runtime->io(k).get_executor());
+        sh->expiry.emplace(runtime->io(k));
+        shards[k] = std::move(sh);
+    }
+    for (std::size_t k = 0; k < n; ++k) links.push_back(std::make_unique<shard_link>(*this, k));
+    engine.set_shard(0, n, links[0].get(), nullptr);
+    for (std::size_t k = 1; k < n; ++k) shards[k]->engine.set_shard(k, n, links[k].get(), &engine);
+    for (std::size_t k = 0; k < n; ++k) {
+        runtime->on_batch(k, [this, k](std::size_t from, std::span<shard_item> items) {
+            on_shard_batch(k, from, items);
+        });
+    }
+}
+
+namespace {
+
+asio::awaitable<void> shard_expiry_loop(broker::engine& e, asio::steady_timer& t,
+                                        const bool& stopping) {
+    while (!stopping) {
+        t.expires_at(e.next_expiry());
+        auto [ec] = co_await t.async_wait(nothrow);
+        (void)ec;
+        if (stopping) co_return;
+        e.on_timer(broker::clock::now());
+    }
+}
+
+}  // namespace
+
+void server::impl::start_shards() {
+    for (std::size_t k = 1; k < shards.size(); ++k) {
+        auto& sh = *shards[k];
+        sh.engine.set_expiry_hook([&sh] { sh.expiry->cancel(); });
+        asio::co_spawn(runtime->io(k), shard_expiry_loop(sh.engine, *sh.expiry, sh.stopping),
+                       asio::detached);
+    }
+    runtime->start(true);  // shard 0 is io, which run() runs on this thread
+}
+
+void server::impl::shutdown_shards() {
+    boost::system::error_code ec;
+    for (const auto& h : handoffs) h->socket.close(ec);
+    for (std::size_t k = 1; k < shards.size(); ++k) {
+        runtime->post(k, [this, k] {
+            auto& sh = *shards[k];
+            sh.stopping = true;
+            sh.expiry->cancel();
+            sh.engine.shutdown();
+        });
+    }
+}
+
+void server::impl::end_shards() {
+    if (!stopping) shutdown_shards();
+    runtime->finish();  // each loop returns once its connections have closed
+    runtime->join();
+}
+
+void server::impl::stop_shards() {
+    for (std::size_t k = 1; k < shards.size(); ++k) {
+        auto& sh = *shards[k];
+        sh.engine.set_expiry_hook({});
+        sh.deadlines.stop();
+        sh.expiry.reset();
+        sh.auth.reset();
+    }
+}
+
+void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
+    auto shared = std::make_shared<const std::function<void(broker::engine&)>>(std::move(f));
+    for (std::size_t k = 1; k < shards.size(); ++k)
+        runtime->post(k, [this, k, shared] { (*shared)(shards[k]->engine); });
+}
+
+void server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
+    if (runtime->send(from, to, std::move(item))) return;
+    // The other shard is shard_channel_limits::max_items behind: what it cannot take is
+    // dropped (back-pressure on the publishers is the next step).
+    std::uint64_t& refused = from == 0 ? refused0 : shards[from]->refused;
+    if (refused++ == 0) {
+        note(0, broker::log_level::warning, broker::log_kind::warning,
+             "shard " + std::to_string(from) + ": shard " + std::to_string(to) +
+                 " is too far behind; messages to it are dropped");
+    }
+}
+
+void server::impl::on_shard_batch(std::size_t k, std::size_t, std::span<shard_item> items) {
+    auto& e = engine_of(k);
+    for (auto& it : items) {
+        if (it.what == shard_item::kind::publish) {
+            e.route_from_shard(it.msg);
+            continue;
+        }
+        e.apply_retained(it.msg);
+        if (k != 0) continue;
+        for (std::size_t j = 1; j < shards.size(); ++j) send_to(0, j, shard_item{it.what, it.msg});
+    }
+}
+
+// Runs on shard 0: the bytes of the first packet, then the connection goes to the shard of
+// the CONNECT's client id (empty: the next shard in turn). Whatever else arrives (another
+// packet, a malformed length, the end of the stream, the CONNECT deadline) goes to a shard
+// too, whose connection answers it as a single-loop broker would.
+asio::awaitable<void> server::impl::read_first_packet(std::shared_ptr<handoff> h) {
+    h->timer.expires_at(h->accepted + engine.config().connect_timeout);
+    h->timer.async_wait([h](const boost::system::error_code& ec) {
+        boost::system::error_code ignored;
+        if (!ec) h->socket.cancel(ignored);
+    });
+    const std::size_t max = engine.config().max_packet_size;
+    std::size_t header = 0;
+    std::size_t total = 0;
+    auto state = scan(h->bytes, max, header, total);
+    while (state == first_packet::more) {
+        const std::size_t have = h->bytes.size();
+        const std::size_t chunk =
+            std::clamp<std::size_t>(total > have ? total - have : 0, 512, 64 * 1024);
+        h->bytes.resize(have + chunk);
+        auto [ec, n] = co_await h->socket.async_read_some(
+            asio::buffer(h->bytes.data() + have, chunk), nothrow);
+        h->bytes.resize(have + n);
+        if (ec || stopping) break;
+        state = scan(h->bytes, max, header, total);
+    }
+    std::size_t k = shards.size();
+    if (state == first_packet::connect) {
+        const auto body = std::span<const std::uint8_t>{h->bytes}.subspan(header, total - header);
+        auto p = protocol::decode(h->bytes[0], body, protocol::protocol_version::v5);
+        if (p) {
+            if (const auto* c = std::get_if<protocol::connect_packet>(&*p);
+                c != nullptr && !c->client_id.empty()) {
+                k = broker::shard_of(c->client_id, shards.size());
+            }
+        }
+    }
+    if (k == shards.size()) k = next_shard++ % shards.size();
+    hand_off(std::move(h), k);
+}
+
+void server::impl::hand_off(std::shared_ptr<handoff> h, std::size_t k) {
+    h->timer.cancel();
+    handoffs.erase(h);
+    if (stopping) return connection_ended(h->group, nullptr);  // the socket closes with h
+    if (k == 0) {
+        start_on_shard(0, std::move(h->socket), std::move(h->peer), h->group, h->slot,
+                       std::move(h->bytes), h->accepted);
+        return;
+    }
+    // The descriptor moves to shard k's loop; the objects made on this loop stay here.
+    boost::system::error_code ec;
+    const auto protocol = h->socket.local_endpoint(ec).protocol();
+    const int fd = ec ? -1 : h->socket.release(ec);
+    if (ec || fd < 0) return connection_ended(h->group, nullptr);
+    runtime->post(k, [this, k, fd, protocol, peer = std::move(h->peer), group = h->group,
+                      slot = h->slot, bytes = std::move(h->bytes),
+                      accepted = h->accepted]() mutable {
+        tcp::socket s{runtime->io(k)};
+        boost::system::error_code ec;
+        // A shard that is shutting down takes no new connection (its loop must end).
+        if (!shards[k]->stopping) s.assign(protocol, fd, ec);
+        if (shards[k]->stopping || ec) {
+            ::close(fd);
+            asio::post(io, [this, group] { connection_ended(group, nullptr); });
+            return;
+        }
+        start_on_shard(k, std::move(s), std::move(peer), group, slot, std::move(bytes), accepted);
+    });
+}
+
+void server::impl::start_on_shard(std::size_t k, tcp::socket socket, std::string peer,
+                                  std::size_t group, std::size_t slot,
+                                  std::vector<std::uint8_t> first,
+                                  broker::clock::time_point accepted) {
+    auto& auth_k = k == 0 ? auth : *shards[k]->auth;
+    auto& deadlines_k = k == 0 ? deadlines : shards[k]->deadlines;
+    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)),
+                                                  engine_of(k), std::move(peer), auth_k,
+                                                  deadlines_k, nullptr, accepted);
+    c->prefill(first);
+    c->set_security_slot(slot);
+    // The listener's count lives on shard 0.
+    detail::connection::start(c, [this, group](std::exception_ptr e) {
+        asio::post(io, [this, group, e] { connection_ended(group, e); });
+    });
+}
+
+broker::stats server::impl::summed_stats() {
+    broker::stats sum = engine.stats();
+    for (std::size_t k = 1; k < shards.size(); ++k) {
+        const auto& s = shards[k]->engine.stats();
+        sum.connections_accepted += s.connections_accepted;
+        sum.messages_received += s.messages_received;
+        sum.messages_sent += s.messages_sent;
+        sum.protocol_errors += s.protocol_errors;
+        sum.dropped_qos0_slow += s.dropped_qos0_slow;
+        sum.dropped_queue_full += s.dropped_queue_full;
+        sum.dropped_too_large += s.dropped_too_large;
+    }
+    return sum;
+}
+
+}  // namespace mqtt::net

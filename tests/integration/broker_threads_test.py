@@ -1,0 +1,336 @@
+#!/usr/bin/python3
+"""tern-broker with `threads 2` (docs/broker.md, "Threading"): the client ids below are
+picked on each shard with the broker's own rule (FNV-1a 64 of the id modulo the shards), so
+every case crosses shards on purpose: a publisher on one shard reaches subscribers on the
+other in order at QoS 0, 1 and 2 (3.1.1 and 5.0); retained messages set and cleared on one
+shard are seen on the other, and concurrent sets from both shards end alike on both;
+takeover (0x8E) and a resumed session with its queued messages, which need a client id's
+connections to meet on one shard; assigned client ids that resume; shared subscriptions
+refused (0x9E) while they need one thread; hostile first packets on the way to a shard;
+start-up refusals at the threads line.
+
+    broker_threads_test.py TERN_BROKER
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import harness  # noqa: E402
+from mqtt_wire import (V5, V311, Client, ack_packet, connect_packet,  # noqa: E402
+                       disconnect_code, packet, prop_u32, publish_packet, subscribe_packet)
+
+SHARDS = 2
+
+
+def shard_of(cid):
+    h = 14695981039346656037
+    for c in cid.encode():
+        h ^= c
+        h = (h * 1099511628211) % 2**64
+    return h % SHARDS
+
+
+def ids_on(shard, prefix, n=1):
+    out, i = [], 0
+    while len(out) < n:
+        cid = f"{prefix}{i}"
+        if shard_of(cid) == shard:
+            out.append(cid)
+        i += 1
+    return out
+
+
+def connect(port, v, cid, clean=True, props=b""):
+    c = Client(port)
+    c.send(connect_packet(v, cid, clean=clean, props=props))
+    p = c.packet()
+    if not (isinstance(p, tuple) and p[0] == 0x20 and p[1][1] == 0):
+        raise AssertionError(f"CONNECT {cid} not accepted: {p!r}")
+    return c, p
+
+
+def subscribe(c, v, topic, qos):
+    c.send(subscribe_packet(v, 1, [(topic, qos)]))
+    p = c.packet()
+    if not (isinstance(p, tuple) and p[0] == 0x90):
+        raise AssertionError(f"no SUBACK: {p!r}")
+    return p[1][-1]
+
+
+def parse_publish(p, v):
+    """(topic, payload, qos, pid, retain) of a PUBLISH (first byte, body)."""
+    first, body = p
+    qos = (first >> 1) & 3
+    n = int.from_bytes(body[:2], "big")
+    topic = body[2:2 + n].decode()
+    i = 2 + n
+    pid = 0
+    if qos:
+        pid = int.from_bytes(body[i:i + 2], "big")
+        i += 2
+    if v == V5:
+        plen, shift = 0, 0
+        while True:
+            b = body[i]
+            i += 1
+            plen |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        i += plen
+    return topic, body[i:], qos, pid, bool(first & 1)
+
+
+def receive(c, v, count, check, what):
+    """`count` PUBLISH payloads, acknowledging QoS 1 and 2 as a client does."""
+    got = []
+    while len(got) < count:
+        p = c.packet(5.0)
+        if not isinstance(p, tuple):
+            check(False, f"{what}: {len(got)} of {count} arrived ({p!r})")
+            return got
+        if p[0] >> 4 == 3:
+            _, payload, qos, pid, _ = parse_publish(p, v)
+            got.append(payload)
+            if qos == 1:
+                c.send(ack_packet(0x40, pid))
+            elif qos == 2:
+                c.send(ack_packet(0x50, pid))
+        elif p[0] >> 4 == 6:  # PUBREL
+            c.send(ack_packet(0x70, int.from_bytes(p[1][:2], "big")))
+    return got
+
+
+def publish_all(c, v, topic, payloads, qos, retain=False):
+    """Publishes in order, each flow completed before the next (QoS 1 and 2)."""
+    for i, m in enumerate(payloads):
+        pid = i % 60000 + 1
+        c.send(publish_packet(v, topic, m, qos=qos, pid=pid, retain=retain))
+        if qos == 1:
+            p = c.packet()
+            assert isinstance(p, tuple) and p[0] == 0x40, f"no PUBACK: {p!r}"
+        elif qos == 2:
+            p = c.packet()
+            assert isinstance(p, tuple) and p[0] == 0x50, f"no PUBREC: {p!r}"
+            c.send(ack_packet(0x62, pid))
+            p = c.packet()
+            assert isinstance(p, tuple) and p[0] == 0x70, f"no PUBCOMP: {p!r}"
+
+
+def order_across_shards(port, check):
+    n = 300
+    for v in (V311, V5):
+        for qos in (0, 1, 2):
+            sub_id = ids_on(0, f"sub-{v}-{qos}-")[0]
+            pub_id = ids_on(1, f"pub-{v}-{qos}-")[0]
+            sub1_id = ids_on(1, f"subb-{v}-{qos}-")[0]
+            topic = f"order/{v}/{qos}"
+            s0, _ = connect(port, v, sub_id)
+            s1, _ = connect(port, v, sub1_id)
+            subscribe(s0, v, topic, qos)
+            subscribe(s1, v, topic, qos)
+            p, _ = connect(port, v, pub_id)
+            want = [b"m%d" % i for i in range(n)]
+            publish_all(p, v, topic, want, qos)
+            got0 = receive(s0, v, n, check, f"{topic} other shard")
+            got1 = receive(s1, v, n, check, f"{topic} same shard")
+            check(got0 == want, f"[{v} QoS {qos}] {n} messages from shard 1 reach a subscriber "
+                                f"on shard 0 in order ({len(got0)} arrived)")
+            check(got1 == want, f"[{v} QoS {qos}] and one on shard 1 ({len(got1)} arrived)")
+            for c in (s0, s1, p):
+                c.close()
+
+
+def retained_across_shards(port, check):
+    v = V5
+    a, b = ids_on(0, "ra-")[0], ids_on(1, "rb-")[0]
+    pa, _ = connect(port, v, a)
+    pb, _ = connect(port, v, b)
+    publish_all(pb, v, "ret/1", [b"from shard 1"], 1, retain=True)
+    harness_wait()
+    for shard, cid in ((0, ids_on(0, "rs0-")[0]), (1, ids_on(1, "rs1-")[0])):
+        s, _ = connect(port, v, cid)
+        subscribe(s, v, "ret/#", 1)
+        got = receive(s, v, 1, check, f"retained on shard {shard}")
+        check(got == [b"from shard 1"], f"a retained message set on shard 1 is sent to a new "
+                                        f"subscriber on shard {shard}")
+        s.close()
+    publish_all(pa, v, "ret/1", [b""], 1, retain=True)  # cleared from shard 0
+    harness_wait()
+    s, _ = connect(port, v, ids_on(1, "rs2-")[0])
+    subscribe(s, v, "ret/#", 1)
+    check(s.nothing(0.5), "cleared on shard 0: no retained message for a subscriber on shard 1")
+    s.close()
+    # Both shards set one topic at once: every replica ends with the same message.
+    for i in range(200):
+        pa.send(publish_packet(v, "ret/race", b"a%d" % i, qos=0, retain=True))
+        pb.send(publish_packet(v, "ret/race", b"b%d" % i, qos=0, retain=True))
+    publish_all(pa, v, "ret/sync", [b"x"], 1)
+    publish_all(pb, v, "ret/sync", [b"x"], 1)
+    harness_wait()
+    seen = []
+    for shard in (0, 1):
+        s, _ = connect(port, v, ids_on(shard, f"rr{shard}-")[0])
+        subscribe(s, v, "ret/race", 0)
+        seen += receive(s, v, 1, check, f"race on shard {shard}")
+        s.close()
+    check(len(seen) == 2 and seen[0] == seen[1],
+          f"400 concurrent retained sets from both shards end alike on both ({seen})")
+    pa.close()
+    pb.close()
+
+
+def harness_wait():
+    import time
+    time.sleep(0.2)  # the cross-shard batch is published at the end of the sender's turn
+
+
+def sessions(port, check):
+    v = V5
+    # Takeover: the second connection of a client id meets the first on its shard.
+    for cid in ids_on(0, "take-", 2) + ids_on(1, "take-", 2)[1:]:
+        old, _ = connect(port, v, cid)
+        new, _ = connect(port, v, cid)
+        check(disconnect_code(old.packet()) == 0x8E,
+              f"takeover of {cid} (shard {shard_of(cid)}): the old connection gets 0x8E")
+        old.close()
+        new.close()
+    # A resumed session and what was queued for it while offline (published on the other
+    # shard).
+    for shard in (0, 1):
+        cid = ids_on(shard, "persist-")[0]
+        expiry = prop_u32(0x11, 300)
+        c, _ = connect(port, v, cid, clean=True, props=expiry)
+        subscribe(c, v, "queued/#", 1)
+        c.send(packet(0xE0, b"\x00"))
+        c.close()
+        harness_wait()
+        p, _ = connect(port, v, ids_on(1 - shard, "qpub-")[0])
+        publish_all(p, v, f"queued/{shard}", [b"q1", b"q2", b"q3"], 1)
+        p.close()
+        harness_wait()
+        c, ack = connect(port, v, cid, clean=False, props=expiry)
+        check(ack[1][0] == 1, f"{cid} (shard {shard}) resumes its session: Session Present 1")
+        got = receive(c, v, 3, check, f"queued for {cid}")
+        check(got == [b"q1", b"q2", b"q3"],
+              f"the 3 messages published on shard {1 - shard} while it was offline, in order")
+        c.close()
+    # An assigned client id comes back to the shard that holds its session.
+    for i in range(4):
+        c = Client(port)
+        c.send(connect_packet(v, "", clean=False, props=prop_u32(0x11, 300)))
+        p = c.packet()
+        body = p[1]
+        at = body.find(b"\x12")
+        n = int.from_bytes(body[at + 1:at + 3], "big")
+        cid = body[at + 3:at + 3 + n].decode()
+        c.send(packet(0xE0, b"\x00"))
+        c.close()
+        harness_wait()
+        c, ack = connect(port, v, cid, clean=False, props=prop_u32(0x11, 300))
+        check(ack[1][0] == 1, f"assigned id {cid} resumes its session (Session Present 1)")
+        c.close()
+
+
+def shared_refused(port, check):
+    for v, want in ((V5, 0x9E), (V311, 0x80)):
+        c, ack = connect(port, v, f"share-{v}")
+        if v == V5:
+            check(b"\x2a\x00" in ack[1], "CONNACK says Shared Subscription Available 0")
+        code = subscribe(c, v, "$share/g/t", 1)
+        check(code == want, f"[{v}] $share/g/t refused with {want:#x} (got {code:#x})")
+        c.close()
+
+
+def hostile_first_packets(port, check):
+    """What shard 0 reads before the handoff: never a hang or a crash."""
+    import time
+    c = Client(port)
+    c.send(bytes([0xC0, 0x00]))  # PINGREQ before CONNECT
+    check(c.closed(), "a PINGREQ as first packet: closed")
+    c = Client(port)
+    c.send(bytes([0x10, 0xFF, 0xFF, 0xFF, 0x7F]))  # a 256 MiB CONNECT
+    check(c.closed(), "a 256 MiB Remaining Length as first packet: closed")
+    c = Client(port)
+    c.send(bytes([0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]))  # a fifth length byte
+    check(c.closed(), "a malformed Remaining Length as first packet: closed")
+    c = Client(port)
+    c.send(connect_packet(V5, "half")[:7])
+    c.close()
+    quiet = [Client(port) for _ in range(50)]
+    start = time.monotonic()
+    closed = all(q.closed(3.0) for q in quiet)
+    check(closed and time.monotonic() - start < 2.5,
+          f"50 connections that send nothing are closed at the CONNECT deadline (0.5 s) "
+          f"({time.monotonic() - start:.2f} s)")
+    split = Client(port)
+    data = connect_packet(V311, ids_on(1, "split-")[0]) + subscribe_packet(V311, 1, [("sp", 0)])
+    for b in data:  # one byte per write, CONNECT and SUBSCRIBE together
+        split.send(bytes([b]))
+    p1, p2 = split.packet(), split.packet()
+    check(isinstance(p1, tuple) and p1[0] == 0x20 and isinstance(p2, tuple) and p2[0] == 0x90,
+          "a CONNECT and a SUBSCRIBE sent one byte at a time: CONNACK and SUBACK")
+    split.close()
+
+
+def startup_refusals(binary, work, check):
+    cases = [
+        ("threads 2\n", "sys_interval is 10"),
+        ("sys_interval 0\nthreads 2\npersistence true\npersistence_location %s\n" % work,
+         "persistence"),
+        ("sys_interval 0\nmetrics_listener 0\nthreads 3\n", "metrics_listener"),
+        ("sys_interval 0\nlistener 0 127.0.0.1\nprotocol websockets\nthreads 2\n",
+         "WebSocket listeners"),
+        ("threads 0\n", "out of range"),
+    ]
+    for i, (text, what) in enumerate(cases):
+        conf = os.path.join(work, f"refuse-{i}.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        r = subprocess.run([binary, "-c", conf, "-p", "0"], capture_output=True, text=True,
+                           timeout=20)
+        line = text.split("\n").index(next(x for x in text.split("\n")
+                                            if x.startswith("threads"))) + 1
+        check(r.returncode == 2 and f"{conf}:{line}: threads" in r.stderr and what in r.stderr,
+              f"refused at start: {text.strip()!r} -> exit {r.returncode}, {r.stderr.strip()!r}")
+    conf = os.path.join(work, "print.conf")
+    with open(conf, "w") as f:
+        f.write("threads 2\nsys_interval 0\n")
+    r = subprocess.run([binary, "-c", conf, "--print-config"], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0 and '"threads":2' in r.stdout.replace(" ", ""),
+          "--print-config shows threads 2")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    binary = sys.argv[1]
+    check = harness.Checks()
+    work = tempfile.mkdtemp(prefix="tern-threads-")
+    conf = os.path.join(work, "threads.conf")
+    with open(conf, "w") as f:
+        f.write("threads %d\nsys_interval 0\nconnect_timeout_ms 500\n" % SHARDS)
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        for fn in (order_across_shards, retained_across_shards, sessions, shared_refused,
+                   hostile_first_packets):
+            print(f"--- {fn.__name__}", flush=True)
+            try:
+                fn(broker.port, check)
+            except (AssertionError, OSError) as e:
+                check(False, f"{fn.__name__}: {e}")
+        check(broker.running(), "the broker is still running")
+    finally:
+        broker.stop()
+    startup_refusals(binary, work, check)
+    if check.failures:
+        print(f"broker log: {broker.log()[-3000:]}")
+    return check.exit_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+// The engine's part of threads > 1 (docs/broker.md, "Threading"), two engines in one thread
+// with a recording router in place of shard_runtime: what a shard publishes goes to its
+// router once, routed on another shard it reaches that shard's subscribers without touching
+// its retained messages; retained changes apply to a replica; assigned ids belong to the
+// shard; the memory meters are shared; shared subscriptions are refused.
+
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "broker_test_client.hpp"
+#include "mqtt/broker/engine.hpp"
+
+using namespace tern_test;
+using mqtt::broker::engine;
+using mqtt::broker::message_ptr;
+
+namespace {
+
+struct recording_router final : mqtt::broker::shard_router {
+    std::vector<message_ptr> published;
+    std::vector<message_ptr> retained_changes;
+    void publish(const message_ptr& m) override { published.push_back(m); }
+    void retained(const message_ptr& m) override { retained_changes.push_back(m); }
+};
+
+}  // namespace
+
+TEST_CASE("shard engine: shard_of is FNV-1a 64 of the client id modulo the shards") {
+    using mqtt::broker::shard_of;
+    CHECK(shard_of("anything", 1) == 0);
+    CHECK(shard_of("anything", 0) == 0);
+    // 0xcbf29ce484222325 is FNV-1a 64 of "" (odd); "a" is 0xaf63dc4c8601ec8c.
+    CHECK(shard_of("", 2) == 1);
+    CHECK(shard_of("a", 2) == 0);
+    CHECK(shard_of("a", 7) == 0xaf63dc4c8601ec8cull % 7);
+    CHECK(shard_of("sub1", 2) == 0);
+    CHECK(shard_of("pub1", 2) == 1);
+}
+
+TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids, meters") {
+    auto now = test_epoch();
+    engine e0;
+    engine e1;
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+    CHECK(e1.shard_index() == 1);
+    CHECK(e1.shard_count() == 2);
+
+    test_client sub{e1, protocol_version::v5, now};
+    sub.connect("subscriber");
+    sub.subscribe("t/#", qos::at_least_once);
+    test_client pub{e0, protocol_version::v5, now};
+    pub.connect("publisher");
+
+    pub.publish("t/1", "hello", qos::at_least_once);
+    (void)pub.received();  // PUBACK
+    REQUIRE(r0.published.size() == 1);
+    CHECK(r0.published[0]->payload == "hello");
+    CHECK(r0.retained_changes.empty());
+    CHECK(sub.received().empty());  // not on shard 1 until routed there
+    // Charged on shard 0, on the meter both share.
+    CHECK(e0.held_bytes() > 0);
+    CHECK(e1.held_bytes() == e0.held_bytes());
+
+    CHECK(e1.route_from_shard(r0.published[0]) == 1);
+    auto in = sub.received();
+    REQUIRE(in.size() == 1);
+    CHECK(as<publish_packet>(in[0]).payload == "hello");
+    CHECK(r1.published.empty());  // routed here: not sent on again
+
+    SUBCASE("a retained publish goes to the router as a retained change too") {
+        pub.publish("t/r", "kept", qos::at_most_once, true);
+        REQUIRE(r0.retained_changes.size() == 1);
+        CHECK(e0.retained().size() == 1);
+        // Routed to shard 1, it is delivered but does not change shard 1's replica ...
+        e1.route_from_shard(r0.published.back());
+        CHECK(e1.retained().size() == 0);
+        // ... the retained change does.
+        e1.apply_retained(r0.retained_changes[0]);
+        CHECK(e1.retained().size() == 1);
+        CHECK(r1.retained_changes.empty());
+    }
+    SUBCASE("assigned client ids belong to their shard") {
+        for (int i = 0; i < 20; ++i) {
+            CHECK(mqtt::broker::shard_of(e1.assign_client_id(), 2) == 1);
+            CHECK(mqtt::broker::shard_of(e0.assign_client_id(), 2) == 0);
+        }
+    }
+    SUBCASE("shared subscriptions are refused while they need one shard") {
+        CHECK(sub.subscribe("$share/g/t", qos::at_least_once, 2) ==
+              std::vector{reason_code::shared_subscriptions_not_supported});
+        test_client old{e0, protocol_version::v3_1_1, now};
+        old.connect("old-client");
+        CHECK(old.subscribe("$share/g/t", qos::at_least_once) ==
+              std::vector{reason_code::unspecified_error});
+    }
+}
+
+TEST_CASE("shard engine: one engine has no router and announces shared subscriptions") {
+    auto now = test_epoch();
+    engine e;
+    CHECK(e.shard_count() == 1);
+    test_client c{e, protocol_version::v5, now};
+    const auto ack = c.connect("solo");
+    CHECK_FALSE(ack.props.shared_subscription_available.has_value());
+    engine e1;
+    recording_router r;
+    e1.set_shard(1, 2, &r, &e);
+    test_client c1{e1, protocol_version::v5, now};
+    const auto ack1 = c1.connect("duo");
+    CHECK(ack1.props.shared_subscription_available == std::optional<std::uint8_t>{0});
+}
