@@ -325,7 +325,8 @@ def main():
                 check(False, f"{fn.__name__}: {e}")
         check(broker.running(), "the broker is still running")
     finally:
-        broker.stop()
+        status = broker.stop()
+    check(status == 0, f"the broker exits with 0 on SIGTERM (got {status})")
     startup_refusals(binary, work, check)
     if check.failures:
         print(f"broker log: {broker.log()[-3000:]}")

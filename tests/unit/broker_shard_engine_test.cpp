@@ -20,7 +20,11 @@ namespace {
 struct recording_router final : mqtt::broker::shard_router {
     std::vector<message_ptr> published;
     std::vector<message_ptr> retained_changes;
-    void publish(const message_ptr& m) override { published.push_back(m); }
+    bool congested = false;
+    bool publish(const message_ptr& m) override {
+        published.push_back(m);
+        return congested;
+    }
     void retained(const message_ptr& m) override { retained_changes.push_back(m); }
 };
 
@@ -82,6 +86,30 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
         e1.apply_retained(r0.retained_changes[0]);
         CHECK(e1.retained().size() == 1);
         CHECK(r1.retained_changes.empty());
+    }
+    SUBCASE("a congested shard pauses the publisher until shards_resumed()") {
+        r0.congested = true;
+        pub.publish("t/2", "more", qos::at_least_once);
+        CHECK(pub.session().input_paused());
+        CHECK(e0.paused_for_shards() == 1);
+        pub.publish("t/3", "again", qos::at_least_once);  // already paused: listed once
+        CHECK(e0.paused_for_shards() == 1);
+        r0.congested = false;
+        e0.shards_resumed();
+        CHECK_FALSE(pub.session().input_paused());
+        CHECK(e0.paused_for_shards() == 0);
+        CHECK(r0.published.size() == 3);  // paused, not dropped
+    }
+    SUBCASE("a paused publisher that goes away is forgotten") {
+        r0.congested = true;
+        {
+            test_client gone{e0, protocol_version::v3_1_1, now};
+            gone.connect("gone");
+            gone.publish("t/4", "x");
+            CHECK(e0.paused_for_shards() == 1);
+        }
+        CHECK(e0.paused_for_shards() == 0);
+        e0.shards_resumed();
     }
     SUBCASE("assigned client ids belong to their shard") {
         for (int i = 0; i < 20; ++i) {

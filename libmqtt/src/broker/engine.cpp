@@ -141,7 +141,16 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         if (router_) router_->retained(m);
     }
     const std::size_t reached = route(from, m);
-    if (router_) router_->publish(m);
+    if (router_ && router_->publish(m) && from != nullptr && from->connection != nullptr) {
+        // Back-pressure between shards: the publisher stops reading until the congested
+        // shard has caught up (the message itself went out; nothing is dropped for this).
+        session& s = *from->connection;
+        if (!s.paused_for_shards()) {
+            s.pause_for_shards();
+            shard_paused_.push_back(&s);
+            if (logging(2)) log(2, "client " + from->client_id + " paused: a shard is congested");
+        }
+    }
     return reached;
 }
 
@@ -151,6 +160,12 @@ std::size_t engine::route_from_shard(const message_ptr& m) {
 
 void engine::apply_retained(const message_ptr& m) {
     if (limits_.retain_available) set_retained(m);
+}
+
+void engine::shards_resumed() {
+    auto paused = std::move(shard_paused_);
+    shard_paused_.clear();
+    for (session* s : paused) s->resume_from_shards();
 }
 
 void engine::set_retained(const message_ptr& m) {

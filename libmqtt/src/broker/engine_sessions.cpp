@@ -17,6 +17,7 @@ void engine::add(session& s) {
 
 void engine::remove(session& s) {
     connections_.erase(&s);
+    if (s.paused_for_shards()) std::erase(shard_paused_, &s);
 }
 
 engine::attach_result engine::attach(session& s, const std::string& client_id, bool clean_start,

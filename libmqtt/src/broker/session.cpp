@@ -188,7 +188,7 @@ void session::take_output(std::vector<std::uint8_t>& into) {
 
 bool session::input_paused() const noexcept {
     if (state_ == session_state::authenticating) return true;
-    return !waiting_on_.empty() || rate_resume_ != clock::time_point{} ||
+    return !waiting_on_.empty() || shard_paused_ || rate_resume_ != clock::time_point{} ||
            out_.size() > engine_.config().max_outbound_bytes;
 }
 

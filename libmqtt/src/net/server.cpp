@@ -194,7 +194,7 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         auto h = std::make_shared<handoff>(std::move(socket), std::move(peer), group,
                                            security_slot(group));
         handoffs.insert(h);
-        asio::co_spawn(io, read_first_packet(std::move(h)), asio::detached);
+        read_first_packet(std::move(h));
         return;
     }
     // Once per accepted connection: when it has ended, or its handshake failed.

@@ -166,7 +166,9 @@ struct server::impl {
     void post_to_shards(std::function<void(broker::engine&)> f);
     void send_to(std::size_t from, std::size_t to, shard_item&& item);
     void on_shard_batch(std::size_t k, std::size_t from, std::span<shard_item> items);
-    asio::awaitable<void> read_first_packet(std::shared_ptr<handoff> h);
+    void read_first_packet(std::shared_ptr<handoff> h);
+    void read_first_more(std::shared_ptr<handoff> h);
+    void route_first(std::shared_ptr<handoff> h);
     void hand_off(std::shared_ptr<handoff> h, std::size_t k);
     // Starts the connection of an accepted TCP socket on shard k's loop (k's thread).
     void start_on_shard(std::size_t k, tcp::socket socket, std::string peer, std::size_t group,
@@ -210,10 +212,15 @@ struct server::impl::shard_state {
 
 struct server::impl::shard_link final : broker::shard_router {
     shard_link(impl& s, std::size_t k) : s(s), k(k) {}
-    void publish(const broker::message_ptr& m) override {
+    bool publish(const broker::message_ptr& m) override {
+        bool congested = false;
         for (std::size_t j = 0; j < s.shards.size(); ++j) {
-            if (j != k) s.send_to(k, j, shard_item{shard_item::kind::publish, m});
+            if (j == k) continue;
+            s.send_to(k, j, shard_item{shard_item::kind::publish, m});
+            // high_water items in flight: the publisher pauses, on_resume wakes it.
+            if (s.runtime->check_congested(k, j)) congested = true;
         }
+        return congested;
     }
     // Shard 0 orders the retained changes: the others send theirs to it, and it sends each
     // change it applies to every other shard (the sender included, which applied its own

@@ -71,6 +71,7 @@ void server::impl::create_shards() {
         runtime->on_batch(k, [this, k](std::size_t from, std::span<shard_item> items) {
             on_shard_batch(k, from, items);
         });
+        runtime->on_resume(k, [this, k](std::size_t) { engine_of(k).shards_resumed(); });
     }
 }
 
@@ -136,8 +137,8 @@ void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
 
 void server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
     if (runtime->send(from, to, std::move(item))) return;
-    // The other shard is shard_channel_limits::max_items behind: what it cannot take is
-    // dropped (back-pressure on the publishers is the next step).
+    // The other shard is shard_channel_limits::max_items behind, which the publishers'
+    // pause at high_water leaves to senders without a connection (Wills): dropped.
     std::uint64_t& refused = from == 0 ? refused0 : shards[from]->refused;
     if (refused++ == 0) {
         note(0, broker::log_level::warning, broker::log_kind::warning,
@@ -162,29 +163,42 @@ void server::impl::on_shard_batch(std::size_t k, std::size_t, std::span<shard_it
 // Runs on shard 0: the bytes of the first packet, then the connection goes to the shard of
 // the CONNECT's client id (empty: the next shard in turn). Whatever else arrives (another
 // packet, a malformed length, the end of the stream, the CONNECT deadline) goes to a shard
-// too, whose connection answers it as a single-loop broker would.
-asio::awaitable<void> server::impl::read_first_packet(std::shared_ptr<handoff> h) {
+// too, whose connection answers it as a single-loop broker would. Completion handlers, not
+// a coroutine: while the client is quiet only the read and the deadline are pending.
+void server::impl::read_first_packet(std::shared_ptr<handoff> h) {
     h->timer.expires_at(h->accepted + engine.config().connect_timeout);
     h->timer.async_wait([h](const boost::system::error_code& ec) {
         boost::system::error_code ignored;
         if (!ec) h->socket.cancel(ignored);
     });
-    const std::size_t max = engine.config().max_packet_size;
+    read_first_more(std::move(h));
+}
+
+void server::impl::read_first_more(std::shared_ptr<handoff> h) {
     std::size_t header = 0;
     std::size_t total = 0;
-    auto state = scan(h->bytes, max, header, total);
-    while (state == first_packet::more) {
-        const std::size_t have = h->bytes.size();
-        const std::size_t chunk =
-            std::clamp<std::size_t>(total > have ? total - have : 0, 512, 64 * 1024);
-        h->bytes.resize(have + chunk);
-        auto [ec, n] = co_await h->socket.async_read_some(
-            asio::buffer(h->bytes.data() + have, chunk), nothrow);
-        h->bytes.resize(have + n);
-        if (ec || stopping) break;
-        state = scan(h->bytes, max, header, total);
+    if (scan(h->bytes, engine.config().max_packet_size, header, total) != first_packet::more) {
+        return route_first(std::move(h));
     }
+    const std::size_t have = h->bytes.size();
+    const std::size_t chunk =
+        std::clamp<std::size_t>(total > have ? total - have : 0, 512, 64 * 1024);
+    h->bytes.resize(have + chunk);
+    auto& socket = h->socket;
+    const auto room = asio::buffer(h->bytes.data() + have, chunk);
+    socket.async_read_some(room, [this, h = std::move(h), have](const boost::system::error_code& ec,
+                                                                std::size_t n) mutable {
+        h->bytes.resize(have + n);
+        if (ec || stopping) return route_first(std::move(h));
+        read_first_more(std::move(h));
+    });
+}
+
+void server::impl::route_first(std::shared_ptr<handoff> h) {
+    std::size_t header = 0;
+    std::size_t total = 0;
     std::size_t k = shards.size();
+    const auto state = scan(h->bytes, engine.config().max_packet_size, header, total);
     if (state == first_packet::connect) {
         const auto body = std::span<const std::uint8_t>{h->bytes}.subspan(header, total - header);
         auto p = protocol::decode(h->bytes[0], body, protocol::protocol_version::v5);

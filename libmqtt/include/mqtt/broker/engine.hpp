@@ -35,8 +35,9 @@ std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept;
 // with one shard: routing then costs one pointer test more than it did).
 class shard_router {
   public:
-    // After m was routed to this shard's sessions: the other shards match it too.
-    virtual void publish(const message_ptr& m) = 0;
+    // After m was routed to this shard's sessions: the other shards match it too. True
+    // when a shard it went to is congested: its publisher pauses until shards_resumed().
+    virtual bool publish(const message_ptr& m) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
 
@@ -187,6 +188,9 @@ class engine {
     std::size_t route_from_shard(const message_ptr& m);
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
+    // A congested shard took its backlog: the publishers paused for it read again.
+    void shards_resumed();
+    std::size_t paused_for_shards() const noexcept { return shard_paused_.size(); }
 
     // Closes every session (5.0 clients get DISCONNECT 0x8B).
     void shutdown();
@@ -286,7 +290,8 @@ class engine {
     bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
-    shard_router* router_ = nullptr;  // set_shard(): null with one shard
+    shard_router* router_ = nullptr;      // set_shard(): null with one shard
+    std::vector<session*> shard_paused_;  // publishers paused for a congested shard
     std::size_t shard_index_ = 0;
     std::size_t shard_count_ = 1;
     protocol::packet rx_packet_;  // borrow_rx_packet()

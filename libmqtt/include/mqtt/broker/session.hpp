@@ -87,6 +87,14 @@ class session {
     // online subscriber whose queue is over the high-water mark, until that subscriber's
     // queue drains below the low-water mark or it closes. wake() is called when it ends.
     bool input_paused() const noexcept;
+    // Back-pressure between shards (threads > 1): set by the engine when a PUBLISH of this
+    // session went to a congested shard, cleared (and the driver woken) once it caught up.
+    bool paused_for_shards() const noexcept { return shard_paused_; }
+    void pause_for_shards() noexcept { shard_paused_ = true; }
+    void resume_from_shards() {
+        shard_paused_ = false;
+        wake();
+    }
     // When on_timer() must run next: connect timeout, 1.5 x Keep Alive, or the end of a
     // pause for max_publish_rate.
     clock::time_point deadline() const noexcept;
@@ -240,6 +248,7 @@ class session {
     // subscribers): publishers this subscriber paused, subscribers this publisher waits for.
     std::vector<session*> throttled_;
     std::vector<session*> waiting_on_;
+    bool shard_paused_ = false;  // pause_for_shards()
     // max_publish_rate: when the next PUBLISH would be on time (the theoretical arrival
     // time of a virtual scheduler), and until when input is paused ({}: not paused).
     clock::time_point rate_next_{};
