@@ -613,3 +613,75 @@ TEST_CASE("broker: topic aliases towards a 5.0 client that accepts them (3.3.2.3
         CHECK(r1.payload == "2");
     }
 }
+
+// The engine keys its sessions by a view of each durable session's own client id and links
+// the connections through the sessions (memory per idle connection): ids stored inline
+// (short) and on the heap (long) must survive resumes, takeovers, clean starts and ends,
+// and the list must survive connections going away in any order.
+TEST_CASE("broker: sessions by client id and the connection list through resumes, takeovers and ends") {
+    auto now = test_epoch();
+    engine e;
+    for (const std::string id : {"s", "a-client-id-longer-than-the-inline-buffer-0001"}) {
+        CAPTURE(id);
+        test_client first{e, protocol_version::v5, now};
+        first.connect_persistent(id);
+        first.subscribe("t/" + id, qos::at_least_once);
+        CHECK(first.session().client_id() == id);
+        first.lose_connection();
+        CHECK(first.session().client_id() == id);  // still there for the logs after the close
+        first.drop();
+        REQUIRE(e.find_session(id) != nullptr);
+        CHECK(e.find_session(id)->client_id == id);
+        CHECK(e.find(id) == nullptr);
+
+        test_client second{e, protocol_version::v5, now};
+        connect_packet c;
+        c.client_id = id;
+        c.clean_start = false;
+        c.props.session_expiry_interval = 0xFFFFFFFF;
+        CHECK(second.connect_with(c).session_present);
+        CHECK(e.find(id) == &second.session());
+        CHECK(e.find_session(id)->subscriptions.size() == 1);
+
+        test_client third{e, protocol_version::v5, now};  // takeover, the session resumed
+        CHECK(third.connect_with(c).session_present);
+        CHECK(second.session().closing());
+        CHECK(second.session().client_id() == id);
+        CHECK(e.find(id) == &third.session());
+
+        test_client fourth{e, protocol_version::v5, now};  // takeover with a clean start
+        fourth.connect(id);
+        CHECK(e.find(id) == &fourth.session());
+        CHECK(e.find_session(id)->subscriptions.empty());
+        CHECK(e.find_session(id)->client_id == id);
+        fourth.send(disconnect_packet{});  // expiry 0: the session ends with the connection
+        CHECK(e.find_session(id) == nullptr);
+        CHECK(fourth.session().client_id() == id);
+        CHECK(fourth.session().close_reason() != "");
+    }
+    CHECK(e.stored_session_count() == 0);
+
+    std::vector<std::unique_ptr<test_client>> clients;
+    for (int i = 0; i < 6; ++i) {
+        clients.push_back(std::make_unique<test_client>(e, protocol_version::v5, now));
+        clients.back()->connect("c" + std::to_string(i));
+    }
+    CHECK(e.session_count() == 6);
+    clients[0]->drop();  // the newest, the oldest and one in the middle of the list
+    clients[5]->drop();
+    clients[2]->drop();
+    CHECK(e.session_count() == 3);
+    e.shutdown();
+    for (int i : {1, 3, 4}) CHECK(clients[i]->session().closing());
+    CHECK(e.connected_count() == 0);
+    clients.clear();
+    CHECK(e.session_count() == 0);
+}
+
+// What every idle connection holds (GCC 12 / libstdc++ on x86-64): the state few
+// connections use (topic aliases, back-pressure, rate limits, a password check, the close
+// reason) is behind one pointer, and the fields leave no padding.
+TEST_CASE("broker: the per-connection session state stays small") {
+    CHECK(sizeof(mqtt::broker::session) <= 248);
+    CHECK(sizeof(mqtt::broker::durable_session) <= 264);
+}

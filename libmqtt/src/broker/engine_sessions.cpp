@@ -12,11 +12,22 @@
 namespace mqtt::broker {
 
 void engine::add(session& s) {
-    connections_.insert(&s);
+    s.prev_connection_ = nullptr;
+    s.next_connection_ = connections_;
+    if (connections_ != nullptr) connections_->prev_connection_ = &s;
+    connections_ = &s;
+    ++connection_count_;
 }
 
 void engine::remove(session& s) {
-    connections_.erase(&s);
+    if (s.prev_connection_ != nullptr) {
+        s.prev_connection_->next_connection_ = s.next_connection_;
+    } else {
+        connections_ = s.next_connection_;
+    }
+    if (s.next_connection_ != nullptr) s.next_connection_->prev_connection_ = s.prev_connection_;
+    s.prev_connection_ = s.next_connection_ = nullptr;
+    --connection_count_;
     if (s.paused_for_shards()) std::erase(shard_paused_, &s);
 }
 
@@ -37,7 +48,8 @@ engine::attach_result engine::attach(session& s, const std::string& client_id, b
     if (it == by_id_.end()) {
         auto ds = std::make_unique<durable_session>();
         ds->client_id = client_id;
-        it = by_id_.emplace(client_id, std::move(ds)).first;
+        const std::string_view key{ds->client_id};  // the map's key is the session's own id
+        it = by_id_.emplace(key, std::move(ds)).first;
     } else {
         present = true;
         ++stats_.sessions_resumed;
@@ -93,8 +105,12 @@ void engine::restore_session(std::unique_ptr<durable_session> s) {
             subscriptions_.insert_or_assign(filter, &ds, e);
         }
     }
-    const std::string id = ds.client_id;
-    by_id_.insert_or_assign(id, std::move(s));
+    // A session with this id already there goes first: its id is the key's memory.
+    if (const auto old = by_id_.find(std::string_view{ds.client_id}); old != by_id_.end()) {
+        by_id_.erase(old);
+    }
+    const std::string_view key{ds.client_id};
+    by_id_.emplace(key, std::move(s));
     schedule(ds);
 }
 
@@ -112,8 +128,9 @@ void engine::end_session(durable_session& ds) {
     }
     ds.subscriptions.clear();
     if (ds.will) publish_will(ds);
-    const std::string id = std::move(ds.client_id);
-    by_id_.erase(id);  // destroys ds
+    const auto it = by_id_.find(std::string_view{ds.client_id});
+    const auto owned = std::move(it->second);  // ds, destroyed after its key left the map
+    by_id_.erase(it);
 }
 
 void engine::publish_will(durable_session& ds) {
@@ -146,12 +163,12 @@ std::string engine::assign_client_id(std::string_view prefix) {
 }
 
 session* engine::find(std::string_view client_id) const {
-    const auto it = by_id_.find(std::string{client_id});
+    const auto it = by_id_.find(client_id);
     return it == by_id_.end() ? nullptr : it->second->connection;
 }
 
 const durable_session* engine::find_session(std::string_view client_id) const {
-    const auto it = by_id_.find(std::string{client_id});
+    const auto it = by_id_.find(client_id);
     return it == by_id_.end() ? nullptr : it->second.get();
 }
 
@@ -195,7 +212,9 @@ void engine::on_timer(clock::time_point now) {
 }
 
 void engine::shutdown() {
-    std::vector<session*> all(connections_.begin(), connections_.end());
+    std::vector<session*> all;
+    all.reserve(connection_count_);
+    for (session* s = connections_; s != nullptr; s = s->next_connection_) all.push_back(s);
     for (session* s : all) s->close_by_server(protocol::reason_code::server_shutting_down);
 }
 

@@ -125,22 +125,22 @@ void session::on_timer(clock::time_point now) {
         return;
     }
     if (state_ == session_state::authenticating) {
-        if (refuse_at_ <= now) {
+        if (refuse_at() <= now) {
             refuse_auth("bad user name or password", true);
         } else {
             close(reason_code::maximum_connect_time, "password check took too long", false, false);
         }
         return;
     }
-    if (rate_resume_ != clock::time_point{} && rate_resume_ <= now) {
+    if (rate_paused() && more_->rate_resume <= now) {
         // The pause for max_publish_rate is over: read again. The client's silence was
         // ours, so its keep-alive starts again from now.
-        rate_resume_ = {};
+        more_->rate_resume = {};
         last_rx_ = now;
         wake();
         return;
     }
-    if (!waiting_on_.empty()) {
+    if (waiting()) {
         // We stopped reading this publisher ourselves (back-pressure): its silence is ours,
         // not a dead client. Its keep-alive starts again from now.
         last_rx_ = now;
@@ -186,9 +186,16 @@ void session::take_output(std::vector<std::uint8_t>& into) {
     }
 }
 
+void session::recycle_output(output_batch& b) noexcept {
+    if (!out_.empty() || !b.empty() || b.bytes.capacity() <= out_.bytes.capacity()) return;
+    if (b.bytes.capacity() > (std::size_t{256} << 10)) return;  // as take_output(): not huge ones
+    if (b.bytes.capacity() < 256) return;  // cheap to allocate again; idle connections keep none
+    std::swap(out_.bytes, b.bytes);
+}
+
 bool session::input_paused() const noexcept {
     if (state_ == session_state::authenticating) return true;
-    return !waiting_on_.empty() || shard_paused_ || rate_resume_ != clock::time_point{} ||
+    return waiting() || shard_paused_ || rate_paused() ||
            out_.size() > engine_.config().max_outbound_bytes;
 }
 
@@ -197,7 +204,7 @@ clock::time_point session::deadline() const noexcept {
         case session_state::awaiting_connect:
             return created_ + engine_.config().connect_timeout;
         case session_state::authenticating:
-            if (refuse_at_ != clock::time_point::max()) return refuse_at_;
+            if (refuse_at() != clock::time_point::max()) return refuse_at();
             return created_ + engine_.config().connect_timeout;
         case session_state::connected: {
             // One and a half times the Keep Alive (MQTT-3.1.2-24).
@@ -205,8 +212,7 @@ clock::time_point session::deadline() const noexcept {
                 keep_alive_ == 0
                     ? clock::time_point::max()
                     : last_rx_ + std::chrono::milliseconds{std::uint64_t{keep_alive_} * 1500};
-            return rate_resume_ != clock::time_point{} ? std::min(keep_alive, rate_resume_)
-                                                       : keep_alive;
+            return rate_paused() ? std::min(keep_alive, more_->rate_resume) : keep_alive;
         }
         case session_state::closing:
             break;
@@ -375,12 +381,12 @@ void session::authenticate(protocol::connect_packet&& c, clock::time_point now) 
     if (certificate_username_) {
         // As Mosquitto: the certificate's name replaces whatever CONNECT said, and the
         // verified certificate stands in for the password (the handshake already checked it).
-        if (!certificate_name_) {
+        if (!more_ || !more_->certificate_name) {
             client_id_ = c.client_id;
             refuse_auth("the client certificate has no name to use as user name");
             return;
         }
-        c.username = *certificate_name_;
+        c.username = *more_->certificate_name;
         c.password.reset();
         complete_connect(std::move(c), now);
         return;
@@ -397,55 +403,55 @@ void session::authenticate(protocol::connect_packet&& c, clock::time_point now) 
     }
     state_ = session_state::authenticating;
     if (c.password) {
-        auth_request_ = std::make_unique<auth_request>(
+        more().auth = std::make_unique<auth_request>(
             auth_request{sec.passwords, *c.username, *c.password});
-        pending_connect_ = std::make_unique<protocol::connect_packet>(std::move(c));
+        more().pending_connect = std::make_unique<protocol::connect_packet>(std::move(c));
         return;
     }
-    pending_connect_ = std::make_unique<protocol::connect_packet>(std::move(c));
+    more().pending_connect = std::make_unique<protocol::connect_packet>(std::move(c));
     on_auth_result(false, now);  // a user name without a password: wrong, after the delay
 }
 
 std::optional<auth_request> session::take_auth_request() {
-    if (!auth_request_) return std::nullopt;
-    std::optional<auth_request> r{std::move(*auth_request_)};
-    auth_request_.reset();
+    if (!more_ || !more_->auth) return std::nullopt;
+    std::optional<auth_request> r{std::move(*more_->auth)};
+    more_->auth.reset();
     return r;
 }
 
 void session::on_auth_result(bool ok, clock::time_point now) {
-    if (state_ != session_state::authenticating || !pending_connect_ ||
-        refuse_at_ != clock::time_point::max()) {
+    if (state_ != session_state::authenticating || !more_ || !more_->pending_connect ||
+        more_->refuse_at != clock::time_point::max()) {
         return;
     }
     now_ = std::max(now_, now);
-    auth_request_.reset();
+    more_->auth.reset();
     if (ok) {
-        auto c = std::move(*pending_connect_);
-        pending_connect_.reset();
+        auto c = std::move(*more_->pending_connect);
+        more_->pending_connect.reset();
         complete_connect(std::move(c), now);
         wake();
         return;
     }
-    client_id_ = pending_connect_->client_id;
-    refuse_at_ = now + engine_.config().auth_failure_delay;
-    if (refuse_at_ <= now) on_timer(now);
+    client_id_ = more_->pending_connect->client_id;
+    more_->refuse_at = now + engine_.config().auth_failure_delay;
+    if (more_->refuse_at <= now) on_timer(now);
 }
 
 void session::use_certificate_username(std::optional<std::string> name) {
     certificate_username_ = true;
-    certificate_name_ = name ? std::make_unique<std::string>(std::move(*name)) : nullptr;
+    more().certificate_name = std::move(name);
 }
 
 void session::refuse_auth(std::string_view why, bool bad_credentials) {
     ++engine_.stats().auth_failures;
     std::string user = "(none)";
-    if (pending_connect_ && pending_connect_->username) {
-        user = "'" + *pending_connect_->username + "'";
+    if (more_ && more_->pending_connect && more_->pending_connect->username) {
+        user = "'" + *more_->pending_connect->username + "'";
     }
-    pending_connect_.reset();
+    if (more_) more_->pending_connect.reset();
     if (engine_.logging(0)) {
-        engine_.log(0, "client " + client_id_ + " refused from " + peer_ + ": not authorised (" +
+        engine_.log(0, "client " + client_id() + " refused from " + peer_ + ": not authorised (" +
                            std::string{why} + (user == "(none)" ? "" : ", user " + user) + ")");
     }
     // 3.1.1's return code 4 would say the same, but Mosquitto (and so its clients' users)
@@ -514,6 +520,8 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     // Closes an older connection with this id; discards or resumes the session.
     const auto attached = engine_.attach(*this, client_id_, c.clean_start, now);
     ds_ = attached.state;
+    // The durable session holds the id now; ours comes back at the close (client_id()).
+    std::string{}.swap(client_id_);
     engine_.identify(*ds_, std::move(c.username), security_slot_);
     ds_->expiry_interval = expiry_for(c);
     ds_->will.reset();
@@ -530,7 +538,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     ack.session_present = attached.present;
     if (v5) {
         auto& p = ack.props;
-        if (assigned) p.assigned_client_identifier = client_id_;
+        if (assigned) p.assigned_client_identifier = client_id();
         if (server_keep_alive) p.server_keep_alive = keep_alive_;
         if (!cfg.retain_available) p.retain_available = 0;
         if (engine_.shard_count() > 1) p.shared_subscription_available = 0;
@@ -543,7 +551,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     send(ack);
     ++engine_.stats().connects_accepted;
     if (engine_.logging(1)) {
-        engine_.log(1, "client " + client_id_ + " connected from " + peer_ + " (" +
+        engine_.log(1, "client " + client_id() + " connected from " + peer_ + " (" +
                            std::string{to_string(version_)} + ", keep alive " +
                            std::to_string(keep_alive_) + "s" + (bridge_ ? ", bridge" : "") +
                            (attached.present ? ", session resumed)" : ")"));
@@ -638,7 +646,7 @@ void session::close(reason_code rc, std::string_view why, bool send_disconnect, 
     if (state_ == session_state::closing) return;
     const bool was_connected = state_ == session_state::connected;
     state_ = session_state::closing;
-    close_reason_.assign(why);
+    more().close_reason.assign(why);
     // Whatever this connection was waiting for or holding up ends with it.
     release_throttled();
     stop_waiting();
@@ -648,10 +656,13 @@ void session::close(reason_code rc, std::string_view why, bool send_disconnect, 
         send(d);
     }
     if (engine_.logging(1) && was_connected) {
-        engine_.log(1, "client " + client_id_ + " closed: " + close_reason_);
+        engine_.log(1, "client " + client_id() + " closed: " + more_->close_reason);
     }
     // Last: the engine may end the session and publish the Will, or keep it offline.
-    if (ds_ != nullptr) engine_.detach(*std::exchange(ds_, nullptr), publish_will, now_);
+    if (ds_ != nullptr) {
+        client_id_ = ds_->client_id;  // for the logs after the close
+        engine_.detach(*std::exchange(ds_, nullptr), publish_will, now_);
+    }
 }
 
 }  // namespace mqtt::broker

@@ -36,20 +36,21 @@ bool session::topic_within_limits(std::string_view topic) const noexcept {
     return true;
 }
 
-// max_publish_rate as a virtual scheduler (GCRA): each PUBLISH moves rate_next_ one
+// max_publish_rate as a virtual scheduler (GCRA): each PUBLISH moves rate_next one
 // interval on; a burst of `rate` packets at once is allowed, then input pauses until the
 // next one is on time. The packets in hand are still handled: the driver stops reading.
 void session::count_publish(clock::time_point now) {
     const std::uint32_t rate = engine_.config().max_publish_rate;
     if (rate == 0) return;
     const clock::duration interval = clock::duration{std::chrono::seconds{1}} / rate;
-    rate_next_ = std::max(rate_next_, now) + interval;
-    const auto resume = rate_next_ - interval * (rate - 1);
+    auto& x = more();
+    x.rate_next = std::max(x.rate_next, now) + interval;
+    const auto resume = x.rate_next - interval * (rate - 1);
     if (resume > now) {
-        if (rate_resume_ == clock::time_point{}) ++engine_.stats().rate_limited;
-        rate_resume_ = resume;
+        if (x.rate_resume == clock::time_point{}) ++engine_.stats().rate_limited;
+        x.rate_resume = resume;
     } else {
-        rate_resume_ = {};
+        x.rate_resume = {};
     }
 }
 
@@ -66,7 +67,7 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
         rc = reason_code::quota_exceeded;
         why = "memory_limit reached";
         if (engine_.logging(1)) {
-            engine_.log(1, "client " + client_id_ + " publish to " + p.topic +
+            engine_.log(1, "client " + client_id() + " publish to " + p.topic +
                                " refused: memory_limit reached");
         }
     } else if (engine_.store_failing() && p.qos_level != qos::at_most_once) {
@@ -74,7 +75,7 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
         rc = reason_code::quota_exceeded;
         why = "the store cannot write";
         if (engine_.logging(1)) {
-            engine_.log(1, "client " + client_id_ + " publish to " + p.topic +
+            engine_.log(1, "client " + client_id() + " publish to " + p.topic +
                                " refused: the store cannot write");
         }
     } else {
@@ -141,7 +142,7 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         ++engine_.stats().dropped_acl;
         rc = reason_code::not_authorized;
         if (engine_.logging(1)) {
-            engine_.log(1, "client " + client_id_ + " denied publish to " + p.topic + " by acl");
+            engine_.log(1, "client " + client_id() + " denied publish to " + p.topic + " by acl");
         }
     } else {
         engine_.stats().count_received(static_cast<unsigned>(q), p.payload.size());
@@ -178,8 +179,9 @@ bool session::resolve_topic_alias(protocol::publish_packet& p) {
         protocol_violation(reason_code::topic_alias_invalid, "topic alias out of range");
         return false;
     }
-    if (aliases_in_.size() < alias) aliases_in_.resize(alias);
-    auto& topic = aliases_in_[alias - 1];
+    auto& aliases = more().aliases_in;
+    if (aliases.size() < alias) aliases.resize(alias);
+    auto& topic = aliases[alias - 1];
     if (!p.topic.empty()) {
         topic = p.topic;
     } else if (topic.empty()) {  // no mapping yet: a Protocol Error (§3.3.4)
@@ -249,7 +251,7 @@ void session::on_subscribe(protocol::subscribe_packet&& p, clock::time_point now
     if (engine_.logging(1))
         for (std::size_t i = 0; i < p.subscriptions.size(); ++i) {
             const auto code = ack.codes[i];
-            engine_.log(1, "client " + client_id_ + " subscribed to " + p.subscriptions[i].filter +
+            engine_.log(1, "client " + client_id() + " subscribed to " + p.subscriptions[i].filter +
                                (protocol::is_error(code)
                                     ? ": refused, " + std::string(protocol::to_string(code))
                                     : " (granted QoS " +
@@ -312,7 +314,7 @@ void session::on_unsubscribe(const protocol::unsubscribe_packet& p) {
             rc = reason_code::success;
         }
         if (engine_.logging(1))
-            engine_.log(1, "client " + client_id_ + " unsubscribed from " + filter +
+            engine_.log(1, "client " + client_id() + " unsubscribed from " + filter +
                                (rc == reason_code::success
                                     ? std::string()
                                     : " (" + std::string(protocol::to_string(rc)) + ")"));

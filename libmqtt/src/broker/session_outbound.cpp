@@ -89,8 +89,7 @@ topic_alias_use session::alias_for(const message& m, qos q, std::span<const std:
     const auto fits = [&](topic_alias_use a) {
         return client_max_packet_ == 0 || publish_size(m, version_, q, ids, a) <= client_max_packet_;
     };
-    if (!aliases_out_) aliases_out_ = std::make_unique<std::unordered_map<std::string, std::uint16_t>>();
-    auto& given = *aliases_out_;
+    auto& given = more().aliases_out;
     if (const auto it = given.find(m.topic); it != given.end()) return {it->second, false};
     // The first alias_out_max_ topics keep theirs for the connection's life; later topics
     // go out by name (no replacement: a busy set of topics is usually small and stable).
@@ -156,7 +155,7 @@ void session::pump() {
     if (state_ != session_state::connected) return;
     if (resend_pending_ != 0) resend();
     if (resend_pending_ == 0) send_queued();  // the resend goes first (MQTT-4.4.0-1)
-    if (!throttled_.empty() && drained()) release_throttled();
+    if (throttling_any() && drained()) release_throttled();
 }
 
 void session::send_queued() {
@@ -203,7 +202,7 @@ void session::resume() {
     }
     engine_.stats().dropped_too_large += dropped;
     for (auto& o : inflight) o.resend_pending = true;
-    resend_pending_ = inflight.size();
+    resend_pending_ = static_cast<std::uint32_t>(inflight.size());
     pump();
 }
 
@@ -247,29 +246,32 @@ void session::throttle(session& publisher) {
     if (&publisher == this || publisher.state_ != session_state::connected) return;
     // A session that holds others paused is never paused itself: it must go on reading
     // the acknowledgements that drain it, so waits cannot form a cycle (no deadlock).
-    if (!publisher.throttled_.empty()) return;
-    if (std::find(throttled_.begin(), throttled_.end(), &publisher) != throttled_.end()) return;
+    if (publisher.throttling_any()) return;
+    auto& throttled = more().throttled;
+    if (std::find(throttled.begin(), throttled.end(), &publisher) != throttled.end()) return;
     // Amortised: the vectors keep their capacity, nothing is allocated per message.
-    throttled_.push_back(&publisher);
-    publisher.waiting_on_.push_back(this);
+    throttled.push_back(&publisher);
+    publisher.more().waiting_on.push_back(this);
     if (engine_.logging(2)) {
-        engine_.log(2, "client " + publisher.client_id_ + " paused: " + client_id_ + " congested");
+        engine_.log(2, "client " + publisher.client_id() + " paused: " + client_id() + " congested");
     }
 }
 
 // Wakes every publisher that waits for nothing else any more.
 void session::release_throttled() {
-    for (session* p : throttled_) {
-        std::erase(p->waiting_on_, this);
-        if (p->waiting_on_.empty()) p->wake();
+    if (!throttling_any()) return;
+    for (session* p : more_->throttled) {
+        std::erase(p->more_->waiting_on, this);
+        if (p->more_->waiting_on.empty()) p->wake();
     }
-    throttled_.clear();
+    more_->throttled.clear();
 }
 
 // This publisher goes away: the subscribers it waited for forget it.
 void session::stop_waiting() {
-    for (session* s : waiting_on_) std::erase(s->throttled_, this);
-    waiting_on_.clear();
+    if (!waiting()) return;
+    for (session* s : more_->waiting_on) std::erase(s->more_->throttled, this);
+    more_->waiting_on.clear();
 }
 
 // Ids go round 1..65535. One scan of the window finds how many steps the counter can take

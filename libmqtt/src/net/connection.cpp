@@ -90,7 +90,7 @@ void connection::read_more() {
     if (session_.input_paused()) return pause_input();
     // The rest of a large packet in one read, straight into its place in the buffer
     // (capped: a header alone must not make us allocate a huge buffer).
-    const auto want = std::clamp(framer_.missing(), next_read_, max_read_chunk);
+    const auto want = std::clamp(framer_.missing(), std::size_t{next_read_}, max_read_chunk);
     if (transport_->can_wait_readable()) return read_ready(want);
     const auto room = framer_.prepare(want);
     reading_ = true;
@@ -152,7 +152,7 @@ void connection::on_read(const boost::system::error_code& ec, std::size_t n) {
     if (ec) return end_input();  // EOF, an I/O error or the close: the Will goes out
     framer_.commit(n);
     stats_.bytes_received += n;
-    next_read_ = std::clamp(2 * n, small_read, read_chunk);
+    next_read_ = static_cast<std::uint32_t>(std::clamp(2 * n, small_read, read_chunk));
     read_more();
 }
 
@@ -291,20 +291,25 @@ void connection::start_writer(bool inline_start) {
 asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
                                              bool inline_start) {
     auto& c = *self;
+    // The batch being written (it swaps buffers with the session's, so two buffers take
+    // turns while output flows) and its gather list: here, so a connection that is not
+    // writing holds neither.
+    broker::output_batch writing;
+    std::vector<asio::const_buffer> gather;
     // Started from wake(), possibly inside the session: the first step goes through the
     // executor, so the session is never re-entered from its own call. A release by the
     // store comes from outside any session (co_spawn runs the coroutine at once on the
     // loop's thread): the acknowledgements a sync has covered go out without that trip.
     if (!inline_start) co_await asio::post(c.transport_->get_executor(), asio::use_awaitable);
     while (!c.writer_done_) {
-        if (!c.next_batch()) {
+        if (!c.next_batch(writing)) {
             if (c.session_.closing() && !c.session_.has_output() && c.staged_.empty()) {
                 co_await c.transport_->shutdown();
                 c.finish();
             }
             break;
         }
-        auto [ec, n] = co_await c.write_batch();
+        auto [ec, n] = co_await c.write_batch(writing, gather);
         if (ec) {
             c.session_.on_transport_closed(broker::clock::now());
             c.finish();
@@ -312,10 +317,13 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
         }
         c.stats_.bytes_sent += n;
         c.wrote_ = true;
-        c.writing_.clear();  // written: nothing to hold or count for it (capacity kept)
+        writing.clear();  // written: nothing to hold or count for it (capacity kept)
         c.session_.on_written();  // may queue more (messages waiting for the buffer to drain)
         if (c.read_paused_) c.resume_input();  // a paused reader may go on
     }
+    // The next burst appends into this buffer rather than a new one, if the session has none.
+    writing.clear();
+    c.session_.recycle_output(writing);
     c.writer_running_ = false;
 }
 
@@ -336,32 +344,33 @@ void connection::arm_grace() {
     deadlines_.schedule(*this, broker::clock::now() + close_grace_period);
 }
 
-asio::awaitable<io_result> connection::write_batch() {
-    if (writing_.payloads.empty()) return transport_->write(asio::buffer(writing_.bytes));
+asio::awaitable<io_result> connection::write_batch(const broker::output_batch& b,
+                                                   std::vector<asio::const_buffer>& gather) {
+    if (b.payloads.empty()) return transport_->write(asio::buffer(b.bytes));
     // The bytes around the shared payloads, and the payloads themselves, in order.
-    gather_.clear();
+    gather.clear();
     std::size_t from = 0;
-    for (const auto& p : writing_.payloads) {
-        if (p.at != from) gather_.push_back(asio::buffer(writing_.bytes.data() + from, p.at - from));
-        gather_.push_back(asio::buffer(p.msg->payload));
+    for (const auto& p : b.payloads) {
+        if (p.at != from) gather.push_back(asio::buffer(b.bytes.data() + from, p.at - from));
+        gather.push_back(asio::buffer(p.msg->payload));
         from = p.at;
     }
-    if (from != writing_.bytes.size()) {
-        gather_.push_back(asio::buffer(writing_.bytes.data() + from, writing_.bytes.size() - from));
+    if (from != b.bytes.size()) {
+        gather.push_back(asio::buffer(b.bytes.data() + from, b.bytes.size() - from));
     }
-    return transport_->write_gathered(gather_);
+    return transport_->write_gathered(gather);
 }
 
-bool connection::next_batch() {
+bool connection::next_batch(broker::output_batch& into) {
     if (store_ == nullptr) {
         if (!session_.has_output()) return false;
         // Everything queued since the last write goes out as one batch.
-        session_.take_output(writing_);
+        session_.take_output(into);
         return true;
     }
     if (refused_) {  // closing: only what the session said after the refusal (DISCONNECT)
         if (!session_.has_output()) return false;
-        session_.take_output(writing_);
+        session_.take_output(into);
         return true;
     }
     if (!staged_.empty()) {
@@ -371,14 +380,14 @@ bool connection::next_batch() {
             if (session_.has_output()) store_->hold(*this);
             return false;
         }
-        writing_.clear();
-        std::swap(writing_, s.out);  // moved, payload references and all: no copy
+        into.clear();
+        std::swap(into, s.out);  // moved, payload references and all: no copy
         staged_.erase(staged_.begin());
         return true;
     }
     if (!session_.has_output()) return false;
     if (store_->all_synced()) {  // every record this output depends on is on disk
-        session_.take_output(writing_);
+        session_.take_output(into);
         return true;
     }
     store_->hold(*this);  // staged at the next flush, released after its sync

@@ -29,7 +29,8 @@ namespace asio = boost::asio;
 //   the reader is a chain of completion handlers, not a coroutine: while a client is
 //   quiet only the pending read operation exists (no coroutine frame);
 //   write_loop() is a coroutine started when there is output (or a close to flush) and
-//   gone when it is written, so an idle connection has no writer;
+//   gone when it is written, so an idle connection has no writer, and the batch being
+//   written and its gather list live in the writer's frame, not in the connection;
 //   the keep-alive watchdog and the close grace period are plain timer callbacks.
 // The writer ends every connection: after the last bytes (and the shutdown) or a write
 // error it closes the transport, which ends a read still pending. Every bit of protocol
@@ -73,16 +74,18 @@ class connection final : public std::enable_shared_from_this<connection>,
     bool unwritten() const override {
         return !refused_ && (!staged_.empty() || session_.has_output());
     }
-    // Moves what may be written now into writing_; false when nothing may.
-    bool next_batch();
+    // Moves what may be written now into `into`; false when nothing may.
+    bool next_batch(broker::output_batch& into);
     bool has_work() const noexcept;  // something for a writer to do
     // `inline_start`: the caller is not inside the session (a release by the store), so the
     // first write may start at once instead of after a trip through the executor.
     void start_writer(bool inline_start = false);
 
     static asio::awaitable<void> write_loop(std::shared_ptr<connection> self, bool inline_start);
-    // Writes writing_: one buffer, or a gathered write around the shared payloads.
-    asio::awaitable<io_result> write_batch();
+    // Writes `b`: one buffer, or a gathered write (through `gather`) around the shared
+    // payloads.
+    asio::awaitable<io_result> write_batch(const broker::output_batch& b,
+                                           std::vector<asio::const_buffer>& gather);
     void arm_watchdog();
     void on_deadline() override;  // deadline_owner: the watchdog's or the grace period's
     void on_watchdog();
@@ -109,8 +112,6 @@ class connection final : public std::enable_shared_from_this<connection>,
     broker::stats& stats_;  // the engine's counters: bytes read and written
     // The keep-alive watchdog until the session closes, then the close grace period.
     deadlines& deadlines_;  // the server's: the watchdog's and the grace period's deadline
-    broker::output_batch writing_;            // the batch being written; swaps with the session's
-    std::vector<asio::const_buffer> gather_;  // writing_ as buffers for one gathered write
     store_driver* store_ = nullptr;           // set when output waits for the store's syncs
     // Output covered by a flush, written once a sync reaches its target, oldest first (more
     // than one when the connection had more to say while the first group was syncing).
@@ -119,7 +120,7 @@ class connection final : public std::enable_shared_from_this<connection>,
         broker::output_batch out;
     };
     std::vector<staged_output> staged_;  // a vector: nothing allocated for a quiet connection
-    std::size_t next_read_;             // the size of the next read, following the last one
+    std::uint32_t next_read_;           // the size of the next read, following the last one
     bool refused_ = false;  // the store refused what was held: only the close is written
     bool wrote_ = false;    // something was written (so the CONNACK is out)
     bool writer_running_ = false;

@@ -113,13 +113,13 @@ struct durable_session {
     std::uint16_t next_packet_id = 1;
     // Seconds the session is kept after its connection closes; 0 ends it at the close.
     std::uint32_t expiry_interval = 0;
-    // The Will of the current (or last) connection and its Will Delay Interval (5.0).
+    // The Will of the current (or last) connection (its Will Delay Interval: will_delay).
     message_ptr will;
-    std::uint32_t will_delay = 0;
     // The user name of the last CONNECT (nullopt: none) and its block in the ACL file
     // (-1: none), for the read checks of deliveries made while offline and for the Will.
     std::optional<std::string> username;
     int acl_block = -1;
+    std::uint32_t will_delay = 0;  // Will Delay Interval (5.0); here, it fills the padding after acl_block
     // The engine's security policy slot of the listener the client last came through
     // (per_listener_settings); 0: the broker's. Not persisted: restored sessions use 0.
     std::size_t security_slot = 0;

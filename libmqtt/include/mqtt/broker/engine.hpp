@@ -71,7 +71,7 @@ class engine {
     // ---- connections (called by session itself)
     void add(session& s);     // every connection, from construction
     void remove(session& s);  // on destruction
-    std::size_t session_count() const noexcept { return connections_.size(); }
+    std::size_t session_count() const noexcept { return connection_count_; }
 
     // ---- MQTT sessions (durable_session), keyed by client id
     struct attach_result {
@@ -267,8 +267,13 @@ class engine {
     broker::stats stats_;
     log_function log_;
     int verbosity_;
-    std::unordered_set<session*> connections_;
-    std::unordered_map<std::string, std::unique_ptr<durable_session>> by_id_;
+    // Every connection, linked through the sessions themselves (no node or bucket of a set
+    // per connection: memory per idle connection).
+    session* connections_ = nullptr;
+    std::size_t connection_count_ = 0;
+    // Keyed by a view of the durable session's own client_id (one copy of the id, not two):
+    // a session leaves the map before its id changes or it is destroyed.
+    std::unordered_map<std::string_view, std::unique_ptr<durable_session>> by_id_;
     std::size_t connected_ = 0;
     // (deadline, session) of every offline session with a pending Will or an expiry.
     std::set<std::pair<clock::time_point, durable_session*>> deadlines_;

@@ -30,7 +30,7 @@ struct transfer_everything {
 template <class Socket>
 class stream_transport final : public transport {
   public:
-    stream_transport(Socket s, const char* name) : socket_(std::move(s)), name_(name) {}
+    explicit stream_transport(Socket s) : socket_(std::move(s)) {}
 
     asio::awaitable<boost::system::error_code> handshake(std::chrono::milliseconds,
                                                          std::string&) override {
@@ -79,12 +79,11 @@ class stream_transport final : public transport {
         socket_.close(ec);
     }
     asio::any_io_executor get_executor() override { return socket_.get_executor(); }
-    const char* name() const noexcept override { return name_; }
+    const char* name() const noexcept override { return "tcp"; }
 
   private:
     Socket socket_;
-    const char* name_;
-    bool non_blocking_ = false;
+    bool non_blocking_ = false;  // no name_ member: 8 bytes less puts the object in a smaller malloc bin
 };
 
 }  // namespace
@@ -133,11 +132,11 @@ std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
         if (!ec) {
             native_socket native{*ex};
             native.assign(local.protocol(), handle, ec);
-            if (!ec) return std::make_unique<stream_transport<native_socket>>(std::move(native), "tcp");
+            if (!ec) return std::make_unique<stream_transport<native_socket>>(std::move(native));
             socket.assign(local.protocol(), handle, ec);  // as it was
         }
     }
-    return std::make_unique<stream_transport<asio::ip::tcp::socket>>(std::move(socket), "tcp");
+    return std::make_unique<stream_transport<asio::ip::tcp::socket>>(std::move(socket));
 }
 
 }  // namespace mqtt::net
