@@ -63,7 +63,7 @@ def cpu_model():
 
 
 class Broker:
-    def __init__(self, kind, bin_dir, work, wrapper=(), start_timeout=10):
+    def __init__(self, kind, bin_dir, work, wrapper=(), start_timeout=10, tern_extra=""):
         self.kind = kind
         log = open(os.path.join(work, f"{kind}.log"), "a")
         if kind == "mosquitto":
@@ -94,7 +94,7 @@ class Broker:
             conf = os.path.join(work, "tern.conf")
             with open(conf, "w") as f:
                 f.write(f"listener 0 {HOST}\nallow_anonymous true\nmax_connections 1000000\n"
-                        "max_packet_size 268435455\n")
+                        "max_packet_size 268435455\n" + tern_extra)
             self.proc = subprocess.Popen(
                 [*wrapper, os.path.join(bin_dir, "tern-broker"), "-c", conf], stdout=log,
                 stderr=subprocess.PIPE, text=True)
