@@ -3,6 +3,7 @@
 // The configuration parser's private state and its option table (config_options.cpp), shared
 // with the line driver (config.cpp).
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -25,7 +26,8 @@ struct parse_state {
     std::vector<listener_config> listeners;                  // from `listener` lines
     std::map<std::string, config_origin, std::less<>> seen;  // scope/option -> first line
     std::optional<config_origin> allow_anonymous_origin;
-    std::optional<config_origin> client_id_option_origin;  // allow_zero_length_clientid, auto_id_prefix
+    std::optional<config_origin>
+        client_id_option_origin;  // allow_zero_length_clientid, auto_id_prefix
     std::optional<config_origin> log_dest_origin;
     const config_source* source = nullptr;
     std::optional<config_error> error;
@@ -65,6 +67,39 @@ struct option_spec {
 };
 
 const std::vector<option_spec>& option_table();
+
+// Shared by the option handlers of every config_*.cpp.
+std::string quoted(std::string_view s);
+// A decimal number without sign, spaces or suffix, within [min, max]; or the error.
+std::optional<std::uint64_t> parse_number(parse_state& st, std::string_view option,
+                                          std::string_view text, std::uint64_t min,
+                                          std::uint64_t max);
+// true or false; or the error.
+std::optional<bool> parse_bool(parse_state& st, std::string_view option, std::string_view text);
+
+// The broker-wide limits, sys_interval and threads (config_limits.cpp).
+bool on_max_inflight_messages(parse_state& st, const option_args& a);
+bool on_max_queued_messages(parse_state& st, const option_args& a);
+bool on_max_offline_sessions(parse_state& st, const option_args& a);
+bool on_max_queued_bytes(parse_state& st, const option_args& a);
+bool on_max_outbound_bytes(parse_state& st, const option_args& a);
+bool on_max_packet_size(parse_state& st, const option_args& a);
+bool on_message_size_limit(parse_state& st, const option_args& a);
+bool on_max_inflight_bytes(parse_state& st, const option_args& a);
+bool on_max_subscriptions(parse_state& st, const option_args& a);
+bool on_max_topic_length(parse_state& st, const option_args& a);
+bool on_max_topic_levels(parse_state& st, const option_args& a);
+bool on_max_client_id_length(parse_state& st, const option_args& a);
+bool on_max_publish_rate(parse_state& st, const option_args& a);
+bool on_connect_timeout_ms(parse_state& st, const option_args& a);
+bool on_memory_limit(parse_state& st, const option_args& a);
+bool on_max_keepalive(parse_state& st, const option_args& a);
+bool on_retain_available(parse_state& st, const option_args& a);
+bool on_queue_qos0_messages(parse_state& st, const option_args& a);
+bool on_upgrade_outgoing_qos(parse_state& st, const option_args& a);
+bool on_persistent_client_expiration(parse_state& st, const option_args& a);
+bool on_sys_interval(parse_state& st, const option_args& a);
+bool on_threads(parse_state& st, const option_args& a);
 
 // MQTT-SN (config_mqttsn.cpp): `protocol mqttsn` in a listener block, and the global
 // mqttsn_* options.
