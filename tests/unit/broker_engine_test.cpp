@@ -682,6 +682,6 @@ TEST_CASE("broker: sessions by client id and the connection list through resumes
 // connections use (topic aliases, back-pressure, rate limits, a password check, the close
 // reason) is behind one pointer, and the fields leave no padding.
 TEST_CASE("broker: the per-connection session state stays small") {
-    CHECK(sizeof(mqtt::broker::session) <= 256);
+    CHECK(sizeof(mqtt::broker::session) <= 248);
     CHECK(sizeof(mqtt::broker::durable_session) <= 264);
 }

@@ -260,7 +260,6 @@ class session {
     protocol::protocol_version version_ = protocol::protocol_version::v3_1_1;
     bool certificate_username_ = false;  // use_certificate_username was called
     bool bridge_ = false;  // a 3.1/3.1.1 bridge: protocol level 0x83/0x84 (try_private)
-    bool shard_paused_ = false;  // pause_for_shards()
     // Fields are ordered to leave no padding: this object is in every connection.
     std::uint32_t security_slot_ = 0;
     // The client id until the durable session is attached (which holds it then: one copy
@@ -292,6 +291,7 @@ class session {
     // for the next CONNECT only): Topic Alias Maximum towards us, and max_qos.
     std::uint16_t alias_in_max_ = 0;
     std::uint8_t max_qos_ = 2;
+    bool shard_paused_ = false;  // pause_for_shards()
     std::unique_ptr<extras> more_;  // see extras
     // The engine's list of connections (engine::add / remove).
     friend class engine;
