@@ -20,6 +20,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t small_read = 256;
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t max_read_chunk = 1024 * 1024;
+static_assert(read_chunk <= UINT16_MAX, "connection::next_read_ is 16 bits");
 // How long a closing connection may take to accept its last bytes (a DISCONNECT) before
 // the socket is closed anyway: a peer that stops reading cannot hold us.
 constexpr auto close_grace_period = std::chrono::seconds{3};
@@ -35,24 +36,21 @@ auto long_lived(Handler&& h) {
 
 }  // namespace
 
-connection::connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-                       auth_worker& auth, deadlines& deadlines, store_driver* store,
-                       broker::clock::time_point accepted)
+connection::connection(std::unique_ptr<transport> t, connection_context& ctx, std::string peer,
+                       std::uint32_t tag, broker::clock::time_point accepted)
     : transport_(std::move(t)),
-      framer_(engine.config().max_packet_size),
-      session_(engine, accepted, std::move(peer)),
-      auth_(auth),
-      stats_(engine.stats()),
-      deadlines_(deadlines),
-      store_(store != nullptr && store->holds_output() ? store : nullptr),
+      framer_(ctx.engine.config().max_packet_size),
+      session_(ctx.engine, accepted, std::move(peer)),
+      ctx_(&ctx),
+      tag_(tag),
       next_read_(small_read) {
     session_.set_observer(this);
-    if (store_ != nullptr) store_->enlist(*this);
+    if (store() != nullptr) store()->enlist(*this);
 }
 
 connection::~connection() {
-    deadlines_.cancel(*this);
-    if (store_ != nullptr) store_->forget(*this);
+    ctx_->timers.cancel(*this);
+    if (store() != nullptr) store()->forget(*this);
     session_.set_observer(nullptr);
 }
 
@@ -64,8 +62,8 @@ void connection::wake() {
 
 // ---- input ------------------------------------------------------------------------------
 
-void connection::start(const std::shared_ptr<connection>& self, end_handler done) {
-    self->done_ = std::move(done);
+void connection::start(const std::shared_ptr<connection>& self) {
+    self->end_pending_ = true;
     self->arm_watchdog();
     self->read_more();
 }
@@ -73,7 +71,7 @@ void connection::start(const std::shared_ptr<connection>& self, end_handler done
 void connection::prefill(std::span<const std::uint8_t> bytes) {
     if (bytes.empty()) return;
     framer_.feed(bytes);
-    stats_.bytes_received += bytes.size();
+    ctx_->engine.stats().bytes_received += bytes.size();
 }
 
 void connection::read_more() {
@@ -151,8 +149,8 @@ void connection::on_read(const boost::system::error_code& ec, std::size_t n) {
     reading_ = false;
     if (ec) return end_input();  // EOF, an I/O error or the close: the Will goes out
     framer_.commit(n);
-    stats_.bytes_received += n;
-    next_read_ = static_cast<std::uint32_t>(std::clamp(2 * n, small_read, read_chunk));
+    ctx_->engine.stats().bytes_received += n;
+    next_read_ = static_cast<std::uint16_t>(std::clamp(2 * n, small_read, read_chunk));
     read_more();
 }
 
@@ -176,17 +174,16 @@ void connection::end_input() {
     const auto keep = std::move(paused_self_);
     input_done_ = true;
     read_paused_ = false;
-    if (!grace_armed_) deadlines_.cancel(*this);  // the watchdog; the grace period bounds the flush
+    if (!grace_armed_) ctx_->timers.cancel(*this);  // the watchdog; the grace period bounds the flush
     session_.on_transport_closed(broker::clock::now());  // nothing if the session closed itself
     wake();  // the writer flushes what is left, then closes the transport
     maybe_ended();
 }
 
 void connection::maybe_ended() {
-    if (!input_done_ || !writer_done_ || reading_ || !done_) return;
-    auto done = std::move(done_);
-    done_ = nullptr;
-    done(nullptr);
+    if (!input_done_ || !writer_done_ || reading_ || !end_pending_) return;
+    end_pending_ = false;
+    ctx_->ended(tag_, nullptr);
 }
 
 void connection::fail(std::exception_ptr e) {
@@ -195,12 +192,11 @@ void connection::fail(std::exception_ptr e) {
     input_done_ = true;
     read_paused_ = false;
     writer_done_ = true;
-    deadlines_.cancel(*this);
+    ctx_->timers.cancel(*this);
     transport_->close();
-    if (done_) {
-        auto done = std::move(done_);
-        done_ = nullptr;
-        done(e);
+    if (end_pending_) {
+        end_pending_ = false;
+        ctx_->ended(tag_, e);
     }
 }
 
@@ -214,7 +210,7 @@ void connection::process_input() {
         }
         if (!*next) break;
         session_.on_frame(**next, now);
-        if (store_ != nullptr) store_->after_packet();  // always: synced before the ack
+        if (store() != nullptr) store()->after_packet();  // always: synced before the ack
         // Paused (back-pressure): the packets after this one wait in the framer, so a
         // throttled publisher adds at most one message to a congested subscriber's queue.
         if (session_.closing() || session_.input_paused()) break;
@@ -231,7 +227,7 @@ void connection::process_input() {
 void connection::submit_auth() {
     auto request = session_.take_auth_request();
     if (!request) return;
-    auth_.submit(std::move(*request),
+    ctx_->auth.submit(std::move(*request),
                  [weak = weak_from_this(), ex = transport_->get_executor()](bool ok) {
                      asio::post(ex, [weak, ok] {
                          if (auto self = weak.lock()) self->on_auth_result(ok);
@@ -248,7 +244,7 @@ void connection::on_auth_result(bool ok) {
 // The keep-alive watchdog: the session's next deadline in the server's deadline heap (no
 // timer or pending wait of its own), moved when it fires early or the deadline comes closer.
 void connection::arm_watchdog() {
-    deadlines_.schedule(*this, session_.deadline());
+    ctx_->timers.schedule(*this, session_.deadline());
 }
 
 // The watchdog's deadline, or the close grace period once that is armed.
@@ -274,7 +270,7 @@ void connection::on_watchdog() {
 
 bool connection::has_work() const noexcept {
     return session_.has_output() || session_.closing() ||
-           (!staged_.empty() && staged_.front().target <= store_->synced());
+           (has_staged() && staged_->front().target <= store()->synced());
 }
 
 void connection::start_writer(bool inline_start) {
@@ -303,7 +299,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
     if (!inline_start) co_await asio::post(c.transport_->get_executor(), asio::use_awaitable);
     while (!c.writer_done_) {
         if (!c.next_batch(writing)) {
-            if (c.session_.closing() && !c.session_.has_output() && c.staged_.empty()) {
+            if (c.session_.closing() && !c.session_.has_output() && !c.has_staged()) {
                 co_await c.transport_->shutdown();
                 c.finish();
             }
@@ -315,7 +311,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
             c.finish();
             break;
         }
-        c.stats_.bytes_sent += n;
+        c.ctx_->engine.stats().bytes_sent += n;
         c.wrote_ = true;
         writing.clear();  // written: nothing to hold or count for it (capacity kept)
         c.session_.on_written();  // may queue more (messages waiting for the buffer to drain)
@@ -331,7 +327,7 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
 void connection::finish() {
     if (writer_done_) return;
     writer_done_ = true;
-    deadlines_.cancel(*this);
+    ctx_->timers.cancel(*this);
     transport_->close();  // a pending read ends with operation_aborted, then input ends
     if (!reading_) end_input();  // no read pending (paused): input ends now
     maybe_ended();
@@ -341,7 +337,7 @@ void connection::arm_grace() {
     grace_armed_ = true;
     // The watchdog has nothing left to watch: its deadline becomes the grace period's end,
     // cancelled by finish() when the flush is done in time.
-    deadlines_.schedule(*this, broker::clock::now() + close_grace_period);
+    ctx_->timers.schedule(*this, broker::clock::now() + close_grace_period);
 }
 
 asio::awaitable<io_result> connection::write_batch(const broker::output_batch& b,
@@ -362,7 +358,8 @@ asio::awaitable<io_result> connection::write_batch(const broker::output_batch& b
 }
 
 bool connection::next_batch(broker::output_batch& into) {
-    if (store_ == nullptr) {
+    auto* const st = store();
+    if (st == nullptr) {
         if (!session_.has_output()) return false;
         // Everything queued since the last write goes out as one batch.
         session_.take_output(into);
@@ -373,31 +370,32 @@ bool connection::next_batch(broker::output_batch& into) {
         session_.take_output(into);
         return true;
     }
-    if (!staged_.empty()) {
-        auto& s = staged_.front();
-        if (s.target > store_->synced()) {
+    if (has_staged()) {
+        auto& s = staged_->front();
+        if (s.target > st->synced()) {
             // What came since waits for the next group (which may sync meanwhile).
-            if (session_.has_output()) store_->hold(*this);
+            if (session_.has_output()) st->hold(*this);
             return false;
         }
         into.clear();
         std::swap(into, s.out);  // moved, payload references and all: no copy
-        staged_.erase(staged_.begin());
+        staged_->erase(staged_->begin());
         return true;
     }
     if (!session_.has_output()) return false;
-    if (store_->all_synced()) {  // every record this output depends on is on disk
+    if (st->all_synced()) {  // every record this output depends on is on disk
         session_.take_output(into);
         return true;
     }
-    store_->hold(*this);  // staged at the next flush, released after its sync
+    st->hold(*this);  // staged at the next flush, released after its sync
     return false;
 }
 
 void connection::stage(std::uint64_t target) {
     if (!session_.has_output()) return;
     // The session's batch moves here whole (with its charge against memory_limit).
-    session_.take_output(staged_.emplace_back(staged_output{target, {}}).out);
+    if (!staged_) staged_ = std::make_unique<std::vector<staged_output>>();
+    session_.take_output(staged_->emplace_back(staged_output{target, {}}).out);
 }
 
 // Called by the store's completion of a sync (or a flush with nothing to write), never from
@@ -417,7 +415,7 @@ void connection::refuse() {
     const auto keep = weak_from_this().lock();  // the close may end the connection
     if (refused_) return;
     refused_ = true;
-    staged_.clear();
+    if (staged_) staged_->clear();
     broker::output_batch dropped;
     session_.take_output(dropped);
     session_.close_by_server(protocol::reason_code::quota_exceeded, broker::clock::now());

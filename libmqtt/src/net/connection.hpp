@@ -25,6 +25,20 @@ namespace mqtt::net::detail {
 
 namespace asio = boost::asio;
 
+// What the connections of one event loop share (the server's, or a shard's): each connection
+// holds one pointer to it, not a reference per member and an end handler of its own. It
+// outlives its connections (declared before the io_context that destroys them).
+struct connection_context {
+    broker::engine& engine;
+    auth_worker& auth;
+    detail::deadlines& timers;  // the watchdog's and the grace period's deadline
+    // Set when output waits for the store's syncs (persistence_sync always / batch).
+    store_driver* store = nullptr;
+    // Called once per started connection when both directions have ended (nullptr), or with
+    // the exception that ended it; `tag` is the connection's (the server's listener group).
+    std::function<void(std::uint32_t tag, std::exception_ptr)> ended;
+};
+
 // What an idle connection holds is most of the broker's memory per connection, so:
 //   the reader is a chain of completion handlers, not a coroutine: while a client is
 //   quiet only the pending read operation exists (no coroutine frame);
@@ -45,16 +59,14 @@ class connection final : public std::enable_shared_from_this<connection>,
   public:
     // `t` has done its opening exchange (the TLS handshake) already. The CONNECT deadline
     // (connect_timeout_ms) counts from `accepted`, the TCP accept before that exchange.
-    connection(std::unique_ptr<transport> t, broker::engine& engine, std::string peer,
-               auth_worker& auth, deadlines& deadlines, store_driver* store = nullptr,
-               broker::clock::time_point accepted = broker::clock::now());
+    // `tag` is handed to ctx.ended() when the connection ends.
+    connection(std::unique_ptr<transport> t, connection_context& ctx, std::string peer,
+               std::uint32_t tag, broker::clock::time_point accepted = broker::clock::now());
     ~connection();
 
-    // Called once when both directions have ended (nullptr), or with the exception
-    // that ended the connection.
-    using end_handler = std::function<void(std::exception_ptr)>;
-    // Runs the connection to its end; its pending operations keep it alive meanwhile.
-    static void start(const std::shared_ptr<connection>& self, end_handler done);
+    // Runs the connection to its end (then ctx.ended()); its pending operations keep it
+    // alive meanwhile.
+    static void start(const std::shared_ptr<connection>& self);
 
     const broker::session& session() const noexcept { return session_; }
     void use_certificate_username(std::optional<std::string> name) {
@@ -72,7 +84,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     void release() override;  // held_output: it is on disk
     void refuse() override;   // held_output: it is not on disk; close without it
     bool unwritten() const override {
-        return !refused_ && (!staged_.empty() || session_.has_output());
+        return !refused_ && (has_staged() || session_.has_output());
     }
     // Moves what may be written now into `into`; false when nothing may.
     bool next_batch(broker::output_batch& into);
@@ -99,7 +111,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     void pause_input();   // the session holds its input: no read until resume_input()
     void resume_input();  // a paused reader reads again (posted: never inside the session)
     void end_input();     // no more input: the session learns the transport closed
-    void maybe_ended();   // both directions done: done_
+    void maybe_ended();   // both directions done: ctx_->ended
     void fail(std::exception_ptr e);  // an exception in a handler ends the connection
     void process_input();
     void submit_auth();            // hands a password check to the worker
@@ -108,29 +120,33 @@ class connection final : public std::enable_shared_from_this<connection>,
     std::unique_ptr<transport> transport_;
     protocol::framer framer_;
     broker::session session_;
-    auth_worker& auth_;
-    broker::stats& stats_;  // the engine's counters: bytes read and written
-    // The keep-alive watchdog until the session closes, then the close grace period.
-    deadlines& deadlines_;  // the server's: the watchdog's and the grace period's deadline
-    store_driver* store_ = nullptr;           // set when output waits for the store's syncs
+    // The engine's counters (bytes read and written), the password worker, the deadline
+    // heap (the keep-alive watchdog until the session closes, then the close grace period),
+    // the store, the end handler.
+    connection_context* ctx_;
+    store_driver* store() const noexcept { return ctx_->store; }
     // Output covered by a flush, written once a sync reaches its target, oldest first (more
     // than one when the connection had more to say while the first group was syncing).
     struct staged_output {
         std::uint64_t target = 0;
         broker::output_batch out;
     };
-    std::vector<staged_output> staged_;  // a vector: nothing allocated for a quiet connection
-    std::uint32_t next_read_;           // the size of the next read, following the last one
-    bool refused_ = false;  // the store refused what was held: only the close is written
-    bool wrote_ = false;    // something was written (so the CONNACK is out)
-    bool writer_running_ = false;
-    bool writer_done_ = false;  // the transport is closed: no writer starts again
-    bool input_done_ = false;
-    bool grace_armed_ = false;
-    bool reading_ = false;        // a read (or a readiness wait, or its posted result) is pending
-    bool read_paused_ = false;    // no read pending because the session holds its input
-    bool resume_posted_ = false;  // resume_input() is on its way
-    end_handler done_;
+    // Allocated at the first stage(): only connections whose output waited for a sync.
+    std::unique_ptr<std::vector<staged_output>> staged_;
+    bool has_staged() const noexcept { return staged_ && !staged_->empty(); }
+    std::uint32_t tag_;      // given to ctx_->ended
+    std::uint16_t next_read_;  // the size of the next read, following the last one
+    // Flags as bits: this object is in every connection.
+    bool refused_ : 1 = false;  // the store refused what was held: only the close is written
+    bool wrote_ : 1 = false;    // something was written (so the CONNACK is out)
+    bool writer_running_ : 1 = false;
+    bool writer_done_ : 1 = false;  // the transport is closed: no writer starts again
+    bool input_done_ : 1 = false;
+    bool grace_armed_ : 1 = false;
+    bool reading_ : 1 = false;        // a read (or a readiness wait, or its posted result) is pending
+    bool read_paused_ : 1 = false;    // no read pending because the session holds its input
+    bool resume_posted_ : 1 = false;  // resume_input() is on its way
+    bool end_pending_ : 1 = false;    // started, ctx_->ended not called yet
     std::shared_ptr<connection> paused_self_;  // set while paused: see pause_input()
 };
 

@@ -197,8 +197,11 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         read_first_packet(std::move(h));
         return;
     }
-    // Once per accepted connection: when it has ended, or its handshake failed.
-    auto done = [this, group](std::exception_ptr e) { connection_ended(group, e); };
+    // connection_ended() once per accepted connection: when it has ended, or its handshake
+    // failed.
+    auto failed = [this, group](std::exception_ptr e, bool started) {
+        if (e || !started) connection_ended(group, e);
+    };
     if (g.websockets) {
         const auto local = socket.local_endpoint(ec);
         auto t = make_ws_server_transport(
@@ -206,10 +209,8 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
             ws_server_settings{g.websockets_path, opts.limits.max_packet_size});
         asio::co_spawn(io,
                        handshake_and_start(std::move(t), std::move(peer), to_string(local),
-                                           g.username_from, security_slot(group), done),
-                       [done](std::exception_ptr e, bool started) {
-                           if (e || !started) done(e);
-                       });
+                                           g.username_from, security_slot(group), group),
+                       failed);
         return;
     }
     if (g.tls) {
@@ -217,28 +218,30 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         auto t = make_tls_server_transport(std::move(socket), g.tls);
         asio::co_spawn(io,
                        handshake_and_start(std::move(t), std::move(peer), to_string(local),
-                                           g.username_from, security_slot(group), done),
-                       [done](std::exception_ptr e, bool started) {
-                           if (e || !started) done(e);
-                       });
+                                           g.username_from, security_slot(group), group),
+                       failed);
         return;
     }
-    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), engine,
-                                                  std::move(peer), auth, deadlines,
-                                                  store ? &*store : nullptr);
+    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), conns,
+                                                  std::move(peer),
+                                                  static_cast<std::uint32_t>(group));
     c->set_security_slot(security_slot(group));
-    detail::connection::start(c, std::move(done));
+    detail::connection::start(c);
 }
 
 void server::impl::connection_ended(std::size_t group, std::exception_ptr e) {
-    --groups[group].open;
-    if (sharded()) --open_total;
+    const bool bridge = group == bridge_tag;
+    if (!bridge) {
+        --groups[group].open;
+        if (sharded()) --open_total;
+    }
     if (!e) return;
     try {
         std::rethrow_exception(e);
     } catch (const std::exception& ex) {
         note(0, broker::log_level::error, broker::log_kind::error,
-             std::string{"connection ended by an exception: "} + ex.what());
+             std::string{bridge ? "bridge connection" : "connection"} +
+                 " ended by an exception: " + ex.what());
     }
 }
 
@@ -247,8 +250,7 @@ void server::impl::connection_ended(std::size_t group, std::exception_ptr e) {
 // HTTP request that is no WebSocket upgrade, ...).
 asio::awaitable<bool> server::impl::handshake_and_start(
     std::unique_ptr<transport> t, std::string peer, std::string local,
-    tls_server_settings::username_source username_from, std::size_t slot,
-    detail::connection::end_handler done) {
+    tls_server_settings::username_source username_from, std::size_t slot, std::size_t group) {
     std::string why;
     // Slowloris over TLS or WebSocket: the handshake is part of the time a client has
     // between the accept and its CONNECT.
@@ -273,11 +275,11 @@ asio::awaitable<bool> server::impl::handshake_and_start(
     std::optional<std::string> cert_name;
     if (username_from == source::identity) cert_name = t->peer_common_name();
     if (username_from == source::subject) cert_name = t->peer_subject();
-    auto c = std::make_shared<detail::connection>(std::move(t), engine, std::move(peer), auth,
-                                                  deadlines, store ? &*store : nullptr, accepted);
+    auto c = std::make_shared<detail::connection>(std::move(t), conns, std::move(peer),
+                                                  static_cast<std::uint32_t>(group), accepted);
     if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
     c->set_security_slot(slot);
-    detail::connection::start(c, std::move(done));
+    detail::connection::start(c);
     co_return true;
 }
 
@@ -352,18 +354,10 @@ std::unique_ptr<transport> server::impl::connect_bridge(const bridge::bridge_con
         return nullptr;
     }
     auto [ours, theirs] = make_memory_pair(io.get_executor());
-    auto c = std::make_shared<detail::connection>(std::move(ours), engine, "bridge:" + b.name,
-                                                  auth, deadlines, store ? &*store : nullptr);
+    auto c = std::make_shared<detail::connection>(std::move(ours), conns, "bridge:" + b.name,
+                                                  bridge_tag);
     c->set_security_slot(bridge_slot);
-    detail::connection::start(c, [this](std::exception_ptr e) {
-        if (!e) return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            note(0, broker::log_level::error, broker::log_kind::error,
-                 std::string{"bridge connection ended by an exception: "} + ex.what());
-        }
-    });
+    detail::connection::start(c);
     return std::move(theirs);
 }
 
@@ -452,6 +446,7 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
             if (failed) *failed = "store " + i->store->path();
             return ec;
         }
+        if (i->store->holds_output()) i->conns.store = &*i->store;
     }
     if (!i->opts.bridges.empty()) {
         if (auto error = i->start_bridges(std::move(i->opts.bridges)); !error.empty()) {

@@ -70,6 +70,9 @@ struct server::impl {
           io(1) {
         set_security(engine);
         deadlines.start(io.get_executor());
+        conns.ended = [this](std::uint32_t group, std::exception_ptr e) {
+            connection_ended(group, e);
+        };
     }
     // The security slots of an engine (shard 0's, and every other shard's the same).
     void set_security(broker::engine& e) {
@@ -100,6 +103,9 @@ struct server::impl {
     server_options opts;
     broker::engine engine;        // before io: connections still in io refer to it when destroyed
     detail::deadlines deadlines;  // before io, like engine; its timer is stopped in ~impl
+    // What this loop's connections share (before io, like engine; its store is set by
+    // create() when output waits for the store's syncs).
+    detail::connection_context conns{engine, auth, deadlines, nullptr, {}};
     asio::io_context io;
     // After io: destroyed (joined) first, so it never posts to a destroyed io_context.
     detail::auth_worker auth;
@@ -134,6 +140,8 @@ struct server::impl {
     // `connection` blocks (after io and engine: destroyed before them).
     std::optional<bridge::host> bridges;
     std::size_t bridge_slot = 1;  // the engine's security slot of their local connections
+    // The tag of the bridges' local connections (for connection_ended: no listener group).
+    static constexpr std::uint32_t bridge_tag = UINT32_MAX;
     asio::steady_timer bridges_grace{io};
     broker::clock::time_point bridges_deadline{};
     std::string start_bridges(std::vector<bridge::bridge_config> b);
@@ -174,7 +182,8 @@ struct server::impl {
     void start_on_shard(std::size_t k, tcp::socket socket, std::string peer, std::size_t group,
                         std::size_t slot, std::vector<std::uint8_t> first,
                         broker::clock::time_point accepted);
-    // On shard 0, once per accepted connection: it ended, or its handshake failed.
+    // On shard 0, once per accepted connection: it ended, or its handshake failed (and once
+    // per bridge connection, group bridge_tag).
     void connection_ended(std::size_t group, std::exception_ptr e);
     std::uint64_t refused0 = 0;  // send_to() refusals of shard 0
     broker::stats summed_stats();
@@ -189,8 +198,7 @@ struct server::impl {
     asio::awaitable<bool> handshake_and_start(std::unique_ptr<transport> t, std::string peer,
                                               std::string local,
                                               tls_server_settings::username_source username_from,
-                                              std::size_t slot,
-                                              detail::connection::end_handler done);
+                                              std::size_t slot, std::size_t group);
     std::string load_tls();            // a context per TLS group; the first error
     std::set<transport*> handshaking;  // closed by stop_now()
     void wait_reload();
@@ -205,6 +213,7 @@ struct server::impl::shard_state {
     broker::engine engine;
     detail::deadlines deadlines;
     std::optional<detail::auth_worker> auth{std::in_place};
+    std::optional<detail::connection_context> conns;  // set by create_shards()
     std::optional<asio::steady_timer> expiry;  // engine.next_expiry()
     bool stopping = false;                     // this shard's thread only
     std::uint64_t refused = 0;                 // items the channels refused (full)

@@ -61,6 +61,12 @@ void server::impl::create_shards() {
         auto sh = std::make_unique<shard_state>(opts);
         set_security(sh->engine);
         sh->deadlines.start(runtime->io(k).get_executor());
+        // The listener's count lives on shard 0.
+        sh->conns.emplace(detail::connection_context{
+            sh->engine, *sh->auth, sh->deadlines, nullptr,
+            [this](std::uint32_t group, std::exception_ptr e) {
+                asio::post(io, [this, group, e] { connection_ended(group, e); });
+            }});
         sh->expiry.emplace(runtime->io(k));
         shards[k] = std::move(sh);
     }
@@ -247,17 +253,13 @@ void server::impl::start_on_shard(std::size_t k, tcp::socket socket, std::string
                                   std::size_t group, std::size_t slot,
                                   std::vector<std::uint8_t> first,
                                   broker::clock::time_point accepted) {
-    auto& auth_k = k == 0 ? auth : *shards[k]->auth;
-    auto& deadlines_k = k == 0 ? deadlines : shards[k]->deadlines;
-    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)),
-                                                  engine_of(k), std::move(peer), auth_k,
-                                                  deadlines_k, nullptr, accepted);
+    auto& ctx = k == 0 ? conns : *shards[k]->conns;
+    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), ctx,
+                                                  std::move(peer),
+                                                  static_cast<std::uint32_t>(group), accepted);
     c->prefill(first);
     c->set_security_slot(slot);
-    // The listener's count lives on shard 0.
-    detail::connection::start(c, [this, group](std::exception_ptr e) {
-        asio::post(io, [this, group, e] { connection_ended(group, e); });
-    });
+    detail::connection::start(c);
 }
 
 broker::stats server::impl::summed_stats() {
