@@ -132,7 +132,8 @@ TEST_CASE("auth: the right password, checked off the session by the driver") {
         CHECK(c.session().state() == session_state::connected);
         CHECK_FALSE(c.session().input_paused());
         REQUIRE(e.find_session("a1") != nullptr);
-        CHECK(e.find_session("a1")->username == "alice");
+        REQUIRE(e.find_session("a1")->username() != nullptr);
+        CHECK(*e.find_session("a1")->username() == "alice");
     }
 }
 

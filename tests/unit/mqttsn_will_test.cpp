@@ -45,22 +45,22 @@ TEST_CASE("mqttsn will: WILLTOPICUPD and WILLMSGUPD replace the Will that is pub
     CHECK(f.exchange(c, "06 1A 30 77 2F 75") == "031b00");
     auto* ds = c.session().durable();
     REQUIRE(ds != nullptr);
-    REQUIRE(ds->will);
-    CHECK(ds->will->topic == "w/u");
-    CHECK(ds->will->payload == "bye");
-    CHECK(ds->will->qos_level == qos::at_least_once);
-    CHECK(ds->will->retain);
+    REQUIRE(ds->will());
+    CHECK(ds->will()->topic == "w/u");
+    CHECK(ds->will()->payload == "bye");
+    CHECK(ds->will()->qos_level == qos::at_least_once);
+    CHECK(ds->will()->retain);
     // WILLMSGUPD "ciao": WILLMSGRESP accepted; topic and flags stay.
     CHECK(f.exchange(c, "06 1C 63 69 61 6F") == "031d00");
-    CHECK(ds->will->topic == "w/u");
-    CHECK(ds->will->payload == "ciao");
-    CHECK(ds->will->qos_level == qos::at_least_once);
+    CHECK(ds->will()->topic == "w/u");
+    CHECK(ds->will()->payload == "ciao");
+    CHECK(ds->will()->qos_level == qos::at_least_once);
     // QoS -1 is refused (not supported), the Will unchanged; a topic filter does not even
     // decode (dropped as malformed).
     CHECK(f.exchange(c, "06 1A 60 77 2F 76") == "031b03");
     CHECK(f.exchange(c, "06 1A 00 77 2F 23").empty());
     CHECK(f.e.stats().mqttsn_datagrams_malformed == 1);
-    CHECK(ds->will->topic == "w/u");
+    CHECK(ds->will()->topic == "w/u");
     CHECK(watcher.received().empty());
 
     lose(f, c);
@@ -90,7 +90,7 @@ TEST_CASE("mqttsn will: the empty WILLTOPICUPD deletes the Will") {
     f.connect_with_will(c, "00 0A");
     CHECK(f.exchange(c, "02 1A") == "031b00");
     REQUIRE(c.session().durable() != nullptr);
-    CHECK_FALSE(c.session().durable()->will);
+    CHECK_FALSE(c.session().durable()->will());
     // Deleting again is accepted too.
     CHECK(f.exchange(c, "02 1A") == "031b00");
     lose(f, c);
@@ -110,14 +110,14 @@ TEST_CASE("mqttsn will: a Will given after CONNECT, message first, and the limit
     CHECK(f.exchange(c, "09 04 04 01 00 0A 61 62 63") == "030500");
     // WILLMSGUPD with no Will: kept for the topic that follows (accepted), no Will yet.
     CHECK(f.exchange(c, "05 1C 6F 66 66") == "031d00");
-    CHECK_FALSE(c.session().durable()->will);
+    CHECK_FALSE(c.session().durable()->will());
     // Over max_topic_levels (4 levels): refused.
     CHECK(f.exchange(c, "0A 1A 00 61 2F 62 2F 63 2F 64") == "031b03");
-    CHECK_FALSE(c.session().durable()->will);
+    CHECK_FALSE(c.session().durable()->will());
     // WILLTOPICUPD QoS 0 "s/1": the Will is "off" on s/1.
     CHECK(f.exchange(c, "06 1A 00 73 2F 31") == "031b00");
-    REQUIRE(c.session().durable()->will);
-    CHECK(c.session().durable()->will->payload == "off");
+    REQUIRE(c.session().durable()->will());
+    CHECK(c.session().durable()->will()->payload == "off");
     lose(f, c);
     const auto in = publishes(watcher);
     REQUIRE(in.size() == 1);

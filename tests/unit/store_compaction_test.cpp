@@ -90,13 +90,13 @@ struct driver {
             sessions.erase(s.client_id);
         } else if (k < 10) {
             if (pick(2) == 0) {
-                s.will = make_msg("will/" + s.client_id, 10);
-                s.will_at = steady::now() + std::chrono::seconds{60};
+                s.set_will(make_msg("will/" + s.client_id, 10));
+                s.set_will_at(steady::now() + std::chrono::seconds{60});
             } else {
-                s.will = nullptr;
-                s.will_at = steady::time_point::max();
+                s.set_will(nullptr);
+                s.set_will_at(steady::time_point::max());
             }
-            s.expires_at = steady::now() + std::chrono::seconds{3600};
+            s.set_expires_at(steady::now() + std::chrono::seconds{3600});
             rec.session_offline(s);
         } else if (k < 14) {
             const std::string f = "t/" + std::to_string(pick(5)) + "/#";

@@ -105,28 +105,28 @@ void engine::set_security(std::shared_ptr<const security_policy> p, std::size_t 
     // again, so new rules apply to connected clients at once.
     for (auto& [id, ds] : by_id_) {
         const acl_file* a = acl_of(*ds);
-        ds->acl_block = a ? a->block_of(ds->username ? &*ds->username : nullptr) : -1;
+        ds->acl_block = a ? a->block_of(ds->username()) : -1;
     }
 }
 
 void engine::identify(durable_session& ds, std::optional<std::string> username,
                       std::size_t slot) {
-    ds.username = std::move(username);
-    ds.security_slot = slot;
+    ds.set_username(std::move(username));
+    ds.security_slot = static_cast<std::uint32_t>(slot);
     const acl_file* a = acl_of(ds);
-    ds.acl_block = a ? a->block_of(ds.username ? &*ds.username : nullptr) : -1;
+    ds.acl_block = a ? a->block_of(ds.username()) : -1;
 }
 
 bool engine::acl_check(const acl_file& acl, const durable_session& ds, acl_access a,
                        std::string_view topic) {
-    const acl_client c{ds.username ? &*ds.username : nullptr, ds.client_id, ds.acl_block};
+    const acl_client c{ds.username(), ds.client_id, ds.acl_block};
     return acl.allows(c, a, topic, acl_scratch_);
 }
 
 bool engine::may_subscribe(const durable_session& ds, std::string_view filter) const {
     const acl_file* a = acl_of(ds);
     if (a == nullptr) return true;
-    const acl_client c{ds.username ? &*ds.username : nullptr, ds.client_id, ds.acl_block};
+    const acl_client c{ds.username(), ds.client_id, ds.acl_block};
     return a->may_subscribe(c, filter);
 }
 

@@ -56,9 +56,9 @@ engine::attach_result engine::attach(session& s, const std::string& client_id, b
         durable_session& ds = *it->second;
         unschedule(ds);
         // Back before the Will Delay passed: the Will is not sent (MQTT-3.1.3-9).
-        ds.will.reset();
-        ds.will_at = clock::time_point::max();
-        ds.expires_at = clock::time_point::max();
+        ds.set_will(nullptr);
+        ds.set_will_at(clock::time_point::max());
+        ds.set_expires_at(clock::time_point::max());
     }
     it->second->connection = &s;
     ++connected_;
@@ -69,20 +69,20 @@ engine::attach_result engine::attach(session& s, const std::string& client_id, b
 void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
     if (ds.connection != nullptr) --connected_;
     ds.connection = nullptr;
-    if (!publish) ds.will.reset();
+    if (!publish) ds.set_will(nullptr, ds.will_delay());
     if (ds.expiry_interval == 0) {  // ends with the connection; end_session sends the Will
         end_session(ds);
         return;
     }
-    if (ds.will) {
-        if (ds.will_delay == 0) {
+    if (ds.will()) {
+        if (ds.will_delay() == 0) {
             publish_will(ds);
         } else {
-            ds.will_at = now + std::chrono::seconds{ds.will_delay};
+            ds.set_will_at(now + std::chrono::seconds{ds.will_delay()});
         }
     }
     if (ds.expiry_interval != session_never_expires) {
-        ds.expires_at = now + std::chrono::seconds{ds.expiry_interval};
+        ds.set_expires_at(now + std::chrono::seconds{ds.expiry_interval});
     }
     schedule(ds);
     if (store_) store_->session_offline(ds);
@@ -127,15 +127,14 @@ void engine::end_session(durable_session& ds) {
         }
     }
     ds.subscriptions.clear();
-    if (ds.will) publish_will(ds);
+    if (ds.will()) publish_will(ds);
     const auto it = by_id_.find(std::string_view{ds.client_id});
     const auto owned = std::move(it->second);  // ds, destroyed after its key left the map
     by_id_.erase(it);
 }
 
 void engine::publish_will(durable_session& ds) {
-    message_ptr will = std::move(ds.will);
-    ds.will_at = clock::time_point::max();
+    message_ptr will = ds.take_will();
     if (protocol::is_system_topic(will->topic)) {  // $SYS is the broker's
         ++stats_.dropped_sys_publish;
         return;
@@ -180,17 +179,18 @@ clock::time_point engine::next_expiry() const noexcept {
 
 void engine::schedule(durable_session& ds) {
     unschedule(ds);
-    ds.timer_key = std::min(ds.will_at, ds.expires_at);
-    if (ds.timer_key == clock::time_point::max()) return;
-    const bool earlier = ds.timer_key < next_expiry();
-    deadlines_.emplace(ds.timer_key, &ds);
+    const auto key = std::min(ds.will_at(), ds.expires_at());
+    if (key == clock::time_point::max()) return;
+    ds.set_timer_key(key);
+    const bool earlier = key < next_expiry();
+    deadlines_.emplace(key, &ds);
     if (earlier && expiry_hook_) expiry_hook_();
 }
 
 void engine::unschedule(durable_session& ds) {
-    if (ds.timer_key == clock::time_point::max()) return;
-    deadlines_.erase({ds.timer_key, &ds});
-    ds.timer_key = clock::time_point::max();
+    if (ds.timer_key() == clock::time_point::max()) return;
+    deadlines_.erase({ds.timer_key(), &ds});
+    ds.set_timer_key(clock::time_point::max());
 }
 
 void engine::on_timer(clock::time_point now) {
@@ -198,9 +198,9 @@ void engine::on_timer(clock::time_point now) {
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
         durable_session& ds = *deadlines_.begin()->second;
         unschedule(ds);
-        const bool will_due = ds.will && ds.will_at <= now;
+        const bool will_due = ds.will() && ds.will_at() <= now;
         if (will_due) publish_will(ds);  // Will Delay passed
-        if (ds.expires_at <= now) {
+        if (ds.expires_at() <= now) {
             ++stats_.sessions_expired;
             if (logging(1)) log(1, "session " + ds.client_id + " expired");
             end_session(ds);  // publishes a Will still pending (the session ends first)

@@ -25,8 +25,8 @@ void mqttsn_client::on_willtopicupd(sn::willtopicupd&& u) {
     w.qos_level = static_cast<protocol::qos>(u.qos);
     w.retain = u.retain;
     // The Will message stays what it was (5.4.22 changes only the topic and its flags).
-    if (const auto* ds = session_.durable(); ds != nullptr && ds->will) {
-        w.payload = ds->will->payload;
+    if (const auto* ds = session_.durable(); ds != nullptr && ds->will()) {
+        w.payload = ds->will()->payload;
     } else if (will_message_only_) {
         w.payload = *will_message_only_;
     }
@@ -38,15 +38,15 @@ void mqttsn_client::on_willtopicupd(sn::willtopicupd&& u) {
 void mqttsn_client::on_willmsgupd(sn::willmsgupd&& u) {
     const auto* ds = session_.durable();
     if (ds == nullptr) return send(sn::willmsgresp{sn::return_code::not_supported});
-    if (!ds->will) {
+    if (!ds->will()) {
         // No Will topic yet: kept for the next WILLTOPICUPD (a Will needs a topic).
         will_message_only_ = std::move(u.message);
         return send(sn::willmsgresp{sn::return_code::accepted});
     }
     protocol::will_message w;
-    w.topic = ds->will->topic;
-    w.qos_level = ds->will->qos_level;
-    w.retain = ds->will->retain;
+    w.topic = ds->will()->topic;
+    w.qos_level = ds->will()->qos_level;
+    w.retain = ds->will()->retain;
     w.payload = std::move(u.message);
     const bool ok = session_.replace_will(std::move(w));
     send(sn::willmsgresp{ok ? sn::return_code::accepted : sn::return_code::not_supported});

@@ -348,11 +348,12 @@ bool session::check_connect(const protocol::connect_packet& c) {
 bool session::replace_will(std::optional<protocol::will_message> w) {
     if (state_ != session_state::connected || ds_ == nullptr) return false;
     if (w && !topic_within_limits(w->topic)) return false;
-    ds_->will.reset();
+    message_ptr will;
     if (w) {
         if (!engine_.config().retain_available) w->retain = false;
-        ds_->will = make_message(std::move(*w), now_);
+        will = make_message(std::move(*w), now_);
     }
+    ds_->set_will(std::move(will), ds_->will_delay());
     return true;
 }
 
@@ -524,13 +525,14 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     std::string{}.swap(client_id_);
     engine_.identify(*ds_, std::move(c.username), security_slot_);
     ds_->expiry_interval = expiry_for(c);
-    ds_->will.reset();
-    ds_->will_delay = 0;
+    message_ptr will;
+    std::uint32_t will_delay = 0;
     if (c.will) {
-        if (v5) ds_->will_delay = c.will->props.will_delay_interval.value_or(0);
+        if (v5) will_delay = c.will->props.will_delay_interval.value_or(0);
         if (!cfg.retain_available) c.will->retain = false;  // 3.1.1: the flag is ignored
-        ds_->will = make_message(std::move(*c.will), now);
+        will = make_message(std::move(*c.will), now);
     }
+    ds_->set_will(std::move(will), will_delay);
     if (auto* store = engine_.store()) store->session_online(*ds_);
 
     protocol::connack_packet ack;

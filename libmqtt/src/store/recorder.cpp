@@ -164,9 +164,9 @@ void recorder::session_offline(const broker::durable_session& s) {
     if (!stored(s)) return;
     const auto now = clock_();
     std::uint64_t will = 0;
-    if (s.will && s.will_at != clock::time_point::max()) will = message_id(s.will);
-    emit(session_offline_record{s.client_id, s.expiry_interval, now.to_wall(s.expires_at), will,
-                                will != 0 ? now.to_wall(s.will_at) : -1});
+    if (s.will() && s.will_at() != clock::time_point::max()) will = message_id(s.will());
+    emit(session_offline_record{s.client_id, s.expiry_interval, now.to_wall(s.expires_at()), will,
+                                will != 0 ? now.to_wall(s.will_at()) : -1});
 }
 
 void recorder::session_ended(const broker::durable_session& s) {
@@ -276,12 +276,15 @@ void restore(broker::engine& e, state& st, const clock_pair& now) {
         }
         ds->qos2_in = s.qos2_in;
         if (s.offline) {
-            ds->expires_at = now.to_steady(s.expires_ms);
-            if (s.will_msg_id != 0 && (ds->will = msg(s.will_msg_id))) {
-                ds->will_at = now.to_steady(s.will_ms);
+            ds->set_expires_at(now.to_steady(s.expires_ms));
+            if (s.will_msg_id != 0) {
+                if (auto w = msg(s.will_msg_id)) {
+                    ds->set_will(std::move(w));
+                    ds->set_will_at(now.to_steady(s.will_ms));
+                }
             }
         } else if (s.expiry_interval != broker::session_never_expires) {
-            ds->expires_at = now.steady + std::chrono::seconds{s.expiry_interval};
+            ds->set_expires_at(now.steady + std::chrono::seconds{s.expiry_interval});
         }
         e.restore_session(std::move(ds));
     }

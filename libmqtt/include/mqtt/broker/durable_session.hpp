@@ -113,23 +113,68 @@ struct durable_session {
     std::uint16_t next_packet_id = 1;
     // Seconds the session is kept after its connection closes; 0 ends it at the close.
     std::uint32_t expiry_interval = 0;
-    // The Will of the current (or last) connection (its Will Delay Interval: will_delay).
-    message_ptr will;
-    // The user name of the last CONNECT (nullopt: none) and its block in the ACL file
-    // (-1: none), for the read checks of deliveries made while offline and for the Will.
-    std::optional<std::string> username;
+    // Its block in the ACL file (-1: none), for the read checks of deliveries made while
+    // offline and for the Will.
     int acl_block = -1;
-    std::uint32_t will_delay = 0;  // Will Delay Interval (5.0); here, it fills the padding after acl_block
     // The engine's security policy slot of the listener the client last came through
     // (per_listener_settings); 0: the broker's. Not persisted: restored sessions use 0.
-    std::size_t security_slot = 0;
-
-    // ---- while no connection is attached
-    clock::time_point will_at = clock::time_point::max();     // pending Will due
-    clock::time_point expires_at = clock::time_point::max();  // session removed
-    clock::time_point timer_key = clock::time_point::max();   // engine bookkeeping
+    std::uint32_t security_slot = 0;
 
     session* connection = nullptr;  // the attached connection (not state to persist)
+
+    // The Will of the current (or last) connection, its Will Delay Interval (5.0).
+    const message_ptr& will() const noexcept { return more_ ? more_->will : no_will; }
+    std::uint32_t will_delay() const noexcept { return more_ ? more_->will_delay : 0; }
+    void set_will(message_ptr w, std::uint32_t delay = 0);
+    // The Will, taken out (to publish it); no Will is due any more.
+    message_ptr take_will();
+    // The user name of the last CONNECT (nullptr: none).
+    const std::string* username() const noexcept {
+        return more_ && more_->username ? &*more_->username : nullptr;
+    }
+    void set_username(std::optional<std::string> u);
+    // ---- while no connection is attached (time_point::max(): none): when a pending Will
+    // is due, when the session is removed, and the engine's key for it in its deadlines
+    clock::time_point will_at() const noexcept { return more_ ? more_->will_at : never; }
+    clock::time_point expires_at() const noexcept { return more_ ? more_->expires_at : never; }
+    clock::time_point timer_key() const noexcept { return more_ ? more_->timer_key : never; }
+    void set_will_at(clock::time_point t);
+    void set_expires_at(clock::time_point t);
+    void set_timer_key(clock::time_point t);
+
+  private:
+    static constexpr clock::time_point never = clock::time_point::max();
+    static inline const message_ptr no_will{};
+    // What most idle connections do not have (a Will, a user name) and what only a session
+    // without connection uses (its times): one object, allocated when one of them is set
+    // and freed when none is (durable_session.cpp).
+    struct extras {
+        message_ptr will;
+        std::optional<std::string> username;
+        std::uint32_t will_delay = 0;
+        clock::time_point will_at = never;
+        clock::time_point expires_at = never;
+        clock::time_point timer_key = never;
+        bool unused() const noexcept {
+            return !will && !username && will_delay == 0 && will_at == never &&
+                   expires_at == never && timer_key == never;
+        }
+    };
+    // Copies its object (tests keep sessions in maps; the engine only moves them).
+    struct extras_ptr : std::unique_ptr<extras> {
+        extras_ptr() = default;
+        extras_ptr(const extras_ptr& o)
+            : std::unique_ptr<extras>(o ? std::make_unique<extras>(*o) : nullptr) {}
+        extras_ptr(extras_ptr&&) noexcept = default;
+        extras_ptr& operator=(const extras_ptr& o) {
+            if (this != &o) reset(o ? new extras(*o) : nullptr);
+            return *this;
+        }
+        extras_ptr& operator=(extras_ptr&&) noexcept = default;
+    };
+    extras& more();  // allocated if it is not there
+    void trim() noexcept;  // freed when nothing in it is set
+    extras_ptr more_;
 };
 
 // The bytes a queued message is charged against max_queued_bytes.
