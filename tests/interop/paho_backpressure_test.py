@@ -4,7 +4,14 @@
 Without back-pressure the broker acknowledges the publishers at full speed and drops what
 does not fit in the subscriber's queue (max_queued_messages, 1000). With it, the
 publishers are paused while the subscriber is congested: every message must arrive, and
-the broker's memory stays bounded. Usage: paho_backpressure_test.py TERN_BROKER
+the broker's memory stays bounded. Then a crossed run: two slow subscribers publishing to each
+other, with a fast publisher next to each: nothing lost, no cycle of pauses. Usage:
+paho_backpressure_test.py TERN_BROKER
+
+With TERN_BROKER_THREADS=N (CTest's interop.paho_backpressure.threads2) the broker runs
+`threads N` and the publishers' client ids are picked so that all but one live on shards other
+than the subscriber's: their messages reach it through the shards' channels, and the slow
+subscriber must pause them across shards as it does on its own loop.
 """
 
 import os
@@ -32,8 +39,45 @@ DEADLINE = 100.0  # the whole exchange, seconds
 MAX_GROWTH_KB = 52 * 1024
 
 
-def start_broker(binary, log):
-    proc = subprocess.Popen([binary, "-p", "0"], stdout=subprocess.DEVNULL, stderr=log)
+THREADS = int(os.environ.get("TERN_BROKER_THREADS") or 1)
+
+
+def shard_of(cid):
+    """The shard tern-broker gives a client id: FNV-1a (64 bits) modulo the shards."""
+    h = 14695981039346656037
+    for b in cid.encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return h % THREADS
+
+
+def id_on(shard, prefix):
+    i = 0
+    while shard_of(f"{prefix}{i}") != shard:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def publisher_ids():
+    """One publisher on the subscriber's shard, the others on the other shards in turn."""
+    home = shard_of("slow-sub")
+    want = [home] + [(home + 1 + i % max(THREADS - 1, 1)) % THREADS for i in range(PUBLISHERS - 1)]
+    ids, i = [], 0
+    for shard in want:
+        while shard_of(f"fast-pub-{i}") != shard:
+            i += 1
+        ids.append(f"fast-pub-{i}")
+        i += 1
+    return ids
+
+
+def start_broker(binary, log, work):
+    args = [binary, "-p", "0"]
+    if THREADS > 1:
+        conf = os.path.join(work, "threads.conf")
+        with open(conf, "w") as f:
+            f.write(f"threads {THREADS}\nsys_interval 0\n")
+        args += ["-c", conf]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with open(log.name) as f:
@@ -57,10 +101,13 @@ def rss_kb(pid):
 
 def main():
     binary = sys.argv[1]
-    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        proc, port = start_broker(binary, log)
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log, \
+            tempfile.TemporaryDirectory() as work:
+        proc, port = start_broker(binary, log, work)
         try:
-            return run(proc, port)
+            failed = run(proc, port) + crossed(port)
+            print(f"{2 - failed} passed, {failed} failed")
+            return 1 if failed else 0
         finally:
             proc.terminate()
             try:
@@ -94,8 +141,10 @@ def run(proc, port):
     peak = [0]
     errors = []
 
+    ids = publisher_ids()
+
     def publisher(n):
-        c = mqtt.Client(client_id=f"fast-pub-{n}", clean_session=True)
+        c = mqtt.Client(client_id=ids[n], clean_session=True)
         c.max_inflight_messages_set(50)
         c.max_queued_messages_set(0)
         c.connect(HOST, port, keepalive=60)
@@ -141,7 +190,95 @@ def run(proc, port):
         print("FAIL: " + f)
     if not failures:
         print("PASS: nothing lost, memory bounded")
-    print(f"{1 if not failures else 0} passed, {len(failures) and 1} failed")
+    return 1 if failures else 0
+
+
+CROSSED = 3000  # messages each client of the crossed run publishes
+CROSSED_FAST = 2  # fast publishers next to each slow client
+
+
+def crossed(port):
+    """Two slow subscribers that also publish to each other (on two shards with `threads`),
+    and fast publishers beside each, feeding the other one: each slow client holds up the other's
+    shard while its own publishes are held up there. Nothing may be lost and nothing may wait
+    forever (a cycle of pauses would leave the messages unacknowledged until the deadline)."""
+    shards = [0, 1 % THREADS]
+    got = [set(), set()]
+    lock = threading.Lock()
+    errors = []
+    slow = []
+    for k in range(2):
+        subscribed = threading.Event()
+
+        def on_message(c, u, m, k=k):
+            time.sleep(SLOW_DELAY)
+            with lock:
+                got[k].add(m.payload)
+
+        c = mqtt.Client(client_id=id_on(shards[k], f"crossed-slow-{k}-"), clean_session=True)
+        c.on_message = on_message
+        c.on_subscribe = lambda c, u, mid, granted, e=subscribed: e.set()
+        c.max_inflight_messages_set(50)
+        c.max_queued_messages_set(0)
+        c.connect(HOST, port, keepalive=60)
+        c.loop_start()
+        c.subscribe(f"bp/x/{k}", qos=1)
+        if not subscribed.wait(10):
+            print("FAIL: crossed: no SUBACK")
+            return 1
+        slow.append(c)
+
+    def publish(c, plan, name):
+        infos = [c.publish(topic, payload, qos=1) for topic, payload in plan]
+        end = time.monotonic() + DEADLINE
+        for info in infos:
+            while not info.is_published() and time.monotonic() < end:
+                info.wait_for_publish(0.5)
+            if not info.is_published():
+                errors.append(f"crossed: {name}: not acknowledged in time")
+                return
+
+    def fast(k, j):
+        c = mqtt.Client(client_id=id_on(shards[k], f"crossed-fast-{k}-{j}-"), clean_session=True)
+        c.max_inflight_messages_set(50)
+        c.max_queued_messages_set(0)
+        c.connect(HOST, port, keepalive=60)
+        c.loop_start()
+        publish(c, [(f"bp/x/{1 - k}", f"f{k}-{j}-{i}".encode()) for i in range(CROSSED)],
+                f"fast {k}-{j}")
+        c.disconnect()
+        c.loop_stop()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=publish, args=(
+        slow[k], [(f"bp/x/{1 - k}", f"s{k}-{i}".encode()) for i in range(CROSSED)], f"slow {k}"))
+        for k in range(2)]
+    threads += [threading.Thread(target=fast, args=(k, j))
+                for k in range(2) for j in range(CROSSED_FAST)]
+    for t in threads:
+        t.start()
+    want = CROSSED * (1 + CROSSED_FAST)  # from the other slow one and the fast ones beside it
+    end = start + DEADLINE
+    while time.monotonic() < end:
+        with lock:
+            if len(got[0]) >= want and len(got[1]) >= want:
+                break
+        time.sleep(0.1)
+    for t in threads:
+        t.join(DEADLINE)
+    for c in slow:
+        c.disconnect()
+        c.loop_stop()
+    print(f"crossed: received {len(got[0])}/{want} and {len(got[1])}/{want} in "
+          f"{time.monotonic() - start:.1f}s (slow clients on shards {shards})")
+    failures = list(errors)
+    for k in range(2):
+        if len(got[k]) != want:
+            failures.append(f"crossed: slow client {k} lost {want - len(got[k])} of {want}")
+    for f in failures:
+        print("FAIL: " + f)
+    if not failures:
+        print("PASS: crossed, nothing lost, nothing stuck")
     return 1 if failures else 0
 
 

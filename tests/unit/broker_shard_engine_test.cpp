@@ -2,10 +2,13 @@
 // with a recording router in place of shard_runtime: what a shard publishes goes to its
 // router once, routed on another shard it reaches that shard's subscribers without touching
 // its retained messages; retained changes apply to a replica; assigned ids belong to the
-// shard; the memory meters are shared; shared subscriptions are refused.
+// shard; the memory meters are shared; shared subscriptions are refused; a congested
+// subscriber holds up the shard its messages come from until it drains or goes.
 
 #include <doctest/doctest.h>
 
+#include <string>
+#include <variant>
 #include <vector>
 
 #include "broker_test_client.hpp"
@@ -26,6 +29,8 @@ struct recording_router final : mqtt::broker::shard_router {
         return congested;
     }
     void retained(const message_ptr& m) override { retained_changes.push_back(m); }
+    std::vector<std::size_t> resumed;
+    void resume_from(std::size_t from) override { resumed.push_back(from); }
 };
 
 }  // namespace
@@ -69,7 +74,7 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
     CHECK(e0.held_bytes() > 0);
     CHECK(e1.held_bytes() == e0.held_bytes());
 
-    CHECK(e1.route_from_shard(r0.published[0]) == 1);
+    CHECK_FALSE(e1.route_from_shard(r0.published[0], 0));  // delivered, nothing held up
     auto in = sub.received();
     REQUIRE(in.size() == 1);
     CHECK(as<publish_packet>(in[0]).payload == "hello");
@@ -80,7 +85,7 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
         REQUIRE(r0.retained_changes.size() == 1);
         CHECK(e0.retained().size() == 1);
         // Routed to shard 1, it is delivered but does not change shard 1's replica ...
-        e1.route_from_shard(r0.published.back());
+        e1.route_from_shard(r0.published.back(), 0);
         CHECK(e1.retained().size() == 0);
         // ... the retained change does.
         e1.apply_retained(r0.retained_changes[0]);
@@ -124,6 +129,67 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
         old.connect("old-client");
         CHECK(old.subscribe("$share/g/t", qos::at_least_once) ==
               std::vector{reason_code::unspecified_error});
+    }
+}
+
+TEST_CASE("shard engine: a congested subscriber holds up the sending shard until it drains") {
+    auto now = test_epoch();
+    mqtt::broker::limits l;
+    l.max_inflight = 2;
+    l.max_queued_messages = 8;  // congested above 4 queued, drained at 2
+    engine e0{l};
+    engine e1{l};
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+    test_client sub{e1, protocol_version::v5, now};
+    sub.connect("subscriber");
+    sub.subscribe("t/#", qos::at_least_once);
+    test_client pub{e0, protocol_version::v5, now};
+    pub.connect("publisher");
+    // 2 in flight, then queued: the 5th queued (7th message) makes the subscriber congested.
+    for (int i = 0; i < 7; ++i) {
+        pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
+        REQUIRE(r0.published.size() == static_cast<std::size_t>(i + 1));
+        CHECK(e1.route_from_shard(r0.published.back(), 0) == (i == 6));
+    }
+    CHECK(e1.holding_shard(0) == 1);
+    CHECK(sub.session().shards_held() == 1);
+    CHECK(e1.stats().dropped_queue_full == 0);
+    CHECK(r1.resumed.empty());
+    // A second message while held: taken (the caller stops before it), held once.
+    pub.publish("t/7", "m", qos::at_least_once);
+    CHECK(e1.route_from_shard(r0.published.back(), 0));
+    CHECK(e1.holding_shard(0) == 1);
+    // Paused for shards itself, a congested session goes on reading its acknowledgements.
+    sub.session().pause_for_shards();
+    CHECK_FALSE(sub.session().input_paused());
+
+    SUBCASE("acknowledged down to a quarter of the bounds, it lets the shard go") {
+        std::size_t acked = 0;
+        for (int round = 0; round < 10 && e1.holding_shard(0) != 0; ++round) {
+            for (const auto& p : sub.received()) {
+                if (const auto* m = std::get_if<publish_packet>(&p)) {
+                    sub.send(puback_packet{m->packet_id, reason_code::success, {}});
+                    ++acked;
+                }
+            }
+        }
+        CHECK(e1.holding_shard(0) == 0);
+        CHECK(sub.session().shards_held() == 0);
+        CHECK(r1.resumed == std::vector<std::size_t>{0});
+        CHECK(acked >= 4);  // from 6 queued down to 2
+        CHECK(sub.session().input_paused());  // no longer congested: the shard pause applies
+        sub.session().resume_from_shards();
+    }
+    SUBCASE("a subscriber that goes away lets the shard go") {
+        sub.lose_connection();
+        CHECK(e1.holding_shard(0) == 0);
+        CHECK(r1.resumed == std::vector<std::size_t>{0});
+        // Its session is offline now: routed messages queue (or drop) there, nothing held.
+        pub.publish("t/8", "m", qos::at_least_once);
+        CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0));
     }
 }
 

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -146,6 +147,58 @@ TEST_CASE("shard channel: max_items refuses and counts, high_water signals conge
     CHECK_FALSE(ch.check_congested());
     CHECK(ch.try_push(std::move(refused)));
     CHECK(got.size() == 8);
+}
+
+TEST_CASE("shard channel: a handler that takes fewer items stalls the drain where it stopped") {
+    message_counts c;
+    std::vector<std::uint64_t> got;
+    {
+        shard_item_channel ch({.slots = 4, .max_items = 100, .high_water = 8});
+        // Takes at most `n` items of what it is given (the broker: until a congested subscriber).
+        const auto take = [&](std::size_t n) {
+            return ch.drain([&](std::span<shard_item> items) {
+                const std::size_t k = std::min(n, items.size());
+                for (std::size_t i = 0; i < k; ++i) got.push_back(seq_of(*items[i].msg));
+                n -= k;
+                return k;
+            });
+        };
+        for (std::uint64_t i = 0; i < 10; ++i) REQUIRE(ch.try_push(item(c, i)));
+        CHECK(ch.publish() == publish_result::wake);
+        auto r = take(3);
+        CHECK(r.stalled);
+        CHECK(r.items == 3);
+        CHECK(r.batches == 0);  // the batch is not done
+        CHECK_FALSE(r.again);
+        CHECK(got == std::vector<std::uint64_t>{0, 1, 2});
+        CHECK(c.live() == 10);  // the taken ones are moved from, not yet destroyed with the slot
+        // Still scheduled: a batch published now asks for no drain (the consumer resumes).
+        for (std::uint64_t i = 10; i < 12; ++i) REQUIRE(ch.try_push(item(c, i)));
+        CHECK(ch.publish() == publish_result::published);
+        // 12 pushed, 3 taken: the 9 left count towards high_water (8).
+        CHECK(ch.check_congested());
+        r = take(0);  // a resumed drain that takes nothing: stalled again, nobody told
+        CHECK(r.stalled);
+        CHECK(r.items == 0);
+        CHECK_FALSE(r.resume_producer);
+        r = take(100);
+        CHECK_FALSE(r.stalled);
+        CHECK(r.items == 9);
+        CHECK(r.batches == 2);
+        CHECK(r.resume_producer);  // the congested check is answered
+        REQUIRE(got.size() == 12);
+        for (std::uint64_t i = 0; i < 12; ++i) CHECK(got[i] == i);
+        CHECK_FALSE(ch.check_congested());
+        // No longer scheduled: the next batch wakes the consumer again.
+        REQUIRE(ch.try_push(item(c, 12)));
+        CHECK(ch.publish() == publish_result::wake);
+        CHECK(ch.consumer_counters().stalls == 2);
+        CHECK(ch.consumer_counters().items == 12);
+        // Stalled once more and destroyed so: what was left is released too.
+        r = take(0);
+        CHECK(r.stalled);
+    }
+    CHECK(c.live() == 0);
 }
 
 TEST_CASE("shard channel: destroyed with items open and published, every message is released") {

@@ -87,6 +87,7 @@ struct traffic {
                 }
                 s.received += items.size();
                 received_total.fetch_add(items.size());
+                return items.size();
             });
             rt.on_resume(k, [this, k](std::size_t to) {
                 ++st[k].resumes;
@@ -204,7 +205,10 @@ TEST_CASE("shard runtime: an idle consumer gets exactly one post per batch") {
     {
         shard_runtime rt({.shards = 2});
         std::uint64_t got = 0;
-        rt.on_batch(0, [&](std::size_t, std::span<shard_item> items) { got += items.size(); });
+        rt.on_batch(0, [&](std::size_t, std::span<shard_item> items) {
+            got += items.size();
+            return items.size();
+        });
         rt.start();
         for (std::uint64_t turn = 0; turn < 50; ++turn) {
             run_on(rt, 1, [&] {
@@ -235,6 +239,7 @@ TEST_CASE("shard runtime: a busy consumer gets one post for many batches") {
         std::vector<std::uint64_t> got;
         rt.on_batch(0, [&](std::size_t, std::span<shard_item> items) {
             for (auto& i : items) got.push_back(seq_of(*i.msg));
+            return items.size();
         });
         rt.start();
         gate busy;
@@ -292,6 +297,67 @@ TEST_CASE("shard runtime: several producers into one consumer keep their order")
     CHECK(c.live() == 0);
 }
 
+TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain; the sender is congested") {
+    message_counts c;
+    {
+        shard_runtime rt({.shards = 2, .channel = {.slots = 16, .max_items = 1'000, .high_water = 10}});
+        std::vector<std::uint64_t> got;  // shard 0's thread
+        std::uint64_t stop_at = 4;       // shard 0's thread: the item that stalls, then none
+        std::atomic<int> resumed{0};
+        rt.on_batch(0, [&](std::size_t from, std::span<shard_item> items) {
+            CHECK(from == 1);
+            for (std::size_t i = 0; i < items.size(); ++i) {
+                got.push_back(seq_of(*items[i].msg));
+                if (seq_of(*items[i].msg) == stop_at) return i + 1;
+            }
+            return items.size();
+        });
+        rt.on_resume(1, [&](std::size_t to) {
+            CHECK(to == 0);
+            ++resumed;
+        });
+        rt.start();
+        const auto send = [&](std::uint64_t first, std::uint64_t last) {
+            run_on(rt, 1, [&] {
+                for (std::uint64_t i = first; i < last; ++i) {
+                    REQUIRE(rt.send(1, 0, {shard_item::kind::publish, counted_message(c, 1, i)}));
+                }
+                rt.flush(1);
+            });
+            run_on(rt, 0, [] {});  // behind any drain the flush posted
+        };
+        send(0, 8);
+        run_on(rt, 0, [&] {
+            CHECK(got == std::vector<std::uint64_t>{0, 1, 2, 3, 4});
+            CHECK(rt.stalled(0) == 1);
+        });
+        const auto drains = rt.channel(1, 0).consumer_counters().drains;
+        send(8, 20);  // published to a stalled channel: no drain posted, nothing delivered
+        bool congested = false;
+        run_on(rt, 1, [&] { congested = rt.check_congested(1, 0); });
+        CHECK(congested);  // 20 sent, 5 taken: 15 in flight, high_water 10
+        run_on(rt, 0, [&] {
+            CHECK(got.size() == 5);
+            CHECK(rt.channel(1, 0).consumer_counters().drains == drains);
+            stop_at = 1'000;
+            rt.resume_drain(1, 0);
+            rt.resume_drain(1, 0);  // once is enough: a second call posts nothing
+        });
+        run_on(rt, 0, [] {});
+        run_on(rt, 1, [] {});  // behind the resume the drain posted to the sender
+        run_on(rt, 0, [&] {
+            REQUIRE(got.size() == 20);
+            for (std::uint64_t i = 0; i < 20; ++i) CHECK(got[i] == i);
+            CHECK(rt.stalled(0) == 0);
+            CHECK(rt.channel(1, 0).consumer_counters().drains == drains + 1);
+        });
+        CHECK(resumed.load() >= 1);
+        rt.stop();
+        rt.join();
+    }
+    CHECK(c.live() == 0);
+}
+
 TEST_CASE("shard runtime: stopped with messages in flight, every message_ptr is released") {
     message_counts c;
     auto kept = counted_message(c, 1, 0);
@@ -299,8 +365,10 @@ TEST_CASE("shard runtime: stopped with messages in flight, every message_ptr is 
         auto rt = std::make_unique<shard_runtime>(shard_runtime_options{
             .shards = 2, .channel = {.slots = 4, .max_items = 100'000, .high_water = 100'000}});
         std::uint64_t delivered = 0;
-        rt->on_batch(0,
-                     [&](std::size_t, std::span<shard_item> items) { delivered += items.size(); });
+        rt->on_batch(0, [&](std::size_t, std::span<shard_item> items) {
+            delivered += items.size();
+            return items.size();
+        });
         rt->start();
         gate busy;
         busy.hold(*rt, 0);

@@ -154,8 +154,15 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
     return reached;
 }
 
-std::size_t engine::route_from_shard(const message_ptr& m) {
-    return route(nullptr, m);
+bool engine::route_from_shard(const message_ptr& m, std::size_t from) {
+    routing_from_ = from;
+    route(nullptr, m);
+    routing_from_ = no_shard;
+    return shard_holds_[from] != 0;
+}
+
+void engine::release_shard(std::size_t from, bool resume) {
+    if (--shard_holds_[from] == 0 && resume && router_ != nullptr) router_->resume_from(from);
 }
 
 void engine::apply_retained(const message_ptr& m) {
@@ -184,6 +191,7 @@ void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
     shard_index_ = index;
     shard_count_ = count == 0 ? 1 : count;
     router_ = r;
+    shard_holds_.assign(shard_count_, 0);
     if (meters != nullptr) {
         meter_ = meters->meter_;
         out_meter_ = meters->out_meter_;

@@ -38,6 +38,7 @@ session::session(engine& e, clock::time_point now, std::string peer)
 
 session::~session() {
     release_throttled();
+    release_shards(false);  // a close released them already, unless the shards are ending
     stop_waiting();
     // Gone without a close (the transport always closes first): keep the session, no Will.
     if (ds_ != nullptr) engine_.detach(*std::exchange(ds_, nullptr), false, now_);
@@ -195,7 +196,12 @@ void session::recycle_output(output_batch& b) noexcept {
 
 bool session::input_paused() const noexcept {
     if (state_ == session_state::authenticating) return true;
-    return waiting() || shard_paused_ || rate_paused() ||
+    // The pause for shards applies only to a session nobody waits for: a congested one, or
+    // one holding up publishers or shards, goes on reading the acknowledgements that drain
+    // it (what is paused holds nothing up, so no wait across shards can close a cycle).
+    const bool for_shards =
+        shard_paused_ && !throttling_any() && !holding_shards() && !congested();
+    return waiting() || for_shards || rate_paused() ||
            out_.size() > engine_.config().max_outbound_bytes;
 }
 
@@ -651,6 +657,7 @@ void session::close(reason_code rc, std::string_view why, bool send_disconnect, 
     more().close_reason.assign(why);
     // Whatever this connection was waiting for or holding up ends with it.
     release_throttled();
+    release_shards();
     stop_waiting();
     if (send_disconnect && was_connected && protocol::is_v5(version_)) {
         protocol::disconnect_packet d;

@@ -2,6 +2,7 @@
 // the QoS 1/2 acknowledgements from the client, and the resend when a session resumes.
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "mqtt/broker/acks.hpp"
@@ -124,8 +125,15 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
         } else if (auto* store = engine_.store()) {
             store->queued(*ds_, ds_->queue.back());
         }
-        // Back-pressure instead of loss: the publisher stops being read until we drain.
-        if (from != nullptr && congested()) throttle(*from);
+        // Back-pressure instead of loss: the publisher stops being read until we drain;
+        // one on another shard through its shard's channel, which stops here.
+        if (congested()) {
+            if (from != nullptr) {
+                throttle(*from);
+            } else if (const auto shard = engine_.routing_from_shard(); shard != engine::no_shard) {
+                hold_shard(shard);
+            }
+        }
     }
     wake();
 }
@@ -155,7 +163,10 @@ void session::pump() {
     if (state_ != session_state::connected) return;
     if (resend_pending_ != 0) resend();
     if (resend_pending_ == 0) send_queued();  // the resend goes first (MQTT-4.4.0-1)
-    if (throttling_any() && drained()) release_throttled();
+    if ((throttling_any() || holding_shards()) && drained()) {
+        release_throttled();
+        release_shards();
+    }
 }
 
 void session::send_queued() {
@@ -244,9 +255,10 @@ bool session::drained() const noexcept {
 
 void session::throttle(session& publisher) {
     if (&publisher == this || publisher.state_ != session_state::connected) return;
-    // A session that holds others paused is never paused itself: it must go on reading
-    // the acknowledgements that drain it, so waits cannot form a cycle (no deadlock).
-    if (publisher.throttling_any()) return;
+    // A session that holds others paused (or other shards' messages) is never paused
+    // itself: it must go on reading the acknowledgements that drain it, so waits cannot
+    // form a cycle (no deadlock).
+    if (publisher.throttling_any() || publisher.holding_shards()) return;
     auto& throttled = more().throttled;
     if (std::find(throttled.begin(), throttled.end(), &publisher) != throttled.end()) return;
     // Amortised: the vectors keep their capacity, nothing is allocated per message.
@@ -265,6 +277,22 @@ void session::release_throttled() {
         if (p->more_->waiting_on.empty()) p->wake();
     }
     more_->throttled.clear();
+}
+
+void session::hold_shard(std::size_t from) {
+    auto& held = more().held_shards;
+    if (std::find(held.begin(), held.end(), from) != held.end()) return;
+    held.push_back(static_cast<std::uint16_t>(from));
+    engine_.hold_shard(from);
+    if (engine_.logging(2)) {
+        engine_.log(2, "shard " + std::to_string(from) + " paused: " + client_id() + " congested");
+    }
+}
+
+void session::release_shards(bool resume) {
+    if (!holding_shards()) return;
+    for (const std::uint16_t from : more_->held_shards) engine_.release_shard(from, resume);
+    more_->held_shards.clear();
 }
 
 // This publisher goes away: the subscribers it waited for forget it.

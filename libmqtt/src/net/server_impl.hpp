@@ -173,7 +173,9 @@ struct server::impl {
     // f(engine) on every shard but 0, on its thread (SIGHUP's changes).
     void post_to_shards(std::function<void(broker::engine&)> f);
     void send_to(std::size_t from, std::size_t to, shard_item&& item);
-    void on_shard_batch(std::size_t k, std::size_t from, std::span<shard_item> items);
+    // Returns how many items shard k took: fewer when a congested subscriber holds up
+    // what `from` sends (resumed by shard_link::resume_from).
+    std::size_t on_shard_batch(std::size_t k, std::size_t from, std::span<shard_item> items);
     void read_first_packet(std::shared_ptr<handoff> h);
     void read_first_more(std::shared_ptr<handoff> h);
     void route_first(std::shared_ptr<handoff> h);
@@ -244,6 +246,7 @@ struct server::impl::shard_link final : broker::shard_router {
         }
         for (std::size_t j = 1; j < s.shards.size(); ++j) s.send_to(0, j, shard_item{kind, m});
     }
+    void resume_from(std::size_t from) override { s.runtime->resume_drain(from, k); }
     impl& s;
     std::size_t k;
 };

@@ -75,7 +75,7 @@ void server::impl::create_shards() {
     for (std::size_t k = 1; k < n; ++k) shards[k]->engine.set_shard(k, n, links[k].get(), &engine);
     for (std::size_t k = 0; k < n; ++k) {
         runtime->on_batch(k, [this, k](std::size_t from, std::span<shard_item> items) {
-            on_shard_batch(k, from, items);
+            return on_shard_batch(k, from, items);
         });
         runtime->on_resume(k, [this, k](std::size_t) { engine_of(k).shards_resumed(); });
     }
@@ -153,17 +153,24 @@ void server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
     }
 }
 
-void server::impl::on_shard_batch(std::size_t k, std::size_t, std::span<shard_item> items) {
+std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
+                                         std::span<shard_item> items) {
     auto& e = engine_of(k);
-    for (auto& it : items) {
+    // Held up since an earlier batch (a drain not posted by resume_from): wait for it.
+    if (e.holding_shard(from) != 0) return 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        auto& it = items[i];
         if (it.what == shard_item::kind::publish) {
-            e.route_from_shard(it.msg);
+            // A congested subscriber took it: the rest waits, so that `from`'s channel fills
+            // and its publishers pause (back-pressure across shards, nothing dropped).
+            if (e.route_from_shard(it.msg, from)) return i + 1;
             continue;
         }
         e.apply_retained(it.msg);
         if (k != 0) continue;
         for (std::size_t j = 1; j < shards.size(); ++j) send_to(0, j, shard_item{it.what, it.msg});
     }
+    return items.size();
 }
 
 // Runs on shard 0: the bytes of the first packet, then the connection goes to the shard of

@@ -40,6 +40,9 @@ class shard_router {
     virtual bool publish(const message_ptr& m) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
+    // The last session holding up what shard `from` sends here (route_from_shard() answered
+    // true) has drained or gone: the messages from `from` flow again.
+    virtual void resume_from(std::size_t from) = 0;
 
   protected:
     ~shard_router() = default;
@@ -183,9 +186,24 @@ class engine {
     void set_shard(std::size_t index, std::size_t count, shard_router* r, const engine* meters);
     std::size_t shard_index() const noexcept { return shard_index_; }
     std::size_t shard_count() const noexcept { return shard_count_; }
-    // A message published on another shard (charged there): routed to this shard's
-    // sessions (no No Local: its publisher is not here), the retained messages untouched.
-    std::size_t route_from_shard(const message_ptr& m);
+    // A message published on shard `from` (charged there): routed to this shard's sessions
+    // (no No Local: its publisher is not here), the retained messages untouched. True when a
+    // subscriber it reached is congested (QoS 1/2 queue over half its bounds): the caller
+    // takes nothing more from shard `from` until the router's resume_from(from), so that
+    // the sending shard's publishers pause (the channel fills to its high-water mark) as a
+    // local publisher would, instead of the subscriber's queue overflowing.
+    bool route_from_shard(const message_ptr& m, std::size_t from);
+    static constexpr std::size_t no_shard = static_cast<std::size_t>(-1);
+    // The shard whose message is being routed here (route_from_shard()), else no_shard.
+    std::size_t routing_from_shard() const noexcept { return routing_from_; }
+    // Sessions holding up shard `from` (route_from_shard() answered true for them).
+    std::size_t holding_shard(std::size_t from) const noexcept {
+        return from < shard_holds_.size() ? shard_holds_[from] : 0;
+    }
+    // From a session: it holds up shard `from` / no longer does. resume: tell the router when
+    // the last hold on `from` ends (not from a destructor: the shards' loops may be ending).
+    void hold_shard(std::size_t from) noexcept { ++shard_holds_[from]; }
+    void release_shard(std::size_t from, bool resume);
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
     // A congested shard took its backlog: the publishers paused for it read again.
@@ -297,6 +315,9 @@ class engine {
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
     shard_router* router_ = nullptr;      // set_shard(): null with one shard
     std::vector<session*> shard_paused_;  // publishers paused for a congested shard
+    // [from]: congested sessions holding up what shard `from` sends (see route_from_shard).
+    std::vector<std::uint32_t> shard_holds_;
+    std::size_t routing_from_ = no_shard;  // the sending shard while route_from_shard() runs
     std::size_t shard_index_ = 0;
     std::size_t shard_count_ = 1;
     protocol::packet rx_packet_;  // borrow_rx_packet()

@@ -148,6 +148,8 @@ class session {
     // subscriber holds paused.
     std::size_t throttled_by() const noexcept { return more_ ? more_->waiting_on.size() : 0; }
     std::size_t throttling() const noexcept { return more_ ? more_->throttled.size() : 0; }
+    // Shards whose messages this congested subscriber holds up (threads > 1).
+    std::size_t shards_held() const noexcept { return more_ ? more_->held_shards.size() : 0; }
     // Why the session closed ("keep_alive_timeout", "invalid_qos", ...); empty while open.
     std::string_view close_reason() const noexcept {
         return more_ ? std::string_view{more_->close_reason} : std::string_view{};
@@ -172,6 +174,10 @@ class session {
         // subscribers): publishers this subscriber paused, subscribers this publisher waits for.
         std::vector<session*> throttled;
         std::vector<session*> waiting_on;
+        // Shards (threads > 1) whose messages this congested subscriber holds up: the
+        // engine's receiving side stops taking from them until it drains (see
+        // engine::route_from_shard).
+        std::vector<std::uint16_t> held_shards;
         // max_publish_rate: when the next PUBLISH would be on time (the theoretical arrival
         // time of a virtual scheduler), and until when input is paused ({}: not paused).
         clock::time_point rate_next{};
@@ -185,6 +191,7 @@ class session {
     }
     bool waiting() const noexcept { return more_ && !more_->waiting_on.empty(); }
     bool throttling_any() const noexcept { return more_ && !more_->throttled.empty(); }
+    bool holding_shards() const noexcept { return more_ && !more_->held_shards.empty(); }
     bool rate_paused() const noexcept {
         return more_ && more_->rate_resume != clock::time_point{};
     }
@@ -239,6 +246,8 @@ class session {
     bool drained() const noexcept;
     void throttle(session& publisher);
     void release_throttled();
+    void hold_shard(std::size_t from);
+    void release_shards(bool resume = true);
     void stop_waiting();
 
     // Closes for a malformed packet or a protocol error: DISCONNECT rc to a 5.0 client.

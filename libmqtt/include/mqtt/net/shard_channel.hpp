@@ -21,7 +21,12 @@
 //   `resume_producer`, so the producer learns it may publish and check again (one signal per
 //   drain, however many items it freed);
 // - a drained batch's storage is kept for reuse unless it grew past max_items / slots
-//   elements, so what stays allocated is about max(max_items, slots * 64) items per channel.
+//   elements, so what stays allocated is about max(max_items, slots * 64) items per channel;
+// - the consumer may stop in the middle of a batch (its handler takes fewer items than it
+//   was given: in the broker, an item reached a congested subscriber). The drain then
+//   reports `stalled` and stays scheduled, so no publish posts another one; the items left
+//   stay in flight and count towards high_water, which is how the stall reaches the
+//   producer. The consumer calls drain() again when it is ready, and it resumes there.
 //
 // Memory orders. Slots: a slot belongs to the producer while it is outside
 // [head_, tail_) and to the consumer while inside. tail_ is stored with release (seq_cst
@@ -43,6 +48,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -69,6 +75,7 @@ struct shard_channel_consumer_counters {
     std::uint64_t batches = 0;  // batches drained
     std::uint64_t items = 0;    // items drained
     std::uint64_t again = 0;    // drains that found more published meanwhile and asked again
+    std::uint64_t stalls = 0;   // drains the handler stopped before the last item
 };
 
 template <class T>
@@ -91,6 +98,9 @@ class shard_channel {
         // The producer was refused room (full publish, refused item or congested check): the
         // caller tells it, on the producer's thread, to publish and check again.
         bool resume_producer = false;
+        // The handler took fewer items than it was given: the drain stopped there and is
+        // still scheduled; nothing posts it again but the caller, with another drain().
+        bool stalled = false;
     };
 
     explicit shard_channel(shard_channel_limits limits = {})
@@ -155,8 +165,11 @@ class shard_channel {
     // ---- consumer's thread ----
 
     // Calls on_batch(std::span<T>) for every batch published before the call, oldest first;
-    // the items may be moved from, and are destroyed when on_batch returns. Called for each
-    // `wake` (and again when `again`); a spurious call is harmless.
+    // the items may be moved from, and are destroyed when the batch is done. on_batch either
+    // returns nothing (it took every item) or how many of the items it took, from the front:
+    // fewer than it was given stops the drain there (`stalled`), and the next drain() starts
+    // with the first item not taken. Called for each `wake`, again when `again`, and by the
+    // consumer itself after a stall; a spurious call is harmless.
     template <class F>
     drain_result drain(F&& on_batch) {
         drain_result r;
@@ -165,10 +178,24 @@ class shard_channel {
         const std::size_t t = tail_.load(std::memory_order_acquire);
         while (h != t) {
             std::vector<T>& batch = slots_[h & mask_];
-            on_batch(std::span<T>(batch));
-            r.items += batch.size();
+            const auto rest = std::span<T>(batch).subspan(taken_);
+            std::size_t n = rest.size();
+            if constexpr (std::is_void_v<std::invoke_result_t<F&, std::span<T>>>) {
+                on_batch(rest);
+            } else {
+                n = std::min<std::size_t>(on_batch(rest), rest.size());
+            }
+            r.items += n;
+            consumed_mine_ += n;
+            if (n < rest.size()) {
+                // The items taken are moved-from and stay in the slot until the batch is done.
+                taken_ += n;
+                consumed_.store(consumed_mine_, std::memory_order_seq_cst);
+                r.stalled = true;
+                break;
+            }
+            taken_ = 0;
             ++r.batches;
-            consumed_mine_ += batch.size();
             batch.clear();
             if (batch.capacity() > retain_capacity_) std::vector<T>().swap(batch);
             ++h;
@@ -178,13 +205,19 @@ class shard_channel {
         head_mine_ = h;
         consumer_.batches += r.batches;
         consumer_.items += r.items;
-        scheduled_.store(false, std::memory_order_seq_cst);
-        if (tail_.load(std::memory_order_seq_cst) != h &&
-            !scheduled_.exchange(true, std::memory_order_seq_cst)) {
-            r.again = true;  // nobody else will post: the caller does
-            ++consumer_.again;
+        if (r.stalled) {
+            ++consumer_.stalls;
+            // scheduled_ stays true: a publish meanwhile posts nothing, the stalled drain
+            // is the consumer's to resume.
+        } else {
+            scheduled_.store(false, std::memory_order_seq_cst);
+            if (tail_.load(std::memory_order_seq_cst) != h &&
+                !scheduled_.exchange(true, std::memory_order_seq_cst)) {
+                r.again = true;  // nobody else will post: the caller does
+                ++consumer_.again;
+            }
         }
-        if (r.batches != 0) r.resume_producer = blocked_.exchange(false, std::memory_order_seq_cst);
+        if (r.items != 0) r.resume_producer = blocked_.exchange(false, std::memory_order_seq_cst);
         return r;
     }
 
@@ -234,6 +267,7 @@ class shard_channel {
 
     // Consumer's own.
     alignas(64) std::size_t head_mine_ = 0;
+    std::size_t taken_ = 0;  // items of the batch at head_mine_ already taken (a stall)
     std::uint64_t consumed_mine_ = 0;
     shard_channel_consumer_counters consumer_;
 

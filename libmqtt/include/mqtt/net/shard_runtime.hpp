@@ -51,8 +51,11 @@ struct shard_runtime_options {
 
 class shard_runtime {
   public:
-    // A batch from shard `from`, on the receiving shard's thread; the items may be moved from.
-    using batch_handler = std::function<void(std::size_t from, std::span<shard_item> items)>;
+    // A batch from shard `from`, on the receiving shard's thread; the items may be moved
+    // from. It returns how many items it took from the front: fewer than it was given stalls
+    // the channel from -> this shard (the rest stay in flight, so the sender's high_water
+    // pauses its publishers) until resume_drain(from, this shard).
+    using batch_handler = std::function<std::size_t(std::size_t from, std::span<shard_item> items)>;
     // Shard `to` freed room after this shard was refused or congested towards it, on this
     // shard's thread (after the open batch towards `to` was published again).
     using resume_handler = std::function<void(std::size_t to)>;
@@ -104,6 +107,12 @@ class shard_runtime {
     void flush(std::size_t from);
     // On shard `from`'s thread: high_water items in flight towards `to`; on_resume follows.
     bool check_congested(std::size_t from, std::size_t to);
+    // On shard `to`'s thread: the channel from -> to, stalled by its batch handler, is
+    // drained again from where it stopped (posted behind what the loop has ready). Nothing
+    // when it is not stalled.
+    void resume_drain(std::size_t from, std::size_t to);
+    // Channels towards `to` stalled now (its thread, or after join()).
+    std::size_t stalled(std::size_t to) const;
 
     // The channel from -> to, for its counters (read on the threads that own each side, or
     // after join()).

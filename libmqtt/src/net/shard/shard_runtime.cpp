@@ -1,5 +1,6 @@
 #include "mqtt/net/shard_runtime.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -33,6 +34,7 @@ struct shard_runtime::shard {
     resume_handler on_resume;
     bool end_of_turn_posted = false;  // this shard's thread only
     std::uint64_t drain_reposts = 0;  // this shard's thread only
+    std::vector<bool> stalled;        // [from]: the channel from -> here; this thread only
 };
 
 shard_runtime::shard_runtime(shard_runtime_options options) {
@@ -40,6 +42,7 @@ shard_runtime::shard_runtime(shard_runtime_options options) {
     shards_.reserve(n);
     for (std::size_t k = 0; k < n; ++k)
         shards_.push_back(std::make_unique<shard>(k == 0 ? options.shard0 : nullptr));
+    for (auto& s : shards_) s->stalled.assign(n, false);
     channels_.resize(n * n);
     for (std::size_t from = 0; from < n; ++from) {
         for (std::size_t to = 0; to < n; ++to) {
@@ -173,13 +176,26 @@ void shard_runtime::publish(std::size_t from, std::size_t to) {
 void shard_runtime::drain(std::size_t from, std::size_t to) {
     shard& s = *shards_[to];
     const auto r = channel_ref(from, to).drain([&](std::span<shard_item> items) {
-        if (s.on_batch) s.on_batch(from, items);
+        return s.on_batch ? s.on_batch(from, items) : items.size();
     });
+    s.stalled[from] = r.stalled;
     if (r.again) {
         ++s.drain_reposts;
         asio::post(s.io(), [this, from, to] { drain(from, to); });
     }
     if (r.resume_producer) asio::post(shards_[from]->io(), [this, from, to] { resume(from, to); });
+}
+
+void shard_runtime::resume_drain(std::size_t from, std::size_t to) {
+    shard& s = *shards_.at(to);
+    if (from >= s.stalled.size() || !s.stalled[from]) return;
+    s.stalled[from] = false;  // one drain posted, however many times this is called
+    asio::post(s.io(), [this, from, to] { drain(from, to); });
+}
+
+std::size_t shard_runtime::stalled(std::size_t to) const {
+    const auto& v = shards_.at(to)->stalled;
+    return static_cast<std::size_t>(std::count(v.begin(), v.end(), true));
 }
 
 void shard_runtime::resume(std::size_t from, std::size_t to) {
