@@ -6,7 +6,9 @@ other in order at QoS 0, 1 and 2 (3.1.1 and 5.0); retained messages set and clea
 shard are seen on the other, and concurrent sets from both shards end alike on both;
 takeover (0x8E) and a resumed session with its queued messages, which need a client id's
 connections to meet on one shard; assigned client ids that resume; shared subscriptions
-refused (0x9E) while they need one thread; hostile first packets on the way to a shard;
+refused (0x9E) while they need one thread; a subscriber that reads nothing pausing a publisher
+on the other shard at the channel's high-water mark, nothing lost; hostile first packets on
+the way to a shard;
 start-up refusals at the threads line.
 
     broker_threads_test.py TERN_BROKER
@@ -16,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
@@ -183,6 +186,45 @@ def retained_across_shards(port, check):
     pb.close()
 
 
+def shard_backpressure(port, check):
+    """A subscriber on shard 0 that reads nothing holds up shard 1's channel: the publisher on
+    shard 1 stops being acknowledged (it is not read) once the channel's high-water mark
+    (32,768 messages in flight) is reached, instead of messages being dropped at the
+    subscriber's queue bound; once the subscriber reads and acknowledges, every message
+    arrives in order and every PUBLISH is acknowledged."""
+    total = 40000
+    sub, _ = connect(port, V5, ids_on(0, "bp-sub-")[0])
+    subscribe(sub, V5, "bp/#", 1)
+    pub, _ = connect(port, V5, ids_on(1, "bp-pub-")[0])
+    blob = b"".join(publish_packet(V5, "bp/t", b"%d" % i, qos=1, pid=i + 1) for i in range(total))
+    writer = pub.sock.dup()  # its own timeout: the broker stops reading it for a while
+    writer.settimeout(60)
+    sent = threading.Thread(target=writer.sendall, args=(blob,))
+    sent.start()
+    acked = 0
+    while True:  # PUBACKs until a second of silence
+        p = pub.packet(1.0)
+        if not isinstance(p, tuple):
+            break
+        acked += p[0] == 0x40
+    check(32768 <= acked < total,
+          f"the publisher is paused at the channel's mark: {acked} of {total} acknowledged "
+          "while the subscriber reads nothing")
+    got = receive(sub, V5, total, check, "held-up messages")
+    check(got == [b"%d" % i for i in range(total)],
+          f"every held-up message arrives once, in order ({len(got)} of {total})")
+    while acked < total:
+        p = pub.packet(5.0)
+        if not isinstance(p, tuple):
+            break
+        acked += p[0] == 0x40
+    check(acked == total, f"the publisher resumes: {acked} of {total} acknowledged")
+    sent.join(10)
+    writer.close()
+    for c in (sub, pub):
+        c.close()
+
+
 def harness_wait():
     import time
     time.sleep(0.2)  # the cross-shard batch is published at the end of the sender's turn
@@ -317,7 +359,7 @@ def main():
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
         for fn in (order_across_shards, retained_across_shards, sessions, shared_refused,
-                   hostile_first_packets):
+                   shard_backpressure, hostile_first_packets):
             print(f"--- {fn.__name__}", flush=True)
             try:
                 fn(broker.port, check)
