@@ -6,10 +6,10 @@ other in order at QoS 0, 1 and 2 (3.1.1 and 5.0); retained messages set and clea
 shard are seen on the other, and concurrent sets from both shards end alike on both;
 takeover (0x8E) and a resumed session with its queued messages, which need a client id's
 connections to meet on one shard; assigned client ids that resume; shared subscriptions
-refused (0x9E) while they need one thread; a subscriber that reads nothing pausing a publisher
-on the other shard at the channel's high-water mark, nothing lost; hostile first packets on
-the way to a shard;
-start-up refusals at the threads line.
+refused (0x9E) while they need one thread; use_username_as_clientid routing by user name; a
+subscriber that reads nothing pausing a publisher on the other shard at the channel's
+high-water mark, nothing lost; hostile first packets on the way to a shard; start-up
+refusals at the threads line.
 
     broker_threads_test.py TERN_BROKER
 """
@@ -318,6 +318,49 @@ def hostile_first_packets(port, check):
     split.close()
 
 
+def username_as_clientid(binary, work, check):
+    """use_username_as_clientid: a connection goes to the shard of its user name, which becomes
+    its client id, whatever client id the CONNECT carries: two clients with one user name and
+    client ids of different shards meet (takeover 0x8E), and a session resumes under the user
+    name from a client id of the other shard."""
+    conf = os.path.join(work, "username.conf")
+    with open(conf, "w") as f:
+        f.write("threads %d\nsys_interval 0\nuse_username_as_clientid true\n" % SHARDS)
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        user = ids_on(1, "user-")[0]
+        first = Client(broker.port)
+        first.send(connect_packet(V5, ids_on(0, "cid-")[0], username=user))
+        check(first.packet()[0] == 0x20, "use_username_as_clientid: first client connected")
+        second = Client(broker.port)
+        second.send(connect_packet(V5, ids_on(1, "cid-")[0], username=user))
+        check(second.packet()[0] == 0x20, "use_username_as_clientid: second client connected")
+        check(disconnect_code(first.packet()) == 0x8E,
+              "use_username_as_clientid: one user name from client ids of both shards: takeover")
+        persistent = ids_on(0, "keeper-")[0]
+        c = Client(broker.port)
+        c.send(connect_packet(V311, ids_on(1, "cid-")[0], clean=False, username=persistent))
+        check(c.packet()[0] == 0x20, "use_username_as_clientid: persistent client connected")
+        subscribe(c, V311, "un/t", 1)
+        c.close()
+        pub = Client(broker.port)
+        pub.send(connect_packet(V311, "any", username=ids_on(1, "pub-")[0]))
+        pub.packet()
+        publish_all(pub, V311, "un/t", [b"kept"], 1)
+        c = Client(broker.port)
+        c.send(connect_packet(V311, ids_on(0, "cid-")[0], clean=False, username=persistent))
+        p = c.packet()
+        check(isinstance(p, tuple) and p[0] == 0x20 and p[1][0] == 1,
+              f"use_username_as_clientid: the session resumes from the other shard's id ({p!r})")
+        check(receive(c, V311, 1, check, "queued under the user name") == [b"kept"],
+              "use_username_as_clientid: the message queued meanwhile arrives")
+        for x in (first, second, pub, c):
+            x.close()
+    finally:
+        status = broker.stop()
+    check(status == 0, f"use_username_as_clientid: the broker exits with 0 ({status})")
+
+
 def startup_refusals(binary, work, check):
     cases = [
         ("threads 2\n", "sys_interval is 10"),
@@ -369,6 +412,7 @@ def main():
     finally:
         status = broker.stop()
     check(status == 0, f"the broker exits with 0 on SIGTERM (got {status})")
+    username_as_clientid(binary, work, check)
     startup_refusals(binary, work, check)
     if check.failures:
         print(f"broker log: {broker.log()[-3000:]}")

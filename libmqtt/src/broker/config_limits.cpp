@@ -205,8 +205,6 @@ bool check_threads(parse_state& st) {
             what = "TLS listeners";
         } else if (l.protocol == listener_protocol::websockets) {
             what = "WebSocket listeners";
-        } else if (l.use_username_as_clientid) {
-            what = "use_username_as_clientid";
         }
     }
     if (what.empty() && c.persistence.enabled) what = "persistence";
