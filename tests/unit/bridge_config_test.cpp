@@ -227,7 +227,7 @@ TEST_CASE("CONNECT with the bridge flag: protocol level 0x84 / 0x83, not in 5.0"
     }
 }
 
-TEST_CASE("bridge config: the on-disk queue options, global and per bridge; local_cleansession") {
+TEST_CASE("bridge config: the on-disk queue options, global and per bridge, local_cleansession") {
     auto r = parse(
         "queue_dir /var/lib/tern-bridge\n"
         "queue_max_bytes 512M\n"

@@ -335,7 +335,7 @@ TEST_CASE(
     }
 }
 
-TEST_CASE("acl: a refused SUBSCRIBE ends an earlier grant; a SIGHUP revokes nothing") {
+TEST_CASE("acl: a refused SUBSCRIBE ends an earlier grant, a SIGHUP revokes nothing") {
     // Anonymous clients (pub) may write everywhere; bob reads news/# or, later, other/#.
     constexpr std::string_view reads_news = "topic write #\nuser bob\ntopic read news/#\n";
     constexpr std::string_view reads_other = "topic write #\nuser bob\ntopic read other/#\n";

@@ -676,7 +676,7 @@ TEST_CASE("config: logging options") {
     CHECK(c.log.timestamp);
 }
 
-TEST_CASE("config: sys_interval sets the $SYS period without a warning; 0 disables") {
+TEST_CASE("config: sys_interval sets the $SYS period without a warning, 0 disables") {
     const auto c = parse_ok("\nsys_interval 30\n");
     CHECK(c.sys_interval == 30s);
     CHECK(c.warnings.empty());

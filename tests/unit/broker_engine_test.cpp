@@ -408,7 +408,7 @@ TEST_CASE("broker: random bytes after CONNECT never crash the session") {
 
 TEST_CASE("broker: topic aliases from a 5.0 client (3.3.2.3.4)") {
     auto now = test_epoch();
-    SUBCASE("set, used, replaced; never forwarded to subscribers") {
+    SUBCASE("set, used, replaced, never forwarded to subscribers") {
         engine e;
         test_client sub{e, protocol_version::v5, now};
         sub.connect("sub");
@@ -552,7 +552,7 @@ TEST_CASE("broker: topic aliases towards a 5.0 client that accepts them (3.3.2.3
             }
         }
     }
-    SUBCASE("max_topic_alias bounds what the broker uses; short topics go by name") {
+    SUBCASE("max_topic_alias bounds what the broker uses, short topics go by name") {
         mqtt::broker::limits l;
         l.max_topic_alias = 1;
         engine e{l};

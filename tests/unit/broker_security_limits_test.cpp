@@ -109,7 +109,7 @@ TEST_CASE("memory_limit: 3.1.1 QoS 1/2 closes without acknowledging, QoS 0 is dr
     CHECK(e.find_session("sub")->queue.size() == 1);
 }
 
-TEST_CASE("memory_limit: retained messages count; clearing one is accepted when full") {
+TEST_CASE("memory_limit: retained messages count, clearing one is accepted when full") {
     auto now = test_epoch();
     limits l;
     l.memory_limit = 4 * 1024;

@@ -300,7 +300,7 @@ TEST_CASE("subscription identifiers: the exact bytes, and none for 3.1.1") {
     CHECK(no_ids == bytes{0x30, 0x05, 0x00, 0x01, 0x74, 0x00, 0x78});
 }
 
-TEST_CASE("output_batch: large payloads are shared, not copied; flattened they are the same bytes") {
+TEST_CASE("output_batch: large payloads are shared, not copied, flattened they are the same bytes") {
     using mqtt::broker::output_batch;
     publish_packet small;
     small.topic = "s";

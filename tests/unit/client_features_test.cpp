@@ -101,7 +101,7 @@ TEST_CASE(
         p.feed(pubcomp_packet{*b, reason_code::success, {}});
         CHECK(p.s->unacknowledged() == 0);
     }
-    SUBCASE("the broker lost it: a again as a new message; b (PUBREC seen) is done") {
+    SUBCASE("the broker lost it: a again as a new message, b (PUBREC seen) is done") {
         p.feed(connack_packet{});
         out = p.sent();
         REQUIRE(out.size() == 1);

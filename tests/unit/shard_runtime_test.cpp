@@ -297,7 +297,7 @@ TEST_CASE("shard runtime: several producers into one consumer keep their order")
     CHECK(c.live() == 0);
 }
 
-TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain; the sender is congested") {
+TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain, the sender is congested") {
     message_counts c;
     {
         shard_runtime rt({.shards = 2, .channel = {.slots = 16, .max_items = 1'000, .high_water = 10}});

@@ -145,7 +145,7 @@ TEST_CASE("many subscribers on one filter") {
     CHECK(trie.node_count() == 1);
 }
 
-TEST_CASE("non-const match gives mutable values; filter view names the node") {
+TEST_CASE("non-const match gives mutable values, filter view names the node") {
     subscription_trie<std::string, int> trie;
     trie.insert_or_assign("a/+", "c1", 0);
     trie.insert_or_assign("a/+", "c2", 0);
