@@ -61,13 +61,29 @@ def publisher_ids():
     """One publisher on the subscriber's shard, the others on the other shards in turn."""
     home = shard_of("slow-sub")
     want = [home] + [(home + 1 + i % max(THREADS - 1, 1)) % THREADS for i in range(PUBLISHERS - 1)]
-    ids, i = [], 0
-    for shard in want:
-        while shard_of(f"fast-pub-{i}") != shard:
-            i += 1
-        ids.append(f"fast-pub-{i}")
-        i += 1
-    return ids
+    return [id_on(shard, f"fast-pub-{n}-") for n, shard in enumerate(want)]
+
+
+def connect_fast(port, cid):
+    """A QoS 1 publisher: 50 in flight, nothing queued in the client."""
+    c = mqtt.Client(client_id=cid, clean_session=True)
+    c.max_inflight_messages_set(50)
+    c.max_queued_messages_set(0)
+    c.connect(HOST, port, keepalive=60)
+    c.loop_start()
+    return c
+
+
+def publish_all(c, plan, what, errors):
+    """Publishes (topic, payload) pairs at QoS 1; an error when one is not acknowledged in time."""
+    infos = [c.publish(topic, payload, qos=1) for topic, payload in plan]
+    end = time.monotonic() + DEADLINE
+    for info in infos:
+        while not info.is_published() and time.monotonic() < end:
+            info.wait_for_publish(0.5)
+        if not info.is_published():
+            errors.append(f"{what}: not acknowledged in time")
+            return
 
 
 def start_broker(binary, log, work):
@@ -144,19 +160,9 @@ def run(proc, port):
     ids = publisher_ids()
 
     def publisher(n):
-        c = mqtt.Client(client_id=ids[n], clean_session=True)
-        c.max_inflight_messages_set(50)
-        c.max_queued_messages_set(0)
-        c.connect(HOST, port, keepalive=60)
-        c.loop_start()
-        infos = [c.publish("bp/t", f"{n}-{i}".encode(), qos=1) for i in range(PER_PUBLISHER)]
-        end = time.monotonic() + DEADLINE
-        for info in infos:
-            while not info.is_published() and time.monotonic() < end:
-                info.wait_for_publish(0.5)
-            if not info.is_published():
-                errors.append(f"publisher {n}: not acknowledged in time")
-                break
+        c = connect_fast(port, ids[n])
+        publish_all(c, [("bp/t", f"{n}-{i}".encode()) for i in range(PER_PUBLISHER)],
+                    f"publisher {n}", errors)
         c.disconnect()
         c.loop_stop()
 
@@ -215,44 +221,26 @@ def crossed(port):
             with lock:
                 got[k].add(m.payload)
 
-        c = mqtt.Client(client_id=id_on(shards[k], f"crossed-slow-{k}-"), clean_session=True)
+        c = connect_fast(port, id_on(shards[k], f"crossed-slow-{k}-"))
         c.on_message = on_message
         c.on_subscribe = lambda c, u, mid, granted, e=subscribed: e.set()
-        c.max_inflight_messages_set(50)
-        c.max_queued_messages_set(0)
-        c.connect(HOST, port, keepalive=60)
-        c.loop_start()
         c.subscribe(f"bp/x/{k}", qos=1)
         if not subscribed.wait(10):
             print("FAIL: crossed: no SUBACK")
             return 1
         slow.append(c)
 
-    def publish(c, plan, name):
-        infos = [c.publish(topic, payload, qos=1) for topic, payload in plan]
-        end = time.monotonic() + DEADLINE
-        for info in infos:
-            while not info.is_published() and time.monotonic() < end:
-                info.wait_for_publish(0.5)
-            if not info.is_published():
-                errors.append(f"crossed: {name}: not acknowledged in time")
-                return
-
     def fast(k, j):
-        c = mqtt.Client(client_id=id_on(shards[k], f"crossed-fast-{k}-{j}-"), clean_session=True)
-        c.max_inflight_messages_set(50)
-        c.max_queued_messages_set(0)
-        c.connect(HOST, port, keepalive=60)
-        c.loop_start()
-        publish(c, [(f"bp/x/{1 - k}", f"f{k}-{j}-{i}".encode()) for i in range(CROSSED)],
-                f"fast {k}-{j}")
+        c = connect_fast(port, id_on(shards[k], f"crossed-fast-{k}-{j}-"))
+        publish_all(c, [(f"bp/x/{1 - k}", f"f{k}-{j}-{i}".encode()) for i in range(CROSSED)],
+                    f"crossed: fast {k}-{j}", errors)
         c.disconnect()
         c.loop_stop()
 
     start = time.monotonic()
-    threads = [threading.Thread(target=publish, args=(
-        slow[k], [(f"bp/x/{1 - k}", f"s{k}-{i}".encode()) for i in range(CROSSED)], f"slow {k}"))
-        for k in range(2)]
+    threads = [threading.Thread(target=publish_all, args=(
+        slow[k], [(f"bp/x/{1 - k}", f"s{k}-{i}".encode()) for i in range(CROSSED)],
+        f"crossed: slow {k}", errors)) for k in range(2)]
     threads += [threading.Thread(target=fast, args=(k, j))
                 for k in range(2) for j in range(CROSSED_FAST)]
     for t in threads:
