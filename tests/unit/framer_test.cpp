@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <ostream>
+#include <stdexcept>
 
 #include <vector>
 
@@ -226,4 +228,18 @@ TEST_CASE("framer: missing() is 0 after an error") {
     bytes big{0x30, 0xE8, 0x07};  // 1,000 bytes: over the maximum
     f.feed(big);
     CHECK(f.missing() == 0);
+}
+
+// A broker holds a framer per connection (GCC 12 / libstdc++ on x86-64): 32-bit offsets.
+TEST_CASE("framer: 40 bytes, and no buffer past 4 GiB") {
+    CHECK(sizeof(framer) <= 40);
+    framer f;
+    f.feed(bytes{0x30, 0x03, 0x00, 0x01});  // a PUBLISH's first 4 bytes of 5
+    // Refused before anything is allocated; what is buffered stays.
+    CHECK_THROWS_AS(f.prepare(std::size_t{UINT32_MAX}), std::length_error);
+    CHECK(f.buffered() == 4);
+    f.feed(bytes{'t'});
+    auto whole = f.next().value();
+    REQUIRE(whole.has_value());
+    CHECK(whole->body.size() == 3);
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 
 #include "mqtt/error.hpp"
 #include "mqtt/protocol/codec.hpp"
@@ -41,20 +43,25 @@ std::size_t frame::size() const noexcept {
 
 std::span<std::uint8_t> framer::prepare(std::size_t n) {
     compact();
+    constexpr std::size_t most = std::numeric_limits<std::uint32_t>::max();
+    // The caller's read size, never the peer's: a packet's missing bytes are bounded by
+    // max_packet_size (check_pending_header() fails a larger one).
+    if (n > most - end_) throw std::length_error("framer: more than 4 GiB buffered");
     if (size_ < end_ + n) {
         // Grows geometrically; the new bytes are left uninitialised (they are read into).
-        const std::size_t size = std::max(end_ + n, size_ + size_ / 2);
+        const std::size_t size =
+            std::min(std::max(std::size_t{end_} + n, std::size_t{size_} + size_ / 2), most);
         std::unique_ptr<std::uint8_t[]> bigger(new std::uint8_t[size]);
         if (end_ != 0) std::memcpy(bigger.get(), buf_.get(), end_);
         buf_ = std::move(bigger);
-        size_ = size;
+        size_ = static_cast<std::uint32_t>(size);
     }
     return {buf_.get() + end_, n};
 }
 
 void framer::commit(std::size_t n) {
     if (error_) return;
-    end_ = std::min(end_ + n, size_);
+    end_ = static_cast<std::uint32_t>(std::min(std::size_t{end_} + n, std::size_t{size_}));
     check_pending_header();
 }
 
@@ -85,7 +92,7 @@ result<std::optional<frame>> framer::next() {
     frame f;
     f.first_byte = buf_[begin_];
     f.body = {buf_.get() + begin_ + h.header_size, h.remaining};
-    begin_ += h.header_size + h.remaining;
+    begin_ += static_cast<std::uint32_t>(h.header_size + h.remaining);
     return std::optional<frame>{f};
 }
 
@@ -106,12 +113,12 @@ void framer::fail(std::error_code ec) noexcept {
 // so a peer cannot make us hold a body we will refuse anyway.
 void framer::check_pending_header() noexcept {
     if (error_) return;
-    std::size_t at = begin_;
+    std::size_t at = begin_;  // bytes before end_: fits 32 bits
     while (at < end_) {
         const auto h = scan_header(buf_.get() + at, end_ - at);
         if (h.ec || (h.header_size && h.header_size + h.remaining > max_packet_size_)) {
             error_ = h.ec ? h.ec : make_error_code(errc::packet_too_large);
-            end_ = at;  // keep the whole packets before it, drop the rest
+            end_ = static_cast<std::uint32_t>(at);  // keep the whole packets before it, drop the rest
             return;
         }
         if (h.header_size == 0 || end_ - at < h.header_size + h.remaining) return;

@@ -61,10 +61,12 @@ private:
 
     // Allocated without zero-filling: pages are touched only as bytes are read into them,
     // so an idle connection's buffer costs the memory of what it received, not its size.
+    // Offsets are 32 bits (a broker holds a framer per connection): the buffer holds at most
+    // a packet (under 256 MiB) and a read, and prepare() refuses to grow it past 4 GiB.
     std::unique_ptr<std::uint8_t[]> buf_;
-    std::size_t size_ = 0;   // allocated bytes
-    std::size_t begin_ = 0;  // first unconsumed byte
-    std::size_t end_ = 0;    // one past the last committed byte
+    std::uint32_t size_ = 0;   // allocated bytes
+    std::uint32_t begin_ = 0;  // first unconsumed byte
+    std::uint32_t end_ = 0;    // one past the last committed byte
     std::uint32_t max_packet_size_;
     std::error_code error_;
 };
