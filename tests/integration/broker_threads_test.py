@@ -9,16 +9,21 @@ connections to meet on one shard; assigned client ids that resume; shared subscr
 refused (0x9E) while they need one thread; use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost; hostile first packets on the way to a shard; start-up
-refusals at the threads line.
+refusals at the threads line; $SYS topics and /metrics that report both shards summed, the
+$SYS ones received by a subscriber on shard 1, and the shutdown line counting the
+connections of both shards.
 
     broker_threads_test.py TERN_BROKER
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
@@ -359,15 +364,113 @@ def username_as_clientid(binary, work, check):
     finally:
         status = broker.stop()
     check(status == 0, f"use_username_as_clientid: the broker exits with 0 ({status})")
+def sys_values(c, v, want, timeout):
+    """Reads $SYS PUBLISHes until every topic of `want` (topic -> payload) had its value
+    or `timeout` passed; returns the last payload seen per topic."""
+    seen = {}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(seen.get(t) == p for t, p in want.items()):
+            break
+        p = c.packet(max(0.1, end - time.monotonic()))
+        if isinstance(p, tuple) and p[0] >> 4 == 3:
+            topic, payload, _, _, _ = parse_publish(p, v)
+            seen[topic] = payload.decode()
+        elif not isinstance(p, tuple) and p is not None:
+            break  # closed
+    return seen
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def sys_and_metrics(binary, work, check):
+    """threads 2 with sys_interval 1 and metrics_listener: two clients on each shard, QoS 1
+    publishes on shard 0 and QoS 0 ones on shard 1; /metrics and the $SYS topics a
+    subscriber on shard 1 gets say both shards' figures summed."""
+    conf = os.path.join(work, "sys.conf")
+    with open(conf, "w") as f:
+        f.write("threads 2\nsys_interval 1\nmetrics_listener 0\n")
+    broker = harness.start_tern_broker(binary, work, ["-c", conf, "-v"])
+    try:
+        addr = None
+        for _ in range(100):
+            m = re.search(r"metrics on http://([0-9.:]+)/metrics", broker.log())
+            if m:
+                addr = m.group(1)
+                break
+            time.sleep(0.05)
+        check(addr is not None, f"threads 2 starts with metrics_listener and sys_interval 1 "
+                                f"(metrics at {addr})")
+        if addr is None:
+            return
+        v = V5
+        sub0, pub0 = ids_on(0, "sm0-", 2)
+        sub1, watch1 = ids_on(1, "sm1-", 2)
+        s0, _ = connect(broker.port, v, sub0)
+        subscribe(s0, v, "sm/#", 0)
+        s1, _ = connect(broker.port, v, sub1)
+        subscribe(s1, v, "sm/#", 0)
+        p0, _ = connect(broker.port, v, pub0)
+        publish_all(p0, v, "sm/0", [b"a", b"b", b"c"], 1)  # shard 0
+        publish_all(s1, v, "sm/1", [b"d", b"e"], 0)         # shard 1
+        got0 = receive(s0, v, 5, check, "sm/# on shard 0")
+        got1 = receive(s1, v, 5, check, "sm/# on shard 1")
+        w, _ = connect(broker.port, v, watch1)
+        subscribe(w, v, "$SYS/broker/#", 0)
+        # 4 clients, 2 on each shard; 5 messages received (3 on shard 0, 2 on shard 1);
+        # 3 subscriptions (1 on shard 0, 2 on shard 1).
+        want = {"$SYS/broker/clients/connected": "4", "$SYS/broker/clients/total": "4",
+                "$SYS/broker/clients/maximum": "4", "$SYS/broker/messages/received": "5",
+                "$SYS/broker/subscriptions/count": "3"}
+        seen = sys_values(w, v, want, 6.0)
+        for topic, value in want.items():
+            check(seen.get(topic) == value,
+                  f"a $SYS subscriber on shard 1 gets {topic} {value} (both shards summed; "
+                  f"got {seen.get(topic)!r})")
+        check(seen.get("$SYS/broker/version", "").startswith("tern-broker"),
+              "and $SYS/broker/version")
+        text = ""
+        for _ in range(50):
+            with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            if metric(text, 'tern_messages_received_total{qos="0"}') == 2:
+                break
+            time.sleep(0.1)
+        for name, value in (("tern_clients_connected", 4), ("tern_connects_accepted_total", 4),
+                            ('tern_messages_received_total{qos="1"}', 3),
+                            ('tern_messages_received_total{qos="0"}', 2),
+                            ("tern_subscriptions", 3), ("tern_clients_maximum", 4),
+                            ("tern_sessions", 4), ("tern_retained_messages", None)):
+            got = metric(text, name)
+            if value is None:  # shard 0's count: the $SYS topics, no double count
+                check(got is not None and 20 <= got <= 40,
+                      f"/metrics {name} is one replica's count ({got})")
+                continue
+            check(got == value, f"/metrics {name} = {value}, both shards summed (got {got})")
+        sent = metric(text, 'tern_messages_sent_total{qos="0"}')
+        check(sent is not None and sent >= 10 and len(got0) == 5 and len(got1) == 5,
+              f"/metrics messages sent counts the deliveries on both shards ({sent} >= 10)")
+        check(broker.running(), "the broker is still running")
+    finally:
+        status = broker.stop()
+    log = broker.log()
+    check(status == 0, f"exit 0 on SIGTERM (got {status})")
+    m = re.search(r"closing (\d+) connection\(s\)", log)
+    check(m is not None and m.group(1) == "4",
+          f"the shutdown line counts the connections of both shards "
+          f"({m.group(0) if m else 'no line'})")
 
 
 def startup_refusals(binary, work, check):
     cases = [
-        ("threads 2\n", "sys_interval is 10"),
         ("sys_interval 0\nthreads 2\npersistence true\npersistence_location %s\n" % work,
          "persistence"),
-        ("sys_interval 0\nmetrics_listener 0\nthreads 3\n", "metrics_listener"),
-        ("sys_interval 0\nlistener 0 127.0.0.1\nprotocol websockets\nthreads 2\n",
+        ("metrics_listener 0\nthreads 3\nlistener 0 127.0.0.1\nprotocol websockets\n",
          "WebSocket listeners"),
         ("threads 0\n", "out of range"),
     ]
@@ -413,6 +516,11 @@ def main():
         status = broker.stop()
     check(status == 0, f"the broker exits with 0 on SIGTERM (got {status})")
     username_as_clientid(binary, work, check)
+    print("--- sys_and_metrics", flush=True)
+    try:
+        sys_and_metrics(binary, work, check)
+    except (AssertionError, OSError) as e:
+        check(False, f"sys_and_metrics: {e}")
     startup_refusals(binary, work, check)
     if check.failures:
         print(f"broker log: {broker.log()[-3000:]}")

@@ -78,8 +78,8 @@ class Broker:
 
 def threads_args(work, args=()):
     """With TERN_BROKER_THREADS=N in the environment (the suites' `threads N` runs in
-    CTest): `threads N` (and sys_interval 0, which threads > 1 needs, unless the file sets
-    it), in a copy of the broker's -c file or in a file of its own."""
+    CTest): `threads N` (and sys_interval 0 unless the file sets it, as these runs have had
+    since threads > 1 needed it), in a copy of the broker's -c file or in a file of its own."""
     n = os.environ.get("TERN_BROKER_THREADS")
     if not n:
         return list(args)

@@ -870,3 +870,16 @@ TEST_CASE("log: text and JSON lines") {
     err.msg = "boom";
     CHECK(format_log_line(err, {}, t) == "tern-broker: error: boom\n");
 }
+
+TEST_CASE("config: threads above 1 with $SYS and metrics_listener, and what it still refuses") {
+    // $SYS (sys_interval, 10 by default) and /metrics report every shard summed.
+    const auto c = parse_ok("threads 2\nsys_interval 1\nmetrics_listener 0\n");
+    CHECK(c.threads == 2);
+    CHECK(c.sys_interval == 1s);
+    CHECK(c.metrics.has_value());
+    CHECK(parse_ok("threads 4\n").sys_interval == 10s);
+    const auto e = parse_error(
+        "metrics_listener 0\nthreads 2\npersistence true\npersistence_location /var/lib/tern/\n");
+    CHECK(e.line == 2);
+    CHECK(e.message.find("together with persistence") != std::string::npos);
+}

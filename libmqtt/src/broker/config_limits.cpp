@@ -209,11 +209,6 @@ bool check_threads(parse_state& st) {
     }
     if (what.empty() && c.persistence.enabled) what = "persistence";
     if (what.empty() && !c.bridges.empty()) what = "bridges (connection)";
-    if (what.empty() && c.metrics) what = "metrics_listener";
-    if (what.empty() && c.sys_interval.count() != 0) {
-        what = "$SYS topics (sys_interval is " + std::to_string(c.sys_interval.count()) +
-               "; sys_interval 0 turns them off)";
-    }
     if (what.empty()) return true;
     st.file = c.threads_origin.file;
     st.line = c.threads_origin.line;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "mqtt/broker/figures.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/topic.hpp"
 
@@ -195,6 +196,9 @@ void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
     if (meters != nullptr) {
         meter_ = meters->meter_;
         out_meter_ = meters->out_meter_;
+        clients_ = meters->clients_;
+    } else if (shard_count_ > 1) {
+        clients_ = std::make_shared<connected_meter>();
     }
 }
 

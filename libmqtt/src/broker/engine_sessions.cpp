@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/figures.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/topic.hpp"
 
@@ -62,12 +63,16 @@ engine::attach_result engine::attach(session& s, const std::string& client_id, b
     }
     it->second->connection = &s;
     ++connected_;
+    if (clients_) clients_->up();
     stats_.connected_maximum = std::max<std::uint64_t>(stats_.connected_maximum, connected_);
     return {it->second.get(), present};
 }
 
 void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
-    if (ds.connection != nullptr) --connected_;
+    if (ds.connection != nullptr) {
+        --connected_;
+        if (clients_) clients_->down();
+    }
     ds.connection = nullptr;
     if (!publish) ds.set_will(nullptr, ds.will_delay());
     if (ds.expiry_interval == 0) {  // ends with the connection; end_session sends the Will

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "mqtt/broker/engine.hpp"
+#include "mqtt/broker/figures.hpp"
 
 namespace mqtt::broker {
 namespace {
@@ -96,11 +97,11 @@ class exposition {
     std::string_view name_;
 };
 
-void connection_metrics(exposition& x, const engine& e) {
-    const auto& st = e.stats();
+void connection_metrics(exposition& x, const figures& f) {
+    const auto& st = f.stats;
     x.gauge("tern_connections", "Open network connections, MQTT-connected or not yet.",
-            e.session_count());
-    x.gauge("tern_clients_connected", "Clients connected (CONNECT accepted).", e.connected_count());
+            f.connections);
+    x.gauge("tern_clients_connected", "Clients connected (CONNECT accepted).", f.connected);
     x.gauge("tern_clients_maximum", "Most clients connected at once since the start.",
             st.connected_maximum);
     x.counter("tern_connections_accepted_total", "Network connections accepted by the listeners.",
@@ -122,12 +123,10 @@ void connection_metrics(exposition& x, const engine& e) {
               st.takeovers);
 }
 
-void session_metrics(exposition& x, const engine& e) {
-    const auto& st = e.stats();
-    x.gauge("tern_sessions", "MQTT sessions stored, connected or offline.",
-            e.stored_session_count());
-    x.gauge("tern_sessions_offline", "Stored sessions without a connection.",
-            e.offline_session_count());
+void session_metrics(exposition& x, const figures& f) {
+    const auto& st = f.stats;
+    x.gauge("tern_sessions", "MQTT sessions stored, connected or offline.", f.stored_sessions);
+    x.gauge("tern_sessions_offline", "Stored sessions without a connection.", f.offline_sessions);
     x.counter("tern_sessions_resumed_total", "CONNECTs that resumed a stored session.",
               st.sessions_resumed);
     x.counter("tern_sessions_expired_total", "Offline sessions removed at their expiry.",
@@ -137,8 +136,8 @@ void session_metrics(exposition& x, const engine& e) {
     x.counter("tern_wills_published_total", "Will messages published.", st.wills_published);
 }
 
-void message_metrics(exposition& x, const engine& e) {
-    const auto& st = e.stats();
+void message_metrics(exposition& x, const figures& f) {
+    const auto& st = f.stats;
     x.by_qos("tern_messages_received_total",
              "PUBLISH packets received from clients and routed, by QoS (duplicates excluded).",
              st.received_by_qos);
@@ -170,8 +169,8 @@ void message_metrics(exposition& x, const engine& e) {
               st.dropped_retain_full);
 }
 
-void state_metrics(exposition& x, const engine& e) {
-    const auto q = e.queues();
+void state_metrics(exposition& x, const figures& f) {
+    const auto& q = f.queues;
     x.gauge("tern_queued_messages",
             "Messages waiting in session queues (for an in-flight slot or an offline client).",
             q.queued);
@@ -180,24 +179,24 @@ void state_metrics(exposition& x, const engine& e) {
     x.gauge("tern_inflight_messages", "QoS 1 and 2 messages sent and not yet acknowledged.",
             q.inflight);
     x.gauge("tern_subscriptions", "Subscriptions of all sessions, shared ones included.",
-            e.subscription_count());
+            f.subscriptions);
     x.gauge("tern_shared_subscription_groups", "Share groups ($share/NAME/FILTER).",
-            e.share_group_count());
-    x.gauge("tern_retained_messages", "Retained messages held.", e.retained().size());
+            f.share_groups);
+    x.gauge("tern_retained_messages", "Retained messages held.", f.retained_count);
     x.gauge("tern_retained_bytes", "What the retained store's byte bound counts.",
-            e.retained().bytes());
+            f.retained_bytes);
     x.family("tern_memory_bytes", "gauge",
              "Bytes counted against memory_limit: messages held (queued, in flight, retained; "
              "each once) and output waiting to be written to clients.");
-    x.sample("kind", "messages", e.held_bytes());
-    x.sample("kind", "output", e.output_bytes());
-    const auto limit = e.config().memory_limit;
+    x.sample("kind", "messages", f.held_bytes);
+    x.sample("kind", "output", f.output_bytes);
+    const auto limit = f.memory_limit;
     x.gauge("tern_memory_limit_bytes", "memory_limit (0: none).",
             limit == std::numeric_limits<std::size_t>::max() ? 0 : limit);
 }
 
-void mqttsn_metrics(exposition& x, const engine& e) {
-    const auto& st = e.stats();
+void mqttsn_metrics(exposition& x, const figures& f) {
+    const auto& st = f.stats;
     x.gauge("tern_mqttsn_clients",
             "MQTT-SN clients the gateways hold (connecting, connected or asleep).",
             st.mqttsn_clients);
@@ -296,6 +295,10 @@ bool is_token_char(char c) {
 }  // namespace
 
 std::string render_metrics(const engine& e, const metrics_context& c) {
+    return render_metrics(figures_of(e), c);
+}
+
+std::string render_metrics(const figures& f, const metrics_context& c) {
     std::string out;
     out.reserve(8192);
     exposition x{out};
@@ -303,11 +306,11 @@ std::string render_metrics(const engine& e, const metrics_context& c) {
     x.sample("version", c.version, 1);
     x.family("tern_uptime_seconds", "gauge", "Seconds since the broker started.");
     x.sample_double(c.uptime_seconds);
-    connection_metrics(x, e);
-    session_metrics(x, e);
-    message_metrics(x, e);
-    state_metrics(x, e);
-    if (c.mqttsn) mqttsn_metrics(x, e);
+    connection_metrics(x, f);
+    session_metrics(x, f);
+    message_metrics(x, f);
+    state_metrics(x, f);
+    if (c.mqttsn) mqttsn_metrics(x, f);
     if (!c.bridges.empty()) bridge_metrics(x, c.bridges);
     if (c.persistence) {
         x.gauge("tern_store_file_bytes",
@@ -386,6 +389,10 @@ std::string metrics_http_response(const http_request& r,
     }
     if (!metrics) return http_response(200, text, "ok\n");
     return http_response(200, "text/plain; version=0.0.4; charset=utf-8", render());
+}
+
+bool asks_for_metrics(const http_request& r) {
+    return r.target == "/metrics" && r.method == "GET";
 }
 
 std::string http_error_response(http_parse p) {

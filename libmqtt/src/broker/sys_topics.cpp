@@ -31,14 +31,14 @@ sys_topics::sys_topics(engine& e, std::chrono::seconds interval, clock::time_poi
       next_(interval.count() > 0 ? start : clock::time_point::max()),
       version_(std::move(version)) {}
 
-std::size_t sys_topics::on_timer(clock::time_point now) {
+std::size_t sys_topics::on_timer(clock::time_point now, const figures& f) {
     if (!enabled() || now < next_) return 0;
     // The next slot past `now`: after a stall the schedule skips, it does not catch up.
     const auto behind = (now - next_) / interval_;
     next_ += interval_ * (behind + 1);
-    update_loads(now);
+    const auto& st = f.stats;
+    update_loads(now, st);
 
-    const auto& st = engine_.stats();
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(now - start_).count();
     std::size_t n = 0;
     auto put_if = [&](std::string_view topic, std::string payload) {
@@ -46,9 +46,9 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
     };
     put_if("version", version_);
     put_if("uptime", std::to_string(uptime) + " seconds");
-    put_if("clients/connected", number(engine_.connected_count()));
-    put_if("clients/disconnected", number(engine_.offline_session_count()));
-    put_if("clients/total", number(engine_.stored_session_count()));
+    put_if("clients/connected", number(f.connected));
+    put_if("clients/disconnected", number(f.offline_sessions));
+    put_if("clients/total", number(f.stored_sessions));
     put_if("clients/maximum", number(st.connected_maximum));
     put_if("clients/expired", number(st.sessions_expired));
     put_if("messages/received", number(st.messages_received));
@@ -58,9 +58,10 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
     put_if("publish/messages/dropped",
            number(st.dropped_qos0_slow + st.dropped_queue_full + st.dropped_too_large +
                   st.dropped_qos0_offline + st.dropped_expired));
-    put_if("subscriptions/count", number(engine_.subscription_count()));
+    put_if("subscriptions/count", number(f.subscriptions));
     // What the limits against hostile clients refused (docs/security.md), and what
-    // memory_limit counts now.
+    // memory_limit counts now: the engine's meters, read now (so they count the $SYS
+    // messages just published), which with shards every shard shares.
     put_if("limits/memory/bytes", number(engine_.held_bytes() + engine_.output_bytes()));
     put_if("limits/memory/output", number(engine_.output_bytes()));
     put_if("limits/memory/refused", number(st.dropped_memory_limit));
@@ -80,7 +81,9 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
     publish_loads("messages/sent", sent_, n, now);
     publish_loads("bytes/received", bytes_received_, n, now);
     publish_loads("bytes/sent", bytes_sent_, n, now);
-    // Last, so it counts the $SYS topics too, this one included the first time.
+    // Last, so it counts the $SYS topics too, this one included the first time. Read from
+    // the engine, not the figures (read before this update): with shards, shard 0's replica,
+    // which the others' converge to.
     const bool counted = last_payload_.count("retained messages/count") != 0;
     const bool adds_one = !counted && engine_.config().retain_available;
     put_if("retained messages/count", number(engine_.retained().size() + (adds_one ? 1 : 0)));
@@ -90,8 +93,7 @@ std::size_t sys_topics::on_timer(clock::time_point now) {
 // Each counter's rate over the last interval, scaled to per minute, is blended into the
 // averages with weight 1 - exp(-dt / window): the usual exponentially decayed load average,
 // independent of sys_interval.
-void sys_topics::update_loads(clock::time_point now) {
-    const auto& st = engine_.stats();
+void sys_topics::update_loads(clock::time_point now, const stats& st) {
     if (!updated_) {  // nothing to compare with yet: start from the counters as they are
         updated_ = true;
         last_update_ = now;

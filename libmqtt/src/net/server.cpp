@@ -154,7 +154,8 @@ asio::awaitable<void> server::impl::expiry_loop() {
     }
 }
 
-// Publishes the $SYS topics at sys.next_due() (never when sys_interval is 0).
+// Publishes the $SYS topics at sys.next_due() (never when sys_interval is 0). With threads
+// > 1 sys_tick() does, with every shard's figures summed.
 asio::awaitable<void> server::impl::sys_loop() {
     while (!stopping && sys.enabled()) {
         sys_timer.expires_at(sys.next_due());
@@ -297,6 +298,10 @@ std::string server::impl::load_tls() {
 }
 
 std::string server::impl::render_metrics() const {
+    return render_metrics(broker::figures_of(engine));
+}
+
+std::string server::impl::render_metrics(const broker::figures& f) const {
     broker::metrics_context c;
     c.version = version_string;
     c.uptime_seconds = std::chrono::duration<double>(broker::clock::now() - started).count();
@@ -304,7 +309,7 @@ std::string server::impl::render_metrics() const {
     c.mqttsn = !mqttsn.empty();
     c.store_file_bytes = store ? store->file_bytes() : 0;
     if (bridges) c.bridges = bridges->states();
-    return broker::render_metrics(engine, c);
+    return broker::render_metrics(f, c);
 }
 
 void server::impl::stop_now() {
@@ -325,8 +330,11 @@ void server::impl::stop_now() {
         bridges_deadline = broker::clock::now() + std::chrono::seconds{3};
         wait_bridges_closed();
     }
+    // With shards: every shard's connections, counted on shard 0 (those still reading their
+    // first packet included).
+    const std::size_t open = sharded() ? open_total : engine.session_count();
     note(1, broker::log_level::info, broker::log_kind::stop,
-         "shutting down: closing " + std::to_string(engine.session_count()) + " connection(s)");
+         "shutting down: closing " + std::to_string(open) + " connection(s)");
     engine.shutdown();
     if (sharded()) shutdown_shards();
     for (auto& g : mqttsn) g->stop();
@@ -427,6 +435,13 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
     if (const auto& m = i->opts.metrics) {
         auto* raw = i.get();
         i->metrics.emplace(i->io, [raw] { return raw->render_metrics(); });
+        if (i->sharded()) {
+            i->metrics->set_async_render([raw](std::function<void(std::string)> done) {
+                raw->collect_figures([raw, done = std::move(done)](broker::figures f) {
+                    done(raw->render_metrics(f));
+                });
+            });
+        }
         if (const auto ec = i->metrics->bind(m->host, m->port)) {
             if (failed) {
                 *failed = "metrics_listener " + m->host + " port " + std::to_string(m->port);
@@ -515,7 +530,8 @@ void server::run() {
     }
     s.engine.set_expiry_hook([&s] { s.expiry.cancel(); });
     asio::co_spawn(s.io, s.expiry_loop(), asio::detached);
-    if (s.sys.enabled()) asio::co_spawn(s.io, s.sys_loop(), asio::detached);
+    if (s.sys.enabled() && s.sharded()) s.sys_tick();
+    if (s.sys.enabled() && !s.sharded()) asio::co_spawn(s.io, s.sys_loop(), asio::detached);
     if (s.metrics) s.metrics->start();
     if (s.opts.handle_signals) {
         s.signals.emplace(s.io, SIGINT, SIGTERM);

@@ -22,6 +22,7 @@
 #include "connection.hpp"
 #include "deadlines.hpp"
 #include "mqtt/bridge/runner.hpp"
+#include "mqtt/broker/figures.hpp"
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/net/server.hpp"
 #include "mqtt/net/shard_runtime.hpp"
@@ -137,6 +138,7 @@ struct server::impl {
     std::optional<detail::metrics_listener> metrics;
     broker::clock::time_point started = broker::clock::now();
     std::string render_metrics() const;
+    std::string render_metrics(const broker::figures& f) const;
     // `connection` blocks (after io and engine: destroyed before them).
     std::optional<bridge::host> bridges;
     std::size_t bridge_slot = 1;  // the engine's security slot of their local connections
@@ -187,8 +189,12 @@ struct server::impl {
     // On shard 0, once per accepted connection: it ended, or its handshake failed (and once
     // per bridge connection, group bridge_tag).
     void connection_ended(std::size_t group, std::exception_ptr e);
-    std::uint64_t refused0 = 0;  // send_to() refusals of shard 0
-    broker::stats summed_stats();
+    std::uint64_t refused0 = 0;    // send_to() refusals of shard 0
+    broker::stats summed_stats();  // after the shards' loops have ended
+    // $SYS and /metrics: every shard's figures read on its own loop (for_each_shard) and
+    // summed on shard 0, where `done` runs.
+    void collect_figures(std::function<void(broker::figures)> done);
+    void sys_tick();  // the $SYS topics with threads > 1 (sys_loop's part otherwise)
 
     boost::system::error_code bind(const tcp::endpoint& ep, tcp::acceptor& a);
     boost::system::error_code bind_all();

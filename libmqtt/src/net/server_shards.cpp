@@ -275,17 +275,39 @@ void server::impl::start_on_shard(std::size_t k, tcp::socket socket, std::string
 
 broker::stats server::impl::summed_stats() {
     broker::stats sum = engine.stats();
-    for (std::size_t k = 1; k < shards.size(); ++k) {
-        const auto& s = shards[k]->engine.stats();
-        sum.connections_accepted += s.connections_accepted;
-        sum.messages_received += s.messages_received;
-        sum.messages_sent += s.messages_sent;
-        sum.protocol_errors += s.protocol_errors;
-        sum.dropped_qos0_slow += s.dropped_qos0_slow;
-        sum.dropped_queue_full += s.dropped_queue_full;
-        sum.dropped_too_large += s.dropped_too_large;
-    }
+    for (std::size_t k = 1; k < shards.size(); ++k)
+        broker::add_stats(sum, shards[k]->engine.stats());
     return sum;
+}
+
+void server::impl::collect_figures(std::function<void(broker::figures)> done) {
+    // Slot k is written on shard k's thread only; for_each_shard orders those writes
+    // before the completion on shard 0.
+    auto of = std::make_shared<std::vector<broker::figures>>(shards.size());
+    runtime->for_each_shard(
+        [this, of](std::size_t k) { (*of)[k] = broker::figures_of(engine_of(k)); },
+        [of, done = std::move(done)]() mutable {
+            auto total = std::move((*of)[0]);
+            for (std::size_t k = 1; k < of->size(); ++k) broker::add_shard(total, (*of)[k]);
+            auto finish = std::move(done);  // released here, on shard 0
+            finish(std::move(total));
+        });
+}
+
+// The $SYS topics with threads > 1: at sys.next_due() every shard's figures are gathered,
+// then shard 0 publishes them (routed to every shard as any publish). Completion handlers,
+// not a coroutine (GCC 12 with ASan -O1 reports -Werror=mismatched-new-delete on an
+// awaitable frame here, a false positive; see read_first_packet).
+void server::impl::sys_tick() {
+    sys_timer.expires_at(sys.next_due());
+    sys_timer.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || stopping) return;
+        collect_figures([this](broker::figures f) {
+            if (stopping) return;
+            sys.on_timer(broker::clock::now(), f);
+            sys_tick();
+        });
+    });
 }
 
 }  // namespace mqtt::net

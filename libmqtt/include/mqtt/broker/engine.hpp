@@ -25,6 +25,7 @@
 namespace mqtt::broker {
 
 class session;
+class connected_meter;  // figures.hpp
 
 // With threads > 1 (docs/broker.md, "Threading") every MQTT session lives on one shard, the
 // one its client id names: FNV-1a (64 bits) of the id's bytes modulo the number of shards.
@@ -182,10 +183,13 @@ class engine {
 
     // ---- shards (threads > 1): this engine is shard `index` of `count`; `r` hands what is
     // published here to the others; `meters` is shard 0's engine, whose memory_limit
-    // meters every shard shares (nullptr for shard 0 itself). Before any connection.
+    // meters and connected_meter every shard shares (nullptr for shard 0 itself, which
+    // makes the connected_meter when count > 1). Before any connection.
     void set_shard(std::size_t index, std::size_t count, shard_router* r, const engine* meters);
     std::size_t shard_index() const noexcept { return shard_index_; }
     std::size_t shard_count() const noexcept { return shard_count_; }
+    // The clients connected over every shard (shard 0's, shared); nullptr with one shard.
+    const connected_meter* connected_clients() const noexcept { return clients_.get(); }
     // A message published on shard `from` (charged there): routed to this shard's sessions
     // (no No Local: its publisher is not here), the retained messages untouched. True when a
     // subscriber it reached is congested (QoS 1/2 queue over half its bounds): the caller
@@ -313,8 +317,9 @@ class engine {
     bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
-    shard_router* router_ = nullptr;      // set_shard(): null with one shard
-    std::vector<session*> shard_paused_;  // publishers paused for a congested shard
+    shard_router* router_ = nullptr;            // set_shard(): null with one shard
+    std::shared_ptr<connected_meter> clients_;  // set_shard(): null with one shard
+    std::vector<session*> shard_paused_;        // publishers paused for a congested shard
     // [from]: congested sessions holding up what shard `from` sends (see route_from_shard).
     std::vector<std::uint32_t> shard_holds_;
     std::size_t routing_from_ = no_shard;  // the sending shard while route_from_shard() runs

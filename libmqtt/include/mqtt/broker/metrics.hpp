@@ -19,6 +19,7 @@
 namespace mqtt::broker {
 
 class engine;
+struct figures;
 
 // What the engine does not know itself.
 struct metrics_context {
@@ -35,6 +36,8 @@ struct metrics_context {
 // TYPE lines, counters ending in _total. One pass over the stored sessions for the queue
 // gauges; nothing else is walked.
 std::string render_metrics(const engine& e, const metrics_context& c);
+// The same from figures read before: with threads > 1 every shard's summed (add_shard).
+std::string render_metrics(const figures& f, const metrics_context& c);
 
 // The bridges' families alone (tern_bridge_*, each with HELP and TYPE even when `bridges` is
 // empty): tern-bridge's /metrics; render_metrics() has them too when there are bridges.
@@ -69,6 +72,8 @@ std::string http_response(int status, std::string_view content_type, std::string
 // paths, 405 for other methods.
 std::string metrics_http_response(const http_request& r,
                                   const std::function<std::string()>& render);
+// True when metrics_http_response() calls render() for r (GET /metrics).
+bool asks_for_metrics(const http_request& r);
 
 // The response to a request that could not be parsed (400 or 431).
 std::string http_error_response(http_parse p);

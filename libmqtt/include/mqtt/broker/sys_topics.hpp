@@ -7,6 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "mqtt/broker/figures.hpp"
 #include "mqtt/broker/limits.hpp"
 
 namespace mqtt::broker {
@@ -14,10 +15,11 @@ namespace mqtt::broker {
 class engine;
 
 // The broker's own $SYS/broker/... topics (sys_interval in tern.conf): every `interval` it
-// reads the engine's counters and publishes them through the engine as retained QoS 0
-// messages from no client, with the topic names Mosquitto uses. A topic is published only
-// when its value changed since it was last published (uptime changes every time), so a
-// subscriber to $SYS/broker/# sees each value once and then its changes.
+// reads the engine's counters (with threads > 1, every shard's figures summed) and
+// publishes them through the engine as retained QoS 0 messages from no client, with the
+// topic names Mosquitto uses; with shards the engine routes them to every shard. A topic
+// is published only when its value changed since it was last published (uptime changes
+// every time), so a subscriber to $SYS/broker/# sees each value once and then its changes.
 // Sans-I/O: the time comes in as an argument; the net layer arms a timer at next_due().
 class sys_topics {
   public:
@@ -32,7 +34,12 @@ class sys_topics {
     clock::time_point next_due() const noexcept { return next_; }
     // At or after next_due(): publishes what changed and moves next_due() one interval on
     // (past `now`, so a stalled loop does not publish a burst). Returns the topics published.
-    std::size_t on_timer(clock::time_point now);
+    // The figures are the engine's own.
+    std::size_t on_timer(clock::time_point now) {
+        return enabled() && now >= next_ ? on_timer(now, figures_of(engine_)) : 0;
+    }
+    // The same with the given figures: with threads > 1 every shard's summed (add_shard).
+    std::size_t on_timer(clock::time_point now, const figures& f);
 
     // Per-minute message rates decayed over 1, 5 and 15 minutes (load/messages/...; the
     // same for load/bytes/...).
@@ -47,7 +54,7 @@ class sys_topics {
         load avg;
         std::uint64_t last = 0;  // the counter at the previous update
     };
-    void update_loads(clock::time_point now);
+    void update_loads(clock::time_point now, const stats& st);
     static void decay(rate& r, std::uint64_t count, double seconds);
     void publish_loads(std::string_view what, const rate& r, std::size_t& n, clock::time_point now);
     // Publishes `payload` on $SYS/broker/<topic> if it differs from the last one there.

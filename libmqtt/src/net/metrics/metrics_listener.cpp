@@ -1,11 +1,13 @@
 #include "net/metrics/metrics_listener.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -75,6 +77,19 @@ asio::awaitable<void> metrics_listener::accept_loop() {
     }
 }
 
+asio::awaitable<std::string> metrics_listener::render_async() {
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+        [this](auto handler) {
+            // std::function needs a copyable callback; the handler is move-only.
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            async_render_([h](std::string body) {
+                auto& complete = *h;
+                std::move(complete)(std::move(body));
+            });
+        },
+        asio::use_awaitable);
+}
+
 // One request, one response, then close; the whole exchange within `deadline`.
 asio::awaitable<void> metrics_listener::serve(socket_ptr s) {
     asio::steady_timer timer{io_, deadline};
@@ -92,9 +107,14 @@ asio::awaitable<void> metrics_listener::serve(socket_ptr s) {
         broker::http_request request;
         const auto parsed = broker::parse_http_request(head, request);
         if (parsed == broker::http_parse::incomplete) continue;
-        response = parsed == broker::http_parse::complete
-                       ? broker::metrics_http_response(request, render_)
-                       : broker::http_error_response(parsed);
+        if (parsed != broker::http_parse::complete) {
+            response = broker::http_error_response(parsed);
+        } else if (async_render_ && broker::asks_for_metrics(request)) {
+            const auto body = co_await render_async();
+            response = broker::metrics_http_response(request, [&body] { return body; });
+        } else {
+            response = broker::metrics_http_response(request, render_);
+        }
         break;
     }
     if (!response.empty()) {

@@ -33,6 +33,12 @@ class metrics_listener {
     metrics_listener(const metrics_listener&) = delete;
     metrics_listener& operator=(const metrics_listener&) = delete;
 
+    // With threads > 1 the figures come from every shard's loop first: for GET /metrics
+    // `render` is called on this loop with a callback that it (or a handler it posts to
+    // this loop) calls with the body; the render function of the constructor is not used.
+    using async_render_function = std::function<void(std::function<void(std::string)>)>;
+    void set_async_render(async_render_function render) { async_render_ = std::move(render); }
+
     // `host` is a numeric address; port 0 picks a free port.
     boost::system::error_code bind(const std::string& host, std::uint16_t port);
     std::string local_address() const;  // "127.0.0.1:40123", "[::1]:40123"
@@ -43,10 +49,12 @@ class metrics_listener {
     using socket_ptr = std::shared_ptr<asio::ip::tcp::socket>;
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> serve(socket_ptr s);
+    asio::awaitable<std::string> render_async();
 
     asio::io_context& io_;
     asio::ip::tcp::acceptor acceptor_;
     render_function render_;
+    async_render_function async_render_;
     std::set<socket_ptr> open_;
     bool stopping_ = false;
 };
