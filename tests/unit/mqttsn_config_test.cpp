@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 
 #include "mqtt/broker/config.hpp"
 
@@ -74,14 +75,32 @@ TEST_CASE("config: MQTT-SN timers, buffer, gateway id and ADVERTISE") {
         CAPTURE(part);
         CHECK(json.find(part) != std::string::npos);
     }
-    for (std::string_view bad :
-         {"mqttsn_retry_interval 0\n", "mqttsn_retry_interval 3601\n", "mqttsn_retry_count 101\n",
-          "mqttsn_retry_count -1\n", "mqttsn_gateway_id 256\n", "mqttsn_max_buffered_messages x\n",
-          "mqttsn_advertise 0 127.0.0.1 1884\n", "mqttsn_advertise 60 127.0.0.1 0\n",
-          "mqttsn_max_inflight 0\n", "mqttsn_max_inflight 65536\n",
-          "mqttsn_receive_buffer 1073741825\n", "mqttsn_receive_buffer 4M\n"}) {
-        CAPTURE(bad);
-        CHECK(parse_error(bad).find("expected a number") != std::string::npos);
+    // The numbers go through the parser every option uses (parse_number): its two messages.
+    const std::pair<std::string_view, std::string_view> bad[] = {
+        {"mqttsn_retry_interval 0\n", "mqttsn_retry_interval: 0 is out of range (1 to 3600)"},
+        {"mqttsn_retry_interval 3601\n", "mqttsn_retry_interval: 3601 is out of range (1 to 3600)"},
+        {"mqttsn_retry_count 101\n", "mqttsn_retry_count: 101 is out of range (0 to 100)"},
+        {"mqttsn_retry_count -1\n", "mqttsn_retry_count: '-1' is not a whole number"},
+        {"mqttsn_retry_count +1\n", "mqttsn_retry_count: '+1' is not a whole number"},
+        {"mqttsn_gateway_id 256\n", "mqttsn_gateway_id: 256 is out of range (0 to 255)"},
+        {"mqttsn_max_buffered_messages x\n",
+         "mqttsn_max_buffered_messages: 'x' is not a whole number"},
+        {"mqttsn_advertise 0 127.0.0.1 1884\n",
+         "mqttsn_advertise SECONDS: 0 is out of range (1 to 65535)"},
+        {"mqttsn_advertise 60 127.0.0.1 0\n",
+         "mqttsn_advertise PORT: 0 is out of range (1 to 65535)"},
+        {"mqttsn_advertise 60 127.0.0.1 p\n", "mqttsn_advertise PORT: 'p' is not a whole number"},
+        {"mqttsn_max_inflight 0\n", "mqttsn_max_inflight: 0 is out of range (1 to 65535)"},
+        {"mqttsn_max_inflight 65536\n", "mqttsn_max_inflight: 65536 is out of range (1 to 65535)"},
+        {"mqttsn_receive_buffer 1073741825\n",
+         "mqttsn_receive_buffer: 1073741825 is out of range (0 to 1073741824)"},
+        {"mqttsn_receive_buffer 4M\n", "mqttsn_receive_buffer: '4M' is not a whole number"},
+        {"mqttsn_receive_buffer 99999999999999999999\n",
+         "mqttsn_receive_buffer: 99999999999999999999 is out of range (0 to 1073741824)"},
+    };
+    for (const auto& [text, message] : bad) {
+        CAPTURE(text);
+        CHECK(parse_error(text) == "t.conf:1: " + std::string{message});
     }
     CHECK(parse_error("mqttsn_advertise 60 127.0.0.1\n").find("mqttsn_advertise") != std::string::npos);
 }

@@ -10,23 +10,6 @@
 
 namespace mqtt::broker::detail {
 
-namespace {
-
-// A whole decimal number in [lo, hi], or an error naming the option.
-std::optional<unsigned long> number(parse_state& st, std::string_view option, std::string_view text,
-                                    unsigned long lo, unsigned long hi) {
-    unsigned long v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || end != text.data() + text.size() || v < lo || v > hi) {
-        st.fail(std::string{option} + ": expected a number from " + std::to_string(lo) + " to " +
-                std::to_string(hi) + ", not \"" + std::string{text} + "\"");
-        return std::nullopt;
-    }
-    return v;
-}
-
-}  // namespace
-
 bool on_protocol_mqttsn(parse_state& st) {
     if (st.listeners.empty())
         return st.fail("protocol mqttsn: only in a listener block (after a listener line)");
@@ -54,7 +37,8 @@ bool on_mqttsn_predefined_topic(parse_state& st, const option_args& a) {
     if (protocol::validate_utf8(topic) || !protocol::is_valid_topic_filter(topic)) {
         return st.fail("mqttsn_predefined_topic: \"" + topic + "\" is not a valid topic");
     }
-    const auto [it, added] = st.cfg.mqttsn_predefined.emplace(static_cast<std::uint16_t>(id), topic);
+    const auto [it, added] =
+        st.cfg.mqttsn_predefined.emplace(static_cast<std::uint16_t>(id), topic);
     if (!added) {
         return st.fail("mqttsn_predefined_topic: topic id " + std::to_string(id) +
                        " is defined twice");
@@ -65,9 +49,9 @@ bool on_mqttsn_predefined_topic(parse_state& st, const option_args& a) {
 // mqttsn_advertise SECONDS ADDRESS PORT: ADVERTISE every SECONDS to ADDRESS:PORT (an IP
 // address, checked when the listener starts; a broadcast address is allowed).
 bool on_mqttsn_advertise(parse_state& st, const option_args& a) {
-    const auto every = number(st, "mqttsn_advertise", a.words[0], 1, 65535);
+    const auto every = parse_number(st, "mqttsn_advertise SECONDS", a.words[0], 1, 65535);
     if (!every) return false;
-    const auto port = number(st, "mqttsn_advertise", a.words[2], 1, 65535);
+    const auto port = parse_number(st, "mqttsn_advertise PORT", a.words[2], 1, 65535);
     if (!port) return false;
     st.cfg.mqttsn.advertise_interval = std::chrono::seconds{*every};
     st.cfg.mqttsn.advertise_host = std::string{a.words[1]};
@@ -76,37 +60,37 @@ bool on_mqttsn_advertise(parse_state& st, const option_args& a) {
 }
 
 bool on_mqttsn_gateway_id(parse_state& st, const option_args& a) {
-    const auto v = number(st, "mqttsn_gateway_id", a.words[0], 0, 255);
+    const auto v = parse_number(st, "mqttsn_gateway_id", a.words[0], 0, 255);
     if (v) st.cfg.mqttsn.gateway_id = static_cast<std::uint8_t>(*v);
     return v.has_value();
 }
 
 bool on_mqttsn_max_buffered_messages(parse_state& st, const option_args& a) {
-    const auto v = number(st, "mqttsn_max_buffered_messages", a.words[0], 0, 1'000'000);
+    const auto v = parse_number(st, "mqttsn_max_buffered_messages", a.words[0], 0, 1'000'000);
     if (v) st.cfg.mqttsn.max_buffered_messages = *v;
     return v.has_value();
 }
 
 bool on_mqttsn_max_inflight(parse_state& st, const option_args& a) {
-    const auto v = number(st, "mqttsn_max_inflight", a.words[0], 1, 65535);
+    const auto v = parse_number(st, "mqttsn_max_inflight", a.words[0], 1, 65535);
     if (v) st.cfg.mqttsn.max_inflight = static_cast<std::uint16_t>(*v);
     return v.has_value();
 }
 
 bool on_mqttsn_receive_buffer(parse_state& st, const option_args& a) {
-    const auto v = number(st, "mqttsn_receive_buffer", a.words[0], 0, 1ul << 30);
+    const auto v = parse_number(st, "mqttsn_receive_buffer", a.words[0], 0, 1u << 30);
     if (v) st.cfg.mqttsn.receive_buffer = *v;
     return v.has_value();
 }
 
 bool on_mqttsn_retry_count(parse_state& st, const option_args& a) {
-    const auto v = number(st, "mqttsn_retry_count", a.words[0], 0, 100);
+    const auto v = parse_number(st, "mqttsn_retry_count", a.words[0], 0, 100);
     if (v) st.cfg.mqttsn.retry_count = static_cast<unsigned>(*v);
     return v.has_value();
 }
 
 bool on_mqttsn_retry_interval(parse_state& st, const option_args& a) {
-    const auto v = number(st, "mqttsn_retry_interval", a.words[0], 1, 3600);
+    const auto v = parse_number(st, "mqttsn_retry_interval", a.words[0], 1, 3600);
     if (v) st.cfg.mqttsn.retry_interval = std::chrono::seconds{*v};
     return v.has_value();
 }
