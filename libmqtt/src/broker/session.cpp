@@ -31,8 +31,8 @@ reason_code allowed_or_unspecified(reason_code rc, protocol::packet_type t) noex
 
 }  // namespace
 
-session::session(engine& e, clock::time_point now, std::string peer)
-    : engine_(e), peer_(std::move(peer)), created_(now), last_rx_(now), now_(now) {
+session::session(engine& e, clock::time_point now, std::string_view peer)
+    : engine_(e), peer_(peer), created_(now), last_rx_(now), now_(now) {
     engine_.add(*this);
 }
 
@@ -254,7 +254,8 @@ void session::handle_connect(const protocol::frame& f, clock::time_point now) {
         // level 5 (MQTT 5.0 §3.1.2.2), 3.1.1 CONNACK 0x01 otherwise (MQTT-3.1.2-2).
         version_ = connect_level(f.body) > 5 ? protocol_version::v5 : protocol_version::v3_1_1;
         if (engine_.logging(1))
-            engine_.log(1, "connection from " + peer_ + " refused: unsupported protocol level " +
+            engine_.log(1, "connection from " + peer_.str() +
+                               " refused: unsupported protocol level " +
                                std::to_string(connect_level(f.body)));
         refuse_connect(reason_code::unsupported_protocol_version, "unsupported protocol level");
         return;
@@ -265,7 +266,7 @@ void session::handle_connect(const protocol::frame& f, clock::time_point now) {
         ++engine_.stats().protocol_errors;
         const auto why = to_string(static_cast<errc>(decoded.error().value()));
         if (engine_.logging(1))
-            engine_.log(1, "connection from " + peer_ + " refused: invalid CONNECT (" +
+            engine_.log(1, "connection from " + peer_.str() + " refused: invalid CONNECT (" +
                                std::string{why} + ")");
         if (protocol::is_v5(version_)) {
             refuse_connect(allowed_or_unspecified(protocol::to_reason_code(decoded.error()),
@@ -458,8 +459,9 @@ void session::refuse_auth(std::string_view why, bool bad_credentials) {
     }
     if (more_) more_->pending_connect.reset();
     if (engine_.logging(0)) {
-        engine_.log(0, "client " + client_id() + " refused from " + peer_ + ": not authorised (" +
-                           std::string{why} + (user == "(none)" ? "" : ", user " + user) + ")");
+        engine_.log(0, "client " + client_id() + " refused from " + peer_.str() +
+                           ": not authorised (" + std::string{why} +
+                           (user == "(none)" ? "" : ", user " + user) + ")");
     }
     // 3.1.1's return code 4 would say the same, but Mosquitto (and so its clients' users)
     // expect 5 there; 5.0's 0x86 tells a mistyped password from a missing permission.
@@ -559,7 +561,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     send(ack);
     ++engine_.stats().connects_accepted;
     if (engine_.logging(1)) {
-        engine_.log(1, "client " + client_id() + " connected from " + peer_ + " (" +
+        engine_.log(1, "client " + client_id() + " connected from " + peer_.str() + " (" +
                            std::string{to_string(version_)} + ", keep alive " +
                            std::to_string(keep_alive_) + "s" + (bridge_ ? ", bridge" : "") +
                            (attached.present ? ", session resumed)" : ")"));

@@ -14,6 +14,7 @@
 #include "mqtt/broker/durable_session.hpp"
 #include "mqtt/broker/limits.hpp"
 #include "mqtt/broker/message.hpp"
+#include "mqtt/broker/peer_name.hpp"
 #include "mqtt/broker/security.hpp"
 #include "mqtt/protocol/framer.hpp"
 #include "mqtt/protocol/packet.hpp"
@@ -49,7 +50,7 @@ enum class session_state : std::uint8_t {
 // version, observer. Not thread-safe; used on the engine's executor only.
 class session {
   public:
-    session(engine& e, clock::time_point now, std::string peer = {});
+    session(engine& e, clock::time_point now, std::string_view peer = {});
     ~session();
     session(const session&) = delete;
     session& operator=(const session&) = delete;
@@ -137,7 +138,7 @@ class session {
     // ---- inspection (tests, logs)
     session_state state() const noexcept { return state_; }
     const std::string& client_id() const noexcept { return ds_ ? ds_->client_id : client_id_; }
-    const std::string& peer() const noexcept { return peer_; }
+    std::string peer() const { return peer_.str(); }
     protocol::protocol_version version() const noexcept { return version_; }
     // The MQTT session attached while connected; nullptr before CONNECT and once closing.
     const durable_session* durable() const noexcept { return ds_; }
@@ -274,7 +275,7 @@ class session {
     // The client id until the durable session is attached (which holds it then: one copy
     // per connection, not two) and again after the close.
     std::string client_id_;
-    std::string peer_;
+    peer_name peer_;                 // one word for an IPv4 peer (see peer_name)
     durable_session* ds_ = nullptr;  // attached (by the engine) while connected
     clock::time_point created_;
     clock::time_point last_rx_;
