@@ -233,14 +233,15 @@ void output_batch::append_publish(const message_ptr& m, protocol_version v, qos 
         return;
     }
     append_publish_head(bytes, *m, v, q, packet_id, retain, dup, ids, a);
-    payloads.push_back(payload_ref{bytes.size(), m});
-    payload_bytes += m->payload.size();
+    if (!shared_) shared_ = std::make_unique<shared_payloads>();
+    shared_->refs.push_back(payload_ref{bytes.size(), m});
+    shared_->bytes += m->payload.size();
 }
 
 void output_batch::flatten_into(std::vector<std::uint8_t>& out) const {
     out.reserve(out.size() + size());
     std::size_t from = 0;
-    for (const auto& p : payloads) {
+    for (const auto& p : payloads()) {
         out.insert(out.end(), bytes.begin() + static_cast<std::ptrdiff_t>(from),
                    bytes.begin() + static_cast<std::ptrdiff_t>(p.at));
         out.insert(out.end(), p.msg->payload.begin(), p.msg->payload.end());

@@ -175,7 +175,7 @@ void session::take_output(output_batch& into) {
 
 void session::take_output(std::vector<std::uint8_t>& into) {
     into.clear();
-    if (out_.payloads.empty()) {
+    if (out_.payloads().empty()) {
         std::swap(into, out_.bytes);
     } else {
         out_.flatten_into(into);

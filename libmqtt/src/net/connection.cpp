@@ -342,11 +342,11 @@ void connection::arm_grace() {
 
 asio::awaitable<io_result> connection::write_batch(const broker::output_batch& b,
                                                    std::vector<asio::const_buffer>& gather) {
-    if (b.payloads.empty()) return transport_->write(asio::buffer(b.bytes));
+    if (b.payloads().empty()) return transport_->write(asio::buffer(b.bytes));
     // The bytes around the shared payloads, and the payloads themselves, in order.
     gather.clear();
     std::size_t from = 0;
-    for (const auto& p : b.payloads) {
+    for (const auto& p : b.payloads()) {
         if (p.at != from) gather.push_back(asio::buffer(b.bytes.data() + from, p.at - from));
         gather.push_back(asio::buffer(p.msg->payload));
         from = p.at;

@@ -177,30 +177,41 @@ struct output_batch {
         message_ptr msg;  // keeps the payload alive until it is written
     };
     std::vector<std::uint8_t> bytes;
-    std::vector<payload_ref> payloads;  // in ascending `at`
-    std::size_t payload_bytes = 0;      // the sum of the referenced payloads' sizes
     // `bytes` counted against memory_limit (the referenced payloads are counted with their
     // messages): settled by the session that fills the batch, moved with it to the
     // connection that writes it, and given back once written (clear()).
     output_charge charge;
 
-    std::size_t size() const noexcept { return bytes.size() + payload_bytes; }
+    std::size_t size() const noexcept { return bytes.size() + payload_bytes(); }
     bool empty() const noexcept { return bytes.empty(); }
+    // The referenced payloads, in ascending `at`.
+    std::span<const payload_ref> payloads() const noexcept {
+        if (!shared_) return {};
+        return shared_->refs;
+    }
+    // The sum of the referenced payloads' sizes.
+    std::size_t payload_bytes() const noexcept { return shared_ ? shared_->bytes : 0; }
     void clear() noexcept {
         bytes.clear();
         charge.set(0);
         release_payloads();
     }
-    void release_payloads() noexcept {
-        payloads.clear();
-        payload_bytes = 0;
-    }
+    void release_payloads() noexcept { shared_.reset(); }
     // The PUBLISH of one delivery: its payload referenced when large, else copied.
     void append_publish(const message_ptr& m, protocol::protocol_version v, protocol::qos q,
                         std::uint16_t packet_id, bool retain, bool dup = false,
                         std::span<const std::uint32_t> ids = {}, topic_alias_use a = {});
     // Everything as one contiguous byte sequence (appended to `out`).
     void flatten_into(std::vector<std::uint8_t>& out) const;
+
+  private:
+    // Every connection's session holds a batch, and few ever carry a large payload: the
+    // references are behind one pointer, allocated at the first one and freed once written.
+    struct shared_payloads {
+        std::vector<payload_ref> refs;
+        std::size_t bytes = 0;
+    };
+    std::unique_ptr<shared_payloads> shared_;
 };
 
 }  // namespace mqtt::broker
