@@ -8,9 +8,10 @@ takeover (0x8E) and a resumed session with its queued messages, which need a cli
 connections to meet on one shard; assigned client ids that resume; shared subscriptions
 refused (0x9E) while they need one thread; use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
-high-water mark, nothing lost; hostile first packets on the way to a shard; start-up
-refusals at the threads line; $SYS topics and /metrics that report both shards summed, the
-$SYS ones received by a subscriber on shard 1, and the shutdown line counting the
+high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
+backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
+start-up refusals at the threads line; $SYS topics and /metrics that report both shards
+summed, the $SYS ones received by a subscriber on shard 1, and the shutdown line counting the
 connections of both shards.
 
     broker_threads_test.py TERN_BROKER
@@ -231,7 +232,6 @@ def shard_backpressure(port, check):
 
 
 def harness_wait():
-    import time
     time.sleep(0.2)  # the cross-shard batch is published at the end of the sender's turn
 
 
@@ -294,7 +294,6 @@ def shared_refused(port, check):
 
 def hostile_first_packets(port, check):
     """What shard 0 reads before the handoff: never a hang or a crash."""
-    import time
     c = Client(port)
     c.send(bytes([0xC0, 0x00]))  # PINGREQ before CONNECT
     check(c.closed(), "a PINGREQ as first packet: closed")
@@ -466,6 +465,73 @@ def sys_and_metrics(binary, work, check):
           f"({m.group(0) if m else 'no line'})")
 
 
+def stuck_subscriber(binary, work, check, threads):
+    """backpressure_timeout_ms: a subscriber that acknowledges nothing (keep-alive 0, so its
+    keep-alive never closes it) holds up the publisher feeding it (with threads 2, from the
+    other shard: the whole pair of shards) only that long; then every PUBLISH is acknowledged,
+    its excess is dropped, another subscriber on its shard gets what the publisher's shard
+    sends, and the stuck one still gets what its queue kept once it reads."""
+    what = f"stuck subscriber, threads {threads}"
+    conf = os.path.join(work, f"stuck-{threads}.conf")
+    with open(conf, "w") as f:
+        f.write("threads %d\nsys_interval 0\nbackpressure_timeout_ms 1000\n"
+                "max_queued_messages 200\n" % threads)
+    global SHARDS
+    saved, SHARDS = SHARDS, threads
+    broker = harness.start_tern_broker(binary, work, ["-c", conf, "-v"])
+    try:
+        stuck = Client(broker.port)
+        stuck.send(connect_packet(V311, ids_on(0, "stuck-")[0], keep_alive=0))
+        check(stuck.packet()[0] == 0x20, f"{what}: connected")
+        subscribe(stuck, V311, "st/#", 1)
+        other, _ = connect(broker.port, V311, ids_on(0, "other-")[0])
+        subscribe(other, V311, "ot/#", 1)
+        pub, _ = connect(broker.port, V311, ids_on(threads - 1, "stpub-")[0])
+        total = 3000
+        blob = b"".join(publish_packet(V311, "st/t", b"%d" % i, qos=1, pid=i + 1)
+                        for i in range(total))
+        writer = pub.sock.dup()
+        writer.settimeout(60)
+        sent = threading.Thread(target=writer.sendall, args=(blob,))
+        started = time.monotonic()
+        sent.start()
+        acked = 0
+        while acked < total:  # one thread: held for about a second, then released
+            p = pub.packet(10.0)
+            if not isinstance(p, tuple):
+                break
+            acked += p[0] == 0x40
+        check(acked == total, f"{what}: every PUBLISH acknowledged ({acked} of {total} in "
+              f"{time.monotonic() - started:.1f} s)")
+        sent.join(10)
+        writer.close()
+        # With two threads these wait in the held pair of shards until the hold times out.
+        publish_all(pub, V311, "ot/t", [b"a", b"b", b"c"], 1)
+        check(receive(other, V311, 3, check, f"{what}: the other subscriber") ==
+              [b"a", b"b", b"c"], f"{what}: another subscriber on the stuck one's shard is served")
+        took = time.monotonic() - started
+        check(0.9 <= took < 8, f"{what}: held up for backpressure_timeout_ms (1 s) first, not "
+              f"until the connection's next timer ({took:.2f} s)")
+        got = receive(stuck, V311, 1, check, f"{what}: the stuck subscriber reads")
+        while True:
+            more = stuck.packet(1.0)
+            if not isinstance(more, tuple):
+                break
+            if more[0] >> 4 == 3:
+                got.append(parse_publish(more, V311)[1])
+                stuck.send(ack_packet(0x40, parse_publish(more, V311)[3]))
+        check(len(got) < total and got[:10] == [b"%d" % i for i in range(10)],
+              f"{what}: the stuck subscriber gets what its queue kept, in order "
+              f"({len(got)} of {total})")
+        check("backpressure_timeout" in broker.log(), f"{what}: the release is logged")
+        for c in (stuck, other, pub):
+            c.close()
+    finally:
+        SHARDS = saved
+        status = broker.stop()
+    check(status == 0, f"{what}: the broker exits with 0 ({status})")
+
+
 def startup_refusals(binary, work, check):
     cases = [
         ("sys_interval 0\nthreads 2\npersistence true\npersistence_location %s\n" % work,
@@ -501,7 +567,10 @@ def main():
     work = tempfile.mkdtemp(prefix="tern-threads-")
     conf = os.path.join(work, "threads.conf")
     with open(conf, "w") as f:
-        f.write("threads %d\nsys_interval 0\nconnect_timeout_ms 500\n" % SHARDS)
+        # shard_backpressure holds its subscriber for as long as the channel takes to fill
+        # (seconds under a sanitizer): the hold is not timed out here (stuck_subscriber is).
+        f.write("threads %d\nsys_interval 0\nconnect_timeout_ms 500\n"
+                "backpressure_timeout_ms 0\n" % SHARDS)
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
         for fn in (order_across_shards, retained_across_shards, sessions, shared_refused,
@@ -521,6 +590,12 @@ def main():
         sys_and_metrics(binary, work, check)
     except (AssertionError, OSError) as e:
         check(False, f"sys_and_metrics: {e}")
+    for threads in (2, 1):
+        print(f"--- stuck_subscriber, threads {threads}", flush=True)
+        try:
+            stuck_subscriber(binary, work, check, threads)
+        except (AssertionError, OSError) as e:
+            check(False, f"stuck_subscriber, threads {threads}: {e}")
     startup_refusals(binary, work, check)
     if check.failures:
         print(f"broker log: {broker.log()[-3000:]}")

@@ -182,3 +182,75 @@ TEST_CASE("backpressure: what is not throttled") {
         CHECK(f.sub.session().throttling() == 1);
     }
 }
+
+TEST_CASE("backpressure: a subscriber that acknowledges nothing for backpressure_timeout "
+          "releases its publishers, then drops its excess until it drains") {
+    fixture f;  // backpressure_timeout: the default 10 s
+    const int moves = f.sub.deadline_moves();
+    f.congest();
+    REQUIRE(f.pub.session().input_paused());
+    // The driver is told: the hold's end (10 s) comes before the keep-alive's (90 s).
+    CHECK(f.sub.deadline_moves() == moves + 1);
+    CHECK(f.sub.deadline_told() == f.now + 10s);  // already in deadline() when told
+    CHECK(f.sub.session().deadline() == f.now + 10s);
+    f.now += 9s;
+    f.sub.session().on_timer(f.now);  // early: nothing happens
+    CHECK(f.pub.session().input_paused());
+    f.now += 1s;
+    const int wakes = f.pub.wakes();
+    f.sub.session().on_timer(f.now);
+    CHECK_FALSE(f.pub.session().input_paused());
+    CHECK(f.pub.wakes() > wakes);
+    CHECK(f.sub.session().throttling() == 0);
+    CHECK_FALSE(f.sub.session().closing());  // only the hold ends, not the connection
+    CHECK(f.e.stats().backpressure_timeouts == 1);
+    CHECK(f.sub.session().deadline() == f.now - 10s + 90s);  // the keep-alive again
+    // Until it drains it pauses nobody: the queue fills to its bound (8), the rest is dropped.
+    for (int i = 0; i < 5; ++i) f.pub.publish("t", "m", qos::at_least_once);
+    CHECK_FALSE(f.pub.session().input_paused());
+    CHECK(f.sub.session().queued() == 8);
+    CHECK(f.e.stats().dropped_queue_full == 2);
+    // Once it has drained (to the low-water mark), congestion pauses publishers again.
+    for (int i = 0; i < 5 && f.sub.session().queued() > 1; ++i) ack_all(f.sub);
+    REQUIRE(f.sub.session().queued() <= 2);
+    for (int i = 0; i < 8 && !f.pub.session().input_paused(); ++i) {
+        f.pub.publish("t", "m", qos::at_least_once);
+    }
+    CHECK(f.pub.session().input_paused());
+    CHECK(f.e.stats().dropped_queue_full == 2);
+}
+
+TEST_CASE("backpressure: each acknowledgement restarts backpressure_timeout") {
+    fixture f;
+    f.congest();
+    f.now += 9s;
+    CHECK(ack_all(f.sub) == 2);  // queue 3: still over the low-water mark
+    REQUIRE(f.pub.session().input_paused());
+    CHECK(f.sub.session().deadline() == f.now + 10s);
+    f.now += 9s;
+    f.sub.session().on_timer(f.now);
+    CHECK(f.pub.session().input_paused());
+    f.now += 1s;
+    f.sub.session().on_timer(f.now);
+    CHECK_FALSE(f.pub.session().input_paused());
+    CHECK(f.e.stats().backpressure_timeouts == 1);
+}
+
+TEST_CASE("backpressure: backpressure_timeout 0 holds publishers while the subscriber is connected") {
+    clock::time_point now = test_epoch();
+    limits l = small_queue();
+    l.backpressure_timeout = 0s;
+    engine e{l};
+    test_client sub{e, protocol_version::v3_1_1, now};
+    test_client pub{e, protocol_version::v3_1_1, now};
+    sub.connect("sub");
+    sub.subscribe("t", qos::at_least_once);
+    pub.connect("pub");
+    for (int i = 0; i < 7; ++i) pub.publish("t", "m", qos::at_least_once);
+    REQUIRE(pub.session().input_paused());
+    CHECK(sub.session().deadline() == now + 90s);  // the keep-alive's, nothing earlier
+    now += 89s;
+    sub.session().on_timer(now);
+    CHECK(pub.session().input_paused());
+    CHECK(e.stats().backpressure_timeouts == 0);
+}

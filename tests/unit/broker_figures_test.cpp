@@ -188,12 +188,15 @@ TEST_CASE("figures: add_stats sums every counter") {
     a.mqttsn_clients_lost = 5;
     b.mqttsn_clients_lost = 6;
     b.bytes_sent = 9;
+    a.backpressure_timeouts = 1;
+    b.backpressure_timeouts = 1;
     mqtt::broker::add_stats(a, b);
     CHECK(a.dropped_queue_full == 3);
     CHECK(a.dropped_store_failing == 7);
     CHECK(a.payload_bytes_sent_by_qos[2] == 7);
     CHECK(a.mqttsn_clients_lost == 11);
     CHECK(a.bytes_sent == 9);
+    CHECK(a.backpressure_timeouts == 2);
 }
 
 TEST_CASE("figures: /metrics and $SYS say the sum, $SYS goes out through shard 0 to the others") {

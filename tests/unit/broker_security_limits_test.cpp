@@ -354,10 +354,11 @@ TEST_CASE("config: the limits against hostile clients") {
     CHECK(defaults.memory_limit == std::size_t{1} << 30);
     CHECK(defaults.connect_timeout == 10s);
     CHECK(defaults.max_outbound_bytes == 4u << 20);
+    CHECK(defaults.backpressure_timeout == 10s);
     const auto c = parse(
         "max_subscriptions 5\nmax_topic_length 100\nmax_topic_levels 8\n"
         "max_client_id_length 64\nmax_publish_rate 50\nmemory_limit 1048576\n"
-        "connect_timeout_ms 250\nmax_outbound_bytes 65536\n");
+        "connect_timeout_ms 250\nmax_outbound_bytes 65536\nbackpressure_timeout_ms 1500\n");
     CHECK(c.limits.max_outbound_bytes == 65'536);
     CHECK(c.limits.max_subscriptions == 5);
     CHECK(c.limits.max_topic_length == 100);
@@ -366,11 +367,14 @@ TEST_CASE("config: the limits against hostile clients") {
     CHECK(c.limits.max_publish_rate == 50);
     CHECK(c.limits.memory_limit == 1'048'576);
     CHECK(c.limits.connect_timeout == 250ms);
+    CHECK(c.limits.backpressure_timeout == 1500ms);
+    CHECK(parse("backpressure_timeout_ms 0\n").limits.backpressure_timeout == 0ms);
     const auto json = mqtt::broker::to_json(c);
     for (const char* kv :
          {"\"max_subscriptions\":5", "\"max_topic_length\":100", "\"max_topic_levels\":8",
           "\"max_client_id_length\":64", "\"max_publish_rate\":50", "\"memory_limit\":1048576",
-          "\"connect_timeout_ms\":250", "\"max_outbound_bytes\":65536"}) {
+          "\"connect_timeout_ms\":250", "\"max_outbound_bytes\":65536",
+          "\"backpressure_timeout_ms\":1500"}) {
         CHECK_MESSAGE(json.find(kv) != std::string::npos, kv);
     }
     const auto unlimited = parse("memory_limit 0\nmax_subscriptions 0\n");
@@ -379,7 +383,9 @@ TEST_CASE("config: the limits against hostile clients") {
     for (const char* bad :
          {"max_topic_length 0", "max_topic_levels 65536", "max_client_id_length 22",
           "connect_timeout_ms 0", "max_publish_rate -1", "memory_limit 1k",
-          "max_outbound_bytes 0", "max_outbound_bytes 1023", "max_outbound_bytes 2000000000000"}) {
+          "max_outbound_bytes 0", "max_outbound_bytes 1023", "max_outbound_bytes 2000000000000",
+          "backpressure_timeout_ms -1", "backpressure_timeout_ms 86400001",
+          "backpressure_timeout_ms 1s"}) {
         CAPTURE(bad);
         CHECK_FALSE(mqtt::broker::parse_config(bad, "t.conf"));
     }

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <string>
 #include <variant>
 #include <vector>
@@ -17,6 +18,7 @@
 using namespace tern_test;
 using mqtt::broker::engine;
 using mqtt::broker::message_ptr;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -182,6 +184,24 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
         CHECK(acked >= 4);  // from 6 queued down to 2
         CHECK(sub.session().input_paused());  // no longer congested: the shard pause applies
         sub.session().resume_from_shards();
+    }
+    SUBCASE("a subscriber that acknowledges nothing for backpressure_timeout lets it go") {
+        CHECK(sub.session().deadline() == now + 10s);  // the default, before the keep-alive
+        CHECK(sub.deadline_told() == now + 10s);       // the driver was told
+        now += 10s;
+        sub.session().on_timer(now);
+        CHECK(e1.holding_shard(0) == 0);
+        CHECK(sub.session().shards_held() == 0);
+        CHECK(r1.resumed == std::vector<std::size_t>{0});
+        CHECK(e1.stats().backpressure_timeouts == 1);
+        CHECK_FALSE(sub.session().closing());
+        // Until it drains nothing is held for it: its queue fills to 8, the rest is dropped.
+        for (int i = 9; i < 13; ++i) {
+            pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
+            CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0));
+        }
+        CHECK(sub.session().queued() == 8);
+        CHECK(e1.stats().dropped_queue_full == 2);
     }
     SUBCASE("a subscriber that goes away lets the shard go") {
         sub.lose_connection();

@@ -24,7 +24,14 @@ using bytes = std::vector<std::uint8_t>;
 
 struct counting_observer final : mqtt::broker::session_observer {
     int wakes = 0;
+    int deadline_moves = 0;
+    const mqtt::broker::session* watched = nullptr;
+    clock::time_point deadline_told{};  // the session's deadline() when it was moved
     void wake() override { ++wakes; }
+    void deadline_moved() override {
+        ++deadline_moves;
+        if (watched != nullptr) deadline_told = watched->deadline();
+    }
 };
 
 // One connection to `engine`, speaking `version`. The clock is shared and set by the test.
@@ -36,16 +43,20 @@ class test_client {
           now_(now),
           session_(std::make_unique<mqtt::broker::session>(e, now)) {
         session_->set_observer(&observer_);
+        observer_.watched = session_.get();
     }
 
     mqtt::broker::session& session() { return *session_; }
     int wakes() const { return observer_.wakes; }
+    int deadline_moves() const { return observer_.deadline_moves; }
+    clock::time_point deadline_told() const { return observer_.deadline_told; }
     void drop() { session_.reset(); }  // the connection object goes away
     // The network connection is lost (no DISCONNECT), then a new one starts, not connected.
     void lose_connection() { session_->on_transport_closed(now_); }
     void new_connection() {
         session_ = std::make_unique<mqtt::broker::session>(engine_, now_);
         session_->set_observer(&observer_);
+        observer_.watched = session_.get();
     }
 
     // Encodes with the client's version and hands the frame to the session.

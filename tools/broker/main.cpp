@@ -276,6 +276,7 @@ std::vector<std::string> reloadable_changes(const mqtt::broker::limits& x,
     check(x.max_publish_rate == y.max_publish_rate, "max_publish_rate");
     check(x.memory_limit == y.memory_limit, "memory_limit");
     check(x.connect_timeout == y.connect_timeout, "connect_timeout_ms");
+    check(x.backpressure_timeout == y.backpressure_timeout, "backpressure_timeout_ms");
     check(x.persistent_client_expiration == y.persistent_client_expiration,
           "persistent_client_expiration");
     check(x.max_keepalive == y.max_keepalive, "max_keepalive");

@@ -250,6 +250,8 @@ std::string to_json(const config& c) {
     o.number("max_publish_rate", l.max_publish_rate);
     o.number("memory_limit", or_zero(l.memory_limit));
     o.number("connect_timeout_ms", static_cast<std::uint64_t>(l.connect_timeout.count()));
+    o.number("backpressure_timeout_ms",
+             static_cast<std::uint64_t>(l.backpressure_timeout.count()));
     o.number("max_keepalive", l.max_keepalive);
     o.number("max_topic_alias", l.max_topic_alias);
     o.boolean("retain_available", l.retain_available);

@@ -132,6 +132,14 @@ bool on_connect_timeout_ms(parse_state& st, const option_args& a) {
     return true;
 }
 
+// 0: a congested subscriber holds up what feeds it for as long as it stays connected.
+bool on_backpressure_timeout_ms(parse_state& st, const option_args& a) {
+    const auto v = parse_number(st, "backpressure_timeout_ms", a.words[0], 0, 86'400'000);
+    if (!v) return false;
+    st.cfg.limits.backpressure_timeout = std::chrono::milliseconds{*v};
+    return true;
+}
+
 // Mosquitto's option, with a counted meaning: the bytes of messages held (see limits).
 bool on_memory_limit(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "memory_limit", a.words[0], 0, 1ull << 50);

@@ -496,6 +496,7 @@ const std::vector<option_spec>& option_table() {
         {"allow_zero_length_clientid", S::security, 1, 1, false, on_allow_zero_length_clientid},
         {"auto_id_prefix", S::security, 1, 1, false, on_auto_id_prefix},
         {"autosave_interval", S::global, 1, 1, false, on_autosave_interval},
+        {"backpressure_timeout_ms", S::global, 1, 1, false, on_backpressure_timeout_ms},
         {"bind_address", S::global, 1, 1, false, on_bind_address},
         {"cafile", S::listener, 1, 64, false, on_cafile},
         {"capath", S::listener, 1, 64, false, on_capath},

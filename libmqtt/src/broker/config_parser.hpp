@@ -92,6 +92,7 @@ bool on_max_topic_levels(parse_state& st, const option_args& a);
 bool on_max_client_id_length(parse_state& st, const option_args& a);
 bool on_max_publish_rate(parse_state& st, const option_args& a);
 bool on_connect_timeout_ms(parse_state& st, const option_args& a);
+bool on_backpressure_timeout_ms(parse_state& st, const option_args& a);
 bool on_memory_limit(parse_state& st, const option_args& a);
 bool on_max_keepalive(parse_state& st, const option_args& a);
 bool on_retain_available(parse_state& st, const option_args& a);

@@ -30,6 +30,7 @@ void copy_reloadable(const limits& from, limits& to) noexcept {
     to.max_publish_rate = from.max_publish_rate;
     to.memory_limit = from.memory_limit;
     to.connect_timeout = from.connect_timeout;
+    to.backpressure_timeout = from.backpressure_timeout;
     to.persistent_client_expiration = from.persistent_client_expiration;
     to.max_keepalive = from.max_keepalive;
     to.max_offline_sessions = from.max_offline_sessions;

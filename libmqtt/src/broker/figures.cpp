@@ -41,7 +41,7 @@ void add_shard(figures& total, const figures& shard) {
 
 void add_stats(stats& to, const stats& from) noexcept {
     // 49 counters: one more in struct stats must be added here too.
-    static_assert(sizeof(stats) == 49 * sizeof(std::uint64_t), "a counter missing in add_stats");
+    static_assert(sizeof(stats) == 50 * sizeof(std::uint64_t), "a counter missing in add_stats");
     to.connections_accepted += from.connections_accepted;
     to.connections_refused += from.connections_refused;
     to.connects_accepted += from.connects_accepted;
@@ -62,6 +62,7 @@ void add_stats(stats& to, const stats& from) noexcept {
     to.dropped_store_failing += from.dropped_store_failing;
     to.dropped_topic_limit += from.dropped_topic_limit;
     to.rate_limited += from.rate_limited;
+    to.backpressure_timeouts += from.backpressure_timeouts;
     to.auth_failures += from.auth_failures;
     to.dropped_qos0_offline += from.dropped_qos0_offline;
     to.dropped_expired += from.dropped_expired;

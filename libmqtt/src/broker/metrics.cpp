@@ -164,6 +164,10 @@ void message_metrics(exposition& x, const figures& f) {
     x.sample("reason", "store_failing", st.dropped_store_failing);
     x.counter("tern_rate_limited_total",
               "Times a connection's input was paused by max_publish_rate.", st.rate_limited);
+    x.counter("tern_backpressure_timeouts_total",
+              "Congested subscribers that acknowledged nothing for backpressure_timeout_ms "
+              "while holding up publishers or shards, which were then released.",
+              st.backpressure_timeouts);
     x.counter("tern_retained_refused_total",
               "Messages not retained: the retained store's bounds were reached.",
               st.dropped_retain_full);

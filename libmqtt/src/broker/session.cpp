@@ -133,6 +133,12 @@ void session::on_timer(clock::time_point now) {
         }
         return;
     }
+    const auto hold = engine_.config().backpressure_timeout;
+    if (holding_any() && hold.count() != 0 && more_->held_since + hold <= now) {
+        expire_hold();
+        // The keep-alive may be due as well: on below; else the watchdog comes back for it.
+        if (now < deadline()) return;
+    }
     if (rate_paused() && more_->rate_resume <= now) {
         // The pause for max_publish_rate is over: read again. The client's silence was
         // ours, so its keep-alive starts again from now.
@@ -218,7 +224,10 @@ clock::time_point session::deadline() const noexcept {
                 keep_alive_ == 0
                     ? clock::time_point::max()
                     : last_rx_ + std::chrono::milliseconds{std::uint64_t{keep_alive_} * 1500};
-            return rate_paused() ? std::min(keep_alive, more_->rate_resume) : keep_alive;
+            auto next = rate_paused() ? std::min(keep_alive, more_->rate_resume) : keep_alive;
+            const auto hold = engine_.config().backpressure_timeout;
+            if (holding_any() && hold.count() != 0) next = std::min(next, more_->held_since + hold);
+            return next;
         }
         case session_state::closing:
             break;

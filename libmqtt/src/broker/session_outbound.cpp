@@ -68,6 +68,7 @@ void session::on_pubcomp(std::uint16_t id) {
 // An acknowledgement for a message still waiting to be resent (the client got it on its
 // previous connection): it no longer needs sending again.
 void session::settle(outbound_delivery& o) noexcept {
+    if (holding_any()) more_->held_since = now_;  // progress: backpressure_timeout restarts
     if (!o.resend_pending) return;
     o.resend_pending = false;
     --resend_pending_;
@@ -126,12 +127,13 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
             store->queued(*ds_, ds_->queue.back());
         }
         // Back-pressure instead of loss: the publisher stops being read until we drain;
-        // one on another shard through its shard's channel, which stops here.
-        if (congested()) {
+        // one on another shard through its shard's channel, which stops here. Not after
+        // backpressure_timeout passed without an acknowledgement (until we drain).
+        if (congested() && !hold_expired()) {
             if (from != nullptr) {
-                throttle(*from);
+                throttle(*from, m->received);
             } else if (const auto shard = engine_.routing_from_shard(); shard != engine::no_shard) {
-                hold_shard(shard);
+                hold_shard(shard, m->received);
             }
         }
     }
@@ -163,9 +165,10 @@ void session::pump() {
     if (state_ != session_state::connected) return;
     if (resend_pending_ != 0) resend();
     if (resend_pending_ == 0) send_queued();  // the resend goes first (MQTT-4.4.0-1)
-    if ((throttling_any() || holding_shards()) && drained()) {
+    if ((holding_any() || hold_expired()) && drained()) {
         release_throttled();
         release_shards();
+        more_->hold_expired = false;
     }
 }
 
@@ -253,7 +256,7 @@ bool session::drained() const noexcept {
                               ds_->queued_bytes <= cfg.max_queued_bytes / 4);
 }
 
-void session::throttle(session& publisher) {
+void session::throttle(session& publisher, clock::time_point since) {
     if (&publisher == this || publisher.state_ != session_state::connected) return;
     // A session that holds others paused (or other shards' messages) is never paused
     // itself: it must go on reading the acknowledgements that drain it, so waits cannot
@@ -261,9 +264,11 @@ void session::throttle(session& publisher) {
     if (publisher.throttling_any() || publisher.holding_shards()) return;
     auto& throttled = more().throttled;
     if (std::find(throttled.begin(), throttled.end(), &publisher) != throttled.end()) return;
+    const bool first = !holding_any();
     // Amortised: the vectors keep their capacity, nothing is allocated per message.
     throttled.push_back(&publisher);
     publisher.more().waiting_on.push_back(this);
+    if (first) start_holding(since);
     if (engine_.logging(2)) {
         engine_.log(2, "client " + publisher.client_id() + " paused: " + client_id() + " congested");
     }
@@ -279,11 +284,13 @@ void session::release_throttled() {
     more_->throttled.clear();
 }
 
-void session::hold_shard(std::size_t from) {
+void session::hold_shard(std::size_t from, clock::time_point since) {
     auto& held = more().held_shards;
     if (std::find(held.begin(), held.end(), from) != held.end()) return;
+    const bool first = !holding_any();
     held.push_back(static_cast<std::uint16_t>(from));
     engine_.hold_shard(from);
+    if (first) start_holding(since);
     if (engine_.logging(2)) {
         engine_.log(2, "shard " + std::to_string(from) + " paused: " + client_id() + " congested");
     }
@@ -293,6 +300,32 @@ void session::release_shards(bool resume) {
     if (!holding_shards()) return;
     for (const std::uint16_t from : more_->held_shards) engine_.release_shard(from, resume);
     more_->held_shards.clear();
+}
+
+// Called once the first publisher or shard is on the lists (deadline() counts it).
+void session::start_holding(clock::time_point since) {
+    more_->held_since = since;
+    if (engine_.config().backpressure_timeout.count() != 0 && observer_ != nullptr) {
+        observer_->deadline_moved();  // the hold's end may come before the keep-alive's
+    }
+}
+
+// A subscriber that acknowledged nothing for backpressure_timeout while congested holds up
+// nobody any more: its publishers and shards go on, and what passes its queue bounds is
+// dropped (counted) until it drains, rather than one stuck client stalling others.
+void session::expire_hold() {
+    ++engine_.stats().backpressure_timeouts;
+    if (engine_.logging(1)) {
+        engine_.log(1, "client " + client_id() + ": no acknowledgement for " +
+                           std::to_string(engine_.config().backpressure_timeout.count()) +
+                           " ms while congested; " + std::to_string(throttling()) +
+                           " publisher(s) and " + std::to_string(shards_held()) +
+                           " shard(s) released, messages over its queue bounds are dropped "
+                           "until it drains (backpressure_timeout)");
+    }
+    release_throttled();
+    release_shards();
+    more_->hold_expired = true;
 }
 
 // This publisher goes away: the subscribers it waited for forget it.

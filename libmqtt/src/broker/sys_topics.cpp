@@ -67,6 +67,7 @@ std::size_t sys_topics::on_timer(clock::time_point now, const figures& f) {
     put_if("limits/memory/refused", number(st.dropped_memory_limit));
     put_if("limits/topic/refused", number(st.dropped_topic_limit));
     put_if("limits/rate/paused", number(st.rate_limited));
+    put_if("limits/backpressure/timeouts", number(st.backpressure_timeouts));
     if (mqttsn_) {
         put_if("mqttsn/clients", number(st.mqttsn_clients));
         put_if("mqttsn/clients/lost", number(st.mqttsn_clients_lost));

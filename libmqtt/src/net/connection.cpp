@@ -60,6 +60,10 @@ void connection::wake() {
     if (session_.closing() && !grace_armed_) arm_grace();
 }
 
+void connection::deadline_moved() {
+    if (!grace_armed_ && !input_done_ && session_.deadline() < scheduled_at()) arm_watchdog();
+}
+
 // ---- input ------------------------------------------------------------------------------
 
 void connection::start(const std::shared_ptr<connection>& self) {

@@ -80,6 +80,7 @@ class connection final : public std::enable_shared_from_this<connection>,
 
   private:
     void wake() override;     // session_observer: output appended, or closing
+    void deadline_moved() override;  // session_observer: it began to hold up others
     void stage(std::uint64_t target) override;  // held_output: a flush covers the output so far
     void release() override;  // held_output: it is on disk
     void refuse() override;   // held_output: it is not on disk; close without it

@@ -55,6 +55,12 @@ struct limits {
     std::chrono::milliseconds auth_failure_delay{1'000};
     // Open connections, connected or not; more are closed at accept (counted).
     std::size_t max_connections = 10'000;
+    // How long a congested subscriber may hold up what feeds it (back-pressure: publishers
+    // not read, with threads > 1 whole shards' messages) without acknowledging anything.
+    // Past it the publishers and shards are released and its messages over the queue
+    // bounds are dropped and counted, until it drains. 0: held for as long as it stays
+    // connected.
+    std::chrono::milliseconds backpressure_timeout{10'000};
 
     // ---- session and delivery policy (mosquitto.conf options of the same names)
     // How long a disconnected 3.1/3.1.1 session with Clean Session 0 is kept; 0: for ever.
@@ -106,6 +112,7 @@ struct stats {
     std::uint64_t dropped_store_failing = 0;  // QoS 1/2 PUBLISH refused: the store cannot write
     std::uint64_t dropped_topic_limit = 0;   // PUBLISH refused: max_topic_length/_levels
     std::uint64_t rate_limited = 0;          // input paused by max_publish_rate
+    std::uint64_t backpressure_timeouts = 0;  // subscribers that held others past backpressure_timeout
     std::uint64_t auth_failures = 0;         // CONNECT refused: anonymous, user or password
     std::uint64_t dropped_qos0_offline = 0;  // QoS 0 for an offline session (not queued)
     std::uint64_t dropped_expired = 0;       // Message Expiry Interval passed while queued

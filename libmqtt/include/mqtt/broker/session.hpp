@@ -28,6 +28,10 @@ class engine;
 class session_observer {
   public:
     virtual void wake() = 0;
+    // deadline() may have come closer outside the driver's own calls into the session (a
+    // delivery from another connection made it hold up its publishers): a driver that
+    // schedules on_timer() at deadline() looks again. Rare: not once per message.
+    virtual void deadline_moved() {}
 
   protected:
     ~session_observer() = default;
@@ -101,8 +105,9 @@ class session {
         shard_paused_ = false;
         wake();
     }
-    // When on_timer() must run next: connect timeout, 1.5 x Keep Alive, or the end of a
-    // pause for max_publish_rate.
+    // When on_timer() must run next: connect timeout, 1.5 x Keep Alive, the end of a pause
+    // for max_publish_rate, or (a congested subscriber) backpressure_timeout after its last
+    // acknowledgement while it holds up publishers or shards.
     clock::time_point deadline() const noexcept;
 
     // ---- from the engine
@@ -179,6 +184,12 @@ class session {
         // engine's receiving side stops taking from them until it drains (see
         // engine::route_from_shard).
         std::vector<std::uint16_t> held_shards;
+        // While it holds up publishers or shards: when it started to, or acknowledged a
+        // delivery since (backpressure_timeout counts from there).
+        clock::time_point held_since{};
+        // It held them past backpressure_timeout: it holds nothing up again (its messages
+        // over the queue bounds are dropped) until it has drained.
+        bool hold_expired = false;
         // max_publish_rate: when the next PUBLISH would be on time (the theoretical arrival
         // time of a virtual scheduler), and until when input is paused ({}: not paused).
         clock::time_point rate_next{};
@@ -193,6 +204,14 @@ class session {
     bool waiting() const noexcept { return more_ && !more_->waiting_on.empty(); }
     bool throttling_any() const noexcept { return more_ && !more_->throttled.empty(); }
     bool holding_shards() const noexcept { return more_ && !more_->held_shards.empty(); }
+    bool holding_any() const noexcept {
+        return more_ && (!more_->throttled.empty() || !more_->held_shards.empty());
+    }
+    bool hold_expired() const noexcept { return more_ && more_->hold_expired; }
+    // The first publisher or shard this subscriber holds up, at `since`.
+    void start_holding(clock::time_point since);
+    // backpressure_timeout passed: what it holds up is released.
+    void expire_hold();
     bool rate_paused() const noexcept {
         return more_ && more_->rate_resume != clock::time_point{};
     }
@@ -245,9 +264,9 @@ class session {
     std::uint16_t next_packet_id() noexcept;
     bool congested() const noexcept;
     bool drained() const noexcept;
-    void throttle(session& publisher);
+    void throttle(session& publisher, clock::time_point since);
     void release_throttled();
-    void hold_shard(std::size_t from);
+    void hold_shard(std::size_t from, clock::time_point since);
     void release_shards(bool resume = true);
     void stop_waiting();
 
