@@ -6,7 +6,8 @@ other in order at QoS 0, 1 and 2 (3.1.1 and 5.0); retained messages set and clea
 shard are seen on the other, and concurrent sets from both shards end alike on both;
 takeover (0x8E) and a resumed session with its queued messages, which need a client id's
 connections to meet on one shard; assigned client ids that resume; shared subscriptions
-refused (0x9E) while they need one thread; use_username_as_clientid routing by user name; a
+with members on both shards (one member per message, in turn, members leaving, offline or
+ending); use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
 backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
@@ -29,7 +30,8 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
 from mqtt_wire import (V5, V311, Client, ack_packet, connect_packet,  # noqa: E402
-                       disconnect_code, packet, prop_u32, publish_packet, subscribe_packet)
+                       disconnect_code, disconnect_packet, packet, prop_u32, publish_packet,
+                       subscribe_packet, unsubscribe_packet)
 
 SHARDS = 2
 
@@ -231,6 +233,52 @@ def shard_backpressure(port, check):
         c.close()
 
 
+def shared_backpressure(port, check):
+    """A share group's only member reads nothing; it sits on the shard away from the group's
+    home. Its messages come from the home (one hop more): its shard holds up the home's
+    channel, and once that channel is congested the publisher is paused, on the home (a
+    congested channel of its own) or on the member's shard (told by the home): nothing is
+    dropped, everything arrives in order when the member reads, every PUBLISH is
+    acknowledged."""
+    total = 80000
+    for where in ("away", "home"):
+        group = next(g for g in (f"$share/bp{i}/sbp-{where}/#" for i in range(100))
+                     if shard_of(g) == 0)
+        sub, _ = connect(port, V5, ids_on(1, f"sbp-sub-{where}-")[0])
+        subscribe(sub, V5, group, 1)
+        harness_wait()
+        pub, _ = connect(port, V5, ids_on(1 if where == "away" else 0, f"sbp-pub-{where}-")[0])
+        blob = b"".join(publish_packet(V5, f"sbp-{where}/t", b"%d" % i, qos=1, pid=i % 60000 + 1)
+                        for i in range(total))
+        writer = pub.sock.dup()
+        writer.settimeout(60)
+        sent = threading.Thread(target=writer.sendall, args=(blob,))
+        sent.start()
+        acked = 0
+        while True:
+            p = pub.packet(1.0)
+            if not isinstance(p, tuple):
+                break
+            acked += p[0] == 0x40
+        check(acked < total, f"[publisher on the {where} shard] paused while the member reads "
+                             f"nothing: {acked} of {total} acknowledged")
+        got = receive(sub, V5, total, check, "held-up shared messages")
+        check(got == [b"%d" % i for i in range(total)],
+              f"[publisher on the {where} shard] every message to the member once, in order "
+              f"({len(got)} of {total})")
+        while acked < total:
+            p = pub.packet(5.0)
+            if not isinstance(p, tuple):
+                break
+            acked += p[0] == 0x40
+        check(acked == total, f"[publisher on the {where} shard] resumes: {acked} of {total} "
+                              "acknowledged")
+        sent.join(10)
+        writer.close()
+        for c in (sub, pub):
+            c.close()
+
+
 def harness_wait():
     time.sleep(0.2)  # the cross-shard batch is published at the end of the sender's turn
 
@@ -282,13 +330,109 @@ def sessions(port, check):
         c.close()
 
 
-def shared_refused(port, check):
-    for v, want in ((V5, 0x9E), (V311, 0x80)):
-        c, ack = connect(port, v, f"share-{v}")
-        if v == V5:
-            check(b"\x2a\x00" in ack[1], "CONNACK says Shared Subscription Available 0")
-        code = subscribe(c, v, "$share/g/t", 1)
-        check(code == want, f"[{v}] $share/g/t refused with {want:#x} (got {code:#x})")
+def group_home(group):
+    """The home shard of a share group: the broker's shard_of of the whole filter."""
+    return shard_of(group)
+
+
+def drain(c, v, check, what, quiet=1.0):
+    """Every PUBLISH payload that arrives until `quiet` seconds pass without one (acked)."""
+    got = []
+    while True:
+        p = c.packet(quiet)
+        if not isinstance(p, tuple):
+            return got
+        if p[0] >> 4 == 3:
+            _, payload, qos, pid, _ = parse_publish(p, v)
+            got.append(payload)
+            if qos == 1:
+                c.send(ack_packet(0x40, pid))
+
+
+def shared_across_shards(port, check):
+    """$share groups with members on both shards: each message goes to exactly one member,
+    in turn over the members of both shards, from publishers on either shard; a member
+    that unsubscribes, one that goes offline (its session stays, skipped) and one whose
+    session ends get nothing more, and the others get everything."""
+    for v, home in ((V5, 0), (V311, 1)):
+        # A group homed on shard 0 for 5.0, on shard 1 for 3.1.1.
+        group = next(g for g in (f"$share/g{v}-{i}/sh{v}/#" for i in range(100))
+                     if group_home(g) == home)
+        topic = f"sh{v}/t"
+        away = 1 - home
+        # Members on the home shard and on the other one, two each, joined in turn.
+        ids = [ids_on(home, f"shh{v}-", 2)[0], ids_on(away, f"sha{v}-", 2)[0],
+               ids_on(home, f"shh{v}-", 2)[1], ids_on(away, f"sha{v}-", 2)[1]]
+        members = []
+        for i, cid in enumerate(ids):
+            # Member 1 is persistent (5.0: Session Expiry 300), the others end with their
+            # connection.
+            props = prop_u32(0x11, 300) if v == V5 and i == 1 else b""
+            c, ack = connect(port, v, cid, clean=(i != 1), props=props)
+            if v == V5:
+                check(b"\x2a\x00" not in ack[1][2:],
+                      f"[{v}] CONNACK does not say Shared Subscription Available 0")
+            code = subscribe(c, v, group, 1)
+            check(code == 1, f"[{v}] {group} granted QoS 1 to {cid} on shard "
+                             f"{shard_of(cid)} (got {code:#x})")
+            members.append(c)
+            harness_wait()  # its join reaches the home shard before the next member's
+        pubs = [connect(port, v, ids_on(k, f"shp{v}-{k}-")[0])[0] for k in (0, 1)]
+        n = 40
+        want = [b"s%d" % i for i in range(n)]
+        for i, m in enumerate(want):
+            publish_all(pubs[i % 2], v, topic, [m], 1)
+        got = [receive(c, v, n // 4, check, f"[{v}] member {k}") for k, c in enumerate(members)]
+        extra = [drain(c, v, check, "extra") for c in members]
+        check(all(len(g) == n // 4 for g in got) and not any(extra),
+              f"[{v}] {n} messages from both shards: {n // 4} to each of 4 members on 2 shards "
+              f"(got {[len(g) for g in got]}, extra {[len(e) for e in extra]})")
+        check(sorted(sum(got, [])) == sorted(want),
+              f"[{v}] each message to exactly one member")
+        # Members in turn: between two messages to one member, the other three got one each
+        # (the publishers alternate shards, so the home may see two in either order).
+        index = {m: i for i, m in enumerate(want)}
+        gaps = {index[b] - index[a] for g in got for a, b in zip(g, g[1:])}
+        check(gaps <= {3, 4, 5}, f"[{v}] round robin over the members of both shards ({gaps})")
+
+        # A member on the other shard unsubscribes; a persistent one goes offline.
+        members[3].send(unsubscribe_packet(v, 2, [group]))
+        p = members[3].packet()
+        check(isinstance(p, tuple) and p[0] == 0xB0, f"[{v}] UNSUBACK ({p!r})")
+        members[1].send(disconnect_packet(v))
+        members[1].close()
+        harness_wait()
+        more = [b"u%d" % i for i in range(10)]
+        for i, m in enumerate(more):
+            publish_all(pubs[i % 2], v, topic, [m], 1)
+        got0 = receive(members[0], v, 5, check, f"[{v}] member 0 after leaves")
+        got2 = receive(members[2], v, 5, check, f"[{v}] member 2 after leaves")
+        check(sorted(got0 + got2) == sorted(more) and not drain(members[0], v, check, "x")
+              and not drain(members[2], v, check, "x"),
+              f"[{v}] the two members left get every message, 5 each ({len(got0)}, {len(got2)})")
+        check(members[3].nothing(0.3), f"[{v}] nothing for the member that unsubscribed")
+        # The offline member's session kept nothing: it was skipped, not queued.
+        c, ack = connect(port, v, ids[1], clean=False,
+                         props=prop_u32(0x11, 300) if v == V5 else b"")
+        check(ack[1][0] == 1, f"[{v}] the offline member's session is still there")
+        check(c.nothing(0.5), f"[{v}] nothing was queued for the offline member")
+        members[1] = c
+        harness_wait()
+        # Member 0's session ends (it leaves the group), member 1 goes offline again: the
+        # last member gets everything.
+        for k in (0, 1):
+            members[k].send(disconnect_packet(v))
+            members[k].close()
+        harness_wait()
+        last = [b"l%d" % i for i in range(6)]
+        for i, m in enumerate(last):
+            publish_all(pubs[i % 2], v, topic, [m], 1)
+        got2 = receive(members[2], v, 6, check, f"[{v}] the last member")
+        check(sorted(got2) == sorted(last), f"[{v}] the last member gets all 6 ({len(got2)})")
+        for c in members[2:] + pubs:
+            c.close()
+        # The persistent session of member 1 ends now (clean start), leaving the group.
+        c, _ = connect(port, v, ids[1], clean=True)
         c.close()
 
 
@@ -573,8 +717,8 @@ def main():
                 "backpressure_timeout_ms 0\n" % SHARDS)
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
-        for fn in (order_across_shards, retained_across_shards, sessions, shared_refused,
-                   shard_backpressure, hostile_first_packets):
+        for fn in (order_across_shards, retained_across_shards, sessions, shared_across_shards,
+                   shard_backpressure, shared_backpressure, hostile_first_packets):
             print(f"--- {fn.__name__}", flush=True)
             try:
                 fn(broker.port, check)

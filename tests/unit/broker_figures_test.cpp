@@ -36,6 +36,10 @@ struct recording_router final : mqtt::broker::shard_router {
     }
     void retained(const message_ptr& m) override { retained_changes.push_back(m); }
     void resume_from(std::size_t) override {}
+    bool share(std::size_t, mqtt::broker::share_op, const mqtt::broker::share_ref_ptr&,
+               const message_ptr&) override {
+        return false;
+    }
 };
 
 long long sample(const std::string& text, const std::string& name) {

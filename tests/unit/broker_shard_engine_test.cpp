@@ -2,7 +2,7 @@
 // with a recording router in place of shard_runtime: what a shard publishes goes to its
 // router once, routed on another shard it reaches that shard's subscribers without touching
 // its retained messages; retained changes apply to a replica; assigned ids belong to the
-// shard; the memory meters are shared; shared subscriptions are refused; a congested
+// shard; the memory meters are shared; shared subscriptions are granted; a congested
 // subscriber holds up the shard its messages come from until it drains or goes.
 
 #include <doctest/doctest.h>
@@ -33,6 +33,12 @@ struct recording_router final : mqtt::broker::shard_router {
     void retained(const message_ptr& m) override { retained_changes.push_back(m); }
     std::vector<std::size_t> resumed;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
+    std::vector<mqtt::broker::share_op> shares;
+    bool share(std::size_t, mqtt::broker::share_op op, const mqtt::broker::share_ref_ptr&,
+               const message_ptr&) override {
+        shares.push_back(op);
+        return false;
+    }
 };
 
 }  // namespace
@@ -124,13 +130,20 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
             CHECK(mqtt::broker::shard_of(e0.assign_client_id(), 2) == 0);
         }
     }
-    SUBCASE("shared subscriptions are refused while they need one shard") {
+    SUBCASE("a shared subscription is granted; a group homed elsewhere is noted to its home") {
+        // "$share/g/t" is homed on shard 1 (FNV-1a), "$share/h/t" on shard 0.
+        REQUIRE(mqtt::broker::shard_of("$share/g/t", 2) == 1);
+        REQUIRE(mqtt::broker::shard_of("$share/h/t", 2) == 0);
         CHECK(sub.subscribe("$share/g/t", qos::at_least_once, 2) ==
-              std::vector{reason_code::shared_subscriptions_not_supported});
+              std::vector{reason_code::granted_qos_1});
+        CHECK(r1.shares.empty());  // homed here: a local member
+        CHECK(e1.share_group_count() == 1);
         test_client old{e0, protocol_version::v3_1_1, now};
         old.connect("old-client");
         CHECK(old.subscribe("$share/g/t", qos::at_least_once) ==
-              std::vector{reason_code::unspecified_error});
+              std::vector{reason_code::granted_qos_1});
+        CHECK(r0.shares == std::vector{mqtt::broker::share_op::join});
+        CHECK(e0.share_group_count() == 0);
     }
 }
 
@@ -213,7 +226,7 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
     }
 }
 
-TEST_CASE("shard engine: one engine has no router and announces shared subscriptions") {
+TEST_CASE("shard engine: one engine or two, shared subscriptions are available") {
     auto now = test_epoch();
     engine e;
     CHECK(e.shard_count() == 1);
@@ -225,5 +238,5 @@ TEST_CASE("shard engine: one engine has no router and announces shared subscript
     e1.set_shard(1, 2, &r, &e);
     test_client c1{e1, protocol_version::v5, now};
     const auto ack1 = c1.connect("duo");
-    CHECK(ack1.props.shared_subscription_available == std::optional<std::uint8_t>{0});
+    CHECK_FALSE(ack1.props.shared_subscription_available.has_value());
 }

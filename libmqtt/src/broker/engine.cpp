@@ -43,9 +43,19 @@ void copy_reloadable(const limits& from, limits& to) noexcept {
 bool engine::subscribe(durable_session& s, std::string_view filter,
                        const protocol::subscription_options& o, std::uint32_t id) {
     const sub_entry e{o, id};
-    s.subscriptions.insert_or_assign(std::string{filter}, e);
+    const bool added = s.subscriptions.insert_or_assign(std::string{filter}, e).second;
     if (store_) store_->subscribed(s, filter, e);
     const auto shared = protocol::parse_shared(filter);
+    if (shared.is_shared() && remote_group(filter)) {
+        // The group's home shard keeps its turn: it learns of the member (again, for a
+        // changed entry: the member's shard delivers with the entry it holds).
+        router_->share(home_of(filter), share_op::join,
+                       std::make_shared<const share_ref>(
+                           share_ref{std::string{filter}, s.client_id, shard_index_}),
+                       nullptr);
+        if (s.connection == nullptr) note_remote_groups(s, share_op::offline);
+        return added;
+    }
     if (shared.is_shared()) return join_group(s, filter, shared.filter, e);
     return subscriptions_.insert_or_assign(filter, &s, e);
 }
@@ -54,46 +64,15 @@ bool engine::unsubscribe(durable_session& s, std::string_view filter) {
     if (s.subscriptions.erase(std::string{filter}) == 0) return false;
     if (store_) store_->unsubscribed(s, filter);
     const auto shared = protocol::parse_shared(filter);
+    if (shared.is_shared() && remote_group(filter)) {
+        router_->share(home_of(filter), share_op::leave,
+                       std::make_shared<const share_ref>(
+                           share_ref{std::string{filter}, s.client_id, shard_index_}),
+                       nullptr);
+        return true;
+    }
     if (shared.is_shared()) return leave_group(s, filter, shared.filter);
     return subscriptions_.erase(filter, &s);
-}
-
-bool engine::join_group(durable_session& s, std::string_view filter, std::string_view inner,
-                        const sub_entry& e) {
-    auto it = groups_.find(std::string{filter});
-    if (it == groups_.end()) {
-        it = groups_.emplace(std::string{filter}, std::make_unique<share_group>()).first;
-        shared_.insert_or_assign(inner, it->second.get(), no_value{});
-    }
-    auto& members = it->second->members;
-    const auto m = std::find_if(members.begin(), members.end(),
-                                [&](const share_group::member& x) { return x.s == &s; });
-    if (m != members.end()) {
-        m->e = e;
-        return false;
-    }
-    members.push_back({&s, e});
-    ++shared_members_;
-    return true;
-}
-
-bool engine::leave_group(durable_session& s, std::string_view filter, std::string_view inner) {
-    const auto it = groups_.find(std::string{filter});
-    if (it == groups_.end()) return false;
-    share_group& g = *it->second;
-    const auto m = std::find_if(g.members.begin(), g.members.end(),
-                                [&](const share_group::member& x) { return x.s == &s; });
-    if (m == g.members.end()) return false;
-    const auto index = static_cast<std::size_t>(m - g.members.begin());
-    g.members.erase(m);
-    --shared_members_;
-    if (g.next > index) --g.next;  // the same member stays next in turn
-    if (g.next >= g.members.size()) g.next = 0;
-    if (g.members.empty()) {
-        shared_.erase(inner, &g);
-        groups_.erase(it);
-    }
-    return true;
 }
 
 // ---- security ---------------------------------------------------------------------------
@@ -143,7 +122,10 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         if (router_) router_->retained(m);
     }
     const std::size_t reached = route(from, m);
-    if (router_ && router_->publish(m) && from != nullptr && from->connection != nullptr) {
+    // paused_by_count_: a share group's home shard routed messages from here into a
+    // congested channel (share_op::pause).
+    if (router_ && (router_->publish(m) || paused_by_count_ != 0) && from != nullptr &&
+        from->connection != nullptr) {
         // Back-pressure between shards: the publisher stops reading until the congested
         // shard has caught up (the message itself went out; nothing is dropped for this).
         session& s = *from->connection;
@@ -164,7 +146,12 @@ bool engine::route_from_shard(const message_ptr& m, std::size_t from) {
 }
 
 void engine::release_shard(std::size_t from, bool resume) {
-    if (--shard_holds_[from] == 0 && resume && router_ != nullptr) router_->resume_from(from);
+    if (--shard_holds_[from] != 0) return;
+    if (share_hold_[from] != 0) {
+        share_hold_[from] = 0;
+        if (--paused_by_count_ == 0 && resume) resume_publishers();
+    }
+    if (resume && router_ != nullptr) router_->resume_from(from);
 }
 
 void engine::apply_retained(const message_ptr& m) {
@@ -172,6 +159,17 @@ void engine::apply_retained(const message_ptr& m) {
 }
 
 void engine::shards_resumed() {
+    // A channel of this shard took its backlog: the shards paused for this one's share
+    // groups publish again (a channel still congested pauses them again).
+    for (std::size_t k = 0; k < pausing_.size(); ++k) {
+        if (pausing_[k] == 0) continue;
+        pausing_[k] = 0;
+        router_->share(k, share_op::resume, nullptr, nullptr);
+    }
+    resume_publishers();
+}
+
+void engine::resume_publishers() {
     auto paused = std::move(shard_paused_);
     shard_paused_.clear();
     for (session* s : paused) s->resume_from_shards();
@@ -194,6 +192,9 @@ void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
     shard_count_ = count == 0 ? 1 : count;
     router_ = r;
     shard_holds_.assign(shard_count_, 0);
+    pausing_.assign(shard_count_, 0);
+    paused_by_.assign(shard_count_, 0);
+    share_hold_.assign(shard_count_, 0);
     if (meters != nullptr) {
         meter_ = meters->meter_;
         out_meter_ = meters->out_meter_;
@@ -249,48 +250,6 @@ std::size_t engine::route(const durable_session* from, const message_ptr& m) {
     if (!groups_.empty()) route_shared(from, m, reached);
     if (outer) routing_ = false;
     return reached;
-}
-
-// Each share group whose filter matches gets the message once, for one of its members
-// (MQTT 5.0 §4.8.2), in turn: the next connected member that can take it now, else the
-// next connected one, else (all offline) the next one, whose session queues it. A session
-// with a shared and an ordinary subscription may receive the message once for each.
-void engine::route_shared(const durable_session* from, const message_ptr& m, std::size_t& reached) {
-    std::vector<share_group*> nested;
-    auto& groups = matched_groups_.empty() ? matched_groups_ : nested;
-    groups.clear();
-    shared_.match(m->topic, [&](std::string_view, share_group* const& g, const no_value&) {
-        groups.push_back(g);
-    });
-    for (share_group* g : groups) {
-        const std::size_t n = g->members.size();
-        std::size_t pick = n;
-        std::size_t online = n;
-        for (std::size_t k = 0; k < n && pick == n; ++k) {
-            const std::size_t i = (g->next + k) % n;
-            const auto& member = g->members[i];
-            session* c = member.s->connection;
-            if (c == nullptr) continue;
-            if (online == n) online = i;
-            const auto q = limits_.upgrade_outgoing_qos
-                               ? member.e.options.max_qos
-                               : std::min(m->qos_level, member.e.options.max_qos);
-            if (c->can_take(q)) pick = i;
-        }
-        if (pick == n) pick = online != n ? online : g->next % n;
-        g->next = (pick + 1) % n;
-        const auto& member = g->members[pick];
-        // ACL read: a member that may not read it does not get it, and neither does another
-        // one (as in Mosquitto, the group's turn is spent).
-        if (!may_receive(*member.s, m->topic)) continue;
-        subscription_ids ids;
-        if (member.e.id != 0) ids.push_back(member.e.id);
-        deliver(target{member.s, member.e.options.max_qos, member.e.options.retain_as_published,
-                       member.e.id},
-                m, from, std::move(ids));
-        ++reached;
-    }
-    groups.clear();
 }
 
 void engine::deliver(const target& t, const message_ptr& m, const durable_session* from,

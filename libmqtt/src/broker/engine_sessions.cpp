@@ -64,6 +64,7 @@ engine::attach_result engine::attach(session& s, const std::string& client_id, b
     it->second->connection = &s;
     ++connected_;
     if (clients_) clients_->up();
+    if (present) note_remote_groups(*it->second, share_op::online);
     stats_.connected_maximum = std::max<std::uint64_t>(stats_.connected_maximum, connected_);
     return {it->second.get(), present};
 }
@@ -79,6 +80,7 @@ void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
         end_session(ds);
         return;
     }
+    note_remote_groups(ds, share_op::offline);
     if (ds.will()) {
         if (ds.will_delay() == 0) {
             publish_will(ds);
@@ -123,8 +125,10 @@ void engine::end_session(durable_session& ds) {
     unschedule(ds);
     if (store_) store_->session_ended(ds);
     // Unsubscribe first: a session does not receive its own Will.
+    note_remote_groups(ds, share_op::leave);
     for (const auto& [filter, e] : ds.subscriptions) {
         const auto shared = protocol::parse_shared(filter);
+        if (shared.is_shared() && remote_group(filter)) continue;
         if (shared.is_shared()) {
             leave_group(ds, filter, shared.filter);
         } else {

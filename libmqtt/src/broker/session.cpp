@@ -560,7 +560,6 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
         if (assigned) p.assigned_client_identifier = client_id();
         if (server_keep_alive) p.server_keep_alive = keep_alive_;
         if (!cfg.retain_available) p.retain_available = 0;
-        if (engine_.shard_count() > 1) p.shared_subscription_available = 0;
         p.receive_maximum = cfg.receive_maximum;
         p.maximum_packet_size = cfg.max_packet_size;
         // Absent (0) when aliases are off: the client may not use any (MQTT-3.2.2-17).

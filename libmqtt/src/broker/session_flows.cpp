@@ -273,12 +273,6 @@ reason_code session::subscribe_one(const protocol::subscription& s, std::uint32_
     const auto shared = protocol::parse_shared(s.filter);
     if (shared.is_malformed() || !protocol::is_valid_topic_filter(s.filter)) return invalid;
     if (!topic_within_limits(s.filter)) return invalid;  // max_topic_length / _levels
-    // With threads > 1 a share group's members may sit on several shards, which cannot
-    // share one turn yet (docs/broker.md, "Threading"): refused, as CONNACK announced.
-    if (shared.is_shared() && engine_.shard_count() > 1) {
-        return v5 ? reason_code::shared_subscriptions_not_supported
-                  : reason_code::unspecified_error;
-    }
     // acl_file: refused when the client may read nothing the filter (of a shared
     // subscription: its inner filter) matches; 3.1.1 has only 0x80. A subscription to that
     // filter made earlier, under other rules, ends with the refusal. No retained messages.

@@ -253,6 +253,20 @@ struct server::impl::shard_link final : broker::shard_router {
         for (std::size_t j = 1; j < s.shards.size(); ++j) s.send_to(0, j, shard_item{kind, m});
     }
     void resume_from(std::size_t from) override { s.runtime->resume_drain(from, k); }
+    bool share(std::size_t to, broker::share_op op, const broker::share_ref_ptr& r,
+               const broker::message_ptr& m) override {
+        if (op == broker::share_op::pause || op == broker::share_op::resume) {
+            // Posted, not sent on the channel: that channel may be the congested one, held
+            // up by a subscriber of `to`, and the pause must reach `to` all the same. Two
+            // posts from one thread to one loop keep their order.
+            s.runtime->post(to, [&s = s, from = k, to, op] {
+                s.engine_of(to).share_from_shard(from, op, nullptr, nullptr);
+            });
+            return false;
+        }
+        s.send_to(k, to, shard_item{shard_item::kind::share, m, op, r});
+        return s.runtime->check_congested(k, to);
+    }
     impl& s;
     std::size_t k;
 };

@@ -166,6 +166,10 @@ std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
             if (e.route_from_shard(it.msg, from)) return i + 1;
             continue;
         }
+        if (it.what == shard_item::kind::share) {
+            if (e.share_from_shard(from, it.op, it.ref, it.msg)) return i + 1;
+            continue;
+        }
         e.apply_retained(it.msg);
         if (k != 0) continue;
         for (std::size_t j = 1; j < shards.size(); ++j) send_to(0, j, shard_item{it.what, it.msg});

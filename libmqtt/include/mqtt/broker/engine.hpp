@@ -18,6 +18,7 @@
 #include "mqtt/broker/message.hpp"
 #include "mqtt/broker/retained_store.hpp"
 #include "mqtt/broker/security.hpp"
+#include "mqtt/broker/share_ref.hpp"
 #include "mqtt/broker/store_hooks.hpp"
 #include "mqtt/protocol/packet.hpp"
 #include "mqtt/protocol/subscription_trie.hpp"
@@ -36,6 +37,11 @@ std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept;
 // with one shard: routing then costs one pointer test more than it did).
 class shard_router {
   public:
+    // A share group's note or delivery (m: null for notes) to shard `to`. True when that
+    // shard is congested: a message being routed from another shard then holds up that
+    // shard's channel until shards_resumed().
+    virtual bool share(std::size_t to, share_op op, const share_ref_ptr& r,
+                       const message_ptr& m) = 0;
     // After m was routed to this shard's sessions: the other shards match it too. True
     // when a shard it went to is congested: its publisher pauses until shards_resumed().
     virtual bool publish(const message_ptr& m) = 0;
@@ -208,9 +214,14 @@ class engine {
     // the last hold on `from` ends (not from a destructor: the shards' loops may be ending).
     void hold_shard(std::size_t from) noexcept { ++shard_holds_[from]; }
     void release_shard(std::size_t from, bool resume);
+    // A share group's note or delivery from shard `from` (share_op). True as for
+    // route_from_shard(): a member it reached is congested, take nothing more from `from`.
+    bool share_from_shard(std::size_t from, share_op op, const share_ref_ptr& r,
+                          const message_ptr& m);
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
-    // A congested shard took its backlog: the publishers paused for it read again.
+    // A congested shard took its backlog: the publishers paused for it read again (and the
+    // shards told to pause by this one's share groups resume).
     void shards_resumed();
     std::size_t paused_for_shards() const noexcept { return shard_paused_.size(); }
 
@@ -255,9 +266,12 @@ class engine {
     using trie = protocol::subscription_trie<durable_session*, sub_entry>;
     // A share group: the sessions subscribed to `$share/<name>/<filter>`, served in turn.
     struct share_group {
+        // Local (s set) or, with threads > 1, on another shard (ref set, s null; e unused).
         struct member {
             durable_session* s;
             sub_entry e;
+            share_ref_ptr ref;
+            bool online = true;  // a remote member's connection, as its shard last said
         };
         std::vector<member> members;  // in the order they joined
         std::size_t next = 0;         // the member to try first for the next message
@@ -272,9 +286,33 @@ class engine {
     std::size_t route(const durable_session* from, const message_ptr& m);
     void set_retained(const message_ptr& m);
     void route_shared(const durable_session* from, const message_ptr& m, std::size_t& reached);
+    // One message for group g: its next member in turn (see route_shared).
+    bool serve_group(share_group& g, const durable_session* from, const message_ptr& m,
+                     bool retry = false);
     bool join_group(durable_session& s, std::string_view filter, std::string_view inner,
                     const sub_entry& e);
     bool leave_group(durable_session& s, std::string_view filter, std::string_view inner);
+    // With threads > 1: the home shard of a group (the whole `$share/...` filter).
+    std::size_t home_of(std::string_view group) const noexcept {
+        return shard_of(group, shard_count_);
+    }
+    bool remote_group(std::string_view group) const noexcept {
+        return shard_count_ > 1 && home_of(group) != shard_index_;
+    }
+    // The session's subscriptions to groups homed on other shards: note op to each home.
+    void note_remote_groups(const durable_session& ds, share_op op);
+    void join_remote(std::string_view filter, share_ref_ptr r);
+    void leave_remote(std::string_view filter, std::string_view inner, const share_ref& r);
+    void share_deliver(std::size_t from, share_op op, const share_ref_ptr& r,
+                       const message_ptr& m);
+    void resume_publishers();
+    std::vector<char> pausing_;     // [shard]: told to pause by this home shard (share_op)
+    std::vector<char> paused_by_;   // [shard]: that home shard told this one to pause
+    // [shard]: a member here, congested by a share delivery from that home shard, holds up
+    // its channel: this shard's publishers pause too (their messages may come back here
+    // through the home, and the home's channel is held).
+    std::vector<char> share_hold_;
+    std::size_t paused_by_count_ = 0;
     void end_session(durable_session& s);
     void publish_will(durable_session& s);
     void schedule(durable_session& s);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mqtt/broker/message.hpp"
+#include "mqtt/broker/share_ref.hpp"
 #include "mqtt/net/shard_channel.hpp"
 
 namespace boost::asio {
@@ -32,10 +33,14 @@ namespace mqtt::net {
 // What goes from one shard to another: a published message to match in the receiving
 // shard's trie, or a change of the retained messages every shard keeps a replica of (a
 // clear carries the message whose empty payload cleared the topic).
+// A share group's note or delivery (kind::share) carries its broker::share_op and the
+// member it names (docs/broker.md, "Threading": shared subscriptions).
 struct shard_item {
-    enum class kind : std::uint8_t { publish, retain_set, retain_clear };
+    enum class kind : std::uint8_t { publish, retain_set, retain_clear, share };
     kind what = kind::publish;
     broker::message_ptr msg;
+    broker::share_op op = broker::share_op::deliver;
+    broker::share_ref_ptr ref{};
 };
 
 using shard_item_channel = shard_channel<shard_item>;

@@ -1,0 +1,328 @@
+// Shared subscriptions with threads > 1 (docs/broker.md, "Threading"), two shard engines in
+// one thread with a router that queues what one shard sends another (FIFO per ordered
+// pair, as shard_runtime's channels) and pumps it on demand: a group's home shard picks
+// its members on both shards in turn, each message goes to exactly one member, members
+// that leave, go offline or end are skipped, an offline member the home did not know about
+// yet sends the message back for the next one, and a congested channel of the home pauses
+// the publishers of the shard the message came from.
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <deque>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "broker_test_client.hpp"
+#include "mqtt/broker/engine.hpp"
+
+using namespace tern_test;
+using mqtt::broker::engine;
+using mqtt::broker::message_ptr;
+using mqtt::broker::share_op;
+using mqtt::broker::share_ref_ptr;
+using mqtt::broker::shard_of;
+
+namespace {
+
+struct item {
+    enum class kind { publish, retained, share } what;
+    message_ptr msg;
+    share_op op = share_op::deliver;
+    share_ref_ptr ref{};
+};
+
+struct two_shards;
+
+struct link_router final : mqtt::broker::shard_router {
+    link_router(two_shards& h, std::size_t self) : h(h), self(self) {}
+    bool publish(const message_ptr& m) override;
+    void retained(const message_ptr& m) override;
+    void resume_from(std::size_t from) override { resumed.push_back(from); }
+    bool share(std::size_t to, share_op op, const share_ref_ptr& r, const message_ptr& m) override;
+    two_shards& h;
+    std::size_t self;
+    bool congested = false;  // share() answers this
+    std::vector<std::size_t> resumed;
+};
+
+struct two_shards {
+    engine e0;
+    engine e1;
+    link_router r0{*this, 0};
+    link_router r1{*this, 1};
+    std::deque<item> q[2][2];  // [from][to]
+    std::vector<share_op> ops[2][2];  // every share_op sent, [from][to]
+    two_shards() {
+        e0.set_shard(0, 2, &r0, nullptr);
+        e1.set_shard(1, 2, &r1, &e0);
+    }
+    engine& at(std::size_t k) { return k == 0 ? e0 : e1; }
+    // Delivers everything in flight (and what that sends), pair by pair in FIFO order.
+    void pump() {
+        for (int round = 0; round < 100; ++round) {
+            bool any = false;
+            for (std::size_t from = 0; from < 2; ++from) {
+                const std::size_t to = 1 - from;
+                while (!q[from][to].empty()) {
+                    item it = std::move(q[from][to].front());
+                    q[from][to].pop_front();
+                    any = true;
+                    if (it.what == item::kind::publish) {
+                        at(to).route_from_shard(it.msg, from);
+                    } else if (it.what == item::kind::retained) {
+                        at(to).apply_retained(it.msg);
+                    } else {
+                        at(to).share_from_shard(from, it.op, it.ref, it.msg);
+                    }
+                }
+            }
+            if (!any) return;
+        }
+        FAIL("pump: still sending after 100 rounds");
+    }
+};
+
+bool link_router::publish(const message_ptr& m) {
+    h.q[self][1 - self].push_back({item::kind::publish, m});
+    return false;
+}
+void link_router::retained(const message_ptr& m) {
+    h.q[self][1 - self].push_back({item::kind::retained, m});
+}
+bool link_router::share(std::size_t to, share_op op, const share_ref_ptr& r,
+                        const message_ptr& m) {
+    REQUIRE(to != self);
+    h.q[self][to].push_back({item::kind::share, m, op, r});
+    h.ops[self][to].push_back(op);
+    return congested;
+}
+
+// A client id of shard k (of 2), starting with `base`.
+std::string id_on(std::size_t k, const std::string& base) {
+    for (int i = 0;; ++i) {
+        auto id = base + std::to_string(i);
+        if (shard_of(id, 2) == k) return id;
+    }
+}
+
+// The payloads of the PUBLISH packets in `in`, acknowledging the QoS 1 ones.
+std::vector<std::string> take(test_client& c) {
+    std::vector<std::string> out;
+    for (const auto& p : c.received()) {
+        if (const auto* m = std::get_if<publish_packet>(&p)) {
+            out.push_back(m->payload);
+            if (m->qos_level == qos::at_least_once) {
+                c.send(puback_packet{m->packet_id, reason_code::success, {}});
+            }
+        }
+    }
+    return out;
+}
+
+constexpr const char* group = "$share/g/t/#";
+
+}  // namespace
+
+TEST_CASE("shard share: members on both shards get each message once, in turn") {
+    auto now = test_epoch();
+    two_shards h;
+    const std::size_t home = shard_of(group, 2);
+    const std::size_t away = 1 - home;
+    // Join order: a (home shard), b (other shard), c (other shard).
+    test_client a{h.at(home), protocol_version::v5, now};
+    test_client b{h.at(away), protocol_version::v5, now};
+    test_client c{h.at(away), protocol_version::v3_1_1, now};
+    // Shared subscriptions are announced and granted with threads > 1.
+    const auto ack = a.connect(id_on(home, "a"));
+    CHECK_FALSE(ack.props.shared_subscription_available.has_value());
+    b.connect(id_on(away, "b"));
+    c.connect(id_on(away, "c"));
+    CHECK(a.subscribe(group, qos::at_least_once) == std::vector{reason_code::granted_qos_1});
+    h.pump();
+    CHECK(b.subscribe(group, qos::at_least_once) == std::vector{reason_code::granted_qos_1});
+    h.pump();
+    CHECK(c.subscribe(group, qos::at_least_once) == std::vector{reason_code::granted_qos_1});
+    h.pump();
+    CHECK(h.at(home).share_group_count() == 1);
+    CHECK(h.at(away).share_group_count() == 0);
+    CHECK(h.at(home).subscription_count() == 3);  // the remote members are counted at home
+
+    // Publishers on both shards.
+    test_client p_home{h.at(home), protocol_version::v5, now};
+    test_client p_away{h.at(away), protocol_version::v5, now};
+    p_home.connect(id_on(home, "ph"));
+    p_away.connect(id_on(away, "pa"));
+    std::vector<std::string> got_a, got_b, got_c;
+    for (int i = 0; i < 12; ++i) {
+        auto& p = i % 2 == 0 ? p_home : p_away;
+        p.publish("t/x", "m" + std::to_string(i), qos::at_least_once);
+        (void)p.received();  // PUBACK
+        h.pump();
+        for (auto& s : take(a)) got_a.push_back(s);
+        for (auto& s : take(b)) got_b.push_back(s);
+        for (auto& s : take(c)) got_c.push_back(s);
+    }
+    // Round robin over the three members in join order, whichever shard published.
+    CHECK(got_a == std::vector<std::string>{"m0", "m3", "m6", "m9"});
+    CHECK(got_b == std::vector<std::string>{"m1", "m4", "m7", "m10"});
+    CHECK(got_c == std::vector<std::string>{"m2", "m5", "m8", "m11"});
+
+    SUBCASE("a member on the other shard that unsubscribes gets nothing more") {
+        unsubscribe_packet u;
+        u.packet_id = 9;
+        u.filters.push_back(group);
+        b.send(u);
+        (void)b.received();  // UNSUBACK
+        h.pump();
+        CHECK(h.at(home).subscription_count() == 2);
+        for (int i = 0; i < 4; ++i) {
+            p_away.publish("t/y", "n" + std::to_string(i), qos::at_least_once);
+            (void)p_away.received();
+            h.pump();
+        }
+        CHECK(take(b).empty());
+        CHECK(take(a).size() + take(c).size() == 4);
+    }
+    SUBCASE("a member whose session ends leaves the group") {
+        c.lose_connection();  // 3.1.1 clean session: the session ends with it
+        h.pump();
+        CHECK(h.at(home).subscription_count() == 2);
+        for (int i = 0; i < 4; ++i) {
+            p_home.publish("t/y", "n" + std::to_string(i), qos::at_least_once);
+            (void)p_home.received();
+            h.pump();
+        }
+        CHECK(take(a).size() == 2);
+        CHECK(take(b).size() == 2);
+    }
+    SUBCASE("the last member leaving ends the group at home") {
+        for (auto* cl : {&a, &b, &c}) cl->lose_connection();
+        h.pump();
+        CHECK(h.at(home).share_group_count() == 0);
+        CHECK(h.at(home).subscription_count() == 0);
+    }
+}
+
+TEST_CASE("shard share: offline members are skipped, and queue when every member is offline") {
+    auto now = test_epoch();
+    two_shards h;
+    const std::size_t home = shard_of(group, 2);
+    const std::size_t away = 1 - home;
+    test_client a{h.at(home), protocol_version::v5, now};
+    test_client b{h.at(away), protocol_version::v5, now};
+    const auto id_b = id_on(away, "b");
+    a.connect(id_on(home, "a"));
+    b.connect_persistent(id_b);
+    a.subscribe(group, qos::at_least_once);
+    b.subscribe(group, qos::at_least_once);
+    h.pump();
+    test_client pub{h.at(away), protocol_version::v5, now};
+    pub.connect(id_on(away, "p"));
+    auto send = [&](const std::string& payload) {
+        pub.publish("t/1", payload, qos::at_least_once);
+        (void)pub.received();
+        h.pump();
+    };
+
+    SUBCASE("a persistent member offline is skipped while another is connected") {
+        b.lose_connection();
+        h.pump();  // the offline note reaches the home
+        for (int i = 0; i < 4; ++i) send("o" + std::to_string(i));
+        CHECK(take(a).size() == 4);
+        CHECK(h.at(away).find_session(id_b)->queue.empty());
+    }
+    SUBCASE("offline before the home knew: the message comes back for the next member") {
+        send("first");  // a's turn
+        CHECK(take(a) == std::vector<std::string>{"first"});
+        // b goes offline; a publisher on the home shard publishes before the offline note
+        // arrives there, so the home still thinks b is connected when it picks b.
+        test_client local{h.at(home), protocol_version::v5, now};
+        local.connect(id_on(home, "l"));
+        b.lose_connection();
+        REQUIRE(h.q[away][home].size() == 1);  // the offline note, not there yet
+        local.publish("t/1", "second", qos::at_least_once);
+        (void)local.received();
+        REQUIRE(h.ops[home][away].size() == 1);
+        CHECK(h.ops[home][away].back() == share_op::deliver);
+        h.pump();
+        CHECK(take(a) == std::vector<std::string>{"second"});  // local: no retry needed
+        CHECK(h.at(away).find_session(id_b)->queue.empty());
+        CHECK(h.ops[away][home] ==
+              std::vector{share_op::join, share_op::offline, share_op::again});
+    }
+    SUBCASE("every member offline: the next one in turn queues it (QoS 1), given on resume") {
+        b.lose_connection();
+        h.pump();
+        a.lose_connection();  // 5.0 without Session Expiry: its session ends, it leaves
+        h.pump();
+        send("kept");
+        CHECK(h.at(away).find_session(id_b)->queue.size() == 1);
+        b.new_connection();
+        const auto ack = b.connect_persistent(id_b);
+        CHECK(ack.session_present);
+        h.pump();  // the online note
+        std::vector<std::string> got;
+        for (const auto& p : b.rest_after_connack()) {
+            if (const auto* m = std::get_if<publish_packet>(&p)) got.push_back(m->payload);
+        }
+        for (auto& s : take(b)) got.push_back(s);
+        CHECK(got == std::vector<std::string>{"kept"});
+        send("after");  // b is the only member, connected again
+        CHECK(take(b) == std::vector<std::string>{"after"});
+    }
+}
+
+TEST_CASE("shard share: a congested channel from the home pauses the origin's publishers") {
+    auto now = test_epoch();
+    two_shards h;
+    const std::size_t home = shard_of(group, 2);
+    const std::size_t away = 1 - home;
+    // The member and the publisher on the other shard: its messages go to the home and
+    // come back as deliveries.
+    test_client m{h.at(away), protocol_version::v5, now};
+    m.connect(id_on(away, "m"));
+    m.subscribe(group, qos::at_least_once);
+    h.pump();
+    test_client pub{h.at(away), protocol_version::v5, now};
+    pub.connect(id_on(away, "p"));
+    (home == 0 ? h.r0 : h.r1).congested = true;
+    pub.publish("t/1", "a", qos::at_least_once);
+    h.pump();
+    CHECK(h.ops[home][away] == std::vector{share_op::deliver, share_op::pause});
+    CHECK(take(m) == std::vector<std::string>{"a"});
+    CHECK_FALSE(pub.session().input_paused());  // told after this message went out
+    pub.publish("t/1", "b", qos::at_least_once);  // the next one finds the shard paused
+    CHECK(pub.session().input_paused());
+    h.pump();
+    CHECK(take(m) == std::vector<std::string>{"b"});
+    CHECK(h.ops[home][away].size() == 3);  // paused once: deliver, pause, deliver
+    // The home's channels drained: it lets the publishers go on.
+    (home == 0 ? h.r0 : h.r1).congested = false;
+    h.at(home).shards_resumed();
+    CHECK(h.ops[home][away].back() == share_op::resume);
+    h.pump();
+    CHECK_FALSE(pub.session().input_paused());
+}
+
+TEST_CASE("shard share: a member whose leave note was lost costs one message, not a loop") {
+    auto now = test_epoch();
+    two_shards h;
+    const std::size_t home = shard_of(group, 2);
+    const std::size_t away = 1 - home;
+    test_client b{h.at(away), protocol_version::v3_1_1, now};
+    b.connect(id_on(away, "b"));
+    b.subscribe(group, qos::at_least_once);
+    h.pump();
+    b.lose_connection();  // clean session: it ends, and its leave note ...
+    REQUIRE(h.q[away][home].size() == 1);
+    h.q[away][home].clear();  // ... is lost (a channel past max_items refuses it)
+    test_client pub{h.at(home), protocol_version::v5, now};
+    pub.connect(id_on(home, "p"));
+    pub.publish("t/1", "x", qos::at_least_once);
+    h.pump();  // would not end if it went back and forth
+    CHECK(h.ops[home][away] == std::vector{share_op::deliver, share_op::retry});
+    CHECK(h.ops[away][home] == std::vector{share_op::join, share_op::leave, share_op::again});
+}
