@@ -11,7 +11,8 @@ ending); use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
 backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
-start-up refusals at the threads line; $SYS topics and /metrics that report both shards
+start-up refusals at the threads line (TLS, WebSocket, persistence; bridges and MQTT-SN are
+accepted); $SYS topics and /metrics that report both shards
 summed, the $SYS ones received by a subscriber on shard 1, and the shutdown line counting the
 connections of both shards.
 
@@ -682,6 +683,8 @@ def startup_refusals(binary, work, check):
          "persistence"),
         ("metrics_listener 0\nthreads 3\nlistener 0 127.0.0.1\nprotocol websockets\n",
          "WebSocket listeners"),
+        ("allow_anonymous true\nthreads 2\nlistener 0 127.0.0.1\ncertfile %s/c.pem\n"
+         "keyfile %s/k.pem\n" % (work, work), "TLS listeners"),
         ("threads 0\n", "out of range"),
     ]
     for i, (text, what) in enumerate(cases):
@@ -701,6 +704,17 @@ def startup_refusals(binary, work, check):
                        timeout=20)
     check(r.returncode == 0 and '"threads":2' in r.stdout.replace(" ", ""),
           "--print-config shows threads 2")
+    # Bridges and MQTT-SN listeners run on shard 0: no longer refused.
+    with open(conf, "w") as f:
+        f.write("threads 2\nsys_interval 0\nallow_anonymous true\nlistener 0 127.0.0.1\n"
+                "protocol mqttsn\nlistener 0 127.0.0.1\n"
+                "connection up\naddress 127.0.0.1:1\ntopic # out 1\n")
+    r = subprocess.run([binary, "-c", conf, "--print-config"], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0 and '"threads":2' in r.stdout.replace(" ", "") and
+          '"connection":"up"' in r.stdout.replace(" ", ""),
+          f"threads 2 with a bridge and an MQTT-SN listener accepted: {r.returncode} "
+          f"{r.stderr.strip()!r}")
 
 
 def main():

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -871,15 +872,33 @@ TEST_CASE("log: text and JSON lines") {
     CHECK(format_log_line(err, {}, t) == "tern-broker: error: boom\n");
 }
 
-TEST_CASE("config: threads above 1 with $SYS and metrics_listener, and what it still refuses") {
+TEST_CASE("config: threads above 1 with $SYS, bridges and MQTT-SN, and what it still refuses") {
     // $SYS (sys_interval, 10 by default) and /metrics report every shard summed.
     const auto c = parse_ok("threads 2\nsys_interval 1\nmetrics_listener 0\n");
     CHECK(c.threads == 2);
     CHECK(c.sys_interval == 1s);
     CHECK(c.metrics.has_value());
     CHECK(parse_ok("threads 4\n").sys_interval == 10s);
-    const auto e = parse_error(
+    auto e = parse_error(
         "metrics_listener 0\nthreads 2\npersistence true\npersistence_location /var/lib/tern/\n");
     CHECK(e.line == 2);
     CHECK(e.message.find("together with persistence") != std::string::npos);
+    e = parse_error(
+        "listener 1883\nthreads 2\nlistener 8080\nprotocol websockets\nallow_anonymous true\n");
+    CHECK(e.line == 2);
+    CHECK(e.message.find("together with WebSocket listeners") != std::string::npos);
+    e = parse_error(
+        "threads 3\nallow_anonymous true\nlistener 0\ncertfile /c.pem\nkeyfile /k.pem\n");
+    CHECK(e.line == 1);
+    CHECK(e.message.find("threads 3: more than one thread is not implemented yet together with "
+                         "TLS listeners") != std::string::npos);
+    // Bridges and MQTT-SN listeners run on shard 0 (docs/broker.md, "Threading").
+    const auto b = parse_ok(
+        "threads 2\nallow_anonymous true\n"
+        "listener 0 127.0.0.1\nprotocol mqttsn\nlistener 0 127.0.0.1\n"
+        "connection up\naddress 127.0.0.1:1883\ntopic # out 1\n");
+    CHECK(b.threads == 2);
+    CHECK(b.bridges.size() == 1);
+    CHECK(std::count_if(b.listeners.begin(), b.listeners.end(),
+                        [](const auto& l) { return l.mqttsn; }) == 1);
 }

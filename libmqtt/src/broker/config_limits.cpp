@@ -201,22 +201,20 @@ bool on_threads(parse_state& st, const option_args& a) {
 }
 
 // With threads > 1, what the shards cannot serve yet stops the start at the threads line.
+// Bridges and MQTT-SN listeners run on shard 0 (docs/broker.md, "Threading").
 bool check_threads(parse_state& st) {
     const auto& c = st.cfg;
     if (c.threads <= 1) return true;
     std::string what;
     for (const auto& l : c.listeners) {
         if (!what.empty()) break;
-        if (l.mqttsn) {
-            what = "MQTT-SN listeners (protocol mqttsn)";
-        } else if (l.tls_enabled()) {
+        if (l.tls_enabled()) {
             what = "TLS listeners";
         } else if (l.protocol == listener_protocol::websockets) {
             what = "WebSocket listeners";
         }
     }
     if (what.empty() && c.persistence.enabled) what = "persistence";
-    if (what.empty() && !c.bridges.empty()) what = "bridges (connection)";
     if (what.empty()) return true;
     st.file = c.threads_origin.file;
     st.line = c.threads_origin.line;

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <climits>
 
+#include "mqtt/broker/figures.hpp"
+
 #if defined(__linux__)
 #include <linux/sock_diag.h>
 #include <sys/socket.h>
@@ -245,7 +247,10 @@ bool mqttsn_udp::full() const {
     // As for TCP listeners: a listener's own max_connections bounds it alone, otherwise the
     // broker's bound counts every connected session.
     if (max_clients_) return clients_.size() >= *max_clients_;
-    return engine_.session_count() >= engine_.config().max_connections;
+    // With threads > 1, every shard's connected clients (the gateway is on shard 0).
+    const auto* all = engine_.connected_clients();
+    const std::size_t n = all != nullptr ? all->now() : engine_.session_count();
+    return n >= engine_.config().max_connections;
 }
 
 void mqttsn_udp::refuse(const peer& who) {

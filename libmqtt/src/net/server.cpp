@@ -475,12 +475,6 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
 void server::set_bridges(std::vector<bridge::bridge_config> b) {
     auto& s = *impl_;
     if (s.stopping) return;
-    if (s.sharded() && !b.empty()) {  // a reload that kept threads > 1 and added bridges
-        s.note(0, broker::log_level::error, broker::log_kind::bridge,
-               "bridges (connection) with more than one thread are not implemented yet; "
-               "not started");
-        return;
-    }
     if (!s.bridges) {
         if (b.empty()) return;
         if (auto error = s.start_bridges(std::move(b)); !error.empty()) {

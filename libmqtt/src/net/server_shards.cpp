@@ -179,10 +179,11 @@ std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
 
 // Runs on shard 0: the bytes of the first packet, then the connection goes to the shard of
 // the CONNECT's client id (empty: the next shard in turn; with use_username_as_clientid the
-// user name's, which becomes the id). Whatever else arrives (another packet, a malformed
-// length, the end of the stream, the CONNECT deadline) goes to a shard too, whose
-// connection answers it as a single-loop broker would. Completion handlers, not
-// a coroutine: while the client is quiet only the read and the deadline are pending.
+// user name's, which becomes the id), or to shard 0 if a session with that id is there.
+// Whatever else arrives (another packet, a malformed length, the end of the stream, the
+// CONNECT deadline) goes to a shard too, whose connection answers it as a single-loop
+// broker would. Completion handlers, not a coroutine: while the client is quiet only the
+// read and the deadline are pending.
 void server::impl::read_first_packet(std::shared_ptr<handoff> h) {
     h->timer.expires_at(h->accepted + engine.config().connect_timeout);
     h->timer.async_wait([h](const boost::system::error_code& ec) {
@@ -221,13 +222,17 @@ void server::impl::route_first(std::shared_ptr<handoff> h) {
         const auto body = std::span<const std::uint8_t>{h->bytes}.subspan(header, total - header);
         auto p = protocol::decode(h->bytes[0], body, protocol::protocol_version::v5);
         const auto* c = p ? std::get_if<protocol::connect_packet>(&*p) : nullptr;
+        std::string_view id;
         if (c != nullptr && engine.security(h->slot).use_username_as_clientid) {
             // The session's id will be the user name: its shard (none: refused anywhere).
-            if (c->username && !c->username->empty()) {
-                k = broker::shard_of(*c->username, shards.size());
-            }
-        } else if (c != nullptr && !c->client_id.empty()) {
-            k = broker::shard_of(c->client_id, shards.size());
+            if (c->username && !c->username->empty()) id = *c->username;
+        } else if (c != nullptr) {
+            id = c->client_id;
+        }
+        // Bridges and MQTT-SN clients have their sessions on shard 0 whatever their id: a
+        // client id with a session there goes there, to take it over or resume it.
+        if (!id.empty()) {
+            k = engine.find_session(id) != nullptr ? 0 : broker::shard_of(id, shards.size());
         }
     }
     if (k == shards.size()) k = next_shard++ % shards.size();

@@ -57,6 +57,7 @@ class connected_meter {
     }
     void down() noexcept { now_.fetch_sub(1, std::memory_order_relaxed); }
     std::uint64_t maximum() const noexcept { return max_.load(std::memory_order_relaxed); }
+    std::uint64_t now() const noexcept { return now_.load(std::memory_order_relaxed); }
 
   private:
     std::atomic<std::uint64_t> now_{0};
