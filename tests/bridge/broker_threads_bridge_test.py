@@ -32,25 +32,19 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from bridge_support import (HOST, WORK, Broker, Client, ConfiguredBroker, check,  # noqa: E402
                             done, stop, wait_for)
 from mqttsn import Client as SnClient  # noqa: E402
+import harness  # noqa: E402
 
 BIN = sys.argv[1]
 SHARDS = 2
 N = 100
 
 
-def shard_of(cid):
-    h = 14695981039346656037
-    for c in cid.encode():
-        h ^= c
-        h = (h * 1099511628211) % 2**64
-    return h % SHARDS
+def shard_of(key):
+    return harness.shard_of(key, SHARDS)
 
 
 def id_on(shard, prefix):
-    i = 0
-    while shard_of(f"{prefix}{i}") != shard:
-        i += 1
-    return f"{prefix}{i}"
+    return harness.ids_on(shard, prefix, SHARDS)[0]
 
 
 def tern_conf(extra=""):

@@ -38,21 +38,11 @@ SHARDS = 2
 
 
 def shard_of(cid):
-    h = 14695981039346656037
-    for c in cid.encode():
-        h ^= c
-        h = (h * 1099511628211) % 2**64
-    return h % SHARDS
+    return harness.shard_of(cid, SHARDS)
 
 
 def ids_on(shard, prefix, n=1):
-    out, i = [], 0
-    while len(out) < n:
-        cid = f"{prefix}{i}"
-        if shard_of(cid) == shard:
-            out.append(cid)
-        i += 1
-    return out
+    return harness.ids_on(shard, prefix, SHARDS, n)
 
 
 def connect(port, v, cid, clean=True, props=b""):

@@ -22,6 +22,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import harness  # noqa: E402
+
 try:
     import paho.mqtt.client as mqtt
 except ImportError:
@@ -43,18 +46,11 @@ THREADS = int(os.environ.get("TERN_BROKER_THREADS") or 1)
 
 
 def shard_of(cid):
-    """The shard tern-broker gives a client id: FNV-1a (64 bits) modulo the shards."""
-    h = 14695981039346656037
-    for b in cid.encode():
-        h = ((h ^ b) * 1099511628211) % (1 << 64)
-    return h % THREADS
+    return harness.shard_of(cid, THREADS)
 
 
 def id_on(shard, prefix):
-    i = 0
-    while shard_of(f"{prefix}{i}") != shard:
-        i += 1
-    return f"{prefix}{i}"
+    return harness.ids_on(shard, prefix, THREADS)[0]
 
 
 def publisher_ids():

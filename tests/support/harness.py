@@ -76,6 +76,26 @@ class Broker:
         return self.proc.returncode
 
 
+def shard_of(key, shards):
+    """The shard tern-broker with `threads N` gives a client id (and a share group its home,
+    from the whole `$share/...` filter): FNV-1a (64 bits) of the bytes modulo N."""
+    h = 14695981039346656037
+    for b in key.encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return h % shards
+
+
+def ids_on(shard, prefix, shards, n=1):
+    """The first n client ids PREFIX0, PREFIX1, ... that shard_of puts on `shard`."""
+    out, i = [], 0
+    while len(out) < n:
+        cid = f"{prefix}{i}"
+        if shard_of(cid, shards) == shard:
+            out.append(cid)
+        i += 1
+    return out
+
+
 def threads_args(work, args=()):
     """With TERN_BROKER_THREADS=N in the environment (the suites' `threads N` runs in
     CTest): `threads N` (and sys_interval 0 unless the file sets it, as these runs have had
