@@ -16,6 +16,7 @@
 #include "mqtt/broker/figures.hpp"
 #include "mqtt/broker/metrics.hpp"
 #include "mqtt/broker/sys_topics.hpp"
+#include "shard_test_support.hpp"
 
 using namespace tern_test;
 using namespace std::chrono_literals;
@@ -24,32 +25,9 @@ using mqtt::broker::engine;
 using mqtt::broker::figures;
 using mqtt::broker::figures_of;
 using mqtt::broker::message_ptr;
+using shard_test::recording_router;
 
 namespace {
-
-struct recording_router final : mqtt::broker::shard_router {
-    std::vector<message_ptr> published;
-    std::vector<message_ptr> retained_changes;
-    bool publish(const message_ptr& m) override {
-        published.push_back(m);
-        return false;
-    }
-    void retained(const message_ptr& m) override { retained_changes.push_back(m); }
-    void resume_from(std::size_t) override {}
-    bool share(std::size_t, mqtt::broker::share_op, const mqtt::broker::share_ref_ptr&,
-               const message_ptr&) override {
-        return false;
-    }
-};
-
-long long sample(const std::string& text, const std::string& name) {
-    std::istringstream in{text};
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind(name + " ", 0) == 0) return std::stoll(line.substr(name.size() + 1));
-    }
-    return -1;
-}
 
 std::string retained_payload(const engine& e, const std::string& topic) {
     std::string out = "<none>";

@@ -19,20 +19,6 @@ using mqtt::broker::http_parse;
 using mqtt::broker::http_request;
 using mqtt::broker::parse_http_request;
 
-namespace {
-
-// The value of the sample line `name` ("tern_x" or "tern_x{qos=\"1\"}"), or -1.
-long long sample(const std::string& text, const std::string& name) {
-    std::istringstream in{text};
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind(name + " ", 0) == 0) return std::stoll(line.substr(name.size() + 1));
-    }
-    return -1;
-}
-
-}  // namespace
-
 TEST_CASE("metrics: counters by QoS, queues, subscriptions, retained") {
     auto now = test_epoch();
     engine e;

@@ -14,34 +14,14 @@
 
 #include "broker_test_client.hpp"
 #include "mqtt/broker/engine.hpp"
+#include "shard_test_support.hpp"
 
 using namespace tern_test;
 using mqtt::broker::engine;
 using mqtt::broker::message_ptr;
 using namespace std::chrono_literals;
 
-namespace {
-
-struct recording_router final : mqtt::broker::shard_router {
-    std::vector<message_ptr> published;
-    std::vector<message_ptr> retained_changes;
-    bool congested = false;
-    bool publish(const message_ptr& m) override {
-        published.push_back(m);
-        return congested;
-    }
-    void retained(const message_ptr& m) override { retained_changes.push_back(m); }
-    std::vector<std::size_t> resumed;
-    void resume_from(std::size_t from) override { resumed.push_back(from); }
-    std::vector<mqtt::broker::share_op> shares;
-    bool share(std::size_t, mqtt::broker::share_op op, const mqtt::broker::share_ref_ptr&,
-               const message_ptr&) override {
-        shares.push_back(op);
-        return false;
-    }
-};
-
-}  // namespace
+using shard_test::recording_router;
 
 TEST_CASE("shard engine: shard_of is FNV-1a 64 of the client id modulo the shards") {
     using mqtt::broker::shard_of;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -188,6 +189,17 @@ const T& as(const packet& p) {
 // A start time far from the clock's epoch so deadlines in the past are representable.
 inline clock::time_point test_epoch() {
     return clock::time_point{} + std::chrono::hours{1};
+}
+
+// The value of the Prometheus sample line `name` ("tern_x" or "tern_x{qos=\"1\"}") in a
+// /metrics text, or -1.
+inline long long sample(const std::string& text, const std::string& name) {
+    std::istringstream in{text};
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(name + " ", 0) == 0) return std::stoll(line.substr(name.size() + 1));
+    }
+    return -1;
 }
 
 }  // namespace tern_test

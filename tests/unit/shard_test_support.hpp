@@ -1,14 +1,17 @@
 #pragma once
 
-// Messages for the shard tests that count their own destruction (a deleter that counts), so
-// a test sees every message_ptr released, and carry (producer, sequence) to check order.
+// For the shard tests: messages that count their own destruction (a deleter that counts), so
+// a test sees every message_ptr released, and carry (producer, sequence) to check order; a
+// shard_router that records what an engine sends to the other shards.
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/message.hpp"
 
 namespace shard_test {
@@ -38,5 +41,26 @@ inline std::size_t producer_of(const mqtt::broker::message& m) {
 inline std::uint64_t seq_of(const mqtt::broker::message& m) {
     return std::stoull(m.payload);
 }
+
+// A shard_router that records what an engine sends to the other shards; `congested` is what
+// publish() answers (a congested channel).
+struct recording_router final : mqtt::broker::shard_router {
+    std::vector<mqtt::broker::message_ptr> published;
+    std::vector<mqtt::broker::message_ptr> retained_changes;
+    bool congested = false;
+    bool publish(const mqtt::broker::message_ptr& m) override {
+        published.push_back(m);
+        return congested;
+    }
+    void retained(const mqtt::broker::message_ptr& m) override { retained_changes.push_back(m); }
+    std::vector<std::size_t> resumed;
+    void resume_from(std::size_t from) override { resumed.push_back(from); }
+    std::vector<mqtt::broker::share_op> shares;
+    bool share(std::size_t, mqtt::broker::share_op op, const mqtt::broker::share_ref_ptr&,
+               const mqtt::broker::message_ptr&) override {
+        shares.push_back(op);
+        return false;
+    }
+};
 
 }  // namespace shard_test

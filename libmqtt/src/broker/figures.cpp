@@ -40,7 +40,7 @@ void add_shard(figures& total, const figures& shard) {
 }
 
 void add_stats(stats& to, const stats& from) noexcept {
-    // 49 counters: one more in struct stats must be added here too.
+    // Every counter of struct stats: one more there must be added here too.
     static_assert(sizeof(stats) == 50 * sizeof(std::uint64_t), "a counter missing in add_stats");
     to.connections_accepted += from.connections_accepted;
     to.connections_refused += from.connections_refused;
