@@ -83,7 +83,7 @@ def publish_all(c, plan, what, errors):
 
 
 def start_broker(binary, log, work):
-    args = [binary, "-p", "0"]
+    args = [binary, "-p", "0", "-v"]
     if THREADS > 1:
         conf = os.path.join(work, "threads.conf")
         with open(conf, "w") as f:
@@ -119,6 +119,10 @@ def main():
         try:
             failed = run(proc, port) + crossed(port)
             print(f"{2 - failed} passed, {failed} failed")
+            if failed:
+                log.seek(0)
+                print("broker log (last 40 lines):")
+                print("".join(log.readlines()[-40:]), end="")
             return 1 if failed else 0
         finally:
             proc.terminate()

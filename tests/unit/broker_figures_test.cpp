@@ -69,10 +69,10 @@ struct two_shards {
         pub1.connect("pub1");
         pub0.publish("t/a", "12", qos::at_least_once);
         pub0.publish("t/b", "34", qos::at_least_once);
-        for (const auto& m : r0.published) e1.route_from_shard(m, 0);
+        for (const auto& m : r0.published) e1.route_from_shard(m, 0, now);
         for (int i = 0; i < 3; ++i) pub1.publish("t/c", "five5", qos::at_most_once);
         pub1.publish("r/kept", "kept", qos::at_most_once, true);
-        for (const auto& m : r1.published) e0.route_from_shard(m, 1);
+        for (const auto& m : r1.published) e0.route_from_shard(m, 1, now);
         for (const auto& m : r1.retained_changes) e0.apply_retained(m);
         (void)pub0.received();
         (void)sub0.received();

@@ -62,7 +62,7 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
     CHECK(e0.held_bytes() > 0);
     CHECK(e1.held_bytes() == e0.held_bytes());
 
-    CHECK_FALSE(e1.route_from_shard(r0.published[0], 0));  // delivered, nothing held up
+    CHECK_FALSE(e1.route_from_shard(r0.published[0], 0, now));  // delivered, nothing held up
     auto in = sub.received();
     REQUIRE(in.size() == 1);
     CHECK(as<publish_packet>(in[0]).payload == "hello");
@@ -73,7 +73,7 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
         REQUIRE(r0.retained_changes.size() == 1);
         CHECK(e0.retained().size() == 1);
         // Routed to shard 1, it is delivered but does not change shard 1's replica ...
-        e1.route_from_shard(r0.published.back(), 0);
+        e1.route_from_shard(r0.published.back(), 0, now);
         CHECK(e1.retained().size() == 0);
         // ... the retained change does.
         e1.apply_retained(r0.retained_changes[0]);
@@ -147,7 +147,7 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
     for (int i = 0; i < 7; ++i) {
         pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
         REQUIRE(r0.published.size() == static_cast<std::size_t>(i + 1));
-        CHECK(e1.route_from_shard(r0.published.back(), 0) == (i == 6));
+        CHECK(e1.route_from_shard(r0.published.back(), 0, now) == (i == 6));
     }
     CHECK(e1.holding_shard(0) == 1);
     CHECK(sub.session().shards_held() == 1);
@@ -155,7 +155,7 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
     CHECK(r1.resumed.empty());
     // A second message while held: taken (the caller stops before it), held once.
     pub.publish("t/7", "m", qos::at_least_once);
-    CHECK(e1.route_from_shard(r0.published.back(), 0));
+    CHECK(e1.route_from_shard(r0.published.back(), 0, now));
     CHECK(e1.holding_shard(0) == 1);
     // Paused for shards itself, a congested session goes on reading its acknowledgements.
     sub.session().pause_for_shards();
@@ -191,7 +191,7 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
         // Until it drains nothing is held for it: its queue fills to 8, the rest is dropped.
         for (int i = 9; i < 13; ++i) {
             pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
-            CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0));
+            CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0, now));
         }
         CHECK(sub.session().queued() == 8);
         CHECK(e1.stats().dropped_queue_full == 2);
@@ -202,8 +202,44 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
         CHECK(r1.resumed == std::vector<std::size_t>{0});
         // Its session is offline now: routed messages queue (or drop) there, nothing held.
         pub.publish("t/8", "m", qos::at_least_once);
-        CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0));
+        CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0, now));
     }
+}
+
+// A message can wait in a stalled channel for a long while before its shard routes it (the
+// sender acknowledged it at once). The hold it starts counts backpressure_timeout from when
+// it is routed: counted from its publication, a subscriber that is slow but acknowledging
+// would be let go at once and the messages past its queue bounds dropped.
+TEST_CASE("shard engine: backpressure_timeout counts from the routing, not the publication") {
+    auto now = test_epoch();
+    mqtt::broker::limits l;
+    l.max_inflight = 2;
+    l.max_queued_messages = 8;
+    engine e0{l};
+    engine e1{l};
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+    test_client sub{e1, protocol_version::v5, now};
+    sub.connect("subscriber");
+    sub.subscribe("t/#", qos::at_least_once);
+    test_client pub{e0, protocol_version::v5, now};
+    pub.connect("publisher");
+    for (int i = 0; i < 7; ++i) pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
+    REQUIRE(r0.published.size() == 7);
+    const auto routed = now + 20s;  // published at `now`, routed 20 s later
+    for (std::size_t i = 0; i < 7; ++i) {
+        CHECK(e1.route_from_shard(r0.published[i], 0, routed) == (i == 6));
+    }
+    CHECK(e1.holding_shard(0) == 1);
+    CHECK(sub.session().deadline() == routed + 10s);
+    sub.session().on_timer(routed + 1s);
+    CHECK(e1.holding_shard(0) == 1);
+    CHECK(e1.stats().backpressure_timeouts == 0);
+    sub.session().on_timer(routed + 10s);
+    CHECK(e1.holding_shard(0) == 0);
+    CHECK(e1.stats().backpressure_timeouts == 1);
 }
 
 TEST_CASE("shard engine: one engine or two, shared subscriptions are available") {

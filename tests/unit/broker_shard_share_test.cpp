@@ -55,6 +55,7 @@ struct two_shards {
     link_router r1{*this, 1};
     std::deque<item> q[2][2];  // [from][to]
     std::vector<share_op> ops[2][2];  // every share_op sent, [from][to]
+    mqtt::broker::clock::time_point now = test_epoch();  // when the items are routed
     two_shards() {
         e0.set_shard(0, 2, &r0, nullptr);
         e1.set_shard(1, 2, &r1, &e0);
@@ -71,11 +72,11 @@ struct two_shards {
                     q[from][to].pop_front();
                     any = true;
                     if (it.what == item::kind::publish) {
-                        at(to).route_from_shard(it.msg, from);
+                        at(to).route_from_shard(it.msg, from, now);
                     } else if (it.what == item::kind::retained) {
                         at(to).apply_retained(it.msg);
                     } else {
-                        at(to).share_from_shard(from, it.op, it.ref, it.msg);
+                        at(to).share_from_shard(from, it.op, it.ref, it.msg, now);
                     }
                 }
             }

@@ -138,8 +138,9 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
     return reached;
 }
 
-bool engine::route_from_shard(const message_ptr& m, std::size_t from) {
+bool engine::route_from_shard(const message_ptr& m, std::size_t from, clock::time_point now) {
     routing_from_ = from;
+    routing_now_ = now;
     route(nullptr, m);
     routing_from_ = no_shard;
     return shard_holds_[from] != 0;

@@ -181,7 +181,8 @@ bool engine::serve_group(share_group& g, const durable_session* from, const mess
 }
 
 bool engine::share_from_shard(std::size_t from, share_op op, const share_ref_ptr& r,
-                              const message_ptr& m) {
+                              const message_ptr& m, clock::time_point now) {
+    routing_now_ = now;  // for a hold that a delivery below starts (routing_from_ set there)
     switch (op) {
         case share_op::join: join_remote(r->group, r); break;
         case share_op::leave:

@@ -133,7 +133,7 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
             if (from != nullptr) {
                 throttle(*from, m->received);
             } else if (const auto shard = engine_.routing_from_shard(); shard != engine::no_shard) {
-                hold_shard(shard, m->received);
+                hold_shard(shard, engine_.routing_now());
             }
         }
     }

@@ -260,7 +260,7 @@ struct server::impl::shard_link final : broker::shard_router {
             // up by a subscriber of `to`, and the pause must reach `to` all the same. Two
             // posts from one thread to one loop keep their order.
             s.runtime->post(to, [&s = s, from = k, to, op] {
-                s.engine_of(to).share_from_shard(from, op, nullptr, nullptr);
+                s.engine_of(to).share_from_shard(from, op, nullptr, nullptr, broker::clock::now());
             });
             return false;
         }

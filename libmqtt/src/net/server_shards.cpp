@@ -158,16 +158,17 @@ std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
     auto& e = engine_of(k);
     // Held up since an earlier batch (a drain not posted by resume_from): wait for it.
     if (e.holding_shard(from) != 0) return 0;
+    const auto now = broker::clock::now();
     for (std::size_t i = 0; i < items.size(); ++i) {
         auto& it = items[i];
         if (it.what == shard_item::kind::publish) {
             // A congested subscriber took it: the rest waits, so that `from`'s channel fills
             // and its publishers pause (back-pressure across shards, nothing dropped).
-            if (e.route_from_shard(it.msg, from)) return i + 1;
+            if (e.route_from_shard(it.msg, from, now)) return i + 1;
             continue;
         }
         if (it.what == shard_item::kind::share) {
-            if (e.share_from_shard(from, it.op, it.ref, it.msg)) return i + 1;
+            if (e.share_from_shard(from, it.op, it.ref, it.msg, now)) return i + 1;
             continue;
         }
         e.apply_retained(it.msg);

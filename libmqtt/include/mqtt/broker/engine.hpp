@@ -201,11 +201,15 @@ class engine {
     // subscriber it reached is congested (QoS 1/2 queue over half its bounds): the caller
     // takes nothing more from shard `from` until the router's resume_from(from), so that
     // the sending shard's publishers pause (the channel fills to its high-water mark) as a
-    // local publisher would, instead of the subscriber's queue overflowing.
-    bool route_from_shard(const message_ptr& m, std::size_t from);
+    // local publisher would, instead of the subscriber's queue overflowing. `now`: when it
+    // is routed here (a hold it starts counts backpressure_timeout from then, not from
+    // m->received: the message may have waited in the channel for a while).
+    bool route_from_shard(const message_ptr& m, std::size_t from, clock::time_point now);
     static constexpr std::size_t no_shard = static_cast<std::size_t>(-1);
     // The shard whose message is being routed here (route_from_shard()), else no_shard.
     std::size_t routing_from_shard() const noexcept { return routing_from_; }
+    // The `now` given with it (meaningful while routing_from_shard() is not no_shard).
+    clock::time_point routing_now() const noexcept { return routing_now_; }
     // Sessions holding up shard `from` (route_from_shard() answered true for them).
     std::size_t holding_shard(std::size_t from) const noexcept {
         return from < shard_holds_.size() ? shard_holds_[from] : 0;
@@ -217,7 +221,7 @@ class engine {
     // A share group's note or delivery from shard `from` (share_op). True as for
     // route_from_shard(): a member it reached is congested, take nothing more from `from`.
     bool share_from_shard(std::size_t from, share_op op, const share_ref_ptr& r,
-                          const message_ptr& m);
+                          const message_ptr& m, clock::time_point now);
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
     // A congested shard took its backlog: the publishers paused for it read again (and the
@@ -361,6 +365,7 @@ class engine {
     // [from]: congested sessions holding up what shard `from` sends (see route_from_shard).
     std::vector<std::uint32_t> shard_holds_;
     std::size_t routing_from_ = no_shard;  // the sending shard while route_from_shard() runs
+    clock::time_point routing_now_{};      // and the time it was given
     std::size_t shard_index_ = 0;
     std::size_t shard_count_ = 1;
     protocol::packet rx_packet_;  // borrow_rx_packet()
