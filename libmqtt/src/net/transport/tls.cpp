@@ -32,24 +32,6 @@ std::string hex_byte(unsigned char b) {
     return text;
 }
 
-// A handshake error in words: the certificate check's own reason when that is what failed.
-std::string describe(const error_code& ec, SSL* ssl) {
-    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
-        ec == asio::error::connection_reset) {
-        return "the peer closed the connection during the TLS handshake";
-    }
-    if (ec.category() == asio::error::get_ssl_category()) {
-        const auto code = static_cast<unsigned long>(ec.value());
-        if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
-            ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-            const long v = SSL_get_verify_result(ssl);
-            return std::string{"certificate verify failed: "} + X509_verify_cert_error_string(v);
-        }
-        if (const char* r = ERR_reason_error_string(code)) return r;
-    }
-    return ec.message();
-}
-
 std::optional<std::string> name_entry(X509_NAME* name, int nid) {
     const int i = X509_NAME_get_index_by_NID(name, nid, -1);
     if (i < 0) return std::nullopt;
@@ -73,24 +55,48 @@ std::optional<std::string> with_peer_name(SSL* ssl, F f) {
 
 }  // namespace
 
+// A handshake error in words: the certificate check's own reason when that is what failed.
+std::string describe_tls_handshake_error(const error_code& ec, SSL* ssl) {
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+        ec == asio::error::connection_reset) {
+        return "the peer closed the connection during the TLS handshake";
+    }
+    if (ec.category() == asio::error::get_ssl_category()) {
+        const auto code = static_cast<unsigned long>(ec.value());
+        if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
+            ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+            const long v = SSL_get_verify_result(ssl);
+            return std::string{"certificate verify failed: "} + X509_verify_cert_error_string(v);
+        }
+        if (const char* r = ERR_reason_error_string(code)) return r;
+    }
+    return ec.message();
+}
+
+// A plaintext MQTT client starts with CONNECT (0x10), not a TLS record: say so instead of
+// OpenSSL's "wrong version number".
+asio::awaitable<error_code> check_tls_first_byte(asio::ip::tcp::socket& socket, std::string& why) {
+    unsigned char first = 0;
+    auto [ec, n] = co_await socket.async_receive(asio::buffer(&first, 1),
+                                                 asio::socket_base::message_peek, nothrow);
+    if (ec || n == 0) {
+        why = "the peer closed the connection before the TLS handshake";
+        co_return ec ? ec : error_code{asio::error::eof};
+    }
+    if (first != tls_handshake_record) {
+        why = "not a TLS handshake (first byte " + hex_byte(first) + ")" +
+              (first == 0x10 ? ": a plaintext MQTT client on a TLS port" : "");
+        co_return error_code{asio::error::no_protocol_option};
+    }
+    co_return error_code{};
+}
+
 asio::awaitable<error_code> tls_exchange(tls_stream& stream, bool server, const std::string& host,
                                          bool insecure, std::string& why) {
     SSL* ssl = stream.native_handle();
     if (server) {
-        // A plaintext MQTT client starts with CONNECT (0x10), not a TLS record: say so
-        // instead of OpenSSL's "wrong version number".
-        unsigned char first = 0;
-        auto [ec, n] = co_await stream.next_layer().async_receive(
-            asio::buffer(&first, 1), asio::socket_base::message_peek, nothrow);
-        if (ec || n == 0) {
-            why = "the peer closed the connection before the TLS handshake";
-            co_return ec ? ec : error_code{asio::error::eof};
-        }
-        if (first != tls_handshake_record) {
-            why = "not a TLS handshake (first byte " + hex_byte(first) + ")" +
-                  (first == 0x10 ? ": a plaintext MQTT client on a TLS port" : "");
-            co_return error_code{asio::error::no_protocol_option};
-        }
+        auto ec = co_await check_tls_first_byte(stream.next_layer(), why);
+        if (ec) co_return ec;
     } else {
         error_code not_address;
         (void)asio::ip::make_address(host, not_address);
@@ -109,7 +115,7 @@ asio::awaitable<error_code> tls_exchange(tls_stream& stream, bool server, const 
     auto [ec] = co_await stream.async_handshake(
         server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, nothrow);
     if (ec) {
-        why = describe(ec, ssl);
+        why = describe_tls_handshake_error(ec, ssl);
         co_return ec;
     }
     co_return error_code{};
@@ -211,12 +217,6 @@ std::string describe_tls_error(const boost::system::error_code& ec) {
     if (ec.category() != asio::error::get_ssl_category()) return {};
     const char* r = ERR_reason_error_string(static_cast<unsigned long>(ec.value()));
     return r ? r : ec.message();
-}
-
-std::unique_ptr<transport> make_tls_server_transport(asio::ip::tcp::socket socket,
-                                                     tls_context_ptr ctx) {
-    return std::make_unique<tls_transport>(std::move(socket), std::move(ctx), true, std::string{},
-                                           false);
 }
 
 std::unique_ptr<transport> make_tls_client_transport(asio::ip::tcp::socket socket,
