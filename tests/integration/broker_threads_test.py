@@ -11,8 +11,8 @@ ending); use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
 backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
-start-up refusals at the threads line (TLS, WebSocket, persistence; bridges and MQTT-SN are
-accepted); $SYS topics and /metrics that report both shards
+start-up refusals at the threads line (WebSocket, secure WebSocket, persistence; bridges,
+MQTT-SN and TLS are accepted: TLS has broker_threads_tls_test.py); $SYS topics and /metrics that report both shards
 summed, the $SYS ones received by a subscriber on shard 1, and the shutdown line counting the
 connections of both shards.
 
@@ -673,8 +673,8 @@ def startup_refusals(binary, work, check):
          "persistence"),
         ("metrics_listener 0\nthreads 3\nlistener 0 127.0.0.1\nprotocol websockets\n",
          "WebSocket listeners"),
-        ("allow_anonymous true\nthreads 2\nlistener 0 127.0.0.1\ncertfile %s/c.pem\n"
-         "keyfile %s/k.pem\n" % (work, work), "TLS listeners"),
+        ("allow_anonymous true\nthreads 2\nlistener 0 127.0.0.1\nprotocol websockets\n"
+         "certfile %s/c.pem\nkeyfile %s/k.pem\n" % (work, work), "WebSocket listeners"),
         ("threads 0\n", "out of range"),
     ]
     for i, (text, what) in enumerate(cases):

@@ -11,6 +11,7 @@
 #    CONNECT's, is the user name the acl_file sees.
 #
 # usage: tls_test.sh tern-broker tern-pub tern-sub [tern-bench]
+#        (TERN_BROKER_THREADS=N: the brokers run with `threads N`)
 # exit:  0 all passed, 1 a check failed, 77 openssl or the mosquitto tools missing (skipped)
 
 set -u
@@ -64,10 +65,16 @@ wait_for() {
     return 1
 }
 
+# TERN_BROKER_THREADS=N (CTest's interop.tls.threads2): both brokers run with `threads N`,
+# each TLS connection handed to the shard of its client id after the handshake.
+threads_line=
+[[ -n ${TERN_BROKER_THREADS:-} ]] && threads_line="threads $TERN_BROKER_THREADS"
+
 # ---- tern-broker: four TLS listeners on free ports (the first one's certificate is renewed
 # on SIGHUP below)
 cp "$c/server.crt" "$work/live.crt"
 cat >"$work/tern.conf" <<CONF
+$threads_line
 allow_anonymous true
 listener 0 127.0.0.1
 certfile $work/live.crt
@@ -219,6 +226,7 @@ user $subject
 topic readwrite bysubject/#
 ACL
 cat >"$work/cert.conf" <<CONF
+$threads_line
 allow_anonymous false
 acl_file $work/cert-acl
 listener 0 127.0.0.3

@@ -872,7 +872,8 @@ TEST_CASE("log: text and JSON lines") {
     CHECK(format_log_line(err, {}, t) == "tern-broker: error: boom\n");
 }
 
-TEST_CASE("config: threads above 1 with $SYS, bridges and MQTT-SN, and what it still refuses") {
+TEST_CASE(
+    "config: threads above 1 with $SYS, bridges, MQTT-SN and TLS, and what it still refuses") {
     // $SYS (sys_interval, 10 by default) and /metrics report every shard summed.
     const auto c = parse_ok("threads 2\nsys_interval 1\nmetrics_listener 0\n");
     CHECK(c.threads == 2);
@@ -887,11 +888,19 @@ TEST_CASE("config: threads above 1 with $SYS, bridges and MQTT-SN, and what it s
         "listener 1883\nthreads 2\nlistener 8080\nprotocol websockets\nallow_anonymous true\n");
     CHECK(e.line == 2);
     CHECK(e.message.find("together with WebSocket listeners") != std::string::npos);
+    // TLS listeners are served (the connection moves to its shard after the handshake);
+    // WebSocket over TLS (wss) is still refused, as a WebSocket listener.
+    const auto tls =
+        parse_ok("threads 3\nallow_anonymous true\nlistener 0\ncertfile /c.pem\nkeyfile /k.pem\n");
+    CHECK(tls.threads == 3);
+    REQUIRE(tls.listeners.size() == 1);
+    CHECK(tls.listeners[0].tls_enabled());
     e = parse_error(
-        "threads 3\nallow_anonymous true\nlistener 0\ncertfile /c.pem\nkeyfile /k.pem\n");
+        "threads 3\nallow_anonymous true\nlistener 0\nprotocol websockets\ncertfile /c.pem\n"
+        "keyfile /k.pem\n");
     CHECK(e.line == 1);
     CHECK(e.message.find("threads 3: more than one thread is not implemented yet together with "
-                         "TLS listeners") != std::string::npos);
+                         "WebSocket listeners") != std::string::npos);
     // Bridges and MQTT-SN listeners run on shard 0 (docs/broker.md, "Threading").
     const auto b = parse_ok(
         "threads 2\nallow_anonymous true\n"

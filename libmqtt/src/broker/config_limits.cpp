@@ -201,16 +201,15 @@ bool on_threads(parse_state& st, const option_args& a) {
 }
 
 // With threads > 1, what the shards cannot serve yet stops the start at the threads line.
-// Bridges and MQTT-SN listeners run on shard 0 (docs/broker.md, "Threading").
+// Bridges and MQTT-SN listeners run on shard 0; TLS listeners hand each connection to its
+// shard after the handshake (docs/broker.md, "Threading").
 bool check_threads(parse_state& st) {
     const auto& c = st.cfg;
     if (c.threads <= 1) return true;
     std::string what;
     for (const auto& l : c.listeners) {
         if (!what.empty()) break;
-        if (l.tls_enabled()) {
-            what = "TLS listeners";
-        } else if (l.protocol == listener_protocol::websockets) {
+        if (l.protocol == listener_protocol::websockets) {
             what = "WebSocket listeners";
         }
     }

@@ -190,6 +190,16 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
+    if (sharded() && g.tls && !g.websockets) {  // the handshake, the CONNECT, then its shard
+        ++open_total;
+        const auto local = socket.local_endpoint(ec);
+        auto t = make_tls_server_transport(std::move(socket), g.tls);
+        asio::co_spawn(io, tls_first_packet(std::move(t), std::move(peer), to_string(local), group),
+                       [this, group](std::exception_ptr e) {
+                           if (e) connection_ended(group, e);
+                       });
+        return;
+    }
     if (sharded()) {  // to the shard of its client id, once its CONNECT is read
         ++open_total;
         auto h = std::make_shared<handoff>(std::move(socket), std::move(peer), group,
@@ -246,6 +256,16 @@ void server::impl::connection_ended(std::size_t group, std::exception_ptr e) {
     }
 }
 
+void server::impl::refuse_handshake(transport& t, const std::string& peer, const std::string& local,
+                                    const std::string& why) {
+    ++engine.stats().connections_refused;
+    const std::string_view kind = t.name();
+    const char* label = kind == "ws" ? "WebSocket" : kind == "wss" ? "secure WebSocket" : "TLS";
+    note(0, broker::log_level::notice, broker::log_kind::refused,
+         std::string{label} + " connection from " + peer + " on " + local + " refused: " + why);
+    t.close();
+}
+
 // The TLS and/or WebSocket handshake within its deadline, then the MQTT connection; a failed
 // handshake is logged with its reason (wrong CA, expired certificate, a plaintext client, an
 // HTTP request that is no WebSocket upgrade, ...).
@@ -264,12 +284,7 @@ asio::awaitable<bool> server::impl::handshake_and_start(
     handshaking.erase(t.get());
     if (stopping) co_return false;
     if (ec) {
-        ++engine.stats().connections_refused;
-        const std::string_view kind = t->name();
-        const char* label = kind == "ws" ? "WebSocket" : kind == "wss" ? "secure WebSocket" : "TLS";
-        note(0, broker::log_level::notice, broker::log_kind::refused,
-             std::string{label} + " connection from " + peer + " on " + local + " refused: " + why);
-        t->close();
+        refuse_handshake(*t, peer, local, why);
         co_return false;
     }
     using source = tls_server_settings::username_source;

@@ -181,11 +181,28 @@ struct server::impl {
     void read_first_packet(std::shared_ptr<handoff> h);
     void read_first_more(std::shared_ptr<handoff> h);
     void route_first(std::shared_ptr<handoff> h);
+    // The shard of a connection whose first bytes are `first` (a whole CONNECT, or none:
+    // the next in turn). `cert_name`: the user name a TLS listener takes from the client's
+    // certificate (use_identity_as_username), nullptr when it takes none.
+    std::size_t shard_for(std::span<const std::uint8_t> first, std::size_t slot,
+                          const std::optional<std::string>* cert_name);
     void hand_off(std::shared_ptr<handoff> h, std::size_t k);
-    // Starts the connection of an accepted TCP socket on shard k's loop (k's thread).
-    void start_on_shard(std::size_t k, tcp::socket socket, std::string peer, std::size_t group,
-                        std::size_t slot, std::vector<std::uint8_t> first,
-                        broker::clock::time_point accepted);
+    // A TLS listener's connection: the handshake and the first packet on shard 0, then the
+    // descriptor and the SSL object go to the shard of the client id.
+    asio::awaitable<void> tls_first_packet(std::unique_ptr<transport> t, std::string peer,
+                                           std::string local, std::size_t group);
+    // What a connection started on shard k carries from shard 0.
+    struct start_args {
+        std::string peer;
+        std::size_t group = 0;
+        std::size_t slot = 0;
+        std::vector<std::uint8_t> first;  // bytes read (decrypted) before the hand-off
+        broker::clock::time_point accepted;
+        bool cert_username = false;  // the user name comes from the certificate: cert_name
+        std::optional<std::string> cert_name;
+    };
+    // Starts the connection of an accepted socket on shard k's loop (k's thread).
+    void start_on_shard(std::size_t k, std::unique_ptr<transport> t, start_args a);
     // On shard 0, once per accepted connection: it ended, or its handshake failed (and once
     // per bridge connection, group bridge_tag).
     void connection_ended(std::size_t group, std::exception_ptr e);
@@ -203,6 +220,9 @@ struct server::impl {
     asio::awaitable<void> sys_loop();
     void start_connection(tcp::socket socket, std::size_t group);
     // The connection is started (true) or refused; `done` belongs to it once started.
+    // A failed TLS or WebSocket handshake: counted, logged with its reason, closed.
+    void refuse_handshake(transport& t, const std::string& peer, const std::string& local,
+                          const std::string& why);
     asio::awaitable<bool> handshake_and_start(std::unique_ptr<transport> t, std::string peer,
                                               std::string local,
                                               tls_server_settings::username_source username_from,

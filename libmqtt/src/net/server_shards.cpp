@@ -8,11 +8,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <variant>
 
 #include "mqtt/protocol/codec.hpp"
+#include "net/transport/tls.hpp"
 #include "net/transport/transport.hpp"
 #include "server_impl.hpp"
 
@@ -215,18 +217,26 @@ void server::impl::read_first_more(std::shared_ptr<handoff> h) {
 }
 
 void server::impl::route_first(std::shared_ptr<handoff> h) {
+    const std::size_t k = shard_for(h->bytes, h->slot, nullptr);
+    hand_off(std::move(h), k);
+}
+
+std::size_t server::impl::shard_for(std::span<const std::uint8_t> first, std::size_t slot,
+                                    const std::optional<std::string>* cert_name) {
     std::size_t header = 0;
     std::size_t total = 0;
     std::size_t k = shards.size();
-    const auto state = scan(h->bytes, engine.config().max_packet_size, header, total);
+    const auto state = scan(first, engine.config().max_packet_size, header, total);
     if (state == first_packet::connect) {
-        const auto body = std::span<const std::uint8_t>{h->bytes}.subspan(header, total - header);
-        auto p = protocol::decode(h->bytes[0], body, protocol::protocol_version::v5);
+        const auto body = first.subspan(header, total - header);
+        auto p = protocol::decode(first[0], body, protocol::protocol_version::v5);
         const auto* c = p ? std::get_if<protocol::connect_packet>(&*p) : nullptr;
         std::string_view id;
-        if (c != nullptr && engine.security(h->slot).use_username_as_clientid) {
+        if (c != nullptr && engine.security(slot).use_username_as_clientid) {
             // The session's id will be the user name: its shard (none: refused anywhere).
-            if (c->username && !c->username->empty()) id = *c->username;
+            // A certificate's name replaces the CONNECT's.
+            const std::optional<std::string>& name = cert_name ? *cert_name : c->username;
+            if (name && !name->empty()) id = *name;
         } else if (c != nullptr) {
             id = c->client_id;
         }
@@ -237,49 +247,135 @@ void server::impl::route_first(std::shared_ptr<handoff> h) {
         }
     }
     if (k == shards.size()) k = next_shard++ % shards.size();
-    hand_off(std::move(h), k);
+    return k;
 }
 
 void server::impl::hand_off(std::shared_ptr<handoff> h, std::size_t k) {
     h->timer.cancel();
     handoffs.erase(h);
     if (stopping) return connection_ended(h->group, nullptr);  // the socket closes with h
-    if (k == 0) {
-        start_on_shard(0, std::move(h->socket), std::move(h->peer), h->group, h->slot,
-                       std::move(h->bytes), h->accepted);
-        return;
-    }
+    start_args a{std::move(h->peer), h->group, h->slot,     std::move(h->bytes),
+                 h->accepted,        false,    std::nullopt};
+    if (k == 0) return start_on_shard(0, make_tcp_transport(std::move(h->socket)), std::move(a));
     // The descriptor moves to shard k's loop; the objects made on this loop stay here.
     boost::system::error_code ec;
     const auto protocol = h->socket.local_endpoint(ec).protocol();
     const int fd = ec ? -1 : h->socket.release(ec);
     if (ec || fd < 0) return connection_ended(h->group, nullptr);
-    runtime->post(k, [this, k, fd, protocol, peer = std::move(h->peer), group = h->group,
-                      slot = h->slot, bytes = std::move(h->bytes),
-                      accepted = h->accepted]() mutable {
+    runtime->post(k, [this, k, fd, protocol, a = std::move(a)]() mutable {
         tcp::socket s{runtime->io(k)};
         boost::system::error_code ec;
         // A shard that is shutting down takes no new connection (its loop must end).
         if (!shards[k]->stopping) s.assign(protocol, fd, ec);
         if (shards[k]->stopping || ec) {
             ::close(fd);
-            asio::post(io, [this, group] { connection_ended(group, nullptr); });
+            asio::post(io, [this, group = a.group] { connection_ended(group, nullptr); });
             return;
         }
-        start_on_shard(k, std::move(s), std::move(peer), group, slot, std::move(bytes), accepted);
+        start_on_shard(k, make_tcp_transport(std::move(s)), std::move(a));
     });
 }
 
-void server::impl::start_on_shard(std::size_t k, tcp::socket socket, std::string peer,
-                                  std::size_t group, std::size_t slot,
-                                  std::vector<std::uint8_t> first,
-                                  broker::clock::time_point accepted) {
+namespace {
+
+// A TLS connection on its way to another shard: the descriptor closes if it never gets
+// there (the runtime stopped first); the SSL object goes with this.
+struct moving_tls {
+    tls_parts parts;
+    moving_tls() = default;
+    moving_tls(const moving_tls&) = delete;
+    moving_tls& operator=(const moving_tls&) = delete;
+    ~moving_tls() {
+        if (parts.fd >= 0) ::close(parts.fd);
+    }
+};
+
+}  // namespace
+
+// As read_first_packet() for plain TCP, after the TLS handshake (on shard 0: the handshake
+// costs CPU there, but only once per connection, and the listener's handshake deadline and
+// refusals stay in one place). The decrypted first packet is read within the CONNECT
+// deadline and bounds of the plain path; a whole CONNECT moves the connection to its
+// shard: the descriptor, the SSL object (all the TLS state, bytes already read included)
+// and the plaintext read so far, which the connection there takes before reading more.
+// Anything else (another packet, an error, the deadline) stays on shard 0, whose
+// connection answers it as a single-loop broker would.
+asio::awaitable<void> server::impl::tls_first_packet(std::unique_ptr<transport> t, std::string peer,
+                                                     std::string local, std::size_t group) {
+    using namespace asio::experimental::awaitable_operators;
+    const auto accepted = broker::clock::now();
+    const auto limit = std::min(
+        opts.tls_handshake_timeout,
+        std::chrono::duration_cast<std::chrono::milliseconds>(engine.config().connect_timeout));
+    std::string why;
+    handshaking.insert(t.get());
+    auto ec = co_await t->handshake(limit, why);
+    if (stopping) {
+        handshaking.erase(t.get());
+        co_return connection_ended(group, nullptr);
+    }
+    if (ec) {
+        handshaking.erase(t.get());
+        refuse_handshake(*t, peer, local, why);
+        co_return connection_ended(group, nullptr);
+    }
+    start_args a{std::move(peer), group, security_slot(group), {}, accepted, false, std::nullopt};
+    asio::steady_timer timer{io, accepted + engine.config().connect_timeout};
+    std::size_t header = 0;
+    std::size_t total = 0;
+    first_packet state = first_packet::more;
+    while ((state = scan(a.first, engine.config().max_packet_size, header, total)) ==
+           first_packet::more) {
+        const std::size_t have = a.first.size();
+        const std::size_t chunk =
+            std::clamp<std::size_t>(total > have ? total - have : 0, 512, 64 * 1024);
+        a.first.resize(have + chunk);
+        auto r = co_await (t->read_some(asio::buffer(a.first.data() + have, chunk)) ||
+                           timer.async_wait(nothrow));
+        const auto* read = std::get_if<0>(&r);
+        const std::size_t n = read != nullptr ? std::get<1>(*read) : 0;
+        a.first.resize(have + n);
+        if (read == nullptr || std::get<0>(*read) || stopping) break;
+    }
+    handshaking.erase(t.get());
+    if (stopping) co_return connection_ended(group, nullptr);
+    const auto source = groups[group].username_from;
+    if (source != tls_server_settings::username_source::none) {
+        a.cert_username = true;
+        a.cert_name = source == tls_server_settings::username_source::identity
+                          ? t->peer_common_name()
+                          : t->peer_subject();
+    }
+    const std::size_t k = state == first_packet::connect
+                              ? shard_for(a.first, a.slot, a.cert_username ? &a.cert_name : nullptr)
+                              : 0;
+    if (k == 0) co_return start_on_shard(0, std::move(t), std::move(a));
+    auto moving = std::make_shared<moving_tls>();
+    const bool released = co_await release_tls_server_transport(*t, moving->parts);
+    t.reset();
+    if (!released || stopping) co_return connection_ended(group, nullptr);
+    runtime->post(k, [this, k, moving, a = std::move(a)]() mutable {
+        tcp::socket s{runtime->io(k)};
+        boost::system::error_code ec;
+        // A shard that is shutting down takes no new connection (its loop must end).
+        if (!shards[k]->stopping) s.assign(moving->parts.protocol, moving->parts.fd, ec);
+        if (shards[k]->stopping || ec) {
+            asio::post(io, [this, group = a.group] { connection_ended(group, nullptr); });
+            return;  // moving closes the descriptor
+        }
+        moving->parts.fd = -1;  // the socket's now
+        auto tls = resume_tls_server_transport(std::move(s), std::move(moving->parts.ssl));
+        start_on_shard(k, std::move(tls), std::move(a));
+    });
+}
+
+void server::impl::start_on_shard(std::size_t k, std::unique_ptr<transport> t, start_args a) {
     auto& ctx = k == 0 ? conns : *shards[k]->conns;
-    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), ctx,
-                                                  std::move(peer),
-                                                  static_cast<std::uint32_t>(group), accepted);
-    c->prefill(first);
-    c->set_security_slot(slot);
+    auto c = std::make_shared<detail::connection>(std::move(t), ctx, std::move(a.peer),
+                                                  static_cast<std::uint32_t>(a.group), a.accepted);
+    if (a.cert_username) c->use_certificate_username(std::move(a.cert_name));
+    c->prefill(a.first);
+    c->set_security_slot(a.slot);
     detail::connection::start(c);
 }
 
