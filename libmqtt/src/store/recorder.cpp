@@ -142,8 +142,33 @@ bool recorder::stored(const broker::durable_session& s) const {
     return mirror_.sessions().contains(s.client_id);
 }
 
+void recorder::set_secondary_shard() {
+    secondary_ = true;
+    ids_.clear();
+    for (const auto& [id, m] : mirror_.messages()) ids_[m.msg.get()] = id;
+}
+
 // The id of m's message record, writing the record first when the store does not hold it.
 std::uint64_t recorder::message_id(const broker::message_ptr& m) {
+    if (secondary_) {
+        if (const auto it = ids_.find(m.get()); it != ids_.end()) {
+            const auto held = mirror_.messages().find(it->second);
+            if (held != mirror_.messages().end() && held->second.msg.get() == m.get()) {
+                return it->second;
+            }
+        }
+        // Entries of messages the mirror dropped: swept once they are most of the map.
+        if (ids_.size() > 2 * mirror_.messages().size() + 1024) {
+            std::erase_if(ids_, [&](const auto& e) {
+                const auto held = mirror_.messages().find(e.second);
+                return held == mirror_.messages().end() || held->second.msg.get() != e.first;
+            });
+        }
+        const auto id = next_id_++;
+        ids_[m.get()] = id;
+        emit(message_record{id, clock_().to_wall(m->received), m});
+        return id;
+    }
     if (m->store_id != 0 && mirror_.has_message(m->store_id)) return m->store_id;
     m->store_id = next_id_++;
     emit(message_record{m->store_id, clock_().to_wall(m->received), m});
@@ -218,12 +243,14 @@ void recorder::qos2_released(const broker::durable_session& s, std::uint16_t id)
 }
 
 void recorder::retained_set(const broker::message_ptr& m) {
+    if (secondary_) return;  // a replica: shard 0 records the change
     // $SYS topics are the broker's own, published again after a start: not kept.
     if (protocol::is_system_topic(m->topic)) return;
     emit(retained_set_record{message_id(m)});
 }
 
 void recorder::retained_cleared(std::string_view topic) {
+    if (secondary_) return;
     if (mirror_.retained().contains(std::string{topic})) {
         emit(retained_clear_record{std::string{topic}});
     }
@@ -231,14 +258,17 @@ void recorder::retained_cleared(std::string_view topic) {
 
 // ---- restore ----------------------------------------------------------------------------
 
-void restore(broker::engine& e, state& st, const clock_pair& now) {
+void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids) {
     // The messages with their receive time on this run's steady clock.
     std::vector<std::pair<std::uint64_t, broker::message_ptr>> fixed;
     for (const auto& [id, m] : st.messages()) {
-        if (m.msg->store_id == id) continue;  // load_bytes() with times did it
+        if (m.msg->store_id == id) {  // load_bytes() with times did it
+            if (!message_ids) m.msg->store_id = 0;
+            continue;
+        }
         auto copy = std::make_shared<broker::message>(*m.msg);
         copy->received = now.to_steady(m.received_ms);
-        copy->store_id = id;
+        copy->store_id = message_ids ? id : 0;
         fixed.emplace_back(id, std::move(copy));
     }
     for (auto& [id, m] : fixed) st.replace_message(id, std::move(m));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <unordered_map>
 #include <system_error>
 #include <vector>
 
@@ -26,6 +27,12 @@ class recorder final : public broker::store_hooks {
   public:
     // `mirror` is the state the store file holds now (what was recovered, already written).
     explicit recorder(state mirror);
+
+    // The store of shard k > 0 with threads > 1 (docs/persistence.md, "Threads"): retained
+    // changes are not recorded (shard 0's store has every one, in its order), and message
+    // ids are kept here rather than in message::store_id, which shard 0's recorder owns (a
+    // message routed between shards is one object read by several threads).
+    void set_secondary_shard();
 
     // Where the times of records come from (tests give a hand-driven one).
     void set_clock(std::function<clock_pair()> f) { clock_ = std::move(f); }
@@ -94,12 +101,18 @@ class recorder final : public broker::store_hooks {
     std::uint64_t next_id_ = 1;
     std::function<void()> on_pending_;
     std::function<clock_pair()> clock_ = clock_pair::now;
+    // set_secondary_shard(): the ids of the messages written, by object. An entry counts
+    // only while the mirror holds that very object under that id (ids are never reused), so
+    // an address reused after a message was freed is never mistaken for it.
+    bool secondary_ = false;
+    std::unordered_map<const broker::message*, std::uint64_t> ids_;
 };
 
 // Puts a recovered state into an empty engine: retained messages, and every session offline
 // (a session that was connected when the broker stopped is treated as disconnected at
 // `now`, without its Will). The messages of `st` are replaced by copies whose receive time
 // is on the steady clock, shared by the engine and the state.
-void restore(broker::engine& e, state& st, const clock_pair& now);
+// `message_ids` false (a recorder with set_secondary_shard()): message::store_id is left 0.
+void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids = true);
 
 }  // namespace mqtt::store

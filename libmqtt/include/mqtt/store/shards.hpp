@@ -1,0 +1,46 @@
+#pragma once
+
+// tern-broker's store with threads > 1 (docs/persistence.md, "Threads"): one store file per
+// shard, and what start-up does when the files were written with another number of
+// threads. Pure functions over states, but for shard_files() (a directory listing).
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mqtt/store/state.hpp"
+
+namespace mqtt::store {
+
+// The store file of shard k: `file` for shard 0 (a store written with threads 1 is shard
+// 0's as it is), `file.shardK` for the others.
+std::string shard_file(const std::string& file, std::size_t k);
+// The shards k >= 1 whose file is in `dir`, in increasing order (any k, also past the
+// current number of threads).
+std::vector<std::size_t> shard_files(const std::string& dir, const std::string& file);
+
+// The shard a client id's session belongs on (broker::shard_of).
+using home_function = std::function<std::size_t(std::string_view client_id)>;
+
+// Whether the stores (index: the shard whose file it was) can be loaded each by its own
+// shard with `n` threads: no file of a shard >= n, every session of a shard k >= 1 on the
+// shard of its id, no client id in two stores, retained messages only in shard 0's store.
+// A session in shard 0's store may have any id: bridges' and MQTT-SN clients' sessions live
+// there whatever their id, and a TCP client whose session is on shard 0 is handed to it.
+bool in_place(const std::vector<const state*>& stores, std::size_t n, const home_function& home);
+
+// The n states to load instead, when in_place() is false. Sessions in shard 0's store stay
+// there; a session of shard k >= 1 stays if k < n and it is on the shard of its id, else it
+// goes to the shard of its id. A client id in more than one store (a start that stopped
+// between writing the new stores and removing an old one: the copies are alike) is taken
+// from the first store that has it, shard 0's first. Retained messages go to shard 0 (its
+// own first; another store's only for a topic it lacks). Message ids are renumbered (each
+// store had its own); `moved` counts the sessions that changed stores.
+std::vector<state> redistribute(const std::vector<const state*>& stores, std::size_t n,
+                                const home_function& home, std::int64_t now_ms,
+                                std::size_t& moved);
+
+}  // namespace mqtt::store
