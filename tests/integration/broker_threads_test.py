@@ -11,8 +11,9 @@ ending); use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
 backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
-start-up refusals at the threads line (WebSocket, secure WebSocket, persistence; bridges,
-MQTT-SN and TLS are accepted: TLS has broker_threads_tls_test.py); $SYS topics and /metrics that report both shards
+start-up refusals at the threads line (WebSocket, secure WebSocket; bridges, MQTT-SN, TLS
+and persistence are accepted: TLS has broker_threads_tls_test.py, persistence
+broker_threads_persistence_test.py); $SYS topics and /metrics that report both shards
 summed, the $SYS ones received by a subscriber on shard 1, and the shutdown line counting the
 connections of both shards.
 
@@ -669,8 +670,6 @@ def stuck_subscriber(binary, work, check, threads):
 
 def startup_refusals(binary, work, check):
     cases = [
-        ("sys_interval 0\nthreads 2\npersistence true\npersistence_location %s\n" % work,
-         "persistence"),
         ("metrics_listener 0\nthreads 3\nlistener 0 127.0.0.1\nprotocol websockets\n",
          "WebSocket listeners"),
         ("allow_anonymous true\nthreads 2\nlistener 0 127.0.0.1\nprotocol websockets\n"
@@ -694,6 +693,13 @@ def startup_refusals(binary, work, check):
                        timeout=20)
     check(r.returncode == 0 and '"threads":2' in r.stdout.replace(" ", ""),
           "--print-config shows threads 2")
+    # Persistence: a store per shard (broker_threads_persistence_test.py), no longer refused.
+    with open(conf, "w") as f:
+        f.write("threads 2\nsys_interval 0\npersistence true\npersistence_location %s\n" % work)
+    r = subprocess.run([binary, "-c", conf, "--print-config"], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0 and '"threads":2' in r.stdout.replace(" ", ""),
+          f"threads 2 with persistence is accepted ({r.returncode}, {r.stderr.strip()!r})")
     # Bridges and MQTT-SN listeners run on shard 0: no longer refused.
     with open(conf, "w") as f:
         f.write("threads 2\nsys_interval 0\nallow_anonymous true\nlistener 0 127.0.0.1\n"

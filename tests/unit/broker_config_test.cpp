@@ -880,11 +880,11 @@ TEST_CASE(
     CHECK(c.sys_interval == 1s);
     CHECK(c.metrics.has_value());
     CHECK(parse_ok("threads 4\n").sys_interval == 10s);
+    // Persistence: a store per shard (docs/persistence.md, "Threads").
+    CHECK(parse_ok("metrics_listener 0\nthreads 2\npersistence true\n"
+                   "persistence_location /var/lib/tern/\n")
+              .persistence.enabled);
     auto e = parse_error(
-        "metrics_listener 0\nthreads 2\npersistence true\npersistence_location /var/lib/tern/\n");
-    CHECK(e.line == 2);
-    CHECK(e.message.find("together with persistence") != std::string::npos);
-    e = parse_error(
         "listener 1883\nthreads 2\nlistener 8080\nprotocol websockets\nallow_anonymous true\n");
     CHECK(e.line == 2);
     CHECK(e.message.find("together with WebSocket listeners") != std::string::npos);

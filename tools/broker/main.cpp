@@ -19,6 +19,7 @@
 #include "mqtt/broker/security.hpp"
 #include "mqtt/cli/options.hpp"
 #include "mqtt/net/server.hpp"
+#include "mqtt/store/shards.hpp"
 #include "mqtt/store/store_file.hpp"
 #include "mqtt/version.hpp"
 #include "passwd.hpp"
@@ -68,7 +69,8 @@ void add_broker_options(CLI::App& app, broker_options& o) {
                    "Verify the persistence store in DIR (its file tern.db, or persistence_file "
                    "of -c FILE), or the store file PATH, print a JSON report on standard output "
                    "and exit: 0 intact or missing, 1 damaged (the broker would cut or skip the "
-                   "damage and start), 2 unreadable")
+                   "damage and start), 2 unreadable; the stores of the other threads (NAME.shardK) "
+                   "in DIR are reported under \"shards\"")
         ->type_name("DIR");
     mqtt::cli::add_verbosity(app, o.verbosity, "-v,--verbose");
     mqtt::cli::add_log_format(app, o.log_format);
@@ -486,11 +488,18 @@ void reload(running& r) {
 
 // ---- start
 
-// --check-store: the report of store::load_file as one JSON line.
+// --check-store: the report of store::load_file as one JSON line. Given a directory, the
+// other shards' files there (threads > 1: NAME.shardK) are reported too, under "shards".
 mqtt::cli::exit_status check_store(const broker_options& o, const config& c, const log_sink& sink) {
     std::error_code ec;
     std::string path = o.check_store;
+    std::vector<std::string> others;
     if (std::filesystem::is_directory(path, ec)) {
+        for (const auto k : mqtt::store::shard_files(path, c.persistence.file)) {
+            others.push_back(
+                (std::filesystem::path{path} / mqtt::store::shard_file(c.persistence.file, k))
+                    .string());
+        }
         path = (std::filesystem::path{path} / c.persistence.file).string();
     }
     auto loaded = mqtt::store::load_file(path);
@@ -499,8 +508,24 @@ mqtt::cli::exit_status check_store(const broker_options& o, const config& c, con
                  "cannot read the store " + path + ": " + loaded.error().message());
         return mqtt::cli::exit_status::usage;
     }
-    std::cout << mqtt::store::report_json(path, *loaded) << '\n' << std::flush;
-    return loaded->report.clean() ? mqtt::cli::exit_status::ok : mqtt::cli::exit_status::failure;
+    bool clean = loaded->report.clean();
+    std::string out = mqtt::store::report_json(path, *loaded);
+    out.pop_back();  // the closing brace: the other shards' reports go before it
+    out += ",\"shards\":[";
+    for (std::size_t i = 0; i < others.size(); ++i) {
+        auto l = mqtt::store::load_file(others[i]);
+        if (!l) {
+            sink.say(log_level::error, log_kind::error,
+                     "cannot read the store " + others[i] + ": " + l.error().message());
+            return mqtt::cli::exit_status::usage;
+        }
+        clean = clean && l->report.clean();
+        if (i != 0) out += ',';
+        out += mqtt::store::report_json(others[i], *l);
+    }
+    out += "]}";
+    std::cout << out << '\n' << std::flush;
+    return clean ? mqtt::cli::exit_status::ok : mqtt::cli::exit_status::failure;
 }
 
 mqtt::cli::exit_status run_broker(const broker_options& o) {

@@ -202,7 +202,7 @@ bool on_threads(parse_state& st, const option_args& a) {
 
 // With threads > 1, what the shards cannot serve yet stops the start at the threads line.
 // Bridges and MQTT-SN listeners run on shard 0; TLS listeners hand each connection to its
-// shard after the handshake (docs/broker.md, "Threading").
+// shard after the handshake; persistence is a store per shard (docs/broker.md, "Threading").
 bool check_threads(parse_state& st) {
     const auto& c = st.cfg;
     if (c.threads <= 1) return true;
@@ -213,7 +213,6 @@ bool check_threads(parse_state& st) {
             what = "WebSocket listeners";
         }
     }
-    if (what.empty() && c.persistence.enabled) what = "persistence";
     if (what.empty()) return true;
     st.file = c.threads_origin.file;
     st.line = c.threads_origin.line;

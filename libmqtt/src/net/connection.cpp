@@ -274,7 +274,7 @@ void connection::on_watchdog() {
 
 bool connection::has_work() const noexcept {
     return session_.has_output() || session_.closing() ||
-           (has_staged() && staged_->front().target <= store()->synced());
+           (has_staged() && store()->covers(staged_->front().target));
 }
 
 void connection::start_writer(bool inline_start) {
@@ -376,7 +376,7 @@ bool connection::next_batch(broker::output_batch& into) {
     }
     if (has_staged()) {
         auto& s = staged_->front();
-        if (s.target > st->synced()) {
+        if (!st->covers(s.target)) {
             // What came since waits for the next group (which may sync meanwhile).
             if (session_.has_output()) st->hold(*this);
             return false;

@@ -465,18 +465,7 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
         }
     }
     if (i->opts.persistence.enabled) {
-        auto* raw = i.get();
-        i->store.emplace(
-            i->io, i->engine, i->opts.persistence,
-            [raw](int verbosity, bool error, std::string_view msg) {
-                raw->note(verbosity, error ? broker::log_level::error : broker::log_level::info,
-                          error ? broker::log_kind::error : broker::log_kind::log, msg);
-            });
-        if (const auto ec = i->store->open()) {
-            if (failed) *failed = "store " + i->store->path();
-            return ec;
-        }
-        if (i->store->holds_output()) i->conns.store = &*i->store;
+        if (const auto ec = i->open_stores(failed)) return ec;
     }
     if (!i->opts.bridges.empty()) {
         if (auto error = i->start_bridges(std::move(i->opts.bridges)); !error.empty()) {
@@ -557,10 +546,13 @@ void server::run() {
     }
     for (auto& g : s.mqttsn) g->start();
     if (s.store) s.store->start();
+    for (std::size_t k = 1; k < s.shards.size(); ++k) {
+        if (s.shards[k]->store) s.shards[k]->store->start();
+    }
     if (s.sharded()) s.start_shards();
     s.io.run();
     if (s.sharded()) s.end_shards();
-    if (s.store) s.store->close();
+    s.close_stores();
     if (s.engine.logging(1)) {
         const auto st = s.sharded() ? s.summed_stats() : s.engine.stats();
         s.note(1, broker::log_level::info, broker::log_kind::stats,

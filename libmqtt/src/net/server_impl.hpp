@@ -174,10 +174,29 @@ struct server::impl {
     void end_shards();       // after shard 0's loop returned: the others finish, joined
     // f(engine) on every shard but 0, on its thread (SIGHUP's changes).
     void post_to_shards(std::function<void(broker::engine&)> f);
-    void send_to(std::size_t from, std::size_t to, shard_item&& item);
+    bool send_to(std::size_t from, std::size_t to, shard_item&& item);  // false: dropped
+
+    // ---- persistence (server_store.cpp): a store per shard.
+    // Reads every shard's store (redistributing the sessions when they were written with
+    // another number of threads) and opens one store_driver per shard.
+    std::error_code open_stores(std::string* failed);
+    detail::store_driver& make_store(std::size_t k);
+    // With always/batch, what shard `from` acknowledges waits until every shard it sent
+    // items to has synced what it did with them (docs/persistence.md, "Threads"): items
+    // are counted per ordered pair of shards, each count on its own shard's thread.
+    struct item_counts {
+        std::vector<std::uint64_t> sent;  // [to], on the sender's thread
+        std::vector<std::uint64_t> got;   // [from], on the receiver's thread
+    };
+    std::vector<item_counts> counts;  // [shard]
+    detail::store_driver* held_store(std::size_t k);  // that shard's, if output waits for it
+    void item_sent(std::size_t from, std::size_t to);
+    void items_taken(std::size_t k, std::size_t from, std::size_t n);
+    void close_stores();  // graceful stop, after every loop has ended
     // Returns how many items shard k took: fewer when a congested subscriber holds up
     // what `from` sends (resumed by shard_link::resume_from).
     std::size_t on_shard_batch(std::size_t k, std::size_t from, std::span<shard_item> items);
+    std::size_t take_items(std::size_t k, std::size_t from, std::span<shard_item> items);
     void read_first_packet(std::shared_ptr<handoff> h);
     void read_first_more(std::shared_ptr<handoff> h);
     void route_first(std::shared_ptr<handoff> h);
@@ -245,6 +264,9 @@ struct server::impl::shard_state {
     std::optional<asio::steady_timer> expiry;  // engine.next_expiry()
     bool stopping = false;                     // this shard's thread only
     std::uint64_t refused = 0;                 // items the channels refused (full)
+    // persistence: this shard's store (last: destroyed first; reset by stop_shards(),
+    // before the runtime's io_contexts go).
+    std::optional<detail::store_driver> store;
 };
 
 struct server::impl::shard_link final : broker::shard_router {

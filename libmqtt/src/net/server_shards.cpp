@@ -59,6 +59,7 @@ void server::impl::create_shards() {
     ro.shard0 = &io;
     runtime.emplace(ro);
     shards.resize(n);
+    counts.assign(n, item_counts{std::vector<std::uint64_t>(n, 0), std::vector<std::uint64_t>(n, 0)});
     for (std::size_t k = 1; k < n; ++k) {
         auto sh = std::make_unique<shard_state>(opts);
         set_security(sh->engine);
@@ -116,6 +117,7 @@ void server::impl::shutdown_shards() {
             auto& sh = *shards[k];
             sh.stopping = true;
             sh.expiry->cancel();
+            if (sh.store) sh.store->cancel_timer();
             sh.engine.shutdown();
         });
     }
@@ -134,6 +136,8 @@ void server::impl::stop_shards() {
         sh.deadlines.stop();
         sh.expiry.reset();
         sh.auth.reset();
+        if (sh.conns) sh.conns->store = nullptr;
+        sh.store.reset();
     }
 }
 
@@ -143,8 +147,11 @@ void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
         runtime->post(k, [this, k, shared] { (*shared)(shards[k]->engine); });
 }
 
-void server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
-    if (runtime->send(from, to, std::move(item))) return;
+bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
+    if (runtime->send(from, to, std::move(item))) {
+        item_sent(from, to);
+        return true;
+    }
     // The other shard is shard_channel_limits::max_items behind, which the publishers'
     // pause at high_water leaves to senders without a connection (Wills): dropped.
     std::uint64_t& refused = from == 0 ? refused0 : shards[from]->refused;
@@ -153,10 +160,18 @@ void server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
              "shard " + std::to_string(from) + ": shard " + std::to_string(to) +
                  " is too far behind; messages to it are dropped");
     }
+    return false;
 }
 
 std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
                                          std::span<shard_item> items) {
+    const std::size_t taken = take_items(k, from, items);
+    items_taken(k, from, taken);
+    return taken;
+}
+
+std::size_t server::impl::take_items(std::size_t k, std::size_t from,
+                                     std::span<shard_item> items) {
     auto& e = engine_of(k);
     // Held up since an earlier batch (a drain not posted by resume_from): wait for it.
     if (e.holding_shard(from) != 0) return 0;

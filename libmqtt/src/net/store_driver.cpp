@@ -81,31 +81,45 @@ void store_driver::sync_thread() {
 
 std::error_code store_driver::open() {
     const auto now = store::clock_pair::now();
-    auto loaded = store::load_file(path_, &now);
+    auto loaded = load(path_, now, note_);
     if (!loaded) return loaded.error();
-    auto& l = *loaded;
-    const auto& r = l.report;
+    const auto& r = loaded->report;
+    const bool rewrite = !(r.existed && r.clean() && r.records != 0);
+    return open_loaded(std::move(*loaded), now, rewrite, false);
+}
+
+result<store::loaded> store_driver::load(const std::string& path, const store::clock_pair& now,
+                                         const note_function& note) {
+    auto loaded = store::load_file(path, &now);
+    if (!loaded) return loaded;
+    const auto& r = loaded->report;
     for (const auto& d : r.damaged) {
         const bool tail = d.kind == store::damage_kind::torn_tail;
-        note_(0, true,
-              "store " + path_ + ": " + (tail ? "cut off " : "skipped ") +
-                  std::to_string(d.length) + " bytes at offset " + std::to_string(d.offset) +
-                  (tail ? " (incomplete or corrupt record at the end)"
-                        : " (corrupt records; reading went on at the next valid one)"));
+        note(0, true,
+             "store " + path + ": " + (tail ? "cut off " : "skipped ") +
+                 std::to_string(d.length) + " bytes at offset " + std::to_string(d.offset) +
+                 (tail ? " (incomplete or corrupt record at the end)"
+                       : " (corrupt records; reading went on at the next valid one)"));
     }
     if (r.rejected != 0) {
-        note_(0, true,
-              "store " + path_ + ": ignored " + std::to_string(r.rejected) +
-                  " records that referred to data the store does not have");
+        note(0, true,
+             "store " + path + ": ignored " + std::to_string(r.rejected) +
+                 " records that referred to data the store does not have");
     }
     if (!r.clean()) {
         // Keep the damaged file for inspection; the compacted one replaces it.
-        const std::string kept = path_ + ".damaged";
-        if (std::rename(path_.c_str(), kept.c_str()) == 0) {
-            note_(0, true, "store " + path_ + ": the damaged file is kept as " + kept);
+        const std::string kept = path + ".damaged";
+        if (std::rename(path.c_str(), kept.c_str()) == 0) {
+            note(0, true, "store " + path + ": the damaged file is kept as " + kept);
         }
     }
-    store::restore(engine_, l.st, now);
+    return loaded;
+}
+
+std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pair& now,
+                                          bool rewrite, bool secondary) {
+    const auto& r = l.report;
+    store::restore(engine_, l.st, now, !secondary);
     if (r.existed) {
         note_(1, false,
               "store " + path_ + ": " + std::to_string(r.records) + " records, " +
@@ -114,11 +128,11 @@ std::error_code store_driver::open() {
                   std::to_string(l.st.queued_count()) + " queued messages restored");
     }
     recorder_.emplace(std::move(l.st));
+    if (secondary) recorder_->set_secondary_shard();
     // An intact file is appended to as it is; a damaged or missing one is written anew from
     // what was recovered (which also cuts the damage off).
-    auto file = r.existed && r.clean() && r.records != 0
-                    ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
-                    : store::store_file::create(cfg_.location, cfg_.file, snapshot());
+    auto file = !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
+                         : store::store_file::create(cfg_.location, cfg_.file, snapshot());
     if (!file) {
         recorder_.reset();
         return file.error();
@@ -130,6 +144,36 @@ std::error_code store_driver::open() {
     engine_.set_store(&*recorder_);
     thread_ = std::thread{[this] { sync_thread(); }};
     return {};
+}
+
+void store_driver::remote_sent(std::size_t peer, std::uint64_t seq) {
+    if (peer >= remote_.size()) return;
+    auto& q = remote_[peer];
+    const auto at = recorder_->appended();
+    if (!q.empty() && q.back().at == at) {  // nothing recorded since the last one: one wait
+        q.back().seq = seq;
+        return;
+    }
+    q.push_back({at, seq});
+    ++remote_pending_;
+}
+
+void store_driver::remote_synced(std::size_t peer, std::uint64_t seq) {
+    if (peer >= remote_.size()) return;
+    auto& q = remote_[peer];
+    bool any = false;
+    while (!q.empty() && q.front().seq <= seq) {
+        q.pop_front();
+        --remote_pending_;
+        any = true;
+    }
+    if (any) release_covered();
+}
+
+void store_driver::when_synced(std::function<void()> f) {
+    const auto at = recorder_->appended();
+    if (at <= synced_ && waiters_.empty()) return f();
+    waiters_.emplace_back(at, std::move(f));
 }
 
 void store_driver::start() {
@@ -343,7 +387,12 @@ void store_driver::stage_held(std::uint64_t target) {
 
 // The groups a sync has covered: their output may be written.
 void store_driver::release_covered() {
-    while (!groups_.empty() && groups_.front().target <= synced_) {
+    while (!waiters_.empty() && waiters_.front().first <= synced_) {
+        const auto f = std::move(waiters_.front().second);
+        waiters_.pop_front();
+        f();
+    }
+    while (!groups_.empty() && covers(groups_.front().target)) {
         const auto held = std::move(groups_.front().held);
         groups_.pop_front();
         for (auto* h : held) h->release();
@@ -584,6 +633,8 @@ void store_driver::retry() {
         snapshot_bytes_ = file_.snapshot_size();
         failing_ = false;
         engine_.set_store_failing(false);
+        synced_ = std::max(synced_, recorder_->appended());
+        release_covered();
         note_(0, true, "store " + path_ + ": writing works again (the store was written anew)");
     });
 }

@@ -31,6 +31,7 @@
 
 #include "mqtt/broker/config.hpp"
 #include "mqtt/broker/engine.hpp"
+#include "mqtt/result.hpp"
 #include "mqtt/store/recorder.hpp"
 #include "mqtt/store/store_file.hpp"
 
@@ -68,6 +69,15 @@ class store_driver {
     // Reads the store, rebuilds the engine's state, writes it back compacted and starts
     // recording. An error when the store cannot be written (a damaged one is not an error).
     std::error_code open();
+    // Reads the store file at `path`: damage is logged and the damaged file kept aside as
+    // PATH.damaged (open() with threads 1; with more, the server reads every shard's first).
+    static result<store::loaded> load(const std::string& path, const store::clock_pair& now,
+                                      const note_function& note);
+    // open() with what load() read (or what store::redistribute made of every shard's:
+    // `rewrite`, the file is then written anew whatever it holds). `secondary`: the store of
+    // a shard k > 0 (store::recorder::set_secondary_shard).
+    std::error_code open_loaded(store::loaded l, const store::clock_pair& now, bool rewrite,
+                                bool secondary);
     // Starts the periodic sync (periodic policy).
     void start();
     // Stops the periodic sync timer (the server is stopping).
@@ -77,9 +87,31 @@ class store_driver {
 
     // Whether output must wait for records (always, batch).
     bool holds_output() const noexcept { return cfg_.sync != broker::sync_policy::periodic; }
-    bool all_synced() const noexcept { return synced_ == recorder_->appended(); }
-    // Recorder bytes on disk: staged output up to this target may be written.
-    std::uint64_t synced() const noexcept { return synced_; }
+    bool all_synced() const noexcept {
+        return synced_ == recorder_->appended() && remote_pending_ == 0;
+    }
+    // Whether output staged for `target` (recorder bytes) may be written: a sync covered
+    // it, and every item sent to another shard before it is on that shard's disk.
+    bool covers(std::uint64_t target) const noexcept {
+        if (target > synced_) return false;
+        if (remote_pending_ == 0) return true;
+        for (const auto& q : remote_) {
+            if (!q.empty() && q.front().at <= target) return false;
+        }
+        return true;
+    }
+
+    // threads > 1 (docs/persistence.md, "Threads"): this shard sent item number `seq` to
+    // shard `peer` (a message to route, a retained change), which records what it does
+    // with it in its own store; output produced from now on waits for
+    // remote_synced(peer, seq) too, so that what it acknowledges is on every disk.
+    void set_peers(std::size_t n) { remote_.assign(n, {}); }
+    void remote_sent(std::size_t peer, std::uint64_t seq);
+    // Shard `peer` has synced what it did with this shard's items up to number `seq`.
+    void remote_synced(std::size_t peer, std::uint64_t seq);
+    // threads > 1: `f` runs once the records made so far are on disk (then the shard
+    // whose items made them is told: remote_synced).
+    void when_synced(std::function<void()> f);
     // Every connection whose output waits is known from start to end, so that a write
     // that fails can refuse the output of all of them (see refuse_held()).
     void enlist(held_output& h) { connections_.insert(&h); }
@@ -92,6 +124,8 @@ class store_driver {
     void flush();
 
     const std::string& path() const noexcept { return path_; }
+    // What the store holds (after open).
+    const store::state& mirror() const noexcept { return recorder_->mirror(); }
     // The store file's size after the last completed write (read on the loop only).
     std::uint64_t file_bytes() const noexcept { return file_bytes_; }
 
@@ -160,6 +194,17 @@ class store_driver {
     // On the loop: the job's records are not on disk; close its held connections unanswered.
     void refuse_held(std::vector<held_output*> held, bool refused);
     void sync_thread();
+
+    // Items sent to each other shard and not yet known to be on its disk: output staged
+    // from recorder byte `at` on waits for them.
+    struct remote_wait {
+        std::uint64_t at = 0;
+        std::uint64_t seq = 0;
+    };
+    std::vector<std::deque<remote_wait>> remote_;  // by shard
+    std::size_t remote_pending_ = 0;               // entries in remote_
+    // What runs once a sync reaches `at` (another shard's remote_synced, posted there).
+    std::deque<std::pair<std::uint64_t, std::function<void()>>> waiters_;
 
     asio::io_context& io_;
     broker::engine& engine_;

@@ -1,0 +1,136 @@
+// tern-broker's persistence (docs/persistence.md): one store per shard, each driven by its
+// shard's loop. At start every shard's file is read; when they were written with another
+// number of threads (or a start stopped half way), the sessions are put where they belong
+// now and every store is written anew before anything is accepted.
+
+#include <cstdio>
+
+#include "mqtt/store/shards.hpp"
+#include "server_impl.hpp"
+
+namespace mqtt::net {
+namespace {
+
+std::string join(const std::string& dir, const std::string& name) {
+    if (dir.empty()) return name;
+    return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+}  // namespace
+
+detail::store_driver& server::impl::make_store(std::size_t k) {
+    auto cfg = opts.persistence;
+    cfg.file = store::shard_file(cfg.file, k);
+    auto note_fn = [this](int verbosity, bool error, std::string_view msg) {
+        note(verbosity, error ? broker::log_level::error : broker::log_level::info,
+             error ? broker::log_kind::error : broker::log_kind::log, msg);
+    };
+    if (k == 0) return store.emplace(io, engine, std::move(cfg), std::move(note_fn));
+    return shards[k]->store.emplace(runtime->io(k), shards[k]->engine, std::move(cfg),
+                                    std::move(note_fn));
+}
+
+std::error_code server::impl::open_stores(std::string* failed) {
+    const auto& p = opts.persistence;
+    const std::size_t n = sharded() ? shards.size() : 1;
+    const auto now = store::clock_pair::now();
+    // Every shard file there is, also of shards past n (written with more threads).
+    std::size_t files = n;
+    const auto others = store::shard_files(p.location, p.file);
+    if (!others.empty()) files = std::max(files, others.back() + 1);
+    std::vector<std::optional<store::loaded>> loaded(files);
+    const auto note_fn = [this](int verbosity, bool error, std::string_view msg) {
+        note(verbosity, error ? broker::log_level::error : broker::log_level::info,
+             error ? broker::log_kind::error : broker::log_kind::log, msg);
+    };
+    for (std::size_t k = 0; k < files; ++k) {
+        const auto path = join(p.location, store::shard_file(p.file, k));
+        auto l = detail::store_driver::load(path, now, note_fn);
+        if (!l) {
+            if (failed) *failed = "store " + path;
+            return l.error();
+        }
+        if (k == 0 || l->report.existed) loaded[k] = std::move(*l);
+    }
+    std::vector<const store::state*> states(files, nullptr);
+    for (std::size_t k = 0; k < files; ++k) {
+        if (loaded[k]) states[k] = &loaded[k]->st;
+    }
+    const auto home = [n](std::string_view id) { return broker::shard_of(id, n); };
+    const bool rehome = !store::in_place(states, n, home);
+    if (rehome) {
+        std::size_t moved = 0;
+        auto fresh = store::redistribute(states, n, home, now.wall_ms, moved);
+        note(0, broker::log_level::notice, broker::log_kind::log,
+             "store " + join(p.location, p.file) + ": written with another number of threads " +
+                 "(or a start that stopped half way): " + std::to_string(moved) +
+                 " session(s) moved to the shard of their client id for threads " +
+                 std::to_string(n) + "; every shard's store is written anew");
+        for (std::size_t k = 0; k < files; ++k) {
+            if (k >= n) {
+                loaded[k].reset();
+                continue;
+            }
+            auto report = loaded[k] ? loaded[k]->report : store::load_report{};
+            loaded[k] = store::loaded{std::move(fresh[k]), std::move(report)};
+        }
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+        auto& d = make_store(k);
+        store::loaded l = loaded[k] ? std::move(*loaded[k]) : store::loaded{};
+        const auto& r = l.report;
+        const bool rewrite = rehome || !(r.existed && r.clean() && r.records != 0);
+        if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k != 0)) {
+            if (failed) *failed = "store " + d.path();
+            return ec;
+        }
+        d.set_peers(n);
+        if (d.holds_output()) (k == 0 ? conns : *shards[k]->conns).store = &d;
+    }
+    // Every replica of the retained messages gets shard 0's (the others' stores keep none).
+    for (std::size_t k = 1; k < n; ++k) {
+        for (const auto& [topic, id] : store->mirror().retained()) {
+            const auto& m = store->mirror().messages().at(id).msg;
+            shards[k]->engine.restore_retained(m);
+        }
+    }
+    // The stores of shards past n: their sessions are in the others now (written above).
+    for (std::size_t k = n; k < files; ++k) {
+        const auto path = join(p.location, store::shard_file(p.file, k));
+        if (std::remove(path.c_str()) == 0) {
+            note(1, broker::log_level::info, broker::log_kind::log,
+                 "store " + path + ": removed (threads " + std::to_string(n) + ")");
+        }
+    }
+    return {};
+}
+
+detail::store_driver* server::impl::held_store(std::size_t k) {
+    return k == 0 ? conns.store : shards[k]->conns->store;
+}
+
+void server::impl::item_sent(std::size_t from, std::size_t to) {
+    auto* st = held_store(from);
+    if (st == nullptr) return;
+    st->remote_sent(to, ++counts[from].sent[to]);
+}
+
+void server::impl::items_taken(std::size_t k, std::size_t from, std::size_t n) {
+    auto* st = held_store(k);
+    if (st == nullptr || n == 0) return;
+    const auto seq = counts[k].got[from] += n;
+    st->when_synced([this, k, from, seq] {
+        runtime->post(from, [this, k, from, seq] {
+            if (auto* s = held_store(from)) s->remote_synced(k, seq);
+        });
+    });
+}
+
+void server::impl::close_stores() {
+    if (store) store->close();
+    for (std::size_t k = 1; k < shards.size(); ++k) {
+        if (shards[k]->store) shards[k]->store->close();
+    }
+}
+
+}  // namespace mqtt::net

@@ -1,0 +1,426 @@
+#!/usr/bin/python3
+"""tern-broker with `threads 2` and persistence, against paho-mqtt (docs/persistence.md,
+"Threads"): a store per shard.
+
+Persistent-session subscribers on both shards, QoS 1 and QoS 2 publishers on both shards,
+retained messages set from both shards:
+- a clean restart (SIGTERM) keeps sessions, queued messages, subscriptions and retained
+  messages, and --check-store reports both shards' files;
+- SIGKILL during traffic (persistence_sync batch): every acknowledged QoS 1 message arrives
+  at least once, every acknowledged QoS 2 message exactly once (no QoS 2 message twice),
+  and a retained message set from shard 1 is, after the restart, the last one acknowledged
+  or a later one (shard 1 acknowledges only once shard 0, which records the retained
+  messages, has synced it);
+- the threads 2 store restarted with threads 1, then that store with threads 2 again:
+  every queued message arrives, none twice, retained messages kept.
+
+usage: broker_threads_persistence_test.py path/to/tern-broker
+exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+import harness  # noqa: E402
+
+try:
+    import paho.mqtt.client as mqtt
+except ImportError:
+    print("SKIP: paho-mqtt is not installed")
+    sys.exit(77)
+
+BROKER = sys.argv[1]
+check = harness.Checks()
+# Generous: a loaded CI machine with ASan. Waits end early once the awaited thing happened.
+WAIT = 60.0
+
+SUB0, SUB1 = harness.ids_on(0, "keeper", 2)[0], harness.ids_on(1, "keeper", 2)[0]
+PUB0, PUB1 = harness.ids_on(0, "pub", 2)[0], harness.ids_on(1, "pub", 2)[0]
+
+
+def wait_until(cond, timeout=WAIT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+class Broker:
+    def __init__(self, store, sync="batch", limits="max_queued_messages 0\n"):
+        self.store, self.sync, self.limits = store, sync, limits
+        self.proc = None
+
+    def start(self, threads):
+        conf = os.path.join(self.store, "tern.conf")
+        with open(conf, "w") as f:
+            f.write("listener 0 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                    f"persistence_location {self.store}\npersistence_sync {self.sync}\n"
+                    f"{self.limits}sys_interval 0\nthreads {threads}\n")
+        self.logfile = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([BROKER, "-c", conf, "-v"], stderr=self.logfile)
+        end = time.monotonic() + WAIT
+        while time.monotonic() < end:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.text())
+            if m:
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("broker did not start:\n" + self.text())
+
+    def text(self):
+        self.logfile.seek(0)
+        return self.logfile.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode
+
+
+class Sub:
+    """A paho subscriber with a persistent session (3.1.1, Clean Session 0)."""
+
+    def __init__(self, port, cid, topic="q/#", qos=2):
+        self.cid = cid
+        self.messages = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.c = mqtt.Client(client_id=cid, clean_session=False)
+        self.c.on_message = self.on_message
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
+        self.c.on_connect = lambda c, u, flags, rc: c.subscribe(topic, qos)
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        check(self.subscribed.wait(WAIT), f"{cid} subscribed to {topic}")
+
+    def on_message(self, c, u, m):
+        with self.lock:
+            self.messages.append((m.topic, m.payload.decode(), m.retain))
+
+    def wait_count(self, n, quiet=0.5):
+        """Until n messages came (bounded), then until none came for `quiet` seconds."""
+        wait_until(lambda: self.count() >= n)
+        last, since = self.count(), time.monotonic()
+        while time.monotonic() - since < quiet:
+            time.sleep(0.05)
+            if self.count() != last:
+                last, since = self.count(), time.monotonic()
+        with self.lock:
+            return list(self.messages)
+
+    def count(self):
+        with self.lock:
+            return len(self.messages)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class Pub:
+    """A paho publisher that records which of its messages were acknowledged."""
+
+    def __init__(self, port, cid):
+        self.acked = set()
+        self.mids = {}
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(client_id=cid, clean_session=True)
+        self.c.max_inflight_messages_set(20)
+        self.c.on_publish = self.on_publish
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def on_publish(self, c, u, mid):
+        with self.lock:
+            self.acked.add(mid)
+
+    def publish(self, topic, payload, qos, retain=False):
+        info = self.c.publish(topic, payload, qos=qos, retain=retain)
+        with self.lock:
+            self.mids[info.mid] = payload
+        return info
+
+    def acked_payloads(self):
+        with self.lock:
+            return [self.mids[m] for m in self.acked if m in self.mids]
+
+    def close(self, clean=True):
+        if clean:
+            self.c.disconnect()
+        self.c.loop_stop()
+
+
+def publish_all(port, cid, items):
+    """items: (topic, payload, qos, retain), published in order; True once all are acked."""
+    p = Pub(port, cid)
+    infos = [p.publish(*it) for it in items]
+    ok = wait_until(lambda: all(i.is_published() for i in infos))
+    p.close()
+    return ok
+
+
+def payloads(got):
+    return [p for (_, p, _) in got]
+
+
+def check_store(store):
+    r = subprocess.run([BROKER, "--check-store", store], capture_output=True, text=True)
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except ValueError:
+        return r.returncode, {}
+
+
+def retained_of(port, topics):
+    c = mqtt.Client(client_id="", clean_session=True)
+    got = {}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def on_message(cl, u, m):
+        with lock:
+            got[m.topic] = m.payload.decode()
+            if all(t in got for t in topics):
+                done.set()
+
+    c.on_message = on_message
+    c.on_connect = lambda cl, u, f, rc: cl.subscribe("r/#", 1)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait(WAIT)
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+    with lock:
+        return dict(got)
+
+
+def clean_restart():
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(2)
+        for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
+            s.close()
+        ok = True
+        for cid in (PUB0, PUB1):
+            ok = publish_all(b.port, cid,
+                             [("q/" + cid, f"{cid}-q1-{i}", 1, False) for i in range(20)] +
+                             [("q/" + cid, f"{cid}-q2-{i}", 2, False) for i in range(20)] +
+                             [("r/" + cid, f"{cid}-kept", 1, True)]) and ok
+        ok = publish_all(b.port, PUB0, [("r/both", "from shard 0", 1, True)]) and ok
+        ok = publish_all(b.port, PUB1, [("r/both", "from shard 1", 2, True)]) and ok
+        check(ok, "clean restart: every publish on both shards acknowledged")
+        check(b.stop() == 0, "clean restart: SIGTERM, exit 0")
+        rc, rep = check_store(store)
+        shards = rep.get("shards", [])
+        check(rc == 0 and rep.get("sessions") == 1 and rep.get("retained") == 3 and
+              len(shards) == 1 and shards[0].get("sessions") == 1 and
+              shards[0].get("retained") == 0 and shards[0]["file"].endswith("tern.db.shard1") and
+              rep.get("queued") == 80 and shards[0].get("queued") == 80,
+              f"clean restart: --check-store reports both shards' files ({rep})")
+        b.start(2)
+        want = [f"{c}-q{q}-{i}" for c in (PUB0, PUB1) for q in (1, 2) for i in range(20)]
+        for cid in (SUB0, SUB1):
+            s = Sub(b.port, cid)
+            got = payloads(s.wait_count(len(want)))
+            for c in (PUB0, PUB1):
+                mine = [p for p in got if p.startswith(c + "-")]
+                check(mine == [p for p in want if p.startswith(c + "-")],
+                      f"clean restart: {cid} (shard {harness.shard_of(cid, 2)}) got the 40 "
+                      f"messages of {c} (shard {harness.shard_of(c, 2)}) in order ({len(mine)})")
+            s.close()
+        r = retained_of(b.port, ["r/" + PUB0, "r/" + PUB1, "r/both"])
+        check(r == {"r/" + PUB0: PUB0 + "-kept", "r/" + PUB1: PUB1 + "-kept",
+                    "r/both": "from shard 1"},
+              f"clean restart: the retained messages set from both shards are there ({r})")
+        # The subscriptions were kept: a new message reaches both sessions while offline.
+        ok = publish_all(b.port, PUB1, [("q/after", "after", 1, False)])
+        b.stop()
+        b.start(2)
+        for cid in (SUB0, SUB1):
+            s = Sub(b.port, cid)
+            got = payloads(s.wait_count(1))
+            s.close()
+            check(ok and got == ["after"],
+                  f"clean restart: {cid}'s subscription was kept over two restarts ({got})")
+        b.stop()
+
+
+def kill_during_traffic():
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(2)
+        for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
+            s.close()
+        pubs = {cid: Pub(b.port, cid) for cid in (PUB0, PUB1)}
+        qos_of = {}
+        retained = []  # (index, info) of r/last set from shard 1's publisher
+        for i in range(3000):
+            for cid, p in pubs.items():
+                q = 1 + (i % 2)
+                payload = f"{cid}-{i}"
+                qos_of[payload] = q
+                p.publish("q/" + cid, payload, q)
+            if i % 10 == 0:
+                retained.append((i, pubs[PUB1].publish("r/last", f"{i}", 1, True)))
+        # Killed once both have had a good share acknowledged, well before the end.
+        progress = wait_until(lambda: all(len(p.acked) >= 400 for p in pubs.values()))
+        b.stop(signal.SIGKILL)
+        for p in pubs.values():
+            p.close(clean=False)
+        acked = [x for p in pubs.values() for x in p.acked_payloads() if x in qos_of]
+        check(progress and len(acked) < 2 * 3000 + 300,
+              f"kill -9: killed during traffic, {len(acked)} messages acknowledged before")
+        last_retained = max([i for (i, info) in retained if info.is_published()], default=-1)
+        b.start(2)
+        for cid in (SUB0, SUB1):
+            s = Sub(b.port, cid)
+            got = payloads(s.wait_count(len(acked)))
+            s.close()
+            have = {}
+            for p in got:
+                have[p] = have.get(p, 0) + 1
+            missing = [p for p in acked if p not in have]
+            twice = [p for p, n in have.items() if n > 1 and qos_of.get(p) == 2]
+            check(not missing and not twice,
+                  f"kill -9: {cid} (shard {harness.shard_of(cid, 2)}) has every acknowledged "
+                  f"message ({len(acked)} acknowledged, {len(got)} received, {len(missing)} "
+                  f"missing, {len(twice)} QoS 2 twice)")
+        r = retained_of(b.port, ["r/last"])
+        value = int(r.get("r/last", "-1"))
+        check(last_retained >= 0 and value >= last_retained,
+              f"kill -9: the retained message set from shard 1 is the last acknowledged one "
+              f"or later ({value} >= {last_retained})")
+        b.stop()
+
+
+def raw_stalled_subscriber(port, cid):
+    """A 3.1.1 client (Keep Alive 0) subscribed to q/# at QoS 1 that never reads again."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    body = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02]) + struct.pack("!H", 0)
+    body += struct.pack("!H", len(cid)) + cid.encode()
+    s.sendall(bytes([0x10, len(body)]) + body)
+    s.recv(4)  # CONNACK
+    sub = struct.pack("!H", 1) + struct.pack("!H", 3) + b"q/#" + bytes([1])
+    s.sendall(bytes([0x82, len(sub)]) + sub)
+    s.recv(5)  # SUBACK
+    return s
+
+
+def stalled_shard():
+    """Shard 1 stops taking shard 0's messages (a congested subscriber there holds up the
+    channel): shard 0 must not acknowledge what shard 1 has not recorded for its offline
+    persistent session. Without the wait the publisher got every PUBACK at once, and a kill
+    lost the messages still in the channel for that session."""
+    limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, limits=limits).start(2)
+        Sub(b.port, SUB1).close()
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "slow", 2)[0])
+        p = Pub(b.port, PUB0)
+        for i in range(90):
+            p.publish("q/s", f"s{i}", 1)
+        # Until the acknowledgements stop coming (for 2 s), bounded.
+        last, since, end = -1, time.monotonic(), time.monotonic() + WAIT
+        while time.monotonic() < end and time.monotonic() - since < 2.0:
+            n = len(p.acked_payloads())
+            if n != last:
+                last, since = n, time.monotonic()
+            time.sleep(0.05)
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        slow.close()
+        acked = p.acked_payloads()
+        check(0 < len(acked) < 90,
+              f"stalled shard: shard 0 acknowledged {len(acked)} of 90 while shard 1 held up "
+              f"its channel")
+        b.start(2)
+        s = Sub(b.port, SUB1)
+        got = set(payloads(s.wait_count(len(acked))))
+        s.close()
+        missing = [x for x in acked if x not in got]
+        check(not missing, f"stalled shard, kill -9: {SUB1} (shard 1) has every message shard 0 "
+                           f"acknowledged ({len(acked)} acknowledged, {len(missing)} missing)")
+        b.stop()
+
+
+def change_threads():
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(2)
+        for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
+            s.close()
+        ok = publish_all(b.port, PUB1, [("q/x", f"a{i}", 2, False) for i in range(10)] +
+                         [("r/t", "two", 1, True)])
+        ok = publish_all(b.port, PUB0, [("r/z", "zero", 2, True)]) and ok
+        b.stop()
+        check(ok and os.path.exists(os.path.join(store, "tern.db.shard1")),
+              "threads 2 -> 1: the threads 2 store has a file per shard")
+        b.start(1)
+        log = b.text()
+        check("moved to the shard of their client id" in log,
+              "threads 2 -> 1: the start says the sessions were moved")
+        check(not os.path.exists(os.path.join(store, "tern.db.shard1")),
+              "threads 2 -> 1: shard 1's file is gone (its sessions are in tern.db)")
+        s = Sub(b.port, SUB0)
+        got = payloads(s.wait_count(10))
+        s.close()
+        check(got == [f"a{i}" for i in range(10)],
+              f"threads 2 -> 1: {SUB0} got its 10 QoS 2 messages once ({len(got)})")
+        ok = publish_all(b.port, PUB1, [("q/x", f"b{i}", 2, False) for i in range(5)])
+        b.stop()
+        rc, rep = check_store(store)
+        check(rc == 0 and rep.get("sessions") == 2 and rep.get("shards") == [],
+              f"threads 2 -> 1: one store with both sessions ({rep})")
+        b.start(2)
+        s = Sub(b.port, SUB1)
+        got = payloads(s.wait_count(15))
+        s.close()
+        check(ok and got == [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(5)],
+              f"threads 1 -> 2: {SUB1} (its session kept on shard 0) got its 15 QoS 2 "
+              f"messages once, in order ({len(got)})")
+        s = Sub(b.port, SUB0)
+        got = payloads(s.wait_count(5))
+        s.close()
+        check(got == [f"b{i}" for i in range(5)],
+              f"threads 1 -> 2: {SUB0} got the 5 queued with threads 1 once ({len(got)})")
+        r = retained_of(b.port, ["r/t", "r/z"])
+        check(r == {"r/t": "two", "r/z": "zero"},
+              f"threads 2 -> 1 -> 2: the retained messages are kept ({r})")
+        # Sessions still work both ways after the changes: a message queued for both, once.
+        ok = publish_all(b.port, PUB0, [("q/y", "c", 2, False)])
+        b.stop(signal.SIGKILL)
+        b.start(2)
+        for cid in (SUB0, SUB1):
+            s = Sub(b.port, cid)
+            got = payloads(s.wait_count(1))
+            s.close()
+            check(ok and got == ["c"], f"threads 1 -> 2, kill -9: {cid} got one message ({got})")
+        b.stop()
+
+
+def main():
+    clean_restart()
+    kill_during_traffic()
+    stalled_shard()
+    change_threads()
+    return check.exit_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
