@@ -40,24 +40,29 @@ void add_session(state& st, const std::string& c, std::uint64_t first, bool will
     REQUIRE(st.apply(session_record{c, 3600}));
     REQUIRE(st.apply(subscribe_record{c, "t/" + c, {qos::exactly_once, false, false, {}}, 0}));
     for (std::uint64_t i = 0; i < 2; ++i) {
-        REQUIRE(st.apply(message_record{first + i, wall, make_msg("t/" + c, c + std::to_string(i))}));
+        REQUIRE(
+            st.apply(message_record{first + i, wall, make_msg("t/" + c, c + std::to_string(i))}));
         REQUIRE(st.apply(queue_push_record{c, first + i, qos::exactly_once, false, {}}));
     }
     REQUIRE(st.apply(qos2_in_add_record{c, 7}));
     if (will) {
         REQUIRE(st.apply(message_record{first + 2, wall, make_msg("will/" + c, "bye")}));
-        REQUIRE(st.apply(session_offline_record{c, 3600, wall + 3'600'000, first + 2, wall + 1000}));
+        REQUIRE(
+            st.apply(session_offline_record{c, 3600, wall + 3'600'000, first + 2, wall + 1000}));
     }
 }
 
 std::vector<std::string> payloads(const state& st, const std::string& c) {
     std::vector<std::string> out;
-    for (const auto& q : st.sessions().at(c).queue) out.push_back(st.messages().at(q.msg_id).msg->payload);
+    for (const auto& q : st.sessions().at(c).queue)
+        out.push_back(st.messages().at(q.msg_id).msg->payload);
     return out;
 }
 
 // Clients named by the shard they belong on: "s0-..." on 0, "s1-..." on 1.
-std::size_t home_by_name(std::string_view id) { return id.size() > 1 && id[1] == '1' ? 1 : 0; }
+std::size_t home_by_name(std::string_view id) {
+    return id.size() > 1 && id[1] == '1' ? 1 : 0;
+}
 
 }  // namespace
 
@@ -83,7 +88,9 @@ TEST_CASE("store shards: in_place") {
     add_session(s1, "s1-b", 1);
     CHECK(in_place({&s0, &s1}, 2, home_by_name));
     CHECK(in_place({&s0, nullptr}, 2, home_by_name));
-    SUBCASE("a file of a shard past n") { CHECK_FALSE(in_place({&s0, &s1}, 1, home_by_name)); }
+    SUBCASE("a file of a shard past n") {
+        CHECK_FALSE(in_place({&s0, &s1}, 1, home_by_name));
+    }
     SUBCASE("a session of shard 1 that belongs on 0") {
         add_session(s1, "s0-c", 20);
         CHECK_FALSE(in_place({&s0, &s1}, 2, home_by_name));
@@ -108,7 +115,8 @@ TEST_CASE("store shards: threads 2 -> 1 keeps every session, queue, Will and ret
     // The same message ids in the other store, other messages.
     add_session(s1, "s1-b", 1, true);
     std::size_t moved = 0;
-    const auto out = redistribute({&s0, &s1}, 1, [](std::string_view) { return 0; }, wall, moved);
+    const auto out = redistribute(
+        {&s0, &s1}, 1, [](std::string_view) { return 0; }, wall, moved);
     REQUIRE(out.size() == 1);
     const auto& st = out[0];
     CHECK(moved == 1);

@@ -59,7 +59,8 @@ void server::impl::create_shards() {
     ro.shard0 = &io;
     runtime.emplace(ro);
     shards.resize(n);
-    counts.assign(n, item_counts{std::vector<std::uint64_t>(n, 0), std::vector<std::uint64_t>(n, 0)});
+    counts.assign(n,
+                  item_counts{std::vector<std::uint64_t>(n, 0), std::vector<std::uint64_t>(n, 0)});
     for (std::size_t k = 1; k < n; ++k) {
         auto sh = std::make_unique<shard_state>(opts);
         set_security(sh->engine);
@@ -170,8 +171,7 @@ std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
     return taken;
 }
 
-std::size_t server::impl::take_items(std::size_t k, std::size_t from,
-                                     std::span<shard_item> items) {
+std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<shard_item> items) {
     auto& e = engine_of(k);
     // Held up since an earlier batch (a drain not posted by resume_from): wait for it.
     if (e.holding_shard(from) != 0) return 0;

@@ -86,9 +86,8 @@ std::vector<state> redistribute(const std::vector<const state*>& stores, std::si
         // Where each session of this store goes (absent: a copy another store had first).
         std::map<std::string_view, std::size_t> to;
         for (const auto& [id, s] : src->sessions()) {
-            const bool taken = std::any_of(out.begin(), out.end(), [&](const state& o) {
-                return o.sessions().contains(id);
-            });
+            const bool taken = std::any_of(
+                out.begin(), out.end(), [&](const state& o) { return o.sessions().contains(id); });
             if (taken) continue;
             const std::size_t h = std::min(home(id), n - 1);
             const std::size_t dest = k == 0 ? 0 : (k < n && h == k ? k : h);

@@ -40,7 +40,6 @@ bool in_place(const std::vector<const state*>& stores, std::size_t n, const home
 // own first; another store's only for a topic it lacks). Message ids are renumbered (each
 // store had its own); `moved` counts the sessions that changed stores.
 std::vector<state> redistribute(const std::vector<const state*>& stores, std::size_t n,
-                                const home_function& home, std::int64_t now_ms,
-                                std::size_t& moved);
+                                const home_function& home, std::int64_t now_ms, std::size_t& moved);
 
 }  // namespace mqtt::store
