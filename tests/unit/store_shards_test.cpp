@@ -73,7 +73,8 @@ TEST_CASE("store shards: file names, and the shard files found in a directory") 
     tern_test::temp_dir dir;
     for (const char* n : {"tern.db", "tern.db.shard1", "tern.db.shard3", "tern.db.shard1.new",
                           "tern.db.shard2.damaged", "tern.db.shard01", "tern.db.shardx",
-                          "tern.db.shard", "other.db.shard5", "tern.db.shard0"}) {
+                          "tern.db.shard", "other.db.shard5", "tern.db.shard0", "tern.db.shard1025",
+                          "tern.db.shard99999999999999999999999"}) {
         std::ofstream{dir.file(n)} << "x";
     }
     CHECK(shard_files(dir.path, "tern.db") == std::vector<std::size_t>{1, 3});

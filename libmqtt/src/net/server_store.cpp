@@ -3,7 +3,9 @@
 // number of threads (or a start stopped half way), the sessions are put where they belong
 // now and every store is written anew before anything is accepted.
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "mqtt/store/shards.hpp"
 #include "server_impl.hpp"
@@ -100,6 +102,13 @@ std::error_code server::impl::open_stores(std::string* failed) {
         if (std::remove(path.c_str()) == 0) {
             note(1, broker::log_level::info, broker::log_kind::log,
                  "store " + path + ": removed (threads " + std::to_string(n) + ")");
+        } else if (errno != ENOENT) {
+            // Left behind, its sessions would be redistributed again at the next start
+            // (copies of sessions since changed or ended): say so.
+            note(0, broker::log_level::error, broker::log_kind::error,
+                 "store " + path + ": cannot remove it (" + std::string{std::strerror(errno)} +
+                     "); its sessions are in the other stores now: remove it before the "
+                     "next start");
         }
     }
     return {};

@@ -13,6 +13,9 @@ namespace mqtt::store {
 namespace {
 
 constexpr std::string_view shard_suffix = ".shard";
+// threads is at most 256: a file with a larger K is not one of ours (and a huge K must not
+// size the broker's tables).
+constexpr std::size_t max_shard_file = 1024;
 
 // The client id a record is about, or nullptr (header, commit, message, retained).
 template <class R>
@@ -44,7 +47,7 @@ std::vector<std::size_t> shard_files(const std::string& dir, const std::string& 
         const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), k);
         // tern.db.shard1 only: not tern.db.shard1.new / .damaged, not tern.db.shard01.
         if (ec != std::errc{} || end != digits.data() + digits.size() || k == 0 ||
-            digits.front() == '0') {
+            digits.front() == '0' || k > max_shard_file) {
             continue;
         }
         out.push_back(k);

@@ -18,8 +18,8 @@ namespace mqtt::store {
 // The store file of shard k: `file` for shard 0 (a store written with threads 1 is shard
 // 0's as it is), `file.shardK` for the others.
 std::string shard_file(const std::string& file, std::size_t k);
-// The shards k >= 1 whose file is in `dir`, in increasing order (any k, also past the
-// current number of threads).
+// The shards k >= 1 whose file is in `dir`, in increasing order (also past the current
+// number of threads; K up to 1024, beyond which a file is not one the broker wrote).
 std::vector<std::size_t> shard_files(const std::string& dir, const std::string& file);
 
 // The shard a client id's session belongs on (broker::shard_of).
