@@ -213,7 +213,11 @@ void connection::process_input() {
             break;
         }
         if (!*next) break;
+        // Items this packet sends to other shards hold this connection's output until
+        // those shards have synced them (threads > 1).
+        if (store() != nullptr) store()->set_current(this);
         session_.on_frame(**next, now);
+        if (store() != nullptr) store()->set_current(nullptr);
         if (store() != nullptr) store()->after_packet();  // always: synced before the ack
         // Paused (back-pressure): the packets after this one wait in the framer, so a
         // throttled publisher adds at most one message to a congested subscriber's queue.
@@ -274,7 +278,7 @@ void connection::on_watchdog() {
 
 bool connection::has_work() const noexcept {
     return session_.has_output() || session_.closing() ||
-           (has_staged() && store()->covers(staged_->front().target));
+           (has_staged() && store()->covers(*this, staged_->front().target));
 }
 
 void connection::start_writer(bool inline_start) {
@@ -376,7 +380,7 @@ bool connection::next_batch(broker::output_batch& into) {
     }
     if (has_staged()) {
         auto& s = staged_->front();
-        if (!st->covers(s.target)) {
+        if (!st->covers(*this, s.target)) {
             // What came since waits for the next group (which may sync meanwhile).
             if (session_.has_output()) st->hold(*this);
             return false;
@@ -387,7 +391,7 @@ bool connection::next_batch(broker::output_batch& into) {
         return true;
     }
     if (!session_.has_output()) return false;
-    if (st->all_synced()) {  // every record this output depends on is on disk
+    if (st->all_synced(*this)) {  // every record this output depends on is on disk
         session_.take_output(into);
         return true;
     }

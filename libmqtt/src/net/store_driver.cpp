@@ -147,27 +147,30 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
 }
 
 void store_driver::remote_sent(std::size_t peer, std::uint64_t seq) {
-    if (peer >= remote_.size()) return;
-    auto& q = remote_[peer];
-    const auto at = recorder_->appended();
-    if (!q.empty() && q.back().at == at) {  // nothing recorded since the last one: one wait
-        q.back().seq = seq;
-        return;
-    }
-    q.push_back({at, seq});
-    ++remote_pending_;
+    if (current_ == nullptr || peer >= confirmed_.size() || confirmed_[peer] >= seq) return;
+    auto& n = need_[current_];
+    if (n.empty()) n.assign(confirmed_.size(), 0);
+    n[peer] = seq;
 }
 
 void store_driver::remote_synced(std::size_t peer, std::uint64_t seq) {
-    if (peer >= remote_.size()) return;
-    auto& q = remote_[peer];
-    bool any = false;
-    while (!q.empty() && q.front().seq <= seq) {
-        q.pop_front();
-        --remote_pending_;
-        any = true;
+    if (peer >= confirmed_.size() || seq <= confirmed_[peer]) return;
+    confirmed_[peer] = seq;
+    std::vector<held_output*> ready;
+    for (auto it = need_.begin(); it != need_.end();) {
+        bool met = true;
+        for (std::size_t k = 0; k < confirmed_.size() && met; ++k) {
+            met = it->second[k] <= confirmed_[k];
+        }
+        if (!met) {
+            ++it;
+            continue;
+        }
+        ready.push_back(const_cast<held_output*>(it->first));
+        it = need_.erase(it);
     }
-    if (any) release_covered();
+    // Posted from the other shard, never inside a session: the release may write at once.
+    for (auto* h : ready) h->release();
 }
 
 void store_driver::when_synced(std::function<void()> f) {
@@ -233,6 +236,8 @@ void store_driver::hold(held_output& h) {
 
 void store_driver::forget(held_output& h) {
     connections_.erase(&h);
+    need_.erase(&h);
+    if (current_ == &h) current_ = nullptr;
     std::erase(held_, &h);
     for (auto& g : groups_) std::erase(g.held, &h);
 }
@@ -392,7 +397,7 @@ void store_driver::release_covered() {
         waiters_.pop_front();
         f();
     }
-    while (!groups_.empty() && covers(groups_.front().target)) {
+    while (!groups_.empty() && groups_.front().target <= synced_) {
         const auto held = std::move(groups_.front().held);
         groups_.pop_front();
         for (auto* h : held) h->release();

@@ -26,6 +26,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -87,25 +88,25 @@ class store_driver {
 
     // Whether output must wait for records (always, batch).
     bool holds_output() const noexcept { return cfg_.sync != broker::sync_policy::periodic; }
-    bool all_synced() const noexcept {
-        return synced_ == recorder_->appended() && remote_pending_ == 0;
+    // Whether all of h's output may be written now: every record is synced, and every
+    // other shard h's packets sent items to has confirmed them.
+    bool all_synced(const held_output& h) const noexcept {
+        return synced_ == recorder_->appended() && !need_.contains(&h);
     }
-    // Whether output staged for `target` (recorder bytes) may be written: a sync covered
-    // it, and every item sent to another shard before it is on that shard's disk.
-    bool covers(std::uint64_t target) const noexcept {
-        if (target > synced_) return false;
-        if (remote_pending_ == 0) return true;
-        for (const auto& q : remote_) {
-            if (!q.empty() && q.front().at <= target) return false;
-        }
-        return true;
+    // Whether h's output staged for `target` (recorder bytes) may be written: a sync covered
+    // it, and every item h's packets sent to another shard is on that shard's disk.
+    bool covers(const held_output& h, std::uint64_t target) const noexcept {
+        return target <= synced_ && !need_.contains(&h);
     }
 
-    // threads > 1 (docs/persistence.md, "Threads"): this shard sent item number `seq` to
-    // shard `peer` (a message to route, a retained change), which records what it does
-    // with it in its own store; output produced from now on waits for
-    // remote_synced(peer, seq) too, so that what it acknowledges is on every disk.
-    void set_peers(std::size_t n) { remote_.assign(n, {}); }
+    // threads > 1 (docs/persistence.md, "Threads"): the packet being processed (of
+    // set_current's connection) made this shard send item number `seq` to shard `peer` (a
+    // message to route, a retained change), which records what it does with it in its own
+    // store; that connection's output waits for remote_synced(peer, >= seq) too, so that
+    // what it acknowledges is on every disk. Items sent outside a connection's packet (a
+    // Will) hold nobody's output.
+    void set_peers(std::size_t n) { confirmed_.assign(n, 0); }
+    void set_current(held_output* h) noexcept { current_ = h; }
     void remote_sent(std::size_t peer, std::uint64_t seq);
     // Shard `peer` has synced what it did with this shard's items up to number `seq`.
     void remote_synced(std::size_t peer, std::uint64_t seq);
@@ -195,14 +196,11 @@ class store_driver {
     void refuse_held(std::vector<held_output*> held, bool refused);
     void sync_thread();
 
-    // Items sent to each other shard and not yet known to be on its disk: output staged
-    // from recorder byte `at` on waits for them.
-    struct remote_wait {
-        std::uint64_t at = 0;
-        std::uint64_t seq = 0;
-    };
-    std::vector<std::deque<remote_wait>> remote_;  // by shard
-    std::size_t remote_pending_ = 0;               // entries in remote_
+    // threads > 1: the items each other shard has confirmed, by shard; per connection whose
+    // output waits for confirmations, the item number it needs from each shard.
+    std::vector<std::uint64_t> confirmed_;
+    std::unordered_map<const held_output*, std::vector<std::uint64_t>> need_;
+    held_output* current_ = nullptr;  // whose packet is being processed
     // What runs once a sync reaches `at` (another shard's remote_synced, posted there).
     std::deque<std::pair<std::uint64_t, std::function<void()>>> waiters_;
 
