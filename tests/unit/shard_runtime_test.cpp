@@ -343,6 +343,11 @@ TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain, the
             rt.resume_drain(1, 0);
             rt.resume_drain(1, 0);  // once is enough: a second call posts nothing
         });
+        // A post made on a loop's own thread (the drain resume_drain posted) joins that
+        // loop's queue only when the running handler returns, and run_on's handler told this
+        // thread it was done before that: the first empty handler may overtake the drain,
+        // the second comes after it.
+        run_on(rt, 0, [] {});
         run_on(rt, 0, [] {});
         run_on(rt, 1, [] {});  // behind the resume the drain posted to the sender
         run_on(rt, 0, [&] {
