@@ -881,9 +881,16 @@ TEST_CASE(
     CHECK(c.metrics.has_value());
     CHECK(parse_ok("threads 4\n").sys_interval == 10s);
     // Persistence: a store per shard (docs/persistence.md, "Threads").
-    CHECK(parse_ok("metrics_listener 0\nthreads 2\npersistence true\n"
-                   "persistence_location /var/lib/tern/\n")
-              .persistence.enabled);
+    const auto stored = parse_ok("metrics_listener 0\nthreads 2\npersistence true\n"
+                                 "persistence_location /var/lib/tern/\n");
+    CHECK(stored.persistence.enabled);
+    // ... with a warning at every start: QoS 2 across shards is not exactly once through a
+    // crash yet.
+    REQUIRE(stored.warnings.size() == 1);
+    CHECK(stored.warnings[0].find(":2: threads 2 with persistence: a QoS 2 message") !=
+          std::string::npos);
+    CHECK(parse_ok("threads 2\n").warnings.empty());
+    CHECK(parse_ok("threads 1\npersistence true\n").warnings.empty());
     auto e = parse_error(
         "listener 1883\nthreads 2\nlistener 8080\nprotocol websockets\nallow_anonymous true\n");
     CHECK(e.line == 2);

@@ -204,8 +204,17 @@ bool on_threads(parse_state& st, const option_args& a) {
 // Bridges and MQTT-SN listeners run on shard 0; TLS listeners hand each connection to its
 // shard after the handshake; persistence is a store per shard (docs/broker.md, "Threading").
 bool check_threads(parse_state& st) {
-    const auto& c = st.cfg;
+    auto& c = st.cfg;
     if (c.threads <= 1) return true;
+    if (c.persistence.enabled) {
+        // Served, with one guarantee short of one thread's: said at every start.
+        c.warnings.push_back(c.threads_origin.to_string() + ": threads " +
+                             std::to_string(c.threads) +
+                             " with persistence: a QoS 2 message whose publisher and subscriber "
+                             "are on different shards may be lost or delivered twice after a "
+                             "crash (docs/persistence.md, \"Threads\"); QoS 1 and retained "
+                             "messages are durable once acknowledged");
+    }
     std::string what;
     for (const auto& l : c.listeners) {
         if (!what.empty()) break;
