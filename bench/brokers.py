@@ -63,14 +63,16 @@ def cpu_model():
 
 
 class Broker:
-    def __init__(self, kind, bin_dir, work, wrapper=(), start_timeout=10, tern_extra=""):
+    def __init__(self, kind, bin_dir, work, wrapper=(), start_timeout=10, tern_extra="",
+                 listener_extra=""):
+        """listener_extra: lines for the listener of either broker (TLS files, say)."""
         self.kind = kind
         log = open(os.path.join(work, f"{kind}.log"), "a")
         if kind == "mosquitto":
             self.port = free_port()
             conf = os.path.join(work, "mosquitto.conf")
             with open(conf, "w") as f:
-                f.write(f"listener {self.port} {HOST}\nallow_anonymous true\n"
+                f.write(f"listener {self.port} {HOST}\n{listener_extra}allow_anonymous true\n"
                         "max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n"
                         "max_connections -1\n")
             self.proc = subprocess.Popen([*wrapper, mosquitto_binary(), "-c", conf],
@@ -93,8 +95,8 @@ class Broker:
             # to the protocol's maximum (the 1 MiB payload) and connections past 10,000.
             conf = os.path.join(work, "tern.conf")
             with open(conf, "w") as f:
-                f.write(f"listener 0 {HOST}\nallow_anonymous true\nmax_connections 1000000\n"
-                        "max_packet_size 268435455\n" + tern_extra)
+                f.write(f"listener 0 {HOST}\n{listener_extra}allow_anonymous true\n"
+                        "max_connections 1000000\nmax_packet_size 268435455\n" + tern_extra)
             self.proc = subprocess.Popen(
                 [*wrapper, os.path.join(bin_dir, "tern-broker"), "-c", conf], stdout=log,
                 stderr=subprocess.PIPE, text=True)

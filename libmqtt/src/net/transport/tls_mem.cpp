@@ -5,6 +5,7 @@
 // (tern-broker with threads > 1): release_tls_server_transport() on one loop,
 // resume_tls_server_transport() on the other.
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -57,6 +58,22 @@ error_code ssl_error(int e, bool socket_eof) {
                       : error_code{asio::error::connection_aborted};
 }
 
+// A memory BIO that has grown past this keeps its buffer only while it is in use.
+constexpr std::size_t idle_bio_capacity = 4 * 1024;
+
+// An empty memory BIO that answers "retry" when read empty (more may come), not EOF.
+BIO* new_mem_bio() {
+    BIO* b = BIO_new(BIO_s_mem());
+    if (b != nullptr) BIO_set_mem_eof_return(b, -1);
+    return b;
+}
+
+std::size_t bio_capacity(BIO* b) {
+    BUF_MEM* m = nullptr;
+    BIO_get_mem_ptr(b, &m);
+    return m == nullptr ? 0 : m->max;
+}
+
 // Everything a connection's operations share, held by each pending operation: a flush
 // started by a read (TLS 1.3 tickets, a key update's answer, an alert) may still be on the
 // wire when the transport is destroyed.
@@ -86,11 +103,29 @@ struct tls_core : std::enable_shared_from_this<tls_core> {
         flushing = true;
         asio::async_write(socket, asio::buffer(out),
                           [self = shared_from_this()](const error_code& ec, std::size_t) {
-                              self->flushing = false;
+                              self->written();
                               if (ec) self->write_error = ec;
                               self->flushed.cancel();
                               self->kick();
                           });
+    }
+
+    // A write ended: a quiet connection keeps no large ciphertext buffer (a burst of large
+    // messages leaves up to write_chunk and more behind).
+    void written() {
+        flushing = false;
+        if (out.capacity() > socket_chunk) std::vector<unsigned char>{}.swap(out);
+        if (!has_output() && bio_capacity(wbio()) > idle_bio_capacity) {
+            if (BIO* fresh = new_mem_bio()) SSL_set0_wbio(ssl.get(), fresh);
+        }
+    }
+
+    // Before waiting for the socket: an empty read BIO that grew (a large message) is
+    // replaced by a fresh one, so a quiet connection keeps no ciphertext buffer.
+    void before_wait() {
+        if (BIO_ctrl_pending(rbio()) == 0 && bio_capacity(rbio()) > idle_bio_capacity) {
+            if (BIO* fresh = new_mem_bio()) SSL_set0_rbio(ssl.get(), fresh);
+        }
     }
 
     void take_output() {
@@ -117,7 +152,7 @@ struct tls_core : std::enable_shared_from_this<tls_core> {
             flushing = true;
             auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), nothrow);
             (void)n;
-            flushing = false;
+            written();
             if (ec) write_error = ec;
             flushed.cancel();
         }
@@ -160,6 +195,7 @@ struct tls_core : std::enable_shared_from_this<tls_core> {
             error_code ec;
             if (fill(ec)) continue;
             if (ec) return complete(std::forward<Handler>(h), ec, 0);
+            before_wait();
             // The caller's allocator, and its cancellation (a deadline racing the read).
             auto alloc = asio::get_associated_allocator(h);
             auto slot = asio::get_associated_cancellation_slot(h);
@@ -358,17 +394,18 @@ std::unique_ptr<transport> make_core(asio::ip::tcp::socket socket, ssl_ptr ssl, 
 std::unique_ptr<transport> make_tls_server_transport(asio::ip::tcp::socket socket,
                                                      tls_context_ptr ctx) {
     ssl_ptr ssl{SSL_new(ctx->native_handle())};
-    BIO* in = BIO_new(BIO_s_mem());
-    BIO* out = BIO_new(BIO_s_mem());
+    BIO* in = new_mem_bio();
+    BIO* out = new_mem_bio();
     if (!ssl || !in || !out) {
         BIO_free(in);
         BIO_free(out);
         throw std::bad_alloc{};
     }
-    BIO_set_mem_eof_return(in, -1);  // empty: "retry" (more may come), not EOF
     SSL_set_bio(ssl.get(), in, out);
     SSL_set_accept_state(ssl.get());
     SSL_set_options(ssl.get(), SSL_OP_NO_RENEGOTIATION);
+    // OpenSSL frees its record buffers (about 34 KiB) while the connection is idle.
+    SSL_set_mode(ssl.get(), SSL_MODE_RELEASE_BUFFERS);
     return make_core(std::move(socket), std::move(ssl), false);
 }
 
