@@ -14,7 +14,6 @@ exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
 
 import json
 import os
-import re
 import signal
 import socket
 import struct
@@ -30,6 +29,9 @@ except ImportError:
     print("SKIP: paho-mqtt is not installed")
     sys.exit(77)
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+from store_clients import PersistentSub, StoreBroker  # noqa: E402
+
 BROKER = sys.argv[1]
 failures = []
 
@@ -40,81 +42,14 @@ def check(cond, what):
         failures.append(what)
 
 
-class Broker:
+class Broker(StoreBroker):
     def __init__(self, store, sync="batch", extra=""):
-        self.store = store
-        self.conf = os.path.join(store, "tern.conf")
-        with open(self.conf, "w") as f:
-            f.write("listener 0 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {store}\npersistence_sync {sync}\n{extra}")
-        self.proc = None
-        self.log = ""
-
-    def start(self, preexec_fn=None):
-        self.logfile = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([BROKER, "-c", self.conf, "-v"], stderr=self.logfile,
-                                     preexec_fn=preexec_fn)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            self.logfile.seek(0)
-            text = self.logfile.read()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-            if m:
-                self.port = int(m.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.logfile.seek(0)
-        raise RuntimeError("broker did not start:\n" + self.logfile.read())
-
-    def text(self):
-        self.logfile.seek(0)
-        return self.logfile.read()
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log = self.text()
+        super().__init__(BROKER, store, sync, extra)
 
 
-class Sub:
-    """A paho subscriber with a persistent session."""
-
+class Sub(PersistentSub):
     def __init__(self, port, cid, topic, qos=1):
-        self.messages = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.c = mqtt.Client(client_id=cid, clean_session=False)
-        self.c.on_message = self.on_message
-        self.c.on_subscribe = lambda *a: self.subscribed.set()
-        self.c.on_connect = lambda c, u, flags, rc: c.subscribe(topic, qos)
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        check(self.subscribed.wait(5), f"{cid} subscribed to {topic}")
-
-    def on_message(self, c, u, m):
-        with self.lock:
-            self.messages.append((m.topic, m.payload.decode(), m.retain))
-
-    def wait_count(self, n, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with self.lock:
-                if len(self.messages) >= n:
-                    break
-            time.sleep(0.02)
-        time.sleep(0.2)  # and nothing more after
-        with self.lock:
-            return list(self.messages)
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
+        super().__init__(port, cid, topic, qos, check)
 
 
 def publish_qos1(port, topic, payloads, retain=False):

@@ -20,7 +20,6 @@ exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
 
 import json
 import os
-import re
 import signal
 import socket
 import struct
@@ -38,6 +37,7 @@ try:
 except ImportError:
     print("SKIP: paho-mqtt is not installed")
     sys.exit(77)
+import store_clients  # noqa: E402
 
 BROKER = sys.argv[1]
 check = harness.Checks()
@@ -49,90 +49,17 @@ PUB0, PUB1 = harness.ids_on(0, "pub", 2)[0], harness.ids_on(1, "pub", 2)[0]
 
 
 def wait_until(cond, timeout=WAIT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
+    return store_clients.wait_until(cond, timeout)
 
 
-class Broker:
+class Broker(store_clients.StoreBroker):
     def __init__(self, store, sync="batch", limits="max_queued_messages 0\n"):
-        self.store, self.sync, self.limits = store, sync, limits
-        self.proc = None
-
-    def start(self, threads):
-        conf = os.path.join(self.store, "tern.conf")
-        with open(conf, "w") as f:
-            f.write("listener 0 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {self.store}\npersistence_sync {self.sync}\n"
-                    f"{self.limits}sys_interval 0\nthreads {threads}\n")
-        self.logfile = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([BROKER, "-c", conf, "-v"], stderr=self.logfile)
-        end = time.monotonic() + WAIT
-        while time.monotonic() < end:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.text())
-            if m:
-                self.port = int(m.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("broker did not start:\n" + self.text())
-
-    def text(self):
-        self.logfile.seek(0)
-        return self.logfile.read()
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode
+        super().__init__(BROKER, store, sync, limits + "sys_interval 0\n", WAIT)
 
 
-class Sub:
-    """A paho subscriber with a persistent session (3.1.1, Clean Session 0)."""
-
+class Sub(store_clients.PersistentSub):
     def __init__(self, port, cid, topic="q/#", qos=2):
-        self.cid = cid
-        self.messages = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.c = mqtt.Client(client_id=cid, clean_session=False)
-        self.c.on_message = self.on_message
-        self.c.on_subscribe = lambda *a: self.subscribed.set()
-        self.c.on_connect = lambda c, u, flags, rc: c.subscribe(topic, qos)
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        check(self.subscribed.wait(WAIT), f"{cid} subscribed to {topic}")
-
-    def on_message(self, c, u, m):
-        with self.lock:
-            self.messages.append((m.topic, m.payload.decode(), m.retain))
-
-    def wait_count(self, n, quiet=0.5):
-        """Until n messages came (bounded), then until none came for `quiet` seconds."""
-        wait_until(lambda: self.count() >= n)
-        last, since = self.count(), time.monotonic()
-        while time.monotonic() - since < quiet:
-            time.sleep(0.05)
-            if self.count() != last:
-                last, since = self.count(), time.monotonic()
-        with self.lock:
-            return list(self.messages)
-
-    def count(self):
-        with self.lock:
-            return len(self.messages)
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
+        super().__init__(port, cid, topic, qos, check, WAIT, quiet=0.5)
 
 
 class Pub:

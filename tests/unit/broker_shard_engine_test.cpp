@@ -127,22 +127,33 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
     }
 }
 
-TEST_CASE("shard engine: a congested subscriber holds up the sending shard until it drains") {
-    auto now = test_epoch();
-    mqtt::broker::limits l;
-    l.max_inflight = 2;
-    l.max_queued_messages = 8;  // congested above 4 queued, drained at 2
-    engine e0{l};
-    engine e1{l};
+// Two shards: a QoS 1 subscriber on shard 1 (2 in flight, congested above 4 queued, drained
+// at 2) and a publisher on shard 0.
+struct congested_pair {
+    static mqtt::broker::limits small_queue() {
+        mqtt::broker::limits l;
+        l.max_inflight = 2;
+        l.max_queued_messages = 8;
+        return l;
+    }
+    mqtt::broker::clock::time_point now = test_epoch();
+    engine e0{small_queue()};
+    engine e1{small_queue()};
     recording_router r0;
     recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
     test_client sub{e1, protocol_version::v5, now};
-    sub.connect("subscriber");
-    sub.subscribe("t/#", qos::at_least_once);
     test_client pub{e0, protocol_version::v5, now};
-    pub.connect("publisher");
+    congested_pair() {
+        e0.set_shard(0, 2, &r0, nullptr);
+        e1.set_shard(1, 2, &r1, &e0);
+        sub.connect("subscriber");
+        sub.subscribe("t/#", qos::at_least_once);
+        pub.connect("publisher");
+    }
+};
+
+TEST_CASE_FIXTURE(congested_pair,
+                  "shard engine: a congested subscriber holds up the sending shard until it drains") {
     // 2 in flight, then queued: the 5th queued (7th message) makes the subscriber congested.
     for (int i = 0; i < 7; ++i) {
         pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
@@ -210,22 +221,8 @@ TEST_CASE("shard engine: a congested subscriber holds up the sending shard until
 // sender acknowledged it at once). The hold it starts counts backpressure_timeout from when
 // it is routed: counted from its publication, a subscriber that is slow but acknowledging
 // would be let go at once and the messages past its queue bounds dropped.
-TEST_CASE("shard engine: backpressure_timeout counts from the routing, not the publication") {
-    auto now = test_epoch();
-    mqtt::broker::limits l;
-    l.max_inflight = 2;
-    l.max_queued_messages = 8;
-    engine e0{l};
-    engine e1{l};
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
-    test_client sub{e1, protocol_version::v5, now};
-    sub.connect("subscriber");
-    sub.subscribe("t/#", qos::at_least_once);
-    test_client pub{e0, protocol_version::v5, now};
-    pub.connect("publisher");
+TEST_CASE_FIXTURE(congested_pair,
+                  "shard engine: backpressure_timeout counts from the routing, not the publication") {
     for (int i = 0; i < 7; ++i) pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
     REQUIRE(r0.published.size() == 7);
     const auto routed = now + 20s;  // published at `now`, routed 20 s later
