@@ -152,8 +152,9 @@ struct congested_pair {
     }
 };
 
-TEST_CASE_FIXTURE(congested_pair,
-                  "shard engine: a congested subscriber holds up the sending shard until it drains") {
+TEST_CASE_FIXTURE(
+    congested_pair,
+    "shard engine: a congested subscriber holds up the sending shard until it drains") {
     // 2 in flight, then queued: the 5th queued (7th message) makes the subscriber congested.
     for (int i = 0; i < 7; ++i) {
         pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
@@ -185,7 +186,7 @@ TEST_CASE_FIXTURE(congested_pair,
         CHECK(e1.holding_shard(0) == 0);
         CHECK(sub.session().shards_held() == 0);
         CHECK(r1.resumed == std::vector<std::size_t>{0});
-        CHECK(acked >= 4);  // from 6 queued down to 2
+        CHECK(acked >= 4);                    // from 6 queued down to 2
         CHECK(sub.session().input_paused());  // no longer congested: the shard pause applies
         sub.session().resume_from_shards();
     }
@@ -221,8 +222,9 @@ TEST_CASE_FIXTURE(congested_pair,
 // sender acknowledged it at once). The hold it starts counts backpressure_timeout from when
 // it is routed: counted from its publication, a subscriber that is slow but acknowledging
 // would be let go at once and the messages past its queue bounds dropped.
-TEST_CASE_FIXTURE(congested_pair,
-                  "shard engine: backpressure_timeout counts from the routing, not the publication") {
+TEST_CASE_FIXTURE(
+    congested_pair,
+    "shard engine: backpressure_timeout counts from the routing, not the publication") {
     for (int i = 0; i < 7; ++i) pub.publish("t/" + std::to_string(i), "m", qos::at_least_once);
     REQUIRE(r0.published.size() == 7);
     const auto routed = now + 20s;  // published at `now`, routed 20 s later

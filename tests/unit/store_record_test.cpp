@@ -17,6 +17,7 @@
 #include "mqtt/store/record.hpp"
 #include "mqtt/store/state.hpp"
 #include "mqtt/store/store_file.hpp"
+#include "store_test_support.hpp"
 
 using namespace mqtt::store;
 using mqtt::protocol::qos;
@@ -24,16 +25,7 @@ using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-std::shared_ptr<mqtt::broker::message> make_msg(std::string topic, std::string payload,
-                                                qos q = qos::at_least_once, bool retain = false) {
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->topic = std::move(topic);
-    m->payload = std::move(payload);
-    m->qos_level = q;
-    m->retain = retain;
-    m->props_v5 = {0x00};
-    return m;
-}
+using store_test::make_msg;
 
 bytes span_of(std::string_view s) {
     return {s.begin(), s.end()};

@@ -17,6 +17,7 @@
 #include "mqtt/store/state.hpp"
 #include "mqtt/store/store_file.hpp"
 #include "temp_dir.hpp"
+#include "store_test_support.hpp"
 
 using namespace mqtt::store;
 using mqtt::protocol::qos;
@@ -25,14 +26,7 @@ namespace {
 
 constexpr std::int64_t wall = 1'700'000'000'000;
 
-std::shared_ptr<mqtt::broker::message> make_msg(std::string topic, std::string payload) {
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->topic = std::move(topic);
-    m->payload = std::move(payload);
-    m->qos_level = qos::at_least_once;
-    m->props_v5 = {0x00};
-    return m;
-}
+using store_test::make_msg;
 
 // A session with a subscription, two queued messages (ids `first` and first + 1, payloads
 // named after the client), a QoS 2 id and, with `will`, offline with a Will (id first + 2).

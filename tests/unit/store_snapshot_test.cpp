@@ -21,6 +21,7 @@
 #include "mqtt/store/state.hpp"
 #include "mqtt/store/store_file.hpp"
 #include "temp_dir.hpp"
+#include "store_test_support.hpp"
 
 using namespace mqtt::store;
 using mqtt::protocol::qos;
@@ -31,14 +32,7 @@ namespace {
 constexpr std::int64_t wall = 1'700'000'000'000;
 constexpr std::size_t large_payload = 200'000;
 
-std::shared_ptr<mqtt::broker::message> make_msg(std::string topic, std::string payload) {
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->topic = std::move(topic);
-    m->payload = std::move(payload);
-    m->qos_level = qos::at_least_once;
-    m->props_v5 = {0x00};
-    return m;
-}
+using store_test::make_msg;
 
 // Three sessions with 20,000 queued messages of many sizes (one of 200 KB), in-flight and
 // QoS 2 state, subscriptions, retained messages and an offline session with a Will.
