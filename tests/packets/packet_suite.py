@@ -30,10 +30,13 @@ AREAS = {"01": "connect", "02": "subscribe", "03": "publish", "04": "retain", "0
 CASES = []  # (number, title, function, versions)
 
 # With TERN_BROKER_THREADS=N (CTest's packets.threads2.*, every area) the replies are the
-# same bytes as with one thread.
+# same bytes as with one thread, but for NO_MATCH below.
 # The broker's CONNACK for an accepted 5.0 CONNECT that names its client id, with the
 # defaults: Receive Maximum 100, Topic Alias Maximum 10, Maximum Packet Size 1 MiB.
 CONNACK5_PROPS = bytes.fromhex("0b21006422000a2700100000")
+# One difference: a 5.0 PUBACK/PUBREC says 0x10 (no matching subscribers) with one thread
+# only; with more, a shard does not know another's subscribers and says 0x00.
+NO_MATCH = 0x10 if int(os.environ.get("TERN_BROKER_THREADS") or 1) <= 1 else 0
 
 
 def connack(v, code=0, present=False):
@@ -345,7 +348,7 @@ def publish_sys(t, v):
 def retain_later(t, v):
     p = t.client(v, f"c0401p-{v}")
     p.send(publish_packet(v, f"r/1/{v}", b"kept", qos=1, pid=1, retain=True))
-    t.expect(p, puback(v, 1, reason=0x10 if v == V5 else 0), "PUBACK (no subscriber yet)")
+    t.expect(p, puback(v, 1, reason=NO_MATCH if v == V5 else 0), "PUBACK (no subscriber yet)")
     c = t.client(v, f"c0401-{v}")
     t.subscribe(c, v, 1, [(f"r/1/{v}", 0)])
     t.expect(c, publish_packet(v, f"r/1/{v}", b"kept", retain=True), "RETAIN 1")

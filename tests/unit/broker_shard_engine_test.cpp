@@ -241,6 +241,31 @@ TEST_CASE_FIXTURE(
     CHECK(e1.stats().backpressure_timeouts == 1);
 }
 
+// PUBACK 0x10 (No matching subscribers) is a MAY for when the server knows nobody matched: a
+// shard sees only its own subscribers, so with several shards it says 0x00.
+TEST_CASE("shard engine: no 0x10 PUBACK when another shard may have the subscribers") {
+    auto now = test_epoch();
+    engine solo;
+    test_client p{solo, protocol_version::v5, now};
+    p.connect("alone");
+    p.publish("nobody/here", "m", qos::at_least_once);
+    CHECK(as<puback_packet>(p.received().at(0)).code == reason_code::no_matching_subscribers);
+    engine e0;
+    engine e1;
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+    test_client sub{e1, protocol_version::v5, now};
+    sub.connect("far");
+    sub.subscribe("t/#", qos::at_least_once);
+    test_client pub{e0, protocol_version::v5, now};
+    pub.connect("near");
+    pub.publish("t/x", "m", qos::at_least_once);
+    CHECK(as<puback_packet>(pub.received().at(0)).code == reason_code::success);
+    CHECK(r0.published.size() == 1);  // on its way to shard 1, which has the subscriber
+}
+
 TEST_CASE("shard engine: one engine or two, shared subscriptions are available") {
     auto now = test_epoch();
     engine e;

@@ -147,7 +147,9 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
     } else {
         engine_.stats().count_received(static_cast<unsigned>(q), p.payload.size());
         const auto reached = engine_.publish(ds_, make_message(std::move(p), now));
-        if (reached == 0) rc = reason_code::no_matching_subscribers;
+        // 0x10 only when the broker knows nobody matched (a MAY, §3.4.2.1): with threads > 1
+        // this shard sees its own subscribers only, the others may have some.
+        if (reached == 0 && engine_.shard_count() == 1) rc = reason_code::no_matching_subscribers;
     }
     if (!v5) rc = reason_code::success;
     if (q == qos::at_least_once) {
