@@ -117,6 +117,13 @@ TEST_CASE("figures: two shards are summed, the broker-wide figures taken once") 
     CHECK(f1.held_bytes == f0.held_bytes);
     CHECK(f.held_bytes == f0.held_bytes);
     CHECK(f.output_bytes == f0.output_bytes);
+    // Each shard has a store file of its own (set by the server): summed.
+    auto g0 = f0;
+    auto g1 = f1;
+    g0.store_file_bytes = 4096;
+    g1.store_file_bytes = 1000;
+    add_shard(g0, g1);
+    CHECK(g0.store_file_bytes == 5096);
 }
 
 TEST_CASE("figures: the most clients connected at once over every shard") {

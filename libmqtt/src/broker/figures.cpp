@@ -37,6 +37,7 @@ void add_shard(figures& total, const figures& shard) {
     total.queues.queued_bytes += shard.queues.queued_bytes;
     total.queues.inflight += shard.queues.inflight;
     total.queues.largest_queue = std::max(total.queues.largest_queue, shard.queues.largest_queue);
+    total.store_file_bytes += shard.store_file_bytes;
 }
 
 void add_stats(stats& to, const stats& from) noexcept {

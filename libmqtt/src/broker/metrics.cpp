@@ -318,8 +318,9 @@ std::string render_metrics(const figures& f, const metrics_context& c) {
     if (!c.bridges.empty()) bridge_metrics(x, c.bridges);
     if (c.persistence) {
         x.gauge("tern_store_file_bytes",
-                "Bytes of records in the persistence store file (the file on disk may be up "
-                "to 1 MiB larger: zeros made ahead of the records).",
+                "Bytes of records in the persistence store file, with threads > 1 the sum of "
+                "every shard's file (each file on disk may be up to 1 MiB larger: zeros made "
+                "ahead of the records).",
                 c.store_file_bytes);
     }
     return out;

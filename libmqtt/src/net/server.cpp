@@ -313,7 +313,9 @@ std::string server::impl::load_tls() {
 }
 
 std::string server::impl::render_metrics() const {
-    return render_metrics(broker::figures_of(engine));
+    auto f = broker::figures_of(engine);
+    f.store_file_bytes = store ? store->file_bytes() : 0;
+    return render_metrics(f);
 }
 
 std::string server::impl::render_metrics(const broker::figures& f) const {
@@ -322,7 +324,7 @@ std::string server::impl::render_metrics(const broker::figures& f) const {
     c.uptime_seconds = std::chrono::duration<double>(broker::clock::now() - started).count();
     c.persistence = store.has_value();
     c.mqttsn = !mqttsn.empty();
-    c.store_file_bytes = store ? store->file_bytes() : 0;
+    c.store_file_bytes = f.store_file_bytes;
     if (bridges) c.bridges = bridges->states();
     return broker::render_metrics(f, c);
 }

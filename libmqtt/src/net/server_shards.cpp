@@ -406,7 +406,11 @@ void server::impl::collect_figures(std::function<void(broker::figures)> done) {
     // before the completion on shard 0.
     auto of = std::make_shared<std::vector<broker::figures>>(shards.size());
     runtime->for_each_shard(
-        [this, of](std::size_t k) { (*of)[k] = broker::figures_of(engine_of(k)); },
+        [this, of](std::size_t k) {
+            auto& f = (*of)[k] = broker::figures_of(engine_of(k));
+            const auto& st = k == 0 ? store : shards[k]->store;
+            f.store_file_bytes = st ? st->file_bytes() : 0;
+        },
         [of, done = std::move(done)]() mutable {
             auto total = std::move((*of)[0]);
             for (std::size_t k = 1; k < of->size(); ++k) broker::add_shard(total, (*of)[k]);

@@ -30,6 +30,9 @@ struct figures {
     std::size_t held_bytes = 0;
     std::size_t output_bytes = 0;
     std::size_t memory_limit = 0;  // the limit those two are held to (config, not counted)
+    // Set by the server, not figures_of(): the records in the shard's persistence store
+    // file (summed: every shard has a file of its own).
+    std::uint64_t store_file_bytes = 0;
 };
 
 // e's figures; on e's thread. With shards, stats.connected_maximum is the broker's (the
