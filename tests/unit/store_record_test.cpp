@@ -115,8 +115,9 @@ TEST_CASE("store: exact bytes of framed records") {
         CHECK(encode_record(subscribe_record{"c1", "a/+", o, 7}) == expected);
     }
     SUBCASE("subscribe written before Subscription Identifiers were stored: identifier 0") {
-        const bytes old{0x54, 0x72, 0x01, 0x06, 0x00, 0x00, 0x00, 0x0E, 0x43, 0xEE, 0x4F, 0x87, 0x00,
-                        0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x00, 0x03, 0x61, 0x2F, 0x2B, 0x2D};
+        const bytes old{0x54, 0x72, 0x01, 0x06, 0x00, 0x00, 0x00, 0x0E, 0x43,
+                        0xEE, 0x4F, 0x87, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31,
+                        0x00, 0x00, 0x00, 0x03, 0x61, 0x2F, 0x2B, 0x2D};
         std::size_t size = 0;
         const auto back = detail::record_at(old, 0, size);
         REQUIRE(back.has_value());
@@ -125,6 +126,24 @@ TEST_CASE("store: exact bytes of framed records") {
         CHECK(sub.filter == "a/+");
         CHECK(sub.options.no_local);
         CHECK(sub.subscription_id == 0);
+    }
+    SUBCASE("outbox item and inbox sequence") {
+        const auto add = encode_record(outbox_add_record{5, 9, {1, 3}});
+        const bytes add_payload{0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0,
+                                0, 0, 0, 9, 0, 0, 0, 2, 0, 1, 0, 3};
+        REQUIRE(add.size() == frame_header_size + add_payload.size());
+        CHECK(bytes(add.begin(), add.begin() + 8) ==
+              bytes{0x54, 0x72, 0x01, 17, 0x00, 0x00, 0x00, 24});
+        CHECK(bytes(add.begin() + frame_header_size, add.end()) == add_payload);
+        const auto applied = encode_record(inbox_applied_record{2, 0x0102});
+        CHECK(bytes(applied.begin() + 2, applied.begin() + 8) == bytes{0x01, 20, 0, 0, 0, 10});
+        CHECK(bytes(applied.begin() + frame_header_size, applied.end()) ==
+              bytes{0, 2, 0, 0, 0, 0, 0, 0, 0x01, 0x02});
+        const auto ack = encode_record(outbox_ack_record{1, 7});
+        CHECK(bytes(ack.begin() + frame_header_size, ack.end()) ==
+              bytes{0, 1, 0, 0, 0, 0, 0, 0, 0, 7});
+        const auto last = encode_record(outbox_last_record{7});
+        CHECK(bytes(last.begin() + frame_header_size, last.end()) == bytes{0, 0, 0, 0, 0, 0, 0, 7});
     }
     SUBCASE("message with properties and an expiry") {
         const bytes expected{0x54, 0x72, 0x01, 0x01, 0x00, 0x00, 0x00, 0x2C, 0xAB, 0x59, 0xEB, 0xEB,
@@ -193,6 +212,10 @@ TEST_CASE("store: every record type decodes to itself") {
         qos2_in_remove_record{"id", 3},
         session_offline_record{"id", 60, 1234, 9, 1200},
         commit_record{},
+        outbox_add_record{0xFFFFFFFFFFFFFFFF, 9, {1, 255}},
+        outbox_ack_record{255, 12},
+        outbox_last_record{77},
+        inbox_applied_record{3, 0x0102030405060708},
     };
     REQUIRE(all.size() == std::variant_size_v<record>);
     for (const auto& r : all) {
@@ -224,7 +247,25 @@ TEST_CASE("store: payloads that do not parse are refused") {
     // A Subscription Identifier of 0, and a count larger than the bytes that follow.
     CHECK_FALSE(queue_push({1, 1, 0, 0, 0, 1, 0, 0, 0, 0}));
     CHECK_FALSE(queue_push({1, 1, 0xFF, 0xFF, 0xFF, 0xFF}));
+    // An outbox item: sequence 1, message 2, one destination (shard 1); without one, with
+    // sequence or message 0, with a count past the bytes or past any number of shards.
+    CHECK(decode_payload(1, 17,
+                         bytes{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 1}));
+    CHECK_FALSE(
+        decode_payload(1, 17, bytes{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0}));
+    CHECK_FALSE(decode_payload(
+        1, 17, bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 1}));
+    CHECK_FALSE(decode_payload(
+        1, 17, bytes{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}));
+    CHECK_FALSE(decode_payload(
+        1, 17, bytes{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 1}));
+    CHECK_FALSE(decode_payload(1, 17, bytes{0, 0, 0, 0, 0, 0,    0,    1,    0,    0, 0,
+                                            0, 0, 0, 0, 2, 0xFF, 0xFF, 0xFF, 0xFF, 0, 1}));
+    // An inbox sequence cut short, an outbox_last with a byte too many.
+    CHECK_FALSE(decode_payload(1, 20, bytes{0, 1, 0, 0, 0, 0, 0, 0, 0}));
+    CHECK_FALSE(decode_payload(1, 19, bytes{0, 0, 0, 0, 0, 0, 0, 1, 0}));
     // Unknown type and unknown version.
+    CHECK_FALSE(decode_payload(1, 21, bytes{}));
     CHECK_FALSE(decode_payload(1, 99, bytes{}));
     CHECK_FALSE(decode_payload(2, 4, bytes{0, 0, 0, 0, 0, 0, 0, 0}));
     // A good record with one payload bit flipped fails its CRC.

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -16,8 +17,8 @@
 #include "mqtt/store/shards.hpp"
 #include "mqtt/store/state.hpp"
 #include "mqtt/store/store_file.hpp"
-#include "temp_dir.hpp"
 #include "store_test_support.hpp"
+#include "temp_dir.hpp"
 
 using namespace mqtt::store;
 using mqtt::protocol::qos;
@@ -204,4 +205,216 @@ TEST_CASE("store shards: the recorder of a shard k > 0") {
     CHECK(l.report.clean());
     CHECK(l.st.queued_count() == 1);
     CHECK(l.st.messages().size() == 1);
+}
+
+// ---- the outbox (docs/persistence.md, "Threads: the outbox")
+
+namespace {
+
+using bytes_t = std::vector<std::uint8_t>;
+
+// Store 0 as shard 0 writes it: the publisher's session and, per QoS 2 message sent to
+// shard 1, the message, its packet id and its outbox item, in one group each.
+std::vector<record> publisher_log(std::uint64_t items) {
+    std::vector<record> rs{header_record{format_version, wall}, commit_record{},
+                           session_record{"s0-pub", 3600}, commit_record{}};
+    for (std::uint64_t i = 1; i <= items; ++i) {
+        rs.push_back(
+            message_record{i, wall, make_msg("a/b", "m" + std::to_string(i), qos::exactly_once)});
+        rs.push_back(qos2_in_add_record{"s0-pub", static_cast<std::uint16_t>(i)});
+        rs.push_back(outbox_add_record{i, i, {1}});
+        rs.push_back(commit_record{});
+    }
+    return rs;
+}
+
+// Store 1: a subscriber to a/# (QoS 2, Subscription Identifier 4) that has taken store 0's
+// items up to `taken` (each queued, with its inbox sequence, in one group).
+state subscriber_store(std::uint64_t taken) {
+    state st;
+    REQUIRE(st.apply(session_record{"s1-sub", 3600}));
+    REQUIRE(st.apply(subscribe_record{"s1-sub", "a/#", {qos::exactly_once, false, false, {}}, 4}));
+    for (std::uint64_t i = 1; i <= taken; ++i) {
+        REQUIRE(st.apply(message_record{
+            100 + i, wall, make_msg("a/b", "m" + std::to_string(i), qos::exactly_once)}));
+        REQUIRE(st.apply(queue_push_record{"s1-sub", 100 + i, qos::exactly_once, false, {4}}));
+        REQUIRE(st.apply(inbox_applied_record{0, i}));
+    }
+    return st;
+}
+
+bytes_t encode_all_records(const std::vector<record>& rs) {
+    bytes_t out;
+    for (const auto& r : rs) append_record(out, r);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("store shards: outbox items past the destination's sequence are replayed, once") {
+    auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
+    auto s1 = subscriber_store(2);
+    CHECK(s0.outbox().size() == 3);
+    CHECK(s0.outbox_last() == 3);
+    CHECK(s1.applied_from(0) == 2);
+    // Only item 3 is past what store 1 took; nothing goes from store 1 to store 0.
+    auto pending = unapplied({&s0, &s1}, 1);
+    REQUIRE(pending.size() == 1);
+    CHECK(pending[0].source == 0);
+    CHECK(pending[0].seq == 3);
+    CHECK(pending[0].msg->payload == "m3");
+    CHECK(unapplied({&s0, &s1}, 0).empty());
+    // What store 1 confirmed (on disk) leaves store 0's outbox; item 3 stays until a later
+    // confirmation (the replay below is not on disk yet).
+    settle_outboxes({&s0, &s1});
+    REQUIRE(s0.outbox().size() == 1);
+    CHECK(s0.outbox().begin()->first == 3);
+    CHECK(s0.messages().size() == 1);  // messages 1 and 2 had no other reference
+    CHECK(s0.sessions().at("s0-pub").qos2_in == std::vector<std::uint16_t>{1, 2, 3});
+    CHECK(replay(s1, pending[0], {}) == 1);
+    CHECK(payloads(s1, "s1-sub") == std::vector<std::string>{"m1", "m2", "m3"});
+    CHECK(s1.sessions().at("s1-sub").queue.back().subscription_ids ==
+          std::vector<std::uint32_t>{4});
+    CHECK(s1.sessions().at("s1-sub").queue.back().q == qos::exactly_once);
+    CHECK(s1.applied_from(0) == 3);
+    CHECK(unapplied({&s0, &s1}, 1).empty());  // a second start replays nothing
+    // The outbox, its last sequence and the inbox sequences survive a snapshot (compaction).
+    const auto again0 = load_bytes(encode_all_records(s0.snapshot(wall))).st;
+    CHECK(again0.outbox().size() == 1);
+    CHECK(again0.outbox_last() == 3);
+    CHECK(again0.messages().size() == 1);
+    const auto again1 = load_bytes(encode_all_records(s1.snapshot(wall))).st;
+    CHECK(again1.applied_from(0) == 3);
+    CHECK(again1.queued_count() == 3);
+    // Store 1 confirms item 3: gone, and the last sequence stays for the next ones.
+    settle_outboxes({&s0, &s1});
+    CHECK(s0.outbox().empty());
+    CHECK(s0.messages().empty());
+    CHECK(load_bytes(encode_all_records(s0.snapshot(wall))).st.outbox_last() == 3);
+}
+
+TEST_CASE("store shards: a replay delivers as the engine does to offline sessions") {
+    state st;
+    REQUIRE(st.apply(session_record{"two", 60}));
+    REQUIRE(st.apply(subscribe_record{"two", "a/+", {qos::at_least_once, false, true, {}}, 1}));
+    REQUIRE(st.apply(subscribe_record{"two", "a/#", {qos::exactly_once, false, false, {}}, 2}));
+    REQUIRE(st.apply(session_record{"low", 60}));
+    REQUIRE(st.apply(subscribe_record{"low", "a/b", {qos::at_most_once, false, false, {}}, 0}));
+    REQUIRE(st.apply(session_record{"shared", 60}));
+    REQUIRE(st.apply(
+        subscribe_record{"shared", "$share/g/a/b", {qos::exactly_once, false, false, {}}, 0}));
+    REQUIRE(st.apply(session_record{"other", 60}));
+    REQUIRE(st.apply(subscribe_record{"other", "b/#", {qos::exactly_once, false, false, {}}, 0}));
+    const pending_item item{2, 9, wall, make_msg("a/b", "x", qos::exactly_once, true)};
+    CHECK(replay(st, item, {}) == 1);
+    const auto& q = st.sessions().at("two").queue;
+    REQUIRE(q.size() == 1);
+    CHECK(q[0].q == qos::exactly_once);
+    CHECK(q[0].retain);                // Retain As Published on one of the two
+    auto ids = q[0].subscription_ids;  // in the order of the filters
+    std::sort(ids.begin(), ids.end());
+    CHECK(ids == std::vector<std::uint32_t>{1, 2});
+    CHECK(st.sessions().at("low").queue.empty());  // QoS 0 is not queued by default...
+    CHECK(st.sessions().at("shared").queue.empty());
+    CHECK(st.sessions().at("other").queue.empty());
+    CHECK(st.applied_from(2) == 9);
+    CHECK(replay(st, {2, 10, wall, make_msg("a/b", "y", qos::exactly_once)}, {false, true}) ==
+          2);  // ...but with queue_qos0_messages
+    CHECK(st.sessions().at("low").queue.size() == 1);
+    CHECK(st.applied_from(2) == 10);
+    // No session matches: nothing queued, no message kept, the item counts as taken.
+    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once)}, {}) == 0);
+    CHECK(st.applied_from(2) == 11);
+    CHECK(st.messages().size() == 2);
+}
+
+TEST_CASE("store shards: a torn group keeps neither the QoS 2 packet id nor its outbox item") {
+    const auto rs = publisher_log(2);
+    const auto full = encode_all_records(rs);
+    // Offsets: the last group is the last four records.
+    std::size_t start = 0;
+    for (std::size_t i = 0; i + 4 < rs.size(); ++i) start += encode_record(rs[i]).size();
+    const auto whole = load_bytes(full);
+    CHECK(whole.report.clean());
+    CHECK(whole.st.outbox().size() == 2);
+    for (std::size_t cut = start; cut < full.size(); ++cut) {
+        CAPTURE(cut);
+        const bytes_t torn(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(cut));
+        const auto l = load_bytes(torn);
+        CHECK(l.st.outbox().size() == 1);
+        CHECK(l.st.outbox_last() == 1);
+        CHECK(l.st.sessions().at("s0-pub").qos2_in == std::vector<std::uint16_t>{1});
+        // Store 1 never got item 2 either: the sender sends an item only once its group is
+        // on disk. The publisher's resend is routed anew; nothing to replay for it.
+        const auto s1 = subscriber_store(1);
+        CHECK(unapplied({&l.st, &s1}, 1).empty());
+    }
+    // A corrupt outbox record in the middle of the file (not a crash: damage) is skipped,
+    // as any corrupt record; the rest of its group counts.
+    auto bad = full;
+    const std::size_t outbox_at =
+        start + encode_record(rs[rs.size() - 4]).size() + encode_record(rs[rs.size() - 3]).size();
+    bad[outbox_at + frame_header_size + 3] ^= 0x40;
+    const auto l = load_bytes(bad);
+    CHECK_FALSE(l.report.clean());
+    CHECK(l.st.outbox().size() == 1);
+    CHECK(l.st.sessions().at("s0-pub").qos2_in == std::vector<std::uint16_t>{1, 2});
+}
+
+TEST_CASE("store shards: redistribution at start with outbox items outstanding") {
+    auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
+    auto s1 = subscriber_store(1);
+    // Store 1 has its own outbox too (an item to shard 0, taken by nobody yet).
+    REQUIRE(s1.apply(message_record{500, wall, make_msg("c", "from1", qos::exactly_once)}));
+    REQUIRE(s1.apply(outbox_add_record{8, 500, {0}}));
+    REQUIRE(s0.apply(session_record{"s0-c", 60}));
+    REQUIRE(s0.apply(subscribe_record{"s0-c", "c", {qos::exactly_once, false, false, {}}, 0}));
+    // Start-up: settle what is confirmed, replay what is not, then redistribute.
+    settle_outboxes({&s0, &s1});
+    for (std::size_t d = 0; d < 2; ++d) {
+        auto& dest = d == 0 ? s0 : s1;
+        for (const auto& item : unapplied({&s0, &s1}, d)) replay(dest, item, {});
+    }
+    CHECK(payloads(s1, "s1-sub") == std::vector<std::string>{"m1", "m2", "m3"});
+    CHECK(payloads(s0, "s0-c") == std::vector<std::string>{"from1"});
+    SUBCASE("threads 2 -> 1") {
+        std::size_t moved = 0;
+        auto out = redistribute({&s0, &s1}, 1, home_by_name, wall, moved);
+        REQUIRE(out.size() == 1);
+        CHECK(moved == 1);
+        CHECK(payloads(out[0], "s1-sub") == std::vector<std::string>{"m1", "m2", "m3"});
+        CHECK(payloads(out[0], "s0-c") == std::vector<std::string>{"from1"});
+        // Shard 1 is gone: no outbox item for it, no sequence of it.
+        CHECK(out[0].outbox().empty());
+        CHECK(out[0].applied().empty());
+        CHECK(out[0].outbox_last() == 3);
+        CHECK(unapplied({&out[0]}, 0).empty());
+    }
+    SUBCASE("threads 2 -> 3") {
+        std::size_t moved = 0;
+        auto out = redistribute({&s0, &s1}, 3, home_by_name, wall, moved);
+        REQUIRE(out.size() == 3);
+        // Every store says it has taken what was replayed, so that a start that stops half
+        // way (an old file of store 0 read again with a new one of store 1) replays nothing
+        // twice; the outbox items stay until a later start confirms them.
+        for (std::size_t j = 0; j < 3; ++j) {
+            CAPTURE(j);
+            if (j != 0) CHECK(out[j].applied_from(0) == 3);
+            if (j != 1) CHECK(out[j].applied_from(1) == 8);
+        }
+        CHECK(out[0].outbox().size() == 2);  // items 2 and 3 of store 0, for shard 1
+        CHECK(out[1].outbox().size() == 1);
+        CHECK(out[0].outbox_last() == 3);
+        CHECK(out[1].outbox_last() == 8);
+        for (std::size_t d = 0; d < 3; ++d) {
+            CHECK(unapplied({&out[0], &out[1], &out[2]}, d).empty());
+        }
+        // An old store 1 read again with the new store 0: nothing twice either.
+        auto old1 = subscriber_store(1);
+        CHECK(unapplied({&out[0], &old1}, 1).size() == 2);  // replayed into the old copy
+        settle_outboxes({&out[0], &out[1], &out[2]});
+        CHECK(out[0].outbox().empty());
+        CHECK(out[1].outbox().empty());
+        CHECK(out[0].messages().size() == 1);  // s0-c's queued message only... on store 0
+    }
 }

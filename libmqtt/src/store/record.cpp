@@ -261,6 +261,21 @@ struct payload_writer {
         w.u16(r.packet_id);
     }
     void operator()(const commit_record&) {}
+    void operator()(const outbox_add_record& r) {
+        w.u64(r.seq);
+        w.u64(r.msg_id);
+        w.u32(static_cast<std::uint32_t>(r.dests.size()));
+        for (const auto d : r.dests) w.u16(d);
+    }
+    void operator()(const outbox_ack_record& r) {
+        w.u16(r.dest);
+        w.u64(r.seq);
+    }
+    void operator()(const outbox_last_record& r) { w.u64(r.seq); }
+    void operator()(const inbox_applied_record& r) {
+        w.u16(r.source);
+        w.u64(r.seq);
+    }
     void operator()(const session_offline_record& r) {
         w.str(r.client_id);
         w.u32(r.expiry_interval);
@@ -386,6 +401,31 @@ std::optional<record> decode_fields(record_type t, reader& r) {
         }
         case record_type::commit:
             return record{commit_record{}};
+        case record_type::outbox_add: {
+            outbox_add_record o;
+            o.seq = r.u64();
+            o.msg_id = r.u64();
+            const std::uint32_t n = r.u32();
+            // Destinations are other shards (threads is at most 256): a larger count is damage.
+            if (!r.ok() || n == 0 || n > 1024 || o.seq == 0 || o.msg_id == 0) return std::nullopt;
+            o.dests.reserve(n);
+            for (std::uint32_t i = 0; i < n && r.ok(); ++i) o.dests.push_back(r.u16());
+            return record{std::move(o)};
+        }
+        case record_type::outbox_ack: {
+            outbox_ack_record a;
+            a.dest = r.u16();
+            a.seq = r.u64();
+            return record{a};
+        }
+        case record_type::outbox_last:
+            return record{outbox_last_record{r.u64()}};
+        case record_type::inbox_applied: {
+            inbox_applied_record a;
+            a.source = r.u16();
+            a.seq = r.u64();
+            return record{a};
+        }
     }
     return std::nullopt;
 }
@@ -483,7 +523,7 @@ std::vector<std::uint8_t> encode_record(const record& r) {
 
 std::optional<record> decode_payload(std::uint8_t version, std::uint8_t type,
                                      std::span<const std::uint8_t> payload) {
-    if (version != format_version || type > static_cast<std::uint8_t>(record_type::commit))
+    if (version != format_version || type > static_cast<std::uint8_t>(record_type::inbox_applied))
         return std::nullopt;
     reader r{payload};
     auto rec = decode_fields(static_cast<record_type>(type), r);

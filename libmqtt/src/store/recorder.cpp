@@ -1,5 +1,6 @@
 #include "mqtt/store/recorder.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <utility>
@@ -253,6 +254,31 @@ void recorder::retained_cleared(std::string_view topic) {
     if (secondary_) return;
     if (mirror_.retained().contains(std::string{topic})) {
         emit(retained_clear_record{std::string{topic}});
+    }
+}
+
+void recorder::outbox_sent(const broker::message_ptr& m, std::uint64_t seq,
+                           std::vector<std::uint16_t> dests) {
+    const auto id = message_id(m);
+    emit(outbox_add_record{seq, id, std::move(dests)});
+}
+
+void recorder::inbox_taken(std::size_t source, std::uint64_t seq) {
+    if (seq > mirror_.applied_from(source)) {
+        emit(inbox_applied_record{static_cast<std::uint16_t>(source), seq});
+    }
+}
+
+void recorder::outbox_confirmed(std::size_t dest, std::uint64_t seq) {
+    const auto& o = mirror_.outbox();
+    // Only when it drops something: a confirmation per batch of the other shard otherwise.
+    const auto d = static_cast<std::uint16_t>(dest);
+    for (auto it = o.begin(); it != o.end() && it->first <= seq; ++it) {
+        const auto& ds = it->second.dests;
+        if (std::find(ds.begin(), ds.end(), d) != ds.end()) {
+            emit(outbox_ack_record{d, seq});
+            return;
+        }
     }
 }
 

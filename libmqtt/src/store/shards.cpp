@@ -1,5 +1,7 @@
 #include "mqtt/store/shards.hpp"
 
+#include "mqtt/protocol/topic.hpp"
+
 #include <dirent.h>
 
 #include <algorithm>
@@ -113,8 +115,26 @@ std::vector<state> redistribute(const std::vector<const state*>& stores, std::si
                         const auto& topic = src->messages().at(x.msg_id).msg->topic;
                         if (k != 0 && out[0].retained().contains(topic)) return;
                         out[0].apply(retained_set_record{remap(x.msg_id)});
-                    } else if constexpr (std::is_same_v<R, retained_clear_record>) {
+                    } else if constexpr (std::is_same_v<R, retained_clear_record> ||
+                                         std::is_same_v<R, outbox_ack_record>) {
                         return;  // not in a snapshot
+                    } else if constexpr (std::is_same_v<R, outbox_add_record>) {
+                        // Replayed before (settle_outboxes, replay): kept for the
+                        // destinations that still exist, in case this start stops half way
+                        // and an old file of one of them is read again.
+                        if (k >= n) return;
+                        auto y = x;
+                        y.msg_id = remap(x.msg_id);
+                        std::erase_if(y.dests, [n](std::uint16_t d) { return d >= n; });
+                        if (!y.dests.empty()) out[k].apply(y);
+                    } else if constexpr (std::is_same_v<R, outbox_last_record>) {
+                        if (k < n) out[k].apply(x);
+                    } else if constexpr (std::is_same_v<R, inbox_applied_record>) {
+                        // Every store now may hold sessions that took the item: all say so.
+                        if (x.source >= n) return;
+                        for (std::size_t j = 0; j < n; ++j) {
+                            if (j != x.source) out[j].apply(x);
+                        }
                     } else {
                         const std::string* c = client_of(x);
                         if (c == nullptr) return;
@@ -132,8 +152,83 @@ std::vector<state> redistribute(const std::vector<const state*>& stores, std::si
         });
         base += src->max_message_id();
     }
+    // A shard's outbox numbers never go back, also when another store had taken more of
+    // them than its own file says it used.
+    for (std::size_t j = 0; j < n; ++j) {
+        for (const auto& st : out) out[j].apply(outbox_last_record{st.applied_from(j)});
+    }
     for (auto& st : out) st.prune();
     return out;
+}
+
+std::vector<pending_item> unapplied(const std::vector<const state*>& stores, std::size_t dest) {
+    std::vector<pending_item> out;
+    if (dest >= stores.size() || stores[dest] == nullptr) return out;
+    for (std::size_t k = 0; k < stores.size(); ++k) {
+        if (k == dest || stores[k] == nullptr) continue;
+        const std::uint64_t taken = stores[dest]->applied_from(k);
+        const auto& msgs = stores[k]->messages();
+        for (auto it = stores[k]->outbox().upper_bound(taken); it != stores[k]->outbox().end();
+             ++it) {
+            const auto& d = it->second.dests;
+            if (!std::binary_search(d.begin(), d.end(), static_cast<std::uint16_t>(dest))) continue;
+            const auto m = msgs.find(it->second.msg_id);
+            if (m == msgs.end()) continue;  // cannot happen: the outbox holds a reference
+            out.push_back({k, it->first, m->second.received_ms, m->second.msg});
+        }
+    }
+    return out;
+}
+
+void settle_outboxes(const std::vector<state*>& stores) {
+    for (std::size_t k = 0; k < stores.size(); ++k) {
+        if (stores[k] == nullptr || stores[k]->outbox().empty()) continue;
+        for (std::size_t d = 0; d < stores.size(); ++d) {
+            if (d == k || stores[d] == nullptr) continue;
+            if (const auto seq = stores[d]->applied_from(k); seq != 0) {
+                stores[k]->apply(outbox_ack_record{static_cast<std::uint16_t>(d), seq});
+            }
+        }
+    }
+}
+
+std::size_t replay(state& st, const pending_item& item, const replay_rules& rules) {
+    struct delivery {
+        const std::string* client_id;
+        protocol::qos q;
+        bool retain;
+        std::vector<std::uint32_t> ids;
+    };
+    std::vector<delivery> found;
+    const auto& m = *item.msg;
+    for (const auto& [client_id, s] : st.sessions()) {
+        bool any = false;
+        delivery d{&client_id, protocol::qos::at_most_once, false, {}};
+        for (const auto& [filter, sub] : s.subscriptions) {
+            if (protocol::parse_shared(filter).status != protocol::share_status::not_shared ||
+                !protocol::topic_matches(filter, m.topic)) {
+                continue;
+            }
+            any = true;
+            d.q = std::max(d.q, sub.options.max_qos);
+            d.retain = d.retain || sub.options.retain_as_published;
+            if (sub.id != 0) d.ids.push_back(sub.id);
+        }
+        if (!any) continue;
+        d.q = rules.upgrade_outgoing_qos ? d.q : std::min(m.qos_level, d.q);
+        d.retain = d.retain && m.retain;
+        if (d.q == protocol::qos::at_most_once && !rules.queue_qos0) continue;
+        found.push_back(std::move(d));
+    }
+    if (!found.empty()) {
+        const std::uint64_t id = st.max_message_id() + 1;
+        st.apply(message_record{id, item.received_ms, item.msg});
+        for (auto& d : found) {
+            st.apply(queue_push_record{*d.client_id, id, d.q, d.retain, std::move(d.ids)});
+        }
+    }
+    st.apply(inbox_applied_record{static_cast<std::uint16_t>(item.source), item.seq});
+    return found.size();
 }
 
 }  // namespace mqtt::store

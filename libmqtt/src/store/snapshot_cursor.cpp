@@ -29,11 +29,22 @@ bool snapshot_cursor::step(const state& st, const std::function<bool(const recor
             // only for a message the state does not hold). Reading prunes the others.
             const auto it = st.messages().lower_bound(next_message_);
             if (it == st.messages().end()) {
-                phase_ = phase::retained;
+                phase_ = phase::outbox;
                 continue;
             }
             next_message_ = it->first + 1;
             more = add(message_record{it->first, it->second.received_ms, it->second.msg}, out);
+        } else if (phase_ == phase::outbox) {
+            // Bounded by what the other shards have not confirmed yet: in one slice.
+            phase_ = phase::retained;
+            if (st.outbox_last() != 0) more = add(outbox_last_record{st.outbox_last()}, out);
+            for (const auto& [seq, o] : st.outbox()) {
+                more = refer(st, o.msg_id, out) && more;
+                more = add(outbox_add_record{seq, o.msg_id, o.dests}, out) && more;
+            }
+            for (const auto& [source, seq] : st.applied()) {
+                more = add(inbox_applied_record{source, seq}, out) && more;
+            }
         } else if (phase_ == phase::retained) {
             const auto& r = st.retained();
             const auto it = any_topic_ ? r.upper_bound(last_topic_) : r.begin();
@@ -139,6 +150,11 @@ void snapshot_cursor::note_drops(const state& st, const record& r) {
         if (const auto* s = session(x->client_id)) dropped(s->will_msg_id);
     } else if (const auto* x = std::get_if<session_offline_record>(&r)) {
         if (const auto* s = session(x->client_id)) dropped(s->will_msg_id);
+    } else if (const auto* x = std::get_if<outbox_ack_record>(&r)) {
+        for (const auto& [seq, o] : st.outbox()) {
+            if (seq > x->seq) break;
+            if (o.dests.size() == 1 && o.dests.front() == x->dest) dropped(o.msg_id);
+        }
     } else if (const auto* x = std::get_if<retained_clear_record>(&r)) {
         const auto it = st.retained().find(x->topic);
         if (it != st.retained().end()) dropped(it->second);
@@ -181,6 +197,8 @@ bool snapshot_cursor::follows(const state& st, const record& r, std::uint64_t& a
         id = x->msg_id;
     } else if (const auto* x = std::get_if<session_offline_record>(&r)) {
         id = x->will_msg_id;
+    } else if (const auto* x = std::get_if<outbox_add_record>(&r)) {
+        id = x->msg_id;
     }
     if (id != 0 && dropped_.erase(id) != 0) again = id;
     return true;
@@ -194,6 +212,11 @@ bool snapshot_cursor::follows(const state& st, const record& r) {
                 return false;
             } else if constexpr (std::is_same_v<T, message_record>) {
                 return phase_ > phase::messages || x.id < next_message_;
+            } else if constexpr (std::is_same_v<T, outbox_add_record> ||
+                                 std::is_same_v<T, outbox_ack_record> ||
+                                 std::is_same_v<T, outbox_last_record> ||
+                                 std::is_same_v<T, inbox_applied_record>) {
+                return phase_ > phase::outbox;
             } else if constexpr (std::is_same_v<T, retained_set_record>) {
                 if (phase_ != phase::retained) return phase_ > phase::retained;
                 const auto it = st.messages().find(x.msg_id);

@@ -161,6 +161,37 @@ struct state::applier {
         std::erase(s->qos2_in, r.packet_id);
         return true;
     }
+    bool operator()(const outbox_add_record& r) const {
+        if (r.seq == 0 || r.dests.empty() || st.outbox_.contains(r.seq) || !st.add_ref(r.msg_id))
+            return false;
+        auto dests = r.dests;
+        std::sort(dests.begin(), dests.end());
+        dests.erase(std::unique(dests.begin(), dests.end()), dests.end());
+        st.outbox_.emplace(r.seq, outbox_entry{r.msg_id, std::move(dests)});
+        st.outbox_last_ = std::max(st.outbox_last_, r.seq);
+        return true;
+    }
+    bool operator()(const outbox_ack_record& r) const {
+        for (auto it = st.outbox_.begin(); it != st.outbox_.end() && it->first <= r.seq;) {
+            std::erase(it->second.dests, r.dest);
+            if (!it->second.dests.empty()) {
+                ++it;
+                continue;
+            }
+            st.drop_ref(it->second.msg_id);
+            it = st.outbox_.erase(it);
+        }
+        return true;
+    }
+    bool operator()(const outbox_last_record& r) const {
+        st.outbox_last_ = std::max(st.outbox_last_, r.seq);
+        return true;
+    }
+    bool operator()(const inbox_applied_record& r) const {
+        auto& a = st.applied_[r.source];
+        a = std::max(a, r.seq);
+        return true;
+    }
     bool operator()(const session_offline_record& r) const {
         auto* s = st.find(r.client_id);
         if (s == nullptr) return false;
@@ -217,6 +248,13 @@ void state::snapshot(std::int64_t now_ms, const std::function<bool(const record&
     };
     for (const auto& [id, m] : messages_) {
         if (m.refs != 0 && !add(message_record{id, m.received_ms, m.msg})) return;
+    }
+    if (outbox_last_ != 0 && !add(outbox_last_record{outbox_last_})) return;
+    for (const auto& [seq, o] : outbox_) {
+        if (!add(outbox_add_record{seq, o.msg_id, o.dests})) return;
+    }
+    for (const auto& [source, seq] : applied_) {
+        if (!add(inbox_applied_record{source, seq})) return;
     }
     for (const auto& [topic, id] : retained_) {
         if (!add(retained_set_record{id})) return;

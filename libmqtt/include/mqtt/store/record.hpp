@@ -60,6 +60,10 @@ enum class record_type : std::uint8_t {
     qos2_in_remove = 14,
     session_offline = 15,
     commit = 16,
+    outbox_add = 17,
+    outbox_ack = 18,
+    outbox_last = 19,
+    inbox_applied = 20,
 };
 
 // What an outbound QoS 1/2 delivery waits for (broker::outbound_stage as a wire value).
@@ -182,12 +186,44 @@ struct commit_record {
     bool operator==(const commit_record&) const = default;
 };
 
+// threads > 1 (docs/persistence.md, "Threads: the outbox"): a message this shard sends to
+// other shards, written in the same group as the records of the packet that published it
+// (its QoS 2 packet id), so that a crash keeps both or neither. `seq` numbers what this
+// shard sends, in the order every destination takes it; `dests` are the shards it goes to.
+struct outbox_add_record {
+    std::uint64_t seq = 0;
+    std::uint64_t msg_id = 0;
+    std::vector<std::uint16_t> dests;
+    bool operator==(const outbox_add_record&) const = default;
+};
+// Shard `dest` has on its disk what it did with this shard's outbox items up to `seq`: they
+// are no longer needed for it (an item goes once every destination has confirmed it).
+struct outbox_ack_record {
+    std::uint16_t dest = 0;
+    std::uint64_t seq = 0;
+    bool operator==(const outbox_ack_record&) const = default;
+};
+// The highest outbox sequence this shard has used (snapshots: the numbers never go back,
+// also once every item is confirmed and gone).
+struct outbox_last_record {
+    std::uint64_t seq = 0;
+    bool operator==(const outbox_last_record&) const = default;
+};
+// Written by a receiving shard in the group of the records its routing made: it has taken
+// shard `source`'s outbox items up to `seq`. At start, an outbox item past it is routed again.
+struct inbox_applied_record {
+    std::uint16_t source = 0;
+    std::uint64_t seq = 0;
+    bool operator==(const inbox_applied_record&) const = default;
+};
+
 using record =
     std::variant<header_record, message_record, retained_set_record, retained_clear_record,
                  session_record, session_end_record, subscribe_record, unsubscribe_record,
                  queue_push_record, queue_pop_record, inflight_add_record, inflight_stage_record,
                  inflight_remove_record, qos2_in_add_record, qos2_in_remove_record,
-                 session_offline_record, commit_record>;
+                 session_offline_record, commit_record, outbox_add_record, outbox_ack_record,
+                 outbox_last_record, inbox_applied_record>;
 
 record_type type_of(const record& r) noexcept;
 

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <unordered_map>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "mqtt/broker/engine.hpp"
@@ -69,6 +69,14 @@ class recorder final : public broker::store_hooks {
     bool compacting() const noexcept { return cursor_.has_value(); }
     bool compaction_done() const noexcept { return cursor_ && cursor_->done(); }
 
+    // threads > 1 (docs/persistence.md, "Threads: the outbox"): m goes to shards `dests` as
+    // this shard's outbox item `seq`; this shard has taken shard `source`'s items up to
+    // `seq`; shard `dest` has on its disk what it did with this shard's items up to `seq`.
+    void outbox_sent(const broker::message_ptr& m, std::uint64_t seq,
+                     std::vector<std::uint16_t> dests);
+    void inbox_taken(std::size_t source, std::uint64_t seq);
+    void outbox_confirmed(std::size_t dest, std::uint64_t seq);
+
     // broker::store_hooks
     void session_online(const broker::durable_session& s) override;
     void session_offline(const broker::durable_session& s) override;
@@ -95,7 +103,7 @@ class recorder final : public broker::store_hooks {
     state mirror_;
     std::vector<std::uint8_t> pending_;
     std::optional<snapshot_cursor> cursor_;  // compacting
-    std::vector<std::uint8_t> kept_;  // records for the new file since the last step
+    std::vector<std::uint8_t> kept_;         // records for the new file since the last step
     std::uint64_t appended_ = 0;
     std::uint64_t records_ = 0;
     std::uint64_t next_id_ = 1;

@@ -42,4 +42,35 @@ bool in_place(const std::vector<const state*>& stores, std::size_t n, const home
 std::vector<state> redistribute(const std::vector<const state*>& stores, std::size_t n,
                                 const home_function& home, std::int64_t now_ms, std::size_t& moved);
 
+// ---- the outbox (docs/persistence.md, "Threads: the outbox")
+
+// An outbox item of store `source` that another store has not taken.
+struct pending_item {
+    std::size_t source = 0;
+    std::uint64_t seq = 0;
+    std::int64_t received_ms = 0;
+    broker::message_ptr msg;
+};
+
+// The outbox items of the other stores that store `dest` has not taken: addressed to it,
+// with a sequence past its inbox_applied for their source. By source, then sequence.
+std::vector<pending_item> unapplied(const std::vector<const state*>& stores, std::size_t dest);
+
+// Drops from every store's outbox what each destination's store says it has taken (what
+// the files say, before any replay: only then is the confirmation on disk).
+void settle_outboxes(const std::vector<state*>& stores);
+
+// What the engine's delivery does that a replay does too (broker::limits).
+struct replay_rules {
+    bool upgrade_outgoing_qos = false;
+    bool queue_qos0 = false;
+};
+
+// Routes an item the store did not take to its sessions, as the engine routes a message
+// from another shard to offline sessions: every ordinary subscription that matches (one
+// delivery per session, at the highest granted QoS, with every Subscription Identifier),
+// queued; then notes the item as taken (inbox_applied). Shared subscriptions, read ACLs and
+// max_queued_messages are not applied (docs/persistence.md). Returns the deliveries queued.
+std::size_t replay(state& st, const pending_item& item, const replay_rules& rules);
+
 }  // namespace mqtt::store

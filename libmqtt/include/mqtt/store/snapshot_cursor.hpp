@@ -48,7 +48,8 @@ class snapshot_cursor {
     bool follows(const state& st, const record& r, std::uint64_t& again);
 
   private:
-    enum class phase { header, messages, retained, sessions, done };
+    // outbox: the outbox and the inbox sequences (threads > 1), small, at once.
+    enum class phase { header, messages, outbox, retained, sessions, done };
     bool follows(const state& st, const record& r);  // without the messages
     bool session_follows(const std::string& client_id, const record& r);
     bool add(const record& r, const std::function<bool(const record&)>& out);
@@ -65,8 +66,8 @@ class snapshot_cursor {
     std::uint64_t next_message_ = 0;  // messages with a smaller id are written
     std::string last_topic_;          // retained: topics up to this one are written
     bool any_topic_ = false;
-    std::string session_;       // the session being written, or the last one written
-    bool any_session_ = false;  // session_ names one
+    std::string session_;         // the session being written, or the last one written
+    bool any_session_ = false;    // session_ names one
     bool session_whole_ = false;  // its queue is written to the end
     std::size_t queue_at_ = 0;    // entries of its queue written
     std::size_t in_group_ = 0;

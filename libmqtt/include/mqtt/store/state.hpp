@@ -68,6 +68,13 @@ struct stored_session {
     std::int64_t will_ms = -1;
 };
 
+// threads > 1: a message this shard sent to other shards, until each has confirmed it
+// (outbox_add_record).
+struct outbox_entry {
+    std::uint64_t msg_id = 0;
+    std::vector<std::uint16_t> dests;  // not yet confirmed, sorted
+};
+
 class state {
   public:
     // Applies one record. False when it does not fit the state (a reference to an unknown
@@ -96,6 +103,16 @@ class state {
     void replace_message(std::uint64_t id, broker::message_ptr m);
     // Whether a message record with this id is held.
     bool has_message(std::uint64_t id) const noexcept { return messages_.contains(id); }
+    // threads > 1 (docs/persistence.md, "Threads: the outbox"): what this shard sent to
+    // others, by sequence; the highest sequence it used; the highest sequence of each other
+    // shard's outbox it has taken (by that shard).
+    const std::map<std::uint64_t, outbox_entry>& outbox() const noexcept { return outbox_; }
+    std::uint64_t outbox_last() const noexcept { return outbox_last_; }
+    const std::map<std::uint16_t, std::uint64_t>& applied() const noexcept { return applied_; }
+    std::uint64_t applied_from(std::size_t source) const noexcept {
+        const auto it = applied_.find(static_cast<std::uint16_t>(source));
+        return it == applied_.end() ? 0 : it->second;
+    }
 
   private:
     bool add_ref(std::uint64_t id);
@@ -107,6 +124,9 @@ class state {
     std::map<std::uint64_t, stored_message> messages_;
     std::map<std::string, std::uint64_t> retained_;  // topic -> message id
     std::map<std::string, stored_session> sessions_;
+    std::map<std::uint64_t, outbox_entry> outbox_;  // seq -> entry
+    std::uint64_t outbox_last_ = 0;
+    std::map<std::uint16_t, std::uint64_t> applied_;  // source shard -> seq
     std::uint64_t max_id_ = 0;
     std::size_t rejected_ = 0;
 };
