@@ -206,15 +206,6 @@ bool on_threads(parse_state& st, const option_args& a) {
 bool check_threads(parse_state& st) {
     auto& c = st.cfg;
     if (c.threads <= 1) return true;
-    if (c.persistence.enabled) {
-        // Served, with one guarantee short of one thread's: said at every start.
-        c.warnings.push_back(c.threads_origin.to_string() + ": threads " +
-                             std::to_string(c.threads) +
-                             " with persistence: a QoS 2 message whose publisher and subscriber "
-                             "are on different shards may be lost or delivered twice after a "
-                             "crash (docs/persistence.md, \"Threads\"); QoS 1 and retained "
-                             "messages are durable once acknowledged");
-    }
     std::string what;
     for (const auto& l : c.listeners) {
         if (!what.empty()) break;

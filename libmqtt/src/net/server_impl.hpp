@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -188,10 +189,36 @@ struct server::impl {
         std::vector<std::uint64_t> sent;  // [to], on the sender's thread
         std::vector<std::uint64_t> got;   // [from], on the receiver's thread
     };
-    std::vector<item_counts> counts;  // [shard]
+    std::vector<item_counts> counts;                  // [shard]
     detail::store_driver* held_store(std::size_t k);  // that shard's, if output waits for it
-    void item_sent(std::size_t from, std::size_t to);
+    // need: the current connection's output waits for `to` to confirm this item.
+    void item_sent(std::size_t from, std::size_t to, bool need = true);
     void items_taken(std::size_t k, std::size_t from, std::size_t n);
+    // The outbox (docs/persistence.md, "Threads: the outbox"): a QoS 2 message a shard
+    // sends to the others is recorded in its own store (the group of the PUBLISH's packet
+    // id) and sent only once that group is synced; what it sends after it waits behind it,
+    // so that each channel keeps its order. All on the sender's thread but `applied`.
+    struct outbox_queue {
+        struct waiting {
+            std::uint64_t gate = 0;  // sent once `synced` reaches it
+            std::size_t to = 0;
+            shard_item item;
+        };
+        std::uint64_t seq = 0;     // the last outbox sequence used
+        std::uint64_t gates = 0;   // outbox messages recorded (a gate each)
+        std::uint64_t synced = 0;  // gates whose group is on disk
+        std::deque<waiting> items;
+        std::vector<std::uint64_t> applied;  // [from]: taken from `from`'s outbox (receiver)
+    };
+    std::vector<outbox_queue> outboxes;  // [shard]
+    // The outbox sequence of m when it goes through shard k's outbox (QoS 2, output held),
+    // else 0; the items sent for it carry it.
+    std::uint64_t outbox_item(std::size_t k, const broker::message_ptr& m);
+    void outbox_recorded(std::size_t k);  // after the items of outbox_item() were sent
+    void send_outbox(std::size_t k);      // what may go now
+    // Startup: every store's outbox items its destinations' stores have not taken are
+    // queued there (store::replay); returns how many, per store.
+    std::vector<std::size_t> replay_outboxes(const std::vector<store::state*>& states);
     void close_stores();  // graceful stop, after every loop has ended
     // Returns how many items shard k took: fewer when a congested subscriber holds up
     // what `from` sends (resumed by shard_link::resume_from).
@@ -261,9 +288,9 @@ struct server::impl::shard_state {
     detail::deadlines deadlines;
     std::optional<detail::auth_worker> auth{std::in_place};
     std::optional<detail::connection_context> conns;  // set by create_shards()
-    std::optional<asio::steady_timer> expiry;  // engine.next_expiry()
-    bool stopping = false;                     // this shard's thread only
-    std::uint64_t refused = 0;                 // items the channels refused (full)
+    std::optional<asio::steady_timer> expiry;         // engine.next_expiry()
+    bool stopping = false;                            // this shard's thread only
+    std::uint64_t refused = 0;                        // items the channels refused (full)
     // persistence: this shard's store (last: destroyed first; reset by stop_shards(),
     // before the runtime's io_contexts go).
     std::optional<detail::store_driver> store;
@@ -273,12 +300,16 @@ struct server::impl::shard_link final : broker::shard_router {
     shard_link(impl& s, std::size_t k) : s(s), k(k) {}
     bool publish(const broker::message_ptr& m) override {
         bool congested = false;
+        const std::uint64_t seq = s.outbox_item(k, m);
         for (std::size_t j = 0; j < s.shards.size(); ++j) {
             if (j == k) continue;
-            s.send_to(k, j, shard_item{shard_item::kind::publish, m});
+            shard_item item{shard_item::kind::publish, m};
+            item.outbox_seq = seq;
+            s.send_to(k, j, std::move(item));
             // high_water items in flight: the publisher pauses, on_resume wakes it.
             if (s.runtime->check_congested(k, j)) congested = true;
         }
+        if (seq != 0) s.outbox_recorded(k);
         return congested;
     }
     // Shard 0 orders the retained changes: the others send theirs to it, and it sends each

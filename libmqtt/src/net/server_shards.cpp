@@ -61,6 +61,8 @@ void server::impl::create_shards() {
     shards.resize(n);
     counts.assign(n,
                   item_counts{std::vector<std::uint64_t>(n, 0), std::vector<std::uint64_t>(n, 0)});
+    outboxes.resize(n);
+    for (auto& o : outboxes) o.applied.assign(n, 0);
     for (std::size_t k = 1; k < n; ++k) {
         auto sh = std::make_unique<shard_state>(opts);
         set_security(sh->engine);
@@ -81,7 +83,10 @@ void server::impl::create_shards() {
         runtime->on_batch(k, [this, k](std::size_t from, std::span<shard_item> items) {
             return on_shard_batch(k, from, items);
         });
-        runtime->on_resume(k, [this, k](std::size_t) { engine_of(k).shards_resumed(); });
+        runtime->on_resume(k, [this, k](std::size_t) {
+            send_outbox(k);  // a channel refused what was waiting in the outbox
+            engine_of(k).shards_resumed();
+        });
     }
 }
 
@@ -149,6 +154,15 @@ void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
 }
 
 bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
+    if (!outboxes.empty() && (item.outbox_seq != 0 || !outboxes[from].items.empty())) {
+        // Through the outbox, or behind an item waiting in it (channel order): numbered
+        // now, sent once the outbox's group is on disk. An outbox item holds nobody's
+        // output: its record is in this shard's group, which the output waits for anyway.
+        auto& o = outboxes[from];
+        item_sent(from, to, item.outbox_seq == 0);
+        o.items.push_back({o.gates, to, std::move(item)});
+        return true;
+    }
     if (runtime->send(from, to, std::move(item))) {
         item_sent(from, to);
         return true;
@@ -176,23 +190,33 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
     // Held up since an earlier batch (a drain not posted by resume_from): wait for it.
     if (e.holding_shard(from) != 0) return 0;
     const auto now = broker::clock::now();
+    // The outbox items taken are noted in this shard's group with what routing them did.
+    std::uint64_t applied = 0;
+    const auto taken = [&](std::size_t n) {
+        if (applied == 0) return n;
+        outboxes[k].applied[from] = applied;
+        if (auto* st = held_store(k)) st->recorder().inbox_taken(from, applied);
+        return n;
+    };
     for (std::size_t i = 0; i < items.size(); ++i) {
         auto& it = items[i];
         if (it.what == shard_item::kind::publish) {
+            const bool held = e.route_from_shard(it.msg, from, now);
+            if (it.outbox_seq != 0) applied = it.outbox_seq;
             // A congested subscriber took it: the rest waits, so that `from`'s channel fills
             // and its publishers pause (back-pressure across shards, nothing dropped).
-            if (e.route_from_shard(it.msg, from, now)) return i + 1;
+            if (held) return taken(i + 1);
             continue;
         }
         if (it.what == shard_item::kind::share) {
-            if (e.share_from_shard(from, it.op, it.ref, it.msg, now)) return i + 1;
+            if (e.share_from_shard(from, it.op, it.ref, it.msg, now)) return taken(i + 1);
             continue;
         }
         e.apply_retained(it.msg);
         if (k != 0) continue;
         for (std::size_t j = 1; j < shards.size(); ++j) send_to(0, j, shard_item{it.what, it.msg});
     }
-    return items.size();
+    return taken(items.size());
 }
 
 // Runs on shard 0: the bytes of the first packet, then the connection goes to the shard of

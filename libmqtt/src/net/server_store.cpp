@@ -55,8 +55,20 @@ std::error_code server::impl::open_stores(std::string* failed) {
         if (k == 0 || l->report.existed) loaded[k] = std::move(*l);
     }
     std::vector<const store::state*> states(files, nullptr);
+    std::vector<store::state*> mutable_states(files, nullptr);
     for (std::size_t k = 0; k < files; ++k) {
-        if (loaded[k]) states[k] = &loaded[k]->st;
+        if (loaded[k]) states[k] = mutable_states[k] = &loaded[k]->st;
+    }
+    // QoS 2 messages another shard recorded in its outbox (and acknowledged) that the
+    // store of the shard they were for does not have: routed there now, before anything
+    // else (docs/persistence.md, "Threads: the outbox").
+    const auto into = replay_outboxes(mutable_states);
+    std::size_t replayed = 0;
+    for (const auto c : into) replayed += c;
+    if (replayed != 0) {
+        note(0, broker::log_level::notice, broker::log_kind::log,
+             "store " + join(p.location, p.file) + ": " + std::to_string(replayed) +
+                 " message(s) of another shard's outbox routed (queued) at start");
     }
     const auto home = [n](std::string_view id) { return broker::shard_of(id, n); };
     const bool rehome = !store::in_place(states, n, home);
@@ -81,13 +93,18 @@ std::error_code server::impl::open_stores(std::string* failed) {
         auto& d = make_store(k);
         store::loaded l = loaded[k] ? std::move(*loaded[k]) : store::loaded{};
         const auto& r = l.report;
-        const bool rewrite = rehome || !(r.existed && r.clean() && r.records != 0);
+        const bool replayed_into = k < into.size() && into[k] != 0;
+        const bool rewrite = rehome || replayed_into || !(r.existed && r.clean() && r.records != 0);
         if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k != 0)) {
             if (failed) *failed = "store " + d.path();
             return ec;
         }
         d.set_peers(n);
         if (d.holds_output()) (k == 0 ? conns : *shards[k]->conns).store = &d;
+        if (!outboxes.empty()) {
+            outboxes[k].seq = d.mirror().outbox_last();  // the numbers never go back
+            for (std::size_t j = 0; j < n; ++j) outboxes[k].applied[j] = d.mirror().applied_from(j);
+        }
     }
     // Every replica of the retained messages gets shard 0's (the others' stores keep none).
     for (std::size_t k = 1; k < n; ++k) {
@@ -118,21 +135,79 @@ detail::store_driver* server::impl::held_store(std::size_t k) {
     return k == 0 ? conns.store : shards[k]->conns->store;
 }
 
-void server::impl::item_sent(std::size_t from, std::size_t to) {
+void server::impl::item_sent(std::size_t from, std::size_t to, bool need) {
     auto* st = held_store(from);
     if (st == nullptr) return;
-    st->remote_sent(to, ++counts[from].sent[to]);
+    const auto seq = ++counts[from].sent[to];
+    if (need) st->remote_sent(to, seq);
 }
 
 void server::impl::items_taken(std::size_t k, std::size_t from, std::size_t n) {
     auto* st = held_store(k);
     if (st == nullptr || n == 0) return;
     const auto seq = counts[k].got[from] += n;
-    st->when_synced([this, k, from, seq] {
-        runtime->post(from, [this, k, from, seq] {
-            if (auto* s = held_store(from)) s->remote_synced(k, seq);
+    const auto applied = outboxes[k].applied[from];
+    st->when_synced([this, k, from, seq, applied] {
+        runtime->post(from, [this, k, from, seq, applied] {
+            auto* s = held_store(from);
+            if (s == nullptr) return;
+            s->remote_synced(k, seq);
+            // Shard k's disk has what it did with these outbox items: they may go.
+            if (applied != 0) s->recorder().outbox_confirmed(k, applied);
         });
     });
+}
+
+std::uint64_t server::impl::outbox_item(std::size_t k, const broker::message_ptr& m) {
+    auto* st = held_store(k);
+    if (st == nullptr || m->qos_level != protocol::qos::exactly_once) return 0;
+    auto& o = outboxes[k];
+    std::vector<std::uint16_t> dests;
+    for (std::size_t j = 0; j < shards.size(); ++j) {
+        if (j != k) dests.push_back(static_cast<std::uint16_t>(j));
+    }
+    st->recorder().outbox_sent(m, ++o.seq, std::move(dests));
+    ++o.gates;  // the items sent for m wait for this gate
+    return o.seq;
+}
+
+void server::impl::outbox_recorded(std::size_t k) {
+    auto* st = held_store(k);
+    if (st == nullptr) return;
+    st->when_synced([this, k, gate = outboxes[k].gates] {
+        auto& o = outboxes[k];
+        o.synced = std::max(o.synced, gate);
+        send_outbox(k);
+    });
+}
+
+void server::impl::send_outbox(std::size_t k) {
+    if (outboxes.empty()) return;
+    auto& o = outboxes[k];
+    while (!o.items.empty() && o.items.front().gate <= o.synced) {
+        auto& w = o.items.front();
+        // Refused (the channel is max_items behind): kept, sent again by on_resume.
+        if (!runtime->send(k, w.to, std::move(w.item))) return;
+        o.items.pop_front();
+    }
+}
+
+std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::state*>& states) {
+    std::vector<const store::state*> view(states.begin(), states.end());
+    // What every destination's file says it took leaves the outboxes; the rest is routed
+    // (queued) in the destination's state, which is then written anew.
+    store::settle_outboxes(states);
+    const auto& l = engine.config();
+    const store::replay_rules rules{l.upgrade_outgoing_qos, l.queue_qos0_messages};
+    std::vector<std::size_t> n(states.size(), 0);
+    for (std::size_t d = 0; d < states.size(); ++d) {
+        if (states[d] == nullptr) continue;
+        for (const auto& item : store::unapplied(view, d)) {
+            store::replay(*states[d], item, rules);
+            ++n[d];
+        }
+    }
+    return n;
 }
 
 void server::impl::close_stores() {

@@ -124,6 +124,9 @@ class store_driver {
     // Writes (and syncs, per policy) what was recorded; stages and releases held output.
     void flush();
 
+    // threads > 1: the outbox records (store::recorder::outbox_sent and the others).
+    store::recorder& recorder() noexcept { return *recorder_; }
+
     const std::string& path() const noexcept { return path_; }
     // What the store holds (after open).
     const store::state& mirror() const noexcept { return recorder_->mirror(); }

@@ -41,6 +41,8 @@ struct shard_item {
     broker::message_ptr msg;
     broker::share_op op = broker::share_op::deliver;
     broker::share_ref_ptr ref{};
+    // A publish sent through the sender's outbox (docs/persistence.md): its sequence there.
+    std::uint64_t outbox_seq = 0;
 };
 
 using shard_item_channel = shard_channel<shard_item>;
