@@ -190,12 +190,18 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
     // Held up since an earlier batch (a drain not posted by resume_from): wait for it.
     if (e.holding_shard(from) != 0) return 0;
     const auto now = broker::clock::now();
-    // The outbox items taken are noted in this shard's group with what routing them did.
+    // The outbox items taken are noted in this shard's group with what routing them did
+    // (docs/persistence.md, "Threads: the outbox"). When routing them recorded nothing (no
+    // stored session took them) nothing is written: a sync per batch for no record.
     std::uint64_t applied = 0;
+    auto* st = outboxes.empty() ? nullptr : held_store(k);
+    const std::uint64_t before = st != nullptr ? st->recorder().appended() : 0;
     const auto taken = [&](std::size_t n) {
         if (applied == 0) return n;
         outboxes[k].applied[from] = applied;
-        if (auto* st = held_store(k)) st->recorder().inbox_taken(from, applied);
+        if (st != nullptr && st->recorder().appended() != before) {
+            st->recorder().inbox_taken(from, applied);
+        }
         return n;
     };
     for (std::size_t i = 0; i < items.size(); ++i) {

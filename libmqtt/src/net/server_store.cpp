@@ -3,6 +3,7 @@
 // number of threads (or a start stopped half way), the sessions are put where they belong
 // now and every store is written anew before anything is accepted.
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -62,6 +63,13 @@ std::error_code server::impl::open_stores(std::string* failed) {
     // QoS 2 messages another shard recorded in its outbox (and acknowledged) that the
     // store of the shard they were for does not have: routed there now, before anything
     // else (docs/persistence.md, "Threads: the outbox").
+    std::vector<std::uint64_t> taken_from(std::max(files, n), 0);  // by source shard
+    for (const auto* st : states) {
+        if (st == nullptr) continue;
+        for (const auto& [src, seq] : st->applied()) {
+            if (src < taken_from.size()) taken_from[src] = std::max(taken_from[src], seq);
+        }
+    }
     const auto into = replay_outboxes(mutable_states);
     std::size_t replayed = 0;
     for (const auto c : into) replayed += c;
@@ -102,7 +110,9 @@ std::error_code server::impl::open_stores(std::string* failed) {
         d.set_peers(n);
         if (d.holds_output()) (k == 0 ? conns : *shards[k]->conns).store = &d;
         if (!outboxes.empty()) {
-            outboxes[k].seq = d.mirror().outbox_last();  // the numbers never go back
+            // The numbers never go back, also when this file lost its last ones (damage)
+            // and another store says it took more.
+            outboxes[k].seq = std::max(d.mirror().outbox_last(), taken_from[k]);
             for (std::size_t j = 0; j < n; ++j) outboxes[k].applied[j] = d.mirror().applied_from(j);
         }
     }
