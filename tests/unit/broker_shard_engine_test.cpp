@@ -280,3 +280,31 @@ TEST_CASE("shard engine: one engine or two, shared subscriptions are available")
     const auto ack1 = c1.connect("duo");
     CHECK_FALSE(ack1.props.shared_subscription_available.has_value());
 }
+
+TEST_CASE("shard engine: memory_full_settled leaves out what is still in the channels") {
+    mqtt::broker::limits l;
+    l.memory_limit = 8 * 1024;
+    engine e0{l};
+    engine e1{l};
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+    auto m = std::make_shared<mqtt::broker::message>();
+    m->topic = "t";
+    m->payload.assign(10 * 1024, 'x');
+    e0.charge(*m);  // the publishing shard's charge, on the meter both share
+    CHECK(e1.memory_full());
+    CHECK(e1.memory_full_settled());
+    {
+        mqtt::broker::output_charge transit;
+        e0.charge_transit(transit, *m);  // on its way to shard 1
+        CHECK(e1.transit_bytes() == mqtt::broker::held_cost(*m));
+        CHECK(e1.memory_full());                // the publishers are refused ...
+        CHECK_FALSE(e1.memory_full_settled());  // ... but shard 1 may take it
+        transit.set(0);                         // taken by shard 1
+        CHECK(e1.memory_full_settled());
+        e0.charge_transit(transit, *m);
+    }
+    CHECK(e0.transit_bytes() == 0);  // an item destroyed untaken gives its charge back
+}

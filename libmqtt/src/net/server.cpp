@@ -353,7 +353,10 @@ void server::impl::stop_now() {
     note(1, broker::log_level::info, broker::log_kind::stop,
          "shutting down: closing " + std::to_string(open) + " connection(s)");
     engine.shutdown();
-    if (sharded()) shutdown_shards();
+    if (sharded()) {
+        memory_holds[0]->timer.cancel();
+        shutdown_shards();
+    }
     for (auto& g : mqttsn) g->stop();
 }
 

@@ -176,6 +176,19 @@ struct server::impl {
     // f(engine) on every shard but 0, on its thread (SIGHUP's changes).
     void post_to_shards(std::function<void(broker::engine&)> f);
     bool send_to(std::size_t from, std::size_t to, shard_item&& item);  // false: dropped
+    // memory_limit across shards: a shard whose own memory (held and output, without what
+    // is still in the channels) reached the limit takes no more messages from the other
+    // shards' channels (stalled: their publishers are refused at memory_full(), and the
+    // channels' bytes stay what was accepted before); it looks again every memory_retry.
+    struct memory_hold {
+        explicit memory_hold(asio::io_context& io, std::size_t shards) : timer(io), from(shards) {}
+        asio::steady_timer timer;
+        std::vector<char> from;  // [shard]: its channel stalled here for memory
+        bool armed = false;
+    };
+    static constexpr std::chrono::milliseconds memory_retry{10};
+    std::vector<std::unique_ptr<memory_hold>> memory_holds;  // [shard]
+    void hold_for_memory(std::size_t k, std::size_t from);
 
     // ---- persistence (server_store.cpp): a store per shard.
     // Reads every shard's store (redistributing the sessions when they were written with

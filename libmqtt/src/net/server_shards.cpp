@@ -76,7 +76,10 @@ void server::impl::create_shards() {
         sh->expiry.emplace(runtime->io(k));
         shards[k] = std::move(sh);
     }
-    for (std::size_t k = 0; k < n; ++k) links.push_back(std::make_unique<shard_link>(*this, k));
+    for (std::size_t k = 0; k < n; ++k) {
+        links.push_back(std::make_unique<shard_link>(*this, k));
+        memory_holds.push_back(std::make_unique<memory_hold>(runtime->io(k), n));
+    }
     engine.set_shard(0, n, links[0].get(), nullptr);
     for (std::size_t k = 1; k < n; ++k) shards[k]->engine.set_shard(k, n, links[k].get(), &engine);
     for (std::size_t k = 0; k < n; ++k) {
@@ -123,6 +126,7 @@ void server::impl::shutdown_shards() {
             auto& sh = *shards[k];
             sh.stopping = true;
             sh.expiry->cancel();
+            memory_holds[k]->timer.cancel();
             if (sh.store) sh.store->cancel_timer();
             sh.engine.shutdown();
         });
@@ -145,6 +149,7 @@ void server::impl::stop_shards() {
         if (sh.conns) sh.conns->store = nullptr;
         sh.store.reset();
     }
+    memory_holds.clear();
 }
 
 void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
@@ -154,6 +159,10 @@ void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
 }
 
 bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
+    if (item.msg != nullptr &&
+        (item.what == shard_item::kind::publish || item.what == shard_item::kind::share)) {
+        engine_of(from).charge_transit(item.transit, *item.msg);
+    }
     if (!outboxes.empty() && (item.outbox_seq != 0 || !outboxes[from].items.empty())) {
         // Through the outbox, or behind an item waiting in it (channel order): numbered
         // now, sent once the outbox's group is on disk. An outbox item holds nobody's
@@ -206,6 +215,15 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
     };
     for (std::size_t i = 0; i < items.size(); ++i) {
         auto& it = items[i];
+        if (it.transit.bytes() != 0) {
+            // A message to route here: not while this shard's own memory is full, as one
+            // thread would have refused it (its fan-out here could add many times its size).
+            if (e.memory_full_settled()) {
+                hold_for_memory(k, from);
+                return taken(i);
+            }
+            it.transit.set(0);
+        }
         if (it.what == shard_item::kind::publish) {
             const bool held = e.route_from_shard(it.msg, from, now);
             if (it.outbox_seq != 0) applied = it.outbox_seq;
@@ -223,6 +241,24 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
         for (std::size_t j = 1; j < shards.size(); ++j) send_to(0, j, shard_item{it.what, it.msg});
     }
     return taken(items.size());
+}
+
+void server::impl::hold_for_memory(std::size_t k, std::size_t from) {
+    auto& h = *memory_holds[k];
+    h.from[from] = 1;
+    if (h.armed || (k == 0 ? stopping : shards[k]->stopping)) return;
+    h.armed = true;
+    h.timer.expires_after(memory_retry);
+    h.timer.async_wait([this, k](const boost::system::error_code& ec) {
+        if (ec) return;  // shutting down
+        auto& h = *memory_holds[k];
+        h.armed = false;
+        for (std::size_t j = 0; j < h.from.size(); ++j) {
+            if (h.from[j] == 0) continue;
+            h.from[j] = 0;
+            runtime->resume_drain(j, k);  // take_items() looks again
+        }
+    });
 }
 
 // Runs on shard 0: the bytes of the first packet, then the connection goes to the shard of

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -186,6 +187,18 @@ class engine {
     void charge(const message& m) { m.charge.charge(meter_, held_cost(m)); }
     // Counts an output buffer's bytes against memory_limit (what it holds now).
     void charge_output(output_batch& b) { b.charge.set(out_meter_, b.bytes.size()); }
+    // With threads > 1: a message on its way to another shard (in a channel, not yet routed
+    // there) is counted a second time, on the transit meter, until that shard takes it.
+    void charge_transit(output_charge& c, const message& m) { c.set(transit_meter_, held_cost(m)); }
+    std::size_t transit_bytes() const noexcept { return transit_meter_->bytes(); }
+    // The receiving shard's check before it routes a message from another shard: full
+    // without what is still in the channels. Those bytes are the senders' to bound (their
+    // publishers are refused at memory_full()); counting them here too could hold every
+    // channel while nothing but the channels fills the memory.
+    bool memory_full_settled() const noexcept {
+        const std::size_t all = meter_->bytes() + out_meter_->bytes();
+        return all - std::min(all, transit_meter_->bytes()) >= limits_.memory_limit;
+    }
 
     // ---- shards (threads > 1): this engine is shard `index` of `count`; `r` hands what is
     // published here to the others; `meters` is shard 0's engine, whose memory_limit
@@ -359,6 +372,7 @@ class engine {
     bool store_failing_ = false;
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
+    std::shared_ptr<memory_meter> transit_meter_ = std::make_shared<memory_meter>();
     shard_router* router_ = nullptr;            // set_shard(): null with one shard
     std::shared_ptr<connected_meter> clients_;  // set_shard(): null with one shard
     std::vector<session*> shard_paused_;        // publishers paused for a congested shard

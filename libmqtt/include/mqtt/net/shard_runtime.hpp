@@ -43,6 +43,9 @@ struct shard_item {
     broker::share_ref_ptr ref{};
     // A publish sent through the sender's outbox (docs/persistence.md): its sequence there.
     std::uint64_t outbox_seq = 0;
+    // A message's bytes on the transit meter (broker::engine::charge_transit) from the
+    // send until the receiving shard routes it, or the item is destroyed.
+    broker::output_charge transit{};
 };
 
 using shard_item_channel = shard_channel<shard_item>;
