@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "net/transport/transport.hpp"
+#include "net/transport/ws.hpp"
 
 namespace mqtt::net {
 namespace {
@@ -81,6 +82,17 @@ class stream_transport final : public transport {
     asio::any_io_executor get_executor() override { return socket_.get_executor(); }
     const char* name() const noexcept override { return "tcp"; }
 
+    bool release(int& fd, asio::ip::tcp& protocol) {
+        boost::system::error_code ec;
+        const auto local = socket_.local_endpoint(ec);
+        if (ec) return false;
+        const int handle = socket_.release(ec);
+        if (ec || handle < 0) return false;
+        fd = handle;
+        protocol = local.protocol();
+        return true;
+    }
+
   private:
     Socket socket_;
     bool non_blocking_ = false;  // no name_ member: 8 bytes less puts the object in a smaller malloc bin
@@ -116,6 +128,23 @@ std::size_t transport::read_now(asio::mutable_buffer, boost::system::error_code&
 
 void transport::async_wait_readable(std::shared_ptr<readable_listener> l) {
     asio::post(get_executor(), [l = std::move(l)] { l->on_readable(asio::error::operation_not_supported); });
+}
+
+namespace {
+
+template <class Socket>
+bool release_as(transport& t, int& fd, asio::ip::tcp& protocol) {
+    auto* s = dynamic_cast<stream_transport<Socket>*>(&t);
+    if (s == nullptr) return false;
+    return s->release(fd, protocol);
+}
+
+}  // namespace
+
+bool release_tcp_transport(transport& t, int& fd, asio::ip::tcp& protocol) {
+    using native_socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+    return release_as<native_socket>(t, fd, protocol) ||
+           release_as<asio::ip::tcp::socket>(t, fd, protocol);
 }
 
 std::unique_ptr<transport> make_tcp_transport(asio::ip::tcp::socket socket) {
