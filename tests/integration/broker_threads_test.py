@@ -11,9 +11,9 @@ ending); use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
 backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
-start-up refusals at the threads line (WebSocket, secure WebSocket; bridges, MQTT-SN, TLS
-and persistence are accepted: TLS has broker_threads_tls_test.py, persistence
-broker_threads_persistence_test.py); $SYS topics and /metrics that report both shards
+start-up refusals at the threads line (out of range; bridges, MQTT-SN, TLS, WebSocket and
+persistence are accepted: TLS has broker_threads_tls_test.py, WebSocket
+broker_threads_ws_test.py, persistence broker_threads_persistence_test.py); $SYS topics and /metrics that report both shards
 summed, the $SYS ones received by a subscriber on shard 1, and the shutdown line counting the
 connections of both shards.
 
@@ -670,11 +670,8 @@ def stuck_subscriber(binary, work, check, threads):
 
 def startup_refusals(binary, work, check):
     cases = [
-        ("metrics_listener 0\nthreads 3\nlistener 0 127.0.0.1\nprotocol websockets\n",
-         "WebSocket listeners"),
-        ("allow_anonymous true\nthreads 2\nlistener 0 127.0.0.1\nprotocol websockets\n"
-         "certfile %s/c.pem\nkeyfile %s/k.pem\n" % (work, work), "WebSocket listeners"),
         ("threads 0\n", "out of range"),
+        ("threads 257\n", "out of range"),
     ]
     for i, (text, what) in enumerate(cases):
         conf = os.path.join(work, f"refuse-{i}.conf")
@@ -700,6 +697,16 @@ def startup_refusals(binary, work, check):
                        timeout=20)
     check(r.returncode == 0 and '"threads":2' in r.stdout.replace(" ", ""),
           f"threads 2 with persistence is accepted ({r.returncode}, {r.stderr.strip()!r})")
+    # WebSocket listeners (broker_threads_ws_test.py, with wss too): no longer refused.
+    with open(conf, "w") as f:
+        f.write("threads 3\nsys_interval 0\nallow_anonymous true\nlistener 0 127.0.0.1\n"
+                "protocol websockets\nlistener 0 127.0.0.2\nprotocol websockets\n"
+                "websockets_path /mqtt\n")
+    r = subprocess.run([binary, "-c", conf, "--print-config"], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0 and '"threads":3' in r.stdout.replace(" ", "") and
+          r.stdout.count('"websockets"') >= 2,
+          f"threads 3 with WebSocket listeners accepted: {r.returncode} {r.stderr.strip()!r}")
     # Bridges and MQTT-SN listeners run on shard 0: no longer refused.
     with open(conf, "w") as f:
         f.write("threads 2\nsys_interval 0\nallow_anonymous true\nlistener 0 127.0.0.1\n"

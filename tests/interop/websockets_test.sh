@@ -10,6 +10,7 @@
 #  - tern-pub/tern-sub over ws:// against Mosquitto's websockets listener. Mosquitto 2.0.11
 #    binds it on every interface whatever the address says, so it runs in a private network
 #    namespace (unshare -n) where only loopback exists; skipped with a message without it.
+# TERN_BROKER_THREADS=N: tern-broker runs with `threads N`.
 #
 # usage: websockets_test.sh tern-broker tern-pub tern-sub [tern-bench]
 # exit:  0 all passed, 1 a check failed, 77 openssl or python3 missing (skipped)
@@ -90,8 +91,12 @@ round_trip() {
     expect "$name" 0 "$sst" "$out" "${pub_args[-1]}"
 }
 
+# TERN_BROKER_THREADS=N (CTest's interop.websockets.threads2): `threads N`.
+threads_line=
+[[ -n ${TERN_BROKER_THREADS:-} ]] && threads_line="threads $TERN_BROKER_THREADS"
 cat >"$work/tern.conf" <<CONF
 allow_anonymous true
+$threads_line
 listener 0 127.0.0.1
 protocol websockets
 listener 0 127.0.0.2

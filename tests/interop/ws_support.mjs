@@ -42,7 +42,9 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // first log line, in order], log(), stop()}. Killed at process exit in any case.
 export async function startBroker(binary, config) {
     const dir = mkdtempSync(join(tmpdir(), 'tern-ws-'));
-    writeFileSync(join(dir, 'tern.conf'), config);
+    // TERN_BROKER_THREADS=N (CTest's *.threads2 variants): `threads N`.
+    const threads = process.env.TERN_BROKER_THREADS;
+    writeFileSync(join(dir, 'tern.conf'), (threads ? `threads ${threads}\n` : '') + config);
     const proc = spawn(binary, ['-c', join(dir, 'tern.conf'), '-v'],
                        {stdio: ['ignore', 'ignore', 'pipe']});
     let log = '';

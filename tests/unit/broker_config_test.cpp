@@ -873,7 +873,7 @@ TEST_CASE("log: text and JSON lines") {
 }
 
 TEST_CASE(
-    "config: threads above 1 with $SYS, bridges, MQTT-SN and TLS, and what it still refuses") {
+    "config: threads above 1 with $SYS, bridges, MQTT-SN, TLS and WebSocket listeners") {
     // $SYS (sys_interval, 10 by default) and /metrics report every shard summed.
     const auto c = parse_ok("threads 2\nsys_interval 1\nmetrics_listener 0\n");
     CHECK(c.threads == 2);
@@ -889,23 +889,27 @@ TEST_CASE(
     CHECK(stored.warnings.empty());
     CHECK(parse_ok("threads 2\n").warnings.empty());
     CHECK(parse_ok("threads 1\npersistence true\n").warnings.empty());
-    auto e = parse_error(
+    // TLS and WebSocket listeners, ws and wss, are served (the connection moves to its shard
+    // after the handshake and the CONNECT), without a warning.
+    const auto ws = parse_ok(
         "listener 1883\nthreads 2\nlistener 8080\nprotocol websockets\nallow_anonymous true\n");
-    CHECK(e.line == 2);
-    CHECK(e.message.find("together with WebSocket listeners") != std::string::npos);
-    // TLS listeners are served (the connection moves to its shard after the handshake);
-    // WebSocket over TLS (wss) is still refused, as a WebSocket listener.
+    CHECK(ws.threads == 2);
+    REQUIRE(ws.listeners.size() == 2);
+    CHECK(ws.listeners[1].protocol == listener_protocol::websockets);
+    CHECK(ws.warnings.empty());
     const auto tls =
         parse_ok("threads 3\nallow_anonymous true\nlistener 0\ncertfile /c.pem\nkeyfile /k.pem\n");
     CHECK(tls.threads == 3);
     REQUIRE(tls.listeners.size() == 1);
     CHECK(tls.listeners[0].tls_enabled());
-    e = parse_error(
+    const auto wss = parse_ok(
         "threads 3\nallow_anonymous true\nlistener 0\nprotocol websockets\ncertfile /c.pem\n"
         "keyfile /k.pem\n");
-    CHECK(e.line == 1);
-    CHECK(e.message.find("threads 3: more than one thread is not implemented yet together with "
-                         "WebSocket listeners") != std::string::npos);
+    CHECK(wss.threads == 3);
+    REQUIRE(wss.listeners.size() == 1);
+    CHECK(wss.listeners[0].tls_enabled());
+    CHECK(wss.listeners[0].protocol == listener_protocol::websockets);
+    CHECK(wss.warnings.empty());
     // Bridges and MQTT-SN listeners run on shard 0 (docs/broker.md, "Threading").
     const auto b = parse_ok(
         "threads 2\nallow_anonymous true\n"

@@ -388,8 +388,7 @@ config_result parse_config(std::string_view text, std::string_view file_name,
     st.file = std::string{file_name};
     st.source = &source;
     st.cfg.files.push_back(st.file);
-    const bool ok = parse_text(st, text) && finish(st) && detail::finish_bridges(st) &&
-                    detail::check_threads(st);
+    const bool ok = parse_text(st, text) && finish(st) && detail::finish_bridges(st);
     config_result r;
     if (ok) {
         r.value = std::move(st.cfg);

@@ -200,26 +200,4 @@ bool on_threads(parse_state& st, const option_args& a) {
     return true;
 }
 
-// With threads > 1, what the shards cannot serve yet stops the start at the threads line.
-// Bridges and MQTT-SN listeners run on shard 0; TLS listeners hand each connection to its
-// shard after the handshake; persistence is a store per shard (docs/broker.md, "Threading").
-bool check_threads(parse_state& st) {
-    auto& c = st.cfg;
-    if (c.threads <= 1) return true;
-    std::string what;
-    for (const auto& l : c.listeners) {
-        if (!what.empty()) break;
-        if (l.protocol == listener_protocol::websockets) {
-            what = "WebSocket listeners";
-        }
-    }
-    if (what.empty()) return true;
-    st.file = c.threads_origin.file;
-    st.line = c.threads_origin.line;
-    return st.fail("threads " + std::to_string(c.threads) +
-                       ": more than one thread is not implemented yet together with " + what +
-                       " (docs/broker.md, \"Threading\"); use threads 1",
-                   true);
-}
-
 }  // namespace mqtt::broker::detail

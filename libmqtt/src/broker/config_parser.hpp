@@ -145,7 +145,5 @@ bool is_bridge_option(std::string_view name);
 bool on_bridge_line(parse_state& st, std::string_view name, std::string_view line);
 // Parses the kept lines into cfg.bridges, with errors at their FILE:LINE.
 bool finish_bridges(parse_state& st);
-// threads > 1 with what only one thread serves yet (TLS, persistence, ...): the error.
-bool check_threads(parse_state& st);
 
 }  // namespace mqtt::broker::detail

@@ -190,11 +190,17 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
     socket.set_option(tcp::no_delay(true), ec);
     const auto remote = socket.remote_endpoint(ec);
     std::string peer = ec ? std::string{"?"} : to_string(remote);
-    if (sharded() && g.tls && !g.websockets) {  // the handshake, the CONNECT, then its shard
+    if (sharded() && (g.tls || g.websockets)) {  // the handshake, the CONNECT, then its shard
         ++open_total;
         const auto local = socket.local_endpoint(ec);
-        auto t = make_tls_server_transport(std::move(socket), g.tls);
-        asio::co_spawn(io, tls_first_packet(std::move(t), std::move(peer), to_string(local), group),
+        auto t = g.websockets ? make_ws_server_transport(std::move(socket), g.tls,
+                                                         ws_server_settings{
+                                                             g.websockets_path,
+                                                             opts.limits.max_packet_size})
+                              : make_tls_server_transport(std::move(socket), g.tls);
+        asio::co_spawn(io,
+                       handshake_first_packet(std::move(t), std::move(peer), to_string(local),
+                                              group),
                        [this, group](std::exception_ptr e) {
                            if (e) connection_ended(group, e);
                        });

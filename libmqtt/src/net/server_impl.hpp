@@ -246,10 +246,11 @@ struct server::impl {
     std::size_t shard_for(std::span<const std::uint8_t> first, std::size_t slot,
                           const std::optional<std::string>* cert_name);
     void hand_off(std::shared_ptr<handoff> h, std::size_t k);
-    // A TLS listener's connection: the handshake and the first packet on shard 0, then the
-    // descriptor and the SSL object go to the shard of the client id.
-    asio::awaitable<void> tls_first_packet(std::unique_ptr<transport> t, std::string peer,
-                                           std::string local, std::size_t group);
+    // A TLS or WebSocket listener's connection: the handshake and the first packet on shard
+    // 0, then the descriptor, the SSL object and the framing state go to the shard of the
+    // client id.
+    asio::awaitable<void> handshake_first_packet(std::unique_ptr<transport> t, std::string peer,
+                                                 std::string local, std::size_t group);
     // What a connection started on shard k carries from shard 0.
     struct start_args {
         std::string peer;

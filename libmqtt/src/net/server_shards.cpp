@@ -16,6 +16,7 @@
 #include "mqtt/protocol/codec.hpp"
 #include "net/transport/tls.hpp"
 #include "net/transport/transport.hpp"
+#include "net/transport/ws.hpp"
 #include "server_impl.hpp"
 
 namespace mqtt::net {
@@ -359,30 +360,34 @@ void server::impl::hand_off(std::shared_ptr<handoff> h, std::size_t k) {
 
 namespace {
 
-// A TLS connection on its way to another shard: the descriptor closes if it never gets
-// there (the runtime stopped first); the SSL object goes with this.
-struct moving_tls {
-    tls_parts parts;
-    moving_tls() = default;
-    moving_tls(const moving_tls&) = delete;
-    moving_tls& operator=(const moving_tls&) = delete;
-    ~moving_tls() {
-        if (parts.fd >= 0) ::close(parts.fd);
+// A TLS or WebSocket connection on its way to another shard: the descriptor closes if it
+// never gets there (the runtime stopped first); the SSL object and the framing state go
+// with this.
+struct moving_conn {
+    bool ws = false;
+    ws_parts parts;  // parts.stream alone for TLS
+    moving_conn() = default;
+    moving_conn(const moving_conn&) = delete;
+    moving_conn& operator=(const moving_conn&) = delete;
+    ~moving_conn() {
+        if (parts.stream.fd >= 0) ::close(parts.stream.fd);
     }
 };
 
 }  // namespace
 
-// As read_first_packet() for plain TCP, after the TLS handshake (on shard 0: the handshake
-// costs CPU there, but only once per connection, and the listener's handshake deadline and
-// refusals stay in one place). The decrypted first packet is read within the CONNECT
-// deadline and bounds of the plain path; a whole CONNECT moves the connection to its
-// shard: the descriptor, the SSL object (all the TLS state, bytes already read included)
-// and the plaintext read so far, which the connection there takes before reading more.
-// Anything else (another packet, an error, the deadline) stays on shard 0, whose
-// connection answers it as a single-loop broker would.
-asio::awaitable<void> server::impl::tls_first_packet(std::unique_ptr<transport> t, std::string peer,
-                                                     std::string local, std::size_t group) {
+// As read_first_packet() for plain TCP, after the TLS and/or WebSocket handshake (on shard
+// 0: the handshake costs CPU there, but only once per connection, and the listener's
+// handshake deadline and refusals stay in one place). The first packet (decrypted,
+// unframed) is read within the CONNECT deadline and bounds of the plain path; a whole
+// CONNECT moves the connection to its shard: the descriptor, the SSL object (all the TLS
+// state, bytes already read included), the WebSocket framing state and undecoded bytes,
+// and the MQTT bytes read so far, which the connection there takes before reading more.
+// Anything else (another packet, an error, a hostile frame, the deadline) stays on shard
+// 0, whose connection answers it as a single-loop broker would.
+asio::awaitable<void> server::impl::handshake_first_packet(std::unique_ptr<transport> t,
+                                                           std::string peer, std::string local,
+                                                           std::size_t group) {
     using namespace asio::experimental::awaitable_operators;
     const auto accepted = broker::clock::now();
     const auto limit = std::min(
@@ -431,22 +436,34 @@ asio::awaitable<void> server::impl::tls_first_packet(std::unique_ptr<transport> 
                               ? shard_for(a.first, a.slot, a.cert_username ? &a.cert_name : nullptr)
                               : 0;
     if (k == 0) co_return start_on_shard(0, std::move(t), std::move(a));
-    auto moving = std::make_shared<moving_tls>();
-    const bool released = co_await release_tls_server_transport(*t, moving->parts);
+    auto moving = std::make_shared<moving_conn>();
+    const std::string_view kind = t->name();
+    moving->ws = kind == "ws" || kind == "wss";
+    bool released = false;
+    if (moving->ws) {
+        released = co_await release_ws_server_transport(*t, moving->parts);
+    } else {
+        released = co_await release_tls_server_transport(*t, moving->parts.stream);
+    }
+    if (stopping) co_return connection_ended(group, nullptr);
+    // Not moved (the input ended with the CONNECT: the peer's EOF or close frame, a hostile
+    // frame): shard 0 answers what was read, as a single-loop broker would.
+    if (!released) co_return start_on_shard(0, std::move(t), std::move(a));
     t.reset();
-    if (!released || stopping) co_return connection_ended(group, nullptr);
     runtime->post(k, [this, k, moving, a = std::move(a)]() mutable {
         tcp::socket s{runtime->io(k)};
         boost::system::error_code ec;
         // A shard that is shutting down takes no new connection (its loop must end).
-        if (!shards[k]->stopping) s.assign(moving->parts.protocol, moving->parts.fd, ec);
+        auto& stream = moving->parts.stream;
+        if (!shards[k]->stopping) s.assign(stream.protocol, stream.fd, ec);
         if (shards[k]->stopping || ec) {
             asio::post(io, [this, group = a.group] { connection_ended(group, nullptr); });
             return;  // moving closes the descriptor
         }
-        moving->parts.fd = -1;  // the socket's now
-        auto tls = resume_tls_server_transport(std::move(s), std::move(moving->parts.ssl));
-        start_on_shard(k, std::move(tls), std::move(a));
+        stream.fd = -1;  // the socket's now
+        auto t = moving->ws ? resume_ws_server_transport(std::move(s), std::move(moving->parts))
+                            : resume_tls_server_transport(std::move(s), std::move(stream.ssl));
+        start_on_shard(k, std::move(t), std::move(a));
     });
 }
 
