@@ -283,9 +283,11 @@ class tls_mem_transport final : public transport {
             start_read{core_}, nothrow, b);
     }
 
+    // A coroutine of its own: write_gathered() starts only when awaited, after a plain
+    // function's `one` would be gone (ASan: stack-buffer-overflow).
     asio::awaitable<io_result> write(asio::const_buffer b) override {
         const asio::const_buffer one[] = {b};
-        return write_gathered(one);
+        co_return co_await write_gathered(one);
     }
 
     asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> bufs) override {
