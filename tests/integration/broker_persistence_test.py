@@ -31,9 +31,24 @@ except ImportError:
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from store_clients import PersistentSub, StoreBroker  # noqa: E402
+import harness  # noqa: E402
 
 BROKER = sys.argv[1]
+THREADS = int(os.environ.get("TERN_BROKER_THREADS") or 1)
 failures = []
+
+
+def shard_file(store, cid):
+    """The store file that holds client `cid`'s session: tern.db, or with threads N > 1
+    that of its shard (tern.db.shardK)."""
+    k = harness.shard_of(cid, THREADS)
+    return os.path.join(store, "tern.db" + (f".shard{k}" if k else ""))
+
+
+def shard_report(report, cid):
+    """The part of a --check-store DIR report about `cid`'s shard."""
+    k = harness.shard_of(cid, THREADS)
+    return report["shards"][k - 1] if k else report
 
 
 def check(cond, what):
@@ -43,8 +58,14 @@ def check(cond, what):
 
 
 class Broker(StoreBroker):
+    """With TERN_BROKER_THREADS=N in the environment (CTest's .threads2 run): `threads N`,
+    a store file per shard."""
+
     def __init__(self, store, sync="batch", extra=""):
         super().__init__(BROKER, store, sync, extra)
+
+    def start(self, threads=None, preexec_fn=None):
+        return super().start(threads or (THREADS if THREADS > 1 else None), preexec_fn)
 
 
 class Sub(PersistentSub):
@@ -231,9 +252,9 @@ def damaged_store():
         time.sleep(0.1)
         publish_qos1(b.port, "d/x", [f"v{i}" for i in range(20)])
         b.stop(signal.SIGKILL)
-        path = os.path.join(store, "tern.db")
+        path = shard_file(store, "keeper")
         r = subprocess.run([BROKER, "--check-store", store], capture_output=True, text=True)
-        report = json.loads(r.stdout)
+        report = shard_report(json.loads(r.stdout), "keeper")
         check(r.returncode == 0 and report["clean"] and report["queued"] == 20 and
               report["sessions"] == 1, f"check-store: intact store, exit 0 ({r.stdout.strip()})")
         data = bytearray(open(path, "rb").read())
@@ -265,7 +286,7 @@ def damaged_store():
         b.stop()
         r = subprocess.run([BROKER, "--check-store", store], capture_output=True, text=True)
         check(r.returncode == 0, "check-store: the store written after recovery is intact")
-        check(os.path.exists(path + ".damaged"), "the damaged file is kept as tern.db.damaged")
+        check(os.path.exists(path + ".damaged"), "the damaged file is kept as NAME.damaged")
     with tempfile.TemporaryDirectory() as empty:
         r = subprocess.run([BROKER, "--check-store", empty], capture_output=True, text=True)
         check(r.returncode == 0 and json.loads(r.stdout)["exists"] is False,
@@ -273,9 +294,13 @@ def damaged_store():
 
 
 def pub_json(port, topic, payloads, version="5"):
-    """tern-pub -l --json at QoS 1: (exit status, [reason_code per acknowledged message])."""
+    """tern-pub -l --json at QoS 1: (exit status, [reason_code per acknowledged message]).
+    With threads > 1 its client id is on another shard than the subscriber "offline" of the
+    full-store cases: its acknowledgements wait for that shard's store."""
+    other = (harness.shard_of("offline", THREADS) + 1) % THREADS
     p = subprocess.run([os.path.join(os.path.dirname(BROKER), "tern-pub"), "-h", "127.0.0.1",
-                        "-p", str(port), "-V", version, "-q", "1", "-t", topic, "-l", "--json"],
+                        "-p", str(port), "-V", version, "-q", "1", "-t", topic, "-l", "--json",
+                        "-i", harness.ids_on(other, "full-pub-", THREADS)[0]],
                        input="".join(x + "\n" for x in payloads).encode(), capture_output=True,
                        timeout=60)
     lines = [json.loads(x) for x in p.stdout.decode().splitlines()]

@@ -200,6 +200,7 @@ void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
         meter_ = meters->meter_;
         out_meter_ = meters->out_meter_;
         transit_meter_ = meters->transit_meter_;
+        stores_failing_ = meters->stores_failing_;
         clients_ = meters->clients_;
     } else if (shard_count_ > 1) {
         clients_ = std::make_shared<connected_meter>();

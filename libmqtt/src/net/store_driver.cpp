@@ -151,6 +151,41 @@ void store_driver::remote_sent(std::size_t peer, std::uint64_t seq) {
     auto& n = need_[current_];
     if (n.empty()) n.assign(confirmed_.size(), 0);
     n[peer] = seq;
+    // Not inside the connection's packet: at the next flush (before its output could go).
+    if (peer_failing_[peer] != 0 && std::find(doomed_.begin(), doomed_.end(), current_) ==
+                                        doomed_.end()) {
+        doomed_.push_back(current_);
+        schedule();
+    }
+}
+
+void store_driver::remote_failing(std::size_t peer, bool failing) {
+    if (peer >= peer_failing_.size()) return;
+    peer_failing_[peer] = failing ? 1 : 0;
+    if (!failing) return;
+    for (const auto& [h, n] : need_) {
+        if (n[peer] > confirmed_[peer] &&
+            std::find(doomed_.begin(), doomed_.end(), h) == doomed_.end()) {
+            doomed_.push_back(const_cast<held_output*>(h));
+        }
+    }
+    refuse_doomed();  // posted from the other shard, never inside a session
+}
+
+void store_driver::refuse_doomed() {
+    if (doomed_.empty()) return;
+    auto doomed = std::move(doomed_);
+    doomed_.clear();
+    note_(1, false,
+          "store " + path_ + ": " + std::to_string(doomed.size()) +
+              " connection(s) closed without the acknowledgements of records another "
+              "shard's store could not write");
+    for (auto* h : doomed) {
+        need_.erase(h);  // never written: nothing to wait for
+        std::erase(held_, h);
+        for (auto& g : groups_) std::erase(g.held, h);
+        if (connections_.contains(h)) h->refuse();
+    }
 }
 
 void store_driver::remote_synced(std::size_t peer, std::uint64_t seq) {
@@ -237,6 +272,7 @@ void store_driver::hold(held_output& h) {
 void store_driver::forget(held_output& h) {
     connections_.erase(&h);
     need_.erase(&h);
+    std::erase(doomed_, &h);
     if (current_ == &h) current_ = nullptr;
     std::erase(held_, &h);
     for (auto& g : groups_) std::erase(g.held, &h);
@@ -273,6 +309,7 @@ void store_driver::flush() {
         return;
     }
     const auto t0 = std::chrono::steady_clock::now();
+    refuse_doomed();
     if (failing_) return flush_failing();
     auto& j = job_;
     j.target = recorder_->appended();
@@ -608,6 +645,7 @@ void store_driver::report(std::error_code ec, std::string_view what) {
     failing_ = true;
     if (compaction_) end_compaction();  // retry() writes the whole state
     engine_.set_store_failing(true);
+    if (on_failing_) on_failing_(true);
     note_(0, true,
           "store " + path_ + ": " + std::string{what} + " failed: " + ec.message() +
               "; QoS 1/2 publishes are refused (0x97) until the store can be written again");
@@ -639,7 +677,8 @@ void store_driver::retry() {
         failing_ = false;
         engine_.set_store_failing(false);
         synced_ = std::max(synced_, recorder_->appended());
-        release_covered();
+        release_covered();  // the others are told what was synced before they hear ...
+        if (on_failing_) on_failing_(false);  // ... that this store writes again
         note_(0, true, "store " + path_ + ": writing works again (the store was written anew)");
     });
 }

@@ -105,11 +105,22 @@ class store_driver {
     // store; that connection's output waits for remote_synced(peer, >= seq) too, so that
     // what it acknowledges is on every disk. Items sent outside a connection's packet (a
     // Will) hold nobody's output.
-    void set_peers(std::size_t n) { confirmed_.assign(n, 0); }
+    void set_peers(std::size_t n) {
+        confirmed_.assign(n, 0);
+        peer_failing_.assign(n, 0);
+    }
     void set_current(held_output* h) noexcept { current_ = h; }
     void remote_sent(std::size_t peer, std::uint64_t seq);
     // Shard `peer` has synced what it did with this shard's items up to number `seq`.
     void remote_synced(std::size_t peer, std::uint64_t seq);
+    // threads > 1: shard `peer`'s store cannot write (`failing`), or writes again. While it
+    // cannot, a connection whose output needs records of it is refused (closed without
+    // those acknowledgements, 5.0: DISCONNECT 0x97), as this shard's own failing store
+    // would refuse it; the others go on.
+    void remote_failing(std::size_t peer, bool failing);
+    // Called with true when this store starts failing, false once it writes again (the
+    // server tells the other shards: remote_failing).
+    void on_failing(std::function<void(bool)> f) { on_failing_ = std::move(f); }
     // threads > 1: `f` runs once the records made so far are on disk (then the shard
     // whose items made them is told: remote_synced).
     void when_synced(std::function<void()> f);
@@ -203,6 +214,10 @@ class store_driver {
     // output waits for confirmations, the item number it needs from each shard.
     std::vector<std::uint64_t> confirmed_;
     std::unordered_map<const held_output*, std::vector<std::uint64_t>> need_;
+    std::vector<char> peer_failing_;       // [shard]: its store cannot write (remote_failing)
+    std::vector<held_output*> doomed_;     // need a failing peer's records: refused at flush()
+    std::function<void(bool)> on_failing_;
+    void refuse_doomed();
     held_output* current_ = nullptr;  // whose packet is being processed
     // What runs once a sync reaches `at` (another shard's remote_synced, posted there).
     std::deque<std::pair<std::uint64_t, std::function<void()>>> waiters_;

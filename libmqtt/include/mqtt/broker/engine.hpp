@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -249,9 +250,21 @@ class engine {
     void set_store(store_hooks* s) noexcept { store_ = s; }
     store_hooks* store() const noexcept { return store_; }
     // Set while the store's last write failed (a full disk): new QoS 1/2 publishes are
-    // refused, since they could not be made durable before their acknowledgement.
-    void set_store_failing(bool failing) noexcept { store_failing_ = failing; }
-    bool store_failing() const noexcept { return store_failing_; }
+    // refused, since they could not be made durable before their acknowledgement. With
+    // threads > 1 on every shard while any shard's store is failing (a publish may go to
+    // a subscriber of that shard): the shards share the count.
+    void set_store_failing(bool failing) noexcept {
+        if (failing == store_failing_) return;
+        store_failing_ = failing;
+        if (failing) {
+            stores_failing_->fetch_add(1, std::memory_order_relaxed);
+        } else {
+            stores_failing_->fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
+    bool store_failing() const noexcept {
+        return stores_failing_->load(std::memory_order_relaxed) != 0;
+    }
     // State read back from a store at start, before any connection: an offline session
     // (its subscriptions are indexed, its expiry and Will scheduled) and a retained message.
     // The store is not told about these.
@@ -369,7 +382,9 @@ class engine {
     std::string acl_scratch_;        // expanded ACL patterns, reused
     std::mt19937_64 id_random_;
     store_hooks* store_ = nullptr;
-    bool store_failing_ = false;
+    bool store_failing_ = false;  // this engine's own store
+    std::shared_ptr<std::atomic<std::size_t>> stores_failing_ =
+        std::make_shared<std::atomic<std::size_t>>(0);
     std::shared_ptr<memory_meter> meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> transit_meter_ = std::make_shared<memory_meter>();
