@@ -612,8 +612,8 @@ def output_memory_case(binary, work, check):
               m.get("tern_memory_limit_bytes") == limit,
               "output memory: /metrics counts %d refused (%d seen), %d bytes of output waiting"
               % (dropped, refused, output))
-        # The limit holds with threads > 1 too: a shard takes no messages from the others
-        # once its own memory is full (their fan-out here is many times their size).
+        # The limit holds with threads > 1 too: no shard takes messages from the others
+        # once the memory without them is full (their fan-out is many times their size).
         check(0 < output <= limit + (2 << 20), "output memory: %d bytes of output waiting "
               "for memory_limit %d" % (output, limit))
         sys_values = sys_limits(broker.port,

@@ -232,6 +232,41 @@ def hostile_frames(check, name):
         healthy(check, f"[{name}] hostile frames on shard {shard}")
 
 
+def connect_then_close(check, name):
+    """A CONNECT and a close frame in one write: the connection cannot move to the client
+    id's shard with its input ended, so it is closed unanswered, and the id's persistent
+    session stays on its own shard: the next CONNECT resumes it there with its queued
+    messages. (Served on shard 0 instead, it left a session of that id on shard 0, which
+    then took the id's later connections: the queued messages were never delivered.)"""
+    W = WsSocket
+    cid = bt.ids_on(1, "ended-")[0]
+    c, _ = bt.connect(0, V311, cid, clean=False)
+    bt.subscribe(c, V311, "ended/#", 1)
+    c.close()
+    time.sleep(0.2)  # its shard sees the end: the session is offline
+    p, _ = bt.connect(0, V311, bt.ids_on(0, "ended-pub-")[0])
+    for i in range(3):
+        p.send(publish_packet(V311, "ended/x", b"m%d" % i, qos=1, pid=i + 1))
+        p.packet()  # PUBACK
+    p.close()
+    raw = bt.Client(0)
+    raw.sock.send_raw(W.frame(0x82, connect_packet(V311, cid, clean=False)) +
+                      W.frame(0x88, struct.pack(">H", 1000)))
+    check(raw.closed(WAIT), f"[{name}] a CONNECT and a close frame in one write: closed")
+    raw.close()
+    c, ack = bt.connect(0, V311, cid, clean=False)
+    got = []
+    for _ in range(3):
+        q = c.packet()
+        if not (isinstance(q, tuple) and q[0] & 0xF0 == 0x30):
+            break
+        got.append(bt.parse_publish(q, V311)[1])
+    c.close()
+    check(ack[1][0] == 1 and got == [b"m0", b"m1", b"m2"],
+          f"[{name}] then the session on shard 1 is resumed with its 3 queued messages "
+          f"(session present {ack[1][0]}, got {got!r})")
+
+
 def big_payload(port, check):
     v = V5
     sub, _ = bt.connect(port, v, bt.ids_on(1, "bigsub-")[0])
@@ -286,6 +321,7 @@ def main():
             print(f"--- hostile frames over {name}", flush=True)
             try:
                 hostile_frames(check, name)
+                connect_then_close(check, name)
             except (AssertionError, OSError) as e:
                 check(False, f"hostile frames over {name}: {e}")
             check(broker.running(), f"[{name}] the broker is still running")

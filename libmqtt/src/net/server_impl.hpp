@@ -176,10 +176,11 @@ struct server::impl {
     // f(engine) on every shard but 0, on its thread (SIGHUP's changes).
     void post_to_shards(std::function<void(broker::engine&)> f);
     bool send_to(std::size_t from, std::size_t to, shard_item&& item);  // false: dropped
-    // memory_limit across shards: a shard whose own memory (held and output, without what
-    // is still in the channels) reached the limit takes no more messages from the other
-    // shards' channels (stalled: their publishers are refused at memory_full(), and the
-    // channels' bytes stay what was accepted before); it looks again every memory_retry.
+    // memory_limit across shards: once the broker's memory without what is still in the
+    // channels (held and output, every shard's) reached the limit, a shard takes no more
+    // messages from the other shards' channels (stalled: their publishers are refused at
+    // memory_full(), and the channels' bytes stay what was accepted before); it looks again
+    // every memory_retry.
     struct memory_hold {
         explicit memory_hold(asio::io_context& io, std::size_t shards) : timer(io), from(shards) {}
         asio::steady_timer timer;

@@ -217,8 +217,9 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
     for (std::size_t i = 0; i < items.size(); ++i) {
         auto& it = items[i];
         if (it.transit.bytes() != 0) {
-            // A message to route here: not while this shard's own memory is full, as one
-            // thread would have refused it (its fan-out here could add many times its size).
+            // A message to route here: not while the memory is full without the channels,
+            // as one thread would have refused it (its fan-out here could add many times
+            // its size).
             if (e.memory_full_settled()) {
                 hold_for_memory(k, from);
                 return taken(i);
@@ -447,8 +448,13 @@ asio::awaitable<void> server::impl::handshake_first_packet(std::unique_ptr<trans
     }
     if (stopping) co_return connection_ended(group, nullptr);
     // Not moved (the input ended with the CONNECT: the peer's EOF or close frame, a hostile
-    // frame): shard 0 answers what was read, as a single-loop broker would.
-    if (!released) co_return start_on_shard(0, std::move(t), std::move(a));
+    // frame): closed unanswered. Shard 0 must not serve it: a client id's sessions live on
+    // its own shard only (a session made here would not take over the one on shard k, and a
+    // persistent one would be written to shard 0's store beside it).
+    if (!released) {
+        t->close();
+        co_return connection_ended(group, nullptr);
+    }
     t.reset();
     runtime->post(k, [this, k, moving, a = std::move(a)]() mutable {
         tcp::socket s{runtime->io(k)};
