@@ -44,7 +44,8 @@ PER_ROUND = 5000  # bound per publisher and round
 WINDOW = 60       # publishes outstanding per publisher
 PAHO_WINDOWS = (10, 20, 61, 100)  # paho's in-flight window, one drawn per round
 PERSISTENCE = os.environ.get("TERN_CRASH_PERSISTENCE", "true")
-# TERN_BROKER_THREADS=2 (CTest's .threads2 run): `threads 2`, a store per shard. Both
+# TERN_BROKER_THREADS=N: `threads N` (CTest: 1, or 2 for the .threads2 run).
+# TERN_BROKER_THREADS=2: `threads 2`, a store per shard. Both
 # publishers are on shard 0 and the subscriber on shard 1: every message crosses shards, so
 # a QoS 2 message's packet id is in shard 0's store and its queued copy in shard 1's (the
 # outbox of docs/persistence.md, "Threads", keeps them together through a crash).
@@ -72,7 +73,8 @@ class Broker:
                     f"persistence {PERSISTENCE}\npersistence_location {store}\n"
                     "persistence_sync batch\n"
                     "max_queued_messages 0\nmax_inflight_messages 20\n" +
-                    (f"threads {THREADS}\nsys_interval 0\n" if THREADS else ""))
+                    (f"threads {THREADS}\n" if THREADS else "") +
+                    ("sys_interval 0\n" if THREADS not in (None, "1") else ""))
         self.proc = None
         self.replayed = 0  # outbox messages routed at the starts (threads 2)
 

@@ -34,7 +34,8 @@ from store_clients import PersistentSub, StoreBroker  # noqa: E402
 import harness  # noqa: E402
 
 BROKER = sys.argv[1]
-THREADS = int(os.environ.get("TERN_BROKER_THREADS") or 1)
+THREADS_SET = int(os.environ.get("TERN_BROKER_THREADS") or 0) or None  # None: the default
+THREADS = THREADS_SET or len(os.sched_getaffinity(0))
 failures = []
 
 
@@ -58,14 +59,14 @@ def check(cond, what):
 
 
 class Broker(StoreBroker):
-    """With TERN_BROKER_THREADS=N in the environment (CTest's .threads2 run): `threads N`,
-    a store file per shard."""
+    """`threads N` with TERN_BROKER_THREADS=N in the environment (CTest: 1, or 2 for the
+    .threads2 run, a store file per shard), else the broker's default."""
 
     def __init__(self, store, sync="batch", extra=""):
         super().__init__(BROKER, store, sync, extra)
 
     def start(self, threads=None, preexec_fn=None):
-        return super().start(threads or (THREADS if THREADS > 1 else None), preexec_fn)
+        return super().start(threads or THREADS_SET, preexec_fn)
 
 
 class Sub(PersistentSub):

@@ -22,6 +22,7 @@ connections of both shards.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -670,7 +671,7 @@ def stuck_subscriber(binary, work, check, threads):
 
 def startup_refusals(binary, work, check):
     cases = [
-        ("threads 0\n", "out of range"),
+        ("threads -1\n", "threads"),
         ("threads 257\n", "out of range"),
     ]
     for i, (text, what) in enumerate(cases):
@@ -683,7 +684,22 @@ def startup_refusals(binary, work, check):
                                             if x.startswith("threads"))) + 1
         check(r.returncode == 2 and f"{conf}:{line}: threads" in r.stderr and what in r.stderr,
               f"refused at start: {text.strip()!r} -> exit {r.returncode}, {r.stderr.strip()!r}")
+    # The default, and `threads 0`: one event loop per core the broker may run on (its CPU
+    # affinity, so taskset -c 0 gives 1).
+    cores = len(os.sched_getaffinity(0))
     conf = os.path.join(work, "print.conf")
+    for text in ("sys_interval 0\n", "threads 0\nsys_interval 0\n"):
+        with open(conf, "w") as f:
+            f.write(text)
+        r = subprocess.run([binary, "-c", conf, "--print-config"], capture_output=True,
+                           text=True, timeout=20)
+        check(r.returncode == 0 and f'"threads":{cores}' in r.stdout.replace(" ", ""),
+              f"{text.splitlines()[0]!r}: --print-config shows threads {cores}, the cores")
+    if shutil.which("taskset"):
+        r = subprocess.run(["taskset", "-c", str(min(os.sched_getaffinity(0))), binary, "-c",
+                            conf, "--print-config"], capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0 and '"threads":1' in r.stdout.replace(" ", ""),
+              "on one core (taskset) the default is threads 1")
     with open(conf, "w") as f:
         f.write("threads 2\nsys_interval 0\n")
     r = subprocess.run([binary, "-c", conf, "--print-config"], capture_output=True, text=True,

@@ -26,10 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# TERN_BROKER_THREADS=N (CTest's interop.mosquitto_clients.threads2): `threads N`.
+# TERN_BROKER_THREADS=N (CTest: 1, or 2 for interop.mosquitto_clients.threads2): `threads N`
+# (with N > 1 also sys_interval 0).
 broker_args=(-p 0)
 if [[ -n ${TERN_BROKER_THREADS:-} ]]; then
-    printf 'threads %s\nsys_interval 0\n' "$TERN_BROKER_THREADS" >"$work/threads.conf"
+    printf 'threads %s\n' "$TERN_BROKER_THREADS" >"$work/threads.conf"
+    [[ $TERN_BROKER_THREADS == 1 ]] || echo 'sys_interval 0' >>"$work/threads.conf"
     broker_args+=(-c "$work/threads.conf")
 fi
 "$broker_bin" "${broker_args[@]}" 2>"$work/broker.log" &

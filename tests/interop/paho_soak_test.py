@@ -105,10 +105,11 @@ def main():
     work = tempfile.mkdtemp()
     log = open(os.path.join(work, "broker.log"), "w+")
     args = [BROKER, "-p", "0"]
-    if os.environ.get("TERN_BROKER_THREADS"):  # CTest's interop.paho_soak.threads2
+    threads = os.environ.get("TERN_BROKER_THREADS")  # CTest: 1, or 2 for .threads2
+    if threads:
         conf = os.path.join(work, "threads.conf")
         with open(conf, "w") as f:
-            f.write("threads %s\nsys_interval 0\n" % os.environ["TERN_BROKER_THREADS"])
+            f.write("threads %s\n%s" % (threads, "" if threads == "1" else "sys_interval 0\n"))
         args += ["-c", conf]
     broker = subprocess.Popen(args, stderr=log)
     try:

@@ -97,7 +97,8 @@ export function runTool(binary, args, ms = TIMEOUT_MS) {
         p.stdout.on('data', (c) => (stdout += c));
         p.stderr.on('data', (c) => (stderr += c));
         const timer = setTimeout(() => p.kill('SIGKILL'), ms);
-        p.on('exit', (code, sig) => {
+        // 'close', not 'exit': the tool's output pipes may still hold its last lines at exit.
+        p.on('close', (code, sig) => {
             clearTimeout(timer);
             resolve({code: code ?? sig, stdout, stderr});
         });

@@ -97,9 +97,11 @@ def ids_on(shard, prefix, shards, n=1):
 
 
 def threads_args(work, args=()):
-    """With TERN_BROKER_THREADS=N in the environment (the suites' `threads N` runs in
-    CTest): `threads N` (and sys_interval 0 unless the file sets it, as these runs have had
-    since threads > 1 needed it), in a copy of the broker's -c file or in a file of its own."""
+    """With TERN_BROKER_THREADS=N in the environment (CTest sets it on every suite that runs
+    both ways: 1 for the plain run, 2 for the .threads2 one; unset, the broker's default of
+    one thread per core applies): `threads N` (and with N > 1 sys_interval 0 unless the file
+    sets it, as these runs have had since threads > 1 needed it), in a copy of the broker's
+    -c file or in a file of its own."""
     n = os.environ.get("TERN_BROKER_THREADS")
     if not n:
         return list(args)
@@ -111,7 +113,7 @@ def threads_args(work, args=()):
         if text and not text.endswith("\n"):
             text += "\n"
     lines = [line.split()[0] for line in text.splitlines() if line.split()]
-    if "sys_interval" not in lines:
+    if "sys_interval" not in lines and n != "1":
         text += "sys_interval 0\n"
     text += "threads %s\n" % n
     conf = os.path.join(work, "threads-%d.conf" % time.time_ns())

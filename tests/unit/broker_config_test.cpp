@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <sched.h>
 #include <sstream>
 #include <string>
 
@@ -870,6 +871,20 @@ TEST_CASE("log: text and JSON lines") {
     err.level = log_level::error;
     err.msg = "boom";
     CHECK(format_log_line(err, {}, t) == "tern-broker: error: boom\n");
+}
+
+TEST_CASE("config: threads defaults to the cores the broker may run on, and 0 says the same") {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+    const auto cores = static_cast<std::size_t>(CPU_COUNT(&set));
+    CHECK(mqtt::broker::default_threads() == std::min<std::size_t>(cores, 256));
+    CHECK(parse_ok("").threads == mqtt::broker::default_threads());
+    CHECK(parse_ok("threads 0\n").threads == mqtt::broker::default_threads());
+    CHECK(parse_ok("threads 1\n").threads == 1);
+    CHECK(parse_ok("threads 256\n").threads == 256);
+    CHECK(parse_error("threads 257\n").line == 1);
+    CHECK(parse_error("threads -1\n").line == 1);
 }
 
 TEST_CASE(

@@ -10,11 +10,22 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sched.h>
 #include <unistd.h>
 
 #include "config_parser.hpp"
 
 namespace mqtt::broker {
+
+std::size_t default_threads() noexcept {
+    long cores = 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+    if (cores <= 0) cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores <= 0) return 1;
+    return std::min(static_cast<std::size_t>(cores), max_threads);
+}
 
 std::string config_origin::to_string() const {
     if (file.empty()) return "(default)";

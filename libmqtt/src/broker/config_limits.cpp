@@ -193,9 +193,10 @@ bool on_sys_interval(parse_state& st, const option_args& a) {
 }
 
 bool on_threads(parse_state& st, const option_args& a) {
-    const auto v = parse_number(st, "threads", a.words[0], 1, 256);
+    // 0: the default, one per core (default_threads()).
+    const auto v = parse_number(st, "threads", a.words[0], 0, max_threads);
     if (!v) return false;
-    st.cfg.threads = static_cast<std::size_t>(*v);
+    st.cfg.threads = *v == 0 ? default_threads() : static_cast<std::size_t>(*v);
     st.cfg.threads_origin = st.here();
     return true;
 }

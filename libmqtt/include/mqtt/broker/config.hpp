@@ -141,6 +141,13 @@ struct mqttsn_config {
     std::uint16_t advertise_port = 0;
 };
 
+// The most event loops `threads` accepts.
+inline constexpr std::size_t max_threads = 256;
+
+// The default of `threads`: the cores this process may run on (its CPU affinity, so
+// `taskset -c 0` gives 1), at least 1 and at most max_threads.
+std::size_t default_threads() noexcept;
+
 struct config {
     // Without listener, port or bind_address lines: the local-only listener (127.0.0.1 and
     // ::1 on port 1883, anonymous clients allowed), as Mosquitto 2 does.
@@ -163,9 +170,9 @@ struct config {
     std::uint8_t max_qos = 2;  // of listeners without their own
     broker::limits limits;
     std::chrono::seconds sys_interval{10};
-    // threads: the broker's event loops (docs/broker.md, "Threading"); 1 until every
-    // feature works with more.
-    std::size_t threads = 1;
+    // threads: the broker's event loops (docs/broker.md, "Threading"); by default one per
+    // core the process may run on (`threads 0` says the same).
+    std::size_t threads = default_threads();
     config_origin threads_origin;
     persistence_config persistence;
     // mqttsn_predefined_topic lines: the predefined topic ids of every MQTT-SN client.
