@@ -9,7 +9,8 @@ QoS 0, 1 and 2, retained messages, takeover (0x8E) and a resumed session, hostil
 packets; a 200 KiB payload across shards. Hostile frames get a close frame with the code
 RFC 6455 asks for, then the end of the connection, both before the CONNECT is whole (on
 shard 0) and after the move (on either shard): an unmasked frame (1002), a text frame
-(1003), a frame announcing more than max_packet_size (1009); a ping is answered by a pong on
+(1003), a frame announcing more than max_packet_size (1009), after the move a close frame
+whose reason is not UTF-8 (1007); a ping is answered by a pong on
 either shard; a normal client is served after each.
 
     broker_threads_ws_test.py TERN_BROKER
@@ -216,7 +217,9 @@ def hostile_frames(check, name):
                 ("an unmasked frame", W.frame(0x82, b"\xc0\x00", masked=False), 1002),
                 ("a text frame", W.frame(0x81, b"hello"), 1003),
                 ("a frame announcing 2^40 bytes", W.frame(0x82, b"", length=1 << 40), 1009),
-                ("a fragmented ping", W.frame(0x09, b"x"), 1002)):
+                ("a fragmented ping", W.frame(0x09, b"x"), 1002),
+                ("a close frame whose reason is not UTF-8",
+                 W.frame(0x88, struct.pack(">H", 1000) + b"bye\xff"), 1007)):
             c, _ = bt.connect(0, V5, bt.ids_on(shard, f"hostile-{code}-")[0])
             c.sock.send_raw(data)
             closed_with(c, code, f"[{name}] {what} on shard {shard} after CONNECT", check)

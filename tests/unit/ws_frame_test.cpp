@@ -109,6 +109,14 @@ TEST_CASE("ws frames: a close frame ends the input, its code is kept for the ech
     CHECK(d.peer_code() == 1000);
     CHECK(d.error() == 0);
 
+    // A reason in UTF-8, U+0000 included (WebSocket allows it, unlike MQTT strings).
+    decoder reason{1024};
+    run(reason, frame(0x88, {0x03, 0xE9, 0xC3, 0xA9, 0x00, 0xE2, 0x82, 0xAC, 'x', 'y', 'z', 'w',
+                             'v', 'u', 't', 's'}));
+    CHECK(reason.peer_closed());
+    CHECK(reason.peer_code() == 1001);
+    CHECK(reason.error() == 0);
+
     decoder empty{1024};
     run(empty, frame(0x88, {}));
     CHECK(empty.peer_closed());
@@ -119,7 +127,7 @@ TEST_CASE("ws frames: a close frame ends the input, its code is kept for the ech
     CHECK_FALSE(pong.done());
 }
 
-TEST_CASE("ws frames: protocol errors close with 1002, text with 1003, size with 1009") {
+TEST_CASE("ws frames: protocol errors close with 1002, text with 1003, a reason not UTF-8 with 1007, size with 1009") {
     struct bad {
         const char* what;
         bytes in;
@@ -143,6 +151,13 @@ TEST_CASE("ws frames: protocol errors close with 1002, text with 1003, size with
         {"close with a 1-byte body", frame(0x88, {0x03}), close_protocol_error},
         {"close code 1005", frame(0x88, {0x03, 0xED}), close_protocol_error},
         {"close code 999", frame(0x88, {0x03, 0xE7}), close_protocol_error},
+        // RFC 6455 5.5.1 and 8.1: the reason is UTF-8, else 1007.
+        {"close reason 0xFF", frame(0x88, {0x03, 0xE8, 'a', 0xFF}), close_invalid_data},
+        {"close reason cut in a character", frame(0x88, {0x03, 0xE8, 0xC3}), close_invalid_data},
+        {"close reason a surrogate", frame(0x88, {0x03, 0xE8, 0xED, 0xA0, 0x80}),
+         close_invalid_data},
+        {"close reason bad after a NUL", frame(0x88, {0x03, 0xE8, 0x00, 0xC0, 0xAF}),
+         close_invalid_data},
         {"16-bit length under 126", {0x82, 0xFE, 0x00, 0x7D, 1, 2, 3, 4}, close_protocol_error},
         {"64-bit length under 65536",
          {0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4},

@@ -2,9 +2,24 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
+
+#include "mqtt/protocol/utf8.hpp"
 
 namespace mqtt::net::ws {
 namespace {
+
+// A close frame's reason is UTF-8 (RFC 6455 5.5.1), where U+0000 is a character like any
+// other: checked a NUL-free run at a time, since validate_utf8 refuses U+0000 (MQTT's rule).
+bool valid_close_reason(std::string_view reason) noexcept {
+    while (!reason.empty()) {
+        const auto nul = reason.find('\0');
+        if (protocol::validate_utf8(reason.substr(0, nul))) return false;
+        if (nul == std::string_view::npos) break;
+        reason.remove_prefix(nul + 1);
+    }
+    return true;
+}
 
 bool is_control(opcode op) noexcept {
     return (static_cast<std::uint8_t>(op) & 0x8) != 0;
@@ -149,6 +164,11 @@ void decoder::control_done() noexcept {
         code = static_cast<std::uint16_t>((control_[0] << 8) | control_[1]);
         if (!valid_close_code(code)) {
             return fail(close_protocol_error, "a close frame with an invalid code");
+        }
+        const std::string_view reason{reinterpret_cast<const char*>(control_.data()) + 2,
+                                      static_cast<std::size_t>(control_size_ - 2)};
+        if (!valid_close_reason(reason)) {
+            return fail(close_invalid_data, "a close frame whose reason is not UTF-8");
         }
     }
     closed_ = true;

@@ -19,6 +19,7 @@ namespace mqtt::net::ws {
 inline constexpr std::uint16_t close_normal = 1000;
 inline constexpr std::uint16_t close_protocol_error = 1002;
 inline constexpr std::uint16_t close_unsupported_data = 1003;
+inline constexpr std::uint16_t close_invalid_data = 1007;  // e.g. a close reason not UTF-8
 inline constexpr std::uint16_t close_too_big = 1009;
 
 enum class opcode : std::uint8_t {
@@ -50,7 +51,7 @@ class decoder {
     // The peer's close frame: its code (0 when it had none), which the answer echoes.
     bool peer_closed() const noexcept { return closed_; }
     std::uint16_t peer_code() const noexcept { return peer_code_; }
-    // The peer broke the protocol: the code to close with (1002, 1003, 1009) and why.
+    // The peer broke the protocol: the code to close with (1002, 1003, 1007, 1009) and why.
     std::uint16_t error() const noexcept { return error_; }
     std::string_view why() const noexcept { return why_; }
     // A ping arrived: the payload the pong carries (only the latest ping is answered, as
