@@ -92,6 +92,17 @@ class raw_client {
         if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
     }
+    // Closes with a reset (SO_LINGER 0) instead of a FIN.
+    void reset() {
+        linger lg{1, 0};
+        if (fd_ >= 0) ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close();
+    }
+    // FIN: no more bytes from us, the connection half open.
+    void shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+    void set_receive_buffer(int bytes) {
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    }
 
     void send_raw(const bytes& b) {
         std::size_t done = 0;

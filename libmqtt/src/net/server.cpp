@@ -31,6 +31,7 @@
 #include "mqtt/broker/sys_topics.hpp"
 #include "mqtt/version.hpp"
 #include "mqttsn_udp.hpp"
+#include "net/transport/epoll_tcp.hpp"
 #include "net/transport/tls.hpp"
 #include "net/transport/ws.hpp"
 #include "store_driver.hpp"
@@ -239,9 +240,10 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
                        failed);
         return;
     }
-    auto c = std::make_shared<detail::connection>(make_tcp_transport(std::move(socket)), conns,
-                                                  std::move(peer),
-                                                  static_cast<std::uint32_t>(group));
+    // Plain TCP: on the loop's own epoll set, not a descriptor in Asio's reactor each.
+    auto c =
+        std::make_shared<detail::connection>(make_epoll_tcp_transport(std::move(socket)), conns,
+                                             std::move(peer), static_cast<std::uint32_t>(group));
     c->set_security_slot(security_slot(group));
     detail::connection::start(c);
 }

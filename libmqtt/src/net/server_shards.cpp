@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "mqtt/protocol/codec.hpp"
+#include "net/transport/epoll_tcp.hpp"
 #include "net/transport/tls.hpp"
 #include "net/transport/transport.hpp"
 #include "net/transport/ws.hpp"
@@ -339,23 +340,24 @@ void server::impl::hand_off(std::shared_ptr<handoff> h, std::size_t k) {
     if (stopping) return connection_ended(h->group, nullptr);  // the socket closes with h
     start_args a{std::move(h->peer), h->group, h->slot,     std::move(h->bytes),
                  h->accepted,        false,    std::nullopt};
-    if (k == 0) return start_on_shard(0, make_tcp_transport(std::move(h->socket)), std::move(a));
-    // The descriptor moves to shard k's loop; the objects made on this loop stay here.
+    if (k == 0) {
+        return start_on_shard(0, make_epoll_tcp_transport(std::move(h->socket)), std::move(a));
+    }
+    // The descriptor moves to shard k's loop (out of Asio's reactor here, into shard k's
+    // epoll set there); the objects made on this loop stay here.
     boost::system::error_code ec;
     const auto protocol = h->socket.local_endpoint(ec).protocol();
     const int fd = ec ? -1 : h->socket.release(ec);
     if (ec || fd < 0) return connection_ended(h->group, nullptr);
     runtime->post(k, [this, k, fd, protocol, a = std::move(a)]() mutable {
-        tcp::socket s{runtime->io(k)};
-        boost::system::error_code ec;
         // A shard that is shutting down takes no new connection (its loop must end).
-        if (!shards[k]->stopping) s.assign(protocol, fd, ec);
-        if (shards[k]->stopping || ec) {
-            ::close(fd);
+        auto t = shards[k]->stopping ? nullptr : make_epoll_tcp_transport(runtime->io(k), fd, protocol);
+        if (!t) {
+            if (shards[k]->stopping) ::close(fd);
             asio::post(io, [this, group = a.group] { connection_ended(group, nullptr); });
             return;
         }
-        start_on_shard(k, make_tcp_transport(std::move(s)), std::move(a));
+        start_on_shard(k, std::move(t), std::move(a));
     });
 }
 
