@@ -525,7 +525,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     // at least as many free ids with each scan of the window, instead of one id per scan
     // (a scan per message) when nearly every id is taken.
     inflight_cap_ = std::min(inflight_cap_, max_outbound_window);
-    const bool creates = c.clean_start || engine_.find_session(client_id_) == nullptr;
+    const bool creates = c.clean_start || engine_.find_session(client_id_.get()) == nullptr;
     if (creates && expiry_for(c) != 0 &&
         engine_.offline_session_count() >= cfg.max_offline_sessions) {
         ++engine_.stats().sessions_refused;
@@ -536,10 +536,10 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     state_ = session_state::connected;
     last_rx_ = now;
     // Closes an older connection with this id; discards or resumes the session.
-    const auto attached = engine_.attach(*this, client_id_, c.clean_start, now);
+    const auto attached = engine_.attach(*this, client_id_.get(), c.clean_start, now);
     ds_ = attached.state;
     // The durable session holds the id now; ours comes back at the close (client_id()).
-    std::string{}.swap(client_id_);
+    client_id_.reset();
     engine_.identify(*ds_, std::move(c.username), security_slot_);
     ds_->expiry_interval = expiry_for(c);
     message_ptr will;

@@ -38,11 +38,11 @@ auto long_lived(Handler&& h) {
 
 connection::connection(std::unique_ptr<transport> t, connection_context& ctx, std::string peer,
                        std::uint32_t tag, broker::clock::time_point accepted)
-    : transport_(std::move(t)),
+    : tag_(tag),
+      transport_(std::move(t)),
       framer_(ctx.engine.config().max_packet_size),
       session_(ctx.engine, accepted, std::move(peer)),
       ctx_(&ctx),
-      tag_(tag),
       next_read_(small_read) {
     session_.set_observer(this);
     if (store() != nullptr) store()->enlist(*this);
@@ -146,7 +146,9 @@ void connection::on_readable(const boost::system::error_code& ec) {
 // check a weak one: the connection holds itself until it reads again or ends.
 void connection::pause_input() {
     read_paused_ = true;
-    paused_self_ = shared_from_this();
+    if (!paused_self_) {
+        paused_self_ = std::make_unique<std::shared_ptr<connection>>(shared_from_this());
+    }
 }
 
 void connection::on_read(const boost::system::error_code& ec, std::size_t n) {

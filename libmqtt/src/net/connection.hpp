@@ -51,11 +51,12 @@ struct connection_context {
 // logic is in the session; this file only moves bytes and time. With a store that holds
 // output (persistence_sync always / batch), bytes the session produced while records were
 // not yet on disk are written only after the store's flush.
+// deadline_owner is the last base: tag_, the first member, takes the rest of its last word.
 class connection final : public std::enable_shared_from_this<connection>,
                          private broker::session_observer,
                          private held_output,
-                         private deadline_owner,
-                         private readable_listener {
+                         private readable_listener,
+                         private deadline_owner {
   public:
     // `t` has done its opening exchange (the TLS handshake) already. The CONNECT deadline
     // (connect_timeout_ms) counts from `accepted`, the TCP accept before that exchange.
@@ -118,6 +119,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     void submit_auth();            // hands a password check to the worker
     void on_auth_result(bool ok);  // back on the loop
 
+    std::uint32_t tag_;  // given to ctx_->ended
     std::unique_ptr<transport> transport_;
     protocol::framer framer_;
     broker::session session_;
@@ -135,7 +137,6 @@ class connection final : public std::enable_shared_from_this<connection>,
     // Allocated at the first stage(): only connections whose output waited for a sync.
     std::unique_ptr<std::vector<staged_output>> staged_;
     bool has_staged() const noexcept { return staged_ && !staged_->empty(); }
-    std::uint32_t tag_;      // given to ctx_->ended
     std::uint16_t next_read_;  // the size of the next read, following the last one
     // Flags as bits: this object is in every connection.
     bool refused_ : 1 = false;  // the store refused what was held: only the close is written
@@ -148,7 +149,8 @@ class connection final : public std::enable_shared_from_this<connection>,
     bool read_paused_ : 1 = false;    // no read pending because the session holds its input
     bool resume_posted_ : 1 = false;  // resume_input() is on its way
     bool end_pending_ : 1 = false;    // started, ctx_->ended not called yet
-    std::shared_ptr<connection> paused_self_;  // set while paused: see pause_input()
+    // Set while paused (see pause_input()): one word here, the reference on the heap then.
+    std::unique_ptr<std::shared_ptr<connection>> paused_self_;
 };
 
 }  // namespace mqtt::net::detail

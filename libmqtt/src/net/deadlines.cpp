@@ -24,7 +24,7 @@ void deadlines::schedule(deadline_owner& o, broker::clock::time_point at) {
     if (o.slot_ == deadline_owner::unscheduled) {
         o.at_ = at;
         heap_.push_back(&o);
-        o.slot_ = heap_.size() - 1;
+        o.slot_ = static_cast<std::uint32_t>(heap_.size() - 1);
         sift_up(o.slot_);
     } else {
         const bool earlier = at < o.at_;
@@ -78,7 +78,7 @@ void deadlines::on_timer(const boost::system::error_code& ec) {
 
 void deadlines::place(std::size_t i, deadline_owner* o) noexcept {
     heap_[i] = o;
-    o->slot_ = i;
+    o->slot_ = static_cast<std::uint32_t>(i);
 }
 
 void deadlines::sift_up(std::size_t i) noexcept {

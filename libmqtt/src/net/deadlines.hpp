@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -38,9 +39,10 @@ class deadline_owner {
 
   private:
     friend class deadlines;
-    static constexpr std::size_t unscheduled = std::numeric_limits<std::size_t>::max();
+    // 32 bits: a connection's next member may take the rest of this base's last word.
+    static constexpr std::uint32_t unscheduled = std::numeric_limits<std::uint32_t>::max();
     broker::clock::time_point at_ = broker::clock::time_point::max();
-    std::size_t slot_ = unscheduled;
+    std::uint32_t slot_ = unscheduled;
 };
 
 class deadlines {

@@ -60,13 +60,13 @@ std::span<std::uint8_t> framer::prepare(std::size_t n) {
 }
 
 void framer::commit(std::size_t n) {
-    if (error_) return;
+    if (failed()) return;
     end_ = static_cast<std::uint32_t>(std::min(std::size_t{end_} + n, std::size_t{size_}));
     check_pending_header();
 }
 
 void framer::feed(std::span<const std::uint8_t> bytes) {
-    if (error_ || bytes.empty()) return;
+    if (failed() || bytes.empty()) return;
     auto room = prepare(bytes.size());
     std::memcpy(room.data(), bytes.data(), bytes.size());
     commit(bytes.size());
@@ -74,19 +74,19 @@ void framer::feed(std::span<const std::uint8_t> bytes) {
 
 result<std::optional<frame>> framer::next() {
     // Whole packets before a bad one are still handed out; then the error.
-    if (error_ && begin_ == end_) return error_;
+    if (failed() && begin_ == end_) return error();
     const auto h = scan_header(buf_.get() + begin_, buffered());
     if (h.ec) {
         fail(h.ec);
-        return error_;
+        return error();
     }
     if (h.header_size == 0) return std::optional<frame>{};
     if (h.header_size + h.remaining > max_packet_size_) {
         fail(errc::packet_too_large);
-        return error_;
+        return error();
     }
     if (buffered() < h.header_size + h.remaining) {
-        if (error_) return error_;
+        if (failed()) return error();
         return std::optional<frame>{};
     }
     frame f;
@@ -97,7 +97,7 @@ result<std::optional<frame>> framer::next() {
 }
 
 std::size_t framer::missing() const noexcept {
-    if (error_ || begin_ == end_) return 0;
+    if (failed() || begin_ == end_) return 0;
     const auto h = scan_header(buf_.get() + begin_, buffered());
     if (h.ec || h.header_size == 0) return 0;
     const std::size_t whole = h.header_size + std::size_t{h.remaining};
@@ -105,19 +105,19 @@ std::size_t framer::missing() const noexcept {
 }
 
 void framer::fail(std::error_code ec) noexcept {
-    if (!error_) error_ = ec;
+    if (!failed()) error_ = static_cast<errc>(ec.value());  // an errc: see error_
     end_ = begin_;
 }
 
 // Rejects an oversized packet as soon as its header is in, and drops what was buffered,
 // so a peer cannot make us hold a body we will refuse anyway.
 void framer::check_pending_header() noexcept {
-    if (error_) return;
+    if (failed()) return;
     std::size_t at = begin_;  // bytes before end_: fits 32 bits
     while (at < end_) {
         const auto h = scan_header(buf_.get() + at, end_ - at);
         if (h.ec || (h.header_size && h.header_size + h.remaining > max_packet_size_)) {
-            error_ = h.ec ? h.ec : make_error_code(errc::packet_too_large);
+            error_ = h.ec ? static_cast<errc>(h.ec.value()) : errc::packet_too_large;
             end_ = static_cast<std::uint32_t>(at);  // keep the whole packets before it, drop the rest
             return;
         }

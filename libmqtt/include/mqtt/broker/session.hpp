@@ -142,7 +142,7 @@ class session {
 
     // ---- inspection (tests, logs)
     session_state state() const noexcept { return state_; }
-    const std::string& client_id() const noexcept { return ds_ ? ds_->client_id : client_id_; }
+    const std::string& client_id() const noexcept { return ds_ ? ds_->client_id : client_id_.get(); }
     std::string peer() const { return peer_.str(); }
     protocol::protocol_version version() const noexcept { return version_; }
     // The MQTT session attached while connected; nullptr before CONNECT and once closing.
@@ -292,8 +292,27 @@ class session {
     // Fields are ordered to leave no padding: this object is in every connection.
     std::uint32_t security_slot_ = 0;
     // The client id until the durable session is attached (which holds it then: one copy
-    // per connection, not two) and again after the close.
-    std::string client_id_;
+    // per connection, not two) and again after the close. One word while it is not here.
+    class boxed_string {
+      public:
+        const std::string& get() const noexcept {
+            static const std::string none;
+            return p_ ? *p_ : none;
+        }
+        boxed_string& operator=(std::string s) {
+            if (p_) {
+                *p_ = std::move(s);
+            } else {
+                p_ = std::make_unique<std::string>(std::move(s));
+            }
+            return *this;
+        }
+        void reset() noexcept { p_.reset(); }
+
+      private:
+        std::unique_ptr<std::string> p_;
+    };
+    boxed_string client_id_;
     peer_name peer_;                 // one word for an IPv4 peer (see peer_name)
     durable_session* ds_ = nullptr;  // attached (by the engine) while connected
     clock::time_point created_;

@@ -8,6 +8,7 @@
 #include <system_error>
 #include <vector>
 
+#include "mqtt/error.hpp"
 #include "mqtt/protocol/types.hpp"
 #include "mqtt/result.hpp"
 
@@ -52,11 +53,14 @@ public:
     // Frees the buffer when nothing is buffered (an idle connection); prepare() allocates
     // again.
     void release() noexcept;
-    std::error_code error() const noexcept { return error_; }
+    std::error_code error() const noexcept {
+        return failed() ? make_error_code(error_) : std::error_code{};
+    }
 
 private:
     void check_pending_header() noexcept;
     void fail(std::error_code ec) noexcept;
+    bool failed() const noexcept { return error_ != mqtt::errc{}; }
     void compact();
 
     // Allocated without zero-filling: pages are touched only as bytes are read into them,
@@ -68,7 +72,8 @@ private:
     std::uint32_t begin_ = 0;  // first unconsumed byte
     std::uint32_t end_ = 0;    // one past the last committed byte
     std::uint32_t max_packet_size_;
-    std::error_code error_;
+    // Every framing error is an mqtt::errc (none is 0): 4 bytes, not an error_code's 16.
+    mqtt::errc error_{};
 };
 
 }  // namespace mqtt::protocol
