@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bridge_support import (HOST, MOSQUITTO, WORK, Bridge, Broker, Client, check, done,  # noqa: E402
-                            free_port, spawn, wait_for, wait_port)
+                            free_port, spawn, stop, wait_for, wait_port)
 
 BIN = sys.argv[1]
 KIND = sys.argv[2]
@@ -83,24 +83,38 @@ class TlsRemote:
             self.wrong_host = "127.0.0.3"
             self.mutual_port = None
         else:
-            self.port, self.tls_port, self.mutual_port = free_port(), free_port(), free_port()
-            self.wrong_port = free_port()
-            self.tls_host = self.wrong_host = HOST
-            with open(conf, "w") as f:
-                f.write("per_listener_settings false\nallow_anonymous true\n"
-                        f"listener {self.port} {HOST}\n"
-                        f"listener {self.tls_port} {HOST}\n"
-                        f"certfile {cert('server.crt')}\nkeyfile {cert('server.key')}\n"
-                        f"listener {self.mutual_port} {HOST}\n"
-                        f"certfile {cert('server.crt')}\nkeyfile {cert('server.key')}\n"
-                        f"cafile {cert('ca.crt')}\nrequire_certificate true\n"
-                        f"listener {self.wrong_port} {HOST}\n"
-                        f"certfile {cert('wronghost.crt')}\nkeyfile {cert('server.key')}\n")
-            log = open(os.path.join(WORK, "remote-mosquitto.log"), "a")
-            self.proc = spawn([MOSQUITTO, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
-            for p in (self.port, self.tls_port, self.mutual_port, self.wrong_port):
-                if not wait_port(p):
+            # free_port() gives ports another test running in parallel may take before
+            # Mosquitto binds them: a start that fails is tried again on other ports.
+            for attempt in range(3):
+                if self.start_mosquitto(conf, attempt == 2):
+                    break
+
+    def start_mosquitto(self, conf, last):
+        self.port, self.tls_port, self.mutual_port = free_port(), free_port(), free_port()
+        self.wrong_port = free_port()
+        self.tls_host = self.wrong_host = HOST
+        with open(conf, "w") as f:
+            f.write("per_listener_settings false\nallow_anonymous true\n"
+                    f"listener {self.port} {HOST}\n"
+                    f"listener {self.tls_port} {HOST}\n"
+                    f"certfile {cert('server.crt')}\nkeyfile {cert('server.key')}\n"
+                    f"listener {self.mutual_port} {HOST}\n"
+                    f"certfile {cert('server.crt')}\nkeyfile {cert('server.key')}\n"
+                    f"cafile {cert('ca.crt')}\nrequire_certificate true\n"
+                    f"listener {self.wrong_port} {HOST}\n"
+                    f"certfile {cert('wronghost.crt')}\nkeyfile {cert('server.key')}\n")
+        log = open(os.path.join(WORK, "remote-mosquitto.log"), "a")
+        self.proc = spawn([MOSQUITTO, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+        for p in (self.port, self.tls_port, self.mutual_port, self.wrong_port):
+            if not wait_port(p):
+                stop(self.proc)
+                log.flush()
+                if last:
+                    with open(log.name) as f:
+                        print(f.read()[-2000:])
                     sys.exit("FAIL: mosquitto did not start")
+                return False
+        return True
 
 
 def crosses(local, remote, b, tag, topic_out="tls/out", topic_in="tls/in"):

@@ -738,7 +738,8 @@ def sys_limits(port, want):
     which publishes $SYS: with threads > 1, what goes to the other shards waits in their
     channels while memory_limit is reached."""
     c = NET.client(port, "observer")
-    shards = int(os.environ.get("TERN_BROKER_THREADS", "1"))
+    # Unset (broker_hostile_tls), the broker runs its default: one loop per core.
+    shards = int(os.environ.get("TERN_BROKER_THREADS") or len(os.sched_getaffinity(0)))
     c.connect(V311, harness.ids_on(0, "sys-watch-%d-" % time.monotonic_ns(), shards)[0])
     c.send(subscribe_packet(V311, 1, [("$SYS/broker/limits/#", 0)]))
     values = {}
