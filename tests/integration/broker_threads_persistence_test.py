@@ -11,6 +11,7 @@ retained messages set from both shards:
   and a retained message set from shard 1 is, after the restart, the last one acknowledged
   or a later one (shard 1 acknowledges only once shard 0, which records the retained
   messages, has synced it);
+- a share group with a member on each shard, restarted: each message reaches one member;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -341,8 +342,40 @@ def change_threads():
         b.stop()
 
 
+def shared_restart():
+    """A share group with a member on each shard, restarted on the store: each message goes
+    to one member, before the restart (queued while both are offline) and after it (the
+    member away from the group's home is registered there again, not kept in a second copy
+    of the group on its own shard that would serve every message once more)."""
+    group = next(g for g in (f"$share/sg{i}/sh/#" for i in range(100))
+                 if harness.shard_of(g, 2) == 0)
+    members = (harness.ids_on(0, "shm", 2)[0], harness.ids_on(1, "shm", 2)[0])
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(2)
+        for cid in members:
+            Sub(b.port, cid, topic=group, qos=1).close()
+        ok = publish_all(b.port, PUB1, [("sh/x", f"before-{i}", 1, False) for i in range(10)])
+        check(ok, "shared restart: 10 messages acknowledged while both members are offline")
+        check(b.stop() == 0, "shared restart: SIGTERM, exit 0")
+        b.start(2)
+        subs = [Sub(b.port, cid, topic=group, qos=1) for cid in members]
+        time.sleep(0.5)  # the joins reach the group's home
+        ok = publish_all(b.port, PUB1, [("sh/x", f"after-{i}", 1, False) for i in range(10)])
+        got = []
+        for s in subs:
+            got += payloads(s.wait_count(1, timeout=5.0))
+        want = [f"before-{i}" for i in range(10)] + [f"after-{i}" for i in range(10)]
+        check(ok and sorted(got) == sorted(want),
+              f"shared restart: each of the 20 messages reached one member once ({len(got)}: "
+              f"{sorted(got)})")
+        for s in subs:
+            s.close()
+        b.stop()
+
+
 def main():
     clean_restart()
+    shared_restart()
     kill_during_traffic()
     stalled_shard()
     change_threads()

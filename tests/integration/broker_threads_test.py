@@ -7,7 +7,7 @@ shard are seen on the other, and concurrent sets from both shards end alike on b
 takeover (0x8E) and a resumed session with its queued messages, which need a client id's
 connections to meet on one shard; assigned client ids that resume; shared subscriptions
 with members on both shards (one member per message, in turn, members leaving, offline or
-ending); use_username_as_clientid routing by user name; a
+ending, a member at its Receive Maximum passed over); use_username_as_clientid routing by user name; a
 subscriber that reads nothing pausing a publisher on the other shard at the channel's
 high-water mark, nothing lost, and a subscriber that acknowledges nothing releasing it after
 backpressure_timeout_ms (also with one thread); hostile first packets on the way to a shard;
@@ -33,7 +33,8 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
 from mqtt_wire import (V5, V311, Client, ack_packet, connect_packet,  # noqa: E402
-                       disconnect_code, disconnect_packet, packet, prop_u32, publish_packet,
+                       disconnect_code, disconnect_packet, packet, prop_u16, prop_u32,
+                       publish_packet,
                        subscribe_packet, unsubscribe_packet)
 
 SHARDS = 2
@@ -270,6 +271,51 @@ def shared_backpressure(port, check):
         writer.close()
         for c in (sub, pub):
             c.close()
+
+
+def shared_receive_maximum(port, check):
+    """A member at its Receive Maximum on the shard away from its group's home is passed
+    over (MQTT 5.0 4.8.2): its shard tells the home it is busy and, after its
+    acknowledgements, ready again. The other member, on the home shard, reads and
+    acknowledges everything; each message reaches one member exactly once."""
+    group = next(g for g in (f"$share/rm{i}/srm/#" for i in range(100)) if group_home(g) == 0)
+    slow, _ = connect(port, V5, ids_on(1, "srm-slow-")[0], props=prop_u16(0x21, 2))
+    subscribe(slow, V5, group, 1)
+    fast, _ = connect(port, V5, ids_on(0, "srm-fast-")[0])
+    subscribe(fast, V5, group, 1)
+    harness_wait()
+    pub, _ = connect(port, V5, ids_on(1, "srm-pub-")[0])
+    fast_got = []
+    stop = threading.Event()
+
+    def read_fast():
+        while not stop.is_set():
+            fast_got.extend(drain(fast, V5, check, "fast member", quiet=0.2))
+
+    reader = threading.Thread(target=read_fast)
+    reader.start()
+    total = 200
+    publish_all(pub, V5, "srm/t", [b"%d" % i for i in range(total)], 1)
+    time.sleep(1.0)
+    stop.set()
+    reader.join(10)
+    slow_got = drain(slow, V5, check, "slow member", quiet=1.0)
+    # 2: its Receive Maximum; a few more may reach its queue while its busy note is on its
+    # way to the home shard, never a share of the 200.
+    check(2 <= len(slow_got) <= 20,
+          f"the member at its Receive Maximum got {len(slow_got)} of {total} (2 to 20)")
+    both = sorted(slow_got + fast_got, key=int)
+    check(both == [b"%d" % i for i in range(total)],
+          f"each message reached one member exactly once ({len(slow_got)} + {len(fast_got)})")
+    # Both acknowledged everything: both ready, in turn again.
+    harness_wait()
+    publish_all(pub, V5, "srm/t", [b"x%d" % i for i in range(4)], 1)
+    got_slow = drain(slow, V5, check, "slow member", quiet=0.5)
+    got_fast = drain(fast, V5, check, "fast member", quiet=0.5)
+    check(len(got_slow) == 2 and len(got_fast) == 2,
+          f"both ready again: 4 messages in turn, 2 and 2 ({len(got_slow)}, {len(got_fast)})")
+    for c in (slow, fast, pub):
+        c.close()
 
 
 def harness_wait():
@@ -751,7 +797,8 @@ def main():
     broker = harness.start_tern_broker(binary, work, ["-c", conf])
     try:
         for fn in (order_across_shards, retained_across_shards, sessions, shared_across_shards,
-                   shard_backpressure, shared_backpressure, hostile_first_packets):
+                   shared_receive_maximum, shard_backpressure, shared_backpressure,
+                   hostile_first_packets):
             print(f"--- {fn.__name__}", flush=True)
             try:
                 fn(broker.port, check)

@@ -327,3 +327,114 @@ TEST_CASE("shard share: a member whose leave note was lost costs one message, no
     CHECK(h.ops[home][away] == std::vector{share_op::deliver, share_op::retry});
     CHECK(h.ops[away][home] == std::vector{share_op::join, share_op::leave, share_op::again});
 }
+
+namespace {
+
+// A group name of the form `$share/<name>/t/#` whose home is shard k (of 2).
+std::string group_on(std::size_t k, const std::string& name) {
+    for (int i = 0;; ++i) {
+        auto g = "$share/" + name + std::to_string(i) + "/t/#";
+        if (shard_of(g, 2) == k) return g;
+    }
+}
+
+}  // namespace
+
+TEST_CASE("shard share: a member at its Receive Maximum on the other shard is passed over") {
+    // MQTT 5.0 §4.8.2 with threads > 1: the member's shard tells the home when its
+    // connection can no longer send (share_op::busy) and when it can again (ready).
+    auto now = test_epoch();
+    two_shards h;
+    const std::size_t home = shard_of(group, 2);
+    const std::size_t away = 1 - home;
+    test_client slow{h.at(away), protocol_version::v5, now};
+    connect_packet c;
+    c.client_id = id_on(away, "slow");
+    c.props.receive_maximum = 1;
+    REQUIRE(slow.connect_with(c).code == reason_code::success);
+    slow.subscribe(group, qos::at_least_once);
+    h.pump();
+    test_client fast{h.at(home), protocol_version::v5, now};
+    fast.connect(id_on(home, "fast"));
+    fast.subscribe(group, qos::at_least_once);
+    test_client pub{h.at(home), protocol_version::v5, now};
+    pub.connect(id_on(home, "p"));
+    auto send = [&](const std::string& payload) {
+        pub.publish("t/1", payload, qos::at_least_once);
+        (void)pub.received();
+        h.pump();
+    };
+
+    // slow takes the first and does not acknowledge it: fast gets every other one.
+    std::vector<packet> held;
+    for (int i = 0; i < 6; ++i) {
+        send("m" + std::to_string(i));
+        for (auto& p : slow.received()) held.push_back(std::move(p));
+    }
+    REQUIRE(held.size() == 1);
+    CHECK(as<publish_packet>(held[0]).payload == "m0");
+    CHECK(take(fast) == std::vector<std::string>{"m1", "m2", "m3", "m4", "m5"});
+    CHECK(h.ops[away][home] == std::vector{share_op::join, share_op::busy});
+    CHECK(h.ops[home][away] == std::vector{share_op::deliver});
+    CHECK(h.at(away).find_session(c.client_id)->queue.empty());
+
+    SUBCASE("its acknowledgement makes it ready, and it is in turn again") {
+        slow.send(puback_packet{as<publish_packet>(held[0]).packet_id, reason_code::success, {}});
+        h.pump();
+        CHECK(h.ops[away][home] == std::vector{share_op::join, share_op::busy, share_op::ready});
+        send("n0");  // the member after fast, last served, in turn: slow
+        send("n1");
+        send("n2");
+        CHECK(take(slow) == std::vector<std::string>{"n0"});
+        CHECK(take(fast) == std::vector<std::string>{"n1", "n2"});
+        h.pump();
+        CHECK(h.ops[away][home] == std::vector{share_op::join, share_op::busy, share_op::ready,
+                                               share_op::busy, share_op::ready});
+    }
+    SUBCASE("a busy connection joining another remote group says so with its join") {
+        const auto other = group_on(home, "h");
+        slow.subscribe(other, qos::at_least_once);
+        h.pump();
+        CHECK(h.ops[away][home] ==
+              std::vector{share_op::join, share_op::busy, share_op::join, share_op::busy});
+        pub.publish("t/2", "x", qos::at_least_once);  // both groups: fast's, and the new one
+        (void)pub.received();
+        h.pump();
+        CHECK(take(slow).empty());  // at its maximum: queued, as the only member
+        CHECK(h.at(away).find_session(c.client_id)->queue.size() == 1);
+    }
+}
+
+TEST_CASE("shard share: restored members of a group homed elsewhere join it there, offline") {
+    // After a restart with persistence: the member's shard does not keep a copy of the
+    // group (it would serve every message a second time); the home learns of the member.
+    two_shards h;
+    const std::size_t home = shard_of(group, 2);
+    const std::size_t away = 1 - home;
+    auto ds = std::make_unique<mqtt::broker::durable_session>();
+    ds->client_id = id_on(away, "r");
+    ds->expiry_interval = 3600;
+    ds->subscriptions.emplace(group, mqtt::broker::subscription_entry{{qos::at_least_once}, 0});
+    h.at(away).restore_session(std::move(ds));
+    CHECK(h.at(away).share_group_count() == 0);
+    h.at(away).announce_restored_shares();
+    h.pump();
+    CHECK(h.ops[away][home] == std::vector{share_op::join, share_op::offline});
+    CHECK(h.at(home).share_group_count() == 1);
+    CHECK(h.at(home).subscription_count() == 1);
+
+    // A member on the home shard gets everything while the restored one is offline; with
+    // both offline the restored one's queue takes it, once.
+    test_client a{h.at(home), protocol_version::v5, h.now};
+    a.connect(id_on(home, "a"));
+    a.subscribe(group, qos::at_least_once);
+    test_client pub{h.at(away), protocol_version::v5, h.now};
+    pub.connect(id_on(away, "p"));
+    for (int i = 0; i < 3; ++i) {
+        pub.publish("t/1", std::to_string(i), qos::at_least_once);
+        (void)pub.received();
+        h.pump();
+    }
+    CHECK(take(a).size() == 3);
+    CHECK(h.at(away).find_session(id_on(away, "r"))->queue.empty());
+}

@@ -161,6 +161,71 @@ TEST_CASE("shared subscriptions: offline members are passed over while one is on
     }
 }
 
+TEST_CASE("shared subscriptions: a member at its Receive Maximum is passed over while another can send") {
+    // MQTT 5.0 §4.8.2: a message is not given to a member that cannot send it now (its
+    // Receive Maximum reached) while another member can.
+    auto now = test_epoch();
+    engine e;
+    test_client slow{e, protocol_version::v5, now};
+    connect_packet c;
+    c.client_id = "slow";
+    c.props.receive_maximum = 1;
+    REQUIRE(slow.connect_with(c).code == reason_code::success);
+    slow.subscribe("$share/g/q", qos::at_least_once);
+    test_client fast{e, protocol_version::v5, now};
+    fast.connect("fast");
+    fast.subscribe("$share/g/q", qos::at_least_once);
+    test_client pub{e, protocol_version::v5, now};
+    pub.connect("pub");
+
+    // slow takes the first and never acknowledges it: the rest go to fast, in order.
+    for (int i = 0; i < 6; ++i) pub.publish("q", std::to_string(i), qos::at_least_once);
+    const auto to_slow = publishes(slow.received());
+    REQUIRE(to_slow.size() == 1);
+    CHECK(to_slow[0].payload == "0");
+    std::vector<std::string> to_fast;
+    for (const auto& p : publishes(fast.received())) {
+        to_fast.push_back(p.payload);
+        fast.send(puback_packet{p.packet_id, reason_code::success, {}});
+    }
+    CHECK(to_fast == std::vector<std::string>{"1", "2", "3", "4", "5"});
+    CHECK(e.find_session("slow")->queue.empty());
+
+    SUBCASE("once it acknowledges it is in turn again") {
+        slow.send(puback_packet{to_slow[0].packet_id, reason_code::success, {}});
+        for (int i = 6; i < 10; ++i) pub.publish("q", std::to_string(i), qos::at_least_once);
+        CHECK(publishes(slow.received()).size() == 1);  // at its maximum again after one
+        CHECK(publishes(fast.received()).size() == 3);
+    }
+    SUBCASE("QoS 0: the output bound, not the in-flight window, decides") {
+        pub.publish("q", "a");
+        pub.publish("q", "b");
+        CHECK(payloads(slow.received()).size() == 1);
+        CHECK(payloads(fast.received()).size() == 1);
+    }
+}
+
+TEST_CASE("shared subscriptions: with every member at its Receive Maximum the queues take turns") {
+    auto now = test_epoch();
+    engine e;
+    std::vector<std::unique_ptr<test_client>> m;
+    for (const char* id : {"a", "b"}) {
+        m.push_back(std::make_unique<test_client>(e, protocol_version::v5, now));
+        connect_packet c;
+        c.client_id = id;
+        c.props.receive_maximum = 1;
+        REQUIRE(m.back()->connect_with(c).code == reason_code::success);
+        m.back()->subscribe("$share/g/q", qos::at_least_once);
+    }
+    test_client pub{e, protocol_version::v5, now};
+    pub.connect("pub");
+    for (int i = 0; i < 6; ++i) pub.publish("q", std::to_string(i), qos::at_least_once);
+    CHECK(payloads(m[0]->received()) == std::vector<std::string>{"0"});
+    CHECK(payloads(m[1]->received()) == std::vector<std::string>{"1"});
+    CHECK(e.find_session("a")->queue.size() == 2);
+    CHECK(e.find_session("b")->queue.size() == 2);
+}
+
 TEST_CASE("shared subscriptions: 3.1.1 clients may use them too") {
     auto now = test_epoch();
     engine e;

@@ -53,7 +53,16 @@ bool engine::subscribe(durable_session& s, std::string_view filter,
                        std::make_shared<const share_ref>(
                            share_ref{std::string{filter}, s.client_id, shard_index_}),
                        nullptr);
-        if (s.connection == nullptr) note_remote_groups(s, share_op::offline);
+        if (added) ++s.remote_shares;
+        if (s.connection == nullptr) {
+            note_remote_groups(s, share_op::offline);
+        } else if (added && !s.connection->share_ready_now()) {
+            // A join says ready: a connection that cannot send now says so at once.
+            router_->share(home_of(filter), share_op::busy,
+                           std::make_shared<const share_ref>(
+                               share_ref{std::string{filter}, s.client_id, shard_index_}),
+                           nullptr);
+        }
         return added;
     }
     if (shared.is_shared()) return join_group(s, filter, shared.filter, e);
@@ -69,6 +78,7 @@ bool engine::unsubscribe(durable_session& s, std::string_view filter) {
                        std::make_shared<const share_ref>(
                            share_ref{std::string{filter}, s.client_id, shard_index_}),
                        nullptr);
+        --s.remote_shares;
         return true;
     }
     if (shared.is_shared()) return leave_group(s, filter, shared.filter);

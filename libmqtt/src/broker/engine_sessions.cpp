@@ -104,9 +104,12 @@ void engine::restore_session(std::unique_ptr<durable_session> s) {
     for (const auto& o : ds.inflight) {
         if (o.msg) charge(*o.msg);  // none once only PUBREL/PUBCOMP is left
     }
+    ds.remote_shares = 0;
     for (const auto& [filter, e] : ds.subscriptions) {
         const auto shared = protocol::parse_shared(filter);
-        if (shared.is_shared()) {
+        if (shared.is_shared() && remote_group(filter)) {
+            ++ds.remote_shares;  // its home learns of it: announce_restored_shares()
+        } else if (shared.is_shared()) {
             join_group(ds, filter, shared.filter, e);
         } else {
             subscriptions_.insert_or_assign(filter, &ds, e);
@@ -119,6 +122,14 @@ void engine::restore_session(std::unique_ptr<durable_session> s) {
     const std::string_view key{ds.client_id};
     by_id_.emplace(key, std::move(s));
     schedule(ds);
+}
+
+void engine::announce_restored_shares() {
+    for (const auto& [id, ds] : by_id_) {
+        if (ds->remote_shares == 0 || ds->connection != nullptr) continue;
+        note_remote_groups(*ds, share_op::join);
+        note_remote_groups(*ds, share_op::offline);
+    }
 }
 
 void engine::end_session(durable_session& ds) {

@@ -27,7 +27,7 @@ bool engine::join_group(durable_session& s, std::string_view filter, std::string
         m->e = e;
         return false;
     }
-    members.push_back({&s, e, nullptr, true});
+    members.push_back({&s, e, nullptr, true, true});
     ++shared_members_;
     return true;
 }
@@ -57,7 +57,7 @@ void engine::join_remote(std::string_view filter, share_ref_ptr r) {
         m->online = true;
         return;
     }
-    members.push_back({nullptr, sub_entry{}, std::move(r), true});
+    members.push_back({nullptr, sub_entry{}, std::move(r), true, true});
     ++shared_members_;
 }
 
@@ -108,6 +108,10 @@ void engine::note_remote_groups(const durable_session& ds, share_op op) {
     }
 }
 
+void engine::note_share_ready(const durable_session& ds, bool ready) {
+    note_remote_groups(ds, ready ? share_op::ready : share_op::busy);
+}
+
 // Each share group whose filter matches gets the message once, for one of its members
 // (MQTT 5.0 §4.8.2), in turn. A session with a shared and an ordinary subscription may
 // receive the message once for each.
@@ -124,14 +128,18 @@ void engine::route_shared(const durable_session* from, const message_ptr& m, std
     groups.clear();
 }
 
-// The next connected member that can take it now, else the next connected one, else (all
-// offline) the next one, whose session queues it. A member on another shard counts as
-// able to take it while its shard says it is connected (its queue is not known here).
+// The first member in turn that can send it now (MQTT 5.0 §4.8.2: not one at its Receive
+// Maximum), else the first whose queue takes it, else the first connected one, else (all
+// offline) the next one, whose session queues it. A member on another shard can send now
+// while its shard last said ready (share_op::busy / ready); a busy one counts as taking it
+// (its queue's room is not known here).
 bool engine::serve_group(share_group& g, const durable_session* from, const message_ptr& m,
                          bool retry) {
     const std::size_t n = g.members.size();
     if (n == 0) return false;
+    const bool qos0 = m->qos_level == protocol::qos::at_most_once && !limits_.upgrade_outgoing_qos;
     std::size_t pick = n;
+    std::size_t takes = n;
     std::size_t online = n;
     for (std::size_t k = 0; k < n && pick == n; ++k) {
         const std::size_t i = (g.next + k) % n;
@@ -139,7 +147,11 @@ bool engine::serve_group(share_group& g, const durable_session* from, const mess
         if (member.s == nullptr) {  // on another shard
             if (!member.online) continue;
             if (online == n) online = i;
-            pick = i;
+            if (member.ready || qos0) {
+                pick = i;
+            } else if (takes == n) {
+                takes = i;
+            }
             continue;
         }
         session* c = member.s->connection;
@@ -148,10 +160,14 @@ bool engine::serve_group(share_group& g, const durable_session* from, const mess
         const auto q = limits_.upgrade_outgoing_qos
                            ? member.e.options.max_qos
                            : std::min(m->qos_level, member.e.options.max_qos);
-        if (c->can_take(q)) pick = i;
+        if (c->can_send_now(q)) {
+            pick = i;
+        } else if (takes == n && c->can_take(q)) {
+            takes = i;
+        }
     }
     const bool all_offline = online == n;
-    if (pick == n) pick = online != n ? online : g.next % n;
+    if (pick == n) pick = takes != n ? takes : online != n ? online : g.next % n;
     g.next = (pick + 1) % n;
     const auto& member = g.members[pick];
     if (member.s == nullptr) {
@@ -189,11 +205,19 @@ bool engine::share_from_shard(std::size_t from, share_op op, const share_ref_ptr
             leave_remote(r->group, protocol::parse_shared(r->group).filter, *r);
             break;
         case share_op::online:
-        case share_op::offline: {
+        case share_op::offline:
+        case share_op::busy:
+        case share_op::ready: {
             const auto it = groups_.find(r->group);
             if (it == groups_.end()) break;
             const auto mem = find_remote(it->second->members, *r);
-            if (mem != it->second->members.end()) mem->online = op == share_op::online;
+            if (mem == it->second->members.end()) break;
+            if (op == share_op::busy || op == share_op::ready) {
+                mem->ready = op == share_op::ready;
+            } else {  // a new connection starts ready (it says busy when it is not)
+                mem->online = op == share_op::online;
+                mem->ready = true;
+            }
             break;
         }
         case share_op::deliver:

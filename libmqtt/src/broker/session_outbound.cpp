@@ -137,6 +137,7 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
             }
         }
     }
+    note_share_ready();
     wake();
 }
 
@@ -145,6 +146,20 @@ bool session::can_take(qos q) const noexcept {
     const auto& cfg = engine_.config();
     if (q == qos::at_most_once) return out_.size() <= cfg.max_outbound_bytes;
     return ds_->queue.size() < cfg.max_queued_messages && ds_->queued_bytes < cfg.max_queued_bytes;
+}
+
+bool session::can_send_now(qos q) const noexcept {
+    if (state_ != session_state::connected) return false;
+    if (q == qos::at_most_once) return out_.size() <= engine_.config().max_outbound_bytes;
+    return ds_->queue.empty() && can_send_qos12();
+}
+
+void session::note_share_ready() {
+    if (ds_ == nullptr || ds_->remote_shares == 0 || state_ != session_state::connected) return;
+    const bool ready = share_ready_now();
+    if (ready == share_ready_) return;
+    share_ready_ = ready;
+    engine_.note_share_ready(*ds_, ready);
 }
 
 bool session::can_send_qos12() const noexcept {
@@ -170,6 +185,7 @@ void session::pump() {
         release_shards();
         more_->hold_expired = false;
     }
+    note_share_ready();
 }
 
 void session::send_queued() {

@@ -117,6 +117,11 @@ void server::impl::start_shards() {
         asio::co_spawn(runtime->io(k), shard_expiry_loop(sh.engine, *sh.expiry, sh.stopping),
                        asio::detached);
     }
+    // Restored sessions' remote share groups: their homes hear of them from the loops
+    // (the channels' notes go out at the end of a loop turn), before any connection.
+    for (std::size_t k = 0; k < shards.size(); ++k) {
+        runtime->post(k, [this, k] { engine_of(k).announce_restored_shares(); });
+    }
     runtime->start(true);  // shard 0 is io, which run() runs on this thread
 }
 

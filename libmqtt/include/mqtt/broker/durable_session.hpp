@@ -111,6 +111,10 @@ struct durable_session {
     // one of these ids is acknowledged but not routed again, also after a reconnect.
     std::vector<std::uint16_t> qos2_in;
     std::uint16_t next_packet_id = 1;
+    // With threads > 1: its subscriptions to share groups homed on another shard (each of
+    // those homes is told when its connection turns busy or ready). Not stored: counted
+    // again as the subscriptions are restored.
+    std::uint16_t remote_shares = 0;
     // Seconds the session is kept after its connection closes; 0 ends it at the close.
     std::uint32_t expiry_interval = 0;
     // Its block in the ACL file (-1: none), for the read checks of deliveries made while

@@ -236,6 +236,12 @@ class engine {
     // route_from_shard(): a member it reached is congested, take nothing more from `from`.
     bool share_from_shard(std::size_t from, share_op op, const share_ref_ptr& r,
                           const message_ptr& m, clock::time_point now);
+    // From a connection with remote share groups (session::note_share_ready): it can send a
+    // QoS 1/2 message now, or no longer can; each of those groups' home shards is told.
+    void note_share_ready(const durable_session& ds, bool ready);
+    // After restore_session(), once the shards' loops run: the homes of the restored
+    // sessions' remote share groups learn of their (offline) members.
+    void announce_restored_shares();
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
     // A congested shard took its backlog: the publishers paused for it read again (and the
@@ -302,6 +308,7 @@ class engine {
             sub_entry e;
             share_ref_ptr ref;
             bool online = true;  // a remote member's connection, as its shard last said
+            bool ready = true;   // and whether it can send now (share_op::busy / ready)
         };
         std::vector<member> members;  // in the order they joined
         std::size_t next = 0;         // the member to try first for the next message

@@ -119,6 +119,12 @@ class session {
                  subscription_ids ids = {});
     // Whether a delivery at QoS q would be taken now rather than dropped for a bound.
     bool can_take(protocol::qos q) const noexcept;
+    // Whether a delivery at QoS q would be sent now: for QoS 1/2 nothing waits and an
+    // in-flight slot is free (the client's Receive Maximum, max_inflight_messages); for
+    // QoS 0 the output is within max_outbound_bytes. Share groups prefer such a member.
+    bool can_send_now(protocol::qos q) const noexcept;
+    // can_send_now() at QoS 1, as the home shards of its remote share groups last heard.
+    bool share_ready_now() const noexcept { return can_send_now(protocol::qos::at_least_once); }
     // Server-initiated close: DISCONNECT with rc to a 5.0 client, then close.
     void close_by_server(protocol::reason_code rc);
     void close_by_server(protocol::reason_code rc, clock::time_point now);
@@ -261,6 +267,9 @@ class session {
     void send_qos12(const message_ptr& m, protocol::qos q, bool retain, subscription_ids ids);
     void pump();
     void send_queued();
+    // With threads > 1: tells the homes of its remote share groups when share_ready_now()
+    // changed since they last heard (share_op::busy / ready).
+    void note_share_ready();
     std::uint16_t next_packet_id() noexcept;
     bool congested() const noexcept;
     bool drained() const noexcept;
@@ -340,6 +349,7 @@ class session {
     std::uint16_t alias_in_max_ = 0;
     std::uint8_t max_qos_ = 2;
     bool shard_paused_ = false;  // pause_for_shards()
+    bool share_ready_ = true;    // what note_share_ready() last said
     std::unique_ptr<extras> more_;  // see extras
     // The engine's list of connections (engine::add / remove).
     friend class engine;

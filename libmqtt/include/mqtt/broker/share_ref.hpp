@@ -28,6 +28,12 @@ enum class share_op : std::uint8_t {
     leave,    // member -> home: unsubscribed, or its session ended
     online,   // member -> home: its session has a connection again
     offline,  // member -> home: its connection closed, the session stays
+    // member -> home: its connection cannot send a QoS 1/2 message now (Receive Maximum or
+    // max_inflight_messages reached, messages waiting, or its output over its bound), and
+    // again can (`ready`). Sent by members of remote groups only, on each change; a home
+    // passes over a busy member while another one can send (as it does locally).
+    busy,
+    ready,
     deliver,  // home -> member: the member's turn; an offline member sends it back
     queue,    // home -> member: every member was offline; the session queues it
     again,    // member -> home: not taken (offline, unsubscribed, gone): pick again
