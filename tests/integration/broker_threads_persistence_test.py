@@ -12,6 +12,8 @@ retained messages set from both shards:
   or a later one (shard 1 acknowledges only once shard 0, which records the retained
   messages, has synced it);
 - a share group with a member on each shard, restarted: each message reaches one member;
+- a share group's delivery held up on its way back from the group's home: the publisher's
+  acknowledgement waits for it, and nothing acknowledged is lost to a kill;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -288,6 +290,67 @@ def stalled_shard():
         b.stop()
 
 
+def raw_stalled(port, cid, topic):
+    """A 3.1.1 client (Keep Alive 0, clean session) subscribed to `topic` at QoS 1 that
+    never reads again."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    body = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02]) + struct.pack("!H", 0)
+    body += struct.pack("!H", len(cid)) + cid.encode()
+    s.sendall(bytes([0x10, len(body)]) + body)
+    s.recv(4)  # CONNACK
+    sub = struct.pack("!H", 1) + struct.pack("!H", len(topic)) + topic.encode() + bytes([1])
+    s.sendall(bytes([0x82, len(sub)]) + sub)
+    s.recv(5)  # SUBACK
+    return s
+
+
+def stalled_share_member():
+    """A share group homed on shard 1 whose only member is an offline persistent session on
+    shard 0, and a publisher on shard 0: each message goes to shard 1, which picks the
+    member and sends it back to shard 0. Shard 0 takes nothing from shard 1 for a while (a
+    congested subscriber there holds up that channel): the publisher must not get its
+    acknowledgements while the deliveries wait in that channel, unrecorded. Without the
+    wait shard 1 confirmed the messages after its own sync (it records nothing for them),
+    all 20 were acknowledged, and a kill lost every one."""
+    limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
+    group = next(g for g in (f"$share/ss{i}/ss/#" for i in range(100))
+                 if harness.shard_of(g, 2) == 1)
+    member = harness.ids_on(0, "ssm", 2)[0]
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, limits=limits).start(2)
+        Sub(b.port, member, topic=group, qos=1).close()
+        # Shard 1's messages congest a subscriber on shard 0, which then holds up the
+        # channel from shard 1.
+        slow = raw_stalled(b.port, harness.ids_on(0, "ssslow", 2)[0], "hold/#")
+        filler = Pub(b.port, PUB1)
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        p = Pub(b.port, PUB0)
+        for i in range(20):
+            p.publish("ss/t", f"s{i}", 1)
+        time.sleep(2.0)
+        held = len(p.acked_payloads())
+        check(held == 0, f"stalled share member: none of 20 acknowledged while their deliveries "
+                         f"wait in the held channel ({held})")
+        slow.close()  # its session ends, the channel flows again
+        check(wait_until(lambda: len(p.acked_payloads()) == 20),
+              f"stalled share member: all 20 acknowledged once it flows "
+              f"({len(p.acked_payloads())})")
+        acked = p.acked_payloads()
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        filler.close(clean=False)
+        b.start(2)
+        s = Sub(b.port, member, topic=group, qos=1)
+        got = set(payloads(s.wait_count(len(acked))))
+        s.close()
+        missing = [x for x in acked if x not in got]
+        check(not missing, f"stalled share member, kill -9: the member has every acknowledged "
+                           f"message ({len(acked)} acknowledged, {len(missing)} missing)")
+        b.stop()
+
+
 def change_threads():
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store).start(2)
@@ -378,6 +441,7 @@ def main():
     shared_restart()
     kill_during_traffic()
     stalled_shard()
+    stalled_share_member()
     change_threads()
     return check.exit_status()
 

@@ -61,8 +61,15 @@ void server::impl::create_shards() {
     ro.shard0 = &io;
     runtime.emplace(ro);
     shards.resize(n);
-    counts.assign(n,
-                  item_counts{std::vector<std::uint64_t>(n, 0), std::vector<std::uint64_t>(n, 0)});
+    counts.resize(n);
+    for (auto& c : counts) {
+        c.sent.assign(n, 0);
+        c.got.assign(n, 0);
+        c.share_sent.assign(n, 0);
+        c.share_confirmed.assign(n, 0);
+        c.batch_need.assign(n, 0);
+        c.pending.resize(n);
+    }
     outboxes.resize(n);
     for (auto& o : outboxes) o.applied.assign(n, 0);
     for (std::size_t k = 1; k < n; ++k) {
@@ -165,10 +172,28 @@ void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
         runtime->post(k, [this, k, shared] { (*shared)(shards[k]->engine); });
 }
 
+namespace {
+
+bool share_delivery(const shard_item& item) noexcept {
+    return item.what == shard_item::kind::share && item.msg != nullptr &&
+           (item.op == broker::share_op::deliver || item.op == broker::share_op::queue ||
+            item.op == broker::share_op::retry);
+}
+
+}  // namespace
+
 bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
     if (item.msg != nullptr &&
         (item.what == shard_item::kind::publish || item.what == shard_item::kind::share)) {
         engine_of(from).charge_transit(item.transit, *item.msg);
+    }
+    // Numbered for its confirmation (docs/persistence.md, "Threads"); a batch being taken
+    // here is confirmed to its sender only after this one.
+    auto& c = counts[from];
+    const std::uint64_t need_before = c.taking ? c.batch_need[to] : 0;
+    if (share_delivery(item) && held_store(from) != nullptr) {
+        item.share_seq = ++c.share_sent[to];
+        if (c.taking) c.batch_need[to] = item.share_seq;
     }
     if (!outboxes.empty() && (item.outbox_seq != 0 || !outboxes[from].items.empty())) {
         // Through the outbox, or behind an item waiting in it (channel order): numbered
@@ -179,9 +204,14 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
         o.items.push_back({o.gates, to, std::move(item)});
         return true;
     }
+    const std::uint64_t share_seq = item.share_seq;
     if (runtime->send(from, to, std::move(item))) {
         item_sent(from, to);
         return true;
+    }
+    if (share_seq != 0) {  // dropped: nobody will confirm that number
+        --c.share_sent[to];
+        if (c.taking) c.batch_need[to] = need_before;
     }
     // The other shard is shard_channel_limits::max_items behind, which the publishers'
     // pause at high_water leaves to senders without a connection (Wills): dropped.
@@ -196,8 +226,14 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
 
 std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
                                          std::span<shard_item> items) {
+    auto& c = counts[k];
+    c.taking = held_store(k) != nullptr;
+    if (c.taking) std::fill(c.batch_need.begin(), c.batch_need.end(), 0);
     const std::size_t taken = take_items(k, from, items);
-    items_taken(k, from, taken);
+    c.taking = false;
+    std::uint64_t share_max = 0;
+    for (std::size_t i = 0; i < taken; ++i) share_max = std::max(share_max, items[i].share_seq);
+    items_taken(k, from, taken, share_max);
     return taken;
 }
 

@@ -162,19 +162,62 @@ void server::impl::item_sent(std::size_t from, std::size_t to, bool need) {
     if (need) st->remote_sent(to, seq);
 }
 
-void server::impl::items_taken(std::size_t k, std::size_t from, std::size_t n) {
+void server::impl::items_taken(std::size_t k, std::size_t from, std::size_t n,
+                               std::uint64_t share_max) {
     auto* st = held_store(k);
     if (st == nullptr || n == 0) return;
-    const auto seq = counts[k].got[from] += n;
-    const auto applied = outboxes[k].applied[from];
-    st->when_synced([this, k, from, seq, applied] {
-        runtime->post(from, [this, k, from, seq, applied] {
-            auto* s = held_store(from);
-            if (s == nullptr) return;
-            s->remote_synced(k, seq);
-            // Shard k's disk has what it did with these outbox items: they may go.
-            if (applied != 0) s->recorder().outbox_confirmed(k, applied);
-        });
+    auto& c = counts[k];
+    const auto seq = c.got[from] += n;
+    confirmation next{seq, outboxes[k].applied[from], false, {}};
+    if (std::any_of(c.batch_need.begin(), c.batch_need.end(), [](auto x) { return x != 0; })) {
+        next.need = c.batch_need;
+    }
+    c.pending[from].push_back(std::move(next));
+    st->when_synced([this, k, from, seq, share_max] {
+        // The share deliveries among them first: their confirmation waits for nothing else.
+        if (share_max != 0) {
+            runtime->post(from, [this, k, from, share_max] { share_confirmed(from, k, share_max); });
+        }
+        for (auto& p : counts[k].pending[from]) {
+            if (p.seq > seq) break;
+            p.synced = true;
+        }
+        send_confirmations(k, from);
+    });
+}
+
+void server::impl::share_confirmed(std::size_t k, std::size_t to, std::uint64_t seq) {
+    auto& c = counts[k];
+    if (seq <= c.share_confirmed[to]) return;
+    c.share_confirmed[to] = seq;
+    for (std::size_t from = 0; from < c.pending.size(); ++from) {
+        if (from != k && !c.pending[from].empty()) send_confirmations(k, from);
+    }
+}
+
+void server::impl::send_confirmations(std::size_t k, std::size_t from) {
+    auto& c = counts[k];
+    auto& q = c.pending[from];
+    std::uint64_t seq = 0;
+    std::uint64_t applied = 0;
+    while (!q.empty() && q.front().synced) {
+        const auto& p = q.front();
+        bool met = true;
+        for (std::size_t j = 0; j < p.need.size() && met; ++j) {
+            met = p.need[j] <= c.share_confirmed[j];
+        }
+        if (!met) break;
+        seq = p.seq;
+        applied = std::max(applied, p.applied);
+        q.pop_front();
+    }
+    if (seq == 0) return;
+    runtime->post(from, [this, k, from, seq, applied] {
+        auto* s = held_store(from);
+        if (s == nullptr) return;
+        s->remote_synced(k, seq);
+        // Shard k's disk has what it did with these outbox items: they may go.
+        if (applied != 0) s->recorder().outbox_confirmed(k, applied);
     });
 }
 

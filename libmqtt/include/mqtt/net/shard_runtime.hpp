@@ -43,6 +43,10 @@ struct shard_item {
     broker::share_ref_ptr ref{};
     // A publish sent through the sender's outbox (docs/persistence.md): its sequence there.
     std::uint64_t outbox_seq = 0;
+    // A share group's delivery (deliver, queue, retry) sent with persistence: its number
+    // in the sender's sequence of those to this shard, which the receiver confirms once
+    // its store has what it did with it (docs/persistence.md, "Threads").
+    std::uint64_t share_seq = 0;
     // A message's bytes on the transit meter (broker::engine::charge_transit) from the
     // send until the receiving shard routes it, or the item is destroyed.
     broker::output_charge transit{};
