@@ -240,14 +240,15 @@ def kill_during_traffic():
         b.stop()
 
 
-def raw_stalled_subscriber(port, cid):
-    """A 3.1.1 client (Keep Alive 0) subscribed to q/# at QoS 1 that never reads again."""
+def raw_stalled_subscriber(port, cid, topic="q/#"):
+    """A 3.1.1 client (Keep Alive 0, clean session) subscribed to `topic` at QoS 1 that
+    never reads again."""
     s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
     body = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02]) + struct.pack("!H", 0)
     body += struct.pack("!H", len(cid)) + cid.encode()
     s.sendall(bytes([0x10, len(body)]) + body)
     s.recv(4)  # CONNACK
-    sub = struct.pack("!H", 1) + struct.pack("!H", 3) + b"q/#" + bytes([1])
+    sub = struct.pack("!H", 1) + struct.pack("!H", len(topic)) + topic.encode() + bytes([1])
     s.sendall(bytes([0x82, len(sub)]) + sub)
     s.recv(5)  # SUBACK
     return s
@@ -290,20 +291,6 @@ def stalled_shard():
         b.stop()
 
 
-def raw_stalled(port, cid, topic):
-    """A 3.1.1 client (Keep Alive 0, clean session) subscribed to `topic` at QoS 1 that
-    never reads again."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-    body = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0x02]) + struct.pack("!H", 0)
-    body += struct.pack("!H", len(cid)) + cid.encode()
-    s.sendall(bytes([0x10, len(body)]) + body)
-    s.recv(4)  # CONNACK
-    sub = struct.pack("!H", 1) + struct.pack("!H", len(topic)) + topic.encode() + bytes([1])
-    s.sendall(bytes([0x82, len(sub)]) + sub)
-    s.recv(5)  # SUBACK
-    return s
-
-
 def stalled_share_member():
     """A share group homed on shard 1 whose only member is an offline persistent session on
     shard 0, and a publisher on shard 0: each message goes to shard 1, which picks the
@@ -321,7 +308,7 @@ def stalled_share_member():
         Sub(b.port, member, topic=group, qos=1).close()
         # Shard 1's messages congest a subscriber on shard 0, which then holds up the
         # channel from shard 1.
-        slow = raw_stalled(b.port, harness.ids_on(0, "ssslow", 2)[0], "hold/#")
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(0, "ssslow", 2)[0], "hold/#")
         filler = Pub(b.port, PUB1)
         for i in range(200):
             filler.publish("hold/x", f"h{i}", 1)
