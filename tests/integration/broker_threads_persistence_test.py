@@ -254,6 +254,17 @@ def raw_stalled_subscriber(port, cid, topic="q/#"):
     return s
 
 
+def missing_after_restart(b, subscriber, acked):
+    """Restarts the killed broker on its store, lets `subscriber()` collect, stops it again:
+    the acknowledged payloads that did not arrive."""
+    b.start(2)
+    s = subscriber()
+    got = set(payloads(s.wait_count(len(acked))))
+    s.close()
+    b.stop()
+    return [x for x in acked if x not in got]
+
+
 def stalled_shard():
     """Shard 1 stops taking shard 0's messages (a congested subscriber there holds up the
     channel): shard 0 must not acknowledge what shard 1 has not recorded for its offline
@@ -281,14 +292,9 @@ def stalled_shard():
         check(0 < len(acked) < 90,
               f"stalled shard: shard 0 acknowledged {len(acked)} of 90 while shard 1 held up "
               f"its channel")
-        b.start(2)
-        s = Sub(b.port, SUB1)
-        got = set(payloads(s.wait_count(len(acked))))
-        s.close()
-        missing = [x for x in acked if x not in got]
+        missing = missing_after_restart(b, lambda: Sub(b.port, SUB1), acked)
         check(not missing, f"stalled shard, kill -9: {SUB1} (shard 1) has every message shard 0 "
                            f"acknowledged ({len(acked)} acknowledged, {len(missing)} missing)")
-        b.stop()
 
 
 def stalled_share_member():
@@ -328,14 +334,9 @@ def stalled_share_member():
         b.stop(signal.SIGKILL)
         p.close(clean=False)
         filler.close(clean=False)
-        b.start(2)
-        s = Sub(b.port, member, topic=group, qos=1)
-        got = set(payloads(s.wait_count(len(acked))))
-        s.close()
-        missing = [x for x in acked if x not in got]
+        missing = missing_after_restart(b, lambda: Sub(b.port, member, topic=group, qos=1), acked)
         check(not missing, f"stalled share member, kill -9: the member has every acknowledged "
                            f"message ({len(acked)} acknowledged, {len(missing)} missing)")
-        b.stop()
 
 
 def change_threads():

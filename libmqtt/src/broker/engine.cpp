@@ -49,19 +49,15 @@ bool engine::subscribe(durable_session& s, std::string_view filter,
     if (shared.is_shared() && remote_group(filter)) {
         // The group's home shard keeps its turn: it learns of the member (again, for a
         // changed entry: the member's shard delivers with the entry it holds).
-        router_->share(home_of(filter), share_op::join,
-                       std::make_shared<const share_ref>(
-                           share_ref{std::string{filter}, s.client_id, shard_index_}),
-                       nullptr);
+        const auto ref = std::make_shared<const share_ref>(
+            share_ref{std::string{filter}, s.client_id, shard_index_});
+        router_->share(home_of(filter), share_op::join, ref, nullptr);
         if (added) ++s.remote_shares;
         if (s.connection == nullptr) {
             note_remote_groups(s, share_op::offline);
         } else if (added && !s.connection->share_ready_now()) {
             // A join says ready: a connection that cannot send now says so at once.
-            router_->share(home_of(filter), share_op::busy,
-                           std::make_shared<const share_ref>(
-                               share_ref{std::string{filter}, s.client_id, shard_index_}),
-                           nullptr);
+            router_->share(home_of(filter), share_op::busy, ref, nullptr);
         }
         return added;
     }

@@ -226,11 +226,15 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
 
 std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
                                          std::span<shard_item> items) {
+    // With persistence: what the batch made this shard send, and the share deliveries in it,
+    // decide when it is confirmed (items_taken). Without, nothing is counted.
     auto& c = counts[k];
-    c.taking = held_store(k) != nullptr;
-    if (c.taking) std::fill(c.batch_need.begin(), c.batch_need.end(), 0);
+    const bool counted = held_store(k) != nullptr;
+    c.taking = counted;
+    if (counted) std::fill(c.batch_need.begin(), c.batch_need.end(), 0);
     const std::size_t taken = take_items(k, from, items);
     c.taking = false;
+    if (!counted) return taken;
     std::uint64_t share_max = 0;
     for (std::size_t i = 0; i < taken; ++i) share_max = std::max(share_max, items[i].share_seq);
     items_taken(k, from, taken, share_max);
