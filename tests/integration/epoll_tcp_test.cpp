@@ -130,6 +130,61 @@ TEST_CASE("epoll tcp: bytes after a readiness wait, then the end of the stream")
     ::close(c);
 }
 
+// A read that empties the socket answers the next read_now() itself (would_block, no recv):
+// the socket's next bytes bring an event. These are the cases where no event follows.
+TEST_CASE("epoll tcp: after a short read, bytes that came without a waiter are still read") {
+    asio::io_context io{1};
+    auto [s, c] = tcp_pair();
+    auto t = make(io, s);
+    char buf[64];
+    error_code ec;
+    REQUIRE(::send(c, "one", 3, 0) == 3);
+    auto l = std::make_shared<listener>();
+    CHECK(t->read_now(asio::buffer(buf), ec) == 3);  // short: the socket is empty now
+    CHECK(!ec);
+    CHECK(t->read_now(asio::buffer(buf), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    // Bytes arrive while nobody waits: their event is dispatched to no reader.
+    REQUIRE(::send(c, "two", 3, 0) == 3);
+    run_for(io, 100ms);
+    CHECK(t->read_now(asio::buffer(buf), ec) == 3);
+    CHECK(!ec);
+    CHECK(std::memcmp(buf, "two", 3) == 0);
+    // And bytes after a wait is registered wake it.
+    CHECK(t->read_now(asio::buffer(buf), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    t->async_wait_readable(l);
+    REQUIRE(::send(c, "three", 5, 0) == 5);
+    REQUIRE(run_until(io, [&] { return l->calls == 1; }));
+    CHECK(t->read_now(asio::buffer(buf), ec) == 5);
+    t->close();
+    ::close(c);
+}
+
+TEST_CASE("epoll tcp: the last bytes and the peer's FIN in one event: the end is read too") {
+    asio::io_context io{1};
+    auto [s, c] = tcp_pair();
+    auto t = make(io, s);
+    char buf[64];
+    error_code ec;
+    CHECK(t->read_now(asio::buffer(buf), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    auto l = std::make_shared<listener>();
+    t->async_wait_readable(l);
+    REQUIRE(::send(c, "last", 4, 0) == 4);
+    ::shutdown(c, SHUT_WR);
+    run_for(io, 100ms);  // both are there before the set is read: one event
+    REQUIRE(l->calls == 1);
+    // The recv stops before the FIN with fewer bytes than asked, and takes the FIN with it:
+    // no event follows, so this read must not be taken for "empty".
+    CHECK(t->read_now(asio::buffer(buf), ec) == 4);
+    CHECK(!ec);
+    t->read_now(asio::buffer(buf), ec);
+    CHECK(ec == asio::error::eof);
+    t->close();
+    ::close(c);
+}
+
 TEST_CASE("epoll tcp: a wait pending at the close ends with operation_aborted, once") {
     asio::io_context io{1};
     auto [s, c] = tcp_pair();
@@ -358,4 +413,24 @@ TEST_CASE("epoll tcp: no wait is pending once the last socket is gone") {
         io.run_for(10s);  // returns at once when out of work
         CHECK(io.stopped());
     }
+}
+
+// The set's readiness is not an Asio operation: the sockets in it are the loop's work.
+TEST_CASE("epoll tcp: the loop runs while its set holds a socket, and ends with the last") {
+    asio::io_context io{1};
+    auto [s, c] = tcp_pair();
+    auto t = make(io, s);
+    char buf[8];
+    error_code ec;
+    CHECK(t->read_now(asio::buffer(buf), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    auto l = std::make_shared<listener>();
+    l->f = [&](const error_code&) { t->close(); };  // the last socket goes: run() returns
+    t->async_wait_readable(l);
+    std::thread runner([&] { io.run(); });
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(::send(c, "x", 1, 0) == 1);
+    runner.join();
+    CHECK(l->calls == 1);
+    ::close(c);
 }

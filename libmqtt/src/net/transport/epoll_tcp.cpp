@@ -10,14 +10,18 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/detail/reactor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/version.hpp>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -34,6 +38,18 @@ error_code last_error() {
 
 class epoll_service;
 
+// The set is in the loop's reactor as an internal descriptor with one operation that never
+// completes: each edge of the set's readiness runs the operation's perform step on the
+// loop's thread, which dispatches the set's events. An ordinary readiness wait would be
+// re-armed after every edge, and Asio re-arms a wait with an epoll_ctl (EPOLL_CTL_MOD): a
+// system call per wake-up of the loop. This is Asio's own internal interface (the one its
+// signal handling uses), so it is pinned to the Boost version it was written against.
+static_assert(BOOST_VERSION / 100 == 1081,
+              "epoll_tcp registers its set through Boost 1.81's reactor; check "
+              "register_internal_descriptor and reactor_op against this version");
+using reactor = asio::detail::reactor;
+static_assert(std::is_same_v<reactor, asio::detail::epoll_reactor>);
+
 // The transports live in their loop's table, not on the heap: a slot holds the transport,
 // its pending readiness wait and the generation its events carry. Slots come in aligned
 // chunks that never move (a handler may add sockets while a batch is dispatched), each
@@ -45,7 +61,16 @@ struct slot {
     alignas(8) std::byte object[transport_bytes];  // an epoll_tcp while the slot is taken
     std::shared_ptr<readable_listener> reader;
     std::uint32_t gen = 0;  // odd while the socket is in the set; its events carry it
+    // Bytes (or the end, or an error) may be waiting: set by every input event, cleared by a
+    // read that emptied the socket. While it is clear a read answers would_block without
+    // asking the kernel: the socket's next bytes bring an event (edge-triggered) that sets it.
+    bool maybe_readable = true;
+    // An event said more than "readable" (the peer's FIN, an error, urgent data): a short
+    // read no longer proves the socket empty (the FIN comes with the last bytes, and no
+    // event follows it), so it stays readable until a read says would_block or the end.
+    bool hangup = false;
 };
+static_assert(sizeof(slot) == 40, "what an idle connection holds in the table");
 struct chunk_header {
     epoll_service* svc;
     std::uint32_t base;  // the index of the chunk's first slot
@@ -68,14 +93,18 @@ class epoll_service final : public asio::execution_context::service {
   public:
     static inline asio::execution_context::id id;
 
-    explicit epoll_service(asio::io_context& io) : service(io), io_(io), set_(io) {
-        const int fd = ::epoll_create1(EPOLL_CLOEXEC);
-        if (fd < 0) return;  // add() refuses every socket: they stay on Asio
-        error_code ec;
-        set_.assign(fd, ec);
-        if (ec) ::close(fd);
+    explicit epoll_service(asio::io_context& io)
+        : service(io), io_(io), reactor_(asio::use_service<reactor>(io)) {
+        reactor_.init_task();  // the loop runs the reactor (as any socket's service makes it)
+        set_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+        if (set_fd_ < 0) return;  // add() refuses every socket: they stay on Asio
+        if (reactor_.register_internal_descriptor(reactor::read_op, set_fd_, set_data_,
+                                                  new set_op(*this)) != 0) {
+            drop_set();
+        }
     }
     ~epoll_service() override {
+        if (set_fd_ >= 0) ::close(set_fd_);
         for (auto* c : chunks_) {
             c->~chunk();
             std::free(c);
@@ -88,18 +117,20 @@ class epoll_service final : public asio::execution_context::service {
     // Adds `fd` to the set; nullptr when it cannot (the caller keeps the descriptor). The
     // slot's storage is for the transport, and goes back to the table when it is deleted.
     slot* add(int fd, std::uint32_t& index) {
-        if (!set_.is_open() || shut_) return nullptr;
+        if (set_fd_ < 0 || shut_) return nullptr;
         if (free_.empty() && !grow()) return nullptr;
         index = free_.back();
         auto& s = at(index);
         epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
         ev.data.u64 = key(index, s.gen + 1);
-        if (::epoll_ctl(set_.native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) return nullptr;
+        if (::epoll_ctl(set_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return nullptr;
         free_.pop_back();
         ++s.gen;  // odd: in use
-        ++used_;
-        if (!armed_) arm();
+        s.maybe_readable = true;
+        s.hangup = false;
+        // The set's operation is not work to the loop: this is, while the set holds sockets.
+        if (used_++ == 0) busy_.emplace(io_.get_executor());
         return &s;
     }
 
@@ -107,14 +138,11 @@ class epoll_service final : public asio::execution_context::service {
     // operation_aborted, posted. The slot stays the transport's until it is deleted.
     void remove(std::uint32_t index, int fd) {
         auto& s = at(index);
-        if (!shut_) ::epoll_ctl(set_.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+        if (!shut_) ::epoll_ctl(set_fd_, EPOLL_CTL_DEL, fd, nullptr);
         ++s.gen;  // even: events already fetched for it are stale
-        // No socket left: no wait either, so the loop's run() can end (tern-broker stops
-        // when its loop has no more work).
-        if (--used_ == 0 && armed_ && !shut_) {
-            error_code ec;
-            set_.cancel(ec);
-        }
+        // No socket left: nothing to wait for, so the loop's run() can end (tern-broker
+        // stops when its loop has no more work).
+        if (--used_ == 0) busy_.reset();
         auto reader = std::move(s.reader);
         auto w = writers_.extract(index);
         if (shut_) return;  // what was pending goes with the loop
@@ -131,6 +159,11 @@ class epoll_service final : public asio::execution_context::service {
     // The transport in slot `index` was deleted.
     void release(std::uint32_t index) { free_.push_back(index); }
 
+    slot& at(std::uint32_t index) {
+        return chunks_[index / chunk_slots]->slots[index % chunk_slots];
+    }
+    void set_observer(batch_observer* o) noexcept { observer_ = o; }
+
     void wait_readable(std::uint32_t index, std::shared_ptr<readable_listener> l) {
         if (shut_) return;  // the loop is going: nothing will run (and nothing may be held)
         at(index).reader = std::move(l);
@@ -146,9 +179,6 @@ class epoll_service final : public asio::execution_context::service {
     static std::uint64_t key(std::uint32_t index, std::uint32_t gen) {
         return (std::uint64_t{gen} << 32) | index;
     }
-    slot& at(std::uint32_t index) {
-        return chunks_[index / chunk_slots]->slots[index % chunk_slots];
-    }
     bool grow() {
         void* mem = std::aligned_alloc(chunk_bytes, chunk_bytes);
         if (mem == nullptr) return false;
@@ -159,25 +189,42 @@ class epoll_service final : public asio::execution_context::service {
         return true;
     }
 
-    // A wait is pending while the set holds a socket. The next one is started before the set
-    // is read, so readiness that comes while a batch is dispatched is not lost (Asio's
-    // registration of the set is edge-triggered too). A wait cancelled when the last socket
-    // went may end after a new one came: then the set is read anyway, for what arrived while
-    // no wait was pending.
-    void arm() {
-        armed_ = true;
-        set_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
-            armed_ = false;
-            if (shut_ || (ec && ec != asio::error::operation_aborted)) return;
-            if (used_ == 0) return;
-            arm();
-            dispatch();
-        });
+    // The set's operation: its perform step runs (on the loop's thread, inside the reactor's
+    // completion of the set's readiness) at every edge, dispatches, and stays registered.
+    class set_op final : public asio::detail::reactor_op {
+      public:
+        explicit set_op(epoll_service& svc)
+            : reactor_op(error_code{}, &set_op::perform, &set_op::complete), svc_(svc) {}
+
+      private:
+        static status perform(reactor_op* base) {
+            static_cast<set_op*>(base)->svc_.dispatch();
+            return not_done;
+        }
+        // Never completed; called only to destroy it (no owner) when the set leaves the
+        // reactor.
+        static void complete(void* owner, asio::detail::operation* base, const error_code&,
+                             std::size_t) {
+            if (owner == nullptr) delete static_cast<set_op*>(base);
+        }
+        epoll_service& svc_;
+    };
+
+    // Takes the set out of the reactor (which destroys its operation).
+    void drop_set() {
+        reactor_.deregister_internal_descriptor(set_fd_, set_data_);
+        reactor_.cleanup_descriptor_data(set_data_);
+        ::close(set_fd_);
+        set_fd_ = -1;
     }
 
     void dispatch() {
         epoll_event ev[batch];
-        const int n = ::epoll_wait(set_.native_handle(), ev, batch, 0);
+        if (shut_) return;
+        const int n = ::epoll_wait(set_fd_, ev, batch, 0);
+        if (n <= 0) return;
+        // What the handlers defer (the writers they wake) is done once, at the batch's end.
+        if (observer_ != nullptr) observer_->batch_begin();
         for (int i = 0; i < n && !shut_; ++i) {
             const auto index = static_cast<std::uint32_t>(ev[i].data.u64);
             const auto gen = static_cast<std::uint32_t>(ev[i].data.u64 >> 32);
@@ -192,13 +239,18 @@ class epoll_service final : public asio::execution_context::service {
                         io_, [h = std::move(w.mapped())]() mutable { std::move(h)(error_code{}); });
                 }
             }
-            if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0 && s.reader) {
-                // The reader learns of it directly, as Asio's completion would; `r` keeps it
-                // alive through the call, whatever it closes.
-                const auto r = std::move(s.reader);
-                r->on_readable(error_code{});
+            if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLERR | EPOLLHUP)) != 0) {
+                s.maybe_readable = true;
+                if ((events & (EPOLLRDHUP | EPOLLPRI | EPOLLERR | EPOLLHUP)) != 0) s.hangup = true;
+                if (s.reader) {
+                    // The reader learns of it directly, as Asio's completion would; `r` keeps
+                    // it alive through the call, whatever it closes.
+                    const auto r = std::move(s.reader);
+                    r->on_readable(error_code{});
+                }
             }
         }
+        if (observer_ != nullptr && !shut_) observer_->batch_end();
         // A full batch: more may be ready, and no new edge would tell. The rest after what
         // else waits on the loop.
         if (n == batch && !shut_) asio::post(io_, [this] { dispatch(); });
@@ -208,8 +260,8 @@ class epoll_service final : public asio::execution_context::service {
     // which hold their transports: nothing else would free them).
     void shutdown() override {
         shut_ = true;
-        error_code ec;
-        set_.cancel(ec);
+        if (set_fd_ >= 0) drop_set();
+        busy_.reset();
         std::vector<std::shared_ptr<readable_listener>> readers;
         for (auto* c : chunks_) {
             for (auto& s : c->slots) {
@@ -223,12 +275,16 @@ class epoll_service final : public asio::execution_context::service {
     }
 
     asio::io_context& io_;
-    asio::posix::stream_descriptor set_;
+    reactor& reactor_;
+    int set_fd_ = -1;
+    reactor::per_descriptor_data set_data_ = nullptr;
+    // Work for the loop while the set holds sockets (their waits are not Asio operations).
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> busy_;
     std::vector<chunk*> chunks_;
     std::vector<std::uint32_t> free_;
     std::unordered_map<std::uint32_t, write_waiter> writers_;
+    batch_observer* observer_ = nullptr;
     std::size_t used_ = 0;
-    bool armed_ = false;  // a wait on the set is pending
     bool shut_ = false;
 };
 
@@ -271,16 +327,30 @@ class epoll_tcp final : public transport {
             ec = asio::error::bad_descriptor;
             return 0;
         }
+        auto& s = svc().at(index_);
+        if (!s.maybe_readable) {  // emptied by the last read, and no event since
+            ec = asio::error::would_block;
+            return 0;
+        }
         for (;;) {
             const auto n = ::recv(fd_, b.data(), b.size(), 0);
-            if (n > 0) return static_cast<std::size_t>(n);
+            if (n > 0) {
+                // Less than asked: the socket had no more (TCP hands over what it holds up
+                // to the size), and bytes arriving after this bring an event.
+                if (static_cast<std::size_t>(n) < b.size() && !s.hangup) s.maybe_readable = false;
+                return static_cast<std::size_t>(n);
+            }
             if (n == 0) {
                 if (b.size() != 0) ec = asio::error::eof;
                 return 0;
             }
             if (errno == EINTR) continue;
-            ec = errno == EAGAIN || errno == EWOULDBLOCK ? error_code{asio::error::would_block}
-                                                         : last_error();
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                s.maybe_readable = false;
+                ec = asio::error::would_block;
+            } else {
+                ec = last_error();
+            }
             return 0;
         }
     }
@@ -293,6 +363,20 @@ class epoll_tcp final : public transport {
         svc().wait_readable(index_, std::move(l));
     }
     asio::awaitable<io_result> write(asio::const_buffer b) override { return send({}, b); }
+    bool can_write_now() const noexcept override { return true; }
+    std::size_t write_now(std::span<const asio::const_buffer> bufs, error_code& ec) override {
+        std::size_t total = 0;
+        std::size_t at = 0;
+        std::size_t off = 0;
+        ec = {};
+        while (skip_written(bufs, at, off)) {
+            const auto n = send_some(bufs.subspan(at), off, ec);
+            if (ec) return total;  // would_block: the rest waits for EPOLLOUT
+            total += n;
+            advance(bufs, at, off, n);
+        }
+        return total;
+    }
     asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> b) override {
         return send(b, {});
     }
@@ -319,11 +403,7 @@ class epoll_tcp final : public transport {
         std::size_t at = 0;   // the buffer being written
         std::size_t off = 0;  // bytes of it written
         for (;;) {
-            while (at < bufs.size() && off == bufs[at].size()) {
-                ++at;
-                off = 0;
-            }
-            if (at == bufs.size()) co_return io_result{error_code{}, total};
+            if (!skip_written(bufs, at, off)) co_return io_result{error_code{}, total};
             error_code ec;
             const auto n = send_some(bufs.subspan(at), off, ec);
             if (ec == asio::error::would_block) {
@@ -335,18 +415,30 @@ class epoll_tcp final : public transport {
             }
             if (ec) co_return io_result{ec, total};
             total += n;
-            // Past what was written.
-            std::size_t left = n;
-            while (left > 0) {
-                const auto room = bufs[at].size() - off;
-                if (left < room) {
-                    off += left;
-                    break;
-                }
-                left -= room;
-                ++at;
-                off = 0;
+            advance(bufs, at, off, n);
+        }
+    }
+    // Past the buffers written whole (and empty ones); false when none is left.
+    static bool skip_written(std::span<const asio::const_buffer> bufs, std::size_t& at,
+                             std::size_t& off) {
+        while (at < bufs.size() && off == bufs[at].size()) {
+            ++at;
+            off = 0;
+        }
+        return at < bufs.size();
+    }
+    // Past `n` bytes written from buffer `at`, offset `off`.
+    static void advance(std::span<const asio::const_buffer> bufs, std::size_t& at,
+                        std::size_t& off, std::size_t n) {
+        while (n > 0) {
+            const auto room = bufs[at].size() - off;
+            if (n < room) {
+                off += n;
+                return;
             }
+            n -= room;
+            ++at;
+            off = 0;
         }
     }
     // One sendmsg of up to 64 buffers (as Asio's), the first from `off`; MSG_NOSIGNAL: a peer
@@ -433,6 +525,10 @@ std::unique_ptr<transport> make_epoll_tcp_transport(asio::ip::tcp::socket socket
     const int fd = socket.release(ec);
     if (ec || fd < 0) return make_tcp_transport(std::move(socket));
     return make_epoll_tcp_transport(ex->context(), fd, local.protocol());
+}
+
+void set_batch_observer(asio::io_context& io, batch_observer* o) {
+    asio::use_service<epoll_service>(io).set_observer(o);
 }
 
 std::size_t epoll_tcp_registered(asio::io_context& io) {

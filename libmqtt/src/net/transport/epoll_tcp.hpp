@@ -33,6 +33,20 @@ std::unique_ptr<transport> make_epoll_tcp_transport(asio::ip::tcp::socket socket
 std::unique_ptr<transport> make_epoll_tcp_transport(asio::io_context& io, int fd,
                                                     asio::ip::tcp protocol);
 
+// Told around each batch of readiness events a loop's epoll set hands out: what the batch's
+// handlers defer to its end (tern-broker: the writers they woke) is done once per batch, at
+// once, and not a turn of the loop later.
+class batch_observer {
+  public:
+    virtual void batch_begin() noexcept = 0;
+    virtual void batch_end() noexcept = 0;
+
+  protected:
+    ~batch_observer() = default;
+};
+// `o` (or nullptr) is told of `io`'s batches from now on; it outlives `io`'s run.
+void set_batch_observer(asio::io_context& io, batch_observer* o);
+
 // For tests: how many sockets `io`'s epoll set holds now (0 when it has none yet).
 std::size_t epoll_tcp_registered(asio::io_context& io);
 

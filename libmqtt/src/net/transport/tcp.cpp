@@ -126,6 +126,12 @@ std::size_t transport::read_now(asio::mutable_buffer, boost::system::error_code&
     return 0;
 }
 
+std::size_t transport::write_now(std::span<const asio::const_buffer>,
+                                 boost::system::error_code& ec) {
+    ec = asio::error::operation_not_supported;
+    return 0;
+}
+
 void transport::async_wait_readable(std::shared_ptr<readable_listener> l) {
     asio::post(get_executor(), [l = std::move(l)] { l->on_readable(asio::error::operation_not_supported); });
 }

@@ -81,6 +81,13 @@ class transport {
     virtual std::size_t read_now(asio::mutable_buffer b, boost::system::error_code& ec);
     virtual void async_wait_readable(std::shared_ptr<readable_listener> l);
     virtual asio::awaitable<io_result> write(asio::const_buffer b) = 0;
+    // Writes what the kernel takes of `b` now, without waiting: the bytes written, all of
+    // them or fewer (would_block when it refused the rest). Plain TCP can; the others
+    // (which write through their own framing) answer operation_not_supported, having written
+    // nothing: the caller then uses write_gathered().
+    virtual bool can_write_now() const noexcept { return false; }
+    virtual std::size_t write_now(std::span<const asio::const_buffer> b,
+                                  boost::system::error_code& ec);
     // Writes all of `b`, in order (a gathered write: writev on plain TCP). The buffers
     // must stay valid until it completes. By default one write() per buffer.
     virtual asio::awaitable<io_result> write_gathered(std::span<const asio::const_buffer> b);
