@@ -20,6 +20,10 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t small_read = 256;
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t max_read_chunk = 1024 * 1024;
+// Reads of one connection handled in a row, each as soon as it is read; the next one waits
+// for a turn of the loop, so a client that keeps its socket full does not keep the loop to
+// itself.
+constexpr unsigned reads_in_a_row = 4;
 static_assert(read_chunk <= UINT16_MAX, "connection::next_read_ is 16 bits");
 // How long a closing connection may take to accept its last bytes (a DISCONNECT) before
 // the socket is closed anyway: a peer that stops reading cannot hold us.
@@ -35,6 +39,23 @@ auto long_lived(Handler&& h) {
 // every co_await result goes through a named variable first.
 
 }  // namespace
+
+void write_deferral::batch_end() noexcept {
+    if (--depth_ != 0 || pending_.empty()) return;
+    // Outside the batch now: a writer woken while these start takes the usual way.
+    auto starting = std::move(pending_);
+    pending_.clear();
+    for (auto& c : starting) {
+        try {
+            // Not inside any session: the writer's first write may happen right here.
+            c->write_inline(c);
+        } catch (...) {
+            c->fail(std::current_exception());
+        }
+    }
+    starting.clear();
+    if (pending_.empty()) pending_ = std::move(starting);  // keeps the capacity for the next
+}
 
 connection::connection(std::unique_ptr<transport> t, connection_context& ctx, std::string peer,
                        std::uint32_t tag, broker::clock::time_point accepted)
@@ -79,50 +100,66 @@ void connection::prefill(std::span<const std::uint8_t> bytes) {
 }
 
 void connection::read_more() {
-    if (reading_ || input_done_) return;
-    read_paused_ = false;
-    const auto keep = std::move(paused_self_);  // this call decides again
-    // Closing: no more input; the writer flushes, then closes the transport.
-    if (session_.closing() || writer_done_) return end_input();
-    // Backpressure, a password check or max_publish_rate: the packets wait in the framer
-    // (and the socket) until wake() says the session takes input again.
-    if (session_.input_paused()) return pause_input();
-    process_input();  // whole packets already in the framer go first
-    if (session_.closing()) return end_input();
-    if (session_.input_paused()) return pause_input();
-    // The rest of a large packet in one read, straight into its place in the buffer
-    // (capped: a header alone must not make us allocate a huge buffer).
-    const auto want = std::clamp(framer_.missing(), std::size_t{next_read_}, max_read_chunk);
-    if (transport_->can_wait_readable()) return read_ready(want);
-    const auto room = framer_.prepare(want);
-    reading_ = true;
-    transport_->async_read_some(
-        asio::buffer(room.data(), room.size()),
-        long_lived([self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-            try {
-                self->on_read(ec, n);
-            } catch (...) {
-                self->fail(std::current_exception());
-            }
-        }));
+    for (unsigned reads = 1;; ++reads) {
+        if (reading_ || input_done_) return;
+        read_paused_ = false;
+        const auto keep = std::move(paused_self_);  // this call decides again
+        // Closing: no more input; the writer flushes, then closes the transport.
+        if (session_.closing() || writer_done_) return end_input();
+        // Backpressure, a password check or max_publish_rate: the packets wait in the framer
+        // (and the socket) until wake() says the session takes input again.
+        if (session_.input_paused()) return pause_input();
+        process_input();  // whole packets already in the framer go first
+        if (session_.closing()) return end_input();
+        if (session_.input_paused()) return pause_input();
+        // The rest of a large packet in one read, straight into its place in the buffer
+        // (capped: a header alone must not make us allocate a huge buffer).
+        const auto want = std::clamp(framer_.missing(), std::size_t{next_read_}, max_read_chunk);
+        if (transport_->can_wait_readable()) {
+            if (read_ready(want, reads < reads_in_a_row)) continue;
+            return;
+        }
+        const auto room = framer_.prepare(want);
+        reading_ = true;
+        transport_->async_read_some(
+            asio::buffer(room.data(), room.size()),
+            long_lived([self = shared_from_this()](const boost::system::error_code& ec,
+                                                   std::size_t n) {
+                try {
+                    self->on_read(ec, n);
+                } catch (...) {
+                    self->fail(std::current_exception());
+                }
+            }));
+        return;
+    }
 }
 
 // Reads what the socket holds now; when it holds nothing, waits for it to become readable
 // with no buffer held, so an idle connection costs its wait operation and no read buffer.
-void connection::read_ready(std::size_t want) {
+bool connection::read_ready(std::size_t want, bool handle_now) {
     const auto room = framer_.prepare(want);
     boost::system::error_code ec;
     const auto n = transport_->read_now(asio::buffer(room.data(), room.size()), ec);
-    reading_ = true;
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        reading_ = true;
         if (framer_.buffered() == 0) framer_.release();
         // The aliasing constructor: a private base does not convert implicitly.
         transport_->async_wait_readable(std::shared_ptr<readable_listener>{
             shared_from_this(), static_cast<readable_listener*>(this)});
-        return;
+        return false;
     }
-    // Bytes, the end of the stream or an error: handled on the next turn of the loop, as a
-    // completed read would be, so a busy client does not keep the loop to itself.
+    if (handle_now) {
+        if (ec) {  // EOF, an I/O error: the Will goes out
+            end_input();
+            return false;
+        }
+        took(n);
+        return true;
+    }
+    // Bytes, the end of the stream or an error after several reads in a row: handled on the
+    // next turn of the loop, as a completed read would be.
+    reading_ = true;
     asio::post(transport_->get_executor(), [self = shared_from_this(), ec, n] {
         try {
             self->on_read(ec, n);
@@ -130,6 +167,7 @@ void connection::read_ready(std::size_t want) {
             self->fail(std::current_exception());
         }
     });
+    return false;
 }
 
 void connection::on_readable(const boost::system::error_code& ec) {
@@ -152,12 +190,17 @@ void connection::pause_input() {
 }
 
 void connection::on_read(const boost::system::error_code& ec, std::size_t n) {
+    const write_deferral::scope batch{ctx_->writes};
     reading_ = false;
     if (ec) return end_input();  // EOF, an I/O error or the close: the Will goes out
+    took(n);
+    read_more();
+}
+
+void connection::took(std::size_t n) {
     framer_.commit(n);
     ctx_->engine.stats().bytes_received += n;
     next_read_ = static_cast<std::uint16_t>(std::clamp(2 * n, small_read, read_chunk));
-    read_more();
 }
 
 void connection::resume_input() {
@@ -287,6 +330,10 @@ void connection::start_writer(bool inline_start) {
     auto self = weak_from_this().lock();
     if (!self) return;  // being destroyed
     writer_running_ = true;
+    if (!inline_start && ctx_->writes.active()) {  // at the end of the batch being handled
+        ctx_->writes.defer(std::move(self));
+        return;
+    }
     asio::co_spawn(transport_->get_executor(), write_loop(std::move(self), inline_start),
                    asio::detached);
 }
@@ -294,13 +341,63 @@ void connection::start_writer(bool inline_start) {
 // Runs while there is something to write: ends when the batch is written and nothing
 // else waits (the next wake() with output starts another), or, once the session is
 // closing and everything is out, with the shutdown and the close of the transport.
-asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
-                                             bool inline_start) {
+// The writer of a batch's end (write_deferral): what the socket takes at once is written
+// here, with no coroutine; what it does not take, or a close to make, goes to write_loop().
+void connection::write_inline(std::shared_ptr<connection> self) {
+    if (!transport_->can_write_now()) {
+        asio::co_spawn(transport_->get_executor(), write_loop(std::move(self), true),
+                       asio::detached);
+        return;
+    }
+    // The batch being written (it swaps buffers with the session's, as in write_loop).
+    broker::output_batch writing;
+    auto& gather = ctx_->writes.gather;  // used only until this returns
+    while (!writer_done_) {
+        if (!next_batch(writing)) {
+            if (session_.closing() && !session_.has_output() && !has_staged()) break;
+            writing.clear();
+            session_.recycle_output(writing);
+            writer_running_ = false;
+            return;
+        }
+        gather_batch(writing, gather, 0);
+        boost::system::error_code ec;
+        const auto n = transport_->write_now(gather, ec);
+        if (n > 0) {
+            ctx_->engine.stats().bytes_sent += n;
+            wrote_ = true;
+        }
+        if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+            session_.on_transport_closed(broker::clock::now());
+            finish();
+            break;
+        }
+        if (n < writing.size()) {  // the rest when the socket takes it
+            asio::co_spawn(transport_->get_executor(),
+                           write_loop(std::move(self), true, std::move(writing), n),
+                           asio::detached);
+            return;
+        }
+        writing.clear();
+        session_.on_written();
+        if (read_paused_) resume_input();
+    }
+    if (writer_done_) {
+        writing.clear();
+        session_.recycle_output(writing);
+        writer_running_ = false;
+        return;
+    }
+    // Closing with everything written: the shutdown and the close.
+    asio::co_spawn(transport_->get_executor(), write_loop(std::move(self), true), asio::detached);
+}
+
+asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self, bool inline_start,
+                                             broker::output_batch writing, std::size_t written) {
     auto& c = *self;
     // The batch being written (it swaps buffers with the session's, so two buffers take
     // turns while output flows) and its gather list: here, so a connection that is not
-    // writing holds neither.
-    broker::output_batch writing;
+    // writing holds neither. `writing` may come with its first `written` bytes written.
     std::vector<asio::const_buffer> gather;
     // Started from wake(), possibly inside the session: the first step goes through the
     // executor, so the session is never re-entered from its own call. A release by the
@@ -308,14 +405,14 @@ asio::awaitable<void> connection::write_loop(std::shared_ptr<connection> self,
     // loop's thread): the acknowledgements a sync has covered go out without that trip.
     if (!inline_start) co_await asio::post(c.transport_->get_executor(), asio::use_awaitable);
     while (!c.writer_done_) {
-        if (!c.next_batch(writing)) {
+        if (writing.empty() && !c.next_batch(writing)) {
             if (c.session_.closing() && !c.session_.has_output() && !c.has_staged()) {
                 co_await c.transport_->shutdown();
                 c.finish();
             }
             break;
         }
-        auto [ec, n] = co_await c.write_batch(writing, gather);
+        auto [ec, n] = co_await c.write_batch(writing, gather, std::exchange(written, 0));
         if (ec) {
             c.session_.on_transport_closed(broker::clock::now());
             c.finish();
@@ -351,20 +448,34 @@ void connection::arm_grace() {
 }
 
 asio::awaitable<io_result> connection::write_batch(const broker::output_batch& b,
-                                                   std::vector<asio::const_buffer>& gather) {
-    if (b.payloads().empty()) return transport_->write(asio::buffer(b.bytes));
-    // The bytes around the shared payloads, and the payloads themselves, in order.
+                                                   std::vector<asio::const_buffer>& gather,
+                                                   std::size_t skip) {
+    gather_batch(b, gather, skip);
+    if (gather.size() == 1) return transport_->write(gather.front());
+    return transport_->write_gathered(gather);
+}
+
+// The bytes around the shared payloads, and the payloads themselves, in order, from `skip`.
+void connection::gather_batch(const broker::output_batch& b,
+                              std::vector<asio::const_buffer>& gather, std::size_t skip) {
     gather.clear();
+    const auto add = [&](asio::const_buffer part) {
+        if (skip >= part.size()) {
+            skip -= part.size();
+            return;
+        }
+        gather.push_back(part + skip);
+        skip = 0;
+    };
     std::size_t from = 0;
     for (const auto& p : b.payloads()) {
-        if (p.at != from) gather.push_back(asio::buffer(b.bytes.data() + from, p.at - from));
-        gather.push_back(asio::buffer(p.msg->payload));
+        if (p.at != from) add(asio::buffer(b.bytes.data() + from, p.at - from));
+        add(asio::buffer(p.msg->payload));
         from = p.at;
     }
-    if (from != b.bytes.size()) {
-        gather.push_back(asio::buffer(b.bytes.data() + from, b.bytes.size() - from));
+    if (from != b.bytes.size() || gather.empty()) {
+        add(asio::buffer(b.bytes.data() + from, b.bytes.size() - from));
     }
-    return transport_->write_gathered(gather);
 }
 
 bool connection::next_batch(broker::output_batch& into) {

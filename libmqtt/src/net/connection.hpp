@@ -18,12 +18,50 @@
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "net/transport/epoll_tcp.hpp"
 #include "net/transport/transport.hpp"
 #include "store_driver.hpp"
 
 namespace mqtt::net::detail {
 
 namespace asio = boost::asio;
+
+class connection;
+
+// Writers woken while a loop handles a batch of input (a batch of readiness events, a batch
+// from another shard, a completed read) start when the batch is done, at once: not a turn
+// of the loop later (a turn that also polls the reactor), and each with everything the
+// batch gave it. Outside a batch a woken writer starts a turn later, as before.
+class write_deferral final : public batch_observer {
+  public:
+    write_deferral() = default;
+    write_deferral(write_deferral&& other) noexcept : pending_(std::move(other.pending_)) {}
+    write_deferral& operator=(write_deferral&&) = delete;
+
+    bool active() const noexcept { return depth_ > 0; }
+    void defer(std::shared_ptr<connection> c) { pending_.push_back(std::move(c)); }
+    void batch_begin() noexcept override { ++depth_; }
+    void batch_end() noexcept override;
+
+    // A batch for as long as it lives.
+    class scope {
+      public:
+        explicit scope(write_deferral& d) noexcept : d_(d) { d_.batch_begin(); }
+        ~scope() { d_.batch_end(); }
+        scope(const scope&) = delete;
+        scope& operator=(const scope&) = delete;
+
+      private:
+        write_deferral& d_;
+    };
+
+    // The gather list of the writer running at the batch's end (one at a time).
+    std::vector<asio::const_buffer> gather;
+
+  private:
+    std::vector<std::shared_ptr<connection>> pending_;
+    unsigned depth_ = 0;
+};
 
 // What the connections of one event loop share (the server's, or a shard's): each connection
 // holds one pointer to it, not a reference per member and an end handler of its own. It
@@ -37,14 +75,18 @@ struct connection_context {
     // Called once per started connection when both directions have ended (nullptr), or with
     // the exception that ended it; `tag` is the connection's (the server's listener group).
     std::function<void(std::uint32_t tag, std::exception_ptr)> ended;
+    // The writers woken in the batch being handled (see write_deferral).
+    write_deferral writes{};
 };
 
 // What an idle connection holds is most of the broker's memory per connection, so:
 //   the reader is a chain of completion handlers, not a coroutine: while a client is
 //   quiet only the pending read operation exists (no coroutine frame);
-//   write_loop() is a coroutine started when there is output (or a close to flush) and
-//   gone when it is written, so an idle connection has no writer, and the batch being
-//   written and its gather list live in the writer's frame, not in the connection;
+//   the writer runs only while there is output (or a close to flush): at a batch's end
+//   write_inline() writes what the socket takes at once, without a coroutine; otherwise,
+//   and for what the socket does not take, write_loop() is a coroutine gone when it is
+//   written. So an idle connection has no writer, and the batch being written and its
+//   gather list live in the writer, not in the connection;
 //   the keep-alive watchdog and the close grace period are plain timer callbacks.
 // The writer ends every connection: after the last bytes (and the shutdown) or a write
 // error it closes the transport, which ends a read still pending. Every bit of protocol
@@ -94,12 +136,20 @@ class connection final : public std::enable_shared_from_this<connection>,
     // `inline_start`: the caller is not inside the session (a release by the store), so the
     // first write may start at once instead of after a trip through the executor.
     void start_writer(bool inline_start = false);
+    friend class write_deferral;  // starts the writers it deferred
 
-    static asio::awaitable<void> write_loop(std::shared_ptr<connection> self, bool inline_start);
-    // Writes `b`: one buffer, or a gathered write (through `gather`) around the shared
-    // payloads.
+    // `writing`: a batch of which write_inline() wrote the first `written` bytes.
+    static asio::awaitable<void> write_loop(std::shared_ptr<connection> self, bool inline_start,
+                                            broker::output_batch writing = {},
+                                            std::size_t written = 0);
+    void write_inline(std::shared_ptr<connection> self);
+    // Writes `b` from byte `skip`: one buffer, or a gathered write (through `gather`) around
+    // the shared payloads.
     asio::awaitable<io_result> write_batch(const broker::output_batch& b,
-                                           std::vector<asio::const_buffer>& gather);
+                                           std::vector<asio::const_buffer>& gather,
+                                           std::size_t skip);
+    static void gather_batch(const broker::output_batch& b,
+                             std::vector<asio::const_buffer>& gather, std::size_t skip);
     void arm_watchdog();
     void on_deadline() override;  // deadline_owner: the watchdog's or the grace period's
     void on_watchdog();
@@ -107,8 +157,11 @@ class connection final : public std::enable_shared_from_this<connection>,
     void finish();  // closes the transport: the writer's last step
     // Input: the next read unless the session is closing or paused; one read at a time.
     void read_more();
-    void read_ready(std::size_t want);  // read_now(), or a readiness wait if nothing is there
+    // read_now(), or a readiness wait if nothing is there; true when bytes were read and are
+    // to be handled now (`handle_now`), not on the next turn of the loop.
+    bool read_ready(std::size_t want, bool handle_now);
     void on_read(const boost::system::error_code& ec, std::size_t n);
+    void took(std::size_t n);  // `n` bytes read into the framer's room
     void on_readable(const boost::system::error_code& ec) override;  // readable_listener
     void pause_input();   // the session holds its input: no read until resume_input()
     void resume_input();  // a paused reader reads again (posted: never inside the session)

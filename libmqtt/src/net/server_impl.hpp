@@ -72,6 +72,7 @@ struct server::impl {
           io(1) {
         set_security(engine);
         deadlines.start(io.get_executor());
+        set_batch_observer(io, &conns.writes);
         conns.ended = [this](std::uint32_t group, std::exception_ptr e) {
             connection_ended(group, e);
         };

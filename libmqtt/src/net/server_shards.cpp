@@ -82,6 +82,7 @@ void server::impl::create_shards() {
             [this](std::uint32_t group, std::exception_ptr e) {
                 asio::post(io, [this, group, e] { connection_ended(group, e); });
             }});
+        set_batch_observer(runtime->io(k), &sh->conns->writes);
         sh->expiry.emplace(runtime->io(k));
         shards[k] = std::move(sh);
     }
@@ -226,6 +227,8 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
 
 std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
                                          std::span<shard_item> items) {
+    // The writers the batch wakes start at its end.
+    const detail::write_deferral::scope batch{(k == 0 ? conns : *shards[k]->conns).writes};
     // With persistence: what the batch made this shard send, and the share deliveries in it,
     // decide when it is confirmed (items_taken). Without, nothing is counted.
     auto& c = counts[k];
