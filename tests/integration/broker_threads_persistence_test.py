@@ -14,6 +14,9 @@ retained messages set from both shards:
 - a share group with a member on each shard, restarted: each message reaches one member;
 - a share group's delivery held up on its way back from the group's home: the publisher's
   acknowledgement waits for it, and nothing acknowledged is lost to a kill;
+- a share group's delivery sent back to the home by a member's shard (the member went
+  offline) and held up there: the acknowledgement waits for the home's re-pick, and nothing
+  acknowledged is lost to a kill;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -339,6 +342,54 @@ def stalled_share_member():
                            f"message ({len(acked)} acknowledged, {len(missing)} missing)")
 
 
+def share_again(kill_while_held):
+    """A share group homed on shard 1 whose only member, on shard 0, disconnects while the
+    channel from shard 0 to shard 1 is held up (a congested subscriber on shard 1): the home
+    does not hear that the member went offline and picks it for each message of a publisher
+    on shard 1; shard 0 sends every delivery back (share_op::again) into the held channel.
+    The publisher must not get its acknowledgements before the home has the re-picks: before,
+    shard 0 confirmed each delivery once it had synced (nothing, having sent it back), all 20
+    were acknowledged at once, and a kill lost every one. With kill_while_held the broker is
+    killed while the agains wait; otherwise once they flow and all are acknowledged."""
+    limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
+    group = next(g for g in (f"$share/ag{i}/ag/#" for i in range(100))
+                 if harness.shard_of(g, 2) == 1)
+    member = harness.ids_on(0, "agm", 2)[0]
+    what = "share again" + (", killed while held" if kill_while_held else "")
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, limits=limits).start(2)
+        m = Sub(b.port, member, topic=group, qos=1)
+        time.sleep(0.5)  # the join reaches the group's home
+        # Shard 0's messages congest a subscriber on shard 1, which then holds up the
+        # channel from shard 0: the member's offline note and its agains wait there.
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "agslow", 2)[0], "hold/#")
+        filler = Pub(b.port, PUB0)
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        m.close()
+        time.sleep(0.5)
+        p = Pub(b.port, PUB1)
+        for i in range(20):
+            p.publish("ag/t", f"a{i}", 1)
+        time.sleep(2.0)
+        held = len(p.acked_payloads())
+        check(held == 0, f"{what}: none of 20 acknowledged while the agains wait in the held "
+                         f"channel ({held})")
+        if not kill_while_held:
+            slow.close()  # its session ends, the channel flows again
+            check(wait_until(lambda: len(p.acked_payloads()) == 20),
+                  f"{what}: all 20 acknowledged once it flows ({len(p.acked_payloads())})")
+        acked = p.acked_payloads()
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        filler.close(clean=False)
+        slow.close()
+        missing = missing_after_restart(b, lambda: Sub(b.port, member, topic=group, qos=1), acked)
+        check(not missing, f"{what}, kill -9: the member has every acknowledged message "
+                           f"({len(acked)} acknowledged, {len(missing)} missing)")
+
+
 def change_threads():
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store).start(2)
@@ -430,6 +481,8 @@ def main():
     kill_during_traffic()
     stalled_shard()
     stalled_share_member()
+    share_again(kill_while_held=True)
+    share_again(kill_while_held=False)
     change_threads()
     return check.exit_status()
 

@@ -202,34 +202,62 @@ struct server::impl {
     // are counted per ordered pair of shards, each count on its own shard's thread.
     // A share group's home that routes another shard's message to a member on a third
     // shard (or back) confirms the items it took only once the member's shard has
-    // confirmed those deliveries (shard_item::share_seq), which it does after its own sync
-    // and nothing else: so the confirmations wait at most one hop and cannot form a cycle.
+    // confirmed those deliveries (shard_item::share_seq). A member's shard that sends a
+    // delivery back (share_op::again) confirms it only once the home has confirmed the
+    // re-pick (shard_item::again_seq), which the home does after its own sync and the
+    // re-pick's member shard's sync (`share_synced`, which waits for nothing else). So the
+    // waits go down four layers (item counts, share deliveries, agains, syncs) and cannot
+    // form a cycle (docs/persistence.md, "Acknowledged = durable across shards").
     struct confirmation {
-        std::uint64_t seq = 0;      // items taken from `from` up to this count
-        std::uint64_t applied = 0;  // and its outbox up to this sequence (0: none)
-        bool synced = false;        // this shard's store has what taking them did
+        std::uint64_t seq = 0;            // items taken from `from` up to this count
+        std::uint64_t applied = 0;        // and its outbox up to this sequence (0: none)
+        bool synced = false;              // this shard's store has what taking them did
         std::vector<std::uint64_t> need;  // [to]: share deliveries to be confirmed first
+        std::uint64_t again = 0;          // agains sent back to `from`, confirmed first
+    };
+    // Share deliveries (or agains) taken from `from` up to `max`, confirmed once `synced`
+    // and what taking them sent is confirmed: agains up to `again` (share deliveries), or
+    // the share deliveries `need` synced by their shards (agains).
+    struct share_wait {
+        std::uint64_t max = 0;
+        std::uint64_t again = 0;
+        std::vector<std::uint64_t> need;  // [to]
+        bool synced = false;
     };
     struct item_counts {
         std::vector<std::uint64_t> sent;  // [to], on the sender's thread
         std::vector<std::uint64_t> got;   // [from], on the receiver's thread
         // The rest on this shard's thread (the shard of the index in `counts`).
-        std::vector<std::uint64_t> share_sent;       // [to]: share deliveries numbered
-        std::vector<std::uint64_t> share_confirmed;  // [to]: and confirmed by `to`
-        std::vector<std::uint64_t> batch_need;       // [to]: sent while taking a batch
-        bool taking = false;                         // a batch is being taken
-        std::vector<std::deque<confirmation>> pending;  // [from]: in order
+        std::vector<std::uint64_t> share_sent;              // [to]: share deliveries numbered
+        std::vector<std::uint64_t> share_synced;            // [to]: and synced by `to`
+        std::vector<std::uint64_t> share_confirmed;         // [to]: and confirmed by `to`
+        std::vector<std::uint64_t> again_sent;              // [to]: agains numbered
+        std::vector<std::uint64_t> again_confirmed;         // [to]: and confirmed by `to`
+        std::vector<std::uint64_t> batch_need;              // [to]: sent while taking a batch
+        std::vector<std::uint64_t> batch_again;             // [to]: agains sent while taking it
+        bool taking = false;                                // a batch is being taken
+        std::vector<std::deque<confirmation>> pending;      // [from]: in order
+        std::vector<std::deque<share_wait>> share_pending;  // [from]: in order
+        std::vector<std::deque<share_wait>> again_pending;  // [from]: in order
     };
     std::vector<item_counts> counts;                  // [shard]
     detail::store_driver* held_store(std::size_t k);  // that shard's, if output waits for it
     // need: the current connection's output waits for `to` to confirm this item.
     void item_sent(std::size_t from, std::size_t to, bool need = true);
-    // Shard k took n items of shard `from`, share deliveries among them up to share_max.
-    void items_taken(std::size_t k, std::size_t from, std::size_t n, std::uint64_t share_max);
+    // Shard k took n items of shard `from`, share deliveries among them up to share_max
+    // and agains up to again_max.
+    void items_taken(std::size_t k, std::size_t from, std::size_t n, std::uint64_t share_max,
+                     std::uint64_t again_max);
     // On shard k: shard `to` has synced the share deliveries k sent it up to seq.
+    void share_synced(std::size_t k, std::size_t to, std::uint64_t seq);
+    // On shard k: and confirmed them (their agains' re-picks too).
     void share_confirmed(std::size_t k, std::size_t to, std::uint64_t seq);
-    // On shard k: the confirmations to `from` whose turn has come go (one post).
+    // On shard k: shard `to` has the re-picks of the agains k sent it up to seq.
+    void again_confirmed(std::size_t k, std::size_t to, std::uint64_t seq);
+    // On shard k: the confirmations to `from` whose turn has come go (one post each).
     void send_confirmations(std::size_t k, std::size_t from);
+    void send_share_confirmations(std::size_t k, std::size_t from);
+    void send_again_confirmations(std::size_t k, std::size_t from);
     // The outbox (docs/persistence.md, "Threads: the outbox"): a QoS 2 message a shard
     // sends to the others is recorded in its own store (the group of the PUBLISH's packet
     // id) and sent only once that group is synced; what it sends after it waits behind it,

@@ -66,9 +66,15 @@ void server::impl::create_shards() {
         c.sent.assign(n, 0);
         c.got.assign(n, 0);
         c.share_sent.assign(n, 0);
+        c.share_synced.assign(n, 0);
         c.share_confirmed.assign(n, 0);
+        c.again_sent.assign(n, 0);
+        c.again_confirmed.assign(n, 0);
         c.batch_need.assign(n, 0);
+        c.batch_again.assign(n, 0);
         c.pending.resize(n);
+        c.share_pending.resize(n);
+        c.again_pending.resize(n);
     }
     outboxes.resize(n);
     for (auto& o : outboxes) o.applied.assign(n, 0);
@@ -181,6 +187,11 @@ bool share_delivery(const shard_item& item) noexcept {
             item.op == broker::share_op::retry);
 }
 
+bool share_again(const shard_item& item) noexcept {
+    return item.what == shard_item::kind::share && item.msg != nullptr &&
+           item.op == broker::share_op::again;
+}
+
 }  // namespace
 
 bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
@@ -192,9 +203,15 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
     // here is confirmed to its sender only after this one.
     auto& c = counts[from];
     const std::uint64_t need_before = c.taking ? c.batch_need[to] : 0;
+    const std::uint64_t again_before = c.taking ? c.batch_again[to] : 0;
     if (share_delivery(item) && held_store(from) != nullptr) {
         item.share_seq = ++c.share_sent[to];
         if (c.taking) c.batch_need[to] = item.share_seq;
+    } else if (share_again(item) && held_store(from) != nullptr) {
+        // Sent back to the home: the delivery that brought it is confirmed only once the
+        // home has the re-pick (items_taken).
+        item.again_seq = ++c.again_sent[to];
+        if (c.taking) c.batch_again[to] = item.again_seq;
     }
     if (!outboxes.empty() && (item.outbox_seq != 0 || !outboxes[from].items.empty())) {
         // Through the outbox, or behind an item waiting in it (channel order): numbered
@@ -206,6 +223,7 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
         return true;
     }
     const std::uint64_t share_seq = item.share_seq;
+    const std::uint64_t again_seq = item.again_seq;
     if (runtime->send(from, to, std::move(item))) {
         item_sent(from, to);
         return true;
@@ -213,6 +231,10 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
     if (share_seq != 0) {  // dropped: nobody will confirm that number
         --c.share_sent[to];
         if (c.taking) c.batch_need[to] = need_before;
+    }
+    if (again_seq != 0) {
+        --c.again_sent[to];
+        if (c.taking) c.batch_again[to] = again_before;
     }
     // The other shard is shard_channel_limits::max_items behind, which the publishers'
     // pause at high_water leaves to senders without a connection (Wills): dropped.
@@ -234,13 +256,20 @@ std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
     auto& c = counts[k];
     const bool counted = held_store(k) != nullptr;
     c.taking = counted;
-    if (counted) std::fill(c.batch_need.begin(), c.batch_need.end(), 0);
+    if (counted) {
+        std::fill(c.batch_need.begin(), c.batch_need.end(), 0);
+        std::fill(c.batch_again.begin(), c.batch_again.end(), 0);
+    }
     const std::size_t taken = take_items(k, from, items);
     c.taking = false;
     if (!counted) return taken;
     std::uint64_t share_max = 0;
-    for (std::size_t i = 0; i < taken; ++i) share_max = std::max(share_max, items[i].share_seq);
-    items_taken(k, from, taken, share_max);
+    std::uint64_t again_max = 0;
+    for (std::size_t i = 0; i < taken; ++i) {
+        share_max = std::max(share_max, items[i].share_seq);
+        again_max = std::max(again_max, items[i].again_seq);
+    }
+    items_taken(k, from, taken, share_max, again_max);
     return taken;
 }
 

@@ -163,27 +163,58 @@ void server::impl::item_sent(std::size_t from, std::size_t to, bool need) {
 }
 
 void server::impl::items_taken(std::size_t k, std::size_t from, std::size_t n,
-                               std::uint64_t share_max) {
+                               std::uint64_t share_max, std::uint64_t again_max) {
     auto* st = held_store(k);
     if (st == nullptr || n == 0) return;
     auto& c = counts[k];
     const auto seq = c.got[from] += n;
-    confirmation next{seq, outboxes[k].applied[from], false, {}};
-    if (std::any_of(c.batch_need.begin(), c.batch_need.end(), [](auto x) { return x != 0; })) {
-        next.need = c.batch_need;
-    }
+    // Agains go back to the shard the delivery came from: `from`.
+    const std::uint64_t again = c.batch_again[from];
+    const bool needs =
+        std::any_of(c.batch_need.begin(), c.batch_need.end(), [](auto x) { return x != 0; });
+    confirmation next{seq, outboxes[k].applied[from], false, {}, again};
+    if (needs) next.need = c.batch_need;
     c.pending[from].push_back(std::move(next));
-    st->when_synced([this, k, from, seq, share_max] {
-        // The share deliveries among them first: their confirmation waits for nothing else.
+    if (share_max != 0) c.share_pending[from].push_back({share_max, again, {}, false});
+    if (again_max != 0) {
+        // The re-picks made while taking them (retries, or local deliveries recorded here).
+        c.again_pending[from].push_back(
+            {again_max, 0, needs ? c.batch_need : std::vector<std::uint64_t>{}, false});
+    }
+    st->when_synced([this, k, from, seq, share_max, again_max] {
+        auto& c = counts[k];
+        // That this shard synced the share deliveries waits for nothing else: the home's
+        // confirmation of an again waits for it (a re-pick may come back here).
         if (share_max != 0) {
-            runtime->post(from, [this, k, from, share_max] { share_confirmed(from, k, share_max); });
+            runtime->post(from, [this, k, from, share_max] { share_synced(from, k, share_max); });
+            for (auto& w : c.share_pending[from]) {
+                if (w.max > share_max) break;
+                w.synced = true;
+            }
         }
-        for (auto& p : counts[k].pending[from]) {
+        if (again_max != 0) {
+            for (auto& w : c.again_pending[from]) {
+                if (w.max > again_max) break;
+                w.synced = true;
+            }
+        }
+        for (auto& p : c.pending[from]) {
             if (p.seq > seq) break;
             p.synced = true;
         }
+        send_again_confirmations(k, from);
+        send_share_confirmations(k, from);
         send_confirmations(k, from);
     });
+}
+
+void server::impl::share_synced(std::size_t k, std::size_t to, std::uint64_t seq) {
+    auto& c = counts[k];
+    if (seq <= c.share_synced[to]) return;
+    c.share_synced[to] = seq;
+    for (std::size_t from = 0; from < c.again_pending.size(); ++from) {
+        if (from != k && !c.again_pending[from].empty()) send_again_confirmations(k, from);
+    }
 }
 
 void server::impl::share_confirmed(std::size_t k, std::size_t to, std::uint64_t seq) {
@@ -195,6 +226,14 @@ void server::impl::share_confirmed(std::size_t k, std::size_t to, std::uint64_t 
     }
 }
 
+void server::impl::again_confirmed(std::size_t k, std::size_t to, std::uint64_t seq) {
+    auto& c = counts[k];
+    if (seq <= c.again_confirmed[to]) return;
+    c.again_confirmed[to] = seq;
+    send_share_confirmations(k, to);
+    send_confirmations(k, to);
+}
+
 void server::impl::send_confirmations(std::size_t k, std::size_t from) {
     auto& c = counts[k];
     auto& q = c.pending[from];
@@ -202,7 +241,7 @@ void server::impl::send_confirmations(std::size_t k, std::size_t from) {
     std::uint64_t applied = 0;
     while (!q.empty() && q.front().synced) {
         const auto& p = q.front();
-        bool met = true;
+        bool met = p.again <= c.again_confirmed[from];
         for (std::size_t j = 0; j < p.need.size() && met; ++j) {
             met = p.need[j] <= c.share_confirmed[j];
         }
@@ -219,6 +258,34 @@ void server::impl::send_confirmations(std::size_t k, std::size_t from) {
         // Shard k's disk has what it did with these outbox items: they may go.
         if (applied != 0) s->recorder().outbox_confirmed(k, applied);
     });
+}
+
+void server::impl::send_share_confirmations(std::size_t k, std::size_t from) {
+    auto& c = counts[k];
+    auto& q = c.share_pending[from];
+    std::uint64_t max = 0;
+    while (!q.empty() && q.front().synced && q.front().again <= c.again_confirmed[from]) {
+        max = q.front().max;
+        q.pop_front();
+    }
+    if (max == 0) return;
+    runtime->post(from, [this, k, from, max] { share_confirmed(from, k, max); });
+}
+
+void server::impl::send_again_confirmations(std::size_t k, std::size_t from) {
+    auto& c = counts[k];
+    auto& q = c.again_pending[from];
+    std::uint64_t max = 0;
+    while (!q.empty() && q.front().synced) {
+        const auto& w = q.front();
+        bool met = true;
+        for (std::size_t j = 0; j < w.need.size() && met; ++j) met = w.need[j] <= c.share_synced[j];
+        if (!met) break;
+        max = w.max;
+        q.pop_front();
+    }
+    if (max == 0) return;
+    runtime->post(from, [this, k, from, max] { again_confirmed(from, k, max); });
 }
 
 std::uint64_t server::impl::outbox_item(std::size_t k, const broker::message_ptr& m) {

@@ -47,6 +47,10 @@ struct shard_item {
     // in the sender's sequence of those to this shard, which the receiver confirms once
     // its store has what it did with it (docs/persistence.md, "Threads").
     std::uint64_t share_seq = 0;
+    // A share delivery sent back to the group's home (share_op::again) with persistence:
+    // its number in the sender's sequence of those to this shard, which the home confirms
+    // once its store has the re-pick and the re-pick's member shard has synced it.
+    std::uint64_t again_seq = 0;
     // A message's bytes on the transit meter (broker::engine::charge_transit) from the
     // send until the receiving shard routes it, or the item is destroyed.
     broker::output_charge transit{};
