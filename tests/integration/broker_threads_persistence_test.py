@@ -17,6 +17,8 @@ retained messages set from both shards:
 - a share group's delivery sent back to the home by a member's shard (the member went
   offline) and held up there: the acknowledgement waits for the home's re-pick, and nothing
   acknowledged is lost to a kill;
+- a share group's QoS 2 messages held up before the group's home, or on their way from it
+  to the member's shard, and a kill: each completed message reaches the member once;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -390,6 +392,52 @@ def share_again(kill_while_held):
                            f"({len(acked)} acknowledged, {len(missing)} missing)")
 
 
+def qos2_share_replay(member_shard, held=1):
+    """A share group homed on shard 1 whose only member is an offline persistent session on
+    `member_shard`, and a QoS 2 publisher on shard 0, whose messages go to shard 1 through
+    shard 0's outbox: its PUBREC waits only for shard 0's sync (the outbox item is there,
+    with the packet id). Shard `held` takes nothing from the other shard for a while (a
+    congested subscriber there holds up the channel): with 1, shard 0's messages wait
+    before the group's home; with 0 (member on shard 0), the home's deliveries to the member
+    wait. The broker is killed; each acknowledged message must reach the member once. Before,
+    the start did not route shard 0's outbox items to share groups, and the home sent its
+    deliveries to the member's shard directly, unrecorded: all 20 were lost each way."""
+    limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
+    group = next(g for g in (f"$share/oq{i}/oq/#" for i in range(100))
+                 if harness.shard_of(g, 2) == 1)
+    member = harness.ids_on(member_shard, "oqm", 2)[0]
+    what = f"QoS 2 share replay, member on shard {member_shard}, shard {held} held"
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, limits=limits).start(2)
+        Sub(b.port, member, topic=group, qos=2).close()
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(held, "oqslow", 2)[0], "hold/#")
+        filler = Pub(b.port, harness.ids_on(1 - held, "oqfill", 2)[0])
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        p = Pub(b.port, harness.ids_on(0, "oqpub", 2)[0])
+        for i in range(20):
+            p.publish("oq/t", f"o{i}", 2)
+        check(wait_until(lambda: len(p.acked_payloads()) == 20),
+              f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
+        time.sleep(0.5)  # the home takes them (held 0) and sends them on
+        acked = p.acked_payloads()
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        filler.close(clean=False)
+        slow.close()
+        b.start(2)
+        s = Sub(b.port, member, topic=group, qos=2)
+        got = payloads(s.wait_count(len(acked), timeout=5.0))
+        s.close()
+        b.stop()
+        missing = [x for x in acked if x not in got]
+        twice = sorted({x for x in got if got.count(x) > 1})
+        check(not missing and not twice,
+              f"{what}, kill -9: the member has every acknowledged message once "
+              f"({len(acked)} acknowledged, {len(missing)} missing, {len(twice)} twice)")
+
+
 def change_threads():
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store).start(2)
@@ -483,6 +531,9 @@ def main():
     stalled_share_member()
     share_again(kill_while_held=True)
     share_again(kill_while_held=False)
+    qos2_share_replay(member_shard=1)
+    qos2_share_replay(member_shard=0)
+    qos2_share_replay(member_shard=0, held=0)
     change_threads()
     return check.exit_status()
 

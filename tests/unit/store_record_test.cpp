@@ -128,13 +128,29 @@ TEST_CASE("store: exact bytes of framed records") {
         CHECK(sub.subscription_id == 0);
     }
     SUBCASE("outbox item and inbox sequence") {
-        const auto add = encode_record(outbox_add_record{5, 9, {1, 3}});
+        const auto add = encode_record(outbox_add_record{5, 9, {1, 3}, {}, {}});
         const bytes add_payload{0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0,
                                 0, 0, 0, 9, 0, 0, 0, 2, 0, 1, 0, 3};
         REQUIRE(add.size() == frame_header_size + add_payload.size());
         CHECK(bytes(add.begin(), add.begin() + 8) ==
               bytes{0x54, 0x72, 0x01, 17, 0x00, 0x00, 0x00, 24});
         CHECK(bytes(add.begin() + frame_header_size, add.end()) == add_payload);
+        // A share group's delivery: one destination, the subscription and the member.
+        const outbox_add_record share{5, 9, {1}, "$share/g/a", "c"};
+        const auto sb = encode_record(share);
+        const bytes share_payload{0,   0,   0,   0,   0,   0,   0,   5,   0, 0, 0, 0,  0,   0,
+                                  0,   9,   0,   0,   0,   1,   0,   1,   0, 0, 0, 10, '$', 's',
+                                  'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 0, 0, 0, 1,  'c'};
+        CHECK(type_of(share) == record_type::outbox_share);
+        CHECK(bytes(sb.begin() + 2, sb.begin() + 4) == bytes{0x01, 21});
+        CHECK(bytes(sb.begin() + frame_header_size, sb.end()) == share_payload);
+        std::size_t size = 0;
+        const auto back = detail::record_at(sb, 0, size);
+        REQUIRE(back.has_value());
+        CHECK(std::get<outbox_add_record>(*back) == share);
+        // Two destinations are damage.
+        auto two = encode_record(outbox_add_record{5, 9, {1, 2}, "$share/g/a", "c"});
+        CHECK_FALSE(detail::record_at(two, 0, size).has_value());
         const auto applied = encode_record(inbox_applied_record{2, 0x0102});
         CHECK(bytes(applied.begin() + 2, applied.begin() + 8) == bytes{0x01, 20, 0, 0, 0, 10});
         CHECK(bytes(applied.begin() + frame_header_size, applied.end()) ==
@@ -212,7 +228,7 @@ TEST_CASE("store: every record type decodes to itself") {
         qos2_in_remove_record{"id", 3},
         session_offline_record{"id", 60, 1234, 9, 1200},
         commit_record{},
-        outbox_add_record{0xFFFFFFFFFFFFFFFF, 9, {1, 255}},
+        outbox_add_record{0xFFFFFFFFFFFFFFFF, 9, {1, 255}, {}, {}},
         outbox_ack_record{255, 12},
         outbox_last_record{77},
         inbox_applied_record{3, 0x0102030405060708},

@@ -222,7 +222,7 @@ std::vector<record> publisher_log(std::uint64_t items) {
         rs.push_back(
             message_record{i, wall, make_msg("a/b", "m" + std::to_string(i), qos::exactly_once)});
         rs.push_back(qos2_in_add_record{"s0-pub", static_cast<std::uint16_t>(i)});
-        rs.push_back(outbox_add_record{i, i, {1}});
+        rs.push_back(outbox_add_record{i, i, {1}, {}, {}});
         rs.push_back(commit_record{});
     }
     return rs;
@@ -305,7 +305,7 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
         subscribe_record{"shared", "$share/g/a/b", {qos::exactly_once, false, false, {}}, 0}));
     REQUIRE(st.apply(session_record{"other", 60}));
     REQUIRE(st.apply(subscribe_record{"other", "b/#", {qos::exactly_once, false, false, {}}, 0}));
-    const pending_item item{2, 9, wall, make_msg("a/b", "x", qos::exactly_once, true)};
+    const pending_item item{2, 9, wall, make_msg("a/b", "x", qos::exactly_once, true), {}, {}};
     CHECK(replay(st, item, {}) == 1);
     const auto& q = st.sessions().at("two").queue;
     REQUIRE(q.size() == 1);
@@ -318,14 +318,97 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
     CHECK(st.sessions().at("shared").queue.empty());
     CHECK(st.sessions().at("other").queue.empty());
     CHECK(st.applied_from(2) == 9);
-    CHECK(replay(st, {2, 10, wall, make_msg("a/b", "y", qos::exactly_once)}, {false, true}) ==
-          2);  // ...but with queue_qos0_messages
+    CHECK(replay(st, {2, 10, wall, make_msg("a/b", "y", qos::exactly_once), {}, {}},
+                 {false, true}) == 2);  // ...but with queue_qos0_messages
     CHECK(st.sessions().at("low").queue.size() == 1);
     CHECK(st.applied_from(2) == 10);
     // No session matches: nothing queued, no message kept, the item counts as taken.
-    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once)}, {}) == 0);
+    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once), {}, {}}, {}) == 0);
     CHECK(st.applied_from(2) == 11);
     CHECK(st.messages().size() == 2);
+}
+
+namespace {
+
+// A member of $share/g/a/# (QoS 2, Subscription Identifier 5) in `st`.
+void add_member(state& st, const std::string& c) {
+    REQUIRE(st.apply(session_record{c, 3600}));
+    REQUIRE(
+        st.apply(subscribe_record{c, "$share/g/a/#", {qos::exactly_once, false, false, {}}, 5}));
+}
+
+std::size_t home_of_g(std::string_view filter) {
+    return filter == "$share/g/a/#" ? 1 : 0;
+}
+
+}  // namespace
+
+TEST_CASE("store shards: a replay gives a share group's message to one member, once") {
+    // Store 0's item 3 (a QoS 2 message to a/b) was not taken by store 1, the home of
+    // $share/g/a/#.
+    auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
+    auto s1 = subscriber_store(2);
+    auto pending = unapplied({&s0, &s1}, 1);
+    REQUIRE(pending.size() == 1);
+    bool sent = false;
+    SUBCASE("a member in the home's store, and one in another: the home's") {
+        add_member(s1, "s1-m");
+        add_member(s0, "s0-m");
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK_FALSE(sent);
+        CHECK(replay(s1, pending[0], {}) == 1);  // s1-sub's ordinary subscription
+        CHECK(payloads(s1, "s1-m") == std::vector<std::string>{"m3"});
+        CHECK(s1.sessions().at("s1-m").queue.back().subscription_ids ==
+              std::vector<std::uint32_t>{5});
+        CHECK(s0.sessions().at("s0-m").queue.empty());
+        CHECK(unapplied({&s0, &s1}, 0).empty());
+        CHECK(unapplied({&s0, &s1}, 1).empty());
+    }
+    SUBCASE("a member in another store only: through the home's outbox, then queued there") {
+        add_member(s0, "s0-m");
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK(sent);
+        CHECK(replay(s1, pending[0], {}) == 1);
+        REQUIRE(s1.outbox().size() == 1);
+        const auto& [seq, o] = *s1.outbox().begin();
+        CHECK(o.dests == std::vector<std::uint16_t>{0});
+        CHECK(o.client_id == "s0-m");
+        CHECK(o.group == "$share/g/a/#");
+        // Written and read back (record type outbox_share), as a compaction does.
+        auto again1 = load_bytes(encode_all_records(s1.snapshot(wall))).st;
+        CHECK(again1.outbox() == s1.outbox());
+        auto to0 = unapplied({&s0, &again1}, 0);
+        REQUIRE(to0.size() == 1);
+        CHECK(to0[0].seq == seq);
+        CHECK(to0[0].client_id == "s0-m");
+        CHECK(replay(s0, to0[0], {}) == 1);
+        CHECK(payloads(s0, "s0-m") == std::vector<std::string>{"m3"});
+        CHECK(s0.sessions().at("s0-m").queue.back().q == qos::exactly_once);
+        CHECK(s0.applied_from(1) == seq);
+        CHECK(unapplied({&s0, &again1}, 0).empty());  // once
+    }
+    SUBCASE("a member that left before the home's item was routed: nobody") {
+        add_member(s0, "s0-m");
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        REQUIRE(s0.apply(unsubscribe_record{"s0-m", "$share/g/a/#"}));
+        const auto to0 = unapplied({&s0, &s1}, 0);
+        REQUIRE(to0.size() == 1);
+        CHECK(replay(s0, to0[0], {}) == 0);
+        CHECK(s0.sessions().at("s0-m").queue.empty());
+        CHECK(s0.applied_from(1) == to0[0].seq);
+    }
+    SUBCASE("a group homed on another store is not served here") {
+        add_member(s1, "s1-m");
+        const auto home0 = [](std::string_view) -> std::size_t { return 0; };
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home0, sent) == 0);
+        CHECK(s1.sessions().at("s1-m").queue.empty());
+    }
+    SUBCASE("the home's outbox numbers go past what any store took from it") {
+        add_member(s0, "s0-m");
+        REQUIRE(s0.apply(inbox_applied_record{1, 40}));
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK(s1.outbox().begin()->first == 41);
+    }
 }
 
 TEST_CASE("store shards: a torn group keeps neither the QoS 2 packet id nor its outbox item") {
@@ -366,7 +449,7 @@ TEST_CASE("store shards: redistribution at start with outbox items outstanding")
     auto s1 = subscriber_store(1);
     // Store 1 has its own outbox too (an item to shard 0, taken by nobody yet).
     REQUIRE(s1.apply(message_record{500, wall, make_msg("c", "from1", qos::exactly_once)}));
-    REQUIRE(s1.apply(outbox_add_record{8, 500, {0}}));
+    REQUIRE(s1.apply(outbox_add_record{8, 500, {0}, {}, {}}));
     REQUIRE(s0.apply(session_record{"s0-c", 60}));
     REQUIRE(s0.apply(subscribe_record{"s0-c", "c", {qos::exactly_once, false, false, {}}, 0}));
     // Start-up: settle what is confirmed, replay what is not, then redistribute.

@@ -279,10 +279,17 @@ struct server::impl {
     // else 0; the items sent for it carry it.
     std::uint64_t outbox_item(std::size_t k, const broker::message_ptr& m);
     void outbox_recorded(std::size_t k);  // after the items of outbox_item() were sent
-    void send_outbox(std::size_t k);      // what may go now
+    // A share group's delivery of a QoS 2 message from home `from` to a member on `to`
+    // goes through `from`'s outbox (recorded, item.outbox_seq set): true.
+    bool share_through_outbox(std::size_t from, std::size_t to, shard_item& item);
+    void send_outbox(std::size_t k);  // what may go now
     // Startup: every store's outbox items its destinations' stores have not taken are
     // queued there (store::replay); returns how many, per store.
-    std::vector<std::size_t> replay_outboxes(const std::vector<store::state*>& states);
+    // `written_by`: the number of threads that wrote them (share groups' homes then);
+    // `shares_sent` marks the stores that got share deliveries for others' sessions.
+    std::vector<std::size_t> replay_outboxes(const std::vector<store::state*>& states,
+                                             std::size_t written_by,
+                                             std::vector<char>& shares_sent);
     void close_stores();  // graceful stop, after every loop has ended
     // Returns how many items shard k took: fewer when a congested subscriber holds up
     // what `from` sends (resumed by shard_link::resume_from).

@@ -204,7 +204,11 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
     auto& c = counts[from];
     const std::uint64_t need_before = c.taking ? c.batch_need[to] : 0;
     const std::uint64_t again_before = c.taking ? c.batch_again[to] : 0;
-    if (share_delivery(item) && held_store(from) != nullptr) {
+    const bool share_outbox = share_delivery(item) && share_through_outbox(from, to, item);
+    if (share_outbox) {
+        // Durable here, with what made it (docs/persistence.md, "Threads: the outbox"): no
+        // confirmation from `to` is waited for.
+    } else if (share_delivery(item) && held_store(from) != nullptr) {
         item.share_seq = ++c.share_sent[to];
         if (c.taking) c.batch_need[to] = item.share_seq;
     } else if (share_again(item) && held_store(from) != nullptr) {
@@ -220,6 +224,7 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
         auto& o = outboxes[from];
         item_sent(from, to, item.outbox_seq == 0);
         o.items.push_back({o.gates, to, std::move(item)});
+        if (share_outbox) outbox_recorded(from);
         return true;
     }
     const std::uint64_t share_seq = item.share_seq;
@@ -245,6 +250,18 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
                  " is too far behind; messages to it are dropped");
     }
     return false;
+}
+
+bool server::impl::share_through_outbox(std::size_t from, std::size_t to, shard_item& item) {
+    auto* st = outboxes.empty() ? nullptr : held_store(from);
+    if (st == nullptr || item.msg->qos_level != protocol::qos::exactly_once || !item.ref) {
+        return false;
+    }
+    auto& o = outboxes[from];
+    st->recorder().outbox_share_sent(item.msg, ++o.seq, to, item.ref->group, item.ref->client_id);
+    ++o.gates;
+    item.outbox_seq = o.seq;
+    return true;
 }
 
 std::size_t server::impl::on_shard_batch(std::size_t k, std::size_t from,
@@ -313,7 +330,15 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
             continue;
         }
         if (it.what == shard_item::kind::share) {
-            if (e.share_from_shard(from, it.op, it.ref, it.msg, now)) return taken(i + 1);
+            auto op = it.op;
+            if (it.outbox_seq != 0) {
+                // A QoS 2 share delivery from the home's outbox: taken here (queued if the
+                // member went offline) rather than sent back, since the home's file has it
+                // for this member only (docs/persistence.md, "Threads: the outbox").
+                op = broker::share_op::retry;
+                applied = it.outbox_seq;
+            }
+            if (e.share_from_shard(from, op, it.ref, it.msg, now)) return taken(i + 1);
             continue;
         }
         e.apply_retained(it.msg);

@@ -70,7 +70,10 @@ std::error_code server::impl::open_stores(std::string* failed) {
             if (src < taken_from.size()) taken_from[src] = std::max(taken_from[src], seq);
         }
     }
-    const auto into = replay_outboxes(mutable_states);
+    // The number of threads that wrote the stores: each shard writes its file at start.
+    const std::size_t written_by = others.empty() ? 1 : others.back() + 1;
+    std::vector<char> shares_sent;
+    const auto into = replay_outboxes(mutable_states, written_by, shares_sent);
     std::size_t replayed = 0;
     for (const auto c : into) replayed += c;
     if (replayed != 0) {
@@ -97,7 +100,17 @@ std::error_code server::impl::open_stores(std::string* failed) {
             loaded[k] = store::loaded{std::move(fresh[k]), std::move(report)};
         }
     }
+    // A store whose outbox the start gave share deliveries for another store's sessions is
+    // written before the others: a crash between two of the writes then never leaves a
+    // store that took an item its sender's file does not have (replay_shared).
+    std::vector<std::size_t> order;
     for (std::size_t k = 0; k < n; ++k) {
+        if (k < shares_sent.size() && shares_sent[k] != 0) order.push_back(k);
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+        if (std::find(order.begin(), order.end(), k) == order.end()) order.push_back(k);
+    }
+    for (const std::size_t k : order) {
         auto& d = make_store(k);
         store::loaded l = loaded[k] ? std::move(*loaded[k]) : store::loaded{};
         const auto& r = l.report;
@@ -322,19 +335,33 @@ void server::impl::send_outbox(std::size_t k) {
     }
 }
 
-std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::state*>& states) {
+std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::state*>& states,
+                                                       std::size_t written_by,
+                                                       std::vector<char>& shares_sent) {
     std::vector<const store::state*> view(states.begin(), states.end());
     // What every destination's file says it took leaves the outboxes; the rest is routed
     // (queued) in the destination's state, which is then written anew.
     store::settle_outboxes(states);
     const auto& l = engine.config();
     const store::replay_rules rules{l.upgrade_outgoing_qos, l.queue_qos0_messages};
+    // A share group's home as the threads that wrote the stores had it.
+    const auto home = [written_by](std::string_view filter) {
+        return broker::shard_of(filter, written_by);
+    };
     std::vector<std::size_t> n(states.size(), 0);
-    for (std::size_t d = 0; d < states.size(); ++d) {
-        if (states[d] == nullptr) continue;
-        for (const auto& item : store::unapplied(view, d)) {
-            store::replay(*states[d], item, rules);
-            ++n[d];
+    shares_sent.assign(states.size(), 0);
+    // Twice: the first pass may give a share group's message to a member in another store
+    // through the outbox of the group's home (replay_shared), which the second routes.
+    for (int pass = 0; pass < 2; ++pass) {
+        for (std::size_t d = 0; d < states.size(); ++d) {
+            if (states[d] == nullptr) continue;
+            for (const auto& item : store::unapplied(view, d)) {
+                bool sent = false;
+                store::replay_shared(states, d, item, rules, home, sent);
+                store::replay(*states[d], item, rules);
+                if (sent) shares_sent[d] = 1;
+                ++n[d];
+            }
         }
     }
     return n;

@@ -266,6 +266,9 @@ struct payload_writer {
         w.u64(r.msg_id);
         w.u32(static_cast<std::uint32_t>(r.dests.size()));
         for (const auto d : r.dests) w.u16(d);
+        if (r.client_id.empty()) return;
+        w.str(r.group);
+        w.str(r.client_id);
     }
     void operator()(const outbox_ack_record& r) {
         w.u16(r.dest);
@@ -401,7 +404,8 @@ std::optional<record> decode_fields(record_type t, reader& r) {
         }
         case record_type::commit:
             return record{commit_record{}};
-        case record_type::outbox_add: {
+        case record_type::outbox_add:
+        case record_type::outbox_share: {
             outbox_add_record o;
             o.seq = r.u64();
             o.msg_id = r.u64();
@@ -410,6 +414,12 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             if (!r.ok() || n == 0 || n > 1024 || o.seq == 0 || o.msg_id == 0) return std::nullopt;
             o.dests.reserve(n);
             for (std::uint32_t i = 0; i < n && r.ok(); ++i) o.dests.push_back(r.u16());
+            if (t == record_type::outbox_share) {
+                o.group = r.str();
+                o.client_id = r.str();
+                if (!r.ok() || n != 1 || o.client_id.empty() || o.group.empty())
+                    return std::nullopt;
+            }
             return record{std::move(o)};
         }
         case record_type::outbox_ack: {
@@ -489,6 +499,9 @@ bool message_record::operator==(const message_record& o) const {
 }
 
 record_type type_of(const record& r) noexcept {
+    if (const auto* o = std::get_if<outbox_add_record>(&r); o != nullptr && !o->client_id.empty()) {
+        return record_type::outbox_share;
+    }
     return static_cast<record_type>(r.index());
 }
 
@@ -523,7 +536,7 @@ std::vector<std::uint8_t> encode_record(const record& r) {
 
 std::optional<record> decode_payload(std::uint8_t version, std::uint8_t type,
                                      std::span<const std::uint8_t> payload) {
-    if (version != format_version || type > static_cast<std::uint8_t>(record_type::inbox_applied))
+    if (version != format_version || type > static_cast<std::uint8_t>(record_type::outbox_share))
         return std::nullopt;
     reader r{payload};
     auto rec = decode_fields(static_cast<record_type>(type), r);

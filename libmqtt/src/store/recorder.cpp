@@ -260,7 +260,14 @@ void recorder::retained_cleared(std::string_view topic) {
 void recorder::outbox_sent(const broker::message_ptr& m, std::uint64_t seq,
                            std::vector<std::uint16_t> dests) {
     const auto id = message_id(m);
-    emit(outbox_add_record{seq, id, std::move(dests)});
+    emit(outbox_add_record{seq, id, std::move(dests), {}, {}});
+}
+
+void recorder::outbox_share_sent(const broker::message_ptr& m, std::uint64_t seq, std::size_t dest,
+                                 std::string group, std::string client_id) {
+    const auto id = message_id(m);
+    emit(outbox_add_record{
+        seq, id, {static_cast<std::uint16_t>(dest)}, std::move(group), std::move(client_id)});
 }
 
 void recorder::inbox_taken(std::size_t source, std::uint64_t seq) {

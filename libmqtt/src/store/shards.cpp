@@ -174,7 +174,8 @@ std::vector<pending_item> unapplied(const std::vector<const state*>& stores, std
             if (!std::binary_search(d.begin(), d.end(), static_cast<std::uint16_t>(dest))) continue;
             const auto m = msgs.find(it->second.msg_id);
             if (m == msgs.end()) continue;  // cannot happen: the outbox holds a reference
-            out.push_back({k, it->first, m->second.received_ms, m->second.msg});
+            out.push_back({k, it->first, m->second.received_ms, m->second.msg, it->second.group,
+                           it->second.client_id});
         }
     }
     return out;
@@ -192,7 +193,52 @@ void settle_outboxes(const std::vector<state*>& stores) {
     }
 }
 
+namespace {
+
+// One delivery of `m` as a subscription with `sub`'s options gives it (QoS 0 only with
+// queue_qos0); false when none.
+bool delivery_of(const broker::message& m, const stored_subscription& sub,
+                 const replay_rules& rules, protocol::qos& q, bool& retain,
+                 std::vector<std::uint32_t>& ids) {
+    q = rules.upgrade_outgoing_qos ? sub.options.max_qos
+                                   : std::min(m.qos_level, sub.options.max_qos);
+    retain = sub.options.retain_as_published && m.retain;
+    ids.clear();
+    if (sub.id != 0) ids.push_back(sub.id);
+    return q != protocol::qos::at_most_once || rules.queue_qos0;
+}
+
+// Queues the item's message for one member of a share group in `st`.
+bool queue_share(state& st, const pending_item& item, const std::string& client_id,
+                 const stored_subscription& sub, const replay_rules& rules) {
+    protocol::qos q{};
+    bool retain = false;
+    std::vector<std::uint32_t> ids;
+    if (!delivery_of(*item.msg, sub, rules, q, retain, ids)) return false;
+    const std::uint64_t id = st.max_message_id() + 1;
+    st.apply(message_record{id, item.received_ms, item.msg});
+    st.apply(queue_push_record{client_id, id, q, retain, std::move(ids)});
+    return true;
+}
+
+}  // namespace
+
 std::size_t replay(state& st, const pending_item& item, const replay_rules& rules) {
+    if (!item.client_id.empty()) {
+        // A share group's delivery: its member, unless it left the group (then, as a
+        // `retry` to a member gone, nobody).
+        std::size_t n = 0;
+        const auto s = st.sessions().find(item.client_id);
+        if (s != st.sessions().end()) {
+            const auto sub = s->second.subscriptions.find(item.group);
+            if (sub != s->second.subscriptions.end() &&
+                queue_share(st, item, item.client_id, sub->second, rules)) {
+                n = 1;
+            }
+        }
+        st.apply(inbox_applied_record{static_cast<std::uint16_t>(item.source), item.seq});
+        return n;
+    }
     struct delivery {
         const std::string* client_id;
         protocol::qos q;
@@ -229,6 +275,58 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
     }
     st.apply(inbox_applied_record{static_cast<std::uint16_t>(item.source), item.seq});
     return found.size();
+}
+
+std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
+                          const pending_item& item, const replay_rules& rules,
+                          const home_function& home, bool& shares_sent) {
+    if (!item.client_id.empty() || dest >= stores.size() || stores[dest] == nullptr) return 0;
+    // The groups homed here that match, each with its first member: here if any, else in
+    // the first other store (stores in order, client ids in order in each).
+    struct member {
+        std::size_t store;
+        const std::string* client_id;
+        const stored_subscription* sub;
+    };
+    std::map<std::string_view, member> groups;
+    const auto& topic = item.msg->topic;
+    for (std::size_t j = 0; j < stores.size(); ++j) {
+        if (stores[j] == nullptr) continue;
+        for (const auto& [client_id, s] : stores[j]->sessions()) {
+            for (const auto& [filter, sub] : s.subscriptions) {
+                const auto shared = protocol::parse_shared(filter);
+                if (!shared.is_shared() || home(filter) != dest ||
+                    !protocol::topic_matches(shared.filter, topic)) {
+                    continue;
+                }
+                const auto it = groups.find(filter);
+                if (it == groups.end() || (j == dest && it->second.store != dest)) {
+                    groups.insert_or_assign(filter, member{j, &client_id, &sub});
+                }
+            }
+        }
+    }
+    std::size_t served = 0;
+    state& st = *stores[dest];
+    for (const auto& [filter, m] : groups) {
+        if (m.store == dest) {
+            if (queue_share(st, item, *m.client_id, *m.sub, rules)) ++served;
+            continue;
+        }
+        // Another store's member: through this store's outbox, numbered past anything any
+        // store says it took from it (as the running shard numbers them).
+        std::uint64_t seq = st.outbox_last();
+        for (const auto* other : stores) {
+            if (other != nullptr) seq = std::max(seq, other->applied_from(dest));
+        }
+        const std::uint64_t id = st.max_message_id() + 1;
+        st.apply(message_record{id, item.received_ms, item.msg});
+        st.apply(outbox_add_record{
+            seq + 1, id, {static_cast<std::uint16_t>(m.store)}, std::string{filter}, *m.client_id});
+        shares_sent = true;
+        ++served;
+    }
+    return served;
 }
 
 }  // namespace mqtt::store

@@ -64,6 +64,7 @@ enum class record_type : std::uint8_t {
     outbox_ack = 18,
     outbox_last = 19,
     inbox_applied = 20,
+    outbox_share = 21,  // an outbox_add_record naming a share group's member
 };
 
 // What an outbound QoS 1/2 delivery waits for (broker::outbound_stage as a wire value).
@@ -190,10 +191,15 @@ struct commit_record {
 // other shards, written in the same group as the records of the packet that published it
 // (its QoS 2 packet id), so that a crash keeps both or neither. `seq` numbers what this
 // shard sends, in the order every destination takes it; `dests` are the shards it goes to.
+// A share group's delivery that this shard, the group's home, sends to a member's shard
+// names the member (`client_id` and its subscription `group`) and has that one destination;
+// it is written as record type outbox_share.
 struct outbox_add_record {
     std::uint64_t seq = 0;
     std::uint64_t msg_id = 0;
     std::vector<std::uint16_t> dests;
+    std::string group;      // outbox_share only
+    std::string client_id;  // outbox_share only (never empty there)
     bool operator==(const outbox_add_record&) const = default;
 };
 // Shard `dest` has on its disk what it did with this shard's outbox items up to `seq`: they

@@ -74,6 +74,10 @@ class recorder final : public broker::store_hooks {
     // `seq`; shard `dest` has on its disk what it did with this shard's items up to `seq`.
     void outbox_sent(const broker::message_ptr& m, std::uint64_t seq,
                      std::vector<std::uint16_t> dests);
+    // A share group's delivery to member `client_id` (its subscription `group`) on shard
+    // `dest`, as this shard's outbox item `seq`.
+    void outbox_share_sent(const broker::message_ptr& m, std::uint64_t seq, std::size_t dest,
+                           std::string group, std::string client_id);
     void inbox_taken(std::size_t source, std::uint64_t seq);
     void outbox_confirmed(std::size_t dest, std::uint64_t seq);
 

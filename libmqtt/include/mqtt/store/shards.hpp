@@ -50,6 +50,9 @@ struct pending_item {
     std::uint64_t seq = 0;
     std::int64_t received_ms = 0;
     broker::message_ptr msg;
+    // A share group's delivery (outbox_share): the member's subscription and client id.
+    std::string group;
+    std::string client_id;
 };
 
 // The outbox items of the other stores that store `dest` has not taken: addressed to it,
@@ -69,8 +72,21 @@ struct replay_rules {
 // Routes an item the store did not take to its sessions, as the engine routes a message
 // from another shard to offline sessions: every ordinary subscription that matches (one
 // delivery per session, at the highest granted QoS, with every Subscription Identifier),
-// queued; then notes the item as taken (inbox_applied). Shared subscriptions, read ACLs and
+// queued; then notes the item as taken (inbox_applied). A share group's delivery is queued
+// for its member instead, if its session still has that subscription. Read ACLs and
 // max_queued_messages are not applied (docs/persistence.md). Returns the deliveries queued.
 std::size_t replay(state& st, const pending_item& item, const replay_rules& rules);
+
+// The share groups of an item replay() routes into store `dest` (call it first): each group
+// whose home is `dest` (`home` of the whole `$share/...` filter, for the number of threads
+// that wrote the stores) and whose filter matches gets the message once, for one member
+// (every one is offline at start): the first by client id in `dest`'s store, queued there;
+// else the first in another store, through `dest`'s outbox (an outbox_share item, routed
+// into that store by replay() once unapplied() finds it; so `dest`'s file must be written
+// before that store's). `shares_sent` is set when such an item was added. Returns the
+// groups served.
+std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
+                          const pending_item& item, const replay_rules& rules,
+                          const home_function& home, bool& shares_sent);
 
 }  // namespace mqtt::store

@@ -73,6 +73,9 @@ struct stored_session {
 struct outbox_entry {
     std::uint64_t msg_id = 0;
     std::vector<std::uint16_t> dests;  // not yet confirmed, sorted
+    std::string group;                 // a share group's delivery: the member's subscription
+    std::string client_id;             // and the member (empty: a message to route)
+    bool operator==(const outbox_entry&) const = default;
 };
 
 class state {
