@@ -18,7 +18,8 @@ retained messages set from both shards:
   offline) and held up there: the acknowledgement waits for the home's re-pick, and nothing
   acknowledged is lost to a kill;
 - a share group's QoS 2 messages held up before the group's home, or on their way from it
-  to the member's shard, and a kill: each completed message reaches the member once;
+  to the member's shard, and a kill: each completed message reaches the member once; and
+  killed while they stream: none lost, none twice;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -438,6 +439,39 @@ def qos2_share_replay(member_shard, held=1):
               f"({len(acked)} acknowledged, {len(missing)} missing, {len(twice)} twice)")
 
 
+def qos2_share_kill_stream(rounds=3):
+    """QoS 2 messages streamed from shard 0 to a share group homed on shard 1 whose member
+    is an offline persistent session on shard 0, killed mid-stream: each completed message
+    reaches the member, none twice. A start that routes the home's untaken items to the
+    group again must know which ones the member's shard already has: with the home sending
+    its deliveries directly (unrecorded) instead of through its outbox, 20 messages arrived
+    twice in 4 rounds (a kill between the member's sync and the publisher's shard's)."""
+    group = next(g for g in (f"$share/ks{i}/ks/#" for i in range(100))
+                 if harness.shard_of(g, 2) == 1)
+    member = harness.ids_on(0, "ksm", 2)[0]
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory() as store:
+            b = Broker(store, limits="max_queued_messages 100000\n").start(2)
+            Sub(b.port, member, topic=group, qos=2).close()
+            p = Pub(b.port, harness.ids_on(0, "kspub", 2)[0])
+            for i in range(3000):
+                p.publish("ks/t", f"k{i}", 2)
+            time.sleep(0.3 + 0.2 * r)
+            b.stop(signal.SIGKILL)
+            acked = p.acked_payloads()
+            p.close(clean=False)
+            b.start(2)
+            s = Sub(b.port, member, topic=group, qos=2)
+            got = payloads(s.wait_count(len(acked), timeout=5.0))
+            s.close()
+            b.stop()
+            missing = [x for x in acked if x not in got]
+            twice = sorted({x for x in got if got.count(x) > 1})
+            check(not missing and not twice,
+                  f"QoS 2 share stream, kill -9 (round {r}): every completed message once "
+                  f"({len(acked)} completed, {len(missing)} missing, {len(twice)} twice)")
+
+
 def change_threads():
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store).start(2)
@@ -534,6 +568,7 @@ def main():
     qos2_share_replay(member_shard=1)
     qos2_share_replay(member_shard=0)
     qos2_share_replay(member_shard=0, held=0)
+    qos2_share_kill_stream()
     change_threads()
     return check.exit_status()
 
