@@ -27,6 +27,7 @@ usage: broker_threads_persistence_test.py path/to/tern-broker
 exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
 """
 
+import collections
 import json
 import os
 import signal
@@ -260,15 +261,22 @@ def raw_stalled_subscriber(port, cid, topic="q/#"):
     return s
 
 
-def missing_after_restart(b, subscriber, acked):
+def after_restart(b, subscriber, acked, timeout=None):
     """Restarts the killed broker on its store, lets `subscriber()` collect, stops it again:
-    the acknowledged payloads that did not arrive."""
+    (the acknowledged payloads that did not arrive, the payloads that arrived twice)."""
     b.start(2)
     s = subscriber()
-    got = set(payloads(s.wait_count(len(acked))))
+    got = payloads(s.wait_count(len(acked)) if timeout is None
+                   else s.wait_count(len(acked), timeout=timeout))
     s.close()
     b.stop()
-    return [x for x in acked if x not in got]
+    counts = collections.Counter(got)
+    return [x for x in acked if x not in counts], sorted(x for x, n in counts.items() if n > 1)
+
+
+def missing_after_restart(b, subscriber, acked):
+    """after_restart(), the acknowledged payloads that did not arrive only."""
+    return after_restart(b, subscriber, acked)[0]
 
 
 def stalled_shard():
@@ -427,13 +435,8 @@ def qos2_share_replay(member_shard, held=1):
         p.close(clean=False)
         filler.close(clean=False)
         slow.close()
-        b.start(2)
-        s = Sub(b.port, member, topic=group, qos=2)
-        got = payloads(s.wait_count(len(acked), timeout=5.0))
-        s.close()
-        b.stop()
-        missing = [x for x in acked if x not in got]
-        twice = sorted({x for x in got if got.count(x) > 1})
+        missing, twice = after_restart(b, lambda: Sub(b.port, member, topic=group, qos=2),
+                                       acked, timeout=5.0)
         check(not missing and not twice,
               f"{what}, kill -9: the member has every acknowledged message once "
               f"({len(acked)} acknowledged, {len(missing)} missing, {len(twice)} twice)")
@@ -460,13 +463,8 @@ def qos2_share_kill_stream(rounds=3):
             b.stop(signal.SIGKILL)
             acked = p.acked_payloads()
             p.close(clean=False)
-            b.start(2)
-            s = Sub(b.port, member, topic=group, qos=2)
-            got = payloads(s.wait_count(len(acked), timeout=5.0))
-            s.close()
-            b.stop()
-            missing = [x for x in acked if x not in got]
-            twice = sorted({x for x in got if got.count(x) > 1})
+            missing, twice = after_restart(
+                b, lambda: Sub(b.port, member, topic=group, qos=2), acked, timeout=5.0)
             check(not missing and not twice,
                   f"QoS 2 share stream, kill -9 (round {r}): every completed message once "
                   f"({len(acked)} completed, {len(missing)} missing, {len(twice)} twice)")

@@ -20,13 +20,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t small_read = 256;
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t max_read_chunk = 1024 * 1024;
-// Reads of one connection handled in a row, each as soon as it is read; the next one waits
-// for a turn of the loop, so a client that keeps its socket full does not keep the loop to
-// itself. 1: every read waits for the next turn. More than one lets a publisher on one
-// shard route several reads before the pause that another shard's congested channel sends
-// it arrives, and with `threads` > 1 that overshoot went past the channel's max_items
-// (integration.broker_threads, shared_backpressure: 1-3% of 80,000 messages dropped).
-constexpr unsigned reads_in_a_row = 1;
 static_assert(read_chunk <= UINT16_MAX, "connection::next_read_ is 16 bits");
 // How long a closing connection may take to accept its last bytes (a DISCONNECT) before
 // the socket is closed anyway: a peer that stops reading cannot hold us.
@@ -103,66 +96,53 @@ void connection::prefill(std::span<const std::uint8_t> bytes) {
 }
 
 void connection::read_more() {
-    for (unsigned reads = 1;; ++reads) {
-        if (reading_ || input_done_) return;
-        read_paused_ = false;
-        const auto keep = std::move(paused_self_);  // this call decides again
-        // Closing: no more input; the writer flushes, then closes the transport.
-        if (session_.closing() || writer_done_) return end_input();
-        // Backpressure, a password check or max_publish_rate: the packets wait in the framer
-        // (and the socket) until wake() says the session takes input again.
-        if (session_.input_paused()) return pause_input();
-        process_input();  // whole packets already in the framer go first
-        if (session_.closing()) return end_input();
-        if (session_.input_paused()) return pause_input();
-        // The rest of a large packet in one read, straight into its place in the buffer
-        // (capped: a header alone must not make us allocate a huge buffer).
-        const auto want = std::clamp(framer_.missing(), std::size_t{next_read_}, max_read_chunk);
-        if (transport_->can_wait_readable()) {
-            if (read_ready(want, reads < reads_in_a_row)) continue;
-            return;
-        }
-        const auto room = framer_.prepare(want);
-        reading_ = true;
-        transport_->async_read_some(
-            asio::buffer(room.data(), room.size()),
-            long_lived([self = shared_from_this()](const boost::system::error_code& ec,
-                                                   std::size_t n) {
-                try {
-                    self->on_read(ec, n);
-                } catch (...) {
-                    self->fail(std::current_exception());
-                }
-            }));
-        return;
-    }
+    if (reading_ || input_done_) return;
+    read_paused_ = false;
+    const auto keep = std::move(paused_self_);  // this call decides again
+    // Closing: no more input; the writer flushes, then closes the transport.
+    if (session_.closing() || writer_done_) return end_input();
+    // Backpressure, a password check or max_publish_rate: the packets wait in the framer
+    // (and the socket) until wake() says the session takes input again.
+    if (session_.input_paused()) return pause_input();
+    process_input();  // whole packets already in the framer go first
+    if (session_.closing()) return end_input();
+    if (session_.input_paused()) return pause_input();
+    // The rest of a large packet in one read, straight into its place in the buffer
+    // (capped: a header alone must not make us allocate a huge buffer).
+    const auto want = std::clamp(framer_.missing(), std::size_t{next_read_}, max_read_chunk);
+    if (transport_->can_wait_readable()) return read_ready(want);
+    const auto room = framer_.prepare(want);
+    reading_ = true;
+    transport_->async_read_some(
+        asio::buffer(room.data(), room.size()),
+        long_lived([self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            try {
+                self->on_read(ec, n);
+            } catch (...) {
+                self->fail(std::current_exception());
+            }
+        }));
 }
 
 // Reads what the socket holds now; when it holds nothing, waits for it to become readable
 // with no buffer held, so an idle connection costs its wait operation and no read buffer.
-bool connection::read_ready(std::size_t want, bool handle_now) {
+void connection::read_ready(std::size_t want) {
     const auto room = framer_.prepare(want);
     boost::system::error_code ec;
     const auto n = transport_->read_now(asio::buffer(room.data(), room.size()), ec);
+    reading_ = true;
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        reading_ = true;
         if (framer_.buffered() == 0) framer_.release();
         // The aliasing constructor: a private base does not convert implicitly.
         transport_->async_wait_readable(std::shared_ptr<readable_listener>{
             shared_from_this(), static_cast<readable_listener*>(this)});
-        return false;
+        return;
     }
-    if (handle_now) {
-        if (ec) {  // EOF, an I/O error: the Will goes out
-            end_input();
-            return false;
-        }
-        took(n);
-        return true;
-    }
-    // Bytes, the end of the stream or an error after several reads in a row: handled on the
-    // next turn of the loop, as a completed read would be.
-    reading_ = true;
+    // Bytes, the end of the stream or an error: handled on the next turn of the loop, as a
+    // completed read would be, so a busy client does not keep the loop to itself. (Handled
+    // at once, a publisher on one shard could route several reads before the pause that a
+    // congested channel of another shard sends it arrives, and overshoot that channel's
+    // max_items: integration.broker_threads, shared_backpressure.)
     asio::post(transport_->get_executor(), [self = shared_from_this(), ec, n] {
         try {
             self->on_read(ec, n);
@@ -170,7 +150,6 @@ bool connection::read_ready(std::size_t want, bool handle_now) {
             self->fail(std::current_exception());
         }
     });
-    return false;
 }
 
 void connection::on_readable(const boost::system::error_code& ec) {

@@ -157,9 +157,7 @@ class connection final : public std::enable_shared_from_this<connection>,
     void finish();  // closes the transport: the writer's last step
     // Input: the next read unless the session is closing or paused; one read at a time.
     void read_more();
-    // read_now(), or a readiness wait if nothing is there; true when bytes were read and are
-    // to be handled now (`handle_now`), not on the next turn of the loop.
-    bool read_ready(std::size_t want, bool handle_now);
+    void read_ready(std::size_t want);  // read_now(), or a readiness wait if nothing is there
     void on_read(const boost::system::error_code& ec, std::size_t n);
     void took(std::size_t n);  // `n` bytes read into the framer's room
     void on_readable(const boost::system::error_code& ec) override;  // readable_listener
