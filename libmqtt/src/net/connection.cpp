@@ -38,6 +38,12 @@ auto long_lived(Handler&& h) {
 
 void write_deferral::batch_end() noexcept {
     if (--depth_ != 0 || pending_.empty()) return;
+    if (before_writes) {
+        try {
+            before_writes();
+        } catch (...) {  // the channels are published at the end of the turn anyway
+        }
+    }
     // Outside the batch now: a writer woken while these start takes the usual way.
     auto starting = std::move(pending_);
     pending_.clear();

@@ -35,7 +35,8 @@ class connection;
 class write_deferral final : public batch_observer {
   public:
     write_deferral() = default;
-    write_deferral(write_deferral&& other) noexcept : pending_(std::move(other.pending_)) {}
+    write_deferral(write_deferral&& other) noexcept
+        : before_writes(std::move(other.before_writes)), pending_(std::move(other.pending_)) {}
     write_deferral& operator=(write_deferral&&) = delete;
 
     bool active() const noexcept { return depth_ > 0; }
@@ -57,6 +58,10 @@ class write_deferral final : public batch_observer {
 
     // The gather list of the writer running at the batch's end (one at a time).
     std::vector<asio::const_buffer> gather;
+    // Run at the batch's end before its writers (threads > 1: what the batch sends to other
+    // shards is published first), so a SUBACK never goes out before the subscription's news
+    // has left for the other shards.
+    std::function<void()> before_writes;
 
   private:
     std::vector<std::shared_ptr<connection>> pending_;

@@ -96,6 +96,11 @@ void server::impl::create_shards() {
         links.push_back(std::make_unique<shard_link>(*this, k));
         memory_holds.push_back(std::make_unique<memory_hold>(runtime->io(k), n));
     }
+    for (std::size_t k = 0; k < n; ++k) {
+        (k == 0 ? conns : *shards[k]->conns).writes.before_writes = [this, k] {
+            runtime->flush(k);
+        };
+    }
     engine.set_shard(0, n, links[0].get(), nullptr);
     for (std::size_t k = 1; k < n; ++k) shards[k]->engine.set_shard(k, n, links[k].get(), &engine);
     for (std::size_t k = 0; k < n; ++k) {
