@@ -363,6 +363,49 @@ TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain, the
     CHECK(c.live() == 0);
 }
 
+TEST_CASE("shard runtime: a shard congested forwarding is seen by its senders at once") {
+    message_counts c;
+    {
+        shard_runtime rt({.shards = 3, .channel = {.slots = 16, .max_items = 1'000, .high_water = 10}});
+        bool take = false;  // shard 2's thread: it takes nothing (a held-up member) until told
+        rt.on_batch(2, [&](std::size_t, std::span<shard_item> items) {
+            return take ? items.size() : std::size_t{0};
+        });
+        std::atomic<int> resumed_by_1{0};
+        rt.on_resume(0, [&](std::size_t to) {
+            if (to == 1) ++resumed_by_1;
+        });
+        rt.start();
+        // Shard 1 sends shard 2 more than high_water: plain sends are not forwarding.
+        run_on(rt, 1, [&] {
+            for (std::uint64_t i = 0; i < 12; ++i) {
+                REQUIRE(rt.send(1, 2, {shard_item::kind::publish, counted_message(c, 1, i)}));
+            }
+            rt.flush(1);
+            CHECK(rt.check_congested(1, 2));
+        });
+        run_on(rt, 0, [&] { CHECK_FALSE(rt.peer_congested(0, 1)); });
+        // The same seen as forwarding: shard 0 sees it with its next look, no post between.
+        run_on(rt, 1, [&] { CHECK(rt.check_forwarding(1, 2)); });
+        run_on(rt, 0, [&] { CHECK(rt.peer_congested(0, 1)); });
+        run_on(rt, 0, [&] { CHECK(rt.peer_congested(0, 1)); });  // registered once, still true
+        CHECK(resumed_by_1.load() == 0);
+        // Shard 2 takes the backlog: shard 1 is resumed, clears the flag and resumes shard 0.
+        run_on(rt, 2, [&] {
+            take = true;
+            rt.resume_drain(1, 2);
+        });
+        for (int i = 0; i < 200 && resumed_by_1.load() == 0; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        CHECK(resumed_by_1.load() == 1);
+        run_on(rt, 0, [&] { CHECK_FALSE(rt.peer_congested(0, 1)); });
+        rt.stop();
+        rt.join();
+    }
+    CHECK(c.live() == 0);
+}
+
 TEST_CASE("shard runtime: stopped with messages in flight, every message_ptr is released") {
     message_counts c;
     auto kept = counted_message(c, 1, 0);

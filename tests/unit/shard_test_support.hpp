@@ -56,10 +56,9 @@ struct recording_router final : mqtt::broker::shard_router {
     std::vector<std::size_t> resumed;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
     std::vector<mqtt::broker::share_op> shares;
-    bool share(std::size_t, mqtt::broker::share_op op, const mqtt::broker::share_ref_ptr&,
+    void share(std::size_t, mqtt::broker::share_op op, const mqtt::broker::share_ref_ptr&,
                const mqtt::broker::message_ptr&) override {
         shares.push_back(op);
-        return false;
     }
 };
 

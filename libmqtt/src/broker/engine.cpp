@@ -128,9 +128,8 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         if (router_) router_->retained(m);
     }
     const std::size_t reached = route(from, m);
-    // paused_by_count_: a share group's home shard routed messages from here into a
-    // congested channel (share_op::pause).
-    if (router_ && (router_->publish(m) || paused_by_count_ != 0) && from != nullptr &&
+    // share_hold_count_: a member here holds up a share group's home shard (share_deliver).
+    if (router_ && (router_->publish(m) || share_hold_count_ != 0) && from != nullptr &&
         from->connection != nullptr) {
         // Back-pressure between shards: the publisher stops reading until the congested
         // shard has caught up (the message itself went out; nothing is dropped for this).
@@ -156,7 +155,7 @@ void engine::release_shard(std::size_t from, bool resume) {
     if (--shard_holds_[from] != 0) return;
     if (share_hold_[from] != 0) {
         share_hold_[from] = 0;
-        if (--paused_by_count_ == 0 && resume) resume_publishers();
+        if (--share_hold_count_ == 0 && resume) resume_publishers();
     }
     if (resume && router_ != nullptr) router_->resume_from(from);
 }
@@ -166,13 +165,7 @@ void engine::apply_retained(const message_ptr& m) {
 }
 
 void engine::shards_resumed() {
-    // A channel of this shard took its backlog: the shards paused for this one's share
-    // groups publish again (a channel still congested pauses them again).
-    for (std::size_t k = 0; k < pausing_.size(); ++k) {
-        if (pausing_[k] == 0) continue;
-        pausing_[k] = 0;
-        router_->share(k, share_op::resume, nullptr, nullptr);
-    }
+    // Publishing again finds out whether a shard is still congested (and pauses again).
     resume_publishers();
 }
 
@@ -199,8 +192,6 @@ void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
     shard_count_ = count == 0 ? 1 : count;
     router_ = r;
     shard_holds_.assign(shard_count_, 0);
-    pausing_.assign(shard_count_, 0);
-    paused_by_.assign(shard_count_, 0);
     share_hold_.assign(shard_count_, 0);
     if (meters != nullptr) {
         meter_ = meters->meter_;

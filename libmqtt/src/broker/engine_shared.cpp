@@ -175,14 +175,10 @@ bool engine::serve_group(share_group& g, const durable_session* from, const mess
         const auto op = retry         ? share_op::retry
                         : all_offline ? share_op::queue
                                       : share_op::deliver;
-        const bool congested = router_->share(r->shard, op, r, m);
-        // Back-pressure: the channel to the member's shard is congested. A publisher here
-        // pauses through router_->publish(); the shard the message came from is told to
-        // pause its publishers until this shard's channels drain (shards_resumed()).
-        if (congested && routing_from_ != no_shard && pausing_[routing_from_] == 0) {
-            pausing_[routing_from_] = 1;
-            router_->share(routing_from_, share_op::pause, nullptr, nullptr);
-        }
+        // Back-pressure when the channel to the member's shard is congested: the router
+        // pauses the publishers here, and those of the shards whose messages this one
+        // forwards, through their router_->publish().
+        router_->share(r->shard, op, r, m);
         return true;
     }
     // ACL read: a member that may not read it does not get it, and neither does another
@@ -233,19 +229,6 @@ bool engine::share_from_shard(std::size_t from, share_op op, const share_ref_ptr
             routing_from_ = no_shard;
             break;
         }
-        case share_op::pause:
-            if (paused_by_[from] == 0) {
-                paused_by_[from] = 1;
-                ++paused_by_count_;
-            }
-            break;
-        case share_op::resume:
-            if (paused_by_[from] != 0) {
-                paused_by_[from] = 0;
-                --paused_by_count_;
-            }
-            if (paused_by_count_ == 0) resume_publishers();
-            break;
     }
     return shard_holds_[from] != 0;
 }
@@ -286,7 +269,7 @@ void engine::share_deliver(std::size_t from, share_op op, const share_ref_ptr& r
     // channel and would pile up there past its bound before the home's pause arrived.
     if (shard_holds_[from] != 0 && share_hold_[from] == 0) {
         share_hold_[from] = 1;
-        ++paused_by_count_;
+        ++share_hold_count_;
     }
 }
 

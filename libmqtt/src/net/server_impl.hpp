@@ -378,8 +378,11 @@ struct server::impl::shard_link final : broker::shard_router {
             shard_item item{shard_item::kind::publish, m};
             item.outbox_seq = seq;
             s.send_to(k, j, std::move(item));
-            // high_water items in flight: the publisher pauses, on_resume wakes it.
-            if (s.runtime->check_congested(k, j)) congested = true;
+            // high_water items in flight towards j, or j congested forwarding what it got
+            // (a share group's deliveries): the publisher pauses, on_resume wakes it.
+            if (s.runtime->check_congested(k, j) || s.runtime->peer_congested(k, j)) {
+                congested = true;
+            }
         }
         if (seq != 0) s.outbox_recorded(k);
         return congested;
@@ -398,19 +401,12 @@ struct server::impl::shard_link final : broker::shard_router {
         for (std::size_t j = 1; j < s.shards.size(); ++j) s.send_to(0, j, shard_item{kind, m});
     }
     void resume_from(std::size_t from) override { s.runtime->resume_drain(from, k); }
-    bool share(std::size_t to, broker::share_op op, const broker::share_ref_ptr& r,
+    void share(std::size_t to, broker::share_op op, const broker::share_ref_ptr& r,
                const broker::message_ptr& m) override {
-        if (op == broker::share_op::pause || op == broker::share_op::resume) {
-            // Posted, not sent on the channel: that channel may be the congested one, held
-            // up by a subscriber of `to`, and the pause must reach `to` all the same. Two
-            // posts from one thread to one loop keep their order.
-            s.runtime->post(to, [&s = s, from = k, to, op] {
-                s.engine_of(to).share_from_shard(from, op, nullptr, nullptr, broker::clock::now());
-            });
-            return false;
-        }
         s.send_to(k, to, shard_item{shard_item::kind::share, m, op, r});
-        return s.runtime->check_congested(k, to);
+        // A delivery: what publishers on other shards sent here, forwarded. Congested, this
+        // shard says so to them at once (peer_congested) and they pause.
+        if (m != nullptr) s.runtime->check_forwarding(k, to);
     }
     impl& s;
     std::size_t k;

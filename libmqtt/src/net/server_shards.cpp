@@ -59,6 +59,11 @@ void server::impl::create_shards() {
     shard_runtime_options ro;
     ro.shards = n;
     ro.shard0 = &io;
+    // Publishers pause at high_water towards a shard, or when it is congested forwarding
+    // (shard_runtime::check_forwarding). A channel then still takes what the other n - 1
+    // shards had in flight into its sender (up to high_water each) and one message per
+    // publisher that had not looked yet: n * high_water stays below max_items.
+    ro.channel.high_water = ro.channel.max_items / (n + 1);
     runtime.emplace(ro);
     shards.resize(n);
     counts.resize(n);
@@ -247,7 +252,8 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
         if (c.taking) c.batch_again[to] = again_before;
     }
     // The other shard is shard_channel_limits::max_items behind, which the publishers'
-    // pause at high_water leaves to senders without a connection (Wills): dropped.
+    // pause at high_water leaves to senders without a connection (Wills) and to more
+    // publishers than high_water sending at the same moment: dropped.
     std::uint64_t& refused = from == 0 ? refused0 : shards[from]->refused;
     if (refused++ == 0) {
         note(0, broker::log_level::warning, broker::log_kind::warning,

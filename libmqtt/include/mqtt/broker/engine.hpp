@@ -39,13 +39,12 @@ std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept;
 // with one shard: routing then costs one pointer test more than it did).
 class shard_router {
   public:
-    // A share group's note or delivery (m: null for notes) to shard `to`. True when that
-    // shard is congested: a message being routed from another shard then holds up that
-    // shard's channel until shards_resumed().
-    virtual bool share(std::size_t to, share_op op, const share_ref_ptr& r,
+    // A share group's note or delivery (m: null for notes) to shard `to`.
+    virtual void share(std::size_t to, share_op op, const share_ref_ptr& r,
                        const message_ptr& m) = 0;
     // After m was routed to this shard's sessions: the other shards match it too. True
-    // when a shard it went to is congested: its publisher pauses until shards_resumed().
+    // when a shard it went to is congested, or congested forwarding what it gets to a
+    // third one (a share group's deliveries): its publisher pauses until shards_resumed().
     virtual bool publish(const message_ptr& m) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
@@ -244,8 +243,8 @@ class engine {
     void announce_restored_shares();
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
-    // A congested shard took its backlog: the publishers paused for it read again (and the
-    // shards told to pause by this one's share groups resume).
+    // A congested shard took its backlog (or is no longer congested forwarding): the
+    // publishers paused for it read again.
     void shards_resumed();
     std::size_t paused_for_shards() const noexcept { return shard_paused_.size(); }
 
@@ -343,13 +342,11 @@ class engine {
     void share_deliver(std::size_t from, share_op op, const share_ref_ptr& r,
                        const message_ptr& m);
     void resume_publishers();
-    std::vector<char> pausing_;     // [shard]: told to pause by this home shard (share_op)
-    std::vector<char> paused_by_;   // [shard]: that home shard told this one to pause
     // [shard]: a member here, congested by a share delivery from that home shard, holds up
     // its channel: this shard's publishers pause too (their messages may come back here
     // through the home, and the home's channel is held).
     std::vector<char> share_hold_;
-    std::size_t paused_by_count_ = 0;
+    std::size_t share_hold_count_ = 0;
     void end_session(durable_session& s);
     void publish_will(durable_session& s);
     void schedule(durable_session& s);

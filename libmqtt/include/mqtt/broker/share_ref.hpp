@@ -40,12 +40,6 @@ enum class share_op : std::uint8_t {
     // home -> member: the pick after an `again`; taken (queued if offline) or, when the
     // session is gone, dropped: never sent back twice, so a lost note cannot make a loop.
     retry,
-    // home -> a shard whose message it routed into a congested channel: pause the clients
-    // publishing there (as for a congested channel of its own) until `resume`. A pause of
-    // publishers never stops a shard draining a channel, so these cannot form a cycle.
-    // Not through the channel (it may be the congested one): posted to the shard's loop.
-    pause,
-    resume,
 };
 
 }  // namespace mqtt::broker

@@ -75,7 +75,8 @@ class shard_runtime {
     // pauses its publishers) until resume_drain(from, this shard).
     using batch_handler = std::function<std::size_t(std::size_t from, std::span<shard_item> items)>;
     // Shard `to` freed room after this shard was refused or congested towards it, on this
-    // shard's thread (after the open batch towards `to` was published again).
+    // shard's thread (after the open batch towards `to` was published again); or shard
+    // `to`, which peer_congested() found congested forwarding, no longer is.
     using resume_handler = std::function<void(std::size_t to)>;
 
     explicit shard_runtime(shard_runtime_options options);
@@ -125,6 +126,21 @@ class shard_runtime {
     void flush(std::size_t from);
     // On shard `from`'s thread: high_water items in flight towards `to`; on_resume follows.
     bool check_congested(std::size_t from, std::size_t to);
+    // On shard `from`'s thread, after sending `to` an item that another shard's message
+    // made (a share group's delivery): check_congested(), and while it is true `from`
+    // counts as congested forwarding, which the senders of messages into `from` see at
+    // once with peer_congested(). Cleared when `to` frees room (before on_resume(to)).
+    //
+    // Why: a paused publisher stops the messages it would send, but those already in
+    // flight towards `from` are still forwarded. Told by a post, the publisher's shard
+    // learned of the congestion a loop turn (or several reads) later, and what it sent
+    // meanwhile could pass the channel's max_items; the flag is seen by the very next
+    // publish. (The server sets high_water to max_items / (shards + 1) so that what each
+    // other shard still has in flight fits below max_items.)
+    bool check_forwarding(std::size_t from, std::size_t to);
+    // On shard `from`'s thread: is shard `to` congested forwarding? When true, `from` is
+    // registered with `to` and its on_resume(to) runs once `to` is no longer congested.
+    bool peer_congested(std::size_t from, std::size_t to);
     // On shard `to`'s thread: the channel from -> to, stalled by its batch handler, is
     // drained again from where it stopped (posted behind what the loop has ready). Nothing
     // when it is not stalled.
@@ -145,6 +161,7 @@ class shard_runtime {
     void publish(std::size_t from, std::size_t to);
     void drain(std::size_t from, std::size_t to);
     void resume(std::size_t from, std::size_t to);
+    void forwarding_cleared(std::size_t shard, std::size_t to);
 
     std::vector<std::unique_ptr<shard>> shards_;
     std::vector<std::unique_ptr<shard_item_channel>> channels_;  // [from * size + to]

@@ -35,6 +35,17 @@ struct shard_runtime::shard {
     bool end_of_turn_posted = false;  // this shard's thread only
     std::uint64_t drain_reposts = 0;  // this shard's thread only
     std::vector<bool> stalled;        // [from]: the channel from -> here; this thread only
+    // check_forwarding() found these channels (here -> [to]) congested; this thread only.
+    std::vector<bool> forwarding_to;
+    std::size_t forwarding_count = 0;
+    // Shared, each on its own cache line. `forwarding` is written by this shard's thread
+    // and read by the others (peer_congested); `waiting[k]` is set by shard k when it saw
+    // `forwarding` true and taken back by whichever side clears it first. The same pattern
+    // as the channel's blocked_ flag: the waiter stores waiting[k] then loads `forwarding`
+    // again; this thread stores `forwarding` = false then exchanges waiting[k]. Both
+    // seq_cst, so either the waiter sees the flag cleared or this thread sees the waiter.
+    alignas(64) std::atomic<bool> forwarding{false};
+    alignas(64) std::unique_ptr<std::atomic<bool>[]> waiting;
 };
 
 shard_runtime::shard_runtime(shard_runtime_options options) {
@@ -42,7 +53,12 @@ shard_runtime::shard_runtime(shard_runtime_options options) {
     shards_.reserve(n);
     for (std::size_t k = 0; k < n; ++k)
         shards_.push_back(std::make_unique<shard>(k == 0 ? options.shard0 : nullptr));
-    for (auto& s : shards_) s->stalled.assign(n, false);
+    for (auto& s : shards_) {
+        s->stalled.assign(n, false);
+        s->forwarding_to.assign(n, false);
+        s->waiting = std::make_unique<std::atomic<bool>[]>(n);
+        for (std::size_t k = 0; k < n; ++k) s->waiting[k].store(false);
+    }
     channels_.resize(n * n);
     for (std::size_t from = 0; from < n; ++from) {
         for (std::size_t to = 0; to < n; ++to) {
@@ -154,6 +170,41 @@ bool shard_runtime::check_congested(std::size_t from, std::size_t to) {
     return channel_ref(from, to).check_congested();
 }
 
+bool shard_runtime::check_forwarding(std::size_t from, std::size_t to) {
+    if (!channel_ref(from, to).check_congested()) return false;
+    shard& s = *shards_[from];
+    if (!s.forwarding_to[to]) {
+        s.forwarding_to[to] = true;
+        if (s.forwarding_count++ == 0) s.forwarding.store(true, std::memory_order_seq_cst);
+    }
+    return true;
+}
+
+bool shard_runtime::peer_congested(std::size_t from, std::size_t to) {
+    shard& peer = *shards_[to];
+    if (!peer.forwarding.load(std::memory_order_relaxed)) return false;
+    peer.waiting[from].store(true, std::memory_order_seq_cst);
+    if (peer.forwarding.load(std::memory_order_seq_cst)) return true;
+    // Cleared meanwhile. Taken back: nobody posts a resume, and none is needed. Already
+    // taken by `to`: a resume is on its way, which is harmless.
+    peer.waiting[from].exchange(false, std::memory_order_seq_cst);
+    return false;
+}
+
+void shard_runtime::forwarding_cleared(std::size_t shard, std::size_t to) {
+    auto& s = *shards_[shard];
+    if (!s.forwarding_to[to]) return;
+    s.forwarding_to[to] = false;
+    if (--s.forwarding_count != 0) return;
+    s.forwarding.store(false, std::memory_order_seq_cst);
+    for (std::size_t k = 0; k < shards_.size(); ++k) {
+        if (k == shard || !s.waiting[k].exchange(false, std::memory_order_seq_cst)) continue;
+        asio::post(shards_[k]->io(), [this, k, shard] {
+            if (shards_[k]->on_resume) shards_[k]->on_resume(shard);
+        });
+    }
+}
+
 void shard_runtime::end_of_turn(std::size_t from) {
     shards_[from]->end_of_turn_posted = false;
     flush(from);
@@ -200,6 +251,7 @@ std::size_t shard_runtime::stalled(std::size_t to) const {
 
 void shard_runtime::resume(std::size_t from, std::size_t to) {
     publish(from, to);
+    forwarding_cleared(from, to);
     if (shards_[from]->on_resume) shards_[from]->on_resume(to);
 }
 
