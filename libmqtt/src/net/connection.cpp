@@ -145,10 +145,10 @@ void connection::read_ready(std::size_t want) {
         return;
     }
     // Bytes, the end of the stream or an error: handled on the next turn of the loop, as a
-    // completed read would be, so a busy client does not keep the loop to itself. (Handled
-    // at once, a publisher on one shard could route several reads before the pause that a
-    // congested channel of another shard sends it arrives, and overshoot that channel's
-    // max_items: integration.broker_threads, shared_backpressure.)
+    // completed read would be, so a busy client does not keep the loop to itself. (Up to 4
+    // reads of a connection handled at once were measured on 2026-12-03 against this: no
+    // difference in throughput, CPU per message or latency beyond the noise;
+    // docs/benchmarks.md.)
     asio::post(transport_->get_executor(), [self = shared_from_this(), ec, n] {
         try {
             self->on_read(ec, n);
