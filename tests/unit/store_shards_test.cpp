@@ -252,6 +252,7 @@ bytes_t encode_all_records(const std::vector<record>& rs) {
 }  // namespace
 
 TEST_CASE("store shards: outbox items past the destination's sequence are replayed, once") {
+    replay_counts counts;
     auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
     auto s1 = subscriber_store(2);
     CHECK(s0.outbox().size() == 3);
@@ -271,7 +272,7 @@ TEST_CASE("store shards: outbox items past the destination's sequence are replay
     CHECK(s0.outbox().begin()->first == 3);
     CHECK(s0.messages().size() == 1);  // messages 1 and 2 had no other reference
     CHECK(s0.sessions().at("s0-pub").qos2_in == std::vector<std::uint16_t>{1, 2, 3});
-    CHECK(replay(s1, pending[0], {}) == 1);
+    CHECK(replay(s1, pending[0], {}, counts) == 1);
     CHECK(payloads(s1, "s1-sub") == std::vector<std::string>{"m1", "m2", "m3"});
     CHECK(s1.sessions().at("s1-sub").queue.back().subscription_ids ==
           std::vector<std::uint32_t>{4});
@@ -294,6 +295,7 @@ TEST_CASE("store shards: outbox items past the destination's sequence are replay
 }
 
 TEST_CASE("store shards: a replay delivers as the engine does to offline sessions") {
+    replay_counts counts;
     state st;
     REQUIRE(st.apply(session_record{"two", 60}));
     REQUIRE(st.apply(subscribe_record{"two", "a/+", {qos::at_least_once, false, true, {}}, 1}));
@@ -306,7 +308,7 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
     REQUIRE(st.apply(session_record{"other", 60}));
     REQUIRE(st.apply(subscribe_record{"other", "b/#", {qos::exactly_once, false, false, {}}, 0}));
     const pending_item item{2, 9, wall, make_msg("a/b", "x", qos::exactly_once, true), {}, {}};
-    CHECK(replay(st, item, {}) == 1);
+    CHECK(replay(st, item, {}, counts) == 1);
     const auto& q = st.sessions().at("two").queue;
     REQUIRE(q.size() == 1);
     CHECK(q[0].q == qos::exactly_once);
@@ -319,13 +321,23 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
     CHECK(st.sessions().at("other").queue.empty());
     CHECK(st.applied_from(2) == 9);
     CHECK(replay(st, {2, 10, wall, make_msg("a/b", "y", qos::exactly_once), {}, {}},
-                 {false, true}) == 2);  // ...but with queue_qos0_messages
+                 {false, true}, counts) == 2);  // ...but with queue_qos0_messages
     CHECK(st.sessions().at("low").queue.size() == 1);
     CHECK(st.applied_from(2) == 10);
     // No session matches: nothing queued, no message kept, the item counts as taken.
-    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once), {}, {}}, {}) == 0);
+    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once), {}, {}}, {}, counts) == 0);
     CHECK(st.applied_from(2) == 11);
     CHECK(st.messages().size() == 2);
+    CHECK(counts.queued == 3);
+    CHECK(counts.queue_full == 0);
+    // max_queued_messages 2: "two" has 2 queued and gets no more (counted), "low" has 1.
+    replay_rules bounded{false, true, 2};
+    CHECK(replay(st, {2, 12, wall, make_msg("a/b", "z", qos::exactly_once), {}, {}}, bounded,
+                 counts) == 1);
+    CHECK(st.sessions().at("two").queue.size() == 2);
+    CHECK(st.sessions().at("low").queue.size() == 2);
+    CHECK(counts.queue_full == 1);
+    CHECK(st.applied_from(2) == 12);
 }
 
 namespace {
@@ -344,6 +356,7 @@ std::size_t home_of_g(std::string_view filter) {
 }  // namespace
 
 TEST_CASE("store shards: a replay gives a share group's message to one member, once") {
+    replay_counts counts;
     // Store 0's item 3 (a QoS 2 message to a/b) was not taken by store 1, the home of
     // $share/g/a/#.
     auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
@@ -354,9 +367,9 @@ TEST_CASE("store shards: a replay gives a share group's message to one member, o
     SUBCASE("a member in the home's store, and one in another: the home's") {
         add_member(s1, "s1-m");
         add_member(s0, "s0-m");
-        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent, counts) == 1);
         CHECK_FALSE(sent);
-        CHECK(replay(s1, pending[0], {}) == 1);  // s1-sub's ordinary subscription
+        CHECK(replay(s1, pending[0], {}, counts) == 1);  // s1-sub's ordinary subscription
         CHECK(payloads(s1, "s1-m") == std::vector<std::string>{"m3"});
         CHECK(s1.sessions().at("s1-m").queue.back().subscription_ids ==
               std::vector<std::uint32_t>{5});
@@ -366,9 +379,9 @@ TEST_CASE("store shards: a replay gives a share group's message to one member, o
     }
     SUBCASE("a member in another store only: through the home's outbox, then queued there") {
         add_member(s0, "s0-m");
-        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent, counts) == 1);
         CHECK(sent);
-        CHECK(replay(s1, pending[0], {}) == 1);
+        CHECK(replay(s1, pending[0], {}, counts) == 1);
         REQUIRE(s1.outbox().size() == 1);
         const auto& [seq, o] = *s1.outbox().begin();
         CHECK(o.dests == std::vector<std::uint16_t>{0});
@@ -381,7 +394,7 @@ TEST_CASE("store shards: a replay gives a share group's message to one member, o
         REQUIRE(to0.size() == 1);
         CHECK(to0[0].seq == seq);
         CHECK(to0[0].client_id == "s0-m");
-        CHECK(replay(s0, to0[0], {}) == 1);
+        CHECK(replay(s0, to0[0], {}, counts) == 1);
         CHECK(payloads(s0, "s0-m") == std::vector<std::string>{"m3"});
         CHECK(s0.sessions().at("s0-m").queue.back().q == qos::exactly_once);
         CHECK(s0.applied_from(1) == seq);
@@ -389,25 +402,81 @@ TEST_CASE("store shards: a replay gives a share group's message to one member, o
     }
     SUBCASE("a member that left before the home's item was routed: nobody") {
         add_member(s0, "s0-m");
-        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent, counts) == 1);
         REQUIRE(s0.apply(unsubscribe_record{"s0-m", "$share/g/a/#"}));
         const auto to0 = unapplied({&s0, &s1}, 0);
         REQUIRE(to0.size() == 1);
-        CHECK(replay(s0, to0[0], {}) == 0);
+        CHECK(replay(s0, to0[0], {}, counts) == 0);
         CHECK(s0.sessions().at("s0-m").queue.empty());
         CHECK(s0.applied_from(1) == to0[0].seq);
     }
     SUBCASE("a group homed on another store is not served here") {
         add_member(s1, "s1-m");
         const auto home0 = [](std::string_view) -> std::size_t { return 0; };
-        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home0, sent) == 0);
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home0, sent, counts) == 0);
         CHECK(s1.sessions().at("s1-m").queue.empty());
     }
     SUBCASE("the home's outbox numbers go past what any store took from it") {
         add_member(s0, "s0-m");
         REQUIRE(s0.apply(inbox_applied_record{1, 40}));
-        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent) == 1);
+        CHECK(replay_shared({&s0, &s1}, 1, pending[0], {}, home_of_g, sent, counts) == 1);
         CHECK(s1.outbox().begin()->first == 41);
+    }
+}
+
+TEST_CASE("store shards: a replay spreads a share group's messages over its members") {
+    // Store 0's items 1 to 3 (QoS 2 messages to a/b) were not taken by store 1, the home of
+    // $share/g/a/#: with the members all offline at start, each goes to the member with
+    // the fewest messages queued, the home's own first when they have as many.
+    auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
+    state s1;
+    replay_counts counts;
+    bool sent = false;
+    const auto start = [&](replay_rules rules) {
+        for (int pass = 0; pass < 2; ++pass) {
+            for (std::size_t d = 0; d < 2; ++d) {
+                auto& dest = d == 0 ? s0 : s1;
+                for (const auto& item : unapplied({&s0, &s1}, d)) {
+                    replay_shared({&s0, &s1}, d, item, rules, home_of_g, sent, counts);
+                    replay(dest, item, rules, counts);
+                }
+            }
+        }
+    };
+    SUBCASE("two members in the home's store: in turn") {
+        add_member(s1, "a");
+        add_member(s1, "b");
+        start({});
+        CHECK(payloads(s1, "a") == std::vector<std::string>{"m1", "m3"});
+        CHECK(payloads(s1, "b") == std::vector<std::string>{"m2"});
+        CHECK(counts.queued == 3);
+    }
+    SUBCASE("one here, one in another store: the other's through the outbox counts at once") {
+        add_member(s1, "here");
+        add_member(s0, "there");
+        start({});
+        CHECK(sent);
+        CHECK(payloads(s1, "here") == std::vector<std::string>{"m1", "m3"});
+        CHECK(payloads(s0, "there") == std::vector<std::string>{"m2"});
+        CHECK(counts.in_outboxes.at("there") == 0);  // routed into its queue since
+    }
+    SUBCASE("max_queued_messages: a full member is passed over, all full is nobody") {
+        add_member(s1, "a");
+        add_member(s1, "b");
+        REQUIRE(s1.apply(message_record{900, wall, make_msg("a/x", "old", qos::exactly_once)}));
+        REQUIRE(s1.apply(queue_push_record{"a", 900, qos::exactly_once, false, {}}));
+        start({false, false, 2});
+        // m1 to b (0 queued against 1), m2 to a (1 each: the first by client id), then a
+        // is full and m3 goes to b.
+        CHECK(payloads(s1, "b") == std::vector<std::string>{"m1", "m3"});
+        CHECK(payloads(s1, "a") == std::vector<std::string>{"old", "m2"});
+        CHECK(counts.queue_full == 0);
+        // A fourth message finds both full.
+        bool more = false;
+        const pending_item fourth{0, 4, wall, make_msg("a/b", "m4", qos::exactly_once), {}, {}};
+        CHECK(replay_shared({&s0, &s1}, 1, fourth, {false, false, 2}, home_of_g, more, counts) ==
+              0);
+        CHECK(counts.queue_full == 1);
     }
 }
 
@@ -445,6 +514,7 @@ TEST_CASE("store shards: a torn group keeps neither the QoS 2 packet id nor its 
 }
 
 TEST_CASE("store shards: redistribution at start with outbox items outstanding") {
+    replay_counts counts;
     auto s0 = load_bytes(encode_all_records(publisher_log(3))).st;
     auto s1 = subscriber_store(1);
     // Store 1 has its own outbox too (an item to shard 0, taken by nobody yet).
@@ -456,7 +526,7 @@ TEST_CASE("store shards: redistribution at start with outbox items outstanding")
     settle_outboxes({&s0, &s1});
     for (std::size_t d = 0; d < 2; ++d) {
         auto& dest = d == 0 ? s0 : s1;
-        for (const auto& item : unapplied({&s0, &s1}, d)) replay(dest, item, {});
+        for (const auto& item : unapplied({&s0, &s1}, d)) replay(dest, item, {}, counts);
     }
     CHECK(payloads(s1, "s1-sub") == std::vector<std::string>{"m1", "m2", "m3"});
     CHECK(payloads(s0, "s0-c") == std::vector<std::string>{"from1"});

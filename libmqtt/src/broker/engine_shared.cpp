@@ -245,9 +245,11 @@ void engine::share_deliver(std::size_t from, share_op op, const share_ref_ptr& r
     if (ds == nullptr || sub == ds->subscriptions.end()) {
         if (op != share_op::retry) {
             router_->share(from, share_op::again, r, m);
-        } else if (logging(1)) {  // its leave note was lost (a channel past max_items)
+        } else if (logging(1)) {
+            // Gone or unsubscribed since the home picked it (a QoS 2 delivery through the
+            // home's outbox, which is not sent back), or its leave note was lost.
             log(1, "shared message to " + m->topic + " dropped: " + r->client_id +
-                       " left " + r->group);
+                       " is no longer in " + r->group);
         }
         return;
     }

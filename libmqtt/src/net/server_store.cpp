@@ -343,7 +343,9 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
     // (queued) in the destination's state, which is then written anew.
     store::settle_outboxes(states);
     const auto& l = engine.config();
-    const store::replay_rules rules{l.upgrade_outgoing_qos, l.queue_qos0_messages};
+    const store::replay_rules rules{l.upgrade_outgoing_qos, l.queue_qos0_messages,
+                                    l.max_queued_messages};
+    store::replay_counts counts;
     // A share group's home as the threads that wrote the stores had it.
     const auto home = [written_by](std::string_view filter) {
         return broker::shard_of(filter, written_by);
@@ -357,12 +359,18 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
             if (states[d] == nullptr) continue;
             for (const auto& item : store::unapplied(view, d)) {
                 bool sent = false;
-                store::replay_shared(states, d, item, rules, home, sent);
-                store::replay(*states[d], item, rules);
+                store::replay_shared(states, d, item, rules, home, sent, counts);
+                store::replay(*states[d], item, rules, counts);
                 if (sent) shares_sent[d] = 1;
                 ++n[d];
             }
         }
+    }
+    if (counts.queue_full != 0) {
+        note(0, broker::log_level::warning, broker::log_kind::warning,
+             std::to_string(counts.queue_full) +
+                 " delivery(ies) routed at start dropped: the session's queue was full "
+                 "(max_queued_messages)");
     }
     return n;
 }

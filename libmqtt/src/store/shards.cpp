@@ -208,6 +208,10 @@ bool delivery_of(const broker::message& m, const stored_subscription& sub,
     return q != protocol::qos::at_most_once || rules.queue_qos0;
 }
 
+bool queue_full(const stored_session& s, const replay_rules& rules) {
+    return s.queue.size() >= rules.max_queued_messages;
+}
+
 // Queues the item's message for one member of a share group in `st`.
 bool queue_share(state& st, const pending_item& item, const std::string& client_id,
                  const stored_subscription& sub, const replay_rules& rules) {
@@ -223,20 +227,29 @@ bool queue_share(state& st, const pending_item& item, const std::string& client_
 
 }  // namespace
 
-std::size_t replay(state& st, const pending_item& item, const replay_rules& rules) {
+std::size_t replay(state& st, const pending_item& item, const replay_rules& rules,
+                   replay_counts& counts) {
     if (!item.client_id.empty()) {
         // A share group's delivery: its member, unless it left the group (then, as a
-        // `retry` to a member gone, nobody).
+        // `retry` to a member gone, nobody) or its queue is full.
+        if (const auto t = counts.in_outboxes.find(item.client_id);
+            t != counts.in_outboxes.end() && t->second != 0) {
+            --t->second;
+        }
         std::size_t n = 0;
         const auto s = st.sessions().find(item.client_id);
         if (s != st.sessions().end()) {
             const auto sub = s->second.subscriptions.find(item.group);
-            if (sub != s->second.subscriptions.end() &&
-                queue_share(st, item, item.client_id, sub->second, rules)) {
-                n = 1;
+            if (sub != s->second.subscriptions.end()) {
+                if (queue_full(s->second, rules)) {
+                    ++counts.queue_full;
+                } else if (queue_share(st, item, item.client_id, sub->second, rules)) {
+                    n = 1;
+                }
             }
         }
         st.apply(inbox_applied_record{static_cast<std::uint16_t>(item.source), item.seq});
+        counts.queued += n;
         return n;
     }
     struct delivery {
@@ -264,6 +277,10 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
         d.q = rules.upgrade_outgoing_qos ? d.q : std::min(m.qos_level, d.q);
         d.retain = d.retain && m.retain;
         if (d.q == protocol::qos::at_most_once && !rules.queue_qos0) continue;
+        if (queue_full(s, rules)) {
+            ++counts.queue_full;
+            continue;
+        }
         found.push_back(std::move(d));
     }
     if (!found.empty()) {
@@ -274,21 +291,28 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
         }
     }
     st.apply(inbox_applied_record{static_cast<std::uint16_t>(item.source), item.seq});
+    counts.queued += found.size();
     return found.size();
 }
 
 std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
                           const pending_item& item, const replay_rules& rules,
-                          const home_function& home, bool& shares_sent) {
+                          const home_function& home, bool& shares_sent, replay_counts& counts) {
     if (!item.client_id.empty() || dest >= stores.size() || stores[dest] == nullptr) return 0;
-    // The groups homed here that match, each with its first member: here if any, else in
-    // the first other store (stores in order, client ids in order in each).
+    // The groups homed here that match, each with the member it goes to (see the header).
     struct member {
         std::size_t store;
         const std::string* client_id;
         const stored_subscription* sub;
+        std::size_t queued;  // in its store's queue and on its way there through an outbox
+    };
+    const auto before = [dest](const member& a, const member& b) {
+        if (a.queued != b.queued) return a.queued < b.queued;
+        if ((a.store == dest) != (b.store == dest)) return a.store == dest;
+        return a.store < b.store;  // then client ids in order: the first one found stays
     };
     std::map<std::string_view, member> groups;
+    std::map<std::string_view, bool> full;  // a group's members were all full so far
     const auto& topic = item.msg->topic;
     for (std::size_t j = 0; j < stores.size(); ++j) {
         if (stores[j] == nullptr) continue;
@@ -299,18 +323,35 @@ std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
                     !protocol::topic_matches(shared.filter, topic)) {
                     continue;
                 }
+                std::size_t on_way = 0;
+                if (const auto t = counts.in_outboxes.find(client_id);
+                    t != counts.in_outboxes.end()) {
+                    on_way = t->second;
+                }
+                const member m{j, &client_id, &sub, s.queue.size() + on_way};
+                if (m.queued >= rules.max_queued_messages) {
+                    full.try_emplace(filter, true);
+                    continue;
+                }
+                full.insert_or_assign(filter, false);
                 const auto it = groups.find(filter);
-                if (it == groups.end() || (j == dest && it->second.store != dest)) {
-                    groups.insert_or_assign(filter, member{j, &client_id, &sub});
+                if (it == groups.end() || before(m, it->second)) {
+                    groups.insert_or_assign(filter, m);
                 }
             }
         }
+    }
+    for (const auto& [filter, is_full] : full) {
+        if (is_full) ++counts.queue_full;  // every member's queue full: nobody, as live
     }
     std::size_t served = 0;
     state& st = *stores[dest];
     for (const auto& [filter, m] : groups) {
         if (m.store == dest) {
-            if (queue_share(st, item, *m.client_id, *m.sub, rules)) ++served;
+            if (queue_share(st, item, *m.client_id, *m.sub, rules)) {
+                ++served;
+                ++counts.queued;
+            }
             continue;
         }
         // Another store's member: through this store's outbox, numbered past anything any
@@ -323,6 +364,7 @@ std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
         st.apply(message_record{id, item.received_ms, item.msg});
         st.apply(outbox_add_record{
             seq + 1, id, {static_cast<std::uint16_t>(m.store)}, std::string{filter}, *m.client_id});
+        ++counts.in_outboxes[*m.client_id];
         shares_sent = true;
         ++served;
     }

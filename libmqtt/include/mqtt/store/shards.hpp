@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,26 +68,43 @@ void settle_outboxes(const std::vector<state*>& stores);
 struct replay_rules {
     bool upgrade_outgoing_qos = false;
     bool queue_qos0 = false;
+    // A session whose queue holds this many messages gets no more (as the engine's enqueue:
+    // dropped, counted in replay_counts::queue_full). max_queued_bytes is not applied.
+    std::size_t max_queued_messages = SIZE_MAX;
+};
+
+// What one start's replays did, over every call.
+struct replay_counts {
+    std::size_t queued = 0;      // deliveries queued
+    std::size_t queue_full = 0;  // deliveries dropped: the session's queue was full
+    // Share deliveries replay_shared() gave members of other stores through an outbox, by
+    // client id, not yet routed into their queues by replay(): counted as queued when
+    // replay_shared() picks a member.
+    std::map<std::string, std::size_t, std::less<>> in_outboxes;
 };
 
 // Routes an item the store did not take to its sessions, as the engine routes a message
 // from another shard to offline sessions: every ordinary subscription that matches (one
 // delivery per session, at the highest granted QoS, with every Subscription Identifier),
-// queued; then notes the item as taken (inbox_applied). A share group's delivery is queued
-// for its member instead, if its session still has that subscription. Read ACLs and
-// max_queued_messages are not applied (docs/persistence.md). Returns the deliveries queued.
-std::size_t replay(state& st, const pending_item& item, const replay_rules& rules);
+// queued unless the session's queue is full; then notes the item as taken (inbox_applied).
+// A share group's delivery is queued for its member instead, if its session still has that
+// subscription. Read ACLs are not applied (docs/persistence.md). Returns the deliveries
+// queued.
+std::size_t replay(state& st, const pending_item& item, const replay_rules& rules,
+                   replay_counts& counts);
 
 // The share groups of an item replay() routes into store `dest` (call it first): each group
 // whose home is `dest` (`home` of the whole `$share/...` filter, for the number of threads
 // that wrote the stores) and whose filter matches gets the message once, for one member
-// (every one is offline at start): the first by client id in `dest`'s store, queued there;
-// else the first in another store, through `dest`'s outbox (an outbox_share item, routed
-// into that store by replay() once unapplied() finds it; so `dest`'s file must be written
-// before that store's). `shares_sent` is set when such an item was added. Returns the
-// groups served.
+// (every one is offline at start, so the engine would queue it for the next in turn): the
+// member with the fewest messages queued whose queue is not full, one in `dest`'s store
+// before one in another store, then by store and client id. Queued in `dest`'s store, or
+// through `dest`'s outbox for another store's member (an outbox_share item, routed into
+// that store by replay() once unapplied() finds it; so `dest`'s file must be written
+// before that store's). With every member's queue full, nobody (counted). `shares_sent` is
+// set when an outbox item was added. Returns the groups served.
 std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
                           const pending_item& item, const replay_rules& rules,
-                          const home_function& home, bool& shares_sent);
+                          const home_function& home, bool& shares_sent, replay_counts& counts);
 
 }  // namespace mqtt::store
