@@ -1,7 +1,8 @@
 #pragma once
 
 // server::impl, private to mqtt_net: the listeners, shard 0 (the engine and the loop that
-// ran everything before threads), and with threads > 1 the other shards (server_shards.cpp).
+// ran everything before threads), and with threads > 1 the other shards (server_shards.cpp;
+// connections handed to their shard: server_handoff.cpp).
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -156,7 +157,8 @@ struct server::impl {
 
     // ---- threads > 1 (server_shards.cpp): shards 1..N-1, each an engine with its own
     // deadlines, password worker and expiry timer on its own loop; shard 0 is the members
-    // above. Connections are handed to the shard of their CONNECT's client id.
+    // above. Connections are handed to the shard of their CONNECT's client id
+    // (server_handoff.cpp).
     struct shard_state;
     struct shard_link;  // a shard's broker::shard_router
     struct handoff;     // an accepted socket whose first packet shard 0 is reading
