@@ -178,7 +178,9 @@ struct server::impl {
     void end_shards();       // after shard 0's loop returned: the others finish, joined
     // f(engine) on every shard but 0, on its thread (SIGHUP's changes).
     void post_to_shards(std::function<void(broker::engine&)> f);
-    bool send_to(std::size_t from, std::size_t to, shard_item&& item);  // false: dropped
+    // Sends the item now, or queues it behind what waits in `from`'s outbox queue (channel
+    // order) or when the channel refuses it (max_items in flight); never dropped.
+    void send_to(std::size_t from, std::size_t to, shard_item&& item);
     // memory_limit across shards: once the broker's memory without what is still in the
     // channels (held and output, every shard's) reached the limit, a shard takes no more
     // messages from the other shards' channels (stalled: their publishers are refused at

@@ -32,6 +32,7 @@ void server::impl::create_shards() {
     // (shard_runtime::check_forwarding). A channel then still takes what the other n - 1
     // shards had in flight into its sender (up to high_water each) and one message per
     // publisher that had not looked yet: n * high_water stays below max_items.
+    ro.channel.max_items = std::max<std::size_t>(opts.shard_channel_items, n + 1);
     ro.channel.high_water = ro.channel.max_items / (n + 1);
     runtime.emplace(ro);
     shards.resize(n);
@@ -173,7 +174,7 @@ bool share_again(const shard_item& item) noexcept {
 
 }  // namespace
 
-bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
+void server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) {
     if (item.msg != nullptr &&
         (item.what == shard_item::kind::publish || item.what == shard_item::kind::share)) {
         engine_of(from).charge_transit(item.transit, *item.msg);
@@ -181,8 +182,6 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
     // Numbered for its confirmation (docs/persistence.md, "Threads"); a batch being taken
     // here is confirmed to its sender only after this one.
     auto& c = counts[from];
-    const std::uint64_t need_before = c.taking ? c.batch_need[to] : 0;
-    const std::uint64_t again_before = c.taking ? c.batch_again[to] : 0;
     const bool share_outbox = share_delivery(item) && share_through_outbox(from, to, item);
     if (share_outbox) {
         // Durable here, with what made it (docs/persistence.md, "Threads: the outbox"): no
@@ -196,7 +195,7 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
         item.again_seq = ++c.again_sent[to];
         if (c.taking) c.batch_again[to] = item.again_seq;
     }
-    if (!outboxes.empty() && (item.outbox_seq != 0 || !outboxes[from].items.empty())) {
+    if (item.outbox_seq != 0 || !outboxes[from].items.empty()) {
         // Through the outbox, or behind an item waiting in it (channel order): numbered
         // now, sent once the outbox's group is on disk. An outbox item holds nobody's
         // output: its record is in this shard's group, which the output waits for anyway.
@@ -204,32 +203,27 @@ bool server::impl::send_to(std::size_t from, std::size_t to, shard_item&& item) 
         item_sent(from, to, item.outbox_seq == 0);
         o.items.push_back({o.gates, to, std::move(item)});
         if (share_outbox) outbox_recorded(from);
-        return true;
+        return;
     }
-    const std::uint64_t share_seq = item.share_seq;
-    const std::uint64_t again_seq = item.again_seq;
     if (runtime->send(from, to, std::move(item))) {
         item_sent(from, to);
-        return true;
+        return;
     }
-    if (share_seq != 0) {  // dropped: nobody will confirm that number
-        --c.share_sent[to];
-        if (c.taking) c.batch_need[to] = need_before;
-    }
-    if (again_seq != 0) {
-        --c.again_sent[to];
-        if (c.taking) c.batch_again[to] = again_before;
-    }
-    // The other shard is shard_channel_limits::max_items behind, which the publishers'
-    // pause at high_water leaves to senders without a connection (Wills) and to more
-    // publishers than high_water sending at the same moment: dropped.
+    // Refused: the other shard is shard_channel_limits::max_items behind, which the
+    // publishers' pause leaves to senders without a connection (Wills) and to more
+    // publishers than the high-water mark sending at the same moment (each pauses after
+    // that one message). The item waits in this shard's queue, with what follows it to
+    // any shard (channel order), and goes when `to` frees room (on_resume -> send_outbox):
+    // an acknowledged message is not dropped. Bounded by those senders.
+    auto& o = outboxes[from];
+    item_sent(from, to, true);
+    o.items.push_back({0, to, std::move(item)});
     std::uint64_t& refused = from == 0 ? refused0 : shards[from]->refused;
     if (refused++ == 0) {
         note(0, broker::log_level::warning, broker::log_kind::warning,
              "shard " + std::to_string(from) + ": shard " + std::to_string(to) +
-                 " is too far behind; messages to it are dropped");
+                 " is too far behind; what it is sent waits in memory until it catches up");
     }
-    return false;
 }
 
 bool server::impl::share_through_outbox(std::size_t from, std::size_t to, shard_item& item) {

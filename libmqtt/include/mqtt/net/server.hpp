@@ -91,6 +91,11 @@ struct server_options {
     // id. Only plain TCP listeners, no store, bridges, MQTT-SN, metrics or $SYS then (the
     // configuration refuses the rest).
     std::size_t threads = 1;
+    // With threads > 1: messages in flight from one shard to another (shard_channel_limits::
+    // max_items); publishers pause at this / (threads + 1). Past it, what a shard sends
+    // waits in memory on the sending shard. Not a configuration option: tests make it
+    // small to reach it.
+    std::size_t shard_channel_items = 65'536;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one
