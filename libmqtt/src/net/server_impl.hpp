@@ -409,8 +409,12 @@ struct server::impl::shard_link final : broker::shard_router {
                const broker::message_ptr& m) override {
         s.send_to(k, to, shard_item{shard_item::kind::share, m, op, r});
         // A delivery: what publishers on other shards sent here, forwarded. Congested, this
-        // shard says so to them at once (peer_congested) and they pause.
-        if (m != nullptr) s.runtime->check_forwarding(k, to);
+        // shard says so to them at once (peer_congested) and they pause. Also while items
+        // a channel refused wait here (the delivery waits behind them, whatever shard it is
+        // for): the head's channel is past its max_items until it takes them.
+        if (m == nullptr || s.runtime->check_forwarding(k, to)) return;
+        const auto& waiting = s.outboxes[k].items;
+        if (!waiting.empty()) s.runtime->check_forwarding(k, waiting.front().to);
     }
     impl& s;
     std::size_t k;
