@@ -14,6 +14,7 @@ import subprocess
 import time
 
 TIMEOUT = 10.0
+START_TIMEOUT = 30.0
 HOST = "127.0.0.1"
 
 
@@ -131,17 +132,23 @@ def start_tern_broker(binary, work, args=()):
     log_path = os.path.join(work, "tern-broker-%d.log" % time.time_ns())
     log = open(log_path, "w+")
     proc = subprocess.Popen([binary, "-p", "0", *args], stdout=subprocess.DEVNULL, stderr=log)
-    end = time.monotonic() + TIMEOUT
+    # Longer than TIMEOUT: a sanitizer build starting while other tests load both cores.
+    end = time.monotonic() + START_TIMEOUT
+    text = ""
     while time.monotonic() < end:
         log.seek(0)
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.readline())
+        text = log.read()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
         if m:
             return Broker("tern-broker", proc, int(m.group(1)), log_path)
         if proc.poll() is not None:
             break
         time.sleep(0.05)
+    status = proc.poll()
     proc.kill()
-    raise RuntimeError("tern-broker did not report its port")
+    raise RuntimeError("tern-broker did not report its port (%s); its log: %r"
+                       % ("exited with %s" % status if status is not None else
+                          "still running after %.0f s" % START_TIMEOUT, text[-2000:]))
 
 
 def mosquitto_binary():
