@@ -364,3 +364,51 @@ TEST_CASE("acl_file: a refused filter matches no topic the client may read") {
     CHECK(refused > 100);
     CHECK(granted_readable > 100);
 }
+
+TEST_CASE("acl_file: a stored session whose user name is not known reads only what any user may") {
+    const auto parsed = acl_file::parse(
+        "topic read public/#\n"
+        "user alice\n"
+        "topic deny clients/+/private\n"
+        "topic read alice/#\n"
+        "pattern read clients/%c/#\n"
+        "pattern read users/%u/#\n"
+        "pattern deny home/%u/locked\n"
+        "pattern read home/#\n",
+        "acl");
+    REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
+    const auto& acl = *parsed.value;
+    std::string scratch;
+    const auto unknown = [&](std::string_view client_id, std::string_view topic) {
+        return stored_may_read(acl, client_id, false, nullptr, topic, scratch);
+    };
+    const std::string bob = "bob";
+    const auto as_bob = [&](std::string_view topic) {
+        return stored_may_read(acl, "c1", true, &bob, topic, scratch);
+    };
+    // A pattern that needs no user name, with the client id.
+    CHECK(unknown("c1", "clients/c1/x"));
+    CHECK_FALSE(unknown("c1", "clients/c2/x"));
+    CHECK(as_bob("clients/c1/x"));
+    // A deny rule of one user's block could be this client's: refused. bob has none.
+    CHECK_FALSE(unknown("c1", "clients/c1/private"));
+    CHECK(as_bob("clients/c1/private"));
+    // Neither the anonymous block's rules nor a user's own allow, nor a pattern with %u.
+    CHECK_FALSE(unknown("c1", "public/x"));
+    CHECK_FALSE(unknown("c1", "alice/x"));
+    CHECK_FALSE(unknown("c1", "users/bob/x"));
+    CHECK(as_bob("users/bob/x"));
+    CHECK(stored_may_read(acl, "c1", true, nullptr, "public/x", scratch));  // anonymous
+    // A deny pattern with %u: every topic from its %u level on might be this user's.
+    CHECK_FALSE(unknown("c1", "home/x/y"));
+    CHECK(as_bob("home/x/y"));
+    CHECK_FALSE(as_bob("home/bob/locked"));
+    // A client id with a wildcard widens patterns: refused, as for a connected client.
+    CHECK_FALSE(unknown("c+", "clients/c+/x"));
+    // A deny pattern with %u in its first level: any topic could be refused.
+    const auto first = acl_file::parse("pattern deny %u/x\npattern read #\n", "acl");
+    REQUIRE(first.value.has_value());
+    CHECK_FALSE(stored_may_read(*first.value, "c1", false, nullptr, "a/b", scratch));
+    CHECK(stored_may_read(*first.value, "c1", true, &bob, "a/b", scratch));
+    CHECK_FALSE(stored_may_read(*first.value, "c1", true, &bob, "bob/x", scratch));
+}

@@ -69,6 +69,40 @@ bytes snapshot_of(const state& st) {
 
 }  // namespace
 
+TEST_CASE("store: a session's user name, or that it is not known, survives a snapshot") {
+    state st;
+    REQUIRE(st.apply(session_record{"named", 60, true, "alice"}));
+    REQUIRE(st.apply(session_record{"anon", 60, true, std::nullopt}));
+    REQUIRE(st.apply(session_record{"old", 60, false, std::nullopt}));
+    // A reconnect with another user name replaces it.
+    REQUIRE(st.apply(session_record{"again", 60, true, "bob"}));
+    REQUIRE(st.apply(session_record{"again", 60, true, "carol"}));
+    const auto back = load_bytes(encode_all(st.snapshot(0))).st;
+    const auto& s = back.sessions();
+    REQUIRE(s.size() == 4);
+    CHECK(s.at("named").identified);
+    CHECK(s.at("named").username == std::optional<std::string>{"alice"});
+    CHECK(s.at("anon").identified);
+    CHECK_FALSE(s.at("anon").username.has_value());
+    CHECK_FALSE(s.at("old").identified);
+    CHECK(s.at("again").username == std::optional<std::string>{"carol"});
+}
+
+TEST_CASE("store: a session's queued bytes follow its queue") {
+    state st;
+    REQUIRE(st.apply(session_record{"c", 60}));
+    REQUIRE(st.apply(message_record{1, 0, make_msg("a/b", "12345")}));     // 3 + 5
+    REQUIRE(st.apply(message_record{2, 0, make_msg("a/bc", "1234567")}));  // 4 + 7
+    REQUIRE(st.apply(queue_push_record{"c", 1, qos::at_least_once, false, {}}));
+    REQUIRE(st.apply(queue_push_record{"c", 2, qos::at_least_once, false, {}}));
+    REQUIRE(st.apply(queue_push_record{"c", 1, qos::at_least_once, false, {}}));
+    CHECK(st.sessions().at("c").queued_bytes == 27);
+    REQUIRE(st.apply(queue_pop_record{"c"}));
+    CHECK(st.sessions().at("c").queued_bytes == 19);
+    const auto back = load_bytes(encode_all(st.snapshot(0))).st;
+    CHECK(back.sessions().at("c").queued_bytes == 19);
+}
+
 TEST_CASE("store: CRC-32C check value") {
     CHECK(crc32c(span_of("123456789")) == 0xE3069283u);
     CHECK(crc32c(span_of("")) == 0u);
@@ -98,10 +132,63 @@ TEST_CASE("store: CRC-32C with the crc32 instruction and with the table agree") 
 }
 
 TEST_CASE("store: exact bytes of framed records") {
-    SUBCASE("session") {
-        const bytes expected{0x54, 0x72, 0x01, 0x04, 0x00, 0x00, 0x00, 0x0A, 0x8B, 0xCE, 0xD8,
-                             0xBF, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10};
+    SUBCASE("session of an anonymous client: user name byte 0") {
+        const bytes expected{0x54, 0x72, 0x01, 0x04, 0x00, 0x00, 0x00, 0x0B, 0x8F, 0x81, 0x07, 0x54,
+                             0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10, 0x00};
         CHECK(encode_record(session_record{"c1", 3600}) == expected);
+        std::size_t size = 0;
+        const auto back = detail::record_at(expected, 0, size);
+        REQUIRE(back.has_value());
+        CHECK(std::get<session_record>(*back) == session_record{"c1", 3600, true, std::nullopt});
+    }
+    SUBCASE("session with a user name: byte 1, then the name") {
+        const bytes expected{0x54, 0x72, 0x01, 0x04, 0x00, 0x00, 0x00, 0x14, 0xEF, 0xB0, 0x67,
+                             0xD5, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10,
+                             0x01, 0x00, 0x00, 0x00, 0x05, 0x61, 0x6C, 0x69, 0x63, 0x65};
+        const session_record r{"c1", 3600, true, "alice"};
+        CHECK(encode_record(r) == expected);
+        std::size_t size = 0;
+        const auto back = detail::record_at(expected, 0, size);
+        REQUIRE(back.has_value());
+        CHECK(size == expected.size());
+        CHECK(std::get<session_record>(*back) == r);
+        // An empty user name (a 5.0 CONNECT may send one) is a user name, not none.
+        const session_record empty{"c1", 3600, true, ""};
+        const auto framed = encode_record(empty);
+        const auto d =
+            decode_payload(format_version, 4, std::span{framed}.subspan(frame_header_size));
+        REQUIRE(d.has_value());
+        CHECK(std::get<session_record>(*d) == empty);
+    }
+    SUBCASE("session written before user names were stored: not identified") {
+        const bytes old{0x54, 0x72, 0x01, 0x04, 0x00, 0x00, 0x00, 0x0A, 0x8B, 0xCE, 0xD8,
+                        0xBF, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10};
+        std::size_t size = 0;
+        const auto back = detail::record_at(old, 0, size);
+        REQUIRE(back.has_value());
+        CHECK(size == old.size());
+        const auto& s = std::get<session_record>(*back);
+        CHECK(s.client_id == "c1");
+        CHECK(s.expiry_interval == 3600);
+        CHECK_FALSE(s.identified);
+        CHECK_FALSE(s.username.has_value());
+        // Written back as it was (a snapshot keeps "not known"), and loaded into a state.
+        CHECK(encode_record(s) == old);
+        const auto loaded = load_bytes(old);
+        REQUIRE(loaded.st.sessions().contains("c1"));
+        CHECK_FALSE(loaded.st.sessions().at("c1").identified);
+    }
+    SUBCASE("session with a user name byte other than 0 or 1: not a record") {
+        const bytes bad{0x54, 0x72, 0x01, 0x04, 0x00, 0x00, 0x00, 0x0B, 0x6E, 0xBA, 0x77, 0xA3,
+                        0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10, 0x02};
+        std::size_t size = 0;
+        CHECK_FALSE(detail::record_at(bad, 0, size).has_value());
+        // A name cut short, and bytes after the name, are not one either.
+        const bytes payload{0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E,
+                            0x10, 0x01, 0x00, 0x00, 0x00, 0x05, 0x61, 0x6C};
+        CHECK_FALSE(decode_payload(format_version, 4, payload).has_value());
+        bytes longer{0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10, 0x00, 0x00};
+        CHECK_FALSE(decode_payload(format_version, 4, longer).has_value());
     }
     SUBCASE("subscribe: options byte as in 5.0 SUBSCRIBE, Subscription Identifier 7") {
         const bytes expected{0x54, 0x72, 0x01, 0x06, 0x00, 0x00, 0x00, 0x12, 0x07, 0x37,

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mqtt/broker/acl_file.hpp"
 #include "mqtt/broker/durable_session.hpp"
 #include "mqtt/store/record.hpp"
 #include "mqtt/store/recorder.hpp"
@@ -320,12 +321,13 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
     CHECK(st.sessions().at("shared").queue.empty());
     CHECK(st.sessions().at("other").queue.empty());
     CHECK(st.applied_from(2) == 9);
-    CHECK(replay(st, {2, 10, wall, make_msg("a/b", "y", qos::exactly_once), {}, {}},
-                 {false, true}, counts) == 2);  // ...but with queue_qos0_messages
+    CHECK(replay(st, {2, 10, wall, make_msg("a/b", "y", qos::exactly_once), {}, {}}, {false, true},
+                 counts) == 2);  // ...but with queue_qos0_messages
     CHECK(st.sessions().at("low").queue.size() == 1);
     CHECK(st.applied_from(2) == 10);
     // No session matches: nothing queued, no message kept, the item counts as taken.
-    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once), {}, {}}, {}, counts) == 0);
+    CHECK(replay(st, {2, 11, wall, make_msg("z", "n", qos::exactly_once), {}, {}}, {}, counts) ==
+          0);
     CHECK(st.applied_from(2) == 11);
     CHECK(st.messages().size() == 2);
     CHECK(counts.queued == 3);
@@ -338,6 +340,106 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
     CHECK(st.sessions().at("low").queue.size() == 2);
     CHECK(counts.queue_full == 1);
     CHECK(st.applied_from(2) == 12);
+}
+
+TEST_CASE("store shards: a replay applies max_queued_bytes and the read check") {
+    // Each session subscribes to a/#; "tight" holds 11 bytes (a/x, "12345678"); the bound is
+    // 16 bytes, as the engine's enqueue counts them (topic and payload).
+    replay_counts counts;
+    state st;
+    for (const char* c : {"roomy", "tight", "denied"}) {
+        REQUIRE(st.apply(session_record{c, 60}));
+        REQUIRE(st.apply(subscribe_record{c, "a/#", {qos::exactly_once, false, false, {}}, 0}));
+        REQUIRE(st.apply(
+            subscribe_record{c, "$share/g/a/#", {qos::exactly_once, false, false, {}}, 0}));
+    }
+    REQUIRE(st.apply(message_record{1, wall, make_msg("a/x", "12345678", qos::exactly_once)}));
+    REQUIRE(st.apply(queue_push_record{"tight", 1, qos::exactly_once, false, {}}));
+    replay_rules rules;
+    rules.max_queued_bytes = 16;
+    rules.may_read = [](std::string_view id, const stored_session&, std::string_view) {
+        return id != "denied";
+    };
+    // 6 bytes: "tight" would hold 17, "denied" may not read it.
+    CHECK(replay(st, {2, 1, wall, make_msg("a/b", "xyz", qos::exactly_once), {}, {}}, rules,
+                 counts) == 1);
+    CHECK(payloads(st, "roomy") == std::vector<std::string>{"xyz"});
+    CHECK(payloads(st, "tight") == std::vector<std::string>{"12345678"});
+    CHECK(st.sessions().at("denied").queue.empty());
+    CHECK(counts.queue_full == 1);
+    CHECK(counts.denied == 1);
+    // 5 bytes: "tight" holds exactly 16 then, which the bound allows.
+    CHECK(replay(st, {2, 2, wall, make_msg("a/b", "xy", qos::exactly_once), {}, {}}, rules,
+                 counts) == 2);
+    CHECK(st.sessions().at("tight").queued_bytes == 16);
+    CHECK(counts.queue_full == 1);
+    CHECK(counts.denied == 2);
+    // A share group's delivery (an outbox_share item) to a member that may not read it, and
+    // to one that is full: neither queued, each counted; the item is taken all the same.
+    CHECK(replay(st,
+                 {2, 3, wall, make_msg("a/b", "s", qos::exactly_once), "$share/g/a/#", "denied"},
+                 rules, counts) == 0);
+    CHECK(counts.denied == 3);
+    CHECK(replay(st, {2, 4, wall, make_msg("a/b", "s", qos::exactly_once), "$share/g/a/#", "tight"},
+                 rules, counts) == 0);
+    CHECK(counts.queue_full == 2);
+    CHECK(replay(st, {2, 5, wall, make_msg("a/b", "s", qos::exactly_once), "$share/g/a/#", "roomy"},
+                 rules, counts) == 1);
+    CHECK(payloads(st, "roomy") == std::vector<std::string>{"xyz", "xy", "s"});
+    CHECK(st.sessions().at("denied").queue.empty());
+    CHECK(st.applied_from(2) == 5);
+    CHECK(counts.queued == 4);
+    // What a replay queued counts in the session's bytes when the store is read back.
+    const auto back = load_bytes(encode_all_records(st.snapshot(wall))).st;
+    CHECK(back.sessions().at("roomy").queued_bytes == 6 + 5 + 4);
+}
+
+TEST_CASE("store shards: a replay checks the acl_file with the stored user name") {
+    const auto parsed = mqtt::broker::acl_file::parse(
+        "topic read public/#\n"
+        "user alice\n"
+        "topic read a/#\n"
+        "topic deny a/secret\n"
+        "user bob\n"
+        "topic read b/#\n"
+        "pattern read own/%c/#\n"
+        "pattern read users/%u/#\n",
+        "acl");
+    REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
+    const auto& acl = *parsed.value;
+    replay_rules rules;
+    std::string scratch;
+    rules.may_read = [&](std::string_view id, const stored_session& s, std::string_view topic) {
+        return mqtt::broker::stored_may_read(acl, id, s.identified,
+                                             s.username ? &*s.username : nullptr, topic, scratch);
+    };
+    state st;
+    // alice's and an anonymous client's sessions, and one stored before user names were.
+    REQUIRE(st.apply(session_record{"alice-c", 60, true, "alice"}));
+    REQUIRE(st.apply(session_record{"anon-c", 60, true, std::nullopt}));
+    REQUIRE(st.apply(session_record{"old-c", 60, false, std::nullopt}));
+    for (const char* c : {"alice-c", "anon-c", "old-c"}) {
+        REQUIRE(st.apply(subscribe_record{c, "#", {qos::exactly_once, false, false, {}}, 0}));
+    }
+    replay_counts counts;
+    std::uint64_t seq = 0;
+    const auto route = [&](const std::string& topic) {
+        return replay(st, {1, ++seq, wall, make_msg(topic, topic, qos::exactly_once), {}, {}},
+                      rules, counts);
+    };
+    CHECK(route("a/b") == 1);            // alice's own rule
+    CHECK(route("a/secret") == 0);       // alice's deny
+    CHECK(route("public/x") == 1);       // the anonymous block, not alice's or the unknown one's
+    CHECK(route("users/alice/x") == 1);  // %u: alice's name
+    CHECK(route("own/old-c/x") == 1);    // %c: a pattern that needs no user name
+    CHECK(route("own/alice-c/x") == 1);
+    CHECK(route("b/x") == 0);  // bob's: none of these is bob
+    CHECK(payloads(st, "alice-c") ==
+          std::vector<std::string>{"a/b", "users/alice/x", "own/alice-c/x"});
+    CHECK(payloads(st, "anon-c") == std::vector<std::string>{"public/x"});
+    CHECK(payloads(st, "old-c") == std::vector<std::string>{"own/old-c/x"});
+    CHECK(counts.queued == 5);
+    CHECK(counts.denied == 7 * 3 - 5);
 }
 
 namespace {
@@ -458,7 +560,7 @@ TEST_CASE("store shards: a replay spreads a share group's messages over its memb
         CHECK(sent);
         CHECK(payloads(s1, "here") == std::vector<std::string>{"m1", "m3"});
         CHECK(payloads(s0, "there") == std::vector<std::string>{"m2"});
-        CHECK(counts.in_outboxes.at("there") == 0);  // routed into its queue since
+        CHECK(counts.in_outboxes.at("there").messages == 0);  // routed into its queue since
     }
     SUBCASE("max_queued_messages: a full member is passed over, all full is nobody") {
         add_member(s1, "a");
@@ -477,6 +579,63 @@ TEST_CASE("store shards: a replay spreads a share group's messages over its memb
         CHECK(replay_shared({&s0, &s1}, 1, fourth, {false, false, 2}, home_of_g, more, counts) ==
               0);
         CHECK(counts.queue_full == 1);
+    }
+    SUBCASE("max_queued_bytes: a member the message would take past it is passed over") {
+        // Each message costs 5 bytes (topic a/b, payload mN); a holds 6 (a/x, "old").
+        add_member(s1, "a");
+        add_member(s1, "b");
+        REQUIRE(s1.apply(message_record{900, wall, make_msg("a/x", "old", qos::exactly_once)}));
+        REQUIRE(s1.apply(queue_push_record{"a", 900, qos::exactly_once, false, {}}));
+        replay_rules rules;
+        rules.max_queued_bytes = 10;
+        start(rules);
+        // m1 to b (0 queued against 1); m2: 1 each, a first by client id, but 6 + 5 > 10, so
+        // b (5 + 5 = 10, as the engine's bound allows); m3: both would pass 10, nobody.
+        CHECK(payloads(s1, "a") == std::vector<std::string>{"old"});
+        CHECK(payloads(s1, "b") == std::vector<std::string>{"m1", "m2"});
+        CHECK(s1.sessions().at("b").queued_bytes == 10);
+        CHECK(counts.queue_full == 1);
+        CHECK(counts.queued == 2);
+    }
+    SUBCASE("max_queued_bytes counts what is on its way to a member through an outbox") {
+        add_member(s1, "here");
+        add_member(s0, "there");
+        replay_rules rules;
+        rules.max_queued_bytes = 5;  // one message each
+        start(rules);
+        CHECK(payloads(s1, "here") == std::vector<std::string>{"m1"});
+        CHECK(payloads(s0, "there") == std::vector<std::string>{"m2"});  // on its way for m3
+        CHECK(counts.queue_full == 1);
+        CHECK(counts.in_outboxes.at("there").messages == 0);
+        CHECK(counts.in_outboxes.at("there").bytes == 0);
+    }
+    SUBCASE("a member that may not read the topic is passed over; none that may, nobody") {
+        add_member(s1, "a");
+        add_member(s1, "b");
+        add_member(s0, "c");
+        std::vector<std::string> asked;
+        replay_rules rules;
+        rules.may_read = [&](std::string_view id, const stored_session&, std::string_view topic) {
+            asked.emplace_back(std::string{id} + " " + std::string{topic});
+            return id != "a" && id != "c";
+        };
+        start(rules);
+        CHECK(payloads(s1, "a").empty());
+        CHECK(payloads(s1, "b") == std::vector<std::string>{"m1", "m2", "m3"});
+        CHECK(s0.sessions().at("c").queue.empty());
+        CHECK_FALSE(sent);
+        CHECK(counts.denied == 0);  // the group was served each time
+        CHECK(std::count(asked.begin(), asked.end(), "a a/b") == 3);
+        // Nobody in the group may read a fourth one: nobody gets it, counted as denied.
+        replay_rules none;
+        none.may_read = [](std::string_view, const stored_session&, std::string_view) {
+            return false;
+        };
+        bool more = false;
+        const pending_item fourth{0, 4, wall, make_msg("a/b", "m4", qos::exactly_once), {}, {}};
+        CHECK(replay_shared({&s0, &s1}, 1, fourth, none, home_of_g, more, counts) == 0);
+        CHECK(counts.denied == 1);
+        CHECK(counts.queue_full == 0);
     }
 }
 

@@ -285,6 +285,43 @@ bool acl_file::allows(const acl_client& c, acl_access a, std::string_view topic,
     return false;
 }
 
+bool acl_file::allows_unknown_user(std::string_view client_id, acl_access a, std::string_view topic,
+                                   std::string& scratch) const {
+    for (const auto& u : users_) {
+        for (const auto& r : u.rules) {
+            if (r.access != 0) break;  // the deny rules come first
+            if (protocol::topic_matches(r.topic, topic)) return false;
+        }
+    }
+    if (patterns_.empty() || has_wildcard_char(client_id)) return false;
+    const acl_client c{nullptr, client_id, -1};
+    for (const auto& r : patterns_) {
+        std::string_view filter = r.topic;
+        if (r.needs_user) {
+            if (r.access != 0) continue;  // may allow some user, not every one
+            // A user name may hold '/': every level from the one with %u on could be anything.
+            const auto level = r.topic.rfind('/', r.topic.find("%u"));
+            if (level == std::string::npos) return false;  // matches what any name makes
+            expand(std::string_view{r.topic}.substr(0, level + 1), c, scratch);
+            scratch.push_back('#');
+            filter = scratch;
+        } else if (r.substitutes) {
+            expand(r.topic, c, scratch);
+            filter = scratch;
+        }
+        const auto v = decide(r, filter, a, topic);
+        if (v != verdict::none) return v == verdict::allow;
+    }
+    return false;
+}
+
+bool stored_may_read(const acl_file& acl, std::string_view client_id, bool identified,
+                     const std::string* username, std::string_view topic, std::string& scratch) {
+    if (!identified) return acl.allows_unknown_user(client_id, acl_access::read, topic, scratch);
+    const acl_client c{username, client_id, acl.block_of(username)};
+    return acl.allows(c, acl_access::read, topic, scratch);
+}
+
 bool acl_file::may_subscribe(const acl_client& c, std::string_view filter) const {
     // allows() decides a topic by the first rule matching it: the client's own deny rules,
     // its other rules, then the pattern deny rules and the other patterns. So some topic of

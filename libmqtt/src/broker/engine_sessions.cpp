@@ -95,9 +95,13 @@ void engine::detach(durable_session& ds, bool publish, clock::time_point now) {
     if (store_) store_->session_offline(ds);
 }
 
-void engine::restore_session(std::unique_ptr<durable_session> s) {
+void engine::restore_session(std::unique_ptr<durable_session> s, bool identified) {
     durable_session& ds = *s;
     ds.connection = nullptr;
+    if (identified) {
+        const acl_file* a = acl_of(ds);
+        ds.acl_block = a ? a->block_of(ds.username()) : -1;
+    }
     for (const auto& q : ds.queue) {
         if (q.msg) charge(*q.msg);
     }

@@ -343,8 +343,21 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
     // (queued) in the destination's state, which is then written anew.
     store::settle_outboxes(states);
     const auto& l = engine.config();
-    const store::replay_rules rules{l.upgrade_outgoing_qos, l.queue_qos0_messages,
-                                    l.max_queued_messages};
+    store::replay_rules rules;
+    rules.upgrade_outgoing_qos = l.upgrade_outgoing_qos;
+    rules.queue_qos0 = l.queue_qos0_messages;
+    rules.max_queued_messages = l.max_queued_messages;
+    rules.max_queued_bytes = l.max_queued_bytes;
+    // The read ACL of the broker-wide policy, as the engine checks a restored session's
+    // deliveries until its client connects again (the store does not say which listener).
+    if (auto acl = engine.security().acl) {
+        rules.may_read = [acl = std::move(acl), scratch = std::string{}](
+                             std::string_view client_id, const store::stored_session& s,
+                             std::string_view topic) mutable {
+            return broker::stored_may_read(*acl, client_id, s.identified,
+                                           s.username ? &*s.username : nullptr, topic, scratch);
+        };
+    }
     store::replay_counts counts;
     // A share group's home as the threads that wrote the stores had it.
     const auto home = [written_by](std::string_view filter) {
@@ -370,7 +383,13 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
         note(0, broker::log_level::warning, broker::log_kind::warning,
              std::to_string(counts.queue_full) +
                  " delivery(ies) routed at start dropped: the session's queue was full "
-                 "(max_queued_messages)");
+                 "(max_queued_messages, max_queued_bytes)");
+    }
+    if (counts.denied != 0) {
+        note(0, broker::log_level::warning, broker::log_kind::warning,
+             std::to_string(counts.denied) +
+                 " delivery(ies) routed at start dropped: the session's client may not read "
+                 "the topic (acl_file)");
     }
     return n;
 }

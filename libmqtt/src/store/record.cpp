@@ -214,6 +214,9 @@ struct payload_writer {
     void operator()(const session_record& r) {
         w.str(r.client_id);
         w.u32(r.expiry_interval);
+        if (!r.identified) return;  // as written before user names were stored (tests)
+        w.u8(r.username ? 1 : 0);
+        if (r.username) w.str(*r.username);
     }
     void operator()(const session_end_record& r) { w.str(r.client_id); }
     void operator()(const subscribe_record& r) {
@@ -325,6 +328,12 @@ std::optional<record> decode_fields(record_type t, reader& r) {
             session_record s;
             s.client_id = r.str();
             s.expiry_interval = r.u32();
+            s.identified = r.more();
+            if (s.identified) {
+                const auto has_user = r.u8();
+                if (has_user > 1) return std::nullopt;
+                if (has_user == 1) s.username = r.str();
+            }
             return record{std::move(s)};
         }
         case record_type::session_end:

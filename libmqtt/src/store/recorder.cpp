@@ -178,7 +178,8 @@ std::uint64_t recorder::message_id(const broker::message_ptr& m) {
 
 void recorder::session_online(const broker::durable_session& s) {
     if (s.expiry_interval != 0) {
-        emit(session_record{s.client_id, s.expiry_interval});
+        emit(session_record{s.client_id, s.expiry_interval, true,
+                            s.username() ? std::optional{*s.username()} : std::nullopt});
     } else if (stored(s)) {
         // Resumed without a Session Expiry Interval: it ends with this connection, so the
         // store forgets it now.
@@ -317,6 +318,7 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
         auto ds = std::make_unique<broker::durable_session>();
         ds->client_id = client_id;
         ds->expiry_interval = s.expiry_interval;
+        if (s.identified) ds->set_username(s.username);
         for (const auto& [filter, sub] : s.subscriptions) {
             ds->subscriptions.emplace(filter, broker::subscription_entry{sub.options, sub.id});
         }
@@ -349,7 +351,7 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
         } else if (s.expiry_interval != broker::session_never_expires) {
             ds->set_expires_at(now.steady + std::chrono::seconds{s.expiry_interval});
         }
-        e.restore_session(std::move(ds));
+        e.restore_session(std::move(ds), s.identified);
     }
 }
 

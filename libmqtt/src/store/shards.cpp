@@ -1,5 +1,6 @@
 #include "mqtt/store/shards.hpp"
 
+#include "mqtt/broker/durable_session.hpp"
 #include "mqtt/protocol/topic.hpp"
 
 #include <dirent.h>
@@ -208,8 +209,17 @@ bool delivery_of(const broker::message& m, const stored_subscription& sub,
     return q != protocol::qos::at_most_once || rules.queue_qos0;
 }
 
-bool queue_full(const stored_session& s, const replay_rules& rules) {
-    return s.queue.size() >= rules.max_queued_messages;
+// As the engine's enqueue: max_queued_messages, and max_queued_bytes with the message's
+// cost; `way` is what is on its way to the session through an outbox.
+bool queue_full(const stored_session& s, const replay_rules& rules, std::size_t cost,
+                const replay_counts::on_way& way = {}) {
+    return s.queue.size() + way.messages >= rules.max_queued_messages ||
+           s.queued_bytes + way.bytes + cost > rules.max_queued_bytes;
+}
+
+bool may_read(const replay_rules& rules, std::string_view client_id, const stored_session& s,
+              std::string_view topic) {
+    return !rules.may_read || rules.may_read(client_id, s, topic);
 }
 
 // Queues the item's message for one member of a share group in `st`.
@@ -229,19 +239,25 @@ bool queue_share(state& st, const pending_item& item, const std::string& client_
 
 std::size_t replay(state& st, const pending_item& item, const replay_rules& rules,
                    replay_counts& counts) {
+    const auto& m = *item.msg;
+    const std::size_t cost = broker::queue_cost(m);
     if (!item.client_id.empty()) {
         // A share group's delivery: its member, unless it left the group (then, as a
-        // `retry` to a member gone, nobody) or its queue is full.
+        // `retry` to a member gone, nobody), may not read the topic (as the engine's member
+        // shard: the group's turn is spent) or its queue is full.
         if (const auto t = counts.in_outboxes.find(item.client_id);
-            t != counts.in_outboxes.end() && t->second != 0) {
-            --t->second;
+            t != counts.in_outboxes.end() && t->second.messages != 0) {
+            --t->second.messages;
+            t->second.bytes -= std::min(t->second.bytes, cost);
         }
         std::size_t n = 0;
         const auto s = st.sessions().find(item.client_id);
         if (s != st.sessions().end()) {
             const auto sub = s->second.subscriptions.find(item.group);
             if (sub != s->second.subscriptions.end()) {
-                if (queue_full(s->second, rules)) {
+                if (!may_read(rules, item.client_id, s->second, m.topic)) {
+                    ++counts.denied;
+                } else if (queue_full(s->second, rules, cost)) {
                     ++counts.queue_full;
                 } else if (queue_share(st, item, item.client_id, sub->second, rules)) {
                     n = 1;
@@ -259,7 +275,6 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
         std::vector<std::uint32_t> ids;
     };
     std::vector<delivery> found;
-    const auto& m = *item.msg;
     for (const auto& [client_id, s] : st.sessions()) {
         bool any = false;
         delivery d{&client_id, protocol::qos::at_most_once, false, {}};
@@ -274,10 +289,14 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
             if (sub.id != 0) d.ids.push_back(sub.id);
         }
         if (!any) continue;
+        if (!may_read(rules, client_id, s, m.topic)) {  // ACL read, as on every delivery
+            ++counts.denied;
+            continue;
+        }
         d.q = rules.upgrade_outgoing_qos ? d.q : std::min(m.qos_level, d.q);
         d.retain = d.retain && m.retain;
         if (d.q == protocol::qos::at_most_once && !rules.queue_qos0) continue;
-        if (queue_full(s, rules)) {
+        if (queue_full(s, rules, cost)) {
             ++counts.queue_full;
             continue;
         }
@@ -312,8 +331,10 @@ std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
         return a.store < b.store;  // then client ids in order: the first one found stays
     };
     std::map<std::string_view, member> groups;
-    std::map<std::string_view, bool> full;  // a group's members were all full so far
+    // The groups with a member passed over: whether one of them may not read the topic.
+    std::map<std::string_view, bool> passed;
     const auto& topic = item.msg->topic;
+    const std::size_t cost = broker::queue_cost(*item.msg);
     for (std::size_t j = 0; j < stores.size(); ++j) {
         if (stores[j] == nullptr) continue;
         for (const auto& [client_id, s] : stores[j]->sessions()) {
@@ -323,17 +344,20 @@ std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
                     !protocol::topic_matches(shared.filter, topic)) {
                     continue;
                 }
-                std::size_t on_way = 0;
+                replay_counts::on_way way;
                 if (const auto t = counts.in_outboxes.find(client_id);
                     t != counts.in_outboxes.end()) {
-                    on_way = t->second;
+                    way = t->second;
                 }
-                const member m{j, &client_id, &sub, s.queue.size() + on_way};
-                if (m.queued >= rules.max_queued_messages) {
-                    full.try_emplace(filter, true);
+                if (!may_read(rules, client_id, s, topic)) {
+                    passed.insert_or_assign(filter, true);
                     continue;
                 }
-                full.insert_or_assign(filter, false);
+                if (queue_full(s, rules, cost, way)) {
+                    passed.try_emplace(filter, false);
+                    continue;
+                }
+                const member m{j, &client_id, &sub, s.queue.size() + way.messages};
                 const auto it = groups.find(filter);
                 if (it == groups.end() || before(m, it->second)) {
                     groups.insert_or_assign(filter, m);
@@ -341,8 +365,10 @@ std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
             }
         }
     }
-    for (const auto& [filter, is_full] : full) {
-        if (is_full) ++counts.queue_full;  // every member's queue full: nobody, as live
+    for (const auto& [filter, denied] : passed) {
+        if (groups.contains(filter)) continue;
+        // Every member passed over: nobody (as live with every queue full).
+        ++(denied ? counts.denied : counts.queue_full);
     }
     std::size_t served = 0;
     state& st = *stores[dest];
@@ -364,7 +390,9 @@ std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
         st.apply(message_record{id, item.received_ms, item.msg});
         st.apply(outbox_add_record{
             seq + 1, id, {static_cast<std::uint16_t>(m.store)}, std::string{filter}, *m.client_id});
-        ++counts.in_outboxes[*m.client_id];
+        auto& way = counts.in_outboxes[*m.client_id];
+        ++way.messages;
+        way.bytes += cost;
         shares_sent = true;
         ++served;
     }

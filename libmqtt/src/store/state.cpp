@@ -1,21 +1,33 @@
 #include "mqtt/store/state.hpp"
 
+#include "mqtt/broker/durable_session.hpp"
+
 #include <algorithm>
 #include <iterator>
 #include <utility>
 
 namespace mqtt::store {
 
-bool state::add_ref(std::uint64_t id) {
+namespace {
+
+std::size_t cost_of(const stored_message& m) noexcept {
+    return m.msg ? broker::queue_cost(*m.msg) : 0;
+}
+
+}  // namespace
+
+bool state::add_ref(std::uint64_t id, std::size_t* cost) {
     const auto it = messages_.find(id);
     if (it == messages_.end()) return false;
     ++it->second.refs;
+    if (cost != nullptr) *cost = cost_of(it->second);
     return true;
 }
 
-void state::drop_ref(std::uint64_t id) {
+void state::drop_ref(std::uint64_t id, std::size_t* cost) {
     const auto it = messages_.find(id);
     if (it == messages_.end()) return;
+    if (cost != nullptr) *cost = cost_of(it->second);
     if (it->second.refs > 0) --it->second.refs;
     if (it->second.refs == 0) messages_.erase(it);
 }
@@ -75,6 +87,8 @@ struct state::applier {
     bool operator()(const session_record& r) const {
         auto& s = st.sessions_[r.client_id];
         s.expiry_interval = r.expiry_interval;
+        s.identified = r.identified;
+        s.username = r.username;
         s.offline = false;
         s.expires_ms = -1;
         if (s.will_msg_id != 0) st.drop_ref(std::exchange(s.will_msg_id, 0));
@@ -102,14 +116,18 @@ struct state::applier {
     }
     bool operator()(const queue_push_record& r) const {
         auto* s = st.find(r.client_id);
-        if (s == nullptr || !st.add_ref(r.msg_id)) return false;
+        std::size_t cost = 0;
+        if (s == nullptr || !st.add_ref(r.msg_id, &cost)) return false;
         s->queue.push_back({r.msg_id, r.q, r.retain, r.subscription_ids});
+        s->queued_bytes += cost;
         return true;
     }
     bool operator()(const queue_pop_record& r) const {
         auto* s = st.find(r.client_id);
         if (s == nullptr || s->queue.empty()) return false;
-        st.drop_ref(s->queue.front().msg_id);
+        std::size_t cost = 0;
+        st.drop_ref(s->queue.front().msg_id, &cost);
+        s->queued_bytes -= std::min(s->queued_bytes, cost);
         s->queue.pop_front();
         return true;
     }
@@ -260,7 +278,7 @@ void state::snapshot(std::int64_t now_ms, const std::function<bool(const record&
         if (!add(retained_set_record{id})) return;
     }
     for (const auto& [client_id, s] : sessions_) {
-        if (!add(session_record{client_id, s.expiry_interval})) return;
+        if (!add(session_record{client_id, s.expiry_interval, s.identified, s.username})) return;
         for (const auto& [filter, sub] : s.subscriptions) {
             if (!add(subscribe_record{client_id, filter, sub.options, sub.id})) return;
         }

@@ -58,6 +58,14 @@ class acl_file {
     // expanded patterns; pass the same string every time so it stops growing.
     bool allows(const acl_client& c, acl_access a, std::string_view topic,
                 std::string& scratch) const;
+    // Whether client `client_id`, whose user name is not known (a session stored before the
+    // store kept user names), may read or write `topic` whoever its user is: no `deny`
+    // rule of any block (the anonymous one too) matches; then the patterns as allows()
+    // walks them, those holding %u skipped, but a `deny` pattern holding %u refuses when
+    // the topic could match it for some user name (its levels from the one with %u on
+    // taken as '#'). So its own `topic` rules never allow, and a refusal is never missed.
+    bool allows_unknown_user(std::string_view client_id, acl_access a, std::string_view topic,
+                             std::string& scratch) const;
     // Whether some topic that `filter` matches could be read by `c`: false only when each
     // rule that would let `c` read (its own, then the patterns) does not overlap the filter,
     // or overlaps it only where one deny rule looked at before it covers the overlap. A
@@ -73,6 +81,12 @@ class acl_file {
     std::vector<acl_user_rules> users_;
     std::vector<acl_rule> patterns_;  // deny patterns first
 };
+
+// Whether the client of a stored session, offline, may read `topic`: as a client that
+// connected with `username` (nullptr: none) when the store kept it (`identified`), else
+// acl_file::allows_unknown_user. A replay at start (docs/persistence.md) checks with it.
+bool stored_may_read(const acl_file& acl, std::string_view client_id, bool identified,
+                     const std::string* username, std::string_view topic, std::string& scratch);
 
 // Topic filter algebra for may_subscribe, with topic_matches' rules: levels split on '/',
 // '+' one level, '#' that level and all below it and the parent ("a/#" matches "a"), and a

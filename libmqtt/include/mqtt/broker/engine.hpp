@@ -273,7 +273,10 @@ class engine {
     // State read back from a store at start, before any connection: an offline session
     // (its subscriptions are indexed, its expiry and Will scheduled) and a retained message.
     // The store is not told about these.
-    void restore_session(std::unique_ptr<durable_session> s);
+    // `identified`: its user name (durable_session::username) is the one its client last
+    // connected with, and its ACL checks use it (against the broker-wide policy) until the
+    // client connects again; otherwise (a store that did not keep it) it has no ACL block.
+    void restore_session(std::unique_ptr<durable_session> s, bool identified = false);
     void restore_retained(const message_ptr& m);
 
     // The packet a session decodes a received packet into, reused from one packet to the

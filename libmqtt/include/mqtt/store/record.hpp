@@ -96,9 +96,15 @@ struct retained_clear_record {
     bool operator==(const retained_clear_record&) const = default;
 };
 // A persistent session exists (created, resumed, or its Session Expiry Interval changed).
+// With the user name of the client's CONNECT, for the read ACL checks of what is queued for
+// it while it is offline (a replay at start): after the expiry interval, a byte (0: no user
+// name, 1: a user name follows) and the name. A record written before user names were
+// stored ends after the expiry interval: `identified` false, the user name is not known.
 struct session_record {
     std::string client_id;
     std::uint32_t expiry_interval = 0;
+    bool identified = true;
+    std::optional<std::string> username{};  // nullopt: none (an anonymous client)
     bool operator==(const session_record&) const = default;
 };
 struct session_end_record {

@@ -64,32 +64,47 @@ std::vector<pending_item> unapplied(const std::vector<const state*>& stores, std
 // the files say, before any replay: only then is the confirmation on disk).
 void settle_outboxes(const std::vector<state*>& stores);
 
-// What the engine's delivery does that a replay does too (broker::limits).
+// Whether the client of a stored session may read (receive) a topic: the broker's read ACL
+// check (the store knows no ACL rules; the session carries its user name, if known).
+using read_check = std::function<bool(std::string_view client_id, const stored_session& s,
+                                      std::string_view topic)>;
+
+// What the engine's delivery does that a replay does too (broker::limits, the ACLs).
 struct replay_rules {
     bool upgrade_outgoing_qos = false;
     bool queue_qos0 = false;
-    // A session whose queue holds this many messages gets no more (as the engine's enqueue:
-    // dropped, counted in replay_counts::queue_full). max_queued_bytes is not applied.
+    // A session whose queue holds this many messages, or whose queued messages would pass
+    // this many bytes (broker::queue_cost) with the message, does not get it (as the
+    // engine's enqueue: dropped, counted in replay_counts::queue_full).
     std::size_t max_queued_messages = SIZE_MAX;
+    std::size_t max_queued_bytes = SIZE_MAX;
+    // Empty: every session may read everything (no acl_file). A session that may not read
+    // the topic does not get it (counted in replay_counts::denied).
+    read_check may_read{};
 };
 
 // What one start's replays did, over every call.
 struct replay_counts {
     std::size_t queued = 0;      // deliveries queued
     std::size_t queue_full = 0;  // deliveries dropped: the session's queue was full
+    std::size_t denied = 0;      // deliveries dropped: the session may not read the topic
     // Share deliveries replay_shared() gave members of other stores through an outbox, by
     // client id, not yet routed into their queues by replay(): counted as queued when
     // replay_shared() picks a member.
-    std::map<std::string, std::size_t, std::less<>> in_outboxes;
+    struct on_way {
+        std::size_t messages = 0;
+        std::size_t bytes = 0;  // their broker::queue_cost
+    };
+    std::map<std::string, on_way, std::less<>> in_outboxes;
 };
 
 // Routes an item the store did not take to its sessions, as the engine routes a message
 // from another shard to offline sessions: every ordinary subscription that matches (one
 // delivery per session, at the highest granted QoS, with every Subscription Identifier),
-// queued unless the session's queue is full; then notes the item as taken (inbox_applied).
-// A share group's delivery is queued for its member instead, if its session still has that
-// subscription. Read ACLs are not applied (docs/persistence.md). Returns the deliveries
-// queued.
+// queued unless the session may not read the topic (rules.may_read) or its queue is full;
+// then notes the item as taken (inbox_applied). A share group's delivery is queued for its
+// member instead, if its session still has that subscription, may read the topic and its
+// queue is not full. Returns the deliveries queued.
 std::size_t replay(state& st, const pending_item& item, const replay_rules& rules,
                    replay_counts& counts);
 
@@ -97,11 +112,13 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
 // whose home is `dest` (`home` of the whole `$share/...` filter, for the number of threads
 // that wrote the stores) and whose filter matches gets the message once, for one member
 // (every one is offline at start, so the engine would queue it for the next in turn): the
-// member with the fewest messages queued whose queue is not full, one in `dest`'s store
-// before one in another store, then by store and client id. Queued in `dest`'s store, or
+// member with the fewest messages queued whose queue is not full and who may read the
+// topic (the others are passed over), one in `dest`'s store before one in another store,
+// then by store and client id. Queued in `dest`'s store, or
 // through `dest`'s outbox for another store's member (an outbox_share item, routed into
 // that store by replay() once unapplied() finds it; so `dest`'s file must be written
-// before that store's). With every member's queue full, nobody (counted). `shares_sent` is
+// before that store's). With every member passed over, nobody (counted: as denied when one
+// of them may not read it, else as queue_full). `shares_sent` is
 // set when an outbox item was added. Returns the groups served.
 std::size_t replay_shared(const std::vector<state*>& stores, std::size_t dest,
                           const pending_item& item, const replay_rules& rules,

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,14 @@ struct stored_subscription {
 
 struct stored_session {
     std::uint32_t expiry_interval = 0;
+    // The user name of its client's last CONNECT (session_record); `identified` false when
+    // the store was written before user names were stored: the user name is not known.
+    bool identified = false;
+    std::optional<std::string> username;
     std::map<std::string, stored_subscription> subscriptions;
     std::deque<queued_ref> queue;
+    // The queued messages' broker::queue_cost, as max_queued_bytes counts it.
+    std::size_t queued_bytes = 0;
     std::vector<inflight_ref> inflight;  // in the order first sent
     std::vector<std::uint16_t> qos2_in;  // sorted
     // Set by session_offline, cleared by session (the client came back).
@@ -118,8 +125,9 @@ class state {
     }
 
   private:
-    bool add_ref(std::uint64_t id);
-    void drop_ref(std::uint64_t id);
+    // `cost`, if given, is set to the message's broker::queue_cost.
+    bool add_ref(std::uint64_t id, std::size_t* cost = nullptr);
+    void drop_ref(std::uint64_t id, std::size_t* cost = nullptr);
     void end_session(std::map<std::string, stored_session>::iterator it);
     stored_session* find(const std::string& client_id);
 
