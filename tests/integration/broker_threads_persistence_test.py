@@ -20,6 +20,8 @@ retained messages set from both shards:
 - a share group's QoS 2 messages held up before the group's home, or on their way from it
   to the member's shard, and a kill: each completed message reaches the member once; and
   killed while they stream: none lost, none twice;
+- QoS 2 messages left in shard 0's outbox by a kill are routed at start under the acl_file
+  (with the user names the store keeps) and max_queued_bytes;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -68,8 +70,8 @@ class Broker(store_clients.StoreBroker):
 
 
 class Sub(store_clients.PersistentSub):
-    def __init__(self, port, cid, topic="q/#", qos=2):
-        super().__init__(port, cid, topic, qos, check, WAIT, quiet=0.5)
+    def __init__(self, port, cid, topic="q/#", qos=2, username=None):
+        super().__init__(port, cid, topic, qos, check, WAIT, quiet=0.5, username=username)
 
 
 class Pub:
@@ -442,6 +444,56 @@ def qos2_share_replay(member_shard, held=1):
               f"({len(acked)} acknowledged, {len(missing)} missing, {len(twice)} twice)")
 
 
+def replay_checks():
+    """Shard 0's QoS 2 messages wait in its outbox for shard 1, which holds up the channel,
+    and the broker is killed: the start routes them into shard 1's store as the engine
+    would have, under the acl_file and max_queued_bytes. alice may read them, bob (his user
+    name kept in his session record) may not; 200 bytes hold 8 of them (24 bytes each:
+    topic and payload). Before, the start applied neither: bob got all 20, alice too."""
+    limits = ("max_queued_messages 100\nmax_inflight_messages 10\n"
+              "backpressure_timeout_ms 600000\nmax_queued_bytes 200\n")
+    alice, bob = harness.ids_on(1, "rpa", 2)[0], harness.ids_on(1, "rpb", 2)[0]
+    what = "replay at start under acl_file and max_queued_bytes"
+    with tempfile.TemporaryDirectory() as store:
+        acl = os.path.join(store, "acl")
+        with open(acl, "w") as f:
+            f.write("topic readwrite #\n"      # anonymous: the publishers, the slow one
+                    "user alice\ntopic read rp/#\n"
+                    "user bob\ntopic read bobs/#\n")
+        b = Broker(store, limits=limits + f"acl_file {acl}\n").start(2)
+        Sub(b.port, alice, topic="rp/#", qos=2, username="alice").close()
+        Sub(b.port, bob, topic="#", qos=2, username="bob").close()  # granted: bobs/#
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "rpslow", 2)[0], "hold/#")
+        filler = Pub(b.port, harness.ids_on(0, "rpfill", 2)[0])
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        p = Pub(b.port, harness.ids_on(0, "rppub", 2)[0])
+        sent = [f"r{i:02}" + "." * 17 for i in range(20)]
+        for x in sent:
+            p.publish("rp/t", x, 2)
+        check(wait_until(lambda: len(p.acked_payloads()) == 20),
+              f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        filler.close(clean=False)
+        slow.close()
+        b.start(2)
+        a = Sub(b.port, alice, topic="rp/#", qos=2, username="alice")
+        got_a = payloads(a.wait_count(8, timeout=10.0))
+        bb = Sub(b.port, bob, topic="#", qos=2, username="bob")
+        got_b = payloads(bb.wait_count(1, timeout=3.0))
+        a.close()
+        bb.close()
+        b.stop()
+        check(got_a == sent[:8],
+              f"{what}: alice gets the first 8 (200 bytes), in order ({len(got_a)}: {got_a})")
+        check(not got_b, f"{what}: bob, who may not read rp/t, gets none ({len(got_b)})")
+        check("may not read the topic (acl_file)" in b.log and
+              "(max_queued_messages, max_queued_bytes)" in b.log,
+              f"{what}: the start logs what each bound dropped")
+
+
 def qos2_share_kill_stream(rounds=3):
     """QoS 2 messages streamed from shard 0 to a share group homed on shard 1 whose member
     is an offline persistent session on shard 0, killed mid-stream: each completed message
@@ -567,6 +619,7 @@ def main():
     qos2_share_replay(member_shard=0)
     qos2_share_replay(member_shard=0, held=0)
     qos2_share_kill_stream()
+    replay_checks()
     change_threads()
     return check.exit_status()
 

@@ -73,9 +73,10 @@ class StoreBroker:
 class PersistentSub:
     """A paho subscriber with a persistent session (3.1.1, Clean Session 0) that subscribes
     to `topic` at each connect and keeps (topic, payload, retain) of what it gets. `check`
-    reports its SUBACK; `timeout` bounds every wait."""
+    reports its SUBACK; `timeout` bounds every wait; `username`, if given, is sent in
+    CONNECT."""
 
-    def __init__(self, port, cid, topic, qos, check, timeout=10.0, quiet=0.2):
+    def __init__(self, port, cid, topic, qos, check, timeout=10.0, quiet=0.2, username=None):
         self.cid = cid
         self.timeout, self.quiet = timeout, quiet
         self.messages = []
@@ -85,6 +86,8 @@ class PersistentSub:
         self.c.on_message = self.on_message
         self.c.on_subscribe = lambda *a: self.subscribed.set()
         self.c.on_connect = lambda c, u, flags, rc: c.subscribe(topic, qos)
+        if username is not None:
+            self.c.username_pw_set(username)
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
         check(self.subscribed.wait(timeout), f"{cid} subscribed to {topic}")
