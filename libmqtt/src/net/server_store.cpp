@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "mqtt/store/shards.hpp"
 #include "server_impl.hpp"
@@ -350,10 +351,15 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
     rules.max_queued_bytes = l.max_queued_bytes;
     // The read ACL of the broker-wide policy, as the engine checks a restored session's
     // deliveries until its client connects again (the store does not say which listener).
+    // The bridges' local sessions are not subject to it (server_options::bridges).
     if (auto acl = engine.security().acl) {
-        rules.may_read = [acl = std::move(acl), scratch = std::string{}](
-                             std::string_view client_id, const store::stored_session& s,
-                             std::string_view topic) mutable {
+        std::set<std::string, std::less<>> bridges;
+        for (const auto& b : opts.bridges) bridges.insert(b.local.client_id);
+        rules.may_read = [acl = std::move(acl), bridges = std::move(bridges),
+                          scratch = std::string{}](std::string_view client_id,
+                                                   const store::stored_session& s,
+                                                   std::string_view topic) mutable {
+            if (bridges.contains(client_id)) return true;
             return broker::stored_may_read(*acl, client_id, s.identified,
                                            s.username ? &*s.username : nullptr, topic, scratch);
         };
