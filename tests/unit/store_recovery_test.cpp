@@ -285,3 +285,43 @@ TEST_CASE("store recovery: session expiry and a delayed Will keep counting acros
     r2.flush();
     CHECK_FALSE(r2.rec.mirror().sessions().contains("dying"));
 }
+
+TEST_CASE("store recovery: a restored session's deliveries are checked with its stored user name") {
+    // alice may read a/# only; anonymous clients everything. Before the store kept user
+    // names, her restored session was checked with no user name and no block: nothing.
+    auto p = std::make_shared<mqtt::broker::security_policy>();
+    auto parsed =
+        mqtt::broker::acl_file::parse("topic readwrite #\nuser alice\ntopic read a/#\n", "acl");
+    REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
+    p->acl = std::make_shared<const mqtt::broker::acl_file>(std::move(*parsed.value));
+    auto now = test_epoch();
+    run r1{now, {}};
+    r1.e.set_security(p);
+    test_client sub{r1.e, protocol_version::v3_1_1, now};
+    connect_packet c;
+    c.client_id = "alice-c";
+    c.clean_start = false;
+    c.username = "alice";
+    REQUIRE(sub.connect_with(std::move(c)).code == reason_code::success);
+    CHECK(sub.subscribe("#", qos::at_least_once) ==
+          std::vector<reason_code>{reason_code::granted_qos_1});
+    sub.send(disconnect_packet{});
+    r1.flush();
+    auto st = replay(r1.log);
+    REQUIRE(st.sessions().contains("alice-c"));
+    CHECK(st.sessions().at("alice-c").identified);
+    CHECK(st.sessions().at("alice-c").username == std::optional<std::string>{"alice"});
+    run r2{now, {}};
+    r2.e.set_security(p);
+    mqtt::store::restore(r2.e, st, clock_pair{now, 1'700'000'000'000 + run::ms(now)});
+    test_client pub{r2.e, protocol_version::v3_1_1, now};
+    pub.connect("pub");
+    pub.publish("a/x", "hers", qos::at_least_once);
+    pub.publish("b/x", "not hers", qos::at_least_once);
+    const auto* ds = r2.e.find_session("alice-c");
+    REQUIRE(ds != nullptr);
+    REQUIRE(ds->username() != nullptr);
+    CHECK(*ds->username() == "alice");
+    REQUIRE(ds->queue.size() == 1);
+    CHECK(ds->queue.front().msg->payload == "hers");
+}
