@@ -3,7 +3,10 @@
 picked on each shard with the broker's own rule (FNV-1a 64 of the id modulo the shards), so
 every case crosses shards on purpose: a publisher on one shard reaches subscribers on the
 other in order at QoS 0, 1 and 2 (3.1.1 and 5.0); retained messages set and cleared on one
-shard are seen on the other, and concurrent sets from both shards end alike on both;
+shard are seen on the other, and concurrent sets from both shards end alike on both; with
+3 threads a subscriber on shard 2 gets the retained value set or cleared on shard 1 just
+before (its SUBSCRIBE waits for shard 2's replica), and a SUBSCRIBE whose change is held up
+on shard 0 is answered after a second;
 takeover (0x8E) and a resumed session with its queued messages, which need a client id's
 connections to meet on one shard; assigned client ids that resume; shared subscriptions
 with members on both shards (one member per message, in turn, members leaving, offline or
@@ -782,6 +785,84 @@ def startup_refusals(binary, work, check):
           f"{r.stderr.strip()!r}")
 
 
+def retained_read_after_write(binary, work, check):
+    """With 3 threads a retained change made on shard 1 reaches shard 2's replica through
+    shard 0: a client that subscribes on shard 2 right after the change was acknowledged
+    must still get what the change left (its SUBSCRIBE waits for the replica), never the
+    value before it. Each round sets or clears r/x from shard 1 (QoS 1, acknowledged) and
+    subscribes at once on shard 2 to r/x and then to r/sentinel (set once, at the start):
+    the retained messages come in the order of the filters, so the sentinel alone means
+    r/x is cleared there."""
+    v = V5
+    shards = 3
+    conf = os.path.join(work, "retained-order.conf")
+    with open(conf, "w") as f:
+        f.write("threads %d\nsys_interval 0\nmax_queued_messages 10\n"
+                "backpressure_timeout_ms 0\n" % shards)
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        pub, _ = connect(broker.port, v, harness.ids_on(1, "ro-pub-", shards)[0])
+        sub, _ = connect(broker.port, v, harness.ids_on(2, "ro-sub-", shards)[0])
+        publish_all(pub, v, "r/sentinel", [b"s"], 1, retain=True)
+        rounds, stale = 300, []
+        for i in range(rounds):
+            value = b"" if i % 3 == 2 else b"v%d" % i
+            publish_all(pub, v, "r/x", [value], 1, retain=True)
+            sub.send(subscribe_packet(v, 1, [("r/x", 0), ("r/sentinel", 0)]))
+            got = []
+            while True:
+                p = sub.packet(5.0)
+                if not isinstance(p, tuple):
+                    raise AssertionError(f"round {i}: no sentinel ({p!r})")
+                if p[0] >> 4 != 3:
+                    continue  # the SUBACK
+                topic, payload, _, _, _ = parse_publish(p, v)
+                if topic == "r/sentinel":
+                    break
+                got.append(payload)
+            want = [value] if value else []
+            if got != want:
+                stale.append((i, want, got))
+            sub.send(unsubscribe_packet(v, 2, ["r/x", "r/sentinel"]))
+            p = sub.packet(5.0)
+            if not (isinstance(p, tuple) and p[0] == 0xB0):
+                raise AssertionError(f"round {i}: no UNSUBACK ({p!r})")
+        check(not stale, f"a subscriber on shard 2 gets the retained value set or cleared on "
+                         f"shard 1 just before, in {rounds} rounds ({len(stale)} stale: "
+                         f"{stale[:3]})")
+        # Shard 0 holds up shard 1's channel (a subscriber there takes one message at a time
+        # and acknowledges none: congested past half of max_queued_messages): a retained
+        # change from shard 1 waits in it, and a SUBSCRIBE on shard 2 waits for it at most
+        # a second, then is answered without it.
+        stuck, _ = connect(broker.port, v, harness.ids_on(0, "ro-stuck-", shards)[0],
+                           props=prop_u16(0x21, 1))
+        subscribe(stuck, v, "st/#", 1)
+        publish_all(pub, v, "st/x", [b"%d" % i for i in range(20)], 1)
+        publish_all(pub, v, "r/held", [b"new"], 1, retain=True)
+        time.sleep(0.2)
+        started = time.monotonic()
+        sub.send(subscribe_packet(v, 3, [("r/held", 0)]))
+        p = sub.packet(10.0)
+        waited = time.monotonic() - started
+        check(isinstance(p, tuple) and p[0] == 0x90 and 0.5 <= waited < 5,
+              f"a SUBSCRIBE on shard 2 waits for a held-up retained change at most about a "
+              f"second ({p!r} after {waited:.2f} s)")
+        check("for retained changes from other threads" in broker.log(),
+              "the broker logs the SUBSCRIBE handled without them")
+        stuck.close()
+        time.sleep(0.5)  # shard 0 takes the channel again once the subscriber is gone
+        sub.send(unsubscribe_packet(v, 4, ["r/held"]))
+        sub.packet(5.0)
+        sub.send(subscribe_packet(v, 5, [("r/held", 0)]))
+        got = receive(sub, v, 1, check, "the held retained change")
+        check(got == [b"new"], f"once the channel flows, shard 2 has the change ({got})")
+        pub.close()
+        sub.close()
+        check(broker.running(), "the broker with 3 threads is still running")
+    finally:
+        broker.stop()
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -809,6 +890,11 @@ def main():
         status = broker.stop()
     check(status == 0, f"the broker exits with 0 on SIGTERM (got {status})")
     username_as_clientid(binary, work, check)
+    print("--- retained_read_after_write", flush=True)
+    try:
+        retained_read_after_write(binary, work, check)
+    except (AssertionError, OSError) as e:
+        check(False, f"retained_read_after_write: {e}")
     print("--- sys_and_metrics", flush=True)
     try:
         sys_and_metrics(binary, work, check)

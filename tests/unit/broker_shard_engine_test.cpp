@@ -308,3 +308,69 @@ TEST_CASE("shard engine: memory_full_settled leaves out what is still in the cha
     }
     CHECK(e0.transit_bytes() == 0);  // an item destroyed untaken gives its charge back
 }
+
+TEST_CASE("shard engine: a SUBSCRIBE waits for the retained replica to catch up") {
+    auto now = test_epoch();
+    engine e0;
+    engine e1;
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+
+    // Shard 0 clears a retained message that shard 1's replica still has.
+    test_client pub{e0, protocol_version::v5, now};
+    pub.connect("publisher");
+    pub.publish("t/r", "old", qos::at_most_once, true);
+    e1.apply_retained(r0.retained_changes.back());
+    pub.publish("t/r", "", qos::at_most_once, true);
+    REQUIRE(r0.retained_changes.size() == 2);
+
+    test_client sub{e1, protocol_version::v5, now};
+    sub.connect("subscriber");
+    auto& s = sub.session();
+
+    SUBCASE("replica current: no wait") {
+        r1.ticket = 0;
+        CHECK_FALSE(s.hold_subscribe());
+        CHECK_FALSE(s.input_paused());
+        CHECK(e1.holding_for_retained() == 0);
+    }
+    SUBCASE("behind: held until its ticket is reached, then let through once") {
+        r1.ticket = 7;
+        CHECK(s.hold_subscribe());
+        CHECK(s.input_paused());
+        CHECK(s.hold_subscribe());  // asked again while waiting: still held
+        CHECK(e1.holding_for_retained() == 1);
+        const int wakes = sub.wakes();
+        e1.retained_reached(6);  // an earlier ticket: not yet
+        CHECK(s.input_paused());
+        CHECK(sub.wakes() == wakes);
+        e1.apply_retained(r0.retained_changes.back());  // the clear arrives
+        e1.retained_reached(7);
+        CHECK(e1.holding_for_retained() == 0);
+        CHECK_FALSE(s.input_paused());
+        CHECK(sub.wakes() > wakes);
+        // The held SUBSCRIBE goes through even though the router would still say behind
+        // (other changes may keep coming): it waited for what was made before it.
+        CHECK_FALSE(s.hold_subscribe());
+        sub.subscribe("t/#", qos::at_least_once);
+        for (const auto& p : sub.received()) CHECK_FALSE(std::holds_alternative<publish_packet>(p));
+        // The next SUBSCRIBE asks again.
+        CHECK(s.hold_subscribe());
+        e1.retained_reached(7);
+    }
+    SUBCASE("a session that goes while it waits leaves the list") {
+        r1.ticket = 3;
+        CHECK(s.hold_subscribe());
+        sub.drop();
+        CHECK(e1.holding_for_retained() == 0);
+        e1.retained_reached(3);  // nothing to wake
+    }
+    SUBCASE("one engine (no router): never waits") {
+        engine solo;
+        test_client c{solo, protocol_version::v5, now};
+        c.connect("solo");
+        CHECK_FALSE(c.session().hold_subscribe());
+    }
+}

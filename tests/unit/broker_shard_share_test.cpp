@@ -41,6 +41,7 @@ struct link_router final : mqtt::broker::shard_router {
     bool publish(const message_ptr& m) override;
     void retained(const message_ptr& m) override;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
+    std::uint64_t retained_ticket() override { return 0; }
     void share(std::size_t to, share_op op, const share_ref_ptr& r, const message_ptr& m) override;
     two_shards& h;
     std::size_t self;

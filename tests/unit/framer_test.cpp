@@ -244,3 +244,22 @@ TEST_CASE("framer: 32 bytes, and no buffer past 4 GiB") {
     REQUIRE(whole.has_value());
     CHECK(whole->body.size() == 3);
 }
+
+TEST_CASE("framer: peek_first_byte names the next packet before it is taken") {
+    framer f;
+    CHECK(f.peek_first_byte() == 0);  // nothing buffered
+    const bytes two{0x82, 0x03, 0x00, 0x01, 0x00, 0xC0, 0x00};  // a body, then PINGREQ
+    f.feed(std::span(two.data(), 1));
+    CHECK(f.peek_first_byte() == 0x82);  // only its first byte in: still named
+    f.feed(std::span(two.data() + 1, two.size() - 1));
+    CHECK(f.peek_first_byte() == 0x82);
+    auto r = f.next();
+    REQUIRE(r);
+    REQUIRE(*r);
+    CHECK((*r)->first_byte == 0x82);
+    CHECK(f.peek_first_byte() == 0xC0);
+    r = f.next();
+    REQUIRE(r);
+    REQUIRE(*r);
+    CHECK(f.peek_first_byte() == 0);
+}

@@ -53,6 +53,9 @@ struct recording_router final : mqtt::broker::shard_router {
         return congested;
     }
     void retained(const mqtt::broker::message_ptr& m) override { retained_changes.push_back(m); }
+    // What retained_ticket() answers (0: the replica is current).
+    std::uint64_t ticket = 0;
+    std::uint64_t retained_ticket() override { return ticket; }
     std::vector<std::size_t> resumed;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
     std::vector<mqtt::broker::share_op> shares;

@@ -164,6 +164,26 @@ void engine::apply_retained(const message_ptr& m) {
     if (limits_.retain_available) set_retained(m);
 }
 
+bool engine::hold_for_retained(session& s) {
+    if (router_ == nullptr || s.holding_any() || s.congested()) return false;
+    const std::uint64_t ticket = router_->retained_ticket();
+    if (ticket == 0) return false;
+    retained_waiters_.emplace_back(ticket, &s);
+    return true;
+}
+
+void engine::retained_reached(std::uint64_t ticket) {
+    std::size_t n = 0;
+    while (n < retained_waiters_.size() && retained_waiters_[n].first <= ticket) ++n;
+    if (n == 0) return;
+    std::vector<session*> go;
+    go.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) go.push_back(retained_waiters_[i].second);
+    retained_waiters_.erase(retained_waiters_.begin(),
+                            retained_waiters_.begin() + static_cast<std::ptrdiff_t>(n));
+    for (session* s : go) s->retained_caught_up();
+}
+
 void engine::shards_resumed() {
     // Publishing again finds out whether a shard is still congested (and pauses again).
     resume_publishers();

@@ -30,6 +30,9 @@ void engine::remove(session& s) {
     s.prev_connection_ = s.next_connection_ = nullptr;
     --connection_count_;
     if (s.paused_for_shards()) std::erase(shard_paused_, &s);
+    if (s.waiting_for_retained()) {
+        std::erase_if(retained_waiters_, [&s](const auto& w) { return w.second == &s; });
+    }
 }
 
 engine::attach_result engine::attach(session& s, const std::string& client_id, bool clean_start,

@@ -200,8 +200,16 @@ void session::recycle_output(output_batch& b) noexcept {
     std::swap(out_.bytes, b.bytes);
 }
 
+bool session::hold_subscribe() {
+    if (retained_hold_ == retained_waiting) return true;
+    if (std::exchange(retained_hold_, std::uint8_t{0}) == retained_passed) return false;
+    if (state_ != session_state::connected || !engine_.hold_for_retained(*this)) return false;
+    retained_hold_ = retained_waiting;
+    return true;
+}
+
 bool session::input_paused() const noexcept {
-    if (state_ == session_state::authenticating) return true;
+    if (state_ == session_state::authenticating || retained_hold_ == retained_waiting) return true;
     // The pause for shards applies only to a session nobody waits for: a congested one, or
     // one holding up publishers or shards, goes on reading the acknowledgements that drain
     // it (what is paused holds nothing up, so no wait across shards can close a cycle).

@@ -240,6 +240,9 @@ void connection::fail(std::exception_ptr e) {
 void connection::process_input() {
     const auto now = broker::clock::now();
     for (;;) {
+        // A SUBSCRIBE waits (in the framer) while this shard's retained replica lacks what
+        // another shard changed before it (threads > 1; docs/broker.md, "Threading").
+        if ((framer_.peek_first_byte() >> 4) == 8 && session_.hold_subscribe()) break;
         auto next = framer_.next();
         if (!next) {
             session_.on_framing_error(next.error());

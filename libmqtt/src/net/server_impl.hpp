@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -195,6 +196,39 @@ struct server::impl {
     static constexpr std::chrono::milliseconds memory_retry{10};
     std::vector<std::unique_ptr<memory_hold>> memory_holds;  // [shard]
     void hold_for_memory(std::size_t k, std::size_t from);
+
+    // Retained changes in order with SUBSCRIBEs across shards: each shard counts the
+    // changes it made (issued, written by its thread only, read by all); each shard's
+    // replica counts those it applied, by the shard that made them (FIFO channels, and
+    // shard 0 passing them on in the order it got them: so "applied[s] >= n" means it
+    // has the first n of shard s). A SUBSCRIBE on shard k when some issued[s] is past
+    // k's applied[s] waits for a ticket with that snapshot, reached once k applied them.
+    // A shard that holds up a channel (memory_limit, a congested subscriber) may not apply
+    // what waits in it for long: its SUBSCRIBEs do not wait then, and none waits longer
+    // than retained_wait_max (the changes are then taken as they are, as before).
+    struct alignas(64) retained_counter {
+        std::atomic<std::uint64_t> issued{0};
+    };
+    struct retained_order {
+        explicit retained_order(asio::io_context& io, std::size_t shards)
+            : applied(shards, 0), timer(io) {}
+        std::vector<std::uint64_t> applied;  // [origin shard]
+        struct target {
+            std::uint64_t ticket;
+            std::vector<std::uint64_t> issued;  // the snapshot to reach
+            std::chrono::steady_clock::time_point since;
+        };
+        std::deque<target> targets;  // increasing tickets and snapshots
+        std::uint64_t last_ticket = 0;
+        asio::steady_timer timer;  // the oldest target's retained_wait_max
+        bool armed = false;
+    };
+    static constexpr std::chrono::milliseconds retained_wait_max{1000};
+    std::unique_ptr<retained_counter[]> retained_issued;         // [shard]
+    std::vector<std::unique_ptr<retained_order>> retained_orders;  // [shard], its thread only
+    std::uint64_t retained_ticket(std::size_t k);
+    void retained_applied(std::size_t k, std::size_t origin);
+    void retained_wait_timer(std::size_t k);
 
     // ---- persistence (server_store.cpp): a store per shard.
     // Reads every shard's store (redistributing the sessions when they were written with
@@ -398,12 +432,22 @@ struct server::impl::shard_link final : broker::shard_router {
     void retained(const broker::message_ptr& m) override {
         const auto kind =
             m->payload.empty() ? shard_item::kind::retain_clear : shard_item::kind::retain_set;
+        // Counted before any shard can see it: a SUBSCRIBE on another shard from now on
+        // waits for it (retained_ticket).
+        s.retained_issued[k].issued.fetch_add(1, std::memory_order_seq_cst);
+        shard_item item{kind, m};
+        item.origin = static_cast<std::uint32_t>(k);
         if (k != 0) {
-            s.send_to(k, 0, shard_item{kind, m});
+            s.send_to(k, 0, std::move(item));
             return;
         }
-        for (std::size_t j = 1; j < s.shards.size(); ++j) s.send_to(0, j, shard_item{kind, m});
+        for (std::size_t j = 1; j < s.shards.size(); ++j) {
+            shard_item copy{kind, m};
+            copy.origin = 0;
+            s.send_to(0, j, std::move(copy));
+        }
     }
+    std::uint64_t retained_ticket() override { return s.retained_ticket(k); }
     void resume_from(std::size_t from) override { s.runtime->resume_drain(from, k); }
     void share(std::size_t to, broker::share_op op, const broker::share_ref_ptr& r,
                const broker::message_ptr& m) override {

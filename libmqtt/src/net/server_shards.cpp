@@ -53,6 +53,7 @@ void server::impl::create_shards() {
     }
     outboxes.resize(n);
     for (auto& o : outboxes) o.applied.assign(n, 0);
+    retained_issued = std::make_unique<retained_counter[]>(n);
     for (std::size_t k = 1; k < n; ++k) {
         auto sh = std::make_unique<shard_state>(opts);
         set_security(sh->engine);
@@ -70,6 +71,7 @@ void server::impl::create_shards() {
     for (std::size_t k = 0; k < n; ++k) {
         links.push_back(std::make_unique<shard_link>(*this, k));
         memory_holds.push_back(std::make_unique<memory_hold>(runtime->io(k), n));
+        retained_orders.push_back(std::make_unique<retained_order>(runtime->io(k), n));
     }
     for (std::size_t k = 0; k < n; ++k) {
         (k == 0 ? conns : *shards[k]->conns).writes.before_writes = [this, k] {
@@ -128,6 +130,7 @@ void server::impl::shutdown_shards() {
             sh.stopping = true;
             sh.expiry->cancel();
             memory_holds[k]->timer.cancel();
+            retained_orders[k]->timer.cancel();
             if (sh.store) sh.store->cancel_timer();
             sh.engine.shutdown();
         });
@@ -151,6 +154,7 @@ void server::impl::stop_shards() {
         sh.store.reset();
     }
     memory_holds.clear();
+    retained_orders.clear();
 }
 
 void server::impl::post_to_shards(std::function<void(broker::engine&)> f) {
@@ -316,10 +320,79 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
             continue;
         }
         e.apply_retained(it.msg);
-        if (k != 0) continue;
-        for (std::size_t j = 1; j < shards.size(); ++j) send_to(0, j, shard_item{it.what, it.msg});
+        if (k == 0) {
+            for (std::size_t j = 1; j < shards.size(); ++j) {
+                shard_item relay{it.what, it.msg};
+                relay.origin = it.origin;
+                send_to(0, j, std::move(relay));
+            }
+        }
+        retained_applied(k, it.origin);
     }
     return taken(items.size());
+}
+
+std::uint64_t server::impl::retained_ticket(std::size_t k) {
+    auto& o = *retained_orders[k];
+    const std::size_t n = shards.size();
+    if (memory_holds[k]->armed || (k == 0 ? stopping : shards[k]->stopping)) return 0;
+    auto& e = engine_of(k);
+    for (std::size_t s = 0; s < n; ++s) {
+        if (e.holding_shard(s) != 0) return 0;
+    }
+    std::vector<std::uint64_t> snapshot(n, 0);
+    bool behind = false;
+    for (std::size_t s = 0; s < n; ++s) {
+        if (s == k) continue;  // its own changes are in its replica at once
+        snapshot[s] = retained_issued[s].issued.load(std::memory_order_seq_cst);
+        if (snapshot[s] > o.applied[s]) behind = true;
+    }
+    if (!behind) return 0;
+    if (!o.targets.empty() && o.targets.back().issued == snapshot) return o.targets.back().ticket;
+    o.targets.push_back({++o.last_ticket, std::move(snapshot), std::chrono::steady_clock::now()});
+    if (!o.armed) retained_wait_timer(k);
+    return o.last_ticket;
+}
+
+void server::impl::retained_wait_timer(std::size_t k) {
+    auto& o = *retained_orders[k];
+    if (o.targets.empty()) return;
+    o.armed = true;
+    o.timer.expires_at(o.targets.front().since + retained_wait_max);
+    o.timer.async_wait([this, k](const boost::system::error_code& ec) {
+        if (ec) return;  // shutting down
+        auto& o = *retained_orders[k];
+        o.armed = false;
+        const auto now = std::chrono::steady_clock::now();
+        std::uint64_t reached = 0;
+        while (!o.targets.empty() && o.targets.front().since + retained_wait_max <= now) {
+            reached = o.targets.front().ticket;
+            o.targets.pop_front();
+        }
+        if (reached != 0) {
+            note(0, broker::log_level::warning, broker::log_kind::warning,
+                 "a SUBSCRIBE waited " + std::to_string(retained_wait_max.count()) +
+                     " ms for retained changes from other threads: handled without them");
+            engine_of(k).retained_reached(reached);
+        }
+        retained_wait_timer(k);
+    });
+}
+
+void server::impl::retained_applied(std::size_t k, std::size_t origin) {
+    auto& o = *retained_orders[k];
+    if (origin == k) return;  // its own change, back from shard 0 (applied when made)
+    ++o.applied[origin];
+    std::uint64_t reached = 0;
+    while (!o.targets.empty()) {
+        const auto& t = o.targets.front();
+        bool met = true;
+        for (std::size_t s = 0; s < t.issued.size() && met; ++s) met = o.applied[s] >= t.issued[s];
+        if (!met) break;
+        reached = t.ticket;
+        o.targets.pop_front();
+    }
+    if (reached != 0) engine_of(k).retained_reached(reached);
 }
 
 void server::impl::hold_for_memory(std::size_t k, std::size_t from) {

@@ -48,6 +48,10 @@ class shard_router {
     virtual bool publish(const message_ptr& m) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
+    // Before a SUBSCRIBE is handled here: 0 when every retained change the other shards
+    // made so far has reached this shard's replica; else a ticket, and the engine's
+    // retained_reached() is called with it (or a later one) once they all have.
+    virtual std::uint64_t retained_ticket() = 0;
     // The last session holding up what shard `from` sends here (route_from_shard() answered
     // true) has drained or gone: the messages from `from` flow again.
     virtual void resume_from(std::size_t from) = 0;
@@ -243,6 +247,16 @@ class engine {
     void announce_restored_shares();
     // A retained set or clear made on another shard, applied to this shard's replica.
     void apply_retained(const message_ptr& m);
+    // A SUBSCRIBE of `s` is next: true when it must wait until this shard's replica of the
+    // retained messages has every change the other shards made before now (the router's
+    // retained_ticket()), so that a client subscribing right after a retained message was
+    // set or cleared on another shard gets what that left. The session's input stays
+    // paused until retained_reached() with its ticket. Not for a session others wait on
+    // (a congested subscriber reads on, as for the pause for shards).
+    bool hold_for_retained(session& s);
+    // The replica has the changes of every ticket up to `ticket`: their sessions go on.
+    void retained_reached(std::uint64_t ticket);
+    std::size_t holding_for_retained() const noexcept { return retained_waiters_.size(); }
     // A congested shard took its backlog (or is no longer congested forwarding): the
     // publishers paused for it read again.
     void shards_resumed();
@@ -398,6 +412,8 @@ class engine {
     shard_router* router_ = nullptr;            // set_shard(): null with one shard
     std::shared_ptr<connected_meter> clients_;  // set_shard(): null with one shard
     std::vector<session*> shard_paused_;        // publishers paused for a congested shard
+    // Sessions whose SUBSCRIBE waits for the retained replica, by ticket (increasing).
+    std::vector<std::pair<std::uint64_t, session*>> retained_waiters_;
     // [from]: congested sessions holding up what shard `from` sends (see route_from_shard).
     std::vector<std::uint32_t> shard_holds_;
     std::size_t routing_from_ = no_shard;  // the sending shard while route_from_shard() runs

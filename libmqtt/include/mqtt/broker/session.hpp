@@ -105,6 +105,17 @@ class session {
         shard_paused_ = false;
         wake();
     }
+    // Threads > 1: the driver calls this when the next packet is a SUBSCRIBE. True: hold
+    // it (input_paused() is true) until the engine's replica of the retained messages has
+    // caught up with the other shards' (engine::hold_for_retained); the next call after
+    // that lets it through.
+    bool hold_subscribe();
+    bool waiting_for_retained() const noexcept { return retained_hold_ == retained_waiting; }
+    // From the engine: the replica caught up; the held SUBSCRIBE goes on.
+    void retained_caught_up() {
+        retained_hold_ = retained_passed;
+        wake();
+    }
     // When on_timer() must run next: connect timeout, 1.5 x Keep Alive, the end of a pause
     // for max_publish_rate, or (a congested subscriber) backpressure_timeout after its last
     // acknowledgement while it holds up publishers or shards.
@@ -350,6 +361,9 @@ class session {
     std::uint8_t max_qos_ = 2;
     bool shard_paused_ = false;  // pause_for_shards()
     bool share_ready_ = true;    // what note_share_ready() last said
+    // hold_subscribe(): none, a SUBSCRIBE held for the retained replica, or let through.
+    static constexpr std::uint8_t retained_waiting = 1, retained_passed = 2;
+    std::uint8_t retained_hold_ = 0;
     std::unique_ptr<extras> more_;  // see extras
     // The engine's list of connections (engine::add / remove).
     friend class engine;

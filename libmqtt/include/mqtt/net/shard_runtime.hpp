@@ -41,6 +41,9 @@ struct shard_item {
     broker::message_ptr msg;
     broker::share_op op = broker::share_op::deliver;
     broker::share_ref_ptr ref{};
+    // A retained change (retain_set, retain_clear): the shard where it was made (shard 0
+    // passes on the others' changes: see server::impl::retained_order).
+    std::uint32_t origin = 0;
     // A publish sent through the sender's outbox (docs/persistence.md): its sequence there.
     std::uint64_t outbox_seq = 0;
     // A share group's delivery (deliver, queue, retry) sent with persistence: its number

@@ -47,6 +47,10 @@ public:
     result<std::optional<frame>> next();
 
     std::size_t buffered() const noexcept { return end_ - begin_; }
+    // The first byte (packet type and flags) of the next packet, 0 while nothing is
+    // buffered (0 is no packet's: type 0 is reserved). Lets a reader hold a packet back
+    // before taking it.
+    std::uint8_t peek_first_byte() const noexcept { return end_ != begin_ ? buf_[begin_] : 0; }
     // The bytes still to come of a packet whose fixed header is in but not all of its body
     // (0 otherwise): a reader can prepare() room for all of it and read it in one go.
     std::size_t missing() const noexcept;
