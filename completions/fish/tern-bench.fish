@@ -18,6 +18,7 @@ complete -c tern-bench -l inflight -x -d 'Unacknowledged QoS 1/2 messages per pu
 complete -c tern-bench -l rate -x -d 'Open loop'
 complete -c tern-bench -l rate-per-client -x -d 'Open loop'
 complete -c tern-bench -l connect-rate -x -d 'Open at most CONNS connections per second'
+complete -c tern-bench -l source -x -d 'Open the connections from these local addresses, taken in turn'
 complete -c tern-bench -l hold -x -d 'conn'
 complete -c tern-bench -l drain -x -d 'Wait up to SECONDS after publishing for the last messages'
 complete -c tern-bench -l threads -x -d 'Run the clients on N event loops, each on a thread of its own, spread round-robin over them'

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BIN = sys.argv[1]
@@ -438,10 +439,70 @@ def failures(port):
                  ["pub", "--count", "5", "--duration", "1"], ["nonsense"],
                  ["shared", "--group", "a/b"], ["pairs", "--group", "g"],
                  ["reqresp", "-V", "311"],
-                 ["pub", "-t", "a/+/b"]):
+                 ["pub", "-t", "a/+/b"], ["conn", "--source", "not-an-address"]):
         p = subprocess.run([BENCH] + args, capture_output=True, text=True, timeout=20)
         check("usage error exits 2: " + " ".join(args), p.returncode == 2,
               f"{p.returncode}: {p.stderr}")
+
+
+def connack_standin(peers, connections, seconds=20):
+    """A listener on 127.0.0.1 that answers each CONNECT with an MQTT 5.0 CONNACK (success)
+    and records the peer address of each connection. Returns (port, thread)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    srv.settimeout(seconds)
+
+    def serve(conn):
+        with conn:
+            conn.settimeout(seconds)
+            data = b""
+            try:
+                while len(data) < 2 or len(data) < 2 + data[1]:  # CONNECT under 128 bytes
+                    chunk = conn.recv(512)
+                    if not chunk:
+                        return
+                    data += chunk
+                conn.sendall(bytes([0x20, 0x03, 0x00, 0x00, 0x00]))
+                while conn.recv(512):  # until the bench closes it
+                    pass
+            except OSError:
+                pass
+
+    def accept_all():
+        workers = []
+        with srv:
+            for _ in range(connections):
+                try:
+                    conn, peer = srv.accept()
+                except OSError:
+                    break
+                peers.append(peer[0])
+                w = threading.Thread(target=serve, args=(conn,), daemon=True)
+                w.start()
+                workers.append(w)
+        for w in workers:
+            w.join(seconds)
+
+    t = threading.Thread(target=accept_all, daemon=True)
+    t.start()
+    return srv.getsockname()[1], t
+
+
+def sources():
+    """--source: the connections come from the given loopback addresses, taken in turn."""
+    peers = []
+    port, t = connack_standin(peers, 4)
+    d = run_ok(port, "conn --source", ["conn", "--clients", "4", "--hold", "0.2", "--source",
+                                       "127.0.0.2,127.0.0.3"],
+               {"attempted": 4, "succeeded": 4, "failed": 0})
+    t.join(20)
+    check("conn --source: two connections from each address",
+          sorted(peers) == ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"], str(peers))
+    # An address of the other family than the broker's: a runtime error naming it.
+    code, d, err = bench(free_port(), ["conn", "--clients", "1", "--source", "::1"])
+    check("--source of another family exits 1", code == 1 and "--source ::1" in err,
+          f"{code}: {err}")
 
 
 def run_to_file(port, name, args):
@@ -530,6 +591,7 @@ def main():
         sub_scenario(port)
         failures(port)
         merge_and_baseline(port)
+        sources()
     finally:
         for p in PROCS:
             if p.poll() is None:

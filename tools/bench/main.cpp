@@ -44,6 +44,7 @@ constexpr const char* examples =
     "  tern-bench pairs --clients 50 -q 1 --rate-per-client 10 --duration 60   50 x 10 msg/s\n"
     "  tern-bench pub -q 1 --min-rate 10000 --max-p99 5   exit 4 when slower\n"
     "  tern-bench conn --clients 1000 --connect-rate 500\n"
+    "  tern-bench conn --clients 19500 --connect-rate 10000 --source 127.0.0.1,127.0.0.2\n"
     "  tern-bench shared --subscribers 4 -q 1 --count 50000   one group of 4 shares the load\n"
     "  tern-bench reqresp --publishers 8 -q 1 --rate 2000 --duration 10   round trips\n"
     "  tern-bench pairs -q 1 --json --baseline main.json --max-regression 15\n"
@@ -152,6 +153,15 @@ void add_load_options(CLI::App& app, bench_options& o) {
                    "(default: 0, all at once)")
         ->type_name("CONNS")
         ->check(CLI::NonNegativeNumber.description(""))
+        ->group(load);
+    app.add_option("--source", r.sources,
+                   "Open the connections from these local addresses, taken in turn "
+                   "(comma-separated or repeated; default: the one the route picks). Each "
+                   "source address has its own ephemeral ports; Linux's connect() slows down "
+                   "once one holds half of net.ipv4.ip_local_port_range to the same broker "
+                   "port, so on loopback give one 127.0.0.x per 10,000 connections")
+        ->type_name("ADDR")
+        ->delimiter(',')
         ->group(load);
     app.add_option("--hold", r.hold, "conn: keep the connections open SECONDS (default: 1)")
         ->type_name("SECONDS")

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/asio/ip/address.hpp>
 #include <thread>
 #include <utility>
 
@@ -175,6 +176,11 @@ std::string apply_scenario_defaults(bench_config& c) {
         return "reqresp needs --size " + std::to_string(payload_header_size) + " or more";
     if (c.warmup > 0 && c.duration > 0 && c.warmup >= c.duration)
         return "--warmup must be shorter than --duration";
+    for (const auto& a : c.sources) {
+        boost::system::error_code ec;
+        (void)boost::asio::ip::make_address(a, ec);
+        if (ec) return "--source " + a + ": not an IP address";
+    }
     // A loop without clients would only idle.
     if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
     const unsigned connections =

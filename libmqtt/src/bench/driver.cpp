@@ -14,6 +14,8 @@
 #include <boost/asio/write.hpp>
 #include <algorithm>
 
+#include <netinet/in.h>
+
 #include "driver.hpp"
 #include "mqtt/bench/payload.hpp"
 
@@ -257,8 +259,14 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
         co_await connect_client_sn(c);
         co_return;
     }
-    auto [ec, ep] = co_await asio::async_connect(c.socket, endpoints_, nothrow);
-    (void)ep;
+    boost::system::error_code ec;
+    if (sources_.empty()) {
+        auto [cec, ep] = co_await asio::async_connect(c.socket, endpoints_, nothrow);
+        (void)ep;
+        ec = cec;
+    } else {
+        ec = co_await connect_from(c, sources_[c.id % sources_.size()]);
+    }
     if (ec || c.done) {
         if (!c.done) {
             c.failed = true;
@@ -304,6 +312,33 @@ asio::awaitable<void> run_state::connect_client(bench_client& c) {
     asio::co_spawn(c.loop.io, write_loop(c), asio::detached);
     asio::co_spawn(c.loop.io, timer_loop(c), asio::detached);
     changed(c);
+}
+
+// --source: the socket bound to the address with the port left to connect()
+// (IP_BIND_ADDRESS_NO_PORT), which then picks one free for this source and destination; a
+// plain bind() would take a port of its own for every socket instead, and run out at the
+// size of the ephemeral range whatever the destination.
+asio::awaitable<boost::system::error_code> run_state::connect_from(bench_client& c,
+                                                                   const asio::ip::address& from) {
+    boost::system::error_code ec = asio::error::address_family_not_supported;
+    for (const auto& e : endpoints_) {
+        const auto to = e.endpoint();
+        if (to.address().is_v4() != from.is_v4()) continue;
+        c.socket.open(to.protocol(), ec);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        if (!ec) {
+            boost::system::error_code ignored;  // without it: a port per socket at bind()
+            c.socket.set_option(
+                asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true),
+                ignored);
+        }
+#endif
+        if (!ec) c.socket.bind(tcp::endpoint(from, 0), ec);
+        if (ec) co_return ec;
+        auto [cec] = co_await c.socket.async_connect(to, nothrow);
+        co_return cec;
+    }
+    co_return ec;
 }
 
 asio::awaitable<void> run_state::read_loop(bench_client& c) {

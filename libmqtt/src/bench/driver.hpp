@@ -145,6 +145,8 @@ class run_state {
 
     // Connection driver (driver.cpp).
     asio::awaitable<void> connect_client(bench_client& c);
+    asio::awaitable<boost::system::error_code> connect_from(bench_client& c,
+                                                            const asio::ip::address& from);
     asio::awaitable<void> read_loop(bench_client& c);
     asio::awaitable<void> write_loop(bench_client& c);
     asio::awaitable<void> timer_loop(bench_client& c);
@@ -222,6 +224,8 @@ class run_state {
     clock::time_point last_connack_{};  // as of refresh()
     tcp::resolver::results_type endpoints_;
     net::tls_context_ptr tls_;  // with cfg_.tls: built once before connecting
+    // cfg_.sources; client n connects from sources_[n % size].
+    std::vector<asio::ip::address> sources_;
     std::vector<std::unique_ptr<bench_client>> clients_;  // subscribers first, then publishers
     std::vector<bench_client*> publishers_;
     std::vector<bench_client*> subscribers_;

@@ -29,6 +29,8 @@ asio::awaitable<void> run_state::connect_client_sn(bench_client& c) {
     c.udp = std::make_unique<udp::socket>(c.loop.io);
     boost::system::error_code ec;
     c.udp->open(ep.protocol(), ec);
+    if (!ec && !sources_.empty())
+        c.udp->bind(udp::endpoint(sources_[c.id % sources_.size()], 0), ec);
     if (!ec) c.udp->connect(ep, ec);  // datagrams from other addresses are not ours
     if (!ec) c.udp->non_blocking(true, ec);
     if (!ec) {

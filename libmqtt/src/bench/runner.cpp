@@ -351,6 +351,19 @@ asio::awaitable<void> run_state::orchestrate() {
         co_return;
     }
     endpoints_ = std::move(endpoints);
+    for (const auto& a : cfg_.sources) {
+        boost::system::error_code aec;
+        const auto from = asio::ip::make_address(a, aec);  // checked by the config already
+        const bool reachable = std::any_of(
+            endpoints_.begin(), endpoints_.end(),
+            [&](const auto& e) { return e.endpoint().address().is_v4() == from.is_v4(); });
+        if (aec || !reachable) {
+            orchestrator_error("--source " + a + ": " + cfg_.host + " has no " +
+                               (from.is_v4() ? "IPv4" : "IPv6") + " address");
+            co_return;
+        }
+        sources_.push_back(from);
+    }
     if (cfg_.tls) {
         std::string why;
         tls_ = net::make_client_context(*cfg_.tls, why);

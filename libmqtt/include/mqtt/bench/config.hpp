@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mqtt/net/tls.hpp"
 #include "mqtt/protocol/packet.hpp"
@@ -51,6 +52,9 @@ struct bench_config {
     // (times the publishers), so both describe the run afterwards. 0: `rate` decides.
     double rate_per_client = 0;
     double connect_rate = 0;  // new connections per second; 0: all at once
+    // Local addresses the connections are opened from, taken in turn; empty: the one the
+    // route picks. Every source address has the whole ephemeral port range to itself.
+    std::vector<std::string> sources;
     double hold = 1;          // conn: seconds to hold the connections open
     double drain = 5;         // seconds to wait for stragglers after publishing
     double time_limit = 0;    // hard wall-clock cap; 0: derived
