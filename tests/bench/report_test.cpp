@@ -198,6 +198,30 @@ TEST_CASE("bench thresholds: pub and conn use their own rate and latency") {
     CHECK(check(conn, t).size() == 1);
 }
 
+TEST_CASE("bench report: conn's summary puts the rate asked beside the rate got") {
+    run_results conn;
+    conn.config.scenario = scenario::conn;
+    conn.config.clients = 100;
+    conn.connect_attempted = conn.connect_succeeded = 100;
+    conn.connect_seconds = 0.5;
+    std::ostringstream unpaced;
+    print_summary(unpaced, conn, {});
+    CHECK(unpaced.str().find("in 0.500 s (200/s)  connect") != std::string::npos);
+    conn.config.connect_rate = 10'000;
+    std::ostringstream paced;
+    print_summary(paced, conn, {});
+    CHECK(paced.str().find("in 0.500 s (200/s of 10000/s asked)  connect") != std::string::npos);
+}
+
+TEST_CASE("bench config: --source takes IP addresses only") {
+    bench_config c;
+    c.scenario = scenario::conn;
+    c.sources = {"127.0.0.1", "127.0.0.2", "::1"};
+    CHECK(apply_scenario_defaults(c).empty());
+    c.sources = {"127.0.0.1", "localhost"};
+    CHECK(apply_scenario_defaults(c) == "--source localhost: not an IP address");
+}
+
 TEST_CASE("bench report: JSON carries the schema, status and the histogram") {
     auto r = fanin_results();
     thresholds t;
