@@ -363,6 +363,7 @@ void server::impl::stop_now() {
     engine.shutdown();
     if (sharded()) {
         memory_holds[0]->timer.cancel();
+        retained_orders[0]->timer.cancel();
         shutdown_shards();
     }
     for (auto& g : mqttsn) g->stop();
