@@ -304,9 +304,10 @@ def shared_receive_maximum(port, check):
     reader.join(10)
     slow_got = drain(slow, V5, check, "slow member", quiet=1.0)
     # 2: its Receive Maximum; a few more may reach its queue while its busy note is on its
-    # way to the home shard, never a share of the 200.
-    check(2 <= len(slow_got) <= 20,
-          f"the member at its Receive Maximum got {len(slow_got)} of {total} (2 to 20)")
+    # way to the home shard (25 seen once with both cores busy with other builds), never a
+    # share of the 200 (taking turns without the note: 100).
+    check(2 <= len(slow_got) <= 40,
+          f"the member at its Receive Maximum got {len(slow_got)} of {total} (2 to 40)")
     both = sorted(slow_got + fast_got, key=int)
     check(both == [b"%d" % i for i in range(total)],
           f"each message reached one member exactly once ({len(slow_got)} + {len(fast_got)})")
