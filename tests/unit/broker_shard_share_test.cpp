@@ -11,6 +11,7 @@
 #include <array>
 #include <deque>
 #include <map>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -38,7 +39,7 @@ struct two_shards;
 
 struct link_router final : mqtt::broker::shard_router {
     link_router(two_shards& h, std::size_t self) : h(h), self(self) {}
-    bool publish(const message_ptr& m) override;
+    bool publish(const message_ptr& m, std::span<const std::size_t> to) override;
     void retained(const message_ptr& m) override;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
     std::uint64_t retained_ticket() override { return 0; }
@@ -52,6 +53,8 @@ struct link_router final : mqtt::broker::shard_router {
 };
 
 struct two_shards {
+    mqtt::broker::shard_interest i0;
+    mqtt::broker::shard_interest i1;
     engine e0;
     engine e1;
     link_router r0{*this, 0};
@@ -62,6 +65,10 @@ struct two_shards {
     two_shards() {
         e0.set_shard(0, 2, &r0, nullptr);
         e1.set_shard(1, 2, &r1, &e0);
+        // As the server does: a message goes only where a filter may match it, so these
+        // tests also check that a share group's home counts its remote groups' filters.
+        e0.set_interests({&i0, &i1});
+        e1.set_interests({&i0, &i1});
     }
     engine& at(std::size_t k) { return k == 0 ? e0 : e1; }
     // Delivers everything in flight (and what that sends), pair by pair in FIFO order.
@@ -89,8 +96,12 @@ struct two_shards {
     }
 };
 
-bool link_router::publish(const message_ptr& m) {
-    h.q[self][1 - self].push_back({item::kind::publish, m});
+bool link_router::publish(const message_ptr& m, std::span<const std::size_t> to) {
+    REQUIRE(to.size() <= 1);
+    if (!to.empty()) {
+        REQUIRE(to[0] == 1 - self);
+        h.q[self][1 - self].push_back({item::kind::publish, m});
+    }
     return (self == 0 ? h.r1 : h.r0).forwarding;
 }
 void link_router::retained(const message_ptr& m) {

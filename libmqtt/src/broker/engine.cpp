@@ -62,7 +62,9 @@ bool engine::subscribe(durable_session& s, std::string_view filter,
         return added;
     }
     if (shared.is_shared()) return join_group(s, filter, shared.filter, e);
-    return subscriptions_.insert_or_assign(filter, &s, e);
+    const bool entry_added = subscriptions_.insert_or_assign(filter, &s, e);
+    if (entry_added) interest_added(filter);
+    return entry_added;
 }
 
 bool engine::unsubscribe(durable_session& s, std::string_view filter) {
@@ -78,7 +80,9 @@ bool engine::unsubscribe(durable_session& s, std::string_view filter) {
         return true;
     }
     if (shared.is_shared()) return leave_group(s, filter, shared.filter);
-    return subscriptions_.erase(filter, &s);
+    if (!subscriptions_.erase(filter, &s)) return false;
+    interest_removed(filter);
+    return true;
 }
 
 // ---- security ---------------------------------------------------------------------------
@@ -128,8 +132,19 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         if (router_) router_->retained(m);
     }
     const std::size_t reached = route(from, m);
+    bool congested = false;
+    if (router_ != nullptr) {
+        publish_to_.clear();
+        for (std::size_t k = 0; k < shard_count_; ++k) {
+            if (k != shard_index_ && (interests_.empty() || interests_[k]->may_match(m->topic)))
+                publish_to_.push_back(k);
+        }
+        // Also with nobody to send it to: what the router answers covers every shard (a
+        // share group's deliveries from here to a congested one pause this publisher too).
+        congested = router_->publish(m, publish_to_);
+    }
     // share_hold_count_: a member here holds up a share group's home shard (share_deliver).
-    if (router_ && (router_->publish(m) || share_hold_count_ != 0) && from != nullptr &&
+    if (router_ && (congested || share_hold_count_ != 0) && from != nullptr &&
         from->connection != nullptr) {
         // Back-pressure between shards: the publisher stops reading until the congested
         // shard has caught up (the message itself went out; nothing is dropped for this).
@@ -222,6 +237,21 @@ void engine::set_shard(std::size_t index, std::size_t count, shard_router* r,
     } else if (shard_count_ > 1) {
         clients_ = std::make_shared<connected_meter>();
     }
+}
+
+void engine::set_interests(std::vector<shard_interest*> all) {
+    interests_ = std::move(all);
+    own_interest_ = shard_index_ < interests_.size() ? interests_[shard_index_] : nullptr;
+    if (own_interest_ == nullptr) {
+        interests_.clear();
+        return;
+    }
+    // What is subscribed already (sessions restored from the store before this).
+    subscriptions_.for_each([this](std::string_view filter, durable_session* const&,
+                                   const sub_entry&) { own_interest_->add(filter); });
+    shared_.for_each([this](std::string_view filter, share_group* const&, const no_value&) {
+        own_interest_->add(filter);
+    });
 }
 
 std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept {

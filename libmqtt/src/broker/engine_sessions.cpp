@@ -118,8 +118,8 @@ void engine::restore_session(std::unique_ptr<durable_session> s, bool identified
             ++ds.remote_shares;  // its home learns of it: announce_restored_shares()
         } else if (shared.is_shared()) {
             join_group(ds, filter, shared.filter, e);
-        } else {
-            subscriptions_.insert_or_assign(filter, &ds, e);
+        } else if (subscriptions_.insert_or_assign(filter, &ds, e)) {
+            interest_added(filter);
         }
     }
     // A session with this id already there goes first: its id is the key's memory.
@@ -149,8 +149,8 @@ void engine::end_session(durable_session& ds) {
         if (shared.is_shared() && remote_group(filter)) continue;
         if (shared.is_shared()) {
             leave_group(ds, filter, shared.filter);
-        } else {
-            subscriptions_.erase(filter, &ds);
+        } else if (subscriptions_.erase(filter, &ds)) {
+            interest_removed(filter);
         }
     }
     ds.subscriptions.clear();

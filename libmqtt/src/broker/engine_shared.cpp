@@ -19,6 +19,7 @@ bool engine::join_group(durable_session& s, std::string_view filter, std::string
     if (it == groups_.end()) {
         it = groups_.emplace(std::string{filter}, std::make_unique<share_group>()).first;
         shared_.insert_or_assign(inner, it->second.get(), no_value{});
+        interest_added(inner);
     }
     auto& members = it->second->members;
     const auto m = std::find_if(members.begin(), members.end(),
@@ -49,6 +50,7 @@ void engine::join_remote(std::string_view filter, share_ref_ptr r) {
     if (it == groups_.end()) {
         it = groups_.emplace(std::string{filter}, std::make_unique<share_group>()).first;
         shared_.insert_or_assign(inner, it->second.get(), no_value{});
+        interest_added(inner);
     }
     auto& members = it->second->members;
     const auto m = find_remote(members, *r);
@@ -74,7 +76,7 @@ bool engine::leave_group(durable_session& s, std::string_view filter, std::strin
     if (g.next > index) --g.next;  // the same member stays next in turn
     if (g.next >= g.members.size()) g.next = 0;
     if (g.members.empty()) {
-        shared_.erase(inner, &g);
+        if (shared_.erase(inner, &g)) interest_removed(inner);
         groups_.erase(it);
     }
     return true;
@@ -92,7 +94,7 @@ void engine::leave_remote(std::string_view filter, std::string_view inner, const
     if (g.next > index) --g.next;
     if (g.next >= g.members.size()) g.next = 0;
     if (g.members.empty()) {
-        shared_.erase(inner, &g);
+        if (shared_.erase(inner, &g)) interest_removed(inner);
         groups_.erase(it);
     }
 }

@@ -106,6 +106,9 @@ struct server::impl {
     }
 
     server_options opts;
+    // threads > 1, [shard]: what its filters may match (written by its engine, read by the
+    // others'). Before every engine: sessions ending as they go still take their filters out.
+    std::vector<std::unique_ptr<broker::shard_interest>> interests;
     broker::engine engine;        // before io: connections still in io refer to it when destroyed
     detail::deadlines deadlines;  // before io, like engine; its timer is stopped in ~impl
     // What this loop's connections share (before io, like engine; its store is set by
@@ -315,7 +318,8 @@ struct server::impl {
     std::vector<outbox_queue> outboxes;  // [shard]
     // The outbox sequence of m when it goes through shard k's outbox (QoS 2, output held),
     // else 0; the items sent for it carry it.
-    std::uint64_t outbox_item(std::size_t k, const broker::message_ptr& m);
+    std::uint64_t outbox_item(std::size_t k, const broker::message_ptr& m,
+                              std::span<const std::size_t> to);
     void outbox_recorded(std::size_t k);  // after the items of outbox_item() were sent
     // A share group's delivery of a QoS 2 message from home `from` to a member on `to`
     // goes through `from`'s outbox (recorded, item.outbox_seq set): true.
@@ -408,21 +412,22 @@ struct server::impl::shard_state {
 
 struct server::impl::shard_link final : broker::shard_router {
     shard_link(impl& s, std::size_t k) : s(s), k(k) {}
-    bool publish(const broker::message_ptr& m) override {
-        bool congested = false;
-        const std::uint64_t seq = s.outbox_item(k, m);
-        for (std::size_t j = 0; j < s.shards.size(); ++j) {
-            if (j == k) continue;
+    bool publish(const broker::message_ptr& m, std::span<const std::size_t> to) override {
+        const std::uint64_t seq = to.empty() ? 0 : s.outbox_item(k, m, to);
+        for (const std::size_t j : to) {
             shard_item item{shard_item::kind::publish, m};
             item.outbox_seq = seq;
             s.send_to(k, j, std::move(item));
-            // high_water items in flight towards j, or j congested forwarding what it got
-            // (a share group's deliveries): the publisher pauses, on_resume wakes it.
-            if (s.runtime->check_congested(k, j) || s.runtime->peer_congested(k, j)) {
-                congested = true;
-            }
         }
         if (seq != 0) s.outbox_recorded(k);
+        // high_water items in flight towards j (m, or a share group's deliveries from
+        // here), or j congested forwarding what it got: the publisher pauses, on_resume
+        // wakes it. Every j, as when every message went to every shard.
+        bool congested = false;
+        for (std::size_t j = 0; j < s.shards.size(); ++j) {
+            if (j != k && (s.runtime->check_congested(k, j) || s.runtime->peer_congested(k, j)))
+                congested = true;
+        }
         return congested;
     }
     // Shard 0 orders the retained changes: the others send theirs to it, and it sends each

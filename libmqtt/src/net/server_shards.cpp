@@ -80,6 +80,12 @@ void server::impl::create_shards() {
     }
     engine.set_shard(0, n, links[0].get(), nullptr);
     for (std::size_t k = 1; k < n; ++k) shards[k]->engine.set_shard(k, n, links[k].get(), &engine);
+    std::vector<broker::shard_interest*> all;
+    for (std::size_t k = 0; k < n; ++k) {
+        interests.push_back(std::make_unique<broker::shard_interest>());
+        all.push_back(interests.back().get());
+    }
+    for (std::size_t k = 0; k < n; ++k) engine_of(k).set_interests(all);
     for (std::size_t k = 0; k < n; ++k) {
         runtime->on_batch(k, [this, k](std::size_t from, std::span<shard_item> items) {
             return on_shard_batch(k, from, items);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -21,6 +22,7 @@
 #include "mqtt/broker/retained_store.hpp"
 #include "mqtt/broker/security.hpp"
 #include "mqtt/broker/share_ref.hpp"
+#include "mqtt/broker/shard_interest.hpp"
 #include "mqtt/broker/store_hooks.hpp"
 #include "mqtt/protocol/packet.hpp"
 #include "mqtt/protocol/subscription_trie.hpp"
@@ -42,10 +44,12 @@ class shard_router {
     // A share group's note or delivery (m: null for notes) to shard `to`.
     virtual void share(std::size_t to, share_op op, const share_ref_ptr& r,
                        const message_ptr& m) = 0;
-    // After m was routed to this shard's sessions: the other shards match it too. True
-    // when a shard it went to is congested, or congested forwarding what it gets to a
-    // third one (a share group's deliveries): its publisher pauses until shards_resumed().
-    virtual bool publish(const message_ptr& m) = 0;
+    // After m was routed to this shard's sessions: the shards `to` (those whose filters
+    // may match it, see shard_interest; may be empty) match it too. True when any other
+    // shard is congested (this one's channel to it at its high-water mark: what went
+    // there, m or this shard's share group deliveries), or congested forwarding what it
+    // gets to a third one: the publisher pauses until shards_resumed().
+    virtual bool publish(const message_ptr& m, std::span<const std::size_t> to) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
     // Before a SUBSCRIBE is handled here: 0 when every retained change the other shards
@@ -209,6 +213,11 @@ class engine {
     // meters and connected_meter every shard shares (nullptr for shard 0 itself, which
     // makes the connected_meter when count > 1). Before any connection.
     void set_shard(std::size_t index, std::size_t count, shard_router* r, const engine* meters);
+    // Every shard's summary of its filters ([shard_index()] is this engine's, which it keeps
+    // up to date; the others it reads): a message goes only to the shards whose filters
+    // may match it. Filters already subscribed are added now. Unset (or one shard), every
+    // message goes to every other shard.
+    void set_interests(std::vector<shard_interest*> all);
     std::size_t shard_index() const noexcept { return shard_index_; }
     std::size_t shard_count() const noexcept { return shard_count_; }
     // The clients connected over every shard (shard 0's, shared); nullptr with one shard.
@@ -410,6 +419,15 @@ class engine {
     std::shared_ptr<memory_meter> out_meter_ = std::make_shared<memory_meter>();
     std::shared_ptr<memory_meter> transit_meter_ = std::make_shared<memory_meter>();
     shard_router* router_ = nullptr;            // set_shard(): null with one shard
+    std::vector<shard_interest*> interests_;     // set_interests(): [shard], or empty
+    shard_interest* own_interest_ = nullptr;     // interests_[shard_index_]
+    std::vector<std::size_t> publish_to_;        // scratch for publish(): the shards it goes to
+    void interest_added(std::string_view filter) noexcept {
+        if (own_interest_ != nullptr) own_interest_->add(filter);
+    }
+    void interest_removed(std::string_view filter) noexcept {
+        if (own_interest_ != nullptr) own_interest_->remove(filter);
+    }
     std::shared_ptr<connected_meter> clients_;  // set_shard(): null with one shard
     std::vector<session*> shard_paused_;        // publishers paused for a congested shard
     // Sessions whose SUBSCRIBE waits for the retained replica, by ticket (increasing).
