@@ -6,7 +6,7 @@
 
 Mosquitto on a free loopback port as the remote broker; tern-broker with `threads 2`, a TCP
 and an MQTT-SN listener and a bridge to it. The client ids are picked with the broker's own
-rule (FNV-1a 64 of the id modulo 2) so that every case has clients on both shards:
+rule (FNV-1a 64 of the id, mixed, modulo 2) so that every case has clients on both shards:
 - the bridge at QoS 1 both ways: publishers on shard 0 and shard 1 reach a subscriber at
   Mosquitto, a publisher at Mosquitto reaches subscribers on both shards; counts exact,
   in order per publisher;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "broker_test_support.hpp"
+#include "mqtt/broker/engine.hpp"
 
 namespace {
 
@@ -161,7 +162,8 @@ TEST_CASE("broker: a subscriber that stops reading, then reads again (two loops)
     slow.connect("slow");
     slow.subscribe("flood", qos::at_most_once);
     raw_client pub{s.port(), protocol_version::v3_1_1};
-    pub.connect("pub-a");  // likely the other shard than "slow"'s: routed across loops
+    REQUIRE(mqtt::broker::shard_of("pub-a", 2) != mqtt::broker::shard_of("slow", 2));
+    pub.connect("pub-a");  // the other shard than "slow"'s: routed across loops
     const std::string payload(16 * 1024, 'x');
     bytes batch;
     for (int i = 0; i < 64; ++i) {

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """tern-broker with `threads 2` (docs/broker.md, "Threading"): the client ids below are
-picked on each shard with the broker's own rule (FNV-1a 64 of the id modulo the shards), so
+picked on each shard with the broker's own rule (`shard_of`: FNV-1a 64 of the id, mixed), so
 every case crosses shards on purpose: a publisher on one shard reaches subscribers on the
 other in order at QoS 0, 1 and 2 (3.1.1 and 5.0); retained messages set and cleared on one
 shard are seen on the other, and concurrent sets from both shards end alike on both; with

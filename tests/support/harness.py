@@ -79,10 +79,17 @@ class Broker:
 
 def shard_of(key, shards):
     """The shard tern-broker with `threads N` gives a client id (and a share group its home,
-    from the whole `$share/...` filter): FNV-1a (64 bits) of the bytes modulo N."""
+    from the whole `$share/...` filter): FNV-1a (64 bits) of the bytes, mixed by
+    MurmurHash3's 64-bit finalizer, modulo N."""
+    m = (1 << 64) - 1
     h = 14695981039346656037
     for b in key.encode():
-        h = ((h ^ b) * 1099511628211) % (1 << 64)
+        h = ((h ^ b) * 1099511628211) & m
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & m
+    h ^= h >> 33
+    h = (h * 0xc4ceb9fe1a85ec53) & m
+    h ^= h >> 33
     return h % shards
 
 

@@ -33,7 +33,8 @@ class session;
 class connected_meter;  // figures.hpp
 
 // With threads > 1 (docs/broker.md, "Threading") every MQTT session lives on one shard, the
-// one its client id names: FNV-1a (64 bits) of the id's bytes modulo the number of shards.
+// one its client id names: FNV-1a (64 bits) of the id's bytes, mixed by MurmurHash3's 64-bit
+// finalizer, modulo the number of shards.
 // So a client id's connections (a resume, a takeover) always meet on the same shard.
 std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept;
 
