@@ -39,7 +39,8 @@ struct two_shards;
 
 struct link_router final : mqtt::broker::shard_router {
     link_router(two_shards& h, std::size_t self) : h(h), self(self) {}
-    bool publish(const message_ptr& m, std::span<const std::size_t> to) override;
+    bool publish(const message_ptr& m, std::span<const std::size_t> to,
+                 std::string_view publisher) override;
     void retained(const message_ptr& m) override;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
     std::uint64_t retained_ticket() override { return 0; }
@@ -96,7 +97,8 @@ struct two_shards {
     }
 };
 
-bool link_router::publish(const message_ptr& m, std::span<const std::size_t> to) {
+bool link_router::publish(const message_ptr& m, std::span<const std::size_t> to,
+                          std::string_view) {
     REQUIRE(to.size() <= 1);
     if (!to.empty()) {
         REQUIRE(to[0] == 1 - self);

@@ -53,7 +53,8 @@ struct recording_router final : mqtt::broker::shard_router {
     // publish() is counted in publish_calls, also one to no shard.
     std::vector<std::vector<std::size_t>> published_to;
     std::size_t publish_calls = 0;
-    bool publish(const mqtt::broker::message_ptr& m, std::span<const std::size_t> to) override {
+    bool publish(const mqtt::broker::message_ptr& m, std::span<const std::size_t> to,
+                 std::string_view) override {
         ++publish_calls;
         if (to.empty()) return congested;
         published.push_back(m);

@@ -222,6 +222,27 @@ TEST_CASE("store: exact bytes of framed records") {
         CHECK(bytes(add.begin(), add.begin() + 8) ==
               bytes{0x54, 0x72, 0x01, 17, 0x00, 0x00, 0x00, 24});
         CHECK(bytes(add.begin() + frame_header_size, add.end()) == add_payload);
+        // The same item written since publishers are kept: their client id after the
+        // destinations. The record above (as written before) loads with none.
+        const outbox_add_record from_p{5, 9, {1, 3}, {}, {}, "pc"};
+        const auto fp = encode_record(from_p);
+        bytes from_payload = add_payload;
+        from_payload.insert(from_payload.end(), {0, 0, 0, 2, 'p', 'c'});
+        CHECK(bytes(fp.begin() + 2, fp.begin() + 8) == bytes{0x01, 17, 0x00, 0x00, 0x00, 30});
+        CHECK(bytes(fp.begin() + frame_header_size, fp.end()) == from_payload);
+        {
+            std::size_t size = 0;
+            const auto back = detail::record_at(fp, 0, size);
+            REQUIRE(back.has_value());
+            CHECK(std::get<outbox_add_record>(*back) == from_p);
+            const auto before = detail::record_at(add, 0, size);
+            REQUIRE(before.has_value());
+            CHECK(std::get<outbox_add_record>(*before).publisher.empty());
+            // An empty client id is never written: damage.
+            auto empty = add_payload;
+            empty.insert(empty.end(), {0, 0, 0, 0});
+            CHECK_FALSE(decode_payload(1, 17, empty).has_value());
+        }
         // A share group's delivery: one destination, the subscription and the member.
         const outbox_add_record share{5, 9, {1}, "$share/g/a", "c"};
         const auto sb = encode_record(share);

@@ -342,6 +342,57 @@ TEST_CASE("store shards: a replay delivers as the engine does to offline session
     CHECK(st.applied_from(2) == 12);
 }
 
+TEST_CASE("store shards: a replay skips the No Local subscriptions of the item's publisher") {
+    // "s1-x" belongs on shard 1 but had a session on shard 0 (kept from threads 1, or a
+    // bridge's or MQTT-SN client's id): it published there, its session there ended, and its
+    // next one, on shard 1, subscribed with No Local before shard 1 took the item. The
+    // running engine skips a publisher's No Local subscriptions (MQTT-3.8.3-3); so does a
+    // replay, by the client id the outbox item keeps.
+    state s0;
+    REQUIRE(s0.apply(header_record{format_version, wall}));
+    REQUIRE(s0.apply(message_record{1, wall, make_msg("a/b", "mine", qos::exactly_once)}));
+    REQUIRE(s0.apply(outbox_add_record{1, 1, {1}, {}, {}, "s1-x"}));
+    REQUIRE(s0.apply(message_record{2, wall, make_msg("a/b", "old", qos::exactly_once)}));
+    REQUIRE(s0.apply(outbox_add_record{2, 2, {1}, {}, {}}));  // written before publishers were
+    // The publisher survives the store's bytes and a snapshot.
+    s0 = load_bytes(encode_all_records(s0.snapshot(wall))).st;
+    CHECK(s0.outbox().at(1).publisher == "s1-x");
+    CHECK(s0.outbox().at(2).publisher.empty());
+    state s1;
+    const mqtt::protocol::subscription_options no_local{qos::exactly_once, true, false, {}};
+    for (const char* c : {"s1-x", "s1-y", "s1-z"}) REQUIRE(s1.apply(session_record{c, 60}));
+    REQUIRE(s1.apply(subscribe_record{"s1-x", "a/#", no_local, 1}));
+    REQUIRE(s1.apply(subscribe_record{"s1-y", "a/#", no_local, 2}));  // not the publisher
+    // The publisher's session with a No Local subscription and one without: the other
+    // one's delivery only (its QoS and Subscription Identifier).
+    REQUIRE(s1.apply(subscribe_record{"s1-z", "a/#", no_local, 3}));
+    REQUIRE(s1.apply(subscribe_record{"s1-z", "a/+", {qos::at_least_once, false, false, {}}, 4}));
+    const auto pending = unapplied({&s0, &s1}, 1);
+    REQUIRE(pending.size() == 2);
+    CHECK(pending[0].publisher == "s1-x");
+    CHECK(pending[1].publisher.empty());
+    replay_counts counts;
+    CHECK(replay(s1, pending[0], {}, counts) == 2);
+    CHECK(payloads(s1, "s1-x").empty());
+    CHECK(payloads(s1, "s1-y") == std::vector<std::string>{"mine"});
+    CHECK(payloads(s1, "s1-z") == std::vector<std::string>{"mine"});
+    auto z = pending[0];
+    z.seq = 3;
+    z.publisher = "s1-z";
+    CHECK(replay(s1, z, {}, counts) == 3);
+    CHECK(payloads(s1, "s1-x") == std::vector<std::string>{"mine"});
+    const auto& zq = s1.sessions().at("s1-z").queue;
+    REQUIRE(zq.size() == 2);
+    CHECK(zq.back().q == qos::at_least_once);
+    CHECK(zq.back().subscription_ids == std::vector<std::uint32_t>{4});
+    // An item that does not say who published it goes to every subscription, as before.
+    auto old = pending[1];
+    old.seq = 4;
+    CHECK(replay(s1, old, {}, counts) == 3);
+    CHECK(payloads(s1, "s1-x") == std::vector<std::string>{"mine", "old"});
+    CHECK(counts.queued == 8);
+}
+
 TEST_CASE("store shards: a replay applies max_queued_bytes and the read check") {
     // Each session subscribes to a/#; "tight" holds 11 bytes (a/x, "12345678"); the bound is
     // 16 bytes, as the engine's enqueue counts them (topic and payload).

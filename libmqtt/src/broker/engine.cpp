@@ -141,7 +141,9 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         }
         // Also with nobody to send it to: what the router answers covers every shard (a
         // share group's deliveries from here to a congested one pause this publisher too).
-        congested = router_->publish(m, publish_to_);
+        const std::string_view publisher =
+            from != nullptr ? std::string_view{from->client_id} : std::string_view{};
+        congested = router_->publish(m, publish_to_, publisher);
     }
     // share_hold_count_: a member here holds up a share group's home shard (share_deliver).
     if (router_ && (congested || share_hold_count_ != 0) && from != nullptr &&

@@ -319,7 +319,7 @@ struct server::impl {
     // The outbox sequence of m when it goes through shard k's outbox (QoS 2, output held),
     // else 0; the items sent for it carry it.
     std::uint64_t outbox_item(std::size_t k, const broker::message_ptr& m,
-                              std::span<const std::size_t> to);
+                              std::span<const std::size_t> to, std::string_view publisher);
     void outbox_recorded(std::size_t k);  // after the items of outbox_item() were sent
     // A share group's delivery of a QoS 2 message from home `from` to a member on `to`
     // goes through `from`'s outbox (recorded, item.outbox_seq set): true.
@@ -412,8 +412,9 @@ struct server::impl::shard_state {
 
 struct server::impl::shard_link final : broker::shard_router {
     shard_link(impl& s, std::size_t k) : s(s), k(k) {}
-    bool publish(const broker::message_ptr& m, std::span<const std::size_t> to) override {
-        const std::uint64_t seq = to.empty() ? 0 : s.outbox_item(k, m, to);
+    bool publish(const broker::message_ptr& m, std::span<const std::size_t> to,
+                 std::string_view publisher) override {
+        const std::uint64_t seq = to.empty() ? 0 : s.outbox_item(k, m, to, publisher);
         for (const std::size_t j : to) {
             shard_item item{shard_item::kind::publish, m};
             item.outbox_seq = seq;

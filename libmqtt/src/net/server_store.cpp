@@ -303,14 +303,15 @@ void server::impl::send_again_confirmations(std::size_t k, std::size_t from) {
 }
 
 std::uint64_t server::impl::outbox_item(std::size_t k, const broker::message_ptr& m,
-                                        std::span<const std::size_t> to) {
+                                        std::span<const std::size_t> to,
+                                        std::string_view publisher) {
     auto* st = held_store(k);
     if (st == nullptr || m->qos_level != protocol::qos::exactly_once) return 0;
     auto& o = outboxes[k];
     std::vector<std::uint16_t> dests;
     dests.reserve(to.size());
     for (const std::size_t j : to) dests.push_back(static_cast<std::uint16_t>(j));
-    st->recorder().outbox_sent(m, ++o.seq, std::move(dests));
+    st->recorder().outbox_sent(m, ++o.seq, std::move(dests), std::string{publisher});
     ++o.gates;  // the items sent for m wait for this gate
     return o.seq;
 }

@@ -269,7 +269,10 @@ struct payload_writer {
         w.u64(r.msg_id);
         w.u32(static_cast<std::uint32_t>(r.dests.size()));
         for (const auto d : r.dests) w.u16(d);
-        if (r.client_id.empty()) return;
+        if (r.client_id.empty()) {
+            if (!r.publisher.empty()) w.str(r.publisher);
+            return;
+        }
         w.str(r.group);
         w.str(r.client_id);
     }
@@ -428,6 +431,9 @@ std::optional<record> decode_fields(record_type t, reader& r) {
                 o.client_id = r.str();
                 if (!r.ok() || n != 1 || o.client_id.empty() || o.group.empty())
                     return std::nullopt;
+            } else if (r.more()) {
+                o.publisher = r.str();  // absent in a record written before it was kept
+                if (o.publisher.empty()) return std::nullopt;
             }
             return record{std::move(o)};
         }

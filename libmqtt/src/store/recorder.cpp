@@ -259,9 +259,9 @@ void recorder::retained_cleared(std::string_view topic) {
 }
 
 void recorder::outbox_sent(const broker::message_ptr& m, std::uint64_t seq,
-                           std::vector<std::uint16_t> dests) {
+                           std::vector<std::uint16_t> dests, std::string publisher) {
     const auto id = message_id(m);
-    emit(outbox_add_record{seq, id, std::move(dests), {}, {}});
+    emit(outbox_add_record{seq, id, std::move(dests), {}, {}, std::move(publisher)});
 }
 
 void recorder::outbox_share_sent(const broker::message_ptr& m, std::uint64_t seq, std::size_t dest,

@@ -176,7 +176,7 @@ std::vector<pending_item> unapplied(const std::vector<const state*>& stores, std
             const auto m = msgs.find(it->second.msg_id);
             if (m == msgs.end()) continue;  // cannot happen: the outbox holds a reference
             out.push_back({k, it->first, m->second.received_ms, m->second.msg, it->second.group,
-                           it->second.client_id});
+                           it->second.client_id, it->second.publisher});
         }
     }
     return out;
@@ -278,9 +278,12 @@ std::size_t replay(state& st, const pending_item& item, const replay_rules& rule
     for (const auto& [client_id, s] : st.sessions()) {
         bool any = false;
         delivery d{&client_id, protocol::qos::at_most_once, false, {}};
+        // No Local (MQTT-3.8.3-3), as the engine's routing: the publisher's own session
+        // skips those of its subscriptions that ask for it, not the others.
+        const bool own = !item.publisher.empty() && client_id == item.publisher;
         for (const auto& [filter, sub] : s.subscriptions) {
             if (protocol::parse_shared(filter).status != protocol::share_status::not_shared ||
-                !protocol::topic_matches(filter, m.topic)) {
+                !protocol::topic_matches(filter, m.topic) || (own && sub.options.no_local)) {
                 continue;
             }
             any = true;

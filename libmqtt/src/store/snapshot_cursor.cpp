@@ -40,7 +40,9 @@ bool snapshot_cursor::step(const state& st, const std::function<bool(const recor
             if (st.outbox_last() != 0) more = add(outbox_last_record{st.outbox_last()}, out);
             for (const auto& [seq, o] : st.outbox()) {
                 more = refer(st, o.msg_id, out) && more;
-                more = add(outbox_add_record{seq, o.msg_id, o.dests, o.group, o.client_id}, out) &&
+                more = add(outbox_add_record{seq, o.msg_id, o.dests, o.group, o.client_id,
+                                             o.publisher},
+                           out) &&
                        more;
             }
             for (const auto& [source, seq] : st.applied()) {

@@ -185,7 +185,8 @@ struct state::applier {
         auto dests = r.dests;
         std::sort(dests.begin(), dests.end());
         dests.erase(std::unique(dests.begin(), dests.end()), dests.end());
-        st.outbox_.emplace(r.seq, outbox_entry{r.msg_id, std::move(dests), r.group, r.client_id});
+        st.outbox_.emplace(
+            r.seq, outbox_entry{r.msg_id, std::move(dests), r.group, r.client_id, r.publisher});
         st.outbox_last_ = std::max(st.outbox_last_, r.seq);
         return true;
     }
@@ -269,7 +270,8 @@ void state::snapshot(std::int64_t now_ms, const std::function<bool(const record&
     }
     if (outbox_last_ != 0 && !add(outbox_last_record{outbox_last_})) return;
     for (const auto& [seq, o] : outbox_) {
-        if (!add(outbox_add_record{seq, o.msg_id, o.dests, o.group, o.client_id})) return;
+        if (!add(outbox_add_record{seq, o.msg_id, o.dests, o.group, o.client_id, o.publisher}))
+            return;
     }
     for (const auto& [source, seq] : applied_) {
         if (!add(inbox_applied_record{source, seq})) return;

@@ -49,8 +49,11 @@ class shard_router {
     // may match it, see shard_interest; may be empty) match it too. True when any other
     // shard is congested (this one's channel to it at its high-water mark: what went
     // there, m or this shard's share group deliveries), or congested forwarding what it
-    // gets to a third one: the publisher pauses until shards_resumed().
-    virtual bool publish(const message_ptr& m, std::span<const std::size_t> to) = 0;
+    // gets to a third one: the publisher pauses until shards_resumed(). `publisher`: the
+    // client id of the session that published m (empty: none, a Will or $SYS), which the
+    // store's outbox keeps for No Local at a replay.
+    virtual bool publish(const message_ptr& m, std::span<const std::size_t> to,
+                         std::string_view publisher) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
     // Before a SUBSCRIBE is handled here: 0 when every retained change the other shards
@@ -366,8 +369,7 @@ class engine {
     void note_remote_groups(const durable_session& ds, share_op op);
     void join_remote(std::string_view filter, share_ref_ptr r);
     void leave_remote(std::string_view filter, std::string_view inner, const share_ref& r);
-    void share_deliver(std::size_t from, share_op op, const share_ref_ptr& r,
-                       const message_ptr& m);
+    void share_deliver(std::size_t from, share_op op, const share_ref_ptr& r, const message_ptr& m);
     void resume_publishers();
     // [shard]: a member here, congested by a share delivery from that home shard, holds up
     // its channel: this shard's publishers pause too (their messages may come back here

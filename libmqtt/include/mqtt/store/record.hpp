@@ -200,12 +200,17 @@ struct commit_record {
 // A share group's delivery that this shard, the group's home, sends to a member's shard
 // names the member (`client_id` and its subscription `group`) and has that one destination;
 // it is written as record type outbox_share.
+// A message to route (outbox_add) ends with the client id of the session that published
+// it, for No Local at a replay (MQTT-3.8.3-3); a record written before it was kept, or of
+// a message no session published (a Will, $SYS), ends after the destinations: `publisher`
+// empty, nobody's.
 struct outbox_add_record {
     std::uint64_t seq = 0;
     std::uint64_t msg_id = 0;
     std::vector<std::uint16_t> dests;
-    std::string group;      // outbox_share only
-    std::string client_id;  // outbox_share only (never empty there)
+    std::string group;        // outbox_share only
+    std::string client_id;    // outbox_share only (never empty there)
+    std::string publisher{};  // outbox_add only; empty: not known
     bool operator==(const outbox_add_record&) const = default;
 };
 // Shard `dest` has on its disk what it did with this shard's outbox items up to `seq`: they

@@ -72,8 +72,9 @@ class recorder final : public broker::store_hooks {
     // threads > 1 (docs/persistence.md, "Threads: the outbox"): m goes to shards `dests` as
     // this shard's outbox item `seq`; this shard has taken shard `source`'s items up to
     // `seq`; shard `dest` has on its disk what it did with this shard's items up to `seq`.
+    // `publisher`: the client id of the session that published m (empty: none).
     void outbox_sent(const broker::message_ptr& m, std::uint64_t seq,
-                     std::vector<std::uint16_t> dests);
+                     std::vector<std::uint16_t> dests, std::string publisher = {});
     // A share group's delivery to member `client_id` (its subscription `group`) on shard
     // `dest`, as this shard's outbox item `seq`.
     void outbox_share_sent(const broker::message_ptr& m, std::uint64_t seq, std::size_t dest,

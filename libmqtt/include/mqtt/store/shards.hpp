@@ -54,6 +54,9 @@ struct pending_item {
     // A share group's delivery (outbox_share): the member's subscription and client id.
     std::string group;
     std::string client_id;
+    // A message to route: the client id of the session that published it (empty: not
+    // known, or none), whose No Local subscriptions it skips.
+    std::string publisher{};
 };
 
 // The outbox items of the other stores that store `dest` has not taken: addressed to it,
@@ -99,12 +102,12 @@ struct replay_counts {
 };
 
 // Routes an item the store did not take to its sessions, as the engine routes a message
-// from another shard to offline sessions: every ordinary subscription that matches (one
-// delivery per session, at the highest granted QoS, with every Subscription Identifier),
-// queued unless the session may not read the topic (rules.may_read) or its queue is full;
-// then notes the item as taken (inbox_applied). A share group's delivery is queued for its
-// member instead, if its session still has that subscription, may read the topic and its
-// queue is not full. Returns the deliveries queued.
+// from another shard to offline sessions: every ordinary subscription that matches but a
+// No Local one of the item's publisher (MQTT-3.8.3-3; one delivery per session, at the highest
+// granted QoS, with every Subscription Identifier), queued unless the session may not read the
+// topic (rules.may_read) or its queue is full; then notes the item as taken (inbox_applied). A
+// share group's delivery is queued for its member instead, if its session still has that
+// subscription, may read the topic and its queue is not full. Returns the deliveries queued.
 std::size_t replay(state& st, const pending_item& item, const replay_rules& rules,
                    replay_counts& counts);
 

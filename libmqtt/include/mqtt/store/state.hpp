@@ -82,6 +82,7 @@ struct outbox_entry {
     std::vector<std::uint16_t> dests;  // not yet confirmed, sorted
     std::string group;                 // a share group's delivery: the member's subscription
     std::string client_id;             // and the member (empty: a message to route)
+    std::string publisher{};           // a message to route: its publisher (empty: not known)
     bool operator==(const outbox_entry&) const = default;
 };
 
