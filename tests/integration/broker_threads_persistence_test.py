@@ -21,7 +21,8 @@ retained messages set from both shards:
   to the member's shard, and a kill: each completed message reaches the member once; and
   killed while they stream: none lost, none twice;
 - QoS 2 messages left in shard 0's outbox by a kill are routed at start under the acl_file
-  (with the user names the store keeps) and max_queued_bytes;
+  (with the user names the store keeps) and max_queued_bytes, and not to a No Local
+  subscription of their publisher's client id;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -494,6 +495,89 @@ def replay_checks():
               f"{what}: the start logs what each bound dropped")
 
 
+def v5_client(port, cid, clean_start, expiry, got=None):
+    """A connected paho 5.0 client with Session Expiry Interval `expiry`; what it gets is
+    appended to `got`."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5)
+    connected = threading.Event()
+    c.on_connect = lambda *a: connected.set()
+    if got is not None:
+        c.on_message = lambda cl, u, m: got.append(m.payload.decode())
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry
+    c.connect("127.0.0.1", port, clean_start=clean_start, properties=props)
+    c.loop_start()
+    check(connected.wait(WAIT), f"{cid} connected (5.0)")
+    return c
+
+
+def v5_subscribe(c, topic):
+    """Subscribes with No Local, QoS 2; True once the SUBACK came."""
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+    done = threading.Event()
+    c.on_subscribe = lambda *a: done.set()
+    c.subscribe(topic, options=SubscribeOptions(qos=2, noLocal=True))
+    return done.wait(WAIT)
+
+
+def replay_no_local():
+    """No Local at a replay. `x`, whose id belongs on shard 1, has a session on shard 0
+    (stored with threads 1, kept there with threads 2): it publishes 10 QoS 2 messages
+    there, which wait in shard 0's outbox for shard 1 (holding up the channel); its session
+    ends, and its next one, on shard 1, subscribes to them with No Local, as does `y`. The
+    broker is killed: the start routes the messages into shard 1's store, to y and not to
+    their publisher. Before, x got its own 10 messages back."""
+    limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
+    x, y = harness.ids_on(1, "nlx", 2)[0], harness.ids_on(1, "nly", 2)[0]
+    what = "replay at start, No Local"
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, limits=limits).start(1)
+        v5_client(b.port, x, False, 3600).disconnect()
+        b.stop()
+        b.start(2)
+        cy = v5_client(b.port, y, True, 3600)
+        check(v5_subscribe(cy, "nl/#"), f"{what}: {y} subscribed")
+        cy.disconnect()
+        cy.loop_stop()
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "nlslow", 2)[0], "hold/#")
+        filler = Pub(b.port, harness.ids_on(0, "nlfill", 2)[0])
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        # On shard 0 (its session is there): a new session, ended with the connection.
+        cx = v5_client(b.port, x, True, 0)
+        infos = [cx.publish("nl/t", f"n{i}", qos=2) for i in range(10)]
+        check(wait_until(lambda: all(i.is_published() for i in infos)),
+              f"{what}: all 10 completed (PUBCOMP)")
+        cx.disconnect()
+        cx.loop_stop()
+        time.sleep(0.3)
+        # Now on shard 1, the shard of its id: a session of its own, No Local.
+        cx = v5_client(b.port, x, True, 3600)
+        check(v5_subscribe(cx, "nl/#"), f"{what}: {x} subscribed on shard 1")
+        cx.disconnect()
+        cx.loop_stop()
+        time.sleep(0.3)
+        b.stop(signal.SIGKILL)
+        filler.close(clean=False)
+        slow.close()
+        b.start(2)
+        got_x, got_y = [], []
+        cx = v5_client(b.port, x, False, 3600, got_x)
+        cy = v5_client(b.port, y, False, 3600, got_y)
+        wait_until(lambda: len(got_y) >= 10, 10.0)
+        time.sleep(0.5)
+        for c in (cx, cy):
+            c.disconnect()
+            c.loop_stop()
+        b.stop()
+        check(got_y == [f"n{i}" for i in range(10)],
+              f"{what}: {y} gets the 10 messages, in order ({got_y})")
+        check(not got_x, f"{what}: their publisher {x}, No Local, gets none ({got_x})")
+
+
 def qos2_share_kill_stream(rounds=3):
     """QoS 2 messages streamed from shard 0 to a share group homed on shard 1 whose member
     is an offline persistent session on shard 0, killed mid-stream: each completed message
@@ -620,6 +704,7 @@ def main():
     qos2_share_replay(member_shard=0, held=0)
     qos2_share_kill_stream()
     replay_checks()
+    replay_no_local()
     change_threads()
     return check.exit_status()
 
