@@ -21,7 +21,8 @@ retained messages set from both shards:
   to the member's shard, and a kill: each completed message reaches the member once; and
   killed while they stream: none lost, none twice;
 - QoS 2 messages left in shard 0's outbox by a kill are routed at start under the acl_file
-  (with the user names the store keeps) and max_queued_bytes, and not to a No Local
+  (with the user names the store keeps) and max_queued_bytes, with per_listener_settings
+  under the acl_file of the listener each client came through, and not to a No Local
   subscription of their publisher's client id;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
@@ -66,8 +67,8 @@ def wait_until(cond, timeout=WAIT):
 
 
 class Broker(store_clients.StoreBroker):
-    def __init__(self, store, sync="batch", limits="max_queued_messages 0\n"):
-        super().__init__(BROKER, store, sync, limits + "sys_interval 0\n", WAIT)
+    def __init__(self, store, sync="batch", limits="max_queued_messages 0\n", head=""):
+        super().__init__(BROKER, store, sync, limits + "sys_interval 0\n", WAIT, head)
 
 
 class Sub(store_clients.PersistentSub):
@@ -495,6 +496,69 @@ def replay_checks():
               f"{what}: the start logs what each bound dropped")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def replay_listener_acl():
+    """per_listener_settings: the first listener's acl_file lets alice read rp/#, the
+    second's does not let her read rp/t. Two sessions of alice's on shard 1, one through
+    each listener; shard 0's QoS 2 messages to rp/t wait in its outbox (shard 1 holds up the
+    channel) and the broker is killed. The start routes them under the acl_file of the
+    listener each client came through (the store keeps it): the first gets them, the second
+    not; and a message published after the start, while both are offline, goes the same
+    way (a restored session has its listener's acl_file). Before, both checks used the
+    broker-wide acl_file (none here): the second got all of them."""
+    limits = ("max_queued_messages 100\nmax_inflight_messages 10\n"
+              "backpressure_timeout_ms 600000\n")
+    via_a, via_b = harness.ids_on(1, "lsa", 2)[0], harness.ids_on(1, "lsb", 2)[0]
+    what = "replay at start under the listener's acl_file"
+    port_b = free_port()
+    with tempfile.TemporaryDirectory() as store:
+        acl_a, acl_b = os.path.join(store, "acl_a"), os.path.join(store, "acl_b")
+        with open(acl_a, "w") as f:
+            f.write("topic readwrite #\nuser alice\ntopic read rp/#\n")
+        with open(acl_b, "w") as f:
+            f.write("user alice\ntopic read rp/#\ntopic deny rp/t\n")
+        b = Broker(store, limits=limits + f"acl_file {acl_a}\nlistener {port_b} 127.0.0.1\n"
+                   f"allow_anonymous true\nacl_file {acl_b}\n",
+                   head="per_listener_settings true\n").start(2)
+        Sub(b.port, via_a, topic="rp/#", qos=2, username="alice").close()
+        Sub(port_b, via_b, topic="rp/#", qos=2, username="alice").close()
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "lsslow", 2)[0], "hold/#")
+        filler = Pub(b.port, harness.ids_on(0, "lsfill", 2)[0])
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0])
+        sent = [f"l{i:02}" for i in range(20)]
+        for x in sent:
+            p.publish("rp/t", x, 2)
+        check(wait_until(lambda: len(p.acked_payloads()) == 20),
+              f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        filler.close(clean=False)
+        slow.close()
+        b.start(2)
+        check(publish_all(b.port, harness.ids_on(0, "lspub", 2)[0], [("rp/t", "live", 2, False)]),
+              f"{what}: a message to both offline sessions after the start")
+        a = Sub(b.port, via_a, topic="rp/#", qos=2, username="alice")
+        got_a = payloads(a.wait_count(21, timeout=10.0))
+        bb = Sub(port_b, via_b, topic="rp/#", qos=2, username="alice")
+        got_b = payloads(bb.wait_count(1, timeout=3.0))
+        a.close()
+        bb.close()
+        b.stop()
+        check(got_a == sent + ["live"],
+              f"{what}: through the first listener, all 21 in order ({len(got_a)}: {got_a})")
+        check(not got_b, f"{what}: through the second, none ({len(got_b)}: {got_b})")
+        check("may not read the topic (acl_file)" in b.log,
+              f"{what}: the start logs the deliveries the acl_file dropped")
+
+
 def v5_client(port, cid, clean_start, expiry, got=None):
     """A connected paho 5.0 client with Session Expiry Interval `expiry`; what it gets is
     appended to `got`."""
@@ -705,6 +769,7 @@ def main():
     qos2_share_kill_stream()
     replay_checks()
     replay_no_local()
+    replay_listener_acl()
     change_threads()
     return check.exit_status()
 

@@ -25,11 +25,13 @@ def wait_until(cond, timeout):
 
 class StoreBroker:
     """tern-broker -v on 127.0.0.1 port 0 with `persistence true` in `store`. `extra`: more
-    configuration lines; start(threads) adds `threads N` (the file is written at each start,
-    so a restart may change it)."""
+    configuration lines; `head`: lines before the listener (per_listener_settings);
+    start(threads) adds `threads N` (the file is written at each start, so a restart may
+    change it)."""
 
-    def __init__(self, binary, store, sync="batch", extra="", timeout=10.0):
+    def __init__(self, binary, store, sync="batch", extra="", timeout=10.0, head=""):
         self.binary, self.store, self.sync, self.extra = binary, store, sync, extra
+        self.head = head
         self.timeout = timeout
         self.conf = os.path.join(store, "tern.conf")
         self.proc = None
@@ -37,7 +39,7 @@ class StoreBroker:
 
     def start(self, threads=None, preexec_fn=None):
         with open(self.conf, "w") as f:
-            f.write("listener 0 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f.write(f"{self.head}listener 0 127.0.0.1\nallow_anonymous true\npersistence true\n"
                     f"persistence_location {self.store}\npersistence_sync {self.sync}\n"
                     f"{self.extra}" + (f"threads {threads}\n" if threads else ""))
         self.logfile = tempfile.TemporaryFile(mode="w+")

@@ -160,6 +160,41 @@ TEST_CASE("store: exact bytes of framed records") {
         REQUIRE(d.has_value());
         CHECK(std::get<session_record>(*d) == empty);
     }
+    SUBCASE("session with the listener its client came through: a string after the user") {
+        const session_record r{"c1", 3600, true, "alice", "mqtt 1883 0.0.0.0"};
+        const auto framed = encode_record(r);
+        const bytes user_part{0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10,
+                              0x01, 0x00, 0x00, 0x00, 0x05, 0x61, 0x6C, 0x69, 0x63, 0x65};
+        bytes payload = user_part;
+        const std::string key = "mqtt 1883 0.0.0.0";
+        payload.insert(payload.end(), {0x00, 0x00, 0x00, 17});
+        payload.insert(payload.end(), key.begin(), key.end());
+        CHECK(bytes(framed.begin() + frame_header_size, framed.end()) == payload);
+        const auto d = decode_payload(format_version, 4, payload);
+        REQUIRE(d.has_value());
+        CHECK(std::get<session_record>(*d) == r);
+        // A record written before listeners were kept names none.
+        const auto before = decode_payload(format_version, 4, user_part);
+        REQUIRE(before.has_value());
+        CHECK_FALSE(std::get<session_record>(*before).listener.has_value());
+        // An anonymous client's, and an empty name (never written) as damage.
+        const session_record anon{"c1", 3600, true, std::nullopt, "mqtt 1 ::1"};
+        const auto fa = encode_record(anon);
+        const auto da = decode_payload(format_version, 4, std::span{fa}.subspan(frame_header_size));
+        REQUIRE(da.has_value());
+        CHECK(std::get<session_record>(*da) == anon);
+        auto empty = user_part;
+        empty.insert(empty.end(), {0x00, 0x00, 0x00, 0x00});
+        CHECK_FALSE(decode_payload(format_version, 4, empty).has_value());
+        // Kept by a snapshot, replaced by a reconnect through another listener (or none).
+        state st;
+        REQUIRE(st.apply(r));
+        REQUIRE(st.apply(session_record{"c2", 60, true, "bob", "mqtt 1 a"}));
+        REQUIRE(st.apply(session_record{"c2", 60, true, "bob"}));
+        const auto back = load_bytes(encode_all(st.snapshot(0))).st;
+        CHECK(back.sessions().at("c1").listener == r.listener);
+        CHECK_FALSE(back.sessions().at("c2").listener.has_value());
+    }
     SUBCASE("session written before user names were stored: not identified") {
         const bytes old{0x54, 0x72, 0x01, 0x04, 0x00, 0x00, 0x00, 0x0A, 0x8B, 0xCE, 0xD8,
                         0xBF, 0x00, 0x00, 0x00, 0x02, 0x63, 0x31, 0x00, 0x00, 0x0E, 0x10};

@@ -99,6 +99,8 @@ struct server::impl {
     std::size_t security_slot(std::size_t group) const {
         return opts.listener_security.count(group) ? group + 1 : 0;
     }
+    // What the store keeps of the listener of each security slot (server_store.cpp).
+    store::listener_keys listener_keys() const;
     ~impl() {
         engine.set_expiry_hook({});  // connections destroyed with io must not call it
         deadlines.stop();            // its timer goes before io; the connections in io after

@@ -22,6 +22,38 @@ std::string join(const std::string& dir, const std::string& name) {
 
 }  // namespace
 
+store::listener_keys server::impl::listener_keys() const {
+    // "mqtt PORT HOST,HOST" as configured (port 0 for a free one), for the listener of
+    // each slot: the same across restarts with the same configuration, whatever the order
+    // of the listeners in it.
+    store::listener_keys keys;
+    for (const auto& [group, p] : opts.listener_security) {
+        std::vector<std::string> hosts;
+        std::uint16_t port = 0;
+        std::string kind = "mqtt";
+        for (const auto& l : opts.listeners) {
+            if (l.group != group) continue;
+            hosts.push_back(l.host);
+            port = l.port;
+        }
+        if (hosts.empty()) {
+            kind = "mqtt-sn";
+            for (const auto& l : opts.mqttsn_listeners) {
+                if (l.group != group || l.settings.security_slot != group + 1) continue;
+                hosts.push_back(l.host);
+                port = l.port;
+            }
+        }
+        if (hosts.empty()) continue;
+        std::sort(hosts.begin(), hosts.end());
+        std::string key = kind + " " + std::to_string(port) + " ";
+        for (std::size_t i = 0; i < hosts.size(); ++i) key += (i == 0 ? "" : ",") + hosts[i];
+        if (keys.size() < group + 2) keys.resize(group + 2);
+        keys[group + 1] = std::move(key);
+    }
+    return keys;
+}
+
 detail::store_driver& server::impl::make_store(std::size_t k) {
     auto cfg = opts.persistence;
     cfg.file = store::shard_file(cfg.file, k);
@@ -29,9 +61,11 @@ detail::store_driver& server::impl::make_store(std::size_t k) {
         note(verbosity, error ? broker::log_level::error : broker::log_level::info,
              error ? broker::log_kind::error : broker::log_kind::log, msg);
     };
-    if (k == 0) return store.emplace(io, engine, std::move(cfg), std::move(note_fn));
-    return shards[k]->store.emplace(runtime->io(k), shards[k]->engine, std::move(cfg),
-                                    std::move(note_fn));
+    auto& d = k == 0 ? store.emplace(io, engine, std::move(cfg), std::move(note_fn))
+                     : shards[k]->store.emplace(runtime->io(k), shards[k]->engine, std::move(cfg),
+                                                std::move(note_fn));
+    d.set_listeners(listener_keys());
+    return d;
 }
 
 std::error_code server::impl::open_stores(std::string* failed) {
@@ -350,21 +384,19 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
     rules.queue_qos0 = l.queue_qos0_messages;
     rules.max_queued_messages = l.max_queued_messages;
     rules.max_queued_bytes = l.max_queued_bytes;
-    // The read ACL of the broker-wide policy, as the engine checks a restored session's
-    // deliveries until its client connects again (the store does not say which listener).
-    // The bridges' local sessions are not subject to it (server_options::bridges).
-    if (auto acl = engine.security().acl) {
-        std::set<std::string, std::less<>> bridges;
-        for (const auto& b : opts.bridges) bridges.insert(b.local.client_id);
-        rules.may_read = [acl = std::move(acl), bridges = std::move(bridges),
-                          scratch = std::string{}](std::string_view client_id,
-                                                   const store::stored_session& s,
-                                                   std::string_view topic) mutable {
-            if (bridges.contains(client_id)) return true;
-            return broker::stored_may_read(*acl, client_id, s.identified,
-                                           s.username ? &*s.username : nullptr, topic, scratch);
-        };
+    // The read ACL of the listener the session's client last came through, as the engine
+    // checks a restored session's deliveries (store::read_check_of: the broker-wide one
+    // when the store does not say). The bridges' local sessions are not subject to any
+    // (server_options::bridges).
+    store::replay_acls acls;
+    acls.listeners = listener_keys();
+    acls.by_slot.resize(std::max<std::size_t>(acls.listeners.size(), 1));
+    for (std::size_t slot = 0; slot < acls.by_slot.size(); ++slot) {
+        if (slot == 0 || !acls.listeners[slot].empty())
+            acls.by_slot[slot] = engine.security(slot).acl;
     }
+    for (const auto& b : opts.bridges) acls.exempt.insert(b.local.client_id);
+    rules.may_read = store::read_check_of(std::move(acls));
     store::replay_counts counts;
     // A share group's home as the threads that wrote the stores had it.
     const auto home = [written_by](std::string_view filter) {

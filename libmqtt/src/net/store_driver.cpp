@@ -119,7 +119,7 @@ result<store::loaded> store_driver::load(const std::string& path, const store::c
 std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pair& now,
                                           bool rewrite, bool secondary) {
     const auto& r = l.report;
-    store::restore(engine_, l.st, now, !secondary);
+    store::restore(engine_, l.st, now, !secondary, listeners_);
     if (r.existed) {
         note_(1, false,
               "store " + path_ + ": " + std::to_string(r.records) + " records, " +
@@ -129,6 +129,7 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     }
     recorder_.emplace(std::move(l.st));
     if (secondary) recorder_->set_secondary_shard();
+    recorder_->set_listeners(listeners_);
     // An intact file is appended to as it is; a damaged or missing one is written anew from
     // what was recovered (which also cuts the damage off).
     auto file = !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)

@@ -79,6 +79,9 @@ class store_driver {
     // a shard k > 0 (store::recorder::set_secondary_shard).
     std::error_code open_loaded(store::loaded l, const store::clock_pair& now, bool rewrite,
                                 bool secondary);
+    // Before open(): the listeners with a security policy of their own, which session
+    // records name and restored sessions get the slot of (store::restore).
+    void set_listeners(store::listener_keys keys) { listeners_ = std::move(keys); }
     // Starts the periodic sync (periodic policy).
     void start();
     // Stops the periodic sync timer (the server is stopping).
@@ -228,6 +231,7 @@ class store_driver {
     note_function note_;
     std::string path_;
     std::optional<store::recorder> recorder_;
+    store::listener_keys listeners_;
     store::store_file file_;
     std::vector<held_output*> held_;  // wait for the next flush
     std::deque<group> groups_;        // staged, waiting for a sync to cover their target

@@ -217,6 +217,7 @@ struct payload_writer {
         if (!r.identified) return;  // as written before user names were stored (tests)
         w.u8(r.username ? 1 : 0);
         if (r.username) w.str(*r.username);
+        if (r.listener) w.str(*r.listener);
     }
     void operator()(const session_end_record& r) { w.str(r.client_id); }
     void operator()(const subscribe_record& r) {
@@ -336,6 +337,11 @@ std::optional<record> decode_fields(record_type t, reader& r) {
                 const auto has_user = r.u8();
                 if (has_user > 1) return std::nullopt;
                 if (has_user == 1) s.username = r.str();
+                // Absent in a record written before listeners were kept.
+                if (r.more()) {
+                    s.listener = r.str();
+                    if (s.listener->empty()) return std::nullopt;
+                }
             }
             return record{std::move(s)};
         }

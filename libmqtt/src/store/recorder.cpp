@@ -178,8 +178,12 @@ std::uint64_t recorder::message_id(const broker::message_ptr& m) {
 
 void recorder::session_online(const broker::durable_session& s) {
     if (s.expiry_interval != 0) {
+        const auto slot = s.security_slot;
+        std::optional<std::string> listener;
+        if (slot < listeners_.size() && !listeners_[slot].empty()) listener = listeners_[slot];
         emit(session_record{s.client_id, s.expiry_interval, true,
-                            s.username() ? std::optional{*s.username()} : std::nullopt});
+                            s.username() ? std::optional{*s.username()} : std::nullopt,
+                            std::move(listener)});
     } else if (stored(s)) {
         // Resumed without a Session Expiry Interval: it ends with this connection, so the
         // store forgets it now.
@@ -292,7 +296,8 @@ void recorder::outbox_confirmed(std::size_t dest, std::uint64_t seq) {
 
 // ---- restore ----------------------------------------------------------------------------
 
-void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids) {
+void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids,
+             const listener_keys& listeners) {
     // The messages with their receive time on this run's steady clock.
     std::vector<std::pair<std::uint64_t, broker::message_ptr>> fixed;
     for (const auto& [id, m] : st.messages()) {
@@ -319,6 +324,10 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
         ds->client_id = client_id;
         ds->expiry_interval = s.expiry_interval;
         if (s.identified) ds->set_username(s.username);
+        if (s.listener) {
+            const auto slot = listener_slot(listeners, *s.listener);
+            ds->security_slot = static_cast<std::uint32_t>(slot.value_or(0));
+        }
         for (const auto& [filter, sub] : s.subscriptions) {
             ds->subscriptions.emplace(filter, broker::subscription_entry{sub.options, sub.id});
         }

@@ -1,5 +1,6 @@
 #include "mqtt/store/shards.hpp"
 
+#include "mqtt/broker/acl_file.hpp"
 #include "mqtt/broker/durable_session.hpp"
 #include "mqtt/protocol/topic.hpp"
 
@@ -180,6 +181,44 @@ std::vector<pending_item> unapplied(const std::vector<const state*>& stores, std
         }
     }
     return out;
+}
+
+namespace {
+
+// read_check_of()'s check (see the header).
+struct listener_read_check {
+    replay_acls acls;
+    std::string scratch{};
+    bool operator()(std::string_view client_id, const stored_session& s, std::string_view topic) {
+        if (acls.exempt.contains(client_id)) return true;
+        if (!s.listener) return allows(acls.by_slot[0], client_id, s, topic);
+        if (const auto slot = listener_slot(acls.listeners, *s.listener)) {
+            const auto& a = *slot < acls.by_slot.size() ? acls.by_slot[*slot] : acls.by_slot[0];
+            return allows(a, client_id, s, topic);
+        }
+        // Its listener is gone: every policy it may come back under must allow it.
+        if (!allows(acls.by_slot[0], client_id, s, topic)) return false;
+        for (std::size_t slot = 1; slot < acls.listeners.size(); ++slot) {
+            if (acls.listeners[slot].empty() || slot >= acls.by_slot.size()) continue;
+            if (!allows(acls.by_slot[slot], client_id, s, topic)) return false;
+        }
+        return true;
+    }
+    bool allows(const std::shared_ptr<const broker::acl_file>& a, std::string_view client_id,
+                const stored_session& s, std::string_view topic) {
+        const auto* user = s.username ? &*s.username : nullptr;
+        return a == nullptr ||
+               broker::stored_may_read(*a, client_id, s.identified, user, topic, scratch);
+    }
+};
+
+}  // namespace
+
+read_check read_check_of(replay_acls acls) {
+    const bool any = std::any_of(acls.by_slot.begin(), acls.by_slot.end(),
+                                 [](const auto& a) { return a != nullptr; });
+    if (!any) return {};
+    return listener_read_check{std::move(acls)};
 }
 
 void settle_outboxes(const std::vector<state*>& stores) {

@@ -85,7 +85,9 @@ bool snapshot_cursor::step(const state& st, const std::function<bool(const recor
             session_whole_ = false;
             queue_at_ = 0;
             // The head at once (bounded by the broker's limits); the queue in slices.
-            more = add(session_record{client_id, s.expiry_interval, s.identified, s.username}, out);
+            more = add(
+                session_record{client_id, s.expiry_interval, s.identified, s.username, s.listener},
+                out);
             if (s.offline) {
                 if (s.will_msg_id != 0) more = refer(st, s.will_msg_id, out) && more;
                 more = add(session_offline_record{client_id, s.expiry_interval, s.expires_ms,

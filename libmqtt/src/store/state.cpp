@@ -16,6 +16,16 @@ std::size_t cost_of(const stored_message& m) noexcept {
 
 }  // namespace
 
+std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_view key) {
+    std::optional<std::size_t> found;
+    for (std::size_t slot = 0; slot < keys.size(); ++slot) {
+        if (keys[slot].empty() || keys[slot] != key) continue;
+        if (found) return std::nullopt;  // two listeners alike: neither
+        found = slot;
+    }
+    return found;
+}
+
 bool state::add_ref(std::uint64_t id, std::size_t* cost) {
     const auto it = messages_.find(id);
     if (it == messages_.end()) return false;
@@ -89,6 +99,7 @@ struct state::applier {
         s.expiry_interval = r.expiry_interval;
         s.identified = r.identified;
         s.username = r.username;
+        s.listener = r.listener;
         s.offline = false;
         s.expires_ms = -1;
         if (s.will_msg_id != 0) st.drop_ref(std::exchange(s.will_msg_id, 0));
@@ -280,7 +291,10 @@ void state::snapshot(std::int64_t now_ms, const std::function<bool(const record&
         if (!add(retained_set_record{id})) return;
     }
     for (const auto& [client_id, s] : sessions_) {
-        if (!add(session_record{client_id, s.expiry_interval, s.identified, s.username})) return;
+        if (!add(session_record{client_id, s.expiry_interval, s.identified, s.username,
+                                s.listener})) {
+            return;
+        }
         for (const auto& [filter, sub] : s.subscriptions) {
             if (!add(subscribe_record{client_id, filter, sub.options, sub.id})) return;
         }

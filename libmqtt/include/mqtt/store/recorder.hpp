@@ -33,6 +33,9 @@ class recorder final : public broker::store_hooks {
     // ids are kept here rather than in message::store_id, which shard 0's recorder owns (a
     // message routed between shards is one object read by several threads).
     void set_secondary_shard();
+    // The listeners' keys: a session record names the listener of its client's security
+    // slot (none without listener slots, before this is called).
+    void set_listeners(listener_keys keys) { listeners_ = std::move(keys); }
 
     // Where the times of records come from (tests give a hand-driven one).
     void set_clock(std::function<clock_pair()> f) { clock_ = std::move(f); }
@@ -119,6 +122,7 @@ class recorder final : public broker::store_hooks {
     // an address reused after a message was freed is never mistaken for it.
     bool secondary_ = false;
     std::unordered_map<const broker::message*, std::uint64_t> ids_;
+    listener_keys listeners_;
 };
 
 // Puts a recovered state into an empty engine: retained messages, and every session offline
@@ -126,6 +130,9 @@ class recorder final : public broker::store_hooks {
 // `now`, without its Will). The messages of `st` are replaced by copies whose receive time
 // is on the steady clock, shared by the engine and the state.
 // `message_ids` false (a recorder with set_secondary_shard()): message::store_id is left 0.
-void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids = true);
+// A session whose record names a listener of `listeners` gets that listener's security slot
+// (its read checks while offline, its Will's write check); any other, slot 0 (the broker's).
+void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids = true,
+             const listener_keys& listeners = {});
 
 }  // namespace mqtt::store

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mqtt/store/record.hpp"
@@ -25,6 +26,16 @@ struct clock_pair {
     std::int64_t to_wall(broker::clock::time_point t) const noexcept;  // max() -> -1
     broker::clock::time_point to_steady(std::int64_t ms) const noexcept;
 };
+
+// The listeners whose clients have a security policy of their own, by the engine's security
+// slot: what the store keeps of each (session_record::listener), a string that stays the
+// same across restarts with the same configuration. Empty: a slot of no listener (0, the
+// broker's policy; the bridges'), whose clients' session records name none.
+using listener_keys = std::vector<std::string>;
+
+// The slot of the listener `key` names; nullopt when no listener has it (the configuration
+// changed) or several have (two listeners the key cannot tell apart).
+std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_view key);
 
 // Records per group in a snapshot (see state::snapshot).
 inline constexpr std::size_t snapshot_group_records = 1024;
@@ -62,6 +73,9 @@ struct stored_session {
     // the store was written before user names were stored: the user name is not known.
     bool identified = false;
     std::optional<std::string> username;
+    // The listener its client last came through (session_record::listener); nullopt: not
+    // known, the broker-wide policy applies.
+    std::optional<std::string> listener;
     std::map<std::string, stored_subscription> subscriptions;
     std::deque<queued_ref> queue;
     // The queued messages' broker::queue_cost, as max_queued_bytes counts it.
