@@ -22,8 +22,9 @@ retained messages set from both shards:
   killed while they stream: none lost, none twice;
 - QoS 2 messages left in shard 0's outbox by a kill are routed at start under the acl_file
   (with the user names the store keeps) and max_queued_bytes, with per_listener_settings
-  under the acl_file of the listener each client came through, and not to a No Local
-  subscription of their publisher's client id;
+  under the acl_file of the listener each client came through, to a bridge's local
+  session whatever the acl_file says, and not to a No Local subscription of their
+  publisher's client id;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -559,6 +560,69 @@ def replay_listener_acl():
               f"{what}: the start logs the deliveries the acl_file dropped")
 
 
+def replay_bridge_exempt():
+    """A bridge's local session is not subject to the acl_file, at a replay either. The
+    bridge (`connection` block, cleansession false) forwards br/# to a second broker; its
+    local session lives on shard 0. A publisher on shard 1 sends 10 QoS 2 messages to br/t,
+    which wait in shard 1's outbox while shard 0 holds up the channel, and the broker is
+    killed. The acl_file lets anonymous clients write br/# but read only hold/#: the start
+    must still route them into the bridge's session, which forwards them once it is back.
+    Checked against the broker-wide acl_file, the bridge's session (no user name) would get
+    none."""
+    limits = ("max_queued_messages 100\nmax_inflight_messages 10\n"
+              "backpressure_timeout_ms 600000\n")
+    what = "replay at start, a bridge's local session and the acl_file"
+    with tempfile.TemporaryDirectory() as store, tempfile.TemporaryDirectory() as far_store:
+        far = Broker(far_store).start(1)
+        got = []
+        fc = mqtt.Client(client_id="far-sub", clean_session=True)
+        subscribed = threading.Event()
+        fc.on_subscribe = lambda *a: subscribed.set()
+        fc.on_message = lambda c, u, m: got.append(m.payload.decode())
+        fc.connect("127.0.0.1", far.port)
+        fc.loop_start()
+        fc.subscribe("br/#", 2)
+        check(subscribed.wait(WAIT), f"{what}: subscribed at the far broker")
+        acl = os.path.join(store, "acl")
+        with open(acl, "w") as f:
+            f.write("topic readwrite hold/#\ntopic write br/#\n")
+        bridge = (f"connection up\naddress 127.0.0.1:{far.port}\ntopic br/# out 2\n"
+                  "local_clientid bridge-local\nremote_clientid bridge-remote\n"
+                  "cleansession false\n")
+        b = Broker(store, limits=limits + f"acl_file {acl}\n" + bridge).start(2)
+        check(wait_until(lambda: "bridge connected" in b.text()),
+              f"{what}: the bridge connected")
+        slow = raw_stalled_subscriber(b.port, harness.ids_on(0, "brslow", 2)[0], "hold/#")
+        filler = Pub(b.port, harness.ids_on(1, "brfill", 2)[0])
+        for i in range(200):
+            filler.publish("hold/x", f"h{i}", 1)
+        time.sleep(1.0)
+        p = Pub(b.port, harness.ids_on(1, "brpub", 2)[0])
+        sent = [f"b{i}" for i in range(10)]
+        for x in sent:
+            p.publish("br/t", x, 2)
+        check(wait_until(lambda: len(p.acked_payloads()) == 10),
+              f"{what}: all 10 completed (PUBCOMP) ({len(p.acked_payloads())})")
+        time.sleep(0.5)
+        early = list(got)
+        b.stop(signal.SIGKILL)
+        p.close(clean=False)
+        filler.close(clean=False)
+        slow.close()
+        b.start(2)
+        wait_until(lambda: len(got) >= 10, 15.0)
+        time.sleep(0.5)
+        b.stop()
+        fc.disconnect()
+        fc.loop_stop()
+        far.stop()
+        check(not early, f"{what}: nothing forwarded before the kill (held up: {early})")
+        check(got == sent, f"{what}: the far broker gets the 10, in order, after the start "
+                           f"({got})")
+        check("may not read the topic (acl_file)" not in b.log,
+              f"{what}: the start drops nothing for the acl_file")
+
+
 def v5_client(port, cid, clean_start, expiry, got=None):
     """A connected paho 5.0 client with Session Expiry Interval `expiry`; what it gets is
     appended to `got`."""
@@ -770,6 +834,7 @@ def main():
     replay_checks()
     replay_no_local()
     replay_listener_acl()
+    replay_bridge_exempt()
     change_threads()
     return check.exit_status()
 
