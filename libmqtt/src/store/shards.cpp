@@ -133,7 +133,9 @@ std::vector<state> redistribute(const std::vector<const state*>& stores, std::si
                         if (k < n) out[k].apply(x);
                     } else if constexpr (std::is_same_v<R, inbox_applied_record>) {
                         // Every store now may hold sessions that took the item: all say so.
-                        if (x.source >= n) return;
+                        // Also of a shard that is gone: a start that stops before removing
+                        // its file reads it again, with items nobody confirmed to it, which
+                        // would otherwise be routed a second time.
                         for (std::size_t j = 0; j < n; ++j) {
                             if (j != x.source) out[j].apply(x);
                         }
