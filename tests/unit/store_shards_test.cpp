@@ -550,7 +550,7 @@ TEST_CASE("store shards: a replay checks the acl_file of the listener the client
 }
 
 TEST_CASE(
-    "store shards: a session record names its client's listener; a restored session "
+    "store shards: a session record names its client's listener, a restored session "
     "gets its slot") {
     const mqtt::store::listener_keys keys{"", "mqtt 1883 0.0.0.0", "mqtt-sn 1884 0.0.0.0"};
     recorder rec{state{}};
