@@ -154,14 +154,20 @@ struct two_engines {
     two_engines() {
         e0.set_shard(0, 2, &r0, nullptr);
         e1.set_shard(1, 2, &r1, &e0);
+    }
+    void link() {
         e0.set_interests({&i0, &i1});
         e1.set_interests({&i0, &i1});
     }
 };
 
+struct linked_engines : two_engines {
+    linked_engines() { link(); }
+};
+
 }  // namespace
 
-TEST_CASE_FIXTURE(two_engines, "shard interest: a publish goes only to the shards that may match") {
+TEST_CASE_FIXTURE(linked_engines, "shard interest: a publish goes only to the shards that may match") {
     test_client pub{e0, protocol_version::v5, now};
     pub.connect("publisher");
     test_client sub{e1, protocol_version::v5, now};
@@ -212,21 +218,11 @@ TEST_CASE_FIXTURE(two_engines, "shard interest: a publish goes only to the shard
     }
 }
 
-TEST_CASE("shard interest: filters subscribed before set_interests are counted") {
-    auto now = test_epoch();
-    shard_interest i0;
-    shard_interest i1;
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
+TEST_CASE_FIXTURE(two_engines, "shard interest: filters subscribed before set_interests count") {
     test_client sub{e1, protocol_version::v3_1_1, now};
     sub.connect("subscriber");
     sub.subscribe("early/#", qos::at_least_once);
-    e0.set_interests({&i0, &i1});
-    e1.set_interests({&i0, &i1});
+    link();
     CHECK(i1.may_match("early/x"));
     CHECK(i1.entries() == 1);
     test_client pub{e0, protocol_version::v3_1_1, now};
