@@ -11,6 +11,7 @@
 #include "mqtt/error.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "mqtt/protocol/publish_codec.hpp"
 
 using namespace mqtt::protocol;
 
@@ -247,6 +248,27 @@ TEST_CASE("codec: encode_into writes exactly encoded_size bytes") {
         auto again = encode(p, protocol_version::v5);
         REQUIRE(again);
         CHECK(std::equal(again->begin(), again->end(), out.begin()));
+    }
+}
+
+TEST_CASE("codec: a PUBLISH appended from its struct is the packet's bytes after the old ones") {
+    // publish_codec.hpp's encode_append() writes the header, then appends the payload
+    // without zero-filling room for it first: the bytes must be the variant encoder's.
+    gen g(2026);
+    const protocol_version versions[] = {protocol_version::v3_1_1, protocol_version::v5};
+    for (auto v : versions) {
+        std::vector<std::uint8_t> out{0xA1, 0xB2, 0xC3};  // earlier output stays as it was
+        std::vector<std::uint8_t> expected = out;
+        for (int i = 0; i < 60; ++i) {
+            auto p = std::get<publish_packet>(g.make(packet_type::publish, v));
+            if (i % 10 == 0) p.payload.assign(g.num(4096, 70000), static_cast<char>('a' + i % 26));
+            REQUIRE(encode_append(p, v, out) == std::error_code{});  // the struct overload
+            auto whole = encode(packet{p}, v);
+            REQUIRE(whole);
+            expected.insert(expected.end(), whole->begin(), whole->end());
+            REQUIRE(out.size() == expected.size());
+        }
+        CHECK(out == expected);
     }
 }
 

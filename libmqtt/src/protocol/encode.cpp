@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <string_view>
 
 #include "mqtt/protocol/codec.hpp"
@@ -246,10 +247,15 @@ void write_body(writer& w, const plan& pl, const connack_packet& p, protocol_ver
     }
 }
 
-void write_body(writer& w, const plan& pl, const publish_packet& p, protocol_version v) {
+// The variable header of a PUBLISH: everything before its payload.
+void write_publish_head(writer& w, const plan& pl, const publish_packet& p, protocol_version v) {
     w.string(p.topic);
     if (p.qos_level != qos::at_most_once) w.u16(p.packet_id);
     if (is_v5(v)) detail::write_properties(w, p.props, pl.props);
+}
+
+void write_body(writer& w, const plan& pl, const publish_packet& p, protocol_version v) {
+    write_publish_head(w, pl, p, v);
     w.raw(p.payload);
 }
 
@@ -379,12 +385,21 @@ std::error_code encode_append(const publish_packet& p, protocol_version v,
                               std::vector<std::uint8_t>& out) {
     auto pl = make_plan(p, v);
     if (!pl) return pl.error();
+    // The payload is appended, not copied over zeros: resize() to the whole packet would
+    // first fill the payload's room with zeros (a memset of every payload byte). The room
+    // grows geometrically, as resize() would, so appending packet after packet stays linear.
     const auto at = out.size();
-    out.resize(at + total_size(*pl));
+    const auto total = total_size(*pl);
+    const auto head = total - p.payload.size();
+    if (out.capacity() < at + total) out.reserve(std::max(at + total, 2 * out.capacity()));
+    out.resize(at + head);
     writer w(out.data() + at);
     w.u8(first_byte(p));
     w.varint(pl->remaining);
-    write_body(w, *pl, p, v);
+    write_publish_head(w, *pl, p, v);
+    // As bytes: a range of char into a vector of uint8_t would be copied element by element.
+    const auto* payload = reinterpret_cast<const std::uint8_t*>(p.payload.data());
+    out.insert(out.end(), payload, payload + p.payload.size());
     return {};
 }
 
