@@ -31,6 +31,10 @@ constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t max_read_chunk = 1024 * 1024;
 // PUBLISH packets queued per turn before the publisher lets reads and writes run.
 constexpr unsigned batch = 64;
+// ... and bytes: 64 large payloads in one output buffer (64 MiB at 1 MiB) made the buffer
+// grow by doubling, each step a copy of all of it into fresh pages, and kept that much
+// memory per publisher; the socket's send buffer, not ours, keeps the broker fed.
+constexpr std::size_t batch_bytes = 1024 * 1024;
 
 }  // namespace
 
@@ -416,7 +420,7 @@ bool run_state::window_open(const bench_client& c) const {
     // acknowledgements to pace it, and memory must stay bounded when the broker is slower.
     // (Stopping at the first queued packet instead made every later write one PUBLISH long:
     // a syscall per message at QoS 0.)
-    if (c.writer_busy && c.queued >= batch) return false;
+    if (c.writer_busy && (c.queued >= batch || c.s.output_size() >= batch_bytes)) return false;
     return cfg_.qos == protocol::qos::at_most_once || c.unacked.size() < cfg_.inflight;
 }
 
@@ -473,7 +477,9 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
             (void)ec;
             continue;
         }
-        for (unsigned n = 0; n < batch && more() && window_open(c) && !c.failed; ++n) {
+        for (unsigned n = 0;
+             n < batch && more() && window_open(c) && !c.failed && c.s.output_size() < batch_bytes;
+             ++n) {
             now = clock::now();
             if (c.limiter.open_loop() && !c.limiter.due(c.next_seq, now)) break;
             publish_one(c, now, payload);

@@ -142,6 +142,8 @@ class session {
     bool resumed() const noexcept { return resumed_; }
 
     bool has_output() const noexcept { return !output_.empty(); }
+    // The bytes queued for the transport (what take_output() would hand over).
+    std::size_t output_size() const noexcept { return output_.size(); }
     // Swaps the queued bytes into `into` (whose old content is dropped).
     void take_output(std::vector<std::uint8_t>& into);
     bool has_events() const noexcept { return !events_.empty(); }
