@@ -230,6 +230,33 @@ TEST_CASE("client session: the broker's Receive Maximum holds back further publi
     CHECK(only<publish_packet>(h.sent()).payload == "b");
 }
 
+TEST_CASE("client session: a borrowed PUBLISH stays the caller's, and is copied when kept") {
+    harness h(protocol_version::v5);
+    connack_packet ack;
+    ack.props.receive_maximum = 1;
+    h.connect(ack);
+    auto p = msg("t", "first", qos::at_least_once);
+    auto a = h.s->publish_borrowed(p, h.now);
+    REQUIRE(a.has_value());
+    CHECK(p.payload == "first");  // not moved from
+    CHECK(p.packet_id == *a);     // as sent
+    auto sent = only<publish_packet>(h.sent());
+    CHECK(sent.payload == "first");
+    CHECK(sent.packet_id == *a);
+    // Past the Receive Maximum the session keeps a copy: the caller's next change to its
+    // packet is not what goes out later.
+    p.payload = "second";
+    auto b = h.s->publish_borrowed(p, h.now);
+    REQUIRE(b.has_value());
+    CHECK(*b != *a);
+    CHECK(h.sent().empty());
+    p.payload = "changed after";
+    h.feed(puback_packet{*a, reason_code::success, {}});
+    sent = only<publish_packet>(h.sent());
+    CHECK(sent.payload == "second");
+    CHECK(sent.packet_id == *b);
+}
+
 TEST_CASE("client session: before 5.0, at most max_inflight_v3 messages are in flight") {
     harness h(protocol_version::v3_1_1);
     h.connect();

@@ -424,23 +424,23 @@ bool run_state::window_open(const bench_client& c) const {
     return cfg_.qos == protocol::qos::at_most_once || c.unacked.size() < cfg_.inflight;
 }
 
-void run_state::publish_one(bench_client& c, clock::time_point now, std::string& payload) {
+void run_state::publish_one(bench_client& c, clock::time_point now, protocol::publish_packet& p) {
     const auto k = c.next_seq;
     const auto stamp = to_ns(c.limiter.stamp(k, now));
-    encode_payload({run_id_, c.index, k, stamp}, cfg_.size, payload);
+    encode_payload({run_id_, c.index, k, stamp}, cfg_.size, p.payload);
     std::uint64_t key = 0;
     if (c.sn) {
-        if (!publish_sn(c, payload, key)) return;
+        if (!publish_sn(c, p.payload, key)) return;
     } else {
-        protocol::publish_packet p;
-        p.topic = c.topic;
-        p.payload = payload;
+        if (p.topic != c.topic) p.topic = c.topic;
         p.qos_level = cfg_.qos;
         if (cfg_.scenario == scenario::reqresp) {
             p.props.response_topic = c.response_topic;
             p.props.correlation_data = std::to_string(k);
         }
-        auto id = c.s.publish(std::move(p), now);
+        // Borrowed, not moved: the payload is not copied into a new packet per message, and
+        // the next message rewrites only its header.
+        auto id = c.s.publish_borrowed(p, now);
         if (!id) {
             c.failed = true;
             error(c, "publisher " + std::to_string(c.index) + ": " + id.error().message());
@@ -462,7 +462,7 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
                                           std::chrono::duration<double>(cfg_.duration))
                          : clock::time_point::max();
     const auto more = [&] { return cfg_.count == 0 || c.next_seq < cfg_.count; };
-    std::string payload;
+    protocol::publish_packet packet;
     c.publishing = true;
     while (!c.done && !c.failed && !session_closed(c) && !c.loop.stop_publishing && more()) {
         auto now = clock::now();
@@ -482,7 +482,7 @@ asio::awaitable<void> run_state::publish_loop(bench_client& c) {
              ++n) {
             now = clock::now();
             if (c.limiter.open_loop() && !c.limiter.due(c.next_seq, now)) break;
-            publish_one(c, now, payload);
+            publish_one(c, now, packet);
         }
         if (c.sn)
             changed_sn(c);

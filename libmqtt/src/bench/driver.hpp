@@ -164,7 +164,8 @@ class run_state {
     void on_closed(bench_client& c, const client::closed_event& e);
     void on_lost(bench_client& c, std::string what);
     bool window_open(const bench_client& c) const;
-    void publish_one(bench_client& c, clock::time_point now, std::string& payload);
+    // `p`: the publisher's packet, reused for every message (its payload rewritten in place).
+    void publish_one(bench_client& c, clock::time_point now, protocol::publish_packet& p);
     void close_socket(bench_client& c);
     // A runtime error of a client, counted on its loop; of the orchestrator, on the first.
     void error(bench_client& c, std::string message) { c.loop.tally.error(std::move(message)); }

@@ -183,6 +183,12 @@ result<std::uint16_t> session::publish(protocol::publish_packet p, clock::time_p
     return publish_as(std::move(p), 0, now);
 }
 
+result<std::uint16_t> session::publish_borrowed(protocol::publish_packet& p,
+                                                clock::time_point now) {
+    p.dup = false;
+    return publish_as(p, 0, now);
+}
+
 result<std::uint16_t> session::publish_with_id(protocol::publish_packet p, std::uint16_t id,
                                                clock::time_point now) {
     if (id == 0 || id >= std::max<std::uint16_t>(cfg_.first_auto_id, 1) ||
@@ -205,9 +211,10 @@ bool session::restore_released(std::uint16_t id) {
     return true;
 }
 
-// `id` 0: allocate one (QoS 1/2).
-result<std::uint16_t> session::publish_as(protocol::publish_packet p, std::uint16_t id,
-                                          clock::time_point now) {
+// `id` 0: allocate one (QoS 1/2). `p` is a publish_packet (moved into what keeps it) or a
+// reference to the caller's (copied into what keeps it, else only encoded).
+template <class P>
+result<std::uint16_t> session::publish_as(P&& p, std::uint16_t id, clock::time_point now) {
     if (state_ != session_state::connected) return errc::not_connected;
     if (!protocol::is_valid_topic_name(p.topic)) return errc::invalid_topic_name;
     if (p.qos_level > maximum_qos_) return errc::qos_not_supported;
@@ -244,9 +251,9 @@ result<std::uint16_t> session::publish_as(protocol::publish_packet p, std::uint1
     outbound_.emplace(id, p.qos_level == qos::at_least_once ? pending::puback : pending::pubrec);
     if (send_now) {
         ++in_flight_publishes_;
-        if (cfg_.keep_unacknowledged) sent_.push_back(std::move(p));
+        if (cfg_.keep_unacknowledged) sent_.push_back(std::forward<P>(p));
     } else {
-        waiting_.push_back(std::move(p));
+        waiting_.push_back(std::forward<P>(p));
     }
     return id;
 }

@@ -100,6 +100,11 @@ class session {
     // Queue a PUBLISH; the packet id is assigned here (0 for QoS 0). Past the broker's
     // Receive Maximum the message waits in order and goes out when an ack frees a slot.
     result<std::uint16_t> publish(protocol::publish_packet p, clock::time_point now);
+    // The same without taking the packet, which stays the caller's (its packet_id and dup
+    // are set as sent): the session copies it only to keep it, past the Receive Maximum or
+    // with keep_unacknowledged. A caller that reuses one packet for message after message
+    // (tern-bench) saves a copy of every payload.
+    result<std::uint16_t> publish_borrowed(protocol::publish_packet& p, clock::time_point now);
     // The same with the application's packet id (below first_auto_id, not in use), and its
     // DUP flag kept: a message sent again after the application restarted.
     result<std::uint16_t> publish_with_id(protocol::publish_packet p, std::uint16_t id,
@@ -166,8 +171,9 @@ class session {
     void fail(std::error_code ec, protocol::reason_code rc);
     void close(std::error_code ec, protocol::reason_code rc, std::string reason_string = {});
     result<std::uint16_t> allocate_id();
-    result<std::uint16_t> publish_as(protocol::publish_packet p, std::uint16_t id,
-                                     clock::time_point now);
+    // P: publish_packet (moved where kept) or publish_packet& (copied where kept).
+    template <class P>
+    result<std::uint16_t> publish_as(P&& p, std::uint16_t id, clock::time_point now);
     void release_slot();
     std::uint16_t send_quota() const noexcept;
 
