@@ -629,8 +629,8 @@ void server::stop() {
     asio::post(impl_->io, [i = impl_.get()] { i->stop_now(); });
 }
 
-const broker::stats& server::stats() const {
-    return impl_->engine.stats();
+broker::stats server::stats() const {
+    return impl_->sharded() ? impl_->summed_stats() : impl_->engine.stats();
 }
 
 }  // namespace mqtt::net

@@ -154,8 +154,9 @@ class server {
     // place, restarted, started or stopped as tern-bridge does on SIGHUP (docs/bridge.md).
     void set_bridges(std::vector<bridge::bridge_config> bridges);
 
-    // Counters; read them after run() returned (or from the run() thread).
-    const broker::stats& stats() const;
+    // Counters, every shard's summed (threads > 1); read them after run() returned (with one
+    // thread also from the run() thread).
+    broker::stats stats() const;
 
     struct impl;
 
