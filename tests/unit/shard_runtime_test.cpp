@@ -5,10 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -35,6 +38,20 @@ void run_on(shard_runtime& rt, std::size_t shard, std::function<void()> f) {
         done->set_value();
     });
     REQUIRE(fut.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+}
+
+// Runs pred on the shard's thread until it returns true (bounded). For what another thread's
+// wake-up makes the shard do: a drain started by a wake-up is not queued with the posts, so
+// a post made after the wake-up may run before it.
+void settle(shard_runtime& rt, std::size_t shard, const std::function<bool()>& pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+        bool ok = false;
+        run_on(rt, shard, [&] { ok = pred(); });
+        if (ok) return;
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
 }
 
 // Keeps a shard's loop busy until release() (from the test's thread).
@@ -200,7 +217,92 @@ TEST_CASE("shard runtime: shard 0 on the caller's thread") {
     CHECK(on1 != std::this_thread::get_id());
 }
 
-TEST_CASE("shard runtime: an idle consumer gets exactly one post per batch") {
+// Waits for a thread (bounded); on time-out stops the runtime so that the thread returns.
+bool joined_in_time(shard_runtime& rt, std::thread& t, std::future<void>& done) {
+    const bool in_time = done.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    if (!in_time) rt.stop();
+    t.join();
+    return in_time;
+}
+
+TEST_CASE("shard runtime: finish() lets loops return (their wake-up descriptors are not work)") {
+    message_counts c;
+    {
+        shard_runtime rt({.shards = 3});
+        std::uint64_t got = 0;  // shard 0's thread
+        rt.on_batch(0, [&](std::size_t, std::span<shard_item> items) {
+            got += items.size();
+            return items.size();
+        });
+        rt.start();
+        run_on(rt, 2, [&] {
+            REQUIRE(rt.send(2, 0, {shard_item::kind::publish, counted_message(c, 2, 0)}));
+            rt.flush(2);
+        });
+        settle(rt, 0, [&] { return got == 1; });
+        std::promise<void> joined;
+        auto done = joined.get_future();
+        std::thread t([&] {
+            rt.finish();
+            rt.join();
+            joined.set_value();
+        });
+        CHECK(joined_in_time(rt, t, done));
+    }
+    CHECK(c.live() == 0);
+}
+
+TEST_CASE("shard runtime: shard 0 on the caller's loop: after stop_waiting() drains due are "
+          "posted, so its run() does not return before them") {
+    namespace asio = boost::asio;
+    message_counts c;
+    {
+        asio::io_context io;
+        // The loop's own work (tern-broker's listeners and connections), until reset below.
+        std::optional<asio::executor_work_guard<asio::io_context::executor_type>> own_work(
+            io.get_executor());
+        shard_runtime rt({.shards = 2, .shard0 = &io});
+        std::uint64_t got = 0;  // shard 0's thread, then this one after it returned
+        rt.on_batch(0, [&](std::size_t, std::span<shard_item> items) {
+            got += items.size();
+            return items.size();
+        });
+        rt.start(/*caller_runs_shard0=*/true);
+        std::promise<void> returned;
+        auto done = returned.get_future();
+        std::thread t([&] {
+            rt.run_caller_shard();
+            returned.set_value();
+        });
+        const auto send5 = [&](std::uint64_t first) {
+            run_on(rt, 1, [&] {
+                for (std::uint64_t i = first; i < first + 5; ++i) {
+                    REQUIRE(rt.send(1, 0, {shard_item::kind::publish, counted_message(c, 1, i)}));
+                }
+                rt.flush(1);
+            });
+        };
+        send5(0);
+        settle(rt, 0, [&] { return got == 5; });  // by a wake-up
+        rt.stop_waiting(0);
+        gate busy;
+        busy.hold(rt, 0);
+        send5(5);  // while shard 0 is busy
+        own_work.reset();
+        // The gate's handler returns with no work left but what send5 did: a drain posted
+        // is work and runs; a wake-up is not, and run() would return without it.
+        busy.release();
+        CHECK(joined_in_time(rt, t, done));
+        CHECK(got == 10);
+        CHECK(rt.channel(1, 0).producer_counters().wakeups == 2);
+        CHECK(rt.channel(1, 0).consumer_counters().drains == 2);
+        rt.finish();
+        rt.join();
+    }
+    CHECK(c.live() == 0);
+}
+
+TEST_CASE("shard runtime: an idle consumer gets exactly one wake-up per batch") {
     message_counts c;
     {
         shard_runtime rt({.shards = 2});
@@ -217,7 +319,7 @@ TEST_CASE("shard runtime: an idle consumer gets exactly one post per batch") {
                 }
                 rt.flush(1);
             });
-            run_on(rt, 0, [] {});  // behind the drain the batch posted: the consumer is idle again
+            settle(rt, 0, [&] { return got == 3 * (turn + 1); });  // idle again
         }
         rt.stop();
         rt.join();
@@ -231,7 +333,7 @@ TEST_CASE("shard runtime: an idle consumer gets exactly one post per batch") {
     CHECK(c.live() == 0);
 }
 
-TEST_CASE("shard runtime: a busy consumer gets one post for many batches") {
+TEST_CASE("shard runtime: a busy consumer gets one wake-up for many batches") {
     message_counts c;
     {
         shard_runtime rt(
@@ -255,7 +357,7 @@ TEST_CASE("shard runtime: a busy consumer gets one post for many batches") {
             });
         }
         busy.release();
-        run_on(rt, 0, [] {});
+        settle(rt, 0, [&] { return got.size() == 1000; });
         rt.stop();
         rt.join();
         REQUIRE(got.size() == 1000);
@@ -324,15 +426,16 @@ TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain, the
                 }
                 rt.flush(1);
             });
-            run_on(rt, 0, [] {});  // behind any drain the flush posted
         };
         send(0, 8);
+        settle(rt, 0, [&] { return got.size() == 5; });
         run_on(rt, 0, [&] {
             CHECK(got == std::vector<std::uint64_t>{0, 1, 2, 3, 4});
             CHECK(rt.stalled(0) == 1);
         });
         const auto drains = rt.channel(1, 0).consumer_counters().drains;
-        send(8, 20);  // published to a stalled channel: no drain posted, nothing delivered
+        send(8, 20);  // published to a stalled channel: no wake-up, so no drain
+        run_on(rt, 1, [&] { CHECK(rt.channel(1, 0).producer_counters().wakeups == 1); });
         bool congested = false;
         run_on(rt, 1, [&] { congested = rt.check_congested(1, 0); });
         CHECK(congested);  // 20 sent, 5 taken: 15 in flight, high_water 10
@@ -343,13 +446,8 @@ TEST_CASE("shard runtime: a stalled drain keeps the rest until resume_drain, the
             rt.resume_drain(1, 0);
             rt.resume_drain(1, 0);  // once is enough: a second call posts nothing
         });
-        // A post made on a loop's own thread (the drain resume_drain posted) joins that
-        // loop's queue only when the running handler returns, and run_on's handler told this
-        // thread it was done before that: the first empty handler may overtake the drain,
-        // the second comes after it.
-        run_on(rt, 0, [] {});
-        run_on(rt, 0, [] {});
-        run_on(rt, 1, [] {});  // behind the resume the drain posted to the sender
+        settle(rt, 0, [&] { return got.size() == 20; });
+        settle(rt, 1, [&] { return resumed.load() >= 1; });  // the drain told the sender
         run_on(rt, 0, [&] {
             REQUIRE(got.size() == 20);
             for (std::uint64_t i = 0; i < 20; ++i) CHECK(got[i] == i);

@@ -364,6 +364,7 @@ void server::impl::stop_now() {
     if (sharded()) {
         memory_holds[0]->timer.cancel();
         retained_orders[0]->timer.cancel();
+        runtime->stop_waiting(0);  // io.run() returns once shard 0's connections have closed
         shutdown_shards();
     }
     for (auto& g : mqttsn) g->stop();

@@ -1,11 +1,13 @@
 #pragma once
 
-// The shards of the sharded broker (docs/broker.md, "Threading"; not used by tern-broker
-// yet): N io_contexts, each run by its own thread (shard 0 may be the caller's), and a
+// The shards of the sharded broker (docs/broker.md, "Threading"; tern-broker with
+// `threads` > 1): N io_contexts, each run by its own thread (shard 0 may be the caller's), and a
 // shard_channel for every ordered pair of shards. A shard sends items to another shard
 // during its loop turn; the items are published in one batch at the end of the turn (one
 // post per turn to the sending shard itself) and the receiving shard is woken by at most
-// one post per batch, none while it is already scheduled to drain.
+// one wake-up per batch, none while it is already scheduled to drain. A wake-up is a flag for
+// the channel and one write to the receiving shard's eventfd, which its loop waits for
+// (edge-triggered, never read): no lock, and the woken thread does not wait for the sender.
 //
 // Threads: send(), flush() and check_congested() run on the sending shard's thread; the
 // handlers set with on_batch() / on_resume() run on their shard's thread; post(),
@@ -106,8 +108,14 @@ class shard_runtime {
     void stop();
     // Lets every loop return once it has nothing left to do (its pending operations and
     // posted functions done) instead of idling until stop(): the end of a graceful shutdown.
-    // Any thread, idempotent.
+    // Each shard stops waiting for wake-ups (stop_waiting()). Any thread, idempotent.
     void finish();
+    // From now on drains due on the shard are posted to its loop, not signalled by a
+    // wake-up: a post is work that the loop runs before its run() can return, a wake-up
+    // is not. For shard 0 on the caller's io_context, whose run() returns when its own work
+    // is done: call this when that work starts to end (the server does when it stops), so
+    // that what the other shards send it then is still drained. Any thread, idempotent.
+    void stop_waiting(std::size_t shard);
     // Waits for the shards' threads.
     void join();
 
@@ -159,6 +167,9 @@ class shard_runtime {
 
   private:
     struct shard;
+    class wake_op;
+    void woken(std::size_t shard);
+    void wake(std::size_t from, std::size_t to);
     shard_item_channel& channel_ref(std::size_t from, std::size_t to) const;
     void end_of_turn(std::size_t from);
     void publish(std::size_t from, std::size_t to);
