@@ -217,7 +217,7 @@ void shard_runtime::stop_waiting(std::size_t shard) {
 void shard_runtime::woken(std::size_t k) {
     shard& s = *shards_[k];
     for (std::size_t from = 0; from < shards_.size(); ++from) {
-        if (from == k || !s.drain_due[from].load(std::memory_order_relaxed)) continue;
+        if (from == k || !s.drain_due[from].load(std::memory_order_acquire)) continue;
         if (s.drain_due[from].exchange(false, std::memory_order_seq_cst)) drain(from, k);
     }
 }
@@ -234,9 +234,10 @@ void shard_runtime::wake(std::size_t from, std::size_t to) {
         [[maybe_unused]] const auto n = ::write(s.wake_raw, &one, sizeof one);
         return;
     }
-    // The receiver waits no more, or soon will not: its last wake-up handler takes every
-    // flag set before wake_closed was (the same seq_cst pattern as shard_channel's
-    // scheduled_); a flag set after, the sender takes back itself and posts.
+    // Wake-ups are no longer relied on: the sweep stop_waiting() posted takes every flag
+    // set before wake_closed was (a sender that read it false stored its flag before; the
+    // same seq_cst pattern as shard_channel's scheduled_), and a flag set after, the sender
+    // takes back itself and posts (or the sweep or an edge took it: then it drains).
     if (s.drain_due[from].exchange(false, std::memory_order_seq_cst)) {
         asio::post(s.io(), [this, from, to] { drain(from, to); });
     }
