@@ -114,9 +114,8 @@ TEST_CASE("config: options Mosquitto has that Tern does not are 'not supported y
         CHECK(e.message == "option '" + name + "' is not supported yet");
     }
     // Values Tern does not implement of options it accepts.
-    for (std::string_view opt :
-         {"message_size_limit 1000", "log_dest file /var/log/m.log", "log_dest syslog",
-          "set_tcp_nodelay false", "max_inflight_bytes 10"}) {
+    for (std::string_view opt : {"message_size_limit 1000", "log_dest file /var/log/m.log",
+                                 "log_dest syslog", "set_tcp_nodelay false"}) {
         CAPTURE(opt);
         const auto e = parse_error(std::string{opt} + "\n");
         CHECK(e.line == 1);
@@ -131,6 +130,33 @@ TEST_CASE("config: the values Tern implements of partly supported options are ac
         "allow_zero_length_clientid true\nset_tcp_nodelay true\nmax_inflight_bytes 0\n"
         "use_username_as_clientid false\n");
     CHECK(c.local_only);
+}
+
+TEST_CASE("config: max_inflight_bytes (0: no limit), in the dump, reloaded") {
+    CHECK(parse_ok("").limits.max_inflight_bytes == 0);
+    CHECK(parse_ok("max_inflight_bytes 0\n").limits.max_inflight_bytes == 0);
+    const auto c = parse_ok("max_inflight_messages 20\nmax_inflight_bytes 3000\n");
+    CHECK(c.limits.max_inflight_bytes == 3000);
+    CHECK(c.limits.max_inflight == 20);  // each bound stays what it was set to
+    CHECK(c.warnings.empty());
+    const std::size_t tib = std::size_t{1} << 40;
+    CHECK(parse_ok("max_inflight_bytes 1099511627776\n").limits.max_inflight_bytes == tib);
+    const auto json = to_json(c);
+    CHECK(json.find("\"max_inflight_bytes\":3000") != std::string::npos);
+    CHECK(to_json(parse_ok("")).find("\"max_inflight_bytes\":0") != std::string::npos);
+    for (std::string_view bad : {"-1", "10k", "1e6", "lots"}) {
+        CAPTURE(bad);
+        const auto e = parse_error("max_inflight_bytes " + std::string{bad} + "\n");
+        CHECK_FALSE(e.unsupported);
+        CHECK(e.message == "max_inflight_bytes: '" + std::string{bad} + "' is not a whole number");
+    }
+    CHECK(parse_error("max_inflight_bytes 1099511627777\n").message ==
+          "max_inflight_bytes: 1099511627777 is out of range (0 to 1099511627776)");
+    CHECK(parse_error("max_inflight_bytes\n").message == "'max_inflight_bytes' needs a value");
+    // A SIGHUP applies it to running sessions, from their next delivery.
+    limits running;
+    mqtt::broker::copy_reloadable(c.limits, running);
+    CHECK(running.max_inflight_bytes == 3000);
 }
 
 TEST_CASE("config: persistence options (Mosquitto's, and persistence_sync)") {

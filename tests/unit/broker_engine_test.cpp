@@ -689,10 +689,12 @@ TEST_CASE("broker: sessions by client id and the connection list through resumes
 // bytes, a 192-byte malloc chunk, instead of 264 / 272). The peer address is one word for
 // an IPv4 peer (peer_name) instead of a 32-byte string: 224 bytes (was 248); the output
 // batch keeps its references to large payloads behind one pointer: 200 bytes; the client
-// id, only there until the durable session holds it, behind one pointer: 176 bytes.
+// id, only there until the durable session holds it, behind one pointer: 176 bytes. The
+// durable session's count of bytes in flight (max_inflight_bytes, kept exact whether or not
+// the bound is set, since a reload may set it) took it to 192 (a 208-byte chunk).
 TEST_CASE("broker: the per-connection session state stays small") {
     CHECK(sizeof(mqtt::broker::session) <= 176);
-    CHECK(sizeof(mqtt::broker::durable_session) <= 184);
+    CHECK(sizeof(mqtt::broker::durable_session) <= 192);
 }
 
 TEST_CASE("broker: a durable session's Will, user name and offline times") {

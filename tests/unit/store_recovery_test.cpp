@@ -205,6 +205,53 @@ TEST_CASE("store recovery: outbound in-flight messages are resent with DUP after
     CHECK(as<pubrel_packet>(resent[1]).packet_id == id_b);
 }
 
+TEST_CASE("store recovery: restored in-flight messages count toward max_inflight_bytes") {
+    // Two 1000-byte QoS 1 messages and a QoS 2 one past PUBREC in flight, two more queued; after
+    // a restart with max_inflight_bytes 2500 the two are resent and hold 2000 bytes (the QoS 2
+    // one none: only PUBREL is left), so the queued ones go one at a time as PUBACKs come.
+    auto now = test_epoch();
+    run r1{now, {}};
+    test_client sub{r1.e, protocol_version::v5, now};
+    sub.connect_persistent("sub", false, 600);
+    sub.subscribe("t", qos::exactly_once);
+    test_client pub{r1.e, protocol_version::v5, now};
+    pub.connect("pub");
+    pub.publish("t", "r", qos::exactly_once);
+    pub.publish("t", std::string(1000, 'a'), qos::at_least_once);
+    pub.publish("t", std::string(1000, 'b'), qos::at_least_once);
+    auto in = sub.received();
+    REQUIRE(in.size() == 3);
+    sub.send(pubrec_packet{as<publish_packet>(in[0]).packet_id, reason_code::success, {}});
+    CHECK(sub.received().size() == 1);  // PUBREL
+    sub.lose_connection();
+    pub.publish("t", std::string(1000, 'c'), qos::at_least_once);
+    pub.publish("t", std::string(1000, 'd'), qos::at_least_once);
+    r1.flush();
+    auto st = replay(r1.log);
+    run r2{now, {}};
+    mqtt::broker::limits l;
+    l.max_inflight_bytes = 2500;
+    r2.e.reload_limits(l);
+    mqtt::store::restore(r2.e, st, clock_pair{now, 1'700'000'000'000 + run::ms(now)});
+    const auto* ds = r2.e.find_session("sub");
+    REQUIRE(ds != nullptr);
+    CHECK(ds->inflight.size() == 3);
+    CHECK(ds->inflight_bytes == 2000);
+    test_client again{r2.e, protocol_version::v5, now};
+    CHECK(again.connect_persistent("sub", false, 600).session_present);
+    const auto resent = again.rest_after_connack();
+    REQUIRE(resent.size() == 3);  // PUBREL, "a", "b"; "c" does not fit in the 500 bytes left
+    CHECK(std::holds_alternative<pubrel_packet>(resent[0]));
+    CHECK(as<publish_packet>(resent[1]).payload[0] == 'a');
+    CHECK(as<publish_packet>(resent[2]).payload[0] == 'b');
+    CHECK(again.session().queued() == 2);
+    again.send(puback_packet{as<publish_packet>(resent[1]).packet_id, reason_code::success, {}});
+    const auto next = again.received();
+    REQUIRE(next.size() == 1);
+    CHECK(as<publish_packet>(next[0]).payload[0] == 'c');
+    CHECK(again.session().queued() == 1);
+}
+
 TEST_CASE("store recovery: an inbound QoS 2 message is not routed twice across a restart") {
     auto now = test_epoch();
     run r1{now, {}};

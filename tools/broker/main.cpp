@@ -271,6 +271,7 @@ std::vector<std::string> reloadable_changes(const mqtt::broker::limits& x,
     check(x.max_queued_messages == y.max_queued_messages, "max_queued_messages");
     check(x.max_queued_bytes == y.max_queued_bytes, "max_queued_bytes");
     check(x.max_outbound_bytes == y.max_outbound_bytes, "max_outbound_bytes");
+    check(x.max_inflight_bytes == y.max_inflight_bytes, "max_inflight_bytes");
     check(x.max_subscriptions == y.max_subscriptions, "max_subscriptions");
     check(x.max_topic_length == y.max_topic_length, "max_topic_length");
     check(x.max_topic_levels == y.max_topic_levels, "max_topic_levels");

@@ -238,6 +238,7 @@ std::string to_json(const config& c) {
     o.number("max_qos", c.max_qos);
     const auto& l = c.limits;
     o.number("max_inflight_messages", l.max_inflight);
+    o.number("max_inflight_bytes", l.max_inflight_bytes);
     o.number("max_queued_messages", or_zero(l.max_queued_messages));
     o.number("max_queued_bytes", or_zero(l.max_queued_bytes));
     o.number("max_outbound_bytes", l.max_outbound_bytes);

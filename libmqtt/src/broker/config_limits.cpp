@@ -83,7 +83,7 @@ bool on_message_size_limit(parse_state& st, const option_args& a) {
 bool on_max_inflight_bytes(parse_state& st, const option_args& a) {
     const auto v = parse_number(st, "max_inflight_bytes", a.words[0], 0, 1ull << 40);
     if (!v) return false;
-    if (*v != 0) return st.fail("max_inflight_bytes other than 0 is not supported yet", true);
+    st.cfg.limits.max_inflight_bytes = static_cast<std::size_t>(*v);  // 0: no limit
     return true;
 }
 

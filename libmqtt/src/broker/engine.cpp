@@ -23,6 +23,7 @@ void copy_reloadable(const limits& from, limits& to) noexcept {
     to.max_queued_messages = from.max_queued_messages;
     to.max_queued_bytes = from.max_queued_bytes;
     to.max_outbound_bytes = from.max_outbound_bytes;
+    to.max_inflight_bytes = from.max_inflight_bytes;
     to.max_subscriptions = from.max_subscriptions;
     to.max_topic_length = from.max_topic_length;
     to.max_topic_levels = from.max_topic_levels;

@@ -108,8 +108,11 @@ void engine::restore_session(std::unique_ptr<durable_session> s, bool identified
     for (const auto& q : ds.queue) {
         if (q.msg) charge(*q.msg);
     }
+    // Restored in-flight messages count toward max_inflight_bytes from the start.
+    ds.inflight_bytes = 0;
     for (const auto& o : ds.inflight) {
         if (o.msg) charge(*o.msg);  // none once only PUBREL/PUBCOMP is left
+        ds.inflight_bytes += inflight_cost(o);
     }
     ds.remote_shares = 0;
     for (const auto& [filter, e] : ds.subscriptions) {

@@ -26,6 +26,7 @@ void session::on_puback(std::uint16_t id) {
     });
     if (it == inflight.end()) return;  // unknown id: nothing to release
     settle(*it);
+    ds_->inflight_bytes -= inflight_cost(*it);
     inflight.erase(it);
     if (auto* store = engine_.store()) store->inflight_removed(*ds_, id);
     pump();
@@ -41,6 +42,7 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
         return;
     }
     settle(*it);
+    ds_->inflight_bytes -= inflight_cost(*it);
     if (protocol::is_error(p.code)) {  // the receiver refused it: the exchange ends here
         inflight.erase(it);
         if (auto* store = engine_.store()) store->inflight_removed(*ds_, p.packet_id);
@@ -51,6 +53,8 @@ void session::on_pubrec(const protocol::pubrec_packet& p) {
     it->msg.reset();  // from here on only the id matters (a resend is a PUBREL)
     if (auto* store = engine_.store()) store->inflight_released(*ds_, p.packet_id);
     append_success_ack(out_.bytes, protocol::packet_type::pubrel, p.packet_id);
+    // Its payload no longer counts against max_inflight_bytes: what waited for that goes.
+    if (engine_.config().max_inflight_bytes != 0) pump();
 }
 
 void session::on_pubcomp(std::uint16_t id) {
@@ -60,6 +64,7 @@ void session::on_pubcomp(std::uint16_t id) {
     });
     if (it == inflight.end()) return;
     settle(*it);
+    ds_->inflight_bytes -= inflight_cost(*it);  // 0: let go at PUBREC
     inflight.erase(it);
     if (auto* store = engine_.store()) store->inflight_removed(*ds_, id);
     pump();
@@ -118,7 +123,7 @@ void session::deliver(const message_ptr& m, qos q, bool retain, session* from,
         out_.append_publish(m, version_, q, 0, retain, false, ids, alias_for(*m, q, ids));
         engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
     } else {
-        if (ds_->queue.empty() && can_send_qos12()) {
+        if (ds_->queue.empty() && can_send_qos12(m->payload.size())) {
             send_qos12(m, q, retain, std::move(ids));
         } else if (!enqueue(*ds_, engine_.config(),
                             queued_delivery{m, q, retain, std::move(ids)})) {
@@ -151,7 +156,7 @@ bool session::can_take(qos q) const noexcept {
 bool session::can_send_now(qos q) const noexcept {
     if (state_ != session_state::connected) return false;
     if (q == qos::at_most_once) return out_.size() <= engine_.config().max_outbound_bytes;
-    return ds_->queue.empty() && can_send_qos12();
+    return ds_->queue.empty() && can_send_qos12(0);
 }
 
 void session::note_share_ready() {
@@ -162,9 +167,17 @@ void session::note_share_ready() {
     engine_.note_share_ready(*ds_, ready);
 }
 
-bool session::can_send_qos12() const noexcept {
-    return ds_->inflight.size() < inflight_cap_ &&
-           out_.size() <= engine_.config().max_outbound_bytes;
+bool session::can_send_qos12(std::size_t payload) const noexcept {
+    const auto& cfg = engine_.config();
+    return ds_->inflight.size() < inflight_cap_ && out_.size() <= cfg.max_outbound_bytes &&
+           inflight_bytes_allow(payload, cfg.max_inflight_bytes);
+}
+
+// max_inflight_bytes: a payload goes if the bytes held in flight stay within `cap` with
+// it, or if none are held (one message larger than the cap goes alone, or it never would).
+bool session::inflight_bytes_allow(std::size_t payload, std::size_t cap) const noexcept {
+    const std::size_t held = ds_->inflight_bytes;
+    return cap == 0 || held == 0 || (held < cap && payload <= cap - held);
 }
 
 void session::send_qos12(const message_ptr& m, qos q, bool retain, subscription_ids ids) {
@@ -172,6 +185,7 @@ void session::send_qos12(const message_ptr& m, qos q, bool retain, subscription_
     const auto stage = q == qos::at_least_once ? outbound_stage::puback : outbound_stage::pubrec;
     out_.append_publish(m, version_, q, id, retain, false, ids, alias_for(*m, q, ids));
     ds_->inflight.push_back(outbound_delivery{m, id, q, retain, stage, std::move(ids)});
+    ds_->inflight_bytes += m->payload.size();
     if (auto* store = engine_.store()) store->inflight_added(*ds_, ds_->inflight.back());
     engine_.stats().count_sent(static_cast<unsigned>(q), m->payload.size());
 }
@@ -192,7 +206,7 @@ void session::send_queued() {
     auto& queue = ds_->queue;
     auto* const store = engine_.store();
     // A QoS 0 entry (queued while offline) needs no slot, but waits its turn for order.
-    while (!queue.empty() && can_send_qos12()) {
+    while (!queue.empty() && can_send_qos12(queue.front().msg->payload.size())) {
         queued_delivery d = std::move(queue.front());
         queue.pop_front();
         ds_->queued_bytes -= queue_cost(*d.msg);
@@ -224,8 +238,10 @@ void session::resume() {
     // One the (new) client cannot take at all is given up rather than kept forever.
     const auto dropped = inflight.erase_if([&](const outbound_delivery& o) {
         const bool drop = o.waiting != outbound_stage::pubcomp && too_large(*o.msg, o.q, o.ids);
-        if (drop && engine_.store()) engine_.store()->inflight_removed(*ds_, o.id);
-        return drop;
+        if (!drop) return false;
+        ds_->inflight_bytes -= inflight_cost(o);
+        if (engine_.store()) engine_.store()->inflight_removed(*ds_, o.id);
+        return true;
     });
     if (!protocol::is_v5(version_)) {
         for (auto& o : inflight) o.ids.clear();  // resumed by a 3.1.1 connection

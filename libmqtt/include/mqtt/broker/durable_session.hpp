@@ -107,6 +107,9 @@ struct durable_session {
     // Messages not sent yet: waiting for a slot or for the client to reconnect.
     lazy_queue<queued_delivery> queue;
     std::size_t queued_bytes = 0;
+    // The payload bytes of the in-flight entries that still hold their message (QoS 1
+    // until PUBACK, QoS 2 until PUBREC): what max_inflight_bytes bounds (inflight_cost).
+    std::size_t inflight_bytes = 0;
     // Inbound QoS 2 packet ids whose PUBREL has not come yet (sorted): a resent PUBLISH with
     // one of these ids is acknowledged but not routed again, also after a reconnect.
     std::vector<std::uint16_t> qos2_in;
@@ -184,6 +187,12 @@ struct durable_session {
 // The bytes a queued message is charged against max_queued_bytes.
 inline std::size_t queue_cost(const message& m) noexcept {
     return m.topic.size() + m.payload.size();
+}
+
+// The bytes an in-flight entry is charged against max_inflight_bytes: its payload while
+// the broker holds the message (none once only PUBREL / PUBCOMP is left).
+inline std::size_t inflight_cost(const outbound_delivery& o) noexcept {
+    return o.msg ? o.msg->payload.size() : 0;
 }
 
 // Appends to the session's queue unless max_queued_messages / max_queued_bytes would be

@@ -21,6 +21,12 @@ struct limits {
     // Most outbound QoS 1/2 messages awaiting acknowledgement per connection (lowered to
     // the client's Receive Maximum in 5.0).
     std::uint16_t max_inflight = 100;
+    // Most payload bytes of those messages held in flight per connection, together with
+    // max_inflight (whichever is reached first): a message waits in the queue while it would
+    // take the connection's total past this, unless nothing is held in flight (so one
+    // message larger than the bound still goes, alone). A QoS 2 message stops counting at
+    // PUBREC, when its payload is let go. 0: no limit.
+    std::size_t max_inflight_bytes = 0;
     // Bytes waiting to be written to one connection past which QoS 0 messages are dropped,
     // QoS 1/2 messages wait in the queue below, and the connection's own input is paused.
     std::size_t max_outbound_bytes = 4u << 20;

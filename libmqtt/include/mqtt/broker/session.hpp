@@ -130,9 +130,10 @@ class session {
                  subscription_ids ids = {});
     // Whether a delivery at QoS q would be taken now rather than dropped for a bound.
     bool can_take(protocol::qos q) const noexcept;
-    // Whether a delivery at QoS q would be sent now: for QoS 1/2 nothing waits and an
-    // in-flight slot is free (the client's Receive Maximum, max_inflight_messages); for
-    // QoS 0 the output is within max_outbound_bytes. Share groups prefer such a member.
+    // Whether a delivery at QoS q would be sent now: for QoS 1/2 nothing waits, an
+    // in-flight slot is free (the client's Receive Maximum, max_inflight_messages) and the
+    // bytes held in flight are under max_inflight_bytes; for QoS 0 the output is within
+    // max_outbound_bytes. Share groups prefer such a member.
     bool can_send_now(protocol::qos q) const noexcept;
     // can_send_now() at QoS 1, as the home shards of its remote share groups last heard.
     bool share_ready_now() const noexcept { return can_send_now(protocol::qos::at_least_once); }
@@ -269,7 +270,10 @@ class session {
 
     void send(const protocol::packet& p);
     void send_in(const protocol::packet& p, protocol::protocol_version v);
-    bool can_send_qos12() const noexcept;
+    // A QoS 1/2 delivery of `payload` bytes would go now: an in-flight slot, room in the
+    // output, and within max_inflight_bytes.
+    bool can_send_qos12(std::size_t payload) const noexcept;
+    bool inflight_bytes_allow(std::size_t payload, std::size_t cap) const noexcept;
     // The 5.0 Topic Alias for a delivery about to be appended to out_ (none when the client
     // takes none or it would not pay); a new alias is remembered from here on.
     topic_alias_use alias_for(const message& m, protocol::qos q, std::span<const std::uint32_t> ids);
