@@ -270,6 +270,37 @@ TEST_CASE("broker: large payloads (shared, gathered writes) arrive whole and in 
     }
 }
 
+TEST_CASE("broker: max_inflight_bytes holds deliveries past it until a PUBACK, drops none") {
+    mqtt::broker::limits l;
+    l.max_inflight_bytes = 300'000;
+    running_server s{l};
+    raw_client sub{s.port(), protocol_version::v5};
+    sub.connect("sub");
+    sub.subscribe("big", qos::at_least_once);
+    raw_client pub{s.port(), protocol_version::v5};
+    pub.connect("pub");
+    for (std::uint16_t id = 1; id <= 5; ++id) {
+        pub.send(make_publish("big", std::string(100'000, static_cast<char>('0' + id)),
+                              qos::at_least_once, id));
+        pub.expect<puback_packet>();
+    }
+    std::vector<publish_packet> got;
+    for (int i = 0; i < 3; ++i) got.push_back(sub.expect<publish_packet>());
+    CHECK_FALSE(sub.receive(300ms).has_value());  // 300,000 bytes in flight: the rest wait
+    sub.send(puback_packet{got[0].packet_id, reason_code::success, {}});
+    got.push_back(sub.expect<publish_packet>());
+    CHECK_FALSE(sub.receive(300ms).has_value());
+    for (std::size_t i = 1; i < 4; ++i) {
+        sub.send(puback_packet{got[i].packet_id, reason_code::success, {}});
+    }
+    got.push_back(sub.expect<publish_packet>());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        CHECK(got[i].payload == std::string(100'000, static_cast<char>('1' + i)));
+    }
+    s.stop();
+    CHECK(s.server().stats().dropped_queue_full == 0);
+}
+
 // What every idle connection's driver holds (GCC 12 / libstdc++ on x86-64): one pointer to
 // what the connections of a loop share (engine, password worker, deadline heap, store, end
 // handler) instead of a reference each and a std::function, the store's staged output only
