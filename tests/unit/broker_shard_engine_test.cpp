@@ -137,6 +137,102 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
     }
 }
 
+// MQTT-3.8.3-3 across shards: one client id may have a session on two shards (a bridge's or
+// MQTT-SN client's session lives on shard 0 whatever its id's shard, next to a TCP client's
+// session on the id's shard). A message one of them publishes reaches the other's shard
+// with its publisher's client id, and the No Local subscriptions of that id's session there
+// do not get it. Before, it was routed there without its publisher and they did.
+TEST_CASE("shard engine: No Local by client id for a message from another shard") {
+    auto now = test_epoch();
+    engine e0;
+    engine e1;
+    recording_router r0;
+    recording_router r1;
+    e0.set_shard(0, 2, &r0, nullptr);
+    e1.set_shard(1, 2, &r1, &e0);
+    const auto subscribe_no_local = [](test_client& c, const std::string& filter) {
+        subscribe_packet s;
+        s.packet_id = 7;
+        subscription_options o;
+        o.max_qos = qos::at_least_once;
+        o.no_local = true;
+        s.subscriptions.push_back({filter, o});
+        c.send(s);
+        auto in = c.received();
+        REQUIRE(!in.empty());
+        CHECK(as<suback_packet>(in[0]).codes == std::vector{reason_code::granted_qos_1});
+    };
+    const auto payloads = [](test_client& c) {
+        std::vector<std::string> out;
+        for (const auto& p : c.received()) {
+            if (const auto* m = std::get_if<publish_packet>(&p)) {
+                out.push_back(m->payload);
+                if (m->qos_level == qos::at_least_once) {
+                    c.send(puback_packet{m->packet_id, reason_code::success, {}});
+                }
+            }
+        }
+        return out;
+    };
+    // "x" on both shards (on shard 0 as a bridge's or MQTT-SN client's session would be),
+    // each with a No Local subscription; "y" on shard 1 without.
+    test_client x0{e0, protocol_version::v5, now};
+    test_client x1{e1, protocol_version::v5, now};
+    test_client y1{e1, protocol_version::v5, now};
+    x0.connect("x");
+    x1.connect("x");
+    y1.connect("y");
+    subscribe_no_local(x0, "t/#");
+    subscribe_no_local(x1, "t/#");
+    CHECK(y1.subscribe("t/#", qos::at_least_once) == std::vector{reason_code::granted_qos_1});
+
+    // From shard 0 to shard 1.
+    x0.publish("t/a", "from-x0", qos::at_least_once);
+    (void)x0.received();  // PUBACK; nothing else: its own No Local subscription
+    REQUIRE(r0.published.size() == 1);
+    CHECK(r0.publishers.back() == "x");
+    CHECK_FALSE(e1.route_from_shard(r0.published.back(), 0, now, r0.publishers.back()));
+    CHECK(payloads(x1).empty());
+    CHECK(payloads(y1) == std::vector<std::string>{"from-x0"});
+
+    // From shard 1 to shard 0.
+    x1.publish("t/b", "from-x1", qos::at_least_once);
+    CHECK(payloads(x1).empty());  // PUBACK only
+    CHECK(payloads(y1) == std::vector<std::string>{"from-x1"});
+    REQUIRE(r1.published.size() == 1);
+    CHECK(r1.publishers.back() == "x");
+    e0.route_from_shard(r1.published.back(), 1, now, r1.publishers.back());
+    CHECK(payloads(x0).empty());
+
+    SUBCASE("another client's message still reaches them") {
+        y1.publish("t/c", "from-y", qos::at_least_once);
+        (void)y1.received();
+        CHECK(payloads(x1) == std::vector<std::string>{"from-y"});
+        REQUIRE(r1.published.size() == 2);
+        CHECK(r1.publishers.back() == "y");
+        e0.route_from_shard(r1.published.back(), 1, now, r1.publishers.back());
+        CHECK(payloads(x0) == std::vector<std::string>{"from-y"});
+    }
+    SUBCASE("a subscription without No Local of the same session still gets it") {
+        CHECK(x1.subscribe("t/a", qos::at_least_once, 8) ==
+              std::vector{reason_code::granted_qos_1});
+        x0.publish("t/a", "again", qos::at_least_once);
+        (void)x0.received();
+        e1.route_from_shard(r0.published.back(), 0, now, r0.publishers.back());
+        CHECK(payloads(x1) == std::vector<std::string>{"again"});  // once
+    }
+    SUBCASE("a message without a publisher (a Will, $SYS) reaches every subscription") {
+        test_client w{e0, protocol_version::v5, now};
+        w.connect("x-will", 60, will_message{"t/will", "gone", qos::at_least_once, false, {}});
+        w.lose_connection();
+        REQUIRE(r0.published.size() == 2);
+        CHECK(r0.publishers.back().empty());
+        e1.route_from_shard(r0.published.back(), 0, now, r0.publishers.back());
+        CHECK(payloads(x1) == std::vector<std::string>{"gone"});
+        CHECK(payloads(x0) == std::vector<std::string>{"gone"});
+    }
+}
+
 // Two shards: a QoS 1 subscriber on shard 1 (2 in flight, congested above 4 queued, drained
 // at 2) and a publisher on shard 0.
 struct congested_pair {

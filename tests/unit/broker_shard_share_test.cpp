@@ -40,7 +40,7 @@ struct two_shards;
 struct link_router final : mqtt::broker::shard_router {
     link_router(two_shards& h, std::size_t self) : h(h), self(self) {}
     bool publish(const message_ptr& m, std::span<const std::size_t> to,
-                 std::string_view publisher) override;
+                 const mqtt::broker::client_id_ptr& publisher) override;
     void retained(const message_ptr& m) override;
     void resume_from(std::size_t from) override { resumed.push_back(from); }
     std::uint64_t retained_ticket() override { return 0; }
@@ -98,7 +98,7 @@ struct two_shards {
 };
 
 bool link_router::publish(const message_ptr& m, std::span<const std::size_t> to,
-                          std::string_view) {
+                          const mqtt::broker::client_id_ptr&) {
     REQUIRE(to.size() <= 1);
     if (!to.empty()) {
         REQUIRE(to[0] == 1 - self);

@@ -49,16 +49,19 @@ struct recording_router final : mqtt::broker::shard_router {
     std::vector<mqtt::broker::message_ptr> published;
     std::vector<mqtt::broker::message_ptr> retained_changes;
     bool congested = false;
-    // published: what went to at least one shard, with the shards (published_to); every
-    // publish() is counted in publish_calls, also one to no shard.
+    // published: what went to at least one shard, with the shards (published_to) and the
+    // publisher's client id (publishers, "" for none); every publish() is counted in
+    // publish_calls, also one to no shard.
     std::vector<std::vector<std::size_t>> published_to;
+    std::vector<std::string> publishers;
     std::size_t publish_calls = 0;
     bool publish(const mqtt::broker::message_ptr& m, std::span<const std::size_t> to,
-                 std::string_view) override {
+                 const mqtt::broker::client_id_ptr& publisher) override {
         ++publish_calls;
         if (to.empty()) return congested;
         published.push_back(m);
         published_to.emplace_back(to.begin(), to.end());
+        publishers.push_back(publisher ? *publisher : std::string{});
         return congested;
     }
     void retained(const mqtt::broker::message_ptr& m) override { retained_changes.push_back(m); }

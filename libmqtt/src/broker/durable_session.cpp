@@ -35,6 +35,13 @@ void durable_session::set_username(std::optional<std::string> u) {
     trim();
 }
 
+const client_id_ptr& durable_session::shared_client_id() const {
+    // Only on the session's own thread; the engine's sessions are never const objects.
+    auto& m = const_cast<durable_session*>(this)->more();
+    if (!m.shared_id) m.shared_id = std::make_shared<const std::string>(client_id);
+    return m.shared_id;
+}
+
 void durable_session::set_will_at(clock::time_point t) {
     if (!more_ && t == never) return;
     more().will_at = t;

@@ -142,9 +142,10 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
         }
         // Also with nobody to send it to: what the router answers covers every shard (a
         // share group's deliveries from here to a congested one pause this publisher too).
-        const std::string_view publisher =
-            from != nullptr ? std::string_view{from->client_id} : std::string_view{};
-        congested = router_->publish(m, publish_to_, publisher);
+        static const client_id_ptr none;
+        congested = router_->publish(
+            m, publish_to_,
+            from != nullptr && !publish_to_.empty() ? from->shared_client_id() : none);
     }
     // share_hold_count_: a member here holds up a share group's home shard (share_deliver).
     if (router_ && (congested || share_hold_count_ != 0) && from != nullptr &&
@@ -161,10 +162,11 @@ std::size_t engine::publish(const durable_session* from, const message_ptr& m) {
     return reached;
 }
 
-bool engine::route_from_shard(const message_ptr& m, std::size_t from, clock::time_point now) {
+bool engine::route_from_shard(const message_ptr& m, std::size_t from, clock::time_point now,
+                              std::string_view publisher) {
     routing_from_ = from;
     routing_now_ = now;
-    route(nullptr, m);
+    route(nullptr, m, publisher);
     routing_from_ = no_shard;
     return shard_holds_[from] != 0;
 }
@@ -275,7 +277,8 @@ std::size_t shard_of(std::string_view client_id, std::size_t shards) noexcept {
 }
 
 // Matches m against this shard's subscriptions and delivers it.
-std::size_t engine::route(const durable_session* from, const message_ptr& m) {
+std::size_t engine::route(const durable_session* from, const message_ptr& m,
+                          std::string_view from_id) {
     // A will published while routing (cannot happen today) must not clobber the scratch.
     std::vector<target> nested;
     auto& targets = routing_ ? nested : targets_;
@@ -284,7 +287,10 @@ std::size_t engine::route(const durable_session* from, const message_ptr& m) {
     targets.clear();
     subscriptions_.match(
         m->topic, [&](std::string_view, durable_session* const& s, const sub_entry& e) {
-            if (e.options.no_local && s == from) return;  // MQTT-3.8.3-3
+            // MQTT-3.8.3-3; by client id for a message from another shard (the same id
+            // may have a session here: a bridge's or MQTT-SN client's on shard 0).
+            if (e.options.no_local && (s == from || (!from_id.empty() && s->client_id == from_id)))
+                return;
             targets.push_back(target{s, e.options.max_qos, e.options.retain_as_published, e.id});
         });
     // Overlapping subscriptions of one session: one delivery at the highest granted QoS,

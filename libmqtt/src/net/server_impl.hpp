@@ -415,10 +415,12 @@ struct server::impl::shard_state {
 struct server::impl::shard_link final : broker::shard_router {
     shard_link(impl& s, std::size_t k) : s(s), k(k) {}
     bool publish(const broker::message_ptr& m, std::span<const std::size_t> to,
-                 std::string_view publisher) override {
-        const std::uint64_t seq = to.empty() ? 0 : s.outbox_item(k, m, to, publisher);
+                 const broker::client_id_ptr& publisher) override {
+        const std::string_view id = publisher ? std::string_view{*publisher} : std::string_view{};
+        const std::uint64_t seq = to.empty() ? 0 : s.outbox_item(k, m, to, id);
         for (const std::size_t j : to) {
             shard_item item{shard_item::kind::publish, m};
+            item.publisher = publisher;
             item.outbox_seq = seq;
             s.send_to(k, j, std::move(item));
         }

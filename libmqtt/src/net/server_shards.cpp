@@ -306,7 +306,9 @@ std::size_t server::impl::take_items(std::size_t k, std::size_t from, std::span<
             it.transit.set(0);
         }
         if (it.what == shard_item::kind::publish) {
-            const bool held = e.route_from_shard(it.msg, from, now);
+            const bool held = e.route_from_shard(
+                it.msg, from, now,
+                it.publisher ? std::string_view{*it.publisher} : std::string_view{});
             if (it.outbox_seq != 0) applied = it.outbox_seq;
             // A congested subscriber took it: the rest waits, so that `from`'s channel fills
             // and its publishers pause (back-pressure across shards, nothing dropped).

@@ -140,6 +140,11 @@ struct durable_session {
         return more_ && more_->username ? &*more_->username : nullptr;
     }
     void set_username(std::optional<std::string> u);
+    // client_id as a client_id_ptr, made at the first call (and kept until the session
+    // ends): with threads > 1, what the session publishes to other shards carries it for No
+    // Local there. A cache, hence const; the session's client_id does not change once the
+    // engine holds it.
+    const client_id_ptr& shared_client_id() const;
     // ---- while no connection is attached (time_point::max(): none): when a pending Will
     // is due, when the session is removed, and the engine's key for it in its deadlines
     clock::time_point will_at() const noexcept { return more_ ? more_->will_at : never; }
@@ -162,9 +167,10 @@ struct durable_session {
         clock::time_point will_at = never;
         clock::time_point expires_at = never;
         clock::time_point timer_key = never;
+        client_id_ptr shared_id;  // shared_client_id()
         bool unused() const noexcept {
             return !will && !username && will_delay == 0 && will_at == never &&
-                   expires_at == never && timer_key == never;
+                   expires_at == never && timer_key == never && !shared_id;
         }
     };
     // Copies its object (tests keep sessions in maps; the engine only moves them).

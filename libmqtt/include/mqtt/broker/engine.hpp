@@ -50,10 +50,11 @@ class shard_router {
     // shard is congested (this one's channel to it at its high-water mark: what went
     // there, m or this shard's share group deliveries), or congested forwarding what it
     // gets to a third one: the publisher pauses until shards_resumed(). `publisher`: the
-    // client id of the session that published m (empty: none, a Will or $SYS), which the
-    // store's outbox keeps for No Local at a replay.
+    // client id of the session that published m (null: none, a Will or $SYS; also when `to`
+    // is empty), which goes with m to each shard for No Local there (route_from_shard) and
+    // which the store's outbox keeps for No Local at a replay.
     virtual bool publish(const message_ptr& m, std::span<const std::size_t> to,
-                         std::string_view publisher) = 0;
+                         const client_id_ptr& publisher) = 0;
     // After m set or cleared (an empty payload) a retained message here.
     virtual void retained(const message_ptr& m) = 0;
     // Before a SUBSCRIBE is handled here: 0 when every retained change the other shards
@@ -226,15 +227,19 @@ class engine {
     std::size_t shard_count() const noexcept { return shard_count_; }
     // The clients connected over every shard (shard 0's, shared); nullptr with one shard.
     const connected_meter* connected_clients() const noexcept { return clients_.get(); }
-    // A message published on shard `from` (charged there): routed to this shard's sessions
-    // (no No Local: its publisher is not here), the retained messages untouched. True when a
+    // A message published on shard `from` (charged there): routed to this shard's sessions,
+    // the retained messages untouched. `publisher`: the client id of the session that
+    // published it (empty: none), whose sessions here, if any, do not get it through their
+    // No Local subscriptions (MQTT-3.8.3-3: one client id may have a session on two shards,
+    // docs/broker.md, "Threading"). True when a
     // subscriber it reached is congested (QoS 1/2 queue over half its bounds): the caller
     // takes nothing more from shard `from` until the router's resume_from(from), so that
     // the sending shard's publishers pause (the channel fills to its high-water mark) as a
     // local publisher would, instead of the subscriber's queue overflowing. `now`: when it
     // is routed here (a hold it starts counts backpressure_timeout from then, not from
     // m->received: the message may have waited in the channel for a while).
-    bool route_from_shard(const message_ptr& m, std::size_t from, clock::time_point now);
+    bool route_from_shard(const message_ptr& m, std::size_t from, clock::time_point now,
+                          std::string_view publisher = {});
     static constexpr std::size_t no_shard = static_cast<std::size_t>(-1);
     // The shard whose message is being routed here (route_from_shard()), else no_shard.
     std::size_t routing_from_shard() const noexcept { return routing_from_; }
@@ -349,7 +354,9 @@ class engine {
                  subscription_ids ids);
     void deliver_offline(durable_session& s, const message_ptr& m, protocol::qos q, bool retain,
                          subscription_ids ids);
-    std::size_t route(const durable_session* from, const message_ptr& m);
+    // `from_id`: the publisher's client id when it published on another shard (from null).
+    std::size_t route(const durable_session* from, const message_ptr& m,
+                      std::string_view from_id = {});
     void set_retained(const message_ptr& m);
     void route_shared(const durable_session* from, const message_ptr& m, std::size_t& reached);
     // One message for group g: its next member in turn (see route_shared).

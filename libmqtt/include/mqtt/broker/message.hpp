@@ -125,6 +125,11 @@ inline std::size_t held_cost(const message& m) noexcept {
 
 using message_ptr = std::shared_ptr<const message>;
 
+// A client id as one immutable string shared by what refers to it from other threads (a
+// message's publisher on its way to another shard): one reference count per holder, not a
+// copy of the string.
+using client_id_ptr = std::shared_ptr<const std::string>;
+
 // The Subscription Identifiers one delivery carries (5.0 §3.3.4): those of every matching
 // subscription of the receiving session that has one. Usually none or one, so an empty
 // vector (no allocation) is the common case.

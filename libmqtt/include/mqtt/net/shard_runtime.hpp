@@ -43,6 +43,9 @@ struct shard_item {
     broker::message_ptr msg;
     broker::share_op op = broker::share_op::deliver;
     broker::share_ref_ptr ref{};
+    // A publish: the client id of the session that published it (null: none), for No Local
+    // on the receiving shard (shared per session: one reference count, not a copy).
+    broker::client_id_ptr publisher{};
     // A retained change (retain_set, retain_clear): the shard where it was made (shard 0
     // passes on the others' changes: see server::impl::retained_order).
     std::uint32_t origin = 0;
