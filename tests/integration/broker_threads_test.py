@@ -18,7 +18,9 @@ start-up refusals at the threads line (out of range; bridges, MQTT-SN, TLS, WebS
 persistence are accepted: TLS has broker_threads_tls_test.py, WebSocket
 broker_threads_ws_test.py, persistence broker_threads_persistence_test.py); $SYS topics and /metrics that report both shards
 summed, the $SYS ones received by a subscriber on shard 1, and the shutdown line counting the
-connections of both shards.
+connections of both shards; No Local (MQTT-3.8.3-3) for a message from another shard, whose
+publisher's client id has a session on each shard (an MQTT-SN client's on shard 0, a TCP
+client's on shard 1).
 
     broker_threads_test.py TERN_BROKER
 """
@@ -35,6 +37,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
+import mqttsn  # noqa: E402
 from mqtt_wire import (V5, V311, Client, ack_packet, connect_packet,  # noqa: E402
                        disconnect_code, disconnect_packet, packet, prop_u16, prop_u32,
                        publish_packet,
@@ -864,6 +867,63 @@ def retained_read_after_write(binary, work, check):
         broker.stop()
 
 
+def sn_packet(kind, body):
+    """An MQTT-SN datagram (MQTT-SN 1.2; a one-octet length: every test packet < 256)."""
+    return (bytes([len(body) + 2, kind]) + body).hex()
+
+
+def no_local_across_shards(binary, work, check):
+    """MQTT-3.8.3-3 across shards. An MQTT-SN client's session lives on shard 0 whatever the
+    shard of its client id, and a TCP client whose session with that id is on shard 1 (its
+    id's shard; connected first) keeps it: one client id, a session on each shard. What the
+    MQTT-SN client publishes is routed on shard 0 and handed to shard 1, where the TCP
+    client's No Local subscription must not get it; another client's subscription there
+    does, and so does the TCP client's for a third client's message sent after it (the
+    channel from shard 0 is FIFO: had the first ones been delivered, they would come first).
+    Before, the message reached shard 1 without its publisher, and the TCP client got its
+    client id's messages back."""
+    what = "No Local across shards"
+    x, y = ids_on(1, "nlx-")[0], ids_on(1, "nly-")[0]
+    w = ids_on(0, "nlw-")[0]
+    d = os.path.join(work, "nolocal")
+    os.makedirs(d, exist_ok=True)
+    broker = mqttsn.start_gateway(binary, d, "threads 2\nsys_interval 0\n")
+    clients = []
+    try:
+        cx, _ = connect(broker.port, V5, x)
+        cy, _ = connect(broker.port, V5, y)
+        cw, _ = connect(broker.port, V5, w)
+        clients += [cx, cy, cw]
+        check(subscribe(cx, V5, "nl/#", 0x05) == 1, f"{what}: {x} (shard 1) No Local, QoS 1")
+        check(subscribe(cy, V5, "nl/#", 1) == 1, f"{what}: {y} (shard 1) QoS 1")
+        sn = mqttsn.Client(broker.sn_port)
+        clients.append(sn)
+        r = sn.exchange(sn_packet(0x04, bytes([0x04, 0x01, 0x00, 0x3C]) + x.encode()))
+        check(r == "030500", f"{what}: MQTT-SN CONNECT {x}: accepted on shard 0 ({r})")
+        r = sn.exchange(sn_packet(0x0A, b"\x00\x00\x00\x01" + b"nl/t"))
+        r = bytes.fromhex(r) if r else b""
+        check(len(r) == 7 and r[1] == 0x0B and r[6] == 0, f"{what}: MQTT-SN REGISTER nl/t ({r})")
+        tid = r[2:4] if len(r) == 7 else b"\x00\x01"
+        mine = [f"sn{i}" for i in range(5)]
+        for i, m in enumerate(mine):
+            mid = (10 + i).to_bytes(2, "big")
+            r = sn.exchange(sn_packet(0x0C, bytes([0x20]) + tid + mid + m.encode()))
+            check(r is not None and r[2:4] == "0d" and r[-2:] == "00",
+                  f"{what}: MQTT-SN PUBLISH {m} QoS 1 acknowledged ({r})")
+        publish_all(cw, V5, "nl/t", ["from-w"], 1)
+        got_y = receive(cy, V5, len(mine) + 1, check, f"{what}: {y}")
+        check(got_y == [m.encode() for m in mine] + [b"from-w"],
+              f"{what}: {y} gets the MQTT-SN client's messages, then {w}'s ({got_y})")
+        got_x = receive(cx, V5, 1, check, f"{what}: {x}")
+        check(got_x == [b"from-w"] and cx.nothing(0.5),
+              f"{what}: {x} gets {w}'s message only, not its client id's ({got_x})")
+    finally:
+        for c in clients:
+            c.close()
+        status = broker.stop()
+    check(status == 0, f"{what}: the broker exits with 0 on SIGTERM (got {status})")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -908,6 +968,11 @@ def main():
         except (AssertionError, OSError) as e:
             check(False, f"stuck_subscriber, threads {threads}: {e}")
     startup_refusals(binary, work, check)
+    print("--- no_local_across_shards", flush=True)
+    try:
+        no_local_across_shards(binary, work, check)
+    except (AssertionError, OSError, RuntimeError) as e:
+        check(False, f"no_local_across_shards: {e}")
     if check.failures:
         print(f"broker log: {broker.log()[-3000:]}")
     return check.exit_status()
