@@ -33,6 +33,7 @@ exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
 """
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -266,6 +267,24 @@ def raw_stalled_subscriber(port, cid, topic="q/#"):
     return s
 
 
+@contextlib.contextmanager
+def held_then_killed(b, shard, prefix):
+    """Shard `shard` holds up the channel from the other shard: a subscriber there that never
+    reads (`<prefix>slow`, hold/#) is congested by 200 QoS 1 messages to hold/x from a
+    publisher on the other shard (`<prefix>fill`). The body publishes what is to wait in that
+    channel (or in the outbox before it); after it the broker is killed (SIGKILL) and both
+    clients are closed."""
+    slow = raw_stalled_subscriber(b.port, harness.ids_on(shard, prefix + "slow", 2)[0], "hold/#")
+    filler = Pub(b.port, harness.ids_on(1 - shard, prefix + "fill", 2)[0])
+    for i in range(200):
+        filler.publish("hold/x", f"h{i}", 1)
+    time.sleep(1.0)
+    yield
+    b.stop(signal.SIGKILL)
+    filler.close(clean=False)
+    slow.close()
+
+
 def after_restart(b, subscriber, acked, timeout=None):
     """Restarts the killed broker on its store, lets `subscriber()` collect, stops it again:
     (the acknowledged payloads that did not arrive, the payloads that arrived twice)."""
@@ -424,22 +443,15 @@ def qos2_share_replay(member_shard, held=1):
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store, limits=limits).start(2)
         Sub(b.port, member, topic=group, qos=2).close()
-        slow = raw_stalled_subscriber(b.port, harness.ids_on(held, "oqslow", 2)[0], "hold/#")
-        filler = Pub(b.port, harness.ids_on(1 - held, "oqfill", 2)[0])
-        for i in range(200):
-            filler.publish("hold/x", f"h{i}", 1)
-        time.sleep(1.0)
-        p = Pub(b.port, harness.ids_on(0, "oqpub", 2)[0])
-        for i in range(20):
-            p.publish("oq/t", f"o{i}", 2)
-        check(wait_until(lambda: len(p.acked_payloads()) == 20),
-              f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
-        time.sleep(0.5)  # the home takes them (held 0) and sends them on
-        acked = p.acked_payloads()
-        b.stop(signal.SIGKILL)
+        with held_then_killed(b, held, "oq"):
+            p = Pub(b.port, harness.ids_on(0, "oqpub", 2)[0])
+            for i in range(20):
+                p.publish("oq/t", f"o{i}", 2)
+            check(wait_until(lambda: len(p.acked_payloads()) == 20),
+                  f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
+            time.sleep(0.5)  # the home takes them (held 0) and sends them on
+            acked = p.acked_payloads()
         p.close(clean=False)
-        filler.close(clean=False)
-        slow.close()
         missing, twice = after_restart(b, lambda: Sub(b.port, member, topic=group, qos=2),
                                        acked, timeout=5.0)
         check(not missing and not twice,
@@ -466,21 +478,14 @@ def replay_checks():
         b = Broker(store, limits=limits + f"acl_file {acl}\n").start(2)
         Sub(b.port, alice, topic="rp/#", qos=2, username="alice").close()
         Sub(b.port, bob, topic="#", qos=2, username="bob").close()  # granted: bobs/#
-        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "rpslow", 2)[0], "hold/#")
-        filler = Pub(b.port, harness.ids_on(0, "rpfill", 2)[0])
-        for i in range(200):
-            filler.publish("hold/x", f"h{i}", 1)
-        time.sleep(1.0)
-        p = Pub(b.port, harness.ids_on(0, "rppub", 2)[0])
-        sent = [f"r{i:02}" + "." * 17 for i in range(20)]
-        for x in sent:
-            p.publish("rp/t", x, 2)
-        check(wait_until(lambda: len(p.acked_payloads()) == 20),
-              f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
-        b.stop(signal.SIGKILL)
+        with held_then_killed(b, 1, "rp"):
+            p = Pub(b.port, harness.ids_on(0, "rppub", 2)[0])
+            sent = [f"r{i:02}" + "." * 17 for i in range(20)]
+            for x in sent:
+                p.publish("rp/t", x, 2)
+            check(wait_until(lambda: len(p.acked_payloads()) == 20),
+                  f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
         p.close(clean=False)
-        filler.close(clean=False)
-        slow.close()
         b.start(2)
         a = Sub(b.port, alice, topic="rp/#", qos=2, username="alice")
         got_a = payloads(a.wait_count(8, timeout=10.0))
@@ -528,21 +533,14 @@ def replay_listener_acl():
                    head="per_listener_settings true\n").start(2)
         Sub(b.port, via_a, topic="rp/#", qos=2, username="alice").close()
         Sub(port_b, via_b, topic="rp/#", qos=2, username="alice").close()
-        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "lsslow", 2)[0], "hold/#")
-        filler = Pub(b.port, harness.ids_on(0, "lsfill", 2)[0])
-        for i in range(200):
-            filler.publish("hold/x", f"h{i}", 1)
-        time.sleep(1.0)
-        p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0])
-        sent = [f"l{i:02}" for i in range(20)]
-        for x in sent:
-            p.publish("rp/t", x, 2)
-        check(wait_until(lambda: len(p.acked_payloads()) == 20),
-              f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
-        b.stop(signal.SIGKILL)
+        with held_then_killed(b, 1, "ls"):
+            p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0])
+            sent = [f"l{i:02}" for i in range(20)]
+            for x in sent:
+                p.publish("rp/t", x, 2)
+            check(wait_until(lambda: len(p.acked_payloads()) == 20),
+                  f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
         p.close(clean=False)
-        filler.close(clean=False)
-        slow.close()
         b.start(2)
         check(publish_all(b.port, harness.ids_on(0, "lspub", 2)[0], [("rp/t", "live", 2, False)]),
               f"{what}: a message to both offline sessions after the start")
@@ -592,23 +590,16 @@ def replay_bridge_exempt():
         b = Broker(store, limits=limits + f"acl_file {acl}\n" + bridge).start(2)
         check(wait_until(lambda: "bridge connected" in b.text()),
               f"{what}: the bridge connected")
-        slow = raw_stalled_subscriber(b.port, harness.ids_on(0, "brslow", 2)[0], "hold/#")
-        filler = Pub(b.port, harness.ids_on(1, "brfill", 2)[0])
-        for i in range(200):
-            filler.publish("hold/x", f"h{i}", 1)
-        time.sleep(1.0)
-        p = Pub(b.port, harness.ids_on(1, "brpub", 2)[0])
-        sent = [f"b{i}" for i in range(10)]
-        for x in sent:
-            p.publish("br/t", x, 2)
-        check(wait_until(lambda: len(p.acked_payloads()) == 10),
-              f"{what}: all 10 completed (PUBCOMP) ({len(p.acked_payloads())})")
-        time.sleep(0.5)
-        early = list(got)
-        b.stop(signal.SIGKILL)
+        with held_then_killed(b, 0, "br"):
+            p = Pub(b.port, harness.ids_on(1, "brpub", 2)[0])
+            sent = [f"b{i}" for i in range(10)]
+            for x in sent:
+                p.publish("br/t", x, 2)
+            check(wait_until(lambda: len(p.acked_payloads()) == 10),
+                  f"{what}: all 10 completed (PUBCOMP) ({len(p.acked_payloads())})")
+            time.sleep(0.5)
+            early = list(got)
         p.close(clean=False)
-        filler.close(clean=False)
-        slow.close()
         b.start(2)
         wait_until(lambda: len(got) >= 10, 15.0)
         time.sleep(0.5)
@@ -669,28 +660,21 @@ def replay_no_local():
         check(v5_subscribe(cy, "nl/#"), f"{what}: {y} subscribed")
         cy.disconnect()
         cy.loop_stop()
-        slow = raw_stalled_subscriber(b.port, harness.ids_on(1, "nlslow", 2)[0], "hold/#")
-        filler = Pub(b.port, harness.ids_on(0, "nlfill", 2)[0])
-        for i in range(200):
-            filler.publish("hold/x", f"h{i}", 1)
-        time.sleep(1.0)
-        # On shard 0 (its session is there): a new session, ended with the connection.
-        cx = v5_client(b.port, x, True, 0)
-        infos = [cx.publish("nl/t", f"n{i}", qos=2) for i in range(10)]
-        check(wait_until(lambda: all(i.is_published() for i in infos)),
-              f"{what}: all 10 completed (PUBCOMP)")
-        cx.disconnect()
-        cx.loop_stop()
-        time.sleep(0.3)
-        # Now on shard 1, the shard of its id: a session of its own, No Local.
-        cx = v5_client(b.port, x, True, 3600)
-        check(v5_subscribe(cx, "nl/#"), f"{what}: {x} subscribed on shard 1")
-        cx.disconnect()
-        cx.loop_stop()
-        time.sleep(0.3)
-        b.stop(signal.SIGKILL)
-        filler.close(clean=False)
-        slow.close()
+        with held_then_killed(b, 1, "nl"):
+            # On shard 0 (its session is there): a new session, ended with the connection.
+            cx = v5_client(b.port, x, True, 0)
+            infos = [cx.publish("nl/t", f"n{i}", qos=2) for i in range(10)]
+            check(wait_until(lambda: all(i.is_published() for i in infos)),
+                  f"{what}: all 10 completed (PUBCOMP)")
+            cx.disconnect()
+            cx.loop_stop()
+            time.sleep(0.3)
+            # Now on shard 1, the shard of its id: a session of its own, No Local.
+            cx = v5_client(b.port, x, True, 3600)
+            check(v5_subscribe(cx, "nl/#"), f"{what}: {x} subscribed on shard 1")
+            cx.disconnect()
+            cx.loop_stop()
+            time.sleep(0.3)
         b.start(2)
         got_x, got_y = [], []
         cx = v5_client(b.port, x, False, 3600, got_x)
