@@ -24,7 +24,7 @@ retained messages set from both shards:
   (with the user names the store keeps) and max_queued_bytes, with per_listener_settings
   under the acl_file of the listener each client came through, to a bridge's local
   session whatever the acl_file says, and not to a No Local subscription of their
-  publisher's client id;
+  publisher's client id; nor, while running, when the other shard takes them;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept.
 
@@ -268,18 +268,23 @@ def raw_stalled_subscriber(port, cid, topic="q/#"):
 
 
 @contextlib.contextmanager
-def held_then_killed(b, shard, prefix):
+def held_up(b, shard, prefix, kill=True):
     """Shard `shard` holds up the channel from the other shard: a subscriber there that never
     reads (`<prefix>slow`, hold/#) is congested by 200 QoS 1 messages to hold/x from a
     publisher on the other shard (`<prefix>fill`). The body publishes what is to wait in that
     channel (or in the outbox before it); after it the broker is killed (SIGKILL) and both
-    clients are closed."""
+    clients are closed, or without `kill` the subscriber goes (its session ends, the channel
+    flows again) and the publisher disconnects."""
     slow = raw_stalled_subscriber(b.port, harness.ids_on(shard, prefix + "slow", 2)[0], "hold/#")
     filler = Pub(b.port, harness.ids_on(1 - shard, prefix + "fill", 2)[0])
     for i in range(200):
         filler.publish("hold/x", f"h{i}", 1)
     time.sleep(1.0)
     yield
+    if not kill:
+        slow.close()
+        filler.close()
+        return
     b.stop(signal.SIGKILL)
     filler.close(clean=False)
     slow.close()
@@ -443,7 +448,7 @@ def qos2_share_replay(member_shard, held=1):
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store, limits=limits).start(2)
         Sub(b.port, member, topic=group, qos=2).close()
-        with held_then_killed(b, held, "oq"):
+        with held_up(b, held, "oq"):
             p = Pub(b.port, harness.ids_on(0, "oqpub", 2)[0])
             for i in range(20):
                 p.publish("oq/t", f"o{i}", 2)
@@ -478,7 +483,7 @@ def replay_checks():
         b = Broker(store, limits=limits + f"acl_file {acl}\n").start(2)
         Sub(b.port, alice, topic="rp/#", qos=2, username="alice").close()
         Sub(b.port, bob, topic="#", qos=2, username="bob").close()  # granted: bobs/#
-        with held_then_killed(b, 1, "rp"):
+        with held_up(b, 1, "rp"):
             p = Pub(b.port, harness.ids_on(0, "rppub", 2)[0])
             sent = [f"r{i:02}" + "." * 17 for i in range(20)]
             for x in sent:
@@ -533,7 +538,7 @@ def replay_listener_acl():
                    head="per_listener_settings true\n").start(2)
         Sub(b.port, via_a, topic="rp/#", qos=2, username="alice").close()
         Sub(port_b, via_b, topic="rp/#", qos=2, username="alice").close()
-        with held_then_killed(b, 1, "ls"):
+        with held_up(b, 1, "ls"):
             p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0])
             sent = [f"l{i:02}" for i in range(20)]
             for x in sent:
@@ -590,7 +595,7 @@ def replay_bridge_exempt():
         b = Broker(store, limits=limits + f"acl_file {acl}\n" + bridge).start(2)
         check(wait_until(lambda: "bridge connected" in b.text()),
               f"{what}: the bridge connected")
-        with held_then_killed(b, 0, "br"):
+        with held_up(b, 0, "br"):
             p = Pub(b.port, harness.ids_on(1, "brpub", 2)[0])
             sent = [f"b{i}" for i in range(10)]
             for x in sent:
@@ -641,16 +646,19 @@ def v5_subscribe(c, topic):
     return done.wait(WAIT)
 
 
-def replay_no_local():
+def replay_no_local(kill=True):
     """No Local at a replay. `x`, whose id belongs on shard 1, has a session on shard 0
     (stored with threads 1, kept there with threads 2): it publishes 10 QoS 2 messages
     there, which wait in shard 0's outbox for shard 1 (holding up the channel); its session
     ends, and its next one, on shard 1, subscribes to them with No Local, as does `y`. The
     broker is killed: the start routes the messages into shard 1's store, to y and not to
-    their publisher. Before, x got its own 10 messages back."""
+    their publisher. Before, x got its own 10 messages back.
+    Without `kill`, the same while running: the hold ends and shard 1 takes the messages,
+    which carry their publisher's client id; y gets them, x not. Before, x got its own 10
+    messages back here too (they reached shard 1 without their publisher)."""
     limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
     x, y = harness.ids_on(1, "nlx", 2)[0], harness.ids_on(1, "nly", 2)[0]
-    what = "replay at start, No Local"
+    what = "replay at start, No Local" if kill else "running, No Local, the session moved"
     with tempfile.TemporaryDirectory() as store:
         b = Broker(store, limits=limits).start(1)
         v5_client(b.port, x, False, 3600).disconnect()
@@ -660,7 +668,7 @@ def replay_no_local():
         check(v5_subscribe(cy, "nl/#"), f"{what}: {y} subscribed")
         cy.disconnect()
         cy.loop_stop()
-        with held_then_killed(b, 1, "nl"):
+        with held_up(b, 1, "nl", kill):
             # On shard 0 (its session is there): a new session, ended with the connection.
             cx = v5_client(b.port, x, True, 0)
             infos = [cx.publish("nl/t", f"n{i}", qos=2) for i in range(10)]
@@ -675,7 +683,8 @@ def replay_no_local():
             cx.disconnect()
             cx.loop_stop()
             time.sleep(0.3)
-        b.start(2)
+        if kill:
+            b.start(2)
         got_x, got_y = [], []
         cx = v5_client(b.port, x, False, 3600, got_x)
         cy = v5_client(b.port, y, False, 3600, got_y)
@@ -817,6 +826,7 @@ def main():
     qos2_share_kill_stream()
     replay_checks()
     replay_no_local()
+    replay_no_local(kill=False)
     replay_listener_acl()
     replay_bridge_exempt()
     change_threads()
