@@ -157,7 +157,8 @@ struct durable_session {
   private:
     static constexpr clock::time_point never = clock::time_point::max();
     static inline const message_ptr no_will{};
-    // What most idle connections do not have (a Will, a user name) and what only a session
+    // What most idle connections do not have (a Will, a user name, with threads > 1 the
+    // shared client id of one that published to another shard) and what only a session
     // without connection uses (its times): one object, allocated when one of them is set
     // and freed when none is (durable_session.cpp).
     struct extras {
