@@ -655,6 +655,61 @@ def sys_and_metrics(binary, work, check):
           f"({m.group(0) if m else 'no line'})")
 
 
+def large_backpressure(binary, work, check):
+    """Large messages into a subscriber on the other shard that reads nothing: the publisher
+    is paused by the bytes in flight between the shards (16 MiB), not only by their number
+    (21,845 with 2 threads, which at 256 KiB would be 5 GiB: memory_limit would refuse
+    publishes long before). Once the subscriber reads, every message arrives in order and
+    every PUBLISH is acknowledged."""
+    what = "large messages held up between shards"
+    conf = os.path.join(work, "large-bp.conf")
+    with open(conf, "w") as f:
+        f.write("threads 2\nsys_interval 0\nbackpressure_timeout_ms 0\n"
+                "max_inflight_messages 10\nmax_queued_messages 10\n")
+    broker = harness.start_tern_broker(binary, work, ["-c", conf])
+    try:
+        total, size = 400, 256 * 1024
+        sub, _ = connect(broker.port, V5, ids_on(0, "lbp-sub-")[0])
+        subscribe(sub, V5, "lbp/#", 1)
+        pub, _ = connect(broker.port, V5, ids_on(1, "lbp-pub-")[0])
+        pad = b"x" * (size - 6)
+        blob = b"".join(publish_packet(V5, "lbp/t", b"%06d" % i + pad, qos=1, pid=i + 1)
+                        for i in range(total))
+        writer = pub.sock.dup()  # its own timeout: the broker stops reading it for a while
+        writer.settimeout(120)
+        sent = threading.Thread(target=writer.sendall, args=(blob,))
+        sent.start()
+        acked = 0
+        while True:  # PUBACKs until two seconds of silence
+            p = pub.packet(2.0)
+            if not isinstance(p, tuple):
+                break
+            acked += p[0] == 0x40
+        # 16 MiB in the channel (64 messages), the subscriber's window, queue and output
+        # (10 + 5 + 4 MiB): about 100; the old bound by number let all 400 through.
+        check(0 < acked < 200,
+              f"{what}: the publisher is paused by the bytes in flight: {acked} of {total} "
+              "acknowledged while the subscriber reads nothing")
+        got = receive(sub, V5, total, check, f"{what}: the subscriber reads")
+        check([g[:6] for g in got] == [b"%06d" % i for i in range(total)] and
+              all(len(g) == size for g in got),
+              f"{what}: every held-up message arrives once, whole, in order "
+              f"({len(got)} of {total})")
+        while acked < total:
+            p = pub.packet(10.0)
+            if not isinstance(p, tuple):
+                break
+            acked += p[0] == 0x40
+        check(acked == total, f"{what}: the publisher resumes: {acked} of {total} acknowledged")
+        sent.join(30)
+        writer.close()
+        for c in (sub, pub):
+            c.close()
+    finally:
+        status = broker.stop()
+    check(status == 0, f"{what}: the broker exits with 0 ({status})")
+
+
 def stuck_subscriber(binary, work, check, threads):
     """backpressure_timeout_ms: a subscriber that acknowledges nothing (keep-alive 0, so its
     keep-alive never closes it) holds up the publisher feeding it (with threads 2, from the
@@ -961,6 +1016,11 @@ def main():
         sys_and_metrics(binary, work, check)
     except (AssertionError, OSError) as e:
         check(False, f"sys_and_metrics: {e}")
+    print("--- large_backpressure", flush=True)
+    try:
+        large_backpressure(binary, work, check)
+    except (AssertionError, OSError) as e:
+        check(False, f"large_backpressure: {e}")
     for threads in (2, 1):
         print(f"--- stuck_subscriber, threads {threads}", flush=True)
         try:

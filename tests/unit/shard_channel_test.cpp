@@ -149,6 +149,43 @@ TEST_CASE("shard channel: max_items refuses and counts, high_water signals conge
     CHECK(got.size() == 8);
 }
 
+TEST_CASE("shard channel: high_water_bytes signals congestion by the items' weight") {
+    message_counts c;
+    std::vector<std::uint64_t> got;
+    const std::size_t w = mqtt::broker::held_cost(*counted_message(c, 1, 0));  // seq 0-9 alike
+    // Far below the item bounds: only the bytes can say congested.
+    shard_item_channel ch(
+        {.slots = 4, .max_items = 1000, .high_water = 1000, .high_water_bytes = 3 * w + 1});
+    std::uint64_t seq = 0;
+    for (int i = 0; i < 3; ++i) REQUIRE(ch.try_push(item(c, seq++)));
+    CHECK_FALSE(ch.check_congested());  // 3w in flight
+    REQUIRE(ch.try_push(item(c, seq++)));
+    CHECK(ch.check_congested());  // 4w
+    CHECK(ch.publish() == publish_result::wake);
+    // The consumer takes two of the four (a stall): 2w in flight, and the producer is told.
+    const auto r = ch.drain([&](std::span<shard_item> items) {
+        for (std::size_t i = 0; i < 2; ++i) got.push_back(seq_of(*items[i].msg));
+        return std::size_t{2};
+    });
+    CHECK(r.stalled);
+    CHECK(r.resume_producer);
+    CHECK_FALSE(ch.check_congested());
+    REQUIRE(ch.try_push(item(c, seq++)));
+    REQUIRE(ch.try_push(item(c, seq++)));
+    CHECK(ch.check_congested());  // 4w again
+    CHECK(ch.publish() == publish_result::published);  // the stalled drain is still scheduled
+    const auto r2 = drain_into(ch, got);
+    CHECK(r2.items == 4);
+    CHECK(r2.resume_producer);
+    CHECK_FALSE(ch.check_congested());
+    CHECK(got == std::vector<std::uint64_t>{0, 1, 2, 3, 4, 5});
+    // Without weights (the default Weigh) the byte bound cannot say congested.
+    mqtt::net::shard_channel<shard_item> plain(
+        {.slots = 4, .max_items = 1000, .high_water = 1000, .high_water_bytes = 1});
+    for (int i = 0; i < 10; ++i) REQUIRE(plain.try_push(item(c, i)));
+    CHECK_FALSE(plain.check_congested());
+}
+
 TEST_CASE("shard channel: a handler that takes fewer items stalls the drain where it stopped") {
     message_counts c;
     std::vector<std::uint64_t> got;

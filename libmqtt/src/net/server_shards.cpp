@@ -34,6 +34,7 @@ void server::impl::create_shards() {
     // publisher that had not looked yet: n * high_water stays below max_items.
     ro.channel.max_items = std::max<std::size_t>(opts.shard_channel_items, n + 1);
     ro.channel.high_water = ro.channel.max_items / (n + 1);
+    ro.channel.high_water_bytes = opts.shard_channel_bytes;
     runtime.emplace(ro);
     shards.resize(n);
     counts.resize(n);

@@ -96,6 +96,11 @@ struct server_options {
     // waits in memory on the sending shard. Not a configuration option: tests make it
     // small to reach it.
     std::size_t shard_channel_items = 65'536;
+    // With threads > 1: publishers also pause from this many message bytes in flight from
+    // one shard to another (shard_channel_limits::high_water_bytes), so that large messages
+    // wait in their publishers' sockets, not in memory (at 1 MiB, 16 of them, not a third of
+    // shard_channel_items). Not a configuration option.
+    std::size_t shard_channel_bytes = 16u << 20;
 };
 
 // The TCP MQTT server: listeners, one driver per connection, one broker engine, all on one

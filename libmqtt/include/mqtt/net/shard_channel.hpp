@@ -17,6 +17,9 @@
 //   try_push() refuses the item (left untouched with the caller) and counts it in `refused`;
 // - from `high_water` items in flight check_congested() is true: the producer's signal to
 //   stop taking new work (in the broker: stop reading from publishers) before items are refused;
+//   also from `high_water_bytes` in flight, when the channel weighs its items (the Weigh
+//   parameter: in the broker a message's held bytes, so that 1 MiB messages pause their
+//   publishers after a few dozen, not after tens of thousands);
 // - after a full publish, a refusal or a congested check the next drain reports
 //   `resume_producer`, so the producer learns it may publish and check again (one signal per
 //   drain, however many items it freed);
@@ -58,6 +61,15 @@ struct shard_channel_limits {
     std::size_t slots = 16;           // published batches in flight; rounded up to a power of 2
     std::size_t max_items = 65'536;   // items in flight (open + published); more are refused
     std::size_t high_water = 32'768;  // check_congested() from this many items in flight
+    // check_congested() from this many bytes in flight, as the channel's Weigh counts them;
+    // 0: items only.
+    std::size_t high_water_bytes = 0;
+};
+
+// The default Weigh: items weigh nothing (high_water_bytes has no effect).
+template <class T>
+struct shard_channel_no_weight {
+    std::size_t operator()(const T&) const noexcept { return 0; }
 };
 
 // What a producer did (read on the producer's thread, or after the threads are joined).
@@ -78,7 +90,7 @@ struct shard_channel_consumer_counters {
     std::uint64_t stalls = 0;   // drains the handler stopped before the last item
 };
 
-template <class T>
+template <class T, class Weigh = shard_channel_no_weight<T>>
 class shard_channel {
   public:
     enum class publish_result : std::uint8_t {
@@ -108,6 +120,7 @@ class shard_channel {
           max_items_(limits.max_items == 0 ? 1 : limits.max_items),
           high_water_(limits.high_water == 0 || limits.high_water > max_items_ ? max_items_
                                                                                : limits.high_water),
+          high_water_bytes_(limits.high_water_bytes),
           retain_capacity_(std::max<std::size_t>(64, max_items_ / (mask_ + 1))),
           slots_(std::make_unique<std::vector<T>[]>(mask_ + 1)) {}
 
@@ -126,6 +139,7 @@ class shard_channel {
             ++producer_.refused;
             return false;
         }
+        if (high_water_bytes_ != 0) pushed_bytes_ += Weigh{}(item);
         open_.push_back(std::move(item));
         ++pushed_;
         ++producer_.pushed;
@@ -153,8 +167,9 @@ class shard_channel {
     // True while high_water or more items are in flight; the next drain then reports
     // resume_producer.
     bool check_congested() {
-        if (pushed_ - consumed_seen_ < high_water_) return false;
-        return !room_for_items(high_water_);
+        if (pushed_ - consumed_seen_ >= high_water_ && !room_for_items(high_water_)) return true;
+        return high_water_bytes_ != 0 && pushed_bytes_ - consumed_bytes_seen_ >= high_water_bytes_ &&
+               !room_for_bytes();
     }
 
     std::size_t open_items() const noexcept { return open_.size(); }
@@ -179,6 +194,11 @@ class shard_channel {
         while (h != t) {
             std::vector<T>& batch = slots_[h & mask_];
             const auto rest = std::span<T>(batch).subspan(taken_);
+            // Weighed before the handler moves from them; summed for those it takes.
+            if (high_water_bytes_ != 0) {
+                weights_.clear();
+                for (const T& item : rest) weights_.push_back(Weigh{}(item));
+            }
             std::size_t n = rest.size();
             if constexpr (std::is_void_v<std::invoke_result_t<F&, std::span<T>>>) {
                 on_batch(rest);
@@ -187,6 +207,10 @@ class shard_channel {
             }
             r.items += n;
             consumed_mine_ += n;
+            if (high_water_bytes_ != 0) {
+                for (std::size_t i = 0; i < n; ++i) consumed_bytes_mine_ += weights_[i];
+                consumed_bytes_.store(consumed_bytes_mine_, std::memory_order_seq_cst);
+            }
             if (n < rest.size()) {
                 // The items taken are moved-from and stay in the slot until the batch is done.
                 taken_ += n;
@@ -240,6 +264,15 @@ class shard_channel {
         return tail_mine_ - head_seen_ <= mask_;
     }
 
+    // Producer: fewer than high_water_bytes in flight? Arms blocked_ as room_for_items() does.
+    bool room_for_bytes() {
+        consumed_bytes_seen_ = consumed_bytes_.load(std::memory_order_relaxed);
+        if (pushed_bytes_ - consumed_bytes_seen_ < high_water_bytes_) return true;
+        blocked_.store(true, std::memory_order_seq_cst);
+        consumed_bytes_seen_ = consumed_bytes_.load(std::memory_order_seq_cst);
+        return pushed_bytes_ - consumed_bytes_seen_ < high_water_bytes_;
+    }
+
     // Producer: fewer than `limit` items in flight? Arms blocked_ as room_for_batch() does.
     // consumed_ is only a count (the items' memory is handed over through head_), hence
     // relaxed for the first look.
@@ -254,6 +287,7 @@ class shard_channel {
     const std::size_t mask_;  // slots - 1
     const std::size_t max_items_;
     const std::size_t high_water_;
+    const std::size_t high_water_bytes_;
     const std::size_t retain_capacity_;
     const std::unique_ptr<std::vector<T>[]> slots_;
 
@@ -263,18 +297,23 @@ class shard_channel {
     std::size_t head_seen_ = 0;  // a past value of head_: a lower bound of free slots
     std::uint64_t pushed_ = 0;
     std::uint64_t consumed_seen_ = 0;  // a past value of consumed_
+    std::uint64_t pushed_bytes_ = 0;
+    std::uint64_t consumed_bytes_seen_ = 0;  // a past value of consumed_bytes_
     shard_channel_producer_counters producer_;
 
     // Consumer's own.
     alignas(64) std::size_t head_mine_ = 0;
     std::size_t taken_ = 0;  // items of the batch at head_mine_ already taken (a stall)
     std::uint64_t consumed_mine_ = 0;
+    std::uint64_t consumed_bytes_mine_ = 0;
+    std::vector<std::size_t> weights_;  // drain(): the weights of the batch's items
     shard_channel_consumer_counters consumer_;
 
     // Shared, each on its own cache line: written by one side, read by the other.
     alignas(64) std::atomic<std::size_t> tail_{0};        // producer writes
     alignas(64) std::atomic<std::size_t> head_{0};        // consumer writes
     alignas(64) std::atomic<std::uint64_t> consumed_{0};  // consumer writes
+    alignas(64) std::atomic<std::uint64_t> consumed_bytes_{0};  // consumer writes
     alignas(64) std::atomic<bool> scheduled_{false};      // both (wake-up protocol)
     alignas(64) std::atomic<bool> blocked_{false};        // both (back-pressure signal)
 };

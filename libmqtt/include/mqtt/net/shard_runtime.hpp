@@ -64,7 +64,15 @@ struct shard_item {
     broker::output_charge transit{};
 };
 
-using shard_item_channel = shard_channel<shard_item>;
+// What an item weighs against shard_channel_limits::high_water_bytes: its message's held
+// bytes (none for a share note without one).
+struct shard_item_weight {
+    std::size_t operator()(const shard_item& i) const noexcept {
+        return i.msg ? broker::held_cost(*i.msg) : 0;
+    }
+};
+
+using shard_item_channel = shard_channel<shard_item, shard_item_weight>;
 
 struct shard_runtime_options {
     std::size_t shards = 1;
