@@ -115,6 +115,17 @@ def receive(c, v, count, check, what):
     return got
 
 
+def count_pubacks(c, quiet, most=None):
+    """PUBACKs read from c until `quiet` seconds pass without a packet (or `most` of them)."""
+    acked = 0
+    while most is None or acked < most:
+        p = c.packet(quiet)
+        if not isinstance(p, tuple):
+            break
+        acked += p[0] == 0x40
+    return acked
+
+
 def publish_all(c, v, topic, payloads, qos, retain=False):
     """Publishes in order, each flow completed before the next (QoS 1 and 2)."""
     for i, m in enumerate(payloads):
@@ -209,23 +220,14 @@ def shard_backpressure(port, check):
     writer.settimeout(60)
     sent = threading.Thread(target=writer.sendall, args=(blob,))
     sent.start()
-    acked = 0
-    while True:  # PUBACKs until a second of silence
-        p = pub.packet(1.0)
-        if not isinstance(p, tuple):
-            break
-        acked += p[0] == 0x40
+    acked = count_pubacks(pub, 1.0)
     check(65536 // 3 <= acked < total,
           f"the publisher is paused at the channel's mark: {acked} of {total} acknowledged "
           "while the subscriber reads nothing")
     got = receive(sub, V5, total, check, "held-up messages")
     check(got == [b"%d" % i for i in range(total)],
           f"every held-up message arrives once, in order ({len(got)} of {total})")
-    while acked < total:
-        p = pub.packet(5.0)
-        if not isinstance(p, tuple):
-            break
-        acked += p[0] == 0x40
+    acked += count_pubacks(pub, 5.0, total - acked)
     check(acked == total, f"the publisher resumes: {acked} of {total} acknowledged")
     sent.join(10)
     writer.close()
@@ -679,12 +681,7 @@ def large_backpressure(binary, work, check):
         writer.settimeout(120)
         sent = threading.Thread(target=writer.sendall, args=(blob,))
         sent.start()
-        acked = 0
-        while True:  # PUBACKs until two seconds of silence
-            p = pub.packet(2.0)
-            if not isinstance(p, tuple):
-                break
-            acked += p[0] == 0x40
+        acked = count_pubacks(pub, 2.0)
         # 16 MiB in the channel (64 messages), the subscriber's window, queue and output
         # (10 + 5 + 4 MiB): about 100; the old bound by number let all 400 through.
         check(0 < acked < 200,
@@ -695,11 +692,7 @@ def large_backpressure(binary, work, check):
               all(len(g) == size for g in got),
               f"{what}: every held-up message arrives once, whole, in order "
               f"({len(got)} of {total})")
-        while acked < total:
-            p = pub.packet(10.0)
-            if not isinstance(p, tuple):
-                break
-            acked += p[0] == 0x40
+        acked += count_pubacks(pub, 10.0, total - acked)
         check(acked == total, f"{what}: the publisher resumes: {acked} of {total} acknowledged")
         sent.join(30)
         writer.close()
@@ -740,12 +733,7 @@ def stuck_subscriber(binary, work, check, threads):
         sent = threading.Thread(target=writer.sendall, args=(blob,))
         started = time.monotonic()
         sent.start()
-        acked = 0
-        while acked < total:  # one thread: held for about a second, then released
-            p = pub.packet(10.0)
-            if not isinstance(p, tuple):
-                break
-            acked += p[0] == 0x40
+        acked = count_pubacks(pub, 10.0, total)  # one thread: held for about 1 s, then released
         check(acked == total, f"{what}: every PUBLISH acknowledged ({acked} of {total} in "
               f"{time.monotonic() - started:.1f} s)")
         sent.join(10)

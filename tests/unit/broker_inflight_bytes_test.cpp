@@ -42,6 +42,25 @@ int which(const publish_packet& p) {
     return std::stoi(p.payload.substr(0, p.payload.find(':')));
 }
 
+// An engine with `l`, a subscriber "s" to "t" at `q` (a persistent session if asked) and a
+// publisher "p", both connected.
+struct sub_and_pub {
+    engine e;
+    test_client sub;
+    test_client pub;
+    sub_and_pub(const limits& l, protocol_version v, clock::time_point& now, qos q,
+                bool persistent = false)
+        : e{l}, sub{e, v, now}, pub{e, v, now} {
+        if (persistent) {
+            sub.connect_persistent("s");
+        } else {
+            sub.connect("s");
+        }
+        sub.subscribe("t", q);
+        pub.connect("p");
+    }
+};
+
 }  // namespace
 
 TEST_CASE(
@@ -49,12 +68,8 @@ TEST_CASE(
     for (const auto v : both) {
         CAPTURE(v);
         auto now = test_epoch();
-        engine e{bytes_cap(3000)};
-        test_client sub{e, v, now};
-        sub.connect("s");
-        sub.subscribe("t", qos::at_least_once);
-        test_client pub{e, v, now};
-        pub.connect("p");
+        sub_and_pub fx{bytes_cap(3000), v, now, qos::at_least_once};
+        auto& [e, sub, pub] = fx;
         for (int i = 0; i < 5; ++i) pub.publish("t", payload(i, 1000), qos::at_least_once);
         const auto first = publishes(sub.received());
         REQUIRE(first.size() == 3);
@@ -91,12 +106,8 @@ TEST_CASE("max_inflight_bytes: a message larger than the bound goes alone, in it
     for (const auto v : both) {
         CAPTURE(v);
         auto now = test_epoch();
-        engine e{bytes_cap(3000)};
-        test_client sub{e, v, now};
-        sub.connect("s");
-        sub.subscribe("t", qos::at_least_once);
-        test_client pub{e, v, now};
-        pub.connect("p");
+        sub_and_pub fx{bytes_cap(3000), v, now, qos::at_least_once};
+        auto& [e, sub, pub] = fx;
         // Nothing in flight: the 5000-byte message goes at once, and nothing with it.
         pub.publish("t", payload(0, 5000), qos::at_least_once);
         pub.publish("t", payload(1, 10), qos::at_least_once);
@@ -149,12 +160,8 @@ TEST_CASE("max_inflight_bytes with max_inflight_messages: whichever is reached f
         auto now = test_epoch();
         limits l = bytes_cap(1000);
         l.max_inflight = 2;
-        engine e{l};
-        test_client sub{e, v, now};
-        sub.connect("s");
-        sub.subscribe("t", qos::at_least_once);
-        test_client pub{e, v, now};
-        pub.connect("p");
+        sub_and_pub fx{l, v, now, qos::at_least_once};
+        auto& [e, sub, pub] = fx;
         // Small messages: the count is reached first.
         for (int i = 0; i < 3; ++i) pub.publish("t", payload(i, 100), qos::at_least_once);
         auto in = publishes(sub.received());
@@ -178,12 +185,8 @@ TEST_CASE("max_inflight_bytes: a QoS 2 message stops counting at PUBREC, its slo
     for (const auto v : both) {
         CAPTURE(v);
         auto now = test_epoch();
-        engine e{bytes_cap(2000)};
-        test_client sub{e, v, now};
-        sub.connect("s");
-        sub.subscribe("t", qos::exactly_once);
-        test_client pub{e, v, now};
-        pub.connect("p");
+        sub_and_pub fx{bytes_cap(2000), v, now, qos::exactly_once};
+        auto& [e, sub, pub] = fx;
         for (int i = 0; i < 4; ++i) pub.publish("t", payload(i, 1000), qos::exactly_once);
         const auto first = publishes(sub.received());
         REQUIRE(first.size() == 2);
@@ -217,12 +220,8 @@ TEST_CASE("max_inflight_bytes: what was in flight before a reconnect counts, res
     for (const auto v : both) {
         CAPTURE(v);
         auto now = test_epoch();
-        engine e{bytes_cap(3000)};
-        test_client sub{e, v, now};
-        sub.connect_persistent("s");
-        sub.subscribe("t", qos::at_least_once);
-        test_client pub{e, v, now};
-        pub.connect("p");
+        sub_and_pub fx{bytes_cap(3000), v, now, qos::at_least_once, true};
+        auto& [e, sub, pub] = fx;
         for (int i = 0; i < 3; ++i) pub.publish("t", payload(i, 1000), qos::at_least_once);
         const auto first = publishes(sub.received());
         REQUIRE(first.size() == 3);
@@ -249,12 +248,8 @@ TEST_CASE("max_inflight_bytes: what was in flight before a reconnect counts, res
 
 TEST_CASE("max_inflight_bytes: a reload applies from the next delivery") {
     auto now = test_epoch();
-    engine e{bytes_cap(1000)};
-    test_client sub{e, protocol_version::v5, now};
-    sub.connect("s");
-    sub.subscribe("t", qos::at_least_once);
-    test_client pub{e, protocol_version::v5, now};
-    pub.connect("p");
+    sub_and_pub fx{bytes_cap(1000), protocol_version::v5, now, qos::at_least_once};
+    auto& [e, sub, pub] = fx;
     for (int i = 0; i < 4; ++i) pub.publish("t", payload(i, 1000), qos::at_least_once);
     auto in = publishes(sub.received());
     REQUIRE(in.size() == 1);
