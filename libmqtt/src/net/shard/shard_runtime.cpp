@@ -141,14 +141,14 @@ shard_runtime::shard_runtime(shard_runtime_options options) {
             }
             auto& r = asio::use_service<reactor>(s.io());
             r.init_task();  // the loop runs the reactor even before it has a socket
-            auto op = std::make_unique<wake_op>(*this, k);
+            // The operation is the descriptor's from here on, also when epoll_ctl fails
+            // (~shard deregisters it, which destroys the operation).
             const int err = r.register_internal_descriptor(reactor::read_op, s.wake_raw,
-                                                           s.wake_data, op.get());
+                                                           s.wake_data, new wake_op(*this, k));
             if (err != 0) {
                 throw std::runtime_error(std::string{"shard wake-up: epoll_ctl: "} +
                                          std::strerror(err));
             }
-            op.release();  // the reactor's now
         }
     }
     channels_.resize(n * n);
