@@ -364,7 +364,9 @@ void server::impl::stop_now() {
     if (sharded()) {
         memory_holds[0]->timer.cancel();
         retained_orders[0]->timer.cancel();
-        runtime->stop_waiting(0);  // io.run() returns once shard 0's connections have closed
+        // From here on what the other shards send shard 0 is posted (work for io), so that
+        // io.run(), which returns once shard 0 has no work left, does not leave it undrained.
+        runtime->stop_waiting(0);
         shutdown_shards();
     }
     for (auto& g : mqttsn) g->stop();
