@@ -25,7 +25,7 @@ using mqtt::broker::engine;
 using mqtt::broker::figures;
 using mqtt::broker::figures_of;
 using mqtt::broker::message_ptr;
-using shard_test::recording_router;
+using shard_test::two_shards;
 
 namespace {
 
@@ -42,21 +42,14 @@ std::string retained_payload(const engine& e, const std::string& topic) {
 // two subscribers and a persistent session gone offline; 2 QoS 1 publishes on shard 0
 // (routed to shard 1 by hand, as shard_runtime would), 3 QoS 0 ones on shard 1, and one
 // retained message set on shard 1 and applied to shard 0's replica.
-struct two_shards {
-    mqtt::broker::clock::time_point now = test_epoch();
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
+struct busy_shards : two_shards {
     test_client pub0{e0, protocol_version::v5, now};
     test_client sub0{e0, protocol_version::v3_1_1, now};
     test_client pub1{e1, protocol_version::v5, now};
     test_client sub1{e1, protocol_version::v5, now};
     test_client off1{e1, protocol_version::v3_1_1, now};
 
-    two_shards() {
-        e0.set_shard(0, 2, &r0, nullptr);
-        e1.set_shard(1, 2, &r1, &e0);
+    busy_shards() {
         sub0.connect("sub0");
         sub0.subscribe("t/#", qos::at_most_once);
         sub1.connect("sub1");
@@ -88,7 +81,7 @@ struct two_shards {
 }  // namespace
 
 TEST_CASE("figures: two shards are summed, the broker-wide figures taken once") {
-    two_shards s;
+    busy_shards s;
     const auto f0 = figures_of(s.e0);
     const auto f1 = figures_of(s.e1);
     REQUIRE(f0.connected == 2);
@@ -126,14 +119,7 @@ TEST_CASE("figures: two shards are summed, the broker-wide figures taken once") 
     CHECK(g0.store_file_bytes == 5096);
 }
 
-TEST_CASE("figures: the most clients connected at once over every shard") {
-    auto now = test_epoch();
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
+TEST_CASE_FIXTURE(two_shards, "figures: the most clients connected at once over every shard") {
     REQUIRE(e0.connected_clients() != nullptr);
     CHECK(e1.connected_clients() == e0.connected_clients());
     {
@@ -189,7 +175,7 @@ TEST_CASE("figures: add_stats sums every counter") {
 }
 
 TEST_CASE("figures: /metrics and $SYS say the sum, $SYS goes out through shard 0 to the others") {
-    two_shards s;
+    busy_shards s;
     const auto f = s.sum();
 
     mqtt::broker::metrics_context c;

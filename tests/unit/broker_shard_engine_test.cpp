@@ -22,6 +22,7 @@ using mqtt::broker::message_ptr;
 using namespace std::chrono_literals;
 
 using shard_test::recording_router;
+using shard_test::two_shards;
 
 TEST_CASE("shard engine: shard_of is FNV-1a 64 of the client id, mixed, modulo the shards") {
     using mqtt::broker::shard_of;
@@ -45,14 +46,8 @@ TEST_CASE("shard engine: shard_of is FNV-1a 64 of the client id, mixed, modulo t
     CHECK(same < 70);
 }
 
-TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids, meters") {
-    auto now = test_epoch();
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
+TEST_CASE_FIXTURE(two_shards,
+                  "shard engine: publish, route_from_shard, apply_retained, assigned ids, meters") {
     CHECK(e1.shard_index() == 1);
     CHECK(e1.shard_count() == 2);
 
@@ -142,14 +137,8 @@ TEST_CASE("shard engine: publish, route_from_shard, apply_retained, assigned ids
 // session on the id's shard). A message one of them publishes reaches the other's shard
 // with its publisher's client id, and the No Local subscriptions of that id's session there
 // do not get it. Before, it was routed there without its publisher and they did.
-TEST_CASE("shard engine: No Local by client id for a message from another shard") {
-    auto now = test_epoch();
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
+TEST_CASE_FIXTURE(two_shards,
+                  "shard engine: No Local by client id for a message from another shard") {
     const auto subscribe_no_local = [](test_client& c, const std::string& filter) {
         subscribe_packet s;
         s.packet_id = 7;
@@ -235,23 +224,16 @@ TEST_CASE("shard engine: No Local by client id for a message from another shard"
 
 // Two shards: a QoS 1 subscriber on shard 1 (2 in flight, congested above 4 queued, drained
 // at 2) and a publisher on shard 0.
-struct congested_pair {
+struct congested_pair : two_shards {
     static mqtt::broker::limits small_queue() {
         mqtt::broker::limits l;
         l.max_inflight = 2;
         l.max_queued_messages = 8;
         return l;
     }
-    mqtt::broker::clock::time_point now = test_epoch();
-    engine e0{small_queue()};
-    engine e1{small_queue()};
-    recording_router r0;
-    recording_router r1;
     test_client sub{e1, protocol_version::v5, now};
     test_client pub{e0, protocol_version::v5, now};
-    congested_pair() {
-        e0.set_shard(0, 2, &r0, nullptr);
-        e1.set_shard(1, 2, &r1, &e0);
+    congested_pair() : two_shards(small_queue()) {
         sub.connect("subscriber");
         sub.subscribe("t/#", qos::at_least_once);
         pub.connect("publisher");
@@ -349,19 +331,13 @@ TEST_CASE_FIXTURE(
 
 // PUBACK 0x10 (No matching subscribers) is a MAY for when the server knows nobody matched: a
 // shard sees only its own subscribers, so with several shards it says 0x00.
-TEST_CASE("shard engine: no 0x10 PUBACK when another shard may have the subscribers") {
-    auto now = test_epoch();
+TEST_CASE_FIXTURE(two_shards,
+                  "shard engine: no 0x10 PUBACK when another shard may have the subscribers") {
     engine solo;
     test_client p{solo, protocol_version::v5, now};
     p.connect("alone");
     p.publish("nobody/here", "m", qos::at_least_once);
     CHECK(as<puback_packet>(p.received().at(0)).code == reason_code::no_matching_subscribers);
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
     test_client sub{e1, protocol_version::v5, now};
     sub.connect("far");
     sub.subscribe("t/#", qos::at_least_once);
@@ -390,40 +366,28 @@ TEST_CASE("shard engine: one engine or two, shared subscriptions are available")
 TEST_CASE("shard engine: memory_full_settled leaves out what is still in the channels") {
     mqtt::broker::limits l;
     l.memory_limit = 8 * 1024;
-    engine e0{l};
-    engine e1{l};
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
+    two_shards s{l};
     auto m = std::make_shared<mqtt::broker::message>();
     m->topic = "t";
     m->payload.assign(10 * 1024, 'x');
-    e0.charge(*m);  // the publishing shard's charge, on the meter both share
-    CHECK(e1.memory_full());
-    CHECK(e1.memory_full_settled());
+    s.e0.charge(*m);  // the publishing shard's charge, on the meter both share
+    CHECK(s.e1.memory_full());
+    CHECK(s.e1.memory_full_settled());
     {
         mqtt::broker::output_charge transit;
-        e0.charge_transit(transit, *m);  // on its way to shard 1
-        CHECK(e1.transit_bytes() == mqtt::broker::held_cost(*m));
-        CHECK(e1.memory_full());                // the publishers are refused ...
-        CHECK_FALSE(e1.memory_full_settled());  // ... but shard 1 may take it
-        transit.set(0);                         // taken by shard 1
-        CHECK(e1.memory_full_settled());
-        e0.charge_transit(transit, *m);
+        s.e0.charge_transit(transit, *m);  // on its way to shard 1
+        CHECK(s.e1.transit_bytes() == mqtt::broker::held_cost(*m));
+        CHECK(s.e1.memory_full());                // the publishers are refused ...
+        CHECK_FALSE(s.e1.memory_full_settled());  // ... but shard 1 may take it
+        transit.set(0);                           // taken by shard 1
+        CHECK(s.e1.memory_full_settled());
+        s.e0.charge_transit(transit, *m);
     }
-    CHECK(e0.transit_bytes() == 0);  // an item destroyed untaken gives its charge back
+    CHECK(s.e0.transit_bytes() == 0);  // an item destroyed untaken gives its charge back
 }
 
-TEST_CASE("shard engine: a SUBSCRIBE waits for the retained replica to catch up") {
-    auto now = test_epoch();
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    e0.set_shard(0, 2, &r0, nullptr);
-    e1.set_shard(1, 2, &r1, &e0);
-
+TEST_CASE_FIXTURE(two_shards,
+                  "shard engine: a SUBSCRIBE waits for the retained replica to catch up") {
     // Shard 0 clears a retained message that shard 1's replica still has.
     test_client pub{e0, protocol_version::v5, now};
     pub.connect("publisher");

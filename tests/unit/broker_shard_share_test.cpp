@@ -18,6 +18,7 @@
 
 #include "broker_test_client.hpp"
 #include "mqtt/broker/engine.hpp"
+#include "shard_test_support.hpp"
 
 using namespace tern_test;
 using mqtt::broker::engine;
@@ -53,23 +54,16 @@ struct link_router final : mqtt::broker::shard_router {
     std::vector<std::size_t> resumed;
 };
 
-struct two_shards {
-    mqtt::broker::shard_interest i0;
-    mqtt::broker::shard_interest i1;
-    engine e0;
-    engine e1;
+// `now`: when the items are routed.
+struct two_shards : shard_test::two_engines {
     link_router r0{*this, 0};
     link_router r1{*this, 1};
     std::deque<item> q[2][2];  // [from][to]
     std::vector<share_op> ops[2][2];  // every share_op sent, [from][to]
-    mqtt::broker::clock::time_point now = test_epoch();  // when the items are routed
     two_shards() {
-        e0.set_shard(0, 2, &r0, nullptr);
-        e1.set_shard(1, 2, &r1, &e0);
-        // As the server does: a message goes only where a filter may match it, so these
-        // tests also check that a share group's home counts its remote groups' filters.
-        e0.set_interests({&i0, &i1});
-        e1.set_interests({&i0, &i1});
+        link(r0, r1);
+        // These tests also check that a share group's home counts its remote groups' filters.
+        share_interests();
     }
     engine& at(std::size_t k) { return k == 0 ? e0 : e1; }
     // Delivers everything in flight (and what that sends), pair by pair in FIFO order.

@@ -14,10 +14,9 @@
 #include "shard_test_support.hpp"
 
 using namespace tern_test;
-using mqtt::broker::engine;
 using mqtt::broker::shard_interest;
 using mqtt::protocol::topic_matches;
-using shard_test::recording_router;
+using shard_test::two_shards;
 
 TEST_CASE("shard interest: empty, exact filters, wildcards and their literal levels") {
     shard_interest i;
@@ -143,26 +142,8 @@ TEST_CASE("shard interest: never false where a filter matches (random filters an
 
 namespace {
 
-struct two_engines {
-    clock::time_point now = test_epoch();
-    shard_interest i0;
-    shard_interest i1;
-    engine e0;
-    engine e1;
-    recording_router r0;
-    recording_router r1;
-    two_engines() {
-        e0.set_shard(0, 2, &r0, nullptr);
-        e1.set_shard(1, 2, &r1, &e0);
-    }
-    void link() {
-        e0.set_interests({&i0, &i1});
-        e1.set_interests({&i0, &i1});
-    }
-};
-
-struct linked_engines : two_engines {
-    linked_engines() { link(); }
+struct linked_engines : two_shards {
+    linked_engines() { share_interests(); }
 };
 
 }  // namespace
@@ -218,11 +199,11 @@ TEST_CASE_FIXTURE(linked_engines, "shard interest: a publish goes only to the sh
     }
 }
 
-TEST_CASE_FIXTURE(two_engines, "shard interest: filters subscribed before set_interests count") {
+TEST_CASE_FIXTURE(two_shards, "shard interest: filters subscribed before set_interests count") {
     test_client sub{e1, protocol_version::v3_1_1, now};
     sub.connect("subscriber");
     sub.subscribe("early/#", qos::at_least_once);
-    link();
+    share_interests();
     CHECK(i1.may_match("early/x"));
     CHECK(i1.entries() == 1);
     test_client pub{e0, protocol_version::v3_1_1, now};

@@ -2,7 +2,8 @@
 
 // For the shard tests: messages that count their own destruction (a deleter that counts), so
 // a test sees every message_ptr released, and carry (producer, sequence) to check order; a
-// shard_router that records what an engine sends to the other shards.
+// shard_router that records what an engine sends to the other shards; two engines linked as
+// shards 0 and 1 in one thread, with recording routers or a test's own.
 
 #include <atomic>
 #include <cstddef>
@@ -12,8 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "broker_test_client.hpp"
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/message.hpp"
+#include "mqtt/broker/shard_interest.hpp"
 
 namespace shard_test {
 
@@ -75,6 +78,37 @@ struct recording_router final : mqtt::broker::shard_router {
                const mqtt::broker::message_ptr&) override {
         shares.push_back(op);
     }
+};
+
+// Engines e0 and e1 as shards 0 and 1 of 2, as the server links them (shard 1 shares shard
+// 0's meters) but in one thread, and `now` for the clients on them. link() gives each a router
+// in place of shard_runtime; a test with routers of its own derives from this and calls it.
+struct two_engines {
+    mqtt::broker::clock::time_point now = tern_test::test_epoch();
+    // Before the engines, which keep pointers to them.
+    mqtt::broker::shard_interest i0;
+    mqtt::broker::shard_interest i1;
+    mqtt::broker::engine e0;
+    mqtt::broker::engine e1;
+
+    explicit two_engines(const mqtt::broker::limits& l = {}) : e0{l}, e1{l} {}
+    void link(mqtt::broker::shard_router& r0, mqtt::broker::shard_router& r1) {
+        e0.set_shard(0, 2, &r0, nullptr);
+        e1.set_shard(1, 2, &r1, &e0);
+    }
+    // As the server does: a message goes only to the shards where a filter may match it.
+    // Without, every message goes to the other shard.
+    void share_interests() {
+        e0.set_interests({&i0, &i1});
+        e1.set_interests({&i0, &i1});
+    }
+};
+
+// two_engines linked through recording routers r0 and r1.
+struct two_shards : two_engines {
+    recording_router r0;
+    recording_router r1;
+    explicit two_shards(const mqtt::broker::limits& l = {}) : two_engines(l) { link(r0, r1); }
 };
 
 }  // namespace shard_test
