@@ -153,16 +153,14 @@ void recorder::set_secondary_shard() {
 std::uint64_t recorder::message_id(const broker::message_ptr& m) {
     if (secondary_) {
         if (const auto it = ids_.find(m.get()); it != ids_.end()) {
-            const auto held = mirror_.messages().find(it->second);
-            if (held != mirror_.messages().end() && held->second.msg.get() == m.get()) {
-                return it->second;
-            }
+            const auto* held = mirror_.message(it->second);
+            if (held != nullptr && held->msg.get() == m.get()) return it->second;
         }
         // Entries of messages the mirror dropped: swept once they are most of the map.
         if (ids_.size() > 2 * mirror_.messages().size() + 1024) {
-            std::erase_if(ids_, [&](const auto& e) {
-                const auto held = mirror_.messages().find(e.second);
-                return held == mirror_.messages().end() || held->second.msg.get() != e.first;
+            boost::unordered::erase_if(ids_, [&](const auto& e) {
+                const auto* held = mirror_.message(e.second);
+                return held == nullptr || held->msg.get() != e.first;
             });
         }
         const auto id = next_id_++;

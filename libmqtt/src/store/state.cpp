@@ -27,7 +27,7 @@ std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_
 }
 
 bool state::add_ref(std::uint64_t id, std::size_t* cost) {
-    const auto it = messages_.find(id);
+    const auto it = find_message(messages_, id);
     if (it == messages_.end()) return false;
     ++it->second.refs;
     if (cost != nullptr) *cost = cost_of(it->second);
@@ -35,7 +35,7 @@ bool state::add_ref(std::uint64_t id, std::size_t* cost) {
 }
 
 void state::drop_ref(std::uint64_t id, std::size_t* cost) {
-    const auto it = messages_.find(id);
+    const auto it = find_message(messages_, id);
     if (it == messages_.end()) return;
     if (cost != nullptr) *cost = cost_of(it->second);
     if (it->second.refs > 0) --it->second.refs;
@@ -75,7 +75,7 @@ struct state::applier {
         return true;
     }
     bool operator()(const retained_set_record& r) const {
-        const auto it = st.messages_.find(r.msg_id);
+        const auto it = find_message(st.messages_, r.msg_id);
         if (it == st.messages_.end()) return false;
         const std::string& topic = it->second.msg->topic;
         ++it->second.refs;

@@ -10,8 +10,9 @@
 #include <functional>
 #include <optional>
 #include <system_error>
-#include <unordered_map>
 #include <vector>
+
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "mqtt/broker/engine.hpp"
 #include "mqtt/broker/store_hooks.hpp"
@@ -119,9 +120,11 @@ class recorder final : public broker::store_hooks {
     std::function<clock_pair()> clock_ = clock_pair::now;
     // set_secondary_shard(): the ids of the messages written, by object. An entry counts
     // only while the mirror holds that very object under that id (ids are never reused), so
-    // an address reused after a message was freed is never mistaken for it.
+    // an address reused after a message was freed is never mistaken for it. Open
+    // addressing: a message seen for the first time (the usual case) costs one probe of a
+    // group of slots, not a bucket and a node in separate cache lines.
     bool secondary_ = false;
-    std::unordered_map<const broker::message*, std::uint64_t> ids_;
+    boost::unordered_flat_map<const broker::message*, std::uint64_t> ids_;
     listener_keys listeners_;
 };
 

@@ -126,8 +126,12 @@ class state {
     // Replaces the value of a held message (restore: the same message with its receive time
     // on the steady clock and its store id set).
     void replace_message(std::uint64_t id, broker::message_ptr m);
-    // Whether a message record with this id is held.
-    bool has_message(std::uint64_t id) const noexcept { return messages_.contains(id); }
+    // Whether a message record with this id is held, and the record.
+    bool has_message(std::uint64_t id) const noexcept { return message(id) != nullptr; }
+    const stored_message* message(std::uint64_t id) const noexcept {
+        const auto it = find_message(messages_, id);
+        return it == messages_.end() ? nullptr : &it->second;
+    }
     // threads > 1 (docs/persistence.md, "Threads: the outbox"): what this shard sent to
     // others, by sequence; the highest sequence it used; the highest sequence of each other
     // shard's outbox it has taken (by that shard).
@@ -140,6 +144,17 @@ class state {
     }
 
   private:
+    // A message by id. Ids grow, so the message just recorded is the last and the one a
+    // queue lets go next is usually the first: those two without a search from the root
+    // (with 320,000 messages queued, add_ref's search was 2.7% of the broker's samples).
+    template <class Map>
+    static auto find_message(Map& m, std::uint64_t id) noexcept -> decltype(m.find(id)) {
+        if (!m.empty()) {
+            if (const auto last = std::prev(m.end()); last->first == id) return last;
+            if (m.begin()->first == id) return m.begin();
+        }
+        return m.find(id);
+    }
     // `cost`, if given, is set to the message's broker::queue_cost.
     bool add_ref(std::uint64_t id, std::size_t* cost = nullptr);
     void drop_ref(std::uint64_t id, std::size_t* cost = nullptr);
