@@ -178,7 +178,6 @@ class shard_runtime {
 
   private:
     struct shard;
-    class wake_op;
     void woken(std::size_t shard);
     void wake(std::size_t from, std::size_t to);
     shard_item_channel& channel_ref(std::size_t from, std::size_t to) const;

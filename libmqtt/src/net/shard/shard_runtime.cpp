@@ -1,64 +1,20 @@
 #include "mqtt/net/shard_runtime.hpp"
 
+#include "loop_wakeup.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/version.hpp>
 #include <cassert>
-#include <cerrno>
-#include <cstring>
 #include <optional>
 #include <thread>
-#include <stdexcept>
-#include <string>
-#include <type_traits>
 #include <utility>
-
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 namespace mqtt::net {
 
 namespace asio = boost::asio;
-
-// A shard's wake-up descriptor (an eventfd) is in its loop's reactor as an internal
-// descriptor with one operation that never completes: each write to it is an edge of its
-// readiness (registered edge-triggered; the eventfd is never read, its counter only grows),
-// and each edge runs the operation's perform step on the loop's thread. An ordinary
-// readiness wait would be re-armed after every edge with an epoll_ctl, and an eventfd that
-// is never read would be ready again at once. The same internal interface of Asio as the
-// loop's epoll set (net/transport/epoll_tcp.cpp), pinned to the same Boost version.
-static_assert(BOOST_VERSION / 100 == 1081,
-              "shard_runtime registers its wake-up descriptors through Boost 1.81's reactor; "
-              "check register_internal_descriptor and reactor_op against this version");
-using reactor = asio::detail::reactor;
-static_assert(std::is_same_v<reactor, asio::detail::epoll_reactor>);
-
-class shard_runtime::wake_op final : public asio::detail::reactor_op {
-  public:
-    wake_op(shard_runtime& rt, std::size_t shard)
-        : reactor_op(boost::system::error_code{}, &wake_op::perform, &wake_op::complete),
-          rt_(rt),
-          shard_(shard) {}
-
-  private:
-    static status perform(reactor_op* base) {
-        auto* self = static_cast<wake_op*>(base);
-        self->rt_.woken(self->shard_);
-        return not_done;
-    }
-    // Never completed; called only to destroy it (no owner) when the descriptor leaves the
-    // reactor.
-    static void complete(void* owner, asio::detail::operation* base,
-                         const boost::system::error_code&, std::size_t) {
-        if (owner == nullptr) delete static_cast<wake_op*>(base);
-    }
-    shard_runtime& rt_;
-    std::size_t shard_;
-};
 
 struct shard_runtime::shard {
     explicit shard(asio::io_context* external) {
@@ -69,15 +25,6 @@ struct shard_runtime::shard {
         own.emplace(1);  // one thread runs it (posts from other threads still lock)
         io_ptr = &*own;
         work.emplace(own->get_executor());
-    }
-    ~shard() {
-        // Before `own` goes (the reactor is its service); the operation is destroyed here.
-        if (wake_data != nullptr) {
-            auto& r = asio::use_service<reactor>(io());
-            r.deregister_internal_descriptor(wake_raw, wake_data);
-            r.cleanup_descriptor_data(wake_data);
-        }
-        if (wake_raw >= 0) ::close(wake_raw);
     }
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
@@ -104,10 +51,10 @@ struct shard_runtime::shard {
     alignas(64) std::atomic<bool> forwarding{false};
     alignas(64) std::unique_ptr<std::atomic<bool>[]> waiting;
 
-    // Wake-ups for drains (more than one shard; see wake_op and shard_runtime::wake()): an
-    // eventfd written to by the other shards' threads, and its place in the reactor.
-    int wake_raw = -1;
-    reactor::per_descriptor_data wake_data = nullptr;
+    // Wake-ups for drains (more than one shard; see shard_runtime::wake()), written to by
+    // the other shards' threads. After `own` (destroyed before it: the reactor is its
+    // service).
+    std::optional<detail::loop_wakeup> wake;
     // [from]: the channel from -> here has a drain due (its publish answered `wake`). Set by
     // shard `from`, taken back by whichever side exchanges it first.
     alignas(64) std::unique_ptr<std::atomic<bool>[]> drain_due;
@@ -134,21 +81,7 @@ shard_runtime::shard_runtime(shard_runtime_options options) {
     if (n > 1) {
         for (std::size_t k = 0; k < n; ++k) {
             shard& s = *shards_[k];
-            s.wake_raw = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-            if (s.wake_raw < 0) {
-                throw std::runtime_error(std::string{"shard wake-up: eventfd: "} +
-                                         std::strerror(errno));
-            }
-            auto& r = asio::use_service<reactor>(s.io());
-            r.init_task();  // the loop runs the reactor even before it has a socket
-            // The operation is the descriptor's from here on, also when epoll_ctl fails
-            // (~shard deregisters it, which destroys the operation).
-            const int err = r.register_internal_descriptor(reactor::read_op, s.wake_raw,
-                                                           s.wake_data, new wake_op(*this, k));
-            if (err != 0) {
-                throw std::runtime_error(std::string{"shard wake-up: epoll_ctl: "} +
-                                         std::strerror(err));
-            }
+            s.wake.emplace(s.io(), [this, k] { woken(k); }, "shard wake-up");
         }
     }
     channels_.resize(n * n);
@@ -208,7 +141,7 @@ void shard_runtime::finish() {
 
 void shard_runtime::stop_waiting(std::size_t shard) {
     shard_runtime::shard& s = *shards_.at(shard);
-    if (s.wake_data == nullptr || s.wake_closed.exchange(true, std::memory_order_seq_cst)) return;
+    if (!s.wake || s.wake_closed.exchange(true, std::memory_order_seq_cst)) return;
     // The flags set before wake_closed whose edges the loop has not handled yet: taken by a
     // posted sweep, which is work (the loop runs it before it can return).
     asio::post(s.io(), [this, shard] { woken(shard); });
@@ -229,9 +162,7 @@ void shard_runtime::wake(std::size_t from, std::size_t to) {
     shard& s = *shards_[to];
     s.drain_due[from].store(true, std::memory_order_seq_cst);
     if (!s.wake_closed.load(std::memory_order_seq_cst)) {
-        const std::uint64_t one = 1;
-        // Fails only with EAGAIN, after 2^64 - 2 writes.
-        [[maybe_unused]] const auto n = ::write(s.wake_raw, &one, sizeof one);
+        s.wake->notify();
         return;
     }
     // Wake-ups are no longer relied on: the sweep stop_waiting() posted takes every flag
