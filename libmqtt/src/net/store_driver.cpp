@@ -34,7 +34,6 @@ store_driver::store_driver(asio::io_context& io, broker::engine& e, broker::pers
       note_(std::move(note)),
       path_(join(cfg_.location, cfg_.file)),
       autosave_(io),
-      flush_timer_(io),
       retry_(io),
       compaction_timer_(io) {}
 
@@ -75,7 +74,7 @@ void store_driver::sync_thread() {
         }
         j.parts.clear();
         done_.push_back(std::move(j));
-        if (done_.size() == 1) asio::post(io_, [this] { drain(); });
+        if (done_.size() == 1) done_wake_->notify();
     }
 }
 
@@ -141,6 +140,12 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     file_ = std::move(*file);
     file_bytes_ = file_.size();
     snapshot_bytes_ = file_.snapshot_size();
+    try {
+        done_wake_.emplace(io_, [this] { drain(); }, "store sync thread");
+    } catch (const std::system_error& e) {
+        recorder_.reset();
+        return e.code();
+    }
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
     thread_ = std::thread{[this] { sync_thread(); }};
@@ -238,7 +243,6 @@ void store_driver::periodic_sync() {
 
 void store_driver::close() {
     autosave_.cancel();
-    flush_timer_.cancel();
     retry_.cancel();
     if (!recorder_) return;
     if (thread_.joinable()) {
@@ -249,7 +253,7 @@ void store_driver::close() {
         cv_.notify_one();
         thread_.join();  // writes what was handed over first
     }
-    drain();  // the posted completions will not run: the loop has stopped
+    drain();  // a wake-up still due will not run: the loop has stopped
     log_group_stats();
     if (compaction_) end_compaction();  // the whole state is written below
     flush();
@@ -282,12 +286,19 @@ void store_driver::forget(held_output& h) {
 void store_driver::schedule() {
     if (posted_) return;
     posted_ = true;
-    // A timer due now fires after the reactor's next poll, so every connection whose bytes
-    // have arrived by then is read first: one group for all of them (a plain post would run
-    // before the reactor looks at the sockets again).
-    flush_timer_.expires_at(asio::steady_timer::time_point::min());
-    flush_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (!ec) flush();
+    // After the reactor's next poll and the handlers it queued, so that every connection
+    // whose bytes have arrived by then is read first: one group for all of them. A handler
+    // posted from a handler runs after the reactor's next poll but before what that poll
+    // queued; posting once more from there puts the flush behind those handlers. (A timer
+    // due now fires at the same point, but arming and disarming its timerfd cost four
+    // system calls per group.) A flush() called meanwhile (always, a completion, the stop)
+    // makes the pair stale: `gen` no longer matches and it does nothing.
+    const auto gen = flush_gen_;
+    asio::post(io_, [this, gen] {
+        if (gen != flush_gen_) return;
+        asio::post(io_, [this, gen] {
+            if (gen == flush_gen_) flush();
+        });
     });
 }
 
@@ -301,6 +312,7 @@ void store_driver::after_packet() {
 // sync runs; its output is written once a sync has covered it.
 void store_driver::flush() {
     posted_ = false;
+    ++flush_gen_;  // a schedule()d flush still on its way does nothing
     if (!recorder_) return;
     const bool threaded = cfg_.sync == broker::sync_policy::batch && thread_.joinable();
     if (!threaded && outstanding_ != 0) {

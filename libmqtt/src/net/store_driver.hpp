@@ -35,6 +35,7 @@
 #include "mqtt/result.hpp"
 #include "mqtt/store/recorder.hpp"
 #include "mqtt/store/store_file.hpp"
+#include "shard/loop_wakeup.hpp"
 
 namespace mqtt::net::detail {
 
@@ -241,7 +242,8 @@ class store_driver {
     std::uint64_t synced_ = 0;         // recorder bytes on disk (or written, for periodic)
     std::uint64_t file_bytes_ = 0;     // the file's size as of the last completion
     std::uint64_t snapshot_bytes_ = 0;  // its size after its last rewrite, likewise
-    bool posted_ = false;
+    bool posted_ = false;        // a flush is schedule()d
+    std::uint64_t flush_gen_ = 0;  // flush() calls: a scheduled flush runs if none came since
     bool again_ = false;  // a flush had to wait (see flush()): flush at the next completion
     std::size_t outstanding_ = 0;  // jobs handed to the sync thread, not yet completed
     bool replacing_ = false;       // a compaction's rename is among them
@@ -258,13 +260,16 @@ class store_driver {
     std::condition_variable cv_;
     std::deque<job> queue_;   // handed over, not yet taken by the thread
     std::vector<job> done_;   // written (or refused), completion not yet run on the loop
+    // The sync thread wakes the loop for done_ (drain()) with a write(2), not a post: no lock
+    // of the loop's scheduler, no epoll_ctl. Not work to the loop: work_ keeps it running
+    // while jobs are outstanding, and close() drains itself.
+    std::optional<loop_wakeup> done_wake_;
     bool failed_ = false;     // a write failed: later jobs are refused until retry() works
     bool stop_ = false;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     bool unsynced_ = false;  // periodic: written, not yet synced
     bool failing_ = false;   // a write or sync failed since the store was last written whole
     asio::steady_timer autosave_;
-    asio::steady_timer flush_timer_;  // group commit: fires after the next reactor poll
     asio::steady_timer retry_;        // while failing_: try to write the store again
     asio::steady_timer compaction_timer_;             // the next slice
     std::optional<store::replacement> compaction_;  // NAME.new while it is written
