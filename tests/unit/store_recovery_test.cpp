@@ -174,6 +174,38 @@ TEST_CASE("store recovery: messages loaded with the run's clock are shared, not 
     CHECK(in_engine == l.st.messages().begin()->second.msg.get());
 }
 
+TEST_CASE("store recovery: the clock is read once per group, and again for the next group") {
+    auto now = test_epoch();
+    run r1{now, {}};
+    int reads = 0;
+    long long wall_offset = 1'700'000'000'000;
+    r1.rec.set_clock([&] {
+        ++reads;
+        return clock_pair{now, wall_offset + run::ms(now)};
+    });
+    test_client pub{r1.e, protocol_version::v5, now};
+    pub.connect("pub");
+    r1.flush();
+    reads = 0;
+    for (int i = 0; i < 3; ++i) {
+        now += 10ms;
+        pub.publish("r/" + std::to_string(i), "kept", qos::at_least_once, true);
+    }
+    CHECK(reads == 1);  // three message records, one group
+    // Each message's own receive time, through the pair read for the group.
+    std::int64_t expected = wall_offset + run::ms(now) - 20;
+    for (const auto& [id, m] : r1.rec.mirror().messages()) {
+        CHECK(m.received_ms == expected);
+        expected += 10;
+    }
+    r1.flush();
+    wall_offset += 3'600'000;  // the wall clock set an hour ahead between two groups
+    now += 10ms;
+    pub.publish("r/late", "kept", qos::at_least_once, true);
+    CHECK(reads == 2);
+    CHECK(r1.rec.mirror().messages().rbegin()->second.received_ms == wall_offset + run::ms(now));
+}
+
 TEST_CASE("store recovery: outbound in-flight messages are resent with DUP after a restart") {
     auto now = test_epoch();
     run r1{now, {}};

@@ -39,7 +39,10 @@ class recorder final : public broker::store_hooks {
     void set_listeners(listener_keys keys) { listeners_ = std::move(keys); }
 
     // Where the times of records come from (tests give a hand-driven one).
-    void set_clock(std::function<clock_pair()> f) { clock_ = std::move(f); }
+    void set_clock(std::function<clock_pair()> f) {
+        clock_ = std::move(f);
+        group_clock_.reset();
+    }
     // Called when the pending buffer goes from empty to not empty.
     void set_pending_hook(std::function<void()> f) { on_pending_ = std::move(f); }
 
@@ -107,6 +110,7 @@ class recorder final : public broker::store_hooks {
   private:
     bool stored(const broker::durable_session& s) const;
     std::uint64_t message_id(const broker::message_ptr& m);
+    const clock_pair& group_clock();  // clock_(), read once until take_pending()
     void emit(record r);
 
     state mirror_;
@@ -118,6 +122,7 @@ class recorder final : public broker::store_hooks {
     std::uint64_t next_id_ = 1;
     std::function<void()> on_pending_;
     std::function<clock_pair()> clock_ = clock_pair::now;
+    std::optional<clock_pair> group_clock_;
     // set_secondary_shard(): the ids of the messages written, by object. An entry counts
     // only while the mirror holds that very object under that id (ids are never reused), so
     // an address reused after a message was freed is never mistaken for it. Open
