@@ -176,37 +176,59 @@ TEST_CASE("store shards: a client id in two stores is taken once, shard 0's copy
 }
 
 TEST_CASE("store shards: the recorder of a shard k > 0") {
-    recorder rec{state{}};
-    rec.set_clock([] { return clock_pair{mqtt::broker::clock::now(), wall}; });
-    rec.set_secondary_shard();
-    mqtt::broker::durable_session a;
-    a.client_id = "a";
-    a.expiry_interval = 3600;
-    mqtt::broker::durable_session b = a;
-    b.client_id = "b";
-    rec.session_online(a);
-    rec.session_online(b);
-    auto m = make_msg("t", "one");
-    m->store_id = 12345;  // shard 0's recorder's id: neither read nor written here
-    rec.queued(a, {m, qos::at_least_once, false, {}});
-    rec.queued(b, {m, qos::at_least_once, false, {}});
-    CHECK(rec.mirror().messages().size() == 1);  // written once for both
-    CHECK(m->store_id == 12345);
-    rec.retained_set(make_msg("r", "x"));
-    rec.retained_cleared("r");
-    CHECK(rec.mirror().retained().empty());
-    // Once every reference is gone the message is dropped; queued again, it is written again.
-    rec.dequeued(a);
-    rec.dequeued(b);
-    CHECK(rec.mirror().messages().empty());
-    rec.queued(a, {m, qos::at_least_once, false, {}});
-    CHECK(rec.mirror().messages().size() == 1);
-    std::vector<std::uint8_t> bytes;
-    rec.take_pending(bytes);
-    const auto l = load_bytes(bytes);
-    CHECK(l.report.clean());
-    CHECK(l.st.queued_count() == 1);
-    CHECK(l.st.messages().size() == 1);
+    // k <= 3 keeps its ids on the message, k > 3 in the recorder.
+    for (const std::size_t k : {std::size_t{1}, std::size_t{3}, std::size_t{5}}) {
+        CAPTURE(k);
+        recorder rec{state{}};
+        rec.set_clock([] { return clock_pair{mqtt::broker::clock::now(), wall}; });
+        rec.set_secondary_shard(k);
+        mqtt::broker::durable_session a;
+        a.client_id = "a";
+        a.expiry_interval = 3600;
+        mqtt::broker::durable_session b = a;
+        b.client_id = "b";
+        rec.session_online(a);
+        rec.session_online(b);
+        auto m = make_msg("t", "one");
+        m->store_id = 12345;  // shard 0's recorder's id: neither read nor written here
+        rec.queued(a, {m, qos::at_least_once, false, {}});
+        rec.queued(b, {m, qos::at_least_once, false, {}});
+        CHECK(rec.mirror().messages().size() == 1);  // written once for both
+        CHECK(m->store_id == 12345);
+        rec.retained_set(make_msg("r", "x"));
+        rec.retained_cleared("r");
+        CHECK(rec.mirror().retained().empty());
+        // Once every reference is gone the message is dropped; queued again, it is written again.
+        rec.dequeued(a);
+        rec.dequeued(b);
+        CHECK(rec.mirror().messages().empty());
+        rec.queued(a, {m, qos::at_least_once, false, {}});
+        CHECK(rec.mirror().messages().size() == 1);
+        std::vector<std::uint8_t> bytes;
+        rec.take_pending(bytes);
+        const auto l = load_bytes(bytes);
+        CHECK(l.report.clean());
+        CHECK(l.st.queued_count() == 1);
+        CHECK(l.st.messages().size() == 1);
+        if (k <= m->shard_store_ids.size()) {
+            // Its own element only (the others belong to the other shards' threads).
+            CHECK(m->shard_store_ids[k - 1] == rec.mirror().messages().begin()->first);
+            for (std::size_t j = 0; j < m->shard_store_ids.size(); ++j) {
+                if (j != k - 1) CHECK(m->shard_store_ids[j] == 0);
+            }
+        } else {
+            CHECK(m->shard_store_ids == std::array<std::uint64_t, 3>{});
+        }
+        // A recorder started on a store that holds messages knows their ids: queued once more,
+        // a message is not written again.
+        recorder again{l.st};
+        again.set_secondary_shard(k);
+        const auto& held = again.mirror().messages().begin()->second.msg;
+        const auto before = again.records();
+        again.queued(b, {held, qos::at_least_once, false, {}});
+        CHECK(again.records() == before + 1);  // a queue record only, no message record
+        CHECK(again.mirror().messages().size() == 1);
+    }
 }
 
 // ---- the outbox (docs/persistence.md, "Threads: the outbox")

@@ -151,7 +151,7 @@ std::error_code server::impl::open_stores(std::string* failed) {
         const auto& r = l.report;
         const bool replayed_into = k < into.size() && into[k] != 0;
         const bool rewrite = rehome || replayed_into || !(r.existed && r.clean() && r.records != 0);
-        if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k != 0)) {
+        if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k)) {
             if (failed) *failed = "store " + d.path();
             return ec;
         }

@@ -84,7 +84,7 @@ std::error_code store_driver::open() {
     if (!loaded) return loaded.error();
     const auto& r = loaded->report;
     const bool rewrite = !(r.existed && r.clean() && r.records != 0);
-    return open_loaded(std::move(*loaded), now, rewrite, false);
+    return open_loaded(std::move(*loaded), now, rewrite, 0);
 }
 
 result<store::loaded> store_driver::load(const std::string& path, const store::clock_pair& now,
@@ -116,7 +116,8 @@ result<store::loaded> store_driver::load(const std::string& path, const store::c
 }
 
 std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pair& now,
-                                          bool rewrite, bool secondary) {
+                                          bool rewrite, std::size_t shard) {
+    const bool secondary = shard != 0;
     const auto& r = l.report;
     store::restore(engine_, l.st, now, !secondary, listeners_);
     if (r.existed) {
@@ -127,7 +128,7 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
                   std::to_string(l.st.queued_count()) + " queued messages restored");
     }
     recorder_.emplace(std::move(l.st));
-    if (secondary) recorder_->set_secondary_shard();
+    if (secondary) recorder_->set_secondary_shard(shard);
     recorder_->set_listeners(listeners_);
     // An intact file is appended to as it is; a damaged or missing one is written anew from
     // what was recovered (which also cuts the damage off).

@@ -76,10 +76,10 @@ class store_driver {
     static result<store::loaded> load(const std::string& path, const store::clock_pair& now,
                                       const note_function& note);
     // open() with what load() read (or what store::redistribute made of every shard's:
-    // `rewrite`, the file is then written anew whatever it holds). `secondary`: the store of
-    // a shard k > 0 (store::recorder::set_secondary_shard).
+    // `rewrite`, the file is then written anew whatever it holds). `shard`: the shard whose
+    // store this is (k > 0: store::recorder::set_secondary_shard).
     std::error_code open_loaded(store::loaded l, const store::clock_pair& now, bool rewrite,
-                                bool secondary);
+                                std::size_t shard);
     // Before open(): the listeners with a security policy of their own, which session
     // records name and restored sessions get the slot of (store::restore).
     void set_listeners(store::listener_keys keys) { listeners_ = std::move(keys); }

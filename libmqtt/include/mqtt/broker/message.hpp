@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -113,6 +114,10 @@ struct message {
     // The id of this message's record in the store, 0 while it has none. Set by the store
     // (which lives on the engine's thread), not part of the message's value.
     mutable std::uint64_t store_id = 0;
+    // With threads > 1, the ids of its records in the stores of shards 1 to 3, likewise (0:
+    // none); each element is written and read by its shard's thread only. Shards past 3
+    // keep theirs in their recorder (store::recorder::set_secondary_shard).
+    mutable std::array<std::uint64_t, 3> shard_store_ids{};
     // Its bytes counted against memory_limit while the broker holds it (set by the engine
     // when the message is routed, retained or restored).
     mutable memory_charge charge;

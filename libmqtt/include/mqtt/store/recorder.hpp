@@ -31,9 +31,10 @@ class recorder final : public broker::store_hooks {
 
     // The store of shard k > 0 with threads > 1 (docs/persistence.md, "Threads"): retained
     // changes are not recorded (shard 0's store has every one, in its order), and message
-    // ids are kept here rather than in message::store_id, which shard 0's recorder owns (a
-    // message routed between shards is one object read by several threads).
-    void set_secondary_shard();
+    // ids are kept in message::shard_store_ids[k - 1] (k <= 3) or here (k > 3) rather than
+    // in message::store_id, which shard 0's recorder owns (a message routed between shards
+    // is one object read by several threads).
+    void set_secondary_shard(std::size_t k);
     // The listeners' keys: a session record names the listener of its client's security
     // slot (none without listener slots, before this is called).
     void set_listeners(listener_keys keys) { listeners_ = std::move(keys); }
@@ -123,12 +124,13 @@ class recorder final : public broker::store_hooks {
     std::function<void()> on_pending_;
     std::function<clock_pair()> clock_ = clock_pair::now;
     std::optional<clock_pair> group_clock_;
-    // set_secondary_shard(): the ids of the messages written, by object. An entry counts
+    // set_secondary_shard(k), k > 3: the ids of the messages written, by object. An entry counts
     // only while the mirror holds that very object under that id (ids are never reused), so
     // an address reused after a message was freed is never mistaken for it. Open
     // addressing: a message seen for the first time (the usual case) costs one probe of a
     // group of slots, not a bucket and a node in separate cache lines.
     bool secondary_ = false;
+    std::size_t slot_ = 0;  // secondary: k - 1, an index of message::shard_store_ids if < 3
     boost::unordered_flat_map<const broker::message*, std::uint64_t> ids_;
     listener_keys listeners_;
 };
