@@ -40,10 +40,8 @@ def check(name, ok, detail=""):
     return ok
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import free_port  # noqa: E402  (distinct ports within one test)
 
 
 def wait_port(port, seconds=10):

@@ -58,10 +58,8 @@ def _cleanup():
 atexit.register(_cleanup)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import free_port  # noqa: E402  (distinct ports within one test)
 
 
 def spawn(args, **kw):

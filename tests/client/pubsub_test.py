@@ -39,10 +39,8 @@ def check(name, ok, detail=""):
         FAILURES.append(name)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import free_port  # noqa: E402  (distinct ports within one test)
 
 
 def spawn(args, **kw):

@@ -507,12 +507,6 @@ def replay_checks():
               f"{what}: the start logs what each bound dropped")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def replay_listener_acl():
     """per_listener_settings: the first listener's acl_file lets alice read rp/#, the
     second's does not let her read rp/t. Two sessions of alice's on shard 1, one through
@@ -526,7 +520,7 @@ def replay_listener_acl():
               "backpressure_timeout_ms 600000\n")
     via_a, via_b = harness.ids_on(1, "lsa", 2)[0], harness.ids_on(1, "lsb", 2)[0]
     what = "replay at start under the listener's acl_file"
-    port_b = free_port()
+    port_b = harness.free_port()
     with tempfile.TemporaryDirectory() as store:
         acl_a, acl_b = os.path.join(store, "acl_a"), os.path.join(store, "acl_b")
         with open(acl_a, "w") as f:

@@ -309,12 +309,8 @@ class Client:
 
 # ---- the brokers
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import free_port  # noqa: E402  (distinct ports within one test)
 
 
 def wait_port(port, proc, timeout=10):

@@ -36,10 +36,21 @@ class Checks:
         return 1 if self.failures else 0
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never one this process was given before: the
+    kernel may hand the same ephemeral port to two binds in a row once the first socket is
+    closed, and a test that asks for two ports must get two."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no fresh loopback port after 100 tries")
 
 
 def wait_port(port, timeout=TIMEOUT):
