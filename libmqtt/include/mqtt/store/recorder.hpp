@@ -111,6 +111,7 @@ class recorder final : public broker::store_hooks {
   private:
     bool stored(const broker::durable_session& s) const;
     std::uint64_t message_id(const broker::message_ptr& m);
+    std::uint64_t* id_slot(const broker::message& m) const;
     const clock_pair& group_clock();  // clock_(), read once until take_pending()
     void emit(record r);
 
