@@ -261,3 +261,58 @@ TEST_CASE("store: compaction through store_file writes a file that reads back th
         CHECK(std::filesystem::file_size(dir.file()) == f->allocated());  // room ahead
     }
 }
+
+TEST_CASE("store: live_bytes follows the size of the state's snapshot as messages come and go") {
+    auto st = many_records();
+    const auto full = snapshot_of(st).size();
+    INFO("snapshot " << full << " bytes, live_bytes " << st.live_bytes());
+    CHECK(st.live_bytes() >= full * 9 / 10);
+    CHECK(st.live_bytes() <= full * 11 / 10);
+
+    // Every queue emptied: its messages and references leave the estimate, what stays
+    // (in flight, retained, the Will) is still counted.
+    for (const char* c : {"a", "b", "c"}) {
+        while (!st.sessions().at(c).queue.empty()) REQUIRE(st.apply(queue_pop_record{c}));
+    }
+    const auto left = snapshot_of(st).size();
+    INFO("after the pops: snapshot " << left << " bytes, live_bytes " << st.live_bytes());
+    CHECK(st.live_bytes() > 0);
+    CHECK(st.live_bytes() <= left);
+    CHECK(st.live_bytes() < full / 20);
+
+    // A replaced message (restore's copy) and a pruned one are counted once, then not at all.
+    const auto before = st.live_bytes();
+    const auto& [id, held] = *st.messages().begin();
+    st.replace_message(id, std::make_shared<mqtt::broker::message>(*held.msg));
+    CHECK(st.live_bytes() == before);
+    REQUIRE(st.apply(message_record{30'000, wall, make_msg("t/none", "unreferenced")}));
+    CHECK(st.live_bytes() > before);
+    st.prune();
+    CHECK(st.live_bytes() == before);
+}
+
+TEST_CASE("store: compaction is due when half the log is dead, not while a queue only grows") {
+    state st;
+    bytes log;
+    const auto add = [&](const record& r) {
+        REQUIRE(st.apply(r));
+        append_record(log, r);
+    };
+    add(session_record{"keeper", 3600});
+    for (std::uint64_t i = 1; i <= 20'000; ++i) {
+        add(message_record{i, wall, make_msg("t/x", std::string(64, 'p'))});
+        add(queue_push_record{"keeper", i, qos::at_least_once, false, {}});
+    }
+    // Every record still live: judged by the state, nothing to win; judged by the size of a
+    // last snapshot of nothing, the whole log would be rewritten (and again at each doubling).
+    CHECK_FALSE(compaction_due(log.size(), 0, st.live_bytes(), 0));
+    CHECK(compaction_due(log.size(), 0, 0, 0));
+    // Three quarters delivered: the log is mostly dead records.
+    for (int i = 0; i < 15'000; ++i) add(queue_pop_record{"keeper"});
+    CHECK(compaction_due(log.size(), 0, st.live_bytes(), 0));
+    // A last snapshot larger than the live state still holds the rewrite back, and the slack
+    // counts on top of twice the live size.
+    CHECK_FALSE(compaction_due(log.size(), log.size(), st.live_bytes(), 0));
+    CHECK_FALSE(compaction_due(log.size(), 0, st.live_bytes(), log.size()));
+    CHECK(compaction_due(log.size(), 0, st.live_bytes(), 1024));
+}

@@ -12,9 +12,6 @@ long long ms(std::chrono::steady_clock::duration d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
-// Compaction once the file is this much larger than its last snapshot: the appended
-// records are then mostly about messages long delivered.
-constexpr std::uint64_t compaction_slack = 64u << 20;
 // What compaction while running writes per loop turn: small enough that the loop's stop
 // stays a few milliseconds.
 constexpr std::size_t compaction_slice = 256u << 10;
@@ -338,7 +335,8 @@ void store_driver::flush() {
     records_taken_ = recorder_->records();
     if (recorder_->has_pending()) {
         recorder_->take_pending(j.bytes);
-        if (!compaction_ && !replacing_ && file_bytes_ > 2 * snapshot_bytes_ + compaction_slack) {
+        if (!compaction_ && !replacing_ &&
+            store::compaction_due(file_bytes_, snapshot_bytes_, recorder_->mirror().live_bytes())) {
             begin_compaction();
         }
     }

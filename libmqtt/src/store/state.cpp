@@ -16,6 +16,13 @@ std::size_t cost_of(const stored_message& m) noexcept {
 
 }  // namespace
 
+std::uint64_t message_record_bytes(const broker::message& m) noexcept {
+    // frame, id, receive time, QoS, retain, expiry flag and value, then topic, properties
+    // (at least one byte) and payload with a 4-byte length each
+    return frame_header_size + 8 + 8 + 1 + 1 + 1 + 4 + 4 + m.topic.size() + 4 +
+           std::max<std::size_t>(m.props_v5.size(), 1) + 4 + m.payload.size();
+}
+
 std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_view key) {
     std::optional<std::size_t> found;
     for (std::size_t slot = 0; slot < keys.size(); ++slot) {
@@ -30,6 +37,7 @@ bool state::add_ref(std::uint64_t id, std::size_t* cost) {
     const auto it = find_message(messages_, id);
     if (it == messages_.end()) return false;
     ++it->second.refs;
+    ++refs_;
     if (cost != nullptr) *cost = cost_of(it->second);
     return true;
 }
@@ -38,8 +46,16 @@ void state::drop_ref(std::uint64_t id, std::size_t* cost) {
     const auto it = find_message(messages_, id);
     if (it == messages_.end()) return;
     if (cost != nullptr) *cost = cost_of(it->second);
-    if (it->second.refs > 0) --it->second.refs;
-    if (it->second.refs == 0) messages_.erase(it);
+    if (it->second.refs > 0) {
+        --it->second.refs;
+        --refs_;
+    }
+    if (it->second.refs == 0) erase_message(it);
+}
+
+void state::erase_message(std::map<std::uint64_t, stored_message>::iterator it) {
+    if (it->second.msg) message_bytes_ -= message_record_bytes(*it->second.msg);
+    messages_.erase(it);
 }
 
 stored_session* state::find(const std::string& client_id) {
@@ -69,7 +85,9 @@ struct state::applier {
         auto& e = msgs.empty() || std::prev(msgs.end())->first < m.id
                       ? msgs.emplace_hint(msgs.end(), m.id, stored_message{})->second
                       : msgs[m.id];
+        if (e.msg) st.message_bytes_ -= message_record_bytes(*e.msg);
         e.msg = m.msg;
+        st.message_bytes_ += message_record_bytes(*e.msg);
         e.received_ms = m.received_ms;
         st.max_id_ = std::max(st.max_id_, m.id);
         return true;
@@ -79,6 +97,7 @@ struct state::applier {
         if (it == st.messages_.end()) return false;
         const std::string& topic = it->second.msg->topic;
         ++it->second.refs;
+        ++st.refs_;
         auto [pos, inserted] = st.retained_.try_emplace(topic, r.msg_id);
         if (!inserted) {
             const auto old = std::exchange(pos->second, r.msg_id);
@@ -244,11 +263,18 @@ bool state::apply(const record& r) {
 
 void state::replace_message(std::uint64_t id, broker::message_ptr m) {
     const auto it = messages_.find(id);
-    if (it != messages_.end()) it->second.msg = std::move(m);
+    if (it == messages_.end()) return;
+    if (it->second.msg) message_bytes_ -= message_record_bytes(*it->second.msg);
+    it->second.msg = std::move(m);
+    if (it->second.msg) message_bytes_ += message_record_bytes(*it->second.msg);
 }
 
 void state::prune() {
-    std::erase_if(messages_, [](const auto& kv) { return kv.second.refs == 0; });
+    for (auto it = messages_.begin(); it != messages_.end();) {
+        const auto next = std::next(it);
+        if (it->second.refs == 0) erase_message(it);
+        it = next;
+    }
 }
 
 std::size_t state::queued_count() const noexcept {

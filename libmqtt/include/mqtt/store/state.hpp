@@ -37,6 +37,10 @@ using listener_keys = std::vector<std::string>;
 // changed) or several have (two listeners the key cannot tell apart).
 std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_view key);
 
+// live_bytes(): what one reference to a message takes in a snapshot (a queue_push_record
+// of a short client id).
+inline constexpr std::uint64_t live_ref_bytes = 32;
+
 // Records per group in a snapshot (see state::snapshot).
 inline constexpr std::size_t snapshot_group_records = 1024;
 
@@ -123,6 +127,12 @@ class state {
     std::size_t queued_count() const noexcept;
     std::size_t inflight_count() const noexcept;
     std::size_t rejected() const noexcept { return rejected_; }
+    // About the bytes a snapshot of this state takes, kept up to date as records apply: the
+    // message records of the held messages plus live_ref_bytes per reference to one
+    // (queued, in flight, retained, Will). Sessions and subscriptions are left out; beside
+    // queued messages they are small, and they are in the last snapshot's size, which
+    // compaction_due() also weighs.
+    std::uint64_t live_bytes() const noexcept { return message_bytes_ + refs_ * live_ref_bytes; }
     // Replaces the value of a held message (restore: the same message with its receive time
     // on the steady clock and its store id set).
     void replace_message(std::uint64_t id, broker::message_ptr m);
@@ -158,6 +168,7 @@ class state {
     // `cost`, if given, is set to the message's broker::queue_cost.
     bool add_ref(std::uint64_t id, std::size_t* cost = nullptr);
     void drop_ref(std::uint64_t id, std::size_t* cost = nullptr);
+    void erase_message(std::map<std::uint64_t, stored_message>::iterator it);
     void end_session(std::map<std::string, stored_session>::iterator it);
     stored_session* find(const std::string& client_id);
 
@@ -170,6 +181,23 @@ class state {
     std::map<std::uint16_t, std::uint64_t> applied_;  // source shard -> seq
     std::uint64_t max_id_ = 0;
     std::size_t rejected_ = 0;
+    std::uint64_t message_bytes_ = 0;  // live_bytes(): the held messages' records
+    std::uint64_t refs_ = 0;           // and the references to them
 };
+
+// The message record of `m` on disk, in bytes (frame included).
+std::uint64_t message_record_bytes(const broker::message& m) noexcept;
+
+// Whether a log of `file_bytes` is worth rewriting as a snapshot: when at least half of it
+// is records the state no longer needs, judged by the larger of the last snapshot's size and
+// the state's live_bytes() (a queue that only grows, every record still live, is not
+// rewritten over and over), and when it is past `slack` bytes beyond that.
+inline constexpr std::uint64_t compaction_slack = 64u << 20;
+constexpr bool compaction_due(std::uint64_t file_bytes, std::uint64_t snapshot_bytes,
+                              std::uint64_t live_bytes,
+                              std::uint64_t slack = compaction_slack) noexcept {
+    const auto live = snapshot_bytes > live_bytes ? snapshot_bytes : live_bytes;
+    return file_bytes > 2 * live + slack;
+}
 
 }  // namespace mqtt::store
