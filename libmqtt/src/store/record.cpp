@@ -33,16 +33,9 @@ class writer {
   public:
     explicit writer(std::vector<std::uint8_t>& out) : out_(out) {}
     void u8(std::uint8_t v) { out_.push_back(v); }
-    void u16(std::uint16_t v) {
-        u8(static_cast<std::uint8_t>(v >> 8));
-        u8(static_cast<std::uint8_t>(v));
-    }
-    void u32(std::uint32_t v) {
-        for (int s = 24; s >= 0; s -= 8) u8(static_cast<std::uint8_t>(v >> s));
-    }
-    void u64(std::uint64_t v) {
-        for (int s = 56; s >= 0; s -= 8) u8(static_cast<std::uint8_t>(v >> s));
-    }
+    void u16(std::uint16_t v) { big_endian<2>(v); }
+    void u32(std::uint32_t v) { big_endian<4>(v); }
+    void u64(std::uint64_t v) { big_endian<8>(v); }
     void i64(std::int64_t v) { u64(static_cast<std::uint64_t>(v)); }
     void bytes(const void* p, std::size_t n) {
         u32(static_cast<std::uint32_t>(n));
@@ -56,6 +49,15 @@ class writer {
     }
 
   private:
+    // One insert of N bytes, not N push_backs that each check the capacity (the byte-wise
+    // version was 9% of a shard's time with every publish stored).
+    template <std::size_t N>
+    void big_endian(std::uint64_t v) {
+        std::array<std::uint8_t, N> b;
+        for (std::size_t i = 0; i < N; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * (N - 1 - i)));
+        out_.insert(out_.end(), b.begin(), b.end());
+    }
+
     std::vector<std::uint8_t>& out_;
 };
 
