@@ -79,13 +79,15 @@ class Sub(store_clients.PersistentSub):
 
 
 class Pub:
-    """A paho publisher that records which of its messages were acknowledged."""
+    """A paho publisher that records which of its messages were acknowledged. `clean` False:
+    a persistent session (stored), whose QoS 2 messages to other shards go through the
+    outbox; a clean session's wait for the other shards' syncs instead."""
 
-    def __init__(self, port, cid):
+    def __init__(self, port, cid, clean=True):
         self.acked = set()
         self.mids = {}
         self.lock = threading.Lock()
-        self.c = mqtt.Client(client_id=cid, clean_session=True)
+        self.c = mqtt.Client(client_id=cid, clean_session=clean)
         self.c.max_inflight_messages_set(20)
         self.c.on_publish = self.on_publish
         self.c.connect("127.0.0.1", port)
@@ -340,6 +342,44 @@ def stalled_shard():
                            f"acknowledged ({len(acked)} acknowledged, {len(missing)} missing)")
 
 
+def qos2_clean_publisher(clean):
+    """QoS 2 from shard 0 to an offline persistent session on shard 1 while shard 1 holds up
+    the channel. A persistent publisher's messages go through shard 0's outbox: each PUBREC
+    waits for shard 0's sync only, so all 30 complete. A clean session's packet ids are not
+    stored and it resends nothing after a crash, so its messages skip the outbox: a PUBREC
+    waits for shard 1's sync, as a QoS 1 PUBACK does, and the completions stop while shard 1
+    takes nothing. Either way, after a kill every completed message reaches the subscriber
+    once."""
+    limits = "max_queued_messages 100\nmax_inflight_messages 10\nbackpressure_timeout_ms 600000\n"
+    what = f"QoS 2 across shards, {'clean' if clean else 'persistent'} publisher"
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store, limits=limits).start(2)
+        Sub(b.port, SUB1).close()
+        with held_up(b, 1, "c2" if clean else "p2"):
+            p = Pub(b.port, harness.ids_on(0, "c2pub" if clean else "p2pub", 2)[0], clean=clean)
+            for i in range(30):
+                p.publish("q/c", f"c{i}", 2)
+            # Until the completions stop coming (for 2 s), bounded.
+            last, since, end = -1, time.monotonic(), time.monotonic() + WAIT
+            while time.monotonic() < end and time.monotonic() - since < 2.0:
+                n = len(p.acked_payloads())
+                if n != last:
+                    last, since = n, time.monotonic()
+                time.sleep(0.05)
+            acked = p.acked_payloads()
+        p.close(clean=False)
+        if clean:
+            check(len(acked) < 30, f"{what}: {len(acked)} of 30 completed while shard 1 held "
+                                   f"up its channel (the PUBRECs wait for shard 1)")
+        else:
+            check(len(acked) == 30, f"{what}: all 30 completed while shard 1 held up its "
+                                    f"channel ({len(acked)}; the outbox holds them)")
+        missing, twice = after_restart(b, lambda: Sub(b.port, SUB1), acked, timeout=5.0)
+        check(not missing and not twice,
+              f"{what}, kill -9: {SUB1} (shard 1) has every completed message once "
+              f"({len(acked)} completed, {len(missing)} missing, {len(twice)} twice)")
+
+
 def stalled_share_member():
     """A share group homed on shard 1 whose only member is an offline persistent session on
     shard 0, and a publisher on shard 0: each message goes to shard 1, which picks the
@@ -449,7 +489,7 @@ def qos2_share_replay(member_shard, held=1):
         b = Broker(store, limits=limits).start(2)
         Sub(b.port, member, topic=group, qos=2).close()
         with held_up(b, held, "oq"):
-            p = Pub(b.port, harness.ids_on(0, "oqpub", 2)[0])
+            p = Pub(b.port, harness.ids_on(0, "oqpub", 2)[0], clean=False)
             for i in range(20):
                 p.publish("oq/t", f"o{i}", 2)
             check(wait_until(lambda: len(p.acked_payloads()) == 20),
@@ -484,7 +524,7 @@ def replay_checks():
         Sub(b.port, alice, topic="rp/#", qos=2, username="alice").close()
         Sub(b.port, bob, topic="#", qos=2, username="bob").close()  # granted: bobs/#
         with held_up(b, 1, "rp"):
-            p = Pub(b.port, harness.ids_on(0, "rppub", 2)[0])
+            p = Pub(b.port, harness.ids_on(0, "rppub", 2)[0], clean=False)
             sent = [f"r{i:02}" + "." * 17 for i in range(20)]
             for x in sent:
                 p.publish("rp/t", x, 2)
@@ -533,7 +573,7 @@ def replay_listener_acl():
         Sub(b.port, via_a, topic="rp/#", qos=2, username="alice").close()
         Sub(port_b, via_b, topic="rp/#", qos=2, username="alice").close()
         with held_up(b, 1, "ls"):
-            p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0])
+            p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0], clean=False)
             sent = [f"l{i:02}" for i in range(20)]
             for x in sent:
                 p.publish("rp/t", x, 2)
@@ -590,7 +630,7 @@ def replay_bridge_exempt():
         check(wait_until(lambda: "bridge connected" in b.text()),
               f"{what}: the bridge connected")
         with held_up(b, 0, "br"):
-            p = Pub(b.port, harness.ids_on(1, "brpub", 2)[0])
+            p = Pub(b.port, harness.ids_on(1, "brpub", 2)[0], clean=False)
             sent = [f"b{i}" for i in range(10)]
             for x in sent:
                 p.publish("br/t", x, 2)
@@ -631,6 +671,16 @@ def v5_client(port, cid, clean_start, expiry, got=None):
     return c
 
 
+def v5_disconnect_ending(c):
+    """DISCONNECT with Session Expiry Interval 0: the session ends with the connection."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    props = Properties(PacketTypes.DISCONNECT)
+    props.SessionExpiryInterval = 0
+    c.disconnect(properties=props)
+    c.loop_stop()
+
+
 def v5_subscribe(c, topic):
     """Subscribes with No Local, QoS 2; True once the SUBACK came."""
     from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -663,13 +713,13 @@ def replay_no_local(kill=True):
         cy.disconnect()
         cy.loop_stop()
         with held_up(b, 1, "nl", kill):
-            # On shard 0 (its session is there): a new session, ended with the connection.
-            cx = v5_client(b.port, x, True, 0)
+            # On shard 0 (its session is there): a new session, stored (so its QoS 2
+            # messages go through the outbox), ended by its DISCONNECT.
+            cx = v5_client(b.port, x, True, 3600)
             infos = [cx.publish("nl/t", f"n{i}", qos=2) for i in range(10)]
             check(wait_until(lambda: all(i.is_published() for i in infos)),
                   f"{what}: all 10 completed (PUBCOMP)")
-            cx.disconnect()
-            cx.loop_stop()
+            v5_disconnect_ending(cx)
             time.sleep(0.3)
             # Now on shard 1, the shard of its id: a session of its own, No Local.
             cx = v5_client(b.port, x, True, 3600)
@@ -707,7 +757,7 @@ def qos2_share_kill_stream(rounds=3):
         with tempfile.TemporaryDirectory() as store:
             b = Broker(store, limits="max_queued_messages 100000\n").start(2)
             Sub(b.port, member, topic=group, qos=2).close()
-            p = Pub(b.port, harness.ids_on(0, "kspub", 2)[0])
+            p = Pub(b.port, harness.ids_on(0, "kspub", 2)[0], clean=False)
             for i in range(3000):
                 p.publish("ks/t", f"k{i}", 2)
             time.sleep(0.3 + 0.2 * r)
@@ -811,6 +861,8 @@ def main():
     shared_restart()
     kill_during_traffic()
     stalled_shard()
+    qos2_clean_publisher(clean=True)
+    qos2_clean_publisher(clean=False)
     stalled_share_member()
     share_again(kill_while_held=True)
     share_again(kill_while_held=False)
