@@ -344,8 +344,8 @@ std::uint64_t server::impl::outbox_item(std::size_t k, const broker::message_ptr
     // A publisher whose session the store does not hold (Clean Start without a Session
     // Expiry Interval) has no packet id on disk to keep together with the message, and
     // after a crash nothing to resend: its message goes to the other shards at once, and
-    // its PUBREC waits for their syncs, as a QoS 1 message's PUBACK does. A message of no
-    // known publisher (a Will, a bridge's) keeps the outbox.
+    // its PUBREC waits for their syncs, as a QoS 1 message's PUBACK does. A message the
+    // engine publishes itself, without a publisher (a Will), keeps the outbox.
     if (!publisher.empty() && !st->recorder().mirror().sessions().contains(std::string{publisher})) {
         return 0;
     }
