@@ -107,6 +107,15 @@ class Pub:
         with self.lock:
             return [self.mids[m] for m in self.acked if m in self.mids]
 
+    def wait_acks_stop(self, quiet=2.0):
+        """Until the acknowledgements stop coming (none for `quiet` s), bounded by WAIT."""
+        last, since, end = -1, time.monotonic(), time.monotonic() + WAIT
+        while time.monotonic() < end and time.monotonic() - since < quiet:
+            n = len(self.acked_payloads())
+            if n != last:
+                last, since = n, time.monotonic()
+            time.sleep(0.05)
+
     def close(self, clean=True):
         if clean:
             self.c.disconnect()
@@ -323,13 +332,7 @@ def stalled_shard():
         p = Pub(b.port, PUB0)
         for i in range(90):
             p.publish("q/s", f"s{i}", 1)
-        # Until the acknowledgements stop coming (for 2 s), bounded.
-        last, since, end = -1, time.monotonic(), time.monotonic() + WAIT
-        while time.monotonic() < end and time.monotonic() - since < 2.0:
-            n = len(p.acked_payloads())
-            if n != last:
-                last, since = n, time.monotonic()
-            time.sleep(0.05)
+        p.wait_acks_stop()
         b.stop(signal.SIGKILL)
         p.close(clean=False)
         slow.close()
@@ -359,13 +362,7 @@ def qos2_clean_publisher(clean):
             p = Pub(b.port, harness.ids_on(0, "c2pub" if clean else "p2pub", 2)[0], clean=clean)
             for i in range(30):
                 p.publish("q/c", f"c{i}", 2)
-            # Until the completions stop coming (for 2 s), bounded.
-            last, since, end = -1, time.monotonic(), time.monotonic() + WAIT
-            while time.monotonic() < end and time.monotonic() - since < 2.0:
-                n = len(p.acked_payloads())
-                if n != last:
-                    last, since = n, time.monotonic()
-                time.sleep(0.05)
+            p.wait_acks_stop()
             acked = p.acked_payloads()
         p.close(clean=False)
         if clean:
