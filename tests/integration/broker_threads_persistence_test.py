@@ -26,7 +26,9 @@ retained messages set from both shards:
   session whatever the acl_file says, and not to a No Local subscription of their
   publisher's client id; nor, while running, when the other shard takes them;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
-  every queued message arrives, none twice, retained messages kept.
+  every queued message arrives, none twice, retained messages kept;
+- a start that stopped while replacing the store files for another number of threads is
+  finished by the next (its commit file); without a commit file a NAME.new is not read.
 
 usage: broker_threads_persistence_test.py path/to/tern-broker
 exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
@@ -822,6 +824,76 @@ def change_threads():
         b.stop()
 
 
+def interrupted_change():
+    """The store files of a start with another number of threads are replaced as one set
+    (tern.db.commit names the new files, NAME.new, and the ones to remove): a start that
+    finds the commit file finishes it; NAME.new files without one are not part of the
+    store; an unreadable commit file is kept aside and the files are read as they are."""
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(2)
+        for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
+            s.close()
+        ok = publish_all(b.port, PUB0, [("q/x", f"a{i}", 2, False) for i in range(5)])
+        b.stop()
+        check(ok and not os.path.exists(os.path.join(store, "tern.db.commit")),
+              "interrupted change: 5 messages queued for two sessions, no commit file left")
+
+        def queued_ok(prefix, n, label):
+            for cid in (SUB0, SUB1):
+                s = Sub(b.port, cid)
+                got = payloads(s.wait_count(n))
+                s.close()
+                check(got == [f"{prefix}{i}" for i in range(n)],
+                      f"interrupted change, {label}: {cid} got its {n} messages once ({got})")
+
+        # Stopped after its commit file: the new files are still NAME.new, the old file of
+        # a shard past the new number of threads is still there.
+        for name in ("tern.db", "tern.db.shard1"):
+            os.rename(os.path.join(store, name), os.path.join(store, name + ".new"))
+        with open(os.path.join(store, "tern.db.shard2"), "wb") as f:
+            f.write(b"an old shard's file the commit removes")
+        with open(os.path.join(store, "tern.db.commit"), "w") as f:
+            f.write("tern store set 1\nnew tern.db\nnew tern.db.shard1\n"
+                    "remove tern.db.shard2\nend\n")
+        rc, rep = check_store(store)
+        check(rep.get("commit_pending") is True,
+              f"interrupted change: --check-store says a commit is pending ({rep})")
+        b.start(2)
+        log = b.text()
+        check("is finished (2 file(s) put in place, 1 removed)" in log,
+              "interrupted change, commit file: the start says it finished the set")
+        check(not any(os.path.exists(os.path.join(store, n)) for n in
+                      ("tern.db.commit", "tern.db.shard2", "tern.db.new", "tern.db.shard1.new")),
+              f"interrupted change, commit file: finished, nothing left ({os.listdir(store)})")
+        queued_ok("a", 5, "commit file")
+        ok = publish_all(b.port, PUB0, [("q/x", f"b{i}", 2, False) for i in range(3)])
+        b.stop()
+        rc, rep = check_store(store)
+        check(rc == 0 and "commit_pending" not in rep,
+              f"interrupted change: --check-store, nothing pending after the start ({rep})")
+
+        # Stopped before it: a NAME.new (half written) is not part of the store.
+        with open(os.path.join(store, "tern.db.shard1.new"), "wb") as f:
+            f.write(b"\x00\x01half a store")
+        b.start(2)
+        queued_ok("b", 3, "no commit file")
+        ok = publish_all(b.port, PUB0, [("q/x", f"c{i}", 2, False) for i in range(2)]) and ok
+        b.stop()
+
+        # An unreadable commit file: kept aside, the files read as they are.
+        with open(os.path.join(store, "tern.db.commit"), "w") as f:
+            f.write("tern store set 1\nnew tern.db.shard1\n")  # cut short: no "end"
+        b.start(2)
+        log = b.text()
+        check("unreadable, kept as" in log and
+              os.path.exists(os.path.join(store, "tern.db.commit.damaged")) and
+              not os.path.exists(os.path.join(store, "tern.db.commit")),
+              "interrupted change, damaged commit file: kept aside and said so")
+        queued_ok("c", 2, "damaged commit file")
+        b.stop()
+        check(ok, "interrupted change: every publish acknowledged")
+
+
 def shared_restart():
     """A share group with a member on each shard, restarted on the store: each message goes
     to one member, before the restart (queued while both are offline) and after it (the
@@ -873,6 +945,7 @@ def main():
     replay_listener_acl()
     replay_bridge_exempt()
     change_threads()
+    interrupted_change()
     return check.exit_status()
 
 

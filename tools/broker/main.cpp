@@ -70,7 +70,9 @@ void add_broker_options(CLI::App& app, broker_options& o) {
                    "of -c FILE), or the store file PATH, print a JSON report on standard output "
                    "and exit: 0 intact or missing, 1 damaged (the broker would cut or skip the "
                    "damage and start), 2 unreadable; the stores of the other threads (NAME.shardK) "
-                   "in DIR are reported under \"shards\"")
+                   "in DIR are reported under \"shards\", and \"commit_pending\": true when a "
+                   "start that changed the number of threads stopped before its new files were "
+                   "all in place (the next start finishes it)")
         ->type_name("DIR");
     mqtt::cli::add_verbosity(app, o.verbosity, "-v,--verbose");
     mqtt::cli::add_log_format(app, o.log_format);
@@ -495,7 +497,13 @@ mqtt::cli::exit_status check_store(const broker_options& o, const config& c, con
     std::error_code ec;
     std::string path = o.check_store;
     std::vector<std::string> others;
+    bool commit_pending = false;
     if (std::filesystem::is_directory(path, ec)) {
+        // A set of new files a start left half replaced: the next start finishes it first,
+        // so the files read here are not yet what the broker would load.
+        commit_pending = std::filesystem::exists(
+            std::filesystem::path{path} / mqtt::store::store_set_commit_name(c.persistence.file),
+            ec);
         for (const auto k : mqtt::store::shard_files(path, c.persistence.file)) {
             others.push_back(
                 (std::filesystem::path{path} / mqtt::store::shard_file(c.persistence.file, k))
@@ -524,7 +532,9 @@ mqtt::cli::exit_status check_store(const broker_options& o, const config& c, con
         if (i != 0) out += ',';
         out += mqtt::store::report_json(others[i], *l);
     }
-    out += "]}";
+    out += "]";
+    if (commit_pending) out += ",\"commit_pending\":true";
+    out += "}";
     std::cout << out << '\n' << std::flush;
     return clean ? mqtt::cli::exit_status::ok : mqtt::cli::exit_status::failure;
 }

@@ -239,6 +239,8 @@ struct server::impl {
     // Reads every shard's store (redistributing the sessions when they were written with
     // another number of threads) and opens one store_driver per shard.
     std::error_code open_stores(std::string* failed);
+    // Logs a store file a start could not remove ("NAME (reason)", in `dir`).
+    void report_not_removed(const std::string& dir, const std::string& what);
     detail::store_driver& make_store(std::size_t k);
     // With always/batch, what shard `from` acknowledges waits until every shard it sent
     // items to has synced what it did with them (docs/persistence.md, "Threads"): items

@@ -4,12 +4,12 @@
 // now and every store is written anew before anything is accepted.
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <set>
 
+#include "mqtt/store/recorder.hpp"
 #include "mqtt/store/shards.hpp"
+#include "mqtt/store/store_file.hpp"
 #include "server_impl.hpp"
 
 namespace mqtt::net {
@@ -72,15 +72,37 @@ std::error_code server::impl::open_stores(std::string* failed) {
     const auto& p = opts.persistence;
     const std::size_t n = sharded() ? shards.size() : 1;
     const auto now = store::clock_pair::now();
+    const auto note_fn = [this](int verbosity, bool error, std::string_view msg) {
+        note(verbosity, error ? broker::log_level::error : broker::log_level::info,
+             error ? broker::log_kind::error : broker::log_kind::log, msg);
+    };
+    // A start with another number of threads that stopped while replacing the store files:
+    // its new set is finished before anything is read (store::finish_store_set).
+    const auto commit_path = join(p.location, store::store_set_commit_name(p.file));
+    {
+        const auto fin = store::finish_store_set(p.location, p.file);
+        if (!fin) {
+            if (failed) *failed = "store " + commit_path;
+            return fin.error();
+        }
+        if (fin->damaged) {
+            note_fn(0, true,
+                    "store " + commit_path + ": unreadable, kept as " + commit_path +
+                        ".damaged; the store files are read as they are");
+        } else if (fin->found) {
+            note_fn(0, false,
+                    "store " + commit_path + ": a start that stopped while writing the stores " +
+                        "for another number of threads is finished (" +
+                        std::to_string(fin->renamed) + " file(s) put in place, " +
+                        std::to_string(fin->removed) + " removed)");
+        }
+        for (const auto& r : fin->not_removed) report_not_removed(p.location, r);
+    }
     // Every shard file there is, also of shards past n (written with more threads).
     std::size_t files = n;
     const auto others = store::shard_files(p.location, p.file);
     if (!others.empty()) files = std::max(files, others.back() + 1);
     std::vector<std::optional<store::loaded>> loaded(files);
-    const auto note_fn = [this](int verbosity, bool error, std::string_view msg) {
-        note(verbosity, error ? broker::log_level::error : broker::log_level::info,
-             error ? broker::log_kind::error : broker::log_kind::log, msg);
-    };
     for (std::size_t k = 0; k < files; ++k) {
         const auto path = join(p.location, store::shard_file(p.file, k));
         auto l = detail::store_driver::load(path, now, note_fn);
@@ -126,13 +148,41 @@ std::error_code server::impl::open_stores(std::string* failed) {
                  "(or a start that stopped half way): " + std::to_string(moved) +
                  " session(s) moved to the shard of their client id for threads " +
                  std::to_string(n) + "; every shard's store is written anew");
+        // Written as one set (store::commit_store_set): a crash now leaves every old file
+        // or every new one. Before, the files were written one by one and the old ones of
+        // shards past n removed after: a start that stopped between two writes could route
+        // an outbox item again, or lose one whose destination shard was gone.
+        store::store_set set;
+        for (std::size_t k = 0; k < n; ++k) {
+            set.files.push_back({store::shard_file(p.file, k),
+                                 [st = &fresh[k], wall = now.wall_ms](const store::byte_sink& out) {
+                                     return store::write_state_snapshot(*st, wall, out);
+                                 }});
+        }
+        for (std::size_t k = n; k < files; ++k) set.remove.push_back(store::shard_file(p.file, k));
+        const auto done = store::commit_store_set(p.location, p.file, set);
+        if (!done) {
+            if (failed) *failed = "store " + commit_path;
+            return done.error();
+        }
+        for (const auto& r : done->not_removed) report_not_removed(p.location, r);
+        if (done->removed != 0) {
+            note(1, broker::log_level::info, broker::log_kind::log,
+                 "store " + join(p.location, p.file) + ": " + std::to_string(done->removed) +
+                     " file(s) of shards >= " + std::to_string(n) + " removed");
+        }
+        fresh.clear();
+        // Read back as any start reads them: the stores are then appended to as they are.
         for (std::size_t k = 0; k < files; ++k) {
-            if (k >= n) {
-                loaded[k].reset();
-                continue;
+            loaded[k].reset();
+            if (k >= n) continue;
+            const auto path = join(p.location, store::shard_file(p.file, k));
+            auto l = detail::store_driver::load(path, now, note_fn);
+            if (!l) {
+                if (failed) *failed = "store " + path;
+                return l.error();
             }
-            auto report = loaded[k] ? loaded[k]->report : store::load_report{};
-            loaded[k] = store::loaded{std::move(fresh[k]), std::move(report)};
+            loaded[k] = std::move(*l);
         }
     }
     // A store whose outbox the start gave share deliveries for another store's sessions is
@@ -150,7 +200,9 @@ std::error_code server::impl::open_stores(std::string* failed) {
         store::loaded l = loaded[k] ? std::move(*loaded[k]) : store::loaded{};
         const auto& r = l.report;
         const bool replayed_into = k < into.size() && into[k] != 0;
-        const bool rewrite = rehome || replayed_into || !(r.existed && r.clean() && r.records != 0);
+        // (After a redistribution the files have what the replays routed already.)
+        const bool rewrite =
+            (!rehome && replayed_into) || !(r.existed && r.clean() && r.records != 0);
         if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k)) {
             if (failed) *failed = "store " + d.path();
             return ec;
@@ -181,22 +233,16 @@ std::error_code server::impl::open_stores(std::string* failed) {
             shards[k]->engine.restore_retained(m);
         }
     }
-    // The stores of shards past n: their sessions are in the others now (written above).
-    for (std::size_t k = n; k < files; ++k) {
-        const auto path = join(p.location, store::shard_file(p.file, k));
-        if (std::remove(path.c_str()) == 0) {
-            note(1, broker::log_level::info, broker::log_kind::log,
-                 "store " + path + ": removed (threads " + std::to_string(n) + ")");
-        } else if (errno != ENOENT) {
-            // Left behind, its sessions would be redistributed again at the next start
-            // (copies of sessions since changed or ended): say so.
-            note(0, broker::log_level::error, broker::log_kind::error,
-                 "store " + path + ": cannot remove it (" + std::string{std::strerror(errno)} +
-                     "); its sessions are in the other stores now: remove it before the "
-                     "next start");
-        }
-    }
     return {};
+}
+
+void server::impl::report_not_removed(const std::string& dir, const std::string& what) {
+    // Left behind, its sessions would be redistributed again at the next start (copies of
+    // sessions since changed or ended): say so.
+    note(0, broker::log_level::error, broker::log_kind::error,
+         "store " + join(dir, what) +
+             ": cannot be removed; its sessions are in the other stores now: remove it before "
+             "the next start");
 }
 
 detail::store_driver* server::impl::held_store(std::size_t k) {

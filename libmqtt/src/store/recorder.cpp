@@ -69,11 +69,12 @@ void recorder::take_pending(std::vector<std::uint8_t>& into) {
     group_clock_.reset();
 }
 
-std::error_code recorder::write_snapshot(const byte_sink& out, std::size_t chunk) const {
+std::error_code write_state_snapshot(const state& st, std::int64_t now_ms, const byte_sink& out,
+                                     std::size_t chunk) {
     std::vector<std::uint8_t> piece;
     piece.reserve(chunk);
     std::error_code ec;
-    mirror_.snapshot(clock_().wall_ms, [&](const record& r) {
+    st.snapshot(now_ms, [&](const record& r) {
         append_record(piece, r);
         if (piece.size() < chunk) return true;
         ec = out(piece);
@@ -87,6 +88,10 @@ std::error_code recorder::write_snapshot(const byte_sink& out, std::size_t chunk
     });
     if (!ec && !piece.empty()) ec = out(piece);
     return ec;
+}
+
+std::error_code recorder::write_snapshot(const byte_sink& out, std::size_t chunk) const {
+    return write_state_snapshot(mirror_, clock_().wall_ms, out, chunk);
 }
 
 std::vector<std::uint8_t> recorder::snapshot_bytes() const {

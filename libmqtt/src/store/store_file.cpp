@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <limits>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "mqtt/format/json_string.hpp"
@@ -436,6 +439,202 @@ std::error_code store_file::append(std::span<const std::uint8_t> bytes) {
 std::error_code store_file::sync() {
     if (fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
     return ::fdatasync(fd_) == 0 ? std::error_code{} : last_error();
+}
+
+// ---- a set of store files replaced together ---------------------------------------------
+
+namespace {
+
+constexpr std::string_view set_header = "tern store set 1";
+
+bool plain_name(const std::string& n) {
+    return !n.empty() && n != "." && n != ".." && n.find_first_of("/\n") == std::string::npos;
+}
+
+// Writes what `content` produces to `path` (created or emptied) and syncs it; on an error
+// the file is removed.
+std::error_code write_synced(const std::string& path, const content_writer& content) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return last_error();
+    auto ec = content([fd](std::span<const std::uint8_t> b) { return write_all(fd, b); });
+    if (!ec && ::fsync(fd) != 0) ec = last_error();
+    ::close(fd);
+    if (ec) std::remove(path.c_str());
+    return ec;
+}
+
+// What the commit file says: the new files (each NAME.new until renamed) and the old ones
+// to remove.
+struct set_plan {
+    std::vector<std::string> news;
+    std::vector<std::string> removes;
+};
+
+std::string encode_plan(const set_plan& plan) {
+    std::string out{set_header};
+    out += '\n';
+    for (const auto& n : plan.news) out += "new " + n + "\n";
+    for (const auto& n : plan.removes) out += "remove " + n + "\n";
+    out += "end\n";
+    return out;
+}
+
+std::optional<set_plan> parse_plan(std::string_view text) {
+    set_plan plan;
+    bool first = true;
+    bool ended = false;
+    while (!text.empty()) {
+        const auto eol = text.find('\n');
+        if (eol == std::string_view::npos || ended) return std::nullopt;
+        const auto line = text.substr(0, eol);
+        text.remove_prefix(eol + 1);
+        if (first) {
+            if (line != set_header) return std::nullopt;
+            first = false;
+        } else if (line == "end") {
+            ended = true;
+        } else if (line.starts_with("new ") && plain_name(std::string{line.substr(4)})) {
+            plan.news.emplace_back(line.substr(4));
+        } else if (line.starts_with("remove ") && plain_name(std::string{line.substr(7)})) {
+            plan.removes.emplace_back(line.substr(7));
+        } else {
+            return std::nullopt;
+        }
+    }
+    if (!ended) return std::nullopt;
+    return plan;
+}
+
+// The part after the commit file: renames (a NAME.new no longer there was renamed by an
+// earlier try), removals, the directory synced, the commit file removed. Each step counts
+// down `steps`; at 0 it returns, done so far.
+std::error_code apply_plan(const std::string& dir, const std::string& commit, const set_plan& plan,
+                           std::size_t& steps, store_set_report& rep) {
+    for (const auto& n : plan.news) {
+        if (steps == 0) return {};
+        const auto from = join(dir, n + ".new");
+        const auto to = join(dir, n);
+        if (::rename(from.c_str(), to.c_str()) == 0) {
+            ++rep.renamed;
+        } else if (errno != ENOENT) {
+            return last_error();
+        }
+        --steps;
+    }
+    for (const auto& n : plan.removes) {
+        if (steps == 0) return {};
+        const auto path = join(dir, n);
+        if (::unlink(path.c_str()) == 0) {
+            ++rep.removed;
+        } else if (errno != ENOENT) {
+            rep.not_removed.push_back(n + " (" + std::strerror(errno) + ")");
+        }
+        --steps;
+    }
+    // The renames are on disk before the commit file that would redo them is gone.
+    if (const auto ec = sync_dir(dir)) return ec;
+    if (steps == 0) return {};
+    if (::unlink(commit.c_str()) != 0 && errno != ENOENT) return last_error();
+    --steps;
+    return sync_dir(dir);
+}
+
+}  // namespace
+
+std::string store_set_commit_name(const std::string& file) {
+    return file + ".commit";
+}
+
+result<store_set_report> commit_store_set(const std::string& dir, const std::string& file,
+                                          const store_set& set, std::size_t stop_after) {
+    set_plan plan;
+    for (const auto& f : set.files) plan.news.push_back(f.name);
+    plan.removes = set.remove;
+    for (const auto* names : {&plan.news, &plan.removes}) {
+        for (const auto& n : *names) {
+            if (!plain_name(n)) return std::make_error_code(std::errc::invalid_argument);
+        }
+    }
+    if (!plain_name(file)) return std::make_error_code(std::errc::invalid_argument);
+    store_set_report rep;
+    std::size_t steps = stop_after;
+    std::size_t written = 0;
+    const auto drop_written = [&] {
+        for (std::size_t i = 0; i < written; ++i) {
+            std::remove(join(dir, plan.news[i] + ".new").c_str());
+        }
+    };
+    for (const auto& f : set.files) {
+        if (steps == 0) return rep;
+        if (const auto ec = write_synced(join(dir, f.name + ".new"), f.content)) {
+            drop_written();
+            return ec;
+        }
+        ++written;
+        --steps;
+    }
+    if (steps == 0) return rep;
+    // Every NAME.new is in the directory before the commit file that names it.
+    const auto commit = join(dir, store_set_commit_name(file));
+    const auto text = encode_plan(plan);
+    std::error_code ec = sync_dir(dir);
+    if (!ec) {
+        ec = write_synced(commit + ".new", [&](const byte_sink& out) {
+            return out(std::span{reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+        });
+    }
+    if (!ec && ::rename((commit + ".new").c_str(), commit.c_str()) != 0) ec = last_error();
+    if (!ec) ec = sync_dir(dir);
+    if (ec) {
+        // Not committed unless the rename is: the old set stays (a commit file renamed but
+        // not synced is finished or not at the next start; either leaves one whole set).
+        std::remove((commit + ".new").c_str());
+        if (::access(commit.c_str(), F_OK) != 0) drop_written();
+        return ec;
+    }
+    --steps;
+    if (const auto e = apply_plan(dir, commit, plan, steps, rep)) return e;
+    return rep;
+}
+
+result<store_set_report> finish_store_set(const std::string& dir, const std::string& file,
+                                          std::size_t stop_after) {
+    store_set_report rep;
+    const auto commit = join(dir, store_set_commit_name(file));
+    std::remove((commit + ".new").c_str());  // a commit file not written whole: no commit
+    const int fd = ::open(commit.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return rep;
+        return last_error();
+    }
+    rep.found = true;
+    std::string text;
+    char buf[4096];
+    std::error_code ec;
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            ec = last_error();
+            break;
+        }
+        if (n == 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+        if (text.size() > (std::size_t{1} << 20)) break;  // not one this code wrote
+    }
+    ::close(fd);
+    if (ec) return ec;
+    const auto plan = parse_plan(text);
+    if (!plan) {
+        rep.damaged = true;
+        const auto kept = commit + ".damaged";
+        if (::rename(commit.c_str(), kept.c_str()) != 0) return last_error();
+        if (const auto e = sync_dir(dir)) return e;
+        return rep;
+    }
+    std::size_t steps = stop_after;
+    if (const auto e = apply_plan(dir, commit, *plan, steps, rep)) return e;
+    return rep;
 }
 
 }  // namespace mqtt::store

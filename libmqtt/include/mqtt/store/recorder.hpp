@@ -24,6 +24,11 @@ namespace mqtt::store {
 // The pieces a snapshot is written in (recorder::write_snapshot).
 inline constexpr std::size_t snapshot_chunk = std::size_t{1} << 20;
 
+// The records that rebuild `st` (state::snapshot at `now_ms`), encoded and handed to `out`
+// in pieces as recorder::write_snapshot does (which writes its mirror with this).
+std::error_code write_state_snapshot(const state& st, std::int64_t now_ms, const byte_sink& out,
+                                     std::size_t chunk = snapshot_chunk);
+
 class recorder final : public broker::store_hooks {
   public:
     // `mirror` is the state the store file holds now (what was recovered, already written).

@@ -6,6 +6,7 @@
 // syncs the directory, so a crash at any point leaves either the old file or the new one. A
 // thin POSIX layer; the logic is in record/state.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -122,5 +123,51 @@ class store_file {
     std::uint64_t no_room_below_ = 0;  // making room failed: not tried again below this size
     std::uint64_t snapshot_size_ = 0;
 };
+
+// ---- several store files replaced together (a start with another number of threads)
+//
+// Every new file is written to NAME.new and synced; then FILE.commit, naming the new files
+// and the files to remove, is written (under a temporary name, synced and renamed: it is
+// there whole or not at all); then the renames over the old files and the removals; then
+// FILE.commit is removed. A start calls finish_store_set() before reading any store file:
+// with FILE.commit there it does the renames and removals again (those done already are
+// skipped) and removes it; without, every old file is as it was. So a crash at any point
+// leaves either the whole old set or the whole new one, never some of each.
+
+struct store_set_file {
+    std::string name;  // in the directory; no '/' or newline
+    content_writer content;
+};
+
+struct store_set {
+    std::vector<store_set_file> files;
+    std::vector<std::string> remove;  // names of files that are not part of the new set
+};
+
+// What committing or finishing a set did.
+struct store_set_report {
+    bool found = false;                    // finish_store_set: there was a FILE.commit
+    bool damaged = false;                  // ... that could not be read (kept as .damaged)
+    std::size_t renamed = 0;               // new files renamed into place
+    std::size_t removed = 0;               // old files removed
+    std::vector<std::string> not_removed;  // "NAME (reason)", left behind
+};
+
+// The name of the commit file of the store `file`.
+std::string store_set_commit_name(const std::string& file);
+
+// Replaces the files of `set` in `dir` as above. `stop_after` (tests: a crash there) stops
+// after that many steps: each new file written, the commit file, each rename, each
+// removal, the commit file removed. An error before the commit file is written leaves the
+// old set (and removes what it wrote); one after it leaves the commit file for the next
+// start to finish.
+result<store_set_report> commit_store_set(const std::string& dir, const std::string& file,
+                                          const store_set& set, std::size_t stop_after = SIZE_MAX);
+
+// Finishes a commit a start stopped in (see above); nothing to do without a commit file.
+// A commit file that cannot be read is renamed to FILE.commit.damaged and the files are
+// left as they are (reported: damaged).
+result<store_set_report> finish_store_set(const std::string& dir, const std::string& file,
+                                          std::size_t stop_after = SIZE_MAX);
 
 }  // namespace mqtt::store
