@@ -5,8 +5,8 @@ Each case starts tern-broker on port 0 with a store in a temporary directory, st
 (SIGTERM) or kills it (SIGKILL), starts it again on the same store and checks what clients
 get: retained messages, a persistent session's queued QoS 1 messages, every message whose
 PUBACK a publisher saw with persistence_sync always and batch, no duplicate of a QoS 2 message
-between PUBREC and PUBREL, a damaged store that still lets the broker start, and
---check-store's JSON report and exit status.
+between PUBREC and PUBREL, a damaged store that still lets the broker start (also when
+there is no room to write it anew), and --check-store's JSON report and exit status.
 
 usage: broker_persistence_test.py path/to/tern-broker
 exit:  0 passed, 1 failed, 77 paho-mqtt missing (skipped)
@@ -350,6 +350,53 @@ def kill_while_store_failing(version, sync="batch"):
               f"acknowledged messages delivered ({len(missing)} missing: {sorted(missing)[:5]})")
 
 
+def damaged_store_no_room():
+    """A damaged store is written anew at start. When that write finds no room (a 256 KiB
+    file size limit, as a full disk), the broker starts all the same with the store failing:
+    QoS 1 publishes are not acknowledged, and the damaged file stays the store; killed then
+    and started with room, it delivers every message acknowledged before. (Before, the
+    damaged file was renamed away first and the start ended with the error, so the next
+    start found no store at all.)"""
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start()
+        s = Sub(b.port, "offline", "full/#")
+        s.close()
+        time.sleep(0.1)
+        batch = [f"m{i:03d}" + "x" * 1000 for i in range(300)]  # a store over 256 KiB
+        publish_qos1(b.port, "full/t", batch)
+        b.stop()
+        path = shard_file(store, "offline")
+        size = os.path.getsize(path)
+        with open(path, "ab") as f:
+            f.write(bytes([0x54, 0x72, 1, 8, 0, 0, 0, 40]) + bytes(10))  # a torn tail
+        try:
+            b.start(preexec_fn=small_files)
+            started = True
+        except RuntimeError as e:
+            started = False
+            print(f"    {str(e)[-600:]}")
+        log = b.text()
+        check(started and "cut off" in log and "QoS 1/2 publishes are refused" in log,
+              "damaged store, no room to write it anew: the broker starts with the store "
+              "failing and says so")
+        if started:
+            code, got = pub_json(b.port, "full/t", ["not-kept"])
+            check(not any(rc < 0x80 for rc in got.values()),
+                  f"damaged store, no room: a QoS 1 publish is not acknowledged ({got})")
+            check(os.path.getsize(path) > size and os.path.exists(path + ".damaged"),
+                  "damaged store, no room: the damaged file stays the store (a copy kept as "
+                  "NAME.damaged)")
+            b.stop(signal.SIGKILL)
+        b.start()
+        s = Sub(b.port, "offline", "full/#")
+        got = [m[1][:4] for m in s.wait_count(len(batch), 20)]
+        s.close()
+        b.stop()
+        check(got == [x[:4] for x in batch],
+              f"damaged store, no room, killed, started with room: all {len(batch)} messages "
+              f"delivered in order ({len(got)})")
+
+
 def store_cannot_write():
     """A store that cannot grow (a 256 KiB file size limit, as a full disk): QoS 1 publishes
     are refused with 0x97 instead of acknowledged without being durable; once the limit is
@@ -412,6 +459,7 @@ def main():
     acked_survive_kill("batch", 4)
     qos2_no_duplicate()
     damaged_store()
+    damaged_store_no_room()
     store_cannot_write()
     kill_while_store_failing("5")
     kill_while_store_failing("311")

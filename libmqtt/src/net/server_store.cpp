@@ -210,14 +210,18 @@ std::error_code server::impl::open_stores(std::string* failed) {
         d.set_peers(n);
         // What the other shards' connections acknowledged waits for this store too: when
         // it cannot write, theirs are refused as its own are (store_driver::remote_failing).
-        d.on_failing([this, k, n](bool failing) {
+        const auto tell_others = [this, k, n](bool failing) {
             for (std::size_t j = 0; j < n; ++j) {
                 if (j == k) continue;
                 runtime->post(j, [this, j, k, failing] {
                     if (auto* s = held_store(j)) s->remote_failing(k, failing);
                 });
             }
-        });
+        };
+        d.on_failing(tell_others);
+        // Failing from the start (no room to write it): the others hear it as they would
+        // hear it later (posted: they run once every store is open).
+        if (d.failing()) tell_others(true);
         if (d.holds_output()) (k == 0 ? conns : *shards[k]->conns).store = &d;
         if (!outboxes.empty()) {
             // The numbers never go back, also when this file lost its last ones (damage)

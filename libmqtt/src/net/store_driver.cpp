@@ -2,7 +2,9 @@
 
 #include <boost/asio/post.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <utility>
 
 namespace mqtt::net::detail {
@@ -84,6 +86,11 @@ std::error_code store_driver::open() {
     return open_loaded(std::move(*loaded), now, rewrite, 0);
 }
 
+bool store_driver::out_of_room(std::error_code ec) noexcept {
+    return ec == std::errc::no_space_on_device || ec == std::errc::file_too_large ||
+           ec.value() == EDQUOT;
+}
+
 result<store::loaded> store_driver::load(const std::string& path, const store::clock_pair& now,
                                          const note_function& note) {
     auto loaded = store::load_file(path, &now);
@@ -103,11 +110,22 @@ result<store::loaded> store_driver::load(const std::string& path, const store::c
                  " records that referred to data the store does not have");
     }
     if (!r.clean()) {
-        // Keep the damaged file for inspection; the compacted one replaces it.
+        // Keep the damaged file for inspection; the compacted one replaces it. A second
+        // name (a hard link, else a copy), not a rename: until the new file is renamed over
+        // it the damaged file stays the store, so a start whose rewrite fails (a full disk)
+        // and is killed reads it again rather than an empty store.
         const std::string kept = path + ".damaged";
-        if (std::rename(path.c_str(), kept.c_str()) == 0) {
-            note(0, true, "store " + path + ": the damaged file is kept as " + kept);
+        std::error_code ec;
+        std::filesystem::remove(kept, ec);
+        std::filesystem::create_hard_link(path, kept, ec);
+        if (ec) {
+            std::filesystem::copy_file(path, kept,
+                                       std::filesystem::copy_options::overwrite_existing, ec);
         }
+        note(0, true,
+             "store " + path + ": " +
+                 (ec ? "the damaged file could not be kept (" + ec.message() + ")"
+                     : "the damaged file is kept as " + kept));
     }
     return loaded;
 }
@@ -131,6 +149,14 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     // what was recovered (which also cuts the damage off).
     auto file = !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
                          : store::store_file::create(cfg_.location, cfg_.file, snapshot());
+    std::error_code no_room;
+    if (!file && rewrite && out_of_room(file.error())) {
+        // A full disk (or a file size limit) does not stop the start: the broker runs with
+        // the store failing, refusing QoS 1/2 publishes, and retry() writes it once there is
+        // room. Whatever file was there stays as it was meanwhile.
+        no_room = file.error();
+        file = store::store_file::unopened(cfg_.location, cfg_.file);
+    }
     if (!file) {
         recorder_.reset();
         return file.error();
@@ -147,6 +173,7 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
     thread_ = std::thread{[this] { sync_thread(); }};
+    if (no_room) report(no_room, "writing the store at start");
     return {};
 }
 

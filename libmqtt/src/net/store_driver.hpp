@@ -69,12 +69,16 @@ class store_driver {
     store_driver& operator=(const store_driver&) = delete;
 
     // Reads the store, rebuilds the engine's state, writes it back compacted and starts
-    // recording. An error when the store cannot be written (a damaged one is not an error).
+    // recording. An error when the store cannot be written (a damaged one is not an error;
+    // nor is a file that must be written anew and finds no room: the store then starts
+    // failing, see report()).
     std::error_code open();
-    // Reads the store file at `path`: damage is logged and the damaged file kept aside as
-    // PATH.damaged (open() with threads 1; with more, the server reads every shard's first).
+    // Reads the store file at `path`: damage is logged and a copy of the damaged file kept
+    // as PATH.damaged (open() with threads 1; with more, the server reads every shard's first).
     static result<store::loaded> load(const std::string& path, const store::clock_pair& now,
                                       const note_function& note);
+    // A write that failed for want of room: ENOSPC, EDQUOT, EFBIG (a file size limit).
+    static bool out_of_room(std::error_code ec) noexcept;
     // open() with what load() read (or what store::redistribute made of every shard's:
     // `rewrite`, the file is then written anew whatever it holds). `shard`: the shard whose
     // store this is (k > 0: store::recorder::set_secondary_shard).
@@ -125,6 +129,8 @@ class store_driver {
     // Called with true when this store starts failing, false once it writes again (the
     // server tells the other shards: remote_failing).
     void on_failing(std::function<void(bool)> f) { on_failing_ = std::move(f); }
+    // Whether the store is failing now (its writes are refused until retry() writes it).
+    bool failing() const noexcept { return failing_; }
     // threads > 1: `f` runs once the records made so far are on disk (then the shard
     // whose items made them is told: remote_synced).
     void when_synced(std::function<void()> f);

@@ -353,6 +353,13 @@ result<store_file> store_file::create(const std::string& dir, const std::string&
     return f;
 }
 
+store_file store_file::unopened(const std::string& dir, const std::string& name) {
+    store_file f;
+    f.dir_ = dir;
+    f.path_ = join(dir, name);
+    return f;
+}
+
 result<store_file> store_file::open_append(const std::string& dir, const std::string& name,
                                            std::uint64_t data_end) {
     store_file f;

@@ -89,6 +89,9 @@ class store_file {
     // record (load_report::data_end; zeros follow it up to the file's size).
     static result<store_file> open_append(const std::string& dir, const std::string& name,
                                           std::uint64_t data_end);
+    // A store dir/name not written yet (its first write found no room): appends fail until
+    // rewrite() has written it; whatever file is there stays as it was until then.
+    static store_file unopened(const std::string& dir, const std::string& name);
     // Replaces the content with what `content` produces, the same way (compaction):
     // begin_rewrite, the writes, replace.
     std::error_code rewrite(const content_writer& content);
