@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <optional>
 #include <string_view>
@@ -313,6 +314,14 @@ std::error_code replacement::write(std::span<const std::uint8_t> bytes) {
     return ec;
 }
 
+std::error_code replacement::keep() {
+    if (fd_ < 0) return std::make_error_code(std::errc::bad_file_descriptor);
+    const auto ec = ::fsync(fd_) == 0 ? std::error_code{} : last_error();
+    if (ec) return ec;  // discarded by the destructor
+    ::close(std::exchange(fd_, -1));
+    return {};
+}
+
 // ---- store_file -------------------------------------------------------------------------
 
 store_file::store_file(store_file&& o) noexcept
@@ -458,16 +467,15 @@ bool plain_name(const std::string& n) {
     return !n.empty() && n != "." && n != ".." && n.find_first_of("/\n") == std::string::npos;
 }
 
-// Writes what `content` produces to `path` (created or emptied) and syncs it; on an error
-// the file is removed.
-std::error_code write_synced(const std::string& path, const content_writer& content) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return last_error();
-    auto ec = content([fd](std::span<const std::uint8_t> b) { return write_all(fd, b); });
-    if (!ec && ::fsync(fd) != 0) ec = last_error();
-    ::close(fd);
-    if (ec) std::remove(path.c_str());
-    return ec;
+// Writes what `content` produces to dir/name.new and syncs it, left there (not renamed).
+std::error_code write_new(const std::string& dir, const std::string& name,
+                          const content_writer& content) {
+    auto r = store_file::unopened(dir, name).begin_rewrite();
+    if (!r) return r.error();
+    if (const auto ec = content([&](std::span<const std::uint8_t> b) { return r->write(b); })) {
+        return ec;  // r removes the file
+    }
+    return r->keep();
 }
 
 // What the commit file says: the new files (each NAME.new until renamed) and the old ones
@@ -573,7 +581,7 @@ result<store_set_report> commit_store_set(const std::string& dir, const std::str
     };
     for (const auto& f : set.files) {
         if (steps == 0) return rep;
-        if (const auto ec = write_synced(join(dir, f.name + ".new"), f.content)) {
+        if (const auto ec = write_new(dir, f.name, f.content)) {
             drop_written();
             return ec;
         }
@@ -581,21 +589,20 @@ result<store_set_report> commit_store_set(const std::string& dir, const std::str
         --steps;
     }
     if (steps == 0) return rep;
-    // Every NAME.new is in the directory before the commit file that names it.
+    // Every NAME.new is in the directory before the commit file that names it, which is
+    // written as a compaction writes a store: NAME.new, synced, renamed, directory synced.
     const auto commit = join(dir, store_set_commit_name(file));
     const auto text = encode_plan(plan);
     std::error_code ec = sync_dir(dir);
     if (!ec) {
-        ec = write_synced(commit + ".new", [&](const byte_sink& out) {
+        auto made = store_file::create(dir, store_set_commit_name(file), [&](const byte_sink& out) {
             return out(std::span{reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
         });
+        if (!made) ec = made.error();
     }
-    if (!ec && ::rename((commit + ".new").c_str(), commit.c_str()) != 0) ec = last_error();
-    if (!ec) ec = sync_dir(dir);
     if (ec) {
         // Not committed unless the rename is: the old set stays (a commit file renamed but
         // not synced is finished or not at the next start; either leaves one whole set).
-        std::remove((commit + ".new").c_str());
         if (::access(commit.c_str(), F_OK) != 0) drop_written();
         return ec;
     }
@@ -609,28 +616,15 @@ result<store_set_report> finish_store_set(const std::string& dir, const std::str
     store_set_report rep;
     const auto commit = join(dir, store_set_commit_name(file));
     std::remove((commit + ".new").c_str());  // a commit file not written whole: no commit
-    const int fd = ::open(commit.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return rep;
+    std::ifstream in{commit, std::ios::binary};
+    if (!in) {
+        if (::access(commit.c_str(), F_OK) != 0 && errno == ENOENT) return rep;
         return last_error();
     }
     rep.found = true;
-    std::string text;
-    char buf[4096];
-    std::error_code ec;
-    for (;;) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            ec = last_error();
-            break;
-        }
-        if (n == 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-        if (text.size() > (std::size_t{1} << 20)) break;  // not one this code wrote
-    }
-    ::close(fd);
-    if (ec) return ec;
+    std::string text(std::size_t{1} << 20, '\0');  // more is not a file this code wrote
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
     const auto plan = parse_plan(text);
     if (!plan) {
         rep.damaged = true;

@@ -59,6 +59,9 @@ class replacement {
     ~replacement();
 
     std::error_code write(std::span<const std::uint8_t> bytes);
+    // Syncs and closes NAME.new and leaves it there, not renamed (commit_store_set renames
+    // it once every file of its set is written).
+    std::error_code keep();
     std::uint64_t size() const noexcept { return size_; }
     bool is_open() const noexcept { return fd_ >= 0; }
 
