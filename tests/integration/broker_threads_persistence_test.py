@@ -22,7 +22,8 @@ retained messages set from both shards:
   killed while they stream: none lost, none twice;
 - QoS 2 messages left in shard 0's outbox by a kill are routed at start under the acl_file
   (with the user names the store keeps) and max_queued_bytes, with per_listener_settings
-  under the acl_file of the listener each client came through, to a bridge's local
+  under the acl_file of the listener each client came through (also when the store was
+  written without per_listener_settings), to a bridge's local
   session whatever the acl_file says, and not to a No Local subscription of their
   publisher's client id; nor, while running, when the other shard takes them;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
@@ -546,7 +547,7 @@ def replay_checks():
               f"{what}: the start logs what each bound dropped")
 
 
-def replay_listener_acl():
+def replay_listener_acl(written_with_policies=True):
     """per_listener_settings: the first listener's acl_file lets alice read rp/#, the
     second's does not let her read rp/t. Two sessions of alice's on shard 1, one through
     each listener; shard 0's QoS 2 messages to rp/t wait in its outbox (shard 1 holds up the
@@ -554,11 +555,18 @@ def replay_listener_acl():
     listener each client came through (the store keeps it): the first gets them, the second
     not; and a message published after the start, while both are offline, goes the same
     way (a restored session has its listener's acl_file). Before, both checks used the
-    broker-wide acl_file (none here): the second got all of them."""
+    broker-wide acl_file (none here): the second got all of them.
+    `written_with_policies` False: the store is written by a broker with the same two
+    listeners and no per_listener_settings (no acl_file at all), and the restart adds them;
+    the store still names each session's listener, so the same holds. Before, a session
+    record named its listener only when that listener had a policy of its own, and the
+    second session got all 21."""
     limits = ("max_queued_messages 100\nmax_inflight_messages 10\n"
               "backpressure_timeout_ms 600000\n")
-    via_a, via_b = harness.ids_on(1, "lsa", 2)[0], harness.ids_on(1, "lsb", 2)[0]
-    what = "replay at start under the listener's acl_file"
+    tag = "ls" if written_with_policies else "lp"
+    via_a, via_b = harness.ids_on(1, tag + "a", 2)[0], harness.ids_on(1, tag + "b", 2)[0]
+    what = ("replay at start under the listener's acl_file" +
+            ("" if written_with_policies else ", store written without per_listener_settings"))
     port_b = harness.free_port()
     with tempfile.TemporaryDirectory() as store:
         acl_a, acl_b = os.path.join(store, "acl_a"), os.path.join(store, "acl_b")
@@ -566,21 +574,28 @@ def replay_listener_acl():
             f.write("topic readwrite #\nuser alice\ntopic read rp/#\n")
         with open(acl_b, "w") as f:
             f.write("user alice\ntopic read rp/#\ntopic deny rp/t\n")
-        b = Broker(store, limits=limits + f"acl_file {acl_a}\nlistener {port_b} 127.0.0.1\n"
-                   f"allow_anonymous true\nacl_file {acl_b}\n",
-                   head="per_listener_settings true\n").start(2)
+        policies = dict(limits=limits + f"acl_file {acl_a}\nlistener {port_b} 127.0.0.1\n"
+                        f"allow_anonymous true\nacl_file {acl_b}\n",
+                        head="per_listener_settings true\n")
+        if written_with_policies:
+            b = Broker(store, **policies).start(2)
+        else:
+            b = Broker(store, limits=limits + f"listener {port_b} 127.0.0.1\n").start(2)
         Sub(b.port, via_a, topic="rp/#", qos=2, username="alice").close()
         Sub(port_b, via_b, topic="rp/#", qos=2, username="alice").close()
-        with held_up(b, 1, "ls"):
-            p = Pub(b.port, harness.ids_on(0, "lspub", 2)[0], clean=False)
+        with held_up(b, 1, tag):
+            p = Pub(b.port, harness.ids_on(0, tag + "pub", 2)[0], clean=False)
             sent = [f"l{i:02}" for i in range(20)]
             for x in sent:
                 p.publish("rp/t", x, 2)
             check(wait_until(lambda: len(p.acked_payloads()) == 20),
                   f"{what}: all 20 completed (PUBCOMP) ({len(p.acked_payloads())})")
         p.close(clean=False)
+        if not written_with_policies:
+            b.extra, b.head = policies["limits"] + "sys_interval 0\n", policies["head"]
         b.start(2)
-        check(publish_all(b.port, harness.ids_on(0, "lspub", 2)[0], [("rp/t", "live", 2, False)]),
+        check(publish_all(b.port, harness.ids_on(0, tag + "pub", 2)[0],
+                          [("rp/t", "live", 2, False)]),
               f"{what}: a message to both offline sessions after the start")
         a = Sub(b.port, via_a, topic="rp/#", qos=2, username="alice")
         got_a = payloads(a.wait_count(21, timeout=10.0))
@@ -943,6 +958,7 @@ def main():
     replay_no_local()
     replay_no_local(kill=False)
     replay_listener_acl()
+    replay_listener_acl(written_with_policies=False)
     replay_bridge_exempt()
     change_threads()
     interrupted_change()

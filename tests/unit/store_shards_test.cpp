@@ -518,7 +518,8 @@ TEST_CASE("store shards: a replay checks the acl_file with the stored user name"
 
 TEST_CASE("store shards: a replay checks the acl_file of the listener the client came through") {
     // Two listeners with acl_files of their own (per_listener_settings), slots 1 and 2, and
-    // the broker's (slot 0). alice may read a/# through listener 1, not through listener 2.
+    // the broker's (slot 0), which a third listener's clients have. alice may read a/#
+    // through listener 1, not through listener 2.
     const auto acl = [](const char* text) {
         auto parsed = mqtt::broker::acl_file::parse(text, "acl");
         REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
@@ -528,7 +529,8 @@ TEST_CASE("store shards: a replay checks the acl_file of the listener the client
     acls.by_slot = {acl("user alice\ntopic read a/#\ntopic read b/#\n"),
                     acl("user alice\ntopic read a/#\ntopic read c/#\n"),
                     acl("user alice\ntopic read b/#\ntopic read c/#\n")};
-    acls.listeners = {"", "mqtt 1883 0.0.0.0", "mqtt 1884 0.0.0.0"};
+    acls.listeners = {
+        {}, {"mqtt 1883 0.0.0.0", 1}, {"mqtt 1884 0.0.0.0", 2}, {"mqtt 1885 0.0.0.0", 0}};
     acls.exempt = {"bridge-c"};
     replay_rules rules;
     rules.may_read = read_check_of(acls);
@@ -536,13 +538,15 @@ TEST_CASE("store shards: a replay checks the acl_file of the listener the client
     state st;
     REQUIRE(st.apply(session_record{"on-1", 60, true, "alice", "mqtt 1883 0.0.0.0"}));
     REQUIRE(st.apply(session_record{"on-2", 60, true, "alice", "mqtt 1884 0.0.0.0"}));
+    // Through a listener without a policy of its own: the broker's acl_file.
+    REQUIRE(st.apply(session_record{"on-3", 60, true, "alice", "mqtt 1885 0.0.0.0"}));
     // A store written before listeners were kept: the broker's acl_file, as before.
     REQUIRE(st.apply(session_record{"unnamed", 60, true, "alice"}));
     // A listener no longer in the configuration: every acl_file must allow it.
     REQUIRE(st.apply(session_record{"gone", 60, true, "alice", "mqtt 1999 0.0.0.0"}));
     // A bridge's local session: no acl_file applies to it, wherever it came from.
     REQUIRE(st.apply(session_record{"bridge-c", 60, true, std::nullopt, "mqtt 1884 0.0.0.0"}));
-    for (const char* c : {"on-1", "on-2", "unnamed", "gone", "bridge-c"}) {
+    for (const char* c : {"on-1", "on-2", "on-3", "unnamed", "gone", "bridge-c"}) {
         REQUIRE(st.apply(subscribe_record{c, "#", {qos::exactly_once, false, false, {}}, 0}));
     }
     replay_counts counts;
@@ -553,28 +557,31 @@ TEST_CASE("store shards: a replay checks the acl_file of the listener the client
     }
     CHECK(payloads(st, "on-1") == std::vector<std::string>{"a/x", "c/x"});
     CHECK(payloads(st, "on-2") == std::vector<std::string>{"b/x", "c/x"});
+    CHECK(payloads(st, "on-3") == std::vector<std::string>{"a/x", "b/x"});
     CHECK(payloads(st, "unnamed") == std::vector<std::string>{"a/x", "b/x"});
     CHECK(payloads(st, "gone").empty());  // a/x, b/x and c/x each refused by one of them
     CHECK(payloads(st, "bridge-c") == std::vector<std::string>{"a/x", "b/x", "c/x", "d/x"});
-    CHECK(counts.denied == 4 * 4 - 6);
+    CHECK(counts.denied == 6 * 4 - 12);
     // Two listeners the key cannot tell apart: as gone.
-    acls.listeners = {"", "mqtt 1883 0.0.0.0", "mqtt 1883 0.0.0.0"};
+    acls.listeners = {{}, {"mqtt 1883 0.0.0.0", 1}, {"mqtt 1883 0.0.0.0", 2}};
     const auto alike = read_check_of(acls);
     CHECK(rules.may_read("on-1", st.sessions().at("on-1"), "a/x"));
     CHECK_FALSE(alike("on-1", st.sessions().at("on-1"), "a/x"));  // not in slot 2's
     CHECK_FALSE(alike("on-1", st.sessions().at("on-1"), "c/x"));  // nor in the broker's
     // A slot without an acl_file allows everything; with none anywhere, no check at all.
-    acls.listeners = {"", "mqtt 1883 0.0.0.0", "mqtt 1884 0.0.0.0"};
+    acls.listeners = {{}, {"mqtt 1883 0.0.0.0", 1}, {"mqtt 1884 0.0.0.0", 2}};
     acls.by_slot[2] = nullptr;
     CHECK(read_check_of(acls)("on-2", st.sessions().at("on-2"), "d/x"));
     CHECK_FALSE(read_check_of(acls)("gone", st.sessions().at("gone"), "c/x"));
-    CHECK_FALSE(read_check_of({{nullptr, nullptr}, {"", "mqtt 1 h"}, {}}));
+    CHECK_FALSE(read_check_of({{nullptr, nullptr}, {{}, {"mqtt 1 h", 1}}, {}}));
 }
 
 TEST_CASE(
     "store shards: a session record names its client's listener, a restored session "
     "gets its slot") {
-    const mqtt::store::listener_keys keys{"", "mqtt 1883 0.0.0.0", "mqtt-sn 1884 0.0.0.0"};
+    // Listener 1 without a policy of its own (slot 0), listener 2 with one (slot 2).
+    const mqtt::store::listener_keys keys{
+        {}, {"mqtt 1883 0.0.0.0", 0}, {"mqtt-sn 1884 0.0.0.0", 2}};
     recorder rec{state{}};
     rec.set_clock([] { return clock_pair{mqtt::broker::clock::now(), wall}; });
     rec.set_listeners(keys);
@@ -582,31 +589,47 @@ TEST_CASE(
     a.client_id = "a";
     a.expiry_interval = 3600;
     a.security_slot = 2;
+    a.listener = 2;
     mqtt::broker::durable_session b = a;
     b.client_id = "b";
-    b.security_slot = 0;  // the broker's policy: no listener of its own
+    b.security_slot = 0;  // the broker's policy, through listener 1: still named
+    b.listener = 1;
     mqtt::broker::durable_session c = a;
     c.client_id = "c";
-    c.security_slot = 7;  // the bridges' slot: none either
+    c.security_slot = 7;  // an in-process bridge: no listener
+    c.listener = 0;
     for (const auto* s : {&a, &b, &c}) rec.session_online(*s);
     const auto& ss = rec.mirror().sessions();
     CHECK(ss.at("a").listener == std::optional<std::string>{"mqtt-sn 1884 0.0.0.0"});
-    CHECK_FALSE(ss.at("b").listener.has_value());
+    CHECK(ss.at("b").listener == std::optional<std::string>{"mqtt 1883 0.0.0.0"});
     CHECK_FALSE(ss.at("c").listener.has_value());
     std::vector<std::uint8_t> bytes;
     rec.take_pending(bytes);
     auto l = load_bytes(bytes);
     CHECK(l.st.sessions().at("a").listener == ss.at("a").listener);
-    // Restored: the listener's slot; with that listener gone, the broker's (0).
-    for (const auto& [with, slot] :
-         std::vector<std::pair<mqtt::store::listener_keys, std::uint32_t>>{
-             {keys, 2}, {{"", "mqtt 1883 0.0.0.0"}, 0}}) {
+    CHECK(l.st.sessions().at("b").listener == ss.at("b").listener);
+    // Restored: the listener's number and slot under the configuration restored with; a
+    // listener that has a policy now and had none when the record was written gets its
+    // slot; with the listener gone, the broker's (0).
+    struct expect {
+        mqtt::store::listener_keys with;
+        std::uint32_t a_listener, a_slot, b_listener, b_slot;
+    };
+    for (const auto& x : std::vector<expect>{
+             {keys, 2, 2, 1, 0},
+             {{{}, {"mqtt 1883 0.0.0.0", 1}}, 0, 0, 1, 1},
+             {{{}, {"mqtt-sn 1884 0.0.0.0", 0}, {}, {"mqtt 1883 0.0.0.0", 3}}, 1, 0, 3, 3}}) {
         mqtt::broker::engine e;
         auto st = l.st;
-        restore(e, st, clock_pair{mqtt::broker::clock::now(), wall}, true, with);
+        restore(e, st, clock_pair{mqtt::broker::clock::now(), wall}, true, x.with);
         REQUIRE(e.find_session("a") != nullptr);
-        CHECK(e.find_session("a")->security_slot == slot);
-        CHECK(e.find_session("b")->security_slot == 0);
+        REQUIRE(e.find_session("b") != nullptr);
+        CHECK(e.find_session("a")->listener == x.a_listener);
+        CHECK(e.find_session("a")->security_slot == x.a_slot);
+        CHECK(e.find_session("b")->listener == x.b_listener);
+        CHECK(e.find_session("b")->security_slot == x.b_slot);
+        CHECK(e.find_session("c")->listener == 0);
+        CHECK(e.find_session("c")->security_slot == 0);
     }
 }
 

@@ -101,10 +101,11 @@ void engine::set_security(std::shared_ptr<const security_policy> p, std::size_t 
     }
 }
 
-void engine::identify(durable_session& ds, std::optional<std::string> username,
-                      std::size_t slot) {
+void engine::identify(durable_session& ds, std::optional<std::string> username, std::size_t slot,
+                      std::size_t listener) {
     ds.set_username(std::move(username));
-    ds.security_slot = static_cast<std::uint32_t>(slot);
+    ds.security_slot = static_cast<std::uint16_t>(slot);
+    ds.listener = static_cast<std::uint16_t>(listener);
     const acl_file* a = acl_of(ds);
     ds.acl_block = a ? a->block_of(ds.username()) : -1;
 }

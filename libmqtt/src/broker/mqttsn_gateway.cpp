@@ -92,6 +92,7 @@ mqttsn_client::mqttsn_client(engine& e, const mqttsn_settings& s, clock::time_po
                              std::string peer)
     : settings_(s), stats_(e.stats()), session_(e, now, std::move(peer)) {
     session_.set_security_slot(s.security_slot);
+    session_.set_listener(s.listener);
     session_.set_inflight_limit(s.max_inflight);
     ++stats_.mqttsn_clients;
 }

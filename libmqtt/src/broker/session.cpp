@@ -548,7 +548,7 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
     ds_ = attached.state;
     // The durable session holds the id now; ours comes back at the close (client_id()).
     client_id_.reset();
-    engine_.identify(*ds_, std::move(c.username), security_slot_);
+    engine_.identify(*ds_, std::move(c.username), security_slot_, listener_);
     ds_->expiry_interval = expiry_for(c);
     message_ptr will;
     std::uint32_t will_delay = 0;

@@ -121,6 +121,7 @@ class connection final : public std::enable_shared_from_this<connection>,
         session_.use_certificate_username(std::move(name));
     }
     void set_security_slot(std::size_t slot) { session_.set_security_slot(slot); }
+    void set_listener(std::size_t listener) { session_.set_listener(listener); }
     // Bytes already read from the transport by someone else (with threads > 1, the shard
     // that accepted the socket and read its CONNECT), handled before anything read here.
     // Before start().

@@ -245,6 +245,7 @@ void server::impl::start_connection(tcp::socket socket, std::size_t group) {
         std::make_shared<detail::connection>(make_epoll_tcp_transport(std::move(socket)), conns,
                                              std::move(peer), static_cast<std::uint32_t>(group));
     c->set_security_slot(security_slot(group));
+    c->set_listener(group + 1);
     detail::connection::start(c);
 }
 
@@ -303,6 +304,7 @@ asio::awaitable<bool> server::impl::handshake_and_start(
                                                   static_cast<std::uint32_t>(group), accepted);
     if (username_from != source::none) c->use_certificate_username(std::move(cert_name));
     c->set_security_slot(slot);
+    c->set_listener(group + 1);
     detail::connection::start(c);
     co_return true;
 }
@@ -453,7 +455,9 @@ result<std::unique_ptr<server>> server::create(server_options opts, std::string*
     for (const auto& l : i->opts.mqttsn_listeners) {
         boost::system::error_code ec;
         const auto addr = asio::ip::make_address(l.host, ec);
-        auto g = std::make_unique<detail::mqttsn_udp>(i->io, i->engine, l.settings);
+        auto settings = l.settings;
+        settings.listener = l.group + 1;
+        auto g = std::make_unique<detail::mqttsn_udp>(i->io, i->engine, std::move(settings));
         g->set_max_clients(l.max_connections);
         if (!ec) ec = g->bind({addr, l.port});
         if (ec) {

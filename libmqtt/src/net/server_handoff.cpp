@@ -269,6 +269,7 @@ void server::impl::start_on_shard(std::size_t k, std::unique_ptr<transport> t, s
     if (a.cert_username) c->use_certificate_username(std::move(a.cert_name));
     c->prefill(a.first);
     c->set_security_slot(a.slot);
+    c->set_listener(a.group + 1);
     detail::connection::start(c);
 }
 

@@ -23,33 +23,37 @@ std::string join(const std::string& dir, const std::string& name) {
 }  // namespace
 
 store::listener_keys server::impl::listener_keys() const {
-    // "mqtt PORT HOST,HOST" as configured (port 0 for a free one), for the listener of
-    // each slot: the same across restarts with the same configuration, whatever the order
-    // of the listeners in it.
-    store::listener_keys keys;
-    for (const auto& [group, p] : opts.listener_security) {
-        std::vector<std::string> hosts;
+    // "mqtt PORT HOST,HOST" as configured (port 0 for a free one), for every listener by its
+    // number (group + 1): the same across restarts with the same configuration, whatever
+    // the order of the listeners in it or their policies.
+    struct found {
+        std::string kind;
         std::uint16_t port = 0;
-        std::string kind = "mqtt";
-        for (const auto& l : opts.listeners) {
-            if (l.group != group) continue;
-            hosts.push_back(l.host);
-            port = l.port;
-        }
-        if (hosts.empty()) {
-            kind = "mqtt-sn";
-            for (const auto& l : opts.mqttsn_listeners) {
-                if (l.group != group || l.settings.security_slot != group + 1) continue;
-                hosts.push_back(l.host);
-                port = l.port;
-            }
-        }
-        if (hosts.empty()) continue;
-        std::sort(hosts.begin(), hosts.end());
-        std::string key = kind + " " + std::to_string(port) + " ";
-        for (std::size_t i = 0; i < hosts.size(); ++i) key += (i == 0 ? "" : ",") + hosts[i];
+        std::vector<std::string> hosts;
+        std::size_t slot = 0;
+    };
+    std::map<std::size_t, found> groups;
+    for (const auto& l : opts.listeners) {
+        auto& g = groups[l.group];
+        g.kind = "mqtt";
+        g.port = l.port;
+        g.hosts.push_back(l.host);
+        g.slot = security_slot(l.group);
+    }
+    for (const auto& l : opts.mqttsn_listeners) {
+        auto& g = groups[l.group];
+        g.kind = "mqtt-sn";
+        g.port = l.port;
+        g.hosts.push_back(l.host);
+        g.slot = l.settings.security_slot;
+    }
+    store::listener_keys keys;
+    for (auto& [group, g] : groups) {
+        std::sort(g.hosts.begin(), g.hosts.end());
+        std::string key = g.kind + " " + std::to_string(g.port) + " ";
+        for (std::size_t i = 0; i < g.hosts.size(); ++i) key += (i == 0 ? "" : ",") + g.hosts[i];
         if (keys.size() < group + 2) keys.resize(group + 2);
-        keys[group + 1] = std::move(key);
+        keys[group + 1] = {std::move(key), static_cast<std::uint32_t>(g.slot)};
     }
     return keys;
 }
@@ -448,10 +452,12 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
     // (server_options::bridges).
     store::replay_acls acls;
     acls.listeners = listener_keys();
-    acls.by_slot.resize(std::max<std::size_t>(acls.listeners.size(), 1));
-    for (std::size_t slot = 0; slot < acls.by_slot.size(); ++slot) {
-        if (slot == 0 || !acls.listeners[slot].empty())
-            acls.by_slot[slot] = engine.security(slot).acl;
+    acls.by_slot.resize(1);
+    acls.by_slot[0] = engine.security(0).acl;
+    for (const auto& l : acls.listeners) {
+        if (l.key.empty() || l.slot == 0) continue;
+        if (acls.by_slot.size() <= l.slot) acls.by_slot.resize(l.slot + 1);
+        acls.by_slot[l.slot] = engine.security(l.slot).acl;
     }
     for (const auto& b : opts.bridges) acls.exempt.insert(b.local.client_id);
     rules.may_read = store::read_check_of(std::move(acls));

@@ -211,9 +211,9 @@ const clock_pair& recorder::group_clock() {
 
 void recorder::session_online(const broker::durable_session& s) {
     if (s.expiry_interval != 0) {
-        const auto slot = s.security_slot;
         std::optional<std::string> listener;
-        if (slot < listeners_.size() && !listeners_[slot].empty()) listener = listeners_[slot];
+        if (s.listener < listeners_.size() && !listeners_[s.listener].key.empty())
+            listener = listeners_[s.listener].key;
         emit(session_record{s.client_id, s.expiry_interval, true,
                             s.username() ? std::optional{*s.username()} : std::nullopt,
                             std::move(listener)});
@@ -358,8 +358,10 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
         ds->expiry_interval = s.expiry_interval;
         if (s.identified) ds->set_username(s.username);
         if (s.listener) {
-            const auto slot = listener_slot(listeners, *s.listener);
-            ds->security_slot = static_cast<std::uint32_t>(slot.value_or(0));
+            if (const auto n = listener_of(listeners, *s.listener)) {
+                ds->listener = static_cast<std::uint16_t>(*n);
+                ds->security_slot = static_cast<std::uint16_t>(listeners[*n].slot);
+            }
         }
         for (const auto& [filter, sub] : s.subscriptions) {
             ds->subscriptions.emplace(filter, broker::subscription_entry{sub.options, sub.id});

@@ -194,17 +194,18 @@ struct listener_read_check {
     bool operator()(std::string_view client_id, const stored_session& s, std::string_view topic) {
         if (acls.exempt.contains(client_id)) return true;
         if (!s.listener) return allows(acls.by_slot[0], client_id, s, topic);
-        if (const auto slot = listener_slot(acls.listeners, *s.listener)) {
-            const auto& a = *slot < acls.by_slot.size() ? acls.by_slot[*slot] : acls.by_slot[0];
-            return allows(a, client_id, s, topic);
-        }
+        if (const auto n = listener_of(acls.listeners, *s.listener))
+            return allows(of_slot(acls.listeners[*n].slot), client_id, s, topic);
         // Its listener is gone: every policy it may come back under must allow it.
         if (!allows(acls.by_slot[0], client_id, s, topic)) return false;
-        for (std::size_t slot = 1; slot < acls.listeners.size(); ++slot) {
-            if (acls.listeners[slot].empty() || slot >= acls.by_slot.size()) continue;
-            if (!allows(acls.by_slot[slot], client_id, s, topic)) return false;
+        for (const auto& l : acls.listeners) {
+            if (l.key.empty() || l.slot == 0) continue;
+            if (!allows(of_slot(l.slot), client_id, s, topic)) return false;
         }
         return true;
+    }
+    const std::shared_ptr<const broker::acl_file>& of_slot(std::size_t slot) const {
+        return slot < acls.by_slot.size() ? acls.by_slot[slot] : acls.by_slot[0];
     }
     bool allows(const std::shared_ptr<const broker::acl_file>& a, std::string_view client_id,
                 const stored_session& s, std::string_view topic) {

@@ -23,12 +23,12 @@ std::uint64_t message_record_bytes(const broker::message& m) noexcept {
            std::max<std::size_t>(m.props_v5.size(), 1) + 4 + m.payload.size();
 }
 
-std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_view key) {
+std::optional<std::size_t> listener_of(const listener_keys& keys, std::string_view key) {
     std::optional<std::size_t> found;
-    for (std::size_t slot = 0; slot < keys.size(); ++slot) {
-        if (keys[slot].empty() || keys[slot] != key) continue;
+    for (std::size_t n = 0; n < keys.size(); ++n) {
+        if (keys[n].key.empty() || keys[n].key != key) continue;
         if (found) return std::nullopt;  // two listeners alike: neither
-        found = slot;
+        found = n;
     }
     return found;
 }

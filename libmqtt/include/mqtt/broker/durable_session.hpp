@@ -124,8 +124,14 @@ struct durable_session {
     // offline and for the Will.
     int acl_block = -1;
     // The engine's security policy slot of the listener the client last came through
-    // (per_listener_settings); 0: the broker's. Not persisted: restored sessions use 0.
-    std::uint32_t security_slot = 0;
+    // (per_listener_settings); 0: the broker's. 16 bits each, as in `session`: the two
+    // share the word after acl_block, which keeps this struct at its size.
+    std::uint16_t security_slot = 0;
+    // The number of that listener (its index in the configuration + 1; 0: not known, an
+    // in-process bridge). The store keeps it (session_record::listener, as the listener's
+    // key), so that a restored session gets the slot of its listener under the
+    // configuration it is restored with.
+    std::uint16_t listener = 0;
 
     session* connection = nullptr;  // the attached connection (not state to persist)
 

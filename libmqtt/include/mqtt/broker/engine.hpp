@@ -140,9 +140,10 @@ class engine {
     const security_policy& security(std::size_t slot = 0) const noexcept {
         return slot < security_.size() && security_[slot] ? *security_[slot] : *security_[0];
     }
-    // Records the user name a client connected with, and the policy slot of the listener it
-    // came through, for its ACL checks.
-    void identify(durable_session& ds, std::optional<std::string> username, std::size_t slot = 0);
+    // Records the user name a client connected with, and the policy slot and the number of
+    // the listener it came through, for its ACL checks and the store.
+    void identify(durable_session& ds, std::optional<std::string> username, std::size_t slot = 0,
+                  std::size_t listener = 0);
     // ACL checks; always true without an acl_file (one pointer test, nothing allocated).
     bool may_publish(const durable_session& ds, std::string_view topic) {
         const acl_file* a = acl_of(ds);

@@ -67,6 +67,9 @@ struct mqttsn_settings {
     // The engine's security policy slot of this listener (per_listener_settings); 0: the
     // broker's.
     std::size_t security_slot = 0;
+    // The number of this listener (its index in the configuration + 1), for the store
+    // (session::set_listener).
+    std::size_t listener = 0;
     // Periodic ADVERTISE, sent by the UDP driver to advertise_host:advertise_port every
     // advertise_interval; 0: none.
     std::chrono::seconds advertise_interval{0};

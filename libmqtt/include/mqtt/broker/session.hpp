@@ -151,7 +151,13 @@ class session {
     // The engine's security policy slot of this client's listener (per_listener_settings):
     // its allow_anonymous, password_file and acl_file. Called before any input.
     void set_security_slot(std::size_t slot) noexcept {
-        security_slot_ = static_cast<std::uint32_t>(slot);
+        security_slot_ = static_cast<std::uint16_t>(slot);
+    }
+    // The number of the listener this client came through (its index in the configuration
+    // + 1; 0: none, an in-process bridge), kept in its durable session
+    // (durable_session::listener) for the store. Called before any input.
+    void set_listener(std::size_t listener) noexcept {
+        listener_ = static_cast<std::uint16_t>(listener);
     }
     // At most `n` QoS 1/2 deliveries in flight on this connection, below max_inflight_messages
     // and the client's Receive Maximum (the MQTT-SN gateway's window); 0: no extra limit.
@@ -314,7 +320,8 @@ class session {
     bool certificate_username_ = false;  // use_certificate_username was called
     bool bridge_ = false;  // a 3.1/3.1.1 bridge: protocol level 0x83/0x84 (try_private)
     // Fields are ordered to leave no padding: this object is in every connection.
-    std::uint32_t security_slot_ = 0;
+    std::uint16_t security_slot_ = 0;
+    std::uint16_t listener_ = 0;
     // The client id until the durable session is attached (which holds it then: one copy
     // per connection, not two) and again after the close. One word while it is not here.
     class boxed_string {

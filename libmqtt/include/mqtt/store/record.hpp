@@ -100,10 +100,9 @@ struct retained_clear_record {
 // it while it is offline (a replay at start): after the expiry interval, a byte (0: no user
 // name, 1: a user name follows) and the name. A record written before user names were
 // stored ends after the expiry interval: `identified` false, the user name is not known.
-// Then, with listeners that have a security policy of their own (per_listener_settings, or
-// a listener's own options), the listener the client came through, as a string
-// (listener_key); a record without it (written before, or of a client whose listener has
-// no policy of its own) does not say: nullopt, the broker-wide policy applies.
+// Then the listener the client came through, as a string (listener_key), whatever that
+// listener's security policy; a record without it (written before listeners were kept, or
+// of an in-process bridge) does not say: nullopt, the broker-wide policy applies.
 struct session_record {
     std::string client_id;
     std::uint32_t expiry_interval = 0;

@@ -40,8 +40,8 @@ class recorder final : public broker::store_hooks {
     // in message::store_id, which shard 0's recorder owns (a message routed between shards
     // is one object read by several threads).
     void set_secondary_shard(std::size_t k);
-    // The listeners' keys: a session record names the listener of its client's security
-    // slot (none without listener slots, before this is called).
+    // The listeners' keys: a session record names the listener its client came through
+    // (broker::durable_session::listener; none before this is called).
     void set_listeners(listener_keys keys) { listeners_ = std::move(keys); }
 
     // Where the times of records come from (tests give a hand-driven one).
@@ -146,8 +146,9 @@ class recorder final : public broker::store_hooks {
 // `now`, without its Will). The messages of `st` are replaced by copies whose receive time
 // is on the steady clock, shared by the engine and the state.
 // `message_ids` false (a recorder with set_secondary_shard()): message::store_id is left 0.
-// A session whose record names a listener of `listeners` gets that listener's security slot
-// (its read checks while offline, its Will's write check); any other, slot 0 (the broker's).
+// A session whose record names a listener of `listeners` gets that listener's number and
+// security slot (its read checks while offline, its Will's write check); any other,
+// listener 0 and slot 0 (the broker's policy).
 void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids = true,
              const listener_keys& listeners = {});
 

@@ -80,8 +80,8 @@ using read_check = std::function<bool(std::string_view client_id, const stored_s
 
 // The read ACLs a replay checks (docs/persistence.md, "What a replay checks"): the broker's
 // policy's and each listener's with a policy of its own, by the engine's security slot
-// (nullptr: no acl_file, everything may be read), the listeners' keys by slot, and the
-// client ids no acl_file applies to (the local sessions of the broker's bridges).
+// (nullptr: no acl_file, everything may be read), the listeners (their keys and slots), and
+// the client ids no acl_file applies to (the local sessions of the broker's bridges).
 struct replay_acls {
     std::vector<std::shared_ptr<const broker::acl_file>> by_slot;  // [0]: the broker's
     listener_keys listeners;
@@ -90,11 +90,11 @@ struct replay_acls {
 
 // The check of a session's read ACL at a replay, with the user name its record keeps
 // (broker::stored_may_read): the broker's acl_file for a session whose record names no
-// listener (written before listeners were kept, or without listener slots), its listener's
-// for one that names a listener there is; for one whose listener is gone (or no longer told
-// apart from another), the acl_file of the broker's policy and of every listener must each
-// allow it, as the client may come back through any of them. Empty (no check) when no slot
-// has an acl_file.
+// listener (written before listeners were kept), its listener's slot's for one whose
+// listener is still there; for one whose listener is gone (or no longer told apart from
+// another), the acl_file of the broker's policy and of every listener must each allow it,
+// as the client may come back through any of them. Empty (no check) when no slot has an
+// acl_file.
 read_check read_check_of(replay_acls acls);
 
 // What the engine's delivery does that a replay does too (broker::limits, the ACLs).

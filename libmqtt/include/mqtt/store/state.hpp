@@ -27,15 +27,22 @@ struct clock_pair {
     broker::clock::time_point to_steady(std::int64_t ms) const noexcept;
 };
 
-// The listeners whose clients have a security policy of their own, by the engine's security
-// slot: what the store keeps of each (session_record::listener), a string that stays the
-// same across restarts with the same configuration. Empty: a slot of no listener (0, the
-// broker's policy; the bridges'), whose clients' session records name none.
-using listener_keys = std::vector<std::string>;
+// A listener of the configuration as the store knows it: what the store keeps of it
+// (session_record::listener), a string that stays the same across restarts with the same
+// configuration, and the engine's security slot of its clients (0: the broker's policy;
+// the listener's own with per_listener_settings).
+struct listener_key {
+    std::string key;  // empty: no listener
+    std::uint32_t slot = 0;
+};
+// Every listener, by its number (broker::durable_session::listener: its index in the
+// configuration + 1); [0], the in-process bridges', is empty: their session records name
+// none.
+using listener_keys = std::vector<listener_key>;
 
-// The slot of the listener `key` names; nullopt when no listener has it (the configuration
-// changed) or several have (two listeners the key cannot tell apart).
-std::optional<std::size_t> listener_slot(const listener_keys& keys, std::string_view key);
+// The number of the listener `key` names; nullopt when no listener has it (the
+// configuration changed) or several have (two listeners the key cannot tell apart).
+std::optional<std::size_t> listener_of(const listener_keys& keys, std::string_view key);
 
 // live_bytes(): what one reference to a message takes in a snapshot (a queue_push_record
 // of a short client id).
