@@ -30,7 +30,7 @@ except ImportError:
     sys.exit(77)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from store_clients import PersistentSub, StoreBroker  # noqa: E402
+from store_clients import PersistentSub, StoreBroker, small_files  # noqa: E402
 import harness  # noqa: E402
 
 BROKER = sys.argv[1]
@@ -306,13 +306,6 @@ def pub_json(port, topic, payloads, version="5"):
                        timeout=60)
     lines = [json.loads(x) for x in p.stdout.decode().splitlines()]
     return p.returncode, {x["seq"]: x.get("reason_code", 0) for x in lines if "seq" in x}
-
-
-def small_files():
-    """preexec_fn: a 256 KiB file size limit, as a full disk. The soft limit only, so that
-    prlimit may lift it again without privileges."""
-    import resource
-    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
 
 
 def kill_while_store_failing(version, sync="batch"):

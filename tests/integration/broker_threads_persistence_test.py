@@ -28,6 +28,9 @@ retained messages set from both shards:
   publisher's client id; nor, while running, when the other shard takes them;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept;
+- threads 2 -> 1 with no room for the new file: the broker starts with the store failing
+  and the old files untouched; once there is room the new one is written and nothing
+  queued is lost;
 - a start that stopped while replacing the store files for another number of threads is
   finished by the next (its commit file); without a commit file a NAME.new is not read.
 
@@ -839,6 +842,83 @@ def change_threads():
         b.stop()
 
 
+def change_threads_no_room():
+    """threads 2 -> 1 when the new store file finds no room (a 256 KiB file size limit, as
+    a full disk): the broker starts all the same, with the store failing (a QoS 1 publish
+    is not acknowledged) and the threads 2 files left as they were, so a kill -9 or a stop
+    then loses nothing. Once there is room (the limit lifted) the new set is written within the retry
+    interval, shard 1's file removed, and publishes acknowledged again; after a kill -9
+    the next start finds the store in place and every session has its messages once, in
+    order."""
+    big = [f"a{i:03d}" + "x" * 1000 for i in range(300)]  # over 256 KiB for one file
+    with tempfile.TemporaryDirectory() as store:
+        b = Broker(store).start(2)
+        for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
+            s.close()
+        ok = publish_all(b.port, PUB1, [("q/x", x, 1, False) for x in big] +
+                         [("r/t", "two", 1, True)])
+        b.stop()
+        names = ("tern.db", "tern.db.shard1")
+
+        def sizes():
+            return [os.path.getsize(os.path.join(store, n)) if
+                    os.path.exists(os.path.join(store, n)) else None for n in names]
+
+        before = sizes()
+        check(ok and None not in before, f"no room for threads 1: a threads 2 store ({before})")
+
+        b.start(1, preexec_fn=store_clients.small_files)
+        log = b.text()
+        check("could not be written" in log and "QoS 1/2 publishes are refused" in log,
+              "no room for threads 1: the broker starts with the store failing and says so"
+              + ("" if "could not be written" in log else f"\n    log: {log[-1500:]}"))
+        p = Pub(b.port, PUB0)
+        info = p.publish("q/x", "refused", 1)
+        time.sleep(2.0)
+        acked = info.is_published()
+        p.close()
+        check(not acked, "no room for threads 1: a QoS 1 publish is not acknowledged")
+        b.stop(signal.SIGKILL)
+        check(sizes() == before and
+              not os.path.exists(os.path.join(store, "tern.db.commit")),
+              f"no room for threads 1, killed: the threads 2 files are as they were ({sizes()})")
+        b.start(1, preexec_fn=store_clients.small_files)
+        code = b.stop()
+        check(code == 0 and "not written at the stop" in b.log and sizes() == before,
+              f"no room for threads 1, a graceful stop: exit {code}, no store written alone, "
+              f"the threads 2 files as they were ({sizes()})")
+
+        b.start(1, preexec_fn=store_clients.small_files)
+        lifted = store_clients.lift_file_limit(b.proc)
+        wait_until(lambda: "writing works again" in b.text())
+        log = b.text()
+        check(lifted and "are written (1 file(s) of the previous number of threads removed)"
+              in log and "writing works again" in log,
+              "no room for threads 1, then room: the new store is written within the retry "
+              "interval" + ("" if "writing works again" in log else f"\n    log: {log[-1500:]}"))
+        check(not os.path.exists(os.path.join(store, "tern.db.shard1")) and
+              not os.path.exists(os.path.join(store, "tern.db.commit")),
+              f"no room for threads 1, then room: shard 1's file is gone ({os.listdir(store)})")
+        ok = publish_all(b.port, PUB1, [("q/x", f"b{i}", 1, False) for i in range(5)])
+        check(ok, "no room for threads 1, then room: QoS 1 publishes acknowledged again")
+        b.stop(signal.SIGKILL)
+
+        b.start(1)
+        check("another number of threads" not in b.text(),
+              "no room for threads 1, then room, killed: the next start finds the store in "
+              "place (no second redistribution)")
+        want = [x[:4] for x in big] + [f"b{i}" for i in range(5)]
+        for cid in (SUB0, SUB1):
+            s = Sub(b.port, cid)
+            got = [x[:4] for x in payloads(s.wait_count(len(want)))]
+            s.close()
+            check(got == want, f"no room for threads 1, then room, killed: {cid} got its "
+                  f"{len(want)} messages once, in order ({len(got)})")
+        r = retained_of(b.port, ["r/t"])
+        check(r == {"r/t": "two"}, f"no room for threads 1: the retained message is kept ({r})")
+        b.stop()
+
+
 def interrupted_change():
     """The store files of a start with another number of threads are replaced as one set
     (tern.db.commit names the new files, NAME.new, and the ones to remove): a start that
@@ -961,6 +1041,7 @@ def main():
     replay_listener_acl(written_with_policies=False)
     replay_bridge_exempt()
     change_threads()
+    change_threads_no_room()
     interrupted_change()
     return check.exit_status()
 

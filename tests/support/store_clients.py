@@ -23,6 +23,19 @@ def wait_until(cond, timeout):
     return cond()
 
 
+def small_files():
+    """preexec_fn: a 256 KiB file size limit, as a full disk. The soft limit only, so that
+    prlimit may lift it again without privileges."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
+
+
+def lift_file_limit(proc):
+    """Lifts small_files()'s limit of a running process (prlimit); True if it worked."""
+    return subprocess.run(["prlimit", "--pid", str(proc.pid), "--fsize=unlimited"],
+                          capture_output=True).returncode == 0
+
+
 class StoreBroker:
     """tern-broker -v on 127.0.0.1 port 0 with `persistence true` in `store`. `extra`: more
     configuration lines; `head`: lines before the listener (per_listener_settings);

@@ -351,6 +351,7 @@ void server::impl::stop_now() {
     expiry.cancel();
     sys_timer.cancel();
     if (store) store->cancel_timer();
+    store_set_timer.cancel();
     if (bridges) {
         // DISCONNECT towards the remote brokers; whatever has not closed in 3 s is closed.
         bridges->stop();

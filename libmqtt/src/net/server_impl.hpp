@@ -242,6 +242,21 @@ struct server::impl {
     // Logs a store file a start could not remove ("NAME (reason)", in `dir`).
     void report_not_removed(const std::string& dir, const std::string& what);
     detail::store_driver& make_store(std::size_t k);
+    // A start with another number of threads whose new set of store files found no room:
+    // the broker runs with every store failing (awaits_set) and the set, as the start made
+    // it, is written every second until it fits; then each store writes its own state anew
+    // (docs/persistence.md, "No room for a new set").
+    struct pending_store_set {
+        std::vector<std::vector<std::uint8_t>> files;  // [shard]: the content of its file
+        std::vector<std::string> remove;  // the files of shards past the number of threads
+        bool commit_left = false;  // the commit file is there (a later step failed): finish it
+    };
+    std::optional<pending_store_set> store_set;
+    asio::steady_timer store_set_timer{io};
+    // Tries to put the set in place (commit_store_set, else finish_store_set); true once
+    // it is. `quiet`: no log line for a failure (the retries after the first).
+    bool write_store_set(bool quiet);
+    void retry_store_set();  // every second, on shard 0's loop, until write_store_set()
     // With always/batch, what shard `from` acknowledges waits until every shard it sent
     // items to has synced what it did with them (docs/persistence.md, "Threads"): items
     // are counted per ordered pair of shards, each count on its own shard's thread.

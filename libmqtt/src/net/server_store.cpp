@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include "mqtt/store/recorder.hpp"
@@ -144,6 +145,7 @@ std::error_code server::impl::open_stores(std::string* failed) {
     }
     const auto home = [n](std::string_view id) { return broker::shard_of(id, n); };
     const bool rehome = !store::in_place(states, n, home);
+    std::error_code set_failed;  // the new set found no room (store_set)
     if (rehome) {
         std::size_t moved = 0;
         auto fresh = store::redistribute(states, n, home, now.wall_ms, moved);
@@ -165,19 +167,50 @@ std::error_code server::impl::open_stores(std::string* failed) {
         }
         for (std::size_t k = n; k < files; ++k) set.remove.push_back(store::shard_file(p.file, k));
         const auto done = store::commit_store_set(p.location, p.file, set);
-        if (!done) {
+        std::error_code left_in_place;
+        if (!done && detail::store_driver::out_of_room(done.error()) &&
+            !std::filesystem::exists(commit_path, left_in_place) && !left_in_place) {
+            // No room for the new set (a full disk, a file size limit): the old set is
+            // untouched. The broker starts with what it read, with every store failing
+            // (QoS 1/2 refused) and the new set written once there is room (retry_store_set).
+            set_failed = done.error();
+            auto& ps = store_set.emplace();
+            ps.remove = std::move(set.remove);
+            std::size_t sessions = 0;
+            for (std::size_t k = 0; k < n; ++k) {
+                auto& bytes = ps.files.emplace_back();
+                // Only a sink that cannot fail: the error is the state's, none here.
+                (void)store::write_state_snapshot(fresh[k], now.wall_ms, [&bytes](auto piece) {
+                    bytes.insert(bytes.end(), piece.begin(), piece.end());
+                    return std::error_code{};
+                });
+                sessions += fresh[k].sessions().size();
+            }
+            note(0, broker::log_level::error, broker::log_kind::error,
+                 "store " + commit_path + ": the stores for threads " + std::to_string(n) +
+                     " could not be written (" + set_failed.message() + "); the previous " +
+                     std::to_string(files) + " file(s) are kept as they were, " +
+                     std::to_string(sessions) + " session(s) run from memory, and the new " +
+                     "files are written once there is room (tried every second)");
+            for (std::size_t k = 0; k < files; ++k) {
+                loaded[k].reset();
+                if (k < n) loaded[k] = store::loaded{std::move(fresh[k]), {}};
+            }
+        } else if (!done) {
             if (failed) *failed = "store " + commit_path;
             return done.error();
         }
-        for (const auto& r : done->not_removed) report_not_removed(p.location, r);
-        if (done->removed != 0) {
-            note(1, broker::log_level::info, broker::log_kind::log,
-                 "store " + join(p.location, p.file) + ": " + std::to_string(done->removed) +
-                     " file(s) of shards >= " + std::to_string(n) + " removed");
+        if (done) {
+            for (const auto& r : done->not_removed) report_not_removed(p.location, r);
+            if (done->removed != 0) {
+                note(1, broker::log_level::info, broker::log_kind::log,
+                     "store " + join(p.location, p.file) + ": " + std::to_string(done->removed) +
+                         " file(s) of shards >= " + std::to_string(n) + " removed");
+            }
         }
         fresh.clear();
         // Read back as any start reads them: the stores are then appended to as they are.
-        for (std::size_t k = 0; k < files; ++k) {
+        for (std::size_t k = 0; k < files && done; ++k) {
             loaded[k].reset();
             if (k >= n) continue;
             const auto path = join(p.location, store::shard_file(p.file, k));
@@ -207,7 +240,7 @@ std::error_code server::impl::open_stores(std::string* failed) {
         // (After a redistribution the files have what the replays routed already.)
         const bool rewrite =
             (!rehome && replayed_into) || !(r.existed && r.clean() && r.records != 0);
-        if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k)) {
+        if (const auto ec = d.open_loaded(std::move(l), now, rewrite, k, set_failed)) {
             if (failed) *failed = "store " + d.path();
             return ec;
         }
@@ -241,7 +274,64 @@ std::error_code server::impl::open_stores(std::string* failed) {
             shards[k]->engine.restore_retained(m);
         }
     }
+    if (store_set) retry_store_set();
     return {};
+}
+
+bool server::impl::write_store_set(bool quiet) {
+    if (!store_set) return true;
+    const auto& p = opts.persistence;
+    auto& ps = *store_set;
+    const auto commit_path = join(p.location, store::store_set_commit_name(p.file));
+    result<store::store_set_report> done = std::error_code{};
+    if (ps.commit_left) {
+        done = store::finish_store_set(p.location, p.file);
+    } else {
+        store::store_set set;
+        for (std::size_t k = 0; k < ps.files.size(); ++k) {
+            set.files.push_back({store::shard_file(p.file, k),
+                                 [bytes = &ps.files[k]](const store::byte_sink& out) {
+                                     return out(std::span<const std::uint8_t>{*bytes});
+                                 }});
+        }
+        set.remove = ps.remove;
+        done = store::commit_store_set(p.location, p.file, set);
+    }
+    if (!done) {
+        // Past its commit file the set is decided: only finishing it is left.
+        std::error_code ec;
+        ps.commit_left = std::filesystem::exists(commit_path, ec) && !ec;
+        if (!quiet) {
+            note(0, broker::log_level::error, broker::log_kind::error,
+                 "store " + commit_path + ": the stores for threads " +
+                     std::to_string(ps.files.size()) +
+                     " still cannot be written: " + done.error().message());
+        }
+        return false;
+    }
+    for (const auto& r : done->not_removed) report_not_removed(p.location, r);
+    note(0, broker::log_level::notice, broker::log_kind::log,
+         "store " + commit_path + ": the stores for threads " + std::to_string(ps.files.size()) +
+             " are written (" + std::to_string(done->removed) +
+             " file(s) of the previous number of threads removed); each store is written "
+             "anew with its state now");
+    store_set.reset();
+    return true;
+}
+
+void server::impl::retry_store_set() {
+    store_set_timer.expires_after(std::chrono::seconds{1});
+    store_set_timer.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || stopping || !store_set) return;
+        if (!write_store_set(true)) return retry_store_set();
+        // Each store writes its own state anew, on its own loop (as after any failure).
+        store->set_committed(true);
+        for (std::size_t k = 1; k < shards.size(); ++k) {
+            runtime->post(k, [this, k] {
+                if (shards[k]->store) shards[k]->store->set_committed(true);
+            });
+        }
+    });
 }
 
 void server::impl::report_not_removed(const std::string& dir, const std::string& what) {
@@ -498,6 +588,13 @@ std::vector<std::size_t> server::impl::replay_outboxes(const std::vector<store::
 }
 
 void server::impl::close_stores() {
+    // The new set still waits: a last try, then each store writes its state at close().
+    if (store_set && write_store_set(false)) {
+        if (store) store->set_committed(false);
+        for (std::size_t k = 1; k < shards.size(); ++k) {
+            if (shards[k]->store) shards[k]->store->set_committed(false);
+        }
+    }
     if (store) store->close();
     for (std::size_t k = 1; k < shards.size(); ++k) {
         if (shards[k]->store) shards[k]->store->close();

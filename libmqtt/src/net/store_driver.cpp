@@ -181,6 +181,15 @@ void store_driver::close() {
     log_group_stats();
     if (compaction_) end_compaction();  // the whole state is written below
     flush();
+    if (awaits_set_) {
+        // Written alone, this file would join the other number of threads' set.
+        note_(0, true,
+              "store " + path_ + ": not written at the stop: the stores for this number of "
+                                 "threads could not be written as a set; the next start "
+                                 "reads the previous ones");
+        engine_.set_store(nullptr);
+        return;
+    }
     // A compacted file makes the next start quick.
     report(file_.rewrite(snapshot()), "compaction");
     engine_.set_store(nullptr);
@@ -593,32 +602,40 @@ void store_driver::report(std::error_code ec, std::string_view what) {
 // While failing, every second: write the whole state anew, which also puts back what the
 // failed writes left out. Publishes are refused meanwhile.
 void store_driver::retry() {
+    // A store that waits for its set is written by the set's retry (set_committed()).
+    if (awaits_set_) return;
     retry_.expires_after(std::chrono::seconds{1});
     retry_.async_wait([this](const boost::system::error_code& ec) {
         if (ec || !failing_ || !recorder_) return;
-        if (outstanding_ != 0) {  // the sync thread has the file
-            retry();
-            return;
-        }
-        std::vector<std::uint8_t> covered;  // in the snapshot: not to be appended after it
-        recorder_->take_pending(covered);
-        if (file_.rewrite(snapshot())) {
-            retry();
-            return;
-        }
-        {
-            std::lock_guard lock{mutex_};
-            failed_ = false;
-        }
-        file_bytes_ = file_.size();
-        snapshot_bytes_ = file_.snapshot_size();
-        failing_ = false;
-        engine_.set_store_failing(false);
-        synced_ = std::max(synced_, recorder_->appended());
-        release_covered();  // the others are told what was synced before they hear ...
-        if (on_failing_) on_failing_(false);  // ... that this store writes again
-        note_(0, true, "store " + path_ + ": writing works again (the store was written anew)");
+        if (!rewrite_now()) retry();
     });
+}
+
+bool store_driver::rewrite_now() {
+    if (outstanding_ != 0) return false;  // the sync thread has the file
+    std::vector<std::uint8_t> covered;    // in the snapshot: not to be appended after it
+    recorder_->take_pending(covered);
+    if (file_.rewrite(snapshot())) return false;
+    {
+        std::lock_guard lock{mutex_};
+        failed_ = false;
+    }
+    file_bytes_ = file_.size();
+    snapshot_bytes_ = file_.snapshot_size();
+    failing_ = false;
+    engine_.set_store_failing(false);
+    synced_ = std::max(synced_, recorder_->appended());
+    release_covered();  // the others are told what was synced before they hear ...
+    if (on_failing_) on_failing_(false);  // ... that this store writes again
+    note_(0, true, "store " + path_ + ": writing works again (the store was written anew)");
+    return true;
+}
+
+void store_driver::set_committed(bool write_now) {
+    if (!awaits_set_) return;
+    awaits_set_ = false;
+    if (!write_now || !failing_ || !recorder_) return;
+    if (!rewrite_now()) retry();
 }
 
 }  // namespace mqtt::net::detail

@@ -81,9 +81,18 @@ class store_driver {
     static bool out_of_room(std::error_code ec) noexcept;
     // open() with what load() read (or what store::redistribute made of every shard's:
     // `rewrite`, the file is then written anew whatever it holds). `shard`: the shard whose
-    // store this is (k > 0: store::recorder::set_secondary_shard).
+    // store this is (k > 0: store::recorder::set_secondary_shard). `set_failed`: the files
+    // for another number of threads could not be written as a set (no room): the store
+    // starts failing and writes nothing of its own, not even a retry, until
+    // set_committed() (its file alone would mix two sets).
     std::error_code open_loaded(store::loaded l, const store::clock_pair& now, bool rewrite,
-                                std::size_t shard);
+                                std::size_t shard, std::error_code set_failed = {});
+    // On this store's loop: the set it waited for is in place (server::impl, the set's
+    // retry). `write_now`: write this store's own state anew at once (the retry as after
+    // any failure), else at close().
+    void set_committed(bool write_now);
+    // Whether the store waits for its set (open_loaded's set_failed, until set_committed).
+    bool awaits_set() const noexcept { return awaits_set_; }
     // Before open(): the listeners with a security policy of their own, which session
     // records name and restored sessions get the slot of (store::restore).
     void set_listeners(store::listener_keys keys) { listeners_ = std::move(keys); }
@@ -212,6 +221,7 @@ class store_driver {
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);
     void retry();
+    bool rewrite_now();  // retry()'s write of the whole state; false while it fails
     void run_job(job& j);       // file I/O only: the one thing the sync thread does
     void hand_over(job& j);     // to the sync thread's queue (batch, or a compaction's rename)
     void drain();               // on the loop: the sync thread's finished jobs
@@ -275,6 +285,7 @@ class store_driver {
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     bool unsynced_ = false;  // periodic: written, not yet synced
     bool failing_ = false;   // a write or sync failed since the store was last written whole
+    bool awaits_set_ = false;  // open_loaded's set_failed, until set_committed()
     asio::steady_timer autosave_;
     asio::steady_timer retry_;        // while failing_: try to write the store again
     asio::steady_timer compaction_timer_;             // the next slice

@@ -64,7 +64,8 @@ result<store::loaded> store_driver::load(const std::string& path, const store::c
 }
 
 std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pair& now,
-                                          bool rewrite, std::size_t shard) {
+                                          bool rewrite, std::size_t shard,
+                                          std::error_code set_failed) {
     const bool secondary = shard != 0;
     const auto& r = l.report;
     store::restore(engine_, l.st, now, !secondary, listeners_);
@@ -80,9 +81,12 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     recorder_->set_listeners(listeners_);
     // An intact file is appended to as it is; a damaged or missing one is written anew from
     // what was recovered (which also cuts the damage off).
-    auto file = !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
-                         : store::store_file::create(cfg_.location, cfg_.file, snapshot());
-    std::error_code no_room;
+    std::error_code no_room = set_failed;
+    awaits_set_ = bool{set_failed};
+    auto file = awaits_set_ ? result<store::store_file>{store::store_file::unopened(
+                                  cfg_.location, cfg_.file)}
+                : !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
+                           : store::store_file::create(cfg_.location, cfg_.file, snapshot());
     if (!file && rewrite && out_of_room(file.error())) {
         // A full disk (or a file size limit) does not stop the start: the broker runs with
         // the store failing, refusing QoS 1/2 publishes, and retry() writes it once there is
@@ -107,7 +111,10 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     recorder_->set_pending_hook([this] { schedule(); });
     engine_.set_store(&*recorder_);
     thread_ = std::thread{[this] { sync_thread(); }};
-    if (no_room) report(no_room, "writing the store at start");
+    if (no_room) {
+        report(no_room, awaits_set_ ? "writing the stores for this number of threads at start"
+                                    : "writing the store at start");
+    }
     return {};
 }
 
