@@ -28,6 +28,8 @@ retained messages set from both shards:
   publisher's client id; nor, while running, when the other shard takes them;
 - the threads 2 store restarted with threads 1, then that store with threads 2 again:
   every queued message arrives, none twice, retained messages kept;
+- a restored session whose listener the configuration no longer has gets, while the
+  broker runs, only what every listener's acl_file allows;
 - threads 2 -> 1 with no room for the new file: the broker starts with the store failing
   and the old files untouched; once there is room the new one is written and nothing
   queued is lost;
@@ -614,6 +616,42 @@ def replay_listener_acl(written_with_policies=True):
               f"{what}: the start logs the deliveries the acl_file dropped")
 
 
+def listener_gone_acl():
+    """per_listener_settings: alice's session is made through a second listener (no
+    acl_file), which the next start's configuration no longer has; the first listener's
+    acl_file lets her read gl/# but not gl/t, the broker-wide policy has none. While that
+    start runs, with her offline, gl/t and gl/u are published: her session, whose listener
+    is gone, gets only what every policy allows (gl/u), as a replay at start would decide.
+    The listener back at the next start, she comes through it and finds only gl/u queued.
+    Before, the restored session was checked against the broker-wide policy alone (no
+    acl_file: she got both)."""
+    what = "a restored session whose listener is gone"
+    cid = harness.ids_on(1, "gl", 2)[0]
+    port_b = harness.free_port()
+    with tempfile.TemporaryDirectory() as store:
+        acl_a = os.path.join(store, "acl_a")
+        with open(acl_a, "w") as f:
+            f.write("topic readwrite #\nuser alice\ntopic read gl/#\ntopic deny gl/t\n")
+        second = f"listener {port_b} 127.0.0.1\nallow_anonymous true\n"
+        b = Broker(store, limits="max_queued_messages 100\n" + second,
+                   head="per_listener_settings true\n").start(2)
+        Sub(port_b, cid, topic="gl/#", qos=1, username="alice").close()
+        b.stop()
+        b.extra = f"max_queued_messages 100\nacl_file {acl_a}\nsys_interval 0\n"
+        b.start(2)
+        ok = publish_all(b.port, harness.ids_on(0, "glpub", 2)[0],
+                         [("gl/t", "t1", 1, False), ("gl/u", "u1", 1, False)])
+        b.stop()
+        b.extra = f"max_queued_messages 100\nacl_file {acl_a}\n{second}sys_interval 0\n"
+        b.start(2)
+        s = Sub(port_b, cid, topic="gl/#", qos=1, username="alice")
+        got = payloads(s.wait_count(2, timeout=3.0))
+        s.close()
+        b.stop()
+        check(ok and got == ["u1"],
+              f"{what}: offline, it got only what every policy's acl_file allows ({got})")
+
+
 def replay_bridge_exempt():
     """A bridge's local session is not subject to the acl_file, at a replay either. The
     bridge (`connection` block, cleansession false) forwards br/# to a second broker; its
@@ -1039,6 +1077,7 @@ def main():
     replay_no_local(kill=False)
     replay_listener_acl()
     replay_listener_acl(written_with_policies=False)
+    listener_gone_acl()
     replay_bridge_exempt()
     change_threads()
     change_threads_no_room()

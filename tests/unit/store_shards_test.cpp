@@ -610,14 +610,15 @@ TEST_CASE(
     CHECK(l.st.sessions().at("b").listener == ss.at("b").listener);
     // Restored: the listener's number and slot under the configuration restored with; a
     // listener that has a policy now and had none when the record was written gets its
-    // slot; with the listener gone, the broker's (0).
+    // slot; with the listener gone, listener_gone and the broker's slot (0).
     struct expect {
         mqtt::store::listener_keys with;
         std::uint32_t a_listener, a_slot, b_listener, b_slot;
     };
+    constexpr auto gone = mqtt::broker::durable_session::listener_gone;
     for (const auto& x : std::vector<expect>{
              {keys, 2, 2, 1, 0},
-             {{{}, {"mqtt 1883 0.0.0.0", 1}}, 0, 0, 1, 1},
+             {{{}, {"mqtt 1883 0.0.0.0", 1}}, gone, 0, 1, 1},
              {{{}, {"mqtt-sn 1884 0.0.0.0", 0}, {}, {"mqtt 1883 0.0.0.0", 3}}, 1, 0, 3, 3}}) {
         mqtt::broker::engine e;
         auto st = l.st;
@@ -631,6 +632,63 @@ TEST_CASE(
         CHECK(e.find_session("c")->listener == 0);
         CHECK(e.find_session("c")->security_slot == 0);
     }
+}
+
+TEST_CASE(
+    "store shards: a restored session whose listener is gone receives only what every "
+    "policy's acl_file allows, until its client comes back") {
+    // The broker's policy (slot 0) and two listeners' (slots 1, 2), as in the replay's
+    // case above: alice may read a/# through slots 0 and 1, b/# through 0 and 2, c/# through
+    // 1 and 2; d/# through all three, and write it through 0 and 1.
+    const auto policy = [](const char* text) {
+        auto parsed = mqtt::broker::acl_file::parse(text, "acl");
+        REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
+        auto p = std::make_shared<mqtt::broker::security_policy>();
+        p->acl = std::make_shared<const mqtt::broker::acl_file>(std::move(*parsed.value));
+        return p;
+    };
+    const auto make_engine = [&](mqtt::broker::engine& e) {
+        e.set_security(policy("user alice\ntopic read a/#\ntopic read b/#\ntopic d/#\n"));
+        e.set_security(policy("user alice\ntopic read a/#\ntopic read c/#\ntopic d/#\n"), 1);
+        e.set_security(policy("user alice\ntopic read b/#\ntopic read c/#\ntopic read d/#\n"), 2);
+    };
+    state st;
+    REQUIRE(st.apply(session_record{"gone", 60, true, "alice", "mqtt 1999 0.0.0.0"}));
+    REQUIRE(st.apply(session_record{"on-1", 60, true, "alice", "mqtt 1883 0.0.0.0"}));
+    const mqtt::store::listener_keys keys{{}, {"mqtt 1883 0.0.0.0", 1}, {"mqtt 1884 0.0.0.0", 2}};
+    mqtt::broker::engine e;
+    make_engine(e);
+    restore(e, st, clock_pair{mqtt::broker::clock::now(), wall}, true, keys);
+    auto* g = e.find_session("gone");
+    auto* one = e.find_session("on-1");
+    REQUIRE(g != nullptr);
+    REQUIRE(one != nullptr);
+    CHECK(g->listener == mqtt::broker::durable_session::listener_gone);
+    // The broker's slot alone would let it read a/x and b/x; every slot: only d/x.
+    for (const char* t : {"a/x", "b/x", "c/x"}) CHECK_FALSE(e.may_receive(*g, t));
+    CHECK(e.may_receive(*g, "d/x"));
+    // Its Will: slots 0 and 1 let alice write d/#, slot 2 does not.
+    CHECK_FALSE(e.may_publish(*g, "d/x"));
+    CHECK(e.may_publish(*one, "d/x"));
+    // Its listener is there: that slot's alone.
+    CHECK(e.may_receive(*one, "a/x"));
+    CHECK(e.may_receive(*one, "c/x"));
+    CHECK_FALSE(e.may_receive(*one, "b/x"));
+    // A slot without an acl_file allows everything: the others still decide.
+    e.set_security(std::make_shared<mqtt::broker::security_policy>(), 2);
+    CHECK(e.may_receive(*g, "a/x"));
+    CHECK_FALSE(e.may_receive(*g, "b/x"));  // not in slot 1's
+    // Its client comes back through listener 2 (identify, at its CONNECT): that
+    // listener's policy from then on.
+    make_engine(e);
+    mqtt::broker::durable_session back;
+    back.client_id = "gone";
+    back.listener = mqtt::broker::durable_session::listener_gone;
+    CHECK_FALSE(e.may_receive(back, "b/x"));  // no user name known: patterns only
+    e.identify(back, std::string{"alice"}, 2, 2);
+    CHECK(back.listener == 2);
+    CHECK(e.may_receive(back, "b/x"));
+    CHECK_FALSE(e.may_receive(back, "a/x"));
 }
 
 namespace {

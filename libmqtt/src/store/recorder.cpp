@@ -361,6 +361,9 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
             if (const auto n = listener_of(listeners, *s.listener)) {
                 ds->listener = static_cast<std::uint16_t>(*n);
                 ds->security_slot = static_cast<std::uint16_t>(listeners[*n].slot);
+            } else {
+                // Until its client comes back: every policy's ACL applies.
+                ds->listener = broker::durable_session::listener_gone;
             }
         }
         for (const auto& [filter, sub] : s.subscriptions) {

@@ -130,8 +130,13 @@ struct durable_session {
     // The number of that listener (its index in the configuration + 1; 0: not known, an
     // in-process bridge). The store keeps it (session_record::listener, as the listener's
     // key), so that a restored session gets the slot of its listener under the
-    // configuration it is restored with.
+    // configuration it is restored with. listener_gone: restored from a record whose
+    // listener this configuration does not have (or no longer tells apart from another):
+    // until its client comes back through one, every policy's ACL must allow what it
+    // receives or its Will publishes, as the client may come back through any listener
+    // (engine::may_receive; the same rule as a replay at start, store::read_check_of).
     std::uint16_t listener = 0;
+    static constexpr std::uint16_t listener_gone = 0xffff;
 
     session* connection = nullptr;  // the attached connection (not state to persist)
 
