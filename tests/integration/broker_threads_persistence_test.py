@@ -883,7 +883,7 @@ def change_threads():
 def change_threads_no_room():
     """threads 2 -> 1 when the new store file finds no room (a 256 KiB file size limit, as
     a full disk): the broker starts all the same, with the store failing (a QoS 1 publish
-    is not acknowledged) and the threads 2 files left as they were, so a kill -9 or a stop
+    is not acknowledged: 3.1.1 no PUBACK, 5.0 0x97) and the threads 2 files left as they were, so a kill -9 or a stop
     then loses nothing. Once there is room (the limit lifted) the new set is written within the retry
     interval, shard 1's file removed, and publishes acknowledged again; after a kill -9
     the next start finds the store in place and every session has its messages once, in
@@ -916,6 +916,15 @@ def change_threads_no_room():
         acked = info.is_published()
         p.close()
         check(not acked, "no room for threads 1: a QoS 1 publish is not acknowledged")
+        r = subprocess.run([os.path.join(os.path.dirname(BROKER), "tern-pub"), "-h",
+                            "127.0.0.1", "-p", str(b.port), "-V", "5", "-q", "1", "-t", "q/x",
+                            "-m", "refused-5", "--json"], capture_output=True, text=True,
+                           timeout=WAIT)
+        codes = [json.loads(x).get("reason_code") for x in r.stdout.splitlines()
+                 if '"seq"' in x]
+        check(r.returncode != 0 and codes == [0x97],
+              f"no room for threads 1: a 5.0 QoS 1 publish is answered 0x97 (exit "
+              f"{r.returncode}, {codes}, {r.stdout.strip()[:200]})")
         b.stop(signal.SIGKILL)
         check(sizes() == before and
               not os.path.exists(os.path.join(store, "tern.db.commit")),
