@@ -289,10 +289,10 @@ bool server::impl::write_store_set(bool quiet) {
     } else {
         store::store_set set;
         for (std::size_t k = 0; k < ps.files.size(); ++k) {
-            set.files.push_back({store::shard_file(p.file, k),
-                                 [bytes = &ps.files[k]](const store::byte_sink& out) {
-                                     return out(std::span<const std::uint8_t>{*bytes});
-                                 }});
+            set.files.push_back(
+                {store::shard_file(p.file, k), [bytes = &ps.files[k]](const store::byte_sink& out) {
+                     return out(std::span<const std::uint8_t>{*bytes});
+                 }});
         }
         set.remove = ps.remove;
         done = store::commit_store_set(p.location, p.file, set);

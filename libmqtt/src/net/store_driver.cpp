@@ -184,9 +184,10 @@ void store_driver::close() {
     if (awaits_set_) {
         // Written alone, this file would join the other number of threads' set.
         note_(0, true,
-              "store " + path_ + ": not written at the stop: the stores for this number of "
-                                 "threads could not be written as a set; the next start "
-                                 "reads the previous ones");
+              "store " + path_ +
+                  ": not written at the stop: the stores for this number of "
+                  "threads could not be written as a set; the next start "
+                  "reads the previous ones");
         engine_.set_store(nullptr);
         return;
     }

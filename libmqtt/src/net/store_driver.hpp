@@ -221,7 +221,7 @@ class store_driver {
     void periodic_sync();
     void report(std::error_code ec, std::string_view what);
     void retry();
-    bool rewrite_now();  // retry()'s write of the whole state; false while it fails
+    bool rewrite_now();         // retry()'s write of the whole state; false while it fails
     void run_job(job& j);       // file I/O only: the one thing the sync thread does
     void hand_over(job& j);     // to the sync thread's queue (batch, or a compaction's rename)
     void drain();               // on the loop: the sync thread's finished jobs

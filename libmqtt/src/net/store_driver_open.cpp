@@ -83,10 +83,11 @@ std::error_code store_driver::open_loaded(store::loaded l, const store::clock_pa
     // what was recovered (which also cuts the damage off).
     std::error_code no_room = set_failed;
     awaits_set_ = bool{set_failed};
-    auto file = awaits_set_ ? result<store::store_file>{store::store_file::unopened(
-                                  cfg_.location, cfg_.file)}
-                : !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
-                           : store::store_file::create(cfg_.location, cfg_.file, snapshot());
+    auto file =
+        awaits_set_
+            ? result<store::store_file>{store::store_file::unopened(cfg_.location, cfg_.file)}
+        : !rewrite ? store::store_file::open_append(cfg_.location, cfg_.file, r.data_end)
+                   : store::store_file::create(cfg_.location, cfg_.file, snapshot());
     if (!file && rewrite && out_of_room(file.error())) {
         // A full disk (or a file size limit) does not stop the start: the broker runs with
         // the store failing, refusing QoS 1/2 publishes, and retry() writes it once there is
