@@ -880,22 +880,31 @@ def change_threads():
         b.stop()
 
 
+def seed_no_room_store(store, big):
+    """A threads 2 store of `big` (QoS 1, to q/x) queued for SUB0 and SUB1, and a retained
+    message; True if every publish was acknowledged."""
+    b = Broker(store).start(2)
+    for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
+        s.close()
+    ok = publish_all(b.port, PUB1, [("q/x", x, 1, False) for x in big] +
+                     [("r/t", "two", 1, True)])
+    b.stop()
+    return ok
+
+
 def change_threads_no_room():
     """threads 2 -> 1 when the new store file finds no room (a 256 KiB file size limit, as
     a full disk): the broker starts all the same, with the store failing (a QoS 1 publish
-    is not acknowledged: 3.1.1 no PUBACK, 5.0 0x97) and the threads 2 files left as they were, so a kill -9 or a stop
-    then loses nothing. Once there is room (the limit lifted) the new set is written within the retry
-    interval, shard 1's file removed, and publishes acknowledged again; after a kill -9
-    the next start finds the store in place and every session has its messages once, in
-    order."""
+    is not acknowledged: 3.1.1 no PUBACK, 5.0 0x97) and the threads 2 files left as they
+    were, so a kill -9 or a stop then loses nothing. Once there is room (the limit lifted)
+    the new set is written within the retry interval, shard 1's file removed, and
+    publishes acknowledged again; after a kill -9 the next start finds the store in place
+    and every session has its messages once, in order. A stop right after the limit is
+    lifted (before or after the retry) leaves the new set in place too."""
     big = [f"a{i:03d}" + "x" * 1000 for i in range(300)]  # over 256 KiB for one file
     with tempfile.TemporaryDirectory() as store:
-        b = Broker(store).start(2)
-        for s in (Sub(b.port, SUB0), Sub(b.port, SUB1)):
-            s.close()
-        ok = publish_all(b.port, PUB1, [("q/x", x, 1, False) for x in big] +
-                         [("r/t", "two", 1, True)])
-        b.stop()
+        b = Broker(store)
+        ok = seed_no_room_store(store, big)
         names = ("tern.db", "tern.db.shard1")
 
         def sizes():
@@ -963,6 +972,27 @@ def change_threads_no_room():
                   f"{len(want)} messages once, in order ({len(got)})")
         r = retained_of(b.port, ["r/t"])
         check(r == {"r/t": "two"}, f"no room for threads 1: the retained message is kept ({r})")
+        b.stop()
+
+    with tempfile.TemporaryDirectory() as store:
+        ok = seed_no_room_store(store, big)
+        b = Broker(store).start(1, preexec_fn=store_clients.small_files)
+        lifted = store_clients.lift_file_limit(b.proc)
+        code = b.stop()
+        check(ok and lifted and code == 0 and "not written at the stop" not in b.log and
+              not os.path.exists(os.path.join(store, "tern.db.shard1")) and
+              not os.path.exists(os.path.join(store, "tern.db.commit")),
+              f"no room for threads 1, room, then a stop at once: exit {code}, the new set "
+              f"in place ({os.listdir(store)})")
+        b.start(1)
+        check("another number of threads" not in b.text(),
+              "no room for threads 1, room, a stop: no second redistribution at the next start")
+        for cid in (SUB0, SUB1):
+            s = Sub(b.port, cid)
+            got = [x[:4] for x in payloads(s.wait_count(len(big)))]
+            s.close()
+            check(got == [x[:4] for x in big], f"no room for threads 1, room, a stop: {cid} "
+                  f"got its {len(big)} messages once, in order ({len(got)})")
         b.stop()
 
 
