@@ -684,11 +684,44 @@ TEST_CASE(
     mqtt::broker::durable_session back;
     back.client_id = "gone";
     back.listener = mqtt::broker::durable_session::listener_gone;
-    CHECK_FALSE(e.may_receive(back, "b/x"));  // no user name known: patterns only
+    CHECK_FALSE(e.may_receive(back, "b/x"));  // anonymous: no rules for it here
     e.identify(back, std::string{"alice"}, 2, 2);
     CHECK(back.listener == 2);
     CHECK(e.may_receive(back, "b/x"));
     CHECK_FALSE(e.may_receive(back, "a/x"));
+}
+
+TEST_CASE(
+    "store shards: a restored anonymous session whose listener is gone gets the anonymous "
+    "rules of every listener's acl_file; one whose user name is not known, patterns only") {
+    // per_listener_settings as usual: no broker-wide acl_file (slot 0), two listeners'
+    // files with rules for anonymous clients (before any `user` line) and a pattern.
+    const auto policy = [](const char* text) {
+        auto parsed = mqtt::broker::acl_file::parse(text, "acl");
+        REQUIRE_MESSAGE(parsed.value.has_value(), parsed.error);
+        auto p = std::make_shared<mqtt::broker::security_policy>();
+        p->acl = std::make_shared<const mqtt::broker::acl_file>(std::move(*parsed.value));
+        return p;
+    };
+    mqtt::broker::engine e;
+    e.set_security(policy("topic read e/#\ntopic read f/#\npattern read p/%c\n"), 1);
+    e.set_security(policy("topic read e/#\npattern read p/%c\n"), 2);
+    state st;
+    // Identified without a user name (an anonymous client), and a record that kept none.
+    REQUIRE(st.apply(session_record{"anon", 60, true, std::nullopt, "mqtt 1999 0.0.0.0"}));
+    REQUIRE(st.apply(session_record{"old", 60, false, std::nullopt, "mqtt 1999 0.0.0.0"}));
+    const mqtt::store::listener_keys keys{{}, {"mqtt 1883 0.0.0.0", 1}, {"mqtt 1884 0.0.0.0", 2}};
+    restore(e, st, clock_pair{mqtt::broker::clock::now(), wall}, true, keys);
+    const auto* anon = e.find_session("anon");
+    const auto* old = e.find_session("old");
+    REQUIRE(anon != nullptr);
+    REQUIRE(old != nullptr);
+    CHECK(anon->listener == mqtt::broker::durable_session::listener_gone);
+    CHECK(old->listener == mqtt::broker::durable_session::listener_gone_unnamed);
+    CHECK(e.may_receive(*anon, "e/x"));        // both files' anonymous rules
+    CHECK_FALSE(e.may_receive(*anon, "f/x"));  // slot 2's do not have it
+    CHECK_FALSE(e.may_receive(*old, "e/x"));   // no block: the anonymous rules do not apply
+    CHECK(e.may_receive(*old, "p/old"));       // the patterns do
 }
 
 namespace {

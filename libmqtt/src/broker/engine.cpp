@@ -117,14 +117,13 @@ bool engine::acl_check(const acl_file& acl, const durable_session& ds, acl_acces
 }
 
 bool engine::every_policy_allows(const durable_session& ds, acl_access a, std::string_view topic) {
-    // Its block in each file as under the broker's (acl_block): a session restored
-    // without the user name its client connected with has none in any (patterns only).
-    const bool named = ds.username() != nullptr || ds.acl_block >= 0;
+    // Its user's block in each file (the anonymous one without a user name); a session
+    // restored without the user name its client connected with has none (patterns only).
+    const bool named = ds.listener == durable_session::listener_gone;
     for (const auto& p : security_) {
         if (!p || !p->acl) continue;
         const acl_file& acl = *p->acl;
-        const int block = &acl == acl_ ? ds.acl_block : named ? acl.block_of(ds.username()) : -1;
-        const acl_client c{ds.username(), ds.client_id, block};
+        const acl_client c{ds.username(), ds.client_id, named ? acl.block_of(ds.username()) : -1};
         if (!acl.allows(c, a, topic, acl_scratch_)) return false;
     }
     return true;

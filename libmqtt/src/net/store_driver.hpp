@@ -91,8 +91,6 @@ class store_driver {
     // retry). `write_now`: write this store's own state anew at once (the retry as after
     // any failure), else at close().
     void set_committed(bool write_now);
-    // Whether the store waits for its set (open_loaded's set_failed, until set_committed).
-    bool awaits_set() const noexcept { return awaits_set_; }
     // Before open(): the listeners with a security policy of their own, which session
     // records name and restored sessions get the slot of (store::restore).
     void set_listeners(store::listener_keys keys) { listeners_ = std::move(keys); }

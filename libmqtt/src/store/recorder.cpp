@@ -363,7 +363,8 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
                 ds->security_slot = static_cast<std::uint16_t>(listeners[*n].slot);
             } else {
                 // Until its client comes back: every policy's ACL applies.
-                ds->listener = broker::durable_session::listener_gone;
+                ds->listener = s.identified ? broker::durable_session::listener_gone
+                                            : broker::durable_session::listener_gone_unnamed;
             }
         }
         for (const auto& [filter, sub] : s.subscriptions) {

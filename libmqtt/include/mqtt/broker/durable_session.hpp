@@ -134,9 +134,13 @@ struct durable_session {
     // listener this configuration does not have (or no longer tells apart from another):
     // until its client comes back through one, every policy's ACL must allow what it
     // receives or its Will publishes, as the client may come back through any listener
-    // (engine::may_receive; the same rule as a replay at start, store::read_check_of).
+    // (engine::may_receive; the same rule as a replay at start, store::read_check_of), with
+    // the user name the record keeps; listener_gone_unnamed: the same for a record without
+    // one (no user's block applies, as for any such session).
     std::uint16_t listener = 0;
     static constexpr std::uint16_t listener_gone = 0xffff;
+    static constexpr std::uint16_t listener_gone_unnamed = 0xfffe;
+    bool listener_is_gone() const noexcept { return listener >= listener_gone_unnamed; }
 
     session* connection = nullptr;  // the attached connection (not state to persist)
 

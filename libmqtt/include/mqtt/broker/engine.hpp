@@ -146,13 +146,13 @@ class engine {
                   std::size_t listener = 0);
     // ACL checks; always true without an acl_file (one pointer test, nothing allocated).
     bool may_publish(const durable_session& ds, std::string_view topic) {
-        if (ds.listener == durable_session::listener_gone) [[unlikely]]
+        if (ds.listener_is_gone()) [[unlikely]]
             return every_policy_allows(ds, acl_access::write, topic);
         const acl_file* a = acl_of(ds);
         return a == nullptr || acl_check(*a, ds, acl_access::write, topic);
     }
     bool may_receive(const durable_session& ds, std::string_view topic) {
-        if (ds.listener == durable_session::listener_gone) [[unlikely]]
+        if (ds.listener_is_gone()) [[unlikely]]
             return every_policy_allows(ds, acl_access::read, topic);
         const acl_file* a = acl_of(ds);
         return a == nullptr || acl_check(*a, ds, acl_access::read, topic);
@@ -394,7 +394,7 @@ class engine {
     void unschedule(durable_session& s);
     bool acl_check(const acl_file& acl, const durable_session& ds, acl_access a,
                    std::string_view topic);
-    // A session whose listener is gone (durable_session::listener_gone): the acl_file of
+    // A session whose listener is gone (durable_session::listener_is_gone): the acl_file of
     // every security slot that has one must allow it.
     bool every_policy_allows(const durable_session& ds, acl_access a, std::string_view topic);
     const acl_file* acl_of(const durable_session& ds) const noexcept {

@@ -149,8 +149,9 @@ class recorder final : public broker::store_hooks {
 // A session whose record names a listener of `listeners` gets that listener's number and
 // security slot (its read checks while offline, its Will's write check); one whose record
 // names a listener `listeners` does not have (or has twice) gets
-// durable_session::listener_gone (every policy's acl_file applies, as at a replay) and slot
-// 0; one whose record names none, listener 0 and slot 0 (the broker's policy).
+// durable_session::listener_gone (listener_gone_unnamed when the record kept no user
+// name: every policy's acl_file applies, as at a replay) and slot 0; one whose record names
+// none, listener 0 and slot 0 (the broker's policy).
 void restore(broker::engine& e, state& st, const clock_pair& now, bool message_ids = true,
              const listener_keys& listeners = {});
 
