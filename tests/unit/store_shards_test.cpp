@@ -693,7 +693,7 @@ TEST_CASE(
 
 TEST_CASE(
     "store shards: a restored anonymous session whose listener is gone gets the anonymous "
-    "rules of every listener's acl_file; one whose user name is not known, patterns only") {
+    "rules of every listener's acl_file, one whose user name is not known the patterns only") {
     // per_listener_settings as usual: no broker-wide acl_file (slot 0), two listeners'
     // files with rules for anonymous clients (before any `user` line) and a pattern.
     const auto policy = [](const char* text) {
