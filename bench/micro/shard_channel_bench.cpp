@@ -24,10 +24,9 @@ const std::vector<mqtt::broker::message_ptr>& messages() {
     static const std::vector<mqtt::broker::message_ptr> all = [] {
         std::vector<mqtt::broker::message_ptr> v;
         for (int i = 0; i < 4096; ++i) {
-            auto m = std::make_shared<mqtt::broker::message>();
-            m->topic = "site/" + std::to_string(i % 100) + "/device/" + std::to_string(i) + "/temp";
-            m->payload = "21.5";
-            v.push_back(std::move(m));
+            const std::string topic =
+                "site/" + std::to_string(i % 100) + "/device/" + std::to_string(i) + "/temp";
+            v.push_back(mqtt::broker::make_message({.topic = topic, .payload = "21.5"}));
         }
         return v;
     }();

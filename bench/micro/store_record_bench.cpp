@@ -17,11 +17,9 @@ namespace {
 using namespace mqtt::store;
 
 mqtt::broker::message_ptr sample_message() {
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->topic = "tern-bench/3/temperature";
-    m->payload = std::string(64, 'p');
-    m->qos_level = mqtt::protocol::qos::at_least_once;
-    return m;
+    return mqtt::broker::make_message({.topic = "tern-bench/3/temperature",
+                                       .payload = std::string(64, 'p'),
+                                       .qos_level = mqtt::protocol::qos::at_least_once});
 }
 
 // A group of 1,024 publishes encoded into a buffer that is reused, as the recorder's is.

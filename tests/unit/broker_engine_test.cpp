@@ -708,8 +708,7 @@ TEST_CASE("broker: a durable session's Will, user name and offline times") {
     CHECK(ds.expires_at() == never);
     CHECK(ds.timer_key() == never);
 
-    auto will = std::make_shared<mqtt::broker::message>();
-    will->topic = "w/t";
+    const mqtt::broker::message_ptr will = mqtt::broker::make_message({.topic = "w/t"});
     ds.set_will(will, 30);
     ds.set_username(std::string{"alice"});
     const auto t = clock::now();

@@ -269,7 +269,7 @@ TEST_CASE("metrics and $SYS: what the limits refused, and what memory_limit coun
     sys.on_timer(now);
     std::map<std::string, std::string> got;
     e.retained().match("$SYS/broker/limits/#", [&](const mqtt::broker::message_ptr& m) {
-        got[m->topic.substr(12)] = m->payload;
+        got[std::string{m->topic.substr(12)}] = m->payload;
         return true;
     });
     CHECK(got["limits/memory/refused"] == "1");

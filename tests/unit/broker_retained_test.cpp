@@ -26,7 +26,7 @@ message_ptr msg(std::string topic, std::string payload = "p") {
 std::vector<std::string> topics(const retained_store& s, std::string_view filter) {
     std::vector<std::string> out;
     s.match(filter, [&](const message_ptr& m) {
-        out.push_back(m->topic);
+        out.emplace_back(m->topic);
         return true;
     });
     std::sort(out.begin(), out.end());

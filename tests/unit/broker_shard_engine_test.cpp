@@ -367,9 +367,8 @@ TEST_CASE("shard engine: memory_full_settled leaves out what is still in the cha
     mqtt::broker::limits l;
     l.memory_limit = 8 * 1024;
     two_shards s{l};
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->topic = "t";
-    m->payload.assign(10 * 1024, 'x');
+    const auto m =
+        mqtt::broker::make_message({.topic = "t", .payload = std::string(10 * 1024, 'x')});
     s.e0.charge(*m);  // the publishing shard's charge, on the meter both share
     CHECK(s.e1.memory_full());
     CHECK(s.e1.memory_full_settled());

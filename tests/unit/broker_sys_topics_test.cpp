@@ -24,7 +24,7 @@ std::map<std::string, std::string> retained_sys(const engine& e) {
     std::map<std::string, std::string> out;
     e.retained().match("$SYS/broker/#", [&](const mqtt::broker::message_ptr& m) {
         CHECK(m->retain);
-        out[m->topic] = m->payload;
+        out[std::string{m->topic}] = m->payload;
         return true;
     });
     return out;

@@ -29,21 +29,22 @@ struct message_counts {
 // topic: the producer's number, payload: the sequence number.
 inline mqtt::broker::message_ptr counted_message(message_counts& counts, std::size_t producer,
                                                  std::uint64_t seq) {
-    auto* m = new mqtt::broker::message{};
-    m->topic = std::to_string(producer);
-    m->payload = std::to_string(seq);
+    mqtt::broker::message_ptr m = mqtt::broker::make_message(
+        {.topic = std::to_string(producer), .payload = std::to_string(seq)});
     counts.made.fetch_add(1, std::memory_order_relaxed);
-    return mqtt::broker::message_ptr(m, [&counts](const mqtt::broker::message* p) {
-        delete p;
+    // The same message, counted when its last holder lets go (the deleter owns `m`).
+    const auto* raw = m.get();
+    return mqtt::broker::message_ptr(raw, [&counts, m](const mqtt::broker::message*) mutable {
+        m.reset();
         counts.freed.fetch_add(1, std::memory_order_relaxed);
     });
 }
 
 inline std::size_t producer_of(const mqtt::broker::message& m) {
-    return std::stoul(m.topic);
+    return std::stoul(std::string{m.topic});
 }
 inline std::uint64_t seq_of(const mqtt::broker::message& m) {
-    return std::stoull(m.payload);
+    return std::stoull(std::string{m.payload});
 }
 
 // A shard_router that records what an engine sends to the other shards; `congested` is what

@@ -36,13 +36,11 @@ bytes snapshot_of(const state& st) {
 }
 
 mqtt::broker::message_ptr make_msg(std::string topic, std::size_t n, bool retain = false) {
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->retain = retain;
-    m->topic = std::move(topic);
-    m->payload = std::string(n, 'p');
-    m->qos_level = qos::at_least_once;
-    m->props_v5 = {0x00};
-    return m;
+    return mqtt::broker::make_message({.topic = topic,
+                                       .payload = std::string(n, 'p'),
+                                       .qos_level = qos::at_least_once,
+                                       .retain = retain,
+                                       .props_v5 = {0x00}});
 }
 
 // Drives a recorder through its store_hooks as the engine would: persistent sessions

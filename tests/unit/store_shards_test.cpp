@@ -52,7 +52,7 @@ void add_session(state& st, const std::string& c, std::uint64_t first, bool will
 std::vector<std::string> payloads(const state& st, const std::string& c) {
     std::vector<std::string> out;
     for (const auto& q : st.sessions().at(c).queue)
-        out.push_back(st.messages().at(q.msg_id).msg->payload);
+        out.emplace_back(st.messages().at(q.msg_id).msg->payload);
     return out;
 }
 

@@ -283,7 +283,7 @@ TEST_CASE("store: live_bytes follows the size of the state's snapshot as message
     // A replaced message (restore's copy) and a pruned one are counted once, then not at all.
     const auto before = st.live_bytes();
     const auto& [id, held] = *st.messages().begin();
-    st.replace_message(id, std::make_shared<mqtt::broker::message>(*held.msg));
+    st.replace_message(id, mqtt::broker::copy_message(*held.msg));
     CHECK(st.live_bytes() == before);
     REQUIRE(st.apply(message_record{30'000, wall, make_msg("t/none", "unreferenced")}));
     CHECK(st.live_bytes() > before);

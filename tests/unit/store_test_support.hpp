@@ -15,13 +15,8 @@ namespace store_test {
 inline std::shared_ptr<mqtt::broker::message> make_msg(
     std::string topic, std::string payload,
     mqtt::protocol::qos q = mqtt::protocol::qos::at_least_once, bool retain = false) {
-    auto m = std::make_shared<mqtt::broker::message>();
-    m->topic = std::move(topic);
-    m->payload = std::move(payload);
-    m->qos_level = q;
-    m->retain = retain;
-    m->props_v5 = {0x00};  // a property length of 0
-    return m;
+    return mqtt::broker::make_message(
+        {.topic = topic, .payload = payload, .qos_level = q, .retain = retain, .props_v5 = {0x00}});
 }
 
 }  // namespace store_test

@@ -371,7 +371,7 @@ void engine::send_retained(session& s, std::string_view filter, protocol::qos gr
         if (s.durable() != nullptr && !may_receive(*s.durable(), m->topic)) return true;
         message_ptr out = aged(m, now);
         if (!out) {  // expired: drop it (§3.3.2.3.3)
-            expired.push_back(m->topic);
+            expired.emplace_back(m->topic);
             return true;
         }
         if (out != m) charge(*out);  // a copy may be queued or stay in flight

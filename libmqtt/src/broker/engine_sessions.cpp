@@ -171,7 +171,9 @@ void engine::publish_will(durable_session& ds) {
     }
     if (!may_publish(ds, will->topic)) {  // the Will is a publish of its client (ACL write)
         ++stats_.dropped_acl;
-        if (logging(1)) log(1, "will of " + ds.client_id + " to " + will->topic + " denied by acl");
+        if (logging(1))
+            log(1,
+                "will of " + ds.client_id + " to " + std::string{will->topic} + " denied by acl");
         return;
     }
     ++stats_.wills_published;

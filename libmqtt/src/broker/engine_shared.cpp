@@ -250,7 +250,7 @@ void engine::share_deliver(std::size_t from, share_op op, const share_ref_ptr& r
         } else if (logging(1)) {
             // Gone or unsubscribed since the home picked it (a QoS 2 delivery through the
             // home's outbox, which is not sent back), or its leave note was lost.
-            log(1, "shared message to " + m->topic + " dropped: " + r->client_id +
+            log(1, "shared message to " + std::string{m->topic} + " dropped: " + r->client_id +
                        " is no longer in " + r->group);
         }
         return;

@@ -133,28 +133,99 @@ std::uint8_t* write_head(std::uint8_t* at, const message& m, protocol_version v,
 
 }  // namespace
 
-message_ptr make_message(protocol::publish_packet&& p, clock::time_point now) {
-    auto m = std::make_shared<message>();
-    m->topic = std::move(p.topic);
-    m->payload = std::move(p.payload);
-    m->qos_level = p.qos_level;
-    m->retain = p.retain;
-    m->message_expiry_interval = p.props.message_expiry_interval;
-    m->props_v5 = encode_props(std::move(p.props));
-    m->received = now;
+namespace {
+
+// Allocates, with the object it is asked for (the shared_ptr's control block holding the
+// message), `extra` bytes behind it, and says where they start.
+template <class T>
+struct tail_allocator {
+    using value_type = T;
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+
+    tail_allocator(std::size_t extra, char** tail) noexcept : extra_(extra), tail_(tail) {}
+    template <class U>
+    tail_allocator(const tail_allocator<U>& o) noexcept : extra_(o.extra_), tail_(o.tail_) {}
+
+    T* allocate(std::size_t n) {
+        const std::size_t head = n * sizeof(T);
+        auto* p = static_cast<char*>(::operator new(head + extra_));
+        if (tail_ != nullptr) *tail_ = p + head;
+        return reinterpret_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T) + extra_); }
+    template <class U>
+    bool operator==(const tail_allocator<U>& o) const noexcept {
+        return extra_ == o.extra_;
+    }
+
+  private:
+    template <class U>
+    friend struct tail_allocator;
+    std::size_t extra_;
+    char** tail_;  // where the last allocation's extra bytes start (used while making)
+};
+
+// A message with `tail` bytes behind it, its fields but topic and payload set.
+std::shared_ptr<message> allocate_message(message_init& init, std::size_t tail, char*& at) {
+    auto m = std::allocate_shared<message>(tail_allocator<message>{tail, &at});
+    m->qos_level = init.qos_level;
+    m->retain = init.retain;
+    m->props_v5 = std::move(init.props_v5);
+    m->message_expiry_interval = init.message_expiry_interval;
+    m->received = init.received;
     return m;
 }
 
+std::string_view put_text(char*& at, std::string_view s) noexcept {
+    if (s.empty()) return {};
+    std::memcpy(at, s.data(), s.size());
+    const std::string_view placed{at, s.size()};
+    at += s.size();
+    return placed;
+}
+
+}  // namespace
+
+std::shared_ptr<message> make_message(message_init&& init) {
+    char* at = nullptr;
+    auto m = allocate_message(init, init.topic.size() + init.payload.size(), at);
+    m->topic = put_text(at, init.topic);
+    m->payload = put_text(at, init.payload);
+    return m;
+}
+
+std::shared_ptr<message> make_message_owning(message_init&& init, std::string&& payload) {
+    if (payload.size() < message::inline_limit) {
+        init.payload = payload;
+        return make_message(std::move(init));
+    }
+    char* at = nullptr;
+    auto m = allocate_message(init, init.topic.size(), at);
+    m->topic = put_text(at, init.topic);
+    m->large_payload_ = std::move(payload);
+    m->payload = m->large_payload_;
+    return m;
+}
+
+std::shared_ptr<message> copy_message(const message& m) {
+    return make_message({m.topic, m.payload, m.qos_level, m.retain, m.props_v5,
+                         m.message_expiry_interval, m.received});
+}
+
+message_ptr make_message(protocol::publish_packet&& p, clock::time_point now) {
+    // The topic (and a small payload) are copied: the strings stay with the packet, which
+    // the session's decoder reuses, so a PUBLISH costs one allocation, not three.
+    message_init init{p.topic, {}, p.qos_level, p.retain, {}, p.props.message_expiry_interval, now};
+    init.props_v5 = encode_props(std::move(p.props));
+    return make_message_owning(std::move(init), std::move(p.payload));
+}
+
 message_ptr make_message(protocol::will_message&& w, clock::time_point now) {
-    protocol::publish_packet p;
-    p.topic = std::move(w.topic);
-    p.payload = std::move(w.payload);
-    p.qos_level = w.qos_level;
-    p.retain = w.retain;
+    message_init init{w.topic, {}, w.qos_level, w.retain, {}, w.props.message_expiry_interval, now};
     // Will Properties are a subset of PUBLISH properties plus the Will Delay Interval.
-    p.props = std::move(w.props);
-    p.props.will_delay_interval.reset();
-    return make_message(std::move(p), now);
+    w.props.will_delay_interval.reset();
+    init.props_v5 = encode_props(std::move(w.props));
+    return make_message_owning(std::move(init), std::move(w.payload));
 }
 
 namespace {
@@ -162,9 +233,8 @@ namespace {
 // A copy with a new Message Expiry Interval: decode the properties back, change the one
 // field, encode again. A rare path (messages with an expiry that waited), so clarity wins.
 std::shared_ptr<message> expiry_copy(const message& m, std::uint32_t seconds_left) {
-    auto copy = std::make_shared<message>(m);
+    auto copy = copy_message(m);
     copy->message_expiry_interval = seconds_left;
-    copy->store_id = 0;  // another value: the store writes it as a message of its own
     std::vector<std::uint8_t> body{0x00, 0x01, 't'};
     if (m.props_v5.empty()) {
         body.push_back(0x00);

@@ -136,13 +136,10 @@ bool sys_topics::put(std::string_view topic, std::string payload, clock::time_po
     auto [it, fresh] = last_payload_.try_emplace(std::string{topic});
     if (!fresh && it->second == payload) return false;
     it->second = payload;
-    auto m = std::make_shared<message>();
-    m->topic = "$SYS/broker/" + std::string{topic};
-    m->payload = std::move(payload);
-    m->qos_level = protocol::qos::at_most_once;
-    m->retain = true;
-    m->received = now;
-    engine_.publish(nullptr, m);
+    const std::string full = "$SYS/broker/" + std::string{topic};
+    engine_.publish(
+        nullptr,
+        make_message({full, payload, protocol::qos::at_most_once, true, {}, std::nullopt, now}));
     return true;
 }
 

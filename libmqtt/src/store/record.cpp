@@ -96,6 +96,14 @@ class reader {
         at_ += n;
         return s;
     }
+    // The bytes of a string field, valid while the input is.
+    std::string_view view() {
+        const std::uint32_t n = u32();
+        if (!need(n)) return {};
+        const std::string_view s(reinterpret_cast<const char*>(in_.data() + at_), n);
+        at_ += n;
+        return s;
+    }
     std::vector<std::uint8_t> blob() {
         const std::uint32_t n = u32();
         if (!need(n)) return {};
@@ -301,18 +309,18 @@ std::optional<record> decode_message(reader& r) {
     message_record m;
     m.id = r.u64();
     m.received_ms = r.i64();
-    auto msg = std::make_shared<broker::message>();
-    msg->qos_level = r.qos();
-    msg->retain = r.flag();
+    broker::message_init init;
+    init.qos_level = r.qos();
+    init.retain = r.flag();
     const bool has_expiry = r.flag();
     const std::uint32_t expiry = r.u32();
-    if (has_expiry) msg->message_expiry_interval = expiry;
-    msg->topic = r.str();
-    msg->props_v5 = r.blob();
-    msg->payload = r.str();
-    if (!r.done() || m.id == 0 || !valid_props(msg->props_v5)) return std::nullopt;
-    if (msg->props_v5.size() == 1) msg->props_v5.clear();  // {0x00}: none (message.hpp)
-    m.msg = std::move(msg);
+    if (has_expiry) init.message_expiry_interval = expiry;
+    init.topic = r.view();
+    init.props_v5 = r.blob();
+    init.payload = r.view();
+    if (!r.done() || m.id == 0 || !valid_props(init.props_v5)) return std::nullopt;
+    if (init.props_v5.size() == 1) init.props_v5.clear();  // {0x00}: none (message.hpp)
+    m.msg = broker::make_message(std::move(init));
     return record{std::move(m)};
 }
 

@@ -338,7 +338,8 @@ void restore(broker::engine& e, state& st, const clock_pair& now, bool message_i
             if (!message_ids) m.msg->store_id = 0;
             continue;
         }
-        auto copy = std::make_shared<broker::message>(*m.msg);
+        auto copy = broker::copy_message(*m.msg);
+        copy->shard_store_ids = m.msg->shard_store_ids;
         copy->received = now.to_steady(m.received_ms);
         copy->store_id = message_ids ? id : 0;
         fixed.emplace_back(id, std::move(copy));

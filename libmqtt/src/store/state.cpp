@@ -95,13 +95,15 @@ struct state::applier {
     bool operator()(const retained_set_record& r) const {
         const auto it = find_message(st.messages_, r.msg_id);
         if (it == st.messages_.end()) return false;
-        const std::string& topic = it->second.msg->topic;
+        const std::string_view topic = it->second.msg->topic;
         ++it->second.refs;
         ++st.refs_;
-        auto [pos, inserted] = st.retained_.try_emplace(topic, r.msg_id);
-        if (!inserted) {
+        auto pos = st.retained_.lower_bound(topic);
+        if (pos != st.retained_.end() && pos->first == topic) {
             const auto old = std::exchange(pos->second, r.msg_id);
             st.drop_ref(old);
+        } else {
+            st.retained_.emplace_hint(pos, std::string{topic}, r.msg_id);
         }
         return true;
     }

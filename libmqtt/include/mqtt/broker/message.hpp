@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -96,13 +97,24 @@ class output_charge {
     std::size_t bytes_ = 0;
 };
 
+struct message_init;
+
 // One published application message, immutable once made and shared by every delivery
 // (std::shared_ptr<const message>): the payload is held once however many subscribers
 // receive it. Per-delivery fields (QoS, packet id, RETAIN, DUP) are written when the
 // PUBLISH is serialized into a connection's output buffer.
+//
+// Made by make_message only, as one allocation: the shared_ptr's control block, the
+// message and, behind it, the bytes of its topic and payload (a payload of inline_limit
+// bytes or more, taken from a received PUBLISH, keeps its own buffer instead, moved in
+// rather than copied). Not copyable: `topic` and `payload` view bytes the message owns
+// (copy_message makes another message).
 struct message {
-    std::string topic;
-    std::string payload;
+    // Payloads at least this large, moved into make_message as a string, keep that string.
+    static constexpr std::size_t inline_limit = 4096;
+
+    std::string_view topic;
+    std::string_view payload;
     protocol::qos qos_level = protocol::qos::at_most_once;  // as published
     bool retain = false;                                    // as published
     // The 5.0 Properties block (Property Length included), encoded once, Topic Alias and
@@ -121,7 +133,35 @@ struct message {
     // Its bytes counted against memory_limit while the broker holds it (set by the engine
     // when the message is routed, retained or restored).
     mutable memory_charge charge;
+
+    message() = default;
+    message(const message&) = delete;
+    message& operator=(const message&) = delete;
+
+  private:
+    friend std::shared_ptr<message> make_message_owning(message_init&&, std::string&&);
+    std::string large_payload_;  // the payload's bytes when they are not behind the message
 };
+
+// What a message is made of: make_message copies `topic` and `payload` in.
+struct message_init {
+    std::string_view topic{};
+    std::string_view payload{};
+    protocol::qos qos_level = protocol::qos::at_most_once;
+    bool retain = false;
+    std::vector<std::uint8_t> props_v5{};
+    std::optional<std::uint32_t> message_expiry_interval{};
+    clock::time_point received{};
+};
+
+// A message of these fields, topic and payload copied behind it (one allocation).
+std::shared_ptr<message> make_message(message_init&& init);
+// Likewise, with the payload given as a string: one of inline_limit bytes or more is moved
+// in and kept as it is (init.payload is ignored), a smaller one copied behind the message.
+std::shared_ptr<message> make_message_owning(message_init&& init, std::string&& payload);
+// Another message of the same value (topic, payload, QoS, RETAIN, properties, expiry,
+// receive time); the store ids and the memory charge start empty.
+std::shared_ptr<message> copy_message(const message& m);
 
 // What a message is charged against memory_limit: its bytes and the object around them.
 inline std::size_t held_cost(const message& m) noexcept {

@@ -218,8 +218,15 @@ class session {
         // time of a virtual scheduler), and until when input is paused ({}: not paused).
         clock::time_point rate_next{};
         clock::time_point rate_resume{};
-        // Topic aliases towards a 5.0 client, by topic (see alias_out_max_).
-        std::unordered_map<std::string, std::uint16_t> aliases_out;
+        // Topic aliases towards a 5.0 client, by topic (see alias_out_max_); looked up
+        // by a message's topic without making a string of it.
+        struct topic_hash {
+            using is_transparent = void;
+            std::size_t operator()(std::string_view s) const noexcept {
+                return std::hash<std::string_view>{}(s);
+            }
+        };
+        std::unordered_map<std::string, std::uint16_t, topic_hash, std::equal_to<>> aliases_out;
     };
     extras& more() {
         if (!more_) more_ = std::make_unique<extras>();

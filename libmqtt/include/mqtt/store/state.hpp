@@ -128,7 +128,9 @@ class state {
     void prune();
 
     const std::map<std::uint64_t, stored_message>& messages() const noexcept { return messages_; }
-    const std::map<std::string, std::uint64_t>& retained() const noexcept { return retained_; }
+    const std::map<std::string, std::uint64_t, std::less<>>& retained() const noexcept {
+        return retained_;
+    }
     const std::map<std::string, stored_session>& sessions() const noexcept { return sessions_; }
     std::uint64_t max_message_id() const noexcept { return max_id_; }
     std::size_t queued_count() const noexcept;
@@ -181,7 +183,7 @@ class state {
 
     struct applier;
     std::map<std::uint64_t, stored_message> messages_;
-    std::map<std::string, std::uint64_t> retained_;  // topic -> message id
+    std::map<std::string, std::uint64_t, std::less<>> retained_;  // topic -> message id
     std::map<std::string, stored_session> sessions_;
     std::map<std::uint64_t, outbox_entry> outbox_;  // seq -> entry
     std::uint64_t outbox_last_ = 0;

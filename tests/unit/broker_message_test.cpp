@@ -1,0 +1,146 @@
+// broker::message as it is made: its topic and payload behind it in one allocation, a large
+// received payload moved in rather than copied, copies that own their bytes.
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "mqtt/broker/message.hpp"
+#include "mqtt/protocol/packet.hpp"
+
+using steady = mqtt::broker::clock;
+using mqtt::broker::copy_message;
+using mqtt::broker::make_message;
+using mqtt::broker::message;
+using mqtt::protocol::publish_packet;
+using mqtt::protocol::qos;
+
+namespace {
+
+// True when [s.data(), s.data() + s.size()) lies within the bytes of the allocation that
+// holds `m` (the object and what follows it, up to `tail` bytes).
+bool behind(const message& m, std::string_view s, std::size_t tail) {
+    const auto* begin = reinterpret_cast<const char*>(&m);
+    const auto* end = begin + sizeof(message) + tail;
+    return std::less_equal<>{}(begin, s.data()) && std::less_equal<>{}(s.data() + s.size(), end);
+}
+
+publish_packet publish(std::string topic, std::string payload) {
+    publish_packet p;
+    p.topic = std::move(topic);
+    p.payload = std::move(payload);
+    p.qos_level = qos::at_least_once;
+    p.retain = true;
+    p.props.message_expiry_interval = 60;
+    p.props.topic_alias = 3;
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("broker message: a received PUBLISH's topic and small payload are copied behind it") {
+    auto p = publish("sensors/building-7/temp", std::string(200, 'x'));
+    const auto now = steady::now();
+    const auto m = make_message(std::move(p), now);
+    CHECK(m->topic == "sensors/building-7/temp");
+    CHECK(m->payload == std::string(200, 'x'));
+    CHECK(m->qos_level == qos::at_least_once);
+    CHECK(m->retain);
+    CHECK(m->message_expiry_interval == 60u);
+    CHECK(m->received == now);
+    CHECK_FALSE(m->props_v5.empty());  // the expiry; the Topic Alias is removed
+    // The message's own bytes, not the packet's: the packet keeps its strings (the
+    // session's decoder reuses them for the next PUBLISH).
+    const std::size_t tail = 64 + m->topic.size() + m->payload.size();  // the control block
+    CHECK(behind(*m, m->topic, tail));
+    CHECK(behind(*m, m->payload, tail));
+    CHECK(p.topic == "sensors/building-7/temp");
+    p.topic.assign(p.topic.size(), '?');
+    p.payload.assign(p.payload.size(), '?');
+    CHECK(m->topic == "sensors/building-7/temp");
+    CHECK(m->payload == std::string(200, 'x'));
+}
+
+TEST_CASE("broker message: a large received payload is moved in, not copied") {
+    auto p = publish("big", std::string(message::inline_limit, 'L'));
+    const char* bytes = p.payload.data();
+    const auto m = make_message(std::move(p), steady::now());
+    CHECK(m->payload.data() == bytes);
+    CHECK(m->payload.size() == message::inline_limit);
+    CHECK(m->topic == "big");
+    CHECK(mqtt::broker::held_cost(*m) ==
+          sizeof(message) + 3 + message::inline_limit + m->props_v5.size());
+
+    auto small = publish("small", std::string(message::inline_limit - 1, 's'));
+    const char* small_bytes = small.payload.data();
+    const auto s = make_message(std::move(small), steady::now());
+    CHECK(s->payload.data() != small_bytes);
+    CHECK(s->payload == std::string(message::inline_limit - 1, 's'));
+}
+
+TEST_CASE("broker message: a Will becomes a message without its Will Delay Interval") {
+    mqtt::protocol::will_message w{"clients/c1/state", "gone", qos::exactly_once, true, {}};
+    w.props.will_delay_interval = 30;
+    w.props.content_type = "text/plain";
+    const auto m = make_message(std::move(w), steady::now());
+    CHECK(m->topic == "clients/c1/state");
+    CHECK(m->payload == "gone");
+    CHECK(m->qos_level == qos::exactly_once);
+    CHECK(m->retain);
+    // 0x03 Content Type only: Property Length, id, two length bytes, "text/plain".
+    REQUIRE(m->props_v5.size() == 1 + 1 + 2 + 10);
+    CHECK(m->props_v5[1] == 0x03);
+}
+
+TEST_CASE("broker message: made from fields, empty topic and payload included") {
+    const auto m = make_message({.topic = "a/b", .payload = "", .qos_level = qos::exactly_once});
+    CHECK(m->topic == "a/b");
+    CHECK(m->payload.empty());
+    CHECK(m->qos_level == qos::exactly_once);
+    CHECK_FALSE(m->retain);
+    const auto e = make_message({});
+    CHECK(e->topic.empty());
+    CHECK(e->payload.empty());
+}
+
+TEST_CASE("broker message: a copy owns its bytes and outlives the original") {
+    auto original = make_message(
+        {.topic = "t/1", .payload = "hello", .retain = true, .props_v5 = {0x02, 0x01, 0x01}});
+    original->store_id = 42;
+    original->shard_store_ids[0] = 7;
+    auto big = publish("t/big", std::string(message::inline_limit * 2, 'b'));
+    auto large = make_message(std::move(big), steady::now());
+
+    auto copy = copy_message(*original);
+    auto large_copy = copy_message(*large);
+    CHECK(copy->payload.data() != original->payload.data());
+    CHECK(large_copy->payload.data() != large->payload.data());
+    CHECK(copy->store_id == 0);  // the store writes a copy as a message of its own
+    CHECK(copy->shard_store_ids[0] == 0);
+    CHECK(copy->props_v5 == original->props_v5);
+    CHECK(copy->retain);
+    original.reset();
+    large.reset();
+    CHECK(copy->topic == "t/1");
+    CHECK(copy->payload == "hello");
+    CHECK(large_copy->topic == "t/big");
+    CHECK(large_copy->payload == std::string(message::inline_limit * 2, 'b'));
+}
+
+TEST_CASE("broker message: an aged copy carries what is left of its expiry") {
+    auto p = publish("exp", "x");
+    const auto t0 = steady::now();
+    const auto m = make_message(std::move(p), t0);
+    const auto later = mqtt::broker::aged(m, t0 + std::chrono::seconds(25));
+    REQUIRE(later);
+    CHECK(later.get() != m.get());
+    CHECK(later->message_expiry_interval == 35u);
+    CHECK(later->topic == "exp");
+    CHECK(later->payload == "x");
+    CHECK_FALSE(mqtt::broker::aged(m, t0 + std::chrono::seconds(60)));
+    CHECK(mqtt::broker::aged(m, t0) == m);
+}
