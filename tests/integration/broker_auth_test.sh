@@ -204,8 +204,10 @@ def run(answers):
     if pid == 0:
         os.execv(sys.argv[1], [sys.argv[1], "passwd", sys.argv[2], "tty-user"])
     seen, deadline = b"", time.time() + 10
-    for a in answers:
-        while not seen.endswith(b"assword: ") and time.time() < deadline:
+    for i, a in enumerate(answers):
+        # Each answer after its own prompt (echo is off from just before it shows): the
+        # second must not go while the tool turns echo back on between the two.
+        while seen.count(b"assword: ") <= i and time.time() < deadline:
             seen += read_some(fd, deadline)
         os.write(fd, a + b"\n")
     while time.time() < deadline:
