@@ -150,9 +150,9 @@ TEST_CASE("broker message: an aged copy carries what is left of its expiry") {
 TEST_CASE("broker message: freed blocks are kept per thread, bounded, and reused") {
     // On a thread of its own, so that what it keeps starts at none and is given back at
     // its end (the cache's drain; run under valgrind it leaks nothing).
-    std::size_t after_free = 0;
-    std::size_t after_reuse = 0;
-    std::size_t before = 0;
+    const std::size_t budget = mqtt::broker::message_block_budget();
+    const bool on = budget != 0;  // off under AddressSanitizer
+    std::size_t before = 0, after_free = 0, after_reuse = 0, bytes_full = 0, blocks_full = 0;
     std::vector<mqtt::broker::message_ptr> made_here;
     std::thread t([&] {
         before = mqtt::broker::kept_message_blocks();
@@ -166,17 +166,27 @@ TEST_CASE("broker message: freed blocks are kept per thread, bounded, and reused
             v.push_back(make_message({.topic = "tern/test/topic", .payload = "payload-bytes"}));
         }
         after_reuse = mqtt::broker::kept_message_blocks();
-        // Made here, freed on the test's thread after this one has ended.
+        // Made here, freed on another thread after this one has ended.
         made_here = std::move(v);
         for (int i = 0; i < 3; ++i) {
             made_here.push_back(make_message({.topic = "big", .payload = std::string(5000, 'b')}));
         }
+        // More than the budget holds: kept up to it, the rest given back.
+        std::vector<mqtt::broker::message_ptr> many;
+        for (int i = 0; i < 20'000; ++i) {
+            many.push_back(make_message({.topic = "t", .payload = std::string(200, 'm')}));
+        }
+        many.clear();
+        bytes_full = mqtt::broker::kept_message_bytes();
+        blocks_full = mqtt::broker::kept_message_blocks();
     });
     t.join();
-    const std::size_t keep = mqtt::broker::message_blocks_kept_per_size();
     CHECK(before == 0);
-    CHECK(after_free == keep);  // 100 freed, `keep` of them kept
-    CHECK(after_reuse == keep - std::min<std::size_t>(keep, 10));
+    CHECK(after_free == (on ? 100u : 0u));
+    CHECK(after_reuse == (on ? 90u : 0u));
+    CHECK(bytes_full <= budget);
+    CHECK(bytes_full + 1024 > budget);
+    CHECK(blocks_full < (on ? 20'000u + 90u : 1u));
     CHECK(made_here.front()->topic == "tern/test/topic");
     // Freed on another thread than the one that made them (and that has ended): kept there;
     // blocks over 1 KiB are not kept.
@@ -186,5 +196,5 @@ TEST_CASE("broker message: freed blocks are kept per thread, bounded, and reused
         kept_there = mqtt::broker::kept_message_blocks();
     });
     other.join();
-    CHECK(kept_there == std::min<std::size_t>(keep, 10));
+    CHECK(kept_there == (on ? 10u : 0u));
 }

@@ -136,13 +136,14 @@ std::uint8_t* write_head(std::uint8_t* at, const message& m, protocol_version v,
 
 namespace {
 
-// Freed message blocks kept, a few per size, for the next messages made on the same thread.
-// While many messages are alive at once (a QoS 1/2 in-flight window, a queue), glibc's own
-// per-thread cache (7 blocks per size) runs dry and every message went through malloc's bins:
-// about 300 instructions per message with its free (fan-in QoS 1, callgrind). Blocks up to
-// 1 KiB, in classes of 64 bytes, at most 64 per class: at most 1 MiB kept per thread. A block
-// freed on another thread than the one that made it stays in that thread's cache. Off under
-// AddressSanitizer, which must see each message freed to find a use after it.
+// Freed message blocks kept for the next messages made on the same thread. While many
+// messages are alive at once (a QoS 1/2 in-flight window, a queue), glibc's own per-thread
+// cache (7 blocks per size) runs dry and every message went through malloc's bins: about 300
+// instructions per message with its free (fan-in QoS 1, callgrind). Blocks up to 1 KiB, in
+// classes of 64 bytes, up to `budget` bytes in all per thread: a connection's read can make
+// hundreds of messages in a row, and their acknowledgements free them in a row later. A
+// block freed on another thread than the one that made it stays in that thread's cache. Off
+// under AddressSanitizer, which must see each message freed to find a use after it.
 class block_cache {
   public:
     static void* take(std::size_t bytes) {
@@ -152,9 +153,10 @@ class block_cache {
         if (void* p = st.heads[c]) {
             st.heads[c] = *static_cast<void**>(p);
             --st.counts[c];
+            st.bytes -= size_of(c);
             return p;
         }
-        return ::operator new((c + 1) * granule);
+        return ::operator new(size_of(c));
     }
     static void give(void* p, std::size_t bytes) noexcept {
         const std::size_t c = class_of(bytes);
@@ -163,23 +165,25 @@ class block_cache {
             return;
         }
         auto& st = state_;
-        if (st.closed || st.counts[c] >= keep) {
-            ::operator delete(p, (c + 1) * granule);
+        if (st.closed || st.bytes + size_of(c) > budget) {
+            ::operator delete(p, size_of(c));
             return;
         }
         (void)&drain_;  // its destructor empties the cache when the thread ends
         *static_cast<void**>(p) = st.heads[c];
         st.heads[c] = p;
         ++st.counts[c];
+        st.bytes += size_of(c);
     }
 
-    // The blocks this thread keeps now.
+    // The blocks this thread keeps now, and their bytes.
     static std::size_t kept() noexcept {
         std::size_t n = 0;
         for (const auto c : state_.counts) n += c;
         return n;
     }
-    static constexpr std::size_t keep_per_size() noexcept { return enabled ? keep : 0; }
+    static std::size_t kept_bytes() noexcept { return state_.bytes; }
+    static constexpr std::size_t bytes_budget() noexcept { return enabled ? budget : 0; }
 
   private:
     static constexpr std::size_t granule = 64;
@@ -189,17 +193,21 @@ class block_cache {
     static constexpr bool enabled = true;
 #endif
     static constexpr std::size_t classes = 16;
-    static constexpr std::uint16_t keep = 64;
+    static constexpr std::size_t budget = 512 * 1024;
 
     static constexpr std::size_t class_of(std::size_t bytes) noexcept {
         return bytes == 0 ? 0 : (bytes - 1) / granule;
+    }
+    static constexpr std::size_t size_of(std::size_t c) noexcept {
+        return (c + 1) * granule;
     }
 
     // Trivially destructible, so it stays usable while other thread_local objects are
     // destroyed (a message freed then is given back to operator delete: `closed`).
     struct state {
         std::array<void*, classes> heads;
-        std::array<std::uint16_t, classes> counts;
+        std::array<std::uint32_t, classes> counts;
+        std::size_t bytes;
         bool closed;
     };
     struct drain {
@@ -209,10 +217,11 @@ class block_cache {
             for (std::size_t c = 0; c < classes; ++c) {
                 while (void* p = st.heads[c]) {
                     st.heads[c] = *static_cast<void**>(p);
-                    ::operator delete(p, (c + 1) * granule);
+                    ::operator delete(p, size_of(c));
                 }
                 st.counts[c] = 0;
             }
+            st.bytes = 0;
         }
     };
     static thread_local state state_;
@@ -276,8 +285,11 @@ std::string_view put_text(char*& at, std::string_view s) noexcept {
 std::size_t kept_message_blocks() noexcept {
     return block_cache::kept();
 }
-std::size_t message_blocks_kept_per_size() noexcept {
-    return block_cache::keep_per_size();
+std::size_t kept_message_bytes() noexcept {
+    return block_cache::kept_bytes();
+}
+std::size_t message_block_budget() noexcept {
+    return block_cache::bytes_budget();
 }
 
 std::shared_ptr<message> make_message(message_init&& init) {

@@ -159,10 +159,11 @@ std::shared_ptr<message> make_message(message_init&& init);
 // Likewise, with the payload given as a string: one of inline_limit bytes or more is moved
 // in and kept as it is (init.payload is ignored), a smaller one copied behind the message.
 std::shared_ptr<message> make_message_owning(message_init&& init, std::string&& payload);
-// Freed message blocks this thread keeps for its next messages (up to
-// message_blocks_kept_per_size() of each size up to 1 KiB; none under AddressSanitizer).
+// Freed message blocks (of up to 1 KiB) this thread keeps for its next messages, their
+// bytes, and the most it keeps (message_block_budget(): 0 under AddressSanitizer).
 std::size_t kept_message_blocks() noexcept;
-std::size_t message_blocks_kept_per_size() noexcept;
+std::size_t kept_message_bytes() noexcept;
+std::size_t message_block_budget() noexcept;
 // Another message of the same value (topic, payload, QoS, RETAIN, properties, expiry,
 // receive time); the store ids and the memory charge start empty.
 std::shared_ptr<message> copy_message(const message& m);
