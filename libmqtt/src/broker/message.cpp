@@ -161,12 +161,12 @@ class block_cache {
     static void give(void* p, std::size_t bytes) noexcept {
         const std::size_t c = class_of(bytes);
         if (!enabled || c >= classes) {
-            ::operator delete(p, bytes);
+            ::operator delete(p);
             return;
         }
         auto& st = state_;
         if (st.closed || st.bytes + size_of(c) > budget) {
-            ::operator delete(p, size_of(c));
+            ::operator delete(p);
             return;
         }
         (void)&drain_;  // its destructor empties the cache when the thread ends
@@ -217,7 +217,7 @@ class block_cache {
             for (std::size_t c = 0; c < classes; ++c) {
                 while (void* p = st.heads[c]) {
                     st.heads[c] = *static_cast<void**>(p);
-                    ::operator delete(p, size_of(c));
+                    ::operator delete(p);
                 }
                 st.counts[c] = 0;
             }
