@@ -89,13 +89,7 @@ class reader {
         return v;
     }
     std::int64_t i64() { return static_cast<std::int64_t>(u64()); }
-    std::string str() {
-        const std::uint32_t n = u32();
-        if (!need(n)) return {};
-        std::string s(reinterpret_cast<const char*>(in_.data() + at_), n);
-        at_ += n;
-        return s;
-    }
+    std::string str() { return std::string{view()}; }
     // The bytes of a string field, valid while the input is.
     std::string_view view() {
         const std::uint32_t n = u32();
