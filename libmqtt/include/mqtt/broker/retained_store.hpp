@@ -5,10 +5,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "mqtt/broker/message.hpp"
+#include "mqtt/broker/string_map.hpp"
 
 namespace mqtt::broker {
 
@@ -42,14 +42,8 @@ class retained_store {
     std::size_t bytes() const noexcept { return bytes_; }
 
   private:
-    struct hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     struct node {
-        std::unordered_map<std::string, std::unique_ptr<node>, hash, std::equal_to<>> children;
+        string_map<std::unique_ptr<node>> children;
         message_ptr msg;
     };
     static constexpr std::size_t per_level_cost = 128;

@@ -8,7 +8,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unordered_map>
 #include <vector>
 
 #include "mqtt/broker/durable_session.hpp"
@@ -16,6 +15,7 @@
 #include "mqtt/broker/message.hpp"
 #include "mqtt/broker/peer_name.hpp"
 #include "mqtt/broker/security.hpp"
+#include "mqtt/broker/string_map.hpp"
 #include "mqtt/protocol/framer.hpp"
 #include "mqtt/protocol/packet.hpp"
 
@@ -220,13 +220,7 @@ class session {
         clock::time_point rate_resume{};
         // Topic aliases towards a 5.0 client, by topic (see alias_out_max_); looked up
         // by a message's topic without making a string of it.
-        struct topic_hash {
-            using is_transparent = void;
-            std::size_t operator()(std::string_view s) const noexcept {
-                return std::hash<std::string_view>{}(s);
-            }
-        };
-        std::unordered_map<std::string, std::uint16_t, topic_hash, std::equal_to<>> aliases_out;
+        string_map<std::uint16_t> aliases_out;
     };
     extras& more() {
         if (!more_) more_ = std::make_unique<extras>();
