@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "mqtt/broker/message.hpp"
+#include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/packet.hpp"
 
 using steady = mqtt::broker::clock;
@@ -65,6 +67,69 @@ TEST_CASE("broker message: a received PUBLISH's topic and small payload are copi
     p.payload.assign(p.payload.size(), '?');
     CHECK(m->topic == "sensors/building-7/temp");
     CHECK(m->payload == std::string(200, 'x'));
+}
+
+TEST_CASE("broker message: a PUBLISH decoded as views is copied behind the message once") {
+    using mqtt::protocol::protocol_version;
+    // QoS 1 PUBLISH, 5.0: topic "a/b", packet id 7, Message Expiry Interval 60 and Topic
+    // Alias 2, then the payload.
+    for (const std::size_t size : {std::size_t{5}, std::size_t{70'000}}) {
+        std::vector<std::uint8_t> body{0x00, 0x03, 'a',  '/',  'b',  0x00, 0x07, 0x08,
+                                       0x02, 0x00, 0x00, 0x00, 0x3C, 0x23, 0x00, 0x02};
+        body.insert(body.end(), size, 'p');
+        mqtt::protocol::publish_view v;
+        REQUIRE_FALSE(mqtt::protocol::decode_publish_view(0x33, body, protocol_version::v5, v));
+        CHECK(v.has_props);
+        const auto now = steady::now();
+        const auto m = make_message(std::move(v), now);
+        CHECK(m->topic == "a/b");
+        CHECK(m->payload == std::string(size, 'p'));
+        CHECK(m->qos_level == qos::at_least_once);
+        CHECK(m->retain);
+        CHECK(m->message_expiry_interval == 60u);
+        CHECK(m->received == now);
+        // The expiry only (5 bytes behind Property Length 5): the Topic Alias is removed.
+        CHECK(m->props_v5 == std::vector<std::uint8_t>{0x05, 0x02, 0x00, 0x00, 0x00, 0x3C});
+        CHECK(behind(*m, m->topic, 64 + 3 + size));
+        CHECK(behind(*m, m->payload, 64 + 3 + size));
+        // The frame's bytes can go: the message keeps its own.
+        std::fill(body.begin(), body.end(), std::uint8_t{0});
+        CHECK(m->topic == "a/b");
+        CHECK(m->payload == std::string(size, 'p'));
+    }
+}
+
+TEST_CASE("broker message: a received Properties block is kept as it came unless it must change") {
+    using mqtt::protocol::protocol_version;
+    // A User Property ("k", "v") before a Content Type ("t"): not the order the encoder
+    // writes, kept as it is.
+    const std::vector<std::uint8_t> block{0x0B, 0x26, 0x00, 0x01, 'k',  0x00,
+                                          0x01, 'v',  0x03, 0x00, 0x01, 't'};
+    std::vector<std::uint8_t> body{0x00, 0x01, 'a'};
+    body.insert(body.end(), block.begin(), block.end());
+    body.push_back('x');
+    mqtt::protocol::publish_view v;
+    REQUIRE_FALSE(mqtt::protocol::decode_publish_view(0x30, body, protocol_version::v5, v));
+    CHECK(v.props_block.size() == block.size());
+    auto m = make_message(std::move(v), steady::now());
+    CHECK(m->props_v5 == block);
+    CHECK(m->payload == "x");
+
+    // With a Subscription Identifier (a client may not send one; the broker sets its own
+    // per delivery): taken out, the rest encoded again.
+    const std::vector<std::uint8_t> with_id{0x00, 0x01, 'a',  0x06, 0x0B, 0x05,
+                                            0x03, 0x00, 0x01, 't',  'x'};
+    REQUIRE_FALSE(mqtt::protocol::decode_publish_view(0x30, with_id, protocol_version::v5, v));
+    m = make_message(std::move(v), steady::now());
+    CHECK(m->props_v5 == std::vector<std::uint8_t>{0x04, 0x03, 0x00, 0x01, 't'});
+
+    // The next PUBLISH into the same view, without properties, has none.
+    const std::vector<std::uint8_t> bare{0x00, 0x01, 'a', 0x00, 'y'};
+    REQUIRE_FALSE(mqtt::protocol::decode_publish_view(0x30, bare, protocol_version::v5, v));
+    CHECK_FALSE(v.has_props);
+    CHECK(v.props == mqtt::protocol::properties{});
+    m = make_message(std::move(v), steady::now());
+    CHECK(m->props_v5.empty());
 }
 
 TEST_CASE("broker message: a large received payload is moved in, not copied") {

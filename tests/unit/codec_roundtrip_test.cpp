@@ -7,6 +7,8 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "mqtt/error.hpp"
 #include "mqtt/protocol/codec.hpp"
@@ -354,4 +356,52 @@ TEST_CASE("codec: 5.0 acknowledgements use their shortest form") {
     pubrel_packet rel;
     rel.packet_id = 2;
     CHECK(bytes(rel) == b{0x62, 0x02, 0x00, 0x02});
+}
+
+TEST_CASE("codec: a wildcard anywhere in a PUBLISH topic is refused, look-alikes are not") {
+    // Topics of 1 to 40 bytes, so that the wildcard falls in every position of the eight-byte
+    // chunks the check reads and of the tail after them; decode() and decode_publish_view()
+    // must agree. The look-alikes are the bytes next to '#' (0x23) and '+' (0x2B).
+    auto body_of = [](const std::string& topic) {
+        std::vector<std::uint8_t> body{0x00, static_cast<std::uint8_t>(topic.size())};
+        body.insert(body.end(), topic.begin(), topic.end());
+        body.push_back('x');
+        return body;
+    };
+    auto check = [&](const std::string& topic, bool wildcard) {
+        const auto body = body_of(topic);
+        const auto decoded = decode(0x30, body, protocol_version::v3_1_1);
+        publish_view view;
+        const auto ec = decode_publish_view(0x30, body, protocol_version::v3_1_1, view);
+        INFO("topic " << topic);
+        if (wildcard) {
+            CHECK(decoded.error() == mqtt::errc::topic_name_has_wildcard);
+            CHECK(ec == mqtt::errc::topic_name_has_wildcard);
+        } else {
+            CHECK(decoded.has_value());
+            CHECK_FALSE(ec);
+            CHECK(view.topic == topic);
+        }
+    };
+    for (std::size_t n = 1; n <= 40; ++n) {
+        for (std::size_t at = 0; at < n; ++at) {
+            for (const char c : {'#', '+'}) {
+                std::string topic(n, 'a');
+                topic[at] = c;
+                check(topic, true);
+            }
+            for (const char c : {'"', '$', '*', ',', '\x7f', 'K', 'c', 'k'}) {
+                std::string topic(n, 'b');
+                topic[at] = c;
+                check(topic, false);
+            }
+            // UTF-8 with bytes 0xAB and 0xA3 ('+' and '#' with the high bit set).
+            for (const std::string_view c : {"\xc3\xab", "\xe2\x82\xa3"}) {
+                if (at + c.size() > n) continue;
+                std::string topic(n, 'b');
+                topic.replace(at, c.size(), c);
+                check(topic, false);
+            }
+        }
+    }
 }

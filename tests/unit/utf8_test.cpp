@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <ostream>
-
 #include <string>
 
 #include "mqtt/error.hpp"
@@ -50,6 +50,31 @@ TEST_CASE("utf8: U+0000 is forbidden (MQTT-1.5.4-2)") {
     CHECK(validate_utf8(std::string("a\0b", 3)) == errc::utf8_null_character);
     CHECK(validate_utf8(std::string("abcdefg\0hijk", 12)) == errc::utf8_null_character);
     CHECK(validate_utf8(std::string(1, '\0')) == errc::utf8_null_character);
+}
+
+TEST_CASE("utf8: a bad or zero byte is found wherever it falls in the eight-byte reads") {
+    // Strings of 1 to 40 bytes: every position in the chunks read eight bytes at a time, in
+    // the last eight bytes read again at the end, and in strings shorter than eight.
+    for (std::size_t n = 1; n <= 40; ++n) {
+        INFO("length " << n);
+        CHECK_FALSE(validate_utf8(std::string(n, 'x')));
+        for (std::size_t at = 0; at < n; ++at) {
+            INFO("at " << at);
+            std::string s(n, 'x');
+            s[at] = '\0';
+            CHECK(validate_utf8(s) == errc::utf8_null_character);
+            s[at] = '\xFF';
+            CHECK(validate_utf8(s) == errc::invalid_utf8);
+            s[at] = '\x80';  // a continuation byte with no lead
+            CHECK(validate_utf8(s) == errc::invalid_utf8);
+            s[at] = '\xC3';  // a lead byte followed by 'x' or by nothing
+            CHECK(validate_utf8(s) == errc::invalid_utf8);
+            if (at + 1 < n) {
+                s[at + 1] = '\xA9';  // U+00E9
+                CHECK_FALSE(validate_utf8(s));
+            }
+        }
+    }
 }
 
 TEST_CASE("errors: each local error maps to the reason code a receiver sends (§4.13)") {

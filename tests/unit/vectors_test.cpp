@@ -22,6 +22,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "mqtt/error.hpp"
@@ -149,6 +150,39 @@ bool subset_match(const json& expected, const json& actual, const std::string& p
 const std::set<std::string> known_keys = {"name",  "spec",   "version", "hex",
                                           "error", "expect", "reencode"};
 
+// A PUBLISH decoded as views (as the broker's read loop does), into one view shared by
+// every vector so that the properties of one must not leak into the next: the same
+// result as decode_packet(), the topic and payload pointing into the body.
+void check_publish_view(std::uint8_t first_byte, const std::vector<std::uint8_t>& body,
+                        protocol_version version,
+                        const mqtt::result<mqtt::protocol::packet>& decoded) {
+    using mqtt::protocol::publish_packet;
+    if (first_byte >> 4 != 3) return;
+    static mqtt::protocol::publish_view view;
+    const auto ec = mqtt::protocol::decode_publish_view(first_byte, body, version, view);
+    if (!decoded) {
+        CHECK_MESSAGE(ec == decoded.error(),
+                      "decode_publish_view gave " << (ec ? error_name(ec) : "no error"));
+        return;
+    }
+    REQUIRE_MESSAGE(!ec, "decode_publish_view failed: " << error_name(ec));
+    const auto& p = std::get<publish_packet>(*decoded);
+    const publish_packet copied{std::string{view.topic},
+                                std::string{view.payload},
+                                view.qos_level,
+                                view.retain,
+                                view.dup,
+                                view.packet_id,
+                                view.props};
+    CHECK_MESSAGE(copied == p, "decode_publish_view gave "
+                                   << mqtt::test::to_json(mqtt::protocol::packet{copied}).dump());
+    CHECK(view.has_props == !p.props.empty());
+    const auto* begin = reinterpret_cast<const char*>(body.data());
+    const auto* end = begin + body.size();
+    CHECK((view.topic.empty() || (view.topic.data() >= begin && view.topic.data() < end)));
+    CHECK(view.payload.data() + view.payload.size() == end);
+}
+
 // The framer, fed one byte at a time, must agree on the packet boundary, and decoding the
 // frame with decode_into() into one packet object shared by every vector (as a
 // connection's read loop does, whatever it decoded last) must give the same result as
@@ -188,6 +222,7 @@ void check_framed(const std::vector<std::uint8_t>& bytes, protocol_version versi
         CHECK_MESSAGE(ec == decoded.error(),
                       "decode_into gave " << (ec ? error_name(ec) : "no error"));
     }
+    check_publish_view(first_bytes[0], bodies[0], version, decoded);
 }
 
 void run_vector(const json& v) {

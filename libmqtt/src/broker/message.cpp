@@ -326,6 +326,26 @@ message_ptr make_message(protocol::publish_packet&& p, clock::time_point now) {
     return make_message_owning(std::move(init), std::move(p.payload));
 }
 
+message_ptr make_message(protocol::publish_view&& p, clock::time_point now) {
+    message_init init{.topic = p.topic,
+                      .payload = p.payload,
+                      .qos_level = p.qos_level,
+                      .retain = p.retain,
+                      .message_expiry_interval = p.props.message_expiry_interval,
+                      .received = now};
+    if (!p.has_props) {
+        // None: no block kept, written as Property Length 0.
+    } else if (!p.props_block.empty() && !p.props.topic_alias &&
+               p.props.subscription_identifiers.empty()) {
+        // Nothing to take out: the block as received (order is free, §2.2.2.2), not
+        // encoded again from the property set.
+        init.props_v5.assign(p.props_block.begin(), p.props_block.end());
+    } else {
+        init.props_v5 = encode_props(std::move(p.props));
+    }
+    return make_message(std::move(init));
+}
+
 message_ptr make_message(protocol::will_message&& w, clock::time_point now) {
     message_init init{w.topic, {}, w.qos_level, w.retain, {}, w.props.message_expiry_interval, now};
     // Will Properties are a subset of PUBLISH properties plus the Will Delay Interval.

@@ -18,6 +18,12 @@ namespace {
 using protocol::protocol_version;
 using protocol::reason_code;
 
+// Gives the engine's reused packet or PUBLISH view back when a handler returns.
+struct rx_lease {
+    engine& e;
+    ~rx_lease() { e.return_rx_packet(); }
+};
+
 // The Protocol Level byte of a CONNECT body, if the name is there to skip (0 otherwise).
 std::uint8_t connect_level(std::span<const std::uint8_t> body) noexcept {
     if (body.size() < 2) return 0;
@@ -77,13 +83,22 @@ void session::handle_frame(const protocol::frame& f, clock::time_point now) {
             default: break;
         }
     }
+    if (f.first_byte >> 4 == static_cast<std::uint8_t>(protocol::packet_type::publish)) {
+        // A PUBLISH as views of the frame: its topic and payload are copied once, into the
+        // message that is routed.
+        if (auto* rx = engine_.borrow_rx_publish()) {
+            const rx_lease lease{engine_};
+            handle_publish_frame(f, *rx, now);
+        } else {
+            protocol::publish_view fresh;  // the engine's is lent out
+            handle_publish_frame(f, fresh, now);
+        }
+        return;
+    }
     if (auto* rx = engine_.borrow_rx_packet()) {
         // Decoded into the engine's reused packet: no property set built and destroyed,
         // no allocation for strings the handler does not take.
-        struct give_back {
-            engine& e;
-            ~give_back() { e.return_rx_packet(); }
-        } lease{engine_};
+        const rx_lease lease{engine_};
         if (const auto ec = protocol::decode_into(f.first_byte, f.body, version_, *rx)) {
             protocol_violation(ec);
             return;
@@ -97,6 +112,15 @@ void session::handle_frame(const protocol::frame& f, clock::time_point now) {
         return;
     }
     handle_packet(std::move(*decoded), now);
+}
+
+void session::handle_publish_frame(const protocol::frame& f, protocol::publish_view& p,
+                                   clock::time_point now) {
+    if (const auto ec = protocol::decode_publish_view(f.first_byte, f.body, version_, p)) {
+        protocol_violation(ec);
+        return;
+    }
+    on_publish(p, now);
 }
 
 void session::on_framing_error(std::error_code ec) {
@@ -590,9 +614,21 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
 void session::handle_packet(protocol::packet&& p, clock::time_point now) {
     using protocol::packet_type;
     switch (protocol::type_of(p)) {
-        case packet_type::publish:
-            on_publish(std::get<protocol::publish_packet>(std::move(p)), now);
+        case packet_type::publish: {
+            // handle_frame decodes a PUBLISH as a view; a packet given here is viewed.
+            auto& pub = std::get<protocol::publish_packet>(p);
+            protocol::publish_view v{.topic = pub.topic,
+                                     .payload = pub.payload,
+                                     .qos_level = pub.qos_level,
+                                     .retain = pub.retain,
+                                     .dup = pub.dup,
+                                     .packet_id = pub.packet_id,
+                                     .props = std::move(pub.props),
+                                     .has_props = true,  // no block: encoded from props
+                                     .props_block = {}};
+            on_publish(v, now);
             return;
+        }
         case packet_type::puback:
             on_puback(std::get<protocol::puback_packet>(p).packet_id);
             return;

@@ -54,7 +54,7 @@ void session::count_publish(clock::time_point now) {
     }
 }
 
-bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) {
+bool session::admit_publish(const protocol::publish_view& p, reason_code& rc) {
     const bool v5 = protocol::is_v5(version_);
     std::string_view why;
     if (!topic_within_limits(p.topic)) {
@@ -67,7 +67,7 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
         rc = reason_code::quota_exceeded;
         why = "memory_limit reached";
         if (engine_.logging(1)) {
-            engine_.log(1, "client " + client_id() + " publish to " + p.topic +
+            engine_.log(1, "client " + client_id() + " publish to " + std::string{p.topic} +
                                " refused: memory_limit reached");
         }
     } else if (engine_.store_failing() && p.qos_level != qos::at_most_once) {
@@ -75,7 +75,7 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
         rc = reason_code::quota_exceeded;
         why = "the store cannot write";
         if (engine_.logging(1)) {
-            engine_.log(1, "client " + client_id() + " publish to " + p.topic +
+            engine_.log(1, "client " + client_id() + " publish to " + std::string{p.topic} +
                                " refused: the store cannot write");
         }
     } else {
@@ -93,7 +93,7 @@ bool session::admit_publish(const protocol::publish_packet& p, reason_code& rc) 
 
 // ---- inbound PUBLISH --------------------------------------------------------------------
 
-void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
+void session::on_publish(protocol::publish_view& p, clock::time_point now) {
     const bool v5 = protocol::is_v5(version_);
     count_publish(now);
     if (static_cast<unsigned>(p.qos_level) > max_qos_) {
@@ -142,7 +142,8 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
         ++engine_.stats().dropped_acl;
         rc = reason_code::not_authorized;
         if (engine_.logging(1)) {
-            engine_.log(1, "client " + client_id() + " denied publish to " + p.topic + " by acl");
+            engine_.log(1, "client " + client_id() + " denied publish to " + std::string{p.topic} +
+                               " by acl");
         }
     } else {
         engine_.stats().count_received(static_cast<unsigned>(q), p.payload.size());
@@ -174,8 +175,8 @@ void session::on_publish(protocol::publish_packet&& p, clock::time_point now) {
 
 // Topic aliases from the client (5.0 §3.3.2.3.4): per connection, up to the Topic Alias
 // Maximum we announced. A PUBLISH with a topic and an alias sets the mapping; one with an
-// empty topic uses it. The alias is this connection's business: it is removed before routing.
-bool session::resolve_topic_alias(protocol::publish_packet& p) {
+// empty topic uses it. The alias is this connection's business: the message routed has none.
+bool session::resolve_topic_alias(protocol::publish_view& p) {
     const std::uint16_t alias = *p.props.topic_alias;  // 0 is refused by the decoder
     if (alias > alias_in_max_) {  // MQTT-3.3.2-9
         protocol_violation(reason_code::topic_alias_invalid, "topic alias out of range");
@@ -192,8 +193,7 @@ bool session::resolve_topic_alias(protocol::publish_packet& p) {
     } else {
         p.topic = topic;
     }
-    p.props.topic_alias.reset();
-    return true;
+    return true;  // the alias stays in p.props: make_message takes it out
 }
 
 void session::on_pubrel(std::uint16_t id) {

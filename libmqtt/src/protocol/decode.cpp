@@ -1,4 +1,5 @@
 #include <string_view>
+#include <type_traits>
 
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/utf8.hpp"
@@ -122,8 +123,9 @@ std::error_code decode_connack(reader& r, protocol_version v, connack_packet& p)
     return {};
 }
 
-std::error_code decode_publish(reader& r, std::uint8_t flags, protocol_version v,
-                               publish_packet& p) {
+// Into a publish_packet (topic and payload copied) or a publish_view (both viewed).
+template <class Publish>
+std::error_code decode_publish(reader& r, std::uint8_t flags, protocol_version v, Publish& p) {
     p.dup = flags & 0x08;
     p.retain = flags & 0x01;
     const auto q = static_cast<std::uint8_t>((flags >> 1) & 0x03);
@@ -132,8 +134,17 @@ std::error_code decode_publish(reader& r, std::uint8_t flags, protocol_version v
     p.qos_level = static_cast<qos>(q);
     if (!r.utf8(p.topic)) return r.error();
     if (q != 0 && !read_packet_id(r, p.packet_id)) return r.error();
-    if (is_v5(v) && !detail::read_properties(r, property_context::publish, p.props))
-        return r.error();
+    if (is_v5(v)) {
+        if constexpr (std::is_same_v<Publish, publish_view>) {
+            p.has_props = true;  // until read: a failed read may have left some behind
+            const std::uint8_t* block = r.position();
+            if (!detail::read_properties(r, property_context::publish, p.props)) return r.error();
+            p.props_block = {block, r.position()};
+            p.has_props = p.props_block.size() > 1;  // more than Property Length 0
+        } else if (!detail::read_properties(r, property_context::publish, p.props)) {
+            return r.error();
+        }
+    }
     if (has_wildcard(p.topic)) return errc::topic_name_has_wildcard;  // MQTT-3.3.2-2
     if (p.topic.empty()) {
         if (!is_v5(v)) return errc::empty_topic_name;  // MQTT-4.7.3-1
@@ -349,6 +360,20 @@ result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> bod
     result<packet> out = empty_packet(first_byte);
     if (auto ec = decode_into(first_byte, body, v, *out)) out.set_error(ec);
     return out;  // one named return value: no move of the packet
+}
+
+std::error_code decode_publish_view(std::uint8_t first_byte, std::span<const std::uint8_t> body,
+                                    protocol_version v, publish_view& out) {
+    if (first_byte >> 4 != static_cast<std::uint8_t>(packet_type::publish))
+        return errc::reserved_packet_type;
+    if (out.has_props) {
+        out.props.clear();
+        out.has_props = false;
+    }
+    out.packet_id = 0;
+    out.props_block = {};
+    reader r(body);
+    return decode_publish(r, static_cast<std::uint8_t>(first_byte & 0x0F), v, out);
 }
 
 result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_version v) {

@@ -1,5 +1,6 @@
 #include "mqtt/protocol/utf8.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -10,19 +11,27 @@ namespace mqtt::protocol {
 std::error_code validate_utf8(std::string_view s) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const auto* end = p + s.size();
+    // Eight bytes from `at` (fewer at the end of a short string, the rest filled with 'a'):
+    // all ASCII and none zero.
+    auto plain_ascii = [](const unsigned char* at, std::size_t n) noexcept {
+        std::uint64_t chunk = 0x6161616161616161ull;
+        std::memcpy(&chunk, at, n);
+        return (chunk & 0x8080808080808080ull) == 0 &&
+               ((chunk - 0x0101010101010101ull) & ~chunk & 0x8080808080808080ull) == 0;
+    };
     while (p < end) {
-        // ASCII fast path, eight bytes at a time.
-        if (end - p >= 8) {
-            std::uint64_t chunk;
-            std::memcpy(&chunk, p, 8);
-            if ((chunk & 0x8080808080808080ull) == 0) {
-                // A zero byte in the chunk is U+0000 (MQTT-1.5.4-2).
-                if (((chunk - 0x0101010101010101ull) & ~chunk & 0x8080808080808080ull) != 0)
-                    return errc::utf8_null_character;
+        // ASCII fast path, eight bytes at a time; the last few bytes as the eight that end
+        // the string (those before p were checked already) or, in a short string, padded.
+        const auto left = static_cast<std::size_t>(end - p);
+        if (left >= 8) {
+            if (plain_ascii(p, 8)) {
                 p += 8;
                 continue;
             }
+        } else if (s.size() >= 8 ? plain_ascii(end - 8, 8) : plain_ascii(p, left)) {
+            return {};
         }
+        // Byte by byte: a zero byte is U+0000 (MQTT-1.5.4-2).
         const unsigned c = *p;
         if (c < 0x80) {
             if (c == 0) return errc::utf8_null_character;

@@ -3,10 +3,12 @@
 // Bounds-checked reading and unchecked writing of the MQTT data representations (§1.5).
 // Private to the protocol core.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "mqtt/error.hpp"
@@ -14,12 +16,26 @@
 
 namespace mqtt::protocol::detail {
 
-// Whether a topic contains '+' or '#'. A plain loop: string_view::find_first_of calls
-// memchr once per character, which costs a quarter of a PUBLISH decode.
+// Whether a topic contains '+' or '#'. Eight bytes at a time: a byte equal to c is a zero
+// byte of the chunk XOR c in every byte, and (x - 0x01..01) & ~x & 0x80..80 is non-zero
+// exactly when x has a zero byte. string_view::find_first_of calls memchr once per
+// character, and a loop comparing each byte twice cost about 130 instructions for a
+// 20-byte topic.
+// The tail is read as the eight bytes that end the topic (or, shorter than eight, padded
+// with 'a').
 inline bool has_wildcard(std::string_view s) noexcept {
-    for (char c : s)
-        if (c == '+' || c == '#') return true;
-    return false;
+    auto any = [](const char* at, std::size_t n) noexcept {
+        constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+        std::uint64_t chunk = ones * 'a';
+        std::memcpy(&chunk, at, n);
+        const std::uint64_t a = chunk ^ (ones * '+'), b = chunk ^ (ones * '#');
+        return ((((a - ones) & ~a) | ((b - ones) & ~b)) & highs) != 0;
+    };
+    const std::size_t n = s.size();
+    if (n < 8) return any(s.data(), n);
+    for (std::size_t i = 0; i + 8 <= n; i += 8)
+        if (any(s.data() + i, 8)) return true;
+    return n % 8 != 0 && any(s.data() + n - 8, 8);
 }
 
 // Reads fields from a byte span. Every read checks the bounds first; the first failure
@@ -31,6 +47,7 @@ public:
         : p_(bytes.data()), end_(bytes.data() + bytes.size()) {}
 
     std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
+    const std::uint8_t* position() const noexcept { return p_; }
     bool at_end() const noexcept { return p_ == end_; }
     bool ok() const noexcept { return !ec_; }
     std::error_code error() const noexcept { return ec_; }
@@ -80,7 +97,23 @@ public:
         p_ += n;
         return true;
     }
+    // The same as a view of the bytes read (valid as long as they are).
+    bool binary(std::string_view& out) noexcept {
+        std::uint16_t n;
+        if (!u16(n) || !need(n)) return false;
+        out = {reinterpret_cast<const char*>(p_), n};
+        p_ += n;
+        return true;
+    }
     // UTF-8 Encoded String: Binary Data that must be well-formed MQTT UTF-8.
+    bool utf8(std::string_view& out) noexcept {
+        if (!binary(out)) return false;
+        if (auto e = validate_utf8(out)) {
+            ec_ = e;
+            return false;
+        }
+        return true;
+    }
     bool utf8(std::string& out) {
         if (!binary(out)) return false;
         if (auto e = validate_utf8(out)) {
@@ -92,6 +125,10 @@ public:
     // All that is left (a PUBLISH payload).
     void rest(std::string& out) {
         out.assign(reinterpret_cast<const char*>(p_), remaining());
+        p_ = end_;
+    }
+    void rest(std::string_view& out) noexcept {
+        out = {reinterpret_cast<const char*>(p_), remaining()};
         p_ = end_;
     }
     // A sub-reader over the next n bytes (a property block).

@@ -323,6 +323,10 @@ class engine {
     protocol::packet* borrow_rx_packet() noexcept {
         return std::exchange(rx_lent_, true) ? nullptr : &rx_packet_;
     }
+    // Likewise the view a received PUBLISH is decoded into (one of the two is lent at a time).
+    protocol::publish_view* borrow_rx_publish() noexcept {
+        return std::exchange(rx_lent_, true) ? nullptr : &rx_publish_;
+    }
     void return_rx_packet() noexcept { rx_lent_ = false; }
 
     bool logging(int verbosity) const noexcept { return log_ && verbosity <= verbosity_; }
@@ -456,7 +460,8 @@ class engine {
     clock::time_point routing_now_{};      // and the time it was given
     std::size_t shard_index_ = 0;
     std::size_t shard_count_ = 1;
-    protocol::packet rx_packet_;  // borrow_rx_packet()
+    protocol::packet rx_packet_;         // borrow_rx_packet()
+    protocol::publish_view rx_publish_;  // borrow_rx_publish()
     bool rx_lent_ = false;
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mqtt/broker/limits.hpp"
+#include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/packet.hpp"
 
 namespace mqtt::broker {
@@ -117,9 +118,9 @@ struct message {
     std::string_view payload;
     protocol::qos qos_level = protocol::qos::at_most_once;  // as published
     bool retain = false;                                    // as published
-    // The 5.0 Properties block (Property Length included), encoded once, Topic Alias and
-    // Subscription Identifiers removed. Empty when there are none (written as the one byte
-    // 0x00, Property Length 0): no allocation for the usual message.
+    // The 5.0 Properties block (Property Length included): as received, or encoded again
+    // when a Topic Alias or Subscription Identifiers had to be removed. Empty when there are none
+    // (written as the one byte 0x00, Property Length 0): no allocation for the usual message.
     std::vector<std::uint8_t> props_v5;
     std::optional<std::uint32_t> message_expiry_interval;  // seconds, as received
     clock::time_point received{};
@@ -188,6 +189,10 @@ using subscription_ids = std::vector<std::uint32_t>;
 // Takes the fields of a received PUBLISH (moved, not copied). The properties must be
 // valid for PUBLISH (the codec checked them on the way in).
 message_ptr make_message(protocol::publish_packet&& p, clock::time_point now);
+// The same from a PUBLISH decoded as views: topic and payload copied behind the message,
+// the properties taken (their block as received, but for a Topic Alias or Subscription
+// Identifiers, which are removed).
+message_ptr make_message(protocol::publish_view&& p, clock::time_point now);
 // The Will of a CONNECT as a message (the Will Delay Interval is kept by the session).
 message_ptr make_message(protocol::will_message&& w, clock::time_point now);
 // A copy with a new Message Expiry Interval (retained messages delivered later, §3.3.2.3.3).

@@ -16,6 +16,7 @@
 #include "mqtt/broker/peer_name.hpp"
 #include "mqtt/broker/security.hpp"
 #include "mqtt/broker/string_map.hpp"
+#include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
 #include "mqtt/protocol/packet.hpp"
 
@@ -258,8 +259,8 @@ class session {
     void settle(outbound_delivery& o) noexcept;
     void refuse_connect(protocol::reason_code rc, std::string_view why);
     void handle_packet(protocol::packet&& p, clock::time_point now);
-    void on_publish(protocol::publish_packet&& p, clock::time_point now);
-    bool resolve_topic_alias(protocol::publish_packet& p);  // false: closed for an error
+    void on_publish(protocol::publish_view& p, clock::time_point now);
+    bool resolve_topic_alias(protocol::publish_view& p);  // false: closed for an error
     void on_puback(std::uint16_t id);
     void on_pubrec(const protocol::pubrec_packet& p);
     void on_pubrel(std::uint16_t id);
@@ -273,7 +274,7 @@ class session {
     void count_publish(clock::time_point now);
     // A PUBLISH that may not be routed: 0x00 when it may; else the 5.0 reason code for its
     // acknowledgement. 3.1/3.1.1 connections are closed instead (false: closed).
-    bool admit_publish(const protocol::publish_packet& p, protocol::reason_code& rc);
+    bool admit_publish(const protocol::publish_view& p, protocol::reason_code& rc);
 
     void send(const protocol::packet& p);
     void send_in(const protocol::packet& p, protocol::protocol_version v);
@@ -313,6 +314,8 @@ class session {
     // Brings out_'s charge against memory_limit up to date (after it grew).
     void settle_output();
     void handle_frame(const protocol::frame& f, clock::time_point now);
+    void handle_publish_frame(const protocol::frame& f, protocol::publish_view& p,
+                              clock::time_point now);
 
     engine& engine_;
     session_observer* observer_ = nullptr;

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "mqtt/protocol/packet.hpp"
@@ -25,6 +26,31 @@ result<packet> decode(std::uint8_t first_byte, std::span<const std::uint8_t> bod
 // error `out` holds a partly decoded packet and must not be used.
 std::error_code decode_into(std::uint8_t first_byte, std::span<const std::uint8_t> body,
                             protocol_version version, packet& out);
+
+// A PUBLISH decoded without copying its topic and payload: both view the body given to
+// decode_publish_view() and are valid only as long as it is. A server's read loop routes
+// the message from it and copies the bytes once, into what it keeps.
+struct publish_view {
+    std::string_view topic;
+    std::string_view payload;
+    qos qos_level = qos::at_most_once;
+    bool retain = false;
+    bool dup = false;
+    std::uint16_t packet_id = 0;  // present on the wire only for QoS 1 and 2
+    properties props;
+    // Whether the last decode into this view read a non-empty Properties block: `props` is
+    // cleared before the next decode only then, as most PUBLISH packets carry none. A caller
+    // that sets a property itself must clear it.
+    bool has_props = false;
+    // That block as received, Property Length included (empty in 3.1.1): a server passes
+    // it on as it is when it has nothing to take out.
+    std::span<const std::uint8_t> props_block;
+};
+
+// A PUBLISH (first_byte's type must be PUBLISH) with every check decode() makes, into a
+// reused view. On error `out` holds a partly decoded packet and must not be used.
+std::error_code decode_publish_view(std::uint8_t first_byte, std::span<const std::uint8_t> body,
+                                    protocol_version version, publish_view& out);
 
 // One packet from its complete bytes, fixed header included; extra bytes are an error.
 result<packet> decode_packet(std::span<const std::uint8_t> bytes, protocol_version version);
