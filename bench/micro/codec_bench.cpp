@@ -3,6 +3,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,47 +36,44 @@ void encode_publish(benchmark::State& state, protocol_version v) {
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(out.size()));
 }
 
-void decode_publish(benchmark::State& state, protocol_version v) {
+// Runs decode_one(first_byte, body) on the sample PUBLISH encoded in `v`, once per
+// iteration.
+template <class Decode>
+void decode_loop(benchmark::State& state, protocol_version v, Decode decode_one) {
     const auto bytes = *encode(sample_publish(), v);
     const auto header = variable_int_size(static_cast<std::uint32_t>(bytes.size() - 2)) + 1;
     const std::span<const std::uint8_t> body(bytes.data() + header, bytes.size() - header);
-    for (auto _ : state) {
-        auto p = decode(bytes[0], body, v);
-        benchmark::DoNotOptimize(p);
-    }
+    for (auto _ : state) decode_one(bytes[0], body);
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+
+void decode_publish(benchmark::State& state, protocol_version v) {
+    decode_loop(state, v, [v](std::uint8_t first, std::span<const std::uint8_t> body) {
+        auto p = decode(first, body, v);
+        benchmark::DoNotOptimize(p);
+    });
 }
 
 // The read loop's path: decoding into one packet object that is reused, so the topic and
 // payload strings keep their memory between packets.
 void decode_publish_reused(benchmark::State& state, protocol_version v) {
-    const auto bytes = *encode(sample_publish(), v);
-    const auto header = variable_int_size(static_cast<std::uint32_t>(bytes.size() - 2)) + 1;
-    const std::span<const std::uint8_t> body(bytes.data() + header, bytes.size() - header);
     packet p;
-    for (auto _ : state) {
-        auto ec = decode_into(bytes[0], body, v, p);
+    decode_loop(state, v, [v, &p](std::uint8_t first, std::span<const std::uint8_t> body) {
+        auto ec = decode_into(first, body, v, p);
         benchmark::DoNotOptimize(ec);
         benchmark::DoNotOptimize(p);
-    }
-    state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+    });
 }
 
 // The broker's read loop: the PUBLISH as views of its bytes, into one reused view.
 void decode_publish_as_view(benchmark::State& state, protocol_version v) {
-    const auto bytes = *encode(sample_publish(), v);
-    const auto header = variable_int_size(static_cast<std::uint32_t>(bytes.size() - 2)) + 1;
-    const std::span<const std::uint8_t> body(bytes.data() + header, bytes.size() - header);
     publish_view p;
-    for (auto _ : state) {
-        auto ec = mqtt::protocol::decode_publish_view(bytes[0], body, v, p);
+    decode_loop(state, v, [v, &p](std::uint8_t first, std::span<const std::uint8_t> body) {
+        auto ec = mqtt::protocol::decode_publish_view(first, body, v, p);
         benchmark::DoNotOptimize(ec);
         benchmark::DoNotOptimize(p);
-    }
-    state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+    });
 }
 
 // Framing plus decoding of a 64 KiB read full of such packets, as a connection sees them.
