@@ -14,6 +14,7 @@
 
 #include "mqtt/broker/message.hpp"
 #include "mqtt/protocol/codec.hpp"
+#include "mqtt/protocol/framer.hpp"
 #include "mqtt/protocol/packet.hpp"
 
 using steady = mqtt::broker::clock;
@@ -147,6 +148,85 @@ TEST_CASE("broker message: a large received payload is moved in, not copied") {
     const auto s = make_message(std::move(small), steady::now());
     CHECK(s->payload.data() != small_bytes);
     CHECK(s->payload == std::string(message::inline_limit - 1, 's'));
+}
+
+TEST_CASE("broker message: a large PUBLISH alone in its read buffer keeps its payload there") {
+    using mqtt::protocol::protocol_version;
+    // QoS 0 PUBLISH, 3.1.1, topic "big", payload of `size` bytes, read into a framer as a
+    // connection reads it: its head, then room for exactly the rest.
+    auto frame_bytes = [](std::size_t size) {
+        std::vector<std::uint8_t> pkt{0x30};
+        std::uint32_t left = static_cast<std::uint32_t>(5 + size);
+        do {
+            std::uint8_t b = left & 0x7F;
+            left >>= 7;
+            if (left != 0) b |= 0x80;
+            pkt.push_back(b);
+        } while (left != 0);
+        pkt.insert(pkt.end(), {0x00, 0x03, 'b', 'i', 'g'});
+        for (std::size_t i = 0; i < size; ++i) pkt.push_back(static_cast<std::uint8_t>(i % 251));
+        return pkt;
+    };
+    auto read_in = [](mqtt::protocol::framer& f, const std::vector<std::uint8_t>& pkt) {
+        auto room = f.prepare(256);
+        std::copy(pkt.begin(), pkt.begin() + 256, room.begin());
+        f.commit(256);
+        room = f.prepare(pkt.size() - 256);
+        std::copy(pkt.begin() + 256, pkt.end(), room.begin());
+        f.commit(pkt.size() - 256);
+    };
+    auto expected = [](std::size_t size) {
+        std::string s;
+        for (std::size_t i = 0; i < size; ++i) s.push_back(static_cast<char>(i % 251));
+        return s;
+    };
+    for (const std::size_t size :
+         {message::adopt_limit - 1, message::adopt_limit, std::size_t{1} << 20}) {
+        CAPTURE(size);
+        const auto pkt = frame_bytes(size);
+        mqtt::protocol::framer f{1 << 24};
+        read_in(f, pkt);
+        auto fr = f.next().value();
+        REQUIRE(fr.has_value());
+        mqtt::protocol::publish_view v;
+        REQUIRE_FALSE(mqtt::protocol::decode_publish_view(fr->first_byte, fr->body,
+                                                          protocol_version::v3_1_1, v));
+        v.source = fr->source;
+        const auto* in_frame = v.payload.data();
+        const auto m = make_message(std::move(v), steady::now());
+        CHECK(m->topic == "big");
+        CHECK(behind(*m, m->topic, 64 + 3));
+        CHECK(m->payload == expected(size));
+        if (size >= message::adopt_limit) {
+            CHECK(m->payload.data() == in_frame);  // not copied: the buffer is the message's
+            CHECK_FALSE(f.take_buffer(1 << 24).bytes);
+        } else {
+            CHECK(behind(*m, m->payload, 64 + 3 + size));
+            CHECK(f.take_buffer(1 << 24).bytes);  // left with the framer
+        }
+        // The framer reads on; the message keeps its bytes.
+        f.feed(std::vector<std::uint8_t>{0xC0, 0x00});
+        CHECK(f.next().value().has_value());
+        CHECK(m->payload == expected(size));
+    }
+
+    // Part of the next packet in the same buffer: the payload is copied, the buffer stays.
+    auto pkt = frame_bytes(message::adopt_limit);
+    pkt.push_back(0xC0);
+    mqtt::protocol::framer f{1 << 24};
+    read_in(f, pkt);
+    auto fr = f.next().value();
+    REQUIRE(fr.has_value());
+    mqtt::protocol::publish_view v;
+    REQUIRE_FALSE(
+        mqtt::protocol::decode_publish_view(fr->first_byte, fr->body, protocol_version::v3_1_1, v));
+    v.source = fr->source;
+    const auto m = make_message(std::move(v), steady::now());
+    CHECK(behind(*m, m->payload, 64 + 3 + message::adopt_limit));
+    f.feed(std::vector<std::uint8_t>{0x00});
+    auto ping = f.next().value();
+    REQUIRE(ping.has_value());
+    CHECK(ping->type() == mqtt::protocol::packet_type::pingreq);
 }
 
 TEST_CASE("broker message: a Will becomes a message without its Will Delay Interval") {

@@ -263,3 +263,49 @@ TEST_CASE("framer: peek_first_byte names the next packet before it is taken") {
     REQUIRE(*r);
     CHECK(f.peek_first_byte() == 0);
 }
+
+TEST_CASE("framer: take_buffer() hands over a buffer holding only the last packet") {
+    // A PUBLISH (topic "t", 3,000 payload bytes) read as a small read and then the rest.
+    bytes pub{0x30, 0xBB, 0x17, 0x00, 0x01, 't'};  // Remaining Length 3,003
+    for (int i = 0; i < 3'000; ++i) pub.push_back(static_cast<std::uint8_t>(i));
+    auto read_in = [&](framer& f, const bytes& in) {
+        auto room = f.prepare(16);
+        std::copy(in.begin(), in.begin() + 16, room.begin());
+        f.commit(16);
+        room = f.prepare(f.missing() + (in.size() - pub.size()));
+        std::copy(in.begin() + 16, in.end(), room.begin());
+        f.commit(in.size() - 16);
+    };
+
+    SUBCASE("alone in the buffer: taken, the frame's bytes stay where they are") {
+        framer f;
+        read_in(f, pub);
+        auto whole = f.next().value();
+        REQUIRE(whole.has_value());
+        CHECK(whole->source == &f);
+        CHECK_FALSE(f.take_buffer(100).bytes);  // larger than allowed: kept
+        auto taken = f.take_buffer(pub.size() + 4096);
+        REQUIRE(taken.bytes);
+        CHECK(taken.size >= pub.size());
+        CHECK(whole->body.data() == taken.bytes.get() + 3);
+        CHECK(bytes(whole->body.begin(), whole->body.end()) == bytes(pub.begin() + 3, pub.end()));
+        CHECK_FALSE(f.take_buffer(1 << 20).bytes);  // nothing left to take
+        f.feed(bytes{0xC0, 0x00});                  // and reading goes on in a new buffer
+        auto ping = f.next().value();
+        REQUIRE(ping.has_value());
+        CHECK(ping->type() == packet_type::pingreq);
+    }
+    SUBCASE("followed by part of the next packet: not taken, nothing lost") {
+        framer f;
+        bytes two = pub;
+        two.insert(two.end(), {0xC0});  // the first byte of a PINGREQ
+        read_in(f, two);
+        REQUIRE(f.next().value().has_value());
+        CHECK_FALSE(f.take_buffer(1 << 20).bytes);
+        CHECK(f.buffered() == 1);
+        f.feed(bytes{0x00});
+        auto ping = f.next().value();
+        REQUIRE(ping.has_value());
+        CHECK(ping->type() == packet_type::pingreq);
+    }
+}

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "mqtt/protocol/codec.hpp"
+#include "mqtt/protocol/framer.hpp"
 
 namespace mqtt::broker {
 namespace {
@@ -313,6 +314,16 @@ std::shared_ptr<message> make_message_owning(message_init&& init, std::string&& 
     return m;
 }
 
+std::shared_ptr<message> make_message_adopting(message_init&& init,
+                                               std::unique_ptr<std::uint8_t[]>&& buffer) {
+    char* at = nullptr;
+    auto m = allocate_message(init, init.topic.size(), at);
+    m->topic = put_text(at, init.topic);
+    m->read_buffer_ = std::move(buffer);
+    m->payload = init.payload;
+    return m;
+}
+
 std::shared_ptr<message> copy_message(const message& m) {
     return make_message({m.topic, m.payload, m.qos_level, m.retain, m.props_v5,
                          m.message_expiry_interval, m.received});
@@ -342,6 +353,19 @@ message_ptr make_message(protocol::publish_view&& p, clock::time_point now) {
         init.props_v5.assign(p.props_block.begin(), p.props_block.end());
     } else {
         init.props_v5 = encode_props(std::move(p.props));
+    }
+    if (p.source != nullptr && p.payload.size() >= message::adopt_limit) {
+        // A large payload alone in its read buffer (the usual case: the connection reads
+        // the rest of a large packet into room made for exactly that) stays there. Only a
+        // buffer about the packet's size is taken (at most 4 KiB more than its topic,
+        // properties and payload), so held_cost, which counts those, stays about right.
+        const std::size_t most = p.topic.size() + p.props_block.size() + p.payload.size() + 4096;
+        auto taken = p.source->take_buffer(most);
+        const auto* first = reinterpret_cast<const std::uint8_t*>(p.payload.data());
+        if (taken.bytes && first >= taken.bytes.get() &&
+            first + p.payload.size() <= taken.bytes.get() + taken.size) {
+            return make_message_adopting(std::move(init), std::move(taken.bytes));
+        }
     }
     return make_message(std::move(init));
 }

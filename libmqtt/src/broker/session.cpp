@@ -120,6 +120,7 @@ void session::handle_publish_frame(const protocol::frame& f, protocol::publish_v
         protocol_violation(ec);
         return;
     }
+    p.source = f.source;
     on_publish(p, now);
 }
 
@@ -625,7 +626,8 @@ void session::handle_packet(protocol::packet&& p, clock::time_point now) {
                                      .packet_id = pub.packet_id,
                                      .props = std::move(pub.props),
                                      .has_props = true,  // no block: encoded from props
-                                     .props_block = {}};
+                                     .props_block = {},
+                                     .source = nullptr};
             on_publish(v, now);
             return;
         }

@@ -92,6 +92,7 @@ result<std::optional<frame>> framer::next() {
     frame f;
     f.first_byte = buf_[begin_];
     f.body = {buf_.get() + begin_ + h.header_size, h.remaining};
+    f.source = this;
     begin_ += static_cast<std::uint32_t>(h.header_size + h.remaining);
     return std::optional<frame>{f};
 }
@@ -131,6 +132,13 @@ void framer::release() noexcept {
     begin_ = end_ = 0;
     buf_.reset();
     size_ = 0;
+}
+
+framer::taken_buffer framer::take_buffer(std::size_t most) noexcept {
+    if (!buf_ || begin_ != end_ || size_ > most || failed()) return {};
+    taken_buffer t{std::move(buf_), size_};
+    begin_ = end_ = size_ = 0;
+    return t;
 }
 
 void framer::compact() {

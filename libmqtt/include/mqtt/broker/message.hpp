@@ -113,6 +113,9 @@ struct message_init;
 struct message {
     // Payloads at least this large, moved into make_message as a string, keep that string.
     static constexpr std::size_t inline_limit = 4096;
+    // Payloads at least this large, received in a PUBLISH that is alone in its connection's
+    // read buffer, stay in that buffer: the message takes it over instead of copying.
+    static constexpr std::size_t adopt_limit = 64 * 1024;
 
     std::string_view topic;
     std::string_view payload;
@@ -141,7 +144,11 @@ struct message {
 
   private:
     friend std::shared_ptr<message> make_message_owning(message_init&&, std::string&&);
+    friend std::shared_ptr<message> make_message_adopting(message_init&&,
+                                                          std::unique_ptr<std::uint8_t[]>&&);
     std::string large_payload_;  // the payload's bytes when they are not behind the message
+    // Or the receive buffer the payload was read into, taken over (make_message_adopting).
+    std::unique_ptr<std::uint8_t[]> read_buffer_;
 };
 
 // What a message is made of: make_message copies `topic` and `payload` in.
@@ -160,6 +167,10 @@ std::shared_ptr<message> make_message(message_init&& init);
 // Likewise, with the payload given as a string: one of inline_limit bytes or more is moved
 // in and kept as it is (init.payload is ignored), a smaller one copied behind the message.
 std::shared_ptr<message> make_message_owning(message_init&& init, std::string&& payload);
+// Likewise, with init.payload pointing into `buffer`, which the message takes over as it is
+// (the topic is copied behind the message).
+std::shared_ptr<message> make_message_adopting(message_init&& init,
+                                               std::unique_ptr<std::uint8_t[]>&& buffer);
 // Freed message blocks (of up to 1 KiB) this thread keeps for its next messages, their
 // bytes, and the most it keeps (message_block_budget(): 0 under AddressSanitizer).
 std::size_t kept_message_blocks() noexcept;
@@ -189,9 +200,10 @@ using subscription_ids = std::vector<std::uint32_t>;
 // Takes the fields of a received PUBLISH (moved, not copied). The properties must be
 // valid for PUBLISH (the codec checked them on the way in).
 message_ptr make_message(protocol::publish_packet&& p, clock::time_point now);
-// The same from a PUBLISH decoded as views: topic and payload copied behind the message,
-// the properties taken (their block as received, but for a Topic Alias or Subscription
-// Identifiers, which are removed).
+// The same from a PUBLISH decoded as views: topic and payload copied behind the message
+// (a payload of adopt_limit bytes or more stays where it is when p.source hands over the
+// buffer holding it: framer::take_buffer), the properties taken (their block as received, but for a
+// Topic Alias or Subscription Identifiers, which are removed).
 message_ptr make_message(protocol::publish_view&& p, clock::time_point now);
 // The Will of a CONNECT as a message (the Will Delay Interval is kept by the session).
 message_ptr make_message(protocol::will_message&& w, clock::time_point now);

@@ -11,6 +11,8 @@
 
 namespace mqtt::protocol {
 
+class framer;
+
 // Decoding. `version` is the one negotiated on the connection; CONNECT carries its own
 // and ignores it. Every rule the specifications call malformed or a protocol error is
 // checked here and reported as a distinct mqtt::errc; to_reason_code() gives the code to
@@ -45,6 +47,10 @@ struct publish_view {
     // That block as received, Property Length included (empty in 3.1.1): a server passes
     // it on as it is when it has nothing to take out.
     std::span<const std::uint8_t> props_block;
+    // The framer whose buffer holds the bytes viewed, for a receiver that may keep a large
+    // payload in that buffer (framer::take_buffer) rather than copy it. Set by the caller
+    // (from frame::source), not by the decoder; null: none.
+    framer* source = nullptr;
 };
 
 // A PUBLISH (first_byte's type must be PUBLISH) with every check decode() makes, into a

@@ -14,11 +14,16 @@
 
 namespace mqtt::protocol {
 
+class framer;
+
 // One whole packet as bytes: the first byte of the fixed header and the body. The body
 // points into the framer's buffer and stays valid until the framer is next fed.
 struct frame {
     std::uint8_t first_byte = 0;
     std::span<const std::uint8_t> body;
+    // The framer whose buffer holds `body` (set by framer::next(); null for a frame made
+    // elsewhere): its holder may take that buffer instead of copying out of it.
+    framer* source = nullptr;
 
     packet_type type() const noexcept { return static_cast<packet_type>(first_byte >> 4); }
     std::uint8_t flags() const noexcept { return first_byte & 0x0F; }
@@ -57,6 +62,16 @@ public:
     // Frees the buffer when nothing is buffered (an idle connection); prepare() allocates
     // again.
     void release() noexcept;
+    // The buffer, handed over, when all it holds is the last packet next() returned (nothing
+    // buffered after it) and it is at most `most` bytes: a receiver keeps a large packet's
+    // bytes where they were read instead of copying them. The frame's views stay valid (the
+    // memory now belongs to the caller); the framer allocates anew on the next prepare().
+    // Null otherwise, and the framer is unchanged.
+    struct taken_buffer {
+        std::unique_ptr<std::uint8_t[]> bytes;
+        std::size_t size = 0;
+    };
+    taken_buffer take_buffer(std::size_t most) noexcept;
     std::error_code error() const noexcept {
         return failed() ? make_error_code(error_) : std::error_code{};
     }
