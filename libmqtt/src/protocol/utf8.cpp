@@ -2,9 +2,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "mqtt/error.hpp"
+#include "swar.hpp"
 
 namespace mqtt::protocol {
 
@@ -14,10 +14,8 @@ std::error_code validate_utf8(std::string_view s) noexcept {
     // Eight bytes from `at` (fewer at the end of a short string, the rest filled with 'a'):
     // all ASCII and none zero.
     auto plain_ascii = [](const unsigned char* at, std::size_t n) noexcept {
-        std::uint64_t chunk = 0x6161616161616161ull;
-        std::memcpy(&chunk, at, n);
-        return (chunk & 0x8080808080808080ull) == 0 &&
-               ((chunk - 0x0101010101010101ull) & ~chunk & 0x8080808080808080ull) == 0;
+        const std::uint64_t chunk = detail::load8(at, n);
+        return detail::all_ascii(chunk) && !detail::has_zero_byte(chunk);
     };
     while (p < end) {
         // ASCII fast path, eight bytes at a time; the last few bytes as the eight that end

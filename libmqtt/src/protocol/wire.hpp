@@ -13,23 +13,17 @@
 
 #include "mqtt/error.hpp"
 #include "mqtt/protocol/utf8.hpp"
+#include "swar.hpp"
 
 namespace mqtt::protocol::detail {
 
-// Whether a topic contains '+' or '#'. Eight bytes at a time: a byte equal to c is a zero
-// byte of the chunk XOR c in every byte, and (x - 0x01..01) & ~x & 0x80..80 is non-zero
-// exactly when x has a zero byte. string_view::find_first_of calls memchr once per
-// character, and a loop comparing each byte twice cost about 130 instructions for a
-// 20-byte topic.
-// The tail is read as the eight bytes that end the topic (or, shorter than eight, padded
-// with 'a').
+// Whether a topic contains '+' or '#', eight bytes at a time (find_first_of calls memchr
+// once per character): a byte equal to c is a zero byte of chunk ^ broadcast(c). The tail
+// is the last eight bytes of the topic, or, shorter than eight, the topic padded by load8.
 inline bool has_wildcard(std::string_view s) noexcept {
     auto any = [](const char* at, std::size_t n) noexcept {
-        constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-        std::uint64_t chunk = ones * 'a';
-        std::memcpy(&chunk, at, n);
-        const std::uint64_t a = chunk ^ (ones * '+'), b = chunk ^ (ones * '#');
-        return ((((a - ones) & ~a) | ((b - ones) & ~b)) & highs) != 0;
+        const std::uint64_t chunk = load8(at, n);
+        return has_zero_byte(chunk ^ broadcast('+')) || has_zero_byte(chunk ^ broadcast('#'));
     };
     const std::size_t n = s.size();
     if (n < 8) return any(s.data(), n);
