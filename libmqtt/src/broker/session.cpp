@@ -615,22 +615,6 @@ void session::complete_connect(protocol::connect_packet&& c, clock::time_point n
 void session::handle_packet(protocol::packet&& p, clock::time_point now) {
     using protocol::packet_type;
     switch (protocol::type_of(p)) {
-        case packet_type::publish: {
-            // handle_frame decodes a PUBLISH as a view; a packet given here is viewed.
-            auto& pub = std::get<protocol::publish_packet>(p);
-            protocol::publish_view v{.topic = pub.topic,
-                                     .payload = pub.payload,
-                                     .qos_level = pub.qos_level,
-                                     .retain = pub.retain,
-                                     .dup = pub.dup,
-                                     .packet_id = pub.packet_id,
-                                     .props = std::move(pub.props),
-                                     .has_props = true,  // no block: encoded from props
-                                     .props_block = {},
-                                     .source = nullptr};
-            on_publish(v, now);
-            return;
-        }
         case packet_type::puback:
             on_puback(std::get<protocol::puback_packet>(p).packet_id);
             return;
@@ -658,6 +642,8 @@ void session::handle_packet(protocol::packet&& p, clock::time_point now) {
         case packet_type::connect:
             protocol_violation(reason_code::protocol_error, "second CONNECT");  // MQTT-3.1.0-2
             return;
+        // PUBLISH never comes here: handle_frame hands every PUBLISH frame to
+        // handle_publish_frame. Should one arrive, it is refused below, not dropped.
         default:  // CONNACK, SUBACK, UNSUBACK, PINGRESP: server-to-client only; AUTH: no method
             protocol_violation(reason_code::protocol_error,
                                "unexpected " + std::string{to_string(protocol::type_of(p))});
