@@ -25,10 +25,6 @@ struct rx_lease {
     ~rx_lease() { e.return_rx_packet(); }
 };
 
-reason_code allowed_or_unspecified(reason_code rc, protocol::packet_type t) noexcept {
-    return protocol::is_allowed_in(rc, t) ? rc : reason_code::unspecified_error;
-}
-
 }  // namespace
 
 session::session(engine& e, clock::time_point now, std::string_view peer)
@@ -336,7 +332,7 @@ void session::protocol_violation(std::error_code ec) {
 
 void session::protocol_violation(reason_code rc, std::string_view why) {
     ++engine_.stats().protocol_errors;
-    close(allowed_or_unspecified(rc, protocol::packet_type::disconnect), why, true, true);
+    close(protocol::allowed_or_unspecified(rc, protocol::packet_type::disconnect), why, true, true);
 }
 
 void session::close_by_server(reason_code rc, clock::time_point now) {

@@ -29,10 +29,6 @@ std::uint8_t connect_level(std::span<const std::uint8_t> body) noexcept {
     return body.size() > 2 + name_len ? body[2 + name_len] : 0;
 }
 
-reason_code allowed_or_unspecified(reason_code rc, protocol::packet_type t) noexcept {
-    return protocol::is_allowed_in(rc, t) ? rc : reason_code::unspecified_error;
-}
-
 }  // namespace
 
 // ---- CONNECT ----------------------------------------------------------------------------
@@ -69,9 +65,10 @@ void session::handle_connect(const protocol::frame& f, clock::time_point now) {
             engine_.log(1, "connection from " + peer_.str() + " refused: invalid CONNECT (" +
                                std::string{why} + ")");
         if (protocol::is_v5(version_)) {
-            refuse_connect(allowed_or_unspecified(protocol::to_reason_code(decoded.error()),
-                                                  protocol::packet_type::connack),
-                           why);
+            refuse_connect(
+                protocol::allowed_or_unspecified(protocol::to_reason_code(decoded.error()),
+                                                 protocol::packet_type::connack),
+                why);
         } else {
             close(reason_code::malformed_packet, why, false, false);  // no 3.1.1 code for it
         }

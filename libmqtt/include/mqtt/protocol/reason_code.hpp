@@ -72,6 +72,10 @@ std::string_view to_string(reason_code rc) noexcept;
 
 // Whether the specification allows this reason code in this packet type (v5 table, §2.4).
 bool is_allowed_in(reason_code rc, packet_type type) noexcept;
+// The code itself where it is allowed in that packet type, else 0x80 Unspecified error.
+inline reason_code allowed_or_unspecified(reason_code rc, packet_type type) noexcept {
+    return is_allowed_in(rc, type) ? rc : reason_code::unspecified_error;
+}
 
 // CONNACK codes across versions: 3.1.1 return codes have fewer values (§3.2.2.3 vs §3.2.2.2).
 connect_return_code to_connect_return_code(reason_code rc) noexcept;
