@@ -447,6 +447,25 @@ TEST_CASE("store: replaying a log gives the live state") {
     CHECK(l.st.messages().at(3).msg->payload == "two");
 }
 
+TEST_CASE("store: a message record under an id in use is ignored unless it is the same") {
+    // Message 2 is retained under its topic a/r; a record giving id 2 another message (say
+    // from another file's bytes) must not make a/r deliver it.
+    auto rs = sample_records();
+    rs.push_back(
+        message_record{2, 1'700'000'000'200, make_msg("a/r", "kept", qos::at_most_once, true)});
+    rs.push_back(message_record{2, 1'700'000'000'900, make_msg("x/y", "other")});
+    rs.push_back(retained_set_record{2});
+    const auto l = load_bytes(encode_all(rs));
+    CHECK(l.report.rejected == 1);  // the other message; the same one again is fine
+    CHECK(l.st.messages().at(2).msg->topic == "a/r");
+    CHECK(l.st.messages().at(2).msg->payload == "kept");
+    CHECK(l.st.retained().size() == 1);
+    CHECK(l.st.retained().at("a/r") == 2);
+    const auto again = load_bytes(encode_all(l.st.snapshot(0)));
+    CHECK(again.report.clean());
+    CHECK(snapshot_of(again.st) == snapshot_of(l.st));
+}
+
 TEST_CASE("store: a log cut at any byte of its last records keeps every whole record") {
     const auto rs = sample_records();
     const auto full = encode_all(rs);
@@ -621,6 +640,40 @@ TEST_CASE("store: load_file reads a chunk at a time and gives what load_bytes gi
             CHECK(l->report.read_peak <= 2 * chunk + large + 100);
             CHECK(l->report.read_peak < log.size() / 2);
         }
+    }
+    std::remove(path);
+}
+
+TEST_CASE("store: a damaged length in a file read in chunks takes no room beyond the file") {
+    // Record headers whose length says 200 MiB in the middle of a small file: reading it
+    // through the window makes room for what the file holds, not for what they announce.
+    bytes log;
+    append_record(log, header_record{format_version, 1});
+    append_record(log, commit_record{});
+    append_record(log, session_record{"c", 60});
+    append_record(log, commit_record{});
+    for (int i = 0; i < 3; ++i) {
+        const bytes junk{0x54, 0x72, 1, 8, 0x0C, 0x80, 0x00, 0x00, 1, 2, 3, 4, 5, 6};
+        log.insert(log.end(), junk.begin(), junk.end());
+        append_record(log, session_record{"d" + std::to_string(i), 60});
+        append_record(log, commit_record{});
+    }
+    const auto expected = load_bytes(log);
+    REQUIRE(expected.report.damaged.size() == 3);
+    CHECK(expected.st.sessions().size() == 4);
+
+    char path[] = "/tmp/tern-store-length-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, log.data(), log.size()) == static_cast<ssize_t>(log.size()));
+    ::close(fd);
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{64}, std::size_t{4096}}) {
+        CAPTURE(chunk);
+        const auto l = load_file(path, nullptr, chunk);
+        REQUIRE(l.has_value());
+        CHECK(l->report.damaged == expected.report.damaged);
+        CHECK(snapshot_of(l->st) == snapshot_of(expected.st));
+        CHECK(l->report.read_peak <= log.size() + chunk);
     }
     std::remove(path);
 }

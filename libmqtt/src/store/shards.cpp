@@ -92,7 +92,9 @@ std::vector<state> redistribute(const std::vector<const state*>& stores, std::si
         if (src == nullptr) continue;
         // Where each session of this store goes (absent: a copy another store had first).
         std::map<std::string_view, std::size_t> to;
-        for (const auto& [id, s] : src->sessions()) {
+        for (const auto& entry : src->sessions()) {
+            // A name, not a structured binding: clang 14 (the fuzz build) cannot capture one.
+            const std::string& id = entry.first;
             const bool taken = std::any_of(
                 out.begin(), out.end(), [&](const state& o) { return o.sessions().contains(id); });
             if (taken) continue;

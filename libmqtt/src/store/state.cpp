@@ -85,7 +85,13 @@ struct state::applier {
         auto& e = msgs.empty() || std::prev(msgs.end())->first < m.id
                       ? msgs.emplace_hint(msgs.end(), m.id, stored_message{})->second
                       : msgs[m.id];
-        if (e.msg) st.message_bytes_ -= message_record_bytes(*e.msg);
+        if (e.msg) {
+            // The same message written again (compaction does that) is fine; another one
+            // under an id in use (a damaged or pieced-together file) would change what the
+            // references to it deliver, a retained one under another topic than its own.
+            if (!(message_record{m.id, e.received_ms, e.msg} == m)) return false;
+            st.message_bytes_ -= message_record_bytes(*e.msg);
+        }
         e.msg = m.msg;
         st.message_bytes_ += message_record_bytes(*e.msg);
         e.received_ms = m.received_ms;

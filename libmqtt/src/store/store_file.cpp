@@ -1,6 +1,7 @@
 #include "mqtt/store/store_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -127,7 +128,11 @@ struct replayer {
 // chunk, or one record when a record is larger, never the whole file.
 class file_window {
   public:
-    file_window(int fd, std::size_t chunk) : fd_(fd), chunk_(std::max<std::size_t>(chunk, 1)) {}
+    file_window(int fd, std::size_t chunk) : fd_(fd), chunk_(std::max<std::size_t>(chunk, 1)) {
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+            size_ = static_cast<std::uint64_t>(st.st_size);
+    }
 
     // Whether [off, off + n) can be had (false: the file ends first, or reading failed).
     bool have(std::uint64_t off, std::size_t n) {
@@ -138,15 +143,24 @@ class file_window {
         }
         while (end() < off + n && !eof_) {
             const std::size_t old = buf_.size();
-            const std::size_t want =
+            std::size_t want =
                 std::max<std::size_t>(chunk_, static_cast<std::size_t>(off + n - end()));
+            // No more room than the file has left: a damaged record header may announce up
+            // to max_payload_size (256 MiB), which would otherwise be allocated and zeroed
+            // for each such header found while resynchronising. Past the size the file had
+            // when opened, a chunk at a time (it may have grown).
+            if (size_ > end()) {
+                want = static_cast<std::size_t>(std::min<std::uint64_t>(want, size_ - end()));
+            } else {
+                want = std::min(want, chunk_);
+            }
             buf_.resize(old + want);
+            peak_ = std::max(peak_, buf_.size());
             const ssize_t got = ::read(fd_, buf_.data() + old, want);
             buf_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
             if (got < 0 && errno == EINTR) continue;
             if (got < 0) ec_ = last_error();
             if (got <= 0) eof_ = true;
-            peak_ = std::max(peak_, buf_.size());
         }
         return end() >= off + n;
     }
@@ -165,7 +179,8 @@ class file_window {
     std::vector<std::uint8_t> buf_;
     std::uint64_t base_ = 0;
     bool eof_ = false;
-    std::size_t peak_ = 0;
+    std::uint64_t size_ = 0;  // the file's size when opened (0: not known)
+    std::size_t peak_ = 0;    // the most bytes the window held or made room for at once
     std::error_code ec_;
 };
 

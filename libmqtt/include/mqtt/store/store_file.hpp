@@ -27,7 +27,7 @@ struct load_report {
     std::size_t records = 0;     // valid records that count (not those of a group cut short)
     std::size_t rejected = 0;    // valid records that did not fit the state (ignored)
     std::vector<damage> damaged;
-    std::size_t read_peak = 0;  // load_file: the most file bytes held at once while reading
+    std::size_t read_peak = 0;  // load_file: the most bytes held (or room made) at once
     bool clean() const noexcept { return damaged.empty() && rejected == 0; }
 };
 
