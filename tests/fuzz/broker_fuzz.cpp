@@ -8,6 +8,12 @@
 // frames and decodes as a packet of the connection's protocol version; the bounds hold
 // (subscriptions, queues, messages held under memory_limit, output under the outbound
 // bound); and when everything has closed, no message bytes are left counted.
+//
+// With the knob 64 the engine has a store recorder, as with `persistence true`: its records
+// go to a log after every step, and time steps compact the log a slice at a time while the
+// engine goes on changing it (the new file replaces the log when complete, as the store
+// driver does). At the end the log must read back clean (no damage, no rejected record) to
+// the recorder's mirror, and restore into a new engine.
 
 #include <array>
 #include <chrono>
@@ -24,6 +30,8 @@
 #include "mqtt/broker/session.hpp"
 #include "mqtt/protocol/codec.hpp"
 #include "mqtt/protocol/framer.hpp"
+#include "mqtt/store/recorder.hpp"
+#include "mqtt/store/store_file.hpp"
 
 using namespace mqtt;
 using time_point = broker::clock::time_point;
@@ -101,6 +109,11 @@ class run {
           engine_(limits_),
           now_(time_point{} + std::chrono::hours{1}) {
         engine_.set_security(fuzz_security(knobs & 32));
+        if ((knobs & 64) != 0) {
+            rec_ = std::make_unique<store::recorder>(store::state{});
+            rec_->set_clock([this] { return clock_now(); });
+            engine_.set_store(rec_.get());
+        }
         for (auto& c : conns_) c = make();
     }
 
@@ -121,6 +134,7 @@ class run {
                 if (!in.empty()) in = in.subspan(1);
                 now_ += std::chrono::milliseconds{std::uint32_t{t} * 37};
                 timers();
+                compact(t);
                 break;
             }
             case 3:  // the connection's output is written
@@ -139,6 +153,7 @@ class run {
             if (k->session->closing() && !k->session->has_output()) k = make();
         }
         check();
+        flush();
     }
 
     void finish() {
@@ -166,9 +181,63 @@ class run {
             engine_.held_bytes() != 0) {
             std::abort();
         }
+        if (rec_) check_store();
     }
 
   private:
+    store::clock_pair clock_now() const {
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now_.time_since_epoch()).count();
+        return store::clock_pair{now_, 1'700'000'000'000 + ms};
+    }
+
+    // As the store driver's group commit: what was recorded goes to the log, unless a
+    // compaction is complete, whose new file then replaces the log (it covers those records).
+    void flush() {
+        if (!rec_ || !rec_->has_pending()) return;
+        rec_->take_pending(pending_);
+        if (compacting_ && rec_->compaction_done()) return replace_log();
+        log_.insert(log_.end(), pending_.begin(), pending_.end());
+    }
+
+    void replace_log() {
+        rec_->compaction_step(piece_);  // only the records kept since the last slice
+        new_file_.insert(new_file_.end(), piece_.begin(), piece_.end());
+        log_ = std::move(new_file_);
+        new_file_.clear();
+        rec_->end_compaction();
+        compacting_ = false;
+    }
+
+    // A time step: the next slice of a compaction (of `t` * 8 bytes or so), or a new one.
+    void compact(std::uint8_t t) {
+        if (!rec_) return;
+        if (!compacting_) {
+            if (t % 4 != 0) return;
+            rec_->begin_compaction();
+            compacting_ = true;
+            new_file_.clear();
+        }
+        if (rec_->compaction_done()) return;  // replaces the log at the next flush
+        rec_->compaction_step(piece_, 1 + std::size_t{t} * 8);
+        new_file_.insert(new_file_.end(), piece_.begin(), piece_.end());
+    }
+
+    // What the log says is what the recorder's mirror holds, and it restores.
+    void check_store() {
+        flush();
+        if (compacting_) {  // finish it
+            while (!rec_->compaction_done()) compact(255);
+            replace_log();
+        }
+        const auto l = store::load_bytes(log_);
+        if (!l.report.clean()) std::abort();
+        if (l.st.snapshot(0) != rec_->mirror().snapshot(0)) std::abort();
+        auto st = l.st;
+        broker::engine again(limits_);
+        store::restore(again, st, clock_now());
+    }
+
     std::unique_ptr<fake_connection> make() {
         return std::make_unique<fake_connection>(engine_, now_, limits_.max_packet_size);
     }
@@ -229,6 +298,12 @@ class run {
     time_point now_;
     std::array<std::unique_ptr<fake_connection>, connections> conns_;
     std::vector<std::uint8_t> out_;
+    std::unique_ptr<store::recorder> rec_;  // knob 64
+    std::vector<std::uint8_t> log_;         // the store file
+    std::vector<std::uint8_t> pending_;
+    bool compacting_ = false;
+    std::vector<std::uint8_t> new_file_;  // the compaction's file so far
+    std::vector<std::uint8_t> piece_;
 };
 
 }  // namespace

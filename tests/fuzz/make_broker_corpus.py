@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of broker_fuzz (tests/fuzz/corpus/broker/): valid CONNECT,
 SUBSCRIBE, PUBLISH, acknowledgement and DISCONNECT sequences for MQTT 3.1.1 and 5.0 over
-three connections, in broker_fuzz's step encoding. Run it again after changing either."""
+three connections, in broker_fuzz's step encoding, some with the store recorder (knob 64). Run it again after changing either."""
 import os
 import sys
 
@@ -90,6 +90,9 @@ def main():
         "sequence_5": scenario(True),
         "sequence_5_acl_rate": scenario(True, knobs=1 | 32),
         "sequence_311_qos0_queue": scenario(False, knobs=2 | 4),
+        # With the store recorder (and its compaction) behind the engine.
+        "sequence_311_store": scenario(False, knobs=64),
+        "sequence_5_store": scenario(True, knobs=64),
     }
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), "wb") as f:
