@@ -175,6 +175,34 @@ TEST_CASE("bridge disk queue: a torn tail is cut, the rest kept") {
     CHECK(drain(*q) == range(0, 6));
 }
 
+TEST_CASE("bridge disk queue: a state ahead of the records does not come back to cover new ones") {
+    // The state says 0-9 were acknowledged, but the records end at 5 (the last segment cut
+    // at damage): the state is ignored. Records appended since take sequences 5-9 again; a
+    // restart before the next save must not take them as acknowledged by the old state.
+    temp_dir t;
+    queue_recovery rep;
+    {
+        auto q = open_q(t, rep);
+        fill(*q, 0, 10);
+        CHECK(drain(*q) == range(0, 10));
+        REQUIRE(q->save_state());
+    }
+    flip_byte(segments(t).at(0), 5 * rec + 20);  // record 5's body: cut there
+    {
+        auto q = open_q(t, rep);
+        const bool ahead = std::any_of(rep.problems.begin(), rep.problems.end(), [](const auto& p) {
+            return p.find("ahead") != std::string::npos;
+        });
+        CHECK(ahead);
+        CHECK(q->next_seq() == 5);
+        fill(*q, 5, 10);  // committed; the process dies before saving its state
+    }
+    auto q = open_q(t, rep);
+    const auto got = drain(*q);  // 0-4 again too: the state was ignored
+    const auto appended = range(5, 10);
+    CHECK(std::includes(got.begin(), got.end(), appended.begin(), appended.end()));
+}
+
 TEST_CASE("bridge disk queue: a corrupted record cuts the last segment there") {
     temp_dir t;
     queue_recovery rep;
@@ -230,6 +258,32 @@ TEST_CASE("bridge disk queue: a damaged older segment is skipped, not fatal") {
         REQUIRE(problems.size() == 2);
         CHECK(problems[1].find("records 1 to 3 are missing") != std::string::npos);
     }
+}
+
+TEST_CASE("bridge disk queue: records missing beyond the id window do not stop the queue") {
+    // A damaged length early in a large segment loses the rest of it: more records than
+    // the 32,767 the queue hands out past the oldest unacknowledged one. The records after
+    // the gap must still go, and the count of what waits must not include the gap.
+    temp_dir t;
+    queue_recovery rep;
+    queue_options o;
+    constexpr int first_segment = 40'000;
+    o.segment_bytes = static_cast<std::uint64_t>(first_segment) * (18 + 1);  // 1-byte bodies
+    {
+        auto q = open_q(t, rep, o);
+        fill(*q, 0, first_segment, 1);
+        fill(*q, first_segment, first_segment + 5, 1);
+    }
+    const auto segs = segments(t);
+    REQUIRE(segs.size() == 2);
+    flip_byte(segs[0], 19 + 2);  // record 1's length
+    auto q = open_q(t, rep, o);
+    std::vector<std::uint64_t> expected{0};
+    for (std::uint64_t s = first_segment; s < first_segment + 5; ++s) expected.push_back(s);
+    CHECK(drain(*q) == expected);
+    CHECK(q->records() == 0);
+    fill(*q, first_segment + 5, first_segment + 6, 1);
+    CHECK(drain(*q) == std::vector<std::uint64_t>{first_segment + 5});
 }
 
 TEST_CASE("bridge disk queue: a bad state CRC falls back to the previous state") {

@@ -94,6 +94,10 @@ disk_queue::append_status disk_queue::append(std::span<const std::uint8_t> body,
         error_ = "record too large";
         return append_status::failed;
     }
+    if (next_seq_ >= max_first_seq) {  // only from a directory made by hand: 2^62 records
+        error_ = "queue sequence numbers exhausted";
+        return append_status::failed;
+    }
     const auto size = header_size + body.size();
     if (live_bytes_ + size > opts_.max_bytes) {
         if (opts_.policy != full_policy::drop_oldest) return append_status::full;
@@ -205,19 +209,48 @@ bool disk_queue::read_body(std::uint64_t pos, const header& h, std::vector<std::
     return true;
 }
 
+// Sequences from read_seq_ up to `to` have no record on disk (a damaged or emptied segment
+// before the one at `to`): they are not waiting. With nothing before them waiting either, the
+// oldest unacknowledged record is past them: otherwise a gap wider than the id window (a
+// damaged header early in a large segment skips the rest of it) would keep next() from ever
+// handing out another record.
+void disk_queue::skip_missing(std::uint64_t to) {
+    report("records " + std::to_string(read_seq_) + " to " + std::to_string(to - 1) +
+           " are missing");
+    live_records_ -= std::min(live_records_, to - read_seq_);
+    read_seq_ = to;
+    if (window_.empty() && acked_through_ < read_seq_) {
+        acked_through_ = read_seq_;
+        send_seq_ = std::max(send_seq_, acked_through_);
+        state_dirty_ = true;
+    }
+}
+
 bool disk_queue::walk_one() {
     for (;;) {
-        if (read_seq_ >= committed_seq_ || read_pos_ >= end_pos_) return false;
+        if (read_seq_ >= committed_seq_) {
+            // Bytes left before the end can only repeat sequences walked already (a last
+            // segment that overlaps the one before): none of them waits.
+            if (read_pos_ < end_pos_) {
+                live_bytes_ -= std::min(live_bytes_, end_pos_ - read_pos_);
+                read_pos_ = end_pos_;
+            }
+            return false;
+        }
+        if (read_pos_ >= end_pos_) {  // every record walked: the rest are in no segment
+            skip_missing(committed_seq_);
+            return false;
+        }
         const auto i = segment_at(read_pos_);
         const auto& seg = segments_[i];
         const bool last = i + 1 == segments_.size();
         std::string why;
         if (read_pos_ == seg.base && seg.first > read_seq_) {  // a damaged segment before
-            report("records " + std::to_string(read_seq_) + " to " + std::to_string(seg.first - 1) +
-                   " are missing");
-            read_seq_ = seg.first;
-        } else if (read_pos_ == seg.base && seg.first < read_seq_) {
-            why = "overlaps the segment before";
+            skip_missing(seg.first);
+        } else if (!last && read_seq_ >= segments_[i + 1].first) {
+            // Records past where the next segment begins (segments pieced together by hand):
+            // the next one has those sequences, and the last one is where this queue appends.
+            why = "records past the start of the next segment";
         }
         header h;
         if (why.empty() && (!read_header(read_pos_, h, &why) || h.seq != read_seq_) && why.empty())
@@ -230,6 +263,7 @@ bool disk_queue::walk_one() {
                 read_seq_ = committed_seq_;
                 return false;
             }
+            live_bytes_ -= std::min(live_bytes_, seg.base + seg.size - read_pos_);
             read_pos_ = seg.base + seg.size;
             continue;
         }

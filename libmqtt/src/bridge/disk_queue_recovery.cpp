@@ -94,6 +94,8 @@ bool disk_queue::recover(queue_recovery& rep, std::string& error) {
     if (!open_writer(error)) return false;
     position_reader();
     advance();
+    // A state that did not fit the records (above) or that recovery moved: on disk now.
+    if (state_dirty_ && !save_state()) report("state not saved at opening: " + error_);
     rep.records = live_records_;
     rep.bytes = live_bytes_;
     rep.resend = sent_end_ > acked_through_ ? std::min(sent_end_, next_seq_) - acked_through_ : 0;
@@ -185,11 +187,16 @@ bool disk_queue::reconcile(queue_recovery& rep, std::string& error) {
             acked_through_ = lowest;
             sent_end_ = next_seq_;
             state_phase_.clear();
+            // Saved at the end of the opening: left on disk, the ignored state would fit
+            // again once records are appended past its acked_through, and a restart before
+            // the next save would take them as acknowledged.
+            state_dirty_ = rep.state_found;
         } else if (acked_through_ < lowest) {
             if (rep.state_found)
                 report("records " + std::to_string(acked_through_) + " to " +
                        std::to_string(lowest - 1) + " are missing");
             acked_through_ = lowest;
+            state_dirty_ = rep.state_found;
         }
     }
     return true;
@@ -223,6 +230,11 @@ void disk_queue::position_reader() {
     for (const auto& [seq, phase] : state_phase_) last_known = std::max(last_known, seq);
     while (read_seq_ <= last_known && read_seq_ < acked_through_ + max_window && walk_one()) {
     }
+    // Entries for records past the end (none on disk yet) would cover this queue's next
+    // appends once a restart read them again: the state is saved anew at opening.
+    for (const auto& [seq, phase] : state_phase_) {
+        if (seq >= next_seq_) state_dirty_ = true;
+    }
     for (auto& [seq, s] : window_) {
         const auto it = state_phase_.find(seq);
         if (it == state_phase_.end()) continue;
@@ -236,14 +248,17 @@ void disk_queue::position_reader() {
     }
     state_phase_.clear();
     // What waits: everything from the reader's start to the end, minus what is done.
-    const auto start_pos = window_.empty() ? read_pos_ : window_.begin()->second.pos;
-    live_bytes_ = end_pos_ - std::min(end_pos_, start_pos);
-    live_records_ = next_seq_ - acked_through_;
-    for (const auto& [seq, s] : window_)
-        if (s.state == slot_state::done) {
-            live_bytes_ -= std::min<std::uint64_t>(live_bytes_, s.size);
-            --live_records_;
+    // Records not walked yet, and those walked that are not done: not the sequences of
+    // missing records, nor the bytes of damaged or repeated ones, walked over (walk_one
+    // takes those off as it meets them from here on).
+    live_bytes_ = end_pos_ - std::min(end_pos_, read_pos_);
+    live_records_ = next_seq_ - std::min(next_seq_, read_seq_);
+    for (const auto& [seq, s] : window_) {
+        if (s.state != slot_state::done) {
+            live_bytes_ += s.size;
+            ++live_records_;
         }
+    }
 }
 
 // Checks every record of the last segment and cuts it at the first that is torn or damaged.
@@ -280,6 +295,10 @@ std::uint64_t disk_queue::scan_last_segment(queue_recovery& rep, std::string& er
                                        store::crc32c({h + crc_from, header_size - crc_from}));
         if (crc != get32(h + 4) || get64(h + 8) != seq) {
             why = crc != get32(h + 4) ? "a record with a bad CRC" : "a record out of sequence";
+            break;
+        }
+        if (seq >= max_first_seq) {  // as segment names past it: appends would go there
+            why = "a sequence out of range";
             break;
         }
         const auto source = static_cast<std::uint16_t>(h[16] | (h[17] << 8));

@@ -158,6 +158,7 @@ class disk_queue {
     int read_fd(const segment& seg);
     // Walks the next committed record (its header) into window_: false when there is none.
     bool walk_one();
+    void skip_missing(std::uint64_t to);
     void advance();
     void delete_old_segments();
     void drop_oldest(std::uint64_t need);
