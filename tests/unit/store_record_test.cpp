@@ -67,6 +67,26 @@ bytes snapshot_of(const state& st) {
     return encode_all(st.snapshot(0));
 }
 
+// The start of a log: the header and session "c", each group committed.
+bytes session_c_log() {
+    bytes log;
+    append_record(log, header_record{format_version, 1});
+    append_record(log, commit_record{});
+    append_record(log, session_record{"c", 60});
+    append_record(log, commit_record{});
+    return log;
+}
+
+// `b` in a new file under /tmp, for load_file(); the caller removes it.
+std::string write_temp_file(const bytes& b, const std::string& tag) {
+    std::string path = "/tmp/tern-store-" + tag + "-XXXXXX";
+    const int fd = ::mkstemp(path.data());
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, b.data(), b.size()) == static_cast<ssize_t>(b.size()));
+    ::close(fd);
+    return path;
+}
+
 }  // namespace
 
 TEST_CASE("store: a session's user name, or that it is not known, survives a snapshot") {
@@ -596,11 +616,7 @@ TEST_CASE("store: a corrupt record in the middle is skipped and reading goes on"
 TEST_CASE("store: load_file reads a chunk at a time and gives what load_bytes gives") {
     // Groups of messages of many sizes (one much larger than the small chunks below), a
     // corrupt stretch with a false record start in the middle, and a torn tail.
-    bytes log;
-    append_record(log, header_record{format_version, 1});
-    append_record(log, commit_record{});
-    append_record(log, session_record{"c", 60});
-    append_record(log, commit_record{});
+    bytes log = session_c_log();
     constexpr std::size_t large = 20'000;
     for (std::uint64_t i = 1; i <= 200; ++i) {
         const std::size_t n = i == 100 ? large : (i * 37) % 700;
@@ -621,11 +637,7 @@ TEST_CASE("store: load_file reads a chunk at a time and gives what load_bytes gi
     CHECK(expected.report.damaged[1].kind == damage_kind::torn_tail);
     CHECK(expected.st.sessions().at("c").queue.size() == 200);
 
-    char path[] = "/tmp/tern-store-chunks-XXXXXX";
-    const int fd = ::mkstemp(path);
-    REQUIRE(fd >= 0);
-    REQUIRE(::write(fd, log.data(), log.size()) == static_cast<ssize_t>(log.size()));
-    ::close(fd);
+    const std::string path = write_temp_file(log, "chunks");
     for (const std::size_t chunk : {std::size_t{1}, std::size_t{5}, std::size_t{64},
                                     std::size_t{4096}, std::size_t{1} << 20}) {
         CAPTURE(chunk);
@@ -641,17 +653,13 @@ TEST_CASE("store: load_file reads a chunk at a time and gives what load_bytes gi
             CHECK(l->report.read_peak < log.size() / 2);
         }
     }
-    std::remove(path);
+    std::remove(path.c_str());
 }
 
 TEST_CASE("store: a damaged length in a file read in chunks takes no room beyond the file") {
     // Record headers whose length says 200 MiB in the middle of a small file: reading it
     // through the window makes room for what the file holds, not for what they announce.
-    bytes log;
-    append_record(log, header_record{format_version, 1});
-    append_record(log, commit_record{});
-    append_record(log, session_record{"c", 60});
-    append_record(log, commit_record{});
+    bytes log = session_c_log();
     for (int i = 0; i < 3; ++i) {
         const bytes junk{0x54, 0x72, 1, 8, 0x0C, 0x80, 0x00, 0x00, 1, 2, 3, 4, 5, 6};
         log.insert(log.end(), junk.begin(), junk.end());
@@ -662,11 +670,7 @@ TEST_CASE("store: a damaged length in a file read in chunks takes no room beyond
     REQUIRE(expected.report.damaged.size() == 3);
     CHECK(expected.st.sessions().size() == 4);
 
-    char path[] = "/tmp/tern-store-length-XXXXXX";
-    const int fd = ::mkstemp(path);
-    REQUIRE(fd >= 0);
-    REQUIRE(::write(fd, log.data(), log.size()) == static_cast<ssize_t>(log.size()));
-    ::close(fd);
+    const std::string path = write_temp_file(log, "length");
     for (const std::size_t chunk : {std::size_t{1}, std::size_t{64}, std::size_t{4096}}) {
         CAPTURE(chunk);
         const auto l = load_file(path, nullptr, chunk);
@@ -675,7 +679,7 @@ TEST_CASE("store: a damaged length in a file read in chunks takes no room beyond
         CHECK(snapshot_of(l->st) == snapshot_of(expected.st));
         CHECK(l->report.read_peak <= log.size() + chunk);
     }
-    std::remove(path);
+    std::remove(path.c_str());
 }
 
 TEST_CASE("store: compaction gives the same state as the log it replaces") {
