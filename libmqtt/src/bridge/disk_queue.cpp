@@ -229,8 +229,8 @@ void disk_queue::skip_missing(std::uint64_t to) {
 bool disk_queue::walk_one() {
     for (;;) {
         if (read_seq_ >= committed_seq_) {
-            // Bytes left before the end can only repeat sequences walked already (a last
-            // segment that overlaps the one before): none of them waits.
+            // Bytes left before the end hold no new sequence (records of an older segment
+            // past the start of the last one, which is empty or shorter): none of them waits.
             if (read_pos_ < end_pos_) {
                 live_bytes_ -= std::min(live_bytes_, end_pos_ - read_pos_);
                 read_pos_ = end_pos_;

@@ -247,9 +247,8 @@ void disk_queue::position_reader() {
         }
     }
     state_phase_.clear();
-    // What waits: everything from the reader's start to the end, minus what is done.
-    // Records not walked yet, and those walked that are not done: not the sequences of
-    // missing records, nor the bytes of damaged or repeated ones, walked over (walk_one
+    // What waits: the records not walked yet and those walked that are not done; not the
+    // sequences of missing records nor the bytes of damaged ones walked over (walk_one
     // takes those off as it meets them from here on).
     live_bytes_ = end_pos_ - std::min(end_pos_, read_pos_);
     live_records_ = next_seq_ - std::min(next_seq_, read_seq_);
