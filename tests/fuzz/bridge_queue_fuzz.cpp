@@ -105,16 +105,18 @@ void remove_all(const std::string& dir) {
     ::rmdir(dir.c_str());
 }
 
+// The process's directory, removed at exit (a crash leaves it, with the input's files).
 const std::string& base_dir() {
-    static const std::string dir = [] {
+    static const std::string* dir = [] {
         struct stat st {};
         const char* tmp = std::getenv("TMPDIR");
         std::string root = ::stat("/dev/shm", &st) == 0 ? "/dev/shm" : (tmp ? tmp : "/tmp");
-        std::string d = root + "/tern-bridge-queue-fuzz." + std::to_string(::getpid());
-        ::mkdir(d.c_str(), 0700);
+        auto* d = new std::string(root + "/tern-bridge-queue-fuzz." + std::to_string(::getpid()));
+        ::mkdir(d->c_str(), 0700);
+        std::atexit([] { remove_all(base_dir()); });
         return d;
     }();
-    return dir;
+    return *dir;
 }
 
 // Segment: first sequence, then records until a count runs out.
