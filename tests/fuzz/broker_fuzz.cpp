@@ -294,12 +294,13 @@ class run {
     }
 
     broker::limits limits_;
+    // Before the engine, which points to it: it outlives the engine and its sessions.
+    std::unique_ptr<store::recorder> rec_;  // knob 64
     broker::engine engine_;
     time_point now_;
     std::array<std::unique_ptr<fake_connection>, connections> conns_;
     std::vector<std::uint8_t> out_;
-    std::unique_ptr<store::recorder> rec_;  // knob 64
-    std::vector<std::uint8_t> log_;         // the store file
+    std::vector<std::uint8_t> log_;  // the store file
     std::vector<std::uint8_t> pending_;
     bool compacting_ = false;
     std::vector<std::uint8_t> new_file_;  // the compaction's file so far
