@@ -189,6 +189,10 @@ tb -D "$work/tpw" nobody 2>/dev/null
 [[ $? -eq 1 ]] && pass "passwd -D of an unknown user: exit 1" || fail "passwd -D unknown"
 tb --stdin "$work/tpw" 'a:b' </dev/null 2>/dev/null
 [[ $? -eq 2 ]] && pass "passwd: a user name with ':' is a usage error" || fail "passwd a:b"
+# "#a:HASH" would be a comment line: the user could never log in.
+tb --stdin "$work/tpw" '#a' </dev/null 2>"$work/hash.err"
+[[ $? -eq 2 ]] && grep -q "invalid user name" "$work/hash.err" && ! grep -q '^#a:' "$work/tpw" &&
+    pass "passwd: a user name starting with '#' is a usage error, the file untouched" || fail "passwd #a"
 # On a terminal: asked twice, not echoed; a mismatch changes nothing.
 if python3 - "$broker_bin" "$work/tpw" <<'EOF'; then pass "passwd on a terminal: two prompts, no echo, a mismatch refused"; else fail "passwd on a terminal"; fi
 import os, pty, select, sys, time

@@ -122,4 +122,7 @@ TEST_CASE("password_file: set_password_line replaces, appends and removes one us
     CHECK_FALSE(valid_password_user(""));
     CHECK_FALSE(valid_password_user("a:b"));
     CHECK_FALSE(valid_password_user(" a"));
+    // Written as "#a:HASH" the line would be a comment: the user could never log in.
+    CHECK_FALSE(valid_password_user("#a"));
+    CHECK(valid_password_user("a#"));
 }

@@ -137,7 +137,9 @@ CLI::App* add_passwd_command(CLI::App& app, passwd_options& o) {
                   "the terminal without echo")
         ->excludes("--delete");
     cmd->add_option("FILE", o.file, "The password file")->required()->type_name("FILE");
-    cmd->add_option("USER", o.user, "The user name (no ':')")->required()->type_name("USER");
+    cmd->add_option("USER", o.user, "The user name (no ':', not starting with '#')")
+        ->required()
+        ->type_name("USER");
     cmd->footer(
         "The line is written in the $7$ format (PBKDF2-HMAC-SHA512, 101 iterations, a random "
         "salt) that mosquitto_passwd writes, so Mosquitto reads the file too.\n\n"
@@ -149,7 +151,7 @@ CLI::App* add_passwd_command(CLI::App& app, passwd_options& o) {
 int run_passwd(const passwd_options& o) {
     if (!mqtt::broker::valid_password_user(o.user)) {
         std::cerr << "tern-broker passwd: invalid user name '" << o.user
-                  << "' (empty, blanks around it, or a ':')\n";
+                  << "' (empty, blanks around it, a ':', or a '#' first)\n";
         return static_cast<int>(mqtt::cli::exit_status::usage);
     }
     std::string why;

@@ -169,8 +169,9 @@ std::optional<std::string> make_password_hash(std::string_view password, std::ui
 }
 
 bool valid_password_user(std::string_view user) {
-    return !user.empty() && user.find_first_of(":\r\n") == std::string_view::npos &&
-           trim(user) == user;
+    // A line starting with '#' is a comment: such a user could never be read back.
+    return !user.empty() && user.front() != '#' &&
+           user.find_first_of(":\r\n") == std::string_view::npos && trim(user) == user;
 }
 
 std::string set_password_line(std::string_view text, std::string_view user, std::string_view hash,

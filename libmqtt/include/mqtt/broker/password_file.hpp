@@ -65,7 +65,8 @@ std::optional<std::string> make_password_hash(
 // kept as it is. `found` (when given) tells whether the user had a line.
 std::string set_password_line(std::string_view text, std::string_view user, std::string_view hash,
                               bool* found = nullptr);
-// Whether `user` can be written to a password file: not empty, no ':', no line break.
+// Whether `user` can be written to a password file and read back: not empty, no ':', no line
+// break, no blanks around it, not starting with '#' (a comment line).
 bool valid_password_user(std::string_view user);
 
 // Base64 (RFC 4648, with padding), as in the hash fields.
