@@ -308,6 +308,18 @@ def check_sub_options(port):
           docs[0].get("payload_json") == {"a": [1, 2], "b": None} and
           docs[1].get("payload") == "not json", f"{code} {out!r}")
 
+    # A payload nested 100,000 deep (any publisher may send one) once overflowed the stack of
+    # tern-sub --payload-format json; it is written as text, and the next message still comes.
+    deep = "[" * 100000 + "]" * 100000
+    sub = tern_sub(port, ["-t", "deep/t", "--json", "--payload-format", "json", "-C", "2"])
+    tern_pub(port, ["-t", "deep/t", "-s"], stdin=deep.encode())  # over the argument limit
+    tern_pub(port, ["-t", "deep/t", "-m", "[1]"])
+    code, out, _ = finish(sub)
+    objs = json_lines(out) if code == 0 else []
+    check("--payload-format json: a payload nested 100,000 deep arrives as text, the next as JSON",
+          len(objs) == 2 and objs[0].get("payload") == deep and
+          objs[1].get("payload_json") == [1], f"{code} {out[:200]!r}")
+
     # One SUBSCRIBE for both filters, so both carry identifier 42; Mosquitto sends one copy
     # per matching subscription, tern-broker one copy for the overlapping pair.
     sub = tern_sub(port, ["-t", "sid/#", "--subscription-id", "42", "-t", "sid/x", "--json",

@@ -385,6 +385,36 @@ TEST_CASE("-F format strings: sequences, flags, width, precision, escapes, check
     CHECK_FALSE(format::check_format_string("\\q").empty());
 }
 
+// Writing a JSON value back recurses: a payload of 100,000 '[' overflowed the stack of
+// tern-sub --payload-format json and -F %J (any publisher could stop a subscriber's tern-sub).
+TEST_CASE("JSON payloads nested deeper than max_json_depth are not read as JSON") {
+    const auto nested = [](std::size_t depth) {
+        return std::string(depth, '[') + std::string(depth, ']');
+    };
+    publish_packet m;
+    m.topic = "a/b";
+    m.payload = nested(100'000);
+    const auto t = std::chrono::system_clock::time_point{};
+    std::string out;
+    CHECK_FALSE(format::append_formatted(out, "%J", m, t));
+    format::json_options as_json;
+    as_json.payload_as_json = true;
+    out.clear();
+    format::append_message_json(out, m, protocol_version::v5, t, as_json);
+    CHECK(out.find(R"("payload":"[[[)") != std::string::npos);  // as text
+    CHECK(out.find("payload_json") == std::string::npos);
+
+    m.payload = nested(format::max_json_depth);  // at the limit: still JSON
+    out.clear();
+    CHECK(format::append_formatted(out, "%J", m, t));
+    out.clear();
+    format::append_message_json(out, m, protocol_version::v5, t, as_json);
+    CHECK(out.find(R"("payload_json":[[[)") != std::string::npos);
+
+    const auto deep_line = R"({"topic":"a","payload":"x","properties":)" + nested(100'000) + "}";
+    CHECK(format::parse_message_json(deep_line, {}).error == "nested deeper than 1000 levels");
+}
+
 TEST_CASE("tern-pub --json lines: exact fields, mid only at QoS 1 and 2, the reason in words") {
     using mqtt::format::append_publish_result_json;
     using mqtt::protocol::qos;

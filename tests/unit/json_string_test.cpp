@@ -26,6 +26,20 @@ TEST_CASE("json_string: escapes what JSON requires, keeps UTF-8 as it is") {
           std::string{"a\"b\\c\n\t\x01\x7f\0z\xC3\xA9", 13});
 }
 
+TEST_CASE("json_depth_within: arrays and objects counted, brackets in strings not") {
+    using mqtt::format::json_depth_within;
+    CHECK(json_depth_within("", 0));
+    CHECK(json_depth_within("1", 0));
+    CHECK_FALSE(json_depth_within("[]", 0));
+    CHECK(json_depth_within("[[]] [[]]", 2));
+    CHECK_FALSE(json_depth_within("[{\"a\":[]}]", 2));
+    CHECK(json_depth_within("[{\"a\":[]}]", 3));
+    CHECK(json_depth_within(R"(["[[[", "\"[[["])", 1));  // in strings, an escaped quote too
+    CHECK(json_depth_within("]]]][", 1));                // stray closers do not go below 0
+    CHECK_FALSE(json_depth_within(std::string(1001, '{')));
+    CHECK(json_depth_within(std::string(1000, '{')));
+}
+
 TEST_CASE("json_string: bytes that are not UTF-8 become U+FFFD, the rest is kept") {
     CHECK(text("client-1") == "\"client-1\"");
     CHECK(text("a\xFF"

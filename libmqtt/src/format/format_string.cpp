@@ -101,6 +101,7 @@ bool append_mosquitto_json(std::string& out, const protocol::publish_packet& m,
     if (m.qos_level != protocol::qos::at_most_once)
         line += ",\"mid\":" + std::to_string(m.packet_id);
     if (raw_payload) {
+        if (!json_depth_within(m.payload)) return false;  // too deep to write back safely
         auto value = nlohmann::json::parse(m.payload, nullptr, false);
         if (value.is_discarded()) return false;
         line += ",\"payload\":" + value.dump();

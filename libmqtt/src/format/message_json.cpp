@@ -191,7 +191,8 @@ void append_message_json(std::string& out, const protocol::publish_packet& msg,
         out += line;
         return;
     }
-    if (options.payload_as_json) {
+    // A payload nested deeper than max_json_depth is written as text (or base64) instead.
+    if (options.payload_as_json && json_depth_within(msg.payload)) {
         auto value = nlohmann::ordered_json::parse(msg.payload, nullptr, false);
         if (!value.is_discarded() && !msg.payload.empty()) {
             nlohmann::ordered_json reordered;

@@ -138,6 +138,10 @@ std::optional<std::string> base64_decode(std::string_view text) {
 
 json_in_result parse_message_json(std::string_view line, const json_in_defaults& defaults) {
     json_in_result r;
+    if (!json_depth_within(line)) {
+        r.error = "nested deeper than " + std::to_string(max_json_depth) + " levels";
+        return r;
+    }
     // No exceptions for bad input: a discarded value says the line is not JSON.
     const json obj = json::parse(line.begin(), line.end(), nullptr, false);
     if (obj.is_discarded()) {
