@@ -89,6 +89,15 @@ def check_will(port):
     check("--will-payload without --will-topic, a wildcard will topic: usage errors (2)",
           bad.returncode == 2 and bad2.returncode == 2 and b"will" in bad2.stderr,
           f"{bad.returncode} {bad2.returncode} {bad2.stderr!r}")
+    # CONNECT's strings must be UTF-8: refused before connecting, with the flag named.
+    bad_id = subprocess.run([PUB, "-p", str(port), "-t", "x", "-m", "y", "-i", b"\xff"],
+                            capture_output=True, timeout=20)
+    bad_user = subprocess.run([SUB, "-p", str(port), "-t", "x", "-u", b"a\xc3"],
+                              capture_output=True, timeout=20)
+    check("-i and -u that are not UTF-8: usage errors (2) naming the flag",
+          bad_id.returncode == 2 and b"--id: not valid UTF-8" in bad_id.stderr and
+          bad_user.returncode == 2 and b"--username: not valid UTF-8" in bad_user.stderr,
+          f"{bad_id.returncode} {bad_id.stderr!r} {bad_user.returncode} {bad_user.stderr!r}")
 
 
 # ---- -D properties ------------------------------------------------------------------------

@@ -169,6 +169,44 @@ TEST_CASE("client session: a PUBLISH over the broker's Maximum Packet Size is re
     CHECK(p.s->unacknowledged() == 1);
 }
 
+// A topic, filter or string property that is not UTF-8 went out as a malformed packet (the
+// broker then closes the connection); the session refuses it instead (found by client_fuzz).
+TEST_CASE("client session: strings that are not UTF-8 are refused unsent") {
+    peer p(false);
+    p.s->start(p.now);
+    (void)p.sent();
+    p.feed(connack_packet{});
+    (void)p.s->take_events();
+    auto bad_topic = p.msg("x", qos::at_least_once);
+    bad_topic.topic = "a/\xff";
+    auto r = p.s->publish(bad_topic, p.now);
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == client::errc::invalid_topic_name);
+    auto bad_prop = p.msg("x", qos::at_most_once);
+    bad_prop.props.user_properties = {{"k", "\xda\xff"}};
+    r = p.s->publish(bad_prop, p.now);
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == client::errc::invalid_property);
+    bad_prop.props.user_properties.clear();
+    bad_prop.props.content_type = "\xc3";
+    CHECK(p.s->publish(bad_prop, p.now).error() == client::errc::invalid_property);
+    bad_prop.props.content_type.reset();
+    bad_prop.props.correlation_data = "\xff\x00";  // Binary Data: any bytes
+    CHECK(p.s->publish(bad_prop, p.now));
+    (void)p.sent();
+    r = p.s->subscribe({{"a/\xc3/#", {}}}, {}, p.now);
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == client::errc::invalid_topic_filter);
+    properties sub_props;
+    sub_props.user_properties = {{"\xff", "v"}};
+    CHECK(p.s->subscribe({{"a/#", {}}}, sub_props, p.now).error() ==
+          client::errc::invalid_property);
+    CHECK(p.s->unsubscribe({"\xe2\x82"}, p.now).error() == client::errc::invalid_topic_filter);
+    CHECK_FALSE(p.s->has_output());
+    CHECK(p.s->unacknowledged() == 0);
+    CHECK_FALSE(p.s->closed());
+}
+
 TEST_CASE("publish_codec: the PUBLISH overloads write what the packet variant ones write") {
     publish_packet p;
     p.topic = "a/b";

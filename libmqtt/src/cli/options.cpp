@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "mqtt/protocol/utf8.hpp"
 #include "mqtt/version.hpp"
 
 namespace mqtt::cli {
@@ -400,6 +401,14 @@ void finalize(connection_options& conn, const tls_options& tls) {
         conn.mqttsn = parts.mqttsn;
     }
     if (tls.requested()) conn.tls = true;
+    // UTF-8 Encoded Strings in CONNECT (the password is Binary Data): a broker closes the
+    // connection on one that is not well-formed, with no word of why.
+    for (const auto& [flag, value] :
+         {std::pair{"--id", &conn.client_id}, std::pair{"--id-prefix", &conn.id_prefix},
+          std::pair{"--username", &conn.username}}) {
+        if (protocol::validate_utf8(*value))
+            throw CLI::ValidationError(flag, "not valid UTF-8 (MQTT strings must be)");
+    }
     const bool v5 = conn.version == protocol_version::v5;
     if (conn.session_expiry != 0 && !v5)
         throw CLI::ValidationError("--session-expiry", "needs MQTT 5.0 (-V 5)");

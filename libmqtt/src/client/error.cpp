@@ -39,6 +39,8 @@ const char* describe(errc e) noexcept {
             return "TLS failed";
         case errc::websocket_failed:
             return "WebSocket handshake failed";
+        case errc::invalid_property:
+            return "a property that is not well-formed UTF-8";
     }
     return "unknown client error";
 }

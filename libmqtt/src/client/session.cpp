@@ -7,8 +7,29 @@
 #include "mqtt/protocol/errors.hpp"
 #include "mqtt/protocol/publish_codec.hpp"
 #include "mqtt/protocol/topic.hpp"
+#include "mqtt/protocol/utf8.hpp"
 
 namespace mqtt::client {
+
+namespace {
+
+// Whether every UTF-8 String property (§1.5.4) of `p` is well-formed (Binary Data ones,
+// Correlation Data and Authentication Data, may hold any bytes).
+bool strings_are_utf8(const protocol::properties& p) {
+    const auto ok = [](const std::optional<std::string>& s) {
+        return !s || !protocol::validate_utf8(*s);
+    };
+    if (!ok(p.content_type) || !ok(p.response_topic) || !ok(p.assigned_client_identifier) ||
+        !ok(p.authentication_method) || !ok(p.response_information) || !ok(p.server_reference) ||
+        !ok(p.reason_string)) {
+        return false;
+    }
+    return std::all_of(p.user_properties.begin(), p.user_properties.end(), [](const auto& kv) {
+        return !protocol::validate_utf8(kv.first) && !protocol::validate_utf8(kv.second);
+    });
+}
+
+}  // namespace
 
 using protocol::protocol_version;
 using protocol::qos;
@@ -216,7 +237,11 @@ bool session::restore_released(std::uint16_t id) {
 template <class P>
 result<std::uint16_t> session::publish_as(P&& p, std::uint16_t id, clock::time_point now) {
     if (state_ != session_state::connected) return errc::not_connected;
-    if (!protocol::is_valid_topic_name(p.topic)) return errc::invalid_topic_name;
+    // Whatever the application hands over goes out as valid MQTT: a string that is not
+    // well-formed UTF-8 would make the broker close the connection (MQTT-1.5.4-1).
+    if (!protocol::is_valid_topic_name(p.topic) || protocol::validate_utf8(p.topic))
+        return errc::invalid_topic_name;
+    if (!strings_are_utf8(p.props)) return errc::invalid_property;
     if (p.qos_level > maximum_qos_) return errc::qos_not_supported;
     if (p.retain && !retain_available_) return errc::retain_not_supported;
     if (p.props.topic_alias && *p.props.topic_alias > topic_alias_maximum_)
@@ -329,7 +354,9 @@ result<std::uint16_t> session::subscribe(std::vector<protocol::subscription> sub
                                          protocol::properties props, clock::time_point now) {
     if (state_ != session_state::connected) return errc::not_connected;
     for (const auto& s : subs)
-        if (!protocol::is_valid_topic_filter(s.filter)) return errc::invalid_topic_filter;
+        if (!protocol::is_valid_topic_filter(s.filter) || protocol::validate_utf8(s.filter))
+            return errc::invalid_topic_filter;
+    if (!strings_are_utf8(props)) return errc::invalid_property;
     auto id = allocate_id();
     if (!id) return id.error();
     protocol::subscribe_packet p{*id, std::move(subs), std::move(props)};
@@ -350,7 +377,9 @@ result<std::uint16_t> session::unsubscribe(std::vector<std::string> filters,
                                            protocol::properties props, clock::time_point now) {
     if (state_ != session_state::connected) return errc::not_connected;
     for (const auto& f : filters)
-        if (!protocol::is_valid_topic_filter(f)) return errc::invalid_topic_filter;
+        if (!protocol::is_valid_topic_filter(f) || protocol::validate_utf8(f))
+            return errc::invalid_topic_filter;
+    if (!strings_are_utf8(props)) return errc::invalid_property;
     auto id = allocate_id();
     if (!id) return id.error();
     protocol::unsubscribe_packet p{*id, std::move(filters), std::move(props)};

@@ -24,6 +24,7 @@ enum class errc {
     topic_alias_invalid,   // 0 or above the broker's Topic Alias Maximum
     tls_failed,            // TLS set-up or handshake: see connection::transport_error()
     websocket_failed,      // WebSocket (and wss: TLS) handshake: see transport_error()
+    invalid_property,      // a string property that is not well-formed UTF-8 (MQTT-1.5.4-1)
 };
 
 const std::error_category& client_category() noexcept;
