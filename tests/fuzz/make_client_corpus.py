@@ -8,9 +8,10 @@ fuzzer found) are kept.
 usage: make_client_corpus.py [OUT_DIR]   (default: tests/fuzz/corpus/client)
 """
 
-import hashlib
 import os
 import sys
+
+from seed_files import write_seeds
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fuzz", "corpus", "client")
@@ -49,11 +50,7 @@ def main():
     seeds.append(bytes([0x01, CONNACK, 0x02, 0x87, APP_PUBLISH, 0x09, 0]))
     seeds.append(bytes([0x01, CONNACK, 0x00, DISCONNECT, 0x8E, RECONNECT, CONNACK, 0x00]))
     seeds.append(bytes([0x01, CONNACK, 0x88, 2, PUBLISH, 0x90, 1, 0, 0, PUBLISH, 0x90, 1, 1, 0]))
-    os.makedirs(OUT, exist_ok=True)
-    for s in seeds:
-        with open(os.path.join(OUT, hashlib.sha1(s).hexdigest()), "wb") as f:
-            f.write(s)
-    print(f"{len(seeds)} seeds in {OUT}")
+    write_seeds(OUT, seeds)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import os
 import re
 import sys
 
+from seed_files import write_seeds
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fuzz", "corpus", "config")
 
@@ -112,12 +114,7 @@ def main():
                     "drop-oldest", "mqtts://host:8883"]:
         seed(seeds, HTTP, request)
 
-    # Named by content: files already there (inputs a fuzzer found) stay.
-    os.makedirs(OUT, exist_ok=True)
-    for s in seeds:
-        with open(os.path.join(OUT, hashlib.sha1(s).hexdigest()), "wb") as f:
-            f.write(s)
-    print(f"{len(seeds)} seeds in {OUT}")
+    write_seeds(OUT, seeds)
 
 
 if __name__ == "__main__":

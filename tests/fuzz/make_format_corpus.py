@@ -8,10 +8,11 @@ directory (inputs a fuzzer found) are kept.
 usage: make_format_corpus.py [OUT_DIR]   (default: tests/fuzz/corpus/format)
 """
 
-import hashlib
 import os
 import struct
 import sys
+
+from seed_files import write_seeds
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fuzz", "corpus", "format")
@@ -88,12 +89,7 @@ def main():
     ]:
         seeds.append(bytes([JSON_IN]) + line)
 
-    # Named by content: files already there (inputs a fuzzer found) stay.
-    os.makedirs(OUT, exist_ok=True)
-    for s in seeds:
-        with open(os.path.join(OUT, hashlib.sha1(s).hexdigest()), "wb") as f:
-            f.write(s)
-    print(f"{len(seeds)} seeds in {OUT}")
+    write_seeds(OUT, seeds)
 
 
 if __name__ == "__main__":
