@@ -196,6 +196,8 @@ TEST_CASE("metrics: HTTP request heads") {
     CHECK(parse_http_request("GET /metrics SPDY/3\r\n\r\n", r) == http_parse::bad);
     CHECK(parse_http_request("GET  HTTP/1.1\r\n\r\n", r) == http_parse::bad);
     CHECK(parse_http_request("GET /a b HTTP/1.1\r\n\r\n", r) == http_parse::bad);
+    // A query alone left an empty path (found by config_fuzz).
+    CHECK(parse_http_request("GET ?nope HTTP/1.1\r\n\r\n", r) == http_parse::bad);
     const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a');
     CHECK(parse_http_request(big, r) == http_parse::too_large);
     CHECK(parse_http_request(big + "\r\n\r\n", r) == http_parse::too_large);

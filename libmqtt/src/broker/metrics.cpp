@@ -366,6 +366,8 @@ http_parse parse_http_request(std::string_view bytes, http_request& out) {
         if (u <= 32 || u >= 127) return http_parse::bad;
     }
     if (version != "HTTP/1.1" && version != "HTTP/1.0") return http_parse::bad;
+    // A query without a path ("GET ?x") names no resource.
+    if (target.front() == '?') return http_parse::bad;
     out.method = std::string{method};
     out.target = std::string{target.substr(0, target.find('?'))};
     return http_parse::complete;
